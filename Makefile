@@ -1,0 +1,35 @@
+# Everything a newcomer needs: `make demo` and `make test` set up .venv and the Debian libraries.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+DEBS   := libopus0 portaudio19-dev espeak-ng sox pulseaudio pulseaudio-utils opus-tools ffmpeg \
+          xvfb xdotool python3-tk iproute2 util-linux
+
+.PHONY: all deps test demo bench lint clean
+
+all: test
+
+deps: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/ensure-debs.sh
+	@scripts/ensure-debs.sh $(DEBS)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	@$(PY) -m pip install -q -e '.[test,bench]'
+	@touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+demo: $(STAMP)
+	$(PY) examples/demo.py
+
+bench: $(STAMP)
+	$(PY) bench/run_all.py
+
+lint: $(STAMP)
+	$(PY) -m ruff check ptt tests bench examples
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache
