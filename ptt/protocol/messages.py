@@ -1,0 +1,407 @@
+"""Control messages: frozen dataclasses, one per message type.
+
+Every control datagram is one of these. ``ptt.protocol.wire`` turns them into bytes and back.
+Requests from a client carry ``txn`` (a transaction id, unique per session) so that the server can
+answer retransmissions from its response cache; unsolicited server messages that matter
+(``FloorGranted`` from the queue, ``FloorRevoked``) carry a server ``txn`` and are resent until the
+client answers with ``Ack``.
+
+Field types are restricted to what the wire validator understands: ``int``, ``float``, ``str``,
+``bytes``, ``bool``, ``X | None``, ``list[X]``, ``dict[str, X]``, IntEnums and the nested record
+dataclasses defined here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+PROTOCOL_VERSION = 1
+
+
+class MsgType(IntEnum):
+    """The first element after the version in every control datagram."""
+
+    # session
+    HELLO = 1
+    CHALLENGE = 2
+    LOGIN = 3
+    WELCOME = 4
+    HEARTBEAT = 5
+    HEARTBEAT_ACK = 6
+    BYE = 7
+    ACK = 8
+    ERROR = 9
+    # groups
+    JOIN = 20
+    JOINED = 21
+    LEAVE = 22
+    LEFT = 23
+    PRESENCE = 24
+    # floor
+    FLOOR_REQUEST = 40
+    FLOOR_RESPONSE = 41
+    FLOOR_RELEASE = 42
+    FLOOR_RELEASED = 43
+    FLOOR_GRANTED = 44
+    FLOOR_REVOKED = 45
+    FLOOR_TAKEN = 46
+    FLOOR_IDLE = 47
+    QUEUE_POSITION = 48
+    # one-to-one calls
+    CALL = 60
+    CALL_RESPONSE = 61
+    # administration (coordinator)
+    ADMIN = 80
+    ADMIN_RESPONSE = 81
+
+
+class Priority(IntEnum):
+    """Floor priorities: a higher value pre-empts a lower holder."""
+
+    NORMAL = 0
+    HIGH = 1  # coordinator, dispatcher
+    EMERGENCY = 2
+
+
+class FloorResult(IntEnum):
+    GRANTED = 0
+    QUEUED = 1
+    DENIED = 2
+
+
+class DenyCause(IntEnum):
+    NONE = 0
+    NOT_MEMBER = 1
+    LISTEN_ONLY = 2
+    QUEUE_FULL = 3
+    RETRY_LATER = 4
+    NOT_ALLOWED = 5  # priority not permitted for this role
+    NO_SESSION = 6
+
+
+class RevokeCause(IntEnum):
+    PREEMPTED = 1
+    MAX_TALK_TIME = 2
+    SILENCE = 3  # no voice from the holder for T1
+    SESSION_LOST = 4
+    REMOVED = 5  # removed from the group, or the group deleted
+    NO_START = 6  # granted from the queue but never started talking (T132-like)
+
+
+class Role(IntEnum):
+    VOLUNTEER = 0
+    DISPATCHER = 1
+    COORDINATOR = 2
+
+
+class ErrorCode(IntEnum):
+    """Codes of ``Error`` answers; the CLI maps them to one-line messages."""
+
+    BAD_REQUEST = 1
+    NO_SESSION = 2
+    AUTH_FAILED = 3
+    FORBIDDEN = 4
+    NOT_FOUND = 5
+    CONFLICT = 6
+    INVALID = 7
+    NOT_MEMBER = 8
+    INTERNAL = 9
+    RATE_LIMITED = 10
+
+
+# --- nested records ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MemberInfo:
+    user: str
+    online: bool
+    listen_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class GroupState:
+    """What a member learns when joining a group (and what ``group show`` prints)."""
+
+    group: str
+    group_id: int
+    members: list[MemberInfo]
+    talker: str | None = None
+    burst_id: int = 0
+    queue: list[str] = field(default_factory=list)
+    max_talk_ms: int = 30_000
+    mode: str = "relay"
+    mcast_addr: str | None = None
+    mcast_port: int = 0
+
+
+# --- session -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """First step of login: the client names itself and sends its nonce."""
+
+    txn: int
+    user: str
+    client_nonce: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    txn: int
+    server_nonce: bytes
+    salt: bytes
+    iterations: int
+
+
+@dataclass(frozen=True, slots=True)
+class Login:
+    """Second step: proof = HMAC(verifier, client_nonce || server_nonce); the token never travels."""
+
+    txn: int
+    user: str
+    client_nonce: bytes
+    server_nonce: bytes
+    proof: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    txn: int
+    session_id: int
+    role: Role
+    heartbeat_ms: int
+    session_timeout_ms: int
+    groups: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    txn: int
+    session_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatAck:
+    txn: int
+
+
+@dataclass(frozen=True, slots=True)
+class Bye:
+    txn: int
+    session_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """Acknowledges a request without payload, or an unsolicited server message by its txn."""
+
+    txn: int
+    session_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    txn: int
+    code: ErrorCode
+    message: str
+
+
+# --- groups ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    txn: int
+    session_id: int
+    group: str
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    txn: int
+    state: GroupState
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    txn: int
+    session_id: int
+    group: str
+
+
+@dataclass(frozen=True, slots=True)
+class Left:
+    txn: int
+    group: str
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """A member came online or went offline (announced to the group, not acknowledged)."""
+
+    group: str
+    user: str
+    online: bool
+
+
+# --- floor -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FloorRequest:
+    txn: int
+    session_id: int
+    group: str
+    priority: Priority = Priority.NORMAL
+
+
+@dataclass(frozen=True, slots=True)
+class FloorResponse:
+    txn: int
+    group: str
+    result: FloorResult
+    burst_id: int = 0
+    position: int = 0
+    cause: DenyCause = DenyCause.NONE
+    max_talk_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FloorRelease:
+    txn: int
+    session_id: int
+    group: str
+    burst_id: int = 0  # 0 also withdraws a queued request
+
+
+@dataclass(frozen=True, slots=True)
+class FloorReleased:
+    txn: int
+    group: str
+
+
+@dataclass(frozen=True, slots=True)
+class FloorGranted:
+    """Unsolicited grant (from the queue, or after pre-emption); acknowledged with ``Ack``."""
+
+    txn: int
+    group: str
+    burst_id: int
+    max_talk_ms: int
+    start_within_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class FloorRevoked:
+    """The holder must stop within ``grace_ms``; acknowledged with ``Ack``."""
+
+    txn: int
+    group: str
+    burst_id: int
+    cause: RevokeCause
+    grace_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class FloorTaken:
+    """Announced to every member: ``talker`` now holds the floor with ``burst_id``."""
+
+    group: str
+    talker: str
+    burst_id: int
+    priority: Priority
+    max_talk_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class FloorIdle:
+    """Announced to every member: nobody holds the floor; ``burst_id`` is the burst that ended."""
+
+    group: str
+    burst_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueuePosition:
+    group: str
+    position: int  # 1-based; 0 means no longer queued
+
+
+# --- one-to-one calls --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """Ask for a private two-member group with ``peer``; answered with ``CallResponse``."""
+
+    txn: int
+    session_id: int
+    peer: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallResponse:
+    txn: int
+    group: str
+
+
+# --- administration ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Admin:
+    """A coordinator's command: ``op`` such as "group.create", ``args`` its arguments."""
+
+    txn: int
+    session_id: int
+    op: str
+    args: dict[str, str | int | bool | list[str] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class AdminResponse:
+    txn: int
+    result: dict[str, str | int | bool | list[str] | list[dict[str, str | int | bool | None]] | None]
+
+
+Message = (
+    Hello | Challenge | Login | Welcome | Heartbeat | HeartbeatAck | Bye | Ack | Error
+    | Join | Joined | Leave | Left | Presence
+    | FloorRequest | FloorResponse | FloorRelease | FloorReleased | FloorGranted | FloorRevoked
+    | FloorTaken | FloorIdle | QueuePosition | Call | CallResponse | Admin | AdminResponse
+)
+
+MESSAGE_TYPES: dict[MsgType, type] = {
+    MsgType.HELLO: Hello,
+    MsgType.CHALLENGE: Challenge,
+    MsgType.LOGIN: Login,
+    MsgType.WELCOME: Welcome,
+    MsgType.HEARTBEAT: Heartbeat,
+    MsgType.HEARTBEAT_ACK: HeartbeatAck,
+    MsgType.BYE: Bye,
+    MsgType.ACK: Ack,
+    MsgType.ERROR: Error,
+    MsgType.JOIN: Join,
+    MsgType.JOINED: Joined,
+    MsgType.LEAVE: Leave,
+    MsgType.LEFT: Left,
+    MsgType.PRESENCE: Presence,
+    MsgType.FLOOR_REQUEST: FloorRequest,
+    MsgType.FLOOR_RESPONSE: FloorResponse,
+    MsgType.FLOOR_RELEASE: FloorRelease,
+    MsgType.FLOOR_RELEASED: FloorReleased,
+    MsgType.FLOOR_GRANTED: FloorGranted,
+    MsgType.FLOOR_REVOKED: FloorRevoked,
+    MsgType.FLOOR_TAKEN: FloorTaken,
+    MsgType.FLOOR_IDLE: FloorIdle,
+    MsgType.QUEUE_POSITION: QueuePosition,
+    MsgType.CALL: Call,
+    MsgType.CALL_RESPONSE: CallResponse,
+    MsgType.ADMIN: Admin,
+    MsgType.ADMIN_RESPONSE: AdminResponse,
+}
+
+TYPE_OF: dict[type, MsgType] = {cls: t for t, cls in MESSAGE_TYPES.items()}

@@ -1,0 +1,222 @@
+"""Control messages to bytes and back.
+
+A control datagram is a msgpack array ``[PROTOCOL_VERSION, MsgType, field1, field2, ...]`` with the
+fields in dataclass order. Decoding validates every field against the dataclass annotations, so
+``decode_message`` returns a well-typed message or raises :class:`~ptt.errors.ProtocolError`, and
+nothing else, for any input bytes.
+
+Voice datagrams are not msgpack: they start with ``VOICE_MAGIC`` (see ``ptt.protocol.voice``), which
+no msgpack array starts with, so one socket can carry both (:func:`is_voice`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from enum import IntEnum
+from functools import cache
+from typing import Any, Callable
+
+import msgpack
+
+from ptt.errors import ProtocolError
+from ptt.protocol.messages import MESSAGE_TYPES, PROTOCOL_VERSION, TYPE_OF, Message, MsgType
+
+MAX_DATAGRAM = 60_000  # no control message comes near; anything larger is dropped unread
+MAX_STR = 1_000
+MAX_BYTES = 4_096
+MAX_ITEMS = 10_000
+VOICE_MAGIC = 0x56  # "V": a positive fixint, never the first byte of a msgpack array
+
+_Conv = Callable[[Any], Any]
+
+
+def is_voice(data: bytes) -> bool:
+    """True when ``data`` is a voice datagram rather than a control message."""
+    return len(data) > 0 and data[0] == VOICE_MAGIC
+
+
+def encode_message(msg: Message) -> bytes:
+    """Serialise one control message."""
+    try:
+        mtype = TYPE_OF[type(msg)]
+    except KeyError:
+        raise ProtocolError(f"not a control message: {type(msg).__name__}") from None
+    return msgpack.packb(
+        [PROTOCOL_VERSION, int(mtype), *(_to_wire(getattr(msg, f.name)) for f in _fields(type(msg)))],
+        use_bin_type=True,
+    )
+
+
+def decode_message(data: bytes) -> Message:
+    """Parse one control datagram; raises ProtocolError for anything malformed."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ProtocolError("datagram is not bytes")
+    if len(data) > MAX_DATAGRAM:
+        raise ProtocolError(f"datagram too large ({len(data)} bytes)")
+    if not data:
+        raise ProtocolError("empty datagram")
+    try:
+        items = msgpack.unpackb(
+            data,
+            raw=False,
+            use_list=True,
+            strict_map_key=True,
+            max_str_len=MAX_STR * 4,
+            max_bin_len=MAX_BYTES,
+            max_array_len=MAX_ITEMS,
+            max_map_len=MAX_ITEMS,
+            max_ext_len=0,
+        )
+    except Exception as exc:  # msgpack raises many types; all mean "malformed"
+        raise ProtocolError(f"malformed datagram: {type(exc).__name__}") from None
+    if not isinstance(items, list) or len(items) < 2:
+        raise ProtocolError("datagram is not a message array")
+    version, mtype = items[0], items[1]
+    if version != PROTOCOL_VERSION or type(version) is not int:
+        raise ProtocolError(f"unsupported protocol version {version!r}")
+    if type(mtype) is not int or mtype not in MsgType._value2member_map_:
+        raise ProtocolError(f"unknown message type {mtype!r}")
+    cls = MESSAGE_TYPES[MsgType(mtype)]
+    return typing.cast(Message, _record_converter(cls)(items[2:]))
+
+
+# --- encoding ----------------------------------------------------------------------------------
+
+
+def _to_wire(value: Any) -> Any:
+    if isinstance(value, IntEnum):
+        return int(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [_to_wire(getattr(value, f.name)) for f in _fields(type(value))]
+    if isinstance(value, list):
+        return [_to_wire(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _to_wire(v) for k, v in value.items()}
+    return value
+
+
+# --- decoding with validation ------------------------------------------------------------------
+
+
+@cache
+def _fields(cls: type) -> tuple[dataclasses.Field[Any], ...]:
+    return dataclasses.fields(cls)
+
+
+@cache
+def _record_converter(cls: type) -> _Conv:
+    hints = typing.get_type_hints(cls)
+    fields = _fields(cls)
+    convs = [(f.name, _converter(hints[f.name])) for f in fields]
+    required = sum(
+        1
+        for f in fields
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    )
+
+    def conv(value: Any) -> Any:
+        if not isinstance(value, list):
+            raise ProtocolError(f"{cls.__name__}: expected an array")
+        if not required <= len(value) <= len(convs):
+            raise ProtocolError(f"{cls.__name__}: expected {required}-{len(convs)} fields")
+        kwargs = {}
+        for (name, c), v in zip(convs, value):
+            try:
+                kwargs[name] = c(v)
+            except ProtocolError as exc:
+                raise ProtocolError(f"{cls.__name__}.{name}: {exc}") from None
+        return cls(**kwargs)
+
+    return conv
+
+
+def _converter(tp: Any) -> _Conv:  # noqa: C901 - one branch per supported annotation
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        convs = [_converter(o) for o in options if o is not type(None)]
+        allow_none = type(None) in options
+
+        def union(v: Any) -> Any:
+            if v is None:
+                if allow_none:
+                    return None
+                raise ProtocolError("unexpected nil")
+            for c in convs:
+                try:
+                    return c(v)
+                except ProtocolError:
+                    continue
+            raise ProtocolError(f"value of type {type(v).__name__} fits no option")
+
+        return union
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        item = _converter(item_tp)
+
+        def lst(v: Any) -> Any:
+            if not isinstance(v, list):
+                raise ProtocolError("expected an array")
+            return [item(x) for x in v]
+
+        return lst
+    if origin is dict:
+        _, val_tp = typing.get_args(tp)
+        val = _converter(val_tp)
+
+        def dct(v: Any) -> Any:
+            if not isinstance(v, dict):
+                raise ProtocolError("expected a map")
+            out = {}
+            for k, x in v.items():
+                if not isinstance(k, str) or len(k) > MAX_STR:
+                    raise ProtocolError("map keys must be short strings")
+                out[k] = val(x)
+            return out
+
+        return dct
+    if isinstance(tp, type) and issubclass(tp, IntEnum):
+        enum_tp = tp
+
+        def enum(v: Any) -> Any:
+            if type(v) is not int or v not in enum_tp._value2member_map_:
+                raise ProtocolError(f"invalid {enum_tp.__name__} {v!r}")
+            return enum_tp(v)
+
+        return enum
+    if dataclasses.is_dataclass(tp):
+        return _record_converter(typing.cast(type, tp))
+    if tp is bool:
+        return _exact(bool)
+    if tp is int:
+        return _exact(int)
+    if tp is float:
+
+        def flt(v: Any) -> Any:
+            if type(v) not in (int, float):
+                raise ProtocolError("expected a number")
+            return float(v)
+
+        return flt
+    if tp is str:
+
+        def string(v: Any) -> Any:
+            if type(v) is not str or len(v) > MAX_STR:
+                raise ProtocolError("expected a short string")
+            return v
+
+        return string
+    if tp is bytes:
+        return _exact(bytes)
+    raise TypeError(f"unsupported annotation {tp!r}")  # a bug in messages.py, caught by tests
+
+
+def _exact(t: type) -> _Conv:
+    def conv(v: Any) -> Any:
+        if type(v) is not t:
+            raise ProtocolError(f"expected {t.__name__}, got {type(v).__name__}")
+        return v
+
+    return conv
