@@ -51,6 +51,7 @@ class MsgType(IntEnum):
     # one-to-one calls
     CALL = 60
     CALL_RESPONSE = 61
+    INCOMING_CALL = 62
     # administration (coordinator)
     ADMIN = 80
     ADMIN_RESPONSE = 81
@@ -348,6 +349,15 @@ class CallResponse:
     group: str
 
 
+@dataclass(frozen=True, slots=True)
+class IncomingCall:
+    """Unsolicited, acknowledged: ``peer`` opened the private group ``group`` with you."""
+
+    txn: int
+    group: str
+    peer: str
+
+
 # --- administration ----------------------------------------------------------------------------
 
 
@@ -371,7 +381,8 @@ Message = (
     Hello | Challenge | Login | Welcome | Heartbeat | HeartbeatAck | Bye | Ack | Error
     | Join | Joined | Leave | Left | Presence
     | FloorRequest | FloorResponse | FloorRelease | FloorReleased | FloorGranted | FloorRevoked
-    | FloorTaken | FloorIdle | QueuePosition | Call | CallResponse | Admin | AdminResponse
+    | FloorTaken | FloorIdle | QueuePosition | Call | CallResponse | IncomingCall | Admin
+    | AdminResponse
 )
 
 MESSAGE_TYPES: dict[MsgType, type] = {
@@ -400,6 +411,7 @@ MESSAGE_TYPES: dict[MsgType, type] = {
     MsgType.QUEUE_POSITION: QueuePosition,
     MsgType.CALL: Call,
     MsgType.CALL_RESPONSE: CallResponse,
+    MsgType.INCOMING_CALL: IncomingCall,
     MsgType.ADMIN: Admin,
     MsgType.ADMIN_RESPONSE: AdminResponse,
 }

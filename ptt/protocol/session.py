@@ -1,0 +1,83 @@
+"""Sessions on the server: who is logged in, from where, and until when.
+
+A session is created by a successful login and bound to the client's address. Every datagram from
+that address refreshes it; a session not heard from for ``timeout`` seconds expires. Expiry is found
+with a heap of deadlines checked lazily, so heartbeats cost a dict lookup and an assignment.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+
+from ptt.protocol.messages import Role
+
+Addr = tuple[str, int] | tuple[str, int, int, int]
+
+HEARTBEAT_INTERVAL = 1.0  # clients heartbeat this often: a restarted server is noticed within ~1 s
+SESSION_TIMEOUT = 5.0  # missed heartbeats for this long -> the session expires
+
+
+@dataclass(slots=True, eq=False)
+class Session:
+    session_id: int
+    user: str
+    role: Role
+    addr: Addr
+    last_seen: float
+    key: bytes = b""
+    joined: set[str] = field(default_factory=set)
+
+
+class SessionTable:
+    """Sessions by id, by address and by user (one session per user: a new login replaces)."""
+
+    def __init__(self, timeout: float = SESSION_TIMEOUT) -> None:
+        self.timeout = timeout
+        self.by_id: dict[int, Session] = {}
+        self.by_addr: dict[Addr, Session] = {}
+        self.by_user: dict[str, Session] = {}
+        self._heap: list[tuple[float, int]] = []
+
+    def __len__(self) -> int:
+        return len(self.by_id)
+
+    def add(self, session: Session) -> None:
+        self.by_id[session.session_id] = session
+        self.by_addr[session.addr] = session
+        self.by_user[session.user] = session
+        heapq.heappush(self._heap, (session.last_seen + self.timeout, session.session_id))
+
+    def remove(self, session: Session) -> None:
+        if self.by_id.get(session.session_id) is session:
+            del self.by_id[session.session_id]
+        if self.by_addr.get(session.addr) is session:
+            del self.by_addr[session.addr]
+        if self.by_user.get(session.user) is session:
+            del self.by_user[session.user]
+
+    def lookup(self, session_id: int, addr: Addr) -> Session | None:
+        """The session with this id, only if the datagram came from its address."""
+        s = self.by_id.get(session_id)
+        if s is None or s.addr != addr:
+            return None
+        return s
+
+    def get_timer(self) -> float | None:
+        return self._heap[0][0] if self._heap else None
+
+    def expired(self, now: float) -> list[Session]:
+        """Sessions whose deadline passed; still-live ones are re-armed at their real deadline."""
+        out: list[Session] = []
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            _, sid = heapq.heappop(heap)
+            s = self.by_id.get(sid)
+            if s is None:
+                continue
+            deadline = s.last_seen + self.timeout
+            if deadline <= now:
+                out.append(s)
+            else:
+                heapq.heappush(heap, (deadline, sid))
+        return out

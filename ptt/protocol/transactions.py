@@ -1,0 +1,159 @@
+"""Reliable control over UDP: retransmission with backoff, response caches, acknowledged sends.
+
+Three pieces, all sans-I/O (``now`` passed in, deadlines read with ``get_timer()``):
+
+- :class:`Retransmitter` resends a datagram until it is answered or gives up. The first retry comes
+  after ``RETRY_FIRST`` (100 ms); the interval doubles up to ``RETRY_CAP``; the whole attempt ends
+  after ``RETRY_TOTAL`` (under 6 s, as MCPTT asks of floor control). The client uses it for requests,
+  the server for unsolicited messages that matter (a grant from the queue, a revoke).
+- :class:`ResponseCache` remembers the encoded answer to each (peer, txn), so a retransmitted request
+  is answered again without being executed twice (as BFCP over UDP does).
+- :class:`SeenSet` lets a receiver of acknowledged messages ack a duplicate without acting on it again.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Generic, Hashable, TypeVar
+
+RETRY_FIRST = 0.1
+RETRY_CAP = 1.0
+RETRY_TOTAL = 5.5
+CACHE_TTL = 8.0  # longer than a client's whole retransmission window
+CACHE_MAX = 100_000
+
+K = TypeVar("K", bound=Hashable)
+
+
+@dataclass(slots=True)
+class _Pending:
+    data: bytes
+    dest: object
+    first_sent: float
+    next_at: float
+    interval: float
+    tries: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Expired(Generic[K]):
+    """A transaction that got no answer within ``RETRY_TOTAL``."""
+
+    key: K
+    dest: object
+
+
+class Retransmitter(Generic[K]):
+    """Datagrams awaiting an answer, keyed by transaction id (or (peer, txn))."""
+
+    def __init__(
+        self, first: float = RETRY_FIRST, cap: float = RETRY_CAP, total: float = RETRY_TOTAL
+    ) -> None:
+        self._first, self._cap, self._total = first, cap, total
+        self._pending: dict[K, _Pending] = {}
+        self._heap: list[tuple[float, int, K]] = []
+        self._seq = 0
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._pending
+
+    def add(self, key: K, data: bytes, dest: object, now: float) -> None:
+        """Track ``data`` (already sent once by the caller) until ``ack(key)``."""
+        p = _Pending(data, dest, now, now + self._first, self._first)
+        self._pending[key] = p
+        self._push(p.next_at, key)
+
+    def ack(self, key: K) -> bool:
+        """The answer arrived; returns False for an unknown or already answered key."""
+        return self._pending.pop(key, None) is not None
+
+    def cancel_where(self, dest: object) -> None:
+        """Forget everything addressed to ``dest`` (a session that is gone)."""
+        for key in [k for k, p in self._pending.items() if p.dest == dest]:
+            del self._pending[key]
+
+    def get_timer(self) -> float | None:
+        while self._heap:
+            at, _, key = self._heap[0]
+            p = self._pending.get(key)
+            if p is not None and p.next_at == at:
+                return at
+            heapq.heappop(self._heap)
+        return None
+
+    def handle_timer(self, now: float) -> tuple[list[tuple[bytes, object]], list[Expired[K]]]:
+        """Due retransmissions as (data, dest), and transactions that gave up."""
+        resend: list[tuple[bytes, object]] = []
+        expired: list[Expired[K]] = []
+        while self._heap and self._heap[0][0] <= now:
+            at, _, key = heapq.heappop(self._heap)
+            p = self._pending.get(key)
+            if p is None or p.next_at != at:
+                continue
+            if now - p.first_sent >= self._total:
+                del self._pending[key]
+                expired.append(Expired(key, p.dest))
+                continue
+            resend.append((p.data, p.dest))
+            p.tries += 1
+            p.interval = min(p.interval * 2, self._cap)
+            p.next_at = min(now + p.interval, p.first_sent + self._total)
+            self._push(p.next_at, key)
+        return resend, expired
+
+    def _push(self, at: float, key: K) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (at, self._seq, key))
+
+
+@dataclass(slots=True)
+class ResponseCache(Generic[K]):
+    """Encoded answers by (peer, txn), expiring after ``ttl`` seconds."""
+
+    ttl: float = CACHE_TTL
+    max_entries: int = CACHE_MAX
+    _entries: OrderedDict[K, tuple[float, bytes]] = field(default_factory=OrderedDict)
+
+    def get(self, key: K, now: float) -> bytes | None:
+        hit = self._entries.get(key)
+        if hit is None or hit[0] < now:
+            return None
+        return hit[1]
+
+    def put(self, key: K, data: bytes, now: float) -> None:
+        self._entries[key] = (now + self.ttl, data)
+        self._entries.move_to_end(key)
+        self.expire(now)
+
+    def expire(self, now: float) -> None:
+        entries = self._entries
+        while entries:
+            key, (until, _) = next(iter(entries.items()))
+            if until >= now and len(entries) <= self.max_entries:
+                break
+            del entries[key]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+@dataclass(slots=True)
+class SeenSet(Generic[K]):
+    """Recently handled keys, so a resent message is acked but not acted on twice."""
+
+    capacity: int = 1024
+    _keys: OrderedDict[K, None] = field(default_factory=OrderedDict)
+
+    def check_and_add(self, key: K) -> bool:
+        """True the first time ``key`` is seen."""
+        if key in self._keys:
+            return False
+        self._keys[key] = None
+        if len(self._keys) > self.capacity:
+            self._keys.popitem(last=False)
+        return True

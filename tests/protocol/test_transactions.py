@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from ptt.protocol.transactions import (RETRY_FIRST, RETRY_TOTAL, ResponseCache, Retransmitter,
+                                       SeenSet)
+
+
+def test_retransmit_schedule_backs_off_and_gives_up_under_six_seconds() -> None:
+    rt: Retransmitter[int] = Retransmitter()
+    rt.add(1, b"req", "server", now=0.0)
+    sends = []
+    expired = []
+    now = 0.0
+    while len(rt) and now < 10:
+        now = rt.get_timer()
+        assert now is not None
+        resend, gone = rt.handle_timer(now)
+        sends += [now for _ in resend]
+        expired += gone
+    assert sends[0] == RETRY_FIRST  # first retry within 100 ms
+    gaps = [b - a for a, b in zip([0.0] + sends, sends)]
+    assert all(g2 >= g1 for g1, g2 in zip(gaps, gaps[1:-1]))  # non-decreasing backoff
+    assert [e.key for e in expired] == [1]
+    assert now <= RETRY_TOTAL < 6.0
+
+
+def test_ack_stops_retransmission() -> None:
+    rt: Retransmitter[int] = Retransmitter()
+    rt.add(1, b"a", None, 0.0)
+    rt.add(2, b"b", None, 0.0)
+    assert rt.ack(1) and not rt.ack(1)
+    resend, _ = rt.handle_timer(0.1)
+    assert resend == [(b"b", None)]
+
+
+def test_response_cache_answers_until_ttl() -> None:
+    c: ResponseCache[tuple[str, int]] = ResponseCache(ttl=2.0)
+    c.put(("a", 1), b"answer", 0.0)
+    assert c.get(("a", 1), 1.9) == b"answer"
+    assert c.get(("a", 2), 1.0) is None
+    assert c.get(("a", 1), 2.1) is None
+    c.expire(3.0)
+    assert len(c) == 0
+
+
+def test_seen_set_is_bounded() -> None:
+    s: SeenSet[int] = SeenSet(capacity=3)
+    assert s.check_and_add(1) and not s.check_and_add(1)
+    for k in (2, 3, 4):
+        s.check_and_add(k)
+    assert s.check_and_add(1)  # evicted, so new again
