@@ -26,6 +26,7 @@ class Session:
     addr: Addr
     last_seen: float
     key: bytes = b""
+    notice_at: float = 0.0  # last "you do not hold the floor" notice (rate limit)
     joined: set[str] = field(default_factory=set)
 
 

@@ -1,0 +1,546 @@
+"""The client's protocol core: login, heartbeats, groups and the participant floor state machine.
+
+Sans-I/O like the server core::
+
+    core.connect(now)                      # then core.join("volunteers", now), ...
+    core.receive_datagram(data, now)       # every datagram from the server
+    core.handle_timer(now)                 # when now >= core.get_timer()
+    core.datagrams_to_send() -> [bytes]    # to the server
+    core.events() -> [ClientEvent]         # what the UI and the media path react to
+
+Per group the participant is in one :class:`Participation` state (MCPTT's floor participant states):
+
+================  ====================================  ==========================================
+state             entered by                            left by
+================  ====================================  ==========================================
+NO_PERMISSION     start; denied; released; revoked      request_floor()
+PENDING_REQUEST   request_floor()                       granted / queued / denied / timeout
+QUEUED            FloorResponse QUEUED                  FloorGranted; release_floor() (withdraw)
+HAS_PERMISSION    granted (answer or from the queue)    release_floor(); FloorRevoked; newer burst
+PENDING_RELEASE   release_floor()                       FloorReleased; timeout
+================  ====================================  ==========================================
+
+The connection heals itself: ``Error(NO_SESSION)`` (a restarted server) or silence from the server
+for ``session_timeout`` starts a new login, and every group that was joined is joined again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Callable
+
+from ptt.errors import ProtocolError
+from ptt.protocol import auth
+from ptt.protocol import messages as m
+from ptt.protocol.session import HEARTBEAT_INTERVAL, SESSION_TIMEOUT
+from ptt.protocol.transactions import Retransmitter, SeenSet
+from ptt.protocol.wire import decode_message, encode_message, is_voice
+
+RELOGIN_FIRST = 0.2
+RELOGIN_CAP = 2.0
+BURST_SPACE = 1 << 32
+
+
+class ConnState(Enum):
+    DISCONNECTED = "disconnected"
+    LOGGING_IN = "logging in"
+    CONNECTED = "connected"
+
+
+class Participation(Enum):
+    NO_PERMISSION = "idle"
+    PENDING_REQUEST = "requesting"
+    QUEUED = "queued"
+    HAS_PERMISSION = "talking"
+    PENDING_RELEASE = "releasing"
+
+
+# --- events out --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    session_id: int
+    role: m.Role
+    groups: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoginFailed:
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class GroupJoined:
+    state: m.GroupState
+
+
+@dataclass(frozen=True, slots=True)
+class GroupLeft:
+    group: str
+
+
+@dataclass(frozen=True, slots=True)
+class TalkerChanged:
+    group: str
+    talker: str | None
+    burst_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceChanged:
+    group: str
+    user: str
+    online: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FloorStateChanged:
+    """The participant state in ``group`` changed; ``detail`` carries the cause or position."""
+
+    group: str
+    state: Participation
+    burst_id: int = 0
+    position: int = 0
+    deny_cause: m.DenyCause = m.DenyCause.NONE
+    revoke_cause: m.RevokeCause | None = None
+    max_talk_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFailed:
+    what: str
+    group: str
+    message: str
+    code: m.ErrorCode | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingCall:
+    group: str
+    peer: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallOpened:
+    group: str
+    peer: str
+
+
+@dataclass(frozen=True, slots=True)
+class AdminResult:
+    txn: int
+    result: dict[str, object] | None
+    error: tuple[m.ErrorCode, str] | None
+
+
+ClientEvent = (
+    Connected | Disconnected | LoginFailed | GroupJoined | GroupLeft | TalkerChanged
+    | PresenceChanged | FloorStateChanged | RequestFailed | IncomingCall | CallOpened | AdminResult
+)
+
+
+@dataclass(slots=True)
+class GroupView:
+    """What this client knows of one joined group."""
+
+    name: str
+    state: m.GroupState | None = None
+    talker: str | None = None
+    talker_burst: int = 0
+    participation: Participation = Participation.NO_PERMISSION
+    my_burst: int = 0
+    position: int = 0
+    online: set[str] = field(default_factory=set)
+    revoked: set[int] = field(default_factory=set)  # bursts revoked before their grant arrived
+
+
+def newer(a: int, b: int) -> bool:
+    """Serial-number comparison (RFC 1982) of 32-bit burst ids: is ``a`` after ``b``?"""
+    return a != b and ((a - b) % BURST_SPACE) < BURST_SPACE // 2
+
+
+class ClientCore:
+    def __init__(self, user: str, token: str, entropy: Callable[[int], bytes]) -> None:
+        self.user = user
+        self._token = token
+        self._entropy = entropy
+        self.conn = ConnState.DISCONNECTED
+        self.session_id = 0
+        self.role = m.Role.VOLUNTEER
+        self.groups: dict[str, GroupView] = {}
+        self.heartbeat = HEARTBEAT_INTERVAL
+        self.session_timeout = SESSION_TIMEOUT
+        self._out: list[bytes] = []
+        self._events: list[ClientEvent] = []
+        self._rt: Retransmitter[int] = Retransmitter()
+        self._pending: dict[int, tuple[str, str]] = {}  # txn -> (what, group)
+        self._txn = int.from_bytes(entropy(2), "big")
+        self._seen: SeenSet[int] = SeenSet()
+        self._client_nonce = b""
+        self._next_heartbeat: float | None = None
+        self._last_heard = 0.0
+        self._relogin_at: float | None = None
+        self._relogin_backoff = RELOGIN_FIRST
+        self._verifier_cache: tuple[bytes, int, bytes] | None = None
+
+    # --- outputs ------------------------------------------------------------------------------
+
+    def datagrams_to_send(self) -> list[bytes]:
+        out, self._out = self._out, []
+        return out
+
+    def events(self) -> list[ClientEvent]:
+        ev, self._events = self._events, []
+        return ev
+
+    def get_timer(self) -> float | None:
+        ts = [t for t in (self._rt.get_timer(), self._next_heartbeat, self._relogin_at)
+              if t is not None]
+        if self.conn is ConnState.CONNECTED:
+            ts.append(self._last_heard + self.session_timeout)
+        return min(ts) if ts else None
+
+    # --- API ----------------------------------------------------------------------------------
+
+    def connect(self, now: float) -> None:
+        """Start logging in (again)."""
+        self.conn = ConnState.LOGGING_IN
+        self.session_id = 0
+        self._relogin_at = None
+        self._next_heartbeat = None
+        self._client_nonce = self._entropy(16)
+        self._request("hello", "", lambda t: m.Hello(t, self.user, self._client_nonce), now)
+
+    def close(self, now: float) -> None:
+        """Say goodbye (best effort, not retransmitted) and stop all timers."""
+        if self.conn is ConnState.CONNECTED:
+            self._txn_next()
+            self._out.append(encode_message(m.Bye(self._txn, self.session_id)))
+        self.conn = ConnState.DISCONNECTED
+        self._rt = Retransmitter()
+        self._pending.clear()
+        self._next_heartbeat = self._relogin_at = None
+
+    def join(self, group: str, now: float) -> None:
+        self.groups.setdefault(group, GroupView(group))
+        if self.conn is ConnState.CONNECTED:
+            self._request("join", group, lambda t: m.Join(t, self.session_id, group), now)
+
+    def leave(self, group: str, now: float) -> None:
+        if self.groups.pop(group, None) is not None and self.conn is ConnState.CONNECTED:
+            self._request("leave", group, lambda t: m.Leave(t, self.session_id, group), now)
+
+    def request_floor(
+        self, group: str, now: float, priority: m.Priority = m.Priority.NORMAL
+    ) -> None:
+        g = self._group(group)
+        if g.participation in (Participation.HAS_PERMISSION, Participation.PENDING_REQUEST):
+            if priority == m.Priority.NORMAL:
+                return
+        self._set(g, Participation.PENDING_REQUEST)
+        self._request("floor", group,
+                      lambda t: m.FloorRequest(t, self.session_id, group, priority), now)
+
+    def release_floor(self, group: str, now: float) -> None:
+        g = self._group(group)
+        if g.participation is Participation.NO_PERMISSION:
+            return
+        burst = g.my_burst if g.participation is Participation.HAS_PERMISSION else 0
+        self._set(g, Participation.PENDING_RELEASE)
+        self._request("release", group,
+                      lambda t: m.FloorRelease(t, self.session_id, group, burst), now)
+
+    def call(self, peer: str, now: float) -> None:
+        self._request("call", peer, lambda t: m.Call(t, self.session_id, peer), now)
+
+    def admin(self, op: str, args: dict[str, object], now: float) -> int:
+        """Send a coordinator command; its answer comes as an AdminResult with this txn."""
+        return self._request("admin", "", lambda t: m.Admin(t, self.session_id, op, args), now)  # type: ignore[arg-type]
+
+    def participation(self, group: str) -> Participation:
+        g = self.groups.get(group)
+        return g.participation if g else Participation.NO_PERMISSION
+
+    def talk_route(self, group: str) -> tuple[int, int, int] | None:
+        """(group_id, session_id, burst_id) for voice headers while holding the floor, else None."""
+        g = self.groups.get(group)
+        if g is None or g.participation is not Participation.HAS_PERMISSION or g.state is None:
+            return None
+        return g.state.group_id, self.session_id, g.my_burst
+
+    # --- input --------------------------------------------------------------------------------
+
+    def receive_datagram(self, data: bytes, now: float) -> None:
+        if is_voice(data):
+            return  # the media path handles voice
+        try:
+            msg = decode_message(data)
+        except ProtocolError:
+            return
+        self._last_heard = now
+        self._handle(msg, now)
+
+    def handle_timer(self, now: float) -> None:
+        resend, expired = self._rt.handle_timer(now)
+        self._out.extend(d for d, _ in resend)
+        for e in expired:
+            what, group = self._pending.pop(e.key, ("", ""))
+            self._timed_out(what, group, now)
+        if self.conn is ConnState.CONNECTED:
+            if now >= self._last_heard + self.session_timeout:
+                self._lost("no answer from the server", now)
+            elif self._next_heartbeat is not None and now >= self._next_heartbeat:
+                self._txn_next()
+                self._out.append(encode_message(m.Heartbeat(self._txn, self.session_id)))
+                self._next_heartbeat = now + self.heartbeat
+        if self._relogin_at is not None and now >= self._relogin_at:
+            self.connect(now)
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _txn_next(self) -> int:
+        self._txn = (self._txn + 1) & 0x7FFFFFFF or 1
+        return self._txn
+
+    def _request(self, what: str, group: str, make: Callable[[int], m.Message], now: float) -> int:
+        txn = self._txn_next()
+        data = encode_message(make(txn))
+        self._pending[txn] = (what, group)
+        self._rt.add(txn, data, None, now)
+        self._out.append(data)
+        return txn
+
+    def _group(self, group: str) -> GroupView:
+        g = self.groups.get(group)
+        if g is None:
+            g = self.groups[group] = GroupView(group)
+        return g
+
+    def _set(self, g: GroupView, state: Participation, **detail: object) -> None:
+        g.participation = state
+        if state is not Participation.QUEUED:
+            g.position = 0
+        self._events.append(FloorStateChanged(g.name, state, burst_id=g.my_burst,
+                                              position=g.position, **detail))  # type: ignore[arg-type]
+
+    def _answered(self, txn: int) -> tuple[str, str] | None:
+        self._rt.ack(txn)
+        return self._pending.pop(txn, None)
+
+    def _handle(self, msg: m.Message, now: float) -> None:  # noqa: C901 - a dispatch table
+        if isinstance(msg, m.Challenge):
+            if self._answered(msg.txn) is not None:
+                self._on_challenge(msg, now)
+        elif isinstance(msg, m.Welcome):
+            if self._answered(msg.txn) is not None:
+                self._on_welcome(msg, now)
+        elif isinstance(msg, m.HeartbeatAck):
+            pass
+        elif isinstance(msg, m.Error):
+            ctx = self._answered(msg.txn)
+            if msg.code == m.ErrorCode.NO_SESSION and self.conn is ConnState.CONNECTED:
+                self._lost("the server forgot this session", now)  # e.g. it restarted
+            elif ctx is not None:
+                self._on_error(msg, ctx, now)
+        elif isinstance(msg, m.Joined):
+            if self._answered(msg.txn) is not None:
+                self._on_joined(msg.state)
+        elif isinstance(msg, m.Left):
+            if self._answered(msg.txn) is not None:
+                self._events.append(GroupLeft(msg.group))
+        elif isinstance(msg, m.FloorResponse):
+            if self._answered(msg.txn) is not None:
+                self._on_floor_response(msg, now)
+        elif isinstance(msg, m.FloorReleased):
+            ctx = self._answered(msg.txn)
+            g = self.groups.get(msg.group)
+            if ctx is not None and g and g.participation is Participation.PENDING_RELEASE:
+                self._set(g, Participation.NO_PERMISSION)
+        elif isinstance(msg, m.CallResponse):
+            ctx = self._answered(msg.txn)
+            if ctx is not None:
+                self._events.append(CallOpened(msg.group, ctx[1]))
+                self.join(msg.group, now)
+        elif isinstance(msg, m.AdminResponse):
+            if self._answered(msg.txn) is not None:
+                self._events.append(AdminResult(msg.txn, dict(msg.result), None))
+        elif isinstance(msg, (m.FloorGranted, m.FloorRevoked, m.IncomingCall)):
+            self._out.append(encode_message(m.Ack(msg.txn, self.session_id)))
+            if self._seen.check_and_add(msg.txn):
+                self._on_unsolicited(msg, now)
+        elif isinstance(msg, m.FloorTaken):
+            self._on_taken(msg.group, msg.talker, msg.burst_id)
+        elif isinstance(msg, m.FloorIdle):
+            self._on_idle(msg.group, msg.burst_id)
+        elif isinstance(msg, m.QueuePosition):
+            g = self.groups.get(msg.group)
+            if g and g.participation is Participation.QUEUED and msg.position > 0:
+                g.position = msg.position
+                self._set(g, Participation.QUEUED)
+        elif isinstance(msg, m.Presence):
+            g = self.groups.get(msg.group)
+            if g is not None:
+                (g.online.add if msg.online else g.online.discard)(msg.user)
+                self._events.append(PresenceChanged(msg.group, msg.user, msg.online))
+
+    def _on_challenge(self, msg: m.Challenge, now: float) -> None:
+        key = (msg.salt, msg.iterations)
+        if self._verifier_cache is None or self._verifier_cache[:2] != key:
+            verifier = auth.derive_verifier(self._token, msg.salt, msg.iterations)
+            self._verifier_cache = (msg.salt, msg.iterations, verifier)
+        verifier = self._verifier_cache[2]
+        proof = auth.login_proof(verifier, self._client_nonce, msg.server_nonce, self.user)
+        cn, sn = self._client_nonce, msg.server_nonce
+        self._request("login", "", lambda t: m.Login(t, self.user, cn, sn, proof), now)
+
+    def _on_welcome(self, msg: m.Welcome, now: float) -> None:
+        self.conn = ConnState.CONNECTED
+        self.session_id = msg.session_id
+        self.role = msg.role
+        self.heartbeat = msg.heartbeat_ms / 1000
+        self.session_timeout = msg.session_timeout_ms / 1000
+        self._last_heard = now
+        self._next_heartbeat = now + self.heartbeat
+        self._relogin_backoff = RELOGIN_FIRST
+        self._events.append(Connected(msg.session_id, msg.role, list(msg.groups)))
+        for name, g in self.groups.items():
+            if g.participation is not Participation.NO_PERMISSION:
+                g.my_burst = 0
+                self._set(g, Participation.NO_PERMISSION)
+            self._request("join", name, lambda t, n=name: m.Join(t, self.session_id, n), now)
+
+    def _on_error(self, msg: m.Error, ctx: tuple[str, str], now: float) -> None:
+        what, group = ctx
+        if what == "login":
+            self.conn = ConnState.DISCONNECTED
+            self._events.append(LoginFailed(msg.message))
+            return
+        g = self.groups.get(group)
+        if g is not None and what in ("floor", "release"):
+            self._set(g, Participation.NO_PERMISSION)
+        if what == "join":
+            self.groups.pop(group, None)
+        if what == "admin":
+            self._events.append(AdminResult(0, None, (msg.code, msg.message)))
+        self._events.append(RequestFailed(what, group, msg.message, msg.code))
+
+    def _on_joined(self, state: m.GroupState) -> None:
+        g = self._group(state.group)
+        g.state = state
+        g.online = {mi.user for mi in state.members if mi.online}
+        g.talker, g.talker_burst = state.talker, state.burst_id
+        self._events.append(GroupJoined(state))
+        if state.talker is not None:
+            self._events.append(TalkerChanged(state.group, state.talker, state.burst_id))
+
+    def _on_floor_response(self, msg: m.FloorResponse, now: float) -> None:
+        g = self._group(msg.group)
+        if g.participation is not Participation.PENDING_REQUEST:
+            if msg.result == m.FloorResult.GRANTED and g.participation is not (
+                    Participation.HAS_PERMISSION):
+                self._give_back(msg.group, msg.burst_id, now)
+            return
+        if msg.result == m.FloorResult.GRANTED:
+            g.my_burst = msg.burst_id
+            self._note_talker(g, self.user, msg.burst_id)
+            self._set(g, Participation.HAS_PERMISSION, max_talk_ms=msg.max_talk_ms)
+        elif msg.result == m.FloorResult.QUEUED:
+            g.position = msg.position
+            self._set(g, Participation.QUEUED)
+        else:
+            self._set(g, Participation.NO_PERMISSION, deny_cause=msg.cause)
+
+    def _on_unsolicited(self, msg: m.Message, now: float) -> None:
+        if isinstance(msg, m.IncomingCall):
+            self._events.append(IncomingCall(msg.group, msg.peer))
+            self.join(msg.group, now)
+            return
+        if isinstance(msg, m.FloorGranted):
+            g = self.groups.get(msg.group)
+            if g is not None and msg.burst_id in g.revoked:
+                return  # the revoke overtook this grant: the burst is already over
+            if g is None or g.participation not in (Participation.QUEUED,
+                                                    Participation.PENDING_REQUEST):
+                self._give_back(msg.group, msg.burst_id, now)  # nobody here wants it any more
+                return
+            g.my_burst = msg.burst_id
+            self._note_talker(g, self.user, msg.burst_id)
+            self._set(g, Participation.HAS_PERMISSION, max_talk_ms=msg.max_talk_ms)
+        elif isinstance(msg, m.FloorRevoked):
+            g = self.groups.get(msg.group)
+            if g is None:
+                return
+            if len(g.revoked) > 64:
+                g.revoked.clear()
+            g.revoked.add(msg.burst_id)
+            if g.my_burst == msg.burst_id and g.participation in (
+                    Participation.HAS_PERMISSION, Participation.PENDING_RELEASE):
+                g.my_burst = 0
+                self._set(g, Participation.NO_PERMISSION, revoke_cause=msg.cause)
+
+    def _give_back(self, group: str, burst_id: int, now: float) -> None:
+        self._request("release", group,
+                      lambda t: m.FloorRelease(t, self.session_id, group, burst_id), now)
+
+    def _note_talker(self, g: GroupView, talker: str | None, burst: int) -> None:
+        if (g.talker, g.talker_burst) != (talker, burst):
+            g.talker, g.talker_burst = talker, burst
+            self._events.append(TalkerChanged(g.name, talker, burst))
+
+    def _on_taken(self, group: str, talker: str, burst: int) -> None:
+        g = self.groups.get(group)
+        if g is None or (g.talker_burst and not newer(burst, g.talker_burst)
+                         and burst != g.talker_burst):
+            return  # an announcement older than what we know
+        self._note_talker(g, talker, burst)
+        if (talker != self.user and g.participation is Participation.HAS_PERMISSION
+                and newer(burst, g.my_burst)):
+            g.my_burst = 0  # the server moved on: our grant is over even if the revoke was lost
+            self._set(g, Participation.NO_PERMISSION, revoke_cause=m.RevokeCause.PREEMPTED)
+
+    def _on_idle(self, group: str, burst: int) -> None:
+        g = self.groups.get(group)
+        if g is None or (g.talker_burst and newer(g.talker_burst, burst)):
+            return
+        self._note_talker(g, None, burst)
+        if g.participation is Participation.HAS_PERMISSION and g.my_burst == burst:
+            g.my_burst = 0
+            self._set(g, Participation.NO_PERMISSION, revoke_cause=m.RevokeCause.SILENCE)
+
+    def _timed_out(self, what: str, group: str, now: float) -> None:
+        if what in ("hello", "login"):
+            self._schedule_relogin(now, "the server does not answer")
+            return
+        g = self.groups.get(group)
+        if g is not None and what in ("floor", "release") and g.participation in (
+                Participation.PENDING_REQUEST, Participation.PENDING_RELEASE):
+            self._set(g, Participation.NO_PERMISSION)
+        self._events.append(RequestFailed(what, group, "the server did not answer in time"))
+
+    def _lost(self, reason: str, now: float) -> None:
+        was = self.conn
+        self.conn = ConnState.DISCONNECTED
+        self._rt = Retransmitter()
+        self._pending.clear()
+        self._next_heartbeat = None
+        for g in self.groups.values():
+            if g.participation is not Participation.NO_PERMISSION:
+                g.my_burst = 0
+                self._set(g, Participation.NO_PERMISSION)
+        if was is ConnState.CONNECTED:
+            self._events.append(Disconnected(reason))
+        self.connect(now)
+
+    def _schedule_relogin(self, now: float, reason: str) -> None:
+        if self.conn is not ConnState.DISCONNECTED:
+            self._events.append(Disconnected(reason))
+        self.conn = ConnState.DISCONNECTED
+        self._relogin_at = now + self._relogin_backoff
+        self._relogin_backoff = min(self._relogin_backoff * 2, RELOGIN_CAP)

@@ -1,0 +1,668 @@
+"""The server's protocol core: sessions, groups, floors and relay routing, without I/O.
+
+Driven like aioquic's connection, by three things only::
+
+    core.receive_datagram(data, addr, now)   # control or voice; returns relay targets for voice
+    core.handle_timer(now)                   # when now >= core.get_timer()
+    core.<directory calls>                   # users/groups/members loaded or changed by the adapter
+
+and read with ``core.datagrams_to_send()`` (list of (bytes, addr)) and ``core.events()`` (what
+happened, for logs, metrics, recorders and administration). It never touches a socket, a clock or
+the database: the asyncio adapter in ``ptt.server`` does, and answers :class:`AdminCommand` events
+with :meth:`ServerCore.admin_reply` after changing the store.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ptt.errors import ProtocolError
+from ptt.protocol import auth
+from ptt.protocol import floor as fl
+from ptt.protocol import messages as m
+from ptt.protocol.session import HEARTBEAT_INTERVAL, SESSION_TIMEOUT, Addr, Session, SessionTable
+from ptt.protocol.transactions import ResponseCache, Retransmitter
+from ptt.protocol.voice import peek_route
+from ptt.protocol.wire import decode_message, encode_message, is_voice
+
+log = logging.getLogger(__name__)
+
+LOGIN_PENDING_TTL = 10.0
+LOGIN_PENDING_MAX = 10_000
+STALE_NOTICE_INTERVAL = 0.5
+PRIVATE_GROUP_BASE = 1 << 31  # wire ids of one-to-one call groups, never stored
+EMERGENCY_ROLES = frozenset({m.Role.VOLUNTEER, m.Role.DISPATCHER, m.Role.COORDINATOR})
+HIGH_ROLES = frozenset({m.Role.DISPATCHER, m.Role.COORDINATOR})
+
+
+# --- events out --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStarted:
+    user: str
+    session_id: int
+    addr: Addr
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEnded:
+    user: str
+    session_id: int
+    reason: str  # "bye", "expired", "replaced", "removed"
+
+
+@dataclass(frozen=True, slots=True)
+class MemberJoined:
+    group: str
+    user: str
+
+
+@dataclass(frozen=True, slots=True)
+class MemberLeft:
+    group: str
+    user: str
+
+
+@dataclass(frozen=True, slots=True)
+class FloorEvent:
+    """A floor event from ``ptt.protocol.floor`` (Granted, Queued, Denied, Revoked, ...)."""
+
+    event: object
+
+
+@dataclass(frozen=True, slots=True)
+class FloorRequested:
+    group: str
+    user: str
+    priority: m.Priority
+
+
+@dataclass(frozen=True, slots=True)
+class AdminCommand:
+    """A coordinator's request for the adapter to execute; answer with ``admin_reply``."""
+
+    session_id: int
+    user: str
+    role: m.Role
+    op: str
+    args: dict[str, object]
+    txn: int
+    addr: Addr
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    addr: Addr
+    reason: str
+
+
+ServerEvent = (
+    SessionStarted | SessionEnded | MemberJoined | MemberLeft | FloorEvent | FloorRequested
+    | AdminCommand | Dropped
+)
+
+
+# --- directory model ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class UserEntry:
+    name: str
+    role: m.Role
+    salt: bytes
+    iterations: int
+    verifier: bytes
+
+
+@dataclass(slots=True)
+class GroupEntry:
+    name: str
+    group_id: int
+    max_talk: float
+    mode: str = "relay"
+    private: bool = False
+    mcast_addr: str | None = None
+    mcast_port: int = 0
+    members: dict[str, bool] = field(default_factory=dict)  # user -> listen_only
+    joined: dict[str, Session] = field(default_factory=dict)  # online and listening
+    targets: dict[int, tuple[Addr, ...]] = field(default_factory=dict)  # talker sid -> addrs
+    last_queue: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ServerCoreConfig:
+    heartbeat: float = HEARTBEAT_INTERVAL
+    session_timeout: float = SESSION_TIMEOUT
+    floor: fl.FloorConfig = fl.FloorConfig()
+
+
+class ServerCore:
+    def __init__(
+        self,
+        entropy: Callable[[int], bytes],
+        config: ServerCoreConfig = ServerCoreConfig(),
+    ) -> None:
+        """``entropy(n)`` returns n random bytes (``os.urandom``); the core reads no clock."""
+        self._entropy = entropy
+        self.config = config
+        self._secret = entropy(32)
+        self.users: dict[str, UserEntry] = {}
+        self.groups: dict[str, GroupEntry] = {}
+        self._by_id: dict[int, GroupEntry] = {}
+        self.sessions = SessionTable(config.session_timeout)
+        self.floors = fl.FloorSet()
+        self._pending_login: dict[tuple[Addr, bytes], tuple[bytes, float]] = {}
+        self._cache: ResponseCache[tuple[Addr, int]] = ResponseCache()
+        self._reliable: Retransmitter[tuple[int, int]] = Retransmitter()
+        self._txn = 0
+        self._out: list[tuple[bytes, Addr]] = []
+        self._events: deque[ServerEvent] = deque()
+        self._next_private = PRIVATE_GROUP_BASE
+
+    # --- outputs ------------------------------------------------------------------------------
+
+    def datagrams_to_send(self) -> list[tuple[bytes, Addr]]:
+        out, self._out = self._out, []
+        return out
+
+    def events(self) -> list[ServerEvent]:
+        ev = list(self._events)
+        self._events.clear()
+        return ev
+
+    def get_timer(self) -> float | None:
+        timers = [
+            t
+            for t in (self.floors.get_timer(), self.sessions.get_timer(), self._reliable.get_timer())
+            if t is not None
+        ]
+        return min(timers) if timers else None
+
+    def handle_timer(self, now: float) -> None:
+        for s in self.sessions.expired(now):
+            self._end_session(s, "expired", now)
+        self._floor_events(self.floors.handle_timer(now), now)
+        resend, expired = self._reliable.handle_timer(now)
+        self._out.extend((d, a) for d, a in resend)  # type: ignore[misc]
+        for e in expired:
+            sid = e.key[0]
+            s = self.sessions.by_id.get(sid)
+            if s is not None:
+                log.info("no ack from %s for an acknowledged message; ending its session", s.user)
+                self._end_session(s, "expired", now)
+        self._cache.expire(now)
+
+    # --- directory (the adapter keeps these in step with the store) --------------------------
+
+    def upsert_user(
+        self, name: str, role: m.Role, salt: bytes, iterations: int, verifier: bytes
+    ) -> None:
+        self.users[name] = UserEntry(name, role, salt, iterations, verifier)
+        s = self.sessions.by_user.get(name)
+        if s is not None:
+            s.role = role
+
+    def remove_user(self, name: str, now: float) -> None:
+        s = self.sessions.by_user.get(name)
+        if s is not None:
+            self._end_session(s, "removed", now)
+        for g in list(self.groups.values()):
+            if name in g.members:
+                self.remove_member(g.name, name, now)
+        self.users.pop(name, None)
+
+    def upsert_group(
+        self,
+        name: str,
+        group_id: int,
+        max_talk: float,
+        mode: str = "relay",
+        private: bool = False,
+        mcast_addr: str | None = None,
+        mcast_port: int = 0,
+    ) -> None:
+        g = self.groups.get(name)
+        cfg = fl.FloorConfig(
+            max_talk=max_talk,
+            silence=self.config.floor.silence,
+            grace=self.config.floor.grace,
+            start_window=self.config.floor.start_window,
+            queue_max=self.config.floor.queue_max,
+        )
+        if g is None:
+            g = GroupEntry(name, group_id, max_talk, mode, private, mcast_addr, mcast_port)
+            self.groups[name] = g
+            self._by_id[group_id] = g
+            first_burst = int.from_bytes(self._entropy(4), "big") & 0x7FFFFFFF or 1
+            self.floors.add_group(name, cfg, first_burst)
+        else:
+            g.max_talk, g.mode, g.mcast_addr, g.mcast_port = max_talk, mode, mcast_addr, mcast_port
+            self.floors.floor(name).config = cfg
+
+    def remove_group(self, name: str, now: float) -> None:
+        g = self.groups.pop(name, None)
+        if g is None:
+            return
+        self._by_id.pop(g.group_id, None)
+        self._floor_events(self.floors.remove_group(name, now), now, group=g)
+        for s in g.joined.values():
+            s.joined.discard(name)
+
+    def set_member(self, group: str, user: str, listen_only: bool = False) -> None:
+        g = self.groups[group]
+        g.members[user] = listen_only
+        self.floors.floor(group).add_member(user, listen_only)
+
+    def remove_member(self, group: str, user: str, now: float) -> None:
+        g = self.groups.get(group)
+        if g is None or user not in g.members:
+            return
+        self._floor_events(self.floors.remove_member(group, user, now), now)
+        del g.members[user]
+        s = g.joined.pop(user, None)
+        if s is not None:
+            s.joined.discard(group)
+            self._announce(g, m.Presence(group, user, False))
+        g.targets.clear()
+
+    def group_state(self, name: str) -> m.GroupState:
+        g = self.groups[name]
+        f = self.floors.floor(name)
+        return m.GroupState(
+            group=name,
+            group_id=g.group_id,
+            members=[
+                m.MemberInfo(u, u in g.joined, lo) for u, lo in sorted(g.members.items())
+            ],
+            talker=f.holder,
+            burst_id=f.burst_id if f.holder is not None else 0,
+            queue=list(f.queue),
+            max_talk_ms=int(g.max_talk * 1000),
+            mode=g.mode,
+            mcast_addr=g.mcast_addr,
+            mcast_port=g.mcast_port,
+        )
+
+    def online_users(self) -> set[str]:
+        return set(self.sessions.by_user)
+
+    # --- input --------------------------------------------------------------------------------
+
+    def receive_datagram(self, data: bytes, addr: Addr, now: float) -> tuple[Addr, ...]:
+        """Handle one datagram. For a voice frame to forward, returns the relay's destinations."""
+        if is_voice(data):
+            return self.route_voice(data, addr, now)
+        try:
+            msg = decode_message(data)
+        except ProtocolError as exc:
+            self._drop(addr, str(exc))
+            return ()
+        try:
+            self._dispatch(msg, addr, now)
+        except ProtocolError as exc:
+            self._drop(addr, str(exc))
+        return ()
+
+    def route_voice(self, data: bytes, addr: Addr, now: float) -> tuple[Addr, ...]:
+        """The relay's hot path: forward only the current holder's current burst."""
+        try:
+            group_id, sender, burst_id = peek_route(data)
+        except ProtocolError as exc:
+            self._drop(addr, str(exc))
+            return ()
+        s = self.sessions.by_id.get(sender)
+        g = self._by_id.get(group_id)
+        if s is None or s.addr != addr or g is None:
+            self._drop(addr, "voice from an unknown session or group")
+            return ()
+        s.last_seen = now
+        if not self.floors.voice(g.name, s.user, burst_id, now):
+            self._stale_talker(s, g, burst_id, now)
+            return ()
+        t = g.targets.get(sender)
+        if t is None:
+            t = tuple(o.addr for u, o in g.joined.items() if o is not s)
+            g.targets[sender] = t
+        return t
+
+    def _stale_talker(self, s: Session, g: GroupEntry, burst_id: int, now: float) -> None:
+        """Voice for a burst that is over: the talker missed the news, so tell it (rate-limited)."""
+        if now - s.notice_at < STALE_NOTICE_INTERVAL:
+            return
+        s.notice_at = now
+        f = self.floors.floor(g.name)
+        if f.holder is not None and f.holder != s.user:
+            msg: m.Message = m.FloorTaken(g.name, f.holder, f.burst_id,
+                                          f.holder_priority or m.Priority.NORMAL,
+                                          int(g.max_talk * 1000))
+        elif f.holder is None:
+            msg = m.FloorIdle(g.name, burst_id)
+        else:
+            return
+        self._out.append((encode_message(msg), s.addr))
+
+    def admin_reply(
+        self,
+        cmd: AdminCommand,
+        now: float,
+        result: dict[str, object] | None = None,
+        error: tuple[m.ErrorCode, str] | None = None,
+    ) -> None:
+        """Answer an AdminCommand once the adapter has executed it."""
+        if error is not None:
+            reply: m.Message = m.Error(cmd.txn, error[0], error[1])
+        else:
+            reply = m.AdminResponse(cmd.txn, result or {})  # type: ignore[arg-type]
+        self._answer(cmd.addr, cmd.txn, reply, now)
+
+    # --- dispatch -----------------------------------------------------------------------------
+
+    def _dispatch(self, msg: m.Message, addr: Addr, now: float) -> None:
+        txn = getattr(msg, "txn", None)
+        if isinstance(msg, m.Ack):
+            self._on_ack(msg, addr, now)
+            return
+        if txn is not None and not isinstance(msg, (m.Heartbeat,)):
+            cached = self._cache.get((addr, txn), now)
+            if cached is not None:
+                s = self.sessions.by_addr.get(addr)
+                if s is not None:
+                    s.last_seen = now
+                self._out.append((cached, addr))
+                return
+        if isinstance(msg, m.Hello):
+            self._on_hello(msg, addr, now)
+        elif isinstance(msg, m.Login):
+            self._on_login(msg, addr, now)
+        elif isinstance(msg, (m.Heartbeat, m.Bye, m.Join, m.Leave, m.FloorRequest,
+                              m.FloorRelease, m.Call, m.Admin)):
+            s = self.sessions.lookup(msg.session_id, addr)
+            if s is None:
+                self._answer(addr, msg.txn, m.Error(msg.txn, m.ErrorCode.NO_SESSION,
+                                                    "no session: log in again"), now)
+                return
+            s.last_seen = now
+            self._on_session_message(s, msg, now)
+        else:
+            self._drop(addr, f"unexpected {type(msg).__name__} from a client")
+
+    def _on_session_message(self, s: Session, msg: m.Message, now: float) -> None:
+        if isinstance(msg, m.Heartbeat):
+            self._out.append((encode_message(m.HeartbeatAck(msg.txn)), s.addr))
+        elif isinstance(msg, m.Bye):
+            self._answer(s.addr, msg.txn, m.Ack(msg.txn), now)
+            self._end_session(s, "bye", now)
+        elif isinstance(msg, m.Join):
+            self._on_join(s, msg, now)
+        elif isinstance(msg, m.Leave):
+            self._leave(s, msg.group, now)
+            self._answer(s.addr, msg.txn, m.Left(msg.txn, msg.group), now)
+        elif isinstance(msg, m.FloorRequest):
+            self._on_floor_request(s, msg, now)
+        elif isinstance(msg, m.FloorRelease):
+            if msg.group in self.groups:
+                self._floor_events(self.floors.release(msg.group, s.user, now), now)
+            self._answer(s.addr, msg.txn, m.FloorReleased(msg.txn, msg.group), now)
+        elif isinstance(msg, m.Call):
+            self._on_call(s, msg, now)
+        elif isinstance(msg, m.Admin):
+            if s.role != m.Role.COORDINATOR and msg.op not in ("group.list", "group.show"):
+                self._answer(s.addr, msg.txn, m.Error(msg.txn, m.ErrorCode.FORBIDDEN,
+                                                      "not a coordinator"), now)
+                return
+            self._events.append(AdminCommand(s.session_id, s.user, s.role, msg.op,
+                                             dict(msg.args), msg.txn, s.addr))
+
+    # --- login --------------------------------------------------------------------------------
+
+    def _on_hello(self, msg: m.Hello, addr: Addr, now: float) -> None:
+        if len(msg.client_nonce) != auth.NONCE_SIZE:
+            self._drop(addr, "hello with a short nonce")
+            return
+        user = self.users.get(msg.user)
+        if user is not None:
+            salt, iterations = user.salt, user.iterations
+        else:  # answer alike for unknown users, so names cannot be probed
+            salt = auth.decoy_salt(self._secret, msg.user)
+            iterations = auth.DEFAULT_ITERATIONS
+        server_nonce = self._entropy(16)
+        if len(self._pending_login) >= LOGIN_PENDING_MAX:
+            self._expire_logins(now)
+        self._pending_login[(addr, msg.client_nonce)] = (server_nonce, now + LOGIN_PENDING_TTL)
+        self._answer(addr, msg.txn, m.Challenge(msg.txn, server_nonce, salt, iterations), now)
+
+    def _expire_logins(self, now: float) -> None:
+        for k in [k for k, (_, until) in self._pending_login.items() if until < now]:
+            del self._pending_login[k]
+        while len(self._pending_login) >= LOGIN_PENDING_MAX:
+            del self._pending_login[next(iter(self._pending_login))]
+
+    def _on_login(self, msg: m.Login, addr: Addr, now: float) -> None:
+        pending = self._pending_login.pop((addr, msg.client_nonce), None)
+        user = self.users.get(msg.user)
+        ok = (
+            pending is not None
+            and pending[1] >= now
+            and hmac.compare_digest(pending[0], msg.server_nonce)
+            and user is not None
+            and auth.verify_proof(
+                user.verifier, msg.client_nonce, msg.server_nonce, msg.user, msg.proof
+            )
+        )
+        if not ok or user is None:
+            self._answer(addr, msg.txn, m.Error(msg.txn, m.ErrorCode.AUTH_FAILED,
+                                                "login failed: wrong user or token"), now)
+            return
+        for old in {self.sessions.by_user.get(user.name), self.sessions.by_addr.get(addr)}:
+            if old is not None:
+                self._end_session(old, "replaced", now)
+        sid = self._new_session_id()
+        key = auth.session_key(user.verifier, msg.client_nonce, msg.server_nonce)
+        s = Session(sid, user.name, user.role, addr, now, key)
+        self.sessions.add(s)
+        self._events.append(SessionStarted(user.name, sid, addr))
+        groups = sorted(n for n, g in self.groups.items() if user.name in g.members)
+        self._answer(addr, msg.txn, m.Welcome(
+            msg.txn, sid, user.role, int(self.config.heartbeat * 1000),
+            int(self.config.session_timeout * 1000), groups), now)
+
+    def _new_session_id(self) -> int:
+        while True:
+            sid = int.from_bytes(self._entropy(4), "big")
+            if sid and sid not in self.sessions.by_id:
+                return sid
+
+    def _end_session(self, s: Session, reason: str, now: float) -> None:
+        for group in list(s.joined):
+            self._leave(s, group, now, lost=reason != "bye")
+        self.sessions.remove(s)
+        self._reliable.cancel_where(s.addr)
+        self._events.append(SessionEnded(s.user, s.session_id, reason))
+
+    # --- groups -------------------------------------------------------------------------------
+
+    def _on_join(self, s: Session, msg: m.Join, now: float) -> None:
+        g = self.groups.get(msg.group)
+        if g is None or s.user not in g.members:
+            code = m.ErrorCode.NOT_FOUND if g is None else m.ErrorCode.NOT_MEMBER
+            text = (f"unknown group '{msg.group}'" if g is None
+                    else f"'{s.user}' is not a member of '{msg.group}'")
+            self._answer(s.addr, msg.txn, m.Error(msg.txn, code, text), now)
+            return
+        if s.user not in g.joined:
+            g.joined[s.user] = s
+            s.joined.add(g.name)
+            g.targets.clear()
+            self._announce(g, m.Presence(g.name, s.user, True), skip=s)
+            self._events.append(MemberJoined(g.name, s.user))
+        self._answer(s.addr, msg.txn, m.Joined(msg.txn, self.group_state(g.name)), now)
+
+    def _leave(self, s: Session, group: str, now: float, lost: bool = False) -> None:
+        g = self.groups.get(group)
+        s.joined.discard(group)
+        if g is None or g.joined.get(s.user) is not s:
+            return
+        del g.joined[s.user]
+        g.targets.clear()
+        handler = self.floors.participant_lost if lost else self.floors.release
+        self._floor_events(handler(group, s.user, now), now)
+        self._announce(g, m.Presence(group, s.user, False))
+        self._events.append(MemberLeft(group, s.user))
+        if g.private and not g.joined:
+            self.remove_group(group, now)
+
+    def _on_call(self, s: Session, msg: m.Call, now: float) -> None:
+        peer = self.sessions.by_user.get(msg.peer)
+        if peer is None or msg.peer == s.user:
+            text = "you cannot call yourself" if msg.peer == s.user else (
+                f"user '{msg.peer}' is not online")
+            self._answer(s.addr, msg.txn, m.Error(msg.txn, m.ErrorCode.NOT_FOUND, text), now)
+            return
+        a, b = sorted((s.user, msg.peer))
+        name = f"call:{a}+{b}"
+        if name not in self.groups:
+            self._next_private += 1
+            self.upsert_group(name, self._next_private, self.config.floor.max_talk, private=True)
+            self.set_member(name, a)
+            self.set_member(name, b)
+        self._answer(s.addr, msg.txn, m.CallResponse(msg.txn, name), now)
+        self._send_reliable(peer, lambda txn: m.IncomingCall(txn, name, s.user), now)
+
+    # --- floor --------------------------------------------------------------------------------
+
+    def _on_floor_request(self, s: Session, msg: m.FloorRequest, now: float) -> None:
+        g = self.groups.get(msg.group)
+        if g is None:
+            self._answer(s.addr, msg.txn, m.Error(msg.txn, m.ErrorCode.NOT_FOUND,
+                                                  f"unknown group '{msg.group}'"), now)
+            return
+        prio = msg.priority
+        if prio == m.Priority.HIGH and s.role not in HIGH_ROLES:
+            reply = m.FloorResponse(msg.txn, g.name, m.FloorResult.DENIED,
+                                    cause=m.DenyCause.NOT_ALLOWED)
+            self._answer(s.addr, msg.txn, reply, now)
+            return
+        if prio == m.Priority.EMERGENCY and s.role not in EMERGENCY_ROLES:
+            reply = m.FloorResponse(msg.txn, g.name, m.FloorResult.DENIED,
+                                    cause=m.DenyCause.NOT_ALLOWED)
+            self._answer(s.addr, msg.txn, reply, now)
+            return
+        if prio == m.Priority.NORMAL and s.role in HIGH_ROLES:
+            prio = m.Priority.HIGH
+        self._events.append(FloorRequested(g.name, s.user, prio))
+        events = self.floors.request(g.name, s.user, prio, now)
+        reply = None
+        rest = []
+        for ev in events:
+            if reply is None and getattr(ev, "user", None) == s.user:
+                if isinstance(ev, fl.Granted) and not ev.from_queue:
+                    reply = m.FloorResponse(msg.txn, g.name, m.FloorResult.GRANTED,
+                                            burst_id=ev.burst_id,
+                                            max_talk_ms=int(ev.max_talk * 1000))
+                elif isinstance(ev, fl.Queued):
+                    reply = m.FloorResponse(msg.txn, g.name, m.FloorResult.QUEUED,
+                                            position=ev.position)
+                elif isinstance(ev, fl.Denied):
+                    reply = m.FloorResponse(msg.txn, g.name, m.FloorResult.DENIED,
+                                            cause=ev.cause)
+            if isinstance(ev, fl.Granted) and ev.user == s.user and not ev.from_queue:
+                self._events.append(FloorEvent(ev))
+                self._granted(g, ev, now, direct=True)
+                continue
+            rest.append(ev)
+        if reply is None:  # cannot happen with a correct floor; never leave a request unanswered
+            reply = m.FloorResponse(msg.txn, g.name, m.FloorResult.DENIED,
+                                    cause=m.DenyCause.RETRY_LATER)
+        if reply.result == m.FloorResult.QUEUED:
+            g.last_queue = self.floors.floor(g.name).queue
+        self._answer(s.addr, msg.txn, reply, now)
+        self._floor_events(rest, now)
+
+    def _floor_events(self, events: list[object], now: float, group: GroupEntry | None = None) -> None:
+        for ev in events:
+            self._events.append(FloorEvent(ev))
+            g = self.groups.get(getattr(ev, "group", "")) or group
+            if g is None:
+                continue
+            if isinstance(ev, fl.Granted):
+                self._granted(g, ev, now, direct=False)
+            elif isinstance(ev, fl.Revoked):
+                self._revoke(ev.user, g.name, ev.burst_id, ev.cause, ev.grace, now)
+            elif isinstance(ev, fl.BurstEnded):
+                g.targets.clear()
+                cause = _END_TO_REVOKE.get(ev.reason)
+                if cause is not None:
+                    self._revoke(ev.user, g.name, ev.burst_id, cause, 0.0, now)
+            elif isinstance(ev, fl.Idle):
+                self._announce(g, m.FloorIdle(g.name, ev.burst_id))
+            elif isinstance(ev, fl.QueueChanged):
+                self._queue_changed(g, ev.queue)
+
+    def _granted(self, g: GroupEntry, ev: fl.Granted, now: float, direct: bool) -> None:
+        g.targets.clear()
+        if not direct:
+            s = self.sessions.by_user.get(ev.user)
+            if s is not None:
+                window = int(self.config.floor.start_window * 1000)
+                self._send_reliable(s, lambda txn: m.FloorGranted(
+                    txn, g.name, ev.burst_id, int(ev.max_talk * 1000), window), now)
+        self._announce(g, m.FloorTaken(g.name, ev.user, ev.burst_id, ev.priority,
+                                       int(ev.max_talk * 1000)))
+
+    def _revoke(self, user: str, group: str, burst_id: int, cause: m.RevokeCause,
+                grace: float, now: float) -> None:
+        s = self.sessions.by_user.get(user)
+        if s is not None:
+            self._send_reliable(s, lambda txn: m.FloorRevoked(txn, group, burst_id, cause,
+                                                              int(grace * 1000)), now)
+
+    def _queue_changed(self, g: GroupEntry, queue: tuple[str, ...]) -> None:
+        before = {u: i for i, u in enumerate(g.last_queue, 1)}
+        for i, u in enumerate(queue, 1):
+            if before.get(u) != i:
+                self._send_to_user(u, m.QueuePosition(g.name, i))
+        g.last_queue = queue
+
+    # --- sending ------------------------------------------------------------------------------
+
+    def _answer(self, addr: Addr, txn: int, msg: m.Message, now: float) -> None:
+        data = encode_message(msg)
+        self._cache.put((addr, txn), data, now)
+        self._out.append((data, addr))
+
+    def _announce(self, g: GroupEntry, msg: m.Message, skip: Session | None = None) -> None:
+        data = encode_message(msg)
+        self._out.extend((data, s.addr) for s in g.joined.values() if s is not skip)
+
+    def _send_to_user(self, user: str, msg: m.Message) -> None:
+        s = self.sessions.by_user.get(user)
+        if s is not None:
+            self._out.append((encode_message(msg), s.addr))
+
+    def _send_reliable(self, s: Session, make: Callable[[int], m.Message], now: float) -> None:
+        self._txn = (self._txn + 1) & 0x7FFFFFFF or 1
+        data = encode_message(make(self._txn))
+        self._reliable.add((s.session_id, self._txn), data, s.addr, now)
+        self._out.append((data, s.addr))
+
+    def _on_ack(self, msg: m.Ack, addr: Addr, now: float) -> None:
+        s = self.sessions.lookup(msg.session_id, addr)
+        if s is None:
+            return
+        s.last_seen = now
+        self._reliable.ack((s.session_id, msg.txn))
+
+    def _drop(self, addr: Addr, reason: str) -> None:
+        self._events.append(Dropped(addr, reason))
+
+
+_END_TO_REVOKE = {
+    fl.EndReason.SILENCE: m.RevokeCause.SILENCE,
+    fl.EndReason.NO_START: m.RevokeCause.NO_START,
+    fl.EndReason.REMOVED: m.RevokeCause.REMOVED,
+}
