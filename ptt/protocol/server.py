@@ -170,6 +170,10 @@ class ServerCore:
         out, self._out = self._out, []
         return out
 
+    def has_output(self) -> bool:
+        """Cheap check for the relay's hot path: anything to send or report?"""
+        return bool(self._out or self._events)
+
     def events(self) -> list[ServerEvent]:
         ev = list(self._events)
         self._events.clear()

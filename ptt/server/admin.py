@@ -1,0 +1,210 @@
+"""Coordinator commands: change the store, then mirror the change into the live server core.
+
+Each operation takes the ``args`` of an ``Admin`` message and returns the ``result`` map of the
+``AdminResponse``. Errors are ``PttError``s; :func:`error_code` maps them to wire codes so that the
+CLI on the other side can print the same one-line message.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any, Callable
+
+from ptt.errors import (AuthError, ConflictError, NotFoundError, PttError, StoreError,
+                        ValidationError)
+from ptt.names import group_name, parse_role, role_name, user_name
+from ptt.protocol import auth
+from ptt.protocol.messages import ErrorCode, Role
+from ptt.protocol.server import ServerCore
+from ptt.server.store import GroupRecord, Store
+
+Result = dict[str, Any]
+MULTICAST_BASE = (239 << 24) | (255 << 16)  # 239.255.0.0/16, administratively scoped
+
+
+def multicast_for(group_id: int, port_base: int) -> tuple[str, int]:
+    """The group's multicast address and port, derived from its id (stable across restarts)."""
+    n = MULTICAST_BASE | (group_id & 0xFFFF)
+    addr = ".".join(str((n >> s) & 0xFF) for s in (24, 16, 8, 0))
+    return addr, port_base + (group_id % 1000) * 2
+
+
+def error_code(exc: PttError) -> ErrorCode:
+    if isinstance(exc, NotFoundError):
+        return ErrorCode.NOT_FOUND
+    if isinstance(exc, ConflictError):
+        return ErrorCode.CONFLICT
+    if isinstance(exc, ValidationError):
+        return ErrorCode.INVALID
+    if isinstance(exc, AuthError):
+        return ErrorCode.FORBIDDEN
+    if isinstance(exc, StoreError):
+        return ErrorCode.INTERNAL
+    return ErrorCode.BAD_REQUEST
+
+
+class Admin:
+    """Runs coordinator operations; ``now`` is the event loop's clock (for floor side effects)."""
+
+    def __init__(self, store: Store, core: ServerCore, mcast_port_base: int = 7800,
+                 iterations: int = auth.DEFAULT_ITERATIONS) -> None:
+        self.store = store
+        self.core = core
+        self.mcast_port_base = mcast_port_base
+        self.iterations = iterations
+        self._ops: dict[str, Callable[[dict[str, Any], float], Result]] = {
+            "user.add": self.user_add,
+            "user.list": self.user_list,
+            "user.remove": self.user_remove,
+            "group.create": self.group_create,
+            "group.update": self.group_update,
+            "group.list": self.group_list,
+            "group.show": self.group_show,
+            "group.delete": self.group_delete,
+            "group.add": self.group_add,
+            "group.remove": self.group_remove,
+        }
+
+    def execute(self, op: str, args: dict[str, Any], now: float) -> Result:
+        fn = self._ops.get(op)
+        if fn is None:
+            raise ValidationError(f"unknown operation '{op}'")
+        return fn(args, now)
+
+    # --- loading ------------------------------------------------------------------------------
+
+    def load_all(self) -> None:
+        """Mirror the whole store into the core (at start)."""
+        for u in self.store.list_users():
+            self.core.upsert_user(u.name, u.role, u.salt, u.iterations, u.verifier)
+        for g in self.store.list_groups(include_private=True):
+            self._mirror_group(g)
+        for mem in self.store.all_memberships():
+            self.core.set_member(mem.group, mem.user, mem.listen_only)
+
+    def _mirror_group(self, g: GroupRecord) -> None:
+        addr, port = multicast_for(g.id, self.mcast_port_base)
+        self.core.upsert_group(g.name, g.id, g.max_talk, g.mode, g.private, addr, port)
+
+    def create_user(self, name: str, role: Role | str) -> tuple[str, str]:
+        """Create a user with a fresh token; returns (name, token). The token is shown once."""
+        token = auth.new_token(secrets.token_bytes(auth.TOKEN_BYTES))
+        creds = auth.make_credentials(token, secrets.token_bytes(auth.SALT_SIZE), self.iterations)
+        rec = self.store.add_user(name, role, creds.salt, creds.iterations, creds.verifier)
+        self.core.upsert_user(rec.name, rec.role, rec.salt, rec.iterations, rec.verifier)
+        return rec.name, token
+
+    # --- users --------------------------------------------------------------------------------
+
+    def user_add(self, args: dict[str, Any], now: float) -> Result:
+        role = parse_role(args.get("role") or "volunteer")
+        name, token = self.create_user(_str(args, "name"), role)
+        return {"name": name, "role": role_name(role), "token": token}
+
+    def user_list(self, args: dict[str, Any], now: float) -> Result:
+        online = self.core.online_users()
+        return {"users": [
+            {"name": u.name, "role": role_name(u.role), "online": u.name in online,
+             "groups": len(self.store.groups_of(u.name))}
+            for u in self.store.list_users()
+        ]}
+
+    def user_remove(self, args: dict[str, Any], now: float) -> Result:
+        name = user_name(_str(args, "name"))
+        self.store.remove_user(name)
+        self.core.remove_user(name, now)
+        return {"name": name}
+
+    # --- groups -------------------------------------------------------------------------------
+
+    def group_create(self, args: dict[str, Any], now: float) -> Result:
+        kwargs: dict[str, Any] = {}
+        if args.get("max_talk") is not None:
+            kwargs["max_talk"] = float(args["max_talk"])
+        if args.get("mode") is not None:
+            kwargs["mode"] = str(args["mode"])
+        if args.get("record") is not None:
+            kwargs["record"] = bool(args["record"])
+        g = self.store.create_group(_str(args, "name"), **kwargs)
+        self._mirror_group(g)
+        return _group_summary(g, 0, 0, None)
+
+    def group_update(self, args: dict[str, Any], now: float) -> Result:
+        g = self.store.update_group(
+            _str(args, "name"),
+            max_talk=float(args["max_talk"]) if args.get("max_talk") is not None else None,
+            mode=args.get("mode"),
+            record=bool(args["record"]) if args.get("record") is not None else None,
+        )
+        self._mirror_group(g)
+        return _group_summary(g, len(self.store.members(g.name)), 0, None)
+
+    def group_list(self, args: dict[str, Any], now: float) -> Result:
+        out = []
+        for g in self.store.list_groups():
+            live = self.core.groups.get(g.name)
+            online = len(live.joined) if live else 0
+            talker = self.core.floors.floor(g.name).holder if live else None
+            out.append(_group_summary(g, len(self.store.members(g.name)), online, talker))
+        return {"groups": out}
+
+    def group_show(self, args: dict[str, Any], now: float) -> Result:
+        g = self.store.get_group(group_name(_str(args, "name")))
+        st = self.core.group_state(g.name)
+        res = _group_summary(g, len(st.members), sum(mi.online for mi in st.members), st.talker)
+        res["members"] = [{"user": mi.user, "online": mi.online, "listen_only": mi.listen_only}
+                          for mi in st.members]
+        res["queue"] = list(st.queue)
+        res["multicast"] = f"{st.mcast_addr}:{st.mcast_port}"
+        return res
+
+    def group_delete(self, args: dict[str, Any], now: float) -> Result:
+        name = group_name(_str(args, "name"))
+        self.store.delete_group(name)
+        self.core.remove_group(name, now)
+        return {"name": name}
+
+    def group_add(self, args: dict[str, Any], now: float) -> Result:
+        name = group_name(_str(args, "name"))
+        self.store.get_group(name)
+        users = _users(args)
+        for u in users:  # check all first, so a typo changes nothing
+            self.store.get_user(u)
+        listen_only = bool(args.get("listen_only") or False)
+        for u in users:
+            if u in self.core.groups[name].members:
+                self.store.remove_member(name, u)
+            self.store.add_member(name, u, listen_only)
+            self.core.set_member(name, u, listen_only)
+        return {"name": name, "users": users}
+
+    def group_remove(self, args: dict[str, Any], now: float) -> Result:
+        name = group_name(_str(args, "name"))
+        users = _users(args)
+        members = {mr.user for mr in self.store.members(name)}
+        for u in users:
+            if u not in members:
+                raise NotFoundError(f"'{u}' is not a member of '{name}'")
+        for u in users:
+            self.store.remove_member(name, u)
+            self.core.remove_member(name, u, now)
+        return {"name": name, "users": users}
+
+
+def _str(args: dict[str, Any], key: str) -> str:
+    v = args.get(key)
+    if not isinstance(v, str) or not v:
+        raise ValidationError(f"missing '{key}'")
+    return v
+
+
+def _users(args: dict[str, Any]) -> list[str]:
+    users = args.get("users")
+    if not isinstance(users, list) or not users:
+        raise ValidationError("name at least one user")
+    return [user_name(u) for u in users]
+
+
+def _group_summary(g: GroupRecord, members: int, online: int, talker: str | None) -> Result:
+    return {"name": g.name, "max_talk_ms": int(g.max_talk * 1000), "mode": g.mode,
+            "record": g.record, "members": members, "online": online, "talker": talker}

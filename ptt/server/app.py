@@ -1,0 +1,294 @@
+"""The asyncio server: one UDP socket, the protocol core, the SQLite store and the voice relay.
+
+The adapter is thin, in aioquic's style: ``datagram_received`` feeds the core with the loop's
+monotonic clock, sends what the core wants sent, runs the events (administration, logging,
+recording hooks) and re-arms one timer at ``core.get_timer()``. The voice hot path stays on a plain
+``asyncio.DatagramProtocol``: a header peek in the core, then ``sendto`` per listener.
+
+Use::
+
+    server = PttServer(config)
+    await server.start()          # binds, loads the store, prints where credentials are
+    await server.serve_forever()  # until close() or SIGINT/SIGTERM (see run())
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ptt.config import ServerConfig, credentials_path, write_credentials
+from ptt.errors import NetError, PttError
+from ptt.names import format_hostport
+from ptt.protocol import floor as fl
+from ptt.protocol.messages import ErrorCode, Role
+from ptt.protocol.server import (AdminCommand, Dropped, FloorEvent, MemberJoined, MemberLeft,
+                                 ServerCore, ServerCoreConfig, ServerEvent, SessionEnded,
+                                 SessionStarted)
+from ptt.server.admin import Admin, error_code
+from ptt.server.store import Store
+
+log = logging.getLogger("ptt.server")
+
+FIRST_COORDINATOR = "coordinator"
+DROP_LOG_PER_SECOND = 5  # malformed datagrams are logged, but a flood cannot flood the log
+
+
+@dataclass
+class Counters:
+    """What the server did, for statistics, tests and metrics."""
+
+    datagrams_in: int = 0
+    voice_in: int = 0
+    voice_out: int = 0
+    voice_dropped: int = 0
+    dropped: int = 0
+    grants: int = 0
+    denials: int = 0
+    revokes: int = 0
+    drop_reasons: dict[str, int] = field(default_factory=dict)
+
+
+class _Protocol(asyncio.DatagramProtocol):
+    def __init__(self, server: PttServer) -> None:
+        self.server = server
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.server._on_datagram(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("socket error: %s", exc)  # ICMP unreachable from a vanished client
+
+
+class PttServer:
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        core_config: ServerCoreConfig | None = None,
+        iterations: int | None = None,
+    ) -> None:
+        self.config = config
+        self.core = ServerCore(
+            os.urandom,
+            core_config or ServerCoreConfig(heartbeat=config.heartbeat_interval,
+                                            session_timeout=config.session_timeout),
+        )
+        self.counters = Counters()
+        self.store: Store | None = None
+        self.admin: Admin | None = None
+        self._iterations = iterations
+        self._transport: asyncio.DatagramTransport | None = None
+        self._sock: socket.socket | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._closed = asyncio.Event()
+        self._drop_window = (0.0, 0)
+        self.listeners: list[Callable[[ServerEvent, float], None]] = []
+        self.credentials_file: Path | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.store = Store(self.config.db)
+        kwargs = {} if self._iterations is None else {"iterations": self._iterations}
+        self.admin = Admin(self.store, self.core, self.config.multicast_port_base, **kwargs)
+        self.admin.load_all()
+        loop = asyncio.get_running_loop()
+        try:
+            self._transport, _ = await loop.create_datagram_endpoint(
+                lambda: _Protocol(self), local_addr=(self.config.host, self.config.port),
+                reuse_port=False,
+            )
+        except OSError as exc:
+            self.store.close()
+            raise NetError(f"cannot listen on {format_hostport(*self.config.address)}: "
+                           f"{exc.strerror or exc}") from None
+        self._sock = self._transport.get_extra_info("socket")
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+        self._first_start()  # after binding, so the credentials name the real port
+        log.info("ptt server listening on %s (database %s)",
+                 format_hostport(*self.address), self.config.db)
+
+    def _first_start(self) -> None:
+        assert self.store is not None and self.admin is not None
+        if self.store.list_users():
+            return
+        name, token = self.admin.create_user(FIRST_COORDINATOR, Role.COORDINATOR)
+        self.credentials_file = credentials_path(self.config.db)
+        write_credentials(self.credentials_file, format_hostport(*self.address), name, token)
+        log.warning("first start: created user '%s'; its credentials are in %s (mode 0600)",
+                    name, self.credentials_file)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        if self._sock is None:
+            return self.config.address
+        host, port = self._sock.getsockname()[:2]
+        return host, port
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+        if self._timer is not None:
+            self._timer.cancel()
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+        self._closed.set()
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    async def serve_forever(self) -> None:
+        await self._closed.wait()
+
+    async def __aenter__(self) -> PttServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- the adapter --------------------------------------------------------------------------
+
+    def _on_datagram(self, data: bytes, addr: Any) -> None:
+        now = asyncio.get_running_loop().time()
+        c = self.counters
+        c.datagrams_in += 1
+        targets = self.core.receive_datagram(data, addr, now)
+        if targets:
+            c.voice_in += 1
+            sendto = self._sock.sendto  # type: ignore[union-attr]
+            for t in targets:
+                try:
+                    sendto(data, t)
+                except (BlockingIOError, OSError):
+                    c.voice_dropped += 1
+            c.voice_out += len(targets)
+            if not self.core.has_output():
+                return  # a forwarded frame changes no timer that is due earlier
+        self._transmit(now)
+
+    def _transmit(self, now: float) -> None:
+        out = self.core.datagrams_to_send()
+        if out and self._transport is not None:
+            send = self._transport.sendto
+            for data, addr in out:
+                send(data, addr)
+        events = self.core.events()
+        if events:
+            for ev in events:
+                self._on_event(ev, now)
+            out = self.core.datagrams_to_send()  # admin answers and their side effects
+            if out and self._transport is not None:
+                for data, addr in out:
+                    self._transport.sendto(data, addr)
+        self._arm(self.core.get_timer())
+
+    def _arm(self, at: float | None) -> None:
+        if at is None or (self._timer_at is not None and self._timer_at <= at):
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = asyncio.get_running_loop().call_at(at, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        if self._transport is None:
+            return
+        now = asyncio.get_running_loop().time()
+        self.core.handle_timer(now)
+        self._transmit(now)
+
+    def _on_event(self, ev: ServerEvent, now: float) -> None:
+        if isinstance(ev, AdminCommand):
+            self._run_admin(ev, now)
+        elif isinstance(ev, Dropped):
+            self._log_drop(ev, now)
+        elif isinstance(ev, FloorEvent):
+            self._log_floor(ev.event)
+        elif isinstance(ev, SessionStarted):
+            log.info("%s logged in from %s", ev.user, format_hostport(*ev.addr[:2]))
+        elif isinstance(ev, SessionEnded):
+            log.info("%s's session ended (%s)", ev.user, ev.reason)
+        elif isinstance(ev, (MemberJoined, MemberLeft)):
+            log.debug("%s %s %s", ev.user, "joined" if isinstance(ev, MemberJoined) else "left",
+                      ev.group)
+        for listener in self.listeners:
+            listener(ev, now)
+
+    def _run_admin(self, cmd: AdminCommand, now: float) -> None:
+        assert self.admin is not None
+        try:
+            result = self.admin.execute(cmd.op, cmd.args, now)
+        except PttError as exc:
+            self.core.admin_reply(cmd, now, error=(error_code(exc), str(exc)))
+            return
+        except Exception as exc:  # never let one bad command take the server down
+            log.exception("admin operation %s failed", cmd.op)
+            self.core.admin_reply(cmd, now, error=(ErrorCode.INTERNAL, f"internal error: {exc}"))
+            return
+        log.info("%s: %s %s", cmd.user, cmd.op, {k: v for k, v in cmd.args.items()})
+        self.core.admin_reply(cmd, now, result=result)
+
+    def _log_drop(self, ev: Dropped, now: float) -> None:
+        c = self.counters
+        c.dropped += 1
+        key = ev.reason.split(":")[0]
+        c.drop_reasons[key] = c.drop_reasons.get(key, 0) + 1
+        start, n = self._drop_window
+        if now - start >= 1.0:
+            start, n = now, 0
+        if n < DROP_LOG_PER_SECOND:
+            log.warning("dropped a datagram from %s: %s", format_hostport(*ev.addr[:2]), ev.reason)
+        self._drop_window = (start, n + 1)
+
+    def _log_floor(self, ev: object) -> None:
+        c = self.counters
+        if isinstance(ev, fl.Granted):
+            c.grants += 1
+            log.info("[%s] floor granted to %s (burst %d, %s)", ev.group, ev.user, ev.burst_id,
+                     ev.priority.name.lower())
+        elif isinstance(ev, fl.Denied):
+            c.denials += 1
+            log.info("[%s] floor denied to %s (%s)", ev.group, ev.user, ev.cause.name.lower())
+        elif isinstance(ev, fl.Revoked):
+            c.revokes += 1
+            log.info("[%s] floor revoked from %s (%s)", ev.group, ev.user, ev.cause.name.lower())
+        elif isinstance(ev, fl.Queued):
+            log.info("[%s] %s queued at #%d", ev.group, ev.user, ev.position)
+        elif isinstance(ev, fl.BurstEnded):
+            log.info("[%s] %s's burst %d ended (%s)", ev.group, ev.user, ev.burst_id,
+                     ev.reason.name.lower())
+        elif isinstance(ev, fl.Idle):
+            log.info("[%s] floor idle", ev.group)
+
+
+async def run(config: ServerConfig, ready: Callable[[PttServer], None] | None = None) -> None:
+    """Run a server until SIGINT or SIGTERM, then shut down cleanly."""
+    server = PttServer(config)
+    await server.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, server.close)
+        except (NotImplementedError, RuntimeError):
+            pass
+    if ready is not None:
+        ready(server)
+    try:
+        await server.serve_forever()
+    finally:
+        server.close()
+        log.info("ptt server stopped")
