@@ -1,0 +1,579 @@
+"""Settings for server and clients: dataclasses, TOML files, ``PTT_*`` environment variables.
+
+Where things live (XDG base directories; a relative ``$XDG_*`` value is ignored, as the spec says)::
+
+    $XDG_CONFIG_HOME/ptt/client.toml   client settings, written by ``ptt login`` (mode 0600)
+    $XDG_CONFIG_HOME/ptt/server.toml   optional server settings
+    $XDG_DATA_HOME/ptt/ptt.db          the server's SQLite database
+    $XDG_DATA_HOME/ptt/recordings/     recordings
+    <db directory>/coordinator.toml    coordinator credentials written on the server's first start
+
+``$XDG_CONFIG_HOME`` defaults to ``~/.config``, ``$XDG_DATA_HOME`` to ``~/.local/share``.
+
+Precedence, lowest first: defaults, the TOML file, environment variables, command-line options (the
+CLI applies those last with :func:`dataclasses.replace`). An environment variable that is set but
+empty counts as unset.
+
+Client environment variables (:class:`ClientConfig`)::
+
+    PTT_CONFIG          path of the client config file instead of the XDG one
+    PTT_SERVER          server address, HOST:PORT ([IPv6]:PORT)      -> server
+    PTT_USER            user name                                    -> user
+    PTT_TOKEN           login token                                  -> token
+    PTT_INPUT_DEVICE    capture device, name or index                -> input_device
+    PTT_OUTPUT_DEVICE   playback device, name or index               -> output_device
+    PTT_BITRATE         Opus bitrate in bit/s                        -> bitrate
+    PTT_TONES           "on", "off", or the tones to keep, e.g. "talk_permit,busy"  -> tones
+    PTT_GROUP           group used when a command names none         -> default_group
+
+Server environment variables (:class:`ServerConfig`), ``PTT_SERVER_`` plus the setting's name, the
+same names click's ``auto_envvar_prefix="PTT"`` gives the options of ``ptt server``::
+
+    PTT_SERVER_CONFIG   path of the server config file
+    PTT_SERVER_HOST, PTT_SERVER_PORT, PTT_SERVER_DB, PTT_SERVER_HEARTBEAT_INTERVAL,
+    PTT_SERVER_SESSION_TIMEOUT, PTT_SERVER_MULTICAST_NETWORK, PTT_SERVER_MULTICAST_PORT_BASE,
+    PTT_SERVER_MULTICAST_TTL, PTT_SERVER_RECORD_DIR, PTT_SERVER_METRICS
+
+Bad files and values raise :class:`~ptt.errors.ConfigError` with one line that names the file or
+variable, e.g. ``/home/a/.config/ptt/client.toml: bitrate: expected an integer, got 'fast'``.
+
+Default port 7700: unprivileged, below the ephemeral range, and unused by common services on a
+desktop or a small server (Mumble, for comparison, uses 64738). Multicast groups are drawn from
+239.255.0.0/16, the IPv4 organisation-local scope, with TTL 1 so voice never leaves the LAN segment
+unless an operator raises it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import ipaddress
+import logging
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from ptt.errors import ConfigError, PttError
+from ptt.names import format_hostport, group_name, parse_hostport, parse_port, user_name
+from ptt.protocol.auth import check_token
+from ptt.protocol.session import HEARTBEAT_INTERVAL, SESSION_TIMEOUT
+
+log = logging.getLogger(__name__)
+
+APP = "ptt"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7700
+DEFAULT_SERVER = f"{DEFAULT_HOST}:{DEFAULT_PORT}"
+MULTICAST_NETWORK = "239.255.0.0/16"
+MULTICAST_PORT_BASE = 7800
+MULTICAST_TTL = 1
+DEFAULT_BITRATE = 24_000  # libopus 1.3 at 16 kHz emits in-band FEC only from ~24 kbit/s
+MIN_BITRATE = 6_000
+MAX_BITRATE = 128_000
+TONE_KINDS = ("talk_permit", "busy", "end_of_burst", "emergency")  # = ptt.audio.tones.TONES
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+
+Env = Mapping[str, str]
+
+
+# --- XDG paths ---------------------------------------------------------------------------------
+
+
+def _environ(env: Env | None) -> Env:
+    return os.environ if env is None else env
+
+
+def _xdg(env: Env | None, var: str, fallback: str) -> Path:
+    value = _environ(env).get(var, "")
+    if value and os.path.isabs(value):
+        return Path(value)
+    return Path.home() / fallback
+
+
+def config_home(env: Env | None = None) -> Path:
+    """``$XDG_CONFIG_HOME`` or ``~/.config``."""
+    return _xdg(env, "XDG_CONFIG_HOME", ".config")
+
+
+def data_home(env: Env | None = None) -> Path:
+    """``$XDG_DATA_HOME`` or ``~/.local/share``."""
+    return _xdg(env, "XDG_DATA_HOME", ".local/share")
+
+
+def client_config_path(env: Env | None = None) -> Path:
+    """``$PTT_CONFIG``, else ``$XDG_CONFIG_HOME/ptt/client.toml``."""
+    explicit = _environ(env).get("PTT_CONFIG", "")
+    return Path(explicit).expanduser() if explicit else config_home(env) / APP / "client.toml"
+
+
+def server_config_path(env: Env | None = None) -> Path:
+    """``$PTT_SERVER_CONFIG``, else ``$XDG_CONFIG_HOME/ptt/server.toml``."""
+    explicit = _environ(env).get("PTT_SERVER_CONFIG", "")
+    return Path(explicit).expanduser() if explicit else config_home(env) / APP / "server.toml"
+
+
+def default_db_path(env: Env | None = None) -> Path:
+    """``$XDG_DATA_HOME/ptt/ptt.db`` (default ``~/.local/share/ptt/ptt.db``)."""
+    return data_home(env) / APP / "ptt.db"
+
+
+def default_record_dir(env: Env | None = None) -> Path:
+    """``$XDG_DATA_HOME/ptt/recordings``."""
+    return data_home(env) / APP / "recordings"
+
+
+def credentials_path(db_path: str | Path) -> Path:
+    """Where the server writes the first coordinator's credentials: beside its database."""
+    db = Path(db_path)
+    if str(db) == ":memory:":
+        return config_home() / APP / "coordinator.toml"
+    return db.expanduser().parent / "coordinator.toml"
+
+
+# --- value converters: (value from TOML or env text) -> normalised value; ValueError/PttError ---
+
+
+def _text(v: Any) -> str:
+    if not isinstance(v, str):
+        raise TypeError(f"expected text, got {v!r}")
+    return v
+
+
+def _int(v: Any) -> int:
+    if isinstance(v, str) and v.strip().lstrip("-").isdigit():
+        return int(v)
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise TypeError(f"expected an integer, got {v!r}")
+    return v
+
+
+def _number(v: Any) -> float:
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            pass
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise TypeError(f"expected a number of seconds, got {v!r}")
+    return float(v)
+
+
+def _positive(v: Any) -> float:
+    x = _number(v)
+    if not 0 < x < 86_400:
+        raise ValueError(f"expected a positive number of seconds, got {v!r}")
+    return x
+
+
+def _bool(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if isinstance(v, str) and v.strip().lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {v!r}")
+
+
+def _path(v: Any) -> Path:
+    if isinstance(v, Path):
+        return v.expanduser()
+    text = _text(v)
+    if not text:
+        raise ValueError("expected a path, got ''")
+    return Path(text) if text == ":memory:" else Path(text).expanduser()
+
+
+def _host(v: Any) -> str:
+    return parse_hostport(_text(v), default_port=DEFAULT_PORT)[0]
+
+
+def _port(v: Any) -> int:
+    return parse_port(v, allow_zero=True)
+
+
+def _server(v: Any) -> str:
+    return format_hostport(*parse_hostport(_text(v), default_port=DEFAULT_PORT))
+
+
+def _optional_address(v: Any) -> str | None:
+    if v is None:
+        return None
+    return format_hostport(*parse_hostport(_text(v), allow_zero=True))
+
+
+def _optional(conv: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda v: None if v is None else conv(v)
+
+
+def _device(v: Any) -> str | int | None:
+    if v is None:
+        return None
+    if isinstance(v, str):
+        return int(v) if v.strip().isdigit() else v
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise ValueError(f"expected a device name or index, got {v!r}")
+    return v
+
+
+def _bitrate(v: Any) -> int:
+    x = _int(v)
+    if not MIN_BITRATE <= x <= MAX_BITRATE:
+        raise ValueError(f"expected {MIN_BITRATE}-{MAX_BITRATE} bit/s, got {x}")
+    return x
+
+
+def _multicast(v: Any) -> str:
+    try:
+        net = ipaddress.ip_network(_text(v), strict=True)
+    except ValueError as exc:
+        raise ValueError(f"expected a multicast network like {MULTICAST_NETWORK}: {exc}") from None
+    if not net.is_multicast:
+        raise ValueError(f"{net} is not a multicast range (IPv4: within 224.0.0.0/4)")
+    return str(net)
+
+
+def _ttl(v: Any) -> int:
+    x = _int(v)
+    if not 0 <= x <= 255:
+        raise ValueError(f"expected 0-255, got {x}")
+    return x
+
+
+# --- settings ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Tones:
+    """Which tones the client plays: one flag per kind (TOML table ``[tones]``).
+
+    The names are those of ``ptt.audio.tones.ToneSet``: ``ToneSet(**dataclasses.asdict(t))``.
+    """
+
+    talk_permit: bool = field(default=True, metadata={"conv": _bool})  # the floor is yours
+    busy: bool = field(default=True, metadata={"conv": _bool})  # denied, or queued behind someone
+    end_of_burst: bool = field(default=True, metadata={"conv": _bool})  # a transmission ended
+    emergency: bool = field(default=True, metadata={"conv": _bool})  # an emergency call began
+
+    def __post_init__(self) -> None:
+        _validate(self, "tones.")
+
+
+_ALL_ON = ("on", "all", "true", "yes", "1")
+_ALL_OFF = ("off", "none", "false", "no", "0")
+
+
+def _tones(v: Any) -> Tones:
+    if isinstance(v, Tones):
+        return v
+    if isinstance(v, bool):
+        return Tones(**dict.fromkeys(TONE_KINDS, v))
+    if isinstance(v, Mapping):
+        kinds = list(v)
+        values = {k: _bool(x) for k, x in v.items()}
+    elif isinstance(v, str) and v.strip().lower() in _ALL_ON + _ALL_OFF:
+        return Tones(**dict.fromkeys(TONE_KINDS, v.strip().lower() in _ALL_ON))
+    elif isinstance(v, str) and v.strip():
+        kinds = [k.strip().lower() for k in v.split(",") if k.strip()]
+        values = {k: k in kinds for k in TONE_KINDS}
+    else:
+        raise ValueError(f"expected a [tones] table, 'on', 'off' or names like 'talk_permit,busy', "
+                         f"got {v!r}")
+    unknown = sorted(set(kinds) - set(TONE_KINDS))
+    if unknown:
+        raise ValueError(f"unknown tone {unknown[0]!r} (known: {', '.join(TONE_KINDS)})")
+    return Tones(**values)
+
+
+def _meta(conv: Callable[[Any], Any], env: str) -> dict[str, Any]:
+    """Field metadata: the converter that validates a value, and its environment variable."""
+    return {"conv": conv, "env": env}
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Everything ``ptt server`` needs; see the module docstring for files and variables."""
+
+    host: str = field(default=DEFAULT_HOST, metadata=_meta(_host, "PTT_SERVER_HOST"))
+    # port 0 binds any free port (tests)
+    port: int = field(default=DEFAULT_PORT, metadata=_meta(_port, "PTT_SERVER_PORT"))
+    db: Path = field(default_factory=default_db_path, metadata=_meta(_path, "PTT_SERVER_DB"))
+    heartbeat_interval: float = field(
+        default=HEARTBEAT_INTERVAL, metadata=_meta(_positive, "PTT_SERVER_HEARTBEAT_INTERVAL")
+    )
+    session_timeout: float = field(
+        default=SESSION_TIMEOUT, metadata=_meta(_positive, "PTT_SERVER_SESSION_TIMEOUT")
+    )
+    multicast_network: str = field(
+        default=MULTICAST_NETWORK, metadata=_meta(_multicast, "PTT_SERVER_MULTICAST_NETWORK")
+    )
+    multicast_port_base: int = field(
+        default=MULTICAST_PORT_BASE, metadata=_meta(_port, "PTT_SERVER_MULTICAST_PORT_BASE")
+    )
+    multicast_ttl: int = field(
+        default=MULTICAST_TTL, metadata=_meta(_ttl, "PTT_SERVER_MULTICAST_TTL")
+    )
+    record_dir: Path = field(
+        default_factory=default_record_dir, metadata=_meta(_path, "PTT_SERVER_RECORD_DIR")
+    )
+    # HOST:PORT of the Prometheus endpoint; None: no metrics endpoint
+    metrics: str | None = field(
+        default=None, metadata=_meta(_optional_address, "PTT_SERVER_METRICS")
+    )
+
+    def __post_init__(self) -> None:
+        _validate(self)
+        if self.session_timeout <= self.heartbeat_interval:
+            raise ConfigError(
+                f"session_timeout ({self.session_timeout:g} s) must exceed "
+                f"heartbeat_interval ({self.heartbeat_interval:g} s)"
+            )
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.host, self.port
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    """Everything a client needs; ``user`` and ``token`` are None until ``ptt login``."""
+
+    server: str = field(default=DEFAULT_SERVER, metadata=_meta(_server, "PTT_SERVER"))
+    user: str | None = field(default=None, metadata=_meta(_optional(user_name), "PTT_USER"))
+    token: str | None = field(default=None, metadata=_meta(_optional(check_token), "PTT_TOKEN"))
+    # a device name or a PortAudio index; None: the system default
+    input_device: str | int | None = field(
+        default=None, metadata=_meta(_device, "PTT_INPUT_DEVICE")
+    )
+    output_device: str | int | None = field(
+        default=None, metadata=_meta(_device, "PTT_OUTPUT_DEVICE")
+    )
+    bitrate: int = field(default=DEFAULT_BITRATE, metadata=_meta(_bitrate, "PTT_BITRATE"))
+    tones: Tones = field(default_factory=Tones, metadata=_meta(_tones, "PTT_TONES"))
+    default_group: str | None = field(
+        default=None, metadata=_meta(_optional(group_name), "PTT_GROUP")
+    )
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """``(host, port)`` of the server."""
+        return parse_hostport(self.server)
+
+    def require_login(self) -> tuple[str, str]:
+        """``(user, token)``, or ConfigError telling the person to run ``ptt login``."""
+        if self.user is None or self.token is None:
+            missing = "user" if self.user is None else "token"
+            raise ConfigError(
+                f"no {missing} configured: run 'ptt login --server HOST:PORT --user NAME "
+                f"--token TOKEN' or set PTT_USER and PTT_TOKEN"
+            )
+        return self.user, self.token
+
+
+def _convert(f: dataclasses.Field[Any], value: Any) -> Any:
+    conv = f.metadata.get("conv")
+    return value if conv is None else conv(value)
+
+
+def _validate(obj: Any, prefix: str = "") -> None:
+    """Normalise every field through its converter; ConfigError naming the field."""
+    for f in dataclasses.fields(obj):
+        try:
+            value = _convert(f, getattr(obj, f.name))
+        except (ValueError, TypeError, PttError) as exc:
+            raise ConfigError(f"{prefix}{f.name}: {_reason(exc)}") from None
+        object.__setattr__(obj, f.name, value)
+
+
+def _reason(exc: Exception) -> str:
+    return str(exc).split("\n")[0]
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+
+def _read_toml(path: Path, missing_ok: bool) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fp:
+            data = tomllib.load(fp)
+    except FileNotFoundError:
+        if missing_ok:
+            return {}
+        raise ConfigError(f"config file not found: {path}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: malformed TOML: {_reason(exc)}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    _tighten(path, data)
+    return data
+
+
+def _tighten(path: Path, data: Mapping[str, Any]) -> None:
+    """A config holding a token must not stay readable by others: fix it, as we are its owner."""
+    if "token" not in data:
+        return
+    try:
+        st = path.stat()
+        if st.st_mode & 0o077 and st.st_uid == os.getuid():
+            os.chmod(path, FILE_MODE)
+            log.warning("%s was readable by others; permissions set to 0600", path)
+    except OSError:
+        pass
+
+
+def _load(
+    cls: type[Any], data: Mapping[str, Any], source: str, env: Env | None
+) -> dict[str, Any]:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for key, raw in data.items():
+        f = fields.get(key)
+        if f is None:
+            raise ConfigError(f"{source}: unknown setting '{key}' (known: {', '.join(fields)})")
+        try:
+            values[key] = _convert(f, raw)
+        except (ValueError, TypeError, PttError) as exc:
+            raise ConfigError(f"{source}: {key}: {_reason(exc)}") from None
+    for f in fields.values():
+        var = f.metadata["env"]
+        raw = "" if env is None else env.get(var, "")
+        if raw:
+            try:
+                values[f.name] = _convert(f, raw)
+            except (ValueError, TypeError, PttError) as exc:
+                raise ConfigError(f"{var}: {_reason(exc)}") from None
+    return values
+
+
+def _missing_ok(missing_ok: bool | None, path: object, env: Env, var: str) -> bool:
+    # the default XDG file may be absent; a file somebody named explicitly must exist
+    if missing_ok is not None:
+        return missing_ok
+    return path is None and not env.get(var, "")
+
+
+def load_client_config(
+    path: str | Path | None = None,
+    env: Env | None = None,
+    *,
+    overrides: bool = True,
+    missing_ok: bool | None = None,
+) -> ClientConfig:
+    """Defaults, then the TOML file, then ``PTT_*`` variables (from ``env``, default os.environ).
+
+    A missing file is fine at the default location and an error at a path given here or in
+    ``PTT_CONFIG``, unless ``missing_ok`` says otherwise. ``overrides=False`` reads the file
+    alone (still found through ``PTT_CONFIG``/XDG), e.g. before changing and saving it, so that
+    values from the environment are never written to disk.
+    """
+    env = _environ(env)
+    file = Path(path).expanduser() if path is not None else client_config_path(env)
+    data = _read_toml(file, _missing_ok(missing_ok, path, env, "PTT_CONFIG"))
+    values = _load(ClientConfig, data, str(file), env if overrides else None)
+    try:
+        return ClientConfig(**values)
+    except ConfigError as exc:
+        raise ConfigError(f"{file}: {exc}") from None
+
+
+def load_server_config(
+    path: str | Path | None = None,
+    env: Env | None = None,
+    *,
+    overrides: bool = True,
+    missing_ok: bool | None = None,
+) -> ServerConfig:
+    """Defaults (XDG paths from ``env``), then the TOML file, then ``PTT_SERVER_*`` variables.
+
+    Missing files and ``overrides`` behave as for :func:`load_client_config`.
+    """
+    env = _environ(env)
+    file = Path(path).expanduser() if path is not None else server_config_path(env)
+    data = _read_toml(file, _missing_ok(missing_ok, path, env, "PTT_SERVER_CONFIG"))
+    values = _load(ServerConfig, data, str(file), env if overrides else None)
+    values.setdefault("db", default_db_path(env))
+    values.setdefault("record_dir", default_record_dir(env))
+    try:
+        return ServerConfig(**values)
+    except ConfigError as exc:
+        raise ConfigError(f"{file}: {exc}") from None
+
+
+# --- saving ------------------------------------------------------------------------------------
+
+
+def _to_toml(obj: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if value is None:
+            continue  # TOML has no null: an absent key means "unset"
+        if dataclasses.is_dataclass(value):
+            value = _to_toml(value)
+        elif isinstance(value, Path):
+            value = str(value)
+        out[f.name] = value
+    return out
+
+
+def write_private(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically with mode 0600 (parent directories 0700).
+
+    The bytes go to a temporary file created with ``os.open(..., 0o600)`` in the same directory,
+    are fsynced and renamed over ``path``, so a crash leaves the old file or the new one, and an
+    existing file with looser permissions ends up 0600 as well.
+    """
+    path = Path(path).expanduser()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, FILE_MODE)
+        try:
+            os.fchmod(fd, FILE_MODE)  # os.open's mode is filtered by the umask
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        os.chmod(path, FILE_MODE)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def save_client_config(config: ClientConfig, path: str | Path | None = None) -> Path:
+    """Write ``config`` as TOML (mode 0600) to ``path`` or the XDG client config; returns it."""
+    file = Path(path) if path is not None else client_config_path()
+    return write_private(file, tomli_w.dumps(_to_toml(config)).encode("utf-8"))
+
+
+def save_server_config(config: ServerConfig, path: str | Path | None = None) -> Path:
+    """Write ``config`` as TOML (mode 0600) to ``path`` or the XDG server config; returns it."""
+    file = Path(path) if path is not None else server_config_path()
+    return write_private(file, tomli_w.dumps(_to_toml(config)).encode("utf-8"))
+
+
+def write_credentials(
+    path: str | Path, server: str | tuple[str, int], user: str, token: str
+) -> Path:
+    """Write a client config holding ``user``'s credentials (mode 0600); returns the path.
+
+    The server calls this on its first start for the coordinator it creates; the file is a
+    complete client config, usable as ``PTT_CONFIG=<path> ptt group list``.
+    """
+    if isinstance(server, tuple):
+        server = format_hostport(*server)
+    return save_client_config(ClientConfig(server=server, user=user, token=token), path)

@@ -1,0 +1,448 @@
+"""The server's persistent directory: users, groups and memberships in SQLite (stdlib ``sqlite3``).
+
+::
+
+    store = Store(default_db_path())            # creates directories, file (0600) and schema
+    store.add_user("alice", Role.VOLUNTEER, salt, iterations, verifier)
+    store.create_group("volunteers", max_talk=30)
+    store.add_member("volunteers", "alice")
+    store.members("volunteers"); store.groups_of("alice")
+
+Calls are synchronous and sub-millisecond: the asyncio server calls them directly on its loop.
+Each write is one ``BEGIN IMMEDIATE ... COMMIT`` transaction; reads see only committed data.
+
+Durability: WAL journal with ``synchronous=NORMAL``. A committed operation survives the process
+being killed at any moment (the WAL is written before ``COMMIT`` returns); after a power cut or an
+OS crash the last few commits may be rolled back, never half-applied. ``Store(path, durable=True)``
+uses ``synchronous=FULL`` for an fsync per commit when that matters more than latency.
+
+Names are folded to lower case and validated by :mod:`ptt.names`; user names, group names and
+roles on the way out are always canonical. Group ids are the ``group_id`` of the voice header:
+``AUTOINCREMENT`` keeps them from ever being reused, so a stale voice datagram can never reach a
+group created after its own was deleted. Verifiers are password-equivalent (see
+``ptt.protocol.auth``), so the database file and its directory are created private (0600/0700).
+
+Errors: :class:`~ptt.errors.NotFoundError`, :class:`~ptt.errors.ConflictError`,
+:class:`~ptt.errors.ValidationError`, and :class:`~ptt.errors.StoreError` for a file that cannot
+be opened or is not a ptt database.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from ptt.config import default_db_path
+from ptt.errors import ConflictError, NotFoundError, StoreError, ValidationError
+from ptt.names import group_name, is_call_group_name, parse_role, role_name, user_name
+from ptt.protocol.messages import Role
+
+__all__ = [
+    "GROUP_MODES",
+    "MAX_TALK_LIMIT",
+    "SCHEMA_VERSION",
+    "GroupRecord",
+    "MemberRecord",
+    "Store",
+    "UserRecord",
+    "default_db_path",
+]
+
+GROUP_MODES = ("relay", "multicast", "auto")
+DEFAULT_MAX_TALK = 30.0
+MAX_TALK_LIMIT = 3_600.0  # one hour: anything longer is a stuck transmitter, not a page
+BUSY_TIMEOUT_MS = 5_000  # another process writing (an offline `ptt user add`): wait, don't fail
+
+# Each version's statements run once, in order, inside one transaction. Never edit a released
+# version: append version N+1 with ALTER TABLE / new tables and bump SCHEMA_VERSION.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        """CREATE TABLE users (
+            id          INTEGER PRIMARY KEY,
+            name        TEXT NOT NULL UNIQUE,
+            role        TEXT NOT NULL CHECK (role IN ('volunteer', 'dispatcher', 'coordinator')),
+            salt        BLOB NOT NULL,
+            iterations  INTEGER NOT NULL CHECK (iterations > 0),
+            verifier    BLOB NOT NULL,
+            created     REAL NOT NULL
+        )""",
+        """CREATE TABLE groups (
+            id          INTEGER PRIMARY KEY AUTOINCREMENT,
+            name        TEXT NOT NULL UNIQUE,
+            max_talk    REAL NOT NULL DEFAULT 30 CHECK (max_talk > 0),
+            mode        TEXT NOT NULL DEFAULT 'auto' CHECK (mode IN ('relay', 'multicast', 'auto')),
+            record      INTEGER NOT NULL DEFAULT 0 CHECK (record IN (0, 1)),
+            private     INTEGER NOT NULL DEFAULT 0 CHECK (private IN (0, 1)),
+            created     REAL NOT NULL
+        )""",
+        """CREATE TABLE memberships (
+            group_id    INTEGER NOT NULL REFERENCES groups (id) ON DELETE CASCADE,
+            user_id     INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+            listen_only INTEGER NOT NULL DEFAULT 0 CHECK (listen_only IN (0, 1)),
+            PRIMARY KEY (group_id, user_id)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX memberships_by_user ON memberships (user_id)",
+    ),
+}
+SCHEMA_VERSION = max(MIGRATIONS)
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    name: str
+    role: Role
+    salt: bytes = field(repr=False)
+    iterations: int
+    verifier: bytes = field(repr=False)
+    created: float  # Unix time
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRecord:
+    id: int  # the wire group_id
+    name: str
+    max_talk: float  # seconds
+    mode: str  # relay | multicast | auto
+    record: bool
+    private: bool
+    created: float
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRecord:
+    group: str
+    user: str
+    listen_only: bool
+
+
+_USER_COLS = "u.name, u.role, u.salt, u.iterations, u.verifier, u.created"
+_GROUP_COLS = "g.id, g.name, g.max_talk, g.mode, g.record, g.private, g.created"
+
+
+def _user(row: tuple[Any, ...]) -> UserRecord:
+    name, role, salt, iterations, verifier, created = row
+    return UserRecord(str(name), parse_role(role), bytes(salt), int(iterations), bytes(verifier),
+                      float(created))
+
+
+def _group(row: tuple[Any, ...]) -> GroupRecord:
+    gid, name, max_talk, mode, record, private, created = row
+    return GroupRecord(int(gid), str(name), float(max_talk), str(mode), bool(record),
+                       bool(private), float(created))
+
+
+def _any_group_name(name: object) -> str:
+    """An ordinary group name, or a call-group name (``call:a+b``) as they are stored."""
+    if isinstance(name, str) and is_call_group_name(name):
+        return name
+    return group_name(name)
+
+
+def _max_talk(value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValidationError(f"invalid max talk time {value!r}: expected seconds")
+    if not 0 < value <= MAX_TALK_LIMIT:
+        raise ValidationError(
+            f"invalid max talk time {value:g} s: expected more than 0 and at most "
+            f"{MAX_TALK_LIMIT:g} s"
+        )
+    return float(value)
+
+
+def _mode(value: str) -> str:
+    mode = value.strip().lower() if isinstance(value, str) else value
+    if mode not in GROUP_MODES:
+        raise ValidationError(f"invalid group mode {value!r}: expected relay, multicast or auto")
+    return mode
+
+
+class Store:
+    """Users, groups and memberships; one SQLite connection, used from one thread."""
+
+    def __init__(self, path: str | Path, *, durable: bool = False) -> None:
+        self.path = path if str(path) == ":memory:" else Path(path).expanduser()
+        target = str(self.path)
+        try:
+            if isinstance(self.path, Path):
+                self._create_private(self.path)
+            self._db = sqlite3.connect(target, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open database {target}: {exc}") from None
+        try:
+            self._db.execute("PRAGMA foreign_keys = ON")
+            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise StoreError(f"cannot use {target} as a ptt database: {exc}") from None
+        except StoreError:
+            self._db.close()
+            raise
+
+    @staticmethod
+    def _create_private(path: Path) -> None:
+        # The verifiers inside are password-equivalent: no group/other access, even briefly.
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not path.exists():
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection (checkpointing the WAL). Idempotent."""
+        self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def journal_mode(self) -> str:
+        return str(self._db.execute("PRAGMA journal_mode").fetchone()[0])
+
+    @property
+    def schema_version(self) -> int:
+        return self._version()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: BEGIN IMMEDIATE takes the write lock up front (no upgrade
+        deadlock between two writers), COMMIT on success, ROLLBACK on any error."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"database is unavailable: {exc}") from None
+        try:
+            yield self._db
+            self._db.execute("COMMIT")
+        except BaseException as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.IntegrityError):
+                raise ConflictError(f"the change conflicts with stored data: {exc}") from None
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"could not save the change: {exc}") from None
+            raise
+
+    def _version(self) -> int:
+        has_table = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+        ).fetchone()
+        if not has_table:
+            return 0
+        row = self._db.execute("SELECT max(version) FROM schema_version").fetchone()
+        return int(row[0] or 0)
+
+    def _migrate(self) -> None:
+        if self._version() == SCHEMA_VERSION:
+            return  # the common case: no write lock needed to open
+        with self._write() as db:
+            current = self._version()
+            if current > SCHEMA_VERSION:
+                raise StoreError(
+                    f"database {self.path} has schema version {current}, newer than this ptt "
+                    f"understands ({SCHEMA_VERSION}): upgrade ptt"
+                )
+            if current == 0:
+                user_tables = db.execute(
+                    "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"
+                ).fetchone()[0]
+                if user_tables:
+                    raise StoreError(f"{self.path} is an SQLite database, but not ptt's")
+                db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+                db.execute("INSERT INTO schema_version (version) VALUES (0)")
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[version]:
+                    db.execute(statement)
+                db.execute("UPDATE schema_version SET version = ?", (version,))
+
+    # --- users ---------------------------------------------------------------------------------
+
+    def add_user(
+        self, name: str, role: Role | str, salt: bytes, iterations: int, verifier: bytes
+    ) -> UserRecord:
+        """Create a user from credentials made by ``ptt.protocol.auth.make_credentials``."""
+        name, role = user_name(name), parse_role(role)
+        if not salt or not verifier or isinstance(iterations, bool) or iterations < 1:
+            raise ValidationError("invalid credentials: salt, iterations and verifier required")
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
+                raise ConflictError(f"user '{name}' already exists")
+            db.execute(
+                "INSERT INTO users (name, role, salt, iterations, verifier, created) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (name, role_name(role), bytes(salt), int(iterations), bytes(verifier), time.time()),
+            )
+        return self.get_user(name)
+
+    def get_user(self, name: str) -> UserRecord:
+        name = user_name(name)
+        row = self._db.execute(f"SELECT {_USER_COLS} FROM users u WHERE u.name = ?",
+                               (name,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"unknown user '{name}'")
+        return _user(row)
+
+    def list_users(self) -> list[UserRecord]:
+        """Every user, by name."""
+        rows = self._db.execute(f"SELECT {_USER_COLS} FROM users u ORDER BY u.name")
+        return [_user(r) for r in rows]
+
+    def remove_user(self, name: str) -> None:
+        """Delete a user and (by cascade) all their memberships."""
+        name = user_name(name)
+        with self._write() as db:
+            if db.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount == 0:
+                raise NotFoundError(f"unknown user '{name}'")
+
+    # --- groups --------------------------------------------------------------------------------
+
+    def create_group(
+        self,
+        name: str,
+        max_talk: float = DEFAULT_MAX_TALK,
+        mode: str = "auto",
+        record: bool = False,
+        private: bool = False,
+    ) -> GroupRecord:
+        """Create a group; private (one-to-one call) groups may use a ``call:a+b`` name."""
+        name = _any_group_name(name) if private else group_name(name)
+        max_talk, mode = _max_talk(max_talk), _mode(mode)
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM groups WHERE name = ?", (name,)).fetchone():
+                raise ConflictError(f"group '{name}' already exists")
+            db.execute(
+                "INSERT INTO groups (name, max_talk, mode, record, private, created) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (name, max_talk, mode, int(bool(record)), int(bool(private)), time.time()),
+            )
+        return self.get_group(name)
+
+    def get_group(self, name: str) -> GroupRecord:
+        name = _any_group_name(name)
+        row = self._db.execute(f"SELECT {_GROUP_COLS} FROM groups g WHERE g.name = ?",
+                               (name,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"unknown group '{name}'")
+        return _group(row)
+
+    def list_groups(self, include_private: bool = False) -> list[GroupRecord]:
+        """Groups by name; private call groups only when asked."""
+        where = "" if include_private else "WHERE g.private = 0"
+        rows = self._db.execute(f"SELECT {_GROUP_COLS} FROM groups g {where} ORDER BY g.name")
+        return [_group(r) for r in rows]
+
+    def delete_group(self, name: str) -> None:
+        """Delete a group and (by cascade) its memberships."""
+        name = _any_group_name(name)
+        with self._write() as db:
+            if db.execute("DELETE FROM groups WHERE name = ?", (name,)).rowcount == 0:
+                raise NotFoundError(f"unknown group '{name}'")
+
+    def update_group(
+        self,
+        name: str,
+        *,
+        max_talk: float | None = None,
+        mode: str | None = None,
+        record: bool | None = None,
+    ) -> GroupRecord:
+        """Change the given settings of a group; the others stay as they are."""
+        name = _any_group_name(name)
+        changes: dict[str, object] = {}
+        if max_talk is not None:
+            changes["max_talk"] = _max_talk(max_talk)
+        if mode is not None:
+            changes["mode"] = _mode(mode)
+        if record is not None:
+            changes["record"] = int(bool(record))
+        with self._write() as db:
+            if not db.execute("SELECT 1 FROM groups WHERE name = ?", (name,)).fetchone():
+                raise NotFoundError(f"unknown group '{name}'")
+            if changes:  # column names come from the fixed keys above, never from input
+                assignments = ", ".join(f"{col} = ?" for col in changes)
+                db.execute(f"UPDATE groups SET {assignments} WHERE name = ?",
+                           (*changes.values(), name))
+        return self.get_group(name)
+
+    # --- memberships ---------------------------------------------------------------------------
+
+    def _ids(self, db: sqlite3.Connection, group: str, user: str) -> tuple[int, int]:
+        g = db.execute("SELECT id FROM groups WHERE name = ?", (group,)).fetchone()
+        if g is None:
+            raise NotFoundError(f"unknown group '{group}'")
+        u = db.execute("SELECT id FROM users WHERE name = ?", (user,)).fetchone()
+        if u is None:
+            raise NotFoundError(f"unknown user '{user}'")
+        return int(g[0]), int(u[0])
+
+    def add_member(self, group: str, user: str, listen_only: bool = False) -> MemberRecord:
+        """Make ``user`` a member of ``group``; for a member already, update ``listen_only``."""
+        group, user = _any_group_name(group), user_name(user)
+        with self._write() as db:
+            gid, uid = self._ids(db, group, user)
+            db.execute(
+                "INSERT INTO memberships (group_id, user_id, listen_only) VALUES (?, ?, ?) "
+                "ON CONFLICT (group_id, user_id) DO UPDATE SET listen_only = excluded.listen_only",
+                (gid, uid, int(bool(listen_only))),
+            )
+        return MemberRecord(group, user, bool(listen_only))
+
+    def remove_member(self, group: str, user: str) -> None:
+        group, user = _any_group_name(group), user_name(user)
+        with self._write() as db:
+            gid, uid = self._ids(db, group, user)
+            deleted = db.execute(
+                "DELETE FROM memberships WHERE group_id = ? AND user_id = ?", (gid, uid)
+            ).rowcount
+            if deleted == 0:
+                raise NotFoundError(f"user '{user}' is not a member of group '{group}'")
+
+    def members(self, group: str) -> list[MemberRecord]:
+        """The members of ``group``, by user name; NotFoundError for an unknown group."""
+        group = _any_group_name(group)
+        gid = self.get_group(group).id
+        rows = self._db.execute(
+            "SELECT u.name, m.listen_only FROM memberships m JOIN users u ON u.id = m.user_id "
+            "WHERE m.group_id = ? ORDER BY u.name",
+            (gid,),
+        )
+        return [MemberRecord(group, str(name), bool(lo)) for name, lo in rows]
+
+    def groups_of(self, user: str) -> list[GroupRecord]:
+        """The groups ``user`` belongs to (private ones included), by name."""
+        user = user_name(user)
+        row = self._db.execute("SELECT id FROM users WHERE name = ?", (user,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"unknown user '{user}'")
+        rows = self._db.execute(
+            f"SELECT {_GROUP_COLS} FROM memberships m JOIN groups g ON g.id = m.group_id "
+            "WHERE m.user_id = ? ORDER BY g.name",
+            (row[0],),
+        )
+        return [_group(r) for r in rows]
+
+    def all_memberships(self) -> list[MemberRecord]:
+        """Every membership in one query: what the server loads at start-up."""
+        rows = self._db.execute(
+            "SELECT g.name, u.name, m.listen_only FROM memberships m "
+            "JOIN groups g ON g.id = m.group_id JOIN users u ON u.id = m.user_id "
+            "ORDER BY g.name, u.name"
+        )
+        return [MemberRecord(str(g), str(u), bool(lo)) for g, u, lo in rows]
