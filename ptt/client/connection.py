@@ -77,7 +77,7 @@ class Connection:
         try:
             self.core.connect(self._now())
             self._flush()
-            ev = await self._wait(q, lambda e: isinstance(e, (cl.Connected, cl.LoginFailed)),
+            ev = await self.wait_for(q, lambda e: isinstance(e, (cl.Connected, cl.LoginFailed)),
                                   timeout, f"server at {where} did not answer")
         finally:
             self.unsubscribe(q)
@@ -124,7 +124,7 @@ class Connection:
         try:
             self.core.join(group, self._now())
             self._flush()
-            ev = await self._wait(q, lambda e: (isinstance(e, cl.GroupJoined)
+            ev = await self.wait_for(q, lambda e: (isinstance(e, cl.GroupJoined)
                                                 and e.state.group == group)
                                   or (isinstance(e, cl.RequestFailed) and e.what == "join"
                                       and e.group == group), timeout, "no answer to join")
@@ -143,7 +143,7 @@ class Connection:
         try:
             self.core.request_floor(group, self._now(), priority)
             self._flush()
-            ev = await self._wait(q, lambda e: (isinstance(e, cl.FloorStateChanged)
+            ev = await self.wait_for(q, lambda e: (isinstance(e, cl.FloorStateChanged)
                                                 and e.group == group and e.state is not
                                                 cl.Participation.PENDING_REQUEST)
                                   or (isinstance(e, cl.RequestFailed) and e.group == group),
@@ -162,7 +162,7 @@ class Connection:
             return cl.FloorStateChanged(group, cl.Participation.HAS_PERMISSION, g.my_burst)
         q = self.subscribe()
         try:
-            ev = await self._wait(q, lambda e: isinstance(e, cl.FloorStateChanged)
+            ev = await self.wait_for(q, lambda e: isinstance(e, cl.FloorStateChanged)
                                   and e.group == group
                                   and e.state in (cl.Participation.HAS_PERMISSION,
                                                   cl.Participation.NO_PERMISSION),
@@ -186,15 +186,22 @@ class Connection:
         try:
             self.core.call(peer, self._now())
             self._flush()
-            ev = await self._wait(q, lambda e: isinstance(e, cl.CallOpened)
+            ev = await self.wait_for(q, lambda e: isinstance(e, cl.CallOpened)
                                   or (isinstance(e, cl.RequestFailed) and e.what == "call"),
                                   timeout, "no answer to the call")
+            if isinstance(ev, cl.RequestFailed):
+                raise RequestError(ev.message)
+            assert isinstance(ev, cl.CallOpened)
+            group = ev.group
+            joined = await self.wait_for(
+                q, lambda e: (isinstance(e, cl.GroupJoined) and e.state.group == group)
+                or (isinstance(e, cl.RequestFailed) and e.what == "join"),
+                timeout, "could not join the call")
+            if isinstance(joined, cl.RequestFailed):
+                raise RequestError(joined.message)
         finally:
             self.unsubscribe(q)
-        if isinstance(ev, cl.RequestFailed):
-            raise RequestError(ev.message)
-        assert isinstance(ev, cl.CallOpened)
-        return ev.group
+        return group
 
     async def admin(self, op: str, args: dict[str, Any], timeout: float = CONNECT_TIMEOUT
                     ) -> dict[str, Any]:
@@ -202,7 +209,7 @@ class Connection:
         try:
             txn = self.core.admin(op, args, self._now())
             self._flush()
-            ev = await self._wait(q, lambda e: (isinstance(e, cl.AdminResult)
+            ev = await self.wait_for(q, lambda e: (isinstance(e, cl.AdminResult)
                                                 and e.txn in (txn, 0))
                                   or (isinstance(e, cl.RequestFailed) and e.what == "admin"),
                                   timeout, "no answer from the server")
@@ -233,7 +240,7 @@ class Connection:
         if q in self._queues:
             self._queues.remove(q)
 
-    async def _wait(self, q: asyncio.Queue[cl.ClientEvent], pred: Callable[[Any], bool],
+    async def wait_for(self, q: asyncio.Queue[cl.ClientEvent], pred: Callable[[Any], bool],
                     timeout: float | None, what: str) -> cl.ClientEvent:
         try:
             async with asyncio.timeout(timeout):

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Callable
 
-from ptt.errors import ProtocolError
+from ptt.errors import ProtocolError, PttError
 from ptt.protocol import auth
 from ptt.protocol import messages as m
 from ptt.protocol.session import HEARTBEAT_INTERVAL, SESSION_TIMEOUT
@@ -393,7 +393,12 @@ class ClientCore:
     def _on_challenge(self, msg: m.Challenge, now: float) -> None:
         key = (msg.salt, msg.iterations)
         if self._verifier_cache is None or self._verifier_cache[:2] != key:
-            verifier = auth.derive_verifier(self._token, msg.salt, msg.iterations)
+            try:
+                verifier = auth.derive_verifier(self._token, msg.salt, msg.iterations)
+            except PttError as exc:  # a hostile or broken server's challenge
+                self.conn = ConnState.DISCONNECTED
+                self._events.append(LoginFailed(f"login refused: {exc}"))
+                return
             self._verifier_cache = (msg.salt, msg.iterations, verifier)
         verifier = self._verifier_cache[2]
         proof = auth.login_proof(verifier, self._client_nonce, msg.server_nonce, self.user)

@@ -159,7 +159,10 @@ class Challenge:
 
 @dataclass(frozen=True, slots=True)
 class Login:
-    """Second step: proof = HMAC(verifier, client_nonce || server_nonce); the token never travels."""
+    """Second step: proof = HMAC(verifier, "ptt-login" || client_nonce || server_nonce || user).
+
+    The token never travels; see ``ptt.protocol.auth``.
+    """
 
     txn: int
     user: str

@@ -167,12 +167,9 @@ class PttServer:
         targets = self.core.receive_datagram(data, addr, now)
         if targets:
             c.voice_in += 1
-            sendto = self._sock.sendto  # type: ignore[union-attr]
+            sendto = self._transport.sendto  # type: ignore[union-attr]
             for t in targets:
-                try:
-                    sendto(data, t)
-                except (BlockingIOError, OSError):
-                    c.voice_dropped += 1
+                sendto(data, t)
             c.voice_out += len(targets)
             if not self.core.has_output():
                 return  # a forwarded frame changes no timer that is due earlier

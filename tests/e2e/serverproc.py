@@ -1,0 +1,77 @@
+"""Start and stop a real `ptt server` process on 127.0.0.1 for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PTT = str(Path(sys.executable).with_name("ptt"))
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ServerProcess:
+    db: Path
+    port: int = field(default_factory=free_udp_port)
+    proc: subprocess.Popen[bytes] | None = None
+    log: Path | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return ("127.0.0.1", self.port)
+
+    @property
+    def credentials(self) -> dict[str, str]:
+        return tomllib.loads((self.db.parent / "coordinator.toml").read_text())
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        home = self.db.parent / "home"
+        env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"),
+                   XDG_DATA_HOME=str(home / ".local/share"), PYTHONUNBUFFERED="1")
+        return env
+
+    def start(self, timeout: float = 15.0) -> None:
+        self.log = self.db.parent / f"server-{time.monotonic_ns()}.log"
+        out = open(self.log, "wb")
+        self.proc = subprocess.Popen(
+            [PTT, "server", "--host", "127.0.0.1", "--port", str(self.port), "--db", str(self.db)],
+            stdout=out, stderr=subprocess.STDOUT, env=self.env())
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log.read_text()}")
+            if b"listening" in self.log.read_bytes():
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"server did not start: {self.log.read_text()}")
+
+    def output(self) -> str:
+        return self.log.read_text() if self.log else ""
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(5)
+
+    def stop(self) -> int:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                return self.proc.wait(5)
+        return self.proc.returncode if self.proc else 0
