@@ -1,0 +1,191 @@
+"""``ptt group``: paging groups and their members, run by a coordinator (effective live)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ptt.cli import output, remote
+from ptt.cli.options import (GROUP, USER, CliState, SecondsType, client_options, json_option,
+                             pass_state)
+from ptt.server.store import GROUP_MODES, MAX_TALK_LIMIT
+
+MAX_TALK = SecondsType(maximum=MAX_TALK_LIMIT)
+
+
+def _settings_options(f: Any) -> Any:
+    """``--max-talk``, ``--mode``, ``--record/--no-record``; None when not given (update)."""
+    f = click.option("--record/--no-record", default=None,
+                     help="Record the group's transmissions [default for new groups: off].")(f)
+    f = click.option("--mode", type=click.Choice(GROUP_MODES, case_sensitive=False),
+                     default=None,
+                     help="How voice reaches members: through the server, by LAN multicast, or "
+                          "multicast where it works [default for new groups: auto].")(f)
+    f = click.option("--max-talk", type=MAX_TALK, default=None, metavar="SECONDS",
+                     help="Longest transmission before the floor is revoked, e.g. 30 or 1.5m "
+                          "[default for new groups: 30].")(f)
+    return f
+
+
+def _wire_seconds(seconds: float) -> int | str:
+    # Admin args on the wire admit no floats (str, int, bool, list[str]); the server reads
+    # max_talk with float(), so a fractional value travels as its decimal text
+    return int(seconds) if seconds.is_integer() else f"{seconds:g}"
+
+
+def _settings(max_talk: float | None, mode: str | None, record: bool | None) -> dict[str, Any]:
+    # absent keys keep the server's default (create) or the current value (update)
+    args: dict[str, Any] = {"max_talk": None if max_talk is None else _wire_seconds(max_talk),
+                            "mode": mode and mode.lower(), "record": record}
+    return {k: v for k, v in args.items() if v is not None}
+
+
+def _describe(g: dict[str, Any]) -> str:
+    recording = "on" if g["record"] else "off"
+    return f"max talk {output.seconds(g['max_talk_ms'])}, mode {g['mode']}, recording {recording}"
+
+
+@click.group()
+def group() -> None:
+    """Create, change and inspect paging groups (coordinators only)."""
+
+
+@group.command("create")
+@click.argument("name", type=GROUP)
+@_settings_options
+@json_option
+@client_options
+@pass_state
+def create(state: CliState, name: str, max_talk: float | None, mode: str | None,
+           record: bool | None, as_json: bool) -> None:
+    """Create group NAME."""
+    result = remote.admin(state, "group.create",
+                          {"name": name, **_settings(max_talk, mode, record)})
+    if as_json:
+        output.emit_json(result)
+        return
+    click.echo(f"Created group '{result['name']}' ({_describe(result)}).")
+
+
+@group.command("update")
+@click.argument("name", type=GROUP)
+@_settings_options
+@json_option
+@client_options
+@pass_state
+def update(state: CliState, name: str, max_talk: float | None, mode: str | None,
+           record: bool | None, as_json: bool) -> None:
+    """Change the settings of group NAME; options not given stay as they are."""
+    changes = _settings(max_talk, mode, record)
+    if not changes:
+        raise click.UsageError("nothing to change: give --max-talk, --mode or --record/--no-record")
+    result = remote.admin(state, "group.update", {"name": name, **changes})
+    if as_json:
+        output.emit_json(result)
+        return
+    click.echo(f"Updated group '{result['name']}' ({_describe(result)}).")
+
+
+@group.command("list")
+@json_option
+@client_options
+@pass_state
+def list_(state: CliState, as_json: bool) -> None:
+    """List groups: members, how many are online, who is talking."""
+    result = remote.admin(state, "group.list", {})
+    if as_json:
+        output.emit_json(result)
+        return
+    if not result["groups"]:
+        output.note("No groups yet: create one with 'ptt group create NAME'.")
+        return
+    rows = [(g["name"], g["members"], g["online"], g["talker"],
+             output.seconds(g["max_talk_ms"]), g["mode"], g["record"])
+            for g in result["groups"]]
+    click.echo(output.table(
+        ("GROUP", "MEMBERS", "ONLINE", "TALKER", "MAX-TALK", "MODE", "RECORD"), rows))
+
+
+@group.command("show")
+@click.argument("name", type=GROUP)
+@json_option
+@client_options
+@pass_state
+def show(state: CliState, name: str, as_json: bool) -> None:
+    """Show group NAME: settings, current talker, queue, members and who is online."""
+    g = remote.admin(state, "group.show", {"name": name})
+    if as_json:
+        output.emit_json(g)
+        return
+    mode = g["mode"] if g["mode"] == "relay" else f"{g['mode']} (multicast {g['multicast']})"
+    click.echo(output.fields([
+        ("Group", g["name"]),
+        ("Max talk", output.seconds(g["max_talk_ms"])),
+        ("Mode", mode),
+        ("Recording", "on" if g["record"] else "off"),
+        ("Talker", g["talker"]),
+        ("Queue", [f"{i}. {u}" for i, u in enumerate(g["queue"], 1)]),
+        ("Members", f"{len(g['members'])} ({g['online']} online)"),
+    ]))
+    if g["members"]:
+        talker = g["talker"]
+        rows = [(mb["user"], mb["online"], mb["listen_only"],
+                 "talking" if mb["user"] == talker else
+                 f"queued #{g['queue'].index(mb['user']) + 1}" if mb["user"] in g["queue"]
+                 else None)
+                for mb in g["members"]]
+        click.echo()
+        click.echo(output.table(("MEMBER", "ONLINE", "LISTEN-ONLY", "FLOOR"), rows))
+
+
+@group.command("delete")
+@click.argument("name", type=GROUP)
+@json_option
+@client_options
+@pass_state
+def delete(state: CliState, name: str, as_json: bool) -> None:
+    """Delete group NAME; members online are told and leave it."""
+    result = remote.admin(state, "group.delete", {"name": name})
+    if as_json:
+        output.emit_json(result)
+        return
+    click.echo(f"Deleted group '{result['name']}'.")
+
+
+@group.command("add")
+@click.argument("name", type=GROUP)
+@click.argument("users", nargs=-1, required=True, type=USER)
+@click.option("--listen-only", is_flag=True,
+              help="These members hear the group but may not take the floor.")
+@json_option
+@client_options
+@pass_state
+def add(state: CliState, name: str, users: tuple[str, ...], listen_only: bool,
+        as_json: bool) -> None:
+    """Add USERS to group NAME (all or none: an unknown user changes nothing).
+
+    Adding an existing member again changes only its listen-only flag.
+    """
+    result = remote.admin(state, "group.add",
+                          {"name": name, "users": list(users), "listen_only": listen_only})
+    if as_json:
+        output.emit_json(result)
+        return
+    how = " as listen-only members" if listen_only else ""
+    click.echo(f"Added {', '.join(result['users'])} to '{result['name']}'{how}.")
+
+
+@group.command("remove")
+@click.argument("name", type=GROUP)
+@click.argument("users", nargs=-1, required=True, type=USER)
+@json_option
+@client_options
+@pass_state
+def remove(state: CliState, name: str, users: tuple[str, ...], as_json: bool) -> None:
+    """Remove USERS from group NAME (all or none)."""
+    result = remote.admin(state, "group.remove", {"name": name, "users": list(users)})
+    if as_json:
+        output.emit_json(result)
+        return
+    click.echo(f"Removed {', '.join(result['users'])} from '{result['name']}'.")

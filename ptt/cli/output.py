@@ -1,0 +1,63 @@
+"""Printing: aligned tables for people, JSON for scripts.
+
+Results go to stdout and nothing else does: messages, hints and logs go to stderr, so that
+``ptt group list --json | jq`` and ``ptt user add ann | tail -1`` see only the result.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import click
+
+NONE = "-"  # an empty cell: visible, so columns stay readable and `awk` keeps its field count
+
+
+def emit_json(data: Any) -> None:
+    """One JSON document on stdout, keys in the server's order, UTF-8 kept readable."""
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def yes_no(value: object) -> str:
+    return "yes" if value else "no"
+
+
+def cell(value: object) -> str:
+    if value is None or value == "" or value == []:
+        return NONE
+    if isinstance(value, bool):
+        return yes_no(value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """Columns padded to their widest cell, two spaces apart, no trailing blanks."""
+    text_rows = [[cell(v) for v in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in text_rows:
+        widths = [max(w, len(c)) for w, c in zip(widths, row)]
+    lines = []
+    for row in [list(headers), *text_rows]:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    return "\n".join(lines)
+
+
+def fields(pairs: Sequence[tuple[str, object]]) -> str:
+    """``Label  value`` lines, labels padded to the longest one."""
+    width = max(len(label) for label, _ in pairs)
+    return "\n".join(f"{label.ljust(width)}  {cell(value)}".rstrip() for label, value in pairs)
+
+
+def seconds(ms: int | float) -> str:
+    return f"{ms / 1000:g} s"
+
+
+def note(message: str) -> None:
+    """A message for the person, not for the pipe."""
+    click.echo(message, err=True)

@@ -1,0 +1,80 @@
+"""``ptt server``: run the paging server in the foreground until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import shlex
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ptt.cli import logs
+from ptt.cli.options import CliState, pass_state
+from ptt.config import load_server_config
+from ptt.errors import ValidationError
+from ptt.names import parse_port
+
+if TYPE_CHECKING:
+    from ptt.server.app import PttServer
+
+
+class _Port(click.ParamType):
+    name = "port"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+                ) -> int:
+        try:
+            return parse_port(value, allow_zero=True)
+        except ValidationError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def _first_start(server: PttServer) -> None:
+    """Tell the operator where the coordinator's credentials went and how to use them."""
+    path = server.credentials_file
+    if path is None:
+        return
+    quoted = shlex.quote(str(path))
+    click.echo(
+        f"First start: created the coordinator account; its credentials are in {path} "
+        f"(mode 0600).\n"
+        f"Use them in this shell:\n"
+        f"    export PTT_CONFIG={quoted}\n"
+        f"or save them as your client config:\n"
+        f"    ptt login --credentials {quoted}\n"
+        f"then, for example: ptt user add ann && ptt group create volunteers",
+        err=True,
+    )
+
+
+@click.command()
+@click.option("--host", metavar="ADDRESS", show_envvar=True,
+              help="Address to listen on; only 127.0.0.1 unless you ask  [default: 127.0.0.1]")
+@click.option("--port", type=_Port(), show_envvar=True,
+              help="UDP port; 0 picks a free one  [default: 7700]")
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), show_envvar=True,
+              help="SQLite database  [default: $XDG_DATA_HOME/ptt/ptt.db]")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              envvar="PTT_SERVER_CONFIG", show_envvar=True,
+              help="Server config file  [default: $XDG_CONFIG_HOME/ptt/server.toml]")
+@pass_state
+def server(state: CliState, host: str | None, port: int | None, db: Path | None,
+           config_file: Path | None) -> None:
+    """Run the ptt server in the foreground; logs go to stderr.
+
+    On its first start (an empty database) it creates a coordinator account and writes its
+    credentials beside the database. Stop it with Ctrl-C or SIGTERM.
+    """
+    # a server's log is its output: INFO by default, DEBUG with -v
+    logs.configure(state.verbose, base=logging.INFO)
+    config = load_server_config(config_file)
+    changes = {k: v for k, v in (("host", host), ("port", port), ("db", db)) if v is not None}
+    if changes:
+        # through the dataclass, so --host and --db get the same checks as the file's values
+        config = dataclasses.replace(config, **changes)
+    from ptt.server.app import run  # here: client commands need not import the server
+
+    asyncio.run(run(config, ready=_first_start))
