@@ -1,0 +1,152 @@
+"""Run every benchmark and rewrite docs/benchmarks.md with the figures, commands and machine.
+
+    make bench                                  # all of them, full size
+    .venv/bin/python bench/run_all.py --quick   # small sizes, to check the harness
+    .venv/bin/python bench/run_all.py floor relay   # only some
+
+Each benchmark module has ``run(quick: bool) -> dict``. The dict may hold ``title``, ``command``,
+``target``, ``notes``, ``rows`` (a list of dicts, rendered as a table) and any other scalar figures
+(rendered as a key/value table). Results are kept per benchmark in docs/bench-results.json, so a
+partial run updates only its sections of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "benchmarks.md"
+STORE = ROOT / "docs" / "bench-results.json"
+
+# name -> module; order is the order of docs/benchmarks.md
+BENCHMARKS = {
+    "floor": "bench_floor",
+    "floor_access": "bench_floor_access",
+    "relay": "bench_relay",
+    "voice_quality": "bench_voice_quality",
+    "mouth_to_ear": "bench_mouth_to_ear",
+    "late_entry": "bench_late_entry",
+    "multicast": "bench_multicast",
+    "crypto": "bench_crypto",
+    "load": "bench_load",
+    "memory": "bench_memory",
+}
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"{platform.system()} {platform.release()}")
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        if v == 0 or 0.01 <= abs(v) < 1e6:
+            return f"{v:,.3g}" if abs(v) < 100 else f"{v:,.0f}"
+        return f"{v:.3g}"
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    return str(v)
+
+
+def render(name: str, res: dict[str, Any]) -> str:
+    out = [f"## {res.get('title', name)}", ""]
+    if "error" in res:
+        out += [f"Not measured in the last run: `{res['error']}`", ""]
+    if res.get("target"):
+        out += [f"Target: {res['target']}", ""]
+    rows = res.get("rows")
+    if rows:
+        cols = list(dict.fromkeys(k for r in rows for k in r))
+        out.append("| " + " | ".join(cols) + " |")
+        out.append("|" + "---|" * len(cols))
+        for r in rows:
+            out.append("| " + " | ".join(_fmt(r.get(c, "")) for c in cols) + " |")
+        out.append("")
+    scalars = {k: v for k, v in res.items()
+               if k not in ("title", "command", "target", "notes", "rows", "error", "when",
+                            "machine", "quick")
+               and isinstance(v, (int, float, str, bool))}
+    if scalars:
+        out += ["| figure | value |", "|---|---|"]
+        out += [f"| {k} | {_fmt(v)} |" for k, v in scalars.items()]
+        out.append("")
+    if res.get("notes"):
+        out += [str(res["notes"]), ""]
+    cmd = res.get("command", f".venv/bin/python bench/{BENCHMARKS[name]}.py")
+    out += [f"Command: `{cmd}`", "",
+            f"Measured {res.get('when', '?')} on {res.get('machine', '?')}"
+            + (" (quick mode)" if res.get("quick") else "") + ".", ""]
+    return "\n".join(out)
+
+
+def write_doc(results: dict[str, dict[str, Any]]) -> None:
+    parts = [
+        "# Benchmarks",
+        "",
+        "Speed and quality targets of ptt, measured by the scripts in `bench/`. `make bench` runs",
+        "them all and rewrites this file (`bench/run_all.py`); each section names the command",
+        "that produced it and the machine it ran on. Targets come from the issues; anchors are",
+        "peers measured on the same machine (see ../shared/TESTING.md).",
+        "",
+    ]
+    for name in BENCHMARKS:
+        if name in results:
+            parts.append(render(name, results[name]))
+    DOC.parent.mkdir(exist_ok=True)
+    DOC.write_text("\n".join(parts))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("names", nargs="*", help=f"some of: {', '.join(BENCHMARKS)}")
+    ap.add_argument("--quick", action="store_true", help="small sizes (checks the harness)")
+    args = ap.parse_args()
+    unknown = [n for n in args.names if n not in BENCHMARKS]
+    if unknown:
+        print(f"error: unknown benchmark(s): {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    sys.path.insert(0, str(ROOT / "bench"))
+    results: dict[str, dict[str, Any]] = json.loads(STORE.read_text()) if STORE.exists() else {}
+    failed = 0
+    for name in args.names or list(BENCHMARKS):
+        module = BENCHMARKS[name]
+        if not (ROOT / "bench" / f"{module}.py").exists():
+            continue
+        print(f"== {name} ({module})", flush=True)
+        t0 = time.monotonic()
+        try:
+            res = importlib.import_module(module).run(quick=args.quick)
+        except Exception as exc:  # one broken benchmark must not hide the others' figures
+            traceback.print_exc()
+            res = {"error": f"{type(exc).__name__}: {exc}"}
+            failed += 1
+        res.update(when=time.strftime("%Y-%m-%d"), machine=machine(), quick=args.quick)
+        res.setdefault("command", f".venv/bin/python bench/{module}.py"
+                       + (" --quick" if args.quick else ""))
+        results[name] = res
+        print(f"   done in {time.monotonic() - t0:.1f} s", flush=True)
+        STORE.write_text(json.dumps(results, indent=1, default=str))
+        write_doc(results)
+    print(f"wrote {DOC.relative_to(ROOT)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

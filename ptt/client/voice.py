@@ -1,0 +1,176 @@
+"""The client's voice path, joining a :class:`Connection` to audio sources and sinks.
+
+- :class:`Talker`: frames from a source -> Opus -> :class:`~ptt.media.sender.Packetizer` ->
+  voice datagrams, sent only while this client holds the floor (the burst id comes from the grant).
+- :class:`Listener`: voice datagrams -> :class:`~ptt.media.receiver.BurstReceiver` (jitter buffer,
+  redundancy, FEC, concealment) -> a sink, one frame per tick of the sink's own clock. It follows
+  the floor announcements, so it plays only the burst the server said is current, and it plays
+  the end-of-burst tone when a talker stops.
+
+Typical use (what ``ptt talk --wav`` and ``ptt listen`` do)::
+
+    talker = Talker(conn, "volunteers")
+    await conn.request_floor("volunteers"); await conn.wait_floor("volunteers")
+    await talker.send(WavSource(path, realtime=True))
+    await conn.release_floor("volunteers")
+
+    listener = Listener(conn, "volunteers", PacedSink(WavSink(out)))
+    await listener.run(stop_event)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ptt.audio.codec import DEFAULT_BITRATE, OpusDecoder, OpusEncoder
+from ptt.audio.levels import Level, frame_level
+from ptt.audio.streams import SILENCE, ClockedSink, FrameSource
+from ptt.audio.tones import ToneSet
+from ptt.client.connection import Connection
+from ptt.errors import PttError
+from ptt.media.receiver import BurstReceiver
+from ptt.media.sender import DEFAULT_REDUNDANCY, Packetizer
+from ptt.protocol import client as cl
+
+log = logging.getLogger("ptt.voice")
+
+
+@dataclass
+class BurstReport:
+    frames: int
+    bytes_sent: int
+    reason: str  # "source ended", "released", "floor lost", "max frames"
+
+
+class Talker:
+    """Sends bursts for one group; keeps one encoder across bursts."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        group: str,
+        *,
+        bitrate: int = DEFAULT_BITRATE,
+        redundancy: int = DEFAULT_REDUNDANCY,
+        on_level: Callable[[Level], None] | None = None,
+    ) -> None:
+        self.conn = conn
+        self.group = group
+        self.encoder = OpusEncoder(bitrate=bitrate)
+        self.redundancy = redundancy
+        self.on_level = on_level
+
+    async def send(
+        self,
+        source: FrameSource,
+        stop: asyncio.Event | None = None,
+        max_frames: int | None = None,
+    ) -> BurstReport:
+        """Send frames from ``source`` for the burst this client holds, until the source ends,
+        ``stop`` is set, ``max_frames`` are sent or the floor is lost. Frames read while the
+        floor is not held are not sent."""
+        route = self.conn.core.talk_route(self.group)
+        if route is None:
+            raise PttError(f"you do not hold the floor in '{self.group}'")
+        group_id, sender, burst = route
+        pk = Packetizer(group_id, sender, burst, self.redundancy)
+        self.encoder.reset()
+        frames = 0
+        reason = "source ended"
+        while True:
+            if stop is not None and stop.is_set():
+                reason = "released"
+                break
+            if max_frames is not None and frames >= max_frames:
+                reason = "max frames"
+                break
+            frame = await source.read()
+            if frame is None:
+                break
+            if self.conn.core.talk_route(self.group) != route:
+                reason = "floor lost"
+                break
+            if self.on_level is not None:
+                self.on_level(frame_level(frame))
+            self.conn.send_voice(pk.packetize(self.encoder.encode(frame)))
+            frames += 1
+        if reason != "floor lost":
+            # a closing frame of silence carries END_OF_BURST so listeners end at once
+            self.conn.send_voice(pk.packetize(self.encoder.encode(SILENCE), last=True))
+        return BurstReport(frames, pk.bytes_sent, reason)
+
+
+class Listener:
+    """Plays one group's current burst into ``sink``; ``run()`` until ``stop`` is set."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        group: str,
+        sink: ClockedSink,
+        tones: ToneSet | None = None,
+    ) -> None:
+        self.conn = conn
+        self.group = group
+        self.sink = sink
+        self.tones = tones or ToneSet.none()
+        self.receiver = BurstReceiver(OpusDecoder())
+        self.frames_played = 0  # frames of voice (not silence or tones) written to the sink
+        self.first_audio_at: float | None = None
+        self._pending_tone: deque[bytes] = deque()
+        self._events = conn.subscribe()
+        self._was_playing = False
+
+    def _on_voice(self, datagram: bytes) -> None:
+        self.receiver.receive(datagram, asyncio.get_running_loop().time())
+
+    def _follow(self, state_group_id: int | None = None) -> None:
+        g = self.conn.core.groups.get(self.group)
+        if g is not None and g.state is not None:
+            self.receiver.group_id = g.state.group_id
+            if g.talker is not None and g.talker != self.conn.user:
+                self.receiver.expect(g.talker_burst)
+
+    def _handle(self, ev: cl.ClientEvent) -> None:
+        if isinstance(ev, cl.GroupJoined) and ev.state.group == self.group:
+            self._follow()
+        elif isinstance(ev, cl.TalkerChanged) and ev.group == self.group:
+            if ev.talker is not None and ev.talker != self.conn.user:
+                self.receiver.expect(ev.burst_id)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        previous = self.conn.on_voice
+        self.conn.on_voice = self._on_voice
+        self._follow()
+        try:
+            while not stop.is_set():
+                while not self._events.empty():
+                    self._handle(self._events.get_nowait())
+                await self.sink.wait_ready()
+                now = loop.time()
+                pcm = self.receiver.pop(now)
+                item = self.receiver.last_item
+                if pcm is not None:
+                    if self.first_audio_at is None:
+                        self.first_audio_at = now
+                    self.frames_played += 1
+                    self._was_playing = True
+                    self.sink.write(pcm)
+                    if item is not None and item.last:
+                        self._end_of_burst()
+                    continue
+                if self._was_playing and not self.receiver.buffer.playing:
+                    self._end_of_burst()
+                self.sink.write(self._pending_tone.popleft() if self._pending_tone else SILENCE)
+        finally:
+            self.conn.on_voice = previous
+            self.conn.unsubscribe(self._events)
+
+    def _end_of_burst(self) -> None:
+        self._was_playing = False
+        self._pending_tone.extend(self.tones.frames("end_of_burst"))
