@@ -1,0 +1,156 @@
+"""Every CLI error is one line on stderr with a fixed exit code, never a traceback.
+
+The cases run ``ptt`` as a subprocess, as a user would; the handler's rare paths (internal
+error, Ctrl-C) are forced in-process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from ptt.cli import remote
+from tests.cli.conftest import ServerProcess, closed_port, one_error_line, ptt, run
+
+
+@pytest.fixture
+def volunteer(coordinator: Path, uniq: str) -> tuple[str, str]:
+    """A volunteer account on the shared server: (name, token)."""
+    result = run("user", "add", f"{uniq}-vol", "--json")
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    return data["name"], data["token"]
+
+
+def fails(args: list[str], code: int, *expected: str, env: dict[str, str] | None = None) -> str:
+    """Run ``ptt ARGS``: it must exit ``code`` with one stderr line holding each ``expected``."""
+    proc = ptt(*args, env=env)
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    assert proc.stdout == ""
+    line = one_error_line(proc.stderr)
+    assert line.startswith("error: "), line
+    for text in expected:
+        assert text in line, line
+    return line
+
+
+def test_server_unreachable(coordinator: Path) -> None:
+    port = closed_port()
+    line = fails(["--timeout", "0.5", "group", "list", "--server", f"127.0.0.1:{port}"], 4,
+                 f"127.0.0.1:{port} did not answer", "is 'ptt server' running")
+    assert line == (f"error: server at 127.0.0.1:{port} did not answer (after 0.5 s): "
+                    f"is 'ptt server' running at 127.0.0.1:{port}?")
+
+
+def test_wrong_token(coordinator: Path) -> None:
+    env = dict(os.environ, PTT_TOKEN="not-the-right-token")
+    fails(["group", "list"], 3, "login failed: wrong user or token", "user 'coordinator'",
+          env=env)
+
+
+def test_unknown_group(coordinator: Path, uniq: str) -> None:
+    fails(["group", "show", f"{uniq}-nope"], 1, f"error: unknown group '{uniq}-nope'")
+    fails(["group", "delete", f"{uniq}-nope"], 1, f"unknown group '{uniq}-nope'")
+
+
+def test_unknown_user(coordinator: Path, uniq: str) -> None:
+    assert run("group", "create", f"{uniq}-g").exit_code == 0
+    fails(["group", "add", f"{uniq}-g", f"{uniq}-nobody"], 1,
+          f"error: unknown user '{uniq}-nobody'")
+    fails(["user", "remove", f"{uniq}-nobody"], 1, f"unknown user '{uniq}-nobody'")
+
+
+def test_not_a_coordinator(volunteer: tuple[str, str], uniq: str) -> None:
+    name, token = volunteer
+    env = dict(os.environ, PTT_USER=name, PTT_TOKEN=token)
+    line = fails(["group", "create", f"{uniq}-g"], 3, env=env)
+    assert line == (f"error: permission denied: not a coordinator ('{name}' cannot run "
+                    f"'ptt group create')")
+    assert run("group", "show", f"{uniq}-g").exit_code == 1  # nothing was created
+
+
+def test_name_taken(coordinator: Path, uniq: str) -> None:
+    assert run("group", "create", f"{uniq}-g").exit_code == 0
+    fails(["group", "create", f"{uniq}-G"], 1, f"error: group '{uniq}-g' already exists")
+    assert run("user", "add", f"{uniq}-u").exit_code == 0
+    fails(["user", "add", f"{uniq}-u"], 1, f"error: user '{uniq}-u' already exists")
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["group", "create", "bad name"], "invalid group name 'bad name'"),
+    (["user", "add", "-x"], "No such option '-x'"),
+    (["user", "add", "a" * 33], "33 characters, at most 32"),
+    (["group", "add", "ok", "ann", "b@d"], "invalid user name 'b@d'"),
+    (["user", "add", "zed", "--role", "boss"], "invalid role 'boss'"),
+])
+def test_invalid_names_and_values_never_reach_the_server(
+        args: list[str], expected: str, home: Path) -> None:
+    # no login config and no server: the value is refused first
+    proc = ptt(*args)
+    assert proc.returncode == 2
+    assert expected in proc.stderr and "Traceback" not in proc.stderr
+    if "No such option" not in expected:  # click's usage errors keep click's usage block
+        assert one_error_line(proc.stderr).startswith("error: Invalid value for ")
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("0", "'0': expected more than 0 s and at most 3600 s"),
+    ("-5", "'-5' is not a duration"),
+    ("2h", "'2h' is not a duration"),
+    ("3601", "'3601': expected more than 0 s and at most 3600 s"),
+    ("soon", "'soon' is not a duration"),
+])
+def test_bad_max_talk(value: str, expected: str, home: Path) -> None:
+    line = fails(["group", "create", "g", f"--max-talk={value}"], 2, expected)
+    assert line.startswith("error: Invalid value for '--max-talk': ")
+
+
+def test_missing_login_config(home: Path, server: ServerProcess) -> None:
+    fails(["group", "list", "--server", server.address], 2, "no user configured",
+          "run 'ptt login --server HOST:PORT --user NAME --token TOKEN'")
+
+
+def test_missing_named_config_file(home: Path) -> None:
+    missing = home / "nowhere.toml"
+    fails(["--config", str(missing), "user", "list"], 2, f"config file not found: {missing}")
+    env = dict(os.environ, PTT_CONFIG=str(missing))
+    fails(["user", "list"], 2, f"config file not found: {missing}", env=env)
+
+
+def test_usage_errors_keep_clicks_format(home: Path) -> None:
+    proc = ptt("group", "frobnicate")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("Usage: ptt group [OPTIONS] COMMAND [ARGS]...")
+    assert "Error: No such command 'frobnicate'." in proc.stderr
+    missing = run("group", "add", "g")
+    assert missing.exit_code == 2 and "Missing argument 'USERS...'" in missing.stderr
+
+
+def test_internal_error_is_one_line_unless_debugging(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(*args: object) -> dict[str, object]:
+        raise KeyError("surprise")
+
+    monkeypatch.setattr(remote, "admin", boom)
+    result = run("group", "list")
+    assert result.exit_code == 70
+    assert one_error_line(result.stderr) == ("internal error: KeyError: 'surprise' "
+                                             "(run with PTT_DEBUG=1 for details)")
+    monkeypatch.setenv("PTT_DEBUG", "1")
+    result = run("group", "list")
+    assert result.exit_code == 70
+    assert "Traceback (most recent call last)" in result.stderr and "boom" in result.stderr
+    assert result.stderr.splitlines()[-1] == "internal error: KeyError: 'surprise'"
+
+
+def test_ctrl_c_exits_130_silently(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(*args: object) -> dict[str, object]:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(remote, "admin", interrupted)
+    result = run("user", "list")
+    assert result.exit_code == 130
+    assert result.stderr.strip() == "" and result.stdout == ""
