@@ -26,10 +26,13 @@ from typing import Any, NoReturn
 import click
 
 from ptt.cli import logs
+from ptt.cli.devices import devices
 from ptt.cli.group import group
+from ptt.cli.listen import listen
 from ptt.cli.login import login
 from ptt.cli.options import SECONDS, CliState, config_option
 from ptt.cli.server import server
+from ptt.cli.talk import call, talk
 from ptt.cli.user import user
 from ptt.errors import PttError
 
@@ -126,6 +129,10 @@ cli.add_command(server)
 cli.add_command(login)
 cli.add_command(user)
 cli.add_command(group)
+cli.add_command(talk)
+cli.add_command(listen)
+cli.add_command(call)
+cli.add_command(devices)
 # Add new commands here, e.g. ``from ptt.cli.talk import talk`` above and ``cli.add_command(talk)``:
 # talk, listen, call, devices, record, sessions, replay, export, desktop.
 # ---------------------------------------------------------------------------------------------------

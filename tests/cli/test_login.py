@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import stat
 import tomllib
 from pathlib import Path
@@ -46,15 +45,18 @@ def test_login_writes_a_private_config_that_commands_use(
     assert ann[0] in {u["name"] for u in json.loads(listed.stdout)["users"]}
 
     # PTT_USER/PTT_TOKEN override the file: now a volunteer, refused
-    env = dict(os.environ, PTT_USER=ann[0], PTT_TOKEN=ann[1])
-    proc = ptt("group", "create", "never", env=env)
-    assert proc.returncode == 3 and f"'{ann[0]}' cannot run" in one_error_line(proc.stderr)
+    with monkeypatch.context() as mp:
+        mp.setenv("PTT_USER", ann[0])
+        mp.setenv("PTT_TOKEN", ann[1])
+        result = run("group", "create", "never")
+        assert result.exit_code == 3 and f"'{ann[0]}' cannot run" in result.stderr
     # PTT_SERVER overrides it too, and --server overrides PTT_SERVER
     port = closed_port()
-    env = dict(os.environ, PTT_SERVER=f"127.0.0.1:{port}", PTT_TIMEOUT="0.3")
-    proc = ptt("user", "list", env=env)
-    assert proc.returncode == 4 and f"127.0.0.1:{port} did not answer (after 0.3 s)" in proc.stderr
     monkeypatch.setenv("PTT_SERVER", f"127.0.0.1:{port}")
+    monkeypatch.setenv("PTT_TIMEOUT", "0.3")
+    result = run("user", "list")
+    assert result.exit_code == 4
+    assert f"127.0.0.1:{port} did not answer (after 0.3 s)" in result.stderr
     assert run("user", "list", "--server", server.address).exit_code == 0
     # ... and the saved file never took a value from the environment
     assert tomllib.loads(path.read_text()) == saved
@@ -101,9 +103,9 @@ def test_login_refused_saves_nothing(home: Path, server: ServerProcess, ann: tup
         f"error: login failed: wrong user or token (user '{ann[0]}' at {server.address}): "
         f"check the token, or ask a coordinator for a new one")
     port = closed_port()
-    proc = ptt("--timeout", "0.3", "login", "--server", f"127.0.0.1:{port}", "--user", ann[0],
-               "--token", ann[1])
-    assert proc.returncode == 4 and "did not answer" in one_error_line(proc.stderr)
+    result = run("--timeout", "0.3", "login", "--server", f"127.0.0.1:{port}", "--user", ann[0],
+                 "--token", ann[1])
+    assert result.exit_code == 4 and "did not answer" in one_error_line(result.stderr)
     assert not xdg_config(home).exists()
 
 

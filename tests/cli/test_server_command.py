@@ -9,7 +9,10 @@ import socket
 import stat
 from pathlib import Path
 
-from tests.cli.conftest import ServerProcess, clean_env, credentials, one_error_line, ptt, run
+import pytest
+
+from tests.cli.conftest import (ServerProcess, clean_env, credentials, one_error_line, ptt,
+                                run)
 
 
 def test_first_start_serves_stops_cleanly_and_keeps_everything(home: Path, tmp_path: Path
@@ -64,24 +67,27 @@ def test_bad_db_path_is_one_line(home: Path, tmp_path: Path) -> None:
 
 def test_bad_host_and_port(home: Path, tmp_path: Path) -> None:
     db = str(tmp_path / "ptt.db")
-    proc = ptt("server", "--host", "not a host", "--port", "0", "--db", db, env=clean_env(home))
-    assert proc.returncode == 2
-    assert one_error_line(proc.stderr) == (
+    result = run("server", "--host", "not a host", "--port", "0", "--db", db)
+    assert result.exit_code == 2
+    assert one_error_line(result.stderr) == (
         "error: host: invalid host in 'not a host': expected an IPv4 address, [IPv6] address "
         "or host name")
-    proc = ptt("server", "--port", "70000", "--db", db, env=clean_env(home))
-    assert proc.returncode == 2
-    assert one_error_line(proc.stderr) == (
+    result = run("server", "--port", "70000", "--db", db)
+    assert result.exit_code == 2
+    assert one_error_line(result.stderr) == (
         "error: Invalid value for '--port': invalid port '70000': expected a number 0-65535")
 
 
-def test_server_settings_from_env(home: Path, tmp_path: Path) -> None:
-    # PTT_SERVER_PORT reaches the server through click's auto_envvar_prefix and ptt.config
+def test_server_settings_from_env(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                  ) -> None:
+    # PTT_SERVER_PORT reaches the server through click's auto_envvar_prefix and ptt.config;
+    # a busy port makes the server stop right after opening its database
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
         taken.bind(("127.0.0.1", 0))
         port = taken.getsockname()[1]
-        env = clean_env(home, PTT_SERVER_PORT=str(port), PTT_SERVER_DB=str(tmp_path / "x.db"))
-        proc = ptt("server", env=env)
-    assert proc.returncode == 4 and f"127.0.0.1:{port}" in proc.stderr
+        monkeypatch.setenv("PTT_SERVER_PORT", str(port))
+        monkeypatch.setenv("PTT_SERVER_DB", str(tmp_path / "x.db"))
+        result = run("server")
+    assert result.exit_code == 4 and f"127.0.0.1:{port}" in result.stderr
     assert (tmp_path / "x.db").exists()
     assert not os.path.exists(home / ".local/share/ptt/ptt.db")

@@ -1,0 +1,114 @@
+"""Shared pieces of the live commands (talk, listen, call): connecting, joining, event lines.
+
+Every floor event a volunteer should know about becomes one timestamped line, e.g.::
+
+    14:02:11.204  volunteers  ann is talking
+    14:02:15.880  volunteers  floor idle
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Callable
+
+import click
+
+from ptt.cli.options import CliState
+from ptt.cli.remote import client_config, connect
+from ptt.client.connection import Connection, deny_text
+from ptt.config import ClientConfig
+from ptt.errors import RequestError
+from ptt.protocol import client as cl
+from ptt.protocol import messages as m
+
+
+def stamp() -> str:
+    t = time.time()
+    return time.strftime("%H:%M:%S", time.localtime(t)) + f".{int(t * 1000) % 1000:03d}"
+
+
+def describe(ev: cl.ClientEvent, me: str) -> str | None:
+    """One line for an event worth showing, or None."""
+    if isinstance(ev, cl.TalkerChanged):
+        if ev.talker is None:
+            return f"{ev.group}  floor idle"
+        who = "you are" if ev.talker == me else f"{ev.talker} is"
+        return f"{ev.group}  {who} talking"
+    if isinstance(ev, cl.PresenceChanged):
+        return f"{ev.group}  {ev.user} {'came online' if ev.online else 'went offline'}"
+    if isinstance(ev, cl.FloorStateChanged):
+        if ev.state is cl.Participation.QUEUED:
+            return f"{ev.group}  queued #{ev.position}"
+        if ev.state is cl.Participation.HAS_PERMISSION:
+            return f"{ev.group}  floor granted: talk now ({ev.max_talk_ms / 1000:g} s max)"
+        if ev.state is cl.Participation.NO_PERMISSION and ev.deny_cause != m.DenyCause.NONE:
+            return f"{ev.group}  floor denied: {deny_text(ev.deny_cause)}"
+        if ev.state is cl.Participation.NO_PERMISSION and ev.revoke_cause is not None:
+            return f"{ev.group}  floor revoked: {revoke_text(ev.revoke_cause)}"
+    if isinstance(ev, cl.Disconnected):
+        return f"connection lost ({ev.reason}); reconnecting"
+    if isinstance(ev, cl.Connected):
+        return "connected"
+    if isinstance(ev, cl.IncomingCall):
+        return f"{ev.peer} is calling you: private group {ev.group}"
+    return None
+
+
+def revoke_text(cause: m.RevokeCause) -> str:
+    return {
+        m.RevokeCause.PREEMPTED: "pre-empted by a higher-priority talker",
+        m.RevokeCause.MAX_TALK_TIME: "maximum talk time reached",
+        m.RevokeCause.SILENCE: "no voice arrived (silence timeout)",
+        m.RevokeCause.NO_START: "you did not start talking in time",
+        m.RevokeCause.REMOVED: "you were removed from the group",
+        m.RevokeCause.SESSION_LOST: "your session was lost",
+    }.get(cause, cause.name.lower())
+
+
+def echo_event(ev: cl.ClientEvent, me: str) -> None:
+    line = describe(ev, me)
+    if line is not None:
+        click.echo(f"{stamp()}  {line}")
+
+
+async def open_and_join(state: CliState, groups: list[str]
+                        ) -> tuple[Connection, ClientConfig, list[m.GroupState]]:
+    """A logged-in connection that has joined ``groups``; the caller closes it."""
+    config = client_config(state)
+    conn, _ = await connect(config, state.timeout)
+    try:
+        joined = [await conn.join(g, state.timeout) for g in groups]
+    except RequestError:
+        await conn.close()
+        raise
+    except BaseException:
+        await conn.close()
+        raise
+    return conn, config, joined
+
+
+def joined_line(st: m.GroupState) -> str:
+    online = [mi.user for mi in st.members if mi.online]
+    talker = f", {st.talker} is talking" if st.talker else ""
+    return (f"joined {st.group}: {len(st.members)} members, {len(online)} online "
+            f"({', '.join(online)}){talker}")
+
+
+def stop_on_signals(stop: asyncio.Event) -> Callable[[], None]:
+    """Set ``stop`` on SIGINT/SIGTERM (a clean finish: files closed, floor released)."""
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError):
+            pass
+
+    def remove() -> None:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+    return remove

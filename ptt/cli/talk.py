@@ -1,0 +1,181 @@
+"""``ptt talk GROUP``: page a group, from the microphone or from a WAV file.
+
+With ``--wav FILE`` it asks for the floor, waits while queued, sends the file at real-time pace and
+releases; a denial or a lost floor ends with the reason and a non-zero exit. Without it, it is an
+interactive walkie-talkie in the terminal (see :mod:`ptt.cli.terminal`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from ptt.cli.live import echo_event, joined_line, open_and_join, revoke_text, stop_on_signals
+from ptt.cli.options import GROUP, SECONDS, CliState, client_options, pass_state
+from ptt.client.connection import Connection, deny_text
+from ptt.errors import NetError, PttError, RequestError
+from ptt.protocol import client as cl
+from ptt.protocol import messages as m
+
+if TYPE_CHECKING:
+    from ptt.audio.wav import WavSource
+
+
+class FloorDenied(RequestError):
+    """The floor was refused or lost; exit 1 with the reason."""
+
+
+@click.command()
+@click.argument("group_name", metavar="GROUP", type=GROUP)
+@click.option("--wav", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              metavar="FILE", help="Page the group with this WAV file instead of the microphone.")
+@click.option("--emergency", is_flag=True, help="Ask with emergency priority (pre-empts).")
+@click.option("--wait", "max_wait", type=SECONDS, default=60.0, show_default=True,
+              metavar="SECONDS", help="With --wav: how long to wait in the queue.")
+@click.option("--input", "input_device", metavar="DEVICE",
+              help="Input device name or index (see 'ptt devices').")
+@click.option("--output", "output_device", metavar="DEVICE", help="Output device for listening.")
+@client_options
+@pass_state
+def talk(state: CliState, group_name: str, wav: Path | None, emergency: bool, max_wait: float,
+         input_device: str | None, output_device: str | None) -> None:
+    """Talk to GROUP: push to talk in the terminal, or page it with a WAV file.
+
+    \b
+    Keys in the terminal: Space or Enter keys and unkeys the microphone,
+    e asks with emergency priority, q quits.
+    \b
+    Examples:
+        ptt talk volunteers
+        ptt talk volunteers --wav announcement.wav
+        ptt talk volunteers --wav evacuate.wav --emergency
+    """
+    priority = m.Priority.EMERGENCY if emergency else m.Priority.NORMAL
+    if wav is not None:
+        from ptt.audio.wav import WavSource
+
+        source = WavSource(wav, realtime=True)  # a bad file fails here, before any network
+        asyncio.run(page_file(state, group_name, source, priority, max_wait))
+        return
+    from ptt.cli.terminal import run_terminal
+
+    asyncio.run(run_terminal(state, group_name, input_device, output_device))
+
+
+async def page_file(state: CliState, group: str, source: WavSource, priority: m.Priority,
+                    max_wait: float) -> None:
+    conn, config, (st,) = await open_and_join(state, [group])
+    try:
+        click.echo(joined_line(st))
+        await send_file(conn, group, source, priority, max_wait, config.bitrate)
+    finally:
+        await conn.close()
+
+
+async def send_file(conn: Connection, group: str, source: WavSource, priority: m.Priority,
+                    max_wait: float, bitrate: int) -> None:
+    """Ask for the floor, wait in the queue, send the file, release; FloorDenied on failure."""
+    from ptt.client.voice import Talker
+
+    outcome = await conn.request_floor(group, priority)
+    if outcome.state is cl.Participation.QUEUED:
+        click.echo(f"queued #{outcome.position}: waiting for the floor")
+        events = conn.subscribe()
+
+        async def show_positions() -> None:
+            while True:
+                ev = await events.get()
+                if isinstance(ev, cl.FloorStateChanged) and ev.state is cl.Participation.QUEUED:
+                    click.echo(f"queued #{ev.position}")
+
+        printer = asyncio.create_task(show_positions())
+        try:
+            outcome = await conn.wait_floor(group, max_wait)
+        except NetError:
+            await conn.release_floor(group)  # withdraw from the queue
+            raise FloorDenied(f"still queued after {max_wait:g} s: gave up") from None
+        finally:
+            printer.cancel()
+            conn.unsubscribe(events)
+    if outcome.state is not cl.Participation.HAS_PERMISSION:
+        if outcome.deny_cause != m.DenyCause.NONE:
+            raise FloorDenied(f"floor denied: {deny_text(outcome.deny_cause)}")
+        raise FloorDenied("floor not granted")
+    seconds = len(source) * 0.02
+    click.echo(f"floor granted: sending {seconds:.1f} s of {Path(source.path).name}")
+    events = conn.subscribe()
+    stop = asyncio.Event()
+    remove = stop_on_signals(stop)
+    try:
+        report = await Talker(conn, group, bitrate=bitrate).send(source, stop)
+    finally:
+        remove()
+    await conn.release_floor(group)
+    await asyncio.sleep(0.05)  # let the release leave before the socket closes
+    lost = [e for e in _drain(events) if isinstance(e, cl.FloorStateChanged)
+            and e.revoke_cause is not None]
+    conn.unsubscribe(events)
+    if report.reason == "floor lost":
+        cause = revoke_text(lost[0].revoke_cause) if lost and lost[0].revoke_cause else "lost"
+        raise FloorDenied(f"floor lost after {report.frames * 0.02:.1f} s: {cause}")
+    secs = report.frames * 0.02
+    rate = report.bytes_sent * 8 / max(secs, 0.02) / 1000
+    click.echo(f"done: sent {secs:.1f} s ({rate:.1f} kbit/s on the wire), floor released")
+
+
+def _drain(q: asyncio.Queue[cl.ClientEvent]) -> list[cl.ClientEvent]:
+    out = []
+    while not q.empty():
+        out.append(q.get_nowait())
+    return out
+
+
+@click.command()
+@click.argument("peer", metavar="USER")
+@click.option("--wav", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              metavar="FILE", help="Say this WAV file instead of using the microphone.")
+@click.option("--input", "input_device", metavar="DEVICE", help="Input device name or index.")
+@click.option("--output", "output_device", metavar="DEVICE", help="Output device name or index.")
+@client_options
+@pass_state
+def call(state: CliState, peer: str, wav: Path | None, input_device: str | None,
+         output_device: str | None) -> None:
+    """One-to-one push-to-talk call with USER (a private two-member floor).
+
+    \b
+    Examples:
+        ptt call bob
+        ptt call bob --wav hello.wav
+    """
+    from ptt.names import user_name
+
+    peer = user_name(peer)
+    from ptt.audio.wav import WavSource
+
+    source = WavSource(wav, realtime=True) if wav is not None else None
+    asyncio.run(_call(state, peer, source, input_device, output_device))
+
+
+async def _call(state: CliState, peer: str, source: WavSource | None,
+                input_device: str | None, output_device: str | None) -> None:
+    if source is None:
+        from ptt.cli.terminal import run_terminal
+
+        await run_terminal(state, None, input_device, output_device, call_peer=peer)
+        return
+    conn, config, _ = await open_and_join(state, [])
+    try:
+        group = await conn.call(peer, state.timeout)
+        click.echo(f"call open with {peer} ({group})")
+        await send_file(conn, group, source, m.Priority.NORMAL, 30.0, config.bitrate)
+        await conn.leave(group)
+    except PttError:
+        raise
+    finally:
+        await conn.close()
+
+
+__all__ = ["talk", "call", "send_file", "echo_event"]

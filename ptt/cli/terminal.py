@@ -1,0 +1,219 @@
+"""The interactive terminal walkie-talkie behind ``ptt talk GROUP`` and ``ptt call USER``.
+
+A terminal reports key presses but no releases, so the talk key is a toggle: Space or Enter keys
+the microphone (request the floor; talk once granted) and unkeys it (release). ``e`` asks with
+emergency priority, ``q`` quits. One status line is redrawn in place::
+
+    volunteers | online ann bob cat | bob talking | you: talking 27s left [######    ] -18 dBFS
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import sys
+import termios
+import tty
+from dataclasses import dataclass
+
+import click
+
+from ptt.audio.levels import Level, vu_bar
+from ptt.audio.tones import ToneSet
+from ptt.cli.live import describe, open_and_join, stamp, stop_on_signals
+from ptt.cli.options import CliState
+from ptt.client.connection import Connection
+from ptt.client.voice import Listener, Talker
+from ptt.errors import ValidationError
+from ptt.protocol import client as cl
+from ptt.protocol import messages as m
+
+REDRAW = 0.1  # seconds between status line redraws
+KEY_TOGGLE = (" ", "\r", "\n")
+
+
+@dataclass
+class View:
+    """What the status line shows; updated from events, rendered by :func:`status_line`."""
+
+    group: str
+    me: str
+    state: cl.Participation = cl.Participation.NO_PERMISSION
+    position: int = 0
+    talker: str | None = None
+    online: tuple[str, ...] = ()
+    granted_at: float | None = None
+    max_talk: float = 30.0
+    level: Level | None = None
+    connected: bool = True
+
+
+def status_line(v: View, now: float, width: int = 100) -> str:
+    parts = [v.group, "online " + " ".join(v.online) if v.online else "nobody online"]
+    if not v.connected:
+        parts.append("reconnecting...")
+    if v.talker and v.talker != v.me:
+        parts.append(f"{v.talker} talking")
+    if v.state is cl.Participation.HAS_PERMISSION:
+        left = v.max_talk - (now - v.granted_at) if v.granted_at is not None else v.max_talk
+        frac = max(0.0, min(1.0, left / v.max_talk)) if v.max_talk else 0.0
+        bar = "#" * round(frac * 10)
+        you = f"you: TALKING {max(0, left):.0f}s left [{bar:<10}]"
+        if v.level is not None:
+            you += f" {vu_bar(v.level.rms_dbfs, 10)} {v.level.rms_dbfs:.0f} dBFS"
+    elif v.state is cl.Participation.QUEUED:
+        you = f"you: queued #{v.position}"
+    elif v.state is cl.Participation.PENDING_REQUEST:
+        you = "you: requesting..."
+    elif v.state is cl.Participation.PENDING_RELEASE:
+        you = "you: releasing..."
+    else:
+        you = "you: idle (Space to talk, e emergency, q quit)"
+    parts.append(you)
+    return " | ".join(parts)[:width]
+
+
+class Terminal:
+    """Runs the keyboard, the status line, the talker and the listener for one group."""
+
+    def __init__(self, conn: Connection, group: str, capture: object, playback: object,
+                 tones: ToneSet, bitrate: int) -> None:
+        self.conn = conn
+        self.group = group
+        self.capture = capture
+        self.playback = playback
+        self.tones = tones
+        g = conn.core.groups.get(group)
+        self.view = View(group, conn.user,
+                         online=tuple(sorted(g.online)) if g else (),
+                         talker=g.talker if g else None)
+        self.talker = Talker(conn, group, bitrate=bitrate, on_level=self._level)
+        self.listener = Listener(conn, group, playback, tones)  # type: ignore[arg-type]
+        self.quit = asyncio.Event()
+        self._talk_stop: asyncio.Event | None = None
+        self._talk_task: asyncio.Task[object] | None = None
+
+    def _level(self, level: Level) -> None:
+        self.view.level = level
+
+    def _tone(self, name: str) -> None:
+        for frame in self.tones.frames(name):
+            self.playback.write(frame)  # type: ignore[attr-defined]
+
+    def on_key(self, key: str) -> None:
+        loop_now = asyncio.get_running_loop().time()
+        state = self.conn.core.participation(self.group)
+        if key in ("q", "Q", "\x03", "\x04"):
+            self.quit.set()
+        elif key in ("e", "E"):
+            self.conn.core.request_floor(self.group, loop_now, m.Priority.EMERGENCY)
+            self.conn._flush()
+        elif key in KEY_TOGGLE:
+            if state is cl.Participation.NO_PERMISSION:
+                self.conn.core.request_floor(self.group, loop_now)
+            else:
+                self._stop_talking()
+                self.conn.core.release_floor(self.group, loop_now)
+            self.conn._flush()
+
+    def _stop_talking(self) -> None:
+        if self._talk_stop is not None:
+            self._talk_stop.set()
+        self._talk_stop = None
+
+    def on_event(self, ev: cl.ClientEvent) -> None:
+        v = self.view
+        g = self.conn.core.groups.get(self.group)
+        if g is not None:
+            v.online = tuple(sorted(g.online))
+            v.talker = g.talker
+        if isinstance(ev, cl.Connected):
+            v.connected = True
+        elif isinstance(ev, cl.Disconnected):
+            v.connected = False
+        if not isinstance(ev, cl.FloorStateChanged) or ev.group != self.group:
+            return
+        v.state, v.position = ev.state, ev.position
+        now = asyncio.get_running_loop().time()
+        if ev.state is cl.Participation.HAS_PERMISSION:
+            v.granted_at, v.max_talk = now, (ev.max_talk_ms or 30_000) / 1000
+            self._tone("talk_permit")
+            self._start_talking()
+        elif ev.state is cl.Participation.QUEUED or ev.deny_cause != m.DenyCause.NONE:
+            self._tone("busy")
+        if ev.state is cl.Participation.NO_PERMISSION:
+            self._stop_talking()
+            v.level = None
+
+    def _start_talking(self) -> None:
+        drain = getattr(self.capture, "drain_pending", None)
+        if drain is not None:
+            drain()  # nothing captured before the grant goes out late
+        self._talk_stop = asyncio.Event()
+        self._talk_task = asyncio.create_task(self.talker.send(self.capture, self._talk_stop))  # type: ignore[arg-type]
+
+
+async def run_terminal(state: CliState, group: str | None, input_device: str | None,
+                       output_device: str | None, call_peer: str | None = None) -> None:
+    if not sys.stdin.isatty():
+        raise ValidationError("the interactive client needs a terminal: use --wav FILE to page "
+                              "from a file")
+    from ptt.audio.devices import CaptureSource, PlaybackSink
+
+    conn, config, _ = await open_and_join(state, [group] if group else [])
+    try:
+        if call_peer is not None:
+            group = await conn.call(call_peer, state.timeout)
+            click.echo(f"call open with {call_peer}")
+        assert group is not None
+        capture = CaptureSource(input_device if input_device is not None else config.input_device)
+        playback = PlaybackSink(output_device if output_device is not None
+                                else config.output_device)
+        term = Terminal(conn, group, capture, playback, ToneSet(**dataclasses.asdict(config.tones)),
+                        config.bitrate)
+        await _interact(term)
+        capture.close()
+        playback.close()
+    finally:
+        await conn.close()
+
+
+async def _interact(term: Terminal) -> None:
+    loop = asyncio.get_running_loop()
+    fd = sys.stdin.fileno()
+    saved = termios.tcgetattr(fd)
+    events = term.conn.subscribe()
+    listen_stop = asyncio.Event()
+    listening = asyncio.create_task(term.listener.run(listen_stop))
+    remove = stop_on_signals(term.quit)
+    tty.setcbreak(fd)
+    loop.add_reader(fd, lambda: term.on_key(os.read(fd, 1).decode(errors="ignore")))
+    out = sys.stdout
+    try:
+        while not term.quit.is_set():
+            while not events.empty():
+                ev = events.get_nowait()
+                term.on_event(ev)
+                line = describe(ev, term.conn.user)
+                if line is not None and not isinstance(ev, cl.FloorStateChanged):
+                    out.write(f"\r\x1b[K{stamp()}  {line}\n")
+            out.write("\r\x1b[K" + status_line(term.view, loop.time()))
+            out.flush()
+            try:
+                await asyncio.wait_for(term.quit.wait(), REDRAW)
+            except TimeoutError:
+                pass
+    finally:
+        loop.remove_reader(fd)
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+        remove()
+        term._stop_talking()
+        if term.conn.core.participation(term.group) is not cl.Participation.NO_PERMISSION:
+            term.conn.core.release_floor(term.group, loop.time())
+            term.conn._flush()
+        listen_stop.set()
+        await listening
+        term.conn.unsubscribe(events)
+        out.write("\r\x1b[K")
+        out.flush()
