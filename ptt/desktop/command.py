@@ -1,0 +1,46 @@
+"""``ptt desktop``: open the push-to-talk window (registered in :mod:`ptt.cli.main`)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import click
+
+from ptt.cli.options import GROUP, CliState, client_options, pass_state
+from ptt.cli.remote import client_config
+from ptt.errors import ConfigError
+
+
+@click.command()
+@click.option("--group", "group_name", type=GROUP, metavar="GROUP",
+              help="Group the button talks to at start [default: the config's default group].")
+@client_options
+@pass_state
+def desktop(state: CliState, group_name: str | None) -> None:
+    """Open the desktop push-to-talk window.
+
+    \b
+    Hold the big button (or the space bar) to talk; the window shows your groups, who is
+    online, who is talking, your place in the queue and the talk time left. Settings (server,
+    user, audio devices) are saved to the same file as 'ptt login'.
+    """
+    import tkinter as tk
+
+    from ptt.desktop.window import DesktopWindow
+
+    config = client_config(state)
+    if group_name is not None:
+        config = dataclasses.replace(config, default_group=group_name)
+    try:
+        root = tk.Tk()
+    except tk.TclError as exc:
+        raise ConfigError(f"cannot open a window ({exc}): is DISPLAY set?") from None
+    win = DesktopWindow(root, config, config_path=state.config_path)
+    if config.default_group:
+        win.model.talk_group = config.default_group
+    if config.user is None or config.token is None:
+        win.open_settings()  # first run: nothing to log in with yet
+    try:
+        root.mainloop()
+    except KeyboardInterrupt:
+        win.close()

@@ -1,0 +1,241 @@
+"""What the window shows, as plain data: no Tk here, so every state is testable directly.
+
+The engine thread sends :class:`~ptt.protocol.client.ClientEvent` objects and the desktop events
+below; :meth:`DesktopModel.apply` folds them in and :meth:`DesktopModel.view` says what to draw::
+
+    model = DesktopModel("ann")
+    model.apply(cl.Connected(...), now); model.apply(cl.GroupJoined(state), now)
+    v = model.view(now)    # v.state is TalkState.IDLE, v.headline == "Ready", ...
+
+Groups are kept in priority order, highest first: the first unmuted group with a talker is the
+one heard (the mixer uses the same order) and the one named in the LISTENING state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from ptt.audio.levels import SILENCE_DBFS, Level
+from ptt.protocol import client as cl
+
+__all__ = [
+    "BurstEnded", "ConnStatus", "DesktopEvent", "DesktopModel", "Failure", "GroupRow",
+    "LevelUpdate", "TalkState", "View",
+]
+
+LEVEL_HOLD_S = 0.3  # a VU reading older than this decays to silence (the talker stopped)
+
+
+class TalkState(Enum):
+    OFFLINE = "offline"
+    IDLE = "idle"
+    REQUESTING = "requesting"
+    QUEUED = "queued"
+    TALKING = "talking"
+    RELEASING = "releasing"
+    LISTENING = "listening"
+
+
+# colours are part of the state's meaning (green: you talk, amber: wait, blue: someone else)
+STATE_COLOURS = {
+    TalkState.OFFLINE: "#7f8c8d",
+    TalkState.IDLE: "#34495e",
+    TalkState.REQUESTING: "#d68910",
+    TalkState.QUEUED: "#b9770e",
+    TalkState.TALKING: "#1e8449",
+    TalkState.RELEASING: "#5d6d7e",
+    TalkState.LISTENING: "#2471a3",
+}
+
+
+# --- events from the engine, besides the protocol's own ------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ConnStatus:
+    """The engine's connection state in words (connecting, connected, retrying...)."""
+
+    text: str
+    connected: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LevelUpdate:
+    level: Level
+
+
+@dataclass(frozen=True, slots=True)
+class BurstEnded:
+    group: str
+    frames: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    message: str
+
+
+DesktopEvent = ConnStatus | LevelUpdate | BurstEnded | Failure
+
+
+@dataclass
+class GroupRow:
+    name: str
+    members: list[str] = field(default_factory=list)
+    online: set[str] = field(default_factory=set)
+    talker: str | None = None
+    participation: cl.Participation = cl.Participation.NO_PERMISSION
+    position: int = 0
+    muted: bool = False
+    joined: bool = False
+
+    def online_text(self) -> str:
+        names = sorted(self.online)
+        return f"{len(names)}/{len(self.members) or len(names)} online: " + (", ".join(names)
+                                                                                or "nobody")
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """Everything the window draws, for one instant."""
+
+    state: TalkState
+    headline: str  # big text: "TALKING", "QUEUED #2", "bob is talking"
+    detail: str  # one line under it
+    colour: str
+    connection: str
+    talk_group: str | None
+    remaining_fraction: float | None  # of the talk time left, while TALKING
+    level_dbfs: float  # the VU meter's reading, SILENCE_DBFS when not talking
+
+
+class DesktopModel:
+    """State of the window; fed by :meth:`apply`, read by :meth:`view`."""
+
+    def __init__(self, user: str) -> None:
+        self.user = user
+        self.connection = "not connected"
+        self.connected = False
+        self.groups: dict[str, GroupRow] = {}  # insertion order = priority, highest first
+        self.talk_group: str | None = None
+        self.last_error = ""
+        self.bursts = 0  # own bursts completed
+        self._granted_at: float | None = None
+        self._max_talk_ms = 0
+        self._level = SILENCE_DBFS
+        self._level_at = 0.0
+
+    # --- the priority order and per-group switches ----------------------------------------------
+
+    @property
+    def order(self) -> list[str]:
+        return list(self.groups)
+
+    def raise_priority(self, group: str) -> None:
+        """Move ``group`` one place up (towards the top, which wins)."""
+        names = self.order
+        i = names.index(group)
+        if i > 0:
+            names[i - 1], names[i] = names[i], names[i - 1]
+            self.groups = {n: self.groups[n] for n in names}
+
+    def set_muted(self, group: str, muted: bool) -> None:
+        self.groups[group].muted = muted
+
+    def select(self, group: str) -> None:
+        if group in self.groups:
+            self.talk_group = group
+
+    # --- events -------------------------------------------------------------------------------
+
+    def apply(self, ev: cl.ClientEvent | DesktopEvent, now: float) -> None:  # noqa: C901
+        if isinstance(ev, ConnStatus):
+            self.connection, self.connected = ev.text, ev.connected
+        elif isinstance(ev, cl.Connected):
+            self.connected = True
+            for name in ev.groups:
+                self._row(name)
+            if self.talk_group is None and ev.groups:
+                self.talk_group = ev.groups[0]
+        elif isinstance(ev, cl.Disconnected):
+            self.connected = False
+            self.connection = f"disconnected: {ev.reason}"
+            for row in self.groups.values():
+                row.talker, row.participation = None, cl.Participation.NO_PERMISSION
+        elif isinstance(ev, cl.GroupJoined):
+            row = self._row(ev.state.group)
+            row.joined = True
+            row.members = [mi.user for mi in ev.state.members]
+            row.online = {mi.user for mi in ev.state.members if mi.online}
+            row.talker = ev.state.talker
+        elif isinstance(ev, cl.PresenceChanged) and ev.group in self.groups:
+            (self.groups[ev.group].online.add if ev.online
+             else self.groups[ev.group].online.discard)(ev.user)
+        elif isinstance(ev, cl.TalkerChanged) and ev.group in self.groups:
+            self.groups[ev.group].talker = ev.talker
+        elif isinstance(ev, cl.FloorStateChanged) and ev.group in self.groups:
+            row = self.groups[ev.group]
+            row.participation, row.position = ev.state, ev.position
+            if ev.state is cl.Participation.HAS_PERMISSION:
+                self._granted_at, self._max_talk_ms = now, ev.max_talk_ms
+            if ev.revoke_cause is not None:
+                self.last_error = f"floor taken back ({ev.revoke_cause.name.lower()})"
+        elif isinstance(ev, LevelUpdate):
+            self._level, self._level_at = ev.level.rms_dbfs, now
+        elif isinstance(ev, BurstEnded):
+            self.bursts += 1
+            self._level = SILENCE_DBFS
+        elif isinstance(ev, Failure):
+            self.last_error = ev.message
+        elif isinstance(ev, cl.RequestFailed):
+            self.last_error = ev.message
+
+    def _row(self, name: str) -> GroupRow:
+        if name not in self.groups:
+            self.groups[name] = GroupRow(name)
+        return self.groups[name]
+
+    # --- what to draw ---------------------------------------------------------------------------
+
+    def heard_group(self) -> GroupRow | None:
+        """The group whose talker is heard: the first unmuted one with someone else talking."""
+        for row in self.groups.values():
+            if row.talker not in (None, self.user) and not row.muted:
+                return row
+        return None
+
+    def view(self, now: float) -> View:
+        mine = self.groups.get(self.talk_group) if self.talk_group else None
+        part = mine.participation if mine else cl.Participation.NO_PERMISSION
+        remaining: float | None = None
+        level = SILENCE_DBFS
+        detail = self.last_error
+        if not self.connected:
+            state, headline = TalkState.OFFLINE, "Offline"
+            detail = self.connection
+        elif part is cl.Participation.PENDING_REQUEST:
+            state, headline = TalkState.REQUESTING, "Requesting…"
+        elif part is cl.Participation.QUEUED:
+            assert mine is not None
+            state, headline = TalkState.QUEUED, f"Queued #{mine.position or 1}"
+            detail = f"{mine.talker or 'someone'} is talking in {mine.name}"
+        elif part is cl.Participation.HAS_PERMISSION:
+            state, headline = TalkState.TALKING, f"TALKING in {self.talk_group}"
+            left_s = None
+            if self._granted_at is not None and self._max_talk_ms > 0:
+                left_s = max(0.0, self._max_talk_ms / 1000 - (now - self._granted_at))
+                remaining = left_s / (self._max_talk_ms / 1000)
+            detail = f"{left_s:.0f} s of talk time left" if left_s is not None else ""
+            if now - self._level_at < LEVEL_HOLD_S:
+                level = self._level
+        elif part is cl.Participation.PENDING_RELEASE:
+            state, headline = TalkState.RELEASING, "Releasing…"
+        elif (heard := self.heard_group()) is not None:
+            state, headline = TalkState.LISTENING, f"{heard.talker} is talking"
+            detail = f"in {heard.name}"
+        else:
+            state, headline = TalkState.IDLE, "Ready: hold to talk"
+        return View(state, headline, detail, STATE_COLOURS[state], self.connection,
+                    self.talk_group, remaining, level)
