@@ -68,6 +68,7 @@ async def _listen(state: CliState, group: str, out: Path | None, output_device: 
         loop = asyncio.get_running_loop()
         deadline = None if duration is None else loop.time() + duration
         heard = 0
+        talker = st.talker
         try:
             while not stop.is_set():
                 timeout = None if deadline is None else max(0.0, deadline - loop.time())
@@ -77,8 +78,11 @@ async def _listen(state: CliState, group: str, out: Path | None, output_device: 
                 except TimeoutError:
                     break
                 echo_event(ev, conn.user)
-                if isinstance(ev, cl.TalkerChanged) and ev.talker is None:
-                    heard += 1
+                if isinstance(ev, cl.TalkerChanged) and ev.group == group:
+                    # a burst ends when the floor goes idle or straight to the next talker
+                    if talker is not None and ev.talker != talker:
+                        heard += 1
+                    talker = ev.talker
                     if bursts is not None and heard >= bursts:
                         await asyncio.sleep(0.3)  # let the jitter buffer play out the tail
                         break
