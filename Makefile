@@ -29,7 +29,9 @@ bench: $(STAMP)
 	$(PY) bench/run_all.py
 
 lint: $(STAMP)
+	@$(PY) -m pip install -q -e '.[dev]'
 	$(PY) -m ruff check ptt tests bench examples
+	$(PY) -m mypy ptt/protocol
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
