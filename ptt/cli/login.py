@@ -10,7 +10,8 @@ from pathlib import Path
 import click
 
 from ptt.cli import output, remote
-from ptt.cli.options import HOSTPORT, USER, CliState, config_option, pass_state
+from ptt.cli.options import (HOSTPORT, USER, CliState, config_option, pass_state,
+                             timeout_option)
 from ptt.config import (DEFAULT_SERVER, ClientConfig, client_config_path, load_client_config,
                         save_client_config)
 from ptt.errors import ValidationError
@@ -43,6 +44,7 @@ async def _check(config: ClientConfig, timeout: float) -> str:
 @click.option("--check/--no-check", default=True, show_default=True,
               help="Log in to the server before saving.")
 @config_option
+@timeout_option
 @pass_state
 def login(state: CliState, address: tuple[str, int] | None, user: str | None, token: str | None,
           credentials: Path | None, check: bool) -> None:

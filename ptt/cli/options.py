@@ -193,6 +193,20 @@ def server_option(f: F) -> F:
     )(f)
 
 
+def _set_timeout(ctx: click.Context, param: click.Parameter, value: float | None) -> None:
+    if value is not None:
+        get_state(ctx).timeout = value
+
+
+def timeout_option(f: F) -> F:
+    """``--timeout SECONDS`` after the command name too (``ptt --timeout`` reads PTT_TIMEOUT)."""
+    return click.option(
+        "--timeout", type=SECONDS, metavar="SECONDS", expose_value=False,
+        callback=_set_timeout, allow_from_autoenv=False,
+        help=f"How long to wait for the server [default: $PTT_TIMEOUT, else {CONNECT_TIMEOUT:g}].",
+    )(f)
+
+
 def client_options(f: F) -> F:
-    """``--config`` and ``--server``, for every command that talks to a server."""
-    return config_option(server_option(f))
+    """``--config``, ``--server`` and ``--timeout``, for every command that talks to a server."""
+    return config_option(server_option(timeout_option(f)))

@@ -12,13 +12,13 @@ import asyncio
 import dataclasses
 from typing import Any
 
+from ptt.cli.options import CliState
 from ptt.client.connection import Connection
 from ptt.config import ClientConfig, load_client_config
 from ptt.errors import (AuthError, ConflictError, NetError, NotFoundError, PttError,
                         RequestError, ValidationError)
 from ptt.names import format_hostport
 from ptt.protocol import client as cl
-from ptt.cli.options import CliState
 
 # wire error code (lower-case ErrorCode name) -> the local error class with the right exit code
 _BY_CODE: dict[str, type[PttError]] = {

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from ptt.cli import remote
-from tests.cli.conftest import ServerProcess, closed_port, one_error_line, ptt, run
+from tests.cli.conftest import PTT, ServerProcess, closed_port, one_error_line, ptt, run
 
 
 @pytest.fixture
@@ -26,13 +29,13 @@ def volunteer(coordinator: Path, uniq: str) -> tuple[str, str]:
 
 
 def fails(args: list[str], code: int, *expected: str, env: dict[str, str] | None = None,
-          subprocess: bool = True) -> str:
+          as_process: bool = True) -> str:
     """Run ``ptt ARGS``: it must exit ``code`` with one stderr line holding each ``expected``.
 
     One case per kind of error runs the console script; variants run in-process (same handler,
     a second less each).
     """
-    if subprocess:
+    if as_process:
         proc = ptt(*args, env=env)
         returncode, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
     else:
@@ -65,7 +68,7 @@ def test_wrong_token(coordinator: Path) -> None:
 def test_unknown_group(coordinator: Path, uniq: str) -> None:
     fails(["group", "show", f"{uniq}-nope"], 1, f"error: unknown group '{uniq}-nope'")
     fails(["group", "delete", f"{uniq}-nope"], 1, f"unknown group '{uniq}-nope'",
-          subprocess=False)
+          as_process=False)
 
 
 def test_unknown_user(coordinator: Path, uniq: str) -> None:
@@ -73,7 +76,7 @@ def test_unknown_user(coordinator: Path, uniq: str) -> None:
     fails(["group", "add", f"{uniq}-g", f"{uniq}-nobody"], 1,
           f"error: unknown user '{uniq}-nobody'")
     fails(["user", "remove", f"{uniq}-nobody"], 1, f"unknown user '{uniq}-nobody'",
-          subprocess=False)
+          as_process=False)
 
 
 def test_not_a_coordinator(volunteer: tuple[str, str], uniq: str) -> None:
@@ -90,7 +93,7 @@ def test_name_taken(coordinator: Path, uniq: str) -> None:
     fails(["group", "create", f"{uniq}-G"], 1, f"error: group '{uniq}-g' already exists")
     assert run("user", "add", f"{uniq}-u").exit_code == 0
     fails(["user", "add", f"{uniq}-u"], 1, f"error: user '{uniq}-u' already exists",
-          subprocess=False)
+          as_process=False)
 
 
 @pytest.mark.parametrize("args, expected", [
@@ -124,7 +127,7 @@ def test_invalid_names_and_values_never_reach_the_server(
 ])
 def test_bad_max_talk(value: str, expected: str, home: Path) -> None:
     line = fails(["group", "create", "g", f"--max-talk={value}"], 2, expected,
-                 subprocess=value == "0")
+                 as_process=value == "0")
     assert line.startswith("error: Invalid value for '--max-talk': ")
 
 
@@ -136,9 +139,9 @@ def test_missing_login_config(home: Path, server: ServerProcess) -> None:
 def test_missing_named_config_file(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     missing = home / "nowhere.toml"
     fails(["--config", str(missing), "user", "list"], 2, f"config file not found: {missing}",
-          subprocess=False)
+          as_process=False)
     monkeypatch.setenv("PTT_CONFIG", str(missing))
-    fails(["user", "list"], 2, f"config file not found: {missing}", subprocess=False)
+    fails(["user", "list"], 2, f"config file not found: {missing}", as_process=False)
 
 
 def test_usage_errors_keep_clicks_format(home: Path) -> None:
@@ -175,3 +178,17 @@ def test_ctrl_c_exits_130_silently(home: Path, monkeypatch: pytest.MonkeyPatch) 
     result = run("user", "list")
     assert result.exit_code == 130
     assert result.stderr.strip() == "" and result.stdout == ""
+
+
+def test_sigint_while_waiting_for_the_server(coordinator: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:  # a server that never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.settimeout(15)
+        proc = subprocess.Popen(
+            [PTT, "user", "list", "--server", "127.0.0.1:%d" % silent.getsockname()[1]],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        silent.recvfrom(2048)  # its login: it is now waiting for an answer
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=5)
+    assert proc.returncode == 130
+    assert out == "" and err.strip() == ""  # click ends the ^C line; nothing else
