@@ -371,7 +371,7 @@ class Admin:
     txn: int
     session_id: int
     op: str
-    args: dict[str, str | int | bool | list[str] | None]
+    args: dict[str, str | int | float | bool | list[str] | None]
 
 
 @dataclass(frozen=True, slots=True)

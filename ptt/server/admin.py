@@ -137,7 +137,8 @@ class Admin:
             record=bool(args["record"]) if args.get("record") is not None else None,
         )
         self._mirror_group(g)
-        return _group_summary(g, len(self.store.members(g.name)), 0, None)
+        st = self.core.group_state(g.name)
+        return _group_summary(g, len(st.members), sum(mi.online for mi in st.members), st.talker)
 
     def group_list(self, args: dict[str, Any], now: float) -> Result:
         out = []

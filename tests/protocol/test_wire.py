@@ -123,3 +123,11 @@ def test_malformed_voice_raises_protocol_error(data: bytes) -> None:
         decode_voice(data)
     with pytest.raises(ProtocolError):
         peek_route(data)
+
+
+def test_admin_arguments_carry_fractions_of_seconds() -> None:
+    msg = m.Admin(1, 2, "group.update", {"name": "g", "max_talk": 1.5})
+    back = decode_message(encode_message(msg))
+    assert back == msg
+    assert isinstance(back.args["max_talk"], float)
+    assert isinstance(decode_message(encode_message(m.Admin(1, 2, "x", {"n": 3}))).args["n"], int)
