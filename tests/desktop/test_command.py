@@ -1,0 +1,17 @@
+"""``ptt desktop`` as a click command (registered in ptt.cli.main by its owner)."""
+
+from __future__ import annotations
+
+import click
+from click.testing import CliRunner
+
+from ptt.desktop.command import desktop
+
+
+def test_desktop_command_help_and_options() -> None:
+    assert isinstance(desktop, click.Command) and desktop.name == "desktop"
+    out = CliRunner().invoke(desktop, ["--help"])
+    assert out.exit_code == 0
+    assert "--group" in out.output and "--server" in out.output and "--config" in out.output
+    bad = CliRunner().invoke(desktop, ["--group", "no spaces allowed"])
+    assert bad.exit_code == 2
