@@ -34,6 +34,7 @@ from ptt.cli.options import SECONDS, CliState, config_option
 from ptt.cli.server import server
 from ptt.cli.talk import call, talk
 from ptt.cli.user import user
+from ptt.desktop.command import desktop
 from ptt.errors import PttError
 
 EX_SOFTWARE = 70  # sysexits.h: an internal software error
@@ -133,6 +134,7 @@ cli.add_command(talk)
 cli.add_command(listen)
 cli.add_command(call)
 cli.add_command(devices)
+cli.add_command(desktop)
 # Add new commands here, e.g. ``from ptt.cli.talk import talk`` above and ``cli.add_command(talk)``:
 # talk, listen, call, devices, record, sessions, replay, export, desktop.
 # ---------------------------------------------------------------------------------------------------

@@ -297,37 +297,41 @@ class ServerCore:
 
     # --- input --------------------------------------------------------------------------------
 
-    def receive_datagram(self, data: bytes, addr: Addr, now: float) -> tuple[Addr, ...]:
-        """Handle one datagram. For a voice frame to forward, returns the relay's destinations."""
+    def receive_datagram(self, data: bytes, addr: Addr, now: float) -> tuple[Addr, ...] | None:
+        """Handle one datagram. For an accepted voice frame, returns the relay's destinations
+        (possibly none); for anything else, None."""
         if is_voice(data):
             return self.route_voice(data, addr, now)
         try:
             msg = decode_message(data)
         except ProtocolError as exc:
             self._drop(addr, str(exc))
-            return ()
+            return None
         try:
             self._dispatch(msg, addr, now)
         except ProtocolError as exc:
             self._drop(addr, str(exc))
-        return ()
+        return None
 
-    def route_voice(self, data: bytes, addr: Addr, now: float) -> tuple[Addr, ...]:
-        """The relay's hot path: forward only the current holder's current burst."""
+    def route_voice(self, data: bytes, addr: Addr, now: float) -> tuple[Addr, ...] | None:
+        """The relay's hot path: forward only the current holder's current burst.
+
+        Returns the destinations of an accepted frame (empty when nobody else listens), or None
+        for a frame that is dropped."""
         try:
             group_id, sender, burst_id = peek_route(data)
         except ProtocolError as exc:
             self._drop(addr, str(exc))
-            return ()
+            return None
         s = self.sessions.by_id.get(sender)
         g = self._by_id.get(group_id)
         if s is None or s.addr != addr or g is None:
             self._drop(addr, "voice from an unknown session or group")
-            return ()
+            return None
         s.last_seen = now
         if not self.floors.voice(g.name, s.user, burst_id, now):
             self._stale_talker(s, g, burst_id, now)
-            return ()
+            return None
         t = g.targets.get(sender)
         if t is None:
             t = tuple(o.addr for u, o in g.joined.items() if o is not s)

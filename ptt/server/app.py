@@ -91,6 +91,8 @@ class PttServer:
         self._closed = asyncio.Event()
         self._drop_window = (0.0, 0)
         self.listeners: list[Callable[[ServerEvent, float], None]] = []
+        # called with every accepted voice datagram (recorders); keep them cheap: hot path
+        self.voice_taps: list[Callable[[bytes, float], None]] = []
         self.credentials_file: Path | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -165,12 +167,14 @@ class PttServer:
         c = self.counters
         c.datagrams_in += 1
         targets = self.core.receive_datagram(data, addr, now)
-        if targets:
+        if targets is not None:  # an accepted voice frame
             c.voice_in += 1
             sendto = self._transport.sendto  # type: ignore[union-attr]
             for t in targets:
                 sendto(data, t)
             c.voice_out += len(targets)
+            for tap in self.voice_taps:
+                tap(data, now)
             if not self.core.has_output():
                 return  # a forwarded frame changes no timer that is due earlier
         self._transmit(now)

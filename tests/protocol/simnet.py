@@ -91,7 +91,7 @@ class SimNet:
                 _, _, dest, data = heapq.heappop(self._q)
                 if isinstance(dest, tuple):
                     targets = self.server.receive_datagram(data, dest[1], self.now)
-                    for addr in targets:
+                    for addr in targets or ():
                         user = next(u for u, a in self.addrs.items() if a == addr)
                         self._send(user, data)
                 else:
