@@ -1,0 +1,750 @@
+"""Load generation for the network benchmarks: a server process and client worker processes.
+
+Everything talks to 127.0.0.1 only, and every loop here is bounded in time and stops by itself.
+
+- :class:`ServerProc` runs a real :class:`ptt.server.app.PttServer` (asyncio, its own process, so it
+  has a core to itself as far as two cores allow). The parent talks to it over a pipe: provision
+  users and groups through the server's own ``Admin``, read its CPU time (``time.process_time`` in
+  the server process) and counters, stop it.
+- :class:`WorkerProc` runs a :class:`ClientPool`: thousands of sans-I/O ``ClientCore``s, each on its
+  own UDP socket (the server binds a session to its source address), driven by one epoll loop and
+  one timer heap per process. They log in, join their groups and heartbeat at the server's interval
+  (1 s) with random phases, like real clients. Roles on top of that: ``probe`` (timed floor
+  requests), ``listen`` (voice receive latency), ``talk`` (paced voice frames).
+
+Clocks: ``time.monotonic`` (CLOCK_MONOTONIC) is shared by all processes of the machine, so a send
+time written by one process and a receive time read by another are comparable. Worker processes are
+forked (the parent runs no event loop and no threads), so they start in milliseconds.
+"""
+
+from __future__ import annotations
+
+import array
+import heapq
+import logging
+import math
+import multiprocessing as mp
+import os
+import platform
+import random
+import resource
+import select
+import socket
+import struct
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable
+
+from ptt.protocol import client as cl
+from ptt.protocol.voice import HEADER_SIZE, VoiceHeader, encode_voice
+from ptt.protocol.wire import VOICE_MAGIC
+
+LOCALHOST = "127.0.0.1"
+_CTX = mp.get_context("fork")
+STAMP = struct.Struct("!q")  # send time (monotonic ns) at the start of a voice payload
+_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+_TS = struct.Struct("@ll")  # struct timespec
+
+
+# --- machine -------------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count() or 1, "python": platform.python_version(),
+            "kernel": f"{platform.system()} {platform.release()}"}
+
+
+def machine_line() -> str:
+    m = machine()
+    return f"{m['cpu']}, {m['cores']} cores, Python {m['python']}, {m['kernel']}"
+
+
+# --- statistics ----------------------------------------------------------------------------------
+
+
+def percentiles(values: Any, ps: tuple[float, ...] = (50, 95, 99)) -> dict[str, float]:
+    """Nearest-rank percentiles and max of ``values`` (any unit); NaN for an empty list."""
+    v = sorted(values)
+    out: dict[str, float] = {}
+    for p in ps:
+        key = f"p{p:g}"
+        out[key] = v[min(len(v) - 1, max(0, math.ceil(p / 100 * len(v)) - 1))] if v \
+            else float("nan")
+    out["max"] = v[-1] if v else float("nan")
+    return out
+
+
+def fmt_table(rows: list[dict[str, Any]]) -> str:
+    """A plain-text table of ``rows`` (dicts with the same keys) for the terminal."""
+    if not rows:
+        return "(no rows)"
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.3g}" if abs(v) < 100 else f"{v:,.0f}"
+        if isinstance(v, int) and not isinstance(v, bool):
+            return f"{v:,}"
+        return str(v)
+
+    cells = [[cell(r.get(c, "")) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(cols, widths)),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)
+
+
+# --- the server process --------------------------------------------------------------------------
+
+
+def _server_main(conn: Any, workdir: str, iterations: int) -> None:
+    import asyncio
+
+    from ptt.config import ServerConfig
+    from ptt.server.app import PttServer
+
+    logging.basicConfig(level=logging.WARNING)
+
+    async def main() -> None:
+        wd = Path(workdir)
+        server = PttServer(ServerConfig(host=LOCALHOST, port=0, db=wd / "db.sqlite",
+                                        record_dir=wd / "rec"), iterations=iterations)
+        await server.start()
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        def on_command() -> None:
+            try:
+                cmd, arg = conn.recv()
+            except (EOFError, OSError):
+                if not done.done():
+                    done.set_result(None)
+                return
+            try:
+                if cmd == "provision":
+                    res: Any = _provision(server, arg, loop.time())
+                elif cmd == "stats":
+                    t = os.times()
+                    res = {"cpu": time.process_time(), "wall": time.monotonic(),
+                           "user": t.user, "sys": t.system,
+                           "counters": asdict(server.counters),
+                           "sessions": len(server.core.sessions)}
+                elif cmd == "stop":
+                    conn.send(("ok", None))
+                    if not done.done():
+                        done.set_result(None)
+                    return
+                else:
+                    raise ValueError(f"unknown command {cmd!r}")
+                conn.send(("ok", res))
+            except Exception as exc:  # report to the parent rather than hang it
+                conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+        loop.add_reader(conn.fileno(), on_command)
+        conn.send(("ready", {"address": server.address, "pid": os.getpid()}))
+        try:
+            await asyncio.wait_for(done, timeout=3600)  # bounded even if the parent vanishes
+        except TimeoutError:
+            pass
+        loop.remove_reader(conn.fileno())
+        server.close()
+
+    asyncio.run(main())
+
+
+def _provision(server: Any, spec: dict[str, Any], now: float) -> dict[str, str]:
+    """Create users, then groups with their members, through the server's Admin (store + core)."""
+    admin = server.admin
+    tokens: dict[str, str] = {}
+    for user in spec["users"]:
+        name, token = admin.create_user(user, "volunteer")
+        tokens[name] = token
+    for group, members in spec["groups"].items():
+        admin.execute("group.create", {"name": group, "max_talk": spec.get("max_talk", 600.0)},
+                      now)
+        for i in range(0, len(members), 500):
+            admin.execute("group.add", {"name": group, "users": members[i:i + 500]}, now)
+    return tokens
+
+
+class _Proc:
+    """A forked child answering (command, argument) pairs over a pipe with (status, result)."""
+
+    def __init__(self, target: Callable[..., None], *args: Any) -> None:
+        self.conn, child = _CTX.Pipe()
+        self.proc = _CTX.Process(target=target, args=(child, *args), daemon=True)
+        self.proc.start()
+        child.close()
+
+    def recv(self, timeout: float) -> Any:
+        if not self.conn.poll(timeout):
+            raise TimeoutError(f"no answer from pid {self.proc.pid} within {timeout:g} s")
+        status, res = self.conn.recv()
+        if status == "error":
+            raise RuntimeError(f"child {self.proc.pid}: {res}")
+        return res
+
+    def send(self, cmd: str, arg: Any = None) -> None:
+        self.conn.send((cmd, arg))
+
+    def call(self, cmd: str, arg: Any = None, timeout: float = 60.0) -> Any:
+        self.send(cmd, arg)
+        return self.recv(timeout)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc.is_alive():
+            try:
+                self.call("stop", timeout=timeout)
+            except (OSError, EOFError, TimeoutError, RuntimeError):
+                pass
+            self.proc.join(timeout)
+        if self.proc.is_alive():
+            self.proc.terminate()  # only our own child, by its handle
+            self.proc.join(5)
+        self.conn.close()
+
+
+class ServerProc(_Proc):
+    """A PttServer in its own process with a temporary database (PBKDF2 at 1,000 iterations)."""
+
+    def __init__(self, iterations: int = 1000) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="ptt-bench-")
+        super().__init__(_server_main, self._tmp.name, iterations)
+        ready = self.recv(30)
+        self.address: tuple[str, int] = tuple(ready["address"])  # type: ignore[assignment]
+        self.pid: int = ready["pid"]
+
+    def provision(self, groups: dict[str, list[str]], max_talk: float = 600.0,
+                  timeout: float = 600.0) -> dict[str, str]:
+        users = list(dict.fromkeys(u for members in groups.values() for u in members))
+        return self.call("provision", {"users": users, "groups": groups, "max_talk": max_talk},
+                         timeout)
+
+    def stats(self) -> dict[str, Any]:
+        return self.call("stats", timeout=30)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        super().stop(timeout)
+        self._tmp.cleanup()
+
+
+def cpu_between(a: dict[str, Any], b: dict[str, Any]) -> dict[str, float]:
+    """Server CPU seconds, wall seconds and counter deltas between two ``stats()`` snapshots."""
+    out = {"cpu": b["cpu"] - a["cpu"], "wall": b["wall"] - a["wall"],
+           "user": b["user"] - a["user"], "sys": b["sys"] - a["sys"]}
+    for k, v in b["counters"].items():
+        if isinstance(v, int):
+            out[k] = v - a["counters"][k]
+    return out
+
+
+# --- the client pool -----------------------------------------------------------------------------
+
+
+class ClientPool:
+    """Many ClientCores, one UDP socket each, one epoll and one timer heap."""
+
+    def __init__(self, server: tuple[str, int], kernel_ts: bool = False) -> None:
+        self.server = server
+        self.kernel_ts = kernel_ts
+        self.ep = select.epoll()
+        self.cores: list[cl.ClientCore] = []
+        self.socks: list[socket.socket] = []
+        self.groups: list[list[str]] = []
+        self.armed: list[float | None] = []
+        self.fd_index: dict[int, int] = {}
+        self.heap: list[tuple[float, int, int, Callable[[], None] | None]] = []
+        self._seq = 0
+        self.extra_fds: dict[int, Callable[[], None]] = {}
+        self.on_events: Callable[[int, list[Any], float, float], None] | None = None
+        self.on_voice: Callable[[int, bytes, int], None] | None = None
+        self.joined = 0
+        self.online: set[int] = set()
+        self.disconnects = 0
+        self.failures: list[str] = []
+        self.last_recv = 0.0
+        self.last_kernel = 0.0
+
+    # clients ---------------------------------------------------------------------------------
+
+    def add(self, user: str, token: str, groups: list[str]) -> int:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        if self.kernel_ts:
+            sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+        sock.bind((LOCALHOST, 0))
+        sock.connect(self.server)
+        i = len(self.cores)
+        core = cl.ClientCore(user, token, os.urandom)
+        for g in groups:
+            core.join(g, 0.0)  # not connected yet: remembered, joined on Welcome
+        self.cores.append(core)
+        self.socks.append(sock)
+        self.groups.append(groups)
+        self.armed.append(None)
+        self.fd_index[sock.fileno()] = i
+        self.ep.register(sock.fileno(), select.EPOLLIN)
+        return i
+
+    def connect(self, i: int) -> None:
+        self.cores[i].connect(time.monotonic())
+        self.flush(i)
+
+    def flush(self, i: int, t_recv: float = 0.0, t_kernel: float = 0.0) -> None:
+        core = self.cores[i]
+        out = core.datagrams_to_send()
+        if out:
+            send = self.socks[i].send
+            for d in out:
+                try:
+                    send(d)
+                except OSError:  # ICMP refused from an earlier datagram, or a full buffer
+                    pass
+        evs = core.events()
+        if evs:
+            for ev in evs:
+                if isinstance(ev, cl.Connected):
+                    self.online.add(i)
+                    # real clients heartbeat with random phases, not in lock step with the ramp
+                    core._next_heartbeat = time.monotonic() + random.random() * core.heartbeat
+                elif isinstance(ev, cl.GroupJoined):
+                    self.joined += 1
+                elif isinstance(ev, cl.Disconnected):
+                    self.disconnects += 1
+                    self.online.discard(i)
+                elif isinstance(ev, cl.RequestFailed) and ev.what == "join" and ev.code is None:
+                    # timed out (a big group's presence storm on a busy machine): ask again
+                    self.failures.append(f"{core.user}: {ev}")
+                    self.call_at(time.monotonic() + 0.5 * random.random(),
+                                 lambda i=i, g=ev.group: self._rejoin(i, g))
+                elif isinstance(ev, (cl.LoginFailed, cl.RequestFailed)):
+                    self.failures.append(f"{core.user}: {ev}")
+            if self.on_events is not None:
+                self.on_events(i, evs, t_recv, t_kernel)
+        at = core.get_timer()
+        if at is not None and at != self.armed[i]:
+            self.armed[i] = at
+            self._seq += 1
+            heapq.heappush(self.heap, (at, self._seq, i, None))
+
+    def _rejoin(self, i: int, group: str) -> None:
+        self.cores[i].join(group, time.monotonic())
+        self.flush(i)
+
+    def call_at(self, at: float, fn: Callable[[], None]) -> None:
+        self._seq += 1
+        heapq.heappush(self.heap, (at, self._seq, -1, fn))
+
+    # the loop --------------------------------------------------------------------------------
+
+    def _read(self, i: int) -> None:
+        sock = self.socks[i]
+        core = self.cores[i]
+        kts = self.kernel_ts
+        for _ in range(64):
+            t_kernel = 0.0
+            try:
+                if kts:
+                    data, anc, _, _ = sock.recvmsg(65536, 64)
+                    for level, typ, raw in anc:
+                        if level == socket.SOL_SOCKET and typ == _SO_TIMESTAMPNS:
+                            sec, ns = _TS.unpack(raw[:_TS.size])
+                            t_kernel = sec + ns * 1e-9  # CLOCK_REALTIME
+                else:
+                    data = sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue  # ICMP port unreachable while the server is (re)starting
+            if data and data[0] == VOICE_MAGIC:
+                if self.on_voice is not None:
+                    self.on_voice(i, data, time.monotonic_ns())
+                continue
+            now = time.monotonic()
+            core.receive_datagram(data, now)
+            self.flush(i, now, t_kernel)
+
+    def run(self, until: float, done: Callable[[], bool] | None = None) -> None:
+        """Serve sockets and timers until the monotonic time ``until`` or ``done()``."""
+        heap, ep, fd_index, extra = self.heap, self.ep, self.fd_index, self.extra_fds
+        while True:
+            now = time.monotonic()
+            while heap and heap[0][0] <= now:
+                at, _, i, fn = heapq.heappop(heap)
+                if fn is not None:
+                    fn()
+                elif self.armed[i] == at:
+                    self.armed[i] = None
+                    self.cores[i].handle_timer(now)
+                    self.flush(i)
+                now = time.monotonic()
+            if done is not None and done():
+                return
+            if now >= until:
+                return
+            wait = min(until, heap[0][0] if heap else until) - now
+            for fd, _ in ep.poll(max(0.0, wait), 1024):
+                i = fd_index.get(fd)
+                if i is not None:
+                    self._read(i)
+                elif fd in extra:
+                    extra[fd]()
+
+    def login_all(self, timeout: float, inflight: int = 100) -> None:
+        """Log every client in and join its groups, ``inflight`` logins at a time."""
+        want_joins = sum(len(g) for g in self.groups)
+        nxt = 0
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            while nxt < len(self.cores) and nxt - len(self.online) < inflight:
+                self.connect(nxt)
+                nxt += 1
+            if self.joined >= want_joins and nxt >= len(self.cores):
+                return
+            self.run(min(deadline, time.monotonic() + 0.02),
+                     lambda: nxt - len(self.online) < inflight and nxt < len(self.cores))
+        raise TimeoutError(f"{len(self.online)}/{len(self.cores)} logged in, "
+                           f"{self.joined}/{want_joins} joins, {self.disconnects} sessions lost "
+                           f"after {timeout:g} s; "
+                           f"{self.failures[:3]}")
+
+    def close_all(self) -> None:
+        now = time.monotonic()
+        for i, core in enumerate(self.cores):
+            core.close(now)
+            self.flush(i)
+        for s in self.socks:
+            s.close()
+        self.ep.close()
+
+
+# --- worker processes ----------------------------------------------------------------------------
+
+
+def _raise_fd_limit(n: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, max(soft, n + 256)) if hard != resource.RLIM_INFINITY else max(soft, n + 256)
+    if want > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+def _worker_main(conn: Any, server: tuple[str, int], clients: list[tuple[str, str, list[str]]],
+                 kernel_ts: bool, login_timeout: float) -> None:
+    logging.basicConfig(level=logging.WARNING)
+    _raise_fd_limit(len(clients))
+    pool = ClientPool(server, kernel_ts)
+    for user, token, groups in clients:
+        pool.add(user, token, groups)
+    try:
+        pool.login_all(login_timeout)
+    except Exception as exc:
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send(("ready", {"clients": len(clients), "cpu": time.process_time()}))
+    state: dict[str, Any] = {"stop": False, "role": None}
+
+    def on_command() -> None:
+        try:
+            cmd, arg = conn.recv()
+        except (EOFError, OSError):
+            state["stop"] = True
+            return
+        try:
+            if cmd == "stop":
+                state["stop"] = True
+                return
+            if cmd == "stats":
+                conn.send(("ok", {"cpu": time.process_time(), "connected": len(pool.online),
+                                  "disconnects": pool.disconnects,
+                                  "failures": pool.failures[:5]}))
+            elif cmd == "probe":
+                state["role"] = FloorProbe(pool, conn, **arg)
+            elif cmd == "listen":
+                state["role"] = Listener(pool, conn)
+            elif cmd == "listen_done":
+                conn.send(("ok", state["role"].result()))
+            elif cmd in ("grab", "talk", "release"):
+                if not isinstance(state["role"], Talker):
+                    state["role"] = Talker(pool, conn, **(arg if cmd == "grab" else {}))
+                getattr(state["role"], cmd)(**(arg if cmd == "talk" else {}))
+            else:
+                raise ValueError(f"unknown command {cmd!r}")
+        except Exception as exc:
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+    pool.extra_fds[conn.fileno()] = on_command
+    pool.ep.register(conn.fileno(), select.EPOLLIN)
+    deadline = time.monotonic() + 3600  # bounded even if the parent vanishes
+    pool.run(deadline, lambda: state["stop"])
+    pool.close_all()
+    conn.send(("ok", None))
+
+
+class WorkerProc(_Proc):
+    """A forked :class:`ClientPool` of ``clients`` (user, token, groups); logged in when built."""
+
+    def __init__(self, server: tuple[str, int], clients: list[tuple[str, str, list[str]]],
+                 kernel_ts: bool = False, login_timeout: float = 120.0) -> None:
+        super().__init__(_worker_main, server, clients, kernel_ts, login_timeout)
+        self.n = len(clients)
+        self.login_timeout = login_timeout
+
+    def wait_ready(self) -> dict[str, Any]:
+        return self.recv(self.login_timeout + 10)
+
+
+def start_workers(server: tuple[str, int], clients: list[tuple[str, str, list[str]]],
+                  n_workers: int) -> list[WorkerProc]:
+    """Split ``clients`` over ``n_workers`` processes, log them all in (in parallel)."""
+    n_workers = max(1, min(n_workers, len(clients)))
+    workers = [WorkerProc(server, clients[k::n_workers],
+                          login_timeout=60 + len(clients) / 100) for k in range(n_workers)]
+    try:
+        for w in workers:
+            w.wait_ready()
+    except BaseException:
+        for w in workers:
+            w.stop(2)
+        raise
+    return workers
+
+
+# --- roles ---------------------------------------------------------------------------------------
+
+
+class FloorProbe:
+    """Timed floor requests: request sent -> GRANTED (idle group) or QUEUED (busy group).
+
+    Each probe group has two clients here, A and B. An idle sample: A asks, is granted, releases.
+    A busy sample: B asks and is granted, then A asks and is queued, withdraws, and B releases.
+    Samples start at ``rate`` per second over the groups in turn, for ``duration`` seconds.
+    """
+
+    def __init__(self, pool: ClientPool, conn: Any, pairs: list[tuple[int, int, str]] | None = None,
+                 rate: float = 100.0, duration: float = 10.0, hold: float = 0.02,
+                 busy_every: int = 4) -> None:
+        self.pool, self.conn = pool, conn
+        if pairs is None:  # clients 2k and 2k+1 share their first group
+            pairs = [(2 * k, 2 * k + 1, pool.groups[2 * k][0])
+                     for k in range(len(pool.cores) // 2)]
+        self.pairs = pairs
+        self.rate, self.hold, self.busy_every = rate, hold, busy_every
+        self.grant_ms: list[float] = []
+        self.queued_ms: list[float] = []
+        self.grant_kernel_ms: list[float] = []
+        self.queued_kernel_ms: list[float] = []
+        self.skipped = 0
+        self.failed = 0
+        self.started = 0
+        self.busy: dict[int, dict[str, Any]] = {}  # pair index -> sample in flight
+        self.next_pair = 0
+        self.end = time.monotonic() + duration
+        self.who: dict[int, int] = {}
+        for k, (a, b, _) in enumerate(pairs):
+            self.who[a] = k
+            self.who[b] = k
+        pool.on_events = self.on_events
+        pool.call_at(time.monotonic(), self.tick)
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if now >= self.end:
+            self.pool.call_at(now + 0.05, self.finish)
+            return
+        self.pool.call_at(now + 1.0 / self.rate, self.tick)
+        n = len(self.pairs)
+        for _ in range(n):
+            k = self.next_pair
+            self.next_pair = (k + 1) % n
+            if k not in self.busy:
+                break
+        else:
+            self.skipped += 1
+            return
+        a, b, group = self.pairs[k]
+        self.started += 1
+        kind = "busy" if self.busy_every and self.started % self.busy_every == 0 else "idle"
+        first = b if kind == "busy" else a
+        sample = {"kind": kind, "group": group, "step": "first", "t0": 0.0, "w0": 0.0,
+                  "deadline": now + 5.0}
+        self.busy[k] = sample
+        self._request(first, group, sample)
+
+    def _request(self, i: int, group: str, sample: dict[str, Any]) -> None:
+        core = self.pool.cores[i]
+        core.request_floor(group, time.monotonic())
+        sample["w0"] = time.time()
+        sample["t0"] = time.monotonic()
+        self.pool.flush(i)
+
+    def on_events(self, i: int, evs: list[Any], t_recv: float, t_kernel: float) -> None:
+        k = self.who.get(i)
+        if k is None or k not in self.busy:
+            return
+        sample = self.busy[k]
+        a, b, group = self.pairs[k]
+        for ev in evs:
+            if not isinstance(ev, cl.FloorStateChanged) or ev.group != group:
+                if isinstance(ev, cl.RequestFailed):
+                    self.failed += 1
+                continue
+            st = ev.state
+            if st is cl.Participation.PENDING_REQUEST or st is cl.Participation.PENDING_RELEASE:
+                continue
+            step = sample["step"]
+            kts = (t_kernel - sample["w0"]) * 1e3 if t_kernel else None
+            if step == "first" and i == (b if sample["kind"] == "busy" else a):
+                if st is not cl.Participation.HAS_PERMISSION:
+                    self.failed += 1
+                    self._release_all(k)
+                    return
+                if sample["kind"] == "idle":
+                    self.grant_ms.append((t_recv - sample["t0"]) * 1e3)
+                    if kts is not None:
+                        self.grant_kernel_ms.append(kts)
+                    sample["step"] = "holding"
+                    self.pool.call_at(time.monotonic() + self.hold,
+                                      lambda i=a, k=k: self._release(i, k, "released"))
+                else:
+                    sample["step"] = "second"
+                    self._request(a, group, sample)
+            elif step == "second" and i == a:
+                if st is cl.Participation.QUEUED:
+                    self.queued_ms.append((t_recv - sample["t0"]) * 1e3)
+                    if kts is not None:
+                        self.queued_kernel_ms.append(kts)
+                else:
+                    self.failed += 1
+                self._release(a, k, "withdrawing")
+            elif step == "withdrawing" and i == a and st is cl.Participation.NO_PERMISSION:
+                self.pool.call_at(time.monotonic() + self.hold,
+                                  lambda k=k: self._release(b, k, "released"))
+            elif step == "released" and st is cl.Participation.NO_PERMISSION:
+                del self.busy[k]
+
+    def _release(self, i: int, k: int, step: str) -> None:
+        if k in self.busy:
+            self.busy[k]["step"] = step
+        self.pool.cores[i].release_floor(self.pairs[k][2], time.monotonic())
+        self.pool.flush(i)
+
+    def _release_all(self, k: int) -> None:
+        a, b, group = self.pairs[k]
+        self.busy.pop(k, None)
+        for i in (a, b):
+            self.pool.cores[i].release_floor(group, time.monotonic())
+            self.pool.flush(i)
+
+    def finish(self) -> None:
+        now = time.monotonic()
+        stuck = [k for k, s in self.busy.items() if s["deadline"] < now]
+        if self.busy and len(stuck) < len(self.busy) and now < self.end + 5:
+            self.pool.call_at(now + 0.05, self.finish)  # let samples in flight complete
+            return
+        self.pool.on_events = None
+        self.conn.send(("ok", {
+            "grant_ms": self.grant_ms, "queued_ms": self.queued_ms,
+            "grant_kernel_ms": self.grant_kernel_ms, "queued_kernel_ms": self.queued_kernel_ms,
+            "started": self.started, "skipped": self.skipped, "failed": self.failed,
+            "unfinished": len(self.busy)}))
+
+
+class Listener:
+    """Records each voice datagram's latency: receive time minus the send time in its payload."""
+
+    def __init__(self, pool: ClientPool, conn: Any) -> None:
+        self.lat_ns = array.array("q")
+        self.received = 0
+        pool.on_voice = self.on_voice
+        conn.send(("ok", None))
+
+    def on_voice(self, i: int, data: bytes, t_ns: int) -> None:
+        self.received += 1
+        self.lat_ns.append(t_ns - STAMP.unpack_from(data, HEADER_SIZE)[0])
+
+    def result(self) -> dict[str, Any]:
+        return {"received": self.received, "lat_ns": self.lat_ns.tobytes()}
+
+
+class Talker:
+    """Every client of the pool takes the floor of its first group and sends paced voice frames."""
+
+    def __init__(self, pool: ClientPool, conn: Any, payload: int = 80) -> None:
+        self.pool, self.conn = pool, conn
+        self.filler = bytes(max(0, payload - STAMP.size))
+        self.sent = 0
+        self.granted: set[int] = set()
+        self.released: set[int] = set()
+        self.routes: dict[int, tuple[int, int, int]] = {}
+        self.seq: dict[int, int] = {}
+
+    def grab(self) -> None:
+        pool = self.pool
+        pool.on_events = self.on_events
+        for i, core in enumerate(pool.cores):
+            core.request_floor(pool.groups[i][0], time.monotonic())
+            pool.flush(i)
+
+    def on_events(self, i: int, evs: list[Any], t_recv: float, t_kernel: float) -> None:
+        for ev in evs:
+            if not isinstance(ev, cl.FloorStateChanged):
+                continue
+            if ev.state is cl.Participation.HAS_PERMISSION and i not in self.granted:
+                route = self.pool.cores[i].talk_route(ev.group)
+                assert route is not None
+                self.routes[i] = route
+                self.granted.add(i)
+                if len(self.granted) == len(self.pool.cores):
+                    self.conn.send(("ok", {"granted": len(self.granted)}))
+            elif ev.state is cl.Participation.NO_PERMISSION and i in self.granted:
+                self.released.add(i)
+                if ev.revoke_cause is not None:
+                    self.conn.send(("error", f"floor revoked: {ev.revoke_cause}"))
+                if len(self.released) == len(self.pool.cores):
+                    self.conn.send(("ok", {"released": len(self.released)}))
+
+    def talk(self, duration: float, interval: float = 0.02) -> None:
+        """Send frames every ``interval`` from each talker (phases spread) for ``duration``."""
+        n = len(self.pool.cores)
+        start = time.monotonic() + 0.01
+        self.end = start + duration
+        for i in range(n):
+            self.seq[i] = 0
+            t0 = start + interval * i / n
+            self.pool.call_at(t0, lambda i=i, t0=t0: self._send(i, t0, interval))
+        self.pool.call_at(self.end + interval + 0.01,
+                          lambda: self.conn.send(("ok", {"sent": self.sent})))
+
+    def _send(self, i: int, t0: float, interval: float) -> None:
+        now = time.monotonic()
+        if now >= self.end:
+            return
+        gid, sid, burst = self.routes[i]
+        seq = self.seq[i]
+        self.seq[i] = seq + 1
+        data = encode_voice(VoiceHeader(gid, sid, burst, seq, seq * 320),
+                            STAMP.pack(time.monotonic_ns()) + self.filler)
+        try:
+            self.pool.socks[i].send(data)
+            self.sent += 1
+        except OSError:
+            pass
+        # the next frame on this talker's own 20 ms grid, not drifting with loop delays
+        self.pool.call_at(max(now, t0 + (seq + 1) * interval),
+                          lambda: self._send(i, t0, interval))
+
+    def release(self) -> None:
+        for i, core in enumerate(self.pool.cores):
+            core.release_floor(self.pool.groups[i][0], time.monotonic())
+            self.pool.flush(i)

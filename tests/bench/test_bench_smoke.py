@@ -1,0 +1,50 @@
+"""Smoke test of the network benchmarks: each runs in a tiny mode and produces sane numbers.
+
+Real server process and real sockets on 127.0.0.1, as the benchmarks use them; a few seconds each.
+The figures are not checked against the targets (CI machines are too noisy), only for sanity.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+sys.path.insert(0, str(BENCH))
+
+import bench_floor_access  # noqa: E402
+import bench_relay  # noqa: E402
+import loadgen  # noqa: E402
+
+
+def test_percentiles() -> None:
+    p = loadgen.percentiles(range(1, 101))
+    assert (p["p50"], p["p95"], p["p99"], p["max"]) == (50, 95, 99, 100)
+    assert math.isnan(loadgen.percentiles([])["p50"])
+
+
+@pytest.mark.timeout(60)
+def test_floor_access_tiny() -> None:
+    r = bench_floor_access.measure(60, 1.0, group_size=10, probe_groups=3, rate=30, settle=0.2)
+    assert r["online"] == 60
+    assert r["grants"] >= 5 and r["queued"] >= 1
+    assert r["failed"] == 0 and r["disconnects"] == 0
+    assert 0 < r["grant_p50_ms"] <= r["grant_p99_ms"] <= r["grant_max_ms"] < 1000
+    assert 0 < r["queued_p50_ms"] < 1000
+    assert 0 < r["server_cpu_pct"] < 200
+    assert r["server_datagrams_in_per_s"] > 30  # heartbeats at least
+
+
+@pytest.mark.timeout(60)
+def test_relay_tiny() -> None:
+    res = bench_relay.run(quick=True, listeners=(3,), loaded=(2, 3), duration=0.5)
+    assert [r["listeners"] for r in res["results"]] == [3, 3]
+    for r in res["results"]:
+        assert r["forwarded"] >= 0.8 * r["talkers"] * r["listeners"] * 0.5 / 0.02
+        assert 0 < r["cpu_us_per_packet"] < 10_000
+        assert 0 < r["latency_p50_ms"] <= r["latency_p99_ms"] < 1000
+        assert r["loss_pct"] < 5
+    assert res["rows"] and res["command"].startswith(".venv/bin/python bench/bench_relay.py")
