@@ -1,0 +1,155 @@
+"""The recorder client: a group member that stores what it hears (``ptt record GROUP --out DIR``).
+
+It joins the group like any listener (a listen-only membership is enough) and feeds a
+:class:`~ptt.server.recording.LiveRecording` with
+
+* every voice datagram the connection hands to ``on_voice``: relay or multicast alike, since the
+  connection has already dropped multicast frames of anyone but the announced holder; the Opus
+  packets are stored exactly as received (no decoding, no re-encoding), frames lost on the way
+  are taken from later packets' redundant copies;
+* what a member sees of the floor and the group: ``floor_grant`` when a talker is announced,
+  ``floor_idle``, ``join``/``leave`` from presence, ``disconnected``/``reconnected``. A member
+  does not see other members' requests, queue positions or revokes: the server's recording
+  (``ptt server --record``) has those.
+
+A burst ends on its END_OF_BURST frame (after a short wait for overtaken frames), when another
+talker or an idle floor is announced, or after the recorder's idle timeout.
+
+Use::
+
+    rec = GroupRecorder(conn, "volunteers", "recordings")
+    await conn.join("volunteers")
+    report = await rec.run(stop)     # until stop is set; rec.live.finished lists the bursts
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ptt.client.connection import Connection
+from ptt.errors import ProtocolError
+from ptt.protocol import client as cl
+from ptt.protocol.voice import decode_voice
+from ptt.record.events import EventKind
+from ptt.record.recorder import BurstSummary
+from ptt.server.recording import END_GRACE, TICK_INTERVAL, LiveRecording
+
+__all__ = ["GroupRecorder", "RecordReport"]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordReport:
+    bursts: int
+    seconds: float  # talk time recorded
+    lost: int  # 20 ms slots no packet (nor a copy) arrived for
+    errors: int  # recording errors (disk): see the log
+
+
+class GroupRecorder:
+    """Records one joined group of ``conn`` into ``directory`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        group: str,
+        directory: str | os.PathLike[str],
+        *,
+        on_burst: Callable[[BurstSummary], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.conn = conn
+        self.group = group
+        self.live = LiveRecording(directory)
+        self.on_burst = on_burst
+        self._clock = clock
+        self._talkers: dict[int, str] = {}  # burst id -> talker, from the announcements
+        self._events = conn.subscribe()
+        self._reported = 0
+        self._lost_connection = False
+
+    # -- voice ------------------------------------------------------------------------------------
+    def _on_voice(self, datagram: bytes) -> None:
+        # floor news first: a burst's first frame may come before this loop's next turn
+        self._drain()
+        g = self.conn.core.groups.get(self.group)
+        if g is None or g.state is None:
+            return
+        try:
+            header, payload = decode_voice(datagram)
+        except ProtocolError:
+            return
+        if header.group_id != g.state.group_id:
+            return  # another group this connection has joined
+        talker = self._talkers.get(header.burst_id)
+        if talker is None and g.talker_burst == header.burst_id:
+            talker = g.talker
+        self.live.voice(self.group, talker, header, payload, self._clock())
+
+    # -- events -----------------------------------------------------------------------------------
+    def _drain(self) -> None:
+        while not self._events.empty():
+            self._handle(self._events.get_nowait())
+
+    def _handle(self, ev: cl.ClientEvent) -> None:
+        wall = self._clock()
+        live = self.live
+        if isinstance(ev, cl.TalkerChanged) and ev.group == self.group:
+            if ev.talker is None:
+                live.end_group(self.group, wall, END_GRACE)
+                live.event(self.group, EventKind.FLOOR_IDLE, wall, burst=ev.burst_id)
+            else:
+                self._talkers[ev.burst_id] = ev.talker
+                if len(self._talkers) > 64:
+                    self._talkers.pop(next(iter(self._talkers)))
+                live.end_group(self.group, wall, END_GRACE, keep=ev.burst_id)
+                live.event(self.group, EventKind.FLOOR_GRANT, wall, user=ev.talker,
+                           burst=ev.burst_id, seen_by="member")
+        elif isinstance(ev, cl.PresenceChanged) and ev.group == self.group:
+            kind = EventKind.JOIN if ev.online else EventKind.LEAVE
+            live.event(self.group, kind, wall, user=ev.user)
+        elif isinstance(ev, cl.GroupJoined) and ev.state.group == self.group:
+            online = sorted(mi.user for mi in ev.state.members if mi.online)
+            live.event(self.group, "joined", wall, user=self.conn.user, online=online,
+                       talker=ev.state.talker)
+        elif isinstance(ev, cl.Disconnected):
+            self._lost_connection = True
+            live.end_group(self.group, wall)
+            live.event(self.group, "disconnected", wall, reason=ev.reason)
+        elif isinstance(ev, cl.Connected) and self._lost_connection:
+            self._lost_connection = False
+            live.event(self.group, "reconnected", wall)
+
+    def _report_new(self) -> None:
+        finished = self.live.finished
+        while self._reported < len(finished):
+            if self.on_burst is not None:
+                self.on_burst(finished[self._reported])
+            self._reported += 1
+
+    async def run(self, stop: asyncio.Event) -> RecordReport:
+        """Record until ``stop`` is set; then finish the files and close the log."""
+        previous = self.conn.on_voice
+        self.conn.on_voice = self._on_voice
+        self.live.event(self.group, "recording", self._clock(), user=self.conn.user)
+        try:
+            while not stop.is_set():
+                self._drain()
+                self.live.tick(self._clock())
+                self._report_new()
+                try:
+                    await asyncio.wait_for(stop.wait(), TICK_INTERVAL)
+                except TimeoutError:
+                    pass
+            self._drain()
+        finally:
+            self.conn.on_voice = previous
+            self.conn.unsubscribe(self._events)
+            self.live.close(self._clock())
+            self._report_new()
+        done = self.live.finished
+        return RecordReport(len(done), sum(s.duration for s in done), sum(s.lost for s in done),
+                            self.live.errors)

@@ -1,0 +1,365 @@
+"""Recording on the live system: voice datagrams and floor events into a :class:`Recorder`.
+
+Two pieces, bottom up:
+
+* :class:`LiveRecording` turns what a network endpoint sees into ``ptt.record`` calls with wall
+  times: voice datagrams (header + redundancy payload, ``ptt.protocol.voice`` and
+  ``ptt.media.packet``) become Opus packets stored exactly as received, and a frame lost on the
+  way is taken from a later packet's redundant copy (a copy is the same bytes, not an
+  approximation). The server uses it here; the recorder client (``ptt record``,
+  :mod:`ptt.client.recorder`) uses it too.
+* :class:`ServerRecording` attaches one to a :class:`~ptt.server.app.PttServer` through its hooks
+  (``listeners`` for every ServerEvent, ``voice_taps`` for every accepted voice datagram), so
+  the server's code paths stay untouched::
+
+      recording = ServerRecording(server, server.config.record_dir, record_all=True)
+      recording.attach()          # after server.start(); recording.close() at shutdown
+
+Which groups: every group with ``record_all`` (``ptt server --record DIR``), else those whose store
+record flag is set (``ptt group create/update --record``), re-read after every ``group.*``
+administration command. One-to-one calls are private conversations, not groups, and are never
+recorded.
+
+Clocks: the server core runs on the loop's monotonic ``now``; recordings need wall time. The
+offset between the two is measured once at attach, so the times in a recording keep the same
+spacing as the floor's timers even if the wall clock is stepped while the server runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from ptt.audio.codec import FRAME_MS
+from ptt.errors import ProtocolError, PttError, RecordingError
+from ptt.media.packet import parse_payload
+from ptt.protocol import floor as fl
+from ptt.protocol.messages import RevokeCause
+from ptt.protocol.server import (AdminCommand, FloorEvent, FloorRequested, MemberJoined,
+                                 MemberLeft, ServerEvent)
+from ptt.protocol.voice import VoiceFlags, VoiceHeader, decode_voice
+from ptt.record.events import EventKind
+from ptt.record.recorder import Recorder, UNKNOWN_TALKER
+
+if TYPE_CHECKING:
+    from ptt.server.app import PttServer
+
+log = logging.getLogger("ptt.recording")
+
+FRAME_SECONDS = FRAME_MS / 1000
+TICK_INTERVAL = 0.1  # Recorder.tick: pages are written at most this late
+END_GRACE = 0.1  # a burst ended by its END_OF_BURST frame waits this long for overtaken frames
+SEEN_WINDOW = 64  # sequence numbers remembered per burst, to use only copies of missing frames
+START_SEQ_LIMIT = 250  # a first frame with seq beyond this (5 s) means we joined mid-burst
+CLOSED_MEMORY = 64  # ended bursts remembered, so their stragglers do not start a new file
+ERROR_LOG_INTERVAL = 10.0
+
+
+@dataclass(slots=True)
+class _Open:
+    talker: str
+    seen: set[int] = field(default_factory=set)
+    order: deque[int] = field(default_factory=deque)
+    end_at: float | None = None  # wall time at which to end it (END_OF_BURST seen)
+
+    def mark(self, seq: int) -> bool:
+        """Remember ``seq``; False if it was already seen."""
+        if seq in self.seen:
+            return False
+        self.seen.add(seq)
+        self.order.append(seq)
+        if len(self.order) > SEEN_WINDOW:
+            self.seen.discard(self.order.popleft())
+        return True
+
+
+class LiveRecording:
+    """Voice datagrams and events of live groups -> a :class:`Recorder` (made on first use).
+
+    Every method takes the wall time; nothing raises: a :class:`RecordingError` (disk full,
+    permissions) is logged, at most every ``ERROR_LOG_INTERVAL`` seconds, and counted in
+    ``errors``, and recording goes on with the next burst.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], **recorder_options: Any) -> None:
+        self.directory = Path(directory)
+        self._options = recorder_options
+        self._recorder: Recorder | None = None
+        self._open: dict[tuple[str, int], _Open] = {}
+        self._closed: deque[tuple[str, int]] = deque(maxlen=CLOSED_MEMORY)
+        self.errors = 0
+        self.finished: list[Any] = []  # BurstSummary of every burst written, in order
+        self._last_error_log = -float("inf")
+
+    @property
+    def recorder(self) -> Recorder:
+        if self._recorder is None:
+            self._recorder = Recorder(self.directory, **self._options)
+        return self._recorder
+
+    @property
+    def active(self) -> bool:
+        return self._recorder is not None
+
+    # -- input ------------------------------------------------------------------------------------
+    def event(self, group: str, kind: str | EventKind, wall: float, **fields: Any) -> None:
+        self._safely(lambda: self.recorder.event(group, kind, wall, **fields))
+
+    def voice(self, group: str, talker: str | None, header: VoiceHeader, payload: bytes,
+              wall: float) -> None:
+        """One voice datagram of ``group`` (already split by :func:`decode_voice`)."""
+        if header.flags & (VoiceFlags.PROBE | VoiceFlags.ENCRYPTED):
+            return  # no audio, or audio we cannot store as Opus
+        key = (group, header.burst_id)
+        if key in self._closed:
+            return  # a straggler of a burst already written out
+        try:
+            parsed = parse_payload(payload)
+        except ProtocolError:
+            return  # the relay checked the header only; a broken payload is not audio
+        b = self._open.get(key)
+        if b is None:
+            b = self._start(group, talker or UNKNOWN_TALKER, header, wall)
+            if b is None:
+                return
+        rec = self.recorder
+        b.mark(header.seq)
+        self._safely(lambda: rec.frame(group, header.burst_id, header.seq, parsed.primary, wall))
+        for offset, frame in parsed.redundancy:
+            seq = (header.seq - offset) & 0xFFFF
+            if b.mark(seq):  # a frame we never got: its exact copy rides in this packet
+                self._safely(lambda s=seq, f=frame: rec.frame(group, header.burst_id, s, f, wall))
+        if header.flags & VoiceFlags.END_OF_BURST:
+            b.end_at = wall + END_GRACE
+
+    def _start(self, group: str, talker: str, header: VoiceHeader, wall: float) -> _Open | None:
+        # the talker numbers frames from 0: the burst began seq frames before this one
+        joined_late = header.seq > START_SEQ_LIMIT
+        start = wall if joined_late else wall - header.seq * FRAME_SECONDS
+        first = None if joined_late else 0
+        ok, _ = self._safely(lambda: self.recorder.burst_started(
+            group, talker, header.burst_id, start, first_seq=first))
+        if not ok:
+            return None
+        b = self._open[(group, header.burst_id)] = _Open(talker)
+        return b
+
+    def end_burst(self, group: str, burst_id: int, wall: float, grace: float = 0.0) -> None:
+        """The burst is over (floor event, new talker): end it now or after ``grace``."""
+        b = self._open.get((group, burst_id))
+        if b is not None:
+            b.end_at = wall + grace
+            if grace <= 0:
+                self._end((group, burst_id), wall)
+
+    def end_group(self, group: str, wall: float, grace: float = 0.0, keep: int | None = None
+                  ) -> None:
+        """End every open burst of ``group`` except ``keep``."""
+        for g, burst_id in list(self._open):
+            if g == group and burst_id != keep:
+                self.end_burst(g, burst_id, wall, grace)
+
+    def tick(self, wall: float) -> None:
+        """Call every ``TICK_INTERVAL``: writes waiting pages, ends bursts that are due."""
+        if self._recorder is None:
+            return
+        for key, b in list(self._open.items()):
+            if b.end_at is not None and wall >= b.end_at:
+                self._end(key, wall)
+        _, ended = self._safely(lambda: self._recorder.tick(wall) if self._recorder else [])
+        for summary in ended or []:
+            self._open.pop((summary.group, summary.burst_id), None)
+            self._closed.append((summary.group, summary.burst_id))
+            self.finished.append(summary)
+
+    def close(self, wall: float) -> None:
+        if self._recorder is None:
+            return
+        _, ended = self._safely(lambda: self._recorder.close(wall) if self._recorder else [])
+        self.finished.extend(ended or [])
+        self._open.clear()
+
+    # -- internals --------------------------------------------------------------------------------
+    def _end(self, key: tuple[str, int], wall: float) -> None:
+        self._open.pop(key, None)
+        self._closed.append(key)
+        _, summary = self._safely(lambda: self.recorder.burst_ended(key[0], key[1], wall))
+        if summary is not None:
+            self.finished.append(summary)
+
+    def _safely(self, fn: Callable[[], Any]) -> tuple[bool, Any]:
+        """``(True, fn())``, or ``(False, None)`` after logging a RecordingError."""
+        try:
+            return True, fn()
+        except RecordingError as exc:
+            self.errors += 1
+            now = time.monotonic()
+            if now - self._last_error_log >= ERROR_LOG_INTERVAL:
+                self._last_error_log = now
+                log.error("recording: %s", exc)
+            return False, None
+
+
+class ServerRecording:
+    """Records a running :class:`PttServer`'s groups (see the module docstring)."""
+
+    def __init__(self, server: PttServer, directory: str | os.PathLike[str] | None = None,
+                 *, record_all: bool = False) -> None:
+        self.server = server
+        self.record_all = record_all
+        self.live = LiveRecording(directory or server.config.record_dir)
+        self._recorded: dict[int, str] = {}  # group id -> name, of the groups being recorded
+        self._names: set[str] = set()
+        self._last_request: dict[str, str] = {}  # group -> last requester (who pre-empted)
+        self._offset = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self.closer: asyncio.Task[None] | None = None  # closes this when the server closes
+
+    def wall(self, now: float) -> float:
+        return now + self._offset
+
+    def attach(self) -> None:
+        """Hook into the server (after ``server.start()``) and start the page timer."""
+        loop = asyncio.get_running_loop()
+        self._offset = time.time() - loop.time()
+        self.refresh()
+        self.server.listeners.append(self.on_event)
+        self.server.voice_taps.append(self.on_voice)
+        self._timer = loop.call_later(TICK_INTERVAL, self._tick)
+        where = self.live.directory
+        if self.record_all:
+            log.info("recording every group into %s", where)
+        elif self._names:
+            log.info("recording %s into %s", ", ".join(sorted(self._names)), where)
+
+    def close(self) -> None:
+        """Finish every open burst and close the logs (the files are already playable)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for hooks, fn in ((self.server.listeners, self.on_event),
+                          (self.server.voice_taps, self.on_voice)):
+            if fn in hooks:
+                hooks.remove(fn)  # type: ignore[arg-type]
+        self.live.close(self.wall(asyncio.get_running_loop().time())
+                        if _loop_running() else time.time())
+
+    def refresh(self) -> None:
+        """Re-read which groups record (the store's flags may have changed)."""
+        store = self.server.store
+        flagged: set[str] = set()
+        if not self.record_all and store is not None:
+            try:
+                flagged = {g.name for g in store.list_groups() if g.record}
+            except PttError as exc:
+                log.error("recording: cannot read the groups' record flags: %s", exc)
+        recorded = {}
+        for name, g in self.server.core.groups.items():
+            if g.private:
+                continue
+            if self.record_all or name in flagged:
+                recorded[g.group_id] = name
+        stopped = self._names - set(recorded.values())
+        self._recorded = recorded
+        self._names = set(recorded.values())
+        wall = time.time() if not _loop_running() else self.wall(asyncio.get_running_loop().time())
+        for name in stopped:
+            self.live.end_group(name, wall)
+
+    # -- hooks --------------------------------------------------------------------------------
+    def on_voice(self, data: bytes, now: float) -> None:
+        gid = int.from_bytes(data[4:8], "big")
+        group = self._recorded.get(gid)
+        if group is None:
+            return  # the hot path for groups that do not record: one dict lookup
+        try:
+            header, payload = decode_voice(data)
+        except ProtocolError:
+            return
+        s = self.server.core.sessions.by_id.get(header.sender)
+        self.live.voice(group, s.user if s is not None else None, header, payload,
+                        self.wall(now))
+
+    def on_event(self, ev: ServerEvent, now: float) -> None:
+        if isinstance(ev, AdminCommand):
+            if ev.op.startswith("group."):
+                self.refresh()
+            return
+        wall = self.wall(now)
+        if isinstance(ev, FloorEvent):
+            self._floor(ev.event, wall)
+        elif isinstance(ev, FloorRequested) and ev.group in self._names:
+            self._last_request[ev.group] = ev.user
+            self.live.event(ev.group, EventKind.FLOOR_REQUEST, wall, user=ev.user,
+                            priority=int(ev.priority))
+        elif isinstance(ev, MemberJoined) and ev.group in self._names:
+            self.live.event(ev.group, EventKind.JOIN, wall, user=ev.user)
+        elif isinstance(ev, MemberLeft) and ev.group in self._names:
+            self.live.event(ev.group, EventKind.LEAVE, wall, user=ev.user)
+
+    def _floor(self, ev: object, wall: float) -> None:
+        group = getattr(ev, "group", None)
+        if group not in self._names:
+            return
+        live = self.live
+        if isinstance(ev, fl.Granted):
+            live.event(group, EventKind.FLOOR_GRANT, wall, user=ev.user, burst=ev.burst_id,
+                       priority=int(ev.priority), queued=ev.from_queue)
+        elif isinstance(ev, fl.Queued):
+            live.event(group, EventKind.FLOOR_QUEUED, wall, user=ev.user, position=ev.position)
+        elif isinstance(ev, fl.Denied):
+            live.event(group, EventKind.FLOOR_DENY, wall, user=ev.user,
+                       cause=ev.cause.name.lower())
+        elif isinstance(ev, fl.Revoked):
+            extra = {}
+            if ev.cause is RevokeCause.PREEMPTED and self._last_request.get(group):
+                extra["by"] = self._last_request[group]
+            live.event(group, EventKind.FLOOR_REVOKE, wall, user=ev.user, burst=ev.burst_id,
+                       cause=ev.cause.name.lower(), **extra)
+        elif isinstance(ev, fl.BurstEnded):
+            # the relay refuses the burst's voice from now on: nothing more can arrive for it
+            live.end_burst(group, ev.burst_id, wall)
+            live.event(group, EventKind.FLOOR_RELEASE, wall, user=ev.user, burst=ev.burst_id,
+                       reason=ev.reason.value)
+        elif isinstance(ev, fl.Idle):
+            live.event(group, EventKind.FLOOR_IDLE, wall, burst=ev.burst_id)
+        elif isinstance(ev, fl.QueueChanged):
+            live.event(group, "floor_queue", wall, queue=list(ev.queue))
+
+    def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.live.tick(self.wall(loop.time()))
+        self._timer = loop.call_later(TICK_INTERVAL, self._tick)
+
+
+def attach_recording(server: PttServer, *, record_all: bool = False,
+                     directory: str | os.PathLike[str] | None = None) -> ServerRecording:
+    """Attach a :class:`ServerRecording` and close it when the server closes."""
+    recording = ServerRecording(server, directory, record_all=record_all)
+    recording.attach()
+
+    async def close_when_done() -> None:
+        try:
+            await server.wait_closed()
+        finally:  # also when asyncio.run cancels this task at shutdown
+            recording.close()
+
+    recording.closer = asyncio.get_running_loop().create_task(close_when_done())
+    return recording
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+__all__ = ["LiveRecording", "ServerRecording", "attach_recording"]
