@@ -1,0 +1,340 @@
+"""``ptt record``, ``ptt sessions``, ``ptt replay`` and ``ptt export``: recordings on the command line.
+
+A recording directory holds one directory per group: ``events.jsonl`` beside one Ogg Opus file per
+burst (see :mod:`ptt.record`). The server writes them (``ptt server --record DIR``, or groups
+made with ``--record``); so does ``ptt record GROUP --out DIR``, a member that records what it
+hears.
+
+A damaged recording (a file cut short, a corrupted page, a broken log line) never stops these
+commands: they list, export or replay everything readable, then exit 1 with ``error: damaged
+recording: <file>: <problem>`` (further problems as ``warning:`` lines above it).
+
+Who replays (``--as``): by default the user of the client config. ``--as FILE`` uses another
+client config file (e.g. one written by ``ptt login`` or the server's ``coordinator.toml``).
+``--as NAME`` (a user that does not exist yet) makes a temporary user of that name with the
+coordinator's config, adds it to the group, and removes it afterwards. Event replay
+(``--events``) needs one identity per recorded user: ``--users DIR`` reads ``DIR/<user>.toml``,
+otherwise temporary users named ``<prefix><user>`` are made the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from ptt.cli.live import stamp, stop_on_signals
+from ptt.cli.options import GROUP, SECONDS, CliState, client_options, pass_state
+from ptt.cli.remote import client_config, connect
+from ptt.client.connection import Connection
+from ptt.config import ClientConfig, load_client_config
+from ptt.errors import ConfigError, PttError, RecordingError, ValidationError
+from ptt.names import user_name
+from ptt.protocol import messages as m
+
+if TYPE_CHECKING:
+    from ptt.record.catalog import Session
+    from ptt.record.recorder import BurstSummary
+
+__all__ = ["export", "record", "replay", "sessions"]
+
+TEMP_PREFIX = "replay-"
+EXISTING = click.Path(exists=True, path_type=Path)
+
+
+def _damaged(problems: list[str], done: str) -> None:
+    """Exit 1 naming the first problem, after the readable part was ``done``."""
+    if not problems:
+        return
+    for p in problems[1:]:
+        click.echo(f"warning: {p}", err=True)
+    more = f" (and {len(problems) - 1} more, above)" if len(problems) > 1 else ""
+    raise RecordingError(f"damaged recording: {problems[0]}{more}; {done}")
+
+
+# -- ptt record -----------------------------------------------------------------------------------
+@click.command()
+@click.argument("group_name", metavar="GROUP", type=GROUP)
+@click.option("--out", "out_dir", required=True, metavar="DIR",
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Recording directory (the group's files go to DIR/GROUP/).")
+@click.option("--duration", type=SECONDS, metavar="SECONDS",
+              help="Stop after this long  [default: until Ctrl-C or SIGTERM]")
+@client_options
+@pass_state
+def record(state: CliState, group_name: str, out_dir: Path, duration: float | None) -> None:
+    """Record GROUP as a member hears it: voice as received, and the floor events seen.
+
+    The configured user must be a member of GROUP (listen-only is enough). Each burst is an
+    Ogg Opus file in DIR/GROUP/, beside events.jsonl. Works on relay and multicast groups.
+
+    \b
+    Examples:
+        ptt record volunteers --out ./recordings
+        ptt record volunteers --out ./recordings --duration 1h
+    """
+    asyncio.run(_record(state, group_name, out_dir, duration))
+
+
+async def _record(state: CliState, group: str, out_dir: Path, duration: float | None) -> None:
+    from ptt.client.recorder import GroupRecorder
+
+    config = client_config(state)
+    conn, _ = await connect(config, state.timeout)
+    try:
+        def show(b: BurstSummary) -> None:
+            lost = f", {b.lost} lost" if b.lost else ""
+            click.echo(f"{stamp()}  {group}  {b.talker} burst {b.burst_id}: "
+                       f"{b.duration:.2f} s{lost} -> {b.path.name}")
+
+        recorder = GroupRecorder(conn, group, out_dir, on_burst=show)
+        await conn.join(group, state.timeout)
+        click.echo(f"recording {group} into {recorder.live.directory / group}; "
+                   f"Ctrl-C to stop", err=True)
+        stop = asyncio.Event()
+        remove = stop_on_signals(stop)
+        if duration is not None:
+            asyncio.get_running_loop().call_later(duration, stop.set)
+        try:
+            report = await recorder.run(stop)
+        finally:
+            remove()
+        click.echo(f"recorded {report.bursts} bursts, {report.seconds:.1f} s of talk"
+                   + (f", {report.lost} frames lost" if report.lost else ""))
+        if report.errors:
+            raise RecordingError(f"{report.errors} recording errors (see the log above)")
+    finally:
+        await conn.close()
+
+
+# -- ptt sessions ---------------------------------------------------------------------------------
+@click.command()
+@click.argument("path", type=EXISTING, metavar="DIR|FILE")
+@click.option("-l", "--bursts", is_flag=True, help="List every burst of each session too.")
+def sessions(path: Path, bursts: bool) -> None:
+    """List the recordings under DIR: group, start, duration, talk time, bursts, talkers.
+
+    \b
+    Examples:
+        ptt sessions ./recordings
+        ptt sessions ./recordings/volunteers --bursts
+    """
+    from ptt.record.catalog import format_sessions, scan
+
+    found = scan(path)
+    if not found:
+        raise RecordingError(f"{path}: no recordings here")
+    click.echo(format_sessions(found, verbose=bursts))
+    problems = [p for s in found for p in s.all_problems()]
+    _damaged(problems, "the readable part is listed above")
+
+
+# -- ptt export -----------------------------------------------------------------------------------
+@click.command()
+@click.argument("path", type=EXISTING, metavar="FILE|DIR")
+@click.option("--wav", "out", required=True, metavar="OUT.wav",
+              type=click.Path(dir_okay=False, path_type=Path), help="The WAV file to write.")
+@click.option("--max-gap", type=SECONDS, metavar="SECONDS",
+              help="Shorten silences between bursts to at most this.")
+@click.option("--rate", type=click.Choice(["8000", "12000", "16000", "24000", "48000"]),
+              default="16000", show_default=True, help="Sample rate of the WAV.")
+def export(path: Path, out: Path, max_gap: float | None, rate: str) -> None:
+    """Decode a recording (one group directory, or one Ogg Opus file) to WAV and print who
+    talked when.
+
+    \b
+    Examples:
+        ptt export ./recordings/volunteers --wav session.wav
+        ptt export ./recordings/volunteers --wav short.wav --max-gap 2s
+    """
+    from ptt.record.export import export_wav, format_timeline
+
+    result = export_wav(path, out, sample_rate=int(rate), max_gap=max_gap)
+    if result.timeline:
+        click.echo(format_timeline(result))
+    click.echo(f"wrote {out} ({result.duration:.2f} s, {len(result.timeline)} bursts)")
+    _damaged(result.problems, f"the readable part was exported to {out}")
+
+
+# -- ptt replay -----------------------------------------------------------------------------------
+@click.command()
+@click.argument("path", type=EXISTING, metavar="FILE|DIR", required=False)
+@click.option("--group", "group_name", required=True, type=GROUP, help="Live group to replay into.")
+@click.option("--speed", type=float, default=1.0, show_default=True,
+              help="Time between bursts (or events) divided by this; bursts play in real time.")
+@click.option("--max-gap", type=SECONDS, metavar="SECONDS",
+              help="Shorten silences between bursts to at most this.")
+@click.option("--as", "as_user", metavar="FILE|NAME",
+              help="Replay as this user: a client config FILE, or a NAME for a temporary user "
+                   "made with the (coordinator's) config.")
+@click.option("--events", "events_file", type=click.Path(exists=True, dir_okay=False,
+              path_type=Path), metavar="FILE.jsonl",
+              help="Replay the floor requests and releases of this event log instead.")
+@click.option("--users", "users_dir", type=click.Path(exists=True, file_okay=False,
+              path_type=Path), metavar="DIR",
+              help="With --events: client configs DIR/<user>.toml for the recorded users.")
+@click.option("--prefix", default=TEMP_PREFIX, show_default=True,
+              help="With --events and no --users: temporary users are named PREFIX<user>.")
+@click.option("--emergency", is_flag=True, help="Ask for the floor with emergency priority.")
+@client_options
+@pass_state
+def replay(state: CliState, path: Path | None, group_name: str, speed: float,
+           max_gap: float | None, as_user: str | None, events_file: Path | None,
+           users_dir: Path | None, prefix: str, emergency: bool) -> None:
+    """Play a recording into a live GROUP at its original timing, through the floor.
+
+    Before each burst it asks for the floor, waits when queued and reports denials. Any Ogg
+    Opus file works (e.g. made by opusenc): packets are sent as they are, and converted only
+    when their format differs from ptt's (20 ms mono packets).
+
+    With --events FILE.jsonl it replays the floor events instead: one simulated user per
+    recorded user asks for and releases the floor at the recorded times.
+
+    \b
+    Examples:
+        ptt replay ./recordings/volunteers --group test
+        ptt replay announcement.opus --group volunteers --as ./ann.toml
+        ptt replay ./recordings/volunteers --group test --speed 2 --max-gap 1s
+        ptt replay --events ./recordings/volunteers/events.jsonl --group test
+    """
+    if not speed > 0:
+        raise ValidationError(f"--speed must be positive, got {speed:g}")
+    if (path is None) == (events_file is None):
+        raise ValidationError("give a recording (FILE|DIR) or --events FILE.jsonl, not both")
+    if events_file is not None:
+        asyncio.run(_replay_events(state, events_file, group_name, speed, users_dir, prefix))
+        return
+    assert path is not None
+    from ptt.record.catalog import load
+
+    session = load(path)  # bad input fails here, before any network
+    if not session.bursts:
+        _damaged(session.all_problems(), "nothing in it could be read")
+        raise RecordingError(f"{path}: no bursts to replay")
+    priority = m.Priority.EMERGENCY if emergency else m.Priority.NORMAL
+    asyncio.run(_replay_bursts(state, session, group_name, speed, max_gap, as_user, priority))
+    _damaged(session.all_problems(), "the readable part was replayed")
+
+
+async def _replay_bursts(state: CliState, session: Session, group: str, speed: float,
+                         max_gap: float | None, as_user: str | None, priority: m.Priority
+                         ) -> None:
+    from ptt.client.replay import BurstReplayer
+    from ptt.record.export import replay_bursts
+
+    async with AsyncExitStack() as stack:
+        config = await stack.enter_async_context(_identity(state, as_user, group))
+        conn, _ = await connect(config, state.timeout)
+        stack.push_async_callback(conn.close)
+        await conn.join(group, state.timeout)
+        click.echo(f"replaying {len(session.bursts)} bursts into {group} "
+                   f"as {conn.user}")
+        stop = asyncio.Event()
+        stack.callback(stop_on_signals(stop))
+        player = BurstReplayer(conn, group, speed=speed, bitrate=config.bitrate,
+                               priority=priority, echo=click.echo)
+        outcomes = await player.play(replay_bursts(session, max_gap=max_gap), stop)
+        sent = [o for o in outcomes if o.status == "sent"]
+        click.echo(f"done: {len(sent)} of {len(outcomes)} bursts sent")
+        failed = [o for o in outcomes if o.status != "sent"]
+        if failed and not stop.is_set():
+            raise PttError(f"{len(failed)} bursts not sent; first: {failed[0].label}: "
+                           f"{failed[0].status}: {failed[0].detail}")
+
+
+async def _replay_events(state: CliState, events_file: Path, group: str, speed: float,
+                         users_dir: Path | None, prefix: str) -> None:
+    from ptt.client.replay import EventReplayer, floor_script
+    from ptt.record.events import read_events
+
+    log = read_events(events_file)
+    script = floor_script(log.events)
+    if not script:
+        _damaged(log.problems, "nothing in it could be read")
+        raise RecordingError(f"{events_file}: no floor requests or talkers to replay")
+    users = list(dict.fromkeys(a.user for a in script))
+    dispatchers = {a.user for a in script if a.priority == m.Priority.HIGH}
+    async with AsyncExitStack() as stack:
+        conns: dict[str, Connection] = {}
+        for u in users:
+            if users_dir is not None:
+                config = _config_file(state, users_dir / f"{u}.toml")
+            else:
+                role = "dispatcher" if u in dispatchers else "volunteer"
+                config = await stack.enter_async_context(
+                    _temporary_user(state, _temp_name(prefix, u), group, role))
+            conn, _ = await connect(config, state.timeout)
+            stack.push_async_callback(conn.close)
+            await conn.join(group, state.timeout)
+            conns[u] = conn
+        names = ", ".join(f"{u} as {c.user}" if c.user != u else u for u, c in conns.items())
+        click.echo(f"replaying {len(script)} floor actions into {group}: {names}")
+        stop = asyncio.Event()
+        stack.callback(stop_on_signals(stop))
+        outcomes = await EventReplayer(conns, group, speed=speed, echo=click.echo).play(
+            script, stop)
+        grants = [u for _, u, what in outcomes if what == "granted"]
+        click.echo(f"done: grants in order: {', '.join(grants) or 'none'}")
+    _damaged(log.problems, "the readable events were replayed")
+
+
+# -- identities -----------------------------------------------------------------------------------
+def _config_file(state: CliState, path: Path) -> ClientConfig:
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such client config file")
+    config = load_client_config(path)
+    if state.server is not None:
+        config = dataclasses.replace(config, server=state.server)
+    config.require_login()
+    return config
+
+
+def _temp_name(prefix: str, user: str) -> str:
+    return user_name((prefix + user)[:32])
+
+
+@asynccontextmanager
+async def _identity(state: CliState, as_user: str | None, group: str
+                    ) -> AsyncIterator[ClientConfig]:
+    """The config to replay with (see the module docstring for ``--as``)."""
+    if as_user is None:
+        yield client_config(state)
+        return
+    path = Path(as_user).expanduser()
+    if path.is_file() or path.suffix == ".toml" or "/" in as_user:
+        yield _config_file(state, path)
+        return
+    async with _temporary_user(state, user_name(as_user), group, "volunteer") as config:
+        yield config
+
+
+@asynccontextmanager
+async def _temporary_user(state: CliState, name: str, group: str, role: str
+                          ) -> AsyncIterator[ClientConfig]:
+    """A new user ``name`` in ``group``, made with the coordinator's config, removed after."""
+    coordinator = client_config(state)
+    conn, _ = await connect(coordinator, state.timeout)
+    try:
+        existing = {u["name"] for u in (await conn.admin("user.list", {}))["users"]}
+        if name in existing:
+            raise ValidationError(
+                f"user '{name}' already exists: replay as it with its config file "
+                f"(--as PATH.toml, or --users DIR), or name a user that does not exist "
+                f"to have a temporary one made")
+        token = (await conn.admin("user.add", {"name": name, "role": role}))["token"]
+        try:
+            await conn.admin("group.add", {"name": group, "users": [name]})
+            yield dataclasses.replace(coordinator, user=name, token=token)
+        finally:
+            try:
+                await conn.admin("user.remove", {"name": name})
+            except PttError as exc:
+                click.echo(f"warning: could not remove temporary user '{name}': {exc}",
+                           err=True)
+    finally:
+        await conn.close()
