@@ -31,6 +31,7 @@ from ptt.cli.group import group
 from ptt.cli.listen import listen
 from ptt.cli.login import login
 from ptt.cli.options import SECONDS, CliState, config_option
+from ptt.cli.record import export, record, replay, sessions
 from ptt.cli.server import server
 from ptt.cli.talk import call, talk
 from ptt.cli.user import user
@@ -135,6 +136,10 @@ cli.add_command(listen)
 cli.add_command(call)
 cli.add_command(devices)
 cli.add_command(desktop)
+cli.add_command(record)
+cli.add_command(sessions)
+cli.add_command(replay)
+cli.add_command(export)
 # Add new commands here, e.g. ``from ptt.cli.talk import talk`` above and ``cli.add_command(talk)``:
 # talk, listen, call, devices, record, sessions, replay, export, desktop.
 # ---------------------------------------------------------------------------------------------------

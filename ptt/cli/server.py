@@ -60,21 +60,39 @@ def _first_start(server: PttServer) -> None:
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
               envvar="PTT_SERVER_CONFIG", show_envvar=True,
               help="Server config file  [default: $XDG_CONFIG_HOME/ptt/server.toml]")
+@click.option("--record", "record_dir", type=click.Path(file_okay=False, path_type=Path),
+              metavar="DIR", help="Record every group into DIR (one directory per group). "
+              "Without it, groups made with 'ptt group create/update --record' record into "
+              "the configured record_dir  [default: $XDG_DATA_HOME/ptt/recordings]")
 @pass_state
 def server(state: CliState, host: str | None, port: int | None, db: Path | None,
-           config_file: Path | None) -> None:
+           config_file: Path | None, record_dir: Path | None) -> None:
     """Run the ptt server in the foreground; logs go to stderr.
 
     On its first start (an empty database) it creates a coordinator account and writes its
     credentials beside the database. Stop it with Ctrl-C or SIGTERM.
+
+    \b
+    Examples:
+        ptt server --db ./ptt.db
+        ptt server --db ./ptt.db --record ./recordings
     """
     # a server's log is its output: INFO by default, DEBUG with -v
     logs.configure(state.verbose, base=logging.INFO)
     config = load_server_config(config_file)
-    changes = {k: v for k, v in (("host", host), ("port", port), ("db", db)) if v is not None}
+    changes = {k: v for k, v in (("host", host), ("port", port), ("db", db),
+                                 ("record_dir", record_dir)) if v is not None}
     if changes:
         # through the dataclass, so --host and --db get the same checks as the file's values
         config = dataclasses.replace(config, **changes)
     from ptt.server.app import run  # here: client commands need not import the server
 
-    asyncio.run(run(config, ready=_first_start))
+    record_all = record_dir is not None
+
+    def ready(srv: PttServer) -> None:
+        from ptt.server.recording import attach_recording
+
+        _first_start(srv)
+        attach_recording(srv, record_all=record_all)
+
+    asyncio.run(run(config, ready=ready))
