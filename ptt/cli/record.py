@@ -163,7 +163,7 @@ def export(path: Path, out: Path, max_gap: float | None, rate: str) -> None:
 
 # -- ptt replay -----------------------------------------------------------------------------------
 @click.command()
-@click.argument("path", type=EXISTING, metavar="FILE|DIR", required=False)
+@click.argument("path", type=EXISTING, metavar="[FILE|DIR]", required=False)
 @click.option("--group", "group_name", required=True, type=GROUP, help="Live group to replay into.")
 @click.option("--speed", type=float, default=1.0, show_default=True,
               help="Time between bursts (or events) divided by this; bursts play in real time.")
@@ -260,15 +260,16 @@ async def _replay_events(state: CliState, events_file: Path, group: str, speed: 
     users = list(dict.fromkeys(a.user for a in script))
     dispatchers = {a.user for a in script if a.priority == m.Priority.HIGH}
     async with AsyncExitStack() as stack:
+        if users_dir is not None:
+            configs = {u: _config_file(state, users_dir / f"{u}.toml") for u in users}
+        else:
+            roles = {_temp_name(prefix, u): "dispatcher" if u in dispatchers else "volunteer"
+                     for u in users}
+            made = await stack.enter_async_context(_temporary_users(state, roles, group))
+            configs = {u: made[_temp_name(prefix, u)] for u in users}
         conns: dict[str, Connection] = {}
         for u in users:
-            if users_dir is not None:
-                config = _config_file(state, users_dir / f"{u}.toml")
-            else:
-                role = "dispatcher" if u in dispatchers else "volunteer"
-                config = await stack.enter_async_context(
-                    _temporary_user(state, _temp_name(prefix, u), group, role))
-            conn, _ = await connect(config, state.timeout)
+            conn, _ = await connect(configs[u], state.timeout)
             stack.push_async_callback(conn.close)
             await conn.join(group, state.timeout)
             conns[u] = conn
@@ -309,32 +310,39 @@ async def _identity(state: CliState, as_user: str | None, group: str
     if path.is_file() or path.suffix == ".toml" or "/" in as_user:
         yield _config_file(state, path)
         return
-    async with _temporary_user(state, user_name(as_user), group, "volunteer") as config:
-        yield config
+    name = user_name(as_user)
+    async with _temporary_users(state, {name: "volunteer"}, group) as configs:
+        yield configs[name]
 
 
 @asynccontextmanager
-async def _temporary_user(state: CliState, name: str, group: str, role: str
-                          ) -> AsyncIterator[ClientConfig]:
-    """A new user ``name`` in ``group``, made with the coordinator's config, removed after."""
+async def _temporary_users(state: CliState, roles: dict[str, str], group: str
+                           ) -> AsyncIterator[dict[str, ClientConfig]]:
+    """New users (name -> role) in ``group``, made with the coordinator's config over one
+    connection (a second login of the same user would replace the first), removed after."""
     coordinator = client_config(state)
     conn, _ = await connect(coordinator, state.timeout)
+    made: list[str] = []
     try:
         existing = {u["name"] for u in (await conn.admin("user.list", {}))["users"]}
-        if name in existing:
+        taken = sorted(set(roles) & existing)
+        if taken:
             raise ValidationError(
-                f"user '{name}' already exists: replay as it with its config file "
+                f"user '{taken[0]}' already exists: replay as it with its config file "
                 f"(--as PATH.toml, or --users DIR), or name a user that does not exist "
                 f"to have a temporary one made")
-        token = (await conn.admin("user.add", {"name": name, "role": role}))["token"]
-        try:
-            await conn.admin("group.add", {"name": group, "users": [name]})
-            yield dataclasses.replace(coordinator, user=name, token=token)
-        finally:
+        configs = {}
+        for name, role in roles.items():
+            token = (await conn.admin("user.add", {"name": name, "role": role}))["token"]
+            made.append(name)
+            configs[name] = dataclasses.replace(coordinator, user=name, token=token)
+        await conn.admin("group.add", {"name": group, "users": list(roles)})
+        yield configs
+    finally:
+        for name in made:
             try:
                 await conn.admin("user.remove", {"name": name})
             except PttError as exc:
                 click.echo(f"warning: could not remove temporary user '{name}': {exc}",
                            err=True)
-    finally:
         await conn.close()
