@@ -34,8 +34,8 @@ from tests.e2e.serverproc import PTT, ServerProcess
 from tests.e2e.test_floor_over_udp import setup_group
 
 FRAME = 0.02
-TEXTS = ("Unit seven, report to gate four.", "Copy that, moving now.")
-GAP = 0.8  # seconds of silence between the two bursts
+TEXTS = ("Unit seven, gate four.", "Copy, moving.")
+GAP = 0.6  # seconds of silence between the two bursts
 
 
 def need(tool: str) -> str:
