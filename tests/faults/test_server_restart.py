@@ -84,6 +84,9 @@ async def _request_during_outage(server: ServerProcess, outage: float
         server.start()
         t_up = time.monotonic()
         outcome = await ask
+        deadline = time.monotonic() + 4.0
+        while watch.first(cl.GroupJoined, after=t_up) is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
         await asyncio.sleep(0.2)
         watch.stop()
         return outcome, t_ask, t_up, watch

@@ -77,10 +77,12 @@ def test_talker_killed_mid_burst_frees_the_floor_within_t1_for_the_queue(
             last_voice = max(t for t in heard if t <= t_kill + 0.05)
             free_after = t_grant - last_voice
             # the floor is freed by T1 counted from the last frame, plus a loopback round trip
-            assert T1 - 0.2 < free_after < T1 + 0.4, f"granted {free_after:.3f} s after silence"
-            assert t_grant - t_kill < T1 + 0.4
+            # and scheduling slack on a busy 2-core machine
+            assert T1 - 0.2 < free_after < T1 + 0.5, f"granted {free_after:.3f} s after silence"
+            assert t_grant - t_kill < T1 + 0.5
             assert not [t for t in heard if t > t_kill + 0.1]  # nothing from the dead talker
-            # cat saw the talker change from ann to bob, with no one else in between
+            # cat saw the talker change from ann to bob (its FloorTaken may still be in flight)
+            await asyncio.sleep(0.2)
             assert cat.core.groups["volunteers"].talker == "bob"
             assert (await cat.request_floor("volunteers")).state is cl.Participation.QUEUED
             print(f"floor granted to the queue {free_after * 1000:.0f} ms after the last frame, "
