@@ -129,12 +129,14 @@ class LiveRecording:
             if b is None:
                 return
         rec = self.recorder
-        b.mark(header.seq)
-        self._safely(lambda: rec.frame(group, header.burst_id, header.seq, parsed.primary, wall))
-        for offset, frame in parsed.redundancy:
+        # copies first, oldest first: the primary may complete a page, and a page is written
+        # at once, so a missing frame must be in place before its page goes out
+        for offset, frame in reversed(parsed.redundancy):
             seq = (header.seq - offset) & 0xFFFF
             if b.mark(seq):  # a frame we never got: its exact copy rides in this packet
                 self._safely(lambda s=seq, f=frame: rec.frame(group, header.burst_id, s, f, wall))
+        b.mark(header.seq)
+        self._safely(lambda: rec.frame(group, header.burst_id, header.seq, parsed.primary, wall))
         if header.flags & VoiceFlags.END_OF_BURST:
             b.end_at = wall + END_GRACE
 
