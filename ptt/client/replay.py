@@ -260,7 +260,7 @@ def floor_script(events: Iterable[Event]) -> list[FloorAction]:
                 if holder is not None:
                     actions.append((e.t, holder, "release", m.Priority.NORMAL))
                 holder = e.get("user")
-                actions.append((e.t, holder, "request", _priority(e.get("priority", 0))))  # type: ignore[arg-type]
+                actions.append((e.t, e.get("user"), "request", _priority(e.get("priority", 0))))
             elif e.kind in (EventKind.FLOOR_IDLE, EventKind.RECORDER_STOP) and holder:
                 actions.append((e.t, holder, "release", m.Priority.NORMAL))
                 holder = None

@@ -32,20 +32,28 @@ import logging
 import os
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from ptt.audio.codec import FRAME_MS
 from ptt.errors import ProtocolError, PttError, RecordingError
 from ptt.media.packet import parse_payload
 from ptt.protocol import floor as fl
 from ptt.protocol.messages import RevokeCause
-from ptt.protocol.server import (AdminCommand, FloorEvent, FloorRequested, MemberJoined,
-                                 MemberLeft, ServerEvent)
+from ptt.protocol.server import (
+    AdminCommand,
+    FloorEvent,
+    FloorRequested,
+    MemberJoined,
+    MemberLeft,
+    ServerEvent,
+)
 from ptt.protocol.voice import VoiceFlags, VoiceHeader, decode_voice
 from ptt.record.events import EventKind
-from ptt.record.recorder import Recorder, UNKNOWN_TALKER
+from ptt.record.recorder import UNKNOWN_TALKER, Recorder
 
 if TYPE_CHECKING:
     from ptt.server.app import PttServer
@@ -134,7 +142,7 @@ class LiveRecording:
         for offset, frame in reversed(parsed.redundancy):
             seq = (header.seq - offset) & 0xFFFF
             if b.mark(seq):  # a frame we never got: its exact copy rides in this packet
-                self._safely(lambda s=seq, f=frame: rec.frame(group, header.burst_id, s, f, wall))
+                self._safely(partial(rec.frame, group, header.burst_id, seq, frame, wall))
         b.mark(header.seq)
         self._safely(lambda: rec.frame(group, header.burst_id, header.seq, parsed.primary, wall))
         if header.flags & VoiceFlags.END_OF_BURST:

@@ -9,12 +9,10 @@ the re-recording must hold the same Opus packets bit for bit at the same burst t
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import wave
 from collections.abc import Iterator
