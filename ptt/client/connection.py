@@ -10,6 +10,19 @@
 
 Voice datagrams from the relay go to ``on_voice``; every protocol event goes to each queue made by
 :meth:`subscribe`. The connection re-registers by itself after a server restart or an outage.
+
+Multicast. A group in ``multicast`` or ``auto`` mode is joined on the relay first (so a member who
+joins mid-burst hears the talker at once), then the connection joins the group's multicast address
+and probes it: a PROBE datagram to the group that the server, which listens there, echoes back
+to the group. When the echo comes back within ``PROBE_TIMEOUT`` the server is asked (member
+operation ``VOICE_PATH_OP``) to stop relaying to this member, and voice for the group is sent to
+the group address; otherwise the group stays on the relay. Either way a :class:`VoicePathChosen` event says which, and why
+(:meth:`voice_path` tells it later). In ``multicast`` mode a missing interface or route is an
+error (``join`` raises NetError); in ``auto`` mode it is a reason to use the relay.
+Multicast frames are played only if they belong to the burst the server announced, from the
+holder's session the server named in its holder notice; the rest is dropped and counted in
+:attr:`voice_stats`. A revoke for silence while talking by multicast means the server no longer
+hears the group (its mode changed): the connection probes again, and falls back to the relay.
 """
 
 from __future__ import annotations
@@ -17,19 +30,85 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
 
 import asyncio_dgram
 
-from ptt.errors import AuthError, NetError, RequestError
+from ptt.errors import AuthError, NetError, ProtocolError, RequestError
 from ptt.names import format_hostport
+from ptt.net.member import MemberSockets
+from ptt.net.multicast import MulticastOptions
 from ptt.protocol import client as cl
 from ptt.protocol import messages as m
-from ptt.protocol.wire import is_voice
+from ptt.protocol.server import ECHO_SEQ, HOLDER_SEQ, PROBE_SEQ, VOICE_PATH_OP
+from ptt.protocol.voice import VoiceFlags, VoiceHeader, encode_voice, peek_route
+from ptt.protocol.wire import VOICE_MAGIC, is_voice
+
+if TYPE_CHECKING:
+    from ptt.config import ClientConfig
 
 log = logging.getLogger("ptt.client")
 
 CONNECT_TIMEOUT = 6.0
+PROBE_TIMEOUT = 1.0  # no echo by then: the group stays on the relay
+PROBE_INTERVAL = 0.25  # probes are datagrams too: send a few
+CONFIRM_TIMEOUT = 3.0  # after the echo, for the server's answer to the voice path request
+RELAY, PROBING, MULTICAST = "relay", "probing", "multicast"
+_SEQ_AT = 16  # byte offset of seq in the voice header
+
+
+@dataclass(frozen=True, slots=True)
+class VoicePathChosen:
+    """How this client gets and sends ``group``'s voice: ``path`` is "multicast" or "relay";
+    ``reason`` says why (e.g. the route that is missing), for the user to see."""
+
+    group: str
+    path: str
+    reason: str = ""
+
+
+@dataclass
+class VoiceStats:
+    """Voice datagrams this connection handled; ``dropped`` were not played."""
+
+    relay_in: int = 0  # from the server (which forwards only the holder's current burst)
+    multicast_in: int = 0  # from a group address, of the announced burst from its holder
+    not_holder: int = 0  # from a group address, sent by a member who does not hold the floor
+    wrong_burst: int = 0  # from the holder, but not of the burst the server announced
+    own: int = 0  # our own multicast, looped back (not counted as dropped)
+    malformed: int = 0
+    relay_out: int = 0
+    multicast_out: int = 0
+    probes: int = 0
+
+    @property
+    def dropped(self) -> int:
+        return self.not_holder + self.wrong_burst + self.malformed
+
+
+@dataclass
+class _GroupPath:
+    group: str
+    group_id: int = 0
+    mode: str = "relay"
+    dest: tuple[str, int] | None = None
+    path: str = RELAY
+    reason: str = ""
+    error: NetError | None = None
+    nonce: int = 0
+    probe_until: float = 0.0
+    txn: int = 0  # of the pending voice path request
+    timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+
+
+def multicast_options(config: ClientConfig) -> MulticastOptions:
+    """The connection's multicast settings from the client config (its ``multicast``,
+    ``multicast_interface`` and ``multicast_ttl``; defaults where the config has none)."""
+    d = MulticastOptions()
+    return MulticastOptions(getattr(config, "multicast_interface", d.interface),
+                            getattr(config, "multicast_ttl", d.ttl),
+                            getattr(config, "multicast", d.enabled))
 
 _FAILURE_TEXT = {
     m.DenyCause.NOT_MEMBER: "you are not a member of this group",
@@ -45,10 +124,18 @@ def deny_text(cause: m.DenyCause) -> str:
 
 
 class Connection:
-    def __init__(self, server: tuple[str, int], user: str, token: str) -> None:
+    def __init__(self, server: tuple[str, int], user: str, token: str,
+                 multicast: MulticastOptions | None = None) -> None:
         self.server = server
         self.core = cl.ClientCore(user, token, os.urandom)
         self.on_voice: Callable[[bytes], None] | None = None
+        self.voice_stats = VoiceStats()
+        self._mcast = MemberSockets(multicast or MulticastOptions(), self._on_group_datagram)
+        self._paths: dict[str, _GroupPath] = {}
+        self._by_id: dict[int, _GroupPath] = {}
+        self._on_multicast: dict[int, tuple[str, int]] = {}  # group id -> address, if multicast
+        self._holders: dict[int, tuple[int, int]] = {}  # group id -> (holder session, burst)
+        self._extra: list[Any] = []
         self._stream: Any = None
         self._recv_task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -97,6 +184,10 @@ class Connection:
             await asyncio.sleep(0)
         if self._timer is not None:
             self._timer.cancel()
+        for p in self._paths.values():
+            if p.timer is not None:
+                p.timer.cancel()
+        self._mcast.close()
         if self._recv_task is not None:
             self._recv_task.cancel()
             try:
@@ -133,6 +224,11 @@ class Connection:
         if isinstance(ev, cl.RequestFailed):
             raise RequestError(ev.message, (ev.code or m.ErrorCode.BAD_REQUEST).name.lower())
         assert isinstance(ev, cl.GroupJoined)
+        p = self._paths.get(group)
+        if p is not None and p.error is not None:  # a multicast group this machine cannot reach
+            error = p.error
+            await self.leave(group)
+            raise error
         return ev.state
 
     async def request_floor(
@@ -178,7 +274,32 @@ class Connection:
 
     async def leave(self, group: str) -> None:
         self.core.leave(group, self._now())
+        self._forget_group(group)
         self._flush()
+
+    # --- voice path ---------------------------------------------------------------------------
+
+    def voice_path(self, group: str) -> str:
+        """"multicast", "relay" or "probing" (deciding) for a joined group."""
+        p = self._paths.get(group)
+        return p.path if p is not None else RELAY
+
+    def voice_path_reason(self, group: str) -> str:
+        p = self._paths.get(group)
+        return p.reason if p is not None else ""
+
+    async def wait_voice_path(self, group: str, timeout: float = PROBE_TIMEOUT + 2.0) -> str:
+        """Wait until the group's path is decided; returns "multicast" or "relay"."""
+        if self.voice_path(group) != PROBING:
+            return self.voice_path(group)
+        q = self.subscribe()
+        try:
+            while self.voice_path(group) == PROBING:
+                await self.wait_for(q, lambda e: isinstance(e, VoicePathChosen)
+                                    and e.group == group, timeout, "no voice path chosen")
+        finally:
+            self.unsubscribe(q)
+        return self.voice_path(group)
 
     async def call(self, peer: str, timeout: float = CONNECT_TIMEOUT) -> str:
         """Open a one-to-one call; returns the private group's name (already being joined)."""
@@ -226,8 +347,17 @@ class Connection:
         return ev.result or {}
 
     def send_voice(self, datagram: bytes) -> None:
-        if self._stream is not None and not self._closed:
-            self._stream._transport.sendto(datagram)  # no await: voice is fire-and-forget
+        """Send one voice datagram: to its group's address on the multicast path, else to the
+        relay. No await: voice is fire-and-forget."""
+        if self._stream is None or self._closed:
+            return
+        if self._on_multicast:
+            dest = self._on_multicast.get(int.from_bytes(datagram[4:8], "big"))
+            if dest is not None and self._mcast.send(datagram, dest):
+                self.voice_stats.multicast_out += 1
+                return
+        self._stream._transport.sendto(datagram)
+        self.voice_stats.relay_out += 1
 
     # --- events -------------------------------------------------------------------------------
 
@@ -265,6 +395,10 @@ class Connection:
             except OSError:
                 continue  # ICMP "port unreachable" while the server is down: keep waiting
             if is_voice(data):
+                if len(data) > _SEQ_AT + 1 and data[2] & VoiceFlags.PROBE:
+                    self._holder_notice(data)
+                    continue
+                self.voice_stats.relay_in += 1
                 if self.on_voice is not None:
                     self.on_voice(data)
                 continue
@@ -279,11 +413,18 @@ class Connection:
     def _flush(self) -> None:
         if self._closed and self._stream is None:
             return
+        events: list[Any] = self.core.events()
+        if not self._closed:
+            for ev in events:
+                self._track(ev)  # may make requests (voice path) and events of its own
+        if self._extra:
+            events += self._extra
+            self._extra = []
         transport = self._stream._transport if self._stream is not None else None
         for data in self.core.datagrams_to_send():
             if transport is not None and not transport.is_closing():
                 transport.sendto(data)
-        for ev in self.core.events():
+        for ev in events:
             for q in self._queues:
                 q.put_nowait(ev)
         if self._closed:
@@ -294,3 +435,167 @@ class Connection:
             self._timer = None
         if at is not None:
             self._timer = asyncio.get_running_loop().call_at(at, self._on_timer)
+
+    # --- multicast ----------------------------------------------------------------------------
+
+    def _track(self, ev: cl.ClientEvent) -> None:
+        if isinstance(ev, cl.GroupJoined):
+            self._setup_group(ev.state)
+        elif isinstance(ev, cl.AdminResult) and ev.txn:
+            for p in self._paths.values():
+                if p.txn == ev.txn:
+                    p.txn = 0
+                    self._path_answered(p, ev.result or {})
+        elif isinstance(ev, cl.FloorStateChanged) and ev.revoke_cause is m.RevokeCause.SILENCE:
+            p = self._paths.get(ev.group)
+            g = self.core.groups.get(ev.group)
+            if p is not None and p.path == MULTICAST and g is not None and g.state is not None:
+                log.info("[%s] the server did not hear our multicast: probing again", ev.group)
+                self._setup_group(g.state)
+        elif isinstance(ev, cl.GroupLeft):
+            self._forget_group(ev.group)
+
+    def _holder_notice(self, data: bytes) -> None:
+        """The server names the holder of a group's current burst (for multicast playout)."""
+        try:
+            gid, sender, burst = peek_route(data)
+        except ProtocolError:
+            self.voice_stats.malformed += 1
+            return
+        if int.from_bytes(data[_SEQ_AT:_SEQ_AT + 2], "big") == HOLDER_SEQ:
+            self._holders[gid] = (sender, burst)
+
+    def _setup_group(self, state: m.GroupState) -> None:
+        """A join was answered (first time, again, or after a re-login): decide the path anew."""
+        p = self._paths.get(state.group)
+        if p is None:
+            p = self._paths[state.group] = _GroupPath(state.group)
+        self._by_id.pop(p.group_id, None)
+        self._on_multicast.pop(p.group_id, None)
+        p.group_id, p.mode, p.error = state.group_id, state.mode, None
+        self._by_id[p.group_id] = p
+        if not self._mcast.opts.enabled:
+            self._choose(p, RELAY, "multicast is off on this client")
+            return
+        if state.mode == "relay" or not state.mcast_addr:
+            self._choose(p, RELAY, f"the group's mode is {state.mode}")
+            return
+        p.dest = (state.mcast_addr, state.mcast_port)
+        try:
+            self._mcast.join(p.group_id, p.dest)
+        except NetError as exc:
+            if state.mode == "multicast":
+                p.error = exc
+            self._choose(p, RELAY, str(exc))
+            return
+        p.path, p.reason = PROBING, ""
+        p.nonce = int.from_bytes(os.urandom(4), "big") | 1
+        p.probe_until = self._now() + PROBE_TIMEOUT
+        self._probe(p)
+
+    def _probe(self, p: _GroupPath) -> None:
+        p.timer = None
+        if p.path != PROBING or self._closed:
+            return
+        now = self._now()
+        if now >= p.probe_until:
+            self._choose(p, RELAY, f"no echo from multicast {p.dest[0]}:{p.dest[1]} within "  # type: ignore[index]
+                                   f"{PROBE_TIMEOUT:g} s: the LAN may not carry multicast")
+            self._flush()
+            return
+        probe = encode_voice(VoiceHeader(p.group_id, self.core.session_id, p.nonce, PROBE_SEQ, 0,
+                                         VoiceFlags.PROBE), b"")
+        if self._mcast.send(probe, p.dest):  # type: ignore[arg-type]
+            self.voice_stats.probes += 1
+        at = min(now + PROBE_INTERVAL, p.probe_until)
+        p.timer = asyncio.get_running_loop().call_at(at, self._probe, p)
+
+    def _path_answered(self, p: _GroupPath, result: dict[str, object]) -> None:
+        group = p.group
+        if result.get("multicast") is True and p.path == PROBING and p.dest is not None:
+            if p.timer is not None:
+                p.timer.cancel()
+                p.timer = None
+            p.path = MULTICAST
+            iface = self._mcast.iface
+            p.reason = (f"multicast {p.dest[0]}:{p.dest[1]} on "
+                        f"{iface.name if iface else '?'}, TTL {self._mcast.opts.ttl}")
+            self._on_multicast[p.group_id] = p.dest
+            self._extra.append(VoicePathChosen(group, MULTICAST, p.reason))
+            log.info("[%s] voice by %s", group, p.reason)
+        elif p.path != RELAY:
+            why = result.get("error") or "the server does not listen on the group's address"
+            self._choose(p, RELAY, f"the server refused multicast: {why}")
+
+    def _confirm_timeout(self, p: _GroupPath) -> None:
+        p.timer = None
+        if p.path == PROBING and p.txn:
+            p.txn = 0
+            self._choose(p, RELAY, "the server did not answer the voice path request")
+            self._flush()
+
+    def _choose(self, p: _GroupPath, path: str, reason: str) -> None:
+        if p.timer is not None:
+            p.timer.cancel()
+            p.timer = None
+        if path == RELAY:
+            self._on_multicast.pop(p.group_id, None)
+            self._mcast.leave(p.group_id)
+        p.path, p.reason = path, reason
+        self._extra.append(VoicePathChosen(p.group, path, reason))
+        level = logging.WARNING if p.mode == "multicast" else logging.INFO
+        log.log(level, "[%s] voice through the relay: %s", p.group, reason)
+
+    def _forget_group(self, group: str) -> None:
+        p = self._paths.pop(group, None)
+        if p is None:
+            return
+        if p.timer is not None:
+            p.timer.cancel()
+        self._by_id.pop(p.group_id, None)
+        self._on_multicast.pop(p.group_id, None)
+        self._mcast.leave(p.group_id)
+
+    def _on_group_datagram(self, group_id: int, data: bytes) -> None:
+        """A datagram heard on a group's multicast address: play only the announced burst."""
+        st = self.voice_stats
+        try:
+            if not data or data[0] != VOICE_MAGIC:
+                raise ProtocolError("not voice")
+            gid, sender, burst = peek_route(data)
+        except ProtocolError:
+            st.malformed += 1
+            return
+        p = self._by_id.get(group_id)
+        if p is None:
+            return
+        if data[2] & VoiceFlags.PROBE:
+            if (sender == self.core.session_id and burst == p.nonce and p.path == PROBING
+                    and int.from_bytes(data[_SEQ_AT:_SEQ_AT + 2], "big") == ECHO_SEQ):
+                if p.timer is not None:  # answered: now the server's answer decides
+                    p.timer.cancel()
+                p.nonce = 0  # the echoes of the other probes change nothing
+                p.txn = self.core.admin(VOICE_PATH_OP, {"group": p.group, "multicast": True},
+                                        self._now())
+                p.timer = asyncio.get_running_loop().call_later(
+                    CONFIRM_TIMEOUT, self._confirm_timeout, p)
+                self._flush()
+            return
+        g = self.core.groups.get(p.group)
+        holder = self._holders.get(gid)
+        ok = (gid == group_id and g is not None and g.talker is not None
+              and holder == (sender, burst) and burst == g.talker_burst)
+        if p.path != MULTICAST and not ok:
+            return  # still probing: the relay brings what this member should hear
+        if sender == self.core.session_id:
+            st.own += 1
+            return
+        if not ok:
+            if holder is not None and sender == holder[0]:
+                st.wrong_burst += 1
+            else:
+                st.not_holder += 1
+            return
+        st.multicast_in += 1
+        if self.on_voice is not None:
+            self.on_voice(data)

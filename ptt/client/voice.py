@@ -16,6 +16,10 @@ Typical use (what ``ptt talk --wav`` and ``ptt listen`` do)::
 
     listener = Listener(conn, "volunteers", PacedSink(WavSink(out)))
     await listener.run(stop_event)
+    listener.stats                      # frames played, and what was dropped and why
+
+Late entry: a listener that joins (or starts) mid-burst expects the burst the join answer names
+and plays its first frame one jitter-buffer delay (40 ms at first) after that frame arrives.
 """
 
 from __future__ import annotations
@@ -37,6 +41,22 @@ from ptt.media.sender import DEFAULT_REDUNDANCY, Packetizer
 from ptt.protocol import client as cl
 
 log = logging.getLogger("ptt.voice")
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerStats:
+    """What a :class:`Listener` played and what it refused (``Listener.stats``)."""
+
+    frames_played: int
+    foreign: int  # dropped by the receiver: another group's datagram, or not the current burst
+    malformed: int
+    not_holder: int  # multicast frames from a member without the floor (whole connection)
+    wrong_burst: int  # multicast frames from the holder, of another burst (whole connection)
+    first_audio_at: float | None  # loop time of the first voice frame played
+
+    @property
+    def dropped(self) -> int:
+        return self.foreign + self.malformed + self.not_holder + self.wrong_burst
 
 
 @dataclass
@@ -125,7 +145,16 @@ class Listener:
         self._events = conn.subscribe()
         self._was_playing = False
 
+    @property
+    def stats(self) -> ListenerStats:
+        rx, conn = self.receiver, self.conn.voice_stats
+        return ListenerStats(self.frames_played, rx.foreign, rx.malformed, conn.not_holder,
+                             conn.wrong_burst, self.first_audio_at)
+
     def _on_voice(self, datagram: bytes) -> None:
+        # floor news first: a new burst's first frames may come before this listener's next tick
+        while not self._events.empty():
+            self._handle(self._events.get_nowait())
         self.receiver.receive(datagram, asyncio.get_running_loop().time())
 
     def _follow(self, state_group_id: int | None = None) -> None:

@@ -3,6 +3,7 @@
 Driven like aioquic's connection, by three things only::
 
     core.receive_datagram(data, addr, now)   # control or voice; returns relay targets for voice
+    core.receive_multicast(data, addr, now)  # voice heard on a group's multicast address
     core.handle_timer(now)                   # when now >= core.get_timer()
     core.<directory calls>                   # users/groups/members loaded or changed by the adapter
 
@@ -10,6 +11,21 @@ and read with ``core.datagrams_to_send()`` (list of (bytes, addr)) and ``core.ev
 happened, for logs, metrics, recorders and administration). It never touches a socket, a clock or
 the database: the asyncio adapter in ``ptt.server`` does, and answers :class:`AdminCommand` events
 with :meth:`ServerCore.admin_reply` after changing the store.
+
+Multicast groups. Each member is a relay member (the server forwards it every frame) until it
+proves with a probe that it reaches the group's multicast address and asks, with the member
+operation ``Admin(op=VOICE_PATH_OP, args={"group": ..., "multicast": true})``, to be served by
+multicast; the server agrees only for groups the adapter listens on (:meth:`set_multicast_ready`).
+The server then bridges: a relay talker's frame goes to the relay members and once to the group
+address; a frame heard on the group address goes to the relay members only. Hearing the group
+also keeps the floor's silence timer (T1) fed when the talker multicasts, at one received frame
+per 20 ms whatever the number of listeners. A pure multicast group costs no relay sends at all.
+
+Multicast listeners must tell the holder's frames from anyone else's, so the server sends each
+multicast member a *holder notice* with every grant (and when it moves to multicast mid-burst):
+a voice header with the PROBE flag, ``seq`` HOLDER_SEQ, the holder's session id as ``sender``
+and the burst id, unicast like ``FloorTaken`` and no payload. Probes carry ``seq`` PROBE_SEQ and
+the server's echo of a probe, sent to the group, ECHO_SEQ.
 """
 
 from __future__ import annotations
@@ -26,7 +42,7 @@ from ptt.protocol import floor as fl
 from ptt.protocol import messages as m
 from ptt.protocol.session import HEARTBEAT_INTERVAL, SESSION_TIMEOUT, Addr, Session, SessionTable
 from ptt.protocol.transactions import ResponseCache, Retransmitter
-from ptt.protocol.voice import peek_route
+from ptt.protocol.voice import VoiceFlags, VoiceHeader, encode_voice, peek_route
 from ptt.protocol.wire import decode_message, encode_message, is_voice
 
 log = logging.getLogger(__name__)
@@ -37,6 +53,14 @@ STALE_NOTICE_INTERVAL = 0.5
 PRIVATE_GROUP_BASE = 1 << 31  # wire ids of one-to-one call groups, never stored
 EMERGENCY_ROLES = frozenset({m.Role.VOLUNTEER, m.Role.DISPATCHER, m.Role.COORDINATOR})
 HIGH_ROLES = frozenset({m.Role.DISPATCHER, m.Role.COORDINATOR})
+VOICE_PATH_OP = "member.voice_path"  # a member operation (any role) on the Admin message
+PROBE_SEQ = 0  # seq of PROBE-flagged voice headers: a member's multicast probe ...
+ECHO_SEQ = 1  # ... the server's echo of it (to the group) ...
+HOLDER_SEQ = 2  # ... and the server's holder notice (unicast to a multicast member)
+_FLAGS_AT = 2  # byte offsets in the voice header (ptt.protocol.voice)
+_SEQ_AT = 16
+_PROBE = PROBE_SEQ.to_bytes(2, "big")
+_ECHO = ECHO_SEQ.to_bytes(2, "big")
 
 
 # --- events out --------------------------------------------------------------------------------
@@ -101,9 +125,18 @@ class Dropped:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class GroupUpdated:
+    """A group was created, changed (mode, multicast address) or removed: the adapter decides
+    anew which group addresses it listens on."""
+
+    group: str
+    removed: bool = False
+
+
 ServerEvent = (
     SessionStarted | SessionEnded | MemberJoined | MemberLeft | FloorEvent | FloorRequested
-    | AdminCommand | Dropped
+    | AdminCommand | Dropped | GroupUpdated
 )
 
 
@@ -130,8 +163,16 @@ class GroupEntry:
     mcast_port: int = 0
     members: dict[str, bool] = field(default_factory=dict)  # user -> listen_only
     joined: dict[str, Session] = field(default_factory=dict)  # online and listening
-    targets: dict[int, tuple[Addr, ...]] = field(default_factory=dict)  # talker sid -> addrs
+    # talker sid -> addrs (a relay talker's frame); ~sid -> addrs (the same heard by multicast)
+    targets: dict[int, tuple[Addr, ...]] = field(default_factory=dict)
     last_queue: tuple[str, ...] = ()
+    mcast_ready: bool = False  # the adapter listens on mcast_addr:mcast_port
+    mcast_members: set[str] = field(default_factory=set)  # joined members on the multicast path
+
+    def multicast_target(self) -> Addr | None:
+        if self.mcast_ready and self.mcast_addr is not None and self.mode != "relay":
+            return (self.mcast_addr, self.mcast_port)
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,13 +287,18 @@ class ServerCore:
             self.floors.add_group(name, cfg, first_burst)
         else:
             g.max_talk, g.mode, g.mcast_addr, g.mcast_port = max_talk, mode, mcast_addr, mcast_port
+            g.targets.clear()
             self.floors.floor(name).config = cfg
+        if not private:
+            self._events.append(GroupUpdated(name))
 
     def remove_group(self, name: str, now: float) -> None:
         g = self.groups.pop(name, None)
         if g is None:
             return
         self._by_id.pop(g.group_id, None)
+        if not g.private:
+            self._events.append(GroupUpdated(name, removed=True))
         self._floor_events(self.floors.remove_group(name, now), now, group=g)
         for s in g.joined.values():
             s.joined.discard(name)
@@ -269,6 +315,7 @@ class ServerCore:
         self._floor_events(self.floors.remove_member(group, user, now), now)
         del g.members[user]
         s = g.joined.pop(user, None)
+        g.mcast_members.discard(user)
         if s is not None:
             s.joined.discard(group)
             self._announce(g, m.Presence(group, user, False))
@@ -334,9 +381,70 @@ class ServerCore:
             return None
         t = g.targets.get(sender)
         if t is None:
-            t = tuple(o.addr for u, o in g.joined.items() if o is not s)
+            t = self._relay_targets(g, s)
+            mcast = g.multicast_target()
+            if mcast is not None and g.mcast_members:
+                t += (mcast,)  # bridged: multicast members hear a relay talker
             g.targets[sender] = t
         return t
+
+    def receive_multicast(self, data: bytes, addr: Addr, now: float) -> tuple[Addr, ...] | None:
+        """Voice heard on a group's multicast address: feeds the floor's silence timer and returns
+        the relay members to bridge an accepted frame to (None: dropped). Answers probes.
+
+        The source address cannot be checked against the session (multicast leaves from another
+        socket than the talker's control traffic); the floor check on sender and burst is what
+        gates it, as it gates what multicast listeners play."""
+        try:
+            group_id, sender, burst_id = peek_route(data)
+        except ProtocolError as exc:
+            self._drop(addr, str(exc))
+            return None
+        s = self.sessions.by_id.get(sender)
+        g = self._by_id.get(group_id)
+        if s is None or g is None or g.joined.get(s.user) is not s:
+            self._drop(addr, "multicast voice from an unknown session or group")
+            return None
+        if data[_FLAGS_AT] & VoiceFlags.PROBE:
+            mcast = g.multicast_target()
+            if mcast is not None and data[_SEQ_AT:_SEQ_AT + 2] == _PROBE:
+                # echo it to the group: the prober hears that the LAN carries its multicast to
+                # the server and the server's back to it
+                self._out.append((data[:_SEQ_AT] + _ECHO + data[_SEQ_AT + 2:], mcast))
+            return None
+        if not self.floors.voice(g.name, s.user, burst_id, now):
+            self._stale_talker(s, g, burst_id, now)
+            return None
+        key = ~sender
+        t = g.targets.get(key)
+        if t is None:
+            t = g.targets[key] = self._relay_targets(g, s)
+        return t
+
+    def _relay_targets(self, g: GroupEntry, talker: Session) -> tuple[Addr, ...]:
+        return tuple(o.addr for u, o in g.joined.items()
+                     if o is not talker and u not in g.mcast_members)
+
+    def set_multicast_ready(self, group: str, ready: bool) -> None:
+        """The adapter does (or no longer does) listen on the group's multicast address. When it
+        stops, its multicast members go back to the relay (a member still talking by multicast
+        loses the floor to T1 and probes again, which then fails)."""
+        g = self.groups.get(group)
+        if g is None or g.mcast_ready == ready:
+            return
+        g.mcast_ready = ready
+        g.targets.clear()
+        if not ready:
+            g.mcast_members.clear()
+
+    def _holder_notice(self, g: GroupEntry, user: str | None, burst_id: int,
+                       to: list[Session]) -> None:
+        """Tell multicast members whose frames to play: the holder's session and burst."""
+        holder = self.sessions.by_user.get(user) if user is not None else None
+        if holder is not None and to:
+            data = encode_voice(VoiceHeader(g.group_id, holder.session_id, burst_id, HOLDER_SEQ,
+                                            0, VoiceFlags.PROBE), b"")
+            self._out.extend((data, s.addr) for s in to)
 
     def _stale_talker(self, s: Session, g: GroupEntry, burst_id: int, now: float) -> None:
         """Voice for a burst that is over: the talker missed the news, so tell it (rate-limited)."""
@@ -418,6 +526,8 @@ class ServerCore:
             self._answer(s.addr, msg.txn, m.FloorReleased(msg.txn, msg.group), now)
         elif isinstance(msg, m.Call):
             self._on_call(s, msg, now)
+        elif isinstance(msg, m.Admin) and msg.op == VOICE_PATH_OP:
+            self._on_voice_path(s, msg, now)
         elif isinstance(msg, m.Admin):
             if s.role != m.Role.COORDINATOR and msg.op not in ("group.list", "group.show"):
                 self._answer(s.addr, msg.txn, m.Error(msg.txn, m.ErrorCode.FORBIDDEN,
@@ -516,6 +626,7 @@ class ServerCore:
         if g is None or g.joined.get(s.user) is not s:
             return
         del g.joined[s.user]
+        g.mcast_members.discard(s.user)
         g.targets.clear()
         handler = self.floors.participant_lost if lost else self.floors.release
         self._floor_events(handler(group, s.user, now), now)
@@ -540,6 +651,25 @@ class ServerCore:
             self.set_member(name, b)
         self._answer(s.addr, msg.txn, m.CallResponse(msg.txn, name), now)
         self._send_reliable(peer, lambda txn: m.IncomingCall(txn, name, s.user), now)
+
+    def _on_voice_path(self, s: Session, msg: m.Admin, now: float) -> None:
+        """A member asks to be served by multicast (after its probe came back) or by relay. The
+        answer says what the server now does: ``{"group", "multicast"}`` (+ ``"error"``)."""
+        name = msg.args.get("group")
+        g = self.groups.get(name) if isinstance(name, str) else None
+        result: dict[str, str | bool] = {"group": str(name), "multicast": False}
+        if g is None or g.joined.get(s.user) is not s:
+            result["error"] = f"you have not joined '{name}'"
+        else:
+            multicast = msg.args.get("multicast") is True and g.multicast_target() is not None
+            if multicast != (s.user in g.mcast_members):
+                (g.mcast_members.add if multicast else g.mcast_members.discard)(s.user)
+                g.targets.clear()
+            result["multicast"] = multicast
+        self._answer(s.addr, msg.txn, m.AdminResponse(msg.txn, result), now)  # type: ignore[arg-type]
+        if g is not None and result["multicast"]:  # moved mid-burst: whose frames to play
+            f = self.floors.floor(g.name)
+            self._holder_notice(g, f.holder, f.burst_id, [s])
 
     # --- floor --------------------------------------------------------------------------------
 
@@ -621,6 +751,7 @@ class ServerCore:
                     txn, g.name, ev.burst_id, int(ev.max_talk * 1000), window), now)
         self._announce(g, m.FloorTaken(g.name, ev.user, ev.burst_id, ev.priority,
                                        int(ev.max_talk * 1000)))
+        self._holder_notice(g, ev.user, ev.burst_id, [g.joined[u] for u in g.mcast_members])
 
     def _revoke(self, user: str, group: str, burst_id: int, cause: m.RevokeCause,
                 grace: float, now: float) -> None:

@@ -5,6 +5,11 @@ monotonic clock, sends what the core wants sent, runs the events (administration
 recording hooks) and re-arms one timer at ``core.get_timer()``. The voice hot path stays on a plain
 ``asyncio.DatagramProtocol``: a header peek in the core, then ``sendto`` per listener.
 
+Multicast (``ptt.net.bridge``): when the configured interface routes the multicast network, the
+server listens on the address of every group in ``multicast`` or ``auto`` mode. What it hears
+there feeds the floor (silence timer) and is bridged to the group's relay members; a relay
+talker's frames go once to the group address for its multicast members; probes are echoed.
+
 Use::
 
     server = PttServer(config)
@@ -26,11 +31,15 @@ from typing import Any, Callable
 from ptt.config import ServerConfig, credentials_path, write_credentials
 from ptt.errors import NetError, PttError
 from ptt.names import format_hostport
+from ptt.net.bridge import MulticastBridge
+from ptt.net.multicast import DEFAULT_INTERFACE, MulticastOptions
 from ptt.protocol import floor as fl
 from ptt.protocol.messages import ErrorCode, Role
-from ptt.protocol.server import (AdminCommand, Dropped, FloorEvent, MemberJoined, MemberLeft,
-                                 ServerCore, ServerCoreConfig, ServerEvent, SessionEnded,
-                                 SessionStarted)
+from ptt.protocol.server import (AdminCommand, Dropped, FloorEvent, GroupUpdated, MemberJoined,
+                                 MemberLeft, ServerCore, ServerCoreConfig, ServerEvent,
+                                 SessionEnded, SessionStarted)
+from ptt.protocol.voice import VoiceFlags
+from ptt.protocol.wire import is_voice
 from ptt.server.admin import Admin, error_code
 from ptt.server.store import Store
 
@@ -45,14 +54,23 @@ class Counters:
     """What the server did, for statistics, tests and metrics."""
 
     datagrams_in: int = 0
-    voice_in: int = 0
-    voice_out: int = 0
-    voice_dropped: int = 0
+    voice_in: int = 0  # voice frames accepted from relay talkers
+    voice_out: int = 0  # voice datagrams relayed to relay members (unicast)
+    multicast_in: int = 0  # voice frames accepted from a group's multicast address
+    multicast_out: int = 0  # relay talkers' frames sent on to a group's multicast address
+    voice_dropped: int = 0  # voice refused: not the floor holder's current burst, or unknown
     dropped: int = 0
     grants: int = 0
     denials: int = 0
     revokes: int = 0
     drop_reasons: dict[str, int] = field(default_factory=dict)
+
+
+def server_multicast_options(config: ServerConfig) -> MulticastOptions:
+    """Multicast interface and TTL from the server config (``multicast_interface``: loopback
+    unless set, so a default server multicasts nowhere but in a namespace routed for it)."""
+    return MulticastOptions(getattr(config, "multicast_interface", DEFAULT_INTERFACE),
+                            config.multicast_ttl)
 
 
 class _Protocol(asyncio.DatagramProtocol):
@@ -73,6 +91,7 @@ class PttServer:
         *,
         core_config: ServerCoreConfig | None = None,
         iterations: int | None = None,
+        multicast: MulticastOptions | None = None,
     ) -> None:
         self.config = config
         self.core = ServerCore(
@@ -94,6 +113,11 @@ class PttServer:
         # called with every accepted voice datagram (recorders); keep them cheap: hot path
         self.voice_taps: list[Callable[[bytes, float], None]] = []
         self.credentials_file: Path | None = None
+        self.bridge = MulticastBridge(multicast or server_multicast_options(config),
+                                      config.multicast_network, self._on_multicast,
+                                      self._on_multicast_batch)
+        self.multicast_off: str | None = None  # why the server does not use multicast
+        self._groups_changed = False
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -116,8 +140,31 @@ class PttServer:
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
         self._first_start()  # after binding, so the credentials name the real port
+        self._start_multicast()
         log.info("ptt server listening on %s (database %s)",
                  format_hostport(*self.address), self.config.db)
+
+    def _start_multicast(self) -> None:
+        self.multicast_off = self.bridge.start()
+        if self.multicast_off is None:
+            assert self.bridge.iface is not None
+            log.info("multicast on %s (%s), TTL %d", self.bridge.iface.name,
+                     self.bridge.iface.address, self.bridge.opts.ttl)
+            self._sync_multicast()
+        else:
+            configured = self.bridge.opts.interface != DEFAULT_INTERFACE
+            log.log(logging.WARNING if configured else logging.INFO,
+                    "multicast off, every group uses the relay: %s", self.multicast_off)
+
+    def _sync_multicast(self) -> None:
+        """Listen on the groups that may use multicast; tell the core which ones it can bridge."""
+        wanted = {name: (g.mcast_addr, g.mcast_port) for name, g in self.core.groups.items()
+                  if g.mode != "relay" and g.mcast_addr is not None and not g.private}
+        opened, closed = self.bridge.sync(wanted)  # type: ignore[arg-type]
+        for name in closed:
+            self.core.set_multicast_ready(name, False)
+        for name in opened:
+            self.core.set_multicast_ready(name, True)
 
     def _first_start(self) -> None:
         assert self.store is not None and self.admin is not None
@@ -137,6 +184,7 @@ class PttServer:
         return host, port
 
     def close(self) -> None:
+        self.bridge.close()
         if self._transport is not None:
             self._transport.close()
             self._transport = None
@@ -169,6 +217,10 @@ class PttServer:
         targets = self.core.receive_datagram(data, addr, now)
         if targets is not None:  # an accepted voice frame
             c.voice_in += 1
+            if targets and targets[-1] in self.bridge.dests:  # also to the multicast members
+                self.bridge.send(data, targets[-1])
+                c.multicast_out += 1
+                targets = targets[:-1]
             sendto = self._transport.sendto  # type: ignore[union-attr]
             for t in targets:
                 sendto(data, t)
@@ -177,22 +229,54 @@ class PttServer:
                 tap(data, now)
             if not self.core.has_output():
                 return  # a forwarded frame changes no timer that is due earlier
+        elif is_voice(data):
+            c.voice_dropped += 1
         self._transmit(now)
 
-    def _transmit(self, now: float) -> None:
+    def _on_multicast(self, data: bytes, addr: Any) -> None:
+        """A datagram heard on a group's multicast address (not one of our own)."""
+        now = asyncio.get_running_loop().time()
+        targets = self.core.receive_multicast(data, addr, now)
+        c = self.counters
+        if targets is None:
+            if len(data) > 2 and not data[2] & VoiceFlags.PROBE:
+                c.voice_dropped += 1
+            return
+        c.multicast_in += 1
+        sendto = self._transport.sendto  # type: ignore[union-attr]
+        for t in targets:  # bridged to the relay members
+            sendto(data, t)
+        c.voice_out += len(targets)
+        for tap in self.voice_taps:
+            tap(data, now)
+
+    def _on_multicast_batch(self) -> None:
+        if self.core.has_output():
+            self._transmit(asyncio.get_running_loop().time())
+
+    def _send_out(self) -> None:
         out = self.core.datagrams_to_send()
-        if out and self._transport is not None:
-            send = self._transport.sendto
-            for data, addr in out:
+        if not out or self._transport is None:
+            return
+        send = self._transport.sendto
+        dests = self.bridge.dests
+        for data, addr in out:
+            if addr in dests:  # probe echoes
+                self.bridge.send(data, addr)
+            else:
                 send(data, addr)
+
+    def _transmit(self, now: float) -> None:
+        self._send_out()
         events = self.core.events()
-        if events:
+        while events:  # events may cause more (an admin command changes groups)
             for ev in events:
                 self._on_event(ev, now)
-            out = self.core.datagrams_to_send()  # admin answers and their side effects
-            if out and self._transport is not None:
-                for data, addr in out:
-                    self._transport.sendto(data, addr)
+            if self._groups_changed:
+                self._groups_changed = False
+                self._sync_multicast()
+            self._send_out()  # admin answers and their side effects
+            events = self.core.events()
         self._arm(self.core.get_timer())
 
     def _arm(self, at: float | None) -> None:
@@ -223,6 +307,8 @@ class PttServer:
             log.info("%s logged in from %s", ev.user, format_hostport(*ev.addr[:2]))
         elif isinstance(ev, SessionEnded):
             log.info("%s's session ended (%s)", ev.user, ev.reason)
+        elif isinstance(ev, GroupUpdated):
+            self._groups_changed = self.bridge.enabled
         elif isinstance(ev, (MemberJoined, MemberLeft)):
             log.debug("%s %s %s", ev.user, "joined" if isinstance(ev, MemberJoined) else "left",
                       ev.group)
