@@ -1,0 +1,205 @@
+"""The talker's side of the media path: encoded frames in, voice datagrams out.
+
+:class:`Packetizer` numbers one burst's frames (``seq`` from 0, wrapping at 2**16; ``timestamp``
+in samples from the burst's start), repeats the previous ``redundancy`` frames in each packet
+(``ptt.media.packet``) and flags the last one END_OF_BURST::
+
+    pk = Packetizer(group_id=3, sender=session_id, burst_id=burst)
+    for pcm in frames:
+        send(pk.packetize(encoder.encode(pcm)))
+    send(pk.packetize(encoder.encode(last_pcm), last=True))
+
+:class:`RedundancyPolicy` turns the loss listeners report into the redundancy depth and the
+encoder's expected-loss setting; apply its :class:`MediaSettings` between bursts or at any frame.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ptt.audio.codec import FRAME_SAMPLES
+from ptt.media.packet import MAX_OFFSET, VoicePayload, encode_payload
+from ptt.protocol.voice import VoiceFlags, VoiceHeader, encode_voice
+
+__all__ = [
+    "DEFAULT_REDUNDANCY",
+    "OFFSETS",
+    "MediaSettings",
+    "Packetizer",
+    "RedundancyPolicy",
+    "offsets_for",
+]
+
+# Measured with bench/bench_voice_quality.py: see docs/benchmarks.md and RedundancyPolicy.
+DEFAULT_REDUNDANCY = 2
+OFFSETS = {0: (), 1: (1,), 2: (1, 3), 3: (1, 2, 4)}
+
+
+def offsets_for(k: int) -> tuple[int, ...]:
+    """The offsets ptt uses for ``k`` copies per packet: spread out, so bursts are covered too."""
+    try:
+        return OFFSETS[k]
+    except KeyError:
+        raise ValueError(f"redundancy must be one of {sorted(OFFSETS)}, not {k}") from None
+
+
+class Packetizer:
+    """Builds the voice datagrams of one burst. Not reusable: make one per burst.
+
+    ``redundancy`` is the number of earlier frames repeated in each packet (their offsets from
+    :func:`offsets_for`); ``offsets`` chooses them exactly instead. Both may change at any frame.
+    """
+
+    def __init__(
+        self,
+        group_id: int,
+        sender: int,
+        burst_id: int,
+        redundancy: int = DEFAULT_REDUNDANCY,
+        offsets: Sequence[int] | None = None,
+        frame_samples: int = FRAME_SAMPLES,
+    ) -> None:
+        self.group_id = group_id
+        self.sender = sender
+        self.burst_id = burst_id
+        self.frame_samples = frame_samples
+        self._history: deque[bytes] = deque(maxlen=MAX_OFFSET)
+        self._offsets: tuple[int, ...] = ()
+        self.offsets = offsets_for(redundancy) if offsets is None else tuple(offsets)
+        self.seq = 0  # of the next frame
+        self.timestamp = 0
+        self.ended = False
+        self.bytes_sent = 0  # datagram bytes, header included, for bitrate figures
+
+    @property
+    def offsets(self) -> tuple[int, ...]:
+        """Which earlier frames ride along: 1 is the previous frame."""
+        return self._offsets
+
+    @offsets.setter
+    def offsets(self, offsets: Sequence[int]) -> None:
+        offsets = tuple(offsets)
+        if list(offsets) != sorted(set(offsets)) or any(not 1 <= o <= MAX_OFFSET for o in offsets):
+            raise ValueError(f"offsets must ascend within 1..{MAX_OFFSET}, got {offsets}")
+        self._offsets = offsets
+
+    @property
+    def redundancy(self) -> int:
+        """How many earlier frames each packet repeats."""
+        return len(self._offsets)
+
+    @redundancy.setter
+    def redundancy(self, k: int) -> None:
+        self.offsets = offsets_for(k)
+
+    def packetize(self, frame: bytes, last: bool = False) -> bytes:
+        """The voice datagram carrying ``frame`` (one encoded 20 ms Opus packet)."""
+        if self.ended:
+            raise ValueError("this burst has ended; make a new Packetizer")
+        history = self._history
+        copies = tuple((o, history[o - 1]) for o in self._offsets if o <= len(history))
+        payload = encode_payload(VoicePayload(frame, copies))
+        flags = VoiceFlags.END_OF_BURST if last else VoiceFlags.NONE
+        header = VoiceHeader(self.group_id, self.sender, self.burst_id, self.seq, self.timestamp,
+                             flags)
+        datagram = encode_voice(header, payload)
+        history.appendleft(frame)
+        self.seq = (self.seq + 1) & 0xFFFF
+        self.timestamp = (self.timestamp + self.frame_samples) & 0xFFFFFFFF
+        self.ended = last
+        self.bytes_sent += len(datagram)
+        return datagram
+
+
+@dataclass(frozen=True, slots=True)
+class MediaSettings:
+    """What the talker should use: redundancy depth, and the encoder's expected loss (percent,
+    which sizes Opus in-band FEC; 0 switches FEC data off)."""
+
+    redundancy: int
+    expected_loss: int
+
+    @property
+    def offsets(self) -> tuple[int, ...]:
+        return offsets_for(self.redundancy)
+
+
+class RedundancyPolicy:
+    """What listeners report -> :class:`MediaSettings`, with hysteresis.
+
+    Feed :meth:`update` the worst listener's loss fraction over the last report period (about a
+    second), and the mean length of its runs of lost frames (``JitterStats.mean_loss_run``).
+    Measured with bench/bench_voice_quality.py (32 kbps, PESQ wideband, docs/benchmarks.md):
+
+    - no copies while the path is clean: copies cost a frame's worth of bitrate each;
+    - one copy from 0.5 % loss (5 % random loss: 4.11, where concealment alone scores 2.2);
+    - two copies, offsets (1, 3), from 3 % (10 %: 4.29, 20 %: 3.84, bursty 10 %: 3.10);
+    - three copies, offsets (1, 2, 4), from 15 %, or one step earlier when losses come in runs
+      (mean run >= 1.6 frames): 20 %: 4.12, bursty 10 %: 3.44.
+
+    Reports are smoothed (one covers only ~50 frames), so random 10 % loss settles on two copies
+    rather than jumping to three on every unlucky second.
+
+    Opus in-band FEC stays off (expected loss 0) at every step: in libopus 1.3.1 it takes its
+    bits from the primary frame (clean speech drops from 4.33 to 3.92 with FEC sized for 2 %
+    loss, see ``ptt.audio.codec``), while a copy in the next packet repairs the same loss exactly.
+    Depth rises at once and falls one step at a time after ``hold`` calm reports, so a path that
+    flaps keeps its protection.
+    """
+
+    # (loss fraction at or above which this step applies, copies per packet, expected_loss %)
+    STEPS = ((0.0, 0, 0), (0.005, 1, 0), (0.03, 2, 0), (0.15, 3, 0))
+    HYSTERESIS = 0.8  # step down only below this share of the current step's threshold
+    BURSTY_RUN = 1.6  # mean run of lost frames from which losses count as bursty
+    SMOOTHING = 0.5  # weight of the newest report: one report is ~50 frames, noisy at low loss
+
+    def __init__(self, hold: int = 3, max_redundancy: int = 3) -> None:
+        self.hold = hold
+        self.max_redundancy = max_redundancy
+        self._step = 0
+        self._calm = 0
+        self._loss: float | None = None
+        self._run = 1.0
+
+    def start(self, redundancy: int) -> None:
+        """Begin at the step giving ``redundancy`` (a new talker starts protected, say)."""
+        self._step = max(i for i, (_, k, _) in enumerate(self.STEPS) if k <= redundancy)
+        self._calm = 0
+
+    @property
+    def settings(self) -> MediaSettings:
+        _, k, loss = self.STEPS[self._step]
+        return MediaSettings(min(k, self.max_redundancy), loss)
+
+    @property
+    def loss(self) -> float:
+        """The smoothed loss fraction the decisions are made on."""
+        return self._loss or 0.0
+
+    def update(self, loss_fraction: float, mean_loss_run: float = 1.0) -> MediaSettings:
+        """Feed one listener report; get the settings to use from now on."""
+        a = self.SMOOTHING
+        previous = loss_fraction if self._loss is None else self._loss
+        self._loss = a * loss_fraction + (1 - a) * previous
+        if loss_fraction > 0 and mean_loss_run > 0:
+            self._run = a * mean_loss_run + (1 - a) * self._run
+        loss = self._loss
+        want = 0
+        for i, (threshold, _, _) in enumerate(self.STEPS):
+            if loss >= threshold:
+                want = i
+        if want and self._run >= self.BURSTY_RUN:
+            want = min(want + 1, len(self.STEPS) - 1)
+        if want >= self._step:
+            self._step = want
+            self._calm = 0
+        elif loss < self.STEPS[self._step][0] * self.HYSTERESIS:
+            self._calm += 1
+            if self._calm >= self.hold:
+                self._step -= 1
+                self._calm = 0
+        else:
+            self._calm = 0
+        return self.settings

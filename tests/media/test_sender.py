@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import pytest
+
+from ptt.media.packet import parse_payload
+from ptt.media.sender import (
+    DEFAULT_REDUNDANCY,
+    OFFSETS,
+    MediaSettings,
+    Packetizer,
+    RedundancyPolicy,
+    offsets_for,
+)
+from ptt.protocol.voice import HEADER_SIZE, VoiceFlags, decode_voice
+
+
+def frames(n: int) -> list[bytes]:
+    return [b"frame%03d" % i for i in range(n)]
+
+
+def test_headers_count_frames_and_samples() -> None:
+    pk = Packetizer(group_id=3, sender=9, burst_id=77, redundancy=0)
+    out = [decode_voice(pk.packetize(f, last=i == 4)) for i, f in enumerate(frames(5))]
+    headers = [h for h, _ in out]
+    assert [h.seq for h in headers] == [0, 1, 2, 3, 4]
+    assert [h.timestamp for h in headers] == [0, 320, 640, 960, 1280]
+    assert {(h.group_id, h.sender, h.burst_id) for h in headers} == {(3, 9, 77)}
+    assert [h.flags for h in headers] == [VoiceFlags.NONE] * 4 + [VoiceFlags.END_OF_BURST]
+    assert [parse_payload(p).primary for _, p in out] == frames(5)
+    assert pk.ended
+    with pytest.raises(ValueError):
+        pk.packetize(b"more")
+
+
+def test_copies_follow_the_offsets_and_start_with_the_burst() -> None:
+    pk = Packetizer(1, 2, 3, offsets=(1, 3))
+    payloads = [parse_payload(decode_voice(pk.packetize(f))[1]) for f in frames(6)]
+    fs = frames(6)
+    assert payloads[0].redundancy == ()
+    assert payloads[1].redundancy == ((1, fs[0]),)
+    assert payloads[2].redundancy == ((1, fs[1]),)  # no frame three back yet
+    assert payloads[3].redundancy == ((1, fs[2]), (3, fs[0]))
+    assert payloads[5].redundancy == ((1, fs[4]), (3, fs[2]))
+
+
+def test_redundancy_can_change_mid_burst() -> None:
+    pk = Packetizer(1, 2, 3, redundancy=0)
+    fs = frames(6)
+    sizes = []
+    for i, f in enumerate(fs):
+        if i == 4:
+            pk.redundancy = 3
+        sizes.append(len(parse_payload(decode_voice(pk.packetize(f))[1]).redundancy))
+    assert sizes == [0, 0, 0, 0, 3, 3]
+    assert pk.offsets == OFFSETS[3]
+
+
+def test_sequence_and_timestamp_wrap() -> None:
+    pk = Packetizer(1, 2, 3, redundancy=0)
+    pk.seq, pk.timestamp = 65535, 0xFFFFFFFF - 100
+    h1, _ = decode_voice(pk.packetize(b"a"))
+    h2, _ = decode_voice(pk.packetize(b"b"))
+    assert (h1.seq, h2.seq) == (65535, 0)
+    assert h2.timestamp == (0xFFFFFFFF - 100 + 320) & 0xFFFFFFFF
+
+
+def test_bytes_sent_counts_whole_datagrams() -> None:
+    pk = Packetizer(1, 2, 3, redundancy=1)
+    d1 = pk.packetize(b"x" * 60)
+    d2 = pk.packetize(b"y" * 60)
+    assert len(d1) == HEADER_SIZE + 1 + 60
+    assert len(d2) == HEADER_SIZE + 1 + 1 + 60 + 60
+    assert pk.bytes_sent == len(d1) + len(d2)
+
+
+def test_bad_redundancy_settings() -> None:
+    with pytest.raises(ValueError):
+        Packetizer(1, 2, 3, offsets=(2, 1))
+    with pytest.raises(ValueError):
+        Packetizer(1, 2, 3, offsets=(9,))
+    with pytest.raises(ValueError):
+        offsets_for(17)
+    assert len(offsets_for(DEFAULT_REDUNDANCY)) == DEFAULT_REDUNDANCY
+
+
+def test_policy_clean_path_sends_bare_frames() -> None:
+    policy = RedundancyPolicy()
+    for _ in range(5):
+        settings = policy.update(0.0)
+    assert settings.redundancy == 0
+
+
+def test_policy_rises_at_once_and_falls_slowly() -> None:
+    policy = RedundancyPolicy(hold=3)
+    assert policy.update(0.0).redundancy == 0
+    heavy = policy.update(0.30)
+    assert heavy.redundancy == 3
+    # calm reports: one step down only after `hold` of them, one step at a time
+    steps = [policy.update(0.0).redundancy for _ in range(9)]
+    assert steps == [3, 3, 2, 2, 2, 1, 1, 1, 0]
+
+
+def test_policy_depth_grows_with_loss() -> None:
+    depths = []
+    for loss in (0.0, 0.01, 0.05, 0.10, 0.20, 0.30):
+        policy = RedundancyPolicy()
+        depths.append(policy.update(loss).redundancy)
+    assert depths == sorted(depths)
+    assert depths[0] == 0 and depths[-1] >= 2
+
+
+def test_policy_loss_near_a_threshold_does_not_flap() -> None:
+    policy = RedundancyPolicy(hold=2)
+    threshold = RedundancyPolicy.STEPS[2][0]
+    k = policy.update(threshold).redundancy
+    for loss in [threshold * 0.9, threshold * 1.01, threshold * 0.8] * 5:
+        assert policy.update(loss).redundancy == k
+
+
+def test_policy_start_and_settings() -> None:
+    policy = RedundancyPolicy()
+    policy.start(DEFAULT_REDUNDANCY)
+    assert policy.settings.redundancy == DEFAULT_REDUNDANCY
+    assert isinstance(policy.settings, MediaSettings)
+    assert policy.settings.offsets == offsets_for(DEFAULT_REDUNDANCY)
+
+
+def test_policy_bursty_losses_get_one_more_copy() -> None:
+    random_path, bursty_path = RedundancyPolicy(), RedundancyPolicy()
+    for _ in range(5):
+        k_random = random_path.update(0.10, mean_loss_run=1.1).redundancy
+        k_bursty = bursty_path.update(0.10, mean_loss_run=3.0).redundancy
+    assert (k_random, k_bursty) == (2, 3)
+
+
+def test_policy_smooths_noisy_reports() -> None:
+    # one-second reports of 10 % random loss swing between 4 and 16 %: stay at two copies
+    policy = RedundancyPolicy()
+    reports = [0.10, 0.16, 0.04, 0.12, 0.16, 0.08, 0.14, 0.06, 0.10, 0.16] * 3
+    depths = {policy.update(loss, 1.1).redundancy for loss in reports}
+    assert depths == {2}
