@@ -65,3 +65,16 @@ def test_frames_injected_by_a_member_without_the_floor_are_not_played(tmp_path: 
     assert during["correlation"][0] >= 0.9
     assert r["stats"]["bob"]["not_holder"] == 150
     assert r["stats"]["bob"]["multicast_in"] <= during["frames"] + 2
+
+
+def test_group_switched_to_relay_mid_session_heals_through_t1_and_a_new_probe(
+        tmp_path: Path) -> None:
+    require_netns()
+    r = run_in_netns("mode_change", {"tmp": str(tmp_path)})
+    assert r["before"] == {"ann": "multicast", "bob": "multicast"}
+    # the server stopped listening: ann's multicast burst went unheard and T1 ended it ...
+    assert r["first"] == "floor lost"
+    # ... after which ann probed again, got no echo, and talks through the relay
+    assert r["after"] == "relay" and r["reason"].startswith("no echo from multicast")
+    assert r["second"] == "source ended"
+    assert r["played"] >= 45 and r["server"]["voice_out"] >= 45

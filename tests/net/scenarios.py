@@ -404,6 +404,42 @@ async def sockets(args: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+@scenario
+async def mode_change(args: dict[str, Any]) -> dict[str, Any]:
+    """A coordinator switches a multicast group to relay while members are on multicast: the
+    server stops listening, a talker still multicasting loses the floor to T1, probes again,
+    gets no echo and talks through the relay from then on."""
+    tmp = Path(args["tmp"])
+    users = ["ann", "bob"]
+    async with Server(tmp) as server:
+        tokens = await provision(server, users, "auto")
+        conns = await connect(server, tokens, users)
+        ann, bob = conns["ann"], conns["bob"]
+        try:
+            before = await join_all(conns)
+            cred = server.credentials
+            async with Connection(server.address, cred["user"], cred["token"], RELAY_ONLY) as co:
+                await co.admin("group.update", {"name": GROUP, "mode": "relay"})
+            assert (await ann.request_floor(GROUP)).state is Participation.HAS_PERMISSION
+            first = await Talker(ann, GROUP).send(ToneSource(440.0, frames=150))
+            after = await ann.wait_voice_path(GROUP, timeout=5)
+            reason = ann.voice_path_reason(GROUP)
+            stop = asyncio.Event()
+            player = Listener(bob, GROUP, PacedSink(MemorySink()))
+            task = asyncio.create_task(player.run(stop))
+            assert (await ann.request_floor(GROUP)).state is Participation.HAS_PERMISSION
+            second = await Talker(ann, GROUP).send(ToneSource(440.0, frames=50))
+            await ann.release_floor(GROUP)
+            await asyncio.sleep(0.3)
+            stop.set()
+            await task
+        finally:
+            await close_all(conns)
+    return {"before": before, "first": first.reason, "after": after, "reason": reason,
+            "second": second.reason, "played": player.frames_played,
+            "server": server.counters()}
+
+
 async def provision_group(server: Server, group: str, mode: str, users: list[str]) -> None:
     cred = server.credentials
     async with Connection(server.address, cred["user"], cred["token"], RELAY_ONLY) as coord:
