@@ -34,7 +34,7 @@ from ptt.errors import ProtocolError, PttError
 from ptt.protocol import auth
 from ptt.protocol import messages as m
 from ptt.protocol.session import HEARTBEAT_INTERVAL, SESSION_TIMEOUT
-from ptt.protocol.transactions import Retransmitter, SeenSet
+from ptt.protocol.transactions import RETRY_TOTAL, Retransmitter, SeenSet
 from ptt.protocol.wire import decode_message, encode_message, is_voice
 
 RELOGIN_FIRST = 0.2
@@ -158,7 +158,14 @@ class GroupView:
     my_burst: int = 0
     position: int = 0
     online: set[str] = field(default_factory=set)
-    revoked: set[int] = field(default_factory=set)  # bursts revoked before their grant arrived
+    revoked: set[int] = field(default_factory=set)  # bursts known to be over
+    asked: tuple[m.Priority, float] | None = None  # the open floor request: priority, when asked
+
+    def forget(self, burst: int) -> None:
+        """Remember ``burst`` as over, so a late or resent grant for it is refused."""
+        if len(self.revoked) > 64:
+            self.revoked.clear()
+        self.revoked.add(burst)
 
 
 def newer(a: int, b: int) -> bool:
@@ -205,6 +212,8 @@ class ClientCore:
               if t is not None]
         if self.conn is ConnState.CONNECTED:
             ts.append(self._last_heard + self.session_timeout)
+        else:
+            ts.extend(g.asked[1] + RETRY_TOTAL for g in self.groups.values() if g.asked)
         return min(ts) if ts else None
 
     # --- API ----------------------------------------------------------------------------------
@@ -245,8 +254,11 @@ class ClientCore:
             if priority == m.Priority.NORMAL:
                 return
         self._set(g, Participation.PENDING_REQUEST)
-        self._request("floor", group,
-                      lambda t: m.FloorRequest(t, self.session_id, group, priority), now)
+        g.asked = (priority, now)
+        if self.conn is ConnState.CONNECTED:
+            self._request("floor", group,
+                          lambda t: m.FloorRequest(t, self.session_id, group, priority), now)
+        # else the request is carried over and sent once logged in again (see _on_welcome)
 
     def release_floor(self, group: str, now: float) -> None:
         g = self._group(group)
@@ -300,6 +312,10 @@ class ClientCore:
                 self._txn_next()
                 self._out.append(encode_message(m.Heartbeat(self._txn, self.session_id)))
                 self._next_heartbeat = now + self.heartbeat
+        if self.conn is not ConnState.CONNECTED:
+            for g in self.groups.values():  # requests carried over an outage end with it
+                if g.asked is not None and now >= g.asked[1] + RETRY_TOTAL:
+                    self._timed_out("floor", g.name, now)
         if self._relogin_at is not None and now >= self._relogin_at:
             self.connect(now)
 
@@ -325,6 +341,8 @@ class ClientCore:
 
     def _set(self, g: GroupView, state: Participation, **detail: object) -> None:
         g.participation = state
+        if state is not Participation.PENDING_REQUEST:
+            g.asked = None
         if state is not Participation.QUEUED:
             g.position = 0
         self._events.append(FloorStateChanged(g.name, state, burst_id=g.my_burst,
@@ -416,10 +434,16 @@ class ClientCore:
         self._relogin_backoff = RELOGIN_FIRST
         self._events.append(Connected(msg.session_id, msg.role, list(msg.groups)))
         for name, g in self.groups.items():
-            if g.participation is not Participation.NO_PERMISSION:
+            carried = g.asked if g.participation is Participation.PENDING_REQUEST else None
+            if g.participation is not Participation.NO_PERMISSION and carried is None:
                 g.my_burst = 0
                 self._set(g, Participation.NO_PERMISSION)
             self._request("join", name, lambda t, n=name: m.Join(t, self.session_id, n), now)
+            if carried is not None:  # asked during the outage: the new server decides it
+                prio = carried[0]
+                self._request("floor", name,
+                              lambda t, n=name, p=prio: m.FloorRequest(t, self.session_id, n, p),
+                              now)
 
     def _on_error(self, msg: m.Error, ctx: tuple[str, str], now: float) -> None:
         what, group = ctx
@@ -469,8 +493,9 @@ class ClientCore:
             return
         if isinstance(msg, m.FloorGranted):
             g = self.groups.get(msg.group)
-            if g is not None and msg.burst_id in g.revoked:
-                return  # the revoke overtook this grant: the burst is already over
+            if g is not None and (msg.burst_id in g.revoked or (
+                    g.talker_burst and newer(g.talker_burst, msg.burst_id))):
+                return  # a late or resent grant for a burst that is already over
             if g is None or g.participation not in (Participation.QUEUED,
                                                     Participation.PENDING_REQUEST):
                 self._give_back(msg.group, msg.burst_id, now)  # nobody here wants it any more
@@ -482,15 +507,16 @@ class ClientCore:
             g = self.groups.get(msg.group)
             if g is None:
                 return
-            if len(g.revoked) > 64:
-                g.revoked.clear()
-            g.revoked.add(msg.burst_id)
+            g.forget(msg.burst_id)
             if g.my_burst == msg.burst_id and g.participation in (
                     Participation.HAS_PERMISSION, Participation.PENDING_RELEASE):
                 g.my_burst = 0
                 self._set(g, Participation.NO_PERMISSION, revoke_cause=msg.cause)
 
     def _give_back(self, group: str, burst_id: int, now: float) -> None:
+        g = self.groups.get(group)
+        if g is not None:
+            g.forget(burst_id)
         self._request("release", group,
                       lambda t: m.FloorRelease(t, self.session_id, group, burst_id), now)
 
@@ -515,6 +541,7 @@ class ClientCore:
         if g is None or (g.talker_burst and newer(g.talker_burst, burst)):
             return
         self._note_talker(g, None, burst)
+        g.forget(burst)
         if g.participation is Participation.HAS_PERMISSION and g.my_burst == burst:
             g.my_burst = 0
             self._set(g, Participation.NO_PERMISSION, revoke_cause=m.RevokeCause.SILENCE)
@@ -524,6 +551,9 @@ class ClientCore:
             self._schedule_relogin(now, "the server does not answer")
             return
         g = self.groups.get(group)
+        if g is not None and what == "join" and self.conn is ConnState.CONNECTED:
+            # a group we want stays wanted: keep asking (a busy server may answer late)
+            self._request("join", group, lambda t: m.Join(t, self.session_id, group), now)
         if g is not None and what in ("floor", "release") and g.participation in (
                 Participation.PENDING_REQUEST, Participation.PENDING_RELEASE):
             self._set(g, Participation.NO_PERMISSION)
@@ -536,6 +566,9 @@ class ClientCore:
         self._pending.clear()
         self._next_heartbeat = None
         for g in self.groups.values():
+            if g.participation is Participation.PENDING_REQUEST and g.asked is not None and (
+                    now - g.asked[1] < RETRY_TOTAL):
+                continue  # carried over: asked again of the server we log in to next
             if g.participation is not Participation.NO_PERMISSION:
                 g.my_burst = 0
                 self._set(g, Participation.NO_PERMISSION)
@@ -547,5 +580,7 @@ class ClientCore:
         if self.conn is not ConnState.DISCONNECTED:
             self._events.append(Disconnected(reason))
         self.conn = ConnState.DISCONNECTED
-        self._relogin_at = now + self._relogin_backoff
+        # jitter (0.5x-1.5x) so thousands of clients of a busy server do not retry in step
+        spread = 0.5 + int.from_bytes(self._entropy(2), "big") / 65535
+        self._relogin_at = now + self._relogin_backoff * spread
         self._relogin_backoff = min(self._relogin_backoff * 2, RELOGIN_CAP)

@@ -166,6 +166,8 @@ class GroupEntry:
     # talker sid -> addrs (a relay talker's frame); ~sid -> addrs (the same heard by multicast)
     targets: dict[int, tuple[Addr, ...]] = field(default_factory=dict)
     last_queue: tuple[str, ...] = ()
+    grant_key: tuple[int, int] | None = None  # the resent FloorGranted of a queue grant
+    grant_burst: int = 0
     mcast_ready: bool = False  # the adapter listens on mcast_addr:mcast_port
     mcast_members: set[str] = field(default_factory=set)  # joined members on the multicast path
 
@@ -456,10 +458,8 @@ class ServerCore:
             msg: m.Message = m.FloorTaken(g.name, f.holder, f.burst_id,
                                           f.holder_priority or m.Priority.NORMAL,
                                           int(g.max_talk * 1000))
-        elif f.holder is None:
+        else:  # idle, or the sender holds a newer burst than it talks with: its burst is over
             msg = m.FloorIdle(g.name, burst_id)
-        else:
-            return
         self._out.append((encode_message(msg), s.addr))
 
     def admin_reply(
@@ -521,7 +521,11 @@ class ServerCore:
         elif isinstance(msg, m.FloorRequest):
             self._on_floor_request(s, msg, now)
         elif isinstance(msg, m.FloorRelease):
-            if msg.group in self.groups:
+            f = self.floors.floor(msg.group) if msg.group in self.groups else None
+            # a give-back naming an older burst (a resent grant) must not end the current one
+            stale = (f is not None and msg.burst_id != 0 and f.holder == s.user
+                     and f.burst_id != msg.burst_id)
+            if f is not None and not stale:
                 self._floor_events(self.floors.release(msg.group, s.user, now), now)
             self._answer(s.addr, msg.txn, m.FloorReleased(msg.txn, msg.group), now)
         elif isinstance(msg, m.Call):
@@ -696,6 +700,7 @@ class ServerCore:
         events = self.floors.request(g.name, s.user, prio, now)
         reply = None
         rest = []
+        direct: fl.Granted | None = None
         for ev in events:
             if reply is None and getattr(ev, "user", None) == s.user:
                 if isinstance(ev, fl.Granted) and not ev.from_queue:
@@ -709,8 +714,7 @@ class ServerCore:
                     reply = m.FloorResponse(msg.txn, g.name, m.FloorResult.DENIED,
                                             cause=ev.cause)
             if isinstance(ev, fl.Granted) and ev.user == s.user and not ev.from_queue:
-                self._events.append(FloorEvent(ev))
-                self._granted(g, ev, now, direct=True)
+                direct = ev
                 continue
             rest.append(ev)
         if reply is None:  # cannot happen with a correct floor; never leave a request unanswered
@@ -718,7 +722,11 @@ class ServerCore:
                                     cause=m.DenyCause.RETRY_LATER)
         if reply.result == m.FloorResult.QUEUED:
             g.last_queue = self.floors.floor(g.name).queue
+        # the answer goes out first: the requester waits on it, the others only on news
         self._answer(s.addr, msg.txn, reply, now)
+        if direct is not None:
+            self._events.append(FloorEvent(direct))
+            self._granted(g, direct, now, requester=s)
         self._floor_events(rest, now)
 
     def _floor_events(self, events: list[object], now: float, group: GroupEntry | None = None) -> None:
@@ -728,11 +736,14 @@ class ServerCore:
             if g is None:
                 continue
             if isinstance(ev, fl.Granted):
-                self._granted(g, ev, now, direct=False)
+                self._granted(g, ev, now)
             elif isinstance(ev, fl.Revoked):
                 self._revoke(ev.user, g.name, ev.burst_id, ev.cause, ev.grace, now)
             elif isinstance(ev, fl.BurstEnded):
                 g.targets.clear()
+                if g.grant_key is not None and g.grant_burst == ev.burst_id:
+                    self._reliable.ack(g.grant_key)  # never resend a grant for a burst that is over
+                    g.grant_key = None
                 cause = _END_TO_REVOKE.get(ev.reason)
                 if cause is not None:
                     self._revoke(ev.user, g.name, ev.burst_id, cause, 0.0, now)
@@ -741,16 +752,19 @@ class ServerCore:
             elif isinstance(ev, fl.QueueChanged):
                 self._queue_changed(g, ev.queue)
 
-    def _granted(self, g: GroupEntry, ev: fl.Granted, now: float, direct: bool) -> None:
+    def _granted(self, g: GroupEntry, ev: fl.Granted, now: float,
+                 requester: Session | None = None) -> None:
+        """Tell the grantee (unless it asked just now and has its answer) and the group."""
         g.targets.clear()
-        if not direct:
+        if requester is None:
             s = self.sessions.by_user.get(ev.user)
             if s is not None:
                 window = int(self.config.floor.start_window * 1000)
-                self._send_reliable(s, lambda txn: m.FloorGranted(
+                g.grant_key = self._send_reliable(s, lambda txn: m.FloorGranted(
                     txn, g.name, ev.burst_id, int(ev.max_talk * 1000), window), now)
+                g.grant_burst = ev.burst_id
         self._announce(g, m.FloorTaken(g.name, ev.user, ev.burst_id, ev.priority,
-                                       int(ev.max_talk * 1000)))
+                                       int(ev.max_talk * 1000)), skip=requester)
         self._holder_notice(g, ev.user, ev.burst_id, [g.joined[u] for u in g.mcast_members])
 
     def _revoke(self, user: str, group: str, burst_id: int, cause: m.RevokeCause,
@@ -783,11 +797,14 @@ class ServerCore:
         if s is not None:
             self._out.append((encode_message(msg), s.addr))
 
-    def _send_reliable(self, s: Session, make: Callable[[int], m.Message], now: float) -> None:
+    def _send_reliable(self, s: Session, make: Callable[[int], m.Message], now: float
+                       ) -> tuple[int, int]:
         self._txn = (self._txn + 1) & 0x7FFFFFFF or 1
         data = encode_message(make(self._txn))
-        self._reliable.add((s.session_id, self._txn), data, s.addr, now)
+        key = (s.session_id, self._txn)
+        self._reliable.add(key, data, s.addr, now)
         self._out.append((data, s.addr))
+        return key
 
     def _on_ack(self, msg: m.Ack, addr: Addr, now: float) -> None:
         s = self.sessions.lookup(msg.session_id, addr)

@@ -105,9 +105,6 @@ def test_request_during_a_short_outage_resolves_at_the_restart(server: ServerPro
     asyncio.run(main())
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "client bug: ClientCore._lost() (NO_SESSION from the restarted server) ends a pending floor "
-    "request as NO_PERMISSION instead of asking the restarted server again after re-login"))
 def test_request_during_a_short_outage_is_answered_by_the_restarted_server(
         server: ServerProcess) -> None:
     async def main() -> None:

@@ -4,8 +4,8 @@ bob is queued behind ann; bob's downlink goes dark (the proxy drops every contro
 ann releases, so the server grants bob burst X from the queue and keeps resending FloorGranted(X);
 bob, hearing nothing, withdraws (ending X at the server) and asks again (the server grants burst
 Y). When his downlink comes back, the answers and the stale FloorGranted(X) reach him. bob must end
-up holding Y, with the server agreeing. Today the client gives X back (a FloorRelease naming X) and
-the server, which ignores the burst named in a release, ends Y: bob loses a floor he was granted.
+up holding Y, with the server agreeing. Before the fix the client gave X back (a FloorRelease naming X) and
+the server, which ignored the burst named in a release, ended Y: bob lost a floor he was granted.
 """
 
 from __future__ import annotations
@@ -17,16 +17,26 @@ import pytest
 from ptt.client.connection import Connection
 from ptt.faults.proxy import Direction, Impairment, ImpairmentProxy, ProxyConfig
 from ptt.protocol import client as cl
+from ptt.protocol.voice import VoiceHeader, encode_voice
 from tests.e2e.serverproc import ServerProcess
 from tests.faults.helpers import Stamped, provision
 
 DARK = Direction(control=Impairment(loss=1.0))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server bug: ServerCore FloorRelease ignores msg.burst_id, so a give-back of a stale burst "
-    "ends the holder's current burst; the client also accepts a resent FloorGranted for a burst "
-    "that is already over"))
+async def keep_talking(conn: Connection, group: str, seconds: float) -> None:
+    """Send a voice frame every 20 ms for whatever burst ``conn`` holds (none: send nothing)."""
+    loop = asyncio.get_running_loop()
+    end, seq = loop.time() + seconds, 0
+    while loop.time() < end:
+        route = conn.core.talk_route(group)
+        if route is not None:
+            gid, sid, burst = route
+            conn.send_voice(encode_voice(VoiceHeader(gid, sid, burst, seq, seq * 320), b"\x01" * 40))
+            seq += 1
+        await asyncio.sleep(0.02)
+
+
 def test_stale_grant_from_the_queue_does_not_cost_the_new_grant(server: ServerProcess) -> None:
     async def main() -> None:
         tokens = await provision(server, {"volunteers": ["ann", "bob"]})
@@ -47,7 +57,10 @@ def test_stale_grant_from_the_queue_does_not_cost_the_new_grant(server: ServerPr
             watch = Stamped(ann)
             proxy.configure(down=Direction())
             got = await asking
-            await asyncio.sleep(1.2)  # the server's FloorGranted(X) is resent every 0.5 s
+            # a holder talks: without voice T1 (1.5 s) would end Y, which is the rule, not the bug
+            talking = asyncio.create_task(keep_talking(bob, "volunteers", 1.2))
+            await asyncio.sleep(1.2)  # the server's FloorGranted(X) was resent every 0.5 s
+            await talking
             watch.stop()
             assert got.state is cl.Participation.HAS_PERMISSION
             assert bob.core.participation("volunteers") is cl.Participation.HAS_PERMISSION
