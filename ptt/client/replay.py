@@ -79,7 +79,7 @@ def burst_frames(rb: ReplayBurst, bitrate: int = DEFAULT_BITRATE) -> tuple[list[
     """
     if rb.compatibility.needs_conversion:
         pcm = rb.pcm(SAMPLE_RATE)
-        enc = OpusEncoder(bitrate=bitrate)
+        enc = OpusEncoder(bitrate=bitrate, expected_loss=0)  # redundancy repairs loss
         frames = []
         for i in range(0, len(pcm), FRAME_BYTES):
             chunk = pcm[i : i + FRAME_BYTES]

@@ -37,7 +37,7 @@ from ptt.audio.tones import ToneSet
 from ptt.client.connection import Connection
 from ptt.errors import PttError
 from ptt.media.receiver import BurstReceiver
-from ptt.media.sender import DEFAULT_REDUNDANCY, Packetizer
+from ptt.media.sender import DEFAULT_REDUNDANCY, Packetizer, RedundancyPolicy
 from ptt.protocol import client as cl
 
 log = logging.getLogger("ptt.voice")
@@ -80,7 +80,12 @@ class Talker:
     ) -> None:
         self.conn = conn
         self.group = group
-        self.encoder = OpusEncoder(bitrate=bitrate)
+        # Redundancy repairs loss exactly; Opus in-band FEC would take its bits from the voice
+        # itself (libopus 1.3.1), so the talker starts as the policy says: FEC data off.
+        self.policy = RedundancyPolicy()
+        self.policy.start(redundancy)
+        self.encoder = OpusEncoder(bitrate=bitrate,
+                                   expected_loss=self.policy.settings.expected_loss)
         self.redundancy = redundancy
         self.on_level = on_level
 
