@@ -72,6 +72,7 @@ DEFAULT_SERVER = f"{DEFAULT_HOST}:{DEFAULT_PORT}"
 MULTICAST_NETWORK = "239.255.0.0/16"
 MULTICAST_PORT_BASE = 7800
 MULTICAST_TTL = 1
+MULTICAST_INTERFACE = "127.0.0.1"  # loopback: nothing leaves the machine unless configured
 DEFAULT_BITRATE = 24_000  # libopus 1.3 at 16 kHz emits in-band FEC only from ~24 kbit/s
 MIN_BITRATE = 6_000
 MAX_BITRATE = 128_000
@@ -239,6 +240,14 @@ def _multicast(v: Any) -> str:
     return str(net)
 
 
+def _interface(v: Any) -> str:
+    """A multicast interface: an IPv4 address of this machine or an interface name."""
+    text = _text(v).strip()
+    if not text or len(text) > 64 or any(c.isspace() for c in text):
+        raise ValueError(f"expected an interface address or name, got {v!r}")
+    return text
+
+
 def _ttl(v: Any) -> int:
     x = _int(v)
     if not 0 <= x <= 255:
@@ -319,6 +328,10 @@ class ServerConfig:
     multicast_ttl: int = field(
         default=MULTICAST_TTL, metadata=_meta(_ttl, "PTT_SERVER_MULTICAST_TTL")
     )
+    # where the server listens for and re-sends group multicast; loopback unless told otherwise
+    multicast_interface: str = field(
+        default=MULTICAST_INTERFACE, metadata=_meta(_interface, "PTT_SERVER_MULTICAST_INTERFACE")
+    )
     record_dir: Path = field(
         default_factory=default_record_dir, metadata=_meta(_path, "PTT_SERVER_RECORD_DIR")
     )
@@ -359,6 +372,12 @@ class ClientConfig:
     default_group: str | None = field(
         default=None, metadata=_meta(_optional(group_name), "PTT_GROUP")
     )
+    # LAN multicast voice for groups in multicast/auto mode (falls back to the relay by itself)
+    multicast: bool = field(default=True, metadata=_meta(_bool, "PTT_MULTICAST"))
+    multicast_interface: str = field(
+        default=MULTICAST_INTERFACE, metadata=_meta(_interface, "PTT_MULTICAST_INTERFACE")
+    )
+    multicast_ttl: int = field(default=MULTICAST_TTL, metadata=_meta(_ttl, "PTT_MULTICAST_TTL"))
 
     def __post_init__(self) -> None:
         _validate(self)

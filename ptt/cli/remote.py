@@ -13,7 +13,7 @@ import dataclasses
 from typing import Any
 
 from ptt.cli.options import CliState
-from ptt.client.connection import Connection
+from ptt.client.connection import Connection, multicast_options
 from ptt.config import ClientConfig, load_client_config
 from ptt.errors import (AuthError, ConflictError, NetError, NotFoundError, PttError,
                         RequestError, ValidationError)
@@ -41,7 +41,7 @@ def client_config(state: CliState) -> ClientConfig:
 async def connect(config: ClientConfig, timeout: float) -> tuple[Connection, cl.Connected]:
     """A logged-in connection; the caller closes it. Errors name the server and a next step."""
     user, token = config.require_login()
-    conn = Connection(config.address, user, token)
+    conn = Connection(config.address, user, token, multicast_options(config))
     where = format_hostport(*config.address)
     try:
         connected = await conn.open(timeout)

@@ -90,9 +90,9 @@ def server(state: CliState, host: str | None, port: int | None, db: Path | None,
     record_all = record_dir is not None
 
     def ready(srv: PttServer) -> None:
+        _first_start(srv)  # first: an operator (or a script) waits for this line
         from ptt.server.recording import attach_recording
 
-        _first_start(srv)
         attach_recording(srv, record_all=record_all)
 
     asyncio.run(run(config, ready=ready))

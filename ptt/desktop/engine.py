@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from ptt.audio.streams import ClockedSink, FrameSource, NullSink, PacedSink
 from ptt.audio.tones import ToneSet
-from ptt.client.connection import Connection
+from ptt.client.connection import Connection, multicast_options
 from ptt.client.voice import Talker
 from ptt.config import ClientConfig
 from ptt.desktop.mixer import GroupMixer
@@ -176,7 +176,7 @@ class Engine:
         delay = RETRY_FIRST_S
         while not self._stop.is_set():
             self._post(ConnStatus(f"connecting to {self.config.server}…", False))
-            conn = Connection(self.config.address, user, token)
+            conn = Connection(self.config.address, user, token, multicast_options(self.config))
             conn.on_voice = lambda d: self.mixer.receive(d, asyncio.get_running_loop().time())
             try:
                 welcome = await conn.open()

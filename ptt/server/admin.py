@@ -7,6 +7,7 @@ CLI on the other side can print the same one-line message.
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from typing import Any, Callable
 
@@ -19,14 +20,17 @@ from ptt.protocol.server import ServerCore
 from ptt.server.store import GroupRecord, Store
 
 Result = dict[str, Any]
-MULTICAST_BASE = (239 << 24) | (255 << 16)  # 239.255.0.0/16, administratively scoped
+DEFAULT_MULTICAST_NETWORK = "239.255.0.0/16"  # administratively scoped (RFC 2365)
 
 
-def multicast_for(group_id: int, port_base: int) -> tuple[str, int]:
-    """The group's multicast address and port, derived from its id (stable across restarts)."""
-    n = MULTICAST_BASE | (group_id & 0xFFFF)
-    addr = ".".join(str((n >> s) & 0xFF) for s in (24, 16, 8, 0))
-    return addr, port_base + (group_id % 1000) * 2
+def multicast_for(group_id: int, port_base: int,
+                  network: str = DEFAULT_MULTICAST_NETWORK) -> tuple[str, int]:
+    """The group's multicast address (in ``network``) and port, derived from its id, so they
+    stay the same across restarts."""
+    net = ipaddress.IPv4Network(network)
+    hosts = max(1, net.num_addresses - 1)  # never the network address itself
+    addr = net.network_address + 1 + (group_id - 1) % hosts
+    return str(addr), port_base + (group_id % 1000) * 2
 
 
 def error_code(exc: PttError) -> ErrorCode:
@@ -47,10 +51,12 @@ class Admin:
     """Runs coordinator operations; ``now`` is the event loop's clock (for floor side effects)."""
 
     def __init__(self, store: Store, core: ServerCore, mcast_port_base: int = 7800,
-                 iterations: int = auth.DEFAULT_ITERATIONS) -> None:
+                 iterations: int = auth.DEFAULT_ITERATIONS,
+                 mcast_network: str = DEFAULT_MULTICAST_NETWORK) -> None:
         self.store = store
         self.core = core
         self.mcast_port_base = mcast_port_base
+        self.mcast_network = mcast_network
         self.iterations = iterations
         self._ops: dict[str, Callable[[dict[str, Any], float], Result]] = {
             "user.add": self.user_add,
@@ -83,7 +89,7 @@ class Admin:
             self.core.set_member(mem.group, mem.user, mem.listen_only)
 
     def _mirror_group(self, g: GroupRecord) -> None:
-        addr, port = multicast_for(g.id, self.mcast_port_base)
+        addr, port = multicast_for(g.id, self.mcast_port_base, self.mcast_network)
         self.core.upsert_group(g.name, g.id, g.max_talk, g.mode, g.private, addr, port)
 
     def create_user(self, name: str, role: Role | str) -> tuple[str, str]:

@@ -124,7 +124,8 @@ class PttServer:
     async def start(self) -> None:
         self.store = Store(self.config.db)
         kwargs = {} if self._iterations is None else {"iterations": self._iterations}
-        self.admin = Admin(self.store, self.core, self.config.multicast_port_base, **kwargs)
+        self.admin = Admin(self.store, self.core, self.config.multicast_port_base,
+                           mcast_network=self.config.multicast_network, **kwargs)
         self.admin.load_all()
         loop = asyncio.get_running_loop()
         try:
