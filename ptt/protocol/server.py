@@ -305,8 +305,12 @@ class ServerCore:
         for s in g.joined.values():
             s.joined.discard(name)
 
-    def set_member(self, group: str, user: str, listen_only: bool = False) -> None:
+    def set_member(self, group: str, user: str, listen_only: bool = False,
+                   now: float = 0.0) -> None:
+        """Add a member, or change its listen-only flag (ending a burst or request it had)."""
         g = self.groups[group]
+        if g.members.get(user, listen_only) != listen_only:
+            self._floor_events(self.floors.remove_member(group, user, now), now)
         g.members[user] = listen_only
         self.floors.floor(group).add_member(user, listen_only)
 

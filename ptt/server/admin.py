@@ -182,7 +182,7 @@ class Admin:
             if u in self.core.groups[name].members:
                 self.store.remove_member(name, u)
             self.store.add_member(name, u, listen_only)
-            self.core.set_member(name, u, listen_only)
+            self.core.set_member(name, u, listen_only, now)
         return {"name": name, "users": users}
 
     def group_remove(self, args: dict[str, Any], now: float) -> Result:

@@ -86,8 +86,6 @@ def test_users_and_groups_from_creation_to_deletion(coordinator: Path, uniq: str
     assert ann not in {u["name"] for u in ok_json("user", "list")["users"]}
 
 
-@pytest.mark.xfail(strict=True, reason="server bug: ServerCore.set_member -> FloorControl."
-                   "add_member raises FloorError for an existing member (see the CLI report)")
 def test_adding_a_member_again_changes_only_listen_only(coordinator: Path, uniq: str) -> None:
     ann, vol = f"{uniq}-ann", f"{uniq}-vol"
     ok("user", "add", ann)
