@@ -43,7 +43,8 @@ from ptt.protocol import messages as m
 from ptt.protocol.session import HEARTBEAT_INTERVAL, SESSION_TIMEOUT, Addr, Session, SessionTable
 from ptt.protocol.transactions import ResponseCache, Retransmitter
 from ptt.protocol.voice import VoiceFlags, VoiceHeader, encode_voice, peek_route
-from ptt.protocol.wire import decode_message, encode_message, is_voice
+from ptt.protocol.wire import (decode_heartbeat, decode_message, encode_heartbeat_ack,
+                              encode_message, is_voice)
 
 log = logging.getLogger(__name__)
 
@@ -355,6 +356,13 @@ class ServerCore:
         (possibly none); for anything else, None."""
         if is_voice(data):
             return self.route_voice(data, addr, now)
+        hb = decode_heartbeat(data)
+        if hb is not None:
+            s = self.sessions.lookup(hb[1], addr)
+            if s is not None:
+                s.last_seen = now
+                self._out.append((encode_heartbeat_ack(hb[0]), addr))
+                return None  # otherwise the generic path answers NO_SESSION
         try:
             msg = decode_message(data)
         except ProtocolError as exc:

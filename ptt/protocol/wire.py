@@ -37,6 +37,31 @@ def is_voice(data: bytes) -> bool:
     return len(data) > 0 and data[0] == VOICE_MAGIC
 
 
+_HEARTBEAT_PREFIX = bytes((0x94, PROTOCOL_VERSION, int(MsgType.HEARTBEAT)))
+_HEARTBEAT_ACK_PREFIX = bytes((0x93, PROTOCOL_VERSION, int(MsgType.HEARTBEAT_ACK)))
+
+
+def decode_heartbeat(data: bytes) -> tuple[int, int] | None:
+    """(txn, session_id) of a Heartbeat, or None for anything else (use decode_message then).
+
+    Heartbeats are most of a big server's control traffic; this skips the generic validation
+    for the one message whose shape is ``[version, HEARTBEAT, txn, session_id]``."""
+    if data[:3] != _HEARTBEAT_PREFIX or len(data) > 32:
+        return None
+    try:
+        items = msgpack.unpackb(data)
+    except Exception:
+        return None
+    if len(items) != 4 or type(items[2]) is not int or type(items[3]) is not int:
+        return None
+    return items[2], items[3]
+
+
+def encode_heartbeat_ack(txn: int) -> bytes:
+    """The same bytes as ``encode_message(HeartbeatAck(txn))``, without the generic path."""
+    return _HEARTBEAT_ACK_PREFIX + msgpack.packb(txn)
+
+
 def encode_message(msg: Message) -> bytes:
     """Serialise one control message."""
     try:

@@ -131,3 +131,15 @@ def test_admin_arguments_carry_fractions_of_seconds() -> None:
     assert back == msg
     assert isinstance(back.args["max_talk"], float)
     assert isinstance(decode_message(encode_message(m.Admin(1, 2, "x", {"n": 3}))).args["n"], int)
+
+
+def test_heartbeat_fast_path_agrees_with_the_generic_codec() -> None:
+    from ptt.protocol.wire import decode_heartbeat, encode_heartbeat_ack
+
+    for txn, sid in [(1, 2), (0x7FFFFFFF, 0xFFFFFFFF), (300, 70000)]:
+        data = encode_message(m.Heartbeat(txn, sid))
+        assert decode_heartbeat(data) == (txn, sid)
+        assert encode_heartbeat_ack(txn) == encode_message(m.HeartbeatAck(txn))
+    assert decode_heartbeat(encode_message(m.Bye(1, 2))) is None
+    assert decode_heartbeat(b"\x94\x01\x05\xa1x\x01") is None  # txn of the wrong type
+    assert decode_heartbeat(b"\x94\x01\x05") is None  # truncated
