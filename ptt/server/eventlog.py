@@ -1,0 +1,230 @@
+"""The server's event log: one line per event, as ``key=value`` text or as JSON objects.
+
+Attached from outside like the metrics: :func:`attach_event_log` adds an :class:`EventLog` to
+``server.listeners``. Every :class:`~ptt.protocol.server.ServerEvent` becomes one log record on
+the ``ptt.events`` logger, whose message is a stable ``key=value`` line (logfmt: values with
+spaces, quotes or ``=`` are double-quoted)::
+
+    12:00:01 INFO    ptt.events: event=floor_granted group=ops user=ann burst=917 priority=normal queued=false
+
+:func:`configure_event_log` with ``json=True`` turns the server's stderr log into JSON lines, one
+object per record: events as ``{"ts": ..., "event": ..., "group": ..., "user": ..., ...}``, other
+records as ``{"ts", "level", "logger", "msg"}``. ``ts`` is ISO 8601 UTC with milliseconds.
+
+Event names and their fields (``group``, ``user`` where they apply):
+
+==================  ===========================================================
+floor_requested     priority
+floor_granted       burst, priority, queued (granted from the queue)
+floor_queued        position
+floor_denied        cause
+floor_revoked       burst, cause, grace (seconds)
+burst_ended         burst, reason
+floor_idle          burst
+queue_changed       queue (comma-separated users; DEBUG)
+session_started     session, addr
+session_ended       session, reason
+joined, left        (group, user)
+dropped             addr, reason, suppressed (drops not logged since the last line)
+admin               op (never its arguments: they may carry tokens)
+group_updated       removed (DEBUG)
+==================  ===========================================================
+
+Wall time: the events carry the loop's monotonic ``now``; ``ts`` is that plus the wall clock's
+offset measured at attach (as in the recording), so lines keep the spacing of the floor's timers.
+A flood of bad datagrams is not a flood of lines: at most ``DROP_LINES_PER_SECOND`` drop lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ptt.names import format_hostport
+from ptt.protocol import floor as fl
+from ptt.protocol.server import (
+    AdminCommand,
+    Dropped,
+    FloorEvent,
+    FloorRequested,
+    GroupUpdated,
+    MemberJoined,
+    MemberLeft,
+    ServerEvent,
+    SessionEnded,
+    SessionStarted,
+)
+
+if TYPE_CHECKING:
+    from ptt.server.app import PttServer
+
+LOGGER = "ptt.events"
+DROP_LINES_PER_SECOND = 5
+EVENT_ATTR = "ptt_event"  # the LogRecord attribute holding an event's fields
+
+log = logging.getLogger(LOGGER)
+
+
+def iso_utc(wall: float) -> str:
+    """``2024-05-01T12:00:00.123Z``."""
+    dt = datetime.fromtimestamp(wall, UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def _value(v: object) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return f"{v:.3f}"
+    text = str(v)
+    if text == "" or any(c in text for c in ' "=\\') or not text.isprintable():
+        return json.dumps(text)  # quoted, with JSON escapes: one line whatever the peer sent
+    return text
+
+
+def logfmt(fields: dict[str, Any]) -> str:
+    """``key=value`` pairs in the given order; None values are left out."""
+    return " ".join(f"{k}={_value(v)}" for k, v in fields.items() if v is not None)
+
+
+def event_fields(ev: ServerEvent) -> tuple[int, dict[str, Any]] | None:
+    """(log level, fields starting with ``event``) of a server event, or None for one that is
+    not logged (a floor event this module does not know)."""
+    info = logging.INFO
+    if isinstance(ev, FloorEvent):
+        return _floor_fields(ev.event)
+    if isinstance(ev, FloorRequested):
+        return info, {"event": "floor_requested", "group": ev.group, "user": ev.user,
+                      "priority": ev.priority.name.lower()}
+    if isinstance(ev, SessionStarted):
+        return info, {"event": "session_started", "user": ev.user, "session": ev.session_id,
+                      "addr": format_hostport(*ev.addr[:2])}
+    if isinstance(ev, SessionEnded):
+        return info, {"event": "session_ended", "user": ev.user, "session": ev.session_id,
+                      "reason": ev.reason}
+    if isinstance(ev, MemberJoined):
+        return info, {"event": "joined", "group": ev.group, "user": ev.user}
+    if isinstance(ev, MemberLeft):
+        return info, {"event": "left", "group": ev.group, "user": ev.user}
+    if isinstance(ev, Dropped):
+        return logging.WARNING, {"event": "dropped", "addr": format_hostport(*ev.addr[:2]),
+                                 "reason": ev.reason}
+    if isinstance(ev, AdminCommand):
+        return info, {"event": "admin", "user": ev.user, "op": ev.op}
+    if isinstance(ev, GroupUpdated):
+        return logging.DEBUG, {"event": "group_updated", "group": ev.group,
+                               "removed": ev.removed}
+    return None
+
+
+def _floor_fields(ev: object) -> tuple[int, dict[str, Any]] | None:
+    info = logging.INFO
+    if isinstance(ev, fl.Granted):
+        return info, {"event": "floor_granted", "group": ev.group, "user": ev.user,
+                      "burst": ev.burst_id, "priority": ev.priority.name.lower(),
+                      "queued": ev.from_queue}
+    if isinstance(ev, fl.Queued):
+        return info, {"event": "floor_queued", "group": ev.group, "user": ev.user,
+                      "position": ev.position}
+    if isinstance(ev, fl.Denied):
+        return info, {"event": "floor_denied", "group": ev.group, "user": ev.user,
+                      "cause": ev.cause.name.lower()}
+    if isinstance(ev, fl.Revoked):
+        return info, {"event": "floor_revoked", "group": ev.group, "user": ev.user,
+                      "burst": ev.burst_id, "cause": ev.cause.name.lower(),
+                      "grace": float(ev.grace)}
+    if isinstance(ev, fl.BurstEnded):
+        return info, {"event": "burst_ended", "group": ev.group, "user": ev.user,
+                      "burst": ev.burst_id, "reason": ev.reason.value}
+    if isinstance(ev, fl.Idle):
+        return info, {"event": "floor_idle", "group": ev.group, "burst": ev.burst_id}
+    if isinstance(ev, fl.QueueChanged):
+        return logging.DEBUG, {"event": "queue_changed", "group": ev.group,
+                               "queue": ",".join(ev.queue)}
+    return None
+
+
+class EventLog:
+    """A ``server.listeners`` entry writing one record per event to ``logger``.
+
+    ``offset`` turns the events' ``now`` into wall time (see the module docstring)."""
+
+    def __init__(self, logger: logging.Logger = log, offset: float = 0.0) -> None:
+        self.logger = logger
+        self.offset = offset
+        self._drop_window = (float("-inf"), 0)  # (start, lines in it)
+        self._suppressed = 0
+
+    def on_event(self, ev: ServerEvent, now: float) -> None:
+        got = event_fields(ev)
+        if got is None:
+            return
+        level, fields = got
+        if not self.logger.isEnabledFor(level):
+            return
+        if isinstance(ev, Dropped) and not self._drop_allowed(now, fields):
+            return
+        fields = {"ts": iso_utc(now + self.offset), **fields}
+        # the message has no ts: the text formatter prints the record's own time in front
+        self.logger.log(level, "%s", logfmt({k: v for k, v in fields.items() if k != "ts"}),
+                        extra={EVENT_ATTR: fields})
+
+    def _drop_allowed(self, now: float, fields: dict[str, Any]) -> bool:
+        start, n = self._drop_window
+        if now - start >= 1.0:
+            start, n = now, 0
+        if n >= DROP_LINES_PER_SECOND:
+            self._suppressed += 1
+            self._drop_window = (start, n)
+            return False
+        if self._suppressed:
+            fields["suppressed"] = self._suppressed
+            self._suppressed = 0
+        self._drop_window = (start, n + 1)
+        return True
+
+
+class JsonLinesFormatter(logging.Formatter):
+    """One JSON object per record: an event's fields, or ts/level/logger/msg for the rest."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = getattr(record, EVENT_ATTR, None)
+        if fields is not None:
+            obj = dict(fields)
+        else:
+            obj = {"ts": iso_utc(record.created), "level": record.levelname.lower(),
+                   "logger": record.name, "msg": record.getMessage()}
+            if record.exc_info:
+                obj["exc"] = self.formatException(record.exc_info)
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def configure_event_log(json: bool, handler: logging.Handler | None = None) -> None:
+    """Format the server's log as JSON lines (``json=True``) or leave the text format.
+
+    ``handler``: the one to reformat; by default every root handler that writes to stderr (the
+    one ``ptt.cli.logs.configure`` installs), so other handlers (a test's capture) keep theirs.
+    """
+    if not json:
+        return
+    handlers = [handler] if handler is not None else [
+        h for h in logging.getLogger().handlers if getattr(h, "stream", None) is sys.stderr]
+    for h in handlers:
+        h.setFormatter(JsonLinesFormatter())
+
+
+def attach_event_log(server: PttServer, logger: logging.Logger = log) -> EventLog:
+    """Log ``server``'s events from now on (after ``server.start()``, loop running)."""
+    offset = time.time() - asyncio.get_running_loop().time()
+    event_log = EventLog(logger, offset)
+    server.listeners.append(event_log.on_event)
+    return event_log
+
+
+__all__ = ["EventLog", "JsonLinesFormatter", "attach_event_log", "configure_event_log",
+           "event_fields", "logfmt"]
