@@ -1,0 +1,151 @@
+"""Abuse limits for datagrams that carry no session yet, sans-I/O (the caller passes ``now``).
+
+Three rules, for the server's receive path:
+
+* **Size.** Every kind of datagram has a ceiling (:func:`size_ok`), checked before any parsing:
+  plain control messages (Hello, Login and friends, the only things an unauthenticated peer may
+  send) are small, so their ceiling is too.
+* **Rate.** Datagrams without a session are charged to a token bucket per source address
+  (:class:`RateLimiter`), and to one aggregate bucket, so that neither one address nor a swarm
+  of spoofed ones can make the server run PBKDF2-free but still costly login work, or fill its
+  tables, faster than the configured rate.
+* **No amplification.** An answer to an unauthenticated datagram is never larger than the
+  datagram (:func:`answer_fits`): a spoofed source then gains nothing by reflecting off the
+  server. The largest Challenge is 101 bytes and the smallest Hello 26, so a client pads its
+  Hello to :data:`MIN_HELLO_SIZE` (:func:`padding_needed`); a Heartbeat without a session is 5
+  bytes and the ``NO_SESSION`` Error 38, so that Error is sent only when it fits (a client that
+  hears nothing re-logs in on its heartbeat timeout anyway).
+
+Memory is bounded: the limiter keeps at most ``max_addrs`` buckets and forgets the least recently
+used. An address pushed out comes back with a full bucket; the aggregate bucket is what bounds a
+flood from more addresses than the table holds.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+from ptt.protocol.voice import MAX_VOICE_DATAGRAM
+
+__all__ = [
+    "MAX_CONTROL_PLAINTEXT",
+    "MAX_SEALED_DATAGRAM",
+    "MAX_UNAUTH_DATAGRAM",
+    "MAX_VOICE_DATAGRAM",
+    "MIN_HELLO_SIZE",
+    "RateLimiter",
+    "RateLimits",
+    "answer_fits",
+    "max_size",
+    "padding_needed",
+    "size_ok",
+]
+
+MAX_UNAUTH_DATAGRAM = 512  # a Login is 78 bytes + the user name; a padded Hello 128
+MAX_CONTROL_PLAINTEXT = 60_000  # ptt.protocol.wire.MAX_DATAGRAM: an encoded control message
+MAX_SEALED_DATAGRAM = MAX_CONTROL_PLAINTEXT + 30  # + ptt.crypto.channel.OVERHEAD
+MIN_HELLO_SIZE = 128  # >= the largest Challenge (101 bytes: 64-byte salt, 64-bit txn)
+_VOICE = 0x56  # "V", ptt.protocol.wire.VOICE_MAGIC
+_SEALED = 0x53  # "S", ptt.crypto.channel.SEALED_MAGIC
+
+
+def max_size(data: bytes) -> int:
+    """The ceiling for a datagram of this kind, told by its first byte."""
+    if data and data[0] == _VOICE:
+        return MAX_VOICE_DATAGRAM
+    if data and data[0] == _SEALED:
+        return MAX_SEALED_DATAGRAM
+    return MAX_UNAUTH_DATAGRAM
+
+
+def size_ok(data: bytes) -> bool:
+    """False for an empty datagram or one above its kind's ceiling: drop it unread."""
+    return 0 < len(data) <= max_size(data)
+
+
+def answer_fits(request: bytes | int, answer: bytes | int) -> bool:
+    """The no-amplification rule: may ``answer`` go back to an unauthenticated ``request``?"""
+    req = request if isinstance(request, int) else len(request)
+    ans = answer if isinstance(answer, int) else len(answer)
+    return ans <= req
+
+
+def padding_needed(encoded_len: int, target: int = MIN_HELLO_SIZE) -> int:
+    """How many bytes to put in an (empty) padding field so the datagram reaches ``target``.
+
+    Measure the message encoded with an empty ``bytes`` pad field: msgpack writes ``b""`` as a
+    bin8 header, so up to 255 bytes of padding add exactly their own length.
+    """
+    if encoded_len < 0 or target < 0:
+        raise ValueError("lengths are not negative")
+    n = max(0, target - encoded_len)
+    if n > 255:
+        raise ValueError("padding beyond 255 bytes would change the msgpack header size")
+    return n
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    """Token-bucket parameters: ``rate`` datagrams per second, bursts up to ``burst``.
+
+    The defaults allow a client's whole login exchange with retransmissions (Hello, Login, a few
+    resends) at once, and a steady two per second after; the aggregate allows 2,000 logins a
+    second, far above a real fleet reconnecting after a server restart.
+    """
+
+    rate: float = 2.0
+    burst: float = 8.0
+    max_addrs: int = 65_536
+    global_rate: float = 4_000.0
+    global_burst: float = 8_000.0
+
+
+class RateLimiter:
+    """Per-address and aggregate token buckets for unauthenticated datagrams.
+
+    Call :meth:`allow` for every datagram that does not belong to a session (plain control
+    messages; sealed ones and voice are checked against their session instead). A False answer
+    means: drop silently, do not even parse.
+    """
+
+    __slots__ = ("_buckets", "_global", "_global_at", "limits")
+
+    def __init__(self, limits: RateLimits = RateLimits()) -> None:
+        if limits.rate <= 0 or limits.burst < 1 or limits.max_addrs < 1:
+            raise ValueError("rate > 0, burst >= 1 and max_addrs >= 1 are required")
+        self.limits = limits
+        self._buckets: OrderedDict[Hashable, tuple[float, float]] = OrderedDict()
+        self._global = limits.global_burst
+        self._global_at: float | None = None
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def allow(self, addr: Hashable, now: float, cost: float = 1.0) -> bool:
+        """Charge ``cost`` to ``addr``'s bucket and the aggregate; True when both could pay."""
+        lim = self.limits
+        if self._global_at is not None:
+            elapsed = max(0.0, now - self._global_at)
+            self._global = min(lim.global_burst, self._global + elapsed * lim.global_rate)
+        self._global_at = now
+        entry = self._buckets.get(addr)
+        if entry is None:
+            tokens = lim.burst
+            while len(self._buckets) >= lim.max_addrs:
+                self._buckets.popitem(last=False)  # least recently used
+        else:
+            tokens, last = entry
+            tokens = min(lim.burst, tokens + max(0.0, now - last) * lim.rate)
+            self._buckets.move_to_end(addr)
+        ok = tokens >= cost and self._global >= cost
+        if ok:
+            tokens -= cost
+            self._global -= cost
+        self._buckets[addr] = (tokens, now)
+        return ok
+
+    def forget(self, addr: Hashable) -> None:
+        """Drop ``addr``'s bucket, e.g. once it logged in and its datagrams carry a session."""
+        self._buckets.pop(addr, None)
