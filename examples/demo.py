@@ -43,6 +43,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def floor_story(log_line: str) -> str | None:
+    """The server's event log line (``event=floor_granted group=... user=...``) told in words."""
+    if "event=" not in log_line:
+        return None
+    f = dict(kv.split("=", 1) for kv in log_line.split("ptt.events: ", 1)[-1].split() if "=" in kv)
+    ev, group, user = f.get("event"), f.get("group"), f.get("user")
+    if ev == "floor_granted":
+        return f"[{group}] floor granted to {user} (burst {f.get('burst')})"
+    if ev == "floor_queued":
+        return f"[{group}] {user} queued at #{f.get('position')}"
+    if ev == "floor_denied":
+        return f"[{group}] floor denied to {user} ({f.get('cause')})"
+    if ev == "floor_revoked":
+        return f"[{group}] floor revoked from {user} ({f.get('cause')})"
+    if ev == "floor_idle":
+        return f"[{group}] floor idle"
+    return None
+
+
 async def run(args: list[str], env: dict[str, str], who: str | None = None) -> str:
     """Run `ptt ARGS`; echo its lines as WHO when given; fail loudly with its error line."""
     proc = await asyncio.create_subprocess_exec(
@@ -69,7 +88,7 @@ async def demo(tmp: Path) -> None:
     db = tmp / "ptt.db"
     say("demo", f"starting ptt server on 127.0.0.1:{port} (database {db})")
     server = await asyncio.create_subprocess_exec(
-        PTT, "-v", "server", "--host", "127.0.0.1", "--port", str(port), "--db", str(db),
+        PTT, "server", "--host", "127.0.0.1", "--port", str(port), "--db", str(db),
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     assert server.stdout is not None
     while True:  # wait until it listens
@@ -82,9 +101,9 @@ async def demo(tmp: Path) -> None:
     async def server_log() -> None:  # the server's floor decisions, as they happen
         assert server.stdout is not None
         async for raw in server.stdout:
-            text = raw.decode().rstrip()
-            if "] floor" in text or "queued at" in text:
-                say("server", text.split(": ", 1)[-1])
+            line = floor_story(raw.decode())
+            if line:
+                say("server", line)
 
     log_task = asyncio.create_task(server_log())
     ann_wav, bob_wav = tmp / "ann-says.wav", tmp / "bob-says.wav"

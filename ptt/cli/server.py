@@ -32,6 +32,21 @@ class _Port(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
+class _MetricsAddress(click.ParamType):
+    name = "host:port"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+                ) -> tuple[str, int]:
+        if isinstance(value, tuple):
+            return value
+        from ptt.server.metrics import parse_metrics_address  # here: prometheus_client is slow
+
+        try:
+            return parse_metrics_address(str(value))
+        except ValidationError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 def _first_start(server: PttServer) -> None:
     """Tell the operator where the coordinator's credentials went and how to use them."""
     path = server.credentials_file
@@ -64,9 +79,15 @@ def _first_start(server: PttServer) -> None:
               metavar="DIR", help="Record every group into DIR (one directory per group). "
               "Without it, groups made with 'ptt group create/update --record' record into "
               "the configured record_dir  [default: $XDG_DATA_HOME/ptt/recordings]")
+@click.option("--metrics", type=_MetricsAddress(), metavar="HOST:PORT", show_envvar=True,
+              help="Serve Prometheus metrics on http://HOST:PORT/metrics; a bare PORT listens "
+              "on 127.0.0.1  [default: off]")
+@click.option("--log-json", is_flag=True, show_envvar=True,
+              help="Log JSON lines (one object per event) instead of key=value text")
 @pass_state
 def server(state: CliState, host: str | None, port: int | None, db: Path | None,
-           config_file: Path | None, record_dir: Path | None) -> None:
+           config_file: Path | None, record_dir: Path | None,
+           metrics: tuple[str, int] | None, log_json: bool) -> None:
     """Run the ptt server in the foreground; logs go to stderr.
 
     On its first start (an empty database) it creates a coordinator account and writes its
@@ -79,7 +100,12 @@ def server(state: CliState, host: str | None, port: int | None, db: Path | None,
     """
     # a server's log is its output: INFO by default, DEBUG with -v
     logs.configure(state.verbose, base=logging.INFO)
+    from ptt.server.eventlog import configure_event_log
+
+    configure_event_log(json=log_json)
     config = load_server_config(config_file)
+    if metrics is None and config.metrics is not None:  # server.toml or PTT_SERVER_METRICS
+        metrics = _MetricsAddress().convert(config.metrics, None, None)
     changes = {k: v for k, v in (("host", host), ("port", port), ("db", db),
                                  ("record_dir", record_dir)) if v is not None}
     if changes:
@@ -91,8 +117,13 @@ def server(state: CliState, host: str | None, port: int | None, db: Path | None,
 
     def ready(srv: PttServer) -> None:
         _first_start(srv)  # first: an operator (or a script) waits for this line
+        from ptt.server.eventlog import attach_event_log
+        from ptt.server.metrics import attach_metrics
         from ptt.server.recording import attach_recording
 
+        attach_event_log(srv)
+        if metrics is not None:
+            attach_metrics(srv, *metrics)  # NetError (a clean message) if it cannot bind
         attach_recording(srv, record_all=record_all)
 
     asyncio.run(run(config, ready=ready))

@@ -207,6 +207,7 @@ class ServerCore:
         self._out: list[tuple[bytes, Addr]] = []
         self._events: deque[ServerEvent] = deque()
         self._next_private = PRIVATE_GROUP_BASE
+        self.voice_refused = 0  # voice for a burst that is not the holder's current one (metrics)
 
     # --- outputs ------------------------------------------------------------------------------
 
@@ -391,6 +392,7 @@ class ServerCore:
             return None
         s.last_seen = now
         if not self.floors.voice(g.name, s.user, burst_id, now):
+            self.voice_refused += 1
             self._stale_talker(s, g, burst_id, now)
             return None
         t = g.targets.get(sender)
@@ -427,6 +429,7 @@ class ServerCore:
                 self._out.append((data[:_SEQ_AT] + _ECHO + data[_SEQ_AT + 2:], mcast))
             return None
         if not self.floors.voice(g.name, s.user, burst_id, now):
+            self.voice_refused += 1
             self._stale_talker(s, g, burst_id, now)
             return None
         key = ~sender
@@ -696,15 +699,14 @@ class ServerCore:
                                                   f"unknown group '{msg.group}'"), now)
             return
         prio = msg.priority
-        if prio == m.Priority.HIGH and s.role not in HIGH_ROLES:
+        if (prio == m.Priority.HIGH and s.role not in HIGH_ROLES) or (
+                prio == m.Priority.EMERGENCY and s.role not in EMERGENCY_ROLES):
             reply = m.FloorResponse(msg.txn, g.name, m.FloorResult.DENIED,
                                     cause=m.DenyCause.NOT_ALLOWED)
             self._answer(s.addr, msg.txn, reply, now)
-            return
-        if prio == m.Priority.EMERGENCY and s.role not in EMERGENCY_ROLES:
-            reply = m.FloorResponse(msg.txn, g.name, m.FloorResult.DENIED,
-                                    cause=m.DenyCause.NOT_ALLOWED)
-            self._answer(s.addr, msg.txn, reply, now)
+            # reported like any other denial, so logs, counters and metrics see it
+            self._events.append(FloorRequested(g.name, s.user, prio))
+            self._events.append(FloorEvent(fl.Denied(g.name, s.user, m.DenyCause.NOT_ALLOWED)))
             return
         if prio == m.Priority.NORMAL and s.role in HIGH_ROLES:
             prio = m.Priority.HIGH

@@ -59,6 +59,7 @@ class Counters:
     multicast_in: int = 0  # voice frames accepted from a group's multicast address
     multicast_out: int = 0  # relay talkers' frames sent on to a group's multicast address
     voice_dropped: int = 0  # voice refused: not the floor holder's current burst, or unknown
+    voice_send_failed: int = 0  # relay sends the socket refused (full buffer, no route)
     dropped: int = 0
     grants: int = 0
     denials: int = 0
@@ -238,7 +239,7 @@ class PttServer:
                 try:
                     sendto(data, t)
                 except OSError:  # a full send buffer or a vanished route: drop, as UDP would
-                    c.voice_dropped += 1
+                    c.voice_send_failed += 1
             c.voice_out += len(targets)
             for tap in self.voice_taps:
                 tap(data, now)
@@ -319,9 +320,9 @@ class PttServer:
         elif isinstance(ev, FloorEvent):
             self._log_floor(ev.event)
         elif isinstance(ev, SessionStarted):
-            log.info("%s logged in from %s", ev.user, format_hostport(*ev.addr[:2]))
+            log.debug("%s logged in from %s", ev.user, format_hostport(*ev.addr[:2]))
         elif isinstance(ev, SessionEnded):
-            log.info("%s's session ended (%s)", ev.user, ev.reason)
+            log.debug("%s's session ended (%s)", ev.user, ev.reason)
         elif isinstance(ev, GroupUpdated):
             self._groups_changed = self.bridge.enabled
         elif isinstance(ev, (MemberJoined, MemberLeft)):
@@ -341,7 +342,7 @@ class PttServer:
             log.exception("admin operation %s failed", cmd.op)
             self.core.admin_reply(cmd, now, error=(ErrorCode.INTERNAL, f"internal error: {exc}"))
             return
-        log.info("%s: %s %s", cmd.user, cmd.op, {k: v for k, v in cmd.args.items()})
+        log.debug("%s: %s %s", cmd.user, cmd.op, {k: v for k, v in cmd.args.items()})
         self.core.admin_reply(cmd, now, result=result)
 
     def _log_drop(self, ev: Dropped, now: float) -> None:
@@ -353,28 +354,28 @@ class PttServer:
         if now - start >= 1.0:
             start, n = now, 0
         if n < DROP_LOG_PER_SECOND:
-            log.warning("dropped a datagram from %s: %s", format_hostport(*ev.addr[:2]), ev.reason)
+            log.debug("dropped a datagram from %s: %s", format_hostport(*ev.addr[:2]), ev.reason)
         self._drop_window = (start, n + 1)
 
     def _log_floor(self, ev: object) -> None:
         c = self.counters
         if isinstance(ev, fl.Granted):
             c.grants += 1
-            log.info("[%s] floor granted to %s (burst %d, %s)", ev.group, ev.user, ev.burst_id,
+            log.debug("[%s] floor granted to %s (burst %d, %s)", ev.group, ev.user, ev.burst_id,
                      ev.priority.name.lower())
         elif isinstance(ev, fl.Denied):
             c.denials += 1
-            log.info("[%s] floor denied to %s (%s)", ev.group, ev.user, ev.cause.name.lower())
+            log.debug("[%s] floor denied to %s (%s)", ev.group, ev.user, ev.cause.name.lower())
         elif isinstance(ev, fl.Revoked):
             c.revokes += 1
-            log.info("[%s] floor revoked from %s (%s)", ev.group, ev.user, ev.cause.name.lower())
+            log.debug("[%s] floor revoked from %s (%s)", ev.group, ev.user, ev.cause.name.lower())
         elif isinstance(ev, fl.Queued):
-            log.info("[%s] %s queued at #%d", ev.group, ev.user, ev.position)
+            log.debug("[%s] %s queued at #%d", ev.group, ev.user, ev.position)
         elif isinstance(ev, fl.BurstEnded):
-            log.info("[%s] %s's burst %d ended (%s)", ev.group, ev.user, ev.burst_id,
+            log.debug("[%s] %s's burst %d ended (%s)", ev.group, ev.user, ev.burst_id,
                      ev.reason.name.lower())
         elif isinstance(ev, fl.Idle):
-            log.info("[%s] floor idle", ev.group)
+            log.debug("[%s] floor idle", ev.group)
 
 
 async def run(config: ServerConfig, ready: Callable[[PttServer], None] | None = None) -> None:
