@@ -292,7 +292,7 @@ class ServerCore:
         else:
             g.max_talk, g.mode, g.mcast_addr, g.mcast_port = max_talk, mode, mcast_addr, mcast_port
             g.targets.clear()
-            self.floors.floor(name).config = cfg
+            self.floors.configure(name, cfg)  # reschedules the group's timers
         if not private:
             self._events.append(GroupUpdated(name))
 

@@ -208,6 +208,14 @@ def test_preemption_gets_through_a_full_or_disabled_queue() -> None:
         assert Queued(G, "c", 1) in events and floor.state is FloorState.REVOKING
 
 
+def test_revoked_holder_asking_again_keeps_burst_and_priority() -> None:
+    floor = make_floor()
+    floor.request("a", N, 0.0)
+    floor.request("b", H, 0.1)
+    assert floor.request("a", E, 0.2) == [granted("a", 1)]  # revoked: no priority rise
+    assert floor.state is FloorState.REVOKING and floor.get_timer() == pytest.approx(0.6)
+
+
 def test_second_preemption_while_revoking_only_queues() -> None:
     floor = make_floor()
     floor.request("a", N, 0.0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
@@ -349,5 +350,7 @@ class FloorMachine(RuleBasedStateMachine):
 
 
 TestFloorMachine = FloorMachine.TestCase
-TestFloorMachine.settings = settings(max_examples=200, stateful_step_count=80, deadline=None)
+# about 10 s when it passes; a failure takes a minute or two more to shrink, hence the timeout
+TestFloorMachine.settings = settings(max_examples=300, stateful_step_count=50, deadline=None)
+TestFloorMachine.pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
