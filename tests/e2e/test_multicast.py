@@ -78,3 +78,16 @@ def test_group_switched_to_relay_mid_session_heals_through_t1_and_a_new_probe(
     assert r["after"] == "relay" and r["reason"].startswith("no echo from multicast")
     assert r["second"] == "source ended"
     assert r["played"] >= 45 and r["server"]["voice_out"] >= 45
+
+
+def test_a_member_records_a_multicast_group_with_the_relay_idle(tmp_path: Path) -> None:
+    require_netns()
+    r = run_in_netns("record_multicast", {"tmp": str(tmp_path)})
+    assert set(r["paths"].values()) == {"multicast"}
+    assert r["server"]["voice_out"] == 0  # nothing came through the relay
+    assert r["problems"] == []
+    assert r["recorded_bursts"] == 1 and [f["talker"] for f in r["files"]] == ["ann"]
+    talk = r["sent_frames"] * 0.02
+    # the closing END_OF_BURST frame is stored too: one frame more than the source
+    assert abs(r["files"][0]["seconds"] - talk) <= 0.041, (r["files"], talk)
+    assert r["lost"] == 0

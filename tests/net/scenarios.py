@@ -440,6 +440,43 @@ async def mode_change(args: dict[str, Any]) -> dict[str, Any]:
             "server": server.counters()}
 
 
+@scenario
+async def record_multicast(args: dict[str, Any]) -> dict[str, Any]:
+    """`ptt record`'s GroupRecorder as a member of a multicast group: what it stores is what the
+    talker multicast, with the relay idle."""
+    from ptt.client.recorder import GroupRecorder
+    from ptt.record.catalog import scan
+
+    tmp = Path(args["tmp"])
+    wav = make_speech_wav(tmp / "speech.wav", TEXT)
+    users = ["ann", "bob"]
+    async with Server(tmp) as server:
+        tokens = await provision(server, users, "multicast")
+        conns = await connect(server, tokens, users)
+        try:
+            paths = await join_all(conns)
+            stop = asyncio.Event()
+            recorder = GroupRecorder(conns["bob"], GROUP, tmp / "rec")
+            task = asyncio.create_task(recorder.run(stop))
+            granted = await conns["ann"].request_floor(GROUP)
+            assert granted.state is Participation.HAS_PERMISSION, granted
+            report = await Talker(conns["ann"], GROUP).send(WavSource(wav, realtime=True))
+            await conns["ann"].release_floor(GROUP)
+            await asyncio.sleep(0.8)
+            stop.set()
+            recorded = await task
+            after = server.counters()
+        finally:
+            await close_all(conns)
+    sessions = scan(tmp / "rec")
+    bursts = [b for sess in sessions for b in sess.bursts]
+    return {"paths": paths, "sent_frames": report.frames, "server": after,
+            "recorded_bursts": recorded.bursts, "recorded_seconds": recorded.seconds,
+            "lost": recorded.lost, "files": [{"talker": b.talker, "seconds": b.duration}
+                                             for b in bursts],
+            "problems": [pr for sess in sessions for pr in sess.problems]}
+
+
 async def provision_group(server: Server, group: str, mode: str, users: list[str]) -> None:
     cred = server.credentials
     async with Connection(server.address, cred["user"], cred["token"], RELAY_ONLY) as coord:
