@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
-import platform
 import sys
 import time
 import traceback
@@ -24,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from loadgen import machine_line as machine  # noqa: E402  (the same line every bench prints)
 DOC = ROOT / "docs" / "benchmarks.md"
 STORE = ROOT / "docs" / "bench-results.json"
 
@@ -40,19 +40,6 @@ BENCHMARKS = {
     "load": "bench_load",
     "memory": "bench_memory",
 }
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-            f"{platform.system()} {platform.release()}")
 
 
 def _fmt(v: Any) -> str:
@@ -122,7 +109,6 @@ def main() -> int:
     if unknown:
         print(f"error: unknown benchmark(s): {', '.join(unknown)}", file=sys.stderr)
         return 2
-    sys.path.insert(0, str(ROOT / "bench"))
     results: dict[str, dict[str, Any]] = json.loads(STORE.read_text()) if STORE.exists() else {}
     failed = 0
     for name in args.names or list(BENCHMARKS):

@@ -285,7 +285,38 @@ def _stream_format(
 _END = object()
 
 
-class CaptureSource:
+class _PortAudioStream:
+    """What capture and playback share: a PyAudio instance, one stream, and their teardown."""
+
+    _stream: Any
+    _pa: Any
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def _terminate(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                stream.stop_stream()
+            with contextlib.suppress(OSError):
+                stream.close()
+        pa, self._pa = self._pa, None
+        if pa is not None:
+            pa.terminate()
+
+    async def __aenter__(self) -> Self:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+
+class CaptureSource(_PortAudioStream):
     """Microphone frames as a :class:`~ptt.audio.streams.FrameSource`.
 
     The stream opens on :meth:`start` (or the first :meth:`read`) from inside the event loop.
@@ -422,30 +453,13 @@ class CaptureSource:
         if self._queue is not None:
             self._queue.put_nowait(_END)
 
-    def _terminate(self) -> None:
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            with contextlib.suppress(OSError):
-                stream.stop_stream()
-            with contextlib.suppress(OSError):
-                stream.close()
-        pa, self._pa = self._pa, None
-        if pa is not None:
-            pa.terminate()
-
-    async def __aenter__(self) -> Self:
-        self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.close()
 
 
 # ---------------------------------------------------------------------------------------------
 # Playback
 
 
-class PlaybackSink:
+class PlaybackSink(_PortAudioStream):
     """Speaker output as a :class:`~ptt.audio.streams.ClockedSink`.
 
     :meth:`write` queues a frame (it never blocks; beyond ``max_queue_frames`` the oldest audio is
@@ -588,20 +602,3 @@ class PlaybackSink:
         if self._ready is not None:
             self._ready.set()
 
-    def _terminate(self) -> None:
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            with contextlib.suppress(OSError):
-                stream.stop_stream()
-            with contextlib.suppress(OSError):
-                stream.close()
-        pa, self._pa = self._pa, None
-        if pa is not None:
-            pa.terminate()
-
-    async def __aenter__(self) -> Self:
-        self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.close()
