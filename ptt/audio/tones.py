@@ -119,3 +119,9 @@ class ToneSet:
     @classmethod
     def none(cls) -> ToneSet:
         return cls(False, False, False, False)
+
+
+def overlay(frame: bytes, tone: bytes) -> bytes:
+    """``tone`` mixed over ``frame`` (same length, 16-bit PCM), clipped to the sample range."""
+    mixed = np.frombuffer(frame, "<i2").astype(np.int32) + np.frombuffer(tone, "<i2")
+    return bytes(np.clip(mixed, -32768, 32767).astype("<i2").tobytes())

@@ -33,12 +33,13 @@ from dataclasses import dataclass
 from ptt.audio.codec import DEFAULT_BITRATE, OpusDecoder, OpusEncoder
 from ptt.audio.levels import Level, frame_level
 from ptt.audio.streams import SILENCE, ClockedSink, FrameSource
-from ptt.audio.tones import ToneSet
+from ptt.audio.tones import ToneSet, overlay
 from ptt.client.connection import Connection
 from ptt.errors import PttError
 from ptt.media.receiver import BurstReceiver
 from ptt.media.sender import DEFAULT_REDUNDANCY, Packetizer, RedundancyPolicy
 from ptt.protocol import client as cl
+from ptt.protocol import messages as m
 
 log = logging.getLogger("ptt.voice")
 
@@ -147,6 +148,8 @@ class Listener:
         self.frames_played = 0  # frames of voice (not silence or tones) written to the sink
         self.first_audio_at: float | None = None
         self._pending_tone: deque[bytes] = deque()
+        self._alert: deque[bytes] = deque()  # the emergency alert, mixed over what plays
+        self.alerts = 0  # emergency bursts announced to this listener
         self._events = conn.subscribe()
         self._was_playing = False
 
@@ -175,6 +178,12 @@ class Listener:
         elif isinstance(ev, cl.TalkerChanged) and ev.group == self.group:
             if ev.talker is not None and ev.talker != self.conn.user:
                 self.receiver.expect(ev.burst_id)
+                if ev.priority == m.Priority.EMERGENCY:
+                    self.alerts += 1
+                    self._alert.extend(self.tones.frames("emergency"))
+
+    def _write(self, frame: bytes) -> None:
+        self.sink.write(overlay(frame, self._alert.popleft()) if self._alert else frame)
 
     async def run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
@@ -194,13 +203,13 @@ class Listener:
                         self.first_audio_at = now
                     self.frames_played += 1
                     self._was_playing = True
-                    self.sink.write(pcm)
+                    self._write(pcm)
                     if item is not None and item.last:
                         self._end_of_burst()
                     continue
                 if self._was_playing and not self.receiver.buffer.playing:
                     self._end_of_burst()
-                self.sink.write(self._pending_tone.popleft() if self._pending_tone else SILENCE)
+                self._write(self._pending_tone.popleft() if self._pending_tone else SILENCE)
         finally:
             self.conn.on_voice = previous
             self.conn.unsubscribe(self._events)

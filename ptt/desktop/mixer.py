@@ -23,7 +23,7 @@ import numpy as np
 
 from ptt.audio.codec import OpusDecoder
 from ptt.audio.streams import SILENCE
-from ptt.audio.tones import ToneSet
+from ptt.audio.tones import ToneSet, overlay
 from ptt.errors import ProtocolError
 from ptt.media.receiver import BurstReceiver, Decoder
 from ptt.protocol.voice import decode_voice
@@ -127,9 +127,7 @@ class GroupMixer:
             return chosen if chosen is not None else SILENCE
         if chosen is None:
             return tone
-        mixed = (np.frombuffer(chosen, "<i2").astype(np.int32)
-                 + np.frombuffer(tone, "<i2").astype(np.int32))
-        return bytes(np.clip(mixed, -32768, 32767).astype("<i2").tobytes())
+        return overlay(chosen, tone)
 
     def _burst_over(self, ch: _Channel) -> None:
         if ch.audible and not ch.muted:

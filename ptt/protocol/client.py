@@ -91,6 +91,7 @@ class TalkerChanged:
     group: str
     talker: str | None
     burst_id: int
+    priority: m.Priority = m.Priority.NORMAL  # EMERGENCY: listeners sound the alert
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,7 +395,7 @@ class ClientCore:
             if self._seen.check_and_add(msg.txn):
                 self._on_unsolicited(msg, now)
         elif isinstance(msg, m.FloorTaken):
-            self._on_taken(msg.group, msg.talker, msg.burst_id)
+            self._on_taken(msg.group, msg.talker, msg.burst_id, msg.priority)
         elif isinstance(msg, m.FloorIdle):
             self._on_idle(msg.group, msg.burst_id)
         elif isinstance(msg, m.QueuePosition):
@@ -520,17 +521,19 @@ class ClientCore:
         self._request("release", group,
                       lambda t: m.FloorRelease(t, self.session_id, group, burst_id), now)
 
-    def _note_talker(self, g: GroupView, talker: str | None, burst: int) -> None:
+    def _note_talker(self, g: GroupView, talker: str | None, burst: int,
+                     priority: m.Priority = m.Priority.NORMAL) -> None:
         if (g.talker, g.talker_burst) != (talker, burst):
             g.talker, g.talker_burst = talker, burst
-            self._events.append(TalkerChanged(g.name, talker, burst))
+            self._events.append(TalkerChanged(g.name, talker, burst, priority))
 
-    def _on_taken(self, group: str, talker: str, burst: int) -> None:
+    def _on_taken(self, group: str, talker: str, burst: int,
+                  priority: m.Priority = m.Priority.NORMAL) -> None:
         g = self.groups.get(group)
         if g is None or (g.talker_burst and not newer(burst, g.talker_burst)
                          and burst != g.talker_burst):
             return  # an announcement older than what we know
-        self._note_talker(g, talker, burst)
+        self._note_talker(g, talker, burst, priority)
         if (talker != self.user and g.participation is Participation.HAS_PERMISSION
                 and newer(burst, g.my_burst)):
             g.my_burst = 0  # the server moved on: our grant is over even if the revoke was lost

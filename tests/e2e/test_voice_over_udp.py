@@ -61,3 +61,40 @@ def test_alignment_forgives_a_dropped_quiet_frame_but_not_damage() -> None:
     assert aligned_correlation(sig.tobytes(), shifted.tobytes()) > 0.95
     noise = rng.normal(0, 8000, len(sig)).astype("<i2")
     assert aligned_correlation(sig.tobytes(), noise.tobytes()) < 0.2
+
+
+def test_listeners_hear_the_emergency_alert_when_an_emergency_burst_starts(
+        server: ServerProcess) -> None:
+    import numpy as np
+
+    from ptt.audio.streams import SilenceSource
+    from ptt.audio.tones import ToneSet, emergency
+    from ptt.protocol import messages as m
+
+    async def main() -> tuple[int, int, bytes, bytes]:
+        tokens = await setup_group(server, ["ann", "bob", "cat"])
+        async with Connection(server.address, "ann", tokens["ann"]) as ann, \
+                Connection(server.address, "bob", tokens["bob"]) as bob, \
+                Connection(server.address, "cat", tokens["cat"]) as cat:
+            for c in (ann, bob, cat):
+                await c.join("volunteers")
+            stop = asyncio.Event()
+            alerted, quiet = MemorySink(), MemorySink()
+            listeners = [Listener(bob, "volunteers", PacedSink(alerted), ToneSet()),
+                         Listener(cat, "volunteers", PacedSink(quiet), ToneSet.none())]
+            tasks = [asyncio.create_task(li.run(stop)) for li in listeners]
+            got = await ann.request_floor("volunteers", m.Priority.EMERGENCY)
+            assert got.state is Participation.HAS_PERMISSION
+            await Talker(ann, "volunteers").send(SilenceSource(frames=100))  # 2 s of silence
+            await ann.release_floor("volunteers")
+            await asyncio.sleep(0.3)
+            stop.set()
+            await asyncio.gather(*tasks)
+            return listeners[0].alerts, listeners[1].alerts, alerted.pcm(), quiet.pcm()
+
+    n_alerted, n_quiet, alerted_pcm, quiet_pcm = asyncio.run(main())
+    assert n_alerted == 1 and n_quiet == 1  # both saw the emergency; one has the tone off
+    energy = lambda pcm: float(np.abs(np.frombuffer(pcm[: len(pcm) // 2 * 2], "<i2")).sum())
+    alert = b"".join(emergency())
+    assert energy(alerted_pcm) >= 0.8 * energy(alert)  # the whole alert was played over silence
+    assert energy(quiet_pcm) < 0.05 * energy(alert)  # and nothing where it is turned off
