@@ -736,7 +736,10 @@ class ServerCore:
                                     cause=m.DenyCause.RETRY_LATER)
         if reply.result == m.FloorResult.QUEUED:
             g.last_queue = self.floors.floor(g.name).queue
-        # the answer goes out first: the requester waits on it, the others only on news
+        # multicast listeners learn the holder before its first frame can reach them; then the
+        # answer, which the requester waits on; then the news for everyone else
+        if direct is not None:
+            self._notice_holder(g, direct)
         self._answer(s.addr, msg.txn, reply, now)
         if direct is not None:
             self._events.append(FloorEvent(direct))
@@ -771,6 +774,7 @@ class ServerCore:
         """Tell the grantee (unless it asked just now and has its answer) and the group."""
         g.targets.clear()
         if requester is None:
+            self._notice_holder(g, ev)  # before the grantee can start talking
             s = self.sessions.by_user.get(ev.user)
             if s is not None:
                 window = int(self.config.floor.start_window * 1000)
@@ -779,6 +783,8 @@ class ServerCore:
                 g.grant_burst = ev.burst_id
         self._announce(g, m.FloorTaken(g.name, ev.user, ev.burst_id, ev.priority,
                                        int(ev.max_talk * 1000)), skip=requester)
+
+    def _notice_holder(self, g: GroupEntry, ev: fl.Granted) -> None:
         self._holder_notice(g, ev.user, ev.burst_id, [g.joined[u] for u in g.mcast_members])
 
     def _revoke(self, user: str, group: str, burst_id: int, cause: m.RevokeCause,
