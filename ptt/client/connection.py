@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("ptt.client")
 
 CONNECT_TIMEOUT = 6.0
+REFUSED = "connection refused"
 PROBE_TIMEOUT = 1.0  # no echo by then: the group stays on the relay
 PROBE_INTERVAL = 0.25  # probes are datagrams too: send a few
 CONFIRM_TIMEOUT = 3.0  # after the echo, for the server's answer to the voice path request
@@ -141,6 +142,7 @@ class Connection:
         self._timer: asyncio.TimerHandle | None = None
         self._queues: list[asyncio.Queue[cl.ClientEvent]] = []
         self._closed = False
+        self._logged_in = False  # before the first login, "connection refused" ends open()
 
     @property
     def user(self) -> str:
@@ -164,10 +166,16 @@ class Connection:
         try:
             self.core.connect(self._now())
             self._flush()
-            ev = await self.wait_for(q, lambda e: isinstance(e, (cl.Connected, cl.LoginFailed)),
-                                  timeout, f"server at {where} did not answer")
+            ev = await self.wait_for(
+                q, lambda e: isinstance(e, (cl.Connected, cl.LoginFailed))
+                or (isinstance(e, cl.Disconnected) and e.reason == REFUSED),
+                timeout, f"server at {where} did not answer")
         finally:
             self.unsubscribe(q)
+        if isinstance(ev, cl.Disconnected):
+            await self.close()
+            raise NetError(f"nothing is listening at {where} (connection refused)")
+        self._logged_in = True
         if isinstance(ev, cl.LoginFailed):
             await self.close()
             raise AuthError(ev.message)
@@ -405,6 +413,18 @@ class Connection:
             self.core.receive_datagram(data, self._now())
             self._flush()
 
+    def _check_refused(self) -> None:
+        """Before the first login a "port unreachable" means nothing listens there: tell open()
+        now rather than at its timeout. (asyncio-dgram keeps socket errors until asked; later
+        ones are a restarting server, which the core rides out by itself.)"""
+        try:
+            self._stream.exception
+        except ConnectionRefusedError:
+            for q in self._queues:
+                q.put_nowait(cl.Disconnected(REFUSED))
+        except OSError:
+            pass
+
     def _on_timer(self) -> None:
         self._timer = None
         self.core.handle_timer(self._now())
@@ -421,6 +441,8 @@ class Connection:
             events += self._extra
             self._extra = []
         transport = self._stream._transport if self._stream is not None else None
+        if not self._logged_in and self._stream is not None:
+            self._check_refused()
         for data in self.core.datagrams_to_send():
             if transport is not None and not transport.is_closing():
                 transport.sendto(data)

@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -53,8 +54,21 @@ def fails(args: list[str], code: int, *expected: str, env: dict[str, str] | None
 
 def test_server_unreachable(coordinator: Path) -> None:
     port = closed_port()
-    line = fails(["--timeout", "0.5", "group", "list", "--server", f"127.0.0.1:{port}"], 4,
-                 f"127.0.0.1:{port} did not answer", "is 'ptt server' running")
+    t0 = time.monotonic()
+    line = fails(["group", "list", "--server", f"127.0.0.1:{port}"], 4,
+                 f"127.0.0.1:{port}", "is 'ptt server' running")
+    assert line == (f"error: nothing is listening at 127.0.0.1:{port} (connection refused): "
+                    f"is 'ptt server' running at 127.0.0.1:{port}?")
+    assert time.monotonic() - t0 < 4.0  # told at once, not after the 6 s timeout
+
+
+def test_server_silent(coordinator: Path) -> None:
+    # a port that swallows datagrams (bound, never answers): the timeout is what tells
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
+        sink.bind(("127.0.0.1", 0))
+        port = sink.getsockname()[1]
+        line = fails(["--timeout", "0.5", "group", "list", "--server", f"127.0.0.1:{port}"], 4,
+                     f"127.0.0.1:{port} did not answer", "is 'ptt server' running")
     assert line == (f"error: server at 127.0.0.1:{port} did not answer (after 0.5 s): "
                     f"is 'ptt server' running at 127.0.0.1:{port}?")
 
