@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ptt.cli.live import echo_event, joined_line, open_and_join, revoke_text, stop_on_signals
+from ptt.cli.live import joined_line, open_and_join, revoke_text, stop_on_signals
 from ptt.cli.options import GROUP, SECONDS, CliState, client_options, pass_state
 from ptt.client.connection import Connection, deny_text
-from ptt.errors import NetError, PttError, RequestError
+from ptt.errors import NetError, RequestError
 from ptt.protocol import client as cl
 from ptt.protocol import messages as m
 
@@ -172,10 +172,8 @@ async def _call(state: CliState, peer: str, source: WavSource | None,
         click.echo(f"call open with {peer} ({group})")
         await send_file(conn, group, source, m.Priority.NORMAL, 30.0, config.bitrate)
         await conn.leave(group)
-    except PttError:
-        raise
     finally:
         await conn.close()
 
 
-__all__ = ["talk", "call", "send_file", "echo_event"]
+__all__ = ["talk", "call", "send_file"]

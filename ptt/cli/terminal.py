@@ -102,20 +102,17 @@ class Terminal:
             self.playback.write(frame)  # type: ignore[attr-defined]
 
     def on_key(self, key: str) -> None:
-        loop_now = asyncio.get_running_loop().time()
         state = self.conn.core.participation(self.group)
         if key in ("q", "Q", "\x03", "\x04"):
             self.quit.set()
         elif key in ("e", "E"):
-            self.conn.core.request_floor(self.group, loop_now, m.Priority.EMERGENCY)
-            self.conn._flush()
+            self.conn.ask_floor(self.group, m.Priority.EMERGENCY)
         elif key in KEY_TOGGLE:
             if state is cl.Participation.NO_PERMISSION:
-                self.conn.core.request_floor(self.group, loop_now)
+                self.conn.ask_floor(self.group)
             else:
                 self._stop_talking()
-                self.conn.core.release_floor(self.group, loop_now)
-            self.conn._flush()
+                self.conn.drop_floor(self.group)
 
     def _stop_talking(self) -> None:
         if self._talk_stop is not None:
@@ -210,8 +207,7 @@ async def _interact(term: Terminal) -> None:
         remove()
         term._stop_talking()
         if term.conn.core.participation(term.group) is not cl.Participation.NO_PERMISSION:
-            term.conn.core.release_floor(term.group, loop.time())
-            term.conn._flush()
+            term.conn.drop_floor(term.group)
         listen_stop.set()
         await listening
         term.conn.unsubscribe(events)

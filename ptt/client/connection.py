@@ -239,14 +239,24 @@ class Connection:
             raise error
         return ev.state
 
+    def ask_floor(self, group: str, priority: m.Priority = m.Priority.NORMAL) -> None:
+        """Ask for the floor without waiting; the outcome arrives as a FloorStateChanged event
+        (for key handlers that must not block)."""
+        self.core.request_floor(group, self._now(), priority)
+        self._flush()
+
+    def drop_floor(self, group: str) -> None:
+        """Release the floor, or withdraw a queued request, without waiting."""
+        self.core.release_floor(group, self._now())
+        self._flush()
+
     async def request_floor(
         self, group: str, priority: m.Priority = m.Priority.NORMAL, timeout: float = 7.0
     ) -> cl.FloorStateChanged:
         """Ask for the floor; returns the outcome: HAS_PERMISSION, QUEUED or NO_PERMISSION."""
         q = self.subscribe()
         try:
-            self.core.request_floor(group, self._now(), priority)
-            self._flush()
+            self.ask_floor(group, priority)
             ev = await self.wait_for(q, lambda e: (isinstance(e, cl.FloorStateChanged)
                                                 and e.group == group and e.state is not
                                                 cl.Participation.PENDING_REQUEST)
@@ -277,8 +287,7 @@ class Connection:
         return ev
 
     async def release_floor(self, group: str) -> None:
-        self.core.release_floor(group, self._now())
-        self._flush()
+        self.drop_floor(group)
 
     async def leave(self, group: str) -> None:
         self.core.leave(group, self._now())
