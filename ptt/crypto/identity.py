@@ -9,6 +9,11 @@ compares fingerprints), see docs/security.md.
 
 Key generation takes its randomness from the caller (``Identity.from_seed(os.urandom(64))``), like
 the rest of ptt's sans-I/O code; only :func:`save_identity` and :func:`load_identity` touch files.
+
+A member's identity is derived from its login token (:func:`identity_from_token`): the token is made
+on the coordinator's machine (``ptt.client.keys.add_user``), which can therefore pin the member's
+public key before the server ever sees it, and the member needs no key file of its own. The server
+holds only the PBKDF2 verifier of the token, from which the identity cannot be derived.
 """
 
 from __future__ import annotations
@@ -22,28 +27,35 @@ from enum import Enum
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ptt.errors import AuthError, ConfigError, ProtocolError
 
 __all__ = [
     "IDENTITY_FILE",
+    "IDENTITY_SALT",
     "SEED_SIZE",
     "Identity",
     "KeyPins",
     "PinStatus",
     "PublicIdentity",
+    "identity_from_token",
     "load_identity",
+    "load_pins",
     "save_identity",
+    "save_pins",
     "verify_signature",
 ]
 
 IDENTITY_FILE = "identity.key"
 SEED_SIZE = 64  # 32 bytes for each private key
 PUBLIC_SIZE = 64
+IDENTITY_SALT = b"ptt-identity-v1"  # domain separation from the login verifier's PBKDF2
 _FILE_MAGIC = b"ptt-identity-v1\n"
+_PINS_MAGIC = b"ptt-pins-v1\n"
 _RAW = serialization.Encoding.Raw
 _RAW_PUB = serialization.PublicFormat.Raw
 _RAW_PRIV = serialization.PrivateFormat.Raw
@@ -115,6 +127,21 @@ class Identity:
 
     def __repr__(self) -> str:
         return f"Identity(<private>, fingerprint={self.public.fingerprint})"
+
+
+def identity_from_token(token: str, user: str) -> Identity:
+    """The identity of ``user`` whose login token is ``token``: HKDF-SHA256(token, salt
+    :data:`IDENTITY_SALT`, info = user name) as the seed.
+
+    Tokens carry 192 random bits (``auth.new_token``), so a fast KDF is enough: guessing the
+    token is the only way in, and a slow KDF would not make that any harder. The user name is
+    bound in, so the same token never gives two users the same keys.
+    """
+    if not isinstance(token, str) or not token or not isinstance(user, str) or not user:
+        raise ValueError("an identity needs a token and a user name")
+    seed = HKDF(algorithm=hashes.SHA256(), length=SEED_SIZE, salt=IDENTITY_SALT,
+                info=user.encode("utf-8")).derive(token.encode("utf-8"))
+    return Identity.from_seed(seed)
 
 
 def verify_signature(ed25519_public: bytes, signature: bytes, message: bytes) -> bool:
@@ -208,3 +235,57 @@ class KeyPins:
 
     def to_dict(self) -> dict[str, bytes]:
         return dict(self._pins)
+
+
+def save_pins(path: Path, pins: KeyPins) -> None:
+    """Write ``pins`` to ``path`` (mode 0600), replacing the file atomically.
+
+    Pins are not secret, but whoever can change them can make this client trust a substituted
+    key, so the file is kept as private as the identity.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    lines = [_PINS_MAGIC]
+    for user, public in sorted(pins.to_dict().items()):
+        lines.append(user.encode("utf-8") + b" " + base64.b64encode(public) + b"\n")
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(b"".join(lines))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_pins(path: Path) -> KeyPins:
+    """The pins saved at ``path`` (empty when there is no file yet); ConfigError when others may
+    write or read it, or it is damaged."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return KeyPins()
+    except OSError as exc:
+        raise ConfigError(f"cannot read key pins {path}: {exc.strerror}") from None
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(f"key pins {path} are accessible by others: chmod 600 it")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read key pins {path}: {exc.strerror}") from None
+    if not data.startswith(_PINS_MAGIC):
+        raise ConfigError(f"{path} is not a ptt key pin file")
+    pins: dict[str, bytes] = {}
+    try:
+        for line in data[len(_PINS_MAGIC):].splitlines():
+            if not line.strip():
+                continue
+            user, b64 = line.split(b" ", 1)
+            pins[user.decode("utf-8")] = PublicIdentity.from_bytes(
+                base64.b64decode(b64.strip(), validate=True)).to_bytes()
+    except (ValueError, ProtocolError):
+        raise ConfigError(f"{path} is damaged") from None
+    return KeyPins(pins)

@@ -15,8 +15,11 @@ from ptt.crypto.identity import (
     KeyPins,
     PinStatus,
     PublicIdentity,
+    identity_from_token,
     load_identity,
+    load_pins,
     save_identity,
+    save_pins,
     verify_signature,
 )
 from ptt.errors import AuthError, ConfigError, ProtocolError
@@ -90,3 +93,40 @@ def test_pins_trust_on_first_use_then_refuse_changes() -> None:
     assert pins.get("ann") == a  # a change is not adopted silently
     pins.replace("ann", b)
     assert KeyPins(pins.to_dict()).check("ann", b) is PinStatus.MATCH
+
+
+def test_identity_from_token_is_stable_per_user_and_token() -> None:
+    token = "x" * 32
+    a = identity_from_token(token, "ann")
+    assert identity_from_token(token, "ann").public == a.public  # any machine, same keys
+    assert identity_from_token(token, "ben").public != a.public  # the user name is bound in
+    assert identity_from_token("y" * 32, "ann").public != a.public
+    # the seed is HKDF-SHA256(token, salt "ptt-identity-v1", info user), 64 bytes
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+    seed = HKDF(algorithm=hashes.SHA256(), length=64, salt=b"ptt-identity-v1",
+                info=b"ann").derive(token.encode())
+    assert Identity.from_seed(seed).public == a.public
+    with pytest.raises(ValueError):
+        identity_from_token("", "ann")
+
+
+def test_pins_file_round_trip_is_private_and_refused_when_readable(tmp_path: Path) -> None:
+    path = tmp_path / "cfg" / "pins"
+    assert load_pins(path).to_dict() == {}  # no file yet: nothing pinned
+    pins = KeyPins()
+    a = Identity.from_seed(os.urandom(64)).public
+    pins.check("ann", a)
+    save_pins(path, pins)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert load_pins(path).get("ann") == a
+    path.chmod(0o640)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        load_pins(path)
+    path.chmod(0o600)
+    path.write_bytes(b"ptt-pins-v1\nann notbase64!\n")
+    with pytest.raises(ConfigError, match="damaged"):
+        load_pins(path)
+    path.write_bytes(b"something else")
+    with pytest.raises(ConfigError):
+        load_pins(path)
