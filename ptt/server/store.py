@@ -48,6 +48,7 @@ __all__ = [
     "GROUP_MODES",
     "MAX_TALK_LIMIT",
     "SCHEMA_VERSION",
+    "GroupKey",
     "GroupRecord",
     "MemberRecord",
     "Store",
@@ -90,6 +91,24 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         ) WITHOUT ROWID""",
         "CREATE INDEX memberships_by_user ON memberships (user_id)",
     ),
+    # end-to-end group voice (issue 8): members' public identities, which groups are encrypted,
+    # and the coordinator-signed grants of each group's current key epoch. Groups that existed
+    # before stay plain (they have no key); new groups are encrypted unless made --plain.
+    2: (
+        "ALTER TABLE users ADD COLUMN public BLOB",
+        ("ALTER TABLE groups ADD COLUMN encrypted INTEGER NOT NULL DEFAULT 0 "
+        "CHECK (encrypted IN (0, 1))"),
+        ("ALTER TABLE groups ADD COLUMN key_epoch INTEGER NOT NULL DEFAULT 0 "
+        "CHECK (key_epoch >= 0)"),
+        """CREATE TABLE grants (
+            group_id    INTEGER NOT NULL REFERENCES groups (id) ON DELETE CASCADE,
+            user_id     INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+            epoch       INTEGER NOT NULL CHECK (epoch > 0),
+            grant       BLOB NOT NULL,
+            PRIMARY KEY (group_id, user_id)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX grants_by_user ON grants (user_id)",
+    ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
@@ -102,6 +121,7 @@ class UserRecord:
     iterations: int
     verifier: bytes = field(repr=False)
     created: float  # Unix time
+    public: bytes | None = None  # the 64-byte public identity (None: made before issue 8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +133,17 @@ class GroupRecord:
     record: bool
     private: bool
     created: float
+    encrypted: bool = False  # voice sealed end to end: the server can relay, not hear or record
+    key_epoch: int = 0  # the epoch of the grants stored (0: no key issued yet)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupKey:
+    """A group's current key epoch and each member's grant (opaque to the server)."""
+
+    group: str
+    epoch: int
+    grants: dict[str, bytes] = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,20 +153,22 @@ class MemberRecord:
     listen_only: bool
 
 
-_USER_COLS = "u.name, u.role, u.salt, u.iterations, u.verifier, u.created"
-_GROUP_COLS = "g.id, g.name, g.max_talk, g.mode, g.record, g.private, g.created"
+_USER_COLS = "u.name, u.role, u.salt, u.iterations, u.verifier, u.created, u.public"
+_GROUP_COLS = ("g.id, g.name, g.max_talk, g.mode, g.record, g.private, g.created, g.encrypted, "
+               "g.key_epoch")
+PUBLIC_SIZE = 64  # ptt.crypto.identity.PublicIdentity: X25519 + Ed25519
 
 
 def _user(row: tuple[Any, ...]) -> UserRecord:
-    name, role, salt, iterations, verifier, created = row
+    name, role, salt, iterations, verifier, created, public = row
     return UserRecord(str(name), parse_role(role), bytes(salt), int(iterations), bytes(verifier),
-                      float(created))
+                      float(created), None if public is None else bytes(public))
 
 
 def _group(row: tuple[Any, ...]) -> GroupRecord:
-    gid, name, max_talk, mode, record, private, created = row
+    gid, name, max_talk, mode, record, private, created, encrypted, key_epoch = row
     return GroupRecord(int(gid), str(name), float(max_talk), str(mode), bool(record),
-                       bool(private), float(created))
+                       bool(private), float(created), bool(encrypted), int(key_epoch))
 
 
 def _any_group_name(name: object) -> str:
@@ -275,19 +308,25 @@ class Store:
     # --- users ---------------------------------------------------------------------------------
 
     def add_user(
-        self, name: str, role: Role | str, salt: bytes, iterations: int, verifier: bytes
+        self, name: str, role: Role | str, salt: bytes, iterations: int, verifier: bytes,
+        public: bytes | None = None,
     ) -> UserRecord:
-        """Create a user from credentials made by ``ptt.protocol.auth.make_credentials``."""
+        """Create a user from credentials made by ``ptt.protocol.auth.make_credentials`` and,
+        for end-to-end voice, its 64-byte public identity (``ptt.crypto.identity``)."""
         name, role = user_name(name), parse_role(role)
         if not salt or not verifier or isinstance(iterations, bool) or iterations < 1:
             raise ValidationError("invalid credentials: salt, iterations and verifier required")
+        if public is not None and (not isinstance(public, (bytes, bytearray))
+                                   or len(public) != PUBLIC_SIZE):
+            raise ValidationError(f"invalid public identity: expected {PUBLIC_SIZE} bytes")
         with self._write() as db:
             if db.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
                 raise ConflictError(f"user '{name}' already exists")
             db.execute(
-                "INSERT INTO users (name, role, salt, iterations, verifier, created) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (name, role_name(role), bytes(salt), int(iterations), bytes(verifier), time.time()),
+                "INSERT INTO users (name, role, salt, iterations, verifier, created, public) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (name, role_name(role), bytes(salt), int(iterations), bytes(verifier), time.time(),
+                 None if public is None else bytes(public)),
             )
         return self.get_user(name)
 
@@ -320,17 +359,23 @@ class Store:
         mode: str = "auto",
         record: bool = False,
         private: bool = False,
+        encrypted: bool = True,
     ) -> GroupRecord:
-        """Create a group; private (one-to-one call) groups may use a ``call:a+b`` name."""
+        """Create a group; private (one-to-one call) groups may use a ``call:a+b`` name.
+
+        ``encrypted`` groups carry voice sealed end to end once a coordinator issued their key
+        (:meth:`set_group_key`); the server relays it but cannot record it. ``encrypted=False``
+        (``ptt group create --plain``) keeps voice in the clear, the only kind it can record."""
         name = _any_group_name(name) if private else group_name(name)
         max_talk, mode = _max_talk(max_talk), _mode(mode)
         with self._write() as db:
             if db.execute("SELECT 1 FROM groups WHERE name = ?", (name,)).fetchone():
                 raise ConflictError(f"group '{name}' already exists")
             db.execute(
-                "INSERT INTO groups (name, max_talk, mode, record, private, created) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (name, max_talk, mode, int(bool(record)), int(bool(private)), time.time()),
+                "INSERT INTO groups (name, max_talk, mode, record, private, created, encrypted) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (name, max_talk, mode, int(bool(record)), int(bool(private)), time.time(),
+                 int(bool(encrypted))),
             )
         return self.get_group(name)
 
@@ -405,6 +450,8 @@ class Store:
         return MemberRecord(group, user, bool(listen_only))
 
     def remove_member(self, group: str, user: str) -> None:
+        """End a membership, and drop the member's grant with it (it must not be handed out
+        again; the coordinator's next rotation leaves it out anyway)."""
         group, user = _any_group_name(group), user_name(user)
         with self._write() as db:
             gid, uid = self._ids(db, group, user)
@@ -413,6 +460,7 @@ class Store:
             ).rowcount
             if deleted == 0:
                 raise NotFoundError(f"user '{user}' is not a member of group '{group}'")
+            db.execute("DELETE FROM grants WHERE group_id = ? AND user_id = ?", (gid, uid))
 
     def members(self, group: str) -> list[MemberRecord]:
         """The members of ``group``, by user name; NotFoundError for an unknown group."""
@@ -446,3 +494,60 @@ class Store:
             "ORDER BY g.name, u.name"
         )
         return [MemberRecord(str(g), str(u), bool(lo)) for g, u, lo in rows]
+
+    # --- end-to-end keys -------------------------------------------------------------------------
+
+    def member_keys(self, group: str) -> dict[str, bytes | None]:
+        """Each member's public identity (None for a user made before issue 8)."""
+        group = _any_group_name(group)
+        gid = self.get_group(group).id
+        rows = self._db.execute(
+            "SELECT u.name, u.public FROM memberships m JOIN users u ON u.id = m.user_id "
+            "WHERE m.group_id = ? ORDER BY u.name", (gid,))
+        return {str(n): None if p is None else bytes(p) for n, p in rows}
+
+    def set_group_key(self, group: str, epoch: int, grants: dict[str, bytes]) -> GroupKey:
+        """Replace ``group``'s grants with those of ``epoch``, which must be newer than the
+        stored one (a replayed upload must never bring an old key back). Every grant is for a
+        current member; members without a grant get none (and cannot talk until the next)."""
+        group = _any_group_name(group)
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 < epoch < 1 << 32:
+            raise ValidationError(f"invalid key epoch {epoch!r}")
+        with self._write() as db:
+            row = db.execute("SELECT id, encrypted, key_epoch FROM groups WHERE name = ?",
+                             (group,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"unknown group '{group}'")
+            gid, encrypted, current = int(row[0]), bool(row[1]), int(row[2])
+            if not encrypted:
+                raise ValidationError(f"group '{group}' is plain: its voice is not encrypted")
+            if epoch <= current:
+                raise ConflictError(
+                    f"key epoch {epoch} of '{group}' is not newer than the stored {current}")
+            members = dict(db.execute(
+                "SELECT u.name, u.id FROM memberships m JOIN users u ON u.id = m.user_id "
+                "WHERE m.group_id = ?", (gid,)).fetchall())
+            for user, blob in grants.items():
+                if user not in members:
+                    raise ValidationError(f"'{user}' is not a member of '{group}'")
+                if not isinstance(blob, (bytes, bytearray)) or not blob:
+                    raise ValidationError(f"invalid key grant for '{user}'")
+            db.execute("DELETE FROM grants WHERE group_id = ?", (gid,))
+            db.executemany(
+                "INSERT INTO grants (group_id, user_id, epoch, grant) VALUES (?, ?, ?, ?)",
+                [(gid, members[u], epoch, bytes(b)) for u, b in sorted(grants.items())])
+            db.execute("UPDATE groups SET key_epoch = ? WHERE id = ?", (epoch, gid))
+        return GroupKey(group, epoch, {u: bytes(b) for u, b in grants.items()})
+
+    def group_key(self, group: str) -> GroupKey:
+        """The stored epoch and grants of ``group`` (epoch 0 and no grants: never keyed)."""
+        g = self.get_group(group)
+        rows = self._db.execute(
+            "SELECT u.name, k.grant FROM grants k JOIN users u ON u.id = k.user_id "
+            "WHERE k.group_id = ? AND k.epoch = ? ORDER BY u.name", (g.id, g.key_epoch))
+        return GroupKey(g.name, g.key_epoch, {str(u): bytes(b) for u, b in rows})
+
+    def all_group_keys(self) -> list[GroupKey]:
+        """Every keyed group's grants: what the server hands to its core at start."""
+        return [self.group_key(g.name) for g in self.list_groups(include_private=True)
+                if g.key_epoch > 0]
