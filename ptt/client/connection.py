@@ -143,10 +143,17 @@ class Connection:
         self._queues: list[asyncio.Queue[cl.ClientEvent]] = []
         self._closed = False
         self._logged_in = False  # before the first login, "connection refused" ends open()
+        self._grants: dict[str, tuple[int, bytes]] = {}  # group -> newest (epoch, grant)
+        self._grant_callbacks: list[Callable[[str, int, bytes], None]] = []
 
     @property
     def user(self) -> str:
         return self.core.user
+
+    @property
+    def token(self) -> str:
+        """The user's token, from which the client derives its identity (never sent)."""
+        return self.core.token
 
     @property
     def connected(self) -> bool:
@@ -293,6 +300,28 @@ class Connection:
         self.core.leave(group, self._now())
         self._forget_group(group)
         self._flush()
+
+    # --- group keys ---------------------------------------------------------------------------
+
+    def key_grant(self, group: str) -> tuple[int, bytes] | None:
+        """``(epoch, grant)``: the newest opaque grant of ``group``'s key received (from a Join
+        answer or a push), or None. An older epoch arriving late does not replace a newer one."""
+        return self._grants.get(group)
+
+    def on_key_grant(self, callback: Callable[[str, int, bytes], None]) -> None:
+        """Call ``callback(group, epoch, grant)`` in the event loop for every grant received,
+        repeats included (``GroupKeyring.accept`` tells new from old)."""
+        self._grant_callbacks.append(callback)
+
+    def _key_grant(self, ev: cl.KeyGrantReceived) -> None:
+        held = self._grants.get(ev.group)
+        if held is None or ev.epoch >= held[0]:
+            self._grants[ev.group] = (ev.epoch, ev.grant)
+        for cb in list(self._grant_callbacks):
+            try:
+                cb(ev.group, ev.epoch, ev.grant)
+            except Exception:  # one bad callback must not stop the connection
+                log.exception("key grant callback failed for %s", ev.group)
 
     # --- voice path ---------------------------------------------------------------------------
 
@@ -470,7 +499,9 @@ class Connection:
     # --- multicast ----------------------------------------------------------------------------
 
     def _track(self, ev: cl.ClientEvent) -> None:
-        if isinstance(ev, cl.GroupJoined):
+        if isinstance(ev, cl.KeyGrantReceived):
+            self._key_grant(ev)
+        elif isinstance(ev, cl.GroupJoined):
             self._setup_group(ev.state)
         elif isinstance(ev, cl.AdminResult) and ev.txn:
             for p in self._paths.values():

@@ -135,6 +135,19 @@ class CallOpened:
 
 
 @dataclass(frozen=True, slots=True)
+class KeyGrantReceived:
+    """The server handed over this member's opaque grant of ``group``'s key for ``epoch`` (in a
+    ``Joined`` answer or a ``KeyGrant`` push). Give it to ``GroupKeyring.accept``, which checks
+    it. A push the server resends because our Ack was lost is acked again but not re-emitted;
+    a grant repeated in the answer to a later Join is emitted again (accepting it is harmless).
+    """
+
+    group: str
+    epoch: int
+    grant: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class AdminResult:
     txn: int
     result: dict[str, object] | None
@@ -144,6 +157,7 @@ class AdminResult:
 ClientEvent = (
     Connected | Disconnected | LoginFailed | GroupJoined | GroupLeft | TalkerChanged
     | PresenceChanged | FloorStateChanged | RequestFailed | IncomingCall | CallOpened | AdminResult
+    | KeyGrantReceived
 )
 
 
@@ -197,6 +211,11 @@ class ClientCore:
         self._relogin_at: float | None = None
         self._relogin_backoff = RELOGIN_FIRST
         self._verifier_cache: tuple[bytes, int, bytes] | None = None
+
+    @property
+    def token(self) -> str:
+        """The user's secret token (the client derives its identity from it; never sent)."""
+        return self._token
 
     # --- outputs ------------------------------------------------------------------------------
 
@@ -371,6 +390,9 @@ class ClientCore:
         elif isinstance(msg, m.Joined):
             if self._answered(msg.txn) is not None:
                 self._on_joined(msg.state)
+                if msg.grant:
+                    self._events.append(KeyGrantReceived(msg.state.group, msg.state.key_epoch,
+                                                         msg.grant))
         elif isinstance(msg, m.Left):
             if self._answered(msg.txn) is not None:
                 self._events.append(GroupLeft(msg.group))
@@ -390,7 +412,7 @@ class ClientCore:
         elif isinstance(msg, m.AdminResponse):
             if self._answered(msg.txn) is not None:
                 self._events.append(AdminResult(msg.txn, dict(msg.result), None))
-        elif isinstance(msg, (m.FloorGranted, m.FloorRevoked, m.IncomingCall)):
+        elif isinstance(msg, (m.FloorGranted, m.FloorRevoked, m.IncomingCall, m.KeyGrant)):
             self._out.append(encode_message(m.Ack(msg.txn, self.session_id)))
             if self._seen.check_and_add(msg.txn):
                 self._on_unsolicited(msg, now)
@@ -488,6 +510,9 @@ class ClientCore:
             self._set(g, Participation.NO_PERMISSION, deny_cause=msg.cause)
 
     def _on_unsolicited(self, msg: m.Message, now: float) -> None:
+        if isinstance(msg, m.KeyGrant):
+            self._events.append(KeyGrantReceived(msg.group, msg.epoch, msg.grant))
+            return
         if isinstance(msg, m.IncomingCall):
             self._events.append(IncomingCall(msg.group, msg.peer))
             self.join(msg.group, now)

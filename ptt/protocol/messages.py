@@ -38,6 +38,7 @@ class MsgType(IntEnum):
     LEAVE = 22
     LEFT = 23
     PRESENCE = 24
+    KEY_GRANT = 25
     # floor
     FLOOR_REQUEST = 40
     FLOOR_RESPONSE = 41
@@ -135,6 +136,7 @@ class GroupState:
     mode: str = "relay"
     mcast_addr: str | None = None
     mcast_port: int = 0
+    key_epoch: int = 0  # the group key's epoch (0: the group has no key yet)
 
 
 # --- session -----------------------------------------------------------------------------------
@@ -142,11 +144,16 @@ class GroupState:
 
 @dataclass(frozen=True, slots=True)
 class Hello:
-    """First step of login: the client names itself and sends its nonce."""
+    """First step of login: the client names itself and sends its nonce.
+
+    ``pad`` makes the datagram at least ``ptt.crypto.limits.MIN_HELLO_SIZE`` bytes, so the
+    Challenge it draws is never larger (no amplification); the server ignores its content.
+    """
 
     txn: int
     user: str
     client_nonce: bytes
+    pad: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,8 +232,12 @@ class Join:
 
 @dataclass(frozen=True, slots=True)
 class Joined:
+    """Answer to ``Join``; ``grant`` is the joining member's opaque group-key grant for
+    ``state.key_epoch`` (``ptt.crypto.groupkeys``), empty when it has none."""
+
     txn: int
     state: GroupState
+    grant: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +260,17 @@ class Presence:
     group: str
     user: str
     online: bool
+
+
+@dataclass(frozen=True, slots=True)
+class KeyGrant:
+    """Unsolicited, acknowledged with ``Ack``: the member's opaque grant of ``group``'s key for
+    ``epoch``, sent when a coordinator uploads a new epoch. The server cannot open it."""
+
+    txn: int
+    group: str
+    epoch: int
+    grant: bytes
 
 
 # --- floor -------------------------------------------------------------------------------------
@@ -371,18 +393,19 @@ class Admin:
     txn: int
     session_id: int
     op: str
-    args: dict[str, str | int | float | bool | list[str] | None]
+    args: dict[str, str | int | float | bool | bytes | list[str] | dict[str, bytes] | None]
 
 
 @dataclass(frozen=True, slots=True)
 class AdminResponse:
     txn: int
-    result: dict[str, str | int | bool | list[str] | list[dict[str, str | int | bool | None]] | None]
+    result: dict[str, str | int | bool | bytes | list[str] | dict[str, bytes]
+                 | list[dict[str, str | int | bool | bytes | None]] | None]
 
 
 Message = (
     Hello | Challenge | Login | Welcome | Heartbeat | HeartbeatAck | Bye | Ack | Error
-    | Join | Joined | Leave | Left | Presence
+    | Join | Joined | Leave | Left | Presence | KeyGrant
     | FloorRequest | FloorResponse | FloorRelease | FloorReleased | FloorGranted | FloorRevoked
     | FloorTaken | FloorIdle | QueuePosition | Call | CallResponse | IncomingCall | Admin
     | AdminResponse
@@ -403,6 +426,7 @@ MESSAGE_TYPES: dict[MsgType, type] = {
     MsgType.LEAVE: Leave,
     MsgType.LEFT: Left,
     MsgType.PRESENCE: Presence,
+    MsgType.KEY_GRANT: KeyGrant,
     MsgType.FLOOR_REQUEST: FloorRequest,
     MsgType.FLOOR_RESPONSE: FloorResponse,
     MsgType.FLOOR_RELEASE: FloorRelease,

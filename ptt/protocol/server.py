@@ -36,7 +36,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ptt.errors import ProtocolError
+from ptt.errors import ConflictError, NotFoundError, ProtocolError
 from ptt.protocol import auth
 from ptt.protocol import floor as fl
 from ptt.protocol import messages as m
@@ -171,6 +171,8 @@ class GroupEntry:
     grant_burst: int = 0
     mcast_ready: bool = False  # the adapter listens on mcast_addr:mcast_port
     mcast_members: set[str] = field(default_factory=set)  # joined members on the multicast path
+    key_epoch: int = 0  # the group key's epoch; 0: no key uploaded yet
+    grants: dict[str, bytes] = field(default_factory=dict)  # user -> opaque grant of key_epoch
 
     def multicast_target(self) -> Addr | None:
         if self.mcast_ready and self.mcast_addr is not None and self.mode != "relay":
@@ -322,6 +324,7 @@ class ServerCore:
             return
         self._floor_events(self.floors.remove_member(group, user, now), now)
         del g.members[user]
+        g.grants.pop(user, None)  # a removed member gets no key; a coordinator rotates
         s = g.joined.pop(user, None)
         g.mcast_members.discard(user)
         if s is not None:
@@ -345,7 +348,40 @@ class ServerCore:
             mode=g.mode,
             mcast_addr=g.mcast_addr,
             mcast_port=g.mcast_port,
+            key_epoch=g.key_epoch,
         )
+
+    def set_group_key(self, group: str, epoch: int, grants: dict[str, bytes], now: float) -> None:
+        """A coordinator uploaded ``group``'s key for ``epoch``: one opaque grant per member.
+
+        Replaces every grant of the group (members not in ``grants`` have none afterwards) and
+        pushes a reliable ``KeyGrant`` to each online member that has one. Epochs only go up:
+        ConflictError for ``epoch`` <= the current one, except the same epoch with the same
+        grants (a repeated upload, a restore), which changes nothing. NotFoundError for an
+        unknown group. The server never opens a grant (``ptt.crypto.groupkeys``).
+        """
+        g = self.groups.get(group)
+        if g is None:
+            raise NotFoundError(f"unknown group '{group}'")
+        if epoch == g.key_epoch and grants == g.grants:
+            return
+        if epoch <= g.key_epoch:
+            raise ConflictError(f"group '{group}' already has key epoch {g.key_epoch}; "
+                                f"{epoch} is not newer")
+        g.key_epoch = epoch
+        g.grants = dict(grants)
+        for user, grant in g.grants.items():
+            s = self.sessions.by_user.get(user)
+            if s is not None:
+                self._send_reliable(s, lambda txn, gr=grant: m.KeyGrant(txn, g.name, epoch, gr),
+                                    now)
+
+    def group_key(self, group: str) -> tuple[int, dict[str, bytes]]:
+        """``(epoch, grants)`` of ``group`` (0 and no grants before the first upload)."""
+        g = self.groups.get(group)
+        if g is None:
+            raise NotFoundError(f"unknown group '{group}'")
+        return g.key_epoch, dict(g.grants)
 
     def online_users(self) -> set[str]:
         return set(self.sessions.by_user)
@@ -637,7 +673,8 @@ class ServerCore:
             g.targets.clear()
             self._announce(g, m.Presence(g.name, s.user, True), skip=s)
             self._events.append(MemberJoined(g.name, s.user))
-        self._answer(s.addr, msg.txn, m.Joined(msg.txn, self.group_state(g.name)), now)
+        self._answer(s.addr, msg.txn, m.Joined(msg.txn, self.group_state(g.name),
+                                               g.grants.get(s.user, b"")), now)
 
     def _leave(self, s: Session, group: str, now: float, lost: bool = False) -> None:
         g = self.groups.get(group)
