@@ -20,6 +20,12 @@ Typical use (what ``ptt talk --wav`` and ``ptt listen`` do)::
 
 Late entry: a listener that joins (or starts) mid-burst expects the burst the join answer names
 and plays its first frame one jitter-buffer delay (40 ms at first) after that frame arrives.
+
+End-to-end encryption: in a group with a key (``GroupState.key_epoch`` > 0) the talker seals every
+frame with the group's current key and the listener opens it, both through the connection's
+:class:`~ptt.client.keys.VoiceKeys`. Without its key a member cannot talk there (PttError) and
+hears nothing; frames in the clear or that fail to open are dropped and counted
+(``ListenerStats.undecryptable``). Plain groups (key epoch 0) work as before.
 """
 
 from __future__ import annotations
@@ -35,11 +41,13 @@ from ptt.audio.levels import Level, frame_level
 from ptt.audio.streams import SILENCE, ClockedSink, FrameSource
 from ptt.audio.tones import ToneSet, overlay
 from ptt.client.connection import Connection
+from ptt.client.keys import VoiceKeys
 from ptt.errors import PttError
 from ptt.media.receiver import BurstReceiver
 from ptt.media.sender import DEFAULT_REDUNDANCY, Packetizer, RedundancyPolicy
 from ptt.protocol import client as cl
 from ptt.protocol import messages as m
+from ptt.protocol.voice import decode_voice
 
 log = logging.getLogger("ptt.voice")
 
@@ -54,10 +62,12 @@ class ListenerStats:
     not_holder: int  # multicast frames from a member without the floor (whole connection)
     wrong_burst: int  # multicast frames from the holder, of another burst (whole connection)
     first_audio_at: float | None  # loop time of the first voice frame played
+    undecryptable: int = 0  # keyed group: in the clear, or did not open (forged, no key, replay)
 
     @property
     def dropped(self) -> int:
-        return self.foreign + self.malformed + self.not_holder + self.wrong_burst
+        return (self.foreign + self.malformed + self.not_holder + self.wrong_burst
+                + self.undecryptable)
 
 
 @dataclass
@@ -89,6 +99,7 @@ class Talker:
                                    expected_loss=self.policy.settings.expected_loss)
         self.redundancy = redundancy
         self.on_level = on_level
+        self.keys = VoiceKeys.of(conn)
 
     async def send(
         self,
@@ -103,6 +114,14 @@ class Talker:
         if route is None:
             raise PttError(f"you do not hold the floor in '{self.group}'")
         group_id, sender, burst = route
+        # a keyed group's burst is sealed with the key current now, to its end; no key, no talk
+        sealer = self.keys.sealer(self.group)
+
+        def send(datagram: bytes) -> None:
+            if sealer is not None:
+                datagram = sealer.seal(*decode_voice(datagram))
+            self.conn.send_voice(datagram)
+
         pk = Packetizer(group_id, sender, burst, self.redundancy)
         self.encoder.reset()
         frames = 0
@@ -122,11 +141,11 @@ class Talker:
                 break
             if self.on_level is not None:
                 self.on_level(frame_level(frame))
-            self.conn.send_voice(pk.packetize(self.encoder.encode(frame)))
+            send(pk.packetize(self.encoder.encode(frame)))
             frames += 1
         if reason != "floor lost":
             # a closing frame of silence carries END_OF_BURST so listeners end at once
-            self.conn.send_voice(pk.packetize(self.encoder.encode(SILENCE), last=True))
+            send(pk.packetize(self.encoder.encode(SILENCE), last=True))
         return BurstReport(frames, pk.bytes_sent, reason)
 
 
@@ -152,18 +171,30 @@ class Listener:
         self.alerts = 0  # emergency bursts announced to this listener
         self._events = conn.subscribe()
         self._was_playing = False
+        self.keys = VoiceKeys.of(conn)
+        self.undecryptable = 0
 
     @property
     def stats(self) -> ListenerStats:
         rx, conn = self.receiver, self.conn.voice_stats
         return ListenerStats(self.frames_played, rx.foreign, rx.malformed, conn.not_holder,
-                             conn.wrong_burst, self.first_audio_at)
+                             conn.wrong_burst, self.first_audio_at, self.undecryptable)
 
     def _on_voice(self, datagram: bytes) -> None:
         # floor news first: a new burst's first frames may come before this listener's next tick
         while not self._events.empty():
             self._handle(self._events.get_nowait())
-        self.receiver.receive(datagram, asyncio.get_running_loop().time())
+        opened = self.keys.open_voice(datagram)
+        if opened is None:
+            # malformed, or a keyed group's frame in the clear or that did not open
+            try:
+                decode_voice(datagram)
+            except PttError:
+                self.receiver.malformed += 1
+                return
+            self.undecryptable += 1
+            return
+        self.receiver.receive_parsed(*opened, asyncio.get_running_loop().time())
 
     def _follow(self, state_group_id: int | None = None) -> None:
         g = self.conn.core.groups.get(self.group)

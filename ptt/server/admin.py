@@ -3,16 +3,35 @@
 Each operation takes the ``args`` of an ``Admin`` message and returns the ``result`` map of the
 ``AdminResponse``. Errors are ``PttError``s; :func:`error_code` maps them to wire codes so that the
 CLI on the other side can print the same one-line message.
+
+End-to-end keys (issue 8). The server never sees a token nor a group key:
+
+* ``user.add`` takes the credentials a coordinator's client made (``ptt.client.keys.add_user``):
+  salt, iterations, verifier and the member's 64-byte public identity; ``server.info`` tells
+  that client the iteration count to use.
+* ``group.keys`` hands a coordinator's client the members' public identities and the current
+  epoch; ``group.set_key`` stores the signed grants it made for the next epoch (the server reads
+  only their clear fields, to check that each is for that member, group and epoch) and gives them
+  to the core, which pushes each online member its own.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import secrets
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from ptt.errors import (AuthError, ConflictError, NotFoundError, PttError, StoreError,
-                        ValidationError)
+from ptt.crypto.groupkeys import peek_grant
+from ptt.errors import (
+    AuthError,
+    ConflictError,
+    NotFoundError,
+    ProtocolError,
+    PttError,
+    StoreError,
+    ValidationError,
+)
 from ptt.names import group_name, parse_role, role_name, user_name
 from ptt.protocol import auth
 from ptt.protocol.messages import ErrorCode, Role
@@ -21,6 +40,9 @@ from ptt.server.store import GroupRecord, Store
 
 Result = dict[str, Any]
 DEFAULT_MULTICAST_NETWORK = "239.255.0.0/16"  # administratively scoped (RFC 2365)
+PUBLIC_SIZE = 64  # ptt.crypto.identity.PublicIdentity
+NO_CREDENTIALS = ("user.add needs the credentials made by the coordinator's client (salt, "
+                  "iterations, verifier, public key): the token is made by your client; update ptt")
 
 
 def multicast_for(group_id: int, port_base: int,
@@ -58,6 +80,8 @@ class Admin:
         self.mcast_port_base = mcast_port_base
         self.mcast_network = mcast_network
         self.iterations = iterations
+        # True once every client makes its users' tokens itself (ptt.client.keys.add_user)
+        self.require_client_credentials = False
         self._ops: dict[str, Callable[[dict[str, Any], float], Result]] = {
             "user.add": self.user_add,
             "user.list": self.user_list,
@@ -69,6 +93,9 @@ class Admin:
             "group.delete": self.group_delete,
             "group.add": self.group_add,
             "group.remove": self.group_remove,
+            "group.keys": self.group_keys,
+            "group.set_key": self.group_set_key,
+            "server.info": self.server_info,
         }
 
     def execute(self, op: str, args: dict[str, Any], now: float) -> Result:
@@ -79,14 +106,16 @@ class Admin:
 
     # --- loading ------------------------------------------------------------------------------
 
-    def load_all(self) -> None:
-        """Mirror the whole store into the core (at start)."""
+    def load_all(self, now: float = 0.0) -> None:
+        """Mirror the whole store into the core (at start), group keys included."""
         for u in self.store.list_users():
             self.core.upsert_user(u.name, u.role, u.salt, u.iterations, u.verifier)
         for g in self.store.list_groups(include_private=True):
             self._mirror_group(g)
         for mem in self.store.all_memberships():
             self.core.set_member(mem.group, mem.user, mem.listen_only)
+        for key in self.store.all_group_keys():
+            self.core.set_group_key(key.group, key.epoch, key.grants, now)
 
     def _mirror_group(self, g: GroupRecord) -> None:
         addr, port = multicast_for(g.id, self.mcast_port_base, self.mcast_network)
@@ -103,9 +132,31 @@ class Admin:
     # --- users --------------------------------------------------------------------------------
 
     def user_add(self, args: dict[str, Any], now: float) -> Result:
+        """Store a user whose token the coordinator's client made; the server gets only the
+        verifier and the public identity (``ptt.client.keys.add_user``)."""
         role = parse_role(args.get("role") or "volunteer")
-        name, token = self.create_user(_str(args, "name"), role)
-        return {"name": name, "role": role_name(role), "token": token}
+        if args.get("verifier") is None:
+            if self.require_client_credentials:
+                raise ValidationError(NO_CREDENTIALS)
+            name, token = self.create_user(_str(args, "name"), role)
+            return {"name": name, "role": role_name(role), "token": token}
+        salt, verifier = _blob(args, "salt"), _blob(args, "verifier")
+        public = _blob(args, "public")
+        iterations = args.get("iterations")
+        if len(public) != PUBLIC_SIZE:
+            raise ValidationError(f"invalid public key: expected {PUBLIC_SIZE} bytes")
+        if (isinstance(iterations, bool) or not isinstance(iterations, int)
+                or not auth.MIN_ITERATIONS <= iterations <= auth.MAX_ITERATIONS):
+            raise ValidationError(f"invalid iteration count {iterations!r}")
+        if len(salt) < 8 or len(verifier) < 16:
+            raise ValidationError("invalid credentials: salt or verifier too short")
+        rec = self.store.add_user(_str(args, "name"), role, salt, iterations, verifier, public)
+        self.core.upsert_user(rec.name, rec.role, rec.salt, rec.iterations, rec.verifier)
+        return {"name": rec.name, "role": role_name(rec.role)}
+
+    def server_info(self, args: dict[str, Any], now: float) -> Result:
+        """What a coordinator's client needs to make credentials for this server."""
+        return {"iterations": self.iterations}
 
     def user_list(self, args: dict[str, Any], now: float) -> Result:
         online = self.core.online_users()
@@ -116,10 +167,13 @@ class Admin:
         ]}
 
     def user_remove(self, args: dict[str, Any], now: float) -> Result:
+        """Remove a user; ``rekey`` lists its encrypted groups, which the coordinator's client
+        rotates next (the removed user still holds their current keys)."""
         name = user_name(_str(args, "name"))
+        rekey = [g.name for g in self.store.groups_of(name) if g.encrypted and g.key_epoch]
         self.store.remove_user(name)
         self.core.remove_user(name, now)
-        return {"name": name}
+        return {"name": name, "rekey": rekey}
 
     # --- groups -------------------------------------------------------------------------------
 
@@ -131,6 +185,7 @@ class Admin:
             kwargs["mode"] = str(args["mode"])
         if args.get("record") is not None:
             kwargs["record"] = bool(args["record"])
+        kwargs["encrypted"] = not args.get("plain")
         g = self.store.create_group(_str(args, "name"), **kwargs)
         self._mirror_group(g)
         return _group_summary(g, 0, 0, None)
@@ -178,9 +233,7 @@ class Admin:
         for u in users:  # check all first, so a typo changes nothing
             self.store.get_user(u)
         listen_only = bool(args.get("listen_only") or False)
-        for u in users:
-            if u in self.core.groups[name].members:
-                self.store.remove_member(name, u)
+        for u in users:  # an existing member keeps its grant: only the flag changes
             self.store.add_member(name, u, listen_only)
             self.core.set_member(name, u, listen_only, now)
         return {"name": name, "users": users}
@@ -196,6 +249,51 @@ class Admin:
             self.store.remove_member(name, u)
             self.core.remove_member(name, u, now)
         return {"name": name, "users": users}
+
+    # --- end-to-end keys ----------------------------------------------------------------------
+
+    def group_keys(self, args: dict[str, Any], now: float) -> Result:
+        """The members' public identities, for the coordinator's client to check against its
+        pins and wrap the next epoch for. ``missing``: members without one (made before
+        issue 8: remove and add them again)."""
+        name = group_name(_str(args, "name"))
+        g = self.store.get_group(name)
+        keys = self.store.member_keys(name)
+        return {"name": g.name, "encrypted": g.encrypted, "epoch": g.key_epoch,
+                "group_id": g.id,
+                "members": {u: p for u, p in keys.items() if p is not None},
+                "missing": sorted(u for u, p in keys.items() if p is None)}
+
+    def group_set_key(self, args: dict[str, Any], now: float) -> Result:
+        """Store the grants of a new epoch and hand them to the core (which pushes them)."""
+        name = group_name(_str(args, "name"))
+        g = self.store.get_group(name)
+        epoch = args.get("epoch")
+        if isinstance(epoch, bool) or not isinstance(epoch, int):
+            raise ValidationError("missing 'epoch'")
+        grants = args.get("grants")
+        if not isinstance(grants, dict) or not all(
+                isinstance(u, str) and isinstance(b, bytes) for u, b in grants.items()):
+            raise ValidationError("missing 'grants': user -> grant bytes")
+        for user, blob in grants.items():
+            try:
+                info = peek_grant(blob)
+            except ProtocolError:
+                raise ValidationError(f"malformed key grant for '{user}'") from None
+            if (info.recipient, info.group, info.group_id, info.epoch) != (user, g.name, g.id,
+                                                                           epoch):
+                raise ValidationError(f"the grant for '{user}' is for another member, group "
+                                      f"or epoch")
+        key = self.store.set_group_key(name, epoch, dict(grants))
+        self.core.set_group_key(key.group, key.epoch, key.grants, now)
+        return {"name": key.group, "epoch": key.epoch, "members": sorted(key.grants)}
+
+
+def _blob(args: dict[str, Any], key: str) -> bytes:
+    v = args.get(key)
+    if not isinstance(v, bytes) or not v:
+        raise ValidationError(f"missing '{key}'")
+    return v
 
 
 def _str(args: dict[str, Any], key: str) -> str:
@@ -214,4 +312,5 @@ def _users(args: dict[str, Any]) -> list[str]:
 
 def _group_summary(g: GroupRecord, members: int, online: int, talker: str | None) -> Result:
     return {"name": g.name, "max_talk_ms": int(g.max_talk * 1000), "mode": g.mode,
-            "record": g.record, "members": members, "online": online, "talker": talker}
+            "record": g.record, "members": members, "online": online, "talker": talker,
+            "encrypted": g.encrypted, "key_epoch": g.key_epoch}

@@ -1,0 +1,389 @@
+"""End-to-end group voice keys on the client: making users, issuing keys, holding them.
+
+Who does what (docs/security.md, issue 8)::
+
+    coordinator's client                        server                     member's client
+    add_user(conn, "ann")
+      token = new_token(); verifier; identity_from_token(token, "ann").public
+      pins ann's public key             --- user.add {salt, iterations, verifier, public} -->
+      prints the token (it never leaves this machine but to ann)
+    rekey(conn, "ops")                  --- group.keys ---> members' public keys
+      checks them against its pins, signs epoch + 1 for each member
+                                        --- group.set_key {epoch, grants} --> stored, pushed
+                                                                            VoiceKeys.of(conn):
+                                                                            identity from token,
+                                                                            opens its grant,
+                                                                            Talker seals,
+                                                                            Listener opens
+
+The server stores verifiers, public keys and signed, wrapped grants: it can neither log a member
+into its keys nor hear or forge the group's voice. The identity is derived from the token
+(:func:`~ptt.crypto.identity.identity_from_token`), so the coordinator knows each member's
+public key before the server ever sees it, and a member needs no key file of its own.
+
+Pins. A coordinator pins member keys (``member-keys.pins``), a member pins the signing keys of
+the coordinators whose grants it accepts (``coordinator-keys.pins``), trust on first use, and any
+change is refused with both fingerprints. Both files live next to the client config (mode 0600,
+refused when others may read them): :func:`pins_path` gives the path when this machine has a
+client config (``ptt login``), else pins live in memory for the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ptt.client.connection import Connection
+from ptt.config import client_config_path
+from ptt.crypto.groupkeys import GroupKeyring, issue_group_key, peek_grant
+from ptt.crypto.identity import (
+    Identity,
+    KeyPins,
+    PinStatus,
+    PublicIdentity,
+    identity_from_token,
+    load_pins,
+    save_pins,
+)
+from ptt.crypto.voice import VoiceSealer
+from ptt.errors import AuthError, ProtocolError, PttError, ValidationError
+from ptt.names import parse_role, role_name, user_name
+from ptt.protocol import auth
+from ptt.protocol.voice import VoiceFlags, VoiceHeader, decode_voice
+
+__all__ = [
+    "MEMBER_PINS",
+    "SIGNER_PINS",
+    "PinFile",
+    "VoiceKeys",
+    "add_user",
+    "pins_path",
+    "rekey",
+]
+
+log = logging.getLogger("ptt.keys")
+
+MEMBER_PINS = "member-keys.pins"  # a coordinator's pins of members' public identities
+SIGNER_PINS = "coordinator-keys.pins"  # a member's pins of coordinators' signing keys
+NO_X25519 = bytes(32)  # a signer pin knows only the Ed25519 half (a grant carries no more)
+
+Entropy = Callable[[int], bytes]
+
+
+def pins_path(name: str, config_path: Path | None = None) -> Path | None:
+    """Where pins file ``name`` lives: next to ``config_path`` (``--config``) or the default
+    client config. None when no client config exists there (pins then stay in memory)."""
+    config = Path(config_path) if config_path is not None else client_config_path()
+    return config.parent / name if config.exists() else None
+
+
+class PinFile:
+    """:class:`~ptt.crypto.identity.KeyPins` saved to ``path`` after every new pin (or only in
+    memory when ``path`` is None)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.pins = load_pins(path) if path is not None else KeyPins()
+
+    def check(self, user: str, public: PublicIdentity) -> PinStatus:
+        status = self.pins.check(user, public)
+        if status is PinStatus.NEW:
+            self.save()
+        return status
+
+    def get(self, user: str) -> PublicIdentity | None:
+        return self.pins.get(user)
+
+    def replace(self, user: str, public: PublicIdentity) -> None:
+        """Pin a new key after a person compared fingerprints (a member's new device)."""
+        self.pins.replace(user, public)
+        self.save()
+
+    def save(self) -> None:
+        if self.path is not None:
+            save_pins(self.path, self.pins)
+
+
+# connections -> their in-memory pins, when no pins file is configured
+_MEMORY_PINS: weakref.WeakKeyDictionary[Connection, PinFile] = weakref.WeakKeyDictionary()
+
+
+def _member_pins(conn: Connection, path: Path | None) -> PinFile:
+    if path is not None:
+        return PinFile(path)
+    pins = _MEMORY_PINS.get(conn)
+    if pins is None:
+        pins = _MEMORY_PINS[conn] = PinFile(None)
+    return pins
+
+
+# --- the coordinator's side ----------------------------------------------------------------------
+
+
+async def server_iterations(conn: Connection) -> int:
+    """The PBKDF2 iteration count the server asks for (admin ``server.info``)."""
+    result = await conn.admin("server.info", {})
+    iterations = result.get("iterations")
+    if isinstance(iterations, bool) or not isinstance(iterations, int):
+        raise ProtocolError("server.info without an iteration count")
+    return iterations
+
+
+async def add_user(
+    conn: Connection,
+    name: str,
+    role: str = "volunteer",
+    iterations: int | None = None,
+    *,
+    pins: Path | None = None,
+) -> str:
+    """Create user ``name`` with a token made here; returns the token (show it once).
+
+    The server receives only the salt, the PBKDF2 verifier and the user's public identity,
+    derived from the token, which this coordinator pins at once (``pins``: the member pins
+    file, default :func:`pins_path` of :data:`MEMBER_PINS`). ``iterations``: default the
+    server's own setting.
+    """
+    name = user_name(name)
+    role = role_name(parse_role(role))
+    if iterations is None:
+        iterations = await server_iterations(conn)
+    token = auth.new_token(secrets.token_bytes(auth.TOKEN_BYTES))
+    creds = auth.make_credentials(token, secrets.token_bytes(auth.SALT_SIZE), iterations)
+    public = identity_from_token(token, name).public
+    pin_file = _member_pins(conn, pins if pins is not None else pins_path(MEMBER_PINS))
+    known = pin_file.get(name)
+    await conn.admin("user.add", {"name": name, "role": role, "salt": creds.salt,
+                                  "iterations": creds.iterations, "verifier": creds.verifier,
+                                  "public": public.to_bytes()})
+    if known is not None and known != public:
+        # the user was removed and added again: a new token, hence a new key, which we made
+        pin_file.replace(name, public)
+    else:
+        pin_file.check(name, public)
+    return token
+
+
+async def rekey(
+    conn: Connection,
+    group: str,
+    *,
+    pins: Path | None = None,
+    entropy: Entropy = os.urandom,
+) -> int:
+    """Issue ``group``'s next key epoch to its current members; returns the epoch.
+
+    Run after every membership change (``ptt group add/remove``, ``ptt user remove``) and by
+    ``ptt group rekey``. Member keys fetched from the server are checked against this
+    coordinator's pins: unknown ones are pinned (trust on first use), a changed one is refused
+    (AuthError naming the user and both fingerprints) and nothing is issued. ValidationError
+    for a plain group, and for members without a public key (made before end-to-end keys:
+    remove and add them again).
+    """
+    info = await conn.admin("group.keys", {"name": group})
+    name = str(info["name"])
+    if not info.get("encrypted"):
+        raise ValidationError(f"group '{name}' is plain: its voice is not encrypted, so it has "
+                              f"no key")
+    missing = list(info.get("missing") or [])
+    if missing:
+        raise ValidationError(
+            f"{', '.join(missing)} in '{name}' have no public key (made by an older ptt): "
+            f"remove them and add them again with 'ptt user add'")
+    offered: dict[str, Any] = dict(info.get("members") or {})
+    pin_file = _member_pins(conn, pins if pins is not None else pins_path(MEMBER_PINS))
+    members: dict[str, PublicIdentity] = {}
+    for user, raw in sorted(offered.items()):
+        public = PublicIdentity.from_bytes(bytes(raw))
+        if pin_file.pins.check(user, public) is PinStatus.CHANGED:
+            pinned = pin_file.get(user)
+            assert pinned is not None
+            raise AuthError(
+                f"the server offers another key for '{user}' than the one pinned: pinned "
+                f"{pinned.fingerprint}, offered {public.fingerprint}. Nothing was issued. "
+                f"If {user} really got a new token, remove and add them again; else do not trust "
+                f"this server")
+        members[user] = public
+    pin_file.save()
+    me = identity_from_token(conn.token, conn.user)
+    epoch = int(info["epoch"]) + 1
+    _, grants = issue_group_key(me, conn.user, name, int(info["group_id"]), epoch, members,
+                                entropy)
+    await conn.admin("group.set_key", {"name": name, "epoch": epoch, "grants": grants})
+    return epoch
+
+
+# --- the member's side ---------------------------------------------------------------------------
+
+_KEYS: weakref.WeakKeyDictionary[Connection, VoiceKeys] = weakref.WeakKeyDictionary()
+
+
+class VoiceKeys:
+    """A member's group keys on one connection: take one with :meth:`of`.
+
+    Opens every grant the connection receives (``Connection.on_key_grant``) with the identity
+    derived from the connection's token, accepting only signers it pinned (the first key seen
+    per coordinator name is pinned, a changed one refused). :meth:`sealer` gives the Talker the
+    group's current :class:`~ptt.crypto.voice.VoiceSealer`; :meth:`open_voice` turns a received
+    datagram into (header, payload) or None for the Listener, the recorder and the desktop.
+    """
+
+    def __init__(self, conn: Connection, pins: Path | None = None) -> None:
+        self.conn = conn
+        self.identity: Identity = identity_from_token(conn.token, conn.user)
+        self.signers = PinFile(pins)
+        self.rings: dict[str, GroupKeyring] = {}
+        self.refused_grants = 0  # grants that did not open (untrusted signer, replay, damage)
+        self.last_refusal: str | None = None
+        self.dropped_plain = 0  # frames in the clear in a keyed group
+        self.dropped_sealed = 0  # frames that did not open (no key, forged, replayed, ended)
+        self.opened = 0
+        self._sealers: dict[str, VoiceSealer] = {}
+        self._bursts: dict[str, set[tuple[int, int]]] = {}  # group -> (sender, burst) opened
+        conn.on_key_grant(self._on_grant)
+        for group in list(conn.core.groups):
+            held = conn.key_grant(group)
+            if held is not None:
+                self.accept(group, held[1])
+
+    @classmethod
+    def of(cls, conn: Connection, pins: Path | None = None) -> VoiceKeys:
+        """The connection's VoiceKeys, made on first use (``pins``: the signer pins file,
+        default :func:`pins_path` of :data:`SIGNER_PINS`)."""
+        keys = _KEYS.get(conn)
+        if keys is None:
+            keys = _KEYS[conn] = cls(conn, pins if pins is not None else pins_path(SIGNER_PINS))
+        return keys
+
+    # --- grants -------------------------------------------------------------------------------
+
+    def _on_grant(self, group: str, epoch: int, grant: bytes) -> None:
+        self.accept(group, grant)
+
+    def accept(self, group: str, grant: bytes) -> bool:
+        """Open and install one grant; False (logged, counted) when it is refused."""
+        try:
+            info = peek_grant(grant)
+            if info.signer == self.conn.user:
+                trusted = self.identity.public.ed25519  # my own signature: nothing to pin
+            else:
+                pinned = self.signers.get(info.signer)
+                trusted = info.signer_key if pinned is None else pinned.ed25519
+            ring = self._ring(group, info.group_id)
+            ring.accept(grant, self.identity, self.conn.user, {info.signer: trusted},
+                        self._now())
+        except (AuthError, ProtocolError) as exc:
+            self.refused_grants += 1
+            self.last_refusal = f"key grant for '{group}' refused: {exc}"
+            log.warning("%s", self.last_refusal)
+            return False
+        if info.signer != self.conn.user and self.signers.get(info.signer) is None:
+            self.signers.check(info.signer, PublicIdentity(NO_X25519, info.signer_key))
+            log.info("pinned %s's signing key (first use)", info.signer)
+        return True
+
+    def _ring(self, group: str, grant_group_id: int) -> GroupKeyring:
+        state = self._state(group)
+        group_id = state.group_id if state is not None else grant_group_id
+        ring = self.rings.get(group)
+        if ring is None or ring.group_id != group_id:  # new, or the group was made anew
+            ring = self.rings[group] = GroupKeyring(group, group_id)
+            self._sealers.pop(group, None)
+        return ring
+
+    def _state(self, group: str) -> Any:
+        g = self.conn.core.groups.get(group)
+        return g.state if g is not None else None
+
+    def _now(self) -> float:
+        try:
+            return asyncio.get_running_loop().time()
+        except RuntimeError:
+            return 0.0
+
+    # --- voice --------------------------------------------------------------------------------
+
+    def epoch(self, group: str) -> int:
+        """The epoch of the key this member holds for ``group`` (0: none)."""
+        ring = self.rings.get(group)
+        return ring.current.epoch if ring is not None and ring.current is not None else 0
+
+    def keyed(self, group: str) -> bool:
+        """True when ``group``'s voice is sealed: the server says it has a key, or we hold one."""
+        state = self._state(group)
+        return bool(state is not None and getattr(state, "key_epoch", 0)) or self.epoch(group) > 0
+
+    def sealer(self, group: str) -> VoiceSealer | None:
+        """The sealer for a burst starting now; None for a plain group. PttError in a keyed
+        group whose key this member does not hold (it must not talk in the clear)."""
+        ring = self.rings.get(group)
+        if ring is None or ring.current is None:
+            if self.keyed(group):
+                why = f" ({self.last_refusal})" if self.last_refusal else ""
+                raise PttError(f"no key for '{group}' yet, so you cannot talk there: ask a "
+                               f"coordinator to run 'ptt group rekey {group}'{why}")
+            return None
+        sealer = self._sealers.get(group)
+        if sealer is None:
+            sealer = self._sealers[group] = VoiceSealer(ring.current)
+        elif ring.current.epoch > sealer.key.epoch:
+            sealer.install(ring.current)
+        return sealer
+
+    def open_voice(self, datagram: bytes) -> tuple[VoiceHeader, bytes] | None:
+        """Header and plaintext payload of a received voice datagram, or None to drop it.
+
+        In a keyed group, frames in the clear and frames that do not open (no key, forged,
+        replayed, of an ended burst) are dropped and counted; in a plain group the datagram is
+        split as it is. Probes and unknown groups pass through undecided (the caller's filters
+        count them)."""
+        try:
+            header, payload = decode_voice(datagram)
+        except ProtocolError:
+            return None
+        if header.flags & VoiceFlags.PROBE:
+            return header, payload
+        group = self._group_of(header.group_id)
+        if group is None or not self.keyed(group):
+            return header, payload
+        if not header.flags & VoiceFlags.ENCRYPTED:
+            self.dropped_plain += 1
+            return None
+        ring = self.rings.get(group)
+        if ring is None:
+            self.dropped_sealed += 1
+            return None
+        ring.handle_timer(self._now())  # retire an old epoch once its grace is over
+        self._end_old_bursts(group, ring, (header.sender, header.burst_id))
+        try:
+            opened = ring.opener.open(datagram)
+        except (AuthError, ProtocolError):
+            self.dropped_sealed += 1
+            return None
+        self._bursts.setdefault(group, set()).add((header.sender, header.burst_id))
+        self.opened += 1
+        return opened
+
+    def _group_of(self, group_id: int) -> str | None:
+        for name, g in self.conn.core.groups.items():
+            if g.state is not None and g.state.group_id == group_id:
+                return name
+        return None
+
+    def _end_old_bursts(self, group: str, ring: GroupKeyring, arriving: tuple[int, int]) -> None:
+        """Bursts the floor moved past are over: their frames are refused from now on (a
+        hostile server replaying them gets nothing played)."""
+        seen = self._bursts.get(group)
+        if not seen:
+            return
+        g = self.conn.core.groups.get(group)
+        current = g.talker_burst if g is not None and g.talker is not None else None
+        for burst in [b for b in seen if b != arriving and b[1] != current]:
+            ring.opener.end_burst(*burst)
+            seen.discard(burst)
