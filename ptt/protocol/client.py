@@ -20,6 +20,14 @@ HAS_PERMISSION    granted (answer or from the queue)    release_floor(); FloorRe
 PENDING_RELEASE   release_floor()                       FloorReleased; timeout
 ================  ====================================  ==========================================
 
+Security. Only the login travels in the clear: a Hello padded so the server's Challenge is never
+larger, the Challenge, the Login and the ``Error`` answers to them. The client derives the session
+key when it answers the Challenge and builds its :class:`~ptt.crypto.channel.SecureChannel`
+before sending the Login; it accepts only a *sealed* Welcome (one that opens proves the server
+holds the user's verifier), then seals every request, heartbeat and Ack, and drops every
+datagram that does not open (forged, altered, replayed). Plain, it accepts only a Challenge and
+``Error(AUTH_FAILED | NO_SESSION)``, whose forgery can do no more than make it log in again.
+
 The connection heals itself: ``Error(NO_SESSION)`` (a restarted server) or silence from the server
 for ``session_timeout`` starts a new login, and every group that was joined is joined again.
 """
@@ -30,6 +38,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Callable
 
+from ptt.crypto.channel import SEALED_MAGIC, Role, SecureChannel
+from ptt.crypto.limits import padding_needed
 from ptt.errors import ProtocolError, PttError
 from ptt.protocol import auth
 from ptt.protocol import messages as m
@@ -183,6 +193,13 @@ class GroupView:
         self.revoked.add(burst)
 
 
+def _PLAIN_OK(msg: m.Message) -> bool:
+    """What the client takes in the clear: the login's Challenge and the errors that send it
+    back to logging in. Everything else (the Welcome first) must come sealed."""
+    return isinstance(msg, m.Challenge) or (isinstance(msg, m.Error) and msg.code in (
+        m.ErrorCode.AUTH_FAILED, m.ErrorCode.NO_SESSION))
+
+
 def newer(a: int, b: int) -> bool:
     """Serial-number comparison (RFC 1982) of 32-bit burst ids: is ``a`` after ``b``?"""
     return a != b and ((a - b) % BURST_SPACE) < BURST_SPACE // 2
@@ -211,6 +228,8 @@ class ClientCore:
         self._relogin_at: float | None = None
         self._relogin_backoff = RELOGIN_FIRST
         self._verifier_cache: tuple[bytes, int, bytes] | None = None
+        self._channel: SecureChannel | None = None
+        self.dropped = 0  # datagrams refused: did not open, or plain where sealed is required
 
     @property
     def token(self) -> str:
@@ -245,13 +264,20 @@ class ClientCore:
         self._relogin_at = None
         self._next_heartbeat = None
         self._client_nonce = self._entropy(16)
-        self._request("hello", "", lambda t: m.Hello(t, self.user, self._client_nonce), now)
+        self._channel = None
+        self._request("hello", "", self._hello, now)
+
+    def _hello(self, txn: int) -> m.Hello:
+        """A Hello padded to MIN_HELLO_SIZE, so the Challenge it draws is never larger."""
+        bare = m.Hello(txn, self.user, self._client_nonce)
+        return m.Hello(txn, self.user, self._client_nonce,
+                       bytes(padding_needed(len(encode_message(bare)))))
 
     def close(self, now: float) -> None:
         """Say goodbye (best effort, not retransmitted) and stop all timers."""
         if self.conn is ConnState.CONNECTED:
             self._txn_next()
-            self._out.append(encode_message(m.Bye(self._txn, self.session_id)))
+            self._emit(encode_message(m.Bye(self._txn, self.session_id)))
         self.conn = ConnState.DISCONNECTED
         self._rt = Retransmitter()
         self._pending.clear()
@@ -310,18 +336,28 @@ class ClientCore:
     # --- input --------------------------------------------------------------------------------
 
     def receive_datagram(self, data: bytes, now: float) -> None:
-        if is_voice(data):
+        if is_voice(data) or not data:
             return  # the media path handles voice
+        sealed = data[0] == SEALED_MAGIC
         try:
-            msg = decode_message(data)
-        except ProtocolError:
+            if sealed:
+                if self._channel is None:
+                    raise ProtocolError("sealed datagram before a login")
+                msg = decode_message(self._channel.open(data))
+            else:
+                msg = decode_message(data)
+                if not _PLAIN_OK(msg):
+                    raise ProtocolError(f"plain {type(msg).__name__}: it must come sealed")
+        except PttError:  # forged, altered, replayed, malformed: as if it never came
+            self.dropped += 1
             return
         self._last_heard = now
         self._handle(msg, now)
 
     def handle_timer(self, now: float) -> None:
         resend, expired = self._rt.handle_timer(now)
-        self._out.extend(d for d, _ in resend)
+        for data, sealed in resend:  # sealed anew: the server's window took the first copy
+            self._emit(data, sealed is True)
         for e in expired:
             what, group = self._pending.pop(e.key, ("", ""))
             self._timed_out(what, group, now)
@@ -330,7 +366,7 @@ class ClientCore:
                 self._lost("no answer from the server", now)
             elif self._next_heartbeat is not None and now >= self._next_heartbeat:
                 self._txn_next()
-                self._out.append(encode_message(m.Heartbeat(self._txn, self.session_id)))
+                self._emit(encode_message(m.Heartbeat(self._txn, self.session_id)))
                 self._next_heartbeat = now + self.heartbeat
         if self.conn is not ConnState.CONNECTED:
             for g in self.groups.values():  # requests carried over an outage end with it
@@ -348,10 +384,20 @@ class ClientCore:
     def _request(self, what: str, group: str, make: Callable[[int], m.Message], now: float) -> int:
         txn = self._txn_next()
         data = encode_message(make(txn))
+        sealed = what not in ("hello", "login")
         self._pending[txn] = (what, group)
-        self._rt.add(txn, data, None, now)
-        self._out.append(data)
+        self._rt.add(txn, data, sealed, now)  # the plaintext: each resend is sealed anew
+        self._emit(data, sealed)
         return txn
+
+    def _emit(self, plain: bytes, sealed: bool = True) -> None:
+        """Queue one datagram: sealed, unless it is part of the login."""
+        if not sealed:
+            self._out.append(plain)
+        elif self._channel is not None and self._channel.session_id is not None:
+            self._out.append(self._channel.seal(plain))
+        # else no session yet: a request made while logging in waits for its resend or
+        # for the re-join/re-request that follows the Welcome
 
     def _group(self, group: str) -> GroupView:
         g = self.groups.get(group)
@@ -413,7 +459,7 @@ class ClientCore:
             if self._answered(msg.txn) is not None:
                 self._events.append(AdminResult(msg.txn, dict(msg.result), None))
         elif isinstance(msg, (m.FloorGranted, m.FloorRevoked, m.IncomingCall, m.KeyGrant)):
-            self._out.append(encode_message(m.Ack(msg.txn, self.session_id)))
+            self._emit(encode_message(m.Ack(msg.txn, self.session_id)))
             if self._seen.check_and_add(msg.txn):
                 self._on_unsolicited(msg, now)
         elif isinstance(msg, m.FloorTaken):
@@ -444,6 +490,8 @@ class ClientCore:
         verifier = self._verifier_cache[2]
         proof = auth.login_proof(verifier, self._client_nonce, msg.server_nonce, self.user)
         cn, sn = self._client_nonce, msg.server_nonce
+        # ready before the Login leaves: the Welcome comes sealed with this session's key
+        self._channel = SecureChannel(Role.CLIENT, auth.session_key(verifier, cn, sn), self.user)
         self._request("login", "", lambda t: m.Login(t, self.user, cn, sn, proof), now)
 
     def _on_welcome(self, msg: m.Welcome, now: float) -> None:

@@ -36,15 +36,17 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ptt.errors import ConflictError, NotFoundError, ProtocolError
+from ptt.crypto import limits
+from ptt.crypto.channel import SEALED_MAGIC, Role, SecureChannel, peek_session_id
+from ptt.errors import ConflictError, NotFoundError, ProtocolError, PttError
 from ptt.protocol import auth
 from ptt.protocol import floor as fl
 from ptt.protocol import messages as m
 from ptt.protocol.session import HEARTBEAT_INTERVAL, SESSION_TIMEOUT, Addr, Session, SessionTable
 from ptt.protocol.transactions import ResponseCache, Retransmitter
 from ptt.protocol.voice import VoiceFlags, VoiceHeader, encode_voice, peek_route
-from ptt.protocol.wire import (decode_heartbeat, decode_message, encode_heartbeat_ack,
-                              encode_message, is_voice)
+from ptt.protocol.wire import (VOICE_MAGIC, decode_heartbeat, decode_message,
+                              encode_heartbeat_ack, encode_message)
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,10 @@ _FLAGS_AT = 2  # byte offsets in the voice header (ptt.protocol.voice)
 _SEQ_AT = 16
 _PROBE = PROBE_SEQ.to_bytes(2, "big")
 _ECHO = ECHO_SEQ.to_bytes(2, "big")
+# what a session may send (sealed); anything else inside a sealed datagram is dropped
+_SESSION_MESSAGES = (m.Heartbeat, m.Bye, m.Join, m.Leave, m.FloorRequest, m.FloorRelease, m.Call,
+                     m.Admin)
+_NO_SESSION_TEXT = "no session: log in again"
 
 
 # --- events out --------------------------------------------------------------------------------
@@ -182,9 +188,17 @@ class GroupEntry:
 
 @dataclass(frozen=True, slots=True)
 class ServerCoreConfig:
+    """Timers, floor rules and the abuse limits on datagrams without a session.
+
+    ``rate_limits`` is charged per source (host, port) and in aggregate for every plain datagram
+    and every sealed one naming an unknown session; a load generator with thousands of clients
+    on one address raises ``global_rate``/``global_burst``.
+    """
+
     heartbeat: float = HEARTBEAT_INTERVAL
     session_timeout: float = SESSION_TIMEOUT
     floor: fl.FloorConfig = fl.FloorConfig()
+    rate_limits: limits.RateLimits = limits.RateLimits()
 
 
 class ServerCore:
@@ -203,8 +217,11 @@ class ServerCore:
         self.sessions = SessionTable(config.session_timeout)
         self.floors = fl.FloorSet()
         self._pending_login: dict[tuple[Addr, bytes], tuple[bytes, float]] = {}
-        self._cache: ResponseCache[tuple[Addr, int]] = ResponseCache()
-        self._reliable: Retransmitter[tuple[int, int]] = Retransmitter()
+        # answers by (addr, txn) for plain requests, by (session id, txn) for sealed ones (sealed)
+        self._cache: ResponseCache[tuple[object, int]] = ResponseCache()
+        self._reliable: Retransmitter[tuple[int, int]] = Retransmitter()  # plaintext, to a Session
+        self._limiter = limits.RateLimiter(config.rate_limits)
+        self._req_len = 0  # size of the plain datagram being answered (no amplification)
         self._txn = 0
         self._out: list[tuple[bytes, Addr]] = []
         self._events: deque[ServerEvent] = deque()
@@ -239,7 +256,10 @@ class ServerCore:
             self._end_session(s, "expired", now)
         self._floor_events(self.floors.handle_timer(now), now)
         resend, expired = self._reliable.handle_timer(now)
-        self._out.extend((d, a) for d, a in resend)  # type: ignore[misc]
+        for plain, dest in resend:  # sealed anew: the client's window took the first copy
+            s = dest  # type: ignore[assignment]
+            if isinstance(s, Session) and self.sessions.by_id.get(s.session_id) is s:
+                self._out.append((self._seal(s, plain), s.addr))
         for e in expired:
             sid = e.key[0]
             s = self.sessions.by_id.get(sid)
@@ -391,25 +411,101 @@ class ServerCore:
     def receive_datagram(self, data: bytes, addr: Addr, now: float) -> tuple[Addr, ...] | None:
         """Handle one datagram. For an accepted voice frame, returns the relay's destinations
         (possibly none); for anything else, None."""
-        if is_voice(data):
+        if not data or len(data) > limits.max_size(data):
+            self._drop(addr, f"datagram size {len(data)} out of bounds")
+            return None
+        first = data[0]
+        if first == VOICE_MAGIC:
             return self.route_voice(data, addr, now)
-        hb = decode_heartbeat(data)
-        if hb is not None:
-            s = self.sessions.lookup(hb[1], addr)
-            if s is not None:
-                s.last_seen = now
-                self._out.append((encode_heartbeat_ack(hb[0]), addr))
-                return None  # otherwise the generic path answers NO_SESSION
+        if first == SEALED_MAGIC:
+            self._receive_sealed(data, addr, now)
+        else:
+            self._receive_plain(data, addr, now)
+        return None
+
+    def _receive_sealed(self, data: bytes, addr: Addr, now: float) -> None:
+        """A session's datagram: open it (or drop it silently), then act on it."""
+        try:
+            sid = peek_session_id(data)
+        except ProtocolError as exc:
+            self._drop(addr, str(exc))
+            return
+        s = self.sessions.by_id.get(sid)
+        if s is None or s.channel is None:
+            # an expired session, a restarted server, or a forgery: tell the sender to log in
+            # again, if it fits (a sealed datagram is at least 30 bytes, the answer 30)
+            if self._limiter.allow(addr[:2], now):
+                self._req_len = len(data)
+                self._reply_plain(addr, 0, m.Error(0, m.ErrorCode.NO_SESSION, _NO_SESSION_TEXT),
+                                  now, cache=False)
+            self._drop(addr, "sealed datagram for an unknown session")
+            return
+        if s.addr != addr:
+            self._drop(addr, "sealed datagram from another address than its session's")
+            return
+        try:
+            plain = s.channel.open(data)
+        except PttError as exc:  # forged, altered, replayed or too old: nothing changed
+            self._drop(addr, f"sealed datagram refused: {exc}")
+            return
+        s.last_seen = now
+        hb = decode_heartbeat(plain)
+        if hb is not None and hb[1] == sid:  # the fast path: most of a big server's traffic
+            self._out.append((s.channel.seal(encode_heartbeat_ack(hb[0])), addr))
+            return
+        try:
+            msg = decode_message(plain)
+            if getattr(msg, "session_id", sid) != sid:
+                raise ProtocolError("sealed message names another session")
+            if isinstance(msg, m.Ack):
+                self._reliable.ack((sid, msg.txn))
+            elif isinstance(msg, _SESSION_MESSAGES):
+                cached = None if isinstance(msg, m.Heartbeat) else self._cache.get(
+                    (sid, msg.txn), now)
+                if cached is not None:
+                    self._out.append((cached, addr))
+                else:
+                    self._on_session_message(s, msg, now)
+            else:
+                raise ProtocolError(f"unexpected sealed {type(msg).__name__} from a client")
+        except ProtocolError as exc:
+            self._drop(addr, str(exc))
+
+    def _receive_plain(self, data: bytes, addr: Addr, now: float) -> None:
+        """A datagram without a session: rate-limited, and answered only by what fits in it."""
+        if not self._limiter.allow(addr[:2], now):
+            self._drop(addr, "rate limit for datagrams without a session")
+            return
         try:
             msg = decode_message(data)
         except ProtocolError as exc:
             self._drop(addr, str(exc))
-            return None
-        try:
-            self._dispatch(msg, addr, now)
-        except ProtocolError as exc:
-            self._drop(addr, str(exc))
-        return None
+            return
+        self._req_len = len(data)
+        if isinstance(msg, (m.Hello, m.Login)):
+            if isinstance(msg, m.Hello) and len(data) < limits.MIN_HELLO_SIZE:
+                self._drop(addr, f"hello of {len(data)} bytes: unpadded")
+                return
+            cached = self._cache.get((addr, msg.txn), now)
+            if cached is not None:
+                if limits.answer_fits(data, cached):
+                    self._out.append((cached, addr))
+                return
+            try:
+                if isinstance(msg, m.Hello):
+                    self._on_hello(msg, addr, now)
+                else:
+                    self._on_login(msg, addr, now)
+            except ProtocolError as exc:
+                self._drop(addr, str(exc))
+        elif isinstance(msg, _SESSION_MESSAGES):
+            # session traffic is sealed: a plain one is a forgery or a client from before a
+            # restart; it learns to log in again, if the answer fits
+            self._reply_plain(addr, msg.txn, m.Error(msg.txn, m.ErrorCode.NO_SESSION,
+                                                     _NO_SESSION_TEXT), now, cache=False)
+            self._drop(addr, f"plain {type(msg).__name__}: session messages are sealed")
+        else:
+            self._drop(addr, f"unexpected plain {type(msg).__name__} from a client")
 
     def route_voice(self, data: bytes, addr: Addr, now: float) -> tuple[Addr, ...] | None:
         """The relay's hot path: forward only the current holder's current burst.
@@ -511,7 +607,7 @@ class ServerCore:
                                           int(g.max_talk * 1000))
         else:  # idle, or the sender holds a newer burst than it talks with: its burst is over
             msg = m.FloorIdle(g.name, burst_id)
-        self._out.append((encode_message(msg), s.addr))
+        self._send(s, msg)
 
     def admin_reply(
         self,
@@ -525,50 +621,25 @@ class ServerCore:
             reply: m.Message = m.Error(cmd.txn, error[0], error[1])
         else:
             reply = m.AdminResponse(cmd.txn, result or {})  # type: ignore[arg-type]
-        self._answer(cmd.addr, cmd.txn, reply, now)
+        s = self.sessions.by_id.get(cmd.session_id)
+        if s is None or s.addr != cmd.addr:
+            self._drop(cmd.addr, f"answer to {cmd.op} for a session that ended")
+            return
+        self._answer(s, cmd.txn, reply, now)
 
     # --- dispatch -----------------------------------------------------------------------------
 
-    def _dispatch(self, msg: m.Message, addr: Addr, now: float) -> None:
-        txn = getattr(msg, "txn", None)
-        if isinstance(msg, m.Ack):
-            self._on_ack(msg, addr, now)
-            return
-        if txn is not None and not isinstance(msg, (m.Heartbeat,)):
-            cached = self._cache.get((addr, txn), now)
-            if cached is not None:
-                s = self.sessions.by_addr.get(addr)
-                if s is not None:
-                    s.last_seen = now
-                self._out.append((cached, addr))
-                return
-        if isinstance(msg, m.Hello):
-            self._on_hello(msg, addr, now)
-        elif isinstance(msg, m.Login):
-            self._on_login(msg, addr, now)
-        elif isinstance(msg, (m.Heartbeat, m.Bye, m.Join, m.Leave, m.FloorRequest,
-                              m.FloorRelease, m.Call, m.Admin)):
-            s = self.sessions.lookup(msg.session_id, addr)
-            if s is None:
-                self._answer(addr, msg.txn, m.Error(msg.txn, m.ErrorCode.NO_SESSION,
-                                                    "no session: log in again"), now)
-                return
-            s.last_seen = now
-            self._on_session_message(s, msg, now)
-        else:
-            self._drop(addr, f"unexpected {type(msg).__name__} from a client")
-
     def _on_session_message(self, s: Session, msg: m.Message, now: float) -> None:
-        if isinstance(msg, m.Heartbeat):
-            self._out.append((encode_message(m.HeartbeatAck(msg.txn)), s.addr))
+        if isinstance(msg, m.Heartbeat):  # not the fast path's shape, still a heartbeat
+            self._send(s, m.HeartbeatAck(msg.txn))
         elif isinstance(msg, m.Bye):
-            self._answer(s.addr, msg.txn, m.Ack(msg.txn), now)
+            self._answer(s, msg.txn, m.Ack(msg.txn), now)
             self._end_session(s, "bye", now)
         elif isinstance(msg, m.Join):
             self._on_join(s, msg, now)
         elif isinstance(msg, m.Leave):
             self._leave(s, msg.group, now)
-            self._answer(s.addr, msg.txn, m.Left(msg.txn, msg.group), now)
+            self._answer(s, msg.txn, m.Left(msg.txn, msg.group), now)
         elif isinstance(msg, m.FloorRequest):
             self._on_floor_request(s, msg, now)
         elif isinstance(msg, m.FloorRelease):
@@ -578,14 +649,14 @@ class ServerCore:
                      and f.burst_id != msg.burst_id)
             if f is not None and not stale:
                 self._floor_events(self.floors.release(msg.group, s.user, now), now)
-            self._answer(s.addr, msg.txn, m.FloorReleased(msg.txn, msg.group), now)
+            self._answer(s, msg.txn, m.FloorReleased(msg.txn, msg.group), now)
         elif isinstance(msg, m.Call):
             self._on_call(s, msg, now)
         elif isinstance(msg, m.Admin) and msg.op == VOICE_PATH_OP:
             self._on_voice_path(s, msg, now)
         elif isinstance(msg, m.Admin):
             if s.role != m.Role.COORDINATOR and msg.op not in ("group.list", "group.show"):
-                self._answer(s.addr, msg.txn, m.Error(msg.txn, m.ErrorCode.FORBIDDEN,
+                self._answer(s, msg.txn, m.Error(msg.txn, m.ErrorCode.FORBIDDEN,
                                                       "not a coordinator"), now)
                 return
             self._events.append(AdminCommand(s.session_id, s.user, s.role, msg.op,
@@ -607,7 +678,7 @@ class ServerCore:
         if len(self._pending_login) >= LOGIN_PENDING_MAX:
             self._expire_logins(now)
         self._pending_login[(addr, msg.client_nonce)] = (server_nonce, now + LOGIN_PENDING_TTL)
-        self._answer(addr, msg.txn, m.Challenge(msg.txn, server_nonce, salt, iterations), now)
+        self._reply_plain(addr, msg.txn, m.Challenge(msg.txn, server_nonce, salt, iterations), now)
 
     def _expire_logins(self, now: float) -> None:
         for k in [k for k, (_, until) in self._pending_login.items() if until < now]:
@@ -628,21 +699,27 @@ class ServerCore:
             )
         )
         if not ok or user is None:
-            self._answer(addr, msg.txn, m.Error(msg.txn, m.ErrorCode.AUTH_FAILED,
-                                                "login failed: wrong user or token"), now)
+            self._reply_plain(addr, msg.txn, m.Error(msg.txn, m.ErrorCode.AUTH_FAILED,
+                                                     "login failed: wrong user or token"), now)
             return
         for old in {self.sessions.by_user.get(user.name), self.sessions.by_addr.get(addr)}:
             if old is not None:
                 self._end_session(old, "replaced", now)
         sid = self._new_session_id()
         key = auth.session_key(user.verifier, msg.client_nonce, msg.server_nonce)
-        s = Session(sid, user.name, user.role, addr, now, key)
+        s = Session(sid, user.name, user.role, addr, now, key,
+                    channel=SecureChannel(Role.SERVER, key, user.name, sid))
         self.sessions.add(s)
+        self._limiter.forget(addr[:2])  # its traffic is sealed now and charged to the session
         self._events.append(SessionStarted(user.name, sid, addr))
         groups = sorted(n for n, g in self.groups.items() if user.name in g.members)
-        self._answer(addr, msg.txn, m.Welcome(
+        # sealed: a Welcome that opens proves to the client that this server holds its verifier
+        self._answer(s, msg.txn, m.Welcome(
             msg.txn, sid, user.role, int(self.config.heartbeat * 1000),
             int(self.config.session_timeout * 1000), groups), now)
+        # the Login's resend (the Welcome was lost) is plain: answer it from the cache too, but
+        # like any plain datagram only if the Welcome fits in it (else it logs in afresh)
+        self._cache.put((addr, msg.txn), self._out[-1][0], now)
 
     def _new_session_id(self) -> int:
         while True:
@@ -654,7 +731,7 @@ class ServerCore:
         for group in list(s.joined):
             self._leave(s, group, now, lost=reason != "bye")
         self.sessions.remove(s)
-        self._reliable.cancel_where(s.addr)
+        self._reliable.cancel_where(s)
         self._events.append(SessionEnded(s.user, s.session_id, reason))
 
     # --- groups -------------------------------------------------------------------------------
@@ -665,7 +742,7 @@ class ServerCore:
             code = m.ErrorCode.NOT_FOUND if g is None else m.ErrorCode.NOT_MEMBER
             text = (f"unknown group '{msg.group}'" if g is None
                     else f"'{s.user}' is not a member of '{msg.group}'")
-            self._answer(s.addr, msg.txn, m.Error(msg.txn, code, text), now)
+            self._answer(s, msg.txn, m.Error(msg.txn, code, text), now)
             return
         if s.user not in g.joined:
             g.joined[s.user] = s
@@ -673,7 +750,7 @@ class ServerCore:
             g.targets.clear()
             self._announce(g, m.Presence(g.name, s.user, True), skip=s)
             self._events.append(MemberJoined(g.name, s.user))
-        self._answer(s.addr, msg.txn, m.Joined(msg.txn, self.group_state(g.name),
+        self._answer(s, msg.txn, m.Joined(msg.txn, self.group_state(g.name),
                                                g.grants.get(s.user, b"")), now)
 
     def _leave(self, s: Session, group: str, now: float, lost: bool = False) -> None:
@@ -696,7 +773,7 @@ class ServerCore:
         if peer is None or msg.peer == s.user:
             text = "you cannot call yourself" if msg.peer == s.user else (
                 f"user '{msg.peer}' is not online")
-            self._answer(s.addr, msg.txn, m.Error(msg.txn, m.ErrorCode.NOT_FOUND, text), now)
+            self._answer(s, msg.txn, m.Error(msg.txn, m.ErrorCode.NOT_FOUND, text), now)
             return
         a, b = sorted((s.user, msg.peer))
         name = f"call:{a}+{b}"
@@ -705,7 +782,7 @@ class ServerCore:
             self.upsert_group(name, self._next_private, self.config.floor.max_talk, private=True)
             self.set_member(name, a)
             self.set_member(name, b)
-        self._answer(s.addr, msg.txn, m.CallResponse(msg.txn, name), now)
+        self._answer(s, msg.txn, m.CallResponse(msg.txn, name), now)
         self._send_reliable(peer, lambda txn: m.IncomingCall(txn, name, s.user), now)
 
     def _on_voice_path(self, s: Session, msg: m.Admin, now: float) -> None:
@@ -722,7 +799,7 @@ class ServerCore:
                 (g.mcast_members.add if multicast else g.mcast_members.discard)(s.user)
                 g.targets.clear()
             result["multicast"] = multicast
-        self._answer(s.addr, msg.txn, m.AdminResponse(msg.txn, result), now)  # type: ignore[arg-type]
+        self._answer(s, msg.txn, m.AdminResponse(msg.txn, result), now)  # type: ignore[arg-type]
         if g is not None and result["multicast"]:  # moved mid-burst: whose frames to play
             f = self.floors.floor(g.name)
             self._holder_notice(g, f.holder, f.burst_id, [s])
@@ -732,7 +809,7 @@ class ServerCore:
     def _on_floor_request(self, s: Session, msg: m.FloorRequest, now: float) -> None:
         g = self.groups.get(msg.group)
         if g is None:
-            self._answer(s.addr, msg.txn, m.Error(msg.txn, m.ErrorCode.NOT_FOUND,
+            self._answer(s, msg.txn, m.Error(msg.txn, m.ErrorCode.NOT_FOUND,
                                                   f"unknown group '{msg.group}'"), now)
             return
         prio = msg.priority
@@ -740,7 +817,7 @@ class ServerCore:
                 prio == m.Priority.EMERGENCY and s.role not in EMERGENCY_ROLES):
             reply = m.FloorResponse(msg.txn, g.name, m.FloorResult.DENIED,
                                     cause=m.DenyCause.NOT_ALLOWED)
-            self._answer(s.addr, msg.txn, reply, now)
+            self._answer(s, msg.txn, reply, now)
             # reported like any other denial, so logs, counters and metrics see it
             self._events.append(FloorRequested(g.name, s.user, prio))
             self._events.append(FloorEvent(fl.Denied(g.name, s.user, m.DenyCause.NOT_ALLOWED)))
@@ -777,7 +854,7 @@ class ServerCore:
         # answer, which the requester waits on; then the news for everyone else
         if direct is not None:
             self._notice_holder(g, direct)
-        self._answer(s.addr, msg.txn, reply, now)
+        self._answer(s, msg.txn, reply, now)
         if direct is not None:
             self._events.append(FloorEvent(direct))
             self._granted(g, direct, now, requester=s)
@@ -840,35 +917,51 @@ class ServerCore:
 
     # --- sending ------------------------------------------------------------------------------
 
-    def _answer(self, addr: Addr, txn: int, msg: m.Message, now: float) -> None:
+    def _seal(self, s: Session, plain: bytes) -> bytes:
+        assert s.channel is not None  # every session is made with its channel
+        return s.channel.seal(plain)
+
+    def _send(self, s: Session, msg: m.Message) -> None:
+        """One sealed datagram to a session, not cached nor retransmitted."""
+        self._out.append((self._seal(s, encode_message(msg)), s.addr))
+
+    def _answer(self, s: Session, txn: int, msg: m.Message, now: float) -> None:
+        """Answer a session's request; a retransmission of it gets the same sealed bytes, which
+        the client's replay window accepts once (it takes them only if the first copy was lost)."""
+        data = self._seal(s, encode_message(msg))
+        self._cache.put((s.session_id, txn), data, now)
+        self._out.append((data, s.addr))
+
+    def _reply_plain(self, addr: Addr, txn: int, msg: m.Message, now: float,
+                     cache: bool = True) -> None:
+        """Answer a datagram that carries no session: only if no larger than it (no
+        amplification: a spoofed source gains nothing by reflecting off the server)."""
         data = encode_message(msg)
-        self._cache.put((addr, txn), data, now)
+        if not limits.answer_fits(self._req_len, data):
+            self._drop(addr, f"no answer: {type(msg).__name__} larger than its request")
+            return
+        if cache:
+            self._cache.put((addr, txn), data, now)
         self._out.append((data, addr))
 
     def _announce(self, g: GroupEntry, msg: m.Message, skip: Session | None = None) -> None:
-        data = encode_message(msg)
-        self._out.extend((data, s.addr) for s in g.joined.values() if s is not skip)
+        data = encode_message(msg)  # encoded once, sealed per member
+        self._out.extend((self._seal(s, data), s.addr) for s in g.joined.values() if s is not skip)
 
     def _send_to_user(self, user: str, msg: m.Message) -> None:
         s = self.sessions.by_user.get(user)
         if s is not None:
-            self._out.append((encode_message(msg), s.addr))
+            self._send(s, msg)
 
     def _send_reliable(self, s: Session, make: Callable[[int], m.Message], now: float
                        ) -> tuple[int, int]:
+        """Send until acked; the plaintext is kept and sealed anew for every resend."""
         self._txn = (self._txn + 1) & 0x7FFFFFFF or 1
-        data = encode_message(make(self._txn))
+        plain = encode_message(make(self._txn))
         key = (s.session_id, self._txn)
-        self._reliable.add(key, data, s.addr, now)
-        self._out.append((data, s.addr))
+        self._reliable.add(key, plain, s, now)
+        self._out.append((self._seal(s, plain), s.addr))
         return key
-
-    def _on_ack(self, msg: m.Ack, addr: Addr, now: float) -> None:
-        s = self.sessions.lookup(msg.session_id, addr)
-        if s is None:
-            return
-        s.last_seen = now
-        self._reliable.ack((s.session_id, msg.txn))
 
     def _drop(self, addr: Addr, reason: str) -> None:
         self._events.append(Dropped(addr, reason))

@@ -1,8 +1,10 @@
 """Sessions on the server: who is logged in, from where, and until when.
 
-A session is created by a successful login and bound to the client's address. Every datagram from
-that address refreshes it; a session not heard from for ``timeout`` seconds expires. Expiry is found
-with a heap of deadlines checked lazily, so heartbeats cost a dict lookup and an assignment.
+A session is created by a successful login and bound to the client's address; it holds the
+session's :class:`~ptt.crypto.channel.SecureChannel`, through which every later control datagram
+in either direction goes. Every datagram from that address that opens refreshes it; a session
+not heard from for ``timeout`` seconds expires. Expiry is found with a heap of deadlines checked
+lazily, so heartbeats cost a dict lookup, one AEAD open and an assignment.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass, field
 
+from ptt.crypto.channel import SecureChannel
 from ptt.protocol.messages import Role
 
 Addr = tuple[str, int] | tuple[str, int, int, int]
@@ -26,6 +29,7 @@ class Session:
     addr: Addr
     last_seen: float
     key: bytes = b""
+    channel: SecureChannel | None = None  # seals and opens every control datagram after login
     notice_at: float = 0.0  # last "you do not hold the floor" notice (rate limit)
     joined: set[str] = field(default_factory=set)
 
