@@ -39,6 +39,7 @@ BENCHMARKS = {
     "crypto": "bench_crypto",
     "load": "bench_load",
     "memory": "bench_memory",
+    "fuzz": "bench_fuzz",
 }
 
 
