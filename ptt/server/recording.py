@@ -20,6 +20,11 @@ record flag is set (``ptt group create/update --record``), re-read after every `
 administration command. One-to-one calls are private conversations, not groups, and are never
 recorded.
 
+End-to-end encrypted groups (issue 8; every group not created ``--plain``): the server cannot hear
+their voice, so it records their floor events only, and notes once per burst (in the log and as a
+``voice_encrypted`` event) that the audio is end-to-end encrypted. To record such a group's
+audio, a member records it (``ptt record``), with its own key.
+
 Clocks: the server core runs on the loop's monotonic ``now``; recordings need wall time. The
 offset between the two is measured once at attach, so the times in a recording keep the same
 spacing as the floor's timers even if the wall clock is stepped while the server runs.
@@ -226,6 +231,8 @@ class ServerRecording:
         self.live = LiveRecording(directory or server.config.record_dir)
         self._recorded: dict[int, str] = {}  # group id -> name, of the groups being recorded
         self._names: set[str] = set()
+        self._sealed: set[str] = set()  # recorded groups whose voice is end-to-end encrypted
+        self._noted: deque[tuple[str, int]] = deque(maxlen=CLOSED_MEMORY)  # bursts logged
         self._last_request: dict[str, str] = {}  # group -> last requester (who pre-empted)
         self._offset = 0.0
         self._timer: asyncio.TimerHandle | None = None
@@ -264,9 +271,12 @@ class ServerRecording:
         """Re-read which groups record (the store's flags may have changed)."""
         store = self.server.store
         flagged: set[str] = set()
-        if not self.record_all and store is not None:
+        encrypted: set[str] = set()
+        if store is not None:
             try:
-                flagged = {g.name for g in store.list_groups() if g.record}
+                groups = store.list_groups()
+                flagged = {g.name for g in groups if g.record}
+                encrypted = {g.name for g in groups if g.encrypted}
             except PttError as exc:
                 log.error("recording: cannot read the groups' record flags: %s", exc)
         recorded = {}
@@ -278,6 +288,9 @@ class ServerRecording:
         stopped = self._names - set(recorded.values())
         self._recorded = recorded
         self._names = set(recorded.values())
+        self._sealed = {name for name in self._names
+                        if name in encrypted
+                        or getattr(self.server.core.groups[name], "key_epoch", 0) > 0}
         wall = time.time() if not _loop_running() else self.wall(asyncio.get_running_loop().time())
         for name in stopped:
             self.live.end_group(name, wall)
@@ -292,9 +305,21 @@ class ServerRecording:
             header, payload = decode_voice(data)
         except ProtocolError:
             return
+        if group in self._sealed or header.flags & VoiceFlags.ENCRYPTED:
+            self._note_sealed(group, header, now)
+            return
         s = self.server.core.sessions.by_id.get(header.sender)
         self.live.voice(group, s.user if s is not None else None, header, payload,
                         self.wall(now))
+
+    def _note_sealed(self, group: str, header: VoiceHeader, now: float) -> None:
+        """Once per burst: say that its audio is not recorded, and why."""
+        if header.flags & VoiceFlags.PROBE or (group, header.burst_id) in self._noted:
+            return
+        self._noted.append((group, header.burst_id))
+        log.info("[%s] burst %d is end-to-end encrypted: events recorded, audio not (a member "
+                 "records it with 'ptt record')", group, header.burst_id)
+        self.live.event(group, "voice_encrypted", self.wall(now), burst=header.burst_id)
 
     def on_event(self, ev: ServerEvent, now: float) -> None:
         if isinstance(ev, AdminCommand):
