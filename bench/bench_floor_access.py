@@ -90,6 +90,8 @@ def measure(n_clients: int, duration: float, *, group_size: int = GROUP_SIZE,
         "server_datagrams_in_per_s": d["datagrams_in"] / d["wall"],
         "failed": res["failed"] + res["unfinished"],
         "disconnects": sum(w["disconnects"] for w in wstats),
+        "gc_full_collections": s1["gc"]["count"][2] - s0["gc"]["count"][2],
+        "gc_longest_ms": 1e3 * max(s1["gc"]["longest"]),
         "load_workers": n_workers,
         "setup_s": setup_s,
     }

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ptt.protocol import client as cl
-from ptt.protocol.voice import HEADER_SIZE, VoiceHeader, encode_voice
+from ptt.protocol.voice import HEADER_SIZE, VoiceFlags, VoiceHeader, encode_voice
 from ptt.protocol.wire import VOICE_MAGIC
 
 LOCALHOST = "127.0.0.1"
@@ -123,6 +123,7 @@ def _server_main(conn: Any, workdir: str, iterations: int) -> None:
         await server.start()
         loop = asyncio.get_running_loop()
         done = loop.create_future()
+        pauses = _GcPauses()
 
         def on_command() -> None:
             try:
@@ -139,7 +140,8 @@ def _server_main(conn: Any, workdir: str, iterations: int) -> None:
                     res = {"cpu": time.process_time(), "wall": time.monotonic(),
                            "user": t.user, "sys": t.system,
                            "counters": asdict(server.counters),
-                           "sessions": len(server.core.sessions)}
+                           "sessions": len(server.core.sessions),
+                           "gc": pauses.snapshot()}
                 elif cmd == "stop":
                     conn.send(("ok", None))
                     if not done.done():
@@ -161,6 +163,33 @@ def _server_main(conn: Any, workdir: str, iterations: int) -> None:
         server.close()
 
     asyncio.run(main())
+
+
+class _GcPauses:
+    """Collector pauses in this process, per generation: count, total and longest (seconds)."""
+
+    def __init__(self) -> None:
+        import gc
+
+        self.count = [0, 0, 0]
+        self.total = [0.0, 0.0, 0.0]
+        self.longest = [0.0, 0.0, 0.0]
+        self._t0 = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+            return
+        g = info["generation"]
+        dt = time.perf_counter() - self._t0
+        self.count[g] += 1
+        self.total[g] += dt
+        self.longest[g] = max(self.longest[g], dt)
+
+    def snapshot(self) -> dict[str, list[Any]]:
+        return {"count": list(self.count), "total": list(self.total),
+                "longest": list(self.longest)}
 
 
 def _provision(server: Any, spec: dict[str, Any], now: float) -> dict[str, str]:
@@ -267,6 +296,7 @@ class ClientPool:
         self.heap: list[tuple[float, int, int, Callable[[], None] | None]] = []
         self._seq = 0
         self.extra_fds: dict[int, Callable[[], None]] = {}
+        self.sinks: list[socket.socket] = []
         self.on_events: Callable[[int, list[Any], float, float], None] | None = None
         self.on_voice: Callable[[int, bytes, int], None] | None = None
         self.joined = 0
@@ -337,6 +367,29 @@ class ClientPool:
             self.armed[i] = at
             self._seq += 1
             heapq.heappush(self.heap, (at, self._seq, i, None))
+
+    def add_sinks(self, n: int) -> list[tuple[str, int]]:
+        """``n`` more receive sockets, not connected (the clients' sockets take datagrams from
+        the server only): what they receive goes to ``on_voice`` like a client's voice."""
+        addrs = []
+        for _ in range(n):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.setblocking(False)
+            sock.bind((LOCALHOST, 0))
+            self.sinks.append(sock)
+            self.extra_fds[sock.fileno()] = lambda sock=sock: self._drain(sock)
+            self.ep.register(sock.fileno(), select.EPOLLIN)
+            addrs.append(sock.getsockname())
+        return addrs
+
+    def _drain(self, sock: socket.socket) -> None:
+        for _ in range(64):
+            try:
+                data = sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            if data and data[0] == VOICE_MAGIC and self.on_voice is not None:
+                self.on_voice(-1, data, time.monotonic_ns())
 
     def _rejoin(self, i: int, group: str) -> None:
         self.cores[i].join(group, time.monotonic())
@@ -424,7 +477,7 @@ class ClientPool:
         for i, core in enumerate(self.cores):
             core.close(now)
             self.flush(i)
-        for s in self.socks:
+        for s in self.socks + self.sinks:
             s.close()
         self.ep.close()
 
@@ -468,6 +521,8 @@ def _worker_main(conn: Any, server: tuple[str, int], clients: list[tuple[str, st
                 conn.send(("ok", {"cpu": time.process_time(), "connected": len(pool.online),
                                   "disconnects": pool.disconnects,
                                   "failures": pool.failures[:5]}))
+            elif cmd == "sinks":  # unconnected sockets for the kernel floor's fan-out
+                conn.send(("ok", pool.add_sinks(int(arg))))
             elif cmd == "probe":
                 state["role"] = FloorProbe(pool, conn, **arg)
             elif cmd == "listen":
@@ -661,28 +716,64 @@ class FloorProbe:
 
 
 class Listener:
-    """Records each voice datagram's latency: receive time minus the send time in its payload."""
+    """Records each voice datagram's latency: receive time minus the send time in its payload.
+
+    A sealed frame's payload is ciphertext (the relay never opens it, nor does this listener):
+    its receive time is kept under its (sender, seq) and matched with the talker's send log."""
 
     def __init__(self, pool: ClientPool, conn: Any) -> None:
         self.lat_ns = array.array("q")
+        self.sealed_keys = array.array("q")
+        self.sealed_ns = array.array("q")
         self.received = 0
         pool.on_voice = self.on_voice
         conn.send(("ok", None))
 
     def on_voice(self, i: int, data: bytes, t_ns: int) -> None:
         self.received += 1
-        self.lat_ns.append(t_ns - STAMP.unpack_from(data, HEADER_SIZE)[0])
+        if data[2] & VoiceFlags.ENCRYPTED:
+            self.sealed_keys.append(frame_key(data))
+            self.sealed_ns.append(t_ns)
+        else:
+            self.lat_ns.append(t_ns - STAMP.unpack_from(data, HEADER_SIZE)[0])
 
     def result(self) -> dict[str, Any]:
-        return {"received": self.received, "lat_ns": self.lat_ns.tobytes()}
+        return {"received": self.received, "lat_ns": self.lat_ns.tobytes(),
+                "sealed_keys": self.sealed_keys.tobytes(), "sealed_ns": self.sealed_ns.tobytes()}
+
+
+def frame_key(data: bytes) -> int:
+    """(sender, seq) of a voice datagram as one integer, read from the clear header."""
+    return int.from_bytes(data[8:12], "big") << 16 | int.from_bytes(data[16:18], "big")
+
+
+def sealed_latencies(send_keys: bytes, send_ns: bytes, listener_results: list[dict[str, Any]]
+                     ) -> array.array[int]:
+    """Receive minus send time of sealed frames, joined on (sender, seq)."""
+    keys, ns = array.array("q"), array.array("q")
+    keys.frombytes(send_keys)
+    ns.frombytes(send_ns)
+    sent = dict(zip(keys, ns))
+    out = array.array("q")
+    for r in listener_results:
+        rk, rn = array.array("q"), array.array("q")
+        rk.frombytes(r["sealed_keys"])
+        rn.frombytes(r["sealed_ns"])
+        out.extend(t - sent[k] for k, t in zip(rk, rn) if k in sent)
+    return out
 
 
 class Talker:
     """Every client of the pool takes the floor of its first group and sends paced voice frames."""
 
-    def __init__(self, pool: ClientPool, conn: Any, payload: int = 80) -> None:
+    def __init__(self, pool: ClientPool, conn: Any, payload: int = 80, sealed: bool = False
+                 ) -> None:
         self.pool, self.conn = pool, conn
         self.filler = bytes(max(0, payload - STAMP.size))
+        self.sealed = sealed  # frames sealed with ptt.crypto.voice under a random group key
+        self.sealers: dict[int, Any] = {}
+        self.send_keys = array.array("q")
+        self.send_ns = array.array("q")
         self.sent = 0
         self.granted: set[int] = set()
         self.released: set[int] = set()
@@ -704,6 +795,9 @@ class Talker:
                 route = self.pool.cores[i].talk_route(ev.group)
                 assert route is not None
                 self.routes[i] = route
+                if self.sealed:
+                    from ptt.crypto.voice import VoiceKey, VoiceSealer
+                    self.sealers[i] = VoiceSealer(VoiceKey(route[0], 1, os.urandom(32)))
                 self.granted.add(i)
                 if len(self.granted) == len(self.pool.cores):
                     self.conn.send(("ok", {"granted": len(self.granted)}))
@@ -724,7 +818,9 @@ class Talker:
             t0 = start + interval * i / n
             self.pool.call_at(t0, lambda i=i, t0=t0: self._send(i, t0, interval))
         self.pool.call_at(self.end + interval + 0.01,
-                          lambda: self.conn.send(("ok", {"sent": self.sent})))
+                          lambda: self.conn.send(("ok", {
+                              "sent": self.sent, "send_keys": self.send_keys.tobytes(),
+                              "send_ns": self.send_ns.tobytes()})))
 
     def _send(self, i: int, t0: float, interval: float) -> None:
         now = time.monotonic()
@@ -733,8 +829,14 @@ class Talker:
         gid, sid, burst = self.routes[i]
         seq = self.seq[i]
         self.seq[i] = seq + 1
-        data = encode_voice(VoiceHeader(gid, sid, burst, seq, seq * 320),
-                            STAMP.pack(time.monotonic_ns()) + self.filler)
+        header = VoiceHeader(gid, sid, burst, seq, seq * 320)
+        sealer = self.sealers.get(i)
+        if sealer is None:
+            data = encode_voice(header, STAMP.pack(time.monotonic_ns()) + self.filler)
+        else:  # same payload size, sealed: 16 bytes of tag more on the wire
+            data = sealer.seal(header, STAMP.pack(0) + self.filler)
+            self.send_keys.append(sid << 16 | seq & 0xFFFF)
+            self.send_ns.append(time.monotonic_ns())
         try:
             self.pool.socks[i].send(data)
             self.sent += 1
@@ -748,3 +850,57 @@ class Talker:
         for i, core in enumerate(self.pool.cores):
             core.release_floor(self.pool.groups[i][0], time.monotonic())
             self.pool.flush(i)
+
+
+# --- the kernel floor ----------------------------------------------------------------------------
+
+
+def _floor_main(conn: Any, fanouts: list[list[tuple[str, int]]], payload: int) -> None:
+    """One socket; per tick, one prebuilt sendmmsg per target list: the relay's fan-out with no
+    Python per packet and nothing received, paced like a talker."""
+    from ptt.server.sendmmsg import make_fanout
+
+    logging.basicConfig(level=logging.WARNING)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    fans = [make_fanout(sock, tuple(tuple(a) for a in t)) for t in fanouts]
+    filler = bytes(max(0, payload - STAMP.size))
+    conn.send(("ready", {"mmsg": type(fans[0]).__name__ if fans else None}))
+    while True:
+        if not conn.poll(3600):  # bounded even if the parent vanishes
+            return
+        cmd, arg = conn.recv()
+        if cmd == "stop":
+            conn.send(("ok", None))
+            return
+        duration, interval = arg["duration"], arg["interval"]
+        c0, t0 = time.process_time(), time.monotonic()
+        sent = batches = 0
+        for k in range(int(duration / interval) + 1):  # bounded: one batch per tick
+            at = t0 + k * interval
+            now = time.monotonic()
+            if now >= t0 + duration:
+                break
+            if at > now:
+                time.sleep(at - now)
+            for g, fan in enumerate(fans):
+                data = encode_voice(VoiceHeader(1, g + 1, 1, k, k * 320),
+                                    STAMP.pack(time.monotonic_ns()) + filler)
+                fan.send(data)
+                sent += len(fan.targets)
+            batches += 1
+        cpu = time.process_time() - c0
+        conn.send(("ok", {"cpu": cpu, "wall": time.monotonic() - t0, "datagrams": sent,
+                          "batches": batches}))
+
+
+class FloorSender(_Proc):
+    """The kernel floor of the relay's fan-out: :func:`_floor_main` in its own process."""
+
+    def __init__(self, fanouts: list[list[tuple[str, int]]], payload: int = 80) -> None:
+        super().__init__(_floor_main, fanouts, payload)
+        self.info = self.recv(30)
+
+    def measure(self, duration: float, interval: float = 0.02) -> dict[str, Any]:
+        return self.call("run", {"duration": duration, "interval": interval},
+                         timeout=duration + 30)

@@ -41,7 +41,13 @@ def test_floor_access_tiny() -> None:
 @pytest.mark.timeout(60)
 def test_relay_tiny() -> None:
     res = bench_relay.run(quick=True, listeners=(3,), loaded=(2, 3), duration=0.5)
-    assert [r["listeners"] for r in res["results"]] == [3, 3]
+    # plain, plain loaded, then the same two with sealed frames
+    assert [(r["talkers"], r["listeners"], r["sealed"]) for r in res["results"]] == [
+        (1, 3, False), (2, 3, False), (1, 3, True), (2, 3, True)]
+    assert [r["datagram_bytes"] for r in res["results"]] == [102, 102, 118, 118]
+    for r in res["results"][:2]:  # the kernel floor ran after each plain run
+        assert 0 < r["floor_us_per_packet"] < 10_000
+        assert 0 < r["floor_latency_p50_ms"] < 1000 and r["floor_loss_pct"] < 5
     for r in res["results"]:
         assert r["forwarded"] >= 0.8 * r["talkers"] * r["listeners"] * 0.5 / 0.02
         assert 0 < r["cpu_us_per_packet"] < 10_000
