@@ -17,8 +17,7 @@ from ptt.client.connection import Connection
 from ptt.media.sender import Packetizer
 from ptt.protocol.client import Participation
 from tests.e2e.serverproc import PTT
-from tests.e2e.test_floor_over_udp import setup_group
-from tests.e2e.test_record_replay import RecordingServer
+from tests.e2e.test_record_replay import RecordingServer, setup_plain_group
 
 SILENT = OpusEncoder().encode(SILENCE)
 
@@ -53,10 +52,10 @@ def test_event_replay_reproduces_the_order_of_grants(rserver: RecordingServer,
     rec = tmp_path / "rec"
 
     async def race() -> None:
-        tokens = await setup_group(rserver, ["ann", "bob", "cat"])
+        tokens = await setup_plain_group(rserver, ["ann", "bob", "cat"])
         cred = rserver.credentials
         async with Connection(rserver.address, cred["user"], cred["token"]) as coord:
-            await coord.admin("group.create", {"name": "replayed"})
+            await coord.admin("group.create", {"name": "replayed", "plain": True})
         async with Connection(rserver.address, "ann", tokens["ann"]) as ann, \
                 Connection(rserver.address, "bob", tokens["bob"]) as bob, \
                 Connection(rserver.address, "cat", tokens["cat"]) as cat:
@@ -93,3 +92,39 @@ def test_event_replay_reproduces_the_order_of_grants(rserver: RecordingServer,
     users = subprocess.run([PTT, "user", "list"], capture_output=True, text=True, timeout=30,
                            env=rserver.cli_env(tmp_path / "coordinator.toml"), check=True)
     assert "replay-" not in users.stdout, result.stderr  # the temporary users were removed
+
+
+def test_the_server_records_only_events_of_an_encrypted_group(rserver: RecordingServer,
+                                                              tmp_path: Path) -> None:
+    from ptt.audio.streams import SilenceSource
+    from ptt.client.keys import add_user, rekey
+    from ptt.client.voice import Talker
+
+    rec = tmp_path / "rec"
+
+    async def page() -> None:
+        cred = rserver.credentials
+        async with Connection(rserver.address, cred["user"], cred["token"]) as coord:
+            tokens = {u: await add_user(coord, u) for u in ("ann", "bob")}
+            await coord.admin("group.create", {"name": "sealed"})
+            await coord.admin("group.add", {"name": "sealed", "users": ["ann", "bob"]})
+            assert await rekey(coord, "sealed") == 1
+        async with Connection(rserver.address, "ann", tokens["ann"]) as ann, \
+                Connection(rserver.address, "bob", tokens["bob"]) as bob:
+            for c in (ann, bob):
+                assert (await c.join("sealed")).key_epoch == 1
+            for _ in range(2):
+                assert (await ann.request_floor("sealed")).state is Participation.HAS_PERMISSION
+                await Talker(ann, "sealed").send(SilenceSource(), max_frames=25)
+                await ann.release_floor("sealed")
+                await asyncio.sleep(0.2)
+
+    asyncio.run(page())
+    rserver.stop()
+    folder = rec / "sealed"
+    events = [json.loads(line) for line in (folder / "events.jsonl").read_text().splitlines()]
+    kinds = [e["kind"] for e in events]
+    assert kinds.count("floor_grant") == 2  # the floor is recorded
+    assert kinds.count("voice_encrypted") == 2  # once per burst
+    assert not list(folder.glob("*.opus")) and not list(rec.rglob("*.opus"))  # no audio at all
+    assert "end-to-end encrypted" in rserver.output()

@@ -22,8 +22,7 @@ from ptt.record.catalog import load
 from ptt.record.recorder import Recorder
 from tests.e2e.audiocheck import aligned_correlation
 from tests.e2e.serverproc import PTT
-from tests.e2e.test_floor_over_udp import setup_group
-from tests.e2e.test_record_replay import RecordingServer, packets_of
+from tests.e2e.test_record_replay import RecordingServer, packets_of, setup_plain_group
 
 T0 = 1_714_564_800.0
 
@@ -53,7 +52,7 @@ def test_opusenc_files_replayed_to_a_listener(rserver: RecordingServer, tmp_path
     original = read_wav(speech)  # at 16 kHz
 
     async def main() -> tuple[bytes, int, subprocess.CompletedProcess[bytes]]:
-        tokens = await setup_group(rserver, ["ann", "bob"])
+        tokens = await setup_plain_group(rserver, ["ann", "bob"])
         ann_cfg = write_credentials(tmp_path / "ann.toml", f"127.0.0.1:{rserver.port}", "ann",
                                     tokens["ann"])
         async with Connection(rserver.address, "bob", tokens["bob"]) as bob:
@@ -111,7 +110,7 @@ def test_damaged_recording_listed_exported_and_replayed(rserver: RecordingServer
                                                         tmp_path: Path) -> None:
     rec = tmp_path / "damaged"
     ann, bob = make_damaged(rec)
-    tokens = asyncio.run(setup_group(rserver, ["ann"]))
+    tokens = asyncio.run(setup_plain_group(rserver, ["ann"]))
     ann_cfg = write_credentials(tmp_path / "ann.toml", f"127.0.0.1:{rserver.port}", "ann",
                                 tokens["ann"])
 

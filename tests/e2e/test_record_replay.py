@@ -24,12 +24,12 @@ import pytest
 from ptt.audio.samples import make_speech_wav
 from ptt.audio.wav import WavSource
 from ptt.client.connection import Connection
+from ptt.client.keys import add_user
 from ptt.client.voice import Talker
 from ptt.config import write_credentials
 from ptt.protocol.client import Participation
 from ptt.record.catalog import Session, load
 from tests.e2e.serverproc import PTT, ServerProcess
-from tests.e2e.test_floor_over_udp import setup_group
 
 FRAME = 0.02
 TEXTS = ("Unit seven, gate four.", "Copy, moving.")
@@ -69,6 +69,20 @@ class RecordingServer(ServerProcess):
         env = self.env()
         env["PTT_CONFIG"] = str(config)
         return env
+
+
+async def setup_plain_group(server: ServerProcess, users: list[str],
+                            group: str = "volunteers") -> dict[str, str]:
+    """Users (tokens made here) in a ``--plain`` group: the only kind whose voice the server
+    can hear, hence record."""
+    cred = server.credentials
+    tokens = {}
+    async with Connection(server.address, cred["user"], cred["token"]) as coord:
+        for u in users:
+            tokens[u] = await add_user(coord, u)
+        await coord.admin("group.create", {"name": group, "plain": True})
+        await coord.admin("group.add", {"name": group, "users": users})
+    return tokens
 
 
 @pytest.fixture
@@ -120,10 +134,10 @@ def test_server_and_member_recordings_replay_bit_for_bit(rserver: RecordingServe
     rec, member_dir = tmp_path / "rec", tmp_path / "member"
 
     async def live_session() -> tuple[list[int], str]:
-        tokens = await setup_group(rserver, ["ann", "bob", "rec"])
+        tokens = await setup_plain_group(rserver, ["ann", "bob", "rec"])
         cred = rserver.credentials
         async with Connection(rserver.address, cred["user"], cred["token"]) as coord:
-            await coord.admin("group.create", {"name": "replayed"})
+            await coord.admin("group.create", {"name": "replayed", "plain": True})
         rec_cfg = write_credentials(tmp_path / "rec.toml", f"127.0.0.1:{rserver.port}", "rec",
                                     tokens["rec"])
         recorder = await asyncio.create_subprocess_exec(
