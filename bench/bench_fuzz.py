@@ -605,6 +605,7 @@ def run(quick: bool = False, count: int | None = None, time_cap: float | None = 
         "rows": rows,
         **{k: v for k, v in r.items()
            if isinstance(v, (int, float, bool)) and k != "seed"},
+        "verdict": "all checks passed" if not failures else "; ".join(failures),
         "failures": failures,
         "machine": loadgen.machine_line(),
     }
