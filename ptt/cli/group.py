@@ -1,17 +1,77 @@
-"""``ptt group``: paging groups and their members, run by a coordinator (effective live)."""
+"""``ptt group``: paging groups and their members, run by a coordinator (effective live).
+
+Groups are end-to-end encrypted unless created ``--plain``: every membership change made here
+re-keys the group (``ptt.client.keys.rekey``: a new key epoch, signed by this coordinator and
+wrapped for the members that remain), so a removed member cannot decode what is said next.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import click
 
 from ptt.cli import output, remote
 from ptt.cli.options import (GROUP, USER, CliState, SecondsType, client_options, json_option,
                              pass_state)
+from ptt.client import keys
+from ptt.client.connection import Connection
+from ptt.errors import AuthError, RequestError
 from ptt.server.store import GROUP_MODES, MAX_TALK_LIMIT
 
 MAX_TALK = SecondsType(maximum=MAX_TALK_LIMIT)
+T = TypeVar("T")
+
+
+def with_connection(state: CliState, fn: Callable[[Connection], Awaitable[T]]) -> T:
+    """Run ``fn(conn)`` on one logged-in connection (several admin ops and the key work in
+    between); errors come out as :func:`remote.admin`'s do."""
+    config = remote.client_config(state)
+    config.require_login()
+    command = " ".join(click.get_current_context().command_path.split()[1:])
+
+    async def go() -> T:
+        conn, _ = await remote.connect(config, state.timeout)
+        admin = conn.admin
+
+        async def checked(op: str, args: dict[str, Any], timeout: float = state.timeout
+                          ) -> dict[str, Any]:
+            try:
+                return await admin(op, args, timeout)
+            except AuthError as exc:  # the server refused: say who may not run what
+                raise AuthError(f"permission denied: {exc} ('{conn.user}' cannot run "
+                                f"'ptt {command}')") from None
+
+        conn.admin = checked  # type: ignore[method-assign]
+        try:
+            return await fn(conn)
+        finally:
+            await conn.close()
+
+    try:
+        return asyncio.run(go())
+    except RequestError as exc:
+        cls = remote._BY_CODE.get(exc.code)
+        if cls is None:
+            raise
+        raise cls(str(exc)) from None
+
+
+def member_pins(state: CliState) -> Any:
+    """This coordinator's pins of member keys, next to its client config."""
+    return keys.pins_path(keys.MEMBER_PINS, state.config_path)
+
+
+async def rekey_if_encrypted(conn: Connection, state: CliState, group: str) -> int:
+    """The new key epoch of ``group``, or 0 for a plain group."""
+    return await keys.rekey(conn, group, pins=member_pins(state), plain_ok=True)
+
+
+def _rekeyed(name: str, epoch: int) -> None:
+    if epoch:
+        output.note(f"Re-keyed '{name}': key epoch {epoch}.")
 
 
 def _settings_options(f: Any) -> Any:
@@ -43,7 +103,15 @@ def _settings(max_talk: float | None, mode: str | None, record: bool | None) -> 
 
 def _describe(g: dict[str, Any]) -> str:
     recording = "on" if g["record"] else "off"
-    return f"max talk {output.seconds(g['max_talk_ms'])}, mode {g['mode']}, recording {recording}"
+    return (f"max talk {output.seconds(g['max_talk_ms'])}, mode {g['mode']}, recording "
+            f"{recording}, {_encryption(g)}")
+
+
+def _encryption(g: dict[str, Any]) -> str:
+    if not g.get("encrypted"):
+        return "plain voice"
+    epoch = g.get("key_epoch") or 0
+    return f"end-to-end encrypted (key epoch {epoch})" if epoch else "end-to-end encrypted (no key)"
 
 
 @click.group()
@@ -54,14 +122,27 @@ def group() -> None:
 @group.command("create")
 @click.argument("name", type=GROUP)
 @_settings_options
+@click.option("--plain", is_flag=True,
+              help="Voice stays unencrypted (the server can hear and record it). Default: "
+                   "end-to-end encrypted, keyed by this coordinator.")
 @json_option
 @client_options
 @pass_state
 def create(state: CliState, name: str, max_talk: float | None, mode: str | None,
-           record: bool | None, as_json: bool) -> None:
+           record: bool | None, plain: bool, as_json: bool) -> None:
     """Create group NAME."""
-    result = remote.admin(state, "group.create",
-                          {"name": name, **_settings(max_talk, mode, record)})
+    args = {"name": name, **_settings(max_talk, mode, record)}
+    if plain:
+        args["plain"] = True
+
+    async def go(conn: Connection) -> dict[str, Any]:
+        result = await conn.admin("group.create", args)
+        if result.get("encrypted"):
+            # keyed from the start: nobody talks in the clear in it, even before members come
+            result["key_epoch"] = await rekey_if_encrypted(conn, state, result["name"])
+        return result
+
+    result = with_connection(state, go)
     if as_json:
         output.emit_json(result)
         return
@@ -124,6 +205,7 @@ def show(state: CliState, name: str, as_json: bool) -> None:
         ("Max talk", output.seconds(g["max_talk_ms"])),
         ("Mode", mode),
         ("Recording", "on" if g["record"] else "off"),
+        ("Voice", _encryption(g)),
         ("Talker", g["talker"]),
         ("Queue", [f"{i}. {u}" for i, u in enumerate(g["queue"], 1)]),
         ("Members", f"{len(g['members'])} ({g['online']} online)"),
@@ -167,13 +249,18 @@ def add(state: CliState, name: str, users: tuple[str, ...], listen_only: bool,
 
     Adding an existing member again changes only its listen-only flag.
     """
-    result = remote.admin(state, "group.add",
-                          {"name": name, "users": list(users), "listen_only": listen_only})
+    async def go(conn: Connection) -> tuple[dict[str, Any], int]:
+        result = await conn.admin("group.add", {"name": name, "users": list(users),
+                                                "listen_only": listen_only})
+        return result, await rekey_if_encrypted(conn, state, result["name"])
+
+    result, epoch = with_connection(state, go)
     if as_json:
         output.emit_json(result)
         return
     how = " as listen-only members" if listen_only else ""
     click.echo(f"Added {', '.join(result['users'])} to '{result['name']}'{how}.")
+    _rekeyed(result["name"], epoch)
 
 
 @group.command("remove")
@@ -183,9 +270,33 @@ def add(state: CliState, name: str, users: tuple[str, ...], listen_only: bool,
 @client_options
 @pass_state
 def remove(state: CliState, name: str, users: tuple[str, ...], as_json: bool) -> None:
-    """Remove USERS from group NAME (all or none)."""
-    result = remote.admin(state, "group.remove", {"name": name, "users": list(users)})
+    """Remove USERS from group NAME (all or none); an encrypted group gets a new key, which
+    the removed members do not receive."""
+    async def go(conn: Connection) -> tuple[dict[str, Any], int]:
+        result = await conn.admin("group.remove", {"name": name, "users": list(users)})
+        return result, await rekey_if_encrypted(conn, state, result["name"])
+
+    result, epoch = with_connection(state, go)
     if as_json:
         output.emit_json(result)
         return
     click.echo(f"Removed {', '.join(result['users'])} from '{result['name']}'.")
+    _rekeyed(result["name"], epoch)
+
+
+@group.command("rekey")
+@click.argument("name", type=GROUP)
+@json_option
+@client_options
+@pass_state
+def rekey(state: CliState, name: str, as_json: bool) -> None:
+    """Issue a new key for encrypted group NAME to its current members (e.g. daily, or after
+    a device was lost). Member keys are checked against the ones this machine pinned."""
+    async def go(conn: Connection) -> int:
+        return await keys.rekey(conn, name, pins=member_pins(state))
+
+    epoch = with_connection(state, go)
+    if as_json:
+        output.emit_json({"name": name, "epoch": epoch})
+        return
+    click.echo(f"Re-keyed '{name}': key epoch {epoch}.")

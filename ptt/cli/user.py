@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import shlex
+from typing import Any
 
 import click
 
 from ptt.cli import output, remote
+from ptt.cli.group import rekey_if_encrypted, with_connection
 from ptt.cli.options import ROLE, USER, CliState, client_options, json_option, pass_state
+from ptt.client import keys
+from ptt.client.connection import Connection
+from ptt.crypto.identity import identity_from_token
+from ptt.names import parse_role, role_name, user_name
 
 
 @click.group()
@@ -26,16 +32,31 @@ def user() -> None:
 def add(state: CliState, name: str, role: str, as_json: bool) -> None:
     """Create user NAME and print its token, once.
 
-    The server keeps only a salted hash of the token: if it is lost, remove the user and add it
-    again.
+    The token is made on this machine and never sent: the server keeps only a salted hash of it
+    and the public key derived from it, which this machine pins. If the token is lost, remove
+    the user and add it again.
     """
-    result = remote.admin(state, "user.add", {"name": name, "role": role})
+    name = user_name(name)
+
+    async def go(conn: Connection) -> dict[str, Any]:
+        pins = keys.pins_path(keys.MEMBER_PINS, state.config_path)
+        token = await keys.add_user(conn, name, role, pins=pins)
+        return {"name": name, "role": role_name(parse_role(role)), "token": token,
+                "fingerprint": identity_from_token(token, name).public.fingerprint,
+                "coordinator": conn.user,
+                "coordinator_fingerprint":
+                    identity_from_token(conn.token, conn.user).public.fingerprint}
+
+    result = with_connection(state, go)
     if as_json:
         output.emit_json(result)
         return
     server = remote.client_config(state).server
     click.echo(f"Created {result['role']} '{result['name']}'.")
     click.echo(f"Token (shown only this once): {result['token']}")
+    click.echo(f"Key fingerprint of {result['name']}: {result['fingerprint']}")
+    click.echo(f"Signing key of {result['coordinator']} (tell {result['name']}): "
+               f"{result['coordinator_fingerprint']}")
     login = ["ptt", "login", "--server", server, "--user", result["name"],
              "--token", result["token"]]
     click.echo(f"{result['name']} logs in with:\n    {shlex.join(login)}")
@@ -61,9 +82,18 @@ def list_(state: CliState, as_json: bool) -> None:
 @client_options
 @pass_state
 def remove(state: CliState, name: str, as_json: bool) -> None:
-    """Remove user NAME: its memberships go, and its session ends now."""
-    result = remote.admin(state, "user.remove", {"name": name})
+    """Remove user NAME: its memberships go, its session ends now, and each encrypted group it
+    was in gets a new key it does not receive."""
+    async def go(conn: Connection) -> tuple[dict[str, Any], dict[str, int]]:
+        result = await conn.admin("user.remove", {"name": name})
+        epochs = {g: await rekey_if_encrypted(conn, state, g) for g in result.get("rekey") or []}
+        return result, epochs
+
+    result, epochs = with_connection(state, go)
     if as_json:
         output.emit_json(result)
         return
     click.echo(f"Removed user '{result['name']}'.")
+    for g, epoch in epochs.items():
+        if epoch:
+            output.note(f"Re-keyed '{g}': key epoch {epoch}.")

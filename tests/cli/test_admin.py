@@ -52,7 +52,8 @@ def test_users_and_groups_from_creation_to_deletion(coordinator: Path, uniq: str
 
     created = ok_json("group", "create", vol, "--max-talk", "20s", "--mode", "relay")
     assert created == {"name": vol, "max_talk_ms": 20000, "mode": "relay", "record": False,
-                       "members": 0, "online": 0, "talker": None}
+                       "members": 0, "online": 0, "talker": None, "encrypted": True,
+                       "key_epoch": 1}  # keyed at once by this coordinator
     assert "max talk 1.5 s, mode relay, recording on" in ok(
         "group", "update", vol, "--max-talk", "1.5", "--record")
     assert ok_json("group", "update", vol, "--max-talk", "2m", "--mode", "auto")["max_talk_ms"] \
@@ -84,6 +85,45 @@ def test_users_and_groups_from_creation_to_deletion(coordinator: Path, uniq: str
     assert ok("group", "delete", vol) == f"Deleted group '{vol}'.\n"
     assert vol not in {g["name"] for g in ok_json("group", "list")["groups"]}
     assert ann not in {u["name"] for u in ok_json("user", "list")["users"]}
+
+
+def test_tokens_keys_and_rekeying_from_the_cli(coordinator: Path, uniq: str) -> None:
+    import stat
+
+    from ptt.client.keys import MEMBER_PINS
+    from ptt.crypto.identity import identity_from_token, load_pins
+
+    ann, bob, vol, open_ = f"{uniq}-ann", f"{uniq}-bob", f"{uniq}-vol", f"{uniq}-open"
+    out = ok("user", "add", ann)
+    token = next(x for x in out.splitlines() if x.startswith("Token")).split()[-1]
+    fingerprint = identity_from_token(token, ann).public.fingerprint
+    assert f"Key fingerprint of {ann}: {fingerprint}" in out
+    assert "Signing key of coordinator" in out
+    pins = coordinator.parent / MEMBER_PINS  # next to the client config, private
+    assert stat.S_IMODE(pins.stat().st_mode) == 0o600
+    assert load_pins(pins).get(ann) == identity_from_token(token, ann).public
+    bob_token = ok_json("user", "add", bob)["token"]
+    assert ok_json("user", "add", f"{uniq}-x")["fingerprint"] != fingerprint
+
+    assert "end-to-end encrypted (key epoch 1)" in ok("group", "create", vol)
+    added = run("group", "add", vol, ann, bob)
+    assert added.exit_code == 0 and f"Re-keyed '{vol}': key epoch 2." in added.stderr
+    assert ok_json("group", "show", vol)["key_epoch"] == 2
+    assert ok_json("group", "rekey", vol) == {"name": vol, "epoch": 3}
+    removed = run("group", "remove", vol, bob)
+    assert removed.exit_code == 0 and f"key epoch 4" in removed.stderr
+    gone = run("user", "remove", ann)
+    assert gone.exit_code == 0 and f"Re-keyed '{vol}': key epoch 5." in gone.stderr
+    assert "Voice      end-to-end encrypted (key epoch 5)" in ok("group", "show", vol)
+
+    plain = ok_json("group", "create", open_, "--plain")
+    assert plain["encrypted"] is False and plain["key_epoch"] == 0
+    added = run("group", "add", open_, bob)
+    assert added.exit_code == 0 and "Re-keyed" not in added.stderr, added.stderr
+    refused = run("group", "rekey", open_)
+    assert refused.exit_code != 0 and "plain" in refused.stderr
+    assert "plain voice" in ok("group", "show", open_)
+    del bob_token
 
 
 def test_adding_a_member_again_changes_only_listen_only(coordinator: Path, uniq: str) -> None:
