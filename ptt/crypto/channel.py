@@ -51,6 +51,7 @@ from ptt.errors import AuthError, ProtocolError
 
 __all__ = [
     "CHANNEL_VERSION",
+    "REPLAYED",
     "HEADER_SIZE",
     "OVERHEAD",
     "SEALED_MAGIC",
@@ -74,6 +75,7 @@ OVERHEAD = HEADER_SIZE + TAG_SIZE
 KEY_SIZE = 32
 _INFO = b"ptt-control-v1 "
 _C2S = b"c2s"
+REPLAYED = "replayed or too old control datagram"  # starts the AuthError of a refused replay
 _S2C = b"s2c"
 
 
@@ -178,7 +180,7 @@ class Opener:
         if self.session_id is not None and session_id != self.session_id:
             raise AuthError("sealed datagram for another session")
         if not self.window.check(seq):
-            raise AuthError(f"replayed or too old control datagram (seq {seq})")
+            raise AuthError(f"{REPLAYED} (seq {seq})")
         header = bytes(data[:HEADER_SIZE])
         try:
             plaintext = self._aead.decrypt(_nonce(seq), bytes(data[HEADER_SIZE:]), header)

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ptt.crypto import limits
-from ptt.crypto.channel import SEALED_MAGIC, Role, SecureChannel, peek_session_id
+from ptt.crypto.channel import REPLAYED, SEALED_MAGIC, Role, SecureChannel, peek_session_id
 from ptt.errors import ConflictError, NotFoundError, ProtocolError, PttError
 from ptt.protocol import auth
 from ptt.protocol import floor as fl
@@ -412,7 +412,7 @@ class ServerCore:
         """Handle one datagram. For an accepted voice frame, returns the relay's destinations
         (possibly none); for anything else, None."""
         if not data or len(data) > limits.max_size(data):
-            self._drop(addr, f"datagram size {len(data)} out of bounds")
+            self._drop(addr, f"datagram size out of bounds: {len(data)} bytes")
             return None
         first = data[0]
         if first == VOICE_MAGIC:
@@ -428,7 +428,7 @@ class ServerCore:
         try:
             sid = peek_session_id(data)
         except ProtocolError as exc:
-            self._drop(addr, str(exc))
+            self._drop(addr, f"malformed sealed datagram: {exc}")
             return
         s = self.sessions.by_id.get(sid)
         if s is None or s.channel is None:
@@ -446,7 +446,8 @@ class ServerCore:
         try:
             plain = s.channel.open(data)
         except PttError as exc:  # forged, altered, replayed or too old: nothing changed
-            self._drop(addr, f"sealed datagram refused: {exc}")
+            what = "replayed" if str(exc).startswith(REPLAYED) else "refused"
+            self._drop(addr, f"sealed datagram {what}: {exc}")
             return
         s.last_seen = now
         hb = decode_heartbeat(plain)
@@ -455,21 +456,24 @@ class ServerCore:
             return
         try:
             msg = decode_message(plain)
-            if getattr(msg, "session_id", sid) != sid:
-                raise ProtocolError("sealed message names another session")
-            if isinstance(msg, m.Ack):
-                self._reliable.ack((sid, msg.txn))
-            elif isinstance(msg, _SESSION_MESSAGES):
-                cached = None if isinstance(msg, m.Heartbeat) else self._cache.get(
-                    (sid, msg.txn), now)
-                if cached is not None:
-                    self._out.append((cached, addr))
-                else:
-                    self._on_session_message(s, msg, now)
-            else:
-                raise ProtocolError(f"unexpected sealed {type(msg).__name__} from a client")
-        except ProtocolError as exc:
-            self._drop(addr, str(exc))
+        except ProtocolError as exc:  # it opened: the session's own client sent garbage
+            self._drop(addr, f"malformed sealed message: {exc}")
+            return
+        if getattr(msg, "session_id", sid) != sid:
+            self._drop(addr, "sealed message names another session")
+        elif isinstance(msg, m.Ack):
+            self._reliable.ack((sid, msg.txn))
+        elif isinstance(msg, _SESSION_MESSAGES):
+            cached = None if isinstance(msg, m.Heartbeat) else self._cache.get((sid, msg.txn), now)
+            if cached is not None:
+                self._out.append((cached, addr))
+                return
+            try:
+                self._on_session_message(s, msg, now)
+            except ProtocolError as exc:
+                self._drop(addr, f"refused request: {exc}")
+        else:
+            self._drop(addr, f"unexpected sealed {type(msg).__name__} from a client")
 
     def _receive_plain(self, data: bytes, addr: Addr, now: float) -> None:
         """A datagram without a session: rate-limited, and answered only by what fits in it."""
@@ -478,13 +482,13 @@ class ServerCore:
             return
         try:
             msg = decode_message(data)
-        except ProtocolError as exc:
-            self._drop(addr, str(exc))
+        except ProtocolError as exc:  # reasons are "kind: detail", the kind from a fixed set
+            self._drop(addr, f"malformed datagram: {exc}")
             return
         self._req_len = len(data)
         if isinstance(msg, (m.Hello, m.Login)):
             if isinstance(msg, m.Hello) and len(data) < limits.MIN_HELLO_SIZE:
-                self._drop(addr, f"hello of {len(data)} bytes: unpadded")
+                self._drop(addr, f"unpadded hello: {len(data)} bytes")
                 return
             cached = self._cache.get((addr, msg.txn), now)
             if cached is not None:
@@ -497,7 +501,7 @@ class ServerCore:
                 else:
                     self._on_login(msg, addr, now)
             except ProtocolError as exc:
-                self._drop(addr, str(exc))
+                self._drop(addr, f"refused login: {exc}")
         elif isinstance(msg, _SESSION_MESSAGES):
             # session traffic is sealed: a plain one is a forgery or a client from before a
             # restart; it learns to log in again, if the answer fits
@@ -515,7 +519,7 @@ class ServerCore:
         try:
             group_id, sender, burst_id = peek_route(data)
         except ProtocolError as exc:
-            self._drop(addr, str(exc))
+            self._drop(addr, f"malformed voice datagram: {exc}")
             return None
         s = self.sessions.by_id.get(sender)
         g = self._by_id.get(group_id)
@@ -546,7 +550,7 @@ class ServerCore:
         try:
             group_id, sender, burst_id = peek_route(data)
         except ProtocolError as exc:
-            self._drop(addr, str(exc))
+            self._drop(addr, f"malformed voice datagram: {exc}")
             return None
         s = self.sessions.by_id.get(sender)
         g = self._by_id.get(group_id)
@@ -623,7 +627,7 @@ class ServerCore:
             reply = m.AdminResponse(cmd.txn, result or {})  # type: ignore[arg-type]
         s = self.sessions.by_id.get(cmd.session_id)
         if s is None or s.addr != cmd.addr:
-            self._drop(cmd.addr, f"answer to {cmd.op} for a session that ended")
+            self._drop(cmd.addr, f"answer for a session that ended: {cmd.op}")
             return
         self._answer(s, cmd.txn, reply, now)
 
@@ -964,6 +968,8 @@ class ServerCore:
         return key
 
     def _drop(self, addr: Addr, reason: str) -> None:
+        """Report a dropped datagram. ``reason`` is "kind" or "kind: detail": the kind comes from
+        a fixed set (counters key on it), only the detail may echo what the peer sent."""
         self._events.append(Dropped(addr, reason))
 
 

@@ -146,7 +146,7 @@ def test_server_drops_sealed_datagrams_that_do_not_open_and_says_why() -> None:
     assert len(p.deliver(join, p.addrs["ann"])) == 1
     assert p.deliver(join, p.addrs["ann"]) == []
     assert [r.split(" (")[0] for r in p.drops()] == [
-        "sealed datagram refused: replayed or too old control datagram"]
+        "sealed datagram replayed: replayed or too old control datagram"]
     # truncated below a tag, and a wrong version byte
     assert p.deliver(join[:OVERHEAD - 1], p.addrs["ann"]) == []
     assert p.deliver(join[:1] + b"\x02" + join[2:], p.addrs["ann"]) == []
