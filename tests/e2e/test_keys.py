@@ -264,3 +264,31 @@ def test_keys_survive_a_server_restart_and_a_changed_member_key_is_refused(
             assert info["epoch"] == 2  # the refused rekey issued nothing
 
     asyncio.run(second())
+
+
+def test_the_server_refuses_grants_for_another_member_or_an_old_epoch(
+        server: ServerProcess) -> None:
+    from ptt.crypto.groupkeys import issue_group_key
+
+    async def main() -> None:
+        tokens = await organise(server, ["ann", "bob"])
+        async with Connection(server.address, "boss", tokens["boss"]) as boss:
+            info = await boss.admin("group.keys", {"name": GROUP})
+            assert info["epoch"] == 1 and sorted(info["members"]) == ["ann", "bob"]
+            assert info["missing"] == []
+            me = identity_from_token(tokens["boss"], "boss")
+            pubs = {u: identity_from_token(tokens[u], u).public for u in ("ann", "bob")}
+            _, grants = issue_group_key(me, "boss", GROUP, info["group_id"], 2, pubs, os.urandom)
+            swapped = {"ann": grants["bob"], "bob": grants["ann"]}
+            with pytest.raises(PttError, match="another member"):
+                await boss.admin("group.set_key", {"name": GROUP, "epoch": 2, "grants": swapped})
+            _, old = issue_group_key(me, "boss", GROUP, info["group_id"], 1, pubs, os.urandom)
+            with pytest.raises(PttError, match="not newer"):
+                await boss.admin("group.set_key", {"name": GROUP, "epoch": 1, "grants": old})
+            with pytest.raises(PttError, match="credentials|public"):
+                await boss.admin("user.add", {"name": "zoe", "verifier": b"v" * 32,
+                                              "salt": b"s" * 16, "iterations": 1000,
+                                              "public": b"short"})
+            assert (await boss.admin("group.keys", {"name": GROUP}))["epoch"] == 1
+
+    asyncio.run(main())
