@@ -229,16 +229,12 @@ class Forwarder(asyncio.DatagramProtocol):
             self.transport.close()
 
 
-async def add_user(coord: Connection, name: str) -> str:
-    """A new volunteer's token, by whatever the tree offers (``ptt.client.keys`` or admin)."""
-    try:
-        from ptt.client import keys  # type: ignore[attr-defined]
-    except ImportError:
-        keys = None
-    if keys is not None and hasattr(keys, "add_user"):
-        res = await keys.add_user(coord, name)
-        return str(res["token"] if isinstance(res, dict) else getattr(res, "token", res))
-    return str((await coord.admin("user.add", {"name": name}))["token"])
+async def add_user(coord: Connection, name: str, pins: Path) -> str:
+    """A new volunteer's token: made by the coordinator's client (``ptt.client.keys``), which
+    pins the member's identity in ``pins`` (never the real user's config directory)."""
+    from ptt.client import keys
+
+    return await keys.add_user(coord, name, pins=pins)
 
 
 async def talk(conn: Connection, group: str, frames: int) -> int:
@@ -265,7 +261,7 @@ async def capture_corpus(server: ServerUnderTest) -> tuple[list[tuple[str, bytes
     try:
         async with Connection(fwd.address, cred["user"], cred["token"]) as coord:
             for u in MEMBERS:
-                tokens[u] = await add_user(coord, u)
+                tokens[u] = await add_user(coord, u, server.root / "member-pins")
             await coord.admin("group.create", {"name": GROUP})
             await coord.admin("group.add", {"name": GROUP, "users": list(MEMBERS)})
             await coord.admin("user.list", {})
