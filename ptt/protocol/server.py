@@ -12,6 +12,19 @@ happened, for logs, metrics, recorders and administration). It never touches a s
 the database: the asyncio adapter in ``ptt.server`` does, and answers :class:`AdminCommand` events
 with :meth:`ServerCore.admin_reply` after changing the store.
 
+Sealed control plane (``docs/security.md``). Only the login is plain: a Hello of at least
+``limits.MIN_HELLO_SIZE`` bytes (shorter ones are dropped unanswered), the Challenge, the Login
+and the errors answering them. A good Login creates the session with its
+:class:`~ptt.crypto.channel.SecureChannel` and is answered with a *sealed* Welcome; from then on
+every datagram between that client and the server, both ways, is sealed ('S'), heartbeats
+included, and one that does not open (forged, altered, replayed, from another address) is
+dropped silently and reported as :class:`Dropped`. Datagrams without a session pass size
+ceilings before parsing, a rate limit per source (host, port) and in aggregate
+(``ServerCoreConfig.rate_limits``), and are never answered with more bytes than they carry
+(``NO_SESSION`` only when it fits). Requests resent by a client are sealed anew and answered
+from the response cache, which keeps sealed bytes; reliable pushes are resealed on each resend.
+Voice ('V') is unchanged: the relay checks the holder's session and address.
+
 Multicast groups. Each member is a relay member (the server forwards it every frame) until it
 proves with a probe that it reaches the group's multicast address and asks, with the member
 operation ``Admin(op=VOICE_PATH_OP, args={"group": ..., "multicast": true})``, to be served by
