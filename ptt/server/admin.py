@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ptt.crypto.groupkeys import peek_grant
+from ptt.crypto.identity import identity_from_token
 from ptt.errors import (
     AuthError,
     ConflictError,
@@ -122,10 +123,17 @@ class Admin:
         self.core.upsert_group(g.name, g.id, g.max_talk, g.mode, g.private, addr, port)
 
     def create_user(self, name: str, role: Role | str) -> tuple[str, str]:
-        """Create a user with a fresh token; returns (name, token). The token is shown once."""
+        """Create a user with a token made here, on the server; returns (name, token).
+
+        Only for the bootstrap coordinator at first start (and clients older than
+        ``ptt.client.keys.add_user``): whoever runs the server knows this token, hence the
+        user's identity, so an organisation makes its own coordinator with ``ptt user add``
+        and removes this one."""
         token = auth.new_token(secrets.token_bytes(auth.TOKEN_BYTES))
         creds = auth.make_credentials(token, secrets.token_bytes(auth.SALT_SIZE), self.iterations)
-        rec = self.store.add_user(name, role, creds.salt, creds.iterations, creds.verifier)
+        public = identity_from_token(token, user_name(name)).public.to_bytes()
+        rec = self.store.add_user(name, role, creds.salt, creds.iterations, creds.verifier,
+                                  public)
         self.core.upsert_user(rec.name, rec.role, rec.salt, rec.iterations, rec.verifier)
         return rec.name, token
 
