@@ -30,6 +30,7 @@ from ptt.audio.samples import make_speech_wav  # noqa: E402
 from ptt.audio.streams import Pacer  # noqa: E402
 from ptt.audio.wav import WavSource  # noqa: E402
 from ptt.client.connection import Connection  # noqa: E402
+from ptt.client.keys import add_user  # noqa: E402
 from ptt.client.voice import Talker  # noqa: E402
 from ptt.config import ServerConfig  # noqa: E402
 from ptt.faults.proxy import Direction, Impairment, ImpairmentProxy, ProxyConfig  # noqa: E402
@@ -82,8 +83,8 @@ async def measure(bursts: int, tmp: Path) -> dict[str, Any]:
     await srv.start()
     cred = tomllib.loads(srv.credentials_file.read_text())  # type: ignore[union-attr]
     async with Connection(srv.address, cred["user"], cred["token"]) as co:
-        ta = (await co.admin("user.add", {"name": "ann"}))["token"]
-        tb = (await co.admin("user.add", {"name": "bob"}))["token"]
+        ta = await add_user(co, "ann")
+        tb = await add_user(co, "bob")
         await co.admin("group.create", {"name": "g", "mode": "relay"})
         await co.admin("group.add", {"name": "g", "users": ["ann", "bob"]})
     jitter = Direction(voice=Impairment(jitter=JITTER))

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import pytest
 
 from ptt.client.connection import Connection
+from ptt.client.keys import add_user
 from ptt.protocol import client as cl
 from tests.audio.conftest import pulse_server  # noqa: F401
 from tests.e2e.serverproc import ServerProcess
@@ -73,7 +74,7 @@ async def _setup(server: ServerProcess) -> dict[str, str]:
     tokens = {}
     async with Connection(server.address, cred["user"], cred["token"]) as coord:
         for u in USERS:
-            tokens[u] = (await coord.admin("user.add", {"name": u}))["token"]
+            tokens[u] = await add_user(coord, u)
         for g in GROUPS:
             await coord.admin("group.create", {"name": g, "max_talk": 30})
             await coord.admin("group.add", {"name": g, "users": USERS})

@@ -7,6 +7,7 @@ import socket
 import time
 
 from ptt.client.connection import Connection
+from ptt.client.keys import add_user
 from ptt.protocol import messages as m
 from ptt.protocol.client import FloorStateChanged, GroupJoined, Participation
 from ptt.protocol.voice import VoiceHeader, encode_voice
@@ -19,7 +20,7 @@ async def setup_group(server: ServerProcess, users: list[str], group: str = "vol
     tokens = {}
     async with Connection(server.address, cred["user"], cred["token"]) as coord:
         for u in users:
-            tokens[u] = (await coord.admin("user.add", {"name": u}))["token"]
+            tokens[u] = await add_user(coord, u)
         await coord.admin("group.create", {"name": group})
         await coord.admin("group.add", {"name": group, "users": users})
     return tokens

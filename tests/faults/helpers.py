@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from ptt.client.connection import Connection
+from ptt.client.keys import add_user
 from ptt.protocol import client as cl
 from tests.e2e.serverproc import ServerProcess
 
@@ -19,8 +20,7 @@ async def provision(server: ServerProcess, groups: dict[str, list[str]],
     roles = roles or {}
     async with Connection(server.address, cred["user"], cred["token"]) as coord:
         for u in dict.fromkeys(u for members in groups.values() for u in members):
-            args: dict[str, Any] = {"name": u, "role": roles.get(u, "volunteer")}
-            tokens[u] = (await coord.admin("user.add", args))["token"]
+            tokens[u] = await add_user(coord, u, roles.get(u, "volunteer"))
         for g, members in groups.items():
             await coord.admin("group.create", {"name": g})
             await coord.admin("group.add", {"name": g, "users": members})

@@ -25,6 +25,7 @@ from ptt.audio.samples import make_speech_wav
 from ptt.audio.streams import MemorySink, PacedSink, ToneSource
 from ptt.audio.wav import WavSource, read_wav
 from ptt.client.connection import Connection, VoicePathChosen
+from ptt.client.keys import add_user
 from ptt.client.voice import Listener, Talker
 from ptt.config import ServerConfig
 from ptt.errors import NetError
@@ -96,7 +97,7 @@ async def provision(server: Server, users: list[str], mode: str, group: str = GR
     tokens = {}
     async with Connection(server.address, cred["user"], cred["token"], RELAY_ONLY) as coord:
         for u in users:
-            tokens[u] = (await coord.admin("user.add", {"name": u}))["token"]
+            tokens[u] = await add_user(coord, u)
         await coord.admin("group.create", {"name": group, "mode": mode})
         await coord.admin("group.add", {"name": group, "users": users})
     return tokens

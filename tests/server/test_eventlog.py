@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from ptt.client.connection import Connection
+from ptt.client.keys import add_user
 from ptt.config import ServerConfig
 from ptt.protocol import floor as fl
 from ptt.protocol import messages as m
@@ -129,7 +130,7 @@ def test_a_live_server_logs_its_floor_in_order(tmp_path: Path, captured: tuple[
         attach_event_log(server, logger)
         cred = tomllib.loads((tmp_path / "coordinator.toml").read_text())
         async with Connection(server.address, cred["user"], cred["token"]) as coord:
-            tokens = {u: (await coord.admin("user.add", {"name": u}))["token"]
+            tokens = {u: await add_user(coord, u)
                       for u in ("ann", "bob")}
             await coord.admin("group.create", {"name": "ops"})
             await coord.admin("group.add", {"name": "ops", "users": ["ann", "bob"]})

@@ -12,6 +12,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from ptt.client.connection import Connection
+from ptt.client.keys import add_user
 from ptt.config import ServerConfig
 from ptt.protocol import floor as fl
 from ptt.protocol import messages as m
@@ -74,7 +75,7 @@ def test_metrics_follow_the_floor(tmp_path: Path) -> None:
         tokens = {}
         async with Connection(server.address, cred["user"], cred["token"]) as coord:
             for u in ("ann", "bob", "cat"):
-                tokens[u] = (await coord.admin("user.add", {"name": u}))["token"]
+                tokens[u] = await add_user(coord, u)
             await coord.admin("group.create", {"name": GROUP})
             await coord.admin("group.add", {"name": GROUP, "users": ["ann", "bob", "cat"]})
         s = await until(endpoint, "ptt_sessions_ended_total", 1, reason="bye")
