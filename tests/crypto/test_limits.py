@@ -45,6 +45,19 @@ def test_memory_is_bounded_with_lru_eviction() -> None:
     assert len(lim) == 99
 
 
+def test_refilled_buckets_are_forgotten_so_a_spray_of_sources_does_not_pile_up() -> None:
+    # 100 new sources a second, each seen once: only those heard in the last burst/rate seconds
+    # (4 s here) stay in the table, far below max_addrs.
+    lim = RateLimiter(RateLimits(rate=2.0, burst=8.0, global_rate=1e9, global_burst=1e9))
+    for i in range(20_000):
+        lim.allow(("127.0.0.9", i), i / 100)
+    assert len(lim) <= 4 * 100 + 2
+    # a source that comes back within the window is still charged
+    for _ in range(8):
+        assert lim.allow("back", 300.0)
+    assert not lim.allow("back", 300.1)
+
+
 def test_the_aggregate_bucket_bounds_a_swarm_of_addresses() -> None:
     lim = RateLimiter(RateLimits(rate=1, burst=1, max_addrs=10, global_rate=10, global_burst=50))
     allowed = sum(lim.allow(("spoofed", i), 0.0) for i in range(1000))

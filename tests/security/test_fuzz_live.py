@@ -56,11 +56,6 @@ def test_twenty_thousand_hostile_datagrams_change_nothing(tmp_path: Path) -> Non
     assert bench_fuzz.verdict(r) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "drop reasons echo the peer's values (wire.py: 'unknown message type {mtype!r}', 'unsupported "
-    "protocol version {version!r}'; 'datagram size N out of bounds') and app.py's "
-    "Counters.drop_reasons keeps one entry per distinct text, without bound: about 2 MiB/s "
-    "at the unauthenticated rate limit. Remove this marker once the table is bounded."))
 @pytest.mark.timeout(60)
 def test_distinct_drop_reasons_do_not_grow_the_server(tmp_path: Path) -> None:
     """Malformed datagrams that each carry a different message type: memory must stay flat."""
