@@ -54,8 +54,10 @@ def measure(n_clients: int, duration: float, *, group_size: int = GROUP_SIZE,
         n_workers = workers or (1 if len(load_clients) <= 3000 else 2)
         n_workers = max(1, min(n_workers, len(load_clients)))
         timeout = 60 + n_clients / 100
+        inflight = max(5, loadgen.LOGIN_INFLIGHT // (2 * n_workers))
         procs = [loadgen.WorkerProc(server.address, load_clients[k::n_workers],
-                                    login_timeout=timeout) for k in range(n_workers)]
+                                    login_timeout=timeout, inflight=inflight)
+                 for k in range(n_workers)]
         probe = loadgen.WorkerProc(server.address, probe_clients, kernel_ts=True,
                                    login_timeout=timeout)
         procs.append(probe)
@@ -91,6 +93,8 @@ def measure(n_clients: int, duration: float, *, group_size: int = GROUP_SIZE,
         "failed": res["failed"] + res["unfinished"],
         "disconnects": sum(w["disconnects"] for w in wstats),
         "gc_full_collections": s1["gc"]["count"][2] - s0["gc"]["count"][2],
+        "gc_pause_ms_total": 1e3 * (sum(s1["gc"]["total"]) - sum(s0["gc"]["total"])),
+        "timer_fires_per_s": (s1["timer_fires"] - s0["timer_fires"]) / d["wall"],
         "gc_longest_ms": 1e3 * max(s1["gc"]["longest"]),
         "load_workers": n_workers,
         "setup_s": setup_s,

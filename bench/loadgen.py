@@ -46,6 +46,11 @@ _CTX = mp.get_context("fork")
 STAMP = struct.Struct("!q")  # send time (monotonic ns) at the start of a voice payload
 _SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 _TS = struct.Struct("@ll")  # struct timespec
+# Logins in flight per worker. A login costs the server a token check and a key agreement (about
+# a millisecond on one core); too many at once queue the heartbeats of clients already in behind
+# them, and the queued logins' retransmissions (every 100-200 ms) feed the queue: split this
+# between workers so the server's queue stays shorter than a retransmission interval.
+LOGIN_INFLIGHT = 100
 
 
 # --- machine -------------------------------------------------------------------------------------
@@ -112,18 +117,34 @@ def _server_main(conn: Any, workdir: str, iterations: int) -> None:
     import asyncio
 
     from ptt.config import ServerConfig
-    from ptt.server.app import PttServer
+    from ptt.server.app import PttServer, gc_freeze_wanted
 
     logging.basicConfig(level=logging.WARNING)
 
     async def main() -> None:
         wd = Path(workdir)
         server = PttServer(ServerConfig(host=LOCALHOST, port=0, db=wd / "db.sqlite",
-                                        record_dir=wd / "rec"), iterations=iterations)
+                                        record_dir=wd / "rec"), iterations=iterations,
+                           gc_freeze=gc_freeze_wanted())  # as `ptt server` runs
         await server.start()
         loop = asyncio.get_running_loop()
         done = loop.create_future()
         pauses = _GcPauses()
+        ended: dict[str, int] = {}  # sessions ended, by reason (a collapse shows here first)
+
+        def on_event(ev: Any, now: float) -> None:
+            if type(ev).__name__ == "SessionEnded":
+                ended[ev.reason] = ended.get(ev.reason, 0) + 1
+
+        server.listeners.append(on_event)
+        fires = [0]  # core timer wake-ups (session expiry checks, floor timers, resends)
+        on_timer = server._on_timer
+
+        def counted_timer() -> None:
+            fires[0] += 1
+            on_timer()
+
+        server._on_timer = counted_timer  # type: ignore[method-assign]
 
         def on_command() -> None:
             try:
@@ -141,7 +162,8 @@ def _server_main(conn: Any, workdir: str, iterations: int) -> None:
                            "user": t.user, "sys": t.system,
                            "counters": asdict(server.counters),
                            "sessions": len(server.core.sessions),
-                           "gc": pauses.snapshot()}
+                           "gc": pauses.snapshot(), "sessions_ended": dict(ended),
+                           "timer_fires": fires[0]}
                 elif cmd == "stop":
                     conn.send(("ok", None))
                     if not done.done():
@@ -302,6 +324,7 @@ class ClientPool:
         self.joined = 0
         self.online: set[int] = set()
         self.disconnects = 0
+        self.lost_why: dict[str, int] = {}
         self.failures: list[str] = []
         self.last_recv = 0.0
         self.last_kernel = 0.0
@@ -352,6 +375,7 @@ class ClientPool:
                     self.joined += 1
                 elif isinstance(ev, cl.Disconnected):
                     self.disconnects += 1
+                    self.lost_why[ev.reason] = self.lost_why.get(ev.reason, 0) + 1
                     self.online.discard(i)
                 elif isinstance(ev, cl.RequestFailed) and ev.what == "join" and ev.code is None:
                     # timed out (a big group's presence storm on a busy machine): ask again
@@ -469,7 +493,7 @@ class ClientPool:
                      lambda: nxt - len(self.online) < inflight and nxt < len(self.cores))
         raise TimeoutError(f"{len(self.online)}/{len(self.cores)} logged in, "
                            f"{self.joined}/{want_joins} joins, {self.disconnects} sessions lost "
-                           f"after {timeout:g} s; "
+                           f"{self.lost_why} after {timeout:g} s; "
                            f"{self.failures[:3]}")
 
     def close_all(self) -> None:
@@ -493,14 +517,14 @@ def _raise_fd_limit(n: int) -> None:
 
 
 def _worker_main(conn: Any, server: tuple[str, int], clients: list[tuple[str, str, list[str]]],
-                 kernel_ts: bool, login_timeout: float) -> None:
+                 kernel_ts: bool, login_timeout: float, inflight: int = LOGIN_INFLIGHT) -> None:
     logging.basicConfig(level=logging.WARNING)
     _raise_fd_limit(len(clients))
     pool = ClientPool(server, kernel_ts)
     for user, token, groups in clients:
         pool.add(user, token, groups)
     try:
-        pool.login_all(login_timeout)
+        pool.login_all(login_timeout, inflight)
     except Exception as exc:
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         return
@@ -550,8 +574,9 @@ class WorkerProc(_Proc):
     """A forked :class:`ClientPool` of ``clients`` (user, token, groups); logged in when built."""
 
     def __init__(self, server: tuple[str, int], clients: list[tuple[str, str, list[str]]],
-                 kernel_ts: bool = False, login_timeout: float = 120.0) -> None:
-        super().__init__(_worker_main, server, clients, kernel_ts, login_timeout)
+                 kernel_ts: bool = False, login_timeout: float = 120.0,
+                 inflight: int = LOGIN_INFLIGHT) -> None:
+        super().__init__(_worker_main, server, clients, kernel_ts, login_timeout, inflight)
         self.n = len(clients)
         self.login_timeout = login_timeout
 

@@ -1,10 +1,12 @@
 """The asyncio server: one UDP socket, the protocol core, the SQLite store and the voice relay.
 
-The adapter is thin, in aioquic's style: ``datagram_received`` feeds the core with the loop's
-monotonic clock, sends what the core wants sent, runs the events (administration, logging,
-recording hooks) and re-arms one timer at ``core.get_timer()``. The voice hot path stays on a plain
-``asyncio.DatagramProtocol``: a header peek in the core, then one ``sendmmsg`` to every listener
-(``ptt.server.sendmmsg``; ``sendto`` per listener where it is missing).
+The adapter is thin, in aioquic's style: each datagram feeds the core with the loop's monotonic
+clock, the adapter sends what the core wants sent, runs the events (administration, logging,
+recording hooks) and re-arms one timer at ``core.get_timer()``. The socket is read by a plain
+``loop.add_reader`` callback, up to READ_BATCH datagrams per wake-up (asyncio's datagram transport
+reads one per turn of the loop). The voice hot path: a header peek in the core, then one
+``sendmmsg`` to every listener (``ptt.server.sendmmsg``; ``sendto`` per listener where it is
+missing).
 
 Multicast (``ptt.net.bridge``): when the configured interface routes the multicast network, the
 server listens on the address of every group in ``multicast`` or ``auto`` mode. What it hears
@@ -13,7 +15,7 @@ talker's frames go once to the group address for its multicast members; probes a
 
 Use::
 
-    server = PttServer(config)
+    server = PttServer(config, gc_freeze=gc_freeze_wanted())
     await server.start()          # binds, loads the store, prints where credentials are
     await server.serve_forever()  # until close() or SIGINT/SIGTERM (see run())
 """
@@ -21,6 +23,7 @@ Use::
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -48,7 +51,18 @@ from ptt.server.store import Store
 log = logging.getLogger("ptt.server")
 
 FIRST_COORDINATOR = "coordinator"
+READ_BATCH = 64  # datagrams read per wake-up at most, so timers and other sockets get turns
+MAX_DATAGRAM = 65_535
 DROP_LOG_PER_SECOND = 5  # malformed datagrams are logged, but a flood cannot flood the log
+# Garbage collector: a full collection walks every live object, and 10,000 sessions are a few
+# hundred thousand of them (tens of ms on one core: the floor-access tail). What has lived this
+# long is the server's state, not garbage, so it is frozen out of the collector's scans
+# (gc.freeze) at start-up and whenever the session count has grown by GC_FREEZE_GROWTH; once
+# every GC_THAW_EVERY the freeze is lifted for one full collection, so cycles frozen with the
+# state are still reclaimed.
+GC_CHECK_EVERY = 10.0  # seconds between checks of the session count
+GC_FREEZE_GROWTH = 0.1  # freeze again after the sessions grew by this fraction (and 100)
+GC_THAW_EVERY = 3600.0
 
 
 @dataclass
@@ -76,17 +90,6 @@ def server_multicast_options(config: ServerConfig) -> MulticastOptions:
                             config.multicast_ttl)
 
 
-class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, server: PttServer) -> None:
-        self.server = server
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        self.server._on_datagram(data, addr)
-
-    def error_received(self, exc: Exception) -> None:
-        log.debug("socket error: %s", exc)  # ICMP unreachable from a vanished client
-
-
 class PttServer:
     def __init__(
         self,
@@ -96,9 +99,13 @@ class PttServer:
         iterations: int | None = None,
         multicast: MulticastOptions | None = None,
         use_sendmmsg: bool | None = None,
+        gc_freeze: bool = False,
     ) -> None:
         """``use_sendmmsg``: relay with one ``sendmmsg`` per frame (default: where available,
-        unless ``PTT_NO_SENDMMSG=1``), or ``sendto`` per listener (False)."""
+        unless ``PTT_NO_SENDMMSG=1``), or ``sendto`` per listener (False). ``gc_freeze``: keep
+        the long-lived state out of the garbage collector's scans (GC_CHECK_EVERY): it acts on
+        the whole process, so ``run()`` (the ``ptt server`` process) turns it on, unless
+        ``PTT_NO_GC_FREEZE=1``; an embedding program decides for itself."""
         self.config = config
         self.core = ServerCore(
             os.urandom,
@@ -109,10 +116,15 @@ class PttServer:
         self.store: Store | None = None
         self.admin: Admin | None = None
         self._iterations = iterations
-        self._transport: asyncio.DatagramTransport | None = None
+        self._open = False  # the socket is bound and read (start() to close())
         self._sock: socket.socket | None = None
         self._fanouts: FanOutCache | None = None  # set by start(), with the socket
         self.use_sendmmsg = use_sendmmsg
+        self.gc_freeze = gc_freeze
+        self._gc_timer: asyncio.TimerHandle | None = None
+        self._gc_sessions = 0  # sessions at the last freeze
+        self._gc_thawed_at = 0.0
+        self.gc_freezes = 0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._closed = asyncio.Event()
@@ -126,6 +138,7 @@ class PttServer:
                                       self._on_multicast_batch)
         self.multicast_off: str | None = None  # why the server does not use multicast
         self._groups_changed = False
+        self._batching = False  # inside _read_ready: the timer is armed once, at the end
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -147,8 +160,7 @@ class PttServer:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
                 sock.bind(sockaddr)
                 sock.setblocking(False)
-                self._transport, _ = await loop.create_datagram_endpoint(
-                    lambda: _Protocol(self), sock=sock)
+                loop.add_reader(sock.fileno(), self._read_ready)
             except BaseException:
                 sock.close()
                 raise
@@ -157,10 +169,15 @@ class PttServer:
             raise NetError(f"cannot listen on {format_hostport(*self.config.address)}: "
                            f"{exc.strerror or exc}") from None
         self._sock = sock
+        self._open = True
         self._fanouts = FanOutCache(sock, self.use_sendmmsg,
                                     split_last=self.bridge.dests.__contains__)
         self._first_start()  # after binding, so the credentials name the real port
         self._start_multicast()
+        if self.gc_freeze:
+            self._gc_thawed_at = loop.time()
+            self._freeze()  # users, groups and the code loaded so far
+            self._gc_timer = loop.call_later(GC_CHECK_EVERY, self._gc_check)
         log.info("ptt server listening on %s (database %s)",
                  format_hostport(*self.address), self.config.db)
 
@@ -205,11 +222,39 @@ class PttServer:
         host, port = self._sock.getsockname()[:2]
         return host, port
 
+    def _freeze(self) -> None:
+        gc.collect()  # what is garbage now is not frozen with the state
+        gc.freeze()
+        self._gc_sessions = len(self.core.sessions)
+        self.gc_freezes += 1
+
+    def _gc_check(self) -> None:
+        if not self._open:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        n = len(self.core.sessions)
+        if now - self._gc_thawed_at >= GC_THAW_EVERY:
+            self._gc_thawed_at = now
+            gc.unfreeze()  # the next freeze's collection looks at everything once
+            self._freeze()
+        elif n >= max(self._gc_sessions * (1 + GC_FREEZE_GROWTH), self._gc_sessions + 100):
+            self._freeze()
+        self._gc_timer = loop.call_later(GC_CHECK_EVERY, self._gc_check)
+
     def close(self) -> None:
+        if self._gc_timer is not None:
+            self._gc_timer.cancel()
+            self._gc_timer = None
         self.bridge.close()
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
+        if self._open:
+            self._open = False
+            assert self._sock is not None
+            try:
+                asyncio.get_running_loop().remove_reader(self._sock.fileno())
+            except RuntimeError:  # no loop running any more: nothing to remove it from
+                pass
+            self._sock.close()
         if self._timer is not None:
             self._timer.cancel()
         if self.store is not None:
@@ -232,8 +277,31 @@ class PttServer:
 
     # --- the adapter --------------------------------------------------------------------------
 
-    def _on_datagram(self, data: bytes, addr: Any) -> None:
-        now = asyncio.get_running_loop().time()
+    def _read_ready(self) -> None:
+        """Up to READ_BATCH datagrams per wake-up: under load the queue drains without a trip
+        through the event loop per datagram, and the timer is re-armed once per batch."""
+        recvfrom = self._sock.recvfrom  # type: ignore[union-attr]
+        time = asyncio.get_running_loop().time
+        self._batching = True
+        try:
+            for _ in range(READ_BATCH):
+                try:
+                    data, addr = recvfrom(MAX_DATAGRAM)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError as exc:  # an ICMP error surfaced on the socket: keep reading
+                    log.debug("socket error: %s", exc)
+                    continue
+                self._on_datagram(data, addr, time())
+                if not self._open:
+                    return  # an admin command or a listener closed the server
+        finally:
+            self._batching = False
+        self._arm(self.core.get_timer())
+
+    def _on_datagram(self, data: bytes, addr: Any, now: float | None = None) -> None:
+        if now is None:
+            now = asyncio.get_running_loop().time()
         c = self.counters
         c.datagrams_in += 1
         targets = self.core.receive_datagram(data, addr, now)
@@ -264,9 +332,8 @@ class PttServer:
                 c.voice_dropped += 1
             return
         c.multicast_in += 1
-        sendto = self._transport.sendto  # type: ignore[union-attr]
-        for t in targets:  # bridged to the relay members
-            sendto(data, t)
+        if targets:  # bridged to the relay members
+            c.voice_send_failed += self._fanouts.get(targets).send(data)  # type: ignore[union-attr]
         c.voice_out += len(targets)
         for tap in self.voice_taps:
             tap(data, now)
@@ -277,15 +344,18 @@ class PttServer:
 
     def _send_out(self) -> None:
         out = self.core.datagrams_to_send()
-        if not out or self._transport is None:
+        if not out or not self._open:
             return
-        send = self._transport.sendto
+        send = self._sock.sendto  # type: ignore[union-attr]
         dests = self.bridge.dests
         for data, addr in out:
             if addr in dests:  # probe echoes
                 self.bridge.send(data, addr)
-            else:
+                continue
+            try:
                 send(data, addr)
+            except OSError as exc:  # a full buffer or no route: lost, as UDP may lose it
+                log.debug("send to %s failed: %s", format_hostport(*addr[:2]), exc)
 
     def _transmit(self, now: float) -> None:
         self._send_out()
@@ -298,7 +368,8 @@ class PttServer:
                 self._sync_multicast()
             self._send_out()  # admin answers and their side effects
             events = self.core.events()
-        self._arm(self.core.get_timer())
+        if not self._batching:  # else once at the end of the batch
+            self._arm(self.core.get_timer())
 
     def _arm(self, at: float | None) -> None:
         if at is None or (self._timer_at is not None and self._timer_at <= at):
@@ -311,7 +382,7 @@ class PttServer:
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
-        if self._transport is None:
+        if not self._open:
             return
         now = asyncio.get_running_loop().time()
         self.core.handle_timer(now)
@@ -383,9 +454,14 @@ class PttServer:
             log.debug("[%s] floor idle", ev.group)
 
 
+def gc_freeze_wanted() -> bool:
+    """The ``ptt server`` process freezes its long-lived state unless ``PTT_NO_GC_FREEZE=1``."""
+    return os.environ.get("PTT_NO_GC_FREEZE", "") in ("", "0")
+
+
 async def run(config: ServerConfig, ready: Callable[[PttServer], None] | None = None) -> None:
     """Run a server until SIGINT or SIGTERM, then shut down cleanly."""
-    server = PttServer(config)
+    server = PttServer(config, gc_freeze=gc_freeze_wanted())
     await server.start()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
