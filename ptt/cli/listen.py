@@ -1,45 +1,95 @@
-"""``ptt listen GROUP``: hear a group on the default device, or write what it says to a WAV."""
+"""``ptt listen GROUP [GROUP ...]``: hear one group, or monitor several at once, on the default
+device or into a WAV file.
+
+One group plays as it always did (:class:`~ptt.client.voice.Listener`). Several groups, or
+``--priority``, go through :class:`~ptt.client.monitor.Monitor`: one connection joins them all,
+every group's burst is mixed into the one output, and each burst prints one scan line naming
+its group and talker, like a dispatch console.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from ptt.cli.live import echo_event, joined_line, open_and_join, stop_on_signals
+from ptt.cli.live import echo_event, joined_line, open_and_join, stamp, stop_on_signals
 from ptt.cli.options import GROUP, SECONDS, CliState, client_options, pass_state
+from ptt.config import ClientConfig
+from ptt.errors import RequestError
 from ptt.protocol import client as cl
+
+if TYPE_CHECKING:
+    from ptt.audio.streams import ClockedSink
+    from ptt.audio.tones import ToneSet
 
 
 @click.command()
-@click.argument("group_name", metavar="GROUP", type=GROUP)
+@click.argument("group_names", metavar="GROUP [GROUP ...]", type=GROUP, nargs=-1, required=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.wav",
-              help="Write the group's audio (voice and the silence between) to a WAV file.")
+              help="Write the audio (voice and the silence between, several groups mixed) to a "
+                   "WAV file.")
 @click.option("--output", "output_device", metavar="DEVICE",
               help="Output device name or index (see 'ptt devices').")
+@click.option("--priority", "priority", type=GROUP, multiple=True, metavar="GROUP",
+              help="While GROUP has a talker, hear it at full level and duck the other groups "
+                   "by 12 dB (repeatable; GROUP must be one of those listened to).")
 @click.option("--duration", type=SECONDS, metavar="SECONDS", help="Stop after this long.")
 @click.option("--bursts", type=click.IntRange(min=1), metavar="N",
-              help="Stop after hearing N bursts.")
+              help="Stop after hearing N bursts (in all groups together).")
 @client_options
 @pass_state
-def listen(state: CliState, group_name: str, out: Path | None, output_device: str | None,
-           duration: float | None, bursts: int | None) -> None:
+def listen(state: CliState, group_names: tuple[str, ...], out: Path | None,
+           output_device: str | None, priority: tuple[str, ...], duration: float | None,
+           bursts: int | None) -> None:
     """Listen to GROUP: print who talks when, and play or record the voice.
+
+    With several groups (a dispatcher's monitor) every group is heard at once: bursts that
+    overlap are mixed (summed and clipped, never cut off), and each burst prints one line such
+    as "[volunteers] ann talking" or "[medics] bob: EMERGENCY". An emergency burst sounds the
+    alert tone and is heard at full level while every other group is ducked by 12 dB; so is a
+    --priority group whenever it has a talker. You can listen only to your own groups: a group
+    you are not a member of stops the command with an error before anything plays.
 
     \b
     Examples:
         ptt listen volunteers
         ptt listen volunteers --out volunteers.wav --duration 60
+        ptt listen volunteers medics drivers --priority medics
     """
-    asyncio.run(_listen(state, group_name, out, output_device, duration, bursts))
+    groups = list(dict.fromkeys(group_names))
+    stray = [p for p in priority if p not in groups]
+    if stray:
+        raise click.BadParameter(f"'{stray[0]}' is not one of the groups to listen to "
+                                 f"({', '.join(groups)})", param_hint="--priority")
+    if len(groups) == 1 and not priority:
+        asyncio.run(_listen(state, groups[0], out, output_device, duration, bursts))
+    else:
+        asyncio.run(_monitor(state, groups, list(priority), out, output_device, duration,
+                             bursts))
+
+
+def _sink_and_tones(out: Path | None, output_device: str | None, config: ClientConfig
+                    ) -> tuple[ClockedSink, ToneSet]:
+    from ptt.audio.streams import PacedSink
+    from ptt.audio.tones import ToneSet
+    from ptt.audio.wav import WavSink
+
+    if out is not None:
+        # a WAV is a record of the voice, not of the UI
+        return PacedSink(WavSink(out)), ToneSet.none()
+    from ptt.audio.devices import PlaybackSink
+    return (PlaybackSink(output_device if output_device is not None else config.output_device),
+            ToneSet(**dataclasses.asdict(config.tones)))
 
 
 async def _listen(state: CliState, group: str, out: Path | None, output_device: str | None,
                   duration: float | None, bursts: int | None) -> None:
     # the audio stack (numpy, libopus) loads here, so admin commands start quickly
-    from ptt.audio.streams import ClockedSink, PacedSink
+    from ptt.audio.streams import PacedSink
     from ptt.audio.tones import ToneSet
     from ptt.audio.wav import WavSink
     from ptt.client.voice import Listener
@@ -96,3 +146,64 @@ async def _listen(state: CliState, group: str, out: Path | None, output_device: 
         sink.close()
         await conn.close()
 
+
+async def _monitor(state: CliState, groups: list[str], priority: list[str], out: Path | None,
+                   output_device: str | None, duration: float | None,
+                   bursts: int | None) -> None:
+    from ptt.client.monitor import Monitor, burst_notice
+
+    try:
+        conn, config, joined = await open_and_join(state, groups)
+    except RequestError as exc:
+        # which group failed is in the server's words ("'eve' is not a member of 'medics'")
+        raise RequestError(f"{exc} (you can listen only to your own groups)", exc.code) from None
+    try:
+        sink, tones = _sink_and_tones(out, output_device, config)
+    except BaseException:
+        await conn.close()
+        raise
+    try:
+        for st in joined:
+            click.echo(joined_line(st))
+        stop = asyncio.Event()
+        remove = stop_on_signals(stop)
+        monitor = Monitor(conn, groups, sink, priority=priority, tones=tones)
+        events = conn.subscribe()
+        task = asyncio.create_task(monitor.run(stop))
+        loop = asyncio.get_running_loop()
+        deadline = None if duration is None else loop.time() + duration
+        talkers = {st.group: st.talker for st in joined}
+        heard = 0
+        try:
+            while not stop.is_set():
+                timeout = None if deadline is None else max(0.0, deadline - loop.time())
+                try:
+                    async with asyncio.timeout(timeout):
+                        ev = await events.get()
+                except TimeoutError:
+                    break
+                notice = burst_notice(ev, groups, conn.user)
+                if notice is not None:
+                    click.echo(f"{stamp()}  {notice.line()}")
+                elif not isinstance(ev, cl.TalkerChanged):
+                    echo_event(ev, conn.user)  # connection news; floor idle is not a scan line
+                if isinstance(ev, cl.TalkerChanged) and ev.group in talkers:
+                    # a burst ends when the floor goes idle or straight to the next talker
+                    if talkers[ev.group] is not None and ev.talker != talkers[ev.group]:
+                        heard += 1
+                    talkers[ev.group] = ev.talker
+                    if bursts is not None and heard >= bursts:
+                        await asyncio.sleep(0.3)  # let the jitter buffers play out the tails
+                        break
+        finally:
+            stop.set()
+            await task
+            remove()
+        voice = sum(monitor.stats(g).frames_heard for g in groups) * 0.02
+        per_group = ", ".join(f"{g} {monitor.stats(g).frames_heard * 0.02:.1f} s"
+                              for g in groups)
+        click.echo(f"heard {heard} burst(s), {voice:.1f} s of voice ({per_group})"
+                   + (f"; wrote {out}" if out is not None else ""))
+    finally:
+        sink.close()
+        await conn.close()

@@ -1,0 +1,298 @@
+"""A dispatcher's monitor: one connection hears several groups at once, mixed into one sink.
+
+Unlike the desktop's :class:`~ptt.desktop.mixer.GroupMixer` (the highest group wins, the others
+are dropped), a dispatch console's scan must not lose anyone: every group's current burst is
+heard, summed and clipped to the 16-bit range. What stands out:
+
+- **priority groups** (``ptt listen --priority GROUP``) and **emergency bursts** are "in front":
+  while one of them has a talker (from the floor announcement until its jitter buffer has played
+  out), every group not in front is ducked by :data:`DUCK_DB` (-12 dB: still intelligible, clearly
+  behind). Front groups are always at full level, so two of them talking at once are both heard.
+- an emergency burst gets the alert tone (as :class:`~ptt.client.voice.Listener` plays it), and
+  every burst end the roger beep, both mixed on top.
+- gains move in a straight line across one 20 ms frame, so ducking never clicks.
+
+Two layers, as elsewhere in ptt: :class:`MonitorMixer` is sans-I/O (frames in with ``now``, one
+mixed frame out per tick), :class:`Monitor` drives it from a :class:`Connection` and a
+:class:`~ptt.audio.streams.ClockedSink`::
+
+    monitor = Monitor(conn, ["volunteers", "medics"], PacedSink(WavSink(out)),
+                      priority=["medics"])
+    await monitor.run(stop_event)      # plays until stop is set
+    monitor.stats("medics")            # frames heard, frames ducked, bursts, alerts
+
+Voice of keyed groups is opened with the connection's :class:`~ptt.client.keys.VoiceKeys`;
+frames in the clear or that do not open are dropped and counted, as the Listener does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ptt.audio.codec import OpusDecoder
+from ptt.audio.streams import SILENCE, ClockedSink
+from ptt.audio.tones import ToneSet
+from ptt.client.connection import Connection
+from ptt.client.keys import VoiceKeys
+from ptt.errors import PttError, ValidationError
+from ptt.media.receiver import BurstReceiver, Decoder
+from ptt.protocol import client as cl
+from ptt.protocol import messages as m
+from ptt.protocol.voice import VoiceHeader, decode_voice
+
+__all__ = ["DUCK_DB", "BurstNotice", "GroupStats", "Monitor", "MonitorMixer", "burst_notice"]
+
+DUCK_DB = -12.0  # level of groups behind a talking priority group or emergency burst
+_FULL = 1.0
+_LIMIT = 32767.0
+
+
+@dataclass(frozen=True, slots=True)
+class BurstNotice:
+    """A burst starting in a monitored group: what the dispatcher's scan line says."""
+
+    group: str
+    talker: str
+    priority: m.Priority = m.Priority.NORMAL
+
+    @property
+    def emergency(self) -> bool:
+        return self.priority == m.Priority.EMERGENCY
+
+    def line(self) -> str:
+        """``[volunteers] ann talking`` or ``[medics] bob: EMERGENCY``."""
+        if self.emergency:
+            return f"[{self.group}] {self.talker}: EMERGENCY"
+        return f"[{self.group}] {self.talker} talking"
+
+
+def burst_notice(ev: cl.ClientEvent, groups: Iterable[str], me: str) -> BurstNotice | None:
+    """The notice for a floor event that starts someone else's burst in ``groups``, else None."""
+    if (isinstance(ev, cl.TalkerChanged) and ev.group in groups and ev.talker is not None
+            and ev.talker != me):
+        return BurstNotice(ev.group, ev.talker, ev.priority)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupStats:
+    """What one monitored group contributed (``MonitorMixer.stats(name)``)."""
+
+    frames_heard: int  # voice frames mixed in (at any level)
+    frames_ducked: int  # of those, frames mixed below full level
+    bursts: int  # bursts announced by the floor (not our own)
+    alerts: int  # of those, emergency bursts
+
+
+@dataclass
+class _Channel:
+    name: str
+    receiver: BurstReceiver
+    front: bool  # a --priority group: never ducked, ducks the others while it talks
+    talker: str | None = None
+    emergency: bool = False  # the current burst was announced as an emergency
+    gain: float = _FULL
+    playing: bool = False
+    frames_heard: int = 0
+    frames_ducked: int = 0
+    bursts: int = 0
+    alerts: int = 0
+
+    @property
+    def in_front(self) -> bool:
+        return self.front or self.emergency
+
+    @property
+    def active(self) -> bool:
+        # from the announcement (before the first frame arrives) until the buffer played out
+        return self.talker is not None or self.receiver.buffer.playing
+
+
+class MonitorMixer:
+    """Every group's burst, summed each 20 ms tick; sans-I/O (the caller passes ``now``)."""
+
+    def __init__(self, groups: Iterable[str], priority: Iterable[str] = (),
+                 tones: ToneSet | None = None, decoder: Callable[[], Decoder] = OpusDecoder,
+                 duck_db: float = DUCK_DB) -> None:
+        names = list(dict.fromkeys(groups))
+        front = set(priority)
+        unknown = sorted(front - set(names))
+        if unknown:
+            raise ValidationError(f"priority group {', '.join(unknown)} is not one of the "
+                                  f"monitored groups ({', '.join(names)})")
+        if not names:
+            raise ValidationError("no group to monitor")
+        self.tones = tones or ToneSet.none()
+        self.duck = 10 ** (duck_db / 20)
+        self._channels = {n: _Channel(n, BurstReceiver(decoder()), n in front) for n in names}
+        self._by_id: dict[int, _Channel] = {}
+        self._tone: deque[bytes] = deque()
+        self._alert: deque[bytes] = deque()
+        self.heard: tuple[str, ...] = ()  # groups with voice in the last tick's frame
+        self.ducking = False  # the last tick ducked the groups not in front
+        self.foreign = 0  # voice of a group not monitored
+
+    @property
+    def groups(self) -> list[str]:
+        return list(self._channels)
+
+    def set_group(self, name: str, group_id: int) -> None:
+        """The server's id of ``name`` (from its join answer): voice is sorted by it."""
+        ch = self._channels[name]
+        if ch.receiver.group_id is not None:
+            self._by_id.pop(ch.receiver.group_id, None)
+        ch.receiver.group_id = group_id
+        self._by_id[group_id] = ch
+
+    def talker_changed(self, name: str, talker: str | None, burst_id: int | None,
+                       priority: m.Priority = m.Priority.NORMAL) -> None:
+        """The floor of ``name`` moved: to ``talker``'s burst ``burst_id``, or idle (None).
+        The caller leaves out bursts of its own user (a monitor does not hear itself)."""
+        ch = self._channels[name]
+        ch.talker = talker
+        ch.emergency = talker is not None and priority == m.Priority.EMERGENCY
+        if talker is None:
+            return
+        ch.receiver.expect(burst_id)
+        ch.bursts += 1
+        if ch.emergency:
+            ch.alerts += 1
+            self._alert.extend(self.tones.frames("emergency"))
+
+    def receive(self, header: VoiceHeader, payload: bytes, now: float) -> None:
+        """One voice frame (opened, if its group is keyed) as it arrived at ``now``."""
+        ch = self._by_id.get(header.group_id)
+        if ch is None:
+            self.foreign += 1
+            return
+        ch.receiver.receive_parsed(header, payload, now)
+
+    def stats(self, name: str) -> GroupStats:
+        ch = self._channels[name]
+        return GroupStats(ch.frames_heard, ch.frames_ducked, ch.bursts, ch.alerts)
+
+    def receiver(self, name: str) -> BurstReceiver:
+        return self._channels[name].receiver
+
+    def tick(self, now: float) -> bytes:
+        """The mixed frame for the sink's tick at ``now`` (silence when nobody talks).
+
+        Every receiver is popped on every tick, so each jitter buffer keeps time."""
+        self.ducking = any(ch.in_front and ch.active for ch in self._channels.values())
+        mix: np.ndarray | None = None
+        heard = []
+        for ch in self._channels.values():
+            target = _FULL if ch.in_front or not self.ducking else self.duck
+            pcm = ch.receiver.pop(now)
+            item = ch.receiver.last_item
+            if pcm is None:
+                if ch.playing and not ch.receiver.buffer.playing:
+                    self._burst_over(ch)
+                ch.gain = target  # nothing to ramp over: the next frame starts at its level
+                continue
+            ch.playing = True
+            ch.frames_heard += 1
+            if target < _FULL:
+                ch.frames_ducked += 1
+            x = np.frombuffer(pcm, "<i2").astype(np.float32)
+            if ch.gain != target:
+                x *= np.linspace(ch.gain, target, len(x), dtype=np.float32)
+                ch.gain = target
+            elif target != _FULL:
+                x *= target
+            mix = x if mix is None else mix + x
+            heard.append(ch.name)
+            if item is not None and item.last:
+                self._burst_over(ch)
+        self.heard = tuple(heard)
+        for queue in (self._alert, self._tone):
+            if queue:
+                tone = np.frombuffer(queue.popleft(), "<i2").astype(np.float32)
+                mix = tone if mix is None else mix + tone
+        if mix is None:
+            return SILENCE
+        # summed voices may exceed the sample range: clip (never wrap around)
+        return bytes(np.clip(np.rint(mix), -_LIMIT - 1, _LIMIT).astype("<i2").tobytes())
+
+    def _burst_over(self, ch: _Channel) -> None:
+        ch.playing = False
+        self._tone.extend(self.tones.frames("end_of_burst"))
+
+
+class Monitor:
+    """Plays every group in ``groups`` (all joined on ``conn``) mixed into ``sink``;
+    ``run()`` until ``stop`` is set. ``priority``: groups that duck the others while they talk."""
+
+    def __init__(self, conn: Connection, groups: Iterable[str], sink: ClockedSink, *,
+                 priority: Iterable[str] = (), tones: ToneSet | None = None,
+                 duck_db: float = DUCK_DB) -> None:
+        self.conn = conn
+        self.sink = sink
+        self.mixer = MonitorMixer(groups, priority, tones, duck_db=duck_db)
+        self.keys = VoiceKeys.of(conn)
+        self.frames_out = 0
+        self.undecryptable = 0
+        self.malformed = 0
+        self._events = conn.subscribe()
+
+    @property
+    def groups(self) -> list[str]:
+        return self.mixer.groups
+
+    def stats(self, name: str) -> GroupStats:
+        return self.mixer.stats(name)
+
+    def _follow(self) -> None:
+        """Take ids and current talkers from the connection's view (joins made before run)."""
+        for name in self.groups:
+            g = self.conn.core.groups.get(name)
+            if g is None or g.state is None:
+                continue
+            self.mixer.set_group(name, g.state.group_id)
+            if g.talker is not None and g.talker != self.conn.user:
+                self.mixer.talker_changed(name, g.talker, g.talker_burst)
+
+    def _handle(self, ev: cl.ClientEvent) -> None:
+        if isinstance(ev, cl.GroupJoined) and ev.state.group in self.mixer.groups:
+            self.mixer.set_group(ev.state.group, ev.state.group_id)
+        elif isinstance(ev, cl.TalkerChanged) and ev.group in self.mixer.groups:
+            mine = ev.talker is not None and ev.talker == self.conn.user
+            self.mixer.talker_changed(ev.group, None if mine else ev.talker,
+                                      ev.burst_id, ev.priority)
+
+    def _drain(self) -> None:
+        while not self._events.empty():
+            self._handle(self._events.get_nowait())
+
+    def _on_voice(self, datagram: bytes) -> None:
+        self._drain()  # floor news first: a burst's first frames may beat the next tick
+        opened = self.keys.open_voice(datagram)
+        if opened is None:
+            try:
+                decode_voice(datagram)
+            except PttError:
+                self.malformed += 1
+                return
+            self.undecryptable += 1
+            return
+        self.mixer.receive(*opened, asyncio.get_running_loop().time())
+
+    async def run(self, stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        previous = self.conn.on_voice
+        self.conn.on_voice = self._on_voice
+        self._follow()
+        try:
+            while not stop.is_set():
+                self._drain()
+                await self.sink.wait_ready()
+                self.sink.write(self.mixer.tick(loop.time()))
+                self.frames_out += 1
+        finally:
+            self.conn.on_voice = previous
+            self.conn.unsubscribe(self._events)
