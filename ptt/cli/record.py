@@ -15,6 +15,13 @@ client config file (e.g. one written by ``ptt login`` or the server's ``coordina
 coordinator's config, adds it to the group, and removes it afterwards. Event replay
 (``--events``) needs one identity per recorded user: ``--users DIR`` reads ``DIR/<user>.toml``,
 otherwise temporary users named ``<prefix><user>`` are made the same way.
+
+Encrypted groups. ``ptt record`` stores the voice it can open with its member's group key (the
+files are plain Ogg Opus: keep them as private as the token). ``ptt replay`` seals what it sends
+into a keyed group. Temporary users get their tokens made here (``ptt.client.keys.add_user``),
+and the group is re-keyed after they are added (so they hold its key; their grants are signed
+by the coordinator who made them, whose key they trust without a pins file) and again after
+they are removed (so they no longer do). A plain group stays plain.
 """
 
 from __future__ import annotations
@@ -31,8 +38,10 @@ import click
 from ptt.cli.live import stamp, stop_on_signals
 from ptt.cli.options import GROUP, SECONDS, CliState, client_options, pass_state
 from ptt.cli.remote import client_config, connect
+from ptt.client import keys
 from ptt.client.connection import Connection
 from ptt.config import ClientConfig, load_client_config
+from ptt.crypto.identity import PublicIdentity, identity_from_token
 from ptt.errors import ConfigError, PttError, RecordingError, ValidationError
 from ptt.names import user_name
 from ptt.protocol import messages as m
@@ -92,8 +101,15 @@ async def _record(state: CliState, group: str, out_dir: Path, duration: float | 
             click.echo(f"{stamp()}  {group}  {b.talker} burst {b.burst_id}: "
                        f"{b.duration:.2f} s{lost} -> {b.path.name}")
 
+        voice_keys = keys.VoiceKeys.of(conn, keys.pins_path(keys.SIGNER_PINS,
+                                                            state.config_path))
         recorder = GroupRecorder(conn, group, out_dir, on_burst=show)
         await conn.join(group, state.timeout)
+        if voice_keys.keyed(group) and not voice_keys.epoch(group):
+            why = f" ({voice_keys.last_refusal})" if voice_keys.last_refusal else ""
+            click.echo(f"warning: no key for encrypted group '{group}' yet: its voice is not "
+                       f"recorded until a coordinator runs 'ptt group rekey {group}'{why}",
+                       err=True)
         click.echo(f"recording {group} into {recorder.live.directory / group}; "
                    f"Ctrl-C to stop", err=True)
         stop = asyncio.Event()
@@ -105,7 +121,9 @@ async def _record(state: CliState, group: str, out_dir: Path, duration: float | 
         finally:
             remove()
         click.echo(f"recorded {report.bursts} bursts, {report.seconds:.1f} s of talk"
-                   + (f", {report.lost} frames lost" if report.lost else ""))
+                   + (f", {report.lost} frames lost" if report.lost else "")
+                   + (f", {report.undecryptable} frames that did not open (no key, forged or "
+                      f"replayed) left out" if report.undecryptable else ""))
         if report.errors:
             raise RecordingError(f"{report.errors} recording errors (see the log above)")
     finally:
@@ -228,9 +246,11 @@ async def _replay_bursts(state: CliState, session: Session, group: str, speed: f
     from ptt.record.export import replay_bursts
 
     async with AsyncExitStack() as stack:
-        config = await stack.enter_async_context(_identity(state, as_user, group))
+        who = await stack.enter_async_context(_identity(state, as_user, group))
+        config = who.config
         conn, _ = await connect(config, state.timeout)
         stack.push_async_callback(conn.close)
+        who.voice_keys(conn)
         await conn.join(group, state.timeout)
         click.echo(f"replaying {len(session.bursts)} bursts into {group} "
                    f"as {conn.user}")
@@ -261,7 +281,8 @@ async def _replay_events(state: CliState, events_file: Path, group: str, speed: 
     dispatchers = {a.user for a in script if a.priority == m.Priority.HIGH}
     async with AsyncExitStack() as stack:
         if users_dir is not None:
-            configs = {u: _config_file(state, users_dir / f"{u}.toml") for u in users}
+            configs = {u: _Identity.of_file(_config_file(state, users_dir / f"{u}.toml"),
+                                            users_dir / f"{u}.toml") for u in users}
         else:
             roles = {_temp_name(prefix, u): "dispatcher" if u in dispatchers else "volunteer"
                      for u in users}
@@ -269,8 +290,9 @@ async def _replay_events(state: CliState, events_file: Path, group: str, speed: 
             configs = {u: made[_temp_name(prefix, u)] for u in users}
         conns: dict[str, Connection] = {}
         for u in users:
-            conn, _ = await connect(configs[u], state.timeout)
+            conn, _ = await connect(configs[u].config, state.timeout)
             stack.push_async_callback(conn.close)
+            configs[u].voice_keys(conn)
             await conn.join(group, state.timeout)
             conns[u] = conn
         names = ", ".join(f"{u} as {c.user}" if c.user != u else u for u, c in conns.items())
@@ -285,6 +307,23 @@ async def _replay_events(state: CliState, events_file: Path, group: str, speed: 
 
 
 # -- identities -----------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class _Identity:
+    """A config to replay with, and whom its group keys are trusted from."""
+
+    config: ClientConfig
+    pins: Path | None = None  # signer pins file (None: the default next to the client config)
+    signers: dict[str, PublicIdentity] | None = None  # a temporary user: its maker, in memory
+
+    @classmethod
+    def of_file(cls, config: ClientConfig, path: Path | None) -> _Identity:
+        return cls(config, keys.pins_path(keys.SIGNER_PINS, path))
+
+    def voice_keys(self, conn: Connection) -> keys.VoiceKeys:
+        """Set up the connection's group keys before anything else asks for them."""
+        return keys.VoiceKeys.of(conn, self.pins, signers=self.signers)
+
+
 def _config_file(state: CliState, path: Path) -> ClientConfig:
     if not path.is_file():
         raise ConfigError(f"{path}: no such client config file")
@@ -301,14 +340,14 @@ def _temp_name(prefix: str, user: str) -> str:
 
 @asynccontextmanager
 async def _identity(state: CliState, as_user: str | None, group: str
-                    ) -> AsyncIterator[ClientConfig]:
+                    ) -> AsyncIterator[_Identity]:
     """The config to replay with (see the module docstring for ``--as``)."""
     if as_user is None:
-        yield client_config(state)
+        yield _Identity.of_file(client_config(state), state.config_path)
         return
     path = Path(as_user).expanduser()
     if path.is_file() or path.suffix == ".toml" or "/" in as_user:
-        yield _config_file(state, path)
+        yield _Identity.of_file(_config_file(state, path), path)
         return
     name = user_name(as_user)
     async with _temporary_users(state, {name: "volunteer"}, group) as configs:
@@ -317,12 +356,19 @@ async def _identity(state: CliState, as_user: str | None, group: str
 
 @asynccontextmanager
 async def _temporary_users(state: CliState, roles: dict[str, str], group: str
-                           ) -> AsyncIterator[dict[str, ClientConfig]]:
+                           ) -> AsyncIterator[dict[str, _Identity]]:
     """New users (name -> role) in ``group``, made with the coordinator's config over one
-    connection (a second login of the same user would replace the first), removed after."""
+    connection (a second login of the same user would replace the first), removed after.
+
+    Their tokens are made here (:func:`ptt.client.keys.add_user`). An encrypted group is
+    re-keyed once they are in (they need its key to talk) and once they are gone (they must
+    not keep it); their grants come from this coordinator, whose key they trust as known."""
     coordinator = client_config(state)
+    pins = keys.pins_path(keys.MEMBER_PINS, state.config_path)
     conn, _ = await connect(coordinator, state.timeout)
+    signer = {conn.user: identity_from_token(conn.token, conn.user).public}
     made: list[str] = []
+    added = False
     try:
         existing = {u["name"] for u in (await conn.admin("user.list", {}))["users"]}
         taken = sorted(set(roles) & existing)
@@ -333,16 +379,25 @@ async def _temporary_users(state: CliState, roles: dict[str, str], group: str
                 f"to have a temporary one made")
         configs = {}
         for name, role in roles.items():
-            token = (await conn.admin("user.add", {"name": name, "role": role}))["token"]
+            token = await keys.add_user(conn, name, role, pins=pins)
             made.append(name)
-            configs[name] = dataclasses.replace(coordinator, user=name, token=token)
+            configs[name] = _Identity(dataclasses.replace(coordinator, user=name, token=token),
+                                      signers=signer)
         await conn.admin("group.add", {"name": group, "users": list(roles)})
+        added = True
+        await keys.rekey(conn, group, pins=pins, plain_ok=True)
         yield configs
     finally:
         for name in made:
             try:
-                await conn.admin("user.remove", {"name": name})
+                await keys.remove_user(conn, name, pins=pins)
             except PttError as exc:
                 click.echo(f"warning: could not remove temporary user '{name}': {exc}",
                            err=True)
+        if added:
+            try:
+                await keys.rekey(conn, group, pins=pins, plain_ok=True)
+            except PttError as exc:
+                click.echo(f"warning: could not re-key '{group}' after removing the temporary "
+                           f"users ({exc}): run 'ptt group rekey {group}'", err=True)
         await conn.close()

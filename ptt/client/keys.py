@@ -35,7 +35,7 @@ import logging
 import os
 import secrets
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,7 @@ __all__ = [
     "add_user",
     "pins_path",
     "rekey",
+    "remove_user",
 ]
 
 log = logging.getLogger("ptt.keys")
@@ -104,6 +105,13 @@ class PinFile:
         """Pin a new key after a person compared fingerprints (a member's new device)."""
         self.pins.replace(user, public)
         self.save()
+
+    def forget(self, user: str) -> None:
+        """Drop ``user``'s pin (the account is gone; a new one of that name is a new key)."""
+        kept = self.pins.to_dict()
+        if kept.pop(user, None) is not None:
+            self.pins = KeyPins(kept)
+            self.save()
 
     def save(self) -> None:
         if self.path is not None:
@@ -222,6 +230,16 @@ async def rekey(
     return epoch
 
 
+async def remove_user(conn: Connection, name: str, *, pins: Path | None = None) -> list[str]:
+    """Remove user ``name`` and forget its pinned key; returns its encrypted groups, which
+    must be re-keyed next (:func:`rekey`): the removed user still holds their current keys.
+    ``pins``: the member pins file, as for :func:`add_user`."""
+    name = user_name(name)
+    result = await conn.admin("user.remove", {"name": name})
+    _member_pins(conn, pins if pins is not None else pins_path(MEMBER_PINS)).forget(name)
+    return [str(g) for g in result.get("rekey") or []]
+
+
 # --- the member's side ---------------------------------------------------------------------------
 
 _KEYS: weakref.WeakKeyDictionary[Connection, VoiceKeys] = weakref.WeakKeyDictionary()
@@ -237,10 +255,13 @@ class VoiceKeys:
     datagram into (header, payload) or None for the Listener, the recorder and the desktop.
     """
 
-    def __init__(self, conn: Connection, pins: Path | None = None) -> None:
+    def __init__(self, conn: Connection, pins: Path | None = None,
+                 signers: Mapping[str, PublicIdentity] | None = None) -> None:
         self.conn = conn
         self.identity: Identity = identity_from_token(conn.token, conn.user)
         self.signers = PinFile(pins)
+        for signer, public in (signers or {}).items():
+            self.signers.replace(signer, PublicIdentity(NO_X25519, public.ed25519))
         self.rings: dict[str, GroupKeyring] = {}
         self.refused_grants = 0  # grants that did not open (untrusted signer, replay, damage)
         self.last_refusal: str | None = None
@@ -256,12 +277,22 @@ class VoiceKeys:
                 self.accept(group, held[1])
 
     @classmethod
-    def of(cls, conn: Connection, pins: Path | None = None) -> VoiceKeys:
+    def of(cls, conn: Connection, pins: Path | None = None, *,
+           signers: Mapping[str, PublicIdentity] | None = None) -> VoiceKeys:
         """The connection's VoiceKeys, made on first use (``pins``: the signer pins file,
-        default :func:`pins_path` of :data:`SIGNER_PINS`)."""
+        default :func:`pins_path` of :data:`SIGNER_PINS`).
+
+        ``signers``: coordinators whose keys are known already (a temporary user made by this
+        very coordinator, who knows its own token): trusted from the start and kept in memory
+        only, so no pins file is read or written. Both arguments count only on the first call
+        for a connection: make it before a Talker or Listener does."""
         keys = _KEYS.get(conn)
         if keys is None:
-            keys = _KEYS[conn] = cls(conn, pins if pins is not None else pins_path(SIGNER_PINS))
+            if signers is not None:
+                keys = cls(conn, None, signers)
+            else:
+                keys = cls(conn, pins if pins is not None else pins_path(SIGNER_PINS))
+            _KEYS[conn] = keys
         return keys
 
     # --- grants -------------------------------------------------------------------------------

@@ -15,6 +15,13 @@ It joins the group like any listener (a listen-only membership is enough) and fe
 A burst ends on its END_OF_BURST frame (after a short wait for overtaken frames), when another
 talker or an idle floor is announced, or after the recorder's idle timeout.
 
+Encrypted groups: frames are opened with the group key this member holds
+(:meth:`~ptt.client.keys.VoiceKeys.open_voice`) and the plaintext Opus packets are stored, so the
+files play like any other (unlike the server's recording, which holds only the events of such a
+group). Frames that do not open (no key yet, in the clear, forged, replayed) are not recorded
+and are counted (``RecordReport.undecryptable``). The files are then as secret as the voice:
+keep the recording directory as private as the member's token.
+
 Use::
 
     rec = GroupRecorder(conn, "volunteers", "recordings")
@@ -25,15 +32,17 @@ Use::
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ptt.client.connection import Connection
+from ptt.client.keys import VoiceKeys
 from ptt.errors import ProtocolError
 from ptt.protocol import client as cl
-from ptt.protocol.voice import decode_voice
+from ptt.protocol.voice import VoiceFlags, decode_voice
 from ptt.record.events import EventKind
 from ptt.record.recorder import BurstSummary
 from ptt.server.recording import END_GRACE, TICK_INTERVAL, LiveRecording
@@ -47,6 +56,7 @@ class RecordReport:
     seconds: float  # talk time recorded
     lost: int  # 20 ms slots no packet (nor a copy) arrived for
     errors: int  # recording errors (disk): see the log
+    undecryptable: int = 0  # encrypted group: frames that did not open (no key, forged, ...)
 
 
 class GroupRecorder:
@@ -70,6 +80,8 @@ class GroupRecorder:
         self._events = conn.subscribe()
         self._reported = 0
         self._lost_connection = False
+        self.keys = VoiceKeys.of(conn)
+        self.undecryptable = 0  # frames of this group that did not open
 
     # -- voice ------------------------------------------------------------------------------------
     def _on_voice(self, datagram: bytes) -> None:
@@ -79,11 +91,19 @@ class GroupRecorder:
         if g is None or g.state is None:
             return
         try:
-            header, payload = decode_voice(datagram)
+            header = decode_voice(datagram)[0]
         except ProtocolError:
             return
         if header.group_id != g.state.group_id:
             return  # another group this connection has joined
+        opened = self.keys.open_voice(datagram)
+        if opened is None:
+            self.undecryptable += 1
+            return
+        header, payload = opened
+        if header.flags & VoiceFlags.ENCRYPTED:
+            # opened: what is stored is the plaintext Opus, as from a plain group
+            header = dataclasses.replace(header, flags=header.flags & ~VoiceFlags.ENCRYPTED)
         talker = self._talkers.get(header.burst_id)
         if talker is None and g.talker_burst == header.burst_id:
             talker = g.talker
@@ -152,4 +172,4 @@ class GroupRecorder:
             self._report_new()
         done = self.live.finished
         return RecordReport(len(done), sum(s.duration for s in done), sum(s.lost for s in done),
-                            self.live.errors)
+                            self.live.errors, self.undecryptable)

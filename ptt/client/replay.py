@@ -20,6 +20,11 @@ recorded priority) and release it at their recorded times, and send frames of en
 while they hold it (as a talking user would: a silent holder loses the floor after the silence
 timer). Grants, queueing and pre-emption then happen as the live server decides, so a race
 between requests can be reproduced. :func:`floor_script` reads the actions from an event log.
+
+Encrypted groups: in a group with a key, both seal every frame they send with the key the
+connection holds (:meth:`~ptt.client.keys.VoiceKeys.sealer`, one burst at a time, as the Talker
+does). Without the key a burst is not sent at all (status "skipped", the floor released at
+once): frames in the clear would only be dropped by every member.
 """
 
 from __future__ import annotations
@@ -32,10 +37,12 @@ from dataclasses import dataclass
 from ptt.audio.codec import DEFAULT_BITRATE, FRAME_BYTES, FRAME_MS, SAMPLE_RATE, OpusEncoder
 from ptt.audio.streams import SILENCE
 from ptt.client.connection import Connection, deny_text
+from ptt.client.keys import VoiceKeys
 from ptt.errors import AudioError, NetError, PttError, RecordingError
 from ptt.media.sender import DEFAULT_REDUNDANCY, Packetizer
 from ptt.protocol import client as cl
 from ptt.protocol import messages as m
+from ptt.protocol.voice import decode_voice
 from ptt.record.events import Event, EventKind
 from ptt.record.export import ReplayBurst
 from ptt.record.opus import lost_packet
@@ -174,6 +181,12 @@ class BurstReplayer:
             return BurstOutcome(label, offset, "denied", detail=f"floor denied: {cause}")
         route = self.conn.core.talk_route(self.group)
         assert route is not None
+        try:
+            # a keyed group's burst is sealed with the key current now, to its end
+            sealer = VoiceKeys.of(self.conn).sealer(self.group)
+        except PttError as exc:
+            await self.conn.release_floor(self.group)
+            return BurstOutcome(label, offset, "skipped", converted=converted, detail=str(exc))
         await _sleep_until(due, stop)
         start = max(due, loop.time())
         pk = Packetizer(*route, redundancy=self.redundancy)
@@ -190,7 +203,10 @@ class BurstReplayer:
                 last = True
             else:
                 last = i == len(frames) - 1
-            self.conn.send_voice(pk.packetize(packet, last=last))
+            datagram = pk.packetize(packet, last=last)
+            if sealer is not None:
+                datagram = sealer.seal(*decode_voice(datagram))
+            self.conn.send_voice(datagram)
             sent += 1
             if last:
                 break
@@ -375,7 +391,9 @@ class EventReplayer:
     async def _pump(self, user: str, conn: Connection) -> None:
         """Frames of silence while the user holds the floor, as a talking member sends voice."""
         pk: Packetizer | None = None
+        sealer = None
         route = None
+        keys = VoiceKeys.of(conn)
         loop = asyncio.get_running_loop()
         next_at = loop.time()
         while True:
@@ -383,7 +401,16 @@ class EventReplayer:
             if now_route != route:
                 route = now_route
                 pk = Packetizer(*route) if route is not None else None
+                if pk is not None:
+                    try:
+                        sealer = keys.sealer(self.group)  # a new burst: the key current now
+                    except PttError as exc:
+                        self.echo(f"{user}: {exc}")
+                        pk = None  # holds the floor in silence; the server's timer ends it
             if pk is not None:
-                conn.send_voice(pk.packetize(self._silence))
+                datagram = pk.packetize(self._silence)
+                if sealer is not None:
+                    datagram = sealer.seal(*decode_voice(datagram))
+                conn.send_voice(datagram)
             next_at = max(next_at + FRAME_SECONDS, loop.time())
             await asyncio.sleep(next_at - loop.time())

@@ -8,7 +8,9 @@ End-to-end keys (issue 8). The server never sees a token nor a group key:
 
 * ``user.add`` takes the credentials a coordinator's client made (``ptt.client.keys.add_user``):
   salt, iterations, verifier and the member's 64-byte public identity; ``server.info`` tells
-  that client the iteration count to use.
+  that client the iteration count to use. A ``user.add`` without them is refused
+  (:data:`NO_CREDENTIALS`): the server makes no token, but the bootstrap coordinator's at first
+  start (:meth:`Admin.create_user`).
 * ``group.keys`` hands a coordinator's client the members' public identities and the current
   epoch; ``group.set_key`` stores the signed grants it made for the next epoch (the server reads
   only their clear fields, to check that each is for that member, group and epoch) and gives them
@@ -81,8 +83,10 @@ class Admin:
         self.mcast_port_base = mcast_port_base
         self.mcast_network = mcast_network
         self.iterations = iterations
-        # True once every client makes its users' tokens itself (ptt.client.keys.add_user)
-        self.require_client_credentials = False
+        # Every ptt client makes its users' tokens itself (ptt.client.keys.add_user): a token
+        # made here would be known to whoever runs the server, hence the user's voice keys.
+        # False only lets a wire user.add without credentials have one made here (old clients).
+        self.require_client_credentials = True
         self._ops: dict[str, Callable[[dict[str, Any], float], Result]] = {
             "user.add": self.user_add,
             "user.list": self.user_list,

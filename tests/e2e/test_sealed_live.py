@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from ptt.client.connection import Connection
+from ptt.client.keys import add_user
 from ptt.crypto.channel import SEALED_MAGIC, peek_session_id
 from ptt.protocol import messages as m
 from ptt.protocol.client import FloorStateChanged, Participation, TalkerChanged
@@ -127,8 +128,7 @@ async def replay(fwd: Forwarder, datagrams: list[bytes]) -> list[bytes]:
 async def setup(server: ServerProcess) -> dict[str, str]:
     cred = server.credentials
     async with Connection(server.address, cred["user"], cred["token"]) as coord:
-        tokens = {u: (await coord.admin("user.add", {"name": u}))["token"]
-                  for u in ("ann", "bob", "lou", "nat")}
+        tokens = {u: await add_user(coord, u) for u in ("ann", "bob", "lou", "nat")}
         await coord.admin("group.create", {"name": "volunteers"})
         await coord.admin("group.add", {"name": "volunteers", "users": ["ann", "bob"]})
         await coord.admin("group.add", {"name": "volunteers", "users": ["lou"],
@@ -169,12 +169,12 @@ def test_replayed_admin_commands_change_nothing(server: ServerProcess) -> None:
         fwd = await forwarder(server)
         try:
             async with Connection(fwd.address, cred["user"], cred["token"]) as coord:
-                await coord.admin("user.add", {"name": "zed"})
+                await add_user(coord, "zed")
                 await coord.admin("group.create", {"name": "scratch"})
                 await coord.admin("user.remove", {"name": "zed"})
                 await coord.admin("group.delete", {"name": "scratch"})
             async with Connection(server.address, cred["user"], cred["token"]) as direct:
-                zed = (await direct.admin("user.add", {"name": "zed"}))["token"]
+                zed = await add_user(direct, "zed")
                 await direct.admin("group.create", {"name": "scratch"})
                 before_users = await direct.admin("user.list", {})
                 # the whole capture again: Hello, Login, the sealed admin commands, the Bye
@@ -233,7 +233,7 @@ def test_eavesdropper_sees_no_token_no_admin_arguments_no_group_names(
         fwd = await forwarder(server)
         try:
             async with Connection(fwd.address, cred["user"], cred["token"]) as coord:
-                token = (await coord.admin("user.add", {"name": "quentin"}))["token"]
+                token = await add_user(coord, "quentin")
                 await coord.admin("group.create", {"name": "harbour-rescue"})
                 await coord.admin("group.add", {"name": "harbour-rescue", "users": ["quentin", cred["user"]]})
                 await coord.join("harbour-rescue")
