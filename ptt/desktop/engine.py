@@ -11,6 +11,11 @@ one-way channels only:
 
 Audio I/O is PortAudio callbacks feeding this loop, so a busy Tk never starves playout, and a
 busy playout never freezes the window (measured: see tests/desktop/test_window.py).
+
+Encrypted groups: the connection's :class:`~ptt.client.keys.VoiceKeys` opens what the mixer
+plays and seals what the Talker sends. Signing keys of coordinators are pinned next to the
+client config (``config_path``, else the default one) when it exists, as the CLI does, so a
+changed coordinator key is refused on the next start too.
 """
 
 from __future__ import annotations
@@ -21,10 +26,12 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from ptt.audio.streams import ClockedSink, FrameSource, NullSink, PacedSink
 from ptt.audio.tones import ToneSet
 from ptt.client.connection import Connection, multicast_options
+from ptt.client.keys import SIGNER_PINS, VoiceKeys, pins_path
 from ptt.client.voice import Talker
 from ptt.config import ClientConfig
 from ptt.desktop.mixer import GroupMixer
@@ -63,13 +70,16 @@ def default_audio(config: ClientConfig) -> AudioFactory:
 class Engine:
     """One logged-in connection, the talk cycle and the group mixer; started by :meth:`start`."""
 
-    def __init__(self, config: ClientConfig, audio: AudioFactory | None = None) -> None:
+    def __init__(self, config: ClientConfig, audio: AudioFactory | None = None, *,
+                 config_path: Path | None = None) -> None:
         self.config = config
+        self.config_path = config_path  # where the config lives: the pins go next to it
         self.audio = audio or default_audio(config)
         self.events: queue.SimpleQueue[EngineEvent] = queue.SimpleQueue()
         self.mixer = GroupMixer(ToneSet(**{k: getattr(config.tones, k) for k in
                                            ("talk_permit", "busy", "end_of_burst", "emergency")}))
         self.conn: Connection | None = None
+        self.keys: VoiceKeys | None = None
         self.bursts = 0  # bursts this client sent (each press-and-hold that got the floor: one)
         self.last_report: BurstEnded | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -177,6 +187,9 @@ class Engine:
         while not self._stop.is_set():
             self._post(ConnStatus(f"connecting to {self.config.server}…", False))
             conn = Connection(self.config.address, user, token, multicast_options(self.config))
+            # before any grant arrives, and before the Talker asks: it sets where pins live
+            self.keys = VoiceKeys.of(conn, pins_path(SIGNER_PINS, self.config_path))
+            self.mixer.opener = self.keys.open_voice
             conn.on_voice = lambda d: self.mixer.receive(d, asyncio.get_running_loop().time())
             try:
                 welcome = await conn.open()

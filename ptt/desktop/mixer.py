@@ -11,6 +11,10 @@ mixed on top. Sans-I/O: the engine calls :meth:`receive` and :meth:`tick` with `
     mix.set_group("volunteers", group_id=3); mix.set_order(["drivers", "volunteers"])
     mix.receive(datagram, now)                     # every voice datagram
     sink.write(mix.tick(now))                      # every 20 ms, on the sink's clock
+
+Encrypted groups: the engine sets :attr:`GroupMixer.opener` to the connection's
+:meth:`~ptt.client.keys.VoiceKeys.open_voice`; a frame it refuses (no key, in the clear in a
+keyed group, forged, replayed) is dropped and counted in :attr:`GroupMixer.undecryptable`.
 """
 
 from __future__ import annotations
@@ -19,16 +23,17 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-import numpy as np
-
 from ptt.audio.codec import OpusDecoder
 from ptt.audio.streams import SILENCE
 from ptt.audio.tones import ToneSet, overlay
 from ptt.errors import ProtocolError
 from ptt.media.receiver import BurstReceiver, Decoder
-from ptt.protocol.voice import decode_voice
+from ptt.protocol.voice import VoiceHeader, decode_voice
 
-__all__ = ["GroupMixer"]
+__all__ = ["GroupMixer", "Opener"]
+
+# a received datagram -> (header, plaintext payload), or None to drop it (VoiceKeys.open_voice)
+Opener = Callable[[bytes], tuple[VoiceHeader, bytes] | None]
 
 
 @dataclass
@@ -47,8 +52,11 @@ class GroupMixer:
     """Decides, every 20 ms, which group's voice is heard."""
 
     def __init__(self, tones: ToneSet | None = None,
-                 decoder: Callable[[], Decoder] = OpusDecoder) -> None:
+                 decoder: Callable[[], Decoder] = OpusDecoder,
+                 opener: Opener | None = None) -> None:
         self.tones = tones or ToneSet.none()
+        self.opener = opener  # None: every group's voice is in the clear
+        self.undecryptable = 0
         self._decoder = decoder
         self._channels: dict[str, _Channel] = {}
         self._by_id: dict[int, _Channel] = {}
@@ -99,8 +107,15 @@ class GroupMixer:
             self.malformed += 1
             return
         ch = self._by_id.get(header.group_id)
-        if ch is not None:
-            ch.receiver.receive_parsed(header, payload, now)
+        if ch is None:
+            return  # not a group of ours: nothing to open
+        if self.opener is not None:
+            opened = self.opener(datagram)
+            if opened is None:
+                self.undecryptable += 1
+                return
+            header, payload = opened
+        ch.receiver.receive_parsed(header, payload, now)
 
     def tick(self, now: float) -> bytes:
         """The frame for the sink's tick at ``now`` (silence when nothing is due)."""

@@ -95,7 +95,7 @@ class DesktopWindow:
         self._jobs: list[str] = []
         self._hold_job: str | None = None
         self._build()
-        self.engine = Engine(config, audio)
+        self.engine = Engine(config, audio, config_path=config_path)
         self.engine.start()
         self._jobs.append(root.after(POLL_MS, self._poll))
         self._jobs.append(root.after(RENDER_MS, self._tick))
@@ -254,7 +254,7 @@ class DesktopWindow:
         self.config = config
         self.model = DesktopModel(config.user or "")
         self.root.title(f"{TITLE}: {config.user or 'not logged in'}")
-        self.engine = Engine(config, self.audio)
+        self.engine = Engine(config, self.audio, config_path=self.config_path)
         self.engine.start()
         self._rebuild_groups()
         self._render()

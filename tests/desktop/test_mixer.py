@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ptt.audio.codec import FRAME_SAMPLES, OpusEncoder, SAMPLE_RATE
+from ptt.audio.codec import FRAME_SAMPLES, SAMPLE_RATE, OpusEncoder
 from ptt.audio.tones import ToneSet
 from ptt.desktop.mixer import GroupMixer
 from ptt.media.sender import Packetizer
@@ -77,3 +77,40 @@ def test_tones_mix_over_voice_and_end_tone_follows_a_heard_burst() -> None:
     tail = out[-10:]
     loud = [f for f in tail if np.abs(np.frombuffer(f, "<i2")).max() > 500]
     assert 1 <= len(loud) <= len(ToneSet().frames("end_of_burst"))
+
+
+def test_opened_frames_play_and_refused_ones_are_counted() -> None:
+    """With an opener (VoiceKeys.open_voice in the engine), a sealed stream plays as its
+    plaintext and what the opener refuses never reaches a receiver."""
+    from ptt.crypto.voice import VoiceKey, VoiceOpener, VoiceSealer
+    from ptt.errors import AuthError, ProtocolError
+    from ptt.protocol.voice import decode_voice
+
+    key = VoiceKey(2, 1, bytes(range(32)))
+    sealer, opener = VoiceSealer(key), VoiceOpener(2)
+    opener.install(key)
+
+    def open_voice(datagram: bytes) -> tuple[object, bytes] | None:
+        try:
+            return opener.open(datagram)
+        except (AuthError, ProtocolError):  # plain or forged: refused, as VoiceKeys does
+            return None
+
+    mix = GroupMixer(opener=open_voice)  # type: ignore[arg-type]
+    mix.set_group("volunteers", 2)
+    enc, pk = OpusEncoder(), Packetizer(2, 12, 102)
+    frames = [pk.packetize(enc.encode(f)) for f in _tone(1500.0, 30)]
+    out = []
+    for i, datagram in enumerate(frames):
+        if i < 10:
+            mix.receive(datagram, i * TICK)  # in the clear: refused
+        else:
+            mix.receive(sealer.seal(*decode_voice(datagram)), i * TICK)
+        out.append(mix.tick(i * TICK))
+    for i in range(30, 40):
+        out.append(mix.tick(i * TICK))
+    assert mix.undecryptable == 10
+    heard, _ = mix.stats("volunteers")
+    assert heard >= 18
+    loud = [f for f in out if np.abs(np.frombuffer(f, "<i2")).max() > 2000]
+    assert len(loud) >= 18 and abs(_dominant(b"".join(loud[2:])) - 1500.0) < 30

@@ -4,7 +4,6 @@ settings, a screenshot, and the window's event-loop latency under audio load."""
 from __future__ import annotations
 
 import stat
-import time
 import tkinter as tk
 from collections.abc import Iterator
 from pathlib import Path
