@@ -34,14 +34,15 @@ RATE = 100.0  # probe samples started per second (one in four is a busy-group sa
 
 def measure(n_clients: int, duration: float, *, group_size: int = GROUP_SIZE,
             probe_groups: int = PROBE_GROUPS, rate: float = RATE,
-            workers: int | None = None, settle: float = 2.0) -> dict[str, Any]:
+            workers: int | None = None, settle: float = 2.0, server_nice: int = 0
+            ) -> dict[str, Any]:
     """One run: ``n_clients`` online and heartbeating; probe floor requests for ``duration`` s."""
     n_groups = -(-n_clients // group_size)
     groups = {f"g{k:05d}": [f"u{j:06d}" for j in range(k * group_size,
                                                        min((k + 1) * group_size, n_clients))]
               for k in range(n_groups)}
     t_setup = time.monotonic()
-    server = loadgen.ServerProc()
+    server = loadgen.ServerProc(nice=server_nice if os.geteuid() == 0 else 0)
     procs: list[loadgen.WorkerProc] = []
     try:
         tokens = server.provision(groups)
@@ -97,6 +98,7 @@ def measure(n_clients: int, duration: float, *, group_size: int = GROUP_SIZE,
         "timer_fires_per_s": (s1["timer_fires"] - s0["timer_fires"]) / d["wall"],
         "gc_longest_ms": 1e3 * max(s1["gc"]["longest"]),
         "load_workers": n_workers,
+        "server_nice": server_nice if os.geteuid() == 0 else 0,
         "setup_s": setup_s,
     }
 
@@ -110,6 +112,7 @@ ROW_KEYS = {
     "queued_max_ms": "queued max ms",
     "server_cpu_pct": "server CPU %", "server_datagrams_in_per_s": "server datagrams in/s",
     "failed": "failed", "disconnects": "disconnects",
+    "gc_pause_ms_total": "server GC pauses ms",
 }
 
 
@@ -138,7 +141,12 @@ def run(quick: bool = False) -> dict[str, Any]:
                   f"requests/s ({1 if quick else 15} s) while every client heartbeats once a "
                   "second. Server, load workers and the probe are separate processes on the same "
                   "machine. 'kernel ts': receive time from SO_TIMESTAMPNS (leaves out the probe's "
-                  "own wake-up). Server CPU: its process CPU time over the probe window."),
+                  "own wake-up). Server CPU: its process CPU time over the probe window. The "
+                  "server runs as `ptt server` does: its long-lived state frozen out of the "
+                  "garbage collector (gc.freeze, PTT_NO_GC_FREEZE=1 turns it off), up to 64 "
+                  "datagrams read per wake-up; 'server GC pauses': collector time in the probe "
+                  "window. Logins in flight are split between the load workers (a login burst "
+                  "must not queue heartbeats for seconds)."),
         "machine": loadgen.machine_line(),
         "results": results,
     }
@@ -151,11 +159,14 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=15.0)
     ap.add_argument("--group-size", type=int, default=GROUP_SIZE)
     ap.add_argument("--workers", type=int, default=None, help="load worker processes")
+    ap.add_argument("--server-nice", type=int, default=0,
+                    help="server process priority (negative: it pre-empts the load generators)")
     ap.add_argument("--json", action="store_true", help="print the result as JSON too")
     args = ap.parse_args()
     print(f"machine: {loadgen.machine_line()}")
     if args.clients:
-        results = [measure(n, args.duration, group_size=args.group_size, workers=args.workers)
+        results = [measure(n, args.duration, group_size=args.group_size, workers=args.workers,
+                           server_nice=args.server_nice)
                    for n in args.clients]
         res: dict[str, Any] = {"rows": [{label: r[k] for k, label in ROW_KEYS.items()}
                                         for r in results],
