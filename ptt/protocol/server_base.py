@@ -1,0 +1,186 @@
+"""The state every part of the server core shares, its settings, and how it sends.
+
+:class:`ServerBase` holds the directory (users, groups), the session table, the floors, the
+transaction machinery and the two outputs (datagrams, events); the concept modules
+(``server_gate``, ``server_groups``, ``server_floor``, ``server_relay``, ``server_keys``) are
+mixins over it, and :class:`~ptt.protocol.server.ServerCore` composes them. Everything a session
+is sent leaves through the helpers here, sealed with its channel: one datagram (``_send``), the
+answer to a request, cached for its resends (``_answer``), the same news to a whole group
+(``_announce``), or a reliable push resealed on every resend (``_send_reliable``).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ptt.crypto import limits
+from ptt.protocol import floor as fl
+from ptt.protocol import messages as m
+from ptt.protocol.server_events import Dropped, ServerEvent
+from ptt.protocol.session import HEARTBEAT_INTERVAL, SESSION_TIMEOUT, Addr, Session, SessionTable
+from ptt.protocol.transactions import ResponseCache, Retransmitter
+from ptt.protocol.wire import encode_message
+
+PRIVATE_GROUP_BASE = 1 << 31  # wire ids of one-to-one call groups, never stored
+# who may ask for emergency priority unless configured otherwise: a volunteer in trouble must be
+# able to call (ServerCoreConfig.emergency_roles)
+EMERGENCY_ROLES = frozenset({m.Role.VOLUNTEER, m.Role.DISPATCHER, m.Role.COORDINATOR})
+HIGH_ROLES = frozenset({m.Role.DISPATCHER, m.Role.COORDINATOR})  # their NORMAL counts as HIGH
+
+
+# --- directory model ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class UserEntry:
+    name: str
+    role: m.Role
+    salt: bytes
+    iterations: int
+    verifier: bytes
+
+
+@dataclass(slots=True)
+class GroupEntry:
+    name: str
+    group_id: int
+    max_talk: float
+    mode: str = "relay"
+    private: bool = False
+    mcast_addr: str | None = None
+    mcast_port: int = 0
+    members: dict[str, bool] = field(default_factory=dict)  # user -> listen_only
+    joined: dict[str, Session] = field(default_factory=dict)  # online and listening
+    # talker sid -> addrs (a relay talker's frame); ~sid -> addrs (the same heard by multicast)
+    targets: dict[int, tuple[Addr, ...]] = field(default_factory=dict)
+    last_queue: tuple[str, ...] = ()
+    grant_key: tuple[int, int] | None = None  # the resent FloorGranted of a queue grant
+    grant_burst: int = 0
+    mcast_ready: bool = False  # the adapter listens on mcast_addr:mcast_port
+    mcast_members: set[str] = field(default_factory=set)  # joined members on the multicast path
+    key_epoch: int = 0  # the group key's epoch; 0: no key uploaded yet
+    grants: dict[str, bytes] = field(default_factory=dict)  # user -> opaque grant of key_epoch
+
+    def multicast_target(self) -> Addr | None:
+        if self.mcast_ready and self.mcast_addr is not None and self.mode != "relay":
+            return (self.mcast_addr, self.mcast_port)
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class ServerCoreConfig:
+    """Timers, floor rules, who may call an emergency, and the abuse limits on datagrams without
+    a session.
+
+    ``emergency_roles``: the roles whose emergency-priority requests the floor takes; anyone else
+    asking for EMERGENCY is denied with ``DenyCause.NOT_ALLOWED`` (``ptt server
+    --emergency-roles``). ``rate_limits`` is charged per source (host, port) and in aggregate for
+    every plain datagram and every sealed one naming an unknown session; a load generator with
+    thousands of clients on one address raises ``global_rate``/``global_burst``.
+    """
+
+    heartbeat: float = HEARTBEAT_INTERVAL
+    session_timeout: float = SESSION_TIMEOUT
+    floor: fl.FloorConfig = fl.FloorConfig()
+    rate_limits: limits.RateLimits = limits.RateLimits()
+    emergency_roles: frozenset[m.Role] = EMERGENCY_ROLES
+
+
+class ServerBase:
+    """Shared state and sending; not used alone (see ``ptt.protocol.server.ServerCore``)."""
+
+    def __init__(
+        self,
+        entropy: Callable[[int], bytes],
+        config: ServerCoreConfig = ServerCoreConfig(),
+    ) -> None:
+        """``entropy(n)`` returns n random bytes (``os.urandom``); the core reads no clock."""
+        self._entropy = entropy
+        self.config = config
+        self._secret = entropy(32)
+        self.users: dict[str, UserEntry] = {}
+        self.groups: dict[str, GroupEntry] = {}
+        self._by_id: dict[int, GroupEntry] = {}
+        self.sessions = SessionTable(config.session_timeout)
+        self.floors = fl.FloorSet()
+        self._pending_login: dict[tuple[Addr, bytes], tuple[bytes, float]] = {}
+        # answers by (addr, txn) for plain requests, by (session id, txn) for sealed ones (sealed)
+        self._cache: ResponseCache[tuple[object, int]] = ResponseCache()
+        self._reliable: Retransmitter[tuple[int, int]] = Retransmitter()  # plaintext, to a Session
+        self._limiter = limits.RateLimiter(config.rate_limits)
+        self._req_len = 0  # size of the plain datagram being answered (no amplification)
+        self._txn = 0
+        self._out: list[tuple[bytes, Addr]] = []
+        self._events: deque[ServerEvent] = deque()
+        self._next_private = PRIVATE_GROUP_BASE
+        self.voice_refused = 0  # voice for a burst that is not the holder's current one (metrics)
+
+    if TYPE_CHECKING:  # what one concept calls in another; ServerCore composes them all
+        def _floor_events(self, events: Sequence[object], now: float,
+                          group: GroupEntry | None = None) -> None: ...  # server_floor
+        def _notice_holder(self, g: GroupEntry, ev: fl.Granted) -> None: ...  # server_relay
+        def _holder_notice(self, g: GroupEntry, user: str | None, burst_id: int,
+                           to: list[Session]) -> None: ...  # server_relay
+        def _end_session(self, s: Session, reason: str, now: float) -> None: ...  # server_groups
+        def remove_group(self, name: str, now: float) -> None: ...  # server_groups
+        def _on_session_message(self, s: Session, msg: m.Message,
+                                now: float) -> None: ...  # server
+
+    # --- outputs ------------------------------------------------------------------------------
+
+    def datagrams_to_send(self) -> list[tuple[bytes, Addr]]:
+        out, self._out = self._out, []
+        return out
+
+    def has_output(self) -> bool:
+        """Cheap check for the relay's hot path: anything to send or report?"""
+        return bool(self._out or self._events)
+
+    def events(self) -> list[ServerEvent]:
+        ev = list(self._events)
+        self._events.clear()
+        return ev
+
+    # --- sending ------------------------------------------------------------------------------
+
+    def _seal(self, s: Session, plain: bytes) -> bytes:
+        assert s.channel is not None  # every session is made with its channel
+        return s.channel.seal(plain)
+
+    def _send(self, s: Session, msg: m.Message) -> None:
+        """One sealed datagram to a session, not cached nor retransmitted."""
+        self._out.append((self._seal(s, encode_message(msg)), s.addr))
+
+    def _answer(self, s: Session, txn: int, msg: m.Message, now: float) -> None:
+        """Answer a session's request; a retransmission of it gets the same sealed bytes, which
+        the client's replay window accepts once (it takes them only if the first copy was lost)."""
+        data = self._seal(s, encode_message(msg))
+        self._cache.put((s.session_id, txn), data, now)
+        self._out.append((data, s.addr))
+
+    def _announce(self, g: GroupEntry, msg: m.Message, skip: Session | None = None) -> None:
+        data = encode_message(msg)  # encoded once, sealed per member
+        self._out.extend((self._seal(s, data), s.addr) for s in g.joined.values() if s is not skip)
+
+    def _send_to_user(self, user: str, msg: m.Message) -> None:
+        s = self.sessions.by_user.get(user)
+        if s is not None:
+            self._send(s, msg)
+
+    def _send_reliable(self, s: Session, make: Callable[[int], m.Message], now: float
+                       ) -> tuple[int, int]:
+        """Send until acked; the plaintext is kept and sealed anew for every resend."""
+        self._txn = (self._txn + 1) & 0x7FFFFFFF or 1
+        plain = encode_message(make(self._txn))
+        key = (s.session_id, self._txn)
+        self._reliable.add(key, plain, s, now)
+        self._out.append((self._seal(s, plain), s.addr))
+        return key
+
+    def _drop(self, addr: Addr, reason: str) -> None:
+        """Report a dropped datagram. ``reason`` is "kind" or "kind: detail": the kind comes from
+        a fixed set (counters key on it), only the detail may echo what the peer sent."""
+        self._events.append(Dropped(addr, reason))

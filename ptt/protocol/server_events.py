@@ -1,0 +1,101 @@
+"""What the server core reports: frozen events for logs, metrics, recorders and administration.
+
+:meth:`ServerCore.events() <ptt.protocol.server.ServerCore.events>` returns them in the order they
+happened. The adapter answers :class:`AdminCommand` with ``ServerCore.admin_reply`` once it has
+changed the store, and re-reads the group's multicast address on :class:`GroupUpdated`; the rest
+are reports. Import them from ``ptt.protocol.server``, which re-exports every one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ptt.protocol import messages as m
+from ptt.protocol.session import Addr
+
+__all__ = [
+    "AdminCommand",
+    "Dropped",
+    "FloorEvent",
+    "FloorRequested",
+    "GroupUpdated",
+    "MemberJoined",
+    "MemberLeft",
+    "ServerEvent",
+    "SessionEnded",
+    "SessionStarted",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStarted:
+    user: str
+    session_id: int
+    addr: Addr
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEnded:
+    user: str
+    session_id: int
+    reason: str  # "bye", "expired", "replaced", "removed"
+
+
+@dataclass(frozen=True, slots=True)
+class MemberJoined:
+    group: str
+    user: str
+
+
+@dataclass(frozen=True, slots=True)
+class MemberLeft:
+    group: str
+    user: str
+
+
+@dataclass(frozen=True, slots=True)
+class FloorEvent:
+    """A floor event from ``ptt.protocol.floor`` (Granted, Queued, Denied, Revoked, ...)."""
+
+    event: object
+
+
+@dataclass(frozen=True, slots=True)
+class FloorRequested:
+    group: str
+    user: str
+    priority: m.Priority
+
+
+@dataclass(frozen=True, slots=True)
+class AdminCommand:
+    """A coordinator's request for the adapter to execute; answer with ``admin_reply``."""
+
+    session_id: int
+    user: str
+    role: m.Role
+    op: str
+    args: dict[str, object]
+    txn: int
+    addr: Addr
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    addr: Addr
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class GroupUpdated:
+    """A group was created, changed (mode, multicast address) or removed: the adapter decides
+    anew which group addresses it listens on."""
+
+    group: str
+    removed: bool = False
+
+
+ServerEvent = (
+    SessionStarted | SessionEnded | MemberJoined | MemberLeft | FloorEvent | FloorRequested
+    | AdminCommand | Dropped | GroupUpdated
+)

@@ -1,0 +1,148 @@
+"""Floor control on the server: requests checked against roles, floor events turned into messages.
+
+``ptt.protocol.floor`` decides who talks; this module speaks for it. A request is first checked
+against the requester's role: HIGH only for HIGH_ROLES (whose NORMAL requests count as HIGH),
+EMERGENCY only for ``ServerCoreConfig.emergency_roles``; a refused one is answered
+``DenyCause.NOT_ALLOWED`` and reported like any other denial. The requester gets its answer
+(granted, queued, denied); everyone else gets the news as pushes: the grantee of a queue grant a
+reliable ``FloorGranted``, a revoked talker a reliable ``FloorRevoked``, the group ``FloorTaken`` /
+``FloorIdle``, the queued their new ``QueuePosition``. Multicast members get the holder notice
+(``server_relay``) before the grantee can start talking.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ptt.protocol import floor as fl
+from ptt.protocol import messages as m
+from ptt.protocol.server_base import HIGH_ROLES, GroupEntry, ServerBase
+from ptt.protocol.server_events import FloorEvent, FloorRequested
+from ptt.protocol.session import Session
+
+# bursts the floor ended on its own: the talker is told why, as if revoked
+_END_TO_REVOKE = {
+    fl.EndReason.SILENCE: m.RevokeCause.SILENCE,
+    fl.EndReason.NO_START: m.RevokeCause.NO_START,
+    fl.EndReason.REMOVED: m.RevokeCause.REMOVED,
+}
+
+
+class FloorControl(ServerBase):
+    """FloorRequest/FloorRelease from sessions; floor events out as answers and pushes."""
+
+    def _on_floor_request(self, s: Session, msg: m.FloorRequest, now: float) -> None:
+        g = self.groups.get(msg.group)
+        if g is None:
+            self._answer(s, msg.txn, m.Error(msg.txn, m.ErrorCode.NOT_FOUND,
+                                                  f"unknown group '{msg.group}'"), now)
+            return
+        prio = msg.priority
+        if (prio == m.Priority.HIGH and s.role not in HIGH_ROLES) or (
+                prio == m.Priority.EMERGENCY and s.role not in self.config.emergency_roles):
+            denied = m.FloorResponse(msg.txn, g.name, m.FloorResult.DENIED,
+                                     cause=m.DenyCause.NOT_ALLOWED)
+            self._answer(s, msg.txn, denied, now)
+            # reported like any other denial, so logs, counters and metrics see it
+            self._events.append(FloorRequested(g.name, s.user, prio))
+            self._events.append(FloorEvent(fl.Denied(g.name, s.user, m.DenyCause.NOT_ALLOWED)))
+            return
+        if prio == m.Priority.NORMAL and s.role in HIGH_ROLES:
+            prio = m.Priority.HIGH
+        self._events.append(FloorRequested(g.name, s.user, prio))
+        events = self.floors.request(g.name, s.user, prio, now)
+        reply: m.FloorResponse | None = None
+        rest = []
+        direct: fl.Granted | None = None
+        for ev in events:
+            if reply is None and getattr(ev, "user", None) == s.user:
+                if isinstance(ev, fl.Granted) and not ev.from_queue:
+                    reply = m.FloorResponse(msg.txn, g.name, m.FloorResult.GRANTED,
+                                            burst_id=ev.burst_id,
+                                            max_talk_ms=int(ev.max_talk * 1000))
+                elif isinstance(ev, fl.Queued):
+                    reply = m.FloorResponse(msg.txn, g.name, m.FloorResult.QUEUED,
+                                            position=ev.position)
+                elif isinstance(ev, fl.Denied):
+                    reply = m.FloorResponse(msg.txn, g.name, m.FloorResult.DENIED,
+                                            cause=ev.cause)
+            if isinstance(ev, fl.Granted) and ev.user == s.user and not ev.from_queue:
+                direct = ev
+                continue
+            rest.append(ev)
+        if reply is None:  # cannot happen with a correct floor; never leave a request unanswered
+            reply = m.FloorResponse(msg.txn, g.name, m.FloorResult.DENIED,
+                                    cause=m.DenyCause.RETRY_LATER)
+        if reply.result == m.FloorResult.QUEUED:
+            g.last_queue = self.floors.floor(g.name).queue
+        # multicast listeners learn the holder before its first frame can reach them; then the
+        # answer, which the requester waits on; then the news for everyone else
+        if direct is not None:
+            self._notice_holder(g, direct)
+        self._answer(s, msg.txn, reply, now)
+        if direct is not None:
+            self._events.append(FloorEvent(direct))
+            self._granted(g, direct, now, requester=s)
+        self._floor_events(rest, now)
+
+    def _on_floor_release(self, s: Session, msg: m.FloorRelease, now: float) -> None:
+        f = self.floors.floor(msg.group) if msg.group in self.groups else None
+        # a give-back naming an older burst (a resent grant) must not end the current one
+        stale = (f is not None and msg.burst_id != 0 and f.holder == s.user
+                 and f.burst_id != msg.burst_id)
+        if f is not None and not stale:
+            self._floor_events(self.floors.release(msg.group, s.user, now), now)
+        self._answer(s, msg.txn, m.FloorReleased(msg.txn, msg.group), now)
+
+    def _floor_events(self, events: Sequence[object], now: float,
+                      group: GroupEntry | None = None) -> None:
+        for ev in events:
+            self._events.append(FloorEvent(ev))
+            g = self.groups.get(getattr(ev, "group", "")) or group
+            if g is None:
+                continue
+            if isinstance(ev, fl.Granted):
+                self._granted(g, ev, now)
+            elif isinstance(ev, fl.Revoked):
+                self._revoke(ev.user, g.name, ev.burst_id, ev.cause, ev.grace, now)
+            elif isinstance(ev, fl.BurstEnded):
+                g.targets.clear()
+                if g.grant_key is not None and g.grant_burst == ev.burst_id:
+                    self._reliable.ack(g.grant_key)  # never resend a grant for a burst that is over
+                    g.grant_key = None
+                cause = _END_TO_REVOKE.get(ev.reason)
+                if cause is not None:
+                    self._revoke(ev.user, g.name, ev.burst_id, cause, 0.0, now)
+            elif isinstance(ev, fl.Idle):
+                self._announce(g, m.FloorIdle(g.name, ev.burst_id))
+            elif isinstance(ev, fl.QueueChanged):
+                self._queue_changed(g, ev.queue)
+
+    def _granted(self, g: GroupEntry, ev: fl.Granted, now: float,
+                 requester: Session | None = None) -> None:
+        """Tell the grantee (unless it asked just now and has its answer) and the group."""
+        g.targets.clear()
+        if requester is None:
+            self._notice_holder(g, ev)  # before the grantee can start talking
+            s = self.sessions.by_user.get(ev.user)
+            if s is not None:
+                window = int(self.config.floor.start_window * 1000)
+                g.grant_key = self._send_reliable(s, lambda txn: m.FloorGranted(
+                    txn, g.name, ev.burst_id, int(ev.max_talk * 1000), window), now)
+                g.grant_burst = ev.burst_id
+        self._announce(g, m.FloorTaken(g.name, ev.user, ev.burst_id, ev.priority,
+                                       int(ev.max_talk * 1000)), skip=requester)
+
+    def _revoke(self, user: str, group: str, burst_id: int, cause: m.RevokeCause,
+                grace: float, now: float) -> None:
+        s = self.sessions.by_user.get(user)
+        if s is not None:
+            self._send_reliable(s, lambda txn: m.FloorRevoked(txn, group, burst_id, cause,
+                                                              int(grace * 1000)), now)
+
+    def _queue_changed(self, g: GroupEntry, queue: tuple[str, ...]) -> None:
+        before = {u: i for i, u in enumerate(g.last_queue, 1)}
+        for i, u in enumerate(queue, 1):
+            if before.get(u) != i:
+                self._send_to_user(u, m.QueuePosition(g.name, i))
+        g.last_queue = queue

@@ -1,0 +1,206 @@
+"""The server's gate: the plain login, and sealed datagrams opened (or dropped) per session.
+
+Only the login is plain (``docs/security.md``): a Hello of at least ``limits.MIN_HELLO_SIZE``
+bytes (shorter ones are dropped unanswered), the Challenge, the Login and the errors answering
+them. A good Login creates the session with its :class:`~ptt.crypto.channel.SecureChannel` and is
+answered with a *sealed* Welcome; from then on every datagram between that client and the server,
+both ways, is sealed ('S'), heartbeats included, and one that does not open (forged, altered,
+replayed, from another address) is dropped silently and reported as
+:class:`~ptt.protocol.server_events.Dropped`.
+
+Datagrams without a session pass size ceilings before parsing (``ServerCore.receive_datagram``), a
+rate limit per source (host, port) and in aggregate (``ServerCoreConfig.rate_limits``), and are
+never answered with more bytes than they carry (``NO_SESSION`` only when it fits): a spoofed
+source gains nothing by reflecting off the server. Requests resent by a client are answered from
+the response cache, which keeps sealed bytes.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from ptt.crypto import limits
+from ptt.crypto.channel import REPLAYED, Role, SecureChannel, peek_session_id
+from ptt.errors import ProtocolError, PttError
+from ptt.protocol import auth
+from ptt.protocol import messages as m
+from ptt.protocol.server_base import ServerBase
+from ptt.protocol.server_events import SessionStarted
+from ptt.protocol.session import Addr, Session
+from ptt.protocol.wire import decode_heartbeat, decode_message, encode_heartbeat_ack, encode_message
+
+LOGIN_PENDING_TTL = 10.0  # a Challenge's server nonce is good this long
+LOGIN_PENDING_MAX = 10_000  # Challenges awaiting their Login; the oldest go first beyond it
+# what a session may send (sealed); anything else inside a sealed datagram is dropped
+SESSION_MESSAGES = (m.Heartbeat, m.Bye, m.Join, m.Leave, m.FloorRequest, m.FloorRelease, m.Call,
+                    m.Admin)
+NO_SESSION_TEXT = "no session: log in again"
+
+
+class LoginGate(ServerBase):
+    """Hello/Challenge/Login, pending logins, rate limits, opening sealed datagrams."""
+
+    def _receive_sealed(self, data: bytes, addr: Addr, now: float) -> None:
+        """A session's datagram: open it (or drop it silently), then act on it."""
+        try:
+            sid = peek_session_id(data)
+        except ProtocolError as exc:
+            self._drop(addr, f"malformed sealed datagram: {exc}")
+            return
+        s = self.sessions.by_id.get(sid)
+        if s is None or s.channel is None:
+            # an expired session, a restarted server, or a forgery: tell the sender to log in
+            # again, if it fits (a sealed datagram is at least 30 bytes, the answer 30)
+            if self._limiter.allow(addr[:2], now):
+                self._req_len = len(data)
+                self._reply_plain(addr, 0, m.Error(0, m.ErrorCode.NO_SESSION, NO_SESSION_TEXT),
+                                  now, cache=False)
+            self._drop(addr, "sealed datagram for an unknown session")
+            return
+        if s.addr != addr:
+            self._drop(addr, "sealed datagram from another address than its session's")
+            return
+        try:
+            plain = s.channel.open(data)
+        except PttError as exc:  # forged, altered, replayed or too old: nothing changed
+            what = "replayed" if str(exc).startswith(REPLAYED) else "refused"
+            self._drop(addr, f"sealed datagram {what}: {exc}")
+            return
+        s.last_seen = now
+        hb = decode_heartbeat(plain)
+        if hb is not None and hb[1] == sid:  # the fast path: most of a big server's traffic
+            self._out.append((s.channel.seal(encode_heartbeat_ack(hb[0])), addr))
+            return
+        try:
+            msg = decode_message(plain)
+        except ProtocolError as exc:  # it opened: the session's own client sent garbage
+            self._drop(addr, f"malformed sealed message: {exc}")
+            return
+        if getattr(msg, "session_id", sid) != sid:
+            self._drop(addr, "sealed message names another session")
+        elif isinstance(msg, m.Ack):
+            self._reliable.ack((sid, msg.txn))
+        elif isinstance(msg, SESSION_MESSAGES):
+            cached = None if isinstance(msg, m.Heartbeat) else self._cache.get((sid, msg.txn), now)
+            if cached is not None:
+                self._out.append((cached, addr))
+                return
+            try:
+                self._on_session_message(s, msg, now)
+            except ProtocolError as exc:
+                self._drop(addr, f"refused request: {exc}")
+        else:
+            self._drop(addr, f"unexpected sealed {type(msg).__name__} from a client")
+
+    def _receive_plain(self, data: bytes, addr: Addr, now: float) -> None:
+        """A datagram without a session: rate-limited, and answered only by what fits in it."""
+        if not self._limiter.allow(addr[:2], now):
+            self._drop(addr, "rate limit for datagrams without a session")
+            return
+        try:
+            msg = decode_message(data)
+        except ProtocolError as exc:  # reasons are "kind: detail", the kind from a fixed set
+            self._drop(addr, f"malformed datagram: {exc}")
+            return
+        self._req_len = len(data)
+        if isinstance(msg, (m.Hello, m.Login)):
+            if isinstance(msg, m.Hello) and len(data) < limits.MIN_HELLO_SIZE:
+                self._drop(addr, f"unpadded hello: {len(data)} bytes")
+                return
+            cached = self._cache.get((addr, msg.txn), now)
+            if cached is not None:
+                if limits.answer_fits(data, cached):
+                    self._out.append((cached, addr))
+                return
+            try:
+                if isinstance(msg, m.Hello):
+                    self._on_hello(msg, addr, now)
+                else:
+                    self._on_login(msg, addr, now)
+            except ProtocolError as exc:
+                self._drop(addr, f"refused login: {exc}")
+        elif isinstance(msg, SESSION_MESSAGES):
+            # session traffic is sealed: a plain one is a forgery or a client from before a
+            # restart; it learns to log in again, if the answer fits
+            self._reply_plain(addr, msg.txn, m.Error(msg.txn, m.ErrorCode.NO_SESSION,
+                                                     NO_SESSION_TEXT), now, cache=False)
+            self._drop(addr, f"plain {type(msg).__name__}: session messages are sealed")
+        else:
+            self._drop(addr, f"unexpected plain {type(msg).__name__} from a client")
+
+    def _reply_plain(self, addr: Addr, txn: int, msg: m.Message, now: float,
+                     cache: bool = True) -> None:
+        """Answer a datagram that carries no session: only if no larger than it (no
+        amplification: a spoofed source gains nothing by reflecting off the server)."""
+        data = encode_message(msg)
+        if not limits.answer_fits(self._req_len, data):
+            self._drop(addr, f"no answer: {type(msg).__name__} larger than its request")
+            return
+        if cache:
+            self._cache.put((addr, txn), data, now)
+        self._out.append((data, addr))
+
+    # --- login --------------------------------------------------------------------------------
+
+    def _on_hello(self, msg: m.Hello, addr: Addr, now: float) -> None:
+        if len(msg.client_nonce) != auth.NONCE_SIZE:
+            self._drop(addr, "hello with a short nonce")
+            return
+        user = self.users.get(msg.user)
+        if user is not None:
+            salt, iterations = user.salt, user.iterations
+        else:  # answer alike for unknown users, so names cannot be probed
+            salt = auth.decoy_salt(self._secret, msg.user)
+            iterations = auth.DEFAULT_ITERATIONS
+        server_nonce = self._entropy(16)
+        if len(self._pending_login) >= LOGIN_PENDING_MAX:
+            self._expire_logins(now)
+        self._pending_login[(addr, msg.client_nonce)] = (server_nonce, now + LOGIN_PENDING_TTL)
+        self._reply_plain(addr, msg.txn, m.Challenge(msg.txn, server_nonce, salt, iterations), now)
+
+    def _expire_logins(self, now: float) -> None:
+        for k in [k for k, (_, until) in self._pending_login.items() if until < now]:
+            del self._pending_login[k]
+        while len(self._pending_login) >= LOGIN_PENDING_MAX:
+            del self._pending_login[next(iter(self._pending_login))]
+
+    def _on_login(self, msg: m.Login, addr: Addr, now: float) -> None:
+        pending = self._pending_login.pop((addr, msg.client_nonce), None)
+        user = self.users.get(msg.user)
+        ok = (
+            pending is not None
+            and pending[1] >= now
+            and hmac.compare_digest(pending[0], msg.server_nonce)
+            and user is not None
+            and auth.verify_proof(
+                user.verifier, msg.client_nonce, msg.server_nonce, msg.user, msg.proof
+            )
+        )
+        if not ok or user is None:
+            self._reply_plain(addr, msg.txn, m.Error(msg.txn, m.ErrorCode.AUTH_FAILED,
+                                                     "login failed: wrong user or token"), now)
+            return
+        for old in {self.sessions.by_user.get(user.name), self.sessions.by_addr.get(addr)}:
+            if old is not None:
+                self._end_session(old, "replaced", now)
+        sid = self._new_session_id()
+        key = auth.session_key(user.verifier, msg.client_nonce, msg.server_nonce)
+        s = Session(sid, user.name, user.role, addr, now, key,
+                    channel=SecureChannel(Role.SERVER, key, user.name, sid))
+        self.sessions.add(s)
+        self._limiter.forget(addr[:2])  # its traffic is sealed now and charged to the session
+        self._events.append(SessionStarted(user.name, sid, addr))
+        groups = sorted(n for n, g in self.groups.items() if user.name in g.members)
+        # sealed: a Welcome that opens proves to the client that this server holds its verifier
+        self._answer(s, msg.txn, m.Welcome(
+            msg.txn, sid, user.role, int(self.config.heartbeat * 1000),
+            int(self.config.session_timeout * 1000), groups), now)
+        # the Login's resend (the Welcome was lost) is plain: answer it from the cache too, but
+        # like any plain datagram only if the Welcome fits in it (else it logs in afresh)
+        self._cache.put((addr, msg.txn), self._out[-1][0], now)
+
+    def _new_session_id(self) -> int:
+        while True:
+            sid = int.from_bytes(self._entropy(4), "big")
+            if sid and sid not in self.sessions.by_id:
+                return sid

@@ -1,0 +1,184 @@
+"""The directory the adapter keeps in step with the store, and the sessions' place in it.
+
+Users, groups and members are loaded and changed by the adapter (``upsert_user``,
+``upsert_group``, ``set_member`` ...) whenever the store changes; the core never reads the
+database. Sessions join and leave the groups they are members of (Join, Leave, Bye, expiry), and a
+Call makes a private one-to-one group (wire id from PRIVATE_GROUP_BASE up, never stored) that
+disappears when its last member leaves. A session that ends leaves all its groups: a talker that
+said Bye releases the floor, one that vanished loses it (``floor.participant_lost``).
+"""
+
+from __future__ import annotations
+
+from ptt.protocol import floor as fl
+from ptt.protocol import messages as m
+from ptt.protocol.server_base import GroupEntry, ServerBase, UserEntry
+from ptt.protocol.server_events import GroupUpdated, MemberJoined, MemberLeft, SessionEnded
+from ptt.protocol.session import Session
+
+
+class Directory(ServerBase):
+    """Users, groups, members; joins, leaves, calls, the end of a session."""
+
+    def upsert_user(
+        self, name: str, role: m.Role, salt: bytes, iterations: int, verifier: bytes
+    ) -> None:
+        self.users[name] = UserEntry(name, role, salt, iterations, verifier)
+        s = self.sessions.by_user.get(name)
+        if s is not None:
+            s.role = role
+
+    def remove_user(self, name: str, now: float) -> None:
+        s = self.sessions.by_user.get(name)
+        if s is not None:
+            self._end_session(s, "removed", now)
+        for g in list(self.groups.values()):
+            if name in g.members:
+                self.remove_member(g.name, name, now)
+        self.users.pop(name, None)
+
+    def upsert_group(
+        self,
+        name: str,
+        group_id: int,
+        max_talk: float,
+        mode: str = "relay",
+        private: bool = False,
+        mcast_addr: str | None = None,
+        mcast_port: int = 0,
+    ) -> None:
+        g = self.groups.get(name)
+        cfg = fl.FloorConfig(
+            max_talk=max_talk,
+            silence=self.config.floor.silence,
+            grace=self.config.floor.grace,
+            start_window=self.config.floor.start_window,
+            queue_max=self.config.floor.queue_max,
+        )
+        if g is None:
+            g = GroupEntry(name, group_id, max_talk, mode, private, mcast_addr, mcast_port)
+            self.groups[name] = g
+            self._by_id[group_id] = g
+            first_burst = int.from_bytes(self._entropy(4), "big") & 0x7FFFFFFF or 1
+            self.floors.add_group(name, cfg, first_burst)
+        else:
+            g.max_talk, g.mode, g.mcast_addr, g.mcast_port = max_talk, mode, mcast_addr, mcast_port
+            g.targets.clear()
+            self.floors.configure(name, cfg)  # reschedules the group's timers
+        if not private:
+            self._events.append(GroupUpdated(name))
+
+    def remove_group(self, name: str, now: float) -> None:
+        g = self.groups.pop(name, None)
+        if g is None:
+            return
+        self._by_id.pop(g.group_id, None)
+        if not g.private:
+            self._events.append(GroupUpdated(name, removed=True))
+        self._floor_events(self.floors.remove_group(name, now), now, group=g)
+        for s in g.joined.values():
+            s.joined.discard(name)
+
+    def set_member(self, group: str, user: str, listen_only: bool = False,
+                   now: float = 0.0) -> None:
+        """Add a member, or change its listen-only flag (ending a burst or request it had)."""
+        g = self.groups[group]
+        if g.members.get(user, listen_only) != listen_only:
+            self._floor_events(self.floors.remove_member(group, user, now), now)
+        g.members[user] = listen_only
+        self.floors.floor(group).add_member(user, listen_only)
+
+    def remove_member(self, group: str, user: str, now: float) -> None:
+        g = self.groups.get(group)
+        if g is None or user not in g.members:
+            return
+        self._floor_events(self.floors.remove_member(group, user, now), now)
+        del g.members[user]
+        g.grants.pop(user, None)  # a removed member gets no key; a coordinator rotates
+        s = g.joined.pop(user, None)
+        g.mcast_members.discard(user)
+        if s is not None:
+            s.joined.discard(group)
+            self._announce(g, m.Presence(group, user, False))
+        g.targets.clear()
+
+    def group_state(self, name: str) -> m.GroupState:
+        g = self.groups[name]
+        f = self.floors.floor(name)
+        return m.GroupState(
+            group=name,
+            group_id=g.group_id,
+            members=[
+                m.MemberInfo(u, u in g.joined, lo) for u, lo in sorted(g.members.items())
+            ],
+            talker=f.holder,
+            burst_id=f.burst_id if f.holder is not None else 0,
+            queue=list(f.queue),
+            max_talk_ms=int(g.max_talk * 1000),
+            mode=g.mode,
+            mcast_addr=g.mcast_addr,
+            mcast_port=g.mcast_port,
+            key_epoch=g.key_epoch,
+        )
+
+    def online_users(self) -> set[str]:
+        return set(self.sessions.by_user)
+
+    # --- sessions in groups ---------------------------------------------------------------
+
+    def _end_session(self, s: Session, reason: str, now: float) -> None:
+        for group in list(s.joined):
+            self._leave(s, group, now, lost=reason != "bye")
+        self.sessions.remove(s)
+        self._reliable.cancel_where(s)
+        self._events.append(SessionEnded(s.user, s.session_id, reason))
+
+    def _on_join(self, s: Session, msg: m.Join, now: float) -> None:
+        g = self.groups.get(msg.group)
+        if g is None or s.user not in g.members:
+            code = m.ErrorCode.NOT_FOUND if g is None else m.ErrorCode.NOT_MEMBER
+            text = (f"unknown group '{msg.group}'" if g is None
+                    else f"'{s.user}' is not a member of '{msg.group}'")
+            self._answer(s, msg.txn, m.Error(msg.txn, code, text), now)
+            return
+        if s.user not in g.joined:
+            g.joined[s.user] = s
+            s.joined.add(g.name)
+            g.targets.clear()
+            self._announce(g, m.Presence(g.name, s.user, True), skip=s)
+            self._events.append(MemberJoined(g.name, s.user))
+        self._answer(s, msg.txn, m.Joined(msg.txn, self.group_state(g.name),
+                                               g.grants.get(s.user, b"")), now)
+
+    def _leave(self, s: Session, group: str, now: float, lost: bool = False) -> None:
+        g = self.groups.get(group)
+        s.joined.discard(group)
+        if g is None or g.joined.get(s.user) is not s:
+            return
+        del g.joined[s.user]
+        g.mcast_members.discard(s.user)
+        g.targets.clear()
+        handler = self.floors.participant_lost if lost else self.floors.release
+        self._floor_events(handler(group, s.user, now), now)
+        self._announce(g, m.Presence(group, s.user, False))
+        self._events.append(MemberLeft(group, s.user))
+        if g.private and not g.joined:
+            self.remove_group(group, now)
+
+    def _on_call(self, s: Session, msg: m.Call, now: float) -> None:
+        peer = self.sessions.by_user.get(msg.peer)
+        if peer is None or msg.peer == s.user:
+            text = "you cannot call yourself" if msg.peer == s.user else (
+                f"user '{msg.peer}' is not online")
+            self._answer(s, msg.txn, m.Error(msg.txn, m.ErrorCode.NOT_FOUND, text), now)
+            return
+        a, b = sorted((s.user, msg.peer))
+        name = f"call:{a}+{b}"
+        if name not in self.groups:
+            self._next_private += 1
+            self.upsert_group(name, self._next_private, self.config.floor.max_talk, private=True)
+            self.set_member(name, a)
+            self.set_member(name, b)
+        self._answer(s, msg.txn, m.CallResponse(msg.txn, name), now)
+        self._send_reliable(peer, lambda txn: m.IncomingCall(txn, name, s.user), now)
+

@@ -1,0 +1,170 @@
+"""Voice routing: which frames the relay forwards, to whom, and the multicast bridge.
+
+The relay forwards only the current holder's current burst, from the holder's own address; every
+other frame is dropped (and its talker, if its burst is over, told so at most every
+STALE_NOTICE_INTERVAL). Destinations are computed once per talker and cached in
+``GroupEntry.targets`` until membership, the voice paths or the floor change: the per-frame cost
+is a header peek, two dict look-ups and the floor check.
+
+Multicast groups. Each member is a relay member (the server forwards it every frame) until it
+proves with a probe that it reaches the group's multicast address and asks, with the member
+operation ``Admin(op=VOICE_PATH_OP, args={"group": ..., "multicast": true})``, to be served by
+multicast; the server agrees only for groups the adapter listens on (``set_multicast_ready``).
+The server then bridges: a relay talker's frame goes to the relay members and once to the group
+address; a frame heard on the group address goes to the relay members only. Hearing the group
+also keeps the floor's silence timer (T1) fed when the talker multicasts, at one received frame
+per 20 ms whatever the number of listeners. A pure multicast group costs no relay sends at all.
+
+Multicast listeners must tell the holder's frames from anyone else's, so the server sends each
+multicast member a *holder notice* with every grant (and when it moves to multicast mid-burst):
+a voice header with the PROBE flag, ``seq`` HOLDER_SEQ, the holder's session id as ``sender``
+and the burst id, unicast like ``FloorTaken`` and no payload. Probes carry ``seq`` PROBE_SEQ and
+the server's echo of a probe, sent to the group, ECHO_SEQ.
+"""
+
+from __future__ import annotations
+
+from ptt.errors import ProtocolError
+from ptt.protocol import floor as fl
+from ptt.protocol import messages as m
+from ptt.protocol.server_base import GroupEntry, ServerBase
+from ptt.protocol.session import Addr, Session
+from ptt.protocol.voice import VoiceFlags, VoiceHeader, encode_voice, peek_route
+
+STALE_NOTICE_INTERVAL = 0.5
+VOICE_PATH_OP = "member.voice_path"  # a member operation (any role) on the Admin message
+PROBE_SEQ = 0  # seq of PROBE-flagged voice headers: a member's multicast probe ...
+ECHO_SEQ = 1  # ... the server's echo of it (to the group) ...
+HOLDER_SEQ = 2  # ... and the server's holder notice (unicast to a multicast member)
+_FLAGS_AT = 2  # byte offsets in the voice header (ptt.protocol.voice)
+_SEQ_AT = 16
+_PROBE = PROBE_SEQ.to_bytes(2, "big")
+_ECHO = ECHO_SEQ.to_bytes(2, "big")
+
+
+class VoiceRelay(ServerBase):
+    """Relay targets, the multicast bridge, probes, holder notices, stale-talker notices."""
+
+    def route_voice(self, data: bytes, addr: Addr, now: float) -> tuple[Addr, ...] | None:
+        """The relay's hot path: forward only the current holder's current burst.
+
+        Returns the destinations of an accepted frame (empty when nobody else listens), or None
+        for a frame that is dropped."""
+        try:
+            group_id, sender, burst_id = peek_route(data)
+        except ProtocolError as exc:
+            self._drop(addr, f"malformed voice datagram: {exc}")
+            return None
+        s = self.sessions.by_id.get(sender)
+        g = self._by_id.get(group_id)
+        if s is None or s.addr != addr or g is None:
+            self._drop(addr, "voice from an unknown session or group")
+            return None
+        s.last_seen = now
+        if not self.floors.voice(g.name, s.user, burst_id, now):
+            self.voice_refused += 1
+            self._stale_talker(s, g, burst_id, now)
+            return None
+        t = g.targets.get(sender)
+        if t is None:
+            t = self._relay_targets(g, s)
+            mcast = g.multicast_target()
+            if mcast is not None and g.mcast_members:
+                t += (mcast,)  # bridged: multicast members hear a relay talker
+            g.targets[sender] = t
+        return t
+
+    def receive_multicast(self, data: bytes, addr: Addr, now: float) -> tuple[Addr, ...] | None:
+        """Voice heard on a group's multicast address: feeds the floor's silence timer and returns
+        the relay members to bridge an accepted frame to (None: dropped). Answers probes.
+
+        The source address cannot be checked against the session (multicast leaves from another
+        socket than the talker's control traffic); the floor check on sender and burst is what
+        gates it, as it gates what multicast listeners play."""
+        try:
+            group_id, sender, burst_id = peek_route(data)
+        except ProtocolError as exc:
+            self._drop(addr, f"malformed voice datagram: {exc}")
+            return None
+        s = self.sessions.by_id.get(sender)
+        g = self._by_id.get(group_id)
+        if s is None or g is None or g.joined.get(s.user) is not s:
+            self._drop(addr, "multicast voice from an unknown session or group")
+            return None
+        if data[_FLAGS_AT] & VoiceFlags.PROBE:
+            mcast = g.multicast_target()
+            if mcast is not None and data[_SEQ_AT:_SEQ_AT + 2] == _PROBE:
+                # echo it to the group: the prober hears that the LAN carries its multicast to
+                # the server and the server's back to it
+                self._out.append((data[:_SEQ_AT] + _ECHO + data[_SEQ_AT + 2:], mcast))
+            return None
+        if not self.floors.voice(g.name, s.user, burst_id, now):
+            self.voice_refused += 1
+            self._stale_talker(s, g, burst_id, now)
+            return None
+        key = ~sender
+        t = g.targets.get(key)
+        if t is None:
+            t = g.targets[key] = self._relay_targets(g, s)
+        return t
+
+    def _relay_targets(self, g: GroupEntry, talker: Session) -> tuple[Addr, ...]:
+        return tuple(o.addr for u, o in g.joined.items()
+                     if o is not talker and u not in g.mcast_members)
+
+    def set_multicast_ready(self, group: str, ready: bool) -> None:
+        """The adapter does (or no longer does) listen on the group's multicast address. When it
+        stops, its multicast members go back to the relay (a member still talking by multicast
+        loses the floor to T1 and probes again, which then fails)."""
+        g = self.groups.get(group)
+        if g is None or g.mcast_ready == ready:
+            return
+        g.mcast_ready = ready
+        g.targets.clear()
+        if not ready:
+            g.mcast_members.clear()
+
+    def _on_voice_path(self, s: Session, msg: m.Admin, now: float) -> None:
+        """A member asks to be served by multicast (after its probe came back) or by relay. The
+        answer says what the server now does: ``{"group", "multicast"}`` (+ ``"error"``)."""
+        name = msg.args.get("group")
+        g = self.groups.get(name) if isinstance(name, str) else None
+        result: dict[str, str | bool] = {"group": str(name), "multicast": False}
+        if g is None or g.joined.get(s.user) is not s:
+            result["error"] = f"you have not joined '{name}'"
+        else:
+            multicast = msg.args.get("multicast") is True and g.multicast_target() is not None
+            if multicast != (s.user in g.mcast_members):
+                (g.mcast_members.add if multicast else g.mcast_members.discard)(s.user)
+                g.targets.clear()
+            result["multicast"] = multicast
+        self._answer(s, msg.txn, m.AdminResponse(msg.txn, result), now)  # type: ignore[arg-type]
+        if g is not None and result["multicast"]:  # moved mid-burst: whose frames to play
+            f = self.floors.floor(g.name)
+            self._holder_notice(g, f.holder, f.burst_id, [s])
+
+    def _notice_holder(self, g: GroupEntry, ev: fl.Granted) -> None:
+        self._holder_notice(g, ev.user, ev.burst_id, [g.joined[u] for u in g.mcast_members])
+
+    def _holder_notice(self, g: GroupEntry, user: str | None, burst_id: int,
+                       to: list[Session]) -> None:
+        """Tell multicast members whose frames to play: the holder's session and burst."""
+        holder = self.sessions.by_user.get(user) if user is not None else None
+        if holder is not None and to:
+            data = encode_voice(VoiceHeader(g.group_id, holder.session_id, burst_id, HOLDER_SEQ,
+                                            0, VoiceFlags.PROBE), b"")
+            self._out.extend((data, s.addr) for s in to)
+
+    def _stale_talker(self, s: Session, g: GroupEntry, burst_id: int, now: float) -> None:
+        """Voice for a burst that is over: the talker missed the news, so tell it (rate-limited)."""
+        if now - s.notice_at < STALE_NOTICE_INTERVAL:
+            return
+        s.notice_at = now
+        f = self.floors.floor(g.name)
+        if f.holder is not None and f.holder != s.user:
+            msg: m.Message = m.FloorTaken(g.name, f.holder, f.burst_id,
+                                          f.holder_priority or m.Priority.NORMAL,
+                                          int(g.max_talk * 1000))
+        else:  # idle, or the sender holds a newer burst than it talks with: its burst is over
+            msg = m.FloorIdle(g.name, burst_id)
+        self._send(s, msg)
