@@ -32,7 +32,8 @@ same names click's ``auto_envvar_prefix="PTT"`` gives the options of ``ptt serve
     PTT_SERVER_CONFIG   path of the server config file
     PTT_SERVER_HOST, PTT_SERVER_PORT, PTT_SERVER_DB, PTT_SERVER_HEARTBEAT_INTERVAL,
     PTT_SERVER_SESSION_TIMEOUT, PTT_SERVER_MULTICAST_NETWORK, PTT_SERVER_MULTICAST_PORT_BASE,
-    PTT_SERVER_MULTICAST_TTL, PTT_SERVER_RECORD_DIR, PTT_SERVER_METRICS
+    PTT_SERVER_MULTICAST_TTL, PTT_SERVER_RECORD_DIR, PTT_SERVER_METRICS,
+    PTT_SERVER_EMERGENCY_ROLES ("dispatcher,coordinator", or "none")
 
 Bad files and values raise :class:`~ptt.errors.ConfigError` with one line that names the file or
 variable, e.g. ``/home/a/.config/ptt/client.toml: bitrate: expected an integer, got 'fast'``.
@@ -59,8 +60,19 @@ from typing import Any
 import tomli_w
 
 from ptt.errors import ConfigError, PttError
-from ptt.names import format_hostport, group_name, parse_hostport, parse_port, user_name
+from ptt.names import (
+    ROLE_NAMES,
+    format_hostport,
+    group_name,
+    parse_hostport,
+    parse_port,
+    parse_role,
+    role_name,
+    user_name,
+)
 from ptt.protocol.auth import check_token
+from ptt.protocol.messages import Role
+from ptt.protocol.server_base import EMERGENCY_ROLES
 from ptt.protocol.session import HEARTBEAT_INTERVAL, SESSION_TIMEOUT
 
 log = logging.getLogger(__name__)
@@ -255,6 +267,29 @@ def _ttl(v: Any) -> int:
     return x
 
 
+def _roles(v: Any) -> frozenset[Role]:
+    """A set of roles: a TOML array of names, or names separated by commas; "none" (or an empty
+    array) is the empty set. Unknown names are refused, never skipped: a typo must not quietly
+    take a right away."""
+    if isinstance(v, str):
+        text = v.strip().lower()
+        if text == "none":
+            return frozenset()
+        items: list[Any] = [x.strip() for x in text.split(",")]
+        if not all(items):
+            raise ValueError(f"expected role names separated by commas, or 'none', got {v!r}")
+    elif isinstance(v, (list, tuple, set, frozenset)):
+        items = list(v)
+    else:
+        raise TypeError(f"expected a list of roles, got {v!r}")
+    return frozenset(parse_role(x) for x in items)
+
+
+def _role_names(roles: frozenset[Role]) -> list[str]:
+    """How a set of roles is written to TOML: names in the order of ROLE_NAMES."""
+    return [role_name(r) for r in ROLE_NAMES if r in roles]
+
+
 # --- settings ----------------------------------------------------------------------------------
 
 
@@ -300,9 +335,11 @@ def _tones(v: Any) -> Tones:
     return Tones(**values)
 
 
-def _meta(conv: Callable[[Any], Any], env: str) -> dict[str, Any]:
-    """Field metadata: the converter that validates a value, and its environment variable."""
-    return {"conv": conv, "env": env}
+def _meta(conv: Callable[[Any], Any], env: str,
+          dump: Callable[[Any], Any] | None = None) -> dict[str, Any]:
+    """Field metadata: the converter that validates a value, its environment variable, and how
+    it is written to TOML when not as it is."""
+    return {"conv": conv, "env": env, "dump": dump}
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,6 +375,12 @@ class ServerConfig:
     # HOST:PORT of the Prometheus endpoint; None: no metrics endpoint
     metrics: str | None = field(
         default=None, metadata=_meta(_optional_address, "PTT_SERVER_METRICS")
+    )
+    # who may ask for emergency priority (ServerCoreConfig.emergency_roles); others are refused
+    # with NOT_ALLOWED. TOML: emergency_roles = ["dispatcher", "coordinator"]
+    emergency_roles: frozenset[Role] = field(
+        default=EMERGENCY_ROLES,
+        metadata=_meta(_roles, "PTT_SERVER_EMERGENCY_ROLES", dump=_role_names),
     )
 
     def __post_init__(self) -> None:
@@ -536,7 +579,10 @@ def _to_toml(obj: Any) -> dict[str, Any]:
         value = getattr(obj, f.name)
         if value is None:
             continue  # TOML has no null: an absent key means "unset"
-        if dataclasses.is_dataclass(value):
+        dump = f.metadata.get("dump")
+        if dump is not None:
+            value = dump(value)
+        elif dataclasses.is_dataclass(value):
             value = _to_toml(value)
         elif isinstance(value, Path):
             value = str(value)

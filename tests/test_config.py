@@ -11,6 +11,7 @@ import pytest
 from ptt import config as cfg
 from ptt.config import ClientConfig, ServerConfig, Tones
 from ptt.errors import ConfigError
+from ptt.protocol.messages import Role
 
 
 def mode(path: Path) -> int:
@@ -303,12 +304,52 @@ def test_server_file_and_environment(xdg: dict[str, str], tmp_path: Path,
         ({"heartbeat_interval": 0}, "heartbeat_interval: expected a positive number"),
         ({"heartbeat_interval": 5.0, "session_timeout": 5.0}, "must exceed heartbeat_interval"),
         ({"metrics": "9770"}, "metrics: invalid address"),
+        ({"emergency_roles": "volunteer,pilot"}, "emergency_roles: invalid role 'pilot'"),
+        ({"emergency_roles": "dispatcher,"}, "emergency_roles: expected role names"),
+        ({"emergency_roles": ""}, "emergency_roles: expected role names"),
+        ({"emergency_roles": 2}, "emergency_roles: expected a list of roles"),
     ],
 )
 def test_bad_server_values(kwargs: dict[str, object], needle: str) -> None:
     with pytest.raises(ConfigError) as err:
         ServerConfig(**kwargs)  # type: ignore[arg-type]
     assert needle in str(err.value)
+
+
+def test_emergency_roles_default_file_environment_and_round_trip(
+        xdg: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    volunteer, dispatcher, coordinator = Role.VOLUNTEER, Role.DISPATCHER, Role.COORDINATOR
+    # a volunteer in trouble must be able to call, unless the operator says otherwise
+    assert cfg.load_server_config().emergency_roles == {volunteer, dispatcher, coordinator}
+    path = cfg.server_config_path()
+    path.parent.mkdir(parents=True)
+    path.write_text('emergency_roles = ["Coordinator", "dispatcher"]\n')
+    s = cfg.load_server_config()
+    assert s.emergency_roles == {dispatcher, coordinator}
+    saved = cfg.save_server_config(s, tmp_path / "s.toml")
+    assert tomllib.loads(saved.read_text())["emergency_roles"] == ["dispatcher", "coordinator"]
+    assert cfg.load_server_config(saved, env={}) == s
+    monkeypatch.setenv("PTT_SERVER_EMERGENCY_ROLES", " coordinator ")  # the variable wins
+    assert cfg.load_server_config().emergency_roles == {coordinator}
+    monkeypatch.setenv("PTT_SERVER_EMERGENCY_ROLES", "none")
+    assert cfg.load_server_config().emergency_roles == frozenset()
+    monkeypatch.delenv("PTT_SERVER_EMERGENCY_ROLES")
+    path.write_text("emergency_roles = []\n")
+    assert cfg.load_server_config().emergency_roles == frozenset()
+    assert ServerConfig(emergency_roles=(volunteer,)).emergency_roles == {volunteer}  # type: ignore[arg-type]
+
+
+def test_bad_emergency_roles_name_file_key_or_variable(
+        xdg: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    path = cfg.server_config_path()
+    path.parent.mkdir(parents=True)
+    path.write_text('emergency_roles = ["dispatcher", "pilot"]\n')
+    with pytest.raises(ConfigError, match=r"server\.toml: emergency_roles: invalid role 'pilot'"):
+        cfg.load_server_config()
+    path.unlink()
+    monkeypatch.setenv("PTT_SERVER_EMERGENCY_ROLES", "volunteer;dispatcher")
+    with pytest.raises(ConfigError, match="^PTT_SERVER_EMERGENCY_ROLES: invalid role"):
+        cfg.load_server_config()
 
 
 def test_bad_server_env_names_the_variable(xdg: dict[str, str],
