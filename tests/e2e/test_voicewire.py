@@ -253,3 +253,27 @@ def test_the_server_makes_no_token_for_a_wire_user_add(server: ServerProcess) ->
                           timeout=30, env=cli_env(server, coordinator), check=False)
     assert made.returncode == 0, made.stderr
     assert "Token (shown only this once)" in made.stdout
+
+
+def test_event_replay_in_an_encrypted_group_sends_sealed_silence(server: ServerProcess) -> None:
+    """The simulated users of ``ptt replay --events`` talk as members do: sealed frames."""
+    from ptt.client.replay import EventReplayer, FloorAction
+
+    async def main() -> None:
+        tokens = await organise(server)
+        async with Connection(server.address, "ann", tokens["ann"]) as ann, \
+                Connection(server.address, "bob", tokens["bob"]) as bob:
+            for c in (ann, bob):
+                await c.join(SECRET)
+            wire: list[bytes] = []
+            bob.on_voice = wire.append
+            script = [FloorAction(0.0, "ann", "request"), FloorAction(0.6, "ann", "release")]
+            outcomes = await EventReplayer({"ann": ann}, SECRET).play(script, tail=0.3)
+            assert [what for _, _, what in outcomes] == ["granted"]
+            assert len(wire) >= 20
+            keys = VoiceKeys.of(bob)
+            opened = [keys.open_voice(d) for d in wire]
+            assert all(o is not None for o in opened)
+            assert all(decode_voice(d)[0].flags & VoiceFlags.ENCRYPTED for d in wire)
+
+    asyncio.run(main())
