@@ -119,6 +119,7 @@ ROW_KEYS = {
 def run(quick: bool = False) -> dict[str, Any]:
     sizes = (200,) if quick else (1_000, 10_000)
     duration = 2.0 if quick else 15.0
+    load0 = loadgen.load_average()
     results: list[dict[str, Any]] = []
     for n in sizes:
         try:
@@ -148,6 +149,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                   "window. Logins in flight are split between the load workers (a login burst "
                   "must not queue heartbeats for seconds)."),
         "machine": loadgen.machine_line(),
+        "load_average": f"{load0} at the start, {loadgen.load_average()} at the end",
         "results": results,
     }
 

@@ -168,6 +168,7 @@ def run(quick: bool = False, listeners: tuple[int, ...] | None = None,
     configs = [(1, n) for n in sizes] + [load]
     plain = len(configs)
     configs += [(1, max(sizes)), load]
+    load0 = loadgen.load_average()
     server = loadgen.ServerProc()
     results = []
     try:
@@ -221,6 +222,7 @@ def run(quick: bool = False, listeners: tuple[int, ...] | None = None,
                   "sealed frames the talker's send log joined on (sender, seq) "
                   "(CLOCK_MONOTONIC, listeners in another process)."),
         "machine": loadgen.machine_line(),
+        "load_average": f"{load0} at the start, {loadgen.load_average()} at the end",
         "results": results,
     }
 

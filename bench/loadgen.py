@@ -69,6 +69,14 @@ def machine() -> dict[str, Any]:
             "kernel": f"{platform.system()} {platform.release()}"}
 
 
+def load_average() -> str:
+    """The 1-minute load average (other work on the machine shows up in every figure)."""
+    try:
+        return Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        return "?"
+
+
 def machine_line() -> str:
     m = machine()
     return f"{m['cpu']}, {m['cores']} cores, Python {m['python']}, {m['kernel']}"
