@@ -267,10 +267,11 @@ def _ttl(v: Any) -> int:
     return x
 
 
-def _roles(v: Any) -> frozenset[Role]:
+def parse_roles(v: Any) -> frozenset[Role]:
     """A set of roles: a TOML array of names, or names separated by commas; "none" (or an empty
     array) is the empty set. Unknown names are refused, never skipped: a typo must not quietly
-    take a right away."""
+    take a right away (ValueError, TypeError or ValidationError, with a one-line reason).
+    Used for ``ServerConfig.emergency_roles`` and ``ptt server --emergency-roles``."""
     if isinstance(v, str):
         text = v.strip().lower()
         if text == "none":
@@ -380,7 +381,7 @@ class ServerConfig:
     # with NOT_ALLOWED. TOML: emergency_roles = ["dispatcher", "coordinator"]
     emergency_roles: frozenset[Role] = field(
         default=EMERGENCY_ROLES,
-        metadata=_meta(_roles, "PTT_SERVER_EMERGENCY_ROLES", dump=_role_names),
+        metadata=_meta(parse_roles, "PTT_SERVER_EMERGENCY_ROLES", dump=_role_names),
     )
 
     def __post_init__(self) -> None:

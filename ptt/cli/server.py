@@ -13,9 +13,10 @@ import click
 
 from ptt.cli import logs
 from ptt.cli.options import CliState, pass_state
-from ptt.config import load_server_config
-from ptt.errors import ValidationError
+from ptt.config import load_server_config, parse_roles
+from ptt.errors import PttError, ValidationError
 from ptt.names import parse_port
+from ptt.protocol.messages import Role
 
 if TYPE_CHECKING:
     from ptt.server.app import PttServer
@@ -44,6 +45,17 @@ class _MetricsAddress(click.ParamType):
         try:
             return parse_metrics_address(str(value))
         except ValidationError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class _Roles(click.ParamType):
+    name = "roles"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+                ) -> frozenset[Role]:
+        try:
+            return parse_roles(value)
+        except (ValueError, TypeError, PttError) as exc:
             self.fail(str(exc), param, ctx)
 
 
@@ -82,12 +94,17 @@ def _first_start(server: PttServer) -> None:
 @click.option("--metrics", type=_MetricsAddress(), metavar="HOST:PORT", show_envvar=True,
               help="Serve Prometheus metrics on http://HOST:PORT/metrics; a bare PORT listens "
               "on 127.0.0.1  [default: off]")
+@click.option("--emergency-roles", type=_Roles(), metavar="ROLES", show_envvar=True,
+              help="Roles that may ask for emergency priority, e.g. dispatcher,coordinator, or "
+              "'none'; others are refused (NOT_ALLOWED)  [default: volunteer,dispatcher,"
+              "coordinator]")
 @click.option("--log-json", is_flag=True, show_envvar=True,
               help="Log JSON lines (one object per event) instead of key=value text")
 @pass_state
 def server(state: CliState, host: str | None, port: int | None, db: Path | None,
            config_file: Path | None, record_dir: Path | None,
-           metrics: tuple[str, int] | None, log_json: bool) -> None:
+           metrics: tuple[str, int] | None, emergency_roles: frozenset[Role] | None,
+           log_json: bool) -> None:
     """Run the ptt server in the foreground; logs go to stderr.
 
     On its first start (an empty database) it creates a coordinator account and writes its
@@ -97,6 +114,7 @@ def server(state: CliState, host: str | None, port: int | None, db: Path | None,
     Examples:
         ptt server --db ./ptt.db
         ptt server --db ./ptt.db --record ./recordings
+        ptt server --db ./ptt.db --emergency-roles dispatcher,coordinator
     """
     # a server's log is its output: INFO by default, DEBUG with -v
     logs.configure(state.verbose, base=logging.INFO)
@@ -107,7 +125,8 @@ def server(state: CliState, host: str | None, port: int | None, db: Path | None,
     if metrics is None and config.metrics is not None:  # server.toml or PTT_SERVER_METRICS
         metrics = _MetricsAddress().convert(config.metrics, None, None)
     changes = {k: v for k, v in (("host", host), ("port", port), ("db", db),
-                                 ("record_dir", record_dir)) if v is not None}
+                                 ("record_dir", record_dir), ("emergency_roles", emergency_roles))
+               if v is not None}
     if changes:
         # through the dataclass, so --host and --db get the same checks as the file's values
         config = dataclasses.replace(config, **changes)

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import (ServerProcess, clean_env, credentials, one_error_line, ptt,
-                                run)
+from ptt.config import ServerConfig
+from ptt.protocol.messages import Role
+from tests.cli.conftest import ServerProcess, clean_env, credentials, one_error_line, ptt, run
 
 
 def test_first_start_serves_stops_cleanly_and_keeps_everything(home: Path, tmp_path: Path
@@ -91,3 +92,58 @@ def test_server_settings_from_env(home: Path, tmp_path: Path, monkeypatch: pytes
     assert result.exit_code == 4 and f"127.0.0.1:{port}" in result.stderr
     assert (tmp_path / "x.db").exists()
     assert not os.path.exists(home / ".local/share/ptt/ptt.db")
+
+
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch) -> list[ServerConfig]:
+    """``ptt server`` in-process up to the point where it would serve: the configs it built."""
+    import ptt.server.app
+
+    configs: list[ServerConfig] = []
+
+    async def fake_run(config: ServerConfig, **_: object) -> None:
+        configs.append(config)
+
+    monkeypatch.setattr(ptt.server.app, "run", fake_run)
+    return configs
+
+
+def test_emergency_roles_option_env_and_file(home: Path, tmp_path: Path,
+                                             started: list[ServerConfig],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    db = str(tmp_path / "ptt.db")
+    assert run("server", "--db", db).exit_code == 0
+    assert started[-1].emergency_roles == {Role.VOLUNTEER, Role.DISPATCHER, Role.COORDINATOR}
+    result = run("server", "--db", db, "--emergency-roles", "dispatcher,coordinator")
+    assert result.exit_code == 0, result.stderr
+    assert started[-1].emergency_roles == {Role.DISPATCHER, Role.COORDINATOR}
+    assert run("server", "--db", db, "--emergency-roles", "none").exit_code == 0
+    assert started[-1].emergency_roles == frozenset()
+
+    toml = tmp_path / "server.toml"
+    toml.write_text('emergency_roles = ["coordinator"]\n')
+    assert run("server", "--db", db, "--config", str(toml)).exit_code == 0
+    assert started[-1].emergency_roles == {Role.COORDINATOR}
+    monkeypatch.setenv("PTT_SERVER_EMERGENCY_ROLES", "dispatcher")  # the variable beats the file
+    assert run("server", "--db", db, "--config", str(toml)).exit_code == 0
+    assert started[-1].emergency_roles == {Role.DISPATCHER}
+    # and the option beats both
+    assert run("server", "--db", db, "--config", str(toml),
+               "--emergency-roles", "volunteer").exit_code == 0
+    assert started[-1].emergency_roles == {Role.VOLUNTEER}
+
+
+def test_unknown_emergency_role_is_one_line(home: Path, tmp_path: Path,
+                                            started: list[ServerConfig]) -> None:
+    db = str(tmp_path / "ptt.db")
+    result = run("server", "--db", db, "--emergency-roles", "dispatcher,pilot")
+    assert result.exit_code == 2
+    assert one_error_line(result.stderr) == (
+        "error: Invalid value for '--emergency-roles': invalid role 'pilot': expected volunteer, "
+        "coordinator or dispatcher")
+    result = run("server", "--db", db, "--emergency-roles", "dispatcher,,coordinator")
+    assert result.exit_code == 2
+    assert one_error_line(result.stderr) == (
+        "error: Invalid value for '--emergency-roles': expected role names separated by commas, "
+        "or 'none', got 'dispatcher,,coordinator'")
+    assert started == []  # refused before anything started
