@@ -24,7 +24,7 @@ import asyncio
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -319,16 +319,17 @@ class Engine:
         self._post(self.last_report)
 
 
-async def _until(release: asyncio.Event, aw: object) -> cl.FloorStateChanged | None:
+async def _until(release: asyncio.Event, aw: Awaitable[cl.FloorStateChanged]
+                 ) -> cl.FloorStateChanged | None:
     """Await ``aw`` unless ``release`` is set first (then cancel it and return None)."""
-    task = asyncio.ensure_future(aw)  # type: ignore[arg-type]
+    task = asyncio.ensure_future(aw)
     waiter = asyncio.ensure_future(release.wait())
     try:
         done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         waiter.cancel()
     if task in done:
-        return task.result()  # type: ignore[no-any-return]
+        return task.result()
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     return None
