@@ -34,15 +34,32 @@ for ``session_timeout`` starts a new login, and every group that was joined is j
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from enum import Enum
-from typing import Callable
+from collections.abc import Callable
 
 from ptt.crypto.channel import SEALED_MAGIC, Role, SecureChannel
 from ptt.crypto.limits import padding_needed
 from ptt.errors import ProtocolError, PttError
 from ptt.protocol import auth
 from ptt.protocol import messages as m
+from ptt.protocol.client_events import (
+    AdminResult,
+    CallOpened,
+    ClientEvent,
+    Connected,
+    ConnState,
+    Disconnected,
+    FloorStateChanged,
+    GroupJoined,
+    GroupLeft,
+    GroupView,
+    IncomingCall,
+    KeyGrantReceived,
+    LoginFailed,
+    Participation,
+    PresenceChanged,
+    RequestFailed,
+    TalkerChanged,
+)
 from ptt.protocol.session import HEARTBEAT_INTERVAL, SESSION_TIMEOUT
 from ptt.protocol.transactions import RETRY_TOTAL, Retransmitter, SeenSet
 from ptt.protocol.wire import decode_message, encode_message, is_voice
@@ -51,146 +68,12 @@ RELOGIN_FIRST = 0.2
 RELOGIN_CAP = 2.0
 BURST_SPACE = 1 << 32
 
-
-class ConnState(Enum):
-    DISCONNECTED = "disconnected"
-    LOGGING_IN = "logging in"
-    CONNECTED = "connected"
-
-
-class Participation(Enum):
-    NO_PERMISSION = "idle"
-    PENDING_REQUEST = "requesting"
-    QUEUED = "queued"
-    HAS_PERMISSION = "talking"
-    PENDING_RELEASE = "releasing"
-
-
-# --- events out --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Connected:
-    session_id: int
-    role: m.Role
-    groups: list[str]
-
-
-@dataclass(frozen=True, slots=True)
-class Disconnected:
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class LoginFailed:
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class GroupJoined:
-    state: m.GroupState
-
-
-@dataclass(frozen=True, slots=True)
-class GroupLeft:
-    group: str
-
-
-@dataclass(frozen=True, slots=True)
-class TalkerChanged:
-    group: str
-    talker: str | None
-    burst_id: int
-    priority: m.Priority = m.Priority.NORMAL  # EMERGENCY: listeners sound the alert
-
-
-@dataclass(frozen=True, slots=True)
-class PresenceChanged:
-    group: str
-    user: str
-    online: bool
-
-
-@dataclass(frozen=True, slots=True)
-class FloorStateChanged:
-    """The participant state in ``group`` changed; ``detail`` carries the cause or position."""
-
-    group: str
-    state: Participation
-    burst_id: int = 0
-    position: int = 0
-    deny_cause: m.DenyCause = m.DenyCause.NONE
-    revoke_cause: m.RevokeCause | None = None
-    max_talk_ms: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class RequestFailed:
-    what: str
-    group: str
-    message: str
-    code: m.ErrorCode | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class IncomingCall:
-    group: str
-    peer: str
-
-
-@dataclass(frozen=True, slots=True)
-class CallOpened:
-    group: str
-    peer: str
-
-
-@dataclass(frozen=True, slots=True)
-class KeyGrantReceived:
-    """The server handed over this member's opaque grant of ``group``'s key for ``epoch`` (in a
-    ``Joined`` answer or a ``KeyGrant`` push). Give it to ``GroupKeyring.accept``, which checks
-    it. A push the server resends because our Ack was lost is acked again but not re-emitted;
-    a grant repeated in the answer to a later Join is emitted again (accepting it is harmless).
-    """
-
-    group: str
-    epoch: int
-    grant: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class AdminResult:
-    txn: int
-    result: dict[str, object] | None
-    error: tuple[m.ErrorCode, str] | None
-
-
-ClientEvent = (
-    Connected | Disconnected | LoginFailed | GroupJoined | GroupLeft | TalkerChanged
-    | PresenceChanged | FloorStateChanged | RequestFailed | IncomingCall | CallOpened | AdminResult
-    | KeyGrantReceived
-)
-
-
-@dataclass(slots=True)
-class GroupView:
-    """What this client knows of one joined group."""
-
-    name: str
-    state: m.GroupState | None = None
-    talker: str | None = None
-    talker_burst: int = 0
-    participation: Participation = Participation.NO_PERMISSION
-    my_burst: int = 0
-    position: int = 0
-    online: set[str] = field(default_factory=set)
-    revoked: set[int] = field(default_factory=set)  # bursts known to be over
-    asked: tuple[m.Priority, float] | None = None  # the open floor request: priority, when asked
-
-    def forget(self, burst: int) -> None:
-        """Remember ``burst`` as over, so a late or resent grant for it is refused."""
-        if len(self.revoked) > 64:
-            self.revoked.clear()
-        self.revoked.add(burst)
+__all__ = [  # the events and states live in client_events; import them from here
+    "BURST_SPACE", "RELOGIN_CAP", "RELOGIN_FIRST", "AdminResult", "CallOpened", "ClientCore",
+    "ClientEvent", "ConnState", "Connected", "Disconnected", "FloorStateChanged", "GroupJoined",
+    "GroupLeft", "GroupView", "IncomingCall", "KeyGrantReceived", "LoginFailed", "Participation",
+    "PresenceChanged", "RequestFailed", "TalkerChanged", "newer",
+]
 
 
 def _PLAIN_OK(msg: m.Message) -> bool:
@@ -206,6 +89,9 @@ def newer(a: int, b: int) -> bool:
 
 
 class ClientCore:
+    """One user's connection to the server: ``ClientCore(user, token, entropy)``; see the module
+    docstring."""
+
     def __init__(self, user: str, token: str, entropy: Callable[[int], bytes]) -> None:
         self.user = user
         self._token = token

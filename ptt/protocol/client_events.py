@@ -1,0 +1,161 @@
+"""What the client core reports and keeps per group: connection and participant states, events.
+
+:meth:`ClientCore.events() <ptt.protocol.client.ClientCore.events>` returns the events in the
+order they happened; ``ClientCore.groups`` maps each group to its :class:`GroupView`. Import them
+from ``ptt.protocol.client``, which re-exports every one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from ptt.protocol import messages as m
+
+__all__ = [
+    "AdminResult", "CallOpened", "ClientEvent", "ConnState", "Connected", "Disconnected",
+    "FloorStateChanged", "GroupJoined", "GroupLeft", "GroupView", "IncomingCall",
+    "KeyGrantReceived", "LoginFailed", "Participation", "PresenceChanged", "RequestFailed",
+    "TalkerChanged",
+]
+
+
+class ConnState(Enum):
+    DISCONNECTED = "disconnected"
+    LOGGING_IN = "logging in"
+    CONNECTED = "connected"
+
+
+class Participation(Enum):
+    NO_PERMISSION = "idle"
+    PENDING_REQUEST = "requesting"
+    QUEUED = "queued"
+    HAS_PERMISSION = "talking"
+    PENDING_RELEASE = "releasing"
+
+
+# --- events out --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    session_id: int
+    role: m.Role
+    groups: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoginFailed:
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class GroupJoined:
+    state: m.GroupState
+
+
+@dataclass(frozen=True, slots=True)
+class GroupLeft:
+    group: str
+
+
+@dataclass(frozen=True, slots=True)
+class TalkerChanged:
+    group: str
+    talker: str | None
+    burst_id: int
+    priority: m.Priority = m.Priority.NORMAL  # EMERGENCY: listeners sound the alert
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceChanged:
+    group: str
+    user: str
+    online: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FloorStateChanged:
+    """The participant state in ``group`` changed; ``detail`` carries the cause or position."""
+
+    group: str
+    state: Participation
+    burst_id: int = 0
+    position: int = 0
+    deny_cause: m.DenyCause = m.DenyCause.NONE
+    revoke_cause: m.RevokeCause | None = None
+    max_talk_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFailed:
+    what: str
+    group: str
+    message: str
+    code: m.ErrorCode | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingCall:
+    group: str
+    peer: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallOpened:
+    group: str
+    peer: str
+
+
+@dataclass(frozen=True, slots=True)
+class KeyGrantReceived:
+    """The server handed over this member's opaque grant of ``group``'s key for ``epoch`` (in a
+    ``Joined`` answer or a ``KeyGrant`` push). Give it to ``GroupKeyring.accept``, which checks
+    it. A push the server resends because our Ack was lost is acked again but not re-emitted;
+    a grant repeated in the answer to a later Join is emitted again (accepting it is harmless).
+    """
+
+    group: str
+    epoch: int
+    grant: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AdminResult:
+    txn: int
+    result: dict[str, object] | None
+    error: tuple[m.ErrorCode, str] | None
+
+
+ClientEvent = (
+    Connected | Disconnected | LoginFailed | GroupJoined | GroupLeft | TalkerChanged
+    | PresenceChanged | FloorStateChanged | RequestFailed | IncomingCall | CallOpened | AdminResult
+    | KeyGrantReceived
+)
+
+
+@dataclass(slots=True)
+class GroupView:
+    """What this client knows of one joined group."""
+
+    name: str
+    state: m.GroupState | None = None
+    talker: str | None = None
+    talker_burst: int = 0
+    participation: Participation = Participation.NO_PERMISSION
+    my_burst: int = 0
+    position: int = 0
+    online: set[str] = field(default_factory=set)
+    revoked: set[int] = field(default_factory=set)  # bursts known to be over
+    asked: tuple[m.Priority, float] | None = None  # the open floor request: priority, when asked
+
+    def forget(self, burst: int) -> None:
+        """Remember ``burst`` as over, so a late or resent grant for it is refused."""
+        if len(self.revoked) > 64:
+            self.revoked.clear()
+        self.revoked.add(burst)
