@@ -115,6 +115,7 @@ def test_tokens_keys_and_rekeying_from_the_cli(coordinator: Path, uniq: str) -> 
     gone = run("user", "remove", ann)
     assert gone.exit_code == 0 and f"Re-keyed '{vol}': key epoch 5." in gone.stderr
     assert "Voice      end-to-end encrypted (key epoch 5)" in ok("group", "show", vol)
+    assert load_pins(pins).get(ann) is None  # a removed user's key is forgotten too
 
     plain = ok_json("group", "create", open_, "--plain")
     assert plain["encrypted"] is False and plain["key_epoch"] == 0
