@@ -17,9 +17,9 @@ import click
 
 from ptt.cli.options import CliState
 from ptt.cli.remote import client_config, connect
+from ptt.client import keys
 from ptt.client.connection import Connection, deny_text
 from ptt.config import ClientConfig
-from ptt.errors import RequestError
 from ptt.protocol import client as cl
 from ptt.protocol import messages as m
 
@@ -78,11 +78,10 @@ async def open_and_join(state: CliState, groups: list[str]
     """A logged-in connection that has joined ``groups``; the caller closes it."""
     config = client_config(state)
     conn, _ = await connect(config, state.timeout)
+    # the member's pins of coordinator keys live next to the config this command was given
+    keys.VoiceKeys.of(conn, keys.pins_path(keys.SIGNER_PINS, state.config_path))
     try:
         joined = [await conn.join(g, state.timeout) for g in groups]
-    except RequestError:
-        await conn.close()
-        raise
     except BaseException:
         await conn.close()
         raise
