@@ -110,7 +110,8 @@ class PttServer:
         self.core = ServerCore(
             os.urandom,
             core_config or ServerCoreConfig(heartbeat=config.heartbeat_interval,
-                                            session_timeout=config.session_timeout),
+                                            session_timeout=config.session_timeout,
+                                            emergency_roles=config.emergency_roles),
         )
         self.counters = Counters()
         self.store: Store | None = None

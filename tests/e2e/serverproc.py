@@ -27,6 +27,7 @@ class ServerProcess:
     port: int = field(default_factory=free_udp_port)
     proc: subprocess.Popen[bytes] | None = None
     log: Path | None = None
+    extra_args: list[str] = field(default_factory=list)  # more `ptt server` options
 
     @property
     def address(self) -> tuple[str, int]:
@@ -47,7 +48,8 @@ class ServerProcess:
         self.log = self.db.parent / f"server-{time.monotonic_ns()}.log"
         out = open(self.log, "wb")
         self.proc = subprocess.Popen(
-            [PTT, "server", "--host", "127.0.0.1", "--port", str(self.port), "--db", str(self.db)],
+            [PTT, "server", "--host", "127.0.0.1", "--port", str(self.port), "--db", str(self.db),
+             *self.extra_args],
             stdout=out, stderr=subprocess.STDOUT, env=self.env())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
