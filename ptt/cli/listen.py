@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,7 @@ from ptt.cli.options import GROUP, SECONDS, CliState, client_options, pass_state
 from ptt.config import ClientConfig
 from ptt.errors import RequestError
 from ptt.protocol import client as cl
+from ptt.protocol import messages as m
 
 if TYPE_CHECKING:
     from ptt.audio.streams import ClockedSink
@@ -86,61 +88,67 @@ def _sink_and_tones(out: Path | None, output_device: str | None, config: ClientC
             ToneSet(**dataclasses.asdict(config.tones)))
 
 
+class _Bursts:
+    """Counts the bursts heard per group: one ends when the floor goes idle or straight to the
+    next talker."""
+
+    def __init__(self, joined: list[m.GroupState]) -> None:
+        self.talkers = {st.group: st.talker for st in joined}
+        self.heard = 0
+
+    def follow(self, ev: cl.ClientEvent) -> None:
+        if isinstance(ev, cl.TalkerChanged) and ev.group in self.talkers:
+            if self.talkers[ev.group] is not None and ev.talker != self.talkers[ev.group]:
+                self.heard += 1
+            self.talkers[ev.group] = ev.talker
+
+
+async def _until(events: asyncio.Queue[cl.ClientEvent], stop: asyncio.Event,
+                 duration: float | None) -> AsyncIterator[cl.ClientEvent]:
+    """The connection's events until ``stop`` is set or ``duration`` is over."""
+    loop = asyncio.get_running_loop()
+    deadline = None if duration is None else loop.time() + duration
+    while not stop.is_set():
+        timeout = None if deadline is None else max(0.0, deadline - loop.time())
+        try:
+            async with asyncio.timeout(timeout):
+                ev = await events.get()
+        except TimeoutError:
+            return
+        yield ev
+
+
 async def _listen(state: CliState, group: str, out: Path | None, output_device: str | None,
                   duration: float | None, bursts: int | None) -> None:
     # the audio stack (numpy, libopus) loads here, so admin commands start quickly
-    from ptt.audio.streams import PacedSink
-    from ptt.audio.tones import ToneSet
-    from ptt.audio.wav import WavSink
     from ptt.client.voice import Listener
 
-    conn, config, (st,) = await open_and_join(state, [group])
-    sink: ClockedSink
+    conn, config, joined = await open_and_join(state, [group])
     try:
-        if out is not None:
-            sink = PacedSink(WavSink(out))
-            tones = ToneSet.none()  # a WAV is a record of the voice, not of the UI
-        else:
-            from ptt.audio.devices import PlaybackSink
-            sink = PlaybackSink(output_device if output_device is not None
-                                else config.output_device)
-            tones = ToneSet(**dataclasses.asdict(config.tones))
+        sink, tones = _sink_and_tones(out, output_device, config)
     except BaseException:
         await conn.close()
         raise
     try:
-        click.echo(joined_line(st))
+        click.echo(joined_line(joined[0]))
         stop = asyncio.Event()
         remove = stop_on_signals(stop)
         listener = Listener(conn, group, sink, tones)
         events = conn.subscribe()
         task = asyncio.create_task(listener.run(stop))
-        loop = asyncio.get_running_loop()
-        deadline = None if duration is None else loop.time() + duration
-        heard = 0
-        talker = st.talker
+        count = _Bursts(joined)
         try:
-            while not stop.is_set():
-                timeout = None if deadline is None else max(0.0, deadline - loop.time())
-                try:
-                    async with asyncio.timeout(timeout):
-                        ev = await events.get()
-                except TimeoutError:
-                    break
+            async for ev in _until(events, stop, duration):
                 echo_event(ev, conn.user)
-                if isinstance(ev, cl.TalkerChanged) and ev.group == group:
-                    # a burst ends when the floor goes idle or straight to the next talker
-                    if talker is not None and ev.talker != talker:
-                        heard += 1
-                    talker = ev.talker
-                    if bursts is not None and heard >= bursts:
-                        await asyncio.sleep(0.3)  # let the jitter buffer play out the tail
-                        break
+                count.follow(ev)
+                if bursts is not None and count.heard >= bursts:
+                    await asyncio.sleep(0.3)  # let the jitter buffer play out the tail
+                    break
         finally:
             stop.set()
             await task
             remove()
-        click.echo(f"heard {heard} burst(s), {listener.frames_played * 0.02:.1f} s of voice"
+        click.echo(f"heard {count.heard} burst(s), {listener.frames_played * 0.02:.1f} s of voice"
                    + (f"; wrote {out}" if out is not None else ""))
     finally:
         sink.close()
@@ -170,31 +178,18 @@ async def _monitor(state: CliState, groups: list[str], priority: list[str], out:
         monitor = Monitor(conn, groups, sink, priority=priority, tones=tones)
         events = conn.subscribe()
         task = asyncio.create_task(monitor.run(stop))
-        loop = asyncio.get_running_loop()
-        deadline = None if duration is None else loop.time() + duration
-        talkers = {st.group: st.talker for st in joined}
-        heard = 0
+        count = _Bursts(joined)
         try:
-            while not stop.is_set():
-                timeout = None if deadline is None else max(0.0, deadline - loop.time())
-                try:
-                    async with asyncio.timeout(timeout):
-                        ev = await events.get()
-                except TimeoutError:
-                    break
+            async for ev in _until(events, stop, duration):
                 notice = burst_notice(ev, groups, conn.user)
                 if notice is not None:
                     click.echo(f"{stamp()}  {notice.line()}")
                 elif not isinstance(ev, cl.TalkerChanged):
                     echo_event(ev, conn.user)  # connection news; floor idle is not a scan line
-                if isinstance(ev, cl.TalkerChanged) and ev.group in talkers:
-                    # a burst ends when the floor goes idle or straight to the next talker
-                    if talkers[ev.group] is not None and ev.talker != talkers[ev.group]:
-                        heard += 1
-                    talkers[ev.group] = ev.talker
-                    if bursts is not None and heard >= bursts:
-                        await asyncio.sleep(0.3)  # let the jitter buffers play out the tails
-                        break
+                count.follow(ev)
+                if bursts is not None and count.heard >= bursts:
+                    await asyncio.sleep(0.3)  # let the jitter buffers play out the tails
+                    break
         finally:
             stop.set()
             await task
@@ -202,7 +197,7 @@ async def _monitor(state: CliState, groups: list[str], priority: list[str], out:
         voice = sum(monitor.stats(g).frames_heard for g in groups) * 0.02
         per_group = ", ".join(f"{g} {monitor.stats(g).frames_heard * 0.02:.1f} s"
                               for g in groups)
-        click.echo(f"heard {heard} burst(s), {voice:.1f} s of voice ({per_group})"
+        click.echo(f"heard {count.heard} burst(s), {voice:.1f} s of voice ({per_group})"
                    + (f"; wrote {out}" if out is not None else ""))
     finally:
         sink.close()
