@@ -46,11 +46,11 @@ class ServerProcess:
 
     def start(self, timeout: float = 15.0) -> None:
         self.log = self.db.parent / f"server-{time.monotonic_ns()}.log"
-        out = open(self.log, "wb")
-        self.proc = subprocess.Popen(
-            [PTT, "server", "--host", "127.0.0.1", "--port", str(self.port), "--db", str(self.db),
-             *self.extra_args],
-            stdout=out, stderr=subprocess.STDOUT, env=self.env())
+        with open(self.log, "wb") as out:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [PTT, "server", "--host", "127.0.0.1", "--port", str(self.port),
+                 "--db", str(self.db), *self.extra_args],
+                stdout=out, stderr=subprocess.STDOUT, env=self.env())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -24,7 +24,7 @@ SILENT = OpusEncoder().encode(SILENCE)
 
 @pytest.fixture
 def rserver(tmp_path: Path) -> Iterator[RecordingServer]:
-    s = RecordingServer(tmp_path / "ptt.db", extra=("--record", str(tmp_path / "rec")))
+    s = RecordingServer(tmp_path / "ptt.db", extra_args=["--record", str(tmp_path / "rec")])
     s.start()
     yield s
     s.stop()

@@ -29,7 +29,7 @@ T0 = 1_714_564_800.0
 
 @pytest.fixture
 def rserver(tmp_path: Path) -> Iterator[RecordingServer]:
-    s = RecordingServer(tmp_path / "ptt.db", extra=("--record", str(tmp_path / "rec")))
+    s = RecordingServer(tmp_path / "ptt.db", extra_args=["--record", str(tmp_path / "rec")])
     s.start()
     yield s
     s.stop()

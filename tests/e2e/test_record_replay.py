@@ -16,7 +16,7 @@ import subprocess
 import time
 import wave
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -45,25 +45,7 @@ def need(tool: str) -> str:
 
 @dataclass
 class RecordingServer(ServerProcess):
-    """`ptt server` with extra arguments (here: --record DIR)."""
-
-    extra: tuple[str, ...] = field(default_factory=tuple)
-
-    def start(self, timeout: float = 15.0) -> None:
-        self.log = self.db.parent / f"server-{time.monotonic_ns()}.log"
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(
-                [PTT, "server", "--host", "127.0.0.1", "--port", str(self.port),
-                 "--db", str(self.db), *self.extra],
-                stdout=out, stderr=subprocess.STDOUT, env=self.env())
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log.read_text()}")
-            if b"listening" in self.log.read_bytes():
-                return
-            time.sleep(0.05)
-        raise RuntimeError(f"server did not start: {self.log.read_text()}")
+    """`ptt server` (started with --record DIR), and the CLI environment of a client config."""
 
     def cli_env(self, config: Path) -> dict[str, str]:
         env = self.env()
@@ -87,7 +69,7 @@ async def setup_plain_group(server: ServerProcess, users: list[str],
 
 @pytest.fixture
 def rserver(tmp_path: Path) -> Iterator[RecordingServer]:
-    s = RecordingServer(tmp_path / "ptt.db", extra=("--record", str(tmp_path / "rec")))
+    s = RecordingServer(tmp_path / "ptt.db", extra_args=["--record", str(tmp_path / "rec")])
     s.start()
     yield s
     s.stop()
