@@ -135,7 +135,7 @@ def server(state: CliState, host: str | None, port: int | None, db: Path | None,
     record_all = record_dir is not None
 
     def ready(srv: PttServer) -> None:
-        _first_start(srv)  # first: an operator (or a script) waits for this line
+        _first_start(srv)  # before "listening on", the line operators and scripts wait for
         from ptt.server.eventlog import attach_event_log
         from ptt.server.metrics import attach_metrics
         from ptt.server.recording import attach_recording

@@ -179,6 +179,9 @@ class PttServer:
             self._gc_thawed_at = loop.time()
             self._freeze()  # users, groups and the code loaded so far
             self._gc_timer = loop.call_later(GC_CHECK_EVERY, self._gc_check)
+
+    def announce(self) -> None:
+        """The readiness line: operators and scripts wait for it, so it comes last."""
         log.info("ptt server listening on %s (database %s)",
                  format_hostport(*self.address), self.config.db)
 
@@ -472,6 +475,7 @@ async def run(config: ServerConfig, ready: Callable[[PttServer], None] | None = 
             pass
     if ready is not None:
         ready(server)
+    server.announce()  # after ready(): the first-start hint and metrics come before it
     try:
         await server.serve_forever()
     finally:
