@@ -457,7 +457,7 @@ class ClientPool:
             txn = core._txn_next()
             try:
                 beat = encode_message(m.Heartbeat(txn, core.session_id))
-                self.socks[i].send(channel.seal(beat))
+                self.socks[i].send(channel.seal(beat, keepalive=True))
             except OSError:
                 pass
         self.call_at(time.monotonic() + core.heartbeat, lambda: self._light_beat(i))

@@ -31,6 +31,7 @@ from ptt.protocol.voice import MAX_VOICE_DATAGRAM
 
 __all__ = [
     "MAX_CONTROL_PLAINTEXT",
+    "MAX_KEEPALIVE_DATAGRAM",
     "MAX_SEALED_DATAGRAM",
     "MAX_UNAUTH_DATAGRAM",
     "MAX_VOICE_DATAGRAM",
@@ -49,6 +50,8 @@ MAX_SEALED_DATAGRAM = MAX_CONTROL_PLAINTEXT + 30  # + ptt.crypto.channel.OVERHEA
 MIN_HELLO_SIZE = 128  # >= the largest Challenge (101 bytes: 64-byte salt, 64-bit txn)
 _VOICE = 0x56  # "V", ptt.protocol.wire.VOICE_MAGIC
 _SEALED = 0x53  # "S", ptt.crypto.channel.SEALED_MAGIC
+_KEEPALIVE = 0x4B  # "K", ptt.crypto.channel.KEEPALIVE_MAGIC
+MAX_KEEPALIVE_DATAGRAM = 128  # a sealed Heartbeat: 30 bytes of overhead + at most 32
 
 
 def max_size(data: bytes) -> int:
@@ -57,6 +60,8 @@ def max_size(data: bytes) -> int:
         return MAX_VOICE_DATAGRAM
     if data and data[0] == _SEALED:
         return MAX_SEALED_DATAGRAM
+    if data and data[0] == _KEEPALIVE:
+        return MAX_KEEPALIVE_DATAGRAM
     return MAX_UNAUTH_DATAGRAM
 
 

@@ -44,6 +44,7 @@ __all__ = [
 MAX_DATAGRAM = 65_000  # below IPv4's 65,507-byte UDP ceiling, so every datagram is sendable
 VOICE_MAGIC = 0x56  # "V" (ptt.protocol.wire); repeated here so the engine needs no ptt imports
 SEALED_MAGIC = 0x53  # "S" (ptt.crypto.channel)
+KEEPALIVE_MAGIC = 0x4B  # "K" (ptt.crypto.channel): a sealed Heartbeat or its ack
 VOICE_HEADER = struct.Struct("!BBBBIIIHI")  # ptt.protocol.voice with the reserved byte exposed
 SEALED_HEADER = struct.Struct("!BBIQ")  # ptt.crypto.channel
 PROTOCOL_VERSION = 1
@@ -130,7 +131,7 @@ def classify(data: bytes) -> str:
     b = data[0]
     if b == VOICE_MAGIC:
         return "voice"
-    if b == SEALED_MAGIC:
+    if b == SEALED_MAGIC or b == KEEPALIVE_MAGIC:
         return "sealed"
     if 0x90 <= b <= 0x9F or b in (0xDC, 0xDD):
         return "control"
@@ -274,7 +275,8 @@ class Fuzzer:
         n = min(n, self.config.max_size)
         data = self._bytes(n)
         if n and self.rng.random() < 0.3:  # a valid first byte gets past the first branch
-            first = self.rng.choice((VOICE_MAGIC, SEALED_MAGIC, 0x94, 0x95, 0x96, 0xDC, 0xDD))
+            first = self.rng.choice((VOICE_MAGIC, SEALED_MAGIC, KEEPALIVE_MAGIC, 0x94, 0x95, 0x96,
+                                     0xDC, 0xDD))
             data = bytes((first,)) + data[1:]
         return data
 
@@ -395,6 +397,7 @@ class Fuzzer:
             return bytes(buf)
         version = 1 if self.rng.random() < 0.9 else self.rng.randrange(256)
         seq = self.rng.choice((0, 1, 2, 1023, 1024, 2**63, 2**64 - 1, self.rng.randrange(1 << 64)))
-        header = SEALED_HEADER.pack(SEALED_MAGIC, version, self._sid(), seq)
+        magic = KEEPALIVE_MAGIC if self.rng.random() < 0.3 else SEALED_MAGIC
+        header = SEALED_HEADER.pack(magic, version, self._sid(), seq)
         n = self.rng.choice((0, 1, 15, 16, 17, 40, 100, self.rng.randrange(0, 1_500)))
         return header + self._bytes(n)

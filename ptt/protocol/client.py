@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ptt.crypto.channel import SEALED_MAGIC, Role, SecureChannel
+from ptt.crypto.channel import KEEPALIVE_MAGIC, SEALED_MAGICS, Role, SecureChannel
 from ptt.crypto.limits import padding_needed
 from ptt.errors import ProtocolError, PttError
 from ptt.protocol import auth
@@ -224,12 +224,14 @@ class ClientCore:
     def receive_datagram(self, data: bytes, now: float) -> None:
         if is_voice(data) or not data:
             return  # the media path handles voice
-        sealed = data[0] == SEALED_MAGIC
+        sealed = data[0] in SEALED_MAGICS
         try:
             if sealed:
                 if self._channel is None:
                     raise ProtocolError("sealed datagram before a login")
                 msg = decode_message(self._channel.open(data))
+                if data[0] == KEEPALIVE_MAGIC and not isinstance(msg, m.HeartbeatAck):
+                    raise ProtocolError("only heartbeat acks travel marked as keepalives")
             else:
                 msg = decode_message(data)
                 if not _PLAIN_OK(msg):
@@ -252,7 +254,8 @@ class ClientCore:
                 self._lost("no answer from the server", now)
             elif self._next_heartbeat is not None and now >= self._next_heartbeat:
                 self._txn_next()
-                self._emit(encode_message(m.Heartbeat(self._txn, self.session_id)))
+                self._emit(encode_message(m.Heartbeat(self._txn, self.session_id)),
+                           keepalive=True)
                 self._next_heartbeat = now + self.heartbeat
         if self.conn is not ConnState.CONNECTED:
             for g in self.groups.values():  # requests carried over an outage end with it
@@ -276,12 +279,13 @@ class ClientCore:
         self._emit(data, sealed)
         return txn
 
-    def _emit(self, plain: bytes, sealed: bool = True) -> None:
-        """Queue one datagram: sealed, unless it is part of the login."""
+    def _emit(self, plain: bytes, sealed: bool = True, keepalive: bool = False) -> None:
+        """Queue one datagram: sealed, unless it is part of the login; a Heartbeat is sealed
+        marked as a keepalive (the server answers other requests before those)."""
         if not sealed:
             self._out.append(plain)
         elif self._channel is not None and self._channel.session_id is not None:
-            self._out.append(self._channel.seal(plain))
+            self._out.append(self._channel.seal(plain, keepalive))
         # else no session yet: a request made while logging in waits for its resend or
         # for the re-join/re-request that follows the Welcome
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 
 from ptt.crypto import limits
-from ptt.crypto.channel import SEALED_MAGIC
+from ptt.crypto.channel import SEALED_MAGICS
 from ptt.protocol import messages as m
 from ptt.protocol.server_base import (
     EMERGENCY_ROLES,
@@ -122,7 +122,7 @@ class ServerCore(LoginGate, Directory, FloorControl, VoiceRelay, KeyGrants):
         first = data[0]
         if first == VOICE_MAGIC:
             return self.route_voice(data, addr, now)
-        if first == SEALED_MAGIC:
+        if first in SEALED_MAGICS:
             self._receive_sealed(data, addr, now)
         else:
             self._receive_plain(data, addr, now)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hmac
 
 from ptt.crypto import limits
-from ptt.crypto.channel import REPLAYED, Role, SecureChannel, peek_session_id
+from ptt.crypto.channel import KEEPALIVE_MAGIC, REPLAYED, Role, SecureChannel, peek_session_id
 from ptt.errors import ProtocolError, PttError
 from ptt.protocol import auth
 from ptt.protocol import messages as m
@@ -69,7 +69,10 @@ class LoginGate(ServerBase):
         s.last_seen = now
         hb = decode_heartbeat(plain)
         if hb is not None and hb[1] == sid:  # the fast path: most of a big server's traffic
-            self._out.append((s.channel.seal(encode_heartbeat_ack(hb[0])), addr))
+            self._out.append((s.channel.seal(encode_heartbeat_ack(hb[0]), keepalive=True), addr))
+            return
+        if data[0] == KEEPALIVE_MAGIC:  # only heartbeats travel marked as keepalives
+            self._drop(addr, "keepalive datagram that is not a heartbeat")
             return
         try:
             msg = decode_message(plain)

@@ -3,8 +3,9 @@
 The adapter is thin, in aioquic's style: each datagram feeds the core with the loop's monotonic
 clock, the adapter sends what the core wants sent, runs the events (administration, logging,
 recording hooks) and re-arms one timer at ``core.get_timer()``. The socket is read by a plain
-``loop.add_reader`` callback, up to READ_BATCH datagrams per wake-up (asyncio's datagram transport
-reads one per turn of the loop). The voice hot path: a header peek in the core, then one
+``loop.add_reader`` callback that takes what the socket holds and handles voice and requests
+before keepalives (``ptt.server.reader``; asyncio's datagram transport reads one datagram per turn
+of the loop, in arrival order). The voice hot path: a header peek in the core, then one
 ``sendmmsg`` to every listener (``ptt.server.sendmmsg``; ``sendto`` per listener where it is
 missing).
 
@@ -45,13 +46,13 @@ from ptt.protocol.server import (AdminCommand, Dropped, FloorEvent, GroupUpdated
 from ptt.protocol.voice import VoiceFlags
 from ptt.protocol.wire import is_voice
 from ptt.server.admin import Admin, error_code
+from ptt.server.reader import PriorityReader
 from ptt.server.sendmmsg import FanOutCache
 from ptt.server.store import Store
 
 log = logging.getLogger("ptt.server")
 
 FIRST_COORDINATOR = "coordinator"
-READ_BATCH = 64  # datagrams read per wake-up at most, so timers and other sockets get turns
 MAX_DATAGRAM = 65_535
 DROP_LOG_PER_SECOND = 5  # malformed datagrams are logged, but a flood cannot flood the log
 # Garbage collector: a full collection walks every live object, and 10,000 sessions are a few
@@ -140,6 +141,8 @@ class PttServer:
         self.multicast_off: str | None = None  # why the server does not use multicast
         self._groups_changed = False
         self._batching = False  # inside _read_ready: the timer is armed once, at the end
+        self._reader: PriorityReader | None = None  # set by start(), with the socket
+        self._resume: asyncio.Handle | None = None  # a backlog left for the next loop turn
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -161,6 +164,7 @@ class PttServer:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
                 sock.bind(sockaddr)
                 sock.setblocking(False)
+                self._reader = PriorityReader(sock, self._handle, loop.time)
                 loop.add_reader(sock.fileno(), self._read_ready)
             except BaseException:
                 sock.close()
@@ -261,6 +265,9 @@ class PttServer:
             self._sock.close()
         if self._timer is not None:
             self._timer.cancel()
+        if self._resume is not None:
+            self._resume.cancel()
+            self._resume = None
         if self.store is not None:
             self.store.close()
             self.store = None
@@ -282,26 +289,25 @@ class PttServer:
     # --- the adapter --------------------------------------------------------------------------
 
     def _read_ready(self) -> None:
-        """Up to READ_BATCH datagrams per wake-up: under load the queue drains without a trip
-        through the event loop per datagram, and the timer is re-armed once per batch."""
-        recvfrom = self._sock.recvfrom  # type: ignore[union-attr]
-        time = asyncio.get_running_loop().time
+        """The socket is readable (or a backlog is left): voice and requests first, keepalives
+        after (ptt.server.reader); the timer is re-armed once per call, not per datagram."""
         self._batching = True
         try:
-            for _ in range(READ_BATCH):
-                try:
-                    data, addr = recvfrom(MAX_DATAGRAM)
-                except (BlockingIOError, InterruptedError):
-                    break
-                except OSError as exc:  # an ICMP error surfaced on the socket: keep reading
-                    log.debug("socket error: %s", exc)
-                    continue
-                self._on_datagram(data, addr, time())
-                if not self._open:
-                    return  # an admin command or a listener closed the server
+            more = self._reader.run()  # type: ignore[union-attr]
         finally:
             self._batching = False
+        if more and self._open and self._resume is None:
+            self._resume = asyncio.get_running_loop().call_soon(self._resume_reading)
         self._arm(self.core.get_timer())
+
+    def _resume_reading(self) -> None:
+        self._resume = None
+        if self._open:
+            self._read_ready()
+
+    def _handle(self, data: bytes, addr: Any, now: float) -> bool:
+        self._on_datagram(data, addr, now)
+        return self._open  # an admin command or a listener may have closed the server
 
     def _on_datagram(self, data: bytes, addr: Any, now: float | None = None) -> None:
         if now is None:

@@ -16,6 +16,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 
 import bench_floor_access  # noqa: E402
+import echo_floor  # noqa: E402
 import bench_relay  # noqa: E402
 import loadgen  # noqa: E402
 
@@ -36,6 +37,15 @@ def test_floor_access_tiny() -> None:
     assert 0 < r["queued_p50_ms"] < 1000
     assert 0 < r["server_cpu_pct"] < 200
     assert r["server_datagrams_in_per_s"] > 30  # heartbeats at least
+
+
+@pytest.mark.timeout(60)
+def test_echo_floor_tiny() -> None:
+    r = echo_floor.measure(500, 1.0, sockets=20, probe_rate=50, settle=0.2)
+    assert r["samples"] >= 20 and r["lost"] == 0
+    assert 0 < r["p50_ms"] <= r["p99_ms"] <= r["max_ms"] < 1000
+    assert 0 < r["kernel_p50_ms"] <= r["p50_ms"]  # the kernel saw the answer before the probe
+    assert 0 < r["server_cpu_pct"] < 100
 
 
 @pytest.mark.timeout(60)

@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ptt.crypto.channel import (
     HEADER_SIZE,
+    KEEPALIVE_MAGIC,
     OVERHEAD,
     SEALED_MAGIC,
     Opener,
@@ -18,6 +19,7 @@ from ptt.crypto.channel import (
     Sealer,
     SecureChannel,
     derive_channel_keys,
+    is_keepalive,
     is_sealed,
     peek_session_id,
 )
@@ -111,6 +113,26 @@ def test_magic_is_neither_a_control_message_nor_voice() -> None:
     assert sealed[0] == SEALED_MAGIC == ord("S")
     assert peek_session_id(sealed) == 0x1234_5678
     assert len(sealed) == len(encode_message(m.Heartbeat(2, 7))) + OVERHEAD
+
+
+def test_keepalive_marker_is_clear_and_authenticated() -> None:
+    client, server = pair()
+    beat = encode_message(m.Heartbeat(2, 7))
+    marked = client.seal(beat, keepalive=True)
+    plain = client.seal(beat)
+    assert marked[0] == KEEPALIVE_MAGIC == ord("K") and plain[0] == SEALED_MAGIC
+    assert is_sealed(marked) and is_keepalive(marked) and not is_keepalive(plain)
+    assert not is_voice(marked) and peek_session_id(marked) == 0x1234_5678
+    with pytest.raises(ProtocolError):
+        decode_message(marked)
+    assert len(marked) == len(plain)  # the marker costs nothing on the wire
+    # the marker is part of the associated data: relabelled either way, nothing opens
+    for forged in (bytes([SEALED_MAGIC]) + marked[1:], bytes([KEEPALIVE_MAGIC]) + plain[1:]):
+        with pytest.raises(AuthError):
+            server.open(forged)
+    assert server.open(marked) == beat and server.open(plain) == beat
+    back = server.seal(b"\x93\x01\x06\x02", keepalive=True)
+    assert back[0] == KEEPALIVE_MAGIC and client.open(back) == b"\x93\x01\x06\x02"
 
 
 def test_round_trip_both_directions_in_order_and_reordered() -> None:

@@ -7,6 +7,7 @@ import msgpack
 import pytest
 
 from ptt.crypto.limits import (
+    MAX_KEEPALIVE_DATAGRAM,
     MAX_SEALED_DATAGRAM,
     MAX_UNAUTH_DATAGRAM,
     MIN_HELLO_SIZE,
@@ -73,6 +74,7 @@ def test_invalid_limits_are_refused() -> None:
 def test_size_ceilings_by_kind() -> None:
     assert max_size(b"V" + bytes(30)) == MAX_VOICE_DATAGRAM
     assert max_size(b"S" + bytes(30)) == MAX_SEALED_DATAGRAM
+    assert max_size(b"K" + bytes(30)) == MAX_KEEPALIVE_DATAGRAM < MAX_UNAUTH_DATAGRAM
     assert max_size(b"\x95") == MAX_UNAUTH_DATAGRAM
     assert not size_ok(b"") and size_ok(b"\x95")
     assert not size_ok(b"\x95" + bytes(MAX_UNAUTH_DATAGRAM))

@@ -11,7 +11,7 @@ import random
 import pytest
 
 from ptt.crypto import limits
-from ptt.crypto.channel import OVERHEAD, SEALED_MAGIC
+from ptt.crypto.channel import KEEPALIVE_MAGIC, OVERHEAD, SEALED_MAGIC
 from ptt.protocol import auth
 from ptt.protocol import messages as m
 from ptt.protocol.client import ClientCore, ConnState, Participation
@@ -258,10 +258,10 @@ def test_heartbeats_are_sealed_both_ways_and_replays_refused() -> None:
     ann = p.login("ann")
     ann.handle_timer(p.now + ann.heartbeat)
     hb = ann.datagrams_to_send()[0]
-    assert hb[0] == SEALED_MAGIC
+    assert hb[0] == KEEPALIVE_MAGIC  # sealed, marked as a keepalive in the clear
     p.now = 3.0
     (ack, _), = p.deliver(hb, p.addrs["ann"])
-    assert ack[0] == SEALED_MAGIC
+    assert ack[0] == KEEPALIVE_MAGIC
     assert p.server.sessions.by_id[ann.session_id].last_seen == 3.0
     p.now = 4.0
     assert p.deliver(hb, p.addrs["ann"]) == []  # replayed: no ack, not even freshness
@@ -324,3 +324,29 @@ def test_listen_only_and_non_members_are_denied_with_their_cause(listen_only: bo
     want = m.DenyCause.LISTEN_ONLY if listen_only else m.DenyCause.NOT_MEMBER
     assert ev and ev[-1].deny_cause is want
     assert p.server.floors.floor("g").holder is None
+
+
+def test_only_heartbeats_and_their_acks_travel_marked_as_keepalives() -> None:
+    p = Pair()
+    p.add("ann")
+    ann = p.login("ann")
+    channel = ann._channel  # the client's own channel: what a buggy or hostile client could seal
+    assert channel is not None
+    join = channel.seal(encode_message(m.Join(77, ann.session_id, "g")), keepalive=True)
+    assert join[0] == KEEPALIVE_MAGIC
+    assert p.deliver(join, p.addrs["ann"]) == []
+    assert p.drops() == ["keepalive datagram that is not a heartbeat"]
+    # the marker is authenticated: a heartbeat relabelled as a request does not open
+    ann.handle_timer(p.now + ann.heartbeat)
+    hb = ann.datagrams_to_send()[0]
+    relabelled = bytes([SEALED_MAGIC]) + hb[1:]
+    assert p.deliver(relabelled, p.addrs["ann"]) == []
+    assert p.drops()[-1].startswith("sealed datagram refused")
+    # and the client refuses anything but a HeartbeatAck under the marker
+    server_channel = p.server.sessions.by_id[ann.session_id].channel
+    assert server_channel is not None
+    dropped = ann.dropped
+    fake = server_channel.seal(encode_message(m.Error(0, m.ErrorCode.NO_SESSION, "x")),
+                               keepalive=True)
+    ann.receive_datagram(fake, p.now)
+    assert ann.dropped == dropped + 1 and ann.conn is ConnState.CONNECTED

@@ -1,0 +1,131 @@
+"""ptt.server.reader on real loopback sockets: requests and voice before keepalives, bounded."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from ptt.server.reader import PriorityReader, urgent
+
+HEARTBEAT = b"K" + bytes(39)  # the first byte is all the reader looks at
+REQUEST = b"S" + bytes(60)
+VOICE = b"V" + bytes(100)
+LOGIN = b"\x96" + bytes(80)  # a plain control message (msgpack array)
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    server.bind(("127.0.0.1", 0))
+    server.setblocking(False)
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.connect(server.getsockname())
+    yield server, client
+    server.close()
+    client.close()
+
+
+def send(client: socket.socket, datagrams: list[bytes]) -> None:
+    for d in datagrams:
+        client.send(d)
+    time.sleep(0.05)  # loopback delivers at once; give the kernel a moment anyway
+
+
+def test_what_counts_as_urgent() -> None:
+    assert urgent(REQUEST) and urgent(VOICE)
+    assert not urgent(HEARTBEAT) and not urgent(LOGIN) and not urgent(b"")
+
+
+def test_a_request_behind_five_hundred_keepalives_is_handled_first(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    server, client = pair
+    order: list[bytes] = []
+    send(client, [HEARTBEAT] * 250 + [LOGIN, REQUEST, VOICE] + [HEARTBEAT] * 250)
+    reader = PriorityReader(server, lambda d, a, now: order.append(d) is None, time.monotonic,
+                            budget=10.0)
+    assert reader.run() is False  # everything done within the budget
+    assert len(order) == 503
+    assert order[:2] == [REQUEST, VOICE]  # taken off the socket first, handled at once
+    # the rest in arrival order: the Login keeps its place among the keepalives
+    assert order[2:] == [HEARTBEAT] * 250 + [LOGIN] + [HEARTBEAT] * 250
+
+
+def test_a_request_arriving_while_the_backlog_is_worked_waits_for_a_chunk_only(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    server, client = pair
+    order: list[bytes] = []
+
+    def handle(data: bytes, addr: Any, now: float) -> bool:
+        order.append(data)
+        if len(order) == 20:  # a request comes in while keepalives are being handled
+            client.send(REQUEST)
+            time.sleep(0.005)
+        return True
+
+    send(client, [HEARTBEAT] * 300)
+    reader = PriorityReader(server, handle, time.monotonic, chunk=8, budget=10.0)
+    assert reader.run() is False
+    at = order.index(REQUEST)
+    assert 20 <= at <= 20 + 8  # the end of the chunk it arrived in, not after 280 keepalives
+    assert order.count(HEARTBEAT) == 300
+
+
+def test_the_budget_hands_the_loop_a_turn_and_the_backlog_is_kept(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    server, client = pair
+    order: list[bytes] = []
+
+    def slow(data: bytes, addr: Any, now: float) -> bool:
+        order.append(data)
+        time.sleep(0.001)
+        return True
+
+    send(client, [HEARTBEAT] * 100)
+    reader = PriorityReader(server, slow, time.monotonic, chunk=4, budget=0.01)
+    assert reader.run() is True  # budget spent, work left
+    first = len(order)
+    assert 4 <= first < 100 and len(reader) == 100 - first
+    calls = 1
+    while reader.run():
+        calls += 1
+        assert calls < 100
+    assert len(order) == 100 and len(reader) == 0
+
+
+def test_the_backlog_is_bounded_and_the_rest_waits_in_the_kernel(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    server, client = pair
+    order: list[bytes] = []
+    send(client, [HEARTBEAT] * 200)
+    reader = PriorityReader(server, lambda d, a, now: order.append(d) is None, time.monotonic,
+                            drain_max=256, backlog_max=50, chunk=10, budget=10.0)
+    assert reader.run() is False
+    assert len(order) == 200 and reader.most_backlog <= 50
+
+
+def test_a_closed_server_stops_the_reader_at_once(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    server, client = pair
+    order: list[bytes] = []
+
+    def close_after_three(data: bytes, addr: Any, now: float) -> bool:
+        order.append(data)
+        return len(order) < 3
+
+    send(client, [REQUEST] * 5 + [HEARTBEAT] * 5)
+    reader = PriorityReader(server, close_after_three, time.monotonic, budget=10.0)
+    assert reader.run() is False
+    assert len(order) == 3
+
+
+def test_bad_settings_are_refused(pair: tuple[socket.socket, socket.socket]) -> None:
+    server, _ = pair
+    with pytest.raises(ValueError):
+        PriorityReader(server, lambda d, a, n: True, time.monotonic, chunk=0)
+    with pytest.raises(ValueError):
+        PriorityReader(server, lambda d, a, n: True, time.monotonic, budget=0)
