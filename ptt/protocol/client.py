@@ -321,6 +321,9 @@ class ClientCore:
             ctx = self._answered(msg.txn)
             if msg.code == m.ErrorCode.NO_SESSION and self.conn is ConnState.CONNECTED:
                 self._lost("the server forgot this session", now)  # e.g. it restarted
+            elif (msg.code == m.ErrorCode.NO_SESSION and self.conn is ConnState.DISCONNECTED
+                  and self._relogin_at is not None):
+                self.connect(now)  # a restarted server's announcement: it is back, log in now
             elif ctx is not None:
                 self._on_error(msg, ctx, now)
         elif isinstance(msg, m.Joined):

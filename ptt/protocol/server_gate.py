@@ -35,6 +35,7 @@ LOGIN_PENDING_MAX = 10_000  # Challenges awaiting their Login; the oldest go fir
 SESSION_MESSAGES = (m.Heartbeat, m.Bye, m.Join, m.Leave, m.FloorRequest, m.FloorRelease, m.Call,
                     m.Admin)
 NO_SESSION_TEXT = "no session: log in again"
+MAX_ANNOUNCE = 65_536  # addresses told of a restart at most (a session table's worth)
 
 
 class LoginGate(ServerBase):
@@ -142,6 +143,17 @@ class LoginGate(ServerBase):
         if cache:
             self._cache.put((addr, txn), data, now)
         self._out.append((data, addr))
+
+    def announce_restart(self, addrs: list[Addr]) -> int:
+        """A (re)started server tells the clients of its last run (their addresses, from the
+        store) that their sessions are gone: the NO_SESSION a heartbeat would have drawn, sent
+        at once, so they log in again now instead of at their next heartbeat or after their
+        re-login back-off. 30 bytes to each address once, addresses that logged in for real
+        (nobody can add one without a login); returns how many were queued."""
+        data = encode_message(m.Error(0, m.ErrorCode.NO_SESSION, NO_SESSION_TEXT))
+        told = addrs[:MAX_ANNOUNCE]
+        self._out.extend((data, addr) for addr in told)
+        return len(told)
 
     # --- login --------------------------------------------------------------------------------
 

@@ -54,6 +54,7 @@ log = logging.getLogger("ptt.server")
 
 FIRST_COORDINATOR = "coordinator"
 MAX_DATAGRAM = 65_535
+PEERS_SAVE_EVERY = 0.25  # s: where clients are reaches the store this often at most
 DROP_LOG_PER_SECOND = 5  # malformed datagrams are logged, but a flood cannot flood the log
 # Garbage collector: a full collection walks every live object, and 10,000 sessions are a few
 # hundred thousand of them (tens of ms on one core: the floor-access tail). What has lived this
@@ -142,6 +143,10 @@ class PttServer:
         self._groups_changed = False
         self._batching = False  # inside _read_ready: the timer is armed once, at the end
         self._reader: PriorityReader | None = None  # set by start(), with the socket
+        # sessions started/ended since the store last heard (PEERS_SAVE_EVERY)
+        self._peers_added: dict[int, tuple[str, int]] = {}
+        self._peers_removed: set[int] = set()
+        self._peers_timer: asyncio.TimerHandle | None = None
         self._resume: asyncio.Handle | None = None  # a backlog left for the next loop turn
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -179,6 +184,7 @@ class PttServer:
                                     split_last=self.bridge.dests.__contains__)
         self._first_start()  # after binding, so the credentials name the real port
         self._start_multicast()
+        self._announce_restart()
         if self.gc_freeze:
             self._gc_thawed_at = loop.time()
             self._freeze()  # users, groups and the code loaded so far
@@ -188,6 +194,36 @@ class PttServer:
         """The readiness line: operators and scripts wait for it, so it comes last."""
         log.info("ptt server listening on %s (database %s)",
                  format_hostport(*self.address), self.config.db)
+
+    def _announce_restart(self) -> None:
+        """Tell the last run's clients their sessions are gone (ServerCore.announce_restart)."""
+        assert self.store is not None
+        try:
+            peers = self.store.take_peers()
+        except PttError as exc:  # the announcement is a courtesy: heartbeats find out anyway
+            log.warning("cannot read the last run's clients: %s", exc)
+            return
+        told = self.core.announce_restart(peers)  # type: ignore[arg-type]
+        if told:
+            log.info("told %d client(s) of the last run to log in again", told)
+            self._send_out()
+
+    def _save_peers_soon(self) -> None:
+        if self._peers_timer is None and self._open:
+            self._peers_timer = asyncio.get_running_loop().call_later(PEERS_SAVE_EVERY,
+                                                                      self._save_peers)
+
+    def _save_peers(self) -> None:
+        """Where the clients are, for the next start: one transaction per PEERS_SAVE_EVERY."""
+        self._peers_timer = None
+        added, removed = self._peers_added, self._peers_removed
+        self._peers_added, self._peers_removed = {}, set()
+        if self.store is None:
+            return
+        try:
+            self.store.update_peers(added, removed)
+        except PttError as exc:
+            log.warning("cannot record where clients are: %s", exc)
 
     def _start_multicast(self) -> None:
         self.multicast_off = self.bridge.start()
@@ -268,6 +304,11 @@ class PttServer:
         if self._resume is not None:
             self._resume.cancel()
             self._resume = None
+        if self._peers_timer is not None:
+            self._peers_timer.cancel()
+            self._peers_timer = None
+        if self.store is not None:
+            self._save_peers()  # the sessions of this run, for the next start's announcement
         if self.store is not None:
             self.store.close()
             self.store = None
@@ -407,8 +448,13 @@ class PttServer:
             self._log_floor(ev.event)
         elif isinstance(ev, SessionStarted):
             log.debug("%s logged in from %s", ev.user, format_hostport(*ev.addr[:2]))
+            self._peers_added[ev.session_id] = (str(ev.addr[0]), int(ev.addr[1]))
+            self._save_peers_soon()
         elif isinstance(ev, SessionEnded):
             log.debug("%s's session ended (%s)", ev.user, ev.reason)
+            if self._peers_added.pop(ev.session_id, None) is None:
+                self._peers_removed.add(ev.session_id)
+            self._save_peers_soon()
         elif isinstance(ev, GroupUpdated):
             self._groups_changed = self.bridge.enabled
         elif isinstance(ev, (MemberJoined, MemberLeft)):

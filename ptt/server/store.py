@@ -109,6 +109,16 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         ) WITHOUT ROWID""",
         "CREATE INDEX grants_by_user ON grants (user_id)",
     ),
+    # where the clients of the running server are (one row per session), so a restarted server
+    # can tell them at once that their sessions are gone (they log in again at once instead of
+    # at their next heartbeat, or after their re-login back-off)
+    3: (
+        """CREATE TABLE peers (
+            session_id  INTEGER PRIMARY KEY,
+            host        TEXT NOT NULL,
+            port        INTEGER NOT NULL CHECK (port BETWEEN 1 AND 65535)
+        )""",
+    ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
@@ -551,3 +561,23 @@ class Store:
         """Every keyed group's grants: what the server hands to its core at start."""
         return [self.group_key(g.name) for g in self.list_groups(include_private=True)
                 if g.key_epoch > 0]
+
+    # --- peers (the clients of the running server) ---------------------------------------------
+
+    def update_peers(self, added: dict[int, tuple[str, int]], removed: set[int]) -> None:
+        """Record sessions that started (id -> (host, port)) and forget those that ended; one
+        transaction, however many."""
+        if not added and not removed:
+            return
+        with self._write() as db:
+            db.executemany("DELETE FROM peers WHERE session_id = ?", [(s,) for s in removed])
+            db.executemany("INSERT OR REPLACE INTO peers (session_id, host, port) VALUES (?, ?, ?)",
+                           [(s, h, p) for s, (h, p) in added.items()])
+
+    def take_peers(self) -> list[tuple[str, int]]:
+        """The addresses of the last run's sessions, forgotten as they are read (a starting
+        server has no sessions: each is told once)."""
+        with self._write() as db:
+            rows = db.execute("SELECT DISTINCT host, port FROM peers ORDER BY host, port").fetchall()
+            db.execute("DELETE FROM peers")
+        return [(str(h), int(p)) for h, p in rows]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import pytest
 
@@ -132,3 +133,47 @@ def test_request_outliving_the_retransmission_window_fails_definitely(
         assert t_back is not None and t_back - t_up < 2.5  # relogin backoff is capped at 2 s
 
     asyncio.run(main())
+
+
+def test_a_restarted_server_calls_its_clients_back_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Heartbeats every 30 s here: without the restart announcement the clients would not
+    notice the restart for up to 30 s; with it they are back within a second."""
+    monkeypatch.setenv("PTT_SERVER_HEARTBEAT_INTERVAL", "30")
+    monkeypatch.setenv("PTT_SERVER_SESSION_TIMEOUT", "90")
+    server = ServerProcess(tmp_path / "ptt.db")
+    server.start()
+
+    async def main() -> None:
+        groups = {"volunteers": ["ann", "bob", "cat"]}
+        tokens = await provision(server, groups)
+        conns = [Connection(server.address, u, tokens[u]) for u in ("ann", "bob", "cat")]
+        for c in conns:
+            await c.open()
+        try:
+            for c in conns:
+                await c.join("volunteers")
+            await asyncio.sleep(0.5)  # the server records where its clients are (0.25 s)
+            watch = [Stamped(c) for c in conns]
+            server.kill()
+            await asyncio.sleep(0.5)
+            server.start()
+            t_up = time.monotonic()
+            await asyncio.sleep(1.5)
+            for w in watch:
+                w.stop()
+                back = w.first(cl.GroupJoined, after=t_up - 1.0)
+                assert back is not None, f"{w.conn.user} was not called back"
+                assert back - t_up < 1.0, f"{w.conn.user} back after {back - t_up:.2f} s"
+                assert w.conn.connected
+            got = await conns[0].request_floor("volunteers")
+            assert got.state is cl.Participation.HAS_PERMISSION
+        finally:
+            for c in conns:
+                await c.close()
+
+    try:
+        asyncio.run(main())
+        assert "told 3 client(s) of the last run to log in again" in server.output()
+    finally:
+        server.stop()

@@ -12,6 +12,7 @@ from ptt.protocol.client import (ConnState, FloorStateChanged, LoginFailed, Part
                                  RequestFailed)
 from ptt.protocol.server import FloorEvent
 from ptt.protocol.voice import VoiceHeader, encode_voice
+from ptt.protocol.wire import encode_message
 from tests.protocol.simnet import SimNet
 
 USERS = ["ann", "bob", "cat", "dan", "eve", "fay"]
@@ -109,6 +110,43 @@ def test_server_restart_clients_reregister_by_themselves() -> None:
     assert all(c.conn is ConnState.CONNECTED for c in net.clients.values())
     assert net.clients["ann"].session_id != old_sid
     assert set(net.server.groups["g"].joined) == {"ann", "bob"}
+
+
+def test_a_restarted_server_announces_itself_and_clients_return_at_once() -> None:
+    from ptt.protocol.server import ServerCore, ServerCoreConfig
+
+    slow = ServerCoreConfig(heartbeat=30.0, session_timeout=90.0)  # heartbeats cannot tell
+    net = SimNet(seed=8)
+    net.server = ServerCore(net.rng.randbytes, slow)
+    for u in ("ann", "bob"):
+        net.add_user(u)
+    connect_all(net, {"g": ["ann", "bob"]})
+    net.run_until(1.0)
+    addrs = sorted(s.addr for s in net.server.sessions.by_id.values())
+    old = net.server
+    net.server = ServerCore(net.rng.randbytes, slow)
+    for name, ue in old.users.items():
+        net.server.upsert_user(name, ue.role, ue.salt, ue.iterations, ue.verifier)
+    net.add_group("g", ["ann", "bob"], 1)
+    assert net.server.announce_restart(addrs) == 2
+    restarted = net.now
+    net.run_until(restarted + 0.5)
+    assert all(c.conn is ConnState.CONNECTED for c in net.clients.values())
+    assert set(net.server.groups["g"].joined) == {"ann", "bob"}
+
+
+def test_an_announcement_ends_a_re_login_back_off_once() -> None:
+    net = SimNet(seed=9)
+    net.add_user("ann")
+    connect_all(net, {"g": ["ann"]})
+    ann = net.clients["ann"]
+    no_session = encode_message(m.Error(0, m.ErrorCode.NO_SESSION, "no session: log in again"))
+    ann._schedule_relogin(net.now, "the server is away")  # as after a failed login
+    assert ann.conn is ConnState.DISCONNECTED and ann.get_timer() is not None
+    ann.receive_datagram(no_session, net.now)
+    assert ann.conn is ConnState.LOGGING_IN  # at once, not at the end of the back-off
+    ann.receive_datagram(no_session, net.now)  # a second one changes nothing
+    assert ann.conn is ConnState.LOGGING_IN
 
 
 @pytest.mark.parametrize("seed", [11, 12, 13])

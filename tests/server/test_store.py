@@ -43,7 +43,7 @@ def test_creates_a_private_wal_database(db: Path, store: Store) -> None:
     assert stat.S_IMODE(db.stat().st_mode) == 0o600
     assert stat.S_IMODE(db.parent.stat().st_mode) == 0o700
     assert store.journal_mode == "wal"
-    assert store.schema_version == SCHEMA_VERSION == 2
+    assert store.schema_version == SCHEMA_VERSION == 3
     add(store, "alice")
     wal = db.with_name(db.name + "-wal")
     assert wal.exists() and stat.S_IMODE(wal.stat().st_mode) == 0o600
@@ -366,3 +366,15 @@ def test_operations_are_fast(store: Store) -> None:
         store.members("north")
     per_call = (time.perf_counter() - start) / 400
     assert per_call < 0.001  # reads are sub-millisecond, callable on the event loop
+
+
+def test_peers_are_kept_across_a_reopen_and_told_once(tmp_path: Path) -> None:
+    path = tmp_path / "ptt.db"
+    with Store(path) as store:
+        store.update_peers({1: ("127.0.0.1", 4000), 2: ("127.0.0.1", 4001),
+                            3: ("127.0.0.2", 4000)}, set())
+        store.update_peers({4: ("127.0.0.1", 4001)}, {3})  # a session ended, one started
+        store.update_peers({}, set())  # nothing to do: no write
+    with Store(path) as store:  # a restart (or a SIGKILL: every update is its own commit)
+        assert store.take_peers() == [("127.0.0.1", 4000), ("127.0.0.1", 4001)]
+        assert store.take_peers() == []  # told once
