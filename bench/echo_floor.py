@@ -49,7 +49,7 @@ def _serve(conn: Any, cpus: set[int] | None, until: float) -> None:
         def ready() -> None:
             for _ in range(READ_BATCH):
                 try:
-                    data, addr = recvfrom(2048)
+                    _, addr = recvfrom(2048)
                 except (BlockingIOError, InterruptedError):
                     return
                 try:

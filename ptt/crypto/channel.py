@@ -51,10 +51,12 @@ from ptt.errors import AuthError, ProtocolError
 
 __all__ = [
     "CHANNEL_VERSION",
-    "REPLAYED",
     "HEADER_SIZE",
+    "KEEPALIVE_MAGIC",
     "OVERHEAD",
+    "REPLAYED",
     "SEALED_MAGIC",
+    "SEALED_MAGICS",
     "TAG_SIZE",
     "ChannelKeys",
     "Opener",

@@ -18,6 +18,7 @@ the response cache, which keeps sealed bytes.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Sequence
 
 from ptt.crypto import limits
 from ptt.crypto.channel import KEEPALIVE_MAGIC, REPLAYED, Role, SecureChannel, peek_session_id
@@ -144,7 +145,7 @@ class LoginGate(ServerBase):
             self._cache.put((addr, txn), data, now)
         self._out.append((data, addr))
 
-    def announce_restart(self, addrs: list[Addr]) -> int:
+    def announce_restart(self, addrs: Sequence[Addr]) -> int:
         """A (re)started server tells the clients of its last run (their addresses, from the
         store) that their sessions are gone: the NO_SESSION a heartbeat would have drawn, sent
         at once, so they log in again now instead of at their next heartbeat or after their

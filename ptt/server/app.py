@@ -203,7 +203,7 @@ class PttServer:
         except PttError as exc:  # the announcement is a courtesy: heartbeats find out anyway
             log.warning("cannot read the last run's clients: %s", exc)
             return
-        told = self.core.announce_restart(peers)  # type: ignore[arg-type]
+        told = self.core.announce_restart(peers)
         if told:
             log.info("told %d client(s) of the last run to log in again", told)
             self._send_out()

@@ -93,8 +93,7 @@ class PriorityReader:
                 first.append((data, addr))
             else:
                 backlog.append((data, addr))
-        if len(backlog) > self.most_backlog:
-            self.most_backlog = len(backlog)
+        self.most_backlog = max(self.most_backlog, len(backlog))
         return first
 
     def run(self) -> bool:
