@@ -53,7 +53,6 @@ from ptt.server.store import Store
 log = logging.getLogger("ptt.server")
 
 FIRST_COORDINATOR = "coordinator"
-MAX_DATAGRAM = 65_535
 PEERS_SAVE_EVERY = 0.25  # s: where clients are reaches the store this often at most
 DROP_LOG_PER_SECOND = 5  # malformed datagrams are logged, but a flood cannot flood the log
 # Garbage collector: a full collection walks every live object, and 10,000 sessions are a few
@@ -190,7 +189,7 @@ class PttServer:
             self._freeze()  # users, groups and the code loaded so far
             self._gc_timer = loop.call_later(GC_CHECK_EVERY, self._gc_check)
 
-    def announce(self) -> None:
+    def log_ready(self) -> None:
         """The readiness line: operators and scripts wait for it, so it comes last."""
         log.info("ptt server listening on %s (database %s)",
                  format_hostport(*self.address), self.config.db)
@@ -309,7 +308,6 @@ class PttServer:
             self._peers_timer = None
         if self.store is not None:
             self._save_peers()  # the sessions of this run, for the next start's announcement
-        if self.store is not None:
             self.store.close()
             self.store = None
         self._closed.set()
@@ -337,7 +335,9 @@ class PttServer:
             more = self._reader.run()  # type: ignore[union-attr]
         finally:
             self._batching = False
-        if more and self._open and self._resume is None:
+        if not self._open:
+            return  # an admin command or a listener closed the server
+        if more and self._resume is None:
             self._resume = asyncio.get_running_loop().call_soon(self._resume_reading)
         self._arm(self.core.get_timer())
 
@@ -527,7 +527,7 @@ async def run(config: ServerConfig, ready: Callable[[PttServer], None] | None = 
             pass
     if ready is not None:
         ready(server)
-    server.announce()  # after ready(): the first-start hint and metrics come before it
+    server.log_ready()  # after ready(): the first-start hint and metrics come before it
     try:
         await server.serve_forever()
     finally:
