@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -142,20 +141,6 @@ async def _loopback(
     return samples(b"".join(recorded)), play, cap, worst_lag
 
 
-def one_of_three(attempt: Callable[[], None]) -> None:
-    """Run a real-time check until it passes, three times at most. On a shared VM a host stall
-    longer than a sound queue plays silence into the signal or stalls the loop; a broken path
-    fails every run, a stall does not repeat on demand. The last failure is raised as it is."""
-    for left in (2, 1, 0):
-        try:
-            attempt()
-            return
-        except AssertionError as exc:
-            if not left:
-                raise
-            print(f"host stall? trying again: {exc}")
-
-
 @pytest.mark.parametrize("device_rate", [None, 48_000], ids=["16k", "resampled-48k"])
 def test_speech_played_is_speech_recorded(
     pulse_server: PulseServer, short_speech: bytes, device_rate: int | None
@@ -163,30 +148,25 @@ def test_speech_played_is_speech_recorded(
     """Speech through PlaybackSink into the null sink, recorded back from its monitor through
     CaptureSource: the recording matches what was played."""
     frames = split_frames(short_speech)
-
-    def attempt() -> None:
-        t0 = time.monotonic()
-        rec, play, cap, worst_lag = asyncio.run(_loopback(frames, "pulse", "default", device_rate))
-        wall = time.monotonic() - t0
-        ref = samples(b"".join(frames))
-        assert len(rec) > len(ref)
-        lag, corr = best_alignment(ref, rec)
-        print(
-            f"device rate {play.device_rate}: lag {lag / SAMPLE_RATE * 1000:.0f} ms, corr {corr:.4f}, "
-            f"loop worst lag {worst_lag * 1000:.1f} ms, underruns {play.underruns}"
-        )
-        assert corr >= 0.9, corr
-        if device_rate is None:
-            assert play.device_rate == cap.device_rate == SAMPLE_RATE
-            assert corr >= 0.99
-        else:
-            assert play.device_rate == cap.device_rate == device_rate
-        assert wall >= len(frames) * 0.02  # really paced by the (virtual) sound card
-        assert worst_lag < 0.1
-        assert cap.dropped == 0
-
-    # every check must hold in one run of at most three (a stall past the queue or 0.1 s)
-    one_of_three(attempt)
+    t0 = time.monotonic()
+    rec, play, cap, worst_lag = asyncio.run(_loopback(frames, "pulse", "default", device_rate))
+    wall = time.monotonic() - t0
+    ref = samples(b"".join(frames))
+    assert len(rec) > len(ref)
+    lag, corr = best_alignment(ref, rec)
+    print(
+        f"device rate {play.device_rate}: lag {lag / SAMPLE_RATE * 1000:.0f} ms, corr {corr:.4f}, "
+        f"loop worst lag {worst_lag * 1000:.1f} ms, underruns {play.underruns}"
+    )
+    assert corr >= 0.9, corr
+    if device_rate is None:
+        assert play.device_rate == cap.device_rate == SAMPLE_RATE
+        assert corr >= 0.99
+    else:
+        assert play.device_rate == cap.device_rate == device_rate
+    assert wall >= len(frames) * 0.02  # really paced by the (virtual) sound card
+    assert worst_lag < 0.1
+    assert cap.dropped == 0
 
 
 def test_chirp_loopback_and_playback_clock(pulse_server: PulseServer) -> None:
@@ -217,16 +197,12 @@ def test_chirp_loopback_and_playback_clock(pulse_server: PulseServer) -> None:
             play.write(frames[0])
         return samples(b"".join(got)), written, play.frames_played
 
-    def attempt() -> None:
-        rec, written, played = asyncio.run(main())
-        # wait_ready paced the writer at the card's rate: 50 frames ~ 1 s minus the 2-frame queue
-        assert 0.8 <= written <= 1.6, written
-        assert played >= len(frames)
-        _, corr = best_alignment(samples(b"".join(frames)), rec)
-        assert corr >= 0.99, corr
-
-    # every check in one run of at most three (a stall past the 40 ms queue: 0.968 once in CI)
-    one_of_three(attempt)
+    rec, written, played = asyncio.run(main())
+    # wait_ready paced the writer at the card's rate: 50 frames ~ 1 s minus the 2-frame queue
+    assert 0.8 <= written <= 1.6, written
+    assert played >= len(frames)
+    _, corr = best_alignment(samples(b"".join(frames)), rec)
+    assert corr >= 0.99, corr
 
 
 def test_playback_plays_silence_when_starved(pulse_server: PulseServer) -> None:

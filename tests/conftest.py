@@ -1,0 +1,33 @@
+"""Suite-wide policy: real-time audio checks may run again after a host stall.
+
+These modules play speech or tones in real time (PulseAudio, paced talkers and listeners, the
+relay) and score what comes out (correlation, frames played, loop lag). On a shared 2-core VM a
+stall of the host longer than a sound queue or a jitter buffer plays silence into the signal: it
+was seen twice in clean CI runs (chirp 0.968 against 0.99; relayed speech 0.88 against 0.9). A
+broken path fails every run; a stall does not repeat on demand. So a failed assertion in these
+modules runs the test again, twice at most (pytest-rerunfailures; the report shows each rerun as
+R). Assertions are unchanged, nothing else is rerun, and errors other than a failed assertion
+are not retried.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+REALTIME_MODULES = {
+    "tests/audio/test_devices.py",
+    "tests/e2e/test_keys.py",
+    "tests/e2e/test_monitor.py",
+    "tests/e2e/test_multicast.py",
+    "tests/e2e/test_record_foreign.py",
+    "tests/e2e/test_voice_over_udp.py",
+    "tests/e2e/test_voicewire.py",
+}
+RERUN = pytest.mark.flaky(reruns=2, only_rerun=["AssertionError"])
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = config.rootpath
+    for item in items:
+        if item.path.relative_to(root).as_posix() in REALTIME_MODULES:
+            item.add_marker(RERUN)
