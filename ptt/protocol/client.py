@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ptt.crypto.channel import KEEPALIVE_MAGIC, SEALED_MAGICS, Role, SecureChannel
+from ptt.crypto.channel import SEALED_MAGICS, Role, SecureChannel, is_keepalive
 from ptt.crypto.limits import padding_needed
 from ptt.errors import ProtocolError, PttError
 from ptt.protocol import auth
@@ -230,7 +230,7 @@ class ClientCore:
                 if self._channel is None:
                     raise ProtocolError("sealed datagram before a login")
                 msg = decode_message(self._channel.open(data))
-                if data[0] == KEEPALIVE_MAGIC and not isinstance(msg, m.HeartbeatAck):
+                if is_keepalive(data) and not isinstance(msg, m.HeartbeatAck):
                     raise ProtocolError("only heartbeat acks travel marked as keepalives")
             else:
                 msg = decode_message(data)

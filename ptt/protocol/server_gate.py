@@ -21,7 +21,7 @@ import hmac
 from collections.abc import Sequence
 
 from ptt.crypto import limits
-from ptt.crypto.channel import KEEPALIVE_MAGIC, REPLAYED, Role, SecureChannel, peek_session_id
+from ptt.crypto.channel import REPLAYED, Role, SecureChannel, is_keepalive, peek_session_id
 from ptt.errors import ProtocolError, PttError
 from ptt.protocol import auth
 from ptt.protocol import messages as m
@@ -73,7 +73,7 @@ class LoginGate(ServerBase):
         if hb is not None and hb[1] == sid:  # the fast path: most of a big server's traffic
             self._out.append((s.channel.seal(encode_heartbeat_ack(hb[0]), keepalive=True), addr))
             return
-        if data[0] == KEEPALIVE_MAGIC:  # only heartbeats travel marked as keepalives
+        if is_keepalive(data):  # only heartbeats travel marked as keepalives
             self._drop(addr, "keepalive datagram that is not a heartbeat")
             return
         try:

@@ -30,10 +30,11 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from ptt.crypto.channel import SEALED_MAGIC
+from ptt.protocol.wire import VOICE_MAGIC
+
 log = logging.getLogger("ptt.server")
 
-VOICE = 0x56  # "V", ptt.protocol.wire.VOICE_MAGIC
-SEALED = 0x53  # "S", ptt.crypto.channel.SEALED_MAGIC: a session's request or answer
 MAX_DATAGRAM = 65_535
 DRAIN_MAX = 256  # datagrams taken off the socket per look
 BACKLOG_MAX = 4096  # keepalives and logins held in user space at most
@@ -46,7 +47,7 @@ Handler = Callable[[bytes, Any, float], bool]
 
 def urgent(data: bytes) -> bool:
     """Voice and sealed requests go first; keepalives and login messages wait their turn."""
-    return bool(data) and (data[0] == VOICE or data[0] == SEALED)
+    return bool(data) and (data[0] == VOICE_MAGIC or data[0] == SEALED_MAGIC)
 
 
 class PriorityReader:
@@ -89,7 +90,7 @@ class PriorityReader:
             except OSError as exc:  # an ICMP error surfaced on the socket: keep reading
                 log.debug("socket error: %s", exc)
                 continue
-            if data and (data[0] == VOICE or data[0] == SEALED):
+            if urgent(data):
                 first.append((data, addr))
             else:
                 backlog.append((data, addr))

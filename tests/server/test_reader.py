@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from ptt.server.reader import PriorityReader, urgent
+from ptt.server.reader import Handler, PriorityReader, urgent
 
 HEARTBEAT = b"K" + bytes(39)  # the first byte is all the reader looks at
 REQUEST = b"S" + bytes(60)
@@ -36,6 +36,14 @@ def send(client: socket.socket, datagrams: list[bytes]) -> None:
     time.sleep(0.05)  # loopback delivers at once; give the kernel a moment anyway
 
 
+def recording(order: list[bytes], then: Callable[[int], bool] = lambda n: True) -> Handler:
+    """A handler that notes each datagram, then asks ``then(how many so far)`` to go on."""
+    def handle(data: bytes, addr: Any, now: float) -> bool:
+        order.append(data)
+        return then(len(order))
+    return handle
+
+
 def test_what_counts_as_urgent() -> None:
     assert urgent(REQUEST) and urgent(VOICE)
     assert not urgent(HEARTBEAT) and not urgent(LOGIN) and not urgent(b"")
@@ -46,7 +54,7 @@ def test_a_request_behind_five_hundred_keepalives_is_handled_first(
     server, client = pair
     order: list[bytes] = []
     send(client, [HEARTBEAT] * 250 + [LOGIN, REQUEST, VOICE] + [HEARTBEAT] * 250)
-    reader = PriorityReader(server, lambda d, a, now: order.append(d) is None, time.monotonic,
+    reader = PriorityReader(server, recording(order), time.monotonic,
                             budget=10.0)
     assert reader.run() is False  # everything done within the budget
     assert len(order) == 503
@@ -60,15 +68,14 @@ def test_a_request_arriving_while_the_backlog_is_worked_waits_for_a_chunk_only(
     server, client = pair
     order: list[bytes] = []
 
-    def handle(data: bytes, addr: Any, now: float) -> bool:
-        order.append(data)
-        if len(order) == 20:  # a request comes in while keepalives are being handled
+    def request_at_20(n: int) -> bool:
+        if n == 20:  # a request comes in while keepalives are being handled
             client.send(REQUEST)
             time.sleep(0.005)
         return True
 
     send(client, [HEARTBEAT] * 300)
-    reader = PriorityReader(server, handle, time.monotonic, chunk=8, budget=10.0)
+    reader = PriorityReader(server, recording(order, request_at_20), time.monotonic, chunk=8, budget=10.0)
     assert reader.run() is False
     at = order.index(REQUEST)
     assert 20 <= at <= 20 + 8  # the end of the chunk it arrived in, not after 280 keepalives
@@ -80,13 +87,12 @@ def test_the_budget_hands_the_loop_a_turn_and_the_backlog_is_kept(
     server, client = pair
     order: list[bytes] = []
 
-    def slow(data: bytes, addr: Any, now: float) -> bool:
-        order.append(data)
+    def slow(n: int) -> bool:
         time.sleep(0.001)
         return True
 
     send(client, [HEARTBEAT] * 100)
-    reader = PriorityReader(server, slow, time.monotonic, chunk=4, budget=0.01)
+    reader = PriorityReader(server, recording(order, slow), time.monotonic, chunk=4, budget=0.01)
     assert reader.run() is True  # budget spent, work left
     first = len(order)
     assert 4 <= first < 100 and len(reader) == 100 - first
@@ -102,7 +108,7 @@ def test_the_backlog_is_bounded_and_the_rest_waits_in_the_kernel(
     server, client = pair
     order: list[bytes] = []
     send(client, [HEARTBEAT] * 200)
-    reader = PriorityReader(server, lambda d, a, now: order.append(d) is None, time.monotonic,
+    reader = PriorityReader(server, recording(order), time.monotonic,
                             drain_max=256, backlog_max=50, chunk=10, budget=10.0)
     assert reader.run() is False
     assert len(order) == 200 and reader.most_backlog <= 50
@@ -113,12 +119,8 @@ def test_a_closed_server_stops_the_reader_at_once(
     server, client = pair
     order: list[bytes] = []
 
-    def close_after_three(data: bytes, addr: Any, now: float) -> bool:
-        order.append(data)
-        return len(order) < 3
-
     send(client, [REQUEST] * 5 + [HEARTBEAT] * 5)
-    reader = PriorityReader(server, close_after_three, time.monotonic, budget=10.0)
+    reader = PriorityReader(server, recording(order, lambda n: n < 3), time.monotonic, budget=10.0)
     assert reader.run() is False
     assert len(order) == 3
 
