@@ -1,0 +1,173 @@
+"""The product as a user runs it: a real ``ptt server`` process and the real ``ptt`` console
+script, one process per command, each user with their own config file.
+
+A :class:`Site` is one server with its database and a home directory per user::
+
+    site.add_user("ann")                       # `ptt user add ann --json` as the coordinator,
+                                               # then `ptt login` into ann's own config
+    site.ptt("ann", "group", "list")           # CompletedProcess (exit code, stdout, stderr)
+    p = site.spawn("bob", "listen", "g", "--out", str(out))   # a live Popen
+    site.interrupt(p)                          # SIGINT, then the exit code within a bound
+
+Tests here assert what a person sees: exit codes, the lines printed, the files written, the
+audio heard. Nothing here reaches into ptt's modules except to make speech samples.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.e2e.serverproc import ServerProcess
+
+PTT = str(Path(sys.executable).with_name("ptt"))
+COORDINATOR = "coordinator"
+
+
+def clean_env(home: Path, **extra: str) -> dict[str, str]:
+    """os.environ without PTT_* settings from outside, HOME and XDG dirs under ``home``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PTT_")}
+    env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"),
+               XDG_DATA_HOME=str(home / ".local/share"), PYTHONUNBUFFERED="1")
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Site:
+    """One ``ptt server`` and the users made on it, each with a home of their own."""
+
+    root: Path
+    server_args: list[str] = field(default_factory=list)
+    server: ServerProcess = field(init=False)
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        (self.root / "db").mkdir(parents=True, exist_ok=True)
+        self.server = ServerProcess(self.root / "db" / "ptt.db", extra_args=list(self.server_args))
+
+    # --- the server ---------------------------------------------------------------------------
+
+    def start(self) -> Site:
+        self.server.start()
+        return self
+
+    def stop(self) -> int:
+        return self.server.stop()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.server.port}"
+
+    # --- users ----------------------------------------------------------------------------------
+
+    def home(self, user: str) -> Path:
+        h = self.root / "homes" / user
+        h.mkdir(parents=True, exist_ok=True)
+        return h
+
+    def config(self, user: str) -> Path:
+        """The user's client config (for the coordinator: the server's first-start file)."""
+        if user == COORDINATOR:
+            return self.server.db.parent / "coordinator.toml"
+        return self.home(user) / ".config" / "ptt" / "client.toml"
+
+    def env(self, user: str, **extra: str) -> dict[str, str]:
+        return clean_env(self.home(user), PTT_CONFIG=str(self.config(user)), **extra)
+
+    def add_user(self, name: str, role: str = "volunteer") -> dict[str, object]:
+        """Create ``name`` as the coordinator and log it in from its own home."""
+        made = self.ptt(COORDINATOR, "user", "add", name, "--role", role, "--json", check=True)
+        info = json.loads(made.stdout)
+        token = str(info["token"])
+        self.tokens[name] = token
+        self.ptt(name, "login", "--server", self.address, "--user", name, "--token", token,
+                 check=True)
+        return info
+
+    def group(self, name: str, *members: str, plain: bool = False, mode: str | None = None,
+              extra: tuple[str, ...] = ()) -> None:
+        """Create ``name`` (encrypted unless ``plain``) and add ``members``."""
+        args = ["group", "create", name, *(["--plain"] if plain else []),
+                *(["--mode", mode] if mode else []), *extra]
+        self.ptt(COORDINATOR, *args, check=True)
+        if members:
+            self.ptt(COORDINATOR, "group", "add", name, *members, check=True)
+
+    # --- commands ---------------------------------------------------------------------------------
+
+    def ptt(self, user: str, *args: str, timeout: float = 30.0, check: bool = False,
+            input: str | None = None, env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess[str]:
+        """``ptt ARGS`` as ``user``, to the end; ``check`` fails the test on a non-zero exit."""
+        proc = subprocess.run([PTT, *args], capture_output=True, text=True, timeout=timeout,
+                              input=input, env=env or self.env(user),
+                              stdin=None if input is not None else subprocess.DEVNULL)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"ptt {' '.join(args)} as {user} exited {proc.returncode}:\n"
+                                 f"{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def spawn(self, user: str, *args: str, env: dict[str, str] | None = None
+              ) -> subprocess.Popen[str]:
+        """``ptt ARGS`` as ``user`` in the background (stdout and stderr piped, text)."""
+        return subprocess.Popen([PTT, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                stdin=subprocess.DEVNULL, text=True, env=env or self.env(user))
+
+
+def wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float = 15.0) -> list[str]:
+    """Lines of ``proc``'s stdout read until one contains ``needle`` (AssertionError if not)."""
+    assert proc.stdout is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    os.set_blocking(proc.stdout.fileno(), False)
+    buf = ""
+    while time.monotonic() < deadline:
+        chunk = proc.stdout.read()
+        if chunk:
+            buf += chunk
+            *lines, buf = buf.split("\n")
+            seen.extend(lines)
+            if any(needle in line for line in lines):
+                os.set_blocking(proc.stdout.fileno(), True)
+                return seen
+        elif proc.poll() is not None:
+            break
+        time.sleep(0.02)
+    os.set_blocking(proc.stdout.fileno(), True)
+    raise AssertionError(f"no line with {needle!r} within {timeout} s; saw {seen + [buf]}")
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 30.0) -> tuple[int, str, str]:
+    """Wait for ``proc`` to end by itself: (exit code, rest of stdout, stderr)."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise AssertionError(f"still running after {timeout} s:\n{out}\n{err}") from None
+    return proc.returncode, out, err
+
+
+def signal_and_time(proc: subprocess.Popen[str], sig: int = signal.SIGINT,
+                    bound: float = 5.0) -> tuple[int, float, str, str]:
+    """Send ``sig``; (exit code, seconds until it exited, stdout, stderr). Kills past ``bound``."""
+    t0 = time.monotonic()
+    proc.send_signal(sig)
+    try:
+        out, err = proc.communicate(timeout=bound)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        return -9, time.monotonic() - t0, out, err
+    return proc.returncode, time.monotonic() - t0, out, err
+
+
+def no_traceback(stderr: str) -> None:
+    assert "Traceback" not in stderr, stderr
