@@ -14,7 +14,8 @@
     ├── RequestError              the server answered a request with an error code
     ├── NetError                  sockets, unreachable server, timeouts, multicast routes
     ├── AudioError                devices, WAV files, the Opus codec
-    └── RecordingError            Ogg Opus files and event logs that cannot be read or written
+    ├── RecordingError            Ogg Opus files and event logs that cannot be read or written
+    └── Interrupted               SIGINT or SIGTERM stopped a command (after a clean finish)
 
 Every error carries a message meant for a person, so ``str(err)`` is what the CLI prints.
 """
@@ -86,3 +87,14 @@ class AudioError(PttError):
 
 class RecordingError(PttError):
     """A recording or event log could not be read or written."""
+
+
+class Interrupted(PttError):
+    """SIGINT or SIGTERM stopped a command after it finished cleanly (floor released, files
+    closed): exit 128 + the signal's number, as shells report it (130 for Ctrl-C, 143 for
+    SIGTERM). ``str(err)`` says what was done before the stop, or is empty."""
+
+    def __init__(self, message: str = "", signum: int = 2) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum

@@ -8,7 +8,8 @@ Exit codes (what scripts can rely on)::
     3    authentication: wrong token, not a coordinator
     4    network: server unreachable, no answer
     70   internal error (a bug: run again with PTT_DEBUG=1 and report the traceback)
-    130  interrupted (Ctrl-C)
+    130  interrupted (Ctrl-C, SIGINT)
+    143  stopped by SIGTERM
 
 Every failure is one line on stderr, ``error: <message>``; a traceback appears only with
 ``PTT_DEBUG=1``. Click's own usage errors keep click's format, except a rejected value, which is
@@ -36,7 +37,7 @@ from ptt.cli.server import server
 from ptt.cli.talk import call, talk
 from ptt.cli.user import user
 from ptt.desktop.command import desktop
-from ptt.errors import PttError
+from ptt.errors import Interrupted, PttError
 
 EX_SOFTWARE = 70  # sysexits.h: an internal software error
 EX_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
@@ -81,6 +82,10 @@ class PttGroup(click.Group):
             _fail("Aborted!", 1)
         except KeyboardInterrupt:
             sys.exit(EX_INTERRUPTED)
+        except Interrupted as exc:
+            if str(exc):
+                click.echo(f"interrupted: {exc}", err=True)
+            sys.exit(exc.exit_code)
         except PttError as exc:
             if _debug():
                 traceback.print_exc()
