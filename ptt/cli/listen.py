@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ptt.cli.live import echo_event, joined_line, open_and_join, stamp, stop_on_signals
+from ptt.cli.live import (StopSignals, echo_event, joined_line, open_and_join, stamp,
+                          until_stopped)
 from ptt.cli.options import GROUP, SECONDS, CliState, client_options, pass_state
 from ptt.config import ClientConfig
 from ptt.errors import RequestError
@@ -112,8 +113,10 @@ async def _until(events: asyncio.Queue[cl.ClientEvent], stop: asyncio.Event,
         timeout = None if deadline is None else max(0.0, deadline - loop.time())
         try:
             async with asyncio.timeout(timeout):
-                ev = await events.get()
+                ev = await until_stopped(stop, events.get())
         except TimeoutError:
+            return
+        if ev is None:
             return
         yield ev
 
@@ -123,16 +126,21 @@ async def _listen(state: CliState, group: str, out: Path | None, output_device: 
     # the audio stack (numpy, libopus) loads here, so admin commands start quickly
     from ptt.client.voice import Listener
 
-    conn, config, joined = await open_and_join(state, [group])
+    signals = StopSignals().install()  # before connecting: a stop key is never lost
+    try:
+        conn, config, joined = await open_and_join(state, [group])
+    except BaseException:
+        signals.remove()
+        raise
     try:
         sink, tones = _sink_and_tones(out, output_device, config)
     except BaseException:
+        signals.remove()
         await conn.close()
         raise
     try:
         click.echo(joined_line(joined[0]))
-        stop = asyncio.Event()
-        remove = stop_on_signals(stop)
+        stop = signals.stop
         listener = Listener(conn, group, sink, tones)
         events = conn.subscribe()
         task = asyncio.create_task(listener.run(stop))
@@ -147,9 +155,10 @@ async def _listen(state: CliState, group: str, out: Path | None, output_device: 
         finally:
             stop.set()
             await task
-            remove()
+            signals.remove()
         click.echo(f"heard {count.heard} burst(s), {listener.frames_played * 0.02:.1f} s of voice"
                    + (f"; wrote {out}" if out is not None else ""))
+        signals.raise_if_caught()
     finally:
         sink.close()
         await conn.close()
@@ -160,21 +169,26 @@ async def _monitor(state: CliState, groups: list[str], priority: list[str], out:
                    bursts: int | None) -> None:
     from ptt.client.monitor import Monitor, burst_notice
 
+    signals = StopSignals().install()  # before connecting: a stop key is never lost
     try:
         conn, config, joined = await open_and_join(state, groups)
     except RequestError as exc:
+        signals.remove()
         # which group failed is in the server's words ("'eve' is not a member of 'medics'")
         raise RequestError(f"{exc} (you can listen only to your own groups)", exc.code) from None
+    except BaseException:
+        signals.remove()
+        raise
     try:
         sink, tones = _sink_and_tones(out, output_device, config)
     except BaseException:
+        signals.remove()
         await conn.close()
         raise
     try:
         for st in joined:
             click.echo(joined_line(st))
-        stop = asyncio.Event()
-        remove = stop_on_signals(stop)
+        stop = signals.stop
         monitor = Monitor(conn, groups, sink, priority=priority, tones=tones)
         events = conn.subscribe()
         task = asyncio.create_task(monitor.run(stop))
@@ -193,12 +207,13 @@ async def _monitor(state: CliState, groups: list[str], priority: list[str], out:
         finally:
             stop.set()
             await task
-            remove()
+            signals.remove()
         voice = sum(monitor.stats(g).frames_heard for g in groups) * 0.02
         per_group = ", ".join(f"{g} {monitor.stats(g).frames_heard * 0.02:.1f} s"
                               for g in groups)
         click.echo(f"heard {count.heard} burst(s), {voice:.1f} s of voice ({per_group})"
                    + (f"; wrote {out}" if out is not None else ""))
+        signals.raise_if_caught()
     finally:
         sink.close()
         await conn.close()

@@ -9,9 +9,11 @@ Every floor event a volunteer should know about becomes one timestamped line, e.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import click
 
@@ -20,8 +22,11 @@ from ptt.cli.remote import client_config, connect
 from ptt.client import keys
 from ptt.client.connection import Connection, deny_text
 from ptt.config import ClientConfig
+from ptt.errors import Interrupted
 from ptt.protocol import client as cl
 from ptt.protocol import messages as m
+
+T = TypeVar("T")
 
 
 def stamp() -> str:
@@ -95,19 +100,94 @@ def joined_line(st: m.GroupState) -> str:
             f"({', '.join(online)}){talker}")
 
 
-def stop_on_signals(stop: asyncio.Event) -> Callable[[], None]:
-    """Set ``stop`` on SIGINT/SIGTERM (a clean finish: files closed, floor released)."""
-    loop = asyncio.get_running_loop()
-    installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-            installed.append(sig)
-        except (NotImplementedError, RuntimeError):
-            pass
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def remove() -> None:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
 
-    return remove
+class StopSignals:
+    """SIGINT/SIGTERM set ``stop`` and are remembered, so a command finishes cleanly (floor
+    released or queue left, files closed) and then exits 130 or 143 through
+    :class:`~ptt.errors.Interrupted`::
+
+        with StopSignals() as signals:
+            await work(signals.stop)        # returns soon after signals.stop is set
+        signals.raise_if_caught("sent 2.3 s of 5.9 s")
+
+    A second signal while the clean finish is still running ends the process at once with the
+    same exit code: a user who presses Ctrl-C twice means it.
+    """
+
+    def __init__(self, stop: asyncio.Event | None = None) -> None:
+        self.stop = stop if stop is not None else asyncio.Event()
+        self.signum: int | None = None
+        self._installed: list[signal.Signals] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def caught(self) -> bool:
+        return self.signum is not None
+
+    def on_signal(self, signum: int) -> None:
+        if self.signum is not None:
+            os._exit(128 + self.signum)
+        self.signum = int(signum)
+        self.stop.set()
+
+    def install(self) -> StopSignals:
+        self._loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:
+            try:
+                self._loop.add_signal_handler(sig, self.on_signal, sig)
+                self._installed.append(sig)
+            except (NotImplementedError, RuntimeError):
+                pass
+        return self
+
+    def remove(self) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            for sig in self._installed:
+                self._loop.remove_signal_handler(sig)
+        self._installed.clear()
+
+    def __enter__(self) -> StopSignals:
+        return self.install()
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+    def interrupted(self, done: str = "") -> Interrupted | None:
+        """The error to raise when a signal was caught (None otherwise)."""
+        return None if self.signum is None else Interrupted(done, self.signum)
+
+    def raise_if_caught(self, done: str = "") -> None:
+        """Raise :class:`~ptt.errors.Interrupted` (saying ``done``) if a signal was caught."""
+        exc = self.interrupted(done)
+        if exc is not None:
+            raise exc
+
+
+def stop_on_signals(stop: asyncio.Event, caught: StopSignals | None = None
+                    ) -> Callable[[], None]:
+    """Set ``stop`` on SIGINT/SIGTERM; returns the function that removes the handlers. Pass
+    ``caught`` (a :class:`StopSignals` on the same event) to learn which signal it was."""
+    signals = caught if caught is not None else StopSignals(stop)
+    signals.stop = stop
+    return signals.install().remove
+
+
+async def until_stopped(stop: asyncio.Event, aw: Awaitable[T]) -> T | None:
+    """``await aw``, or None as soon as ``stop`` is set (``aw`` is then cancelled): a loop
+    that waits for the next event still notices a stop key at once."""
+    task = asyncio.ensure_future(aw)
+    if stop.is_set():
+        task.cancel()
+        return None
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+        if not task.done():
+            task.cancel()
+    if task.done() and not task.cancelled():
+        return task.result()
+    return None

@@ -171,3 +171,38 @@ def signal_and_time(proc: subprocess.Popen[str], sig: int = signal.SIGINT,
 
 def no_traceback(stderr: str) -> None:
     assert "Traceback" not in stderr, stderr
+
+
+def read_until(proc: subprocess.Popen[str], needle: str, timeout: float = 15.0,
+               stream: str = "stdout") -> list[str]:
+    """Lines of ``proc``'s stdout (or stderr) up to the first one containing ``needle``.
+
+    Reads the pipe's descriptor a byte at a time, so nothing after that line is taken from the
+    pipe: a later ``communicate()`` or ``finish()`` still gets the rest."""
+    import select
+
+    pipe = getattr(proc, stream)
+    assert pipe is not None
+    fd = pipe.fileno()
+    seen: list[str] = []
+    line = b""
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        ready, _, _ = select.select([fd], [], [], min(left, 0.2))
+        if not ready:
+            if proc.poll() is not None:
+                break
+            continue
+        byte = os.read(fd, 1)
+        if not byte:
+            break
+        if byte != b"\n":
+            line += byte
+            continue
+        text = line.decode(errors="replace")
+        seen.append(text)
+        line = b""
+        if needle in text:
+            return seen
+    raise AssertionError(f"no line with {needle!r} within {timeout} s; saw "
+                         f"{seen + [line.decode(errors='replace')]}")
