@@ -54,6 +54,7 @@ from ptt.protocol.client_events import (
     GroupView,
     IncomingCall,
     KeyGrantReceived,
+    LinkReported,
     LoginFailed,
     Participation,
     PresenceChanged,
@@ -71,8 +72,8 @@ BURST_SPACE = 1 << 32
 __all__ = [  # the events and states live in client_events; import them from here
     "BURST_SPACE", "RELOGIN_CAP", "RELOGIN_FIRST", "AdminResult", "CallOpened", "ClientCore",
     "ClientEvent", "ConnState", "Connected", "Disconnected", "FloorStateChanged", "GroupJoined",
-    "GroupLeft", "GroupView", "IncomingCall", "KeyGrantReceived", "LoginFailed", "Participation",
-    "PresenceChanged", "RequestFailed", "TalkerChanged", "newer",
+    "GroupLeft", "GroupView", "IncomingCall", "KeyGrantReceived", "LinkReported", "LoginFailed",
+    "Participation", "PresenceChanged", "RequestFailed", "TalkerChanged", "newer",
 ]
 
 
@@ -207,6 +208,15 @@ class ClientCore:
     def admin(self, op: str, args: dict[str, object], now: float) -> int:
         """Send a coordinator command; its answer comes as an AdminResult with this txn."""
         return self._request("admin", "", lambda t: m.Admin(t, self.session_id, op, args), now)  # type: ignore[arg-type]
+
+    def report_reception(self, group: str, burst_id: int, frames: int, lost: int, runs: int,
+                         late: int = 0) -> None:
+        """Tell the server what this client received of ``burst_id`` in ``group`` since its last
+        report (loss feedback for the talker). Fire and forget: not retransmitted, since the next
+        report, a second later, says more; nothing is sent while not logged in."""
+        if self.conn is ConnState.CONNECTED and group in self.groups:
+            self._emit(encode_message(m.ReceiverReport(self.session_id, group, burst_id, frames,
+                                                       lost, runs, late)))
 
     def participation(self, group: str) -> Participation:
         g = self.groups.get(group)
@@ -364,6 +374,12 @@ class ClientCore:
             if g and g.participation is Participation.QUEUED and msg.position > 0:
                 g.position = msg.position
                 self._set(g, Participation.QUEUED)
+        elif isinstance(msg, m.LinkReport):
+            g = self.groups.get(msg.group)
+            if g is not None and g.my_burst == msg.burst_id:
+                self._events.append(LinkReported(
+                    msg.group, msg.burst_id, msg.listeners, msg.loss / 1000, msg.worst / 1000,
+                    msg.run / 10, msg.late / 1000))
         elif isinstance(msg, m.Presence):
             g = self.groups.get(msg.group)
             if g is not None:

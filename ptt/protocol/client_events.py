@@ -15,7 +15,7 @@ from ptt.protocol import messages as m
 __all__ = [
     "AdminResult", "CallOpened", "ClientEvent", "ConnState", "Connected", "Disconnected",
     "FloorStateChanged", "GroupJoined", "GroupLeft", "GroupView", "IncomingCall",
-    "KeyGrantReceived", "LoginFailed", "Participation", "PresenceChanged", "RequestFailed",
+    "KeyGrantReceived", "LinkReported", "LoginFailed", "Participation", "PresenceChanged", "RequestFailed",
     "TalkerChanged",
 ]
 
@@ -70,6 +70,20 @@ class TalkerChanged:
     talker: str | None
     burst_id: int
     priority: m.Priority = m.Priority.NORMAL  # EMERGENCY: listeners sound the alert
+
+
+@dataclass(frozen=True, slots=True)
+class LinkReported:
+    """The server's summary of what this client's listeners receive of its burst ``burst_id``
+    (``messages.LinkReport`` in fractions and frames): what the talker adapts to."""
+
+    group: str
+    burst_id: int
+    listeners: int
+    loss: float  # the 90th-percentile listener's loss fraction
+    worst: float
+    mean_run: float  # mean run of lost frames (0.0 without loss)
+    late: float = 0.0  # share of packets that came after their frame was played
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +149,7 @@ class AdminResult:
 ClientEvent = (
     Connected | Disconnected | LoginFailed | GroupJoined | GroupLeft | TalkerChanged
     | PresenceChanged | FloorStateChanged | RequestFailed | IncomingCall | CallOpened | AdminResult
-    | KeyGrantReceived
+    | KeyGrantReceived | LinkReported
 )
 
 

@@ -49,6 +49,9 @@ class MsgType(IntEnum):
     FLOOR_TAKEN = 46
     FLOOR_IDLE = 47
     QUEUE_POSITION = 48
+    # loss feedback (listeners -> server -> talker)
+    RECEIVER_REPORT = 50
+    LINK_REPORT = 51
     # one-to-one calls
     CALL = 60
     CALL_RESPONSE = 61
@@ -356,6 +359,41 @@ class QueuePosition:
     position: int  # 1-based; 0 means no longer queued
 
 
+# --- loss feedback -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiverReport:
+    """A listener's reception of ``burst_id`` in ``group`` since its previous report (about one a
+    second while the burst plays): frames that fell due, how many of them arrived missing, in how
+    many runs, and packets that came after their frame was played. Not acknowledged: the next
+    report supersedes a lost one. The server aggregates them (``ptt.protocol.server_feedback``)."""
+
+    session_id: int
+    group: str
+    burst_id: int
+    frames: int
+    lost: int
+    runs: int
+    late: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LinkReport:
+    """The server's summary of ``group``'s listeners, to the talker of ``burst_id``: ``loss`` is
+    the 90th-percentile listener's loss and ``worst`` the worst one's (per mille), ``run`` the mean
+    length of a run of lost frames (tenths of a frame; 0 without loss), ``late`` the share of late
+    packets (per mille), over ``listeners`` reports. Not acknowledged."""
+
+    group: str
+    burst_id: int
+    listeners: int
+    loss: int
+    worst: int
+    run: int
+    late: int = 0
+
+
 # --- one-to-one calls --------------------------------------------------------------------------
 
 
@@ -407,7 +445,7 @@ Message = (
     Hello | Challenge | Login | Welcome | Heartbeat | HeartbeatAck | Bye | Ack | Error
     | Join | Joined | Leave | Left | Presence | KeyGrant
     | FloorRequest | FloorResponse | FloorRelease | FloorReleased | FloorGranted | FloorRevoked
-    | FloorTaken | FloorIdle | QueuePosition | Call | CallResponse | IncomingCall | Admin
+    | FloorTaken | FloorIdle | QueuePosition | ReceiverReport | LinkReport | Call | CallResponse | IncomingCall | Admin
     | AdminResponse
 )
 
@@ -436,6 +474,8 @@ MESSAGE_TYPES: dict[MsgType, type] = {
     MsgType.FLOOR_TAKEN: FloorTaken,
     MsgType.FLOOR_IDLE: FloorIdle,
     MsgType.QUEUE_POSITION: QueuePosition,
+    MsgType.RECEIVER_REPORT: ReceiverReport,
+    MsgType.LINK_REPORT: LinkReport,
     MsgType.CALL: Call,
     MsgType.CALL_RESPONSE: CallResponse,
     MsgType.INCOMING_CALL: IncomingCall,

@@ -23,6 +23,7 @@ with :meth:`ServerCore.admin_reply` after changing the store.
   floor events turned into answers and pushes;
 - ``server_relay``: voice routing, relay targets, the multicast bridge and holder notices;
 - ``server_keys``: the groups' key grants;
+- ``server_feedback``: listeners' loss reports summed up per group for the talker;
 - ``server_events``: the events out; ``server_base``: settings, state and sending.
 
 This module keeps the entry points, the timers and the dispatch of session messages, and
@@ -56,6 +57,7 @@ from ptt.protocol.server_events import (
     SessionEnded,
     SessionStarted,
 )
+from ptt.protocol.server_feedback import LinkFeedback
 from ptt.protocol.server_floor import (
     _END_TO_REVOKE,  # noqa: F401 (tests compare)
     FloorControl,
@@ -85,7 +87,7 @@ __all__ = [
 ]
 
 
-class ServerCore(LoginGate, Directory, FloorControl, VoiceRelay, KeyGrants):
+class ServerCore(LoginGate, Directory, FloorControl, VoiceRelay, KeyGrants, LinkFeedback):
     """The whole server core: ``ServerCore(entropy, config)``; see the module docstring."""
 
     def get_timer(self) -> float | None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from ptt.crypto import limits
 from ptt.protocol import floor as fl
 from ptt.protocol import messages as m
+from ptt.protocol.feedback import LinkAggregate
 from ptt.protocol.server_events import Dropped, ServerEvent
 from ptt.protocol.session import HEARTBEAT_INTERVAL, SESSION_TIMEOUT, Addr, Session, SessionTable
 from ptt.protocol.transactions import ResponseCache, Retransmitter
@@ -63,6 +64,7 @@ class GroupEntry:
     mcast_members: set[str] = field(default_factory=set)  # joined members on the multicast path
     key_epoch: int = 0  # the group key's epoch; 0: no key uploaded yet
     grants: dict[str, bytes] = field(default_factory=dict)  # user -> opaque grant of key_epoch
+    link: LinkAggregate | None = None  # listeners' reports of the current burst (loss feedback)
 
     def multicast_target(self) -> Addr | None:
         if self.mcast_ready and self.mcast_addr is not None and self.mode != "relay":
@@ -128,6 +130,8 @@ class ServerBase:
         def remove_group(self, name: str, now: float) -> None: ...  # server_groups
         def _on_session_message(self, s: Session, msg: m.Message,
                                 now: float) -> None: ...  # server
+        def _on_receiver_report(self, s: Session, r: m.ReceiverReport,
+                                now: float) -> None: ...  # server_feedback
 
     # --- outputs ------------------------------------------------------------------------------
 

@@ -85,6 +85,8 @@ class LoginGate(ServerBase):
             self._drop(addr, "sealed message names another session")
         elif isinstance(msg, m.Ack):
             self._reliable.ack((sid, msg.txn))
+        elif isinstance(msg, m.ReceiverReport):  # no txn: not answered, nothing to cache
+            self._on_receiver_report(s, msg, now)
         elif isinstance(msg, SESSION_MESSAGES):
             cached = None if isinstance(msg, m.Heartbeat) else self._cache.get((sid, msg.txn), now)
             if cached is not None:

@@ -92,6 +92,7 @@ DATAGRAM_DROPS = (
     ("unknown message type", "unknown_type"),
     ("datagram is not", "malformed"),
     ("not a control message", "malformed"),
+    ("receiver report", "receiver_report"),
 )
 
 METRICS = {
