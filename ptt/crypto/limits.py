@@ -16,6 +16,14 @@ Three rules, for the server's receive path:
   bytes and the ``NO_SESSION`` Error 38, so that Error is sent only when it fits (a client that
   hears nothing re-logs in on its heartbeat timeout anyway).
 
+* **Failed logins.** A Login whose proof is wrong counts against its user name and its source
+  host (:class:`LoginLimiter`); past a few free failures each further one doubles a wait during
+  which that name, or that host, is refused without checking the proof. Only Logins that carry
+  a valid server nonce count, and that nonce reaches only a peer that receives at its address,
+  so a spoofed source cannot charge someone else's host. A user is never held back by its own
+  name's failures on a host it logged in from successfully: someone guessing from elsewhere
+  cannot lock the real user out from their usual place (docs/security.md, "Login limits").
+
 Memory is bounded: the limiter keeps at most ``max_addrs`` buckets and forgets the least recently
 used. An address pushed out comes back with a full bucket; the aggregate bucket is what bounds a
 flood from more addresses than the table holds.
@@ -36,6 +44,8 @@ __all__ = [
     "MAX_UNAUTH_DATAGRAM",
     "MAX_VOICE_DATAGRAM",
     "MIN_HELLO_SIZE",
+    "LoginLimiter",
+    "LoginLimits",
     "RateLimiter",
     "RateLimits",
     "answer_fits",
@@ -170,3 +180,105 @@ class RateLimiter:
     def forget(self, addr: Hashable) -> None:
         """Drop ``addr``'s bucket, e.g. once it logged in and its datagrams carry a session."""
         self._buckets.pop(addr, None)
+
+
+@dataclass(frozen=True, slots=True)
+class LoginLimits:
+    """Failed-login back-off: ``user_free`` failures per user name and ``host_free`` per source
+    host are free; each further one makes that key wait ``first_wait`` seconds, doubling up to
+    ``max_wait``. A key with no failure for ``forget_after`` seconds starts afresh. Tables hold
+    at most ``max_entries`` keys each (least recently failed go first); each user keeps the last
+    ``known_hosts`` hosts it logged in from, where its name's back-off does not apply."""
+
+    user_free: int = 5
+    host_free: int = 20
+    first_wait: float = 4.0
+    max_wait: float = 60.0
+    forget_after: float = 900.0
+    max_entries: int = 65_536
+    known_hosts: int = 4
+
+
+class _Backoff:
+    """Failures and the end of the current wait, per key; bounded, least recently failed out."""
+
+    __slots__ = ("_free", "_lim", "_table")
+
+    def __init__(self, lim: LoginLimits, free: int) -> None:
+        self._lim = lim
+        self._free = free
+        self._table: OrderedDict[Hashable, tuple[int, float, float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def wait(self, key: Hashable, now: float) -> float:
+        entry = self._table.get(key)
+        if entry is None:
+            return 0.0
+        if now - entry[2] > self._lim.forget_after:
+            del self._table[key]
+            return 0.0
+        return max(0.0, entry[1] - now)
+
+    def failed(self, key: Hashable, now: float) -> None:
+        lim, table = self._lim, self._table
+        for _ in range(2):  # forget a little as we go: idle keys change no decision
+            oldest = next(iter(table.items()), None)
+            if oldest is None or now - oldest[1][2] <= lim.forget_after:
+                break
+            del table[oldest[0]]
+        failures, until, last = table.pop(key, (0, 0.0, now))
+        if now - last > lim.forget_after:
+            failures, until = 0, 0.0
+        failures += 1
+        if failures > self._free:
+            wait = min(lim.max_wait, lim.first_wait * 2.0 ** min(failures - self._free - 1, 30))
+            until = now + wait
+        while len(table) >= lim.max_entries:
+            table.popitem(last=False)
+        table[key] = (failures, until, now)
+
+    def clear(self, key: Hashable) -> None:
+        self._table.pop(key, None)
+
+
+class LoginLimiter:
+    """Per-user and per-host failed-login back-off (see :class:`LoginLimits`), sans-I/O."""
+
+    __slots__ = ("_hosts", "_known", "_users", "limits")
+
+    def __init__(self, limits: LoginLimits = LoginLimits()) -> None:
+        if limits.user_free < 0 or limits.host_free < 0 or limits.max_entries < 1:
+            raise ValueError("free counts >= 0 and max_entries >= 1 are required")
+        self.limits = limits
+        self._users = _Backoff(limits, limits.user_free)
+        self._hosts = _Backoff(limits, limits.host_free)
+        self._known: OrderedDict[str, tuple[Hashable, ...]] = OrderedDict()
+
+    def wait(self, user: str, host: Hashable, now: float) -> float:
+        """Seconds before a login of ``user`` from ``host`` may be tried (0: go ahead)."""
+        host_wait = self._hosts.wait(host, now)
+        if host in self._known.get(user, ()):
+            return host_wait
+        return max(host_wait, self._users.wait(user, now))
+
+    def failed(self, user: str, host: Hashable, now: float) -> None:
+        """A Login with a valid server nonce and a wrong proof (or an unknown name)."""
+        self._hosts.failed(host, now)
+        if host not in self._known.get(user, ()):
+            self._users.failed(user, now)
+
+    def succeeded(self, user: str, host: Hashable) -> None:
+        """The user logged in from ``host``: its name starts afresh, and the host is one of its
+        own from now on (its name's back-off never applies there)."""
+        self._users.clear(user)
+        hosts = self._known.pop(user, ())
+        hosts = (host, *(h for h in hosts if h != host))[:self.limits.known_hosts]
+        while len(self._known) >= self.limits.max_entries:
+            self._known.popitem(last=False)
+        self._known[user] = hosts
+
+    def sizes(self) -> tuple[int, int, int]:
+        """Entries in the user, host and known-host tables (tests, metrics)."""
+        return len(self._users), len(self._hosts), len(self._known)

@@ -61,10 +61,14 @@ __all__ = [
     "Credentials",
     "PendingLogin",
     "PendingLogins",
+    "UsedNonces",
     "answer_challenge",
+    "challenge_nonce",
+    "challenge_stamp",
     "check_challenge",
     "check_token",
     "decoy_salt",
+    "decoy_verifier",
     "derive_verifier",
     "hkdf_sha256",
     "login_proof",
@@ -89,10 +93,14 @@ VERIFIER_SIZE = 32
 SESSION_KEY_SIZE = 32
 LOGIN_TTL = 10.0  # seconds a Challenge stays answerable
 MAX_PENDING = 4_096
+STAMP_SIZE = 4  # a stateless server nonce: stamp u32 (seconds) || MAC truncated to 12 bytes
+MAX_USED = 65_536  # server nonces of logins that succeeded within LOGIN_TTL, remembered at most
 
 _LOGIN_LABEL = b"ptt-login"
 _SESSION_INFO = b"ptt-session-v1"
 _DECOY_LABEL = b"ptt-decoy-salt"
+_DECOY_VERIFIER_LABEL = b"ptt-decoy-verifier"
+_CHALLENGE_LABEL = b"ptt-challenge"
 
 
 # --- tokens and verifiers ----------------------------------------------------------------------
@@ -162,6 +170,70 @@ def decoy_salt(server_secret: bytes, user: str) -> bytes:
     return hmac.new(server_secret, _DECOY_LABEL + user.encode("utf-8"), "sha256").digest()[
         :SALT_SIZE
     ]
+
+
+def decoy_verifier(server_secret: bytes, user: str) -> bytes:
+    """A verifier no token derives, checked for an unknown user's Login so that refusing it
+    costs what refusing a real user's wrong proof costs (the same HMAC steps)."""
+    return hmac.digest(server_secret, _DECOY_VERIFIER_LABEL + user.encode("utf-8"), "sha256")
+
+
+# --- stateless challenges ------------------------------------------------------------------------
+
+
+def challenge_nonce(server_secret: bytes, peer: bytes, client_nonce: bytes, user: str,
+                    stamp: int) -> bytes:
+    """The server nonce of a Challenge, computed rather than stored: ``stamp u32 ||
+    HMAC-SHA256(secret, label || stamp || peer || client_nonce || user)[:12]``.
+
+    ``peer`` names the address the Challenge goes to and ``stamp`` is the server's clock in whole
+    seconds (mod 2**32). The Login carries the nonce back; the server recomputes it, so a
+    flood of Hellos costs one HMAC each and no memory, and only a peer that *receives* at
+    ``peer`` can answer (a spoofed source never sees the nonce). Refuse nonces older than
+    :data:`LOGIN_TTL` (:func:`challenge_stamp`) and, with :class:`UsedNonces`, reuse.
+    """
+    stamp_bytes = (stamp & 0xFFFFFFFF).to_bytes(STAMP_SIZE, "big")
+    mac = hmac.digest(server_secret, _CHALLENGE_LABEL + stamp_bytes + len(peer).to_bytes(2, "big")
+                      + peer + client_nonce + user.encode("utf-8"), "sha256")
+    return stamp_bytes + mac[:NONCE_SIZE - STAMP_SIZE]
+
+
+def challenge_stamp(server_nonce: bytes) -> int:
+    """The clock stamp inside a server nonce made by :func:`challenge_nonce`."""
+    return int.from_bytes(server_nonce[:STAMP_SIZE], "big")
+
+
+class UsedNonces:
+    """Server nonces that already opened a session, so a captured Login cannot open another.
+
+    Only logins that succeeded are added (a few per user per :data:`LOGIN_TTL`), each for
+    ``ttl`` seconds, after which its stamp is too old anyway; insertion order is expiry order, so
+    forgetting is O(1) per entry. Full (``max_used`` within one TTL): :meth:`add` says False and
+    the login is refused rather than the oldest forgotten early.
+    """
+
+    def __init__(self, ttl: float = LOGIN_TTL, max_used: int = MAX_USED) -> None:
+        self.ttl = ttl
+        self.max_used = max_used
+        self._used: dict[bytes, float] = {}
+
+    def __len__(self) -> int:
+        return len(self._used)
+
+    def __contains__(self, nonce: object) -> bool:
+        return nonce in self._used
+
+    def add(self, nonce: bytes, now: float) -> bool:
+        used = self._used
+        while used:
+            first = next(iter(used))
+            if used[first] >= now:
+                break
+            del used[first]
+        if len(used) >= self.max_used:
+            return False
+        used[nonce] = now + self.ttl
+        return True
 
 
 # --- proofs ------------------------------------------------------------------------------------

@@ -62,7 +62,7 @@ from ptt.protocol.server_floor import (
     _END_TO_REVOKE,  # noqa: F401 (tests compare)
     FloorControl,
 )
-from ptt.protocol.server_gate import LOGIN_PENDING_MAX, LOGIN_PENDING_TTL, LoginGate
+from ptt.protocol.server_gate import LOGIN_PENDING_TTL, LoginGate
 from ptt.protocol.server_groups import Directory
 from ptt.protocol.server_keys import KeyGrants
 from ptt.protocol.server_relay import (
@@ -79,8 +79,8 @@ from ptt.protocol.wire import VOICE_MAGIC
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "ECHO_SEQ", "EMERGENCY_ROLES", "HIGH_ROLES", "HOLDER_SEQ", "LOGIN_PENDING_MAX",
-    "LOGIN_PENDING_TTL", "PRIVATE_GROUP_BASE", "PROBE_SEQ", "STALE_NOTICE_INTERVAL",
+    "ECHO_SEQ", "EMERGENCY_ROLES", "HIGH_ROLES", "HOLDER_SEQ", "LOGIN_PENDING_TTL",
+    "PRIVATE_GROUP_BASE", "PROBE_SEQ", "STALE_NOTICE_INTERVAL",
     "VOICE_PATH_OP", "AdminCommand", "Dropped", "FloorEvent", "FloorRequested", "GroupEntry",
     "GroupUpdated", "MemberJoined", "MemberLeft", "ServerCore", "ServerCoreConfig", "ServerEvent",
     "SessionEnded", "SessionStarted", "UserEntry",

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ptt.crypto import limits
+from ptt.protocol import auth
 from ptt.protocol import floor as fl
 from ptt.protocol import messages as m
 from ptt.protocol.feedback import LinkAggregate
@@ -82,6 +83,7 @@ class ServerCoreConfig:
     --emergency-roles``). ``rate_limits`` is charged per source (host, port) and in aggregate for
     every plain datagram and every sealed one naming an unknown session; a load generator with
     thousands of clients on one address raises ``global_rate``/``global_burst``.
+    ``login_limits``: the back-off after failed logins, per user name and per source host.
     """
 
     heartbeat: float = HEARTBEAT_INTERVAL
@@ -89,6 +91,7 @@ class ServerCoreConfig:
     floor: fl.FloorConfig = fl.FloorConfig()
     rate_limits: limits.RateLimits = limits.RateLimits()
     emergency_roles: frozenset[m.Role] = EMERGENCY_ROLES
+    login_limits: limits.LoginLimits = limits.LoginLimits()
 
 
 class ServerBase:
@@ -102,13 +105,16 @@ class ServerBase:
         """``entropy(n)`` returns n random bytes (``os.urandom``); the core reads no clock."""
         self._entropy = entropy
         self.config = config
+        # decoy salts and verifiers, stateless challenges; the adapter sets the stored one
+        # (LoginGate.set_secret) so that decoys do not change when the server restarts
         self._secret = entropy(32)
         self.users: dict[str, UserEntry] = {}
         self.groups: dict[str, GroupEntry] = {}
         self._by_id: dict[int, GroupEntry] = {}
         self.sessions = SessionTable(config.session_timeout)
         self.floors = fl.FloorSet()
-        self._pending_login: dict[tuple[Addr, bytes], tuple[bytes, float]] = {}
+        self._used_nonces = auth.UsedNonces(auth.LOGIN_TTL + 2.0)  # > a stamp's whole life
+        self._login_limits = limits.LoginLimiter(config.login_limits)
         # answers by (addr, txn) for plain requests, by (session id, txn) for sealed ones (sealed)
         self._cache: ResponseCache[tuple[object, int]] = ResponseCache()
         self._reliable: Retransmitter[tuple[int, int]] = Retransmitter()  # plaintext, to a Session

@@ -18,6 +18,7 @@ the response cache, which keeps sealed bytes.
 from __future__ import annotations
 
 import hmac
+import math
 from collections.abc import Sequence
 
 from ptt.crypto import limits
@@ -30,8 +31,7 @@ from ptt.protocol.server_events import SessionStarted
 from ptt.protocol.session import Addr, Session
 from ptt.protocol.wire import decode_heartbeat, decode_message, encode_heartbeat_ack, encode_message
 
-LOGIN_PENDING_TTL = 10.0  # a Challenge's server nonce is good this long
-LOGIN_PENDING_MAX = 10_000  # Challenges awaiting their Login; the oldest go first beyond it
+LOGIN_PENDING_TTL = auth.LOGIN_TTL  # a Challenge's server nonce is good this long
 # what a session may send (sealed); anything else inside a sealed datagram is dropped
 SESSION_MESSAGES = (m.Heartbeat, m.Bye, m.Join, m.Leave, m.FloorRequest, m.FloorRelease, m.Call,
                     m.Admin)
@@ -160,49 +160,67 @@ class LoginGate(ServerBase):
 
     # --- login --------------------------------------------------------------------------------
 
+    def set_secret(self, secret: bytes) -> None:
+        """The server's long-term secret (kept in its database): decoy salts and verifiers of
+        unknown names derive from it, so they stay the same across restarts as real ones do."""
+        if len(secret) < 32:
+            raise ValueError("the server secret has at least 32 bytes")
+        self._secret = bytes(secret)
+
     def _on_hello(self, msg: m.Hello, addr: Addr, now: float) -> None:
         if len(msg.client_nonce) != auth.NONCE_SIZE:
             self._drop(addr, "hello with a short nonce")
             return
+        # the same steps for every name, known or not, so neither answer nor timing tells
+        decoy = auth.decoy_salt(self._secret, msg.user)
         user = self.users.get(msg.user)
         if user is not None:
             salt, iterations = user.salt, user.iterations
-        else:  # answer alike for unknown users, so names cannot be probed
-            salt = auth.decoy_salt(self._secret, msg.user)
-            iterations = auth.DEFAULT_ITERATIONS
-        server_nonce = self._entropy(16)
-        if len(self._pending_login) >= LOGIN_PENDING_MAX:
-            self._expire_logins(now)
-        self._pending_login[(addr, msg.client_nonce)] = (server_nonce, now + LOGIN_PENDING_TTL)
+        else:
+            salt, iterations = decoy, auth.DEFAULT_ITERATIONS
+        # stateless: the Login brings the nonce back and it is recomputed, so a flood of Hellos
+        # costs an HMAC each and no table
+        server_nonce = auth.challenge_nonce(self._secret, _peer(addr), msg.client_nonce,
+                                            msg.user, int(now))
         self._reply_plain(addr, msg.txn, m.Challenge(msg.txn, server_nonce, salt, iterations), now)
 
-    def _expire_logins(self, now: float) -> None:
-        for k in [k for k, (_, until) in self._pending_login.items() if until < now]:
-            del self._pending_login[k]
-        while len(self._pending_login) >= LOGIN_PENDING_MAX:
-            del self._pending_login[next(iter(self._pending_login))]
-
     def _on_login(self, msg: m.Login, addr: Addr, now: float) -> None:
-        pending = self._pending_login.pop((addr, msg.client_nonce), None)
-        user = self.users.get(msg.user)
-        ok = (
-            pending is not None
-            and pending[1] >= now
-            and hmac.compare_digest(pending[0], msg.server_nonce)
-            and user is not None
-            and auth.verify_proof(
-                user.verifier, msg.client_nonce, msg.server_nonce, msg.user, msg.proof
-            )
-        )
-        if not ok or user is None:
-            self._reply_plain(addr, msg.txn, m.Error(msg.txn, m.ErrorCode.AUTH_FAILED,
-                                                     "login failed: wrong user or token"), now)
+        failed = m.Error(msg.txn, m.ErrorCode.AUTH_FAILED, "login failed: wrong user or token")
+        sn = msg.server_nonce
+        age = (int(now) - auth.challenge_stamp(sn)) & 0xFFFFFFFF
+        fresh = (len(sn) == auth.NONCE_SIZE and len(msg.client_nonce) == auth.NONCE_SIZE
+                 and age <= auth.LOGIN_TTL and sn not in self._used_nonces)
+        if not fresh or not hmac.compare_digest(sn, auth.challenge_nonce(
+                self._secret, _peer(addr), msg.client_nonce, msg.user, auth.challenge_stamp(sn))):
+            # not our nonce for this address (or spent): nobody's guess, nothing counted
+            self._reply_plain(addr, msg.txn, failed, now)
             return
+        host = addr[0]
+        wait = self._login_limits.wait(msg.user, host, now)
+        if wait > 0:
+            self._reply_plain(addr, msg.txn, m.Error(
+                msg.txn, m.ErrorCode.AUTH_FAILED,
+                f"login failed: too many failed logins, retry in {math.ceil(wait)} s"), now)
+            self._drop(addr, "login back-off after failed logins")
+            return
+        # the same steps for every name: a decoy verifier for a name nobody has
+        decoy = auth.decoy_verifier(self._secret, msg.user)
+        user = self.users.get(msg.user)
+        verifier = user.verifier if user is not None else decoy
+        ok = auth.verify_proof(verifier, msg.client_nonce, sn, msg.user, msg.proof)
+        if not ok or user is None:
+            self._login_limits.failed(msg.user, host, now)
+            self._reply_plain(addr, msg.txn, failed, now)
+            return
+        if not self._used_nonces.add(sn, now):  # a login storm beyond any real fleet
+            self._reply_plain(addr, msg.txn, failed, now)
+            return
+        self._login_limits.succeeded(user.name, host)
         for old in {self.sessions.by_user.get(user.name), self.sessions.by_addr.get(addr)}:
             if old is not None:
                 self._end_session(old, "replaced", now)
         sid = self._new_session_id()
-        key = auth.session_key(user.verifier, msg.client_nonce, msg.server_nonce)
+        key = auth.session_key(user.verifier, msg.client_nonce, sn)
         s = Session(sid, user.name, user.role, addr, now, key,
                     channel=SecureChannel(Role.SERVER, key, user.name, sid))
         self.sessions.add(s)
@@ -222,3 +240,8 @@ class LoginGate(ServerBase):
             sid = int.from_bytes(self._entropy(4), "big")
             if sid and sid not in self.sessions.by_id:
                 return sid
+
+
+def _peer(addr: Addr) -> bytes:
+    """The address a Challenge is bound to, as bytes."""
+    return f"{addr[0]}|{addr[1]}".encode()

@@ -156,6 +156,7 @@ class PttServer:
         self.admin = Admin(self.store, self.core, self.config.multicast_port_base,
                            mcast_network=self.config.multicast_network, **kwargs)
         self.admin.load_all()
+        self.core.set_secret(self.store.secret("decoy"))
         loop = asyncio.get_running_loop()
         try:
             # our own socket, so the relay sends on its fd directly (asyncio hands out a

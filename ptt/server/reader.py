@@ -6,15 +6,20 @@ request that lands behind a few hundred of them waits for every one to be opened
 sealed: tens of milliseconds after the smallest hiccup of the machine. Taking a datagram off the
 socket costs a few microseconds; handling a keepalive some fifty. So the reader takes what the
 socket holds, handles the urgent ones at once (voice frames and sealed requests) and puts the
-rest in a backlog (keepalives, and the plain login messages: their relative order is kept, so a
-Heartbeat of an old session is never handled after the Login that replaced it). The backlog is
-worked off a few datagrams at a time, looking at the socket again between them, so a request
-that arrives meanwhile waits for a few keepalives at most, never for the whole backlog.
+rest in two backlogs: sessions' keepalives, and everything else (the plain login messages and
+whatever an unauthenticated peer sends). The backlogs are worked off a few datagrams at a time,
+looking at the socket again between them, so a request that arrives meanwhile waits for a few
+keepalives at most, never for a whole backlog. Keepalives go before plain datagrams: a session's
+traffic has a budget of its own that no flood of unauthenticated datagrams can take (a Heartbeat
+that arrived before a Login is therefore always handled before it, so a Heartbeat of an old
+session is never handled after the Login that replaced it).
 
-Bounded: the backlog holds at most ``backlog_max`` datagrams (beyond that they wait in the
-kernel's buffer, which drops what overflows, as it would without the backlog); one call works
-for at most ``budget`` seconds, then :meth:`PriorityReader.run` returns True and the server
-gives the event loop a turn (its timers) before calling again.
+Bounded: the keepalive backlog holds at most ``backlog_max`` datagrams (beyond that they wait
+in the kernel's buffer, which drops what overflows, as it would without the backlog); the plain
+one holds as many, and beyond that the reader drops plain datagrams itself and keeps reading, so
+that a flood never stops it from taking keepalives and requests off the socket (``plain_dropped``
+counts them). One call works for at most ``budget`` seconds, then :meth:`PriorityReader.run`
+returns True and the server gives the event loop a turn (its timers) before calling again.
 
 Use::
 
@@ -30,14 +35,14 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from ptt.crypto.channel import SEALED_MAGIC
+from ptt.crypto.channel import KEEPALIVE_MAGIC, SEALED_MAGIC
 from ptt.protocol.wire import VOICE_MAGIC
 
 log = logging.getLogger("ptt.server")
 
 MAX_DATAGRAM = 65_535
 DRAIN_MAX = 256  # datagrams taken off the socket per look
-BACKLOG_MAX = 4096  # keepalives and logins held in user space at most
+BACKLOG_MAX = 4096  # keepalives (and, apart, plain datagrams) held in user space at most
 CHUNK = 4  # backlog datagrams handled between looks at the socket (a look that finds
 # nothing costs one failed recvfrom, ~2 us; a keepalive ~50 us)
 BUDGET = 0.002  # seconds of work per call before the event loop gets a turn
@@ -53,8 +58,8 @@ def urgent(data: bytes) -> bool:
 class PriorityReader:
     """Reads one non-blocking UDP socket, urgent datagrams first (see the module docstring)."""
 
-    __slots__ = ("_backlog", "_clock", "_handle", "_recvfrom", "backlog_max", "budget",
-                 "chunk", "drain_max", "most_backlog")
+    __slots__ = ("_backlog", "_clock", "_handle", "_plain", "_recvfrom", "backlog_max",
+                 "budget", "chunk", "drain_max", "most_backlog", "plain_dropped")
 
     def __init__(self, sock: socket.socket, handle: Handler, clock: Callable[[], float], *,
                  drain_max: int = DRAIN_MAX, backlog_max: int = BACKLOG_MAX, chunk: int = CHUNK,
@@ -64,24 +69,26 @@ class PriorityReader:
         self._recvfrom = sock.recvfrom
         self._handle = handle  # False: the server closed, stop at once
         self._clock = clock
-        self._backlog: deque[tuple[bytes, Any]] = deque()
+        self._backlog: deque[tuple[bytes, Any]] = deque()  # sessions' keepalives
+        self._plain: deque[tuple[bytes, Any]] = deque()  # logins, and anything unauthenticated
         self.drain_max = drain_max
         self.backlog_max = backlog_max
         self.chunk = chunk
         self.budget = budget
-        self.most_backlog = 0  # the longest the backlog has been (metrics, tests)
+        self.most_backlog = 0  # the longest the backlogs have been together (metrics, tests)
+        self.plain_dropped = 0  # plain datagrams dropped because their backlog was full
 
     def __len__(self) -> int:
-        """Datagrams waiting in the backlog."""
-        return len(self._backlog)
+        """Datagrams waiting in the backlogs."""
+        return len(self._backlog) + len(self._plain)
 
     def _take(self) -> list[tuple[bytes, Any]]:
         """What the socket holds (up to drain_max): urgent datagrams returned, the rest queued."""
         first: list[tuple[bytes, Any]] = []
-        backlog = self._backlog
+        backlog, plain, most = self._backlog, self._plain, self.backlog_max
         recvfrom = self._recvfrom
         for _ in range(self.drain_max):
-            if len(backlog) >= self.backlog_max:
+            if len(backlog) >= most:
                 break  # the rest waits in the kernel
             try:
                 data, addr = recvfrom(MAX_DATAGRAM)
@@ -92,24 +99,30 @@ class PriorityReader:
                 continue
             if urgent(data):
                 first.append((data, addr))
-            else:
+            elif data and data[0] == KEEPALIVE_MAGIC:
                 backlog.append((data, addr))
-        self.most_backlog = max(self.most_backlog, len(backlog))
+            elif len(plain) < most:
+                plain.append((data, addr))
+            else:
+                self.plain_dropped += 1
+        self.most_backlog = max(self.most_backlog, len(backlog) + len(plain))
         return first
 
     def run(self) -> bool:
         """Work until the socket is empty and the backlog done, or the budget is spent.
         True when work remains: call again after the event loop's other callbacks."""
-        clock, handle, backlog, chunk = self._clock, self._handle, self._backlog, self.chunk
+        clock, handle, chunk = self._clock, self._handle, self.chunk
+        backlog, plain = self._backlog, self._plain
         deadline = clock() + self.budget
         while True:
             for data, addr in self._take():
                 if not handle(data, addr, clock()):
                     return False
-            if not backlog:
+            queue = backlog or plain  # keepalives first
+            if not queue:
                 return False  # _take found the socket empty (or drain_max urgent: next wake-up)
-            for _ in range(min(chunk, len(backlog))):
-                data, addr = backlog.popleft()
+            for _ in range(min(chunk, len(queue))):
+                data, addr = queue.popleft()
                 if not handle(data, addr, clock()):
                     return False
             if clock() >= deadline:

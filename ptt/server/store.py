@@ -119,6 +119,14 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             port        INTEGER NOT NULL CHECK (port BETWEEN 1 AND 65535)
         )""",
     ),
+    # the server's long-term secrets (the decoy secret: unknown names get the same decoy salt
+    # after a restart as before, as real users keep their real salt)
+    4: (
+        """CREATE TABLE secrets (
+            name        TEXT PRIMARY KEY,
+            value       BLOB NOT NULL
+        ) WITHOUT ROWID""",
+    ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
@@ -561,6 +569,16 @@ class Store:
         """Every keyed group's grants: what the server hands to its core at start."""
         return [self.group_key(g.name) for g in self.list_groups(include_private=True)
                 if g.key_epoch > 0]
+
+    # --- the server's secrets -----------------------------------------------------------------
+
+    def secret(self, name: str, size: int = 32) -> bytes:
+        """The stored secret called ``name``, made (``size`` random bytes) on first use."""
+        with self._write() as db:
+            db.execute("INSERT OR IGNORE INTO secrets (name, value) VALUES (?, ?)",
+                       (name, os.urandom(size)))
+            row = db.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()
+        return bytes(row[0])
 
     # --- peers (the clients of the running server) ---------------------------------------------
 

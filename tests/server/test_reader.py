@@ -59,8 +59,24 @@ def test_a_request_behind_five_hundred_keepalives_is_handled_first(
     assert reader.run() is False  # everything done within the budget
     assert len(order) == 503
     assert order[:2] == [REQUEST, VOICE]  # taken off the socket first, handled at once
-    # the rest in arrival order: the Login keeps its place among the keepalives
-    assert order[2:] == [HEARTBEAT] * 250 + [LOGIN] + [HEARTBEAT] * 250
+    # then the sessions' keepalives in arrival order, and plain datagrams only after them: no
+    # unauthenticated traffic takes the sessions' turn
+    assert order[2:] == [HEARTBEAT] * 500 + [LOGIN]
+
+
+def test_a_plain_flood_beyond_the_backlog_never_stops_keepalives_being_read(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    """Plain datagrams past their backlog are dropped by the reader, which keeps reading: the
+    keepalives behind them are taken and handled, none left to the kernel to drop."""
+    server, client = pair
+    order: list[bytes] = []
+    send(client, [LOGIN] * 300 + [HEARTBEAT] * 40 + [LOGIN] * 300 + [HEARTBEAT] * 40)
+    reader = PriorityReader(server, recording(order), time.monotonic,
+                            drain_max=1024, backlog_max=100, chunk=4, budget=10.0)
+    assert reader.run() is False
+    assert order.count(HEARTBEAT) == 80
+    assert order[:80] == [HEARTBEAT] * 80  # before any plain datagram
+    assert order.count(LOGIN) == 100 and reader.plain_dropped == 500
 
 
 def test_a_request_arriving_while_the_backlog_is_worked_waits_for_a_chunk_only(

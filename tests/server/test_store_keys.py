@@ -34,7 +34,7 @@ def test_an_old_database_migrates_without_losing_anything(tmp_path: Path) -> Non
     path = tmp_path / "old.db"
     make_v1(path)
     with Store(path) as store:
-        assert store.schema_version == SCHEMA_VERSION == 3
+        assert store.schema_version == SCHEMA_VERSION == 4
         u = store.get_user("ann")
         assert (u.salt, u.iterations, u.verifier, u.created, u.public) == (
             SALT, 1000, VERIFIER, 1.0, None)
@@ -44,7 +44,7 @@ def test_an_old_database_migrates_without_losing_anything(tmp_path: Path) -> Non
         assert [(mr.user, mr.listen_only) for mr in store.members("ops")] == [("ann", True)]
         assert store.create_group("new").encrypted  # new groups are encrypted by default
     with Store(path) as again:  # and a second open does not migrate twice
-        assert again.schema_version == 3 and again.get_user("ann").verifier == VERIFIER
+        assert again.schema_version == SCHEMA_VERSION and again.get_user("ann").verifier == VERIFIER
 
 
 def test_public_identity_is_stored_and_checked(tmp_path: Path) -> None:

@@ -1,0 +1,224 @@
+"""Attacks from a live red-team run, replayed against a real ``ptt server`` process.
+
+Each test runs the attack the way it worked (raw UDP from spoofed 127.77.x.y sources where the
+attack needs it, see ``ptt.faults.spoof``) and asserts what must hold now: legitimate sessions
+kept, logins served, nothing injected, nothing learned. Clients are real ``Connection``s over
+loopback UDP; the server is a real process (``bench_fuzz.ServerUnderTest``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+sys.path.insert(0, str(BENCH))
+
+import bench_fuzz  # noqa: E402
+
+from ptt.client.connection import Connection  # noqa: E402
+from ptt.crypto.limits import padding_needed  # noqa: E402
+from ptt.faults.spoof import RawSender, attacker  # noqa: E402
+from ptt.protocol import auth  # noqa: E402
+from ptt.protocol import messages as m  # noqa: E402
+from ptt.protocol.client import Connected, Disconnected  # noqa: E402
+from ptt.protocol.wire import decode_message, encode_message  # noqa: E402
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="raw sockets need root")
+
+
+def hello(user: str, txn: int, nonce: bytes) -> bytes:
+    """A padded Hello, as a real client sends it."""
+    bare = encode_message(m.Hello(txn, user, nonce))
+    return encode_message(m.Hello(txn, user, nonce, bytes(padding_needed(len(bare)))))
+
+
+class Flood(threading.Thread):
+    """Spoofed datagrams at ``rate`` per second for ``seconds`` (bounded in count and time),
+    from ``sources`` attacker addresses and random ports; ``make(k)`` is the k-th payload."""
+
+    def __init__(self, dst: tuple[str, int], make: Callable[[int], bytes], rate: int,
+                 seconds: float, sources: int = 1_000) -> None:
+        super().__init__(daemon=True)
+        self.dst, self.make, self.rate, self.seconds, self.sources = (dst, make, rate, seconds,
+                                                                      sources)
+        self.sent = 0
+        self.errors = 0
+        self.stop_at = 0.0
+
+    def run(self) -> None:
+        rng = random.Random(15)
+        total = int(self.rate * self.seconds)
+        t0 = time.monotonic()
+        self.stop_at = t0 + self.seconds + 2.0  # a hard cap even if the host stalls
+        with RawSender() as raw:
+            k = 0
+            while k < total and time.monotonic() < self.stop_at:
+                due = min(total, int((time.monotonic() - t0) * self.rate) + 1)
+                while k < due:
+                    src = (attacker(k % self.sources), rng.randrange(1024, 65535))
+                    raw.send(src, self.dst, self.make(k))
+                    k += 1
+                time.sleep(0.005)
+            self.sent, self.errors = raw.sent, raw.errors
+
+
+async def watch(conn: Connection, sink: list[str]) -> None:
+    q = conn.subscribe()
+    while True:
+        ev = await q.get()
+        if isinstance(ev, (Connected, Disconnected)):
+            sink.append(f"{conn.user}: {type(ev).__name__}")
+
+
+@pytest.fixture
+def server(tmp_path: Path):  # type: ignore[no-untyped-def]
+    s = bench_fuzz.ServerUnderTest(tmp_path)
+    s.start()
+    yield s
+    s.stop()
+
+
+# --- 1. login flood below the rate limit --------------------------------------------------------
+
+FLOOD_RATE = 3_000  # spoofed Hellos per second: under the aggregate limit (4,000/s)
+FLOOD_SECONDS = 6.0  # fills a 10,000-entry pending table within ~3 s
+
+
+@pytest.mark.timeout(120)
+def test_login_flood_loses_no_session_and_a_login_succeeds(server: bench_fuzz.ServerUnderTest
+                                                           ) -> None:
+    """Spoofed Hellos from 1,000 sources, each with a fresh nonce: a logged-in member keeps its
+    session through the flood and a member logging in during it gets in within 2 s."""
+
+    async def scenario() -> dict[str, object]:
+        cred = server.credentials
+        pins = server.root / "pins"
+        async with Connection(server.address, cred["user"], cred["token"]) as coord:
+            tokens = {u: await bench_fuzz.add_user(coord, u, pins) for u in ("ann", "bob")}
+        async with Connection(server.address, "ann", tokens["ann"]) as ann:
+            sid = ann.core.session_id
+            events: list[str] = []
+            w = asyncio.create_task(watch(ann, events))
+            flood = Flood(server.address, lambda k: hello("ann" if k % 2 else f"x{k}", k,
+                                                          os.urandom(16)),
+                          FLOOD_RATE, FLOOD_SECONDS)
+            flood.start()
+            await asyncio.sleep(FLOOD_SECONDS * 0.6)  # the pending table is full by now
+            t0 = time.monotonic()
+            bob = Connection(server.address, "bob", tokens["bob"])
+            try:
+                await bob.open(timeout=10.0)
+                login_s = time.monotonic() - t0
+            finally:
+                await bob.close()
+            await asyncio.to_thread(flood.join, FLOOD_SECONDS + 5)
+            await asyncio.sleep(1.5)  # heartbeats after the flood
+            w.cancel()
+            return {"kept": ann.core.session_id == sid and ann.connected, "events": events,
+                    "login_s": login_s, "sent": flood.sent, "errors": flood.errors}
+
+    r = asyncio.run(scenario())
+    assert r["sent"] >= FLOOD_RATE * FLOOD_SECONDS * 0.9, r
+    assert server.alive()
+    assert r["kept"] and r["events"] == [], r
+    assert r["login_s"] < 2.0, r
+
+
+# --- 8. user enumeration; 9. login limits --------------------------------------------------------
+
+
+def login_by_hand(sock: socket.socket, server: tuple[str, int], user: str, token: str | None
+                  ) -> tuple[m.Challenge, bytes]:
+    """Hello and Login over ``sock`` as a client would (a wrong proof when ``token`` is None):
+    the Challenge and the raw answer to the Login (a sealed Welcome starts with 'S')."""
+    nonce = os.urandom(16)
+    txn = random.randrange(1, 1 << 30)
+    sock.sendto(hello(user, txn, nonce), server)
+    ch = decode_message(sock.recv(2048))
+    assert isinstance(ch, m.Challenge), ch
+    if token is None:
+        login = m.Login(txn + 1, user, nonce, ch.server_nonce, os.urandom(32))
+    else:
+        login = auth.answer_challenge(txn + 1, m.Hello(txn, user, nonce), ch, token)
+    sock.sendto(encode_message(login), server)
+    return ch, sock.recv(2048)
+
+
+def refusal(answer: bytes) -> str:
+    msg = decode_message(answer)
+    assert isinstance(msg, m.Error), msg
+    return msg.message
+
+
+def udp(host: str) -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((host, 0))
+    s.settimeout(3.0)
+    return s
+
+
+def add_users(server: bench_fuzz.ServerUnderTest, *names: str) -> dict[str, str]:
+    async def go() -> dict[str, str]:
+        cred = server.credentials
+        async with Connection(server.address, cred["user"], cred["token"]) as coord:
+            return {u: await bench_fuzz.add_user(coord, u, server.root / "pins") for u in names}
+    return asyncio.run(go())
+
+
+@pytest.mark.timeout(90)
+def test_decoy_salt_of_an_unknown_name_survives_a_restart(server: bench_fuzz.ServerUnderTest
+                                                          ) -> None:
+    """A real user's salt never changes; an unknown name's must not either, or a restart tells
+    which names are real."""
+    add_users(server, "ann")
+    with udp("127.0.0.1") as s:
+        before = {u: login_by_hand(s, server.address, u, None)[0].salt for u in ("ann", "ghost")}
+    server.stop()
+    server.start()
+    with udp("127.0.0.1") as s:
+        after = {u: login_by_hand(s, server.address, u, None)[0].salt for u in ("ann", "ghost")}
+    assert after["ann"] == before["ann"]
+    assert after["ghost"] == before["ghost"]
+
+
+def try_login(server: bench_fuzz.ServerUnderTest, host: str, user: str, token: str | None
+              ) -> bytes:
+    """One login from a fresh port on ``host`` (as a guesser would, past per-port rate limits)."""
+    with udp(host) as s:
+        return login_by_hand(s, server.address, user, token)[1]
+
+
+@pytest.mark.timeout(90)
+def test_failed_logins_back_off_per_user_and_per_host_but_never_lock_the_user_out(
+        server: bench_fuzz.ServerUnderTest) -> None:
+    tokens = add_users(server, "ann", "bob")
+    wrong = "login failed: wrong user or token"
+    # ann's own place: she logged in from here
+    assert try_login(server, "127.0.0.1", "ann", tokens["ann"])[:1] == b"S"
+    # someone elsewhere guesses ann's token: a few tries, then waits that double
+    texts = [refusal(try_login(server, "127.0.0.5", "ann", None)) for _ in range(8)]
+    assert texts[:6] == [wrong] * 6, texts  # five free, the sixth starts the wait
+    assert all("too many failed logins" in t for t in texts[6:]), texts
+    # the name is held back from any other new place too, right token or not
+    assert "too many failed logins" in refusal(try_login(server, "127.0.0.6", "ann",
+                                                         tokens["ann"]))
+    # ... but not from ann's own: the guesser cannot lock her out
+    assert try_login(server, "127.0.0.1", "ann", tokens["ann"])[:1] == b"S"
+    # one host trying many names is held back as a host, whatever the name
+    texts = [refusal(try_login(server, "127.0.0.7", f"name{k}", None)) for k in range(23)]
+    assert texts[:21] == [wrong] * 21, texts
+    assert all("too many failed logins" in t for t in texts[21:]), texts
+    assert "too many failed logins" in refusal(try_login(server, "127.0.0.7", "bob",
+                                                         tokens["bob"]))
+    # and bob, from his own host, is not concerned
+    assert try_login(server, "127.0.0.1", "bob", tokens["bob"])[:1] == b"S"
