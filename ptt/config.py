@@ -52,13 +52,14 @@ import ipaddress
 import logging
 import os
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 
+from ptt.audio.codec import DEFAULT_BITRATE
 from ptt.errors import ConfigError, PttError
 from ptt.names import (
     ROLE_NAMES,
@@ -85,7 +86,6 @@ MULTICAST_NETWORK = "239.255.0.0/16"
 MULTICAST_PORT_BASE = 7800
 MULTICAST_TTL = 1
 MULTICAST_INTERFACE = "127.0.0.1"  # loopback: nothing leaves the machine unless configured
-DEFAULT_BITRATE = 24_000  # libopus 1.3 at 16 kHz emits in-band FEC only from ~24 kbit/s
 MIN_BITRATE = 6_000
 MAX_BITRATE = 128_000
 TONE_KINDS = ("talk_permit", "busy", "end_of_burst", "emergency")  # = ptt.audio.tones.TONES
@@ -620,10 +620,30 @@ def write_private(path: str | Path, data: bytes) -> Path:
     return path
 
 
-def save_client_config(config: ClientConfig, path: str | Path | None = None) -> Path:
-    """Write ``config`` as TOML (mode 0600) to ``path`` or the XDG client config; returns it."""
+def save_client_config(config: ClientConfig, path: str | Path | None = None,
+                       keep: Collection[str] = ()) -> Path:
+    """Write ``config`` as TOML (mode 0600) to ``path`` or the XDG client config; returns it.
+
+    Settings at their default are left out unless named in ``keep`` (those the file already
+    held): a file holds what a person chose, so the defaults of a later version still apply to
+    everything else (a bitrate written only because it was the default would pin it forever).
+    """
     file = Path(path) if path is not None else client_config_path()
-    return write_private(file, tomli_w.dumps(_to_toml(config)).encode("utf-8"))
+    data = _to_toml(config)
+    defaults = _to_toml(ClientConfig())
+    data = {k: v for k, v in data.items() if k in keep or defaults.get(k) != v}
+    return write_private(file, tomli_w.dumps(data).encode("utf-8"))
+
+
+def client_config_keys(path: str | Path | None = None) -> frozenset[str]:
+    """The settings a client config file (``path`` or the XDG one) holds, none when it does not
+    exist or does not parse: what a rewrite of it keeps even where they equal the default."""
+    file = Path(path) if path is not None else client_config_path()
+    try:
+        with open(file.expanduser(), "rb") as fp:
+            return frozenset(tomllib.load(fp))
+    except (OSError, tomllib.TOMLDecodeError):
+        return frozenset()
 
 
 def save_server_config(config: ServerConfig, path: str | Path | None = None) -> Path:

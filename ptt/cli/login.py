@@ -12,8 +12,8 @@ import click
 from ptt.cli import output, remote
 from ptt.cli.options import (HOSTPORT, USER, CliState, config_option, pass_state,
                              timeout_option)
-from ptt.config import (DEFAULT_SERVER, ClientConfig, client_config_path, load_client_config,
-                        save_client_config)
+from ptt.config import (DEFAULT_SERVER, ClientConfig, client_config_keys, client_config_path,
+                        load_client_config, save_client_config)
 from ptt.errors import ValidationError
 from ptt.names import format_hostport, role_name
 from ptt.protocol.auth import check_token
@@ -80,7 +80,8 @@ def login(state: CliState, address: tuple[str, int] | None, user: str | None, to
     if check:
         role = asyncio.run(_check(config, state.timeout))
         output.note(f"Logged in to {config.server} as '{config.user}' ({role}).")
-    path = save_client_config(config, target)
+    # what the file held stays in it; nothing else is pinned at today's default (the bitrate)
+    path = save_client_config(config, target, keep=client_config_keys(target))
     click.echo(f"Saved the client config to {path} (mode 0600).")
     if not check:
         output.note("Not checked against the server (--no-check).")

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from tkinter import ttk
 
-from ptt.config import ClientConfig, load_client_config, save_client_config
+from ptt.config import ClientConfig, client_config_keys, load_client_config, save_client_config
 from ptt.errors import PttError
 
 __all__ = ["ConfirmDialog", "SettingsDialog", "device_choices"]
@@ -119,7 +119,7 @@ class SettingsDialog:
                 self.base, server=v["server"], user=v["user"] or None,
                 token=v["token"] or None, input_device=_device_value(v["input_device"]),
                 output_device=_device_value(v["output_device"]))
-            save_client_config(config, self.path)
+            save_client_config(config, self.path, keep=client_config_keys(self.path))
         except PttError as exc:
             self.error.configure(text=str(exc))
             return None
