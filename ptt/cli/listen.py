@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ptt.cli.live import (StopSignals, echo_event, joined_line, open_and_join, stamp,
-                          until_stopped)
+from ptt.cli.live import (StopSignals, echo_event, joined_line, label, open_and_join,
+                          ringing_lines, stamp, until_stopped)
 from ptt.cli.options import GROUP, SECONDS, CliState, client_options, pass_state
+from ptt.client.calls import call_peer
 from ptt.config import ClientConfig
 from ptt.errors import RequestError
 from ptt.protocol import client as cl
@@ -93,11 +94,15 @@ class _Bursts:
     """Counts the bursts heard per group: one ends when the floor goes idle or straight to the
     next talker."""
 
-    def __init__(self, joined: list[m.GroupState]) -> None:
+    def __init__(self, joined: list[m.GroupState], me: str) -> None:
         self.talkers = {st.group: st.talker for st in joined}
+        self.me = me
         self.heard = 0
 
     def follow(self, ev: cl.ClientEvent) -> None:
+        if isinstance(ev, cl.TalkerChanged) and ev.group not in self.talkers and call_peer(
+                ev.group, self.me) is not None:
+            self.talkers[ev.group] = None  # a call to this user: its bursts count too
         if isinstance(ev, cl.TalkerChanged) and ev.group in self.talkers:
             if self.talkers[ev.group] is not None and ev.talker != self.talkers[ev.group]:
                 self.heard += 1
@@ -140,11 +145,13 @@ async def _listen(state: CliState, group: str, out: Path | None, output_device: 
         raise
     try:
         click.echo(joined_line(joined[0]))
+        for line in ringing_lines(conn):
+            click.echo(line)
         stop = signals.stop
         listener = Listener(conn, group, sink, tones)
         events = conn.subscribe()
         task = asyncio.create_task(listener.run(stop))
-        count = _Bursts(joined)
+        count = _Bursts(joined, conn.user)
         try:
             async for ev in _until(events, stop, duration):
                 echo_event(ev, conn.user)
@@ -188,14 +195,16 @@ async def _monitor(state: CliState, groups: list[str], priority: list[str], out:
     try:
         for st in joined:
             click.echo(joined_line(st))
+        for line in ringing_lines(conn):
+            click.echo(line)
         stop = signals.stop
         monitor = Monitor(conn, groups, sink, priority=priority, tones=tones)
         events = conn.subscribe()
         task = asyncio.create_task(monitor.run(stop))
-        count = _Bursts(joined)
+        count = _Bursts(joined, conn.user)
         try:
             async for ev in _until(events, stop, duration):
-                notice = burst_notice(ev, groups, conn.user)
+                notice = burst_notice(ev, monitor.groups, conn.user)
                 if notice is not None:
                     click.echo(f"{stamp()}  {notice.line()}")
                 elif not isinstance(ev, cl.TalkerChanged):
@@ -208,9 +217,9 @@ async def _monitor(state: CliState, groups: list[str], priority: list[str], out:
             stop.set()
             await task
             signals.remove()
-        voice = sum(monitor.stats(g).frames_heard for g in groups) * 0.02
-        per_group = ", ".join(f"{g} {monitor.stats(g).frames_heard * 0.02:.1f} s"
-                              for g in groups)
+        voice = sum(monitor.stats(g).frames_heard for g in monitor.groups) * 0.02
+        per_group = ", ".join(f"{label(g, conn.user)} {monitor.stats(g).frames_heard * 0.02:.1f} s"
+                              for g in monitor.groups)
         click.echo(f"heard {count.heard} burst(s), {voice:.1f} s of voice ({per_group})"
                    + (f"; wrote {out}" if out is not None else ""))
         signals.raise_if_caught()

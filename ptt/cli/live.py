@@ -20,6 +20,7 @@ import click
 from ptt.cli.options import CliState
 from ptt.cli.remote import client_config, connect
 from ptt.client import keys
+from ptt.client.calls import call_peer
 from ptt.client.connection import Connection, deny_text
 from ptt.config import ClientConfig
 from ptt.errors import Interrupted
@@ -34,30 +35,39 @@ def stamp() -> str:
     return time.strftime("%H:%M:%S", time.localtime(t)) + f".{int(t * 1000) % 1000:03d}"
 
 
+def label(group: str, me: str) -> str:
+    """How a group is named on screen: its name, or "call with PEER" for a call."""
+    peer = call_peer(group, me)
+    return group if peer is None else f"call with {peer}"
+
+
 def describe(ev: cl.ClientEvent, me: str) -> str | None:
     """One line for an event worth showing, or None."""
-    if isinstance(ev, cl.TalkerChanged):
-        if ev.talker is None:
-            return f"{ev.group}  floor idle"
-        who = "you are" if ev.talker == me else f"{ev.talker} is"
-        return f"{ev.group}  {who} talking"
-    if isinstance(ev, cl.PresenceChanged):
-        return f"{ev.group}  {ev.user} {'came online' if ev.online else 'went offline'}"
-    if isinstance(ev, cl.FloorStateChanged):
-        if ev.state is cl.Participation.QUEUED:
-            return f"{ev.group}  queued #{ev.position}"
-        if ev.state is cl.Participation.HAS_PERMISSION:
-            return f"{ev.group}  floor granted: talk now ({ev.max_talk_ms / 1000:g} s max)"
-        if ev.state is cl.Participation.NO_PERMISSION and ev.deny_cause != m.DenyCause.NONE:
-            return f"{ev.group}  floor denied: {deny_text(ev.deny_cause)}"
-        if ev.state is cl.Participation.NO_PERMISSION and ev.revoke_cause is not None:
-            return f"{ev.group}  floor revoked: {revoke_text(ev.revoke_cause)}"
+    if isinstance(ev, cl.IncomingCall):
+        return f"{ev.peer} is calling you"
     if isinstance(ev, cl.Disconnected):
         return f"connection lost ({ev.reason}); reconnecting"
     if isinstance(ev, cl.Connected):
         return "connected"
-    if isinstance(ev, cl.IncomingCall):
-        return f"{ev.peer} is calling you: private group {ev.group}"
+    group = getattr(ev, "group", None)
+    where = label(group, me) if isinstance(group, str) else ""
+    if isinstance(ev, cl.TalkerChanged):
+        if ev.talker is None:
+            return f"{where}  floor idle"
+        who = "you are" if ev.talker == me else f"{ev.talker} is"
+        urgent = " (EMERGENCY)" if ev.priority == m.Priority.EMERGENCY else ""
+        return f"{where}  {who} talking{urgent}"
+    if isinstance(ev, cl.PresenceChanged):
+        return f"{where}  {ev.user} {'came online' if ev.online else 'went offline'}"
+    if isinstance(ev, cl.FloorStateChanged):
+        if ev.state is cl.Participation.QUEUED:
+            return f"{where}  queued #{ev.position}"
+        if ev.state is cl.Participation.HAS_PERMISSION:
+            return f"{where}  floor granted: talk now ({ev.max_talk_ms / 1000:g} s max)"
+        if ev.state is cl.Participation.NO_PERMISSION and ev.deny_cause != m.DenyCause.NONE:
+            return f"{where}  floor denied: {deny_text(ev.deny_cause)}"
+        if ev.state is cl.Participation.NO_PERMISSION and ev.revoke_cause is not None:
+            return f"{where}  floor revoked: {revoke_text(ev.revoke_cause)}"
     return None
 
 
@@ -163,6 +173,13 @@ class StopSignals:
         exc = self.interrupted(done)
         if exc is not None:
             raise exc
+
+
+def ringing_lines(conn: Connection) -> list[str]:
+    """Lines for the calls this connection was put in before its command looked (a call that
+    waited for this user rings as it logs in)."""
+    return [f"{stamp()}  {peer} is calling you" for name in list(conn.core.groups)
+            if (peer := call_peer(name, conn.user)) is not None]
 
 
 def stop_on_signals(stop: asyncio.Event, caught: StopSignals | None = None

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ptt.cli.live import joined_line, open_and_join, revoke_text, stop_on_signals
+from ptt.cli.live import (StopSignals, joined_line, open_and_join, revoke_text, stop_on_signals,
+                          until_stopped)
 from ptt.cli.options import GROUP, SECONDS, CliState, client_options, pass_state
 from ptt.client.connection import Connection, deny_text
 from ptt.errors import NetError, RequestError
@@ -137,13 +138,22 @@ def _drain(q: asyncio.Queue[cl.ClientEvent]) -> list[cl.ClientEvent]:
 @click.argument("peer", metavar="USER")
 @click.option("--wav", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               metavar="FILE", help="Say this WAV file instead of using the microphone.")
+@click.option("--wait", "max_wait", type=SECONDS, default=60.0, show_default=True,
+              metavar="SECONDS", help="With --wav: how long to wait for USER to come online, "
+                                      "and then for the floor.")
 @click.option("--input", "input_device", metavar="DEVICE", help="Input device name or index.")
 @click.option("--output", "output_device", metavar="DEVICE", help="Output device name or index.")
 @client_options
 @pass_state
-def call(state: CliState, peer: str, wav: Path | None, input_device: str | None,
-         output_device: str | None) -> None:
+def call(state: CliState, peer: str, wav: Path | None, max_wait: float,
+         input_device: str | None, output_device: str | None) -> None:
     """One-to-one push-to-talk call with USER (a private two-member floor).
+
+    USER hears the call in whatever ptt client it runs (listen, the monitor, talk, the desktop
+    window) and answers by keying. When USER is not online the call rings as soon as USER
+    logs in: the interactive call waits for it; with --wav it waits at most --wait seconds and
+    then gives up with exit 1, nothing sent. A volunteer can call the members of its own
+    groups; dispatchers and coordinators can call anyone.
 
     \b
     Examples:
@@ -156,10 +166,10 @@ def call(state: CliState, peer: str, wav: Path | None, input_device: str | None,
     from ptt.audio.wav import WavSource
 
     source = WavSource(wav, realtime=True) if wav is not None else None
-    asyncio.run(_call(state, peer, source, input_device, output_device))
+    asyncio.run(_call(state, peer, source, max_wait, input_device, output_device))
 
 
-async def _call(state: CliState, peer: str, source: WavSource | None,
+async def _call(state: CliState, peer: str, source: WavSource | None, max_wait: float,
                 input_device: str | None, output_device: str | None) -> None:
     if source is None:
         from ptt.cli.terminal import run_terminal
@@ -170,10 +180,44 @@ async def _call(state: CliState, peer: str, source: WavSource | None,
     try:
         group = await conn.call(peer, state.timeout)
         click.echo(f"call open with {peer} ({group})")
-        await send_file(conn, group, source, m.Priority.NORMAL, 30.0, config.bitrate)
+        with StopSignals() as signals:
+            if not await wait_for_peer(conn, group, peer, max_wait, signals.stop):
+                await conn.leave(group)
+                signals.raise_if_caught(f"{peer} did not come online: nothing sent")
+                raise FloorDenied(f"{peer} did not come online within {max_wait:g} s: "
+                                  f"nothing sent")
+        await send_file(conn, group, source, m.Priority.NORMAL, max_wait, config.bitrate)
         await conn.leave(group)
     finally:
         await conn.close()
+
+
+async def wait_for_peer(conn: Connection, group: str, peer: str, max_wait: float,
+                        stop: asyncio.Event) -> bool:
+    """True once ``peer`` is in the call ``group`` (at once when it is online), False after
+    ``max_wait`` seconds or when ``stop`` is set."""
+    g = conn.core.groups.get(group)
+    if g is not None and peer in g.online:
+        return True
+    click.echo(f"{peer} is not online: the call rings when {peer} logs in "
+               f"(waiting up to {max_wait:g} s)")
+    events = conn.subscribe()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max_wait
+    try:
+        while (left := deadline - loop.time()) > 0 and not stop.is_set():
+            g = conn.core.groups.get(group)
+            if g is not None and peer in g.online:
+                return True
+            try:
+                async with asyncio.timeout(left):
+                    await until_stopped(stop, events.get())
+            except TimeoutError:
+                break
+        g = conn.core.groups.get(group)
+        return g is not None and peer in g.online and not stop.is_set()
+    finally:
+        conn.unsubscribe(events)
 
 
 __all__ = ["talk", "call", "send_file"]

@@ -37,10 +37,12 @@ import numpy as np
 from ptt.audio.codec import OpusDecoder
 from ptt.audio.streams import SILENCE, ClockedSink
 from ptt.audio.tones import ToneSet
+from ptt.client.calls import call_peer
 from ptt.client.connection import Connection
 from ptt.client.keys import VoiceKeys
 from ptt.errors import PttError, ValidationError
 from ptt.media.receiver import BurstReceiver, Decoder
+from ptt.names import is_call_group_name
 from ptt.protocol import client as cl
 from ptt.protocol import messages as m
 from ptt.protocol.voice import VoiceHeader, decode_voice
@@ -65,10 +67,11 @@ class BurstNotice:
         return self.priority == m.Priority.EMERGENCY
 
     def line(self) -> str:
-        """``[volunteers] ann talking`` or ``[medics] bob: EMERGENCY``."""
+        """``[volunteers] ann talking``, ``[medics] bob: EMERGENCY`` or ``[call] ann talking``."""
+        where = "call" if is_call_group_name(self.group) else self.group
         if self.emergency:
-            return f"[{self.group}] {self.talker}: EMERGENCY"
-        return f"[{self.group}] {self.talker} talking"
+            return f"[{where}] {self.talker}: EMERGENCY"
+        return f"[{where}] {self.talker} talking"
 
 
 def burst_notice(ev: cl.ClientEvent, groups: Iterable[str], me: str) -> BurstNotice | None:
@@ -129,6 +132,7 @@ class MonitorMixer:
             raise ValidationError("no group to monitor")
         self.tones = tones or ToneSet.none()
         self.duck = 10 ** (duck_db / 20)
+        self._decoder = decoder
         self._channels = {n: _Channel(n, BurstReceiver(decoder()), n in front) for n in names}
         self._by_id: dict[int, _Channel] = {}
         self._tone: deque[bytes] = deque()
@@ -140,6 +144,16 @@ class MonitorMixer:
     @property
     def groups(self) -> list[str]:
         return list(self._channels)
+
+    def add_group(self, name: str, front: bool = False) -> None:
+        """Monitor ``name`` too (a call that rang: in front, like an emergency)."""
+        if name not in self._channels:
+            self._channels[name] = _Channel(name, BurstReceiver(self._decoder()), front)
+
+    def remove_group(self, name: str) -> None:
+        ch = self._channels.pop(name, None)
+        if ch is not None and ch.receiver.group_id is not None:
+            self._by_id.pop(ch.receiver.group_id, None)
 
     def set_group(self, name: str, group_id: int) -> None:
         """The server's id of ``name`` (from its join answer): voice is sorted by it."""
@@ -249,6 +263,9 @@ class Monitor:
 
     def _follow(self) -> None:
         """Take ids and current talkers from the connection's view (joins made before run)."""
+        for name in list(self.conn.core.groups):
+            if call_peer(name, self.conn.user) is not None:
+                self.mixer.add_group(name, front=True)
         for name in self.groups:
             g = self.conn.core.groups.get(name)
             if g is None or g.state is None:
@@ -258,6 +275,11 @@ class Monitor:
                 self.mixer.talker_changed(name, g.talker, g.talker_burst)
 
     def _handle(self, ev: cl.ClientEvent) -> None:
+        if isinstance(ev, cl.GroupJoined) and call_peer(ev.state.group, self.conn.user):
+            # a call to this dispatcher: heard in front of the groups, like an emergency
+            self.mixer.add_group(ev.state.group, front=True)
+        elif isinstance(ev, cl.GroupLeft) and call_peer(ev.group, self.conn.user):
+            self.mixer.remove_group(ev.group)
         if isinstance(ev, cl.GroupJoined) and ev.state.group in self.mixer.groups:
             self.mixer.set_group(ev.state.group, ev.state.group_id)
         elif isinstance(ev, cl.TalkerChanged) and ev.group in self.mixer.groups:

@@ -40,6 +40,7 @@ from ptt.audio.codec import DEFAULT_BITRATE, OpusDecoder, OpusEncoder
 from ptt.audio.levels import Level, frame_level
 from ptt.audio.streams import SILENCE, ClockedSink, FrameSource
 from ptt.audio.tones import ToneSet, overlay
+from ptt.client.calls import call_peer
 from ptt.client.connection import Connection
 from ptt.client.keys import VoiceKeys
 from ptt.errors import PttError
@@ -150,7 +151,10 @@ class Talker:
 
 
 class Listener:
-    """Plays one group's current burst into ``sink``; ``run()`` until ``stop`` is set."""
+    """Plays one group's current burst into ``sink``; ``run()`` until ``stop`` is set.
+
+    Calls to this user (private groups the server puts it in, :mod:`ptt.client.calls`) are
+    played too, mixed over the group: a call reaches whatever client its callee runs."""
 
     def __init__(
         self,
@@ -173,6 +177,8 @@ class Listener:
         self._was_playing = False
         self.keys = VoiceKeys.of(conn)
         self.undecryptable = 0
+        self.calls: dict[str, BurstReceiver] = {}  # call group -> its receiver
+        self.call_frames = 0  # frames of call voice played (also counted in frames_played)
 
     @property
     def stats(self) -> ListenerStats:
@@ -194,7 +200,10 @@ class Listener:
                 return
             self.undecryptable += 1
             return
-        self.receiver.receive_parsed(*opened, asyncio.get_running_loop().time())
+        header = opened[0]
+        rx = next((r for r in self.calls.values() if r.group_id == header.group_id),
+                  self.receiver)
+        rx.receive_parsed(*opened, asyncio.get_running_loop().time())
 
     def _follow(self, state_group_id: int | None = None) -> None:
         g = self.conn.core.groups.get(self.group)
@@ -202,16 +211,49 @@ class Listener:
             self.receiver.group_id = g.state.group_id
             if g.talker is not None and g.talker != self.conn.user:
                 self.receiver.expect(g.talker_burst)
+        for name in list(self.conn.core.groups):
+            self._follow_call(name)
+
+    def _follow_call(self, name: str) -> None:
+        """Hear the call ``name`` (once the connection has joined it)."""
+        if name == self.group or call_peer(name, self.conn.user) is None:
+            return
+        g = self.conn.core.groups.get(name)
+        if g is None or g.state is None:
+            return
+        rx = self.calls.get(name)
+        if rx is None:
+            rx = self.calls[name] = BurstReceiver(OpusDecoder())
+        rx.group_id = g.state.group_id
+        if g.talker is not None and g.talker != self.conn.user:
+            rx.expect(g.talker_burst)
 
     def _handle(self, ev: cl.ClientEvent) -> None:
         if isinstance(ev, cl.GroupJoined) and ev.state.group == self.group:
             self._follow()
+        elif isinstance(ev, cl.GroupJoined):
+            self._follow_call(ev.state.group)
+        elif isinstance(ev, cl.TalkerChanged) and ev.group in self.calls:
+            if ev.talker is not None and ev.talker != self.conn.user:
+                self.calls[ev.group].expect(ev.burst_id)
         elif isinstance(ev, cl.TalkerChanged) and ev.group == self.group:
             if ev.talker is not None and ev.talker != self.conn.user:
                 self.receiver.expect(ev.burst_id)
                 if ev.priority == m.Priority.EMERGENCY:
                     self.alerts += 1
                     self._alert.extend(self.tones.frames("emergency"))
+        elif isinstance(ev, cl.GroupLeft) and ev.group in self.calls:
+            del self.calls[ev.group]
+
+    def _calls_pcm(self, now: float) -> bytes | None:
+        """This tick's call voice (several calls mixed), or None; every receiver is popped on
+        every tick so each keeps time."""
+        out = None
+        for rx in self.calls.values():
+            pcm = rx.pop(now)
+            if pcm is not None:
+                out = pcm if out is None else overlay(out, pcm)
+        return out
 
     def _write(self, frame: bytes) -> None:
         self.sink.write(overlay(frame, self._alert.popleft()) if self._alert else frame)
@@ -229,16 +271,22 @@ class Listener:
                 now = loop.time()
                 pcm = self.receiver.pop(now)
                 item = self.receiver.last_item
+                last = pcm is not None and item is not None and item.last
+                call = self._calls_pcm(now) if self.calls else None
+                if call is not None:
+                    self.call_frames += 1
+                    pcm = call if pcm is None else overlay(pcm, call)
                 if pcm is not None:
                     if self.first_audio_at is None:
                         self.first_audio_at = now
                     self.frames_played += 1
                     self._was_playing = True
                     self._write(pcm)
-                    if item is not None and item.last:
+                    if last:
                         self._end_of_burst()
                     continue
-                if self._was_playing and not self.receiver.buffer.playing:
+                if self._was_playing and not self.receiver.buffer.playing and not any(
+                        rx.buffer.playing for rx in self.calls.values()):
                     self._end_of_burst()
                 self._write(self._pending_tone.popleft() if self._pending_tone else SILENCE)
         finally:

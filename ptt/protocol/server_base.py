@@ -134,6 +134,7 @@ class ServerBase:
                            to: list[Session]) -> None: ...  # server_relay
         def _end_session(self, s: Session, reason: str, now: float) -> None: ...  # server_groups
         def remove_group(self, name: str, now: float) -> None: ...  # server_groups
+        def _ring_waiting_calls(self, s: Session, now: float) -> None: ...  # server_groups
         def _on_session_message(self, s: Session, msg: m.Message,
                                 now: float) -> None: ...  # server
         def _on_receiver_report(self, s: Session, r: m.ReceiverReport,

@@ -234,6 +234,7 @@ class LoginGate(ServerBase):
         # the Login's resend (the Welcome was lost) is plain: answer it from the cache too, but
         # like any plain datagram only if the Welcome fits in it (else it logs in afresh)
         self._cache.put((addr, msg.txn), self._out[-1][0], now)
+        self._ring_waiting_calls(s, now)
 
     def _new_session_id(self) -> int:
         while True:

@@ -10,6 +10,7 @@ said Bye releases the floor, one that vanished loses it (``floor.participant_los
 
 from __future__ import annotations
 
+from ptt.names import call_group_name, call_members
 from ptt.protocol import floor as fl
 from ptt.protocol import messages as m
 from ptt.protocol.server_base import GroupEntry, ServerBase, UserEntry
@@ -142,13 +143,16 @@ class Directory(ServerBase):
             self._answer(s, msg.txn, m.Error(msg.txn, code, text), now)
             return
         if s.user not in g.joined:
-            g.joined[s.user] = s
-            s.joined.add(g.name)
-            g.targets.clear()
-            self._announce(g, m.Presence(g.name, s.user, True), skip=s)
-            self._events.append(MemberJoined(g.name, s.user))
+            self._enter(g, s)
         self._answer(s, msg.txn, m.Joined(msg.txn, self.group_state(g.name),
                                                g.grants.get(s.user, b"")), now)
+
+    def _enter(self, g: GroupEntry, s: Session) -> None:
+        g.joined[s.user] = s
+        s.joined.add(g.name)
+        g.targets.clear()
+        self._announce(g, m.Presence(g.name, s.user, True), skip=s)
+        self._events.append(MemberJoined(g.name, s.user))
 
     def _leave(self, s: Session, group: str, now: float, lost: bool = False) -> None:
         g = self.groups.get(group)
@@ -166,19 +170,45 @@ class Directory(ServerBase):
             self.remove_group(group, now)
 
     def _on_call(self, s: Session, msg: m.Call, now: float) -> None:
-        peer = self.sessions.by_user.get(msg.peer)
-        if peer is None or msg.peer == s.user:
-            text = "you cannot call yourself" if msg.peer == s.user else (
-                f"user '{msg.peer}' is not online")
-            self._answer(s, msg.txn, m.Error(msg.txn, m.ErrorCode.NOT_FOUND, text), now)
+        refusal = self._call_refusal(s, msg.peer)
+        if refusal is not None:
+            self._answer(s, msg.txn, m.Error(msg.txn, m.ErrorCode.NOT_FOUND, refusal), now)
             return
-        a, b = sorted((s.user, msg.peer))
-        name = f"call:{a}+{b}"
+        name = call_group_name(s.user, msg.peer)
+        a, b = call_members(name)
         if name not in self.groups:
             self._next_private += 1
             self.upsert_group(name, self._next_private, self.config.floor.max_talk, private=True)
             self.set_member(name, a)
             self.set_member(name, b)
         self._answer(s, msg.txn, m.CallResponse(msg.txn, name), now)
-        self._send_reliable(peer, lambda txn: m.IncomingCall(txn, name, s.user), now)
+        peer = self.sessions.by_user.get(msg.peer)
+        if peer is not None:
+            self._ring(self.groups[name], peer, s.user, now)
+        # an offline peer is rung when it logs in (_ring_waiting_calls), while the caller waits
 
+    def _call_refusal(self, s: Session, peer: str) -> str | None:
+        """Why ``s`` may not call ``peer``, or None. A volunteer calls only the members of its
+        own groups, and is told the same for an unknown user: a call reveals no more of the
+        directory than the caller's groups already show. Dispatchers and coordinators call
+        anyone."""
+        if peer == s.user:
+            return "you cannot call yourself"
+        if s.role in (m.Role.DISPATCHER, m.Role.COORDINATOR):
+            return None if peer in self.users else f"unknown user '{peer}'"
+        shared = any(s.user in g.members and peer in g.members
+                     for g in self.groups.values() if not g.private)
+        return None if shared else f"you can call only members of your groups ('{peer}' is not)"
+
+    def _ring(self, g: GroupEntry, peer: Session, caller: str, now: float) -> None:
+        """Put ``peer`` in the call at once (so the caller's first words reach it) and tell it
+        who is calling; its client joins too, which only answers the call's state."""
+        if g.joined.get(peer.user) is not peer:
+            self._enter(g, peer)
+        self._send_reliable(peer, lambda txn: m.IncomingCall(txn, g.name, caller), now)
+
+    def _ring_waiting_calls(self, s: Session, now: float) -> None:
+        """A user who logs in is rung by every call that waits for it (its caller still in)."""
+        for g in list(self.groups.values()):
+            if g.private and s.user in g.members and g.joined and s.user not in g.joined:
+                self._ring(g, s, next(iter(g.joined)), now)

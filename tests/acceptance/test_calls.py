@@ -1,0 +1,109 @@
+"""One-to-one calls reach the callee in whatever ptt client it runs, and work whichever side
+starts: the real ``ptt`` console script as processes, the audio checked in the WAV written.
+
+``ptt call USER --wav FILE`` opens the call and says the file; the callee hears it in ``ptt
+listen`` (one group), in the dispatcher's monitor (several groups) and in the interactive
+``ptt talk`` (tmux, a private PulseAudio), where the talk key answers the caller.
+"""
+
+from __future__ import annotations
+
+import signal
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ptt.audio.samples import make_speech_wav
+from tests.acceptance.harness import Site, finish, no_traceback, read_until
+from tests.e2e.audiocheck import aligned_correlation
+
+HELLO = "Hello bob, this is ann. Please come to the north gate."
+REPLY = "Ann, this is bob. I am on my way to the north gate now."
+
+
+def pcm(path: Path) -> bytes:
+    with wave.open(str(path), "rb") as w:
+        return w.readframes(w.getnframes())
+
+
+def voiced(original: bytes, heard: bytes) -> float:
+    """Aligned correlation of ``original`` with the part of ``heard`` that holds it."""
+    assert np.abs(np.frombuffer(heard, "<i2")).max(initial=0) > 1000, "nothing audible heard"
+    return aligned_correlation(original, heard)
+
+
+@pytest.fixture
+def speech(tmp_path: Path) -> Path:
+    return make_speech_wav(tmp_path / "hello.wav", HELLO)
+
+
+def stop(proc) -> tuple[int, str, str]:  # type: ignore[no-untyped-def]
+    proc.send_signal(signal.SIGINT)
+    return finish(proc, timeout=10)
+
+
+def test_a_listener_of_another_group_hears_the_call(site: Site, tmp_path: Path,
+                                                    speech: Path) -> None:
+    site.add_user("ann")
+    site.add_user("bob")
+    site.group("g", "ann", "bob")
+    out = tmp_path / "bob.wav"
+    bob = site.spawn("bob", "listen", "g", "--out", str(out))
+    read_until(bob, "joined g")
+    called = site.ptt("ann", "call", "bob", "--wav", str(speech), timeout=60)
+    assert called.returncode == 0, called.stdout + called.stderr
+    rc, text, err = stop(bob)
+    assert rc == 130, err
+    no_traceback(err)
+    assert "ann is calling you" in text
+    assert "call with ann  ann is talking" in text
+    assert "heard 1 burst(s)" in text, text
+    assert voiced(pcm(speech), pcm(out)) >= 0.9
+
+
+def test_the_dispatchers_monitor_hears_a_call(site: Site, tmp_path: Path,
+                                              speech: Path) -> None:
+    site.add_user("ann")
+    site.add_user("dora", role="dispatcher")
+    site.group("g1", "ann", "dora")
+    site.group("g2", "dora")
+    out = tmp_path / "dora.wav"
+    dora = site.spawn("dora", "listen", "g1", "g2", "--out", str(out))
+    read_until(dora, "joined g2")
+    called = site.ptt("ann", "call", "dora", "--wav", str(speech), timeout=60)
+    assert called.returncode == 0, called.stdout + called.stderr
+    rc, text, err = stop(dora)
+    assert rc == 130, err
+    assert "[call] ann talking" in text, text
+    assert voiced(pcm(speech), pcm(out)) >= 0.9
+
+
+def test_a_call_to_someone_offline_rings_when_they_log_in(site: Site, tmp_path: Path,
+                                                         speech: Path) -> None:
+    """Whichever side starts: bob calls while ann runs nothing; ann's listener, started
+    later, is rung and hears the call."""
+    site.add_user("ann")
+    site.add_user("bob")
+    site.group("g", "ann", "bob")
+    bob = site.spawn("bob", "call", "ann", "--wav", str(speech), "--wait", "30")
+    read_until(bob, "ann is not online")
+    out = tmp_path / "ann.wav"
+    ann = site.spawn("ann", "listen", "g", "--out", str(out))
+    rc, said, err = finish(bob, timeout=40)
+    assert rc == 0, said + err
+    rc, text, err = stop(ann)
+    assert "bob is calling you" in text, text
+    assert voiced(pcm(speech), pcm(out)) >= 0.9
+
+
+def test_a_call_with_nobody_answering_gives_up_and_sends_nothing(site: Site,
+                                                                 speech: Path) -> None:
+    site.add_user("ann")
+    site.add_user("bob")
+    site.group("g", "ann", "bob")
+    called = site.ptt("ann", "call", "bob", "--wav", str(speech), "--wait", "1")
+    assert called.returncode == 1
+    assert "bob did not come online within 1 s: nothing sent" in called.stderr
+    no_traceback(called.stderr)
