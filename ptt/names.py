@@ -1,14 +1,27 @@
 """Validation of the names people type: users, groups, roles and ``host:port`` addresses.
 
-Names rules (users and groups alike)::
+Names are written in any script (``志愿者``, ``张伟``, ``Zoë``, ``north gate``) and follow PRECIS
+(RFC 8264), through the maintained ``precis-i18n`` library:
 
-    1-32 characters: ASCII letters, digits, '-', '_' and '.'; the first one a letter or a digit.
+- **user names**: the UsernameCaseMapped profile of RFC 8265 (IdentifierClass: letters and digits
+  of every script, no spaces; full-width forms mapped to their usual width, lower-cased, NFC,
+  the bidi rule for right-to-left scripts);
+- **group names**: the NicknameCaseMapped profile of RFC 8266 (FreeformClass, so ``north gate``
+  works: spaces are kept, leading and trailing ones dropped and runs collapsed; lower-cased,
+  NFKC).
 
-Names are **case-insensitive**: they are folded to lower case on the way in, so ``Alice`` and
-``alice`` are the same account and ``ptt user add Alice`` stores ``alice``. Every layer (store,
-wire, login proof) sees only the folded form, which keeps look-alike duplicates out and makes the
-login proof independent of how the user typed the name. Call :func:`user_name` /
-:func:`group_name` on anything that came from a person or a file before using it.
+ptt then applies its own rules to the mapped form (RFC 8264 section 5.1 lets an application narrow
+a profile): 1-32 *characters* (code points, not bytes); the first one a letter or a digit, so a
+name never reads as a command-line option; of the ASCII punctuation only ``-``, ``_`` and ``.``
+(and the space in group names), because ``:`` and ``+`` build the reserved call-group names and
+``/`` or quotes do not belong in names that end up near paths and shells.
+
+The mapped form **is** the name: ``Zoë``, ``ZOË`` and the full-width ``ＺＯË`` all become ``zoë``,
+so they are one account, and a second one is refused as taken. Every layer (store, wire, login
+proof, recordings) sees only the mapped form; call :func:`user_name` / :func:`group_name` on
+anything that came from a person or a file before using it. Names that were valid under the older
+ASCII-only rule (``[a-z0-9][a-z0-9._-]*``) map to themselves under both profiles, so stored data
+needs no conversion.
 
 Private one-to-one call groups get a reserved name, ``call:a+b`` (:func:`call_group_name`), that
 no ordinary group name can take, because ordinary names cannot contain ``:``.
@@ -20,6 +33,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
+
+import precis_i18n
 
 from ptt.errors import ValidationError
 from ptt.protocol.messages import Role
@@ -27,6 +43,7 @@ from ptt.protocol.messages import Role
 __all__ = [
     "CALL_PREFIX",
     "MAX_NAME",
+    "GROUP_NAME_RULE",
     "NAME_RULE",
     "ROLE_NAMES",
     "call_group_name",
@@ -43,11 +60,30 @@ __all__ = [
 
 MAX_NAME = 32
 NAME_RULE = (
-    f"1-{MAX_NAME} characters: letters, digits, '-', '_' or '.', starting with a letter or digit"
+    f"1-{MAX_NAME} letters or digits of any script, '-', '_' or '.', "
+    "starting with a letter or digit"
 )
+GROUP_NAME_RULE = NAME_RULE.replace("'-', '_' or '.'", "spaces, '-', '_' or '.'")
 CALL_PREFIX = "call:"
 
-_NAME_RE = re.compile(rf"[a-z0-9][a-z0-9._-]{{0,{MAX_NAME - 1}}}")
+# A longer input is refused before the (per character) PRECIS work: a mapping can shorten a name
+# (collapsed spaces) but never by this much.
+_MAX_INPUT = 4 * MAX_NAME
+_PROFILES = {
+    "user": precis_i18n.get_profile("UsernameCaseMapped"),
+    "group": precis_i18n.get_profile("NicknameCaseMapped"),
+}
+_ASCII_ALLOWED = {"user": frozenset("-_."), "group": frozenset("-_. ")}
+_RULES = {"user": NAME_RULE, "group": GROUP_NAME_RULE}
+# Why precis-i18n refused a character, in words (its codes are "DISALLOWED/<kind>").
+_REASONS = {
+    "spaces": "spaces are not allowed",
+    "has_compat": "{char} is a compatibility form: type the plain character",
+    "bidi_rule": "it mixes right-to-left and left-to-right text in a way the bidi rule forbids",
+    "controls": "control characters are not allowed",
+    "unassigned": "{char} is not an assigned Unicode character",
+    "empty": "empty",
+}
 _HOST_LABEL_RE = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 
 ROLE_NAMES: dict[Role, str] = {
@@ -61,30 +97,61 @@ _ROLES_BY_NAME = {name: role for role, name in ROLE_NAMES.items()}
 # --- user and group names ----------------------------------------------------------------------
 
 
+def _shown(value: str) -> str:
+    return repr(value if len(value) <= 40 else value[:40] + "...")
+
+
+def _char(c: str) -> str:
+    return f"U+{ord(c):04X} {c!r}" if c.isprintable() else f"U+{ord(c):04X}"
+
+
+def _precis_reason(kind: str, value: str, exc: UnicodeEncodeError) -> str:
+    code = str(exc.reason).rpartition("/")[2]
+    char = _char(value[exc.start]) if 0 <= exc.start < len(value) else "a character"
+    template = _REASONS.get(code, "{char} is not allowed in a " + kind + " name")
+    return template.format(char=char)
+
+
 def _name(kind: str, value: object) -> str:
     if not isinstance(value, str):
         raise ValidationError(f"invalid {kind} name {value!r}: expected text")
-    folded = value.lower()
-    # fullmatch on the folded text: ASCII only, so no Unicode look-alikes ("ａlice", "alİce")
-    if not value.isascii() or _NAME_RE.fullmatch(folded) is None:
-        shown = value if len(value) <= 40 else value[:40] + "..."
-        if value == "":
-            raise ValidationError(f"invalid {kind} name: empty; use {NAME_RULE}")
-        if len(value) > MAX_NAME:
-            raise ValidationError(
-                f"invalid {kind} name {shown!r}: {len(value)} characters, at most {MAX_NAME}"
-            )
-        raise ValidationError(f"invalid {kind} name {shown!r}: use {NAME_RULE}")
-    return folded
+    rule = _RULES[kind]
+    if value == "" or (kind == "group" and value.strip() == ""):
+        raise ValidationError(f"invalid {kind} name: empty; use {rule}")
+    if len(value) > _MAX_INPUT:
+        raise ValidationError(
+            f"invalid {kind} name {_shown(value)}: {len(value)} characters, at most {MAX_NAME}"
+        )
+    try:
+        mapped = _PROFILES[kind].enforce(value)
+    except UnicodeEncodeError as exc:
+        why = _precis_reason(kind, value, exc)
+        raise ValidationError(f"invalid {kind} name {_shown(value)}: {why}; use {rule}") from None
+    if len(mapped) > MAX_NAME:
+        raise ValidationError(
+            f"invalid {kind} name {_shown(value)}: {len(mapped)} characters, at most {MAX_NAME}"
+        )
+    bad = next((c for c in mapped if c.isascii() and not c.isalnum()
+                and c not in _ASCII_ALLOWED[kind]), None)
+    if bad is not None:
+        why = "spaces are not allowed" if bad == " " else f"{_char(bad)} is not allowed"
+        raise ValidationError(f"invalid {kind} name {_shown(value)}: {why}; use {rule}")
+    if unicodedata.category(mapped[0])[0] not in "LN":
+        raise ValidationError(
+            f"invalid {kind} name {_shown(value)}: not starting with a letter or digit; "
+            f"use {rule}"
+        )
+    return mapped
 
 
 def user_name(value: object) -> str:
-    """The canonical (lower-case) form of a user name; ValidationError if it breaks the rules."""
+    """The canonical (PRECIS UsernameCaseMapped) form of a user name; ValidationError if invalid."""
     return _name("user", value)
 
 
 def group_name(value: object) -> str:
-    """The canonical (lower-case) form of an ordinary group name; ValidationError if invalid.
+    """The canonical (PRECIS NicknameCaseMapped) form of an ordinary group name; ValidationError
+    if invalid.
 
     Call-group names (``call:a+b``) are refused here: use :func:`is_call_group_name` for those.
     """

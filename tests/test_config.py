@@ -187,7 +187,7 @@ def test_explicit_missing_file_is_an_error_unless_allowed(tmp_path: Path) -> Non
         ("PTT_USER", "-bob", "PTT_USER: invalid user name"),
         ("PTT_TOKEN", "has space", "PTT_TOKEN: invalid token"),
         ("PTT_TONES", "beep", "PTT_TONES: unknown tone 'beep'"),
-        ("PTT_GROUP", "a b", "PTT_GROUP: invalid group name"),
+        ("PTT_GROUP", "a/b", "PTT_GROUP: invalid group name"),
     ],
 )
 def test_bad_environment_values_name_the_variable(

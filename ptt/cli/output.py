@@ -12,6 +12,8 @@ from typing import Any
 
 import click
 
+from ptt.textwidth import display_width, ljust
+
 NONE = "-"  # an empty cell: visible, so columns stay readable and `awk` keeps its field count
 
 
@@ -37,21 +39,24 @@ def cell(value: object) -> str:
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
-    """Columns padded to their widest cell, two spaces apart, no trailing blanks."""
+    """Columns padded to their widest cell, two spaces apart, no trailing blanks.
+
+    Widths are terminal cells, not characters: a name in Chinese takes two cells a character.
+    """
     text_rows = [[cell(v) for v in row] for row in rows]
-    widths = [len(h) for h in headers]
+    widths = [display_width(h) for h in headers]
     for row in text_rows:
-        widths = [max(w, len(c)) for w, c in zip(widths, row)]
+        widths = [max(w, display_width(c)) for w, c in zip(widths, row)]
     lines = []
     for row in [list(headers), *text_rows]:
-        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        lines.append("  ".join(ljust(c, w) for c, w in zip(row, widths)).rstrip())
     return "\n".join(lines)
 
 
 def fields(pairs: Sequence[tuple[str, object]]) -> str:
     """``Label  value`` lines, labels padded to the longest one."""
-    width = max(len(label) for label, _ in pairs)
-    return "\n".join(f"{label.ljust(width)}  {cell(value)}".rstrip() for label, value in pairs)
+    width = max(display_width(label) for label, _ in pairs)
+    return "\n".join(f"{ljust(label, width)}  {cell(value)}".rstrip() for label, value in pairs)
 
 
 def seconds(ms: int | float) -> str:

@@ -154,6 +154,9 @@ class GroupRecorder:
         """Record until ``stop`` is set; then finish the files and close the log."""
         previous = self.conn.on_voice
         self.conn.on_voice = self._on_voice
+        g = self.conn.core.groups.get(self.group)
+        if g is not None and g.state is not None:  # joined: the directory takes the group's id
+            self.live.set_group_id(self.group, g.state.group_id)
         self.live.event(self.group, "recording", self._clock(), user=self.conn.user)
         try:
             while not stop.is_set():

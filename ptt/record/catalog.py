@@ -21,6 +21,7 @@ from pathlib import Path
 from ptt.errors import RecordingError
 from ptt.record.events import EVENTS_FILE, parse_utc, read_events, utc_iso
 from ptt.record.opusfile import GRANULE_RATE, OpusFile, OpusStream, read_opus
+from ptt.textwidth import ljust
 
 OPUS_SUFFIXES = (".opus", ".ogg", ".oga")
 _NAME_RE = re.compile(r"^(\d{8}T\d{6}\.\d{3}Z)-b(\d+)-(.+?)(?:-\d+)?$")
@@ -263,7 +264,7 @@ def format_sessions(sessions: list[Session], *, verbose: bool = False) -> str:
         start = utc_iso(s.start) if s.start is not None else "-"
         flag = "" if s.complete else "  [incomplete]"
         lines.append(
-            f"{s.group:<16} {start:<24} {_clock(s.duration):>10} {_clock(s.talk_time):>10} "
+            f"{ljust(s.group, 16)} {start:<24} {_clock(s.duration):>10} {_clock(s.talk_time):>10} "
             f"{len(s.bursts):>6}  {', '.join(s.talkers) or '-'}{flag}"
         )
         if verbose:

@@ -10,8 +10,13 @@ One file per burst because a burst is what has one talker and one start time: it
 when (GROUP, TALKER, BURST, START), ``opusinfo``/``opusdec``/``ffprobe`` see an ordinary file whose
 length is the talk time, a crash damages only the burst being written, overlapping bursts (a
 pre-empted talker's last packets) need no interleaving, and replay reads bursts in START order.
-Names are made filesystem-safe (a short hash is added when that changes them); the tags and the
-event log keep the real names.
+Names are in any script (``志愿者``, ``north gate``); paths stay plain ASCII. A name that is already
+a safe ASCII slug (``volunteers``) is used as it is; any other becomes its slug (accents dropped,
+other characters turned into ``-``) plus ``+`` and the group's id when the caller gave it
+(``group_ids``: the server's and the recorder client's wire ``group_id``), else ``+`` and a short
+hash of the name: ``志愿者`` is ``group+7``, ``north gate`` is ``north-gate+3``, the talker ``zoë``
+is ``zoe+a1b2c3``. ``+`` never occurs in a name, so a slugged name cannot meet a real one. The Opus
+tags and the event log keep the real names.
 
 Driving it (no sockets, no clock: every call passes the wall time in seconds since the epoch)::
 
@@ -43,6 +48,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -71,6 +77,7 @@ IDLE_TIMEOUT = 5.0  # seconds without a packet before tick() ends a burst nobody
 UNKNOWN_TALKER = "unknown"
 ENCODER_TAG = f"ptt {__version__} recorder (packets stored as received)"
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_SLUG_MAX = 40
 
 
 @cache
@@ -84,12 +91,22 @@ def encoder_pre_skip() -> int:
         return DEFAULT_PRE_SKIP
 
 
-def safe_name(name: str) -> str:
-    """A file-name-safe form of a group or user name; changed names get a hash to stay distinct."""
-    cleaned = _SAFE.sub("_", name).strip(".")[:64] or "_"
-    if cleaned != name:
-        cleaned += "-" + hashlib.sha1(name.encode()).hexdigest()[:6]
-    return cleaned
+def slug(name: str, empty: str = "x") -> str:
+    """The ASCII core of a name for paths: ``Zoë`` -> ``zoe``, ``north gate`` -> ``north-gate``."""
+    plain = "".join(c for c in unicodedata.normalize("NFKD", name) if not unicodedata.combining(c))
+    return _SAFE.sub("-", plain.lower()).strip("-.")[:_SLUG_MAX].strip("-.") or empty
+
+
+def safe_name(name: str, ident: int | None = None, *, empty: str = "x") -> str:
+    """A file-name-safe form of a group or user name (see the module docstring).
+
+    A safe ASCII name is itself; any other is ``slug+ident`` (``ident``: the group id), or
+    ``slug+hash`` without one, so two names never share a path.
+    """
+    if _SAFE.search(name) is None and not name.startswith(".") and len(name) <= 64 and name:
+        return name
+    tag = str(ident) if ident is not None else hashlib.sha1(name.encode()).hexdigest()[:6]
+    return f"{slug(name, empty)}+{tag}"
 
 
 def file_stamp(wall_time: float) -> str:
@@ -163,6 +180,7 @@ class Recorder:
         pre_skip: int | None = None,
         input_rate: int = SAMPLE_RATE,
         fsync: bool = False,
+        group_ids: Mapping[str, int] | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.page_frames = max(1, page_ms // FRAME_MS)
@@ -175,6 +193,8 @@ class Recorder:
         self._bursts: dict[tuple[str, int], _Burst] = {}
         self._failed: set[tuple[str, int]] = set()
         self._logs: dict[str, EventLog] = {}
+        self.group_ids: dict[str, int] = dict(group_ids or {})
+        self._dirs: dict[str, Path] = {}
         self._last_time: float | None = None
         self._closed = False
         try:
@@ -184,7 +204,12 @@ class Recorder:
 
     # -- where things go --------------------------------------------------------------------------
     def group_dir(self, group: str) -> Path:
-        return self.directory / safe_name(group)
+        """Where ``group`` is recorded; fixed at first use, so one session stays in one place."""
+        where = self._dirs.get(group)
+        if where is None:
+            name = safe_name(group, self.group_ids.get(group), empty="group")
+            where = self._dirs[group] = self.directory / name
+        return where
 
     def events_path(self, group: str) -> Path:
         return self.group_dir(group) / EVENTS_FILE
@@ -237,7 +262,7 @@ class Recorder:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise RecordingError(f"cannot create {folder}: {exc.strerror or exc}") from exc
-        stem = f"{file_stamp(wall_time)}-b{burst_id}-{safe_name(talker)}"
+        stem = f"{file_stamp(wall_time)}-b{burst_id}-{safe_name(talker, empty='user')}"
         path = folder / f"{stem}.opus"
         n = 1
         while path.exists():

@@ -104,6 +104,7 @@ class LiveRecording:
         self.directory = Path(directory)
         self._options = recorder_options
         self._recorder: Recorder | None = None
+        self._group_ids: dict[str, int] = {}
         self._open: dict[tuple[str, int], _Open] = {}
         self._closed: deque[tuple[str, int]] = deque(maxlen=CLOSED_MEMORY)
         self.errors = 0
@@ -113,8 +114,14 @@ class LiveRecording:
     @property
     def recorder(self) -> Recorder:
         if self._recorder is None:
-            self._recorder = Recorder(self.directory, **self._options)
+            self._recorder = Recorder(self.directory, group_ids=self._group_ids, **self._options)
         return self._recorder
+
+    def set_group_id(self, group: str, group_id: int) -> None:
+        """The group's wire id: a name that is not a plain ASCII slug is stored as ``slug+id``."""
+        self._group_ids[group] = group_id
+        if self._recorder is not None:
+            self._recorder.group_ids[group] = group_id
 
     @property
     def active(self) -> bool:
@@ -285,6 +292,7 @@ class ServerRecording:
                 continue
             if self.record_all or name in flagged:
                 recorded[g.group_id] = name
+                self.live.set_group_id(name, g.group_id)
         stopped = self._names - set(recorded.values())
         self._recorded = recorded
         self._names = set(recorded.values())

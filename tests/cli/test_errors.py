@@ -111,7 +111,7 @@ def test_name_taken(coordinator: Path, uniq: str) -> None:
 
 
 @pytest.mark.parametrize("args, expected", [
-    (["group", "create", "bad name"], "invalid group name 'bad name'"),
+    (["group", "create", "bad/name"], "invalid group name 'bad/name'"),
     (["user", "add", "-x"], "No such option '-x'"),
     (["user", "add", "a" * 33], "33 characters, at most 32"),
     (["group", "add", "ok", "ann", "b@d"], "invalid user name 'b@d'"),

@@ -53,6 +53,22 @@ def test_table_aligns_columns() -> None:
     ]
 
 
+def test_table_aligns_wide_characters_by_terminal_cells() -> None:
+    from ptt.textwidth import display_width
+
+    rows = [("\u5f20\u4f1f", "volunteer"), ("zoe\u0308", "volunteer"), ("ann", "coordinator")]
+    text = output.table(("NAME", "ROLE"), rows)  # 张伟: 2 characters, 4 cells; zoë decomposed
+    lines = text.splitlines()
+    assert lines[1] == "\u5f20\u4f1f  volunteer"
+    assert lines[2] == "zoe\u0308   volunteer"
+    # every ROLE column starts at the same terminal cell
+    starts = {display_width(line[: line.index(role)]) for line, role in
+              zip(lines, ("ROLE", "volunteer", "volunteer", "coordinator"))}
+    assert starts == {6}
+    assert output.fields([("\u7ec4", 1), ("GROUP", 2)]).splitlines() == [
+        "\u7ec4     1", "GROUP  2"]
+
+
 def test_every_command_has_help() -> None:
     def walk(cmd: click.Command, path: list[str]) -> list[list[str]]:
         paths = [path]

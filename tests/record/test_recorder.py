@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -184,6 +185,27 @@ def test_names_never_collide(tmp_path: Path) -> None:
     assert again != first and again.name.endswith("-2.opus")
     assert safe_name("alice") == "alice" and safe_name("a b") != safe_name("a_b")
     assert safe_name("..") not in ("..", ".", "")
+
+
+def test_names_in_any_script_become_slugs_with_the_group_id(tmp_path: Path) -> None:
+    rec = Recorder(tmp_path, group_ids={"\u5fd7\u613f\u8005": 7, "north gate": 3})
+    a = rec.burst_started("\u5fd7\u613f\u8005", "\u5f20\u4f1f", 1, T0)  # 志愿者, 张伟
+    b = rec.burst_started("north gate", "zo\u00eb", 1, T0)
+    c = rec.burst_started("volunteers", "ann", 1, T0)
+    rec.event("\u5fd7\u613f\u8005", "floor_grant", T0, user="\u5f20\u4f1f", burst=1)
+    rec.close(T0 + 1)
+    assert a.parent.name == "group+7" and b.parent.name == "north-gate+3"
+    assert c.parent.name == "volunteers"  # already a safe slug: itself, as before ids
+    assert a.name.endswith(f"-b1-user+{hashlib.sha1('张伟'.encode()).hexdigest()[:6]}.opus")
+    assert b.name.endswith("-b1-zoe+" + hashlib.sha1("zoë".encode()).hexdigest()[:6] + ".opus")
+    for path in (a, b):
+        assert path.name.isascii() and path.parent.name.isascii()
+    assert stream_of(a).tag("GROUP") == "\u5fd7\u613f\u8005"
+    assert stream_of(a).tag("TALKER") == "\u5f20\u4f1f"
+    assert stream_of(b).tag("TALKER") == "zo\u00eb"
+    logged = read_events(a.parent / "events.jsonl").events
+    assert {e.group for e in logged} == {"\u5fd7\u613f\u8005"}
+    assert any(e.fields.get("user") == "\u5f20\u4f1f" for e in logged)
 
 
 def test_events_and_closing(tmp_path: Path) -> None:

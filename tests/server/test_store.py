@@ -170,6 +170,13 @@ def test_users(store: Store) -> None:
         add(store, "no spaces")
     with pytest.raises(ValidationError, match="invalid role"):
         store.add_user("carol", "admin", SALT, 1000, VERIFIER)
+    # names are compared in their PRECIS-mapped form: these are all the user 'zoë'
+    add(store, "Zo\u00eb")
+    for same in ("zo\u00eb", "ZOE\u0308", "\uff3a\uff2f\u00cb"):
+        with pytest.raises(ConflictError, match="^user 'zo\u00eb' already exists$"):
+            add(store, same)
+    assert store.get_user("\uff3a\uff2f\u00cb").name == "zo\u00eb"
+    store.remove_user("ZO\u00cb")
     with pytest.raises(ValidationError, match="credentials"):
         store.add_user("carol", "volunteer", b"", 1000, VERIFIER)
     store.remove_user("alice")
@@ -193,6 +200,10 @@ def test_groups(store: Store) -> None:
         store.update_group("south", max_talk=5)
     with pytest.raises(ValidationError, match="invalid group name"):
         store.create_group("call:a+b")  # reserved for private call groups
+    assert store.create_group("North  Gate").name == "north gate"
+    with pytest.raises(ConflictError, match="^group 'north gate' already exists$"):
+        store.create_group(" NORTH GATE")
+    store.delete_group("north gate")
     with pytest.raises(ValidationError, match="invalid group mode 'broadcast'"):
         store.create_group("x", mode="broadcast")
     for bad in (0, -1, 3601, float("nan"), True):
