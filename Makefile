@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEBS   := libopus0 portaudio19-dev espeak-ng sox pulseaudio pulseaudio-utils opus-tools ffmpeg \
-          xvfb xdotool python3-tk iproute2 util-linux tmux
+          xvfb xdotool python3-tk iproute2 util-linux tmux fonts-wqy-zenhei
 
 .PHONY: all deps test demo bench lint clean
 

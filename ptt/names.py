@@ -35,15 +35,19 @@ import ipaddress
 import re
 import unicodedata
 
-import precis_i18n
+try:
+    import precis_i18n
+except ImportError as exc:  # a venv made before the dependency was added
+    raise ImportError("ptt needs precis-i18n for user and group names: run 'make deps' "
+                      "(or pip install -e .)") from exc
 
 from ptt.errors import ValidationError
 from ptt.protocol.messages import Role
 
 __all__ = [
     "CALL_PREFIX",
-    "MAX_NAME",
     "GROUP_NAME_RULE",
+    "MAX_NAME",
     "NAME_RULE",
     "ROLE_NAMES",
     "call_group_name",

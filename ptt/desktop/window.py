@@ -16,6 +16,7 @@ from __future__ import annotations
 import queue
 import time
 import tkinter as tk
+import tkinter.font as tkfont
 from collections import deque
 from pathlib import Path
 from tkinter import ttk
@@ -27,7 +28,7 @@ from ptt.desktop.hold import Edge, Input, PushToTalk
 from ptt.desktop.model import DesktopModel, TalkState, View
 from ptt.desktop.settings import ConfirmDialog, SettingsDialog
 
-__all__ = ["DesktopWindow", "LatencyProbe"]
+__all__ = ["CJK_FAMILIES", "DesktopWindow", "LatencyProbe", "ui_font_family"]
 
 POLL_MS = 15  # engine events reach the screen within a frame or so
 RENDER_MS = 100  # the talk-time bar moves without any event
@@ -35,6 +36,20 @@ PROBE_MS = 20
 VU_FLOOR_DBFS = -60.0
 MAX_EVENTS_PER_POLL = 200  # a flood (e.g. 50 level updates/s after a stall) cannot hog Tk
 TITLE = "ptt"
+# Names are written in any script (``志愿者``, ``张伟``): the window's text uses the first family
+# here that the machine has, each of which draws Latin, Greek, Cyrillic and CJK alike. Debian's
+# fonts-wqy-zenhei (7.5 MB, in the Makefile's packages) gives the first; fonts-noto-cjk (57 MB)
+# the second.
+CJK_FAMILIES = ("WenQuanYi Zen Hei", "Noto Sans CJK SC", "Noto Sans SC", "Droid Sans Fallback")
+LATIN_FAMILY = "DejaVu Sans"  # without any of those: Latin text right, CJK left to fallback
+_NAMED_FONTS = ("TkDefaultFont", "TkTextFont", "TkMenuFont", "TkHeadingFont", "TkCaptionFont",
+                "TkSmallCaptionFont", "TkIconFont", "TkTooltipFont")
+
+
+def ui_font_family(root: tk.Misc) -> str:
+    """The family the window writes with: the first of :data:`CJK_FAMILIES` installed."""
+    available = set(tkfont.families(root))
+    return next((f for f in CJK_FAMILIES if f in available), LATIN_FAMILY)
 
 
 class LatencyProbe:
@@ -105,6 +120,9 @@ class DesktopWindow:
 
     def _build(self) -> None:
         r = self.root
+        family = self.font_family = ui_font_family(r)
+        for name in _NAMED_FONTS:  # every widget's default, dialogs included
+            tkfont.nametofont(name, r).configure(family=family)
         r.title(f"{TITLE}: {self.config.user or 'not logged in'}")
         r.configure(padx=10, pady=10)
         self.conn_label = tk.Label(r, text="starting…", anchor="w", fg="#555")
@@ -114,7 +132,7 @@ class DesktopWindow:
         self.groups_frame = box
         self.talk_var = tk.StringVar(r)
         self.talk_var.trace_add("write", lambda *_: self.model.select(self.talk_var.get()))
-        self.headline = tk.Label(r, text="", font=("DejaVu Sans", 18, "bold"), fg="white",
+        self.headline = tk.Label(r, text="", font=(family, 18, "bold"), fg="white",
                                  bg="#34495e", pady=8)
         self.headline.pack(fill="x")
         self.detail = tk.Label(r, text="", anchor="w")
@@ -125,7 +143,7 @@ class DesktopWindow:
         self.vu.pack(fill="x", pady=(2, 8))
         self._vu_bar = self.vu.create_rectangle(0, 0, 0, 14, fill="#2ecc71", width=0)
         self.ptt_button = tk.Label(r, text="HOLD TO TALK\n(mouse or space bar)",
-                                   font=("DejaVu Sans", 20, "bold"), width=20, height=4,
+                                   font=(family, 20, "bold"), width=20, height=4,
                                    relief="raised", bd=4, bg="#d5dbdb", cursor="hand2")
         self.ptt_button.pack(fill="both", expand=True)
         self.ptt_button.bind("<ButtonPress-1>", lambda e: self._press(Input.MOUSE))

@@ -12,7 +12,7 @@
                                                         hmac.compare_digest, server nonce used once
 
 Both nonces are exactly :data:`NONCE_SIZE` bytes, so the concatenation is unambiguous; ``user`` is
-the canonical (lower-case) name from :func:`ptt.names.user_name`, UTF-8 encoded.
+the canonical (PRECIS-mapped) name from :func:`ptt.names.user_name`, UTF-8 encoded.
 
 What this protects and what it does not, honestly:
 

@@ -16,8 +16,10 @@ being killed at any moment (the WAL is written before ``COMMIT`` returns); after
 OS crash the last few commits may be rolled back, never half-applied. ``Store(path, durable=True)``
 uses ``synchronous=FULL`` for an fsync per commit when that matters more than latency.
 
-Names are folded to lower case and validated by :mod:`ptt.names`; user names, group names and
-roles on the way out are always canonical. Group ids are the ``group_id`` of the voice header:
+Names are mapped (PRECIS: case, width, normalization) and validated by :mod:`ptt.names` before
+any query, so the ``UNIQUE`` name columns compare mapped forms: ``Zoë`` and ``ＺＯË`` are one row.
+Names stored under the older ASCII-only rule are their own mapped forms, so no migration rewrites
+them. User names, group names and roles on the way out are always canonical. Group ids are the ``group_id`` of the voice header:
 ``AUTOINCREMENT`` keeps them from ever being reused, so a stale voice datagram can never reach a
 group created after its own was deleted. Verifiers are password-equivalent (see
 ``ptt.protocol.auth``), so the database file and its directory are created private (0600/0700).
