@@ -206,3 +206,15 @@ def read_until(proc: subprocess.Popen[str], needle: str, timeout: float = 15.0,
             return seen
     raise AssertionError(f"no line with {needle!r} within {timeout} s; saw "
                          f"{seen + [line.decode(errors='replace')]}")
+
+
+def tone_wav(path: Path, seconds: float, hz: float = 440.0) -> Path:
+    """A 16 kHz mono WAV of a sine at ``hz`` (a page to send with ``ptt talk --wav``)."""
+    import numpy as np
+
+    from ptt.audio.wav import write_wav
+
+    t = np.arange(int(16000 * seconds)) / 16000
+    write_wav(path, (0.3 * 32767 * np.sin(2 * np.pi * hz * t)).astype("<i2").tobytes(), 16000)
+    return path
+
