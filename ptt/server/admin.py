@@ -58,6 +58,28 @@ def multicast_for(group_id: int, port_base: int,
     return str(addr), port_base + (group_id % 1000) * 2
 
 
+# Admin arguments that may be logged. Every other one is shown only by its size: user.add
+# carries a salt and a password-equivalent verifier, group.set_key the wrapped grants, and an
+# operation added later may carry anything (so the rule is a list of what is safe, not of secrets).
+LOGGABLE_ARGS = frozenset({"name", "users", "role", "listen_only", "max_talk", "mode", "record",
+                           "plain", "epoch", "iterations"})
+
+
+def loggable_args(args: dict[str, Any]) -> dict[str, Any]:
+    """``args`` of an admin operation as they may appear in a log line."""
+    out: dict[str, Any] = {}
+    for key, value in args.items():
+        if key in LOGGABLE_ARGS and isinstance(value, (str, int, float, bool, list, type(None))):
+            out[key] = value
+        elif isinstance(value, bytes):
+            out[key] = f"<{len(value)} bytes>"
+        elif isinstance(value, dict):
+            out[key] = f"<{len(value)} entries>"
+        else:
+            out[key] = "<hidden>"
+    return out
+
+
 def error_code(exc: PttError) -> ErrorCode:
     if isinstance(exc, NotFoundError):
         return ErrorCode.NOT_FOUND

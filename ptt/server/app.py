@@ -45,7 +45,8 @@ from ptt.protocol.server import (AdminCommand, Dropped, FloorEvent, GroupUpdated
                                  SessionEnded, SessionStarted)
 from ptt.protocol.voice import VoiceFlags
 from ptt.protocol.wire import is_voice
-from ptt.server.admin import Admin, error_code
+from ptt.server.admin import Admin, error_code, loggable_args
+from ptt.server.lock import DatabaseLock
 from ptt.server.reader import PriorityReader
 from ptt.server.sendmmsg import FanOutCache
 from ptt.server.store import Store
@@ -116,6 +117,7 @@ class PttServer:
         )
         self.counters = Counters()
         self.store: Store | None = None
+        self._lock: DatabaseLock | None = None  # this server's claim on its database
         self.admin: Admin | None = None
         self._iterations = iterations
         self._open = False  # the socket is bound and read (start() to close())
@@ -151,7 +153,13 @@ class PttServer:
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.store = Store(self.config.db)
+        if str(self.config.db) != ":memory:":
+            self._lock = DatabaseLock.acquire(Path(self.config.db))
+        try:
+            self.store = Store(self.config.db)
+        except BaseException:
+            self._release_lock()
+            raise
         kwargs = {} if self._iterations is None else {"iterations": self._iterations}
         self.admin = Admin(self.store, self.core, self.config.multicast_port_base,
                            mcast_network=self.config.multicast_network, **kwargs)
@@ -176,10 +184,13 @@ class PttServer:
                 raise
         except OSError as exc:
             self.store.close()
+            self._release_lock()
             raise NetError(f"cannot listen on {format_hostport(*self.config.address)}: "
                            f"{exc.strerror or exc}") from None
         self._sock = sock
         self._open = True
+        if self._lock is not None:
+            self._lock.record(format_hostport(*self.address))
         self._fanouts = FanOutCache(sock, self.use_sendmmsg,
                                     split_last=self.bridge.dests.__contains__)
         self._first_start()  # after binding, so the credentials name the real port
@@ -311,7 +322,13 @@ class PttServer:
             self._save_peers()  # the sessions of this run, for the next start's announcement
             self.store.close()
             self.store = None
+        self._release_lock()
         self._closed.set()
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     async def wait_closed(self) -> None:
         await self._closed.wait()
@@ -475,7 +492,7 @@ class PttServer:
             log.exception("admin operation %s failed", cmd.op)
             self.core.admin_reply(cmd, now, error=(ErrorCode.INTERNAL, f"internal error: {exc}"))
             return
-        log.debug("%s: %s %s", cmd.user, cmd.op, {k: v for k, v in cmd.args.items()})
+        log.debug("%s: %s %s", cmd.user, cmd.op, loggable_args(cmd.args))
         self.core.admin_reply(cmd, now, result=result)
 
     def _log_drop(self, ev: Dropped, now: float) -> None:
