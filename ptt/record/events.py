@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, Self, TextIO
 
 from ptt.errors import RecordingError
+from ptt.record.private import open_private, private_dir
 
 EVENTS_FILE = "events.jsonl"
 _RESERVED = ("t", "utc", "group", "kind")
@@ -148,8 +149,9 @@ class EventLog:
         self.path = Path(path)
         self._fsync = fsync
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file: TextIO | None = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115
+            private_dir(self.path.parent)
+            fd = open_private(self.path, os.O_RDWR | os.O_APPEND)
+            self._file: TextIO | None = open(fd, "a+", encoding="utf-8")  # noqa: SIM115
             self._end_partial_line()
         except OSError as exc:
             raise RecordingError(

@@ -50,6 +50,7 @@ from ptt.record.opus import (
     packet_channels,
     packet_samples,
 )
+from ptt.record.private import open_private
 
 __all__ = [
     "DEFAULT_PRE_SKIP",
@@ -152,7 +153,8 @@ class OpusFileWriter:
             serial = int.from_bytes(os.urandom(4), "little")
         self._enc = OggOpusEncoder(head, tags, serial)
         try:
-            self._file: BinaryIO | None = open(self.path, "xb", buffering=0)  # noqa: SIM115
+            fd = open_private(self.path, os.O_WRONLY | os.O_EXCL)
+            self._file: BinaryIO | None = open(fd, "wb", buffering=0)  # noqa: SIM115
         except OSError as exc:
             raise RecordingError(f"cannot create {self.path}: {exc.strerror or exc}") from exc
         self._put(self._enc.header())

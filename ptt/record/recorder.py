@@ -69,6 +69,7 @@ from ptt.record.opusfile import (
     lost_packet,
     packet_samples,
 )
+from ptt.record.private import private_dir
 
 PAGE_MS = 100
 REORDER_FRAMES = 1
@@ -198,7 +199,7 @@ class Recorder:
         self._last_time: float | None = None
         self._closed = False
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            private_dir(self.directory, tighten=False)
         except OSError as exc:
             raise RecordingError(f"cannot create {self.directory}: {exc.strerror or exc}") from exc
 
@@ -259,7 +260,7 @@ class Recorder:
         self._failed.discard(key)
         folder = self.group_dir(group)
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            private_dir(folder)
         except OSError as exc:
             raise RecordingError(f"cannot create {folder}: {exc.strerror or exc}") from exc
         stem = f"{file_stamp(wall_time)}-b{burst_id}-{safe_name(talker, empty='user')}"
