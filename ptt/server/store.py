@@ -191,6 +191,12 @@ def _group(row: tuple[Any, ...]) -> GroupRecord:
                        bool(private), float(created), bool(encrypted), int(key_epoch))
 
 
+def _damaged(target: str, problem: str) -> str:
+    return (f"database {target} is damaged ({problem}): stop every ptt server using it, move it "
+            f"and any {target}-wal and {target}-shm beside it away, and restore it from a backup "
+            f"(a -wal file belongs to its own database only)")
+
+
 def _any_group_name(name: object) -> str:
     """An ordinary group name, or a call-group name (``call:a+b``) as they are stored."""
     if isinstance(name, str) and is_call_group_name(name):
@@ -233,13 +239,26 @@ class Store:
             self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+            self._check_intact(target)
             self._migrate()
         except sqlite3.DatabaseError as exc:
             self._db.close()
+            if "malformed" in str(exc):
+                raise StoreError(_damaged(target, str(exc))) from None
             raise StoreError(f"cannot use {target} as a ptt database: {exc}") from None
         except StoreError:
             self._db.close()
             raise
+
+    def _check_intact(self, target: str) -> None:
+        """StoreError naming the file if SQLite finds it damaged (``PRAGMA quick_check``:
+        every page and index entry read once, milliseconds for a ptt directory), so a damaged
+        database stops the server at start with what to do, not in the middle of a request."""
+        rows = self._db.execute("PRAGMA quick_check(3)").fetchall()
+        problems = [line.strip() for r in rows for line in str(r[0]).splitlines()
+                    if line.strip() and not line.startswith("*** in database")]
+        if problems != ["ok"]:
+            raise StoreError(_damaged(target, "; ".join(problems[:3])))
 
     @staticmethod
     def _create_private(path: Path) -> None:
