@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.acceptance.harness import Site, finish, first_line, no_traceback, tone_wav
+from tests.acceptance.harness import Site, finish, no_traceback, read_until, tone_wav
 from tests.e2e.serverproc import PTT, ServerProcess, free_udp_port
 
 
@@ -52,7 +52,7 @@ def test_recordings_of_server_and_member_are_private_under_umask_022(tmp_path: P
             env = site.env("bob", PTT_MULTICAST="off")
             recorder = site.spawn("bob", "record", "ops", "--out", str(member_dir),
                                   "--duration", "10", env=env)
-            assert "recording ops" in first_line(recorder, "stderr")
+            read_until(recorder, "recording ops", stream="stderr")
             page = tone_wav(tmp_path / "page.wav", 1.0)
             for group in ("ops", "lobby"):
                 talked = site.ptt("ann", "talk", group, "--wav", str(page),

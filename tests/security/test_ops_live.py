@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ptt.crypto.groupkeys import GroupKeyring
 from ptt.crypto.identity import identity_from_token
-from tests.acceptance.harness import Site, finish, first_line, tone_wav
+from tests.acceptance.harness import Site, finish, read_until, tone_wav
 from tests.e2e.serverproc import ServerProcess
 
 
@@ -61,7 +61,7 @@ def test_a_full_session_at_debug_level_logs_no_token_salt_verifier_or_key(tmp_pa
         listener = site.spawn("bob", "listen", "ops", "--out", str(tmp_path / "heard.wav"),
                               "--duration", "12",
                               env=site.env("bob", PTT_VERBOSE="2", PTT_MULTICAST="off"))
-        assert "ops" in first_line(listener)
+        read_until(listener, "ops")
         run("ann", "talk", "ops", "--wav", str(tone_wav(tmp_path / "page.wav", 1.5)))
         _, _, err = finish(listener, timeout=30)
         outputs.append(err)
