@@ -243,6 +243,11 @@ class SecureChannel:
         """True once a datagram from the peer opened: the peer holds the key."""
         return self._opener.window.top >= 0
 
+    @property
+    def received_top(self) -> int:
+        """The highest sequence number opened from the peer (-1: none yet)."""
+        return self._opener.window.top
+
     def seal(self, plaintext: bytes, keepalive: bool = False) -> bytes:
         """One sealed datagram to the peer (``keepalive``: a Heartbeat or HeartbeatAck, marked
         KEEPALIVE_MAGIC). A client must first have opened the Welcome."""
@@ -255,3 +260,8 @@ class SecureChannel:
     def open(self, data: bytes) -> bytes:
         """The plaintext of an authentic, fresh datagram from the peer; see :meth:`Opener.open`."""
         return self._opener.open(data)[1]
+
+    @staticmethod
+    def peek_seq(data: bytes) -> int:
+        """The sequence number in a sealed datagram's header (unauthenticated until opened)."""
+        return int(HEADER.unpack_from(data)[3])

@@ -10,8 +10,9 @@ or a pair like ``down.voice``. More specific scopes win over general ones::
         --loss voice=0.05 --burst voice=3 --delay 40ms --duplicate down=0.01
 
 Then point clients at the proxy (``ptt talk ... --server 127.0.0.1:7701``). ``kill -USR1 PID``
-starts a blackout (every client loses its network for ``--blackout`` seconds); the counters are
-printed every ``--stats`` seconds and at exit.
+starts a blackout (every client loses its network for ``--blackout`` seconds); ``kill -USR2 PID``
+moves every client to a new upstream port (a NAT rebinding); the counters are printed every
+``--stats`` seconds and at exit.
 """
 
 from __future__ import annotations
@@ -141,6 +142,12 @@ async def _serve(cfg: ProxyConfig, blackout_s: float, stats_s: float | None,
         click.echo(f"blackout: every client cut off for {blackout_s:g} s", err=True)
 
     loop.add_signal_handler(signal.SIGUSR1, start_blackout)
+
+    def rebind() -> None:
+        click.echo(f"rebind: {proxy.rebind()} clients now reach the server from a new port",
+                   err=True)
+
+    loop.add_signal_handler(signal.SIGUSR2, rebind)
     host, port = proxy.address
     click.echo(f"proxy listening on {host}:{port} -> {cfg.server[0]}:{cfg.server[1]}", err=True)
     click.echo(f"  up   {_describe(cfg.up)}\n  down {_describe(cfg.down)}", err=True)

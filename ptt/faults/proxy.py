@@ -14,6 +14,7 @@ per-path state like a real link would::
     async with ImpairmentProxy(cfg) as proxy:
         conn = Connection(proxy.address, "ann", token)                # instead of the server
         proxy.blackout(10.0)        # every client loses its network for 10 s
+        proxy.rebind()              # every client's NAT mapping moves to a new port
         proxy.counters.up.control   # Counts(received=..., forwarded=..., lost=..., ...)
 
 By hand: ``python -m ptt.faults.proxy --help`` (see :mod:`ptt.faults.cli`).
@@ -259,6 +260,25 @@ class ImpairmentProxy:
     def clients(self) -> list[Addr]:
         """Client addresses with an upstream socket, in the order they were first seen."""
         return list(self._flows)
+
+    def rebind(self, client: Addr | None = None) -> int:
+        """Give ``client`` (every client if None) a new upstream socket, as a NAT that drops a
+        mapping and makes another: the server sees the client's datagrams come from a new
+        port, and what it sends to the old one is lost. Returns how many flows moved."""
+        moved = 0
+        for addr in ([client] if client is not None else list(self._flows)):
+            old = self._flows.pop(addr, None)
+            if old is None:
+                continue
+            flow = self._flow(addr)
+            if flow is None:
+                self._flows[addr] = old
+                continue
+            flow.channels, flow.last_seen = old.channels, old.last_seen
+            self.counters.clients -= 1  # the same client, seen before
+            self._drop_flow(old)
+            moved += 1
+        return moved
 
     def upstream_address(self, client: Addr) -> Addr:
         """The address the server sees for ``client``."""

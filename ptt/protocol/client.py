@@ -28,8 +28,11 @@ holds the user's verifier), then seals every request, heartbeat and Ack, and dro
 datagram that does not open (forged, altered, replayed). Plain, it accepts only a Challenge and
 ``Error(AUTH_FAILED | NO_SESSION)``, whose forgery can do no more than make it log in again.
 
-The connection heals itself: ``Error(NO_SESSION)`` (a restarted server) or silence from the server
-for ``session_timeout`` starts a new login, and every group that was joined is joined again.
+The connection heals itself: silence from the server for ``session_timeout`` starts a new login,
+and every group that was joined is joined again. A plain ``Error(NO_SESSION)`` (a restarted
+server; but anyone can send one from the server's address) is only a hint: the client checks its
+session with a sealed heartbeat and logs in again only if no sealed answer comes within
+``CHECK_WINDOW``.
 """
 
 from __future__ import annotations
@@ -67,6 +70,11 @@ from ptt.protocol.wire import decode_message, encode_message, is_voice
 
 RELOGIN_FIRST = 0.2
 RELOGIN_CAP = 2.0
+# a plain NO_SESSION is unauthenticated (anyone can send one from the server's address): a
+# connected client checks its session with sealed heartbeats and logs in again only when no
+# sealed answer came within CHECK_WINDOW; the second heartbeat covers one lost datagram
+CHECK_WINDOW = 0.3
+CHECK_RESEND = 0.15
 BURST_SPACE = 1 << 32
 
 __all__ = [  # the events and states live in client_events; import them from here
@@ -113,6 +121,8 @@ class ClientCore:
         self._next_heartbeat: float | None = None
         self._last_heard = 0.0
         self._relogin_at: float | None = None
+        self._check_until: float | None = None  # checking the session after a plain NO_SESSION
+        self._check_resend: float | None = None
         self._relogin_backoff = RELOGIN_FIRST
         self._verifier_cache: tuple[bytes, int, bytes] | None = None
         self._channel: SecureChannel | None = None
@@ -134,8 +144,8 @@ class ClientCore:
         return ev
 
     def get_timer(self) -> float | None:
-        ts = [t for t in (self._rt.get_timer(), self._next_heartbeat, self._relogin_at)
-              if t is not None]
+        ts = [t for t in (self._rt.get_timer(), self._next_heartbeat, self._relogin_at,
+                          self._check_until, self._check_resend) if t is not None]
         if self.conn is ConnState.CONNECTED:
             ts.append(self._last_heard + self.session_timeout)
         else:
@@ -150,6 +160,7 @@ class ClientCore:
         self.session_id = 0
         self._relogin_at = None
         self._next_heartbeat = None
+        self._check_until = self._check_resend = None
         self._client_nonce = self._entropy(16)
         self._channel = None
         self._request("hello", "", self._hello, now)
@@ -169,6 +180,7 @@ class ClientCore:
         self._rt = Retransmitter()
         self._pending.clear()
         self._next_heartbeat = self._relogin_at = None
+        self._check_until = self._check_resend = None
 
     def join(self, group: str, now: float) -> None:
         self.groups.setdefault(group, GroupView(group))
@@ -249,7 +261,9 @@ class ClientCore:
         except PttError:  # forged, altered, replayed, malformed: as if it never came
             self.dropped += 1
             return
-        self._last_heard = now
+        if sealed:  # only a sealed answer proves the server still knows this session
+            self._last_heard = now
+            self._check_until = self._check_resend = None
         self._handle(msg, now)
 
     def handle_timer(self, now: float) -> None:
@@ -262,11 +276,13 @@ class ClientCore:
         if self.conn is ConnState.CONNECTED:
             if now >= self._last_heard + self.session_timeout:
                 self._lost("no answer from the server", now)
+            elif self._check_until is not None and now >= self._check_until:
+                self._lost("the server forgot this session", now)  # e.g. it restarted
+            elif self._check_resend is not None and now >= self._check_resend:
+                self._check_resend = None
+                self._send_heartbeat(now)
             elif self._next_heartbeat is not None and now >= self._next_heartbeat:
-                self._txn_next()
-                self._emit(encode_message(m.Heartbeat(self._txn, self.session_id)),
-                           keepalive=True)
-                self._next_heartbeat = now + self.heartbeat
+                self._send_heartbeat(now)
         if self.conn is not ConnState.CONNECTED:
             for g in self.groups.values():  # requests carried over an outage end with it
                 if g.asked is not None and now >= g.asked[1] + RETRY_TOTAL:
@@ -275,6 +291,20 @@ class ClientCore:
             self.connect(now)
 
     # --- internals ----------------------------------------------------------------------------
+
+    def _send_heartbeat(self, now: float) -> None:
+        self._txn_next()
+        self._emit(encode_message(m.Heartbeat(self._txn, self.session_id)), keepalive=True)
+        self._next_heartbeat = now + self.heartbeat
+
+    def _check_session(self, now: float) -> None:
+        """A plain NO_SESSION came (a restarted server, or anyone at all): ask the server with
+        a sealed heartbeat; ``handle_timer`` logs in again if no sealed answer came in time."""
+        if self._check_until is not None:
+            return  # already checking: a flood of hints costs one check
+        self._check_until = now + CHECK_WINDOW
+        self._check_resend = now + CHECK_RESEND
+        self._send_heartbeat(now)
 
     def _txn_next(self) -> int:
         self._txn = (self._txn + 1) & 0x7FFFFFFF or 1
@@ -327,11 +357,15 @@ class ClientCore:
                 self._on_welcome(msg, now)
         elif isinstance(msg, m.HeartbeatAck):
             pass
+        elif isinstance(msg, m.PathCheck):
+            if self.conn is ConnState.CONNECTED:
+                self._send_heartbeat(now)  # from our new address, if a NAT moved us
         elif isinstance(msg, m.Error):
-            ctx = self._answered(msg.txn)
             if msg.code == m.ErrorCode.NO_SESSION and self.conn is ConnState.CONNECTED:
-                self._lost("the server forgot this session", now)  # e.g. it restarted
-            elif (msg.code == m.ErrorCode.NO_SESSION and self.conn is ConnState.DISCONNECTED
+                self._check_session(now)  # a hint, not an answer: the request stays pending
+                return
+            ctx = self._answered(msg.txn)
+            if (msg.code == m.ErrorCode.NO_SESSION and self.conn is ConnState.DISCONNECTED
                   and self._relogin_at is not None):
                 self.connect(now)  # a restarted server's announcement: it is back, log in now
             elif ctx is not None:

@@ -32,6 +32,8 @@ class MsgType(IntEnum):
     BYE = 7
     ACK = 8
     ERROR = 9
+    SESSION_CLOSED = 10
+    PATH_CHECK = 11
     # groups
     JOIN = 20
     JOINED = 21
@@ -221,6 +223,23 @@ class Error:
     txn: int
     code: ErrorCode
     message: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionClosed:
+    """Sealed, server to client: the server ended this session for ``reason`` (e.g. the user
+    signed in on more devices than allowed); the client stops and does not log in again."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PathCheck:
+    """Sealed, server to client: a session's voice came from a new address (a NAT rebound its
+    port). The client answers with a heartbeat; a sealed datagram with a newer sequence number
+    from that address moves the session there."""
+
+    nonce: int = 0
 
 
 # --- groups ------------------------------------------------------------------------------------
@@ -443,6 +462,7 @@ class AdminResponse:
 
 Message = (
     Hello | Challenge | Login | Welcome | Heartbeat | HeartbeatAck | Bye | Ack | Error
+    | SessionClosed | PathCheck
     | Join | Joined | Leave | Left | Presence | KeyGrant
     | FloorRequest | FloorResponse | FloorRelease | FloorReleased | FloorGranted | FloorRevoked
     | FloorTaken | FloorIdle | QueuePosition | ReceiverReport | LinkReport | Call | CallResponse | IncomingCall | Admin
@@ -459,6 +479,8 @@ MESSAGE_TYPES: dict[MsgType, type] = {
     MsgType.BYE: Bye,
     MsgType.ACK: Ack,
     MsgType.ERROR: Error,
+    MsgType.SESSION_CLOSED: SessionClosed,
+    MsgType.PATH_CHECK: PathCheck,
     MsgType.JOIN: Join,
     MsgType.JOINED: Joined,
     MsgType.LEAVE: Leave,

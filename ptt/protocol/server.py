@@ -55,6 +55,7 @@ from ptt.protocol.server_events import (
     MemberLeft,
     ServerEvent,
     SessionEnded,
+    SessionMoved,
     SessionStarted,
 )
 from ptt.protocol.server_feedback import LinkFeedback
@@ -83,7 +84,7 @@ __all__ = [
     "PRIVATE_GROUP_BASE", "PROBE_SEQ", "STALE_NOTICE_INTERVAL",
     "VOICE_PATH_OP", "AdminCommand", "Dropped", "FloorEvent", "FloorRequested", "GroupEntry",
     "GroupUpdated", "MemberJoined", "MemberLeft", "ServerCore", "ServerCoreConfig", "ServerEvent",
-    "SessionEnded", "SessionStarted", "UserEntry",
+    "SessionEnded", "SessionMoved", "SessionStarted", "UserEntry",
 ]
 
 

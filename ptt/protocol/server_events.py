@@ -23,6 +23,7 @@ __all__ = [
     "MemberLeft",
     "ServerEvent",
     "SessionEnded",
+    "SessionMoved",
     "SessionStarted",
 ]
 
@@ -32,6 +33,17 @@ class SessionStarted:
     user: str
     session_id: int
     addr: Addr
+
+
+@dataclass(frozen=True, slots=True)
+class SessionMoved:
+    """A session's client now sends from ``addr`` (its NAT rebound the port), no longer
+    ``old``."""
+
+    user: str
+    session_id: int
+    addr: Addr
+    old: Addr
 
 
 @dataclass(frozen=True, slots=True)

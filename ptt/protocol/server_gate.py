@@ -27,7 +27,7 @@ from ptt.errors import ProtocolError, PttError
 from ptt.protocol import auth
 from ptt.protocol import messages as m
 from ptt.protocol.server_base import ServerBase
-from ptt.protocol.server_events import SessionStarted
+from ptt.protocol.server_events import SessionMoved, SessionStarted
 from ptt.protocol.session import Addr, Session
 from ptt.protocol.wire import decode_heartbeat, decode_message, encode_heartbeat_ack, encode_message
 
@@ -59,15 +59,20 @@ class LoginGate(ServerBase):
                                   now, cache=False)
             self._drop(addr, "sealed datagram for an unknown session")
             return
-        if s.addr != addr:
-            self._drop(addr, "sealed datagram from another address than its session's")
-            return
+        # from another address: a NAT that rebound the client's port, or a copy sent from
+        # elsewhere; only one that opens and is the newest the session ever sent moves it
+        top = s.channel.received_top if s.addr != addr else None
         try:
             plain = s.channel.open(data)
         except PttError as exc:  # forged, altered, replayed or too old: nothing changed
             what = "replayed" if str(exc).startswith(REPLAYED) else "refused"
             self._drop(addr, f"sealed datagram {what}: {exc}")
             return
+        if top is not None:
+            if SecureChannel.peek_seq(data) <= top:
+                self._drop(addr, "sealed datagram from another address than its session's")
+                return
+            self._move_session(s, addr)
         s.last_seen = now
         hb = decode_heartbeat(plain)
         if hb is not None and hb[1] == sid:  # the fast path: most of a big server's traffic
@@ -98,6 +103,17 @@ class LoginGate(ServerBase):
                 self._drop(addr, f"refused request: {exc}")
         else:
             self._drop(addr, f"unexpected sealed {type(msg).__name__} from a client")
+
+    def _move_session(self, s: Session, addr: Addr) -> None:
+        """The session's client now sends from ``addr``: answers, pushes and relayed voice go
+        there, and its voice is taken from there."""
+        old = s.addr
+        self.sessions.move(s, addr)
+        for name in s.joined:
+            g = self.groups.get(name)
+            if g is not None:
+                g.targets.clear()
+        self._events.append(SessionMoved(s.user, s.session_id, addr, old))
 
     def _receive_plain(self, data: bytes, addr: Addr, now: float) -> None:
         """A datagram without a session: rate-limited, and answered only by what fits in it."""

@@ -24,14 +24,18 @@ the server's echo of a probe, sent to the group, ECHO_SEQ.
 
 from __future__ import annotations
 
+from ptt.crypto import limits
+from ptt.crypto.channel import OVERHEAD
 from ptt.errors import ProtocolError
 from ptt.protocol import floor as fl
 from ptt.protocol import messages as m
 from ptt.protocol.server_base import GroupEntry, ServerBase
 from ptt.protocol.session import Addr, Session
 from ptt.protocol.voice import VoiceFlags, VoiceHeader, encode_voice, peek_route
+from ptt.protocol.wire import encode_message
 
 STALE_NOTICE_INTERVAL = 0.5
+PATH_CHECK_EVERY = 0.2  # PathChecks per session at most (voice from a new address)
 VOICE_PATH_OP = "member.voice_path"  # a member operation (any role) on the Admin message
 PROBE_SEQ = 0  # seq of PROBE-flagged voice headers: a member's multicast probe ...
 ECHO_SEQ = 1  # ... the server's echo of it (to the group) ...
@@ -57,7 +61,11 @@ class VoiceRelay(ServerBase):
             return None
         s = self.sessions.by_id.get(sender)
         g = self._by_id.get(group_id)
-        if s is None or s.addr != addr or g is None:
+        if s is None or g is None:
+            self._drop(addr, "voice from an unknown session or group")
+            return None
+        if s.addr != addr:
+            self._check_path(s, g, data, addr, now)
             self._drop(addr, "voice from an unknown session or group")
             return None
         s.last_seen = now
@@ -107,6 +115,19 @@ class VoiceRelay(ServerBase):
         if t is None:
             t = g.targets[key] = self._relay_targets(g, s)
         return t
+
+    def _check_path(self, s: Session, g: GroupEntry, data: bytes, addr: Addr,
+                    now: float) -> None:
+        """The floor holder's voice from a new address: its NAT may have rebound the port. Ask
+        there (sealed, rate-limited, never larger than the frame) for a heartbeat, whose newer
+        sequence number moves the session (``server_gate``). Voice itself proves nothing: the
+        server cannot open it."""
+        if self.floors.floor(g.name).holder != s.user or now - s.path_check_at < PATH_CHECK_EVERY:
+            return
+        plain = encode_message(m.PathCheck())
+        if limits.answer_fits(len(data), len(plain) + OVERHEAD):
+            s.path_check_at = now
+            self._out.append((self._seal(s, plain), addr))
 
     def _relay_targets(self, g: GroupEntry, talker: Session) -> tuple[Addr, ...]:
         return tuple(o.addr for u, o in g.joined.items()

@@ -31,6 +31,7 @@ class Session:
     key: bytes = b""
     channel: SecureChannel | None = None  # seals and opens every control datagram after login
     notice_at: float = 0.0  # last "you do not hold the floor" notice (rate limit)
+    path_check_at: float = -1.0  # last PathCheck sent to a new address (rate limit)
     joined: set[str] = field(default_factory=set)
 
 
@@ -60,6 +61,13 @@ class SessionTable:
             del self.by_addr[session.addr]
         if self.by_user.get(session.user) is session:
             del self.by_user[session.user]
+
+    def move(self, session: Session, addr: Addr) -> None:
+        """The session's client sends from ``addr`` now."""
+        if self.by_addr.get(session.addr) is session:
+            del self.by_addr[session.addr]
+        session.addr = addr
+        self.by_addr[addr] = session
 
     def lookup(self, session_id: int, addr: Addr) -> Session | None:
         """The session with this id, only if the datagram came from its address."""

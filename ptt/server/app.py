@@ -42,7 +42,7 @@ from ptt.protocol import floor as fl
 from ptt.protocol.messages import ErrorCode, Role
 from ptt.protocol.server import (AdminCommand, Dropped, FloorEvent, GroupUpdated, MemberJoined,
                                  MemberLeft, ServerCore, ServerCoreConfig, ServerEvent,
-                                 SessionEnded, SessionStarted)
+                                 SessionEnded, SessionMoved, SessionStarted)
 from ptt.protocol.voice import VoiceFlags
 from ptt.protocol.wire import is_voice
 from ptt.server.admin import Admin, error_code, loggable_args
@@ -466,6 +466,10 @@ class PttServer:
             self._log_floor(ev.event)
         elif isinstance(ev, SessionStarted):
             log.debug("%s logged in from %s", ev.user, format_hostport(*ev.addr[:2]))
+            self._peers_added[ev.session_id] = (str(ev.addr[0]), int(ev.addr[1]))
+            self._save_peers_soon()
+        elif isinstance(ev, SessionMoved):
+            log.info("%s's client moved to %s", ev.user, format_hostport(*ev.addr[:2]))
             self._peers_added[ev.session_id] = (str(ev.addr[0]), int(ev.addr[1]))
             self._save_peers_soon()
         elif isinstance(ev, SessionEnded):

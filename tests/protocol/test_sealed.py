@@ -14,7 +14,7 @@ from ptt.crypto import limits
 from ptt.crypto.channel import KEEPALIVE_MAGIC, OVERHEAD, SEALED_MAGIC
 from ptt.protocol import auth
 from ptt.protocol import messages as m
-from ptt.protocol.client import ClientCore, ConnState, Participation
+from ptt.protocol.client import CHECK_WINDOW, ClientCore, ConnState, Participation
 from ptt.protocol.server import Dropped, ServerCore, ServerCoreConfig
 from ptt.protocol.wire import encode_message
 
@@ -139,14 +139,20 @@ def test_server_drops_sealed_datagrams_that_do_not_open_and_says_why() -> None:
         bad[i] ^= 1
         assert p.deliver(bytes(bad), p.addrs["ann"]) == []
     assert all("failed authentication" in r for r in p.drops())
-    # from another address than the session's
+    # from another address than the session's, older than what the session sent since: it
+    # opens, but moves nothing (only a newer one would: a NAT that rebound the client's port)
+    ann.leave("g", p.now)
+    leave = ann.datagrams_to_send()[0]
+    assert len(p.deliver(leave, p.addrs["ann"])) == 1
     assert p.deliver(join, EVIL) == []
     assert p.drops() == ["sealed datagram from another address than its session's"]
-    # accepted once, then a replay of it is refused by the window
-    assert len(p.deliver(join, p.addrs["ann"])) == 1
+    assert p.server.sessions.by_id[ann.session_id].addr == p.addrs["ann"]
+    # accepted once, then a replay of it is refused by the window, from anywhere
+    assert len(p.deliver(leave, p.addrs["ann"])) == 0
     assert p.deliver(join, p.addrs["ann"]) == []
+    assert p.deliver(leave, EVIL) == []
     assert [r.split(" (")[0] for r in p.drops()] == [
-        "sealed datagram replayed: replayed or too old control datagram"]
+        "sealed datagram replayed: replayed or too old control datagram"] * 3
     # truncated below a tag, and a wrong version byte
     assert p.deliver(join[:OVERHEAD - 1], p.addrs["ann"]) == []
     assert p.deliver(join[:1] + b"\x02" + join[2:], p.addrs["ann"]) == []
@@ -165,9 +171,17 @@ def test_unknown_session_gets_at_most_a_no_session_that_fits() -> None:
     answer = p.deliver(hb, p.addrs["ann"])
     assert len(answer) == 1 and limits.answer_fits(hb, answer[0][0])
     assert answer[0][0][0] != SEALED_MAGIC
-    ann.receive_datagram(answer[0][0], p.now)  # the client logs in again at once
+    # a hint only: the client checks with a sealed heartbeat, which draws the same answer, and
+    # logs in again when no sealed answer came within the check window
+    ann.receive_datagram(answer[0][0], p.now)
+    check = ann.datagrams_to_send()
+    assert len(check) == 1 and ann.conn is ConnState.CONNECTED
+    again = p.deliver(check[0], p.addrs["ann"])
+    assert [d[0] != SEALED_MAGIC for d, _ in again] == [True]
+    ann.receive_datagram(again[0][0], p.now)
+    ann.handle_timer(p.now + CHECK_WINDOW)
     assert ann.conn is ConnState.LOGGING_IN
-    assert p.drops() == ["sealed datagram for an unknown session"]
+    assert p.drops() == ["sealed datagram for an unknown session"] * 2
     # the smallest sealed datagram: a bare header and tag naming some session
     tiny = bytes([SEALED_MAGIC, 1]) + (sid ^ 1).to_bytes(4, "big") + bytes(8 + 16)
     answer = p.deliver(tiny, EVIL)
