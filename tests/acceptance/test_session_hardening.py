@@ -127,7 +127,7 @@ def test_a_talker_whose_nat_moves_its_port_mid_page_keeps_talking(
         no_traceback(stderr + bob_err)
         # the whole page was heard but for a gap of a few frames at most
         corr = aligned_correlation(pcm(speech), pcm(out))
-    assert corr >= 0.9
+        assert corr >= 0.9
         moved = re.findall(r"ann's client moved to 127\.0\.0\.1:(\d+)", site.server.output())
         assert len(moved) == 1, site.server.output()
     finally:
