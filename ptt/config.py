@@ -27,13 +27,10 @@ Client environment variables (:class:`ClientConfig`)::
     PTT_GROUP           group used when a command names none         -> default_group
 
 Server environment variables (:class:`ServerConfig`), ``PTT_SERVER_`` plus the setting's name, the
-same names click's ``auto_envvar_prefix="PTT"`` gives the options of ``ptt server``::
-
-    PTT_SERVER_CONFIG   path of the server config file
-    PTT_SERVER_HOST, PTT_SERVER_PORT, PTT_SERVER_DB, PTT_SERVER_HEARTBEAT_INTERVAL,
-    PTT_SERVER_SESSION_TIMEOUT, PTT_SERVER_MULTICAST_NETWORK, PTT_SERVER_MULTICAST_PORT_BASE,
-    PTT_SERVER_MULTICAST_TTL, PTT_SERVER_RECORD_DIR, PTT_SERVER_METRICS,
-    PTT_SERVER_EMERGENCY_ROLES ("dispatcher,coordinator", or "none")
+same names click's ``auto_envvar_prefix="PTT"`` gives the options of ``ptt server``, and
+``PTT_SERVER_CONFIG`` for the path of the server config file. Each setting's meaning is written
+once, in its field's metadata; :func:`server_config_sample` makes ``examples/server.toml`` from
+them (every setting, its default, its meaning, its variable).
 
 Bad files and values raise :class:`~ptt.errors.ConfigError` with one line that names the file or
 variable, e.g. ``/home/a/.config/ptt/client.toml: bitrate: expected an integer, got 'fast'``.
@@ -337,52 +334,66 @@ def _tones(v: Any) -> Tones:
 
 
 def _meta(conv: Callable[[Any], Any], env: str,
-          dump: Callable[[Any], Any] | None = None) -> dict[str, Any]:
-    """Field metadata: the converter that validates a value, its environment variable, and how
-    it is written to TOML when not as it is."""
-    return {"conv": conv, "env": env, "dump": dump}
+          dump: Callable[[Any], Any] | None = None, *, meaning: str = "",
+          shown_default: str | None = None, example: Any = None) -> dict[str, Any]:
+    """Field metadata: the converter that validates a value, its environment variable, how it is
+    written to TOML when not as it is, and for the sample config (:func:`server_config_sample`)
+    what the setting means, its default in words when it depends on the machine
+    (``shown_default``) and a value to show when the default cannot be written (``example``)."""
+    return {"conv": conv, "env": env, "dump": dump, "meaning": meaning,
+            "shown_default": shown_default, "example": example}
 
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     """Everything ``ptt server`` needs; see the module docstring for files and variables."""
 
-    host: str = field(default=DEFAULT_HOST, metadata=_meta(_host, "PTT_SERVER_HOST"))
-    # port 0 binds any free port (tests)
-    port: int = field(default=DEFAULT_PORT, metadata=_meta(_port, "PTT_SERVER_PORT"))
-    db: Path = field(default_factory=default_db_path, metadata=_meta(_path, "PTT_SERVER_DB"))
-    heartbeat_interval: float = field(
-        default=HEARTBEAT_INTERVAL, metadata=_meta(_positive, "PTT_SERVER_HEARTBEAT_INTERVAL")
-    )
-    session_timeout: float = field(
-        default=SESSION_TIMEOUT, metadata=_meta(_positive, "PTT_SERVER_SESSION_TIMEOUT")
-    )
-    multicast_network: str = field(
-        default=MULTICAST_NETWORK, metadata=_meta(_multicast, "PTT_SERVER_MULTICAST_NETWORK")
-    )
-    multicast_port_base: int = field(
-        default=MULTICAST_PORT_BASE, metadata=_meta(_port, "PTT_SERVER_MULTICAST_PORT_BASE")
-    )
-    multicast_ttl: int = field(
-        default=MULTICAST_TTL, metadata=_meta(_ttl, "PTT_SERVER_MULTICAST_TTL")
-    )
-    # where the server listens for and re-sends group multicast; loopback unless told otherwise
-    multicast_interface: str = field(
-        default=MULTICAST_INTERFACE, metadata=_meta(_interface, "PTT_SERVER_MULTICAST_INTERFACE")
-    )
-    record_dir: Path = field(
-        default_factory=default_record_dir, metadata=_meta(_path, "PTT_SERVER_RECORD_DIR")
-    )
-    # HOST:PORT of the Prometheus endpoint; None: no metrics endpoint
-    metrics: str | None = field(
-        default=None, metadata=_meta(_optional_address, "PTT_SERVER_METRICS")
-    )
-    # who may ask for emergency priority (ServerCoreConfig.emergency_roles); others are refused
-    # with NOT_ALLOWED. TOML: emergency_roles = ["dispatcher", "coordinator"]
-    emergency_roles: frozenset[Role] = field(
-        default=EMERGENCY_ROLES,
-        metadata=_meta(parse_roles, "PTT_SERVER_EMERGENCY_ROLES", dump=_role_names),
-    )
+    host: str = field(default=DEFAULT_HOST, metadata=_meta(
+        _host, "PTT_SERVER_HOST",
+        meaning="Address to listen on (UDP). Loopback unless you ask: 0.0.0.0 or :: for every "
+                "interface, or one address of this machine."))
+    port: int = field(default=DEFAULT_PORT, metadata=_meta(
+        _port, "PTT_SERVER_PORT",
+        meaning="UDP port for control and relayed voice; 0 picks a free one (tests)."))
+    db: Path = field(default_factory=default_db_path, metadata=_meta(
+        _path, "PTT_SERVER_DB",
+        meaning="The SQLite database: users, groups, memberships, key grants. Created (mode "
+                "0600) on the first start, with the coordinator's credentials beside it.",
+        shown_default="$XDG_DATA_HOME/ptt/ptt.db", example="/var/lib/ptt/ptt.db"))
+    heartbeat_interval: float = field(default=HEARTBEAT_INTERVAL, metadata=_meta(
+        _positive, "PTT_SERVER_HEARTBEAT_INTERVAL",
+        meaning="Seconds between a client's heartbeats; the server tells each client at login."))
+    session_timeout: float = field(default=SESSION_TIMEOUT, metadata=_meta(
+        _positive, "PTT_SERVER_SESSION_TIMEOUT",
+        meaning="Seconds without a datagram after which a session expires: its floor and queue "
+                "places are freed. Must exceed heartbeat_interval."))
+    multicast_network: str = field(default=MULTICAST_NETWORK, metadata=_meta(
+        _multicast, "PTT_SERVER_MULTICAST_NETWORK",
+        meaning="The range each group's multicast address is drawn from (organisation-local "
+                "scope by default)."))
+    multicast_port_base: int = field(default=MULTICAST_PORT_BASE, metadata=_meta(
+        _port, "PTT_SERVER_MULTICAST_PORT_BASE",
+        meaning="First UDP port of the groups' multicast ports."))
+    multicast_ttl: int = field(default=MULTICAST_TTL, metadata=_meta(
+        _ttl, "PTT_SERVER_MULTICAST_TTL",
+        meaning="TTL of multicast voice: 1 keeps it on the LAN segment."))
+    multicast_interface: str = field(default=MULTICAST_INTERFACE, metadata=_meta(
+        _interface, "PTT_SERVER_MULTICAST_INTERFACE",
+        meaning="Interface (its IPv4 address or name) the server listens on for group multicast "
+                "and re-sends it through; loopback, so nothing leaves the machine unless told."))
+    record_dir: Path = field(default_factory=default_record_dir, metadata=_meta(
+        _path, "PTT_SERVER_RECORD_DIR",
+        meaning="Where groups with the record flag are recorded (ptt server --record DIR "
+                "records every group there instead).",
+        shown_default="$XDG_DATA_HOME/ptt/recordings", example="/var/lib/ptt/recordings"))
+    metrics: str | None = field(default=None, metadata=_meta(
+        _optional_address, "PTT_SERVER_METRICS",
+        meaning="HOST:PORT of a Prometheus endpoint (http://HOST:PORT/metrics); unset: none.",
+        shown_default="off", example="127.0.0.1:9464"))
+    emergency_roles: frozenset[Role] = field(default=EMERGENCY_ROLES, metadata=_meta(
+        parse_roles, "PTT_SERVER_EMERGENCY_ROLES", dump=_role_names,
+        meaning="Roles that may ask for emergency priority (pre-empts the talker); others are "
+                "refused with NOT_ALLOWED. An empty list: nobody."))
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -569,6 +580,66 @@ def load_server_config(
         return ServerConfig(**values)
     except ConfigError as exc:
         raise ConfigError(f"{file}: {exc}") from None
+
+
+# --- the sample server config ----------------------------------------------------------------
+
+SAMPLE_HEADER = """\
+# ptt server settings, every one with its default and meaning.
+# Generated from ptt/config.py (ServerConfig) by `ptt server --sample-config`: do not edit here;
+# change the definitions and regenerate (tests/test_config_sample.py fails when they drift).
+#
+# Copy to $XDG_CONFIG_HOME/ptt/server.toml, or name it with --config or PTT_SERVER_CONFIG, and
+# uncomment what you change. Precedence, lowest first: these defaults, the file, the PTT_SERVER_*
+# environment variables, the options of `ptt server`. Check with `ptt server --check-config`.
+"""
+
+
+def _wrap(text: str, width: int = 98) -> list[str]:
+    import textwrap
+
+    return ["# " + line for line in textwrap.wrap(text, width - 2)]
+
+
+def _toml_value(value: Any) -> str:
+    """One value as TOML on one line (tomli_w spreads arrays over several)."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Path):
+        value = str(value)
+    return tomli_w.dumps({"v": value}).strip().partition(" = ")[2]
+
+
+def server_config_sample() -> str:
+    """``examples/server.toml``: every :class:`ServerConfig` setting, commented out at its
+    default (or at an example value where the default depends on the machine), with its meaning
+    and environment variable."""
+    blocks = [SAMPLE_HEADER.rstrip("\n")]
+    for f in dataclasses.fields(ServerConfig):
+        meta = f.metadata
+        if not meta.get("meaning"):
+            raise ConfigError(f"server setting {f.name} has no meaning text in ptt/config.py")
+        if meta.get("shown_default") is not None:
+            value = meta["example"]
+            default = f"default: {meta['shown_default']}; e.g."
+        else:
+            value = f.default
+            default = "default"
+        dump = meta.get("dump")
+        value = dump(value) if dump is not None else value
+        lines = _wrap(meta["meaning"])
+        lines.append(f"# env: {meta['env']}; {default}:")
+        lines.append(f"#{f.name} = {_toml_value(value)}")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n"
+
+
+def effective_server_settings(config: ServerConfig) -> str:
+    """The settings in force, as TOML a server.toml could hold (``ptt server --check-config``)."""
+    lines = [f"{k} = {_toml_value(v)}" for k, v in _to_toml(config).items()]
+    if config.metrics is None:  # TOML has no null: say it rather than leave it out
+        lines.append("# metrics: off")
+    return "\n".join(lines) + "\n"
 
 
 # --- saving ------------------------------------------------------------------------------------

@@ -13,12 +13,18 @@ import click
 
 from ptt.cli import logs
 from ptt.cli.options import CliState, pass_state
-from ptt.config import load_server_config, parse_roles
-from ptt.errors import PttError, ValidationError
-from ptt.names import parse_port
+from ptt.config import (
+    effective_server_settings,
+    load_server_config,
+    parse_roles,
+    server_config_sample,
+)
+from ptt.errors import ConfigError, PttError, ValidationError
+from ptt.names import format_hostport, parse_port
 from ptt.protocol.messages import Role
 
 if TYPE_CHECKING:
+    from ptt.config import ServerConfig
     from ptt.server.app import PttServer
 
 
@@ -57,6 +63,21 @@ class _Roles(click.ParamType):
             return parse_roles(value)
         except (ValueError, TypeError, PttError) as exc:
             self.fail(str(exc), param, ctx)
+
+
+def _check_paths(config: ServerConfig) -> None:
+    """What the server would trip over at start: a database or recording path that is taken by
+    something else (a directory where the file goes, a file where a directory goes)."""
+    db = Path(config.db)
+    if str(db) != ":memory:":
+        if db.is_dir():
+            raise ConfigError(f"db: {db} is a directory; expected the database file")
+        parent = next((p for p in db.parents if p.exists()), None)
+        if parent is not None and not parent.is_dir():
+            raise ConfigError(f"db: {parent} is not a directory")
+    record = Path(config.record_dir)
+    if record.exists() and not record.is_dir():
+        raise ConfigError(f"record_dir: {record} is not a directory")
 
 
 def _first_start(server: PttServer) -> None:
@@ -100,11 +121,17 @@ def _first_start(server: PttServer) -> None:
               "coordinator]")
 @click.option("--log-json", is_flag=True, show_envvar=True,
               help="Log JSON lines (one object per event) instead of key=value text")
+@click.option("--check-config", is_flag=True,
+              help="Load and check the config file, PTT_SERVER_* and these options, print the "
+              "settings in force and exit: 0 when valid, 2 with one line saying what is wrong")
+@click.option("--sample-config", is_flag=True,
+              help="Print every setting with its default and meaning (examples/server.toml) "
+              "and exit")
 @pass_state
 def server(state: CliState, host: str | None, port: int | None, db: Path | None,
            config_file: Path | None, record_dir: Path | None,
            metrics: tuple[str, int] | None, emergency_roles: frozenset[Role] | None,
-           log_json: bool) -> None:
+           log_json: bool, check_config: bool = False, sample_config: bool = False) -> None:
     """Run the ptt server in the foreground; logs go to stderr.
 
     On its first start (an empty database) it creates a coordinator account and writes its
@@ -115,12 +142,17 @@ def server(state: CliState, host: str | None, port: int | None, db: Path | None,
         ptt server --db ./ptt.db
         ptt server --db ./ptt.db --record ./recordings
         ptt server --db ./ptt.db --emergency-roles dispatcher,coordinator
+        ptt server --config /etc/ptt/server.toml --check-config
     """
-    # a server's log is its output: INFO by default, DEBUG with -v
-    logs.configure(state.verbose, base=logging.INFO)
-    from ptt.server.eventlog import configure_event_log
+    if sample_config:
+        click.echo(server_config_sample(), nl=False)
+        return
+    if not check_config:
+        # a server's log is its output: INFO by default, DEBUG with -v
+        logs.configure(state.verbose, base=logging.INFO)
+        from ptt.server.eventlog import configure_event_log
 
-    configure_event_log(json=log_json)
+        configure_event_log(json=log_json)
     config = load_server_config(config_file)
     if metrics is None and config.metrics is not None:  # server.toml or PTT_SERVER_METRICS
         metrics = _MetricsAddress().convert(config.metrics, None, None)
@@ -130,6 +162,14 @@ def server(state: CliState, host: str | None, port: int | None, db: Path | None,
     if changes:
         # through the dataclass, so --host and --db get the same checks as the file's values
         config = dataclasses.replace(config, **changes)
+    if check_config:
+        if metrics is not None:
+            config = dataclasses.replace(config, metrics=format_hostport(*metrics))
+        _check_paths(config)
+        click.echo(effective_server_settings(config), nl=False)
+        if record_dir is not None:
+            click.echo("# --record: every group is recorded into record_dir")
+        return
     from ptt.server.app import run  # here: client commands need not import the server
 
     record_all = record_dir is not None

@@ -3,12 +3,28 @@ systemd unit's command line, ``ptt server --check-config``, shell completion."""
 
 from __future__ import annotations
 
+import configparser
+import shlex
+import shutil
+import signal
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 
-from tests.acceptance.harness import COORDINATOR, Site, clean_env
+import pytest
+
+from tests.acceptance.harness import (
+    COORDINATOR,
+    PTT,
+    Site,
+    clean_env,
+    no_traceback,
+    read_until,
+    signal_and_time,
+)
+from tests.e2e.serverproc import free_udp_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,3 +54,121 @@ def test_pyproject_license_is_an_spdx_string() -> None:
     assert project["project"]["license"] == "MIT"
     # setuptools reads the SPDX string from 77 on; older ones took only the deprecated table
     assert "setuptools>=77" in project["build-system"]["requires"]
+
+
+# --- ptt server --check-config ----------------------------------------------------------------
+
+
+def _ptt(*args: str, home: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PTT, *args], capture_output=True, text=True, timeout=30,
+                          env=clean_env(home, **env), stdin=subprocess.DEVNULL)
+
+
+def test_check_config_prints_the_settings_in_force_and_exits(tmp_path: Path) -> None:
+    conf = tmp_path / "server.toml"
+    conf.write_text('heartbeat_interval = 2.0\nsession_timeout = 9\nport = 7711\n'
+                    'emergency_roles = ["dispatcher"]\n', encoding="utf-8")
+    t0 = time.monotonic()
+    ok = _ptt("server", "--config", str(conf), "--check-config", "--host", "0.0.0.0",
+              home=tmp_path, PTT_SERVER_PORT="7712")
+    assert ok.returncode == 0, ok.stderr
+    assert time.monotonic() - t0 < 10  # it checks; it does not serve
+    shown = tomllib.loads(ok.stdout)  # the output is itself a valid server.toml
+    assert shown["host"] == "0.0.0.0"  # option over env over file over default
+    assert shown["port"] == 7712
+    assert shown["heartbeat_interval"] == 2.0 and shown["session_timeout"] == 9.0
+    assert shown["emergency_roles"] == ["dispatcher"]
+    assert shown["db"] == str(tmp_path / ".local/share/ptt/ptt.db")
+    assert "# metrics: off" in ok.stdout
+    assert not (tmp_path / ".local/share/ptt/ptt.db").exists()  # nothing created
+
+    sample = _ptt("server", "--config", str(ROOT / "examples/server.toml"), "--check-config",
+                  home=tmp_path)
+    assert sample.returncode == 0, sample.stderr
+
+    for args, env, needle in (
+        (["--config", str(conf)], {"PTT_SERVER_SESSION_TIMEOUT": "1.5"},
+         "session_timeout (1.5 s) must exceed heartbeat_interval (2 s)"),
+        (["--config", str(tmp_path / "missing.toml")], {}, "config file not found"),
+        ([], {"PTT_SERVER_MULTICAST_TTL": "300"}, "PTT_SERVER_MULTICAST_TTL: expected 0-255"),
+        (["--db", str(tmp_path)], {}, "is a directory"),
+        (["--metrics", "host:99999"], {}, "invalid"),
+    ):
+        bad = _ptt("server", *args, "--check-config", home=tmp_path, **env)
+        assert bad.returncode == 2, (args, env, bad.stdout, bad.stderr)
+        assert bad.stdout == ""
+        lines = bad.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], (
+            args, env, bad.stderr)
+
+
+# --- the systemd unit -------------------------------------------------------------------------
+
+UNIT = ROOT / "examples" / "ptt-server.service"
+UNIT_PYTHON = "/opt/ptt/.venv/bin/python"
+
+
+def _unit() -> dict[str, dict[str, str]]:
+    parser = configparser.ConfigParser(interpolation=None, strict=True)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keys keep their case
+    parser.read_string(UNIT.read_text(encoding="utf-8"))
+    return {name: dict(parser[name]) for name in parser.sections()}
+
+
+def test_the_systemd_unit_restarts_on_failure_stops_by_sigterm_and_keeps_state() -> None:
+    unit = _unit()
+    service = unit["Service"]
+    assert service["Restart"] == "on-failure"
+    assert service["KillSignal"] == "SIGTERM"
+    assert service["StateDirectory"] == "ptt"
+    assert service["RestartPreventExitStatus"] == "2"  # a bad config is not retried
+    assert "143" in service["SuccessExitStatus"].split()
+    assert service["ExecStart"] == f"{UNIT_PYTHON} -m ptt server --db %S/ptt/ptt.db"
+    assert service["ExecStartPre"].endswith("-m ptt server --check-config --db %S/ptt/ptt.db")
+    assert unit["Install"]["WantedBy"] == "multi-user.target"
+
+
+def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed: the unit's syntax is not checked here")
+    local = tmp_path / "ptt-server.service"
+    local.write_text(UNIT.read_text(encoding="utf-8").replace(UNIT_PYTHON, sys.executable),
+                     encoding="utf-8")
+    verify = subprocess.run([analyze, "verify", str(local)], capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert verify.returncode == 0 and verify.stderr.strip() == "", verify.stderr
+
+
+def _as_systemd_would(line: str, state: Path) -> list[str]:
+    return shlex.split(line.replace("%S", str(state)).replace(UNIT_PYTHON, sys.executable))
+
+
+def test_the_units_commands_run_a_server_with_its_state_under_the_state_directory(
+        tmp_path: Path) -> None:
+    service = _unit()["Service"]
+    state, etc = tmp_path / "var-lib", tmp_path / "etc"
+    (state / "ptt").mkdir(parents=True)
+    (etc / "ptt").mkdir(parents=True)
+    env = clean_env(tmp_path / "nohome", PTT_SERVER_PORT=str(free_udp_port()))
+    for assignment in shlex.split(service["Environment"]):
+        key, _, value = assignment.partition("=")
+        env[key] = value.replace("%S", str(state)).replace("/etc", str(etc))
+    pre = subprocess.run(_as_systemd_would(service["ExecStartPre"], state), capture_output=True,
+                         text=True, timeout=30, env=env, check=False)
+    assert pre.returncode == 0, pre.stderr
+    assert tomllib.loads(pre.stdout)["db"] == str(state / "ptt" / "ptt.db")
+    assert tomllib.loads(pre.stdout)["record_dir"] == str(state / "ptt" / "recordings")
+
+    proc = subprocess.Popen(_as_systemd_would(service["ExecStart"], state), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL)
+    try:
+        read_until(proc, "listening", timeout=20, stream="stderr")
+        assert (state / "ptt" / "ptt.db").exists()
+        assert (state / "ptt" / "coordinator.toml").exists()  # the credentials, beside the db
+    finally:
+        code, seconds, _, err = signal_and_time(proc, signal.SIGTERM, bound=15)
+    assert code in (0, 143), err  # SuccessExitStatus: both are a clean stop
+    assert seconds < float(service["TimeoutStopSec"])
+    no_traceback(err)
