@@ -237,6 +237,10 @@ class Listener:
             if ev.talker is not None and ev.talker != self.conn.user:
                 self.calls[ev.group].expect(ev.burst_id)
         elif isinstance(ev, cl.TalkerChanged) and ev.group == self.group:
+            # the talker stopped: nothing more of its burst is coming, lost END_OF_BURST or not
+            current = self.receiver.current_burst
+            if ev.talker is None or (current is not None and current[1] != ev.burst_id):
+                self.receiver.finish()
             if ev.talker is not None and ev.talker != self.conn.user:
                 self.receiver.expect(ev.burst_id)
                 if ev.priority == m.Priority.EMERGENCY:

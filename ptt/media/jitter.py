@@ -27,6 +27,18 @@ Opus packets on both sides) is dropped, where nobody hears it. Every change of d
 (0.1-0.5 inside speech, less but not nothing in pauses), so the buffer never grows it
 proactively. The estimates survive :meth:`JitterBuffer.reset`, so the next burst starts at the
 depth this one learned.
+
+A burst must not come out longer than it went in: every inserted frame makes the listener's
+burst 20 ms longer than the talker's, and in real time (a loaded host's scheduling delays in the
+histogram, 10 % loss switching the look-ahead on) nothing else would stop the delay from growing
+within one burst, since it shrinks only after a second above target. So growth inside one burst
+(frames inserted minus frames dropped) is capped at ``max_growth`` frames, plus one frame per ``drift_frames`` played so that a
+sound card's clock running up to 0.4 % fast is still absorbed; past it a missing frame is
+concealed in place, and the depth learned carries on into the next burst, which starts deep
+enough. And the end of a
+burst is known even when its END_OF_BURST packet is lost: :meth:`JitterBuffer.finish` (the floor
+went idle, so nothing more will come) ends the burst after the last frame held, where the buffer
+would otherwise conceal ``max_conceal`` more frames of nothing.
 """
 
 from __future__ import annotations
@@ -142,6 +154,8 @@ class JitterConfig:
     quiet_ratio: float = 0.5  # a packet smaller than this times the average is "quiet"
     max_conceal: int = 10  # frames concealed with nothing buffered before the stream is starved
     adjust_gap: int = 2  # ticks between two dropped frames
+    max_growth: int = 3  # frames one burst's playout may grow by (inserted minus dropped) ...
+    drift_frames: int = 250  # ... plus one per this many frames played: sink clock drift (0.4 %)
 
     def __post_init__(self) -> None:
         if self.capacity <= 0 or self.capacity & (self.capacity - 1):
@@ -228,6 +242,9 @@ class JitterBuffer:
     _starving: int
     _played_upto: int
     _last_lost: int
+    _growth: int  # frames inserted minus frames dropped in this burst
+    _ticks: int  # frames played in this burst
+    _closing: bool  # finish() was called: no packet of this burst is still coming
 
     def __init__(self, config: JitterConfig | None = None) -> None:
         self.config = cfg = config or JitterConfig()
@@ -248,6 +265,13 @@ class JitterBuffer:
     def reset(self) -> None:
         """Forget the current burst (a new one starts); keep the delay estimate and counters."""
         self._clear()
+
+    def finish(self) -> None:
+        """The talker has stopped (the floor went idle): play the frames held, restoring or
+        concealing those missing between them, and end after the last one held instead of
+        concealing frames that will never come (the END_OF_BURST packet may be lost)."""
+        if self._state is not _State.IDLE:
+            self._closing = True
 
     @property
     def playing(self) -> bool:
@@ -332,15 +356,21 @@ class JitterBuffer:
             self._state = _State.ENDED
             return None
 
+        if self._closing and self._next > self._high:
+            self._state = _State.ENDED
+            return None
+
         cfg = self.config
         self._update_target()
         self._play_base = now - self._next * cfg.frame
         self._since_adjust += 1
+        self._ticks += 1
         item = self._shrink(now)
         if item is not None:
             return item
         if self._should_wait():
             self.stats.inserted += 1
+            self._growth += 1
             return PlayoutItem(self._next & 0xFFFF, Source.INSERTED)
         return self._take(self._next)
 
@@ -363,6 +393,9 @@ class JitterBuffer:
         self._starving = 0
         self._played_upto = -(1 << 62)
         self._last_lost = -(1 << 62)
+        self._growth = 0
+        self._ticks = 0
+        self._closing = False
 
     def _start_stream(self, seq: int, now: float) -> None:
         self._state = _State.BUFFERING
@@ -411,6 +444,9 @@ class JitterBuffer:
         how the delay grows, by exactly what late packets and copies need, and only then.
         """
         ext = self._next
+        cfg = self.config
+        if self._closing or self._growth >= cfg.max_growth + self._ticks // cfg.drift_frames:
+            return False  # nothing more is coming, or this burst has grown all it may
         if self._get(ext) is not None or self._get(ext + 1) is not None:
             return False  # here, or FEC (or a copy) from the next packet
         for offset in range(2, MAX_OFFSET + 1):
@@ -420,7 +456,7 @@ class JitterBuffer:
         current = self.current_delay
         if current is None:
             return False
-        return current + self.config.frame <= self._target + self.config.frame / 2
+        return current + cfg.frame <= self._target + cfg.frame / 2
 
     def _shrink(self, now: float) -> PlayoutItem | None:
         """Drop one frame, inside a pause, when the delay has stayed more than a frame above
@@ -446,6 +482,7 @@ class JitterBuffer:
             return None
         self.stats.skipped += 1
         self.stats.played_received += 1  # it arrived; dropping it is our choice, not a loss
+        self._growth -= 1
         self._next += 1
         self._above_since = None
         self._since_adjust = 0

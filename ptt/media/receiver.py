@@ -102,6 +102,11 @@ class BurstReceiver:
             self._retired.append(self._current)
             self._current = None
 
+    def finish(self) -> None:
+        """The current burst's talker has stopped: end it after the last frame held (see
+        :meth:`~ptt.media.jitter.JitterBuffer.finish`)."""
+        self.buffer.finish()
+
     def loss_report(self) -> LossReport:
         """Loss since the previous call, for the talker's :class:`~ptt.media.sender.
         RedundancyPolicy` (send it about once a second)."""

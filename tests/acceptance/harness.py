@@ -20,11 +20,12 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.e2e.serverproc import ServerProcess
+from tests.e2e.serverproc import ServerProcess, free_udp_port
 
 PTT = str(Path(sys.executable).with_name("ptt"))
 COORDINATOR = "coordinator"
@@ -218,3 +219,107 @@ def tone_wav(path: Path, seconds: float, hz: float = 440.0) -> Path:
     write_wav(path, (0.3 * 32767 * np.sin(2 * np.pi * hz * t)).astype("<i2").tobytes(), 16000)
     return path
 
+
+def start_proxy(server: str, *args: str, trace: Path | None = None,
+                timeout: float = 10.0) -> tuple[subprocess.Popen[bytes], str]:
+    """``python -m ptt.faults.proxy`` in front of ``server`` (HOST:PORT) on a free loopback port,
+    with impairment ``args`` (e.g. ``--loss down.voice=0.1``) and an optional voice ``trace``
+    file; (the process, the HOST:PORT clients should use). Stop it with ``stop_proxy``."""
+    for _ in range(3):  # another process may take the free port before the proxy binds it
+        try:
+            return _start_proxy(server, args, trace, timeout)
+        except PortTaken:
+            continue
+    return _start_proxy(server, args, trace, timeout)
+
+
+class PortTaken(AssertionError):
+    pass
+
+
+def _start_proxy(server: str, args: tuple[str, ...], trace: Path | None,
+                 timeout: float) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_udp_port()
+    cmd = [sys.executable, "-m", "ptt.faults.proxy", "--listen", f"127.0.0.1:{port}",
+           "--server", server, *args, *(["--trace", str(trace)] if trace is not None else [])]
+    log = Path(tempfile.mkstemp(prefix="ptt-proxy-", suffix=".log")[1])
+    with open(log, "wb") as err:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err,
+                                stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if b"proxy listening" in log.read_bytes():
+                return proc, f"127.0.0.1:{port}"
+            if proc.poll() is not None:
+                text = log.read_text()
+                raise (PortTaken if "already in use" in text else AssertionError)(
+                    f"proxy exited {proc.returncode}: {text}")
+            time.sleep(0.02)
+        proc.kill()
+        raise AssertionError(f"proxy did not start within {timeout} s: {log.read_text()}")
+    finally:
+        log.unlink()
+
+
+def stop_proxy(proc: subprocess.Popen[bytes], bound: float = 5.0) -> int:
+    """SIGTERM the proxy; its exit code (killed past ``bound``)."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(bound)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait(bound)
+
+
+def voiced_frames(pcm: bytes, threshold: int = 100) -> tuple[int, int]:
+    """(first, last + 1): the 20 ms frames (16 kHz mono 16-bit) of ``pcm`` from the first to the
+    last one whose peak exceeds ``threshold``; (0, 0) when none does. A listener's WAV holds
+    exact silence where nothing plays, so this is the span of the burst it played."""
+    import numpy as np
+
+    frame = 320
+    n = len(pcm) // (2 * frame)
+    samples = np.frombuffer(pcm[: n * frame * 2], dtype="<i2").reshape(n, frame)
+    loud = np.flatnonzero(np.abs(samples.astype(np.int32)).max(axis=1) > threshold)
+    if len(loud) == 0:
+        return 0, 0
+    return int(loud[0]), int(loud[-1]) + 1
+
+
+def spawn_logged(site: Site, user: str, log: Path, *args: str,
+                 env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """``ptt ARGS`` as ``user`` in the background, stdout and stderr into ``log`` (a file, so
+    a long run never blocks on a full pipe); read it with ``wait_in_file``."""
+    with open(log, "wb") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen([PTT, *args], stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=env or site.env(user))
+
+
+def wait_in_file(proc: subprocess.Popen[bytes], log: Path, needle: str,
+                 timeout: float = 15.0) -> str:
+    """The text of ``log`` once it holds ``needle`` (AssertionError if not within ``timeout``
+    or if ``proc`` exits first)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log.read_text(errors="replace")
+        if needle in text:
+            return text
+        if proc.poll() is not None:
+            break
+        time.sleep(0.02)
+    raise AssertionError(f"no {needle!r} within {timeout} s; saw {log.read_text()!r}")
+
+
+def stop_logged(proc: subprocess.Popen[bytes], sig: int | None = None,
+                bound: float = 10.0) -> int:
+    """Wait up to ``bound`` for the exit code, after sending ``sig`` if given; killed past
+    ``bound`` (-9)."""
+    if sig is not None:
+        proc.send_signal(sig)
+    try:
+        return proc.wait(bound)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(bound)
+        return -9
