@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ptt.cli.live import stamp, stop_on_signals
+from ptt.cli.live import StopSignals, stamp
 from ptt.cli.options import GROUP, SECONDS, CliState, client_options, pass_state
 from ptt.cli.remote import client_config, connect
 from ptt.client import keys
@@ -112,20 +112,19 @@ async def _record(state: CliState, group: str, out_dir: Path, duration: float | 
                        err=True)
         click.echo(f"recording {group} into {recorder.live.directory / group}; "
                    f"Ctrl-C to stop", err=True)
-        stop = asyncio.Event()
-        remove = stop_on_signals(stop)
+        signals = StopSignals()
+        stop = signals.stop
         if duration is not None:
             asyncio.get_running_loop().call_later(duration, stop.set)
-        try:
+        with signals:
             report = await recorder.run(stop)
-        finally:
-            remove()
         click.echo(f"recorded {report.bursts} bursts, {report.seconds:.1f} s of talk"
                    + (f", {report.lost} frames lost" if report.lost else "")
                    + (f", {report.undecryptable} frames that did not open (no key, forged or "
                       f"replayed) left out" if report.undecryptable else ""))
         if report.errors:
             raise RecordingError(f"{report.errors} recording errors (see the log above)")
+        signals.raise_if_caught()
     finally:
         await conn.close()
 
@@ -254,13 +253,15 @@ async def _replay_bursts(state: CliState, session: Session, group: str, speed: f
         await conn.join(group, state.timeout)
         click.echo(f"replaying {len(session.bursts)} bursts into {group} "
                    f"as {conn.user}")
-        stop = asyncio.Event()
-        stack.callback(stop_on_signals(stop))
-        player = BurstReplayer(conn, group, speed=speed, bitrate=config.bitrate,
-                               priority=priority, echo=click.echo)
-        outcomes = await player.play(replay_bursts(session, max_gap=max_gap), stop)
+        signals = StopSignals()
+        stop = signals.stop
+        with signals:
+            player = BurstReplayer(conn, group, speed=speed, bitrate=config.bitrate,
+                                   priority=priority, echo=click.echo)
+            outcomes = await player.play(replay_bursts(session, max_gap=max_gap), stop)
         sent = [o for o in outcomes if o.status == "sent"]
         click.echo(f"done: {len(sent)} of {len(outcomes)} bursts sent")
+        signals.raise_if_caught(f"{len(sent)} of {len(outcomes)} bursts sent")
         failed = [o for o in outcomes if o.status != "sent"]
         if failed and not stop.is_set():
             raise PttError(f"{len(failed)} bursts not sent; first: {failed[0].label}: "
@@ -297,12 +298,13 @@ async def _replay_events(state: CliState, events_file: Path, group: str, speed: 
             conns[u] = conn
         names = ", ".join(f"{u} as {c.user}" if c.user != u else u for u, c in conns.items())
         click.echo(f"replaying {len(script)} floor actions into {group}: {names}")
-        stop = asyncio.Event()
-        stack.callback(stop_on_signals(stop))
-        outcomes = await EventReplayer(conns, group, speed=speed, echo=click.echo).play(
-            script, stop)
+        signals = StopSignals()
+        with signals:
+            outcomes = await EventReplayer(conns, group, speed=speed, echo=click.echo).play(
+                script, signals.stop)
         grants = [u for _, u, what in outcomes if what == "granted"]
         click.echo(f"done: grants in order: {', '.join(grants) or 'none'}")
+        signals.raise_if_caught()
     _damaged(log.problems, "the readable events were replayed")
 
 

@@ -19,7 +19,7 @@ from ptt.config import (
     parse_roles,
     server_config_sample,
 )
-from ptt.errors import ConfigError, PttError, ValidationError
+from ptt.errors import ConfigError, Interrupted, PttError, ValidationError
 from ptt.names import format_hostport, parse_port
 from ptt.protocol.messages import Role
 
@@ -185,4 +185,7 @@ def server(state: CliState, host: str | None, port: int | None, db: Path | None,
             attach_metrics(srv, *metrics)  # NetError (a clean message) if it cannot bind
         attach_recording(srv, record_all=record_all)
 
-    asyncio.run(run(config, ready=ready))
+    signum = asyncio.run(run(config, ready=ready))
+    if signum is not None:
+        # stopped cleanly (everything stored is kept), with the exit code of the stop key
+        raise Interrupted("", signum)

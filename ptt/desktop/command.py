@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 
 import click
 
+from ptt.cli.live import STOP_SIGNALS
 from ptt.cli.options import GROUP, CliState, client_options, pass_state
 from ptt.cli.remote import client_config
-from ptt.errors import ConfigError
+from ptt.errors import ConfigError, Interrupted
 
 
 @click.command()
@@ -40,7 +43,19 @@ def desktop(state: CliState, group_name: str | None) -> None:
         win.model.talk_group = config.default_group
     if config.user is None or config.token is None:
         win.open_settings()  # first run: nothing to log in with yet
+    caught: list[int] = []
+
+    def on_signal(signum: int, frame: object) -> None:
+        if caught:  # a second stop key: the user means it
+            os._exit(128 + caught[0])
+        caught.append(signum)
+        root.after(0, win.close)  # the window's own poll tick lets Python see the signal
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
     try:
         root.mainloop()
-    except KeyboardInterrupt:
-        win.close()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if caught:
+        raise Interrupted("", caught[0])

@@ -537,14 +537,22 @@ def gc_freeze_wanted() -> bool:
     return os.environ.get("PTT_NO_GC_FREEZE", "") in ("", "0")
 
 
-async def run(config: ServerConfig, ready: Callable[[PttServer], None] | None = None) -> None:
-    """Run a server until SIGINT or SIGTERM, then shut down cleanly."""
+async def run(config: ServerConfig, ready: Callable[[PttServer], None] | None = None
+              ) -> int | None:
+    """Run a server until SIGINT or SIGTERM, then shut down cleanly; returns the signal that
+    stopped it (None when something else closed it)."""
     server = PttServer(config, gc_freeze=gc_freeze_wanted())
     await server.start()
     loop = asyncio.get_running_loop()
+    caught: list[int] = []
+
+    def on_signal(sig: int) -> None:
+        caught.append(sig)
+        server.close()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
-            loop.add_signal_handler(sig, server.close)
+            loop.add_signal_handler(sig, on_signal, sig)
         except (NotImplementedError, RuntimeError):
             pass
     if ready is not None:
@@ -555,3 +563,4 @@ async def run(config: ServerConfig, ready: Callable[[PttServer], None] | None = 
     finally:
         server.close()
         log.info("ptt server stopped")
+    return caught[0] if caught else None

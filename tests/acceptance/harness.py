@@ -323,3 +323,59 @@ def stop_logged(proc: subprocess.Popen[bytes], sig: int | None = None,
         proc.kill()
         proc.wait(bound)
         return -9
+
+class Tmux:
+    """A real terminal (tmux, own server socket) running ``ptt ARGS`` as a user: keys in,
+    the screen out, the exit code from a file written when the command ends."""
+
+    def __init__(self, site: Site, user: str, *args: str, env: dict[str, str] | None = None,
+                 width: int = 160, height: int = 20) -> None:
+        import shlex
+        import uuid
+
+        self.root = site.home(user)
+        self.rc_file = self.root / f"rc-{uuid.uuid4().hex[:8]}"
+        env = env or site.env(user)
+        script = self.root / f"run-{uuid.uuid4().hex[:8]}.sh"
+        script.write_text("#!/bin/sh\n" + "".join(f"export {k}={shlex.quote(v)}\n"
+                                                  for k, v in env.items() if k.isidentifier())
+                          + f"{shlex.quote(PTT)} {' '.join(map(shlex.quote, args))}\n"
+                          + f"echo $? > {shlex.quote(str(self.rc_file))}\nsleep 30\n")
+        script.chmod(0o755)
+        self.tmux = ["tmux", "-L", f"ptt-{uuid.uuid4().hex[:8]}"]
+        subprocess.run([*self.tmux, "new-session", "-d", "-s", "t", "-x", str(width), "-y",
+                        str(height), str(script)], check=True)
+
+    def screen(self) -> str:
+        return subprocess.run([*self.tmux, "capture-pane", "-p", "-S", "-200", "-t", "t"],
+                              capture_output=True, text=True).stdout
+
+    def keys(self, *keys: str) -> None:
+        subprocess.run([*self.tmux, "send-keys", "-t", "t", *keys], check=True)
+
+    def wait_for(self, text: str, timeout: float = 15.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if text in screen:
+                return screen
+            time.sleep(0.1)
+        raise AssertionError(f"no {text!r} on the screen within {timeout} s:\n{self.screen()}")
+
+    def pid(self) -> int:
+        """The pid of the ptt process in the terminal (the shell script's child)."""
+        shell = subprocess.run([*self.tmux, "list-panes", "-t", "t", "-F", "#{pane_pid}"],
+                               capture_output=True, text=True).stdout.strip()
+        kids = subprocess.run(["pgrep", "-P", shell], capture_output=True, text=True).stdout
+        return int(kids.split()[0])
+
+    def exit_code(self, timeout: float = 10.0) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.rc_file.exists() and self.rc_file.read_text().strip():
+                return int(self.rc_file.read_text())
+            time.sleep(0.02)
+        raise AssertionError(f"still running after {timeout} s:\n{self.screen()}")
+
+    def close(self) -> None:
+        subprocess.run([*self.tmux, "kill-server"], capture_output=True)

@@ -8,15 +8,20 @@ listen`` (one group), in the dispatcher's monitor (several groups) and in the in
 
 from __future__ import annotations
 
+import shutil
 import signal
+import subprocess
+import time
 import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from ptt.audio.pulse import PulseServer
 from ptt.audio.samples import make_speech_wav
-from tests.acceptance.harness import Site, finish, no_traceback, read_until
+from tests.acceptance.harness import Site, Tmux, finish, no_traceback, read_until
+from tests.audio.conftest import pulse_server  # noqa: F401  (the session fixture)
 from tests.e2e.audiocheck import aligned_correlation
 
 HELLO = "Hello bob, this is ann. Please come to the north gate."
@@ -107,3 +112,53 @@ def test_a_call_with_nobody_answering_gives_up_and_sends_nothing(site: Site,
     assert called.returncode == 1
     assert "bob did not come online within 1 s: nothing sent" in called.stderr
     no_traceback(called.stderr)
+
+
+def test_the_interactive_talk_plays_a_call_and_the_talk_key_answers_it(
+        site: Site, tmp_path: Path, speech: Path, pulse_server: PulseServer) -> None:
+    if shutil.which("tmux") is None or shutil.which("parec") is None:
+        pytest.skip("tmux and parec are needed to drive and hear a terminal")
+    site.add_user("ann")
+    site.add_user("bob")
+    site.group("g", "ann", "bob")
+    term = Tmux(site, "bob", "talk", "g", env={**pulse_server.child_env(), **site.env("bob")})
+    heard = tmp_path / "bob-speaker.raw"
+    try:
+        term.wait_for("you: idle", 20)
+        # what bob's terminal plays goes to the null sink: record its monitor
+        with open(heard, "wb") as raw:
+            rec = subprocess.Popen(["parec", "--raw", "--format=s16le", "--rate=16000",
+                                    "--channels=1", "-d", pulse_server.monitor], stdout=raw,
+                                   env=pulse_server.child_env())
+            try:
+                called = site.ptt("ann", "call", "bob", "--wav", str(speech), timeout=60)
+                time.sleep(0.5)
+            finally:
+                rec.terminate()
+                rec.wait(5)
+        assert called.returncode == 0, called.stdout + called.stderr
+        screen = term.wait_for("call from ann: Space answers")
+        assert "ann is calling you" in screen
+        assert voiced(pcm(speech), heard.read_bytes()) >= 0.9
+
+        # ann listens to her group now; bob keys: the answer rings her and she hears him
+        out = tmp_path / "ann.wav"
+        ann = site.spawn("ann", "listen", "g", "--out", str(out))
+        read_until(ann, "joined g")
+        reply = make_speech_wav(tmp_path / "reply.wav", REPLY)
+        term.keys("Space")
+        term.wait_for("TALKING")
+        assert "call with ann" in term.screen()
+        subprocess.run(["paplay", "-d", pulse_server.sink, str(reply)], check=True,
+                       env=pulse_server.child_env(), timeout=30)
+        time.sleep(0.5)
+        term.keys("Space")
+        term.wait_for("you: idle")
+        rc, text, err = stop(ann)
+        assert "bob is calling you" in text, text
+        assert "call with bob  bob is talking" in text, text
+        assert voiced(pcm(reply), pcm(out)) >= 0.9
+        term.keys("q")
+        assert term.exit_code() == 0
+    finally:
+        term.close()

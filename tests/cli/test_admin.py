@@ -214,4 +214,4 @@ def test_group_list_when_there_are_none(home: Path, tmp_path: Path) -> None:
         assert json.loads(run("--config", str(srv.credentials), "group", "list", "--json")
                           .stdout) == {"groups": []}
     finally:
-        assert srv.stop() == 0
+        assert srv.stop() == 143  # SIGTERM

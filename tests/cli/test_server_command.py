@@ -31,7 +31,7 @@ def test_first_start_serves_stops_cleanly_and_keeps_everything(home: Path, tmp_p
     assert run(*config, "user", "add", "ann").exit_code == 0
     assert run(*config, "group", "create", "volunteers", "--max-talk", "25").exit_code == 0
     assert run(*config, "group", "add", "volunteers", "ann").exit_code == 0
-    assert srv.stop(signal.SIGTERM) == 0
+    assert srv.stop(signal.SIGTERM) == 143  # stopped cleanly by SIGTERM: 128 + 15
     assert "ptt server stopped" in srv.output() and "Traceback" not in srv.output()
 
     srv.start()  # same --db and port
@@ -41,7 +41,7 @@ def test_first_start_serves_stops_cleanly_and_keeps_everything(home: Path, tmp_p
     assert [m["user"] for m in shown["members"]] == ["ann"]
     users = json.loads(run(*config, "user", "list", "--json").stdout)["users"]
     assert {u["name"] for u in users} == {"ann", "coordinator"}
-    assert srv.stop(signal.SIGINT) == 0
+    assert srv.stop(signal.SIGINT) == 130
     assert "Traceback" not in srv.output()
 
 
