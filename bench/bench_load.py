@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import loadgen  # noqa: E402
 
 from ptt.protocol import client as cl  # noqa: E402
-from ptt.protocol.voice import VoiceHeader, encode_voice  # noqa: E402
+from ptt.protocol.voice import VoiceHeader, add_mac, encode_voice  # noqa: E402
 
 GROUP_SIZE = 10
 FRAME = 0.02
@@ -273,8 +273,8 @@ class Churn:
         seq = self.seq[i]
         self.seq[i] = seq + 1
         try:
-            self.pool.socks[i].send(encode_voice(VoiceHeader(gid, sid, burst, seq, seq * 320),
-                                                 PAYLOAD))
+            self.pool.socks[i].send(add_mac(self.pool.cores[i].voice_key, encode_voice(
+                VoiceHeader(gid, sid, burst, seq, seq * 320), PAYLOAD)))
             self.n["frames_sent"] += 1
         except OSError:
             pass

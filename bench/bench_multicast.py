@@ -40,7 +40,7 @@ from ptt.net.multicast import (MulticastOptions, check_multicast, open_member_so
                                open_sender_socket)
 from ptt.protocol import client as cl  # noqa: E402
 from ptt.protocol.server import VOICE_PATH_OP  # noqa: E402
-from ptt.protocol.voice import VoiceFlags, VoiceHeader, encode_voice  # noqa: E402
+from ptt.protocol.voice import VoiceFlags, VoiceHeader, add_mac, encode_voice  # noqa: E402
 from tests.net.netns import netns_command, netns_unavailable  # noqa: E402
 
 GROUP = "g"
@@ -158,8 +158,8 @@ class _Talker:
                 break
             pool.run(at)
             stamp = loadgen.STAMP.pack(time.monotonic_ns())
-            data = encode_voice(VoiceHeader(gid, sid, burst, n, n * 320),
-                                stamp + bytes(PAYLOAD - len(stamp)))
+            data = add_mac(core.voice_key, encode_voice(VoiceHeader(gid, sid, burst, n, n * 320),
+                                                        stamp + bytes(PAYLOAD - len(stamp))))
             if self.tx is not None:
                 self.tx.sendto(data, self.dest)  # type: ignore[arg-type]
             else:

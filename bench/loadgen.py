@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ptt.protocol import client as cl
-from ptt.protocol.voice import HEADER_SIZE, VoiceFlags, VoiceHeader, encode_voice
+from ptt.protocol.voice import HEADER_SIZE, VoiceFlags, VoiceHeader, add_mac, encode_voice
 from ptt.protocol import messages as m
 from ptt.protocol.wire import VOICE_MAGIC, encode_message
 
@@ -911,6 +911,7 @@ class Talker:
             data = sealer.seal(header, STAMP.pack(0) + self.filler)
             self.send_keys.append(sid << 16 | seq & 0xFFFF)
             self.send_ns.append(time.monotonic_ns())
+        data = add_mac(self.pool.cores[i].voice_key, data)  # as a real client sends it
         try:
             self.pool.socks[i].send(data)
             self.sent += 1

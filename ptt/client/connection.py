@@ -42,7 +42,14 @@ from ptt.net.multicast import MulticastOptions
 from ptt.protocol import client as cl
 from ptt.protocol import messages as m
 from ptt.protocol.server import ECHO_SEQ, HOLDER_SEQ, PROBE_SEQ, VOICE_PATH_OP
-from ptt.protocol.voice import VoiceFlags, VoiceHeader, encode_voice, peek_route
+from ptt.protocol.voice import (
+    VoiceFlags,
+    VoiceHeader,
+    add_mac,
+    encode_voice,
+    peek_route,
+    strip_mac,
+)
 from ptt.protocol.wire import VOICE_MAGIC, is_voice
 
 if TYPE_CHECKING:
@@ -397,6 +404,7 @@ class Connection:
         relay. No await: voice is fire-and-forget."""
         if self._stream is None or self._closed:
             return
+        datagram = add_mac(self.core.voice_key, datagram)  # the server relays nothing without
         if self._on_multicast:
             dest = self._on_multicast.get(int.from_bytes(datagram[4:8], "big"))
             if dest is not None and self._mcast.send(datagram, dest):
@@ -565,8 +573,9 @@ class Connection:
                                    f"{PROBE_TIMEOUT:g} s: the LAN may not carry multicast")
             self._flush()
             return
-        probe = encode_voice(VoiceHeader(p.group_id, self.core.session_id, p.nonce, PROBE_SEQ, 0,
-                                         VoiceFlags.PROBE), b"")
+        probe = add_mac(self.core.voice_key, encode_voice(
+            VoiceHeader(p.group_id, self.core.session_id, p.nonce, PROBE_SEQ, 0, VoiceFlags.PROBE),
+            b""))
         if self._mcast.send(probe, p.dest):  # type: ignore[arg-type]
             self.voice_stats.probes += 1
         at = min(now + PROBE_INTERVAL, p.probe_until)
@@ -624,6 +633,7 @@ class Connection:
         try:
             if not data or data[0] != VOICE_MAGIC:
                 raise ProtocolError("not voice")
+            data = strip_mac(data)  # a talker's, heard directly: only the server can check it
             gid, sender, burst = peek_route(data)
         except ProtocolError:
             st.malformed += 1

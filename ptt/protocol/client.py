@@ -66,6 +66,7 @@ from ptt.protocol.client_events import (
 )
 from ptt.protocol.session import HEARTBEAT_INTERVAL, SESSION_TIMEOUT
 from ptt.protocol.transactions import RETRY_TOTAL, Retransmitter, SeenSet
+from ptt.protocol.voice import voice_mac_key
 from ptt.protocol.wire import decode_message, encode_message, is_voice
 
 RELOGIN_FIRST = 0.2
@@ -126,6 +127,7 @@ class ClientCore:
         self._relogin_backoff = RELOGIN_FIRST
         self._verifier_cache: tuple[bytes, int, bytes] | None = None
         self._channel: SecureChannel | None = None
+        self.voice_key = b""  # the MAC key of the voice we send (ptt.protocol.voice.add_mac)
         self.dropped = 0  # datagrams refused: did not open, or plain where sealed is required
 
     @property
@@ -434,7 +436,9 @@ class ClientCore:
         proof = auth.login_proof(verifier, self._client_nonce, msg.server_nonce, self.user)
         cn, sn = self._client_nonce, msg.server_nonce
         # ready before the Login leaves: the Welcome comes sealed with this session's key
-        self._channel = SecureChannel(Role.CLIENT, auth.session_key(verifier, cn, sn), self.user)
+        sk = auth.session_key(verifier, cn, sn)
+        self._channel = SecureChannel(Role.CLIENT, sk, self.user)
+        self.voice_key = voice_mac_key(sk)  # every voice datagram we send carries its MAC
         self._request("login", "", lambda t: m.Login(t, self.user, cn, sn, proof), now)
 
     def _on_welcome(self, msg: m.Welcome, now: float) -> None:

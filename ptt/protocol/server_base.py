@@ -124,6 +124,7 @@ class ServerBase:
         self._out: list[tuple[bytes, Addr]] = []
         self._events: deque[ServerEvent] = deque()
         self._next_private = PRIVATE_GROUP_BASE
+        self.relayed = b""  # the last accepted voice frame as it is forwarded (MAC removed)
         self.voice_refused = 0  # voice for a burst that is not the holder's current one (metrics)
 
     if TYPE_CHECKING:  # what one concept calls in another; ServerCore composes them all

@@ -29,6 +29,7 @@ from ptt.protocol import messages as m
 from ptt.protocol.server_base import ServerBase
 from ptt.protocol.server_events import SessionMoved, SessionStarted
 from ptt.protocol.session import Addr, Session
+from ptt.protocol.voice import voice_mac_key
 from ptt.protocol.wire import decode_heartbeat, decode_message, encode_heartbeat_ack, encode_message
 
 LOGIN_PENDING_TTL = auth.LOGIN_TTL  # a Challenge's server nonce is good this long
@@ -238,7 +239,8 @@ class LoginGate(ServerBase):
         sid = self._new_session_id()
         key = auth.session_key(user.verifier, msg.client_nonce, sn)
         s = Session(sid, user.name, user.role, addr, now, key,
-                    channel=SecureChannel(Role.SERVER, key, user.name, sid))
+                    channel=SecureChannel(Role.SERVER, key, user.name, sid),
+                    voice_key=voice_mac_key(key))
         self.sessions.add(s)
         self._limiter.forget(addr[:2])  # its traffic is sealed now and charged to the session
         self._events.append(SessionStarted(user.name, sid, addr))

@@ -1,8 +1,9 @@
 """Voice routing: which frames the relay forwards, to whom, and the multicast bridge.
 
-The relay forwards only the current holder's current burst, from the holder's own address; every
-other frame is dropped (and its talker, if its burst is over, told so at most every
-STALE_NOTICE_INTERVAL). Destinations are computed once per talker and cached in
+The relay forwards only the current holder's current burst, from the holder's own address, with
+the holder's session MAC (``ptt.protocol.voice``: checked, then removed; the bytes forwarded are
+left in :attr:`VoiceRelay.relayed`); every other frame is dropped (and its talker, if its burst
+is over, told so at most every STALE_NOTICE_INTERVAL). Destinations are computed once per talker and cached in
 ``GroupEntry.targets`` until membership, the voice paths or the floor change: the per-frame cost
 is a header peek, two dict look-ups and the floor check.
 
@@ -14,6 +15,10 @@ The server then bridges: a relay talker's frame goes to the relay members and on
 address; a frame heard on the group address goes to the relay members only. Hearing the group
 also keeps the floor's silence timer (T1) fed when the talker multicasts, at one received frame
 per 20 ms whatever the number of listeners. A pure multicast group costs no relay sends at all.
+
+The MAC gates the bridge too: a frame heard on the group address is bridged only if it carries the
+MAC of the session it names, and a probe is echoed only then, as its 22-byte header, never larger
+than it and never for a host that did not log in.
 
 Multicast listeners must tell the holder's frames from anyone else's, so the server sends each
 multicast member a *holder notice* with every grant (and when it moves to multicast mid-burst):
@@ -31,7 +36,14 @@ from ptt.protocol import floor as fl
 from ptt.protocol import messages as m
 from ptt.protocol.server_base import GroupEntry, ServerBase
 from ptt.protocol.session import Addr, Session
-from ptt.protocol.voice import VoiceFlags, VoiceHeader, encode_voice, peek_route
+from ptt.protocol.voice import (
+    HEADER_SIZE,
+    VoiceFlags,
+    VoiceHeader,
+    encode_voice,
+    open_mac,
+    peek_route,
+)
 from ptt.protocol.wire import encode_message
 
 STALE_NOTICE_INTERVAL = 0.5
@@ -64,10 +76,15 @@ class VoiceRelay(ServerBase):
         if s is None or g is None:
             self._drop(addr, "voice from an unknown session or group")
             return None
+        clear = open_mac(s.voice_key, data)
+        if clear is None:  # before anything is done for it, a path check included
+            self._drop(addr, "voice without its session's MAC")
+            return None
         if s.addr != addr:
             self._check_path(s, g, data, addr, now)
             self._drop(addr, "voice from an unknown session or group")
             return None
+        self.relayed = clear
         s.last_seen = now
         if not self.floors.voice(g.name, s.user, burst_id, now):
             self.voice_refused += 1
@@ -87,8 +104,8 @@ class VoiceRelay(ServerBase):
         the relay members to bridge an accepted frame to (None: dropped). Answers probes.
 
         The source address cannot be checked against the session (multicast leaves from another
-        socket than the talker's control traffic); the floor check on sender and burst is what
-        gates it, as it gates what multicast listeners play."""
+        socket than the talker's control traffic): the session MAC is what proves the sender,
+        then the floor check on sender and burst gates it."""
         try:
             group_id, sender, burst_id = peek_route(data)
         except ProtocolError as exc:
@@ -99,13 +116,19 @@ class VoiceRelay(ServerBase):
         if s is None or g is None or g.joined.get(s.user) is not s:
             self._drop(addr, "multicast voice from an unknown session or group")
             return None
-        if data[_FLAGS_AT] & VoiceFlags.PROBE:
-            mcast = g.multicast_target()
-            if mcast is not None and data[_SEQ_AT:_SEQ_AT + 2] == _PROBE:
-                # echo it to the group: the prober hears that the LAN carries its multicast to
-                # the server and the server's back to it
-                self._out.append((data[:_SEQ_AT] + _ECHO + data[_SEQ_AT + 2:], mcast))
+        clear = open_mac(s.voice_key, data)
+        if clear is None:
+            self._drop(addr, "multicast voice without its session's MAC")
             return None
+        if clear[_FLAGS_AT] & VoiceFlags.PROBE:
+            mcast = g.multicast_target()
+            if mcast is not None and clear[_SEQ_AT:_SEQ_AT + 2] == _PROBE:
+                # echo its header to the group: the prober hears that the LAN carries its
+                # multicast to the server and the server's back to it
+                self._out.append((clear[:_SEQ_AT] + _ECHO + clear[_SEQ_AT + 2:HEADER_SIZE],
+                                  mcast))
+            return None
+        self.relayed = clear
         if not self.floors.voice(g.name, s.user, burst_id, now):
             self.voice_refused += 1
             self._stale_talker(s, g, burst_id, now)
@@ -120,8 +143,8 @@ class VoiceRelay(ServerBase):
                     now: float) -> None:
         """The floor holder's voice from a new address: its NAT may have rebound the port. Ask
         there (sealed, rate-limited, never larger than the frame) for a heartbeat, whose newer
-        sequence number moves the session (``server_gate``). Voice itself proves nothing: the
-        server cannot open it."""
+        sequence number moves the session (``server_gate``). The frame's session MAC was checked,
+        but a frame may be a replay captured on the old path: only a newer heartbeat moves it."""
         if self.floors.floor(g.name).holder != s.user or now - s.path_check_at < PATH_CHECK_EVERY:
             return
         plain = encode_message(m.PathCheck())

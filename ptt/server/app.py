@@ -375,6 +375,7 @@ class PttServer:
         c.datagrams_in += 1
         targets = self.core.receive_datagram(data, addr, now)
         if targets is not None:  # an accepted voice frame
+            data = self.core.relayed  # without the talker's session MAC
             c.voice_in += 1
             route = self._fanouts.get(targets)  # type: ignore[union-attr]
             if route.extra is not None:  # also to the multicast members
@@ -401,6 +402,7 @@ class PttServer:
                 c.voice_dropped += 1
             return
         c.multicast_in += 1
+        data = self.core.relayed  # without the talker's session MAC
         if targets:  # bridged to the relay members
             c.voice_send_failed += self._fanouts.get(targets).send(data)  # type: ignore[union-attr]
         c.voice_out += len(targets)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ptt.protocol.client import AdminResult, Participation
 from ptt.protocol.server import HOLDER_SEQ, VOICE_PATH_OP
-from ptt.protocol.voice import VoiceFlags, VoiceHeader, decode_voice, encode_voice
+from ptt.protocol.voice import VoiceFlags, VoiceHeader, add_mac, decode_voice, encode_voice
 from tests.protocol.simnet import SimNet
 
 MCAST = ("239.255.0.1", 7802)
@@ -61,7 +61,8 @@ def frame(net: SimNet, user: str, seq: int = 0, flags: VoiceFlags = VoiceFlags.N
     c = net.clients[user]
     route = c.talk_route("g")
     b = burst if burst is not None else (route[2] if route else 99)
-    return encode_voice(VoiceHeader(1, c.session_id, b, seq, seq * 320, flags), b"\x01\x02")
+    data = encode_voice(VoiceHeader(1, c.session_id, b, seq, seq * 320, flags), b"\x01\x02")
+    return add_mac(c.voice_key, data)  # as its client sends it
 
 
 def go_multicast(net: SimNet, *users: str) -> list[bool]:

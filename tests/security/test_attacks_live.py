@@ -222,3 +222,79 @@ def test_failed_logins_back_off_per_user_and_per_host_but_never_lock_the_user_ou
                                                          tokens["bob"]))
     # and bob, from his own host, is not concerned
     assert try_login(server, "127.0.0.1", "bob", tokens["bob"])[:1] == b"S"
+
+
+# --- 2 and 4. voice injection -------------------------------------------------------------------
+
+
+@pytest.mark.timeout(180)
+def test_nothing_injected_on_the_multicast_address_is_bridged_or_echoed_large(
+        tmp_path: Path) -> None:
+    from tests.net.netns import require_netns, run_in_netns
+
+    require_netns()
+    r = run_in_netns("bridge_inject", {"tmp": str(tmp_path)},
+                     module="tests.security.bridge_scenarios")
+    assert r["granted"] == "HAS_PERMISSION", r
+    assert r["heard"]["REAL"] >= 8, r  # the holder's own multicast frames are bridged
+    assert r["heard"]["ANON"] == 0, r  # a host that never logged in
+    assert r["heard"]["EVE!"] == 0, r  # a member naming the holder's session
+    assert r["heard"]["JUNK"] == 0, r
+    assert r["echo_sizes"] == [], r  # an anonymous probe draws no echo at all
+
+
+async def _relay_spoof(server: bench_fuzz.ServerUnderTest) -> dict[str, object]:
+    from ptt.protocol.voice import VoiceFlags, VoiceHeader, add_mac, encode_voice
+
+    cred = server.credentials
+    async with Connection(server.address, cred["user"], cred["token"]) as coord:
+        tokens = {u: await bench_fuzz.add_user(coord, u, server.root / "pins")
+                  for u in ("ann", "bob", "eve")}
+        await coord.admin("group.create", {"name": "g"})
+        await coord.admin("group.add", {"name": "g", "users": ["ann", "bob", "eve"]})
+    heard: dict[bytes, int] = {b"REAL": 0, b"ANON": 0, b"EVE!": 0, b"JUNK": 0}
+
+    def on_voice(data: bytes) -> None:
+        mark = bytes(data[22:26])
+        if mark in heard:
+            heard[mark] += 1
+
+    async with Connection(server.address, "ann", tokens["ann"]) as ann, \
+            Connection(server.address, "bob", tokens["bob"]) as bob, \
+            Connection(server.address, "eve", tokens["eve"]) as eve:
+        for c in (ann, bob, eve):
+            await c.join("g")
+        bob.on_voice = on_voice
+        granted = await ann.request_floor("g")
+        gid, sid, burst = ann.core.talk_route("g")  # type: ignore[misc]
+        holder = ann._stream.sockname  # the holder's address:port, spoofed below
+        assert holder[0] == "127.0.0.1"
+
+        def frame(seq: int, mark: bytes) -> bytes:
+            return encode_voice(VoiceHeader(gid, sid, burst, seq, seq * 320), mark * 10)
+
+        with RawSender() as raw:
+            for k in range(20):
+                raw.send(holder, server.address, frame(k, b"ANON"))
+                raw.send(holder, server.address,
+                         add_mac(eve.core.voice_key, frame(100 + k, b"EVE!")))
+                junk = bytearray(frame(200 + k, b"JUNK") + os.urandom(8))
+                junk[2] |= VoiceFlags.AUTH
+                raw.send(holder, server.address, bytes(junk))
+                await asyncio.sleep(0.02)
+        for k in range(10):
+            ann.send_voice(frame(300 + k, b"REAL"))
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.5)
+    return {"granted": granted.state.name, "heard": {k.decode(): v for k, v in heard.items()}}
+
+
+@pytest.mark.timeout(90)
+def test_voice_from_the_holders_spoofed_address_is_not_relayed(
+        server: bench_fuzz.ServerUnderTest) -> None:
+    """A non-member's plain frame and another member's forged one, both from the holder's own
+    address:port (raw UDP): the relay forwards neither; the holder's real frames go through."""
+    r = asyncio.run(_relay_spoof(server))
+    assert r["granted"] == "HAS_PERMISSION", r
+    assert r["heard"]["REAL"] >= 8, r
+    assert r["heard"]["ANON"] == 0 and r["heard"]["EVE!"] == 0 and r["heard"]["JUNK"] == 0, r
