@@ -99,3 +99,16 @@ def test_the_mac_check_costs_a_few_microseconds() -> None:
         open_mac(key, sent)
     per = (time.perf_counter() - t0) / n
     assert per < 20e-6, per
+
+
+def test_a_frame_without_the_mac_from_elsewhere_draws_no_path_check() -> None:
+    """Only the holder's MAC'd frame from a new address makes the server ask there (NAT
+    rebinding); a spoofer naming the holder's session gets nothing sent anywhere."""
+    net = lan(mode="relay")
+    take_floor(net, "ann")
+    net.server.datagrams_to_send()
+    assert net.server.route_voice(bare(net, "ann", size=60), ("10.9.9.9", 9), net.now) is None
+    assert net.server.datagrams_to_send() == []
+    signed = add_mac(net.clients["ann"].voice_key, bare(net, "ann", 1, size=60))
+    assert net.server.route_voice(signed, ("10.9.9.9", 9), net.now) is None
+    assert [a for _, a in net.server.datagrams_to_send()] == [("10.9.9.9", 9)]
