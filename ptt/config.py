@@ -116,6 +116,11 @@ def data_home(env: Env | None = None) -> Path:
     return _xdg(env, "XDG_DATA_HOME", ".local/share")
 
 
+def cache_home(env: Env | None = None) -> Path:
+    """``$XDG_CACHE_HOME`` or ``~/.cache``."""
+    return _xdg(env, "XDG_CACHE_HOME", ".cache")
+
+
 def client_config_path(env: Env | None = None) -> Path:
     """``$PTT_CONFIG``, else ``$XDG_CONFIG_HOME/ptt/client.toml``."""
     explicit = _environ(env).get("PTT_CONFIG", "")

@@ -17,6 +17,7 @@ from typing import TypeVar
 
 import click
 
+from ptt.cli.completion import remember
 from ptt.cli.options import CliState
 from ptt.cli.remote import client_config, connect
 from ptt.client import keys
@@ -100,6 +101,9 @@ async def open_and_join(state: CliState, groups: list[str]
     except BaseException:
         await conn.close()
         raise
+    # names for shell completion, which never asks the server
+    remember(groups=[st.group for st in joined],
+             users=[mi.user for st in joined for mi in st.members])
     return conn, config, joined
 
 

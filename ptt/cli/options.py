@@ -69,15 +69,32 @@ class _Validated(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-class UserNameType(_Validated):
+class _CachedNames(_Validated):
+    """Completes from the names the client last saw (:mod:`ptt.cli.completion`), offline."""
+
+    cache_kind = ""
+
+    def shell_complete(
+        self, ctx: click.Context, param: click.Parameter, incomplete: str
+    ) -> list[click.shell_completion.CompletionItem]:
+        from click.shell_completion import CompletionItem
+
+        from ptt.cli.completion import matching
+
+        return [CompletionItem(n) for n in matching(self.cache_kind, incomplete)]
+
+
+class UserNameType(_CachedNames):
     name = "user"
+    cache_kind = "users"
 
     def parse(self, value: str) -> str:
         return user_name(value)
 
 
-class GroupNameType(_Validated):
+class GroupNameType(_CachedNames):
     name = "group"
+    cache_kind = "groups"
 
     def parse(self, value: str) -> str:
         return group_name(value)

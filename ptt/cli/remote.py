@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 from typing import Any
 
+from ptt.cli.completion import remember_answer
 from ptt.cli.options import CliState
 from ptt.client.connection import Connection, multicast_options
 from ptt.config import ClientConfig, load_client_config
@@ -77,9 +78,11 @@ def admin(state: CliState, op: str, args: dict[str, Any]) -> dict[str, Any]:
     config = client_config(state)
     config.require_login()  # before any socket: the most common first-run mistake
     try:
-        return asyncio.run(_admin(config, state.timeout, op, args))
+        result = asyncio.run(_admin(config, state.timeout, op, args))
     except RequestError as exc:
         cls = _BY_CODE.get(exc.code)
         if cls is None:
             raise
         raise cls(str(exc)) from None
+    remember_answer(op, result)  # names for shell completion, which never asks the server
+    return result

@@ -15,7 +15,7 @@ import click
 
 from ptt.cli.live import (StopSignals, joined_line, open_and_join, revoke_text, stop_on_signals,
                           until_stopped)
-from ptt.cli.options import GROUP, SECONDS, CliState, client_options, pass_state
+from ptt.cli.options import GROUP, SECONDS, USER, CliState, client_options, pass_state
 from ptt.client.connection import Connection, deny_text
 from ptt.errors import NetError, RequestError
 from ptt.protocol import client as cl
@@ -135,7 +135,7 @@ def _drain(q: asyncio.Queue[cl.ClientEvent]) -> list[cl.ClientEvent]:
 
 
 @click.command()
-@click.argument("peer", metavar="USER")
+@click.argument("peer", metavar="USER", shell_complete=USER.shell_complete)
 @click.option("--wav", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               metavar="FILE", help="Say this WAV file instead of using the microphone.")
 @click.option("--wait", "max_wait", type=SECONDS, default=60.0, show_default=True,

@@ -172,3 +172,46 @@ def test_the_units_commands_run_a_server_with_its_state_under_the_state_director
     assert code in (0, 143), err  # SuccessExitStatus: both are a clean stop
     assert seconds < float(service["TimeoutStopSec"])
     no_traceback(err)
+
+
+# --- shell completion -------------------------------------------------------------------------
+
+
+def _complete(site: Site, user: str, words: str) -> tuple[list[str], float]:
+    """What bash completion offers for the last word of ``words``, and how long it took."""
+    parts = words.split(" ")
+    t0 = time.monotonic()
+    proc = subprocess.run([PTT], capture_output=True, text=True, timeout=30, check=False,
+                          env=site.env(user, _PTT_COMPLETE="bash_complete", COMP_WORDS=words,
+                                       COMP_CWORD=str(len(parts) - 1)))
+    assert proc.returncode == 0, proc.stderr
+    no_traceback(proc.stderr)
+    offered = [line.partition(",")[2] for line in proc.stdout.splitlines()]
+    return [name for name in offered if name], time.monotonic() - t0
+
+
+def test_completion_offers_group_and_user_names_from_the_last_view_offline(site: Site) -> None:
+    source = site.ptt("ann", "--version", env=site.env("ann", _PTT_COMPLETE="bash_source"))
+    assert "_ptt_completion" in source.stdout and "complete " in source.stdout
+
+    site.add_user("ann")
+    site.add_user("张伟")
+    site.group("volunteers", "ann", "张伟")
+    site.group("志愿者", "ann", "张伟")
+    site.group("drivers", "张伟")
+    assert _complete(site, "ann", "ptt talk v")[0] == []  # nothing seen yet: nothing offered
+    site.ptt("ann", "group", "show", "volunteers", check=True)
+    site.ptt(COORDINATOR, "user", "list", check=True)
+    site.ptt(COORDINATOR, "group", "list", check=True)
+    cache = site.home("ann") / ".cache" / "ptt" / "names.json"
+    assert cache.stat().st_mode & 0o777 == 0o600
+    site.stop()  # completion never asks the server: it works with none running
+
+    offered, took = _complete(site, "ann", "ptt talk v")
+    assert offered == ["volunteers"]
+    assert took < 5.0  # no network wait (a server query would wait out --timeout 6 s)
+    assert _complete(site, "ann", "ptt call 张")[0] == ["张伟"]
+    assert _complete(site, COORDINATOR, "ptt listen 志")[0] == ["志愿者"]
+    assert _complete(site, COORDINATOR, "ptt group add drivers A")[0] == ["ann"]
+    assert set(_complete(site, COORDINATOR, "ptt group show ")[0]) == {
+        "volunteers", "志愿者", "drivers"}
