@@ -1,11 +1,19 @@
-"""Mouth-to-ear delay through the server relay on loopback with 10 ms of network jitter.
+"""Mouth-to-ear delay through the server relay on loopback with 10 ms of network jitter, clean
+and with 10 % of the listener's voice datagrams lost.
+
+What it is and is not: everything runs in ONE process on one asyncio loop (ptt's own Talker, an
+in-process PttServer, the impairment proxy and a BurstReceiver-based player), not the ``ptt``
+commands as processes: ``ptt listen --out`` does not say when it played which frame, so the
+playout instants are taken here, where they are known. Scheduling noise between processes is
+therefore not in these figures.
 
 Measured without the sound card's own buffers, as issue 4 asks: a frame's *capture time* is when the
 talker's paced source hands it over (when a microphone's 20 ms frame would be complete), its
 *playout time* is the listener tick that writes it to the sink. In between: the project's own
 Opus encoder, packetiser, a real `PttServer` relay on 127.0.0.1, the impairment proxy adding a
-uniform 0-10 ms delay to every voice datagram on the listener's downlink, the jitter buffer and
-the decoder. Target p95 <= 60 ms (MCPTT KPI 3 allows 300 ms).
+uniform 0-10 ms delay to every voice datagram on the listener's downlink (and losing 10 % of them
+in the second row), the jitter buffer and the decoder. Targets p95 <= 60 ms clean, <= 100 ms at
+10 % loss (MCPTT KPI 3 allows 300 ms).
 
     .venv/bin/python bench/bench_mouth_to_ear.py [--quick]
 """
@@ -75,7 +83,7 @@ async def listen(conn: Connection, played: dict[int, float], stop: asyncio.Event
             played.setdefault(item.seq, now)
 
 
-async def measure(bursts: int, tmp: Path) -> dict[str, Any]:
+async def measure(bursts: int, tmp: Path, loss: float = 0.0) -> dict[str, Any]:
     wav = tmp / "speech.wav"
     make_speech_wav(wav, TEXT)
     srv = PttServer(ServerConfig(host="127.0.0.1", port=0, db=tmp / "db", record_dir=tmp / "rec"),
@@ -87,7 +95,7 @@ async def measure(bursts: int, tmp: Path) -> dict[str, Any]:
         tb = await add_user(co, "bob")
         await co.admin("group.create", {"name": "g", "mode": "relay"})
         await co.admin("group.add", {"name": "g", "users": ["ann", "bob"]})
-    jitter = Direction(voice=Impairment(jitter=JITTER))
+    jitter = Direction(voice=Impairment(jitter=JITTER, loss=loss))
     delays: list[float] = []
     async with ImpairmentProxy(ProxyConfig(server=srv.address, down=jitter, seed=7)) as proxy, \
             Connection(srv.address, "ann", ta) as ann, Connection(proxy.address, "bob", tb) as bob:
@@ -117,26 +125,39 @@ async def measure(bursts: int, tmp: Path) -> dict[str, Any]:
             "p99_ms": pct(0.99), "max_ms": delays[-1] * 1000, "min_ms": delays[0] * 1000}
 
 
+TARGETS = {0.0: 60.0, 0.10: 100.0}  # loss -> p95 ms
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     bursts = 1 if quick else 4
-    with tempfile.TemporaryDirectory(prefix="ptt-m2e-") as tmp:
-        res = asyncio.run(measure(bursts, Path(tmp)))
-    ok = res["p95_ms"] <= 60
+    rows = []
+    for loss, target in TARGETS.items():
+        with tempfile.TemporaryDirectory(prefix="ptt-m2e-") as tmp:
+            res = asyncio.run(measure(bursts, Path(tmp), loss))
+        over = res["p95_ms"] - target
+        rows.append({"loss": f"{loss:.0%}", "bursts": bursts, "frames": res["frames"],
+                     "p50 ms": round(res["p50_ms"], 1), "p95 ms": round(res["p95_ms"], 1),
+                     "p99 ms": round(res["p99_ms"], 1), "max ms": round(res["max_ms"], 1),
+                     "target p95 ms": target,
+                     "target met": "yes" if over <= 0 else f"no, over by {over:.1f} ms"})
     return {
-        "title": "Mouth-to-ear delay (relay, loopback, 10 ms jitter)",
-        "target": "p95 <= 60 ms from frame capture to playout, sound-card buffers excluded "
-                  "(MCPTT KPI 3 allows 300 ms)",
+        "title": "Mouth-to-ear delay, in one process (relay, loopback, 10 ms jitter; clean and "
+                 "10% loss)",
+        "target": "p95 <= 60 ms clean and <= 100 ms at 10% loss, from frame capture to playout, "
+                  "sound-card buffers excluded (MCPTT KPI 3 allows 300 ms)",
         "command": ".venv/bin/python bench/bench_mouth_to_ear.py" + (" --quick" if quick else ""),
-        "rows": [{"bursts": bursts, "frames": res["frames"],
-                  "p50 ms": round(res["p50_ms"], 1), "p95 ms": round(res["p95_ms"], 1),
-                  "p99 ms": round(res["p99_ms"], 1), "max ms": round(res["max_ms"], 1),
-                  "target met": "yes" if ok else "no"}],
-        "notes": ("Frames captured at the talker's 20 ms pace, encoded (Opus 32 kbit/s), relayed "
-                  "by a real PttServer, delayed 0-10 ms uniformly by the impairment proxy on the "
-                  "listener's downlink, and played on the listener's 20 ms tick after the jitter "
-                  "buffer. Add the 20 ms it takes a microphone to fill a frame, and the sound "
-                  "cards' buffers, for the acoustic figure."),
-        "p95_ms": round(res["p95_ms"], 1),
+        "rows": rows,
+        "notes": ("In ONE process on one asyncio loop, not the ptt commands: ptt's Talker, an "
+                  "in-process PttServer relay, the impairment proxy and a BurstReceiver-based "
+                  "player (`ptt listen --out` does not report when it played which frame). "
+                  "Frames captured at the talker's 20 ms pace, encoded (Opus 32 kbit/s), "
+                  "relayed, delayed 0-10 ms uniformly on the listener's downlink (and 10% of "
+                  "them lost in the second row), and played on the listener's 20 ms tick after "
+                  "the jitter buffer; frames never received (concealed) have no playout time. "
+                  "Add the 20 ms it takes a microphone to fill a frame, the sound cards' "
+                  "buffers and the scheduling between processes for the acoustic figure."),
+        "p95_ms": rows[0]["p95 ms"],
+        "p95_ms_at_10pct_loss": rows[1]["p95 ms"],
     }
 
 

@@ -20,7 +20,8 @@ from __future__ import annotations
 import asyncio
 import signal
 from dataclasses import asdict
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import click
 
@@ -113,20 +114,40 @@ def _describe(d: Direction) -> str:
               help="Print the counters this often.")
 @click.option("--duration", type=SecondsType(), default=None, metavar="SECONDS",
               help="Stop by itself after this long.")
+@click.option("--trace", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              metavar="FILE", help="Write one line per voice datagram received: seconds since "
+              "the proxy started, up or down, UDP payload bytes.")
 def main(listen: tuple[str, int], server: tuple[str, int], seed: int, blackout_s: float,
-         stats_s: float | None, duration: float | None, **scoped: tuple[str, ...]) -> None:
+         stats_s: float | None, duration: float | None, trace: Path | None,
+         **scoped: tuple[str, ...]) -> None:
     """Forward UDP between ptt clients and a server, impairing each direction."""
     up, down = build_directions(scoped)
     cfg = ProxyConfig(server=server, listen=listen, up=up, down=down, seed=seed)
     try:
-        asyncio.run(_serve(cfg, blackout_s, stats_s, duration))
+        out = open(trace, "w", buffering=1) if trace is not None else None  # noqa: SIM115
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {trace}: {exc.strerror or exc}") from None
+    try:
+        asyncio.run(_serve(cfg, blackout_s, stats_s, duration, out))
     except KeyboardInterrupt:
         pass
+    finally:
+        if out is not None:
+            out.close()
 
 
 async def _serve(cfg: ProxyConfig, blackout_s: float, stats_s: float | None,
-                 duration: float | None) -> None:
+                 duration: float | None, trace: IO[str] | None = None) -> None:
     proxy = ImpairmentProxy(cfg)
+    if trace is not None:
+        loop = asyncio.get_running_loop()
+        origin = loop.time()
+
+        def tap(now: float, way: Way, kind: Kind, size: int) -> None:
+            if kind is Kind.VOICE:
+                trace.write(f"{now - origin:.6f} {way.value} {size}\n")
+
+        proxy.tap = tap
     try:
         await proxy.start()
     except OSError as exc:

@@ -26,6 +26,7 @@ import asyncio
 import logging
 import random
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
@@ -196,6 +197,9 @@ class ImpairmentProxy:
         self._blackout_all = 0.0  # loop time until which every datagram is dropped
         self._blackout: dict[Addr, float] = {}  # per client address
         self._sweeper: asyncio.TimerHandle | None = None
+        # called for every datagram received, before its fate is drawn: (loop time, way, kind,
+        # bytes); what benchmarks use to measure the bit rate on the wire
+        self.tap: Callable[[float, Way, Kind, int], None] | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -355,6 +359,8 @@ class ImpairmentProxy:
         kind = Kind.VOICE if data and data[0] == VOICE_MAGIC else Kind.CONTROL
         counts = self.counters.of(way).of(kind)
         counts.received += 1
+        if self.tap is not None:
+            self.tap(self._now(), way, kind, len(data))
         if self.blacked_out(flow.client):
             counts.blacked_out += 1
             return

@@ -1,0 +1,40 @@
+"""Smoke test of bench/bench_voice_quality.py's real-command part: `ptt talk --wav` -> server ->
+`python -m ptt.faults.proxy` -> `ptt listen --out`, one short sentence, one seed,
+10 % loss on each path. The figures are checked for sanity only (CI is too noisy for the
+targets)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("pesq")
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+sys.path.insert(0, str(BENCH))
+
+import bench_voice_quality as bench  # noqa: E402
+
+TINY = bench.LivePlan(voices=("English (en-us)",), conditions=("random 10%",),
+                      ways=("down", "up"), seeds=(1,),
+                      texts={"English (en-us)": "Radio check, gate two. How do you read?"},
+                      minutes=3.0)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_real_command_cells_run_end_to_end() -> None:
+    res = bench.run(plan=TINY, offline=False, verbose=False)
+    rows = res["rows"]
+    assert [(r["lossy path"], r["condition"]) for r in rows] == [
+        ("server -> listener", "random 10%"), ("talker -> server", "random 10%")]
+    for r in rows:
+        assert r["pipeline"] == "real commands" and r["seeds"] == 1
+        assert 2.5 < r["PESQ"] <= 4.7
+        # one datagram per 20 ms of speech carries a frame of 32 kbit/s Opus at least
+        assert 30 < r["kbit/s UDP payload"] < 200 and 50 < r["bytes/datagram"] < 500
+        assert abs(r["heard - spoken ms (max)"]) <= 300
+    assert "real commands" in res["title"] and "ptt.faults.proxy" in res["notes"]
+    assert isinstance(res["targets missed (real commands)"], str)
