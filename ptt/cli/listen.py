@@ -152,10 +152,14 @@ async def _listen(state: CliState, group: str, out: Path | None, output_device: 
         events = conn.subscribe()
         task = asyncio.create_task(listener.run(stop))
         count = _Bursts(joined, conn.user)
+        left = {group}
         try:
             async for ev in _until(events, stop, duration):
                 echo_event(ev, conn.user)
                 count.follow(ev)
+                if isinstance(ev, cl.GroupGone) and ev.group in left:
+                    left.discard(ev.group)
+                    break
                 if bursts is not None and count.heard >= bursts:
                     await asyncio.sleep(0.3)  # let the jitter buffer play out the tail
                     break
@@ -166,6 +170,8 @@ async def _listen(state: CliState, group: str, out: Path | None, output_device: 
         click.echo(f"heard {count.heard} burst(s), {listener.frames_played * 0.02:.1f} s of voice"
                    + (f"; wrote {out}" if out is not None else ""))
         signals.raise_if_caught()
+        if not left:
+            raise RequestError(f"no group left to listen to ('{group}' is no longer yours)")
     finally:
         sink.close()
         await conn.close()
@@ -202,8 +208,16 @@ async def _monitor(state: CliState, groups: list[str], priority: list[str], out:
         events = conn.subscribe()
         task = asyncio.create_task(monitor.run(stop))
         count = _Bursts(joined, conn.user)
+        left = set(groups)
         try:
             async for ev in _until(events, stop, duration):
+                if isinstance(ev, cl.GroupGone) and ev.group in left:
+                    left.discard(ev.group)
+                    echo_event(ev, conn.user)
+                    if not left:
+                        break
+                    click.echo(f"{stamp()}  still listening to {', '.join(sorted(left))}")
+                    continue
                 notice = burst_notice(ev, monitor.groups, conn.user)
                 if notice is not None:
                     click.echo(f"{stamp()}  {notice.line()}")
@@ -223,6 +237,8 @@ async def _monitor(state: CliState, groups: list[str], priority: list[str], out:
         click.echo(f"heard {count.heard} burst(s), {voice:.1f} s of voice ({per_group})"
                    + (f"; wrote {out}" if out is not None else ""))
         signals.raise_if_caught()
+        if not left:
+            raise RequestError("no group left to listen to (none of them is yours any more)")
     finally:
         sink.close()
         await conn.close()

@@ -52,6 +52,8 @@ def describe(ev: cl.ClientEvent, me: str) -> str | None:
         return "connected"
     group = getattr(ev, "group", None)
     where = label(group, me) if isinstance(group, str) else ""
+    if isinstance(ev, cl.GroupGone):
+        return f"{where}  {gone_text(ev.reason)}"
     if isinstance(ev, cl.TalkerChanged):
         if ev.talker is None:
             return f"{where}  floor idle"
@@ -70,6 +72,12 @@ def describe(ev: cl.ClientEvent, me: str) -> str | None:
         if ev.state is cl.Participation.NO_PERMISSION and ev.revoke_cause is not None:
             return f"{where}  floor revoked: {revoke_text(ev.revoke_cause)}"
     return None
+
+
+def gone_text(reason: m.GoneReason) -> str:
+    return {m.GoneReason.REMOVED: "a coordinator removed you from this group",
+            m.GoneReason.DELETED: "a coordinator deleted this group"}.get(
+        reason, "you are no longer a member")
 
 
 def revoke_text(cause: m.RevokeCause) -> str:

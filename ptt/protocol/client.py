@@ -52,6 +52,7 @@ from ptt.protocol.client_events import (
     ConnState,
     Disconnected,
     FloorStateChanged,
+    GroupGone,
     GroupJoined,
     GroupLeft,
     GroupView,
@@ -81,7 +82,8 @@ BURST_SPACE = 1 << 32
 __all__ = [  # the events and states live in client_events; import them from here
     "BURST_SPACE", "RELOGIN_CAP", "RELOGIN_FIRST", "AdminResult", "CallOpened", "ClientCore",
     "ClientEvent", "ConnState", "Connected", "Disconnected", "FloorStateChanged", "GroupJoined",
-    "GroupLeft", "GroupView", "IncomingCall", "KeyGrantReceived", "LinkReported", "LoginFailed",
+    "GroupGone", "GroupLeft", "GroupView", "IncomingCall", "KeyGrantReceived", "LinkReported",
+    "LoginFailed",
     "Participation", "PresenceChanged", "RequestFailed", "TalkerChanged", "newer",
 ]
 
@@ -397,7 +399,8 @@ class ClientCore:
         elif isinstance(msg, m.AdminResponse):
             if self._answered(msg.txn) is not None:
                 self._events.append(AdminResult(msg.txn, dict(msg.result), None))
-        elif isinstance(msg, (m.FloorGranted, m.FloorRevoked, m.IncomingCall, m.KeyGrant)):
+        elif isinstance(msg, (m.FloorGranted, m.FloorRevoked, m.IncomingCall, m.KeyGrant,
+                              m.GroupGone)):
             self._emit(encode_message(m.Ack(msg.txn, self.session_id)))
             if self._seen.check_and_add(msg.txn):
                 self._on_unsolicited(msg, now)
@@ -511,6 +514,14 @@ class ClientCore:
         if isinstance(msg, m.IncomingCall):
             self._events.append(IncomingCall(msg.group, msg.peer))
             self.join(msg.group, now)
+            return
+        if isinstance(msg, m.GroupGone):
+            g = self.groups.pop(msg.group, None)
+            if g is not None and g.participation is not Participation.NO_PERMISSION:
+                self._events.append(FloorStateChanged(msg.group, Participation.NO_PERMISSION,
+                                                      revoke_cause=m.RevokeCause.REMOVED))
+            self._events.append(GroupGone(msg.group, msg.reason))
+            self._events.append(GroupLeft(msg.group))
             return
         if isinstance(msg, m.FloorGranted):
             g = self.groups.get(msg.group)

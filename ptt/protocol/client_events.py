@@ -14,7 +14,7 @@ from ptt.protocol import messages as m
 
 __all__ = [
     "AdminResult", "CallOpened", "ClientEvent", "ConnState", "Connected", "Disconnected",
-    "FloorStateChanged", "GroupJoined", "GroupLeft", "GroupView", "IncomingCall",
+    "FloorStateChanged", "GroupJoined", "GroupGone", "GroupLeft", "GroupView", "IncomingCall",
     "KeyGrantReceived", "LinkReported", "LoginFailed", "Participation", "PresenceChanged", "RequestFailed",
     "TalkerChanged",
 ]
@@ -62,6 +62,15 @@ class GroupJoined:
 @dataclass(frozen=True, slots=True)
 class GroupLeft:
     group: str
+
+
+@dataclass(frozen=True, slots=True)
+class GroupGone:
+    """A coordinator removed this user from ``group`` or deleted it: the group is dropped from
+    this client's view (a GroupLeft follows) and not joined again."""
+
+    group: str
+    reason: m.GoneReason
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +158,7 @@ class AdminResult:
 ClientEvent = (
     Connected | Disconnected | LoginFailed | GroupJoined | GroupLeft | TalkerChanged
     | PresenceChanged | FloorStateChanged | RequestFailed | IncomingCall | CallOpened | AdminResult
+    | GroupGone
     | KeyGrantReceived | LinkReported
 )
 

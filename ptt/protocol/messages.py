@@ -58,6 +58,8 @@ class MsgType(IntEnum):
     CALL = 60
     CALL_RESPONSE = 61
     INCOMING_CALL = 62
+    # membership news
+    GROUP_GONE = 63
     # administration (coordinator)
     ADMIN = 80
     ADMIN_RESPONSE = 81
@@ -94,6 +96,13 @@ class RevokeCause(IntEnum):
     SESSION_LOST = 4
     REMOVED = 5  # removed from the group, or the group deleted
     NO_START = 6  # granted from the queue but never started talking (T132-like)
+
+
+class GoneReason(IntEnum):
+    """Why a member is no longer in a group (``GroupGone``)."""
+
+    REMOVED = 1  # a coordinator removed it from the group
+    DELETED = 2  # a coordinator deleted the group
 
 
 class Role(IntEnum):
@@ -440,6 +449,16 @@ class IncomingCall:
     peer: str
 
 
+@dataclass(frozen=True, slots=True)
+class GroupGone:
+    """Unsolicited, acknowledged: you are no longer a member of ``group`` (``reason``), told
+    at once so a client stops showing, playing and re-joining it."""
+
+    txn: int
+    group: str
+    reason: GoneReason
+
+
 # --- administration ----------------------------------------------------------------------------
 
 
@@ -465,7 +484,7 @@ Message = (
     | SessionClosed | PathCheck
     | Join | Joined | Leave | Left | Presence | KeyGrant
     | FloorRequest | FloorResponse | FloorRelease | FloorReleased | FloorGranted | FloorRevoked
-    | FloorTaken | FloorIdle | QueuePosition | ReceiverReport | LinkReport | Call | CallResponse | IncomingCall | Admin
+    | FloorTaken | FloorIdle | QueuePosition | ReceiverReport | LinkReport | Call | CallResponse | IncomingCall | GroupGone | Admin
     | AdminResponse
 )
 
@@ -501,6 +520,7 @@ MESSAGE_TYPES: dict[MsgType, type] = {
     MsgType.CALL: Call,
     MsgType.CALL_RESPONSE: CallResponse,
     MsgType.INCOMING_CALL: IncomingCall,
+    MsgType.GROUP_GONE: GroupGone,
     MsgType.ADMIN: Admin,
     MsgType.ADMIN_RESPONSE: AdminResponse,
 }

@@ -79,6 +79,9 @@ class Directory(ServerBase):
         self._floor_events(self.floors.remove_group(name, now), now, group=g)
         for s in g.joined.values():
             s.joined.discard(name)
+        if not g.private:
+            for user in g.members:
+                self._tell_gone(user, name, m.GoneReason.DELETED, now)
 
     def set_member(self, group: str, user: str, listen_only: bool = False,
                    now: float = 0.0) -> None:
@@ -102,6 +105,14 @@ class Directory(ServerBase):
             s.joined.discard(group)
             self._announce(g, m.Presence(group, user, False))
         g.targets.clear()
+        if not g.private:
+            self._tell_gone(user, group, m.GoneReason.REMOVED, now)
+
+    def _tell_gone(self, user: str, group: str, reason: m.GoneReason, now: float) -> None:
+        """A member that is online learns at once that ``group`` is no longer its own."""
+        s = self.sessions.by_user.get(user)
+        if s is not None:
+            self._send_reliable(s, lambda txn: m.GroupGone(txn, group, reason), now)
 
     def group_state(self, name: str) -> m.GroupState:
         g = self.groups[name]

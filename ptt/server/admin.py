@@ -125,11 +125,26 @@ class Admin:
             "server.info": self.server_info,
         }
 
-    def execute(self, op: str, args: dict[str, Any], now: float) -> Result:
+    def execute(self, op: str, args: dict[str, Any], now: float, user: str | None = None,
+                role: Role | None = None) -> Result:
+        """Run ``op`` for ``user`` (None: the server itself). Only coordinators see every
+        group; anyone else sees the groups it is a member of, and is told of any other group
+        exactly what it is told of one that does not exist."""
         fn = self._ops.get(op)
         if fn is None:
             raise ValidationError(f"unknown operation '{op}'")
-        return fn(args, now)
+        if user is None or role == Role.COORDINATOR:
+            return fn(args, now)
+        if op == "group.list":
+            mine = {g.name for g in self.store.groups_of(user)}
+            return {"groups": [g for g in self.group_list(args, now)["groups"]
+                               if g["name"] in mine]}
+        if op == "group.show":
+            name = group_name(_str(args, "name"))
+            if name not in {g.name for g in self.store.groups_of(user)}:
+                raise NotFoundError(f"unknown group '{name}'")
+            return fn(args, now)
+        raise AuthError("not a coordinator")
 
     # --- loading ------------------------------------------------------------------------------
 

@@ -490,7 +490,7 @@ class PttServer:
     def _run_admin(self, cmd: AdminCommand, now: float) -> None:
         assert self.admin is not None
         try:
-            result = self.admin.execute(cmd.op, cmd.args, now)
+            result = self.admin.execute(cmd.op, cmd.args, now, cmd.user, cmd.role)
         except PttError as exc:
             self.core.admin_reply(cmd, now, error=(error_code(exc), str(exc)))
             return

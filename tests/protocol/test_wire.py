@@ -28,6 +28,7 @@ SAMPLES: list[m.Message] = [
     m.Admin(11, 7, "group.create", {"name": "g", "max_talk": 20, "users": ["a"], "x": None}),
     m.AdminResponse(12, {"groups": [{"name": "g", "members": 3, "private": False}]}),
     m.IncomingCall(13, "call:a+b", "a"),
+    m.GroupGone(14, "g", m.GoneReason.DELETED),
 ]
 
 
@@ -53,7 +54,8 @@ def test_every_message_type_has_a_sample_shape_that_round_trips() -> None:
 def _value_for(tp: str) -> object:
     table = {"int": 1, "str": "x", "bytes": b"\x00" * 16, "bool": True, "Role": m.Role.VOLUNTEER,
              "ErrorCode": m.ErrorCode.INVALID, "FloorResult": m.FloorResult.QUEUED,
-             "RevokeCause": m.RevokeCause.SILENCE, "Priority": m.Priority.HIGH,
+             "RevokeCause": m.RevokeCause.SILENCE,
+             "GoneReason": m.GoneReason.REMOVED, "Priority": m.Priority.HIGH,
              "list[str]": ["a"], "GroupState": m.GroupState("g", 1, [])}
     if tp in table:
         return table[tp]
