@@ -16,7 +16,6 @@ Run it from the repository: `make demo` (or `.venv/bin/python examples/demo.py`)
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import shutil
 import socket
@@ -118,10 +117,10 @@ async def demo(tmp: Path) -> None:
                   "coordinator")
         logins = []
         for u in ("ann", "bob", "cat"):  # one coordinator command at a time: one session each
-            token = json.loads(await run([*coord, "user", "add", u, "--json"], env))["token"]
-            say("coordinator", f"added user {u} (its token is shown once; saved to {u}'s config)")
-            logins.append(run(["login", "--server", f"127.0.0.1:{port}", "--user", u, "--token",
-                               token, "--config", cfg[u]], env))
+            handover = tmp / f"{u}-credentials.toml"  # mode 0600: the token never on a command line
+            await run([*coord, "user", "add", u, "--credentials-out", str(handover)], env)
+            say("coordinator", f"added user {u} (its token went into {handover.name}, mode 0600)")
+            logins.append(run(["login", "--credentials", str(handover), "--config", cfg[u]], env))
         await asyncio.gather(*logins)
         await run([*coord, "group", "add", "volunteers", "ann", "bob", "cat"], env, "coordinator")
         await run([*coord, "group", "add", "volunteers", "coordinator", "--listen-only"], env)

@@ -452,8 +452,8 @@ class ClientConfig:
         if self.user is None or self.token is None:
             missing = "user" if self.user is None else "token"
             raise ConfigError(
-                f"no {missing} configured: run 'ptt login --server HOST:PORT --user NAME "
-                f"--token TOKEN' or set PTT_USER and PTT_TOKEN"
+                f"no {missing} configured: run 'ptt login --server HOST:PORT --user NAME' "
+                f"(it asks for the token) or set PTT_USER and PTT_TOKEN"
             )
         return self.user, self.token
 

@@ -39,8 +39,8 @@ def test_no_module_defines_a_bitrate_default_of_its_own() -> None:
 def _login(tmp_path: Path, config: Path) -> dict[str, object]:
     env = clean_env(tmp_path / "home", PTT_CONFIG=str(config))
     done = subprocess.run([PTT, "login", "--no-check", "--server", "127.0.0.1:7799",
-                           "--user", "ann", "--token", TOKEN], capture_output=True, text=True,
-                          env=env, timeout=60, stdin=subprocess.DEVNULL)
+                           "--user", "ann", "--token-stdin"], capture_output=True, text=True,
+                          env=env, timeout=60, input=TOKEN + "\n")
     assert done.returncode == 0, done.stderr
     return tomllib.loads(config.read_text())
 

@@ -19,11 +19,16 @@ from ptt.names import format_hostport, role_name
 from ptt.protocol.auth import check_token
 
 
-def _token(value: str | None) -> str | None:
+TOKEN_REFUSED = ("--token is refused: a token on the command line shows in the process list and "
+                 "stays in the shell history; leave it out and paste it at the prompt, pipe it "
+                 "with --token-stdin, or log in with --credentials FILE")
+
+
+def _token(value: str | None, source: str) -> str | None:
     try:
         return None if value is None else check_token(value)
     except ValidationError as exc:
-        raise click.BadParameter(str(exc), param_hint="'--token'") from None
+        raise click.BadParameter(str(exc), param_hint=f"'{source}'") from None
 
 
 async def _check(config: ClientConfig, timeout: float) -> str:
@@ -36,23 +41,38 @@ async def _check(config: ClientConfig, timeout: float) -> str:
 @click.option("--server", "address", type=HOSTPORT, metavar="HOST:PORT",
               help=f"The server [default: from --credentials, else {DEFAULT_SERVER}].")
 @click.option("--user", type=USER, help="Your user name.")
-@click.option("--token", help="The token 'ptt user add' printed (asked for when omitted on a "
-                              "terminal, which keeps it out of the shell history).")
+@click.option("--token", hidden=True,
+              help="Refused: a token on the command line is seen in the process list and kept "
+                   "in the shell history.")
+@click.option("--token-stdin", is_flag=True,
+              help="Read the token from the first line of stdin (a pipe or a file). Without "
+                   "it, the token is asked for on the terminal, not echoed.")
 @click.option("--credentials", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="A credentials file, e.g. the coordinator.toml the server writes on its first "
-                   "start, instead of --server/--user/--token.")
+              help="A credentials file ('ptt user add NAME --credentials-out FILE', or the "
+                   "coordinator.toml the server writes on its first start), instead of "
+                   "--server/--user and the token.")
 @click.option("--check/--no-check", default=True, show_default=True,
               help="Log in to the server before saving.")
 @config_option
 @timeout_option
 @pass_state
 def login(state: CliState, address: tuple[str, int] | None, user: str | None, token: str | None,
-          credentials: Path | None, check: bool) -> None:
+          token_stdin: bool, credentials: Path | None, check: bool) -> None:
     """Save your server, user name and token as the client config (mode 0600).
 
-    Every later command (ptt group list, ptt talk, ...) uses them. PTT_SERVER, PTT_USER and
-    PTT_TOKEN still override the saved values.
+    The token never goes on the command line (the process list and the shell history would keep
+    it): paste it at the prompt, pipe it with --token-stdin, or use --credentials FILE. Every
+    later command (ptt group list, ptt talk, ...) uses the saved config. PTT_SERVER, PTT_USER
+    and PTT_TOKEN still override the saved values.
+
+    \b
+    Examples:
+        ptt login --server 127.0.0.1:7700 --user ann          (asks for the token)
+        ptt login --server 127.0.0.1:7700 --user ann --token-stdin < ann.token
+        ptt login --credentials ann.toml
     """
+    if token is not None:
+        raise ValidationError(TOKEN_REFUSED)
     target = state.config_path or client_config_path()
     # start from the file alone (never from PTT_* variables), so other settings survive a re-login
     # and values from the environment are never written to disk
@@ -67,15 +87,18 @@ def login(state: CliState, address: tuple[str, int] | None, user: str | None, to
         config = dataclasses.replace(config, server=format_hostport(*address))
     if user is not None:
         config = dataclasses.replace(config, user=user)
-    token = _token(token)
-    if token is None and credentials is None and sys.stdin.isatty():
-        token = _token(click.prompt("Token", hide_input=True, err=True))
+    if token_stdin:
+        token = _token(sys.stdin.readline().strip() or None, "--token-stdin")
+    elif credentials is None and sys.stdin.isatty():
+        token = _token(click.prompt("Token", hide_input=True, err=True), "the prompt")
     if token is not None:
         config = dataclasses.replace(config, token=token)
     if credentials is None and (user is None or token is None):
-        missing = "--user" if user is None else "--token"
-        raise click.UsageError(f"missing {missing}: give --server, --user and --token, or "
-                               f"--credentials FILE")
+        if user is None:
+            raise click.UsageError("missing --user: give --server and --user (the token is "
+                                   "asked for, or read with --token-stdin), or --credentials FILE")
+        raise click.UsageError("missing token: paste it at the prompt on a terminal, pipe it "
+                               "with --token-stdin, or use --credentials FILE")
 
     if check:
         role = asyncio.run(_check(config, state.timeout))

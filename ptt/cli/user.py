@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 from typing import Any
 
 import click
@@ -12,7 +13,9 @@ from ptt.cli.group import member_pins, rekey_if_encrypted, with_connection
 from ptt.cli.options import ROLE, USER, CliState, client_options, json_option, pass_state
 from ptt.client import keys
 from ptt.client.connection import Connection
+from ptt.config import write_credentials
 from ptt.crypto.identity import identity_from_token
+from ptt.errors import ConfigError, ValidationError
 from ptt.names import parse_role, role_name, user_name
 
 
@@ -26,17 +29,28 @@ def user() -> None:
 @click.option("--role", type=ROLE, default="volunteer", show_default=True,
               help="volunteer: talks and listens; dispatcher: may pre-empt; "
                    "coordinator: also manages users and groups.")
+@click.option("--credentials-out", "credentials_out", metavar="FILE",
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the new user's credentials (server, name, token) to FILE, mode 0600, "
+                   "instead of printing the token; the user logs in with 'ptt login "
+                   "--credentials FILE'. FILE must not exist.")
 @json_option
 @client_options
 @pass_state
-def add(state: CliState, name: str, role: str, as_json: bool) -> None:
-    """Create user NAME and print its token, once.
+def add(state: CliState, name: str, role: str, credentials_out: Path | None,
+        as_json: bool) -> None:
+    """Create user NAME and hand over its token, once.
 
     The token is made on this machine and never sent: the server keeps only a salted hash of it
-    and the public key derived from it, which this machine pins. If the token is lost, remove
-    the user and add it again.
+    and the public key derived from it, which this machine pins. It is printed once (or written
+    to --credentials-out FILE); the user pastes it at 'ptt login's prompt or pipes it in with
+    --token-stdin, never on a command line. If the token is lost, remove the user and add it
+    again.
     """
     name = user_name(name)
+    if credentials_out is not None and credentials_out.exists():
+        raise ValidationError(f"{credentials_out} exists: choose a new file for {name}'s "
+                              f"credentials")
 
     async def go(conn: Connection) -> dict[str, Any]:
         pins = keys.pins_path(keys.MEMBER_PINS, state.config_path)
@@ -48,18 +62,34 @@ def add(state: CliState, name: str, role: str, as_json: bool) -> None:
                     identity_from_token(conn.token, conn.user).public.fingerprint}
 
     result = with_connection(state, go)
+    server = remote.client_config(state).server
+    if credentials_out is not None:
+        try:
+            write_credentials(credentials_out, server, name, result["token"])
+        except ConfigError as exc:  # the user exists now: its token must not be lost
+            click.echo(f"Token of '{name}' (shown only this once): {result['token']}")
+            raise ConfigError(f"created '{name}', but {exc}: hand over the token printed "
+                              f"above instead") from None
+        result["credentials"] = str(credentials_out)
     if as_json:
         output.emit_json(result)
         return
-    server = remote.client_config(state).server
     click.echo(f"Created {result['role']} '{result['name']}'.")
-    click.echo(f"Token (shown only this once): {result['token']}")
+    if credentials_out is None:
+        click.echo(f"Token (shown only this once): {result['token']}")
     click.echo(f"Key fingerprint of {result['name']}: {result['fingerprint']}")
     click.echo(f"Signing key of {result['coordinator']} (tell {result['name']}): "
                f"{result['coordinator_fingerprint']}")
-    login = ["ptt", "login", "--server", server, "--user", result["name"],
-             "--token", result["token"]]
-    click.echo(f"{result['name']} logs in with:\n    {shlex.join(login)}")
+    if credentials_out is not None:
+        click.echo(f"Credentials written to {credentials_out} (mode 0600): hand the file to "
+                   f"{result['name']} privately; {result['name']} logs in with:\n"
+                   f"    {shlex.join(['ptt', 'login', '--credentials', str(credentials_out)])}")
+        return
+    login = shlex.join(["ptt", "login", "--server", server, "--user", result["name"]])
+    click.echo(f"{result['name']} logs in with (pasting the token at the prompt):\n"
+               f"    {login}\n"
+               f"or from a file holding the token:\n"
+               f"    {login} --token-stdin < {shlex.quote(result['name'] + '.token')}")
 
 
 @user.command("list")

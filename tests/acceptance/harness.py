@@ -88,7 +88,8 @@ class Site:
         info = json.loads(made.stdout)
         token = str(info["token"])
         self.tokens[name] = token
-        self.ptt(name, "login", "--server", self.address, "--user", name, "--token", token,
+        self.ptt(name, "login", "--server", self.address, "--user", name, "--token-stdin",
+                 input=token + "\n",
                  check=True)
         return info
 

@@ -3,11 +3,13 @@ used (shared with another server, damaged). Real ``ptt server`` processes, real 
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import stat
 import subprocess
 import time
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -154,3 +156,55 @@ def test_a_damaged_database_is_named_with_what_to_do(tmp_path: Path) -> None:
     assert str(db) in lines[0] and "damaged" in lines[0] and "backup" in lines[0], lines[0]
     assert "server listening" not in proc.stderr
     assert time.monotonic() - t0 < 30
+
+
+# --- tokens never on a command line ------------------------------------------------------------------
+
+
+def test_user_add_never_suggests_a_token_on_the_command_line(site: Site) -> None:
+    made = site.ptt("coordinator", "user", "add", "ann", check=True)
+    token_lines = [ln for ln in made.stdout.splitlines() if ln.startswith("Token")]
+    assert len(token_lines) == 1, made.stdout
+    token = token_lines[0].split()[-1]
+    others = [ln for ln in made.stdout.splitlines() if ln not in token_lines]
+    assert not any(token in ln for ln in others), made.stdout
+    assert "--token " not in made.stdout, made.stdout
+    assert "ptt login --server" in made.stdout and "--token-stdin" in made.stdout, made.stdout
+
+
+def test_login_refuses_a_token_on_the_command_line_and_takes_it_from_stdin(site: Site) -> None:
+    info = json.loads(site.ptt("coordinator", "user", "add", "ann", "--json", check=True).stdout)
+    token = str(info["token"])
+    config = site.config("ann")
+    refused = site.ptt("ann", "login", "--server", site.address, "--user", "ann",
+                       "--token", token)
+    assert refused.returncode == 2, refused.stderr
+    no_traceback(refused.stderr)
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), refused.stderr
+    assert "--token-stdin" in lines[0] and "--credentials" in lines[0], lines[0]
+    assert token not in refused.stderr
+    assert not config.exists()
+    piped = site.ptt("ann", "login", "--server", site.address, "--user", "ann",
+                     "--token-stdin", input=token + "\n")
+    assert piped.returncode == 0, piped.stderr
+    assert token in config.read_text()
+    assert site.ptt("ann", "group", "list").returncode == 0
+
+
+def test_user_add_writes_a_private_credentials_file_to_log_in_with(site: Site,
+                                                                   tmp_path: Path) -> None:
+    handover = tmp_path / "handover" / "bob.toml"
+    with umask(0o022):
+        made = site.ptt("coordinator", "user", "add", "bob", "--credentials-out", str(handover))
+    assert made.returncode == 0, made.stderr
+    assert stat.S_IMODE(handover.stat().st_mode) == 0o600
+    assert f"ptt login --credentials {handover}" in made.stdout, made.stdout
+    token = tomllib.loads(handover.read_text())["token"]
+    assert token not in made.stdout and token not in made.stderr  # one copy: the file
+    logged = site.ptt("bob", "login", "--credentials", str(handover))
+    assert logged.returncode == 0, logged.stderr
+    assert site.ptt("bob", "group", "list").returncode == 0
+    again = site.ptt("coordinator", "user", "add", "cat", "--credentials-out", str(handover))
+    assert again.returncode != 0 and "exists" in again.stderr, again.stderr
+    no_traceback(again.stderr)

@@ -143,11 +143,11 @@ def run(*args: str, input: str | None = None) -> Result:
     return CliRunner().invoke(cli, list(args), input=input, prog_name="ptt")
 
 
-def ptt(*args: str, env: dict[str, str] | None = None, timeout: float = 20.0
-        ) -> subprocess.CompletedProcess[str]:
-    """``ptt ARGS`` as a subprocess with os.environ (or ``env``)."""
+def ptt(*args: str, env: dict[str, str] | None = None, timeout: float = 20.0,
+        input: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``ptt ARGS`` as a subprocess with os.environ (or ``env``), ``input`` on its stdin."""
     return subprocess.run([PTT, *args], capture_output=True, text=True, timeout=timeout,
-                          env=env if env is not None else dict(os.environ))
+                          env=env if env is not None else dict(os.environ), input=input)
 
 
 def one_error_line(stderr: str) -> str:

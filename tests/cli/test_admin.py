@@ -35,7 +35,8 @@ def test_users_and_groups_from_creation_to_deletion(coordinator: Path, uniq: str
     token_line = next(line for line in out.splitlines() if line.startswith("Token"))
     token = token_line.split()[-1]
     assert f"Created volunteer '{ann}'" in out
-    assert f"ptt login --server 127.0.0.1:" in out and f"--user {ann} --token {token}" in out
+    assert f"ptt login --server 127.0.0.1:" in out and f"--user {ann} --token-stdin" in out
+    assert out.count(token) == 1  # on the Token line only: never in a command to copy
 
     added = ok_json("user", "add", bob, "--role", "Dispatcher")
     assert added["name"] == bob and added["role"] == "dispatcher" and len(added["token"]) >= 16

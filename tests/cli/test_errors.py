@@ -147,7 +147,7 @@ def test_bad_max_talk(value: str, expected: str, home: Path) -> None:
 
 def test_missing_login_config(home: Path, server: ServerProcess) -> None:
     fails(["group", "list", "--server", server.address], 2, "no user configured",
-          "run 'ptt login --server HOST:PORT --user NAME --token TOKEN'")
+          "run 'ptt login --server HOST:PORT --user NAME' (it asks for the token)")
 
 
 def test_missing_named_config_file(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:

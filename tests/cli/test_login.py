@@ -29,8 +29,8 @@ def test_login_writes_a_private_config_that_commands_use(
         home: Path, server: ServerProcess, ann: tuple[str, str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     coord = credentials(server.credentials)
-    proc = ptt("login", "--server", server.address, "--user", "Coordinator",
-               "--token", coord["token"])
+    proc = ptt("login", "--server", server.address, "--user", "Coordinator", "--token-stdin",
+               input=coord["token"] + "\n")
     path = xdg_config(home)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == f"Saved the client config to {path} (mode 0600).\n"
@@ -74,7 +74,8 @@ def test_relogin_keeps_other_settings(home: Path, server: ServerProcess, ann: tu
     path = xdg_config(home)
     path.parent.mkdir(parents=True)
     path.write_text('server = "127.0.0.1:1"\nbitrate = 32000\n')
-    result = run("login", "--server", server.address, "--user", ann[0], "--token", ann[1])
+    result = run("login", "--server", server.address, "--user", ann[0], "--token-stdin",
+                 input=ann[1])
     assert result.exit_code == 0, result.stderr
     saved = tomllib.loads(path.read_text())
     assert saved["bitrate"] == 32000 and saved["user"] == ann[0]
@@ -97,14 +98,15 @@ def test_login_to_the_config_given_by_option_or_env(
 
 def test_login_refused_saves_nothing(home: Path, server: ServerProcess, ann: tuple[str, str]
                                      ) -> None:
-    proc = ptt("login", "--server", server.address, "--user", ann[0], "--token", "wrong-token")
+    proc = ptt("login", "--server", server.address, "--user", ann[0], "--token-stdin",
+               input="wrong-token\n")
     assert proc.returncode == 3
     assert one_error_line(proc.stderr) == (
         f"error: login failed: wrong user or token (user '{ann[0]}' at {server.address}): "
         f"check the token, or ask a coordinator for a new one")
     port = closed_port()
     result = run("--timeout", "0.3", "login", "--server", f"127.0.0.1:{port}", "--user", ann[0],
-                 "--token", ann[1])
+                 "--token-stdin", input=ann[1])
     assert result.exit_code == 4 and f"nothing is listening at 127.0.0.1:{port}" in one_error_line(
         result.stderr)
     assert not xdg_config(home).exists()
@@ -113,7 +115,7 @@ def test_login_refused_saves_nothing(home: Path, server: ServerProcess, ann: tup
 def test_login_without_check_saves_offline(home: Path) -> None:
     port = closed_port()
     result = run("login", "--no-check", "--server", f"127.0.0.1:{port}", "--user", "bea",
-                 "--token", "some-token")
+                 "--token-stdin", input="some-token\n")
     assert result.exit_code == 0
     assert "Not checked" in result.stderr
     saved = tomllib.loads(xdg_config(home).read_text())
@@ -123,10 +125,11 @@ def test_login_without_check_saves_offline(home: Path) -> None:
 
 def test_login_needs_user_and_token(home: Path) -> None:
     result = run("login", "--server", "127.0.0.1:7700", "--user", "bea")  # stdin: not a tty
-    assert result.exit_code == 2 and "missing --token" in result.stderr
-    result = run("login", "--no-check", "--user", "bea", "--token", "has space")
+    assert result.exit_code == 2 and "missing token" in result.stderr
+    assert "--token-stdin" in result.stderr
+    result = run("login", "--no-check", "--user", "bea", "--token-stdin", input="has space\n")
     assert result.exit_code == 2
     assert one_error_line(result.stderr) == (
-        "error: Invalid value for '--token': invalid token: only printable ASCII without "
+        "error: Invalid value for '--token-stdin': invalid token: only printable ASCII without "
         "spaces is allowed")
     assert not xdg_config(home).exists()
