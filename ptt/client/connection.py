@@ -54,6 +54,7 @@ from ptt.protocol.wire import VOICE_MAGIC, is_voice
 
 if TYPE_CHECKING:
     from ptt.config import ClientConfig
+    from ptt.media.receiver import LossReport
 
 log = logging.getLogger("ptt.client")
 
@@ -412,6 +413,15 @@ class Connection:
                 return
         self._stream._transport.sendto(datagram)
         self.voice_stats.relay_out += 1
+
+    def report_reception(self, group: str, burst_id: int, report: LossReport) -> None:
+        """Tell the server what this listener received of ``burst_id`` since its last report
+        (``ReceptionReports`` says when); it sums the group up for the talker. No await."""
+        if self._stream is None or self._closed:
+            return
+        self.core.report_reception(group, burst_id, report.frames, report.lost, report.runs,
+                                   report.late)
+        self._flush()
 
     # --- events -------------------------------------------------------------------------------
 

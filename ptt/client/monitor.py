@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -41,7 +41,7 @@ from ptt.client.calls import call_peer
 from ptt.client.connection import Connection
 from ptt.client.keys import VoiceKeys
 from ptt.errors import PttError, ValidationError
-from ptt.media.receiver import BurstReceiver, Decoder
+from ptt.media.receiver import BurstReceiver, Decoder, LossReport, ReceptionReports
 from ptt.names import is_call_group_name
 from ptt.protocol import client as cl
 from ptt.protocol import messages as m
@@ -105,6 +105,7 @@ class _Channel:
     frames_ducked: int = 0
     bursts: int = 0
     alerts: int = 0
+    reports: ReceptionReports = field(default_factory=ReceptionReports)
 
     @property
     def in_front(self) -> bool:
@@ -140,6 +141,10 @@ class MonitorMixer:
         self.heard: tuple[str, ...] = ()  # groups with voice in the last tick's frame
         self.ducking = False  # the last tick ducked the groups not in front
         self.foreign = 0  # voice of a group not monitored
+        # loss feedback: (group, burst, report) due after the last tick, for the server, and
+        # (group, reception) of the bursts that ended in it
+        self.due_reports: list[tuple[str, int, LossReport]] = []
+        self.ended: list[tuple[str, LossReport]] = []
 
     @property
     def groups(self) -> list[str]:
@@ -200,10 +205,15 @@ class MonitorMixer:
         self.ducking = any(ch.in_front and ch.active for ch in self._channels.values())
         mix: np.ndarray | None = None
         heard = []
+        self.due_reports.clear()
+        self.ended.clear()
         for ch in self._channels.values():
             target = _FULL if ch.in_front or not self.ducking else self.duck
             pcm = ch.receiver.pop(now)
             item = ch.receiver.last_item
+            due = ch.reports.poll(ch.receiver, now)
+            if due is not None:
+                self.due_reports.append((ch.name, *due))
             if pcm is None:
                 if ch.playing and not ch.receiver.buffer.playing:
                     self._burst_over(ch)
@@ -236,6 +246,7 @@ class MonitorMixer:
     def _burst_over(self, ch: _Channel) -> None:
         ch.playing = False
         self._tone.extend(self.tones.frames("end_of_burst"))
+        self.ended.append((ch.name, ch.reports.finish(ch.receiver)))
 
 
 class Monitor:
@@ -253,6 +264,8 @@ class Monitor:
         self.undecryptable = 0
         self.malformed = 0
         self._events = conn.subscribe()
+        # (group, what was received of a burst) as each burst ends
+        self.on_burst_end: Callable[[str, LossReport], None] | None = None
 
     @property
     def groups(self) -> list[str]:
@@ -315,6 +328,11 @@ class Monitor:
                 await self.sink.wait_ready()
                 self.sink.write(self.mixer.tick(loop.time()))
                 self.frames_out += 1
+                for group, burst, report in self.mixer.due_reports:
+                    self.conn.report_reception(group, burst, report)
+                if self.on_burst_end is not None:
+                    for group, reception in self.mixer.ended:
+                        self.on_burst_end(group, reception)
         finally:
             self.conn.on_voice = previous
             self.conn.unsubscribe(self._events)

@@ -21,6 +21,13 @@ Typical use (what ``ptt talk --wav`` and ``ptt listen`` do)::
 Late entry: a listener that joins (or starts) mid-burst expects the burst the join answer names
 and plays its first frame one jitter-buffer delay (40 ms at first) after that frame arrives.
 
+Loss feedback: every listener reports what it receives about once a second while a burst plays
+(``ReceptionReports``, sent as a ``ReceiverReport``), the server sums the group up for the talker
+(``ptt.protocol.feedback``), and the Talker's :class:`~ptt.media.sender.RedundancyPolicy` sets the
+copies per packet and their offsets from it, frame by frame; ``on_link`` hears each change
+(:class:`LinkChange`, what ``ptt talk`` prints). A listener's reception of each burst is
+``Listener.last_burst``.
+
 End-to-end encryption: in a group with a key (``GroupState.key_epoch`` > 0) the talker seals every
 frame with the group's current key and the listener opens it, both through the connection's
 :class:`~ptt.client.keys.VoiceKeys`. Without its key a member cannot talk there (PttError) and
@@ -44,8 +51,8 @@ from ptt.client.calls import call_peer
 from ptt.client.connection import Connection
 from ptt.client.keys import VoiceKeys
 from ptt.errors import PttError
-from ptt.media.receiver import BurstReceiver
-from ptt.media.sender import DEFAULT_REDUNDANCY, Packetizer, RedundancyPolicy
+from ptt.media.receiver import BurstReceiver, LossReport, ReceptionReports
+from ptt.media.sender import START_REDUNDANCY, MediaSettings, Packetizer, RedundancyPolicy
 from ptt.protocol import client as cl
 from ptt.protocol import messages as m
 from ptt.protocol.voice import decode_voice
@@ -71,6 +78,41 @@ class ListenerStats:
                 + self.undecryptable)
 
 
+@dataclass(frozen=True, slots=True)
+class LinkChange:
+    """What the talker learnt of its listeners' link and the protection it chose for it."""
+
+    loss: float  # the 90th-percentile listener's loss fraction (the worst of up to nine)
+    mean_run: float  # mean run of lost frames
+    listeners: int  # reports summed up
+    settings: MediaSettings
+
+    def line(self) -> str:
+        """``link: 12% loss (runs of 2.1) -> 2 copies at offsets 1,3``."""
+        pct = f"{self.loss * 100:.1f}".rstrip("0").rstrip(".")
+        runs = f" (runs of {self.mean_run:.1f})" if self.loss > 0 and self.mean_run >= 1.05 else ""
+        return f"link: {pct}% loss{runs} -> {protection_text(self.settings)}"
+
+
+def protection_text(settings: MediaSettings) -> str:
+    """``no copies``, ``1 copy at offset 1``, ``2 copies at offsets 2,4``."""
+    offsets = settings.offsets
+    if not offsets:
+        return "no copies"
+    if len(offsets) == 1:
+        return f"1 copy at offset {offsets[0]}"
+    return f"{len(offsets)} copies at offsets {','.join(map(str, offsets))}"
+
+
+def reception_text(r: LossReport) -> str:
+    """What a listener received of a burst: ``received 98.5% (3 of 200 frames lost)``."""
+    if not r.frames:
+        return "nothing received"
+    got = f"{(1 - r.loss_fraction) * 100:.1f}".rstrip("0").rstrip(".")
+    runs = f", runs of {r.mean_loss_run:.1f}" if r.lost and r.mean_loss_run >= 1.05 else ""
+    return f"received {got}% ({r.lost} of {r.frames} frames lost{runs})"
+
+
 @dataclass
 class BurstReport:
     frames: int
@@ -87,20 +129,33 @@ class Talker:
         group: str,
         *,
         bitrate: int = DEFAULT_BITRATE,
-        redundancy: int = DEFAULT_REDUNDANCY,
+        redundancy: int = START_REDUNDANCY,
         on_level: Callable[[Level], None] | None = None,
+        on_link: Callable[[LinkChange], None] | None = None,
     ) -> None:
         self.conn = conn
         self.group = group
         # Redundancy repairs loss exactly; Opus in-band FEC would take its bits from the voice
-        # itself (libopus 1.3.1), so the talker starts as the policy says: FEC data off.
+        # itself (libopus 1.3.1), so the talker starts as the policy says: FEC data off. The
+        # policy lives as long as the talker: a next burst starts from what the last one learnt.
         self.policy = RedundancyPolicy()
         self.policy.start(redundancy)
         self.encoder = OpusEncoder(bitrate=bitrate,
                                    expected_loss=self.policy.settings.expected_loss)
-        self.redundancy = redundancy
         self.on_level = on_level
+        self.on_link = on_link
+        self.link: LinkChange | None = None  # the last report heard, and what it led to
         self.keys = VoiceKeys.of(conn)
+
+    def _adapt(self, ev: cl.LinkReported, pk: Packetizer, first: bool) -> None:
+        before = self.policy.settings
+        settings = self.policy.update(ev.loss, ev.mean_run)
+        pk.offsets = settings.offsets
+        if settings.expected_loss != before.expected_loss:
+            self.encoder.set_expected_loss(settings.expected_loss)
+        self.link = LinkChange(ev.loss, ev.mean_run, ev.listeners, settings)
+        if (first or settings != before) and self.on_link is not None:
+            self.on_link(self.link)
 
     async def send(
         self,
@@ -123,31 +178,48 @@ class Talker:
                 datagram = sealer.seal(*decode_voice(datagram))
             self.conn.send_voice(datagram)
 
-        pk = Packetizer(group_id, sender, burst, self.redundancy)
+        pk = Packetizer(group_id, sender, burst, offsets=self.policy.settings.offsets)
         self.encoder.reset()
         frames = 0
         reason = "source ended"
-        while True:
-            if stop is not None and stop.is_set():
-                reason = "released"
-                break
-            if max_frames is not None and frames >= max_frames:
-                reason = "max frames"
-                break
-            frame = await source.read()
-            if frame is None:
-                break
-            if self.conn.core.talk_route(self.group) != route:
-                reason = "floor lost"
-                break
-            if self.on_level is not None:
-                self.on_level(frame_level(frame))
-            send(pk.packetize(self.encoder.encode(frame)))
-            frames += 1
+        reports = self.conn.subscribe()
+        heard = False  # a report of this burst: the first one is shown even if nothing changes
+        try:
+            while True:
+                while not reports.empty():  # the listeners' link, summed up by the server
+                    ev = reports.get_nowait()
+                    if isinstance(ev, cl.LinkReported) and ev.group == self.group and (
+                            ev.burst_id == burst):
+                        self._adapt(ev, pk, first=not heard)
+                        heard = True
+                frame = await self._next_frame(source, stop, max_frames, frames)
+                if isinstance(frame, str):
+                    reason = frame
+                    break
+                if self.conn.core.talk_route(self.group) != route:
+                    reason = "floor lost"
+                    break
+                if self.on_level is not None:
+                    self.on_level(frame_level(frame))
+                send(pk.packetize(self.encoder.encode(frame)))
+                frames += 1
+        finally:
+            self.conn.unsubscribe(reports)
         if reason != "floor lost":
             # a closing frame of silence carries END_OF_BURST so listeners end at once
             send(pk.packetize(self.encoder.encode(SILENCE), last=True))
         return BurstReport(frames, pk.bytes_sent, reason)
+
+    @staticmethod
+    async def _next_frame(source: FrameSource, stop: asyncio.Event | None,
+                          max_frames: int | None, frames: int) -> bytes | str:
+        """The next frame to send, or why the burst ends."""
+        if stop is not None and stop.is_set():
+            return "released"
+        if max_frames is not None and frames >= max_frames:
+            return "max frames"
+        frame = await source.read()
+        return "source ended" if frame is None else frame
 
 
 class Listener:
@@ -179,6 +251,10 @@ class Listener:
         self.undecryptable = 0
         self.calls: dict[str, BurstReceiver] = {}  # call group -> its receiver
         self.call_frames = 0  # frames of call voice played (also counted in frames_played)
+        self._call_reports: dict[str, ReceptionReports] = {}
+        self.reports = ReceptionReports()
+        self.last_burst: LossReport | None = None  # what was received of the last burst heard
+        self.on_burst_end: Callable[[LossReport], None] | None = None
 
     @property
     def stats(self) -> ListenerStats:
@@ -248,13 +324,17 @@ class Listener:
                     self._alert.extend(self.tones.frames("emergency"))
         elif isinstance(ev, cl.GroupLeft) and ev.group in self.calls:
             del self.calls[ev.group]
+            self._call_reports.pop(ev.group, None)
 
     def _calls_pcm(self, now: float) -> bytes | None:
         """This tick's call voice (several calls mixed), or None; every receiver is popped on
         every tick so each keeps time."""
         out = None
-        for rx in self.calls.values():
+        for group, rx in self.calls.items():
             pcm = rx.pop(now)
+            due = self._call_reports.setdefault(group, ReceptionReports()).poll(rx, now)
+            if due is not None:  # the caller adapts to this callee's link too
+                self.conn.report_reception(group, due[0], due[1])
             if pcm is not None:
                 out = pcm if out is None else overlay(out, pcm)
         return out
@@ -276,6 +356,9 @@ class Listener:
                 pcm = self.receiver.pop(now)
                 item = self.receiver.last_item
                 last = pcm is not None and item is not None and item.last
+                due = self.reports.poll(self.receiver, now)
+                if due is not None:
+                    self.conn.report_reception(self.group, due[0], due[1])
                 call = self._calls_pcm(now) if self.calls else None
                 if call is not None:
                     self.call_frames += 1
@@ -300,3 +383,6 @@ class Listener:
     def _end_of_burst(self) -> None:
         self._was_playing = False
         self._pending_tone.extend(self.tones.frames("end_of_burst"))
+        self.last_burst = self.reports.finish(self.receiver)
+        if self.on_burst_end is not None:
+            self.on_burst_end(self.last_burst)

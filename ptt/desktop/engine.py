@@ -35,7 +35,7 @@ from ptt.client.keys import SIGNER_PINS, VoiceKeys, pins_path
 from ptt.client.voice import Talker
 from ptt.config import ClientConfig
 from ptt.desktop.mixer import GroupMixer
-from ptt.desktop.model import BurstEnded, ConnStatus, DesktopEvent, Failure, LevelUpdate
+from ptt.desktop.model import BurstEnded, ConnStatus, DesktopEvent, Failure, LevelUpdate, LinkUpdate
 from ptt.errors import PttError
 from ptt.protocol import client as cl
 from ptt.protocol import messages as m
@@ -237,6 +237,9 @@ class Engine:
             while True:
                 await sink.wait_ready()
                 sink.write(self.mixer.tick(loop.time()))
+                if self.conn is not None:  # loss feedback for the talkers we hear
+                    for group, burst, report in self.mixer.due_reports:
+                        self.conn.report_reception(group, burst, report)
         finally:
             sink.close()
 
@@ -304,7 +307,8 @@ class Engine:
         if talker is None:
             talker = self._talkers[group] = Talker(
                 conn, group, bitrate=self.config.bitrate,
-                on_level=lambda lv: self._post(LevelUpdate(lv)))
+                on_level=lambda lv: self._post(LevelUpdate(lv)),
+                on_link=lambda link: self._post(LinkUpdate(group, link.line())))
         try:
             source = self.audio.source()
         except PttError as exc:

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ptt.audio.codec import OpusDecoder
 from ptt.audio.streams import SILENCE
 from ptt.audio.tones import ToneSet, overlay
 from ptt.errors import ProtocolError
-from ptt.media.receiver import BurstReceiver, Decoder
+from ptt.media.receiver import BurstReceiver, Decoder, LossReport, ReceptionReports
 from ptt.protocol.voice import VoiceHeader, decode_voice
 
 __all__ = ["GroupMixer", "Opener"]
@@ -46,6 +46,7 @@ class _Channel:
     frames_heard: int = 0  # frames of this group that reached the sink
     frames_dropped: int = 0  # frames decoded but beaten by a higher group or muted
     audible: bool = False  # some of the current burst was heard: it earns an end tone
+    reports: ReceptionReports = field(default_factory=ReceptionReports)
 
 
 class GroupMixer:
@@ -63,6 +64,8 @@ class GroupMixer:
         self._tone: deque[bytes] = deque()
         self.heard: str | None = None  # the group heard on the last tick
         self.malformed = 0
+        # loss feedback due after the last tick, (group, burst, report): the engine sends it
+        self.due_reports: list[tuple[str, int, LossReport]] = []
 
     # --- configuration ------------------------------------------------------------------------
 
@@ -121,9 +124,13 @@ class GroupMixer:
         """The frame for the sink's tick at ``now`` (silence when nothing is due)."""
         chosen: bytes | None = None
         self.heard = None
+        self.due_reports.clear()
         for ch in self._channels.values():
             pcm = ch.receiver.pop(now)
             item = ch.receiver.last_item
+            due = ch.reports.poll(ch.receiver, now)
+            if due is not None:
+                self.due_reports.append((ch.name, *due))
             if pcm is None:
                 if ch.playing and not ch.receiver.buffer.playing:
                     self._burst_over(ch)
@@ -148,6 +155,7 @@ class GroupMixer:
         if ch.audible and not ch.muted:
             self.play_tone("end_of_burst")
         ch.playing = ch.audible = False
+        ch.reports.finish(ch.receiver)
 
     def _channel(self, name: str) -> _Channel:
         ch = self._channels.get(name)

@@ -9,6 +9,9 @@
     pcm = rx.pop(now)                # every 20 ms, on the sink's clock; None: play nothing
     report = rx.loss_report()        # about once a second, for the talker's RedundancyPolicy
 
+:class:`ReceptionReports` decides when a listener reports (``ReceiverReport`` to the server,
+``ptt.protocol.feedback``) and keeps what it received of the current burst for display.
+
 Sans-I/O like the rest of ``ptt.media``: no sockets, no clock; ``now`` is in seconds.
 """
 
@@ -24,9 +27,14 @@ from ptt.media.jitter import JitterBuffer, JitterConfig, JitterStats, PlayoutIte
 from ptt.media.packet import parse_payload
 from ptt.protocol.voice import VoiceFlags, VoiceHeader, decode_voice
 
-__all__ = ["BurstReceiver", "Decoder", "LossReport"]
+__all__ = ["FIRST_REPORT", "REPORT_INTERVAL", "BurstReceiver", "Decoder", "LossReport",
+           "ReceptionReports"]
 
 RETIRED_BURSTS = 16  # bursts remembered as over, so their stragglers cannot take over again
+# A listener's first report of a burst comes after this much of it (25 frames: enough to tell
+# 20 % loss from 2 %), so the talker is protected within a second; then one a second.
+FIRST_REPORT = 0.5
+REPORT_INTERVAL = 1.0
 
 
 class Decoder(Protocol):
@@ -45,6 +53,18 @@ class LossReport:
     frames: int  # frames that fell due
     loss_fraction: float  # share of them whose packet was missing (however restored)
     mean_loss_run: float  # mean length of runs of consecutive missing frames (0: no loss)
+    lost: int = 0  # frames whose packet was missing
+    runs: int = 0  # runs of consecutive missing frames
+    late: int = 0  # packets that came after their frame was due
+
+    def __add__(self, other: LossReport) -> LossReport:
+        frames, lost, runs = (self.frames + other.frames, self.lost + other.lost,
+                              self.runs + other.runs)
+        return LossReport(frames, lost / frames if frames else 0.0, lost / runs if runs else 0.0,
+                          lost, runs, self.late + other.late)
+
+
+NO_LOSS = LossReport(0, 0.0, 0.0)
 
 
 class BurstReceiver:
@@ -73,7 +93,7 @@ class BurstReceiver:
         self.fec_empty = 0  # FEC decodes of a packet that carried no FEC data (libopus conceals)
         self.foreign = 0  # datagrams of another group or burst, dropped
         self.last_item: PlayoutItem | None = None
-        self._reported = (0, 0, 0)
+        self._reported = (0, 0, 0, 0)
 
     @property
     def stats(self) -> JitterStats:
@@ -111,13 +131,16 @@ class BurstReceiver:
         """Loss since the previous call, for the talker's :class:`~ptt.media.sender.
         RedundancyPolicy` (send it about once a second)."""
         st = self.buffer.stats
-        now = (st.lost, st.lost + st.played_received, st.loss_runs)
-        lost, due, runs = (a - b for a, b in zip(now, self._reported, strict=True))
+        now = (st.lost, st.lost + st.played_received, st.loss_runs, st.late)
+        lost, due, runs, late = (a - b for a, b in zip(now, self._reported, strict=True))
         self._reported = now
         return LossReport(
             frames=due,
             loss_fraction=lost / due if due else 0.0,
             mean_loss_run=lost / runs if runs else 0.0,
+            lost=lost,
+            runs=runs,
+            late=late,
         )
 
     def receive(self, datagram: bytes, now: float) -> bool:
@@ -180,3 +203,42 @@ class BurstReceiver:
         self._current = key
         self.buffer.reset()
         self.decoder.reset()
+
+
+class ReceptionReports:
+    """When one listener reports its reception of one group, and what it heard of each burst.
+
+    Call :meth:`poll` on every playout tick, after ``receiver.pop``: it returns ``(burst_id,
+    report)`` when a report is due (:data:`FIRST_REPORT` into a burst, then every
+    :data:`REPORT_INTERVAL`), to be sent as a ``ReceiverReport``. At a burst's end call
+    :meth:`finish` for the whole burst's reception (what ``ptt listen`` prints); its tail is not
+    sent, since the floor is over by then and the server would drop it."""
+
+    def __init__(self, first: float = FIRST_REPORT, interval: float = REPORT_INTERVAL) -> None:
+        self.first = first
+        self.interval = interval
+        self.burst_id: int | None = None
+        self.burst = NO_LOSS  # the current burst's reception so far
+        self._due = 0.0
+
+    def poll(self, receiver: BurstReceiver, now: float) -> tuple[int, LossReport] | None:
+        current = receiver.current_burst
+        if current is None:
+            return None
+        if current[1] != self.burst_id:
+            receiver.loss_report()  # counted before this burst: none of its business
+            self.burst_id, self.burst, self._due = current[1], NO_LOSS, now + self.first
+            return None
+        if now < self._due or not receiver.playing:
+            return None
+        self._due = now + self.interval
+        report = receiver.loss_report()
+        self.burst += report
+        return (current[1], report) if report.frames else None
+
+    def finish(self, receiver: BurstReceiver) -> LossReport:
+        """The current burst's whole reception, tail included; the next burst starts afresh."""
+        self.burst += receiver.loss_report()
+        done, self.burst = self.burst, NO_LOSS
+        self.burst_id = None  # should the burst go on after all, its reports start again
+        return done

@@ -9,8 +9,10 @@ in samples from the burst's start), repeats the previous ``redundancy`` frames i
         send(pk.packetize(encoder.encode(pcm)))
     send(pk.packetize(encoder.encode(last_pcm), last=True))
 
-:class:`RedundancyPolicy` turns the loss listeners report into the redundancy depth and the
-encoder's expected-loss setting; apply its :class:`MediaSettings` between bursts or at any frame.
+:class:`RedundancyPolicy` turns the loss listeners report into the redundancy depth, the copies'
+offsets and the encoder's expected-loss setting; apply its :class:`MediaSettings` between bursts or
+at any frame. The talker feeds it the server's LinkReports (``ptt.protocol.feedback``) and starts
+at :data:`START_REDUNDANCY` until the first one comes, and for as long as none does.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from ptt.protocol.voice import VoiceFlags, VoiceHeader, encode_voice
 __all__ = [
     "DEFAULT_REDUNDANCY",
     "OFFSETS",
+    "RUN_OFFSETS",
+    "START_REDUNDANCY",
     "MediaSettings",
     "Packetizer",
     "RedundancyPolicy",
@@ -33,14 +37,23 @@ __all__ = [
 ]
 
 # Measured with bench/bench_voice_quality.py: see docs/benchmarks.md and RedundancyPolicy.
-DEFAULT_REDUNDANCY = 2
+DEFAULT_REDUNDANCY = 2  # a sender that hears no loss feedback (ptt replay)
+# The adaptive talker's depth before its listeners' first report, and while none comes (nobody
+# listens, or an old server): one copy repairs isolated losses at a third of the cost of two,
+# and the first report (half a second into the burst) raises it on a bad link.
+START_REDUNDANCY = 1
 OFFSETS = {0: (), 1: (1,), 2: (1, 3), 3: (1, 2, 4)}
+# Against runs of lost packets the copies reach further back: a copy at offset o survives a run
+# shorter than o, so (2, 4) repairs every frame of a run of up to 4 packets where (1, 3) stops at
+# 3, and (2,) both frames of a run of 2. Offsets stop at 4: the jitter buffer waits at most
+# ``JitterConfig.max_lookahead`` (4) frames for a copy.
+RUN_OFFSETS = {0: (), 1: (2,), 2: (2, 4), 3: (1, 2, 4)}
 
 
-def offsets_for(k: int) -> tuple[int, ...]:
-    """The offsets ptt uses for ``k`` copies per packet: spread out, so bursts are covered too."""
+def offsets_for(k: int, runs: bool = False) -> tuple[int, ...]:
+    """The offsets ptt uses for ``k`` copies per packet (``runs``: losses come in runs)."""
     try:
-        return OFFSETS[k]
+        return (RUN_OFFSETS if runs else OFFSETS)[k]
     except KeyError:
         raise ValueError(f"redundancy must be one of {sorted(OFFSETS)}, not {k}") from None
 
@@ -115,15 +128,17 @@ class Packetizer:
 
 @dataclass(frozen=True, slots=True)
 class MediaSettings:
-    """What the talker should use: redundancy depth, and the encoder's expected loss (percent,
-    which sizes Opus in-band FEC; 0 switches FEC data off)."""
+    """What the talker should use: redundancy depth, the encoder's expected loss (percent,
+    which sizes Opus in-band FEC; 0 switches FEC data off), and whether losses come in runs
+    (which spreads the copies' offsets)."""
 
     redundancy: int
     expected_loss: int
+    runs: bool = False
 
     @property
     def offsets(self) -> tuple[int, ...]:
-        return offsets_for(self.redundancy)
+        return offsets_for(self.redundancy, self.runs)
 
 
 class RedundancyPolicy:
@@ -146,13 +161,16 @@ class RedundancyPolicy:
     bits from the primary frame (clean speech drops from 4.33 to 3.92 with FEC sized for 2 %
     loss, see ``ptt.audio.codec``), while a copy in the next packet repairs the same loss exactly.
     Depth rises at once and falls one step at a time after ``hold`` calm reports, so a path that
-    flaps keeps its protection.
+    flaps keeps its protection. With reports about once a second, a talker starting at
+    :data:`START_REDUNDANCY` is protected within a report of a lossy link and sends bare frames
+    three reports into a clean one.
     """
 
     # (loss fraction at or above which this step applies, copies per packet, expected_loss %)
     STEPS = ((0.0, 0, 0), (0.005, 1, 0), (0.03, 2, 0), (0.15, 3, 0))
     HYSTERESIS = 0.8  # step down only below this share of the current step's threshold
-    BURSTY_RUN = 1.6  # mean run of lost frames from which losses count as bursty
+    BURSTY_RUN = 1.6  # mean run of lost frames from which losses count as bursty ...
+    RANDOM_RUN = 1.3  # ... and below which they count as random again (one report is noisy)
     SMOOTHING = 0.5  # weight of the newest report: one report is ~50 frames, noisy at low loss
 
     def __init__(self, hold: int = 3, max_redundancy: int = 3) -> None:
@@ -162,16 +180,31 @@ class RedundancyPolicy:
         self._calm = 0
         self._loss: float | None = None
         self._run = 1.0
+        self._bursty = False
+        self._ran = False  # a report with losses came: _run holds their mean run
+        self.reports = 0  # updates taken since start()
 
     def start(self, redundancy: int) -> None:
         """Begin at the step giving ``redundancy`` (a new talker starts protected, say)."""
         self._step = max(i for i, (_, k, _) in enumerate(self.STEPS) if k <= redundancy)
         self._calm = 0
+        self.reports = 0
 
     @property
     def settings(self) -> MediaSettings:
         _, k, loss = self.STEPS[self._step]
-        return MediaSettings(min(k, self.max_redundancy), loss)
+        return MediaSettings(min(k, self.max_redundancy), loss, self.bursty)
+
+    @property
+    def bursty(self) -> bool:
+        """Whether the losses reported come in runs: the smoothed mean run reached BURSTY_RUN
+        and has not fallen below RANDOM_RUN since."""
+        return self._bursty
+
+    @property
+    def mean_run(self) -> float:
+        """The smoothed mean length of a run of lost frames."""
+        return self._run
 
     @property
     def loss(self) -> float:
@@ -180,17 +213,23 @@ class RedundancyPolicy:
 
     def update(self, loss_fraction: float, mean_loss_run: float = 1.0) -> MediaSettings:
         """Feed one listener report; get the settings to use from now on."""
+        self.reports += 1
         a = self.SMOOTHING
         previous = loss_fraction if self._loss is None else self._loss
         self._loss = a * loss_fraction + (1 - a) * previous
         if loss_fraction > 0 and mean_loss_run > 0:
-            self._run = a * mean_loss_run + (1 - a) * self._run
+            self._run = a * mean_loss_run + (1 - a) * (self._run if self._ran else mean_loss_run)
+            self._ran = True
+            if self._run >= self.BURSTY_RUN:
+                self._bursty = True
+            elif self._run < self.RANDOM_RUN:
+                self._bursty = False
         loss = self._loss
         want = 0
         for i, (threshold, _, _) in enumerate(self.STEPS):
             if loss >= threshold:
                 want = i
-        if want and self._run >= self.BURSTY_RUN:
+        if want and self._bursty:
             want = min(want + 1, len(self.STEPS) - 1)
         if want >= self._step:
             self._step = want

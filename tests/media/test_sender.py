@@ -6,6 +6,7 @@ from ptt.media.packet import parse_payload
 from ptt.media.sender import (
     DEFAULT_REDUNDANCY,
     OFFSETS,
+    RUN_OFFSETS,
     MediaSettings,
     Packetizer,
     RedundancyPolicy,
@@ -139,3 +140,19 @@ def test_policy_smooths_noisy_reports() -> None:
     reports = [0.10, 0.16, 0.04, 0.12, 0.16, 0.08, 0.14, 0.06, 0.10, 0.16] * 3
     depths = {policy.update(loss, 1.1).redundancy for loss in reports}
     assert depths == {2}
+
+
+def test_policy_spreads_offsets_when_losses_come_in_runs_and_gathers_them_again() -> None:
+    policy = RedundancyPolicy()
+    assert policy.update(0.02, mean_loss_run=2.5).offsets == RUN_OFFSETS[2]  # 1 copy + 1: runs
+    assert policy.settings.runs
+    for _ in range(6):  # the same loss, isolated now: back to adjacent offsets
+        settings = policy.update(0.02, mean_loss_run=1.0)
+    assert not settings.runs and settings.offsets == OFFSETS[1]
+
+
+def test_policy_noisy_run_lengths_do_not_flip_the_offsets() -> None:
+    policy = RedundancyPolicy()
+    policy.update(0.10, mean_loss_run=2.5)
+    runs = {policy.update(0.10, r).runs for r in [1.2, 2.0, 1.4, 1.8, 1.3, 2.2] * 3}
+    assert runs == {True}
