@@ -2,9 +2,9 @@
 
 The real commands as processes: a ``ptt server``, ``ptt listen --out`` and ``ptt talk --wav``
 (both through ``python -m ptt.faults.proxy``, which drops voice on the server -> listener path
-only), one encrypted group. The proxy counts the UDP payload the talker sends (its voice
-datagrams, sealed, headers included) and prints its counters every 0.25 s; the talker prints a
-line per change of protection. Rows: loss on the listener's path (random, or Gilbert-Elliott in
+only), one encrypted group. The proxy's ``--trace`` records the UDP payload of every voice
+datagram the talker sends (sealed, headers included); the talker prints a line per change of
+protection. Rows: loss on the listener's path (random, or Gilbert-Elliott in
 runs of 3), the talker's mean kbit/s over the whole burst and after its first 2 s, the mean voice
 datagram size, and the copies per packet it ended with. Speech: espeak-ng, about 12 s.
 
@@ -38,7 +38,6 @@ TEXT = ("Unit seven, please report to the loading dock at gate four. Emergency c
 CONDITIONS = [("clean", []), ("5%", ["--loss", "down.voice=0.05"]),
               ("10%", ["--loss", "down.voice=0.10"]), ("20%", ["--loss", "down.voice=0.20"]),
               ("bursty 10%, runs of 3", ["--loss", "down.voice=0.10", "--burst", "down.voice=3"])]
-UP_VOICE = re.compile(r"^\s*up\s+voice\s+in (\d+) .* bytes (\d+)")
 LINK = re.compile(r"-> (no copies|1 copy at offset \d|\d copies at offsets [\d,]+)")
 
 
@@ -61,12 +60,11 @@ def _free_port() -> int:
 
 def one_run(site: Site, wav: Path, proxy_args: list[str], seed: int) -> dict[str, Any]:
     port = _free_port()
+    trace = site.root / f"trace-{seed}.txt"
     proxy = subprocess.Popen(
         [sys.executable, "-m", "ptt.faults.proxy", "--listen", f"127.0.0.1:{port}", "--server",
-         site.address, "--stats", "0.25", "--seed", str(seed), *proxy_args],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    counters: list[tuple[float, str]] = []
-    _reader(proxy.stderr, counters)
+         site.address, "--trace", str(trace), "--seed", str(seed), *proxy_args],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
     time.sleep(1.0)
     via = ["--server", f"127.0.0.1:{port}"]
     listener = site.spawn("bob", "listen", "g", "--out", str(site.root / "bob.wav"),
@@ -74,28 +72,21 @@ def one_run(site: Site, wav: Path, proxy_args: list[str], seed: int) -> dict[str
     time.sleep(2.0)
     talker = site.spawn("ann", "talk", "g", "--wav", str(wav), *via)
     said: list[tuple[float, str]] = []
-    _reader(talker.stdout, said)
+    _reader(talker.stdout, said).join(60)
     talker.wait(60)
     listener.wait(20)
     proxy.terminate()
     proxy.wait(5)
-    granted = next(t for t, line in said if "floor granted" in line)
-    ups = [(t, int(mo.group(1)), int(mo.group(2))) for t, line in counters
-           if (mo := UP_VOICE.match(line)) is not None]
-    start = [u for u in ups if u[0] <= granted][-1]
-    after = [u for u in ups if u[0] >= granted + 2.0][0]
-    end = ups[-1]
-    sending = [u for u in ups if u[2] > start[2]]
-    last_send = next(u for u in ups if u[2] == end[2])
-    seconds = last_send[0] - start[0]
+    ups = [(float(t), int(n)) for t, way, n in
+           (line.split() for line in trace.read_text().splitlines()) if way == "up"]
+    t0, t1 = ups[0][0], ups[-1][0]
+    after = [n for t, n in ups if t >= t0 + 2.0]
     links = [mo.group(1) for _, line in said if (mo := LINK.search(line)) is not None]
     return {
-        "kbps": (end[2] - start[2]) * 8 / seconds / 1000,
-        "kbps_after_2s": (end[2] - after[2]) * 8 / (last_send[0] - after[0]) / 1000,
-        "bytes_per_datagram": (end[2] - start[2]) / max(end[1] - start[1], 1),
+        "kbps": sum(n for _, n in ups) * 8 / (t1 - t0) / 1000,
+        "kbps_after_2s": sum(after) * 8 / (t1 - t0 - 2.0) / 1000,
+        "bytes_per_datagram": sum(n for _, n in ups) / len(ups),
         "copies_at_end": links[-1] if links else "(no report)",
-        "changes": len(links),
-        "sent": bool(sending),
     }
 
 

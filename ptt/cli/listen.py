@@ -129,7 +129,7 @@ async def _until(events: asyncio.Queue[cl.ClientEvent], stop: asyncio.Event,
 async def _listen(state: CliState, group: str, out: Path | None, output_device: str | None,
                   duration: float | None, bursts: int | None) -> None:
     # the audio stack (numpy, libopus) loads here, so admin commands start quickly
-    from ptt.client.voice import Listener
+    from ptt.client.voice import Listener, reception_text
 
     signals = StopSignals().install()  # before connecting: a stop key is never lost
     try:
@@ -149,6 +149,8 @@ async def _listen(state: CliState, group: str, out: Path | None, output_device: 
             click.echo(line)
         stop = signals.stop
         listener = Listener(conn, group, sink, tones)
+        # what this listener received of each burst, as it ends
+        listener.on_burst_end = lambda r: click.echo(f"{stamp()}  {group}  {reception_text(r)}")
         events = conn.subscribe()
         task = asyncio.create_task(listener.run(stop))
         count = _Bursts(joined, conn.user)
@@ -181,6 +183,7 @@ async def _monitor(state: CliState, groups: list[str], priority: list[str], out:
                    output_device: str | None, duration: float | None,
                    bursts: int | None) -> None:
     from ptt.client.monitor import Monitor, burst_notice
+    from ptt.client.voice import reception_text
 
     signals = StopSignals().install()  # before connecting: a stop key is never lost
     try:
@@ -205,6 +208,7 @@ async def _monitor(state: CliState, groups: list[str], priority: list[str], out:
             click.echo(line)
         stop = signals.stop
         monitor = Monitor(conn, groups, sink, priority=priority, tones=tones)
+        monitor.on_burst_end = lambda g, r: click.echo(f"{stamp()}  [{g}] {reception_text(r)}")
         events = conn.subscribe()
         task = asyncio.create_task(monitor.run(stop))
         count = _Bursts(joined, conn.user)

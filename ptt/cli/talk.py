@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ptt.cli.live import (StopSignals, joined_line, open_and_join, revoke_text, stop_on_signals,
-                          until_stopped)
+from ptt.cli.live import (StopSignals, joined_line, open_and_join, revoke_text, stamp,
+                          stop_on_signals, until_stopped)
 from ptt.cli.options import GROUP, SECONDS, USER, CliState, client_options, pass_state
 from ptt.client.connection import Connection, deny_text
 from ptt.errors import NetError, RequestError
@@ -111,7 +111,10 @@ async def send_file(conn: Connection, group: str, source: WavSource, priority: m
     stop = asyncio.Event()
     remove = stop_on_signals(stop)
     try:
-        report = await Talker(conn, group, bitrate=bitrate).send(source, stop)
+        # a line per change of the listeners' link and of the protection chosen for it
+        talker = Talker(conn, group, bitrate=bitrate,
+                        on_link=lambda link: click.echo(f"{stamp()}  {link.line()}"))
+        report = await talker.send(source, stop)
     finally:
         remove()
     await conn.release_floor(group)

@@ -30,7 +30,7 @@ from ptt.cli.live import StopSignals, describe, open_and_join, stamp
 from ptt.cli.options import CliState
 from ptt.client import calls
 from ptt.client.connection import Connection
-from ptt.client.voice import Listener, Talker
+from ptt.client.voice import LinkChange, Listener, Talker, protection_text
 from ptt.errors import PttError, ValidationError
 from ptt.protocol import client as cl
 from ptt.protocol import messages as m
@@ -56,6 +56,7 @@ class View:
     call: str | None = None  # the caller the talk key answers now
     call_left: float = 0.0  # seconds it still does
     keyed: str | None = None  # where the key talks now, when not the group
+    protection: str = ""  # copies per packet chosen for the listeners' link
 
 
 def status_line(v: View, now: float, width: int = 100) -> str:
@@ -75,6 +76,8 @@ def status_line(v: View, now: float, width: int = 100) -> str:
         you = f"you: TALKING {max(0, left):.0f}s left [{bar:<10}]"
         if v.level is not None:
             you += f" {vu_bar(v.level.rms_dbfs, 10)} {v.level.rms_dbfs:.0f} dBFS"
+        if v.protection:
+            you += f" | {v.protection}"
     elif v.state is cl.Participation.QUEUED:
         you = f"you: queued #{v.position}"
     elif v.state is cl.Participation.PENDING_REQUEST:
@@ -122,7 +125,7 @@ class Terminal:
         """The talker of the group the key talks to."""
         if self.keyed not in self.talkers:
             self.talkers[self.keyed] = Talker(self.conn, self.keyed, bitrate=self.bitrate,
-                                              on_level=self._level)
+                                              on_level=self._level, on_link=self._link)
         return self.talkers[self.keyed]
 
     @staticmethod
@@ -131,6 +134,10 @@ class Terminal:
 
     def _level(self, level: Level) -> None:
         self.view.level = level
+
+    def _link(self, link: LinkChange) -> None:
+        self.view.protection = protection_text(link.settings)
+        self.notices.append(link.line())
 
     def _tone(self, name: str) -> None:
         for frame in self.tones.frames(name):

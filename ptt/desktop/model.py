@@ -21,7 +21,7 @@ from ptt.protocol import client as cl
 
 __all__ = [
     "BurstEnded", "ConnStatus", "DesktopEvent", "DesktopModel", "Failure", "GroupRow",
-    "LevelUpdate", "TalkState", "View",
+    "LevelUpdate", "LinkUpdate", "TalkState", "View",
 ]
 
 LEVEL_HOLD_S = 0.3  # a VU reading older than this decays to silence (the talker stopped)
@@ -77,7 +77,15 @@ class Failure:
     message: str
 
 
-DesktopEvent = ConnStatus | LevelUpdate | BurstEnded | Failure
+@dataclass(frozen=True, slots=True)
+class LinkUpdate:
+    """While talking: the listeners' link and the protection chosen (``LinkChange.line()``)."""
+
+    group: str
+    text: str
+
+
+DesktopEvent = ConnStatus | LevelUpdate | BurstEnded | Failure | LinkUpdate
 
 
 @dataclass
@@ -126,6 +134,7 @@ class DesktopModel:
         self._max_talk_ms = 0
         self._level = SILENCE_DBFS
         self._level_at = 0.0
+        self.link = ""  # the talker's link while talking ("link: 3% loss -> 1 copy ...")
 
     # --- the priority order and per-group switches ----------------------------------------------
 
@@ -180,6 +189,7 @@ class DesktopModel:
             row.participation, row.position = ev.state, ev.position
             if ev.state is cl.Participation.HAS_PERMISSION:
                 self._granted_at, self._max_talk_ms = now, ev.max_talk_ms
+                self.link = ""
             if ev.revoke_cause is not None:
                 self.last_error = f"floor taken back ({ev.revoke_cause.name.lower()})"
         elif isinstance(ev, LevelUpdate):
@@ -187,6 +197,8 @@ class DesktopModel:
         elif isinstance(ev, BurstEnded):
             self.bursts += 1
             self._level = SILENCE_DBFS
+        elif isinstance(ev, LinkUpdate):
+            self.link = ev.text
         elif isinstance(ev, Failure):
             self.last_error = ev.message
         elif isinstance(ev, cl.RequestFailed):
@@ -228,6 +240,8 @@ class DesktopModel:
                 left_s = max(0.0, self._max_talk_ms / 1000 - (now - self._granted_at))
                 remaining = left_s / (self._max_talk_ms / 1000)
             detail = f"{left_s:.0f} s of talk time left" if left_s is not None else ""
+            if self.link:
+                detail = f"{detail} · {self.link}" if detail else self.link
             if now - self._level_at < LEVEL_HOLD_S:
                 level = self._level
         elif part is cl.Participation.PENDING_RELEASE:

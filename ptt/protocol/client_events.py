@@ -15,8 +15,8 @@ from ptt.protocol import messages as m
 __all__ = [
     "AdminResult", "CallOpened", "ClientEvent", "ConnState", "Connected", "Disconnected",
     "FloorStateChanged", "GroupJoined", "GroupGone", "GroupLeft", "GroupView", "IncomingCall",
-    "KeyGrantReceived", "LinkReported", "LoginFailed", "Participation", "PresenceChanged", "RequestFailed",
-    "TalkerChanged",
+    "KeyGrantReceived", "LinkReported", "LoginFailed", "Participation", "PresenceChanged",
+    "RequestFailed", "TalkerChanged",
 ]
 
 

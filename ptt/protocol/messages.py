@@ -484,7 +484,8 @@ Message = (
     | SessionClosed | PathCheck
     | Join | Joined | Leave | Left | Presence | KeyGrant
     | FloorRequest | FloorResponse | FloorRelease | FloorReleased | FloorGranted | FloorRevoked
-    | FloorTaken | FloorIdle | QueuePosition | ReceiverReport | LinkReport | Call | CallResponse | IncomingCall | GroupGone | Admin
+    | FloorTaken | FloorIdle | QueuePosition | ReceiverReport | LinkReport | Call | CallResponse
+    | IncomingCall | GroupGone | Admin
     | AdminResponse
 )
 

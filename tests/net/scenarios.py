@@ -135,7 +135,9 @@ async def page(talker: Connection, listeners: list[Connection], wav: Path, group
     tasks = [asyncio.create_task(p.run(stop)) for p in players]
     granted = await talker.request_floor(group)
     assert granted.state is Participation.HAS_PERMISSION, granted
-    report = await Talker(talker, group).send(WavSource(wav, realtime=True))
+    links: list[list[Any]] = []  # what the listeners' reports told the talker
+    report = await Talker(talker, group, on_link=lambda lk: links.append(
+        [lk.listeners, lk.loss, list(lk.settings.offsets)])).send(WavSource(wav, realtime=True))
     await talker.release_floor(group)
     await asyncio.sleep(0.5)
     stop.set()
@@ -145,6 +147,9 @@ async def page(talker: Connection, listeners: list[Connection], wav: Path, group
         "frames": len(original) // 640,
         "played": [p.frames_played for p in players],
         "correlation": [round(aligned_correlation(original, s.pcm()), 4) for s in sinks],
+        "links": links,
+        "receptions": [dataclasses.asdict(p.last_burst) if p.last_burst else None
+                       for p in players],
     }
 
 
