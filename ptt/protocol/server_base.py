@@ -115,10 +115,14 @@ class ServerBase:
         self.floors = fl.FloorSet()
         self._used_nonces = auth.UsedNonces(auth.LOGIN_TTL + 2.0)  # > a stamp's whole life
         self._login_limits = limits.LoginLimiter(config.login_limits)
+        self._known_hosts: dict[str, None] = {}  # hosts that logged in, in order (server_gate)
         # answers by (addr, txn) for plain requests, by (session id, txn) for sealed ones (sealed)
         self._cache: ResponseCache[tuple[object, int]] = ResponseCache()
         self._reliable: Retransmitter[tuple[int, int]] = Retransmitter()  # plaintext, to a Session
         self._limiter = limits.RateLimiter(config.rate_limits)
+        # the same limits, apart, for hosts that logged in before: a flood spoofed from many
+        # new addresses cannot spend their aggregate budget (server_gate.known_host)
+        self._known_limiter = limits.RateLimiter(config.rate_limits)
         self._req_len = 0  # size of the plain datagram being answered (no amplification)
         self._txn = 0
         self._out: list[tuple[bytes, Addr]] = []

@@ -37,6 +37,7 @@ LOGIN_PENDING_TTL = auth.LOGIN_TTL  # a Challenge's server nonce is good this lo
 SESSION_MESSAGES = (m.Heartbeat, m.Bye, m.Join, m.Leave, m.FloorRequest, m.FloorRelease, m.Call,
                     m.Admin)
 NO_SESSION_TEXT = "no session: log in again"
+KNOWN_HOSTS_MAX = 65_536  # hosts that logged in, most recent last (their logins go first)
 MAX_ANNOUNCE = 65_536  # addresses told of a restart at most (a session table's worth)
 
 
@@ -54,7 +55,7 @@ class LoginGate(ServerBase):
         if s is None or s.channel is None:
             # an expired session, a restarted server, or a forgery: tell the sender to log in
             # again, if it fits (a sealed datagram is at least 30 bytes, the answer 30)
-            if self._limiter.allow(addr[:2], now):
+            if self._limiter_for(addr).allow(addr[:2], now):
                 self._req_len = len(data)
                 self._reply_plain(addr, 0, m.Error(0, m.ErrorCode.NO_SESSION, NO_SESSION_TEXT),
                                   now, cache=False)
@@ -118,7 +119,7 @@ class LoginGate(ServerBase):
 
     def _receive_plain(self, data: bytes, addr: Addr, now: float) -> None:
         """A datagram without a session: rate-limited, and answered only by what fits in it."""
-        if not self._limiter.allow(addr[:2], now):
+        if not self._limiter_for(addr).allow(addr[:2], now):
             self._drop(addr, "rate limit for datagrams without a session")
             return
         try:
@@ -177,6 +178,14 @@ class LoginGate(ServerBase):
 
     # --- login --------------------------------------------------------------------------------
 
+    def known_host(self, addr: Addr) -> bool:
+        """Has a session come from this host lately (the last ``KNOWN_HOSTS_MAX`` hosts to log
+        in)? The adapter's reader handles such hosts' logins before other plain datagrams."""
+        return addr[0] in self._known_hosts
+
+    def _limiter_for(self, addr: Addr) -> limits.RateLimiter:
+        return self._known_limiter if addr[0] in self._known_hosts else self._limiter
+
     def set_secret(self, secret: bytes) -> None:
         """The server's long-term secret (kept in its database): decoy salts and verifiers of
         unknown names derive from it, so they stay the same across restarts as real ones do."""
@@ -199,7 +208,9 @@ class LoginGate(ServerBase):
         # costs an HMAC each and no table
         server_nonce = auth.challenge_nonce(self._secret, _peer(addr), msg.client_nonce,
                                             msg.user, int(now))
-        self._reply_plain(addr, msg.txn, m.Challenge(msg.txn, server_nonce, salt, iterations), now)
+        # not cached: a resent Hello is answered anew as cheaply, and a flood fills no cache
+        self._reply_plain(addr, msg.txn, m.Challenge(msg.txn, server_nonce, salt, iterations), now,
+                          cache=False)
 
     def _on_login(self, msg: m.Login, addr: Addr, now: float) -> None:
         failed = m.Error(msg.txn, m.ErrorCode.AUTH_FAILED, "login failed: wrong user or token")
@@ -233,6 +244,11 @@ class LoginGate(ServerBase):
             self._reply_plain(addr, msg.txn, failed, now)
             return
         self._login_limits.succeeded(user.name, host)
+        known = self._known_hosts
+        known.pop(host, None)
+        known[host] = None
+        if len(known) > KNOWN_HOSTS_MAX:
+            del known[next(iter(known))]
         for old in {self.sessions.by_user.get(user.name), self.sessions.by_addr.get(addr)}:
             if old is not None:
                 self._end_session(old, "replaced", now)
@@ -243,6 +259,7 @@ class LoginGate(ServerBase):
                     voice_key=voice_mac_key(key))
         self.sessions.add(s)
         self._limiter.forget(addr[:2])  # its traffic is sealed now and charged to the session
+        self._known_limiter.forget(addr[:2])
         self._events.append(SessionStarted(user.name, sid, addr))
         groups = sorted(n for n, g in self.groups.items() if user.name in g.members)
         # sealed: a Welcome that opens proves to the client that this server holds its verifier

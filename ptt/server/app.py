@@ -177,7 +177,8 @@ class PttServer:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
                 sock.bind(sockaddr)
                 sock.setblocking(False)
-                self._reader = PriorityReader(sock, self._handle, loop.time)
+                self._reader = PriorityReader(sock, self._handle, loop.time,
+                                              known=self.core.known_host)
                 loop.add_reader(sock.fileno(), self._read_ready)
             except BaseException:
                 sock.close()

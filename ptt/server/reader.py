@@ -6,13 +6,17 @@ request that lands behind a few hundred of them waits for every one to be opened
 sealed: tens of milliseconds after the smallest hiccup of the machine. Taking a datagram off the
 socket costs a few microseconds; handling a keepalive some fifty. So the reader takes what the
 socket holds, handles the urgent ones at once (voice frames and sealed requests) and puts the
-rest in two backlogs: sessions' keepalives, and everything else (the plain login messages and
-whatever an unauthenticated peer sends). The backlogs are worked off a few datagrams at a time,
+rest in backlogs: sessions' keepalives; plain datagrams (logins) from hosts the server has had
+sessions from (``known(addr)``); and everything else (logins from new hosts and whatever an
+unauthenticated peer sends), in that order of priority. The backlogs are worked off a few datagrams at a time,
 looking at the socket again between them, so a request that arrives meanwhile waits for a few
 keepalives at most, never for a whole backlog. Keepalives go before plain datagrams: a session's
 traffic has a budget of its own that no flood of unauthenticated datagrams can take (a Heartbeat
 that arrived before a Login is therefore always handled before it, so a Heartbeat of an old
-session is never handled after the Login that replaced it).
+session is never handled after the Login that replaced it). Under a spoofed flood from many
+addresses, a returning client's login does not wait behind the flood; a first login from a host
+never seen competes with it (a spoofer may claim a known host's address too, so that lane is
+bounded like the others: it can be crowded, never grow).
 
 Bounded: the keepalive backlog holds at most ``backlog_max`` datagrams (beyond that they wait
 in the kernel's buffer, which drops what overflows, as it would without the backlog); the plain
@@ -58,12 +62,12 @@ def urgent(data: bytes) -> bool:
 class PriorityReader:
     """Reads one non-blocking UDP socket, urgent datagrams first (see the module docstring)."""
 
-    __slots__ = ("_backlog", "_clock", "_handle", "_plain", "_recvfrom", "backlog_max",
-                 "budget", "chunk", "drain_max", "most_backlog", "plain_dropped")
+    __slots__ = ("_backlog", "_clock", "_handle", "_known", "_plain", "_recvfrom", "_returning",
+                 "backlog_max", "budget", "chunk", "drain_max", "most_backlog", "plain_dropped")
 
     def __init__(self, sock: socket.socket, handle: Handler, clock: Callable[[], float], *,
                  drain_max: int = DRAIN_MAX, backlog_max: int = BACKLOG_MAX, chunk: int = CHUNK,
-                 budget: float = BUDGET) -> None:
+                 budget: float = BUDGET, known: Callable[[Any], bool] | None = None) -> None:
         if drain_max < 1 or backlog_max < 1 or chunk < 1 or budget <= 0:
             raise ValueError("drain_max, backlog_max and chunk >= 1, budget > 0")
         self._recvfrom = sock.recvfrom
@@ -71,6 +75,8 @@ class PriorityReader:
         self._clock = clock
         self._backlog: deque[tuple[bytes, Any]] = deque()  # sessions' keepalives
         self._plain: deque[tuple[bytes, Any]] = deque()  # logins, and anything unauthenticated
+        self._returning: deque[tuple[bytes, Any]] = deque()  # plain, from a known host
+        self._known = known or (lambda addr: False)
         self.drain_max = drain_max
         self.backlog_max = backlog_max
         self.chunk = chunk
@@ -80,12 +86,13 @@ class PriorityReader:
 
     def __len__(self) -> int:
         """Datagrams waiting in the backlogs."""
-        return len(self._backlog) + len(self._plain)
+        return len(self._backlog) + len(self._returning) + len(self._plain)
 
     def _take(self) -> list[tuple[bytes, Any]]:
         """What the socket holds (up to drain_max): urgent datagrams returned, the rest queued."""
         first: list[tuple[bytes, Any]] = []
         backlog, plain, most = self._backlog, self._plain, self.backlog_max
+        returning, known = self._returning, self._known
         recvfrom = self._recvfrom
         for _ in range(self.drain_max):
             if len(backlog) >= most:
@@ -101,24 +108,26 @@ class PriorityReader:
                 first.append((data, addr))
             elif data and data[0] == KEEPALIVE_MAGIC:
                 backlog.append((data, addr))
-            elif len(plain) < most:
-                plain.append((data, addr))
             else:
-                self.plain_dropped += 1
-        self.most_backlog = max(self.most_backlog, len(backlog) + len(plain))
+                lane = returning if known(addr) else plain
+                if len(lane) < most:
+                    lane.append((data, addr))
+                else:
+                    self.plain_dropped += 1
+        self.most_backlog = max(self.most_backlog, len(backlog) + len(returning) + len(plain))
         return first
 
     def run(self) -> bool:
         """Work until the socket is empty and the backlog done, or the budget is spent.
         True when work remains: call again after the event loop's other callbacks."""
         clock, handle, chunk = self._clock, self._handle, self.chunk
-        backlog, plain = self._backlog, self._plain
+        backlog, returning, plain = self._backlog, self._returning, self._plain
         deadline = clock() + self.budget
         while True:
             for data, addr in self._take():
                 if not handle(data, addr, clock()):
                     return False
-            queue = backlog or plain  # keepalives first
+            queue = backlog or returning or plain  # keepalives first
             if not queue:
                 return False  # _take found the socket empty (or drain_max urgent: next wake-up)
             for _ in range(min(chunk, len(queue))):

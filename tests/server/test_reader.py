@@ -147,3 +147,23 @@ def test_bad_settings_are_refused(pair: tuple[socket.socket, socket.socket]) -> 
         PriorityReader(server, lambda d, a, n: True, time.monotonic, chunk=0)
     with pytest.raises(ValueError):
         PriorityReader(server, lambda d, a, n: True, time.monotonic, budget=0)
+
+
+def test_logins_from_known_hosts_go_before_other_plain_datagrams(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    server, client = pair
+    stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    stranger.bind(("127.0.0.3", 0))
+    order: list[bytes] = []
+    try:
+        for _ in range(200):
+            stranger.sendto(LOGIN, server.getsockname())
+        send(client, [b"\x95" + bytes(40)] * 3 + [HEARTBEAT] * 3)
+        known_host = client.getsockname()[0]
+        reader = PriorityReader(server, recording(order), time.monotonic, budget=10.0,
+                                known=lambda addr: addr[0] == known_host)
+        assert reader.run() is False
+    finally:
+        stranger.close()
+    assert order[:6] == [HEARTBEAT] * 3 + [b"\x95" + bytes(40)] * 3  # before the 200
+    assert order[6:] == [LOGIN] * 200
