@@ -15,6 +15,9 @@ from ptt.audio.codec import FRAME_MS
 
 SILENCE_DBFS = -96.0
 FULL_SCALE = 32768.0
+# a file whose loudest sample stays below this holds nothing a listener could hear: paging
+# with it would take the floor for silence (dither and DC offsets sit far below it)
+AUDIBLE_PEAK_DBFS = -60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +44,11 @@ def rms_dbfs(frame: bytes) -> float:
 def peak_dbfs(frame: bytes) -> float:
     x = _samples(frame)
     return _db(float(np.max(np.abs(x)))) if len(x) else SILENCE_DBFS
+
+
+def audible(pcm: bytes) -> bool:
+    """True when ``pcm`` (16-bit) has a sample at or above :data:`AUDIBLE_PEAK_DBFS`."""
+    return peak_dbfs(pcm) >= AUDIBLE_PEAK_DBFS
 
 
 def frame_level(frame: bytes) -> Level:

@@ -22,6 +22,7 @@ from typing import Self
 import numpy as np
 
 from ptt.audio.codec import FRAME_BYTES, SAMPLE_RATE
+from ptt.audio.levels import audible
 from ptt.audio.resample import resample, to_int16
 from ptt.audio.streams import Pacer
 from ptt.errors import AudioError
@@ -172,6 +173,13 @@ class WavSource:
 
     def __len__(self) -> int:
         return len(self.frames)
+
+    def require_audio(self) -> WavSource:
+        """AudioError "no audio in FILE" for an empty or silent file (nothing to page with)."""
+        if not self.frames or not audible(self.pcm):
+            what = "it is empty" if not self.frames else "it is silent"
+            raise AudioError(f"no audio in {self.path} ({what}): nothing to send")
+        return self
 
     async def read(self) -> bytes | None:
         if self._closed or not self.frames:

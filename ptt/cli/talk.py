@@ -58,7 +58,8 @@ def talk(state: CliState, group_name: str, wav: Path | None, emergency: bool, ma
     if wav is not None:
         from ptt.audio.wav import WavSource
 
-        source = WavSource(wav, realtime=True)  # a bad file fails here, before any network
+        # a bad, empty or silent file fails here, before any network or floor
+        source = WavSource(wav, realtime=True).require_audio()
         asyncio.run(page_file(state, group_name, source, priority, max_wait))
         return
     from ptt.cli.terminal import run_terminal
@@ -168,7 +169,8 @@ def call(state: CliState, peer: str, wav: Path | None, max_wait: float,
     peer = user_name(peer)
     from ptt.audio.wav import WavSource
 
-    source = WavSource(wav, realtime=True) if wav is not None else None
+    # a bad, empty or silent file fails here, before the call rings or the floor is asked
+    source = WavSource(wav, realtime=True).require_audio() if wav is not None else None
     asyncio.run(_call(state, peer, source, max_wait, input_device, output_device))
 
 

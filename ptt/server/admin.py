@@ -32,6 +32,7 @@ from ptt.errors import (
     NotFoundError,
     ProtocolError,
     PttError,
+    RequestError,
     StoreError,
     ValidationError,
 )
@@ -109,6 +110,8 @@ class Admin:
         # made here would be known to whoever runs the server, hence the user's voice keys.
         # False only lets a wire user.add without credentials have one made here (old clients).
         self.require_client_credentials = True
+        # why this server has no multicast (the adapter sets it once it tried), or None
+        self.multicast_off: str | None = None
         self._ops: dict[str, Callable[[dict[str, Any], float], Result]] = {
             "user.add": self.user_add,
             "user.list": self.user_list,
@@ -226,7 +229,15 @@ class Admin:
 
     # --- groups -------------------------------------------------------------------------------
 
+    def _check_mode(self, name: str, mode: object) -> None:
+        """A multicast-only group on a server without multicast could carry no voice."""
+        if mode == "multicast" and self.multicast_off is not None:
+            raise RequestError(f"'{name}' cannot be a multicast group: multicast is off on "
+                               f"this server ({self.multicast_off}); use --mode auto "
+                               f"(multicast where it works, else the relay) or --mode relay")
+
     def group_create(self, args: dict[str, Any], now: float) -> Result:
+        self._check_mode(_str(args, "name"), args.get("mode"))
         kwargs: dict[str, Any] = {}
         if args.get("max_talk") is not None:
             kwargs["max_talk"] = float(args["max_talk"])
@@ -240,6 +251,7 @@ class Admin:
         return _group_summary(g, 0, 0, None)
 
     def group_update(self, args: dict[str, Any], now: float) -> Result:
+        self._check_mode(_str(args, "name"), args.get("mode"))
         g = self.store.update_group(
             _str(args, "name"),
             max_talk=float(args["max_talk"]) if args.get("max_talk") is not None else None,

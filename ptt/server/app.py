@@ -239,6 +239,8 @@ class PttServer:
 
     def _start_multicast(self) -> None:
         self.multicast_off = self.bridge.start()
+        if self.admin is not None:
+            self.admin.multicast_off = self.multicast_off
         if self.multicast_off is None:
             assert self.bridge.iface is not None
             log.info("multicast on %s (%s), TTL %d", self.bridge.iface.name,
