@@ -37,6 +37,7 @@ import asyncio_dgram
 
 from ptt.errors import AuthError, NetError, ProtocolError, RequestError
 from ptt.names import format_hostport
+from ptt.client.receipts import Receipts
 from ptt.net.member import MemberSockets
 from ptt.net.multicast import MulticastOptions
 from ptt.protocol import client as cl
@@ -153,6 +154,7 @@ class Connection:
         self._logged_in = False  # before the first login, "connection refused" ends open()
         self._grants: dict[str, tuple[int, bytes]] = {}  # group -> newest (epoch, grant)
         self._grant_callbacks: list[Callable[[str, int, bytes], None]] = []
+        self.receipts = Receipts(self)  # players report what they heard; receipts go out
 
     @property
     def user(self) -> str:
@@ -200,6 +202,8 @@ class Connection:
     async def close(self) -> None:
         if self._closed:
             return
+        if self._stream is not None:
+            self.receipts.flush()
         self._closed = True
         if self._stream is not None:
             self.core.close(self._now())
@@ -301,8 +305,43 @@ class Connection:
         assert isinstance(ev, cl.FloorStateChanged)
         return ev
 
-    async def release_floor(self, group: str) -> None:
-        self.drop_floor(group)
+    async def release_floor(self, group: str, timeout: float | None = None) -> bool:
+        """Release the floor (or withdraw from the queue). With ``timeout``, wait for the
+        server's answer: True once it acknowledged the release, False if it did not (no
+        answer, or the session was lost meanwhile)."""
+        if timeout is None:
+            self.drop_floor(group)
+            return False
+        if self.core.participation(group) is cl.Participation.NO_PERMISSION:
+            return False
+        q = self.subscribe()
+        try:
+            self.drop_floor(group)
+            try:
+                ev = await self.wait_for(q, lambda e: (isinstance(e, cl.FloorStateChanged)
+                                                    and e.group == group and e.state is
+                                                    cl.Participation.NO_PERMISSION)
+                                         or (isinstance(e, cl.RequestFailed) and e.group == group
+                                             and e.what == "release"),
+                                         timeout, "no answer to the release")
+            except NetError:
+                return False
+        finally:
+            self.unsubscribe(q)
+        # the answer to the release leaves the state without a cause; a lost session gives one
+        return isinstance(ev, cl.FloorStateChanged) and ev.revoke_cause is None
+
+    def group_of(self, group_id: int) -> str | None:
+        """The name of a joined group by its wire id."""
+        p = self._by_id.get(group_id)
+        return p.group if p is not None else None
+
+    def send_receipt(self, group: str, burst_id: int, received: int, expected: int) -> None:
+        """Tell the server how much of ``burst_id`` this client received (see ``receipts``)."""
+        if self._closed:
+            return
+        self.core.send_receipt(group, burst_id, received, expected, self._now())
+        asyncio.get_running_loop().call_soon(self._flush)  # may be called from within _flush
 
     async def leave(self, group: str) -> None:
         self.core.leave(group, self._now())
@@ -517,6 +556,10 @@ class Connection:
     # --- multicast ----------------------------------------------------------------------------
 
     def _track(self, ev: cl.ClientEvent) -> None:
+        if isinstance(ev, cl.TalkerChanged):
+            p = self._paths.get(ev.group)
+            if p is not None:
+                self.receipts.floor_moved(p.group_id, ev.burst_id if ev.talker else 0)
         if isinstance(ev, cl.KeyGrantReceived):
             self._key_grant(ev)
         elif isinstance(ev, cl.GroupJoined):

@@ -183,13 +183,14 @@ class MonitorMixer:
             ch.alerts += 1
             self._alert.extend(self.tones.frames("emergency"))
 
-    def receive(self, header: VoiceHeader, payload: bytes, now: float) -> None:
-        """One voice frame (opened, if its group is keyed) as it arrived at ``now``."""
+    def receive(self, header: VoiceHeader, payload: bytes, now: float) -> bool:
+        """One voice frame (opened, if its group is keyed) as it arrived at ``now``; False
+        when it is not played (another group, or dropped by the group's receiver)."""
         ch = self._by_id.get(header.group_id)
         if ch is None:
             self.foreign += 1
-            return
-        ch.receiver.receive_parsed(header, payload, now)
+            return False
+        return ch.receiver.receive_parsed(header, payload, now)
 
     def stats(self, name: str) -> GroupStats:
         ch = self._channels[name]
@@ -315,7 +316,8 @@ class Monitor:
                 return
             self.undecryptable += 1
             return
-        self.mixer.receive(*opened, asyncio.get_running_loop().time())
+        if self.mixer.receive(*opened, asyncio.get_running_loop().time()):
+            self.conn.receipts.heard(*opened)
 
     async def run(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()

@@ -108,6 +108,7 @@ class GroupRecorder:
         if talker is None and g.talker_burst == header.burst_id:
             talker = g.talker
         self.live.voice(self.group, talker, header, payload, self._clock())
+        self.conn.receipts.heard(header, payload)
 
     # -- events -----------------------------------------------------------------------------------
     def _drain(self) -> None:

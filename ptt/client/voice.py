@@ -279,7 +279,8 @@ class Listener:
         header = opened[0]
         rx = next((r for r in self.calls.values() if r.group_id == header.group_id),
                   self.receiver)
-        rx.receive_parsed(*opened, asyncio.get_running_loop().time())
+        if rx.receive_parsed(*opened, asyncio.get_running_loop().time()):
+            self.conn.receipts.heard(*opened)
 
     def _follow(self, state_group_id: int | None = None) -> None:
         g = self.conn.core.groups.get(self.group)

@@ -190,7 +190,7 @@ class Engine:
             # before any grant arrives, and before the Talker asks: it sets where pins live
             self.keys = VoiceKeys.of(conn, pins_path(SIGNER_PINS, self.config_path))
             self.mixer.opener = self.keys.open_voice
-            conn.on_voice = lambda d: self.mixer.receive(d, asyncio.get_running_loop().time())
+            conn.on_voice = self._voice_to(conn)
             try:
                 welcome = await conn.open()
             except PttError as exc:
@@ -204,6 +204,14 @@ class Engine:
             self._post(welcome)
             return conn
         return None
+
+    def _voice_to(self, conn: Connection) -> Callable[[bytes], None]:
+        """The connection's voice handler: into the mixer, and what it plays into receipts."""
+        def on_voice(datagram: bytes) -> None:
+            played = self.mixer.receive(datagram, asyncio.get_running_loop().time())
+            if played is not None:
+                conn.receipts.heard(*played)
+        return on_voice
 
     async def _join_all(self, conn: Connection, groups: list[str]) -> None:
         results = await asyncio.gather(*(conn.join(g) for g in groups), return_exceptions=True)

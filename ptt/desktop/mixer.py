@@ -103,22 +103,26 @@ class GroupMixer:
 
     # --- media --------------------------------------------------------------------------------
 
-    def receive(self, datagram: bytes, now: float) -> None:
+    def receive(self, datagram: bytes, now: float) -> tuple[VoiceHeader, bytes] | None:
+        """One voice datagram as it arrived; the opened frame when it is to be played (for the
+        connection's receipts), None when dropped."""
         try:
             header, payload = decode_voice(datagram)
         except ProtocolError:
             self.malformed += 1
-            return
+            return None
         ch = self._by_id.get(header.group_id)
         if ch is None:
-            return  # not a group of ours: nothing to open
+            return None  # not a group of ours: nothing to open
         if self.opener is not None:
             opened = self.opener(datagram)
             if opened is None:
                 self.undecryptable += 1
-                return
+                return None
             header, payload = opened
-        ch.receiver.receive_parsed(header, payload, now)
+        if ch.receiver.receive_parsed(header, payload, now):
+            return header, payload
+        return None
 
     def tick(self, now: float) -> bytes:
         """The frame for the sink's tick at ``now`` (silence when nothing is due)."""

@@ -50,6 +50,7 @@ from ptt.protocol.client_events import (
     ClientEvent,
     Connected,
     ConnState,
+    DeliveryReported,
     Disconnected,
     FloorStateChanged,
     GroupGone,
@@ -81,7 +82,8 @@ BURST_SPACE = 1 << 32
 
 __all__ = [  # the events and states live in client_events; import them from here
     "BURST_SPACE", "RELOGIN_CAP", "RELOGIN_FIRST", "AdminResult", "CallOpened", "ClientCore",
-    "ClientEvent", "ConnState", "Connected", "Disconnected", "FloorStateChanged", "GroupJoined",
+    "ClientEvent", "ConnState", "Connected", "DeliveryReported",
+    "Disconnected", "FloorStateChanged", "GroupJoined",
     "GroupGone", "GroupLeft", "GroupView", "IncomingCall", "KeyGrantReceived", "LinkReported",
     "LoginFailed",
     "Participation", "PresenceChanged", "RequestFailed", "TalkerChanged", "newer",
@@ -218,6 +220,13 @@ class ClientCore:
         self._request("release", group,
                       lambda t: m.FloorRelease(t, self.session_id, group, burst), now)
 
+    def send_receipt(self, group: str, burst_id: int, received: int, expected: int,
+                     now: float) -> None:
+        """Tell the server how much of ``burst_id`` reached this listener (acknowledged)."""
+        if self.conn is ConnState.CONNECTED:
+            self._request("receipt", group, lambda t: m.BurstReceipt(
+                t, self.session_id, group, burst_id, received, expected), now)
+
     def call(self, peer: str, now: float) -> None:
         self._request("call", peer, lambda t: m.Call(t, self.session_id, peer), now)
 
@@ -279,9 +288,11 @@ class ClientCore:
             self._timed_out(what, group, now)
         if self.conn is ConnState.CONNECTED:
             if now >= self._last_heard + self.session_timeout:
-                self._lost("no answer from the server", now)
+                self._lost(f"no answer from the server for {self.session_timeout:g} s "
+                           "(heartbeat timeout)", now)
             elif self._check_until is not None and now >= self._check_until:
-                self._lost("the server forgot this session", now)  # e.g. it restarted
+                self._lost("the server no longer knew it (restarted, or this user logged in "
+                           "elsewhere)", now)
             elif self._check_resend is not None and now >= self._check_resend:
                 self._check_resend = None
                 self._send_heartbeat(now)
@@ -364,6 +375,8 @@ class ClientCore:
         elif isinstance(msg, m.PathCheck):
             if self.conn is ConnState.CONNECTED:
                 self._send_heartbeat(now)  # from our new address, if a NAT moved us
+        elif isinstance(msg, m.Ack):
+            self._answered(msg.txn)
         elif isinstance(msg, m.Error):
             if msg.code == m.ErrorCode.NO_SESSION and self.conn is ConnState.CONNECTED:
                 self._check_session(now)  # a hint, not an answer: the request stays pending
@@ -400,7 +413,7 @@ class ClientCore:
             if self._answered(msg.txn) is not None:
                 self._events.append(AdminResult(msg.txn, dict(msg.result), None))
         elif isinstance(msg, (m.FloorGranted, m.FloorRevoked, m.IncomingCall, m.KeyGrant,
-                              m.GroupGone)):
+                              m.GroupGone, m.DeliveryReport)):
             self._emit(encode_message(m.Ack(msg.txn, self.session_id)))
             if self._seen.check_and_add(msg.txn):
                 self._on_unsolicited(msg, now)
@@ -508,6 +521,11 @@ class ClientCore:
             self._set(g, Participation.NO_PERMISSION, deny_cause=msg.cause)
 
     def _on_unsolicited(self, msg: m.Message, now: float) -> None:
+        if isinstance(msg, m.DeliveryReport):
+            self._events.append(DeliveryReported(msg.group, msg.burst_id, msg.frames,
+                                                 list(msg.heard), list(msg.silent),
+                                                 list(msg.offline)))
+            return
         if isinstance(msg, m.KeyGrant):
             self._events.append(KeyGrantReceived(msg.group, msg.epoch, msg.grant))
             return
@@ -544,6 +562,13 @@ class ClientCore:
                     Participation.HAS_PERMISSION, Participation.PENDING_RELEASE):
                 g.my_burst = 0
                 self._set(g, Participation.NO_PERMISSION, revoke_cause=msg.cause)
+            elif (g.guessed_end == msg.burst_id
+                  and g.participation is Participation.NO_PERMISSION):
+                # the group's news overtook the revoke: now the real cause is known
+                g.guessed_end = 0
+                self._events.append(FloorStateChanged(g.name, Participation.NO_PERMISSION,
+                                                      burst_id=msg.burst_id,
+                                                      revoke_cause=msg.cause))
 
     def _give_back(self, group: str, burst_id: int, now: float) -> None:
         g = self.groups.get(group)
@@ -567,7 +592,7 @@ class ClientCore:
         self._note_talker(g, talker, burst, priority)
         if (talker != self.user and g.participation is Participation.HAS_PERMISSION
                 and newer(burst, g.my_burst)):
-            g.my_burst = 0  # the server moved on: our grant is over even if the revoke was lost
+            g.guessed_end, g.my_burst = g.my_burst, 0  # the server moved on: our grant is over
             self._set(g, Participation.NO_PERMISSION, revoke_cause=m.RevokeCause.PREEMPTED)
 
     def _on_idle(self, group: str, burst: int) -> None:
@@ -577,7 +602,7 @@ class ClientCore:
         self._note_talker(g, None, burst)
         g.forget(burst)
         if g.participation is Participation.HAS_PERMISSION and g.my_burst == burst:
-            g.my_burst = 0
+            g.guessed_end, g.my_burst = burst, 0
             self._set(g, Participation.NO_PERMISSION, revoke_cause=m.RevokeCause.SILENCE)
 
     def _timed_out(self, what: str, group: str, now: float) -> None:
@@ -605,7 +630,8 @@ class ClientCore:
                 continue  # carried over: asked again of the server we log in to next
             if g.participation is not Participation.NO_PERMISSION:
                 g.my_burst = 0
-                self._set(g, Participation.NO_PERMISSION)
+                self._set(g, Participation.NO_PERMISSION,
+                          revoke_cause=m.RevokeCause.SESSION_LOST, reason=reason)
         if was is ConnState.CONNECTED:
             self._events.append(Disconnected(reason))
         self.connect(now)

@@ -13,7 +13,8 @@ from enum import Enum
 from ptt.protocol import messages as m
 
 __all__ = [
-    "AdminResult", "CallOpened", "ClientEvent", "ConnState", "Connected", "Disconnected",
+    "AdminResult", "CallOpened", "ClientEvent", "ConnState", "Connected", "DeliveryReported",
+    "Disconnected",
     "FloorStateChanged", "GroupJoined", "GroupGone", "GroupLeft", "GroupView", "IncomingCall",
     "KeyGrantReceived", "LinkReported", "LoginFailed", "Participation", "PresenceChanged",
     "RequestFailed", "TalkerChanged",
@@ -113,6 +114,7 @@ class FloorStateChanged:
     deny_cause: m.DenyCause = m.DenyCause.NONE
     revoke_cause: m.RevokeCause | None = None
     max_talk_ms: int = 0
+    reason: str = ""  # with RevokeCause.SESSION_LOST: why the session was lost
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +151,18 @@ class KeyGrantReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class DeliveryReported:
+    """The server's delivery report for one of this client's bursts (``m.DeliveryReport``)."""
+
+    group: str
+    burst_id: int
+    frames: int
+    heard: list[m.Receipt]
+    silent: list[str]
+    offline: list[str]
+
+
+@dataclass(frozen=True, slots=True)
 class AdminResult:
     txn: int
     result: dict[str, object] | None
@@ -159,7 +173,7 @@ ClientEvent = (
     Connected | Disconnected | LoginFailed | GroupJoined | GroupLeft | TalkerChanged
     | PresenceChanged | FloorStateChanged | RequestFailed | IncomingCall | CallOpened | AdminResult
     | GroupGone
-    | KeyGrantReceived | LinkReported
+    | KeyGrantReceived | LinkReported | DeliveryReported
 )
 
 
@@ -177,6 +191,7 @@ class GroupView:
     online: set[str] = field(default_factory=set)
     revoked: set[int] = field(default_factory=set)  # bursts known to be over
     asked: tuple[m.Priority, float] | None = None  # the open floor request: priority, when asked
+    guessed_end: int = 0  # our burst whose end was inferred from the group's news, not told
 
     def forget(self, burst: int) -> None:
         """Remember ``burst`` as over, so a late or resent grant for it is refused."""

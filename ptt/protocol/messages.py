@@ -54,6 +54,9 @@ class MsgType(IntEnum):
     # loss feedback (listeners -> server -> talker)
     RECEIVER_REPORT = 50
     LINK_REPORT = 51
+    # delivery: how much of a burst each listener received, and the talker's report of it
+    BURST_RECEIPT = 55
+    DELIVERY_REPORT = 56
     # one-to-one calls
     CALL = 60
     CALL_RESPONSE = 61
@@ -94,8 +97,9 @@ class RevokeCause(IntEnum):
     MAX_TALK_TIME = 2
     SILENCE = 3  # no voice from the holder for T1
     SESSION_LOST = 4
-    REMOVED = 5  # removed from the group, or the group deleted
+    REMOVED = 5  # removed from the group
     NO_START = 6  # granted from the queue but never started talking (T132-like)
+    GROUP_DELETED = 7
 
 
 class GoneReason(IntEnum):
@@ -422,6 +426,47 @@ class LinkReport:
     late: int = 0
 
 
+# --- delivery ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """One listener's share of a burst: ``received`` of ``expected`` frames."""
+
+    user: str
+    received: int
+    expected: int
+
+
+@dataclass(frozen=True, slots=True)
+class BurstReceipt:
+    """A listener, at the end of a burst: how many of its frames reached it (distinct
+    sequence numbers) and how many it knows were sent (the highest sequence number + 1). Answered
+    with ``Ack``."""
+
+    txn: int
+    session_id: int
+    group: str
+    burst_id: int
+    received: int
+    expected: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    """Unsolicited, acknowledged with ``Ack``: who received the talker's burst ``burst_id``.
+    ``heard`` are the receipts of the members online at the burst's end; ``silent`` were online
+    but sent none in time; ``offline`` were not online; ``frames`` is what the relay accepted."""
+
+    txn: int
+    group: str
+    burst_id: int
+    frames: int
+    heard: list[Receipt]
+    silent: list[str]
+    offline: list[str]
+
+
 # --- one-to-one calls --------------------------------------------------------------------------
 
 
@@ -484,8 +529,8 @@ Message = (
     | SessionClosed | PathCheck
     | Join | Joined | Leave | Left | Presence | KeyGrant
     | FloorRequest | FloorResponse | FloorRelease | FloorReleased | FloorGranted | FloorRevoked
-    | FloorTaken | FloorIdle | QueuePosition | ReceiverReport | LinkReport | Call | CallResponse
-    | IncomingCall | GroupGone | Admin
+    | FloorTaken | FloorIdle | QueuePosition | ReceiverReport | LinkReport | BurstReceipt
+    | DeliveryReport | Call | CallResponse | IncomingCall | GroupGone | Admin
     | AdminResponse
 )
 
@@ -518,6 +563,8 @@ MESSAGE_TYPES: dict[MsgType, type] = {
     MsgType.QUEUE_POSITION: QueuePosition,
     MsgType.RECEIVER_REPORT: ReceiverReport,
     MsgType.LINK_REPORT: LinkReport,
+    MsgType.BURST_RECEIPT: BurstReceipt,
+    MsgType.DELIVERY_REPORT: DeliveryReport,
     MsgType.CALL: Call,
     MsgType.CALL_RESPONSE: CallResponse,
     MsgType.INCOMING_CALL: IncomingCall,

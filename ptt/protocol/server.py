@@ -33,6 +33,7 @@ re-exports every public name of those modules: import them from here.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from ptt.crypto import limits
 from ptt.crypto.channel import SEALED_MAGICS
@@ -45,8 +46,10 @@ from ptt.protocol.server_base import (
     ServerCoreConfig,
     UserEntry,
 )
+from ptt.protocol.server_delivery import RECEIPT_WAIT, DeliveryReports
 from ptt.protocol.server_events import (
     AdminCommand,
+    DeliveryReported,
     Dropped,
     FloorEvent,
     FloorRequested,
@@ -81,20 +84,27 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "ECHO_SEQ", "EMERGENCY_ROLES", "HIGH_ROLES", "HOLDER_SEQ", "LOGIN_PENDING_TTL",
-    "PRIVATE_GROUP_BASE", "PROBE_SEQ", "STALE_NOTICE_INTERVAL",
+    "PRIVATE_GROUP_BASE", "PROBE_SEQ", "RECEIPT_WAIT", "STALE_NOTICE_INTERVAL", "DeliveryReported",
     "VOICE_PATH_OP", "AdminCommand", "Dropped", "FloorEvent", "FloorRequested", "GroupEntry",
     "GroupUpdated", "MemberJoined", "MemberLeft", "ServerCore", "ServerCoreConfig", "ServerEvent",
     "SessionEnded", "SessionMoved", "SessionStarted", "UserEntry",
 ]
 
 
-class ServerCore(LoginGate, Directory, FloorControl, VoiceRelay, KeyGrants, LinkFeedback):
+class ServerCore(LoginGate, Directory, FloorControl, VoiceRelay, KeyGrants, LinkFeedback,
+                 DeliveryReports):
     """The whole server core: ``ServerCore(entropy, config)``; see the module docstring."""
+
+    def __init__(self, entropy: Callable[[int], bytes],
+                 config: ServerCoreConfig = ServerCoreConfig()) -> None:
+        super().__init__(entropy, config)
+        self._delivery_init()
 
     def get_timer(self) -> float | None:
         timers = [
             t
-            for t in (self.floors.get_timer(), self.sessions.get_timer(), self._reliable.get_timer())
+            for t in (self.floors.get_timer(), self.sessions.get_timer(), self._reliable.get_timer(),
+                      self._delivery_timer())
             if t is not None
         ]
         return min(timers) if timers else None
@@ -114,6 +124,7 @@ class ServerCore(LoginGate, Directory, FloorControl, VoiceRelay, KeyGrants, Link
                 log.info("no ack from %s for an acknowledged message; ending its session",
                          gone.user)
                 self._end_session(gone, "expired", now)
+        self._delivery_due(now)
         self._cache.expire(now)
 
     def receive_datagram(self, data: bytes, addr: Addr, now: float) -> tuple[Addr, ...] | None:
@@ -165,6 +176,8 @@ class ServerCore(LoginGate, Directory, FloorControl, VoiceRelay, KeyGrants, Link
             self._on_floor_request(s, msg, now)
         elif isinstance(msg, m.FloorRelease):
             self._on_floor_release(s, msg, now)
+        elif isinstance(msg, m.BurstReceipt):
+            self._on_burst_receipt(s, msg, now)
         elif isinstance(msg, m.Call):
             self._on_call(s, msg, now)
         elif isinstance(msg, m.Admin) and msg.op == VOICE_PATH_OP:

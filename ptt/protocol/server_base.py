@@ -66,6 +66,7 @@ class GroupEntry:
     key_epoch: int = 0  # the group key's epoch; 0: no key uploaded yet
     grants: dict[str, bytes] = field(default_factory=dict)  # user -> opaque grant of key_epoch
     link: LinkAggregate | None = None  # listeners' reports of the current burst (loss feedback)
+    burst_frames: int = 0  # voice frames of the current burst the relay accepted
 
     def multicast_target(self) -> Addr | None:
         if self.mcast_ready and self.mcast_addr is not None and self.mode != "relay":
@@ -140,6 +141,9 @@ class ServerBase:
         def _end_session(self, s: Session, reason: str, now: float) -> None: ...  # server_groups
         def remove_group(self, name: str, now: float) -> None: ...  # server_groups
         def _ring_waiting_calls(self, s: Session, now: float) -> None: ...  # server_groups
+        def _delivery_started(self, g: GroupEntry, ev: fl.Granted) -> None: ...  # server_delivery
+        def _delivery_ended(self, g: GroupEntry, ev: fl.BurstEnded,
+                            now: float) -> None: ...  # server_delivery
         def _on_session_message(self, s: Session, msg: m.Message,
                                 now: float) -> None: ...  # server
         def _on_receiver_report(self, s: Session, r: m.ReceiverReport,

@@ -15,6 +15,7 @@ from ptt.protocol.session import Addr
 
 __all__ = [
     "AdminCommand",
+    "DeliveryReported",
     "Dropped",
     "FloorEvent",
     "FloorRequested",
@@ -107,7 +108,20 @@ class GroupUpdated:
     removed: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class DeliveryReported:
+    """The delivery report sent to ``talker`` for ``burst_id`` (see ``server_delivery``)."""
+
+    group: str
+    talker: str
+    burst_id: int
+    frames: int
+    heard: tuple[m.Receipt, ...]
+    silent: tuple[str, ...]
+    offline: tuple[str, ...]
+
+
 ServerEvent = (
     SessionStarted | SessionEnded | MemberJoined | MemberLeft | FloorEvent | FloorRequested
-    | AdminCommand | Dropped | GroupUpdated
+    | AdminCommand | Dropped | GroupUpdated | DeliveryReported
 )

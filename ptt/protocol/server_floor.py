@@ -110,7 +110,10 @@ class FloorControl(ServerBase):
                 if g.grant_key is not None and g.grant_burst == ev.burst_id:
                     self._reliable.ack(g.grant_key)  # never resend a grant for a burst that is over
                     g.grant_key = None
+                self._delivery_ended(g, ev, now)
                 cause = _END_TO_REVOKE.get(ev.reason)
+                if cause is m.RevokeCause.REMOVED and g.name not in self.groups:
+                    cause = m.RevokeCause.GROUP_DELETED  # the whole group went, not the member
                 if cause is not None:
                     self._revoke(ev.user, g.name, ev.burst_id, cause, 0.0, now)
             elif isinstance(ev, fl.Idle):
@@ -122,6 +125,7 @@ class FloorControl(ServerBase):
                  requester: Session | None = None) -> None:
         """Tell the grantee (unless it asked just now and has its answer) and the group."""
         g.targets.clear()
+        self._delivery_started(g, ev)
         if requester is None:
             self._notice_holder(g, ev)  # before the grantee can start talking
             s = self.sessions.by_user.get(ev.user)

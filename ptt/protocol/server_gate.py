@@ -35,6 +35,7 @@ from ptt.protocol.wire import decode_heartbeat, decode_message, encode_heartbeat
 LOGIN_PENDING_TTL = auth.LOGIN_TTL  # a Challenge's server nonce is good this long
 # what a session may send (sealed); anything else inside a sealed datagram is dropped
 SESSION_MESSAGES = (m.Heartbeat, m.Bye, m.Join, m.Leave, m.FloorRequest, m.FloorRelease, m.Call,
+                    m.BurstReceipt,
                     m.Admin)
 NO_SESSION_TEXT = "no session: log in again"
 KNOWN_HOSTS_MAX = 65_536  # hosts that logged in, most recent last (their logins go first)

@@ -90,6 +90,9 @@ class VoiceRelay(ServerBase):
             self.voice_refused += 1
             self._stale_talker(s, g, burst_id, now)
             return None
+        seq = int.from_bytes(data[_SEQ_AT:_SEQ_AT + 2], "big")
+        if seq >= g.burst_frames:  # the highest sequence number + 1: what the talker sent
+            g.burst_frames = seq + 1
         t = g.targets.get(sender)
         if t is None:
             t = self._relay_targets(g, s)
@@ -133,6 +136,9 @@ class VoiceRelay(ServerBase):
             self.voice_refused += 1
             self._stale_talker(s, g, burst_id, now)
             return None
+        seq = int.from_bytes(data[_SEQ_AT:_SEQ_AT + 2], "big")
+        if seq >= g.burst_frames:
+            g.burst_frames = seq + 1
         key = ~sender
         t = g.targets.get(key)
         if t is None:

@@ -56,7 +56,8 @@ def _value_for(tp: str) -> object:
              "ErrorCode": m.ErrorCode.INVALID, "FloorResult": m.FloorResult.QUEUED,
              "RevokeCause": m.RevokeCause.SILENCE,
              "GoneReason": m.GoneReason.REMOVED, "Priority": m.Priority.HIGH,
-             "list[str]": ["a"], "GroupState": m.GroupState("g", 1, [])}
+             "list[str]": ["a"], "GroupState": m.GroupState("g", 1, []),
+             "list[Receipt]": [m.Receipt("a", 49, 50)]}
     if tp in table:
         return table[tp]
     if tp.startswith("dict"):

@@ -1,0 +1,106 @@
+"""Burst receipts: a listening client tells the server how much of each burst reached it.
+
+Every player of voice (``ptt listen``'s :class:`~ptt.client.voice.Listener`, the dispatcher's
+monitor, the desktop mixer, the recorder client) hands each frame it accepted to
+:meth:`Receipts.heard`, after opening it; the tally counts the distinct frames of the burst that
+arrived, as a primary frame or as a redundant copy in a later datagram, and the highest sequence
+number seen. When the burst is over for this listener (its END_OF_BURST frame plus
+``RECEIPT_SETTLE`` for stragglers, the floor moving on, or no frame for ``RECEIPT_IDLE``) the
+connection sends one ``BurstReceipt``; the server turns the receipts into the talker's delivery
+report (``ptt.protocol.server_delivery``). Frames that never reached a player (another group's
+call a single-group listener does not play, frames that did not open) are not counted: a receipt
+says what this client really received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ptt.errors import ProtocolError
+from ptt.media.packet import parse_payload
+from ptt.protocol.voice import VoiceFlags, VoiceHeader
+
+if TYPE_CHECKING:
+    from ptt.client.connection import Connection
+
+RECEIPT_SETTLE = 0.1  # after the END_OF_BURST frame, for frames that arrive out of order
+RECEIPT_IDLE = 1.5  # no frame for this long (the silence timeout T1): the burst is over here
+_SENT_KEPT = 64  # bursts already receipted, whose stragglers must not start a new tally
+
+
+@dataclass
+class BurstTally:
+    """The frames of one burst that reached this listener."""
+
+    group_id: int
+    burst_id: int
+    seqs: set[int] = field(default_factory=set)
+    top: int = -1
+    timer: asyncio.TimerHandle | None = None
+
+    def add(self, header: VoiceHeader, payload: bytes) -> None:
+        self.seqs.add(header.seq)
+        try:
+            copies = parse_payload(payload).redundancy
+        except ProtocolError:
+            copies = ()
+        self.seqs.update(header.seq - off for off, _ in copies if header.seq >= off)
+        self.top = max(self.top, header.seq)
+
+    @property
+    def received(self) -> int:
+        return len(self.seqs)
+
+    @property
+    def expected(self) -> int:
+        return self.top + 1
+
+
+class Receipts:
+    """The connection's tallies, one per burst being heard; see the module docstring."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._tallies: dict[tuple[int, int], BurstTally] = {}
+        self._sent: deque[tuple[int, int]] = deque(maxlen=_SENT_KEPT)
+
+    def heard(self, header: VoiceHeader, payload: bytes) -> None:
+        """A player accepted this frame (opened: ``payload`` is the plain media payload)."""
+        key = (header.group_id, header.burst_id)
+        t = self._tallies.get(key)
+        if t is None:
+            if key in self._sent:
+                return
+            t = self._tallies[key] = BurstTally(*key)
+        t.add(header, payload)
+        wait = RECEIPT_SETTLE if header.flags & VoiceFlags.END_OF_BURST else RECEIPT_IDLE
+        if t.timer is not None:
+            t.timer.cancel()
+        t.timer = asyncio.get_running_loop().call_later(wait, self._send, key)
+
+    def floor_moved(self, group_id: int, burst_id: int) -> None:
+        """The floor announced ``burst_id`` (0: idle): every other burst of the group is over."""
+        for key in [k for k in self._tallies if k[0] == group_id and k[1] != burst_id]:
+            self._send(key)
+
+    def flush(self) -> None:
+        """Send every open tally now (the connection is closing)."""
+        for key in list(self._tallies):
+            self._send(key)
+
+    def _send(self, key: tuple[int, int]) -> None:
+        t = self._tallies.pop(key, None)
+        if t is None:
+            return
+        if t.timer is not None:
+            t.timer.cancel()
+        self._sent.append(key)
+        group = self._conn.group_of(t.group_id)
+        if group is not None:
+            self._conn.send_receipt(group, t.burst_id, t.received, t.expected)
+
+
+__all__ = ["RECEIPT_IDLE", "RECEIPT_SETTLE", "BurstTally", "Receipts"]

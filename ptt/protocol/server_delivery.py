@@ -1,0 +1,110 @@
+"""Delivery reports: which members received a burst, collected from their receipts.
+
+At the end of a burst each listening client sends a ``BurstReceipt`` (frames received and
+expected). The server, which relays ciphertext but reads the clear voice header, counts the
+frames it accepted from the talker, snapshots at the burst's end who of the group is online and
+who is not, and waits for the receipts of the online members at most ``RECEIPT_WAIT``; then it
+sends the talker one reliable ``DeliveryReport`` (and reports a :class:`DeliveryReported` event
+for logs and recordings). An online member whose receipt did not come in time is listed as
+*silent*: not confirmed, whatever it may have heard.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ptt.protocol import floor as fl
+from ptt.protocol import messages as m
+from ptt.protocol.server_base import GroupEntry, ServerBase
+from ptt.protocol.server_events import DeliveryReported
+from ptt.protocol.session import Session
+
+RECEIPT_WAIT = 1.0  # after a burst ends, how long receipts are awaited
+MAX_COLLECTING = 4096  # bursts followed at once (every group's current one, and those closing)
+
+
+@dataclass(slots=True)
+class _Collecting:
+    group: str
+    burst_id: int
+    talker: str
+    talker_session: int
+    deadline: float | None = None  # set when the burst ends
+    online: tuple[str, ...] = ()
+    offline: tuple[str, ...] = ()
+    frames: int = 0
+    receipts: dict[str, m.Receipt] = field(default_factory=dict)
+
+
+class DeliveryReports(ServerBase):
+    """Receipts in, one delivery report per burst out to its talker."""
+
+    def _delivery_init(self) -> None:
+        # (group, burst) -> collection; _closing holds those whose burst ended, in deadline order
+        self._collecting: dict[tuple[str, int], _Collecting] = {}
+        self._closing: dict[tuple[str, int], _Collecting] = {}
+
+    def _delivery_started(self, g: GroupEntry, ev: fl.Granted) -> None:
+        if len(self._collecting) >= MAX_COLLECTING:  # bursts that never ended: forget the oldest
+            del self._collecting[next(iter(self._collecting))]
+        holder = self.sessions.by_user.get(ev.user)
+        g.burst_frames = 0
+        self._collecting[(g.name, ev.burst_id)] = _Collecting(
+            g.name, ev.burst_id, ev.user, holder.session_id if holder is not None else 0)
+
+    def _delivery_ended(self, g: GroupEntry, ev: fl.BurstEnded, now: float) -> None:
+        key = (g.name, ev.burst_id)
+        c = self._collecting.pop(key, None)
+        if c is None:
+            return
+        c.online = tuple(sorted(u for u in g.joined if u != c.talker))
+        c.offline = tuple(sorted(u for u in g.members if u not in g.joined and u != c.talker))
+        c.frames = g.burst_frames
+        c.deadline = now + RECEIPT_WAIT
+        self._closing[key] = c
+        self._delivery_check(c, now)
+
+    def _on_burst_receipt(self, s: Session, msg: m.BurstReceipt, now: float) -> None:
+        self._answer(s, msg.txn, m.Ack(msg.txn), now)
+        key = (msg.group, msg.burst_id)
+        c = self._closing.get(key) or self._collecting.get(key)
+        g = self.groups.get(msg.group)
+        member = c is not None and (s.user in c.online or (g is not None and s.user in g.members))
+        if c is None or not member or s.user == c.talker:
+            self._drop(s.addr, f"receipt for a burst not followed: {msg.group} {msg.burst_id}")
+            return
+        expected = max(0, msg.expected)
+        c.receipts[s.user] = m.Receipt(s.user, max(0, min(msg.received, expected)), expected)
+        if c.deadline is not None:
+            self._delivery_check(c, now)
+
+    def _delivery_check(self, c: _Collecting, now: float) -> None:
+        assert c.deadline is not None
+        if now >= c.deadline or all(u in c.receipts for u in c.online):
+            self._delivery_report(c, now)
+
+    def _delivery_report(self, c: _Collecting, now: float) -> None:
+        self._closing.pop((c.group, c.burst_id), None)
+        # a member who left before the end but sent its receipt counts with it
+        heard = [c.receipts[u] for u in sorted(c.receipts)]
+        silent = [u for u in c.online if u not in c.receipts]
+        offline = [u for u in c.offline if u not in c.receipts]
+        frames = max([c.frames, *(r.expected for r in heard)])
+        self._events.append(DeliveryReported(c.group, c.talker, c.burst_id, frames,
+                                             tuple(heard), tuple(silent), tuple(offline)))
+        s = self.sessions.by_id.get(c.talker_session)
+        if s is not None:
+            self._send_reliable(s, lambda txn: m.DeliveryReport(
+                txn, c.group, c.burst_id, frames, heard, silent, offline), now)
+
+    def _delivery_timer(self) -> float | None:
+        if not self._closing:
+            return None
+        return next(iter(self._closing.values())).deadline
+
+    def _delivery_due(self, now: float) -> None:
+        while self._closing:
+            c = next(iter(self._closing.values()))
+            if c.deadline is None or now < c.deadline:
+                return
+            self._delivery_report(c, now)
