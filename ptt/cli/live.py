@@ -70,7 +70,9 @@ def describe(ev: cl.ClientEvent, me: str) -> str | None:
         if ev.state is cl.Participation.NO_PERMISSION and ev.deny_cause != m.DenyCause.NONE:
             return f"{where}  floor denied: {deny_text(ev.deny_cause)}"
         if ev.state is cl.Participation.NO_PERMISSION and ev.revoke_cause is not None:
-            return f"{where}  floor revoked: {revoke_text(ev.revoke_cause)}"
+            return f"{where}  floor revoked: {revoke_text(ev.revoke_cause, ev.reason)}"
+    if isinstance(ev, cl.DeliveryReported):
+        return f"{where}  {delivery_text(ev, peer=call_peer(ev.group, me))}"
     return None
 
 
@@ -80,15 +82,49 @@ def gone_text(reason: m.GoneReason) -> str:
         reason, "you are no longer a member")
 
 
-def revoke_text(cause: m.RevokeCause) -> str:
+def revoke_text(cause: m.RevokeCause, reason: str = "") -> str:
+    if cause is m.RevokeCause.SESSION_LOST and reason:
+        return f"your session was lost because {reason}"
     return {
         m.RevokeCause.PREEMPTED: "pre-empted by a higher-priority talker",
         m.RevokeCause.MAX_TALK_TIME: "maximum talk time reached",
         m.RevokeCause.SILENCE: "no voice arrived (silence timeout)",
         m.RevokeCause.NO_START: "you did not start talking in time",
         m.RevokeCause.REMOVED: "you were removed from the group",
+        m.RevokeCause.GROUP_DELETED: "the group was deleted",
         m.RevokeCause.SESSION_LOST: "your session was lost",
     }.get(cause, cause.name.lower())
+
+
+def delivery_text(ev: cl.DeliveryReported, sent: int = 0, peer: str | None = None) -> str:
+    """The delivery report as one line: ``heard by 2 of 3 online members (cat 100%, coordinator
+    98%); not confirmed: bob; offline: dan``. ``sent``: the frames the talker sent (the
+    denominator when larger than what the server saw); ``peer``: the callee of a call."""
+    total = max(ev.frames, sent, 1)
+
+    def pct(r: m.Receipt) -> int:
+        return min(100, r.received * 100 // max(total, r.expected, 1))
+
+    heard = [r for r in ev.heard if r.received > 0]
+    if peer is not None:
+        for r in heard:
+            if r.user == peer:
+                return f"{peer} heard it ({pct(r)}%)"
+        if peer in ev.offline:
+            return f"{peer} is offline: not heard"
+        return f"{peer} did not confirm hearing it"
+    online = len(ev.heard) + len(ev.silent)
+    line = f"heard by {len(heard)} of {online} online member{'' if online == 1 else 's'}"
+    if heard:
+        line += " (" + ", ".join(f"{r.user} {pct(r)}%" for r in heard) + ")"
+    nothing = [r.user for r in ev.heard if r.received == 0]
+    if nothing:
+        line += f"; heard nothing: {', '.join(nothing)}"
+    if ev.silent:
+        line += f"; not confirmed: {', '.join(ev.silent)}"
+    if ev.offline:
+        line += f"; offline: {', '.join(ev.offline)}"
+    return line
 
 
 def echo_event(ev: cl.ClientEvent, me: str) -> None:

@@ -1,7 +1,8 @@
 """``ptt talk GROUP``: page a group, from the microphone or from a WAV file.
 
-With ``--wav FILE`` it asks for the floor, waits while queued, sends the file at real-time pace and
-releases; a denial or a lost floor ends with the reason and a non-zero exit. Without it, it is an
+With ``--wav FILE`` it asks for the floor, waits while queued, sends the file at real-time pace,
+releases and prints the delivery report; the outcome and its exit code are
+:mod:`ptt.cli.page`'s. Without it, it is an
 interactive walkie-talkie in the terminal (see :mod:`ptt.cli.terminal`).
 """
 
@@ -9,24 +10,14 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
-from ptt.cli.live import (StopSignals, joined_line, open_and_join, revoke_text, stamp,
-                          stop_on_signals, until_stopped)
+from ptt.cli.live import StopSignals, joined_line, open_and_join, until_stopped
 from ptt.cli.options import GROUP, SECONDS, USER, CliState, client_options, pass_state
-from ptt.client.connection import Connection, deny_text
-from ptt.errors import NetError, RequestError
-from ptt.protocol import client as cl
+from ptt.cli.page import FloorDenied, send_page
+from ptt.client.connection import Connection
 from ptt.protocol import messages as m
-
-if TYPE_CHECKING:
-    from ptt.audio.wav import WavSource
-
-
-class FloorDenied(RequestError):
-    """The floor was refused or lost; exit 1 with the reason."""
 
 
 @click.command()
@@ -59,83 +50,25 @@ def talk(state: CliState, group_name: str, wav: Path | None, emergency: bool, ma
         from ptt.audio.wav import WavSource
 
         # a bad, empty or silent file fails here, before any network or floor
-        source = WavSource(wav, realtime=True).require_audio()
-        asyncio.run(page_file(state, group_name, source, priority, max_wait))
+        WavSource(wav).require_audio().close()
+        asyncio.run(page_file(state, group_name, wav, priority, max_wait))
         return
     from ptt.cli.terminal import run_terminal
 
     asyncio.run(run_terminal(state, group_name, input_device, output_device))
 
 
-async def page_file(state: CliState, group: str, source: WavSource, priority: m.Priority,
+async def page_file(state: CliState, group: str, wav: Path, priority: m.Priority,
                     max_wait: float) -> None:
+    from ptt.audio.wav import WavSource
+
     conn, config, (st,) = await open_and_join(state, [group])
     try:
         click.echo(joined_line(st))
-        await send_file(conn, group, source, priority, max_wait, config.bitrate)
+        await send_page(conn, group, lambda: WavSource(wav, realtime=True), priority, max_wait,
+                        config.bitrate)
     finally:
         await conn.close()
-
-
-async def send_file(conn: Connection, group: str, source: WavSource, priority: m.Priority,
-                    max_wait: float, bitrate: int) -> None:
-    """Ask for the floor, wait in the queue, send the file, release; FloorDenied on failure."""
-    from ptt.client.voice import Talker
-
-    outcome = await conn.request_floor(group, priority)
-    if outcome.state is cl.Participation.QUEUED:
-        click.echo(f"queued #{outcome.position}: waiting for the floor")
-        events = conn.subscribe()
-
-        async def show_positions() -> None:
-            while True:
-                ev = await events.get()
-                if isinstance(ev, cl.FloorStateChanged) and ev.state is cl.Participation.QUEUED:
-                    click.echo(f"queued #{ev.position}")
-
-        printer = asyncio.create_task(show_positions())
-        try:
-            outcome = await conn.wait_floor(group, max_wait)
-        except NetError:
-            await conn.release_floor(group)  # withdraw from the queue
-            raise FloorDenied(f"still queued after {max_wait:g} s: gave up") from None
-        finally:
-            printer.cancel()
-            conn.unsubscribe(events)
-    if outcome.state is not cl.Participation.HAS_PERMISSION:
-        if outcome.deny_cause != m.DenyCause.NONE:
-            raise FloorDenied(f"floor denied: {deny_text(outcome.deny_cause)}")
-        raise FloorDenied("floor not granted")
-    seconds = len(source) * 0.02
-    click.echo(f"floor granted: sending {seconds:.1f} s of {Path(source.path).name}")
-    events = conn.subscribe()
-    stop = asyncio.Event()
-    remove = stop_on_signals(stop)
-    try:
-        # a line per change of the listeners' link and of the protection chosen for it
-        talker = Talker(conn, group, bitrate=bitrate,
-                        on_link=lambda link: click.echo(f"{stamp()}  {link.line()}"))
-        report = await talker.send(source, stop)
-    finally:
-        remove()
-    await conn.release_floor(group)
-    await asyncio.sleep(0.05)  # let the release leave before the socket closes
-    lost = [e for e in _drain(events) if isinstance(e, cl.FloorStateChanged)
-            and e.revoke_cause is not None]
-    conn.unsubscribe(events)
-    if report.reason == "floor lost":
-        cause = revoke_text(lost[0].revoke_cause) if lost and lost[0].revoke_cause else "lost"
-        raise FloorDenied(f"floor lost after {report.frames * 0.02:.1f} s: {cause}")
-    secs = report.frames * 0.02
-    rate = report.bytes_sent * 8 / max(secs, 0.02) / 1000
-    click.echo(f"done: sent {secs:.1f} s ({rate:.1f} kbit/s on the wire), floor released")
-
-
-def _drain(q: asyncio.Queue[cl.ClientEvent]) -> list[cl.ClientEvent]:
-    out = []
-    while not q.empty():
-        out.append(q.get_nowait())
-    return out
 
 
 @click.command()
@@ -170,17 +103,20 @@ def call(state: CliState, peer: str, wav: Path | None, max_wait: float,
     from ptt.audio.wav import WavSource
 
     # a bad, empty or silent file fails here, before the call rings or the floor is asked
-    source = WavSource(wav, realtime=True).require_audio() if wav is not None else None
-    asyncio.run(_call(state, peer, source, max_wait, input_device, output_device))
+    if wav is not None:
+        WavSource(wav).require_audio().close()
+    asyncio.run(_call(state, peer, wav, max_wait, input_device, output_device))
 
 
-async def _call(state: CliState, peer: str, source: WavSource | None, max_wait: float,
+async def _call(state: CliState, peer: str, wav: Path | None, max_wait: float,
                 input_device: str | None, output_device: str | None) -> None:
-    if source is None:
+    if wav is None:
         from ptt.cli.terminal import run_terminal
 
         await run_terminal(state, None, input_device, output_device, call_peer=peer)
         return
+    from ptt.audio.wav import WavSource
+
     conn, config, _ = await open_and_join(state, [])
     try:
         group = await conn.call(peer, state.timeout)
@@ -191,7 +127,8 @@ async def _call(state: CliState, peer: str, source: WavSource | None, max_wait: 
                 signals.raise_if_caught(f"{peer} did not come online: nothing sent")
                 raise FloorDenied(f"{peer} did not come online within {max_wait:g} s: "
                                   f"nothing sent")
-        await send_file(conn, group, source, m.Priority.NORMAL, max_wait, config.bitrate)
+        await send_page(conn, group, lambda: WavSource(wav, realtime=True), m.Priority.NORMAL,
+                        max_wait, config.bitrate, peer=peer)
         await conn.leave(group)
     finally:
         await conn.close()
@@ -225,4 +162,4 @@ async def wait_for_peer(conn: Connection, group: str, peer: str, max_wait: float
         conn.unsubscribe(events)
 
 
-__all__ = ["talk", "call", "send_file"]
+__all__ = ["FloorDenied", "call", "send_page", "talk", "wait_for_peer"]

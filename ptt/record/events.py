@@ -20,6 +20,8 @@ floor_release       user, burst
 floor_idle          burst (the burst that ended)
 burst_start         talker, burst, file (name of the .opus file beside the log)
 burst_end           talker, burst, file, frames, lost, late, duplicate, invalid, duration_ms
+delivery            talker, burst, frames (the burst's frames), heard (list of {user, received,
+                    expected}), silent (online, no receipt), offline: the talker's delivery report
 recorder_start,     (written by the Recorder when it opens and closes the log)
 recorder_stop
 ==================  =========================================================================
@@ -63,6 +65,7 @@ class EventKind(StrEnum):
     FLOOR_IDLE = "floor_idle"
     BURST_START = "burst_start"
     BURST_END = "burst_end"
+    DELIVERY = "delivery"
     RECORDER_START = "recorder_start"
     RECORDER_STOP = "recorder_stop"
 

@@ -28,6 +28,8 @@ joined, left        (group, user)
 dropped             addr, reason, suppressed (drops not logged since the last line)
 admin               op (never its arguments: they may carry tokens)
 group_updated       removed (DEBUG)
+delivery            burst, frames, heard (user:frames received, ...), silent, offline;
+                    ``user`` is the talker
 ==================  ===========================================================
 
 Wall time: the events carry the loop's monotonic ``now``; ``ts`` is that plus the wall clock's
@@ -49,6 +51,7 @@ from ptt.names import format_hostport
 from ptt.protocol import floor as fl
 from ptt.protocol.server import (
     AdminCommand,
+    DeliveryReported,
     Dropped,
     FloorEvent,
     FloorRequested,
@@ -116,6 +119,12 @@ def event_fields(ev: ServerEvent) -> tuple[int, dict[str, Any]] | None:
                                  "reason": ev.reason}
     if isinstance(ev, AdminCommand):
         return info, {"event": "admin", "user": ev.user, "op": ev.op}
+    if isinstance(ev, DeliveryReported):
+        return info, {"event": "delivery", "group": ev.group, "user": ev.talker,
+                      "burst": ev.burst_id, "frames": ev.frames,
+                      "heard": ",".join(f"{r.user}:{r.received}" for r in ev.heard) or "-",
+                      "silent": ",".join(ev.silent) or "-",
+                      "offline": ",".join(ev.offline) or "-"}
     if isinstance(ev, GroupUpdated):
         return logging.DEBUG, {"event": "group_updated", "group": ev.group,
                                "removed": ev.removed}

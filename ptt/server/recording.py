@@ -50,6 +50,7 @@ from ptt.protocol import floor as fl
 from ptt.protocol.messages import RevokeCause
 from ptt.protocol.server import (
     AdminCommand,
+    DeliveryReported,
     FloorEvent,
     FloorRequested,
     MemberJoined,
@@ -345,6 +346,12 @@ class ServerRecording:
             self.live.event(ev.group, EventKind.JOIN, wall, user=ev.user)
         elif isinstance(ev, MemberLeft) and ev.group in self._names:
             self.live.event(ev.group, EventKind.LEAVE, wall, user=ev.user)
+        elif isinstance(ev, DeliveryReported) and ev.group in self._names:
+            self.live.event(ev.group, EventKind.DELIVERY, wall, talker=ev.talker,
+                            burst=ev.burst_id, frames=ev.frames,
+                            heard=[{"user": r.user, "received": r.received,
+                                    "expected": r.expected} for r in ev.heard],
+                            silent=list(ev.silent), offline=list(ev.offline))
 
     def _floor(self, ev: object, wall: float) -> None:
         group = getattr(ev, "group", None)

@@ -380,3 +380,22 @@ class Tmux:
 
     def close(self) -> None:
         subprocess.run([*self.tmux, "kill-server"], capture_output=True)
+
+
+def voiced_seconds(path: Path, threshold: float = 1000.0) -> float:
+    """Seconds of 20 ms frames in a mono 16-bit WAV whose RMS exceeds ``threshold``."""
+    import array
+    import math
+    import wave
+
+    with wave.open(str(path), "rb") as w:
+        rate = w.getframerate()
+        data = array.array("h", w.readframes(w.getnframes()))
+    step = rate // 50
+    voiced = 0
+    for i in range(0, len(data) - step + 1, step):
+        chunk = data[i:i + step]
+        if math.sqrt(sum(x * x for x in chunk) / step) > threshold:
+            voiced += 1
+    return voiced * 0.02
+

@@ -1,0 +1,88 @@
+"""Delivery reports: every talking command says who received the page, as the real ``ptt``
+processes run it (listeners send receipts at the end of each burst; the server reports to the
+talker within about a second)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from tests.acceptance.harness import Site, finish, no_traceback, read_until, tone_wav
+
+
+def _listen(site: Site, user: str, group: str, out: Path):  # type: ignore[no-untyped-def]
+    proc = site.spawn(user, "listen", group, "--out", str(out))
+    read_until(proc, f"joined {group}")
+    return proc
+
+
+def test_a_page_reports_who_heard_it_and_who_was_offline(site: Site, tmp_path: Path) -> None:
+    for u in ("ann", "bob", "cat", "dan"):
+        site.add_user(u)
+    site.group("volunteers", "ann", "bob", "cat", "dan")
+    wav = tone_wav(tmp_path / "page.wav", 2.0)
+    listeners = [_listen(site, u, "volunteers", tmp_path / f"{u}.wav") for u in ("bob", "cat")]
+    try:
+        page = site.ptt("ann", "talk", "volunteers", "--wav", str(wav), timeout=30)
+    finally:
+        for p in listeners:
+            p.terminate()
+            finish(p)
+    no_traceback(page.stderr)
+    assert page.returncode == 0, page.stdout + page.stderr
+    line = next(x for x in page.stdout.splitlines() if x.startswith("heard by"))
+    assert re.fullmatch(r"heard by 2 of 2 online members \(bob (\d+)%, cat (\d+)%\); "
+                        r"offline: dan", line), line
+    for pct in re.findall(r"(\d+)%", line):
+        assert int(pct) >= 95, line  # loopback: every frame arrives
+
+
+def test_an_online_member_that_does_not_listen_is_not_confirmed(site: Site,
+                                                                 tmp_path: Path) -> None:
+    # dan is online in the group (queued for the floor with his own page) but plays nothing:
+    # his client sends no receipt for ann's page, so the report cannot count him as a listener
+    for u in ("ann", "bob", "dan"):
+        site.add_user(u)
+    site.group("g", "ann", "bob", "dan")
+    bob = _listen(site, "bob", "g", tmp_path / "bob.wav")
+    try:
+        ann = site.spawn("ann", "talk", "g", "--wav", str(tone_wav(tmp_path / "a.wav", 6.0)))
+        read_until(ann, "floor granted")
+        dan = site.spawn("dan", "talk", "g", "--wav", str(tone_wav(tmp_path / "d.wav", 0.5)))
+        read_until(dan, "queued #1")
+        rc, out, err = finish(ann)
+        dan_rc, dan_out, dan_err = finish(dan)
+    finally:
+        bob.terminate()
+        finish(bob)
+    assert rc == 0, out + err
+    line = next(x for x in out.splitlines() if x.startswith("heard by"))
+    assert line.startswith("heard by 1 of 2 online members (bob "), line
+    assert line.endswith("; not confirmed: dan"), line
+    assert dan_rc == 0, dan_out + dan_err
+
+
+def test_the_report_is_recorded_in_events_jsonl(tmp_path: Path) -> None:
+    site = Site(tmp_path, server_args=["--record", str(tmp_path / "rec")]).start()
+    try:
+        for u in ("ann", "bob"):
+            site.add_user(u)
+        site.group("lobby", "ann", "bob", plain=True)
+        bob = _listen(site, "bob", "lobby", tmp_path / "bob.wav")
+        try:
+            page = site.ptt("ann", "talk", "lobby", "--wav",
+                            str(tone_wav(tmp_path / "p.wav", 1.0)), timeout=30)
+        finally:
+            bob.terminate()
+            finish(bob)
+        assert page.returncode == 0, page.stdout + page.stderr
+    finally:
+        site.stop()
+    events = [json.loads(x) for x in (tmp_path / "rec" / "lobby" / "events.jsonl")
+              .read_text().splitlines()]
+    delivered = [e for e in events if e.get("kind") == "delivery"]
+    assert len(delivered) == 1, events
+    d = delivered[0]
+    assert d["talker"] == "ann" and [r["user"] for r in d["heard"]] == ["bob"]
+    assert d["heard"][0]["received"] >= d["frames"] - 2 and d["offline"] == []

@@ -1,0 +1,126 @@
+"""Honest outcomes of ``ptt talk --wav``: exit 0 only when the whole page went out under one
+grant and its end was acknowledged; otherwise how much went out and why, with the exit code the
+README lists (1 refused or cut, 4 network, 130/143 interrupted). A lost floor names its cause."""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.acceptance.harness import (Site, finish, no_traceback, read_until, signal_and_time,
+                                      tone_wav, voiced_seconds)
+
+EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_key_mid_page_releases_the_floor_and_says_how_much_went_out(
+        site: Site, tmp_path: Path, sig: int) -> None:
+    for u in ("ann", "bob"):
+        site.add_user(u)
+    site.group("g", "ann", "bob")
+    ann = site.spawn("ann", "talk", "g", "--wav", str(tone_wav(tmp_path / "long.wav", 8.0)))
+    read_until(ann, "floor granted")
+    time.sleep(1.5)
+    rc, took, out, err = signal_and_time(ann, sig, bound=5.0)
+    no_traceback(err)
+    assert rc == EXIT[sig], f"exit {rc}\n{out}\n{err}"
+    assert "done:" not in out, out
+    said = re.search(r"interrupted: sent (\d+\.\d) s of 8\.0 s of long\.wav; floor released", err)
+    assert said is not None, err
+    assert 0.5 <= float(said.group(1)) < 8.0, err
+    # the floor is free at once: bob is granted without queueing
+    bob = site.ptt("bob", "talk", "g", "--wav", str(tone_wav(tmp_path / "short.wav", 0.3)))
+    assert bob.returncode == 0, bob.stdout + bob.stderr
+    assert "queued" not in bob.stdout and "floor granted" in bob.stdout
+
+
+def test_a_server_killed_and_restarted_mid_page_gets_the_page_again_from_the_start(
+        site: Site, tmp_path: Path) -> None:
+    for u in ("ann", "bob"):
+        site.add_user(u)
+    site.group("g", "ann", "bob")
+    out = tmp_path / "bob.wav"
+    bob = site.spawn("bob", "listen", "g", "--out", str(out))
+    read_until(bob, "joined g")
+    ann = site.spawn("ann", "talk", "g", "--wav", str(tone_wav(tmp_path / "page.wav", 4.0)))
+    try:
+        read_until(ann, "floor granted")
+        time.sleep(1.5)
+        site.server.kill()
+        time.sleep(0.5)
+        site.server.start()
+        lines = read_until(ann, "sending the page again from the start", timeout=20)
+        assert lines[-1] == "server restarted: sending the page again from the start", lines
+        rc, text, err = finish(ann, timeout=40)
+    finally:
+        if ann.poll() is None:
+            ann.kill()
+    no_traceback(err)
+    assert rc == 0, text + err
+    assert text.count("floor granted: sending 4.0 s of page.wav") == 1, text  # the second one
+    assert "done: sent 4.0 s" in text and "heard by 1 of 1 online member (bob " in text, text
+    time.sleep(0.5)
+    bob.send_signal(signal.SIGINT)
+    finish(bob)
+    # bob heard the part before the kill and then the whole page again
+    # (at least 1 s of it before the kill)
+    assert voiced_seconds(out) >= 1.0 + 4.0 - 0.2, voiced_seconds(out)
+
+
+@pytest.mark.slow
+def test_a_server_that_does_not_come_back_is_exit_4(site: Site, tmp_path: Path) -> None:
+    site.add_user("ann")
+    site.group("g", "ann")
+    ann = site.spawn("ann", "talk", "g", "--wav", str(tone_wav(tmp_path / "page.wav", 3.0)))
+    read_until(ann, "floor granted")
+    time.sleep(1.0)
+    site.server.kill()
+    rc, text, err = finish(ann, timeout=40)
+    no_traceback(err)
+    assert rc == 4, text + err
+    assert "done:" not in text
+    assert re.search(r"error: the server at 127\.0\.0\.1:\d+ stopped answering .* is not back "
+                     r"after \d+ s: sent \d\.\d s, the end of the page was never acknowledged",
+                     err), err
+
+
+def test_pre_empted_by_an_emergency_is_exit_1_naming_the_cause(site: Site,
+                                                                tmp_path: Path) -> None:
+    for u in ("ann", "bob"):
+        site.add_user(u)
+    site.group("g", "ann", "bob")
+    ann = site.spawn("ann", "talk", "g", "--wav", str(tone_wav(tmp_path / "long.wav", 8.0)))
+    read_until(ann, "floor granted")
+    time.sleep(1.0)
+    bob = site.ptt("bob", "talk", "g", "--emergency", "--wav",
+                   str(tone_wav(tmp_path / "fire.wav", 0.5)))
+    rc, text, err = finish(ann)
+    no_traceback(err)
+    assert rc == 1, text + err
+    assert re.search(r"error: floor lost after \d+\.\d s of 8\.0 s: pre-empted by a "
+                     r"higher-priority talker", err), err
+    assert bob.returncode == 0, bob.stdout + bob.stderr
+
+
+@pytest.mark.parametrize("how,cause", [
+    (("group", "remove", "g", "ann"), "you were removed from the group"),
+    (("group", "delete", "g"), "the group was deleted"),
+])
+def test_removal_while_talking_names_it(site: Site, tmp_path: Path, how: tuple[str, ...],
+                                        cause: str) -> None:
+    for u in ("ann", "bob"):
+        site.add_user(u)
+    site.group("g", "ann", "bob")
+    ann = site.spawn("ann", "talk", "g", "--wav", str(tone_wav(tmp_path / "long.wav", 8.0)))
+    read_until(ann, "floor granted")
+    time.sleep(1.0)
+    site.ptt("coordinator", *how, check=True)
+    rc, text, err = finish(ann)
+    no_traceback(err)
+    assert rc == 1, text + err
+    assert re.search(rf"error: floor lost after \d+\.\d s of 8\.0 s: {cause}", err), err
