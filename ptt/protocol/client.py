@@ -536,8 +536,10 @@ class ClientCore:
         if isinstance(msg, m.GroupGone):
             g = self.groups.pop(msg.group, None)
             if g is not None and g.participation is not Participation.NO_PERMISSION:
+                cause = (m.RevokeCause.GROUP_DELETED if msg.reason == m.GoneReason.DELETED
+                         else m.RevokeCause.REMOVED)
                 self._events.append(FloorStateChanged(msg.group, Participation.NO_PERMISSION,
-                                                      revoke_cause=m.RevokeCause.REMOVED))
+                                                      revoke_cause=cause))
             self._events.append(GroupGone(msg.group, msg.reason))
             self._events.append(GroupLeft(msg.group))
             return
