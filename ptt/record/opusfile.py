@@ -157,7 +157,12 @@ class OpusFileWriter:
             self._file: BinaryIO | None = open(fd, "wb", buffering=0)  # noqa: SIM115
         except OSError as exc:
             raise RecordingError(f"cannot create {self.path}: {exc.strerror or exc}") from exc
-        self._put(self._enc.header())
+        try:
+            self._put(self._enc.header())
+        except RecordingError:  # e.g. a full disk: leave no empty file behind
+            self.abandon()
+            self.path.unlink(missing_ok=True)
+            raise
 
     @property
     def granule(self) -> int:

@@ -72,7 +72,7 @@ END_GRACE = 0.1  # a burst ended by its END_OF_BURST frame waits this long for o
 SEEN_WINDOW = 64  # sequence numbers remembered per burst, to use only copies of missing frames
 START_SEQ_LIMIT = 250  # a first frame with seq beyond this (5 s) means we joined mid-burst
 CLOSED_MEMORY = 64  # ended bursts remembered, so their stragglers do not start a new file
-ERROR_LOG_INTERVAL = 10.0
+RETRY_AFTER = 2.0  # a paused recording tries one real write again this long after the last
 
 
 @dataclass(slots=True)
@@ -96,9 +96,12 @@ class _Open:
 class LiveRecording:
     """Voice datagrams and events of live groups -> a :class:`Recorder` (made on first use).
 
-    Every method takes the wall time; nothing raises: a :class:`RecordingError` (disk full,
-    permissions) is logged, at most every ``ERROR_LOG_INTERVAL`` seconds, and counted in
-    ``errors``, and recording goes on with the next burst.
+    Every method takes the wall time; nothing raises. A :class:`RecordingError` (disk full,
+    permissions) *pauses* the recording: it is logged once, and until a write succeeds again
+    nothing is written (voice and events are counted in ``skipped``), but one file or event line
+    is tried every ``RETRY_AFTER`` seconds; the first that succeeds resumes recording, which is
+    logged once too. A full disk so costs one failed write per ``RETRY_AFTER``, not a new file
+    per voice packet, and whoever feeds the recording (the server's relay) never notices.
     """
 
     def __init__(self, directory: str | os.PathLike[str], **recorder_options: Any) -> None:
@@ -109,8 +112,10 @@ class LiveRecording:
         self._open: dict[tuple[str, int], _Open] = {}
         self._closed: deque[tuple[str, int]] = deque(maxlen=CLOSED_MEMORY)
         self.errors = 0
+        self.skipped = 0  # calls not made while paused (voice frames, events, pages)
         self.finished: list[Any] = []  # BurstSummary of every burst written, in order
-        self._last_error_log = -float("inf")
+        self._paused_at: float | None = None  # wall time of the failure that paused it
+        self._retry_at = 0.0
 
     @property
     def recorder(self) -> Recorder:
@@ -130,7 +135,7 @@ class LiveRecording:
 
     # -- input ------------------------------------------------------------------------------------
     def event(self, group: str, kind: str | EventKind, wall: float, **fields: Any) -> None:
-        self._safely(lambda: self.recorder.event(group, kind, wall, **fields))
+        self._safely(lambda: self.recorder.event(group, kind, wall, **fields), wall)
 
     def voice(self, group: str, talker: str | None, header: VoiceHeader, payload: bytes,
               wall: float) -> None:
@@ -155,9 +160,11 @@ class LiveRecording:
         for offset, frame in reversed(parsed.redundancy):
             seq = (header.seq - offset) & 0xFFFF
             if b.mark(seq):  # a frame we never got: its exact copy rides in this packet
-                self._safely(partial(rec.frame, group, header.burst_id, seq, frame, wall))
+                self._safely(partial(rec.frame, group, header.burst_id, seq, frame, wall), wall,
+                             probe=False)
         b.mark(header.seq)
-        self._safely(lambda: rec.frame(group, header.burst_id, header.seq, parsed.primary, wall))
+        self._safely(lambda: rec.frame(group, header.burst_id, header.seq, parsed.primary, wall),
+                     wall, probe=False)
         if header.flags & VoiceFlags.END_OF_BURST:
             b.end_at = wall + END_GRACE
 
@@ -167,7 +174,7 @@ class LiveRecording:
         start = wall if joined_late else wall - header.seq * FRAME_SECONDS
         first = None if joined_late else 0
         ok, _ = self._safely(lambda: self.recorder.burst_started(
-            group, talker, header.burst_id, start, first_seq=first))
+            group, talker, header.burst_id, start, first_seq=first), wall)
         if not ok:
             return None
         b = self._open[(group, header.burst_id)] = _Open(talker)
@@ -195,7 +202,8 @@ class LiveRecording:
         for key, b in list(self._open.items()):
             if b.end_at is not None and wall >= b.end_at:
                 self._end(key, wall)
-        _, ended = self._safely(lambda: self._recorder.tick(wall) if self._recorder else [])
+        _, ended = self._safely(lambda: self._recorder.tick(wall) if self._recorder else [],
+                                wall, probe=False)
         for summary in ended or []:
             self._open.pop((summary.group, summary.burst_id), None)
             self._closed.append((summary.group, summary.burst_id))
@@ -204,7 +212,8 @@ class LiveRecording:
     def close(self, wall: float) -> None:
         if self._recorder is None:
             return
-        _, ended = self._safely(lambda: self._recorder.close(wall) if self._recorder else [])
+        _, ended = self._safely(lambda: self._recorder.close(wall) if self._recorder else [],
+                                wall, probe=False, paused_too=True)
         self.finished.extend(ended or [])
         self._open.clear()
 
@@ -212,21 +221,42 @@ class LiveRecording:
     def _end(self, key: tuple[str, int], wall: float) -> None:
         self._open.pop(key, None)
         self._closed.append(key)
-        _, summary = self._safely(lambda: self.recorder.burst_ended(key[0], key[1], wall))
+        _, summary = self._safely(lambda: self.recorder.burst_ended(key[0], key[1], wall), wall,
+                                  probe=False)
         if summary is not None:
             self.finished.append(summary)
 
-    def _safely(self, fn: Callable[[], Any]) -> tuple[bool, Any]:
-        """``(True, fn())``, or ``(False, None)`` after logging a RecordingError."""
+    @property
+    def paused(self) -> bool:
+        return self._paused_at is not None
+
+    def _safely(self, fn: Callable[[], Any], wall: float, *, probe: bool = True,
+                paused_too: bool = False) -> tuple[bool, Any]:
+        """``(True, fn())``, or ``(False, None)`` after a RecordingError (which pauses the
+        recording) or while paused. ``probe``: ``fn`` writes for sure (opens a burst's file,
+        appends an event), so its success proves writing works again: while paused only such
+        calls are made, one per ``RETRY_AFTER``. ``paused_too``: make the call even while
+        paused (closing at shutdown)."""
+        if self._paused_at is not None and not paused_too and (
+                not probe or wall < self._retry_at):
+            self.skipped += 1
+            return False, None
         try:
-            return True, fn()
+            result = fn()
         except RecordingError as exc:
             self.errors += 1
-            now = time.monotonic()
-            if now - self._last_error_log >= ERROR_LOG_INTERVAL:
-                self._last_error_log = now
-                log.error("recording: %s", exc)
+            if self._paused_at is None:
+                self._paused_at = wall
+                self.skipped = 0
+                log.error("recording paused: %s; nothing is recorded until a write succeeds "
+                          "again (tried every %g s)", exc, RETRY_AFTER)
+            self._retry_at = wall + RETRY_AFTER
             return False, None
+        if self._paused_at is not None and probe:
+            log.warning("recording resumed after %.1f s (%d voice frames, pages and events "
+                        "not recorded meanwhile)", wall - self._paused_at, self.skipped)
+            self._paused_at = None
+        return True, result
 
 
 class ServerRecording:

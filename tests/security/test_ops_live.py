@@ -7,15 +7,21 @@ session at the chattiest log level is searched for every secret it handled.
 from __future__ import annotations
 
 import base64
+import errno
 import json
+import shlex
+import shutil
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
+
+import pytest
 
 from ptt.crypto.groupkeys import GroupKeyring
 from ptt.crypto.identity import identity_from_token
 from tests.acceptance.harness import Site, finish, read_until, tone_wav
-from tests.e2e.serverproc import ServerProcess
+from tests.e2e.serverproc import PTT, ServerProcess
 
 
 def forms(secret: bytes | str) -> set[str]:
@@ -113,3 +119,103 @@ def test_user_add_json_for_scripts_still_has_the_token(tmp_path: Path) -> None:
     finally:
         site.stop()
     assert token not in site.server.output()
+
+
+# --- recording onto a full disk ------------------------------------------------------------------
+
+
+class TmpfsServer(ServerProcess):
+    """``ptt server`` in a mount namespace of its own, with a ``size``-byte tmpfs on ``mount``
+    (its recording directory): the disk fills up for the server alone. Needs root (or a user
+    namespace that allows mounting): :func:`can_mount_tmpfs` says whether this machine can."""
+
+    def __init__(self, db: Path, mount: Path, size: int, extra_args: list[str]) -> None:
+        super().__init__(db, extra_args=extra_args)
+        self.mount, self.size = mount, size
+
+    def start(self, timeout: float = 15.0) -> None:
+        self.log = self.db.parent / f"server-{time.monotonic_ns()}.log"
+        cmd = shlex.join([PTT, "server", "--host", "127.0.0.1", "--port", str(self.port),
+                          "--db", str(self.db), *self.extra_args])
+        script = (f"mount -t tmpfs -o size={self.size} tmpfs {shlex.quote(str(self.mount))} "
+                  f"&& exec {cmd}")
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(["unshare", "-m", "sh", "-c", script], stdout=out,
+                                         stderr=subprocess.STDOUT, env=self.env())
+        deadline = time.monotonic() + timeout
+        while b"listening" not in self.log.read_bytes():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log.read_text()}")
+            assert time.monotonic() < deadline, self.log.read_text()
+            time.sleep(0.05)
+
+    def inside(self, path: Path) -> Path:
+        """``path`` as the server sees it (its own mounts)."""
+        assert self.proc is not None
+        return Path(f"/proc/{self.proc.pid}/root") / path.relative_to("/")
+
+
+def can_mount_tmpfs(where: Path) -> str | None:
+    """None if ``unshare -m`` + ``mount -t tmpfs`` work here, else why not."""
+    if shutil.which("unshare") is None:
+        return "no unshare(1)"
+    probe = subprocess.run(["unshare", "-m", "sh", "-c",
+                            f"mount -t tmpfs -o size=64k tmpfs {shlex.quote(str(where))}"],
+                           capture_output=True, text=True, timeout=10)
+    return None if probe.returncode == 0 else f"cannot mount a tmpfs: {probe.stderr.strip()}"
+
+
+def fill(directory: Path) -> Path:
+    """Write a file in ``directory`` until the disk is full; returns it."""
+    filler = directory / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        for _ in range(10_000):  # far more than the tmpfs holds
+            try:
+                f.write(b"\0" * 4096)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC, exc
+                return filler
+    raise AssertionError("the tmpfs never filled up")
+
+
+def test_recording_onto_a_full_disk_backs_off_keeps_serving_and_resumes(tmp_path: Path) -> None:
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    why = can_mount_tmpfs(rec)
+    if why is not None:
+        pytest.skip(f"a size-limited filesystem is needed: {why}")
+    site = Site(tmp_path / "site")
+    server = site.server = TmpfsServer(site.server.db, rec, 256 * 1024,
+                                       ["--record", str(rec)])
+    site.start()
+    try:
+        site.add_user("ann")
+        site.add_user("bob")
+        site.group("lobby", "ann", "bob", plain=True)
+        folder = server.inside(rec)
+        filler = fill(folder)
+        page = tone_wav(tmp_path / "page.wav", 2.0)
+        env = {u: site.env(u, PTT_MULTICAST="off") for u in ("ann", "bob")}
+        for user in ("ann", "bob"):  # two bursts (~100 voice datagrams each) onto a full disk
+            talked = site.ptt(user, "talk", "lobby", "--wav", str(page), env=env[user])
+            assert talked.returncode == 0, talked.stderr
+        opus = sorted((folder / "lobby").glob("*.opus")) if (folder / "lobby").exists() else []
+        assert len(opus) <= 2, f"{len(opus)} files for 2 bursts: {[p.name for p in opus[:5]]}"
+        assert site.ptt("bob", "group", "list").returncode == 0  # still serving
+        filler.unlink()  # space comes back
+        time.sleep(2.5)  # past the back-off
+        for _ in range(3):  # the first page after the back-off is recorded
+            talked = site.ptt("ann", "talk", "lobby", "--wav", str(page), env=env["ann"])
+            assert talked.returncode == 0, talked.stderr
+            written = [p for p in (folder / "lobby").glob("*.opus") if p.stat().st_size > 4000]
+            if written:
+                break
+            time.sleep(2.5)
+        assert written, "recording did not resume once space came back"
+    finally:
+        site.stop()
+    log = server.output()
+    paused = [ln for ln in log.splitlines() if "recording paused" in ln]
+    assert len(paused) == 1, log
+    assert "No space left on device" in paused[0], paused[0]
+    assert sum("recording resumed" in ln for ln in log.splitlines()) == 1, log
