@@ -71,7 +71,8 @@ def _damaged(problems: list[str], done: str) -> None:
 @click.argument("group_name", metavar="GROUP", type=GROUP)
 @click.option("--out", "out_dir", required=True, metavar="DIR",
               type=click.Path(file_okay=False, path_type=Path),
-              help="Recording directory (the group's files go to DIR/GROUP/).")
+              help="Recording directory (the group's files go to DIR/GROUP/, or DIR/SLUG+ID/ "
+              "for a name that is not plain ASCII).")
 @click.option("--duration", type=SECONDS, metavar="SECONDS",
               help="Stop after this long  [default: until Ctrl-C or SIGTERM]")
 @client_options
@@ -110,7 +111,7 @@ async def _record(state: CliState, group: str, out_dir: Path, duration: float | 
             click.echo(f"warning: no key for encrypted group '{group}' yet: its voice is not "
                        f"recorded until a coordinator runs 'ptt group rekey {group}'{why}",
                        err=True)
-        click.echo(f"recording {group} into {recorder.live.directory / group}; "
+        click.echo(f"recording {group} into {recorder.group_dir()}; "
                    f"Ctrl-C to stop", err=True)
         signals = StopSignals()
         stop = signals.stop

@@ -37,6 +37,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from ptt.client.connection import Connection
 from ptt.client.keys import VoiceKeys
@@ -82,6 +83,16 @@ class GroupRecorder:
         self._lost_connection = False
         self.keys = VoiceKeys.of(conn)
         self.undecryptable = 0  # frames of this group that did not open
+
+    def _learn_group_id(self) -> None:
+        g = self.conn.core.groups.get(self.group)
+        if g is not None and g.state is not None:  # joined: the directory takes the group's id
+            self.live.set_group_id(self.group, g.state.group_id)
+
+    def group_dir(self) -> Path:
+        """Where this group's files go (``DIR/<name>`` or ``DIR/<slug>+<id>``); once joined."""
+        self._learn_group_id()
+        return self.live.recorder.group_dir(self.group)
 
     # -- voice ------------------------------------------------------------------------------------
     def _on_voice(self, datagram: bytes) -> None:
@@ -155,9 +166,7 @@ class GroupRecorder:
         """Record until ``stop`` is set; then finish the files and close the log."""
         previous = self.conn.on_voice
         self.conn.on_voice = self._on_voice
-        g = self.conn.core.groups.get(self.group)
-        if g is not None and g.state is not None:  # joined: the directory takes the group's id
-            self.live.set_group_id(self.group, g.state.group_id)
+        self._learn_group_id()
         self.live.event(self.group, "recording", self._clock(), user=self.conn.user)
         try:
             while not stop.is_set():

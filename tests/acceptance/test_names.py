@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import wave
 from pathlib import Path
@@ -18,13 +19,21 @@ import pytest
 
 from ptt.audio.samples import speech_pcm
 from ptt.textwidth import display_width
-from tests.acceptance.harness import COORDINATOR, Site, finish, no_traceback, read_until
+from tests.acceptance.harness import (
+    COORDINATOR,
+    Site,
+    finish,
+    no_traceback,
+    read_until,
+    signal_and_time,
+)
 from tests.e2e.audiocheck import aligned_correlation
 
 GROUP = "志愿者"
 ZHANG = "张伟"
 ZOE = "Zoë"
 ZOE_MAPPED = "zoë"
+RECORDER = "ярослав"  # Cyrillic
 PAGE_TEXT = "Gate three opens in five minutes. Volunteers to your posts, please."
 
 
@@ -76,7 +85,8 @@ def test_chinese_and_accented_names_page_heard_and_recorded(recording_site: Site
     fits = site.ptt(COORDINATOR, "user", "add", "长" * 32, "--json")
     assert fits.returncode == 0, fits.stderr  # 32 characters are fine, though 96 bytes
 
-    site.group(GROUP, ZHANG, ZOE, plain=True)
+    site.add_user(RECORDER)
+    site.group(GROUP, ZHANG, ZOE, RECORDER, plain=True)
     again = site.ptt(COORDINATOR, "group", "create", "志愿者")
     assert again.returncode == 1 and f"group '{GROUP}' already exists" in _one_error_line(again)
 
@@ -99,6 +109,12 @@ def test_chinese_and_accented_names_page_heard_and_recorded(recording_site: Site
     heard = tmp_path / "zoe.wav"
     listener = site.spawn(ZOE, "listen", GROUP, "--out", str(heard), "--bursts", "1")
     read_until(listener, GROUP, timeout=20)  # joined: the first line names the group
+    # a member's recorder client too (another user: one session per user): the same slug+id
+    # layout as the server's
+    member_rec = tmp_path / "member-rec"
+    recorder = site.spawn(RECORDER, "record", GROUP, "--out", str(member_rec))
+    started = read_until(recorder, "recording", timeout=20, stream="stderr")
+    assert f"recording {GROUP} into {member_rec}/group+" in started[-1], started
     talk = site.ptt(ZHANG, "talk", GROUP, "--wav", str(page), timeout=60)
     no_traceback(talk.stderr)
     assert talk.returncode == 0, (talk.stdout, talk.stderr)
@@ -109,7 +125,10 @@ def test_chinese_and_accented_names_page_heard_and_recorded(recording_site: Site
     corr = aligned_correlation(original, _pcm(heard))
     assert corr >= 0.9, f"Zoë heard the page badly: aligned correlation {corr:.3f}"
 
-    site.stop()  # the recorder finishes its files
+    code, _, out, err = signal_and_time(recorder, signal.SIGINT, bound=10)
+    no_traceback(err)
+    assert code in (0, 130) and "recorded 1 bursts" in out, (code, out, err)
+    site.stop()  # the server's recorder finishes its files
     rec = tmp_path / "rec"
     dirs = [p for p in rec.iterdir() if p.is_dir()]
     assert len(dirs) == 1, dirs
@@ -129,6 +148,13 @@ def test_chinese_and_accented_names_page_heard_and_recorded(recording_site: Site
                               check=True)
         text = info.stdout.decode("utf-8", "replace")
         assert f"GROUP={GROUP}" in text and f"TALKER={ZHANG}" in text, text
+    # the member's recording: under the same directory name, the same real names inside
+    (client_dir,) = [p for p in member_rec.iterdir() if p.is_dir()]
+    assert client_dir.name == group_dir.name
+    client_files = sorted(client_dir.glob("*.opus"))
+    assert len(client_files) == 1 and client_files[0].name.isascii()
+    client_info = site.ptt(RECORDER, "sessions", str(client_dir), check=True).stdout
+    assert GROUP in client_info and ZHANG in client_info, client_info
     events = [json.loads(line) for line in
               (group_dir / "events.jsonl").read_text(encoding="utf-8").splitlines()]
     assert {e["group"] for e in events} == {GROUP}
