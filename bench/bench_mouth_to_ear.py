@@ -150,7 +150,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         "notes": ("In ONE process on one asyncio loop, not the ptt commands: ptt's Talker, an "
                   "in-process PttServer relay, the impairment proxy and a BurstReceiver-based "
                   "player (`ptt listen --out` does not report when it played which frame). "
-                  "Frames captured at the talker's 20 ms pace, encoded (Opus 32 kbit/s), "
+                  "Frames captured at the talker's 20 ms pace, encoded (Opus at the default bitrate), "
                   "relayed, delayed 0-10 ms uniformly on the listener's downlink (and 10% of "
                   "them lost in the second row), and played on the listener's 20 ms tick after "
                   "the jitter buffer; frames never received (concealed) have no playout time. "

@@ -12,17 +12,19 @@ formatted as an error code); its last release is from 2018 and its repository ta
 the PCM given to ``encode`` is as long as the frame size claims (libopus then reads past the
 buffer), so this module checks every frame size itself.
 
-Sample rate 16 kHz and default bitrate 32 kbps, from PESQ wideband scores of espeak-ng speech
-(table in the README). :data:`DEFAULT_BITRATE` is the one default of every client (config, CLI,
-desktop): through the real commands (`ptt talk --wav` to `ptt listen --out`, bench/
-bench_voice_quality.py) 24 kbit/s scored 4.13 (English) and 4.22 (Mandarin) on a clean path and
-32 kbit/s 4.29 and 4.43, while 40 kbit/s would not fit a clean path's 48 kbit/s of UDP payload. Encoding at 24 or 48 kHz scored no better at these bitrates (the extra
-band takes bits from 0-8 kHz). In-band FEC is not free in libopus 1.3.1: its LBRR copy is paid for
-out of the primary frame's bits, so at 24 kbps clean speech drops from 4.07 (FEC off) to 2.99 with
-FEC sized for 10 % loss, and libopus emits no FEC at all at 16 kbps. 32 kbps is the lowest rate at
-which clean speech with FEC sized for 10 % loss stays above 3.5 (3.58), and it reaches 3.92 and
-4.33 when the expected loss is lowered to 2 % and 0 % (:meth:`OpusEncoder.set_expected_loss`, fed
-by the loss listeners report). Complexity 10: complexity 5 scored 0.3 lower.
+Sample rate 16 kHz and default bitrate 30 kbit/s. :data:`DEFAULT_BITRATE` is the one default of
+every client (config, CLI, desktop), chosen through the real commands (``ptt talk --wav`` ->
+server -> ``ptt listen --out``, encrypted group, held-out espeak-ng speech, bench/
+bench_voice_quality.py), PESQ-WB English / Mandarin on a clean path with the talker adapting to
+its listeners' reports, and UDP payload from 2 s into the burst: 24 kbit/s 4.13 / 4.22 (too low
+for the 4.2 target); 28 kbit/s 4.26 / 4.37 at 42 / 43 kbit/s; 30 kbit/s 4.30 / 4.40 at 44 / 45;
+32 kbit/s 4.29 / 4.43 but 49.5 kbit/s on the wire, over the 48 kbit/s a clean path may take.
+Above ~28 kbit/s espeak-ng speech gains nothing measurable, and every copy a lossy path needs
+costs a frame's worth again. Encoding at 24 or 48 kHz scored no better at these bitrates (the
+extra band takes bits from 0-8 kHz). In-band FEC is not free in libopus 1.3.1: its LBRR copy is
+paid for out of the primary frame's bits, so at 24 kbps clean speech drops from 4.07 (FEC off) to
+2.99 with FEC sized for 10 % loss, and libopus emits no FEC at all at 16 kbps; the talker repeats
+earlier frames instead (``ptt.media.sender``). Complexity 10: complexity 5 scored 0.3 lower.
 
 Codec calls are short: measured per 20 ms frame here, encode 0.3-0.8 ms at complexity 10, decode,
 FEC decode and concealment 0.03-0.05 ms. Calling them on the event loop every 20 ms is harmless;
@@ -44,7 +46,7 @@ SAMPLE_RATE = 16_000
 FRAME_MS = 20
 FRAME_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000  # 320
 FRAME_BYTES = FRAME_SAMPLES * 2  # 640: 16-bit little-endian mono PCM
-DEFAULT_BITRATE = 32_000  # bit/s; the one default (ClientConfig.bitrate, ptt talk, desktop)
+DEFAULT_BITRATE = 30_000  # bit/s; the one default (ClientConfig.bitrate, ptt talk, desktop)
 DEFAULT_COMPLEXITY = 10
 DEFAULT_EXPECTED_LOSS = 10
 
