@@ -99,7 +99,9 @@ class GroupRow:
     muted: bool = False
     joined: bool = False
 
-    def online_text(self) -> str:
+    def online_text(self, connected: bool = True) -> str:
+        if not connected:
+            return "presence unknown while offline"  # the last list shown could be stale
         names = sorted(self.online)
         return f"{len(names)}/{len(self.members) or len(names)} online: " + (", ".join(names)
                                                                                 or "nobody")

@@ -36,6 +36,9 @@ PROBE_MS = 20
 VU_FLOOR_DBFS = -60.0
 MAX_EVENTS_PER_POLL = 200  # a flood (e.g. 50 level updates/s after a stall) cannot hog Tk
 TITLE = "ptt"
+WIDTH_PX = 480  # the window's fixed width: text wraps, it never pushes the window wider
+OFFLINE_FG = "#a6acaf"  # greyed: presence and a talk button that cannot work offline
+OFFLINE_BG = "#e5e7e9"
 # Names are written in any script (``志愿者``, ``张伟``): the window's text uses the first family
 # here that the machine has, each of which draws Latin, Greek, Cyrillic and CJK alike. Debian's
 # fonts-wqy-zenhei (7.5 MB, in the Makefile's packages) gives the first; fonts-noto-cjk (57 MB)
@@ -124,8 +127,14 @@ class DesktopWindow:
         for name in _NAMED_FONTS:  # every widget's default, dialogs included
             tkfont.nametofont(name, r).configure(family=family)
         r.title(f"{TITLE}: {self.config.user or 'not logged in'}")
-        r.configure(padx=10, pady=10)
-        self.conn_label = tk.Label(r, text="starting…", anchor="w", fg="#555")
+        r.configure(padx=10, pady=10, width=WIDTH_PX)
+        r.minsize(WIDTH_PX, 1)
+        r.maxsize(WIDTH_PX, 10_000)
+        wrap = WIDTH_PX - 30
+        # width=1: a label asks for no width of its own (it fills the window's), so a long
+        # text wraps at ``wrap`` instead of widening the window
+        self.conn_label = tk.Label(r, text="starting…", anchor="w", fg="#555", width=1,
+                                   wraplength=wrap, justify="left")
         self.conn_label.pack(fill="x")
         box = tk.LabelFrame(r, text="Groups (top one wins when several talk)", padx=6, pady=4)
         box.pack(fill="x", pady=(6, 6))
@@ -133,9 +142,10 @@ class DesktopWindow:
         self.talk_var = tk.StringVar(r)
         self.talk_var.trace_add("write", lambda *_: self.model.select(self.talk_var.get()))
         self.headline = tk.Label(r, text="", font=(family, 18, "bold"), fg="white",
-                                 bg="#34495e", pady=8)
+                                 bg="#34495e", pady=8, width=1, wraplength=wrap)
         self.headline.pack(fill="x")
-        self.detail = tk.Label(r, text="", anchor="w")
+        self.detail = tk.Label(r, text="", anchor="w", width=1, wraplength=wrap,
+                               justify="left")
         self.detail.pack(fill="x")
         self.talk_bar = ttk.Progressbar(r, maximum=1000, mode="determinate")
         self.talk_bar.pack(fill="x", pady=(4, 2))
@@ -143,7 +153,7 @@ class DesktopWindow:
         self.vu.pack(fill="x", pady=(2, 8))
         self._vu_bar = self.vu.create_rectangle(0, 0, 0, 14, fill="#2ecc71", width=0)
         self.ptt_button = tk.Label(r, text="HOLD TO TALK\n(mouse or space bar)",
-                                   font=(family, 20, "bold"), width=20, height=4,
+                                   font=(family, 20, "bold"), width=1, height=4,
                                    relief="raised", bd=4, bg="#d5dbdb", cursor="hand2")
         self.ptt_button.pack(fill="both", expand=True)
         self.ptt_button.bind("<ButtonPress-1>", lambda e: self._press(Input.MOUSE))
@@ -170,7 +180,8 @@ class DesktopWindow:
             sel = tk.Radiobutton(self.groups_frame, text=name, value=name,
                                  variable=self.talk_var, takefocus=0, anchor="w", width=14)
             sel.grid(row=i, column=0, sticky="w")
-            online = tk.Label(self.groups_frame, text=row.online_text(), anchor="w", fg="#555")
+            online = tk.Label(self.groups_frame, text=row.online_text(), anchor="w", fg="#555",
+                              width=1, wraplength=WIDTH_PX - 260, justify="left")
             online.grid(row=i, column=1, sticky="we", padx=6)
             muted = tk.BooleanVar(self.groups_frame, value=row.muted)
             mute = tk.Checkbutton(self.groups_frame, text="mute", variable=muted, takefocus=0,
@@ -190,6 +201,8 @@ class DesktopWindow:
     # --- input ----------------------------------------------------------------------------------
 
     def _press(self, which: Input) -> None:
+        if not self.model.connected:
+            return  # greyed: nothing to key while offline
         self._edges(self.hold.press(which, time.monotonic()))
         if which is Input.MOUSE:
             self.ptt_button.configure(relief="sunken")
@@ -317,18 +330,29 @@ class DesktopWindow:
         v = self.view()
         if self.model.order != self._row_order:
             self._rebuild_groups()
+        online = self.model.connected
         for name, row in self.model.groups.items():
             w = self._rows.get(name)
             if w is not None:
-                talker = f"  ({row.talker} talking)" if row.talker else ""
-                self._set(f"online:{name}", w["online"], text=row.online_text() + talker)
+                talker = f"  ({row.talker} talking)" if row.talker and online else ""
+                self._set(f"online:{name}", w["online"], text=row.online_text(online) + talker,
+                          fg="#555" if online else OFFLINE_FG)
         self._set("conn", self.conn_label, text=v.connection)
         self._set("headline", self.headline, text=v.headline, bg=v.colour)
         self._set("detail", self.detail, text=v.detail)
         talking = v.state is TalkState.TALKING
-        self._set("button", self.ptt_button, bg="#58d68d" if talking else (
-            "#f5cba7" if v.state in (TalkState.REQUESTING, TalkState.QUEUED) else "#d5dbdb"),
-            text="TALKING…\nrelease to stop" if talking else "HOLD TO TALK\n(mouse or space bar)")
+        if not online:
+            self._set("button", self.ptt_button, bg=OFFLINE_BG, fg=OFFLINE_FG, cursor="",
+                      text="OFFLINE\nwaiting for the server")
+        else:
+            self._set("button", self.ptt_button, fg="black", cursor="hand2", bg="#58d68d"
+                      if talking else ("#f5cba7" if v.state in (TalkState.REQUESTING,
+                                                                TalkState.QUEUED)
+                                       else "#d5dbdb"),
+                      text="TALKING…\nrelease to stop" if talking
+                      else "HOLD TO TALK\n(mouse or space bar)")
+        self._set("emergency", self.emergency_button,
+                  state="normal" if online else "disabled")
         frac = v.remaining_fraction
         self._set("bar", self.talk_bar, value=0 if frac is None else round(frac * 1000))
         width = self.vu.winfo_width()

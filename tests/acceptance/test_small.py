@@ -6,14 +6,23 @@ console script as processes (the desktop under Xvfb).
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import time
 import wave
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from ptt.audio.pulse import PulseServer
+from ptt.desktop.window import OFFLINE_BG, WIDTH_PX
 
 from tests.acceptance.harness import (COORDINATOR, Site, finish, no_traceback, read_until,
                                       tone_wav)
+from tests.audio.conftest import pulse_server  # noqa: F401  (the session fixture)
+from tests.desktop.conftest import ARTIFACTS, display  # noqa: F401  (display: a fixture)
 
 
 def write_wav(path: Path, samples: bytes) -> Path:
@@ -78,3 +87,73 @@ def test_a_multicast_group_is_refused_when_the_servers_multicast_is_off(
     finally:
         site.stop()
 
+
+
+def _window(title: str, timeout: float = 20.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = subprocess.run(["xdotool", "search", "--name", f"^{title}$"],
+                               capture_output=True, text=True)
+        if found.stdout.strip():
+            return found.stdout.split()[0]
+        time.sleep(0.2)
+    raise AssertionError(f"no window titled {title!r}")
+
+
+def _grab(wid: str, path: Path) -> np.ndarray:
+    """The window's pixels (RGB) from the X server."""
+    geo = subprocess.run(["xdotool", "getwindowgeometry", "--shell", wid], capture_output=True,
+                         text=True, check=True).stdout
+    g = dict(line.split("=") for line in geo.split())
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "x11grab",
+                    "-video_size", f"{g['WIDTH']}x{g['HEIGHT']}", "-i",
+                    f"{os.environ['DISPLAY']}+{g['X']},{g['Y']}", "-frames:v", "1",
+                    "-pix_fmt", "rgb24", "-f", "rawvideo", "-y", str(path)],
+                   check=True, timeout=20)
+    return np.fromfile(path, np.uint8).reshape(int(g["HEIGHT"]), int(g["WIDTH"]), 3)
+
+
+def _share(img: np.ndarray, hex_colour: str) -> float:
+    rgb = np.array([int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)], np.uint8)
+    return float(np.all(img == rgb, axis=2).mean())
+
+
+def _png(img: np.ndarray, path: Path) -> None:
+    h, w, _ = img.shape
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "rawvideo",
+                    "-pix_fmt", "rgb24", "-video_size", f"{w}x{h}", "-i", "-", "-y", str(path)],
+                   input=img.tobytes(), check=True, timeout=20)
+
+
+def test_the_desktop_keeps_its_width_and_greys_presence_and_talk_button_offline(
+        tmp_path: Path, display: str, pulse_server: PulseServer) -> None:
+    site = Site(tmp_path).start()
+    try:
+        site.add_user("ann")
+        site.add_user("bob")
+        site.group("g", "ann", "bob")
+        proc = site.spawn("ann", "desktop", "--group", "g",
+                          env={**pulse_server.child_env(), **site.env("ann")})
+        wid = _window("ptt: ann")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            shown = site.ptt(COORDINATOR, "group", "show", "g", "--json", check=True).stdout
+            if '"user": "ann", "online": true' in shown.replace("\n", " ").replace("  ", " "):
+                break
+            time.sleep(0.2)
+        time.sleep(1.0)
+        online = _grab(wid, tmp_path / "online.raw")
+        _png(online, ARTIFACTS / "desktop-online.png")
+        site.stop()  # the server goes away: the window goes offline
+        time.sleep(8.0)  # past the session timeout (5 s): the client knows it is offline
+        offline = _grab(wid, tmp_path / "offline.raw")
+        _png(offline, ARTIFACTS / "desktop-offline.png")
+        proc.send_signal(signal.SIGTERM)
+        finish(proc, timeout=10)
+    finally:
+        site.stop()
+    assert online.shape[1] == offline.shape[1] == WIDTH_PX, (online.shape, offline.shape)
+    # the talk button is most of the window: live colour online, greyed offline
+    assert _share(online, "#d5dbdb") > 0.15 and _share(online, OFFLINE_BG) < 0.01
+    assert _share(offline, OFFLINE_BG) > 0.15 and _share(offline, "#d5dbdb") < 0.01
