@@ -78,6 +78,7 @@ RELOGIN_CAP = 2.0
 # sealed answer came within CHECK_WINDOW; the second heartbeat covers one lost datagram
 CHECK_WINDOW = 0.3
 CHECK_RESEND = 0.15
+TALKING_HEARTBEATS = 4  # heartbeats per interval while holding a floor
 BURST_SPACE = 1 << 32
 
 __all__ = [  # the events and states live in client_events; import them from here
@@ -310,7 +311,12 @@ class ClientCore:
     def _send_heartbeat(self, now: float) -> None:
         self._txn_next()
         self._emit(encode_message(m.Heartbeat(self._txn, self.session_id)), keepalive=True)
-        self._next_heartbeat = now + self.heartbeat
+        talking = any(g.participation is Participation.HAS_PERMISSION
+                      for g in self.groups.values())
+        # a talker's voice keeps its session on the server, but only answers tell the client
+        # so: it asks more often, so that loss cannot make it give up a session still in use
+        self._next_heartbeat = now + (self.heartbeat / TALKING_HEARTBEATS if talking
+                                      else self.heartbeat)
 
     def _check_session(self, now: float) -> None:
         """A plain NO_SESSION came (a restarted server, or anyone at all): ask the server with
@@ -371,7 +377,7 @@ class ClientCore:
             if self._answered(msg.txn) is not None:
                 self._on_welcome(msg, now)
         elif isinstance(msg, m.HeartbeatAck):
-            pass
+            self._check_digest(msg.digest, now)
         elif isinstance(msg, m.PathCheck):
             if self.conn is ConnState.CONNECTED:
                 self._send_heartbeat(now)  # from our new address, if a NAT moved us
@@ -388,7 +394,10 @@ class ClientCore:
             elif ctx is not None:
                 self._on_error(msg, ctx, now)
         elif isinstance(msg, m.Joined):
-            if self._answered(msg.txn) is not None:
+            ctx = self._answered(msg.txn)
+            if ctx is not None and ctx[0] == "sync":
+                self._on_sync(msg.state)
+            elif ctx is not None:
                 self._on_joined(msg.state)
                 if msg.grant:
                     self._events.append(KeyGrantReceived(msg.state.group, msg.state.key_epoch,
@@ -418,9 +427,11 @@ class ClientCore:
             if self._seen.check_and_add(msg.txn):
                 self._on_unsolicited(msg, now)
         elif isinstance(msg, m.FloorTaken):
-            self._on_taken(msg.group, msg.talker, msg.burst_id, msg.priority)
+            if self._fresh(msg.group, msg.version):
+                self._on_taken(msg.group, msg.talker, msg.burst_id, msg.priority)
         elif isinstance(msg, m.FloorIdle):
-            self._on_idle(msg.group, msg.burst_id)
+            if self._fresh(msg.group, msg.version):
+                self._on_idle(msg.group, msg.burst_id)
         elif isinstance(msg, m.QueuePosition):
             g = self.groups.get(msg.group)
             if g and g.participation is Participation.QUEUED and msg.position > 0:
@@ -497,11 +508,50 @@ class ClientCore:
     def _on_joined(self, state: m.GroupState) -> None:
         g = self._group(state.group)
         g.state = state
+        g.version = state.version
         g.online = {mi.user for mi in state.members if mi.online}
         g.talker, g.talker_burst = state.talker, state.burst_id
         self._events.append(GroupJoined(state))
         if state.talker is not None:
             self._events.append(TalkerChanged(state.group, state.talker, state.burst_id))
+
+    def _fresh(self, group: str, version: int) -> bool:
+        """Floor news of ``version``: False when this view already shows newer (a repeat, or
+        a late copy); 0 is news without a version (a notice to a stale talker)."""
+        g = self.groups.get(group)
+        if g is None or version == 0:
+            return True
+        if version < g.version:
+            return False
+        g.version = version
+        return True
+
+    def _check_digest(self, digest: int, now: float) -> None:
+        """The server's sum of our groups' floor versions differs from ours: some news was
+        lost. Ask for the state of each group again (once at a time per group)."""
+        known = [g for g in self.groups.values() if g.state is not None]
+        if digest == sum(g.version for g in known) & 0xFFFFFFFF:
+            return
+        asking = {grp for what, grp in self._pending.values() if what in ("sync", "join")}
+        for g in known:
+            if g.name not in asking:
+                self._request("sync", g.name,
+                              lambda t, n=g.name: m.Join(t, self.session_id, n), now)
+
+    def _on_sync(self, state: m.GroupState) -> None:
+        """The state of a group we are in, asked again: catch the view up, quietly."""
+        g = self.groups.get(state.group)
+        if g is None or g.state is None or state.version <= g.version:
+            return
+        if g.participation is Participation.HAS_PERMISSION:
+            return  # our own burst's end comes by revoke, idle or stale-talker notice
+        g.version = state.version
+        g.state = state
+        if state.talker is not None:
+            self._on_taken(state.group, state.talker, state.burst_id)
+            return
+        self._note_talker(g, None, g.talker_burst)
+        g.forget(g.talker_burst)
 
     def _on_floor_response(self, msg: m.FloorResponse, now: float) -> None:
         g = self._group(msg.group)

@@ -192,6 +192,7 @@ class GroupView:
     revoked: set[int] = field(default_factory=set)  # bursts known to be over
     asked: tuple[m.Priority, float] | None = None  # the open floor request: priority, when asked
     guessed_end: int = 0  # our burst whose end was inferred from the group's news, not told
+    version: int = 0  # of the floor state this view shows (FloorTaken.version)
 
     def forget(self, burst: int) -> None:
         """Remember ``burst`` as over, so a late or resent grant for it is refused."""

@@ -155,6 +155,7 @@ class GroupState:
     mcast_addr: str | None = None
     mcast_port: int = 0
     key_epoch: int = 0  # the group key's epoch (0: the group has no key yet)
+    version: int = 0  # of the floor state (talker, idle): see FloorTaken.version
 
 
 # --- session -----------------------------------------------------------------------------------
@@ -215,6 +216,9 @@ class Heartbeat:
 @dataclass(frozen=True, slots=True)
 class HeartbeatAck:
     txn: int
+    # the sum (mod 2**32) of the floor-state versions of the groups this session joined: a
+    # client whose own sum differs missed an announcement and asks for the state again
+    digest: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,6 +379,8 @@ class FloorTaken:
     burst_id: int
     priority: Priority
     max_talk_ms: int
+    # counts the group's floor changes (taken, idle); news with an older version is stale
+    version: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,6 +389,7 @@ class FloorIdle:
 
     group: str
     burst_id: int
+    version: int = 0  # see FloorTaken.version
 
 
 @dataclass(frozen=True, slots=True)

@@ -104,7 +104,8 @@ class ServerCore(LoginGate, Directory, FloorControl, VoiceRelay, KeyGrants, Link
         timers = [
             t
             for t in (self.floors.get_timer(), self.sessions.get_timer(), self._reliable.get_timer(),
-                      self._delivery_timer())
+                      self._delivery_timer(),
+                      self._repeats[0][0] if self._repeats else None)
             if t is not None
         ]
         return min(timers) if timers else None
@@ -113,6 +114,7 @@ class ServerCore(LoginGate, Directory, FloorControl, VoiceRelay, KeyGrants, Link
         for s in self.sessions.expired(now):
             self._end_session(s, "expired", now)
         self._floor_events(self.floors.handle_timer(now), now)
+        self._repeat_floor_news(now)
         resend, expired = self._reliable.handle_timer(now)
         for plain, dest in resend:  # sealed anew: the client's window took the first copy
             if isinstance(dest, Session) and self.sessions.by_id.get(dest.session_id) is dest:
@@ -163,7 +165,7 @@ class ServerCore(LoginGate, Directory, FloorControl, VoiceRelay, KeyGrants, Link
     def _on_session_message(self, s: Session, msg: m.Message, now: float) -> None:
         """Dispatch a session's opened request (resends were answered from the cache)."""
         if isinstance(msg, m.Heartbeat):  # not the fast path's shape, still a heartbeat
-            self._send(s, m.HeartbeatAck(msg.txn))
+            self._send(s, m.HeartbeatAck(msg.txn, self._digest(s)))
         elif isinstance(msg, m.Bye):
             self._answer(s, msg.txn, m.Ack(msg.txn), now)
             self._end_session(s, "bye", now)

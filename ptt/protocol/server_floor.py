@@ -117,7 +117,8 @@ class FloorControl(ServerBase):
                 if cause is not None:
                     self._revoke(ev.user, g.name, ev.burst_id, cause, 0.0, now)
             elif isinstance(ev, fl.Idle):
-                self._announce(g, m.FloorIdle(g.name, ev.burst_id))
+                g.version += 1
+                self._announce_floor(g, m.FloorIdle(g.name, ev.burst_id, g.version), now)
             elif isinstance(ev, fl.QueueChanged):
                 self._queue_changed(g, ev.queue)
 
@@ -134,8 +135,9 @@ class FloorControl(ServerBase):
                 g.grant_key = self._send_reliable(s, lambda txn: m.FloorGranted(
                     txn, g.name, ev.burst_id, int(ev.max_talk * 1000), window), now)
                 g.grant_burst = ev.burst_id
-        self._announce(g, m.FloorTaken(g.name, ev.user, ev.burst_id, ev.priority,
-                                       int(ev.max_talk * 1000)), skip=requester)
+        g.version += 1  # the requester hears it too: its version must follow
+        self._announce_floor(g, m.FloorTaken(g.name, ev.user, ev.burst_id, ev.priority,
+                                             int(ev.max_talk * 1000), g.version), now)
 
     def _revoke(self, user: str, group: str, burst_id: int, cause: m.RevokeCause,
                 grace: float, now: float) -> None:

@@ -79,7 +79,8 @@ class LoginGate(ServerBase):
         s.last_seen = now
         hb = decode_heartbeat(plain)
         if hb is not None and hb[1] == sid:  # the fast path: most of a big server's traffic
-            self._out.append((s.channel.seal(encode_heartbeat_ack(hb[0]), keepalive=True), addr))
+            self._out.append((s.channel.seal(encode_heartbeat_ack(hb[0], self._digest(s)),
+                                             keepalive=True), addr))
             return
         if is_keepalive(data):  # only heartbeats travel marked as keepalives
             self._drop(addr, "keepalive datagram that is not a heartbeat")

@@ -131,6 +131,7 @@ class Directory(ServerBase):
             mcast_addr=g.mcast_addr,
             mcast_port=g.mcast_port,
             key_epoch=g.key_epoch,
+            version=g.version,
         )
 
     def online_users(self) -> set[str]:

@@ -38,7 +38,7 @@ def is_voice(data: bytes) -> bool:
 
 
 _HEARTBEAT_PREFIX = bytes((0x94, PROTOCOL_VERSION, int(MsgType.HEARTBEAT)))
-_HEARTBEAT_ACK_PREFIX = bytes((0x93, PROTOCOL_VERSION, int(MsgType.HEARTBEAT_ACK)))
+_HEARTBEAT_ACK_PREFIX = bytes((0x94, PROTOCOL_VERSION, int(MsgType.HEARTBEAT_ACK)))
 
 
 def decode_heartbeat(data: bytes) -> tuple[int, int] | None:
@@ -57,9 +57,10 @@ def decode_heartbeat(data: bytes) -> tuple[int, int] | None:
     return items[2], items[3]
 
 
-def encode_heartbeat_ack(txn: int) -> bytes:
-    """The same bytes as ``encode_message(HeartbeatAck(txn))``, without the generic path."""
-    return _HEARTBEAT_ACK_PREFIX + msgpack.packb(txn)
+def encode_heartbeat_ack(txn: int, digest: int = 0) -> bytes:
+    """The same bytes as ``encode_message(HeartbeatAck(txn, digest))``, without the generic
+    path."""
+    return _HEARTBEAT_ACK_PREFIX + msgpack.packb(txn) + msgpack.packb(digest)
 
 
 def encode_message(msg: Message) -> bytes:

@@ -100,7 +100,8 @@ def test_login_is_plain_then_everything_is_sealed_both_ways() -> None:
     assert [d[0] == SEALED_MAGIC for d in up] == [False, False, True, True]  # Hello, Login, ...
     assert len(up[0]) >= limits.MIN_HELLO_SIZE
     down = [d for d, a in p.to_client]
-    assert [d[0] == SEALED_MAGIC for d in down] == [False, True, True, True]  # Challenge, Welcome
+    # Challenge, Welcome, Joined, the floor's answer and its news to the group (ann included)
+    assert [d[0] == SEALED_MAGIC for d in down] == [False, True, True, True, True]
     assert all(b"g" not in d[OVERHEAD // 2:] or d[0] == SEALED_MAGIC for d in down)
 
 

@@ -143,6 +143,7 @@ def test_heartbeat_fast_path_agrees_with_the_generic_codec() -> None:
         data = encode_message(m.Heartbeat(txn, sid))
         assert decode_heartbeat(data) == (txn, sid)
         assert encode_heartbeat_ack(txn) == encode_message(m.HeartbeatAck(txn))
+        assert encode_heartbeat_ack(txn, sid) == encode_message(m.HeartbeatAck(txn, sid))
     assert decode_heartbeat(encode_message(m.Bye(1, 2))) is None
     assert decode_heartbeat(b"\x94\x01\x05\xa1x\x01") is None  # txn of the wrong type
     assert decode_heartbeat(b"\x94\x01\x05") is None  # truncated
