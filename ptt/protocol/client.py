@@ -78,7 +78,7 @@ RELOGIN_CAP = 2.0
 # sealed answer came within CHECK_WINDOW; the second heartbeat covers one lost datagram
 CHECK_WINDOW = 0.3
 CHECK_RESEND = 0.15
-TALKING_HEARTBEATS = 4  # heartbeats per interval while holding a floor
+FAST_HEARTBEATS = 4  # heartbeats per interval while holding a floor or missing answers
 BURST_SPACE = 1 << 32
 
 __all__ = [  # the events and states live in client_events; import them from here
@@ -126,6 +126,7 @@ class ClientCore:
         self._client_nonce = b""
         self._next_heartbeat: float | None = None
         self._last_heard = 0.0
+        self._last_ack = 0.0  # the last HeartbeatAck: the server hears us
         self._relogin_at: float | None = None
         self._check_until: float | None = None  # checking the session after a plain NO_SESSION
         self._check_resend: float | None = None
@@ -314,8 +315,11 @@ class ClientCore:
         talking = any(g.participation is Participation.HAS_PERMISSION
                       for g in self.groups.values())
         # a talker's voice keeps its session on the server, but only answers tell the client
-        # so: it asks more often, so that loss cannot make it give up a session still in use
-        self._next_heartbeat = now + (self.heartbeat / TALKING_HEARTBEATS if talking
+        # so: it asks more often; so does a client whose last heartbeat answer is overdue (other
+        # news does not show that the server hears us). Loss then cannot make the client give
+        # up, or the server expire, a session still in use.
+        overdue = now - self._last_ack > self.heartbeat * 1.5
+        self._next_heartbeat = now + (self.heartbeat / FAST_HEARTBEATS if talking or overdue
                                       else self.heartbeat)
 
     def _check_session(self, now: float) -> None:
@@ -377,6 +381,7 @@ class ClientCore:
             if self._answered(msg.txn) is not None:
                 self._on_welcome(msg, now)
         elif isinstance(msg, m.HeartbeatAck):
+            self._last_ack = now
             self._check_digest(msg.digest, now)
         elif isinstance(msg, m.PathCheck):
             if self.conn is ConnState.CONNECTED:
@@ -474,7 +479,7 @@ class ClientCore:
         self.role = msg.role
         self.heartbeat = msg.heartbeat_ms / 1000
         self.session_timeout = msg.session_timeout_ms / 1000
-        self._last_heard = now
+        self._last_heard = self._last_ack = now
         self._next_heartbeat = now + self.heartbeat
         self._relogin_backoff = RELOGIN_FIRST
         self._events.append(Connected(msg.session_id, msg.role, list(msg.groups)))
