@@ -19,8 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ptt.protocol.client import ConnState, Disconnected, Participation  # noqa: E402
 from tests.protocol.simnet import SimNet  # noqa: E402
-from tests.protocol.test_client_server import connect_all, send_voice  # noqa: E402
-from tests.protocol.test_floor_views import STEP, USERS, stale_views  # noqa: E402
+from tests.protocol.test_client_server import connect_all  # noqa: E402
+from tests.protocol.test_floor_views import STEP, USERS, send_voice, stale_views  # noqa: E402
 
 
 def soak(seed: int, loss: float, seconds: float = 60.0) -> tuple[float, int, int]:

@@ -10,10 +10,21 @@ import pytest
 from ptt.protocol.client import ConnState, Disconnected, Participation
 from ptt.protocol.server import SessionEnded
 from tests.protocol.simnet import SimNet
-from tests.protocol.test_client_server import connect_all, send_voice
+from ptt.protocol.voice import VoiceHeader, add_mac, encode_voice
+from tests.protocol.test_client_server import connect_all
 
 USERS = ["ann", "bob", "cat", "dan", "eve"]
 STEP = 0.02
+
+
+def send_voice(net: SimNet) -> None:
+    """Every holder sends a voice frame, with its session's MAC, as the media path would."""
+    for u, c in net.clients.items():
+        for g in c.groups:
+            route = c.talk_route(g)
+            if route is not None:
+                frame = encode_voice(VoiceHeader(*route, 0, 0), b"\x00")
+                net._send(("server", net.addrs[u]), add_mac(c.voice_key, frame))
 
 
 def stale_views(net: SimNet, since: dict[tuple[str, str], float]) -> float:
