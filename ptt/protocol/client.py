@@ -666,6 +666,8 @@ class ClientCore:
         if what in ("hello", "login"):
             self._schedule_relogin(now, "the server does not answer")
             return
+        if what == "sync":
+            return  # nobody waits on it: the next heartbeat answer asks again if still behind
         g = self.groups.get(group)
         if g is not None and what == "join" and self.conn is ConnState.CONNECTED:
             # a group we want stays wanted: keep asking (a busy server may answer late)
