@@ -21,7 +21,7 @@ def test_every_setting_is_in_the_sample_with_its_meaning_and_variable() -> None:
     text = server_config_sample()
     for f in dataclasses.fields(ServerConfig):
         assert f.metadata["meaning"], f"{f.name} has no meaning text"
-        assert re.search(rf"^#{f.name} = ", text, re.M), f"{f.name} missing from the sample"
+        assert re.search(rf"^#{f.name} = ", text, re.MULTILINE), f"{f.name} missing from the sample"
         assert f"# env: {f.metadata['env']};" in text
 
 

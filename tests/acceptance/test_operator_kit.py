@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def python_m_ptt(*args: str, home: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "ptt", *args], capture_output=True, text=True,
                           timeout=30, env=clean_env(home, **env), stdin=subprocess.DEVNULL,
-                          cwd=home)
+                          cwd=home, check=False)
 
 
 def test_python_m_ptt_is_the_ptt_command(site: Site, tmp_path: Path) -> None:
@@ -61,7 +61,7 @@ def test_pyproject_license_is_an_spdx_string() -> None:
 
 def _ptt(*args: str, home: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([PTT, *args], capture_output=True, text=True, timeout=30,
-                          env=clean_env(home, **env), stdin=subprocess.DEVNULL)
+                          env=clean_env(home, **env), stdin=subprocess.DEVNULL, check=False)
 
 
 def test_check_config_prints_the_settings_in_force_and_exits(tmp_path: Path) -> None:
