@@ -138,7 +138,7 @@ async def demo(tmp: Path) -> None:
         await asyncio.sleep(1.0)  # bob keys up while ann is still talking: he is queued
         bob = asyncio.create_task(run(["--config", cfg["bob"], "talk", "volunteers", "--wav",
                                        str(bob_wav)], env, "bob"))
-        await asyncio.gather(ann, bob)
+        said = dict(zip(("ann", "bob"), await asyncio.gather(ann, bob), strict=True))
         await asyncio.gather(*listeners)
         shown = await run([*coord, "group", "show", "volunteers"], env)
 
@@ -148,6 +148,10 @@ async def demo(tmp: Path) -> None:
         sent = wav_info(ann_wav).duration + wav_info(bob_wav).duration
         print(f"paged: ann {wav_info(ann_wav).duration:.1f} s, then bob "
               f"{wav_info(bob_wav).duration:.1f} s (queued behind ann, granted on her release)")
+        for u, text in said.items():  # each page's delivery report, as its talker was told
+            report = next((x for x in text.splitlines() if x.startswith("heard by")),
+                          "no delivery report")
+            print(f"{u}'s page: {report}")
         for u, path in outs.items():
             pcm = read_wav(path)
             voiced = sum(1 for i in range(0, len(pcm), 640) if any(pcm[i:i + 640:64]))

@@ -23,6 +23,7 @@ from ptt.cli.remote import client_config, connect
 from ptt.client import keys
 from ptt.client.calls import call_peer
 from ptt.client.connection import Connection, deny_text
+from ptt.client.receipts import delivery_text
 from ptt.config import ClientConfig
 from ptt.errors import Interrupted
 from ptt.protocol import client as cl
@@ -94,37 +95,6 @@ def revoke_text(cause: m.RevokeCause, reason: str = "") -> str:
         m.RevokeCause.GROUP_DELETED: "the group was deleted",
         m.RevokeCause.SESSION_LOST: "your session was lost",
     }.get(cause, cause.name.lower())
-
-
-def delivery_text(ev: cl.DeliveryReported, sent: int = 0, peer: str | None = None) -> str:
-    """The delivery report as one line: ``heard by 2 of 3 online members (cat 100%, coordinator
-    98%); not confirmed: bob; offline: dan``. ``sent``: the frames the talker sent (the
-    denominator when larger than what the server saw); ``peer``: the callee of a call."""
-    total = max(ev.frames, sent, 1)
-
-    def pct(r: m.Receipt) -> int:
-        return min(100, r.received * 100 // max(total, r.expected, 1))
-
-    heard = [r for r in ev.heard if r.received > 0]
-    if peer is not None:
-        for r in heard:
-            if r.user == peer:
-                return f"{peer} heard it ({pct(r)}%)"
-        if peer in ev.offline:
-            return f"{peer} is offline: not heard"
-        return f"{peer} did not confirm hearing it"
-    online = len(ev.heard) + len(ev.silent)
-    line = f"heard by {len(heard)} of {online} online member{'' if online == 1 else 's'}"
-    if heard:
-        line += " (" + ", ".join(f"{r.user} {pct(r)}%" for r in heard) + ")"
-    nothing = [r.user for r in ev.heard if r.received == 0]
-    if nothing:
-        line += f"; heard nothing: {', '.join(nothing)}"
-    if ev.silent:
-        line += f"; not confirmed: {', '.join(ev.silent)}"
-    if ev.offline:
-        line += f"; offline: {', '.join(ev.offline)}"
-    return line
 
 
 def echo_event(ev: cl.ClientEvent, me: str) -> None:

@@ -6,7 +6,7 @@ monitor, the desktop mixer, the recorder client) hands each frame it accepted to
 arrived, as a primary frame or as a redundant copy in a later datagram, and the highest sequence
 number seen. When the burst is over for this listener (its END_OF_BURST frame plus
 ``RECEIPT_SETTLE`` for stragglers, the floor moving on, or no frame for ``RECEIPT_IDLE``) the
-connection sends one ``BurstReceipt``; the server turns the receipts into the talker's delivery
+connection sends a ``BurstReceipt`` (again, updated, if frames of it still arrive); the server turns the receipts into the talker's delivery
 report (``ptt.protocol.server_delivery``). Frames that never reached a player (another group's
 call a single-group listener does not play, frames that did not open) are not counted: a receipt
 says what this client really received.
@@ -15,20 +15,24 @@ says what this client really received.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ptt.errors import ProtocolError
 from ptt.media.packet import parse_payload
+from ptt.protocol import messages as m
+from ptt.protocol.client import DeliveryReported
 from ptt.protocol.voice import VoiceFlags, VoiceHeader
 
 if TYPE_CHECKING:
     from ptt.client.connection import Connection
 
 RECEIPT_SETTLE = 0.1  # after the END_OF_BURST frame, for frames that arrive out of order
-RECEIPT_IDLE = 1.5  # no frame for this long (the silence timeout T1): the burst is over here
-_SENT_KEPT = 64  # bursts already receipted, whose stragglers must not start a new tally
+# no frame for this long: the burst is over here, though its END_OF_BURST frame and the floor's
+# news were lost (a talker sends 50 frames a second; the server waits RECEIPT_WAIT for receipts)
+RECEIPT_IDLE = 0.5
+_SENT_KEPT = 64  # bursts already receipted: frames that still come update the receipt
 
 
 @dataclass
@@ -65,16 +69,16 @@ class Receipts:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self._tallies: dict[tuple[int, int], BurstTally] = {}
-        self._sent: deque[tuple[int, int]] = deque(maxlen=_SENT_KEPT)
+        self._sent: OrderedDict[tuple[int, int], BurstTally] = OrderedDict()
 
     def heard(self, header: VoiceHeader, payload: bytes) -> None:
         """A player accepted this frame (opened: ``payload`` is the plain media payload)."""
         key = (header.group_id, header.burst_id)
         t = self._tallies.get(key)
         if t is None:
-            if key in self._sent:
-                return
-            t = self._tallies[key] = BurstTally(*key)
+            # frames after the receipt went (a gap longer than RECEIPT_IDLE): count on and
+            # send it again, the server keeps the newest
+            t = self._tallies[key] = self._sent.pop(key, None) or BurstTally(*key)
         t.add(header, payload)
         wait = RECEIPT_SETTLE if header.flags & VoiceFlags.END_OF_BURST else RECEIPT_IDLE
         if t.timer is not None:
@@ -97,10 +101,43 @@ class Receipts:
             return
         if t.timer is not None:
             t.timer.cancel()
-        self._sent.append(key)
+        self._sent[key] = t
+        if len(self._sent) > _SENT_KEPT:
+            self._sent.popitem(last=False)
         group = self._conn.group_of(t.group_id)
         if group is not None:
             self._conn.send_receipt(group, t.burst_id, t.received, t.expected)
 
 
-__all__ = ["RECEIPT_IDLE", "RECEIPT_SETTLE", "BurstTally", "Receipts"]
+def delivery_text(ev: DeliveryReported, sent: int = 0, peer: str | None = None) -> str:
+    """The delivery report as one line: ``heard by 2 of 3 online members (cat 100%, coordinator
+    98%); not confirmed: bob; offline: dan``. ``sent``: the frames the talker sent (the
+    denominator when larger than what the server saw); ``peer``: the callee of a call."""
+    total = max(ev.frames, sent, 1)
+
+    def pct(r: m.Receipt) -> int:
+        return min(100, r.received * 100 // max(total, r.expected, 1))
+
+    heard = [r for r in ev.heard if r.received > 0]
+    if peer is not None:
+        for r in heard:
+            if r.user == peer:
+                return f"{peer} heard it ({pct(r)}%)"
+        if peer in ev.offline:
+            return f"{peer} is offline: not heard"
+        return f"{peer} did not confirm hearing it"
+    online = len(ev.heard) + len(ev.silent)
+    line = f"heard by {len(heard)} of {online} online member{'' if online == 1 else 's'}"
+    if heard:
+        line += " (" + ", ".join(f"{r.user} {pct(r)}%" for r in heard) + ")"
+    nothing = [r.user for r in ev.heard if r.received == 0]
+    if nothing:
+        line += f"; heard nothing: {', '.join(nothing)}"
+    if ev.silent:
+        line += f"; not confirmed: {', '.join(ev.silent)}"
+    if ev.offline:
+        line += f"; offline: {', '.join(ev.offline)}"
+    return line
+
+
+__all__ = ["RECEIPT_IDLE", "RECEIPT_SETTLE", "BurstTally", "Receipts", "delivery_text"]

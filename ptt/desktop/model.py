@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from ptt.audio.levels import SILENCE_DBFS, Level
+from ptt.client.calls import call_peer
+from ptt.client.receipts import delivery_text
 from ptt.protocol import client as cl
 
 __all__ = [
@@ -131,6 +133,7 @@ class DesktopModel:
         self.groups: dict[str, GroupRow] = {}  # insertion order = priority, highest first
         self.talk_group: str | None = None
         self.last_error = ""
+        self.delivery = ""  # the delivery report of this client's last burst, as one line
         self.bursts = 0  # own bursts completed
         self._granted_at: float | None = None
         self._max_talk_ms = 0
@@ -205,6 +208,12 @@ class DesktopModel:
             self.last_error = ev.message
         elif isinstance(ev, cl.RequestFailed):
             self.last_error = ev.message
+        elif isinstance(ev, cl.DeliveryReported):
+            # the newest news wins the line under the headline: this report, or a later error
+            self.last_error = ""
+            peer = call_peer(ev.group, self.user)
+            where = f"call with {peer}" if peer is not None else ev.group
+            self.delivery = f"{where}: {delivery_text(ev, peer=peer)}"
 
     def _row(self, name: str) -> GroupRow:
         if name not in self.groups:
@@ -225,7 +234,7 @@ class DesktopModel:
         part = mine.participation if mine else cl.Participation.NO_PERMISSION
         remaining: float | None = None
         level = SILENCE_DBFS
-        detail = self.last_error
+        detail = self.last_error or self.delivery
         if not self.connected:
             state, headline = TalkState.OFFLINE, "Offline"
             detail = self.connection

@@ -86,3 +86,54 @@ def test_the_report_is_recorded_in_events_jsonl(tmp_path: Path) -> None:
     d = delivered[0]
     assert d["talker"] == "ann" and [r["user"] for r in d["heard"]] == ["bob"]
     assert d["heard"][0]["received"] >= d["frames"] - 2 and d["offline"] == []
+
+
+def test_the_caller_learns_that_the_callee_heard_the_call(site: Site, tmp_path: Path) -> None:
+    for u in ("ann", "bob"):
+        site.add_user(u)
+    site.group("g", "ann", "bob")
+    bob = _listen(site, "bob", "g", tmp_path / "bob.wav")
+    try:
+        call = site.ptt("ann", "call", "bob", "--wav", str(tone_wav(tmp_path / "hi.wav", 1.5)),
+                        timeout=30)
+    finally:
+        bob.terminate()
+        finish(bob)
+    no_traceback(call.stderr)
+    assert call.returncode == 0, call.stdout + call.stderr
+    said = re.search(r"^bob heard it \((\d+)%\)$", call.stdout, re.M)
+    assert said is not None and int(said.group(1)) >= 95, call.stdout
+
+
+def test_a_listener_behind_a_lossy_link_is_reported_with_what_it_received(
+        site: Site, tmp_path: Path) -> None:
+    # bob's link drops 40% of the voice and 20% of the control datagrams both ways (his
+    # receipt included, which is retransmitted); cat's is clean
+    from tests.acceptance.harness import start_proxy, stop_proxy
+
+    for u in ("ann", "bob", "cat"):
+        site.add_user(u)
+    site.group("g", "ann", "bob", "cat")
+    proxy, addr = start_proxy(site.address, "--loss=down.voice=0.4", "--loss=control=0.2",
+                              "--seed", "7")
+    try:
+        bob = site.spawn("bob", "listen", "g", "--out", str(tmp_path / "bob.wav"),
+                         env=site.env("bob", PTT_SERVER=addr))
+        read_until(bob, "joined g", timeout=30)
+        cat = _listen(site, "cat", "g", tmp_path / "cat.wav")
+        try:
+            page = site.ptt("ann", "talk", "g", "--wav", str(tone_wav(tmp_path / "p.wav", 3.0)),
+                            timeout=40)
+        finally:
+            for p in (bob, cat):
+                p.terminate()
+                finish(p)
+    finally:
+        stop_proxy(proxy)
+    assert page.returncode == 0, page.stdout + page.stderr
+    line = next(x for x in page.stdout.splitlines() if x.startswith("heard by"))
+    got = re.fullmatch(r"heard by 2 of 2 online members \(bob (\d+)%, cat (\d+)%\)", line)
+    assert got is not None, line
+    bob_pct, cat_pct = int(got.group(1)), int(got.group(2))
+    # redundant copies in later datagrams restore most of what was lost, not all of it
+    assert 60 <= bob_pct < 100 and cat_pct >= 95, line

@@ -70,3 +70,14 @@ def test_listening_names_the_talker_of_the_highest_unmuted_group() -> None:
     assert mo.view(0).headline == "bob is talking"
     mo.apply(cl.Disconnected("no answer"), 1)
     assert mo.view(1).state is TalkState.OFFLINE
+
+
+def test_the_delivery_report_of_the_last_burst_is_the_line_under_the_headline() -> None:
+    model = _connected()
+    report = cl.DeliveryReported("volunteers", 7, 100, [m.Receipt("bob", 100, 100),
+                                                      m.Receipt("cat", 98, 100)], [], ["dan"])
+    model.apply(report, 1.0)
+    assert model.view(1.0).detail == ("volunteers: heard by 2 of 2 online members "
+                                      "(bob 100%, cat 98%); offline: dan")
+    model.apply(cl.RequestFailed("floor", "volunteers", "the server did not answer in time"), 2.0)
+    assert model.view(2.0).detail == "the server did not answer in time"  # newer news wins

@@ -27,3 +27,10 @@ def test_demo_pages_queues_and_both_listeners_hear_everything() -> None:
         assert float(voiced) >= float(paged) - 0.5  # nearly every paged frame came out
     total = float(re.search(r"total ([\d.]+) s", out).group(1))
     assert total < 60  # the target is 30 s on an idle machine; CI shares its two cores
+    # each page's delivery report: cat and the coordinator heard both pages; bob, queued behind
+    # ann's page and playing nothing, did not confirm it; ann has gone when bob's page ends
+    reports = dict(re.findall(r"^(ann|bob)'s page: (.*)$", out, re.M))
+    heard = r"heard by 2 of 3 online members \(cat \d+%, coordinator \d+%\)"
+    assert re.fullmatch(heard + r"; not confirmed: bob", reports.get("ann", "")), reports
+    assert re.fullmatch(r"heard by 2 of 2 online members \(cat \d+%, coordinator \d+%\); "
+                        r"offline: ann", reports.get("bob", "")), reports
