@@ -37,9 +37,11 @@ BENCHMARKS = {
     "late_entry": "bench_late_entry",
     "multicast": "bench_multicast",
     "crypto": "bench_crypto",
+    "voice_auth": "bench_voice_auth",
     "load": "bench_load",
     "memory": "bench_memory",
     "fuzz": "bench_fuzz",
+    "login_flood": "bench_login_flood",
 }
 
 
