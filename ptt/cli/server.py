@@ -108,8 +108,10 @@ def _first_start(server: PttServer) -> None:
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
               envvar="PTT_SERVER_CONFIG", show_envvar=True,
               help="Server config file  [default: $XDG_CONFIG_HOME/ptt/server.toml]")
+# not from PTT_SERVER_RECORD_DIR (click's automatic name for it): that variable is the config's
+# record_dir, where flagged groups go; --record also means "record every group"
 @click.option("--record", "record_dir", type=click.Path(file_okay=False, path_type=Path),
-              metavar="DIR", help="Record every group into DIR (one directory per group). "
+              allow_from_autoenv=False, metavar="DIR", help="Record every group into DIR (one directory per group). "
               "Without it, groups made with 'ptt group create/update --record' record into "
               "the configured record_dir  [default: $XDG_DATA_HOME/ptt/recordings]")
 @click.option("--metrics", type=_MetricsAddress(), metavar="HOST:PORT", show_envvar=True,

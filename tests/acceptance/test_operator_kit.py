@@ -38,8 +38,6 @@ def python_m_ptt(*args: str, home: Path, **env: str) -> subprocess.CompletedProc
 def test_python_m_ptt_is_the_ptt_command(site: Site, tmp_path: Path) -> None:
     version = python_m_ptt("--version", home=tmp_path)
     assert version.returncode == 0 and version.stdout.startswith("ptt "), version
-    usage = python_m_ptt("user", "add", home=tmp_path)
-    assert usage.returncode == 2 and "Usage: ptt user add" in usage.stderr, usage.stderr
     bad = python_m_ptt("group", "create", "a/b", home=tmp_path)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
     # a real command against the server, as the coordinator
@@ -86,20 +84,13 @@ def test_check_config_prints_the_settings_in_force_and_exits(tmp_path: Path) -> 
                   home=tmp_path)
     assert sample.returncode == 0, sample.stderr
 
-    for args, env, needle in (
-        (["--config", str(conf)], {"PTT_SERVER_SESSION_TIMEOUT": "1.5"},
-         "session_timeout (1.5 s) must exceed heartbeat_interval (2 s)"),
-        (["--config", str(tmp_path / "missing.toml")], {}, "config file not found"),
-        ([], {"PTT_SERVER_MULTICAST_TTL": "300"}, "PTT_SERVER_MULTICAST_TTL: expected 0-255"),
-        (["--db", str(tmp_path)], {}, "is a directory"),
-        (["--metrics", "host:99999"], {}, "invalid"),
-    ):
-        bad = _ptt("server", *args, "--check-config", home=tmp_path, **env)
-        assert bad.returncode == 2, (args, env, bad.stdout, bad.stderr)
-        assert bad.stdout == ""
-        lines = bad.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], (
-            args, env, bad.stderr)
+    # one refusal through the console script; the others in tests/cli/test_check_config.py
+    bad = _ptt("server", "--config", str(conf), "--check-config", home=tmp_path,
+               PTT_SERVER_SESSION_TIMEOUT="1.5")
+    assert bad.returncode == 2 and bad.stdout == "", bad
+    lines = bad.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), bad.stderr
+    assert "session_timeout (1.5 s) must exceed heartbeat_interval (2 s)" in lines[0]
 
 
 # --- the systemd unit -------------------------------------------------------------------------
@@ -190,15 +181,15 @@ def _complete(site: Site, user: str, words: str) -> tuple[list[str], float]:
     return [name for name in offered if name], time.monotonic() - t0
 
 
+@pytest.mark.slow
 def test_completion_offers_group_and_user_names_from_the_last_view_offline(site: Site) -> None:
     source = site.ptt("ann", "--version", env=site.env("ann", _PTT_COMPLETE="bash_source"))
     assert "_ptt_completion" in source.stdout and "complete " in source.stdout
 
     site.add_user("ann")
-    site.add_user("张伟")
+    site.ptt(COORDINATOR, "user", "add", "张伟", check=True)
     site.group("volunteers", "ann", "张伟")
-    site.group("志愿者", "ann", "张伟")
-    site.group("drivers", "张伟")
+    site.group("志愿者", "张伟")
     assert _complete(site, "ann", "ptt talk v")[0] == []  # nothing seen yet: nothing offered
     site.ptt("ann", "group", "show", "volunteers", check=True)
     site.ptt(COORDINATOR, "user", "list", check=True)
@@ -212,6 +203,4 @@ def test_completion_offers_group_and_user_names_from_the_last_view_offline(site:
     assert took < 5.0  # no network wait (a server query would wait out --timeout 6 s)
     assert _complete(site, "ann", "ptt call 张")[0] == ["张伟"]
     assert _complete(site, COORDINATOR, "ptt listen 志")[0] == ["志愿者"]
-    assert _complete(site, COORDINATOR, "ptt group add drivers A")[0] == ["ann"]
-    assert set(_complete(site, COORDINATOR, "ptt group show ")[0]) == {
-        "volunteers", "志愿者", "drivers"}
+    assert _complete(site, COORDINATOR, "ptt group add volunteers A")[0] == ["ann"]
