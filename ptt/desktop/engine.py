@@ -30,6 +30,7 @@ from pathlib import Path
 
 from ptt.audio.streams import ClockedSink, FrameSource, NullSink, PacedSink
 from ptt.audio.tones import ToneSet
+from ptt.client.calls import call_peer
 from ptt.client.connection import Connection, multicast_options
 from ptt.client.keys import SIGNER_PINS, VoiceKeys, pins_path
 from ptt.client.voice import Talker
@@ -225,6 +226,8 @@ class Engine:
             ev = await q.get()
             if isinstance(ev, cl.GroupJoined):
                 self.mixer.set_group(ev.state.group, ev.state.group_id)
+                if call_peer(ev.state.group, conn.user) is not None:
+                    self.mixer.set_order([ev.state.group])  # a call is heard over the groups
             elif isinstance(ev, cl.TalkerChanged):
                 self.mixer.expect(ev.group, ev.burst_id if ev.talker not in (None, conn.user)
                                   else None)
@@ -290,6 +293,10 @@ class Engine:
         conn = self.conn
         assert conn is not None
         try:
+            peer = call_peer(group, conn.user)
+            g = conn.core.groups.get(group)
+            if peer is not None and (g is None or peer not in g.online):
+                await conn.call(peer)  # answering a caller who has left the call rings it again
             got = await _until(release, conn.request_floor(group, priority))
             if got is not None and got.state is cl.Participation.QUEUED:
                 self.mixer.play_tone("busy")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from ptt.audio.levels import SILENCE_DBFS, Level
-from ptt.client.calls import call_peer
+from ptt.client.calls import ReplyTarget, call_peer
 from ptt.client.receipts import delivery_text
 from ptt.protocol import client as cl
 
@@ -140,6 +140,7 @@ class DesktopModel:
         self._level = SILENCE_DBFS
         self._level_at = 0.0
         self.link = ""  # the talker's link while talking ("link: 3% loss -> 1 copy ...")
+        self.reply = ReplyTarget()  # the call the button answers, for a while after it rang
 
     # --- the priority order and per-group switches ----------------------------------------------
 
@@ -161,6 +162,20 @@ class DesktopModel:
     def select(self, group: str) -> None:
         if group in self.groups:
             self.talk_group = group
+
+    def label(self, group: str) -> str:
+        """A group's name on screen ("call with ann" for a call)."""
+        peer = call_peer(group, self.user)
+        return group if peer is None else f"call with {peer}"
+
+    def talk_target(self, now: float) -> str | None:
+        """Where the button talks: the call that rang last while it is open, else the
+        selected group (which keeps the button while it is busy there)."""
+        own = self.groups.get(self.talk_group) if self.talk_group else None
+        busy = own is not None and own.participation is not cl.Participation.NO_PERMISSION
+        if self.reply.active(now) and not busy:
+            return self.reply.group
+        return self.talk_group
 
     # --- events -------------------------------------------------------------------------------
 
@@ -187,8 +202,12 @@ class DesktopModel:
         elif isinstance(ev, cl.PresenceChanged) and ev.group in self.groups:
             (self.groups[ev.group].online.add if ev.online
              else self.groups[ev.group].online.discard)(ev.user)
+        elif isinstance(ev, cl.IncomingCall):
+            self.reply.note(ev.group, ev.peer, now)
         elif isinstance(ev, cl.TalkerChanged) and ev.group in self.groups:
             self.groups[ev.group].talker = ev.talker
+            if ev.group == self.reply.group and self.reply.peer is not None:
+                self.reply.note(ev.group, self.reply.peer, now)  # each word keeps it open
         elif isinstance(ev, cl.FloorStateChanged) and ev.group in self.groups:
             row = self.groups[ev.group]
             row.participation, row.position = ev.state, ev.position
@@ -212,8 +231,7 @@ class DesktopModel:
             # the newest news wins the line under the headline: this report, or a later error
             self.last_error = ""
             peer = call_peer(ev.group, self.user)
-            where = f"call with {peer}" if peer is not None else ev.group
-            self.delivery = f"{where}: {delivery_text(ev, peer=peer)}"
+            self.delivery = f"{self.label(ev.group)}: {delivery_text(ev, peer=peer)}"
 
     def _row(self, name: str) -> GroupRow:
         if name not in self.groups:
@@ -230,7 +248,8 @@ class DesktopModel:
         return None
 
     def view(self, now: float) -> View:
-        mine = self.groups.get(self.talk_group) if self.talk_group else None
+        target = self.talk_target(now)
+        mine = self.groups.get(target) if target else None
         part = mine.participation if mine else cl.Participation.NO_PERMISSION
         remaining: float | None = None
         level = SILENCE_DBFS
@@ -245,7 +264,7 @@ class DesktopModel:
             state, headline = TalkState.QUEUED, f"Queued #{mine.position or 1}"
             detail = f"{mine.talker or 'someone'} is talking in {mine.name}"
         elif part is cl.Participation.HAS_PERMISSION:
-            state, headline = TalkState.TALKING, f"TALKING in {self.talk_group}"
+            state, headline = TalkState.TALKING, f"TALKING in {self.label(target or '')}"
             left_s = None
             if self._granted_at is not None and self._max_talk_ms > 0:
                 left_s = max(0.0, self._max_talk_ms / 1000 - (now - self._granted_at))
@@ -260,6 +279,9 @@ class DesktopModel:
         elif (heard := self.heard_group()) is not None:
             state, headline = TalkState.LISTENING, f"{heard.talker} is talking"
             detail = f"in {heard.name}"
+        elif self.reply.active(now):
+            state, headline = TalkState.IDLE, f"Call from {self.reply.peer}"
+            detail = f"hold to answer ({self.reply.seconds_left(now):.0f} s)"
         else:
             state, headline = TalkState.IDLE, "Ready: hold to talk"
         return View(state, headline, detail, STATE_COLOURS[state], self.connection,

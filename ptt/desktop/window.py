@@ -177,7 +177,7 @@ class DesktopWindow:
         self._rows.clear()
         for i, name in enumerate(self.model.order):
             row = self.model.groups[name]
-            sel = tk.Radiobutton(self.groups_frame, text=name, value=name,
+            sel = tk.Radiobutton(self.groups_frame, text=self.model.label(name), value=name,
                                  variable=self.talk_var, takefocus=0, anchor="w", width=14)
             sel.grid(row=i, column=0, sticky="w")
             online = tk.Label(self.groups_frame, text=row.online_text(), anchor="w", fg="#555",
@@ -233,8 +233,9 @@ class DesktopWindow:
 
     def _edges(self, edges: list[Edge]) -> None:
         for edge in edges:
-            if edge is Edge.DOWN and self.model.talk_group is not None:
-                self.engine.ptt_down(self.model.talk_group)
+            target = self.model.talk_target(time.monotonic())
+            if edge is Edge.DOWN and target is not None:
+                self.engine.ptt_down(target)
             elif edge is Edge.UP:
                 self.engine.ptt_up()
         if edges:

@@ -399,3 +399,23 @@ def voiced_seconds(path: Path, threshold: float = 1000.0) -> float:
             voiced += 1
     return voiced * 0.02
 
+
+
+def x_window(title: str, timeout: float = 20.0) -> str:
+    """The X window id of the window titled exactly ``title`` (xdotool), once it is mapped."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = subprocess.run(["xdotool", "search", "--name", f"^{title}$"],
+                               capture_output=True, text=True)
+        if found.stdout.strip():
+            return found.stdout.split()[0]
+        time.sleep(0.2)
+    raise AssertionError(f"no window titled {title!r}")
+
+
+def x_geometry(wid: str) -> tuple[int, int, int, int]:
+    """(x, y, width, height) of an X window on the screen."""
+    shell = subprocess.run(["xdotool", "getwindowgeometry", "--shell", wid],
+                           capture_output=True, text=True, check=True).stdout
+    g = dict(line.split("=") for line in shell.split())
+    return int(g["X"]), int(g["Y"]), int(g["WIDTH"]), int(g["HEIGHT"])

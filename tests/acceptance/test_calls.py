@@ -8,11 +8,14 @@ listen`` (one group), in the dispatcher's monitor (several groups) and in the in
 
 from __future__ import annotations
 
+import contextlib
+import json
 import shutil
 import signal
 import subprocess
 import time
 import wave
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +23,10 @@ import pytest
 
 from ptt.audio.pulse import PulseServer
 from ptt.audio.samples import make_speech_wav
-from tests.acceptance.harness import Site, Tmux, finish, no_traceback, read_until
+from tests.acceptance.harness import (COORDINATOR, Site, Tmux, finish, no_traceback, read_until,
+                                      x_geometry, x_window)
 from tests.audio.conftest import pulse_server  # noqa: F401  (the session fixture)
+from tests.desktop.conftest import display  # noqa: F401  (the session fixture)
 from tests.e2e.audiocheck import aligned_correlation
 
 HELLO = "Hello bob, this is ann. Please come to the north gate."
@@ -42,6 +47,20 @@ def voiced(original: bytes, heard: bytes) -> float:
 @pytest.fixture
 def speech(tmp_path: Path) -> Path:
     return make_speech_wav(tmp_path / "hello.wav", HELLO)
+
+
+@contextlib.contextmanager
+def speaker(pulse: PulseServer, path: Path) -> Iterator[None]:
+    """Record what is played to the private PulseAudio's sink (16 kHz mono raw) into ``path``."""
+    with open(path, "wb") as raw:
+        rec = subprocess.Popen(["parec", "--raw", "--format=s16le", "--rate=16000",
+                                "--channels=1", "-d", pulse.monitor], stdout=raw,
+                               env=pulse.child_env())
+        try:
+            yield
+        finally:
+            rec.terminate()
+            rec.wait(5)
 
 
 def stop(proc) -> tuple[int, str, str]:  # type: ignore[no-untyped-def]
@@ -126,16 +145,9 @@ def test_the_interactive_talk_plays_a_call_and_the_talk_key_answers_it(
     try:
         term.wait_for("you: idle", 20)
         # what bob's terminal plays goes to the null sink: record its monitor
-        with open(heard, "wb") as raw:
-            rec = subprocess.Popen(["parec", "--raw", "--format=s16le", "--rate=16000",
-                                    "--channels=1", "-d", pulse_server.monitor], stdout=raw,
-                                   env=pulse_server.child_env())
-            try:
-                called = site.ptt("ann", "call", "bob", "--wav", str(speech), timeout=60)
-                time.sleep(0.5)
-            finally:
-                rec.terminate()
-                rec.wait(5)
+        with speaker(pulse_server, heard):
+            called = site.ptt("ann", "call", "bob", "--wav", str(speech), timeout=60)
+            time.sleep(0.5)
         assert called.returncode == 0, called.stdout + called.stderr
         screen = term.wait_for("call from ann: Space answers")
         assert "ann is calling you" in screen
@@ -162,3 +174,60 @@ def test_the_interactive_talk_plays_a_call_and_the_talk_key_answers_it(
         assert term.exit_code() == 0
     finally:
         term.close()
+
+
+def test_the_desktop_plays_a_call_and_its_button_answers_it(
+        site: Site, tmp_path: Path, speech: Path, pulse_server: PulseServer,
+        display: str) -> None:
+    for tool in ("parec", "xdotool", "paplay"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is needed to hear and drive the window")
+    site.add_user("ann")
+    site.add_user("bob")
+    site.group("g", "ann", "bob")
+    env = {**pulse_server.child_env(), **site.env("bob")}
+    bob = site.spawn("bob", "desktop", "--group", "g", env=env)
+    heard = tmp_path / "bob-speaker.raw"
+    try:
+        wid = x_window("ptt: bob")
+        wait_online(site, "g", "bob")
+        with speaker(pulse_server, heard):
+            called = site.ptt("ann", "call", "bob", "--wav", str(speech), timeout=60)
+            time.sleep(0.5)
+        assert called.returncode == 0, called.stdout + called.stderr
+        assert voiced(pcm(speech), heard.read_bytes()) >= 0.9
+
+        # bob holds the big button: it answers ann, who listens to her group by now
+        out = tmp_path / "ann.wav"
+        ann = site.spawn("ann", "listen", "g", "--out", str(out))
+        read_until(ann, "joined g")
+        reply = make_speech_wav(tmp_path / "reply.wav", REPLY)
+        x, y, w, h = x_geometry(wid)
+        subprocess.run(["xdotool", "mousemove", "--sync", str(x + w // 2), str(y + h * 7 // 10)],
+                       check=True, timeout=5)
+        subprocess.run(["xdotool", "mousedown", "1"], check=True, timeout=5)
+        try:
+            seen = read_until(ann, "call with bob  bob is talking", timeout=10)
+            subprocess.run(["paplay", "-d", pulse_server.sink, str(reply)], check=True,
+                           env=pulse_server.child_env(), timeout=30)
+            time.sleep(0.5)
+        finally:
+            subprocess.run(["xdotool", "mouseup", "1"], check=True, timeout=5)
+        time.sleep(1.0)
+        rc, text, err = stop(ann)
+        assert any("bob is calling you" in line for line in seen), seen
+        assert voiced(pcm(reply), pcm(out)) >= 0.9
+    finally:
+        bob.send_signal(signal.SIGTERM)
+        finish(bob, timeout=10)
+
+
+def wait_online(site: Site, group: str, user: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        shown = json.loads(site.ptt(COORDINATOR, "group", "show", group, "--json",
+                                    check=True).stdout)
+        if any(mb["user"] == user and mb["online"] for mb in shown["members"]):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{user} never came online in {group}")

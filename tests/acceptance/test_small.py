@@ -20,7 +20,7 @@ from ptt.audio.pulse import PulseServer
 from ptt.desktop.window import OFFLINE_BG, WIDTH_PX
 
 from tests.acceptance.harness import (COORDINATOR, Site, finish, no_traceback, read_until,
-                                      tone_wav)
+                                      tone_wav, x_geometry, x_window)
 from tests.audio.conftest import pulse_server  # noqa: F401  (the session fixture)
 from tests.desktop.conftest import ARTIFACTS, display  # noqa: F401  (display: a fixture)
 
@@ -89,28 +89,14 @@ def test_a_multicast_group_is_refused_when_the_servers_multicast_is_off(
 
 
 
-def _window(title: str, timeout: float = 20.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = subprocess.run(["xdotool", "search", "--name", f"^{title}$"],
-                               capture_output=True, text=True)
-        if found.stdout.strip():
-            return found.stdout.split()[0]
-        time.sleep(0.2)
-    raise AssertionError(f"no window titled {title!r}")
-
-
 def _grab(wid: str, path: Path) -> np.ndarray:
     """The window's pixels (RGB) from the X server."""
-    geo = subprocess.run(["xdotool", "getwindowgeometry", "--shell", wid], capture_output=True,
-                         text=True, check=True).stdout
-    g = dict(line.split("=") for line in geo.split())
+    x, y, w, h = x_geometry(wid)
     subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "x11grab",
-                    "-video_size", f"{g['WIDTH']}x{g['HEIGHT']}", "-i",
-                    f"{os.environ['DISPLAY']}+{g['X']},{g['Y']}", "-frames:v", "1",
-                    "-pix_fmt", "rgb24", "-f", "rawvideo", "-y", str(path)],
+                    "-video_size", f"{w}x{h}", "-i", f"{os.environ['DISPLAY']}+{x},{y}",
+                    "-frames:v", "1", "-pix_fmt", "rgb24", "-f", "rawvideo", "-y", str(path)],
                    check=True, timeout=20)
-    return np.fromfile(path, np.uint8).reshape(int(g["HEIGHT"]), int(g["WIDTH"]), 3)
+    return np.fromfile(path, np.uint8).reshape(h, w, 3)
 
 
 def _share(img: np.ndarray, hex_colour: str) -> float:
@@ -135,7 +121,7 @@ def test_the_desktop_keeps_its_width_and_greys_presence_and_talk_button_offline(
         site.group("g", "ann", "bob")
         proc = site.spawn("ann", "desktop", "--group", "g",
                           env={**pulse_server.child_env(), **site.env("ann")})
-        wid = _window("ptt: ann")
+        wid = x_window("ptt: ann")
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             shown = site.ptt(COORDINATOR, "group", "show", "g", "--json", check=True).stdout
