@@ -1,8 +1,9 @@
 """``ptt group``: paging groups and their members, run by a coordinator (effective live).
 
 Groups are end-to-end encrypted unless created ``--plain``: every membership change made here
-re-keys the group (``ptt.client.keys.rekey``: a new key epoch, signed by this coordinator and
-wrapped for the members that remain), so a removed member cannot decode what is said next.
+carries the group's next key (``ptt.client.keys.change_members``: a new key epoch, signed by this
+coordinator and wrapped for the members afterwards, sent with the change and stored with it in
+one transaction), so a removed member cannot decode what is said next.
 """
 
 from __future__ import annotations
@@ -249,18 +250,18 @@ def add(state: CliState, name: str, users: tuple[str, ...], listen_only: bool,
 
     Adding an existing member again changes only its listen-only flag.
     """
-    async def go(conn: Connection) -> tuple[dict[str, Any], int]:
-        result = await conn.admin("group.add", {"name": name, "users": list(users),
-                                                "listen_only": listen_only})
-        return result, await rekey_if_encrypted(conn, state, result["name"])
+    async def go(conn: Connection) -> dict[str, Any]:
+        return await keys.change_members(conn, name, add=users, listen_only=listen_only,
+                                         pins=member_pins(state))
 
-    result, epoch = with_connection(state, go)
+    result = with_connection(state, go)
+    result["users"] = result["added"]
     if as_json:
-        output.emit_json(result)
+        output.emit_json({"name": result["name"], "users": result["users"]})
         return
     how = " as listen-only members" if listen_only else ""
     click.echo(f"Added {', '.join(result['users'])} to '{result['name']}'{how}.")
-    _rekeyed(result["name"], epoch)
+    _rekeyed(result["name"], result["epoch"])
 
 
 @group.command("remove")
@@ -270,18 +271,23 @@ def add(state: CliState, name: str, users: tuple[str, ...], listen_only: bool,
 @client_options
 @pass_state
 def remove(state: CliState, name: str, users: tuple[str, ...], as_json: bool) -> None:
-    """Remove USERS from group NAME (all or none); an encrypted group gets a new key, which
-    the removed members do not receive."""
-    async def go(conn: Connection) -> tuple[dict[str, Any], int]:
-        result = await conn.admin("group.remove", {"name": name, "users": list(users)})
-        return result, await rekey_if_encrypted(conn, state, result["name"])
+    """Remove USERS from group NAME; an encrypted group gets a new key, which the removed
+    members do not receive, in the same request: the server applies both or neither. Users
+    who are not members are named and the rest goes on, so the command run again after a
+    failure (a lost link, a server stopped) completes the change."""
+    async def go(conn: Connection) -> dict[str, Any]:
+        return await keys.change_members(conn, name, remove=users, pins=member_pins(state))
 
-    result, epoch = with_connection(state, go)
-    if as_json:
-        output.emit_json(result)
+    result = with_connection(state, go)
+    if as_json:  # "absent" only when some named users were not members
+        output.emit_json({"name": result["name"], "users": result["removed"],
+                          **({"absent": result["absent"]} if result["absent"] else {})})
         return
-    click.echo(f"Removed {', '.join(result['users'])} from '{result['name']}'.")
-    _rekeyed(result["name"], epoch)
+    for u in result["absent"]:
+        output.note(f"'{u}' is not a member of '{result['name']}' (removed already?).")
+    if result["removed"]:
+        click.echo(f"Removed {', '.join(result['removed'])} from '{result['name']}'.")
+    _rekeyed(result["name"], result["epoch"])
 
 
 @group.command("rekey")

@@ -35,7 +35,7 @@ import logging
 import os
 import secrets
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,7 @@ __all__ = [
     "PinFile",
     "VoiceKeys",
     "add_user",
+    "change_members",
     "pins_path",
     "rekey",
     "remove_user",
@@ -188,12 +189,12 @@ async def rekey(
 ) -> int:
     """Issue ``group``'s next key epoch to its current members; returns the epoch.
 
-    Run after every membership change (``ptt group add/remove``, ``ptt user remove``) and by
-    ``ptt group rekey``. Member keys fetched from the server are checked against this
-    coordinator's pins: unknown ones are pinned (trust on first use), a changed one is refused
-    (AuthError naming the user and both fingerprints) and nothing is issued. ValidationError
-    for a plain group, and for members without a public key (made before end-to-end keys:
-    remove and add them again).
+    Run by ``ptt group rekey`` and after ``ptt user remove``; membership changes carry their key
+    with them (:func:`change_members`). Member keys fetched from the server are checked against
+    this coordinator's pins: unknown ones are pinned (trust on first use), a changed one is
+    refused (AuthError naming the user and both fingerprints) and nothing is issued.
+    ValidationError for a plain group, and for members without a public key (made before
+    end-to-end keys: remove and add them again).
     """
     info = await conn.admin("group.keys", {"name": group})
     name = str(info["name"])
@@ -202,12 +203,54 @@ async def rekey(
     if not info.get("encrypted"):
         raise ValidationError(f"group '{name}' is plain: its voice is not encrypted, so it has "
                               f"no key")
+    epoch, grants = _issue(conn, info, dict(info.get("members") or {}), pins, entropy)
+    await conn.admin("group.set_key", {"name": name, "epoch": epoch, "grants": grants})
+    return epoch
+
+
+async def change_members(
+    conn: Connection,
+    group: str,
+    *,
+    add: Sequence[str] = (),
+    remove: Sequence[str] = (),
+    listen_only: bool = False,
+    pins: Path | None = None,
+    entropy: Entropy = os.urandom,
+) -> dict[str, Any]:
+    """Add and remove members of ``group`` with its next key, in one request (``group.change``,
+    one transaction on the server); returns the server's answer (``added``, ``removed``,
+    ``absent``: named for removal but not members, ``epoch``: 0 for a plain group).
+
+    The grants for the members afterwards are made here first, from the public identities the
+    server offers (checked against the pins, as for :func:`rekey`), then sent with the change:
+    the server applies both or neither, so no stored state has a removed member still holding
+    the key in force. After a failure (lost link, server killed) the same call again completes
+    the change; for removal, users already gone are reported in ``absent``.
+    """
+    add = [user_name(u) for u in add]
+    remove = [user_name(u) for u in remove]
+    info = await conn.admin("group.keys", {"name": group, "users": add})
+    name = str(info["name"])
+    args: dict[str, Any] = {"name": name, "add": add, "remove": remove,
+                            "listen_only": listen_only}
+    if info.get("encrypted"):
+        offered = {u: p for u, p in dict(info.get("members") or {}).items() if u not in remove}
+        info = {**info, "missing": [u for u in info.get("missing") or [] if u not in remove]}
+        args["epoch"], args["grants"] = _issue(conn, info, offered, pins, entropy)
+    return await conn.admin("group.change", args)
+
+
+def _issue(conn: Connection, info: Mapping[str, Any], offered: Mapping[str, Any],
+           pins: Path | None, entropy: Entropy) -> tuple[int, dict[str, bytes]]:
+    """The next epoch of the group ``info`` (a ``group.keys`` answer) and a grant for each
+    member in ``offered`` (user -> public identity bytes), signed by this coordinator."""
+    name = str(info["name"])
     missing = list(info.get("missing") or [])
     if missing:
         raise ValidationError(
             f"{', '.join(missing)} in '{name}' have no public key (made by an older ptt): "
             f"remove them and add them again with 'ptt user add'")
-    offered: dict[str, Any] = dict(info.get("members") or {})
     pin_file = _member_pins(conn, pins if pins is not None else pins_path(MEMBER_PINS))
     members: dict[str, PublicIdentity] = {}
     for user, raw in sorted(offered.items()):
@@ -226,8 +269,7 @@ async def rekey(
     epoch = int(info["epoch"]) + 1
     _, grants = issue_group_key(me, conn.user, name, int(info["group_id"]), epoch, members,
                                 entropy)
-    await conn.admin("group.set_key", {"name": name, "epoch": epoch, "grants": grants})
-    return epoch
+    return epoch, grants
 
 
 async def remove_user(conn: Connection, name: str, *, pins: Path | None = None) -> list[str]:

@@ -62,7 +62,7 @@ def multicast_for(group_id: int, port_base: int,
 # Admin arguments that may be logged. Every other one is shown only by its size: user.add
 # carries a salt and a password-equivalent verifier, group.set_key the wrapped grants, and an
 # operation added later may carry anything (so the rule is a list of what is safe, not of secrets).
-LOGGABLE_ARGS = frozenset({"name", "users", "role", "listen_only", "max_talk", "mode", "record",
+LOGGABLE_ARGS = frozenset({"name", "users", "add", "remove", "role", "listen_only", "max_talk", "mode", "record",
                            "plain", "epoch", "iterations"})
 
 
@@ -123,6 +123,7 @@ class Admin:
             "group.delete": self.group_delete,
             "group.add": self.group_add,
             "group.remove": self.group_remove,
+            "group.change": self.group_change,
             "group.keys": self.group_keys,
             "group.set_key": self.group_set_key,
             "server.info": self.server_info,
@@ -300,16 +301,43 @@ class Admin:
         return {"name": name, "users": users}
 
     def group_remove(self, args: dict[str, Any], now: float) -> Result:
+        """Remove members; refused for an encrypted group holding a key, whose members change
+        only with the next key in the same request (:meth:`group_change`)."""
         name = group_name(_str(args, "name"))
         users = _users(args)
         members = {mr.user for mr in self.store.members(name)}
         for u in users:
             if u not in members:
                 raise NotFoundError(f"'{u}' is not a member of '{name}'")
-        for u in users:
-            self.store.remove_member(name, u)
+        change = self.store.change_members(name, remove=users)
+        for u in change.removed:
             self.core.remove_member(name, u, now)
         return {"name": name, "users": users}
+
+    def group_change(self, args: dict[str, Any], now: float) -> Result:
+        """Add and remove members and install the group's next key, as one transaction
+        (``Store.change_members``): ``add``, ``remove`` (lists of users), ``listen_only`` (for
+        those added), and for an encrypted group ``epoch`` and ``grants`` made by the
+        coordinator's client for the members afterwards (``ptt.client.keys.change_members``).
+        Users named for removal who are not members are reported in ``absent``."""
+        name = group_name(_str(args, "name"))
+        add, remove = _users(args, "add", required=False), _users(args, "remove", required=False)
+        if not add and not remove:
+            raise ValidationError("name at least one user to add or remove")
+        g = self.store.get_group(name)
+        key = None
+        if args.get("epoch") is not None or args.get("grants") is not None:
+            key = self._grants(args, g)
+        listen_only = bool(args.get("listen_only") or False)
+        change = self.store.change_members(name, add, remove, listen_only, key)
+        for u in change.removed:  # first: their sessions must not get the new key
+            self.core.remove_member(name, u, now)
+        for u in change.added:
+            self.core.set_member(name, u, listen_only, now)
+        if change.key is not None:
+            self.core.set_group_key(name, change.key.epoch, change.key.grants, now)
+        return {"name": name, "added": change.added, "removed": change.removed,
+                "absent": change.absent, "epoch": change.key.epoch if change.key else 0}
 
     # --- end-to-end keys ----------------------------------------------------------------------
 
@@ -320,6 +348,11 @@ class Admin:
         name = group_name(_str(args, "name"))
         g = self.store.get_group(name)
         keys = self.store.member_keys(name)
+        # users about to be added (``users``): their public identities too, for the grants
+        # that go with the change
+        for u in _users(args, required=False):
+            if u not in keys:
+                keys[u] = self.store.get_user(u).public
         return {"name": g.name, "encrypted": g.encrypted, "epoch": g.key_epoch,
                 "group_id": g.id,
                 "members": {u: p for u, p in keys.items() if p is not None},
@@ -328,7 +361,15 @@ class Admin:
     def group_set_key(self, args: dict[str, Any], now: float) -> Result:
         """Store the grants of a new epoch and hand them to the core (which pushes them)."""
         name = group_name(_str(args, "name"))
-        g = self.store.get_group(name)
+        epoch, grants = self._grants(args, self.store.get_group(name))
+        key = self.store.set_group_key(name, epoch, grants)
+        self.core.set_group_key(key.group, key.epoch, key.grants, now)
+        return {"name": key.group, "epoch": key.epoch, "members": sorted(key.grants)}
+
+    @staticmethod
+    def _grants(args: dict[str, Any], g: GroupRecord) -> tuple[int, dict[str, bytes]]:
+        """``epoch`` and ``grants`` of a key upload, each grant's clear fields checked: for
+        that member, this group and this epoch."""
         epoch = args.get("epoch")
         if isinstance(epoch, bool) or not isinstance(epoch, int):
             raise ValidationError("missing 'epoch'")
@@ -345,9 +386,7 @@ class Admin:
                                                                            epoch):
                 raise ValidationError(f"the grant for '{user}' is for another member, group "
                                       f"or epoch")
-        key = self.store.set_group_key(name, epoch, dict(grants))
-        self.core.set_group_key(key.group, key.epoch, key.grants, now)
-        return {"name": key.group, "epoch": key.epoch, "members": sorted(key.grants)}
+        return epoch, dict(grants)
 
 
 def _blob(args: dict[str, Any], key: str) -> bytes:
@@ -364,9 +403,11 @@ def _str(args: dict[str, Any], key: str) -> str:
     return v
 
 
-def _users(args: dict[str, Any]) -> list[str]:
-    users = args.get("users")
-    if not isinstance(users, list) or not users:
+def _users(args: dict[str, Any], key: str = "users", required: bool = True) -> list[str]:
+    users = args.get(key)
+    if users is None and not required:
+        return []
+    if not isinstance(users, list) or (required and not users):
         raise ValidationError("name at least one user")
     return [user_name(u) for u in users]
 

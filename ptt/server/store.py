@@ -34,7 +34,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +52,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "GroupKey",
     "GroupRecord",
+    "MemberChange",
     "MemberRecord",
     "Store",
     "UserRecord",
@@ -164,6 +165,18 @@ class GroupKey:
     group: str
     epoch: int
     grants: dict[str, bytes] = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class MemberChange:
+    """What :meth:`Store.change_members` did: ``absent`` were named for removal but were not
+    members; ``key`` is the epoch installed with the change (None: none was given)."""
+
+    group: str
+    added: list[str]
+    removed: list[str]
+    absent: list[str]
+    key: GroupKey | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -550,33 +563,103 @@ class Store:
         stored one (a replayed upload must never bring an old key back). Every grant is for a
         current member; members without a grant get none (and cannot talk until the next)."""
         group = _any_group_name(group)
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 < epoch < 1 << 32:
-            raise ValidationError(f"invalid key epoch {epoch!r}")
         with self._write() as db:
-            row = db.execute("SELECT id, encrypted, key_epoch FROM groups WHERE name = ?",
-                             (group,)).fetchone()
-            if row is None:
-                raise NotFoundError(f"unknown group '{group}'")
-            gid, encrypted, current = int(row[0]), bool(row[1]), int(row[2])
+            gid, encrypted, current = self._key_row(db, group)
             if not encrypted:
                 raise ValidationError(f"group '{group}' is plain: its voice is not encrypted")
-            if epoch <= current:
-                raise ConflictError(
-                    f"key epoch {epoch} of '{group}' is not newer than the stored {current}")
-            members = dict(db.execute(
-                "SELECT u.name, u.id FROM memberships m JOIN users u ON u.id = m.user_id "
-                "WHERE m.group_id = ?", (gid,)).fetchall())
-            for user, blob in grants.items():
-                if user not in members:
-                    raise ValidationError(f"'{user}' is not a member of '{group}'")
-                if not isinstance(blob, (bytes, bytearray)) or not blob:
-                    raise ValidationError(f"invalid key grant for '{user}'")
-            db.execute("DELETE FROM grants WHERE group_id = ?", (gid,))
-            db.executemany(
-                "INSERT INTO grants (group_id, user_id, epoch, grant) VALUES (?, ?, ?, ?)",
-                [(gid, members[u], epoch, bytes(b)) for u, b in sorted(grants.items())])
-            db.execute("UPDATE groups SET key_epoch = ? WHERE id = ?", (epoch, gid))
+            self._put_key(db, gid, group, current, epoch, grants, self._member_ids(db, gid))
         return GroupKey(group, epoch, {u: bytes(b) for u, b in grants.items()})
+
+    def change_members(self, group: str, add: Sequence[str] = (), remove: Sequence[str] = (),
+                       listen_only: bool = False,
+                       key: tuple[int, dict[str, bytes]] | None = None) -> MemberChange:
+        """Add and remove members of ``group`` and install its next key, in one transaction.
+
+        ``add`` become members (an existing one only changes ``listen_only``); ``remove`` stop
+        being members, with their grants; named users who are not members are reported in
+        ``absent``, not refused, so a change repeated after a lost answer still succeeds. An
+        encrypted group that holds a key changes only together with ``key`` = (epoch, grants):
+        a newer epoch and one grant for each member afterwards that has a public identity, no
+        other. So no committed state has a removed member still holding the key in force, nor a
+        member without the new one. NotFoundError for an unknown group or user."""
+        group = _any_group_name(group)
+        add = [user_name(u) for u in add]
+        remove = [user_name(u) for u in remove]
+        if set(add) & set(remove):
+            raise ValidationError("a user cannot be both added and removed")
+        with self._write() as db:
+            gid, encrypted, current = self._key_row(db, group)
+            ids = {}
+            for u in [*add, *remove]:
+                row = db.execute("SELECT id FROM users WHERE name = ?", (u,)).fetchone()
+                if row is None:
+                    raise NotFoundError(f"unknown user '{u}'")
+                ids[u] = int(row[0])
+            before = self._member_ids(db, gid)
+            removed = [u for u in remove if u in before]
+            absent = [u for u in remove if u not in before]
+            for u in removed:
+                db.execute("DELETE FROM memberships WHERE group_id = ? AND user_id = ?",
+                           (gid, ids[u]))
+                db.execute("DELETE FROM grants WHERE group_id = ? AND user_id = ?", (gid, ids[u]))
+            db.executemany(
+                "INSERT INTO memberships (group_id, user_id, listen_only) VALUES (?, ?, ?) "
+                "ON CONFLICT (group_id, user_id) DO UPDATE SET listen_only = excluded.listen_only",
+                [(gid, ids[u], int(bool(listen_only))) for u in add])
+            after = self._member_ids(db, gid)
+            stored = None
+            if key is not None:
+                if not encrypted:
+                    raise ValidationError(f"group '{group}' is plain: its voice is not encrypted")
+                epoch, grants = key
+                keyed = {str(n) for (n,) in db.execute(
+                    "SELECT u.name FROM memberships m JOIN users u ON u.id = m.user_id "
+                    "WHERE m.group_id = ? AND u.public IS NOT NULL", (gid,))}
+                if set(grants) != keyed:
+                    raise ValidationError(
+                        f"the new key of '{group}' must have a grant for each member after the "
+                        f"change and no one else (members: {', '.join(sorted(keyed))})")
+                self._put_key(db, gid, group, current, epoch, grants, after)
+                stored = GroupKey(group, epoch, {u: bytes(b) for u, b in grants.items()})
+            elif encrypted and current > 0:
+                raise ValidationError(
+                    f"group '{group}' is encrypted: its members change only together with its "
+                    f"next key (ptt group add/remove make it; update ptt)")
+        return MemberChange(group, add, removed, absent, stored)
+
+    @staticmethod
+    def _key_row(db: sqlite3.Connection, group: str) -> tuple[int, bool, int]:
+        row = db.execute("SELECT id, encrypted, key_epoch FROM groups WHERE name = ?",
+                         (group,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"unknown group '{group}'")
+        return int(row[0]), bool(row[1]), int(row[2])
+
+    @staticmethod
+    def _member_ids(db: sqlite3.Connection, gid: int) -> dict[str, int]:
+        return {str(n): int(i) for n, i in db.execute(
+            "SELECT u.name, u.id FROM memberships m JOIN users u ON u.id = m.user_id "
+            "WHERE m.group_id = ?", (gid,))}
+
+    @staticmethod
+    def _put_key(db: sqlite3.Connection, gid: int, group: str, current: int, epoch: int,
+                 grants: dict[str, bytes], members: dict[str, int]) -> None:
+        """Replace the grants of group ``gid`` (inside the caller's transaction)."""
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 < epoch < 1 << 32:
+            raise ValidationError(f"invalid key epoch {epoch!r}")
+        if epoch <= current:
+            raise ConflictError(
+                f"key epoch {epoch} of '{group}' is not newer than the stored {current}")
+        for user, blob in grants.items():
+            if user not in members:
+                raise ValidationError(f"'{user}' is not a member of '{group}'")
+            if not isinstance(blob, (bytes, bytearray)) or not blob:
+                raise ValidationError(f"invalid key grant for '{user}'")
+        db.execute("DELETE FROM grants WHERE group_id = ?", (gid,))
+        db.executemany(
+            "INSERT INTO grants (group_id, user_id, epoch, grant) VALUES (?, ?, ?, ?)",
+            [(gid, members[u], epoch, bytes(b)) for u, b in sorted(grants.items())])
+        db.execute("UPDATE groups SET key_epoch = ? WHERE id = ?", (epoch, gid))
 
     def group_key(self, group: str) -> GroupKey:
         """The stored epoch and grants of ``group`` (epoch 0 and no grants: never keyed)."""

@@ -9,10 +9,13 @@ from __future__ import annotations
 import base64
 import errno
 import json
+import select
 import shlex
 import shutil
+import socket
 import sqlite3
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -219,3 +222,152 @@ def test_recording_onto_a_full_disk_backs_off_keeps_serving_and_resumes(tmp_path
     assert len(paused) == 1, log
     assert "No space left on device" in paused[0], paused[0]
     assert sum("recording resumed" in ln for ln in log.splitlines()) == 1, log
+
+
+# --- a membership change and its key, killed at every step ----------------------------------------
+
+
+class CuttingProxy:
+    """UDP between one ``ptt`` command and the server. At the client's ``kill_at``-th datagram
+    it SIGKILLs the server: before forwarding it (the server never saw it) or, with ``after``,
+    0.3 s after (the server acted on it; its answer is lost). ``None``: only counts them."""
+
+    def __init__(self, server: ServerProcess, kill_at: int | None, after: bool) -> None:
+        self.server, self.kill_at, self.after = server, kill_at, after
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.up = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.up.bind(("127.0.0.1", 0))
+        self.count = 0
+        self.seen: list[bytes] = []  # per client datagram: its first byte, then its size
+        self.killed = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def _run(self) -> None:
+        client = None
+        while not self._stop.is_set():
+            ready, _, _ = select.select([self.sock, self.up], [], [], 0.05)
+            if self.sock in ready:
+                data, client = self.sock.recvfrom(65536)
+                self.count += 1
+                self.seen.append(data[:1] + len(data).to_bytes(4, "big"))
+                cut = self.count == self.kill_at
+                if cut and not self.after:
+                    self._kill()
+                if not self.killed:
+                    self.up.sendto(data, self.server.address)
+                if cut and self.after:
+                    time.sleep(0.3)
+                    self._kill()
+            if self.up in ready:
+                data = self.up.recv(65536)
+                if not self.killed and client is not None:
+                    self.sock.sendto(data, client)
+
+    def _kill(self) -> None:
+        self.killed = True
+        self.server.kill()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close()
+        self.up.close()
+
+
+def stored(db: Path, group: str) -> tuple[set[str], int, dict[str, int]]:
+    """(members, key epoch, user -> epoch of its grant) of ``group`` as committed in ``db``."""
+    with sqlite3.connect(db) as conn:
+        gid, epoch = conn.execute("SELECT id, key_epoch FROM groups WHERE name = ?",
+                                  (group,)).fetchone()
+        members = {n for (n,) in conn.execute(
+            "SELECT u.name FROM memberships m JOIN users u ON u.id = m.user_id "
+            "WHERE m.group_id = ?", (gid,))}
+        grants = dict(conn.execute(
+            "SELECT u.name, k.epoch FROM grants k JOIN users u ON u.id = k.user_id "
+            "WHERE k.group_id = ?", (gid,)).fetchall())
+    return members, int(epoch), {str(u): int(e) for u, e in grants.items()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("verb", ["remove", "add"])
+def test_a_membership_change_killed_at_every_step_leaves_before_or_after_and_reruns(
+        tmp_path: Path, verb: str) -> None:
+    """``ptt group remove ops dan`` / ``ptt group add ops eve`` with the server SIGKILLed at
+    each datagram of the command, before the server sees it and after it acted on it: what
+    is committed is the state before (member set, key epoch, grants unchanged) or the state
+    after (member set changed, the next epoch granted to exactly the new member set), never a
+    removed member with the key in force or a member without it; the command run again
+    completes the change."""
+    site = Site(tmp_path / "template")
+    site.start()
+    for user in ("ann", "bob", "dan", "eve"):
+        site.add_user(user)
+    site.group("ops", "ann", "bob", "dan")
+    site.stop()
+    template = site.server.db.parent
+    members0, epoch0, grants0 = stored(site.server.db, "ops")
+    assert members0 == {"ann", "bob", "dan"} and set(grants0) == members0 and epoch0 >= 1
+    who = "dan" if verb == "remove" else "eve"
+    members1 = members0 - {who} if verb == "remove" else members0 | {who}
+
+    def settled(db: Path, rerun: bool) -> str:
+        members, epoch, grants = stored(db, "ops")
+        if (members, epoch, grants) == (members0, epoch0, grants0) and not rerun:
+            return "before"
+        assert members == members1, f"members {members} (epoch {epoch})"
+        assert epoch > epoch0, f"{who} {verb}d, but the key stayed at epoch {epoch}"
+        assert grants == dict.fromkeys(members1, epoch), f"grants {grants} at epoch {epoch}"
+        return "after"
+
+    def attempt(n: int, kill_at: int | None, after: bool) -> tuple[list[bytes], str]:
+        """Copy the template, run the command through a proxy cutting at ``kill_at``, then
+        check the stored state; rerun it on a fresh server. Returns what the client sent
+        (first byte and size of each datagram) and which state was committed."""
+        root = tmp_path / f"run{n}"
+        shutil.copytree(template, root, ignore=shutil.ignore_patterns("server-*.log"))
+        server = ServerProcess(root / "ptt.db")
+        server.start()
+        proxy = CuttingProxy(server, kill_at, after)
+        env = {**site.env("coordinator"), "PTT_CONFIG": str(root / "coordinator.toml"),
+               "PTT_SERVER": proxy.address, "PTT_TIMEOUT": "1", "PTT_MULTICAST": "off"}
+        try:
+            first = site.ptt("coordinator", "group", verb, "ops", who, env=env, timeout=60)
+        finally:
+            proxy.close()
+            server.stop()
+        assert proxy.killed or first.returncode == 0, first.stderr
+        assert "Traceback" not in first.stderr, first.stderr
+        state = settled(server.db, rerun=False)
+        again = ServerProcess(server.db)
+        again.start()
+        try:
+            env["PTT_SERVER"] = f"127.0.0.1:{again.port}"
+            rerun = site.ptt("coordinator", "group", verb, "ops", who, env=env, timeout=60)
+            assert rerun.returncode == 0, f"run again after {state}: {rerun.stderr}"
+        finally:
+            again.stop()
+        settled(again.db, rerun=True)
+        return proxy.seen, state
+
+    sent, state = attempt(0, None, False)
+    assert state == "after" and 3 <= len(sent) <= 30, sent
+    # the operation's steps: the sealed datagrams after the plain login ('S') up to the request
+    # carrying the change (the largest: the grants), cut before the server sees each and after
+    # it acted on it (what follows its answer changes nothing stored); for add, which takes the
+    # same path, the change request only
+    sealed = [k for k, d in enumerate(sent, 1) if d[:1] == b"S"]
+    change = max(sealed, key=lambda k: int.from_bytes(sent[k - 1][1:], "big"))
+    steps = [k for k in sealed if k <= change] if verb == "remove" else [change]
+    seen = set()
+    for k in steps:
+        for after in (False, True):
+            _, state = attempt(2 * k + after, k, after)
+            seen.add(state)
+    assert seen == {"before", "after"}  # the cuts fell on both sides of the commit
