@@ -33,6 +33,7 @@ BENCHMARKS = {
     "floor_access": "bench_floor_access",
     "relay": "bench_relay",
     "voice_quality": "bench_voice_quality",
+    "talk_wire": "bench_talk_wire",
     "mouth_to_ear": "bench_mouth_to_ear",
     "late_entry": "bench_late_entry",
     "multicast": "bench_multicast",
