@@ -159,11 +159,14 @@ async def _get_floor(conn: Connection, group: str, priority: m.Priority, max_wai
         raise FloorDenied(f"floor request failed: {exc}") from None
     if outcome is not None and outcome.state is cl.Participation.QUEUED:
         click.echo(f"queued #{outcome.position}: waiting for the floor")
+        printer = asyncio.create_task(_show_positions(conn, group))
         try:
             outcome = await until_stopped(signals.stop, conn.wait_floor(group, max_wait))
         except NetError:
             await conn.release_floor(group, timeout=2.0)  # withdraw from the queue
             raise FloorDenied(f"still queued after {max_wait:g} s: gave up") from None
+        finally:
+            printer.cancel()
     if outcome is None:  # a stop key while asking or queued
         await conn.release_floor(group, timeout=2.0)
         signals.raise_if_caught("nothing sent: stopped before the floor was granted")
@@ -175,6 +178,19 @@ async def _get_floor(conn: Connection, group: str, priority: m.Priority, max_wai
             raise _Lost(0.0, outcome.reason)
         raise FloorDenied("floor not granted")
     return outcome
+
+
+async def _show_positions(conn: Connection, group: str) -> None:
+    """A line per move in the queue, until cancelled."""
+    events = conn.subscribe()
+    try:
+        while True:
+            ev = await events.get()
+            if (isinstance(ev, cl.FloorStateChanged) and ev.group == group
+                    and ev.state is cl.Participation.QUEUED):
+                click.echo(f"queued #{ev.position}")
+    finally:
+        conn.unsubscribe(events)
 
 
 async def _report(conn: Connection, events: asyncio.Queue[cl.ClientEvent], group: str,

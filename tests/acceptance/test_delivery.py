@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 from tests.acceptance.harness import Site, finish, no_traceback, read_until, tone_wav
+from tests.audio.conftest import pulse_server  # noqa: F401  (the session fixture)
 
 
 def _listen(site: Site, user: str, group: str, out: Path):  # type: ignore[no-untyped-def]
@@ -137,3 +139,59 @@ def test_a_listener_behind_a_lossy_link_is_reported_with_what_it_received(
     bob_pct, cat_pct = int(got.group(1)), int(got.group(2))
     # redundant copies in later datagrams restore most of what was lost, not all of it
     assert 60 <= bob_pct < 100 and cat_pct >= 95, line
+
+
+def test_every_kind_of_listener_confirms_what_it_received(site: Site, tmp_path: Path) -> None:
+    # a single-group listener, a dispatcher's monitor of two groups and a recorder client
+    site.add_user("ann")
+    site.add_user("bob")
+    site.add_user("dora", role="dispatcher")
+    site.add_user("rec")
+    site.group("g", "ann", "bob", "dora", "rec")
+    site.group("h", "dora")
+    procs = [_listen(site, "bob", "g", tmp_path / "bob.wav")]
+    mon = site.spawn("dora", "listen", "g", "h", "--out", str(tmp_path / "dora.wav"))
+    read_until(mon, "joined h")
+    rec = site.spawn("rec", "record", "g", "--out", str(tmp_path / "rec"))
+    read_until(rec, "recording g", stream="stderr")
+    procs += [mon, rec]
+    try:
+        page = site.ptt("ann", "talk", "g", "--wav", str(tone_wav(tmp_path / "p.wav", 2.0)),
+                        timeout=30)
+    finally:
+        for p in procs:
+            p.terminate()
+            finish(p)
+    assert page.returncode == 0, page.stdout + page.stderr
+    line = next(x for x in page.stdout.splitlines() if x.startswith("heard by"))
+    assert re.fullmatch(r"heard by 3 of 3 online members \(bob (9\d|100)%, dora (9\d|100)%, "
+                        r"rec (9\d|100)%\)", line), line
+
+
+def test_the_interactive_terminal_prints_the_report_after_each_burst(
+        site: Site, tmp_path: Path, pulse_server) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    import pytest
+
+    from tests.acceptance.harness import Tmux
+
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed, so no terminal can be driven")
+    for u in ("ann", "bob"):
+        site.add_user(u)
+    site.group("g", "ann", "bob")
+    bob = _listen(site, "bob", "g", tmp_path / "bob.wav")
+    term = Tmux(site, "ann", "talk", "g", env={**pulse_server.child_env(), **site.env("ann")})
+    try:
+        term.wait_for("you: idle", 20)
+        term.keys("Space")
+        term.wait_for("TALKING")
+        time.sleep(1.5)
+        term.keys("Space")
+        screen = term.wait_for("heard by", 10)
+        assert re.search(r"g  heard by 1 of 1 online member \(bob (9\d|100)%\)", screen), screen
+    finally:
+        term.close()
+        bob.terminate()
+        finish(bob)

@@ -124,3 +124,15 @@ def test_removal_while_talking_names_it(site: Site, tmp_path: Path, how: tuple[s
     no_traceback(err)
     assert rc == 1, text + err
     assert re.search(rf"error: floor lost after \d+\.\d s of 8\.0 s: {cause}", err), err
+
+
+def test_cut_by_the_maximum_talk_time_is_exit_1_naming_it(site: Site, tmp_path: Path) -> None:
+    site.add_user("ann")
+    site.group("g", "ann", extra=("--max-talk", "2"))
+    page = site.ptt("ann", "talk", "g", "--wav", str(tone_wav(tmp_path / "long.wav", 5.0)))
+    no_traceback(page.stderr)
+    assert page.returncode == 1, page.stdout + page.stderr
+    said = re.search(r"error: floor lost after (\d+\.\d) s of 5\.0 s: maximum talk time reached",
+                     page.stderr)
+    assert said is not None and 1.5 <= float(said.group(1)) <= 3.0, page.stderr
+    assert "done:" not in page.stdout
