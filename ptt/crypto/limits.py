@@ -162,6 +162,16 @@ class RateLimiter:
         self._buckets[addr] = (tokens, now)
         return ok
 
+    def has_budget(self, now: float) -> bool:
+        """Could the aggregate bucket pay for one more datagram now? Charges nothing: a cheap
+        look for the reader, which then drops at once what :meth:`allow` would refuse."""
+        lim = self.limits
+        tokens = self._global
+        if self._global_at is not None:
+            refill = max(0.0, now - self._global_at) * lim.global_rate
+            tokens = min(lim.global_burst, tokens + refill)
+        return tokens >= 1.0
+
     def _expire(self, now: float) -> None:
         """Forget up to two least recently used buckets that have refilled.
 

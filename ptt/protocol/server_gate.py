@@ -175,6 +175,8 @@ class LoginGate(ServerBase):
         (nobody can add one without a login); returns how many were queued."""
         data = encode_message(m.Error(0, m.ErrorCode.NO_SESSION, NO_SESSION_TEXT))
         told = addrs[:MAX_ANNOUNCE]
+        for host, _ in told:  # they come back first, whatever floods the server meanwhile
+            self._known_hosts[host] = None
         self._out.extend((data, addr) for addr in told)
         return len(told)
 
@@ -184,6 +186,11 @@ class LoginGate(ServerBase):
         """Has a session come from this host lately (the last ``KNOWN_HOSTS_MAX`` hosts to log
         in)? The adapter's reader handles such hosts' logins before other plain datagrams."""
         return addr[0] in self._known_hosts
+
+    def plain_budget(self, addr: Addr, now: float) -> bool:
+        """May a plain datagram from ``addr`` still pass the aggregate rate limit now? Charges
+        nothing; the adapter's reader drops at once, unparsed, what would be refused anyway."""
+        return self._limiter_for(addr).has_budget(now)
 
     def _limiter_for(self, addr: Addr) -> limits.RateLimiter:
         return self._known_limiter if addr[0] in self._known_hosts else self._limiter

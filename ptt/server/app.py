@@ -178,7 +178,8 @@ class PttServer:
                 sock.bind(sockaddr)
                 sock.setblocking(False)
                 self._reader = PriorityReader(sock, self._handle, loop.time,
-                                              known=self.core.known_host)
+                                              known=self.core.known_host,
+                                              admit=self.core.plain_budget)
                 loop.add_reader(sock.fileno(), self._read_ready)
             except BaseException:
                 sock.close()

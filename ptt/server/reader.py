@@ -8,15 +8,17 @@ socket costs a few microseconds; handling a keepalive some fifty. So the reader 
 socket holds, handles the urgent ones at once (voice frames and sealed requests) and puts the
 rest in backlogs: sessions' keepalives; plain datagrams (logins) from hosts the server has had
 sessions from (``known(addr)``); and everything else (logins from new hosts and whatever an
-unauthenticated peer sends), in that order of priority. The backlogs are worked off a few datagrams at a time,
-looking at the socket again between them, so a request that arrives meanwhile waits for a few
+unauthenticated peer sends), in that order of priority. The backlogs are worked off a few
+datagrams at a time, looking at the socket again between them, so a request that arrives meanwhile waits for a few
 keepalives at most, never for a whole backlog. Keepalives go before plain datagrams: a session's
 traffic has a budget of its own that no flood of unauthenticated datagrams can take (a Heartbeat
 that arrived before a Login is therefore always handled before it, so a Heartbeat of an old
 session is never handled after the Login that replaced it). Under a spoofed flood from many
 addresses, a returning client's login does not wait behind the flood; a first login from a host
 never seen competes with it (a spoofer may claim a known host's address too, so that lane is
-bounded like the others: it can be crowded, never grow).
+bounded like the others: it can be crowded, never grow). Plain datagrams that the rate limit
+would refuse (``admit(addr, now)`` is False: no budget left) are dropped as they are read, before
+they cost a parse (``plain_refused`` counts them).
 
 Bounded: the keepalive backlog holds at most ``backlog_max`` datagrams (beyond that they wait
 in the kernel's buffer, which drops what overflows, as it would without the backlog); the plain
@@ -62,12 +64,14 @@ def urgent(data: bytes) -> bool:
 class PriorityReader:
     """Reads one non-blocking UDP socket, urgent datagrams first (see the module docstring)."""
 
-    __slots__ = ("_backlog", "_clock", "_handle", "_known", "_plain", "_recvfrom", "_returning",
-                 "backlog_max", "budget", "chunk", "drain_max", "most_backlog", "plain_dropped")
+    __slots__ = ("_admit", "_backlog", "_clock", "_handle", "_known", "_plain", "_recvfrom",
+                 "_returning", "backlog_max", "budget", "chunk", "drain_max", "most_backlog",
+                 "plain_dropped", "plain_refused")
 
     def __init__(self, sock: socket.socket, handle: Handler, clock: Callable[[], float], *,
                  drain_max: int = DRAIN_MAX, backlog_max: int = BACKLOG_MAX, chunk: int = CHUNK,
-                 budget: float = BUDGET, known: Callable[[Any], bool] | None = None) -> None:
+                 budget: float = BUDGET, known: Callable[[Any], bool] | None = None,
+                 admit: Callable[[Any, float], bool] | None = None) -> None:
         if drain_max < 1 or backlog_max < 1 or chunk < 1 or budget <= 0:
             raise ValueError("drain_max, backlog_max and chunk >= 1, budget > 0")
         self._recvfrom = sock.recvfrom
@@ -77,12 +81,14 @@ class PriorityReader:
         self._plain: deque[tuple[bytes, Any]] = deque()  # logins, and anything unauthenticated
         self._returning: deque[tuple[bytes, Any]] = deque()  # plain, from a known host
         self._known = known or (lambda addr: False)
+        self._admit = admit or (lambda addr, now: True)
         self.drain_max = drain_max
         self.backlog_max = backlog_max
         self.chunk = chunk
         self.budget = budget
         self.most_backlog = 0  # the longest the backlogs have been together (metrics, tests)
         self.plain_dropped = 0  # plain datagrams dropped because their backlog was full
+        self.plain_refused = 0  # ... because the rate limit would refuse them (admit)
 
     def __len__(self) -> int:
         """Datagrams waiting in the backlogs."""
@@ -92,7 +98,7 @@ class PriorityReader:
         """What the socket holds (up to drain_max): urgent datagrams returned, the rest queued."""
         first: list[tuple[bytes, Any]] = []
         backlog, plain, most = self._backlog, self._plain, self.backlog_max
-        returning, known = self._returning, self._known
+        returning, known, admit, clock = self._returning, self._known, self._admit, self._clock
         recvfrom = self._recvfrom
         for _ in range(self.drain_max):
             if len(backlog) >= most:
@@ -108,6 +114,8 @@ class PriorityReader:
                 first.append((data, addr))
             elif data and data[0] == KEEPALIVE_MAGIC:
                 backlog.append((data, addr))
+            elif not admit(addr, clock()):
+                self.plain_refused += 1
             else:
                 lane = returning if known(addr) else plain
                 if len(lane) < most:

@@ -207,3 +207,20 @@ def test_used_nonces_are_bounded_and_refuse_when_full() -> None:
     assert all(used.add(bytes([k]) * 16, 0.0) for k in range(3))
     assert not used.add(b"x" * 16, 1.0)  # full within one TTL: refuse, never forget early
     assert used.add(b"y" * 16, 11.0) and len(used) == 1
+
+
+def test_the_plain_budget_is_looked_at_without_being_spent() -> None:
+    s = ServerCore(random.Random(1).randbytes)
+    lim = s.config.rate_limits
+    for k in range(int(lim.global_burst)):
+        assert s.plain_budget(("10.2.0.1", k), 0.0)
+        s.receive_datagram(b"\x91\x01", ("10.2.%d.%d" % (k // 250 % 250, k % 250), k), 0.0)
+    assert not s.plain_budget(("10.3.0.1", 1), 0.0)  # the aggregate bucket is spent
+    assert s.plain_budget(("10.3.0.1", 1), 1.0)  # and refills
+
+
+def test_the_last_runs_hosts_are_known_at_once() -> None:
+    s = core()
+    assert not s.known_host(("10.0.0.7", 1))
+    s.announce_restart([("10.0.0.7", 5000)])
+    assert s.known_host(("10.0.0.7", 6000))

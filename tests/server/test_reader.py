@@ -167,3 +167,16 @@ def test_logins_from_known_hosts_go_before_other_plain_datagrams(
         stranger.close()
     assert order[:6] == [HEARTBEAT] * 3 + [b"\x95" + bytes(40)] * 3  # before the 200
     assert order[6:] == [LOGIN] * 200
+
+
+def test_plain_datagrams_without_rate_budget_are_dropped_unparsed(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    server, client = pair
+    order: list[bytes] = []
+    send(client, [LOGIN] * 50 + [HEARTBEAT] * 5 + [REQUEST])
+    budget = iter([True] * 10 + [False] * 100)
+    reader = PriorityReader(server, recording(order), time.monotonic, budget=10.0,
+                            admit=lambda addr, now: next(budget))
+    assert reader.run() is False
+    assert order.count(LOGIN) == 10 and reader.plain_refused == 40
+    assert order.count(HEARTBEAT) == 5 and order.count(REQUEST) == 1
