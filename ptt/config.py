@@ -71,7 +71,7 @@ from ptt.names import (
 from ptt.protocol.auth import check_token
 from ptt.protocol.messages import Role
 from ptt.protocol.server_base import EMERGENCY_ROLES
-from ptt.protocol.session import HEARTBEAT_INTERVAL, SESSION_TIMEOUT
+from ptt.protocol.session import HEARTBEAT_INTERVAL, MAX_DEVICES, SESSION_TIMEOUT
 
 log = logging.getLogger(__name__)
 
@@ -262,6 +262,13 @@ def _interface(v: Any) -> str:
     return text
 
 
+def _devices(v: Any) -> int:
+    x = _int(v)
+    if not 1 <= x <= 64:
+        raise ValueError(f"expected 1-64 devices, got {x}")
+    return x
+
+
 def _ttl(v: Any) -> int:
     x = _int(v)
     if not 0 <= x <= 255:
@@ -372,6 +379,10 @@ class ServerConfig:
         _positive, "PTT_SERVER_SESSION_TIMEOUT",
         meaning="Seconds without a datagram after which a session expires: its floor and queue "
                 "places are freed. Must exceed heartbeat_interval."))
+    max_devices: int = field(default=MAX_DEVICES, metadata=_meta(
+        _devices, "PTT_SERVER_MAX_DEVICES",
+        meaning="Devices one user may be online from at once (each hears its groups, one talks "
+                "at a time); a login from one more ends the oldest, telling it why."))
     multicast_network: str = field(default=MULTICAST_NETWORK, metadata=_meta(
         _multicast, "PTT_SERVER_MULTICAST_NETWORK",
         meaning="The range each group's multicast address is drawn from (organisation-local "

@@ -216,10 +216,10 @@ def show(state: CliState, name: str, as_json: bool) -> None:
         rows = [(mb["user"], mb["online"], mb["listen_only"],
                  "talking" if mb["user"] == talker else
                  f"queued #{g['queue'].index(mb['user']) + 1}" if mb["user"] in g["queue"]
-                 else None)
+                 else None, mb.get("devices") or None)
                 for mb in g["members"]]
         click.echo()
-        click.echo(output.table(("MEMBER", "ONLINE", "LISTEN-ONLY", "FLOOR"), rows))
+        click.echo(output.table(("MEMBER", "ONLINE", "LISTEN-ONLY", "FLOOR", "DEVICES"), rows))
 
 
 @group.command("delete")

@@ -155,12 +155,16 @@ async def _listen(state: CliState, group: str, out: Path | None, output_device: 
         task = asyncio.create_task(listener.run(stop))
         count = _Bursts(joined, conn.user)
         left = {group}
+        ended: str | None = None
         try:
             async for ev in _until(events, stop, duration):
                 echo_event(ev, conn.user)
                 count.follow(ev)
                 if isinstance(ev, cl.GroupGone) and ev.group in left:
                     left.discard(ev.group)
+                    break
+                if isinstance(ev, cl.Disconnected) and ev.final:
+                    ended = ev.reason
                     break
                 if bursts is not None and count.heard >= bursts:
                     await asyncio.sleep(0.3)  # let the jitter buffer play out the tail
@@ -172,6 +176,8 @@ async def _listen(state: CliState, group: str, out: Path | None, output_device: 
         click.echo(f"heard {count.heard} burst(s), {listener.frames_played * 0.02:.1f} s of voice"
                    + (f"; wrote {out}" if out is not None else ""))
         signals.raise_if_caught()
+        if ended is not None:
+            raise RequestError(f"session ended by the server: {ended}")
         if not left:
             raise RequestError(f"no group left to listen to ('{group}' is no longer yours)")
     finally:

@@ -47,6 +47,8 @@ def describe(ev: cl.ClientEvent, me: str) -> str | None:
     """One line for an event worth showing, or None."""
     if isinstance(ev, cl.IncomingCall):
         return f"{ev.peer} is calling you"
+    if isinstance(ev, cl.Disconnected) and ev.final:
+        return f"session ended by the server: {ev.reason}"
     if isinstance(ev, cl.Disconnected):
         return f"connection lost ({ev.reason}); reconnecting"
     if isinstance(ev, cl.Connected):

@@ -28,8 +28,10 @@ hears the group (its mode changed): the connection probes again, and falls back 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
+import socket
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -133,11 +135,23 @@ def deny_text(cause: m.DenyCause) -> str:
     return _FAILURE_TEXT.get(cause, cause.name.lower().replace("_", " "))
 
 
+_CONNECTIONS = itertools.count(1)
+
+
+def device_id() -> str:
+    """This connection's device id: host, process and connection number. Every process is a
+    device of its own, so a user's one-shot command (``ptt group list``) never replaces the
+    session of its ``ptt listen``; a connection logging in again keeps its id, and replaces
+    only the session it had."""
+    host = socket.gethostname()[:40] or "host"
+    return f"{host}/{os.getpid()}.{next(_CONNECTIONS)}"
+
+
 class Connection:
     def __init__(self, server: tuple[str, int], user: str, token: str,
                  multicast: MulticastOptions | None = None) -> None:
         self.server = server
-        self.core = cl.ClientCore(user, token, os.urandom)
+        self.core = cl.ClientCore(user, token, os.urandom, device_id())
         self.on_voice: Callable[[bytes], None] | None = None
         self.voice_stats = VoiceStats()
         self._mcast = MemberSockets(multicast or MulticastOptions(), self._on_group_datagram)

@@ -107,8 +107,12 @@ class ClientCore:
     """One user's connection to the server: ``ClientCore(user, token, entropy)``; see the module
     docstring."""
 
-    def __init__(self, user: str, token: str, entropy: Callable[[int], bytes]) -> None:
+    def __init__(self, user: str, token: str, entropy: Callable[[int], bytes],
+                 device: str = "") -> None:
+        """``device``: this client's device id, the same for every login it makes (a user may
+        be online from several devices; a login from one device replaces only its own)."""
         self.user = user
+        self.device = device
         self._token = token
         self._entropy = entropy
         self.conn = ConnState.DISCONNECTED
@@ -383,6 +387,11 @@ class ClientCore:
         elif isinstance(msg, m.HeartbeatAck):
             self._last_ack = now
             self._check_digest(msg.digest, now)
+        elif isinstance(msg, m.SessionClosed):
+            if self.conn is ConnState.CONNECTED:
+                self.conn = ConnState.DISCONNECTED  # no Bye: the session is gone
+                self.close(now)  # and no new login
+                self._events.append(Disconnected(msg.reason, final=True))
         elif isinstance(msg, m.PathCheck):
             if self.conn is ConnState.CONNECTED:
                 self._send_heartbeat(now)  # from our new address, if a NAT moved us
@@ -471,7 +480,8 @@ class ClientCore:
         sk = auth.session_key(verifier, cn, sn)
         self._channel = SecureChannel(Role.CLIENT, sk, self.user)
         self.voice_key = voice_mac_key(sk)  # every voice datagram we send carries its MAC
-        self._request("login", "", lambda t: m.Login(t, self.user, cn, sn, proof), now)
+        self._request("login", "", lambda t: m.Login(t, self.user, cn, sn, proof, self.device),
+                      now)
 
     def _on_welcome(self, msg: m.Welcome, now: float) -> None:
         self.conn = ConnState.CONNECTED

@@ -48,6 +48,9 @@ class Connected:
 @dataclass(frozen=True, slots=True)
 class Disconnected:
     reason: str
+    # the server ended the session for good (e.g. the user signed in on too many devices): the
+    # client does not log in again
+    final: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -195,6 +195,9 @@ class Login:
     client_nonce: bytes
     server_nonce: bytes
     proof: bytes
+    # the client's device id: a user may be online from several devices at once, and a login
+    # from a device that has a session replaces that one only
+    device: str = ""
 
 
 @dataclass(frozen=True, slots=True)

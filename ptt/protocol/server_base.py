@@ -23,7 +23,14 @@ from ptt.protocol import floor as fl
 from ptt.protocol import messages as m
 from ptt.protocol.feedback import LinkAggregate
 from ptt.protocol.server_events import Dropped, ServerEvent
-from ptt.protocol.session import HEARTBEAT_INTERVAL, SESSION_TIMEOUT, Addr, Session, SessionTable
+from ptt.protocol.session import (
+    HEARTBEAT_INTERVAL,
+    MAX_DEVICES,
+    SESSION_TIMEOUT,
+    Addr,
+    Session,
+    SessionTable,
+)
 from ptt.protocol.transactions import ResponseCache, Retransmitter
 from ptt.protocol.wire import encode_message
 
@@ -61,20 +68,29 @@ class GroupEntry:
     mcast_addr: str | None = None
     mcast_port: int = 0
     members: dict[str, bool] = field(default_factory=dict)  # user -> listen_only
-    joined: dict[str, Session] = field(default_factory=dict)  # online and listening
+    # the sessions listening, by session id (a user may have several devices), and per user how
+    # many: a member is online while it has one
+    joined: dict[int, Session] = field(default_factory=dict)
+    online: dict[str, int] = field(default_factory=dict)
+    requesters: dict[str, int] = field(default_factory=dict)  # user -> its requesting session
+    holder_sid: int = 0  # the session of the floor's holder that was granted (talks for it)
     # talker sid -> addrs (a relay talker's frame); ~sid -> addrs (the same heard by multicast)
     targets: dict[int, tuple[Addr, ...]] = field(default_factory=dict)
     last_queue: tuple[str, ...] = ()
     grant_key: tuple[int, int] | None = None  # the resent FloorGranted of a queue grant
     grant_burst: int = 0
     mcast_ready: bool = False  # the adapter listens on mcast_addr:mcast_port
-    mcast_members: set[str] = field(default_factory=set)  # joined members on the multicast path
+    mcast_members: set[int] = field(default_factory=set)  # joined sessions on the multicast path
     key_epoch: int = 0  # the group key's epoch; 0: no key uploaded yet
     grants: dict[str, bytes] = field(default_factory=dict)  # user -> opaque grant of key_epoch
     version: int = 0  # floor changes announced (taken, idle): FloorTaken.version
     floor_news: m.FloorTaken | m.FloorIdle | None = None  # the latest, repeated (STATE_REPEATS)
     link: LinkAggregate | None = None  # listeners' reports of the current burst (loss feedback)
     burst_frames: int = 0  # voice frames of the current burst the relay accepted
+
+    def sessions_of(self, user: str) -> list[Session]:
+        """The user's sessions that joined this group."""
+        return [s for s in self.joined.values() if s.user == user] if user in self.online else []
 
     def multicast_target(self) -> Addr | None:
         if self.mcast_ready and self.mcast_addr is not None and self.mode != "relay":
@@ -100,6 +116,7 @@ class ServerCoreConfig:
     floor: fl.FloorConfig = fl.FloorConfig()
     rate_limits: limits.RateLimits = limits.RateLimits()
     emergency_roles: frozenset[m.Role] = EMERGENCY_ROLES
+    max_devices: int = MAX_DEVICES  # sessions per user at once (ServerConfig.max_devices)
     login_limits: limits.LoginLimits = limits.LoginLimits()
 
 
@@ -217,9 +234,19 @@ class ServerBase:
         return sum(groups[n].version for n in s.joined if n in groups) & 0xFFFFFFFF
 
     def _send_to_user(self, user: str, msg: m.Message) -> None:
-        s = self.sessions.by_user.get(user)
-        if s is not None:
+        """To every device of the user."""
+        for s in self.sessions.devices(user):
             self._send(s, msg)
+
+    def _floor_session(self, g: GroupEntry, user: str) -> Session | None:
+        """The session that speaks for ``user`` on ``g``'s floor: the one granted the floor if
+        the user holds it, else the one that asked last, else the user's newest."""
+        holds = g.name in self.groups and self.floors.floor(g.name).holder == user
+        sid = g.holder_sid if holds else 0
+        s = self.sessions.by_id.get(sid or g.requesters.get(user, 0))
+        if s is not None and s.user == user:
+            return s
+        return self.sessions.by_user.get(user)
 
     def _send_reliable(self, s: Session, make: Callable[[int], m.Message], now: float
                        ) -> tuple[int, int]:

@@ -47,7 +47,7 @@ class DeliveryReports(ServerBase):
     def _delivery_started(self, g: GroupEntry, ev: fl.Granted) -> None:
         if len(self._collecting) >= MAX_COLLECTING:  # bursts that never ended: forget the oldest
             del self._collecting[next(iter(self._collecting))]
-        holder = self.sessions.by_user.get(ev.user)
+        holder = self._floor_session(g, ev.user)
         g.burst_frames = 0
         self._collecting[(g.name, ev.burst_id)] = _Collecting(
             g.name, ev.burst_id, ev.user, holder.session_id if holder is not None else 0)
@@ -57,8 +57,8 @@ class DeliveryReports(ServerBase):
         c = self._collecting.pop(key, None)
         if c is None:
             return
-        c.online = tuple(sorted(u for u in g.joined if u != c.talker))
-        c.offline = tuple(sorted(u for u in g.members if u not in g.joined and u != c.talker))
+        c.online = tuple(sorted(u for u in g.online if u != c.talker))
+        c.offline = tuple(sorted(u for u in g.members if u not in g.online and u != c.talker))
         c.frames = g.burst_frames
         c.deadline = now + RECEIPT_WAIT
         self._closing[key] = c

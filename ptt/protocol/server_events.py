@@ -51,7 +51,7 @@ class SessionMoved:
 class SessionEnded:
     user: str
     session_id: int
-    reason: str  # "bye", "expired", "replaced", "removed"
+    reason: str  # "bye", "expired", "replaced", "removed", "too many devices"
 
 
 @dataclass(frozen=True, slots=True)

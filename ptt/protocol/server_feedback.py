@@ -27,7 +27,7 @@ class LinkFeedback(ServerBase):
 
     def _on_receiver_report(self, s: Session, r: m.ReceiverReport, now: float) -> None:
         g = self.groups.get(r.group)
-        if g is None or g.joined.get(s.user) is not s:
+        if g is None or g.joined.get(s.session_id) is not s:
             self._drop(s.addr, NOT_LISTENING)
             return
         f = self.floors.floor(g.name)
@@ -51,6 +51,6 @@ class LinkFeedback(ServerBase):
         agg.add(r)
         if agg.due(now):
             report = agg.take(g.name, now)
-            talker = self.sessions.by_user.get(f.holder)
+            talker = self._floor_session(g, f.holder)
             if talker is not None:
                 self._send(talker, report)

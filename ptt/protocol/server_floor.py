@@ -40,15 +40,17 @@ class FloorControl(ServerBase):
         prio = msg.priority
         if (prio == m.Priority.HIGH and s.role not in HIGH_ROLES) or (
                 prio == m.Priority.EMERGENCY and s.role not in self.config.emergency_roles):
-            denied = m.FloorResponse(msg.txn, g.name, m.FloorResult.DENIED,
-                                     cause=m.DenyCause.NOT_ALLOWED)
-            self._answer(s, msg.txn, denied, now)
-            # reported like any other denial, so logs, counters and metrics see it
-            self._events.append(FloorRequested(g.name, s.user, prio))
-            self._events.append(FloorEvent(fl.Denied(g.name, s.user, m.DenyCause.NOT_ALLOWED)))
+            self._deny_before_floor(s, g, msg, prio, m.DenyCause.NOT_ALLOWED, now)
             return
         if prio == m.Priority.NORMAL and s.role in HIGH_ROLES:
             prio = m.Priority.HIGH
+        f = self.floors.floor(g.name)
+        if f.holder == s.user and g.holder_sid != s.session_id and (
+                g.holder_sid in self.sessions.by_id):
+            # the floor is the user's, held by another of its devices: one talks at a time
+            self._deny_before_floor(s, g, msg, prio, m.DenyCause.RETRY_LATER, now)
+            return
+        g.requesters[s.user] = s.session_id  # this device asks (and is queued) for the user
         self._events.append(FloorRequested(g.name, s.user, prio))
         events = self.floors.request(g.name, s.user, prio, now)
         reply: m.FloorResponse | None = None
@@ -78,6 +80,7 @@ class FloorControl(ServerBase):
         # multicast listeners learn the holder before its first frame can reach them; then the
         # answer, which the requester waits on; then the news for everyone else
         if direct is not None:
+            g.holder_sid = s.session_id
             self._notice_holder(g, direct)
         self._answer(s, msg.txn, reply, now)
         if direct is not None:
@@ -85,11 +88,23 @@ class FloorControl(ServerBase):
             self._granted(g, direct, now, requester=s)
         self._floor_events(rest, now)
 
+    def _deny_before_floor(self, s: Session, g: GroupEntry, msg: m.FloorRequest,
+                           prio: m.Priority, cause: m.DenyCause, now: float) -> None:
+        """Refuse a request the floor never sees; reported like any other denial, so logs,
+        counters and metrics see it."""
+        self._answer(s, msg.txn, m.FloorResponse(msg.txn, g.name, m.FloorResult.DENIED,
+                                                 cause=cause), now)
+        self._events.append(FloorRequested(g.name, s.user, prio))
+        self._events.append(FloorEvent(fl.Denied(g.name, s.user, cause)))
+
     def _on_floor_release(self, s: Session, msg: m.FloorRelease, now: float) -> None:
         f = self.floors.floor(msg.group) if msg.group in self.groups else None
         # a give-back naming an older burst (a resent grant) must not end the current one
         stale = (f is not None and msg.burst_id != 0 and f.holder == s.user
                  and f.burst_id != msg.burst_id)
+        g = self.groups.get(msg.group)
+        if g is not None and self._floor_session(g, s.user) is not s:
+            stale = True  # another device of the user holds the floor or asked for it
         if f is not None and not stale:
             self._floor_events(self.floors.release(msg.group, s.user, now), now)
         self._answer(s, msg.txn, m.FloorReleased(msg.txn, msg.group), now)
@@ -104,7 +119,7 @@ class FloorControl(ServerBase):
             if isinstance(ev, fl.Granted):
                 self._granted(g, ev, now)
             elif isinstance(ev, fl.Revoked):
-                self._revoke(ev.user, g.name, ev.burst_id, ev.cause, ev.grace, now)
+                self._revoke(ev.user, g, ev.burst_id, ev.cause, ev.grace, now)
             elif isinstance(ev, fl.BurstEnded):
                 g.targets.clear()
                 if g.grant_key is not None and g.grant_burst == ev.burst_id:
@@ -115,7 +130,7 @@ class FloorControl(ServerBase):
                 if cause is m.RevokeCause.REMOVED and g.name not in self.groups:
                     cause = m.RevokeCause.GROUP_DELETED  # the whole group went, not the member
                 if cause is not None:
-                    self._revoke(ev.user, g.name, ev.burst_id, cause, 0.0, now)
+                    self._revoke(ev.user, g, ev.burst_id, cause, 0.0, now)
             elif isinstance(ev, fl.Idle):
                 g.version += 1
                 self._announce_floor(g, m.FloorIdle(g.name, ev.burst_id, g.version), now)
@@ -128,8 +143,9 @@ class FloorControl(ServerBase):
         g.targets.clear()
         self._delivery_started(g, ev)
         if requester is None:
+            g.holder_sid = g.requesters.get(ev.user, 0)  # the device that queued
             self._notice_holder(g, ev)  # before the grantee can start talking
-            s = self.sessions.by_user.get(ev.user)
+            s = self._floor_session(g, ev.user)
             if s is not None:
                 window = int(self.config.floor.start_window * 1000)
                 g.grant_key = self._send_reliable(s, lambda txn: m.FloorGranted(
@@ -139,9 +155,10 @@ class FloorControl(ServerBase):
         self._announce_floor(g, m.FloorTaken(g.name, ev.user, ev.burst_id, ev.priority,
                                              int(ev.max_talk * 1000), g.version), now)
 
-    def _revoke(self, user: str, group: str, burst_id: int, cause: m.RevokeCause,
+    def _revoke(self, user: str, g: GroupEntry, burst_id: int, cause: m.RevokeCause,
                 grace: float, now: float) -> None:
-        s = self.sessions.by_user.get(user)
+        s = self._floor_session(g, user)
+        group = g.name
         if s is not None:
             self._send_reliable(s, lambda txn: m.FloorRevoked(txn, group, burst_id, cause,
                                                               int(grace * 1000)), now)
@@ -149,6 +166,7 @@ class FloorControl(ServerBase):
     def _queue_changed(self, g: GroupEntry, queue: tuple[str, ...]) -> None:
         before = {u: i for i, u in enumerate(g.last_queue, 1)}
         for i, u in enumerate(queue, 1):
-            if before.get(u) != i:
-                self._send_to_user(u, m.QueuePosition(g.name, i))
+            s = self._floor_session(g, u) if before.get(u) != i else None
+            if s is not None:
+                self._send(s, m.QueuePosition(g.name, i))
         g.last_queue = queue

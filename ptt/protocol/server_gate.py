@@ -38,6 +38,12 @@ SESSION_MESSAGES = (m.Heartbeat, m.Bye, m.Join, m.Leave, m.FloorRequest, m.Floor
                     m.BurstReceipt,
                     m.Admin)
 NO_SESSION_TEXT = "no session: log in again"
+
+
+def too_many_devices(user: str, limit: int) -> str:
+    """What the oldest device of a user is told when a login from one more ends it."""
+    return (f"'{user}' signed in on another device; at most {limit} at once, "
+            f"and this one was the oldest")
 KNOWN_HOSTS_MAX = 65_536  # hosts that logged in, most recent last (their logins go first)
 MAX_ANNOUNCE = 65_536  # addresses told of a restart at most (a session table's worth)
 
@@ -258,14 +264,18 @@ class LoginGate(ServerBase):
         known[host] = None
         if len(known) > KNOWN_HOSTS_MAX:
             del known[next(iter(known))]
-        for old in {self.sessions.by_user.get(user.name), self.sessions.by_addr.get(addr)}:
+        for old in {self.sessions.on_device(user.name, msg.device),
+                    self.sessions.by_addr.get(addr)}:
             if old is not None:
                 self._end_session(old, "replaced", now)
+        devices = self.sessions.devices(user.name)
+        for old in devices[:max(0, len(devices) + 1 - self.config.max_devices)]:
+            self._close_session(old, too_many_devices(user.name, self.config.max_devices), now)
         sid = self._new_session_id()
         key = auth.session_key(user.verifier, msg.client_nonce, sn)
         s = Session(sid, user.name, user.role, addr, now, key,
                     channel=SecureChannel(Role.SERVER, key, user.name, sid),
-                    voice_key=voice_mac_key(key))
+                    voice_key=voice_mac_key(key), device=msg.device)
         self.sessions.add(s)
         self._limiter.forget(addr[:2])  # its traffic is sealed now and charged to the session
         self._known_limiter.forget(addr[:2])
@@ -279,6 +289,13 @@ class LoginGate(ServerBase):
         # like any plain datagram only if the Welcome fits in it (else it logs in afresh)
         self._cache.put((addr, msg.txn), self._out[-1][0], now)
         self._ring_waiting_calls(s, now)
+
+    def _close_session(self, s: Session, reason: str, now: float) -> None:
+        """End ``s`` and tell its client why (sealed, twice against a loss: it must not log in
+        again and end another device in turn)."""
+        data = encode_message(m.SessionClosed(reason))
+        self._out.extend((self._seal(s, data), s.addr) for _ in range(2))
+        self._end_session(s, "too many devices", now)
 
     def _new_session_id(self) -> int:
         while True:

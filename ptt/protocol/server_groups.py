@@ -25,13 +25,11 @@ class Directory(ServerBase):
         self, name: str, role: m.Role, salt: bytes, iterations: int, verifier: bytes
     ) -> None:
         self.users[name] = UserEntry(name, role, salt, iterations, verifier)
-        s = self.sessions.by_user.get(name)
-        if s is not None:
+        for s in self.sessions.devices(name):
             s.role = role
 
     def remove_user(self, name: str, now: float) -> None:
-        s = self.sessions.by_user.get(name)
-        if s is not None:
+        for s in self.sessions.devices(name):
             self._end_session(s, "removed", now)
         for g in list(self.groups.values()):
             if name in g.members:
@@ -99,10 +97,14 @@ class Directory(ServerBase):
         self._floor_events(self.floors.remove_member(group, user, now), now)
         del g.members[user]
         g.grants.pop(user, None)  # a removed member gets no key; a coordinator rotates
-        s = g.joined.pop(user, None)
-        g.mcast_members.discard(user)
-        if s is not None:
+        gone = g.sessions_of(user)
+        for s in gone:
+            del g.joined[s.session_id]
+            g.mcast_members.discard(s.session_id)
             s.joined.discard(group)
+        g.online.pop(user, None)
+        g.requesters.pop(user, None)
+        if gone:
             self._announce(g, m.Presence(group, user, False))
         g.targets.clear()
         if not g.private:
@@ -110,8 +112,7 @@ class Directory(ServerBase):
 
     def _tell_gone(self, user: str, group: str, reason: m.GoneReason, now: float) -> None:
         """A member that is online learns at once that ``group`` is no longer its own."""
-        s = self.sessions.by_user.get(user)
-        if s is not None:
+        for s in self.sessions.devices(user):
             self._send_reliable(s, lambda txn: m.GroupGone(txn, group, reason), now)
 
     def group_state(self, name: str) -> m.GroupState:
@@ -121,7 +122,7 @@ class Directory(ServerBase):
             group=name,
             group_id=g.group_id,
             members=[
-                m.MemberInfo(u, u in g.joined, lo) for u, lo in sorted(g.members.items())
+                m.MemberInfo(u, u in g.online, lo) for u, lo in sorted(g.members.items())
             ],
             talker=f.holder,
             burst_id=f.burst_id if f.holder is not None else 0,
@@ -133,6 +134,13 @@ class Directory(ServerBase):
             key_epoch=g.key_epoch,
             version=g.version,
         )
+
+    def devices_in(self, group: str, user: str) -> list[str]:
+        """The device ids of ``user``'s sessions in ``group``, oldest login first."""
+        g = self.groups.get(group)
+        if g is None:
+            return []
+        return [s.device or "-" for s in self.sessions.devices(user) if s.session_id in g.joined]
 
     def online_users(self) -> set[str]:
         return set(self.sessions.by_user)
@@ -154,30 +162,40 @@ class Directory(ServerBase):
                     else f"'{s.user}' is not a member of '{msg.group}'")
             self._answer(s, msg.txn, m.Error(msg.txn, code, text), now)
             return
-        if s.user not in g.joined:
+        if s.session_id not in g.joined:
             self._enter(g, s)
         self._answer(s, msg.txn, m.Joined(msg.txn, self.group_state(g.name),
                                                g.grants.get(s.user, b"")), now)
 
     def _enter(self, g: GroupEntry, s: Session) -> None:
-        g.joined[s.user] = s
+        g.joined[s.session_id] = s
         s.joined.add(g.name)
         g.targets.clear()
-        self._announce(g, m.Presence(g.name, s.user, True), skip=s)
-        self._events.append(MemberJoined(g.name, s.user))
+        g.online[s.user] = g.online.get(s.user, 0) + 1
+        if g.online[s.user] == 1:  # another device of an online member changes nobody's view
+            self._announce(g, m.Presence(g.name, s.user, True), skip=s)
+            self._events.append(MemberJoined(g.name, s.user))
 
     def _leave(self, s: Session, group: str, now: float, lost: bool = False) -> None:
         g = self.groups.get(group)
         s.joined.discard(group)
-        if g is None or g.joined.get(s.user) is not s:
+        if g is None or g.joined.get(s.session_id) is not s:
             return
-        del g.joined[s.user]
-        g.mcast_members.discard(s.user)
+        del g.joined[s.session_id]
+        g.mcast_members.discard(s.session_id)
         g.targets.clear()
-        handler = self.floors.participant_lost if lost else self.floors.release
-        self._floor_events(handler(group, s.user, now), now)
-        self._announce(g, m.Presence(group, s.user, False))
-        self._events.append(MemberLeft(group, s.user))
+        left = g.online.get(s.user, 1) - 1
+        if left:
+            g.online[s.user] = left
+        else:
+            g.online.pop(s.user, None)
+        # the floor is the user's: only the device that holds it or asked for it gives it up
+        if not left or self._floor_session(g, s.user) is s:
+            handler = self.floors.participant_lost if lost else self.floors.release
+            self._floor_events(handler(group, s.user, now), now)
+        if not left:
+            self._announce(g, m.Presence(group, s.user, False))
+            self._events.append(MemberLeft(group, s.user))
         if g.private and not g.joined:
             self.remove_group(group, now)
 
@@ -215,12 +233,12 @@ class Directory(ServerBase):
     def _ring(self, g: GroupEntry, peer: Session, caller: str, now: float) -> None:
         """Put ``peer`` in the call at once (so the caller's first words reach it) and tell it
         who is calling; its client joins too, which only answers the call's state."""
-        if g.joined.get(peer.user) is not peer:
+        if g.joined.get(peer.session_id) is not peer:
             self._enter(g, peer)
         self._send_reliable(peer, lambda txn: m.IncomingCall(txn, g.name, caller), now)
 
     def _ring_waiting_calls(self, s: Session, now: float) -> None:
         """A user who logs in is rung by every call that waits for it (its caller still in)."""
         for g in list(self.groups.values()):
-            if g.private and s.user in g.members and g.joined and s.user not in g.joined:
-                self._ring(g, s, next(iter(g.joined)), now)
+            if g.private and s.user in g.members and g.joined and s.user not in g.online:
+                self._ring(g, s, next(iter(g.online)), now)

@@ -39,8 +39,7 @@ class KeyGrants(ServerBase):
         g.key_epoch = epoch
         g.grants = dict(grants)
         for user, grant in g.grants.items():
-            s = self.sessions.by_user.get(user)
-            if s is not None:
+            for s in self.sessions.devices(user):  # every device of the member
                 self._send_reliable(s, partial(m.KeyGrant, group=g.name, epoch=epoch,
                                                grant=grant), now)
 

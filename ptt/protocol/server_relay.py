@@ -80,6 +80,9 @@ class VoiceRelay(ServerBase):
         if clear is None:  # before anything is done for it, a path check included
             self._drop(addr, "voice without its session's MAC")
             return None
+        if g.holder_sid != sender and self.floors.floor(g.name).holder == s.user:
+            self.voice_refused += 1  # the user's floor, but another of its devices holds it
+            return None
         if s.addr != addr:
             self._check_path(s, g, data, addr, now)
             self._drop(addr, "voice from an unknown session or group")
@@ -116,7 +119,7 @@ class VoiceRelay(ServerBase):
             return None
         s = self.sessions.by_id.get(sender)
         g = self._by_id.get(group_id)
-        if s is None or g is None or g.joined.get(s.user) is not s:
+        if s is None or g is None or g.joined.get(s.session_id) is not s:
             self._drop(addr, "multicast voice from an unknown session or group")
             return None
         clear = open_mac(s.voice_key, data)
@@ -159,8 +162,8 @@ class VoiceRelay(ServerBase):
             self._out.append((self._seal(s, plain), addr))
 
     def _relay_targets(self, g: GroupEntry, talker: Session) -> tuple[Addr, ...]:
-        return tuple(o.addr for u, o in g.joined.items()
-                     if o is not talker and u not in g.mcast_members)
+        return tuple(o.addr for sid, o in g.joined.items()
+                     if o is not talker and sid not in g.mcast_members)
 
     def set_multicast_ready(self, group: str, ready: bool) -> None:
         """The adapter does (or no longer does) listen on the group's multicast address. When it
@@ -180,12 +183,12 @@ class VoiceRelay(ServerBase):
         name = msg.args.get("group")
         g = self.groups.get(name) if isinstance(name, str) else None
         result: dict[str, str | bool] = {"group": str(name), "multicast": False}
-        if g is None or g.joined.get(s.user) is not s:
+        if g is None or g.joined.get(s.session_id) is not s:
             result["error"] = f"you have not joined '{name}'"
         else:
             multicast = msg.args.get("multicast") is True and g.multicast_target() is not None
-            if multicast != (s.user in g.mcast_members):
-                (g.mcast_members.add if multicast else g.mcast_members.discard)(s.user)
+            if multicast != (s.session_id in g.mcast_members):
+                (g.mcast_members.add if multicast else g.mcast_members.discard)(s.session_id)
                 g.targets.clear()
             result["multicast"] = multicast
         self._answer(s, msg.txn, m.AdminResponse(msg.txn, result), now)  # type: ignore[arg-type]
@@ -194,12 +197,12 @@ class VoiceRelay(ServerBase):
             self._holder_notice(g, f.holder, f.burst_id, [s])
 
     def _notice_holder(self, g: GroupEntry, ev: fl.Granted) -> None:
-        self._holder_notice(g, ev.user, ev.burst_id, [g.joined[u] for u in g.mcast_members])
+        self._holder_notice(g, ev.user, ev.burst_id, [g.joined[sid] for sid in g.mcast_members])
 
     def _holder_notice(self, g: GroupEntry, user: str | None, burst_id: int,
                        to: list[Session]) -> None:
         """Tell multicast members whose frames to play: the holder's session and burst."""
-        holder = self.sessions.by_user.get(user) if user is not None else None
+        holder = self._floor_session(g, user) if user is not None else None
         if holder is not None and to:
             data = encode_voice(VoiceHeader(g.group_id, holder.session_id, burst_id, HOLDER_SEQ,
                                             0, VoiceFlags.PROBE), b"")

@@ -19,6 +19,7 @@ Addr = tuple[str, int] | tuple[str, int, int, int]
 
 HEARTBEAT_INTERVAL = 1.0  # clients heartbeat this often: a restarted server is noticed within ~1 s
 SESSION_TIMEOUT = 5.0  # missed heartbeats for this long -> the session expires
+MAX_DEVICES = 4  # sessions one user may have at once; a login beyond ends the oldest
 
 
 @dataclass(slots=True, eq=False)
@@ -30,6 +31,7 @@ class Session:
     last_seen: float
     key: bytes = b""
     channel: SecureChannel | None = None  # seals and opens every control datagram after login
+    device: str = ""  # the client's device id: a user may be online from several devices
     notice_at: float = 0.0  # last "you do not hold the floor" notice (rate limit)
     path_check_at: float = -1.0  # last PathCheck sent to a new address (rate limit)
     joined: set[str] = field(default_factory=set)
@@ -37,13 +39,16 @@ class Session:
 
 
 class SessionTable:
-    """Sessions by id, by address and by user (one session per user: a new login replaces)."""
+    """Sessions by id, by address, and by user and device: a user may be online from several
+    devices at once (a login from a device that has a session replaces it); ``by_user`` holds
+    each user's newest session, ``devices`` all of them, oldest first."""
 
     def __init__(self, timeout: float = SESSION_TIMEOUT) -> None:
         self.timeout = timeout
         self.by_id: dict[int, Session] = {}
         self.by_addr: dict[Addr, Session] = {}
         self.by_user: dict[str, Session] = {}
+        self._devices: dict[str, list[Session]] = {}
         self._heap: list[tuple[float, int]] = []
 
     def __len__(self) -> int:
@@ -53,6 +58,7 @@ class SessionTable:
         self.by_id[session.session_id] = session
         self.by_addr[session.addr] = session
         self.by_user[session.user] = session
+        self._devices.setdefault(session.user, []).append(session)
         heapq.heappush(self._heap, (session.last_seen + self.timeout, session.session_id))
 
     def remove(self, session: Session) -> None:
@@ -60,8 +66,23 @@ class SessionTable:
             del self.by_id[session.session_id]
         if self.by_addr.get(session.addr) is session:
             del self.by_addr[session.addr]
+        devices = self._devices.get(session.user, [])
+        if session in devices:
+            devices.remove(session)
         if self.by_user.get(session.user) is session:
-            del self.by_user[session.user]
+            if devices:
+                self.by_user[session.user] = devices[-1]
+            else:
+                del self.by_user[session.user]
+        if not devices:
+            self._devices.pop(session.user, None)
+
+    def devices(self, user: str) -> list[Session]:
+        """The user's sessions, oldest first."""
+        return list(self._devices.get(user, ()))
+
+    def on_device(self, user: str, device: str) -> Session | None:
+        return next((s for s in self._devices.get(user, ()) if s.device == device), None)
 
     def move(self, session: Session, addr: Addr) -> None:
         """The session's client sends from ``addr`` now."""

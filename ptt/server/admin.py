@@ -267,7 +267,7 @@ class Admin:
         out = []
         for g in self.store.list_groups():
             live = self.core.groups.get(g.name)
-            online = len(live.joined) if live else 0
+            online = len(live.online) if live else 0
             talker = self.core.floors.floor(g.name).holder if live else None
             out.append(_group_summary(g, len(self.store.members(g.name)), online, talker))
         return {"groups": out}
@@ -276,7 +276,8 @@ class Admin:
         g = self.store.get_group(group_name(_str(args, "name")))
         st = self.core.group_state(g.name)
         res = _group_summary(g, len(st.members), sum(mi.online for mi in st.members), st.talker)
-        res["members"] = [{"user": mi.user, "online": mi.online, "listen_only": mi.listen_only}
+        res["members"] = [{"user": mi.user, "online": mi.online, "listen_only": mi.listen_only,
+                           "devices": ", ".join(self.core.devices_in(g.name, mi.user))}
                           for mi in st.members]
         res["queue"] = list(st.queue)
         res["multicast"] = f"{st.mcast_addr}:{st.mcast_port}"

@@ -113,6 +113,7 @@ class PttServer:
             os.urandom,
             core_config or ServerCoreConfig(heartbeat=config.heartbeat_interval,
                                             session_timeout=config.session_timeout,
+                                            max_devices=config.max_devices,
                                             emergency_roles=config.emergency_roles),
         )
         self.counters = Counters()

@@ -65,15 +65,16 @@ def test_users_and_groups_from_creation_to_deletion(coordinator: Path, uniq: str
         == f"Added {bob} to '{vol}' as listen-only members.\n"
 
     shown = ok_json("group", "show", vol)
-    assert shown["members"] == [{"user": ann, "online": False, "listen_only": False},
-                                {"user": bob, "online": False, "listen_only": True}]
+    assert shown["members"] == [
+        {"user": ann, "online": False, "listen_only": False, "devices": ""},
+        {"user": bob, "online": False, "listen_only": True, "devices": ""}]
     assert shown["talker"] is None and shown["queue"] == [] and shown["mode"] == "auto"
     human = ok("group", "show", vol)
     assert "Max talk   120 s" in human and "Members    2 (0 online)" in human
     assert "Mode       auto (multicast 239.255." in human
     member_rows = human.split("\n\n")[1].splitlines()
-    assert member_rows[0].split() == ["MEMBER", "ONLINE", "LISTEN-ONLY", "FLOOR"]
-    assert member_rows[2].split() == [bob, "no", "yes", "-"]
+    assert member_rows[0].split() == ["MEMBER", "ONLINE", "LISTEN-ONLY", "FLOOR", "DEVICES"]
+    assert member_rows[2].split() == [bob, "no", "yes", "-", "-"]
 
     listed = {g["name"]: g for g in ok_json("group", "list")["groups"]}
     assert listed[vol]["members"] == 2 and listed[vol]["max_talk_ms"] == 120_000
@@ -135,7 +136,7 @@ def test_adding_a_member_again_changes_only_listen_only(coordinator: Path, uniq:
     ok("group", "add", vol, ann)
     ok("group", "add", vol, ann, "--listen-only")
     assert ok_json("group", "show", vol)["members"] == [
-        {"user": ann, "online": False, "listen_only": True}]
+        {"user": ann, "online": False, "listen_only": True, "devices": ""}]
 
 
 class _Loop:
@@ -192,8 +193,9 @@ def test_show_tells_who_is_online_talking_and_queued(
         human = ok("group", "show", vol)
         assert f"Talker     {ann}" in human and f"Queue      1. {bob}" in human
         rows = {r.split()[0]: r.split()[1:] for r in human.split("\n\n")[1].splitlines()[1:]}
-        assert rows == {ann: ["yes", "no", "talking"], bob: ["yes", "no", "queued", "#1"],
-                        cat: ["no", "no", "-"]}
+        dev_ann, dev_bob = conns[0].core.device, conns[1].core.device  # the devices online
+        assert rows == {ann: ["yes", "no", "talking", dev_ann],
+                        bob: ["yes", "no", "queued", "#1", dev_bob], cat: ["no", "no", "-", "-"]}
         line = next(x for x in ok("group", "list").splitlines() if x.startswith(vol + " "))
         assert line.split()[:4] == [vol, "3", "2", ann]
         online_users = {u["name"] for u in ok_json("user", "list")["users"] if u["online"]}

@@ -109,7 +109,7 @@ def test_server_restart_clients_reregister_by_themselves() -> None:
     net.run_until(restarted + 2.0)
     assert all(c.conn is ConnState.CONNECTED for c in net.clients.values())
     assert net.clients["ann"].session_id != old_sid
-    assert set(net.server.groups["g"].joined) == {"ann", "bob"}
+    assert set(net.server.groups["g"].online) == {"ann", "bob"}
 
 
 def test_a_restarted_server_announces_itself_and_clients_return_at_once() -> None:
@@ -132,7 +132,7 @@ def test_a_restarted_server_announces_itself_and_clients_return_at_once() -> Non
     restarted = net.now
     net.run_until(restarted + 0.5)
     assert all(c.conn is ConnState.CONNECTED for c in net.clients.values())
-    assert set(net.server.groups["g"].joined) == {"ann", "bob"}
+    assert set(net.server.groups["g"].online) == {"ann", "bob"}
 
 
 def test_an_announcement_ends_a_re_login_back_off_once() -> None:
