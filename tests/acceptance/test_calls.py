@@ -133,6 +133,7 @@ def test_a_call_with_nobody_answering_gives_up_and_sends_nothing(site: Site,
     no_traceback(called.stderr)
 
 
+@pytest.mark.slow
 def test_the_interactive_talk_plays_a_call_and_the_talk_key_answers_it(
         site: Site, tmp_path: Path, speech: Path, pulse_server: PulseServer) -> None:
     if shutil.which("tmux") is None or shutil.which("parec") is None:
@@ -176,6 +177,7 @@ def test_the_interactive_talk_plays_a_call_and_the_talk_key_answers_it(
         term.close()
 
 
+@pytest.mark.slow
 def test_the_desktop_plays_a_call_and_its_button_answers_it(
         site: Site, tmp_path: Path, speech: Path, pulse_server: PulseServer,
         display: str) -> None:

@@ -112,8 +112,13 @@ def _png(img: np.ndarray, path: Path) -> None:
                    input=img.tobytes(), check=True, timeout=20)
 
 
+@pytest.mark.slow
 def test_the_desktop_keeps_its_width_and_greys_presence_and_talk_button_offline(
-        tmp_path: Path, display: str, pulse_server: PulseServer) -> None:
+        tmp_path: Path, display: str, pulse_server: PulseServer,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # short sessions: the window learns within about 2 s that the server is gone
+    monkeypatch.setenv("PTT_SERVER_HEARTBEAT_INTERVAL", "0.5")
+    monkeypatch.setenv("PTT_SERVER_SESSION_TIMEOUT", "2")
     site = Site(tmp_path).start()
     try:
         site.add_user("ann")
@@ -132,7 +137,7 @@ def test_the_desktop_keeps_its_width_and_greys_presence_and_talk_button_offline(
         online = _grab(wid, tmp_path / "online.raw")
         _png(online, ARTIFACTS / "desktop-online.png")
         site.stop()  # the server goes away: the window goes offline
-        time.sleep(8.0)  # past the session timeout (5 s): the client knows it is offline
+        time.sleep(4.0)  # past the session timeout (2 s): the client knows it is offline
         offline = _grab(wid, tmp_path / "offline.raw")
         _png(offline, ARTIFACTS / "desktop-offline.png")
         proc.send_signal(signal.SIGTERM)
