@@ -68,7 +68,7 @@ async def send_page(conn: Connection, group: str, make_source: Callable[[], WavS
             if not await _back(conn, signals, lost):
                 raise _gone(lost, conn) from None
             first = lost
-        why = ("server restarted" if "no longer knew" in first.reason
+        why = ("server restarted" if first.reason == cl.LOST_FORGOTTEN
                else f"session lost ({first.reason})")
         click.echo(f"{why}: sending the page again from the start")
         try:

@@ -6,10 +6,10 @@ monitor, the desktop mixer, the recorder client) hands each frame it accepted to
 arrived, as a primary frame or as a redundant copy in a later datagram, and the highest sequence
 number seen. When the burst is over for this listener (its END_OF_BURST frame plus
 ``RECEIPT_SETTLE`` for stragglers, the floor moving on, or no frame for ``RECEIPT_IDLE``) the
-connection sends a ``BurstReceipt`` (again, updated, if frames of it still arrive); the server turns the receipts into the talker's delivery
-report (``ptt.protocol.server_delivery``). Frames that never reached a player (another group's
-call a single-group listener does not play, frames that did not open) are not counted: a receipt
-says what this client really received.
+connection sends a ``BurstReceipt`` (again, updated, if frames of it still arrive); the server
+turns the receipts into the talker's delivery report (``ptt.protocol.server_delivery``). Frames
+that never reached a player (frames that did not open, another group's voice a single-group
+listener does not play) are not counted: a receipt says what this client really received.
 """
 
 from __future__ import annotations

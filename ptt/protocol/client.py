@@ -71,6 +71,9 @@ from ptt.protocol.transactions import RETRY_TOTAL, Retransmitter, SeenSet
 from ptt.protocol.voice import voice_mac_key
 from ptt.protocol.wire import decode_message, encode_message, is_voice
 
+# why a session was lost (FloorStateChanged.reason with RevokeCause.SESSION_LOST)
+LOST_FORGOTTEN = "the server no longer knew it (restarted, or this user logged in elsewhere)"
+LOST_SILENT = "no answer from the server for {timeout:g} s (heartbeat timeout)"
 RELOGIN_FIRST = 0.2
 RELOGIN_CAP = 2.0
 # a plain NO_SESSION is unauthenticated (anyone can send one from the server's address): a
@@ -82,12 +85,11 @@ FAST_HEARTBEATS = 4  # heartbeats per interval while holding a floor or missing 
 BURST_SPACE = 1 << 32
 
 __all__ = [  # the events and states live in client_events; import them from here
-    "BURST_SPACE", "RELOGIN_CAP", "RELOGIN_FIRST", "AdminResult", "CallOpened", "ClientCore",
-    "ClientEvent", "ConnState", "Connected", "DeliveryReported",
-    "Disconnected", "FloorStateChanged", "GroupJoined",
-    "GroupGone", "GroupLeft", "GroupView", "IncomingCall", "KeyGrantReceived", "LinkReported",
-    "LoginFailed",
-    "Participation", "PresenceChanged", "RequestFailed", "TalkerChanged", "newer",
+    "BURST_SPACE", "LOST_FORGOTTEN", "LOST_SILENT", "RELOGIN_CAP", "RELOGIN_FIRST", "AdminResult",
+    "CallOpened", "ClientCore", "ClientEvent", "ConnState", "Connected", "DeliveryReported",
+    "Disconnected", "FloorStateChanged", "GroupJoined", "GroupGone", "GroupLeft", "GroupView",
+    "IncomingCall", "KeyGrantReceived", "LinkReported", "LoginFailed", "Participation",
+    "PresenceChanged", "RequestFailed", "TalkerChanged", "newer",
 ]
 
 
@@ -294,11 +296,9 @@ class ClientCore:
             self._timed_out(what, group, now)
         if self.conn is ConnState.CONNECTED:
             if now >= self._last_heard + self.session_timeout:
-                self._lost(f"no answer from the server for {self.session_timeout:g} s "
-                           "(heartbeat timeout)", now)
+                self._lost(LOST_SILENT.format(timeout=self.session_timeout), now)
             elif self._check_until is not None and now >= self._check_until:
-                self._lost("the server no longer knew it (restarted, or this user logged in "
-                           "elsewhere)", now)
+                self._lost(LOST_FORGOTTEN, now)
             elif self._check_resend is not None and now >= self._check_resend:
                 self._check_resend = None
                 self._send_heartbeat(now)

@@ -103,8 +103,8 @@ class ServerCore(LoginGate, Directory, FloorControl, VoiceRelay, KeyGrants, Link
     def get_timer(self) -> float | None:
         timers = [
             t
-            for t in (self.floors.get_timer(), self.sessions.get_timer(), self._reliable.get_timer(),
-                      self._delivery_timer(),
+            for t in (self.floors.get_timer(), self.sessions.get_timer(),
+                      self._reliable.get_timer(), self._delivery_timer(),
                       self._repeats[0][0] if self._repeats else None)
             if t is not None
         ]

@@ -93,6 +93,7 @@ DATAGRAM_DROPS = (
     ("datagram is not", "malformed"),
     ("not a control message", "malformed"),
     ("receiver report", "receiver_report"),
+    ("receipt for a burst", "receipt"),
 )
 
 METRICS = {

@@ -25,7 +25,7 @@ def _site(online: list[str], seed: int = 5, loss: float = 0.0) -> SimNet:
     return net
 
 
-def _talk(net: SimNet, frames: int, drop: set[int] = frozenset()) -> int:  # type: ignore[assignment]
+def _talk(net: SimNet, frames: int, drop: frozenset[int] = frozenset()) -> int:
     """ann takes the floor and sends ``frames`` voice frames (the server sees all but ``drop``);
     returns the burst id."""
     ann = net.clients["ann"]
@@ -88,7 +88,7 @@ def test_the_frame_count_is_the_highest_sequence_the_relay_accepted() -> None:
     # the server lost frames 10..19 of the talker's 30: a listener that saw seq 29 still
     # makes the whole burst the denominator, and the relay's count alone says 30 as well
     net = _site(["ann", "bob"])
-    burst = _talk(net, 30, drop=set(range(10, 20)))
+    burst = _talk(net, 30, drop=frozenset(range(10, 20)))
     net.clients["ann"].release_floor("g", net.now)
     net.run_until(net.now + 0.05)
     net.clients["bob"].send_receipt("g", burst, 20, 30, net.now)
