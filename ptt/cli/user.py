@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from ptt.cli import output, remote
-from ptt.cli.group import member_pins, rekey_if_encrypted, with_connection
+from ptt.cli.group import member_pins, with_connection
 from ptt.cli.options import ROLE, USER, CliState, client_options, json_option, pass_state
 from ptt.client import keys
 from ptt.client.connection import Connection
@@ -115,10 +115,8 @@ def remove(state: CliState, name: str, as_json: bool) -> None:
     """Remove user NAME: its memberships go, its session ends now, and each encrypted group it
     was in gets a new key it does not receive."""
     async def go(conn: Connection) -> tuple[dict[str, Any], dict[str, int]]:
-        result = {"name": name,
-                  "rekey": await keys.remove_user(conn, name, pins=member_pins(state))}
-        epochs = {g: await rekey_if_encrypted(conn, state, g) for g in result["rekey"]}
-        return result, epochs
+        epochs = await keys.remove_user(conn, name, pins=member_pins(state))
+        return {"name": name, "rekey": sorted(epochs)}, epochs
 
     result, epochs = with_connection(state, go)
     if as_json:

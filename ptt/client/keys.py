@@ -272,14 +272,24 @@ def _issue(conn: Connection, info: Mapping[str, Any], offered: Mapping[str, Any]
     return epoch, grants
 
 
-async def remove_user(conn: Connection, name: str, *, pins: Path | None = None) -> list[str]:
-    """Remove user ``name`` and forget its pinned key; returns its encrypted groups, which
-    must be re-keyed next (:func:`rekey`): the removed user still holds their current keys.
-    ``pins``: the member pins file, as for :func:`add_user`."""
+async def remove_user(conn: Connection, name: str, *, pins: Path | None = None,
+                      entropy: Entropy = os.urandom) -> dict[str, int]:
+    """Remove user ``name`` and forget its pinned key; returns group -> new key epoch.
+
+    It first leaves each of its encrypted groups with that group's next key
+    (:func:`change_members`: one request, one transaction each), then the account goes; killed
+    at any point, what is stored has the user either still a member with the key in force or
+    gone with a new key, and the same call again completes the removal. ``pins``: the member
+    pins file, as for :func:`add_user`."""
     name = user_name(name)
-    result = await conn.admin("user.remove", {"name": name})
+    plan = await conn.admin("user.keys", {"name": name})
+    epochs = {}
+    for group in [str(g) for g in plan.get("groups") or []]:
+        changed = await change_members(conn, group, remove=[name], pins=pins, entropy=entropy)
+        epochs[group] = int(changed.get("epoch") or 0)
+    await conn.admin("user.remove", {"name": name})
     _member_pins(conn, pins if pins is not None else pins_path(MEMBER_PINS)).forget(name)
-    return [str(g) for g in result.get("rekey") or []]
+    return epochs
 
 
 # --- the member's side ---------------------------------------------------------------------------

@@ -116,6 +116,7 @@ class Admin:
             "user.add": self.user_add,
             "user.list": self.user_list,
             "user.remove": self.user_remove,
+            "user.keys": self.user_keys,
             "group.create": self.group_create,
             "group.update": self.group_update,
             "group.list": self.group_list,
@@ -220,13 +221,25 @@ class Admin:
         ]}
 
     def user_remove(self, args: dict[str, Any], now: float) -> Result:
-        """Remove a user; ``rekey`` lists its encrypted groups, which the coordinator's client
-        rotates next (the removed user still holds their current keys)."""
+        """Remove a user who is in no encrypted group holding a key: from those it leaves first
+        with each group's next key (``group.change``, as ``ptt.client.keys.remove_user`` does),
+        so no committed state has a removed user's key still in force. ``rekey`` is always
+        empty (kept for older clients, which re-keyed the groups it listed)."""
         name = user_name(_str(args, "name"))
-        rekey = [g.name for g in self.store.groups_of(name) if g.encrypted and g.key_epoch]
+        keyed = self.store.keyed_groups_of(name)
+        if keyed:
+            raise ValidationError(
+                f"'{name}' is still in encrypted groups ({', '.join(keyed)}): remove it from "
+                f"them first, each with its next key ('ptt user remove' does both; update ptt)")
         self.store.remove_user(name)
         self.core.remove_user(name, now)
-        return {"name": name, "rekey": rekey}
+        return {"name": name, "rekey": []}
+
+    def user_keys(self, args: dict[str, Any], now: float) -> Result:
+        """The encrypted groups holding a key that ``name`` is in: it leaves each with the
+        group's next key before ``user.remove``."""
+        name = user_name(_str(args, "name"))
+        return {"name": name, "groups": self.store.keyed_groups_of(name)}
 
     # --- groups -------------------------------------------------------------------------------
 

@@ -396,11 +396,27 @@ class Store:
         return [_user(r) for r in rows]
 
     def remove_user(self, name: str) -> None:
-        """Delete a user and (by cascade) all their memberships."""
+        """Delete a user and (by cascade) all their memberships and grants."""
         name = user_name(name)
         with self._write() as db:
             if db.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount == 0:
                 raise NotFoundError(f"unknown user '{name}'")
+
+    def keyed_groups_of(self, name: str) -> list[str]:
+        """The encrypted groups holding a key that ``name`` is a member of."""
+        name = user_name(name)
+        row = self._db.execute("SELECT id FROM users WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"unknown user '{name}'")
+        return sorted(self._keyed_groups(self._db, int(row[0])))
+
+    @staticmethod
+    def _keyed_groups(db: sqlite3.Connection, uid: int) -> dict[str, tuple[int, int]]:
+        """group name -> (id, key epoch) of the keyed encrypted groups user ``uid`` is in."""
+        return {str(n): (int(i), int(e)) for n, i, e in db.execute(
+            "SELECT g.name, g.id, g.key_epoch FROM memberships m JOIN groups g "
+            "ON g.id = m.group_id WHERE m.user_id = ? AND g.encrypted = 1 AND g.key_epoch > 0",
+            (uid,))}
 
     # --- groups --------------------------------------------------------------------------------
 

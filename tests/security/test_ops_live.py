@@ -295,16 +295,22 @@ def stored(db: Path, group: str) -> tuple[set[str], int, dict[str, int]]:
     return members, int(epoch), {str(u): int(e) for u, e in grants.items()}
 
 
+def user_exists(db: Path, name: str) -> bool:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone() is not None
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("verb", ["remove", "add"])
+@pytest.mark.parametrize("verb", ["remove", "add", "user-remove"])
 def test_a_membership_change_killed_at_every_step_leaves_before_or_after_and_reruns(
         tmp_path: Path, verb: str) -> None:
-    """``ptt group remove ops dan`` / ``ptt group add ops eve`` with the server SIGKILLed at
-    each datagram of the command, before the server sees it and after it acted on it: what
-    is committed is the state before (member set, key epoch, grants unchanged) or the state
-    after (member set changed, the next epoch granted to exactly the new member set), never a
-    removed member with the key in force or a member without it; the command run again
-    completes the change."""
+    """``ptt group remove ops dan`` / ``ptt group add ops eve`` / ``ptt user remove dan`` with
+    the server SIGKILLed at each datagram of the command, before the server sees it and after
+    it acted on it: what is committed is the state before (member set, key epoch, grants
+    unchanged) or the state after (member set changed, the next epoch granted to exactly the
+    new member set), never a removed member with the key in force or a member without it; the
+    command run again completes the change (a user removed already is unknown: nothing to
+    complete)."""
     site = Site(tmp_path / "template")
     site.start()
     for user in ("ann", "bob", "dan", "eve"):
@@ -314,8 +320,9 @@ def test_a_membership_change_killed_at_every_step_leaves_before_or_after_and_rer
     template = site.server.db.parent
     members0, epoch0, grants0 = stored(site.server.db, "ops")
     assert members0 == {"ann", "bob", "dan"} and set(grants0) == members0 and epoch0 >= 1
-    who = "dan" if verb == "remove" else "eve"
-    members1 = members0 - {who} if verb == "remove" else members0 | {who}
+    who = "eve" if verb == "add" else "dan"
+    members1 = members0 | {who} if verb == "add" else members0 - {who}
+    command = ["user", "remove", who] if verb == "user-remove" else ["group", verb, "ops", who]
 
     def settled(db: Path, rerun: bool) -> str:
         members, epoch, grants = stored(db, "ops")
@@ -338,19 +345,24 @@ def test_a_membership_change_killed_at_every_step_leaves_before_or_after_and_rer
         env = {**site.env("coordinator"), "PTT_CONFIG": str(root / "coordinator.toml"),
                "PTT_SERVER": proxy.address, "PTT_TIMEOUT": "1", "PTT_MULTICAST": "off"}
         try:
-            first = site.ptt("coordinator", "group", verb, "ops", who, env=env, timeout=60)
+            first = site.ptt("coordinator", *command, env=env, timeout=60)
         finally:
             proxy.close()
             server.stop()
         assert proxy.killed or first.returncode == 0, first.stderr
         assert "Traceback" not in first.stderr, first.stderr
         state = settled(server.db, rerun=False)
+        gone = not user_exists(server.db, who)
         again = ServerProcess(server.db)
         again.start()
         try:
             env["PTT_SERVER"] = f"127.0.0.1:{again.port}"
-            rerun = site.ptt("coordinator", "group", verb, "ops", who, env=env, timeout=60)
-            assert rerun.returncode == 0, f"run again after {state}: {rerun.stderr}"
+            rerun = site.ptt("coordinator", *command, env=env, timeout=60)
+            if verb == "user-remove" and gone:
+                assert rerun.returncode == 1 and f"unknown user '{who}'" in rerun.stderr, \
+                    rerun.stderr
+            else:
+                assert rerun.returncode == 0, f"run again after {state}: {rerun.stderr}"
         finally:
             again.stop()
         settled(again.db, rerun=True)
@@ -360,11 +372,12 @@ def test_a_membership_change_killed_at_every_step_leaves_before_or_after_and_rer
     assert state == "after" and 3 <= len(sent) <= 30, sent
     # the operation's steps: the sealed datagrams after the plain login ('S') up to the request
     # carrying the change (the largest: the grants), cut before the server sees each and after
-    # it acted on it (what follows its answer changes nothing stored); for add, which takes the
-    # same path, the change request only
+    # it acted on it; for add, which takes the same path, the change request only
     sealed = [k for k, d in enumerate(sent, 1) if d[:1] == b"S"]
     change = max(sealed, key=lambda k: int.from_bytes(sent[k - 1][1:], "big"))
-    steps = [k for k in sealed if k <= change] if verb == "remove" else [change]
+    steps = {"remove": [k for k in sealed if k <= change], "add": [change],
+             # leaving the group with its key, then the account going (the next request)
+             "user-remove": [change, change + 1]}[verb]
     seen = set()
     for k in steps:
         for after in (False, True):
