@@ -235,8 +235,9 @@ class LoginGate(ServerBase):
                  and age <= auth.LOGIN_TTL and sn not in self._used_nonces)
         if not fresh or not hmac.compare_digest(sn, auth.challenge_nonce(
                 self._secret, _peer(addr), msg.client_nonce, msg.user, auth.challenge_stamp(sn))):
-            # not our nonce for this address (or spent): nobody's guess, nothing counted
-            self._reply_plain(addr, msg.txn, failed, now)
+            # not our nonce for this address (or spent): nobody's guess, nothing counted; not
+            # cached either (a resend draws the same answer as cheaply, a flood fills no cache)
+            self._reply_plain(addr, msg.txn, failed, now, cache=False)
             return
         host = addr[0]
         wait = self._login_limits.wait(msg.user, host, now)
