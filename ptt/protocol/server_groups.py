@@ -212,8 +212,7 @@ class Directory(ServerBase):
             self.set_member(name, a)
             self.set_member(name, b)
         self._answer(s, msg.txn, m.CallResponse(msg.txn, name), now)
-        peer = self.sessions.by_user.get(msg.peer)
-        if peer is not None:
+        for peer in self.sessions.devices(msg.peer):  # every device of the callee rings
             self._ring(self.groups[name], peer, s.user, now)
         # an offline peer is rung when it logs in (_ring_waiting_calls), while the caller waits
 

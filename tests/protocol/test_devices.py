@@ -3,7 +3,7 @@ oldest of one too many is told why and ended."""
 
 from __future__ import annotations
 
-from ptt.protocol.client import ClientCore, ConnState, Disconnected, Participation
+from ptt.protocol.client import ClientCore, ConnState, Disconnected, IncomingCall, Participation
 from ptt.protocol.server import ServerCoreConfig, SessionEnded
 from ptt.protocol.voice import VoiceHeader, add_mac, encode_voice
 from tests.protocol.test_sealed import TOKEN, Pair
@@ -101,3 +101,18 @@ def test_a_login_from_the_same_device_replaces_only_its_own_session() -> None:
     assert old not in p.server.sessions.by_id
     assert desktop.session_id in p.server.sessions.by_id
     assert desktop.conn is ConnState.CONNECTED
+
+
+def test_a_call_rings_every_device_of_the_callee() -> None:
+    p = Pair()
+    p.add("ann")
+    p.add("bob")
+    laptop, desktop = online(p, device(p, "bob", "laptop")), online(p, device(p, "bob", "desktop"))
+    ann = online(p, p.clients["ann"])
+    for c in (laptop, desktop):
+        c.events()
+    ann.call("bob", p.now)
+    p.pump()
+    for c in (laptop, desktop):
+        rung = [e for e in c.events() if isinstance(e, IncomingCall)]
+        assert [(e.peer) for e in rung] == ["ann"]
