@@ -56,23 +56,30 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _table(rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return []
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    out += ["| " + " | ".join(_fmt(r.get(c, "")) for c in cols) + " |" for r in rows]
+    return out + [""]
+
+
 def render(name: str, res: dict[str, Any]) -> str:
     out = [f"## {res.get('title', name)}", ""]
     if "error" in res:
         out += [f"Not measured in the last run: `{res['error']}`", ""]
     if res.get("target"):
         out += [f"Target: {res['target']}", ""]
-    rows = res.get("rows")
-    if rows:
-        cols = list(dict.fromkeys(k for r in rows for k in r))
-        out.append("| " + " | ".join(cols) + " |")
-        out.append("|" + "---|" * len(cols))
-        for r in rows:
-            out.append("| " + " | ".join(_fmt(r.get(c, "")) for c in cols) + " |")
-        out.append("")
+    out += _table(res.get("rows") or [])
+    # further tables of the same benchmark, each under its own heading, with its own notes
+    for extra in res.get("tables", []):
+        out += [f"### {extra['title']}", ""] + _table(extra.get("rows") or [])
+        if extra.get("notes"):
+            out += [str(extra["notes"]), ""]
     scalars = {k: v for k, v in res.items()
-               if k not in ("title", "command", "target", "notes", "rows", "error", "when",
-                            "machine", "quick")
+               if k not in ("title", "command", "target", "notes", "rows", "tables", "error",
+                            "when", "machine", "quick")
                and isinstance(v, (int, float, str, bool))}
     if scalars:
         out += ["| figure | value |", "|---|---|"]
