@@ -364,6 +364,12 @@ class PttServer:
             self._resume = asyncio.get_running_loop().call_soon(self._resume_reading)
         self._arm(self.core.get_timer())
 
+    def shed(self) -> tuple[int, int]:
+        """Plain datagrams the reader dropped unparsed: (the rate limit would refuse them, their
+        backlog was full); they count as received but never reach the core."""
+        r = self._reader
+        return (r.plain_refused, r.plain_dropped) if r is not None else (0, 0)
+
     def _resume_reading(self) -> None:
         self._resume = None
         if self._open:
