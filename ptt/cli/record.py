@@ -363,9 +363,10 @@ async def _temporary_users(state: CliState, roles: dict[str, str], group: str
     """New users (name -> role) in ``group``, made with the coordinator's config over one
     connection (a second login of the same user would replace the first), removed after.
 
-    Their tokens are made here (:func:`ptt.client.keys.add_user`). An encrypted group is
-    re-keyed once they are in (they need its key to talk) and once they are gone (they must
-    not keep it); their grants come from this coordinator, whose key they trust as known."""
+    Their tokens are made here (:func:`ptt.client.keys.add_user`). An encrypted group gets a
+    new key as they come in (they need it to talk) and another as they leave (they must not
+    keep it), each with the change; their grants come from this coordinator, whose key they
+    trust as known."""
     coordinator = client_config(state)
     pins = keys.pins_path(keys.MEMBER_PINS, state.config_path)
     conn, _ = await connect(coordinator, state.timeout)
@@ -386,21 +387,21 @@ async def _temporary_users(state: CliState, roles: dict[str, str], group: str
             made.append(name)
             configs[name] = _Identity(dataclasses.replace(coordinator, user=name, token=token),
                                       signers=signer)
-        await conn.admin("group.add", {"name": group, "users": list(roles)})
+        # in with the group's next key, and out with another (one request each)
+        await keys.change_members(conn, group, add=list(roles), pins=pins)
         added = True
-        await keys.rekey(conn, group, pins=pins, plain_ok=True)
         yield configs
     finally:
+        if added:
+            try:
+                await keys.change_members(conn, group, remove=made, pins=pins)
+            except PttError as exc:
+                click.echo(f"warning: could not take the temporary users out of '{group}' "
+                           f"({exc}): run 'ptt group remove {group} {' '.join(made)}'", err=True)
         for name in made:
             try:
                 await keys.remove_user(conn, name, pins=pins)
             except PttError as exc:
                 click.echo(f"warning: could not remove temporary user '{name}': {exc}",
                            err=True)
-        if added:
-            try:
-                await keys.rekey(conn, group, pins=pins, plain_ok=True)
-            except PttError as exc:
-                click.echo(f"warning: could not re-key '{group}' after removing the temporary "
-                           f"users ({exc}): run 'ptt group rekey {group}'", err=True)
         await conn.close()
