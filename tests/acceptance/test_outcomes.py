@@ -136,3 +136,23 @@ def test_cut_by_the_maximum_talk_time_is_exit_1_naming_it(site: Site, tmp_path: 
                      page.stderr)
     assert said is not None and 1.5 <= float(said.group(1)) <= 3.0, page.stderr
     assert "done:" not in page.stdout
+
+
+def test_a_call_page_interrupted_is_exit_130_with_the_amount_sent(site: Site,
+                                                                 tmp_path: Path) -> None:
+    for u in ("ann", "bob"):
+        site.add_user(u)
+    site.group("g", "ann", "bob")
+    bob = site.spawn("bob", "listen", "g", "--out", str(tmp_path / "bob.wav"))
+    read_until(bob, "joined g")
+    try:
+        ann = site.spawn("ann", "call", "bob", "--wav", str(tone_wav(tmp_path / "hi.wav", 8.0)))
+        read_until(ann, "floor granted")
+        time.sleep(1.0)
+        rc, _, out, err = signal_and_time(ann, signal.SIGINT, bound=5.0)
+    finally:
+        bob.terminate()
+        finish(bob)
+    no_traceback(err)
+    assert rc == 130, out + err
+    assert re.search(r"interrupted: sent \d+\.\d s of 8\.0 s of hi\.wav; floor released", err), err
