@@ -36,5 +36,7 @@ def test_real_command_cells_run_end_to_end() -> None:
         # one datagram per 20 ms of speech carries a frame of Opus at the default bitrate
         assert 30 < r["kbit/s UDP payload"] < 200 and 50 < r["bytes/datagram"] < 500
         assert abs(r["heard - spoken ms (max)"]) <= 300
+        # what `ptt talk` printed last about its protection ("2 copies at offsets 1,3", ...)
+        assert "cop" in r["ptt talk settled on"], r["ptt talk settled on"]
     assert "real commands" in res["title"] and "ptt.faults.proxy" in res["notes"]
     assert isinstance(res["targets missed (real commands)"], str)
