@@ -149,10 +149,7 @@ def test_an_announcement_ends_a_re_login_back_off_once() -> None:
     assert ann.conn is ConnState.LOGGING_IN
 
 
-# seeds: of 1..30, one fails on a session lost to 5 s without a sealed answer at 30% loss (a
-# listener's heartbeats all lost), which seed depends on every datagram drawn from the net's
-# random generator; the session-keeping rules are their own tests
-@pytest.mark.parametrize("seed", [12, 13, 14])
+@pytest.mark.parametrize("seed", [11, 12, 13])
 def test_lossy_network_every_request_resolves_and_beliefs_match_server(seed: int) -> None:
     """30% loss, 10% duplication, 1-60 ms delay (reordering), random floor churn."""
     net = SimNet(seed=seed, loss=0.3, dup=0.1, delay=(0.001, 0.06))
