@@ -31,7 +31,7 @@ from ptt.cli.options import CliState
 from ptt.client import calls
 from ptt.client.connection import Connection
 from ptt.client.voice import LinkChange, Listener, Talker, protection_text
-from ptt.errors import PttError, ValidationError
+from ptt.errors import PttError, RequestError, ValidationError
 from ptt.protocol import client as cl
 from ptt.protocol import messages as m
 
@@ -112,6 +112,7 @@ class Terminal:
         self.keyed = group  # the group the last key press talks to
         self.notices: list[str] = []  # lines to print above the status line
         self.quit = asyncio.Event()
+        self.ended: str | None = None  # why the server ended the session for good
         self._talk_stop: asyncio.Event | None = None
         self._talk_task: asyncio.Task[object] | None = None
         self._answering: asyncio.Task[None] | None = None
@@ -200,6 +201,9 @@ class Terminal:
             v.connected = True
         elif isinstance(ev, cl.Disconnected):
             v.connected = False
+            if ev.final:  # e.g. signed in on too many devices: this one is over
+                self.ended = ev.reason
+                self.quit.set()
         elif isinstance(ev, cl.IncomingCall) and ev.group != self.group:
             self.reply.note(ev.group, ev.peer, self._now())
         elif isinstance(ev, cl.TalkerChanged) and ev.group == self.reply.group:
@@ -268,6 +272,8 @@ async def run_terminal(state: CliState, group: str | None, input_device: str | N
                                 ToneSet(**dataclasses.asdict(config.tones)), config.bitrate)
                 term.quit = signals.stop
                 await _interact(term)
+                if term.ended is not None:
+                    raise RequestError(f"session ended by the server: {term.ended}")
             finally:
                 capture.close()
                 playback.close()

@@ -4,12 +4,17 @@ cut its listening, and a login beyond the limit ends the oldest device, saying w
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import wave
 from pathlib import Path
 
+import pytest
+
+from ptt.audio.pulse import PulseServer
 from ptt.audio.samples import make_speech_wav
-from tests.acceptance.harness import COORDINATOR, Site, finish, no_traceback, read_until
+from tests.acceptance.harness import COORDINATOR, Site, Tmux, finish, no_traceback, read_until
+from tests.audio.conftest import pulse_server  # noqa: F401  (the session fixture)
 from tests.e2e.audiocheck import aligned_correlation
 
 TEXT = "Unit seven, please report to the loading dock at gate four. Repeat, gate four."
@@ -92,3 +97,28 @@ def test_a_fifth_device_ends_the_oldest_which_says_why(site: Site, tmp_path: Pat
     for d in devices[1:]:
         d.terminate()
         finish(d, timeout=10)
+
+
+def test_an_interactive_talk_ended_by_a_fifth_device_says_why_and_exits_1(
+        site: Site, pulse_server: PulseServer, tmp_path: Path) -> None:
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed, so no terminal can be driven")
+    site.add_user("bob")
+    site.group("g", "bob", plain=True)
+    term = Tmux(site, "bob", "talk", "g", env={**pulse_server.child_env(), **site.env("bob")})
+    others = []
+    try:
+        term.wait_for("g", timeout=20)
+        time.sleep(0.2)  # the terminal is the oldest device beyond doubt
+        for i in range(4):
+            d = site.spawn("bob", "listen", "g", "--out", str(tmp_path / f"d{i}.wav"))
+            read_until(d, "g", timeout=20)
+            others.append(d)
+        assert term.exit_code(10) == 1
+        screen = term.wait_for("session ended by the server")
+        assert "at most 4" in screen and "Traceback" not in screen
+    finally:
+        term.close()
+        for d in others:
+            d.terminate()
+            finish(d, timeout=10)
