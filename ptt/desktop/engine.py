@@ -233,6 +233,8 @@ class Engine:
                                   else None)
             elif isinstance(ev, cl.Connected):
                 self._post(ConnStatus(f"connected to {self.config.server} as {conn.user}", True))
+            elif isinstance(ev, cl.Disconnected) and ev.final:
+                self._post(ConnStatus(f"session ended by the server: {ev.reason}", False))
             elif isinstance(ev, cl.Disconnected):
                 self._post(ConnStatus(f"reconnecting: {ev.reason}", False))
             self._post(ev)

@@ -190,7 +190,8 @@ class DesktopModel:
                 self.talk_group = ev.groups[0]
         elif isinstance(ev, cl.Disconnected):
             self.connected = False
-            self.connection = f"disconnected: {ev.reason}"
+            self.connection = (f"session ended by the server: {ev.reason}" if ev.final
+                               else f"disconnected: {ev.reason}")
             for row in self.groups.values():
                 row.talker, row.participation = None, cl.Participation.NO_PERMISSION
         elif isinstance(ev, cl.GroupJoined):

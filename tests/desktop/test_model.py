@@ -81,3 +81,11 @@ def test_the_delivery_report_of_the_last_burst_is_the_line_under_the_headline() 
                                       "(bob 100%, cat 98%); offline: dan")
     model.apply(cl.RequestFailed("floor", "volunteers", "the server did not answer in time"), 2.0)
     assert model.view(2.0).detail == "the server did not answer in time"  # newer news wins
+
+
+def test_a_session_ended_for_good_says_so_instead_of_reconnecting() -> None:
+    mo = _connected()
+    mo.apply(cl.Disconnected("'ann' signed in on another device; at most 4 at once", final=True),
+             0)
+    assert not mo.connected
+    assert mo.connection.startswith("session ended by the server: 'ann' signed in")
