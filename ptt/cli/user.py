@@ -11,7 +11,7 @@ import click
 from ptt.cli import output, remote
 from ptt.cli.group import member_pins, with_connection
 from ptt.cli.options import ROLE, USER, CliState, client_options, json_option, pass_state
-from ptt.client import keys
+from ptt.client import keys, roster
 from ptt.client.connection import Connection
 from ptt.config import write_credentials
 from ptt.crypto.identity import identity_from_token
@@ -126,3 +126,104 @@ def remove(state: CliState, name: str, as_json: bool) -> None:
     for g, epoch in epochs.items():
         if epoch:
             output.note(f"Re-keyed '{g}': key epoch {epoch}.")
+
+
+@user.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="Directory for the new users' credentials files (NAME.toml, mode 0600) and "
+                   "the hand-out sheet (sheet.txt, appended to); made if missing. Needed when "
+                   "the file names users the server lacks.")
+@click.option("--check", is_flag=True,
+              help="Only check the file: report bad rows, change nothing, connect to nothing.")
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="Processes for the key stretching [default: one per core].")
+@json_option
+@client_options
+@pass_state
+def import_(state: CliState, file: Path, out: Path | None, check: bool, workers: int | None,
+            as_json: bool) -> None:
+    """Create the users, groups and memberships listed in FILE (CSV, UTF-8).
+
+    FILE starts with the header 'name,role,groups'; each row is one user: its name (any
+    script), its role (volunteer if empty: volunteer, dispatcher or coordinator) and its groups
+    separated by ';' ('north gate;medics'). Users the server has are kept as they are, tokens
+    included, so the same command again changes nothing but what is missing. Each new user gets
+    a credentials file in --out DIR, to hand over privately ('ptt login --credentials FILE'),
+    and a line in DIR/sheet.txt. A bad row is reported with its line number and nothing is done
+    for it; the exit status is then 2, after the good rows are imported. Each group with new
+    members gets its next key once, at the end.
+    """
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValidationError(f"{file}: not UTF-8 (byte {exc.start}): save it as UTF-8 "
+                              f"CSV") from None
+    except OSError as exc:
+        raise ValidationError(f"cannot read {file}: {exc.strerror}") from None
+    rows, bad = roster.parse_rows(text)
+    for e in bad:
+        click.echo(f"error: {file}:{e.line}: {e.message}", err=True)
+    if check:
+        click.echo(f"{file}: {len(rows)} users in {len({g for r in rows for g in r.groups})} "
+                   f"groups, {len(bad)} bad rows")
+        if bad:
+            raise click.exceptions.Exit(ValidationError.exit_code)
+        return
+    server = remote.client_config(state).server
+
+    async def go(conn: Connection) -> tuple[roster.ImportReport, str]:
+        report = await roster.import_rows(conn, rows, server=server, out=out,
+                                          pins=member_pins(state), workers=workers)
+        return report, identity_from_token(conn.token, conn.user).public.fingerprint
+
+    report, fingerprint = with_connection(state, go)
+    sheet = None
+    if report.created:
+        assert out is not None
+        sheet = out / "sheet.txt"
+        coordinator = remote.client_config(state).user or ""
+        with open(sheet, "a", encoding="utf-8") as fp:
+            fp.write(roster.sheet(report, server, coordinator, fingerprint))
+    for e in report.failed:
+        click.echo(f"error: {file}:{e.line}: {e.message}", err=True)
+    if as_json:
+        output.emit_json({**roster.summary(report), "sheet": str(sheet) if sheet else None,
+                          "bad": [{"line": e.line, "error": e.message} for e in bad]})
+    else:
+        members = sum(len(v) for v in report.added.values())
+        click.echo(f"{len(report.created)} new users, {len(report.kept)} kept, "
+                   f"{len(report.groups_created)} new groups, {members} new memberships in "
+                   f"{len(report.added)} groups.")
+        for name, stored in sorted(report.role_differs.items()):
+            output.note(f"kept '{name}' as {stored} (the file says otherwise; change it with "
+                        f"'ptt user remove' and a new import)")
+        for g, epoch in report.epochs.items():
+            if epoch:
+                output.note(f"Re-keyed '{g}': key epoch {epoch}.")
+        if sheet is not None:
+            click.echo(f"Credentials in {out} (one file per new user, mode 0600); hand-out "
+                       f"sheet: {sheet}")
+    if bad or report.failed:
+        raise ValidationError(f"{len(bad) + len(report.failed)} rows not imported (listed "
+                              f"above): fix them and run the same command again")
+
+
+@user.command("export")
+@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@client_options
+@pass_state
+def export(state: CliState, file: Path | None) -> None:
+    """Write every user, role and groups as CSV (what 'ptt user import' reads; no secrets) to
+    FILE, or to standard output."""
+    async def go(conn: Connection) -> list[tuple[str, str, list[str]]]:
+        return await roster.export_rows(conn)
+
+    text = roster.format_rows(with_connection(state, go))
+    if file is None or str(file) == "-":
+        click.echo(text, nl=False)
+        return
+    try:
+        file.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot write {file}: {exc.strerror}") from None

@@ -64,6 +64,7 @@ __all__ = [
     "VoiceKeys",
     "add_user",
     "change_members",
+    "pin_members",
     "pins_path",
     "rekey",
     "remove_user",
@@ -177,6 +178,17 @@ async def add_user(
     else:
         pin_file.check(name, public)
     return token
+
+
+def pin_members(conn: Connection, publics: Mapping[str, PublicIdentity],
+                pins: Path | None = None) -> None:
+    """Pin the public identities of users this coordinator just made (many at once: the pins
+    file is written once); a user made anew replaces its old pin, as in :func:`add_user`."""
+    pin_file = _member_pins(conn, pins if pins is not None else pins_path(MEMBER_PINS))
+    for name, public in publics.items():
+        if pin_file.pins.check(name, public) is PinStatus.CHANGED:
+            pin_file.pins.replace(name, public)
+    pin_file.save()
 
 
 async def rekey(
