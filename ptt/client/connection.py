@@ -31,18 +31,20 @@ import asyncio
 import itertools
 import logging
 import os
+import secrets
 import socket
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 import asyncio_dgram
 
-from ptt.errors import AuthError, NetError, ProtocolError, RequestError
+from ptt.errors import AuthError, NetError, ProtocolError, RequestError, ValidationError
 from ptt.names import format_hostport
 from ptt.client.receipts import Receipts
 from ptt.net.member import MemberSockets
 from ptt.net.multicast import MulticastOptions
 from ptt.protocol import client as cl
+from ptt.protocol import parts
 from ptt.protocol import messages as m
 from ptt.protocol.server import ECHO_SEQ, HOLDER_SEQ, PROBE_SEQ, VOICE_PATH_OP
 from ptt.protocol.voice import (
@@ -433,6 +435,40 @@ class Connection:
 
     async def admin(self, op: str, args: dict[str, Any], timeout: float = CONNECT_TIMEOUT
                     ) -> dict[str, Any]:
+        """Run one coordinator operation; arguments or an answer too large for one datagram
+        travel in parts (ptt.protocol.parts), each answered before the next is sent."""
+        data = parts.encode_args(args)
+        if len(data) > parts.PART_BYTES:
+            if len(data) > parts.MAX_TOTAL:
+                raise ValidationError(f"request too large ({len(data)} bytes, at most "
+                                      f"{parts.MAX_TOTAL})")
+            upload = secrets.randbits(31) or 1
+            pieces = parts.split(data)
+            for index, chunks in enumerate(pieces):
+                await self._admin_once(parts.PART_OP, {
+                    "upload": upload, "index": index, "count": len(pieces),
+                    "total": len(data), "data": chunks}, timeout)
+            args = {parts.PARTS_KEY: upload}
+        result = await self._admin_once(op, args, timeout)
+        kept = result.get(parts.PARTS_KEY)
+        if kept is None or set(result) != {parts.PARTS_KEY, "count", "total"}:
+            return result
+        count, total = result["count"], result["total"]
+        if (type(count) is not int or type(total) is not int
+                or not 0 < total <= parts.MAX_TOTAL or count != -(-total // parts.PART_BYTES)):
+            raise ProtocolError("malformed answer in parts")
+        got = bytearray()
+        for index in range(count):
+            piece = await self._admin_once(parts.FETCH_OP, {"id": kept, "index": index}, timeout)
+            got += parts.join_chunks(piece.get("data"))
+            if len(got) > total:
+                raise ProtocolError("answer in parts larger than announced")
+        if len(got) != total:
+            raise ProtocolError("answer in parts smaller than announced")
+        return parts.decode_result(bytes(got))
+
+    async def _admin_once(self, op: str, args: dict[str, Any], timeout: float
+                          ) -> dict[str, Any]:
         q = self.subscribe()
         try:
             txn = self.core.admin(op, args, self._now())

@@ -246,3 +246,23 @@ def _exact(t: type) -> _Conv:
         return v
 
     return conv
+
+
+def encode_value(value: Any) -> bytes:
+    """One field's value on its own (enums as ints, records as arrays), as in a message."""
+    return msgpack.packb(_to_wire(value), use_bin_type=True)
+
+
+def decode_value(tp: Any, data: bytes, max_size: int, max_items: int) -> Any:
+    """Parse and validate one value of annotation ``tp`` (a message field's type) from bytes
+    that are not one datagram: ``max_size`` and ``max_items`` are the caller's ceilings,
+    enforced before anything is allocated for them. ProtocolError for anything else."""
+    if len(data) > max_size:
+        raise ProtocolError(f"value too large ({len(data)} bytes)")
+    try:
+        value = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True,
+                                max_str_len=MAX_STR * 4, max_bin_len=MAX_BYTES,
+                                max_array_len=max_items, max_map_len=max_items, max_ext_len=0)
+    except Exception as exc:  # msgpack raises many types; all mean "malformed"
+        raise ProtocolError(f"malformed value: {type(exc).__name__}") from None
+    return _converter(tp)(value)

@@ -37,7 +37,7 @@ from ptt.errors import (
     ValidationError,
 )
 from ptt.names import group_name, parse_role, role_name, user_name
-from ptt.protocol import auth
+from ptt.protocol import auth, parts
 from ptt.protocol.messages import ErrorCode, Role
 from ptt.protocol.server import ServerCore
 from ptt.server.store import GroupRecord, Store
@@ -112,6 +112,8 @@ class Admin:
         self.require_client_credentials = True
         # why this server has no multicast (the adapter sets it once it tried), or None
         self.multicast_off: str | None = None
+        self.uploads = parts.Uploads()  # requests arriving in parts (ptt.protocol.parts)
+        self.results = parts.Results()  # answers too large for one datagram, until fetched
         self._ops: dict[str, Callable[[dict[str, Any], float], Result]] = {
             "user.add": self.user_add,
             "user.list": self.user_list,
@@ -135,6 +137,21 @@ class Admin:
         """Run ``op`` for ``user`` (None: the server itself). Only coordinators see every
         group; anyone else sees the groups it is a member of, and is told of any other group
         exactly what it is told of one that does not exist."""
+        who = user or ""
+        if op == parts.PART_OP:  # any session may send parts: the operation is checked after
+            return {"received": self.uploads.add(who, args, now)}
+        if op == parts.FETCH_OP:  # only the user's own kept answers
+            return self.results.get(who, args, now)
+        if parts.PARTS_KEY in args:
+            args = parts.decode_args(self.uploads.take(who, args[parts.PARTS_KEY], now))
+        result = self._execute(op, args, now, user, role)
+        data = parts.encode_args(result)
+        if len(data) > parts.PART_BYTES:  # too large for one answer: fetched in parts
+            return self.results.put(who, data, now)
+        return result
+
+    def _execute(self, op: str, args: dict[str, Any], now: float, user: str | None,
+                 role: Role | None) -> Result:
         fn = self._ops.get(op)
         if fn is None:
             raise ValidationError(f"unknown operation '{op}'")
