@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -320,13 +321,17 @@ async def late_entry(args: dict[str, Any]) -> dict[str, Any]:
 
 @scenario
 async def misconfigured(args: dict[str, Any]) -> dict[str, Any]:
-    """Errors and fallbacks: a missing route (run with route=False) or a missing interface."""
+    """Errors and fallbacks on a member's machine: a missing route (``drop_route``: the server
+    started with the route, so it offers multicast, and the route is gone before the member
+    joins, as on a member's laptop without one) or a missing interface."""
     tmp = Path(args["tmp"])
     users = ["ann"]
     out: dict[str, Any] = {}
     async with Server(tmp) as server:
         tokens = await provision(server, users, "multicast")
         await provision_group(server, "autogroup", "auto", users)
+        if args.get("drop_route"):
+            subprocess.run(["ip", "route", "del", "224.0.0.0/4", "dev", "lo"], check=True)
         opts = MulticastOptions(interface=args.get("interface", "127.0.0.1"))
         async with Connection(server.address, "ann", tokens["ann"], opts) as ann:
             q = ann.subscribe()

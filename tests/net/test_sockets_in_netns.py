@@ -23,13 +23,14 @@ def test_ttl_is_configurable() -> None:
 def test_missing_route_is_an_error_in_multicast_mode_and_a_fallback_in_auto(
         tmp_path: Path) -> None:
     require_netns()
-    r = run_in_netns("misconfigured", {"tmp": str(tmp_path)}, route=False)
+    # a server without the route refuses multicast groups at creation (tests/acceptance/
+    # test_small.py); here the member's machine lacks the route the server's has
+    r = run_in_netns("misconfigured", {"tmp": str(tmp_path), "drop_route": True})
     text = ("no route for multicast 239.255.0.1 via lo (there is none): add one "
             "(ip route add 224.0.0.0/4 dev lo) or use relay mode")
     assert r["multicast_join"] == text
     assert r["auto_path"] == "relay" and r["auto_reason"].startswith("no route for multicast")
     assert r["probes"] == 0  # nothing was sent to a group address
-    assert r["multicast_off"].startswith("no route for multicast 239.255.0.1 via lo")
     assert [e[:2] for e in r["events"]] == [["lan", "relay"], ["autogroup", "relay"]]
 
 
