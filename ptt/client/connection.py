@@ -33,19 +33,20 @@ import logging
 import os
 import secrets
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import asyncio_dgram
 
+from ptt.client.receipts import Receipts
 from ptt.errors import AuthError, NetError, ProtocolError, RequestError, ValidationError
 from ptt.names import format_hostport
-from ptt.client.receipts import Receipts
 from ptt.net.member import MemberSockets
 from ptt.net.multicast import MulticastOptions
 from ptt.protocol import client as cl
-from ptt.protocol import parts
 from ptt.protocol import messages as m
+from ptt.protocol import parts
 from ptt.protocol.server import ECHO_SEQ, HOLDER_SEQ, PROBE_SEQ, VOICE_PATH_OP
 from ptt.protocol.voice import (
     VoiceFlags,

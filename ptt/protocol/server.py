@@ -38,6 +38,7 @@ from collections.abc import Callable
 from ptt.crypto import limits
 from ptt.crypto.channel import SEALED_MAGICS
 from ptt.protocol import messages as m
+from ptt.protocol.parts import FETCH_OP
 from ptt.protocol.server_base import (
     EMERGENCY_ROLES,
     HIGH_ROLES,
@@ -83,11 +84,32 @@ from ptt.protocol.wire import VOICE_MAGIC
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "ECHO_SEQ", "EMERGENCY_ROLES", "HIGH_ROLES", "HOLDER_SEQ", "LOGIN_PENDING_TTL",
-    "PRIVATE_GROUP_BASE", "PROBE_SEQ", "RECEIPT_WAIT", "STALE_NOTICE_INTERVAL", "DeliveryReported",
-    "VOICE_PATH_OP", "AdminCommand", "Dropped", "FloorEvent", "FloorRequested", "GroupEntry",
-    "GroupUpdated", "MemberJoined", "MemberLeft", "ServerCore", "ServerCoreConfig", "ServerEvent",
-    "SessionEnded", "SessionMoved", "SessionStarted", "UserEntry",
+    "ECHO_SEQ",
+    "EMERGENCY_ROLES",
+    "HIGH_ROLES",
+    "HOLDER_SEQ",
+    "LOGIN_PENDING_TTL",
+    "PRIVATE_GROUP_BASE",
+    "PROBE_SEQ",
+    "RECEIPT_WAIT",
+    "STALE_NOTICE_INTERVAL",
+    "VOICE_PATH_OP",
+    "AdminCommand",
+    "DeliveryReported",
+    "Dropped",
+    "FloorEvent",
+    "FloorRequested",
+    "GroupEntry",
+    "GroupUpdated",
+    "MemberJoined",
+    "MemberLeft",
+    "ServerCore",
+    "ServerCoreConfig",
+    "ServerEvent",
+    "SessionEnded",
+    "SessionMoved",
+    "SessionStarted",
+    "UserEntry",
 ]
 
 
@@ -185,7 +207,10 @@ class ServerCore(LoginGate, Directory, FloorControl, VoiceRelay, KeyGrants, Link
         elif isinstance(msg, m.Admin) and msg.op == VOICE_PATH_OP:
             self._on_voice_path(s, msg, now)
         elif isinstance(msg, m.Admin):
-            if s.role != m.Role.COORDINATOR and msg.op not in ("group.list", "group.show"):
+            # anyone may fetch the parts of a large answer of its own (ptt.protocol.parts);
+            # only a coordinator's requests are large enough to go in parts
+            if s.role != m.Role.COORDINATOR and msg.op not in ("group.list", "group.show",
+                                                                FETCH_OP):
                 self._answer(s, msg.txn, m.Error(msg.txn, m.ErrorCode.FORBIDDEN,
                                                       "not a coordinator"), now)
                 return

@@ -14,9 +14,10 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from enum import IntEnum
 from functools import cache
-from typing import Any, Callable
+from typing import Any
 
 import msgpack
 
@@ -158,7 +159,7 @@ def _record_converter(cls: type) -> _Conv:
     return conv
 
 
-def _converter(tp: Any) -> _Conv:  # noqa: C901 - one branch per supported annotation
+def _converter(tp: Any) -> _Conv:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(tp)

@@ -14,12 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from ptt.cli.remote import connect
+from ptt.client.connection import Connection
 from ptt.client.keys import add_user
 from ptt.config import load_client_config
-from ptt.cli.remote import connect
 from ptt.crypto.groupkeys import open_grant, peek_grant
 from ptt.crypto.identity import identity_from_token
-from ptt.errors import AuthError
+from ptt.errors import AuthError, RequestError
+from ptt.protocol import parts
 from ptt.protocol.auth import MIN_ITERATIONS
 from ptt.server.store import Store
 from tests.acceptance.harness import COORDINATOR, Site
@@ -88,3 +90,67 @@ def test_thousand_member_group_keyed_and_directory_listed(site: Site, tmp_path: 
     shown = json.loads(site.ptt(COORDINATOR, "group", "show", "all", "--json",
                                check=True).stdout)
     assert sorted(m["user"] for m in shown["members"]) == names
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+async def _flood_parts(site: Site, user: str, rounds: int) -> tuple[int, int, list[str]]:
+    """A logged-in volunteer starts ``rounds`` uploads of the largest size and never finishes
+    any, plus parts that break each rule; returns (accepted, refused, refusal texts)."""
+    host, port = site.address.rsplit(":", 1)
+    conn = Connection((host, int(port)), user, site.tokens[user])
+    await conn.open(10.0)
+    accepted, refused, texts = 0, 0, []
+    full = {str(i): bytes([i]) * parts.CHUNK_BYTES for i in range(12)}
+    count = parts.MAX_PARTS
+    bad = [
+        {"upload": 1, "index": 0, "count": count + 1, "total": parts.MAX_TOTAL + 1,
+         "data": full},  # oversized total
+        {"upload": 1, "index": 0, "count": count * 4, "total": parts.MAX_TOTAL,
+         "data": full},  # too many parts
+        {"upload": 1, "index": count, "count": count, "total": parts.MAX_TOTAL,
+         "data": full},  # index past the end
+        {"upload": 1, "index": 0, "count": count, "total": parts.MAX_TOTAL,
+         "data": {"0": b"x"}},  # short part
+    ]
+    try:
+        for i in range(rounds):
+            args = bad[i] if i < len(bad) else {
+                "upload": i + 1, "index": 0, "count": count, "total": parts.MAX_TOTAL,
+                "data": full}
+            try:
+                await conn._admin_once(parts.PART_OP, args, 10.0)
+                accepted += 1
+            except RequestError as exc:
+                refused += 1
+                texts.append(str(exc))
+        with pytest.raises(RequestError, match="no such upload|incomplete"):
+            await conn._admin_once("group.list", {parts.PARTS_KEY: 5}, 10.0)  # never complete
+    finally:
+        await conn.close()
+    return accepted, refused, texts
+
+
+def test_flood_of_unfinished_and_malformed_parts_refused_without_memory_growth(
+        site: Site) -> None:
+    site.add_user("vol")
+    with pytest.raises(AuthError, match="not a coordinator"):  # parts: coordinators only
+        asyncio.run(_flood_parts(site, "vol", 1))
+    site.add_user("mallory", role="coordinator")  # a coordinator's broken or hostile client
+    pid = site.server.proc.pid  # type: ignore[union-attr]
+    asyncio.run(_flood_parts(site, "mallory", 20))  # warm-up: the first answers' allocations
+    before = _rss_kib(pid)
+    accepted, refused, texts = asyncio.run(_flood_parts(site, "mallory", 300))
+    grown = _rss_kib(pid) - before
+    # 300 parts of 48,000 bytes (14 MB) sent; at most two uploads of one part each are kept
+    assert accepted <= parts.MAX_UPLOADS_PER_USER and refused >= 300 - accepted
+    assert any("at most 2 unfinished uploads" in t for t in texts)
+    assert any("must be an integer" in t for t in texts)
+    assert grown < 3 * 1024, f"server RSS grew by {grown} KiB"
+    # the server still serves everyone
+    assert site.ptt(COORDINATOR, "group", "list", check=True).returncode == 0

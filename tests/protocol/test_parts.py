@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from ptt.errors import ProtocolError
+from ptt.protocol import messages as m
 from ptt.protocol import parts
 from ptt.protocol.wire import MAX_DATAGRAM, encode_message
-from ptt.protocol import messages as m
 
 
 def _parts_of(args: dict[str, object], upload: int = 1) -> list[dict[str, object]]:
