@@ -126,7 +126,8 @@ async def open_and_join(state: CliState, groups: list[str]
 def joined_line(st: m.GroupState) -> str:
     online = [mi.user for mi in st.members if mi.online]
     talker = f", {st.talker} is talking" if st.talker else ""
-    return (f"joined {st.group}: {len(st.members)} members, {len(online)} online "
+    members = st.members_total or len(st.members)  # a large group's Join lists only some
+    return (f"joined {st.group}: {members} members, {len(online)} online "
             f"({', '.join(online)}){talker}")
 
 

@@ -156,6 +156,9 @@ class GroupState:
     mcast_port: int = 0
     key_epoch: int = 0  # the group key's epoch (0: the group has no key yet)
     version: int = 0  # of the floor state (talker, idle): see FloorTaken.version
+    # how many members the group has when ``members`` lists only some of them (the Join answer
+    # of a group too large for one datagram: online members first); 0: all are listed
+    members_total: int = 0
 
 
 # --- session -----------------------------------------------------------------------------------

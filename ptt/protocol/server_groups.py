@@ -17,6 +17,12 @@ from ptt.protocol.server_base import GroupEntry, ServerBase, UserEntry
 from ptt.protocol.server_events import GroupUpdated, MemberJoined, MemberLeft, SessionEnded
 from ptt.protocol.session import Session
 
+# Bytes of member entries in a Join answer: with the grant, the queue and the rest it stays well
+# under wire.MAX_DATAGRAM (60,000). A group whose members do not fit lists its online members
+# first; ``group show`` has them all (an answer in parts, ptt.protocol.parts).
+JOINED_MEMBER_BYTES = 40_000
+_MEMBER_MIN_BYTES = 4  # an entry's msgpack array, its name's length and two booleans
+
 
 class Directory(ServerBase):
     """Users, groups, members; joins, leaves, calls, the end of a session."""
@@ -115,15 +121,29 @@ class Directory(ServerBase):
         for s in self.sessions.devices(user):
             self._send_reliable(s, lambda txn: m.GroupGone(txn, group, reason), now)
 
-    def group_state(self, name: str) -> m.GroupState:
+    def group_state(self, name: str, budget: int | None = None) -> m.GroupState:
+        """The group as a member sees it. ``budget``: at most about that many bytes of member
+        entries (online members first, then the others by name); the rest are only counted
+        in ``members_total``. None: every member (group show, fetched in parts if need be)."""
         g = self.groups[name]
         f = self.floors.floor(name)
+        members = [m.MemberInfo(u, u in g.online, lo) for u, lo in sorted(g.members.items())]
+        total = 0
+        if budget is not None and sum(len(mi.user.encode("utf-8")) + _MEMBER_MIN_BYTES
+                                      for mi in members) > budget:
+            members.sort(key=lambda mi: not mi.online)  # stable: by name within each
+            used, cut = 0, 0
+            for mi in members:
+                used += len(mi.user.encode("utf-8")) + _MEMBER_MIN_BYTES
+                if used > budget:
+                    break
+                cut += 1
+            members, total = sorted(members[:cut], key=lambda mi: mi.user), len(members)
         return m.GroupState(
             group=name,
             group_id=g.group_id,
-            members=[
-                m.MemberInfo(u, u in g.online, lo) for u, lo in sorted(g.members.items())
-            ],
+            members=members,
+            members_total=total,
             talker=f.holder,
             burst_id=f.burst_id if f.holder is not None else 0,
             queue=list(f.queue),
@@ -164,8 +184,8 @@ class Directory(ServerBase):
             return
         if s.session_id not in g.joined:
             self._enter(g, s)
-        self._answer(s, msg.txn, m.Joined(msg.txn, self.group_state(g.name),
-                                               g.grants.get(s.user, b"")), now)
+        state = self.group_state(g.name, JOINED_MEMBER_BYTES)
+        self._answer(s, msg.txn, m.Joined(msg.txn, state, g.grants.get(s.user, b"")), now)
 
     def _enter(self, g: GroupEntry, s: Session) -> None:
         g.joined[s.session_id] = s
