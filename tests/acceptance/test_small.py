@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 
 from ptt.audio.pulse import PulseServer
-from ptt.desktop.window import OFFLINE_BG, WIDTH_PX
 
 from tests.acceptance.harness import (COORDINATOR, Site, finish, no_traceback, read_until,
                                       tone_wav, x_geometry, x_window)
@@ -116,6 +115,8 @@ def _png(img: np.ndarray, path: Path) -> None:
 def test_the_desktop_keeps_its_width_and_greys_presence_and_talk_button_offline(
         tmp_path: Path, display: str, pulse_server: PulseServer,
         monkeypatch: pytest.MonkeyPatch) -> None:
+    from ptt.desktop.window import OFFLINE_BG, WIDTH_PX
+
     # short sessions: the window learns within about 2 s that the server is gone
     monkeypatch.setenv("PTT_SERVER_HEARTBEAT_INTERVAL", "0.5")
     monkeypatch.setenv("PTT_SERVER_SESSION_TIMEOUT", "2")
