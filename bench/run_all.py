@@ -104,11 +104,20 @@ def write_doc(results: dict[str, dict[str, Any]]) -> None:
         "peers measured on the same machine (see ../shared/TESTING.md).",
         "",
     ]
-    for name in BENCHMARKS:
-        if name in results:
-            parts.append(render(name, results[name]))
+    rendered = [render(name, results[name]) for name in BENCHMARKS if name in results]
+    parts += rendered
+    # sections written by hand (a benchmark without run(), or a figure measured once) stay, after
+    # the generated ones: a partial or full run must never drop a measurement it did not redo
+    titles = {section.splitlines()[0] for section in rendered}
+    parts += [s for s in hand_sections(DOC.read_text() if DOC.exists() else "")
+              if s.splitlines()[0] not in titles]
     DOC.parent.mkdir(exist_ok=True)
     DOC.write_text("\n".join(parts))
+
+
+def hand_sections(doc: str) -> list[str]:
+    """The ``## `` sections of ``doc``, each with its text up to the next one."""
+    return ["## " + chunk.rstrip("\n") + "\n" for chunk in ("\n" + doc).split("\n## ")[1:]]
 
 
 def main() -> int:
