@@ -169,8 +169,19 @@ class BurstReplayer:
         outcome = await self.conn.request_floor(self.group, self.priority)
         if outcome.state is cl.Participation.QUEUED:
             self.echo(f"{label}: queued #{outcome.position}, waiting for the floor")
+            waiting = asyncio.ensure_future(self.conn.wait_floor(self.group, self.max_wait))
+            stopped = asyncio.ensure_future(stop.wait() if stop is not None
+                                            else asyncio.Event().wait())
             try:
-                outcome = await self.conn.wait_floor(self.group, self.max_wait)
+                await asyncio.wait({waiting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopped.cancel()
+            if not waiting.done():  # a stop key while queued: leave the queue at once
+                waiting.cancel()
+                await self.conn.release_floor(self.group)
+                return BurstOutcome(label, offset, "skipped", detail="stopped while queued")
+            try:
+                outcome = waiting.result()
             except NetError:
                 await self.conn.release_floor(self.group)  # withdraw from the queue
                 return BurstOutcome(label, offset, "denied",

@@ -77,9 +77,15 @@ def speaking(site: Site, tmp_path: Path, seconds_text: str = "") -> Path:
     return make_speech_wav(tmp_path / "long.wav", text)
 
 
-def talker_of(site: Site, group: str) -> str | None:
+def group_show(site: Site, group: str) -> dict[str, object]:
+    """The coordinator's ``ptt group show GROUP --json``."""
     shown = site.ptt(COORDINATOR, "group", "show", group, "--json", check=True)
-    return json.loads(shown.stdout)["talker"]
+    return dict(json.loads(shown.stdout))
+
+
+def talker_of(site: Site, group: str) -> str | None:
+    talker = group_show(site, group)["talker"]
+    return None if talker is None else str(talker)
 
 
 def online(site: Site, group: str) -> set[str]:
@@ -206,3 +212,27 @@ def test_the_desktop_window_stops_at_once(site: Site, display: str,
     wait_until("ann online from the window", lambda: "ann" in online(site, "g"), 30)
     assert_stopped(signal_and_time(proc, sig), sig)
     wait_until("ann offline at once", lambda: "ann" not in online(site, "g"), 3)
+
+
+def queue_of(site: Site, group: str) -> list[str]:
+    return list(group_show(site, group)["queue"])
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT])  # the other signal: same path
+def test_replay_stopped_while_queued_leaves_the_queue(site: Site, tmp_path: Path,
+                                                      sig: int) -> None:
+    site.add_user("ann")
+    site.add_user("bob")
+    site.group("g", "ann", "bob", plain=True)
+    wav = speaking(site, tmp_path)
+    bob = site.spawn("bob", "talk", "g", "--wav", str(wav))
+    read_until(bob, "floor granted")
+    opus = tmp_path / "long.opus"
+    subprocess.run(["opusenc", "--quiet", str(wav), str(opus)], check=True)
+    proc = site.spawn("ann", "replay", str(opus), "--group", "g")
+    read_until(proc, "waiting for the floor")
+    assert queue_of(site, "g") == ["ann"]
+    assert_stopped(signal_and_time(proc, sig), sig)
+    assert queue_of(site, "g") == []
+    bob.kill()
+    bob.communicate()
