@@ -476,7 +476,8 @@ class Connection:
             self._flush()
             ev = await self.wait_for(q, lambda e: (isinstance(e, cl.AdminResult)
                                                 and e.txn in (txn, 0))
-                                  or (isinstance(e, cl.RequestFailed) and e.what == "admin"),
+                                  or (isinstance(e, cl.RequestFailed) and e.what == "admin"
+                                      and e.txn in (txn, 0)),
                                   timeout, "no answer from the server")
         finally:
             self.unsubscribe(q)

@@ -293,7 +293,7 @@ class ClientCore:
             self._emit(data, sealed is True)
         for e in expired:
             what, group = self._pending.pop(e.key, ("", ""))
-            self._timed_out(what, group, now)
+            self._timed_out(what, group, now, e.key)
         if self.conn is ConnState.CONNECTED:
             if now >= self._last_heard + self.session_timeout:
                 self._lost(LOST_SILENT.format(timeout=self.session_timeout), now)
@@ -517,8 +517,8 @@ class ClientCore:
         if what == "join":
             self.groups.pop(group, None)
         if what == "admin":
-            self._events.append(AdminResult(0, None, (msg.code, msg.message)))
-        self._events.append(RequestFailed(what, group, msg.message, msg.code))
+            self._events.append(AdminResult(msg.txn, None, (msg.code, msg.message)))
+        self._events.append(RequestFailed(what, group, msg.message, msg.code, msg.txn))
 
     def _on_joined(self, state: m.GroupState) -> None:
         g = self._group(state.group)
@@ -672,7 +672,7 @@ class ClientCore:
             g.guessed_end, g.my_burst = burst, 0
             self._set(g, Participation.NO_PERMISSION, revoke_cause=m.RevokeCause.SILENCE)
 
-    def _timed_out(self, what: str, group: str, now: float) -> None:
+    def _timed_out(self, what: str, group: str, now: float, txn: int = 0) -> None:
         if what in ("hello", "login"):
             self._schedule_relogin(now, "the server does not answer")
             return
@@ -685,7 +685,8 @@ class ClientCore:
         if g is not None and what in ("floor", "release") and g.participation in (
                 Participation.PENDING_REQUEST, Participation.PENDING_RELEASE):
             self._set(g, Participation.NO_PERMISSION)
-        self._events.append(RequestFailed(what, group, "the server did not answer in time"))
+        self._events.append(RequestFailed(what, group, "the server did not answer in time",
+                                          None, txn))
 
     def _lost(self, reason: str, now: float) -> None:
         was = self.conn

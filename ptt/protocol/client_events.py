@@ -126,6 +126,7 @@ class RequestFailed:
     group: str
     message: str
     code: m.ErrorCode | None = None
+    txn: int = 0  # the request that failed (0: not known): admin requests run many at once
 
 
 @dataclass(frozen=True, slots=True)
