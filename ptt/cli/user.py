@@ -136,13 +136,17 @@ def remove(state: CliState, name: str, as_json: bool) -> None:
                    "the file names users the server lacks.")
 @click.option("--check", is_flag=True,
               help="Only check the file: report bad rows, change nothing, connect to nothing.")
+@click.option("--new-tokens", "new_tokens", is_flag=True,
+              help="Give the users of FILE that exist already new tokens (and new credentials "
+                   "files): each is made anew in its groups, so its old token stops working. "
+                   "Not the coordinator running the import.")
 @click.option("--workers", type=click.IntRange(1, 64), default=None,
               help="Processes for the key stretching [default: one per core].")
 @json_option
 @client_options
 @pass_state
-def import_(state: CliState, file: Path, out: Path | None, check: bool, workers: int | None,
-            as_json: bool) -> None:
+def import_(state: CliState, file: Path, out: Path | None, check: bool, new_tokens: bool,
+            workers: int | None, as_json: bool) -> None:
     """Create the users, groups and memberships listed in FILE (CSV, UTF-8).
 
     FILE starts with the header 'name,role,groups'; each row is one user: its name (any
@@ -174,7 +178,8 @@ def import_(state: CliState, file: Path, out: Path | None, check: bool, workers:
 
     async def go(conn: Connection) -> tuple[roster.ImportReport, str]:
         report = await roster.import_rows(conn, rows, server=server, out=out,
-                                          pins=member_pins(state), workers=workers)
+                                          pins=member_pins(state), workers=workers,
+                                          new_tokens=new_tokens)
         return report, identity_from_token(conn.token, conn.user).public.fingerprint
 
     report, fingerprint = with_connection(state, go)
@@ -192,12 +197,10 @@ def import_(state: CliState, file: Path, out: Path | None, check: bool, workers:
                           "bad": [{"line": e.line, "error": e.message} for e in bad]})
     else:
         members = sum(len(v) for v in report.added.values())
-        click.echo(f"{len(report.created)} new users, {len(report.kept)} kept, "
+        renewed = f" ({len(report.renewed)} of them with new tokens)" if report.renewed else ""
+        click.echo(f"{len(report.created)} new users{renewed}, {len(report.kept)} kept, "
                    f"{len(report.groups_created)} new groups, {members} new memberships in "
                    f"{len(report.added)} groups.")
-        for name, stored in sorted(report.role_differs.items()):
-            output.note(f"kept '{name}' as {stored} (the file says otherwise; change it with "
-                        f"'ptt user remove' and a new import)")
         for g, epoch in report.epochs.items():
             if epoch:
                 output.note(f"Re-keyed '{g}': key epoch {epoch}.")

@@ -10,8 +10,8 @@ the same command again and a second run changes nothing:
 
 1. every row is checked first; a bad one (name, role, a group name, a user named twice) is
    reported with its line number and skipped whole: nothing is done for it;
-2. users the server already has are kept as they are (their tokens too); groups it lacks are
-   made (encrypted);
+2. users the server already has are kept as they are (role and token too); groups it lacks
+   are made (encrypted);
 3. the new users' tokens, verifiers and public identities are made on this machine, the
    key stretching (PBKDF2, :func:`ptt.protocol.auth.make_credentials`) on all cores; each
    user's credentials file is written (mode 0600) before its ``user.add`` is sent, so no user
@@ -41,7 +41,7 @@ from ptt.client import keys
 from ptt.client.connection import Connection
 from ptt.config import write_credentials
 from ptt.crypto.identity import PublicIdentity, identity_from_token
-from ptt.errors import PttError, ValidationError
+from ptt.errors import PttError, RequestError, ValidationError
 from ptt.names import group_name, parse_role, role_name, user_name
 from ptt.protocol import auth
 from ptt.textwidth import display_width, ljust
@@ -88,7 +88,7 @@ class ImportReport:
     groups_created: list[str] = field(default_factory=list)
     added: dict[str, list[str]] = field(default_factory=dict)  # group -> members added
     epochs: dict[str, int] = field(default_factory=dict)  # group -> new key epoch (0: plain)
-    role_differs: dict[str, str] = field(default_factory=dict)  # kept user -> its stored role
+    renewed: list[str] = field(default_factory=list)  # users made anew with new tokens
     failed: list[RowError] = field(default_factory=list)  # refused by the server
     files: dict[str, Path] = field(default_factory=dict)  # new user -> credentials file
 
@@ -195,20 +195,26 @@ async def import_rows(
     out: Path | None,
     pins: Path | None = None,
     workers: int | None = None,
+    new_tokens: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> ImportReport:
     """Create the users, groups and memberships of ``rows`` that the server lacks (see the
-    module's docstring); credentials files of new users go to ``out``."""
+    module's docstring); credentials files of new users go to ``out``.
+
+    ``new_tokens``: users of ``rows`` the server has (but the one running this) are made anew
+    with new tokens (:func:`_renew`), so their old tokens stop working."""
     report = ImportReport()
     say = progress or (lambda _: None)
-    existing = {str(u["name"]): str(u["role"])
-                for u in (await conn.admin("user.list", {}))["users"]}
+    existing = await _existing(conn, [r.name for r in rows])
+    if new_tokens:
+        renew = [r for r in rows if r.name in existing and r.name != conn.user]
+        if renew and out is None:
+            raise ValidationError(f"{len(renew)} users get new tokens: name a directory for "
+                                  f"their credentials files with --out DIR")
+        rows = await _renew(conn, rows, renew, pins, report, say)
+        existing -= {r.name for r in renew}
     new = [r for r in rows if r.name not in existing]
-    for r in rows:
-        if r.name in existing:
-            report.kept.append(r)
-            if existing[r.name] != r.role:
-                report.role_differs[r.name] = existing[r.name]
+    report.kept = [r for r in rows if r.name in existing]
     if new and out is None:
         raise ValidationError(f"{len(new)} new users: name a directory for their credentials "
                               f"files with --out DIR")
@@ -241,6 +247,57 @@ async def import_rows(
     return report
 
 
+async def _existing(conn: Connection, names: Sequence[str]) -> set[str]:
+    """Which of ``names`` the server has: one small ``user.keys`` request each, many in flight,
+    so the answer never grows with the directory (``user.list`` does)."""
+    slots = asyncio.Semaphore(IN_FLIGHT)
+    found: set[str] = set()
+
+    async def ask(name: str) -> None:
+        async with slots:
+            try:
+                await conn.admin("user.keys", {"name": name})
+            except RequestError as exc:
+                if exc.code != "not_found":
+                    raise
+                return
+        found.add(name)
+
+    await asyncio.gather(*(ask(n) for n in names))
+    return found
+
+
+async def _renew(conn: Connection, rows: Sequence[Row], renew: Sequence[Row],
+                 pins: Path | None, report: ImportReport, say: Callable[[str], None]
+                 ) -> list[Row]:
+    """Remove the users of ``renew`` so that the import makes them anew, with new tokens;
+    returns ``rows`` with each renewed user's groups joined by those it is in now, so it comes
+    back into all of them (as a full member: a listen-only flag is not kept).
+
+    There is no way to change a token in place (the server holds only its verifier and the
+    public key derived from it, pinned by the members), so a new token is a new account. Each
+    encrypted group loses all its renewed members in one change with its next key, so their old
+    tokens open nothing said after; the import then adds them back with one more key."""
+    names = {r.name for r in renew}
+    now_in: dict[str, list[str]] = {u: [] for u in names}
+    for g in (await conn.admin("group.list", {}))["groups"]:
+        for m in (await conn.admin("group.show", {"name": g["name"]})).get("members") or []:
+            if m["user"] in names:
+                now_in[str(m["user"])].append(str(g["name"]))
+    keyed: dict[str, list[str]] = {}
+    for u in sorted(names):
+        for g in (await conn.admin("user.keys", {"name": u})).get("groups") or []:
+            keyed.setdefault(str(g), []).append(u)
+    for g, users in keyed.items():
+        say(f"removing {len(users)} members from '{g}' for their new tokens")
+        await keys.change_members(conn, g, remove=users, pins=pins)
+    for u in sorted(names):
+        await conn.admin("user.remove", {"name": u})
+        report.renewed.append(u)
+    return [Row(r.line, r.name, r.role, tuple(dict.fromkeys([*r.groups, *now_in[r.name]])))
+            if r.name in names else r for r in rows]
+
+
 async def _create(conn: Connection, new: Sequence[Row], server: str, out: Path,
                   pins: Path | None, workers: int | None, report: ImportReport) -> None:
     iterations = await keys.server_iterations(conn)
@@ -253,7 +310,11 @@ async def _create(conn: Connection, new: Sequence[Row], server: str, out: Path,
         row = by_name[name]
         file = credentials_file(out, name)
         async with slots:
-            write_credentials(file, server, name, token)  # kept before the user exists
+            try:
+                write_credentials(file, server, name, token)  # kept before the user exists
+            except PttError as exc:
+                report.failed.append(RowError(row.line, f"'{name}': {exc}"))
+                return
             try:
                 await conn.admin("user.add", {"name": name, "role": row.role, "salt": salt,
                                               "iterations": iterations, "verifier": verifier,
@@ -314,7 +375,8 @@ def sheet(report: ImportReport, server: str, coordinator: str, fingerprint: str)
 
 
 def summary(report: ImportReport) -> dict[str, Any]:
-    return {"new": [r.name for r in report.created], "kept": [r.name for r in report.kept],
+    return {"new": [r.name for r in report.created], "renewed": report.renewed,
+            "kept": [r.name for r in report.kept],
             "groups_created": report.groups_created, "added": report.added,
             "epochs": report.epochs,
             "failed": [{"line": e.line, "error": e.message} for e in report.failed],

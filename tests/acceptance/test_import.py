@@ -152,3 +152,38 @@ def test_not_utf8_and_bad_header_are_one_line(site: Site, tmp_path: Path) -> Non
     res = site.ptt(COORDINATOR, "user", "import", str(headless), "--out", str(tmp_path / "o"))
     assert res.returncode == 2 and f"{headless}:1: the first row must be the header" in res.stderr
     no_traceback(res.stderr)
+
+
+def test_new_tokens_replace_old_ones_and_keep_the_groups(site: Site, tmp_path: Path) -> None:
+    src = tmp_path / "event.csv"
+    src.write_text("name,role,groups\nzoë,,crew;medics\n张伟,,crew\n", encoding="utf-8")
+    out = tmp_path / "creds"
+    site.ptt(COORDINATOR, "user", "import", str(src), "--out", str(out), check=True)
+    old = (out / "zoë.toml").read_bytes()
+    keep = (out / "张伟.toml").read_bytes()
+    old_copy = tmp_path / "old-zoë.toml"
+    old_copy.write_bytes(old)
+    site.ptt(COORDINATOR, "group", "create", "lobby", "--plain", check=True)
+    site.ptt(COORDINATOR, "group", "add", "lobby", "zoë", check=True)
+
+    only = tmp_path / "zoë.csv"
+    only.write_text("name,role,groups\nzoë,,crew\n", encoding="utf-8")
+    res = site.ptt(COORDINATOR, "user", "import", str(only), "--out", str(out),
+                   "--new-tokens", "--json", timeout=60)
+    assert res.returncode == 0, res.stderr
+    made = json.loads(res.stdout)
+    assert made["renewed"] == ["zoë"] and made["new"] == ["zoë"]
+    assert (out / "zoë.toml").read_bytes() != old
+    assert (out / "张伟.toml").read_bytes() == keep
+
+    # the old token no longer logs in; the new one does, into every group zoë was in
+    home = tmp_path / "old-home"
+    home.mkdir()
+    refused = site.ptt("zoë", "login", "--credentials", str(old_copy),
+                       env=clean_env(home, PTT_CONFIG=str(home / "client.toml")))
+    assert refused.returncode != 0
+    no_traceback(refused.stderr)
+    env = login_with(site, tmp_path, "zoë", out / "zoë.toml")
+    listed = site.ptt("zoë", "group", "list", "--json", env=env, check=True)
+    assert {g["name"] for g in json.loads(listed.stdout)["groups"]} == {"crew", "medics",
+                                                                        "lobby"}
