@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ptt.cli.live import (StopSignals, echo_event, joined_line, label, open_and_join,
+from ptt.cli.live import (KeyWatch, StopSignals, echo_event, joined_line, label, open_and_join,
                           ringing_lines, stamp, until_stopped)
 from ptt.cli.options import GROUP, SECONDS, CliState, client_options, pass_state
 from ptt.client.calls import call_peer
@@ -145,6 +145,9 @@ async def _listen(state: CliState, group: str, out: Path | None, output_device: 
         raise
     try:
         click.echo(joined_line(joined[0]))
+        watch = KeyWatch(conn, joined)
+        for line in watch.warnings():
+            click.echo(line, err=True)
         for line in ringing_lines(conn):
             click.echo(line)
         stop = signals.stop
@@ -160,6 +163,9 @@ async def _listen(state: CliState, group: str, out: Path | None, output_device: 
             async for ev in _until(events, stop, duration):
                 echo_event(ev, conn.user)
                 count.follow(ev)
+                got_key = watch.follow(ev)
+                if got_key is not None:
+                    click.echo(got_key)
                 if isinstance(ev, cl.GroupGone) and ev.group in left:
                     left.discard(ev.group)
                     break
@@ -210,6 +216,9 @@ async def _monitor(state: CliState, groups: list[str], priority: list[str], out:
     try:
         for st in joined:
             click.echo(joined_line(st))
+        watch = KeyWatch(conn, joined)
+        for line in watch.warnings():
+            click.echo(line, err=True)
         for line in ringing_lines(conn):
             click.echo(line)
         stop = signals.stop
@@ -228,6 +237,9 @@ async def _monitor(state: CliState, groups: list[str], priority: list[str], out:
                         break
                     click.echo(f"{stamp()}  still listening to {', '.join(sorted(left))}")
                     continue
+                got_key = watch.follow(ev)
+                if got_key is not None:
+                    click.echo(got_key)
                 notice = burst_notice(ev, monitor.groups, conn.user)
                 if notice is not None:
                     click.echo(f"{stamp()}  {notice.line()}")

@@ -123,6 +123,32 @@ async def open_and_join(state: CliState, groups: list[str]
     return conn, config, joined
 
 
+class KeyWatch:
+    """Tells a member at once when it joined an encrypted group whose current key it does not
+    hold (it would hear only silence there), and again when that key arrives: the server pushes
+    it to online members as soon as a coordinator issues it."""
+
+    def __init__(self, conn: Connection, joined: list[m.GroupState]) -> None:
+        self._keys = keys.VoiceKeys.of(conn)
+        self.waiting = {st.group: st.key_epoch for st in joined
+                        if st.key_epoch > self._keys.epoch(st.group)}
+
+    def warnings(self) -> list[str]:
+        return [f"warning: no key for '{g}' (epoch {e}) yet: you hear nothing there until a "
+                f"coordinator issues one ('ptt group rekey {g}'); it is taken as soon as it is"
+                for g, e in sorted(self.waiting.items())]
+
+    def follow(self, ev: cl.ClientEvent) -> str | None:
+        """The line to print when ``ev`` brought a key this member was waiting for."""
+        if not isinstance(ev, cl.KeyGrantReceived) or ev.group not in self.waiting:
+            return None
+        epoch = self._keys.epoch(ev.group)
+        if epoch < self.waiting[ev.group]:
+            return None  # refused, or an old one: VoiceKeys logged why
+        del self.waiting[ev.group]
+        return f"{stamp()}  {ev.group}  key received (epoch {epoch}): its voice opens now"
+
+
 def joined_line(st: m.GroupState) -> str:
     online = [mi.user for mi in st.members if mi.online]
     talker = f", {st.talker} is talking" if st.talker else ""
