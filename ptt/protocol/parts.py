@@ -27,8 +27,9 @@ Limits (explicit, tested in tests/protocol/test_parts.py): a part carries at mos
 :data:`PART_BYTES` bytes in chunks of at most ``wire.MAX_BYTES``; one upload at most
 :data:`MAX_TOTAL` bytes; a user at most :data:`MAX_UPLOADS_PER_USER` unfinished uploads and the
 server at most :data:`MAX_UPLOAD_BYTES` bytes of them; an upload not completed within
-:data:`UPLOAD_TTL` seconds is forgotten, and so is a kept answer. A part that breaks a rule is
-refused, and what was refused takes no memory.
+:data:`UPLOAD_TTL` seconds is forgotten, and so is a kept answer; at most :data:`MAX_RESULTS`
+answers and :data:`MAX_RESULT_BYTES` bytes of them are kept (the oldest go first). A part that
+breaks a rule is refused, and what was refused takes no memory.
 
 Sans-I/O: the caller passes ``now``.
 """
@@ -76,6 +77,7 @@ MAX_UPLOADS_PER_USER = 2
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024  # unfinished uploads of all users together
 UPLOAD_TTL = 60.0  # seconds from an upload's first part to its operation
 MAX_RESULTS = 16  # answers kept for fetching, all users together (oldest forgotten first)
+MAX_RESULT_BYTES = 128 * 1024 * 1024  # ... and their bytes together
 
 _ARGS_TYPE = typing.get_type_hints(m.Admin)["args"]
 _RESULT_TYPE = typing.get_type_hints(m.AdminResponse)["result"]
@@ -212,28 +214,33 @@ class Uploads:
 class Results:
     """Answers too large for one datagram, kept for their user to fetch part by part."""
 
-    def __init__(self, max_results: int = MAX_RESULTS, ttl: float = UPLOAD_TTL) -> None:
+    def __init__(self, max_results: int = MAX_RESULTS, ttl: float = UPLOAD_TTL,
+                 max_bytes: int = MAX_RESULT_BYTES) -> None:
         self.max_results = max_results
+        self.max_bytes = max_bytes
         self.ttl = ttl
         self._kept: OrderedDict[int, tuple[str, float, bytes]] = OrderedDict()
         self._next = 0
+        self.held = 0  # bytes of all kept answers
 
     def __len__(self) -> int:
         return len(self._kept)
 
     def expire(self, now: float) -> None:
         for key in [k for k, (_, until, _) in self._kept.items() if until <= now]:
-            del self._kept[key]
+            self.held -= len(self._kept.pop(key)[2])
 
     def put(self, user: str, data: bytes, now: float) -> dict[str, Any]:
         """Keep ``data``; returns what the client is answered instead."""
-        if len(data) > MAX_TOTAL:
+        if len(data) > min(MAX_TOTAL, self.max_bytes):
             raise ProtocolError(f"answer too large ({len(data)} bytes)")
         self.expire(now)
-        while len(self._kept) >= self.max_results:
-            self._kept.popitem(last=False)
+        while self._kept and (len(self._kept) >= self.max_results
+                              or self.held + len(data) > self.max_bytes):
+            self.held -= len(self._kept.popitem(last=False)[1][2])
         self._next = (self._next + 1) & 0x7FFFFFFF or 1
         self._kept[self._next] = (user, now + self.ttl, data)
+        self.held += len(data)
         return {PARTS_KEY: self._next, "count": -(-len(data) // PART_BYTES), "total": len(data)}
 
     def get(self, user: str, args: dict[str, Any], now: float) -> dict[str, Any]:

@@ -117,9 +117,15 @@ def test_results_kept_for_their_user_only_bounded_and_expiring() -> None:
         res.get("c", {"id": told[parts.PARTS_KEY], "index": told["count"]}, 1.0)
     for _ in range(10):
         res.put("c", b"x", 1.0)
-    assert len(res) == 3
+    assert len(res) == 3 and res.held == 3
     res.expire(10.0)
-    assert len(res) == 0
+    assert len(res) == 0 and res.held == 0
+    small = parts.Results(max_bytes=1_000)
+    for _ in range(10):
+        small.put("c", b"y" * 400, 0.0)
+    assert len(small) == 2 and small.held == 800  # bounded in bytes too, oldest gone first
+    with pytest.raises(ProtocolError):
+        small.put("c", b"z" * 1_001, 0.0)
 
 
 def test_put_back_together_is_validated_like_a_message() -> None:
