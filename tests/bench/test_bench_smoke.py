@@ -16,6 +16,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 
 import bench_floor_access  # noqa: E402
+import bench_import  # noqa: E402
 import echo_floor  # noqa: E402
 import bench_relay  # noqa: E402
 import loadgen  # noqa: E402
@@ -64,3 +65,9 @@ def test_relay_tiny() -> None:
         assert 0 < r["latency_p50_ms"] <= r["latency_p99_ms"] < 1000
         assert r["loss_pct"] < 5
     assert res["rows"] and res["command"].startswith(".venv/bin/python bench/bench_relay.py")
+
+
+def test_import_tiny() -> None:
+    res = bench_import.run(users=12, groups=2, timeout=120)
+    assert res["new"] == 12 and res["credential_files"] == 12 and res["rekeyed_groups"] == 2
+    assert res["rerun_says"].startswith("0 new users, 12 kept"), res
