@@ -30,6 +30,7 @@ import csv
 import io
 import os
 import secrets
+import signal
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -332,12 +333,27 @@ async def _create(conn: Connection, new: Sequence[Row], server: str, out: Path,
     n = workers or os.cpu_count() or 1
     with ProcessPoolExecutor(max_workers=min(n, len(chunks)),
                              mp_context=get_context("spawn")) as pool:
-        jobs = [loop.run_in_executor(pool, _make, chunk, iterations) for chunk in chunks]
+        # The workers start (at the first submits) with Ctrl-C ignored, which a new Python
+        # process keeps: the import alone handles it, stopping the pool, and no worker prints
+        # a traceback of its own.
+        handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            jobs = [loop.run_in_executor(pool, _make, chunk, iterations) for chunk in chunks]
+        finally:
+            signal.signal(signal.SIGINT, handler)
         sends: list[asyncio.Task[None]] = []
-        for job in asyncio.as_completed(jobs):
-            for made in await job:
-                sends.append(asyncio.create_task(add(*made)))
-        await asyncio.gather(*sends)
+        try:
+            for job in asyncio.as_completed(jobs):
+                for made in await job:
+                    sends.append(asyncio.create_task(add(*made)))
+            await asyncio.gather(*sends)
+        finally:  # interrupted: the jobs not started are dropped, their outcome unasked for
+            for job in jobs:
+                if not job.done():
+                    job.cancel()
+                elif not job.cancelled():
+                    job.exception()
+            pool.shutdown(wait=False, cancel_futures=True)
     keys.pin_members(conn, publics, pins)
     report.created.sort(key=lambda r: r.line)
     report.failed.sort(key=lambda e: e.line)

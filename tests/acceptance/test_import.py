@@ -7,10 +7,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import signal
 import stat
+import subprocess
+import time
 from pathlib import Path
 
-from tests.acceptance.harness import COORDINATOR, Site, clean_env, no_traceback
+import pytest
+
+from tests.acceptance.harness import PTT, COORDINATOR, Site, clean_env, no_traceback
 
 # 30 users in 3 groups (one of them named with a space), names in Chinese and with accents
 CHINESE = ["张伟", "王芳", "李娜", "刘洋", "陈静", "杨磊", "赵敏", "黄勇", "周杰", "吴霞"]
@@ -187,3 +193,38 @@ def test_new_tokens_replace_old_ones_and_keep_the_groups(site: Site, tmp_path: P
     listed = site.ptt("zoë", "group", "list", "--json", env=env, check=True)
     assert {g["name"] for g in json.loads(listed.stdout)["groups"]} == {"crew", "medics",
                                                                         "lobby"}
+
+
+@pytest.mark.slow
+def test_ctrl_c_mid_import_then_the_same_command_completes_it(site: Site, tmp_path: Path
+                                                               ) -> None:
+    src = tmp_path / "event.csv"
+    src.write_text("name,role,groups\n" + "".join(f"v{i},,crew {i % 2}\n" for i in range(150)),
+                   encoding="utf-8")
+    out = tmp_path / "creds"
+    cmd = [PTT, "user", "import", str(src), "--out", str(out)]
+    # its own process group, as in a terminal: Ctrl-C reaches the key-stretching workers too
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=site.env(COORDINATOR), start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None and not list(out.glob("*.toml")):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    if proc.returncode != 0:  # else it finished first, on a fast machine: nothing to resume
+        assert proc.returncode == 130, err
+        no_traceback(err)
+        assert len(err.strip().splitlines()) <= 1, err
+    again = site.ptt(COORDINATOR, "user", "import", str(src), "--out", str(out), timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert sorted(p.stem for p in out.glob("*.toml")) == sorted(f"v{i}" for i in range(150))
+    users = json.loads(site.ptt(COORDINATOR, "user", "list", "--json", check=True).stdout)
+    assert len(users["users"]) == 151
+    for g in ("crew 0", "crew 1"):
+        shown = json.loads(site.ptt(COORDINATOR, "group", "show", g, "--json",
+                                    check=True).stdout)
+        assert len(shown["members"]) == 75
+    # every credentials file left by either run logs in
+    for name in ("v0", "v149"):
+        env = login_with(site, tmp_path, name, out / f"{name}.toml")
+        assert site.ptt(name, "group", "list", env=env).returncode == 0
