@@ -7,7 +7,8 @@ A :class:`Site` is one server with its database and a home directory per user::
                                                # then `ptt login` into ann's own config
     site.ptt("ann", "group", "list")           # CompletedProcess (exit code, stdout, stderr)
     p = site.spawn("bob", "listen", "g", "--out", str(out))   # a live Popen
-    site.interrupt(p)                          # SIGINT, then the exit code within a bound
+    read_until(p, "joined g")                  # its lines up to the first with this text
+    signal_and_time(p)                         # SIGINT: exit code and how long it took
 
 Tests here assert what a person sees: exit codes, the lines printed, the files written, the
 audio heard. Nothing here reaches into ptt's modules except to make speech samples.
@@ -121,29 +122,6 @@ class Site:
         """``ptt ARGS`` as ``user`` in the background (stdout and stderr piped, text)."""
         return subprocess.Popen([PTT, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 stdin=subprocess.DEVNULL, text=True, env=env or self.env(user))
-
-
-def wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float = 15.0) -> list[str]:
-    """Lines of ``proc``'s stdout read until one contains ``needle`` (AssertionError if not)."""
-    assert proc.stdout is not None
-    seen: list[str] = []
-    deadline = time.monotonic() + timeout
-    os.set_blocking(proc.stdout.fileno(), False)
-    buf = ""
-    while time.monotonic() < deadline:
-        chunk = proc.stdout.read()
-        if chunk:
-            buf += chunk
-            *lines, buf = buf.split("\n")
-            seen.extend(lines)
-            if any(needle in line for line in lines):
-                os.set_blocking(proc.stdout.fileno(), True)
-                return seen
-        elif proc.poll() is not None:
-            break
-        time.sleep(0.02)
-    os.set_blocking(proc.stdout.fileno(), True)
-    raise AssertionError(f"no line with {needle!r} within {timeout} s; saw {seen + [buf]}")
 
 
 def finish(proc: subprocess.Popen[str], timeout: float = 30.0) -> tuple[int, str, str]:
