@@ -231,9 +231,10 @@ class Admin:
 
     def user_list(self, args: dict[str, Any], now: float) -> Result:
         online = self.core.online_users()
+        counts = self.store.group_counts()
         return {"users": [
             {"name": u.name, "role": role_name(u.role), "online": u.name in online,
-             "groups": len(self.store.groups_of(u.name))}
+             "groups": counts.get(u.name, 0)}
             for u in self.store.list_users()
         ]}
 

@@ -82,8 +82,10 @@ def test_thousand_member_group_keyed_and_directory_listed(site: Site, tmp_path: 
             open_grant(blob, removed, user, trusted, "big", gid)
 
     listed = json.loads(site.ptt(COORDINATOR, "user", "list", "--json", check=True).stdout)
-    listed_names = {u["name"] for u in (listed["users"] if isinstance(listed, dict) else listed)}
-    assert set(names) <= listed_names and len(listed_names) == USERS + 1
+    rows = {u["name"]: u for u in (listed["users"] if isinstance(listed, dict) else listed)}
+    assert set(names) <= set(rows) and len(rows) == USERS + 1
+    assert rows["vol0000"]["groups"] == 1 and rows[gone]["groups"] == 0
+    assert rows[names[-1]]["groups"] == 0 and rows[names[-1]]["role"] == "volunteer"
 
     site.ptt(COORDINATOR, "group", "create", "all", "--plain", check=True)
     site.ptt(COORDINATOR, "group", "add", "all", *names, check=True, timeout=60)
