@@ -246,7 +246,8 @@ class Results:
     def get(self, user: str, args: dict[str, Any], now: float) -> dict[str, Any]:
         """``{"data": chunks}`` of one part of a kept answer of ``user``'s."""
         self.expire(now)
-        kept = self._kept.get(args.get("id")) if type(args.get("id")) is int else None
+        kept_id = args.get("id")
+        kept = self._kept.get(kept_id) if type(kept_id) is int else None
         if kept is None or kept[0] != user:
             raise ProtocolError("no such answer (unknown, or fetched too late)")
         data = kept[2]
