@@ -179,7 +179,7 @@ class Session:
         self.burst_id += 1
         if self.policy is not None:
             settings = self.policy.settings
-            pk = Packetizer(1, 7, self.burst_id, redundancy=settings.redundancy)
+            pk = Packetizer(1, 7, self.burst_id, offsets=settings.offsets)
         else:
             k = DEFAULT_REDUNDANCY if self.cfg.redundancy is None else self.cfg.redundancy
             pk = Packetizer(1, 7, self.burst_id, redundancy=k, offsets=self.cfg.offsets)
@@ -216,8 +216,9 @@ class Session:
         if report.frames:
             settings = self.policy.update(report.loss_fraction, report.mean_loss_run)
             if not pk.ended:
-                pk.redundancy = settings.redundancy
+                pk.offsets = settings.offsets  # as the talker does (ptt.client.voice.Talker)
             self.encoder.set_expected_loss(settings.expected_loss)
+            self.encoder.set_bitrate(settings.bitrate(self.cfg.bitrate))
 
 
 def simulate(

@@ -100,8 +100,12 @@ def protection_text(settings: MediaSettings) -> str:
     if not offsets:
         return "no copies"
     if len(offsets) == 1:
-        return f"1 copy at offset {offsets[0]}"
-    return f"{len(offsets)} copies at offsets {','.join(map(str, offsets))}"
+        text = f"1 copy at offset {offsets[0]}"
+    else:
+        text = f"{len(offsets)} copies at offsets {','.join(map(str, offsets))}"
+    if settings.max_bitrate is not None:
+        text += f", Opus at most {settings.max_bitrate // 1000} kbit/s"
+    return text
 
 
 def reception_text(r: LossReport) -> str:
@@ -140,7 +144,8 @@ class Talker:
         # policy lives as long as the talker: a next burst starts from what the last one learnt.
         self.policy = RedundancyPolicy()
         self.policy.start(redundancy)
-        self.encoder = OpusEncoder(bitrate=bitrate,
+        self.bitrate = bitrate  # configured; the policy may lower it under heavy loss
+        self.encoder = OpusEncoder(bitrate=self.policy.settings.bitrate(bitrate),
                                    expected_loss=self.policy.settings.expected_loss)
         self.on_level = on_level
         self.on_link = on_link
@@ -153,6 +158,8 @@ class Talker:
         pk.offsets = settings.offsets
         if settings.expected_loss != before.expected_loss:
             self.encoder.set_expected_loss(settings.expected_loss)
+        if settings.max_bitrate != before.max_bitrate:
+            self.encoder.set_bitrate(settings.bitrate(self.bitrate))
         self.link = LinkChange(ev.loss, ev.mean_run, ev.listeners, settings)
         if (first or settings != before) and self.on_link is not None:
             self.on_link(self.link)

@@ -33,7 +33,8 @@ burst 20 ms longer than the talker's, and in real time (a loaded host's scheduli
 histogram, 10 % loss switching the look-ahead on) nothing else would stop the delay from growing
 within one burst, since it shrinks only after a second above target. So growth inside one burst
 (frames inserted minus frames dropped) is capped at ``max_growth`` frames, plus one frame per ``drift_frames`` played so that a
-sound card's clock running up to 0.4 % fast is still absorbed; past it a missing frame is
+sound card's clock running up to 0.4 % fast is still absorbed, or two frames short of the copies'
+reach when that is more (copies spread against runs of loss reach 6 frames back); past it a missing frame is
 concealed in place, and the depth learned carries on into the next burst, which starts deep
 enough. And the end of a
 burst is known even when its END_OF_BURST packet is lost: :meth:`JitterBuffer.finish` (the floor
@@ -145,7 +146,7 @@ class JitterConfig:
     margin: float = 0.005
     forget: float = 0.99  # histogram memory per packet: about 2 s to grow back down by half
     floor_window: int = 128  # packets over which the fastest transit is taken
-    max_lookahead: int = 4  # frames added to the target while losing packets (copies' reach)
+    max_lookahead: int = 6  # frames added to the target while losing packets (copies' reach)
     loss_on: float = 0.02  # recent loss above which look-ahead is added ...
     loss_off: float = 0.005  # ... and below which it is removed again
     loss_memory: float = 0.99  # per frame: a lone loss does not switch look-ahead on
@@ -445,7 +446,7 @@ class JitterBuffer:
         """
         ext = self._next
         cfg = self.config
-        if self._closing or self._growth >= cfg.max_growth + self._ticks // cfg.drift_frames:
+        if self._closing or self._growth >= self._growth_cap():
             return False  # nothing more is coming, or this burst has grown all it may
         if self._get(ext) is not None or self._get(ext + 1) is not None:
             return False  # here, or FEC (or a copy) from the next packet
@@ -457,6 +458,16 @@ class JitterBuffer:
         if current is None:
             return False
         return current + cfg.frame <= self._target + cfg.frame / 2
+
+    def _growth_cap(self) -> int:
+        """Frames this burst's playout may grow by: ``max_growth`` plus clock drift, or, while
+        copies reach further back than that lets the buffer wait (a path losing packets in
+        runs), two frames less than their reach: with the initial delay that waits for a copy
+        at offset 6, and a burst is still heard at most 80 ms longer. (A frame more of growth
+        measured no better: every frame inserted while learning to wait costs PESQ.)"""
+        cfg = self.config
+        reach = min(self._span, cfg.max_lookahead) - 2 if self._lossy else 0
+        return max(cfg.max_growth + self._ticks // cfg.drift_frames, reach)
 
     def _shrink(self, now: float) -> PlayoutItem | None:
         """Drop one frame, inside a pause, when the delay has stayed more than a frame above

@@ -10,8 +10,8 @@ in samples from the burst's start), repeats the previous ``redundancy`` frames i
     send(pk.packetize(encoder.encode(last_pcm), last=True))
 
 :class:`RedundancyPolicy` turns the loss listeners report into the redundancy depth, the copies'
-offsets and the encoder's expected-loss setting; apply its :class:`MediaSettings` between bursts or
-at any frame. The talker feeds it the server's LinkReports (``ptt.protocol.feedback``) and starts
+offsets, the encoder's expected-loss setting and, under heavy loss, a lower bitrate; apply its
+:class:`MediaSettings` between bursts or at any frame. The talker feeds it the server's LinkReports (``ptt.protocol.feedback``) and starts
 at :data:`START_REDUNDANCY` until the first one comes, and for as long as none does.
 """
 
@@ -27,6 +27,7 @@ from ptt.protocol.voice import VoiceFlags, VoiceHeader, encode_voice
 
 __all__ = [
     "DEFAULT_REDUNDANCY",
+    "LOSSY_BITRATE",
     "OFFSETS",
     "RUN_OFFSETS",
     "START_REDUNDANCY",
@@ -42,12 +43,23 @@ DEFAULT_REDUNDANCY = 2  # a sender that hears no loss feedback (ptt replay)
 # listens, or an old server): one copy repairs isolated losses at a third of the cost of two,
 # and the first report (half a second into the burst) raises it on a bad link.
 START_REDUNDANCY = 1
-OFFSETS = {0: (), 1: (1,), 2: (1, 3), 3: (1, 2, 4)}
-# Against runs of lost packets the copies reach further back: a copy at offset o survives a run
-# shorter than o, so (2, 4) repairs every frame of a run of up to 4 packets where (1, 3) stops at
-# 3, and (2,) both frames of a run of 2. Offsets stop at 4: the jitter buffer waits at most
-# ``JitterConfig.max_lookahead`` (4) frames for a copy.
-RUN_OFFSETS = {0: (), 1: (2,), 2: (2, 4), 3: (1, 2, 4)}
+# Random loss: (1, 2, 3) repairs a frame unless it and the next three packets are all lost, as
+# (1, 2, 4) does, but the receiver waits a frame less for it (20 % loss: 3.89 against 3.52 at 24
+# kbit/s, offline, cold start: every frame the buffer inserts while it learns to wait costs).
+OFFSETS = {0: (), 1: (1,), 2: (1, 3), 3: (1, 2, 3)}
+# Against runs of lost packets the copies reach past a run: a copy at offset o survives when
+# fewer than o packets after its frame's are lost, so whatever the offsets below it, the largest
+# one decides how long a run is repaired whole. With runs of mean length 3 (geometric), a reach
+# of 4 leaves 20 % of the lost frames unrepaired, a reach of 6 leaves 9 %: (2, 4, 6) scores 0.4
+# PESQ above (1, 2, 4) under bursty loss (bench/bench_voice_quality.py, docs/benchmarks.md),
+# and (2, 5) 0.3 above (2, 4). The receiver waits for them: ``JitterConfig.max_lookahead`` is 6
+# frames, and the delay it adds is paid only on a path that loses packets in runs.
+RUN_OFFSETS = {0: (), 1: (2,), 2: (2, 5), 3: (2, 4, 6)}
+# At heavy loss (the top step) three copies ride in every packet; Opus at this rate keeps that
+# within 110 kbit/s of UDP payload where the default rate takes 120-128 (20 % random loss, real
+# commands). Three copies at 24 kbit/s score 3.89 / 3.90 (English / Mandarin, offline, cold
+# start, 6 seeds) where two at the default rate, as cheap on the wire, score 3.41 / 3.47.
+LOSSY_BITRATE = 24_000
 
 
 def offsets_for(k: int, runs: bool = False) -> tuple[int, ...]:
@@ -129,12 +141,18 @@ class Packetizer:
 @dataclass(frozen=True, slots=True)
 class MediaSettings:
     """What the talker should use: redundancy depth, the encoder's expected loss (percent,
-    which sizes Opus in-band FEC; 0 switches FEC data off), and whether losses come in runs
-    (which spreads the copies' offsets)."""
+    which sizes Opus in-band FEC; 0 switches FEC data off), whether losses come in runs
+    (which spreads the copies' offsets), and the most bit/s the encoder may use (None: the
+    talker's configured bitrate)."""
 
     redundancy: int
     expected_loss: int
     runs: bool = False
+    max_bitrate: int | None = None
+
+    def bitrate(self, configured: int) -> int:
+        """The encoder's bitrate for a talker configured with ``configured`` bit/s."""
+        return configured if self.max_bitrate is None else min(configured, self.max_bitrate)
 
     @property
     def offsets(self) -> tuple[int, ...]:
@@ -151,8 +169,11 @@ class RedundancyPolicy:
     - no copies while the path is clean: copies cost a frame's worth of bitrate each;
     - one copy from 0.5 % loss (5 % random loss: 4.11, where concealment alone scores 2.2);
     - two copies, offsets (1, 3), from 3 % (10 %: 4.29, 20 %: 3.84, bursty 10 %: 3.10);
-    - three copies, offsets (1, 2, 4), from 15 %, or one step earlier when losses come in runs
-      (mean run >= 1.6 frames): 20 %: 4.12, bursty 10 %: 3.44.
+    - three copies, offsets (1, 2, 3), from 15 %, with Opus at :data:`LOSSY_BITRATE` while the
+      loss stays at or above 15 % (12 % with hysteresis), so that the four frames of a packet
+      fit in 110 kbit/s;
+    - one step earlier when losses come in runs (mean run >= 1.6 frames), the copies spread to
+      reach past a run (:data:`RUN_OFFSETS`): bursty 10 %, three copies at (2, 4, 6).
 
     Reports are smoothed (one covers only ~50 frames), so random 10 % loss settles on two copies
     rather than jumping to three on every unlucky second.
@@ -182,6 +203,7 @@ class RedundancyPolicy:
         self._run = 1.0
         self._bursty = False
         self._ran = False  # a report with losses came: _run holds their mean run
+        self._heavy = False  # loss reached the top step's threshold: Opus at LOSSY_BITRATE
         self.reports = 0  # updates taken since start()
 
     def start(self, redundancy: int) -> None:
@@ -193,7 +215,8 @@ class RedundancyPolicy:
     @property
     def settings(self) -> MediaSettings:
         _, k, loss = self.STEPS[self._step]
-        return MediaSettings(min(k, self.max_redundancy), loss, self.bursty)
+        return MediaSettings(min(k, self.max_redundancy), loss, self.bursty,
+                             LOSSY_BITRATE if self._heavy else None)
 
     @property
     def bursty(self) -> bool:
@@ -225,6 +248,11 @@ class RedundancyPolicy:
             elif self._run < self.RANDOM_RUN:
                 self._bursty = False
         loss = self._loss
+        heavy = self.STEPS[-1][0]
+        if loss >= heavy:
+            self._heavy = True
+        elif loss < heavy * self.HYSTERESIS:
+            self._heavy = False
         want = 0
         for i, (threshold, _, _) in enumerate(self.STEPS):
             if loss >= threshold:

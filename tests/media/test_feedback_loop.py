@@ -129,3 +129,27 @@ def test_spread_offsets_repair_runs_that_adjacent_ones_miss(packets: list[bytes]
         return rx.stats.concealed
 
     assert concealed(OFFSETS[2]) >= concealed(RUN_OFFSETS[2]) + 15
+
+
+def test_copies_spread_against_runs_repair_runs_of_five(packets: list[bytes]) -> None:
+    # runs of 5 lost packets every 20: no copy at offsets up to 4 survives for a run's first
+    # frame; the run offsets reach 6 back and the receiver learns to wait for them (within the
+    # 100 ms a burst may grow)
+    drop = {i for i in range(10, 290) if i % 20 < 5}
+
+    def run(offsets: tuple[int, ...]) -> tuple[int, int]:
+        pk = Packetizer(1, 2, 3, offsets=offsets)
+        rx = BurstReceiver(OpusDecoder(), group_id=1)
+        grams = [pk.packetize(p) for p in (packets * 3)[:300]]
+        for tick in range(340):
+            now = tick * F + 0.0071
+            if tick < 300 and tick not in drop:
+                rx.receive(grams[tick], tick * F + 0.004)
+            rx.pop(now)
+        return rx.stats.concealed, rx.stats.inserted - rx.stats.skipped
+
+    adjacent, _ = run(OFFSETS[3])
+    spread, growth = run(RUN_OFFSETS[3])
+    assert adjacent >= 14 * 2  # 14 runs, each losing at least its first two frames
+    assert spread <= adjacent // 3, (spread, adjacent)
+    assert growth <= 4  # 80 ms

@@ -5,6 +5,7 @@ import pytest
 from ptt.media.packet import parse_payload
 from ptt.media.sender import (
     DEFAULT_REDUNDANCY,
+    LOSSY_BITRATE,
     OFFSETS,
     RUN_OFFSETS,
     MediaSettings,
@@ -156,3 +157,35 @@ def test_policy_noisy_run_lengths_do_not_flip_the_offsets() -> None:
     policy.update(0.10, mean_loss_run=2.5)
     runs = {policy.update(0.10, r).runs for r in [1.2, 2.0, 1.4, 1.8, 1.3, 2.2] * 3}
     assert runs == {True}
+
+
+def test_copies_against_runs_reach_past_a_run_of_five() -> None:
+    # a copy at offset o survives when fewer than o packets after its frame's are lost: runs of
+    # mean 3 (geometric) are often 5 long, and the three copies reach past them
+    policy = RedundancyPolicy()
+    for _ in range(3):
+        settings = policy.update(0.10, mean_loss_run=3.0)
+    assert settings.runs and settings.redundancy == 3
+    assert max(settings.offsets) >= 6 and min(settings.offsets) >= 2
+    assert max(RUN_OFFSETS[2]) >= 5
+    for k in (1, 2, 3):  # spread copies never reach less far than adjacent ones
+        assert max(RUN_OFFSETS[k]) >= max(OFFSETS[k])
+
+
+def test_heavy_loss_lowers_the_bitrate_and_lighter_loss_restores_it() -> None:
+    policy = RedundancyPolicy()
+    assert policy.settings.max_bitrate is None
+    settings = policy.update(0.20, mean_loss_run=1.2)
+    assert settings.redundancy == 3 and settings.offsets == OFFSETS[3]
+    assert settings.max_bitrate == LOSSY_BITRATE
+    assert settings.bitrate(30_000) == LOSSY_BITRATE and settings.bitrate(16_000) == 16_000
+    for loss in (0.16, 0.14, 0.13, 0.16):  # hysteresis: noisy reports around 15 % keep it low
+        assert policy.update(loss, 1.2).max_bitrate == LOSSY_BITRATE
+    for _ in range(4):
+        settings = policy.update(0.05, 1.2)
+    assert settings.max_bitrate is None and settings.bitrate(30_000) == 30_000
+    # bursty loss of 10 % on average gets three copies, at the configured rate
+    bursty = RedundancyPolicy()
+    for _ in range(5):
+        settings = bursty.update(0.10, mean_loss_run=3.0)
+    assert settings.redundancy == 3 and settings.max_bitrate is None
