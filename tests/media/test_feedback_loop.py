@@ -112,21 +112,28 @@ def test_losses_in_runs_spread_the_copies(packets: list[bytes]) -> None:
         assert len(spread) >= 0.8 * len(late), sorted(set(late))
 
 
+def play_dropping(packets: list[bytes], offsets: tuple[int, ...], drop: set[int]
+                  ) -> BurstReceiver:
+    """300 frames sent with copies at ``offsets``, the packets numbered in ``drop`` lost; the
+    receiver after it played them all (4 ms transit, ticks between the talker's frames)."""
+    pk = Packetizer(1, 2, 3, offsets=offsets)
+    rx = BurstReceiver(OpusDecoder(), group_id=1)
+    grams = [pk.packetize(p) for p in (packets * 3)[:300]]
+    for tick in range(340):
+        now = tick * F + 0.0071
+        if tick < 300 and tick not in drop:
+            rx.receive(grams[tick], tick * F + 0.004)
+        rx.pop(now)
+    return rx
+
+
 def test_spread_offsets_repair_runs_that_adjacent_ones_miss(packets: list[bytes]) -> None:
     # runs of 4 lost packets every 15: (1, 3) cannot restore the first frame of a run, (2, 4)
     # can (what it still conceals is the same for both: the jitter buffer learning to wait)
     drop = {i for i in range(10, 290) if i % 15 < 4}
 
     def concealed(offsets: tuple[int, ...]) -> int:
-        pk = Packetizer(1, 2, 3, offsets=offsets)
-        rx = BurstReceiver(OpusDecoder(), group_id=1)
-        grams = [pk.packetize(p) for p in (packets * 3)[:300]]
-        for tick in range(340):
-            now = tick * F + 0.0071
-            if tick < 300 and tick not in drop:
-                rx.receive(grams[tick], tick * F + 0.004)
-            rx.pop(now)
-        return rx.stats.concealed
+        return play_dropping(packets, offsets, drop).stats.concealed
 
     assert concealed(OFFSETS[2]) >= concealed(RUN_OFFSETS[2]) + 15
 
@@ -138,15 +145,8 @@ def test_copies_spread_against_runs_repair_runs_of_five(packets: list[bytes]) ->
     drop = {i for i in range(10, 290) if i % 20 < 5}
 
     def run(offsets: tuple[int, ...]) -> tuple[int, int]:
-        pk = Packetizer(1, 2, 3, offsets=offsets)
-        rx = BurstReceiver(OpusDecoder(), group_id=1)
-        grams = [pk.packetize(p) for p in (packets * 3)[:300]]
-        for tick in range(340):
-            now = tick * F + 0.0071
-            if tick < 300 and tick not in drop:
-                rx.receive(grams[tick], tick * F + 0.004)
-            rx.pop(now)
-        return rx.stats.concealed, rx.stats.inserted - rx.stats.skipped
+        stats = play_dropping(packets, offsets, drop).stats
+        return stats.concealed, stats.inserted - stats.skipped
 
     adjacent, _ = run(OFFSETS[3])
     spread, growth = run(RUN_OFFSETS[3])
