@@ -189,3 +189,4 @@ def test_heavy_loss_lowers_the_bitrate_and_lighter_loss_restores_it() -> None:
     for _ in range(5):
         settings = bursty.update(0.10, mean_loss_run=3.0)
     assert settings.redundancy == 3 and settings.max_bitrate is None
+    assert bursty.update(0.25, mean_loss_run=3.0).max_bitrate is None
