@@ -38,7 +38,8 @@ TEXT = ("Unit seven, please report to the loading dock at gate four. Emergency c
 CONDITIONS = [("clean", []), ("5%", ["--loss", "down.voice=0.05"]),
               ("10%", ["--loss", "down.voice=0.10"]), ("20%", ["--loss", "down.voice=0.20"]),
               ("bursty 10%, runs of 3", ["--loss", "down.voice=0.10", "--burst", "down.voice=3"])]
-LINK = re.compile(r"-> (no copies|1 copy at offset \d|\d copies at offsets [\d,]+)")
+LINK = re.compile(r"-> ((?:no copies|1 copy at offset \d|\d copies at offsets \d(?:,\d)*)"
+                  r"(?:, Opus at most \d+ kbit/s)?)")
 
 
 def _reader(stream: Any, out: list[tuple[float, str]]) -> threading.Thread:
@@ -119,8 +120,9 @@ def run(quick: bool = False) -> dict[str, Any]:
         "target": "clean path <= 48 kbit/s after the first 2 s; 20% loss <= 110 kbit/s",
         "rows": rows,
         "notes": (f"Mean of {len(seeds)} seed(s); talker -> proxy -> server clean, loss on the "
-                  "server -> listener voice only; encrypted group, the configured bitrate. "
-                  "The talker starts at 1 copy (offset 1) and follows its listener's reports."),
+                  "server -> listener voice only; encrypted group, the configured bitrate "
+                  "(lower under heavy random loss). The talker starts at 1 copy (offset 1) and "
+                  "follows its listener's reports."),
     }
 
 

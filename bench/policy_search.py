@@ -1,4 +1,4 @@
-"""Offline search for the adaptation policy's copies, offsets and bitrate (virtual time, cold start).
+"""Offline search for the adaptation policy's copies, offsets and bitrate (virtual time, cold).
 
 Each experiment is ``condition|offsets|bitrate|max_lookahead|max_growth``; the talker sends
 fixed copies at a fixed bitrate (no adaptation), the listener starts cold (no warm-up burst, as
@@ -6,7 +6,8 @@ in one `ptt talk --wav` run), through bench_voice_quality's offline pipeline, th
 voices of its real-command rows, 6 seeds. Prints mean and worst PESQ-WB, kbps on the wire, the
 mean playout delay and the frames concealed and inserted (summed over the seeds).
 
-    .venv/bin/python bench/policy_search.py "bursty 10%|2,4,6|30000|6|3" "random 20%|1,2,3|24000|4|3"
+    .venv/bin/python bench/policy_search.py "bursty 10%|2,4,6|30000|6|3" \
+        "random 20%|1,2,3|24000|4|3"
 
 The jitter buffer's growth cap is its own (``max_growth`` plus drift, or two frames short of the
 copies' reach while losing), so ``max_growth`` above 3 matters only for short reaches.
