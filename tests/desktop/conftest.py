@@ -182,6 +182,14 @@ def xdo(*args: str) -> None:
     subprocess.run(["xdotool", *args], check=True, timeout=5)
 
 
+def point_at(x: int | str, y: int | str) -> None:
+    """Move the pointer to (x, y) and wait until it is there. ``mousemove --sync`` waits for a
+    motion event, which never comes when the pointer is already there (an earlier test on the
+    same display pressed the same button): so it first leaves for the other corner."""
+    xdo("mousemove", "0", "0" if int(y) > 10 else "50")
+    xdo("mousemove", "--sync", str(x), str(y))
+
+
 def screenshot(root: tk.Tk, path: Path) -> Path:
     """The window's pixels as PNG, grabbed from the X server by ffmpeg's x11grab."""
     root.update()

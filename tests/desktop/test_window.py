@@ -15,7 +15,8 @@ from ptt.config import ClientConfig, load_client_config
 from ptt.desktop.engine import AudioFactory
 from ptt.desktop.model import TalkState
 from ptt.desktop.window import DesktopWindow
-from tests.desktop.conftest import ARTIFACTS, Peer, group_show, pump, screenshot, xdo
+from tests.desktop.conftest import (ARTIFACTS, Peer, group_show, point_at, pump, screenshot,
+                                     xdo)
 from tests.e2e.serverproc import ServerProcess
 from tests.e2e.test_floor_over_udp import talk
 
@@ -59,7 +60,7 @@ def test_mouse_hold_has_the_floor_while_held_and_releases_it_on_release(
         win: DesktopWindow, bob: Peer, server: ServerProcess) -> None:
     root = win.root
     x, y = _centre(win.ptt_button)
-    xdo("mousemove", "--sync", x, y)
+    point_at(x, y)
     xdo("mousedown", "1")
     assert pump(root, 5, lambda: bob.talker("volunteers") == "ann"), (
         f"floor never granted: {win.view()} edges={win.hold.edges_down} at {x},{y} "

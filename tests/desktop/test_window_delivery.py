@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ptt.desktop.model import TalkState
 from ptt.desktop.window import DesktopWindow
-from tests.desktop.conftest import Peer, pump, xdo
+from tests.desktop.conftest import Peer, point_at, pump, xdo
 from tests.acceptance.harness import PTT, clean_env, tone_wav
 from tests.desktop.test_window import _centre, win  # noqa: F401 (the window fixture)
 from tests.e2e.serverproc import ServerProcess
@@ -19,7 +19,7 @@ def test_after_a_burst_the_window_says_who_received_it(win: DesktopWindow,  # no
                                                        bob: Peer) -> None:
     root = win.root
     x, y = _centre(win.ptt_button)
-    xdo("mousemove", "--sync", x, y)
+    point_at(x, y)
     xdo("mousedown", "1")
     assert pump(root, 5, lambda: win.view().state is TalkState.TALKING), win.view()
     pump(root, 1.0)
