@@ -70,8 +70,7 @@ def stop(proc) -> tuple[int, str, str]:  # type: ignore[no-untyped-def]
 
 def test_a_listener_of_another_group_hears_the_call(site: Site, tmp_path: Path,
                                                     speech: Path) -> None:
-    site.add_user("ann")
-    site.add_user("bob")
+    site.add_users("ann", "bob")
     site.group("g", "ann", "bob")
     out = tmp_path / "bob.wav"
     bob = site.spawn("bob", "listen", "g", "--out", str(out))
@@ -108,8 +107,7 @@ def test_a_call_to_someone_offline_rings_when_they_log_in(site: Site, tmp_path: 
                                                          speech: Path) -> None:
     """Whichever side starts: bob calls while ann runs nothing; ann's listener, started
     later, is rung and hears the call."""
-    site.add_user("ann")
-    site.add_user("bob")
+    site.add_users("ann", "bob")
     site.group("g", "ann", "bob")
     bob = site.spawn("bob", "call", "ann", "--wav", str(speech), "--wait", "30")
     read_until(bob, "ann is not online")
@@ -124,8 +122,7 @@ def test_a_call_to_someone_offline_rings_when_they_log_in(site: Site, tmp_path: 
 
 def test_a_call_with_nobody_answering_gives_up_and_sends_nothing(site: Site,
                                                                  speech: Path) -> None:
-    site.add_user("ann")
-    site.add_user("bob")
+    site.add_users("ann", "bob")
     site.group("g", "ann", "bob")
     called = site.ptt("ann", "call", "bob", "--wav", str(speech), "--wait", "1")
     assert called.returncode == 1
@@ -138,8 +135,7 @@ def test_the_interactive_talk_plays_a_call_and_the_talk_key_answers_it(
         site: Site, tmp_path: Path, speech: Path, pulse_server: PulseServer) -> None:
     if shutil.which("tmux") is None or shutil.which("parec") is None:
         pytest.skip("tmux and parec are needed to drive and hear a terminal")
-    site.add_user("ann")
-    site.add_user("bob")
+    site.add_users("ann", "bob")
     site.group("g", "ann", "bob")
     term = Tmux(site, "bob", "talk", "g", env={**pulse_server.child_env(), **site.env("bob")})
     heard = tmp_path / "bob-speaker.raw"
@@ -184,8 +180,7 @@ def test_the_desktop_plays_a_call_and_its_button_answers_it(
     for tool in ("parec", "xdotool", "paplay"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is needed to hear and drive the window")
-    site.add_user("ann")
-    site.add_user("bob")
+    site.add_users("ann", "bob")
     site.group("g", "ann", "bob")
     env = {**pulse_server.child_env(), **site.env("bob")}
     bob = site.spawn("bob", "desktop", "--group", "g", env=env)

@@ -20,8 +20,7 @@ def _listen(site: Site, user: str, group: str, out: Path):  # type: ignore[no-un
 
 
 def test_a_page_reports_who_heard_it_and_who_was_offline(site: Site, tmp_path: Path) -> None:
-    for u in ("ann", "bob", "cat", "dan"):
-        site.add_user(u)
+    site.add_users("ann", "bob", "cat", "dan")
     site.group("volunteers", "ann", "bob", "cat", "dan")
     wav = tone_wav(tmp_path / "page.wav", 2.0)
     listeners = [_listen(site, u, "volunteers", tmp_path / f"{u}.wav") for u in ("bob", "cat")]
@@ -44,8 +43,7 @@ def test_an_online_member_that_does_not_listen_is_not_confirmed(site: Site,
                                                                  tmp_path: Path) -> None:
     # dan is online in the group (queued for the floor with his own page) but plays nothing:
     # his client sends no receipt for ann's page, so the report cannot count him as a listener
-    for u in ("ann", "bob", "dan"):
-        site.add_user(u)
+    site.add_users("ann", "bob", "dan")
     site.group("g", "ann", "bob", "dan")
     bob = _listen(site, "bob", "g", tmp_path / "bob.wav")
     try:
@@ -68,8 +66,7 @@ def test_an_online_member_that_does_not_listen_is_not_confirmed(site: Site,
 def test_the_report_is_recorded_in_events_jsonl(tmp_path: Path) -> None:
     site = Site(tmp_path, server_args=["--record", str(tmp_path / "rec")]).start()
     try:
-        for u in ("ann", "bob"):
-            site.add_user(u)
+        site.add_users("ann", "bob")
         site.group("lobby", "ann", "bob", plain=True)
         bob = _listen(site, "bob", "lobby", tmp_path / "bob.wav")
         try:
@@ -91,8 +88,7 @@ def test_the_report_is_recorded_in_events_jsonl(tmp_path: Path) -> None:
 
 
 def test_the_caller_learns_that_the_callee_heard_the_call(site: Site, tmp_path: Path) -> None:
-    for u in ("ann", "bob"):
-        site.add_user(u)
+    site.add_users("ann", "bob")
     site.group("g", "ann", "bob")
     bob = _listen(site, "bob", "g", tmp_path / "bob.wav")
     try:
@@ -113,8 +109,7 @@ def test_a_listener_behind_a_lossy_link_is_reported_with_what_it_received(
     # receipt included, which is retransmitted); cat's is clean
     from tests.acceptance.harness import start_proxy, stop_proxy
 
-    for u in ("ann", "bob", "cat"):
-        site.add_user(u)
+    site.add_users("ann", "bob", "cat")
     site.group("g", "ann", "bob", "cat")
     proxy, addr = start_proxy(site.address, "--loss=down.voice=0.4", "--loss=control=0.2",
                               "--seed", "7")
@@ -143,8 +138,7 @@ def test_a_listener_behind_a_lossy_link_is_reported_with_what_it_received(
 
 def test_every_kind_of_listener_confirms_what_it_received(site: Site, tmp_path: Path) -> None:
     # a single-group listener, a dispatcher's monitor of two groups and a recorder client
-    site.add_user("ann")
-    site.add_user("bob")
+    site.add_users("ann", "bob")
     site.add_user("dora", role="dispatcher")
     site.add_user("rec")
     site.group("g", "ann", "bob", "dora", "rec")
@@ -178,8 +172,7 @@ def test_the_interactive_terminal_prints_the_report_after_each_burst(
 
     if shutil.which("tmux") is None:
         pytest.skip("tmux is not installed, so no terminal can be driven")
-    for u in ("ann", "bob"):
-        site.add_user(u)
+    site.add_users("ann", "bob")
     site.group("g", "ann", "bob")
     bob = _listen(site, "bob", "g", tmp_path / "bob.wav")
     term = Tmux(site, "ann", "talk", "g", env={**pulse_server.child_env(), **site.env("ann")})

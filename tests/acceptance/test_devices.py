@@ -27,8 +27,7 @@ def pcm(path: Path) -> bytes:
 
 def test_the_same_user_listening_on_two_devices_hears_the_page_on_both(
         site: Site, tmp_path: Path) -> None:
-    site.add_user("ann")
-    site.add_user("bob")
+    site.add_users("ann", "bob")
     site.group("g", "ann", "bob")
     speech = make_speech_wav(tmp_path / "speech.wav", TEXT)
     outs = [tmp_path / "laptop.wav", tmp_path / "desktop.wav"]

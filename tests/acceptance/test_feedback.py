@@ -80,8 +80,7 @@ def page_through_proxy(site: Site, speech: Path, *proxy_args: str
 
     Returns (when the floor was granted, [(seconds since ann's first voice datagram, its UDP
     payload bytes)] as the proxy received them, ann's output lines with times, bob's output)."""
-    site.add_user("ann")
-    site.add_user("bob")
+    site.add_users("ann", "bob")
     site.group("g", "ann", "bob")
     port = free_port()
     proxy = subprocess.Popen(

@@ -37,8 +37,7 @@ def proxy(site: Site, loss: float) -> tuple[subprocess.Popen[str], str]:
 @pytest.mark.parametrize("loss", [0.2, 0.3])
 def test_pages_at_heavy_loss_keep_the_talkers_session_and_no_view_stays_stale(
         site: Site, tmp_path: Path, loss: float) -> None:
-    for u in ("ann", *LISTENERS):
-        site.add_user(u)
+    site.add_users("ann", *LISTENERS)
     site.group("g", "ann", *LISTENERS)
     speech = make_speech_wav(tmp_path / "page.wav", "Gate four is closed. Use gate five.")
     lossy, via = proxy(site, loss)

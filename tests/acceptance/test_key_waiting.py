@@ -23,8 +23,7 @@ async def _add_without_key(site: Site, group: str, user: str) -> None:
 
 
 def test_member_without_key_warned_at_join_and_told_when_it_arrives(site: Site) -> None:
-    site.add_user("ann")
-    site.add_user("bob")
+    site.add_users("ann", "bob")
     site.group("ops", "ann")  # key epoch 1 at creation, 2 with ann
     asyncio.run(_add_without_key(site, "ops", "bob"))
     log = Path(site.root) / "bob-listen.log"

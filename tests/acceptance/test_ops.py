@@ -49,8 +49,7 @@ def test_recordings_of_server_and_member_are_private_under_umask_022(tmp_path: P
     with umask(0o022):
         site = Site(tmp_path / "site", server_args=["--record", str(server_dir)]).start()
         try:
-            site.add_user("ann")
-            site.add_user("bob")
+            site.add_users("ann", "bob")
             site.group("ops", "ann", "bob")
             site.group("lobby", "ann", "bob", plain=True)
             env = site.env("bob", PTT_MULTICAST="off")
@@ -140,8 +139,7 @@ def _damage(db: Path) -> None:
 
 def test_a_damaged_database_is_named_with_what_to_do(tmp_path: Path) -> None:
     site = Site(tmp_path).start()
-    for name in ("ann", "bob", "cat", "dan"):
-        site.add_user(name)
+    site.add_users("ann", "bob", "cat", "dan")
     site.group("ops", "ann", "bob", "cat", "dan")
     assert site.stop() in STOPPED
     db = site.server.db

@@ -20,8 +20,7 @@ EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_stop_key_mid_page_releases_the_floor_and_says_how_much_went_out(
         site: Site, tmp_path: Path, sig: int) -> None:
-    for u in ("ann", "bob"):
-        site.add_user(u)
+    site.add_users("ann", "bob")
     site.group("g", "ann", "bob")
     ann = site.spawn("ann", "talk", "g", "--wav", str(tone_wav(tmp_path / "long.wav", 8.0)))
     read_until(ann, "floor granted")
@@ -41,8 +40,7 @@ def test_a_stop_key_mid_page_releases_the_floor_and_says_how_much_went_out(
 
 def test_a_server_killed_and_restarted_mid_page_gets_the_page_again_from_the_start(
         site: Site, tmp_path: Path) -> None:
-    for u in ("ann", "bob"):
-        site.add_user(u)
+    site.add_users("ann", "bob")
     site.group("g", "ann", "bob")
     out = tmp_path / "bob.wav"
     bob = site.spawn("bob", "listen", "g", "--out", str(out))
@@ -91,8 +89,7 @@ def test_a_server_that_does_not_come_back_is_exit_4(site: Site, tmp_path: Path) 
 
 def test_pre_empted_by_an_emergency_is_exit_1_naming_the_cause(site: Site,
                                                                 tmp_path: Path) -> None:
-    for u in ("ann", "bob"):
-        site.add_user(u)
+    site.add_users("ann", "bob")
     site.group("g", "ann", "bob")
     ann = site.spawn("ann", "talk", "g", "--wav", str(tone_wav(tmp_path / "long.wav", 8.0)))
     read_until(ann, "floor granted")
@@ -113,8 +110,7 @@ def test_pre_empted_by_an_emergency_is_exit_1_naming_the_cause(site: Site,
 ])
 def test_removal_while_talking_names_it(site: Site, tmp_path: Path, how: tuple[str, ...],
                                         cause: str) -> None:
-    for u in ("ann", "bob"):
-        site.add_user(u)
+    site.add_users("ann", "bob")
     site.group("g", "ann", "bob")
     ann = site.spawn("ann", "talk", "g", "--wav", str(tone_wav(tmp_path / "long.wav", 8.0)))
     read_until(ann, "floor granted")
@@ -140,8 +136,7 @@ def test_cut_by_the_maximum_talk_time_is_exit_1_naming_it(site: Site, tmp_path: 
 
 def test_a_call_page_interrupted_is_exit_130_with_the_amount_sent(site: Site,
                                                                  tmp_path: Path) -> None:
-    for u in ("ann", "bob"):
-        site.add_user(u)
+    site.add_users("ann", "bob")
     site.group("g", "ann", "bob")
     bob = site.spawn("bob", "listen", "g", "--out", str(tmp_path / "bob.wav"))
     read_until(bob, "joined g")

@@ -47,8 +47,7 @@ def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.slow
 def test_a_burst_through_10_percent_loss_plays_within_100_ms_of_its_length(
         site: Site, speech: Path, tmp_path: Path) -> None:
-    site.add_user("ann")
-    site.add_user("bob")
+    site.add_users("ann", "bob")
     site.group("crew", "ann", "bob")
     sent = read_wav(speech)
     frames = len(sent) // 640

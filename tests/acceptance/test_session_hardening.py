@@ -57,8 +57,7 @@ def unknown_session_datagram(session_id: int) -> bytes:
 
 @pytest.fixture
 def paging_site(site: Site, tmp_path: Path) -> tuple[Site, Path]:
-    site.add_user("ann")
-    site.add_user("bob")
+    site.add_users("ann", "bob")
     site.group("g", "ann", "bob")
     return site, make_speech_wav(tmp_path / "speech.wav", TEXT)
 

@@ -34,8 +34,7 @@ def write_wav(path: Path, samples: bytes) -> Path:
 
 
 def test_a_single_group_listener_shows_an_emergency(site: Site, tmp_path: Path) -> None:
-    site.add_user("ann")
-    site.add_user("bob")
+    site.add_users("ann", "bob")
     site.group("g", "ann", "bob")
     bob = site.spawn("bob", "listen", "g", "--out", str(tmp_path / "bob.wav"))
     read_until(bob, "joined g")
@@ -50,8 +49,7 @@ def test_a_single_group_listener_shows_an_emergency(site: Site, tmp_path: Path) 
 @pytest.mark.parametrize("kind", ["empty", "silent"])
 def test_an_empty_or_silent_wav_is_refused_before_the_floor(site: Site, tmp_path: Path,
                                                             kind: str) -> None:
-    site.add_user("ann")
-    site.add_user("bob")
+    site.add_users("ann", "bob")
     site.group("g", "ann", "bob")
     wav = write_wav(tmp_path / f"{kind}.wav", b"" if kind == "empty" else b"\0\0" * 32000)
     bob = site.spawn("bob", "listen", "g", "--out", str(tmp_path / "bob.wav"))
@@ -122,8 +120,7 @@ def test_the_desktop_keeps_its_width_and_greys_presence_and_talk_button_offline(
     monkeypatch.setenv("PTT_SERVER_SESSION_TIMEOUT", "2")
     site = Site(tmp_path).start()
     try:
-        site.add_user("ann")
-        site.add_user("bob")
+        site.add_users("ann", "bob")
         site.group("g", "ann", "bob")
         proc = site.spawn("ann", "desktop", "--group", "g",
                           env={**pulse_server.child_env(), **site.env("ann")})

@@ -106,8 +106,7 @@ def wait_until(what: str, pred: Callable[[], bool], timeout: float = 15.0) -> No
 @pytest.mark.parametrize("sig", [signal.SIGINT])  # the other signal: same path
 def test_record_stops_mid_burst_and_leaves_a_valid_ogg(site: Site, tmp_path: Path,
                                                         sig: int) -> None:
-    site.add_user("ann")
-    site.add_user("rec")
+    site.add_users("ann", "rec")
     site.group("g", "ann", "rec", plain=True)
     rec = site.spawn("rec", "record", "g", "--out", str(tmp_path / "rec"))
     read_until(rec, "recording g", stream="stderr")
@@ -191,8 +190,7 @@ def test_interactive_talk_stops_while_talking_and_releases_the_floor(
 @pytest.mark.parametrize("sig", [signal.SIGTERM])  # the other signal: same path
 def test_an_interactive_call_stops_and_leaves_the_call(
         site: Site, pulse_server: PulseServer, sig: int) -> None:
-    site.add_user("ann")
-    site.add_user("bob")
+    site.add_users("ann", "bob")
     site.group("g", "ann", "bob", plain=True)
     term = terminal(site, "ann", pulse_server, "call", "bob")
     try:
@@ -221,8 +219,7 @@ def queue_of(site: Site, group: str) -> list[str]:
 @pytest.mark.parametrize("sig", [signal.SIGINT])  # the other signal: same path
 def test_replay_stopped_while_queued_leaves_the_queue(site: Site, tmp_path: Path,
                                                       sig: int) -> None:
-    site.add_user("ann")
-    site.add_user("bob")
+    site.add_users("ann", "bob")
     site.group("g", "ann", "bob", plain=True)
     wav = speaking(site, tmp_path)
     bob = site.spawn("bob", "talk", "g", "--wav", str(wav))

@@ -13,8 +13,7 @@ from tests.acceptance.harness import COORDINATOR, Site, finish, no_traceback, re
 
 
 def test_a_volunteer_lists_and_shows_only_its_own_groups(site: Site) -> None:
-    site.add_user("ann")
-    site.add_user("bob")
+    site.add_users("ann", "bob")
     site.group("mine", "ann", "bob")
     site.group("theirs", "bob")
     listed = site.ptt("ann", "group", "list", "--json", check=True)
@@ -35,9 +34,7 @@ def test_a_volunteer_lists_and_shows_only_its_own_groups(site: Site) -> None:
 def test_a_volunteer_calls_only_members_of_its_groups(site: Site, tmp_path: Path) -> None:
     from ptt.audio.samples import make_speech_wav
 
-    site.add_user("ann")
-    site.add_user("bob")
-    site.add_user("eve")
+    site.add_users("ann", "bob", "eve")
     site.group("g", "ann", "bob")
     site.group("h", "eve")
     wav = make_speech_wav(tmp_path / "hi.wav", "hello")
