@@ -83,6 +83,8 @@ MULTICAST_NETWORK = "239.255.0.0/16"
 MULTICAST_PORT_BASE = 7800
 MULTICAST_TTL = 1
 MULTICAST_INTERFACE = "127.0.0.1"  # loopback: nothing leaves the machine unless configured
+PAGE_RETENTION = 86_400.0  # seconds a text page is kept for offline members (24 h)
+MAX_PAGE_RETENTION = 30 * 86_400.0
 MIN_BITRATE = 6_000
 MAX_BITRATE = 128_000
 TONE_KINDS = ("talk_permit", "busy", "end_of_burst", "emergency")  # = ptt.audio.tones.TONES
@@ -183,6 +185,14 @@ def _positive(v: Any) -> float:
     x = _number(v)
     if not 0 < x < 86_400:
         raise ValueError(f"expected a positive number of seconds, got {v!r}")
+    return x
+
+
+def _retention(v: Any) -> float:
+    x = _number(v)
+    if not 0 < x <= MAX_PAGE_RETENTION:
+        raise ValueError(f"expected seconds between 0 and {MAX_PAGE_RETENTION:g} (30 days), "
+                         f"got {v!r}")
     return x
 
 
@@ -410,6 +420,10 @@ class ServerConfig:
         parse_roles, "PTT_SERVER_EMERGENCY_ROLES", dump=_role_names,
         meaning="Roles that may ask for emergency priority (pre-empts the talker); others are "
                 "refused with NOT_ALLOWED. An empty list: nobody."))
+    page_retention: float = field(default=PAGE_RETENTION, metadata=_meta(
+        _retention, "PTT_SERVER_PAGE_RETENTION",
+        meaning="Seconds a text page is kept for members who are offline when it is sent "
+                "(delivered when they log in); then it is deleted with its receipts."))
 
     def __post_init__(self) -> None:
         _validate(self)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ptt.cli.live import (KeyWatch, StopSignals, echo_event, joined_line, label, open_and_join,
+                          print_pages,
                           ringing_lines, stamp, until_stopped)
 from ptt.cli.options import GROUP, SECONDS, CliState, client_options, pass_state
 from ptt.client.calls import call_peer
@@ -145,6 +146,7 @@ async def _listen(state: CliState, group: str, out: Path | None, output_device: 
         raise
     try:
         click.echo(joined_line(joined[0]))
+        print_pages(conn, state)
         watch = KeyWatch(conn, joined)
         for line in watch.warnings():
             click.echo(line, err=True)
@@ -216,6 +218,7 @@ async def _monitor(state: CliState, groups: list[str], priority: list[str], out:
     try:
         for st in joined:
             click.echo(joined_line(st))
+        print_pages(conn, state)
         watch = KeyWatch(conn, joined)
         for line in watch.warnings():
             click.echo(line, err=True)

@@ -149,6 +149,21 @@ class KeyWatch:
         return f"{stamp()}  {ev.group}  key received (epoch {epoch}): its voice opens now"
 
 
+def print_pages(conn: Connection, state: CliState) -> None:
+    """Print every text page this client is given as it arrives (the groups it joined and
+    pages to its user, missed ones first), and send its read receipt: a line printed on the
+    terminal of a listening person is a page shown."""
+    from ptt.client.pages import PageInbox, ShownPage, page_device
+
+    inbox = PageInbox(conn, page_device(state.config_path))
+
+    def show(page: ShownPage) -> None:
+        click.echo(f"{stamp()}  {page.line()}")
+        inbox.read(page)
+
+    inbox.on_page.append(show)
+
+
 def joined_line(st: m.GroupState) -> str:
     online = [mi.user for mi in st.members if mi.online]
     talker = f", {st.talker} is talking" if st.talker else ""

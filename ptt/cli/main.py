@@ -35,6 +35,8 @@ from ptt.cli.options import SECONDS, CliState, config_option
 from ptt.cli.record import export, record, replay, sessions
 from ptt.cli.server import server
 from ptt.cli.talk import call, talk
+from ptt.cli.pagelist import pages
+from ptt.cli.textpage import page
 from ptt.cli.user import user
 from ptt.desktop.command import desktop
 from ptt.errors import Interrupted, PttError
@@ -139,6 +141,8 @@ cli.add_command(group)
 cli.add_command(talk)
 cli.add_command(listen)
 cli.add_command(call)
+cli.add_command(page)
+cli.add_command(pages)
 cli.add_command(devices)
 cli.add_command(desktop)
 cli.add_command(record)

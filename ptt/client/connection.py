@@ -172,6 +172,8 @@ class Connection:
         self._grants: dict[str, tuple[int, bytes]] = {}  # group -> newest (epoch, grant)
         self._grant_callbacks: list[Callable[[str, int, bytes], None]] = []
         self.receipts = Receipts(self)  # players report what they heard; receipts go out
+        # called (soon after, from the loop) with each text page pushed to this client
+        self.page_handlers: list[Callable[[m.PagePush], None]] = []
 
     @property
     def user(self) -> str:
@@ -541,6 +543,14 @@ class Connection:
     def _now(self) -> float:
         return asyncio.get_running_loop().time()
 
+    def now(self) -> float:
+        """The loop's clock, as the core is driven with."""
+        return self._now()
+
+    def flush(self) -> None:
+        """Send what the core has queued (after calling it directly) and re-arm its timer."""
+        self._flush()
+
     async def _recv_loop(self) -> None:
         while True:
             try:
@@ -614,6 +624,10 @@ class Connection:
                 self.receipts.floor_moved(p.group_id, ev.burst_id if ev.talker else 0)
         if isinstance(ev, cl.KeyGrantReceived):
             self._key_grant(ev)
+        elif isinstance(ev, cl.PageReceived):
+            loop = asyncio.get_running_loop()
+            for handler in list(self.page_handlers):
+                loop.call_soon(handler, ev.page)
         elif isinstance(ev, cl.GroupJoined):
             self._setup_group(ev.state)
         elif isinstance(ev, cl.AdminResult) and ev.txn:

@@ -41,7 +41,7 @@ from typing import Any
 
 from ptt.client.connection import Connection
 from ptt.config import client_config_path
-from ptt.crypto.groupkeys import GroupKeyring, issue_group_key, peek_grant
+from ptt.crypto.groupkeys import GrantInfo, GroupKeyring, issue_group_key, open_grant, peek_grant
 from ptt.crypto.identity import (
     Identity,
     KeyPins,
@@ -51,7 +51,7 @@ from ptt.crypto.identity import (
     load_pins,
     save_pins,
 )
-from ptt.crypto.voice import VoiceSealer
+from ptt.crypto.voice import VoiceKey, VoiceSealer
 from ptt.errors import AuthError, ProtocolError, PttError, ValidationError
 from ptt.names import parse_role, role_name, user_name
 from ptt.protocol import auth
@@ -368,11 +368,7 @@ class VoiceKeys:
         """Open and install one grant; False (logged, counted) when it is refused."""
         try:
             info = peek_grant(grant)
-            if info.signer == self.conn.user:
-                trusted = self.identity.public.ed25519  # my own signature: nothing to pin
-            else:
-                pinned = self.signers.get(info.signer)
-                trusted = info.signer_key if pinned is None else pinned.ed25519
+            trusted = self._trusted(info)
             ring = self._ring(group, info.group_id)
             ring.accept(grant, self.identity, self.conn.user, {info.signer: trusted},
                         self._now())
@@ -385,6 +381,34 @@ class VoiceKeys:
             self.signers.check(info.signer, PublicIdentity(NO_X25519, info.signer_key))
             log.info("pinned %s's signing key (first use)", info.signer)
         return True
+
+    def _trusted(self, info: GrantInfo) -> bytes:
+        """The signing key a grant by ``info.signer`` must carry: mine, the pinned one, or
+        (first use) its own."""
+        if info.signer == self.conn.user:
+            return self.identity.public.ed25519  # my own signature: nothing to pin
+        pinned = self.signers.get(info.signer)
+        return info.signer_key if pinned is None else pinned.ed25519
+
+    def key_of(self, group: str, epoch: int, grant: bytes) -> VoiceKey | None:
+        """``group``'s key of ``epoch``: the one held, or opened from ``grant`` (an older
+        epoch, for a text page sealed before a re-key) with the same trust as :meth:`accept`,
+        without installing it. None when neither gives it."""
+        ring = self.rings.get(group)
+        if ring is not None and ring.current is not None and ring.current.epoch == epoch:
+            return ring.current
+        if not grant:
+            return None
+        try:
+            info = peek_grant(grant)
+            state = self._state(group)
+            group_id = state.group_id if state is not None else info.group_id
+            key = open_grant(grant, self.identity, self.conn.user,
+                             {info.signer: self._trusted(info)}, group, group_id)
+        except (AuthError, ProtocolError) as exc:
+            log.warning("key grant for a page of '%s' refused: %s", group, exc)
+            return None
+        return key if key.epoch == epoch else None
 
     def _ring(self, group: str, grant_group_id: int) -> GroupKeyring:
         state = self._state(group)

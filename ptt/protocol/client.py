@@ -61,6 +61,9 @@ from ptt.protocol.client_events import (
     KeyGrantReceived,
     LinkReported,
     LoginFailed,
+    PageAccepted,
+    PageReceived,
+    PageReported,
     Participation,
     PresenceChanged,
     RequestFailed,
@@ -88,7 +91,8 @@ __all__ = [  # the events and states live in client_events; import them from her
     "BURST_SPACE", "LOST_FORGOTTEN", "LOST_SILENT", "RELOGIN_CAP", "RELOGIN_FIRST", "AdminResult",
     "CallOpened", "ClientCore", "ClientEvent", "ConnState", "Connected", "DeliveryReported",
     "Disconnected", "FloorStateChanged", "GroupJoined", "GroupGone", "GroupLeft", "GroupView",
-    "IncomingCall", "KeyGrantReceived", "LinkReported", "LoginFailed", "Participation",
+    "IncomingCall", "KeyGrantReceived", "LinkReported", "LoginFailed", "PageAccepted",
+    "PageReceived", "PageReported", "Participation",
     "PresenceChanged", "RequestFailed", "TalkerChanged", "newer",
 ]
 
@@ -141,6 +145,8 @@ class ClientCore:
         self._channel: SecureChannel | None = None
         self.voice_key = b""  # the MAC key of the voice we send (ptt.protocol.voice.add_mac)
         self.dropped = 0  # datagrams refused: did not open, or plain where sealed is required
+        self.page_device = ""  # set by subscribe_pages: this client shows pages
+        self._pages_seen: set[int] = set()  # page ids shown on this connection
 
     @property
     def token(self) -> str:
@@ -234,6 +240,26 @@ class ClientCore:
         if self.conn is ConnState.CONNECTED:
             self._request("receipt", group, lambda t: m.BurstReceipt(
                 t, self.session_id, group, burst_id, received, expected), now)
+
+    def send_page(self, group: str, to: str, body: bytes, epoch: int, urgent: bool,
+                  now: float) -> int:
+        """Send a text page to ``group`` (or the user ``to``); the answer is a PageAccepted
+        or a RequestFailed ("page") with this txn, then a PageReported."""
+        return self._request("page", group or to, lambda t: m.PageSend(
+            t, self.session_id, group, to, body, epoch, urgent), now)
+
+    def subscribe_pages(self, device: str, now: float) -> None:
+        """This client shows pages: the server pushes those ``device`` has not had (again
+        after every new login)."""
+        self.page_device = device
+        if self.conn is ConnState.CONNECTED:
+            self._request("pages", "", lambda t: m.PageSubscribe(t, self.session_id, device),
+                          now)
+
+    def page_read(self, page_id: int, now: float) -> None:
+        """Page ``page_id`` was shown to the person (its read receipt)."""
+        if self.conn is ConnState.CONNECTED:
+            self._request("read", "", lambda t: m.PageReceipt(t, self.session_id, page_id), now)
 
     def call(self, peer: str, now: float) -> None:
         self._request("call", peer, lambda t: m.Call(t, self.session_id, peer), now)
@@ -435,6 +461,20 @@ class ClientCore:
         elif isinstance(msg, m.AdminResponse):
             if self._answered(msg.txn) is not None:
                 self._events.append(AdminResult(msg.txn, dict(msg.result), None))
+        elif isinstance(msg, m.PageAccepted):
+            if self._answered(msg.txn) is not None:
+                self._events.append(PageAccepted(msg.txn, msg.page_id, msg.recipients,
+                                                 msg.online))
+        elif isinstance(msg, (m.PagePush, m.PageReport)):
+            self._emit(encode_message(m.Ack(msg.txn, self.session_id)))
+            if not self._seen.check_and_add(msg.txn):
+                return
+            if isinstance(msg, m.PageReport):
+                self._events.append(PageReported(msg.page_id, msg.group, list(msg.delivered),
+                                                 list(msg.pending), list(msg.offline)))
+            elif msg.page_id not in self._pages_seen:
+                self._pages_seen.add(msg.page_id)
+                self._events.append(PageReceived(msg))
         elif isinstance(msg, (m.FloorGranted, m.FloorRevoked, m.IncomingCall, m.KeyGrant,
                               m.GroupGone, m.DeliveryReport)):
             self._emit(encode_message(m.Ack(msg.txn, self.session_id)))
@@ -504,6 +544,8 @@ class ClientCore:
                 self._request("floor", name,
                               lambda t, n=name, p=prio: m.FloorRequest(t, self.session_id, n, p),
                               now)
+        if self.page_device:
+            self.subscribe_pages(self.page_device, now)
 
     def _on_error(self, msg: m.Error, ctx: tuple[str, str], now: float) -> None:
         what, group = ctx

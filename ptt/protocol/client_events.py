@@ -173,11 +173,41 @@ class AdminResult:
     error: tuple[m.ErrorCode, str] | None
 
 
+@dataclass(frozen=True, slots=True)
+class PageAccepted:
+    """The server stored this client's page (request ``txn``) as ``page_id``."""
+
+    txn: int
+    page_id: int
+    recipients: int
+    online: int
+
+
+@dataclass(frozen=True, slots=True)
+class PageReceived:
+    """A page for this device (once per page id per connection); ``body`` is as the server
+    keeps it (sealed for a keyed group: ``ptt.client.pages`` opens it)."""
+
+    page: m.PagePush
+
+
+@dataclass(frozen=True, slots=True)
+class PageReported:
+    """Who has this client's page ``page_id`` (``m.PageReport``)."""
+
+    page_id: int
+    target: str
+    delivered: list[str]
+    pending: list[str]
+    offline: list[str]
+
+
 ClientEvent = (
     Connected | Disconnected | LoginFailed | GroupJoined | GroupLeft | TalkerChanged
     | PresenceChanged | FloorStateChanged | RequestFailed | IncomingCall | CallOpened | AdminResult
     | GroupGone
-    | KeyGrantReceived | LinkReported | DeliveryReported
+    | KeyGrantReceived | LinkReported | DeliveryReported | PageAccepted | PageReceived
+    | PageReported
 )
 
 

@@ -63,6 +63,13 @@ class MsgType(IntEnum):
     INCOMING_CALL = 62
     # membership news
     GROUP_GONE = 63
+    # text pages: kept by the server, delivered to each device once, with receipts
+    PAGE_SEND = 70
+    PAGE_ACCEPTED = 71
+    PAGE_PUSH = 72
+    PAGE_RECEIPT = 73
+    PAGE_REPORT = 74
+    PAGE_SUBSCRIBE = 75
     # administration (coordinator)
     ADMIN = 80
     ADMIN_RESPONSE = 81
@@ -517,6 +524,88 @@ class GroupGone:
     reason: GoneReason
 
 
+# --- text pages --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PageSend:
+    """A text page to ``group``, or to the user ``to`` when ``group`` is empty. ``body`` is the
+    UTF-8 text for a plain group or a direct page, the sealed text for a keyed group (sealed with
+    its key of ``epoch``, ``ptt.crypto.pages``). Answered with ``PageAccepted`` once the server
+    has stored it, or ``Error``."""
+
+    txn: int
+    session_id: int
+    group: str
+    to: str
+    body: bytes
+    epoch: int = 0
+    urgent: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PageAccepted:
+    """The page is stored as ``page_id``: it will reach its ``recipients`` (members other than
+    the sender), ``online`` of whom have a device showing pages now."""
+
+    txn: int
+    page_id: int
+    recipients: int
+    online: int
+
+
+@dataclass(frozen=True, slots=True)
+class PagePush:
+    """Unsolicited, acknowledged with ``Ack`` (the device has it: *delivered*). ``grant`` is the
+    recipient's grant of the group key of ``epoch`` (empty for plain pages), so a page sent
+    before a re-key still opens. ``sent_ms``: the server's wall clock when it stored the page."""
+
+    txn: int
+    page_id: int
+    group: str
+    sender: str
+    to: str
+    body: bytes
+    epoch: int
+    urgent: bool
+    sent_ms: int
+    grant: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class PageReceipt:
+    """A device showed page ``page_id`` to its person (*read*). Answered with ``Ack``."""
+
+    txn: int
+    session_id: int
+    page_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class PageReport:
+    """Unsolicited, acknowledged: who of the recipients has page ``page_id`` on a device
+    (``delivered``), who was online but confirmed nothing in time (``pending``), and who was
+    offline (``offline``: they get it when they log in)."""
+
+    txn: int
+    page_id: int
+    group: str
+    delivered: list[str]
+    pending: list[str]
+    offline: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class PageSubscribe:
+    """This session shows pages (a listening client): the server pushes it the pages of the
+    groups it joined, and pages to its user, that ``device`` has not had yet. Answered with
+    ``Ack``. ``device`` is the client's lasting device id (one per config), not the session's."""
+
+    txn: int
+    session_id: int
+    device: str
+
+
 # --- administration ----------------------------------------------------------------------------
 
 
@@ -544,7 +633,8 @@ Message = (
     | FloorRequest | FloorResponse | FloorRelease | FloorReleased | FloorGranted | FloorRevoked
     | FloorTaken | FloorIdle | QueuePosition | ReceiverReport | LinkReport | BurstReceipt
     | DeliveryReport | Call | CallResponse | IncomingCall | GroupGone | Admin
-    | AdminResponse
+    | AdminResponse | PageSend | PageAccepted | PagePush | PageReceipt | PageReport
+    | PageSubscribe
 )
 
 MESSAGE_TYPES: dict[MsgType, type] = {
@@ -582,6 +672,12 @@ MESSAGE_TYPES: dict[MsgType, type] = {
     MsgType.CALL_RESPONSE: CallResponse,
     MsgType.INCOMING_CALL: IncomingCall,
     MsgType.GROUP_GONE: GroupGone,
+    MsgType.PAGE_SEND: PageSend,
+    MsgType.PAGE_ACCEPTED: PageAccepted,
+    MsgType.PAGE_PUSH: PagePush,
+    MsgType.PAGE_RECEIPT: PageReceipt,
+    MsgType.PAGE_REPORT: PageReport,
+    MsgType.PAGE_SUBSCRIBE: PageSubscribe,
     MsgType.ADMIN: Admin,
     MsgType.ADMIN_RESPONSE: AdminResponse,
 }

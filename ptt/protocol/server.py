@@ -24,6 +24,8 @@ with :meth:`ServerCore.admin_reply` after changing the store.
 - ``server_relay``: voice routing, relay targets, the multicast bridge and holder notices;
 - ``server_keys``: the groups' key grants;
 - ``server_feedback``: listeners' loss reports summed up per group for the talker;
+- ``server_pages``: text pages checked, stored by the adapter before they are acknowledged,
+  delivered once per device, with receipts;
 - ``server_events``: the events out; ``server_base``: settings, state and sending.
 
 This module keeps the entry points, the timers and the dispatch of session messages, and
@@ -57,6 +59,10 @@ from ptt.protocol.server_events import (
     GroupUpdated,
     MemberJoined,
     MemberLeft,
+    PageDelivered,
+    PageRead,
+    PageStored,
+    PageSubmitted,
     ServerEvent,
     SessionEnded,
     SessionMoved,
@@ -70,6 +76,7 @@ from ptt.protocol.server_floor import (
 from ptt.protocol.server_gate import LOGIN_PENDING_TTL, LoginGate
 from ptt.protocol.server_groups import Directory
 from ptt.protocol.server_keys import KeyGrants
+from ptt.protocol.server_pages import PAGE_LIST_OP, PageEntry, TextPages
 from ptt.protocol.server_relay import (
     ECHO_SEQ,
     HOLDER_SEQ,
@@ -103,6 +110,11 @@ __all__ = [
     "GroupUpdated",
     "MemberJoined",
     "MemberLeft",
+    "PageDelivered",
+    "PageEntry",
+    "PageRead",
+    "PageStored",
+    "PageSubmitted",
     "ServerCore",
     "ServerCoreConfig",
     "ServerEvent",
@@ -114,19 +126,20 @@ __all__ = [
 
 
 class ServerCore(LoginGate, Directory, FloorControl, VoiceRelay, KeyGrants, LinkFeedback,
-                 DeliveryReports):
+                 DeliveryReports, TextPages):
     """The whole server core: ``ServerCore(entropy, config)``; see the module docstring."""
 
     def __init__(self, entropy: Callable[[int], bytes],
                  config: ServerCoreConfig = ServerCoreConfig()) -> None:
         super().__init__(entropy, config)
         self._delivery_init()
+        self._pages_init()
 
     def get_timer(self) -> float | None:
         timers = [
             t
             for t in (self.floors.get_timer(), self.sessions.get_timer(),
-                      self._reliable.get_timer(), self._delivery_timer(),
+                      self._reliable.get_timer(), self._delivery_timer(), self._page_timer(),
                       self._repeats[0][0] if self._repeats else None)
             if t is not None
         ]
@@ -149,6 +162,7 @@ class ServerCore(LoginGate, Directory, FloorControl, VoiceRelay, KeyGrants, Link
                          gone.user)
                 self._end_session(gone, "expired", now)
         self._delivery_due(now)
+        self._pages_due(now)
         self._cache.expire(now)
 
     def receive_datagram(self, data: bytes, addr: Addr, now: float) -> tuple[Addr, ...] | None:
@@ -204,6 +218,14 @@ class ServerCore(LoginGate, Directory, FloorControl, VoiceRelay, KeyGrants, Link
             self._on_burst_receipt(s, msg, now)
         elif isinstance(msg, m.Call):
             self._on_call(s, msg, now)
+        elif isinstance(msg, m.PageSend):
+            self._on_page_send(s, msg, now)
+        elif isinstance(msg, m.PageSubscribe):
+            self._on_page_subscribe(s, msg, now)
+        elif isinstance(msg, m.PageReceipt):
+            self._on_page_receipt(s, msg, now)
+        elif isinstance(msg, m.Admin) and msg.op == PAGE_LIST_OP:
+            self._on_page_list(s, msg, now)
         elif isinstance(msg, m.Admin) and msg.op == VOICE_PATH_OP:
             self._on_voice_path(s, msg, now)
         elif isinstance(msg, m.Admin):

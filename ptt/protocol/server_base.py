@@ -174,6 +174,12 @@ class ServerBase:
                                 now: float) -> None: ...  # server
         def _on_receiver_report(self, s: Session, r: m.ReceiverReport,
                                 now: float) -> None: ...  # server_feedback
+        def _call_refusal(self, s: Session, peer: str) -> str | None: ...  # server_groups
+        def _retire_grants(self, group: str, epoch: int,
+                           grants: dict[str, bytes]) -> None: ...  # server_pages
+        def _on_acked(self, key: tuple[int, int], now: float) -> None: ...  # server_pages
+        def _pages_joined(self, s: Session, now: float) -> None: ...  # server_pages
+        def _pages_session_ended(self, s: Session) -> None: ...  # server_pages
 
     # --- outputs ------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ are reports. Import them from ``ptt.protocol.server``, which re-exports every on
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ptt.protocol import messages as m
 from ptt.protocol.session import Addr
@@ -22,6 +23,10 @@ __all__ = [
     "GroupUpdated",
     "MemberJoined",
     "MemberLeft",
+    "PageDelivered",
+    "PageRead",
+    "PageStored",
+    "PageSubmitted",
     "ServerEvent",
     "SessionEnded",
     "SessionMoved",
@@ -121,7 +126,52 @@ class DeliveryReported:
     offline: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class PageSubmitted:
+    """A page that passed the checks: the adapter stores it, then answers with
+    ``ServerCore.page_stored`` (or ``page_failed``); nothing is acknowledged before."""
+
+    session_id: int
+    user: str
+    txn: int
+    addr: Addr
+    group: str  # "" for a direct page
+    to: str
+    body: bytes
+    epoch: int
+    urgent: bool
+    recipients: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class PageStored:
+    """A page was stored and pushed to the online devices (for logs and recorders); ``page``
+    is ``ptt.protocol.server_pages.PageEntry``, its receipts as they stand."""
+
+    page: Any
+
+
+@dataclass(frozen=True, slots=True)
+class PageDelivered:
+    """A device of ``user`` acknowledged page ``page_id``; its cursor is now ``cursor``."""
+
+    page_id: int
+    user: str
+    device: str
+    cursor: int
+
+
+@dataclass(frozen=True, slots=True)
+class PageRead:
+    """A device of ``user`` showed page ``page_id`` to its person."""
+
+    page_id: int
+    user: str
+    device: str
+
+
 ServerEvent = (
     SessionStarted | SessionEnded | MemberJoined | MemberLeft | FloorEvent | FloorRequested
-    | AdminCommand | Dropped | GroupUpdated | DeliveryReported
+    | AdminCommand | Dropped | GroupUpdated | DeliveryReported | PageSubmitted | PageStored
+    | PageDelivered | PageRead
 )

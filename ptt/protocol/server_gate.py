@@ -36,7 +36,7 @@ LOGIN_PENDING_TTL = auth.LOGIN_TTL  # a Challenge's server nonce is good this lo
 # what a session may send (sealed); anything else inside a sealed datagram is dropped
 SESSION_MESSAGES = (m.Heartbeat, m.Bye, m.Join, m.Leave, m.FloorRequest, m.FloorRelease, m.Call,
                     m.BurstReceipt,
-                    m.Admin)
+                    m.Admin, m.PageSend, m.PageSubscribe, m.PageReceipt)
 NO_SESSION_TEXT = "no session: log in again"
 
 
@@ -99,7 +99,8 @@ class LoginGate(ServerBase):
         if getattr(msg, "session_id", sid) != sid:
             self._drop(addr, "sealed message names another session")
         elif isinstance(msg, m.Ack):
-            self._reliable.ack((sid, msg.txn))
+            if self._reliable.ack((sid, msg.txn)):
+                self._on_acked((sid, msg.txn), now)
         elif isinstance(msg, m.ReceiverReport):  # no txn: not answered, nothing to cache
             self._on_receiver_report(s, msg, now)
         elif isinstance(msg, SESSION_MESSAGES):

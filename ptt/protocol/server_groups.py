@@ -172,6 +172,7 @@ class Directory(ServerBase):
             self._leave(s, group, now, lost=reason != "bye")
         self.sessions.remove(s)
         self._reliable.cancel_where(s)
+        self._pages_session_ended(s)
         self._events.append(SessionEnded(s.user, s.session_id, reason))
 
     def _on_join(self, s: Session, msg: m.Join, now: float) -> None:
@@ -186,6 +187,7 @@ class Directory(ServerBase):
             self._enter(g, s)
         state = self.group_state(g.name, JOINED_MEMBER_BYTES)
         self._answer(s, msg.txn, m.Joined(msg.txn, state, g.grants.get(s.user, b"")), now)
+        self._pages_joined(s, now)
 
     def _enter(self, g: GroupEntry, s: Session) -> None:
         g.joined[s.session_id] = s

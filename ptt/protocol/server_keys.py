@@ -36,6 +36,8 @@ class KeyGrants(ServerBase):
         if epoch <= g.key_epoch:
             raise ConflictError(f"group '{group}' already has key epoch {g.key_epoch}; "
                                 f"{epoch} is not newer")
+        if g.key_epoch:
+            self._retire_grants(g.name, g.key_epoch, g.grants)
         g.key_epoch = epoch
         g.grants = dict(grants)
         for user, grant in g.grants.items():

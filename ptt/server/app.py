@@ -29,6 +29,7 @@ import logging
 import os
 import signal
 import socket
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -41,12 +42,14 @@ from ptt.net.multicast import DEFAULT_INTERFACE, MulticastOptions
 from ptt.protocol import floor as fl
 from ptt.protocol.messages import ErrorCode, Role
 from ptt.protocol.server import (AdminCommand, Dropped, FloorEvent, GroupUpdated, MemberJoined,
-                                 MemberLeft, ServerCore, ServerCoreConfig, ServerEvent,
+                                 MemberLeft, PageDelivered, PageRead, PageStored,
+                                 PageSubmitted, ServerCore, ServerCoreConfig, ServerEvent,
                                  SessionEnded, SessionMoved, SessionStarted)
 from ptt.protocol.voice import VoiceFlags
 from ptt.protocol.wire import is_voice
 from ptt.server.admin import Admin, error_code, loggable_args
 from ptt.server.lock import DatabaseLock
+from ptt.server.pagestore import PageStore
 from ptt.server.reader import PriorityReader
 from ptt.server.sendmmsg import FanOutCache
 from ptt.server.store import Store
@@ -55,6 +58,8 @@ log = logging.getLogger("ptt.server")
 
 FIRST_COORDINATOR = "coordinator"
 PEERS_SAVE_EVERY = 0.25  # s: where clients are reaches the store this often at most
+PAGES_SAVE_EVERY = 0.1  # s: page receipts and cursors reach the store this often at most
+PAGES_EXPIRE_EVERY = 60.0  # s: pages past their retention are deleted this often (at most)
 DROP_LOG_PER_SECOND = 5  # malformed datagrams are logged, but a flood cannot flood the log
 # Garbage collector: a full collection walks every live object, and 10,000 sessions are a few
 # hundred thousand of them (tens of ms on one core: the floor-access tail). What has lived this
@@ -150,6 +155,13 @@ class PttServer:
         self._peers_removed: set[int] = set()
         self._peers_timer: asyncio.TimerHandle | None = None
         self._resume: asyncio.Handle | None = None  # a backlog left for the next loop turn
+        self.pages: PageStore | None = None
+        # receipts and cursors since the store last heard (PAGES_SAVE_EVERY)
+        self._page_delivered: list[tuple[int, str, str]] = []
+        self._page_read: list[tuple[int, str, str]] = []
+        self._page_cursors: dict[tuple[str, str], int] = {}
+        self._pages_timer: asyncio.TimerHandle | None = None
+        self._expire_timer: asyncio.TimerHandle | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -166,6 +178,8 @@ class PttServer:
                            mcast_network=self.config.multicast_network, **kwargs)
         self.admin.load_all()
         self.core.set_secret(self.store.secret("decoy"))
+        self.pages = PageStore(self.store)
+        self._load_pages()
         loop = asyncio.get_running_loop()
         try:
             # our own socket, so the relay sends on its fd directly (asyncio hands out a
@@ -199,6 +213,7 @@ class PttServer:
         self._first_start()  # after binding, so the credentials name the real port
         self._start_multicast()
         self._announce_restart()
+        self._expire_timer = loop.call_later(self._expire_every(), self._expire_pages)
         if self.gc_freeze:
             self._gc_thawed_at = loop.time()
             self._freeze()  # users, groups and the code loaded so far
@@ -238,6 +253,70 @@ class PttServer:
             self.store.update_peers(added, removed)
         except PttError as exc:
             log.warning("cannot record where clients are: %s", exc)
+
+    # --- text pages -----------------------------------------------------------------------------
+
+    def _load_pages(self) -> None:
+        """The retained pages, their receipts, the cursors and the old grants, into the core."""
+        assert self.pages is not None
+        self.core.forget_pages([])
+        kept = self.pages.retained(int(time.time() * 1000))
+        for p in kept:
+            self.core.load_page(p)
+        self.core.load_cursors(self.pages.cursors())
+        wanted = {(p.group, p.epoch) for p in kept if p.epoch}
+        for (group, epoch), grants in self.pages.old_grants(wanted).items():
+            self.core.keep_grants(group, epoch, grants)
+        if kept:
+            log.info("%d text page(s) kept for offline members", len(kept))
+
+    def _store_page(self, ev: PageSubmitted, now: float) -> None:
+        """Commit the page, then let the core acknowledge and deliver it."""
+        assert self.pages is not None
+        sent_ms = int(time.time() * 1000)
+        try:
+            page_id = self.pages.add(ev.group, ev.user, ev.to, ev.body, ev.epoch, ev.urgent,
+                                     sent_ms, sent_ms + int(self.config.page_retention * 1000),
+                                     ev.recipients)
+        except PttError as exc:
+            log.error("cannot store a page from %s: %s", ev.user, exc)
+            self.core.page_failed(ev, f"the server could not store the page: {exc}", now)
+            return
+        self.core.page_stored(ev, page_id, sent_ms, now)
+
+    def _save_pages_soon(self) -> None:
+        if self._pages_timer is None and self._open:
+            self._pages_timer = asyncio.get_running_loop().call_later(PAGES_SAVE_EVERY,
+                                                                      self._save_pages)
+
+    def _save_pages(self) -> None:
+        self._pages_timer = None
+        delivered, read, cursors = self._page_delivered, self._page_read, self._page_cursors
+        self._page_delivered, self._page_read, self._page_cursors = [], [], {}
+        if self.pages is None:
+            return
+        try:
+            self.pages.save_receipts(delivered, read, cursors)
+        except PttError as exc:
+            log.warning("cannot record page receipts: %s", exc)
+
+    def _expire_every(self) -> float:
+        return min(PAGES_EXPIRE_EVERY, max(1.0, self.config.page_retention / 4))
+
+    def _expire_pages(self) -> None:
+        self._expire_timer = None
+        if not self._open or self.pages is None:
+            return
+        try:
+            gone = self.pages.expire(int(time.time() * 1000))
+        except PttError as exc:
+            log.warning("cannot delete expired pages: %s", exc)
+            gone = []
+        if gone:
+            self.core.forget_pages(gone)
+            log.info("%d text page(s) expired", len(gone))
+        self._expire_timer = asyncio.get_running_loop().call_later(self._expire_every(),
+                                                                   self._expire_pages)
 
     def _start_multicast(self) -> None:
         self.multicast_off = self.bridge.start()
@@ -323,7 +402,13 @@ class PttServer:
         if self._peers_timer is not None:
             self._peers_timer.cancel()
             self._peers_timer = None
+        for timer in (self._pages_timer, self._expire_timer):
+            if timer is not None:
+                timer.cancel()
+        self._expire_timer = None
         if self.store is not None:
+            self._save_pages()
+            self.pages = None
             self._save_peers()  # the sessions of this run, for the next start's announcement
             self.store.close()
             self.store = None
@@ -473,6 +558,20 @@ class PttServer:
     def _on_event(self, ev: ServerEvent, now: float) -> None:
         if isinstance(ev, AdminCommand):
             self._run_admin(ev, now)
+        elif isinstance(ev, PageSubmitted):
+            self._store_page(ev, now)
+        elif isinstance(ev, PageStored):
+            p = ev.page
+            log.info("event=page_stored page=%d %s=%s sender=%s recipients=%d%s", p.page_id,
+                     "group" if p.group else "to", p.group or p.to, p.sender,
+                     len(p.recipients), " urgent" if p.urgent else "")
+        elif isinstance(ev, PageDelivered):
+            self._page_delivered.append((ev.page_id, ev.user, ev.device))
+            self._page_cursors[(ev.user, ev.device)] = ev.cursor
+            self._save_pages_soon()
+        elif isinstance(ev, PageRead):
+            self._page_read.append((ev.page_id, ev.user, ev.device))
+            self._save_pages_soon()
         elif isinstance(ev, Dropped):
             self._log_drop(ev, now)
         elif isinstance(ev, FloorEvent):

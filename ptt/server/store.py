@@ -130,6 +130,44 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             value       BLOB NOT NULL
         ) WITHOUT ROWID""",
     ),
+    # text pages, kept for the retention time: each stored before it is acknowledged, with who
+    # it is for, the receipts per device and each device's cursor; and the grants of every key
+    # epoch, so a page sealed before a re-key still opens for a member who comes online after
+    5: (
+        """CREATE TABLE pages (
+            id          INTEGER PRIMARY KEY AUTOINCREMENT,
+            group_name  TEXT NOT NULL,
+            sender      TEXT NOT NULL,
+            to_user     TEXT NOT NULL,
+            body        BLOB NOT NULL,
+            epoch       INTEGER NOT NULL,
+            urgent      INTEGER NOT NULL CHECK (urgent IN (0, 1)),
+            sent_ms     INTEGER NOT NULL,
+            expires_ms  INTEGER NOT NULL,
+            recipients  BLOB NOT NULL
+        )""",
+        "CREATE INDEX pages_by_expiry ON pages (expires_ms)",
+        """CREATE TABLE page_receipts (
+            page_id     INTEGER NOT NULL REFERENCES pages (id) ON DELETE CASCADE,
+            user        TEXT NOT NULL,
+            device      TEXT NOT NULL,
+            read        INTEGER NOT NULL CHECK (read IN (0, 1)),
+            PRIMARY KEY (page_id, user, device, read)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE page_cursors (
+            user        TEXT NOT NULL,
+            device      TEXT NOT NULL,
+            cursor      INTEGER NOT NULL,
+            PRIMARY KEY (user, device)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE grant_history (
+            group_id    INTEGER NOT NULL REFERENCES groups (id) ON DELETE CASCADE,
+            epoch       INTEGER NOT NULL,
+            user        TEXT NOT NULL,
+            grant       BLOB NOT NULL,
+            PRIMARY KEY (group_id, epoch, user)
+        ) WITHOUT ROWID""",
+    ),
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
@@ -683,6 +721,9 @@ class Store:
         db.executemany(
             "INSERT INTO grants (group_id, user_id, epoch, grant) VALUES (?, ?, ?, ?)",
             [(gid, members[u], epoch, bytes(b)) for u, b in sorted(grants.items())])
+        db.executemany(
+            "INSERT OR REPLACE INTO grant_history (group_id, epoch, user, grant) "
+            "VALUES (?, ?, ?, ?)", [(gid, epoch, u, bytes(b)) for u, b in sorted(grants.items())])
         db.execute("UPDATE groups SET key_epoch = ? WHERE id = ?", (epoch, gid))
 
     def group_key(self, group: str) -> GroupKey:

@@ -43,7 +43,7 @@ def test_creates_a_private_wal_database(db: Path, store: Store) -> None:
     assert stat.S_IMODE(db.stat().st_mode) == 0o600
     assert stat.S_IMODE(db.parent.stat().st_mode) == 0o700
     assert store.journal_mode == "wal"
-    assert store.schema_version == SCHEMA_VERSION == 4
+    assert store.schema_version == SCHEMA_VERSION == 5
     add(store, "alice")
     wal = db.with_name(db.name + "-wal")
     assert wal.exists() and stat.S_IMODE(wal.stat().st_mode) == 0o600

@@ -34,7 +34,7 @@ def test_an_old_database_migrates_without_losing_anything(tmp_path: Path) -> Non
     path = tmp_path / "old.db"
     make_v1(path)
     with Store(path) as store:
-        assert store.schema_version == SCHEMA_VERSION == 4
+        assert store.schema_version == SCHEMA_VERSION == 5
         u = store.get_user("ann")
         assert (u.salt, u.iterations, u.verifier, u.created, u.public) == (
             SALT, 1000, VERIFIER, 1.0, None)
