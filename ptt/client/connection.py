@@ -20,7 +20,8 @@ the group address; otherwise the group stays on the relay. Either way a :class:`
 (:meth:`voice_path` tells it later). In ``multicast`` mode a missing interface or route is an
 error (``join`` raises NetError); in ``auto`` mode it is a reason to use the relay.
 Multicast frames are played only if they belong to the burst the server announced, from the
-holder's session the server named in its holder notice; the rest is dropped and counted in
+holder's session the server named in its holder notice, and in an encrypted group only with the
+holder's own signature (:attr:`talker_check`); the rest is dropped and counted in
 :attr:`voice_stats`. A revoke for silence while talking by multicast means the server no longer
 hears the group (its mode changed): the connection probes again, and falls back to the relay.
 """
@@ -96,10 +97,11 @@ class VoiceStats:
     relay_out: int = 0
     multicast_out: int = 0
     probes: int = 0
+    unsigned: int = 0  # from a group address, of an encrypted group: not the holder's signature
 
     @property
     def dropped(self) -> int:
-        return self.not_holder + self.wrong_burst + self.malformed
+        return self.not_holder + self.wrong_burst + self.malformed + self.unsigned
 
 
 @dataclass
@@ -156,6 +158,9 @@ class Connection:
         self.server = server
         self.core = cl.ClientCore(user, token, os.urandom, device_id())
         self.on_voice: Callable[[bytes], None] | None = None
+        # (group, holder's user name, frame) -> may a frame heard on a multicast address be
+        # played? Set by ptt.client.keys.VoiceKeys, which holds the talker keys
+        self.talker_check: Callable[[str, str, bytes], bool] | None = None
         self.voice_stats = VoiceStats()
         self._mcast = MemberSockets(multicast or MulticastOptions(), self._on_group_datagram)
         self._paths: dict[str, _GroupPath] = {}
@@ -786,6 +791,13 @@ class Connection:
                 st.wrong_burst += 1
             else:
                 st.not_holder += 1
+            return
+        # every member holds an encrypted group's key, so only the holder's signature tells
+        # its frames from another member's forgery
+        check = self.talker_check
+        if (check is None and getattr(g.state, "key_epoch", 0)) or (
+                check is not None and not check(p.group, g.talker, data)):  # type: ignore[union-attr, arg-type]
+            st.unsigned += 1
             return
         st.multicast_in += 1
         if self.on_voice is not None:

@@ -41,7 +41,14 @@ from typing import Any
 
 from ptt.client.connection import Connection
 from ptt.config import client_config_path
-from ptt.crypto.groupkeys import GrantInfo, GroupKeyring, issue_group_key, open_grant, peek_grant
+from ptt.crypto.groupkeys import (
+    GrantInfo,
+    GroupKeyring,
+    issue_group_key,
+    open_grant,
+    peek_grant,
+    talkers_digest,
+)
 from ptt.crypto.identity import (
     Identity,
     KeyPins,
@@ -51,7 +58,7 @@ from ptt.crypto.identity import (
     load_pins,
     save_pins,
 )
-from ptt.crypto.voice import VoiceKey, VoiceSealer
+from ptt.crypto.voice import KEY_ID_AT, VoiceKey, VoiceSealer, verify_frame
 from ptt.errors import AuthError, ProtocolError, PttError, ValidationError
 from ptt.names import parse_role, role_name, user_name
 from ptt.protocol import auth
@@ -315,8 +322,14 @@ class VoiceKeys:
     Opens every grant the connection receives (``Connection.on_key_grant``) with the identity
     derived from the connection's token, accepting only signers it pinned (the first key seen
     per coordinator name is pinned, a changed one refused). :meth:`sealer` gives the Talker the
-    group's current :class:`~ptt.crypto.voice.VoiceSealer`; :meth:`open_voice` turns a received
-    datagram into (header, payload) or None for the Listener, the recorder and the desktop.
+    group's current :class:`~ptt.crypto.voice.VoiceSealer`, which signs every frame with this
+    member's identity; :meth:`open_voice` turns a received datagram into (header, payload) or
+    None for the Listener, the recorder and the desktop.
+
+    Talker keys: each grant vouches for a digest of the members' signing keys; the list itself is
+    fetched from the server (``group.keys``) and kept only when it hashes to that digest. The
+    connection asks :meth:`check_talker` about every frame heard on a multicast address (where
+    the server's session MAC cannot be checked): it must carry the floor holder's signature.
     """
 
     def __init__(self, conn: Connection, pins: Path | None = None,
@@ -334,6 +347,13 @@ class VoiceKeys:
         self.opened = 0
         self._sealers: dict[str, VoiceSealer] = {}
         self._bursts: dict[str, set[tuple[int, int]]] = {}  # group -> (sender, burst) opened
+        # (group, epoch) -> the digest its grant vouches for, and the list once fetched and
+        # checked (user -> Ed25519 key)
+        self._digests: dict[tuple[str, int], bytes] = {}
+        self._talkers: dict[tuple[str, int], dict[str, bytes]] = {}
+        self._fetching: set[tuple[str, int]] = set()
+        self.unverified = 0  # multicast frames refused: no valid signature of the holder
+        conn.talker_check = self.check_talker
         conn.on_key_grant(self._on_grant)
         for group in list(conn.core.groups):
             held = conn.key_grant(group)
@@ -380,6 +400,61 @@ class VoiceKeys:
         if info.signer != self.conn.user and self.signers.get(info.signer) is None:
             self.signers.check(info.signer, PublicIdentity(NO_X25519, info.signer_key))
             log.info("pinned %s's signing key (first use)", info.signer)
+        self._vouched(group, info.epoch, info.talkers)
+        return True
+
+    # --- talker keys --------------------------------------------------------------------------
+
+    def _vouched(self, group: str, epoch: int, digest: bytes) -> None:
+        """An accepted grant vouches for ``digest``: fetch the list it stands for."""
+        if not digest:
+            log.warning("the key of '%s' (epoch %d) vouches for no talker keys (made by an "
+                        "older ptt): its multicast voice is refused until 'ptt group rekey %s'",
+                        group, epoch, group)
+            return
+        self._digests[(group, epoch)] = digest
+        if (group, epoch) in self._talkers or (group, epoch) in self._fetching:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._fetching.add((group, epoch))
+        loop.create_task(self._fetch_talkers(group, epoch, digest))
+
+    async def _fetch_talkers(self, group: str, epoch: int, digest: bytes) -> None:
+        try:
+            info = await self.conn.admin("group.keys", {"name": group})
+            keys = {str(u): PublicIdentity.from_bytes(bytes(p)).ed25519
+                    for u, p in dict(info.get("members") or {}).items()}
+            gid = int(info["group_id"])
+        except (PttError, ProtocolError, KeyError, TypeError, ValueError) as exc:
+            log.warning("cannot fetch the talker keys of '%s': %s", group, exc)
+            return
+        finally:
+            self._fetching.discard((group, epoch))
+        if talkers_digest(group, gid, epoch, keys) != digest:
+            log.warning("the talker keys the server lists for '%s' do not match what the key of "
+                        "epoch %d vouches for: its multicast voice is refused", group, epoch)
+            return
+        self._talkers[(group, epoch)] = keys
+        for old in [k for k in self._talkers if k[0] == group and k[1] < epoch - 1]:
+            del self._talkers[old]
+
+    def check_talker(self, group: str, talker: str, datagram: bytes) -> bool:
+        """True when a frame heard on ``group``'s multicast address may be played as the floor
+        holder ``talker``'s: a plain group's, or one signed with ``talker``'s key as listed for
+        the frame's epoch (a list the epoch's grant vouches for)."""
+        if not self.keyed(group):
+            return True
+        ring = self.rings.get(group)
+        epoch = next((e for e in (ring.opener.epochs if ring is not None else [])
+                      if e & 0xFF == datagram[KEY_ID_AT]), None)
+        talkers = self._talkers.get((group, epoch)) if epoch is not None else None
+        key = talkers.get(talker) if talkers is not None else None
+        if key is None or not verify_frame(key, datagram):
+            self.unverified += 1
+            return False
         return True
 
     def _trusted(self, info: GrantInfo) -> bytes:
@@ -453,7 +528,7 @@ class VoiceKeys:
             return None
         sealer = self._sealers.get(group)
         if sealer is None:
-            sealer = self._sealers[group] = VoiceSealer(ring.current)
+            sealer = self._sealers[group] = VoiceSealer(ring.current, self.identity.sign)
         elif ring.current.epoch > sealer.key.epoch:
             sealer.install(ring.current)
         return sealer

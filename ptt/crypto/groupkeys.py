@@ -32,10 +32,19 @@ What the server can and cannot do (the full argument is in docs/security.md):
   fingerprints were compared; the very first fetch is trust on first use unless compared too.
 
 Rotation: :func:`rotate` issues epoch + 1 with a fresh secret for the remaining members only.
+
+Talker keys. Each grant's signed body also carries :func:`talkers_digest`: a SHA-256 over the
+group, epoch and every member's Ed25519 key, as the coordinator pinned them. A member fetches the
+list itself from the server (``group.keys``) and uses it only when it hashes to the digest its
+grant vouches for; then a frame on the group's multicast address plays only if it verifies under
+the floor holder's key in that list (``ptt.crypto.voice.verify_frame``). So the server, which
+hands out the list, cannot slip in a key of its own, and one digest per grant (32 bytes) costs
+what a list in every grant (n keys in each of n grants) would not.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +69,7 @@ __all__ = [
     "open_grant",
     "peek_grant",
     "rotate",
+    "talkers_digest",
 ]
 
 GRANT_VERSION = 1
@@ -67,6 +77,8 @@ MAX_GRANT_SIZE = 1_024
 ROTATION_GRACE = 60.0  # seconds an old epoch still opens: longer than a burst can last
 _LABEL = "ptt-group-key-v1"
 _WRAP_INFO = b"ptt-group-key-wrap-v1"
+_TALKERS_LABEL = "ptt-group-talkers-v1"
+DIGEST_SIZE = 32
 _ZERO_NONCE = bytes(12)
 
 Entropy = Callable[[int], bytes]
@@ -85,6 +97,14 @@ class GrantInfo:
     signer_key: bytes
     eph_key: bytes
     wrapped: bytes
+    talkers: bytes = b""  # talkers_digest of the members at this epoch (b"": an older grant)
+
+
+def talkers_digest(group: str, group_id: int, epoch: int, talkers: Mapping[str, bytes]) -> bytes:
+    """SHA-256 of the members' Ed25519 keys (user -> 32 bytes) at ``epoch``: what a grant
+    vouches for, and what a member checks the list it fetched against."""
+    rows = sorted([user, bytes(key)] for user, key in talkers.items())
+    return hashlib.sha256(_pack([_TALKERS_LABEL, group, group_id, epoch, rows])).digest()
 
 
 def _body(info: GrantInfo) -> list[Any]:
@@ -103,7 +123,8 @@ def _pack(obj: Any) -> bytes:
 
 
 def _wrap_one(signer: Identity, signer_user: str, group: str, group_id: int, epoch: int,
-              secret: bytes, user: str, public: PublicIdentity, eph_seed: bytes) -> bytes:
+              secret: bytes, user: str, public: PublicIdentity, eph_seed: bytes,
+              talkers: bytes) -> bytes:
     eph = X25519PrivateKey.from_private_bytes(eph_seed)
     eph_pub = eph.public_key().public_bytes_raw()
     try:
@@ -115,7 +136,7 @@ def _wrap_one(signer: Identity, signer_user: str, group: str, group_id: int, epo
     ad = _pack(_body(head))
     wrapped = ChaCha20Poly1305(_kek(shared, eph_pub, public.x25519)).encrypt(
         _ZERO_NONCE, secret, ad)
-    body = _pack([*_body(head), wrapped])
+    body = _pack([*_body(head), wrapped, talkers])
     return _pack([GRANT_VERSION, body, signer.sign(body)])
 
 
@@ -132,13 +153,16 @@ def issue_group_key(
 
     Run by a coordinator's client; ``members`` maps user name to the public identity it pinned
     (never a key fetched and not checked against the pins). ``entropy(n)`` is ``os.urandom``.
-    The returned VoiceKey is the coordinator's own copy, for its talking and listening.
+    The returned VoiceKey is the coordinator's own copy, for its talking and listening. Every
+    grant vouches for the members' talker keys (:func:`talkers_digest` of ``members``).
     """
     if not 0 < epoch < 1 << 32:
         raise ValueError("epochs are 1 .. 2**32-1")
     secret = entropy(GROUP_KEY_SIZE)
+    talkers = talkers_digest(group, group_id, epoch,
+                             {user: pub.ed25519 for user, pub in members.items()})
     grants = {user: _wrap_one(signer, signer_user, group, group_id, epoch, secret, user, pub,
-                              entropy(32))
+                              entropy(32), talkers)
               for user, pub in sorted(members.items())}
     return VoiceKey(group_id, epoch, secret), grants
 
@@ -168,7 +192,10 @@ def _split(blob: bytes) -> tuple[bytes, bytes, GrantInfo]:
         fields = msgpack.unpackb(body, raw=False, max_bin_len=MAX_GRANT_SIZE,
                                  max_str_len=MAX_GRANT_SIZE, max_array_len=16, max_map_len=0,
                                  max_ext_len=0)
-        label, group, group_id, epoch, recipient, rkey, signer, skey, eph, wrapped = fields
+        if len(fields) == 10:  # a grant made before talker keys: it vouches for none
+            fields = [*fields, b""]
+        label, group, group_id, epoch, recipient, rkey, signer, skey, eph, wrapped, talkers = \
+            fields
     except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError,
             msgpack.StackError):
         raise ProtocolError("malformed key grant") from None
@@ -176,13 +203,14 @@ def _split(blob: bytes) -> tuple[bytes, bytes, GrantInfo]:
             or type(sig) is not bytes
             or not all(type(x) is str for x in (group, recipient, signer))
             or not all(type(x) is int for x in (group_id, epoch))
-            or not all(type(x) is bytes for x in (rkey, skey, eph, wrapped))
+            or not all(type(x) is bytes for x in (rkey, skey, eph, wrapped, talkers))
+            or len(talkers) not in (0, DIGEST_SIZE)
             or not 0 <= group_id < 1 << 32 or not 0 < epoch < 1 << 32
             or len(rkey) != 32 or len(skey) != 32 or len(eph) != 32
             or len(wrapped) != GROUP_KEY_SIZE + 16):
         raise ProtocolError("malformed key grant")
     return body, sig, GrantInfo(group, group_id, epoch, recipient, rkey, signer, skey, eph,
-                                wrapped)
+                                wrapped, talkers)
 
 
 def peek_grant(blob: bytes) -> GrantInfo:

@@ -20,25 +20,39 @@ nothing is decrypted or re-encrypted on the way)::
   AES-256-GCM-SIV (RFC 8452), whose failure under a repeated nonce is to reveal that two frames
   were identical, not the key stream or the authentication key. :class:`VoiceSealer` refuses
   repeats it can see anyway (a burst id reused, seq going back or wrapping).
-* Overhead: 16 bytes per frame. Cost: ~5 us to seal or open a 20 ms frame (``bench_crypto``).
+* Overhead: 16 bytes per frame (80 signed). Cost: ~5 us to seal or open a 20 ms frame
+  (``bench_crypto``); a signature ~130 us to make, ~0.5 ms to check (``bench_voice_auth``).
 
 Replay. A frame replayed inside its burst is refused by a per-burst window; a whole burst replayed
 later (a hostile server re-announcing an old burst) is refused because :class:`VoiceOpener`
 remembers the bursts that ended, up to :data:`ENDED_MEMORY` of them per group.
 
-What this does not do: any member holds the group key and can therefore forge frames that appear
-to come from another member. Sender authenticity between members is left to the floor (the relay
-forwards only the holder's burst) and to a later per-talker signature; see docs/security.md.
+Talker signatures. Any member holds the group key and could therefore seal frames that appear to
+come from another member. The relay forwards only frames with the holder's session MAC, but
+multicast listeners hear members directly; so a talker signs every frame it seals with its own
+Ed25519 key (its identity's, ``ptt.crypto.identity``), flag SIGNED, the signature after the
+ciphertext::
+
+    header (22, SIGNED set) | AES-GCM-SIV(payload) + tag16 | Ed25519(label || header || ciphertext)
+
+:func:`verify_frame` checks it against the key of the member the floor names; which key that is
+comes from a list of the members' keys that the coordinator's grant vouches for
+(``ptt.crypto.groupkeys.talkers_digest``). The label keeps frame signatures apart from the grant
+signatures the same key makes as a coordinator. Every frame is signed on its own (not a hash
+chain signed every Nth frame) so that a lost datagram costs only itself: docs/benchmarks.md
+has the costs that decided it.
 """
 
 from __future__ import annotations
 
 import struct
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -57,12 +71,15 @@ from ptt.protocol.wire import VOICE_MAGIC
 __all__ = [
     "ENDED_MEMORY",
     "KEY_ID_AT",
+    "SIGNATURE_SIZE",
     "TAG_SIZE",
     "VoiceCipher",
     "VoiceKey",
     "VoiceOpener",
     "VoiceSealer",
     "key_id_of",
+    "sign_frame",
+    "verify_frame",
 ]
 
 KEY_ID_AT = 3  # the voice header's reserved byte
@@ -74,6 +91,12 @@ BURST_WINDOW = 256  # frames of reordering tolerated within a burst (~5 s at 20 
 MAX_FRAMES = 1 << 16  # seq is 16 bits and must not wrap under one key within one burst
 _NONCE = struct.Struct("!HIIH")
 _INFO = b"ptt-voice-v1"
+SIGNATURE_SIZE = 64  # Ed25519
+_SIGNED = int(VoiceFlags.SIGNED)
+_KNOWN_FLAGS = int(VoiceFlags.END_OF_BURST | VoiceFlags.PROBE | VoiceFlags.ENCRYPTED
+                   | VoiceFlags.SIGNED)
+TALKER_LABEL = b"ptt-talker-frame-v1\x00"  # never the start of a grant body (a msgpack array)
+Signer = Callable[[bytes], bytes]
 _HEADER_PACK = HEADER  # "!BBBxIIIHI": byte 3 is written separately as the key id
 
 
@@ -137,8 +160,9 @@ class VoiceCipher:
         ad = bytes(head)
         out = ad + self._aead.encrypt(self._nonce(header.sender, header.burst_id, seq),
                                       payload, ad)
-        if len(out) > MAX_VOICE_DATAGRAM:
-            raise ValueError(f"sealed frame of {len(out)} bytes exceeds {MAX_VOICE_DATAGRAM}")
+        size = len(out) + (SIGNATURE_SIZE if flags & _SIGNED else 0)
+        if size > MAX_VOICE_DATAGRAM:
+            raise ValueError(f"sealed frame of {size} bytes exceeds {MAX_VOICE_DATAGRAM}")
         return out
 
     def open(self, datagram: bytes) -> tuple[VoiceHeader, bytes]:
@@ -147,10 +171,11 @@ class VoiceCipher:
         if header.group_id != self.key.group_id or datagram[KEY_ID_AT] != self.key.key_id:
             raise AuthError("voice frame under another key")
         ad = bytes(datagram[:HEADER_SIZE])
+        end = len(datagram) - SIGNATURE_SIZE if header.flags & _SIGNED else len(datagram)
         try:
             payload = self._aead.decrypt(
                 self._nonce(header.sender, header.burst_id, header.seq),
-                bytes(datagram[HEADER_SIZE:]), ad)
+                bytes(datagram[HEADER_SIZE:end]), ad)
         except InvalidTag:
             raise AuthError("voice frame failed authentication") from None
         return header, payload
@@ -162,9 +187,31 @@ def _parse(datagram: bytes) -> VoiceHeader:
     magic, version, flags, group_id, sender, burst_id, seq, ts = _HEADER_PACK.unpack_from(datagram)
     if magic != VOICE_MAGIC or version != VOICE_VERSION:
         raise ProtocolError("not a voice datagram of this version")
-    if not flags & VoiceFlags.ENCRYPTED or flags & VoiceFlags.PROBE or flags & ~0x7:
+    if not flags & VoiceFlags.ENCRYPTED or flags & VoiceFlags.PROBE or flags & ~_KNOWN_FLAGS:
         raise ProtocolError("not an encrypted voice frame")
+    if flags & _SIGNED and len(datagram) < HEADER_SIZE + TAG_SIZE + SIGNATURE_SIZE:
+        raise ProtocolError("signed voice frame too short")
     return VoiceHeader(group_id, sender, burst_id, seq, ts, VoiceFlags(flags))
+
+
+def sign_frame(sign: Signer, datagram: bytes) -> bytes:
+    """A sealed frame with SIGNED set (before sealing: the flag is in the associated data), and
+    the talker's signature ``sign(label || datagram)`` appended."""
+    return datagram + sign(TALKER_LABEL + datagram)
+
+
+def verify_frame(ed25519_public: bytes, datagram: bytes) -> bool:
+    """True when ``datagram`` (a sealed frame as the talker made it: no session MAC) carries
+    SIGNED and a valid signature of ``ed25519_public``."""
+    n = len(datagram) - SIGNATURE_SIZE
+    if n < HEADER_SIZE or not datagram[2] & _SIGNED:
+        return False
+    try:
+        Ed25519PublicKey.from_public_bytes(ed25519_public).verify(
+            bytes(datagram[n:]), TALKER_LABEL + bytes(datagram[:n]))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
 
 
 class VoiceSealer:
@@ -172,12 +219,14 @@ class VoiceSealer:
 
     ``install(key)`` whenever a key envelope opens (rotation); ``seal(header, payload)`` for every
     frame. A burst keeps the key it started with, so a rotation never splits a burst between
-    keys; the next burst uses the new key.
+    keys; the next burst uses the new key. With ``signer`` (the talker identity's ``sign``)
+    every frame is also signed (:func:`sign_frame`).
     """
 
-    __slots__ = ("_burst", "_burst_cipher", "_cipher", "_last_seq", "_used")
+    __slots__ = ("_burst", "_burst_cipher", "_cipher", "_last_seq", "_signer", "_used")
 
-    def __init__(self, key: VoiceKey) -> None:
+    def __init__(self, key: VoiceKey, signer: Signer | None = None) -> None:
+        self._signer = signer
         self._cipher = VoiceCipher(key)
         self._burst: tuple[int, int] | None = None
         self._burst_cipher = self._cipher
@@ -212,7 +261,11 @@ class VoiceSealer:
         if not self._last_seq < header.seq < MAX_FRAMES:
             raise AuthError(f"seq {header.seq} after {self._last_seq}: the nonce would repeat")
         self._last_seq = header.seq
-        return self._burst_cipher.seal(header, payload)
+        if self._signer is None:
+            return self._burst_cipher.seal(header, payload)
+        signed = VoiceHeader(header.group_id, header.sender, header.burst_id, header.seq,
+                             header.timestamp, header.flags | VoiceFlags.SIGNED)
+        return sign_frame(self._signer, self._burst_cipher.seal(signed, payload))
 
 
 class VoiceOpener:

@@ -232,7 +232,7 @@ class ServerCore(LoginGate, Directory, FloorControl, VoiceRelay, KeyGrants, Link
             # anyone may fetch the parts of a large answer of its own (ptt.protocol.parts);
             # only a coordinator's requests are large enough to go in parts
             if s.role != m.Role.COORDINATOR and msg.op not in ("group.list", "group.show",
-                                                                FETCH_OP):
+                                                                "group.keys", FETCH_OP):
                 self._answer(s, msg.txn, m.Error(msg.txn, m.ErrorCode.FORBIDDEN,
                                                       "not a coordinator"), now)
                 return

@@ -19,12 +19,14 @@ logged in nor a member naming another's session id (from a spoofed address, or o
 address) gets a frame relayed or bridged, and forwards the datagram without it (AUTH cleared):
 listeners get exactly the bytes the talker made, which for an ENCRYPTED frame are the AEAD's
 associated data. Multicast listeners hear talkers directly and cannot check the trailer: they
-drop it (:func:`strip_mac`). Members still share the group key, so on a multicast LAN a member
-can forge another's frame; see docs/security.md.
+drop it (:func:`strip_mac`). Members share the group key, so in an encrypted group every frame
+also carries the talker's own signature (SIGNED, ``ptt.crypto.voice``), which multicast
+listeners check against the floor holder's key; see docs/security.md.
 
 ::
 
-    header (22) | payload | MAC8 (only with AUTH: BLAKE2s-64(voice key, header || payload))
+    header (22) | payload | SIG64 (only with SIGNED) | MAC8 (only with AUTH: BLAKE2s-64(voice
+    key, everything before it))
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class VoiceFlags(IntFlag):
     PROBE = 2  # a multicast reachability probe, no audio
     ENCRYPTED = 4  # payload is AEAD ciphertext
     AUTH = 8  # a session MAC trailer follows the payload (client to server only)
+    SIGNED = 16  # the talker's Ed25519 signature follows the payload (ptt.crypto.voice)
 
 
 _AUTH = int(VoiceFlags.AUTH)  # plain ints on the hot path: IntFlag arithmetic costs ~1 us

@@ -166,6 +166,11 @@ class Admin:
             if name not in {g.name for g in self.store.groups_of(user)}:
                 raise NotFoundError(f"unknown group '{name}'")
             return fn(args, now)
+        if op == "group.keys":  # a member's own groups: the talker keys its grant vouches for
+            name = group_name(_str(args, "name"))
+            if name not in {g.name for g in self.store.groups_of(user)}:
+                raise NotFoundError(f"unknown group '{name}'")
+            return fn({"name": name}, now)
         raise AuthError("not a coordinator")
 
     # --- loading ------------------------------------------------------------------------------
