@@ -31,6 +31,7 @@ Everything here raises :class:`~ptt.errors.ValidationError` with a message meant
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import unicodedata
@@ -73,6 +74,7 @@ CALL_PREFIX = "call:"
 # A longer input is refused before the (per character) PRECIS work: a mapping can shorten a name
 # (collapsed spaces) but never by this much.
 _MAX_INPUT = 4 * MAX_NAME
+NAME_CACHE = 16_384  # mapped names remembered (at most ~3 MB): a directory's active names
 _PROFILES = {
     "user": precis_i18n.get_profile("UsernameCaseMapped"),
     "group": precis_i18n.get_profile("NicknameCaseMapped"),
@@ -119,6 +121,14 @@ def _precis_reason(kind: str, value: str, exc: UnicodeEncodeError) -> str:
 def _name(kind: str, value: object) -> str:
     if not isinstance(value, str):
         raise ValidationError(f"invalid {kind} name {value!r}: expected text")
+    return _mapped(kind, value)
+
+
+# The PRECIS rules cost ~100 us a name, and a server maps the same names again and again (each
+# request names them; a group change or import names thousands): good names are remembered, a
+# bounded number. A refused name raises, which is never cached, so it costs each time.
+@functools.lru_cache(maxsize=NAME_CACHE)
+def _mapped(kind: str, value: str) -> str:
     rule = _RULES[kind]
     if value == "" or (kind == "group" and value.strip() == ""):
         raise ValidationError(f"invalid {kind} name: empty; use {rule}")
