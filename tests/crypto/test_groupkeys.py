@@ -143,3 +143,17 @@ def test_garbage_grants_raise_protocol_or_auth_errors_only(blob: bytes) -> None:
     me = Identity.from_seed(bytes(64))
     with pytest.raises((ProtocolError, AuthError)):
         open_grant(blob, me, "ann", {"boss": bytes(32)}, GROUP, GROUP_ID)
+
+
+def test_one_ephemeral_key_per_epoch_yet_each_grant_opens_only_for_its_member(org: Org) -> None:
+    # the epoch's grants share one ephemeral key (multi-recipient DH encryption re-uses the
+    # sender's randomness safely); each member's wrapping key still differs
+    ephs = {peek_grant(g).eph_key for g in org.grants.values()}
+    assert len(ephs) == 1
+    wrapped = {peek_grant(g).wrapped for g in org.grants.values()}
+    assert len(wrapped) == len(org.grants)
+    with pytest.raises((AuthError, ProtocolError)):
+        open_grant(org.grants["ann"], org.ids["ben"], "ben", org.trusted, GROUP, GROUP_ID)
+    _, nxt = rotate(org.coord, "boss", org.key, GROUP, {u: i.public for u, i in org.ids.items()},
+                    os.urandom)
+    assert {peek_grant(g).eph_key for g in nxt.values()}.isdisjoint(ephs)
