@@ -24,6 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
 from ptt.client.connection import Connection
 from ptt.client.keys import change_members, rekey
 from ptt.crypto.identity import identity_from_token
@@ -96,8 +99,28 @@ def start_server(db: Path, root: Path) -> tuple[subprocess.Popen[bytes], int]:
     return server, port
 
 
-async def run(n: int, online: int, tokens: dict[str, str], port: int, root: Path
-              ) -> dict[str, object]:
+def _cpu(pid: int) -> float:
+    """CPU seconds (user + system) of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def crypto_floor(n: int) -> float:
+    """The machine's floor for a re-key of ``n`` members, in the same minute: the wall time of
+    what no grant can do without, one X25519 and one Ed25519 signature per member, in one
+    process (about two thirds of the coordinator's CPU per grant)."""
+    eph, peer = X25519PrivateKey.generate(), X25519PrivateKey.generate().public_key()
+    signer = Ed25519PrivateKey.generate()
+    body = bytes(200)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        eph.exchange(peer)
+        signer.sign(body)
+    return time.perf_counter() - t0
+
+
+async def run(n: int, online: int, tokens: dict[str, str], port: int, root: Path,
+              server_pid: int) -> dict[str, object]:
     addr = ("127.0.0.1", port)
     coord = Connection(addr, "coordinator", tokens["coordinator"])
     await coord.open()
@@ -116,17 +139,24 @@ async def run(n: int, online: int, tokens: dict[str, str], port: int, root: Path
     await asyncio.sleep(0.5)  # joins settled
     for _, cnt, _ in live:
         cnt.reset()
+    floor = crypto_floor(n)
+    server_cpu0, cpu0, load0 = _cpu(server_pid), time.process_time(), os.getloadavg()[0]
     t0 = time.perf_counter()
     epoch = await rekey(coord, "big", pins=pins)
     answered = time.perf_counter() - t0
+    client_cpu = time.process_time() - cpu0
     for c, _, q in live:
         await c.wait_for(q, lambda e: isinstance(e, cl.KeyGrantReceived) and e.epoch == epoch,
                          10.0, "no grant")
     delivered = time.perf_counter() - t0
+    server_cpu = _cpu(server_pid) - server_cpu0
     await asyncio.sleep(0.2)  # the members' acks counted too
     result = {
         "members": n, "add_s": add_time, "rekey_answered_s": answered,
         "rekey_all_online_have_it_s": delivered,
+        "crypto_floor_s": floor, "ratio_to_floor": delivered / floor,
+        "coordinator_cpu_s": client_cpu, "server_cpu_s": server_cpu,
+        "load_average": round(load0, 2),
         "coordinator_sent_bytes": counter.sent, "coordinator_sent_datagrams": counter.sent_n,
         "coordinator_received_bytes": counter.received,
         "member_received_bytes": max(cnt.received for _, cnt, _ in live),
@@ -153,7 +183,8 @@ def main() -> None:
             setup = time.perf_counter() - t0
             server, port = start_server(root / "ptt.db", root)
             try:
-                r = {"setup_s": setup, **asyncio.run(run(n, args.online, tokens, port, root))}
+                r = {"setup_s": setup,
+                     **asyncio.run(run(n, args.online, tokens, port, root, server.pid))}
             finally:
                 server.terminate()
                 server.wait(10)

@@ -272,9 +272,12 @@ def _issue(conn: Connection, info: Mapping[str, Any], offered: Mapping[str, Any]
             f"remove them and add them again with 'ptt user add'")
     pin_file = _member_pins(conn, pins if pins is not None else pins_path(MEMBER_PINS))
     members: dict[str, PublicIdentity] = {}
+    new_pins = False
     for user, raw in sorted(offered.items()):
         public = PublicIdentity.from_bytes(bytes(raw))
-        if pin_file.pins.check(user, public) is PinStatus.CHANGED:
+        status = pin_file.pins.check(user, public)
+        new_pins = new_pins or status is PinStatus.NEW
+        if status is PinStatus.CHANGED:
             pinned = pin_file.get(user)
             assert pinned is not None
             raise AuthError(
@@ -283,7 +286,8 @@ def _issue(conn: Connection, info: Mapping[str, Any], offered: Mapping[str, Any]
                 f"If {user} really got a new token, remove and add them again; else do not trust "
                 f"this server")
         members[user] = public
-    pin_file.save()
+    if new_pins:  # a re-key of a large group rewrites nothing it already pinned
+        pin_file.save()
     me = identity_from_token(conn.token, conn.user)
     epoch = int(info["epoch"]) + 1
     _, grants = issue_group_key(me, conn.user, name, int(info["group_id"]), epoch, members,
