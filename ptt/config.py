@@ -87,7 +87,7 @@ PAGE_RETENTION = 86_400.0  # seconds a text page is kept for offline members (24
 MAX_PAGE_RETENTION = 30 * 86_400.0
 MIN_BITRATE = 6_000
 MAX_BITRATE = 128_000
-TONE_KINDS = ("talk_permit", "busy", "end_of_burst", "emergency")  # = ptt.audio.tones.TONES
+TONE_KINDS = ("talk_permit", "busy", "end_of_burst", "emergency", "page")  # = ptt.audio.tones.TONES
 FILE_MODE = 0o600
 DIR_MODE = 0o700
 
@@ -324,6 +324,7 @@ class Tones:
     busy: bool = field(default=True, metadata={"conv": _bool})  # denied, or queued behind someone
     end_of_burst: bool = field(default=True, metadata={"conv": _bool})  # a transmission ended
     emergency: bool = field(default=True, metadata={"conv": _bool})  # an emergency call began
+    page: bool = field(default=True, metadata={"conv": _bool})  # a text page came in
 
     def __post_init__(self) -> None:
         _validate(self, "tones.")

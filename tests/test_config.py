@@ -154,7 +154,8 @@ def test_environment_overrides_the_file(xdg: dict[str, str],
     assert c.user == "alice"
     assert c.token == "env-tok"
     assert c.bitrate == 32_000
-    assert c.tones == Tones(talk_permit=True, busy=True, end_of_burst=False, emergency=False)
+    assert c.tones == Tones(talk_permit=True, busy=True, end_of_burst=False, emergency=False,
+                           page=False)
     assert c.default_group == "night-shift"
     assert (c.input_device, c.output_device) == (2, "pulse")
     # the file alone, for a read-modify-write that must not store the environment's values

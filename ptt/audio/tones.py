@@ -12,6 +12,8 @@ busy               three short 480+620 Hz pulses (the telephone busy     560 ms 
 end of burst       falling two-note, 1320 then 990 Hz, quieter           120 ms    -20 dBFS
                    (a roger beep for listeners)
 emergency          alternating 1400 / 950 Hz warble, 4 cycles, loud     1200 ms    -8 dBFS
+page               three rising notes, 1047 / 1319 / 1568 Hz ("ding-    330 ms    -16 dBFS
+                   ding-ding"): a written page came in
 =================  ==================================================  ========  =========
 
 Each tone can be turned off through :class:`ToneSet` (a disabled tone is an empty frame list).
@@ -90,6 +92,13 @@ def emergency(rate: int = SAMPLE_RATE) -> list[bytes]:
     return to_frames(np.tile(cycle, 4), _frame_bytes(rate))
 
 
+def page(rate: int = SAMPLE_RATE) -> list[bytes]:
+    """Played when a text page comes in (an urgent one plays the emergency tone instead)."""
+    x = np.concatenate([note([1047], 90, -16, rate), gap(30, rate), note([1319], 90, -16, rate),
+                        gap(30, rate), note([1568], 90, -16, rate)])
+    return to_frames(x, _frame_bytes(rate))
+
+
 def _frame_bytes(rate: int) -> int:
     return rate * 20 // 1000 * 2
 
@@ -99,6 +108,7 @@ TONES = {
     "busy": busy,
     "end_of_burst": end_of_burst,
     "emergency": emergency,
+    "page": page,
 }
 
 
@@ -110,6 +120,7 @@ class ToneSet:
     busy: bool = True
     end_of_burst: bool = True
     emergency: bool = True
+    page: bool = True
 
     def frames(self, name: str) -> list[bytes]:
         if name not in TONES:
@@ -118,7 +129,7 @@ class ToneSet:
 
     @classmethod
     def none(cls) -> ToneSet:
-        return cls(False, False, False, False)
+        return cls(False, False, False, False, False)
 
 
 def overlay(frame: bytes, tone: bytes) -> bytes:

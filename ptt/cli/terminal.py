@@ -30,6 +30,7 @@ from ptt.cli.live import StopSignals, describe, open_and_join, stamp
 from ptt.cli.options import CliState
 from ptt.client import calls
 from ptt.client.connection import Connection
+from ptt.client.pages import PageInbox, ShownPage, page_device
 from ptt.client.voice import LinkChange, Listener, Talker, protection_text
 from ptt.errors import PttError, RequestError, ValidationError
 from ptt.protocol import client as cl
@@ -143,6 +144,18 @@ class Terminal:
     def _tone(self, name: str) -> None:
         for frame in self.tones.frames(name):
             self.playback.write(frame)  # type: ignore[attr-defined]
+
+    def show_pages(self, device: str) -> None:
+        """Print text pages above the status line as they come (read receipts: they are
+        shown), with the page tone, or the emergency tone for an urgent one."""
+        inbox = PageInbox(self.conn, device)
+
+        def show(page: ShownPage) -> None:
+            self.notices.append(page.line())
+            self._tone("emergency" if page.urgent else "page")
+            inbox.read(page)
+
+        inbox.on_page.append(show)
 
     def on_key(self, key: str) -> None:
         state = self.conn.core.participation(self.keyed)
@@ -271,6 +284,7 @@ async def run_terminal(state: CliState, group: str | None, input_device: str | N
                 term = Terminal(conn, group, capture, playback,
                                 ToneSet(**dataclasses.asdict(config.tones)), config.bitrate)
                 term.quit = signals.stop
+                term.show_pages(page_device(state.config_path))
                 await _interact(term)
                 if term.ended is not None:
                     raise RequestError(f"session ended by the server: {term.ended}")

@@ -78,7 +78,7 @@ class Engine:
         self.audio = audio or default_audio(config)
         self.events: queue.SimpleQueue[EngineEvent] = queue.SimpleQueue()
         self.mixer = GroupMixer(ToneSet(**{k: getattr(config.tones, k) for k in
-                                           ("talk_permit", "busy", "end_of_burst", "emergency")}))
+                                           ("talk_permit", "busy", "end_of_burst", "emergency", "page")}))
         self.conn: Connection | None = None
         self.keys: VoiceKeys | None = None
         self.bursts = 0  # bursts this client sent (each press-and-hold that got the floor: one)

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.acceptance.harness import Site, no_traceback, read_until, signal_and_time
+from ptt.audio.pulse import PulseServer
+from tests.acceptance.harness import Site, Tmux, no_traceback, read_until, signal_and_time
+from tests.audio.conftest import pulse_server  # noqa: F401  (the session fixture)
 
 GATE = "Gate 3 closed, send arrivals to Gate 5"
 CHINESE = "三号门关闭，请把到达的人员引导到五号门 🚪"
@@ -193,3 +195,40 @@ def test_bad_text_is_one_line_and_exit_2(site: Site, text: str, why: str) -> Non
     no_traceback(p.stderr)
     big = site.ptt("ann", "page", "ops", input="页" * 2000)
     assert big.returncode == 2 and "page too long" in big.stderr
+
+
+def test_the_interactive_talk_shows_pages_and_counts_them_read(
+        site: Site, pulse_server: PulseServer) -> None:
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is needed to drive a terminal")
+    site.add_users("ann", "bob")
+    site.group("ops", "ann", "bob")
+    term = Tmux(site, "bob", "talk", "ops", env={**pulse_server.child_env(), **site.env("bob")})
+    try:
+        term.wait_for("you: idle", 20)
+        assert site.ptt("ann", "page", "ops", "--urgent", "Evacuate hall B").returncode == 0
+        screen = term.wait_for("Evacuate hall B", 10)
+        assert "page URGENT [ops] ann" in screen
+        term.keys("q")
+        assert term.exit_code() == 0
+    finally:
+        term.close()
+    time.sleep(0.5)
+    [page] = json.loads(site.ptt("ann", "pages", "ops", "--json").stdout)["pages"]
+    assert (page["urgent"], page["delivered"], page["read"]) == (True, 1, 1)
+
+
+def test_the_monitor_shows_the_pages_of_all_its_groups(site: Site) -> None:
+    site.add_users("ann")
+    site.add_users("dora", role="dispatcher")
+    site.group("north", "ann", "dora")
+    site.group("south", "ann", "dora", plain=True)
+    mon = site.spawn("dora", "listen", "north", "south", "--out", str(site.root / "mon.wav"))
+    read_until(mon, "joined south")
+    try:
+        site.ptt("ann", "page", "north", "north gate shut", check=True)
+        site.ptt("ann", "page", "south", "south gate open", check=True)
+        read_until(mon, "[north] ann", timeout=5)
+        assert "south gate open" in read_until(mon, "[south] ann", timeout=5)[-1]
+    finally:
+        stop(mon)

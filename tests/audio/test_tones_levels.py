@@ -56,8 +56,8 @@ def test_tones_as_documented(name: str, ms: int, level: float, freqs: list[int])
 
 def test_tones_are_distinct() -> None:
     rendered = {name: b"".join(make()) for name, make in tones.TONES.items()}
-    assert len(set(rendered.values())) == 4
-    assert len({len(v) for v in rendered.values()}) == 4
+    assert len(set(rendered.values())) == len(tones.TONES) == 5
+    assert len({len(v) for v in rendered.values()}) == 5
 
 
 def test_tone_set_turns_tones_off() -> None:
