@@ -70,6 +70,13 @@ class ShownPage:
         sent = time.strftime("%H:%M:%S", time.localtime(self.sent))
         return f"page{mark} {where} {self.sender} ({sent}): {body}"
 
+    def entry(self) -> str:
+        """Shorter, for a list: ``URGENT 14:03 bob [volunteers]: Gate 3 closed``."""
+        body = self.text if self.text is not None else f"(cannot read it: {self.problem})"
+        sent = time.strftime("%H:%M", time.localtime(self.sent))
+        where = f" [{self.group}]" if self.group else ""
+        return f"{'URGENT ' if self.urgent else ''}{sent} {self.sender}{where}: {body}"
+
 
 def open_push(conn: Connection, push: m.PagePush) -> ShownPage:
     """The page in ``push``, opened with the group key of its epoch when it is sealed."""

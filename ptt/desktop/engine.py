@@ -34,9 +34,11 @@ from ptt.client.calls import call_peer
 from ptt.client.connection import Connection, multicast_options
 from ptt.client.keys import SIGNER_PINS, VoiceKeys, pins_path
 from ptt.client.voice import Talker
-from ptt.config import ClientConfig
+from ptt.client.pages import PageInbox, ShownPage, page_device
+from ptt.config import TONE_KINDS, ClientConfig
 from ptt.desktop.mixer import GroupMixer
-from ptt.desktop.model import BurstEnded, ConnStatus, DesktopEvent, Failure, LevelUpdate, LinkUpdate
+from ptt.desktop.model import (BurstEnded, ConnStatus, DesktopEvent, Failure, LevelUpdate,
+                               LinkUpdate, PageArrived)
 from ptt.errors import PttError
 from ptt.protocol import client as cl
 from ptt.protocol import messages as m
@@ -77,8 +79,8 @@ class Engine:
         self.config_path = config_path  # where the config lives: the pins go next to it
         self.audio = audio or default_audio(config)
         self.events: queue.SimpleQueue[EngineEvent] = queue.SimpleQueue()
-        self.mixer = GroupMixer(ToneSet(**{k: getattr(config.tones, k) for k in
-                                           ("talk_permit", "busy", "end_of_burst", "emergency", "page")}))
+        self.mixer = GroupMixer(ToneSet(**{k: getattr(config.tones, k) for k in TONE_KINDS}))
+        self.inbox: PageInbox | None = None
         self.conn: Connection | None = None
         self.keys: VoiceKeys | None = None
         self.bursts = 0  # bursts this client sent (each press-and-hold that got the floor: one)
@@ -126,6 +128,15 @@ class Engine:
     def end_emergency(self) -> None:
         self._call(self._on_end_emergency)
 
+    def read_pages(self, pages: list[ShownPage]) -> None:
+        """The person read these pages in the window: their read receipts go out."""
+        self._call(self._on_read, list(pages))
+
+    def _on_read(self, pages: list[ShownPage]) -> None:
+        if self.inbox is not None:
+            for page in pages:
+                self.inbox.read(page)
+
     def set_order(self, groups: list[str]) -> None:
         self._call(self.mixer.set_order, list(groups))
 
@@ -168,6 +179,8 @@ class Engine:
                 forward = asyncio.create_task(self._forward(conn, conn.subscribe()))
                 self._post(ConnStatus(f"connected to {self.config.server} as {conn.user}", True))
                 await self._join_all(conn, self._welcome_groups)
+                self.inbox = PageInbox(conn, page_device(self.config_path))
+                self.inbox.on_page.append(self._on_page)
                 await self._stop.wait()
         finally:
             if self._talk_task is not None:
@@ -213,6 +226,10 @@ class Engine:
             if played is not None:
                 conn.receipts.heard(*played)
         return on_voice
+
+    def _on_page(self, page: ShownPage) -> None:
+        self.mixer.play_tone("emergency" if page.urgent else "page")
+        self._post(PageArrived(page))
 
     async def _join_all(self, conn: Connection, groups: list[str]) -> None:
         results = await asyncio.gather(*(conn.join(g) for g in groups), return_exceptions=True)

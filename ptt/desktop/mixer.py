@@ -98,7 +98,8 @@ class GroupMixer:
         return ch.frames_heard, ch.frames_dropped
 
     def play_tone(self, kind: str) -> None:
-        """Queue a local tone (``talk_permit``, ``busy``, ``end_of_burst``, ``emergency``)."""
+        """Queue a local tone (``talk_permit``, ``busy``, ``end_of_burst``, ``emergency``,
+        ``page``)."""
         self._tone.extend(self.tones.frames(kind))
 
     # --- media --------------------------------------------------------------------------------

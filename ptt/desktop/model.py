@@ -18,15 +18,17 @@ from enum import Enum
 
 from ptt.audio.levels import SILENCE_DBFS, Level
 from ptt.client.calls import ReplyTarget, call_peer
+from ptt.client.pages import ShownPage
 from ptt.client.receipts import delivery_text
 from ptt.protocol import client as cl
 
 __all__ = [
     "BurstEnded", "ConnStatus", "DesktopEvent", "DesktopModel", "Failure", "GroupRow",
-    "LevelUpdate", "LinkUpdate", "TalkState", "View",
+    "LevelUpdate", "LinkUpdate", "PageArrived", "TalkState", "View",
 ]
 
 LEVEL_HOLD_S = 0.3  # a VU reading older than this decays to silence (the talker stopped)
+MESSAGES_KEPT = 50  # text pages in the window's list, newest first
 
 
 class TalkState(Enum):
@@ -87,7 +89,14 @@ class LinkUpdate:
     text: str
 
 
-DesktopEvent = ConnStatus | LevelUpdate | BurstEnded | Failure | LinkUpdate
+@dataclass(frozen=True, slots=True)
+class PageArrived:
+    """A text page for this user (``ptt.client.pages``), to list until the person reads it."""
+
+    page: ShownPage
+
+
+DesktopEvent = ConnStatus | LevelUpdate | BurstEnded | Failure | LinkUpdate | PageArrived
 
 
 @dataclass
@@ -141,6 +150,21 @@ class DesktopModel:
         self._level_at = 0.0
         self.link = ""  # the talker's link while talking ("link: 3% loss -> 1 copy ...")
         self.reply = ReplyTarget()  # the call the button answers, for a while after it rang
+        self.messages: list[ShownPage] = []  # text pages, newest first
+        self.unread: list[ShownPage] = []  # of those, the ones the person has not read yet
+
+    def mark_read(self) -> list[ShownPage]:
+        """The person looked at the message list: every unread page is read now (returned,
+        for their read receipts)."""
+        read, self.unread = self.unread, []
+        return read
+
+    @property
+    def messages_title(self) -> str:
+        n = len(self.unread)
+        urgent = sum(1 for p in self.unread if p.urgent)
+        return ("Messages" + (f" ({n} unread" + (f", {urgent} URGENT" if urgent else "") + ")"
+                              if n else ""))
 
     # --- the priority order and per-group switches ----------------------------------------------
 
@@ -224,6 +248,10 @@ class DesktopModel:
             self._level = SILENCE_DBFS
         elif isinstance(ev, LinkUpdate):
             self.link = ev.text
+        elif isinstance(ev, PageArrived):
+            self.messages.insert(0, ev.page)
+            del self.messages[MESSAGES_KEPT:]
+            self.unread.append(ev.page)
         elif isinstance(ev, Failure):
             self.last_error = ev.message
         elif isinstance(ev, cl.RequestFailed):

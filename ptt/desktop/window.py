@@ -31,6 +31,9 @@ from ptt.desktop.settings import ConfirmDialog, SettingsDialog
 __all__ = ["CJK_FAMILIES", "DesktopWindow", "LatencyProbe", "ui_font_family"]
 
 POLL_MS = 15  # engine events reach the screen within a frame or so
+MESSAGE_ROWS = 3  # text pages visible in the list (it scrolls)
+UNREAD_BG = "#fdebd0"  # an unread page's row; an unread urgent one is red
+URGENT_BG = "#e74c3c"
 RENDER_MS = 100  # the talk-time bar moves without any event
 PROBE_MS = 20
 VU_FLOOR_DBFS = -60.0
@@ -139,6 +142,15 @@ class DesktopWindow:
         box = tk.LabelFrame(r, text="Groups (top one wins when several talk)", padx=6, pady=4)
         box.pack(fill="x", pady=(6, 6))
         self.groups_frame = box
+        self.messages_box = tk.LabelFrame(r, text="Messages", padx=6, pady=4)
+        self.messages_box.pack(fill="x", pady=(0, 6))
+        self.messages = tk.Listbox(self.messages_box, height=MESSAGE_ROWS, width=1,
+                                   activestyle="none", takefocus=0)
+        self.messages.pack(side="left", fill="x", expand=True)
+        self.messages.bind("<ButtonRelease-1>", lambda e: self.read_messages())
+        self.read_button = tk.Button(self.messages_box, text="Read", takefocus=0,
+                                     command=self.read_messages)
+        self.read_button.pack(side="right", padx=(6, 0))
         self.talk_var = tk.StringVar(r)
         self.talk_var.trace_add("write", lambda *_: self.model.select(self.talk_var.get()))
         self.headline = tk.Label(r, text="", font=(family, 18, "bold"), fg="white",
@@ -266,6 +278,13 @@ class DesktopWindow:
             self.emergency_button.configure(text="END EMERGENCY")
             self.engine.emergency(group)
 
+    def read_messages(self) -> None:
+        """The person looked at the message list: its pages are read (receipts go out)."""
+        read = self.model.mark_read()
+        if read:
+            self.engine.read_pages(read)
+            self._render()
+
     def set_muted(self, group: str, muted: bool) -> None:
         self.model.set_muted(group, muted)
         self.engine.set_muted(group, muted)
@@ -327,6 +346,22 @@ class DesktopWindow:
     def view(self) -> View:
         return self.model.view(time.monotonic())
 
+    def _render_messages(self) -> None:
+        m = self.model
+        unread = {p.page_id for p in m.unread}
+        shown = [(p.page_id, p.page_id in unread) for p in m.messages]
+        if self._shown.get("messages") != shown:
+            self._shown["messages"] = shown
+            self.messages.delete(0, "end")
+            for i, p in enumerate(m.messages):
+                self.messages.insert("end", p.entry())
+                if p.page_id in unread:
+                    self.messages.itemconfigure(i, bg=URGENT_BG if p.urgent else UNREAD_BG,
+                                                fg="white" if p.urgent else "black")
+        self._set("messages_title", self.messages_box, text=m.messages_title,
+                  fg="#c0392b" if any(p.urgent for p in m.unread) else "black")
+        self._set("read", self.read_button, state="normal" if m.unread else "disabled")
+
     def _render(self) -> None:
         v = self.view()
         if self.model.order != self._row_order:
@@ -339,6 +374,7 @@ class DesktopWindow:
                 self._set(f"online:{name}", w["online"], text=row.online_text(online) + talker,
                           fg="#555" if online else OFFLINE_FG)
         self._set("conn", self.conn_label, text=v.connection)
+        self._render_messages()
         self._set("headline", self.headline, text=v.headline, bg=v.colour)
         self._set("detail", self.detail, text=v.detail)
         talking = v.state is TalkState.TALKING
