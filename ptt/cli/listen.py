@@ -30,6 +30,7 @@ from ptt.protocol import messages as m
 if TYPE_CHECKING:
     from ptt.audio.streams import ClockedSink
     from ptt.audio.tones import ToneSet
+    from ptt.client.timing import TimingLog
 
 
 @click.command()
@@ -45,11 +46,14 @@ if TYPE_CHECKING:
 @click.option("--duration", type=SECONDS, metavar="SECONDS", help="Stop after this long.")
 @click.option("--bursts", type=click.IntRange(min=1), metavar="N",
               help="Stop after hearing N bursts (in all groups together).")
+@click.option("--timing", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="One group: write when each voice frame was played (monotonic seconds, "
+                   "burst, sequence number, how it was made; compare with 'ptt talk --timing').")
 @client_options
 @pass_state
 def listen(state: CliState, group_names: tuple[str, ...], out: Path | None,
            output_device: str | None, priority: tuple[str, ...], duration: float | None,
-           bursts: int | None) -> None:
+           bursts: int | None, timing: Path | None) -> None:
     """Listen to GROUP: print who talks when, and play or record the voice.
 
     With several groups (a dispatcher's monitor) every group is heard at once: bursts that
@@ -64,14 +68,17 @@ def listen(state: CliState, group_names: tuple[str, ...], out: Path | None,
         ptt listen volunteers
         ptt listen volunteers --out volunteers.wav --duration 60
         ptt listen volunteers medics drivers --priority medics
+        ptt listen volunteers --out heard.wav --timing played.txt
     """
     groups = list(dict.fromkeys(group_names))
     stray = [p for p in priority if p not in groups]
     if stray:
         raise click.BadParameter(f"'{stray[0]}' is not one of the groups to listen to "
                                  f"({', '.join(groups)})", param_hint="--priority")
+    if timing is not None and (len(groups) > 1 or priority):
+        raise click.UsageError("--timing works with one group and no --priority")
     if len(groups) == 1 and not priority:
-        asyncio.run(_listen(state, groups[0], out, output_device, duration, bursts))
+        asyncio.run(_listen(state, groups[0], out, output_device, duration, bursts, timing))
     else:
         asyncio.run(_monitor(state, groups, list(priority), out, output_device, duration,
                              bursts))
@@ -128,7 +135,21 @@ async def _until(events: asyncio.Queue[cl.ClientEvent], stop: asyncio.Event,
 
 
 async def _listen(state: CliState, group: str, out: Path | None, output_device: str | None,
-                  duration: float | None, bursts: int | None) -> None:
+                  duration: float | None, bursts: int | None,
+                  timing: Path | None = None) -> None:
+    from ptt.client.timing import TimingLog
+
+    log = TimingLog(timing) if timing is not None else None  # unwritable: fails before joining
+    try:
+        await _listen_logged(state, group, out, output_device, duration, bursts, log)
+    finally:
+        if log is not None:
+            log.close()
+
+
+async def _listen_logged(state: CliState, group: str, out: Path | None,
+                         output_device: str | None, duration: float | None, bursts: int | None,
+                         log: TimingLog | None) -> None:
     # the audio stack (numpy, libopus) loads here, so admin commands start quickly
     from ptt.client.voice import Listener, reception_text
 
@@ -156,6 +177,8 @@ async def _listen(state: CliState, group: str, out: Path | None, output_device: 
         listener = Listener(conn, group, sink, tones)
         # what this listener received of each burst, as it ends
         listener.on_burst_end = lambda r: click.echo(f"{stamp()}  {group}  {reception_text(r)}")
+        if log is not None:
+            listener.on_played = log.played
         events = conn.subscribe()
         task = asyncio.create_task(listener.run(stop))
         count = _Bursts(joined, conn.user)

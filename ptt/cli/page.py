@@ -56,13 +56,15 @@ class _Lost(Exception):
 
 async def send_page(conn: Connection, group: str, make_source: Callable[[], WavSource],
                     priority: m.Priority, max_wait: float, bitrate: int,
-                    peer: str | None = None) -> None:
+                    peer: str | None = None,
+                    on_sent: Callable[[int, int], None] | None = None) -> None:
     """Send the page; returns on success (exit 0), raises the error of the outcome otherwise.
-    ``peer``: the callee of a call, for the delivery line."""
+    ``peer``: the callee of a call, for the delivery line; ``on_sent``: (burst id, seq) of
+    each voice datagram as it leaves (``ptt talk --timing``)."""
     with StopSignals() as signals:
         try:
             await _attempt(conn, group, make_source(), priority, max_wait, bitrate, signals,
-                           peer)
+                           peer, on_sent)
             return
         except _Lost as lost:
             if not await _back(conn, signals, lost):
@@ -73,7 +75,7 @@ async def send_page(conn: Connection, group: str, make_source: Callable[[], WavS
         click.echo(f"{why}: sending the page again from the start")
         try:
             await _attempt(conn, group, make_source(), priority, max_wait, bitrate, signals,
-                           peer)
+                           peer, on_sent)
         except _Lost as lost:
             raise NetError(f"session lost again ({lost.reason}) after {lost.sent:.1f} s of the "
                            "second try: the page may not have been heard") from None
@@ -105,7 +107,7 @@ def _gone(lost: _Lost, conn: Connection) -> NetError:
 
 async def _attempt(conn: Connection, group: str, source: WavSource, priority: m.Priority,
                    max_wait: float, bitrate: int, signals: StopSignals,
-                   peer: str | None) -> None:
+                   peer: str | None, on_sent: Callable[[int, int], None] | None) -> None:
     from ptt.client.voice import Talker
 
     total = len(source) * FRAME_S
@@ -117,7 +119,8 @@ async def _attempt(conn: Connection, group: str, source: WavSource, priority: m.
         click.echo(f"floor granted: sending {total:.1f} s of {name}")
         # a line per change of the listeners' link and of the protection chosen for it
         talker = Talker(conn, group, bitrate=bitrate,
-                        on_link=lambda link: click.echo(f"{stamp()}  {link.line()}"))
+                        on_link=lambda link: click.echo(f"{stamp()}  {link.line()}"),
+                        on_sent=on_sent)
         report = await talker.send(source, signals.stop)
         sent = report.frames * FRAME_S
         if signals.caught:

@@ -30,10 +30,13 @@ from ptt.protocol import messages as m
 @click.option("--input", "input_device", metavar="DEVICE",
               help="Input device name or index (see 'ptt devices').")
 @click.option("--output", "output_device", metavar="DEVICE", help="Output device for listening.")
+@click.option("--timing", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="With --wav: write when each voice frame was sent (monotonic seconds, burst, "
+                   "sequence number; compare with 'ptt listen --timing').")
 @client_options
 @pass_state
 def talk(state: CliState, group_name: str, wav: Path | None, emergency: bool, max_wait: float,
-         input_device: str | None, output_device: str | None) -> None:
+         input_device: str | None, output_device: str | None, timing: Path | None) -> None:
     """Talk to GROUP: push to talk in the terminal, or page it with a WAV file.
 
     \b
@@ -44,14 +47,17 @@ def talk(state: CliState, group_name: str, wav: Path | None, emergency: bool, ma
         ptt talk volunteers
         ptt talk volunteers --wav announcement.wav
         ptt talk volunteers --wav evacuate.wav --emergency
+        ptt talk volunteers --wav check.wav --timing sent.txt
     """
+    if timing is not None and wav is None:
+        raise click.UsageError("--timing needs --wav")
     priority = m.Priority.EMERGENCY if emergency else m.Priority.NORMAL
     if wav is not None:
         from ptt.audio.wav import WavSource
 
         # a bad, empty or silent file fails here, before any network or floor
         WavSource(wav).require_audio().close()
-        asyncio.run(page_file(state, group_name, wav, priority, max_wait))
+        asyncio.run(page_file(state, group_name, wav, priority, max_wait, timing))
         return
     from ptt.cli.terminal import run_terminal
 
@@ -59,16 +65,22 @@ def talk(state: CliState, group_name: str, wav: Path | None, emergency: bool, ma
 
 
 async def page_file(state: CliState, group: str, wav: Path, priority: m.Priority,
-                    max_wait: float) -> None:
+                    max_wait: float, timing: Path | None = None) -> None:
     from ptt.audio.wav import WavSource
+    from ptt.client.timing import TimingLog
 
-    conn, config, (st,) = await open_and_join(state, [group])
+    log = TimingLog(timing) if timing is not None else None  # unwritable: fails before the floor
     try:
-        click.echo(joined_line(st))
-        await send_page(conn, group, lambda: WavSource(wav, realtime=True), priority, max_wait,
-                        config.bitrate)
+        conn, config, (st,) = await open_and_join(state, [group])
+        try:
+            click.echo(joined_line(st))
+            await send_page(conn, group, lambda: WavSource(wav, realtime=True), priority,
+                            max_wait, config.bitrate, on_sent=log.sent if log else None)
+        finally:
+            await conn.close()
     finally:
-        await conn.close()
+        if log is not None:
+            log.close()
 
 
 @click.command()

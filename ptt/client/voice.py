@@ -136,6 +136,7 @@ class Talker:
         redundancy: int = START_REDUNDANCY,
         on_level: Callable[[Level], None] | None = None,
         on_link: Callable[[LinkChange], None] | None = None,
+        on_sent: Callable[[int, int], None] | None = None,
     ) -> None:
         self.conn = conn
         self.group = group
@@ -149,6 +150,7 @@ class Talker:
                                    expected_loss=self.policy.settings.expected_loss)
         self.on_level = on_level
         self.on_link = on_link
+        self.on_sent = on_sent  # (burst id, seq) as each voice datagram leaves: timing logs
         self.link: LinkChange | None = None  # the last report heard, and what it led to
         self.keys = VoiceKeys.of(conn)
 
@@ -184,6 +186,8 @@ class Talker:
             if sealer is not None:
                 datagram = sealer.seal(*decode_voice(datagram))
             self.conn.send_voice(datagram)
+            if self.on_sent is not None:
+                self.on_sent(burst, (pk.seq - 1) & 0xFFFF)
 
         pk = Packetizer(group_id, sender, burst, offsets=self.policy.settings.offsets)
         self.encoder.reset()
@@ -262,6 +266,9 @@ class Listener:
         self.reports = ReceptionReports()
         self.last_burst: LossReport | None = None  # what was received of the last burst heard
         self.on_burst_end: Callable[[LossReport], None] | None = None
+        # (burst id, seq, source) of each frame of the group's burst as it is written to the
+        # sink: timing logs (``ptt listen --timing``)
+        self.on_played: Callable[[int, int, str], None] | None = None
 
     @property
     def stats(self) -> ListenerStats:
@@ -377,6 +384,9 @@ class Listener:
                     self.frames_played += 1
                     self._was_playing = True
                     self._write(pcm)
+                    burst = self.receiver.current_burst
+                    if self.on_played is not None and item is not None and burst is not None:
+                        self.on_played(burst[1], item.seq, item.source.value)
                     if last:
                         self._end_of_burst()
                     continue
