@@ -34,7 +34,6 @@ import dataclasses
 import heapq
 import json
 import random
-import signal
 import sys
 import tempfile
 import time
@@ -456,8 +455,7 @@ def live_run(ls: LiveSite, wav: Path, condition: str, seed: int, way: str, work:
     the ``way`` path ("down": server -> listener, "up": talker -> server); PESQ-WB, wire kbit/s
     and the played span against the sent one."""
     from ptt.audio.wav import read_wav
-    from tests.acceptance.harness import (spawn_logged, start_proxy, stop_logged, stop_proxy,
-                                          voiced_frames, wait_in_file)
+    from tests.acceptance.harness import page_heard, start_proxy, stop_proxy, voiced_frames
 
     site = ls.site
     args = LIVE_CONDITIONS[condition]
@@ -469,27 +467,17 @@ def live_run(ls: LiveSite, wav: Path, condition: str, seed: int, way: str, work:
     out = work / f"out-{way}-{seed}.wav"
     proxy, addr = start_proxy(site.address, *imp, "--seed", str(seed), trace=trace)
     extra = dict(env or {})
-    log = work / f"listen-{way}-{seed}.log"
     try:
         # stopped by SIGINT once the talker is done and the tail played; --duration bounds it
         seconds = len(read_wav(wav)) / (2 * SAMPLE_RATE) + LIVE_BOUND
-        listener = spawn_logged(site, "listener", log, "listen", "bench", "--out", str(out),
-                                "--duration", f"{seconds:.1f}",
-                                env=site.env("listener", **extra,
-                                             **({"PTT_SERVER": addr} if way == "down" else {})))
-        try:
-            wait_in_file(listener, log, "joined bench", timeout=30)
-            talked = site.ptt("talker", "talk", "bench", "--wav", str(wav), timeout=120,
-                              env=site.env("talker", **extra,
-                                           **({"PTT_SERVER": addr} if way == "up" else {})))
-            if talked.returncode != 0:
-                raise RuntimeError(f"ptt talk exited {talked.returncode}: {talked.stderr}")
-            time.sleep(TAIL)
-        finally:
-            code = stop_logged(listener, signal.SIGINT) if listener.poll() is None \
-                else listener.returncode
-        if code not in (0, 130):
-            raise RuntimeError(f"ptt listen exited {code}: {log.read_text()}")
+        talked = page_heard(
+            site, "talker", "listener", "bench", wav, work / f"listen-{way}-{seed}.log",
+            listen_args=("--out", str(out), "--duration", f"{seconds:.1f}"),
+            listener_env=site.env("listener", **extra,
+                                  **({"PTT_SERVER": addr} if way == "down" else {})),
+            talker_env=site.env("talker", **extra,
+                                **({"PTT_SERVER": addr} if way == "up" else {})),
+            tail=TAIL)
     finally:
         stop_proxy(proxy)
     src = read_wav(wav)

@@ -431,3 +431,28 @@ def _mapped(name: str) -> str:
     from ptt.names import user_name
 
     return user_name(name)
+
+
+def page_heard(site: Site, talker: str, listener: str, group: str, wav: Path, log: Path,
+               listen_args: tuple[str, ...] = (), talk_args: tuple[str, ...] = (),
+               listener_env: dict[str, str] | None = None,
+               talker_env: dict[str, str] | None = None,
+               tail: float = 1.0) -> subprocess.CompletedProcess[str]:
+    """``ptt listen GROUP LISTEN_ARGS`` as ``listener`` (output into ``log``), then ``ptt talk
+    GROUP --wav WAV TALK_ARGS`` as ``talker``; the listener is stopped with SIGINT ``tail``
+    seconds after the talk ends (its buffered tail). The talk's result; RuntimeError when
+    either command fails."""
+    proc = spawn_logged(site, listener, log, "listen", group, *listen_args,
+                        env=listener_env or site.env(listener))
+    try:
+        wait_in_file(proc, log, f"joined {group}", timeout=30)
+        talked = site.ptt(talker, "talk", group, "--wav", str(wav), *talk_args, timeout=120,
+                          env=talker_env or site.env(talker))
+        if talked.returncode != 0:
+            raise RuntimeError(f"ptt talk exited {talked.returncode}: {talked.stderr}")
+        time.sleep(tail)
+    finally:
+        code = stop_logged(proc, signal.SIGINT) if proc.poll() is None else proc.returncode
+    if code not in (0, 130):
+        raise RuntimeError(f"ptt listen exited {code}: {log.read_text()}")
+    return talked
