@@ -332,8 +332,10 @@ class Admin:
         for u in users:  # check all first, so a typo changes nothing
             self.store.get_user(u)
         listen_only = bool(args.get("listen_only") or False)
+        # an encrypted group that holds a key takes new members only with its next key
+        # (group.change): the store refuses this bare add there
+        self.store.change_members(name, add=users, listen_only=listen_only)
         for u in users:  # an existing member keeps its grant: only the flag changes
-            self.store.add_member(name, u, listen_only)
             self.core.set_member(name, u, listen_only, now)
         return {"name": name, "users": users}
 

@@ -684,9 +684,12 @@ class Store:
                 self._put_key(db, gid, group, current, epoch, grants, after)
                 stored = GroupKey(group, epoch, {u: bytes(b) for u, b in grants.items()})
             elif encrypted and current > 0:
+                verb = "added" if add else "removed"
                 raise ValidationError(
-                    f"group '{group}' is encrypted: its members change only together with its "
-                    f"next key (ptt group add/remove make it; update ptt)")
+                    f"group '{group}' is encrypted: members are {verb} only together with its "
+                    f"next key, which the coordinator's client makes: use 'ptt group "
+                    f"{'add' if add else 'remove'} {group} USER...' (one group.change request; "
+                    f"update ptt if it sent this)")
         return MemberChange(group, add, removed, absent, stored)
 
     @staticmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import socket
 import subprocess
 import sys
@@ -77,3 +78,16 @@ class ServerProcess:
                 self.proc.kill()
                 return self.proc.wait(5)
         return self.proc.returncode if self.proc else 0
+
+
+def add_member_without_key(db: Path, group: str, user: str) -> None:
+    """Make ``user`` a member of ``group`` in the database alone, with no grant of its key: the
+    state a bare ``group.add`` left behind on servers that still took it for an encrypted
+    group. Call it while no server runs on ``db``."""
+    with sqlite3.connect(db) as conn:
+        added = conn.execute(
+            "INSERT INTO memberships (group_id, user_id, listen_only) SELECT g.id, u.id, 0 "
+            "FROM groups g, users u WHERE g.name = ? AND u.name = ?", (group, user)).rowcount
+    conn.close()
+    if added != 1:
+        raise AssertionError(f"no group '{group}' or user '{user}' in {db}")

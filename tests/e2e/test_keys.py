@@ -25,7 +25,7 @@ from ptt.errors import AuthError, ProtocolError, PttError
 from ptt.protocol.client import Participation
 from ptt.protocol.voice import VoiceFlags, decode_voice
 from tests.e2e.audiocheck import aligned_correlation
-from tests.e2e.serverproc import ServerProcess
+from tests.e2e.serverproc import ServerProcess, add_member_without_key
 
 TEXT = "Volunteers at gate four, please help the visitors to the east stand. Thank you."
 GROUP = "ops"
@@ -216,8 +216,12 @@ def test_forged_and_plain_frames_are_not_played_and_keyless_talk_is_refused(
             assert VoiceKeys.of(bob).dropped_plain >= 18
             assert VoiceKeys.of(bob).dropped_sealed >= 18
 
-            # a member added without a new epoch has no key: it may not talk in the clear
-            await boss.admin("group.add", {"name": GROUP, "users": ["dan"]})
+        # a member without a grant of the current key (what a bare group.add left in the
+        # database of a server that still took it): it may not talk in the clear
+        server.stop()
+        add_member_without_key(server.db, GROUP, "dan")
+        server.start()
+        async with Connection(server.address, "boss", tokens["boss"]) as boss:
             async with Connection(server.address, "dan", tokens["dan"]) as dan:
                 assert (await dan.join(GROUP)).key_epoch == 1
                 assert (await dan.request_floor(GROUP)).state is Participation.HAS_PERMISSION
