@@ -278,18 +278,20 @@ async def _replay_events(state: CliState, events_file: Path, group: str, speed: 
     script = floor_script(log.events)
     if not script:
         _damaged(log.problems, "nothing in it could be read")
-        raise RecordingError(f"{events_file}: no floor requests or talkers to replay")
-    users = list(dict.fromkeys(a.user for a in script))
+        raise RecordingError(f"{events_file}: no floor requests, talkers or pages to replay")
+    users = list(dict.fromkeys(a.user for a in script if a.action != "page"))
     dispatchers = {a.user for a in script if a.priority == m.Priority.HIGH}
     async with AsyncExitStack() as stack:
         if users_dir is not None:
             configs = {u: _Identity.of_file(_config_file(state, users_dir / f"{u}.toml"),
                                             users_dir / f"{u}.toml") for u in users}
-        else:
+        elif users:
             roles = {_temp_name(prefix, u): "dispatcher" if u in dispatchers else "volunteer"
                      for u in users}
             made = await stack.enter_async_context(_temporary_users(state, roles, group))
             configs = {u: made[_temp_name(prefix, u)] for u in users}
+        else:
+            configs = {}  # only pages: they are shown, nobody acts
         conns: dict[str, Connection] = {}
         for u in users:
             conn, _ = await connect(configs[u].config, state.timeout)

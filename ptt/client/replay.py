@@ -255,8 +255,9 @@ class FloorAction:
 
     at: float
     user: str
-    action: str
+    action: str  # "request", "release", or "page" (shown, not sent again)
     priority: m.Priority = m.Priority.NORMAL
+    text: str = ""  # of a page: its words, or what is known of a sealed one
 
 
 def floor_script(events: Iterable[Event]) -> list[FloorAction]:
@@ -269,7 +270,7 @@ def floor_script(events: Iterable[Event]) -> list[FloorAction]:
     an idle floor is announced.
     """
     events = sorted(events, key=lambda e: e.t)
-    actions: list[tuple[float, str, str, m.Priority]] = []
+    actions: list[tuple[float, str, str, m.Priority, str]] = []
     if any(e.kind == EventKind.FLOOR_REQUEST for e in events):
         for e in events:
             user = e.get("user")
@@ -277,24 +278,39 @@ def floor_script(events: Iterable[Event]) -> list[FloorAction]:
                 continue
             if e.kind == EventKind.FLOOR_REQUEST:
                 prio = _priority(e.get("priority", 0))
-                actions.append((e.t, user, "request", prio))
+                actions.append((e.t, user, "request", prio, ""))
             elif e.kind == EventKind.FLOOR_RELEASE and e.get("reason", "released") == "released":
-                actions.append((e.t, user, "release", m.Priority.NORMAL))
+                actions.append((e.t, user, "release", m.Priority.NORMAL, ""))
     else:
         holder: str | None = None
         for e in events:
             if e.kind == EventKind.FLOOR_GRANT and isinstance(e.get("user"), str):
                 if holder is not None:
-                    actions.append((e.t, holder, "release", m.Priority.NORMAL))
+                    actions.append((e.t, holder, "release", m.Priority.NORMAL, ""))
                 holder = e.get("user")
-                actions.append((e.t, e.get("user"), "request", _priority(e.get("priority", 0))))
+                actions.append((e.t, e.get("user"), "request", _priority(e.get("priority", 0)),
+                                ""))
             elif e.kind in (EventKind.FLOOR_IDLE, EventKind.RECORDER_STOP) and holder:
-                actions.append((e.t, holder, "release", m.Priority.NORMAL))
+                actions.append((e.t, holder, "release", m.Priority.NORMAL, ""))
                 holder = None
+    for e in events:
+        if e.kind == EventKind.PAGE and isinstance(e.get("user"), str):
+            actions.append((e.t, e.get("user"), "page", m.Priority.NORMAL, _page_text(e)))
     if not actions:
         return []
+    actions.sort(key=lambda a: a[0])
     first = actions[0][0]
-    return [FloorAction(t - first, u, a, p) for t, u, a, p in actions]
+    return [FloorAction(t - first, u, a, p, x) for t, u, a, p, x in actions]
+
+
+def _page_text(e: Event) -> str:
+    """How a recorded page is shown: its text, or what the log knows of a sealed one."""
+    urgent = "URGENT " if e.get("urgent") else ""
+    n = e.get("recipients")
+    to = f" ({n} recipients)" if isinstance(n, int) else ""
+    text = e.get("text")
+    body = text if isinstance(text, str) else "(sealed: the group key is needed to read it)"
+    return f"{urgent}page{to}: {body}"
 
 
 def _priority(value: object) -> m.Priority:
@@ -351,12 +367,16 @@ class EventReplayer:
 
     async def _act(self, user: str, actions: list[FloorAction], t0: float,
                    stop: asyncio.Event | None) -> None:
-        conn = self.conns[user]
+        conn = self.conns.get(user)  # none for a user who only paged: pages are only shown
         for a in actions:
             await _sleep_until(t0 + a.at / self.speed, stop)
             if stop is not None and stop.is_set():
                 return
-            if a.action == "request":
+            if a.action == "page":
+                self.echo(f"+{a.at / self.speed:7.2f}s  {user} {a.text}")
+            elif conn is None:
+                continue
+            elif a.action == "request":
                 self.echo(f"+{a.at / self.speed:7.2f}s  {user} asks for the floor"
                           + ("" if a.priority == m.Priority.NORMAL
                              else f" ({a.priority.name.lower()})"))

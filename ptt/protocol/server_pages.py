@@ -30,6 +30,7 @@ is retained in memory; the adapter loads it at start (``load_page``) and forgets
 from __future__ import annotations
 
 import bisect
+from collections import deque
 from dataclasses import dataclass, field
 
 from ptt.crypto.pages import MAX_PAGE_BODY, page_text
@@ -80,7 +81,8 @@ class TextPages(ServerBase):
         self._page_subs: dict[int, str] = {}  # session id -> its page device
         self._cursors: dict[tuple[str, str], int] = {}  # (user, device) -> cursor
         self._page_flight: dict[tuple[int, int], tuple[int, str, str]] = {}  # key -> page, device
-        self._pushed: dict[int, set[int]] = {}  # session id -> pages in flight to it
+        self._pushed: dict[int, set[int]] = {}  # session id -> the page in flight to it
+        self._page_queue: dict[int, deque[int]] = {}  # session id -> pages waiting their turn
         self._page_reports: dict[int, _Report] = {}  # by page id, in deadline order
         self._page_budget: dict[str, tuple[float, float]] = {}  # sender -> (tokens, when)
         self._old_grants: dict[tuple[str, int], dict[str, bytes]] = {}  # (group, epoch) -> grants
@@ -131,7 +133,7 @@ class TextPages(ServerBase):
             for s in self.sessions.devices(user):
                 if self._shows(s, page):
                     online.add(user)
-                    self._push(s, page, now)
+                    self._offer(s, page, now)
         sender = self.sessions.by_id.get(ev.session_id)
         if sender is not None and sender.addr == ev.addr:
             self._answer(sender, ev.txn, m.PageAccepted(ev.txn, page_id, len(ev.recipients),
@@ -239,13 +241,30 @@ class TextPages(ServerBase):
     def _shows(self, s: Session, page: PageEntry) -> bool:
         """Does session ``s`` show ``page`` now: subscribed, in its group, not had it yet?"""
         device = self._page_subs.get(s.session_id)
-        if device is None or page.page_id in self._pushed.get(s.session_id, ()):
+        if (device is None or page.page_id in self._pushed.get(s.session_id, ())
+                or page.page_id in self._page_queue.get(s.session_id, ())):
             return False
         if page.group:
             g = self.groups.get(page.group)
             if page.group not in s.joined or g is None or s.user not in g.members:
                 return False
         return device not in page.delivered.get(s.user, ())
+
+    def _offer(self, s: Session, page: PageEntry, now: float) -> None:
+        """One page in flight per session, the next after its ack: a device is shown its
+        pages in order, whatever the network reorders."""
+        if self._pushed.get(s.session_id):
+            self._page_queue.setdefault(s.session_id, deque()).append(page.page_id)
+        else:
+            self._push(s, page, now)
+
+    def _push_next(self, s: Session, now: float) -> None:
+        queue = self._page_queue.get(s.session_id)
+        while queue:
+            page = self.pages.get(queue.popleft())
+            if page is not None and self._shows(s, page):
+                self._push(s, page, now)
+                return
 
     def _push(self, s: Session, page: PageEntry, now: float) -> None:
         grant = b""
@@ -270,7 +289,7 @@ class TextPages(ServerBase):
         for pid in self._page_ids[start:]:
             page = self.pages[pid]
             if s.user in page.recipients and self._shows(s, page):
-                self._push(s, page, now)
+                self._offer(s, page, now)
 
     def _pages_joined(self, s: Session, now: float) -> None:
         """``s`` joined a group: the pages of it its device missed come now."""
@@ -280,6 +299,7 @@ class TextPages(ServerBase):
     def _pages_session_ended(self, s: Session) -> None:
         self._page_subs.pop(s.session_id, None)
         self._pushed.pop(s.session_id, None)
+        self._page_queue.pop(s.session_id, None)
         for key in [k for k in self._page_flight if k[0] == s.session_id]:
             del self._page_flight[key]
 
@@ -291,6 +311,9 @@ class TextPages(ServerBase):
         pushed = self._pushed.get(key[0])
         if pushed is not None:
             pushed.discard(pid)
+        s = self.sessions.by_id.get(key[0])
+        if s is not None:
+            self._push_next(s, now)
         page = self.pages.get(pid)
         if page is None:
             return

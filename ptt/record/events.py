@@ -22,6 +22,9 @@ burst_start         talker, burst, file (name of the .opus file beside the log)
 burst_end           talker, burst, file, frames, lost, late, duplicate, invalid, duration_ms
 delivery            talker, burst, frames (the burst's frames), heard (list of {user, received,
                     expected}), silent (online, no receipt), offline: the talker's delivery report
+page                user (the sender), page (its id), recipients (how many), urgent, and
+                    text for a plain group; ``sealed: true`` instead for an encrypted one
+                    (the server keeps only ciphertext)
 recorder_start,     (written by the Recorder when it opens and closes the log)
 recorder_stop
 ==================  =========================================================================
@@ -66,6 +69,7 @@ class EventKind(StrEnum):
     BURST_START = "burst_start"
     BURST_END = "burst_end"
     DELIVERY = "delivery"
+    PAGE = "page"
     RECORDER_START = "recorder_start"
     RECORDER_STOP = "recorder_stop"
 

@@ -42,7 +42,7 @@ from ptt.net.multicast import DEFAULT_INTERFACE, MulticastOptions
 from ptt.protocol import floor as fl
 from ptt.protocol.messages import ErrorCode, Role
 from ptt.protocol.server import (AdminCommand, Dropped, FloorEvent, GroupUpdated, MemberJoined,
-                                 MemberLeft, PageDelivered, PageRead, PageStored,
+                                 MemberLeft, PageDelivered, PageRead,
                                  PageSubmitted, ServerCore, ServerCoreConfig, ServerEvent,
                                  SessionEnded, SessionMoved, SessionStarted)
 from ptt.protocol.voice import VoiceFlags
@@ -560,11 +560,6 @@ class PttServer:
             self._run_admin(ev, now)
         elif isinstance(ev, PageSubmitted):
             self._store_page(ev, now)
-        elif isinstance(ev, PageStored):
-            p = ev.page
-            log.info("event=page_stored page=%d %s=%s sender=%s recipients=%d%s", p.page_id,
-                     "group" if p.group else "to", p.group or p.to, p.sender,
-                     len(p.recipients), " urgent" if p.urgent else "")
         elif isinstance(ev, PageDelivered):
             self._page_delivered.append((ev.page_id, ev.user, ev.device))
             self._page_cursors[(ev.user, ev.device)] = ev.cursor

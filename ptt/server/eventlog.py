@@ -30,6 +30,10 @@ admin               op (never its arguments: they may carry tokens)
 group_updated       removed (DEBUG)
 delivery            burst, frames, heard (user:frames received, ...), silent, offline;
                     ``user`` is the talker
+page                group (or ``to``: the user of a direct page), page, recipients, urgent;
+                    ``user`` is the sender; never the text
+page_delivered,     page, device (DEBUG): a device of ``user`` has the page, or showed it
+page_read
 ==================  ===========================================================
 
 Wall time: the events carry the loop's monotonic ``now``; ``ts`` is that plus the wall clock's
@@ -58,6 +62,9 @@ from ptt.protocol.server import (
     GroupUpdated,
     MemberJoined,
     MemberLeft,
+    PageDelivered,
+    PageRead,
+    PageStored,
     ServerEvent,
     SessionEnded,
     SessionStarted,
@@ -128,6 +135,15 @@ def event_fields(ev: ServerEvent) -> tuple[int, dict[str, Any]] | None:
     if isinstance(ev, GroupUpdated):
         return logging.DEBUG, {"event": "group_updated", "group": ev.group,
                                "removed": ev.removed}
+    if isinstance(ev, PageStored):
+        p = ev.page  # never the text: it may be sealed, and logs travel further than pages
+        where = {"group": p.group} if p.group else {"to": p.to}
+        return info, {"event": "page", **where, "user": p.sender, "page": p.page_id,
+                      "recipients": len(p.recipients), "urgent": p.urgent}
+    if isinstance(ev, (PageDelivered, PageRead)):
+        return logging.DEBUG, {"event": "page_read" if isinstance(ev, PageRead)
+                               else "page_delivered", "user": ev.user, "page": ev.page_id,
+                               "device": ev.device}
     return None
 
 

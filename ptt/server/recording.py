@@ -55,6 +55,7 @@ from ptt.protocol.server import (
     FloorRequested,
     MemberJoined,
     MemberLeft,
+    PageStored,
     ServerEvent,
 )
 from ptt.protocol.voice import VoiceFlags, VoiceHeader, decode_voice
@@ -376,6 +377,11 @@ class ServerRecording:
             self.live.event(ev.group, EventKind.JOIN, wall, user=ev.user)
         elif isinstance(ev, MemberLeft) and ev.group in self._names:
             self.live.event(ev.group, EventKind.LEAVE, wall, user=ev.user)
+        elif isinstance(ev, PageStored) and ev.page.group in self._names:
+            p = ev.page
+            content: dict[str, object] = {"sealed": True} if p.epoch else {"text": _text(p.body)}
+            self.live.event(p.group, EventKind.PAGE, wall, user=p.sender, page=p.page_id,
+                            recipients=len(p.recipients), urgent=p.urgent, **content)
         elif isinstance(ev, DeliveryReported) and ev.group in self._names:
             self.live.event(ev.group, EventKind.DELIVERY, wall, talker=ev.talker,
                             burst=ev.burst_id, frames=ev.frames,
@@ -432,6 +438,10 @@ def attach_recording(server: PttServer, *, record_all: bool = False,
 
     recording.closer = asyncio.get_running_loop().create_task(close_when_done())
     return recording
+
+
+def _text(body: bytes) -> str:
+    return body.decode("utf-8", errors="replace")  # the core checked it was UTF-8
 
 
 def _loop_running() -> bool:

@@ -232,3 +232,32 @@ def test_the_monitor_shows_the_pages_of_all_its_groups(site: Site) -> None:
         assert "south gate open" in read_until(mon, "[south] ann", timeout=5)[-1]
     finally:
         stop(mon)
+
+
+def test_the_server_records_pages_and_replay_shows_them(tmp_path: Path) -> None:
+    rec = tmp_path / "rec"
+    site = Site(tmp_path / "site", server_args=["--record", str(rec)]).start()
+    try:
+        site.add_users("ann", "bob")
+        site.group("lobby", "ann", "bob", plain=True)
+        site.group("ops", "ann", "bob")
+        site.ptt("ann", "page", "lobby", "Gate 3 closed", check=True)
+        site.ptt("ann", "page", "ops", "--urgent", "secret plan", check=True)
+        time.sleep(0.3)
+        lobby = [json.loads(x) for x in (rec / "lobby" / "events.jsonl").read_text().splitlines()]
+        ops = [json.loads(x) for x in (rec / "ops" / "events.jsonl").read_text().splitlines()]
+        [plain] = [e for e in lobby if e["kind"] == "page"]
+        assert (plain["user"], plain["text"], plain["recipients"], plain["urgent"]) == (
+            "ann", "Gate 3 closed", 1, False)
+        [sealed] = [e for e in ops if e["kind"] == "page"]
+        assert sealed["sealed"] is True and sealed["urgent"] is True and "text" not in sealed
+        assert "secret plan" not in (rec / "ops" / "events.jsonl").read_text()
+        shown = site.ptt("coordinator", "replay", "--events", str(rec / "lobby" / "events.jsonl"),
+                         "--group", "lobby", timeout=60)
+        assert shown.returncode == 0, shown.stdout + shown.stderr
+        assert "ann page (1 recipients): Gate 3 closed" in shown.stdout, shown.stdout
+        shown = site.ptt("coordinator", "replay", "--events", str(rec / "ops" / "events.jsonl"),
+                         "--group", "ops", timeout=60)
+        assert "ann URGENT page (1 recipients): (sealed" in shown.stdout, shown.stdout
+    finally:
+        site.stop()
