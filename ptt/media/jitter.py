@@ -64,6 +64,10 @@ __all__ = [
 
 FRAME_SECONDS = 0.020
 SEQ_MOD = 1 << 16
+# Copies reaching further back than this are spread against runs of loss (the talker's
+# ``RUN_OFFSETS``); only for them does the buffer grow ahead of need, in pauses. Against random
+# loss the reach is short and on-demand growth inserts fewer frames (10 %: 3.91 against 3.85).
+RANDOM_REACH = 3
 MAX_MISORDER = 100  # frames (2 s): a packet further than this means the sender restarted
 
 
@@ -369,7 +373,7 @@ class JitterBuffer:
         item = self._shrink(now)
         if item is not None:
             return item
-        if self._should_wait():
+        if self._should_wait() or self._grow_in_pause():
             self.stats.inserted += 1
             self._growth += 1
             return PlayoutItem(self._next & 0xFFFF, Source.INSERTED)
@@ -458,6 +462,30 @@ class JitterBuffer:
         if current is None:
             return False
         return current + cfg.frame <= self._target + cfg.frame / 2
+
+    def _grow_in_pause(self) -> bool:
+        """Whether to insert a frame inside a pause to reach the target before a loss needs it.
+
+        While losing packets the target includes the copies' reach (six frames against runs):
+        grown only on demand, each frame of it is inserted next to a lost one, inside speech,
+        where the listener hears the stretch. A frame inserted between two quiet ones is not
+        heard, and the next lost frame finds its copy in time."""
+        cfg = self.config
+        if not self._lossy or self._span <= RANDOM_REACH or self._closing:
+            return False
+        # up to what waiting for the copies needs (two frames short of their reach): the clock
+        # drift allowance of the growth cap is left for the drift
+        if self._growth >= min(self._span, cfg.max_lookahead) - 2:
+            return False
+        if self._since_adjust < cfg.adjust_gap:
+            return False
+        current = self.current_delay
+        if current is None or current + cfg.frame > self._target + cfg.frame / 2:
+            return False
+        if not self._in_pause():
+            return False
+        self._since_adjust = 0
+        return True
 
     def _growth_cap(self) -> int:
         """Frames this burst's playout may grow by: ``max_growth`` plus clock drift, or, while

@@ -40,13 +40,21 @@ __all__ = [
 # Measured with bench/bench_voice_quality.py: see docs/benchmarks.md and RedundancyPolicy.
 DEFAULT_REDUNDANCY = 2  # a sender that hears no loss feedback (ptt replay)
 # The adaptive talker's depth before its listeners' first report, and while none comes (nobody
-# listens, or an old server): one copy repairs isolated losses at a third of the cost of two,
-# and the first report (half a second into the burst) raises it on a bad link.
-START_REDUNDANCY = 1
+# listens, or an old server). It is a guess, not something learnt: the first report replaces it,
+# down to one copy at once (then to none after ``hold`` calm reports, as ever), so a clean path
+# costs no more than with a start of one copy. Two copies (1, 2) cover the half second before
+# that report: a short run of loss there is repaired where one copy at offset 1 leaves it
+# concealed (bursty 10 %, the real-command bench's loss patterns replayed offline, talker and
+# listener cold: 3.44 / 3.46 against 3.31 / 3.32 on the listener's path, English / Mandarin).
+START_REDUNDANCY = 2
 # Random loss: (1, 2, 3) repairs a frame unless it and the next three packets are all lost, as
 # (1, 2, 4) does, but the receiver waits a frame less for it (20 % loss: 3.89 against 3.52 at 24
 # kbit/s, offline, cold start: every frame the buffer inserts while it learns to wait costs).
-OFFSETS = {0: (), 1: (1,), 2: (1, 3), 3: (1, 2, 3)}
+# For the same reason two copies ride at (1, 2), not (1, 3): with a cold listener the frames it
+# inserts to wait a third frame cost more than the rarer double losses (1, 3) repairs (the real-
+# command bench's loss patterns replayed offline, talker and listener cold, mean of the four
+# cells: 5 % 4.32 against 4.22, 10 % 4.29 against 4.16), and the listener's delay is a frame less.
+OFFSETS = {0: (), 1: (1,), 2: (1, 2), 3: (1, 2, 3)}
 # Against runs of lost packets the copies reach past a run: a copy at offset o survives when
 # fewer than o packets after its frame's are lost, so whatever the offsets below it, the largest
 # one decides how long a run is repaired whole. With runs of mean length 3 (geometric), a reach
@@ -168,7 +176,7 @@ class RedundancyPolicy:
 
     - no copies while the path is clean: copies cost a frame's worth of bitrate each;
     - one copy from 0.5 % loss (5 % random loss: 4.11, where concealment alone scores 2.2);
-    - two copies, offsets (1, 3), from 3 % (10 %: 4.29, 20 %: 3.84, bursty 10 %: 3.10);
+    - two copies, offsets (1, 2), from 3 % (see :data:`OFFSETS`);
     - three copies, offsets (1, 2, 3), from 15 %, with Opus at :data:`LOSSY_BITRATE` while the
       loss stays at or above 15 % (12 % with hysteresis) and does not come in runs, so that the
       four frames of a packet fit in 110 kbit/s (20 %: 3.89 / 3.90 offline, cold start);
@@ -183,7 +191,8 @@ class RedundancyPolicy:
     bits from the primary frame (clean speech drops from 4.33 to 3.92 with FEC sized for 2 %
     loss, see ``ptt.audio.codec``), while a copy in the next packet repairs the same loss exactly.
     Depth rises at once and falls one step at a time after ``hold`` calm reports, so a path that
-    flaps keeps its protection. With reports about once a second, a talker starting at
+    flaps keeps its protection. The start (:meth:`start`) is a guess that the first report
+    replaces, down to one copy at once. With reports about once a second, a talker starting at
     :data:`START_REDUNDANCY` is protected within a report of a lossy link and sends bare frames
     three reports into a clean one.
     """
@@ -194,6 +203,7 @@ class RedundancyPolicy:
     BURSTY_RUN = 1.6  # mean run of lost frames from which losses count as bursty ...
     RANDOM_RUN = 1.3  # ... and below which they count as random again (one report is noisy)
     SMOOTHING = 0.5  # weight of the newest report: one report is ~50 frames, noisy at low loss
+    _ONE_COPY = 1  # index of the step sending one copy
 
     def __init__(self, hold: int = 3, max_redundancy: int = 3) -> None:
         self.hold = hold
@@ -205,12 +215,15 @@ class RedundancyPolicy:
         self._bursty = False
         self._ran = False  # a report with losses came: _run holds their mean run
         self._heavy = False  # loss reached the top step's threshold: Opus at LOSSY_BITRATE
+        self._guess = False  # the step is start()'s, not yet confirmed by a report
         self.reports = 0  # updates taken since start()
 
     def start(self, redundancy: int) -> None:
-        """Begin at the step giving ``redundancy`` (a new talker starts protected, say)."""
+        """Begin at the step giving ``redundancy`` (a new talker starts protected, say); the
+        first report may lower it to one copy at once."""
         self._step = max(i for i, (_, k, _) in enumerate(self.STEPS) if k <= redundancy)
         self._calm = 0
+        self._guess = True
         self.reports = 0
 
     @property
@@ -263,6 +276,14 @@ class RedundancyPolicy:
                 want = i
         if want and self._bursty:
             want = min(want + 1, len(self.STEPS) - 1)
+        if self._guess:
+            self._guess = False
+            if want < self._step:  # the start was a guess: one copy until calm reports confirm
+                self._step = max(want, self._ONE_COPY)
+                # this report is the first of them, so a clean path sends bare frames as soon
+                # as it would have from a start of one copy
+                self._calm = 1 if loss < self.STEPS[self._step][0] * self.HYSTERESIS else 0
+                return self.settings
         if want >= self._step:
             self._step = want
             self._calm = 0

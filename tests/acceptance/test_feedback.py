@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from ptt.media.sender import OFFSETS, START_REDUNDANCY
 from tests.acceptance.harness import Site, no_traceback
 
 TEXT = ("Unit seven, please report to the loading dock at gate four. Emergency crews are standing "
@@ -136,16 +137,15 @@ def test_a_lossy_listener_link_raises_the_talkers_protection_within_2_s(
                                                    "--seed", "5")
     links = [(t - granted, copies_of(line)) for t, line in said if copies_of(line) is not None]
     assert links, said
-    # the first report puts more than the starting copy on every packet, within 2 s
-    raised = [t for t, k in links if k is not None and k >= 2]
+    # the first report puts more than the starting copies on every packet, within 2 s
+    start = len(OFFSETS[START_REDUNDANCY])
+    raised = [t for t, k in links if k is not None and k > start]
     assert raised and raised[0] <= 2.0, links
-    assert all(k is not None and k >= 2 for t, k in links if t >= raised[0]), links
-    # on the wire: ann's voice after the rise carries a copy more than before it
-    first = kbps(ups, 0.0, 0.5)
+    assert all(k is not None and k > start for t, k in links if t >= raised[0]), links
+    # on the wire: three copies at 20 % loss, paid for by a lower Opus rate (so the bytes need
+    # not grow past the two copies of the start)
     later = kbps(ups, 3.0, 7.0)
-    assert later > first * 1.3, (first, later)
-    # three copies at 20 % loss, paid for by a lower Opus rate: within 110 kbit/s of UDP payload
-    assert later <= 110.0, later
+    assert later <= 110.0, later  # within 110 kbit/s of UDP payload
     assert "lost" in heard and re.search(r"received [0-9.]+% \(\d+ of \d+ frames lost", heard)
 
 

@@ -16,7 +16,7 @@ def test_the_talkers_link_line_names_loss_runs_and_the_protection_chosen() -> No
     assert LinkChange(0.12, 2.14, 3, MediaSettings(2, 0, runs=True)).line() == (
         "link: 12% loss (runs of 2.1) -> 2 copies at offsets 2,5")
     assert LinkChange(0.087, 1.0, 1, MediaSettings(2, 0)).line() == (
-        "link: 8.7% loss -> 2 copies at offsets 1,3")
+        "link: 8.7% loss -> 2 copies at offsets 1,2")
     assert LinkChange(0.0, 0.0, 40, MediaSettings(0, 0)).line() == "link: 0% loss -> no copies"
     assert protection_text(MediaSettings(1, 0)) == "1 copy at offset 1"
     assert protection_text(MediaSettings(1, 0, runs=True)) == "1 copy at offset 2"

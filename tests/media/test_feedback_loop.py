@@ -89,9 +89,12 @@ def test_no_report_keeps_the_safe_start(packets: list[bytes]) -> None:
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_a_lossy_link_gets_more_protection_within_2_s(packets: list[bytes], seed: int) -> None:
     trace = run_loop(packets, BernoulliLoss(0.20), 6.0, listeners=3, seed=seed)
-    assert offsets_at(trace, 0.0) == OFFSETS[START_REDUNDANCY]
-    assert all(len(o) >= 2 for t, o, _ in trace if t >= 2.0)  # and it stays protected
-    assert kbps(trace, 4.0, 6.0) > kbps(trace, 0.0, 0.5) * 1.3
+    start = OFFSETS[START_REDUNDANCY]
+    assert offsets_at(trace, 0.0) == start
+    # more copies than the start from 2 s on, and it stays protected (the wire grows less than
+    # the copies: under heavy random loss Opus runs at LOSSY_BITRATE)
+    assert all(len(o) > len(start) for t, o, _ in trace if t >= 2.0)
+    assert kbps(trace, 4.0, 6.0) > kbps(trace, 0.0, 0.5) * 1.15
 
 
 @pytest.mark.parametrize("seed", [1, 2])

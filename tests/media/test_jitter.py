@@ -384,6 +384,49 @@ def test_no_waiting_on_a_clean_path() -> None:
     assert [it.source for it in out if it.seq == 12] == [Source.FEC]
 
 
+def test_copies_spread_against_runs_grow_the_delay_in_a_pause_not_in_speech() -> None:
+    # copies at (2, 4, 6), as the talker sends them against runs of loss. A first run of three
+    # lost frames switches look-ahead on; then a pause (small packets); then speech again with
+    # a run of four lost frames. The buffer grows to the copies' reach inside the pause, so the
+    # second run is repaired from copies with no frame inserted in the speech around it.
+    quiet = set(range(60, 100))
+
+    def pl(seq: int) -> VoicePayload:
+        def f(s: int) -> bytes:
+            return b"q" * 6 if s in quiet else frame(s)
+        return VoicePayload(f(seq), tuple((o, f(seq - o)) for o in (2, 4, 6) if o <= seq))
+
+    lost = {20, 21, 22, 130, 131, 132, 133}
+    arrivals = [(i * F + 0.002, i, pl(i), i == 199) for i in range(200) if i not in lost]
+    jb = JitterBuffer()
+    out = [it for it in run(jb, arrivals, 240) if it is not None]
+    inserted_before = [it.seq for it in out if it.source is Source.INSERTED]
+    grown_in_pause = [s for s in inserted_before if s in quiet]
+    assert grown_in_pause, inserted_before
+    assert not [s for s in inserted_before if s >= 100], inserted_before  # none in speech
+    sources = {it.seq: it.source for it in out if it.source is not Source.INSERTED}
+    assert [sources[s] for s in (130, 131, 132, 133)] == [Source.REDUNDANCY] * 4
+    assert [it.seq for it in out if it.source is not Source.INSERTED] == list(range(200))
+    # growth stays within what waiting for the copies needs: two frames short of their reach
+    assert jb.stats.inserted - jb.stats.skipped <= 4
+
+
+def test_random_loss_copies_do_not_grow_the_delay_ahead_of_need() -> None:
+    # copies at (1, 3) (random loss): after a loss switches look-ahead on, a pause is no reason
+    # to insert frames; the delay grows only when a frame needs it
+    quiet = set(range(40, 80))
+
+    def pl(seq: int) -> VoicePayload:
+        body = b"q" * 6 if seq in quiet else frame(seq)
+        return VoicePayload(body, tuple((o, frame(seq - o)) for o in (1, 3) if o <= seq))
+
+    lost = {10, 20, 21}
+    arrivals = [(i * F + 0.002, i, pl(i), i == 119) for i in range(120) if i not in lost]
+    jb = JitterBuffer()
+    out = [it for it in run(jb, arrivals, 150) if it is not None]
+    assert not [it.seq for it in out if it.source is Source.INSERTED and it.seq in quiet]
+
+
 def test_a_frame_in_a_pause_is_dropped_to_shrink() -> None:
     # start deep (initial 100 ms) on a steady path: the target falls to the minimum, and the
     # buffer drops frames only where the packets are small (a pause), never inside speech

@@ -4,6 +4,7 @@ import pytest
 
 from ptt.media.packet import parse_payload
 from ptt.media.sender import (
+    START_REDUNDANCY,
     DEFAULT_REDUNDANCY,
     LOSSY_BITRATE,
     OFFSETS,
@@ -125,6 +126,24 @@ def test_policy_start_and_settings() -> None:
     assert policy.settings.redundancy == DEFAULT_REDUNDANCY
     assert isinstance(policy.settings, MediaSettings)
     assert policy.settings.offsets == offsets_for(DEFAULT_REDUNDANCY)
+
+
+def test_policy_start_is_a_guess_the_first_report_replaces() -> None:
+    # a clean first report takes the start down to one copy at once, and counts as the first
+    # calm report: bare frames as soon as from a start of one copy (three reports in)
+    policy = RedundancyPolicy(hold=3)
+    policy.start(START_REDUNDANCY)
+    assert policy.settings.redundancy == START_REDUNDANCY == 2
+    assert [policy.update(0.0).redundancy for _ in range(3)] == [1, 1, 0]
+    # once a report has confirmed a depth, it falls one step per `hold` calm reports again
+    policy = RedundancyPolicy(hold=3)
+    policy.start(START_REDUNDANCY)
+    assert policy.update(0.05).redundancy == 2
+    assert [policy.update(0.0).redundancy for _ in range(4)] == [2, 2, 2, 1]  # smoothed
+    # a lossy first report raises it as ever
+    policy = RedundancyPolicy(hold=3)
+    policy.start(START_REDUNDANCY)
+    assert policy.update(0.20).redundancy == 3
 
 
 def test_policy_bursty_losses_get_one_more_copy() -> None:
