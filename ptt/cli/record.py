@@ -257,8 +257,10 @@ async def _replay_bursts(state: CliState, session: Session, group: str, speed: f
         signals = StopSignals()
         stop = signals.stop
         with signals:
+            # a line per change of the listeners' link and of the protection chosen, as ptt talk
             player = BurstReplayer(conn, group, speed=speed, bitrate=config.bitrate,
-                                   priority=priority, echo=click.echo)
+                                   priority=priority, echo=click.echo,
+                                   on_link=lambda link: click.echo(f"{stamp()}  {link.line()}"))
             outcomes = await player.play(replay_bursts(session, max_gap=max_gap), stop)
         sent = [o for o in outcomes if o.status == "sent"]
         click.echo(f"done: {len(sent)} of {len(outcomes)} bursts sent")

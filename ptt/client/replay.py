@@ -21,6 +21,12 @@ while they hold it (as a talking user would: a silent holder loses the floor aft
 timer). Grants, queueing and pre-emption then happen as the live server decides, so a race
 between requests can be reproduced. :func:`floor_script` reads the actions from an event log.
 
+Loss feedback: a replayed burst follows its listeners' link as ``ptt talk`` does
+(:class:`~ptt.media.sender.RedundancyPolicy` fed the server's LinkReports, one policy across
+the bursts, ``on_link`` hearing each change): the copies per packet and their offsets. The
+stored packets are sent as they are, so the lower Opus rate the policy asks for under heavy
+random loss applies only to a converted file, whose frames are encoded before the burst.
+
 Encrypted groups: in a group with a key, both seal every frame they send with the key the
 connection holds (:meth:`~ptt.client.keys.VoiceKeys.sealer`, one burst at a time, as the Talker
 does). Without the key a burst is not sent at all (status "skipped", the floor released at
@@ -33,19 +39,24 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ptt.audio.codec import DEFAULT_BITRATE, FRAME_BYTES, FRAME_MS, SAMPLE_RATE, OpusEncoder
 from ptt.audio.streams import SILENCE
 from ptt.client.connection import Connection, deny_text
 from ptt.client.keys import VoiceKeys
+from ptt.client.voice import LinkChange
 from ptt.errors import AudioError, NetError, PttError, RecordingError
-from ptt.media.sender import DEFAULT_REDUNDANCY, Packetizer
+from ptt.media.sender import START_REDUNDANCY, Packetizer, RedundancyPolicy
 from ptt.protocol import client as cl
 from ptt.protocol import messages as m
 from ptt.protocol.voice import decode_voice
 from ptt.record.events import Event, EventKind
 from ptt.record.export import ReplayBurst
 from ptt.record.opus import lost_packet
+
+if TYPE_CHECKING:
+    from ptt.crypto.voice import VoiceSealer
 
 __all__ = [
     "BurstOutcome",
@@ -120,10 +131,11 @@ class BurstReplayer:
         *,
         speed: float = 1.0,
         bitrate: int = DEFAULT_BITRATE,
-        redundancy: int = DEFAULT_REDUNDANCY,
+        redundancy: int = START_REDUNDANCY,
         priority: m.Priority = m.Priority.NORMAL,
         max_wait: float = MAX_WAIT,
         echo: Callable[[str], None] | None = None,
+        on_link: Callable[[LinkChange], None] | None = None,
     ) -> None:
         if not speed > 0:
             raise PttError("speed must be positive")
@@ -131,7 +143,11 @@ class BurstReplayer:
         self.group = group
         self.speed = speed
         self.bitrate = bitrate
-        self.redundancy = redundancy
+        self.redundancy = redundancy  # copies before the listeners' first report
+        # as the Talker's: lives across the bursts, so the next starts from what this one learnt
+        self.policy = RedundancyPolicy()
+        self.policy.start(redundancy)
+        self.on_link = on_link
         self.priority = priority
         self.max_wait = max_wait
         self.echo = echo or (lambda line: None)
@@ -200,13 +216,46 @@ class BurstReplayer:
             return BurstOutcome(label, offset, "skipped", converted=converted, detail=str(exc))
         await _sleep_until(due, stop)
         start = max(due, loop.time())
-        pk = Packetizer(*route, redundancy=self.redundancy)
+        pk = Packetizer(*route, offsets=self.policy.settings.offsets)
+        reports = self.conn.subscribe()
+        try:
+            status, detail, sent = await self._send(frames, pk, route, start, sealer, stop,
+                                                    reports)
+        finally:
+            self.conn.unsubscribe(reports)
+        if status == "sent":
+            await self.conn.release_floor(self.group)
+        return BurstOutcome(label, offset, status, sent, start - due, converted, detail)
+
+    def _follow_link(self, reports: asyncio.Queue[cl.ClientEvent], pk: Packetizer,
+                     heard: bool) -> bool:
+        """Take the LinkReports of this burst that came in; whether one has been heard."""
+        while not reports.empty():
+            ev = reports.get_nowait()
+            if isinstance(ev, cl.LinkReported) and ev.group == self.group and (
+                    ev.burst_id == pk.burst_id):
+                before = self.policy.settings
+                settings = self.policy.update(ev.loss, ev.mean_run)
+                pk.offsets = settings.offsets
+                if (not heard or settings != before) and self.on_link is not None:
+                    self.on_link(LinkChange(ev.loss, ev.mean_run, ev.listeners, settings))
+                heard = True
+        return heard
+
+    async def _send(self, frames: list[tuple[float, bytes]], pk: Packetizer,
+                    route: tuple[int, int, int], start: float, sealer: VoiceSealer | None,
+                    stop: asyncio.Event | None, reports: asyncio.Queue[cl.ClientEvent]
+                    ) -> tuple[str, str, int]:
+        """Send one burst's frames at their times; (status, detail, frames sent)."""
+        loop = asyncio.get_running_loop()
         sent = 0
         status, detail = "sent", ""
+        heard = False  # a report of this burst: the first one is shown even if nothing changes
         for i, (at, packet) in enumerate(frames):
             delay = start + at - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
+            heard = self._follow_link(reports, pk, heard)
             if self.conn.core.talk_route(self.group) != route:
                 status, detail = "lost", f"floor lost after {at:.1f} s"
                 break
@@ -221,9 +270,7 @@ class BurstReplayer:
             sent += 1
             if last:
                 break
-        if status == "sent":
-            await self.conn.release_floor(self.group)
-        return BurstOutcome(label, offset, status, sent, start - due, converted, detail)
+        return status, detail, sent
 
 
 def _describe(o: BurstOutcome) -> str:
