@@ -152,10 +152,26 @@ def device_id() -> str:
     return f"{host}/{os.getpid()}.{next(_CONNECTIONS)}"
 
 
+def _bound(local: tuple[str, int], server: tuple[str, int]) -> socket.socket:
+    """A UDP socket sending from ``local`` to ``server`` only."""
+    sock = socket.socket(socket.AF_INET6 if ":" in local[0] else socket.AF_INET,
+                         socket.SOCK_DGRAM)
+    try:
+        sock.bind(local)
+        sock.connect(server)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class Connection:
     def __init__(self, server: tuple[str, int], user: str, token: str,
-                 multicast: MulticastOptions | None = None) -> None:
+                 multicast: MulticastOptions | None = None, *,
+                 local: tuple[str, int] | None = None) -> None:
         self.server = server
+        self.local = local  # the address to send from (host, port); None: the system's choice
         self.core = cl.ClientCore(user, token, os.urandom, device_id())
         self.on_voice: Callable[[bytes], None] | None = None
         # (group, holder's user name, frame) -> may a frame heard on a multicast address be
@@ -199,7 +215,10 @@ class Connection:
         """Log in; NetError if the server does not answer, AuthError if it refuses."""
         where = format_hostport(*self.server)
         try:
-            self._stream = await asyncio_dgram.connect(self.server)
+            if self.local is None:
+                self._stream = await asyncio_dgram.connect(self.server)
+            else:
+                self._stream = await asyncio_dgram.from_socket(_bound(self.local, self.server))
         except OSError as exc:
             raise NetError(f"cannot reach server at {where}: {exc.strerror or exc}") from None
         self._recv_task = asyncio.create_task(self._recv_loop())

@@ -8,7 +8,10 @@ Three rules, for the server's receive path:
 * **Rate.** Datagrams without a session are charged to a token bucket per source address
   (:class:`RateLimiter`), and to one aggregate bucket, so that neither one address nor a swarm
   of spoofed ones can make the server run PBKDF2-free but still costly login work, or fill its
-  tables, faster than the configured rate.
+  tables, faster than the configured rate. Between the two, a bucket per network prefix (the
+  /24 of an IPv4 source, :func:`network_prefix`) may take at most an eighth of the aggregate:
+  a flood spoofed from a few networks cannot spend it all, so a first login from anywhere else
+  still finds budget (a flood spread over more than eight prefixes can; docs/security.md).
 * **No amplification.** An answer to an unauthenticated datagram is never larger than the
   datagram (:func:`answer_fits`): a spoofed source then gains nothing by reflecting off the
   server. The largest Challenge is 101 bytes and the smallest Hello 26, so a client pads its
@@ -49,6 +52,7 @@ __all__ = [
     "RateLimiter",
     "RateLimits",
     "answer_fits",
+    "network_prefix",
     "max_size",
     "padding_needed",
     "size_ok",
@@ -115,6 +119,25 @@ class RateLimits:
     max_addrs: int = 65_536
     global_rate: float = 4_000.0
     global_burst: float = 8_000.0
+    # one network prefix (network_prefix) takes at most an eighth of the aggregate, far above
+    # what the 254 hosts of a /24 send when they all log in again at once
+    prefix_rate: float = 500.0
+    prefix_burst: float = 1_000.0
+
+
+def network_prefix(host: str) -> str:
+    """Whom the per-prefix bucket charges together: the /24 of an IPv4 address (IPv4-mapped
+    too), for IPv6 its first three groups as written (the /48 of an address written in full)."""
+    if "." in host:
+        return host.rpartition(".")[0]
+    return ":".join(host.split(":", 3)[:3])
+
+
+def _prefix_of(addr: Hashable) -> str | None:
+    """The prefix key of a (host, port) source; None for anything else (no prefix bucket)."""
+    if isinstance(addr, tuple) and addr and isinstance(addr[0], str):
+        return network_prefix(addr[0])
+    return None
 
 
 class RateLimiter:
@@ -125,13 +148,15 @@ class RateLimiter:
     means: drop silently, do not even parse.
     """
 
-    __slots__ = ("_buckets", "_global", "_global_at", "limits")
+    __slots__ = ("_buckets", "_global", "_global_at", "_prefixes", "limits")
 
     def __init__(self, limits: RateLimits = RateLimits()) -> None:
-        if limits.rate <= 0 or limits.burst < 1 or limits.max_addrs < 1:
-            raise ValueError("rate > 0, burst >= 1 and max_addrs >= 1 are required")
+        if (limits.rate <= 0 or limits.burst < 1 or limits.max_addrs < 1
+                or limits.prefix_rate <= 0 or limits.prefix_burst < 1):
+            raise ValueError("rates > 0, bursts >= 1 and max_addrs >= 1 are required")
         self.limits = limits
         self._buckets: OrderedDict[Hashable, tuple[float, float]] = OrderedDict()
+        self._prefixes: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self._global = limits.global_burst
         self._global_at: float | None = None
 
@@ -139,7 +164,8 @@ class RateLimiter:
         return len(self._buckets)
 
     def allow(self, addr: Hashable, now: float, cost: float = 1.0) -> bool:
-        """Charge ``cost`` to ``addr``'s bucket and the aggregate; True when both could pay."""
+        """Charge ``cost`` to ``addr``'s bucket, its prefix's (for a (host, port) source) and the
+        aggregate; True when all could pay."""
         lim = self.limits
         if self._global_at is not None:
             elapsed = max(0.0, now - self._global_at)
@@ -155,21 +181,40 @@ class RateLimiter:
             tokens, last = entry
             tokens = min(lim.burst, tokens + max(0.0, now - last) * lim.rate)
             self._buckets.move_to_end(addr)
-        ok = tokens >= cost and self._global >= cost
+        prefix = _prefix_of(addr)
+        ptokens = self._prefix_tokens(prefix, now) if prefix is not None else cost
+        ok = tokens >= cost and self._global >= cost and ptokens >= cost
         if ok:
             tokens -= cost
+            ptokens -= cost
             self._global -= cost
         self._buckets[addr] = (tokens, now)
+        if prefix is not None:
+            self._prefixes[prefix] = (ptokens, now)
+            self._prefixes.move_to_end(prefix)
+            while len(self._prefixes) > lim.max_addrs:
+                self._prefixes.popitem(last=False)
         return ok
 
-    def has_budget(self, now: float) -> bool:
-        """Could the aggregate bucket pay for one more datagram now? Charges nothing: a cheap
-        look for the reader, which then drops at once what :meth:`allow` would refuse."""
+    def _prefix_tokens(self, prefix: str, now: float) -> float:
+        lim = self.limits
+        entry = self._prefixes.get(prefix)
+        if entry is None:
+            return lim.prefix_burst
+        tokens, last = entry
+        return min(lim.prefix_burst, tokens + max(0.0, now - last) * lim.prefix_rate)
+
+    def has_budget(self, now: float, host: str | None = None) -> bool:
+        """Could the aggregate bucket, and ``host``'s prefix bucket if given, pay for one more
+        datagram now? Charges nothing: a cheap look for the reader, which then drops at once
+        what :meth:`allow` would refuse."""
         lim = self.limits
         tokens = self._global
         if self._global_at is not None:
             refill = max(0.0, now - self._global_at) * lim.global_rate
             tokens = min(lim.global_burst, tokens + refill)
+        if host is not None and tokens >= 1.0:
+            return self._prefix_tokens(network_prefix(host), now) >= 1.0
         return tokens >= 1.0
 
     def _expire(self, now: float) -> None:
@@ -184,8 +229,14 @@ class RateLimiter:
         for _ in range(2):
             oldest = next(iter(self._buckets.items()), None)
             if oldest is None or now - oldest[1][1] < idle:
-                return
+                break
             del self._buckets[oldest[0]]
+        idle = self.limits.prefix_burst / self.limits.prefix_rate
+        for _ in range(2):
+            first = next(iter(self._prefixes.items()), None)
+            if first is None or now - first[1][1] < idle:
+                return
+            del self._prefixes[first[0]]
 
     def forget(self, addr: Hashable) -> None:
         """Drop ``addr``'s bucket, e.g. once it logged in and its datagrams carry a session."""

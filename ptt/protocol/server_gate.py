@@ -197,7 +197,7 @@ class LoginGate(ServerBase):
     def plain_budget(self, addr: Addr, now: float) -> bool:
         """May a plain datagram from ``addr`` still pass the aggregate rate limit now? Charges
         nothing; the adapter's reader drops at once, unparsed, what would be refused anyway."""
-        return self._limiter_for(addr).has_budget(now)
+        return self._limiter_for(addr).has_budget(now, addr[0])
 
     def _limiter_for(self, addr: Addr) -> limits.RateLimiter:
         return self._known_limiter if addr[0] in self._known_hosts else self._limiter

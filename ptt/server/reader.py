@@ -14,11 +14,15 @@ keepalives at most, never for a whole backlog. Keepalives go before plain datagr
 traffic has a budget of its own that no flood of unauthenticated datagrams can take (a Heartbeat
 that arrived before a Login is therefore always handled before it, so a Heartbeat of an old
 session is never handled after the Login that replaced it). Under a spoofed flood from many
-addresses, a returning client's login does not wait behind the flood; a first login from a host
-never seen competes with it (a spoofer may claim a known host's address too, so that lane is
-bounded like the others: it can be crowded, never grow). Plain datagrams that the rate limit
-would refuse (``admit(addr, now)`` is False: no budget left) are dropped as they are read, before
-they cost a parse (``plain_refused`` counts them).
+addresses, a returning client's login does not wait behind the flood (a spoofer may claim a
+known host's address too, so that lane is bounded like the others: it can be crowded, never
+grow). The other plain datagrams wait in one queue per network prefix
+(``ptt.crypto.limits.network_prefix``: the /24 of an IPv4 source), served in turn, so a first
+login from a host never seen waits for one datagram of each other prefix at most, not for all
+that a flood from a few networks queued; when the backlog is full, a prefix with nothing queued
+still gets in, at the expense of the prefix served next. Plain datagrams that the rate limit
+would refuse (``admit(addr, now)`` is False: no budget left, in all or for the prefix) are dropped
+as they are read, before they cost a parse (``plain_refused`` counts them).
 
 Bounded: the keepalive backlog holds at most ``backlog_max`` datagrams (beyond that they wait
 in the kernel's buffer, which drops what overflows, as it would without the backlog); the plain
@@ -37,11 +41,12 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
 
 from ptt.crypto.channel import KEEPALIVE_MAGIC, SEALED_MAGIC
+from ptt.crypto.limits import network_prefix
 from ptt.protocol.wire import VOICE_MAGIC
 
 log = logging.getLogger("ptt.server")
@@ -64,9 +69,9 @@ def urgent(data: bytes) -> bool:
 class PriorityReader:
     """Reads one non-blocking UDP socket, urgent datagrams first (see the module docstring)."""
 
-    __slots__ = ("_admit", "_backlog", "_clock", "_handle", "_known", "_plain", "_recvfrom",
-                 "_returning", "backlog_max", "budget", "chunk", "drain_max", "most_backlog",
-                 "plain_dropped", "plain_refused")
+    __slots__ = ("_admit", "_backlog", "_clock", "_handle", "_known", "_plain", "_plain_len",
+                 "_recvfrom", "_returning", "backlog_max", "budget", "chunk", "drain_max",
+                 "most_backlog", "plain_dropped", "plain_refused")
 
     def __init__(self, sock: socket.socket, handle: Handler, clock: Callable[[], float], *,
                  drain_max: int = DRAIN_MAX, backlog_max: int = BACKLOG_MAX, chunk: int = CHUNK,
@@ -78,7 +83,9 @@ class PriorityReader:
         self._handle = handle  # False: the server closed, stop at once
         self._clock = clock
         self._backlog: deque[tuple[bytes, Any]] = deque()  # sessions' keepalives
-        self._plain: deque[tuple[bytes, Any]] = deque()  # logins, and anything unauthenticated
+        # logins, and anything unauthenticated: a queue per network prefix, served in turn
+        self._plain: OrderedDict[str, deque[tuple[bytes, Any]]] = OrderedDict()
+        self._plain_len = 0
         self._returning: deque[tuple[bytes, Any]] = deque()  # plain, from a known host
         self._known = known or (lambda addr: False)
         self._admit = admit or (lambda addr, now: True)
@@ -92,12 +99,12 @@ class PriorityReader:
 
     def __len__(self) -> int:
         """Datagrams waiting in the backlogs."""
-        return len(self._backlog) + len(self._returning) + len(self._plain)
+        return len(self._backlog) + len(self._returning) + self._plain_len
 
     def _take(self) -> list[tuple[bytes, Any]]:
         """What the socket holds (up to drain_max): urgent datagrams returned, the rest queued."""
         first: list[tuple[bytes, Any]] = []
-        backlog, plain, most = self._backlog, self._plain, self.backlog_max
+        backlog, most = self._backlog, self.backlog_max
         returning, known, admit, clock = self._returning, self._known, self._admit, self._clock
         recvfrom = self._recvfrom
         for _ in range(self.drain_max):
@@ -116,31 +123,70 @@ class PriorityReader:
                 backlog.append((data, addr))
             elif not admit(addr, clock()):
                 self.plain_refused += 1
-            else:
-                lane = returning if known(addr) else plain
-                if len(lane) < most:
-                    lane.append((data, addr))
+            elif known(addr):
+                if len(returning) < most:
+                    returning.append((data, addr))
                 else:
                     self.plain_dropped += 1
-        self.most_backlog = max(self.most_backlog, len(backlog) + len(returning) + len(plain))
+            else:
+                self._queue_plain(data, addr)
+        self.most_backlog = max(self.most_backlog, len(self))
         return first
+
+    def _queue_plain(self, data: bytes, addr: Any) -> None:
+        plain = self._plain
+        key = network_prefix(addr[0])
+        q = plain.get(key)
+        if self._plain_len >= self.backlog_max:
+            if q or not plain:  # its prefix has its share waiting already
+                self.plain_dropped += 1
+                return
+            first = next(iter(plain))  # room for a new prefix: the next one served gives way
+            plain[first].popleft()
+            if not plain[first]:
+                del plain[first]
+            self._plain_len -= 1
+            self.plain_dropped += 1
+        if q is None:
+            q = plain[key] = deque()
+        q.append((data, addr))
+        self._plain_len += 1
+
+    def _next_plain(self) -> tuple[bytes, Any]:
+        """The next plain datagram: the first queued of the prefix whose turn it is."""
+        plain = self._plain
+        key = next(iter(plain))
+        q = plain[key]
+        item = q.popleft()
+        if q:
+            plain.move_to_end(key)
+        else:
+            del plain[key]
+        self._plain_len -= 1
+        return item
 
     def run(self) -> bool:
         """Work until the socket is empty and the backlog done, or the budget is spent.
         True when work remains: call again after the event loop's other callbacks."""
         clock, handle, chunk = self._clock, self._handle, self.chunk
-        backlog, returning, plain = self._backlog, self._returning, self._plain
+        backlog, returning = self._backlog, self._returning
         deadline = clock() + self.budget
         while True:
             for data, addr in self._take():
                 if not handle(data, addr, clock()):
                     return False
-            queue = backlog or returning or plain  # keepalives first
-            if not queue:
+            queue = backlog or returning  # keepalives first, then known hosts' logins
+            if queue:
+                for _ in range(min(chunk, len(queue))):
+                    data, addr = queue.popleft()
+                    if not handle(data, addr, clock()):
+                        return False
+            elif self._plain_len:
+                for _ in range(min(chunk, self._plain_len)):
+                    data, addr = self._next_plain()
+                    if not handle(data, addr, clock()):
+                        return False
+            else:
                 return False  # _take found the socket empty (or drain_max urgent: next wake-up)
-            for _ in range(min(chunk, len(queue))):
-                data, addr = queue.popleft()
-                if not handle(data, addr, clock()):
-                    return False
             if clock() >= deadline:
                 return True

@@ -112,3 +112,28 @@ def test_today_some_answers_amplify_which_the_rule_catches() -> None:
     login = encode_message(m.Login(1, "bob", bytes(16), bytes(16), bytes(32)))
     failed = encode_message(m.Error(1, m.ErrorCode.AUTH_FAILED, "login failed: wrong user or token"))
     assert answer_fits(login, failed)
+
+
+def test_a_flood_from_a_few_networks_cannot_spend_the_budget_of_the_rest() -> None:
+    """One /24 takes at most its prefix bucket (an eighth of the aggregate by default): a flood
+    spoofed from four networks, each source port a new one, leaves budget for a newcomer."""
+    lim = RateLimiter(RateLimits())
+    granted = sum(lim.allow((f"127.77.{k % 4}.{k % 250 + 1}", 1024 + k), 0.0)
+                  for k in range(20_000))
+    assert granted == 4 * RateLimits().prefix_burst  # half the aggregate burst, no more
+    assert lim.has_budget(0.0, "127.66.0.1") and lim.allow(("127.66.0.1", 5000), 0.0)
+    assert not lim.has_budget(0.0, "127.77.2.9")  # the flooding networks have none left
+    assert lim.has_budget(0.0)  # nor has the aggregate run out
+    # a flood over more networks than that is bounded by the aggregate alone
+    lim = RateLimiter(RateLimits())
+    granted = sum(lim.allow((f"10.{k % 64}.0.1", 1024 + k), 0.0) for k in range(20_000))
+    assert granted == RateLimits().global_burst
+    assert not lim.allow(("127.66.0.1", 5000), 0.0)
+
+
+def test_network_prefixes() -> None:
+    from ptt.crypto.limits import network_prefix
+
+    assert network_prefix("192.0.2.77") == "192.0.2"
+    assert network_prefix("::ffff:192.0.2.77") == "::ffff:192.0.2"
+    assert network_prefix("2001:db8:aa:1::5") == "2001:db8:aa"

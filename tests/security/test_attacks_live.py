@@ -9,6 +9,7 @@ loopback UDP; the server is a real process (``bench_fuzz.ServerUnderTest``).
 from __future__ import annotations
 
 import asyncio
+import multiprocessing as mp
 import os
 import random
 import socket
@@ -24,6 +25,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 
 import bench_fuzz  # noqa: E402
+import bench_login_flood  # noqa: E402
 
 from ptt.client.connection import Connection  # noqa: E402
 from ptt.crypto.limits import padding_needed  # noqa: E402
@@ -132,6 +134,52 @@ def test_login_flood_loses_no_session_and_a_login_succeeds(server: bench_fuzz.Se
     assert server.alive()
     assert r["kept"] and r["events"] == [], r
     assert r["login_s"] < 2.0, r
+
+
+# A first login from a host never seen, under a flood of spoofed Hellos and Logins from a few
+# networks that is three times the aggregate budget: the per-prefix budget and the reader's
+# queue per prefix keep the flood's share from crowding it out (the flood comes from a process
+# of its own, as in bench/bench_login_flood.py).
+
+NEWCOMER_FLOOD_RATE = 12_000  # spoofed datagrams/s, half Hellos, half Logins: 3x the aggregate
+NEWCOMER_FLOOD_SECONDS = 8.0
+NEWCOMERS = 5
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_a_first_login_from_a_new_host_gets_through_a_spoofed_flood_within_a_second(
+        server: bench_fuzz.ServerUnderTest) -> None:
+    async def scenario() -> dict[str, object]:
+        cred = server.credentials
+        names = [f"new{k}" for k in range(NEWCOMERS)]
+        async with Connection(server.address, cred["user"], cred["token"]) as coord:
+            tokens = {u: await bench_fuzz.add_user(coord, u, server.root / "pins") for u in names}
+        result = mp.Manager().dict()
+        flood = mp.Process(target=bench_login_flood.flood,
+                           args=(server.address, NEWCOMER_FLOOD_RATE, NEWCOMER_FLOOD_SECONDS,
+                                 1_000, result))
+        flood.start()
+        await asyncio.sleep(2.0)  # the aggregate budget's burst is spent by now
+        times: list[float | None] = []
+        for k, u in enumerate(names):  # each from a host never seen: 127.66.k.1
+            c = Connection(server.address, u, tokens[u], local=(f"127.66.{k}.1", 0))
+            t0 = time.monotonic()
+            try:
+                await c.open(timeout=4.0)
+                times.append(round(time.monotonic() - t0, 3))
+            except Exception:  # noqa: BLE001 - a failed login is the finding, not an error
+                times.append(None)
+            finally:
+                await c.close()
+            await asyncio.sleep(0.3)
+        await asyncio.to_thread(flood.join, NEWCOMER_FLOOD_SECONDS + 10)
+        return {"times": times, "sent": int(result.get("sent", 0))}
+
+    r = asyncio.run(scenario())
+    assert r["sent"] >= NEWCOMER_FLOOD_RATE * NEWCOMER_FLOOD_SECONDS * 0.8, r  # it really ran
+    assert server.alive()
+    assert all(t is not None and t <= 1.0 for t in r["times"]), r  # type: ignore[attr-defined]
 
 
 # --- 8. user enumeration; 9. login limits --------------------------------------------------------
