@@ -75,9 +75,14 @@ class BurstNotice:
 
 
 def burst_notice(ev: cl.ClientEvent, groups: Iterable[str], me: str) -> BurstNotice | None:
-    """The notice for a floor event that starts someone else's burst in ``groups``, else None."""
-    if (isinstance(ev, cl.TalkerChanged) and ev.group in groups and ev.talker is not None
-            and ev.talker != me):
+    """The notice for a floor event that starts someone else's burst in ``groups`` or in a call
+    with ``me``, else None.
+
+    A call counts whether or not the mixer has added its group yet: the mixer learns of the call
+    in its own task, which may run after the caller's first floor news reached the scan line.
+    """
+    if (isinstance(ev, cl.TalkerChanged) and ev.talker is not None and ev.talker != me
+            and (ev.group in groups or call_peer(ev.group, me) is not None)):
         return BurstNotice(ev.group, ev.talker, ev.priority)
     return None
 

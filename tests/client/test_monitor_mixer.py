@@ -9,6 +9,7 @@ from ptt.audio.codec import FRAME_SAMPLES, SAMPLE_RATE, OpusEncoder
 from ptt.audio.tones import ToneSet, emergency
 from ptt.client.monitor import DUCK_DB, BurstNotice, MonitorMixer, burst_notice
 from ptt.errors import ValidationError
+from ptt.names import call_group_name
 from ptt.media.sender import Packetizer
 from ptt.protocol import client as cl
 from ptt.protocol import messages as m
@@ -152,6 +153,16 @@ def test_end_of_burst_tone_and_notices() -> None:
     assert burst_notice(cl.TalkerChanged("medics", None, 0), ["medics"], me) is None
     assert burst_notice(cl.TalkerChanged("medics", me, 3), ["medics"], me) is None
     assert burst_notice(ev, ["volunteers"], me) is None
+
+
+def test_a_call_with_me_is_noticed_before_the_mixer_has_its_group() -> None:
+    # the scan line and the mixer follow the connection in separate tasks
+    me = "dora"
+    call = call_group_name("ann", me)
+    notice = burst_notice(cl.TalkerChanged(call, "ann", 1), ["g1", "g2"], me)
+    assert notice is not None and notice.line() == "[call] ann talking"
+    others = call_group_name("ann", "bob")
+    assert burst_notice(cl.TalkerChanged(others, "ann", 1), ["g1"], me) is None
 
 
 def test_priority_must_be_a_monitored_group() -> None:
