@@ -32,3 +32,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.path.relative_to(root).as_posix() in REALTIME_MODULES:
             item.add_marker(RERUN)
+    # the suite runs on two workers (pytest-xdist, `make test`): handing out the long tests first
+    # keeps one worker from starting a 30-second test when the other has nothing left to do
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
