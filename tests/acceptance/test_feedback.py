@@ -8,7 +8,6 @@ talker prints, and in what it puts on the wire: the proxy's ``--trace`` of every
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ import pytest
 
 from ptt.media.sender import OFFSETS, START_REDUNDANCY
 from tests.acceptance.harness import Site, no_traceback
+from tests.ports import free_udp_port
 
 TEXT = ("Unit seven, please report to the loading dock at gate four. Emergency crews are standing "
         "by near the north entrance, and the north entrance is now closed.")
@@ -62,12 +62,6 @@ def ended(proc: subprocess.Popen[str], timeout: float) -> tuple[int, str]:
     return proc.returncode, proc.stderr.read()
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from ptt.audio.samples import make_speech_wav
@@ -83,7 +77,7 @@ def page_through_proxy(site: Site, speech: Path, *proxy_args: str
     payload bytes)] as the proxy received them, ann's output lines with times, bob's output)."""
     site.add_users("ann", "bob")
     site.group("g", "ann", "bob")
-    port = free_port()
+    port = free_udp_port()
     proxy = subprocess.Popen(
         [sys.executable, "-m", "ptt.faults.proxy", "--listen", f"127.0.0.1:{port}",
          "--server", site.address, "--trace", str(site.root / "trace.txt"), *proxy_args],

@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,15 +23,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 from ptt.cli.main import cli
+from tests.ports import free_udp_port
 
 PTT = str(Path(sys.executable).with_name("ptt"))
 START_TIMEOUT = 15.0
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def closed_port() -> int:

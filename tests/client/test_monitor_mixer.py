@@ -9,8 +9,8 @@ from ptt.audio.codec import FRAME_SAMPLES, SAMPLE_RATE, OpusEncoder
 from ptt.audio.tones import ToneSet, emergency
 from ptt.client.monitor import DUCK_DB, BurstNotice, MonitorMixer, burst_notice
 from ptt.errors import ValidationError
-from ptt.names import call_group_name
 from ptt.media.sender import Packetizer
+from ptt.names import call_group_name
 from ptt.protocol import client as cl
 from ptt.protocol import messages as m
 from ptt.protocol.voice import decode_voice

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import socket
 import subprocess
 import sys
 import time
@@ -13,13 +12,9 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.ports import free_udp_port
+
 PTT = str(Path(sys.executable).with_name("ptt"))
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -230,7 +230,7 @@ def test_recording_onto_a_full_disk_backs_off_keeps_serving_and_resumes(tmp_path
 class CuttingProxy:
     """UDP between one ``ptt`` command and the server. At the client's ``kill_at``-th datagram
     it SIGKILLs the server: before forwarding it (the server never saw it) or, with ``after``,
-    0.3 s after (the server acted on it; its answer is lost). ``None``: only counts them."""
+    once the server has acted on it (its answer is lost). ``None``: only counts them."""
 
     def __init__(self, server: ServerProcess, kill_at: int | None, after: bool) -> None:
         self.server, self.kill_at, self.after = server, kill_at, after
@@ -263,7 +263,7 @@ class CuttingProxy:
                 if not self.killed:
                     self.up.sendto(data, self.server.address)
                 if cut and self.after:
-                    time.sleep(0.3)
+                    acted_on(self.server.proc.pid)
                     self._kill()
             if self.up in ready:
                 data = self.up.recv(65536)
@@ -279,6 +279,34 @@ class CuttingProxy:
         self._thread.join(5)
         self.sock.close()
         self.up.close()
+
+
+def acted_on(pid: int, settle: float = 0.3, limit: float = 20.0) -> None:
+    """Wait until the server, sent one datagram and nothing after it, has done all it will do
+    with it: every thread asleep and no CPU time spent over 0.1 s, ``settle`` s at the least.
+
+    A fixed pause is not enough: on a busy machine the server may not have run at all yet.
+    Threads waiting on the disk are in state D, not S, so a commit in progress is waited for.
+    """
+    def sample() -> tuple[bool, int]:
+        asleep, ticks = True, 0
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # a thread that just ended
+            asleep = asleep and fields[0] == "S"
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        return asleep, ticks
+
+    time.sleep(settle)
+    deadline = time.monotonic() + limit
+    quiet, last = 0, None
+    while quiet < 3 and time.monotonic() < deadline:
+        asleep, ticks = sample()
+        quiet = quiet + 1 if asleep and ticks == last else 0
+        last = ticks
+        time.sleep(0.05)
 
 
 def stored(db: Path, group: str) -> tuple[set[str], int, dict[str, int]]:
