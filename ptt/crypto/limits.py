@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ptt.protocol.voice import MAX_VOICE_DATAGRAM
 
@@ -123,6 +123,12 @@ class RateLimits:
     # what the 254 hosts of a /24 send when they all log in again at once
     prefix_rate: float = 500.0
     prefix_burst: float = 1_000.0
+
+    def unshared(self) -> RateLimits:
+        """The same limits with no per-prefix share (a prefix may take the whole aggregate): for
+        hosts that logged in before, where thousands of clients behind one NAT address come
+        back at once after a restart."""
+        return replace(self, prefix_rate=self.global_rate, prefix_burst=self.global_burst)
 
 
 def network_prefix(host: str) -> str:

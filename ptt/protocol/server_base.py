@@ -147,8 +147,9 @@ class ServerBase:
         self._reliable: Retransmitter[tuple[int, int]] = Retransmitter()  # plaintext, to a Session
         self._limiter = limits.RateLimiter(config.rate_limits)
         # the same limits, apart, for hosts that logged in before: a flood spoofed from many
-        # new addresses cannot spend their aggregate budget (server_gate.known_host)
-        self._known_limiter = limits.RateLimiter(config.rate_limits)
+        # new addresses cannot spend their aggregate budget (server_gate.known_host); without
+        # a share per prefix, so the clients behind one NAT address all come back at once
+        self._known_limiter = limits.RateLimiter(config.rate_limits.unshared())
         self._req_len = 0  # size of the plain datagram being answered (no amplification)
         self._txn = 0
         self._out: list[tuple[bytes, Addr]] = []
