@@ -11,9 +11,10 @@ nothing is decrypted or re-encrypted on the way)::
 
 * ``flags`` has ENCRYPTED set; the reserved byte 3 becomes the **key id**, the low 8 bits of the
   key's epoch, so a receiver picks the right key while a rotation is under way.
-* The whole header is the associated data: group, sender, burst, seq, timestamp, END_OF_BURST and
-  the key id cannot be changed without the frame failing, and a frame cannot be moved to another
-  group (the AEAD key is also derived per group id and epoch).
+* The header is the associated data (but for the SIGNED flag, which the talker's signature
+  covers): group, sender, burst, seq, timestamp, END_OF_BURST and the key id cannot be changed
+  without the frame failing, and a frame cannot be moved to another group (the AEAD key is also
+  derived per group id and epoch).
 * The nonce is ``epoch u16 || sender u32 || burst_id u32 || seq u16``, unique per frame under one
   key as long as (sender, burst) pairs are not reused and seq does not wrap. Both are promises of
   the *server*, which assigns session and burst ids and which we do not trust; so the AEAD is
@@ -34,6 +35,10 @@ Ed25519 key (its identity's, ``ptt.crypto.identity``), flag SIGNED, the signatur
 ciphertext::
 
     header (22, SIGNED set) | AES-GCM-SIV(payload) + tag16 | Ed25519(label || header || ciphertext)
+
+The relay hands its unicast members the frame without the signature (they have the server's
+word for the sender: it checked the session MAC), SIGNED cleared, so a talker's uplink carries
+the 64 bytes and relay listeners' downlinks do not (``ptt.protocol.voice.strip_signature``).
 
 :func:`verify_frame` checks it against the key of the member the floor names; which key that is
 comes from a list of the members' keys that the coordinator's grant vouches for
@@ -59,9 +64,11 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from ptt.crypto.replay import ReplayWindow
 from ptt.errors import AuthError, ProtocolError
 from ptt.protocol.voice import (
+    FLAGS_AT,
     HEADER,
     HEADER_SIZE,
     MAX_VOICE_DATAGRAM,
+    SIGNATURE_SIZE,
     VOICE_VERSION,
     VoiceFlags,
     VoiceHeader,
@@ -91,8 +98,8 @@ BURST_WINDOW = 256  # frames of reordering tolerated within a burst (~5 s at 20 
 MAX_FRAMES = 1 << 16  # seq is 16 bits and must not wrap under one key within one burst
 _NONCE = struct.Struct("!HIIH")
 _INFO = b"ptt-voice-v1"
-SIGNATURE_SIZE = 64  # Ed25519
 _SIGNED = int(VoiceFlags.SIGNED)
+_NOT_SIGNED = 0xFF & ~_SIGNED
 _KNOWN_FLAGS = int(VoiceFlags.END_OF_BURST | VoiceFlags.PROBE | VoiceFlags.ENCRYPTED
                    | VoiceFlags.SIGNED)
 TALKER_LABEL = b"ptt-talker-frame-v1\x00"  # never the start of a grant body (a msgpack array)
@@ -157,9 +164,8 @@ class VoiceCipher:
                                            header.sender, header.burst_id, seq,
                                            header.timestamp & 0xFFFFFFFF))
         head[KEY_ID_AT] = self.key.key_id
-        ad = bytes(head)
-        out = ad + self._aead.encrypt(self._nonce(header.sender, header.burst_id, seq),
-                                      payload, ad)
+        out = bytes(head) + self._aead.encrypt(self._nonce(header.sender, header.burst_id, seq),
+                                               payload, _ad(head))
         size = len(out) + (SIGNATURE_SIZE if flags & _SIGNED else 0)
         if size > MAX_VOICE_DATAGRAM:
             raise ValueError(f"sealed frame of {size} bytes exceeds {MAX_VOICE_DATAGRAM}")
@@ -170,7 +176,7 @@ class VoiceCipher:
         header = _parse(datagram)
         if header.group_id != self.key.group_id or datagram[KEY_ID_AT] != self.key.key_id:
             raise AuthError("voice frame under another key")
-        ad = bytes(datagram[:HEADER_SIZE])
+        ad = _ad(datagram[:HEADER_SIZE])
         end = len(datagram) - SIGNATURE_SIZE if header.flags & _SIGNED else len(datagram)
         try:
             payload = self._aead.decrypt(
@@ -179,6 +185,15 @@ class VoiceCipher:
         except InvalidTag:
             raise AuthError("voice frame failed authentication") from None
         return header, payload
+
+
+def _ad(header: bytes | bytearray) -> bytes:
+    """The associated data of a frame: its header, SIGNED left out, so that the relay may hand
+    its unicast members the frame without the signature (``ptt.protocol.voice.strip_signature``)
+    and it still opens; the signature itself covers the flag."""
+    ad = bytearray(header)
+    ad[FLAGS_AT] &= _NOT_SIGNED
+    return bytes(ad)
 
 
 def _parse(datagram: bytes) -> VoiceHeader:

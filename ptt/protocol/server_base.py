@@ -156,6 +156,7 @@ class ServerBase:
         self._events: deque[ServerEvent] = deque()
         self._next_private = PRIVATE_GROUP_BASE
         self.relayed = b""  # the last accepted voice frame as it is forwarded (MAC removed)
+        self.relayed_signed = b""  # ... to a multicast address: the talker's signature kept
         self._repeats: list[tuple[float, int, int]] = []  # (when, group id, version) to repeat
         self.voice_refused = 0  # voice for a burst that is not the holder's current one (metrics)
 

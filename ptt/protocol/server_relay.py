@@ -42,6 +42,7 @@ from ptt.protocol.voice import (
     VoiceHeader,
     encode_voice,
     open_mac,
+    strip_signature,
     peek_route,
 )
 from ptt.protocol.wire import encode_message
@@ -87,7 +88,7 @@ class VoiceRelay(ServerBase):
             self._check_path(s, g, data, addr, now)
             self._drop(addr, "voice from an unknown session or group")
             return None
-        self.relayed = clear
+        self.relayed_signed, self.relayed = clear, strip_signature(clear)
         s.last_seen = now
         if not self.floors.voice(g.name, s.user, burst_id, now):
             self.voice_refused += 1
@@ -134,7 +135,7 @@ class VoiceRelay(ServerBase):
                 self._out.append((clear[:_SEQ_AT] + _ECHO + clear[_SEQ_AT + 2:HEADER_SIZE],
                                   mcast))
             return None
-        self.relayed = clear
+        self.relayed_signed, self.relayed = clear, strip_signature(clear)
         if not self.floors.voice(g.name, s.user, burst_id, now):
             self.voice_refused += 1
             self._stale_talker(s, g, burst_id, now)

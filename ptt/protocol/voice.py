@@ -45,6 +45,7 @@ HEADER = struct.Struct("!BBBxIIIHI")
 HEADER_SIZE = HEADER.size  # 22
 MAX_VOICE_DATAGRAM = 1_400
 MAC_SIZE = 8
+SIGNATURE_SIZE = 64  # a talker's Ed25519 signature (SIGNED; ptt.crypto.voice)
 FLAGS_AT = 2  # the flags byte's offset
 _VOICE_MAC_INFO = b"ptt-voice-mac-v1"
 _blake2s = hashlib.blake2s
@@ -62,6 +63,8 @@ class VoiceFlags(IntFlag):
 
 _AUTH = int(VoiceFlags.AUTH)  # plain ints on the hot path: IntFlag arithmetic costs ~1 us
 _NOT_AUTH = 0xFF & ~_AUTH
+_SIGNED = int(VoiceFlags.SIGNED)
+_NOT_SIGNED = 0xFF & ~_SIGNED
 
 @dataclass(frozen=True, slots=True)
 class VoiceHeader:
@@ -141,6 +144,18 @@ def open_mac(key: bytes, datagram: bytes) -> bytes | None:
     if not _compare(_blake2s(body, digest_size=MAC_SIZE, key=key).digest(), datagram[n:]):
         return None
     body[FLAGS_AT] &= _NOT_AUTH
+    return bytes(body)
+
+
+def strip_signature(datagram: bytes) -> bytes:
+    """A signed frame as the relay hands it to its unicast members, who have the server's word
+    for the sender (it checked the session MAC) and no use for the talker's signature: without
+    it, and with SIGNED cleared (the flag is not in the frame's associated data, so the frame
+    still opens). Anything else as it is. Multicast listeners get the signed frame."""
+    if not datagram[FLAGS_AT] & _SIGNED or len(datagram) < HEADER_SIZE + SIGNATURE_SIZE:
+        return datagram
+    body = bytearray(datagram[:-SIGNATURE_SIZE])
+    body[FLAGS_AT] &= _NOT_SIGNED
     return bytes(body)
 
 

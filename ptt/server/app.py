@@ -474,8 +474,8 @@ class PttServer:
             data = self.core.relayed  # without the talker's session MAC
             c.voice_in += 1
             route = self._fanouts.get(targets)  # type: ignore[union-attr]
-            if route.extra is not None:  # also to the multicast members
-                self.bridge.send(data, route.extra)
+            if route.extra is not None:  # also to the multicast members, who check its signature
+                self.bridge.send(self.core.relayed_signed, route.extra)
                 c.multicast_out += 1
             if route.count:
                 c.voice_send_failed += route.send(data)

@@ -7,7 +7,14 @@ import os
 from ptt.crypto.groupkeys import peek_grant, talkers_digest
 from ptt.crypto.identity import Identity
 from ptt.crypto.voice import SIGNATURE_SIZE, TAG_SIZE, VoiceSealer, verify_frame
-from ptt.protocol.voice import HEADER_SIZE, VoiceFlags, VoiceHeader, add_mac, strip_mac
+from ptt.protocol.voice import (
+    HEADER_SIZE,
+    VoiceFlags,
+    VoiceHeader,
+    add_mac,
+    strip_mac,
+    strip_signature,
+)
 from tests.crypto.conftest import GROUP, GROUP_ID, Org
 
 
@@ -63,3 +70,20 @@ def test_every_grant_vouches_for_the_digest_of_the_members_keys(org: Org) -> Non
         != digest
     assert talkers_digest(GROUP, GROUP_ID, 2, keys) != digest
     assert all(len(g) < 330 for g in org.grants.values())
+
+
+def test_the_relay_strips_the_signature_for_unicast_members_and_the_frame_still_opens(
+        org: Org) -> None:
+    key = org.rings["ann"].current
+    assert key is not None
+    signed = frames(VoiceSealer(key, org.ids["ann"].sign), sender=11, burst=9, n=2)
+    bare = [strip_signature(f) for f in signed]
+    for s, b in zip(signed, bare):
+        assert len(b) == len(s) - SIGNATURE_SIZE and not b[2] & VoiceFlags.SIGNED
+        assert not verify_frame(org.ids["ann"].public.ed25519, b)  # nothing left to check
+    assert [org.rings["ben"].opener.open(f)[1] for f in bare] == [b"opus0", b"opus1"]
+    assert [org.rings["cat"].opener.open(f)[1] for f in signed] == [b"opus0", b"opus1"]
+    # the flag cannot be set on a stripped frame to pass its tail off as a signature
+    forged = bytearray(bare[0])
+    forged[2] |= VoiceFlags.SIGNED
+    assert not verify_frame(org.ids["ann"].public.ed25519, bytes(forged))
