@@ -1,8 +1,10 @@
 """A relay group's voice carries no talker signatures: its frames reach listeners only through the
 server, which forwards the floor holder's alone, so the 64 bytes of an Ed25519 signature (25.6
 kbit/s, more than half of what a clean path sends) are spent only where members may hear a group
-on a multicast address (modes auto and multicast). Seen at the proxy in front of the listener:
-``ptt talk --wav`` into a relay group and into an auto group, the same speech."""
+on a multicast address (modes auto and multicast), and there only on the talker's uplink and the
+LAN: the relay hands its unicast members the frame without it. Seen at a proxy in front of both
+talker and listener: ``ptt talk --wav`` into a relay group and into an auto group, the same
+speech."""
 
 from __future__ import annotations
 
@@ -18,23 +20,25 @@ TEXT = "Gate two is clear. Send the next bus to the north lot."
 HEADER_ONLY = 40  # bytes: a voice header with no frame (a probe, a holder notice) is no longer
 
 
-def first_frame(site: Site, group: str, wav: Path, tmp: Path) -> int:
-    """UDP payload of the first voice frame the listener gets in ``group`` (one page of
-    ``wav``): it carries no copies (nothing precedes it) and the same Opus packet each time, so
-    two groups' differ only by what the group adds."""
+def first_frames(site: Site, group: str, wav: Path, tmp: Path) -> tuple[int, int]:
+    """UDP payloads of the first voice frame the talker sends and the listener gets in
+    ``group`` (one page of ``wav``): it carries no copies (nothing precedes it) and the same
+    Opus packet each time, so two groups' differ only by what the group adds."""
     trace = tmp / f"trace-{group}.txt"
     proxy, addr = start_proxy(site.address, trace=trace)
     try:
         page_heard(site, "ann", "bob", group, wav, tmp / f"listen-{group}.log",
                    listen_args=("--out", str(tmp / f"{group}.wav"), "--duration", "60"),
-                   listener_env=site.env("bob", PTT_SERVER=addr), tail=0.5)
+                   listener_env=site.env("bob", PTT_SERVER=addr),
+                   talker_env=site.env("ann", PTT_SERVER=addr), tail=0.5)
     finally:
         stop_proxy(proxy)
-    sizes = [int(n) for _, way, n in (line.split() for line in trace.read_text().splitlines())
-             if way == "down"]
-    assert len(sizes) > 50, sizes
+    lines = [line.split() for line in trace.read_text().splitlines()]
+    up = [int(n) for _, way, n in lines if way == "up"]
+    down = [int(n) for _, way, n in lines if way == "down"]
+    assert len(up) > 50 and len(down) > 50, (up, down)
     # the server's holder notices (header only) come before the voice in an auto group
-    return next(n for n in sizes if n > HEADER_ONLY)
+    return (next(n for n in up if n > HEADER_ONLY), next(n for n in down if n > HEADER_ONLY))
 
 
 @pytest.mark.slow
@@ -44,6 +48,7 @@ def test_relay_group_voice_is_not_signed_and_auto_group_voice_is(site: Site,
     site.group("relayed", "ann", "bob", mode="relay")
     site.group("either", "ann", "bob")  # auto: multicast where it works
     wav = make_speech_wav(tmp_path / "speech.wav", TEXT)
-    relayed = first_frame(site, "relayed", wav, tmp_path)
-    either = first_frame(site, "either", wav, tmp_path)
-    assert either - relayed == SIGNATURE_SIZE, (relayed, either)
+    relayed = first_frames(site, "relayed", wav, tmp_path)
+    either = first_frames(site, "either", wav, tmp_path)
+    assert either[0] - relayed[0] == SIGNATURE_SIZE, (relayed, either)  # the talker signs
+    assert either[1] == relayed[1], (relayed, either)  # the relay listener gets no signature
