@@ -70,6 +70,7 @@ class _Report:
     deadline: float
     online: frozenset[str]
     offline: frozenset[str]
+    waiting: set[str] = field(default_factory=set)  # online members without it yet
 
 
 class TextPages(ServerBase):
@@ -140,7 +141,7 @@ class TextPages(ServerBase):
                                                         len(online)), now)
         self._page_reports[page_id] = _Report(page_id, ev.session_id, now + PAGE_REPORT_WAIT,
                                               frozenset(online),
-                                              frozenset(ev.recipients - online))
+                                              frozenset(ev.recipients - online), online)
         self._page_report_check(page_id, now)
 
     def page_failed(self, ev: PageSubmitted, message: str, now: float) -> None:
@@ -325,7 +326,9 @@ class TextPages(ServerBase):
         self._events.append(PageDelivered(pid, user, device, cursor))
         report = self._page_reports.get(pid)
         if report is not None:
-            self._page_report_check(pid, now)
+            report.waiting.discard(user)
+            if not report.waiting:
+                self._page_report_check(pid, now)
 
     def _advance(self, user: str, device: str) -> int:
         """Move the device's cursor past every page it has had, in order."""
@@ -347,7 +350,7 @@ class TextPages(ServerBase):
         if page is None:
             del self._page_reports[pid]
             return
-        if now >= r.deadline or all(u in page.delivered for u in r.online):
+        if now >= r.deadline or not r.waiting:
             del self._page_reports[pid]
             delivered = sorted(u for u in page.recipients if page.delivered.get(u))
             pending = sorted(u for u in r.online if not page.delivered.get(u))
