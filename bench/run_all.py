@@ -43,6 +43,7 @@ BENCHMARKS = {
     "memory": "bench_memory",
     "fuzz": "bench_fuzz",
     "login_flood": "bench_login_flood",
+    "pages": "bench_pages",
 }
 
 

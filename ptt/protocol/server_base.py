@@ -259,8 +259,14 @@ class ServerBase:
     def _send_reliable(self, s: Session, make: Callable[[int], m.Message], now: float
                        ) -> tuple[int, int]:
         """Send until acked; the plaintext is kept and sealed anew for every resend."""
+        return self._send_reliable_bytes(s, lambda txn: encode_message(make(txn)), now)
+
+    def _send_reliable_bytes(self, s: Session, encode: Callable[[int], bytes], now: float
+                             ) -> tuple[int, int]:
+        """:meth:`_send_reliable` of a message already encoded but for its txn
+        (``ptt.protocol.wire.encoder_of``)."""
         self._txn = (self._txn + 1) & 0x7FFFFFFF or 1
-        plain = encode_message(make(self._txn))
+        plain = encode(self._txn)
         key = (s.session_id, self._txn)
         self._reliable.add(key, plain, s, now)
         self._out.append((self._seal(s, plain), s.addr))

@@ -76,6 +76,22 @@ def encode_message(msg: Message) -> bytes:
     )
 
 
+def encoder_of(msg: Message) -> Callable[[int, Any], bytes]:
+    """``f(txn, last)``: the same bytes as ``encode_message`` of ``msg`` with that ``txn`` and
+    that value of its last field, the fields between encoded once. For one message pushed to
+    many sessions (a page to a group: its txn differs per session, its key grant per member),
+    where the generic path would encode every field again for each."""
+    fields = _fields(type(msg))
+    if fields[0].name != "txn" or len(fields) < 2:
+        raise ProtocolError(f"{type(msg).__name__} has no txn first and a field after it")
+    packer = msgpack.Packer(use_bin_type=True)
+    head = (packer.pack_array_header(2 + len(fields)) + packer.pack(PROTOCOL_VERSION)
+            + packer.pack(int(TYPE_OF[type(msg)])))
+    middle = b"".join(packer.pack(_to_wire(getattr(msg, f.name))) for f in fields[1:-1])
+    pack = packer.pack
+    return lambda txn, last: head + pack(txn) + middle + pack(_to_wire(last))
+
+
 def decode_message(data: bytes) -> Message:
     """Parse one control datagram; raises ProtocolError for anything malformed."""
     if not isinstance(data, (bytes, bytearray, memoryview)):

@@ -189,3 +189,16 @@ def test_refusals_members_only_listen_only_size_and_rate() -> None:
     net.run_until(net.now + 1 / PAGE_RATE + 0.1)
     assert refusal("ann", b"later") == ""
     assert len(net.stored) == PAGE_BURST + 1
+
+
+def test_a_push_encoded_once_is_the_same_bytes_as_the_generic_encoding() -> None:
+    from ptt.protocol.wire import decode_message, encode_message, encoder_of
+
+    push = m.PagePush(0, 7, "志愿者", "张伟", "", "三号门关闭".encode() * 50, 3, True,
+                      1_700_000_000_123, b"")
+    encode = encoder_of(push)
+    for txn, grant in ((1, b""), (0x7FFFFFFF, b"g" * 250), (300, b"\x00")):
+        want = m.PagePush(txn, 7, "志愿者", "张伟", "", push.body, 3, True, 1_700_000_000_123,
+                          grant)
+        assert encode(txn, grant) == encode_message(want)
+        assert decode_message(encode(txn, grant)) == want
