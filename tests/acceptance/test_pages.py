@@ -261,3 +261,26 @@ def test_the_server_records_pages_and_replay_shows_them(tmp_path: Path) -> None:
         assert "ann URGENT page (1 recipients): (sealed" in shown.stdout, shown.stdout
     finally:
         site.stop()
+
+
+def test_a_page_to_one_user_from_a_file_or_stdin(site: Site, tmp_path: Path) -> None:
+    site.add_users("ann", "bob", "eve")
+    site.group("ops", "ann", "bob")
+    bob = listening(site, "bob", "ops")
+    try:
+        note = tmp_path / "note.txt"
+        note.write_text("Call the desk\n", encoding="utf-8")
+        sent = site.ptt("ann", "page", "--to", "bob", "--file", str(note))
+        assert sent.returncode == 0, sent.stderr
+        assert "delivered to 1 of 1 online member (bob)" in sent.stdout, sent.stdout
+        assert "page [to you] ann" in read_until(bob, "Call the desk", timeout=5)[-1]
+        piped = site.ptt("ann", "page", "ops", input="闸门3关闭\n")
+        assert piped.returncode == 0, piped.stderr
+        read_until(bob, "闸门3关闭", timeout=5)
+    finally:
+        stop(bob)
+    # eve shares no group with ann: the same answer as for a user that does not exist
+    refused = site.ptt("eve", "page", "--to", "ann", "hello")
+    assert refused.returncode == 1 and "only members of your groups" in refused.stderr
+    no_traceback(refused.stderr)
+    assert "ann" in site.ptt("bob", "pages", "--json").stdout
