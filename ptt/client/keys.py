@@ -39,7 +39,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ptt.client.connection import Connection
+from ptt.client.connection import RELAY, Connection
 from ptt.config import client_config_path
 from ptt.crypto.groupkeys import (
     GrantInfo,
@@ -71,6 +71,7 @@ __all__ = [
     "VoiceKeys",
     "add_user",
     "change_members",
+    "heard_directly",
     "pin_members",
     "pins_path",
     "rekey",
@@ -320,6 +321,23 @@ async def remove_user(conn: Connection, name: str, *, pins: Path | None = None,
 _KEYS: weakref.WeakKeyDictionary[Connection, VoiceKeys] = weakref.WeakKeyDictionary()
 
 
+def heard_directly(state: Any, path: str) -> bool:
+    """Whether members may hear a talker's voice on the group's multicast address, where no
+    server vouches for the sender: only there does a frame need its talker's signature.
+
+    That is when the talker sends there itself (``path`` multicast, or still probing it), or
+    when the server bridges relay talkers onto it (``state.bridged``). Otherwise frames reach
+    listeners only through the server, which forwards the floor holder's alone (its session
+    MAC), so they go unsigned: 64 bytes a frame, 25.6 kbit/s, more than half of what a clean
+    path sends. A group this client knows nothing of yet is signed, to be safe.
+    """
+    if state is None:
+        return True
+    if state.mode == "relay" or not state.mcast_addr:
+        return False
+    return path != RELAY or bool(getattr(state, "bridged", False))
+
+
 class VoiceKeys:
     """A member's group keys on one connection: take one with :meth:`of`.
 
@@ -541,13 +559,9 @@ class VoiceKeys:
         return sealer
 
     def _heard_directly(self, group: str) -> bool:
-        """Whether members may hear ``group``'s voice on a multicast address, where no server
-        vouches for the sender: only there does a frame need its talker's signature. A relay
-        group's frames reach listeners only through the server, which forwards the floor
-        holder's alone (its session MAC), so they go unsigned: 64 bytes a frame, 25.6 kbit/s,
-        more than half of what a clean path sends."""
-        state = self._state(group)
-        return state is None or (state.mode != "relay" and bool(state.mcast_addr))
+        """Whether a burst starting now in ``group`` may be heard on its multicast address
+        (:func:`heard_directly`)."""
+        return heard_directly(self._state(group), self.conn.voice_path(group))
 
     def open_voice(self, datagram: bytes) -> tuple[VoiceHeader, bytes] | None:
         """Header and plaintext payload of a received voice datagram, or None to drop it.

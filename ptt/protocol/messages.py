@@ -166,6 +166,9 @@ class GroupState:
     # how many members the group has when ``members`` lists only some of them (the Join answer
     # of a group too large for one datagram: online members first); 0: all are listed
     members_total: int = 0
+    # the server hears the group address and bridges relay talkers onto it: any burst may be
+    # heard by multicast there, where only a talker's signature tells it from a member's forgery
+    bridged: bool = False
 
 
 # --- session -----------------------------------------------------------------------------------

@@ -153,6 +153,7 @@ class Directory(ServerBase):
             mcast_port=g.mcast_port,
             key_epoch=g.key_epoch,
             version=g.version,
+            bridged=g.multicast_target() is not None,
         )
 
     def devices_in(self, group: str, user: str) -> list[str]:

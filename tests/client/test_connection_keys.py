@@ -100,3 +100,22 @@ def test_grants_reach_the_connection_on_join_and_on_upload() -> None:
             srv.close()
 
     asyncio.run(main())
+
+
+def test_a_talker_signs_only_where_its_voice_may_be_heard_by_multicast() -> None:
+    from ptt.client.connection import MULTICAST, PROBING, RELAY
+    from ptt.client.keys import heard_directly
+    from ptt.protocol.messages import GroupState
+
+    def state(mode: str, addr: str | None, bridged: bool) -> GroupState:
+        return GroupState("g", 1, [], mode=mode, mcast_addr=addr,
+                          mcast_port=7802 if addr else 0, bridged=bridged)
+
+    lan = "239.255.0.1"
+    assert heard_directly(None, RELAY)  # nothing known yet: sign
+    assert heard_directly(state("auto", lan, False), MULTICAST)
+    assert heard_directly(state("auto", lan, False), PROBING)
+    assert heard_directly(state("auto", lan, True), RELAY)  # the server bridges it there
+    assert not heard_directly(state("auto", lan, False), RELAY)  # nobody hears it by multicast
+    assert not heard_directly(state("relay", lan, True), RELAY)
+    assert not heard_directly(state("auto", None, False), RELAY)

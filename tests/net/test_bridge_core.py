@@ -179,3 +179,11 @@ def test_multicast_members_get_a_holder_notice_with_each_grant_and_on_moving_mid
     assert net.notices["dan"] == []  # a relay member: the relay filters for it
     go_multicast(net, "dan")  # moves to multicast mid-burst: told whose frames to play
     assert net.notices["dan"] == [(ann.session_id, burst)]
+
+
+def test_members_learn_whether_the_server_bridges_the_group_address() -> None:
+    """Only then can a relay talker's frames be heard by multicast, and need its signature."""
+    for mode, ready, bridged in (("auto", True, True), ("auto", False, False),
+                                 ("relay", True, False)):
+        net = lan(mode=mode, ready=ready)
+        assert {c.groups["g"].state.bridged for c in net.clients.values()} == {bridged}
