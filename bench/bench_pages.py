@@ -189,7 +189,7 @@ def _worker_main(conn: Any, server: tuple[str, int], clients: list[tuple[str, st
             return
         if cmd == "stop":
             state["stop"] = True
-        elif cmd == "page":
+        elif cmd == "page":  # arg unused: the page is always TEXT from client 0
             core = pool.cores[0]
             t = time.monotonic()
             txn = core.send_page(GROUP, "", TEXT.encode(), 0, False, t)

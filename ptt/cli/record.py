@@ -92,6 +92,7 @@ def record(state: CliState, group_name: str, out_dir: Path, duration: float | No
 
 
 async def _record(state: CliState, group: str, out_dir: Path, duration: float | None) -> None:
+    from ptt.client.pages import page_device
     from ptt.client.recorder import GroupRecorder
 
     config = client_config(state)
@@ -106,6 +107,7 @@ async def _record(state: CliState, group: str, out_dir: Path, duration: float | 
                                                             state.config_path))
         recorder = GroupRecorder(conn, group, out_dir, on_burst=show)
         await conn.join(group, state.timeout)
+        recorder.record_pages(f"{page_device(state.config_path)}/recorder")
         if voice_keys.keyed(group) and not voice_keys.epoch(group):
             why = f" ({voice_keys.last_refusal})" if voice_keys.last_refusal else ""
             click.echo(f"warning: no key for encrypted group '{group}' yet: its voice is not "

@@ -41,6 +41,7 @@ from pathlib import Path
 
 from ptt.client.connection import Connection
 from ptt.client.keys import VoiceKeys
+from ptt.client.pages import PageInbox, ShownPage
 from ptt.errors import ProtocolError
 from ptt.protocol import client as cl
 from ptt.protocol.voice import VoiceFlags, decode_voice
@@ -154,6 +155,22 @@ class GroupRecorder:
         elif isinstance(ev, cl.Connected) and self._lost_connection:
             self._lost_connection = False
             live.event(self.group, "reconnected", wall)
+
+    def record_pages(self, device: str) -> None:
+        """Record the group's text pages too, opened with the member's key (a recorder is a
+        member: it reads what the server cannot), under its own page ``device`` so that the
+        member's own clients still show them. A recorder is no person: no read receipts."""
+        inbox = PageInbox(self.conn, device)
+
+        def on_page(page: ShownPage) -> None:
+            if page.group != self.group:
+                return
+            fields: dict[str, object] = {"text": page.text} if page.text is not None else {
+                "sealed": True, "problem": page.problem}
+            self.live.event(self.group, EventKind.PAGE, page.sent, user=page.sender,
+                            page=page.page_id, urgent=page.urgent, seen_by="member", **fields)
+
+        inbox.on_page.append(on_page)
 
     def _report_new(self) -> None:
         finished = self.live.finished

@@ -38,7 +38,7 @@ def _aead(key: VoiceKey) -> ChaCha20Poly1305:
 
 
 def _ad(key: VoiceKey, sender: str, urgent: bool) -> bytes:
-    return msgpack.packb([key.group_id, key.epoch, sender, urgent])
+    return bytes(msgpack.packb([key.group_id, key.epoch, sender, urgent]))
 
 
 def page_text(data: bytes) -> str:

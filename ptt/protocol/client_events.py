@@ -16,8 +16,8 @@ __all__ = [
     "AdminResult", "CallOpened", "ClientEvent", "ConnState", "Connected", "DeliveryReported",
     "Disconnected",
     "FloorStateChanged", "GroupJoined", "GroupGone", "GroupLeft", "GroupView", "IncomingCall",
-    "KeyGrantReceived", "LinkReported", "LoginFailed", "Participation", "PresenceChanged",
-    "RequestFailed", "TalkerChanged",
+    "KeyGrantReceived", "LinkReported", "LoginFailed", "PageAccepted", "PageReceived",
+    "PageReported", "Participation", "PresenceChanged", "RequestFailed", "TalkerChanged",
 ]
 
 

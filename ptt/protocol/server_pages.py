@@ -389,12 +389,16 @@ class TextPages(ServerBase):
         """``page.list``: the recent pages of a group the caller is in (any page for a
         coordinator), or the caller's direct pages; newest first, with their receipt counts
         and the caller's grants for the epochs they were sealed with."""
-        group = msg.args.get("group")
+        group = msg.args.get("group") or ""
         limit = msg.args.get("limit", 20)
+        if not isinstance(group, str):
+            self._answer(s, msg.txn, m.Error(msg.txn, m.ErrorCode.BAD_REQUEST,
+                                             "group must be a name"), now)
+            return
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             limit = 20
         if group:
-            g = self.groups.get(str(group))
+            g = self.groups.get(group)
             if g is None or g.private or (s.user not in g.members
                                           and s.role != m.Role.COORDINATOR):
                 self._answer(s, msg.txn, m.Error(msg.txn, m.ErrorCode.NOT_FOUND,

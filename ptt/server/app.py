@@ -42,9 +42,9 @@ from ptt.net.multicast import DEFAULT_INTERFACE, MulticastOptions
 from ptt.protocol import floor as fl
 from ptt.protocol.messages import ErrorCode, Role
 from ptt.protocol.server import (AdminCommand, Dropped, FloorEvent, GroupUpdated, MemberJoined,
-                                 MemberLeft, PageDelivered, PageRead,
-                                 PageSubmitted, ServerCore, ServerCoreConfig, ServerEvent,
-                                 SessionEnded, SessionMoved, SessionStarted)
+                                 MemberLeft, PageDelivered, PageRead, PageSubmitted, ServerCore,
+                                 ServerCoreConfig, ServerEvent, SessionEnded, SessionMoved,
+                                 SessionStarted)
 from ptt.protocol.voice import VoiceFlags
 from ptt.protocol.wire import is_voice
 from ptt.server.admin import Admin, error_code, loggable_args

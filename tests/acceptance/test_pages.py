@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from ptt.audio.pulse import PulseServer
-from tests.acceptance.harness import Site, Tmux, no_traceback, read_until, signal_and_time
+from tests.acceptance.harness import Site, Tmux, finish, no_traceback, read_until, signal_and_time
 from tests.audio.conftest import pulse_server  # noqa: F401  (the session fixture)
 
 GATE = "Gate 3 closed, send arrivals to Gate 5"
@@ -198,7 +198,7 @@ def test_bad_text_is_one_line_and_exit_2(site: Site, text: str, why: str) -> Non
 
 
 def test_the_interactive_talk_shows_pages_and_counts_them_read(
-        site: Site, pulse_server: PulseServer) -> None:
+        site: Site, pulse_server: PulseServer) -> None:  # noqa: F811
     if shutil.which("tmux") is None:
         pytest.skip("tmux is needed to drive a terminal")
     site.add_users("ann", "bob")
@@ -284,3 +284,41 @@ def test_a_page_to_one_user_from_a_file_or_stdin(site: Site, tmp_path: Path) -> 
     assert refused.returncode == 1 and "only members of your groups" in refused.stderr
     no_traceback(refused.stderr)
     assert "ann" in site.ptt("bob", "pages", "--json").stdout
+
+
+def test_a_page_is_kept_only_for_the_retention_time(tmp_path: Path) -> None:
+    config = tmp_path / "server.toml"
+    config.write_text("page_retention = 2.0\n", encoding="utf-8")
+    site = Site(tmp_path / "site", server_args=["--config", str(config)]).start()
+    try:
+        site.add_users("ann", "bob")
+        site.group("ops", "ann", "bob", plain=True)
+        site.ptt("ann", "page", "ops", "soon gone", check=True)
+        assert "soon gone" in site.ptt("ann", "pages", "ops").stdout
+        time.sleep(3.5)  # retention 2 s; expired pages are deleted every 1 s at most
+        assert site.ptt("ann", "pages", "ops").stdout.strip() == "no pages in ops"
+        bob = listening(site, "bob", "ops")
+        time.sleep(1.0)
+        assert "soon gone" not in stop(bob)
+    finally:
+        site.stop()
+
+
+def test_a_members_recorder_records_the_text_of_encrypted_pages(site: Site, tmp_path: Path
+                                                                ) -> None:
+    site.add_users("ann", "bob")
+    site.group("ops", "ann", "bob")
+    out = tmp_path / "rec"
+    rec = site.spawn("bob", "record", "ops", "--out", str(out), "--duration", "6",
+                     env=site.env("bob", PTT_MULTICAST="off"))
+    read_until(rec, "recording ops", stream="stderr")
+    site.ptt("ann", "page", "ops", "--urgent", "秘密: hall B", check=True)
+    code, _, err = finish(rec, timeout=30)
+    assert code == 0, err
+    events = [json.loads(x) for x in (out / "ops" / "events.jsonl").read_text().splitlines()]
+    [page] = [e for e in events if e["kind"] == "page"]
+    assert (page["user"], page["text"], page["urgent"]) == ("ann", "秘密: hall B", True)
+    # the recorder is a device of its own: bob's listener still gets the page
+    bob = listening(site, "bob", "ops")
+    read_until(bob, "秘密: hall B", timeout=5)
+    stop(bob)

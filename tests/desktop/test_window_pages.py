@@ -20,7 +20,7 @@ def _bob(server: ServerProcess, tokens: dict[str, str], tmp_path: Path, *args: s
          ) -> subprocess.CompletedProcess[str]:
     env = clean_env(tmp_path / "bob", PTT_SERVER=f"127.0.0.1:{server.port}", PTT_USER="bob",
                     PTT_TOKEN=tokens["bob"])
-    return subprocess.run([PTT, *args], env=env, capture_output=True, text=True, timeout=30,
+    return subprocess.run([PTT, *args], check=False, env=env, capture_output=True, text=True, timeout=30,
                           stdin=subprocess.DEVNULL)
 
 
