@@ -322,3 +322,40 @@ def test_a_members_recorder_records_the_text_of_encrypted_pages(site: Site, tmp_
     bob = listening(site, "bob", "ops")
     read_until(bob, "秘密: hall B", timeout=5)
     stop(bob)
+
+
+def test_a_page_sent_before_a_rekey_opens_for_a_member_who_logs_in_after_it(site: Site
+                                                                            ) -> None:
+    site.add_users("ann", "bob", "dan")
+    site.group("ops", "ann", "bob")
+    site.ptt("ann", "page", "ops", "sealed with the old key", check=True)
+    site.ptt("coordinator", "group", "add", "ops", "dan", check=True)  # a new key epoch
+    site.stop()  # and the server restarted: the old epoch's grants come from its database
+    site.start()
+    [page] = json.loads(site.ptt("ann", "pages", "ops", "--json").stdout)["pages"]
+    shown = json.loads(site.ptt("coordinator", "group", "show", "ops", "--json").stdout)
+    assert 0 < page["epoch"] < shown["key_epoch"]
+    bob = listening(site, "bob", "ops")
+    line = read_until(bob, "sealed with the old key", timeout=8)[-1]
+    assert "cannot read" not in line
+    stop(bob)
+    # dan, added after it was sent, is not one of its recipients
+    dan = listening(site, "dan", "ops")
+    time.sleep(1.0)
+    assert "sealed with the old key" not in stop(dan)
+
+
+def test_urgent_pages_take_the_emergency_right_of_the_role(tmp_path: Path) -> None:
+    site = Site(tmp_path / "site", server_args=["--emergency-roles", "dispatcher"]).start()
+    try:
+        site.add_users("ann")
+        site.add_users("dora", role="dispatcher")
+        site.group("ops", "ann", "dora")
+        refused = site.ptt("ann", "page", "ops", "--urgent", "fire")
+        assert refused.returncode == 1, refused.stdout
+        assert "your role may not send urgent pages" in refused.stderr
+        no_traceback(refused.stderr)
+        assert site.ptt("ann", "page", "ops", "not urgent").returncode == 0
+        assert site.ptt("dora", "page", "ops", "--urgent", "fire").returncode == 0
+    finally:
+        site.stop()
