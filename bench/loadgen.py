@@ -342,6 +342,7 @@ class ClientPool:
         self.last_recv = 0.0
         self.last_kernel = 0.0
         self.light = False
+        self._joins_sent = 0  # deaf clients that asked to join (send_joins)
 
     # clients ---------------------------------------------------------------------------------
 
@@ -461,6 +462,49 @@ class ClientPool:
             except OSError:
                 pass
         self.call_at(time.monotonic() + core.heartbeat, lambda: self._light_beat(i))
+
+    def go_deaf(self) -> None:
+        """:meth:`go_light`, and read nothing more: the clients' sockets leave the epoll with the
+        smallest receive buffer, so the kernel drops what the server sends them on arrival and
+        this process spends nothing on it (thousands of listeners of a fan-out benchmark, whose
+        receiving would take more CPU than the server's sending). They keep heartbeating."""
+        self.go_light()
+        for sock in self.socks:
+            try:
+                self.ep.unregister(sock.fileno())
+            except OSError:
+                pass
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 0)  # the kernel's minimum
+
+    def send_joins(self, group: str, rate: float, until: float, limit: int | None = None,
+                   users: list[str] | None = None) -> int:
+        """The next ``limit`` (default: all) online clients that did not yet ask, or those of
+        ``users`` (asking again: a deaf client never learns that its Join was lost), ask once
+        to join ``group`` (sealed by their cores, the answers never read: see
+        :meth:`go_deaf`), at most ``rate`` a second; returns how many asked."""
+        sent = 0
+        t0 = time.monotonic()
+        if users is not None:
+            wanted = set(users)
+            todo = [i for i in sorted(self.online) if self.cores[i].user in wanted]
+        else:
+            todo = sorted(self.online)[self._joins_sent:][:limit]
+            self._joins_sent += len(todo)
+        for k, i in enumerate(todo):
+            if time.monotonic() >= until:
+                break
+            wait = t0 + k / rate - time.monotonic()
+            if wait > 0:
+                self.run(time.monotonic() + wait)  # heartbeats stay on time meanwhile
+            core = self.cores[i]
+            core.join(group, time.monotonic())
+            for d in core.datagrams_to_send():
+                try:
+                    self.socks[i].send(d)
+                except OSError:
+                    pass
+            sent += 1
+        return sent
 
     def call_at(self, at: float, fn: Callable[[], None]) -> None:
         self._seq += 1
@@ -594,6 +638,13 @@ def _worker_main(conn: Any, server: tuple[str, int], clients: list[tuple[str, st
             elif cmd == "light":
                 pool.go_light()
                 conn.send(("ok", None))
+            elif cmd == "deaf":
+                pool.go_deaf()
+                conn.send(("ok", None))
+            elif cmd == "join_deaf":  # {"group", "rate", "timeout"}
+                conn.send(("ok", pool.send_joins(arg["group"], arg["rate"],
+                                                 time.monotonic() + arg["timeout"],
+                                                 arg.get("limit"), arg.get("users"))))
             elif cmd == "sinks":  # unconnected sockets for the kernel floor's fan-out
                 conn.send(("ok", pool.add_sinks(int(arg))))
             elif cmd == "probe":

@@ -32,6 +32,7 @@ BENCHMARKS = {
     "floor": "bench_floor",
     "floor_access": "bench_floor_access",
     "relay": "bench_relay",
+    "fanout": "bench_fanout",
     "voice_quality": "bench_voice_quality",
     "talk_wire": "bench_talk_wire",
     "mouth_to_ear": "bench_mouth_to_ear",

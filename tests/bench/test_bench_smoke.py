@@ -71,3 +71,17 @@ def test_import_tiny() -> None:
     res = bench_import.run(users=12, groups=2, timeout=120)
     assert res["new"] == 12 and res["credential_files"] == 12 and res["rekeyed_groups"] == 2
     assert res["rerun_says"].startswith("0 new users, 12 kept"), res
+
+
+def test_fanout_tiny() -> None:
+    import bench_fanout
+
+    res = bench_fanout.run(members=40, readers=3, duration=1.0, ways=(True,))
+    (r,) = res["results"]
+    assert r["send"] == "sendmmsg" and r["sessions_online"] == 40 and r["joined"] == 40
+    assert r["forwarded_per_frame"] == 39  # every member but the talker, deaf ones included
+    assert 0 < r["cpu_us_per_packet"] < 10_000 and 0 < r["kernel_floor_us_per_packet"] < 10_000
+    assert r["readers_loss_pct"] < 5 and 0 < r["readers_latency_p50_ms"] < 1000
+    assert sorted(r["rss_mib"], key=int) == ["0", "36", "40"]
+    assert res["rows"] and res["tables"][0]["rows"]
+    assert res["command"].startswith(".venv/bin/python bench/bench_fanout.py")
