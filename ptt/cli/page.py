@@ -24,20 +24,17 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ptt.cli.live import StopSignals, delivery_text, revoke_text, stamp, until_stopped
-from ptt.client.connection import Connection, deny_text
+from ptt.cli.live import StopSignals, revoke_text, stamp, until_stopped
+from ptt.client.connection import RELEASE_WAIT, Connection, deny_text
+from ptt.client.receipts import await_delivery, delivery_line
 from ptt.errors import NetError, RequestError
 from ptt.protocol import client as cl
 from ptt.protocol import messages as m
-from ptt.protocol.server import RECEIPT_WAIT
-from ptt.protocol.transactions import RETRY_TOTAL
 
 if TYPE_CHECKING:
     from ptt.audio.wav import WavSource
 
 RESTART_WAIT = 10.0  # after a lost session: how long the server may take to be back
-RELEASE_WAIT = RETRY_TOTAL + 0.5  # for the server's answer to the release (it is retransmitted)
-REPORT_WAIT = RECEIPT_WAIT + 1.5  # for the delivery report, after the release was answered
 CAUSE_SETTLE = 0.3  # after a lost floor: the revoke naming its cause may trail the group's news
 FRAME_S = 0.02
 
@@ -141,11 +138,8 @@ async def _attempt(conn: Connection, group: str, source: WavSource, priority: m.
                         "no answer to the end of the page")
         rate = report.bytes_sent * 8 / max(sent, FRAME_S) / 1000
         click.echo(f"done: sent {sent:.1f} s ({rate:.1f} kbit/s on the wire), floor released")
-        delivered = await _report(conn, events, group, burst)
-        if delivered is None:
-            click.echo("delivery: no report from the server")
-        else:
-            click.echo(delivery_text(delivered, report.frames + 1, peer))
+        click.echo(delivery_line(await await_delivery(conn, events, group, burst),
+                                 report.frames + 1, peer))
     finally:
         conn.unsubscribe(events)
         source.close()
@@ -194,18 +188,6 @@ async def _show_positions(conn: Connection, group: str) -> None:
                 click.echo(f"queued #{ev.position}")
     finally:
         conn.unsubscribe(events)
-
-
-async def _report(conn: Connection, events: asyncio.Queue[cl.ClientEvent], group: str,
-                  burst: int) -> cl.DeliveryReported | None:
-    try:
-        ev = await conn.wait_for(events, lambda e: isinstance(e, cl.DeliveryReported)
-                                 and e.group == group and e.burst_id == burst,
-                                 REPORT_WAIT, "no delivery report")
-    except NetError:
-        return None
-    assert isinstance(ev, cl.DeliveryReported)
-    return ev
 
 
 def _loss(events: list[cl.ClientEvent], group: str) -> cl.FloorStateChanged | None:

@@ -42,7 +42,7 @@ from ptt.client import keys
 from ptt.client.connection import Connection
 from ptt.config import ClientConfig, load_client_config
 from ptt.crypto.identity import PublicIdentity, identity_from_token
-from ptt.errors import ConfigError, PttError, RecordingError, ValidationError
+from ptt.errors import ConfigError, NetError, PttError, RecordingError, ValidationError
 from ptt.names import user_name
 from ptt.protocol import messages as m
 
@@ -269,8 +269,12 @@ async def _replay_bursts(state: CliState, session: Session, group: str, speed: f
         signals.raise_if_caught(f"{len(sent)} of {len(outcomes)} bursts sent")
         failed = [o for o in outcomes if o.status != "sent"]
         if failed and not stop.is_set():
-            raise PttError(f"{len(failed)} bursts not sent; first: {failed[0].label}: "
-                           f"{failed[0].status}: {failed[0].detail}")
+            text = (f"{len(failed)} bursts not sent; first: {failed[0].label}: "
+                    f"{failed[0].status}: {failed[0].detail}")
+            # only unanswered ends: the network's fault (exit 4), as ptt talk says it
+            if all(o.status == "unacknowledged" for o in failed):
+                raise NetError(text)
+            raise PttError(text)
 
 
 async def _replay_events(state: CliState, events_file: Path, group: str, speed: float,

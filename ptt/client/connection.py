@@ -49,6 +49,7 @@ from ptt.protocol import client as cl
 from ptt.protocol import messages as m
 from ptt.protocol import parts
 from ptt.protocol.server import ECHO_SEQ, HOLDER_SEQ, PROBE_SEQ, VOICE_PATH_OP
+from ptt.protocol.transactions import RETRY_TOTAL
 from ptt.protocol.voice import (
     VoiceFlags,
     VoiceHeader,
@@ -70,6 +71,7 @@ REFUSED = "connection refused"
 PROBE_TIMEOUT = 1.0  # no echo by then: the group stays on the relay
 PROBE_INTERVAL = 0.25  # probes are datagrams too: send a few
 CONFIRM_TIMEOUT = 3.0  # after the echo, for the server's answer to the voice path request
+RELEASE_WAIT = RETRY_TOTAL + 0.5  # for the server's answer to a release (it is retransmitted)
 RELAY, PROBING, MULTICAST = "relay", "probing", "multicast"
 _SEQ_AT = 16  # byte offset of seq in the voice header
 

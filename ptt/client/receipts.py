@@ -19,10 +19,11 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ptt.errors import ProtocolError
+from ptt.errors import NetError, ProtocolError
 from ptt.media.packet import parse_payload
 from ptt.protocol import messages as m
-from ptt.protocol.client import DeliveryReported
+from ptt.protocol.client import ClientEvent, DeliveryReported
+from ptt.protocol.server_delivery import RECEIPT_WAIT
 from ptt.protocol.voice import VoiceFlags, VoiceHeader
 
 if TYPE_CHECKING:
@@ -32,6 +33,9 @@ RECEIPT_SETTLE = 0.1  # after the END_OF_BURST frame, for frames that arrive out
 # no frame for this long: the burst is over here, though its END_OF_BURST frame and the floor's
 # news were lost (a talker sends 50 frames a second; the server waits RECEIPT_WAIT for receipts)
 RECEIPT_IDLE = 0.5
+# a talker's wait for the delivery report once its release was answered: the server's own wait
+# for receipts, and a margin for the report's way back
+REPORT_WAIT = RECEIPT_WAIT + 1.5
 _SENT_KEPT = 64  # bursts already receipted: frames that still come update the receipt
 
 
@@ -140,4 +144,25 @@ def delivery_text(ev: DeliveryReported, sent: int = 0, peer: str | None = None) 
     return line
 
 
-__all__ = ["RECEIPT_IDLE", "RECEIPT_SETTLE", "BurstTally", "Receipts", "delivery_text"]
+async def await_delivery(conn: Connection, events: asyncio.Queue[ClientEvent], group: str,
+                         burst: int) -> DeliveryReported | None:
+    """The delivery report of ``burst`` from ``events`` (subscribed before the release), or None
+    when none came within ``REPORT_WAIT``."""
+    try:
+        ev = await conn.wait_for(events, lambda e: isinstance(e, DeliveryReported)
+                                 and e.group == group and e.burst_id == burst,
+                                 REPORT_WAIT, "no delivery report")
+    except NetError:
+        return None
+    assert isinstance(ev, DeliveryReported)
+    return ev
+
+
+def delivery_line(ev: DeliveryReported | None, sent: int = 0, peer: str | None = None) -> str:
+    """What a talking command prints after a burst: :func:`delivery_text`, or that no report
+    came."""
+    return "delivery: no report from the server" if ev is None else delivery_text(ev, sent, peer)
+
+
+__all__ = ["RECEIPT_IDLE", "RECEIPT_SETTLE", "REPORT_WAIT", "BurstTally", "Receipts",
+           "await_delivery", "delivery_line", "delivery_text"]

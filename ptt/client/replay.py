@@ -12,7 +12,9 @@ channels, packets other than 20 ms, ...) is decoded and re-encoded with ptt's en
 
 Timing: bursts start at ``offset / speed`` from the start of the replay (``--speed`` shortens or
 stretches the silences between bursts; a burst itself always plays in real time, since voice
-cannot be sent faster than it was spoken), never before the previous burst has ended.
+cannot be sent faster than it was spoken), never before the previous burst has ended and its
+delivery report (``ptt.client.receipts``, printed after each burst as ``ptt talk`` prints it) has
+come, or ``REPORT_WAIT`` has passed without it.
 
 :class:`EventReplayer` (``ptt replay --events FILE.jsonl --group G``) replays the control events
 of a session: several simulated users, each on its own connection, ask for the floor (with the
@@ -43,8 +45,9 @@ from typing import TYPE_CHECKING
 
 from ptt.audio.codec import DEFAULT_BITRATE, FRAME_BYTES, FRAME_MS, SAMPLE_RATE, OpusEncoder
 from ptt.audio.streams import SILENCE
-from ptt.client.connection import Connection, deny_text
+from ptt.client.connection import RELEASE_WAIT, Connection, deny_text
 from ptt.client.keys import VoiceKeys
+from ptt.client.receipts import await_delivery, delivery_line
 from ptt.client.voice import LinkChange
 from ptt.errors import AudioError, NetError, PttError, RecordingError
 from ptt.media.sender import START_REDUNDANCY, Packetizer, RedundancyPolicy
@@ -78,7 +81,9 @@ MAX_WAIT = 30.0  # how long a burst waits in the queue before it is skipped
 # -- bursts ---------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class BurstOutcome:
-    """What happened to one burst: ``status`` is sent, denied, lost (floor lost midway), skipped."""
+    """What happened to one burst: ``status`` is sent, denied, lost (floor lost midway), skipped,
+    or unacknowledged (sent, but the server never answered its release: it may not have been
+    heard)."""
 
     label: str
     offset: float  # seconds from the start of the replay the burst was due at
@@ -87,6 +92,7 @@ class BurstOutcome:
     late: float = 0.0  # seconds after its due time the first frame went
     converted: bool = False
     detail: str = ""
+    delivery: str = ""  # of a sent burst: the delivery report's line, as ptt talk prints it
 
 
 def burst_frames(rb: ReplayBurst, bitrate: int = DEFAULT_BITRATE) -> tuple[list[tuple[float, bytes]], bool]:
@@ -165,6 +171,8 @@ class BurstReplayer:
             outcome = await self._one(rb, due, stop)
             outcomes.append(outcome)
             self.echo(_describe(outcome))
+            if outcome.delivery:
+                self.echo(outcome.delivery)
             free_at = loop.time()
         return outcomes
 
@@ -208,6 +216,7 @@ class BurstReplayer:
             return BurstOutcome(label, offset, "denied", detail=f"floor denied: {cause}")
         route = self.conn.core.talk_route(self.group)
         assert route is not None
+        burst = route[2]
         try:
             # a keyed group's burst is sealed with the key current now, to its end
             sealer = VoiceKeys.of(self.conn).sealer(self.group)
@@ -218,14 +227,21 @@ class BurstReplayer:
         start = max(due, loop.time())
         pk = Packetizer(*route, offsets=self.policy.settings.offsets)
         reports = self.conn.subscribe()
+        delivery = ""
         try:
             status, detail, sent = await self._send(frames, pk, route, start, sealer, stop,
                                                     reports)
+            if status == "sent":
+                # as ptt talk: the burst counts once its end is acknowledged, then its report
+                if await self.conn.release_floor(self.group, timeout=RELEASE_WAIT):
+                    delivery = delivery_line(
+                        await await_delivery(self.conn, reports, self.group, burst), sent)
+                else:
+                    status, detail = "unacknowledged", "the server did not answer its release"
         finally:
             self.conn.unsubscribe(reports)
-        if status == "sent":
-            await self.conn.release_floor(self.group)
-        return BurstOutcome(label, offset, status, sent, start - due, converted, detail)
+        return BurstOutcome(label, offset, status, sent, start - due, converted, detail,
+                            delivery)
 
     def _follow_link(self, reports: asyncio.Queue[cl.ClientEvent], pk: Packetizer,
                      heard: bool) -> bool:
