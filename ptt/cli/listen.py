@@ -117,6 +117,26 @@ class _Bursts:
             self.talkers[ev.group] = ev.talker
 
 
+class _SessionEnd:
+    """Whether the server ended this session for good (SessionClosed: a fifth device of the
+    same user logged in); single-group listen and the monitor both stop on it and exit 1 with
+    the server's reason, in the same words."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+
+    def follow(self, ev: cl.ClientEvent) -> bool:
+        """True when ``ev`` ends the session: stop listening."""
+        if isinstance(ev, cl.Disconnected) and ev.final:
+            self.reason = ev.reason
+            return True
+        return False
+
+    def raise_if_ended(self) -> None:
+        if self.reason is not None:
+            raise RequestError(f"session ended by the server: {self.reason}")
+
+
 async def _until(events: asyncio.Queue[cl.ClientEvent], stop: asyncio.Event,
                  duration: float | None) -> AsyncIterator[cl.ClientEvent]:
     """The connection's events until ``stop`` is set or ``duration`` is over."""
@@ -183,7 +203,7 @@ async def _listen_logged(state: CliState, group: str, out: Path | None,
         task = asyncio.create_task(listener.run(stop))
         count = _Bursts(joined, conn.user)
         left = {group}
-        ended: str | None = None
+        ended = _SessionEnd()
         try:
             async for ev in _until(events, stop, duration):
                 echo_event(ev, conn.user)
@@ -194,8 +214,7 @@ async def _listen_logged(state: CliState, group: str, out: Path | None,
                 if isinstance(ev, cl.GroupGone) and ev.group in left:
                     left.discard(ev.group)
                     break
-                if isinstance(ev, cl.Disconnected) and ev.final:
-                    ended = ev.reason
+                if ended.follow(ev):
                     break
                 if bursts is not None and count.heard >= bursts:
                     await asyncio.sleep(0.3)  # let the jitter buffer play out the tail
@@ -207,8 +226,7 @@ async def _listen_logged(state: CliState, group: str, out: Path | None,
         click.echo(f"heard {count.heard} burst(s), {listener.frames_played * 0.02:.1f} s of voice"
                    + (f"; wrote {out}" if out is not None else ""))
         signals.raise_if_caught()
-        if ended is not None:
-            raise RequestError(f"session ended by the server: {ended}")
+        ended.raise_if_ended()
         if not left:
             raise RequestError(f"no group left to listen to ('{group}' is no longer yours)")
     finally:
@@ -254,6 +272,7 @@ async def _monitor(state: CliState, groups: list[str], priority: list[str], out:
         task = asyncio.create_task(monitor.run(stop))
         count = _Bursts(joined, conn.user)
         left = set(groups)
+        ended = _SessionEnd()
         try:
             async for ev in _until(events, stop, duration):
                 if isinstance(ev, cl.GroupGone) and ev.group in left:
@@ -271,6 +290,8 @@ async def _monitor(state: CliState, groups: list[str], priority: list[str], out:
                     click.echo(f"{stamp()}  {notice.line()}")
                 elif not isinstance(ev, cl.TalkerChanged):
                     echo_event(ev, conn.user)  # connection news; floor idle is not a scan line
+                if ended.follow(ev):
+                    break
                 count.follow(ev)
                 if bursts is not None and count.heard >= bursts:
                     await asyncio.sleep(0.3)  # let the jitter buffers play out the tails
@@ -285,6 +306,7 @@ async def _monitor(state: CliState, groups: list[str], priority: list[str], out:
         click.echo(f"heard {count.heard} burst(s), {voice:.1f} s of voice ({per_group})"
                    + (f"; wrote {out}" if out is not None else ""))
         signals.raise_if_caught()
+        ended.raise_if_ended()
         if not left:
             raise RequestError("no group left to listen to (none of them is yours any more)")
     finally:
