@@ -483,9 +483,13 @@ class ClientCore:
         elif isinstance(msg, m.FloorTaken):
             if self._fresh(msg.group, msg.version):
                 self._on_taken(msg.group, msg.talker, msg.burst_id, msg.priority)
+                if msg.version:
+                    self._note_queue(msg.group, msg.queue)
         elif isinstance(msg, m.FloorIdle):
             if self._fresh(msg.group, msg.version):
                 self._on_idle(msg.group, msg.burst_id)
+                if msg.version:
+                    self._note_queue(msg.group, [])
         elif isinstance(msg, m.QueuePosition):
             g = self.groups.get(msg.group)
             if g and g.participation is Participation.QUEUED and msg.position > 0:
@@ -568,6 +572,7 @@ class ClientCore:
         g.version = state.version
         g.online = {mi.user for mi in state.members if mi.online}
         g.talker, g.talker_burst = state.talker, state.burst_id
+        g.queue = tuple(state.queue)
         self._events.append(GroupJoined(state))
         if state.talker is not None:
             self._events.append(TalkerChanged(state.group, state.talker, state.burst_id))
@@ -604,6 +609,7 @@ class ClientCore:
             return  # our own burst's end comes by revoke, idle or stale-talker notice
         g.version = state.version
         g.state = state
+        self._note_queue(state.group, state.queue)
         if state.talker is not None:
             self._on_taken(state.group, state.talker, state.burst_id)
             return
@@ -685,6 +691,19 @@ class ClientCore:
             g.forget(burst_id)
         self._request("release", group,
                       lambda t: m.FloorRelease(t, self.session_id, group, burst_id), now)
+
+    def _note_queue(self, group: str, queue: list[str]) -> None:
+        """The group's queue as the server announced it; a queued device takes its place
+        from it too (its own QueuePosition may have been lost)."""
+        g = self.groups.get(group)
+        if g is None:
+            return
+        g.queue = tuple(queue)
+        if g.participation is Participation.QUEUED and self.user in g.queue:
+            position = g.queue.index(self.user) + 1
+            if position != g.position:
+                g.position = position
+                self._set(g, Participation.QUEUED)
 
     def _note_talker(self, g: GroupView, talker: str | None, burst: int,
                      priority: m.Priority = m.Priority.NORMAL) -> None:

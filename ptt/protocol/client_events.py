@@ -227,6 +227,7 @@ class GroupView:
     asked: tuple[m.Priority, float] | None = None  # the open floor request: priority, when asked
     guessed_end: int = 0  # our burst whose end was inferred from the group's news, not told
     version: int = 0  # of the floor state this view shows (FloorTaken.version)
+    queue: tuple[str, ...] = ()  # who waits for the floor, in order, as of ``version``
 
     def forget(self, burst: int) -> None:
         """Remember ``burst`` as over, so a late or resent grant for it is refused."""

@@ -395,8 +395,12 @@ class FloorTaken:
     burst_id: int
     priority: Priority
     max_talk_ms: int
-    # counts the group's floor changes (taken, idle); news with an older version is stale
+    # counts the group's floor changes (taken, idle, the queue); news with an older version is
+    # stale
     version: int = 0
+    # who waits, in order: with the version, the news is the whole floor state, so a member that
+    # lost earlier news (a queue change included) is caught up by the latest
+    queue: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,7 +83,7 @@ class GroupEntry:
     mcast_members: set[int] = field(default_factory=set)  # joined sessions on the multicast path
     key_epoch: int = 0  # the group key's epoch; 0: no key uploaded yet
     grants: dict[str, bytes] = field(default_factory=dict)  # user -> opaque grant of key_epoch
-    version: int = 0  # floor changes announced (taken, idle): FloorTaken.version
+    version: int = 0  # floor changes announced (taken, idle, the queue): FloorTaken.version
     floor_news: m.FloorTaken | m.FloorIdle | None = None  # the latest, repeated (STATE_REPEATS)
     link: LinkAggregate | None = None  # listeners' reports of the current burst (loss feedback)
     burst_frames: int = 0  # voice frames of the current burst the relay accepted

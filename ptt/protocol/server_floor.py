@@ -12,6 +12,7 @@ reliable ``FloorGranted``, a revoked talker a reliable ``FloorRevoked``, the gro
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from ptt.protocol import floor as fl
@@ -135,7 +136,7 @@ class FloorControl(ServerBase):
                 g.version += 1
                 self._announce_floor(g, m.FloorIdle(g.name, ev.burst_id, g.version), now)
             elif isinstance(ev, fl.QueueChanged):
-                self._queue_changed(g, ev.queue)
+                self._queue_changed(g, ev.queue, now)
 
     def _granted(self, g: GroupEntry, ev: fl.Granted, now: float,
                  requester: Session | None = None) -> None:
@@ -153,7 +154,8 @@ class FloorControl(ServerBase):
                 g.grant_burst = ev.burst_id
         g.version += 1  # the requester hears it too: its version must follow
         self._announce_floor(g, m.FloorTaken(g.name, ev.user, ev.burst_id, ev.priority,
-                                             int(ev.max_talk * 1000), g.version), now)
+                                             int(ev.max_talk * 1000), g.version,
+                                             list(self.floors.floor(g.name).queue)), now)
 
     def _revoke(self, user: str, g: GroupEntry, burst_id: int, cause: m.RevokeCause,
                 grace: float, now: float) -> None:
@@ -163,10 +165,19 @@ class FloorControl(ServerBase):
             self._send_reliable(s, lambda txn: m.FloorRevoked(txn, group, burst_id, cause,
                                                               int(grace * 1000)), now)
 
-    def _queue_changed(self, g: GroupEntry, queue: tuple[str, ...]) -> None:
+    def _queue_changed(self, g: GroupEntry, queue: tuple[str, ...], now: float) -> None:
+        """The queued whose place moved get it at once; the whole group gets the floor news
+        again with the new queue under a new version, repeated like any floor change, so a
+        member that lost either is caught up (by a repeat, or by the heartbeat digest)."""
         before = {u: i for i, u in enumerate(g.last_queue, 1)}
         for i, u in enumerate(queue, 1):
             s = self._floor_session(g, u) if before.get(u) != i else None
             if s is not None:
                 self._send(s, m.QueuePosition(g.name, i))
         g.last_queue = queue
+        news = g.floor_news
+        # a grant from the queue already announced the queue it left
+        if isinstance(news, m.FloorTaken) and news.queue != list(queue):
+            g.version += 1
+            self._announce_floor(g, dataclasses.replace(news, version=g.version,
+                                                        queue=list(queue)), now)

@@ -218,7 +218,7 @@ class VoiceRelay(ServerBase):
         if f.holder is not None and f.holder != s.user:
             msg: m.Message = m.FloorTaken(g.name, f.holder, f.burst_id,
                                           f.holder_priority or m.Priority.NORMAL,
-                                          int(g.max_talk * 1000), g.version)
+                                          int(g.max_talk * 1000), g.version, list(f.queue))
         else:  # idle, or the sender holds a newer burst than it talks with: its burst is over
             msg = m.FloorIdle(g.name, burst_id, g.version if f.holder is None else 0)
         self._send(s, msg)
