@@ -414,6 +414,8 @@ class ClientCore:
             self._last_ack = now
             self._check_digest(msg.digest, now)
         elif isinstance(msg, m.SessionClosed):
+            if msg.txn:  # every copy: the server resends until one Ack gets through
+                self._emit(encode_message(m.Ack(msg.txn, self.session_id)))
             if self.conn is ConnState.CONNECTED:
                 self.conn = ConnState.DISCONNECTED  # no Bye: the session is gone
                 self.close(now)  # and no new login

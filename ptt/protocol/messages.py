@@ -261,9 +261,11 @@ class Error:
 @dataclass(frozen=True, slots=True)
 class SessionClosed:
     """Sealed, server to client: the server ended this session for ``reason`` (e.g. the user
-    signed in on more devices than allowed); the client stops and does not log in again."""
+    signed in on more devices than allowed); the client stops and does not log in again. Sent
+    until the client acknowledges ``txn`` (an Ack), at most ``RETRY_TOTAL``; 0: not resent."""
 
     reason: str
+    txn: int = 0
 
 
 @dataclass(frozen=True, slots=True)

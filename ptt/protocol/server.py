@@ -152,10 +152,13 @@ class ServerCore(LoginGate, Directory, FloorControl, VoiceRelay, KeyGrants, Link
         self._repeat_floor_news(now)
         resend, expired = self._reliable.handle_timer(now)
         for plain, dest in resend:  # sealed anew: the client's window took the first copy
-            if isinstance(dest, Session) and self.sessions.by_id.get(dest.session_id) is dest:
+            if isinstance(dest, Session) and dest in (self.sessions.by_id.get(dest.session_id),
+                                                      self._closed_unacked.get(dest.session_id)):
                 self._out.append((self._seal(dest, plain), dest.addr))
         for e in expired:
             sid = e.key[0]
+            if self._closed_unacked.pop(sid, None) is not None:
+                continue  # its SessionClosed, never acknowledged: nothing more to end
             gone = self.sessions.by_id.get(sid)
             if gone is not None:
                 log.info("no ack from %s for an acknowledged message; ending its session",

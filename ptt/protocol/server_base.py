@@ -145,6 +145,9 @@ class ServerBase:
         # answers by (addr, txn) for plain requests, by (session id, txn) for sealed ones (sealed)
         self._cache: ResponseCache[tuple[object, int]] = ResponseCache()
         self._reliable: Retransmitter[tuple[int, int]] = Retransmitter()  # plaintext, to a Session
+        # sessions ended with a SessionClosed not yet acknowledged, by id: kept only to resend
+        # it and to open the client's Ack (server_gate), until the ack or RETRY_TOTAL
+        self._closed_unacked: dict[int, Session] = {}
         self._limiter = limits.RateLimiter(config.rate_limits)
         # the same limits, apart, for hosts that logged in before: a flood spoofed from many
         # new addresses cannot spend their aggregate budget (server_gate.known_host); without

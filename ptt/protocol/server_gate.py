@@ -59,6 +59,9 @@ class LoginGate(ServerBase):
             self._drop(addr, f"malformed sealed datagram: {exc}")
             return
         s = self.sessions.by_id.get(sid)
+        if s is None and sid in self._closed_unacked:
+            self._closed_ack(self._closed_unacked[sid], data, addr)
+            return
         if s is None or s.channel is None:
             # an expired session, a restarted server, or a forgery: tell the sender to log in
             # again, if it fits (a sealed datagram is at least 30 bytes, the answer 30)
@@ -293,11 +296,25 @@ class LoginGate(ServerBase):
         self._ring_waiting_calls(s, now)
 
     def _close_session(self, s: Session, reason: str, now: float) -> None:
-        """End ``s`` and tell its client why (sealed, twice against a loss: it must not log in
-        again and end another device in turn)."""
-        data = encode_message(m.SessionClosed(reason))
-        self._out.extend((self._seal(s, data), s.addr) for _ in range(2))
-        self._end_session(s, "too many devices", now)
+        """End ``s`` and tell its client why, sealed and resent until acknowledged (the client
+        must not go on believing it is online, nor log in again and end another device in
+        turn)."""
+        self._end_session(s, "too many devices", now)  # forgets what was pending for it
+        self._closed_unacked[s.session_id] = s
+        self._send_reliable(s, lambda txn: m.SessionClosed(reason, txn), now)
+
+    def _closed_ack(self, s: Session, data: bytes, addr: Addr) -> None:
+        """A datagram from a session ended by SessionClosed: only its Ack is taken."""
+        assert s.channel is not None
+        try:
+            msg = decode_message(s.channel.open(data))
+        except PttError as exc:
+            self._drop(addr, f"sealed datagram refused: {exc}")
+            return
+        if isinstance(msg, m.Ack) and self._reliable.ack((s.session_id, msg.txn)):
+            del self._closed_unacked[s.session_id]
+        else:
+            self._drop(addr, "sealed datagram for a closed session")
 
     def _new_session_id(self) -> int:
         while True:
