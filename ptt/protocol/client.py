@@ -503,11 +503,19 @@ class ClientCore:
                 self._events.append(LinkReported(
                     msg.group, msg.burst_id, msg.listeners, msg.loss / 1000, msg.worst / 1000,
                     msg.run / 10, msg.late / 1000))
+        elif isinstance(msg, m.PresenceBatch):
+            for change in msg.changes:
+                self._on_presence(msg.group, change.user, change.online)
         elif isinstance(msg, m.Presence):
-            g = self.groups.get(msg.group)
-            if g is not None:
-                (g.online.add if msg.online else g.online.discard)(msg.user)
-                self._events.append(PresenceChanged(msg.group, msg.user, msg.online))
+            self._on_presence(msg.group, msg.user, msg.online)
+
+    def _on_presence(self, group: str, user: str, online: bool) -> None:
+        """A member's presence as the server sees it; news only when it differs from ours (a
+        batch may repeat what the Join answer or an earlier batch already told)."""
+        g = self.groups.get(group)
+        if g is not None and (user in g.online) != online:
+            (g.online.add if online else g.online.discard)(user)
+            self._events.append(PresenceChanged(group, user, online))
 
     def _on_challenge(self, msg: m.Challenge, now: float) -> None:
         key = (msg.salt, msg.iterations)

@@ -41,6 +41,7 @@ class MsgType(IntEnum):
     LEFT = 23
     PRESENCE = 24
     KEY_GRANT = 25
+    PRESENCE_BATCH = 26
     # floor
     FLOOR_REQUEST = 40
     FLOOR_RESPONSE = 41
@@ -169,6 +170,14 @@ class GroupState:
     # the server hears the group address and bridges relay talkers onto it: any burst may be
     # heard by multicast there, where only a talker's signature tells it from a member's forgery
     bridged: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceChange:
+    """One member's presence in a ``PresenceBatch``: online when it has a device in the group."""
+
+    user: str
+    online: bool
 
 
 # --- session -----------------------------------------------------------------------------------
@@ -317,6 +326,18 @@ class Presence:
     group: str
     user: str
     online: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceBatch:
+    """The members of ``group`` whose presence changed since the group's last batch, each as it
+    is when the batch leaves (announced to the group, not acknowledged). The server gathers them
+    for a while (``ptt.protocol.server_groups.PRESENCE_INTERVAL``): N members joining at once
+    cost a few batches to each member, not N ``Presence`` each. ``Presence`` is what older
+    servers send; clients take both."""
+
+    group: str
+    changes: list[PresenceChange]
 
 
 @dataclass(frozen=True, slots=True)
@@ -638,7 +659,7 @@ class AdminResponse:
 Message = (
     Hello | Challenge | Login | Welcome | Heartbeat | HeartbeatAck | Bye | Ack | Error
     | SessionClosed | PathCheck
-    | Join | Joined | Leave | Left | Presence | KeyGrant
+    | Join | Joined | Leave | Left | Presence | KeyGrant | PresenceBatch
     | FloorRequest | FloorResponse | FloorRelease | FloorReleased | FloorGranted | FloorRevoked
     | FloorTaken | FloorIdle | QueuePosition | ReceiverReport | LinkReport | BurstReceipt
     | DeliveryReport | Call | CallResponse | IncomingCall | GroupGone | Admin
@@ -664,6 +685,7 @@ MESSAGE_TYPES: dict[MsgType, type] = {
     MsgType.LEFT: Left,
     MsgType.PRESENCE: Presence,
     MsgType.KEY_GRANT: KeyGrant,
+    MsgType.PRESENCE_BATCH: PresenceBatch,
     MsgType.FLOOR_REQUEST: FloorRequest,
     MsgType.FLOOR_RESPONSE: FloorResponse,
     MsgType.FLOOR_RELEASE: FloorRelease,

@@ -140,7 +140,8 @@ class ServerCore(LoginGate, Directory, FloorControl, VoiceRelay, KeyGrants, Link
             t
             for t in (self.floors.get_timer(), self.sessions.get_timer(),
                       self._reliable.get_timer(), self._delivery_timer(), self._page_timer(),
-                      self._repeats[0][0] if self._repeats else None)
+                      self._repeats[0][0] if self._repeats else None,
+                      self._presence_heap[0][0] if self._presence_heap else None)
             if t is not None
         ]
         return min(timers) if timers else None
@@ -150,6 +151,7 @@ class ServerCore(LoginGate, Directory, FloorControl, VoiceRelay, KeyGrants, Link
             self._end_session(s, "expired", now)
         self._floor_events(self.floors.handle_timer(now), now)
         self._repeat_floor_news(now)
+        self._presence_batches_due(now)
         resend, expired = self._reliable.handle_timer(now)
         for plain, dest in resend:  # sealed anew: the client's window took the first copy
             if isinstance(dest, Session) and dest in (self.sessions.by_id.get(dest.session_id),

@@ -87,6 +87,11 @@ class GroupEntry:
     floor_news: m.FloorTaken | m.FloorIdle | None = None  # the latest, repeated (STATE_REPEATS)
     link: LinkAggregate | None = None  # listeners' reports of the current burst (loss feedback)
     burst_frames: int = 0  # voice frames of the current burst the relay accepted
+    # members whose presence changed since the last PresenceBatch (server_groups), when that
+    # batch left, and when the next is due (0.0: none is scheduled)
+    presence_pending: dict[str, None] = field(default_factory=dict)
+    presence_sent: float = float("-inf")
+    presence_due: float = 0.0
 
     def sessions_of(self, user: str) -> list[Session]:
         """The user's sessions that joined this group."""
@@ -161,6 +166,7 @@ class ServerBase:
         self.relayed = b""  # the last accepted voice frame as it is forwarded (MAC removed)
         self.relayed_signed = b""  # ... to a multicast address: the talker's signature kept
         self._repeats: list[tuple[float, int, int]] = []  # (when, group id, version) to repeat
+        self._presence_heap: list[tuple[float, int]] = []  # (when, group id): batches due
         self.voice_refused = 0  # voice for a burst that is not the holder's current one (metrics)
 
     if TYPE_CHECKING:  # what one concept calls in another; ServerCore composes them all

@@ -10,6 +10,8 @@ said Bye releases the floor, one that vanished loses it (``floor.participant_los
 
 from __future__ import annotations
 
+import heapq
+
 from ptt.names import call_group_name, call_members
 from ptt.protocol import floor as fl
 from ptt.protocol import messages as m
@@ -22,6 +24,15 @@ from ptt.protocol.session import Session
 # first; ``group show`` has them all (an answer in parts, ptt.protocol.parts).
 JOINED_MEMBER_BYTES = 40_000
 _MEMBER_MIN_BYTES = 4  # an entry's msgpack array, its name's length and two booleans
+# Presence news of a group leaves at once when the group had none for this long, else gathered
+# into one PresenceBatch when that time is up: N members joining together cost each member a
+# batch per interval rather than a datagram per join (O(N) datagrams per batch, not O(N^2)), and
+# a lone change is not delayed. Half a second is well inside what a person watching notices.
+PRESENCE_INTERVAL = 0.5
+# Bytes of changes in one PresenceBatch: a few IP fragments on an Ethernet path (a lost fragment
+# loses the datagram), and still hundreds of members per batch.
+PRESENCE_BATCH_BYTES = 8_000
+_CHANGE_MIN_BYTES = 3  # a change's msgpack array, its name's length and a boolean
 
 
 class Directory(ServerBase):
@@ -111,7 +122,7 @@ class Directory(ServerBase):
         g.online.pop(user, None)
         g.requesters.pop(user, None)
         if gone:
-            self._announce(g, m.Presence(group, user, False))
+            self._presence_changed(g, user, now)
         g.targets.clear()
         if not g.private:
             self._tell_gone(user, group, m.GoneReason.REMOVED, now)
@@ -185,18 +196,18 @@ class Directory(ServerBase):
             self._answer(s, msg.txn, m.Error(msg.txn, code, text), now)
             return
         if s.session_id not in g.joined:
-            self._enter(g, s)
+            self._enter(g, s, now)
         state = self.group_state(g.name, JOINED_MEMBER_BYTES)
         self._answer(s, msg.txn, m.Joined(msg.txn, state, g.grants.get(s.user, b"")), now)
         self._pages_joined(s, now)
 
-    def _enter(self, g: GroupEntry, s: Session) -> None:
+    def _enter(self, g: GroupEntry, s: Session, now: float) -> None:
         g.joined[s.session_id] = s
         s.joined.add(g.name)
         g.targets.clear()
         g.online[s.user] = g.online.get(s.user, 0) + 1
         if g.online[s.user] == 1:  # another device of an online member changes nobody's view
-            self._announce(g, m.Presence(g.name, s.user, True), skip=s)
+            self._presence_changed(g, s.user, now)
             self._events.append(MemberJoined(g.name, s.user))
 
     def _leave(self, s: Session, group: str, now: float, lost: bool = False) -> None:
@@ -217,10 +228,51 @@ class Directory(ServerBase):
             handler = self.floors.participant_lost if lost else self.floors.release
             self._floor_events(handler(group, s.user, now), now)
         if not left:
-            self._announce(g, m.Presence(group, s.user, False))
+            self._presence_changed(g, s.user, now)
             self._events.append(MemberLeft(group, s.user))
         if g.private and not g.joined:
             self.remove_group(group, now)
+
+    # --- presence -----------------------------------------------------------------------------
+
+    def _presence_changed(self, g: GroupEntry, user: str, now: float) -> None:
+        """``user`` came online in ``g`` or went offline: the group hears it in the next batch."""
+        g.presence_pending[user] = None
+        if g.presence_due:
+            return
+        due = g.presence_sent + PRESENCE_INTERVAL
+        if now >= due:
+            self._send_presence(g, now)
+        else:
+            g.presence_due = due
+            heapq.heappush(self._presence_heap, (due, g.group_id))
+
+    def _presence_batches_due(self, now: float) -> None:
+        heap = self._presence_heap
+        while heap and heap[0][0] <= now:
+            due, gid = heapq.heappop(heap)
+            g = self._by_id.get(gid)
+            if g is not None and g.presence_due == due:  # not a group deleted meanwhile
+                self._send_presence(g, now)
+
+    def _send_presence(self, g: GroupEntry, now: float) -> None:
+        """Every member in ``g`` learns each pending member's presence as it is at this moment
+        (one that came and went meanwhile is news to nobody, and is sent all the same: a
+        client applies a change that it already shows as nothing), in batches of at most
+        PRESENCE_BATCH_BYTES of changes."""
+        g.presence_sent, g.presence_due = now, 0.0
+        pending, g.presence_pending = g.presence_pending, {}
+        batch: list[m.PresenceChange] = []
+        used = 0
+        for user in pending:
+            size = len(user.encode("utf-8")) + _CHANGE_MIN_BYTES
+            if batch and used + size > PRESENCE_BATCH_BYTES:
+                self._announce(g, m.PresenceBatch(g.name, batch))
+                batch, used = [], 0
+            batch.append(m.PresenceChange(user, user in g.online))
+            used += size
+        if batch:
+            self._announce(g, m.PresenceBatch(g.name, batch))
 
     def _on_call(self, s: Session, msg: m.Call, now: float) -> None:
         refusal = self._call_refusal(s, msg.peer)
@@ -256,7 +308,7 @@ class Directory(ServerBase):
         """Put ``peer`` in the call at once (so the caller's first words reach it) and tell it
         who is calling; its client joins too, which only answers the call's state."""
         if g.joined.get(peer.session_id) is not peer:
-            self._enter(g, peer)
+            self._enter(g, peer, now)
         self._send_reliable(peer, lambda txn: m.IncomingCall(txn, g.name, caller), now)
 
     def _ring_waiting_calls(self, s: Session, now: float) -> None:

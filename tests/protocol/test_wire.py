@@ -29,6 +29,7 @@ SAMPLES: list[m.Message] = [
     m.AdminResponse(12, {"groups": [{"name": "g", "members": 3, "private": False}]}),
     m.IncomingCall(13, "call:a+b", "a"),
     m.GroupGone(14, "g", m.GoneReason.DELETED),
+    m.PresenceBatch("g", [m.PresenceChange("a", True), m.PresenceChange("b", False)]),
 ]
 
 
@@ -57,7 +58,8 @@ def _value_for(tp: str) -> object:
              "RevokeCause": m.RevokeCause.SILENCE,
              "GoneReason": m.GoneReason.REMOVED, "Priority": m.Priority.HIGH,
              "list[str]": ["a"], "GroupState": m.GroupState("g", 1, []),
-             "list[Receipt]": [m.Receipt("a", 49, 50)]}
+             "list[Receipt]": [m.Receipt("a", 49, 50)],
+             "list[PresenceChange]": [m.PresenceChange("a", False)]}
     if tp in table:
         return table[tp]
     if tp.startswith("dict"):
