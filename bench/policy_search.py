@@ -11,10 +11,21 @@ mean playout delay and the frames concealed and inserted (summed over the seeds)
 
 The jitter buffer's growth cap is its own (``max_growth`` plus drift, or two frames short of the
 copies' reach while losing), so ``max_growth`` above 3 matters only for short reaches.
+
+``--live-patterns COND...`` replays, offline, the exact loss patterns of the real-command bench
+(bench_voice_quality's live cells: the proxy's ``--seed`` 1-3 on the listener's downlink and on
+the talker's uplink) through ptt's adaptive policy as ``ptt talk`` runs it (starting at
+START_REDUNDANCY, the first report half a second in, then one a second) and a cold listener::
+
+    .venv/bin/python bench/policy_search.py --live-patterns "bursty 10%" "random 20%"
+
+It tracks the live cells to within run-to-run noise without the machine's scheduling in them,
+so a policy change can be judged on the very patterns the live bench will draw.
 """
 
 from __future__ import annotations
 
+import random
 import sys
 import tempfile
 from pathlib import Path
@@ -25,9 +36,67 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import bench_voice_quality as b  # noqa: E402
 
 from ptt.audio.wav import read_wav  # noqa: E402
+from ptt.faults.proxy import Impairment  # noqa: E402
 from ptt.media.jitter import JitterConfig  # noqa: E402
+from ptt.media.sender import START_REDUNDANCY  # noqa: E402
 
 SEEDS = (1, 2, 3, 4, 5, 6)
+
+
+LIVE_IMPAIRMENTS = {"random 5%": Impairment(loss=0.05), "random 10%": Impairment(loss=0.10),
+                    "random 20%": Impairment(loss=0.20),
+                    "bursty 10%": Impairment(loss=0.10, burst=b.BURST_LENGTH)}
+PROXY_PATHS = ("up", "down")  # ImpairmentProxy draws a generator per (way, kind) in this order ...
+PROXY_KINDS = ("control", "voice")  # ... for a client's first datagram
+
+
+class ProxyPattern:
+    """The losses `python -m ptt.faults.proxy --seed SEED` gives the voice of a lone client's
+    ``way`` (the generators drawn as ImpairmentProxy._channels draws them)."""
+
+    def __init__(self, seed: int, way: str, impairment: Impairment) -> None:
+        master = random.Random(seed)
+        draws = {(w, k): master.getrandbits(64) for w in PROXY_PATHS for k in PROXY_KINDS}
+        self.channel = impairment.channel(random.Random(draws[(way, "voice")]))
+
+    def lost(self, rng: random.Random) -> bool:
+        return not self.channel.transmit(0.0)
+
+
+class TalkSession(b.Session):
+    """A Session whose talker starts as `ptt talk` does: at START_REDUNDANCY, its listener's
+    first report half a second in."""
+
+    def __init__(self, cfg: b.Config, cond: b.Condition, seed: int) -> None:
+        super().__init__(cfg, cond, seed)
+        assert self.policy is not None
+        self.policy.start(START_REDUNDANCY)
+        self.encoder.set_bitrate(self.policy.settings.bitrate(cfg.bitrate))
+
+    def burst(self, frames: list[bytes], encoded: list[bytes] | None = None,
+              gap: int = b.DRAIN_FRAMES) -> tuple[bytes, int, list[float]]:
+        self.clock = b.REPORT_EVERY // 2  # reports fall due at multiples of REPORT_EVERY
+        return super().burst(frames, encoded, gap)
+
+
+def live_patterns(conditions: list[str]) -> int:
+    """Each live cell's three seeds, replayed offline (see the module's doc)."""
+    with tempfile.TemporaryDirectory(prefix="ptt-policy-") as tmp:
+        voices = {name: b.split(read_wav(b.held_out_speech(v, text, Path(tmp, f"{v}.wav"))))
+                  for name, (v, text) in b.LIVE_VOICES.items()}
+    b.Session = TalkSession  # type: ignore[misc]
+    for cond in conditions:
+        imp = LIVE_IMPAIRMENTS[cond]
+        for name, frames in voices.items():
+            for way in ("down", "up"):
+                scores = []
+                for seed in b.LIVE_SEEDS:
+                    c = b.Condition(cond, lambda s=seed, w=way: ProxyPattern(s, w, imp))
+                    scores.append(b.measure(frames, b.Config("adaptive", warm=False), c,
+                                            (seed,))["pesq"])
+                print(f"{cond:11s} {name:16s} {way:4s} PESQ {sum(scores) / len(scores):.2f} "
+                      f"seeds {' '.join(f'{x:.2f}' for x in scores)}", flush=True)
+    return 0
 
 
 def main(experiments: list[str]) -> int:
@@ -51,4 +120,6 @@ def main(experiments: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--live-patterns"]:
+        sys.exit(live_patterns(sys.argv[2:]))
     sys.exit(main(sys.argv[1:]))
