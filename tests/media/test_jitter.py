@@ -411,6 +411,21 @@ def test_copies_spread_against_runs_grow_the_delay_in_a_pause_not_in_speech() ->
     assert jb.stats.inserted - jb.stats.skipped <= 4
 
 
+def test_a_long_burst_with_spread_copies_grows_no_more_than_their_reach_allows() -> None:
+    # 14 s with copies at (2, 4, 6) and a run of three lost packets every 40, the talker's
+    # clock 0.4 % slower than the player's (the drift allowance's case): the copies' reach
+    # bounds the growth (four frames, 80 ms), the drift allowance does not come on top of it
+    def pl(seq: int) -> VoicePayload:
+        return VoicePayload(frame(seq), tuple((o, frame(seq - o)) for o in (2, 4, 6) if o <= seq))
+
+    n = 700
+    lost = {i for i in range(10, n - 10) if i % 40 < 3}
+    arrivals = [(i * F * 1.004 + 0.002, i, pl(i), i == n - 1) for i in range(n) if i not in lost]
+    jb = JitterBuffer()
+    run(jb, arrivals, n + 60)
+    assert jb.stats.inserted - jb.stats.skipped <= 4, (jb.stats.inserted, jb.stats.skipped)
+
+
 def test_random_loss_copies_do_not_grow_the_delay_ahead_of_need() -> None:
     # copies at (1, 3) (random loss): after a loss switches look-ahead on, a pause is no reason
     # to insert frames; the delay grows only when a frame needs it
