@@ -88,7 +88,7 @@ class LinkChange:
     settings: MediaSettings
 
     def line(self) -> str:
-        """``link: 12% loss (runs of 2.1) -> 2 copies at offsets 1,3``."""
+        """``link: 12% loss (runs of 2.1) -> 3 copies at offsets 2,4,6``."""
         pct = f"{self.loss * 100:.1f}".rstrip("0").rstrip(".")
         runs = f" (runs of {self.mean_run:.1f})" if self.loss > 0 and self.mean_run >= 1.05 else ""
         return f"link: {pct}% loss{runs} -> {protection_text(self.settings)}"
