@@ -130,18 +130,32 @@ def delivery_text(ev: DeliveryReported, sent: int = 0, peer: str | None = None) 
         if peer in ev.offline:
             return f"{peer} is offline: not heard"
         return f"{peer} did not confirm hearing it"
-    online = len(ev.heard) + len(ev.silent)
-    line = f"heard by {len(heard)} of {online} online member{'' if online == 1 else 's'}"
+    online = len(ev.heard) + ev.heard_more + len(ev.silent) + ev.silent_more
+    # a large group's report names the receipts that got least: those left out got at least as
+    # much, so they heard it whenever a named one did
+    more_heard = ev.heard_more if heard else 0
+    count = len(heard) + more_heard
+    line = f"heard by {count} of {online} online member{'' if online == 1 else 's'}"
     if heard:
-        line += " (" + ", ".join(f"{r.user} {pct(r)}%" for r in heard) + ")"
+        more = f", and {more_heard} more" if more_heard else ""
+        line += " (" + ", ".join(f"{r.user} {pct(r)}%" for r in heard) + more + ")"
     nothing = [r.user for r in ev.heard if r.received == 0]
     if nothing:
         line += f"; heard nothing: {', '.join(nothing)}"
+        if ev.heard_more and not heard:
+            line += f" ({ev.heard_more} more receipts not named)"
     if ev.silent:
-        line += f"; not confirmed: {', '.join(ev.silent)}"
+        line += f"; not confirmed: {_names(ev.silent, ev.silent_more)}"
     if ev.offline:
-        line += f"; offline: {', '.join(ev.offline)}"
+        line += f"; offline: {_names(ev.offline, ev.offline_more)}"
     return line
+
+
+def _names(names: list[str], more: int) -> str:
+    """``dan, eve``, or for a list the report cut: ``996 (dan, eve, ..., and 956 more)``."""
+    if not more:
+        return ", ".join(names)
+    return f"{len(names) + more} ({', '.join(names)}, and {more} more)"
 
 
 async def await_delivery(conn: Connection, events: asyncio.Queue[ClientEvent], group: str,

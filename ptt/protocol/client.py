@@ -647,7 +647,8 @@ class ClientCore:
         if isinstance(msg, m.DeliveryReport):
             self._events.append(DeliveryReported(msg.group, msg.burst_id, msg.frames,
                                                  list(msg.heard), list(msg.silent),
-                                                 list(msg.offline)))
+                                                 list(msg.offline), msg.heard_more,
+                                                 msg.silent_more, msg.offline_more))
             return
         if isinstance(msg, m.KeyGrant):
             self._events.append(KeyGrantReceived(msg.group, msg.epoch, msg.grant))

@@ -164,6 +164,10 @@ class DeliveryReported:
     heard: list[m.Receipt]
     silent: list[str]
     offline: list[str]
+    # how many each list leaves out (a large group's report names at most m.REPORT_NAMES each)
+    heard_more: int = 0
+    silent_more: int = 0
+    offline_more: int = 0
 
 
 @dataclass(frozen=True, slots=True)

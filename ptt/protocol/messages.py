@@ -502,11 +502,16 @@ class BurstReceipt:
     expected: int
 
 
+REPORT_NAMES = 40  # per list of a DeliveryReport: 40 long names and receipts fit a datagram
+
+
 @dataclass(frozen=True, slots=True)
 class DeliveryReport:
     """Unsolicited, acknowledged with ``Ack``: who received the talker's burst ``burst_id``.
     ``heard`` are the receipts of the members online at the burst's end; ``silent`` were online
-    but sent none in time; ``offline`` were not online; ``frames`` is what the relay accepted."""
+    but sent none in time; ``offline`` were not online; ``frames`` is what the relay accepted.
+    In a large group each list holds at most ``REPORT_NAMES`` entries (the receipts that got
+    least first) and ``*_more`` count those left out, so the report fits one datagram."""
 
     txn: int
     group: str
@@ -515,6 +520,9 @@ class DeliveryReport:
     heard: list[Receipt]
     silent: list[str]
     offline: list[str]
+    heard_more: int = 0
+    silent_more: int = 0
+    offline_more: int = 0
 
 
 # --- one-to-one calls --------------------------------------------------------------------------

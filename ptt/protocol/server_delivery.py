@@ -94,8 +94,14 @@ class DeliveryReports(ServerBase):
                                              tuple(heard), tuple(silent), tuple(offline)))
         s = self.sessions.by_id.get(c.talker_session)
         if s is not None:
+            # a group of thousands: name the receipts that got least, count the rest
+            cap = m.REPORT_NAMES
+            least = sorted(sorted(heard, key=lambda r: (r.received, r.user))[:cap],
+                           key=lambda r: r.user)
             self._send_reliable(s, lambda txn: m.DeliveryReport(
-                txn, c.group, c.burst_id, frames, heard, silent, offline), now)
+                txn, c.group, c.burst_id, frames, least, silent[:cap], offline[:cap],
+                len(heard) - len(least), max(0, len(silent) - cap),
+                max(0, len(offline) - cap)), now)
 
     def _delivery_timer(self) -> float | None:
         if not self._closing:

@@ -47,3 +47,17 @@ def test_the_report_line_names_heard_silent_and_offline_members() -> None:
     assert delivery_text(call, peer="bob") == "bob heard it (100%)"
     silent = cl.DeliveryReported("call:ann+bob", 1, 50, [], ["bob"], [])
     assert delivery_text(silent, peer="bob") == "bob did not confirm hearing it"
+
+
+def test_a_large_groups_report_counts_what_it_does_not_name() -> None:
+    named = [m.Receipt(f"v{i:04d}", 90 + i % 10, 100) for i in range(m.REPORT_NAMES)]
+    ev = cl.DeliveryReported("north", 1, 100, named, ["s1"], [f"o{i}" for i in range(40)],
+                             heard_more=958, silent_more=0, offline_more=956)
+    line = delivery_text(ev)
+    assert line.startswith("heard by 998 of 999 online members (v0000 90%, ")
+    assert ", and 958 more); not confirmed: s1; offline: 996 (o0, o1, " in line
+    assert line.endswith(", o39, and 956 more)")
+    # every named receipt heard nothing: whether those left out did is not known
+    zeros = cl.DeliveryReported("north", 1, 100, [m.Receipt("a", 0, 0)], [], [], heard_more=5)
+    assert delivery_text(zeros) == ("heard by 0 of 6 online members; heard nothing: a "
+                                    "(5 more receipts not named)")

@@ -153,3 +153,33 @@ def test_a_lost_session_names_why() -> None:
             and e.state is Participation.NO_PERMISSION]
     assert lost[-1].revoke_cause is m.RevokeCause.SESSION_LOST
     assert "heartbeat timeout" in lost[-1].reason
+
+
+def test_a_large_groups_report_names_the_least_heard_and_counts_the_rest() -> None:
+    """It must fit one datagram for any group size: 60 listeners, 100 offline."""
+    listeners = [f"l{i:03d}" for i in range(60)]
+    away = [f"o{i:03d}" for i in range(100)]
+    net = SimNet(seed=3)
+    for u in ["ann", *listeners, *away]:
+        net.add_user(u)
+    net.add_group("g", ["ann", *listeners, *away], 1)
+    for u in ["ann", *listeners]:
+        net.clients[u].connect(net.now)
+        net.clients[u].join("g", net.now)
+    net.run_until(2.0)
+    burst = _talk(net, 50)
+    net.clients["ann"].release_floor("g", net.now)
+    net.run_until(net.now + 0.05)
+    for i, u in enumerate(listeners):
+        net.clients[u].send_receipt("g", burst, 50 - i % 7, 50, net.now)
+    net.run_until(net.now + 0.5)
+    r = _report(net)
+    assert len(r.heard) == m.REPORT_NAMES and r.heard_more == 60 - m.REPORT_NAMES
+    named_least = max(x.received for x in r.heard)
+    assert named_least <= min(50 - i % 7 for i in range(60) if f"l{i:03d}" not in
+                              {x.user for x in r.heard})
+    assert [x.user for x in r.heard] == sorted(x.user for x in r.heard)
+    assert r.offline == away[:m.REPORT_NAMES] and r.offline_more == 100 - m.REPORT_NAMES
+    assert (r.silent, r.silent_more) == ([], 0)
+    logged = [e for e in net.server_events if isinstance(e, ServerDeliveryReported)]
+    assert len(logged[0].offline) == 100  # the server's own log keeps every name
