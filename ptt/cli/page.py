@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ptt.cli.live import StopSignals, revoke_text, stamp, until_stopped
-from ptt.client.connection import RELEASE_WAIT, Connection, deny_text
+from ptt.client.connection import RELEASE_WAIT, STOP_RELEASE_WAIT, Connection, deny_text
 from ptt.client.receipts import await_delivery, delivery_line
 from ptt.errors import NetError, RequestError
 from ptt.protocol import client as cl
@@ -121,7 +121,7 @@ async def _attempt(conn: Connection, group: str, source: WavSource, priority: m.
         report = await talker.send(source, signals.stop)
         sent = report.frames * FRAME_S
         if signals.caught:
-            released = await conn.release_floor(group, timeout=2.0)
+            released = await conn.release_floor(group, timeout=STOP_RELEASE_WAIT)
             signals.raise_if_caught(f"sent {sent:.1f} s of {total:.1f} s of {name}; " + (
                 "floor released" if released else "the release was not acknowledged"))
         if report.reason == "floor lost":
@@ -165,7 +165,7 @@ async def _get_floor(conn: Connection, group: str, priority: m.Priority, max_wai
         finally:
             printer.cancel()
     if outcome is None:  # a stop key while asking or queued
-        await conn.release_floor(group, timeout=2.0)
+        await conn.release_floor(group, timeout=STOP_RELEASE_WAIT)
         signals.raise_if_caught("nothing sent: stopped before the floor was granted")
     assert outcome is not None
     if outcome.state is not cl.Participation.HAS_PERMISSION:

@@ -72,6 +72,7 @@ PROBE_TIMEOUT = 1.0  # no echo by then: the group stays on the relay
 PROBE_INTERVAL = 0.25  # probes are datagrams too: send a few
 CONFIRM_TIMEOUT = 3.0  # after the echo, for the server's answer to the voice path request
 RELEASE_WAIT = RETRY_TOTAL + 0.5  # for the server's answer to a release (it is retransmitted)
+STOP_RELEASE_WAIT = 2.0  # the same after a stop key: the command must end soon
 RELAY, PROBING, MULTICAST = "relay", "probing", "multicast"
 _SEQ_AT = 16  # byte offset of seq in the voice header
 

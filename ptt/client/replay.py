@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING
 
 from ptt.audio.codec import DEFAULT_BITRATE, FRAME_BYTES, FRAME_MS, SAMPLE_RATE, OpusEncoder
 from ptt.audio.streams import SILENCE
-from ptt.client.connection import RELEASE_WAIT, Connection, deny_text
+from ptt.client.connection import RELEASE_WAIT, STOP_RELEASE_WAIT, Connection, deny_text
 from ptt.client.keys import VoiceKeys
 from ptt.client.receipts import await_delivery, delivery_line
 from ptt.client.voice import LinkChange
@@ -232,10 +232,14 @@ class BurstReplayer:
             status, detail, sent = await self._send(frames, pk, route, start, sealer, stop,
                                                     reports)
             if status == "sent":
-                # as ptt talk: the burst counts once its end is acknowledged, then its report
-                if await self.conn.release_floor(self.group, timeout=RELEASE_WAIT):
-                    delivery = delivery_line(
-                        await await_delivery(self.conn, reports, self.group, burst), sent)
+                # as ptt talk: the burst counts once its end is acknowledged, then its report;
+                # after a stop key neither is waited for long (out within a second or two)
+                stopped = stop is not None and stop.is_set()
+                if await self.conn.release_floor(self.group, timeout=STOP_RELEASE_WAIT
+                                                 if stopped else RELEASE_WAIT):
+                    if not stopped:
+                        delivery = delivery_line(
+                            await await_delivery(self.conn, reports, self.group, burst), sent)
                 else:
                     status, detail = "unacknowledged", "the server did not answer its release"
         finally:

@@ -10,8 +10,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.acceptance.harness import (Site, finish, no_traceback, read_until, start_proxy,
-                                      stop_proxy, tone_wav)
+from tests.acceptance.harness import (Site, finish, no_traceback, read_until, signal_and_time,
+                                      start_proxy, stop_proxy, tone_wav)
 
 
 def _opus(tmp_path: Path, seconds: float) -> Path:
@@ -64,4 +64,30 @@ def test_a_burst_whose_end_is_never_acknowledged_is_not_reported_sent(
     assert rc == 4, out + err  # the network's fault, as ptt talk's exit code says it
     assert "done: 0 of 1 bursts sent" in out, out
     assert "unacknowledged" in err, err
+    assert "heard by" not in out, out
+
+
+def test_a_stop_key_mid_burst_does_not_wait_for_the_report(site: Site, tmp_path: Path) -> None:
+    # dan is online (queued with a page of his own) but plays nothing: a report would wait the
+    # server's whole receipt window for him; a stopped replay must not
+    site.add_users("ann", "bob", "dan")
+    site.group("g", "ann", "bob", "dan")
+    opus = _opus(tmp_path, 8.0)
+    bob = site.spawn("bob", "listen", "g", "--out", str(tmp_path / "bob.wav"))
+    dan = None
+    try:
+        read_until(bob, "joined g")
+        replay = site.spawn("ann", "replay", str(opus), "--group", "g")
+        read_until(replay, "replaying 1 bursts", timeout=20)
+        dan = site.spawn("dan", "talk", "g", "--wav", str(tone_wav(tmp_path / "d.wav", 0.5)))
+        read_until(dan, "queued #1", timeout=20)
+        rc, took, out, err = signal_and_time(replay, signal.SIGINT, bound=10.0)
+    finally:
+        for p in (bob, dan):
+            if p is not None:
+                p.terminate()
+                finish(p)
+    no_traceback(err)
+    assert rc == 130, out + err
+    assert took <= 1.5, f"took {took:.2f} s to stop\n{out}\n{err}"  # the promise is 1 s
     assert "heard by" not in out, out
