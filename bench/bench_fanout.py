@@ -90,9 +90,9 @@ class Server:
 
     def __init__(self, db: Path, log: Path, sendmmsg: bool) -> None:
         self.port, self.metrics_port = _free_port(), _free_port()
-        # A long session timeout: while thousands join one group at once the server is busy
-        # with their presence news for a minute or more (every join is announced to every
-        # member already in: quadratic), and keepalives are what its reader handles last.
+        # A long session timeout: at the server's default (5 s) deaf load-generator sessions
+        # expired 8 s after logging in, while the first few hundred joined and the server was
+        # far from busy (not explained yet: see docs/benchmarks.md "fan-out").
         env = {**os.environ, "PTT_NO_SENDMMSG": "0" if sendmmsg else "1",
                "PTT_SERVER_SESSION_TIMEOUT": str(SESSION_TIMEOUT)}
         self.log = log
@@ -176,8 +176,8 @@ def _deaf_workers(server: Server, clients: list[tuple[str, str, list[str]]], per
 def _join_paced(server: Server, workers: list[loadgen.WorkerProc], users: list[str],
                 timeout: float) -> None:
     """The deaf ``users`` of ``workers`` join, a batch at a time, each batch once the server
-    logged most of the joins before it (each join costs the server more than the last: its
-    presence goes to every member already in); then those the server never logged ask again
+    logged most of the joins before it (so that a busy server is measured, not flooded); then
+    those the server never logged ask again
     (a Join lost in a full socket buffer is not resent by a deaf client), a few rounds."""
     deadline = time.monotonic() + timeout
     for w in workers:
