@@ -138,18 +138,22 @@ class Directory(ServerBase):
         in ``members_total``. None: every member (group show, fetched in parts if need be)."""
         g = self.groups[name]
         f = self.floors.floor(name)
-        members = [m.MemberInfo(u, u in g.online, lo) for u, lo in sorted(g.members.items())]
+        entries = sorted(g.members.items())
         total = 0
-        if budget is not None and sum(len(mi.user.encode("utf-8")) + _MEMBER_MIN_BYTES
-                                      for mi in members) > budget:
-            members.sort(key=lambda mi: not mi.online)  # stable: by name within each
+        if budget is not None and sum(len(u.encode("utf-8")) + _MEMBER_MIN_BYTES
+                                      for u in g.members) > budget:
+            online = g.online
+            first = [e for e in entries if e[0] in online]  # by name within each
+            first += [e for e in entries if e[0] not in online]
             used, cut = 0, 0
-            for mi in members:
-                used += len(mi.user.encode("utf-8")) + _MEMBER_MIN_BYTES
+            for u, _ in first:
+                used += len(u.encode("utf-8")) + _MEMBER_MIN_BYTES
                 if used > budget:
                     break
                 cut += 1
-            members, total = sorted(members[:cut], key=lambda mi: mi.user), len(members)
+            entries, total = sorted(first[:cut]), len(entries)
+        # records only for the members listed: a Join answer is built for every joining member
+        members = [m.MemberInfo(u, u in g.online, lo) for u, lo in entries]
         return m.GroupState(
             group=name,
             group_id=g.group_id,

@@ -128,16 +128,31 @@ def decode_message(data: bytes) -> Message:
 # --- encoding ----------------------------------------------------------------------------------
 
 
+# msgpack takes these as they are; checked by exact type first because a Join answer of a large
+# group has thousands of member records, each a few of these (an IntEnum is none of them)
+_PLAIN = frozenset({str, int, float, bytes, bool, type(None)})
+
+
 def _to_wire(value: Any) -> Any:
+    t = type(value)
+    if t in _PLAIN:
+        return value
     if isinstance(value, IntEnum):
         return int(value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return [_to_wire(getattr(value, f.name)) for f in _fields(type(value))]
+    names = _record_names(t)
+    if names is not None:
+        return [_to_wire(getattr(value, n)) for n in names]
     if isinstance(value, list):
         return [_to_wire(v) for v in value]
     if isinstance(value, dict):
         return {k: _to_wire(v) for k, v in value.items()}
     return value
+
+
+@cache
+def _record_names(t: type) -> tuple[str, ...] | None:
+    """The field names of a record (dataclass) type, in wire order; None for anything else."""
+    return tuple(f.name for f in _fields(t)) if dataclasses.is_dataclass(t) else None
 
 
 # --- decoding with validation ------------------------------------------------------------------
