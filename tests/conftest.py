@@ -15,6 +15,10 @@ from __future__ import annotations
 import pytest
 
 REALTIME_MODULES = {
+    # a paced talker and a listener's jitter buffer on loopback: one frame played late under a
+    # host stall counts as lost on the "clean" path (seen twice in 4 loaded runs, 1 of 470)
+    "tests/acceptance/test_feedback.py",
+    "tests/acceptance/test_playout.py",  # a burst's heard length against what was spoken
     "tests/audio/test_devices.py",
     "tests/desktop/test_window.py",  # event-loop lag p99 while audio plays
     "tests/e2e/test_keys.py",
