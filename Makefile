@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml scripts/ensure-debs.sh
 	@touch $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2
+	$(PY) -m pytest -q -n 2 --durations=25
 
 demo: $(STAMP)
 	$(PY) examples/demo.py

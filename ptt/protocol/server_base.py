@@ -224,9 +224,11 @@ class ServerBase:
         self._cache.put((s.session_id, txn), data, now)
         self._out.append((data, s.addr))
 
-    def _announce(self, g: GroupEntry, msg: m.Message, skip: Session | None = None) -> None:
+    def _announce(self, g: GroupEntry, msg: m.Message, skip: Session | None = None,
+                  skip_user: str | None = None) -> None:
         data = encode_message(msg)  # encoded once, sealed per member
-        self._out.extend((self._seal(s, data), s.addr) for s in g.joined.values() if s is not skip)
+        self._out.extend((self._seal(s, data), s.addr) for s in g.joined.values()
+                         if s is not skip and s.user != skip_user)
 
     def _announce_floor(self, g: GroupEntry, news: m.FloorTaken | m.FloorIdle, now: float
                         ) -> None:

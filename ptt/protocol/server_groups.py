@@ -266,17 +266,19 @@ class Directory(ServerBase):
         PRESENCE_BATCH_BYTES of changes."""
         g.presence_sent, g.presence_due = now, 0.0
         pending, g.presence_pending = g.presence_pending, {}
+        # news of one member alone is no news to that member's own devices
+        subject = next(iter(pending)) if len(pending) == 1 else None
         batch: list[m.PresenceChange] = []
         used = 0
         for user in pending:
             size = len(user.encode("utf-8")) + _CHANGE_MIN_BYTES
             if batch and used + size > PRESENCE_BATCH_BYTES:
-                self._announce(g, m.PresenceBatch(g.name, batch))
+                self._announce(g, m.PresenceBatch(g.name, batch), skip_user=subject)
                 batch, used = [], 0
             batch.append(m.PresenceChange(user, user in g.online))
             used += size
         if batch:
-            self._announce(g, m.PresenceBatch(g.name, batch))
+            self._announce(g, m.PresenceBatch(g.name, batch), skip_user=subject)
 
     def _on_call(self, s: Session, msg: m.Call, now: float) -> None:
         refusal = self._call_refusal(s, msg.peer)

@@ -25,13 +25,13 @@ def _count_presence(net: SimNet) -> Callable[[], int]:
     sent = [0]
     announce = net.server._announce
 
-    def counting(g: object, msg: m.Message, skip: object = None) -> None:
+    def counting(g: object, msg: m.Message, skip: object = None, **kw: object) -> None:
         if type(msg).__name__ in ("Presence", "PresenceBatch"):
             before = len(net.server._out)
-            announce(g, msg, skip)  # type: ignore[arg-type]
+            announce(g, msg, skip, **kw)  # type: ignore[arg-type]
             sent[0] += len(net.server._out) - before
         else:
-            announce(g, msg, skip)  # type: ignore[arg-type]
+            announce(g, msg, skip, **kw)  # type: ignore[arg-type]
 
     net.server._announce = counting  # type: ignore[method-assign]
     return lambda: sent[0]
@@ -145,10 +145,10 @@ def test_a_batch_of_long_names_is_split_to_fit_a_datagram() -> None:
     out: list[m.PresenceBatch] = []
     announce = net.server._announce
 
-    def keep(g: object, msg: m.Message, skip: object = None) -> None:
+    def keep(g: object, msg: m.Message, skip: object = None, **kw: object) -> None:
         if isinstance(msg, m.PresenceBatch):
             out.append(msg)
-        announce(g, msg, skip)  # type: ignore[arg-type]
+        announce(g, msg, skip, **kw)  # type: ignore[arg-type]
 
     net.server._announce = keep  # type: ignore[method-assign]
     gathered = net.server.groups["g"]
