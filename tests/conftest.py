@@ -12,7 +12,12 @@ are not retried.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+
+from ptt.audio.pulse import PulseServer, start_pulse, stop_pulse
+from ptt.errors import AudioError
 
 REALTIME_MODULES = {
     # a paced talker and a listener's jitter buffer on loopback: one frame played late under a
@@ -39,3 +44,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # the suite runs on two workers (pytest-xdist, `make test`): handing out the long tests first
     # keeps one worker from starting a 30-second test when the other has nothing left to do
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+# A private headless PulseAudio (null sink ``ptt_null`` at 16 kHz mono, its monitor the default
+# source), started once per test process and pointed at by this process (``PULSE_SERVER``), so
+# PortAudio's ``pulse``/``default`` devices give real, real-time paced streams. Defined here, for
+# every directory: imported into several modules, each import started a daemon of its own (six
+# per worker, with a player each, half a core between them). It skips only when PulseAudio cannot
+# start here.
+@pytest.fixture(scope="session")
+def pulse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PulseServer]:
+    root = tmp_path_factory.mktemp("pulse")
+    try:
+        server = start_pulse(root)
+    except AudioError as exc:
+        pytest.skip(f"PulseAudio cannot start here, so the real device path is not tested: {exc}")
+    try:
+        with server.activated():
+            yield server
+    finally:
+        stop_pulse(server)

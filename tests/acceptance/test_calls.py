@@ -25,7 +25,6 @@ from ptt.audio.pulse import PulseServer
 from ptt.audio.samples import make_speech_wav
 from tests.acceptance.harness import (COORDINATOR, Site, Tmux, finish, no_traceback, read_until,
                                       x_geometry, x_window)
-from tests.audio.conftest import pulse_server  # noqa: F401  (the session fixture)
 from tests.desktop.conftest import display  # noqa: F401  (the session fixture)
 from tests.e2e.audiocheck import aligned_correlation
 

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 from tests.acceptance.harness import Site, finish, no_traceback, read_until, tone_wav
-from tests.audio.conftest import pulse_server  # noqa: F401  (the session fixture)
 
 
 def _listen(site: Site, user: str, group: str, out: Path):  # type: ignore[no-untyped-def]

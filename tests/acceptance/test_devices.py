@@ -14,7 +14,6 @@ import pytest
 from ptt.audio.pulse import PulseServer
 from ptt.audio.samples import make_speech_wav
 from tests.acceptance.harness import COORDINATOR, Site, Tmux, finish, no_traceback, read_until
-from tests.audio.conftest import pulse_server  # noqa: F401  (the session fixture)
 from tests.e2e.audiocheck import aligned_correlation
 
 TEXT = "Unit seven, please report to the loading dock at gate four. Repeat, gate four."

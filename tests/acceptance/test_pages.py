@@ -17,7 +17,6 @@ import pytest
 
 from ptt.audio.pulse import PulseServer
 from tests.acceptance.harness import Site, Tmux, finish, no_traceback, read_until, signal_and_time
-from tests.audio.conftest import pulse_server  # noqa: F401  (the session fixture)
 
 GATE = "Gate 3 closed, send arrivals to Gate 5"
 CHINESE = "三号门关闭，请把到达的人员引导到五号门 🚪"

@@ -17,10 +17,16 @@ import numpy as np
 import pytest
 
 from ptt.audio.pulse import PulseServer
-
-from tests.acceptance.harness import (COORDINATOR, Site, finish, no_traceback, read_until,
-                                      tone_wav, x_geometry, x_window)
-from tests.audio.conftest import pulse_server  # noqa: F401  (the session fixture)
+from tests.acceptance.harness import (
+    COORDINATOR,
+    Site,
+    finish,
+    no_traceback,
+    read_until,
+    tone_wav,
+    x_geometry,
+    x_window,
+)
 from tests.desktop.conftest import ARTIFACTS, display  # noqa: F401  (display: a fixture)
 
 

@@ -20,9 +20,14 @@ from pathlib import Path
 import pytest
 
 from ptt.audio.pulse import PulseServer
-from tests.acceptance.harness import (COORDINATOR, Site, Tmux, no_traceback, read_until,
-                                      signal_and_time)
-from tests.audio.conftest import pulse_server  # noqa: F401  (the session fixture)
+from tests.acceptance.harness import (
+    COORDINATOR,
+    Site,
+    Tmux,
+    no_traceback,
+    read_until,
+    signal_and_time,
+)
 from tests.desktop.conftest import display  # noqa: F401  (the session fixture)
 
 BOUND = 1.5  # seconds: the promise is 1 s

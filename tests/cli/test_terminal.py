@@ -21,7 +21,6 @@ import pytest
 from ptt.audio.pulse import PulseServer
 from ptt.client.connection import Connection
 from ptt.config import write_credentials
-from tests.audio.conftest import pulse_server  # noqa: F401  (the session fixture)
 from tests.e2e.conftest import server  # noqa: F401
 from tests.e2e.serverproc import PTT, ServerProcess
 from tests.e2e.test_floor_over_udp import setup_group

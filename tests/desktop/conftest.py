@@ -27,7 +27,6 @@ import pytest
 from ptt.client.connection import Connection
 from ptt.client.keys import add_user
 from ptt.protocol import client as cl
-from tests.audio.conftest import pulse_server  # noqa: F401
 from tests.e2e.serverproc import ServerProcess
 
 T = TypeVar("T")
