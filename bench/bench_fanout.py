@@ -10,7 +10,7 @@ load generator spends nothing on it), and join the group with one sealed Join ea
 ``--readers`` others join as full clients and time every frame they receive.
 
 Measured, for each way the adapter can send (``sendmmsg``: one system call per 1,024
-destinations, ``ptt.server.sendmmsg``; ``sendto``: one call per destination, what
+destinations, ``ptt.net.sendmmsg``; ``sendto``: one call per destination, what
 ``PTT_NO_SENDMMSG=1`` forces):
 
 - server CPU per forwarded packet: the server process's CPU time (``/proc``) over a talk of
@@ -366,7 +366,7 @@ def run(quick: bool = False, members: int | None = None, readers: int = 10,
                   f"its CPU time (/proc) over the talk / the datagrams it sent "
                   f"(ptt_voice_out_total); 'net of idle': minus what it spent per second "
                   f"with everyone online and nobody talking (one heartbeat per member a "
-                  f"second). 'sendmmsg': the adapter's fan-out (ptt.server.sendmmsg: a frame "
+                  f"second). 'sendmmsg': the adapter's fan-out (ptt.net.sendmmsg: a frame "
                   f"goes out in one sendmmsg call per 1,024 destinations, the sockaddr array "
                   f"built once per membership); 'sendto': PTT_NO_SENDMMSG=1, one call per "
                   f"destination. 'kernel floor': in the same minute, another process sends "

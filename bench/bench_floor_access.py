@@ -206,7 +206,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                   "server runs as `ptt server` does: its long-lived state frozen out of the "
                   "garbage collector (gc.freeze, PTT_NO_GC_FREEZE=1 turns it off); its reader "
                   "takes what the socket holds and handles requests and voice before keepalives "
-                  "(ptt.server.reader; heartbeats are sealed marked 'K'); 'server GC pauses': "
+                  "(ptt.net.reader; heartbeats are sealed marked 'K'); 'server GC pauses': "
                   "collector time in the probe window. Logins in flight are split between the "
                   "load workers (a login burst must not queue heartbeats for seconds). Rows "
                   "marked 'server own core, light load': the server pinned to CPU 0 alone, load "

@@ -210,7 +210,7 @@ def run(quick: bool = False, listeners: tuple[int, ...] | None = None,
                   "frames sealed by ptt.crypto.voice (VoiceSealer, AES-256-GCM-SIV: ENCRYPTED "
                   "flag, 16 bytes of tag more); the relay forwards them without opening them. "
                   "The relay sends each frame with one sendmmsg to all listeners "
-                  "(ptt.server.sendmmsg). 'server CPU': server process CPU time over the talk "
+                  "(ptt.net.sendmmsg). 'server CPU': server process CPU time over the talk "
                   "window / packets forwarded; 'net of idle': minus the CPU the server spent "
                   "per second with the same clients connected and silent (heartbeats, timers). "
                   "'kernel floor': another process sends the same fan-out to as many sockets "

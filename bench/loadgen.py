@@ -984,7 +984,7 @@ class Talker:
 def _floor_main(conn: Any, fanouts: list[list[tuple[str, int]]], payload: int) -> None:
     """One socket; per tick, one prebuilt sendmmsg per target list: the relay's fan-out with no
     Python per packet and nothing received, paced like a talker."""
-    from ptt.server.sendmmsg import make_fanout
+    from ptt.net.sendmmsg import make_fanout
 
     logging.basicConfig(level=logging.WARNING)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

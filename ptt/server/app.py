@@ -4,9 +4,9 @@ The adapter is thin, in aioquic's style: each datagram feeds the core with the l
 clock, the adapter sends what the core wants sent, runs the events (administration, logging,
 recording hooks) and re-arms one timer at ``core.get_timer()``. The socket is read by a plain
 ``loop.add_reader`` callback that takes what the socket holds and handles voice and requests
-before keepalives (``ptt.server.reader``; asyncio's datagram transport reads one datagram per turn
+before keepalives (``ptt.net.reader``; asyncio's datagram transport reads one datagram per turn
 of the loop, in arrival order). The voice hot path: a header peek in the core, then one
-``sendmmsg`` to every listener (``ptt.server.sendmmsg``; ``sendto`` per listener where it is
+``sendmmsg`` to every listener (``ptt.net.sendmmsg``; ``sendto`` per listener where it is
 missing).
 
 Multicast (``ptt.net.bridge``): when the configured interface routes the multicast network, the
@@ -50,8 +50,8 @@ from ptt.protocol.wire import is_voice
 from ptt.server.admin import Admin, error_code, loggable_args
 from ptt.server.lock import DatabaseLock
 from ptt.server.pagestore import PageStore
-from ptt.server.reader import PriorityReader
-from ptt.server.sendmmsg import FanOutCache
+from ptt.net.reader import PriorityReader
+from ptt.net.sendmmsg import FanOutCache
 from ptt.server.store import Store
 
 log = logging.getLogger("ptt.server")
@@ -183,7 +183,7 @@ class PttServer:
         loop = asyncio.get_running_loop()
         try:
             # our own socket, so the relay sends on its fd directly (asyncio hands out a
-            # wrapper without one): one sendmmsg per frame (ptt.server.sendmmsg)
+            # wrapper without one): one sendmmsg per frame (ptt.net.sendmmsg)
             infos = socket.getaddrinfo(self.config.host, self.config.port, type=socket.SOCK_DGRAM)
             family, _, _, _, sockaddr = infos[0]
             sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -437,7 +437,7 @@ class PttServer:
 
     def _read_ready(self) -> None:
         """The socket is readable (or a backlog is left): voice and requests first, keepalives
-        after (ptt.server.reader); the timer is re-armed once per call, not per datagram."""
+        after (ptt.net.reader); the timer is re-armed once per call, not per datagram."""
         self._batching = True
         try:
             more = self._reader.run()  # type: ignore[union-attr]

@@ -14,9 +14,9 @@ from ptt.config import ServerConfig
 from ptt.crypto.voice import VoiceCipher, VoiceKey
 from ptt.protocol.client import Participation
 from ptt.protocol.voice import VoiceHeader, encode_voice
-from ptt.server import sendmmsg
+from ptt.net import sendmmsg
 from ptt.server.app import PttServer
-from ptt.server.sendmmsg import MmsgFanOut, SendtoFanOut
+from ptt.net.sendmmsg import MmsgFanOut, SendtoFanOut
 
 GROUP = "ops"
 LISTENERS = ("bob", "cat", "dan")

@@ -1,4 +1,4 @@
-"""ptt.server.reader on real loopback sockets: requests and voice before keepalives, bounded."""
+"""ptt.net.reader on real loopback sockets: requests and voice before keepalives, bounded."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ptt.server.reader import Handler, PriorityReader, urgent
+from ptt.net.reader import Handler, PriorityReader, urgent
 
 HEARTBEAT = b"K" + bytes(39)  # the first byte is all the reader looks at
 REQUEST = b"S" + bytes(60)

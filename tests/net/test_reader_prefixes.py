@@ -1,4 +1,4 @@
-"""ptt.server.reader: plain datagrams queued per network prefix and served in turn, on real
+"""ptt.net.reader: plain datagrams queued per network prefix and served in turn, on real
 loopback sockets bound to sources in several /24s (a flood from a few networks, a newcomer)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from ptt.server.reader import PriorityReader
+from ptt.net.reader import PriorityReader
 
 LOGIN = b"\x96" + bytes(80)  # a plain control message: all the reader looks at is the first byte
 

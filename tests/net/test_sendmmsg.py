@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ptt.server import sendmmsg as sm
+from ptt.net import sendmmsg as sm
 
 needs_mmsg = pytest.mark.skipif(not sm.available(), reason="sendmmsg is Linux-only")
 
