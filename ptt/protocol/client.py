@@ -8,17 +8,9 @@ Sans-I/O like the server core::
     core.datagrams_to_send() -> [bytes]    # to the server
     core.events() -> [ClientEvent]         # what the UI and the media path react to
 
-Per group the participant is in one :class:`Participation` state (MCPTT's floor participant states):
-
-================  ====================================  ==========================================
-state             entered by                            left by
-================  ====================================  ==========================================
-NO_PERMISSION     start; denied; released; revoked      request_floor()
-PENDING_REQUEST   request_floor()                       granted / queued / denied / timeout
-QUEUED            FloorResponse QUEUED                  FloorGranted; release_floor() (withdraw)
-HAS_PERMISSION    granted (answer or from the queue)    release_floor(); FloorRevoked; newer burst
-PENDING_RELEASE   release_floor()                       FloorReleased; timeout
-================  ====================================  ==========================================
+Per group the participant is in one :class:`Participation` state (MCPTT's floor participant
+states); every move between them is in :data:`ptt.protocol.participant.TRANSITIONS`, which
+:meth:`ClientCore._move` consults.
 
 Security. Only the login travels in the clear: a Hello padded so the server's Challenge is never
 larger, the Challenge, the Login and the ``Error`` answers to them. The client derives the session
@@ -69,6 +61,7 @@ from ptt.protocol.client_events import (
     RequestFailed,
     TalkerChanged,
 )
+from ptt.protocol.participant import FloorInput, next_state
 from ptt.protocol.session import HEARTBEAT_INTERVAL, SESSION_TIMEOUT
 from ptt.protocol.transactions import RETRY_TOTAL, Retransmitter, SeenSet
 from ptt.protocol.voice import voice_mac_key
@@ -218,7 +211,7 @@ class ClientCore:
         if g.participation in (Participation.HAS_PERMISSION, Participation.PENDING_REQUEST):
             if priority == m.Priority.NORMAL:
                 return
-        self._set(g, Participation.PENDING_REQUEST)
+        self._move(g, FloorInput.REQUEST)
         g.asked = (priority, now)
         if self.conn is ConnState.CONNECTED:
             self._request("floor", group,
@@ -230,7 +223,7 @@ class ClientCore:
         if g.participation is Participation.NO_PERMISSION:
             return
         burst = g.my_burst if g.participation is Participation.HAS_PERMISSION else 0
-        self._set(g, Participation.PENDING_RELEASE)
+        self._move(g, FloorInput.RELEASE)
         self._request("release", group,
                       lambda t: m.FloorRelease(t, self.session_id, group, burst), now)
 
@@ -390,8 +383,10 @@ class ClientCore:
             g = self.groups[group] = GroupView(group)
         return g
 
-    def _set(self, g: GroupView, state: Participation, **detail: object) -> None:
-        g.participation = state
+    def _move(self, g: GroupView, event: FloorInput, **detail: object) -> None:
+        """Move ``g``'s participant by the table (FloorError for a move it does not have),
+        and report the new state."""
+        g.participation = state = next_state(g.participation, event)
         if state is not Participation.PENDING_REQUEST:
             g.asked = None
         if state is not Participation.QUEUED:
@@ -454,7 +449,7 @@ class ClientCore:
             ctx = self._answered(msg.txn)
             g = self.groups.get(msg.group)
             if ctx is not None and g and g.participation is Participation.PENDING_RELEASE:
-                self._set(g, Participation.NO_PERMISSION)
+                self._move(g, FloorInput.RELEASED)
         elif isinstance(msg, m.CallResponse):
             ctx = self._answered(msg.txn)
             if ctx is not None:
@@ -496,7 +491,7 @@ class ClientCore:
             g = self.groups.get(msg.group)
             if g and g.participation is Participation.QUEUED and msg.position > 0:
                 g.position = msg.position
-                self._set(g, Participation.QUEUED)
+                self._move(g, FloorInput.QUEUE_MOVED)
         elif isinstance(msg, m.LinkReport):
             g = self.groups.get(msg.group)
             if g is not None and g.my_burst == msg.burst_id:
@@ -551,7 +546,7 @@ class ClientCore:
             carried = g.asked if g.participation is Participation.PENDING_REQUEST else None
             if g.participation is not Participation.NO_PERMISSION and carried is None:
                 g.my_burst = 0
-                self._set(g, Participation.NO_PERMISSION)
+                self._move(g, FloorInput.RELOGIN)
             self._request("join", name, lambda t, n=name: m.Join(t, self.session_id, n), now)
             if carried is not None:  # asked during the outage: the new server decides it
                 prio = carried[0]
@@ -569,7 +564,7 @@ class ClientCore:
             return
         g = self.groups.get(group)
         if g is not None and what in ("floor", "release"):
-            self._set(g, Participation.NO_PERMISSION)
+            self._move(g, FloorInput.REFUSED)
         if what == "join":
             self.groups.pop(group, None)
         if what == "admin":
@@ -636,12 +631,12 @@ class ClientCore:
         if msg.result == m.FloorResult.GRANTED:
             g.my_burst = msg.burst_id
             self._note_talker(g, self.user, msg.burst_id)
-            self._set(g, Participation.HAS_PERMISSION, max_talk_ms=msg.max_talk_ms)
+            self._move(g, FloorInput.GRANTED, max_talk_ms=msg.max_talk_ms)
         elif msg.result == m.FloorResult.QUEUED:
             g.position = msg.position
-            self._set(g, Participation.QUEUED)
+            self._move(g, FloorInput.QUEUED)
         else:
-            self._set(g, Participation.NO_PERMISSION, deny_cause=msg.cause)
+            self._move(g, FloorInput.DENIED, deny_cause=msg.cause)
 
     def _on_unsolicited(self, msg: m.Message, now: float) -> None:
         if isinstance(msg, m.DeliveryReport):
@@ -678,7 +673,7 @@ class ClientCore:
                 return
             g.my_burst = msg.burst_id
             self._note_talker(g, self.user, msg.burst_id)
-            self._set(g, Participation.HAS_PERMISSION, max_talk_ms=msg.max_talk_ms)
+            self._move(g, FloorInput.GRANTED, max_talk_ms=msg.max_talk_ms)
         elif isinstance(msg, m.FloorRevoked):
             g = self.groups.get(msg.group)
             if g is None:
@@ -687,7 +682,7 @@ class ClientCore:
             if g.my_burst == msg.burst_id and g.participation in (
                     Participation.HAS_PERMISSION, Participation.PENDING_RELEASE):
                 g.my_burst = 0
-                self._set(g, Participation.NO_PERMISSION, revoke_cause=msg.cause)
+                self._move(g, FloorInput.REVOKED, revoke_cause=msg.cause)
             elif (g.guessed_end == msg.burst_id
                   and g.participation is Participation.NO_PERMISSION):
                 # the group's news overtook the revoke: now the real cause is known
@@ -714,7 +709,7 @@ class ClientCore:
             position = g.queue.index(self.user) + 1
             if position != g.position:
                 g.position = position
-                self._set(g, Participation.QUEUED)
+                self._move(g, FloorInput.QUEUE_MOVED)
 
     def _note_talker(self, g: GroupView, talker: str | None, burst: int,
                      priority: m.Priority = m.Priority.NORMAL) -> None:
@@ -732,7 +727,7 @@ class ClientCore:
         if (talker != self.user and g.participation is Participation.HAS_PERMISSION
                 and newer(burst, g.my_burst)):
             g.guessed_end, g.my_burst = g.my_burst, 0  # the server moved on: our grant is over
-            self._set(g, Participation.NO_PERMISSION, revoke_cause=m.RevokeCause.PREEMPTED)
+            self._move(g, FloorInput.ENDED, revoke_cause=m.RevokeCause.PREEMPTED)
 
     def _on_idle(self, group: str, burst: int) -> None:
         g = self.groups.get(group)
@@ -742,7 +737,7 @@ class ClientCore:
         g.forget(burst)
         if g.participation is Participation.HAS_PERMISSION and g.my_burst == burst:
             g.guessed_end, g.my_burst = burst, 0
-            self._set(g, Participation.NO_PERMISSION, revoke_cause=m.RevokeCause.SILENCE)
+            self._move(g, FloorInput.ENDED, revoke_cause=m.RevokeCause.SILENCE)
 
     def _timed_out(self, what: str, group: str, now: float, txn: int = 0) -> None:
         if what in ("hello", "login"):
@@ -756,7 +751,7 @@ class ClientCore:
             self._request("join", group, lambda t: m.Join(t, self.session_id, group), now)
         if g is not None and what in ("floor", "release") and g.participation in (
                 Participation.PENDING_REQUEST, Participation.PENDING_RELEASE):
-            self._set(g, Participation.NO_PERMISSION)
+            self._move(g, FloorInput.TIMEOUT)
         self._events.append(RequestFailed(what, group, "the server did not answer in time",
                                           None, txn))
 
@@ -772,8 +767,8 @@ class ClientCore:
                 continue  # carried over: asked again of the server we log in to next
             if g.participation is not Participation.NO_PERMISSION:
                 g.my_burst = 0
-                self._set(g, Participation.NO_PERMISSION,
-                          revoke_cause=m.RevokeCause.SESSION_LOST, reason=reason)
+                self._move(g, FloorInput.SESSION_LOST,
+                           revoke_cause=m.RevokeCause.SESSION_LOST, reason=reason)
         if was is ConnState.CONNECTED:
             self._events.append(Disconnected(reason))
         self.connect(now)

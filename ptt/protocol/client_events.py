@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from ptt.protocol import messages as m
+from ptt.protocol.participant import Participation
 
 __all__ = [
     "AdminResult", "CallOpened", "ClientEvent", "ConnState", "Connected", "DeliveryReported",
@@ -25,14 +26,6 @@ class ConnState(Enum):
     DISCONNECTED = "disconnected"
     LOGGING_IN = "logging in"
     CONNECTED = "connected"
-
-
-class Participation(Enum):
-    NO_PERMISSION = "idle"
-    PENDING_REQUEST = "requesting"
-    QUEUED = "queued"
-    HAS_PERMISSION = "talking"
-    PENDING_RELEASE = "releasing"
 
 
 # --- events out --------------------------------------------------------------------------------
