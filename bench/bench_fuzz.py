@@ -49,7 +49,7 @@ import loadgen  # noqa: E402
 from ptt.client.connection import Connection  # noqa: E402
 from ptt.faults.fuzz import Fuzzer, Targets, classify  # noqa: E402
 from ptt.protocol.client import Connected, Disconnected, Participation  # noqa: E402
-from ptt.protocol.voice import VoiceHeader, encode_voice  # noqa: E402
+from ptt.wire.voice import VoiceHeader, encode_voice  # noqa: E402
 
 PTT = str(Path(sys.executable).with_name("ptt"))
 GROUP = "volunteers"

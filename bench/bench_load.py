@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import loadgen  # noqa: E402
 
 from ptt.protocol import client as cl  # noqa: E402
-from ptt.protocol.voice import VoiceHeader, add_mac, encode_voice  # noqa: E402
+from ptt.wire.voice import VoiceHeader, add_mac, encode_voice  # noqa: E402
 
 GROUP_SIZE = 10
 FRAME = 0.02

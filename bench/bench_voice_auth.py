@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import loadgen  # noqa: E402
 
 from ptt.crypto.voice import sign_frame, verify_frame  # noqa: E402
-from ptt.protocol.voice import (  # noqa: E402
+from ptt.wire.voice import (  # noqa: E402
     VoiceFlags,
     VoiceHeader,
     add_mac,

@@ -38,9 +38,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ptt.protocol import client as cl
-from ptt.protocol.voice import HEADER_SIZE, VoiceFlags, VoiceHeader, add_mac, encode_voice
 from ptt.protocol import messages as m
-from ptt.protocol.wire import VOICE_MAGIC, encode_message
+from ptt.protocol.wire import encode_message
+from ptt.wire.voice import HEADER_SIZE, VoiceFlags, VoiceHeader, add_mac, encode_voice, is_voice
 
 LOCALHOST = "127.0.0.1"
 _CTX = mp.get_context("fork")
@@ -429,7 +429,7 @@ class ClientPool:
                 return
             except OSError:
                 continue  # ICMP port unreachable while the server is (re)starting
-            if data and data[0] == VOICE_MAGIC and self.on_voice is not None:
+            if is_voice(data) and self.on_voice is not None:
                 self.on_voice(-1, data, time.monotonic_ns())
 
     def _rejoin(self, i: int, group: str) -> None:
@@ -534,7 +534,7 @@ class ClientPool:
                 return
             except OSError:
                 continue  # ICMP port unreachable while the server is (re)starting
-            if data and data[0] == VOICE_MAGIC:
+            if is_voice(data):
                 if self.on_voice is not None:
                     self.on_voice(i, data, time.monotonic_ns())
                 continue

@@ -50,15 +50,18 @@ from ptt.protocol import messages as m
 from ptt.protocol import parts
 from ptt.protocol.server import ECHO_SEQ, HOLDER_SEQ, PROBE_SEQ, VOICE_PATH_OP
 from ptt.protocol.transactions import RETRY_TOTAL
-from ptt.protocol.voice import (
+from ptt.wire.voice import (
     VoiceFlags,
     VoiceHeader,
     add_mac,
     encode_voice,
+    is_probe,
+    is_voice,
+    peek_group,
     peek_route,
+    peek_seq,
     strip_mac,
 )
-from ptt.protocol.wire import VOICE_MAGIC, is_voice
 
 if TYPE_CHECKING:
     from ptt.config import ClientConfig
@@ -74,7 +77,6 @@ CONFIRM_TIMEOUT = 3.0  # after the echo, for the server's answer to the voice pa
 RELEASE_WAIT = RETRY_TOTAL + 0.5  # for the server's answer to a release (it is retransmitted)
 STOP_RELEASE_WAIT = 2.0  # the same after a stop key: the command must end soon
 RELAY, PROBING, MULTICAST = "relay", "probing", "multicast"
-_SEQ_AT = 16  # byte offset of seq in the voice header
 
 
 @dataclass(frozen=True, slots=True)
@@ -527,7 +529,7 @@ class Connection:
             return
         datagram = add_mac(self.core.voice_key, datagram)  # the server relays nothing without
         if self._on_multicast:
-            dest = self._on_multicast.get(int.from_bytes(datagram[4:8], "big"))
+            dest = self._on_multicast.get(peek_group(datagram))
             if dest is not None and self._mcast.send(datagram, dest):
                 self.voice_stats.multicast_out += 1
                 return
@@ -587,7 +589,7 @@ class Connection:
             except OSError:
                 continue  # ICMP "port unreachable" while the server is down: keep waiting
             if is_voice(data):
-                if len(data) > _SEQ_AT + 1 and data[2] & VoiceFlags.PROBE:
+                if is_probe(data):
                     self._holder_notice(data)
                     continue
                 self.voice_stats.relay_in += 1
@@ -678,7 +680,7 @@ class Connection:
         except ProtocolError:
             self.voice_stats.malformed += 1
             return
-        if int.from_bytes(data[_SEQ_AT:_SEQ_AT + 2], "big") == HOLDER_SEQ:
+        if peek_seq(data) == HOLDER_SEQ:
             self._holders[gid] = (sender, burst)
 
     def _setup_group(self, state: m.GroupState) -> None:
@@ -777,7 +779,7 @@ class Connection:
         """A datagram heard on a group's multicast address: play only the announced burst."""
         st = self.voice_stats
         try:
-            if not data or data[0] != VOICE_MAGIC:
+            if not is_voice(data):
                 raise ProtocolError("not voice")
             data = strip_mac(data)  # a talker's, heard directly: only the server can check it
             gid, sender, burst = peek_route(data)
@@ -787,9 +789,9 @@ class Connection:
         p = self._by_id.get(group_id)
         if p is None:
             return
-        if data[2] & VoiceFlags.PROBE:
+        if is_probe(data):
             if (sender == self.core.session_id and burst == p.nonce and p.path == PROBING
-                    and int.from_bytes(data[_SEQ_AT:_SEQ_AT + 2], "big") == ECHO_SEQ):
+                    and peek_seq(data) == ECHO_SEQ):
                 if p.timer is not None:  # answered: now the server's answer decides
                     p.timer.cancel()
                 p.nonce = 0  # the echoes of the other probes change nothing

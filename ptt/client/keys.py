@@ -58,11 +58,11 @@ from ptt.crypto.identity import (
     load_pins,
     save_pins,
 )
-from ptt.crypto.voice import KEY_ID_AT, VoiceKey, VoiceSealer, verify_frame
+from ptt.crypto.voice import VoiceKey, VoiceSealer, verify_frame
 from ptt.errors import AuthError, ProtocolError, PttError, ValidationError
 from ptt.names import parse_role, role_name, user_name
 from ptt.protocol import auth
-from ptt.protocol.voice import VoiceFlags, VoiceHeader, decode_voice
+from ptt.wire.voice import VoiceFlags, VoiceHeader, decode_voice, peek_key_id
 
 __all__ = [
     "MEMBER_PINS",
@@ -470,8 +470,9 @@ class VoiceKeys:
         if not self.keyed(group):
             return True
         ring = self.rings.get(group)
+        key_id = peek_key_id(datagram)
         epoch = next((e for e in (ring.opener.epochs if ring is not None else [])
-                      if e & 0xFF == datagram[KEY_ID_AT]), None)
+                      if e & 0xFF == key_id), None)
         talkers = self._talkers.get((group, epoch)) if epoch is not None else None
         key = talkers.get(talker) if talkers is not None else None
         if key is None or not verify_frame(key, datagram):

@@ -45,7 +45,7 @@ from ptt.media.receiver import BurstReceiver, Decoder, LossReport, ReceptionRepo
 from ptt.names import is_call_group_name
 from ptt.protocol import client as cl
 from ptt.protocol import messages as m
-from ptt.protocol.voice import VoiceHeader, decode_voice
+from ptt.wire.voice import VoiceHeader, decode_voice
 
 __all__ = ["DUCK_DB", "BurstNotice", "GroupStats", "Monitor", "MonitorMixer", "burst_notice"]
 

@@ -24,7 +24,7 @@ from ptt.media.packet import parse_payload
 from ptt.protocol import messages as m
 from ptt.protocol.client import ClientEvent, DeliveryReported
 from ptt.protocol.server_delivery import RECEIPT_WAIT
-from ptt.protocol.voice import VoiceFlags, VoiceHeader
+from ptt.wire.voice import VoiceFlags, VoiceHeader
 
 if TYPE_CHECKING:
     from ptt.client.connection import Connection

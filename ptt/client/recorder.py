@@ -44,10 +44,10 @@ from ptt.client.keys import VoiceKeys
 from ptt.client.pages import PageInbox, ShownPage
 from ptt.errors import ProtocolError
 from ptt.protocol import client as cl
-from ptt.protocol.voice import VoiceFlags, decode_voice
 from ptt.record.events import EventKind
 from ptt.record.recorder import BurstSummary
 from ptt.server.recording import END_GRACE, TICK_INTERVAL, LiveRecording
+from ptt.wire.voice import VoiceFlags, decode_voice
 
 __all__ = ["GroupRecorder", "RecordReport"]
 

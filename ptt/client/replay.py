@@ -53,10 +53,10 @@ from ptt.errors import AudioError, NetError, PttError, RecordingError
 from ptt.media.sender import START_REDUNDANCY, Packetizer, RedundancyPolicy
 from ptt.protocol import client as cl
 from ptt.protocol import messages as m
-from ptt.protocol.voice import decode_voice
 from ptt.record.events import Event, EventKind
 from ptt.record.export import ReplayBurst
 from ptt.record.opus import lost_packet
+from ptt.wire.voice import decode_voice
 
 if TYPE_CHECKING:
     from ptt.crypto.voice import VoiceSealer

@@ -55,7 +55,7 @@ from ptt.media.receiver import BurstReceiver, LossReport, ReceptionReports
 from ptt.media.sender import START_REDUNDANCY, MediaSettings, Packetizer, RedundancyPolicy
 from ptt.protocol import client as cl
 from ptt.protocol import messages as m
-from ptt.protocol.voice import decode_voice
+from ptt.wire.voice import decode_voice
 
 log = logging.getLogger("ptt.voice")
 

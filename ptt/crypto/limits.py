@@ -38,7 +38,7 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass, replace
 
-from ptt.protocol.voice import MAX_VOICE_DATAGRAM
+from ptt.wire.voice import MAX_VOICE_DATAGRAM
 
 __all__ = [
     "MAX_CONTROL_PLAINTEXT",

@@ -1,6 +1,6 @@
 """Per-frame AEAD for group voice, under a per-group key the server never holds.
 
-A sealed voice datagram keeps the 22-byte header of ``ptt.protocol.voice`` in the clear, so the
+A sealed voice datagram keeps the 22-byte header of ``ptt.wire.voice`` in the clear, so the
 relay and multicast forward it exactly as before (``peek_route`` reads group, sender and burst;
 nothing is decrypted or re-encrypted on the way)::
 
@@ -38,7 +38,7 @@ ciphertext::
 
 The relay hands its unicast members the frame without the signature (they have the server's
 word for the sender: it checked the session MAC), SIGNED cleared, so a talker's uplink carries
-the 64 bytes and relay listeners' downlinks do not (``ptt.protocol.voice.strip_signature``).
+the 64 bytes and relay listeners' downlinks do not (``ptt.wire.voice.strip_signature``).
 
 :func:`verify_frame` checks it against the key of the member the floor names; which key that is
 comes from a list of the members' keys that the coordinator's grant vouches for
@@ -63,33 +63,32 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ptt.crypto.replay import ReplayWindow
 from ptt.errors import AuthError, ProtocolError
-from ptt.protocol.voice import (
-    FLAGS_AT,
-    HEADER,
+from ptt.wire.voice import (
     HEADER_SIZE,
     MAX_VOICE_DATAGRAM,
     SIGNATURE_SIZE,
-    VOICE_VERSION,
     VoiceFlags,
     VoiceHeader,
+    pack_header,
+    peek_key_id,
+    sealed_body,
+    split_signature,
+    unpack_header,
+    unsigned_header,
 )
-from ptt.protocol.wire import VOICE_MAGIC
 
 __all__ = [
     "ENDED_MEMORY",
-    "KEY_ID_AT",
     "SIGNATURE_SIZE",
     "TAG_SIZE",
     "VoiceCipher",
     "VoiceKey",
     "VoiceOpener",
     "VoiceSealer",
-    "key_id_of",
     "sign_frame",
     "verify_frame",
 ]
 
-KEY_ID_AT = 3  # the voice header's reserved byte
 TAG_SIZE = 16
 GROUP_KEY_SIZE = 32
 ENDED_MEMORY = 4_096  # ended bursts remembered per group, against replays of whole bursts
@@ -99,12 +98,10 @@ MAX_FRAMES = 1 << 16  # seq is 16 bits and must not wrap under one key within on
 _NONCE = struct.Struct("!HIIH")
 _INFO = b"ptt-voice-v1"
 _SIGNED = int(VoiceFlags.SIGNED)
-_NOT_SIGNED = 0xFF & ~_SIGNED
 _KNOWN_FLAGS = int(VoiceFlags.END_OF_BURST | VoiceFlags.PROBE | VoiceFlags.ENCRYPTED
                    | VoiceFlags.SIGNED)
 TALKER_LABEL = b"ptt-talker-frame-v1\x00"  # never the start of a grant body (a msgpack array)
 Signer = Callable[[bytes], bytes]
-_HEADER_PACK = HEADER  # "!BBBxIIIHI": byte 3 is written separately as the key id
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,13 +127,6 @@ class VoiceKey:
         return f"VoiceKey(group_id={self.group_id}, epoch={self.epoch}, <secret>)"
 
 
-def key_id_of(datagram: bytes) -> int:
-    """The key id of a voice datagram (0 for one without)."""
-    if len(datagram) < HEADER_SIZE:
-        raise ProtocolError("voice datagram too short")
-    return datagram[KEY_ID_AT]
-
-
 class VoiceCipher:
     """Seal and open frames under one :class:`VoiceKey`; stateless apart from the key."""
 
@@ -158,14 +148,12 @@ class VoiceCipher:
             raise ValueError("frame for another group than the key's")
         if header.flags & VoiceFlags.PROBE:
             raise ValueError("probes carry no audio and stay in the clear")
-        flags = int(header.flags | VoiceFlags.ENCRYPTED)
+        flags = header.flags | VoiceFlags.ENCRYPTED
         seq = header.seq & 0xFFFF
-        head = bytearray(_HEADER_PACK.pack(VOICE_MAGIC, VOICE_VERSION, flags, header.group_id,
-                                           header.sender, header.burst_id, seq,
-                                           header.timestamp & 0xFFFFFFFF))
-        head[KEY_ID_AT] = self.key.key_id
-        out = bytes(head) + self._aead.encrypt(self._nonce(header.sender, header.burst_id, seq),
-                                               payload, _ad(head))
+        head = pack_header(VoiceHeader(header.group_id, header.sender, header.burst_id, seq,
+                                       header.timestamp, flags), self.key.key_id)
+        out = head + self._aead.encrypt(self._nonce(header.sender, header.burst_id, seq),
+                                        payload, unsigned_header(head))
         size = len(out) + (SIGNATURE_SIZE if flags & _SIGNED else 0)
         if size > MAX_VOICE_DATAGRAM:
             raise ValueError(f"sealed frame of {size} bytes exceeds {MAX_VOICE_DATAGRAM}")
@@ -173,40 +161,34 @@ class VoiceCipher:
 
     def open(self, datagram: bytes) -> tuple[VoiceHeader, bytes]:
         """Header and plaintext payload; ProtocolError if malformed, AuthError if not authentic."""
-        header = _parse(datagram)
-        if header.group_id != self.key.group_id or datagram[KEY_ID_AT] != self.key.key_id:
+        header, key_id = _parse(datagram)
+        if header.group_id != self.key.group_id or key_id != self.key.key_id:
             raise AuthError("voice frame under another key")
-        ad = _ad(datagram[:HEADER_SIZE])
-        end = len(datagram) - SIGNATURE_SIZE if header.flags & _SIGNED else len(datagram)
         try:
             payload = self._aead.decrypt(
-                self._nonce(header.sender, header.burst_id, header.seq),
-                bytes(datagram[HEADER_SIZE:end]), ad)
+                self._nonce(header.sender, header.burst_id, header.seq), sealed_body(datagram),
+                unsigned_header(datagram))
         except InvalidTag:
             raise AuthError("voice frame failed authentication") from None
         return header, payload
 
 
-def _ad(header: bytes | bytearray) -> bytes:
-    """The associated data of a frame: its header, SIGNED left out, so that the relay may hand
-    its unicast members the frame without the signature (``ptt.protocol.voice.strip_signature``)
-    and it still opens; the signature itself covers the flag."""
-    ad = bytearray(header)
-    ad[FLAGS_AT] &= _NOT_SIGNED
-    return bytes(ad)
-
-
-def _parse(datagram: bytes) -> VoiceHeader:
+def _parse(datagram: bytes) -> tuple[VoiceHeader, int]:
+    """Header and key id of a sealed frame. Its associated data is the header with SIGNED left
+    out (``ptt.wire.voice.unsigned_header``), so that the relay may hand its unicast members the
+    frame without the signature and it still opens; the signature itself covers the flag."""
     if not HEADER_SIZE + TAG_SIZE <= len(datagram) <= MAX_VOICE_DATAGRAM:
         raise ProtocolError(f"sealed voice datagram of {len(datagram)} bytes")
-    magic, version, flags, group_id, sender, burst_id, seq, ts = _HEADER_PACK.unpack_from(datagram)
-    if magic != VOICE_MAGIC or version != VOICE_VERSION:
-        raise ProtocolError("not a voice datagram of this version")
+    try:
+        header, key_id = unpack_header(datagram)
+    except ProtocolError:
+        raise ProtocolError("not a voice datagram of this version") from None
+    flags = int(header.flags)
     if not flags & VoiceFlags.ENCRYPTED or flags & VoiceFlags.PROBE or flags & ~_KNOWN_FLAGS:
         raise ProtocolError("not an encrypted voice frame")
     if flags & _SIGNED and len(datagram) < HEADER_SIZE + TAG_SIZE + SIGNATURE_SIZE:
         raise ProtocolError("signed voice frame too short")
-    return VoiceHeader(group_id, sender, burst_id, seq, ts, VoiceFlags(flags))
+    return header, key_id
 
 
 def sign_frame(sign: Signer, datagram: bytes) -> bytes:
@@ -218,12 +200,12 @@ def sign_frame(sign: Signer, datagram: bytes) -> bytes:
 def verify_frame(ed25519_public: bytes, datagram: bytes) -> bool:
     """True when ``datagram`` (a sealed frame as the talker made it: no session MAC) carries
     SIGNED and a valid signature of ``ed25519_public``."""
-    n = len(datagram) - SIGNATURE_SIZE
-    if n < HEADER_SIZE or not datagram[2] & _SIGNED:
+    parts = split_signature(datagram)
+    if parts is None:
         return False
+    signed, signature = parts
     try:
-        Ed25519PublicKey.from_public_bytes(ed25519_public).verify(
-            bytes(datagram[n:]), TALKER_LABEL + bytes(datagram[:n]))
+        Ed25519PublicKey.from_public_bytes(ed25519_public).verify(signature, TALKER_LABEL + signed)
     except (InvalidSignature, ValueError):
         return False
     return True
@@ -322,12 +304,11 @@ class VoiceOpener:
         ProtocolError: malformed. AuthError: unknown key id, failed authentication, replayed
         frame, or a frame of a burst that ended. Drop either way.
         """
-        if len(datagram) < HEADER_SIZE:
-            raise ProtocolError("voice datagram too short")
-        cipher = self._ciphers.get(datagram[KEY_ID_AT])
+        key_id = peek_key_id(datagram)
+        cipher = self._ciphers.get(key_id)
         if cipher is None:
-            raise AuthError(f"no key with id {datagram[KEY_ID_AT]} for this group")
-        header = _parse(datagram)
+            raise AuthError(f"no key with id {key_id} for this group")
+        header, _ = _parse(datagram)
         burst = (cipher.key.epoch, header.sender, header.burst_id)
         if burst in self._ended:
             raise AuthError(f"frame of ended burst {header.burst_id}")

@@ -28,7 +28,7 @@ from ptt.audio.streams import SILENCE
 from ptt.audio.tones import ToneSet, overlay
 from ptt.errors import ProtocolError
 from ptt.media.receiver import BurstReceiver, Decoder, LossReport, ReceptionReports
-from ptt.protocol.voice import VoiceHeader, decode_voice
+from ptt.wire.voice import VoiceHeader, decode_voice
 
 __all__ = ["GroupMixer", "Opener"]
 

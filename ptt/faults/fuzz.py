@@ -32,6 +32,9 @@ from typing import Any
 
 import msgpack
 
+from ptt.wire.voice import HEADER as VOICE_HEADER
+from ptt.wire.voice import VOICE_MAGIC
+
 __all__ = [
     "MAX_DATAGRAM",
     "FuzzConfig",
@@ -42,10 +45,8 @@ __all__ = [
 ]
 
 MAX_DATAGRAM = 65_000  # below IPv4's 65,507-byte UDP ceiling, so every datagram is sendable
-VOICE_MAGIC = 0x56  # "V" (ptt.protocol.wire); repeated here so the engine needs no ptt imports
 SEALED_MAGIC = 0x53  # "S" (ptt.crypto.channel)
 KEEPALIVE_MAGIC = 0x4B  # "K" (ptt.crypto.channel): a sealed Heartbeat or its ack
-VOICE_HEADER = struct.Struct("!BBBBIIIHI")  # ptt.protocol.voice with the reserved byte exposed
 SEALED_HEADER = struct.Struct("!BBIQ")  # ptt.crypto.channel
 PROTOCOL_VERSION = 1
 MSG_TYPES = (1, 2, 3, 4, 5, 6, 7, 8, 9, 20, 21, 22, 23, 24, 40, 41, 42, 43, 44, 45, 46, 47, 48,

@@ -33,7 +33,7 @@ from typing import Any
 
 from ptt.media.impair import (BernoulliLoss, Channel, ConstantDelay, DelayModel, GilbertElliott,
                               LossModel, NoLoss, UniformDelay)
-from ptt.protocol.wire import VOICE_MAGIC
+from ptt.wire.voice import VOICE_MAGIC
 
 __all__ = ["Impairment", "Direction", "ProxyConfig", "Counts", "DirectionCounts",
            "ProxyCounters", "ImpairmentProxy", "Way", "Kind"]

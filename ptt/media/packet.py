@@ -1,6 +1,6 @@
 """The voice payload: one primary Opus frame plus copies of up to 8 earlier frames.
 
-This is the bytes after the voice header (``ptt.protocol.voice``). Like RFC 2198 redundancy on
+This is the bytes after the voice header (``ptt.wire.voice``). Like RFC 2198 redundancy on
 desk-phone paging, a packet repeats earlier frames verbatim, so a loss is repaired with an exact
 copy a few packets later rather than an approximation. Which earlier frames ride along is a bit
 mask of offsets: bit ``i`` set means frame ``seq - (i + 1)`` is included. Offsets need not be

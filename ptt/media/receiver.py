@@ -25,7 +25,7 @@ from ptt.audio.codec import packet_has_fec
 from ptt.errors import AudioError, ProtocolError
 from ptt.media.jitter import JitterBuffer, JitterConfig, JitterStats, PlayoutItem, Source
 from ptt.media.packet import parse_payload
-from ptt.protocol.voice import VoiceFlags, VoiceHeader, decode_voice
+from ptt.wire.voice import VoiceFlags, VoiceHeader, decode_voice
 
 __all__ = ["FIRST_REPORT", "REPORT_INTERVAL", "BurstReceiver", "Decoder", "LossReport",
            "ReceptionReports"]

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from ptt.audio.codec import FRAME_SAMPLES
 from ptt.media.packet import MAX_OFFSET, VoicePayload, encode_payload
-from ptt.protocol.voice import VoiceFlags, VoiceHeader, encode_voice
+from ptt.wire.voice import VoiceFlags, VoiceHeader, encode_voice
 
 __all__ = [
     "DEFAULT_REDUNDANCY",

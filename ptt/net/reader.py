@@ -47,7 +47,7 @@ from typing import Any
 
 from ptt.crypto.channel import KEEPALIVE_MAGIC, SEALED_MAGIC
 from ptt.crypto.limits import network_prefix
-from ptt.protocol.wire import VOICE_MAGIC
+from ptt.wire.voice import VOICE_MAGIC
 
 log = logging.getLogger("ptt.server")
 

@@ -64,8 +64,8 @@ from ptt.protocol.client_events import (
 from ptt.protocol.participant import FloorInput, next_state
 from ptt.protocol.session import HEARTBEAT_INTERVAL, SESSION_TIMEOUT
 from ptt.protocol.transactions import RETRY_TOTAL, Retransmitter, SeenSet
-from ptt.protocol.voice import voice_mac_key
-from ptt.protocol.wire import decode_message, encode_message, is_voice
+from ptt.protocol.wire import decode_message, encode_message
+from ptt.wire.voice import is_voice, voice_mac_key
 
 # why a session was lost (FloorStateChanged.reason with RevokeCause.SESSION_LOST)
 LOST_FORGOTTEN = "the server no longer knew it (restarted, or this user logged in elsewhere)"
@@ -136,7 +136,7 @@ class ClientCore:
         self._relogin_backoff = RELOGIN_FIRST
         self._verifier_cache: tuple[bytes, int, bytes] | None = None
         self._channel: SecureChannel | None = None
-        self.voice_key = b""  # the MAC key of the voice we send (ptt.protocol.voice.add_mac)
+        self.voice_key = b""  # the MAC key of the voice we send (ptt.wire.voice.add_mac)
         self.dropped = 0  # datagrams refused: did not open, or plain where sealed is required
         self.page_device = ""  # set by subscribe_pages: this client shows pages
         self._pages_seen: set[int] = set()  # page ids shown on this connection

@@ -86,7 +86,7 @@ from ptt.protocol.server_relay import (
     VoiceRelay,
 )
 from ptt.protocol.session import Addr, Session
-from ptt.protocol.wire import VOICE_MAGIC
+from ptt.wire.voice import VOICE_MAGIC
 
 log = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ from ptt.protocol import messages as m
 from ptt.protocol.server_base import ServerBase
 from ptt.protocol.server_events import SessionMoved, SessionStarted
 from ptt.protocol.session import Addr, Session
-from ptt.protocol.voice import voice_mac_key
 from ptt.protocol.wire import decode_heartbeat, decode_message, encode_heartbeat_ack, encode_message
+from ptt.wire.voice import voice_mac_key
 
 LOGIN_PENDING_TTL = auth.LOGIN_TTL  # a Challenge's server nonce is good this long
 # what a session may send (sealed); anything else inside a sealed datagram is dropped

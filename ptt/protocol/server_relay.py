@@ -1,7 +1,7 @@
 """Voice routing: which frames the relay forwards, to whom, and the multicast bridge.
 
 The relay forwards only the current holder's current burst, from the holder's own address, with
-the holder's session MAC (``ptt.protocol.voice``: checked, then removed; the bytes forwarded are
+the holder's session MAC (``ptt.wire.voice``: checked, then removed; the bytes forwarded are
 left in :attr:`VoiceRelay.relayed`); every other frame is dropped (and its talker, if its burst
 is over, told so at most every STALE_NOTICE_INTERVAL). Destinations are computed once per talker and cached in
 ``GroupEntry.targets`` until membership, the voice paths or the floor change: the per-frame cost
@@ -36,16 +36,18 @@ from ptt.protocol import floor as fl
 from ptt.protocol import messages as m
 from ptt.protocol.server_base import GroupEntry, ServerBase
 from ptt.protocol.session import Addr, Session
-from ptt.protocol.voice import (
-    HEADER_SIZE,
+from ptt.protocol.wire import encode_message
+from ptt.wire.voice import (
     VoiceFlags,
     VoiceHeader,
     encode_voice,
+    header_with_seq,
+    is_probe,
     open_mac,
-    strip_signature,
     peek_route,
+    peek_seq,
+    strip_signature,
 )
-from ptt.protocol.wire import encode_message
 
 STALE_NOTICE_INTERVAL = 0.5
 PATH_CHECK_EVERY = 0.2  # PathChecks per session at most (voice from a new address)
@@ -53,10 +55,6 @@ VOICE_PATH_OP = "member.voice_path"  # a member operation (any role) on the Admi
 PROBE_SEQ = 0  # seq of PROBE-flagged voice headers: a member's multicast probe ...
 ECHO_SEQ = 1  # ... the server's echo of it (to the group) ...
 HOLDER_SEQ = 2  # ... and the server's holder notice (unicast to a multicast member)
-_FLAGS_AT = 2  # byte offsets in the voice header (ptt.protocol.voice)
-_SEQ_AT = 16
-_PROBE = PROBE_SEQ.to_bytes(2, "big")
-_ECHO = ECHO_SEQ.to_bytes(2, "big")
 
 
 class VoiceRelay(ServerBase):
@@ -94,7 +92,7 @@ class VoiceRelay(ServerBase):
             self.voice_refused += 1
             self._stale_talker(s, g, burst_id, now)
             return None
-        seq = int.from_bytes(data[_SEQ_AT:_SEQ_AT + 2], "big")
+        seq = peek_seq(data)
         if seq >= g.burst_frames:  # the highest sequence number + 1: what the talker sent
             g.burst_frames = seq + 1
         t = g.targets.get(sender)
@@ -127,20 +125,19 @@ class VoiceRelay(ServerBase):
         if clear is None:
             self._drop(addr, "multicast voice without its session's MAC")
             return None
-        if clear[_FLAGS_AT] & VoiceFlags.PROBE:
+        if is_probe(clear):
             mcast = g.multicast_target()
-            if mcast is not None and clear[_SEQ_AT:_SEQ_AT + 2] == _PROBE:
+            if mcast is not None and peek_seq(clear) == PROBE_SEQ:
                 # echo its header to the group: the prober hears that the LAN carries its
                 # multicast to the server and the server's back to it
-                self._out.append((clear[:_SEQ_AT] + _ECHO + clear[_SEQ_AT + 2:HEADER_SIZE],
-                                  mcast))
+                self._out.append((header_with_seq(clear, ECHO_SEQ), mcast))
             return None
         self.relayed_signed, self.relayed = clear, strip_signature(clear)
         if not self.floors.voice(g.name, s.user, burst_id, now):
             self.voice_refused += 1
             self._stale_talker(s, g, burst_id, now)
             return None
-        seq = int.from_bytes(data[_SEQ_AT:_SEQ_AT + 2], "big")
+        seq = peek_seq(data)
         if seq >= g.burst_frames:
             g.burst_frames = seq + 1
         key = ~sender

@@ -35,7 +35,7 @@ class Session:
     notice_at: float = 0.0  # last "you do not hold the floor" notice (rate limit)
     path_check_at: float = -1.0  # last PathCheck sent to a new address (rate limit)
     joined: set[str] = field(default_factory=set)
-    voice_key: bytes = b""  # checks the MAC on its voice (ptt.protocol.voice.open_mac)
+    voice_key: bytes = b""  # checks the MAC on its voice (ptt.wire.voice.open_mac)
 
 
 class SessionTable:

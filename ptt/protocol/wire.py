@@ -5,7 +5,7 @@ fields in dataclass order. Decoding validates every field against the dataclass 
 ``decode_message`` returns a well-typed message or raises :class:`~ptt.errors.ProtocolError`, and
 nothing else, for any input bytes.
 
-Voice datagrams are not msgpack: they start with ``VOICE_MAGIC`` (see ``ptt.protocol.voice``), which
+Voice datagrams are not msgpack: they start with ``VOICE_MAGIC`` (see ``ptt.wire.voice``), which
 no msgpack array starts with, so one socket can carry both (:func:`is_voice`).
 """
 

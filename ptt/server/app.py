@@ -45,14 +45,13 @@ from ptt.protocol.server import (AdminCommand, Dropped, FloorEvent, GroupUpdated
                                  MemberLeft, PageDelivered, PageRead, PageSubmitted, ServerCore,
                                  ServerCoreConfig, ServerEvent, SessionEnded, SessionMoved,
                                  SessionStarted)
-from ptt.protocol.voice import VoiceFlags
-from ptt.protocol.wire import is_voice
 from ptt.server.admin import Admin, error_code, loggable_args
 from ptt.server.lock import DatabaseLock
 from ptt.server.pagestore import PageStore
 from ptt.net.reader import PriorityReader
 from ptt.net.sendmmsg import FanOutCache
 from ptt.server.store import Store
+from ptt.wire.voice import VoiceFlags, is_voice, peek_flags
 
 log = logging.getLogger("ptt.server")
 
@@ -494,7 +493,8 @@ class PttServer:
         targets = self.core.receive_multicast(data, addr, now)
         c = self.counters
         if targets is None:
-            if len(data) > 2 and not data[2] & VoiceFlags.PROBE:
+            flags = peek_flags(data)
+            if flags is not None and not flags & VoiceFlags.PROBE:
                 c.voice_dropped += 1
             return
         c.multicast_in += 1

@@ -3,7 +3,7 @@
 Two pieces, bottom up:
 
 * :class:`LiveRecording` turns what a network endpoint sees into ``ptt.record`` calls with wall
-  times: voice datagrams (header + redundancy payload, ``ptt.protocol.voice`` and
+  times: voice datagrams (header + redundancy payload, ``ptt.wire.voice`` and
   ``ptt.media.packet``) become Opus packets stored exactly as received, and a frame lost on the
   way is taken from a later packet's redundant copy (a copy is the same bytes, not an
   approximation). The server uses it here; the recorder client (``ptt record``,
@@ -58,9 +58,9 @@ from ptt.protocol.server import (
     PageStored,
     ServerEvent,
 )
-from ptt.protocol.voice import VoiceFlags, VoiceHeader, decode_voice
 from ptt.record.events import EventKind
 from ptt.record.recorder import UNKNOWN_TALKER, Recorder
+from ptt.wire.voice import VoiceFlags, VoiceHeader, decode_voice, peek_group
 
 if TYPE_CHECKING:
     from ptt.server.app import PttServer
@@ -337,7 +337,7 @@ class ServerRecording:
 
     # -- hooks --------------------------------------------------------------------------------
     def on_voice(self, data: bytes, now: float) -> None:
-        gid = int.from_bytes(data[4:8], "big")
+        gid = peek_group(data)
         group = self._recorded.get(gid)
         if group is None:
             return  # the hot path for groups that do not record: one dict lookup

@@ -23,7 +23,7 @@ from ptt.client.connection import Connection
 from ptt.client.keys import VoiceKeys
 from ptt.media.sender import Packetizer
 from ptt.net.multicast import open_sender_socket, resolve_interface
-from ptt.protocol.voice import decode_voice, peek_route
+from ptt.wire.voice import decode_voice, peek_route
 from tests.acceptance.harness import Site, finish
 from tests.e2e.audiocheck import aligned_correlation
 from tests.net import scenarios

@@ -13,7 +13,7 @@ from ptt.media.sender import Packetizer
 from ptt.names import call_group_name
 from ptt.protocol import client as cl
 from ptt.protocol import messages as m
-from ptt.protocol.voice import decode_voice
+from ptt.wire.voice import decode_voice
 
 TICK = 0.02
 FREQS = {"volunteers": 500.0, "medics": 1500.0}

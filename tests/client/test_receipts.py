@@ -6,7 +6,7 @@ from ptt.client.receipts import BurstTally, delivery_text
 from ptt.media.sender import Packetizer
 from ptt.protocol import client as cl
 from ptt.protocol import messages as m
-from ptt.protocol.voice import decode_voice
+from ptt.wire.voice import decode_voice
 
 
 def _datagrams(n: int, offsets: tuple[int, ...]) -> list[bytes]:

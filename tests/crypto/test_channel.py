@@ -27,8 +27,8 @@ from ptt.crypto.limits import MAX_SEALED_DATAGRAM
 from ptt.errors import AuthError, ProtocolError
 from ptt.protocol import auth
 from ptt.protocol import messages as m
-from ptt.protocol.voice import VoiceHeader, encode_voice
-from ptt.protocol.wire import decode_message, encode_message, is_voice
+from ptt.protocol.wire import decode_message, encode_message
+from ptt.wire.voice import VoiceHeader, encode_voice, is_voice
 
 USER = "alice"
 TOKEN = "correct-horse-battery-staple-0123"

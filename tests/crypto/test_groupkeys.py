@@ -19,7 +19,7 @@ from ptt.crypto.groupkeys import (
 from ptt.crypto.identity import Identity
 from ptt.crypto.voice import VoiceSealer
 from ptt.errors import AuthError, ProtocolError
-from ptt.protocol.voice import VoiceHeader
+from ptt.wire.voice import VoiceHeader
 from tests.crypto.conftest import GROUP, GROUP_ID, Org
 
 

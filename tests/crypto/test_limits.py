@@ -20,8 +20,8 @@ from ptt.crypto.limits import (
 )
 from ptt.protocol import messages as m
 from ptt.protocol.auth import MAX_ITERATIONS, MAX_SALT_SIZE, NONCE_SIZE
-from ptt.protocol.voice import MAX_VOICE_DATAGRAM
 from ptt.protocol.wire import encode_message
+from ptt.wire.voice import MAX_VOICE_DATAGRAM
 
 U64 = 2**64 - 1
 

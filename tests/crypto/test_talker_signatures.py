@@ -7,7 +7,7 @@ import os
 from ptt.crypto.groupkeys import peek_grant, talkers_digest
 from ptt.crypto.identity import Identity
 from ptt.crypto.voice import SIGNATURE_SIZE, TAG_SIZE, VoiceSealer, verify_frame
-from ptt.protocol.voice import (
+from ptt.wire.voice import (
     HEADER_SIZE,
     VoiceFlags,
     VoiceHeader,

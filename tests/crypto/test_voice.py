@@ -10,17 +10,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ptt.crypto.voice import (
-    KEY_ID_AT,
     TAG_SIZE,
     VoiceCipher,
     VoiceKey,
     VoiceOpener,
     VoiceSealer,
-    key_id_of,
 )
 from ptt.errors import AuthError, ProtocolError
 from ptt.media.packet import VoicePayload, encode_payload, parse_payload
-from ptt.protocol.voice import HEADER_SIZE, VoiceFlags, VoiceHeader, decode_voice, peek_route
+from ptt.wire.voice import (
+    HEADER_SIZE,
+    KEY_ID_AT,
+    VoiceFlags,
+    VoiceHeader,
+    decode_voice,
+    peek_key_id,
+    peek_route,
+)
 
 GID = 4242
 
@@ -62,7 +68,7 @@ def test_round_trip_keeps_the_header_readable_for_the_relay() -> None:
     assert peek_route(data) == (GID, 99, 7)  # the relay's hot path, unchanged
     clear, body = decode_voice(data)  # and the old parser still reads the header
     assert clear.flags == VoiceFlags.END_OF_BURST | VoiceFlags.ENCRYPTED and body != payload
-    assert key_id_of(data) == 0x34 == data[KEY_ID_AT]
+    assert peek_key_id(data) == 0x34 == data[KEY_ID_AT]
     got_header, got = o.open(data)
     assert got == payload and parse_payload(got).primary
     assert (got_header.sender, got_header.burst_id, got_header.seq) == (99, 7, 0)
@@ -80,7 +86,7 @@ def test_a_non_member_can_neither_decode_nor_inject() -> None:
         member.open(forged)
     # plaintext voice is not an encrypted frame: a member never plays it in a keyed group
     header, payload = frame(2)
-    from ptt.protocol.voice import encode_voice
+    from ptt.wire.voice import encode_voice
     with pytest.raises((AuthError, ProtocolError)):
         member.open(encode_voice(header, payload))
 
@@ -157,7 +163,7 @@ def test_rotation_splits_bursts_not_frames() -> None:
     sealer.install(k2)
     same_burst = sealer.seal(*frame(1, burst=1))
     next_burst = sealer.seal(*frame(0, burst=2))
-    assert key_id_of(first) == key_id_of(same_burst) == 1 and key_id_of(next_burst) == 2
+    assert peek_key_id(first) == peek_key_id(same_burst) == 1 and peek_key_id(next_burst) == 2
     late = VoiceSealer(k1).seal(*frame(0, burst=9))
     for d in (first, same_burst, next_burst):
         o.open(d)

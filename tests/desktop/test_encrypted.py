@@ -19,7 +19,7 @@ from ptt.desktop.engine import AudioFactory
 from ptt.desktop.model import TalkState
 from ptt.desktop.window import DesktopWindow
 from ptt.protocol.client import Participation
-from ptt.protocol.voice import VoiceFlags, decode_voice
+from ptt.wire.voice import VoiceFlags, decode_voice
 from tests.desktop.conftest import GROUPS, Peer, pump
 from tests.e2e.serverproc import ServerProcess
 from tests.e2e.test_floor_over_udp import talk

@@ -84,7 +84,7 @@ def test_opened_frames_play_and_refused_ones_are_counted() -> None:
     plaintext and what the opener refuses never reaches a receiver."""
     from ptt.crypto.voice import VoiceKey, VoiceOpener, VoiceSealer
     from ptt.errors import AuthError, ProtocolError
-    from ptt.protocol.voice import decode_voice
+    from ptt.wire.voice import decode_voice
 
     key = VoiceKey(2, 1, bytes(range(32)))
     sealer, opener = VoiceSealer(key), VoiceOpener(2)

@@ -10,7 +10,7 @@ from ptt.client.connection import Connection
 from ptt.client.keys import add_user
 from ptt.protocol import messages as m
 from ptt.protocol.client import FloorStateChanged, GroupJoined, Participation
-from ptt.protocol.voice import VoiceHeader, encode_voice
+from ptt.wire.voice import VoiceHeader, encode_voice
 from tests.e2e.serverproc import ServerProcess
 
 

@@ -23,7 +23,7 @@ from ptt.crypto.identity import identity_from_token
 from ptt.crypto.voice import VoiceKey, VoiceOpener, VoiceSealer
 from ptt.errors import AuthError, ProtocolError, PttError
 from ptt.protocol.client import Participation
-from ptt.protocol.voice import VoiceFlags, decode_voice
+from ptt.wire.voice import VoiceFlags, decode_voice
 from tests.e2e.audiocheck import aligned_correlation
 from tests.e2e.serverproc import ServerProcess, add_member_without_key
 

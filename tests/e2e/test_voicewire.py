@@ -28,9 +28,9 @@ from ptt.client.voice import Talker
 from ptt.config import write_credentials
 from ptt.errors import PttError
 from ptt.protocol.client import Participation
-from ptt.protocol.voice import VoiceFlags, decode_voice
 from ptt.record.catalog import Session, load
 from ptt.record.export import export_wav
+from ptt.wire.voice import VoiceFlags, decode_voice
 from tests.e2e.audiocheck import aligned_correlation
 from tests.e2e.serverproc import PTT, ServerProcess
 

@@ -17,7 +17,7 @@ import pytest
 from ptt.client.connection import Connection
 from ptt.faults.proxy import Direction, Impairment, ImpairmentProxy, ProxyConfig
 from ptt.protocol import client as cl
-from ptt.protocol.voice import VoiceHeader, encode_voice
+from ptt.wire.voice import VoiceHeader, encode_voice
 from tests.e2e.serverproc import ServerProcess
 from tests.faults.helpers import Stamped, provision
 

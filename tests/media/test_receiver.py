@@ -19,7 +19,7 @@ from ptt.media.impair import BernoulliLoss, Channel, UniformDelay
 from ptt.media.jitter import FRAME_SECONDS, JitterConfig, Source
 from ptt.media.receiver import BurstReceiver
 from ptt.media.sender import Packetizer
-from ptt.protocol.voice import VoiceFlags, VoiceHeader, encode_voice
+from ptt.wire.voice import VoiceFlags, VoiceHeader, encode_voice
 
 F = FRAME_SECONDS
 PHASE = 0.0071

@@ -14,7 +14,7 @@ from ptt.media.sender import (
     RedundancyPolicy,
     offsets_for,
 )
-from ptt.protocol.voice import HEADER_SIZE, VoiceFlags, decode_voice
+from ptt.wire.voice import HEADER_SIZE, VoiceFlags, decode_voice
 
 
 def frames(n: int) -> list[bytes]:

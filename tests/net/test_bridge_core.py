@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ptt.protocol.client import AdminResult, Participation
 from ptt.protocol.server import HOLDER_SEQ, VOICE_PATH_OP
-from ptt.protocol.voice import VoiceFlags, VoiceHeader, add_mac, decode_voice, encode_voice
+from ptt.wire.voice import VoiceFlags, VoiceHeader, add_mac, decode_voice, encode_voice
 from tests.protocol.simnet import SimNet
 
 MCAST = ("239.255.0.1", 7802)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from ptt.protocol.voice import (
+from ptt.wire.voice import (
     HEADER_SIZE,
     MAC_SIZE,
     VoiceFlags,

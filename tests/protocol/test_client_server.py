@@ -11,8 +11,8 @@ from ptt.protocol import messages as m
 from ptt.protocol.client import (ConnState, FloorStateChanged, LoginFailed, Participation,
                                  RequestFailed)
 from ptt.protocol.server import FloorEvent
-from ptt.protocol.voice import VoiceHeader, encode_voice
 from ptt.protocol.wire import encode_message
+from ptt.wire.voice import VoiceHeader, encode_voice
 from tests.protocol.simnet import SimNet
 
 USERS = ["ann", "bob", "cat", "dan", "eve", "fay"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ptt.protocol.client import ClientCore, ConnState, Disconnected, IncomingCall, Participation
 from ptt.protocol.server import ServerCoreConfig, SessionEnded
-from ptt.protocol.voice import VoiceHeader, add_mac, encode_voice
+from ptt.wire.voice import VoiceHeader, add_mac, encode_voice
 from tests.protocol.test_sealed import TOKEN, Pair
 
 

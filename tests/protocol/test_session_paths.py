@@ -6,8 +6,8 @@ from __future__ import annotations
 from ptt.protocol import messages as m
 from ptt.protocol.client import CHECK_WINDOW, ConnState, Participation
 from ptt.protocol.server import SessionMoved
-from ptt.protocol.voice import VoiceHeader, add_mac, encode_voice
 from ptt.protocol.wire import encode_message
+from ptt.wire.voice import VoiceHeader, add_mac, encode_voice
 from tests.protocol.test_sealed import Pair
 
 NO_SESSION = encode_message(m.Error(0, m.ErrorCode.NO_SESSION, "no session: log in again"))

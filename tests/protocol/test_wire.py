@@ -8,8 +8,15 @@ import pytest
 
 from ptt.errors import ProtocolError
 from ptt.protocol import messages as m
-from ptt.protocol.voice import VoiceFlags, VoiceHeader, decode_voice, encode_voice, peek_route
-from ptt.protocol.wire import decode_message, encode_message, is_voice
+from ptt.protocol.wire import decode_message, encode_message
+from ptt.wire.voice import (
+    VoiceFlags,
+    VoiceHeader,
+    decode_voice,
+    encode_voice,
+    is_voice,
+    peek_route,
+)
 
 SAMPLES: list[m.Message] = [
     m.Hello(1, "alice", b"n" * 16),

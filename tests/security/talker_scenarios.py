@@ -19,7 +19,7 @@ from ptt.client.keys import VoiceKeys, add_user, rekey
 from ptt.crypto.identity import identity_from_token
 from ptt.media.sender import Packetizer
 from ptt.net.multicast import open_sender_socket, resolve_interface
-from ptt.protocol.voice import decode_voice
+from ptt.wire.voice import decode_voice
 from tests.net import scenarios
 from tests.net.scenarios import (
     GROUP,

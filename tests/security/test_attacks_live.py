@@ -292,7 +292,7 @@ def test_nothing_injected_on_the_multicast_address_is_bridged_or_echoed_large(
 
 
 async def _relay_spoof(server: bench_fuzz.ServerUnderTest) -> dict[str, object]:
-    from ptt.protocol.voice import VoiceFlags, VoiceHeader, add_mac, encode_voice
+    from ptt.wire.voice import VoiceFlags, VoiceHeader, add_mac, encode_voice
 
     cred = server.credentials
     async with Connection(server.address, cred["user"], cred["token"]) as coord:

@@ -12,11 +12,11 @@ import pytest
 from ptt.client.connection import Connection
 from ptt.config import ServerConfig
 from ptt.crypto.voice import VoiceCipher, VoiceKey
-from ptt.protocol.client import Participation
-from ptt.protocol.voice import VoiceHeader, encode_voice
 from ptt.net import sendmmsg
-from ptt.server.app import PttServer
 from ptt.net.sendmmsg import MmsgFanOut, SendtoFanOut
+from ptt.protocol.client import Participation
+from ptt.server.app import PttServer
+from ptt.wire.voice import VoiceHeader, encode_voice
 
 GROUP = "ops"
 LISTENERS = ("bob", "cat", "dan")

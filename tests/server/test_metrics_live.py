@@ -18,10 +18,10 @@ from ptt.protocol import floor as fl
 from ptt.protocol import messages as m
 from ptt.protocol.client import Participation
 from ptt.protocol.server import ServerCoreConfig
-from ptt.protocol.voice import VoiceHeader, encode_voice
-from ptt.protocol.wire import VOICE_MAGIC
 from ptt.server.app import PttServer
 from ptt.server.metrics import MetricsEndpoint, attach_metrics
+from ptt.wire.voice import VOICE_MAGIC
+from ptt.wire.voice import VoiceHeader, encode_voice
 
 GROUP = "ops"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

@@ -1,15 +1,21 @@
-"""The voice datagram header: fixed binary, so the relay reads it without msgpack.
+"""The voice datagram: a fixed binary header, so the relay reads it without msgpack.
 
 ::
 
     0      1      2      3      4              8              12             16     18            22
     +------+------+------+------+--------------+--------------+--------------+------+--------------+---
-    | 'V'  | ver  |flags | rsvd | group_id u32 | sender   u32 | burst_id u32 |seq16 | timestamp u32| payload
+    | 'V'  | ver  |flags |key id| group_id u32 | sender   u32 | burst_id u32 |seq16 | timestamp u32| payload
     +------+------+------+------+--------------+--------------+--------------+------+--------------+---
 
 ``sender`` is the talker's session id, ``seq`` counts frames within a burst (wrapping at 2**16),
-``timestamp`` counts samples at the codec rate from the burst's start. The payload belongs to the
-media layer (``ptt.media.packet``): the primary Opus frame plus optional redundant earlier frames.
+``timestamp`` counts samples at the codec rate from the burst's start. Byte 3 is zero in a clear
+frame; an ENCRYPTED frame carries there the low byte of its key's epoch (``ptt.crypto.voice``).
+The payload belongs to the media layer (``ptt.media.packet``): the primary Opus frame plus
+optional redundant earlier frames.
+
+This module is the only one that knows where a field sits: everything else packs with
+:func:`encode_voice`, splits with :func:`decode_voice`, and on the hot paths (relay, multicast,
+recording) reads single fields with the ``peek_*`` helpers, which cost one ``unpack_from``.
 
 **Session MAC.** Every voice datagram a client sends (frames and multicast probes) carries, with
 the AUTH flag set, an 8-byte trailer: keyed BLAKE2s of everything before it, under a key derived
@@ -38,15 +44,20 @@ from dataclasses import dataclass
 from enum import IntFlag
 
 from ptt.errors import ProtocolError
-from ptt.protocol.wire import VOICE_MAGIC
 
+VOICE_MAGIC = 0x56  # "V": a positive fixint, never the first byte of a msgpack array
 VOICE_VERSION = 1
-HEADER = struct.Struct("!BBBxIIIHI")
+HEADER = struct.Struct("!BBBBIIIHI")
 HEADER_SIZE = HEADER.size  # 22
 MAX_VOICE_DATAGRAM = 1_400
 MAC_SIZE = 8
 SIGNATURE_SIZE = 64  # a talker's Ed25519 signature (SIGNED; ptt.crypto.voice)
-FLAGS_AT = 2  # the flags byte's offset
+FLAGS_AT = 2  # the offsets, for tests that check the layout itself
+KEY_ID_AT = 3
+GROUP_AT = 4
+SEQ_AT = 16
+_U32 = struct.Struct("!I")
+_U16 = struct.Struct("!H")
 _VOICE_MAC_INFO = b"ptt-voice-mac-v1"
 _blake2s = hashlib.blake2s
 _compare = hmac.compare_digest
@@ -65,6 +76,8 @@ _AUTH = int(VoiceFlags.AUTH)  # plain ints on the hot path: IntFlag arithmetic c
 _NOT_AUTH = 0xFF & ~_AUTH
 _SIGNED = int(VoiceFlags.SIGNED)
 _NOT_SIGNED = 0xFF & ~_SIGNED
+_PROBE = int(VoiceFlags.PROBE)
+
 
 @dataclass(frozen=True, slots=True)
 class VoiceHeader:
@@ -76,21 +89,27 @@ class VoiceHeader:
     flags: VoiceFlags = VoiceFlags.NONE
 
 
+def pack_header(header: VoiceHeader, key_id: int = 0) -> bytes:
+    """The 22 header bytes of ``header`` (seq and timestamp wrapped to their widths)."""
+    return HEADER.pack(VOICE_MAGIC, VOICE_VERSION, int(header.flags), key_id, header.group_id,
+                       header.sender, header.burst_id, header.seq & 0xFFFF,
+                       header.timestamp & 0xFFFFFFFF)
+
+
 def encode_voice(header: VoiceHeader, payload: bytes) -> bytes:
     """One voice datagram: header then payload."""
-    return (
-        HEADER.pack(
-            VOICE_MAGIC,
-            VOICE_VERSION,
-            int(header.flags),
-            header.group_id,
-            header.sender,
-            header.burst_id,
-            header.seq & 0xFFFF,
-            header.timestamp & 0xFFFFFFFF,
-        )
-        + payload
-    )
+    return pack_header(header) + payload
+
+
+def unpack_header(data: bytes) -> tuple[VoiceHeader, int]:
+    """The header of a datagram at least HEADER_SIZE long, with every flag bit kept, and its key
+    id; ProtocolError for another magic or version. No size checks: the caller's rule."""
+    magic, version, flags, key_id, group_id, sender, burst_id, seq, ts = HEADER.unpack_from(data)
+    if magic != VOICE_MAGIC:
+        raise ProtocolError("not a voice datagram")
+    if version != VOICE_VERSION:
+        raise ProtocolError(f"unsupported voice version {version}")
+    return VoiceHeader(group_id, sender, burst_id, seq, ts, VoiceFlags(flags)), key_id
 
 
 def decode_voice(data: bytes) -> tuple[VoiceHeader, bytes]:
@@ -99,7 +118,7 @@ def decode_voice(data: bytes) -> tuple[VoiceHeader, bytes]:
         raise ProtocolError(f"voice datagram too short ({len(data)} bytes)")
     if len(data) > MAX_VOICE_DATAGRAM:
         raise ProtocolError(f"voice datagram too large ({len(data)} bytes)")
-    magic, version, flags, group_id, sender, burst_id, seq, ts = HEADER.unpack_from(data)
+    magic, version, flags, _, group_id, sender, burst_id, seq, ts = HEADER.unpack_from(data)
     if magic != VOICE_MAGIC:
         raise ProtocolError("not a voice datagram")
     if version != VOICE_VERSION:
@@ -110,12 +129,72 @@ def decode_voice(data: bytes) -> tuple[VoiceHeader, bytes]:
     )
 
 
+def sealed_body(data: bytes) -> bytes:
+    """What follows the header, less the talker's signature when SIGNED is set: for a sealed
+    frame (no session MAC), the ciphertext and its tag."""
+    end = len(data) - SIGNATURE_SIZE if data[FLAGS_AT] & _SIGNED else len(data)
+    return bytes(data[HEADER_SIZE:end])
+
+
+# --- peeks: one field without a full decode, for the hot paths -----------------------------------
+
+
+def is_voice(data: bytes) -> bool:
+    """True when ``data`` is a voice datagram rather than a control message."""
+    return len(data) > 0 and data[0] == VOICE_MAGIC
+
+
 def peek_route(data: bytes) -> tuple[int, int, int]:
     """(group_id, sender, burst_id) of a voice datagram, for the relay's hot path."""
     if len(data) < HEADER_SIZE or len(data) > MAX_VOICE_DATAGRAM or data[1] != VOICE_VERSION:
         raise ProtocolError("malformed voice datagram")
-    _, _, _, group_id, sender, burst_id, _, _ = HEADER.unpack_from(data)
+    _, _, _, _, group_id, sender, burst_id, _, _ = HEADER.unpack_from(data)
     return group_id, sender, burst_id
+
+
+def _short(data: bytes) -> ProtocolError:
+    return ProtocolError(f"voice datagram too short ({len(data)} bytes)")
+
+
+def peek_group(data: bytes) -> int:
+    """The group id of a voice datagram; ProtocolError if it is shorter than a header."""
+    if len(data) < HEADER_SIZE:
+        raise _short(data)
+    return int(_U32.unpack_from(data, GROUP_AT)[0])
+
+
+def peek_seq(data: bytes) -> int:
+    """The sequence number of a voice datagram; ProtocolError if it is shorter than a header."""
+    if len(data) < HEADER_SIZE:
+        raise _short(data)
+    return int(_U16.unpack_from(data, SEQ_AT)[0])
+
+
+def peek_key_id(data: bytes) -> int:
+    """The key id of a voice datagram (0 for a clear one); ProtocolError if shorter than a
+    header."""
+    if len(data) < HEADER_SIZE:
+        raise _short(data)
+    return data[KEY_ID_AT]
+
+
+def peek_flags(data: bytes) -> int | None:
+    """The flags byte as a plain int (test it against ``VoiceFlags`` members), or None for a
+    datagram too short to carry one."""
+    return data[FLAGS_AT] if len(data) > FLAGS_AT else None
+
+
+def is_probe(data: bytes) -> bool:
+    """True for a datagram whose flags say PROBE (probes, echoes, holder notices)."""
+    return len(data) > FLAGS_AT and bool(data[FLAGS_AT] & _PROBE)
+
+
+def header_with_seq(data: bytes, seq: int) -> bytes:
+    """The datagram's header alone, with ``seq`` in place of its own: the server's echo of a
+    probe."""
+    if len(data) < HEADER_SIZE:
+        raise _short(data)
+    return bytes(data[:SEQ_AT]) + _U16.pack(seq & 0xFFFF) + bytes(data[SEQ_AT + 2:HEADER_SIZE])
 
 
 # --- the session MAC ------------------------------------------------------------------------------
@@ -147,6 +226,19 @@ def open_mac(key: bytes, datagram: bytes) -> bytes | None:
     return bytes(body)
 
 
+def strip_mac(datagram: bytes) -> bytes:
+    """A datagram heard straight from a talker (multicast), without the MAC a listener cannot
+    check: the bytes the talker made."""
+    if len(datagram) < HEADER_SIZE + MAC_SIZE or not datagram[FLAGS_AT] & _AUTH:
+        return datagram
+    body = bytearray(datagram[:-MAC_SIZE])
+    body[FLAGS_AT] &= _NOT_AUTH
+    return bytes(body)
+
+
+# --- the talker signature's place -----------------------------------------------------------------
+
+
 def strip_signature(datagram: bytes) -> bytes:
     """A signed frame as the relay hands it to its unicast members, who have the server's word
     for the sender (it checked the session MAC) and no use for the talker's signature: without
@@ -159,11 +251,18 @@ def strip_signature(datagram: bytes) -> bytes:
     return bytes(body)
 
 
-def strip_mac(datagram: bytes) -> bytes:
-    """A datagram heard straight from a talker (multicast), without the MAC a listener cannot
-    check: the bytes the talker made."""
-    if len(datagram) < HEADER_SIZE + MAC_SIZE or not datagram[FLAGS_AT] & _AUTH:
-        return datagram
-    body = bytearray(datagram[:-MAC_SIZE])
-    body[FLAGS_AT] &= _NOT_AUTH
-    return bytes(body)
+def unsigned_header(data: bytes) -> bytes:
+    """The datagram's header with SIGNED cleared: a sealed frame's associated data, so that the
+    relay may drop the signature (:func:`strip_signature`) and the frame still opens."""
+    head = bytearray(data[:HEADER_SIZE])
+    head[FLAGS_AT] &= _NOT_SIGNED
+    return bytes(head)
+
+
+def split_signature(datagram: bytes) -> tuple[bytes, bytes] | None:
+    """(signed part, signature) of a frame with SIGNED set that is long enough to carry one,
+    else None."""
+    n = len(datagram) - SIGNATURE_SIZE
+    if n < HEADER_SIZE or not datagram[FLAGS_AT] & _SIGNED:
+        return None
+    return bytes(datagram[:n]), bytes(datagram[n:])
