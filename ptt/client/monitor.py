@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -40,12 +40,13 @@ from ptt.audio.tones import ToneSet
 from ptt.client.calls import call_peer
 from ptt.client.connection import Connection
 from ptt.client.keys import VoiceKeys
-from ptt.errors import PttError, ValidationError
-from ptt.media.receiver import BurstReceiver, Decoder, LossReport, ReceptionReports
+from ptt.errors import ValidationError
+from ptt.media.playout import FrameOpener, PlayoutChannel
+from ptt.media.receiver import Decoder, LossReport
 from ptt.names import is_call_group_name
 from ptt.protocol import client as cl
 from ptt.protocol import messages as m
-from ptt.wire.voice import VoiceHeader, decode_voice
+from ptt.wire.voice import VoiceHeader
 
 __all__ = ["DUCK_DB", "BurstNotice", "GroupStats", "Monitor", "MonitorMixer", "burst_notice"]
 
@@ -98,19 +99,22 @@ class GroupStats:
 
 
 @dataclass
-class _Channel:
-    name: str
-    receiver: BurstReceiver
+class _Group:
+    """One monitored group: its playout channel and how the mix treats it."""
+
+    channel: PlayoutChannel
     front: bool  # a --priority group: never ducked, ducks the others while it talks
     talker: str | None = None
     emergency: bool = False  # the current burst was announced as an emergency
     gain: float = _FULL
-    playing: bool = False
     frames_heard: int = 0
     frames_ducked: int = 0
     bursts: int = 0
     alerts: int = 0
-    reports: ReceptionReports = field(default_factory=ReceptionReports)
+
+    @property
+    def name(self) -> str:
+        return self.channel.name
 
     @property
     def in_front(self) -> bool:
@@ -119,7 +123,7 @@ class _Channel:
     @property
     def active(self) -> bool:
         # from the announcement (before the first frame arrives) until the buffer played out
-        return self.talker is not None or self.receiver.buffer.playing
+        return self.talker is not None or self.channel.sounding
 
 
 class MonitorMixer:
@@ -139,8 +143,8 @@ class MonitorMixer:
         self.tones = tones or ToneSet.none()
         self.duck = 10 ** (duck_db / 20)
         self._decoder = decoder
-        self._channels = {n: _Channel(n, BurstReceiver(decoder()), n in front) for n in names}
-        self._by_id: dict[int, _Channel] = {}
+        self._channels = {n: _Group(PlayoutChannel(n, decoder()), n in front) for n in names}
+        self._by_id: dict[int, _Group] = {}
         self._tone: deque[bytes] = deque()
         self._alert: deque[bytes] = deque()
         self.heard: tuple[str, ...] = ()  # groups with voice in the last tick's frame
@@ -158,19 +162,19 @@ class MonitorMixer:
     def add_group(self, name: str, front: bool = False) -> None:
         """Monitor ``name`` too (a call that rang: in front, like an emergency)."""
         if name not in self._channels:
-            self._channels[name] = _Channel(name, BurstReceiver(self._decoder()), front)
+            self._channels[name] = _Group(PlayoutChannel(name, self._decoder()), front)
 
     def remove_group(self, name: str) -> None:
         ch = self._channels.pop(name, None)
-        if ch is not None and ch.receiver.group_id is not None:
-            self._by_id.pop(ch.receiver.group_id, None)
+        if ch is not None and ch.channel.group_id is not None:
+            self._by_id.pop(ch.channel.group_id, None)
 
     def set_group(self, name: str, group_id: int) -> None:
         """The server's id of ``name`` (from its join answer): voice is sorted by it."""
         ch = self._channels[name]
-        if ch.receiver.group_id is not None:
-            self._by_id.pop(ch.receiver.group_id, None)
-        ch.receiver.group_id = group_id
+        if ch.channel.group_id is not None:
+            self._by_id.pop(ch.channel.group_id, None)
+        ch.channel.group_id = group_id
         self._by_id[group_id] = ch
 
     def talker_changed(self, name: str, talker: str | None, burst_id: int | None,
@@ -182,7 +186,7 @@ class MonitorMixer:
         ch.emergency = talker is not None and priority == m.Priority.EMERGENCY
         if talker is None:
             return
-        ch.receiver.expect(burst_id)
+        ch.channel.expect(burst_id)
         ch.bursts += 1
         if ch.emergency:
             ch.alerts += 1
@@ -195,14 +199,14 @@ class MonitorMixer:
         if ch is None:
             self.foreign += 1
             return False
-        return ch.receiver.receive_parsed(header, payload, now)
+        return ch.channel.receive(header, payload, now)
 
     def stats(self, name: str) -> GroupStats:
         ch = self._channels[name]
         return GroupStats(ch.frames_heard, ch.frames_ducked, ch.bursts, ch.alerts)
 
-    def receiver(self, name: str) -> BurstReceiver:
-        return self._channels[name].receiver
+    def channel(self, name: str) -> PlayoutChannel:
+        return self._channels[name].channel
 
     def tick(self, now: float) -> bytes:
         """The mixed frame for the sink's tick at ``now`` (silence when nobody talks).
@@ -215,21 +219,18 @@ class MonitorMixer:
         self.ended.clear()
         for ch in self._channels.values():
             target = _FULL if ch.in_front or not self.ducking else self.duck
-            pcm = ch.receiver.pop(now)
-            item = ch.receiver.last_item
-            due = ch.reports.poll(ch.receiver, now)
-            if due is not None:
-                self.due_reports.append((ch.name, *due))
-            if pcm is None:
-                if ch.playing and not ch.receiver.buffer.playing:
-                    self._burst_over(ch)
+            t = ch.channel.tick(now)
+            if t.report is not None:
+                self.due_reports.append((ch.name, *t.report))
+            if t.pcm is None:
+                if t.ended is not None:
+                    self._burst_over(ch, t.ended)
                 ch.gain = target  # nothing to ramp over: the next frame starts at its level
                 continue
-            ch.playing = True
             ch.frames_heard += 1
             if target < _FULL:
                 ch.frames_ducked += 1
-            x = np.frombuffer(pcm, "<i2").astype(np.float32)
+            x = np.frombuffer(t.pcm, "<i2").astype(np.float32)
             if ch.gain != target:
                 x *= np.linspace(ch.gain, target, len(x), dtype=np.float32)
                 ch.gain = target
@@ -237,8 +238,8 @@ class MonitorMixer:
                 x *= target
             mix = x if mix is None else mix + x
             heard.append(ch.name)
-            if item is not None and item.last:
-                self._burst_over(ch)
+            if t.ended is not None:
+                self._burst_over(ch, t.ended)
         self.heard = tuple(heard)
         for queue in (self._alert, self._tone):
             if queue:
@@ -249,10 +250,9 @@ class MonitorMixer:
         # summed voices may exceed the sample range: clip (never wrap around)
         return bytes(np.clip(np.rint(mix), -_LIMIT - 1, _LIMIT).astype("<i2").tobytes())
 
-    def _burst_over(self, ch: _Channel) -> None:
-        ch.playing = False
+    def _burst_over(self, ch: _Group, reception: LossReport) -> None:
         self._tone.extend(self.tones.frames("end_of_burst"))
-        self.ended.append((ch.name, ch.reports.finish(ch.receiver)))
+        self.ended.append((ch.name, reception))
 
 
 class Monitor:
@@ -266,9 +266,8 @@ class Monitor:
         self.sink = sink
         self.mixer = MonitorMixer(groups, priority, tones, duck_db=duck_db)
         self.keys = VoiceKeys.of(conn)
+        self.frames = FrameOpener(self.keys.open_voice)
         self.frames_out = 0
-        self.undecryptable = 0
-        self.malformed = 0
         self._events = conn.subscribe()
         # (group, what was received of a burst) as each burst ends
         self.on_burst_end: Callable[[str, LossReport], None] | None = None
@@ -276,6 +275,14 @@ class Monitor:
     @property
     def groups(self) -> list[str]:
         return self.mixer.groups
+
+    @property
+    def malformed(self) -> int:
+        return self.frames.malformed
+
+    @property
+    def undecryptable(self) -> int:
+        return self.frames.undecryptable
 
     def stats(self, name: str) -> GroupStats:
         return self.mixer.stats(name)
@@ -312,14 +319,8 @@ class Monitor:
 
     def _on_voice(self, datagram: bytes) -> None:
         self._drain()  # floor news first: a burst's first frames may beat the next tick
-        opened = self.keys.open_voice(datagram)
+        opened = self.frames.open(datagram)
         if opened is None:
-            try:
-                decode_voice(datagram)
-            except PttError:
-                self.malformed += 1
-                return
-            self.undecryptable += 1
             return
         if self.mixer.receive(*opened, asyncio.get_running_loop().time()):
             self.conn.receipts.heard(*opened)

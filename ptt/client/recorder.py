@@ -42,12 +42,12 @@ from pathlib import Path
 from ptt.client.connection import Connection
 from ptt.client.keys import VoiceKeys
 from ptt.client.pages import PageInbox, ShownPage
-from ptt.errors import ProtocolError
+from ptt.media.playout import FrameOpener
 from ptt.protocol import client as cl
 from ptt.record.events import EventKind
 from ptt.record.recorder import BurstSummary
 from ptt.server.recording import END_GRACE, TICK_INTERVAL, LiveRecording
-from ptt.wire.voice import VoiceFlags, decode_voice
+from ptt.wire.voice import VoiceFlags
 
 __all__ = ["GroupRecorder", "RecordReport"]
 
@@ -83,7 +83,12 @@ class GroupRecorder:
         self._reported = 0
         self._lost_connection = False
         self.keys = VoiceKeys.of(conn)
-        self.undecryptable = 0  # frames of this group that did not open
+        self.frames = FrameOpener(self.keys.open_voice)
+
+    @property
+    def undecryptable(self) -> int:
+        """Frames of this group that did not open."""
+        return self.frames.undecryptable
 
     def _learn_group_id(self) -> None:
         g = self.conn.core.groups.get(self.group)
@@ -102,15 +107,9 @@ class GroupRecorder:
         g = self.conn.core.groups.get(self.group)
         if g is None or g.state is None:
             return
-        try:
-            header = decode_voice(datagram)[0]
-        except ProtocolError:
-            return
-        if header.group_id != g.state.group_id:
-            return  # another group this connection has joined
-        opened = self.keys.open_voice(datagram)
+        group_id = g.state.group_id  # another group this connection has joined is not recorded
+        opened = self.frames.open(datagram, lambda gid: gid == group_id)
         if opened is None:
-            self.undecryptable += 1
             return
         header, payload = opened
         if header.flags & VoiceFlags.ENCRYPTED:

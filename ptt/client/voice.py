@@ -2,7 +2,7 @@
 
 - :class:`Talker`: frames from a source -> Opus -> :class:`~ptt.media.sender.Packetizer` ->
   voice datagrams, sent only while this client holds the floor (the burst id comes from the grant).
-- :class:`Listener`: voice datagrams -> :class:`~ptt.media.receiver.BurstReceiver` (jitter buffer,
+- :class:`Listener`: voice datagrams -> :class:`~ptt.media.playout.PlayoutChannel` (jitter buffer,
   redundancy, FEC, concealment) -> a sink, one frame per tick of the sink's own clock. It follows
   the floor announcements, so it plays only the burst the server said is current, and it plays
   the end-of-burst tone when a talker stops.
@@ -43,7 +43,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ptt.audio.codec import DEFAULT_BITRATE, OpusDecoder, OpusEncoder
+from ptt.audio.codec import DEFAULT_BITRATE, OpusEncoder
 from ptt.audio.levels import Level, frame_level
 from ptt.audio.streams import SILENCE, ClockedSink, FrameSource
 from ptt.audio.tones import ToneSet, overlay
@@ -51,7 +51,8 @@ from ptt.client.calls import call_peer
 from ptt.client.connection import Connection
 from ptt.client.keys import VoiceKeys
 from ptt.errors import PttError
-from ptt.media.receiver import BurstReceiver, LossReport, ReceptionReports
+from ptt.media.playout import FrameOpener, PlayoutChannel
+from ptt.media.receiver import LossReport
 from ptt.media.sender import START_REDUNDANCY, MediaSettings, Packetizer, RedundancyPolicy
 from ptt.protocol import client as cl
 from ptt.protocol import messages as m
@@ -250,7 +251,7 @@ class Listener:
         self.group = group
         self.sink = sink
         self.tones = tones or ToneSet.none()
-        self.receiver = BurstReceiver(OpusDecoder())
+        self.channel = PlayoutChannel(group)
         self.frames_played = 0  # frames of voice (not silence or tones) written to the sink
         self.first_audio_at: float | None = None
         self._pending_tone: deque[bytes] = deque()
@@ -259,11 +260,9 @@ class Listener:
         self._events = conn.subscribe()
         self._was_playing = False
         self.keys = VoiceKeys.of(conn)
-        self.undecryptable = 0
-        self.calls: dict[str, BurstReceiver] = {}  # call group -> its receiver
+        self.frames = FrameOpener(self.keys.open_voice)
+        self.calls: dict[str, PlayoutChannel] = {}  # call group -> its channel
         self.call_frames = 0  # frames of call voice played (also counted in frames_played)
-        self._call_reports: dict[str, ReceptionReports] = {}
-        self.reports = ReceptionReports()
         self.last_burst: LossReport | None = None  # what was received of the last burst heard
         self.on_burst_end: Callable[[LossReport], None] | None = None
         # (burst id, seq, source) of each frame of the group's burst as it is written to the
@@ -272,36 +271,29 @@ class Listener:
 
     @property
     def stats(self) -> ListenerStats:
-        rx, conn = self.receiver, self.conn.voice_stats
-        return ListenerStats(self.frames_played, rx.foreign, rx.malformed, conn.not_holder,
-                             conn.wrong_burst, self.first_audio_at, self.undecryptable)
+        rx, conn = self.channel.receiver, self.conn.voice_stats
+        return ListenerStats(self.frames_played, rx.foreign, rx.malformed + self.frames.malformed,
+                             conn.not_holder, conn.wrong_burst, self.first_audio_at,
+                             self.frames.undecryptable)
 
     def _on_voice(self, datagram: bytes) -> None:
         # floor news first: a new burst's first frames may come before this listener's next tick
         while not self._events.empty():
             self._handle(self._events.get_nowait())
-        opened = self.keys.open_voice(datagram)
+        opened = self.frames.open(datagram)
         if opened is None:
-            # malformed, or a keyed group's frame in the clear or that did not open
-            try:
-                decode_voice(datagram)
-            except PttError:
-                self.receiver.malformed += 1
-                return
-            self.undecryptable += 1
             return
-        header = opened[0]
-        rx = next((r for r in self.calls.values() if r.group_id == header.group_id),
-                  self.receiver)
-        if rx.receive_parsed(*opened, asyncio.get_running_loop().time()):
+        group_id = opened[0].group_id
+        ch = next((c for c in self.calls.values() if c.group_id == group_id), self.channel)
+        if ch.receive(*opened, asyncio.get_running_loop().time()):
             self.conn.receipts.heard(*opened)
 
     def _follow(self, state_group_id: int | None = None) -> None:
         g = self.conn.core.groups.get(self.group)
         if g is not None and g.state is not None:
-            self.receiver.group_id = g.state.group_id
+            self.channel.group_id = g.state.group_id
             if g.talker is not None and g.talker != self.conn.user:
-                self.receiver.expect(g.talker_burst)
+                self.channel.expect(g.talker_burst)
         for name in list(self.conn.core.groups):
             self._follow_call(name)
 
@@ -312,12 +304,12 @@ class Listener:
         g = self.conn.core.groups.get(name)
         if g is None or g.state is None:
             return
-        rx = self.calls.get(name)
-        if rx is None:
-            rx = self.calls[name] = BurstReceiver(OpusDecoder())
-        rx.group_id = g.state.group_id
+        ch = self.calls.get(name)
+        if ch is None:
+            ch = self.calls[name] = PlayoutChannel(name)
+        ch.group_id = g.state.group_id
         if g.talker is not None and g.talker != self.conn.user:
-            rx.expect(g.talker_burst)
+            ch.expect(g.talker_burst)
 
     def _handle(self, ev: cl.ClientEvent) -> None:
         if isinstance(ev, cl.GroupJoined) and ev.state.group == self.group:
@@ -329,29 +321,27 @@ class Listener:
                 self.calls[ev.group].expect(ev.burst_id)
         elif isinstance(ev, cl.TalkerChanged) and ev.group == self.group:
             # the talker stopped: nothing more of its burst is coming, lost END_OF_BURST or not
-            current = self.receiver.current_burst
+            current = self.channel.current_burst
             if ev.talker is None or (current is not None and current[1] != ev.burst_id):
-                self.receiver.finish()
+                self.channel.talker_stopped()
             if ev.talker is not None and ev.talker != self.conn.user:
-                self.receiver.expect(ev.burst_id)
+                self.channel.expect(ev.burst_id)
                 if ev.priority == m.Priority.EMERGENCY:
                     self.alerts += 1
                     self._alert.extend(self.tones.frames("emergency"))
         elif isinstance(ev, cl.GroupLeft) and ev.group in self.calls:
             del self.calls[ev.group]
-            self._call_reports.pop(ev.group, None)
 
     def _calls_pcm(self, now: float) -> bytes | None:
         """This tick's call voice (several calls mixed), or None; every receiver is popped on
         every tick so each keeps time."""
         out = None
-        for group, rx in self.calls.items():
-            pcm = rx.pop(now)
-            due = self._call_reports.setdefault(group, ReceptionReports()).poll(rx, now)
-            if due is not None:  # the caller adapts to this callee's link too
-                self.conn.report_reception(group, due[0], due[1])
-            if pcm is not None:
-                out = pcm if out is None else overlay(out, pcm)
+        for group, ch in self.calls.items():
+            t = ch.pop(now)
+            if t.report is not None:  # the caller adapts to this callee's link too
+                self.conn.report_reception(group, *t.report)
+            if t.pcm is not None:
+                out = t.pcm if out is None else overlay(out, t.pcm)
         return out
 
     def _write(self, frame: bytes) -> None:
@@ -368,12 +358,10 @@ class Listener:
                     self._handle(self._events.get_nowait())
                 await self.sink.wait_ready()
                 now = loop.time()
-                pcm = self.receiver.pop(now)
-                item = self.receiver.last_item
-                last = pcm is not None and item is not None and item.last
-                due = self.reports.poll(self.receiver, now)
-                if due is not None:
-                    self.conn.report_reception(self.group, due[0], due[1])
+                t = self.channel.pop(now)
+                pcm, item = t.pcm, t.item
+                if t.report is not None:
+                    self.conn.report_reception(self.group, *t.report)
                 call = self._calls_pcm(now) if self.calls else None
                 if call is not None:
                     self.call_frames += 1
@@ -384,14 +372,14 @@ class Listener:
                     self.frames_played += 1
                     self._was_playing = True
                     self._write(pcm)
-                    burst = self.receiver.current_burst
+                    burst = self.channel.current_burst
                     if self.on_played is not None and item is not None and burst is not None:
                         self.on_played(burst[1], item.seq, item.source.value)
-                    if last:
+                    if t.last:
                         self._end_of_burst()
                     continue
-                if self._was_playing and not self.receiver.buffer.playing and not any(
-                        rx.buffer.playing for rx in self.calls.values()):
+                if self._was_playing and not self.channel.sounding and not any(
+                        ch.sounding for ch in self.calls.values()):
                     self._end_of_burst()
                 self._write(self._pending_tone.popleft() if self._pending_tone else SILENCE)
         finally:
@@ -401,6 +389,6 @@ class Listener:
     def _end_of_burst(self) -> None:
         self._was_playing = False
         self._pending_tone.extend(self.tones.frames("end_of_burst"))
-        self.last_burst = self.reports.finish(self.receiver)
+        self.last_burst = self.channel.finish_burst()
         if self.on_burst_end is not None:
             self.on_burst_end(self.last_burst)

@@ -1,6 +1,6 @@
 """Playout of several monitored groups into one sink: the highest-priority group wins.
 
-One :class:`~ptt.media.receiver.BurstReceiver` per group; voice datagrams are sorted to them by
+One :class:`~ptt.media.playout.PlayoutChannel` per group; voice datagrams are sorted to them by
 the group id in the voice header. On every tick of the sink's clock every receiver is popped (so
 each jitter buffer keeps time whether heard or not) and the first group in priority order that
 is not muted and has a frame is played; lower groups are dropped, not queued, since stale speech
@@ -21,32 +21,31 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ptt.audio.codec import OpusDecoder
 from ptt.audio.streams import SILENCE
 from ptt.audio.tones import ToneSet, overlay
-from ptt.errors import ProtocolError
-from ptt.media.receiver import BurstReceiver, Decoder, LossReport, ReceptionReports
-from ptt.wire.voice import VoiceHeader, decode_voice
+from ptt.media.playout import FrameOpener, Opener, PlayoutChannel
+from ptt.media.receiver import Decoder, LossReport
+from ptt.wire.voice import VoiceHeader
 
-__all__ = ["GroupMixer", "Opener"]
-
-# a received datagram -> (header, plaintext payload), or None to drop it (VoiceKeys.open_voice)
-Opener = Callable[[bytes], tuple[VoiceHeader, bytes] | None]
+__all__ = ["GroupMixer"]
 
 
 @dataclass
-class _Channel:
-    name: str
-    receiver: BurstReceiver
-    group_id: int | None = None
+class _Group:
+    """One group of the desktop: its playout channel and how the mix treats it."""
+
+    channel: PlayoutChannel
     muted: bool = False
-    playing: bool = False
     frames_heard: int = 0  # frames of this group that reached the sink
     frames_dropped: int = 0  # frames decoded but beaten by a higher group or muted
     audible: bool = False  # some of the current burst was heard: it earns an end tone
-    reports: ReceptionReports = field(default_factory=ReceptionReports)
+
+    @property
+    def name(self) -> str:
+        return self.channel.name
 
 
 class GroupMixer:
@@ -56,25 +55,38 @@ class GroupMixer:
                  decoder: Callable[[], Decoder] = OpusDecoder,
                  opener: Opener | None = None) -> None:
         self.tones = tones or ToneSet.none()
-        self.opener = opener  # None: every group's voice is in the clear
-        self.undecryptable = 0
+        self.frames = FrameOpener(opener)  # None: every group's voice is in the clear
         self._decoder = decoder
-        self._channels: dict[str, _Channel] = {}
-        self._by_id: dict[int, _Channel] = {}
+        self._channels: dict[str, _Group] = {}
+        self._by_id: dict[int, _Group] = {}
         self._tone: deque[bytes] = deque()
         self.heard: str | None = None  # the group heard on the last tick
-        self.malformed = 0
         # loss feedback due after the last tick, (group, burst, report): the engine sends it
         self.due_reports: list[tuple[str, int, LossReport]] = []
+
+    @property
+    def opener(self) -> Opener | None:
+        return self.frames.opener
+
+    @opener.setter
+    def opener(self, opener: Opener | None) -> None:
+        self.frames.opener = opener
+
+    @property
+    def malformed(self) -> int:
+        return self.frames.malformed
+
+    @property
+    def undecryptable(self) -> int:
+        return self.frames.undecryptable
 
     # --- configuration ------------------------------------------------------------------------
 
     def set_group(self, name: str, group_id: int) -> None:
         ch = self._channel(name)
-        if ch.group_id is not None:
-            self._by_id.pop(ch.group_id, None)
-        ch.group_id = group_id
-        ch.receiver.group_id = group_id
+        if ch.channel.group_id is not None:
+            self._by_id.pop(ch.channel.group_id, None)
+        ch.channel.group_id = group_id
         self._by_id[group_id] = ch
 
     def set_order(self, names: Iterable[str]) -> None:
@@ -90,7 +102,7 @@ class GroupMixer:
 
     def expect(self, name: str, burst_id: int | None) -> None:
         """The floor announced ``burst_id`` in ``name``: play only that burst there."""
-        self._channel(name).receiver.expect(burst_id)
+        self._channel(name).channel.expect(burst_id)
 
     def stats(self, name: str) -> tuple[int, int]:
         """(frames heard, frames dropped) of one group."""
@@ -107,22 +119,12 @@ class GroupMixer:
     def receive(self, datagram: bytes, now: float) -> tuple[VoiceHeader, bytes] | None:
         """One voice datagram as it arrived; the opened frame when it is to be played (for the
         connection's receipts), None when dropped."""
-        try:
-            header, payload = decode_voice(datagram)
-        except ProtocolError:
-            self.malformed += 1
+        opened = self.frames.open(datagram, lambda group_id: group_id in self._by_id)
+        if opened is None:
             return None
-        ch = self._by_id.get(header.group_id)
-        if ch is None:
-            return None  # not a group of ours: nothing to open
-        if self.opener is not None:
-            opened = self.opener(datagram)
-            if opened is None:
-                self.undecryptable += 1
-                return None
-            header, payload = opened
-        if ch.receiver.receive_parsed(header, payload, now):
-            return header, payload
+        ch = self._by_id.get(opened[0].group_id)
+        if ch is not None and ch.channel.receive(*opened, now):
+            return opened
         return None
 
     def tick(self, now: float) -> bytes:
@@ -131,23 +133,17 @@ class GroupMixer:
         self.heard = None
         self.due_reports.clear()
         for ch in self._channels.values():
-            pcm = ch.receiver.pop(now)
-            item = ch.receiver.last_item
-            due = ch.reports.poll(ch.receiver, now)
-            if due is not None:
-                self.due_reports.append((ch.name, *due))
-            if pcm is None:
-                if ch.playing and not ch.receiver.buffer.playing:
-                    self._burst_over(ch)
-                continue
-            ch.playing = True
-            if chosen is None and not ch.muted:
-                chosen, self.heard = pcm, ch.name
-                ch.frames_heard += 1
-                ch.audible = True
-            else:
-                ch.frames_dropped += 1
-            if item is not None and item.last:
+            t = ch.channel.tick(now)
+            if t.report is not None:
+                self.due_reports.append((ch.name, *t.report))
+            if t.pcm is not None:
+                if chosen is None and not ch.muted:
+                    chosen, self.heard = t.pcm, ch.name
+                    ch.frames_heard += 1
+                    ch.audible = True
+                else:
+                    ch.frames_dropped += 1
+            if t.ended is not None:
                 self._burst_over(ch)
         tone = self._tone.popleft() if self._tone else None
         if tone is None:
@@ -156,14 +152,13 @@ class GroupMixer:
             return tone
         return overlay(chosen, tone)
 
-    def _burst_over(self, ch: _Channel) -> None:
+    def _burst_over(self, ch: _Group) -> None:
         if ch.audible and not ch.muted:
             self.play_tone("end_of_burst")
-        ch.playing = ch.audible = False
-        ch.reports.finish(ch.receiver)
+        ch.audible = False
 
-    def _channel(self, name: str) -> _Channel:
+    def _channel(self, name: str) -> _Group:
         ch = self._channels.get(name)
         if ch is None:
-            ch = self._channels[name] = _Channel(name, BurstReceiver(self._decoder()))
+            ch = self._channels[name] = _Group(PlayoutChannel(name, self._decoder()))
         return ch
