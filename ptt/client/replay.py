@@ -41,7 +41,6 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from ptt.audio.codec import DEFAULT_BITRATE, FRAME_BYTES, FRAME_MS, SAMPLE_RATE, OpusEncoder
 from ptt.audio.streams import SILENCE
@@ -56,10 +55,7 @@ from ptt.protocol import messages as m
 from ptt.record.events import Event, EventKind
 from ptt.record.export import ReplayBurst
 from ptt.record.opus import lost_packet
-from ptt.wire.voice import decode_voice
-
-if TYPE_CHECKING:
-    from ptt.crypto.voice import VoiceSealer
+from ptt.wire.voice import encode_voice
 
 __all__ = [
     "BurstOutcome",
@@ -225,12 +221,12 @@ class BurstReplayer:
             return BurstOutcome(label, offset, "skipped", converted=converted, detail=str(exc))
         await _sleep_until(due, stop)
         start = max(due, loop.time())
-        pk = Packetizer(*route, offsets=self.policy.settings.offsets)
+        pk = Packetizer(*route, offsets=self.policy.settings.offsets,
+                        seal=encode_voice if sealer is None else sealer.seal)
         reports = self.conn.subscribe()
         delivery = ""
         try:
-            status, detail, sent = await self._send(frames, pk, route, start, sealer, stop,
-                                                    reports)
+            status, detail, sent = await self._send(frames, pk, route, start, stop, reports)
             if status == "sent":
                 # as ptt talk: the burst counts once its end is acknowledged, then its report;
                 # after a stop key neither is waited for long (out within a second or two)
@@ -263,7 +259,7 @@ class BurstReplayer:
         return heard
 
     async def _send(self, frames: list[tuple[float, bytes]], pk: Packetizer,
-                    route: tuple[int, int, int], start: float, sealer: VoiceSealer | None,
+                    route: tuple[int, int, int], start: float,
                     stop: asyncio.Event | None, reports: asyncio.Queue[cl.ClientEvent]
                     ) -> tuple[str, str, int]:
         """Send one burst's frames at their times; (status, detail, frames sent)."""
@@ -283,10 +279,7 @@ class BurstReplayer:
                 last = True
             else:
                 last = i == len(frames) - 1
-            datagram = pk.packetize(packet, last=last)
-            if sealer is not None:
-                datagram = sealer.seal(*decode_voice(datagram))
-            self.conn.send_voice(datagram)
+            self.conn.send_voice(pk.packetize(packet, last=last))
             sent += 1
             if last:
                 break
@@ -489,7 +482,6 @@ class EventReplayer:
     async def _pump(self, user: str, conn: Connection) -> None:
         """Frames of silence while the user holds the floor, as a talking member sends voice."""
         pk: Packetizer | None = None
-        sealer = None
         route = None
         keys = VoiceKeys.of(conn)
         loop = asyncio.get_running_loop()
@@ -497,18 +489,17 @@ class EventReplayer:
         while True:
             now_route = conn.core.talk_route(self.group)
             if now_route != route:
-                route = now_route
-                pk = Packetizer(*route) if route is not None else None
-                if pk is not None:
+                route, pk = now_route, None
+                if route is not None:
                     try:
                         sealer = keys.sealer(self.group)  # a new burst: the key current now
                     except PttError as exc:
+                        # holds the floor in silence; the server's timer ends it
                         self.echo(f"{user}: {exc}")
-                        pk = None  # holds the floor in silence; the server's timer ends it
+                    else:
+                        pk = Packetizer(*route, seal=encode_voice if sealer is None
+                                        else sealer.seal)
             if pk is not None:
-                datagram = pk.packetize(self._silence)
-                if sealer is not None:
-                    datagram = sealer.seal(*decode_voice(datagram))
-                conn.send_voice(datagram)
+                conn.send_voice(pk.packetize(self._silence))
             next_at = max(next_at + FRAME_SECONDS, loop.time())
             await asyncio.sleep(next_at - loop.time())

@@ -56,7 +56,7 @@ from ptt.media.receiver import LossReport
 from ptt.media.sender import START_REDUNDANCY, MediaSettings, Packetizer, RedundancyPolicy
 from ptt.protocol import client as cl
 from ptt.protocol import messages as m
-from ptt.wire.voice import decode_voice
+from ptt.wire.voice import decode_voice, encode_voice
 
 log = logging.getLogger("ptt.voice")
 
@@ -184,13 +184,12 @@ class Talker:
         sealer = self.keys.sealer(self.group)
 
         def send(datagram: bytes) -> None:
-            if sealer is not None:
-                datagram = sealer.seal(*decode_voice(datagram))
             self.conn.send_voice(datagram)
             if self.on_sent is not None:
                 self.on_sent(burst, (pk.seq - 1) & 0xFFFF)
 
-        pk = Packetizer(group_id, sender, burst, offsets=self.policy.settings.offsets)
+        pk = Packetizer(group_id, sender, burst, offsets=self.policy.settings.offsets,
+                        seal=encode_voice if sealer is None else sealer.seal)
         self.encoder.reset()
         frames = 0
         reason = "source ended"

@@ -18,12 +18,12 @@ at :data:`START_REDUNDANCY` until the first one comes, and for as long as none d
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ptt.audio.codec import FRAME_SAMPLES
 from ptt.media.packet import MAX_OFFSET, VoicePayload, encode_payload
-from ptt.wire.voice import VoiceFlags, VoiceHeader, encode_voice
+from ptt.wire.voice import HEADER_SIZE, VoiceFlags, VoiceHeader, encode_voice
 
 __all__ = [
     "DEFAULT_REDUNDANCY",
@@ -93,8 +93,10 @@ class Packetizer:
         redundancy: int = DEFAULT_REDUNDANCY,
         offsets: Sequence[int] | None = None,
         frame_samples: int = FRAME_SAMPLES,
+        seal: Callable[[VoiceHeader, bytes], bytes] = encode_voice,
     ) -> None:
         self.group_id = group_id
+        self.seal = seal  # header and payload to the datagram: a keyed group's sealer seals
         self.sender = sender
         self.burst_id = burst_id
         self.frame_samples = frame_samples
@@ -137,12 +139,12 @@ class Packetizer:
         flags = VoiceFlags.END_OF_BURST if last else VoiceFlags.NONE
         header = VoiceHeader(self.group_id, self.sender, self.burst_id, self.seq, self.timestamp,
                              flags)
-        datagram = encode_voice(header, payload)
+        datagram = self.seal(header, payload)
         history.appendleft(frame)
         self.seq = (self.seq + 1) & 0xFFFF
         self.timestamp = (self.timestamp + self.frame_samples) & 0xFFFFFFFF
         self.ended = last
-        self.bytes_sent += len(datagram)
+        self.bytes_sent += HEADER_SIZE + len(payload)  # the frame's own bytes, before sealing
         return datagram
 
 
