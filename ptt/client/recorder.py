@@ -1,7 +1,7 @@
 """The recorder client: a group member that stores what it hears (``ptt record GROUP --out DIR``).
 
 It joins the group like any listener (a listen-only membership is enough) and feeds a
-:class:`~ptt.server.recording.LiveRecording` with
+:class:`~ptt.record.live.LiveRecording` with
 
 * every voice datagram the connection hands to ``on_voice``: relay or multicast alike, since the
   connection has already dropped multicast frames of anyone but the announced holder; the Opus
@@ -45,8 +45,8 @@ from ptt.client.pages import PageInbox, ShownPage
 from ptt.media.playout import FrameOpener
 from ptt.protocol import client as cl
 from ptt.record.events import EventKind
+from ptt.record.live import END_GRACE, TICK_INTERVAL, LiveRecording
 from ptt.record.recorder import BurstSummary
-from ptt.server.recording import END_GRACE, TICK_INTERVAL, LiveRecording
 from ptt.wire.voice import VoiceFlags
 
 __all__ = ["GroupRecorder", "RecordReport"]

@@ -10,8 +10,9 @@ burst)::
 
 Where to start:
 
-* recording (server ``--record``, ``ptt record``): :class:`Recorder` -- ``burst_started``,
-  ``frame``, ``burst_ended``, ``event``, ``tick``, ``close``; the caller passes every wall time.
+* recording (server ``--record``, ``ptt record``): :class:`~ptt.record.live.LiveRecording` --
+  ``voice`` (datagrams as received), ``event``, ``tick``, ``close``, over a :class:`Recorder`
+  (``burst_started``, ``frame``, ``burst_ended``); the caller passes every wall time.
 * ``ptt sessions DIR``: :func:`scan` then :func:`format_sessions`.
 * ``ptt export FILE --wav OUT``: :func:`export_wav` then :func:`format_timeline`.
 * ``ptt replay FILE``: :func:`replay_bursts` -- per burst, packets with times, and whether the file
@@ -21,7 +22,8 @@ Where to start:
 Modules, bottom up: :mod:`~ptt.record.ogg` (pages, CRC, damage-tolerant scan),
 :mod:`~ptt.record.opus` (TOC durations, lost-frame packets, OpusHead/OpusTags),
 :mod:`~ptt.record.opusfile` (crash-safe writer, reader), :mod:`~ptt.record.events`,
-:mod:`~ptt.record.recorder`, :mod:`~ptt.record.catalog`, :mod:`~ptt.record.export`.
+:mod:`~ptt.record.recorder`, :mod:`~ptt.record.live`, :mod:`~ptt.record.catalog`,
+:mod:`~ptt.record.export`.
 Damage never stops a reader: problems are collected as messages naming the file, byte offset and
 cause, and everything readable is kept. ``RecordingError`` is raised for what cannot be done at all.
 """

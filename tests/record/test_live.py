@@ -7,7 +7,7 @@ from pathlib import Path
 from ptt.audio.codec import FRAME_BYTES, OpusEncoder
 from ptt.media.sender import Packetizer
 from ptt.record.catalog import load
-from ptt.server.recording import LiveRecording
+from ptt.record.live import LiveRecording
 from ptt.wire.voice import decode_voice
 
 T0 = 1_714_564_800.0
