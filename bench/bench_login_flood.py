@@ -46,7 +46,7 @@ from ptt.client.connection import Connection  # noqa: E402
 from ptt.crypto.limits import padding_needed  # noqa: E402
 from ptt.faults.spoof import RawSender, attacker  # noqa: E402
 from ptt.protocol import messages as m  # noqa: E402
-from ptt.protocol.client import Connected, Disconnected, Participation  # noqa: E402
+from ptt.protocol.client import Disconnected, Participation  # noqa: E402
 from ptt.protocol.wire import encode_message  # noqa: E402
 
 GROUP = "g"

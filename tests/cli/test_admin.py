@@ -35,7 +35,7 @@ def test_users_and_groups_from_creation_to_deletion(coordinator: Path, uniq: str
     token_line = next(line for line in out.splitlines() if line.startswith("Token"))
     token = token_line.split()[-1]
     assert f"Created volunteer '{ann}'" in out
-    assert f"ptt login --server 127.0.0.1:" in out and f"--user {ann} --token-stdin" in out
+    assert "ptt login --server 127.0.0.1:" in out and f"--user {ann} --token-stdin" in out
     assert out.count(token) == 1  # on the Token line only: never in a command to copy
 
     added = ok_json("user", "add", bob, "--role", "Dispatcher")
@@ -113,7 +113,7 @@ def test_tokens_keys_and_rekeying_from_the_cli(coordinator: Path, uniq: str) -> 
     assert ok_json("group", "show", vol)["key_epoch"] == 2
     assert ok_json("group", "rekey", vol) == {"name": vol, "epoch": 3}
     removed = run("group", "remove", vol, bob)
-    assert removed.exit_code == 0 and f"key epoch 4" in removed.stderr
+    assert removed.exit_code == 0 and "key epoch 4" in removed.stderr
     gone = run("user", "remove", ann)
     assert gone.exit_code == 0 and f"Re-keyed '{vol}': key epoch 5." in gone.stderr
     assert "Voice      end-to-end encrypted (key epoch 5)" in ok("group", "show", vol)

@@ -94,7 +94,10 @@ def test_listeners_hear_the_emergency_alert_when_an_emergency_burst_starts(
 
     n_alerted, n_quiet, alerted_pcm, quiet_pcm = asyncio.run(main())
     assert n_alerted == 1 and n_quiet == 1  # both saw the emergency; one has the tone off
-    energy = lambda pcm: float(np.abs(np.frombuffer(pcm[: len(pcm) // 2 * 2], "<i2")).sum())
+
+    def energy(pcm: bytes) -> float:
+        return float(np.abs(np.frombuffer(pcm[: len(pcm) // 2 * 2], "<i2")).sum())
+
     alert = b"".join(emergency())
     assert energy(alerted_pcm) >= 0.8 * energy(alert)  # the whole alert was played over silence
     assert energy(quiet_pcm) < 0.05 * energy(alert)  # and nothing where it is turned off

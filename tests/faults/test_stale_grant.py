@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 
 from ptt.client.connection import Connection
 from ptt.faults.proxy import Direction, Impairment, ImpairmentProxy, ProxyConfig

@@ -81,7 +81,9 @@ def test_default_mix_is_mostly_small_with_a_few_large() -> None:
 
 
 def test_forgeries_name_the_real_targets() -> None:
-    only = lambda k: FuzzConfig(weights={k: 1.0})
+    def only(k: Mutation) -> FuzzConfig:
+        return FuzzConfig(weights={k: 1.0})
+
     voice = [d for _, d in Fuzzer([], TARGETS, 3, only(Mutation.VOICE)).take(2_000)
              if len(d) >= VOICE_HEADER.size]
     routes = [VOICE_HEADER.unpack_from(d)[4:7] for d in voice]
