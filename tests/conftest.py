@@ -12,12 +12,18 @@ are not retried.
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from ptt.audio.pulse import PulseServer, start_pulse, stop_pulse
 from ptt.errors import AudioError
+from tests.e2e.serverproc import ServerProcess
 
 REALTIME_MODULES = {
     # a paced talker and a listener's jitter buffer on loopback: one frame played late under a
@@ -64,3 +70,49 @@ def pulse_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PulseServ
             yield server
     finally:
         stop_pulse(server)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A real `ptt server` process on 127.0.0.1 with its own database (SIGKILL-able, restartable
+    on the same port)."""
+    s = ServerProcess(tmp_path / "ptt.db")
+    s.start()
+    yield s
+    s.stop()
+
+
+# A private Xvfb (``-displayfd`` picks a free display), DISPLAY set for the session; defined here
+# once, as a fixture imported into a module starts a server of its own. Skips, saying why, only
+# when Xvfb cannot start.
+@pytest.fixture(scope="session")
+def display() -> Iterator[str]:
+    if shutil.which("Xvfb") is None:
+        pytest.skip("Xvfb is not installed (apt-get install xvfb): the window is not tested")
+    r, w = os.pipe()
+    proc = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", "1024x768x24",
+                             "-nolisten", "tcp"], pass_fds=(w,), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    os.close(w)
+    number = b""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not number.endswith(b"\n"):
+        chunk = os.read(r, 16)
+        if not chunk:
+            break
+        number += chunk
+    os.close(r)
+    if not number.strip():
+        proc.kill()
+        pytest.skip("Xvfb did not start here: the window is not tested")
+    old = os.environ.get("DISPLAY")
+    os.environ["DISPLAY"] = f":{number.decode().strip()}"
+    try:
+        yield os.environ["DISPLAY"]
+    finally:
+        if old is None:
+            os.environ.pop("DISPLAY", None)
+        else:
+            os.environ["DISPLAY"] = old
+        proc.terminate()
+        proc.wait(5)

@@ -27,7 +27,7 @@ from tests.acceptance.harness import (
     x_geometry,
     x_window,
 )
-from tests.desktop.conftest import ARTIFACTS, display  # noqa: F401  (display: a fixture)
+from tests.desktop.conftest import ARTIFACTS
 
 
 def write_wav(path: Path, samples: bytes) -> Path:

@@ -28,7 +28,6 @@ from tests.acceptance.harness import (
     read_until,
     signal_and_time,
 )
-from tests.desktop.conftest import display  # noqa: F401  (the session fixture)
 
 BOUND = 1.5  # seconds: the promise is 1 s
 EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}

@@ -21,7 +21,7 @@ import pytest
 from ptt.audio.pulse import PulseServer
 from ptt.client.connection import Connection
 from ptt.config import write_credentials
-from tests.e2e.conftest import server  # noqa: F401
+from tests.conftest import server  # noqa: F401
 from tests.e2e.serverproc import PTT, ServerProcess
 from tests.e2e.test_floor_over_udp import setup_group
 

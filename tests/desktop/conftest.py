@@ -1,9 +1,7 @@
-"""Fixtures for the desktop tests: Xvfb, a real server with users, a second real client.
+"""Fixtures for the desktop tests: users on a real server, a second real client.
 
-- ``display``: a private Xvfb (``-displayfd`` picks a free display); DISPLAY is set for the
-  session. Skips, saying why, only when Xvfb cannot start.
-- ``server``: a real ``ptt server`` process (tests/e2e), with ``ann`` (the window), ``bob`` (the
-  :class:`Peer`) and ``cat`` in ``volunteers`` and ``drivers``.
+- ``tokens``: ``ann`` (the window), ``bob`` (the :class:`Peer`) and ``cat`` in ``volunteers`` and
+  ``drivers`` on the ``server`` fixture (tests/conftest.py), whose ``display`` the windows use.
 - :class:`Peer`: a client in its own thread and loop, recording every event it sees, so the
   tests can ask the server's view of the floor while Tk keeps the main thread.
 """
@@ -12,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import subprocess
 import threading
 import time
@@ -35,39 +32,6 @@ USERS = ["ann", "bob", "cat"]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 
 
-@pytest.fixture(scope="session")
-def display() -> Iterator[str]:
-    if shutil.which("Xvfb") is None:
-        pytest.skip("Xvfb is not installed (apt-get install xvfb): the window is not tested")
-    r, w = os.pipe()
-    proc = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", "1024x768x24",
-                             "-nolisten", "tcp"], pass_fds=(w,), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    os.close(w)
-    number = b""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not number.endswith(b"\n"):
-        chunk = os.read(r, 16)
-        if not chunk:
-            break
-        number += chunk
-    os.close(r)
-    if not number.strip():
-        proc.kill()
-        pytest.skip("Xvfb did not start here: the window is not tested")
-    old = os.environ.get("DISPLAY")
-    os.environ["DISPLAY"] = f":{number.decode().strip()}"
-    try:
-        yield os.environ["DISPLAY"]
-    finally:
-        if old is None:
-            os.environ.pop("DISPLAY", None)
-        else:
-            os.environ["DISPLAY"] = old
-        proc.terminate()
-        proc.wait(5)
-
-
 async def _setup(server: ServerProcess) -> dict[str, str]:
     cred = server.credentials
     tokens = {}
@@ -78,14 +42,6 @@ async def _setup(server: ServerProcess) -> dict[str, str]:
             await coord.admin("group.create", {"name": g, "max_talk": 30})
             await coord.admin("group.add", {"name": g, "users": USERS})
     return tokens
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    s = ServerProcess(tmp_path / "ptt.db")
-    s.start()
-    yield s
-    s.stop()
 
 
 @pytest.fixture

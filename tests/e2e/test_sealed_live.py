@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from ptt.client.connection import Connection
 from ptt.client.keys import add_user
@@ -97,14 +93,6 @@ class _Upstream(asyncio.DatagramProtocol):
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    s = ServerProcess(tmp_path / "ptt.db")
-    s.start()
-    yield s
-    s.stop()
 
 
 async def forwarder(server: ServerProcess) -> Forwarder:
