@@ -127,7 +127,8 @@ async def _attempt(conn: Connection, group: str, source: WavSource, priority: m.
         if report.reason == "floor lost":
             await asyncio.sleep(CAUSE_SETTLE)
             lost = _loss(_drain(events), group)
-            if lost is None or lost.revoke_cause is m.RevokeCause.SESSION_LOST:
+            if (lost is None or lost.revoke_cause is None
+                    or lost.revoke_cause is m.RevokeCause.SESSION_LOST):
                 raise _Lost(sent, lost.reason if lost else "lost")
             raise FloorDenied(f"floor lost after {sent:.1f} s of {total:.1f} s: "
                               f"{revoke_text(lost.revoke_cause, lost.reason)}")

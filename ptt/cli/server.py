@@ -158,9 +158,10 @@ def server(state: CliState, host: str | None, port: int | None, db: Path | None,
     config = load_server_config(config_file)
     if metrics is None and config.metrics is not None:  # server.toml or PTT_SERVER_METRICS
         metrics = _MetricsAddress().convert(config.metrics, None, None)
-    changes = {k: v for k, v in (("host", host), ("port", port), ("db", db),
-                                 ("record_dir", record_dir), ("emergency_roles", emergency_roles))
-               if v is not None}
+    changes: dict[str, Any] = {
+        k: v for k, v in (("host", host), ("port", port), ("db", db), ("record_dir", record_dir),
+                          ("emergency_roles", emergency_roles))
+        if v is not None}
     if changes:
         # through the dataclass, so --host and --db get the same checks as the file's values
         config = dataclasses.replace(config, **changes)

@@ -819,8 +819,9 @@ class Connection:
         # every member holds an encrypted group's key, so only the holder's signature tells
         # its frames from another member's forgery
         check = self.talker_check
-        if (check is None and getattr(g.state, "key_epoch", 0)) or (
-                check is not None and not check(p.group, g.talker, data)):  # type: ignore[union-attr, arg-type]
+        assert g is not None and g.talker is not None  # as ok says
+        if (check is None and g.state is not None and g.state.key_epoch) or (
+                check is not None and not check(p.group, g.talker, data)):
             st.unsigned += 1
             return
         st.multicast_in += 1

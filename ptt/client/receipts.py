@@ -82,7 +82,7 @@ class Receipts:
         if t is None:
             # frames after the receipt went (a gap longer than RECEIPT_IDLE): count on and
             # send it again, the server keeps the newest
-            t = self._tallies[key] = self._sent.pop(key, None) or BurstTally(*key)
+            t = self._tallies[key] = self._sent.pop(key) if key in self._sent else BurstTally(*key)
         t.add(header, payload)
         wait = RECEIPT_SETTLE if header.flags & VoiceFlags.END_OF_BURST else RECEIPT_IDLE
         if t.timer is not None:

@@ -230,10 +230,10 @@ class BurstReplayer:
             if status == "sent":
                 # as ptt talk: the burst counts once its end is acknowledged, then its report;
                 # after a stop key neither is waited for long (out within a second or two)
-                stopped = stop is not None and stop.is_set()
+                stop_asked = stop is not None and stop.is_set()
                 if await self.conn.release_floor(self.group, timeout=STOP_RELEASE_WAIT
-                                                 if stopped else RELEASE_WAIT):
-                    if not stopped:
+                                                 if stop_asked else RELEASE_WAIT):
+                    if not stop_asked:
                         delivery = delivery_line(
                             await await_delivery(self.conn, reports, self.group, burst), sent)
                 else:

@@ -18,6 +18,7 @@ import time
 import tkinter as tk
 import tkinter.font as tkfont
 from collections import deque
+from functools import partial
 from pathlib import Path
 from tkinter import ttk
 
@@ -196,11 +197,15 @@ class DesktopWindow:
                               width=1, wraplength=WIDTH_PX - 260, justify="left")
             online.grid(row=i, column=1, sticky="we", padx=6)
             muted = tk.BooleanVar(self.groups_frame, value=row.muted)
+
+            def on_mute(n: str = name, v: tk.BooleanVar = muted) -> None:
+                self.set_muted(n, v.get())
+
             mute = tk.Checkbutton(self.groups_frame, text="mute", variable=muted, takefocus=0,
-                                  command=lambda n=name, v=muted: self.set_muted(n, v.get()))
+                                  command=on_mute)
             mute.grid(row=i, column=2)
             up = tk.Button(self.groups_frame, text="▲", takefocus=0, padx=2, pady=0,
-                           command=lambda n=name: self.raise_priority(n),
+                           command=partial(self.raise_priority, name),
                            state="normal" if i else "disabled")
             up.grid(row=i, column=3)
             self._rows[name] = {"select": sel, "online": online, "mute": mute, "up": up}

@@ -395,7 +395,11 @@ class ImpairmentProxy:
         counts.forwarded += 1
 
 
-if __name__ == "__main__":
-    from ptt.faults.cli import main
+def _main() -> None:
+    from ptt.faults.cli import main  # the command line imports this module
 
     main()
+
+
+if __name__ == "__main__":
+    _main()

@@ -30,6 +30,7 @@ session with a sealed heartbeat and logs in again only if no sealed answer comes
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from ptt.crypto.channel import SEALED_MAGICS, Role, SecureChannel, is_keepalive
 from ptt.crypto.limits import padding_needed
@@ -547,12 +548,12 @@ class ClientCore:
             if g.participation is not Participation.NO_PERMISSION and carried is None:
                 g.my_burst = 0
                 self._move(g, FloorInput.RELOGIN)
-            self._request("join", name, lambda t, n=name: m.Join(t, self.session_id, n), now)
+            self._request("join", name, partial(m.Join, session_id=self.session_id, group=name),
+                          now)
             if carried is not None:  # asked during the outage: the new server decides it
                 prio = carried[0]
-                self._request("floor", name,
-                              lambda t, n=name, p=prio: m.FloorRequest(t, self.session_id, n, p),
-                              now)
+                self._request("floor", name, partial(m.FloorRequest, session_id=self.session_id,
+                                                     group=name, priority=prio), now)
         if self.page_device:
             self.subscribe_pages(self.page_device, now)
 
@@ -603,7 +604,7 @@ class ClientCore:
         for g in known:
             if g.name not in asking:
                 self._request("sync", g.name,
-                              lambda t, n=g.name: m.Join(t, self.session_id, n), now)
+                              partial(m.Join, session_id=self.session_id, group=g.name), now)
 
     def _on_sync(self, state: m.GroupState) -> None:
         """The state of a group we are in, asked again: catch the view up, quietly."""

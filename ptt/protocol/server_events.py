@@ -171,7 +171,7 @@ class PageRead:
 
 
 ServerEvent = (
-    SessionStarted | SessionEnded | MemberJoined | MemberLeft | FloorEvent | FloorRequested
-    | AdminCommand | Dropped | GroupUpdated | DeliveryReported | PageSubmitted | PageStored
-    | PageDelivered | PageRead
+    SessionStarted | SessionEnded | SessionMoved | MemberJoined | MemberLeft | FloorEvent
+    | FloorRequested | AdminCommand | Dropped | GroupUpdated | DeliveryReported | PageSubmitted
+    | PageStored | PageDelivered | PageRead
 )

@@ -185,8 +185,8 @@ class LoginGate(ServerBase):
         (nobody can add one without a login); returns how many were queued."""
         data = encode_message(m.Error(0, m.ErrorCode.NO_SESSION, NO_SESSION_TEXT))
         told = addrs[:MAX_ANNOUNCE]
-        for host, _ in told:  # they come back first, whatever floods the server meanwhile
-            self._known_hosts[host] = None
+        for addr in told:  # they come back first, whatever floods the server meanwhile
+            self._known_hosts[addr[0]] = None
         self._out.extend((data, addr) for addr in told)
         return len(told)
 

@@ -182,7 +182,7 @@ class VoiceRelay(ServerBase):
         g = self.groups.get(name) if isinstance(name, str) else None
         result: dict[str, str | bool] = {"group": str(name), "multicast": False}
         if g is None or g.joined.get(s.session_id) is not s:
-            result["error"] = f"you have not joined '{name}'"
+            result["error"] = f"you have not joined '{name!s}'"
         else:
             multicast = msg.args.get("multicast") is True and g.multicast_target() is not None
             if multicast != (s.session_id in g.mcast_members):

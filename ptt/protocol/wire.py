@@ -61,19 +61,22 @@ def decode_heartbeat(data: bytes) -> tuple[int, int] | None:
 def encode_heartbeat_ack(txn: int, digest: int = 0) -> bytes:
     """The same bytes as ``encode_message(HeartbeatAck(txn, digest))``, without the generic
     path."""
-    return _HEARTBEAT_ACK_PREFIX + msgpack.packb(txn) + msgpack.packb(digest)
+    ack: bytes = _HEARTBEAT_ACK_PREFIX + msgpack.packb(txn) + msgpack.packb(digest)
+    return ack
 
 
 def encode_message(msg: Message) -> bytes:
     """Serialise one control message."""
+    cls: type = type(msg)
     try:
-        mtype = TYPE_OF[type(msg)]
+        mtype = TYPE_OF[cls]
     except KeyError:
-        raise ProtocolError(f"not a control message: {type(msg).__name__}") from None
-    return msgpack.packb(
-        [PROTOCOL_VERSION, int(mtype), *(_to_wire(getattr(msg, f.name)) for f in _fields(type(msg)))],
+        raise ProtocolError(f"not a control message: {cls.__name__}") from None
+    data: bytes = msgpack.packb(
+        [PROTOCOL_VERSION, int(mtype), *(_to_wire(getattr(msg, f.name)) for f in _fields(cls))],
         use_bin_type=True,
     )
+    return data
 
 
 def encoder_of(msg: Message) -> Callable[[int, Any], bytes]:
@@ -81,7 +84,8 @@ def encoder_of(msg: Message) -> Callable[[int, Any], bytes]:
     that value of its last field, the fields between encoded once. For one message pushed to
     many sessions (a page to a group: its txn differs per session, its key grant per member),
     where the generic path would encode every field again for each."""
-    fields = _fields(type(msg))
+    cls: type = type(msg)
+    fields = _fields(cls)
     if fields[0].name != "txn" or len(fields) < 2:
         raise ProtocolError(f"{type(msg).__name__} has no txn first and a field after it")
     packer = msgpack.Packer(use_bin_type=True)
@@ -134,7 +138,7 @@ _PLAIN = frozenset({str, int, float, bytes, bool, type(None)})
 
 
 def _to_wire(value: Any) -> Any:
-    t = type(value)
+    t: type = type(value)
     if t in _PLAIN:
         return value
     if isinstance(value, IntEnum):
@@ -282,7 +286,8 @@ def _exact(t: type) -> _Conv:
 
 def encode_value(value: Any) -> bytes:
     """One field's value on its own (enums as ints, records as arrays), as in a message."""
-    return msgpack.packb(_to_wire(value), use_bin_type=True)
+    data: bytes = msgpack.packb(_to_wire(value), use_bin_type=True)
+    return data
 
 
 def decode_value(tp: Any, data: bytes, max_size: int, max_items: int) -> Any:
