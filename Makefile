@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 DEBS   := libopus0 portaudio19-dev espeak-ng sox pulseaudio pulseaudio-utils opus-tools ffmpeg \
           xvfb xdotool python3-tk iproute2 util-linux tmux fonts-wqy-zenhei
 
-.PHONY: all deps test demo bench lint clean
+.PHONY: all deps check lint test demo bench clean
 
 all: test
 
@@ -19,7 +19,15 @@ $(STAMP): pyproject.toml scripts/ensure-debs.sh
 	@$(PY) -m pip install -q -e '.[test,bench]'
 	@touch $(STAMP)
 
-test: $(STAMP)
+# Lint, types (strict on the sans-I/O cores) and the import layers of pyproject.toml.
+check: $(STAMP)
+	$(VENV)/bin/ruff check ptt tests bench examples
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+lint: check
+
+test: check
 	$(PY) -m pytest -q -n 2 --durations=25
 
 demo: $(STAMP)
@@ -28,10 +36,5 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/run_all.py
 
-lint: $(STAMP)
-	@$(PY) -m pip install -q -e '.[dev]'
-	$(PY) -m ruff check ptt tests bench examples
-	$(PY) -m mypy ptt/protocol
-
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .grimp_cache
