@@ -56,7 +56,7 @@ from ptt.media.receiver import LossReport
 from ptt.media.sender import START_REDUNDANCY, MediaSettings, Packetizer, RedundancyPolicy
 from ptt.protocol import client as cl
 from ptt.protocol import messages as m
-from ptt.wire.voice import decode_voice, encode_voice
+from ptt.wire.voice import encode_voice
 
 log = logging.getLogger("ptt.voice")
 
