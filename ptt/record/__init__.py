@@ -35,8 +35,8 @@ from ptt.record.catalog import Burst, Session, format_sessions, load, scan
 from ptt.record.events import (
     EVENTS_FILE,
     Event,
+    EventFile,
     EventKind,
-    EventLog,
     EventLogContents,
     read_events,
 )
@@ -60,8 +60,8 @@ __all__ = [
     "BurstSummary",
     "Compatibility",
     "Event",
+    "EventFile",
     "EventKind",
-    "EventLog",
     "EventLogContents",
     "ExportResult",
     "OpusFile",

@@ -149,7 +149,7 @@ def make_event(group: str, kind: str, wall_time: float, /, **fields: Any) -> Eve
     return event
 
 
-class EventLog:
+class EventFile:
     """Appends events to a JSON Lines file, one flushed ``write()`` per line."""
 
     def __init__(self, path: str | os.PathLike[str], *, fsync: bool = False) -> None:
@@ -242,7 +242,7 @@ def parse_events(text: str, name: str = "<events>") -> EventLogContents:
 
 
 def read_events(path: str | os.PathLike[str]) -> EventLogContents:
-    """Read an event log written by :class:`EventLog`; see :func:`parse_events`."""
+    """Read an event log written by :class:`EventFile`; see :func:`parse_events`."""
     name = os.fspath(path)
     try:
         with open(name, "rb") as f:

@@ -59,7 +59,7 @@ from typing import Any, Self
 from ptt import __version__
 from ptt.audio.codec import FRAME_MS, SAMPLE_RATE
 from ptt.errors import PttError, RecordingError
-from ptt.record.events import EVENTS_FILE, EventKind, EventLog, utc_iso
+from ptt.record.events import EVENTS_FILE, EventFile, EventKind, utc_iso
 from ptt.record.opusfile import (
     DEFAULT_PRE_SKIP,
     GRANULE_RATE,
@@ -193,7 +193,7 @@ class Recorder:
         self.fsync = fsync
         self._bursts: dict[tuple[str, int], _Burst] = {}
         self._failed: set[tuple[str, int]] = set()
-        self._logs: dict[str, EventLog] = {}
+        self._logs: dict[str, EventFile] = {}
         self.group_ids: dict[str, int] = dict(group_ids or {})
         self._dirs: dict[str, Path] = {}
         self._last_time: float | None = None
@@ -226,10 +226,10 @@ class Recorder:
         self._seen(wall_time)
         self._log(group, wall_time).log(group, str(kind), wall_time, **fields)
 
-    def _log(self, group: str, wall_time: float) -> EventLog:
+    def _log(self, group: str, wall_time: float) -> EventFile:
         log = self._logs.get(group)
         if log is None:
-            log = EventLog(self.events_path(group), fsync=self.fsync)
+            log = EventFile(self.events_path(group), fsync=self.fsync)
             self._logs[group] = log
             log.log(group, EventKind.RECORDER_START, wall_time, version=__version__)
         return log

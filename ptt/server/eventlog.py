@@ -1,6 +1,6 @@
 """The server's event log: one line per event, as ``key=value`` text or as JSON objects.
 
-Attached from outside like the metrics: :func:`attach_event_log` adds an :class:`EventLog` to
+Attached from outside like the metrics: :func:`attach_event_log` adds an :class:`EventLogger` to
 ``server.listeners``. Every :class:`~ptt.protocol.server.ServerEvent` becomes one log record on
 the ``ptt.events`` logger, whose message is a stable ``key=value`` line (logfmt: values with
 spaces, quotes or ``=`` are double-quoted)::
@@ -174,7 +174,7 @@ def _floor_fields(ev: object) -> tuple[int, dict[str, Any]] | None:
     return None
 
 
-class EventLog:
+class EventLogger:
     """A ``server.listeners`` entry writing one record per event to ``logger``.
 
     ``offset`` turns the events' ``now`` into wall time (see the module docstring)."""
@@ -243,13 +243,13 @@ def configure_event_log(json: bool, handler: logging.Handler | None = None) -> N
         h.setFormatter(JsonLinesFormatter())
 
 
-def attach_event_log(server: PttServer, logger: logging.Logger = log) -> EventLog:
+def attach_event_log(server: PttServer, logger: logging.Logger = log) -> EventLogger:
     """Log ``server``'s events from now on (after ``server.start()``, loop running)."""
     offset = time.time() - asyncio.get_running_loop().time()
-    event_log = EventLog(logger, offset)
+    event_log = EventLogger(logger, offset)
     server.listeners.append(event_log.on_event)
     return event_log
 
 
-__all__ = ["EventLog", "JsonLinesFormatter", "attach_event_log", "configure_event_log",
+__all__ = ["EventLogger", "JsonLinesFormatter", "attach_event_log", "configure_event_log",
            "event_fields", "logfmt"]

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from ptt.errors import RecordingError
-from ptt.record.events import EventKind, EventLog, make_event, parse_utc, read_events, utc_iso
+from ptt.record.events import EventFile, EventKind, make_event, parse_utc, read_events, utc_iso
 from tests.record.conftest import T0
 
 
 def fill(path: Path) -> None:
-    with EventLog(path) as log:
+    with EventFile(path) as log:
         log.log("ops", EventKind.JOIN, T0, user="alice")
         log.log("ops", EventKind.FLOOR_REQUEST, T0 + 1.0005, user="alice", priority=0)
         log.log("ops", EventKind.FLOOR_GRANT, T0 + 1.01, user="alice", burst=7)
@@ -59,7 +59,7 @@ def test_appending_after_a_crash_starts_a_new_line(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     fill(path)
     path.write_bytes(path.read_bytes()[:-25])
-    with EventLog(path) as log:
+    with EventFile(path) as log:
         log.log("ops", EventKind.LEAVE, T0 + 9, user="alice")
     got = read_events(path)
     assert [e.kind for e in got.events] == [

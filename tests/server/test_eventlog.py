@@ -22,7 +22,7 @@ from ptt.protocol.client import Participation
 from ptt.protocol.server import Dropped, FloorEvent, FloorRequested, SessionStarted
 from ptt.server.app import PttServer
 from ptt.server.eventlog import (
-    EventLog,
+    EventLogger,
     JsonLinesFormatter,
     attach_event_log,
     configure_event_log,
@@ -54,7 +54,7 @@ def lines(buf: io.StringIO) -> list[str]:
 def test_each_event_is_one_key_value_line(captured: tuple[logging.Logger, io.StringIO,
                                                           logging.Handler]) -> None:
     logger, buf, _ = captured
-    ev = EventLog(logger, offset=T0)
+    ev = EventLogger(logger, offset=T0)
     ev.on_event(FloorRequested("ops", "ann", m.Priority.NORMAL), 1.0)
     ev.on_event(FloorEvent(fl.Granted("ops", "ann", 917, m.Priority.NORMAL, 30.0, False)), 1.0)
     ev.on_event(FloorEvent(fl.Revoked("ops", "ann", 917, m.RevokeCause.PREEMPTED, 0.5)), 2.0)
@@ -77,7 +77,7 @@ def test_json_lines_carry_ts_and_fields(captured: tuple[logging.Logger, io.Strin
                                                         logging.Handler]) -> None:
     logger, buf, handler = captured
     configure_event_log(json=True, handler=handler)
-    ev = EventLog(logger, offset=T0)
+    ev = EventLogger(logger, offset=T0)
     ev.on_event(SessionStarted("ann", 42, ("::1", 5000, 0, 0)), 0.25)
     ev.on_event(FloorEvent(fl.Denied("ops", "cat", m.DenyCause.QUEUE_FULL)), 1.5)
     logger.info("not an event")
@@ -93,7 +93,7 @@ def test_json_lines_carry_ts_and_fields(captured: tuple[logging.Logger, io.Strin
 def test_a_flood_of_drops_is_rate_limited_and_counted(
         captured: tuple[logging.Logger, io.StringIO, logging.Handler]) -> None:
     logger, buf, _ = captured
-    ev = EventLog(logger)
+    ev = EventLogger(logger)
     for i in range(50):
         ev.on_event(Dropped(("127.0.0.1", 4000), "empty datagram"), 10.0 + i * 0.001)
     assert len(lines(buf)) == 5
