@@ -27,18 +27,21 @@ from typing import Any, NoReturn
 import click
 
 from ptt.cli import logs
+from ptt.cli.desktop import desktop
 from ptt.cli.devices import devices
+from ptt.cli.export import export
 from ptt.cli.group import group
 from ptt.cli.listen import listen
 from ptt.cli.login import login
 from ptt.cli.options import SECONDS, CliState, config_option
-from ptt.cli.record import export, record, replay, sessions
+from ptt.cli.record import record
+from ptt.cli.replay import replay
 from ptt.cli.server import server
+from ptt.cli.sessions import sessions
 from ptt.cli.talk import call, talk
 from ptt.cli.pagelist import pages
 from ptt.cli.textpage import page
 from ptt.cli.user import user
-from ptt.desktop.command import desktop
 from ptt.errors import Interrupted, PttError
 
 EX_SOFTWARE = 70  # sysexits.h: an internal software error

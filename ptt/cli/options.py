@@ -168,6 +168,7 @@ GROUP = GroupNameType()
 ROLE = RoleType()
 HOSTPORT = HostPortType(DEFAULT_PORT)
 SECONDS = SecondsType()
+EXISTING_PATH = click.Path(exists=True, path_type=Path)  # a recording: file or directory
 
 
 # --- option decorators -------------------------------------------------------------------------

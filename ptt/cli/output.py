@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from ptt.errors import RecordingError
 from ptt.textwidth import display_width, ljust
 
 NONE = "-"  # an empty cell: visible, so columns stay readable and `awk` keeps its field count
@@ -66,3 +67,14 @@ def seconds(ms: int | float) -> str:
 def note(message: str) -> None:
     """A message for the person, not for the pipe."""
     click.echo(message, err=True)
+
+
+def fail_if_damaged(problems: list[str], done: str) -> None:
+    """Exit 1 naming a recording's first problem, after the readable part was ``done`` (the
+    further problems as ``warning:`` lines above it); nothing when there is none."""
+    if not problems:
+        return
+    for p in problems[1:]:
+        click.echo(f"warning: {p}", err=True)
+    more = f" (and {len(problems) - 1} more, above)" if len(problems) > 1 else ""
+    raise RecordingError(f"damaged recording: {problems[0]}{more}; {done}")
