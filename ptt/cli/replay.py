@@ -142,8 +142,9 @@ async def _replay_bursts(state: CliState, session: Session, group: str, speed: f
 
 async def _replay_events(state: CliState, events_file: Path, group: str, speed: float,
                          users_dir: Path | None, prefix: str) -> None:
-    from ptt.client.replay import EventReplayer, floor_script
+    from ptt.client.replay import EventReplayer
     from ptt.record.events import read_events
+    from ptt.record.replay import floor_script
 
     log = read_events(events_file)
     script = floor_script(log.events)

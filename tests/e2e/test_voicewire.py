@@ -257,7 +257,8 @@ def test_the_server_makes_no_token_for_a_wire_user_add(server: ServerProcess) ->
 
 def test_event_replay_in_an_encrypted_group_sends_sealed_silence(server: ServerProcess) -> None:
     """The simulated users of ``ptt replay --events`` talk as members do: sealed frames."""
-    from ptt.client.replay import EventReplayer, FloorAction
+    from ptt.client.replay import EventReplayer
+    from ptt.record.replay import FloorAction
 
     async def main() -> None:
         tokens = await organise(server)

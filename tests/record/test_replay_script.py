@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from ptt.audio.codec import FRAME_BYTES, OpusEncoder
-from ptt.client.replay import burst_frames, floor_script
 from ptt.protocol.messages import Priority
 from ptt.record.events import Event
 from ptt.record.export import replay_bursts
 from ptt.record.recorder import Recorder
+from ptt.record.replay import burst_frames, floor_script
 
 T0 = 1_714_564_800.0
 
