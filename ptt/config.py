@@ -69,8 +69,8 @@ from ptt.names import (
     user_name,
 )
 from ptt.protocol.auth import check_token
+from ptt.protocol.floor import EMERGENCY_ROLES
 from ptt.protocol.messages import Role
-from ptt.protocol.server_base import EMERGENCY_ROLES
 from ptt.protocol.session import HEARTBEAT_INTERVAL, MAX_DEVICES, SESSION_TIMEOUT
 
 log = logging.getLogger(__name__)

@@ -14,6 +14,8 @@ One group's floor (T1 = ``silence``, T2 = ``max_talk``, "held" = TAKEN or REVOKI
     ---------  -------------------------------  -----------------------------------------------
     any        request by a non-member          Denied NOT_MEMBER
     any        request by a listen-only member  Denied LISTEN_ONLY
+    any        request of a priority its role   Denied NOT_ALLOWED (RolePolicy, checked before
+               may not ask for                  the request reaches the floor)
     IDLE       request                          Granted, new burst id                -> TAKEN
     held       request by the holder            Granted again, same burst id
     held       request, priority <= holder's    Queued(position); Denied QUEUE_FULL when full,
@@ -22,6 +24,8 @@ One group's floor (T1 = ``silence``, T2 = ``max_talk``, "held" = TAKEN or REVOKI
                                                 Queued(1) to the requester           -> REVOKING
     REVOKING   request, priority > holder's     Queued by priority (already revoked)
     TAKEN      release by the holder            BurstEnded(RELEASED)                 -> next
+    held       release by the holder naming     nothing: a give-back for an older grant (resent)
+               another burst                    must not end the current burst
     TAKEN      T1 without voice from holder     BurstEnded(SILENCE | NO_START)       -> next
     TAKEN      grant + T2                       Revoked(MAX_TALK_TIME)               -> REVOKING
     REVOKING   grace over, or holder releases   BurstEnded(PREEMPTED | MAX_TALK)     -> next
@@ -32,6 +36,11 @@ One group's floor (T1 = ``silence``, T2 = ``max_talk``, "held" = TAKEN or REVOKI
     next: the head of the queue is Granted(from_queue=True) and must start talking within
           max(start_window, silence), else NO_START                     -> TAKEN
           or, with an empty queue, Idle                                 -> IDLE
+
+Roles (:class:`RolePolicy`): HIGH only for ``high_roles``, whose NORMAL requests count as HIGH;
+EMERGENCY only for ``emergency_roles`` (``ServerCoreConfig.emergency_roles``). The floor itself
+knows users, not roles: the server asks the policy for the priority a request counts with, then
+feeds the floor that priority.
 
 The queue is ordered by priority, then arrival. A pre-empting request always gets a place, even in
 a full queue or with queueing disabled: an emergency call is never told to retry later. Every
@@ -49,10 +58,12 @@ from enum import Enum
 from types import MappingProxyType
 
 from ptt.errors import FloorError
-from ptt.protocol.messages import DenyCause, Priority, RevokeCause
+from ptt.protocol.messages import DenyCause, Priority, RevokeCause, Role
 
 __all__ = [
     "BURST_ID_MAX",
+    "EMERGENCY_ROLES",
+    "HIGH_ROLES",
     "BurstEnded",
     "Denied",
     "EndReason",
@@ -67,10 +78,15 @@ __all__ = [
     "QueueChanged",
     "Queued",
     "Revoked",
+    "RolePolicy",
 ]
 
 BURST_ID_MAX = 0xFFFF_FFFF  # burst ids are u32 on the wire; 0 means "no burst"
 _NEVER = float("-inf")  # last voice of a holder who has not spoken yet
+# who may ask for emergency priority unless configured otherwise: a volunteer in trouble must be
+# able to call (ServerCoreConfig.emergency_roles)
+EMERGENCY_ROLES = frozenset({Role.VOLUNTEER, Role.DISPATCHER, Role.COORDINATOR})
+HIGH_ROLES = frozenset({Role.DISPATCHER, Role.COORDINATOR})  # their NORMAL counts as HIGH
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +110,25 @@ class FloorConfig:
 
 
 DEFAULT_CONFIG = FloorConfig()
+
+
+@dataclass(frozen=True, slots=True)
+class RolePolicy:
+    """Which floor priorities each role may ask for, and what its requests count with."""
+
+    emergency_roles: frozenset[Role] = EMERGENCY_ROLES
+    high_roles: frozenset[Role] = HIGH_ROLES
+
+    def priority(self, role: Role, asked: Priority) -> Priority | None:
+        """The priority a request of ``role`` for ``asked`` counts with, or None when the role
+        may not ask for it (the request is denied NOT_ALLOWED without reaching the floor)."""
+        if asked == Priority.HIGH and role not in self.high_roles:
+            return None
+        if asked == Priority.EMERGENCY and role not in self.emergency_roles:
+            return None
+        if asked == Priority.NORMAL and role in self.high_roles:
+            return Priority.HIGH
+        return asked
 
 
 class FloorState(Enum):
@@ -339,10 +374,15 @@ class Floor:
             events.append(QueueChanged(self.group, self.queue))
         return events
 
-    def release(self, user: str, now: float) -> list[FloorEvent]:
-        """The holder stops talking, or a queued user withdraws; anyone else: no events."""
+    def release(self, user: str, now: float, burst_id: int = 0) -> list[FloorEvent]:
+        """The holder stops talking, or a queued user withdraws; anyone else: no events.
+
+        ``burst_id``: the burst the release names (0: whichever is current). A holder's release
+        naming another burst is a give-back for an older grant, resent: it ends nothing."""
         events: list[FloorEvent] = []
         if user == self._holder:
+            if burst_id and burst_id != self._burst_id:
+                return events
             revoked = self._state is FloorState.REVOKING
             self._end(self._revoke_reason if revoked else EndReason.RELEASED, now, events)
         elif user in self._queued:
@@ -538,9 +578,10 @@ class FloorSet:
         floor = self.floor(group)
         return self._scheduled(group, floor, floor.request(user, priority, now))
 
-    def release(self, group: str, user: str, now: float) -> list[FloorEvent]:
+    def release(self, group: str, user: str, now: float, burst_id: int = 0
+                ) -> list[FloorEvent]:
         floor = self.floor(group)
-        return self._scheduled(group, floor, floor.release(user, now))
+        return self._scheduled(group, floor, floor.release(user, now, burst_id))
 
     def voice(self, group: str, user: str, burst_id: int, now: float) -> bool:
         floor = self._floors.get(group)

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 
 from ptt.protocol import floor as fl
 from ptt.protocol import messages as m
-from ptt.protocol.server_base import GroupEntry, ServerBase
 from ptt.protocol.server_events import DeliveryReported
+from ptt.protocol.server_outbox import Outbox
+from ptt.protocol.server_state import GroupEntry, ServerState
 from ptt.protocol.session import Session
 
 RECEIPT_WAIT = 1.0  # after a burst ends, how long receipts are awaited
@@ -36,23 +37,25 @@ class _Collecting:
     receipts: dict[str, m.Receipt] = field(default_factory=dict)
 
 
-class DeliveryReports(ServerBase):
+class Delivery:
     """Receipts in, one delivery report per burst out to its talker."""
 
-    def _delivery_init(self) -> None:
+    def __init__(self, state: ServerState, out: Outbox) -> None:
+        self.state = state
+        self.out = out
         # (group, burst) -> collection; _closing holds those whose burst ended, in deadline order
         self._collecting: dict[tuple[str, int], _Collecting] = {}
         self._closing: dict[tuple[str, int], _Collecting] = {}
 
-    def _delivery_started(self, g: GroupEntry, ev: fl.Granted) -> None:
+    def started(self, g: GroupEntry, ev: fl.Granted) -> None:
         if len(self._collecting) >= MAX_COLLECTING:  # bursts that never ended: forget the oldest
             del self._collecting[next(iter(self._collecting))]
-        holder = self._floor_session(g, ev.user)
+        holder = self.state.floor_session(g, ev.user)
         g.burst_frames = 0
         self._collecting[(g.name, ev.burst_id)] = _Collecting(
             g.name, ev.burst_id, ev.user, holder.session_id if holder is not None else 0)
 
-    def _delivery_ended(self, g: GroupEntry, ev: fl.BurstEnded, now: float) -> None:
+    def ended(self, g: GroupEntry, ev: fl.BurstEnded, now: float) -> None:
         key = (g.name, ev.burst_id)
         c = self._collecting.pop(key, None)
         if c is None:
@@ -62,55 +65,55 @@ class DeliveryReports(ServerBase):
         c.frames = g.burst_frames
         c.deadline = now + RECEIPT_WAIT
         self._closing[key] = c
-        self._delivery_check(c, now)
+        self._check(c, now)
 
-    def _on_burst_receipt(self, s: Session, msg: m.BurstReceipt, now: float) -> None:
-        self._answer(s, msg.txn, m.Ack(msg.txn), now)
+    def on_burst_receipt(self, s: Session, msg: m.BurstReceipt, now: float) -> None:
+        self.out.answer(s, msg.txn, m.Ack(msg.txn), now)
         key = (msg.group, msg.burst_id)
         c = self._closing.get(key) or self._collecting.get(key)
-        g = self.groups.get(msg.group)
+        g = self.state.groups.get(msg.group)
         member = c is not None and (s.user in c.online or (g is not None and s.user in g.members))
         if c is None or not member or s.user == c.talker:
-            self._drop(s.addr, f"receipt for a burst not followed: {msg.group} {msg.burst_id}")
+            self.out.drop(s.addr, f"receipt for a burst not followed: {msg.group} {msg.burst_id}")
             return
         expected = max(0, msg.expected)
         c.receipts[s.user] = m.Receipt(s.user, max(0, min(msg.received, expected)), expected)
         if c.deadline is not None:
-            self._delivery_check(c, now)
+            self._check(c, now)
 
-    def _delivery_check(self, c: _Collecting, now: float) -> None:
+    def _check(self, c: _Collecting, now: float) -> None:
         assert c.deadline is not None
         if now >= c.deadline or all(u in c.receipts for u in c.online):
-            self._delivery_report(c, now)
+            self._report(c, now)
 
-    def _delivery_report(self, c: _Collecting, now: float) -> None:
+    def _report(self, c: _Collecting, now: float) -> None:
         self._closing.pop((c.group, c.burst_id), None)
         # a member who left before the end but sent its receipt counts with it
         heard = [c.receipts[u] for u in sorted(c.receipts)]
         silent = [u for u in c.online if u not in c.receipts]
         offline = [u for u in c.offline if u not in c.receipts]
         frames = max([c.frames, *(r.expected for r in heard)])
-        self._events.append(DeliveryReported(c.group, c.talker, c.burst_id, frames,
+        self.out.emit(DeliveryReported(c.group, c.talker, c.burst_id, frames,
                                              tuple(heard), tuple(silent), tuple(offline)))
-        s = self.sessions.by_id.get(c.talker_session)
+        s = self.state.sessions.by_id.get(c.talker_session)
         if s is not None:
             # a group of thousands: name the receipts that got least, count the rest
             cap = m.REPORT_NAMES
             least = sorted(sorted(heard, key=lambda r: (r.received, r.user))[:cap],
                            key=lambda r: r.user)
-            self._send_reliable(s, lambda txn: m.DeliveryReport(
+            self.out.send_reliable(s, lambda txn: m.DeliveryReport(
                 txn, c.group, c.burst_id, frames, least, silent[:cap], offline[:cap],
                 len(heard) - len(least), max(0, len(silent) - cap),
                 max(0, len(offline) - cap)), now)
 
-    def _delivery_timer(self) -> float | None:
+    def get_timer(self) -> float | None:
         if not self._closing:
             return None
         return next(iter(self._closing.values())).deadline
 
-    def _delivery_due(self, now: float) -> None:
+    def handle_timer(self, now: float) -> None:
         while self._closing:
             c = next(iter(self._closing.values()))
             if c.deadline is None or now < c.deadline:
                 return
-            self._delivery_report(c, now)
+            self._report(c, now)

@@ -12,7 +12,8 @@ from __future__ import annotations
 from ptt.errors import ProtocolError
 from ptt.protocol import messages as m
 from ptt.protocol.feedback import LinkAggregate, check_report
-from ptt.protocol.server_base import ServerBase
+from ptt.protocol.server_outbox import Outbox
+from ptt.protocol.server_state import ServerState
 from ptt.protocol.session import Session
 
 # drop kinds ("kind: detail"); the server's counters key on the kind
@@ -22,35 +23,39 @@ TOO_OFTEN = "receiver report over its rate"
 PAST_BURST = "receiver report for a past burst"
 
 
-class LinkFeedback(ServerBase):
+class Feedback:
     """Aggregates ReceiverReports per group and burst; sends LinkReports to the talker."""
 
-    def _on_receiver_report(self, s: Session, r: m.ReceiverReport, now: float) -> None:
-        g = self.groups.get(r.group)
+    def __init__(self, state: ServerState, out: Outbox) -> None:
+        self.state = state
+        self.out = out
+
+    def on_receiver_report(self, s: Session, r: m.ReceiverReport, now: float) -> None:
+        g = self.state.groups.get(r.group)
         if g is None or g.joined.get(s.session_id) is not s:
-            self._drop(s.addr, NOT_LISTENING)
+            self.out.drop(s.addr, NOT_LISTENING)
             return
-        f = self.floors.floor(g.name)
+        f = self.state.floors.floor(g.name)
         if f.holder is None or f.burst_id != r.burst_id:
-            self._drop(s.addr, PAST_BURST)
+            self.out.drop(s.addr, PAST_BURST)
             return
         if f.holder == s.user:
-            self._drop(s.addr, NOT_LISTENING)
+            self.out.drop(s.addr, NOT_LISTENING)
             return
         try:
             check_report(r)
         except ProtocolError as exc:
-            self._drop(s.addr, f"{MALFORMED}: {exc}")
+            self.out.drop(s.addr, f"{MALFORMED}: {exc}")
             return
         agg = g.link
         if agg is None or agg.burst_id != r.burst_id:
             agg = g.link = LinkAggregate(r.burst_id)
         if not agg.allow(s.session_id, now):
-            self._drop(s.addr, TOO_OFTEN)
+            self.out.drop(s.addr, TOO_OFTEN)
             return
         agg.add(r)
         if agg.due(now):
             report = agg.take(g.name, now)
-            talker = self._floor_session(g, f.holder)
+            talker = self.state.floor_session(g, f.holder)
             if talker is not None:
-                self._send(talker, report)
+                self.out.send(talker, report)

@@ -18,6 +18,7 @@ the response cache, which keeps sealed bytes.
 from __future__ import annotations
 
 import hmac
+import logging
 import math
 from collections.abc import Sequence
 
@@ -26,11 +27,15 @@ from ptt.crypto.channel import REPLAYED, Role, SecureChannel, is_keepalive, peek
 from ptt.errors import ProtocolError, PttError
 from ptt.protocol import auth
 from ptt.protocol import messages as m
-from ptt.protocol.server_base import ServerBase
 from ptt.protocol.server_events import SessionMoved, SessionStarted
+from ptt.protocol.server_groups import Directory
+from ptt.protocol.server_outbox import Outbox
+from ptt.protocol.server_state import ServerState
 from ptt.protocol.session import Addr, Session
 from ptt.protocol.wire import decode_heartbeat, decode_message, encode_heartbeat_ack, encode_message
 from ptt.wire.voice import voice_mac_key
+
+log = logging.getLogger("ptt.protocol.server")  # the server core's one log, whichever part writes
 
 LOGIN_PENDING_TTL = auth.LOGIN_TTL  # a Challenge's server nonce is good this long
 # what a session may send (sealed); anything else inside a sealed datagram is dropped
@@ -48,20 +53,44 @@ KNOWN_HOSTS_MAX = 65_536  # hosts that logged in, most recent last (their logins
 MAX_ANNOUNCE = 65_536  # addresses told of a restart at most (a session table's worth)
 
 
-class LoginGate(ServerBase):
-    """Hello/Challenge/Login, pending logins, rate limits, opening sealed datagrams."""
+class Gate:
+    """Hello/Challenge/Login, rate limits, opening sealed datagrams, sessions closed or given up."""
 
-    def _receive_sealed(self, data: bytes, addr: Addr, now: float) -> None:
-        """A session's datagram: open it (or drop it silently), then act on it."""
+    def __init__(self, state: ServerState, out: Outbox, directory: Directory) -> None:
+        self.state = state
+        self.out = out
+        self.directory = directory  # sessions replaced, closed or given up end there
+        config = state.config
+        # decoy salts and verifiers, stateless challenges; the adapter sets the stored one
+        # (set_secret) so that decoys do not change when the server restarts
+        self._secret = state.entropy(32)
+        self._used_nonces = auth.UsedNonces(auth.LOGIN_TTL + 2.0)  # > a stamp's whole life
+        self._login_limits = limits.LoginLimiter(config.login_limits)
+        self._known_hosts: dict[str, None] = {}  # hosts that logged in, in order
+        # sessions ended with a SessionClosed not yet acknowledged, by id: kept only to resend
+        # it and to open the client's Ack, until the ack or RETRY_TOTAL
+        self._closed_unacked: dict[int, Session] = {}
+        self._limiter = limits.RateLimiter(config.rate_limits)
+        # the same limits, apart, for hosts that logged in before: a flood spoofed from many
+        # new addresses cannot spend their aggregate budget (known_host); without a share per
+        # prefix, so the clients behind one NAT address all come back at once
+        self._known_limiter = limits.RateLimiter(config.rate_limits.unshared())
+        self._req_len = 0  # size of the plain datagram being answered (no amplification)
+
+    def receive_sealed(self, data: bytes, addr: Addr, now: float
+                       ) -> tuple[Session, m.Message] | None:
+        """A session's datagram: open it (or drop it silently). Heartbeats and resent requests
+        are answered here; an Ack, a ReceiverReport or a new request is returned with its
+        session for the core to act on."""
         try:
             sid = peek_session_id(data)
         except ProtocolError as exc:
-            self._drop(addr, f"malformed sealed datagram: {exc}")
-            return
-        s = self.sessions.by_id.get(sid)
+            self.out.drop(addr, f"malformed sealed datagram: {exc}")
+            return None
+        s = self.state.sessions.by_id.get(sid)
         if s is None and sid in self._closed_unacked:
             self._closed_ack(self._closed_unacked[sid], data, addr)
-            return
+            return None
         if s is None or s.channel is None:
             # an expired session, a restarted server, or a forgery: tell the sender to log in
             # again, if it fits (a sealed datagram is at least 30 bytes, the answer 30)
@@ -69,8 +98,8 @@ class LoginGate(ServerBase):
                 self._req_len = len(data)
                 self._reply_plain(addr, 0, m.Error(0, m.ErrorCode.NO_SESSION, NO_SESSION_TEXT),
                                   now, cache=False)
-            self._drop(addr, "sealed datagram for an unknown session")
-            return
+            self.out.drop(addr, "sealed datagram for an unknown session")
+            return None
         # from another address: a NAT that rebound the client's port, or a copy sent from
         # elsewhere; only one that opens and is the newest the session ever sent moves it
         top = s.channel.received_top if s.addr != addr else None
@@ -78,76 +107,71 @@ class LoginGate(ServerBase):
             plain = s.channel.open(data)
         except PttError as exc:  # forged, altered, replayed or too old: nothing changed
             what = "replayed" if str(exc).startswith(REPLAYED) else "refused"
-            self._drop(addr, f"sealed datagram {what}: {exc}")
-            return
+            self.out.drop(addr, f"sealed datagram {what}: {exc}")
+            return None
         if top is not None:
             if SecureChannel.peek_seq(data) <= top:
-                self._drop(addr, "sealed datagram from another address than its session's")
-                return
+                self.out.drop(addr, "sealed datagram from another address than its session's")
+                return None
             self._move_session(s, addr)
         s.last_seen = now
         hb = decode_heartbeat(plain)
         if hb is not None and hb[1] == sid:  # the fast path: most of a big server's traffic
-            self._out.append((s.channel.seal(encode_heartbeat_ack(hb[0], self._digest(s)),
-                                             keepalive=True), addr))
-            return
+            ack = encode_heartbeat_ack(hb[0], self.state.digest(s))
+            self.out.datagrams.append((s.channel.seal(ack, keepalive=True), addr))
+            return None
         if is_keepalive(data):  # only heartbeats travel marked as keepalives
-            self._drop(addr, "keepalive datagram that is not a heartbeat")
-            return
+            self.out.drop(addr, "keepalive datagram that is not a heartbeat")
+            return None
         try:
             msg = decode_message(plain)
         except ProtocolError as exc:  # it opened: the session's own client sent garbage
-            self._drop(addr, f"malformed sealed message: {exc}")
-            return
+            self.out.drop(addr, f"malformed sealed message: {exc}")
+            return None
         if getattr(msg, "session_id", sid) != sid:
-            self._drop(addr, "sealed message names another session")
-        elif isinstance(msg, m.Ack):
-            if self._reliable.ack((sid, msg.txn)):
-                self._on_acked((sid, msg.txn), now)
-        elif isinstance(msg, m.ReceiverReport):  # no txn: not answered, nothing to cache
-            self._on_receiver_report(s, msg, now)
+            self.out.drop(addr, "sealed message names another session")
+        elif isinstance(msg, (m.Ack, m.ReceiverReport)):  # no answer: nothing to cache
+            return s, msg
         elif isinstance(msg, SESSION_MESSAGES):
-            cached = None if isinstance(msg, m.Heartbeat) else self._cache.get((sid, msg.txn), now)
-            if cached is not None:
-                self._out.append((cached, addr))
-                return
-            try:
-                self._on_session_message(s, msg, now)
-            except ProtocolError as exc:
-                self._drop(addr, f"refused request: {exc}")
+            cached = None if isinstance(msg, m.Heartbeat) else self.out.cache.get((sid, msg.txn),
+                                                                                  now)
+            if cached is None:
+                return s, msg
+            self.out.datagrams.append((cached, addr))
         else:
-            self._drop(addr, f"unexpected sealed {type(msg).__name__} from a client")
+            self.out.drop(addr, f"unexpected sealed {type(msg).__name__} from a client")
+        return None
 
     def _move_session(self, s: Session, addr: Addr) -> None:
         """The session's client now sends from ``addr``: answers, pushes and relayed voice go
         there, and its voice is taken from there."""
         old = s.addr
-        self.sessions.move(s, addr)
+        self.state.sessions.move(s, addr)
         for name in s.joined:
-            g = self.groups.get(name)
+            g = self.state.groups.get(name)
             if g is not None:
                 g.targets.clear()
-        self._events.append(SessionMoved(s.user, s.session_id, addr, old))
+        self.out.emit(SessionMoved(s.user, s.session_id, addr, old))
 
-    def _receive_plain(self, data: bytes, addr: Addr, now: float) -> None:
+    def receive_plain(self, data: bytes, addr: Addr, now: float) -> None:
         """A datagram without a session: rate-limited, and answered only by what fits in it."""
         if not self._limiter_for(addr).allow(addr[:2], now):
-            self._drop(addr, "rate limit for datagrams without a session")
+            self.out.drop(addr, "rate limit for datagrams without a session")
             return
         try:
             msg = decode_message(data)
         except ProtocolError as exc:  # reasons are "kind: detail", the kind from a fixed set
-            self._drop(addr, f"malformed datagram: {exc}")
+            self.out.drop(addr, f"malformed datagram: {exc}")
             return
         self._req_len = len(data)
         if isinstance(msg, (m.Hello, m.Login)):
             if isinstance(msg, m.Hello) and len(data) < limits.MIN_HELLO_SIZE:
-                self._drop(addr, f"unpadded hello: {len(data)} bytes")
+                self.out.drop(addr, f"unpadded hello: {len(data)} bytes")
                 return
-            cached = self._cache.get((addr, msg.txn), now)
+            cached = self.out.cache.get((addr, msg.txn), now)
             if cached is not None:
                 if limits.answer_fits(data, cached):
-                    self._out.append((cached, addr))
+                    self.out.datagrams.append((cached, addr))
                 return
             try:
                 if isinstance(msg, m.Hello):
@@ -155,15 +179,15 @@ class LoginGate(ServerBase):
                 else:
                     self._on_login(msg, addr, now)
             except ProtocolError as exc:
-                self._drop(addr, f"refused login: {exc}")
+                self.out.drop(addr, f"refused login: {exc}")
         elif isinstance(msg, SESSION_MESSAGES):
             # session traffic is sealed: a plain one is a forgery or a client from before a
             # restart; it learns to log in again, if the answer fits
             self._reply_plain(addr, msg.txn, m.Error(msg.txn, m.ErrorCode.NO_SESSION,
                                                      NO_SESSION_TEXT), now, cache=False)
-            self._drop(addr, f"plain {type(msg).__name__}: session messages are sealed")
+            self.out.drop(addr, f"plain {type(msg).__name__}: session messages are sealed")
         else:
-            self._drop(addr, f"unexpected plain {type(msg).__name__} from a client")
+            self.out.drop(addr, f"unexpected plain {type(msg).__name__} from a client")
 
     def _reply_plain(self, addr: Addr, txn: int, msg: m.Message, now: float,
                      cache: bool = True) -> None:
@@ -171,11 +195,11 @@ class LoginGate(ServerBase):
         amplification: a spoofed source gains nothing by reflecting off the server)."""
         data = encode_message(msg)
         if not limits.answer_fits(self._req_len, data):
-            self._drop(addr, f"no answer: {type(msg).__name__} larger than its request")
+            self.out.drop(addr, f"no answer: {type(msg).__name__} larger than its request")
             return
         if cache:
-            self._cache.put((addr, txn), data, now)
-        self._out.append((data, addr))
+            self.out.cache.put((addr, txn), data, now)
+        self.out.datagrams.append((data, addr))
 
     def announce_restart(self, addrs: Sequence[Addr]) -> int:
         """A (re)started server tells the clients of its last run (their addresses, from the
@@ -187,7 +211,7 @@ class LoginGate(ServerBase):
         told = addrs[:MAX_ANNOUNCE]
         for addr in told:  # they come back first, whatever floods the server meanwhile
             self._known_hosts[addr[0]] = None
-        self._out.extend((data, addr) for addr in told)
+        self.out.datagrams.extend((data, addr) for addr in told)
         return len(told)
 
     # --- login --------------------------------------------------------------------------------
@@ -214,11 +238,11 @@ class LoginGate(ServerBase):
 
     def _on_hello(self, msg: m.Hello, addr: Addr, now: float) -> None:
         if len(msg.client_nonce) != auth.NONCE_SIZE:
-            self._drop(addr, "hello with a short nonce")
+            self.out.drop(addr, "hello with a short nonce")
             return
         # the same steps for every name, known or not, so neither answer nor timing tells
         decoy = auth.decoy_salt(self._secret, msg.user)
-        user = self.users.get(msg.user)
+        user = self.state.users.get(msg.user)
         if user is not None:
             salt, iterations = user.salt, user.iterations
         else:
@@ -249,11 +273,11 @@ class LoginGate(ServerBase):
             self._reply_plain(addr, msg.txn, m.Error(
                 msg.txn, m.ErrorCode.AUTH_FAILED,
                 f"login failed: too many failed logins, retry in {math.ceil(wait)} s"), now)
-            self._drop(addr, "login back-off after failed logins")
+            self.out.drop(addr, "login back-off after failed logins")
             return
         # the same steps for every name: a decoy verifier for a name nobody has
         decoy = auth.decoy_verifier(self._secret, msg.user)
-        user = self.users.get(msg.user)
+        user = self.state.users.get(msg.user)
         verifier = user.verifier if user is not None else decoy
         ok = auth.verify_proof(verifier, msg.client_nonce, sn, msg.user, msg.proof)
         if not ok or user is None:
@@ -269,39 +293,59 @@ class LoginGate(ServerBase):
         known[host] = None
         if len(known) > KNOWN_HOSTS_MAX:
             del known[next(iter(known))]
-        for old in {self.sessions.on_device(user.name, msg.device),
-                    self.sessions.by_addr.get(addr)}:
+        for old in {self.state.sessions.on_device(user.name, msg.device),
+                    self.state.sessions.by_addr.get(addr)}:
             if old is not None:
-                self._end_session(old, "replaced", now)
-        devices = self.sessions.devices(user.name)
-        for old in devices[:max(0, len(devices) + 1 - self.config.max_devices)]:
-            self._close_session(old, too_many_devices(user.name, self.config.max_devices), now)
+                self.directory.end_session(old, "replaced", now)
+        devices = self.state.sessions.devices(user.name)
+        limit = self.state.config.max_devices
+        for old in devices[:max(0, len(devices) + 1 - limit)]:
+            self._close_session(old, too_many_devices(user.name, limit), now)
         sid = self._new_session_id()
         key = auth.session_key(user.verifier, msg.client_nonce, sn)
         s = Session(sid, user.name, user.role, addr, now, key,
                     channel=SecureChannel(Role.SERVER, key, user.name, sid),
                     voice_key=voice_mac_key(key), device=msg.device)
-        self.sessions.add(s)
+        self.state.sessions.add(s)
         self._limiter.forget(addr[:2])  # its traffic is sealed now and charged to the session
         self._known_limiter.forget(addr[:2])
-        self._events.append(SessionStarted(user.name, sid, addr))
-        groups = sorted(n for n, g in self.groups.items() if user.name in g.members)
+        self.out.emit(SessionStarted(user.name, sid, addr))
+        groups = sorted(n for n, g in self.state.groups.items() if user.name in g.members)
         # sealed: a Welcome that opens proves to the client that this server holds its verifier
-        self._answer(s, msg.txn, m.Welcome(
-            msg.txn, sid, user.role, int(self.config.heartbeat * 1000),
-            int(self.config.session_timeout * 1000), groups), now)
+        self.out.answer(s, msg.txn, m.Welcome(
+            msg.txn, sid, user.role, int(self.state.config.heartbeat * 1000),
+            int(self.state.config.session_timeout * 1000), groups), now)
         # the Login's resend (the Welcome was lost) is plain: answer it from the cache too, but
         # like any plain datagram only if the Welcome fits in it (else it logs in afresh)
-        self._cache.put((addr, msg.txn), self._out[-1][0], now)
-        self._ring_waiting_calls(s, now)
+        self.out.cache.put((addr, msg.txn), self.out.datagrams[-1][0], now)
+        self.directory.ring_waiting_calls(s, now)
+
+    def handle_timer(self, now: float) -> None:
+        """Resend the pushes not yet acknowledged, sealed anew; a session that never
+        acknowledged one is given up (a closed one is forgotten)."""
+        resend, expired = self.out.reliable.handle_timer(now)
+        sessions = self.state.sessions
+        for plain, dest in resend:  # sealed anew: the client's window took the first copy
+            if isinstance(dest, Session) and dest in (sessions.by_id.get(dest.session_id),
+                                                      self._closed_unacked.get(dest.session_id)):
+                self.out.datagrams.append((self.out.seal(dest, plain), dest.addr))
+        for e in expired:
+            sid = e.key[0]
+            if self._closed_unacked.pop(sid, None) is not None:
+                continue  # its SessionClosed, never acknowledged: nothing more to end
+            gone = sessions.by_id.get(sid)
+            if gone is not None:
+                log.info("no ack from %s for an acknowledged message; ending its session",
+                         gone.user)
+                self.directory.end_session(gone, "expired", now)
 
     def _close_session(self, s: Session, reason: str, now: float) -> None:
         """End ``s`` and tell its client why, sealed and resent until acknowledged (the client
         must not go on believing it is online, nor log in again and end another device in
         turn)."""
-        self._end_session(s, "too many devices", now)  # forgets what was pending for it
+        self.directory.end_session(s, "too many devices", now)  # forgets what was pending for it
         self._closed_unacked[s.session_id] = s
-        self._send_reliable(s, lambda txn: m.SessionClosed(reason, txn), now)
+        self.out.send_reliable(s, lambda txn: m.SessionClosed(reason, txn), now)
 
     def _closed_ack(self, s: Session, data: bytes, addr: Addr) -> None:
         """A datagram from a session ended by SessionClosed: only its Ack is taken."""
@@ -309,17 +353,17 @@ class LoginGate(ServerBase):
         try:
             msg = decode_message(s.channel.open(data))
         except PttError as exc:
-            self._drop(addr, f"sealed datagram refused: {exc}")
+            self.out.drop(addr, f"sealed datagram refused: {exc}")
             return
-        if isinstance(msg, m.Ack) and self._reliable.ack((s.session_id, msg.txn)):
+        if isinstance(msg, m.Ack) and self.out.reliable.ack((s.session_id, msg.txn)):
             del self._closed_unacked[s.session_id]
         else:
-            self._drop(addr, "sealed datagram for a closed session")
+            self.out.drop(addr, "sealed datagram for a closed session")
 
     def _new_session_id(self) -> int:
         while True:
-            sid = int.from_bytes(self._entropy(4), "big")
-            if sid and sid not in self.sessions.by_id:
+            sid = int.from_bytes(self.state.entropy(4), "big")
+            if sid and sid not in self.state.sessions.by_id:
                 return sid
 
 

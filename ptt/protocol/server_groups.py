@@ -15,8 +15,11 @@ import heapq
 from ptt.names import call_group_name, call_members
 from ptt.protocol import floor as fl
 from ptt.protocol import messages as m
-from ptt.protocol.server_base import GroupEntry, ServerBase, UserEntry
 from ptt.protocol.server_events import GroupUpdated, MemberJoined, MemberLeft, SessionEnded
+from ptt.protocol.server_floor import FloorControl
+from ptt.protocol.server_outbox import Outbox
+from ptt.protocol.server_pages import Pages
+from ptt.protocol.server_state import PRIVATE_GROUP_BASE, GroupEntry, ServerState, UserEntry
 from ptt.protocol.session import Session
 
 # Bytes of member entries in a Join answer: with the grant, the queue and the rest it stays well
@@ -35,23 +38,36 @@ PRESENCE_BATCH_BYTES = 8_000
 _CHANGE_MIN_BYTES = 3  # a change's msgpack array, its name's length and a boolean
 
 
-class Directory(ServerBase):
-    """Users, groups, members; joins, leaves, calls, the end of a session."""
+class Directory:
+    """Users, groups, members; joins, leaves, calls, presence, the end of a session."""
+
+    def __init__(self, state: ServerState, out: Outbox, floor: FloorControl, pages: Pages
+                 ) -> None:
+        self.state = state
+        self.out = out
+        self.floor = floor
+        self.pages = pages
+        self._next_private = PRIVATE_GROUP_BASE
+        self._presence_heap: list[tuple[float, int]] = []  # (when, group id): batches due
+
+    def get_timer(self) -> float | None:
+        """When the next presence batch is due."""
+        return self._presence_heap[0][0] if self._presence_heap else None
 
     def upsert_user(
         self, name: str, role: m.Role, salt: bytes, iterations: int, verifier: bytes
     ) -> None:
-        self.users[name] = UserEntry(name, role, salt, iterations, verifier)
-        for s in self.sessions.devices(name):
+        self.state.users[name] = UserEntry(name, role, salt, iterations, verifier)
+        for s in self.state.sessions.devices(name):
             s.role = role
 
     def remove_user(self, name: str, now: float) -> None:
-        for s in self.sessions.devices(name):
-            self._end_session(s, "removed", now)
-        for g in list(self.groups.values()):
+        for s in self.state.sessions.devices(name):
+            self.end_session(s, "removed", now)
+        for g in list(self.state.groups.values()):
             if name in g.members:
                 self.remove_member(g.name, name, now)
-        self.users.pop(name, None)
+        self.state.users.pop(name, None)
 
     def upsert_group(
         self,
@@ -63,35 +79,35 @@ class Directory(ServerBase):
         mcast_addr: str | None = None,
         mcast_port: int = 0,
     ) -> None:
-        g = self.groups.get(name)
+        g = self.state.groups.get(name)
         cfg = fl.FloorConfig(
             max_talk=max_talk,
-            silence=self.config.floor.silence,
-            grace=self.config.floor.grace,
-            start_window=self.config.floor.start_window,
-            queue_max=self.config.floor.queue_max,
+            silence=self.state.config.floor.silence,
+            grace=self.state.config.floor.grace,
+            start_window=self.state.config.floor.start_window,
+            queue_max=self.state.config.floor.queue_max,
         )
         if g is None:
             g = GroupEntry(name, group_id, max_talk, mode, private, mcast_addr, mcast_port)
-            self.groups[name] = g
-            self._by_id[group_id] = g
-            first_burst = int.from_bytes(self._entropy(4), "big") & 0x7FFFFFFF or 1
-            self.floors.add_group(name, cfg, first_burst)
+            self.state.groups[name] = g
+            self.state.by_id[group_id] = g
+            first_burst = int.from_bytes(self.state.entropy(4), "big") & 0x7FFFFFFF or 1
+            self.state.floors.add_group(name, cfg, first_burst)
         else:
             g.max_talk, g.mode, g.mcast_addr, g.mcast_port = max_talk, mode, mcast_addr, mcast_port
             g.targets.clear()
-            self.floors.configure(name, cfg)  # reschedules the group's timers
+            self.state.floors.configure(name, cfg)  # reschedules the group's timers
         if not private:
-            self._events.append(GroupUpdated(name))
+            self.out.emit(GroupUpdated(name))
 
     def remove_group(self, name: str, now: float) -> None:
-        g = self.groups.pop(name, None)
+        g = self.state.groups.pop(name, None)
         if g is None:
             return
-        self._by_id.pop(g.group_id, None)
+        self.state.by_id.pop(g.group_id, None)
         if not g.private:
-            self._events.append(GroupUpdated(name, removed=True))
-        self._floor_events(self.floors.remove_group(name, now), now, group=g)
+            self.out.emit(GroupUpdated(name, removed=True))
+        self.floor.floor_events(self.state.floors.remove_group(name, now), now, group=g)
         for s in g.joined.values():
             s.joined.discard(name)
         if not g.private:
@@ -101,17 +117,17 @@ class Directory(ServerBase):
     def set_member(self, group: str, user: str, listen_only: bool = False,
                    now: float = 0.0) -> None:
         """Add a member, or change its listen-only flag (ending a burst or request it had)."""
-        g = self.groups[group]
+        g = self.state.groups[group]
         if g.members.get(user, listen_only) != listen_only:
-            self._floor_events(self.floors.remove_member(group, user, now), now)
+            self.floor.floor_events(self.state.floors.remove_member(group, user, now), now)
         g.members[user] = listen_only
-        self.floors.floor(group).add_member(user, listen_only)
+        self.state.floors.floor(group).add_member(user, listen_only)
 
     def remove_member(self, group: str, user: str, now: float) -> None:
-        g = self.groups.get(group)
+        g = self.state.groups.get(group)
         if g is None or user not in g.members:
             return
-        self._floor_events(self.floors.remove_member(group, user, now), now)
+        self.floor.floor_events(self.state.floors.remove_member(group, user, now), now)
         del g.members[user]
         g.grants.pop(user, None)  # a removed member gets no key; a coordinator rotates
         gone = g.sessions_of(user)
@@ -122,22 +138,22 @@ class Directory(ServerBase):
         g.online.pop(user, None)
         g.requesters.pop(user, None)
         if gone:
-            self._presence_changed(g, user, now)
+            self.presence_changed(g, user, now)
         g.targets.clear()
         if not g.private:
             self._tell_gone(user, group, m.GoneReason.REMOVED, now)
 
     def _tell_gone(self, user: str, group: str, reason: m.GoneReason, now: float) -> None:
         """A member that is online learns at once that ``group`` is no longer its own."""
-        for s in self.sessions.devices(user):
-            self._send_reliable(s, lambda txn: m.GroupGone(txn, group, reason), now)
+        for s in self.state.sessions.devices(user):
+            self.out.send_reliable(s, lambda txn: m.GroupGone(txn, group, reason), now)
 
     def group_state(self, name: str, budget: int | None = None) -> m.GroupState:
         """The group as a member sees it. ``budget``: at most about that many bytes of member
         entries (online members first, then the others by name); the rest are only counted
         in ``members_total``. None: every member (group show, fetched in parts if need be)."""
-        g = self.groups[name]
-        f = self.floors.floor(name)
+        g = self.state.groups[name]
+        f = self.state.floors.floor(name)
         entries = sorted(g.members.items())
         total = 0
         if budget is not None and sum(len(u.encode("utf-8")) + _MEMBER_MIN_BYTES
@@ -173,37 +189,38 @@ class Directory(ServerBase):
 
     def devices_in(self, group: str, user: str) -> list[str]:
         """The device ids of ``user``'s sessions in ``group``, oldest login first."""
-        g = self.groups.get(group)
+        g = self.state.groups.get(group)
         if g is None:
             return []
-        return [s.device or "-" for s in self.sessions.devices(user) if s.session_id in g.joined]
+        return [s.device or "-" for s in self.state.sessions.devices(user)
+                if s.session_id in g.joined]
 
     def online_users(self) -> set[str]:
-        return set(self.sessions.by_user)
+        return set(self.state.sessions.by_user)
 
     # --- sessions in groups ---------------------------------------------------------------
 
-    def _end_session(self, s: Session, reason: str, now: float) -> None:
+    def end_session(self, s: Session, reason: str, now: float) -> None:
         for group in list(s.joined):
-            self._leave(s, group, now, lost=reason != "bye")
-        self.sessions.remove(s)
-        self._reliable.cancel_where(s)
-        self._pages_session_ended(s)
-        self._events.append(SessionEnded(s.user, s.session_id, reason))
+            self.leave(s, group, now, lost=reason != "bye")
+        self.state.sessions.remove(s)
+        self.out.reliable.cancel_where(s)
+        self.pages.session_ended(s)
+        self.out.emit(SessionEnded(s.user, s.session_id, reason))
 
-    def _on_join(self, s: Session, msg: m.Join, now: float) -> None:
-        g = self.groups.get(msg.group)
+    def on_join(self, s: Session, msg: m.Join, now: float) -> None:
+        g = self.state.groups.get(msg.group)
         if g is None or s.user not in g.members:
             code = m.ErrorCode.NOT_FOUND if g is None else m.ErrorCode.NOT_MEMBER
             text = (f"unknown group '{msg.group}'" if g is None
                     else f"'{s.user}' is not a member of '{msg.group}'")
-            self._answer(s, msg.txn, m.Error(msg.txn, code, text), now)
+            self.out.answer(s, msg.txn, m.Error(msg.txn, code, text), now)
             return
         if s.session_id not in g.joined:
             self._enter(g, s, now)
         state = self.group_state(g.name, JOINED_MEMBER_BYTES)
-        self._answer(s, msg.txn, m.Joined(msg.txn, state, g.grants.get(s.user, b"")), now)
-        self._pages_joined(s, now)
+        self.out.answer(s, msg.txn, m.Joined(msg.txn, state, g.grants.get(s.user, b"")), now)
+        self.pages.joined(s, now)
 
     def _enter(self, g: GroupEntry, s: Session, now: float) -> None:
         g.joined[s.session_id] = s
@@ -211,11 +228,11 @@ class Directory(ServerBase):
         g.targets.clear()
         g.online[s.user] = g.online.get(s.user, 0) + 1
         if g.online[s.user] == 1:  # another device of an online member changes nobody's view
-            self._presence_changed(g, s.user, now)
-            self._events.append(MemberJoined(g.name, s.user))
+            self.presence_changed(g, s.user, now)
+            self.out.emit(MemberJoined(g.name, s.user))
 
-    def _leave(self, s: Session, group: str, now: float, lost: bool = False) -> None:
-        g = self.groups.get(group)
+    def leave(self, s: Session, group: str, now: float, lost: bool = False) -> None:
+        g = self.state.groups.get(group)
         s.joined.discard(group)
         if g is None or g.joined.get(s.session_id) is not s:
             return
@@ -228,18 +245,18 @@ class Directory(ServerBase):
         else:
             g.online.pop(s.user, None)
         # the floor is the user's: only the device that holds it or asked for it gives it up
-        if not left or self._floor_session(g, s.user) is s:
-            handler = self.floors.participant_lost if lost else self.floors.release
-            self._floor_events(handler(group, s.user, now), now)
+        if not left or self.state.floor_session(g, s.user) is s:
+            handler = self.state.floors.participant_lost if lost else self.state.floors.release
+            self.floor.floor_events(handler(group, s.user, now), now)
         if not left:
-            self._presence_changed(g, s.user, now)
-            self._events.append(MemberLeft(group, s.user))
+            self.presence_changed(g, s.user, now)
+            self.out.emit(MemberLeft(group, s.user))
         if g.private and not g.joined:
             self.remove_group(group, now)
 
     # --- presence -----------------------------------------------------------------------------
 
-    def _presence_changed(self, g: GroupEntry, user: str, now: float) -> None:
+    def presence_changed(self, g: GroupEntry, user: str, now: float) -> None:
         """``user`` came online in ``g`` or went offline: the group hears it in the next batch."""
         g.presence_pending[user] = None
         if g.presence_due:
@@ -251,11 +268,11 @@ class Directory(ServerBase):
             g.presence_due = due
             heapq.heappush(self._presence_heap, (due, g.group_id))
 
-    def _presence_batches_due(self, now: float) -> None:
+    def handle_timer(self, now: float) -> None:
         heap = self._presence_heap
         while heap and heap[0][0] <= now:
             due, gid = heapq.heappop(heap)
-            g = self._by_id.get(gid)
+            g = self.state.by_id.get(gid)
             if g is not None and g.presence_due == due:  # not a group deleted meanwhile
                 self._send_presence(g, now)
 
@@ -273,52 +290,40 @@ class Directory(ServerBase):
         for user in pending:
             size = len(user.encode("utf-8")) + _CHANGE_MIN_BYTES
             if batch and used + size > PRESENCE_BATCH_BYTES:
-                self._announce(g, m.PresenceBatch(g.name, batch), skip_user=subject)
+                self.out.announce(g, m.PresenceBatch(g.name, batch), skip_user=subject)
                 batch, used = [], 0
             batch.append(m.PresenceChange(user, user in g.online))
             used += size
         if batch:
-            self._announce(g, m.PresenceBatch(g.name, batch), skip_user=subject)
+            self.out.announce(g, m.PresenceBatch(g.name, batch), skip_user=subject)
 
-    def _on_call(self, s: Session, msg: m.Call, now: float) -> None:
-        refusal = self._call_refusal(s, msg.peer)
+    def on_call(self, s: Session, msg: m.Call, now: float) -> None:
+        refusal = self.state.call_refusal(s, msg.peer)
         if refusal is not None:
-            self._answer(s, msg.txn, m.Error(msg.txn, m.ErrorCode.NOT_FOUND, refusal), now)
+            self.out.answer(s, msg.txn, m.Error(msg.txn, m.ErrorCode.NOT_FOUND, refusal), now)
             return
         name = call_group_name(s.user, msg.peer)
         a, b = call_members(name)
-        if name not in self.groups:
+        if name not in self.state.groups:
             self._next_private += 1
-            self.upsert_group(name, self._next_private, self.config.floor.max_talk, private=True)
+            self.upsert_group(name, self._next_private, self.state.config.floor.max_talk,
+                              private=True)
             self.set_member(name, a)
             self.set_member(name, b)
-        self._answer(s, msg.txn, m.CallResponse(msg.txn, name), now)
-        for peer in self.sessions.devices(msg.peer):  # every device of the callee rings
-            self._ring(self.groups[name], peer, s.user, now)
+        self.out.answer(s, msg.txn, m.CallResponse(msg.txn, name), now)
+        for peer in self.state.sessions.devices(msg.peer):  # every device of the callee rings
+            self._ring(self.state.groups[name], peer, s.user, now)
         # an offline peer is rung when it logs in (_ring_waiting_calls), while the caller waits
-
-    def _call_refusal(self, s: Session, peer: str) -> str | None:
-        """Why ``s`` may not call ``peer``, or None. A volunteer calls only the members of its
-        own groups, and is told the same for an unknown user: a call reveals no more of the
-        directory than the caller's groups already show. Dispatchers and coordinators call
-        anyone."""
-        if peer == s.user:
-            return "you cannot call yourself"
-        if s.role in (m.Role.DISPATCHER, m.Role.COORDINATOR):
-            return None if peer in self.users else f"unknown user '{peer}'"
-        shared = any(s.user in g.members and peer in g.members
-                     for g in self.groups.values() if not g.private)
-        return None if shared else f"you can call only members of your groups ('{peer}' is not)"
 
     def _ring(self, g: GroupEntry, peer: Session, caller: str, now: float) -> None:
         """Put ``peer`` in the call at once (so the caller's first words reach it) and tell it
         who is calling; its client joins too, which only answers the call's state."""
         if g.joined.get(peer.session_id) is not peer:
             self._enter(g, peer, now)
-        self._send_reliable(peer, lambda txn: m.IncomingCall(txn, g.name, caller), now)
+        self.out.send_reliable(peer, lambda txn: m.IncomingCall(txn, g.name, caller), now)
 
-    def _ring_waiting_calls(self, s: Session, now: float) -> None:
+    def ring_waiting_calls(self, s: Session, now: float) -> None:
         """A user who logs in is rung by every call that waits for it (its caller still in)."""
-        for g in list(self.groups.values()):
+        for g in list(self.state.groups.values()):
             if g.private and s.user in g.members and g.joined and s.user not in g.online:
                 self._ring(g, s, next(iter(g.online)), now)

@@ -13,11 +13,18 @@ from functools import partial
 
 from ptt.errors import ConflictError, NotFoundError
 from ptt.protocol import messages as m
-from ptt.protocol.server_base import ServerBase
+from ptt.protocol.server_outbox import Outbox
+from ptt.protocol.server_pages import Pages
+from ptt.protocol.server_state import ServerState
 
 
-class KeyGrants(ServerBase):
+class Keys:
     """``set_group_key`` and ``group_key``: the per-group key epochs and their grants."""
+
+    def __init__(self, state: ServerState, out: Outbox, pages: Pages) -> None:
+        self.state = state
+        self.out = out
+        self.pages = pages  # keeps an epoch's grants while pages sealed with it are retained
 
     def set_group_key(self, group: str, epoch: int, grants: dict[str, bytes], now: float) -> None:
         """A coordinator uploaded ``group``'s key for ``epoch``: one opaque grant per member.
@@ -28,7 +35,7 @@ class KeyGrants(ServerBase):
         grants (a repeated upload, a restore), which changes nothing. NotFoundError for an
         unknown group. The server never opens a grant (``ptt.crypto.groupkeys``).
         """
-        g = self.groups.get(group)
+        g = self.state.groups.get(group)
         if g is None:
             raise NotFoundError(f"unknown group '{group}'")
         if epoch == g.key_epoch and grants == g.grants:
@@ -37,17 +44,17 @@ class KeyGrants(ServerBase):
             raise ConflictError(f"group '{group}' already has key epoch {g.key_epoch}; "
                                 f"{epoch} is not newer")
         if g.key_epoch:
-            self._retire_grants(g.name, g.key_epoch, g.grants)
+            self.pages.retire_grants(g.name, g.key_epoch, g.grants)
         g.key_epoch = epoch
         g.grants = dict(grants)
         for user, grant in g.grants.items():
-            for s in self.sessions.devices(user):  # every device of the member
-                self._send_reliable(s, partial(m.KeyGrant, group=g.name, epoch=epoch,
+            for s in self.state.sessions.devices(user):  # every device of the member
+                self.out.send_reliable(s, partial(m.KeyGrant, group=g.name, epoch=epoch,
                                                grant=grant), now)
 
     def group_key(self, group: str) -> tuple[int, dict[str, bytes]]:
         """``(epoch, grants)`` of ``group`` (0 and no grants before the first upload)."""
-        g = self.groups.get(group)
+        g = self.state.groups.get(group)
         if g is None:
             raise NotFoundError(f"unknown group '{group}'")
         return g.key_epoch, dict(g.grants)

@@ -37,8 +37,9 @@ from dataclasses import dataclass, field
 from ptt.crypto.pages import MAX_PAGE_BODY, page_text
 from ptt.errors import ProtocolError
 from ptt.protocol import messages as m
-from ptt.protocol.server_base import ServerBase
 from ptt.protocol.server_events import PageDelivered, PageRead, PageStored, PageSubmitted
+from ptt.protocol.server_outbox import Outbox
+from ptt.protocol.server_state import ServerState
 from ptt.protocol.session import Session
 from ptt.protocol.wire import encoder_of
 
@@ -76,10 +77,12 @@ class _Report:
     waiting: set[str] = field(default_factory=set)  # online members without it yet
 
 
-class TextPages(ServerBase):
+class Pages:
     """PageSend in, PagePush out to each device once, receipts and the sender's report."""
 
-    def _pages_init(self) -> None:
+    def __init__(self, state: ServerState, out: Outbox) -> None:
+        self.state = state
+        self.out = out
         self.pages: dict[int, PageEntry] = {}
         self._page_ids: list[int] = []  # ascending: the order of delivery
         self._page_subs: dict[int, str] = {}  # session id -> its page device
@@ -124,7 +127,7 @@ class TextPages(ServerBase):
         self._page_ids = [p for p in self._page_ids if p not in gone]
         used = {(p.group, p.epoch) for p in self.pages.values()}
         for key in [k for k in self._old_grants if k not in used]:
-            g = self.groups.get(key[0])
+            g = self.state.groups.get(key[0])
             if g is None or g.key_epoch != key[1]:
                 del self._old_grants[key]
 
@@ -134,16 +137,16 @@ class TextPages(ServerBase):
         page = PageEntry(page_id, ev.group, ev.user, ev.to, ev.body, ev.epoch, ev.urgent,
                          sent_ms, ev.recipients)
         self.load_page(page)
-        self._events.append(PageStored(page))
+        self.out.emit(PageStored(page))
         online: set[str] = set()
         for user in ev.recipients:
-            for s in self.sessions.devices(user):
+            for s in self.state.sessions.devices(user):
                 if self._shows(s, page):
                     online.add(user)
                     self._offer(s, page, now)
-        sender = self.sessions.by_id.get(ev.session_id)
+        sender = self.state.sessions.by_id.get(ev.session_id)
         if sender is not None and sender.addr == ev.addr:
-            self._answer(sender, ev.txn, m.PageAccepted(ev.txn, page_id, len(ev.recipients),
+            self.out.answer(sender, ev.txn, m.PageAccepted(ev.txn, page_id, len(ev.recipients),
                                                         len(online)), now)
         self._page_reports[page_id] = _Report(page_id, ev.session_id, now + PAGE_REPORT_WAIT,
                                               frozenset(online),
@@ -153,30 +156,30 @@ class TextPages(ServerBase):
     def page_failed(self, ev: PageSubmitted, message: str, now: float) -> None:
         """The adapter could not store the page: the sender is told it was not accepted."""
         self._page_storing.discard((ev.session_id, ev.txn))
-        sender = self.sessions.by_id.get(ev.session_id)
+        sender = self.state.sessions.by_id.get(ev.session_id)
         if sender is not None:
-            self._answer(sender, ev.txn, m.Error(ev.txn, m.ErrorCode.INTERNAL, message), now)
+            self.out.answer(sender, ev.txn, m.Error(ev.txn, m.ErrorCode.INTERNAL, message), now)
 
     def page_cursor(self, user: str, device: str) -> int:
         return self._cursors.get((user, device), 0)
 
     # --- requests ---------------------------------------------------------------------------
 
-    def _on_page_send(self, s: Session, msg: m.PageSend, now: float) -> None:
+    def on_page_send(self, s: Session, msg: m.PageSend, now: float) -> None:
         if (s.session_id, msg.txn) in self._page_storing:
             return  # a resend while the adapter stores the first copy: it answers once
         refusal = self._page_refusal(s, msg, now)
         if refusal is not None:
             code, text = refusal
-            self._answer(s, msg.txn, m.Error(msg.txn, code, text), now)
+            self.out.answer(s, msg.txn, m.Error(msg.txn, code, text), now)
             return
         if msg.group:
-            g = self.groups[msg.group]
+            g = self.state.groups[msg.group]
             recipients = frozenset(u for u in g.members if u != s.user)
         else:
             recipients = frozenset({msg.to})
         self._page_storing.add((s.session_id, msg.txn))
-        self._events.append(PageSubmitted(s.session_id, s.user, msg.txn, s.addr, msg.group,
+        self.out.emit(PageSubmitted(s.session_id, s.user, msg.txn, s.addr, msg.group,
                                           msg.to, bytes(msg.body), msg.epoch, msg.urgent,
                                           recipients))
 
@@ -187,7 +190,7 @@ class TextPages(ServerBase):
         if bool(msg.group) == bool(msg.to):
             return m.ErrorCode.BAD_REQUEST, "a page goes to a group or to a user"
         if msg.group:
-            g = self.groups.get(msg.group)
+            g = self.state.groups.get(msg.group)
             if g is None or g.private or s.user not in g.members:
                 # the same answer as an unknown group: a page reveals no group it is not in
                 return m.ErrorCode.NOT_MEMBER, f"you are not a member of '{msg.group}'"
@@ -200,7 +203,7 @@ class TextPages(ServerBase):
             if not keyed and msg.epoch:
                 return m.ErrorCode.INVALID, f"'{msg.group}' is plain: a page there is not sealed"
         else:
-            refusal = self._call_refusal(s, msg.to)
+            refusal = self.state.call_refusal(s, msg.to)
             if refusal is not None:
                 return m.ErrorCode.NOT_FOUND, refusal.replace("call", "page")
             if msg.epoch:
@@ -210,7 +213,7 @@ class TextPages(ServerBase):
                 page_text(msg.body)
             except ProtocolError as exc:
                 return m.ErrorCode.INVALID, str(exc)
-        if msg.urgent and s.role not in self.config.emergency_roles:
+        if msg.urgent and s.role not in self.state.config.emergency_roles:
             return m.ErrorCode.FORBIDDEN, "your role may not send urgent pages"
         tokens, when = self._page_budget.get(s.user, (float(PAGE_BURST), now))
         tokens = min(float(PAGE_BURST), tokens + (now - when) * PAGE_RATE)
@@ -221,27 +224,27 @@ class TextPages(ServerBase):
         self._page_budget[s.user] = (tokens - 1.0, now)
         return None
 
-    def _retire_grants(self, group: str, epoch: int, grants: dict[str, bytes]) -> None:
+    def retire_grants(self, group: str, epoch: int, grants: dict[str, bytes]) -> None:
         """``group``'s key moves past ``epoch``: its grants stay while pages sealed with it do."""
         if any(p.group == group and p.epoch == epoch for p in self.pages.values()):
             self._old_grants[(group, epoch)] = dict(grants)
 
-    def _on_page_subscribe(self, s: Session, msg: m.PageSubscribe, now: float) -> None:
-        self._answer(s, msg.txn, m.Ack(msg.txn), now)
+    def on_page_subscribe(self, s: Session, msg: m.PageSubscribe, now: float) -> None:
+        self.out.answer(s, msg.txn, m.Ack(msg.txn), now)
         self._page_subs[s.session_id] = msg.device[:100] or s.device
         self._push_missed(s, now)
 
-    def _on_page_receipt(self, s: Session, msg: m.PageReceipt, now: float) -> None:
-        self._answer(s, msg.txn, m.Ack(msg.txn), now)
+    def on_page_receipt(self, s: Session, msg: m.PageReceipt, now: float) -> None:
+        self.out.answer(s, msg.txn, m.Ack(msg.txn), now)
         page = self.pages.get(msg.page_id)
         device = self._page_subs.get(s.session_id)
         if page is None or device is None or s.user not in page.recipients:
-            self._drop(s.addr, f"read receipt for a page not sent here: {msg.page_id}")
+            self.out.drop(s.addr, f"read receipt for a page not sent here: {msg.page_id}")
             return
         readers = page.read.setdefault(s.user, set())
         if device not in readers:
             readers.add(device)
-            self._events.append(PageRead(page.page_id, s.user, device))
+            self.out.emit(PageRead(page.page_id, s.user, device))
 
     # --- delivery ---------------------------------------------------------------------------
 
@@ -252,7 +255,7 @@ class TextPages(ServerBase):
                 or page.page_id in self._page_queue.get(s.session_id, ())):
             return False
         if page.group:
-            g = self.groups.get(page.group)
+            g = self.state.groups.get(page.group)
             if page.group not in s.joined or g is None or s.user not in g.members:
                 return False
         return device not in page.delivered.get(s.user, ())
@@ -276,7 +279,7 @@ class TextPages(ServerBase):
     def _push(self, s: Session, page: PageEntry, now: float) -> None:
         grant = b""
         if page.epoch:
-            g = self.groups.get(page.group)
+            g = self.state.groups.get(page.group)
             if g is not None and g.key_epoch == page.epoch:
                 grant = g.grants.get(s.user, b"")
             else:
@@ -288,7 +291,7 @@ class TextPages(ServerBase):
             encode = self._page_encoders[page.page_id] = encoder_of(m.PagePush(
                 0, page.page_id, page.group, page.sender, page.to, page.body, page.epoch,
                 page.urgent, page.sent_ms, b""))
-        key = self._send_reliable_bytes(s, lambda txn: encode(txn, grant), now)
+        key = self.out.send_reliable_bytes(s, lambda txn: encode(txn, grant), now)
         self._page_flight[key] = (page.page_id, s.user, self._page_subs[s.session_id])
         self._pushed.setdefault(s.session_id, set()).add(page.page_id)
 
@@ -303,19 +306,19 @@ class TextPages(ServerBase):
             if s.user in page.recipients and self._shows(s, page):
                 self._offer(s, page, now)
 
-    def _pages_joined(self, s: Session, now: float) -> None:
+    def joined(self, s: Session, now: float) -> None:
         """``s`` joined a group: the pages of it its device missed come now."""
         if s.session_id in self._page_subs:
             self._push_missed(s, now)
 
-    def _pages_session_ended(self, s: Session) -> None:
+    def session_ended(self, s: Session) -> None:
         self._page_subs.pop(s.session_id, None)
         self._pushed.pop(s.session_id, None)
         self._page_queue.pop(s.session_id, None)
         for key in [k for k in self._page_flight if k[0] == s.session_id]:
             del self._page_flight[key]
 
-    def _on_acked(self, key: tuple[int, int], now: float) -> None:
+    def on_acked(self, key: tuple[int, int], now: float) -> None:
         flight = self._page_flight.pop(key, None)
         if flight is None:
             return
@@ -323,7 +326,7 @@ class TextPages(ServerBase):
         pushed = self._pushed.get(key[0])
         if pushed is not None:
             pushed.discard(pid)
-        s = self.sessions.by_id.get(key[0])
+        s = self.state.sessions.by_id.get(key[0])
         if s is not None:
             self._push_next(s, now)
         page = self.pages.get(pid)
@@ -334,7 +337,7 @@ class TextPages(ServerBase):
             return  # another session of the same device had it first
         devices.add(device)
         cursor = self._advance(user, device)
-        self._events.append(PageDelivered(pid, user, device, cursor))
+        self.out.emit(PageDelivered(pid, user, device, cursor))
         report = self._page_reports.get(pid)
         if report is not None:
             report.waiting.discard(user)
@@ -366,17 +369,17 @@ class TextPages(ServerBase):
             delivered = sorted(u for u in page.recipients if page.delivered.get(u))
             pending = sorted(u for u in r.online if not page.delivered.get(u))
             offline = sorted(u for u in r.offline if not page.delivered.get(u))
-            s = self.sessions.by_id.get(r.sender_sid)
+            s = self.state.sessions.by_id.get(r.sender_sid)
             if s is not None:
-                self._send_reliable(s, lambda txn: m.PageReport(
+                self.out.send_reliable(s, lambda txn: m.PageReport(
                     txn, pid, page.group or page.to, delivered, pending, offline), now)
 
-    def _page_timer(self) -> float | None:
+    def get_timer(self) -> float | None:
         if not self._page_reports:
             return None
         return next(iter(self._page_reports.values())).deadline
 
-    def _pages_due(self, now: float) -> None:
+    def handle_timer(self, now: float) -> None:
         while self._page_reports:
             r = next(iter(self._page_reports.values()))
             if now < r.deadline:
@@ -385,23 +388,23 @@ class TextPages(ServerBase):
 
     # --- listing ----------------------------------------------------------------------------
 
-    def _on_page_list(self, s: Session, msg: m.Admin, now: float) -> None:
+    def on_page_list(self, s: Session, msg: m.Admin, now: float) -> None:
         """``page.list``: the recent pages of a group the caller is in (any page for a
         coordinator), or the caller's direct pages; newest first, with their receipt counts
         and the caller's grants for the epochs they were sealed with."""
         group = msg.args.get("group") or ""
         limit = msg.args.get("limit", 20)
         if not isinstance(group, str):
-            self._answer(s, msg.txn, m.Error(msg.txn, m.ErrorCode.BAD_REQUEST,
+            self.out.answer(s, msg.txn, m.Error(msg.txn, m.ErrorCode.BAD_REQUEST,
                                              "group must be a name"), now)
             return
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             limit = 20
         if group:
-            g = self.groups.get(group)
+            g = self.state.groups.get(group)
             if g is None or g.private or (s.user not in g.members
                                           and s.role != m.Role.COORDINATOR):
-                self._answer(s, msg.txn, m.Error(msg.txn, m.ErrorCode.NOT_FOUND,
+                self.out.answer(s, msg.txn, m.Error(msg.txn, m.ErrorCode.NOT_FOUND,
                                                  f"unknown group '{group}'"), now)
                 return
             chosen = [p for p in self.pages.values() if p.group == g.name]
@@ -417,12 +420,12 @@ class TextPages(ServerBase):
                 break
             entries.append(self._page_entry(p))
             if p.epoch and str(p.epoch) not in grants:
-                g = self.groups.get(p.group)
+                g = self.state.groups.get(p.group)
                 grant = (g.grants.get(s.user, b"") if g is not None and g.key_epoch == p.epoch
                          else self._old_grants.get((p.group, p.epoch), {}).get(s.user, b""))
                 if grant:
                     grants[str(p.epoch)] = grant
-        self._answer(s, msg.txn, m.AdminResponse(msg.txn, {"pages": entries,
+        self.out.answer(s, msg.txn, m.AdminResponse(msg.txn, {"pages": entries,
                                                           "grants": grants}), now)
 
     @staticmethod

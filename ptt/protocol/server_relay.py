@@ -2,7 +2,7 @@
 
 The relay forwards only the current holder's current burst, from the holder's own address, with
 the holder's session MAC (``ptt.wire.voice``: checked, then removed; the bytes forwarded are
-left in :attr:`VoiceRelay.relayed`); every other frame is dropped (and its talker, if its burst
+left in :attr:`Relay.relayed`); every other frame is dropped (and its talker, if its burst
 is over, told so at most every STALE_NOTICE_INTERVAL). Destinations are computed once per talker and cached in
 ``GroupEntry.targets`` until membership, the voice paths or the floor change: the per-frame cost
 is a header peek, two dict look-ups and the floor check.
@@ -34,7 +34,8 @@ from ptt.crypto.channel import OVERHEAD
 from ptt.errors import ProtocolError
 from ptt.protocol import floor as fl
 from ptt.protocol import messages as m
-from ptt.protocol.server_base import GroupEntry, ServerBase
+from ptt.protocol.server_outbox import Outbox
+from ptt.protocol.server_state import GroupEntry, ServerState
 from ptt.protocol.session import Addr, Session
 from ptt.protocol.wire import encode_message
 from ptt.wire.voice import (
@@ -57,8 +58,15 @@ ECHO_SEQ = 1  # ... the server's echo of it (to the group) ...
 HOLDER_SEQ = 2  # ... and the server's holder notice (unicast to a multicast member)
 
 
-class VoiceRelay(ServerBase):
+class Relay:
     """Relay targets, the multicast bridge, probes, holder notices, stale-talker notices."""
+
+    def __init__(self, state: ServerState, out: Outbox) -> None:
+        self.state = state
+        self.out = out
+        self.relayed = b""  # the last accepted voice frame as it is forwarded (MAC removed)
+        self.relayed_signed = b""  # ... to a multicast address: the talker's signature kept
+        self.voice_refused = 0  # voice for a burst that is not the holder's current one (metrics)
 
     def route_voice(self, data: bytes, addr: Addr, now: float) -> tuple[Addr, ...] | None:
         """The relay's hot path: forward only the current holder's current burst.
@@ -68,27 +76,27 @@ class VoiceRelay(ServerBase):
         try:
             group_id, sender, burst_id = peek_route(data)
         except ProtocolError as exc:
-            self._drop(addr, f"malformed voice datagram: {exc}")
+            self.out.drop(addr, f"malformed voice datagram: {exc}")
             return None
-        s = self.sessions.by_id.get(sender)
-        g = self._by_id.get(group_id)
+        s = self.state.sessions.by_id.get(sender)
+        g = self.state.by_id.get(group_id)
         if s is None or g is None:
-            self._drop(addr, "voice from an unknown session or group")
+            self.out.drop(addr, "voice from an unknown session or group")
             return None
         clear = open_mac(s.voice_key, data)
         if clear is None:  # before anything is done for it, a path check included
-            self._drop(addr, "voice without its session's MAC")
+            self.out.drop(addr, "voice without its session's MAC")
             return None
-        if g.holder_sid != sender and self.floors.floor(g.name).holder == s.user:
+        if g.holder_sid != sender and self.state.floors.floor(g.name).holder == s.user:
             self.voice_refused += 1  # the user's floor, but another of its devices holds it
             return None
         if s.addr != addr:
             self._check_path(s, g, data, addr, now)
-            self._drop(addr, "voice from an unknown session or group")
+            self.out.drop(addr, "voice from an unknown session or group")
             return None
         self.relayed_signed, self.relayed = clear, strip_signature(clear)
         s.last_seen = now
-        if not self.floors.voice(g.name, s.user, burst_id, now):
+        if not self.state.floors.voice(g.name, s.user, burst_id, now):
             self.voice_refused += 1
             self._stale_talker(s, g, burst_id, now)
             return None
@@ -114,26 +122,26 @@ class VoiceRelay(ServerBase):
         try:
             group_id, sender, burst_id = peek_route(data)
         except ProtocolError as exc:
-            self._drop(addr, f"malformed voice datagram: {exc}")
+            self.out.drop(addr, f"malformed voice datagram: {exc}")
             return None
-        s = self.sessions.by_id.get(sender)
-        g = self._by_id.get(group_id)
+        s = self.state.sessions.by_id.get(sender)
+        g = self.state.by_id.get(group_id)
         if s is None or g is None or g.joined.get(s.session_id) is not s:
-            self._drop(addr, "multicast voice from an unknown session or group")
+            self.out.drop(addr, "multicast voice from an unknown session or group")
             return None
         clear = open_mac(s.voice_key, data)
         if clear is None:
-            self._drop(addr, "multicast voice without its session's MAC")
+            self.out.drop(addr, "multicast voice without its session's MAC")
             return None
         if is_probe(clear):
             mcast = g.multicast_target()
             if mcast is not None and peek_seq(clear) == PROBE_SEQ:
                 # echo its header to the group: the prober hears that the LAN carries its
                 # multicast to the server and the server's back to it
-                self._out.append((header_with_seq(clear, ECHO_SEQ), mcast))
+                self.out.datagrams.append((header_with_seq(clear, ECHO_SEQ), mcast))
             return None
         self.relayed_signed, self.relayed = clear, strip_signature(clear)
-        if not self.floors.voice(g.name, s.user, burst_id, now):
+        if not self.state.floors.voice(g.name, s.user, burst_id, now):
             self.voice_refused += 1
             self._stale_talker(s, g, burst_id, now)
             return None
@@ -152,12 +160,13 @@ class VoiceRelay(ServerBase):
         there (sealed, rate-limited, never larger than the frame) for a heartbeat, whose newer
         sequence number moves the session (``server_gate``). The frame's session MAC was checked,
         but a frame may be a replay captured on the old path: only a newer heartbeat moves it."""
-        if self.floors.floor(g.name).holder != s.user or now - s.path_check_at < PATH_CHECK_EVERY:
+        if (self.state.floors.floor(g.name).holder != s.user
+                or now - s.path_check_at < PATH_CHECK_EVERY):
             return
         plain = encode_message(m.PathCheck())
         if limits.answer_fits(len(data), len(plain) + OVERHEAD):
             s.path_check_at = now
-            self._out.append((self._seal(s, plain), addr))
+            self.out.datagrams.append((self.out.seal(s, plain), addr))
 
     def _relay_targets(self, g: GroupEntry, talker: Session) -> tuple[Addr, ...]:
         return tuple(o.addr for sid, o in g.joined.items()
@@ -167,7 +176,7 @@ class VoiceRelay(ServerBase):
         """The adapter does (or no longer does) listen on the group's multicast address. When it
         stops, its multicast members go back to the relay (a member still talking by multicast
         loses the floor to T1 and probes again, which then fails)."""
-        g = self.groups.get(group)
+        g = self.state.groups.get(group)
         if g is None or g.mcast_ready == ready:
             return
         g.mcast_ready = ready
@@ -175,11 +184,11 @@ class VoiceRelay(ServerBase):
         if not ready:
             g.mcast_members.clear()
 
-    def _on_voice_path(self, s: Session, msg: m.Admin, now: float) -> None:
+    def on_voice_path(self, s: Session, msg: m.Admin, now: float) -> None:
         """A member asks to be served by multicast (after its probe came back) or by relay. The
         answer says what the server now does: ``{"group", "multicast"}`` (+ ``"error"``)."""
         name = msg.args.get("group")
-        g = self.groups.get(name) if isinstance(name, str) else None
+        g = self.state.groups.get(name) if isinstance(name, str) else None
         result: dict[str, str | bool] = {"group": str(name), "multicast": False}
         if g is None or g.joined.get(s.session_id) is not s:
             result["error"] = f"you have not joined '{name!s}'"
@@ -189,33 +198,33 @@ class VoiceRelay(ServerBase):
                 (g.mcast_members.add if multicast else g.mcast_members.discard)(s.session_id)
                 g.targets.clear()
             result["multicast"] = multicast
-        self._answer(s, msg.txn, m.AdminResponse(msg.txn, result), now)  # type: ignore[arg-type]
+        self.out.answer(s, msg.txn, m.AdminResponse(msg.txn, result), now)  # type: ignore[arg-type]
         if g is not None and result["multicast"]:  # moved mid-burst: whose frames to play
-            f = self.floors.floor(g.name)
-            self._holder_notice(g, f.holder, f.burst_id, [s])
+            f = self.state.floors.floor(g.name)
+            self.holder_notice(g, f.holder, f.burst_id, [s])
 
-    def _notice_holder(self, g: GroupEntry, ev: fl.Granted) -> None:
-        self._holder_notice(g, ev.user, ev.burst_id, [g.joined[sid] for sid in g.mcast_members])
+    def notice_holder(self, g: GroupEntry, ev: fl.Granted) -> None:
+        self.holder_notice(g, ev.user, ev.burst_id, [g.joined[sid] for sid in g.mcast_members])
 
-    def _holder_notice(self, g: GroupEntry, user: str | None, burst_id: int,
+    def holder_notice(self, g: GroupEntry, user: str | None, burst_id: int,
                        to: list[Session]) -> None:
         """Tell multicast members whose frames to play: the holder's session and burst."""
-        holder = self._floor_session(g, user) if user is not None else None
+        holder = self.state.floor_session(g, user) if user is not None else None
         if holder is not None and to:
             data = encode_voice(VoiceHeader(g.group_id, holder.session_id, burst_id, HOLDER_SEQ,
                                             0, VoiceFlags.PROBE), b"")
-            self._out.extend((data, s.addr) for s in to)
+            self.out.datagrams.extend((data, s.addr) for s in to)
 
     def _stale_talker(self, s: Session, g: GroupEntry, burst_id: int, now: float) -> None:
         """Voice for a burst that is over: the talker missed the news, so tell it (rate-limited)."""
         if now - s.notice_at < STALE_NOTICE_INTERVAL:
             return
         s.notice_at = now
-        f = self.floors.floor(g.name)
+        f = self.state.floors.floor(g.name)
         if f.holder is not None and f.holder != s.user:
             msg: m.Message = m.FloorTaken(g.name, f.holder, f.burst_id,
                                           f.holder_priority or m.Priority.NORMAL,
                                           int(g.max_talk * 1000), g.version, list(f.queue))
         else:  # idle, or the sender holds a newer burst than it talks with: its burst is over
             msg = m.FloorIdle(g.name, burst_id, g.version if f.holder is None else 0)
-        self._send(s, msg)
+        self.out.send(s, msg)

@@ -95,7 +95,7 @@ def test_grants_reach_the_connection_on_join_and_on_upload() -> None:
                 # pushed at the first upload (online), in the Join answer, pushed at the second
                 assert seen == [("g", 1, b"one" * 80)] * 2 + [("g", 2, b"two" * 80)]
                 await asyncio.sleep(0.3)
-                assert len(srv.core._reliable) == 0  # the pushes were acknowledged
+                assert len(srv.core.outbox.reliable) == 0  # the pushes were acknowledged
         finally:
             srv.close()
 

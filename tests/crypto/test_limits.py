@@ -140,7 +140,7 @@ def test_network_prefixes() -> None:
 
 
 def test_without_a_prefix_share_one_network_may_take_the_whole_aggregate() -> None:
-    """The known hosts' limits (ptt.protocol.server_base): thousands of clients behind one NAT
+    """The known hosts' limits (ptt.protocol.server_gate): thousands of clients behind one NAT
     address come back at once after a restart, at the aggregate's pace."""
     lim = RateLimiter(RateLimits().unshared())
     granted = sum(lim.allow(("198.51.100.7", 1024 + k), 0.0) for k in range(10_000))

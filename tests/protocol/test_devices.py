@@ -68,7 +68,7 @@ def test_two_devices_of_one_user_both_hear_and_one_talks_at_a_time() -> None:
     assert p.server.floors.floor("g").holder == "bob" and g.online["bob"] == 1
     assert ann.groups["g"].online == {"ann", "bob"}  # bob is still online: no presence change
     # the laptop's session ending does end it
-    p.server._end_session(p.server.sessions.by_id[laptop.session_id], "expired", p.now)
+    p.server.directory.end_session(p.server.sessions.by_id[laptop.session_id], "expired", p.now)
     assert p.server.floors.floor("g").holder is None and "bob" not in g.online
 
 

@@ -10,6 +10,8 @@ import pytest
 from ptt.errors import FloorError
 from ptt.protocol.floor import (
     BURST_ID_MAX,
+    EMERGENCY_ROLES,
+    HIGH_ROLES,
     BurstEnded,
     Denied,
     EndReason,
@@ -23,8 +25,9 @@ from ptt.protocol.floor import (
     QueueChanged,
     Queued,
     Revoked,
+    RolePolicy,
 )
-from ptt.protocol.messages import DenyCause, Priority, RevokeCause
+from ptt.protocol.messages import DenyCause, Priority, RevokeCause, Role
 
 G = "ops"
 N, H, E = Priority.NORMAL, Priority.HIGH, Priority.EMERGENCY
@@ -584,3 +587,61 @@ def test_floor_set_timer_is_exact_and_heap_small_under_churn() -> None:
             assert floors.handle_timer(deadline)
         biggest = max(biggest, len(floors._heap))
     assert biggest <= 2 * len(floors)  # dead entries do not pile up
+
+
+# --- roles and stale releases: rules of the floor module, applied by the server --------------
+
+
+@pytest.mark.parametrize(("role", "asked", "counts"), [
+    (Role.VOLUNTEER, N, N),
+    (Role.VOLUNTEER, H, None),  # HIGH is for dispatchers and coordinators
+    (Role.VOLUNTEER, E, E),  # a volunteer in trouble must be able to call
+    (Role.DISPATCHER, N, H),  # their NORMAL counts as HIGH
+    (Role.DISPATCHER, H, H),
+    (Role.COORDINATOR, N, H),
+    (Role.COORDINATOR, E, E),
+])
+def test_role_policy_gives_each_role_its_priorities(role: Role, asked: Priority,
+                                                    counts: Priority | None) -> None:
+    assert RolePolicy().priority(role, asked) == counts
+
+
+def test_role_policy_takes_the_configured_emergency_roles() -> None:
+    policy = RolePolicy(emergency_roles=frozenset({Role.COORDINATOR}))
+    assert policy.priority(Role.VOLUNTEER, E) is None
+    assert policy.priority(Role.DISPATCHER, E) is None
+    assert policy.priority(Role.COORDINATOR, E) == E
+    assert RolePolicy().emergency_roles == EMERGENCY_ROLES and Role.VOLUNTEER in EMERGENCY_ROLES
+    assert HIGH_ROLES == {Role.DISPATCHER, Role.COORDINATOR}
+
+
+def test_a_release_naming_an_older_burst_ends_nothing() -> None:
+    """A give-back for an older grant (resent) must not end the holder's current burst."""
+    f = make_floor()
+    first = f.request("a", N, 0.0)[0]
+    assert isinstance(first, Granted)
+    f.release("a", 0.1, first.burst_id)
+    second = f.request("a", N, 0.2)[0]
+    assert isinstance(second, Granted) and second.burst_id != first.burst_id
+    assert f.release("a", 0.3, first.burst_id) == []
+    assert f.holder == "a" and f.burst_id == second.burst_id
+    ended = f.release("a", 0.4, second.burst_id)
+    assert ended == [BurstEnded(G, "a", second.burst_id, EndReason.RELEASED),
+                     Idle(G, second.burst_id)]
+
+
+def test_a_queued_release_naming_a_burst_still_withdraws() -> None:
+    f = make_floor()
+    f.request("a", N, 0.0)
+    f.request("b", N, 0.1)
+    assert f.release("b", 0.2, 12345) == [QueueChanged(G, ())]
+    s = FloorSet()
+    s.add_group(G, CFG)
+    for u in "ab":
+        s.add_member(G, u)
+    granted = s.request(G, "a", N, 0.0)[0]
+    assert isinstance(granted, Granted)
+    assert s.release(G, "a", 0.1, granted.burst_id + 1) == []
+    assert s.floor(G).holder == "a"
+    assert s.release(G, "a", 0.2, granted.burst_id)[0] == BurstEnded(
+        G, "a", granted.burst_id, EndReason.RELEASED)

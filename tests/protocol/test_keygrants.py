@@ -51,7 +51,7 @@ def test_upload_pushes_each_online_member_its_grant_once_even_with_loss() -> Non
     assert grants_of(net, "ann") == [KeyGrantReceived("g", 1, b"a" * 260)]
     assert grants_of(net, "bob") == [KeyGrantReceived("g", 1, b"b" * 260)]
     assert grants_of(net, "cat") == []
-    assert len(net.server._reliable) == 0  # every push acknowledged
+    assert len(net.server.outbox.reliable) == 0  # every push acknowledged
     assert all(c.conn is ConnState.CONNECTED for c in net.clients.values())
 
 

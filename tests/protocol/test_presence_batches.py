@@ -21,19 +21,19 @@ N = 300
 
 def _count_presence(net: SimNet) -> Callable[[], int]:
     """Counts the presence datagrams the server sends (one per member an announcement reaches);
-    the server's own ``_announce`` does the sending."""
+    the server's own ``Outbox.announce`` does the sending."""
     sent = [0]
-    announce = net.server._announce
+    announce = net.server.outbox.announce
 
     def counting(g: object, msg: m.Message, skip: object = None, **kw: object) -> None:
         if type(msg).__name__ in ("Presence", "PresenceBatch"):
-            before = len(net.server._out)
+            before = len(net.server.outbox.datagrams)
             announce(g, msg, skip, **kw)  # type: ignore[arg-type]
-            sent[0] += len(net.server._out) - before
+            sent[0] += len(net.server.outbox.datagrams) - before
         else:
             announce(g, msg, skip, **kw)  # type: ignore[arg-type]
 
-    net.server._announce = counting  # type: ignore[method-assign]
+    net.server.outbox.announce = counting  # type: ignore[method-assign]
     return lambda: sent[0]
 
 
@@ -143,18 +143,18 @@ def test_a_batch_of_long_names_is_split_to_fit_a_datagram() -> None:
     net.clients[watcher].join("g", net.now)
     net.run_until(net.now + 1.0)
     out: list[m.PresenceBatch] = []
-    announce = net.server._announce
+    announce = net.server.outbox.announce
 
     def keep(g: object, msg: m.Message, skip: object = None, **kw: object) -> None:
         if isinstance(msg, m.PresenceBatch):
             out.append(msg)
         announce(g, msg, skip, **kw)  # type: ignore[arg-type]
 
-    net.server._announce = keep  # type: ignore[method-assign]
+    net.server.outbox.announce = keep  # type: ignore[method-assign]
     gathered = net.server.groups["g"]
     for u in names:  # as though they all joined in one instant (the core needs no datagrams)
         gathered.online[u] = 1
-        net.server._presence_changed(gathered, u, net.now + 0.1)
+        net.server.directory.presence_changed(gathered, u, net.now + 0.1)
     net.server.handle_timer(net.now + 0.1 + PRESENCE_INTERVAL)
     sizes = [sum(len(c.user.encode()) + 3 for c in b.changes) for b in out]
     assert sum(len(b.changes) for b in out) == len(names)

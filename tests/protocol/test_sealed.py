@@ -69,9 +69,9 @@ class Pair:
     def deliver(self, data: bytes, addr: tuple[str, int]) -> list[tuple[bytes, tuple[str, int]]]:
         """One datagram to the server; returns what it answered (also delivered on pump)."""
         self.to_server.append((data, addr))
-        before = len(self.server._out)
+        before = len(self.server.outbox.datagrams)
         self.server.receive_datagram(data, addr, self.now)
-        return list(self.server._out[before:])
+        return list(self.server.outbox.datagrams[before:])
 
     def login(self, user: str) -> ClientCore:
         c = self.clients[user]
@@ -309,7 +309,7 @@ def test_reliable_pushes_and_request_resends_are_sealed_anew() -> None:
     assert [type(e).__name__ for e in ann.events()].count("KeyGrantReceived") == 1
     for d in ann.datagrams_to_send():
         p.deliver(d, p.addrs["ann"])
-    assert len(p.server._reliable) == 0
+    assert len(p.server.outbox.reliable) == 0
 
 
 def test_rate_limit_per_source_address_and_in_aggregate() -> None:

@@ -1,0 +1,150 @@
+"""The state every part of the server core reads and changes, and its settings.
+
+:class:`ServerState` holds the directory (users, groups by name and by wire id), the session
+table and the floors; each part of :class:`~ptt.protocol.server.ServerCore` is given this one
+object, and what it sends leaves through the one :class:`~ptt.protocol.server_outbox.Outbox`.
+Only the questions several parts ask of this state are answered here (which session speaks for a
+user on a floor, a session's floor digest, who may reach whom); each rule that changes it lives
+in its part.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ptt.crypto import limits
+from ptt.protocol import floor as fl
+from ptt.protocol import messages as m
+from ptt.protocol.feedback import LinkAggregate
+from ptt.protocol.session import (
+    HEARTBEAT_INTERVAL,
+    MAX_DEVICES,
+    SESSION_TIMEOUT,
+    Addr,
+    Session,
+    SessionTable,
+)
+
+PRIVATE_GROUP_BASE = 1 << 31  # wire ids of one-to-one call groups, never stored
+
+
+# --- directory model ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class UserEntry:
+    name: str
+    role: m.Role
+    salt: bytes
+    iterations: int
+    verifier: bytes
+
+
+@dataclass(slots=True)
+class GroupEntry:
+    name: str
+    group_id: int
+    max_talk: float
+    mode: str = "relay"
+    private: bool = False
+    mcast_addr: str | None = None
+    mcast_port: int = 0
+    members: dict[str, bool] = field(default_factory=dict)  # user -> listen_only
+    # the sessions listening, by session id (a user may have several devices), and per user how
+    # many: a member is online while it has one
+    joined: dict[int, Session] = field(default_factory=dict)
+    online: dict[str, int] = field(default_factory=dict)
+    requesters: dict[str, int] = field(default_factory=dict)  # user -> its requesting session
+    holder_sid: int = 0  # the session of the floor's holder that was granted (talks for it)
+    # talker sid -> addrs (a relay talker's frame); ~sid -> addrs (the same heard by multicast)
+    targets: dict[int, tuple[Addr, ...]] = field(default_factory=dict)
+    last_queue: tuple[str, ...] = ()
+    grant_key: tuple[int, int] | None = None  # the resent FloorGranted of a queue grant
+    grant_burst: int = 0
+    mcast_ready: bool = False  # the adapter listens on mcast_addr:mcast_port
+    mcast_members: set[int] = field(default_factory=set)  # joined sessions on the multicast path
+    key_epoch: int = 0  # the group key's epoch; 0: no key uploaded yet
+    grants: dict[str, bytes] = field(default_factory=dict)  # user -> opaque grant of key_epoch
+    version: int = 0  # floor changes announced (taken, idle, the queue): FloorTaken.version
+    floor_news: m.FloorTaken | m.FloorIdle | None = None  # the latest (server_floor repeats it)
+    link: LinkAggregate | None = None  # listeners' reports of the current burst (loss feedback)
+    burst_frames: int = 0  # voice frames of the current burst the relay accepted
+    # members whose presence changed since the last PresenceBatch (server_groups), when that
+    # batch left, and when the next is due (0.0: none is scheduled)
+    presence_pending: dict[str, None] = field(default_factory=dict)
+    presence_sent: float = float("-inf")
+    presence_due: float = 0.0
+
+    def sessions_of(self, user: str) -> list[Session]:
+        """The user's sessions that joined this group."""
+        return [s for s in self.joined.values() if s.user == user] if user in self.online else []
+
+    def multicast_target(self) -> Addr | None:
+        if self.mcast_ready and self.mcast_addr is not None and self.mode != "relay":
+            return (self.mcast_addr, self.mcast_port)
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class ServerCoreConfig:
+    """Timers, floor rules, who may call an emergency, and the abuse limits on datagrams without
+    a session.
+
+    ``emergency_roles``: the roles whose emergency-priority requests the floor takes; anyone else
+    asking for EMERGENCY is denied with ``DenyCause.NOT_ALLOWED`` (``ptt server
+    --emergency-roles``). ``rate_limits`` is charged per source (host, port) and in aggregate for
+    every plain datagram and every sealed one naming an unknown session; a load generator with
+    thousands of clients on one address raises ``global_rate``/``global_burst``.
+    ``login_limits``: the back-off after failed logins, per user name and per source host.
+    """
+
+    heartbeat: float = HEARTBEAT_INTERVAL
+    session_timeout: float = SESSION_TIMEOUT
+    floor: fl.FloorConfig = fl.FloorConfig()
+    rate_limits: limits.RateLimits = limits.RateLimits()
+    emergency_roles: frozenset[m.Role] = fl.EMERGENCY_ROLES
+    max_devices: int = MAX_DEVICES  # sessions per user at once (ServerConfig.max_devices)
+    login_limits: limits.LoginLimits = limits.LoginLimits()
+
+
+class ServerState:
+    """Settings, directory, sessions and floors, shared by every part of the server core."""
+
+    def __init__(self, entropy: Callable[[int], bytes], config: ServerCoreConfig) -> None:
+        """``entropy(n)`` returns n random bytes (``os.urandom``); the core reads no clock."""
+        self.entropy = entropy
+        self.config = config
+        self.users: dict[str, UserEntry] = {}
+        self.groups: dict[str, GroupEntry] = {}
+        self.by_id: dict[int, GroupEntry] = {}  # the same groups by wire id
+        self.sessions = SessionTable(config.session_timeout)
+        self.floors = fl.FloorSet()
+
+    def floor_session(self, g: GroupEntry, user: str) -> Session | None:
+        """The session that speaks for ``user`` on ``g``'s floor: the one granted the floor if
+        the user holds it, else the one that asked last, else the user's newest."""
+        holds = g.name in self.groups and self.floors.floor(g.name).holder == user
+        sid = g.holder_sid if holds else 0
+        s = self.sessions.by_id.get(sid or g.requesters.get(user, 0))
+        if s is not None and s.user == user:
+            return s
+        return self.sessions.by_user.get(user)
+
+    def digest(self, s: Session) -> int:
+        """HeartbeatAck.digest: the floor-state versions of the session's groups, summed."""
+        groups = self.groups
+        return sum(groups[n].version for n in s.joined if n in groups) & 0xFFFFFFFF
+
+    def call_refusal(self, s: Session, peer: str) -> str | None:
+        """Why ``s`` may not call (or page) ``peer``, or None. A volunteer reaches only the
+        members of its own groups, and is told the same for an unknown user: a call reveals no
+        more of the directory than the caller's groups already show. Dispatchers and
+        coordinators reach anyone."""
+        if peer == s.user:
+            return "you cannot call yourself"
+        if s.role in (m.Role.DISPATCHER, m.Role.COORDINATOR):
+            return None if peer in self.users else f"unknown user '{peer}'"
+        shared = any(s.user in g.members and peer in g.members
+                     for g in self.groups.values() if not g.private)
+        return None if shared else f"you can call only members of your groups ('{peer}' is not)"
