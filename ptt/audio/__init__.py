@@ -13,6 +13,6 @@
 A frame is ``FRAME_BYTES`` (640) bytes: 20 ms of 16-bit little-endian mono PCM at ``SAMPLE_RATE``.
 """
 
-from ptt.audio.codec import FRAME_BYTES, FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE
+from ptt.audio.codec import FRAME_BYTES, FRAME_MS, FRAME_SAMPLES, FRAME_SECONDS, SAMPLE_RATE
 
-__all__ = ["FRAME_BYTES", "FRAME_MS", "FRAME_SAMPLES", "SAMPLE_RATE"]
+__all__ = ["FRAME_BYTES", "FRAME_MS", "FRAME_SAMPLES", "FRAME_SECONDS", "SAMPLE_RATE"]

@@ -44,6 +44,7 @@ from ptt.errors import AudioError
 
 SAMPLE_RATE = 16_000
 FRAME_MS = 20
+FRAME_SECONDS = FRAME_MS / 1000
 FRAME_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000  # 320
 FRAME_BYTES = FRAME_SAMPLES * 2  # 640: 16-bit little-endian mono PCM
 DEFAULT_BITRATE = 30_000  # bit/s; the one default (ClientConfig.bitrate, ptt talk, desktop)

@@ -21,9 +21,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from ptt.audio.codec import FRAME_BYTES, FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE
+from ptt.audio.codec import FRAME_BYTES, FRAME_SAMPLES, FRAME_SECONDS, SAMPLE_RATE
 
-FRAME_SECONDS = FRAME_MS / 1000
 SILENCE = bytes(FRAME_BYTES)
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from ptt.audio.codec import FRAME_SECONDS
 from ptt.cli.live import (KeyWatch, StopSignals, echo_event, joined_line, label, open_and_join,
                           print_pages,
                           ringing_lines, stamp, until_stopped)
@@ -223,7 +224,8 @@ async def _listen_logged(state: CliState, group: str, out: Path | None,
             stop.set()
             await task
             signals.remove()
-        click.echo(f"heard {count.heard} burst(s), {listener.frames_played * 0.02:.1f} s of voice"
+        heard = listener.frames_played * FRAME_SECONDS
+        click.echo(f"heard {count.heard} burst(s), {heard:.1f} s of voice"
                    + (f"; wrote {out}" if out is not None else ""))
         signals.raise_if_caught()
         ended.raise_if_ended()
@@ -300,9 +302,10 @@ async def _monitor(state: CliState, groups: list[str], priority: list[str], out:
             stop.set()
             await task
             signals.remove()
-        voice = sum(monitor.stats(g).frames_heard for g in monitor.groups) * 0.02
-        per_group = ", ".join(f"{label(g, conn.user)} {monitor.stats(g).frames_heard * 0.02:.1f} s"
-                              for g in monitor.groups)
+        voice = sum(monitor.stats(g).frames_heard for g in monitor.groups) * FRAME_SECONDS
+        per_group = ", ".join(
+            f"{label(g, conn.user)} {monitor.stats(g).frames_heard * FRAME_SECONDS:.1f} s"
+            for g in monitor.groups)
         click.echo(f"heard {count.heard} burst(s), {voice:.1f} s of voice ({per_group})"
                    + (f"; wrote {out}" if out is not None else ""))
         signals.raise_if_caught()

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from ptt.audio.codec import FRAME_SECONDS
 from ptt.cli.live import StopSignals, revoke_text, stamp, until_stopped
 from ptt.client.connection import RELEASE_WAIT, STOP_RELEASE_WAIT, Connection, deny_text
 from ptt.client.receipts import await_delivery, delivery_line
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 
 RESTART_WAIT = 10.0  # after a lost session: how long the server may take to be back
 CAUSE_SETTLE = 0.3  # after a lost floor: the revoke naming its cause may trail the group's news
-FRAME_S = 0.02
 
 
 class FloorDenied(RequestError):
@@ -107,7 +107,7 @@ async def _attempt(conn: Connection, group: str, source: WavSource, priority: m.
                    peer: str | None, on_sent: Callable[[int, int], None] | None) -> None:
     from ptt.client.voice import Talker
 
-    total = len(source) * FRAME_S
+    total = len(source) * FRAME_SECONDS
     name = Path(source.path).name
     events = conn.subscribe()
     try:
@@ -119,7 +119,7 @@ async def _attempt(conn: Connection, group: str, source: WavSource, priority: m.
                         on_link=lambda link: click.echo(f"{stamp()}  {link.line()}"),
                         on_sent=on_sent)
         report = await talker.send(source, signals.stop)
-        sent = report.frames * FRAME_S
+        sent = report.frames * FRAME_SECONDS
         if signals.caught:
             released = await conn.release_floor(group, timeout=STOP_RELEASE_WAIT)
             signals.raise_if_caught(f"sent {sent:.1f} s of {total:.1f} s of {name}; " + (
@@ -137,7 +137,7 @@ async def _attempt(conn: Connection, group: str, source: WavSource, priority: m.
             lost = _loss(_drain(events), group)
             raise _Lost(sent, lost.reason if lost and lost.reason else
                         "no answer to the end of the page")
-        rate = report.bytes_sent * 8 / max(sent, FRAME_S) / 1000
+        rate = report.bytes_sent * 8 / max(sent, FRAME_SECONDS) / 1000
         click.echo(f"done: sent {sent:.1f} s ({rate:.1f} kbit/s on the wire), floor released")
         click.echo(delivery_line(await await_delivery(conn, events, group, burst),
                                  report.frames + 1, peer))

@@ -43,7 +43,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from ptt.audio.codec import DEFAULT_BITRATE, FRAME_MS, OpusEncoder
+from ptt.audio.codec import DEFAULT_BITRATE, FRAME_SECONDS, OpusEncoder
 from ptt.audio.streams import SILENCE
 from ptt.client.connection import RELEASE_WAIT, STOP_RELEASE_WAIT, Connection, deny_text
 from ptt.client.keys import VoiceKeys
@@ -61,7 +61,6 @@ __all__ = ["BurstOutcome", "BurstReplayer", "EventReplayer"]
 
 log = logging.getLogger("ptt.replay")
 
-FRAME_SECONDS = FRAME_MS / 1000
 LEAD = 0.15  # ask for the floor this long before a burst is due
 LATE_NOTE = 0.02  # a burst starting later than this is reported as late
 MAX_WAIT = 30.0  # how long a burst waits in the queue before it is skipped

@@ -48,6 +48,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
 
+from ptt.audio.codec import FRAME_SECONDS
 from ptt.media.packet import MAX_OFFSET, VoicePayload
 
 __all__ = [
@@ -62,7 +63,6 @@ __all__ = [
     "seq_gt",
 ]
 
-FRAME_SECONDS = 0.020
 SEQ_MOD = 1 << 16
 # Copies reaching further back than this are spread against runs of loss (the talker's
 # ``RUN_OFFSETS``); only for them does the buffer grow ahead of need, in pauses. Against random

@@ -26,7 +26,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ptt.audio.codec import FRAME_MS
+from ptt.audio.codec import FRAME_SECONDS
 from ptt.errors import ProtocolError, RecordingError
 from ptt.media.packet import parse_payload
 from ptt.record.events import EventKind
@@ -37,7 +37,6 @@ __all__ = ["CLOSED_MEMORY", "END_GRACE", "TICK_INTERVAL", "LiveRecording"]
 
 log = logging.getLogger("ptt.recording")
 
-FRAME_SECONDS = FRAME_MS / 1000
 TICK_INTERVAL = 0.1  # Recorder.tick: pages are written at most this late
 END_GRACE = 0.1  # a burst ended by its END_OF_BURST frame waits this long for overtaken frames
 SEEN_WINDOW = 64  # sequence numbers remembered per burst, to use only copies of missing frames

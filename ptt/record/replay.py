@@ -14,15 +14,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ptt.audio.codec import DEFAULT_BITRATE, FRAME_BYTES, FRAME_MS, SAMPLE_RATE, OpusEncoder
+from ptt.audio.codec import DEFAULT_BITRATE, FRAME_BYTES, FRAME_SECONDS, SAMPLE_RATE, OpusEncoder
 from ptt.protocol import messages as m
 from ptt.record.events import Event, EventKind
 from ptt.record.export import ReplayBurst
 from ptt.record.opus import lost_packet
 
 __all__ = ["FloorAction", "burst_frames", "floor_script"]
-
-FRAME_SECONDS = FRAME_MS / 1000
 
 
 def burst_frames(rb: ReplayBurst, bitrate: int = DEFAULT_BITRATE) -> tuple[list[tuple[float, bytes]], bool]:
