@@ -50,7 +50,7 @@ import logging
 import os
 import tomllib
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,7 @@ import tomli_w
 
 from ptt.audio.codec import DEFAULT_BITRATE
 from ptt.errors import ConfigError, PttError
+from ptt.net.multicast import DEFAULT_INTERFACE, DEFAULT_TTL
 from ptt.names import (
     ROLE_NAMES,
     format_hostport,
@@ -81,8 +82,6 @@ DEFAULT_PORT = 7700
 DEFAULT_SERVER = f"{DEFAULT_HOST}:{DEFAULT_PORT}"
 MULTICAST_NETWORK = "239.255.0.0/16"
 MULTICAST_PORT_BASE = 7800
-MULTICAST_TTL = 1
-MULTICAST_INTERFACE = "127.0.0.1"  # loopback: nothing leaves the machine unless configured
 PAGE_RETENTION = 86_400.0  # seconds a text page is kept for offline members (24 h)
 MAX_PAGE_RETENTION = 30 * 86_400.0
 MIN_BITRATE = 6_000
@@ -313,6 +312,19 @@ def _role_names(roles: frozenset[Role]) -> list[str]:
 # --- settings ----------------------------------------------------------------------------------
 
 
+def _setting(conv: Callable[[Any], Any], env: str | None = None, default: Any = MISSING, *,
+             factory: Callable[[], Any] | Any = MISSING, dump: Callable[[Any], Any] | None = None,
+             meaning: str = "", shown_default: str | None = None, example: Any = None) -> Any:
+    """A setting's field: its default (or ``factory``), the converter that validates a value, its
+    environment variable, how it is written to TOML when not as it is, and for the sample config
+    (:func:`server_config_sample`) what the setting means, its default in words when it depends
+    on the machine (``shown_default``) and a value to show when the default cannot be written
+    (``example``)."""
+    return field(default=default, default_factory=factory, metadata={
+        "conv": conv, "env": env, "dump": dump, "meaning": meaning,
+        "shown_default": shown_default, "example": example})
+
+
 @dataclass(frozen=True, slots=True)
 class Tones:
     """Which tones the client plays: one flag per kind (TOML table ``[tones]``).
@@ -320,11 +332,11 @@ class Tones:
     The names are those of ``ptt.audio.tones.ToneSet``: ``ToneSet(**dataclasses.asdict(t))``.
     """
 
-    talk_permit: bool = field(default=True, metadata={"conv": _bool})  # the floor is yours
-    busy: bool = field(default=True, metadata={"conv": _bool})  # denied, or queued behind someone
-    end_of_burst: bool = field(default=True, metadata={"conv": _bool})  # a transmission ended
-    emergency: bool = field(default=True, metadata={"conv": _bool})  # an emergency call began
-    page: bool = field(default=True, metadata={"conv": _bool})  # a text page came in
+    talk_permit: bool = _setting(_bool, default=True)  # the floor is yours
+    busy: bool = _setting(_bool, default=True)  # denied, or queued behind someone
+    end_of_burst: bool = _setting(_bool, default=True)  # a transmission ended
+    emergency: bool = _setting(_bool, default=True)  # an emergency call began
+    page: bool = _setting(_bool, default=True)  # a text page came in
 
     def __post_init__(self) -> None:
         _validate(self, "tones.")
@@ -356,75 +368,64 @@ def _tones(v: Any) -> Tones:
     return Tones(**values)
 
 
-def _meta(conv: Callable[[Any], Any], env: str,
-          dump: Callable[[Any], Any] | None = None, *, meaning: str = "",
-          shown_default: str | None = None, example: Any = None) -> dict[str, Any]:
-    """Field metadata: the converter that validates a value, its environment variable, how it is
-    written to TOML when not as it is, and for the sample config (:func:`server_config_sample`)
-    what the setting means, its default in words when it depends on the machine
-    (``shown_default``) and a value to show when the default cannot be written (``example``)."""
-    return {"conv": conv, "env": env, "dump": dump, "meaning": meaning,
-            "shown_default": shown_default, "example": example}
-
-
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     """Everything ``ptt server`` needs; see the module docstring for files and variables."""
 
-    host: str = field(default=DEFAULT_HOST, metadata=_meta(
-        _host, "PTT_SERVER_HOST",
+    host: str = _setting(
+        _host, "PTT_SERVER_HOST", DEFAULT_HOST,
         meaning="Address to listen on (UDP). Loopback unless you ask: 0.0.0.0 or :: for every "
-                "interface, or one address of this machine."))
-    port: int = field(default=DEFAULT_PORT, metadata=_meta(
-        _port, "PTT_SERVER_PORT",
-        meaning="UDP port for control and relayed voice; 0 picks a free one (tests)."))
-    db: Path = field(default_factory=default_db_path, metadata=_meta(
-        _path, "PTT_SERVER_DB",
+                "interface, or one address of this machine.")
+    port: int = _setting(
+        _port, "PTT_SERVER_PORT", DEFAULT_PORT,
+        meaning="UDP port for control and relayed voice; 0 picks a free one (tests).")
+    db: Path = _setting(
+        _path, "PTT_SERVER_DB", factory=default_db_path,
         meaning="The SQLite database: users, groups, memberships, key grants. Created (mode "
                 "0600) on the first start, with the coordinator's credentials beside it.",
-        shown_default="$XDG_DATA_HOME/ptt/ptt.db", example="/var/lib/ptt/ptt.db"))
-    heartbeat_interval: float = field(default=HEARTBEAT_INTERVAL, metadata=_meta(
-        _positive, "PTT_SERVER_HEARTBEAT_INTERVAL",
-        meaning="Seconds between a client's heartbeats; the server tells each client at login."))
-    session_timeout: float = field(default=SESSION_TIMEOUT, metadata=_meta(
-        _positive, "PTT_SERVER_SESSION_TIMEOUT",
+        shown_default="$XDG_DATA_HOME/ptt/ptt.db", example="/var/lib/ptt/ptt.db")
+    heartbeat_interval: float = _setting(
+        _positive, "PTT_SERVER_HEARTBEAT_INTERVAL", HEARTBEAT_INTERVAL,
+        meaning="Seconds between a client's heartbeats; the server tells each client at login.")
+    session_timeout: float = _setting(
+        _positive, "PTT_SERVER_SESSION_TIMEOUT", SESSION_TIMEOUT,
         meaning="Seconds without a datagram after which a session expires: its floor and queue "
-                "places are freed. Must exceed heartbeat_interval."))
-    max_devices: int = field(default=MAX_DEVICES, metadata=_meta(
-        _devices, "PTT_SERVER_MAX_DEVICES",
+                "places are freed. Must exceed heartbeat_interval.")
+    max_devices: int = _setting(
+        _devices, "PTT_SERVER_MAX_DEVICES", MAX_DEVICES,
         meaning="Devices one user may be online from at once (each hears its groups, one talks "
-                "at a time); a login from one more ends the oldest, telling it why."))
-    multicast_network: str = field(default=MULTICAST_NETWORK, metadata=_meta(
-        _multicast, "PTT_SERVER_MULTICAST_NETWORK",
+                "at a time); a login from one more ends the oldest, telling it why.")
+    multicast_network: str = _setting(
+        _multicast, "PTT_SERVER_MULTICAST_NETWORK", MULTICAST_NETWORK,
         meaning="The range each group's multicast address is drawn from (organisation-local "
-                "scope by default)."))
-    multicast_port_base: int = field(default=MULTICAST_PORT_BASE, metadata=_meta(
-        _port, "PTT_SERVER_MULTICAST_PORT_BASE",
-        meaning="First UDP port of the groups' multicast ports."))
-    multicast_ttl: int = field(default=MULTICAST_TTL, metadata=_meta(
-        _ttl, "PTT_SERVER_MULTICAST_TTL",
-        meaning="TTL of multicast voice: 1 keeps it on the LAN segment."))
-    multicast_interface: str = field(default=MULTICAST_INTERFACE, metadata=_meta(
-        _interface, "PTT_SERVER_MULTICAST_INTERFACE",
+                "scope by default).")
+    multicast_port_base: int = _setting(
+        _port, "PTT_SERVER_MULTICAST_PORT_BASE", MULTICAST_PORT_BASE,
+        meaning="First UDP port of the groups' multicast ports.")
+    multicast_ttl: int = _setting(
+        _ttl, "PTT_SERVER_MULTICAST_TTL", DEFAULT_TTL,
+        meaning="TTL of multicast voice: 1 keeps it on the LAN segment.")
+    multicast_interface: str = _setting(
+        _interface, "PTT_SERVER_MULTICAST_INTERFACE", DEFAULT_INTERFACE,
         meaning="Interface (its IPv4 address or name) the server listens on for group multicast "
-                "and re-sends it through; loopback, so nothing leaves the machine unless told."))
-    record_dir: Path = field(default_factory=default_record_dir, metadata=_meta(
-        _path, "PTT_SERVER_RECORD_DIR",
+                "and re-sends it through; loopback, so nothing leaves the machine unless told.")
+    record_dir: Path = _setting(
+        _path, "PTT_SERVER_RECORD_DIR", factory=default_record_dir,
         meaning="Where groups with the record flag are recorded (ptt server --record DIR "
                 "records every group there instead).",
-        shown_default="$XDG_DATA_HOME/ptt/recordings", example="/var/lib/ptt/recordings"))
-    metrics: str | None = field(default=None, metadata=_meta(
-        _optional_address, "PTT_SERVER_METRICS",
+        shown_default="$XDG_DATA_HOME/ptt/recordings", example="/var/lib/ptt/recordings")
+    metrics: str | None = _setting(
+        _optional_address, "PTT_SERVER_METRICS", None,
         meaning="HOST:PORT of a Prometheus endpoint (http://HOST:PORT/metrics); unset: none.",
-        shown_default="off", example="127.0.0.1:9464"))
-    emergency_roles: frozenset[Role] = field(default=EMERGENCY_ROLES, metadata=_meta(
-        parse_roles, "PTT_SERVER_EMERGENCY_ROLES", dump=_role_names,
+        shown_default="off", example="127.0.0.1:9464")
+    emergency_roles: frozenset[Role] = _setting(
+        parse_roles, "PTT_SERVER_EMERGENCY_ROLES", EMERGENCY_ROLES, dump=_role_names,
         meaning="Roles that may ask for emergency priority (pre-empts the talker); others are "
-                "refused with NOT_ALLOWED. An empty list: nobody."))
-    page_retention: float = field(default=PAGE_RETENTION, metadata=_meta(
-        _retention, "PTT_SERVER_PAGE_RETENTION",
+                "refused with NOT_ALLOWED. An empty list: nobody.")
+    page_retention: float = _setting(
+        _retention, "PTT_SERVER_PAGE_RETENTION", PAGE_RETENTION,
         meaning="Seconds a text page is kept for members who are offline when it is sent "
-                "(delivered when they log in); then it is deleted with its receipts."))
+                "(delivered when they log in); then it is deleted with its receipts.")
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -443,27 +444,19 @@ class ServerConfig:
 class ClientConfig:
     """Everything a client needs; ``user`` and ``token`` are None until ``ptt login``."""
 
-    server: str = field(default=DEFAULT_SERVER, metadata=_meta(_server, "PTT_SERVER"))
-    user: str | None = field(default=None, metadata=_meta(_optional(user_name), "PTT_USER"))
-    token: str | None = field(default=None, metadata=_meta(_optional(check_token), "PTT_TOKEN"))
+    server: str = _setting(_server, "PTT_SERVER", DEFAULT_SERVER)
+    user: str | None = _setting(_optional(user_name), "PTT_USER", None)
+    token: str | None = _setting(_optional(check_token), "PTT_TOKEN", None)
     # a device name or a PortAudio index; None: the system default
-    input_device: str | int | None = field(
-        default=None, metadata=_meta(_device, "PTT_INPUT_DEVICE")
-    )
-    output_device: str | int | None = field(
-        default=None, metadata=_meta(_device, "PTT_OUTPUT_DEVICE")
-    )
-    bitrate: int = field(default=DEFAULT_BITRATE, metadata=_meta(_bitrate, "PTT_BITRATE"))
-    tones: Tones = field(default_factory=Tones, metadata=_meta(_tones, "PTT_TONES"))
-    default_group: str | None = field(
-        default=None, metadata=_meta(_optional(group_name), "PTT_GROUP")
-    )
+    input_device: str | int | None = _setting(_device, "PTT_INPUT_DEVICE", None)
+    output_device: str | int | None = _setting(_device, "PTT_OUTPUT_DEVICE", None)
+    bitrate: int = _setting(_bitrate, "PTT_BITRATE", DEFAULT_BITRATE)
+    tones: Tones = _setting(_tones, "PTT_TONES", factory=Tones)
+    default_group: str | None = _setting(_optional(group_name), "PTT_GROUP", None)
     # LAN multicast voice for groups in multicast/auto mode (falls back to the relay by itself)
-    multicast: bool = field(default=True, metadata=_meta(_bool, "PTT_MULTICAST"))
-    multicast_interface: str = field(
-        default=MULTICAST_INTERFACE, metadata=_meta(_interface, "PTT_MULTICAST_INTERFACE")
-    )
-    multicast_ttl: int = field(default=MULTICAST_TTL, metadata=_meta(_ttl, "PTT_MULTICAST_TTL"))
+    multicast: bool = _setting(_bool, "PTT_MULTICAST", True)
+    multicast_interface: str = _setting(_interface, "PTT_MULTICAST_INTERFACE", DEFAULT_INTERFACE)
+    multicast_ttl: int = _setting(_ttl, "PTT_MULTICAST_TTL", DEFAULT_TTL)
 
     def __post_init__(self) -> None:
         _validate(self)

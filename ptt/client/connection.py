@@ -126,11 +126,8 @@ class _GroupPath:
 
 def multicast_options(config: ClientConfig) -> MulticastOptions:
     """The connection's multicast settings from the client config (its ``multicast``,
-    ``multicast_interface`` and ``multicast_ttl``; defaults where the config has none)."""
-    d = MulticastOptions()
-    return MulticastOptions(getattr(config, "multicast_interface", d.interface),
-                            getattr(config, "multicast_ttl", d.ttl),
-                            getattr(config, "multicast", d.enabled))
+    ``multicast_interface`` and ``multicast_ttl``)."""
+    return MulticastOptions(config.multicast_interface, config.multicast_ttl, config.multicast)
 
 _FAILURE_TEXT = {
     m.DenyCause.NOT_MEMBER: "you are not a member of this group",

@@ -1,6 +1,6 @@
 """End-to-end group voice keys on the client: making users, issuing keys, holding them.
 
-Who does what (docs/security.md, issue 8)::
+Who does what (docs/security.md)::
 
     coordinator's client                        server                     member's client
     add_user(conn, "ann")
@@ -62,6 +62,7 @@ from ptt.crypto.voice import VoiceKey, VoiceSealer, verify_frame
 from ptt.errors import AuthError, ProtocolError, PttError, ValidationError
 from ptt.names import parse_role, role_name, user_name
 from ptt.protocol import auth
+from ptt.protocol import messages as m
 from ptt.wire.voice import VoiceFlags, VoiceHeader, decode_voice, peek_key_id
 
 __all__ = [
@@ -321,7 +322,7 @@ async def remove_user(conn: Connection, name: str, *, pins: Path | None = None,
 _KEYS: weakref.WeakKeyDictionary[Connection, VoiceKeys] = weakref.WeakKeyDictionary()
 
 
-def heard_directly(state: Any, path: str) -> bool:
+def heard_directly(state: m.GroupState | None, path: str) -> bool:
     """Whether members may hear a talker's voice on the group's multicast address, where no
     server vouches for the sender: only there does a frame need its talker's signature.
 
@@ -335,7 +336,7 @@ def heard_directly(state: Any, path: str) -> bool:
         return True
     if state.mode == "relay" or not state.mcast_addr:
         return False
-    return path != RELAY or bool(getattr(state, "bridged", False))
+    return path != RELAY or state.bridged
 
 
 class VoiceKeys:
@@ -518,7 +519,7 @@ class VoiceKeys:
             self._sealers.pop((group, False), None)
         return ring
 
-    def _state(self, group: str) -> Any:
+    def _state(self, group: str) -> m.GroupState | None:
         g = self.conn.core.groups.get(group)
         return g.state if g is not None else None
 
@@ -538,7 +539,7 @@ class VoiceKeys:
     def keyed(self, group: str) -> bool:
         """True when ``group``'s voice is sealed: the server says it has a key, or we hold one."""
         state = self._state(group)
-        return bool(state is not None and getattr(state, "key_epoch", 0)) or self.epoch(group) > 0
+        return (state is not None and state.key_epoch > 0) or self.epoch(group) > 0
 
     def sealer(self, group: str) -> VoiceSealer | None:
         """The sealer for a burst starting now; None for a plain group. PttError in a keyed

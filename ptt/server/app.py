@@ -92,8 +92,7 @@ class Counters:
 def server_multicast_options(config: ServerConfig) -> MulticastOptions:
     """Multicast interface and TTL from the server config (``multicast_interface``: loopback
     unless set, so a default server multicasts nowhere but in a namespace routed for it)."""
-    return MulticastOptions(getattr(config, "multicast_interface", DEFAULT_INTERFACE),
-                            config.multicast_ttl)
+    return MulticastOptions(config.multicast_interface, config.multicast_ttl)
 
 
 class PttServer:

@@ -289,18 +289,14 @@ class ServerMetrics:
         down (a bad multicast probe is dropped without counting as voice, so it may be low).
         ``send_failed``: relay sends the socket refused (``counters.voice_send_failed``)."""
         c = self.server.counters
-        failed = getattr(c, "voice_send_failed", None)
+        failed = c.voice_send_failed
         exact = getattr(self.server.core, "voice_refused", None)
         if isinstance(exact, int):
             refused = exact
         else:
-            derived = (c.voice_dropped - sum(self._voice_bad.values())
-                       - (failed if isinstance(failed, int) else 0))
+            derived = c.voice_dropped - sum(self._voice_bad.values()) - failed
             refused = self._refused_seen = max(self._refused_seen, derived)
-        out = {"not_holder": refused, **self._voice_bad}
-        if isinstance(failed, int):
-            out["send_failed"] = failed
-        return out
+        return {"not_holder": refused, **self._voice_bad, "send_failed": failed}
 
 
 class _VoiceDropCollector(Collector):

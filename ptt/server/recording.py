@@ -123,7 +123,7 @@ class ServerRecording:
         self._names = set(recorded.values())
         self._sealed = {name for name in self._names
                         if name in encrypted
-                        or getattr(self.server.core.groups[name], "key_epoch", 0) > 0}
+                        or self.server.core.groups[name].key_epoch > 0}
         wall = time.time() if not _loop_running() else self.wall(asyncio.get_running_loop().time())
         for name in stopped:
             self.live.end_group(name, wall)
