@@ -1,4 +1,4 @@
-"""A spoofed Hello/Login flood against a live server while legitimate users work (issue 15, 1).
+"""A spoofed Hello/Login flood against a live server while legitimate users work.
 
 A real ``ptt server`` process on 127.0.0.1. A separate process sends padded Hellos (fresh nonce
 each) and forged Logins, half and half, from ``--sources`` attacker addresses in 127.77.0.0/16

@@ -164,7 +164,7 @@ def run(quick: bool = False, listeners: tuple[int, ...] | None = None,
     load = loaded or ((4, 10) if quick else LOADED)
     duration = duration or (1.0 if quick else 10.0)
     baseline = 0.5 if quick else 3.0
-    # the biggest one-talker run and the loaded run again with sealed frames (issue 8)
+    # the biggest one-talker run and the loaded run again with sealed (end-to-end) frames
     configs = [(1, n) for n in sizes] + [load]
     plain = len(configs)
     configs += [(1, max(sizes)), load]

@@ -1,7 +1,7 @@
 """``ptt listen GROUP [GROUP ...]``: hear one group, or monitor several at once, on the default
 device or into a WAV file.
 
-One group plays as it always did (:class:`~ptt.client.voice.Listener`). Several groups, or
+One group plays through :class:`~ptt.client.voice.Listener`. Several groups, or
 ``--priority``, go through :class:`~ptt.client.monitor.Monitor`: one connection joins them all,
 every group's burst is mixed into the one output, and each burst prints one scan line naming
 its group and talker, like a dispatch console.

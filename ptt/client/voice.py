@@ -32,7 +32,7 @@ End-to-end encryption: in a group with a key (``GroupState.key_epoch`` > 0) the 
 frame with the group's current key and the listener opens it, both through the connection's
 :class:`~ptt.client.keys.VoiceKeys`. Without its key a member cannot talk there (PttError) and
 hears nothing; frames in the clear or that fail to open are dropped and counted
-(``ListenerStats.undecryptable``). Plain groups (key epoch 0) work as before.
+(``ListenerStats.undecryptable``). Plain groups (key epoch 0) send and play frames in the clear.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Per-frame AEAD for group voice, under a per-group key the server never holds.
 
 A sealed voice datagram keeps the 22-byte header of ``ptt.wire.voice`` in the clear, so the
-relay and multicast forward it exactly as before (``peek_route`` reads group, sender and burst;
+relay and multicast forward it as they do a clear one (``peek_route`` reads group, sender and burst;
 nothing is decrypted or re-encrypted on the way)::
 
     0      1      2      3      4              8              12             16     18            22

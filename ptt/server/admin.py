@@ -4,7 +4,7 @@ Each operation takes the ``args`` of an ``Admin`` message and returns the ``resu
 ``AdminResponse``. Errors are ``PttError``s; :func:`error_code` maps them to wire codes so that the
 CLI on the other side can print the same one-line message.
 
-End-to-end keys (issue 8). The server never sees a token nor a group key:
+End-to-end keys. The server never sees a token nor a group key:
 
 * ``user.add`` takes the credentials a coordinator's client made (``ptt.client.keys.add_user``):
   salt, iterations, verifier and the member's 64-byte public identity; ``server.info`` tells
@@ -382,8 +382,8 @@ class Admin:
 
     def group_keys(self, args: dict[str, Any], now: float) -> Result:
         """The members' public identities, for the coordinator's client to check against its
-        pins and wrap the next epoch for. ``missing``: members without one (made before
-        issue 8: remove and add them again)."""
+        pins and wrap the next epoch for. ``missing``: members without one (made before schema
+        2 gave users one: remove and add them again)."""
         name = group_name(_str(args, "name"))
         g = self.store.get_group(name)
         keys = self.store.member_keys(name)

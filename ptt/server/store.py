@@ -94,7 +94,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         ) WITHOUT ROWID""",
         "CREATE INDEX memberships_by_user ON memberships (user_id)",
     ),
-    # end-to-end group voice (issue 8): members' public identities, which groups are encrypted,
+    # end-to-end group voice: members' public identities, which groups are encrypted,
     # and the coordinator-signed grants of each group's current key epoch. Groups that existed
     # before stay plain (they have no key); new groups are encrypted unless made --plain.
     2: (
@@ -180,7 +180,7 @@ class UserRecord:
     iterations: int
     verifier: bytes = field(repr=False)
     created: float  # Unix time
-    public: bytes | None = None  # the 64-byte public identity (None: made before issue 8)
+    public: bytes | None = None  # the 64-byte public identity (None: made before schema 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -612,7 +612,7 @@ class Store:
     # --- end-to-end keys -------------------------------------------------------------------------
 
     def member_keys(self, group: str) -> dict[str, bytes | None]:
-        """Each member's public identity (None for a user made before issue 8)."""
+        """Each member's public identity (None for a user made before schema 2)."""
         group = _any_group_name(group)
         gid = self.get_group(group).id
         rows = self._db.execute(

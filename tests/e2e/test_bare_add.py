@@ -34,7 +34,7 @@ def test_a_bare_add_to_a_keyed_group_is_refused_naming_ptt_group_add(
             # the way that works: the change with the next key in one request
             changed = await change_members(boss, "ops", add=["dan"])
             assert changed["added"] == ["dan"] and changed["epoch"] == 2
-            # a plain group takes a bare add as before
+            # a plain group takes a bare add
             await boss.admin("group.create", {"name": "lobby", "plain": True})
             await boss.admin("group.add", {"name": "lobby", "users": ["lou"]})
             shown = await boss.admin("group.show", {"name": "lobby"})

@@ -1,7 +1,7 @@
 """Every voice path in encrypted groups, against a real `ptt server` with the real CLI.
 
 - `ptt record` of an encrypted group opens the frames with its member's key and stores playable
-  Ogg Opus holding the speech (a plain group beside it is recorded as before).
+  Ogg Opus holding the speech (a plain group beside it is recorded as it was sent).
 - `ptt replay` into an encrypted group, as a temporary user: it is keyed in, seals what it sends
   (the members' recorder gets the very packets of the source, bit for bit), and is keyed out.
 - The server makes no tokens: a wire user.add without credentials is refused in one line.
@@ -248,7 +248,7 @@ def test_the_server_makes_no_token_for_a_wire_user_add(server: ServerProcess) ->
             return [u["name"] for u in (await coord.admin("user.list", {}))["users"]]
 
     assert sorted(asyncio.run(main())) == ["amy", "coordinator"]
-    # and the real CLI makes users as before
+    # and the real CLI makes users
     made = subprocess.run([PTT, "user", "add", "kim"], capture_output=True, text=True,
                           timeout=30, env=cli_env(server, coordinator), check=False)
     assert made.returncode == 0, made.stderr

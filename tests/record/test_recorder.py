@@ -195,7 +195,7 @@ def test_names_in_any_script_become_slugs_with_the_group_id(tmp_path: Path) -> N
     rec.event("\u5fd7\u613f\u8005", "floor_grant", T0, user="\u5f20\u4f1f", burst=1)
     rec.close(T0 + 1)
     assert a.parent.name == "group+7" and b.parent.name == "north-gate+3"
-    assert c.parent.name == "volunteers"  # already a safe slug: itself, as before ids
+    assert c.parent.name == "volunteers"  # already a safe slug: itself, with no id
     assert a.name.endswith(f"-b1-user+{hashlib.sha1('张伟'.encode()).hexdigest()[:6]}.opus")
     assert b.name.endswith("-b1-zoe+" + hashlib.sha1("zoë".encode()).hexdigest()[:6] + ".opus")
     for path in (a, b):

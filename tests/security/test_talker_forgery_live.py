@@ -1,5 +1,5 @@
-"""Per-talker signatures against a member forging another's voice on a multicast LAN (issue 15),
-live: a real ``ptt server`` process and clients in a network namespace of their own."""
+"""Per-talker signatures against a member forging another's voice on a multicast LAN, live: a
+real ``ptt server`` process and clients in a network namespace of their own."""
 
 from __future__ import annotations
 

@@ -16,7 +16,8 @@ PUB = {"ann": b"a" * 64, "ben": b"b" * 64}
 
 
 def make_v1(path: Path) -> None:
-    """A database exactly as ptt before issue 8 left it: schema 1, a user, a group, a member."""
+    """A database of schema 1 (before end-to-end keys), as ptt wrote it: a user, a group, a
+    member."""
     raw = sqlite3.connect(path, isolation_level=None)
     raw.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
     raw.execute("INSERT INTO schema_version (version) VALUES (1)")
