@@ -31,7 +31,7 @@ from ptt.crypto.replay import ReplayWindow
 from ptt.crypto.voice import VoiceKey, VoiceOpener, VoiceSealer
 from ptt.media.packet import VoicePayload, encode_payload
 from ptt.protocol import messages as m
-from ptt.protocol.wire import encode_message
+from ptt.protocol.messages import encode_message
 from ptt.wire.voice import VoiceHeader, encode_voice, peek_route
 
 FRAME_MS = 20

@@ -43,11 +43,11 @@ import bench_fuzz  # noqa: E402
 import loadgen  # noqa: E402
 
 from ptt.client.connection import Connection  # noqa: E402
-from ptt.crypto.limits import padding_needed  # noqa: E402
 from ptt.faults.spoof import RawSender, attacker  # noqa: E402
 from ptt.protocol import messages as m  # noqa: E402
 from ptt.protocol.client import Disconnected, Participation  # noqa: E402
-from ptt.protocol.wire import encode_message  # noqa: E402
+from ptt.protocol.limits import padding_needed  # noqa: E402
+from ptt.protocol.messages import encode_message  # noqa: E402
 
 GROUP = "g"
 POOL = 4_096  # distinct flood datagrams, sent round-robin (each Hello a fresh nonce)

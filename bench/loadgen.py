@@ -39,7 +39,7 @@ from typing import Any, Callable
 
 from ptt.protocol import client as cl
 from ptt.protocol import messages as m
-from ptt.protocol.wire import encode_message
+from ptt.protocol.messages import encode_message
 from ptt.wire.voice import HEADER_SIZE, VoiceFlags, VoiceHeader, add_mac, encode_voice, is_voice
 
 LOCALHOST = "127.0.0.1"

@@ -6,7 +6,6 @@
 * :mod:`ptt.crypto.voice`: per-frame AES-256-GCM-SIV for group voice under a per-group key.
 * :mod:`ptt.crypto.identity`: a client's X25519 + Ed25519 identity, fingerprints, pinning.
 * :mod:`ptt.crypto.groupkeys`: coordinator-issued, per-member wrapped group keys; rotation.
-* :mod:`ptt.crypto.limits`: rate limits, size ceilings and the no-amplification rule.
 
 No module here reads a clock, draws randomness or opens a socket: callers pass ``now`` and
 ``entropy`` (``os.urandom``). The design and threat model are in docs/security.md.

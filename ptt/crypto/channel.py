@@ -45,14 +45,15 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from ptt.crypto.limits import MAX_SEALED_DATAGRAM
 from ptt.crypto.replay import DEFAULT_WINDOW, MAX_SEQ, ReplayWindow
 from ptt.errors import AuthError, ProtocolError
+from ptt.wire.control import MAX_DATAGRAM
 
 __all__ = [
     "CHANNEL_VERSION",
     "HEADER_SIZE",
     "KEEPALIVE_MAGIC",
+    "MAX_SEALED_DATAGRAM",
     "OVERHEAD",
     "REPLAYED",
     "SEALED_MAGIC",
@@ -80,6 +81,7 @@ HEADER = struct.Struct("!BBIQ")
 HEADER_SIZE = HEADER.size  # 14
 TAG_SIZE = 16
 OVERHEAD = HEADER_SIZE + TAG_SIZE
+MAX_SEALED_DATAGRAM = MAX_DATAGRAM + OVERHEAD  # the largest control message, sealed
 KEY_SIZE = 32
 _INFO = b"ptt-control-v1 "
 _C2S = b"c2s"

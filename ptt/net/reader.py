@@ -17,7 +17,7 @@ session is never handled after the Login that replaced it). Under a spoofed floo
 addresses, a returning client's login does not wait behind the flood (a spoofer may claim a
 known host's address too, so that lane is bounded like the others: it can be crowded, never
 grow). The other plain datagrams wait in one queue per network prefix
-(``ptt.crypto.limits.network_prefix``: the /24 of an IPv4 source), served in turn, so a first
+(``ptt.protocol.limits.network_prefix``: the /24 of an IPv4 source), served in turn, so a first
 login from a host never seen waits for one datagram of each other prefix at most, not for all
 that a flood from a few networks queued; when the backlog is full, a prefix with nothing queued
 still gets in, at the expense of the prefix served next. Plain datagrams that the rate limit
@@ -46,7 +46,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ptt.crypto.channel import KEEPALIVE_MAGIC, SEALED_MAGIC
-from ptt.crypto.limits import network_prefix
+from ptt.protocol.limits import network_prefix
 from ptt.wire.voice import VOICE_MAGIC
 
 log = logging.getLogger("ptt.server")

@@ -33,7 +33,6 @@ from collections.abc import Callable
 from functools import partial
 
 from ptt.crypto.channel import SEALED_MAGICS, Role, SecureChannel, is_keepalive
-from ptt.crypto.limits import padding_needed
 from ptt.errors import ProtocolError, PttError
 from ptt.protocol import auth
 from ptt.protocol import messages as m
@@ -62,10 +61,11 @@ from ptt.protocol.client_events import (
     RequestFailed,
     TalkerChanged,
 )
+from ptt.protocol.limits import padding_needed
+from ptt.protocol.messages import decode_message, encode_message
 from ptt.protocol.participant import FloorInput, next_state
 from ptt.protocol.session import HEARTBEAT_INTERVAL, SESSION_TIMEOUT
 from ptt.protocol.transactions import RETRY_TOTAL, Retransmitter, SeenSet
-from ptt.protocol.wire import decode_message, encode_message
 from ptt.wire.voice import is_voice, voice_mac_key
 
 # why a session was lost (FloorStateChanged.reason with RevokeCause.SESSION_LOST)

@@ -1,6 +1,8 @@
 """Control messages: frozen dataclasses, one per message type.
 
-Every control datagram is one of these. ``ptt.protocol.wire`` turns them into bytes and back.
+Every control datagram is one of these. ``ptt.wire.control`` turns them into bytes and back; the
+codec bound to them here (:data:`CODEC`) is what the rest of ptt calls: :func:`encode_message`,
+:func:`decode_message` and the fast paths.
 Requests from a client carry ``txn`` (a transaction id, unique per session) so that the server can
 answer retransmissions from its response cache; unsolicited server messages that matter
 (``FloorGranted`` from the queue, ``FloorRevoked``) carry a server ``txn`` and are resent until the
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
+
+from ptt.wire.control import ControlCodec
 
 PROTOCOL_VERSION = 1
 
@@ -187,7 +191,7 @@ class PresenceChange:
 class Hello:
     """First step of login: the client names itself and sends its nonce.
 
-    ``pad`` makes the datagram at least ``ptt.crypto.limits.MIN_HELLO_SIZE`` bytes, so the
+    ``pad`` makes the datagram at least ``ptt.protocol.limits.MIN_HELLO_SIZE`` bytes, so the
     Challenge it draws is never larger (no amplification); the server ignores its content.
     """
 
@@ -722,3 +726,11 @@ MESSAGE_TYPES: dict[MsgType, type] = {
 }
 
 TYPE_OF: dict[type, MsgType] = {cls: t for t, cls in MESSAGE_TYPES.items()}
+
+CODEC: ControlCodec[Message] = ControlCodec(PROTOCOL_VERSION, MESSAGE_TYPES, MsgType.HEARTBEAT,
+                                            MsgType.HEARTBEAT_ACK)
+encode_message = CODEC.encode_message
+decode_message = CODEC.decode_message
+encoder_of = CODEC.encoder_of
+decode_heartbeat = CODEC.decode_heartbeat
+encode_heartbeat_ack = CODEC.encode_heartbeat_ack

@@ -43,7 +43,7 @@ from typing import Any
 
 from ptt.errors import ProtocolError
 from ptt.protocol import messages as m
-from ptt.protocol.wire import MAX_BYTES, decode_value, encode_value
+from ptt.wire.control import MAX_BYTES, decode_value, encode_value
 
 __all__ = [
     "CHUNK_BYTES",

@@ -53,9 +53,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from ptt.crypto import limits
 from ptt.crypto.channel import SEALED_MAGICS
 from ptt.errors import ProtocolError
+from ptt.protocol import limits
 from ptt.protocol import messages as m
 from ptt.protocol.floor import EMERGENCY_ROLES, HIGH_ROLES, FloorSet
 from ptt.protocol.parts import FETCH_OP

@@ -22,17 +22,22 @@ import logging
 import math
 from collections.abc import Sequence
 
-from ptt.crypto import limits
 from ptt.crypto.channel import REPLAYED, Role, SecureChannel, is_keepalive, peek_session_id
 from ptt.errors import ProtocolError, PttError
 from ptt.protocol import auth
+from ptt.protocol import limits
 from ptt.protocol import messages as m
+from ptt.protocol.messages import (
+    decode_heartbeat,
+    decode_message,
+    encode_heartbeat_ack,
+    encode_message,
+)
 from ptt.protocol.server_events import SessionMoved, SessionStarted
 from ptt.protocol.server_groups import Directory
 from ptt.protocol.server_outbox import Outbox
 from ptt.protocol.server_state import ServerState
 from ptt.protocol.session import Addr, Session
-from ptt.protocol.wire import decode_heartbeat, decode_message, encode_heartbeat_ack, encode_message
 from ptt.wire.voice import voice_mac_key
 
 log = logging.getLogger("ptt.protocol.server")  # the server core's one log, whichever part writes

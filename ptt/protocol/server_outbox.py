@@ -14,11 +14,11 @@ from collections import deque
 from collections.abc import Callable
 
 from ptt.protocol import messages as m
+from ptt.protocol.messages import encode_message
 from ptt.protocol.server_events import Dropped, ServerEvent
 from ptt.protocol.server_state import GroupEntry
 from ptt.protocol.session import Addr, Session
 from ptt.protocol.transactions import ResponseCache, Retransmitter
-from ptt.protocol.wire import encode_message
 
 
 class Outbox:
@@ -80,7 +80,7 @@ class Outbox:
     def send_reliable_bytes(self, s: Session, encode: Callable[[int], bytes], now: float
                             ) -> tuple[int, int]:
         """:meth:`send_reliable` of a message already encoded but for its txn
-        (``ptt.protocol.wire.encoder_of``)."""
+        (``ptt.protocol.messages.encoder_of``)."""
         self._txn = (self._txn + 1) & 0x7FFFFFFF or 1
         plain = encode(self._txn)
         key = (s.session_id, self._txn)

@@ -37,11 +37,11 @@ from dataclasses import dataclass, field
 from ptt.crypto.pages import MAX_PAGE_BODY, page_text
 from ptt.errors import ProtocolError
 from ptt.protocol import messages as m
+from ptt.protocol.messages import encoder_of
 from ptt.protocol.server_events import PageDelivered, PageRead, PageStored, PageSubmitted
 from ptt.protocol.server_outbox import Outbox
 from ptt.protocol.server_state import ServerState
 from ptt.protocol.session import Session
-from ptt.protocol.wire import encoder_of
 
 PAGE_REPORT_WAIT = 1.0  # after the page is stored, how long the online devices' acks are awaited
 PAGE_RATE = 0.5  # pages a second one sender may send, sustained

@@ -29,15 +29,15 @@ the server's echo of a probe, sent to the group, ECHO_SEQ.
 
 from __future__ import annotations
 
-from ptt.crypto import limits
 from ptt.crypto.channel import OVERHEAD
 from ptt.errors import ProtocolError
 from ptt.protocol import floor as fl
+from ptt.protocol import limits
 from ptt.protocol import messages as m
+from ptt.protocol.messages import encode_message
 from ptt.protocol.server_outbox import Outbox
 from ptt.protocol.server_state import GroupEntry, ServerState
 from ptt.protocol.session import Addr, Session
-from ptt.protocol.wire import encode_message
 from ptt.wire.voice import (
     VoiceFlags,
     VoiceHeader,

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ptt.crypto import limits
 from ptt.protocol import floor as fl
+from ptt.protocol import limits
 from ptt.protocol import messages as m
 from ptt.protocol.feedback import LinkAggregate
 from ptt.protocol.session import (

@@ -23,11 +23,11 @@ from ptt.crypto.channel import (
     is_sealed,
     peek_session_id,
 )
-from ptt.crypto.limits import MAX_SEALED_DATAGRAM
+from ptt.crypto.channel import MAX_SEALED_DATAGRAM
 from ptt.errors import AuthError, ProtocolError
 from ptt.protocol import auth
 from ptt.protocol import messages as m
-from ptt.protocol.wire import decode_message, encode_message
+from ptt.protocol.messages import decode_message, encode_message
 from ptt.wire.voice import VoiceHeader, encode_voice, is_voice
 
 USER = "alice"

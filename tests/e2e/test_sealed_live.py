@@ -19,8 +19,8 @@ from ptt.client.keys import add_user
 from ptt.crypto.channel import SEALED_MAGIC, is_sealed, peek_session_id
 from ptt.protocol import messages as m
 from ptt.protocol.client import FloorStateChanged, Participation, TalkerChanged
+from ptt.protocol.messages import decode_message, encode_message
 from ptt.protocol.server_floor import STATE_REPEATS
-from ptt.protocol.wire import decode_message, encode_message
 from tests.e2e.serverproc import ServerProcess
 
 SETTLE = 0.4  # for the server to act on what was sent (loopback answers in well under 10 ms)

@@ -12,7 +12,7 @@ import pytest
 from ptt.errors import AuthError, ValidationError
 from ptt.protocol import auth
 from ptt.protocol.messages import Challenge, Hello, Login
-from ptt.protocol.wire import decode_message, encode_message
+from ptt.protocol.messages import decode_message, encode_message
 
 ITER = auth.MIN_ITERATIONS  # keep the tests fast; DEFAULT_ITERATIONS is covered once below
 USER = "alice"

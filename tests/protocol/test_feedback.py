@@ -11,8 +11,8 @@ from ptt.errors import ProtocolError
 from ptt.protocol import messages as m
 from ptt.protocol.client import LinkReported, Participation
 from ptt.protocol.feedback import LINK_REPORT_INTERVAL, LOSS_BINS, LinkAggregate, check_report
+from ptt.protocol.messages import encode_message
 from ptt.protocol.server import Dropped
-from ptt.protocol.wire import encode_message
 from tests.protocol.simnet import SimNet
 
 

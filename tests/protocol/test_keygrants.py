@@ -9,7 +9,7 @@ import pytest
 from ptt.errors import ConflictError, NotFoundError
 from ptt.protocol import messages as m
 from ptt.protocol.client import ConnState, KeyGrantReceived
-from ptt.protocol.wire import decode_message, encode_message
+from ptt.protocol.messages import decode_message, encode_message
 from tests.protocol.simnet import SimNet
 
 

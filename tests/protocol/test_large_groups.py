@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from ptt.protocol import messages as m
 from ptt.protocol.client import ConnState
-from ptt.protocol.wire import MAX_DATAGRAM, encode_message
+from ptt.protocol.messages import encode_message
+from ptt.wire.control import MAX_DATAGRAM
 from tests.protocol.simnet import SimNet
 
 

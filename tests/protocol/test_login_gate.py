@@ -12,11 +12,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from ptt.crypto import limits
 from ptt.protocol import auth
+from ptt.protocol import limits
 from ptt.protocol import messages as m
+from ptt.protocol.messages import decode_message, encode_message
 from ptt.protocol.server import ServerCore
-from ptt.protocol.wire import decode_message, encode_message
 
 TOKEN = "token-of-ann-0123456789abcdef"
 ADDR = ("10.0.0.2", 40000)

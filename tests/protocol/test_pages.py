@@ -192,7 +192,7 @@ def test_refusals_members_only_listen_only_size_and_rate() -> None:
 
 
 def test_a_push_encoded_once_is_the_same_bytes_as_the_generic_encoding() -> None:
-    from ptt.protocol.wire import decode_message, encode_message, encoder_of
+    from ptt.protocol.messages import decode_message, encode_message, encoder_of
 
     push = m.PagePush(0, 7, "志愿者", "张伟", "", "三号门关闭".encode() * 50, 3, True,
                       1_700_000_000_123, b"")

@@ -16,9 +16,9 @@ from ptt.errors import FloorError, PttError
 from ptt.protocol import messages as m
 from ptt.protocol import participant
 from ptt.protocol.client import ClientCore, FloorStateChanged
+from ptt.protocol.messages import decode_message, encode_message
 from ptt.protocol.participant import TRANSITIONS, FloorInput, Participation, next_state
 from ptt.protocol.transactions import RETRY_TOTAL
-from ptt.protocol.wire import decode_message, encode_message
 from tests.protocol.simnet import SimNet
 
 P = Participation

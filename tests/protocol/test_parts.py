@@ -8,7 +8,8 @@ import pytest
 from ptt.errors import ProtocolError
 from ptt.protocol import messages as m
 from ptt.protocol import parts
-from ptt.protocol.wire import MAX_DATAGRAM, encode_message
+from ptt.protocol.messages import encode_message
+from ptt.wire.control import MAX_DATAGRAM
 
 
 def _parts_of(args: dict[str, object], upload: int = 1) -> list[dict[str, object]]:

@@ -12,8 +12,9 @@ from collections.abc import Callable
 
 from ptt.protocol import messages as m
 from ptt.protocol.client import ConnState, PresenceChanged
+from ptt.protocol.messages import encode_message
 from ptt.protocol.server_groups import PRESENCE_BATCH_BYTES, PRESENCE_INTERVAL
-from ptt.protocol.wire import MAX_DATAGRAM, encode_message
+from ptt.wire.control import MAX_DATAGRAM
 from tests.protocol.simnet import SimNet
 
 N = 300

@@ -10,13 +10,13 @@ import random
 
 import pytest
 
-from ptt.crypto import limits
 from ptt.crypto.channel import KEEPALIVE_MAGIC, OVERHEAD, SEALED_MAGIC
 from ptt.protocol import auth
+from ptt.protocol import limits
 from ptt.protocol import messages as m
 from ptt.protocol.client import CHECK_WINDOW, ClientCore, ConnState, Participation
+from ptt.protocol.messages import encode_message
 from ptt.protocol.server import Dropped, ServerCore, ServerCoreConfig
-from ptt.protocol.wire import encode_message
 
 ADDR = ("10.0.0.2", 40000)
 EVIL = ("10.0.0.66", 40000)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from ptt.protocol import messages as m
 from ptt.protocol.client import CHECK_WINDOW, ConnState, Participation
+from ptt.protocol.messages import encode_message
 from ptt.protocol.server import SessionMoved
-from ptt.protocol.wire import encode_message
 from ptt.wire.voice import VoiceHeader, add_mac, encode_voice
 from tests.protocol.test_sealed import Pair
 

@@ -28,12 +28,12 @@ import bench_fuzz  # noqa: E402
 import bench_login_flood  # noqa: E402
 
 from ptt.client.connection import Connection  # noqa: E402
-from ptt.crypto.limits import padding_needed  # noqa: E402
 from ptt.faults.spoof import RawSender, attacker  # noqa: E402
 from ptt.protocol import auth  # noqa: E402
 from ptt.protocol import messages as m  # noqa: E402
 from ptt.protocol.client import Connected, Disconnected  # noqa: E402
-from ptt.protocol.wire import decode_message, encode_message  # noqa: E402
+from ptt.protocol.limits import padding_needed  # noqa: E402
+from ptt.protocol.messages import decode_message, encode_message  # noqa: E402
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="raw sockets need root")
 

@@ -21,7 +21,7 @@ from ptt.faults.fuzz import (
     classify,
 )
 from ptt.protocol import messages as m
-from ptt.protocol.wire import decode_message, encode_message
+from ptt.protocol.messages import decode_message, encode_message
 from ptt.wire.voice import VoiceHeader, decode_voice, encode_voice
 
 TARGETS = Targets(group_ids=(7, 9), session_ids=(0xDEADBEEF,), burst_ids=(3,),

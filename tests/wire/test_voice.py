@@ -117,3 +117,21 @@ def test_peeks_refuse_a_datagram_shorter_than_a_header() -> None:
         header_with_seq(short, 1)
     assert peek_flags(b"V\x01") is None and not is_probe(b"V\x01")
     assert peek_flags(short) == 0 and short[SEQ_AT:SEQ_AT + 2] == b"\x00\x04"
+
+
+def test_voice_header_round_trip_and_route() -> None:
+    h = VoiceHeader(group_id=3, sender=0xFFFFFFFE, burst_id=77, seq=65535, timestamp=2**32 - 1,
+                    flags=VoiceFlags.END_OF_BURST)
+    data = encode_voice(h, b"opus")
+    assert is_voice(data)
+    assert decode_voice(data) == (h, b"opus")
+    assert peek_route(data) == (3, 0xFFFFFFFE, 77)
+
+
+@pytest.mark.parametrize("data", [b"V", b"V\x01" + b"\x00" * 10, b"V\x09" + b"\x00" * 30,
+                                  b"V\x01" + b"\x00" * 2000])
+def test_malformed_voice_raises_protocol_error(data: bytes) -> None:
+    with pytest.raises(ProtocolError):
+        decode_voice(data)
+    with pytest.raises(ProtocolError):
+        peek_route(data)

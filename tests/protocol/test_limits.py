@@ -6,7 +6,9 @@ from __future__ import annotations
 import msgpack
 import pytest
 
-from ptt.crypto.limits import (
+from ptt.protocol import messages as m
+from ptt.protocol.auth import MAX_ITERATIONS, MAX_SALT_SIZE, NONCE_SIZE
+from ptt.protocol.limits import (
     MAX_KEEPALIVE_DATAGRAM,
     MAX_SEALED_DATAGRAM,
     MAX_UNAUTH_DATAGRAM,
@@ -18,9 +20,7 @@ from ptt.crypto.limits import (
     padding_needed,
     size_ok,
 )
-from ptt.protocol import messages as m
-from ptt.protocol.auth import MAX_ITERATIONS, MAX_SALT_SIZE, NONCE_SIZE
-from ptt.protocol.wire import encode_message
+from ptt.protocol.messages import encode_message
 from ptt.wire.voice import MAX_VOICE_DATAGRAM
 
 U64 = 2**64 - 1
@@ -132,7 +132,7 @@ def test_a_flood_from_a_few_networks_cannot_spend_the_budget_of_the_rest() -> No
 
 
 def test_network_prefixes() -> None:
-    from ptt.crypto.limits import network_prefix
+    from ptt.protocol.limits import network_prefix
 
     assert network_prefix("192.0.2.77") == "192.0.2"
     assert network_prefix("::ffff:192.0.2.77") == "::ffff:192.0.2"

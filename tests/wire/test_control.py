@@ -8,15 +8,8 @@ import pytest
 
 from ptt.errors import ProtocolError
 from ptt.protocol import messages as m
-from ptt.protocol.wire import decode_message, encode_message
-from ptt.wire.voice import (
-    VoiceFlags,
-    VoiceHeader,
-    decode_voice,
-    encode_voice,
-    is_voice,
-    peek_route,
-)
+from ptt.protocol.messages import decode_message, encode_message
+from ptt.wire.voice import is_voice
 
 SAMPLES: list[m.Message] = [
     m.Hello(1, "alice", b"n" * 16),
@@ -119,24 +112,6 @@ def test_100k_random_and_mutated_datagrams_raise_only_protocol_error() -> None:
     assert errors > 50_000 and decoded > 100, (decoded, errors)  # both paths really exercised
 
 
-def test_voice_header_round_trip_and_route() -> None:
-    h = VoiceHeader(group_id=3, sender=0xFFFFFFFE, burst_id=77, seq=65535, timestamp=2**32 - 1,
-                    flags=VoiceFlags.END_OF_BURST)
-    data = encode_voice(h, b"opus")
-    assert is_voice(data)
-    assert decode_voice(data) == (h, b"opus")
-    assert peek_route(data) == (3, 0xFFFFFFFE, 77)
-
-
-@pytest.mark.parametrize("data", [b"V", b"V\x01" + b"\x00" * 10, b"V\x09" + b"\x00" * 30,
-                                  b"V\x01" + b"\x00" * 2000])
-def test_malformed_voice_raises_protocol_error(data: bytes) -> None:
-    with pytest.raises(ProtocolError):
-        decode_voice(data)
-    with pytest.raises(ProtocolError):
-        peek_route(data)
-
-
 def test_admin_arguments_carry_fractions_of_seconds() -> None:
     msg = m.Admin(1, 2, "group.update", {"name": "g", "max_talk": 1.5})
     back = decode_message(encode_message(msg))
@@ -146,7 +121,7 @@ def test_admin_arguments_carry_fractions_of_seconds() -> None:
 
 
 def test_heartbeat_fast_path_agrees_with_the_generic_codec() -> None:
-    from ptt.protocol.wire import decode_heartbeat, encode_heartbeat_ack
+    from ptt.protocol.messages import decode_heartbeat, encode_heartbeat_ack
 
     for txn, sid in [(1, 2), (0x7FFFFFFF, 0xFFFFFFFF), (300, 70000)]:
         data = encode_message(m.Heartbeat(txn, sid))
@@ -156,3 +131,35 @@ def test_heartbeat_fast_path_agrees_with_the_generic_codec() -> None:
     assert decode_heartbeat(encode_message(m.Bye(1, 2))) is None
     assert decode_heartbeat(b"\x94\x01\x05\xa1x\x01") is None  # txn of the wrong type
     assert decode_heartbeat(b"\x94\x01\x05") is None  # truncated
+
+
+def test_the_codec_owns_the_layout_for_any_table_of_messages() -> None:
+    from ptt.wire.control import ControlCodec
+
+    @dataclasses.dataclass(frozen=True)
+    class Ping:
+        txn: int
+        note: str = ""
+
+    @dataclasses.dataclass(frozen=True)
+    class Beat:
+        txn: int
+        session_id: int
+
+    @dataclasses.dataclass(frozen=True)
+    class BeatAck:
+        txn: int
+        digest: int = 0
+
+    codec: ControlCodec[object] = ControlCodec(3, {9: Ping, 4: Beat, 5: BeatAck}, 4, 5)
+    data = codec.encode_message(Ping(7, "hi"))
+    assert msgpack.unpackb(data) == [3, 9, 7, "hi"]
+    assert codec.decode_message(data) == Ping(7, "hi")
+    assert codec.decode_heartbeat(codec.encode_message(Beat(1, 2))) == (1, 2)
+    assert codec.encode_heartbeat_ack(6, 8) == codec.encode_message(BeatAck(6, 8))
+    assert codec.encoder_of(Ping(0, "x"))(5, "y") == codec.encode_message(Ping(5, "y"))
+    for bad in (msgpack.packb([1, 9, 7]), msgpack.packb([3, 8, 7]), msgpack.packb([3, True, 7])):
+        with pytest.raises(ProtocolError):
+            codec.decode_message(bad)
+    with pytest.raises(ProtocolError):
+        codec.encode_message(m.Heartbeat(1, 2))  # not in this table

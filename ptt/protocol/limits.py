@@ -38,10 +38,10 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass, replace
 
-from ptt.wire.voice import MAX_VOICE_DATAGRAM
+from ptt.crypto.channel import KEEPALIVE_MAGIC, MAX_SEALED_DATAGRAM, SEALED_MAGIC
+from ptt.wire.voice import MAX_VOICE_DATAGRAM, VOICE_MAGIC
 
 __all__ = [
-    "MAX_CONTROL_PLAINTEXT",
     "MAX_KEEPALIVE_DATAGRAM",
     "MAX_SEALED_DATAGRAM",
     "MAX_UNAUTH_DATAGRAM",
@@ -59,22 +59,17 @@ __all__ = [
 ]
 
 MAX_UNAUTH_DATAGRAM = 512  # a Login is 78 bytes + the user name; a padded Hello 128
-MAX_CONTROL_PLAINTEXT = 60_000  # ptt.protocol.wire.MAX_DATAGRAM: an encoded control message
-MAX_SEALED_DATAGRAM = MAX_CONTROL_PLAINTEXT + 30  # + ptt.crypto.channel.OVERHEAD
 MIN_HELLO_SIZE = 128  # >= the largest Challenge (101 bytes: 64-byte salt, 64-bit txn)
-_VOICE = 0x56  # "V", ptt.protocol.wire.VOICE_MAGIC
-_SEALED = 0x53  # "S", ptt.crypto.channel.SEALED_MAGIC
-_KEEPALIVE = 0x4B  # "K", ptt.crypto.channel.KEEPALIVE_MAGIC
 MAX_KEEPALIVE_DATAGRAM = 128  # a sealed Heartbeat: 30 bytes of overhead + at most 32
 
 
 def max_size(data: bytes) -> int:
     """The ceiling for a datagram of this kind, told by its first byte."""
-    if data and data[0] == _VOICE:
+    if data and data[0] == VOICE_MAGIC:
         return MAX_VOICE_DATAGRAM
-    if data and data[0] == _SEALED:
+    if data and data[0] == SEALED_MAGIC:
         return MAX_SEALED_DATAGRAM
-    if data and data[0] == _KEEPALIVE:
+    if data and data[0] == KEEPALIVE_MAGIC:
         return MAX_KEEPALIVE_DATAGRAM
     return MAX_UNAUTH_DATAGRAM
 

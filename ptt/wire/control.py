@@ -1,12 +1,16 @@
 """Control messages to bytes and back.
 
-A control datagram is a msgpack array ``[PROTOCOL_VERSION, MsgType, field1, field2, ...]`` with the
-fields in dataclass order. Decoding validates every field against the dataclass annotations, so
-``decode_message`` returns a well-typed message or raises :class:`~ptt.errors.ProtocolError`, and
-nothing else, for any input bytes.
+A control datagram is a msgpack array ``[version, type, field1, field2, ...]`` with the fields in
+the message dataclass's declaration order. Decoding validates every field against the dataclass
+annotations, so ``decode_message`` returns a well-typed message or raises
+:class:`~ptt.errors.ProtocolError`, and nothing else, for any input bytes.
 
-Voice datagrams are not msgpack: they start with ``VOICE_MAGIC`` (see ``ptt.wire.voice``), which
-no msgpack array starts with, so one socket can carry both (:func:`is_voice`).
+The messages themselves are the protocol's vocabulary (``ptt.protocol.messages``, which binds them
+to a :class:`ControlCodec` and exports its functions): this module owns how any of them becomes
+bytes, and is handed the table of type numbers, so it imports nothing of the protocol.
+
+Voice datagrams are not msgpack: they start with ``VOICE_MAGIC`` (``ptt.wire.voice``), which no
+msgpack array starts with, so one socket can carry both.
 """
 
 from __future__ import annotations
@@ -14,119 +18,133 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from enum import IntEnum
 from functools import cache
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import msgpack
 
 from ptt.errors import ProtocolError
-from ptt.protocol.messages import MESSAGE_TYPES, PROTOCOL_VERSION, TYPE_OF, Message, MsgType
 
 MAX_DATAGRAM = 60_000  # no control message comes near; anything larger is dropped unread
 MAX_STR = 1_000
 MAX_BYTES = 4_096
 MAX_ITEMS = 10_000
-VOICE_MAGIC = 0x56  # "V": a positive fixint, never the first byte of a msgpack array
 
 _Conv = Callable[[Any], Any]
+M = TypeVar("M")
+K = TypeVar("K", bound=int)
 
 
-def is_voice(data: bytes) -> bool:
-    """True when ``data`` is a voice datagram rather than a control message."""
-    return len(data) > 0 and data[0] == VOICE_MAGIC
+class ControlCodec(Generic[M]):
+    """The control messages of one protocol version: ``types`` maps each message type number to
+    its dataclass (``M`` is their union); ``heartbeat`` and ``heartbeat_ack`` are the type
+    numbers of the two messages with a fast path."""
 
+    def __init__(self, version: int, types: Mapping[K, type], heartbeat: int,
+                 heartbeat_ack: int) -> None:
+        self.version = version
+        self._types = {int(t): cls for t, cls in types.items()}
+        self._type_of = {cls: int(t) for t, cls in types.items()}
+        # closures, not methods: these run for most of a big server's datagrams
+        self.decode_heartbeat = _heartbeat_decoder(bytes((0x94, version, int(heartbeat))))
+        self.encode_heartbeat_ack = _heartbeat_ack_encoder(bytes((0x94, version,
+                                                                  int(heartbeat_ack))))
 
-_HEARTBEAT_PREFIX = bytes((0x94, PROTOCOL_VERSION, int(MsgType.HEARTBEAT)))
-_HEARTBEAT_ACK_PREFIX = bytes((0x94, PROTOCOL_VERSION, int(MsgType.HEARTBEAT_ACK)))
-
-
-def decode_heartbeat(data: bytes) -> tuple[int, int] | None:
-    """(txn, session_id) of a Heartbeat, or None for anything else (use decode_message then).
-
-    Heartbeats are most of a big server's control traffic; this skips the generic validation
-    for the one message whose shape is ``[version, HEARTBEAT, txn, session_id]``."""
-    if data[:3] != _HEARTBEAT_PREFIX or len(data) > 32:
-        return None
-    try:
-        items = msgpack.unpackb(data)
-    except Exception:
-        return None
-    if len(items) != 4 or type(items[2]) is not int or type(items[3]) is not int:
-        return None
-    return items[2], items[3]
-
-
-def encode_heartbeat_ack(txn: int, digest: int = 0) -> bytes:
-    """The same bytes as ``encode_message(HeartbeatAck(txn, digest))``, without the generic
-    path."""
-    ack: bytes = _HEARTBEAT_ACK_PREFIX + msgpack.packb(txn) + msgpack.packb(digest)
-    return ack
-
-
-def encode_message(msg: Message) -> bytes:
-    """Serialise one control message."""
-    cls: type = type(msg)
-    try:
-        mtype = TYPE_OF[cls]
-    except KeyError:
-        raise ProtocolError(f"not a control message: {cls.__name__}") from None
-    data: bytes = msgpack.packb(
-        [PROTOCOL_VERSION, int(mtype), *(_to_wire(getattr(msg, f.name)) for f in _fields(cls))],
-        use_bin_type=True,
-    )
-    return data
-
-
-def encoder_of(msg: Message) -> Callable[[int, Any], bytes]:
-    """``f(txn, last)``: the same bytes as ``encode_message`` of ``msg`` with that ``txn`` and
-    that value of its last field, the fields between encoded once. For one message pushed to
-    many sessions (a page to a group: its txn differs per session, its key grant per member),
-    where the generic path would encode every field again for each."""
-    cls: type = type(msg)
-    fields = _fields(cls)
-    if fields[0].name != "txn" or len(fields) < 2:
-        raise ProtocolError(f"{type(msg).__name__} has no txn first and a field after it")
-    packer = msgpack.Packer(use_bin_type=True)
-    head = (packer.pack_array_header(2 + len(fields)) + packer.pack(PROTOCOL_VERSION)
-            + packer.pack(int(TYPE_OF[type(msg)])))
-    middle = b"".join(packer.pack(_to_wire(getattr(msg, f.name))) for f in fields[1:-1])
-    pack = packer.pack
-    return lambda txn, last: head + pack(txn) + middle + pack(_to_wire(last))
-
-
-def decode_message(data: bytes) -> Message:
-    """Parse one control datagram; raises ProtocolError for anything malformed."""
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise ProtocolError("datagram is not bytes")
-    if len(data) > MAX_DATAGRAM:
-        raise ProtocolError(f"datagram too large ({len(data)} bytes)")
-    if not data:
-        raise ProtocolError("empty datagram")
-    try:
-        items = msgpack.unpackb(
-            data,
-            raw=False,
-            use_list=True,
-            strict_map_key=True,
-            max_str_len=MAX_STR * 4,
-            max_bin_len=MAX_BYTES,
-            max_array_len=MAX_ITEMS,
-            max_map_len=MAX_ITEMS,
-            max_ext_len=0,
+    def encode_message(self, msg: M) -> bytes:
+        """Serialise one control message."""
+        cls: type = type(msg)
+        try:
+            mtype = self._type_of[cls]
+        except KeyError:
+            raise ProtocolError(f"not a control message: {cls.__name__}") from None
+        data: bytes = msgpack.packb(
+            [self.version, mtype, *(_to_wire(getattr(msg, f.name)) for f in _fields(cls))],
+            use_bin_type=True,
         )
-    except Exception as exc:  # msgpack raises many types; all mean "malformed"
-        raise ProtocolError(f"malformed datagram: {type(exc).__name__}") from None
-    if not isinstance(items, list) or len(items) < 2:
-        raise ProtocolError("datagram is not a message array")
-    version, mtype = items[0], items[1]
-    if version != PROTOCOL_VERSION or type(version) is not int:
-        raise ProtocolError(f"unsupported protocol version {version!r}")
-    if type(mtype) is not int or mtype not in MsgType._value2member_map_:
-        raise ProtocolError(f"unknown message type {mtype!r}")
-    cls = MESSAGE_TYPES[MsgType(mtype)]
-    return typing.cast(Message, _record_converter(cls)(items[2:]))
+        return data
+
+    def encoder_of(self, msg: M) -> Callable[[int, Any], bytes]:
+        """``f(txn, last)``: the same bytes as ``encode_message`` of ``msg`` with that ``txn``
+        and that value of its last field, the fields between encoded once. For one message
+        pushed to many sessions (a page to a group: its txn differs per session, its key grant
+        per member), where the generic path would encode every field again for each."""
+        cls: type = type(msg)
+        fields = _fields(cls)
+        if fields[0].name != "txn" or len(fields) < 2:
+            raise ProtocolError(f"{cls.__name__} has no txn first and a field after it")
+        packer = msgpack.Packer(use_bin_type=True)
+        head = (packer.pack_array_header(2 + len(fields)) + packer.pack(self.version)
+                + packer.pack(self._type_of[cls]))
+        middle = b"".join(packer.pack(_to_wire(getattr(msg, f.name))) for f in fields[1:-1])
+        pack = packer.pack
+        return lambda txn, last: head + pack(txn) + middle + pack(_to_wire(last))
+
+    def decode_message(self, data: bytes) -> M:
+        """Parse one control datagram; raises ProtocolError for anything malformed."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise ProtocolError("datagram is not bytes")
+        if len(data) > MAX_DATAGRAM:
+            raise ProtocolError(f"datagram too large ({len(data)} bytes)")
+        if not data:
+            raise ProtocolError("empty datagram")
+        try:
+            items = msgpack.unpackb(
+                data,
+                raw=False,
+                use_list=True,
+                strict_map_key=True,
+                max_str_len=MAX_STR * 4,
+                max_bin_len=MAX_BYTES,
+                max_array_len=MAX_ITEMS,
+                max_map_len=MAX_ITEMS,
+                max_ext_len=0,
+            )
+        except Exception as exc:  # msgpack raises many types; all mean "malformed"
+            raise ProtocolError(f"malformed datagram: {type(exc).__name__}") from None
+        if not isinstance(items, list) or len(items) < 2:
+            raise ProtocolError("datagram is not a message array")
+        version, mtype = items[0], items[1]
+        if version != self.version or type(version) is not int:
+            raise ProtocolError(f"unsupported protocol version {version!r}")
+        cls = self._types.get(mtype) if type(mtype) is int else None
+        if cls is None:
+            raise ProtocolError(f"unknown message type {mtype!r}")
+        return typing.cast(M, _record_converter(cls)(items[2:]))
+
+
+def _heartbeat_decoder(prefix: bytes) -> Callable[[bytes], tuple[int, int] | None]:
+    unpackb = msgpack.unpackb
+
+    def decode_heartbeat(data: bytes) -> tuple[int, int] | None:
+        """(txn, session_id) of a Heartbeat, or None for anything else (use decode_message then).
+
+        Heartbeats are most of a big server's control traffic; this skips the generic validation
+        for the one message whose shape is ``[version, HEARTBEAT, txn, session_id]``."""
+        if data[:3] != prefix or len(data) > 32:
+            return None
+        try:
+            items = unpackb(data)
+        except Exception:
+            return None
+        if len(items) != 4 or type(items[2]) is not int or type(items[3]) is not int:
+            return None
+        return items[2], items[3]
+
+    return decode_heartbeat
+
+
+def _heartbeat_ack_encoder(prefix: bytes) -> Callable[[int, int], bytes]:
+    packb = msgpack.packb
+
+    def encode_heartbeat_ack(txn: int, digest: int = 0) -> bytes:
+        """The same bytes as ``encode_message(HeartbeatAck(txn, digest))``, without the generic
+        path."""
+        ack: bytes = prefix + packb(txn) + packb(digest)
+        return ack
+
+    return encode_heartbeat_ack
 
 
 # --- encoding ----------------------------------------------------------------------------------
@@ -272,7 +290,7 @@ def _converter(tp: Any) -> _Conv:
         return string
     if tp is bytes:
         return _exact(bytes)
-    raise TypeError(f"unsupported annotation {tp!r}")  # a bug in messages.py, caught by tests
+    raise TypeError(f"unsupported annotation {tp!r}")  # a bug in a message definition
 
 
 def _exact(t: type) -> _Conv:
