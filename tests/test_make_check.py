@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -37,3 +38,16 @@ def test_the_check_tools_install_with_the_test_extras() -> None:
         "optional-dependencies"]["test"]
     names = {e.split("~")[0].split(">")[0].split("=")[0].strip() for e in extras}
     assert {"ruff", "mypy", "import-linter"} <= names
+
+
+@pytest.mark.parametrize("tool", [["ruff", "check", "ptt", "tests", "bench", "examples"],
+                                  ["lint-imports"]], ids=["ruff", "lint-imports"])
+def test_the_quick_checks_pass(tool: list[str]) -> None:
+    """The two checks of `make check` that take a second, also here, so that the quick tests
+    run before an integration (tests/test_*.py) catch an unused import or a broken layer."""
+    exe = Path(sys.executable).with_name(tool[0])
+    if not exe.exists():
+        pytest.skip(f"{tool[0]} is not installed (pip install -e '.[test]')")
+    done = subprocess.run([str(exe), *tool[1:]], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
