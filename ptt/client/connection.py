@@ -11,19 +11,13 @@
 Voice datagrams from the relay go to ``on_voice``; every protocol event goes to each queue made by
 :meth:`subscribe`. The connection re-registers by itself after a server restart or an outage.
 
-Multicast. A group in ``multicast`` or ``auto`` mode is joined on the relay first (so a member who
-joins mid-burst hears the talker at once), then the connection joins the group's multicast address
-and probes it: a PROBE datagram to the group that the server, which listens there, echoes back
-to the group. When the echo comes back within ``PROBE_TIMEOUT`` the server is asked (member
-operation ``VOICE_PATH_OP``) to stop relaying to this member, and voice for the group is sent to
-the group address; otherwise the group stays on the relay. Either way a :class:`VoicePathChosen` event says which, and why
-(:meth:`voice_path` tells it later). In ``multicast`` mode a missing interface or route is an
-error (``join`` raises NetError); in ``auto`` mode it is a reason to use the relay.
-Multicast frames are played only if they belong to the burst the server announced, from the
-holder's session the server named in its holder notice, and in an encrypted group only with the
-holder's own signature (:attr:`talker_check`); the rest is dropped and counted in
-:attr:`voice_stats`. A revoke for silence while talking by multicast means the server no longer
-hears the group (its mode changed): the connection probes again, and falls back to the relay.
+Multicast. Which path each group's voice takes (relay or the group's multicast address, chosen
+by a probe) is decided by :class:`~ptt.protocol.voicepath.VoicePaths`; this adapter listens on
+the addresses it names, sends its probes, and plays what it says may be played. In ``multicast``
+mode a missing interface or route is an error (``join`` raises NetError); in ``auto`` mode it is
+a reason to use the relay. Frames heard by multicast that are not played are counted in
+:attr:`voice_stats`; in an encrypted group a frame needs the holder's own signature
+(:attr:`talker_check`).
 """
 
 from __future__ import annotations
@@ -35,7 +29,7 @@ import os
 import secrets
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import asyncio_dgram
@@ -48,20 +42,9 @@ from ptt.net.multicast import MulticastOptions
 from ptt.protocol import client as cl
 from ptt.protocol import messages as m
 from ptt.protocol import parts
-from ptt.protocol.server import ECHO_SEQ, HOLDER_SEQ, PROBE_SEQ, VOICE_PATH_OP
 from ptt.protocol.transactions import RETRY_TOTAL
-from ptt.wire.voice import (
-    VoiceFlags,
-    VoiceHeader,
-    add_mac,
-    encode_voice,
-    is_probe,
-    is_voice,
-    peek_group,
-    peek_route,
-    peek_seq,
-    strip_mac,
-)
+from ptt.protocol.voicepath import PROBE_TIMEOUT, Heard, VoicePath, VoicePathChosen, VoicePaths
+from ptt.wire.voice import add_mac, is_probe, is_voice, peek_group
 
 if TYPE_CHECKING:
     from ptt.config import ClientConfig
@@ -71,22 +54,8 @@ log = logging.getLogger("ptt.client")
 
 CONNECT_TIMEOUT = 6.0
 REFUSED = "connection refused"
-PROBE_TIMEOUT = 1.0  # no echo by then: the group stays on the relay
-PROBE_INTERVAL = 0.25  # probes are datagrams too: send a few
-CONFIRM_TIMEOUT = 3.0  # after the echo, for the server's answer to the voice path request
 RELEASE_WAIT = RETRY_TOTAL + 0.5  # for the server's answer to a release (it is retransmitted)
 STOP_RELEASE_WAIT = 2.0  # the same after a stop key: the command must end soon
-RELAY, PROBING, MULTICAST = "relay", "probing", "multicast"
-
-
-@dataclass(frozen=True, slots=True)
-class VoicePathChosen:
-    """How this client gets and sends ``group``'s voice: ``path`` is "multicast" or "relay";
-    ``reason`` says why (e.g. the route that is missing), for the user to see."""
-
-    group: str
-    path: str
-    reason: str = ""
 
 
 @dataclass
@@ -107,21 +76,6 @@ class VoiceStats:
     @property
     def dropped(self) -> int:
         return self.not_holder + self.wrong_burst + self.malformed + self.unsigned
-
-
-@dataclass
-class _GroupPath:
-    group: str
-    group_id: int = 0
-    mode: str = "relay"
-    dest: tuple[str, int] | None = None
-    path: str = RELAY
-    reason: str = ""
-    error: NetError | None = None
-    nonce: int = 0
-    probe_until: float = 0.0
-    txn: int = 0  # of the pending voice path request
-    timer: asyncio.TimerHandle | None = field(default=None, repr=False)
 
 
 def multicast_options(config: ClientConfig) -> MulticastOptions:
@@ -181,11 +135,7 @@ class Connection:
         self.talker_check: Callable[[str, str, bytes], bool] | None = None
         self.voice_stats = VoiceStats()
         self._mcast = MemberSockets(multicast or MulticastOptions(), self._on_group_datagram)
-        self._paths: dict[str, _GroupPath] = {}
-        self._by_id: dict[int, _GroupPath] = {}
-        self._on_multicast: dict[int, tuple[str, int]] = {}  # group id -> address, if multicast
-        self._holders: dict[int, tuple[int, int]] = {}  # group id -> (holder session, burst)
-        self._extra: list[Any] = []
+        self.paths = VoicePaths(self.core, self._mcast.opts.enabled, os.urandom)
         self._stream: Any = None
         self._recv_task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -256,9 +206,6 @@ class Connection:
             await asyncio.sleep(0)
         if self._timer is not None:
             self._timer.cancel()
-        for p in self._paths.values():
-            if p.timer is not None:
-                p.timer.cancel()
         self._mcast.close()
         if self._recv_task is not None:
             self._recv_task.cancel()
@@ -296,11 +243,10 @@ class Connection:
         if isinstance(ev, cl.RequestFailed):
             raise RequestError(ev.message, (ev.code or m.ErrorCode.BAD_REQUEST).name.lower())
         assert isinstance(ev, cl.GroupJoined)
-        p = self._paths.get(group)
-        if p is not None and p.error is not None:  # a multicast group this machine cannot reach
-            error = p.error
+        error = self.paths.error(group)
+        if error is not None:  # a multicast group this machine cannot reach
             await self.leave(group)
-            raise error
+            raise NetError(error)
         return ev.state
 
     def ask_floor(self, group: str, priority: m.Priority = m.Priority.NORMAL) -> None:
@@ -378,8 +324,7 @@ class Connection:
 
     def group_of(self, group_id: int) -> str | None:
         """The name of a joined group by its wire id."""
-        p = self._by_id.get(group_id)
-        return p.group if p is not None else None
+        return self.paths.group_of(group_id)
 
     def send_receipt(self, group: str, burst_id: int, received: int, expected: int) -> None:
         """Tell the server how much of ``burst_id`` this client received (see ``receipts``)."""
@@ -390,7 +335,7 @@ class Connection:
 
     async def leave(self, group: str) -> None:
         self.core.leave(group, self._now())
-        self._forget_group(group)
+        self.paths.forget(group)
         self._flush()
 
     # --- group keys ---------------------------------------------------------------------------
@@ -417,22 +362,20 @@ class Connection:
 
     # --- voice path ---------------------------------------------------------------------------
 
-    def voice_path(self, group: str) -> str:
+    def voice_path(self, group: str) -> VoicePath:
         """"multicast", "relay" or "probing" (deciding) for a joined group."""
-        p = self._paths.get(group)
-        return p.path if p is not None else RELAY
+        return self.paths.path(group)
 
     def voice_path_reason(self, group: str) -> str:
-        p = self._paths.get(group)
-        return p.reason if p is not None else ""
+        return self.paths.reason(group)
 
     async def wait_voice_path(self, group: str, timeout: float = PROBE_TIMEOUT + 2.0) -> str:
         """Wait until the group's path is decided; returns "multicast" or "relay"."""
-        if self.voice_path(group) != PROBING:
+        if self.voice_path(group) is not VoicePath.PROBING:
             return self.voice_path(group)
         q = self.subscribe()
         try:
-            while self.voice_path(group) == PROBING:
+            while self.voice_path(group) is VoicePath.PROBING:
                 await self.wait_for(q, lambda e: isinstance(e, VoicePathChosen)
                                     and e.group == group, timeout, "no voice path chosen")
         finally:
@@ -525,8 +468,8 @@ class Connection:
         if self._stream is None or self._closed:
             return
         datagram = add_mac(self.core.voice_key, datagram)  # the server relays nothing without
-        if self._on_multicast:
-            dest = self._on_multicast.get(peek_group(datagram))
+        if self.paths.any_multicast:
+            dest = self.paths.multicast_dest(peek_group(datagram))
             if dest is not None and self._mcast.send(datagram, dest):
                 self.voice_stats.multicast_out += 1
                 return
@@ -587,7 +530,8 @@ class Connection:
                 continue  # ICMP "port unreachable" while the server is down: keep waiting
             if is_voice(data):
                 if is_probe(data):
-                    self._holder_notice(data)
+                    if not self.paths.holder_notice(data):
+                        self.voice_stats.malformed += 1
                     continue
                 self.voice_stats.relay_in += 1
                 if self.on_voice is not None:
@@ -610,7 +554,9 @@ class Connection:
 
     def _on_timer(self) -> None:
         self._timer = None
-        self.core.handle_timer(self._now())
+        now = self._now()
+        self.core.handle_timer(now)
+        self.paths.handle_timer(now)
         self._flush()
 
     def _flush(self) -> None:
@@ -620,9 +566,10 @@ class Connection:
         if not self._closed:
             for ev in events:
                 self._track(ev)  # may make requests (voice path) and events of its own
-        if self._extra:
-            events += self._extra
-            self._extra = []
+            self._paths_out()
+        for chosen in self.paths.events():
+            events.append(chosen)
+            self._log_path(chosen)
         transport = self._stream._transport if self._stream is not None else None
         if not self._logged_in and self._stream is not None:
             self._check_refused()
@@ -634,7 +581,8 @@ class Connection:
                 q.put_nowait(ev)
         if self._closed:
             return
-        at = self.core.get_timer()
+        at = min((t for t in (self.core.get_timer(), self.paths.get_timer()) if t is not None),
+                 default=None)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -645,9 +593,9 @@ class Connection:
 
     def _track(self, ev: cl.ClientEvent) -> None:
         if isinstance(ev, cl.TalkerChanged):
-            p = self._paths.get(ev.group)
-            if p is not None:
-                self.receipts.floor_moved(p.group_id, ev.burst_id if ev.talker else 0)
+            gid = self.paths.group_id(ev.group)
+            if gid is not None:
+                self.receipts.floor_moved(gid, ev.burst_id if ev.talker else 0)
         if isinstance(ev, cl.KeyGrantReceived):
             self._key_grant(ev)
         elif isinstance(ev, cl.PageReceived):
@@ -657,170 +605,69 @@ class Connection:
         elif isinstance(ev, cl.GroupJoined):
             self._setup_group(ev.state)
         elif isinstance(ev, cl.AdminResult) and ev.txn:
-            for p in self._paths.values():
-                if p.txn == ev.txn:
-                    p.txn = 0
-                    self._path_answered(p, ev.result or {})
+            self.paths.answered(ev.txn, ev.result or {})
         elif isinstance(ev, cl.FloorStateChanged) and ev.revoke_cause is m.RevokeCause.SILENCE:
-            p = self._paths.get(ev.group)
             g = self.core.groups.get(ev.group)
-            if p is not None and p.path == MULTICAST and g is not None and g.state is not None:
+            if (self.paths.path(ev.group) is VoicePath.MULTICAST and g is not None
+                    and g.state is not None):
                 log.info("[%s] the server did not hear our multicast: probing again", ev.group)
                 self._setup_group(g.state)
         elif isinstance(ev, cl.GroupLeft):
-            self._forget_group(ev.group)
-
-    def _holder_notice(self, data: bytes) -> None:
-        """The server names the holder of a group's current burst (for multicast playout)."""
-        try:
-            gid, sender, burst = peek_route(data)
-        except ProtocolError:
-            self.voice_stats.malformed += 1
-            return
-        if peek_seq(data) == HOLDER_SEQ:
-            self._holders[gid] = (sender, burst)
+            self.paths.forget(ev.group)
 
     def _setup_group(self, state: m.GroupState) -> None:
-        """A join was answered (first time, again, or after a re-login): decide the path anew."""
-        p = self._paths.get(state.group)
-        if p is None:
-            p = self._paths[state.group] = _GroupPath(state.group)
-        self._by_id.pop(p.group_id, None)
-        self._on_multicast.pop(p.group_id, None)
-        p.group_id, p.mode, p.error = state.group_id, state.mode, None
-        self._by_id[p.group_id] = p
-        if not self._mcast.opts.enabled:
-            self._choose(p, RELAY, "multicast is off on this client")
+        """A join was answered: listen where the voice path machine says, and let it probe."""
+        dest = self.paths.joined(state, self._now())
+        self._paths_out()
+        if dest is None:
             return
-        if state.mode == "relay" or not state.mcast_addr:
-            self._choose(p, RELAY, f"the group's mode is {state.mode}")
-            return
-        p.dest = (state.mcast_addr, state.mcast_port)
         try:
-            self._mcast.join(p.group_id, p.dest)
+            iface = self._mcast.join(state.group_id, dest)
         except NetError as exc:
-            if state.mode == "multicast":
-                p.error = exc
-            self._choose(p, RELAY, str(exc))
+            self.paths.unreachable(state.group, str(exc))
+        else:
+            self.paths.listening(state.group, self._now(),
+                                 f"{iface.name}, TTL {self._mcast.opts.ttl}")
+        self._paths_out()
+
+    def _paths_out(self) -> None:
+        """Do what the voice path machine asks of the sockets: stop listening, send probes."""
+        for group_id in self.paths.addresses_to_leave():
+            self._mcast.leave(group_id)
+        for probe, dest in self.paths.datagrams_to_send():
+            if self._mcast.send(probe, dest):
+                self.voice_stats.probes += 1
+
+    def _log_path(self, chosen: VoicePathChosen) -> None:
+        if chosen.path == VoicePath.MULTICAST:
+            log.info("[%s] voice by %s", chosen.group, chosen.reason)
             return
-        p.path, p.reason = PROBING, ""
-        p.nonce = int.from_bytes(os.urandom(4), "big") | 1
-        p.probe_until = self._now() + PROBE_TIMEOUT
-        self._probe(p)
-
-    def _probe(self, p: _GroupPath) -> None:
-        p.timer = None
-        if p.path != PROBING or self._closed:
-            return
-        now = self._now()
-        if now >= p.probe_until:
-            self._choose(p, RELAY, f"no echo from multicast {p.dest[0]}:{p.dest[1]} within "  # type: ignore[index]
-                                   f"{PROBE_TIMEOUT:g} s: the LAN may not carry multicast")
-            self._flush()
-            return
-        probe = add_mac(self.core.voice_key, encode_voice(
-            VoiceHeader(p.group_id, self.core.session_id, p.nonce, PROBE_SEQ, 0, VoiceFlags.PROBE),
-            b""))
-        if self._mcast.send(probe, p.dest):  # type: ignore[arg-type]
-            self.voice_stats.probes += 1
-        at = min(now + PROBE_INTERVAL, p.probe_until)
-        p.timer = asyncio.get_running_loop().call_at(at, self._probe, p)
-
-    def _path_answered(self, p: _GroupPath, result: dict[str, object]) -> None:
-        group = p.group
-        if result.get("multicast") is True and p.path == PROBING and p.dest is not None:
-            if p.timer is not None:
-                p.timer.cancel()
-                p.timer = None
-            p.path = MULTICAST
-            iface = self._mcast.iface
-            p.reason = (f"multicast {p.dest[0]}:{p.dest[1]} on "
-                        f"{iface.name if iface else '?'}, TTL {self._mcast.opts.ttl}")
-            self._on_multicast[p.group_id] = p.dest
-            self._extra.append(VoicePathChosen(group, MULTICAST, p.reason))
-            log.info("[%s] voice by %s", group, p.reason)
-        elif p.path != RELAY:
-            why = result.get("error") or "the server does not listen on the group's address"
-            self._choose(p, RELAY, f"the server refused multicast: {why}")
-
-    def _confirm_timeout(self, p: _GroupPath) -> None:
-        p.timer = None
-        if p.path == PROBING and p.txn:
-            p.txn = 0
-            self._choose(p, RELAY, "the server did not answer the voice path request")
-            self._flush()
-
-    def _choose(self, p: _GroupPath, path: str, reason: str) -> None:
-        if p.timer is not None:
-            p.timer.cancel()
-            p.timer = None
-        if path == RELAY:
-            self._on_multicast.pop(p.group_id, None)
-            self._mcast.leave(p.group_id)
-        p.path, p.reason = path, reason
-        self._extra.append(VoicePathChosen(p.group, path, reason))
-        level = logging.WARNING if p.mode == "multicast" else logging.INFO
-        log.log(level, "[%s] voice through the relay: %s", p.group, reason)
-
-    def _forget_group(self, group: str) -> None:
-        p = self._paths.pop(group, None)
-        if p is None:
-            return
-        if p.timer is not None:
-            p.timer.cancel()
-        self._by_id.pop(p.group_id, None)
-        self._on_multicast.pop(p.group_id, None)
-        self._mcast.leave(p.group_id)
+        level = logging.WARNING if self.paths.mode(chosen.group) == "multicast" else logging.INFO
+        log.log(level, "[%s] voice through the relay: %s", chosen.group, chosen.reason)
 
     def _on_group_datagram(self, group_id: int, data: bytes) -> None:
         """A datagram heard on a group's multicast address: play only the announced burst."""
         st = self.voice_stats
-        try:
-            if not is_voice(data):
-                raise ProtocolError("not voice")
-            data = strip_mac(data)  # a talker's, heard directly: only the server can check it
-            gid, sender, burst = peek_route(data)
-        except ProtocolError:
+        heard = self.paths.heard(group_id, data, self._now())
+        verdict = heard.verdict
+        if verdict is Heard.HOLDER:
+            # every member holds an encrypted group's key, so only the holder's signature
+            # tells its frames from another member's forgery
+            check = self.talker_check
+            if (check is None and heard.encrypted) or (
+                    check is not None and not check(heard.group, heard.talker, heard.data)):
+                st.unsigned += 1
+                return
+            st.multicast_in += 1
+            if self.on_voice is not None:
+                self.on_voice(heard.data)
+        elif verdict is Heard.ECHO:
+            self._flush()
+        elif verdict is Heard.MALFORMED:
             st.malformed += 1
-            return
-        p = self._by_id.get(group_id)
-        if p is None:
-            return
-        if is_probe(data):
-            if (sender == self.core.session_id and burst == p.nonce and p.path == PROBING
-                    and peek_seq(data) == ECHO_SEQ):
-                if p.timer is not None:  # answered: now the server's answer decides
-                    p.timer.cancel()
-                p.nonce = 0  # the echoes of the other probes change nothing
-                p.txn = self.core.admin(VOICE_PATH_OP, {"group": p.group, "multicast": True},
-                                        self._now())
-                p.timer = asyncio.get_running_loop().call_later(
-                    CONFIRM_TIMEOUT, self._confirm_timeout, p)
-                self._flush()
-            return
-        g = self.core.groups.get(p.group)
-        holder = self._holders.get(gid)
-        ok = (gid == group_id and g is not None and g.talker is not None
-              and holder == (sender, burst) and burst == g.talker_burst)
-        if p.path != MULTICAST and not ok:
-            return  # still probing: the relay brings what this member should hear
-        if sender == self.core.session_id:
+        elif verdict is Heard.OWN:
             st.own += 1
-            return
-        if not ok:
-            if holder is not None and sender == holder[0]:
-                st.wrong_burst += 1
-            else:
-                st.not_holder += 1
-            return
-        # every member holds an encrypted group's key, so only the holder's signature tells
-        # its frames from another member's forgery
-        check = self.talker_check
-        assert g is not None and g.talker is not None  # as ok says
-        if (check is None and g.state is not None and g.state.key_epoch) or (
-                check is not None and not check(p.group, g.talker, data)):
-            st.unsigned += 1
-            return
-        st.multicast_in += 1
-        if self.on_voice is not None:
-            self.on_voice(data)
+        elif verdict is Heard.WRONG_BURST:
+            st.wrong_burst += 1
+        elif verdict is Heard.NOT_HOLDER:
+            st.not_holder += 1

@@ -39,7 +39,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ptt.client.connection import RELAY, Connection
+from ptt.client.connection import Connection
 from ptt.config import client_config_path
 from ptt.crypto.groupkeys import (
     GrantInfo,
@@ -63,6 +63,7 @@ from ptt.errors import AuthError, ProtocolError, PttError, ValidationError
 from ptt.names import parse_role, role_name, user_name
 from ptt.protocol import auth
 from ptt.protocol import messages as m
+from ptt.protocol.voicepath import VoicePath
 from ptt.wire.voice import VoiceFlags, VoiceHeader, decode_voice, peek_key_id
 
 __all__ = [
@@ -336,7 +337,7 @@ def heard_directly(state: m.GroupState | None, path: str) -> bool:
         return True
     if state.mode == "relay" or not state.mcast_addr:
         return False
-    return path != RELAY or state.bridged
+    return path != VoicePath.RELAY or state.bridged
 
 
 class VoiceKeys:

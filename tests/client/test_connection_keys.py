@@ -103,7 +103,8 @@ def test_grants_reach_the_connection_on_join_and_on_upload() -> None:
 
 
 def test_a_talker_signs_only_where_its_voice_may_be_heard_by_multicast() -> None:
-    from ptt.client.connection import MULTICAST, PROBING, RELAY
+    from ptt.protocol.voicepath import VoicePath
+    MULTICAST, PROBING, RELAY = VoicePath.MULTICAST, VoicePath.PROBING, VoicePath.RELAY
     from ptt.client.keys import heard_directly
     from ptt.protocol.messages import GroupState
 
