@@ -32,11 +32,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import asyncio_dgram
-
 from ptt.client.receipts import Receipts
 from ptt.errors import AuthError, NetError, ProtocolError, RequestError, ValidationError
 from ptt.names import format_hostport
+from ptt.net.endpoint import ClientEndpoint
 from ptt.net.member import MemberSockets
 from ptt.net.multicast import MulticastOptions
 from ptt.protocol import client as cl
@@ -108,20 +107,6 @@ def device_id() -> str:
     return f"{host}/{os.getpid()}.{next(_CONNECTIONS)}"
 
 
-def _bound(local: tuple[str, int], server: tuple[str, int]) -> socket.socket:
-    """A UDP socket sending from ``local`` to ``server`` only."""
-    sock = socket.socket(socket.AF_INET6 if ":" in local[0] else socket.AF_INET,
-                         socket.SOCK_DGRAM)
-    try:
-        sock.bind(local)
-        sock.connect(server)
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
 class Connection:
     def __init__(self, server: tuple[str, int], user: str, token: str,
                  multicast: MulticastOptions | None = None, *,
@@ -136,8 +121,7 @@ class Connection:
         self.voice_stats = VoiceStats()
         self._mcast = MemberSockets(multicast or MulticastOptions(), self._on_group_datagram)
         self.paths = VoicePaths(self.core, self._mcast.opts.enabled, os.urandom)
-        self._stream: Any = None
-        self._recv_task: asyncio.Task[None] | None = None
+        self._endpoint: ClientEndpoint | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._queues: list[asyncio.Queue[cl.ClientEvent]] = []
         self._closed = False
@@ -167,13 +151,10 @@ class Connection:
         """Log in; NetError if the server does not answer, AuthError if it refuses."""
         where = format_hostport(*self.server)
         try:
-            if self.local is None:
-                self._stream = await asyncio_dgram.connect(self.server)
-            else:
-                self._stream = await asyncio_dgram.from_socket(_bound(self.local, self.server))
+            self._endpoint = await ClientEndpoint.open(self.server, self._received,
+                                                       self._socket_error, self.local)
         except OSError as exc:
             raise NetError(f"cannot reach server at {where}: {exc.strerror or exc}") from None
-        self._recv_task = asyncio.create_task(self._recv_loop())
         q = self.subscribe()
         try:
             self.core.connect(self._now())
@@ -197,24 +178,18 @@ class Connection:
     async def close(self) -> None:
         if self._closed:
             return
-        if self._stream is not None:
+        if self._endpoint is not None:
             self.receipts.flush()
         self._closed = True
-        if self._stream is not None:
+        if self._endpoint is not None:
             self.core.close(self._now())
             self._flush()
             await asyncio.sleep(0)
         if self._timer is not None:
             self._timer.cancel()
         self._mcast.close()
-        if self._recv_task is not None:
-            self._recv_task.cancel()
-            try:
-                await self._recv_task
-            except (asyncio.CancelledError, Exception):
-                pass
-        if self._stream is not None:
-            self._stream.close()
+        if self._endpoint is not None:
+            self._endpoint.close()
 
     async def __aenter__(self) -> Connection:
         try:
@@ -465,7 +440,7 @@ class Connection:
     def send_voice(self, datagram: bytes) -> None:
         """Send one voice datagram: to its group's address on the multicast path, else to the
         relay. No await: voice is fire-and-forget."""
-        if self._stream is None or self._closed:
+        if self._endpoint is None or self._closed:
             return
         datagram = add_mac(self.core.voice_key, datagram)  # the server relays nothing without
         if self.paths.any_multicast:
@@ -473,13 +448,13 @@ class Connection:
             if dest is not None and self._mcast.send(datagram, dest):
                 self.voice_stats.multicast_out += 1
                 return
-        self._stream._transport.sendto(datagram)
+        self._endpoint.send(datagram)
         self.voice_stats.relay_out += 1
 
     def report_reception(self, group: str, burst_id: int, report: LossReport) -> None:
         """Tell the server what this listener received of ``burst_id`` since its last report
         (``ReceptionReports`` says when); it sums the group up for the talker. No await."""
-        if self._stream is None or self._closed:
+        if self._endpoint is None or self._closed:
             return
         self.core.report_reception(group, burst_id, report.frames, report.lost, report.runs,
                                    report.late)
@@ -520,37 +495,29 @@ class Connection:
         """Send what the core has queued (after calling it directly) and re-arm its timer."""
         self._flush()
 
-    async def _recv_loop(self) -> None:
-        while True:
-            try:
-                data, _ = await self._stream.recv()
-            except asyncio_dgram.TransportClosed:
+    def _received(self, data: bytes) -> None:
+        """A datagram from the server: voice to the player, the rest to the core."""
+        if self._closed:
+            return
+        if is_voice(data):
+            if is_probe(data):
+                if not self.paths.holder_notice(data):
+                    self.voice_stats.malformed += 1
                 return
-            except OSError:
-                continue  # ICMP "port unreachable" while the server is down: keep waiting
-            if is_voice(data):
-                if is_probe(data):
-                    if not self.paths.holder_notice(data):
-                        self.voice_stats.malformed += 1
-                    continue
-                self.voice_stats.relay_in += 1
-                if self.on_voice is not None:
-                    self.on_voice(data)
-                continue
-            self.core.receive_datagram(data, self._now())
-            self._flush()
+            self.voice_stats.relay_in += 1
+            if self.on_voice is not None:
+                self.on_voice(data)
+            return
+        self.core.receive_datagram(data, self._now())
+        self._flush()
 
-    def _check_refused(self) -> None:
+    def _socket_error(self, exc: OSError) -> None:
         """Before the first login a "port unreachable" means nothing listens there: tell open()
-        now rather than at its timeout. (asyncio-dgram keeps socket errors until asked; later
-        ones are a restarting server, which the core rides out by itself.)"""
-        try:
-            self._stream.exception
-        except ConnectionRefusedError:
+        now rather than at its timeout. Later ones are a restarting server, which the core
+        rides out by itself."""
+        if isinstance(exc, ConnectionRefusedError) and not self._logged_in:
             for q in self._queues:
                 q.put_nowait(cl.Disconnected(REFUSED))
-        except OSError:
-            pass
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -560,7 +527,7 @@ class Connection:
         self._flush()
 
     def _flush(self) -> None:
-        if self._closed and self._stream is None:
+        if self._closed and self._endpoint is None:
             return
         events: list[Any] = self.core.events()
         if not self._closed:
@@ -570,12 +537,9 @@ class Connection:
         for chosen in self.paths.events():
             events.append(chosen)
             self._log_path(chosen)
-        transport = self._stream._transport if self._stream is not None else None
-        if not self._logged_in and self._stream is not None:
-            self._check_refused()
         for data in self.core.datagrams_to_send():
-            if transport is not None and not transport.is_closing():
-                transport.sendto(data)
+            if self._endpoint is not None:
+                self._endpoint.send(data)
         for ev in events:
             for q in self._queues:
                 q.put_nowait(ev)

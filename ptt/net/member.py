@@ -1,6 +1,7 @@
 """A client's multicast I/O: one sending socket, and one joined socket per group.
 
-Used by :class:`ptt.client.connection.Connection`, which decides what to play::
+Used by :class:`ptt.client.connection.Connection`, which listens and sends where
+:class:`ptt.protocol.voicepath.VoicePaths` says::
 
     ms = MemberSockets(MulticastOptions(), on_datagram)   # on_datagram(group_id, data)
     ms.join(3, ("239.255.0.3", 7806))   # NetError: no interface, no route, cannot join
