@@ -82,6 +82,7 @@ def multicast_options(config: ClientConfig) -> MulticastOptions:
     ``multicast_interface`` and ``multicast_ttl``)."""
     return MulticastOptions(config.multicast_interface, config.multicast_ttl, config.multicast)
 
+
 _FAILURE_TEXT = {
     m.DenyCause.NOT_MEMBER: "you are not a member of this group",
     m.DenyCause.LISTEN_ONLY: "you are a listen-only member of this group",
