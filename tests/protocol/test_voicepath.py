@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pytest
 
-from ptt.protocol import messages as m
 from ptt.protocol.client import AdminResult, ClientCore, GroupJoined
 from ptt.protocol.server import ECHO_SEQ
 from ptt.protocol.voicepath import (
