@@ -29,6 +29,10 @@ REALTIME_MODULES = {
     # a paced talker and a listener's jitter buffer on loopback: one frame played late under a
     # host stall counts as lost on the "clean" path (seen twice in 4 loaded runs, 1 of 470)
     "tests/acceptance/test_feedback.py",
+    # the desktop window and the terminal client play a call through a real PulseAudio sink with
+    # 40 ms queued: a host stall longer than that plays silence into the recording (a correlation
+    # of 0.8998 against 0.9 once in CI, beside the other worker's load)
+    "tests/acceptance/test_calls.py",
     "tests/acceptance/test_playout.py",  # a burst's heard length against what was spoken
     "tests/audio/test_devices.py",
     "tests/desktop/test_window.py",  # event-loop lag p99 while audio plays

@@ -70,10 +70,14 @@ def test_table_aligns_wide_characters_by_terminal_cells() -> None:
 
 
 def test_every_command_has_help() -> None:
+    ctx = click.Context(cli)
+
     def walk(cmd: click.Command, path: list[str]) -> list[list[str]]:
         paths = [path]
-        if isinstance(cmd, click.Group):
-            for name, sub in cmd.commands.items():
+        if isinstance(cmd, click.Group):  # as click finds them: the top level loads them lazily
+            for name in cmd.list_commands(ctx):
+                sub = cmd.get_command(ctx, name)
+                assert sub is not None, name
                 paths += walk(sub, [*path, name])
         return paths
 
