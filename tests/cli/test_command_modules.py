@@ -16,8 +16,9 @@ OWN_MODULE = ["record", "sessions", "export", "replay", "desktop"]
 
 
 def test_each_command_is_defined_in_its_own_module() -> None:
+    ctx = click.Context(cli)
     for name in OWN_MODULE:
-        command = cli.commands[name]
+        command = cli.get_command(ctx, name)
         assert isinstance(command, click.Command) and command.callback is not None
         assert command.callback.__module__ == f"ptt.cli.{name}", name
         tree = ast.parse((PACKAGE / "cli" / f"{name}.py").read_text())
