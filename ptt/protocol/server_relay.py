@@ -45,7 +45,7 @@ from ptt.wire.voice import (
     header_with_seq,
     is_probe,
     open_mac,
-    peek_route,
+    peek_frame,
     peek_seq,
     strip_signature,
 )
@@ -74,7 +74,7 @@ class Relay:
         Returns the destinations of an accepted frame (empty when nobody else listens), or None
         for a frame that is dropped."""
         try:
-            group_id, sender, burst_id = peek_route(data)
+            group_id, sender, burst_id, seq = peek_frame(data)
         except ProtocolError as exc:
             self.out.drop(addr, f"malformed voice datagram: {exc}")
             return None
@@ -100,7 +100,6 @@ class Relay:
             self.voice_refused += 1
             self._stale_talker(s, g, burst_id, now)
             return None
-        seq = peek_seq(data)
         if seq >= g.burst_frames:  # the highest sequence number + 1: what the talker sent
             g.burst_frames = seq + 1
         t = g.targets.get(sender)
@@ -120,7 +119,7 @@ class Relay:
         socket than the talker's control traffic): the session MAC is what proves the sender,
         then the floor check on sender and burst gates it."""
         try:
-            group_id, sender, burst_id = peek_route(data)
+            group_id, sender, burst_id, seq = peek_frame(data)
         except ProtocolError as exc:
             self.out.drop(addr, f"malformed voice datagram: {exc}")
             return None
@@ -145,7 +144,6 @@ class Relay:
             self.voice_refused += 1
             self._stale_talker(s, g, burst_id, now)
             return None
-        seq = peek_seq(data)
         if seq >= g.burst_frames:
             g.burst_frames = seq + 1
         key = ~sender

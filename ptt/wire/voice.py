@@ -152,6 +152,15 @@ def peek_route(data: bytes) -> tuple[int, int, int]:
     return group_id, sender, burst_id
 
 
+def peek_frame(data: bytes) -> tuple[int, int, int, int]:
+    """(group_id, sender, burst_id, seq) of a voice datagram in one unpack: the relay's route
+    and the frame count it keeps per burst."""
+    if len(data) < HEADER_SIZE or len(data) > MAX_VOICE_DATAGRAM or data[1] != VOICE_VERSION:
+        raise ProtocolError("malformed voice datagram")
+    _, _, _, _, group_id, sender, burst_id, seq, _ = HEADER.unpack_from(data)
+    return group_id, sender, burst_id, seq
+
+
 def _short(data: bytes) -> ProtocolError:
     return ProtocolError(f"voice datagram too short ({len(data)} bytes)")
 

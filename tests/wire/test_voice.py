@@ -24,6 +24,7 @@ from ptt.wire.voice import (
     is_voice,
     pack_header,
     peek_flags,
+    peek_frame,
     peek_group,
     peek_key_id,
     peek_route,
@@ -50,6 +51,7 @@ def test_peeks_agree_with_the_full_decode(header: VoiceHeader, payload: bytes) -
     assert (decoded, body) == (header, payload)
     assert is_voice(data)
     assert peek_route(data) == (decoded.group_id, decoded.sender, decoded.burst_id)
+    assert peek_frame(data) == (*peek_route(data), decoded.seq)
     assert peek_group(data) == decoded.group_id
     assert peek_seq(data) == decoded.seq
     assert peek_flags(data) == int(decoded.flags)
@@ -110,7 +112,7 @@ def test_peeks_agree_with_a_sealed_frames_open(epoch: int, sender: int, burst: i
 
 def test_peeks_refuse_a_datagram_shorter_than_a_header() -> None:
     short = encode_voice(VoiceHeader(1, 2, 3, 4, 5), b"")[:HEADER_SIZE - 1]
-    for peek in (peek_group, peek_seq, peek_key_id, peek_route):
+    for peek in (peek_group, peek_seq, peek_key_id, peek_route, peek_frame):
         with pytest.raises(ProtocolError):
             peek(short)
     with pytest.raises(ProtocolError):
