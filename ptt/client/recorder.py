@@ -1,19 +1,12 @@
 """The recorder client: a group member that stores what it hears (``ptt record GROUP --out DIR``).
 
-It joins the group like any listener (a listen-only membership is enough) and feeds a
-:class:`~ptt.record.live.LiveRecording` with
+It joins the group like any listener (a listen-only membership is enough) and hands a
+:class:`~ptt.record.member.MemberRecording` (what becomes of it: :mod:`ptt.record.member`)
 
-* every voice datagram the connection hands to ``on_voice``: relay or multicast alike, since the
-  connection has already dropped multicast frames of anyone but the announced holder; the Opus
-  packets are stored exactly as received (no decoding, no re-encoding), frames lost on the way
-  are taken from later packets' redundant copies;
-* what a member sees of the floor and the group: ``floor_grant`` when a talker is announced,
-  ``floor_idle``, ``join``/``leave`` from presence, ``disconnected``/``reconnected``. A member
-  does not see other members' requests, queue positions or revokes: the server's recording
-  (``ptt server --record``) has those.
-
-A burst ends on its END_OF_BURST frame (after a short wait for overtaken frames), when another
-talker or an idle floor is announced, or after the recorder's idle timeout.
+* every voice datagram of the group the connection hands to ``on_voice``, opened: relay or
+  multicast alike, since the connection has already dropped multicast frames of anyone but the
+  announced holder;
+* every event of the client core, and the group's text pages.
 
 Encrypted groups: frames are opened with the group key this member holds
 (:meth:`~ptt.client.keys.VoiceKeys.open_voice`) and the plaintext Opus packets are stored, so the
@@ -32,7 +25,6 @@ Use::
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -44,10 +36,9 @@ from ptt.client.keys import VoiceKeys
 from ptt.client.pages import PageInbox, ShownPage
 from ptt.media.playout import FrameOpener
 from ptt.protocol import client as cl
-from ptt.record.events import EventKind
-from ptt.record.live import END_GRACE, TICK_INTERVAL, LiveRecording
+from ptt.record.live import TICK_INTERVAL, LiveRecording
+from ptt.record.member import MemberRecording
 from ptt.record.recorder import BurstSummary
-from ptt.wire.voice import VoiceFlags
 
 __all__ = ["GroupRecorder", "RecordReport"]
 
@@ -76,12 +67,11 @@ class GroupRecorder:
         self.conn = conn
         self.group = group
         self.live = LiveRecording(directory)
+        self.member = MemberRecording(self.live, group, conn.user)
         self.on_burst = on_burst
         self._clock = clock
-        self._talkers: dict[int, str] = {}  # burst id -> talker, from the announcements
         self._events = conn.subscribe()
         self._reported = 0
-        self._lost_connection = False
         self.keys = VoiceKeys.of(conn)
         self.frames = FrameOpener(self.keys.open_voice)
 
@@ -111,15 +101,8 @@ class GroupRecorder:
         opened = self.frames.open(datagram, lambda gid: gid == group_id)
         if opened is None:
             return
-        header, payload = opened
-        if header.flags & VoiceFlags.ENCRYPTED:
-            # opened: what is stored is the plaintext Opus, as from a plain group
-            header = dataclasses.replace(header, flags=header.flags & ~VoiceFlags.ENCRYPTED)
-        talker = self._talkers.get(header.burst_id)
-        if talker is None and g.talker_burst == header.burst_id:
-            talker = g.talker
-        self.live.voice(self.group, talker, header, payload, self._clock())
-        self.conn.receipts.heard(header, payload)
+        self.member.voice(*opened, self._clock(), (g.talker, g.talker_burst))
+        self.conn.receipts.heard(*opened)
 
     # -- events -----------------------------------------------------------------------------------
     def _drain(self) -> None:
@@ -127,33 +110,7 @@ class GroupRecorder:
             self._handle(self._events.get_nowait())
 
     def _handle(self, ev: cl.ClientEvent) -> None:
-        wall = self._clock()
-        live = self.live
-        if isinstance(ev, cl.TalkerChanged) and ev.group == self.group:
-            if ev.talker is None:
-                live.end_group(self.group, wall, END_GRACE)
-                live.event(self.group, EventKind.FLOOR_IDLE, wall, burst=ev.burst_id)
-            else:
-                self._talkers[ev.burst_id] = ev.talker
-                if len(self._talkers) > 64:
-                    self._talkers.pop(next(iter(self._talkers)))
-                live.end_group(self.group, wall, END_GRACE, keep=ev.burst_id)
-                live.event(self.group, EventKind.FLOOR_GRANT, wall, user=ev.talker,
-                           burst=ev.burst_id, seen_by="member")
-        elif isinstance(ev, cl.PresenceChanged) and ev.group == self.group:
-            kind = EventKind.JOIN if ev.online else EventKind.LEAVE
-            live.event(self.group, kind, wall, user=ev.user)
-        elif isinstance(ev, cl.GroupJoined) and ev.state.group == self.group:
-            online = sorted(mi.user for mi in ev.state.members if mi.online)
-            live.event(self.group, "joined", wall, user=self.conn.user, online=online,
-                       talker=ev.state.talker)
-        elif isinstance(ev, cl.Disconnected):
-            self._lost_connection = True
-            live.end_group(self.group, wall)
-            live.event(self.group, "disconnected", wall, reason=ev.reason)
-        elif isinstance(ev, cl.Connected) and self._lost_connection:
-            self._lost_connection = False
-            live.event(self.group, "reconnected", wall)
+        self.member.event(ev, self._clock())
 
     def record_pages(self, device: str) -> None:
         """Record the group's text pages too, opened with the member's key (a recorder is a
@@ -162,12 +119,9 @@ class GroupRecorder:
         inbox = PageInbox(self.conn, device)
 
         def on_page(page: ShownPage) -> None:
-            if page.group != self.group:
-                return
-            fields: dict[str, object] = {"text": page.text} if page.text is not None else {
-                "sealed": True, "problem": page.problem}
-            self.live.event(self.group, EventKind.PAGE, page.sent, user=page.sender,
-                            page=page.page_id, urgent=page.urgent, seen_by="member", **fields)
+            if page.group == self.group:
+                self.member.page(page.sender, page.page_id, page.urgent, page.sent, page.text,
+                                 page.problem)
 
         inbox.on_page.append(on_page)
 
