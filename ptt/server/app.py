@@ -46,8 +46,11 @@ from ptt.protocol.server import (AdminCommand, Dropped, FloorEvent, GroupUpdated
                                  ServerCoreConfig, ServerEvent, SessionEnded, SessionMoved,
                                  SessionStarted)
 from ptt.server.admin import Admin, error_code, loggable_args
+from ptt.server.droplog import DROP_LOG_PER_SECOND, DropLog
+from ptt.server.gcfreeze import GC_CHECK_EVERY, FreezePolicy, GcStep, gc_freeze_wanted
 from ptt.server.lock import DatabaseLock
 from ptt.server.pagestore import PageStore
+from ptt.server.peers import PEERS_SAVE_EVERY, PeerChanges
 from ptt.net.reader import PriorityReader
 from ptt.net.sendmmsg import FanOutCache
 from ptt.server.store import Store
@@ -56,19 +59,8 @@ from ptt.wire.voice import VoiceFlags, is_voice, peek_flags
 log = logging.getLogger("ptt.server")
 
 FIRST_COORDINATOR = "coordinator"
-PEERS_SAVE_EVERY = 0.25  # s: where clients are reaches the store this often at most
 PAGES_SAVE_EVERY = 0.1  # s: page receipts and cursors reach the store this often at most
 PAGES_EXPIRE_EVERY = 60.0  # s: pages past their retention are deleted this often (at most)
-DROP_LOG_PER_SECOND = 5  # malformed datagrams are logged, but a flood cannot flood the log
-# Garbage collector: a full collection walks every live object, and 10,000 sessions are a few
-# hundred thousand of them (tens of ms on one core: the floor-access tail). What has lived this
-# long is the server's state, not garbage, so it is frozen out of the collector's scans
-# (gc.freeze) at start-up and whenever the session count has grown by GC_FREEZE_GROWTH; once
-# every GC_THAW_EVERY the freeze is lifted for one full collection, so cycles frozen with the
-# state are still reclaimed.
-GC_CHECK_EVERY = 10.0  # seconds between checks of the session count
-GC_FREEZE_GROWTH = 0.1  # freeze again after the sessions grew by this fraction (and 100)
-GC_THAW_EVERY = 3600.0
 
 
 @dataclass
@@ -110,7 +102,8 @@ class PttServer:
         unless ``PTT_NO_SENDMMSG=1``), or ``sendto`` per listener (False). ``gc_freeze``: keep
         the long-lived state out of the garbage collector's scans (GC_CHECK_EVERY): it acts on
         the whole process, so ``run()`` (the ``ptt server`` process) turns it on, unless
-        ``PTT_NO_GC_FREEZE=1``; an embedding program decides for itself."""
+        ``PTT_NO_GC_FREEZE=1``; an embedding program decides for itself
+        (``ptt.server.gcfreeze``)."""
         self.config = config
         self.core = ServerCore(
             os.urandom,
@@ -130,13 +123,12 @@ class PttServer:
         self.use_sendmmsg = use_sendmmsg
         self.gc_freeze = gc_freeze
         self._gc_timer: asyncio.TimerHandle | None = None
-        self._gc_sessions = 0  # sessions at the last freeze
-        self._gc_thawed_at = 0.0
+        self._gc_policy = FreezePolicy(0.0)  # started again by start()
         self.gc_freezes = 0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._closed = asyncio.Event()
-        self._drop_window = (0.0, 0)
+        self._drops = DropLog(DROP_LOG_PER_SECOND)
         self.listeners: list[Callable[[ServerEvent, float], None]] = []
         # called with every accepted voice datagram (recorders); keep them cheap: hot path
         self.voice_taps: list[Callable[[bytes, float], None]] = []
@@ -148,9 +140,7 @@ class PttServer:
         self._groups_changed = False
         self._batching = False  # inside _read_ready: the timer is armed once, at the end
         self._reader: PriorityReader | None = None  # set by start(), with the socket
-        # sessions started/ended since the store last heard (PEERS_SAVE_EVERY)
-        self._peers_added: dict[int, tuple[str, int]] = {}
-        self._peers_removed: set[int] = set()
+        self._peers = PeerChanges()  # since the store last heard (PEERS_SAVE_EVERY)
         self._peers_timer: asyncio.TimerHandle | None = None
         self._resume: asyncio.Handle | None = None  # a backlog left for the next loop turn
         self.pages: PageStore | None = None
@@ -213,7 +203,7 @@ class PttServer:
         self._announce_restart()
         self._expire_timer = loop.call_later(self._expire_every(), self._expire_pages)
         if self.gc_freeze:
-            self._gc_thawed_at = loop.time()
+            self._gc_policy = FreezePolicy(loop.time())
             self._freeze()  # users, groups and the code loaded so far
             self._gc_timer = loop.call_later(GC_CHECK_EVERY, self._gc_check)
 
@@ -243,8 +233,7 @@ class PttServer:
     def _save_peers(self) -> None:
         """Where the clients are, for the next start: one transaction per PEERS_SAVE_EVERY."""
         self._peers_timer = None
-        added, removed = self._peers_added, self._peers_removed
-        self._peers_added, self._peers_removed = {}, set()
+        added, removed = self._peers.take()
         if self.store is None:
             return
         try:
@@ -362,20 +351,17 @@ class PttServer:
     def _freeze(self) -> None:
         gc.collect()  # what is garbage now is not frozen with the state
         gc.freeze()
-        self._gc_sessions = len(self.core.sessions)
+        self._gc_policy.frozen(len(self.core.sessions))
         self.gc_freezes += 1
 
     def _gc_check(self) -> None:
         if not self._open:
             return
         loop = asyncio.get_running_loop()
-        now = loop.time()
-        n = len(self.core.sessions)
-        if now - self._gc_thawed_at >= GC_THAW_EVERY:
-            self._gc_thawed_at = now
+        step = self._gc_policy.check(loop.time(), len(self.core.sessions))
+        if step is GcStep.THAW:
             gc.unfreeze()  # the next freeze's collection looks at everything once
-            self._freeze()
-        elif n >= max(self._gc_sessions * (1 + GC_FREEZE_GROWTH), self._gc_sessions + 100):
+        if step is not GcStep.KEEP:
             self._freeze()
         self._gc_timer = loop.call_later(GC_CHECK_EVERY, self._gc_check)
 
@@ -570,18 +556,14 @@ class PttServer:
             self._log_drop(ev, now)
         elif isinstance(ev, FloorEvent):
             self._log_floor(ev.event)
-        elif isinstance(ev, SessionStarted):
-            log.debug("%s logged in from %s", ev.user, format_hostport(*ev.addr[:2]))
-            self._peers_added[ev.session_id] = (str(ev.addr[0]), int(ev.addr[1]))
-            self._save_peers_soon()
-        elif isinstance(ev, SessionMoved):
-            log.info("%s's client moved to %s", ev.user, format_hostport(*ev.addr[:2]))
-            self._peers_added[ev.session_id] = (str(ev.addr[0]), int(ev.addr[1]))
-            self._save_peers_soon()
-        elif isinstance(ev, SessionEnded):
-            log.debug("%s's session ended (%s)", ev.user, ev.reason)
-            if self._peers_added.pop(ev.session_id, None) is None:
-                self._peers_removed.add(ev.session_id)
+        elif isinstance(ev, (SessionStarted, SessionMoved, SessionEnded)):
+            if isinstance(ev, SessionStarted):
+                log.debug("%s logged in from %s", ev.user, format_hostport(*ev.addr[:2]))
+            elif isinstance(ev, SessionMoved):
+                log.info("%s's client moved to %s", ev.user, format_hostport(*ev.addr[:2]))
+            else:
+                log.debug("%s's session ended (%s)", ev.user, ev.reason)
+            self._peers.note(ev)
             self._save_peers_soon()
         elif isinstance(ev, GroupUpdated):
             self._groups_changed = self.bridge.enabled
@@ -610,12 +592,8 @@ class PttServer:
         c.dropped += 1
         key = ev.reason.split(":")[0]
         c.drop_reasons[key] = c.drop_reasons.get(key, 0) + 1
-        start, n = self._drop_window
-        if now - start >= 1.0:
-            start, n = now, 0
-        if n < DROP_LOG_PER_SECOND:
+        if self._drops.allow(now):
             log.debug("dropped a datagram from %s: %s", format_hostport(*ev.addr[:2]), ev.reason)
-        self._drop_window = (start, n + 1)
 
     def _log_floor(self, ev: object) -> None:
         c = self.counters
@@ -636,11 +614,6 @@ class PttServer:
                      ev.reason.name.lower())
         elif isinstance(ev, fl.Idle):
             log.debug("[%s] floor idle", ev.group)
-
-
-def gc_freeze_wanted() -> bool:
-    """The ``ptt server`` process freezes its long-lived state unless ``PTT_NO_GC_FREEZE=1``."""
-    return os.environ.get("PTT_NO_GC_FREEZE", "") in ("", "0")
 
 
 async def run(config: ServerConfig, ready: Callable[[PttServer], None] | None = None

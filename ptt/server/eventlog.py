@@ -69,6 +69,7 @@ from ptt.protocol.server import (
     SessionEnded,
     SessionStarted,
 )
+from ptt.server.droplog import DropLog
 
 if TYPE_CHECKING:
     from ptt.server.app import PttServer
@@ -182,8 +183,7 @@ class EventLogger:
     def __init__(self, logger: logging.Logger = log, offset: float = 0.0) -> None:
         self.logger = logger
         self.offset = offset
-        self._drop_window = (float("-inf"), 0)  # (start, lines in it)
-        self._suppressed = 0
+        self._drops = DropLog(DROP_LINES_PER_SECOND)
 
     def on_event(self, ev: ServerEvent, now: float) -> None:
         got = event_fields(ev)
@@ -200,17 +200,11 @@ class EventLogger:
                         extra={EVENT_ATTR: fields})
 
     def _drop_allowed(self, now: float, fields: dict[str, Any]) -> bool:
-        start, n = self._drop_window
-        if now - start >= 1.0:
-            start, n = now, 0
-        if n >= DROP_LINES_PER_SECOND:
-            self._suppressed += 1
-            self._drop_window = (start, n)
+        if not self._drops.allow(now):
             return False
-        if self._suppressed:
-            fields["suppressed"] = self._suppressed
-            self._suppressed = 0
-        self._drop_window = (start, n + 1)
+        suppressed = self._drops.take_suppressed()
+        if suppressed:
+            fields["suppressed"] = suppressed
         return True
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ptt.config import ServerConfig
-from ptt.server import app
+from ptt.server import app, gcfreeze
 from ptt.server.app import PttServer, gc_freeze_wanted
 
 
@@ -80,7 +80,7 @@ def test_frozen_at_start_again_on_growth_and_thawed_on_schedule(
             del c
             gc.collect()
             assert alive() is not None  # frozen: no collection looks at it
-            monkeypatch.setattr(app, "GC_THAW_EVERY", 0.0)
+            monkeypatch.setattr(gcfreeze, "GC_THAW_EVERY", 0.0)
             for _ in range(40):
                 if server.gc_freezes == 3:
                     break
