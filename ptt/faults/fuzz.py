@@ -24,7 +24,6 @@ datagrams, so a datagram that upsets the server is found again by its index. No 
 from __future__ import annotations
 
 import random
-import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -32,6 +31,9 @@ from typing import Any
 
 import msgpack
 
+from ptt.crypto.channel import HEADER as SEALED_HEADER
+from ptt.crypto.channel import KEEPALIVE_MAGIC, SEALED_MAGIC
+from ptt.protocol.messages import PROTOCOL_VERSION
 from ptt.wire.voice import HEADER as VOICE_HEADER
 from ptt.wire.voice import VOICE_MAGIC
 
@@ -45,10 +47,6 @@ __all__ = [
 ]
 
 MAX_DATAGRAM = 65_000  # below IPv4's 65,507-byte UDP ceiling, so every datagram is sendable
-SEALED_MAGIC = 0x53  # "S" (ptt.crypto.channel)
-KEEPALIVE_MAGIC = 0x4B  # "K" (ptt.crypto.channel): a sealed Heartbeat or its ack
-SEALED_HEADER = struct.Struct("!BBIQ")  # ptt.crypto.channel
-PROTOCOL_VERSION = 1
 MSG_TYPES = (1, 2, 3, 4, 5, 6, 7, 8, 9, 20, 21, 22, 23, 24, 40, 41, 42, 43, 44, 45, 46, 47, 48,
              60, 61, 62, 80, 81)  # ptt.protocol.messages.MsgType values
 # integers at the edges of every msgpack encoding and of the fields' natural ranges
