@@ -20,23 +20,15 @@ class LanNet(SimNet):
         self.notices: dict[str, list[tuple[int, int]]] = {}
         self.to_group: list[bytes] = []
 
-    def flush(self) -> None:
-        for data, addr in self.server.datagrams_to_send():
-            if addr == MCAST:
-                self.to_group.append(data)
-                continue
-            user = next(u for u, a in self.addrs.items() if a == addr)
-            if data[:1] == b"V":
-                h, payload = decode_voice(data)
-                assert h.flags & VoiceFlags.PROBE and h.seq == HOLDER_SEQ and payload == b""
-                self.notices.setdefault(user, []).append((h.sender, h.burst_id))
-                continue
-            self._send(user, data)
-        for user, c in self.clients.items():
-            for data in c.datagrams_to_send():
-                self._send(("server", self.addrs[user]), data)
-            self.client_events[user].extend(c.events())
-        self.server_events.extend(self.server.events())
+    def route(self, data: bytes, addr: object) -> None:
+        if addr == MCAST:
+            self.to_group.append(data)
+        elif data[:1] == b"V":
+            h, payload = decode_voice(data)
+            assert h.flags & VoiceFlags.PROBE and h.seq == HOLDER_SEQ and payload == b""
+            self.notices.setdefault(self._user_at(addr), []).append((h.sender, h.burst_id))
+        else:
+            super().route(data, addr)
 
 
 def lan(users: tuple[str, ...] = ("ann", "bob", "cat"), mode: str = "auto",

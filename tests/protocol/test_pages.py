@@ -6,6 +6,7 @@ when told it is stored; :class:`PageNet` plays that adapter, keeping pages in a 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from ptt.protocol import client as cl
@@ -26,8 +27,8 @@ class PageNet(SimNet):
     stored: list[PageSubmitted] = field(default_factory=list)
     held: list[PageSubmitted] = field(default_factory=list)
 
-    def flush(self) -> None:
-        super().flush()
+    def flush_from(self, users: Collection[str]) -> None:
+        super().flush_from(users)
         for ev in [e for e in self.server_events if isinstance(e, PageSubmitted)]:
             self.server_events.remove(ev)
             self.held.append(ev)
@@ -36,7 +37,7 @@ class PageNet(SimNet):
             self.stored.append(ev)
             self.server.page_stored(ev, len(self.stored), 1_700_000_000_000 + len(self.stored),
                                     self.now)
-            super().flush()
+            super().flush_from(users)
 
     def events_of(self, user: str, kind: type) -> list:  # type: ignore[type-arg]
         return [e for e in self.client_events[user] if isinstance(e, kind)]
