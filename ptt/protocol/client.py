@@ -81,7 +81,7 @@ CHECK_RESEND = 0.15
 FAST_HEARTBEATS = 4  # heartbeats per interval while holding a floor or missing answers
 BURST_SPACE = 1 << 32
 
-__all__ = [  # the events and states live in client_events; import them from here
+__all__ = [  # events and states live in client_events and participant; import them here
     "BURST_SPACE", "LOST_FORGOTTEN", "LOST_SILENT", "RELOGIN_CAP", "RELOGIN_FIRST", "AdminResult",
     "CallOpened", "ClientCore", "ClientEvent", "ConnState", "Connected", "DeliveryReported",
     "Disconnected", "FloorStateChanged", "GroupJoined", "GroupGone", "GroupLeft", "GroupView",

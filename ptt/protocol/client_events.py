@@ -1,8 +1,9 @@
-"""What the client core reports and keeps per group: connection and participant states, events.
+"""What the client core reports and keeps per group: connection state, events, group views.
 
 :meth:`ClientCore.events() <ptt.protocol.client.ClientCore.events>` returns the events in the
-order they happened; ``ClientCore.groups`` maps each group to its :class:`GroupView`. Import them
-from ``ptt.protocol.client``, which re-exports every one.
+order they happened; ``ClientCore.groups`` maps each group to its :class:`GroupView` (its floor
+participant state is a :class:`~ptt.protocol.participant.Participation`). Import them from
+``ptt.protocol.client``, which re-exports every one.
 """
 
 from __future__ import annotations
