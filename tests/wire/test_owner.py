@@ -10,6 +10,8 @@ The rule the scan enforces, for every module of ptt outside ptt/wire:
 * a byte at a constant offset tested against a ``VoiceFlags`` member (or a constant made from
   one) reads the flags by hand, whatever the variable is called;
 * an index named like an offset (``..._AT``, this code base's convention) is an offset;
+* in a module that uses the voice modules at all, ``int.from_bytes`` of a constant slice or an
+  ``unpack_from`` at a constant offset is a field read by hand, whatever the variable;
 * the offsets and the header struct of ``ptt.wire.voice`` are imported by no one else, and no one
   defines a struct with the header's format.
 
@@ -99,6 +101,7 @@ def violations(source: str, filename: str = "<module>") -> list[str]:
     flag_names = {t.id for n in tree.body if isinstance(n, ast.Assign)
                   and _mentions_voice_flags(n.value, set())
                   for t in n.targets if isinstance(t, ast.Name)}
+    uses_voice = bool(names or modules)
     found: list[str] = []
 
     def where(node: ast.AST) -> str:
@@ -119,6 +122,13 @@ def violations(source: str, filename: str = "<module>") -> list[str]:
             found.append(f"{where(node)}: reads the voice flags byte by offset")
         elif isinstance(node, ast.Subscript) and _named_offset(node):
             found.append(f"{where(node)}: indexes by a named offset")
+        elif (uses_voice and isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+              and ((node.func.attr == "from_bytes" and node.args
+                    and isinstance(node.args[0], ast.Subscript)
+                    and _constant_offset(node.args[0]))
+                   or (node.func.attr == "unpack_from" and len(node.args) > 1
+                       and _const_int(node.args[1])))):
+            found.append(f"{where(node)}: reads a field at a constant offset")
 
     for fn in ast.walk(tree):
         if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
@@ -184,9 +194,13 @@ def echo(key, data):
 
 def flags(data):
     return len(data) > 2 and not data[2] & VoiceFlags.PROBE
+
+def tap(frame):
+    return int.from_bytes(frame[4:8], "big")
 '''
     found = violations(bad)
-    assert len(found) == 9, found
+    assert len(found) == 11, found
+    assert "<module>:25: reads a field at a constant offset" in found  # tap()
     assert any("imports the header layout (SEQ_AT)" in v for v in found)
     assert any("voice header's format" in v for v in found)
     assert any("decodes voice datagram bytes by hand" in v for v in found)
