@@ -36,6 +36,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum, StrEnum
+from typing import NamedTuple
 
 from ptt.errors import ProtocolError
 from ptt.protocol import messages as m
@@ -93,8 +94,9 @@ class Heard(Enum):
     HOLDER = "holder"  # the announced burst from its holder: play it (signature allowing)
 
 
-@dataclass(frozen=True, slots=True)
-class HeardFrame:
+class HeardFrame(NamedTuple):
+    """What :meth:`VoicePaths.heard` found (a tuple: built for every multicast frame)."""
+
     verdict: Heard
     data: bytes = b""  # the frame as its talker made it (without the MAC)
     group: str = ""
