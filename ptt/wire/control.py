@@ -21,7 +21,7 @@ import typing
 from collections.abc import Callable, Mapping
 from enum import IntEnum
 from functools import cache
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import msgpack
 
@@ -135,7 +135,11 @@ def _heartbeat_decoder(prefix: bytes) -> Callable[[bytes], tuple[int, int] | Non
     return decode_heartbeat
 
 
-def _heartbeat_ack_encoder(prefix: bytes) -> Callable[[int, int], bytes]:
+class _AckEncoder(Protocol):
+    def __call__(self, txn: int, digest: int = 0) -> bytes: ...
+
+
+def _heartbeat_ack_encoder(prefix: bytes) -> _AckEncoder:
     packb = msgpack.packb
 
     def encode_heartbeat_ack(txn: int, digest: int = 0) -> bytes:

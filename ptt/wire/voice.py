@@ -102,8 +102,10 @@ def encode_voice(header: VoiceHeader, payload: bytes) -> bytes:
 
 
 def unpack_header(data: bytes) -> tuple[VoiceHeader, int]:
-    """The header of a datagram at least HEADER_SIZE long, with every flag bit kept, and its key
-    id; ProtocolError for another magic or version. No size checks: the caller's rule."""
+    """The header of a datagram, with every flag bit kept, and its key id; ProtocolError for one
+    shorter than a header or of another magic or version. No upper bound: the caller's rule."""
+    if len(data) < HEADER_SIZE:
+        raise _short(data)
     magic, version, flags, key_id, group_id, sender, burst_id, seq, ts = HEADER.unpack_from(data)
     if magic != VOICE_MAGIC:
         raise ProtocolError("not a voice datagram")

@@ -112,7 +112,7 @@ def test_peeks_agree_with_a_sealed_frames_open(epoch: int, sender: int, burst: i
 
 def test_peeks_refuse_a_datagram_shorter_than_a_header() -> None:
     short = encode_voice(VoiceHeader(1, 2, 3, 4, 5), b"")[:HEADER_SIZE - 1]
-    for peek in (peek_group, peek_seq, peek_key_id, peek_route, peek_frame):
+    for peek in (peek_group, peek_seq, peek_key_id, peek_route, peek_frame, unpack_header):
         with pytest.raises(ProtocolError):
             peek(short)
     with pytest.raises(ProtocolError):
