@@ -15,11 +15,17 @@ import pytest
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 
+import bench_core_relay  # noqa: E402
 import bench_floor_access  # noqa: E402
 import bench_import  # noqa: E402
 import echo_floor  # noqa: E402
 import bench_relay  # noqa: E402
 import loadgen  # noqa: E402
+
+
+def test_core_relay_tiny() -> None:
+    best, median = bench_core_relay.run(members=5, frames=50, repeats=2)
+    assert 0 < best <= median < 1000  # microseconds of CPU per frame
 
 
 def test_percentiles() -> None:
