@@ -55,6 +55,12 @@ class FrameOpener:
 
         ``wanted(group_id)`` False drops the frame before it is opened: another group's key
         need not be tried, nor its refusal counted as this listener's."""
+        if wanted is None and self.opener is not None:
+            # the opener splits the datagram itself: a frame that opens is decoded once
+            opened = self.opener(datagram)
+            if opened is None:
+                self._refused(datagram)
+            return opened
         try:
             header, payload = decode_voice(datagram)
         except ProtocolError:
@@ -69,6 +75,15 @@ class FrameOpener:
         if opened is None:
             self.undecryptable += 1
         return opened
+
+    def _refused(self, datagram: bytes) -> None:
+        """Count a datagram the opener refused: not a voice datagram, or it did not open."""
+        try:
+            decode_voice(datagram)
+        except ProtocolError:
+            self.malformed += 1
+            return
+        self.undecryptable += 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ptt.audio.codec import FRAME_SAMPLES, SAMPLE_RATE, OpusEncoder
+from ptt.errors import ProtocolError
 from ptt.media.playout import FrameOpener, PlayoutChannel, Tick
 from ptt.media.receiver import FIRST_REPORT
 from ptt.media.sender import Packetizer
@@ -135,8 +136,15 @@ def test_the_frame_opener_counts_each_drop_by_its_reason() -> None:
     plain = _burst(3)
     refused = _burst(3, burst_id=301)
 
+    opened_by_opener = []
+
     def open_voice(datagram: bytes) -> tuple[VoiceHeader, bytes] | None:
-        header, payload = decode_voice(datagram)
+        """Refuses burst 301 and what is not voice, as ``VoiceKeys.open_voice`` refuses."""
+        opened_by_opener.append(datagram)
+        try:
+            header, payload = decode_voice(datagram)
+        except ProtocolError:
+            return None
         return None if header.burst_id == 301 else (header, payload)
 
     frames = FrameOpener(open_voice)
@@ -149,5 +157,9 @@ def test_the_frame_opener_counts_each_drop_by_its_reason() -> None:
     # a group the caller does not play is not offered to the opener: its refusal is not ours
     assert frames.open(refused[1], wanted=lambda group_id: False) is None
     assert (frames.malformed, frames.undecryptable, frames.foreign) == (2, 1, 2)
+    assert refused[1] not in opened_by_opener and plain[1] not in opened_by_opener
+    assert frames.open(refused[2], wanted=lambda group_id: True) is None
+    assert frames.open(b"V" * 30, wanted=lambda group_id: True) is None  # not voice: not opened
+    assert (frames.malformed, frames.undecryptable, frames.foreign) == (3, 2, 2)
     header = opened[0]
     assert header.group_id == GROUP_ID and header.flags == VoiceFlags.NONE
