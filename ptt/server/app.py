@@ -49,6 +49,7 @@ from ptt.server.admin import Admin, error_code, loggable_args
 from ptt.server.droplog import DROP_LOG_PER_SECOND, DropLog
 from ptt.server.gcfreeze import GC_CHECK_EVERY, FreezePolicy, GcStep, gc_freeze_wanted
 from ptt.server.lock import DatabaseLock
+from ptt.server.pagereceipts import PAGES_SAVE_EVERY, ReceiptChanges
 from ptt.server.pagestore import PageStore
 from ptt.server.peers import PEERS_SAVE_EVERY, PeerChanges
 from ptt.net.reader import PriorityReader
@@ -59,7 +60,6 @@ from ptt.wire.voice import VoiceFlags, is_voice, peek_flags
 log = logging.getLogger("ptt.server")
 
 FIRST_COORDINATOR = "coordinator"
-PAGES_SAVE_EVERY = 0.1  # s: page receipts and cursors reach the store this often at most
 PAGES_EXPIRE_EVERY = 60.0  # s: pages past their retention are deleted this often (at most)
 
 
@@ -144,10 +144,7 @@ class PttServer:
         self._peers_timer: asyncio.TimerHandle | None = None
         self._resume: asyncio.Handle | None = None  # a backlog left for the next loop turn
         self.pages: PageStore | None = None
-        # receipts and cursors since the store last heard (PAGES_SAVE_EVERY)
-        self._page_delivered: list[tuple[int, str, str]] = []
-        self._page_read: list[tuple[int, str, str]] = []
-        self._page_cursors: dict[tuple[str, str], int] = {}
+        self._receipts = ReceiptChanges()  # since the store last heard (PAGES_SAVE_EVERY)
         self._pages_timer: asyncio.TimerHandle | None = None
         self._expire_timer: asyncio.TimerHandle | None = None
 
@@ -278,8 +275,7 @@ class PttServer:
 
     def _save_pages(self) -> None:
         self._pages_timer = None
-        delivered, read, cursors = self._page_delivered, self._page_read, self._page_cursors
-        self._page_delivered, self._page_read, self._page_cursors = [], [], {}
+        delivered, read, cursors = self._receipts.take()
         if self.pages is None:
             return
         try:
@@ -545,12 +541,8 @@ class PttServer:
             self._run_admin(ev, now)
         elif isinstance(ev, PageSubmitted):
             self._store_page(ev, now)
-        elif isinstance(ev, PageDelivered):
-            self._page_delivered.append((ev.page_id, ev.user, ev.device))
-            self._page_cursors[(ev.user, ev.device)] = ev.cursor
-            self._save_pages_soon()
-        elif isinstance(ev, PageRead):
-            self._page_read.append((ev.page_id, ev.user, ev.device))
+        elif isinstance(ev, (PageDelivered, PageRead)):
+            self._receipts.note(ev)
             self._save_pages_soon()
         elif isinstance(ev, Dropped):
             self._log_drop(ev, now)
