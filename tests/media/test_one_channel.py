@@ -43,6 +43,23 @@ def test_no_module_but_the_channel_builds_a_groups_receiver() -> None:
     assert offenders == [], offenders
 
 
+def test_voice_frames_are_opened_only_through_the_frame_opener() -> None:
+    """Who opens a received frame hands ``VoiceKeys.open_voice`` to a FrameOpener, which counts
+    why a frame is dropped; nobody calls it and sorts out the refusals again."""
+    callers = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE).as_posix()
+        if rel == "client/keys.py":  # where it is defined
+            continue
+        if "open_voice" in _called_names(ast.parse(path.read_text(), rel)):
+            callers.append(rel)
+    assert callers == [], callers
+    users = [rel for rel in ("client/voice.py", "client/monitor.py", "client/recorder.py",
+                             "desktop/mixer.py")
+             if "FrameOpener" in _called_names(ast.parse((PACKAGE / rel).read_text()))]
+    assert len(users) == 4, users
+
+
 def test_the_three_listeners_play_through_the_playout_channel() -> None:
     for rel, cls in LISTENERS.items():
         tree = ast.parse((PACKAGE / rel).read_text(), rel)
