@@ -36,8 +36,12 @@ sys.path.insert(0, str(ROOT))
 
 import loadgen  # noqa: E402
 
-from ptt.net.multicast import (MulticastOptions, check_multicast, open_member_socket,  # noqa: E402
-                               open_sender_socket)
+from ptt.net.multicast import (  # noqa: E402
+    MulticastOptions,
+    check_multicast,
+    open_member_socket,
+    open_sender_socket,
+)
 from ptt.protocol import client as cl  # noqa: E402
 from ptt.protocol.server import VOICE_PATH_OP  # noqa: E402
 from ptt.wire.voice import VoiceFlags, VoiceHeader, add_mac, encode_voice  # noqa: E402

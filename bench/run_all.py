@@ -24,6 +24,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 from loadgen import machine_line as machine  # noqa: E402  (the same line every bench prints)
+
 DOC = ROOT / "docs" / "benchmarks.md"
 STORE = ROOT / "docs" / "bench-results.json"
 

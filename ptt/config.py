@@ -58,7 +58,6 @@ import tomli_w
 
 from ptt.audio.codec import DEFAULT_BITRATE
 from ptt.errors import ConfigError, PttError
-from ptt.net.multicast import DEFAULT_INTERFACE, DEFAULT_TTL
 from ptt.names import (
     ROLE_NAMES,
     format_hostport,
@@ -69,6 +68,7 @@ from ptt.names import (
     role_name,
     user_name,
 )
+from ptt.net.multicast import DEFAULT_INTERFACE, DEFAULT_TTL
 from ptt.protocol.auth import check_token
 from ptt.protocol.floor import EMERGENCY_ROLES
 from ptt.protocol.messages import Role

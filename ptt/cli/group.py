@@ -15,8 +15,15 @@ from typing import Any, TypeVar
 import click
 
 from ptt.cli import output, remote
-from ptt.cli.options import (GROUP, USER, CliState, SecondsType, client_options, json_option,
-                             pass_state)
+from ptt.cli.options import (
+    GROUP,
+    USER,
+    CliState,
+    SecondsType,
+    client_options,
+    json_option,
+    pass_state,
+)
 from ptt.client import keys
 from ptt.client.connection import Connection
 from ptt.errors import AuthError, RequestError

@@ -18,9 +18,18 @@ from typing import TYPE_CHECKING
 import click
 
 from ptt.audio.codec import FRAME_SECONDS
-from ptt.cli.live import (KeyWatch, StopSignals, echo_event, joined_line, label, open_and_join,
-                          print_pages,
-                          ringing_lines, stamp, until_stopped)
+from ptt.cli.live import (
+    KeyWatch,
+    StopSignals,
+    echo_event,
+    joined_line,
+    label,
+    open_and_join,
+    print_pages,
+    ringing_lines,
+    stamp,
+    until_stopped,
+)
 from ptt.cli.options import GROUP, SECONDS, CliState, client_options, pass_state
 from ptt.client.calls import call_peer
 from ptt.config import ClientConfig

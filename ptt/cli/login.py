@@ -10,14 +10,18 @@ from pathlib import Path
 import click
 
 from ptt.cli import output, remote
-from ptt.cli.options import (HOSTPORT, USER, CliState, config_option, pass_state,
-                             timeout_option)
-from ptt.config import (DEFAULT_SERVER, ClientConfig, client_config_keys, client_config_path,
-                        load_client_config, save_client_config)
+from ptt.cli.options import HOSTPORT, USER, CliState, config_option, pass_state, timeout_option
+from ptt.config import (
+    DEFAULT_SERVER,
+    ClientConfig,
+    client_config_keys,
+    client_config_path,
+    load_client_config,
+    save_client_config,
+)
 from ptt.errors import ValidationError
 from ptt.names import format_hostport, role_name
 from ptt.protocol.auth import check_token
-
 
 TOKEN_REFUSED = ("--token is refused: a token on the command line shows in the process list and "
                  "stays in the shell history; leave it out and paste it at the prompt, pipe it "

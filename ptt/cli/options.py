@@ -24,8 +24,15 @@ import click
 
 from ptt.config import DEFAULT_PORT
 from ptt.errors import ValidationError
-from ptt.names import (ROLE_NAMES, format_hostport, group_name, parse_hostport, parse_role,
-                       role_name, user_name)
+from ptt.names import (
+    ROLE_NAMES,
+    format_hostport,
+    group_name,
+    parse_hostport,
+    parse_role,
+    role_name,
+    user_name,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

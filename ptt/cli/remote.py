@@ -16,8 +16,15 @@ from ptt.cli.completion import remember_answer
 from ptt.cli.options import CliState
 from ptt.client.connection import Connection, multicast_options
 from ptt.config import ClientConfig, load_client_config
-from ptt.errors import (AuthError, ConflictError, NetError, NotFoundError, PttError,
-                        RequestError, ValidationError)
+from ptt.errors import (
+    AuthError,
+    ConflictError,
+    NetError,
+    NotFoundError,
+    PttError,
+    RequestError,
+    ValidationError,
+)
 from ptt.names import format_hostport
 from ptt.protocol import client as cl
 

@@ -33,12 +33,19 @@ from ptt.audio.tones import ToneSet
 from ptt.client.calls import call_peer
 from ptt.client.connection import Connection, multicast_options
 from ptt.client.keys import SIGNER_PINS, VoiceKeys, pins_path
-from ptt.client.voice import Talker
 from ptt.client.pages import PageInbox, ShownPage, page_device
+from ptt.client.voice import Talker
 from ptt.config import TONE_KINDS, ClientConfig
 from ptt.desktop.mixer import GroupMixer
-from ptt.desktop.model import (BurstEnded, ConnStatus, DesktopEvent, Failure, LevelUpdate,
-                               LinkUpdate, PageArrived)
+from ptt.desktop.model import (
+    BurstEnded,
+    ConnStatus,
+    DesktopEvent,
+    Failure,
+    LevelUpdate,
+    LinkUpdate,
+    PageArrived,
+)
 from ptt.errors import PttError
 from ptt.protocol import client as cl
 from ptt.protocol import messages as m

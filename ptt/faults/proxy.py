@@ -31,8 +31,16 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
-from ptt.media.impair import (BernoulliLoss, Channel, ConstantDelay, DelayModel, GilbertElliott,
-                              LossModel, NoLoss, UniformDelay)
+from ptt.media.impair import (
+    BernoulliLoss,
+    Channel,
+    ConstantDelay,
+    DelayModel,
+    GilbertElliott,
+    LossModel,
+    NoLoss,
+    UniformDelay,
+)
 from ptt.wire.voice import VOICE_MAGIC
 
 __all__ = ["Impairment", "Direction", "ProxyConfig", "Counts", "DirectionCounts",

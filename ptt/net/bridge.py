@@ -22,8 +22,13 @@ import socket
 from collections.abc import Callable
 
 from ptt.errors import NetError
-from ptt.net.multicast import (Interface, MulticastOptions, check_multicast, open_member_socket,
-                               open_sender_socket)
+from ptt.net.multicast import (
+    Interface,
+    MulticastOptions,
+    check_multicast,
+    open_member_socket,
+    open_sender_socket,
+)
 
 log = logging.getLogger("ptt.server")
 

@@ -18,8 +18,13 @@ import asyncio
 import socket
 from collections.abc import Callable
 
-from ptt.net.multicast import (Interface, MulticastOptions, check_multicast, open_member_socket,
-                               open_sender_socket)
+from ptt.net.multicast import (
+    Interface,
+    MulticastOptions,
+    check_multicast,
+    open_member_socket,
+    open_sender_socket,
+)
 
 Dest = tuple[str, int]
 READ_BATCH = 64

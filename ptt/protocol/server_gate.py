@@ -24,8 +24,7 @@ from collections.abc import Sequence
 
 from ptt.crypto.channel import REPLAYED, Role, SecureChannel, is_keepalive, peek_session_id
 from ptt.errors import ProtocolError, PttError
-from ptt.protocol import auth
-from ptt.protocol import limits
+from ptt.protocol import auth, limits
 from ptt.protocol import messages as m
 from ptt.protocol.messages import (
     decode_heartbeat,

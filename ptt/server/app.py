@@ -39,12 +39,27 @@ from ptt.errors import NetError, PttError
 from ptt.names import format_hostport
 from ptt.net.bridge import MulticastBridge
 from ptt.net.multicast import DEFAULT_INTERFACE, MulticastOptions
+from ptt.net.reader import PriorityReader
+from ptt.net.sendmmsg import FanOutCache
 from ptt.protocol import floor as fl
 from ptt.protocol.messages import ErrorCode, Role
-from ptt.protocol.server import (AdminCommand, Dropped, FloorEvent, GroupUpdated, MemberJoined,
-                                 MemberLeft, PageDelivered, PageRead, PageSubmitted, ServerCore,
-                                 ServerCoreConfig, ServerEvent, SessionEnded, SessionMoved,
-                                 SessionStarted)
+from ptt.protocol.server import (
+    AdminCommand,
+    Dropped,
+    FloorEvent,
+    GroupUpdated,
+    MemberJoined,
+    MemberLeft,
+    PageDelivered,
+    PageRead,
+    PageSubmitted,
+    ServerCore,
+    ServerCoreConfig,
+    ServerEvent,
+    SessionEnded,
+    SessionMoved,
+    SessionStarted,
+)
 from ptt.server.admin import Admin, error_code, loggable_args
 from ptt.server.droplog import DROP_LOG_PER_SECOND, DropLog
 from ptt.server.gcfreeze import GC_CHECK_EVERY, FreezePolicy, GcStep, gc_freeze_wanted
@@ -52,8 +67,6 @@ from ptt.server.lock import DatabaseLock
 from ptt.server.pagereceipts import PAGES_SAVE_EVERY, ReceiptChanges
 from ptt.server.pagestore import PageStore
 from ptt.server.peers import PEERS_SAVE_EVERY, PeerChanges
-from ptt.net.reader import PriorityReader
-from ptt.net.sendmmsg import FanOutCache
 from ptt.server.store import Store
 from ptt.wire.voice import VoiceFlags, is_voice, peek_flags
 

@@ -23,8 +23,16 @@ import pytest
 
 from ptt.audio.pulse import PulseServer
 from ptt.audio.samples import make_speech_wav
-from tests.acceptance.harness import (COORDINATOR, Site, Tmux, finish, no_traceback, read_until,
-                                      x_geometry, x_window)
+from tests.acceptance.harness import (
+    COORDINATOR,
+    Site,
+    Tmux,
+    finish,
+    no_traceback,
+    read_until,
+    x_geometry,
+    x_window,
+)
 from tests.e2e.audiocheck import aligned_correlation
 
 HELLO = "Hello bob, this is ann. Please come to the north gate."

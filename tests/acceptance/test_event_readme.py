@@ -13,7 +13,7 @@ import stat
 import subprocess
 from pathlib import Path
 
-from tests.acceptance.harness import PTT, COORDINATOR, Site, clean_env, no_traceback
+from tests.acceptance.harness import COORDINATOR, PTT, Site, clean_env, no_traceback
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.acceptance.harness import PTT, COORDINATOR, Site, clean_env, no_traceback
+from tests.acceptance.harness import COORDINATOR, PTT, Site, clean_env, no_traceback
 
 # 30 users in 3 groups (one of them named with a space), names in Chinese and with accents
 CHINESE = ["张伟", "王芳", "李娜", "刘洋", "陈静", "杨磊", "赵敏", "黄勇", "周杰", "吴霞"]

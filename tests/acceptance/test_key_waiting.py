@@ -6,8 +6,14 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from tests.acceptance.harness import (COORDINATOR, Site, no_traceback, spawn_logged,
-                                     stop_logged, wait_in_file)
+from tests.acceptance.harness import (
+    COORDINATOR,
+    Site,
+    no_traceback,
+    spawn_logged,
+    stop_logged,
+    wait_in_file,
+)
 from tests.e2e.serverproc import add_member_without_key
 
 

@@ -11,8 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.acceptance.harness import (Site, finish, no_traceback, read_until, signal_and_time,
-                                      tone_wav, voiced_seconds)
+from tests.acceptance.harness import (
+    Site,
+    finish,
+    no_traceback,
+    read_until,
+    signal_and_time,
+    tone_wav,
+    voiced_seconds,
+)
 
 EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 

@@ -14,8 +14,15 @@ import pytest
 from ptt.audio.samples import make_speech_wav
 from ptt.audio.wav import read_wav, write_wav
 from ptt.faults.proxy import Impairment
-from tests.acceptance.harness import (Site, spawn_logged, start_proxy, stop_logged, stop_proxy,
-                                      voiced_frames, wait_in_file)
+from tests.acceptance.harness import (
+    Site,
+    spawn_logged,
+    start_proxy,
+    stop_logged,
+    stop_proxy,
+    voiced_frames,
+    wait_in_file,
+)
 
 TEXT = "Crew three, the bridge on Mill Road is open again. Bring the trailer back before dark."
 LOSS = 0.10

@@ -10,8 +10,16 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.acceptance.harness import (Site, finish, no_traceback, read_until, signal_and_time,
-                                      start_proxy, stop_proxy, tone_wav)
+from tests.acceptance.harness import (
+    Site,
+    finish,
+    no_traceback,
+    read_until,
+    signal_and_time,
+    start_proxy,
+    stop_proxy,
+    tone_wav,
+)
 
 
 def _opus(tmp_path: Path, seconds: float) -> Path:

@@ -12,8 +12,15 @@ import pytest
 
 from ptt.audio.samples import make_speech_wav
 from ptt.media.sender import OFFSETS, START_REDUNDANCY
-from tests.acceptance.harness import (Site, no_traceback, spawn_logged, start_proxy, stop_logged,
-                                      stop_proxy, wait_in_file)
+from tests.acceptance.harness import (
+    Site,
+    no_traceback,
+    spawn_logged,
+    start_proxy,
+    stop_logged,
+    stop_proxy,
+    wait_in_file,
+)
 
 TEXT = ("Unit seven, please report to the loading dock at gate four. Emergency crews are standing "
         "by near the north entrance, and the north entrance is now closed.")

@@ -11,8 +11,7 @@ from pathlib import Path
 from ptt.audio.samples import make_speech_wav
 from ptt.audio.wav import read_wav
 from ptt.client.timing import read_timing
-from tests.acceptance.harness import (Site, no_traceback, spawn_logged, stop_logged,
-                                      wait_in_file)
+from tests.acceptance.harness import Site, no_traceback, spawn_logged, stop_logged, wait_in_file
 
 TEXT = "Gate two is clear. Send the next bus."
 FRAME = 0.020

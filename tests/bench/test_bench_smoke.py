@@ -18,8 +18,8 @@ sys.path.insert(0, str(BENCH))
 import bench_core_relay  # noqa: E402
 import bench_floor_access  # noqa: E402
 import bench_import  # noqa: E402
-import echo_floor  # noqa: E402
 import bench_relay  # noqa: E402
+import echo_floor  # noqa: E402
 import loadgen  # noqa: E402
 
 

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import (ServerProcess, closed_port, credentials, one_error_line, ptt,
-                                run)
+from tests.cli.conftest import ServerProcess, closed_port, credentials, one_error_line, ptt, run
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from ptt.crypto.channel import (
     HEADER_SIZE,
     KEEPALIVE_MAGIC,
+    MAX_SEALED_DATAGRAM,
     OVERHEAD,
     SEALED_MAGIC,
     Opener,
@@ -23,7 +24,6 @@ from ptt.crypto.channel import (
     is_sealed,
     peek_session_id,
 )
-from ptt.crypto.channel import MAX_SEALED_DATAGRAM
 from ptt.errors import AuthError, ProtocolError
 from ptt.protocol import auth
 from ptt.protocol import messages as m

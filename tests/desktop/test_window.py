@@ -15,8 +15,7 @@ from ptt.config import ClientConfig, load_client_config
 from ptt.desktop.engine import AudioFactory
 from ptt.desktop.model import TalkState
 from ptt.desktop.window import DesktopWindow
-from tests.desktop.conftest import (ARTIFACTS, Peer, group_show, point_at, pump, screenshot,
-                                     xdo)
+from tests.desktop.conftest import ARTIFACTS, Peer, group_show, point_at, pump, screenshot, xdo
 from tests.e2e.serverproc import ServerProcess
 from tests.e2e.test_floor_over_udp import talk
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from ptt.desktop.model import TalkState
 from ptt.desktop.window import DesktopWindow
-from tests.desktop.conftest import Peer, point_at, pump, xdo
 from tests.acceptance.harness import PTT, clean_env, tone_wav
+from tests.desktop.conftest import Peer, point_at, pump, xdo
 from tests.desktop.test_window import _centre, win  # noqa: F401 (the window fixture)
 from tests.e2e.serverproc import ServerProcess
 

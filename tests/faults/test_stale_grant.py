@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 
-
 from ptt.client.connection import Connection
 from ptt.faults.proxy import Direction, Impairment, ImpairmentProxy, ProxyConfig
 from ptt.protocol import client as cl

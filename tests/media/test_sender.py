@@ -4,11 +4,11 @@ import pytest
 
 from ptt.media.packet import parse_payload
 from ptt.media.sender import (
-    START_REDUNDANCY,
     DEFAULT_REDUNDANCY,
     LOSSY_BITRATE,
     OFFSETS,
     RUN_OFFSETS,
+    START_REDUNDANCY,
     MediaSettings,
     Packetizer,
     RedundancyPolicy,

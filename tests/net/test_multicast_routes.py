@@ -6,8 +6,7 @@ from __future__ import annotations
 import pytest
 
 from ptt.errors import NetError
-from ptt.net.multicast import (MulticastOptions, check_multicast, resolve_interface,
-                               route_interface)
+from ptt.net.multicast import MulticastOptions, check_multicast, resolve_interface, route_interface
 from ptt.server.admin import multicast_for
 
 HEADER = ("Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\t"

@@ -11,8 +11,7 @@ import pytest
 
 from ptt.errors import AuthError, ValidationError
 from ptt.protocol import auth
-from ptt.protocol.messages import Challenge, Hello, Login
-from ptt.protocol.messages import decode_message, encode_message
+from ptt.protocol.messages import Challenge, Hello, Login, decode_message, encode_message
 
 ITER = auth.MIN_ITERATIONS  # keep the tests fast; DEFAULT_ITERATIONS is covered once below
 USER = "alice"

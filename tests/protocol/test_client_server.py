@@ -8,8 +8,13 @@ import pytest
 
 from ptt.protocol import floor as fl
 from ptt.protocol import messages as m
-from ptt.protocol.client import (ConnState, FloorStateChanged, LoginFailed, Participation,
-                                 RequestFailed)
+from ptt.protocol.client import (
+    ConnState,
+    FloorStateChanged,
+    LoginFailed,
+    Participation,
+    RequestFailed,
+)
 from ptt.protocol.messages import encode_message
 from ptt.protocol.server import FloorEvent
 from ptt.wire.voice import VoiceHeader, encode_voice

@@ -9,8 +9,8 @@ import pytest
 
 from ptt.protocol.client import ConnState, Disconnected, Participation
 from ptt.protocol.server import SessionEnded
-from tests.protocol.simnet import SimNet
 from ptt.wire.voice import VoiceHeader, add_mac, encode_voice
+from tests.protocol.simnet import SimNet
 from tests.protocol.test_client_server import connect_all
 
 USERS = ["ann", "bob", "cat", "dan", "eve"]

@@ -12,8 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ptt.protocol import auth
-from ptt.protocol import limits
+from ptt.protocol import auth, limits
 from ptt.protocol import messages as m
 from ptt.protocol.messages import decode_message, encode_message
 from ptt.protocol.server import ServerCore

@@ -11,8 +11,7 @@ import random
 import pytest
 
 from ptt.crypto.channel import KEEPALIVE_MAGIC, OVERHEAD, SEALED_MAGIC
-from ptt.protocol import auth
-from ptt.protocol import limits
+from ptt.protocol import auth, limits
 from ptt.protocol import messages as m
 from ptt.protocol.client import CHECK_WINDOW, ClientCore, ConnState, Participation
 from ptt.protocol.messages import encode_message

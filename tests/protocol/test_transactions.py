@@ -1,7 +1,12 @@
 from __future__ import annotations
 
-from ptt.protocol.transactions import (RETRY_FIRST, RETRY_TOTAL, ResponseCache, Retransmitter,
-                                       SeenSet)
+from ptt.protocol.transactions import (
+    RETRY_FIRST,
+    RETRY_TOTAL,
+    ResponseCache,
+    Retransmitter,
+    SeenSet,
+)
 
 
 def test_retransmit_schedule_backs_off_and_gives_up_under_six_seconds() -> None:

@@ -20,8 +20,7 @@ from ptt.protocol.client import Participation
 from ptt.protocol.server import ServerCoreConfig
 from ptt.server.app import PttServer
 from ptt.server.metrics import MetricsEndpoint, attach_metrics
-from ptt.wire.voice import VOICE_MAGIC
-from ptt.wire.voice import VoiceHeader, encode_voice
+from ptt.wire.voice import VOICE_MAGIC, VoiceHeader, encode_voice
 
 GROUP = "ops"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
