@@ -146,6 +146,13 @@ class Connection:
     def connected(self) -> bool:
         return self.core.conn is cl.ConnState.CONNECTED
 
+    @property
+    def local_address(self) -> tuple[str, int]:
+        """This client's own address:port toward the server (NetError before it is open)."""
+        if self._endpoint is None:
+            raise NetError("not connected")
+        return self._endpoint.local_address
+
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def open(self, timeout: float = CONNECT_TIMEOUT) -> cl.Connected:

@@ -18,6 +18,8 @@ import socket
 from collections.abc import Callable
 from typing import cast
 
+from ptt.errors import NetError
+
 Addr = tuple[str, int]
 
 
@@ -64,6 +66,14 @@ class ClientEndpoint(asyncio.DatagramProtocol):
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
+
+    @property
+    def local_address(self) -> Addr:
+        """The socket's own address:port (what the server sees as this client's source)."""
+        if self._transport is None:
+            raise NetError("the endpoint is not open")
+        host, port = self._transport.get_extra_info("sockname")[:2]
+        return str(host), int(port)
 
     # --- asyncio.DatagramProtocol -------------------------------------------------------------
 

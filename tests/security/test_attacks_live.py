@@ -315,7 +315,7 @@ async def _relay_spoof(server: bench_fuzz.ServerUnderTest) -> dict[str, object]:
         bob.on_voice = on_voice
         granted = await ann.request_floor("g")
         gid, sid, burst = ann.core.talk_route("g")  # type: ignore[misc]
-        holder = ann._stream.sockname  # the holder's address:port, spoofed below
+        holder = ann.local_address  # the holder's address:port, spoofed below
         assert holder[0] == "127.0.0.1"
 
         def frame(seq: int, mark: bytes) -> bytes:
