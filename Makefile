@@ -34,7 +34,7 @@ lint: check
 
 test: check
 	@$(PY) -m compileall -q -j 0 ptt
-	$(PY) -m pytest -q -n 2 --durations=25
+	$(PY) -m pytest -q -n 3 --durations=25
 
 demo: $(STAMP)
 	@$(PY) -m compileall -q -j 0 ptt
