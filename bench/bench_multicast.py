@@ -43,7 +43,7 @@ from ptt.net.multicast import (  # noqa: E402
     open_sender_socket,
 )
 from ptt.protocol import client as cl  # noqa: E402
-from ptt.protocol.server import VOICE_PATH_OP  # noqa: E402
+from ptt.protocol.messages import VOICE_PATH_OP  # noqa: E402
 from ptt.wire.voice import VoiceFlags, VoiceHeader, add_mac, encode_voice  # noqa: E402
 from tests.net.netns import netns_command, netns_unavailable  # noqa: E402
 

@@ -23,7 +23,6 @@ from ptt.errors import NetError, ProtocolError
 from ptt.media.packet import parse_payload
 from ptt.protocol import messages as m
 from ptt.protocol.client import ClientEvent, DeliveryReported
-from ptt.protocol.server_delivery import RECEIPT_WAIT
 from ptt.wire.voice import VoiceFlags, VoiceHeader
 
 if TYPE_CHECKING:
@@ -35,7 +34,7 @@ RECEIPT_SETTLE = 0.1  # after the END_OF_BURST frame, for frames that arrive out
 RECEIPT_IDLE = 0.5
 # a talker's wait for the delivery report once its release was answered: the server's own wait
 # for receipts, and a margin for the report's way back
-REPORT_WAIT = RECEIPT_WAIT + 1.5
+REPORT_WAIT = m.RECEIPT_WAIT + 1.5
 _SENT_KEPT = 64  # bursts already receipted: frames that still come update the receipt
 
 

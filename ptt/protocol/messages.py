@@ -492,6 +492,9 @@ class Receipt:
     expected: int
 
 
+RECEIPT_WAIT = 1.0  # after a burst ends, how long the server waits for the listeners' receipts
+
+
 @dataclass(frozen=True, slots=True)
 class BurstReceipt:
     """A listener, at the end of a burst: how many of its frames reached it (distinct
@@ -649,6 +652,9 @@ class PageSubscribe:
 
 
 # --- administration ----------------------------------------------------------------------------
+
+
+VOICE_PATH_OP = "member.voice_path"  # the one Admin operation any member may send (any role)
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,8 +58,9 @@ from ptt.errors import ProtocolError
 from ptt.protocol import limits
 from ptt.protocol import messages as m
 from ptt.protocol.floor import EMERGENCY_ROLES, HIGH_ROLES, FloorSet
+from ptt.protocol.messages import RECEIPT_WAIT, VOICE_PATH_OP
 from ptt.protocol.parts import FETCH_OP
-from ptt.protocol.server_delivery import RECEIPT_WAIT, Delivery
+from ptt.protocol.server_delivery import Delivery
 from ptt.protocol.server_events import (
     AdminCommand,
     DeliveryReported,
@@ -88,14 +89,7 @@ from ptt.protocol.server_groups import Directory
 from ptt.protocol.server_keys import Keys
 from ptt.protocol.server_outbox import Outbox
 from ptt.protocol.server_pages import PAGE_LIST_OP, PageEntry, Pages
-from ptt.protocol.server_relay import (
-    ECHO_SEQ,
-    HOLDER_SEQ,
-    PROBE_SEQ,
-    STALE_NOTICE_INTERVAL,
-    VOICE_PATH_OP,
-    Relay,
-)
+from ptt.protocol.server_relay import STALE_NOTICE_INTERVAL, Relay
 from ptt.protocol.server_state import (
     PRIVATE_GROUP_BASE,
     GroupEntry,
@@ -104,7 +98,7 @@ from ptt.protocol.server_state import (
     UserEntry,
 )
 from ptt.protocol.session import Addr, Session, SessionTable
-from ptt.wire.voice import VOICE_MAGIC
+from ptt.wire.voice import ECHO_SEQ, HOLDER_SEQ, PROBE_SEQ, VOICE_MAGIC
 
 __all__ = [
     "ECHO_SEQ",

@@ -20,7 +20,6 @@ from ptt.protocol.server_outbox import Outbox
 from ptt.protocol.server_state import GroupEntry, ServerState
 from ptt.protocol.session import Session
 
-RECEIPT_WAIT = 1.0  # after a burst ends, how long receipts are awaited
 MAX_COLLECTING = 4096  # bursts followed at once (every group's current one, and those closing)
 
 
@@ -63,7 +62,7 @@ class Delivery:
         c.online = tuple(sorted(u for u in g.online if u != c.talker))
         c.offline = tuple(sorted(u for u in g.members if u not in g.online and u != c.talker))
         c.frames = g.burst_frames
-        c.deadline = now + RECEIPT_WAIT
+        c.deadline = now + m.RECEIPT_WAIT
         self._closing[key] = c
         self._check(c, now)
 

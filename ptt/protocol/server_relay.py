@@ -39,6 +39,9 @@ from ptt.protocol.server_outbox import Outbox
 from ptt.protocol.server_state import GroupEntry, ServerState
 from ptt.protocol.session import Addr, Session
 from ptt.wire.voice import (
+    ECHO_SEQ,
+    HOLDER_SEQ,
+    PROBE_SEQ,
     VoiceFlags,
     VoiceHeader,
     encode_voice,
@@ -52,10 +55,6 @@ from ptt.wire.voice import (
 
 STALE_NOTICE_INTERVAL = 0.5
 PATH_CHECK_EVERY = 0.2  # PathChecks per session at most (voice from a new address)
-VOICE_PATH_OP = "member.voice_path"  # a member operation (any role) on the Admin message
-PROBE_SEQ = 0  # seq of PROBE-flagged voice headers: a member's multicast probe ...
-ECHO_SEQ = 1  # ... the server's echo of it (to the group) ...
-HOLDER_SEQ = 2  # ... and the server's holder notice (unicast to a multicast member)
 
 
 class Relay:

@@ -41,8 +41,10 @@ from typing import NamedTuple
 from ptt.errors import ProtocolError
 from ptt.protocol import messages as m
 from ptt.protocol.client import ClientCore
-from ptt.protocol.server import ECHO_SEQ, HOLDER_SEQ, PROBE_SEQ, VOICE_PATH_OP
 from ptt.wire.voice import (
+    ECHO_SEQ,
+    HOLDER_SEQ,
+    PROBE_SEQ,
     VoiceFlags,
     VoiceHeader,
     add_mac,
@@ -291,7 +293,7 @@ class VoicePaths:
             if (sender == self.core.session_id and burst == p.nonce
                     and p.path is VoicePath.PROBING and peek_seq(data) == ECHO_SEQ):
                 p.nonce = 0  # the echoes of the other probes change nothing
-                p.txn = self.core.admin(VOICE_PATH_OP, {"group": p.group, "multicast": True},
+                p.txn = self.core.admin(m.VOICE_PATH_OP, {"group": p.group, "multicast": True},
                                         now)
                 p.confirming, p.deadline = True, now + CONFIRM_TIMEOUT  # the answer decides
                 return HeardFrame(Heard.ECHO)

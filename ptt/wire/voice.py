@@ -56,6 +56,10 @@ FLAGS_AT = 2  # the offsets, for tests that check the layout itself
 KEY_ID_AT = 3
 GROUP_AT = 4
 SEQ_AT = 16
+# the seq of a PROBE-flagged header says what it is (no payload): a member's multicast probe ...
+PROBE_SEQ = 0
+ECHO_SEQ = 1  # ... the server's echo of it (to the group) ...
+HOLDER_SEQ = 2  # ... and the server's holder notice (unicast to a multicast member)
 _U32 = struct.Struct("!I")
 _U16 = struct.Struct("!H")
 _VOICE_MAC_INFO = b"ptt-voice-mac-v1"

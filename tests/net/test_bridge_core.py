@@ -4,8 +4,8 @@ the silence timer fed by multicast, and the holder notices multicast listeners p
 from __future__ import annotations
 
 from ptt.protocol.client import AdminResult, Participation
-from ptt.protocol.server import HOLDER_SEQ, VOICE_PATH_OP
-from ptt.wire.voice import VoiceFlags, VoiceHeader, add_mac, decode_voice, encode_voice
+from ptt.protocol.messages import VOICE_PATH_OP
+from ptt.wire.voice import HOLDER_SEQ, VoiceFlags, VoiceHeader, add_mac, decode_voice, encode_voice
 from tests.protocol.simnet import SimNet
 
 MCAST = ("239.255.0.1", 7802)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ptt.protocol import messages as m
 from ptt.protocol.client import DeliveryReported, FloorStateChanged, Participation
-from ptt.protocol.server import RECEIPT_WAIT
+from ptt.protocol.messages import RECEIPT_WAIT
 from ptt.protocol.server import DeliveryReported as ServerDeliveryReported
 from ptt.wire.voice import VoiceFlags, VoiceHeader, encode_voice
 from tests.protocol.simnet import SimNet

@@ -10,7 +10,6 @@ from __future__ import annotations
 import pytest
 
 from ptt.protocol.client import AdminResult, ClientCore, GroupJoined
-from ptt.protocol.server import ECHO_SEQ
 from ptt.protocol.voicepath import (
     CONFIRM_TIMEOUT,
     PROBE_INTERVAL,
@@ -20,7 +19,7 @@ from ptt.protocol.voicepath import (
     VoicePathChosen,
     VoicePaths,
 )
-from ptt.wire.voice import VoiceFlags, VoiceHeader, add_mac, encode_voice, strip_mac
+from ptt.wire.voice import ECHO_SEQ, VoiceFlags, VoiceHeader, add_mac, encode_voice, strip_mac
 from tests.protocol.simnet import SimNet
 
 MCAST = ("239.255.0.7", 7810)

@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ptt.net.multicast import open_member_socket, open_sender_socket, resolve_interface
-from ptt.protocol.server import PROBE_SEQ
-from ptt.wire.voice import VoiceFlags, VoiceHeader, add_mac, encode_voice
+from ptt.wire.voice import PROBE_SEQ, VoiceFlags, VoiceHeader, add_mac, encode_voice
 from tests.net import scenarios
 from tests.net.scenarios import GROUP, RELAY_ONLY, Server, close_all, connect, provision, scenario
 
