@@ -120,6 +120,10 @@ class Connection:
         # played? Set by ptt.client.keys.VoiceKeys, which holds the talker keys
         self.talker_check: Callable[[str, str, bytes], bool] | None = None
         self.voice_stats = VoiceStats()
+        # what the client layers keep for as long as this connection lives, one per kind
+        # (ptt.client.keys: the group keys, the in-memory key pins): held here, so that they
+        # go with the connection instead of living in a registry of their own
+        self.attached: dict[type, object] = {}
         self._mcast = MemberSockets(multicast or MulticastOptions(), self._on_group_datagram)
         self.paths = VoicePaths(self.core, self._mcast.opts.enabled, os.urandom)
         self._endpoint: ClientEndpoint | None = None

@@ -34,7 +34,6 @@ import asyncio
 import logging
 import os
 import secrets
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -130,16 +129,13 @@ class PinFile:
             save_pins(self.path, self.pins)
 
 
-# connections -> their in-memory pins, when no pins file is configured
-_MEMORY_PINS: weakref.WeakKeyDictionary[Connection, PinFile] = weakref.WeakKeyDictionary()
-
-
 def _member_pins(conn: Connection, path: Path | None) -> PinFile:
+    """``path``'s pins, or with no pins file configured the connection's in-memory ones."""
     if path is not None:
         return PinFile(path)
-    pins = _MEMORY_PINS.get(conn)
-    if pins is None:
-        pins = _MEMORY_PINS[conn] = PinFile(None)
+    pins = conn.attached.get(PinFile)
+    if not isinstance(pins, PinFile):
+        pins = conn.attached[PinFile] = PinFile(None)
     return pins
 
 
@@ -320,9 +316,6 @@ async def remove_user(conn: Connection, name: str, *, pins: Path | None = None,
 
 # --- the member's side ---------------------------------------------------------------------------
 
-_KEYS: weakref.WeakKeyDictionary[Connection, VoiceKeys] = weakref.WeakKeyDictionary()
-
-
 def heard_directly(state: m.GroupState | None, path: str) -> bool:
     """Whether members may hear a talker's voice on the group's multicast address, where no
     server vouches for the sender: only there does a frame need its talker's signature.
@@ -394,13 +387,13 @@ class VoiceKeys:
         very coordinator, who knows its own token): trusted from the start and kept in memory
         only, so no pins file is read or written. Both arguments count only on the first call
         for a connection: make it before a Talker or Listener does."""
-        keys = _KEYS.get(conn)
-        if keys is None:
+        keys = conn.attached.get(VoiceKeys)
+        if not isinstance(keys, VoiceKeys):
             if signers is not None:
                 keys = cls(conn, None, signers)
             else:
                 keys = cls(conn, pins if pins is not None else pins_path(SIGNER_PINS))
-            _KEYS[conn] = keys
+            conn.attached[VoiceKeys] = keys
         return keys
 
     # --- grants -------------------------------------------------------------------------------
