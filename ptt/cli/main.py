@@ -46,7 +46,7 @@ COMMANDS: dict[str, str] = {
     "group": "ptt.cli.group:group",
     "talk": "ptt.cli.talk:talk",
     "listen": "ptt.cli.listen:listen",
-    "call": "ptt.cli.talk:call",
+    "call": "ptt.cli.call:call",
     "page": "ptt.cli.textpage:page",
     "pages": "ptt.cli.pagelist:pages",
     "devices": "ptt.cli.devices:devices",

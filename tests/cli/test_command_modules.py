@@ -1,5 +1,6 @@
-"""The recording commands and ``ptt desktop`` each live in a module of their own name in ptt.cli,
-and the desktop package, which the desktop command opens, does not import the command line."""
+"""The recording commands, ``ptt talk``, ``ptt call`` and ``ptt desktop`` each live in a module
+of their own name in ptt.cli, and the desktop package, which the desktop command opens, does not
+import the command line."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import ptt
 from ptt.cli.main import cli
 
 PACKAGE = Path(ptt.__file__).parent
-OWN_MODULE = ["record", "sessions", "export", "replay", "desktop"]
+OWN_MODULE = ["record", "sessions", "export", "replay", "desktop", "talk", "call"]
 
 
 def test_each_command_is_defined_in_its_own_module() -> None:
