@@ -1,4 +1,4 @@
-"""Cryptographic building blocks of ptt, sans-I/O like ``ptt.protocol`` (which will use them).
+"""Cryptographic building blocks of ptt, sans-I/O like ``ptt.protocol``, which uses them.
 
 * :mod:`ptt.crypto.channel`: the sealed control channel after login (per-direction ChaCha20-
   Poly1305 keys from the login's session key, a 64-bit counter, a replay window).
