@@ -28,11 +28,11 @@ from typing import Any, NoReturn
 import click
 
 from ptt.cli import logs
+from ptt.cli.entry import EX_INTERRUPTED
 from ptt.cli.options import SECONDS, CliState, config_option
 from ptt.errors import Interrupted, PttError
 
 EX_SOFTWARE = 70  # sysexits.h: an internal software error
-EX_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 DEBUG_ENV = "PTT_DEBUG"
 
 # Every command, one module each, as "module:attribute". A command's module is imported when
@@ -159,6 +159,6 @@ def cli(ctx: click.Context, timeout: float, verbose: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
-    """Console-script entry point (``ptt = ptt.cli.main:main``)."""
+    """Run the command line (the console script reaches it through :mod:`ptt.cli.entry`)."""
     cli.main(argv, prog_name="ptt")
     raise AssertionError("unreachable: PttGroup.main always exits")  # pragma: no cover

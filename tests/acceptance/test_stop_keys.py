@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import wave
@@ -22,6 +23,7 @@ import pytest
 from ptt.audio.pulse import PulseServer
 from tests.acceptance.harness import (
     COORDINATOR,
+    PTT,
     Site,
     Tmux,
     no_traceback,
@@ -237,3 +239,36 @@ def test_replay_stopped_while_queued_leaves_the_queue(site: Site, tmp_path: Path
     assert queue_of(site, "g") == []
     bob.kill()
     bob.communicate()
+
+
+def _loading_ptt(pid: int, timeout: float = 20.0) -> bool:
+    """Wait until process ``pid`` is loading ptt's own code (the cryptography library, which
+    ptt's control channel imports, is mapped): past the interpreter's start-up, before the
+    command runs. False if it ended first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            maps = Path(f"/proc/{pid}/maps").read_text()
+        except OSError:  # it ended
+            return False
+        if "_rust.abi3.so" in maps:
+            return True
+        time.sleep(0.002)
+    raise AssertionError("ptt never loaded its code")
+
+
+def test_ctrl_c_while_ptt_is_still_loading_exits_130_with_no_output(site: Site) -> None:
+    # a server that never answers: without the Ctrl-C the command would wait its 6 s
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        server = "127.0.0.1:%d" % silent.getsockname()[1]
+        for _ in range(8):
+            proc = subprocess.Popen([PTT, "user", "list", "--server", server],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    env=site.env(COORDINATOR))
+            assert _loading_ptt(proc.pid)
+            start = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=30)
+            assert (proc.returncode, out, err) == (130, "", ""), (proc.returncode, err[-600:])
+            assert time.monotonic() - start < 5.0

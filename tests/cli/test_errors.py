@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from ptt.cli import remote
+from ptt.errors import PttError
+from ptt.protocol import messages as m
 from tests.cli.conftest import PTT, ServerProcess, closed_port, one_error_line, ptt, run
 
 
@@ -201,8 +203,18 @@ def test_sigint_while_waiting_for_the_server(coordinator: Path) -> None:
         proc = subprocess.Popen(
             [PTT, "user", "list", "--server", "127.0.0.1:%d" % silent.getsockname()[1]],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        silent.recvfrom(2048)  # its login: it is now waiting for an answer
+        # its login (a Hello naming the coordinator): it is now waiting for an answer. Other
+        # datagrams are strays: the port is an ephemeral one, and a client of another test may
+        # still retransmit to a server that had it before
+        while True:
+            data, _ = silent.recvfrom(2048)
+            try:
+                msg = m.decode_message(data)
+            except PttError:
+                continue
+            if isinstance(msg, m.Hello) and msg.user == "coordinator":
+                break
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=5)
+        out, err = proc.communicate(timeout=15)  # a hang guard: ~0.2 s on a quiet machine
     assert proc.returncode == 130
     assert out == "" and err.strip() == ""  # click ends the ^C line; nothing else
