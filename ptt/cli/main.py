@@ -28,7 +28,7 @@ from typing import Any, NoReturn
 import click
 
 from ptt.cli import logs
-from ptt.cli.entry import EX_INTERRUPTED
+from ptt.cli.entry import EX_INTERRUPTED, loading
 from ptt.cli.options import SECONDS, CliState, config_option
 from ptt.errors import Interrupted, PttError
 
@@ -83,7 +83,8 @@ class PttGroup(click.Group):
         if target is None:
             return super().get_command(ctx, cmd_name)
         module, _, attribute = target.partition(":")
-        command = getattr(importlib.import_module(module), attribute)
+        with loading():  # a Ctrl-C meanwhile: KeyboardInterrupt after, which main() handles
+            command = getattr(importlib.import_module(module), attribute)
         assert isinstance(command, click.Command)
         return command
 

@@ -196,13 +196,22 @@ def test_ctrl_c_exits_130_silently(home: Path, monkeypatch: pytest.MonkeyPatch) 
     assert result.stderr.strip() == "" and result.stdout == ""
 
 
+def _as_from_a_shell() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+
+
 def test_sigint_while_waiting_for_the_server(coordinator: Path) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:  # a server that never answers
         silent.bind(("127.0.0.1", 0))
         silent.settimeout(15)
+        # ptt starts as from a shell, Ctrl-C neither ignored nor blocked, whatever this test
+        # process inherited or was left with (both pass on to a child through exec)
+        print("this process: SIGINT", signal.getsignal(signal.SIGINT), "blocked",
+              signal.pthread_sigmask(signal.SIG_BLOCK, []))
         proc = subprocess.Popen(
             [PTT, "user", "list", "--server", "127.0.0.1:%d" % silent.getsockname()[1]],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_as_from_a_shell)
         # its login (a Hello naming the coordinator): it is now waiting for an answer. Other
         # datagrams are strays: the port is an ephemeral one, and a client of another test may
         # still retransmit to a server that had it before
@@ -216,5 +225,5 @@ def test_sigint_while_waiting_for_the_server(coordinator: Path) -> None:
                 break
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=15)  # a hang guard: ~0.2 s on a quiet machine
-    assert proc.returncode == 130
+    assert proc.returncode == 130, err
     assert out == "" and err.strip() == ""  # click ends the ^C line; nothing else
