@@ -21,9 +21,31 @@ def test_each_connection_has_its_own_keys_made_once(tmp_path: Path) -> None:
     assert VoiceKeys.of(bob, tmp_path / "pins.toml") is not first
 
 
+_MUTABLE_CALLS = ("dict", "list", "set", "defaultdict", "OrderedDict", "deque",
+                  "WeakKeyDictionary", "WeakValueDictionary", "WeakSet")
+
+
+def _mutable(value: ast.expr | None) -> bool:
+    if isinstance(value, (ast.Dict, ast.List, ast.Set, ast.DictComp, ast.ListComp, ast.SetComp)):
+        return True
+    if isinstance(value, ast.Call):
+        func = value.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+        return name in _MUTABLE_CALLS
+    return False
+
+
 def test_the_keys_module_keeps_no_state_of_its_own() -> None:
+    """No module-level container that connections could share (a registry by connection)."""
     tree = ast.parse(Path(keys_module.__file__).read_text(encoding="utf-8"))
     module_state = [ast.unparse(node)[:60] for node in tree.body
-                    if isinstance(node, (ast.Assign, ast.AnnAssign))
-                    and "Dictionary" in ast.unparse(node)]
+                    if isinstance(node, (ast.Assign, ast.AnnAssign)) and _mutable(node.value)
+                    and "__all__" not in ast.unparse(node)]
     assert module_state == []
+
+
+def test_the_check_sees_a_registry() -> None:
+    src = "import weakref\n_reg = weakref.WeakKeyDictionary()\n_pins: dict[int, str] = {}\nX = 3\n"
+    found = [n for n in ast.parse(src).body
+             if isinstance(n, (ast.Assign, ast.AnnAssign)) and _mutable(n.value)]
+    assert len(found) == 2

@@ -92,11 +92,6 @@ class SimNet:
             user = self._by_addr[addr]
         return user
 
-    def next_time(self) -> float | None:
-        ts = [t for t in [self._q[0][0] if self._q else None, self.server.get_timer(),
-                          *(c.get_timer() for c in self.clients.values())] if t is not None]
-        return min(ts) if ts else None
-
     def run_until(self, t_end: float) -> None:
         """Deliver datagrams and fire timers in time order until ``t_end``.
 
