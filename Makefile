@@ -4,7 +4,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEBS   := libopus0 portaudio19-dev espeak-ng sox pulseaudio pulseaudio-utils opus-tools ffmpeg \
-          xvfb xdotool python3-tk iproute2 util-linux tmux fonts-wqy-zenhei
+          xvfb xdotool python3-tk iproute2 util-linux tmux fonts-wqy-zenhei \
+          postgresql nats-server etcd-server etcd-client
 
 .PHONY: all deps check lint test demo bench clean
 
@@ -21,7 +22,7 @@ $(STAMP): pyproject.toml scripts/ensure-debs.sh
 	@scripts/ensure-debs.sh $(DEBS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip
-	@$(PY) -m pip install -q -e '.[test,bench]'
+	@$(PY) -m pip install -q -e '.[test,bench,cluster]'
 	@touch $(STAMP)
 
 # Lint, types (strict on the sans-I/O cores) and the import layers of pyproject.toml.

@@ -15,6 +15,8 @@
     ├── NetError                  sockets, unreachable server, timeouts, multicast routes
     ├── AudioError                devices, WAV files, the Opus codec
     ├── RecordingError            Ogg Opus files and event logs that cannot be read or written
+    ├── ClusterError              the cluster's engines, ownership, directory or bus failed
+    │   └── EngineError           PostgreSQL, NATS or etcd would not start or answer
     └── Interrupted               SIGINT or SIGTERM stopped a command (after a clean finish)
 
 Every error carries a message meant for a person, so ``str(err)`` is what the CLI prints.
@@ -87,6 +89,15 @@ class AudioError(PttError):
 
 class RecordingError(PttError):
     """A recording or event log could not be read or written."""
+
+
+class ClusterError(PttError):
+    """A cluster node's engines, group ownership, directory or bus failed."""
+
+
+class EngineError(ClusterError):
+    """An engine (PostgreSQL, NATS, etcd) would not start, answer or stop; the message names
+    the engine and ends with the last lines of its log."""
 
 
 class Interrupted(PttError):

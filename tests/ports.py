@@ -34,14 +34,24 @@ def _slice() -> range:
     return range(start, start + width)
 
 
-def free_udp_port() -> int:
-    """A loopback UDP port free now, outside the ephemeral range, in this worker's slice."""
+def _free_port(kind: socket.SocketKind) -> int:
     ports = _slice()
     for port in random.sample(ports, min(200, len(ports))):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        with socket.socket(socket.AF_INET, kind) as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
             return port
-    raise RuntimeError(f"no free UDP port in {ports.start}-{ports.stop - 1}")
+    raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1}")
+
+
+def free_udp_port() -> int:
+    """A loopback UDP port free now, outside the ephemeral range, in this worker's slice."""
+    return _free_port(socket.SOCK_DGRAM)
+
+
+def free_tcp_port() -> int:
+    """A loopback TCP port free now, outside the ephemeral range, in this worker's slice (the
+    engines' ports: an engine member killed and started again binds the same ones)."""
+    return _free_port(socket.SOCK_STREAM)

@@ -1,0 +1,105 @@
+"""Real engines for the cluster's tests, on loopback ports of this worker's slice.
+
+Session-scoped engines (``postgres``, ``nats``, ``nats_cluster``, ``etcd``, ``etcd_cluster``)
+start once per pytest-xdist worker that uses them and are shared: a test may write to them but
+never stops, kills or pauses a member. A test that does asks ``fresh_engines`` for its own, which
+are stopped when it ends. A test whose engine is not installed is skipped, saying which Debian
+package brings it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from ptt.cluster import engines
+from ptt.cluster.engines import Engine, Etcd, Nats, Postgres
+from tests.ports import free_tcp_port
+
+E = TypeVar("E", bound=Engine)
+
+
+class EngineStarter:
+    """Starts engines under one directory and stops every one of them at the end."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.started: list[Engine] = []
+
+    def _start(self, kind: str, start: Callable[[Path], E]) -> E:
+        reason = engines.missing(kind)
+        if reason:
+            pytest.skip(reason)
+        engine = start(self.root / f"{kind}-{len(self.started)}")
+        self.started.append(engine)
+        return engine
+
+    def postgres(self) -> Postgres:
+        return self._start(
+            "postgres", lambda root: engines.start_postgres(root, port_source=free_tcp_port)
+        )
+
+    def nats(self, members: int = 1, *, jetstream: bool = False) -> Nats:
+        return self._start(
+            "nats-server",
+            lambda root: engines.start_nats(
+                root, members=members, jetstream=jetstream, port_source=free_tcp_port
+            ),
+        )
+
+    def etcd(self, members: int = 1, *, heartbeat_ms: int = engines.ETCD_HEARTBEAT_MS,
+             election_ms: int = engines.ETCD_ELECTION_MS) -> Etcd:
+        return self._start(
+            "etcd",
+            lambda root: engines.start_etcd(
+                root, members=members, heartbeat_ms=heartbeat_ms, election_ms=election_ms,
+                port_source=free_tcp_port,
+            ),
+        )
+
+    def stop_all(self) -> None:
+        for engine in reversed(self.started):
+            engine.stop()
+
+
+@pytest.fixture(scope="session")
+def _session_engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineStarter]:
+    starter = EngineStarter(tmp_path_factory.mktemp("engines"))
+    yield starter
+    starter.stop_all()
+
+
+@pytest.fixture
+def fresh_engines(tmp_path: Path) -> Iterator[EngineStarter]:
+    """Fresh engines for this test alone (to kill, pause or stop), stopped when it ends."""
+    starter = EngineStarter(tmp_path)
+    yield starter
+    starter.stop_all()
+
+
+@pytest.fixture(scope="session")
+def postgres(_session_engines: EngineStarter) -> Postgres:
+    return _session_engines.postgres()
+
+
+@pytest.fixture(scope="session")
+def nats(_session_engines: EngineStarter) -> Nats:
+    return _session_engines.nats()
+
+
+@pytest.fixture(scope="session")
+def nats_cluster(_session_engines: EngineStarter) -> Nats:
+    return _session_engines.nats(3)
+
+
+@pytest.fixture(scope="session")
+def etcd(_session_engines: EngineStarter) -> Etcd:
+    return _session_engines.etcd()
+
+
+@pytest.fixture(scope="session")
+def etcd_cluster(_session_engines: EngineStarter) -> Etcd:
+    return _session_engines.etcd(3)
