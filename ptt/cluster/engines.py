@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import http.client
 import json
 import os
 import pwd
@@ -25,7 +26,6 @@ import socket
 import subprocess
 import tempfile
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -59,6 +59,19 @@ def os_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))
         return int(s.getsockname()[1])
+
+
+def _distinct_ports(port_source: PortSource, count: int) -> list[int]:
+    """``count`` different ports: a source tells which port is free now, not which it already
+    handed out for this start, which binds none of them until its processes run."""
+    ports: list[int] = []
+    for _ in range(count * 20):
+        port = port_source()
+        if port not in ports:
+            ports.append(port)
+        if len(ports) == count:
+            return ports
+    raise EngineError(f"the port source gave fewer than {count} different ports")
 
 
 def _die_with_parent() -> None:
@@ -304,7 +317,7 @@ def _http_json(url: str) -> object:
     try:
         with _HTTP.open(url, timeout=1.0) as reply:
             return json.loads(reply.read())
-    except (OSError, ValueError, urllib.error.URLError):
+    except (OSError, ValueError, http.client.HTTPException):
         return None
 
 
@@ -484,9 +497,8 @@ def start_nats(root: Path, *, members: int = 1, jetstream: bool = False,
     root.mkdir(parents=True, exist_ok=True)
 
     def make(attempt: int) -> Engine:
-        clients = [port_source() for _ in range(members)]
-        monitors = [port_source() for _ in range(members)]
-        routes = [port_source() for _ in range(members)] if members > 1 else []
+        ports = _distinct_ports(port_source, 3 * members if members > 1 else 2)
+        clients, monitors, routes = ports[:members], ports[members:2 * members], ports[2 * members:]
         nodes = []
         for i in range(members):
             name = f"n{i}"
@@ -536,8 +548,8 @@ def start_etcd(root: Path, *, members: int = 1, heartbeat_ms: int = ETCD_HEARTBE
     root.mkdir(parents=True, exist_ok=True)
 
     def make(attempt: int) -> Engine:
-        clients = [port_source() for _ in range(members)]
-        peers = [port_source() for _ in range(members)]
+        ports = _distinct_ports(port_source, 2 * members)
+        clients, peers = ports[:members], ports[members:]
         names = [f"e{i}" for i in range(members)]
         initial = ",".join(f"{n}=http://{HOST}:{p}" for n, p in zip(names, peers, strict=True))
         nodes = []
