@@ -38,9 +38,9 @@ from ptt.errors import (
 )
 from ptt.names import group_name, parse_role, role_name, user_name
 from ptt.protocol import auth, parts
+from ptt.protocol.directory import Directory, GroupRecord
 from ptt.protocol.messages import ErrorCode, Role
 from ptt.protocol.server import ServerCore
-from ptt.server.store import GroupRecord, Store
 
 Result = dict[str, Any]
 DEFAULT_MULTICAST_NETWORK = "239.255.0.0/16"  # administratively scoped (RFC 2365)
@@ -98,7 +98,7 @@ def error_code(exc: PttError) -> ErrorCode:
 class Admin:
     """Runs coordinator operations; ``now`` is the event loop's clock (for floor side effects)."""
 
-    def __init__(self, store: Store, core: ServerCore, mcast_port_base: int = 7800,
+    def __init__(self, store: Directory, core: ServerCore, mcast_port_base: int = 7800,
                  iterations: int = auth.DEFAULT_ITERATIONS,
                  mcast_network: str = DEFAULT_MULTICAST_NETWORK) -> None:
         self.store = store

@@ -36,14 +36,31 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 from ptt.config import default_db_path
-from ptt.errors import ConflictError, NotFoundError, StoreError, ValidationError
-from ptt.names import group_name, is_call_group_name, parse_role, role_name, user_name
+from ptt.errors import ConflictError, NotFoundError, StoreError
+from ptt.names import group_name, parse_role, role_name, user_name
+from ptt.protocol.directory import (
+    DEFAULT_MAX_TALK,
+    GROUP_MODES,
+    MAX_TALK_LIMIT,
+    GroupKey,
+    GroupRecord,
+    MemberChange,
+    MemberRecord,
+    UserRecord,
+    check_change,
+    check_change_key,
+    check_credentials,
+    check_key,
+    check_max_talk,
+    check_mode,
+    check_plain,
+)
+from ptt.protocol.directory import any_group_name as _any_group_name
 from ptt.protocol.messages import Role
 
 __all__ = [
@@ -59,9 +76,6 @@ __all__ = [
     "default_db_path",
 ]
 
-GROUP_MODES = ("relay", "multicast", "auto")
-DEFAULT_MAX_TALK = 30.0
-MAX_TALK_LIMIT = 3_600.0  # one hour: anything longer is a stuck transmitter, not a page
 BUSY_TIMEOUT_MS = 5_000  # another process writing (an offline `ptt user add`): wait, don't fail
 
 # Each version's statements run once, in order, inside one transaction. Never edit a released
@@ -172,62 +186,9 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
 SCHEMA_VERSION = max(MIGRATIONS)
 
 
-@dataclass(frozen=True, slots=True)
-class UserRecord:
-    name: str
-    role: Role
-    salt: bytes = field(repr=False)
-    iterations: int
-    verifier: bytes = field(repr=False)
-    created: float  # Unix time
-    public: bytes | None = None  # the 64-byte public identity (None: made before schema 2)
-
-
-@dataclass(frozen=True, slots=True)
-class GroupRecord:
-    id: int  # the wire group_id
-    name: str
-    max_talk: float  # seconds
-    mode: str  # relay | multicast | auto
-    record: bool
-    private: bool
-    created: float
-    encrypted: bool = False  # voice sealed end to end: the server can relay, not hear or record
-    key_epoch: int = 0  # the epoch of the grants stored (0: no key issued yet)
-
-
-@dataclass(frozen=True, slots=True)
-class GroupKey:
-    """A group's current key epoch and each member's grant (opaque to the server)."""
-
-    group: str
-    epoch: int
-    grants: dict[str, bytes] = field(repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class MemberChange:
-    """What :meth:`Store.change_members` did: ``absent`` were named for removal but were not
-    members; ``key`` is the epoch installed with the change (None: none was given)."""
-
-    group: str
-    added: list[str]
-    removed: list[str]
-    absent: list[str]
-    key: GroupKey | None
-
-
-@dataclass(frozen=True, slots=True)
-class MemberRecord:
-    group: str
-    user: str
-    listen_only: bool
-
-
 _USER_COLS = "u.name, u.role, u.salt, u.iterations, u.verifier, u.created, u.public"
 _GROUP_COLS = ("g.id, g.name, g.max_talk, g.mode, g.record, g.private, g.created, g.encrypted, "
                "g.key_epoch")
-PUBLIC_SIZE = 64  # ptt.crypto.identity.PublicIdentity: X25519 + Ed25519
 
 
 def _user(row: tuple[Any, ...]) -> UserRecord:
@@ -246,31 +207,6 @@ def _damaged(target: str, problem: str) -> str:
     return (f"database {target} is damaged ({problem}): stop every ptt server using it, move it "
             f"and any {target}-wal and {target}-shm beside it away, and restore it from a backup "
             f"(a -wal file belongs to its own database only)")
-
-
-def _any_group_name(name: object) -> str:
-    """An ordinary group name, or a call-group name (``call:a+b``) as they are stored."""
-    if isinstance(name, str) and is_call_group_name(name):
-        return name
-    return group_name(name)
-
-
-def _max_talk(value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValidationError(f"invalid max talk time {value!r}: expected seconds")
-    if not 0 < value <= MAX_TALK_LIMIT:
-        raise ValidationError(
-            f"invalid max talk time {value:g} s: expected more than 0 and at most "
-            f"{MAX_TALK_LIMIT:g} s"
-        )
-    return float(value)
-
-
-def _mode(value: str) -> str:
-    mode = value.strip().lower() if isinstance(value, str) else value
-    if mode not in GROUP_MODES:
-        raise ValidationError(f"invalid group mode {value!r}: expected relay, multicast or auto")
-    return mode
 
 
 class Store:
@@ -404,11 +340,7 @@ class Store:
         """Create a user from credentials made by ``ptt.protocol.auth.make_credentials`` and,
         for end-to-end voice, its 64-byte public identity (``ptt.crypto.identity``)."""
         name, role = user_name(name), parse_role(role)
-        if not salt or not verifier or isinstance(iterations, bool) or iterations < 1:
-            raise ValidationError("invalid credentials: salt, iterations and verifier required")
-        if public is not None and (not isinstance(public, (bytes, bytearray))
-                                   or len(public) != PUBLIC_SIZE):
-            raise ValidationError(f"invalid public identity: expected {PUBLIC_SIZE} bytes")
+        check_credentials(salt, iterations, verifier, public)
         with self._write() as db:
             if db.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
                 raise ConflictError(f"user '{name}' already exists")
@@ -473,7 +405,7 @@ class Store:
         (:meth:`set_group_key`); the server relays it but cannot record it. ``encrypted=False``
         (``ptt group create --plain``) keeps voice in the clear, the only kind it can record."""
         name = _any_group_name(name) if private else group_name(name)
-        max_talk, mode = _max_talk(max_talk), _mode(mode)
+        max_talk, mode = check_max_talk(max_talk), check_mode(mode)
         with self._write() as db:
             if db.execute("SELECT 1 FROM groups WHERE name = ?", (name,)).fetchone():
                 raise ConflictError(f"group '{name}' already exists")
@@ -518,9 +450,9 @@ class Store:
         name = _any_group_name(name)
         changes: dict[str, object] = {}
         if max_talk is not None:
-            changes["max_talk"] = _max_talk(max_talk)
+            changes["max_talk"] = check_max_talk(max_talk)
         if mode is not None:
-            changes["mode"] = _mode(mode)
+            changes["mode"] = check_mode(mode)
         if record is not None:
             changes["record"] = int(bool(record))
         with self._write() as db:
@@ -627,8 +559,7 @@ class Store:
         group = _any_group_name(group)
         with self._write() as db:
             gid, encrypted, current = self._key_row(db, group)
-            if not encrypted:
-                raise ValidationError(f"group '{group}' is plain: its voice is not encrypted")
+            check_plain(group, encrypted)
             self._put_key(db, gid, group, current, epoch, grants, self._member_ids(db, gid))
         return GroupKey(group, epoch, {u: bytes(b) for u, b in grants.items()})
 
@@ -645,10 +576,7 @@ class Store:
         other. So no committed state has a removed member still holding the key in force, nor a
         member without the new one. NotFoundError for an unknown group or user."""
         group = _any_group_name(group)
-        add = [user_name(u) for u in add]
-        remove = [user_name(u) for u in remove]
-        if set(add) & set(remove):
-            raise ValidationError("a user cannot be both added and removed")
+        add, remove = check_change(add, remove)
         with self._write() as db:
             gid, encrypted, current = self._key_row(db, group)
             ids = {}
@@ -669,27 +597,15 @@ class Store:
                 "ON CONFLICT (group_id, user_id) DO UPDATE SET listen_only = excluded.listen_only",
                 [(gid, ids[u], int(bool(listen_only))) for u in add])
             after = self._member_ids(db, gid)
+            keyed = {str(n) for (n,) in db.execute(
+                "SELECT u.name FROM memberships m JOIN users u ON u.id = m.user_id "
+                "WHERE m.group_id = ? AND u.public IS NOT NULL", (gid,))}
+            check_change_key(group, encrypted, current, add, key, keyed)
             stored = None
             if key is not None:
-                if not encrypted:
-                    raise ValidationError(f"group '{group}' is plain: its voice is not encrypted")
                 epoch, grants = key
-                keyed = {str(n) for (n,) in db.execute(
-                    "SELECT u.name FROM memberships m JOIN users u ON u.id = m.user_id "
-                    "WHERE m.group_id = ? AND u.public IS NOT NULL", (gid,))}
-                if set(grants) != keyed:
-                    raise ValidationError(
-                        f"the new key of '{group}' must have a grant for each member after the "
-                        f"change and no one else (members: {', '.join(sorted(keyed))})")
                 self._put_key(db, gid, group, current, epoch, grants, after)
                 stored = GroupKey(group, epoch, {u: bytes(b) for u, b in grants.items()})
-            elif encrypted and current > 0:
-                verb = "added" if add else "removed"
-                raise ValidationError(
-                    f"group '{group}' is encrypted: members are {verb} only together with its "
-                    f"next key, which the coordinator's client makes: use 'ptt group "
-                    f"{'add' if add else 'remove'} {group} USER...' (one group.change request; "
-                    f"update ptt if it sent this)")
         return MemberChange(group, add, removed, absent, stored)
 
     @staticmethod
@@ -710,16 +626,7 @@ class Store:
     def _put_key(db: sqlite3.Connection, gid: int, group: str, current: int, epoch: int,
                  grants: dict[str, bytes], members: dict[str, int]) -> None:
         """Replace the grants of group ``gid`` (inside the caller's transaction)."""
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 < epoch < 1 << 32:
-            raise ValidationError(f"invalid key epoch {epoch!r}")
-        if epoch <= current:
-            raise ConflictError(
-                f"key epoch {epoch} of '{group}' is not newer than the stored {current}")
-        for user, blob in grants.items():
-            if user not in members:
-                raise ValidationError(f"'{user}' is not a member of '{group}'")
-            if not isinstance(blob, (bytes, bytearray)) or not blob:
-                raise ValidationError(f"invalid key grant for '{user}'")
+        check_key(group, current, epoch, grants, members)
         db.execute("DELETE FROM grants WHERE group_id = ?", (gid,))
         db.executemany(
             "INSERT INTO grants (group_id, user_id, epoch, grant) VALUES (?, ?, ?, ?)",
