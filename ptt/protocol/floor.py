@@ -268,6 +268,7 @@ class Floor:
         self._from_queue = False
         self._grace_until = 0.0  # REVOKING only
         self._revoke_reason = EndReason.PREEMPTED  # REVOKING only
+        self._mirror = False  # follows a floor decided elsewhere: no deadlines here
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -302,6 +303,24 @@ class Floor:
             self.group, self._state, self._holder, self._burst_id, self.holder_priority,
             self.queue, self.get_timer(),
         )
+
+    def follow(self, state: FloorState, holder: str | None, burst_id: int,
+               priority: Priority | None, queue: tuple[str, ...]) -> None:
+        """Become a mirror of a floor decided elsewhere (a cluster's home node): holder, burst
+        and queue as given, and no deadline of its own (the home keeps T1 and T2). ``voice``
+        then answers for the mirrored burst; requests must go to the home, not here."""
+        if (holder is None) != (state is FloorState.IDLE):
+            raise FloorError("a mirrored floor has a holder exactly when it is not idle")
+        self._state = state
+        self._holder = holder
+        self._burst_id = burst_id if holder is not None else 0
+        self._priority = _check_priority(priority or Priority.NORMAL)
+        self._queue = [(0, i, u) for i, u in enumerate(queue)]
+        self._queued = {e[2]: e for e in self._queue}
+        self._arrivals = len(queue)
+        self._talk_until = self._start_until = self._grace_until = 0.0
+        self._last_voice = _NEVER
+        self._mirror = True
 
     # -- membership -----------------------------------------------------------------------------
 
@@ -400,6 +419,8 @@ class Floor:
 
     def get_timer(self) -> float | None:
         """The next deadline, or None: call ``handle_timer`` once the clock reaches it."""
+        if self._mirror:
+            return None
         if self._state is FloorState.TAKEN:
             silent_at = max(self._start_until, self._last_voice + self.config.silence)
             return min(silent_at, self._talk_until)
@@ -522,6 +543,9 @@ class FloorSet:
         self._floors: dict[str, Floor] = {}
         self._heap: list[tuple[float, str]] = []
         self._due: dict[str, float] = {}  # group -> the deadline of its live heap entry
+        # every event of every floor, in order, while a cluster node reads them to publish
+        # its groups' news (ptt.protocol.cluster_routing); None: nobody reads them
+        self.log: list[FloorEvent] | None = None
 
     def __contains__(self, group: str) -> bool:
         return group in self._floors
@@ -557,6 +581,8 @@ class FloorSet:
     def remove_group(self, group: str, now: float) -> list[FloorEvent]:
         """The group is deleted: its holder's burst ends (REMOVED), its queue empties."""
         events = self.floor(group).close(now)
+        if self.log is not None:
+            self.log.extend(events)
         del self._floors[group]
         self._due.pop(group, None)
         return events
@@ -582,6 +608,13 @@ class FloorSet:
                 ) -> list[FloorEvent]:
         floor = self.floor(group)
         return self._scheduled(group, floor, floor.release(user, now, burst_id))
+
+    def follow(self, group: str, state: FloorState, holder: str | None, burst_id: int,
+               priority: Priority | None, queue: tuple[str, ...]) -> None:
+        """The group's floor mirrors one decided elsewhere (``Floor.follow``); its deadlines
+        leave the heap."""
+        self.floor(group).follow(state, holder, burst_id, priority, queue)
+        self._due.pop(group, None)
 
     def voice(self, group: str, user: str, burst_id: int, now: float) -> bool:
         floor = self._floors.get(group)
@@ -626,7 +659,10 @@ class FloorSet:
         return events
 
     def _scheduled(self, group: str, floor: Floor, events: list[FloorEvent]) -> list[FloorEvent]:
-        """Keep the group's live heap entry no later than its deadline; pass ``events`` through."""
+        """Keep the group's live heap entry no later than its deadline; pass ``events`` through
+        (and into ``log`` while it is read)."""
+        if self.log is not None:
+            self.log.extend(events)
         deadline = floor.get_timer()
         if deadline is not None:
             due = self._due.get(group)

@@ -85,28 +85,37 @@ class FloorControl:
             return
         g.requesters[s.user] = s.session_id  # this device asks (and is queued) for the user
         self.out.emit(FloorRequested(g.name, s.user, prio))
-        events = self.state.floors.request(g.name, s.user, prio, now)
+        home = self.state.home
+        if home is not None and home.elsewhere(g.name):
+            home.request(s, g, msg.txn, prio, now)  # answered by answer_request
+            return
+        self.answer_request(s, msg.txn, g, self.state.floors.request(g.name, s.user, prio, now),
+                            now)
+
+    def answer_request(self, s: Session, txn: int, g: GroupEntry,
+                       events: Sequence[fl.FloorEvent], now: float) -> None:
+        """The floor's decision on ``s``'s request: its answer, then the news for the rest."""
         reply: m.FloorResponse | None = None
         rest = []
         direct: fl.Granted | None = None
         for ev in events:
             if reply is None and getattr(ev, "user", None) == s.user:
                 if isinstance(ev, fl.Granted) and not ev.from_queue:
-                    reply = m.FloorResponse(msg.txn, g.name, m.FloorResult.GRANTED,
+                    reply = m.FloorResponse(txn, g.name, m.FloorResult.GRANTED,
                                             burst_id=ev.burst_id,
                                             max_talk_ms=int(ev.max_talk * 1000))
                 elif isinstance(ev, fl.Queued):
-                    reply = m.FloorResponse(msg.txn, g.name, m.FloorResult.QUEUED,
+                    reply = m.FloorResponse(txn, g.name, m.FloorResult.QUEUED,
                                             position=ev.position)
                 elif isinstance(ev, fl.Denied):
-                    reply = m.FloorResponse(msg.txn, g.name, m.FloorResult.DENIED,
+                    reply = m.FloorResponse(txn, g.name, m.FloorResult.DENIED,
                                             cause=ev.cause)
             if isinstance(ev, fl.Granted) and ev.user == s.user and not ev.from_queue:
                 direct = ev
                 continue
             rest.append(ev)
         if reply is None:  # cannot happen with a correct floor; never leave a request unanswered
-            reply = m.FloorResponse(msg.txn, g.name, m.FloorResult.DENIED,
+            reply = m.FloorResponse(txn, g.name, m.FloorResult.DENIED,
                                     cause=m.DenyCause.RETRY_LATER)
         if reply.result == m.FloorResult.QUEUED:
             g.last_queue = self.state.floors.floor(g.name).queue
@@ -115,7 +124,7 @@ class FloorControl:
         if direct is not None:
             g.holder_sid = s.session_id
             self.relay.notice_holder(g, direct)
-        self.out.answer(s, msg.txn, reply, now)
+        self.out.answer(s, txn, reply, now)
         if direct is not None:
             self.out.emit(FloorEvent(direct))
             self._granted(g, direct, now, requester=s)
@@ -134,8 +143,12 @@ class FloorControl:
         g = self.state.groups.get(msg.group)
         # the floor is the user's: only the device that holds it or asked for it gives it up
         if g is not None and self.state.floor_session(g, s.user) is s:
-            self.floor_events(self.state.floors.release(msg.group, s.user, now, msg.burst_id),
-                              now)
+            home = self.state.home
+            if home is not None and home.elsewhere(g.name):
+                home.release(g.name, s.user, msg.burst_id, now)
+            else:
+                self.floor_events(self.state.floors.release(msg.group, s.user, now,
+                                                            msg.burst_id), now)
         self.out.answer(s, msg.txn, m.FloorReleased(msg.txn, msg.group), now)
 
     def floor_events(self, events: Sequence[object], now: float,

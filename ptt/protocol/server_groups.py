@@ -226,6 +226,8 @@ class Directory:
         g.joined[s.session_id] = s
         s.joined.add(g.name)
         g.targets.clear()
+        if self.state.home is not None and len(g.joined) == 1:
+            self.state.home.members_changed(g)
         g.online[s.user] = g.online.get(s.user, 0) + 1
         if g.online[s.user] == 1:  # another device of an online member changes nobody's view
             self.presence_changed(g, s.user, now)
@@ -245,9 +247,15 @@ class Directory:
         else:
             g.online.pop(s.user, None)
         # the floor is the user's: only the device that holds it or asked for it gives it up
+        home = self.state.home
         if not left or self.state.floor_session(g, s.user) is s:
-            handler = self.state.floors.participant_lost if lost else self.state.floors.release
-            self.floor.floor_events(handler(group, s.user, now), now)
+            if home is not None and home.elsewhere(group):
+                home.left(group, s.user, lost, now)
+            else:
+                handler = self.state.floors.participant_lost if lost else self.state.floors.release
+                self.floor.floor_events(handler(group, s.user, now), now)
+        if home is not None and not g.joined:
+            home.members_changed(g)
         if not left:
             self.presence_changed(g, s.user, now)
             self.out.emit(MemberLeft(group, s.user))

@@ -101,6 +101,8 @@ class Relay:
             return None
         if seq >= g.burst_frames:  # the highest sequence number + 1: what the talker sent
             g.burst_frames = seq + 1
+        if self.state.home is not None:  # a cluster node: the home's T1 hears of it
+            self.state.home.voice(g.name, s.user, burst_id, now)
         t = g.targets.get(sender)
         if t is None:
             t = self._relay_targets(g, s)

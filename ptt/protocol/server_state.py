@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from ptt.protocol import floor as fl
 from ptt.protocol import limits
@@ -86,6 +87,30 @@ class GroupEntry:
         return None
 
 
+class FloorHome(Protocol):
+    """Where the floors of groups homed on another node are decided, in a cluster
+    (``ptt.protocol.cluster_routing``). The parts ask :meth:`elsewhere` before they feed a
+    floor, and hand the input over instead when it is; the answer comes back through
+    ``FloorControl.answer_request`` and ``FloorControl.floor_events``."""
+
+    def elsewhere(self, group: str) -> bool: ...
+
+    def request(self, s: Session, g: GroupEntry, txn: int, priority: m.Priority,
+                now: float) -> None: ...
+
+    def release(self, group: str, user: str, burst_id: int, now: float) -> None: ...
+
+    def left(self, group: str, user: str, lost: bool, now: float) -> None:
+        """The session speaking for ``user`` left the group: given up (a release), or ended
+        or expired (``lost``: the participant is lost)."""
+
+    def voice(self, group: str, user: str, burst_id: int, now: float) -> None:
+        """The relay forwarded a frame of ``user``'s burst: the home's silence timer hears."""
+
+    def members_changed(self, g: GroupEntry) -> None:
+        """``g`` gained its first joined session here, or lost its last."""
+
+
 @dataclass(frozen=True, slots=True)
 class ServerCoreConfig:
     """Timers, floor rules, who may call an emergency, and the abuse limits on datagrams without
@@ -120,6 +145,7 @@ class ServerState:
         self.by_id: dict[int, GroupEntry] = {}  # the same groups by wire id
         self.sessions = SessionTable(config.session_timeout)
         self.floors = fl.FloorSet()
+        self.home: FloorHome | None = None  # set on a cluster node: floors decided elsewhere
 
     def floor_session(self, g: GroupEntry, user: str) -> Session | None:
         """The session that speaks for ``user`` on ``g``'s floor: the one granted the floor if

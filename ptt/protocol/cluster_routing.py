@@ -1,0 +1,420 @@
+"""Floor control and voice across the nodes of a cluster: what an access node forwards to a
+group's home, and how a home's output is addressed to nodes. Sans-I/O.
+
+Roles (3GPP MCPTT's participating and controlling functions). Every node is an *access* node for
+the clients logged in to it: logins, sealed sessions, heartbeats, its own clients' fan-out. Each
+group is *homed* on one node (``HomeMap.home_of``), whose :class:`~ptt.protocol.floor.FloorSet`
+alone decides that group's floor with today's rules. One :class:`ClusterRouting` per node sits
+beside its :class:`~ptt.protocol.server.ServerCore` (as ``state.home``, the parts'
+:class:`~ptt.protocol.server_state.FloorHome`) and turns the core's floor inputs and outputs into
+node-to-node messages (``ptt.wire.cluster``)::
+
+    access node                              home node
+    FloorRequest from a client  -- FloorInput(REQUEST, ref) -->  FloorSet.request
+    FloorRelease, session lost  -- FloorInput(RELEASE|LOST) -->  FloorSet.release|participant_lost
+    holder's voice (every ALIVE_EVERY) -- FloorInput(ALIVE) -->  FloorSet.voice (T1)
+    first/last joined session   -- Presence -------------------> relay set of the group
+                                <-- FloorNews(events, floor, relay set, origin+ref) --
+    answer the requester (FloorControl.answer_request), the news to its own clients
+    (FloorControl.floor_events), the mirror floor follows (FloorSet.follow)
+
+Who gets what:
+
+* a request at an access node becomes exactly one FloorInput to the home, nothing else; the
+  requester's answer waits for the home's FloorNews naming its ``ref``;
+* a home's floor events (of a forwarded input, of its own clients' requests, of its timers) go
+  as one FloorNews to each node of the group's *relay set* (the nodes with a session joined to
+  the group) and to the node whose request it answers; never to a node without members, and
+  never to itself (its own clients got them from ``FloorControl`` as in a single server);
+* a voice frame the relay accepted goes once to each other node of the relay set
+  (:meth:`ClusterRouting.voice_nodes`), which fans it out to its own joined sessions
+  (:meth:`ClusterRouting.receive_voice`) while its mirror floor says that burst is current;
+* each node's mirror of a remote floor is only ever moved by its home's news, so the relay's
+  per-frame floor check and the floor news every client sees follow the home.
+
+Fencing: every FloorNews carries the home's ``term`` for the group (``HomeMap``: the fencing
+number of its lease; 1 under :class:`StaticHomes`); a node refuses news with a term lower than
+the highest it has seen for the group, so a stale home's decisions are never applied.
+
+Not yet here (docs/cluster.md says what is left): multicast bridging across nodes, one-to-one
+calls between nodes (a call group lives on the caller's node), a user's devices on two nodes
+at once, directory changes while the cluster runs.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from ptt.errors import ProtocolError
+from ptt.protocol import floor as fl
+from ptt.protocol import messages as m
+from ptt.protocol.server import ServerCore
+from ptt.protocol.server_state import GroupEntry
+from ptt.protocol.session import Addr, Session
+from ptt.wire import cluster as wc
+from ptt.wire.voice import peek_frame
+
+__all__ = [
+    "ALIVE_EVERY",
+    "PRESENCE_EVERY",
+    "ClusterRouting",
+    "HomeMap",
+    "StaticHomes",
+    "from_wire",
+    "to_wire",
+]
+
+# the holder's voice reaches its home at least this often: well inside T1 (FloorConfig.silence,
+# 1.5 s), and at 4 messages a second per talker instead of the 50 frames
+ALIVE_EVERY = 0.25
+# every node tells every home, this often, the whole list of its groups with members: a home that
+# restarted or lost a Presence learns its relay sets again within this time
+PRESENCE_EVERY = 2.0
+MAX_PENDING = 10_000  # forwarded requests awaiting their home's answer (clients resend)
+_REMOTE_TARGETS = 1 << 64  # GroupEntry.targets key of frames from another node (above any sid)
+
+
+class HomeMap(Protocol):
+    """Which node is each group's home, and the fencing number of that ownership."""
+
+    @property
+    def nodes(self) -> Sequence[str]: ...
+
+    def home_of(self, group: str) -> tuple[str, int]:
+        """``(node, term)``: the home of ``group`` and the term it holds the group under."""
+        ...
+
+
+class StaticHomes:
+    """Homes by a fixed rule, until leases decide them: the group name's CRC-32 modulo the
+    number of nodes, over the nodes in sorted order, the same in every process; ``pinned``
+    places chosen groups by hand. No failover: term 1 for ever."""
+
+    def __init__(self, nodes: Iterable[str], pinned: dict[str, str] | None = None) -> None:
+        self._nodes = tuple(sorted(set(nodes)))
+        if not self._nodes:
+            raise ProtocolError("a cluster has at least one node")
+        self.pinned = dict(pinned or {})
+        unknown = set(self.pinned.values()) - set(self._nodes)
+        if unknown:
+            raise ProtocolError(f"groups pinned to unknown nodes: {', '.join(sorted(unknown))}")
+
+    @property
+    def nodes(self) -> Sequence[str]:
+        return self._nodes
+
+    def home_of(self, group: str) -> tuple[str, int]:
+        node = self.pinned.get(group)
+        if node is None:
+            node = self._nodes[zlib.crc32(group.encode()) % len(self._nodes)]
+        return node, 1
+
+
+@dataclass
+class _Pending:
+    session_id: int
+    addr: Addr
+    txn: int
+    group: str
+
+
+def to_wire(ev: fl.FloorEvent) -> wc.EventTuple:
+    """A floor event as it crosses the bus."""
+    K = wc.EventKind
+    if isinstance(ev, fl.Granted):
+        return (K.GRANTED, ev.user, ev.burst_id, int(ev.priority), float(ev.max_talk),
+                ev.from_queue)
+    if isinstance(ev, fl.Queued):
+        return (K.QUEUED, ev.user, ev.position)
+    if isinstance(ev, fl.Denied):
+        return (K.DENIED, ev.user, int(ev.cause))
+    if isinstance(ev, fl.Revoked):
+        return (K.REVOKED, ev.user, ev.burst_id, int(ev.cause), float(ev.grace))
+    if isinstance(ev, fl.BurstEnded):
+        return (K.ENDED, ev.user, ev.burst_id, ev.reason.value)
+    if isinstance(ev, fl.Idle):
+        return (K.IDLE, ev.burst_id)
+    return (K.QUEUE, ev.queue)
+
+
+def from_wire(group: str, e: wc.EventTuple) -> fl.FloorEvent:
+    """A floor event from the bus; ProtocolError when a number or name is not one we know."""
+    K = wc.EventKind
+    try:
+        kind = e[0]
+        if kind == K.GRANTED:
+            return fl.Granted(group, e[1], e[2], m.Priority(e[3]), e[4], e[5])
+        if kind == K.QUEUED:
+            return fl.Queued(group, e[1], e[2])
+        if kind == K.DENIED:
+            return fl.Denied(group, e[1], m.DenyCause(e[2]))
+        if kind == K.REVOKED:
+            return fl.Revoked(group, e[1], e[2], m.RevokeCause(e[3]), e[4])
+        if kind == K.ENDED:
+            return fl.BurstEnded(group, e[1], e[2], fl.EndReason(e[3]))
+        if kind == K.IDLE:
+            return fl.Idle(group, e[1])
+        return fl.QueueChanged(group, tuple(e[1]))
+    except ValueError as exc:
+        raise ProtocolError(f"floor event from the bus: {exc}") from None
+
+
+class ClusterRouting:
+    """One node's routing: the core's ``FloorHome`` and its node-to-node messages.
+
+    Drive it like the core: :meth:`receive` a message from the bus, :meth:`receive_voice` a
+    frame from the bus, :meth:`flush` after every call into the core (it publishes the news of
+    this node's floors), :meth:`handle_timer` at :meth:`get_timer`; read
+    :meth:`messages_to_send` (``(node, bytes)``) and, for each voice frame the relay accepted,
+    :meth:`voice_nodes`."""
+
+    def __init__(self, node: str, core: ServerCore, homes: HomeMap) -> None:
+        if node not in homes.nodes:
+            raise ProtocolError(f"node '{node}' is not one of the cluster's nodes")
+        self.node = node
+        self.core = core
+        self.homes = homes
+        core.state.home = self
+        core.floors.log = []
+        self._out: list[tuple[str, bytes]] = []
+        self._ref = 0
+        self._pending: dict[int, _Pending] = {}
+        self._terms: dict[str, int] = {}  # the highest term seen per group
+        # per group this node is home of: the nodes with a joined session (itself included)
+        self._relay: dict[str, set[str]] = {}
+        # per group homed elsewhere: the relay set of its home's latest news
+        self._known_relay: dict[str, tuple[str, ...]] = {}
+        self._alive: dict[str, tuple[int, float]] = {}  # group -> (burst, last ALIVE sent)
+        self._presence_at: float | None = None
+        self.refused_news = 0  # news from an older term (a stale home): counted, not applied
+
+    # --- outputs ------------------------------------------------------------------------------
+
+    def messages_to_send(self) -> list[tuple[str, bytes]]:
+        out, self._out = self._out, []
+        return out
+
+    def voice_nodes(self, group_id: int) -> tuple[str, ...]:
+        """The other nodes a frame of ``group_id`` the relay accepted here must go to, once each."""
+        g = self.core.state.by_id.get(group_id)
+        if g is None:
+            return ()
+        relay: Iterable[str] = (self._relay.get(g.name, ()) if not self.elsewhere(g.name)
+                                else self._known_relay.get(g.name, ()))
+        return tuple(n for n in relay if n != self.node)
+
+    def get_timer(self) -> float | None:
+        return self._presence_at
+
+    def handle_timer(self, now: float) -> None:
+        if self._presence_at is not None and now >= self._presence_at:
+            self._send_presence_full()
+            self._presence_at = now + PRESENCE_EVERY
+
+    def start(self, now: float) -> None:
+        """Tell every home which of its groups have members here (none yet at start)."""
+        self._send_presence_full()
+        self._presence_at = now + PRESENCE_EVERY
+
+    # --- FloorHome: the core's parts hand over the inputs of floors homed elsewhere -------------
+
+    def elsewhere(self, group: str) -> bool:
+        g = self.core.state.groups.get(group)
+        if g is None or g.private:  # a call group lives on its caller's node
+            return False
+        return self.homes.home_of(group)[0] != self.node
+
+    def request(self, s: Session, g: GroupEntry, txn: int, priority: m.Priority,
+                now: float) -> None:
+        self._ref = (self._ref + 1) & 0x7FFF_FFFF or 1
+        pending = self._pending
+        if len(pending) >= MAX_PENDING:  # a home that never answers: forget the oldest
+            del pending[next(iter(pending))]
+        pending[self._ref] = _Pending(s.session_id, s.addr, txn, g.name)
+        self._input(wc.InputKind.REQUEST, g.name, s.user, int(priority), 0, self._ref)
+
+    def release(self, group: str, user: str, burst_id: int, now: float) -> None:
+        self._input(wc.InputKind.RELEASE, group, user, 0, burst_id, 0)
+
+    def left(self, group: str, user: str, lost: bool, now: float) -> None:
+        kind = wc.InputKind.LOST if lost else wc.InputKind.RELEASE
+        self._input(kind, group, user, 0, 0, 0)
+
+    def voice(self, group: str, user: str, burst_id: int, now: float) -> None:
+        if not self.elsewhere(group):
+            return
+        last = self._alive.get(group)
+        if last is None or last[0] != burst_id or now - last[1] >= ALIVE_EVERY:
+            self._alive[group] = (burst_id, now)
+            self._input(wc.InputKind.ALIVE, group, user, 0, burst_id, 0)
+
+    def members_changed(self, g: GroupEntry) -> None:
+        if g.private:
+            return
+        home = self.homes.home_of(g.name)[0]
+        online = bool(g.joined)
+        if home == self.node:
+            self._set_relay(g.name, self.node, online)
+        else:
+            self._send(home, wc.Presence(self.node, (g.name,) if online else (),
+                                         () if online else (g.name,), False))
+
+    def _input(self, kind: wc.InputKind, group: str, user: str, priority: int, burst_id: int,
+               ref: int) -> None:
+        home = self.homes.home_of(group)[0]
+        self._send(home, wc.FloorInput(kind, group, user, priority, burst_id, self.node, ref))
+
+    def _send(self, node: str, msg: wc.FloorInput | wc.FloorNews | wc.Presence) -> None:
+        self._out.append((node, wc.encode(msg)))
+
+    def _send_presence_full(self) -> None:
+        per_home: dict[str, list[str]] = {n: [] for n in self.homes.nodes}
+        for g in self.core.state.groups.values():
+            if g.joined and not g.private:
+                per_home.setdefault(self.homes.home_of(g.name)[0], []).append(g.name)
+        for home, groups in per_home.items():
+            if home == self.node:
+                continue
+            self._send(home, wc.Presence(self.node, tuple(groups), (), True))
+
+    # --- messages from the bus ----------------------------------------------------------------
+
+    def receive(self, data: bytes, now: float) -> None:
+        """One node-to-node message (ProtocolError when it is not one)."""
+        msg = wc.decode(data)
+        if isinstance(msg, wc.FloorInput):
+            self._on_input(msg, now)
+        elif isinstance(msg, wc.FloorNews):
+            self._on_news(msg, now)
+        else:
+            self._on_presence(msg)
+        self.flush(now)
+
+    def receive_voice(self, data: bytes, now: float) -> tuple[Addr, ...]:
+        """A frame another node's relay accepted: this node's joined sessions to send it to,
+        while the mirror (or own) floor says that burst is the current one."""
+        group_id, sender, burst_id, _ = peek_frame(data)
+        g = self.core.state.by_id.get(group_id)
+        if g is None or not g.joined:
+            return ()
+        f = self.core.floors.floor(g.name)
+        if f.holder is None or f.burst_id != burst_id:
+            self.core.relay.voice_refused += 1
+            return ()
+        if not self.elsewhere(g.name):  # the home hears its holder directly: T1
+            f.voice(f.holder, burst_id, now)
+        key = _REMOTE_TARGETS + sender
+        t = g.targets.get(key)
+        if t is None:
+            t = g.targets[key] = tuple(o.addr for sid, o in g.joined.items()
+                                       if sid not in g.mcast_members)
+        return t
+
+    def _on_input(self, msg: wc.FloorInput, now: float) -> None:
+        g = self.core.state.groups.get(msg.group)
+        if g is None or self.elsewhere(msg.group):
+            return  # not (or no longer) ours: the access node's client resends its request
+        floors = self.core.floors
+        self.flush(now)  # earlier news goes out first, without this input's origin
+        user = msg.user
+        if user not in floors.floor(g.name).members:
+            events: list[fl.FloorEvent] = ([fl.Denied(g.name, user, m.DenyCause.NOT_MEMBER)]
+                                           if msg.kind is wc.InputKind.REQUEST else [])
+        elif msg.kind is wc.InputKind.REQUEST:
+            events = floors.request(g.name, user, m.Priority(msg.priority), now)
+        elif msg.kind is wc.InputKind.RELEASE:
+            events = floors.release(g.name, user, now, msg.burst_id)
+        elif msg.kind is wc.InputKind.LOST:
+            events = floors.participant_lost(g.name, user, now)
+        else:
+            floors.voice(g.name, user, msg.burst_id, now)
+            return
+        if floors.log is not None:
+            floors.log.clear()  # published below, with the origin it answers
+        self.core.floor_control.floor_events(events, now)  # this node's own clients
+        self._publish(g.name, events, msg.origin if msg.ref else "", msg.ref)
+
+    def _on_presence(self, msg: wc.Presence) -> None:
+        if msg.node not in self.homes.nodes or msg.node == self.node:
+            return
+        mine = [name for name in self._relay if msg.node in self._relay[name]]
+        if msg.full:
+            for name in mine:
+                if name not in msg.online:
+                    self._set_relay(name, msg.node, False)
+        for name in msg.online:
+            self._set_relay(name, msg.node, True)
+        for name in msg.offline:
+            self._set_relay(name, msg.node, False)
+
+    def _set_relay(self, group: str, node: str, online: bool) -> None:
+        """A node gained or lost its members in ``group``: the relay set changes, and the nodes
+        in it (the newcomer above all: its mirror starts from this) are told."""
+        if group not in self.core.state.groups or self.elsewhere(group):
+            return
+        relay = self._relay.setdefault(group, set())
+        if (node in relay) == online:
+            return
+        (relay.add if online else relay.discard)(node)
+        self._publish(group, [], "", 0)
+
+    def _on_news(self, msg: wc.FloorNews, now: float) -> None:
+        g = self.core.state.groups.get(msg.group)
+        if g is None:
+            return
+        if msg.term < self._terms.get(msg.group, 0) or msg.home == self.node:
+            self.refused_news += 1
+            return
+        self._terms[msg.group] = msg.term
+        holder = msg.holder or None
+        try:
+            state = fl.FloorState(msg.state)
+            priority = m.Priority(msg.holder_priority) if holder is not None else None
+            events = [from_wire(g.name, e) for e in msg.events]
+        except ValueError as exc:
+            raise ProtocolError(f"floor news from the bus: {exc}") from None
+        self.core.floors.follow(g.name, state, holder, msg.burst_id, priority, msg.queue)
+        self._known_relay[g.name] = msg.relay
+        pending = self._pending.pop(msg.ref, None) if msg.origin == self.node else None
+        s = (self.core.sessions.by_id.get(pending.session_id) if pending is not None else None)
+        if pending is not None and s is not None and s.addr == pending.addr:
+            self.core.floor_control.answer_request(s, pending.txn, g, events, now)
+        elif events:
+            self.core.floor_control.floor_events(events, now)
+
+    # --- the home's own news ------------------------------------------------------------------
+
+    def flush(self, now: float) -> None:
+        """Publish the floor events of this node's groups the core produced since the last call
+        (its own clients' requests, its timers, its sessions lost)."""
+        log = self.core.floors.log
+        if not log:
+            return
+        batch: dict[str, list[fl.FloorEvent]] = {}
+        for ev in log:
+            batch.setdefault(ev.group, []).append(ev)
+        log.clear()
+        for group, events in batch.items():
+            if group in self.core.state.groups and not self.elsewhere(group):
+                self._publish(group, events, "", 0)
+
+    def _publish(self, group: str, events: Sequence[fl.FloorEvent], origin: str,
+                 ref: int) -> None:
+        relay = self._relay.get(group, set())
+        to = set(relay)
+        if origin:
+            to.add(origin)
+        to.discard(self.node)
+        if not to:
+            return
+        f = self.core.floors.floor(group)
+        term = self.homes.home_of(group)[1]
+        news = wc.FloorNews(group, term, self.node, origin, ref, tuple(map(to_wire, events)),
+                            f.state.value, f.holder or "", f.burst_id,
+                            int(f.holder_priority or m.Priority.NORMAL), f.queue,
+                            tuple(sorted(relay)))
+        data = wc.encode(news)
+        self._out.extend((node, data) for node in sorted(to))

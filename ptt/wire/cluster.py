@@ -1,0 +1,216 @@
+"""Node-to-node messages of a cluster, to bytes and back.
+
+Three messages cross the bus between ``ptt server --cluster`` nodes (what each means and who
+sends it: ``ptt.protocol.cluster_routing``):
+
+* :class:`FloorInput`, access node -> home: a floor request, a release, a lost participant, or
+  "the holder is still talking" (the home's silence timer, T1);
+* :class:`FloorNews`, home -> the nodes with members online: the floor events of one decision,
+  the floor as it stands after them (the access nodes' mirror), the relay set (the nodes with
+  members online, where voice must go) and, for a request, which forwarded request it answers;
+* :class:`Presence`, access node -> home: the groups in which this node gained or lost its last
+  online member (``full``: the whole list, sent again periodically so a restarted home learns
+  it).
+
+Each is a msgpack array ``[CLUSTER_VERSION, type, field1, ...]`` (fields in declaration order),
+validated field by field on decoding: :func:`decode` returns one of the three or raises
+:class:`~ptt.errors.ProtocolError`, nothing else, for any bytes. A voice frame crosses the bus as
+the relay forwards it (``ptt.wire.voice``, MAC removed, still ciphertext): it starts with
+``VOICE_MAGIC``, which no msgpack array starts with, so :func:`is_voice` tells the two apart.
+
+Floor events travel as plain tuples (:data:`EventTuple`, a kind number then the event's fields
+as ints, floats and strings): this layer sits below the protocol and knows none of its enums;
+``cluster_routing`` converts them both ways.
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass, fields
+from enum import IntEnum
+from typing import Any
+
+import msgpack
+
+from ptt.errors import ProtocolError
+from ptt.wire.voice import VOICE_MAGIC
+
+__all__ = [
+    "CLUSTER_VERSION",
+    "MAX_MESSAGE",
+    "EventKind",
+    "EventTuple",
+    "FloorInput",
+    "FloorNews",
+    "InputKind",
+    "Presence",
+    "decode",
+    "encode",
+    "is_voice",
+]
+
+CLUSTER_VERSION = 1
+MAX_MESSAGE = 256 * 1024  # a full Presence of 2,000 groups is ~30 KB; NATS' default is 1 MB
+_MAX_ITEMS = 20_000
+_MAX_STR = 1_000
+
+EventTuple = tuple[Any, ...]
+
+
+class InputKind(IntEnum):
+    REQUEST = 1  # priority: the one the requester's role gives (checked on the access node)
+    RELEASE = 2  # burst_id: the burst given back (0: whatever the user holds or asked for)
+    LOST = 3  # the user's last session in the group ended or expired (participant lost)
+    ALIVE = 4  # the holder's voice reached its access node (burst_id): feeds T1 at the home
+
+
+class EventKind(IntEnum):
+    GRANTED = 1  # (kind, user, burst_id, priority, max_talk, from_queue)
+    QUEUED = 2  # (kind, user, position)
+    DENIED = 3  # (kind, user, cause)
+    REVOKED = 4  # (kind, user, burst_id, cause, grace)
+    ENDED = 5  # (kind, user, burst_id, reason)
+    IDLE = 6  # (kind, burst_id)
+    QUEUE = 7  # (kind, queue)
+
+
+@dataclass(frozen=True, slots=True)
+class FloorInput:
+    kind: InputKind
+    group: str
+    user: str
+    priority: int
+    burst_id: int
+    origin: str  # the access node
+    ref: int  # the access node's number for a request (0 otherwise), echoed in its answer
+
+
+@dataclass(frozen=True, slots=True)
+class FloorNews:
+    group: str
+    term: int  # the home's fencing number for the group: news from an older term is refused
+    home: str
+    origin: str  # the node whose request this answers ("" for news of the home's own making)
+    ref: int
+    events: tuple[EventTuple, ...]
+    state: str  # the floor after the events: ptt.protocol.floor.FloorState's value
+    holder: str
+    burst_id: int
+    holder_priority: int
+    queue: tuple[str, ...]
+    relay: tuple[str, ...]  # the nodes with members online in the group
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    node: str
+    online: tuple[str, ...]
+    offline: tuple[str, ...]
+    full: bool  # online lists every group of this home the node has members in
+
+
+Message = FloorInput | FloorNews | Presence
+_TYPES: dict[int, type] = {1: FloorInput, 2: FloorNews, 3: Presence}
+_TYPE_OF = {cls: t for t, cls in _TYPES.items()}
+_EVENT_FIELDS: dict[int, tuple[type, ...]] = {
+    EventKind.GRANTED: (str, int, int, float, bool),
+    EventKind.QUEUED: (str, int),
+    EventKind.DENIED: (str, int),
+    EventKind.REVOKED: (str, int, int, float),
+    EventKind.ENDED: (str, int, str),
+    EventKind.IDLE: (int,),
+    EventKind.QUEUE: (tuple,),
+}
+
+
+def is_voice(data: bytes) -> bool:
+    return bool(data) and data[0] == VOICE_MAGIC
+
+
+def encode(msg: Message) -> bytes:
+    values = [getattr(msg, f.name) for f in fields(msg)]
+    data: bytes = msgpack.packb([CLUSTER_VERSION, _TYPE_OF[type(msg)], *values],
+                                use_bin_type=True)
+    return data
+
+
+def decode(data: bytes) -> Message:
+    """One node-to-node message, validated; ProtocolError for anything else."""
+    if len(data) > MAX_MESSAGE:
+        raise ProtocolError(f"cluster message too large: {len(data)} bytes")
+    try:
+        raw = msgpack.unpackb(data, use_list=False, raw=False, strict_map_key=True,
+                              max_array_len=_MAX_ITEMS, max_str_len=_MAX_STR,
+                              max_bin_len=0, max_map_len=0)
+    except Exception as exc:  # msgpack raises many types for bad input
+        raise ProtocolError(f"not a cluster message: {exc}") from None
+    if not isinstance(raw, tuple) or len(raw) < 2:
+        raise ProtocolError("a cluster message is an array [version, type, ...]")
+    if raw[0] != CLUSTER_VERSION:
+        raise ProtocolError(f"cluster message version {raw[0]!r}, expected {CLUSTER_VERSION}")
+    cls = _TYPES.get(raw[1]) if type(raw[1]) is int else None
+    if cls is None:
+        raise ProtocolError(f"unknown cluster message type {raw[1]!r}")
+    want = fields(cls)
+    if len(raw) - 2 != len(want):
+        raise ProtocolError(f"{cls.__name__} has {len(want)} fields, got {len(raw) - 2}")
+    hints = typing.get_type_hints(cls)
+    values = [_check(cls.__name__, f.name, hints[f.name], v) for f, v in zip(want, raw[2:])]
+    return cls(*values)  # type: ignore[no-any-return]
+
+
+def _check(owner: str, name: str, hint: Any, value: Any) -> Any:
+    where = f"{owner}.{name}"
+    if hint is str:
+        if type(value) is not str:
+            raise ProtocolError(f"{where} must be a string")
+        return value
+    if hint is int:
+        if type(value) is not int or not 0 <= value < 2**63:
+            raise ProtocolError(f"{where} must be a non-negative integer")
+        return value
+    if hint is bool:
+        if type(value) is not bool:
+            raise ProtocolError(f"{where} must be true or false")
+        return value
+    if hint is InputKind:
+        try:
+            return InputKind(value)
+        except ValueError:
+            raise ProtocolError(f"{where}: unknown input kind {value!r}") from None
+    if hint == tuple[str, ...]:
+        if type(value) is not tuple or any(type(v) is not str for v in value):
+            raise ProtocolError(f"{where} must be a list of strings")
+        return value
+    if hint == tuple[EventTuple, ...]:
+        if type(value) is not tuple:
+            raise ProtocolError(f"{where} must be a list of events")
+        return tuple(_event(where, e) for e in value)
+    raise AssertionError(f"no check for {where}")  # a field added without its check
+
+
+def _in_range(v: Any) -> bool:
+    if type(v) is int:
+        return 0 <= v < 2**63
+    if type(v) is float:
+        return 0.0 <= v < 1e9  # NaN is refused too
+    return True
+
+
+def _event(where: str, e: Any) -> EventTuple:
+    if type(e) is not tuple or not e or type(e[0]) is not int or e[0] not in _EVENT_FIELDS:
+        raise ProtocolError(f"{where}: an event is [kind, ...] with a known kind")
+    kinds = _EVENT_FIELDS[e[0]]
+    if len(e) - 1 != len(kinds):
+        raise ProtocolError(f"{where}: event kind {e[0]} has {len(kinds)} fields")
+    out: list[Any] = [EventKind(e[0])]
+    for kind, v in zip(kinds, e[1:]):
+        if kind is float and type(v) is int:
+            v = float(v)
+        if kind is tuple:
+            if type(v) is not tuple or any(type(u) is not str for u in v):
+                raise ProtocolError(f"{where}: a queue is a list of user names")
+        elif type(v) is not kind or not _in_range(v):
+            raise ProtocolError(f"{where}: event kind {e[0]}: bad field {v!r}")
+        out.append(v)
+    return tuple(out)

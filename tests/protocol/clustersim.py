@@ -1,0 +1,183 @@
+"""SimNet for a cluster: several ServerCores, each with its ClusterRouting, their clients, and an
+in-memory bus between the nodes, on one virtual clock. Nothing touches a socket.
+
+Every node-to-node message is kept in :attr:`ClusterSim.bus_log` as ``(from, to, message)``
+(voice frames as ``("voice", group id, burst id)``), so tests can say exactly what crossed."""
+
+from __future__ import annotations
+
+import heapq
+import random
+from dataclasses import dataclass, field
+
+from ptt.protocol import auth
+from ptt.protocol import messages as m
+from ptt.protocol.client import ClientCore
+from ptt.protocol.cluster_routing import ClusterRouting, StaticHomes
+from ptt.protocol.server import ServerCore
+from ptt.wire import cluster as wc
+from ptt.wire.voice import VoiceHeader, add_mac, encode_voice, is_voice, peek_frame
+
+STEP = 0.02
+
+
+@dataclass
+class ClusterSim:
+    nodes: tuple[str, ...] = ("A", "B", "C")
+    pinned: dict[str, str] = field(default_factory=dict)
+    seed: int = 1
+    delay: tuple[float, float] = (0.001, 0.003)
+    bus_delay: tuple[float, float] = (0.0002, 0.0006)
+    now: float = 0.0
+    rng: random.Random = field(init=False)
+    cores: dict[str, ServerCore] = field(init=False)
+    routing: dict[str, ClusterRouting] = field(init=False)
+    clients: dict[str, ClientCore] = field(default_factory=dict)
+    node_of: dict[str, str] = field(default_factory=dict)
+    addrs: dict[str, tuple[str, int]] = field(default_factory=dict)
+    heard: dict[str, int] = field(default_factory=dict)  # voice frames delivered per user
+    bus_log: list[tuple[str, str, object]] = field(default_factory=list)
+    _q: list[tuple[float, int, str, object, bytes]] = field(default_factory=list)
+    _seq: int = 0
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+        homes = StaticHomes(self.nodes, self.pinned)
+        self.cores = {n: ServerCore(self.rng.randbytes) for n in self.nodes}
+        self.routing = {n: ClusterRouting(n, c, homes) for n, c in self.cores.items()}
+        for r in self.routing.values():
+            r.start(self.now)
+
+    # --- the directory, the same on every node -----------------------------------------------
+
+    def add_user(self, name: str, node: str, role: m.Role = m.Role.VOLUNTEER) -> ClientCore:
+        token = f"token-of-{name}-0123456789abcdef"
+        creds = auth.make_credentials(token, self.rng.randbytes(16), auth.MIN_ITERATIONS)
+        for core in self.cores.values():
+            core.upsert_user(name, role, creds.salt, creds.iterations, creds.verifier)
+        c = self.clients[name] = ClientCore(name, token, self.rng.randbytes)
+        self.node_of[name] = node
+        self.addrs[name] = ("10.255.0.%d" % (len(self.addrs) + 2), 40000)
+        self.heard[name] = 0
+        return c
+
+    def add_group(self, name: str, gid: int, members: list[str]) -> None:
+        for core in self.cores.values():
+            core.upsert_group(name, gid, 30.0)
+            for u in members:
+                core.set_member(name, u)
+
+    def connect(self, groups: dict[str, list[str]]) -> None:
+        for u, c in self.clients.items():
+            c.connect(self.now)
+            for g, members in groups.items():
+                if u in members:
+                    c.join(g, self.now)
+
+    # --- the wires ----------------------------------------------------------------------------
+
+    def _push(self, kind: str, dest: object, data: bytes, delay: tuple[float, float]) -> None:
+        self._seq += 1
+        heapq.heappush(self._q, (self.now + self.rng.uniform(*delay), self._seq, kind, dest,
+                                 data))
+
+    def _to_bus(self, src: str, dest: str, data: bytes) -> None:
+        if is_voice(data):
+            gid, _, burst, _ = peek_frame(data)
+            self.bus_log.append((src, dest, ("voice", gid, burst)))
+        else:
+            self.bus_log.append((src, dest, wc.decode(data)))
+        self._push("bus", (src, dest), data, self.bus_delay)
+
+    def _flush_node(self, node: str) -> None:
+        core, routing = self.cores[node], self.routing[node]
+        routing.flush(self.now)
+        by_addr = {a: u for u, a in self.addrs.items()}
+        for data, addr in core.datagrams_to_send():
+            self._push("client", by_addr[addr], data, self.delay)
+        core.events()
+        for dest, data in routing.messages_to_send():
+            self._to_bus(node, dest, data)
+
+    def _deliver_voice(self, node: str, data: bytes, targets: tuple[object, ...]) -> None:
+        by_addr = {a: u for u, a in self.addrs.items()}
+        for addr in targets:
+            self._push("client", by_addr[addr], data, self.delay)
+
+    def send_voice(self) -> None:
+        """Every holder sends a frame with its session's MAC, as the media path would."""
+        for u, c in self.clients.items():
+            for g in c.groups:
+                route = c.talk_route(g)
+                if route is not None:
+                    frame = add_mac(c.voice_key, encode_voice(VoiceHeader(*route, 0, 0), b"\0"))
+                    self._push("server", u, frame, self.delay)
+
+    def flush_clients(self) -> None:
+        for u, c in self.clients.items():
+            for data in c.datagrams_to_send():
+                self._push("server", u, data, self.delay)
+            c.events()
+
+    def run_until(self, t_end: float) -> None:
+        self.flush_clients()
+        while True:
+            times = [t for t in (
+                self._q[0][0] if self._q else None,
+                *(c.get_timer() for c in self.cores.values()),
+                *(r.get_timer() for r in self.routing.values()),
+                *(c.get_timer() for c in self.clients.values())) if t is not None]
+            if not times or min(times) > t_end:
+                self.now = t_end
+                return
+            self.now = max(self.now, min(times))
+            while self._q and self._q[0][0] <= self.now:
+                _, _, kind, dest, data = heapq.heappop(self._q)
+                if kind == "server":  # a client's datagram reaches its node
+                    user = str(dest)
+                    node = self.node_of[user]
+                    core = self.cores[node]
+                    targets = core.receive_datagram(data, self.addrs[user], self.now)
+                    if targets is not None:
+                        relayed = core.relayed
+                        self._deliver_voice(node, relayed, targets)
+                        for other in self.routing[node].voice_nodes(peek_frame(relayed)[0]):
+                            self._to_bus(node, other, relayed)
+                    self._flush_node(node)
+                elif kind == "bus":
+                    _, node = dest  # type: ignore[misc]
+                    if is_voice(data):
+                        self._deliver_voice(node, data,
+                                            self.routing[node].receive_voice(data, self.now))
+                    else:
+                        self.routing[node].receive(data, self.now)
+                    self._flush_node(node)
+                else:
+                    user = str(dest)
+                    if is_voice(data):
+                        self.heard[user] += 1
+                    self.clients[user].receive_datagram(data, self.now)
+            for node in self.nodes:
+                core, routing = self.cores[node], self.routing[node]
+                t = core.get_timer()
+                if t is not None and t <= self.now:
+                    core.handle_timer(self.now)
+                t = routing.get_timer()
+                if t is not None and t <= self.now:
+                    routing.handle_timer(self.now)
+                self._flush_node(node)
+            for c in self.clients.values():
+                t = c.get_timer()
+                if t is not None and t <= self.now:
+                    c.handle_timer(self.now)
+            self.flush_clients()
+
+    def talk(self, seconds: float) -> None:
+        """Run ``seconds`` with every holder sending a frame each STEP."""
+        end = self.now + seconds
+        while self.now < end - 1e-9:
+            self.send_voice()
+            self.run_until(self.now + STEP)
+
+    def sent_since(self, mark: int) -> list[tuple[str, str, object]]:
+        return self.bus_log[mark:]

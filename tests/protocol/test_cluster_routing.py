@@ -1,0 +1,163 @@
+"""Floor control and voice across three nodes in one process (ClusterSim): the talker, the
+listeners and the group's home on different nodes, and exactly which node-to-node messages go
+where."""
+
+from __future__ import annotations
+
+import pytest
+
+from ptt.errors import ProtocolError
+from ptt.protocol import floor as fl
+from ptt.protocol import messages as m
+from ptt.protocol.client import Participation
+from ptt.protocol.cluster_routing import StaticHomes, from_wire, to_wire
+from ptt.wire import cluster as wc
+from tests.protocol.clustersim import ClusterSim
+
+GROUPS = {"g": ["ann", "bob", "cat"], "h": ["ann", "dan"]}
+
+
+def _sim() -> ClusterSim:
+    """ann and dan on A, bob and cat (a dispatcher) on B, nobody on C; g and h homed on C."""
+    sim = ClusterSim(pinned={"g": "C", "h": "C"})
+    sim.add_user("ann", "A")
+    sim.add_user("bob", "B")
+    sim.add_user("cat", "B", m.Role.DISPATCHER)
+    sim.add_user("dan", "A")
+    sim.add_group("g", 1, GROUPS["g"])
+    sim.add_group("h", 2, GROUPS["h"])
+    sim.connect(GROUPS)
+    sim.run_until(1.0)
+    return sim
+
+
+def _floor_msgs(log: list[tuple[str, str, object]]) -> list[tuple[str, str, object]]:
+    return [e for e in log if isinstance(e[2], (wc.FloorInput, wc.FloorNews))]
+
+
+def test_a_request_is_one_message_to_the_home_and_its_news_reaches_only_nodes_with_members(
+) -> None:
+    sim = _sim()
+    home = sim.routing["C"]
+    assert home._relay == {"g": {"A", "B"}, "h": {"A"}}  # learnt from the nodes' Presence
+    mark = len(sim.bus_log)
+    sim.clients["ann"].request_floor("g", sim.now)
+    sim.run_until(sim.now + 0.3)
+    sent = _floor_msgs(sim.sent_since(mark))
+    # the access node's one forward comes first; B and C send nothing to anyone but C's news
+    assert (sent[0][0], sent[0][1], type(sent[0][2])) == ("A", "C", wc.FloorInput)
+    assert [e for e in sent if e[0] != "C"] == [sent[0]]
+    inputs = [x for _, _, x in sent if isinstance(x, wc.FloorInput)]
+    assert len(inputs) == 1 and inputs[0].kind is wc.InputKind.REQUEST
+    news = [(a, b, x) for a, b, x in sent if isinstance(x, wc.FloorNews)]
+    # the home answers the origin and tells the group's other node; never itself, never C
+    assert sorted(b for a, b, _ in news) == ["A", "B"]
+    assert all(a == "C" and x.origin == "A" and x.holder == "ann" for a, _, x in news)
+    assert sim.clients["ann"].participation("g") is Participation.HAS_PERMISSION
+    assert sim.clients["bob"].groups["g"].talker == "ann"
+    assert sim.clients["cat"].groups["g"].talker == "ann"
+    assert sim.cores["B"].floors.floor("g").holder == "ann"  # the mirror follows the home
+
+
+def test_news_of_a_group_never_goes_to_a_node_without_its_members() -> None:
+    sim = _sim()
+    mark = len(sim.bus_log)
+    sim.clients["dan"].request_floor("h", sim.now)
+    sim.talk(0.5)
+    sim.clients["dan"].release_floor("h", sim.now)
+    sim.run_until(sim.now + 0.5)
+    sent = sim.sent_since(mark)
+    assert sim.clients["ann"].groups["h"].talker is None
+    assert {b for a, b, x in sent if isinstance(x, wc.FloorNews) and x.group == "h"} == {"A"}
+    # B has no member of h: no floor message and no voice, only the periodic Presence
+    assert not [e for e in sent if e[1] == "B" and not isinstance(e[2], wc.Presence)]
+    # voice stays on A (dan and ann are both there); C hears the talker by ALIVE only
+    assert not [e for e in sent if isinstance(e[2], tuple)]
+    alive = [x for _, _, x in sent if isinstance(x, wc.FloorInput)
+             and x.kind is wc.InputKind.ALIVE]
+    assert 2 <= len(alive) <= 0.5 / 0.25 + 2
+
+
+def test_voice_crosses_once_per_node_with_listeners() -> None:
+    sim = _sim()
+    sim.clients["ann"].request_floor("g", sim.now)
+    sim.run_until(sim.now + 0.3)
+    mark = len(sim.bus_log)
+    sim.talk(2.0)  # 100 frames, longer than T1 (1.5 s)
+    voice = [(a, b) for a, b, x in sim.sent_since(mark) if isinstance(x, tuple)]
+    assert voice and set(voice) == {("A", "B")}  # once to B for bob and cat; none to C
+    assert sim.heard["bob"] == sim.heard["cat"] == len(voice) >= 98
+    assert sim.heard["ann"] == 0 and sim.heard["dan"] == 0
+    # C heard no frame, but ALIVE fed its silence timer: the burst is still on after T1
+    assert sim.cores["C"].floors.floor("g").holder == "ann"
+    sim.run_until(sim.now + 2.0)  # ann stops: C's T1 ends the burst, A and B are told
+    assert {sim.clients[u].groups["g"].talker for u in ("ann", "bob", "cat")} == {None}
+
+
+def test_queue_preemption_and_silence_across_nodes() -> None:
+    sim = _sim()
+    ann, bob, cat = (sim.clients[u] for u in ("ann", "bob", "cat"))
+    ann.request_floor("g", sim.now)
+    sim.talk(0.3)
+    bob.request_floor("g", sim.now)
+    sim.talk(0.3)
+    assert bob.participation("g") is Participation.QUEUED and bob.groups["g"].position == 1
+    assert ann.groups["g"].queue == ("bob",)
+    cat.request_floor("g", sim.now, m.Priority.EMERGENCY)  # pre-empts ann
+    sim.talk(1.0)  # ann keeps talking into its grace: revoked, then ended
+    assert ann.participation("g") is Participation.NO_PERMISSION
+    assert cat.participation("g") is Participation.HAS_PERMISSION
+    assert bob.participation("g") is Participation.QUEUED
+    assert {sim.clients[u].groups["g"].talker for u in ("ann", "bob", "cat")} == {"cat"}
+    cat.release_floor("g", sim.now)
+    sim.talk(0.3)
+    assert bob.participation("g") is Participation.HAS_PERMISSION  # granted from the queue
+    assert ann.groups["g"].talker == "bob"
+    sim.run_until(sim.now + 3.0)  # bob never speaks: the home's start window ends the burst
+    assert sim.cores["C"].floors.floor("g").holder is None
+    assert {sim.clients[u].groups["g"].talker for u in ("ann", "bob", "cat")} == {None}
+
+
+def test_news_from_an_older_term_is_refused() -> None:
+    sim = _sim()
+    b = sim.routing["B"]
+    b._terms["g"] = 5  # B has seen the group homed under term 5
+    news = wc.FloorNews("g", 4, "C", "", 0, (to_wire(fl.Granted("g", "bob", 9, m.Priority.NORMAL,
+                                                                 30.0, False)),),
+                        "taken", "bob", 9, 0, (), ("A", "B"))
+    b.receive(wc.encode(news), sim.now)
+    assert b.refused_news == 1
+    assert sim.cores["B"].floors.floor("g").holder is None
+
+
+def test_events_survive_the_wire_both_ways() -> None:
+    events: list[fl.FloorEvent] = [
+        fl.Granted("g", "ann", 7, m.Priority.HIGH, 30.0, True),
+        fl.Queued("g", "bob", 2), fl.Denied("g", "cat", m.DenyCause.QUEUE_FULL),
+        fl.Revoked("g", "ann", 7, m.RevokeCause.PREEMPTED, 0.5),
+        fl.BurstEnded("g", "ann", 7, fl.EndReason.PREEMPTED), fl.Idle("g", 7),
+        fl.QueueChanged("g", ("bob", "cat")),
+    ]
+    news = wc.FloorNews("g", 3, "C", "A", 11, tuple(map(to_wire, events)), "idle", "", 0, 0,
+                        (), ("A",))
+    back = wc.decode(wc.encode(news))
+    assert back == news
+    assert isinstance(back, wc.FloorNews)
+    assert [from_wire("g", e) for e in back.events] == events
+
+
+@pytest.mark.parametrize("data", [b"", b"\x93\x01\x09\x00", b"\x92\x02\x01",
+                                  wc.encode(wc.Presence("A", ("g",), (), True))[:-1],
+                                  b"\x95\x01\x01\x07\xa1g\xa1u"])
+def test_bad_cluster_messages_are_one_error(data: bytes) -> None:
+    with pytest.raises(ProtocolError):
+        wc.decode(data)
+
+
+def test_static_homes_are_the_same_everywhere_and_refuse_unknown_nodes() -> None:
+    a = StaticHomes(["C", "A", "B"])
+    b = StaticHomes(["A", "B", "C"])
+    assert [a.home_of(f"g{i}") for i in range(50)] == [b.home_of(f"g{i}") for i in range(50)]
+    assert {a.home_of(f"g{i}")[0] for i in range(50)} == {"A", "B", "C"}
+    with pytest.raises(ProtocolError, match="unknown nodes"):
+        StaticHomes(["A"], {"g": "Z"})
