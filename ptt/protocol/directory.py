@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from types import TracebackType
+from typing import Protocol, Self
 
 from ptt.errors import ConflictError, ValidationError
 from ptt.names import group_name, is_call_group_name, user_name
@@ -178,6 +179,11 @@ class Directory(Protocol):
     (:mod:`ptt.names`); errors are NotFoundError, ConflictError, ValidationError and StoreError."""
 
     def close(self) -> None: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None: ...
 
     def add_user(self, name: str, role: Role | str, salt: bytes, iterations: int,
                  verifier: bytes, public: bytes | None = None) -> UserRecord: ...

@@ -13,14 +13,16 @@ import pytest
 
 from ptt.errors import ConflictError, NotFoundError, StoreError, ValidationError
 from ptt.protocol import auth
+from ptt.protocol.directory import Directory
 from ptt.protocol.messages import Role
 from ptt.server.store import SCHEMA_VERSION, GroupRecord, MemberRecord, Store, default_db_path
+from tests.server.conftest import Opener
 
 SALT = b"s" * 16
 VERIFIER = b"v" * 32
 
 
-def add(store: Store, name: str, role: Role | str = Role.VOLUNTEER) -> None:
+def add(store: Directory, name: str, role: Role | str = Role.VOLUNTEER) -> None:
     store.add_user(name, role, SALT, 1000, VERIFIER)
 
 
@@ -30,21 +32,27 @@ def db(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(db: Path) -> Iterator[Store]:
+def sqlite_store(db: Path) -> Iterator[Store]:
     with Store(db) as s:
         yield s
+
+
+@pytest.fixture
+def store(directory: Directory) -> Directory:
+    """The directory on each backend (tests/server/conftest.py)."""
+    return directory
 
 
 # --- files, modes, persistence -----------------------------------------------------------------
 
 
-def test_creates_a_private_wal_database(db: Path, store: Store) -> None:
+def test_creates_a_private_wal_database(db: Path, sqlite_store: Store) -> None:
     assert db.exists()
     assert stat.S_IMODE(db.stat().st_mode) == 0o600
     assert stat.S_IMODE(db.parent.stat().st_mode) == 0o700
-    assert store.journal_mode == "wal"
-    assert store.schema_version == SCHEMA_VERSION == 5
-    add(store, "alice")
+    assert sqlite_store.journal_mode == "wal"
+    assert sqlite_store.schema_version == SCHEMA_VERSION == 5
+    add(sqlite_store, "alice")
     wal = db.with_name(db.name + "-wal")
     assert wal.exists() and stat.S_IMODE(wal.stat().st_mode) == 0o600
     raw = sqlite3.connect(db)
@@ -52,16 +60,16 @@ def test_creates_a_private_wal_database(db: Path, store: Store) -> None:
     raw.close()
 
 
-def test_pragmas(store: Store) -> None:
-    conn = store._db
+def test_pragmas(sqlite_store: Store) -> None:
+    conn = sqlite_store._db
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
     assert Store(":memory:", durable=True)._db.execute("PRAGMA synchronous").fetchone()[0] == 2
 
 
-def test_everything_persists_across_close_and_reopen(db: Path) -> None:
+def test_everything_persists_across_close_and_reopen(open_directory: Opener) -> None:
     creds = auth.make_credentials("tok", b"t" * 16, auth.MIN_ITERATIONS)
-    with Store(db) as s:
+    with open_directory() as s:
         s.add_user("Coord", "coordinator", creds.salt, creds.iterations, creds.verifier)
         add(s, "alice")
         add(s, "bob", Role.DISPATCHER)
@@ -69,7 +77,7 @@ def test_everything_persists_across_close_and_reopen(db: Path) -> None:
         s.create_group("call:alice+bob", private=True)
         s.add_member("volunteers", "alice")
         s.add_member("volunteers", "bob", listen_only=True)
-    with Store(db) as s:
+    with open_directory() as s:
         coord = s.get_user("coord")
         assert coord.role is Role.COORDINATOR
         assert (coord.salt, coord.iterations, coord.verifier) == (
@@ -154,7 +162,7 @@ def test_unopenable_path_is_a_store_error(tmp_path: Path) -> None:
 # --- users -------------------------------------------------------------------------------------
 
 
-def test_users(store: Store) -> None:
+def test_users(store: Directory) -> None:
     rec = store.add_user("Alice", "Dispatcher", SALT, 2000, VERIFIER)
     assert (rec.name, rec.role, rec.iterations) == ("alice", Role.DISPATCHER, 2000)
     assert rec.created > 0
@@ -186,7 +194,7 @@ def test_users(store: Store) -> None:
 # --- groups ------------------------------------------------------------------------------------
 
 
-def test_groups(store: Store) -> None:
+def test_groups(store: Directory) -> None:
     g = store.create_group("North")
     assert (g.name, g.max_talk, g.mode, g.record, g.private) == ("north", 30.0, "auto", False,
                                                                   False)
@@ -212,7 +220,7 @@ def test_groups(store: Store) -> None:
     assert store.list_groups() == [g]
 
 
-def test_update_group_changes_only_what_is_given(store: Store) -> None:
+def test_update_group_changes_only_what_is_given(store: Directory) -> None:
     g = store.create_group("north", max_talk=20, mode="multicast")
     assert store.update_group("north") == g
     u = store.update_group("north", record=True)
@@ -224,14 +232,15 @@ def test_update_group_changes_only_what_is_given(store: Store) -> None:
     assert store.get_group("north") == u  # the failed update changed nothing
 
 
-def test_group_ids_are_never_reused(store: Store, db: Path) -> None:
+def test_group_ids_are_never_reused(open_directory: Opener) -> None:
+    store = open_directory()
     a = store.create_group("a")
     b = store.create_group("b")
     store.delete_group("b")
     c = store.create_group("c")
     assert a.id < b.id < c.id
     store.close()
-    with Store(db) as again:
+    with open_directory() as again:
         again.delete_group("c")
         assert again.create_group("d").id > c.id
 
@@ -239,7 +248,7 @@ def test_group_ids_are_never_reused(store: Store, db: Path) -> None:
 # --- memberships and cascades ------------------------------------------------------------------
 
 
-def test_memberships(store: Store) -> None:
+def test_memberships(store: Directory) -> None:
     add(store, "alice")
     add(store, "bob")
     store.create_group("north")
@@ -266,7 +275,7 @@ def test_memberships(store: Store) -> None:
         store.groups_of("carol")
 
 
-def test_removing_a_user_removes_their_memberships(store: Store) -> None:
+def test_removing_a_user_removes_their_memberships(store: Directory) -> None:
     add(store, "alice")
     add(store, "bob")
     store.create_group("north")
@@ -277,7 +286,7 @@ def test_removing_a_user_removes_their_memberships(store: Store) -> None:
     assert store._db.execute("SELECT count(*) FROM memberships").fetchone()[0] == 1
 
 
-def test_deleting_a_group_removes_its_memberships(store: Store) -> None:
+def test_deleting_a_group_removes_its_memberships(store: Directory) -> None:
     add(store, "alice")
     store.create_group("north")
     store.create_group("south")
@@ -288,18 +297,18 @@ def test_deleting_a_group_removes_its_memberships(store: Store) -> None:
     assert store._db.execute("SELECT count(*) FROM memberships").fetchone()[0] == 1
 
 
-def test_foreign_keys_are_enforced(store: Store) -> None:
+def test_foreign_keys_are_enforced(sqlite_store: Store) -> None:
     with pytest.raises(sqlite3.IntegrityError):
-        store._db.execute("INSERT INTO memberships (group_id, user_id) VALUES (999, 999)")
+        sqlite_store._db.execute("INSERT INTO memberships (group_id, user_id) VALUES (999, 999)")
 
 
-def test_a_failed_write_leaves_nothing_behind(store: Store) -> None:
-    add(store, "alice")
-    with pytest.raises(ZeroDivisionError), store._write() as db:
+def test_a_failed_write_leaves_nothing_behind(sqlite_store: Store) -> None:
+    add(sqlite_store, "alice")
+    with pytest.raises(ZeroDivisionError), sqlite_store._write() as db:
         db.execute("DELETE FROM users")
         1 / 0  # noqa: B018 - an error mid-transaction
-    assert [u.name for u in store.list_users()] == ["alice"]
-    assert not store._db.in_transaction
+    assert [u.name for u in sqlite_store.list_users()] == ["alice"]
+    assert not sqlite_store._db.in_transaction
 
 
 # --- concurrency -------------------------------------------------------------------------------
@@ -368,7 +377,7 @@ def test_a_second_writer_waits_for_the_first(db: Path) -> None:
         holder.close()
 
 
-def test_operations_are_fast(store: Store) -> None:
+def test_operations_are_fast(store: Directory) -> None:
     add(store, "alice")
     store.create_group("north")
     start = time.perf_counter()

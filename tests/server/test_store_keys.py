@@ -10,6 +10,7 @@ import pytest
 
 from ptt.errors import ConflictError, ValidationError
 from ptt.server.store import MIGRATIONS, SCHEMA_VERSION, Store
+from tests.server.conftest import Opener
 
 SALT, VERIFIER = b"s" * 16, b"v" * 32
 PUB = {"ann": b"a" * 64, "ben": b"b" * 64}
@@ -48,17 +49,16 @@ def test_an_old_database_migrates_without_losing_anything(tmp_path: Path) -> Non
         assert again.schema_version == SCHEMA_VERSION and again.get_user("ann").verifier == VERIFIER
 
 
-def test_public_identity_is_stored_and_checked(tmp_path: Path) -> None:
-    with Store(tmp_path / "k.db") as store:
+def test_public_identity_is_stored_and_checked(open_directory: Opener) -> None:
+    with open_directory() as store:
         store.add_user("ann", "volunteer", SALT, 1000, VERIFIER, PUB["ann"])
         assert store.get_user("ann").public == PUB["ann"]
         with pytest.raises(ValidationError, match="64 bytes"):
             store.add_user("ben", "volunteer", SALT, 1000, VERIFIER, b"short")
 
 
-def test_grants_replace_per_epoch_survive_reopen_and_only_go_up(tmp_path: Path) -> None:
-    path = tmp_path / "k.db"
-    with Store(path) as store:
+def test_grants_replace_per_epoch_survive_reopen_and_only_go_up(open_directory: Opener) -> None:
+    with open_directory() as store:
         for u, p in PUB.items():
             store.add_user(u, "volunteer", SALT, 1000, VERIFIER, p)
         store.add_user("cat", "volunteer", SALT, 1000, VERIFIER)
@@ -76,7 +76,7 @@ def test_grants_replace_per_epoch_survive_reopen_and_only_go_up(tmp_path: Path) 
         store.remove_member("ops", "ben")  # its grant goes with the membership
         assert store.group_key("ops").grants == {"ann": b"g1a"}
         store.set_group_key("ops", 2, {"ann": b"g2a"})
-    with Store(path) as store:
+    with open_directory() as store:
         key = store.group_key("ops")
         assert (key.epoch, key.grants) == (2, {"ann": b"g2a"})
         assert store.get_group("ops").key_epoch == 2
@@ -85,8 +85,8 @@ def test_grants_replace_per_epoch_survive_reopen_and_only_go_up(tmp_path: Path) 
         assert store.group_key("ops").grants == {}
 
 
-def test_a_plain_group_takes_no_key(tmp_path: Path) -> None:
-    with Store(tmp_path / "k.db") as store:
+def test_a_plain_group_takes_no_key(open_directory: Opener) -> None:
+    with open_directory() as store:
         store.add_user("ann", "volunteer", SALT, 1000, VERIFIER, PUB["ann"])
         g = store.create_group("open", encrypted=False)
         assert not g.encrypted

@@ -1,0 +1,214 @@
+"""The cluster's directory on a real PostgreSQL: followers in other processes see a change
+within a bound, a follower cut off from PostgreSQL catches up and converges, and nothing stored
+is lost when PostgreSQL is killed and started again. The behaviour shared with the SQLite store
+(names, errors, cascades, keys) is tested on both backends by tests/server/test_store*.py."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.cluster.conftest import EngineStarter
+from tests.cluster.databases import fresh_database
+
+psycopg = pytest.importorskip("psycopg", reason="psycopg is in the cluster extra: make deps")
+
+from ptt.cluster.directory import FOLLOW_APPLICATION, Change, PgDirectory  # noqa: E402
+from ptt.cluster.engines import Postgres  # noqa: E402
+from ptt.errors import StoreError  # noqa: E402
+
+SALT, VERIFIER = b"s" * 16, b"v" * 32
+SEEN_WITHIN = 2.0  # seconds: a change made on one node is applied on another (typically ~1 ms)
+
+
+def state(d: PgDirectory) -> tuple[Any, ...]:
+    return (d.list_users(), d.list_groups(include_private=True), d.all_memberships(),
+            d.all_group_keys(), d.group_counts())
+
+
+def add(d: PgDirectory, name: str, public: bytes | None = None) -> None:
+    d.add_user(name, "volunteer", SALT, 1000, VERIFIER, public)
+
+
+async def until(cond: Callable[[], bool], within: float = SEEN_WITHIN) -> None:
+    deadline = time.monotonic() + within
+    while not cond():
+        assert time.monotonic() < deadline, "not within the bound"
+        await asyncio.sleep(0.005)
+
+
+# --- two processes --------------------------------------------------------------------------
+
+
+class Runner:
+    def __init__(self, dsn: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.cluster.directory_runner", dsn],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.line() == "listening"
+
+    def line(self) -> str:
+        assert self.proc.stdout is not None
+        return self.proc.stdout.readline().strip()
+
+    def send(self, command: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.send("quit")
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def runners(postgres: Postgres) -> Iterator[tuple[Runner, Runner]]:
+    dsn = fresh_database(postgres.dsn)
+    a = Runner(dsn)
+    try:
+        b = Runner(dsn)
+    except BaseException:
+        a.close()
+        raise
+    yield a, b
+    a.close()
+    b.close()
+
+
+def test_two_followers_in_two_processes_see_each_others_changes(
+        runners: tuple[Runner, Runner]) -> None:
+    a, b = runners
+    for writer, reader, command in ((a, b, "user ann"), (b, a, "group ops"),
+                                    (a, b, "group north gate")):
+        start = time.monotonic()
+        writer.send(command)
+        assert writer.line() == f"done {command}"  # the writer's own change: no callback
+        kind, name = command.split(" ", 1)
+        change, seen_kind, rest = reader.line().split(" ", 2)
+        seen_name, at = rest.rsplit(" ", 1)
+        assert (change, seen_kind, seen_name) == ("change", kind, name)
+        assert float(at) - start < SEEN_WITHIN
+
+
+# --- a follower cut off ----------------------------------------------------------------------
+
+
+def cut_followers(dsn: str) -> None:
+    """Terminate the listening connections on ``dsn``'s database and wait until they are gone
+    (the caller's loop is blocked meanwhile: the follower cannot come back before the writes
+    that follow)."""
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        query = ("FROM pg_stat_activity WHERE application_name = %s "
+                 "AND datname = current_database()")
+        cut = admin.execute(f"SELECT pg_terminate_backend(pid) {query}",
+                            (FOLLOW_APPLICATION,)).fetchall()
+        assert cut == [(True,)]
+        deadline = time.monotonic() + 10
+        while admin.execute(f"SELECT count(*) {query}", (FOLLOW_APPLICATION,)).fetchone() != (0,):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+
+
+@pytest.mark.parametrize("path", ["log", "reload"])
+def test_a_follower_cut_off_catches_up_and_converges(postgres: Postgres, path: str) -> None:
+    dsn = fresh_database(postgres.dsn)
+
+    async def main() -> None:
+        with PgDirectory(dsn) as follower, PgDirectory(dsn) as writer:
+            if path == "reload":  # too many missed changes for the log: everything again
+                follower.catch_up_max = 0
+            changes: list[Change] = []
+            task = asyncio.create_task(follower.follow(changes.append, check_every=0.2))
+            try:
+                await asyncio.wait_for(follower.listening.wait(), SEEN_WITHIN)
+                add(writer, "ann", b"a" * 64)
+                writer.create_group("ops")
+                writer.change_members("ops", add=["ann"])
+                await until(lambda: state(follower) == state(writer))
+                assert follower.catch_ups == 0 and [c.kind for c in changes] == [
+                    "user", "group", "group"]
+                cut_followers(dsn)
+                # made while the follower is away: no notification reaches it
+                add(writer, "ben", b"b" * 64)
+                writer.change_members("ops", add=["ben"])
+                writer.set_group_key("ops", 1, {"ann": b"ga", "ben": b"gb"})
+                writer.remove_user("ann")  # cascades: its membership and grant go
+                writer.create_group("call:ben+cat", private=True)
+                await until(lambda: state(follower) == state(writer))
+                assert follower.catch_ups == 1
+                assert follower.reloads == (path == "reload")
+                assert follower.get_user("ben").public == b"b" * 64
+                assert follower.group_key("ops").grants == {"ben": b"gb"}
+                assert follower.version == writer.version > 0
+                # and it follows live changes again
+                writer.delete_group("ops")
+                await until(lambda: state(follower) == state(writer))
+                assert follower.catch_ups == 1
+            finally:
+                task.cancel()
+
+    asyncio.run(main())
+
+
+# --- PostgreSQL killed and started again -----------------------------------------------------
+
+
+def wait_connectable(dsn: str, within: float = 30.0) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            psycopg.connect(dsn, connect_timeout=2).close()
+            return
+        except psycopg.OperationalError:
+            assert time.monotonic() < deadline, "PostgreSQL did not come back"
+            time.sleep(0.05)
+
+
+def test_nothing_stored_is_lost_when_postgresql_is_killed(fresh_engines: EngineStarter) -> None:
+    pg = fresh_engines.postgres()  # durability off in the engine; the directory's own
+    dsn = pg.dsn                    # commits ask for synchronous_commit
+
+    async def main() -> None:
+        with PgDirectory(dsn) as follower, PgDirectory(dsn) as writer:
+            task = asyncio.create_task(follower.follow(check_every=0.2))
+            try:
+                await asyncio.wait_for(follower.listening.wait(), SEEN_WITHIN)
+                for name in ("ann", "ben", "cat"):
+                    add(writer, name, name[0].encode() * 64)
+                writer.create_group("ops", max_talk=12.5, mode="relay")
+                writer.create_group("plain", encrypted=False, record=True)
+                writer.change_members("ops", add=["ann", "ben"], listen_only=True)
+                writer.set_group_key("ops", 1, {"ann": b"g1a", "ben": b"g1b"})
+                writer.add_member("plain", "cat")
+                decoy = writer.secret("decoy")
+                before = state(writer)
+                await until(lambda: state(follower) == before)
+
+                pg.members[0].kill()  # SIGKILL: no shutdown checkpoint
+                with pytest.raises(StoreError, match="unavailable|cannot connect"):
+                    add(writer, "dan")
+                assert follower.get_user("ann").name == "ann"  # still answered from memory
+                pg.members[0].start()
+                wait_connectable(dsn)
+
+                with PgDirectory(dsn) as again:
+                    assert state(again) == before
+                    assert again.secret("decoy") == decoy
+                add(writer, "dan")  # the writer connects again by itself
+                await until(lambda: state(follower) == state(writer), within=10.0)
+                assert [u.name for u in follower.list_users()] == ["ann", "ben", "cat", "dan"]
+            finally:
+                task.cancel()
+
+    asyncio.run(main())
