@@ -1,10 +1,10 @@
 """Real engines for the cluster's tests, on loopback ports of this worker's slice.
 
-Session-scoped engines (``postgres``, ``nats``, ``nats_cluster``, ``etcd``, ``etcd_cluster``)
-start once per pytest-xdist worker that uses them and are shared: a test may write to them but
-never stops, kills or pauses a member. A test that does asks ``fresh_engines`` for its own, which
-are stopped when it ends. A test whose engine is not installed is skipped, saying which Debian
-package brings it.
+Session-scoped engines (``postgres``, ``nats``, ``nats_cluster``, ``etcd``, ``etcd_fast``,
+``etcd_cluster``) start once per pytest-xdist worker that uses them and are shared: a test may
+write to them but never stops, kills or pauses a member. A test that does asks ``fresh_engines``
+for its own, which are stopped when it ends. A test whose engine is not installed is skipped,
+saying which Debian package brings it.
 """
 
 from __future__ import annotations
@@ -20,6 +20,10 @@ from ptt.cluster.engines import Engine, Etcd, Nats, Postgres
 from tests.ports import free_tcp_port
 
 E = TypeVar("E", bound=Engine)
+
+# raft timers short enough for 1 s leases (etcd's minimum TTL is 1.5 election timeouts)
+FAST_HEARTBEAT_MS = 50
+FAST_ELECTION_MS = 500
 
 
 class EngineStarter:
@@ -98,6 +102,13 @@ def nats_cluster(_session_engines: EngineStarter) -> Nats:
 @pytest.fixture(scope="session")
 def etcd(_session_engines: EngineStarter) -> Etcd:
     return _session_engines.etcd()
+
+
+@pytest.fixture(scope="session")
+def etcd_fast(_session_engines: EngineStarter) -> Etcd:
+    """One etcd member with shortened raft timers (heartbeat 50 ms, election 500 ms), so that it
+    grants 1 s leases: with its defaults etcd raises every TTL to at least 2 s."""
+    return _session_engines.etcd(heartbeat_ms=FAST_HEARTBEAT_MS, election_ms=FAST_ELECTION_MS)
 
 
 @pytest.fixture(scope="session")

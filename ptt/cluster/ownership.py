@@ -1,0 +1,339 @@
+"""Group homes over etcd: one lease per node, claims by transaction, owners learned by a watch.
+
+Each group's home is the node that holds ``/ptt/groups/<id>/home`` (value: the node id) under its
+lease. A node:
+
+- keeps one lease (``ttl`` seconds, renewed ``RENEWALS_PER_TTL`` times per TTL) and knows from
+  :class:`~ptt.protocol.cluster_fencing.LeaseClock` until when it surely lives;
+- claims a group with a transaction that creates the key only if it is absent, under its lease;
+  the key's create revision is the claim's **fencing number** (cluster_fencing explains the rule);
+- learns every group's home from one range read and a watch of the prefix from the revision after
+  it, so no change is missed between the two;
+- claims a group it wants whose key vanished (its home's lease expired or was revoked);
+- when etcd says its own lease is gone, tells that it lost each group it held, takes a new lease
+  and claims again the groups it wants that nobody holds.
+
+Events go to ``on_event`` (called in the event loop, must not block). ``holds(group, now)`` is what
+a home asks before it stamps a grant or burst: the group is its own and its lease surely lives.
+
+The client is aetcd (gRPC): one HTTP/2 connection carries the renewals, the watch and the
+transactions; docs/cluster.md gives the measurements behind the choice. etcd raises a lease's TTL
+to its minimum, 1.5 election timeouts rounded up to a second (2 s with etcd's default timers): the
+granted TTL is the one used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+from urllib.parse import urlsplit
+
+import aetcd
+import aetcd.exceptions
+
+from ptt.errors import ClusterError, ConfigError
+from ptt.protocol.cluster_fencing import LeaseClock
+
+PREFIX = "/ptt/groups/"
+_SUFFIX = "/home"
+# the group home lease's TTL in seconds (etcd's TTLs are whole seconds)
+DEFAULT_TTL = 1
+RENEWALS_PER_TTL = 3
+# how long one request to etcd may take before it is abandoned and tried again: a request in
+# flight when etcd's raft leader dies is never answered
+REQUEST_TIMEOUT = 1.0
+
+
+class Change(Enum):
+    CLAIMED = "claimed"  # this node became the group's home
+    LEARNED = "learned"  # another node is the group's home
+    VANISHED = "vanished"  # the group has no home (its home's key is gone)
+    LOST = "lost"  # this node is no longer the group's home
+
+
+@dataclass(frozen=True)
+class Home:
+    """A group's home: the node and the fencing number of its claim."""
+
+    group: str
+    node: str
+    fencing: int
+
+
+@dataclass(frozen=True)
+class OwnershipEvent:
+    change: Change
+    group: str
+    home: Home | None  # None for VANISHED, and for LOST when no new home is known yet
+
+
+def home_key(group: str) -> bytes:
+    return f"{PREFIX}{group}{_SUFFIX}".encode()
+
+
+def _group_of(key: bytes) -> str | None:
+    text = key.decode(errors="replace")
+    if text.startswith(PREFIX) and text.endswith(_SUFFIX):
+        return text[len(PREFIX):-len(_SUFFIX)]
+    return None
+
+
+def grpc_target(endpoints: Sequence[str]) -> tuple[str, int]:
+    """aetcd's (host, port) for one or more ``http://IP:PORT`` endpoints: several IPv4 ones
+    become one gRPC ``ipv4:`` target, whose channel moves to the next member when one dies."""
+    if not endpoints:
+        raise ConfigError("no etcd endpoint given")
+    parsed = []
+    for endpoint in endpoints:
+        parts = urlsplit(endpoint if "//" in endpoint else f"http://{endpoint}")
+        if parts.scheme != "http" or not parts.hostname or not parts.port:
+            raise ConfigError(f"etcd endpoint {endpoint!r} is not http://HOST:PORT")
+        parsed.append((parts.hostname, parts.port))
+    if len(parsed) == 1:
+        return parsed[0]
+    if not all(host.replace(".", "").isdigit() for host, _ in parsed):
+        raise ConfigError("several etcd endpoints must be IPv4 addresses (http://IP:PORT)")
+    *first, (last_host, last_port) = parsed
+    return "ipv4:" + ",".join(f"{h}:{p}" for h, p in first) + f",{last_host}", last_port
+
+
+class Ownership:
+    """One node's claims and its view of every group's home."""
+
+    def __init__(self, endpoints: Sequence[str], node: str, *, ttl: int = DEFAULT_TTL,
+                 on_event: Callable[[OwnershipEvent], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if ttl < 1:
+            raise ConfigError(f"the lease TTL is a whole number of seconds >= 1, not {ttl}")
+        self.node = node
+        self.homes: dict[str, Home] = {}
+        self.wanted: set[str] = set()
+        self.lease_clock = LeaseClock(float(ttl))
+        self._ttl = ttl
+        self._on_event = on_event or (lambda event: None)
+        self._clock = clock
+        host, port = grpc_target(endpoints)
+        self._client = aetcd.Client(host=host, port=port)
+        self._lease_id = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._claiming: set[str] = set()
+        self._revision = 0  # the store revision this node's view has reached
+
+    # --- life -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Take a lease, read every home, then follow changes and keep the lease alive."""
+        await self._new_lease()
+        await self._read_all()
+        self._spawn(self._watch_loop())
+        self._spawn(self._renew_loop())
+
+    async def stop(self, *, release: bool = True) -> None:
+        """Stop; with ``release``, revoke the lease so the node's groups free at once."""
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if release and self._lease_id:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._client.revoke_lease(self._lease_id),
+                                       REQUEST_TIMEOUT)
+        with contextlib.suppress(Exception):
+            await self._client.close()
+
+    # --- queries ----------------------------------------------------------------------------
+
+    @property
+    def ttl(self) -> float:
+        """The lease's TTL as etcd granted it."""
+        return self.lease_clock.ttl
+
+    def home(self, group: str) -> Home | None:
+        return self.homes.get(group)
+
+    def holds(self, group: str, now: float | None = None) -> Home | None:
+        """This node's home of ``group`` if it is the home and its lease surely lives."""
+        home = self.homes.get(group)
+        now = self._clock() if now is None else now
+        if home is None or home.node != self.node or not self.lease_clock.valid(now):
+            return None
+        return home
+
+    # --- claims -----------------------------------------------------------------------------
+
+    async def want(self, groups: Sequence[str]) -> None:
+        """Claim these groups now where they have no home, and whenever their home vanishes."""
+        self.wanted.update(groups)
+        await asyncio.gather(*(self.claim(g) for g in groups if g not in self.homes))
+
+    async def claim(self, group: str) -> Home | None:
+        """Become ``group``'s home if it has none; return its home as etcd has it."""
+        if group in self._claiming:
+            return self.homes.get(group)
+        self._claiming.add(group)
+        try:
+            return await self._claim(group)
+        finally:
+            self._claiming.discard(group)
+
+    async def _claim(self, group: str) -> Home | None:
+        key = self._key(group)
+        tx = self._client.transactions
+        _, responses = await self._request(self._client.transaction(
+            compare=[tx.create(key) == 0],
+            success=[tx.put(key, self.node.encode(), lease=self._lease_id), tx.get(key)],
+            failure=[tx.get(key)],
+        ))
+        found = responses[-1]
+        if not found:  # gone again between the compare and the read: a later event says more
+            return None
+        _, kv = found[0]
+        home = Home(group, kv.value.decode(), kv.create_revision)
+        self._see(home)
+        return home
+
+    async def release(self, group: str) -> None:
+        """Stop being ``group``'s home (deletes the key only if this claim still holds it)."""
+        home = self.homes.get(group)
+        self.wanted.discard(group)
+        if home is None or home.node != self.node:
+            return
+        key, tx = self._key(group), self._client.transactions
+        await self._request(self._client.transaction(
+            compare=[tx.create(key) == home.fencing, tx.value(key) == self.node.encode()],
+            success=[tx.delete(key)], failure=[],
+        ))
+
+    # --- the view ---------------------------------------------------------------------------
+
+    def _see(self, home: Home) -> None:
+        old = self.homes.get(home.group)
+        if old == home:
+            return
+        if old is not None and old.fencing > home.fencing:
+            return  # an older claim read late: the view never goes back
+        self.homes[home.group] = home
+        if old is not None and old.node == self.node and home.node != self.node:
+            self._emit(Change.LOST, home.group, home)
+        if home.node == self.node:
+            self._emit(Change.CLAIMED, home.group, home)
+        else:
+            self._emit(Change.LEARNED, home.group, home)
+
+    def _vanish(self, group: str, revision: int) -> None:
+        old = self.homes.get(group)
+        if old is None or old.fencing > revision:
+            return
+        del self.homes[group]
+        if old.node == self.node:
+            self._emit(Change.LOST, group, None)
+        self._emit(Change.VANISHED, group, None)
+        if group in self.wanted:
+            self._spawn(self._claim_quietly(group))
+
+    def _emit(self, change: Change, group: str, home: Home | None) -> None:
+        self._on_event(OwnershipEvent(change, group, home))
+
+    async def _claim_quietly(self, group: str) -> None:
+        with contextlib.suppress(ClusterError):
+            await self.claim(group)
+
+    async def _read_all(self) -> None:
+        found = await self._request(self._client.get_prefix(PREFIX.encode()))
+        present = set()
+        for kv in found.kvs:
+            group = _group_of(kv.key)
+            if group is not None:
+                present.add(group)
+                self._see(Home(group, kv.value.decode(), kv.create_revision))
+        for group in [g for g in self.homes if g not in present]:
+            self._vanish(group, found.header.revision)
+        self._revision = max(self._revision, found.header.revision)
+
+    async def _watch_loop(self) -> None:
+        while True:
+            try:
+                watch = await self._request(self._client.watch_prefix(
+                    PREFIX.encode(), start_revision=self._revision + 1))
+                async for event in watch:
+                    group = _group_of(event.kv.key)
+                    self._revision = max(self._revision, event.kv.mod_revision)
+                    if group is None:
+                        continue
+                    if event.kind == "PUT":
+                        self._see(Home(group, event.kv.value.decode(),
+                                       event.kv.create_revision))
+                    else:
+                        self._vanish(group, event.kv.mod_revision)
+            except asyncio.CancelledError:
+                raise
+            except aetcd.exceptions.RevisionCompactedError:
+                await self._retry_later(self._read_all)
+            except (ClusterError, aetcd.exceptions.ClientError):
+                # the member went away: watch again from where the view is, on the next one
+                await asyncio.sleep(REQUEST_TIMEOUT / 10)
+
+    async def _retry_later(self, call: Callable[[], Any]) -> None:
+        with contextlib.suppress(ClusterError, aetcd.exceptions.ClientError):
+            await call()
+
+    # --- the lease --------------------------------------------------------------------------
+
+    async def _new_lease(self) -> None:
+        sent = self._clock()
+        lease = await self._request(self._client.lease(self._ttl))
+        self._lease_id = lease.id
+        self.lease_clock.acknowledged(sent, float(lease.ttl))
+
+    async def _renew_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_clock.ttl / RENEWALS_PER_TTL)
+            sent = self._clock()
+            try:
+                reply = await self._request(self._client.refresh_lease(self._lease_id))
+            except (ClusterError, aetcd.exceptions.ClientError):
+                continue  # etcd unreachable: the lease clock runs out on its own
+            if reply is not None and reply.TTL > 0:
+                self.lease_clock.acknowledged(sent, float(reply.TTL))
+                continue
+            await self._lease_gone()
+
+    async def _lease_gone(self) -> None:
+        """etcd no longer has this node's lease: every group it held is lost."""
+        self.lease_clock.lost()
+        for home in [h for h in self.homes.values() if h.node == self.node]:
+            del self.homes[home.group]
+            self._emit(Change.LOST, home.group, None)
+        while True:
+            try:
+                await self._new_lease()
+                await self._read_all()
+                break
+            except (ClusterError, aetcd.exceptions.ClientError):
+                await asyncio.sleep(REQUEST_TIMEOUT / 10)
+        for group in sorted(self.wanted - set(self.homes)):
+            self._spawn(self._claim_quietly(group))
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    def _key(self, group: str) -> bytes:
+        if not group or "/" in group:
+            raise ConfigError(f"group id {group!r} must be non-empty and have no '/'")
+        return home_key(group)
+
+    async def _request(self, call: Any) -> Any:
+        try:
+            return await asyncio.wait_for(call, REQUEST_TIMEOUT)
+        except TimeoutError as exc:
+            raise ClusterError(f"etcd did not answer within {REQUEST_TIMEOUT} s") from exc
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
