@@ -123,6 +123,10 @@ def _first_start(server: PttServer) -> None:
               "coordinator]")
 @click.option("--log-json", is_flag=True, show_envvar=True,
               help="Log JSON lines (one object per event) instead of key=value text")
+@click.option("--cluster", "cluster_file", type=click.Path(dir_okay=False, path_type=Path),
+              envvar="PTT_SERVER_CLUSTER", show_envvar=True, metavar="FILE",
+              help="Run as a node of a cluster described in FILE (TOML: node id, nodes, NATS "
+              "URLs; docs/cluster.md)  [default: a single server]")
 @click.option("--check-config", is_flag=True,
               help="Load and check the config file, PTT_SERVER_* and these options, print the "
               "settings in force and exit: 0 when valid, 2 with one line saying what is wrong")
@@ -133,7 +137,8 @@ def _first_start(server: PttServer) -> None:
 def server(state: CliState, host: str | None, port: int | None, db: Path | None,
            config_file: Path | None, record_dir: Path | None,
            metrics: tuple[str, int] | None, emergency_roles: frozenset[Role] | None,
-           log_json: bool, check_config: bool = False, sample_config: bool = False) -> None:
+           log_json: bool, cluster_file: Path | None = None, check_config: bool = False,
+           sample_config: bool = False) -> None:
     """Run the ptt server in the foreground; logs go to stderr.
 
     On its first start (an empty database) it creates a coordinator account and writes its
@@ -145,6 +150,7 @@ def server(state: CliState, host: str | None, port: int | None, db: Path | None,
         ptt server --db ./ptt.db --record ./recordings
         ptt server --db ./ptt.db --emergency-roles dispatcher,coordinator
         ptt server --config /etc/ptt/server.toml --check-config
+        ptt server --db ./a.db --cluster ./node-a.toml
     """
     if sample_config:
         click.echo(server_config_sample(), nl=False)
@@ -156,6 +162,14 @@ def server(state: CliState, host: str | None, port: int | None, db: Path | None,
 
         configure_event_log(json=log_json)
     config = load_server_config(config_file)
+    cluster = None
+    if cluster_file is not None:
+        from ptt.cluster.config import load_cluster_config
+
+        cluster = load_cluster_config(cluster_file)
+        if cluster.address is not None and host is None and port is None:
+            config = dataclasses.replace(config, host=cluster.address[0],
+                                         port=cluster.address[1])
     if metrics is None and config.metrics is not None:  # server.toml or PTT_SERVER_METRICS
         metrics = _MetricsAddress().convert(config.metrics, None, None)
     changes: dict[str, Any] = {
@@ -188,7 +202,7 @@ def server(state: CliState, host: str | None, port: int | None, db: Path | None,
             attach_metrics(srv, *metrics)  # NetError (a clean message) if it cannot bind
         attach_recording(srv, record_all=record_all)
 
-    signum = asyncio.run(run(config, ready=ready))
+    signum = asyncio.run(run(config, ready=ready, cluster=cluster))
     if signum is not None:
         # stopped cleanly (everything stored is kept), with the exit code of the stop key
         raise Interrupted("", signum)

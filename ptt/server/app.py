@@ -32,8 +32,9 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
+from ptt.cluster.config import ClusterConfig
 from ptt.config import ServerConfig, credentials_path, write_credentials
 from ptt.errors import NetError, PttError
 from ptt.names import format_hostport
@@ -100,6 +101,20 @@ def server_multicast_options(config: ServerConfig) -> MulticastOptions:
     return MulticastOptions(config.multicast_interface, config.multicast_ttl)
 
 
+class ClusterHook(Protocol):
+    """A cluster node wired to this server (``ptt.cluster.node.ClusterNode``)."""
+
+    def flush(self, now: float) -> None:
+        """The core's turn ended: publish what the cluster's routing has to send."""
+
+    def voice(self, data: bytes, now: float) -> None:
+        """The relay accepted this frame (MAC removed): to the other nodes with listeners."""
+
+    def get_timer(self) -> float | None: ...
+
+    def handle_timer(self, now: float) -> None: ...
+
+
 class PttServer:
     def __init__(
         self,
@@ -160,6 +175,7 @@ class PttServer:
         self._receipts = ReceiptChanges()  # since the store last heard (PAGES_SAVE_EVERY)
         self._pages_timer: asyncio.TimerHandle | None = None
         self._expire_timer: asyncio.TimerHandle | None = None
+        self.cluster: ClusterHook | None = None  # set by a cluster node (ptt server --cluster)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -440,7 +456,7 @@ class PttServer:
             return  # an admin command or a listener closed the server
         if more and self._resume is None:
             self._resume = asyncio.get_running_loop().call_soon(self._resume_reading)
-        self._arm(self.core.get_timer())
+        self._arm(self._next_timer())
 
     def shed(self) -> tuple[int, int]:
         """Plain datagrams the reader dropped unparsed: (the rate limit would refuse them, their
@@ -466,20 +482,50 @@ class PttServer:
         if targets is not None:  # an accepted voice frame
             data = self.core.relayed  # without the talker's session MAC
             c.voice_in += 1
-            route = self._fanouts.get(targets)  # type: ignore[union-attr]
-            if route.extra is not None:  # also to the multicast members, who check its signature
-                self.bridge.send(self.core.relayed_signed, route.extra)
-                c.multicast_out += 1
-            if route.count:
-                c.voice_send_failed += route.send(data)
-                c.voice_out += route.count
-            for tap in self.voice_taps:
-                tap(data, now)
+            self.fan_out(data, targets, now)
+            if self.cluster is not None:
+                self.cluster.voice(data, now)
             if not self.core.has_output():
                 return  # a forwarded frame changes no timer that is due earlier
         elif is_voice(data):
             c.voice_dropped += 1
         self._transmit(now)
+
+    def fan_out(self, data: bytes, targets: tuple[Any, ...], now: float) -> None:
+        """A voice frame (MAC removed) to this server's listeners ``targets``; also heard from
+        another node of a cluster."""
+        c = self.counters
+        route = self._fanouts.get(targets)  # type: ignore[union-attr]
+        if route.extra is not None:  # also to the multicast members, who check its signature
+            self.bridge.send(self.core.relayed_signed, route.extra)
+            c.multicast_out += 1
+        if route.count:
+            c.voice_send_failed += route.send(data)
+            c.voice_out += route.count
+        for tap in self.voice_taps:
+            tap(data, now)
+
+    @property
+    def is_open(self) -> bool:
+        return self._open
+
+    def transmit(self, now: float) -> None:
+        """Send what the core has to send and run its events (after input from elsewhere than
+        the socket: a cluster's bus)."""
+        if self._open:
+            self._transmit(now)
+
+    def rearm(self) -> None:
+        """Arm the timer again (a cluster node was wired in, with timers of its own)."""
+        self._arm(self._next_timer())
+
+    def _next_timer(self) -> float | None:
+        at = self.core.get_timer()
+        if self.cluster is not None:
+            other = self.cluster.get_timer()
+            if other is not None and (at is None or other < at):
+                at = other
+        return at
 
     def _on_multicast(self, data: bytes, addr: Any) -> None:
         """A datagram heard on a group's multicast address (not one of our own)."""
@@ -519,6 +565,8 @@ class PttServer:
                 log.debug("send to %s failed: %s", format_hostport(*addr[:2]), exc)
 
     def _transmit(self, now: float) -> None:
+        if self.cluster is not None:
+            self.cluster.flush(now)
         self._send_out()
         events = self.core.events()
         while events:  # events may cause more (an admin command changes groups)
@@ -530,7 +578,7 @@ class PttServer:
             self._send_out()  # admin answers and their side effects
             events = self.core.events()
         if not self._batching:  # else once at the end of the batch
-            self._arm(self.core.get_timer())
+            self._arm(self._next_timer())
 
     def _arm(self, at: float | None) -> None:
         if at is None or (self._timer_at is not None and self._timer_at <= at):
@@ -547,6 +595,10 @@ class PttServer:
             return
         now = asyncio.get_running_loop().time()
         self.core.handle_timer(now)
+        if self.cluster is not None:
+            at = self.cluster.get_timer()
+            if at is not None and at <= now:
+                self.cluster.handle_timer(now)
         self._transmit(now)
 
     def _on_event(self, ev: ServerEvent, now: float) -> None:
@@ -621,12 +673,23 @@ class PttServer:
             log.debug("[%s] floor idle", ev.group)
 
 
-async def run(config: ServerConfig, ready: Callable[[PttServer], None] | None = None
-              ) -> int | None:
+async def run(config: ServerConfig, ready: Callable[[PttServer], None] | None = None,
+              cluster: ClusterConfig | None = None) -> int | None:
     """Run a server until SIGINT or SIGTERM, then shut down cleanly; returns the signal that
-    stopped it (None when something else closed it)."""
+    stopped it (None when something else closed it). With ``cluster``, as a node of it."""
     server = PttServer(config, gc_freeze=gc_freeze_wanted())
     await server.start()
+    node = None
+    if cluster is not None:
+        from ptt.cluster.node import ClusterNode  # it builds on this module
+
+        node = ClusterNode(server, cluster)
+        try:
+            await node.start()
+        except BaseException:
+            await node.close()
+            server.close()
+            raise
     loop = asyncio.get_running_loop()
     caught: list[int] = []
 
@@ -645,6 +708,8 @@ async def run(config: ServerConfig, ready: Callable[[PttServer], None] | None = 
     try:
         await server.serve_forever()
     finally:
+        if node is not None:
+            await node.close()
         server.close()
         log.info("ptt server stopped")
     return caught[0] if caught else None

@@ -1,0 +1,135 @@
+"""The ``--cluster`` file of ``ptt server``: which node this is and where the engines are.
+
+::
+
+    node = "a"                           # this node's id: letters, digits, '-', '_'
+    address = "127.0.0.1:7701"           # its UDP address (clients log in here)
+    nodes = ["a", "b", "c"]              # every node of the cluster, this one included
+    nats = ["nats://127.0.0.1:4222"]     # NATS, node-to-node messages (ptt.cluster.bus)
+    postgres = "postgresql://..."        # the shared directory (ptt.cluster.directory)
+    etcd = ["http://127.0.0.1:2379"]     # group ownership (ptt.cluster.ownership)
+    lease_ttl = 2.0                      # seconds a home holds its groups without renewing
+    subject_prefix = "ptt"               # NATS subjects: <prefix>.node.<id>
+
+    [homes]                              # groups placed by hand (others: by name's CRC-32)
+    volunteers = "c"
+
+Only ``node``, ``nodes`` and ``nats`` are required today: homes are placed by
+:class:`~ptt.protocol.cluster_routing.StaticHomes` until ownership by etcd leases is wired, and
+every node loads the directory from its own copy of the same database until the PostgreSQL
+directory is (docs/cluster.md). Anything wrong is one :class:`~ptt.errors.ConfigError` line
+naming the file and the setting.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ptt.errors import ConfigError, ValidationError
+from ptt.names import parse_hostport
+
+__all__ = ["DEFAULT_LEASE_TTL", "ClusterConfig", "load_cluster_config", "parse_cluster_config"]
+
+DEFAULT_LEASE_TTL = 2.0
+_NODE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_KEYS = {"node", "address", "nodes", "nats", "postgres", "etcd", "lease_ttl", "subject_prefix",
+         "homes"}
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    node: str
+    nodes: tuple[str, ...]
+    nats: tuple[str, ...]
+    address: tuple[str, int] | None = None
+    postgres: str | None = None
+    etcd: tuple[str, ...] = ()
+    lease_ttl: float = DEFAULT_LEASE_TTL
+    subject_prefix: str = "ptt"
+    homes: dict[str, str] = field(default_factory=dict)
+
+
+def load_cluster_config(path: Path) -> ClusterConfig:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cluster config {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"cluster config {path}: not UTF-8 text") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"cluster config {path}: not valid TOML: {exc}") from None
+    try:
+        return parse_cluster_config(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"cluster config {path}: {exc}") from None
+
+
+def _strings(raw: dict[str, Any], key: str, required: bool) -> tuple[str, ...]:
+    value = raw.get(key)
+    if value is None:
+        if required:
+            raise ConfigError(f"'{key}' is required")
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if (not isinstance(value, list) or not value
+            or not all(isinstance(v, str) and v for v in value)):
+        raise ConfigError(f"'{key}' must be a non-empty list of strings")
+    return tuple(value)
+
+
+def _node_id(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not _NODE_ID.fullmatch(value):
+        raise ConfigError(f"{what} must be a node id of 1-64 letters, digits, '-' or '_', "
+                          f"not {value!r}")
+    return value
+
+
+def parse_cluster_config(raw: dict[str, Any]) -> ClusterConfig:
+    unknown = sorted(set(raw) - _KEYS)
+    if unknown:
+        raise ConfigError(f"unknown setting '{unknown[0]}' (known: {', '.join(sorted(_KEYS))})")
+    node = _node_id(raw.get("node"), "'node'")
+    nodes = tuple(_node_id(n, "each of 'nodes'") for n in _strings(raw, "nodes", True))
+    if len(set(nodes)) != len(nodes):
+        raise ConfigError("'nodes' lists a node twice")
+    if node not in nodes:
+        raise ConfigError(f"'node' ({node}) is not one of 'nodes' ({', '.join(nodes)})")
+    nats = _strings(raw, "nats", True)
+    for url in nats:
+        if not url.startswith(("nats://", "tls://")):
+            raise ConfigError(f"'nats': {url!r} is not a nats:// URL")
+    address = None
+    if "address" in raw:
+        if not isinstance(raw["address"], str):
+            raise ConfigError("'address' must be a string HOST:PORT")
+        try:
+            address = parse_hostport(raw["address"], allow_zero=True)
+        except ValidationError as exc:
+            raise ConfigError(f"'address': {exc}") from None
+    postgres = raw.get("postgres")
+    if postgres is not None and (not isinstance(postgres, str) or not postgres):
+        raise ConfigError("'postgres' must be a DSN string")
+    ttl = raw.get("lease_ttl", DEFAULT_LEASE_TTL)
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0.2 <= ttl <= 60:
+        raise ConfigError("'lease_ttl' must be a number of seconds from 0.2 to 60")
+    prefix = raw.get("subject_prefix", "ptt")
+    if not isinstance(prefix, str) or not re.fullmatch(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*",
+                                                        prefix):
+        raise ConfigError("'subject_prefix' must be NATS subject tokens separated by '.'")
+    homes_raw = raw.get("homes", {})
+    if not isinstance(homes_raw, dict):
+        raise ConfigError("'homes' must be a table: group = \"node\"")
+    homes = {}
+    for group, home in homes_raw.items():
+        homes[group] = _node_id(home, f"homes.{group}")
+        if home not in nodes:
+            raise ConfigError(f"homes.{group}: '{home}' is not one of 'nodes'")
+    return ClusterConfig(node, nodes, nats, address, postgres, _strings(raw, "etcd", False),
+                         float(ttl), prefix, homes)

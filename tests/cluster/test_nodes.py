@@ -1,0 +1,152 @@
+"""Three real ``ptt server --cluster`` processes over a real NATS, and the real ``ptt`` client:
+the talker, the listener and the group's home on three different nodes.
+
+The directory is made once on a single server (users, an encrypted group with its keys), then
+every node starts from its own copy of that database: the temporary stand-in for the PostgreSQL
+directory (docs/cluster.md)."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from ptt.audio.samples import speech_pcm
+from ptt.audio.wav import read_wav, write_wav
+from ptt.cluster.engines import Nats
+from tests.acceptance.harness import (
+    Site,
+    finish,
+    no_traceback,
+    read_until,
+    tone_wav,
+)
+from tests.e2e.audiocheck import aligned_correlation
+from tests.e2e.serverproc import ServerProcess
+
+NODES = ("a", "b", "c")
+HOME = "c"  # the group's home: no client of these tests logs in there but cat
+PAGE = "This is ann on node a. Bob, please come to the north gate."
+
+
+@dataclass
+class Cluster:
+    site: Site  # where the directory was made (stopped)
+    nodes: dict[str, ServerProcess] = field(default_factory=dict)
+
+    def env(self, user: str, node: str) -> dict[str, str]:
+        return self.site.env(user, PTT_SERVER=f"127.0.0.1:{self.nodes[node].port}")
+
+    def ptt(self, user: str, node: str, *args: str, timeout: float = 60.0
+            ) -> tuple[int, str, str]:
+        p = self.site.ptt(user, *args, timeout=timeout, env=self.env(user, node))
+        return p.returncode, p.stdout, p.stderr
+
+    def spawn(self, user: str, node: str, *args: str):  # type: ignore[no-untyped-def]
+        return self.site.spawn(user, *args, env=self.env(user, node))
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, nats: Nats) -> Iterator[Cluster]:
+    site = Site(tmp_path / "site").start()
+    try:
+        site.add_users("ann", "bob", "dan")
+        site.add_users("cat", role="dispatcher")
+        site.group("g", "ann", "bob", "cat", "dan")
+    finally:
+        site.stop()
+    c = Cluster(site)
+    prefix = f"t{uuid.uuid4().hex[:12]}"  # the session's NATS is shared: subjects of our own
+    try:
+        for node in NODES:
+            d = tmp_path / f"node-{node}"
+            d.mkdir()
+            for suffix in ("", "-wal", "-shm"):
+                src = site.server.db.with_name(site.server.db.name + suffix)
+                if src.exists():
+                    shutil.copy(src, d / src.name)
+            toml = d / "cluster.toml"
+            toml.write_text(f'node = "{node}"\nnodes = {list(NODES)!r}\n'
+                            f'nats = ["{nats.url}"]\nsubject_prefix = "{prefix}"\n'
+                            f'[homes]\ng = "{HOME}"\n'.replace("'", '"'))
+            srv = ServerProcess(d / site.server.db.name, extra_args=["--cluster", str(toml)])
+            srv.start()
+            c.nodes[node] = srv
+        yield c
+    finally:
+        for srv in c.nodes.values():
+            srv.stop()
+
+
+def _page_wav(path: Path) -> tuple[Path, bytes]:
+    pcm = speech_pcm(PAGE)
+    write_wav(path, pcm, 16000)
+    return path, pcm
+
+
+def test_a_spoken_page_from_node_a_is_heard_on_node_b_with_the_group_homed_on_c(
+        cluster: Cluster, tmp_path: Path) -> None:
+    wav, original = _page_wav(tmp_path / "page.wav")
+    heard = tmp_path / "bob.wav"
+    listener = cluster.spawn("bob", "b", "listen", "g", "--out", str(heard), "--bursts", "1")
+    try:
+        read_until(listener, "g", timeout=20)  # joined: the first line names the group
+        code, out, err = cluster.ptt("ann", "a", "talk", "g", "--wav", str(wav))
+        no_traceback(err)
+        assert code == 0, (out, err)
+        assert "floor granted" in out
+        code, out, err = finish(listener, timeout=30)
+    finally:
+        if listener.poll() is None:
+            listener.send_signal(signal.SIGINT)
+            finish(listener, timeout=10)
+    no_traceback(err)
+    assert code == 0, (out, err)
+    assert "ann" in out + err
+    corr = aligned_correlation(original, read_wav(heard))
+    print(f"aligned correlation across nodes: {corr:.3f}")
+    assert corr >= 0.9, f"bob on node b heard ann's page badly: aligned correlation {corr:.3f}"
+    for node in NODES:  # no node logged a failure on the bus
+        assert "bad message on the bus" not in cluster.nodes[node].output()
+
+
+def test_floor_queue_and_preemption_across_three_nodes(cluster: Cluster, tmp_path: Path
+                                                       ) -> None:
+    """ann (node a) talks; bob (node b) is queued behind her; cat, a dispatcher on the home
+    node c, pre-empts ann with an emergency call; when cat is done bob gets the floor from
+    the queue. dan listens on node b and sees each talker in turn."""
+    long = tone_wav(tmp_path / "long.wav", 8.0)
+    short = tone_wav(tmp_path / "short.wav", 1.0, 660.0)
+    dan = cluster.spawn("dan", "b", "listen", "g", "--out", str(tmp_path / "dan.wav"))
+    ann = bob = None
+    try:
+        read_until(dan, "g", timeout=20)
+        ann = cluster.spawn("ann", "a", "talk", "g", "--wav", str(long))
+        read_until(ann, "floor granted", timeout=20)
+        read_until(dan, "ann is talking", timeout=10)
+        bob = cluster.spawn("bob", "b", "talk", "g", "--wav", str(short))
+        read_until(bob, "queued #1", timeout=20)
+        code, out, err = cluster.ptt("cat", "c", "talk", "g", "--emergency", "--wav", str(short))
+        no_traceback(err)
+        assert code == 0, (out, err)
+        assert "floor granted" in out
+        code_ann, out_ann, err_ann = finish(ann, timeout=30)
+        no_traceback(err_ann)
+        assert code_ann != 0 and "pre-empted" in out_ann + err_ann, (out_ann, err_ann)
+        code_bob, out_bob, err_bob = finish(bob, timeout=30)
+        no_traceback(err_bob)
+        assert code_bob == 0 and "floor granted" in out_bob, (out_bob, err_bob)
+        seen = read_until(dan, "bob is talking", timeout=10)
+        lines = "\n".join(seen)
+        assert "cat is talking (EMERGENCY)" in lines, lines
+        assert lines.index("cat is talking") < lines.index("bob is talking")
+    finally:
+        for p in (ann, bob, dan):
+            if p is not None and p.poll() is None:
+                p.send_signal(signal.SIGINT)
+                finish(p, timeout=10)
