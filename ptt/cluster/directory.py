@@ -142,6 +142,15 @@ SCHEMA = (
     "INSERT INTO ptt_meta (key, value) VALUES ('changes', 0) ON CONFLICT DO NOTHING",
 )
 
+# the end of every write, in one round trip: the next version (the counter row stays locked to
+# the commit), its line in the change log, the log's oldest lines dropped, and the notification
+_RECORD_CHANGE = """
+    WITH v AS (UPDATE ptt_meta SET value = value + 1 WHERE key = 'changes' RETURNING value),
+         logged AS (INSERT INTO ptt_changes (version, kind, name)
+                    SELECT value, %(kind)s, %(name)s FROM v),
+         pruned AS (DELETE FROM ptt_changes WHERE version <= (SELECT value FROM v) - %(kept)s)
+    SELECT value, pg_notify(%(channel)s, value || ' ' || %(kind)s || ' ' || %(name)s) FROM v"""
+
 _USER_COLS = "u.name, u.role, u.salt, u.iterations, u.verifier, u.created, u.public"
 _GROUP_COLS = ("g.id, g.name, g.max_talk, g.mode, g.record, g.private, g.created, g.encrypted, "
                "g.key_epoch")
@@ -298,14 +307,9 @@ class PgDirectory:
                     db = self._conn()
                     stack.enter_context(db.transaction())
                 yield db
-                version = _one(db.execute(
-                    "UPDATE ptt_meta SET value = value + 1 WHERE key = 'changes' "
-                    "RETURNING value").fetchone())
-                db.execute("INSERT INTO ptt_changes (version, kind, name) VALUES (%s, %s, %s)",
-                           (version, kind, name))
-                db.execute("DELETE FROM ptt_changes WHERE version <= %s",
-                           (version - CHANGES_KEPT,))
-                db.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{version} {kind} {name}"))
+                version = _one(db.execute(_RECORD_CHANGE, {
+                    "kind": kind, "name": name, "kept": CHANGES_KEPT, "channel": CHANNEL,
+                }).fetchone())
         except psycopg.errors.IntegrityError as exc:
             raise ConflictError(f"the change conflicts with stored data: {_why(exc)}") from None
         except psycopg.OperationalError as exc:
