@@ -190,6 +190,61 @@ class Admin:
         addr, port = multicast_for(g.id, self.mcast_port_base, self.mcast_network)
         self.core.upsert_group(g.name, g.id, g.max_talk, g.mode, g.private, addr, port)
 
+    # --- changes made elsewhere (a cluster's other nodes) -----------------------------------------
+
+    def apply_change(self, kind: str, name: str, now: float) -> None:
+        """Bring the core to the directory's state of one user or group (``kind`` ``user`` or
+        ``group``), or of everything (``all``), after another node changed it: the directory
+        holds the change already (``ptt.cluster.directory.PgDirectory.follow``). Members see
+        what they would see had the change been made here."""
+        if kind == "user":
+            self._apply_user(name, now)
+        elif kind == "group":
+            self._apply_group(name, now)
+        elif kind == "all":
+            users = {u.name for u in self.store.list_users()}
+            groups = {g.name for g in self.store.list_groups(include_private=True)}
+            for gone in sorted(self.core.groups.keys() - groups):
+                self.core.remove_group(gone, now)
+            for gone in sorted(self.core.users.keys() - users):
+                self.core.remove_user(gone, now)
+            for user in sorted(users):
+                self._apply_user(user, now)
+            for group in sorted(groups):
+                self._apply_group(group, now)
+
+    def _apply_user(self, name: str, now: float) -> None:
+        try:
+            u = self.store.get_user(name)
+        except NotFoundError:
+            if name in self.core.users:
+                self.core.remove_user(name, now)
+            return
+        self.core.upsert_user(u.name, u.role, u.salt, u.iterations, u.verifier)
+
+    def _apply_group(self, name: str, now: float) -> None:
+        try:
+            g = self.store.get_group(name)
+        except NotFoundError:
+            self.core.remove_group(name, now)
+            return
+        live = self.core.groups.get(name)
+        if live is not None and live.group_id != g.id:  # deleted and made again meanwhile
+            self.core.remove_group(name, now)
+            live = None
+        if live is None or (live.max_talk, live.mode) != (g.max_talk, g.mode):
+            self._mirror_group(g)
+            live = self.core.groups[name]
+        members = {mr.user: mr.listen_only for mr in self.store.members(name)}
+        for user in sorted(live.members.keys() - members.keys()):  # first: no new key for them
+            self.core.remove_member(name, user, now)
+        for user, listen_only in sorted(members.items()):
+            if live.members.get(user) != listen_only:
+                self.core.set_member(name, user, listen_only, now)
+        key = self.store.group_key(name)
+        if key.epoch > live.key_epoch:
+            self.core.set_group_key(name, key.epoch, key.grants, now)
+
     def create_user(self, name: str, role: Role | str) -> tuple[str, str]:
         """Create a user with a token made here, on the server; returns (name, token).
 

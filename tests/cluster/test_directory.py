@@ -212,3 +212,69 @@ def test_nothing_stored_is_lost_when_postgresql_is_killed(fresh_engines: EngineS
                 task.cancel()
 
     asyncio.run(main())
+
+
+# --- into the server's core --------------------------------------------------------------------
+
+
+def test_changes_made_on_one_node_reach_the_core_of_another(postgres: Postgres) -> None:
+    """Node a's coordinator commands (Admin, as the server runs them) reach node b's core
+    through b's follower and ``Admin.apply_change``: b's core gets the user's login
+    credentials, the members and the keys, and the removals, whether b follows them one by one
+    or reloads everything after missing them."""
+    import os
+
+    from ptt.protocol.messages import Role
+    from ptt.protocol.server import ServerCore
+    from ptt.server.admin import Admin
+
+    dsn = fresh_database(postgres.dsn)
+
+    async def main() -> None:
+        with PgDirectory(dsn) as dir_a, PgDirectory(dsn) as dir_b:
+            node_a = Admin(dir_a, ServerCore(os.urandom))
+            core_b = ServerCore(os.urandom)
+            node_b = Admin(dir_b, core_b)
+            node_b.load_all()
+            now = 0.0
+            task = asyncio.create_task(
+                dir_b.follow(lambda c: node_b.apply_change(c.kind, c.name, now)))
+            try:
+                await asyncio.wait_for(dir_b.listening.wait(), SEEN_WITHIN)
+                node_a.create_user("ann", Role.DISPATCHER)
+                node_a.create_user("ben", Role.VOLUNTEER)
+                node_a.execute("group.create", {"name": "ops", "max_talk": 12}, now)
+                node_a.execute("group.create", {"name": "open", "plain": True}, now)
+                node_a.execute("group.add", {"name": "open", "users": ["ann", "ben"],
+                                             "listen_only": True}, now)
+                dir_a.change_members("ops", add=["ann", "ben"])
+                dir_a.set_group_key("ops", 1, {"ann": b"ga", "ben": b"gb"})
+
+                def same() -> bool:
+                    return ({n: (u.role, u.salt, u.verifier) for n, u in core_b.users.items()}
+                            == {u.name: (u.role, u.salt, u.verifier)
+                                for u in dir_a.list_users()}
+                            and {n: (g.group_id, g.max_talk, g.members, g.key_epoch, g.grants)
+                                 for n, g in core_b.groups.items()}
+                            == {g.name: (g.id, g.max_talk,
+                                         {m.user: m.listen_only for m in dir_a.members(g.name)},
+                                         g.key_epoch, dir_a.group_key(g.name).grants)
+                                for g in dir_a.list_groups(include_private=True)})
+
+                await until(same)
+                assert core_b.groups["ops"].grants == {"ann": b"ga", "ben": b"gb"}
+                assert core_b.groups["open"].members == {"ann": True, "ben": True}
+                # b misses what follows and reloads everything: the core is brought level too
+                dir_b.catch_up_max = 0
+                cut_followers(dsn)
+                node_a.execute("group.update", {"name": "ops", "max_talk": 20}, now)
+                node_a.execute("group.remove", {"name": "open", "users": ["ben"]}, now)
+                node_a.execute("group.delete", {"name": "ops"}, now)
+                node_a.execute("user.remove", {"name": "ben"}, now)
+                await until(same)
+                assert set(core_b.users) == {"ann"} and set(core_b.groups) == {"open"}
+                assert dir_b.reloads == 1
+            finally:
+                task.cancel()
+
+    asyncio.run(main())
