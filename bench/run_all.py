@@ -46,6 +46,7 @@ BENCHMARKS = {
     "fuzz": "bench_fuzz",
     "login_flood": "bench_login_flood",
     "pages": "bench_pages",
+    "cluster_failover": "bench_cluster_failover",
 }
 
 
