@@ -1,7 +1,8 @@
 """Group ownership over a real etcd, between real node processes (tests/cluster/ownership_runner.py):
 a killed home's groups are claimed by a survivor with a higher fencing number; a home paused past
 its lease is replaced, and what it stamped is refused by the fencing rule while it learns it lost
-its groups; losing one etcd member of three changes nothing."""
+its groups; losing one etcd member of three changes nothing; a home that stops cleanly frees its
+groups at once."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from typing import Any
 import pytest
 
 from ptt.cluster.engines import Etcd
+from ptt.cluster.ownership import grpc_target
+from ptt.errors import ConfigError
 from ptt.protocol.cluster_fencing import FencingView, Stamp, Verdict
 from tests.cluster.conftest import FAST_ELECTION_MS, FAST_HEARTBEAT_MS, EngineStarter
 
@@ -192,3 +195,43 @@ def test_losing_one_etcd_member_of_three_changes_no_home(
     assert a.since(killed, "lost") == [] and b.since(killed, "claimed") == []
     stamps = a.since(killed, "stamp")
     assert stamps and stamps[-1]["t"] > killed + 3.0, "the home stopped renewing its lease"
+
+
+def test_a_home_that_stops_cleanly_frees_its_groups_at_once(
+        etcd_fast: Etcd, start_node: Callable[..., Node]) -> None:
+    groups = _groups(2)
+    a = start_node("a", [etcd_fast.endpoint], groups)
+    first = {g: a.wait_for("claimed", 10, group=g)["fencing"] for g in groups}
+    b = start_node("b", [etcd_fast.endpoint], groups)
+    for g in groups:
+        b.wait_for("learned", 10, group=g, node="a")
+    stopping = time.monotonic()
+    a.process.terminate()  # SIGTERM: the runner stops its Ownership, which revokes the lease
+    a.wait_for("stopped", 5)
+    for g in groups:
+        claim = b.wait_for("claimed", 2, group=g)
+        assert claim["fencing"] > first[g]
+        # no lease to wait out: well under the 1 s TTL
+        assert claim["t"] - stopping < 0.9
+
+
+@pytest.mark.parametrize(("endpoints", "target"), [
+    (["http://127.0.0.1:2000"], ("127.0.0.1", 2000)),
+    (["127.0.0.1:2000"], ("127.0.0.1", 2000)),
+    (["http://127.0.0.1:1", "http://127.0.0.1:2", "http://127.0.0.1:3"],
+     ("ipv4:127.0.0.1:1,127.0.0.1:2,127.0.0.1", 3)),
+])
+def test_etcd_endpoints_become_one_grpc_target(endpoints: list[str],
+                                               target: tuple[str, int]) -> None:
+    assert grpc_target(endpoints) == target
+
+
+@pytest.mark.parametrize(("endpoints", "message"), [
+    ([], "no etcd endpoint given"),
+    (["https://127.0.0.1:2379"], "is not http://HOST:PORT"),
+    (["http://127.0.0.1"], "is not http://HOST:PORT"),
+    (["http://etcd-a:1", "http://etcd-b:2"], "must be IPv4 addresses"),
+])
+def test_bad_etcd_endpoints_are_one_clear_error(endpoints: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        grpc_target(endpoints)
