@@ -195,6 +195,12 @@ def test_losing_one_etcd_member_of_three_changes_no_home(
     assert a.since(killed, "lost") == [] and b.since(killed, "claimed") == []
     stamps = a.since(killed, "stamp")
     assert stamps and stamps[-1]["t"] > killed + 3.0, "the home stopped renewing its lease"
+    # and failover still works on the two members left: b's watch moved with its client
+    first = a.since(0, "claimed")[0]["fencing"]
+    dead = time.monotonic()
+    a.process.kill()
+    claim = b.wait_for("claimed", CLAIM_WITHIN, group=group)
+    assert claim["fencing"] > first and claim["t"] - dead < CLAIM_WITHIN
 
 
 def test_a_home_that_stops_cleanly_frees_its_groups_at_once(
