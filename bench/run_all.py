@@ -47,6 +47,7 @@ BENCHMARKS = {
     "login_flood": "bench_login_flood",
     "pages": "bench_pages",
     "cluster_failover": "bench_cluster_failover",
+    "cluster": "bench_cluster",
 }
 
 

@@ -105,7 +105,8 @@ class Bus:
             log.warning("NATS: %s", exc)
 
     async def _on_disconnected(self) -> None:
-        log.warning("NATS: disconnected; reconnecting")
+        if self._writer is not None:  # not our own close
+            log.warning("NATS: disconnected; reconnecting")
 
     async def _on_reconnected(self) -> None:
         log.info("NATS: reconnected to %s", self._nc.connected_url.netloc if self._nc

@@ -9,20 +9,25 @@ its core (:meth:`ClusterNode.flush`), for each voice frame its relay accepted
 (:meth:`ClusterNode.voice`), and at the routing's timer. What arrives on the bus goes to the
 routing, then out through the server as its own output does.
 
-Homes come from :class:`~ptt.protocol.cluster_routing.StaticHomes` (the file's ``[homes]``,
-else the group name's CRC-32) until ownership by etcd leases is wired in.
+Homes: with ``etcd`` in the file, from :class:`~ptt.cluster.ownership.Ownership` (etcd
+leases; the claim's fencing number is the term every FloorNews carries), each node claiming the
+groups :class:`~ptt.protocol.cluster_routing.StaticHomes` gives it (the file's ``[homes]``, else
+the group name's CRC-32); without it, the static rule alone (term 1). Survivors do not claim a
+dead home's groups yet (failover is not wired).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from ptt.cluster.bus import Bus
 from ptt.cluster.config import ClusterConfig
+from ptt.cluster.ownership import Change, Ownership, OwnershipEvent
 from ptt.errors import ProtocolError
-from ptt.protocol.cluster_routing import ClusterRouting, StaticHomes
+from ptt.protocol.cluster_routing import ClusterRouting, HomeMap, StaticHomes
 from ptt.protocol.server import ServerCore
 from ptt.protocol.session import Addr
 from ptt.wire.cluster import is_voice
@@ -50,6 +55,29 @@ class NodeServer(Protocol):
     def rearm(self) -> None: ...
 
 
+class EtcdHomes:
+    """The cluster's HomeMap from etcd ownership: a group's home and term are its claim's;
+    while a group has no known home, the static rule's node with term 0 (which no node stamps
+    or accepts)."""
+
+    def __init__(self, ownership: Ownership, static: StaticHomes) -> None:
+        self.ownership = ownership
+        self.static = static
+
+    @property
+    def nodes(self) -> Sequence[str]:
+        return self.static.nodes
+
+    def home_of(self, group: str) -> tuple[str, int]:
+        home = self.ownership.home(group)
+        if home is None:
+            return self.static.home_of(group)[0], 0
+        return home.node, home.fencing
+
+    def may_act(self, group: str, now: float) -> bool:
+        return self.ownership.holds(group, now) is not None
+
+
 class ClusterNode:
     """``node = ClusterNode(server, config)``; ``await node.start()`` once the server started;
     ``await node.close()``."""
@@ -57,13 +85,25 @@ class ClusterNode:
     def __init__(self, server: NodeServer, config: ClusterConfig) -> None:
         self.server = server
         self.config = config
-        self.routing = ClusterRouting(config.node, server.core,
-                                      StaticHomes(config.nodes, config.homes))
+        self.static = StaticHomes(config.nodes, config.homes)
+        self.ownership: Ownership | None = None
+        homes: HomeMap = self.static
+        if config.etcd:
+            self.ownership = Ownership(config.etcd, config.node,
+                                       ttl=max(1, round(config.lease_ttl)),
+                                       on_event=self._on_ownership)
+            homes = EtcdHomes(self.ownership, self.static)
+        self.routing = ClusterRouting(config.node, server.core, homes)
         self.bus = Bus(config.node, config.nats, self._on_bus, config.subject_prefix)
         self.bad_messages = 0
 
     async def start(self) -> None:
         await self.bus.start()
+        if self.ownership is not None:
+            await self.ownership.start()
+            mine = [g for g, e in self.server.core.groups.items()
+                    if not e.private and self.static.home_of(g)[0] == self.config.node]
+            await self.ownership.want(mine)
         self.server.cluster = self
         now = asyncio.get_running_loop().time()
         self.routing.start(now)
@@ -74,7 +114,15 @@ class ClusterNode:
 
     async def close(self) -> None:
         self.server.cluster = None
+        if self.ownership is not None:
+            await self.ownership.stop()  # the lease revoked: its groups free at once
         await self.bus.close()
+
+    def _on_ownership(self, event: OwnershipEvent) -> None:
+        if event.home is not None and event.change in (Change.CLAIMED, Change.LEARNED):
+            self.routing.learn_home(event.group, event.home.fencing)
+        log.info("group %s: %s%s", event.group, event.change.value,
+                 f" (home {event.home.node}, fencing {event.home.fencing})" if event.home else "")
 
     # --- ClusterHook: called by the server ----------------------------------------------------
 

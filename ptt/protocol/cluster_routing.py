@@ -51,6 +51,7 @@ from typing import Protocol
 from ptt.errors import ProtocolError
 from ptt.protocol import floor as fl
 from ptt.protocol import messages as m
+from ptt.protocol.cluster_fencing import FencingView, Stamp, Verdict
 from ptt.protocol.server import ServerCore
 from ptt.protocol.server_state import GroupEntry
 from ptt.protocol.session import Addr, Session
@@ -84,7 +85,13 @@ class HomeMap(Protocol):
     def nodes(self) -> Sequence[str]: ...
 
     def home_of(self, group: str) -> tuple[str, int]:
-        """``(node, term)``: the home of ``group`` and the term it holds the group under."""
+        """``(node, term)``: the home of ``group`` and the term it holds the group under (its
+        fencing number; 0 while no home is known)."""
+        ...
+
+    def may_act(self, group: str, now: float) -> bool:
+        """May this node, ``group``'s home, decide and stamp for it now (its lease surely
+        lives)? A home that may not stays silent: its inputs are dropped, clients resend."""
         ...
 
 
@@ -111,6 +118,9 @@ class StaticHomes:
         if node is None:
             node = self._nodes[zlib.crc32(group.encode()) % len(self._nodes)]
         return node, 1
+
+    def may_act(self, group: str, now: float) -> bool:
+        return True
 
 
 @dataclass
@@ -182,7 +192,7 @@ class ClusterRouting:
         self._out: list[tuple[str, bytes]] = []
         self._ref = 0
         self._pending: dict[int, _Pending] = {}
-        self._terms: dict[str, int] = {}  # the highest term seen per group
+        self.fencing = FencingView()  # the highest term seen per group, from news or claims
         # per group this node is home of: the nodes with a joined session (itself included)
         self._relay: dict[str, set[str]] = {}
         # per group homed elsewhere: the relay set of its home's latest news
@@ -251,13 +261,13 @@ class ClusterRouting:
             self._alive[group] = (burst_id, now)
             self._input(wc.InputKind.ALIVE, group, user, 0, burst_id, 0)
 
-    def members_changed(self, g: GroupEntry) -> None:
+    def members_changed(self, g: GroupEntry, now: float) -> None:
         if g.private:
             return
         home = self.homes.home_of(g.name)[0]
         online = bool(g.joined)
         if home == self.node:
-            self._set_relay(g.name, self.node, online)
+            self._set_relay(g.name, self.node, online, now)
         else:
             self._send(home, wc.Presence(self.node, (g.name,) if online else (),
                                          () if online else (g.name,), False))
@@ -290,7 +300,7 @@ class ClusterRouting:
         elif isinstance(msg, wc.FloorNews):
             self._on_news(msg, now)
         else:
-            self._on_presence(msg)
+            self._on_presence(msg, now)
         self.flush(now)
 
     def receive_voice(self, data: bytes, now: float) -> tuple[Addr, ...]:
@@ -313,9 +323,14 @@ class ClusterRouting:
                                        if sid not in g.mcast_members)
         return t
 
+    def learn_home(self, group: str, term: int) -> None:
+        """A claim seen by the ownership watch: news of older terms is refused from now on."""
+        if term >= 1:
+            self.fencing.learn_owner(Stamp(group, term))
+
     def _on_input(self, msg: wc.FloorInput, now: float) -> None:
         g = self.core.state.groups.get(msg.group)
-        if g is None or self.elsewhere(msg.group):
+        if g is None or self.elsewhere(msg.group) or not self.homes.may_act(msg.group, now):
             return  # not (or no longer) ours: the access node's client resends its request
         floors = self.core.floors
         self.flush(now)  # earlier news goes out first, without this input's origin
@@ -335,22 +350,22 @@ class ClusterRouting:
         if floors.log is not None:
             floors.log.clear()  # published below, with the origin it answers
         self.core.floor_control.floor_events(events, now)  # this node's own clients
-        self._publish(g.name, events, msg.origin if msg.ref else "", msg.ref)
+        self._publish(g.name, events, msg.origin if msg.ref else "", msg.ref, now)
 
-    def _on_presence(self, msg: wc.Presence) -> None:
+    def _on_presence(self, msg: wc.Presence, now: float) -> None:
         if msg.node not in self.homes.nodes or msg.node == self.node:
             return
         mine = [name for name in self._relay if msg.node in self._relay[name]]
         if msg.full:
             for name in mine:
                 if name not in msg.online:
-                    self._set_relay(name, msg.node, False)
+                    self._set_relay(name, msg.node, False, now)
         for name in msg.online:
-            self._set_relay(name, msg.node, True)
+            self._set_relay(name, msg.node, True, now)
         for name in msg.offline:
-            self._set_relay(name, msg.node, False)
+            self._set_relay(name, msg.node, False, now)
 
-    def _set_relay(self, group: str, node: str, online: bool) -> None:
+    def _set_relay(self, group: str, node: str, online: bool, now: float) -> None:
         """A node gained or lost its members in ``group``: the relay set changes, and the nodes
         in it (the newcomer above all: its mirror starts from this) are told."""
         if group not in self.core.state.groups or self.elsewhere(group):
@@ -359,16 +374,16 @@ class ClusterRouting:
         if (node in relay) == online:
             return
         (relay.add if online else relay.discard)(node)
-        self._publish(group, [], "", 0)
+        self._publish(group, [], "", 0, now)
 
     def _on_news(self, msg: wc.FloorNews, now: float) -> None:
         g = self.core.state.groups.get(msg.group)
         if g is None:
             return
-        if msg.term < self._terms.get(msg.group, 0) or msg.home == self.node:
+        if (msg.term < 1 or msg.home == self.node
+                or self.fencing.check(Stamp(msg.group, msg.term)) is Verdict.REFUSED):
             self.refused_news += 1
             return
-        self._terms[msg.group] = msg.term
         holder = msg.holder or None
         try:
             state = fl.FloorState(msg.state)
@@ -399,10 +414,13 @@ class ClusterRouting:
         log.clear()
         for group, events in batch.items():
             if group in self.core.state.groups and not self.elsewhere(group):
-                self._publish(group, events, "", 0)
+                self._publish(group, events, "", 0, now)
 
     def _publish(self, group: str, events: Sequence[fl.FloorEvent], origin: str,
-                 ref: int) -> None:
+                 ref: int, now: float) -> None:
+        term = self.homes.home_of(group)[1]
+        if term < 1 or not self.homes.may_act(group, now):
+            return  # a home whose lease may be gone stamps nothing (cluster_fencing)
         relay = self._relay.get(group, set())
         to = set(relay)
         if origin:
@@ -411,7 +429,6 @@ class ClusterRouting:
         if not to:
             return
         f = self.core.floors.floor(group)
-        term = self.homes.home_of(group)[1]
         news = wc.FloorNews(group, term, self.node, origin, ref, tuple(map(to_wire, events)),
                             f.state.value, f.holder or "", f.burst_id,
                             int(f.holder_priority or m.Priority.NORMAL), f.queue,

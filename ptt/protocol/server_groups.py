@@ -227,7 +227,7 @@ class Directory:
         s.joined.add(g.name)
         g.targets.clear()
         if self.state.home is not None and len(g.joined) == 1:
-            self.state.home.members_changed(g)
+            self.state.home.members_changed(g, now)
         g.online[s.user] = g.online.get(s.user, 0) + 1
         if g.online[s.user] == 1:  # another device of an online member changes nobody's view
             self.presence_changed(g, s.user, now)
@@ -255,7 +255,7 @@ class Directory:
                 handler = self.state.floors.participant_lost if lost else self.state.floors.release
                 self.floor.floor_events(handler(group, s.user, now), now)
         if home is not None and not g.joined:
-            home.members_changed(g)
+            home.members_changed(g, now)
         if not left:
             self.presence_changed(g, s.user, now)
             self.out.emit(MemberLeft(group, s.user))

@@ -107,7 +107,7 @@ class FloorHome(Protocol):
     def voice(self, group: str, user: str, burst_id: int, now: float) -> None:
         """The relay forwarded a frame of ``user``'s burst: the home's silence timer hears."""
 
-    def members_changed(self, g: GroupEntry) -> None:
+    def members_changed(self, g: GroupEntry, now: float) -> None:
         """``g`` gained its first joined session here, or lost its last."""
 
 

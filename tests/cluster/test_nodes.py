@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ import pytest
 
 from ptt.audio.samples import speech_pcm
 from ptt.audio.wav import read_wav, write_wav
-from ptt.cluster.engines import Nats
+from ptt.cluster.engines import Etcd, Nats
 from tests.acceptance.harness import (
     Site,
     finish,
@@ -51,8 +52,7 @@ class Cluster:
         return self.site.spawn(user, *args, env=self.env(user, node))
 
 
-@pytest.fixture
-def cluster(tmp_path: Path, nats: Nats) -> Iterator[Cluster]:
+def _start(tmp_path: Path, nats: Nats, etcd: Etcd | None) -> Iterator[Cluster]:
     site = Site(tmp_path / "site").start()
     try:
         site.add_users("ann", "bob", "dan")
@@ -62,6 +62,7 @@ def cluster(tmp_path: Path, nats: Nats) -> Iterator[Cluster]:
         site.stop()
     c = Cluster(site)
     prefix = f"t{uuid.uuid4().hex[:12]}"  # the session's NATS is shared: subjects of our own
+    homes = f'etcd = ["{etcd.endpoint}"]\n' if etcd is not None else ""
     try:
         for node in NODES:
             d = tmp_path / f"node-{node}"
@@ -72,7 +73,7 @@ def cluster(tmp_path: Path, nats: Nats) -> Iterator[Cluster]:
                     shutil.copy(src, d / src.name)
             toml = d / "cluster.toml"
             toml.write_text(f'node = "{node}"\nnodes = {list(NODES)!r}\n'
-                            f'nats = ["{nats.url}"]\nsubject_prefix = "{prefix}"\n'
+                            f'nats = ["{nats.url}"]\nsubject_prefix = "{prefix}"\n{homes}'
                             f'[homes]\ng = "{HOME}"\n'.replace("'", '"'))
             srv = ServerProcess(d / site.server.db.name, extra_args=["--cluster", str(toml)])
             srv.start()
@@ -83,6 +84,29 @@ def cluster(tmp_path: Path, nats: Nats) -> Iterator[Cluster]:
             srv.stop()
 
 
+@pytest.fixture
+def cluster(tmp_path: Path, nats: Nats) -> Iterator[Cluster]:
+    """Homes by the static rule ([homes] g = "c", term 1)."""
+    yield from _start(tmp_path, nats, None)
+
+
+@pytest.fixture
+def cluster_etcd(tmp_path: Path, nats: Nats, etcd: Etcd) -> Iterator[Cluster]:
+    """Homes by etcd ownership: node c claims g under its lease, a and b learn it."""
+    yield from _start(tmp_path, nats, etcd)
+
+
+def read_log_until(srv: ServerProcess, needle: str, within: float = 10.0) -> str:
+    """The first line of the node's log holding ``needle`` (waited for)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        for line in srv.output().splitlines():
+            if needle in line:
+                return line
+        time.sleep(0.05)
+    raise AssertionError(f"no {needle!r} in the node's log: {srv.output()[-2000:]}")
+
+
 def _page_wav(path: Path) -> tuple[Path, bytes]:
     pcm = speech_pcm(PAGE)
     write_wav(path, pcm, 16000)
@@ -90,7 +114,15 @@ def _page_wav(path: Path) -> tuple[Path, bytes]:
 
 
 def test_a_spoken_page_from_node_a_is_heard_on_node_b_with_the_group_homed_on_c(
-        cluster: Cluster, tmp_path: Path) -> None:
+        cluster_etcd: Cluster, tmp_path: Path) -> None:
+    """With etcd ownership: c claims g, a and b learn its fencing number, which stamps every
+    FloorNews of g; then ann pages from a and bob hears it on b."""
+    cluster = cluster_etcd
+    claimed = read_log_until(cluster.nodes[HOME], "group g: claimed")
+    fencing = claimed.split("fencing ")[1].rstrip(")")
+    for node in ("a", "b"):
+        assert f"group g: learned (home c, fencing {fencing})" in read_log_until(
+            cluster.nodes[node], "group g: learned")
     wav, original = _page_wav(tmp_path / "page.wav")
     heard = tmp_path / "bob.wav"
     listener = cluster.spawn("bob", "b", "listen", "g", "--out", str(heard), "--bursts", "1")

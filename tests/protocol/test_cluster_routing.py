@@ -121,7 +121,7 @@ def test_queue_preemption_and_silence_across_nodes() -> None:
 def test_news_from_an_older_term_is_refused() -> None:
     sim = _sim()
     b = sim.routing["B"]
-    b._terms["g"] = 5  # B has seen the group homed under term 5
+    b.learn_home("g", 5)  # B has seen the group claimed under term 5
     news = wc.FloorNews("g", 4, "C", "", 0, (to_wire(fl.Granted("g", "bob", 9, m.Priority.NORMAL,
                                                                  30.0, False)),),
                         "taken", "bob", 9, 0, (), ("A", "B"))

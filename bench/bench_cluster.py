@@ -1,0 +1,338 @@
+"""The cross-node cost of a cluster: floor access and voice latency through three
+``ptt server --cluster`` nodes over NATS, against one plain ``ptt server`` in the same run.
+
+    .venv/bin/python bench/bench_cluster.py            # 300 floor cycles, 10 s of voice
+    .venv/bin/python bench/bench_cluster.py --quick    # 40 cycles, 2 s
+
+Layout: the group is homed on node c; the talker logs in to node a, the listener to node b, so a
+floor request crosses a -> c and its answer c -> a, and a voice frame crosses a -> b once. The
+single server has the same talker and listener on itself. Every process runs on this machine,
+on loopback; the NATS server is started here (ptt.cluster.engines) and stopped by PID.
+
+* floor access: the talker's ``FloorRequest`` sent -> its ``FloorStateChanged`` to talking
+  received (a request, then a release, then the idle news at the listener and 30 ms, in turn);
+* voice: a 20 ms frame sent by the talker (its send time in the payload, a plain group) -> the
+  same frame received by the listener; "added" is the cluster's percentile minus the single
+  server's;
+* bus: nats-py publish -> subscriber, and request/reply, in one process (what node-to-node
+  messages cost before ptt touches them).
+
+The clients are sans-I/O ``ClientCore``s on blocking UDP sockets driven by one select loop in
+this process; the clock is ``time.monotonic`` throughout. The bench is bounded: each phase has
+a deadline, and every process started here is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import select
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loadgen import load_average, machine_line, percentiles  # noqa: E402
+
+from ptt.cluster import engines  # noqa: E402
+from ptt.protocol import auth  # noqa: E402
+from ptt.protocol import client as cl  # noqa: E402
+from ptt.protocol.messages import Role  # noqa: E402
+from ptt.server.store import Store  # noqa: E402
+from ptt.wire.voice import VoiceHeader, add_mac, encode_voice, is_voice, peek_frame  # noqa: E402
+
+PTT = str(Path(sys.executable).with_name("ptt"))
+GROUP = "bench"
+NODES = ("a", "b", "c")
+HOME = "c"
+FRAME = 0.02
+PAUSE = 0.03  # s between a floor cycle's idle news and the next request
+
+
+def _directory(db: Path) -> dict[str, str]:
+    """Talker and listener in one plain relay group; returns their tokens."""
+    store = Store(db)
+    tokens = {}
+    for name in ("talker", "listener"):
+        token = secrets.token_urlsafe(24)
+        creds = auth.make_credentials(token, secrets.token_bytes(16), auth.MIN_ITERATIONS)
+        store.add_user(name, Role.VOLUNTEER, creds.salt, creds.iterations, creds.verifier)
+        tokens[name] = token
+    store.create_group(GROUP, max_talk=600.0, mode="relay", encrypted=False)
+    for name in tokens:
+        store.add_member(GROUP, name)
+    store.close()
+    return tokens
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _server(db: Path, port: int, cluster: Path | None) -> subprocess.Popen[bytes]:
+    log = db.with_suffix(".log")
+    args = [PTT, "server", "--db", str(db), "--host", "127.0.0.1", "--port", str(port)]
+    if cluster is not None:
+        args += ["--cluster", str(cluster)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PTT_")}
+    env["HOME"] = str(db.parent)
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while b"listening" not in log.read_bytes():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"server did not start: {log.read_text()}")
+        time.sleep(0.05)
+    return proc
+
+
+class _Client:
+    def __init__(self, user: str, token: str, server: tuple[str, int]) -> None:
+        self.core = cl.ClientCore(user, token, os.urandom)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setblocking(False)
+        self.server = server
+        self.events: list[tuple[float, Any]] = []
+        self.voice: list[tuple[float, bytes]] = []
+
+    def flush(self) -> None:
+        for data in self.core.datagrams_to_send():
+            self.sock.sendto(data, self.server)
+
+    def read(self, now: float) -> None:
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except BlockingIOError:
+                return
+            if is_voice(data):
+                self.voice.append((time.monotonic(), data))
+                continue
+            self.core.receive_datagram(data, now)
+            self.events += [(now, ev) for ev in self.core.events()]
+
+
+class _Loop:
+    def __init__(self, clients: list[_Client]) -> None:
+        self.clients = clients
+
+    def step(self, wait: float) -> None:
+        for c in self.clients:
+            c.flush()
+        timers = [t for t in (c.core.get_timer() for c in self.clients) if t is not None]
+        now = time.monotonic()
+        if timers:
+            wait = max(0.0, min(wait, min(timers) - now))
+        ready, _, _ = select.select([c.sock for c in self.clients], [], [], wait)
+        now = time.monotonic()
+        for c in self.clients:
+            if c.sock in ready:
+                c.read(now)
+            t = c.core.get_timer()
+            if t is not None and t <= now:
+                c.core.handle_timer(now)
+            c.events += [(now, ev) for ev in c.core.events()]
+            c.flush()
+
+    def until(self, cond: Any, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not cond():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"timed out waiting for {what}")
+            self.step(0.01)
+
+
+def _state(c: _Client) -> cl.Participation:
+    return c.core.participation(GROUP)
+
+
+def _measure(talker: _Client, listener: _Client, cycles: int, voice_seconds: float
+             ) -> dict[str, Any]:
+    loop = _Loop([talker, listener])
+    now = time.monotonic()
+    for c in (talker, listener):
+        c.core.connect(now)
+        c.core.join(GROUP, now)
+    loop.until(lambda: all(GROUP in c.core.groups and c.core.groups[GROUP].state is not None
+                           for c in (talker, listener)), 20, "logins and joins")
+    loop.until(lambda: False if time.monotonic() < now + 1.0 else True, 5, "settling")
+    access = []
+    for _ in range(cycles):
+        talker.events.clear()
+        t0 = time.monotonic()
+        talker.core.request_floor(GROUP, t0)
+        talker.flush()
+        loop.until(lambda: _state(talker) is cl.Participation.HAS_PERMISSION, 10, "a grant")
+        granted = next(t for t, ev in talker.events if isinstance(ev, cl.FloorStateChanged)
+                       and ev.state is cl.Participation.HAS_PERMISSION)
+        access.append((granted - t0) * 1000)
+        talker.core.release_floor(GROUP, time.monotonic())
+        loop.until(lambda: listener.core.groups[GROUP].talker is None
+                   and _state(talker) is cl.Participation.NO_PERMISSION, 10, "the idle floor")
+        pause = time.monotonic() + PAUSE  # requests are paced by people, not back to back
+        while time.monotonic() < pause:
+            loop.step(pause - time.monotonic())
+    # voice: one burst of paced frames, each carrying its send time
+    talker.core.request_floor(GROUP, time.monotonic())
+    loop.until(lambda: _state(talker) is cl.Participation.HAS_PERMISSION, 10, "a grant")
+    route = talker.core.talk_route(GROUP)
+    assert route is not None
+    listener.voice.clear()
+    frames = int(voice_seconds / FRAME)
+    start = time.monotonic()
+    for seq in range(frames):
+        while time.monotonic() < start + seq * FRAME:
+            loop.step(start + seq * FRAME - time.monotonic())
+        sent = time.monotonic()
+        frame = encode_voice(VoiceHeader(*route, seq, 0), struct.pack("!d", sent) + bytes(60))
+        talker.sock.sendto(add_mac(talker.core.voice_key, frame), talker.server)
+    end = time.monotonic() + 0.5
+    while time.monotonic() < end:
+        loop.step(0.05)
+    latency = []
+    for received, data in listener.voice:
+        if peek_frame(data)[2] == route[2]:
+            header = 22  # ptt.wire.voice: the fixed header before the payload
+            (sent,) = struct.unpack_from("!d", data, header)
+            latency.append((received - sent) * 1000)
+    talker.core.release_floor(GROUP, time.monotonic())
+    loop.until(lambda: _state(talker) is cl.Participation.NO_PERMISSION, 10, "the release")
+    for c in (talker, listener):
+        c.sock.close()
+    return {"access": access, "voice": latency, "frames": frames}
+
+
+async def _bus_latency(url: str, count: int) -> dict[str, Any]:
+    import nats
+
+    nc = await nats.connect(url)
+    got: list[float] = []
+    done = asyncio.Event()
+
+    async def on(msg: Any) -> None:
+        got.append(time.monotonic() - struct.unpack("!d", msg.data)[0])
+        if len(got) == count:
+            done.set()
+
+    async def echo(msg: Any) -> None:
+        await msg.respond(msg.data)
+
+    await nc.subscribe("bench.pub", cb=on)
+    await nc.subscribe("bench.req", cb=echo)
+    await nc.flush()
+    for _ in range(count):
+        await nc.publish("bench.pub", struct.pack("!d", time.monotonic()))
+        await asyncio.sleep(0.001)
+    await asyncio.wait_for(done.wait(), 10)
+    rr = []
+    for _ in range(count):
+        t0 = time.monotonic()
+        await nc.request("bench.req", b"x", timeout=2)
+        rr.append(time.monotonic() - t0)
+    await nc.close()
+    return {"publish": [x * 1e6 for x in got], "request": [x * 1e6 for x in rr]}
+
+
+def _row(name: str, r: dict[str, Any]) -> dict[str, Any]:
+    a, v = percentiles(r["access"]), percentiles(r["voice"])
+    return {"setup": name, "floor cycles": len(r["access"]),
+            "floor access p50 ms": round(a["p50"], 3), "floor access p99 ms": round(a["p99"], 3),
+            "voice frames heard": f"{len(r['voice'])}/{r['frames']}",
+            "voice p50 ms": round(v["p50"], 3), "voice p99 ms": round(v["p99"], 3)}
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    cycles, seconds = (40, 2.0) if quick else (300, 10.0)
+    load_before = load_average()
+    with tempfile.TemporaryDirectory(prefix="ptt-bench-cluster-") as tmp:
+        root = Path(tmp)
+        seed = root / "seed.db"
+        tokens = _directory(seed)
+        nats_engine = engines.start_nats(root / "nats")
+        procs: list[subprocess.Popen[bytes]] = []
+        try:
+            ports = {n: _free_udp_port() for n in (*NODES, "single")}
+            for name in (*NODES, "single"):
+                d = root / name
+                d.mkdir()
+                shutil.copy(seed, d / "ptt.db")
+                cluster = None
+                if name in NODES:
+                    cluster = d / "cluster.toml"
+                    cluster.write_text(
+                        f'node = "{name}"\nnodes = {json.dumps(list(NODES))}\n'
+                        f'nats = ["{nats_engine.url}"]\n[homes]\n{GROUP} = "{HOME}"\n')
+                procs.append(_server(d / "ptt.db", ports[name], cluster))
+            addr = {n: ("127.0.0.1", p) for n, p in ports.items()}
+            single = _measure(_Client("talker", tokens["talker"], addr["single"]),
+                              _Client("listener", tokens["listener"], addr["single"]),
+                              cycles, seconds)
+            cross = _measure(_Client("talker", tokens["talker"], addr["a"]),
+                             _Client("listener", tokens["listener"], addr["b"]),
+                             cycles, seconds)
+            bus = asyncio.run(_bus_latency(nats_engine.url, 1000 if not quick else 200))
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.send_signal(signal.SIGTERM)
+            for p in procs:
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(5)
+            nats_engine.stop()
+    vs, vc = percentiles(single["voice"]), percentiles(cross["voice"])
+    pub, req = percentiles(bus["publish"]), percentiles(bus["request"])
+    return {
+        "title": "Cluster: cross-node floor access and voice, against a single server",
+        "command": ".venv/bin/python bench/bench_cluster.py",
+        "target": "cross-node floor access p50 <= 2 ms, p99 <= 10 ms; cross-node voice adds "
+                  "p50 <= 0.5 ms, p99 <= 3 ms (issue #17)",
+        "rows": [_row("single server (talker and listener on it)", single),
+                 _row("cluster: talker on a, listener on b, home c", cross)],
+        "voice added p50 ms": round(vc["p50"] - vs["p50"], 3),
+        "voice added p99 ms": round(vc["p99"] - vs["p99"], 3),
+        "NATS publish->subscriber p50/p99 us": f"{pub['p50']:.0f} / {pub['p99']:.0f}",
+        "NATS request/reply p50/p99 us": f"{req['p50']:.0f} / {req['p99']:.0f}",
+        "load_average": f"{load_before} at the start, {load_average()} at the end",
+        "notes": "Three `ptt server --cluster` processes and one plain `ptt server`, one NATS "
+                 "server, the clients in the bench process: all on this 2-core machine, on "
+                 "loopback. Floor access: request sent -> grant event at the talker, then "
+                 "release, wait for the idle floor at the listener and 30 ms more, in turn. Voice: 20 ms frames of a plain "
+                 "relay group carrying their send time; p50/p99 of send -> receive at the "
+                 "listener. Added: cluster percentile minus the single server's, same run.",
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes")
+    args = parser.parse_args()
+    res = run(args.quick)
+    for row in res["rows"]:
+        print(json.dumps(row))
+    for k, v in res.items():
+        if k not in ("rows", "notes", "title", "command", "target"):
+            print(f"{k}: {v}")
+    print(machine_line())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
