@@ -132,6 +132,7 @@ class Ownership:
         await self._read_all()
         self._spawn(self._watch_loop())
         self._spawn(self._renew_loop())
+        self._spawn(self._sweep_loop())
 
     async def stop(self, *, release: bool = True) -> None:
         """Stop; with ``release``, revoke the lease so the node's groups free at once."""
@@ -168,9 +169,10 @@ class Ownership:
     # --- claims -----------------------------------------------------------------------------
 
     async def want(self, groups: Sequence[str]) -> None:
-        """Claim these groups now where they have no home, and whenever their home vanishes."""
+        """Claim these groups now where they have no home, and whenever their home vanishes.
+        A claim etcd does not answer is tried again every TTL (``_sweep_loop``)."""
         self.wanted.update(groups)
-        await asyncio.gather(*(self.claim(g) for g in groups if g not in self.homes))
+        await asyncio.gather(*(self._claim_quietly(g) for g in groups if g not in self.homes))
 
     async def claim(self, group: str) -> Home | None:
         """Become ``group``'s home if it has none; return its home as etcd has it."""
@@ -241,7 +243,7 @@ class Ownership:
         self._on_event(OwnershipEvent(change, group, home))
 
     async def _claim_quietly(self, group: str) -> None:
-        with contextlib.suppress(ClusterError):
+        with contextlib.suppress(ClusterError, aetcd.exceptions.ClientError):
             await self.claim(group)
 
     async def _read_all(self) -> None:
@@ -278,6 +280,14 @@ class Ownership:
             except (ClusterError, aetcd.exceptions.ClientError):
                 # the member went away: watch again from where the view is, on the next one
                 await asyncio.sleep(REQUEST_TIMEOUT / 10)
+
+    async def _sweep_loop(self) -> None:
+        """Claim again, every TTL, the wanted groups that have no home: a claim whose request
+        failed (etcd slow or changing leader) has no event to bring it back."""
+        while True:
+            await asyncio.sleep(self.lease_clock.ttl)
+            for group in sorted(self.wanted - set(self.homes) - self._claiming):
+                self._spawn(self._claim_quietly(group))
 
     async def _retry_later(self, call: Callable[[], Any]) -> None:
         with contextlib.suppress(ClusterError, aetcd.exceptions.ClientError):
