@@ -25,10 +25,12 @@ from typing import Any, Protocol
 
 from ptt.cluster.bus import Bus
 from ptt.cluster.config import ClusterConfig
+from ptt.cluster.directory import Change as DirectoryChange
+from ptt.cluster.directory import PgDirectory
 from ptt.cluster.ownership import Change, Ownership, OwnershipEvent
 from ptt.errors import ProtocolError
 from ptt.protocol.cluster_routing import ClusterRouting, HomeMap, StaticHomes
-from ptt.protocol.server import ServerCore
+from ptt.protocol.server import GroupUpdated, ServerCore
 from ptt.protocol.session import Addr
 from ptt.wire.cluster import is_voice
 from ptt.wire.voice import peek_frame
@@ -53,6 +55,10 @@ class NodeServer(Protocol):
     def transmit(self, now: float) -> None: ...
 
     def rearm(self) -> None: ...
+
+    def apply_change(self, kind: str, name: str) -> None: ...
+
+    listeners: list[Any]
 
 
 class EtcdHomes:
@@ -82,9 +88,13 @@ class ClusterNode:
     """``node = ClusterNode(server, config)``; ``await node.start()`` once the server started;
     ``await node.close()``."""
 
-    def __init__(self, server: NodeServer, config: ClusterConfig) -> None:
+    def __init__(self, server: NodeServer, config: ClusterConfig,
+                 directory: PgDirectory | None = None) -> None:
         self.server = server
         self.config = config
+        self.directory = directory
+        self._follow: asyncio.Task[None] | None = None
+        self._claims: set[asyncio.Task[None]] = set()
         self.static = StaticHomes(config.nodes, config.homes)
         self.ownership: Ownership | None = None
         homes: HomeMap = self.static
@@ -101,9 +111,11 @@ class ClusterNode:
         await self.bus.start()
         if self.ownership is not None:
             await self.ownership.start()
-            mine = [g for g, e in self.server.core.groups.items()
-                    if not e.private and self.static.home_of(g)[0] == self.config.node]
-            await self.ownership.want(mine)
+            await self.ownership.want(self._mine())
+            self.server.listeners.append(self._on_server_event)
+        if self.directory is not None:
+            self._follow = asyncio.get_running_loop().create_task(
+                self.directory.follow(self._on_directory_change))
         self.server.cluster = self
         now = asyncio.get_running_loop().time()
         self.routing.start(now)
@@ -112,7 +124,36 @@ class ClusterNode:
         log.info("cluster node %s of %s on NATS %s", self.config.node,
                  ", ".join(self.config.nodes), ", ".join(self.config.nats))
 
+    def _mine(self) -> list[str]:
+        """The groups the static rule makes this node's, not claimed by anyone yet."""
+        own = self.ownership
+        return [g for g, e in self.server.core.groups.items()
+                if not e.private and self.static.home_of(g)[0] == self.config.node
+                and own is not None and own.home(g) is None and g not in own.wanted]
+
+    def _claim_new_groups(self) -> None:
+        """A group made while the cluster runs: its static home claims it."""
+        if self.ownership is None:
+            return
+        mine = self._mine()
+        if mine:
+            task = asyncio.get_running_loop().create_task(self.ownership.want(mine))
+            self._claims.add(task)
+            task.add_done_callback(self._claims.discard)
+
+    def _on_server_event(self, ev: object, now: float) -> None:
+        if isinstance(ev, GroupUpdated):
+            self._claim_new_groups()
+
+    def _on_directory_change(self, change: DirectoryChange) -> None:
+        self.server.apply_change(change.kind, change.name)
+        if change.kind in ("group", "all"):
+            self._claim_new_groups()
+
     async def close(self) -> None:
+        if self._follow is not None:
+            self._follow.cancel()
+            self._follow = None
         self.server.cluster = None
         if self.ownership is not None:
             await self.ownership.stop()  # the lease revoked: its groups free at once

@@ -43,6 +43,7 @@ from ptt.net.multicast import DEFAULT_INTERFACE, MulticastOptions
 from ptt.net.reader import PriorityReader
 from ptt.net.sendmmsg import FanOutCache
 from ptt.protocol import floor as fl
+from ptt.protocol.directory import Directory
 from ptt.protocol.messages import ErrorCode, Role
 from ptt.protocol.server import (
     AdminCommand,
@@ -125,14 +126,18 @@ class PttServer:
         multicast: MulticastOptions | None = None,
         use_sendmmsg: bool | None = None,
         gc_freeze: bool = False,
+        directory: Directory | None = None,
     ) -> None:
         """``use_sendmmsg``: relay with one ``sendmmsg`` per frame (default: where available,
         unless ``PTT_NO_SENDMMSG=1``), or ``sendto`` per listener (False). ``gc_freeze``: keep
         the long-lived state out of the garbage collector's scans (GC_CHECK_EVERY): it acts on
         the whole process, so ``run()`` (the ``ptt server`` process) turns it on, unless
         ``PTT_NO_GC_FREEZE=1``; an embedding program decides for itself
-        (``ptt.server.gcfreeze``)."""
+        (``ptt.server.gcfreeze``). ``directory``: users, groups, members and keys from there
+        (a cluster's PostgreSQL directory, which the server closes) instead of the database's
+        SQLite store, which keeps text pages, the last run's clients and the secret."""
         self.config = config
+        self.directory = directory
         self.core = ServerCore(
             os.urandom,
             core_config or ServerCoreConfig(heartbeat=config.heartbeat_interval,
@@ -188,7 +193,8 @@ class PttServer:
             self._release_lock()
             raise
         kwargs = {} if self._iterations is None else {"iterations": self._iterations}
-        self.admin = Admin(self.store, self.core, self.config.multicast_port_base,
+        self.admin = Admin(self.directory or self.store, self.core,
+                           self.config.multicast_port_base,
                            mcast_network=self.config.multicast_network, **kwargs)
         self.admin.load_all()
         self.core.set_secret(self.store.secret("decoy"))
@@ -358,7 +364,7 @@ class PttServer:
 
     def _first_start(self) -> None:
         assert self.store is not None and self.admin is not None
-        if self.store.list_users():
+        if self.admin.store.list_users():
             return
         name, token = self.admin.create_user(FIRST_COORDINATOR, Role.COORDINATOR)
         self.credentials_file = credentials_path(self.config.db)
@@ -421,6 +427,9 @@ class PttServer:
             self._save_peers()  # the sessions of this run, for the next start's announcement
             self.store.close()
             self.store = None
+        if self.directory is not None:
+            self.directory.close()
+            self.directory = None
         self._release_lock()
         self._closed.set()
 
@@ -526,6 +535,17 @@ class PttServer:
             if other is not None and (at is None or other < at):
                 at = other
         return at
+
+    def apply_change(self, kind: str, name: str) -> None:
+        """Another node changed a user or group (``kind``, ``name``; ``all`` after a reload)
+        in the shared directory, which holds it already: bring the core to it, and tell the
+        members what changed for them."""
+        if not self._open or self.admin is None:
+            return
+        now = asyncio.get_running_loop().time()
+        self.admin.apply_change(kind, name, now)
+        self._groups_changed = self.bridge.enabled or self._groups_changed
+        self._transmit(now)
 
     def _on_multicast(self, data: bytes, addr: Any) -> None:
         """A datagram heard on a group's multicast address (not one of our own)."""
@@ -677,13 +697,23 @@ async def run(config: ServerConfig, ready: Callable[[PttServer], None] | None = 
               cluster: ClusterConfig | None = None) -> int | None:
     """Run a server until SIGINT or SIGTERM, then shut down cleanly; returns the signal that
     stopped it (None when something else closed it). With ``cluster``, as a node of it."""
-    server = PttServer(config, gc_freeze=gc_freeze_wanted())
-    await server.start()
+    directory = None
+    if cluster is not None and cluster.postgres is not None:
+        from ptt.cluster.directory import open_directory  # psycopg: cluster mode only
+
+        directory = open_directory(cluster.postgres)
+    server = PttServer(config, gc_freeze=gc_freeze_wanted(), directory=directory)
+    try:
+        await server.start()
+    except BaseException:
+        if directory is not None:
+            directory.close()
+        raise
     node = None
     if cluster is not None:
         from ptt.cluster.node import ClusterNode  # it builds on this module
 
-        node = ClusterNode(server, cluster)
+        node = ClusterNode(server, cluster, directory)
         try:
             await node.start()
         except BaseException:

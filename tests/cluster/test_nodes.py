@@ -1,9 +1,9 @@
 """Three real ``ptt server --cluster`` processes over a real NATS, and the real ``ptt`` client:
 the talker, the listener and the group's home on three different nodes.
 
-The directory is made once on a single server (users, an encrypted group with its keys), then
-every node starts from its own copy of that database: the temporary stand-in for the PostgreSQL
-directory (docs/cluster.md)."""
+Two set-ups: the whole stack (the directory in PostgreSQL, homes by etcd leases, the bus on
+NATS), the directory made through one node while all three run; and the smallest (NATS only:
+each node on its own copy of one SQLite directory made beforehand, homes by the static rule)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import pytest
 
 from ptt.audio.samples import speech_pcm
 from ptt.audio.wav import read_wav, write_wav
-from ptt.cluster.engines import Etcd, Nats
+from ptt.cluster.engines import Etcd, Nats, Postgres
 from tests.acceptance.harness import (
     Site,
     finish,
@@ -27,6 +27,7 @@ from tests.acceptance.harness import (
     read_until,
     tone_wav,
 )
+from tests.cluster.databases import fresh_database
 from tests.e2e.audiocheck import aligned_correlation
 from tests.e2e.serverproc import ServerProcess
 
@@ -52,7 +53,8 @@ class Cluster:
         return self.site.spawn(user, *args, env=self.env(user, node))
 
 
-def _start(tmp_path: Path, nats: Nats, etcd: Etcd | None) -> Iterator[Cluster]:
+def _start(tmp_path: Path, nats: Nats) -> Iterator[Cluster]:
+    """Each node on its own copy of one SQLite directory, homes by the static rule."""
     site = Site(tmp_path / "site").start()
     try:
         site.add_users("ann", "bob", "dan")
@@ -62,7 +64,6 @@ def _start(tmp_path: Path, nats: Nats, etcd: Etcd | None) -> Iterator[Cluster]:
         site.stop()
     c = Cluster(site)
     prefix = f"t{uuid.uuid4().hex[:12]}"  # the session's NATS is shared: subjects of our own
-    homes = f'etcd = ["{etcd.endpoint}"]\n' if etcd is not None else ""
     try:
         for node in NODES:
             d = tmp_path / f"node-{node}"
@@ -73,7 +74,7 @@ def _start(tmp_path: Path, nats: Nats, etcd: Etcd | None) -> Iterator[Cluster]:
                     shutil.copy(src, d / src.name)
             toml = d / "cluster.toml"
             toml.write_text(f'node = "{node}"\nnodes = {list(NODES)!r}\n'
-                            f'nats = ["{nats.url}"]\nsubject_prefix = "{prefix}"\n{homes}'
+                            f'nats = ["{nats.url}"]\nsubject_prefix = "{prefix}"\n'
                             f'[homes]\ng = "{HOME}"\n'.replace("'", '"'))
             srv = ServerProcess(d / site.server.db.name, extra_args=["--cluster", str(toml)])
             srv.start()
@@ -87,13 +88,44 @@ def _start(tmp_path: Path, nats: Nats, etcd: Etcd | None) -> Iterator[Cluster]:
 @pytest.fixture
 def cluster(tmp_path: Path, nats: Nats) -> Iterator[Cluster]:
     """Homes by the static rule ([homes] g = "c", term 1)."""
-    yield from _start(tmp_path, nats, None)
+    yield from _start(tmp_path, nats)
 
 
 @pytest.fixture
-def cluster_etcd(tmp_path: Path, nats: Nats, etcd: Etcd) -> Iterator[Cluster]:
-    """Homes by etcd ownership: node c claims g under its lease, a and b learn it."""
-    yield from _start(tmp_path, nats, etcd)
+def cluster_etcd(tmp_path: Path, nats: Nats, etcd: Etcd, postgres: Postgres
+                 ) -> Iterator[Cluster]:
+    """The whole stack: the directory in PostgreSQL, homes by etcd ownership, the bus on NATS.
+    The three nodes start on an empty directory; the coordinator (made by node a's first
+    start) creates the users and the group through node a while b and c run: they follow the
+    directory, and c, g's static home, claims g under its lease once it hears of it."""
+    dsn = fresh_database(postgres.dsn)
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    tomls = {}
+    for node in NODES:
+        d = tmp_path / f"node-{node}"
+        d.mkdir()
+        tomls[node] = d / "cluster.toml"
+        tomls[node].write_text(
+            f'node = "{node}"\nnodes = ["a", "b", "c"]\nnats = ["{nats.url}"]\n'
+            f'subject_prefix = "{prefix}"\netcd = ["{etcd.endpoint}"]\npostgres = "{dsn}"\n'
+            f'[homes]\ng = "{HOME}"\n')
+    site = Site(tmp_path / "site", server_args=["--cluster", str(tomls["a"])])
+    c = Cluster(site)
+    try:
+        site.start()
+        c.nodes["a"] = site.server
+        for node in ("b", "c"):
+            srv = ServerProcess(tmp_path / f"node-{node}" / "ptt.db",
+                                extra_args=["--cluster", str(tomls[node])])
+            srv.start()
+            c.nodes[node] = srv
+        site.add_users("ann", "bob", "dan")
+        site.add_users("cat", role="dispatcher")
+        site.group("g", "ann", "bob", "cat", "dan")
+        yield c
+    finally:
+        for srv in c.nodes.values():
+            srv.stop()
 
 
 def read_log_until(srv: ServerProcess, needle: str, within: float = 10.0) -> str:
@@ -115,8 +147,8 @@ def _page_wav(path: Path) -> tuple[Path, bytes]:
 
 def test_a_spoken_page_from_node_a_is_heard_on_node_b_with_the_group_homed_on_c(
         cluster_etcd: Cluster, tmp_path: Path) -> None:
-    """With etcd ownership: c claims g, a and b learn its fencing number, which stamps every
-    FloorNews of g; then ann pages from a and bob hears it on b."""
+    """The whole stack (cluster_etcd): c claims g under its lease, a and b learn its fencing
+    number, which stamps every FloorNews of g; ann pages from a and bob hears it on b."""
     cluster = cluster_etcd
     claimed = read_log_until(cluster.nodes[HOME], "group g: claimed")
     fencing = claimed.split("fencing ")[1].rstrip(")")
