@@ -49,6 +49,7 @@ from psycopg import sql
 
 from ptt.errors import ConflictError, NotFoundError, PttError, StoreError
 from ptt.names import group_name, parse_role, role_name, user_name
+from ptt.protocol import directory as rules
 from ptt.protocol.directory import (
     DEFAULT_MAX_TALK,
     GroupKey,
@@ -57,13 +58,10 @@ from ptt.protocol.directory import (
     MemberRecord,
     UserRecord,
     any_group_name,
-    check_change,
-    check_change_key,
     check_credentials,
-    check_key,
     check_max_talk,
     check_mode,
-    check_plain,
+    group_settings,
 )
 from ptt.protocol.messages import Role
 
@@ -415,13 +413,7 @@ class PgDirectory:
     def update_group(self, name: str, *, max_talk: float | None = None, mode: str | None = None,
                      record: bool | None = None) -> GroupRecord:
         name = any_group_name(name)
-        changes: dict[str, object] = {}
-        if max_talk is not None:
-            changes["max_talk"] = check_max_talk(max_talk)
-        if mode is not None:
-            changes["mode"] = check_mode(mode)
-        if record is not None:
-            changes["record"] = bool(record)
+        changes = group_settings(max_talk, mode, record)
         with self._write("group", name) as db:
             if not db.execute("SELECT 1 FROM groups WHERE name = %s", (name,)).fetchone():
                 raise NotFoundError(f"unknown group '{name}'")
@@ -433,50 +425,24 @@ class PgDirectory:
 
     # --- memberships ----------------------------------------------------------------------------
 
-    @staticmethod
-    def _group_row(db: psycopg.Connection[tuple[Any, ...]], group: str) -> tuple[int, bool, int]:
-        """(id, encrypted, key epoch) of ``group``, its row locked until the commit."""
-        row = db.execute("SELECT id, encrypted, key_epoch FROM groups WHERE name = %s "
-                         "FOR UPDATE", (group,)).fetchone()
-        if row is None:
-            raise NotFoundError(f"unknown group '{group}'")
-        return int(row[0]), bool(row[1]), int(row[2])
-
-    @staticmethod
-    def _user_ids(db: psycopg.Connection[tuple[Any, ...]], users: Sequence[str]) -> dict[str, int]:
-        ids = dict(db.execute("SELECT name, id FROM users WHERE name = ANY(%s)",
-                              (list(users),)).fetchall())
-        for u in users:
-            if u not in ids:
-                raise NotFoundError(f"unknown user '{u}'")
-        return ids
-
-    @staticmethod
-    def _member_ids(db: psycopg.Connection[tuple[Any, ...]], gid: int) -> dict[str, int]:
-        return dict(db.execute(
-            "SELECT u.name, u.id FROM memberships m JOIN users u ON u.id = m.user_id "
-            "WHERE m.group_id = %s", (gid,)).fetchall())
-
     def add_member(self, group: str, user: str, listen_only: bool = False) -> MemberRecord:
         group, user = any_group_name(group), user_name(user)
         with self._write("group", group) as db:
-            gid = self._group_row(db, group)[0]
-            uid = self._user_ids(db, [user])[user]
-            db.execute(
-                "INSERT INTO memberships (group_id, user_id, listen_only) VALUES (%s, %s, %s) "
-                "ON CONFLICT (group_id, user_id) DO UPDATE SET listen_only = "
-                "excluded.listen_only", (gid, uid, bool(listen_only)))
+            tx = _Tx(db)
+            gid = tx.group(group)[0]
+            tx.add_members(gid, [tx.user_ids([user])[user]], listen_only)
         return MemberRecord(group, user, bool(listen_only))
 
     def remove_member(self, group: str, user: str) -> None:
         group, user = any_group_name(group), user_name(user)
         with self._write("group", group) as db:
-            gid = self._group_row(db, group)[0]
-            uid = self._user_ids(db, [user])[user]
+            tx = _Tx(db)
+            gid = tx.group(group)[0]
+            uid = tx.user_ids([user])[user]
             if db.execute("DELETE FROM memberships WHERE group_id = %s AND user_id = %s",
                           (gid, uid)).rowcount == 0:
                 raise NotFoundError(f"user '{user}' is not a member of group '{group}'")
-            db.execute("DELETE FROM grants WHERE group_id = %s AND user_id = %s", (gid, uid))
+            tx.remove_members(gid, [uid])
 
     def members(self, group: str) -> list[MemberRecord]:
         group = self.get_group(group).name
@@ -503,60 +469,14 @@ class PgDirectory:
     def set_group_key(self, group: str, epoch: int, grants: dict[str, bytes]) -> GroupKey:
         group = any_group_name(group)
         with self._write("group", group) as db:
-            gid, encrypted, current = self._group_row(db, group)
-            check_plain(group, encrypted)
-            self._put_key(db, gid, group, current, epoch, grants, self._member_ids(db, gid))
-        return GroupKey(group, epoch, {u: bytes(b) for u, b in grants.items()})
+            return rules.set_group_key(_Tx(db), group, epoch, grants)
 
     def change_members(self, group: str, add: Sequence[str] = (), remove: Sequence[str] = (),
                        listen_only: bool = False,
                        key: tuple[int, dict[str, bytes]] | None = None) -> MemberChange:
         group = any_group_name(group)
-        add, remove = check_change(add, remove)
         with self._write("group", group) as db:
-            gid, encrypted, current = self._group_row(db, group)
-            ids = self._user_ids(db, [*add, *remove])
-            before = self._member_ids(db, gid)
-            removed = [u for u in remove if u in before]
-            absent = [u for u in remove if u not in before]
-            for u in removed:
-                db.execute("DELETE FROM memberships WHERE group_id = %s AND user_id = %s",
-                           (gid, ids[u]))
-                db.execute("DELETE FROM grants WHERE group_id = %s AND user_id = %s",
-                           (gid, ids[u]))
-            with db.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO memberships (group_id, user_id, listen_only) "
-                    "VALUES (%s, %s, %s) ON CONFLICT (group_id, user_id) DO UPDATE SET "
-                    "listen_only = excluded.listen_only",
-                    [(gid, ids[u], bool(listen_only)) for u in add])
-            after = self._member_ids(db, gid)
-            keyed = {n for (n,) in db.execute(
-                "SELECT u.name FROM memberships m JOIN users u ON u.id = m.user_id "
-                "WHERE m.group_id = %s AND u.public IS NOT NULL", (gid,)).fetchall()}
-            check_change_key(group, encrypted, current, add, key, keyed)
-            stored = None
-            if key is not None:
-                epoch, grants = key
-                self._put_key(db, gid, group, current, epoch, grants, after)
-                stored = GroupKey(group, epoch, {u: bytes(b) for u, b in grants.items()})
-        return MemberChange(group, add, removed, absent, stored)
-
-    @staticmethod
-    def _put_key(db: psycopg.Connection[tuple[Any, ...]], gid: int, group: str, current: int,
-                 epoch: int, grants: dict[str, bytes], members: dict[str, int]) -> None:
-        check_key(group, current, epoch, grants, members)
-        db.execute("DELETE FROM grants WHERE group_id = %s", (gid,))
-        rows = sorted(grants.items())
-        with db.cursor() as cur:
-            cur.executemany("INSERT INTO grants (group_id, user_id, epoch, sealed) "
-                            "VALUES (%s, %s, %s, %s)",
-                            [(gid, members[u], epoch, bytes(b)) for u, b in rows])
-            cur.executemany("INSERT INTO grant_history (group_id, epoch, user_name, sealed) "
-                            "VALUES (%s, %s, %s, %s) ON CONFLICT (group_id, epoch, user_name) "
-                            "DO UPDATE SET sealed = excluded.sealed",
-                            [(gid, epoch, u, bytes(b)) for u, b in rows])
-        db.execute("UPDATE groups SET key_epoch = %s WHERE id = %s", (epoch, gid))
+            return rules.change_members(_Tx(db), group, add, remove, listen_only, key)
 
     def group_key(self, group: str) -> GroupKey:
         g = self.get_group(group)
@@ -692,6 +612,65 @@ class PgDirectory:
         self.reloads += 1
         if on_change is not None:
             on_change(Change(mem.version, "all", ""))
+
+
+class _Tx:
+    """The membership and key rules' reads and writes, inside a :meth:`PgDirectory._write`."""
+
+    def __init__(self, db: psycopg.Connection[tuple[Any, ...]]) -> None:
+        self.db = db
+
+    def group(self, group: str) -> tuple[int, bool, int]:
+        # locked to the commit: two nodes changing one group's members or key take turns
+        row = self.db.execute("SELECT id, encrypted, key_epoch FROM groups WHERE name = %s "
+                              "FOR UPDATE", (group,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"unknown group '{group}'")
+        return int(row[0]), bool(row[1]), int(row[2])
+
+    def user_ids(self, users: Sequence[str]) -> dict[str, int]:
+        ids = dict(self.db.execute("SELECT name, id FROM users WHERE name = ANY(%s)",
+                                   (list(users),)).fetchall())
+        for u in users:
+            if u not in ids:
+                raise NotFoundError(f"unknown user '{u}'")
+        return ids
+
+    def member_ids(self, gid: int) -> dict[str, int]:
+        return dict(self.db.execute(
+            "SELECT u.name, u.id FROM memberships m JOIN users u ON u.id = m.user_id "
+            "WHERE m.group_id = %s", (gid,)).fetchall())
+
+    def keyed_members(self, gid: int) -> set[str]:
+        return {n for (n,) in self.db.execute(
+            "SELECT u.name FROM memberships m JOIN users u ON u.id = m.user_id "
+            "WHERE m.group_id = %s AND u.public IS NOT NULL", (gid,)).fetchall()}
+
+    def remove_members(self, gid: int, uids: Sequence[int]) -> None:
+        for table in ("memberships", "grants"):
+            self.db.execute(sql.SQL("DELETE FROM {} WHERE group_id = %s AND user_id = ANY(%s)")
+                            .format(sql.Identifier(table)), (gid, list(uids)))
+
+    def add_members(self, gid: int, uids: Sequence[int], listen_only: bool) -> None:
+        self.db.execute(
+            "INSERT INTO memberships (group_id, user_id, listen_only) "
+            "SELECT %s, uid, %s FROM unnest(%s::bigint[]) AS uid "
+            "ON CONFLICT (group_id, user_id) DO UPDATE SET listen_only = excluded.listen_only",
+            (gid, bool(listen_only), list(uids)))
+
+    def store_key(self, gid: int, epoch: int, grants: Sequence[tuple[int, str, bytes]]) -> None:
+        uids, users, blobs = ([g[i] for g in grants] for i in range(3))
+        self.db.execute("DELETE FROM grants WHERE group_id = %s", (gid,))
+        self.db.execute(
+            "INSERT INTO grants (group_id, user_id, epoch, sealed) "
+            "SELECT %s, uid, %s, sealed FROM unnest(%s::bigint[], %s::bytea[]) AS k (uid, sealed)",
+            (gid, epoch, uids, blobs))
+        self.db.execute(
+            "INSERT INTO grant_history (group_id, epoch, user_name, sealed) "
+            "SELECT %s, %s, u, sealed FROM unnest(%s::text[], %s::bytea[]) AS k (u, sealed) "
+            "ON CONFLICT (group_id, epoch, user_name) DO UPDATE SET sealed = excluded.sealed",
+            (gid, epoch, users, blobs))
+        self.db.execute("UPDATE groups SET key_epoch = %s WHERE id = %s", (epoch, gid))
 
 
 def open_directory(dsn: str) -> PgDirectory:

@@ -108,6 +108,19 @@ def check_mode(value: str) -> str:
     return str(mode)
 
 
+def group_settings(max_talk: float | None, mode: str | None,
+                   record: bool | None) -> dict[str, object]:
+    """The settings a group update changes (column name -> checked value); None: unchanged."""
+    changes: dict[str, object] = {}
+    if max_talk is not None:
+        changes["max_talk"] = check_max_talk(max_talk)
+    if mode is not None:
+        changes["mode"] = check_mode(mode)
+    if record is not None:
+        changes["record"] = bool(record)
+    return changes
+
+
 def check_credentials(salt: bytes, iterations: int, verifier: bytes,
                       public: bytes | None) -> None:
     """A new user's credentials (``ptt.protocol.auth.make_credentials``) and public identity."""
@@ -168,6 +181,87 @@ def check_change_key(group: str, encrypted: bool, current: int, add: Sequence[st
             f"next key, which the coordinator's client makes: use 'ptt group "
             f"{'add' if add else 'remove'} {group} USER...' (one group.change request; "
             f"update ptt if it sent this)")
+
+
+# --- membership changes and keys, on any backend -------------------------------------------------
+
+
+class MembershipTx(Protocol):
+    """The reads and writes of one open write transaction of a backend that
+    :func:`change_members` and :func:`set_group_key` need; ids are the backend's row ids."""
+
+    def group(self, group: str) -> tuple[int, bool, int]:
+        """(id, encrypted, key epoch) of ``group``; NotFoundError for an unknown one."""
+        ...
+
+    def user_ids(self, users: Sequence[str]) -> dict[str, int]:
+        """The ids of ``users``; NotFoundError naming the first unknown one."""
+        ...
+
+    def member_ids(self, gid: int) -> dict[str, int]: ...
+
+    def keyed_members(self, gid: int) -> set[str]:
+        """The members of group ``gid`` that have a public identity."""
+        ...
+
+    def remove_members(self, gid: int, uids: Sequence[int]) -> None:
+        """End these memberships, and drop these members' grants with them."""
+        ...
+
+    def add_members(self, gid: int, uids: Sequence[int], listen_only: bool) -> None:
+        """Make members (an existing one only changes ``listen_only``)."""
+        ...
+
+    def store_key(self, gid: int, epoch: int, grants: Sequence[tuple[int, str, bytes]]) -> None:
+        """Replace the group's grants with ``(user id, user, grant)`` of ``epoch``, keep them
+        in the grant history, and make ``epoch`` the group's."""
+        ...
+
+
+def set_group_key(tx: MembershipTx, group: str, epoch: int,
+                  grants: Mapping[str, bytes]) -> GroupKey:
+    """Replace ``group``'s grants with those of ``epoch``, which must be newer than the stored
+    one (a replayed upload must never bring an old key back). Every grant is for a current
+    member; members without a grant get none (and cannot talk until the next)."""
+    gid, encrypted, current = tx.group(group)
+    check_plain(group, encrypted)
+    _put_key(tx, gid, group, current, epoch, grants, tx.member_ids(gid))
+    return GroupKey(group, epoch, {u: bytes(b) for u, b in grants.items()})
+
+
+def change_members(tx: MembershipTx, group: str, add: Sequence[str], remove: Sequence[str],
+                   listen_only: bool,
+                   key: tuple[int, Mapping[str, bytes]] | None) -> MemberChange:
+    """Add and remove members of ``group`` and install its next key, in the caller's one
+    transaction.
+
+    ``add`` become members (an existing one only changes ``listen_only``); ``remove`` stop
+    being members, with their grants; named users who are not members are reported in
+    ``absent``, not refused, so a change repeated after a lost answer still succeeds. An
+    encrypted group that holds a key changes only together with ``key`` = (epoch, grants)
+    (:func:`check_change_key`). NotFoundError for an unknown group or user."""
+    added, removing = check_change(add, remove)
+    gid, encrypted, current = tx.group(group)
+    ids = tx.user_ids([*added, *removing])
+    before = tx.member_ids(gid)
+    removed = [u for u in removing if u in before]
+    absent = [u for u in removing if u not in before]
+    tx.remove_members(gid, [ids[u] for u in removed])
+    tx.add_members(gid, [ids[u] for u in added], listen_only)
+    after = tx.member_ids(gid)
+    check_change_key(group, encrypted, current, added, key, tx.keyed_members(gid))
+    stored = None
+    if key is not None:
+        epoch, grants = key
+        _put_key(tx, gid, group, current, epoch, grants, after)
+        stored = GroupKey(group, epoch, {u: bytes(b) for u, b in grants.items()})
+    return MemberChange(group, added, removed, absent, stored)
+
+
+def _put_key(tx: MembershipTx, gid: int, group: str, current: int, epoch: int,
+             grants: Mapping[str, bytes], members: dict[str, int]) -> None:
+    check_key(group, current, epoch, grants, members)
+    tx.store_key(gid, epoch, [(members[u], u, bytes(b)) for u, b in sorted(grants.items())])
 
 
 # --- the interface -------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ from typing import Any, Self
 from ptt.config import default_db_path
 from ptt.errors import ConflictError, NotFoundError, StoreError
 from ptt.names import group_name, parse_role, role_name, user_name
+from ptt.protocol import directory as rules
 from ptt.protocol.directory import (
     DEFAULT_MAX_TALK,
     GROUP_MODES,
@@ -52,13 +53,10 @@ from ptt.protocol.directory import (
     MemberChange,
     MemberRecord,
     UserRecord,
-    check_change,
-    check_change_key,
     check_credentials,
-    check_key,
     check_max_talk,
     check_mode,
-    check_plain,
+    group_settings,
 )
 from ptt.protocol.directory import any_group_name as _any_group_name
 from ptt.protocol.messages import Role
@@ -448,13 +446,7 @@ class Store:
     ) -> GroupRecord:
         """Change the given settings of a group; the others stay as they are."""
         name = _any_group_name(name)
-        changes: dict[str, object] = {}
-        if max_talk is not None:
-            changes["max_talk"] = check_max_talk(max_talk)
-        if mode is not None:
-            changes["mode"] = check_mode(mode)
-        if record is not None:
-            changes["record"] = int(bool(record))
+        changes = group_settings(max_talk, mode, record)
         with self._write() as db:
             if not db.execute("SELECT 1 FROM groups WHERE name = ?", (name,)).fetchone():
                 raise NotFoundError(f"unknown group '{name}'")
@@ -553,88 +545,20 @@ class Store:
         return {str(n): None if p is None else bytes(p) for n, p in rows}
 
     def set_group_key(self, group: str, epoch: int, grants: dict[str, bytes]) -> GroupKey:
-        """Replace ``group``'s grants with those of ``epoch``, which must be newer than the
-        stored one (a replayed upload must never bring an old key back). Every grant is for a
-        current member; members without a grant get none (and cannot talk until the next)."""
+        """Replace ``group``'s grants with those of a newer ``epoch``
+        (:func:`ptt.protocol.directory.set_group_key`)."""
         group = _any_group_name(group)
         with self._write() as db:
-            gid, encrypted, current = self._key_row(db, group)
-            check_plain(group, encrypted)
-            self._put_key(db, gid, group, current, epoch, grants, self._member_ids(db, gid))
-        return GroupKey(group, epoch, {u: bytes(b) for u, b in grants.items()})
+            return rules.set_group_key(_Tx(db), group, epoch, grants)
 
     def change_members(self, group: str, add: Sequence[str] = (), remove: Sequence[str] = (),
                        listen_only: bool = False,
                        key: tuple[int, dict[str, bytes]] | None = None) -> MemberChange:
-        """Add and remove members of ``group`` and install its next key, in one transaction.
-
-        ``add`` become members (an existing one only changes ``listen_only``); ``remove`` stop
-        being members, with their grants; named users who are not members are reported in
-        ``absent``, not refused, so a change repeated after a lost answer still succeeds. An
-        encrypted group that holds a key changes only together with ``key`` = (epoch, grants):
-        a newer epoch and one grant for each member afterwards that has a public identity, no
-        other. So no committed state has a removed member still holding the key in force, nor a
-        member without the new one. NotFoundError for an unknown group or user."""
+        """Add and remove members of ``group`` and install its next key, in one transaction
+        (:func:`ptt.protocol.directory.change_members`)."""
         group = _any_group_name(group)
-        add, remove = check_change(add, remove)
         with self._write() as db:
-            gid, encrypted, current = self._key_row(db, group)
-            ids = {}
-            for u in [*add, *remove]:
-                row = db.execute("SELECT id FROM users WHERE name = ?", (u,)).fetchone()
-                if row is None:
-                    raise NotFoundError(f"unknown user '{u}'")
-                ids[u] = int(row[0])
-            before = self._member_ids(db, gid)
-            removed = [u for u in remove if u in before]
-            absent = [u for u in remove if u not in before]
-            for u in removed:
-                db.execute("DELETE FROM memberships WHERE group_id = ? AND user_id = ?",
-                           (gid, ids[u]))
-                db.execute("DELETE FROM grants WHERE group_id = ? AND user_id = ?", (gid, ids[u]))
-            db.executemany(
-                "INSERT INTO memberships (group_id, user_id, listen_only) VALUES (?, ?, ?) "
-                "ON CONFLICT (group_id, user_id) DO UPDATE SET listen_only = excluded.listen_only",
-                [(gid, ids[u], int(bool(listen_only))) for u in add])
-            after = self._member_ids(db, gid)
-            keyed = {str(n) for (n,) in db.execute(
-                "SELECT u.name FROM memberships m JOIN users u ON u.id = m.user_id "
-                "WHERE m.group_id = ? AND u.public IS NOT NULL", (gid,))}
-            check_change_key(group, encrypted, current, add, key, keyed)
-            stored = None
-            if key is not None:
-                epoch, grants = key
-                self._put_key(db, gid, group, current, epoch, grants, after)
-                stored = GroupKey(group, epoch, {u: bytes(b) for u, b in grants.items()})
-        return MemberChange(group, add, removed, absent, stored)
-
-    @staticmethod
-    def _key_row(db: sqlite3.Connection, group: str) -> tuple[int, bool, int]:
-        row = db.execute("SELECT id, encrypted, key_epoch FROM groups WHERE name = ?",
-                         (group,)).fetchone()
-        if row is None:
-            raise NotFoundError(f"unknown group '{group}'")
-        return int(row[0]), bool(row[1]), int(row[2])
-
-    @staticmethod
-    def _member_ids(db: sqlite3.Connection, gid: int) -> dict[str, int]:
-        return {str(n): int(i) for n, i in db.execute(
-            "SELECT u.name, u.id FROM memberships m JOIN users u ON u.id = m.user_id "
-            "WHERE m.group_id = ?", (gid,))}
-
-    @staticmethod
-    def _put_key(db: sqlite3.Connection, gid: int, group: str, current: int, epoch: int,
-                 grants: dict[str, bytes], members: dict[str, int]) -> None:
-        """Replace the grants of group ``gid`` (inside the caller's transaction)."""
-        check_key(group, current, epoch, grants, members)
-        db.execute("DELETE FROM grants WHERE group_id = ?", (gid,))
-        db.executemany(
-            "INSERT INTO grants (group_id, user_id, epoch, grant) VALUES (?, ?, ?, ?)",
-            [(gid, members[u], epoch, bytes(b)) for u, b in sorted(grants.items())])
-        db.executemany(
-            "INSERT OR REPLACE INTO grant_history (group_id, epoch, user, grant) "
-            "VALUES (?, ?, ?, ?)", [(gid, epoch, u, bytes(b)) for u, b in sorted(grants.items())])
-        db.execute("UPDATE groups SET key_epoch = ? WHERE id = ?", (epoch, gid))
+            return rules.change_members(_Tx(db), group, add, remove, listen_only, key)
 
     def group_key(self, group: str) -> GroupKey:
         """The stored epoch and grants of ``group`` (epoch 0 and no grants: never keyed)."""
@@ -678,3 +602,57 @@ class Store:
             rows = db.execute("SELECT DISTINCT host, port FROM peers ORDER BY host, port").fetchall()
             db.execute("DELETE FROM peers")
         return [(str(h), int(p)) for h, p in rows]
+
+
+class _Tx:
+    """The membership and key rules' reads and writes, inside a :meth:`Store._write`."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def group(self, group: str) -> tuple[int, bool, int]:
+        row = self.db.execute("SELECT id, encrypted, key_epoch FROM groups WHERE name = ?",
+                              (group,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"unknown group '{group}'")
+        return int(row[0]), bool(row[1]), int(row[2])
+
+    def user_ids(self, users: Sequence[str]) -> dict[str, int]:
+        ids = {}
+        for u in users:
+            row = self.db.execute("SELECT id FROM users WHERE name = ?", (u,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"unknown user '{u}'")
+            ids[u] = int(row[0])
+        return ids
+
+    def member_ids(self, gid: int) -> dict[str, int]:
+        return {str(n): int(i) for n, i in self.db.execute(
+            "SELECT u.name, u.id FROM memberships m JOIN users u ON u.id = m.user_id "
+            "WHERE m.group_id = ?", (gid,))}
+
+    def keyed_members(self, gid: int) -> set[str]:
+        return {str(n) for (n,) in self.db.execute(
+            "SELECT u.name FROM memberships m JOIN users u ON u.id = m.user_id "
+            "WHERE m.group_id = ? AND u.public IS NOT NULL", (gid,))}
+
+    def remove_members(self, gid: int, uids: Sequence[int]) -> None:
+        for table in ("memberships", "grants"):  # fixed names, never input
+            self.db.executemany(f"DELETE FROM {table} WHERE group_id = ? AND user_id = ?",
+                                [(gid, uid) for uid in uids])
+
+    def add_members(self, gid: int, uids: Sequence[int], listen_only: bool) -> None:
+        self.db.executemany(
+            "INSERT INTO memberships (group_id, user_id, listen_only) VALUES (?, ?, ?) "
+            "ON CONFLICT (group_id, user_id) DO UPDATE SET listen_only = excluded.listen_only",
+            [(gid, uid, int(bool(listen_only))) for uid in uids])
+
+    def store_key(self, gid: int, epoch: int, grants: Sequence[tuple[int, str, bytes]]) -> None:
+        self.db.execute("DELETE FROM grants WHERE group_id = ?", (gid,))
+        self.db.executemany(
+            "INSERT INTO grants (group_id, user_id, epoch, grant) VALUES (?, ?, ?, ?)",
+            [(gid, uid, epoch, blob) for uid, _, blob in grants])
+        self.db.executemany(
+            "INSERT OR REPLACE INTO grant_history (group_id, epoch, user, grant) "
+            "VALUES (?, ?, ?, ?)", [(gid, epoch, user, blob) for _, user, blob in grants])
+        self.db.execute("UPDATE groups SET key_epoch = ? WHERE id = ?", (epoch, gid))
