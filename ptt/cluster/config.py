@@ -8,7 +8,7 @@
     nats = ["nats://127.0.0.1:4222"]     # NATS, node-to-node messages (ptt.cluster.bus)
     postgres = "postgresql://..."        # the shared directory (ptt.cluster.directory)
     etcd = ["http://127.0.0.1:2379"]     # group ownership (ptt.cluster.ownership)
-    lease_ttl = 2.0                      # seconds a home holds its groups without renewing
+    lease_ttl = 1                        # whole seconds a home holds its groups unrenewed
     subject_prefix = "ptt"               # NATS subjects: <prefix>.node.<id>
 
     [homes]                              # groups placed by hand (others: by name's CRC-32)
@@ -32,9 +32,8 @@ from typing import Any
 from ptt.errors import ConfigError, ValidationError
 from ptt.names import parse_hostport
 
-__all__ = ["DEFAULT_LEASE_TTL", "ClusterConfig", "load_cluster_config", "parse_cluster_config"]
+__all__ = ["ClusterConfig", "load_cluster_config", "parse_cluster_config"]
 
-DEFAULT_LEASE_TTL = 2.0
 _NODE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _KEYS = {"node", "address", "nodes", "nats", "postgres", "etcd", "lease_ttl", "subject_prefix",
          "homes"}
@@ -48,7 +47,7 @@ class ClusterConfig:
     address: tuple[str, int] | None = None
     postgres: str | None = None
     etcd: tuple[str, ...] = ()
-    lease_ttl: float = DEFAULT_LEASE_TTL
+    lease_ttl: int | None = None  # None: ptt.cluster.ownership's DEFAULT_TTL
     subject_prefix: str = "ptt"
     homes: dict[str, str] = field(default_factory=dict)
 
@@ -116,9 +115,10 @@ def parse_cluster_config(raw: dict[str, Any]) -> ClusterConfig:
     postgres = raw.get("postgres")
     if postgres is not None and (not isinstance(postgres, str) or not postgres):
         raise ConfigError("'postgres' must be a DSN string")
-    ttl = raw.get("lease_ttl", DEFAULT_LEASE_TTL)
-    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0.2 <= ttl <= 60:
-        raise ConfigError("'lease_ttl' must be a number of seconds from 0.2 to 60")
+    ttl = raw.get("lease_ttl")
+    if ttl is not None and (type(ttl) is not int or not 1 <= ttl <= 60):
+        raise ConfigError("'lease_ttl' must be a whole number of seconds from 1 to 60 "
+                          "(etcd leases count in seconds)")
     prefix = raw.get("subject_prefix", "ptt")
     if not isinstance(prefix, str) or not re.fullmatch(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*",
                                                         prefix):
@@ -132,4 +132,4 @@ def parse_cluster_config(raw: dict[str, Any]) -> ClusterConfig:
         if home not in nodes:
             raise ConfigError(f"homes.{group}: '{home}' is not one of 'nodes'")
     return ClusterConfig(node, nodes, nats, address, postgres, _strings(raw, "etcd", False),
-                         float(ttl), prefix, homes)
+                         ttl, prefix, homes)

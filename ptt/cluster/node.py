@@ -27,7 +27,7 @@ from ptt.cluster.bus import Bus
 from ptt.cluster.config import ClusterConfig
 from ptt.cluster.directory import Change as DirectoryChange
 from ptt.cluster.directory import PgDirectory
-from ptt.cluster.ownership import Change, Ownership, OwnershipEvent
+from ptt.cluster.ownership import DEFAULT_TTL, Change, Ownership, OwnershipEvent
 from ptt.errors import ProtocolError
 from ptt.protocol.cluster_routing import ClusterRouting, HomeMap, StaticHomes
 from ptt.protocol.server import GroupUpdated, ServerCore
@@ -100,7 +100,7 @@ class ClusterNode:
         homes: HomeMap = self.static
         if config.etcd:
             self.ownership = Ownership(config.etcd, config.node,
-                                       ttl=max(1, round(config.lease_ttl)),
+                                       ttl=config.lease_ttl or DEFAULT_TTL,
                                        on_event=self._on_ownership)
             homes = EtcdHomes(self.ownership, self.static)
         self.routing = ClusterRouting(config.node, server.core, homes)

@@ -36,7 +36,7 @@ from typing import Any, Callable, Protocol
 
 from ptt.cluster.config import ClusterConfig
 from ptt.config import ServerConfig, credentials_path, write_credentials
-from ptt.errors import NetError, PttError
+from ptt.errors import ConflictError, NetError, PttError
 from ptt.names import format_hostport
 from ptt.net.bridge import MulticastBridge
 from ptt.net.multicast import DEFAULT_INTERFACE, MulticastOptions
@@ -366,7 +366,10 @@ class PttServer:
         assert self.store is not None and self.admin is not None
         if self.admin.store.list_users():
             return
-        name, token = self.admin.create_user(FIRST_COORDINATOR, Role.COORDINATOR)
+        try:
+            name, token = self.admin.create_user(FIRST_COORDINATOR, Role.COORDINATOR)
+        except ConflictError:  # a cluster's node that started at the same moment made it
+            return
         self.credentials_file = credentials_path(self.config.db)
         write_credentials(self.credentials_file, format_hostport(*self.address), name, token)
         log.warning("first start: created user '%s'; its credentials are in %s (mode 0600)",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ptt.cluster.config import DEFAULT_LEASE_TTL, load_cluster_config, parse_cluster_config
+from ptt.cluster.config import load_cluster_config, parse_cluster_config
 from ptt.errors import ConfigError
 from tests.acceptance.harness import PTT, clean_env
 
@@ -17,13 +17,13 @@ GOOD = {"node": "a", "nodes": ["a", "b"], "nats": ["nats://127.0.0.1:14222"]}
 def test_a_minimal_file_and_a_full_one() -> None:
     c = parse_cluster_config(GOOD)
     assert (c.node, c.nodes, c.nats, c.address, c.lease_ttl) == (
-        "a", ("a", "b"), ("nats://127.0.0.1:14222",), None, DEFAULT_LEASE_TTL)
+        "a", ("a", "b"), ("nats://127.0.0.1:14222",), None, None)
     full = parse_cluster_config({**GOOD, "address": "127.0.0.1:0", "lease_ttl": 1,
                                  "etcd": ["http://127.0.0.1:12379"], "homes": {"g": "b"},
                                  "postgres": "postgresql://127.0.0.1:15432/ptt",
                                  "subject_prefix": "ptt.test"})
     assert full.address == ("127.0.0.1", 0) and full.homes == {"g": "b"}
-    assert full.lease_ttl == 1.0 and full.etcd == ("http://127.0.0.1:12379",)
+    assert full.lease_ttl == 1 and full.etcd == ("http://127.0.0.1:12379",)
 
 
 @pytest.mark.parametrize(("change", "message"), [
@@ -33,7 +33,8 @@ def test_a_minimal_file_and_a_full_one() -> None:
     ({"nats": []}, "'nats' must be a non-empty list"),
     ({"nats": ["http://x"]}, "is not a nats:// URL"),
     ({"address": "nowhere"}, "'address'"),
-    ({"lease_ttl": 0}, "'lease_ttl' must be a number"),
+    ({"lease_ttl": 0}, "'lease_ttl' must be a whole number"),
+    ({"lease_ttl": 1.5}, "'lease_ttl' must be a whole number"),
     ({"homes": {"g": "c"}}, "homes.g: 'c' is not one of 'nodes'"),
     ({"colour": "red"}, "unknown setting 'colour'"),
     ({"subject_prefix": "a..b"}, "'subject_prefix'"),
