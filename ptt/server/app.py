@@ -134,8 +134,9 @@ class PttServer:
         the whole process, so ``run()`` (the ``ptt server`` process) turns it on, unless
         ``PTT_NO_GC_FREEZE=1``; an embedding program decides for itself
         (``ptt.server.gcfreeze``). ``directory``: users, groups, members and keys from there
-        (a cluster's PostgreSQL directory, which the server closes) instead of the database's
-        SQLite store, which keeps text pages, the last run's clients and the secret."""
+        (a cluster's PostgreSQL directory, which the server closes), and the server's secret,
+        instead of the database's SQLite store, which keeps text pages and the last run's
+        clients."""
         self.config = config
         self.directory = directory
         self.core = ServerCore(
@@ -197,7 +198,9 @@ class PttServer:
                            self.config.multicast_port_base,
                            mcast_network=self.config.multicast_network, **kwargs)
         self.admin.load_all()
-        self.core.set_secret(self.store.secret("decoy"))
+        # a cluster's nodes share it: a decoy salt that differed from node to node, where a real
+        # user's salt does not, would tell which names are real
+        self.core.set_secret(self.admin.store.secret("decoy"))
         self.pages = PageStore(self.store)
         self._load_pages()
         loop = asyncio.get_running_loop()

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -276,5 +277,45 @@ def test_changes_made_on_one_node_reach_the_core_of_another(postgres: Postgres) 
                 assert dir_b.reloads == 1
             finally:
                 task.cancel()
+
+    asyncio.run(main())
+
+
+def test_nodes_of_a_cluster_answer_an_unknown_name_with_the_same_decoy(
+        postgres: Postgres, tmp_path: Path) -> None:
+    """A real user's salt is the same on every node, so an unknown name's decoy salt must be
+    too, or asking two nodes would tell real names from unknown ones: the server's secret
+    comes from the shared directory."""
+    import socket
+
+    from ptt.config import ServerConfig
+    from ptt.protocol import limits
+    from ptt.protocol import messages as m
+    from ptt.protocol.messages import decode_message, encode_message
+    from ptt.server.app import PttServer
+
+    dsn = fresh_database(postgres.dsn)
+    bare = encode_message(m.Hello(1, "ghost", b"n" * 16))
+    hello = encode_message(m.Hello(1, "ghost", b"n" * 16, bytes(limits.padding_needed(len(bare)))))
+
+    async def salt_from(node: str) -> bytes:
+        server = PttServer(ServerConfig(host="127.0.0.1", port=0, db=tmp_path / f"{node}.db"),
+                           iterations=1000, directory=PgDirectory(dsn))
+        await server.start()
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.setblocking(False)
+                sock.sendto(hello, server.address)
+                loop = asyncio.get_running_loop()
+                data = await asyncio.wait_for(loop.sock_recv(sock, 2048), 5)
+            challenge = decode_message(data)
+            assert isinstance(challenge, m.Challenge)
+            return challenge.salt
+        finally:
+            server.close()
+
+    async def main() -> None:
+        salts = [await salt_from(node) for node in ("a", "b")]
+        assert salts[0] == salts[1]
 
     asyncio.run(main())
