@@ -533,8 +533,12 @@ class PgDirectory:
                 delay = min(delay * 2, RECONNECT_MAX)
 
     async def _heard(self, payload: str, on_change: Callable[[Change], None] | None) -> None:
-        version_text, kind, name = payload.split(" ", 2)
-        version = int(version_text)
+        try:
+            version_text, kind, name = payload.split(" ", 2)
+            version = int(version_text)
+        except ValueError:  # not a directory's write: the counter check finds any real one
+            log.warning("directory: ignored a notification %r", payload[:80])
+            return
         mem = self._mem
         if version <= mem.version:
             return  # included in a reload already

@@ -162,6 +162,38 @@ def test_a_follower_cut_off_catches_up_and_converges(postgres: Postgres, path: s
     asyncio.run(main())
 
 
+def test_a_lost_notification_is_found_by_the_counter_check(postgres: Postgres) -> None:
+    """A change whose notification never came (a connection that died silently, a write
+    that did not notify) is found when the follower reads the counter after a quiet spell;
+    a stray notification on the channel is ignored."""
+    dsn = fresh_database(postgres.dsn)
+
+    async def main() -> None:
+        with PgDirectory(dsn) as follower, PgDirectory(dsn) as writer:
+            task = asyncio.create_task(follower.follow(check_every=0.2))
+            try:
+                await asyncio.wait_for(follower.listening.wait(), SEEN_WITHIN)
+                with psycopg.connect(dsn, autocommit=True) as raw:
+                    raw.execute("NOTIFY ptt_directory, 'not a change'")
+                    with raw.transaction():  # a write's rows and counter, without its NOTIFY
+                        raw.execute("INSERT INTO users (name, role, salt, iterations, "
+                                    "verifier, created) VALUES ('ann', 'volunteer', "
+                                    "'\\x00', 1, '\\x00', 0)")
+                        raw.execute("UPDATE ptt_meta SET value = value + 1 "
+                                    "WHERE key = 'changes'")
+                        raw.execute("INSERT INTO ptt_changes (version, kind, name) "
+                                    "VALUES (1, 'user', 'ann')")
+                await until(lambda: [u.name for u in follower.list_users()] == ["ann"])
+                assert follower.catch_ups == 1 and follower.reloads == 0
+                add(writer, "ben")  # and notifications are followed again
+                await until(lambda: [u.name for u in follower.list_users()] == ["ann", "ben"])
+                assert follower.catch_ups == 1 and not task.done()
+            finally:
+                task.cancel()
+
+    asyncio.run(main())
+
+
 # --- PostgreSQL killed and started again -----------------------------------------------------
 
 
