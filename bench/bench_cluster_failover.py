@@ -38,7 +38,7 @@ from typing import Any
 import aetcd
 
 from ptt.cluster import engines
-from ptt.cluster.ownership import grpc_target
+from ptt.cluster.ownership import parse_endpoints
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
@@ -209,7 +209,7 @@ def _ms(values: list[float]) -> dict[str, float]:
 
 
 async def _aetcd_latencies(endpoint: str, count: int) -> dict[str, list[float]]:
-    host, port = grpc_target([endpoint])
+    [(host, port)] = parse_endpoints([endpoint])
     out: dict[str, list[float]] = {"renewal": [], "claim": [], "watch": []}
     async with aetcd.Client(host=host, port=port) as a, aetcd.Client(host=host, port=port) as b:
         lease = await a.lease(10)

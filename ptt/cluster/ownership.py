@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -44,9 +44,14 @@ _SUFFIX = "/home"
 # the group home lease's TTL in seconds (etcd's TTLs are whole seconds)
 DEFAULT_TTL = 1
 RENEWALS_PER_TTL = 3
-# how long one request to etcd may take before it is abandoned and tried again: a request in
-# flight when etcd's raft leader dies is never answered
+# how long one request to etcd may take (a third of the TTL if shorter) before it is abandoned
+# and the next member tried: a request in flight when etcd's raft leader dies, or sent to a
+# paused member, is never answered
 REQUEST_TIMEOUT = 1.0
+# what etcd says, as an error, of a lease that expired or was revoked
+_LEASE_NOT_FOUND = "requested lease not found"
+# how long a member that did not answer is passed over when choosing the next one
+PENALTY = 10.0
 
 
 class Change(Enum):
@@ -83,23 +88,21 @@ def _group_of(key: bytes) -> str | None:
     return None
 
 
-def grpc_target(endpoints: Sequence[str]) -> tuple[str, int]:
-    """aetcd's (host, port) for one or more ``http://IP:PORT`` endpoints: several IPv4 ones
-    become one gRPC ``ipv4:`` target, whose channel moves to the next member when one dies."""
+def parse_endpoints(endpoints: Sequence[str]) -> list[tuple[str, int]]:
+    """(host, port) of each ``http://HOST:PORT`` (or ``HOST:PORT``) etcd endpoint."""
     if not endpoints:
         raise ConfigError("no etcd endpoint given")
     parsed = []
     for endpoint in endpoints:
         parts = urlsplit(endpoint if "//" in endpoint else f"http://{endpoint}")
-        if parts.scheme != "http" or not parts.hostname or not parts.port:
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if parts.scheme != "http" or not parts.hostname or not port:
             raise ConfigError(f"etcd endpoint {endpoint!r} is not http://HOST:PORT")
-        parsed.append((parts.hostname, parts.port))
-    if len(parsed) == 1:
-        return parsed[0]
-    if not all(host.replace(".", "").isdigit() for host, _ in parsed):
-        raise ConfigError("several etcd endpoints must be IPv4 addresses (http://IP:PORT)")
-    *first, (last_host, last_port) = parsed
-    return "ipv4:" + ",".join(f"{h}:{p}" for h, p in first) + f",{last_host}", last_port
+        parsed.append((parts.hostname, port))
+    return parsed
 
 
 class Ownership:
@@ -117,8 +120,13 @@ class Ownership:
         self._ttl = ttl
         self._on_event = on_event or (lambda event: None)
         self._clock = clock
-        host, port = grpc_target(endpoints)
-        self._client = aetcd.Client(host=host, port=port)
+        self._endpoints = parse_endpoints(endpoints)
+        self._member = 0  # the index of the endpoint in use
+        self._client = self._connect()
+        # a request etcd has not answered by then is abandoned and the next member tried
+        self._timeout = min(REQUEST_TIMEOUT, ttl / RENEWALS_PER_TTL)
+        self._watching: asyncio.Task[None] | None = None
+        self._failed_at: dict[int, float] = {}  # member index -> when it last failed
         self._lease_id = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._claiming: set[str] = set()
@@ -130,12 +138,13 @@ class Ownership:
         """Take a lease, read every home, then follow changes and keep the lease alive."""
         await self._new_lease()
         await self._read_all()
-        self._spawn(self._watch_loop())
+        self._watching = self._spawn(self._watch_loop())
         self._spawn(self._renew_loop())
         self._spawn(self._sweep_loop())
 
     async def stop(self, *, release: bool = True) -> None:
         """Stop; with ``release``, revoke the lease so the node's groups free at once."""
+        self._watching = None
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -143,10 +152,8 @@ class Ownership:
                 await task
         if release and self._lease_id:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._client.revoke_lease(self._lease_id),
-                                       REQUEST_TIMEOUT)
-        with contextlib.suppress(Exception):
-            await self._client.close()
+                await self._request(lambda etcd: etcd.revoke_lease(self._lease_id))
+        await self._close(self._client)
 
     # --- queries ----------------------------------------------------------------------------
 
@@ -187,7 +194,7 @@ class Ownership:
     async def _claim(self, group: str) -> Home | None:
         key = self._key(group)
         tx = self._client.transactions
-        _, responses = await self._request(self._client.transaction(
+        _, responses = await self._request(lambda etcd: etcd.transaction(
             compare=[tx.create(key) == 0],
             success=[tx.put(key, self.node.encode(), lease=self._lease_id), tx.get(key)],
             failure=[tx.get(key)],
@@ -207,7 +214,7 @@ class Ownership:
         if home is None or home.node != self.node:
             return
         key, tx = self._key(group), self._client.transactions
-        await self._request(self._client.transaction(
+        await self._request(lambda etcd: etcd.transaction(
             compare=[tx.create(key) == home.fencing, tx.value(key) == self.node.encode()],
             success=[tx.delete(key)], failure=[],
         ))
@@ -247,7 +254,7 @@ class Ownership:
             await self.claim(group)
 
     async def _read_all(self) -> None:
-        found = await self._request(self._client.get_prefix(PREFIX.encode()))
+        found = await self._request(lambda etcd: etcd.get_prefix(PREFIX.encode()))
         present = set()
         for kv in found.kvs:
             group = _group_of(kv.key)
@@ -261,7 +268,7 @@ class Ownership:
     async def _watch_loop(self) -> None:
         while True:
             try:
-                watch = await self._request(self._client.watch_prefix(
+                watch = await self._request(lambda etcd: etcd.watch_prefix(
                     PREFIX.encode(), start_revision=self._revision + 1))
                 async for event in watch:
                     group = _group_of(event.kv.key)
@@ -279,7 +286,7 @@ class Ownership:
                 await self._retry_later(self._read_all)
             except (ClusterError, aetcd.exceptions.ClientError):
                 # the member went away: watch again from where the view is, on the next one
-                await asyncio.sleep(REQUEST_TIMEOUT / 10)
+                await asyncio.sleep(self._timeout / 10)
 
     async def _sweep_loop(self) -> None:
         """Claim again, every TTL, the wanted groups that have no home: a claim whose request
@@ -297,18 +304,27 @@ class Ownership:
 
     async def _new_lease(self) -> None:
         sent = self._clock()
-        lease = await self._request(self._client.lease(self._ttl))
+        lease = await self._request(lambda etcd: etcd.lease(self._ttl))
         self._lease_id = lease.id
         self.lease_clock.acknowledged(sent, float(lease.ttl))
 
     async def _renew_loop(self) -> None:
         while True:
             await asyncio.sleep(self.lease_clock.ttl / RENEWALS_PER_TTL)
-            sent = self._clock()
-            try:
-                reply = await self._request(self._client.refresh_lease(self._lease_id))
-            except (ClusterError, aetcd.exceptions.ClientError):
-                continue  # etcd unreachable: the lease clock runs out on its own
+            while True:
+                sent = self._clock()
+                try:
+                    reply = await self._request(lambda etcd: etcd.refresh_lease(self._lease_id))
+                    break
+                except aetcd.exceptions.ClientError as exc:
+                    if _LEASE_NOT_FOUND in str(exc):
+                        reply = None  # etcd may say so as an error rather than as TTL 0
+                        break
+                    await asyncio.sleep(self._timeout / 10)
+                except ClusterError:
+                    # at once on the next member: the lease runs out a TTL after the last
+                    # renewal etcd received (if etcd stays unreachable, so does the lease clock)
+                    await asyncio.sleep(self._timeout / 10)
             if reply is not None and reply.TTL > 0:
                 self.lease_clock.acknowledged(sent, float(reply.TTL))
                 continue
@@ -326,7 +342,7 @@ class Ownership:
                 await self._read_all()
                 break
             except (ClusterError, aetcd.exceptions.ClientError):
-                await asyncio.sleep(REQUEST_TIMEOUT / 10)
+                await asyncio.sleep(self._timeout / 10)
         for group in sorted(self.wanted - set(self.homes)):
             self._spawn(self._claim_quietly(group))
 
@@ -337,13 +353,54 @@ class Ownership:
             raise ConfigError(f"group id {group!r} must be non-empty and have no '/'")
         return home_key(group)
 
-    async def _request(self, call: Any) -> Any:
-        try:
-            return await asyncio.wait_for(call, REQUEST_TIMEOUT)
-        except TimeoutError as exc:
-            raise ClusterError(f"etcd did not answer within {REQUEST_TIMEOUT} s") from exc
+    def _connect(self) -> aetcd.Client:
+        host, port = self._endpoints[self._member]
+        return aetcd.Client(host=host, port=port)
 
-    def _spawn(self, coroutine: Any) -> None:
+    async def _request(self, call: Callable[[aetcd.Client], Awaitable[Any]]) -> Any:
+        """``call`` on the member in use; if it does not answer in time or cannot be reached,
+        the next member is used from then on (a member that is paused or hung holds its TCP
+        connection open, so the channel itself would wait on it for ever)."""
+        client = self._client
+        try:
+            return await asyncio.wait_for(call(client), self._timeout)
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            # the call's channel was closed under it, by a move to the next member
+            raise ClusterError("etcd request cut short: its member was left") from exc
+        except (TimeoutError, aetcd.exceptions.ConnectionFailedError,
+                aetcd.exceptions.ConnectionTimeoutError) as exc:
+            self._move_on(client)
+            host, port = self._endpoints[self._member]
+            raise ClusterError(f"etcd did not answer within {self._timeout:.2f} s "
+                               f"(next: {host}:{port})") from exc
+
+    def _move_on(self, failed: aetcd.Client) -> None:
+        if failed is not self._client or len(self._endpoints) == 1:
+            return  # one member: its channel reconnects by itself
+        now = self._clock()
+        self._failed_at[self._member] = now
+        # the next member that has not failed lately (a paused one would fail every third
+        # request in turn), else simply the next
+        count = len(self._endpoints)
+        order = [(self._member + step) % count for step in range(1, count + 1)]
+        rested = [m for m in order if now - self._failed_at.get(m, -PENALTY) >= PENALTY]
+        self._member = (rested or order)[0]
+        self._client = self._connect()
+        self._spawn(self._close(failed))
+        # the watch stream of the old member may be stuck: open it again on the new one
+        if self._watching is not None:
+            self._watching.cancel()
+            self._watching = self._spawn(self._watch_loop())
+
+    async def _close(self, client: aetcd.Client) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.close(), REQUEST_TIMEOUT)
+
+    def _spawn(self, coroutine: Any) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
