@@ -10,6 +10,9 @@ GROUPS groups (written by COPY: what is measured is reading and following, not i
 - follow: a writer thread adds users one at a time (``add_user``, CHANGES of them, 5 ms apart);
   a follower on an asyncio loop applies each; time from the write's call to the follower's
   ``on_change``, p50/p99, and the write alone;
+- catch-up: the follower's connection is terminated while MISSED users are added; the time
+  until it has them all, by the change log and by a reload of everything (in a worker thread),
+  and the longest the follower's event loop went without running a 1 ms ticker meanwhile;
 - ``--drivers``: psycopg 3 against asyncpg (if installed) for what the directory needs: a lookup,
   loading every user, and NOTIFY to a listener.
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import random
 import resource
@@ -150,6 +154,67 @@ def bench_follow(dsn: str, changes: int) -> None:
     follower.close()
 
 
+def bench_catch_up(dsn: str, missed: int, reload: bool) -> None:
+    writer = PgDirectory(dsn)
+    follower = PgDirectory(dsn)
+    if reload:
+        follower.catch_up_max = 0
+    base = len(follower.list_users())
+    gc.collect()
+    gc.freeze()  # as the server does with its long-lived state (ptt.server.gcfreeze)
+
+    async def main() -> tuple[float, float, float]:
+        task = asyncio.create_task(follower.follow(check_every=0.5))
+        await asyncio.wait_for(follower.listening.wait(), 10)
+        stall = 0.0
+        last = time.perf_counter()
+
+        async def ticker() -> None:
+            nonlocal stall, last
+            while True:
+                await asyncio.sleep(0.001)
+                now = time.perf_counter()
+                stall = max(stall, now - last)
+                last = now
+
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE application_name = 'ptt-directory-follow'")
+            while admin.execute("SELECT count(*) FROM pg_stat_activity WHERE "
+                                "application_name = 'ptt-directory-follow'").fetchone() != (0,):
+                time.sleep(0.01)
+        for i in range(missed):
+            writer.add_user(f"missed-{reload:d}-{i:05d}", "volunteer", SALT, 1000, VERIFIER)
+        pauses: list[float] = []
+        started = [0.0]
+
+        def timed_gc(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                started[0] = time.perf_counter()
+            else:
+                pauses.append(time.perf_counter() - started[0])
+
+        gc.callbacks.append(timed_gc)
+        tick = asyncio.create_task(ticker())
+        t0 = last = time.perf_counter()
+        while len(follower.list_users()) < base + missed:
+            await asyncio.sleep(0.001)
+        took = time.perf_counter() - t0
+        tick.cancel()
+        task.cancel()
+        gc.callbacks.remove(timed_gc)
+        return took, stall, max(pauses, default=0.0)
+
+    took, stall, gc_pause = asyncio.run(main())
+    how = "a reload of everything" if reload else "the change log"
+    print(f"catch-up of {missed:,} missed changes by {how} ({base + missed:,} users): "
+          f"{took:.2f} s after the cut (reconnect included), longest loop stall "
+          f"{stall * 1000:.0f} ms (longest garbage collection {gc_pause * 1000:.0f} ms)")
+    writer.close()
+    follower.close()
+    gc.unfreeze()
+
+
 def bench_drivers(dsn: str, names: list[str]) -> None:
     rng = random.Random(2)
     picks = [rng.choice(names) for _ in range(2000)]
@@ -226,6 +291,7 @@ def main() -> None:
     ap.add_argument("--groups", type=int, default=1_000)
     ap.add_argument("--lookups", type=int, default=10_000)
     ap.add_argument("--changes", type=int, default=300)
+    ap.add_argument("--missed", type=int, default=1_000)
     ap.add_argument("--drivers", action="store_true", help="psycopg against asyncpg too")
     args = ap.parse_args()
     print(machine_line())
@@ -240,6 +306,8 @@ def main() -> None:
             bench_lookup(directory, pg.dsn, names, args.lookups)
             directory.close()
             bench_follow(pg.dsn, args.changes)
+            bench_catch_up(pg.dsn, args.missed, reload=False)
+            bench_catch_up(pg.dsn, args.missed, reload=True)
             if args.drivers:
                 bench_drivers(pg.dsn, names)
         finally:

@@ -71,6 +71,7 @@ CHANNEL = "ptt_directory"
 SCHEMA_VERSION = 1
 CHANGES_KEPT = 100_000  # rows of ptt_changes kept for followers catching up after a gap
 CATCH_UP_MAX = 1_000  # more missed changes than this: reload everything (in a worker thread)
+CATCH_UP_SLICE = 20  # changes read from the log per turn of the event loop (~20 round trips)
 CHECK_EVERY = 5.0  # seconds without a notification before the counter is read
 RECONNECT_MIN, RECONNECT_MAX = 0.05, 2.0  # the follower's back-off after a lost connection
 CONNECT_TIMEOUT = 5  # seconds (libpq's connect_timeout)
@@ -594,8 +595,15 @@ class PgDirectory:
                 raise StoreError(f"database is unavailable: {_why(exc)}") from None
         if rows and rows[0][0] == since + 1 and all(
                 b[0] == a[0] + 1 for a, b in zip(rows, rows[1:], strict=False)):
-            for version, kind, name in rows:
+            last = {(kind, name): version for version, kind, name in rows}
+            for i, (version, kind, name) in enumerate(rows):
+                if last[kind, name] != version:  # changed again later: read once, then
+                    self._mem.version = version
+                    self._own.discard(version)
+                    continue
                 self._apply(version, kind, name, on_change)
+                if i % CATCH_UP_SLICE == CATCH_UP_SLICE - 1:
+                    await asyncio.sleep(0)  # each read is a round trip: let the loop breathe
             return
         await self._reload_all(on_change)
 
