@@ -555,8 +555,7 @@ class PgDirectory:
             self._own.discard(version)
             return
         self._reload(kind, name)
-        if on_change is not None:
-            on_change(Change(version, kind, name))
+        _tell(on_change, Change(version, kind, name))
 
     async def _check(self, conn: psycopg.AsyncConnection[tuple[Any, ...]], wait: float,
                      on_change: Callable[[Change], None] | None) -> None:
@@ -566,11 +565,10 @@ class PgDirectory:
         latest = _one(await cur.fetchone())
         if latest <= self._mem.version:
             return
-        async for note in conn.notifies(timeout=wait):
+        async for note in conn.notifies(timeout=wait):  # run out: never left half-way
             await self._heard(note.payload, on_change)
-            if self._mem.version >= latest:
-                return
-        await self._catch_up_to(latest, on_change)
+        if self._mem.version < latest:
+            await self._catch_up_to(latest, on_change)
 
     async def _catch_up(self, conn: psycopg.AsyncConnection[tuple[Any, ...]],
                         on_change: Callable[[Change], None] | None) -> None:
@@ -622,8 +620,7 @@ class PgDirectory:
         self._own.clear()
         self._mem = mem
         self.reloads += 1
-        if on_change is not None:
-            on_change(Change(mem.version, "all", ""))
+        _tell(on_change, Change(mem.version, "all", ""))
 
 
 class _Tx:
@@ -748,6 +745,17 @@ def _load_all(db: psycopg.Connection[tuple[Any, ...]]) -> _Memory:
     except psycopg.Error as exc:
         raise StoreError(f"cannot load the directory: {_why(exc)}") from None
     return mem
+
+
+def _tell(on_change: Callable[[Change], None] | None, change: Change) -> None:
+    """Hand ``change`` to the node; a failure there is logged, and following goes on (the
+    directory holds the change whatever the node made of it)."""
+    if on_change is None:
+        return
+    try:
+        on_change(change)
+    except Exception:
+        log.exception("directory: applying %s %r failed", change.kind, change.name)
 
 
 def _row(row: tuple[Any, ...] | None) -> tuple[Any, ...]:

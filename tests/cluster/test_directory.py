@@ -194,6 +194,33 @@ def test_a_lost_notification_is_found_by_the_counter_check(postgres: Postgres) -
     asyncio.run(main())
 
 
+def test_a_failure_in_the_nodes_callback_does_not_stop_following(
+        postgres: Postgres, caplog: pytest.LogCaptureFixture) -> None:
+    dsn = fresh_database(postgres.dsn)
+
+    async def main() -> None:
+        with PgDirectory(dsn) as follower, PgDirectory(dsn) as writer:
+            told: list[str] = []
+
+            def on_change(change: Change) -> None:
+                told.append(change.name)
+                if change.name == "ann":
+                    raise RuntimeError("a bug in the node")
+
+            task = asyncio.create_task(follower.follow(on_change))
+            try:
+                await asyncio.wait_for(follower.listening.wait(), SEEN_WITHIN)
+                add(writer, "ann")
+                add(writer, "ben")
+                await until(lambda: told == ["ann", "ben"])
+                assert [u.name for u in follower.list_users()] == ["ann", "ben"]
+                assert "applying user 'ann' failed" in caplog.text
+            finally:
+                task.cancel()
+
+    asyncio.run(main())
+
+
 # --- PostgreSQL killed and started again -----------------------------------------------------
 
 
