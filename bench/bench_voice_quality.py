@@ -659,6 +659,36 @@ def run(quick: bool = False, plan: LivePlan | None = None, offline: bool = True,
     }
 
 
+def _pick(given: str | None, known: tuple[str, ...], what: str) -> tuple[str, ...] | None:
+    """The names of ``given`` (comma-separated, each a unique prefix of one of ``known``)."""
+    if given is None:
+        return None
+    out = []
+    for part in given.split(","):
+        hits = [k for k in known if k.lower().startswith(part.strip().lower())]
+        if len(hits) != 1:
+            raise ValueError(f"{what} {part.strip()!r}: expected one of {', '.join(known)}")
+        out.append(hits[0])
+    return tuple(dict.fromkeys(out))
+
+
+def _live_cells(args: argparse.Namespace) -> dict[str, Any]:
+    """The LivePlan fields that --voices, --paths, --conditions and --seeds choose."""
+    cells: dict[str, Any] = {}
+    for key, known, what in (("voices", tuple(LIVE_VOICES), "voice"),
+                             ("ways", ("down", "up"), "path"),
+                             ("conditions", tuple(LIVE_CONDITIONS), "condition")):
+        picked = _pick(getattr(args, "paths" if key == "ways" else key), known, what)
+        if picked is not None:
+            cells[key] = picked
+    if args.seeds is not None:
+        try:
+            cells["seeds"] = tuple(int(x) for x in args.seeds.split(","))
+        except ValueError:
+            raise ValueError(f"seeds {args.seeds!r}: expected integers like 1,2,3") from None
+    return cells
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="ptt's defaults, 2 seeds, 7 s of speech")
@@ -669,7 +699,19 @@ def main() -> int:
     ap.add_argument("--live-only", action="store_true", help="only the real commands")
     ap.add_argument("--minutes", type=float, default=LivePlan.minutes,
                     help="time bound of the real-command runs")
+    ap.add_argument("--voices", help=f"real commands: comma-separated, of {', '.join(LIVE_VOICES)}"
+                    " (a unique prefix will do: English,Mandarin)")
+    ap.add_argument("--paths", help="real commands: down (server -> listener), up (talker -> "
+                    "server) or down,up")
+    ap.add_argument("--conditions", help="real commands: comma-separated, of "
+                    f"{', '.join(LIVE_CONDITIONS)}")
+    ap.add_argument("--seeds", help="real commands: the proxy's seeds, e.g. 1,2,3")
     args = ap.parse_args()
+    try:
+        cells = _live_cells(args)
+    except ValueError as exc:
+        print(f"bench_voice_quality: {exc}", file=sys.stderr)
+        return 2
     configs = None
     if args.only:
         configs = tuple(c for c in CONFIGS if args.only in c.name)
@@ -681,7 +723,7 @@ def main() -> int:
         print(f"targets met by ptt's defaults: {res['targets met (ptt defaults)']}")
     else:
         plan = QUICK_PLAN if args.quick else LivePlan()
-        plan = dataclasses.replace(plan, minutes=args.minutes)
+        plan = dataclasses.replace(plan, minutes=args.minutes, **cells)
         res = run(args.quick, plan, offline=not args.live_only)
         print(f"targets missed (real commands): {res['targets missed (real commands)']}")
     print("anchors: PLC only 2.51 / 1.70 / 1.30, Opus FEC only (24 kbps) 2.92 / 2.52 / 1.88 "

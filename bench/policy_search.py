@@ -89,13 +89,15 @@ def live_patterns(conditions: list[str]) -> int:
         imp = LIVE_IMPAIRMENTS[cond]
         for name, frames in voices.items():
             for way in ("down", "up"):
-                scores = []
+                scores, rates = [], []
                 for seed in b.LIVE_SEEDS:
                     c = b.Condition(cond, lambda s=seed, w=way: ProxyPattern(s, w, imp))
-                    scores.append(b.measure(frames, b.Config("adaptive", warm=False), c,
-                                            (seed,))["pesq"])
+                    m = b.measure(frames, b.Config("adaptive", warm=False), c, (seed,))
+                    scores.append(m["pesq"])
+                    rates.append(m["kbps"])
                 print(f"{cond:11s} {name:16s} {way:4s} PESQ {sum(scores) / len(scores):.2f} "
-                      f"seeds {' '.join(f'{x:.2f}' for x in scores)}", flush=True)
+                      f"seeds {' '.join(f'{x:.2f}' for x in scores)} "
+                      f"kbps {sum(rates) / len(rates):.1f}", flush=True)
     return 0
 
 

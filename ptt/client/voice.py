@@ -105,7 +105,7 @@ def protection_text(settings: MediaSettings) -> str:
     else:
         text = f"{len(offsets)} copies at offsets {','.join(map(str, offsets))}"
     if settings.max_bitrate is not None:
-        text += f", Opus at most {settings.max_bitrate // 1000} kbit/s"
+        text += f", Opus at most {settings.max_bitrate / 1000:g} kbit/s"
     return text
 
 

@@ -22,8 +22,15 @@ The delay grows only when a frame is due, missing, and not restorable from anyth
 the delay is below target, the buffer plays one concealed frame *before* it (``INSERTED``) and
 tries again on the next tick, when the late packet or the copy may be there. That costs the same
 concealed frame as giving up would, and then plays the real one. The delay shrinks when it has
-stayed more than a frame above target for a second: one frame inside a pause (quiet, i.e. small,
-Opus packets on both sides) is dropped, where nobody hears it. Every change of delay costs PESQ
+stayed more than a frame above target for a second: one frame inside a pause (quiet, i.e.
+small, Opus packets on both sides) is dropped, where nobody hears it. (Shedding faster, every
+other tick of a pause, or down to within 0.6 of a frame of the target, leaves too little margin
+for a loaded host's 60-100 ms stalls: a clean path then loses late packets, and the talker keeps
+its copies; tests/acceptance/test_feedback.py's clean path failed 6 of 11 runs so, at load
+average 9-11, against 0 of 3.) A
+burst starts when its first frame is due by the fastest of the packets held by then, plus the
+target: the first packet may come late (a relay or listener waking up), and the whole burst
+would play that much later. Every change of delay costs PESQ
 (0.1-0.5 inside speech, less but not nothing in pauses), so the buffer never grows it
 proactively. The estimates survive :meth:`JitterBuffer.reset`, so the next burst starts at the
 depth this one learned.
@@ -238,6 +245,7 @@ class JitterBuffer:
     _next: int  # extended seq of the next frame to play
     _end: int | None  # extended seq of the END_OF_BURST frame
     _start_at: float
+    _start_ext: int  # the first frame held when buffering began: _start_at is its due time
     _transits: deque[float]
     _floor: float | None
     _last_transit: float | None
@@ -343,8 +351,12 @@ class JitterBuffer:
         if self._state is _State.STARVED:  # rebuffer from here, as at a burst's start
             self._state = _State.BUFFERING
             self._start_at = now + self._target
-            self._next = ext
+            self._start_ext = self._next = ext
         if self._state is _State.BUFFERING:
+            # the first packet may have come late (a talker or relay just waking up): a faster
+            # one shows when the first frame is due, a target above the path's floor
+            self._start_at = min(self._start_at,
+                                 now - (ext - self._start_ext) * cfg.frame + self._target)
             # start at the earliest frame held, or that a held packet's redundancy restores
             self._next = max(min(self._next, ext - payload.span), self._played_upto)
         return True
@@ -389,6 +401,7 @@ class JitterBuffer:
         self._next = 0
         self._end = None
         self._start_at = 0.0
+        self._start_ext = 0
         self._transits = deque(maxlen=cfg.floor_window)
         self._floor = None
         self._last_transit = None
@@ -407,6 +420,7 @@ class JitterBuffer:
         self._high = seq
         self._next = seq
         self._start_at = now + self._target
+        self._start_ext = self._unwrap(seq)
         self.stats.bursts += 1
 
     def _unwrap(self, seq: int) -> int:

@@ -66,8 +66,12 @@ RUN_OFFSETS = {0: (), 1: (2,), 2: (2, 5), 3: (2, 4, 6)}
 # At heavy loss (the top step) three copies ride in every packet; Opus at this rate keeps that
 # within 110 kbit/s of UDP payload where the default rate takes 120-128 (20 % random loss, real
 # commands). Three copies at 24 kbit/s score 3.89 / 3.90 (English / Mandarin, offline, cold
-# start, 6 seeds) where two at the default rate, as cheap on the wire, score 3.41 / 3.47.
-LOSSY_BITRATE = 24_000
+# start, 6 seeds) where two at the default rate, as cheap on the wire, score 3.41 / 3.47. At 24
+# kbit/s Mandarin's voiced frames came to 111 kbit/s on the talker's uplink; 23.5 kbit/s sends
+# 2.5 % less for 0.00-0.06 PESQ (the real-command bench's 20 % patterns replayed offline,
+# English / Mandarin, listener's path / uplink: 3.75 / 3.86 / 3.88 / 3.89 against 3.80 / 3.92 /
+# 3.87 / 3.94; 23 kbit/s scores no better than 23.5 and 22 loses 0.1 more).
+LOSSY_BITRATE = 23_500
 
 
 def offsets_for(k: int, runs: bool = False) -> tuple[int, ...]:
@@ -204,6 +208,16 @@ class RedundancyPolicy:
     HYSTERESIS = 0.8  # step down only below this share of the current step's threshold
     BURSTY_RUN = 1.6  # mean run of lost frames from which losses count as bursty ...
     RANDOM_RUN = 1.3  # ... and below which they count as random again (one report is noisy)
+    # One report of runs is taken at its word (a run of three is ~10 times likelier from a bursty
+    # path than from random loss, and the copies must reach past runs from the start: waiting
+    # for a second report costs bursty 10 % 0.10-0.14 PESQ, replayed live patterns), but it may
+    # be chance: at 5 % random loss the half-second first report read '12.5 % loss (runs of
+    # 3.0)', and while the copies stay spread the listener waits longer for every lost frame
+    # (that seed live: 3.71 against 4.2-4.3). So until BURSTY_REPORTS reports have shown runs,
+    # a report of isolated losses (DOUBT_LOSS or more: not one lone loss) takes the call back at
+    # once, and after that only BURSTY_REPORTS reports of runs make it again.
+    BURSTY_REPORTS = 2
+    DOUBT_LOSS = 0.03
     SMOOTHING = 0.5  # weight of the newest report: one report is ~50 frames, noisy at low loss
     _ONE_COPY = 1  # index of the step sending one copy
 
@@ -216,6 +230,8 @@ class RedundancyPolicy:
         self._run = 1.0
         self._bursty = False
         self._ran = False  # a report with losses came: _run holds their mean run
+        self._run_reports = 0  # reports showing runs since the losses last counted as random
+        self._doubted = False  # a call of runs was taken back: the next needs BURSTY_REPORTS
         self._heavy = False  # loss reached the top step's threshold: Opus at LOSSY_BITRATE
         self._guess = False  # the step is start()'s, not yet confirmed by a report
         self.reports = 0  # updates taken since start()
@@ -253,6 +269,24 @@ class RedundancyPolicy:
         """The smoothed loss fraction the decisions are made on."""
         return self._loss or 0.0
 
+    def _judge_runs(self, loss_fraction: float, run: float) -> None:
+        """Whether losses come in runs, after one report with losses of mean run ``run``."""
+        if run >= self.BURSTY_RUN:
+            self._run_reports += 1
+        confirmed = self._run_reports >= self.BURSTY_REPORTS
+        if self._run < self.RANDOM_RUN:
+            self._bursty = False
+            self._run_reports = 0
+        elif (self._bursty and not confirmed and run < self.RANDOM_RUN
+              and loss_fraction >= self.DOUBT_LOSS):  # the one report of runs was chance
+            self._bursty = False
+            self._run_reports = 0
+            self._doubted = True
+            self._run = run
+        elif self._run >= self.BURSTY_RUN and (confirmed or not self._doubted):
+            self._bursty = True
+            self._doubted = self._doubted and not confirmed
+
     def update(self, loss_fraction: float, mean_loss_run: float = 1.0) -> MediaSettings:
         """Feed one listener report; get the settings to use from now on."""
         self.reports += 1
@@ -262,10 +296,7 @@ class RedundancyPolicy:
         if loss_fraction > 0 and mean_loss_run > 0:
             self._run = a * mean_loss_run + (1 - a) * (self._run if self._ran else mean_loss_run)
             self._ran = True
-            if self._run >= self.BURSTY_RUN:
-                self._bursty = True
-            elif self._run < self.RANDOM_RUN:
-                self._bursty = False
+            self._judge_runs(loss_fraction, mean_loss_run)
         loss = self._loss
         heavy = self.STEPS[-1][0]
         if loss >= heavy:

@@ -457,9 +457,23 @@ def test_a_frame_in_a_pause_is_dropped_to_shrink() -> None:
     dropped = set(range(500)) - set(seqs)
     assert dropped and dropped <= quiet
     assert jb.stats.skipped == len(dropped)
-    # one frame per second at most: slow, and only as many pauses as there are
     assert jb.current_delay is not None
     assert jb.current_delay == pytest.approx(0.100 + PHASE + 0.0 - len(dropped) * F, abs=0.02)
+
+
+def test_a_burst_starts_when_its_fastest_packet_says() -> None:
+    # the first packet comes 15 ms late (a relay waking up), the rest 2 ms after they were
+    # sent; the ticks fall 16 ms after a frame's send: the first frame plays on the first tick
+    # after 2 ms + the 40 ms target, not after the late packet's 17 ms + 40 ms
+    cfg = JitterConfig()
+    arrivals = burst(100)
+    arrivals[0] = (0.017, *arrivals[0][1:])
+    t0 = 0.016 - PHASE  # ticks 16 ms after each frame's send
+    out = run(JitterBuffer(cfg), arrivals, 140, t0)
+    first = next(i for i, it in enumerate(out) if it is not None)
+    assert out[first] is not None and out[first].seq == 0
+    first_at = t0 + first * F + PHASE
+    assert 0.002 + cfg.initial_delay <= first_at < 0.002 + cfg.initial_delay + F
 
 
 @settings(max_examples=60, deadline=None)

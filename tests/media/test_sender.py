@@ -171,9 +171,38 @@ def test_policy_spreads_offsets_when_losses_come_in_runs_and_gathers_them_again(
     assert not settings.runs and settings.offsets == OFFSETS[1]
 
 
+def test_policy_one_chance_run_is_taken_back_repeated_runs_are_not() -> None:
+    # 5 % random loss: the half-second first report held one run of three lost frames. It is
+    # taken at its word (a bursty path needs the spread copies from the start) ...
+    policy = RedundancyPolicy()
+    policy.start(START_REDUNDANCY)
+    assert policy.update(0.125, mean_loss_run=3.0).runs
+    # ... until the next report shows isolated losses: adjacent offsets again at once
+    settings = policy.update(0.05, mean_loss_run=1.0)
+    assert not settings.runs and settings.offsets == OFFSETS[settings.redundancy]
+    # after that, a single chance run does not spread the copies; a repeated one does
+    assert not policy.update(0.08, mean_loss_run=3.0).runs
+    for _ in range(4):
+        assert not policy.update(0.05, mean_loss_run=1.0).runs
+    assert not policy.update(0.10, mean_loss_run=3.0).runs
+    assert policy.update(0.10, mean_loss_run=2.5).runs
+    # a lone loss is no evidence against runs
+    lone = RedundancyPolicy()
+    lone.update(0.10, mean_loss_run=3.0)
+    assert lone.update(0.02, mean_loss_run=1.0).runs
+    # once two reports have shown runs, one report of isolated losses does not undo the call
+    bursty = RedundancyPolicy()
+    bursty.start(START_REDUNDANCY)
+    bursty.update(0.12, mean_loss_run=3.0)
+    bursty.update(0.08, mean_loss_run=2.0)
+    settings = bursty.update(0.10, mean_loss_run=1.0)
+    assert settings.runs and settings.offsets == RUN_OFFSETS[3]
+
+
 def test_policy_noisy_run_lengths_do_not_flip_the_offsets() -> None:
     policy = RedundancyPolicy()
     policy.update(0.10, mean_loss_run=2.5)
+    policy.update(0.10, mean_loss_run=2.5)  # two reports: the runs are no chance
     runs = {policy.update(0.10, r).runs for r in [1.2, 2.0, 1.4, 1.8, 1.3, 2.2] * 3}
     assert runs == {True}
 
