@@ -32,8 +32,7 @@ from ptt.errors import ProtocolError
 from ptt.protocol.cluster_routing import ClusterRouting, HomeMap, StaticHomes
 from ptt.protocol.server import GroupUpdated, ServerCore
 from ptt.protocol.session import Addr
-from ptt.wire.cluster import is_voice
-from ptt.wire.voice import peek_frame
+from ptt.wire.voice import is_voice, peek_frame
 
 __all__ = ["ClusterNode"]
 
@@ -137,9 +136,12 @@ class ClusterNode:
             return
         mine = self._mine()
         if mine:
-            task = asyncio.get_running_loop().create_task(self.ownership.want(mine))
-            self._claims.add(task)
-            task.add_done_callback(self._claims.discard)
+            self._spawn(self.ownership.want(mine))
+
+    def _spawn(self, claim: Any) -> None:
+        task = asyncio.get_running_loop().create_task(claim)
+        self._claims.add(task)
+        task.add_done_callback(self._claims.discard)
 
     def _on_server_event(self, ev: object, now: float) -> None:
         if isinstance(ev, GroupUpdated):
@@ -162,6 +164,13 @@ class ClusterNode:
     def _on_ownership(self, event: OwnershipEvent) -> None:
         if event.home is not None and event.change in (Change.CLAIMED, Change.LEARNED):
             self.routing.learn_home(event.group, event.home.fencing)
+        if event.change is Change.VANISHED and self.ownership is not None:
+            # its home died: every survivor tries, etcd's transaction picks one
+            self._spawn(self.ownership.want([event.group]))
+        elif self.server.is_open:
+            now = asyncio.get_running_loop().time()
+            self.routing.home_changed(event.group, now)
+            self.server.transmit(now)
         log.info("group %s: %s%s", event.group, event.change.value,
                  f" (home {event.home.node}, fencing {event.home.fencing})" if event.home else "")
 

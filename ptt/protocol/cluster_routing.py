@@ -328,6 +328,31 @@ class ClusterRouting:
         if term >= 1:
             self.fencing.learn_owner(Stamp(group, term))
 
+    def home_changed(self, group: str, now: float) -> None:
+        """``group``'s home changed (a claim, a loss; ``HomeMap`` says the new one). A node that
+        became the home of a floor it mirrored takes it over and tells every node (it does not
+        know the relay set yet: each node's next Presence trims it); a node that lost it
+        mirrors its floor until the new home's news; every other node tells the new home
+        whether it has members."""
+        g = self.core.state.groups.get(group)
+        if g is None or g.private:
+            return
+        floors = self.core.floors
+        if not self.elsewhere(group):
+            if floors.is_mirror(group):
+                self._relay[group] = set(self.homes.nodes)
+                if not g.joined:
+                    self._relay[group].discard(self.node)
+                events = floors.take_over(group, now)
+                self.core.floor_control.floor_events(events, now)
+                self.flush(now)
+            return
+        if not floors.is_mirror(group):
+            f = floors.floor(group)
+            floors.follow(group, f.state, f.holder, f.burst_id, f.holder_priority, f.queue)
+            self._relay.pop(group, None)
+        self.members_changed(g, now)
+
     def _on_input(self, msg: wc.FloorInput, now: float) -> None:
         g = self.core.state.groups.get(msg.group)
         if g is None or self.elsewhere(msg.group) or not self.homes.may_act(msg.group, now):

@@ -145,6 +145,7 @@ class EndReason(Enum):
     SESSION_LOST = "session_lost"
     REMOVED = "removed"
     NO_START = "no_start"  # granted from the queue, never spoke within the start window
+    FAILOVER = "failover"  # granted by a cluster home that died; this node now decides
 
 
 # --- events ------------------------------------------------------------------------------------
@@ -321,6 +322,22 @@ class Floor:
         self._talk_until = self._start_until = self._grace_until = 0.0
         self._last_voice = _NEVER
         self._mirror = True
+        if burst_id >= self._next_burst_id:  # should it take over, no burst id is reused
+            self._next_burst_id = burst_id % BURST_ID_MAX + 1
+
+    def take_over(self, now: float) -> list[FloorEvent]:
+        """Decide this floor here from now on: it mirrored a home that died. What that home
+        granted or queued is void (its talker cannot be timed from here): the queue empties,
+        a burst ends (FAILOVER) and the floor is idle, for every member to hear."""
+        self._mirror = False
+        events: list[FloorEvent] = []
+        if self._queue:
+            self._queue.clear()
+            self._queued.clear()
+            events.append(QueueChanged(self.group, ()))
+        if self._holder is not None:
+            self._end(EndReason.FAILOVER, now, events)
+        return events
 
     # -- membership -----------------------------------------------------------------------------
 
@@ -615,6 +632,14 @@ class FloorSet:
         leave the heap."""
         self.floor(group).follow(state, holder, burst_id, priority, queue)
         self._due.pop(group, None)
+
+    def take_over(self, group: str, now: float) -> list[FloorEvent]:
+        """The group's floor, a mirror, is decided here from now on (``Floor.take_over``)."""
+        floor = self.floor(group)
+        return self._scheduled(group, floor, floor.take_over(now))
+
+    def is_mirror(self, group: str) -> bool:
+        return self.floor(group)._mirror
 
     def voice(self, group: str, user: str, burst_id: int, now: float) -> bool:
         floor = self._floors.get(group)

@@ -16,7 +16,8 @@ Each is a msgpack array ``[CLUSTER_VERSION, type, field1, ...]`` (fields in decl
 validated field by field on decoding: :func:`decode` returns one of the three or raises
 :class:`~ptt.errors.ProtocolError`, nothing else, for any bytes. A voice frame crosses the bus as
 the relay forwards it (``ptt.wire.voice``, MAC removed, still ciphertext): it starts with
-``VOICE_MAGIC``, which no msgpack array starts with, so :func:`is_voice` tells the two apart.
+``VOICE_MAGIC``, which no msgpack array starts with, so ``ptt.wire.voice.is_voice`` tells the
+two apart.
 
 Floor events travel as plain tuples (:data:`EventTuple`, a kind number then the event's fields
 as ints, floats and strings): this layer sits below the protocol and knows none of its enums;
@@ -33,7 +34,6 @@ from typing import Any
 import msgpack
 
 from ptt.errors import ProtocolError
-from ptt.wire.voice import VOICE_MAGIC
 
 __all__ = [
     "CLUSTER_VERSION",
@@ -46,7 +46,6 @@ __all__ = [
     "Presence",
     "decode",
     "encode",
-    "is_voice",
 ]
 
 CLUSTER_VERSION = 1
@@ -121,10 +120,6 @@ _EVENT_FIELDS: dict[int, tuple[type, ...]] = {
     EventKind.IDLE: (int,),
     EventKind.QUEUE: (tuple,),
 }
-
-
-def is_voice(data: bytes) -> bool:
-    return bool(data) and data[0] == VOICE_MAGIC
 
 
 def encode(msg: Message) -> bytes:

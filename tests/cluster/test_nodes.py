@@ -145,10 +145,12 @@ def _page_wav(path: Path) -> tuple[Path, bytes]:
     return path, pcm
 
 
-def test_a_spoken_page_from_node_a_is_heard_on_node_b_with_the_group_homed_on_c(
-        cluster_etcd: Cluster, tmp_path: Path) -> None:
+def test_a_page_across_nodes_then_the_home_killed_mid_burst(cluster_etcd: Cluster,
+                                                           tmp_path: Path) -> None:
     """The whole stack (cluster_etcd): c claims g under its lease, a and b learn its fencing
-    number, which stamps every FloorNews of g; ann pages from a and bob hears it on b."""
+    number, which stamps every FloorNews of g; ann pages from a and bob hears it on b. Then c
+    is SIGKILLed while ann talks: a or b claims g with a higher number, dan (on b) is told the
+    floor is free, and bob is granted it."""
     cluster = cluster_etcd
     claimed = read_log_until(cluster.nodes[HOME], "group g: claimed")
     fencing = claimed.split("fencing ")[1].rstrip(")")
@@ -178,13 +180,46 @@ def test_a_spoken_page_from_node_a_is_heard_on_node_b_with_the_group_homed_on_c(
     for node in NODES:  # no node logged a failure on the bus
         assert "bad message on the bus" not in cluster.nodes[node].output()
 
+    # then the home is SIGKILLed mid-burst: a survivor claims g with a higher fencing number,
+    # every member is told the floor is free, and a new grant is possible
+    long = tone_wav(tmp_path / "long.wav", 8.0)
+    dan = cluster.spawn("dan", "b", "listen", "g", "--out", str(tmp_path / "dan.wav"))
+    ann = None
+    try:
+        read_until(dan, "g", timeout=20)
+        ann = cluster.spawn("ann", "a", "talk", "g", "--wav", str(long))
+        read_until(ann, "floor granted", timeout=20)
+        read_until(dan, "ann is talking", timeout=10)
+        killed = time.monotonic()
+        cluster.nodes[HOME].kill()
+        read_until(dan, "floor idle", timeout=15)
+        told = time.monotonic() - killed
+        new_home = next(n for n in ("a", "b")
+                        if "group g: claimed" in cluster.nodes[n].output())
+        line = read_log_until(cluster.nodes[new_home], "group g: claimed")
+        assert int(line.split("fencing ")[1].rstrip(")")) > int(fencing), line
+        short = tone_wav(tmp_path / "short.wav", 1.0, 660.0)
+        code, out, err = cluster.ptt("bob", "b", "talk", "g", "--wav", str(short))
+        no_traceback(err)
+        assert code == 0 and "floor granted" in out, (out, err)
+        read_until(dan, "bob is talking", timeout=10)
+        print(f"{time.monotonic() - killed:.1f} s after the kill: bob granted; home killed: members told the floor is free after {told:.2f} s; "
+              f"new home {new_home}")
+    finally:
+        for p in (ann, dan):
+            if p is not None and p.poll() is None:
+                p.send_signal(signal.SIGINT)
+                finish(p, timeout=10)
+
 
 def test_floor_queue_and_preemption_across_three_nodes(cluster: Cluster, tmp_path: Path
                                                        ) -> None:
     """ann (node a) talks; bob (node b) is queued behind her; cat, a dispatcher on the home
     node c, pre-empts ann with an emergency call; when cat is done bob gets the floor from
     the queue. dan listens on node b and sees each talker in turn."""
-    long = tone_wav(tmp_path / "long.wav", 8.0)
+    # ann's page outlasts any start-up of the others on a loaded machine: she is pre-empted,
+    # so it never plays to its end
+    long = tone_wav(tmp_path / "long.wav", 30.0)
     short = tone_wav(tmp_path / "short.wav", 1.0, 660.0)
     dan = cluster.spawn("dan", "b", "listen", "g", "--out", str(tmp_path / "dan.wav"))
     ann = bob = None

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from ptt.protocol import auth
 from ptt.protocol import messages as m
 from ptt.protocol.client import ClientCore
-from ptt.protocol.cluster_routing import ClusterRouting, StaticHomes
+from ptt.protocol.cluster_routing import ClusterRouting, HomeMap, StaticHomes
 from ptt.protocol.server import ServerCore
 from ptt.wire import cluster as wc
 from ptt.wire.voice import VoiceHeader, add_mac, encode_voice, is_voice, peek_frame
@@ -37,12 +37,14 @@ class ClusterSim:
     addrs: dict[str, tuple[str, int]] = field(default_factory=dict)
     heard: dict[str, int] = field(default_factory=dict)  # voice frames delivered per user
     bus_log: list[tuple[str, str, object]] = field(default_factory=list)
+    dead: set[str] = field(default_factory=set)  # nodes killed: they take and send nothing
+    homes: HomeMap | None = None  # default: StaticHomes(nodes, pinned)
     _q: list[tuple[float, int, str, object, bytes]] = field(default_factory=list)
     _seq: int = 0
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
-        homes = StaticHomes(self.nodes, self.pinned)
+        homes = self.homes or StaticHomes(self.nodes, self.pinned)
         self.cores = {n: ServerCore(self.rng.randbytes) for n in self.nodes}
         self.routing = {n: ClusterRouting(n, c, homes) for n, c in self.cores.items()}
         for r in self.routing.values():
@@ -82,6 +84,8 @@ class ClusterSim:
                                  data))
 
     def _to_bus(self, src: str, dest: str, data: bytes) -> None:
+        if src in self.dead or dest in self.dead:
+            return
         if is_voice(data):
             gid, _, burst, _ = peek_frame(data)
             self.bus_log.append((src, dest, ("voice", gid, burst)))
@@ -124,8 +128,8 @@ class ClusterSim:
         while True:
             times = [t for t in (
                 self._q[0][0] if self._q else None,
-                *(c.get_timer() for c in self.cores.values()),
-                *(r.get_timer() for r in self.routing.values()),
+                *(c.get_timer() for n, c in self.cores.items() if n not in self.dead),
+                *(r.get_timer() for n, r in self.routing.items() if n not in self.dead),
                 *(c.get_timer() for c in self.clients.values())) if t is not None]
             if not times or min(times) > t_end:
                 self.now = t_end
@@ -136,6 +140,8 @@ class ClusterSim:
                 if kind == "server":  # a client's datagram reaches its node
                     user = str(dest)
                     node = self.node_of[user]
+                    if node in self.dead:
+                        continue
                     core = self.cores[node]
                     targets = core.receive_datagram(data, self.addrs[user], self.now)
                     if targets is not None:
@@ -158,6 +164,8 @@ class ClusterSim:
                         self.heard[user] += 1
                     self.clients[user].receive_datagram(data, self.now)
             for node in self.nodes:
+                if node in self.dead:
+                    continue
                 core, routing = self.cores[node], self.routing[node]
                 t = core.get_timer()
                 if t is not None and t <= self.now:

@@ -118,6 +118,57 @@ def test_queue_preemption_and_silence_across_nodes() -> None:
     assert {sim.clients[u].groups["g"].talker for u in ("ann", "bob", "cat")} == {None}
 
 
+class MovableHomes:
+    """Homes a test moves by hand, as the ownership watch would (a claim, a higher term)."""
+
+    def __init__(self, nodes: tuple[str, ...], homes: dict[str, tuple[str, int]]) -> None:
+        self.nodes = nodes
+        self.homes = homes
+
+    def home_of(self, group: str) -> tuple[str, int]:
+        return self.homes[group]
+
+    def may_act(self, group: str, now: float) -> bool:
+        return True
+
+
+def test_a_survivor_that_claims_a_dead_homes_group_frees_the_floor_and_grants_again() -> None:
+    homes = MovableHomes(("A", "B", "C"), {"g": ("C", 3), "h": ("C", 3)})
+    sim = ClusterSim(homes=homes)
+    for u, node in (("ann", "A"), ("bob", "B"), ("cat", "B"), ("dan", "A")):
+        sim.add_user(u, node)
+    sim.add_group("g", 1, GROUPS["g"])
+    sim.add_group("h", 2, GROUPS["h"])
+    sim.connect(GROUPS)
+    sim.run_until(1.0)
+    ann, bob = sim.clients["ann"], sim.clients["bob"]
+    ann.request_floor("g", sim.now)
+    sim.talk(0.3)
+    bob.request_floor("g", sim.now)
+    sim.talk(0.3)
+    assert bob.participation("g") is Participation.QUEUED
+    sim.dead.add("C")  # SIGKILL of the home, mid-burst
+    sim.talk(0.5)
+    homes.homes["g"] = ("B", 4)  # B's claim, as every node's watch reports it
+    for node in ("A", "B"):
+        sim.routing[node].learn_home("g", 4)
+        sim.routing[node].home_changed("g", sim.now)
+    sim.talk(0.3)
+    # everyone is told the floor is free: the old grant and queue are void
+    assert {sim.clients[u].groups["g"].talker for u in ("ann", "bob", "cat")} == {None}
+    assert ann.participation("g") is Participation.NO_PERMISSION
+    assert sim.cores["B"].floors.floor("g").holder is None
+    bob.request_floor("g", sim.now)  # the new home grants
+    sim.talk(0.5)
+    assert bob.participation("g") is Participation.HAS_PERMISSION
+    assert ann.groups["g"].talker == "bob"
+    # news stamped by the dead home's term is refused everywhere now
+    stale = wc.FloorNews("g", 3, "C", "", 0, (), "taken", "ann", 99, 0, (), ("A", "B"))
+    sim.routing["A"].receive(wc.encode(stale), sim.now)
+    assert sim.routing["A"].refused_news == 1
+    assert sim.cores["A"].floors.floor("g").holder == "bob"
+
+
 def test_news_from_an_older_term_is_refused() -> None:
     sim = _sim()
     b = sim.routing["B"]
