@@ -330,14 +330,7 @@ class Floor:
         granted or queued is void (its talker cannot be timed from here): the queue empties,
         a burst ends (FAILOVER) and the floor is idle, for every member to hear."""
         self._mirror = False
-        events: list[FloorEvent] = []
-        if self._queue:
-            self._queue.clear()
-            self._queued.clear()
-            events.append(QueueChanged(self.group, ()))
-        if self._holder is not None:
-            self._end(EndReason.FAILOVER, now, events)
-        return events
+        return self._void(EndReason.FAILOVER, now)
 
     # -- membership -----------------------------------------------------------------------------
 
@@ -362,13 +355,17 @@ class Floor:
 
     def close(self, now: float) -> list[FloorEvent]:
         """The group goes away: empty the queue, end the burst (REMOVED)."""
+        return self._void(EndReason.REMOVED, now)
+
+    def _void(self, reason: EndReason, now: float) -> list[FloorEvent]:
+        """Empty the queue, then end the burst with ``reason``: the floor is idle."""
         events: list[FloorEvent] = []
         if self._queue:
             self._queue.clear()
             self._queued.clear()
             events.append(QueueChanged(self.group, ()))
         if self._holder is not None:
-            self._end(EndReason.REMOVED, now, events)
+            self._end(reason, now, events)
         return events
 
     # -- floor control --------------------------------------------------------------------------
