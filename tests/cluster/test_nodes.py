@@ -128,7 +128,20 @@ def cluster_etcd(tmp_path: Path, nats: Nats, etcd: Etcd, postgres: Postgres
             srv.stop()
 
 
-def read_log_until(srv: ServerProcess, needle: str, within: float = 10.0) -> str:
+def _claimed_by(cluster: Cluster, nodes: tuple[str, ...], within: float = 20.0
+                ) -> tuple[str, str]:
+    """The node of ``nodes`` that logged its claim of g, and that line (waited for)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        for node in nodes:
+            for line in cluster.nodes[node].output().splitlines():
+                if "group g: claimed" in line:
+                    return node, line
+        time.sleep(0.05)
+    raise AssertionError(f"none of {nodes} claimed g within {within} s")
+
+
+def read_log_until(srv: ServerProcess, needle: str, within: float = 20.0) -> str:
     """The first line of the node's log holding ``needle`` (waited for)."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
@@ -192,17 +205,15 @@ def test_a_page_across_nodes_then_the_home_killed_mid_burst(cluster_etcd: Cluste
         read_until(dan, "ann is talking", timeout=10)
         killed = time.monotonic()
         cluster.nodes[HOME].kill()
-        read_until(dan, "floor idle", timeout=15)
+        read_until(dan, "floor idle", timeout=20)
         told = time.monotonic() - killed
-        new_home = next(n for n in ("a", "b")
-                        if "group g: claimed" in cluster.nodes[n].output())
-        line = read_log_until(cluster.nodes[new_home], "group g: claimed")
+        new_home, line = _claimed_by(cluster, ("a", "b"))
         assert int(line.split("fencing ")[1].rstrip(")")) > int(fencing), line
         short = tone_wav(tmp_path / "short.wav", 1.0, 660.0)
         code, out, err = cluster.ptt("bob", "b", "talk", "g", "--wav", str(short))
         no_traceback(err)
         assert code == 0 and "floor granted" in out, (out, err)
-        read_until(dan, "bob is talking", timeout=10)
+        read_until(dan, "bob is talking", timeout=15)
         print(f"{time.monotonic() - killed:.1f} s after the kill: bob granted; home killed: members told the floor is free after {told:.2f} s; "
               f"new home {new_home}")
     finally:
