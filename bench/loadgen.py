@@ -8,8 +8,9 @@ Everything talks to 127.0.0.1 only, and every loop here is bounded in time and s
   the server process) and counters, stop it.
 - :class:`WorkerProc` runs a :class:`ClientPool`: thousands of sans-I/O ``ClientCore``s, each on its
   own UDP socket (the server binds a session to its source address), driven by one epoll loop and
-  one timer heap per process. They log in, join their groups and heartbeat at the server's interval
-  (1 s) with random phases, like real clients. Roles on top of that: ``probe`` (timed floor
+  one timer heap per process. They log in, join their groups and heartbeat at the cadence the server
+  tells them (``ptt.protocol.keepalive``: 1 s while a group of theirs has a talker, 25 s idle)
+  with random phases, like real clients (light ones, ``go_light``, every second whatever). Roles on top of that: ``probe`` (timed floor
   requests), ``listen`` (voice receive latency), ``talk`` (paced voice frames).
 
 Clocks: ``time.monotonic`` (CLOCK_MONOTONIC) is shared by all processes of the machine, so a send
@@ -385,7 +386,8 @@ class ClientPool:
                 if isinstance(ev, cl.Connected):
                     self.online.add(i)
                     # real clients heartbeat with random phases, not in lock step with the ramp
-                    core._next_heartbeat = time.monotonic() + random.random() * core.heartbeat
+                    core._next_heartbeat = time.monotonic() + random.random() * max(
+                        core.heartbeat, core.cadence.idle)
                 elif isinstance(ev, cl.GroupJoined):
                     self.joined += 1
                 elif isinstance(ev, cl.Disconnected):

@@ -42,6 +42,7 @@ BENCHMARKS = {
     "crypto": "bench_crypto",
     "voice_auth": "bench_voice_auth",
     "load": "bench_load",
+    "idle": "bench_idle",
     "memory": "bench_memory",
     "fuzz": "bench_fuzz",
     "login_flood": "bench_login_flood",

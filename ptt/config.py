@@ -71,8 +71,15 @@ from ptt.names import (
 from ptt.net.multicast import DEFAULT_INTERFACE, DEFAULT_TTL
 from ptt.protocol.auth import check_token
 from ptt.protocol.floor import EMERGENCY_ROLES
+from ptt.protocol.keepalive import (
+    HEARTBEAT_INTERVAL,
+    IDLE_HEARTBEAT_INTERVAL,
+    IDLE_SESSION_TIMEOUT,
+    SESSION_TIMEOUT,
+    Cadence,
+)
 from ptt.protocol.messages import Role
-from ptt.protocol.session import HEARTBEAT_INTERVAL, MAX_DEVICES, SESSION_TIMEOUT
+from ptt.protocol.session import MAX_DEVICES
 
 log = logging.getLogger(__name__)
 
@@ -386,11 +393,22 @@ class ServerConfig:
         shown_default="$XDG_DATA_HOME/ptt/ptt.db", example="/var/lib/ptt/ptt.db")
     heartbeat_interval: float = _setting(
         _positive, "PTT_SERVER_HEARTBEAT_INTERVAL", HEARTBEAT_INTERVAL,
-        meaning="Seconds between a client's heartbeats; the server tells each client at login.")
+        meaning="Seconds between a client's heartbeats while one of its groups has a talker or "
+                "it asks for the floor; the server tells each client at login.")
     session_timeout: float = _setting(
         _positive, "PTT_SERVER_SESSION_TIMEOUT", SESSION_TIMEOUT,
-        meaning="Seconds without a datagram after which a session expires: its floor and queue "
-                "places are freed. Must exceed heartbeat_interval.")
+        meaning="Seconds without a datagram after which a busy session expires (one of its "
+                "groups has a talker): its floor and queue places are freed. Must exceed "
+                "heartbeat_interval.")
+    idle_heartbeat_interval: float = _setting(
+        _positive, "PTT_SERVER_IDLE_HEARTBEAT_INTERVAL", IDLE_HEARTBEAT_INTERVAL,
+        meaning="Seconds between a client's heartbeats while none of its groups has a talker "
+                "(most of the time: each heartbeat costs the server CPU); under a NAT's UDP "
+                "binding time. Not above heartbeat_interval: no idle cadence.")
+    idle_session_timeout: float = _setting(
+        _positive, "PTT_SERVER_IDLE_SESSION_TIMEOUT", IDLE_SESSION_TIMEOUT,
+        meaning="Seconds without a datagram after which an idle session expires. Must exceed "
+                "idle_heartbeat_interval + session_timeout - heartbeat_interval.")
     max_devices: int = _setting(
         _devices, "PTT_SERVER_MAX_DEVICES", MAX_DEVICES,
         meaning="Devices one user may be online from at once (each hears its groups, one talks "
@@ -434,6 +452,10 @@ class ServerConfig:
                 f"session_timeout ({self.session_timeout:g} s) must exceed "
                 f"heartbeat_interval ({self.heartbeat_interval:g} s)"
             )
+        problem = Cadence(self.heartbeat_interval, self.session_timeout,
+                          self.idle_heartbeat_interval, self.idle_session_timeout).problem()
+        if problem:
+            raise ConfigError(problem)
 
     @property
     def address(self) -> tuple[str, int]:

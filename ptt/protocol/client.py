@@ -20,8 +20,12 @@ holds the user's verifier), then seals every request, heartbeat and Ack, and dro
 datagram that does not open (forged, altered, replayed). Plain, it accepts only a Challenge and
 ``Error(AUTH_FAILED | NO_SESSION)``, whose forgery can do no more than make it log in again.
 
-The connection heals itself: silence from the server for ``session_timeout`` starts a new login,
-and every group that was joined is joined again. A plain ``Error(NO_SESSION)`` (a restarted
+Heartbeats follow :class:`ptt.protocol.keepalive.Cadence` (the server's numbers, from the
+Welcome): every ``busy`` seconds while a joined group has a talker or this client asks for or holds
+a floor, every ``idle`` seconds otherwise; the client tightens the moment it learns its group is
+busy. The connection heals itself: a heartbeat unanswered for ``busy_timeout - busy`` (and the
+server silent for ``busy_timeout``) starts a new login, and every group that was joined is joined
+again. A plain ``Error(NO_SESSION)`` (a restarted
 server; but anyone can send one from the server's address) is only a hint: the client checks its
 session with a sealed heartbeat and logs in again only if no sealed answer comes within
 ``CHECK_WINDOW``.
@@ -61,10 +65,10 @@ from ptt.protocol.client_events import (
     RequestFailed,
     TalkerChanged,
 )
+from ptt.protocol.keepalive import Cadence
 from ptt.protocol.limits import padding_needed
 from ptt.protocol.messages import decode_message, encode_message
 from ptt.protocol.participant import FloorInput, next_state
-from ptt.protocol.session import HEARTBEAT_INTERVAL, SESSION_TIMEOUT
 from ptt.protocol.transactions import RETRY_TOTAL, Retransmitter, SeenSet
 from ptt.wire.voice import is_voice, voice_mac_key
 
@@ -78,7 +82,6 @@ RELOGIN_CAP = 2.0
 # sealed answer came within CHECK_WINDOW; the second heartbeat covers one lost datagram
 CHECK_WINDOW = 0.3
 CHECK_RESEND = 0.15
-FAST_HEARTBEATS = 4  # heartbeats per interval while holding a floor or missing answers
 BURST_SPACE = 1 << 32
 
 __all__ = [  # events and states live in client_events and participant; import them here
@@ -119,8 +122,7 @@ class ClientCore:
         self.session_id = 0
         self.role = m.Role.VOLUNTEER
         self.groups: dict[str, GroupView] = {}
-        self.heartbeat = HEARTBEAT_INTERVAL
-        self.session_timeout = SESSION_TIMEOUT
+        self.cadence = Cadence()  # the server's, from its Welcome
         self._out: list[bytes] = []
         self._events: list[ClientEvent] = []
         self._rt: Retransmitter[int] = Retransmitter()
@@ -130,7 +132,8 @@ class ClientCore:
         self._client_nonce = b""
         self._next_heartbeat: float | None = None
         self._last_heard = 0.0
-        self._last_ack = 0.0  # the last HeartbeatAck: the server hears us
+        self._last_sent = 0.0  # the last heartbeat
+        self._unanswered: float | None = None  # the first heartbeat not answered yet
         self._relogin_at: float | None = None
         self._check_until: float | None = None  # checking the session after a plain NO_SESSION
         self._check_resend: float | None = None
@@ -141,6 +144,28 @@ class ClientCore:
         self.dropped = 0  # datagrams refused: did not open, or plain where sealed is required
         self.page_device = ""  # set by subscribe_pages: this client shows pages
         self._pages_seen: set[int] = set()  # page ids shown on this connection
+
+    @property
+    def heartbeat(self) -> float:
+        """Seconds between heartbeats on the busy cadence (the server's heartbeat_interval)."""
+        return self.cadence.busy
+
+    @property
+    def session_timeout(self) -> float:
+        """Seconds of silence after which a busy session is given up."""
+        return self.cadence.busy_timeout
+
+    def busy(self) -> bool:
+        """On the busy cadence: a joined group has a talker, or we ask for or hold a floor."""
+        return any(g.talker is not None or g.participation is not Participation.NO_PERMISSION
+                   for g in self.groups.values())
+
+    def _talking(self) -> bool:
+        return any(g.participation is Participation.HAS_PERMISSION for g in self.groups.values())
+
+    def heartbeat_interval(self) -> float:
+        """Seconds from an answered heartbeat to the next, on the cadence we are on now."""
+        return self.cadence.interval(self.busy(), self._talking())
 
     @property
     def token(self) -> str:
@@ -161,7 +186,8 @@ class ClientCore:
         ts = [t for t in (self._rt.get_timer(), self._next_heartbeat, self._relogin_at,
                           self._check_until, self._check_resend) if t is not None]
         if self.conn is ConnState.CONNECTED:
-            ts.append(self._last_heard + self.session_timeout)
+            if self._unanswered is not None:
+                ts.append(self.cadence.given_up_at(self._last_heard, self._unanswered))
         else:
             ts.extend(g.asked[1] + RETRY_TOTAL for g in self.groups.values() if g.asked)
         return min(ts) if ts else None
@@ -217,6 +243,7 @@ class ClientCore:
         if self.conn is ConnState.CONNECTED:
             self._request("floor", group,
                           lambda t: m.FloorRequest(t, self.session_id, group, priority), now)
+            self._tighten(now)
         # else the request is carried over and sent once logged in again (see _on_welcome)
 
     def release_floor(self, group: str, now: float) -> None:
@@ -306,6 +333,8 @@ class ClientCore:
             self._last_heard = now
             self._check_until = self._check_resend = None
         self._handle(msg, now)
+        if self._next_heartbeat is not None:
+            self._tighten(now)
 
     def handle_timer(self, now: float) -> None:
         resend, expired = self._rt.handle_timer(now)
@@ -315,8 +344,9 @@ class ClientCore:
             what, group = self._pending.pop(e.key, ("", ""))
             self._timed_out(what, group, now, e.key)
         if self.conn is ConnState.CONNECTED:
-            if now >= self._last_heard + self.session_timeout:
-                self._lost(LOST_SILENT.format(timeout=self.session_timeout), now)
+            if self._unanswered is not None and now >= self.cadence.given_up_at(
+                    self._last_heard, self._unanswered):
+                self._lost(LOST_SILENT.format(timeout=round(now - self._last_heard, 1)), now)
             elif self._check_until is not None and now >= self._check_until:
                 self._lost(LOST_FORGOTTEN, now)
             elif self._check_resend is not None and now >= self._check_resend:
@@ -336,15 +366,30 @@ class ClientCore:
     def _send_heartbeat(self, now: float) -> None:
         self._txn_next()
         self._emit(encode_message(m.Heartbeat(self._txn, self.session_id)), keepalive=True)
-        talking = any(g.participation is Participation.HAS_PERMISSION
-                      for g in self.groups.values())
-        # a talker's voice keeps its session on the server, but only answers tell the client
-        # so: it asks more often; so does a client whose last heartbeat answer is overdue (other
-        # news does not show that the server hears us). Loss then cannot make the client give
-        # up, or the server expire, a session still in use.
-        overdue = now - self._last_ack > self.heartbeat * 1.5
-        self._next_heartbeat = now + (self.heartbeat / FAST_HEARTBEATS if talking or overdue
-                                      else self.heartbeat)
+        self._last_sent = now
+        # the next one is due a busy interval on unless answered before (then the cadence we
+        # are on decides, _on_ack). A talker's voice keeps its session on the server, but only
+        # answers tell the client so: it asks more often; so does a client whose heartbeat is
+        # unanswered (other news does not show that the server hears us). Loss then cannot
+        # make the client give up, or the server expire, a session still in use.
+        answered = self._unanswered is None
+        if answered:
+            self._unanswered = now
+        self._next_heartbeat = now + (self.cadence.busy if answered and not self._talking()
+                                      else self.cadence.retry)
+
+    def _on_ack(self) -> None:
+        """The server answered a heartbeat: the next is due at the cadence we are on."""
+        self._unanswered = None
+        if self._next_heartbeat is not None:
+            self._next_heartbeat = self._last_sent + self.heartbeat_interval()
+
+    def _tighten(self, now: float) -> None:
+        """Our cadence may have become faster (a group got a talker, we asked for the floor):
+        the next heartbeat comes no later than one interval of it from now."""
+        due = now + self.heartbeat_interval()
+        if self._next_heartbeat is not None and due < self._next_heartbeat:
+            self._next_heartbeat = due
 
     def _check_session(self, now: float) -> None:
         """A plain NO_SESSION came (a restarted server, or anyone at all): ask the server with
@@ -407,7 +452,7 @@ class ClientCore:
             if self._answered(msg.txn) is not None:
                 self._on_welcome(msg, now)
         elif isinstance(msg, m.HeartbeatAck):
-            self._last_ack = now
+            self._on_ack()
             self._check_digest(msg.digest, now)
         elif isinstance(msg, m.SessionClosed):
             if msg.txn:  # every copy: the server resends until one Ack gets through
@@ -537,10 +582,12 @@ class ClientCore:
         self.conn = ConnState.CONNECTED
         self.session_id = msg.session_id
         self.role = msg.role
-        self.heartbeat = msg.heartbeat_ms / 1000
-        self.session_timeout = msg.session_timeout_ms / 1000
-        self._last_heard = self._last_ack = now
-        self._next_heartbeat = now + self.heartbeat
+        busy = msg.heartbeat_ms / 1000
+        self.cadence = Cadence(busy, msg.session_timeout_ms / 1000,
+                               msg.idle_heartbeat_ms / 1000 if msg.idle_heartbeat_ms else busy)
+        self._last_heard = self._last_sent = now
+        self._unanswered = None
+        self._next_heartbeat = now + self.cadence.busy  # then the cadence we are on
         self._relogin_backoff = RELOGIN_FIRST
         self._events.append(Connected(msg.session_id, msg.role, list(msg.groups)))
         for name, g in self.groups.items():

@@ -231,9 +231,10 @@ class Welcome:
     txn: int
     session_id: int
     role: Role
-    heartbeat_ms: int
+    heartbeat_ms: int  # the busy cadence (ptt.protocol.keepalive)
     session_timeout_ms: int
     groups: list[str]
+    idle_heartbeat_ms: int = 0  # the idle cadence; 0: heartbeat_ms always
 
 
 @dataclass(frozen=True, slots=True)

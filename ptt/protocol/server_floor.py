@@ -175,6 +175,7 @@ class FloorControl:
                 if cause is not None:
                     self._revoke(ev.user, g, ev.burst_id, cause, 0.0, now)
             elif isinstance(ev, fl.Idle):
+                g.busy_since = None  # its members may relax (ptt.protocol.keepalive)
                 g.version += 1
                 self._announce_floor(g, m.FloorIdle(g.name, ev.burst_id, g.version), now)
             elif isinstance(ev, fl.QueueChanged):
@@ -203,6 +204,11 @@ class FloorControl:
                 g.grant_key = self.out.send_reliable(s, lambda txn: m.FloorGranted(
                     txn, g.name, ev.burst_id, int(ev.max_talk * 1000), window), now)
                 g.grant_burst = ev.burst_id
+        if g.busy_since is None:  # the floor news below tightens its members' cadence
+            g.busy_since = now
+            tightened = self.state.sessions.tightened
+            for member in g.joined.values():
+                tightened(member)
         g.version += 1  # the requester hears it too: its version must follow
         self._announce_floor(g, m.FloorTaken(g.name, ev.user, ev.burst_id, ev.priority,
                                              int(ev.max_talk * 1000), g.version,

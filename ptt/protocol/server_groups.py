@@ -228,6 +228,8 @@ class Directory:
         g.targets.clear()
         if self.state.home is not None and len(g.joined) == 1:
             self.state.home.members_changed(g, now)
+        if g.busy_since is not None:  # its Joined shows the talker: the client tightens
+            self.state.sessions.tightened(s)
         g.online[s.user] = g.online.get(s.user, 0) + 1
         if g.online[s.user] == 1:  # another device of an online member changes nobody's view
             self.presence_changed(g, s.user, now)

@@ -18,14 +18,14 @@ from ptt.protocol import floor as fl
 from ptt.protocol import limits
 from ptt.protocol import messages as m
 from ptt.protocol.feedback import LinkAggregate
-from ptt.protocol.session import (
+from ptt.protocol.keepalive import (
     HEARTBEAT_INTERVAL,
-    MAX_DEVICES,
+    IDLE_HEARTBEAT_INTERVAL,
+    IDLE_SESSION_TIMEOUT,
     SESSION_TIMEOUT,
-    Addr,
-    Session,
-    SessionTable,
+    Cadence,
 )
+from ptt.protocol.session import MAX_DEVICES, Addr, Session, SessionTable
 
 PRIVATE_GROUP_BASE = 1 << 31  # wire ids of one-to-one call groups, never stored
 
@@ -71,6 +71,8 @@ class GroupEntry:
     floor_news: m.FloorTaken | m.FloorIdle | None = None  # the latest (server_floor repeats it)
     link: LinkAggregate | None = None  # listeners' reports of the current burst (loss feedback)
     burst_frames: int = 0  # voice frames of the current burst the relay accepted
+    # since when the floor has had a talker (None: idle): its members are on the busy cadence
+    busy_since: float | None = None
     # members whose presence changed since the last PresenceBatch (server_groups), when that
     # batch left, and when the next is due (0.0: none is scheduled)
     presence_pending: dict[str, None] = field(default_factory=dict)
@@ -124,13 +126,20 @@ class ServerCoreConfig:
     ``login_limits``: the back-off after failed logins, per user name and per source host.
     """
 
-    heartbeat: float = HEARTBEAT_INTERVAL
+    heartbeat: float = HEARTBEAT_INTERVAL  # the busy cadence (ptt.protocol.keepalive)
     session_timeout: float = SESSION_TIMEOUT
+    idle_heartbeat: float = IDLE_HEARTBEAT_INTERVAL  # the idle cadence
+    idle_session_timeout: float = IDLE_SESSION_TIMEOUT
     floor: fl.FloorConfig = fl.FloorConfig()
     rate_limits: limits.RateLimits = limits.RateLimits()
     emergency_roles: frozenset[m.Role] = fl.EMERGENCY_ROLES
     max_devices: int = MAX_DEVICES  # sessions per user at once (ServerConfig.max_devices)
     login_limits: limits.LoginLimits = limits.LoginLimits()
+
+    @property
+    def cadence(self) -> Cadence:
+        return Cadence(self.heartbeat, self.session_timeout, self.idle_heartbeat,
+                       self.idle_session_timeout)
 
 
 class ServerState:
@@ -143,9 +152,17 @@ class ServerState:
         self.users: dict[str, UserEntry] = {}
         self.groups: dict[str, GroupEntry] = {}
         self.by_id: dict[int, GroupEntry] = {}  # the same groups by wire id
-        self.sessions = SessionTable(config.session_timeout)
+        self.sessions = SessionTable(config.cadence, self.busy_since)
         self.floors = fl.FloorSet()
         self.home: FloorHome | None = None  # set on a cluster node: floors decided elsewhere
+
+    def busy_since(self, s: Session) -> float | None:
+        """Since when ``s`` should be on the busy cadence: the earliest of its groups' floors that
+        has a talker (its client tightens when it hears the first), None while all are idle."""
+        groups = self.groups
+        since = [g.busy_since for n in s.joined
+                 if (g := groups.get(n)) is not None and g.busy_since is not None]
+        return min(since) if since else None
 
     def floor_session(self, g: GroupEntry, user: str) -> Session | None:
         """The session that speaks for ``user`` on ``g``'s floor: the one granted the floor if

@@ -3,22 +3,25 @@
 A session is created by a successful login and bound to the client's address; it holds the
 session's :class:`~ptt.crypto.channel.SecureChannel`, through which every later control datagram
 in either direction goes. Every datagram from that address that opens refreshes it; a session
-not heard from for ``timeout`` seconds expires. Expiry is found with a heap of deadlines checked
-lazily, so heartbeats cost a dict lookup, one AEAD open and an assignment.
+not heard from for its timeout expires, the timeout following the cadence its client is on
+(:class:`ptt.protocol.keepalive.Cadence`: short while one of its groups is busy, long while idle).
+Expiry is found with a heap of deadlines checked lazily and rounded up to
+``keepalive.EXPIRY_GRID``, so heartbeats cost a dict lookup, one AEAD open and an assignment, and
+the checks of many sessions share a timer wake-up.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ptt.crypto.channel import SecureChannel
+from ptt.protocol.keepalive import Cadence, expiry_check_at
 from ptt.protocol.messages import Role
 
 Addr = tuple[str, int] | tuple[str, int, int, int]
 
-HEARTBEAT_INTERVAL = 1.0  # clients heartbeat this often: a restarted server is noticed within ~1 s
-SESSION_TIMEOUT = 5.0  # missed heartbeats for this long -> the session expires
 MAX_DEVICES = 4  # sessions one user may have at once; a login beyond ends the oldest
 
 
@@ -36,15 +39,21 @@ class Session:
     path_check_at: float = -1.0  # last PathCheck sent to a new address (rate limit)
     joined: set[str] = field(default_factory=set)
     voice_key: bytes = b""  # checks the MAC on its voice (ptt.wire.voice.open_mac)
+    check_at: float = 0.0  # the earliest expiry check of it in the table's heap
 
 
 class SessionTable:
     """Sessions by id, by address, and by user and device: a user may be online from several
     devices at once (a login from a device that has a session replaces it); ``by_user`` holds
-    each user's newest session, ``devices`` all of them, oldest first."""
+    each user's newest session, ``devices`` all of them, oldest first.
 
-    def __init__(self, timeout: float = SESSION_TIMEOUT) -> None:
-        self.timeout = timeout
+    ``busy_since(session)``: since when the session's client is on the busy cadence (one of its
+    groups has a talker), or None while it is idle; the server's floor state answers it."""
+
+    def __init__(self, cadence: Cadence = Cadence(),
+                 busy_since: Callable[[Session], float | None] = lambda s: None) -> None:
+        self.cadence = cadence
+        self.busy_since = busy_since
         self.by_id: dict[int, Session] = {}
         self.by_addr: dict[Addr, Session] = {}
         self.by_user: dict[str, Session] = {}
@@ -59,7 +68,23 @@ class SessionTable:
         self.by_addr[session.addr] = session
         self.by_user[session.user] = session
         self._devices.setdefault(session.user, []).append(session)
-        heapq.heappush(self._heap, (session.last_seen + self.timeout, session.session_id))
+        self._arm(session, expiry_check_at(self.deadline(session)))
+
+    def deadline(self, session: Session) -> float:
+        """When ``session`` expires unless heard from again."""
+        return self.cadence.deadline(session.last_seen, self.busy_since(session))
+
+    def tightened(self, session: Session) -> None:
+        """``session`` should go onto the busy cadence: it is checked again when the busy
+        timeout could first expire it (before the check the heap holds for it)."""
+        at = expiry_check_at(max(session.last_seen, self.busy_since(session) or 0.0)
+                             + self.cadence.busy_timeout)
+        if at < session.check_at:
+            self._arm(session, at)
+
+    def _arm(self, session: Session, at: float) -> None:
+        session.check_at = at
+        heapq.heappush(self._heap, (at, session.session_id))
 
     def remove(self, session: Session) -> None:
         if self.by_id.get(session.session_id) is session:
@@ -102,17 +127,19 @@ class SessionTable:
         return self._heap[0][0] if self._heap else None
 
     def expired(self, now: float) -> list[Session]:
-        """Sessions whose deadline passed; still-live ones are re-armed at their real deadline."""
+        """Sessions whose deadline passed; still-live ones are re-armed at their real deadline
+        (one check per session in the heap: a check superseded by an earlier one is dropped)."""
         out: list[Session] = []
         heap = self._heap
         while heap and heap[0][0] <= now:
-            _, sid = heapq.heappop(heap)
+            at, sid = heapq.heappop(heap)
             s = self.by_id.get(sid)
-            if s is None:
+            if s is None or at != s.check_at:
                 continue
-            deadline = s.last_seen + self.timeout
+            deadline = self.deadline(s)
             if deadline <= now:
+                s.check_at = float("inf")  # its other checks (if any) are spent
                 out.append(s)
             else:
-                heapq.heappush(heap, (deadline, sid))
+                self._arm(s, expiry_check_at(deadline))
         return out

@@ -96,7 +96,9 @@ class Retransmitter(Generic[K]):
             p = self._pending.get(key)
             if p is None or p.next_at != at:
                 continue
-            if now - p.first_sent >= self._total:
+            # the same sum as the deadline below: ``now - first_sent >= total`` can be False by
+            # a rounding error while ``first_sent + total <= now``, and the entry came back forever
+            if now >= p.first_sent + self._total:
                 del self._pending[key]
                 expired.append(Expired(key, p.dest))
                 continue

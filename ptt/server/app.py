@@ -143,6 +143,8 @@ class PttServer:
             os.urandom,
             core_config or ServerCoreConfig(heartbeat=config.heartbeat_interval,
                                             session_timeout=config.session_timeout,
+                                            idle_heartbeat=config.idle_heartbeat_interval,
+                                            idle_session_timeout=config.idle_session_timeout,
                                             max_devices=config.max_devices,
                                             emergency_roles=config.emergency_roles),
         )

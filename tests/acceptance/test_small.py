@@ -121,9 +121,11 @@ def test_the_desktop_keeps_its_width_and_greys_presence_and_talk_button_offline(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from ptt.desktop.window import OFFLINE_BG, WIDTH_PX
 
-    # short sessions: the window learns within about 2 s that the server is gone
+    # short sessions, idle or not (no idle cadence): the window learns within about 2 s that
+    # the server is gone
     monkeypatch.setenv("PTT_SERVER_HEARTBEAT_INTERVAL", "0.5")
     monkeypatch.setenv("PTT_SERVER_SESSION_TIMEOUT", "2")
+    monkeypatch.setenv("PTT_SERVER_IDLE_HEARTBEAT_INTERVAL", "0.5")
     site = Site(tmp_path).start()
     try:
         site.add_users("ann", "bob")

@@ -98,7 +98,8 @@ def test_members_leaving_and_vanishing_together_leave_every_view_true() -> None:
     cut_addrs = {net.addrs[u] for u in gone}
 
     net._send = cut  # type: ignore[method-assign]
-    net.run_until(net.now + net.server.config.session_timeout + 3.0)
+    # nobody talks: the vanished are idle sessions, ended at the idle timeout
+    net.run_until(net.now + net.server.config.idle_session_timeout + 3.0)
     stay = set(users[70:])
     assert set(net.server.groups["big"].online) == stay
     for u in users[70:]:
