@@ -68,7 +68,7 @@ from ptt.server.gcfreeze import GC_CHECK_EVERY, FreezePolicy, GcStep, gc_freeze_
 from ptt.server.lock import DatabaseLock
 from ptt.server.pagereceipts import PAGES_SAVE_EVERY, ReceiptChanges
 from ptt.server.pagestore import PageStore
-from ptt.server.peers import PEERS_SAVE_EVERY, PeerChanges
+from ptt.server.peers import ANNOUNCE_REPEATS, PEERS_SAVE_EVERY, PeerChanges
 from ptt.server.store import Store
 from ptt.wire.voice import VoiceFlags, is_voice, peek_flags
 
@@ -178,6 +178,7 @@ class PttServer:
         self._reader: PriorityReader | None = None  # set by start(), with the socket
         self._peers = PeerChanges()  # since the store last heard (PEERS_SAVE_EVERY)
         self._peers_timer: asyncio.TimerHandle | None = None
+        self._announce_timers: list[asyncio.TimerHandle] = []
         self._resume: asyncio.Handle | None = None  # a backlog left for the next loop turn
         self.pages: PageStore | None = None
         self._receipts = ReceiptChanges()  # since the store last heard (PAGES_SAVE_EVERY)
@@ -260,6 +261,17 @@ class PttServer:
         told = self.core.announce_restart(peers)
         if told:
             log.info("told %d client(s) of the last run to log in again", told)
+            self._send_out()
+            loop = asyncio.get_running_loop()
+            self._announce_timers = [loop.call_later(delay, self._announce_again, peers)
+                                     for delay in ANNOUNCE_REPEATS]
+
+    def _announce_again(self, peers: list[tuple[str, int]]) -> None:
+        """The restart notice once more: an idle client that lost it would otherwise notice
+        only at its next heartbeat (up to the idle interval, ptt.protocol.keepalive); one that
+        is back already checks its session with one sealed heartbeat and stays."""
+        if self._open:
+            self.core.announce_restart(peers)
             self._send_out()
 
     def _save_peers_soon(self) -> None:
@@ -425,6 +437,8 @@ class PttServer:
         if self._peers_timer is not None:
             self._peers_timer.cancel()
             self._peers_timer = None
+        for handle in self._announce_timers:
+            handle.cancel()
         for timer in (self._pages_timer, self._expire_timer):
             if timer is not None:
                 timer.cancel()

@@ -12,6 +12,9 @@ from __future__ import annotations
 from ptt.protocol.server import SessionEnded, SessionMoved, SessionStarted
 
 PEERS_SAVE_EVERY = 0.25  # s: where clients are reaches the store this often at most
+# s after a start: the restart notice is sent again at these delays, so one lost copy does not
+# leave an idle client believing in its session until its next heartbeat
+ANNOUNCE_REPEATS = (0.5, 2.0)
 
 
 class PeerChanges:
