@@ -594,15 +594,20 @@ class PgDirectory:
                 raise StoreError(f"database is unavailable: {_why(exc)}") from None
         if rows and rows[0][0] == since + 1 and all(
                 b[0] == a[0] + 1 for a, b in zip(rows, rows[1:], strict=False)):
+            # each changed user or group is read once (its state now includes every change),
+            # users first: a group read after them names no member memory lacks
             last = {(kind, name): version for version, kind, name in rows}
-            for i, (version, kind, name) in enumerate(rows):
-                if last[kind, name] != version:  # changed again later: read once, then
-                    self._mem.version = version
+            order = sorted(last.items(), key=lambda item: (item[0][0] != "user", item[1]))
+            for i, ((kind, name), version) in enumerate(order):
+                if version in self._own:  # written here, after every other change to it
                     self._own.discard(version)
-                    continue
-                self._apply(version, kind, name, on_change)
+                else:
+                    self._reload(kind, name)
+                    _tell(on_change, Change(version, kind, name))
                 if i % CATCH_UP_SLICE == CATCH_UP_SLICE - 1:
                     await asyncio.sleep(0)  # each read is a round trip: let the loop breathe
+            self._own.difference_update(v for v, _, _ in rows)
+            self._mem.version = max(self._mem.version, rows[-1][0])
             return
         await self._reload_all(on_change)
 
