@@ -95,6 +95,7 @@ def revoke_text(cause: m.RevokeCause, reason: str = "") -> str:
         m.RevokeCause.NO_START: "you did not start talking in time",
         m.RevokeCause.REMOVED: "you were removed from the group",
         m.RevokeCause.GROUP_DELETED: "the group was deleted",
+        m.RevokeCause.FAILOVER: "the group's home server failed; another took over: ask again",
         m.RevokeCause.SESSION_LOST: "your session was lost",
     }.get(cause, cause.name.lower())
 

@@ -328,7 +328,8 @@ class Floor:
     def take_over(self, now: float) -> list[FloorEvent]:
         """Decide this floor here from now on: it mirrored a home that died. What that home
         granted or queued is void (its talker cannot be timed from here): the queue empties,
-        a burst ends (FAILOVER) and the floor is idle, for every member to hear."""
+        a burst ends (FAILOVER: its talker is revoked with that cause) and the floor is idle,
+        for every member to hear."""
         self._mirror = False
         return self._void(EndReason.FAILOVER, now)
 

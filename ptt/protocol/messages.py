@@ -112,6 +112,7 @@ class RevokeCause(IntEnum):
     REMOVED = 5  # removed from the group
     NO_START = 6  # granted from the queue but never started talking (T132-like)
     GROUP_DELETED = 7
+    FAILOVER = 8  # the group's home node died; the node that took the group over freed the floor
 
 
 class GoneReason(IntEnum):

@@ -33,6 +33,7 @@ _END_TO_REVOKE = {
     fl.EndReason.SILENCE: m.RevokeCause.SILENCE,
     fl.EndReason.NO_START: m.RevokeCause.NO_START,
     fl.EndReason.REMOVED: m.RevokeCause.REMOVED,
+    fl.EndReason.FAILOVER: m.RevokeCause.FAILOVER,
 }
 # floor news (taken, idle) goes to the group again this long after it changed, unless it changed
 # again: at 30% random loss all 8 copies are lost one time in 15,000, and the heartbeat digest

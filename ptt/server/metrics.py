@@ -75,6 +75,7 @@ END_REVOKES = {
     fl.EndReason.SILENCE: RevokeCause.SILENCE,
     fl.EndReason.NO_START: RevokeCause.NO_START,
     fl.EndReason.REMOVED: RevokeCause.REMOVED,
+    fl.EndReason.FAILOVER: RevokeCause.FAILOVER,
 }
 
 # Dropped reasons are free text that may quote what the peer sent: map them to a fixed label set

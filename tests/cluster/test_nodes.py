@@ -214,6 +214,9 @@ def test_a_page_across_nodes_then_the_home_killed_mid_burst(cluster_etcd: Cluste
         no_traceback(err)
         assert code == 0 and "floor granted" in out, (out, err)
         read_until(dan, "bob is talking", timeout=15)
+        code_ann, out_ann, err_ann = finish(ann, timeout=20)
+        no_traceback(err_ann)
+        assert code_ann != 0 and "another took over" in out_ann + err_ann, (out_ann, err_ann)
         print(f"{time.monotonic() - killed:.1f} s after the kill: bob granted; home killed: members told the floor is free after {told:.2f} s; "
               f"new home {new_home}")
     finally:

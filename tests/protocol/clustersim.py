@@ -36,6 +36,7 @@ class ClusterSim:
     node_of: dict[str, str] = field(default_factory=dict)
     addrs: dict[str, tuple[str, int]] = field(default_factory=dict)
     heard: dict[str, int] = field(default_factory=dict)  # voice frames delivered per user
+    events: dict[str, list[object]] = field(default_factory=dict)  # each client's events
     bus_log: list[tuple[str, str, object]] = field(default_factory=list)
     dead: set[str] = field(default_factory=set)  # nodes killed: they take and send nothing
     homes: HomeMap | None = None  # default: StaticHomes(nodes, pinned)
@@ -61,6 +62,7 @@ class ClusterSim:
         self.node_of[name] = node
         self.addrs[name] = ("10.255.0.%d" % (len(self.addrs) + 2), 40000)
         self.heard[name] = 0
+        self.events[name] = []
         return c
 
     def add_group(self, name: str, gid: int, members: list[str]) -> None:
@@ -121,7 +123,7 @@ class ClusterSim:
         for u, c in self.clients.items():
             for data in c.datagrams_to_send():
                 self._push("server", u, data, self.delay)
-            c.events()
+            self.events[u].extend(c.events())
 
     def run_until(self, t_end: float) -> None:
         self.flush_clients()

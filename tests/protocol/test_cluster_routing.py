@@ -9,7 +9,7 @@ import pytest
 from ptt.errors import ProtocolError
 from ptt.protocol import floor as fl
 from ptt.protocol import messages as m
-from ptt.protocol.client import Participation
+from ptt.protocol.client import FloorStateChanged, Participation
 from ptt.protocol.cluster_routing import StaticHomes, from_wire, to_wire
 from ptt.wire import cluster as wc
 from tests.protocol.clustersim import ClusterSim
@@ -148,6 +148,8 @@ def test_a_survivor_that_claims_a_dead_homes_group_frees_the_floor_and_grants_ag
     sim.talk(0.3)
     assert bob.participation("g") is Participation.QUEUED
     sim.dead.add("C")  # SIGKILL of the home, mid-burst
+    ann_events = sim.events["ann"]
+    ann_events.clear()
     sim.talk(0.5)
     homes.homes["g"] = ("B", 4)  # B's claim, as every node's watch reports it
     for node in ("A", "B"):
@@ -158,6 +160,9 @@ def test_a_survivor_that_claims_a_dead_homes_group_frees_the_floor_and_grants_ag
     assert {sim.clients[u].groups["g"].talker for u in ("ann", "bob", "cat")} == {None}
     assert ann.participation("g") is Participation.NO_PERMISSION
     assert sim.cores["B"].floors.floor("g").holder is None
+    # the talker is revoked with the cause (a FloorIdle overtaking the push reads as silence)
+    assert m.RevokeCause.FAILOVER in [ev.revoke_cause for ev in ann_events
+                                      if isinstance(ev, FloorStateChanged)]
     bob.request_floor("g", sim.now)  # the new home grants
     sim.talk(0.5)
     assert bob.participation("g") is Participation.HAS_PERMISSION
