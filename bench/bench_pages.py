@@ -238,7 +238,8 @@ def _quiet_while_joining(pool: loadgen.ClientPool) -> set[int]:
                 return
             except OSError:
                 continue
-            core._last_heard = core._last_ack = time.monotonic()  # a load generator's shortcut
+            core._last_heard = time.monotonic()  # a load generator's shortcut: as if answered
+            core._unanswered = None
 
     pool.on_events = events
     pool._read = quiet_read  # type: ignore[method-assign]

@@ -17,6 +17,7 @@ sys.path.insert(0, str(BENCH))
 
 import bench_core_relay  # noqa: E402
 import bench_floor_access  # noqa: E402
+import bench_idle  # noqa: E402
 import bench_import  # noqa: E402
 import bench_relay  # noqa: E402
 import echo_floor  # noqa: E402
@@ -26,6 +27,11 @@ import loadgen  # noqa: E402
 def test_core_relay_tiny() -> None:
     best, median = bench_core_relay.run(members=5, frames=50, repeats=2)
     assert 0 < best <= median < 1000  # microseconds of CPU per frame
+
+
+def test_idle_heartbeat_cost_tiny() -> None:
+    r = bench_idle.heartbeat_cost(beats=200, repeats=2)
+    assert 0 < r["best_us"] <= r["median_us"] < 1000  # microseconds of CPU per heartbeat
 
 
 def test_percentiles() -> None:
