@@ -94,7 +94,9 @@ class Server:
         # expired 8 s after logging in, while the first few hundred joined and the server was
         # far from busy (not explained yet: see docs/benchmarks.md "fan-out").
         env = {**os.environ, "PTT_NO_SENDMMSG": "0" if sendmmsg else "1",
-               "PTT_SERVER_SESSION_TIMEOUT": str(SESSION_TIMEOUT)}
+               "PTT_SERVER_SESSION_TIMEOUT": str(SESSION_TIMEOUT),
+               # outlasting the long busy timeout, as the idle cadence requires
+               "PTT_SERVER_IDLE_SESSION_TIMEOUT": str(2 * SESSION_TIMEOUT)}
         self.log = log
         with open(log, "wb") as out:
             self.proc = subprocess.Popen(
