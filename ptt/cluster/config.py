@@ -14,11 +14,11 @@
     [homes]                              # groups placed by hand (others: by name's CRC-32)
     volunteers = "c"
 
-Only ``node``, ``nodes`` and ``nats`` are required today: homes are placed by
-:class:`~ptt.protocol.cluster_routing.StaticHomes` until ownership by etcd leases is wired, and
-every node loads the directory from its own copy of the same database until the PostgreSQL
-directory is (docs/cluster.md). Anything wrong is one :class:`~ptt.errors.ConfigError` line
-naming the file and the setting.
+Only ``node``, ``nodes`` and ``nats`` are required. Without ``etcd`` homes are placed by
+:class:`~ptt.protocol.cluster_routing.StaticHomes` alone (no failover); without ``postgres``
+each node reads the directory from its own SQLite database, which only copies of one file keep
+alike (docs/cluster.md). Anything wrong is one :class:`~ptt.errors.ConfigError` line naming the
+file and the setting.
 """
 
 from __future__ import annotations

@@ -12,8 +12,10 @@ routing, then out through the server as its own output does.
 Homes: with ``etcd`` in the file, from :class:`~ptt.cluster.ownership.Ownership` (etcd
 leases; the claim's fencing number is the term every FloorNews carries), each node claiming the
 groups :class:`~ptt.protocol.cluster_routing.StaticHomes` gives it (the file's ``[homes]``, else
-the group name's CRC-32); without it, the static rule alone (term 1). Survivors do not claim a
-dead home's groups yet (failover is not wired).
+the group name's CRC-32), and every node claiming a group whose home vanished (failover: the
+winner takes the floor over, ``ClusterRouting.home_changed``); without it, the static rule alone
+(term 1, no failover). Directory: with ``postgres``, the PostgreSQL directory, followed into the
+core (``PttServer.apply_change``); without it, the node's own SQLite database.
 """
 
 from __future__ import annotations

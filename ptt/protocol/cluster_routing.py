@@ -36,9 +36,13 @@ Fencing: every FloorNews carries the home's ``term`` for the group (``HomeMap``:
 number of its lease; 1 under :class:`StaticHomes`); a node refuses news with a term lower than
 the highest it has seen for the group, so a stale home's decisions are never applied.
 
-Not yet here (docs/cluster.md says what is left): multicast bridging across nodes, one-to-one
-calls between nodes (a call group lives on the caller's node), a user's devices on two nodes
-at once, directory changes while the cluster runs.
+Failover: when a group's home changes (:meth:`ClusterRouting.home_changed`), the node that
+became its home takes over the floor it mirrored (the old grant and queue are void, the talker
+revoked with cause FAILOVER, the floor idle) and tells every node.
+
+Not here (docs/cluster.md says what is left): multicast bridging across nodes, one-to-one calls
+between nodes (a call group lives on the caller's node), a user's devices on two nodes at once,
+presence, delivery receipts and loss feedback across nodes.
 """
 
 from __future__ import annotations
@@ -96,7 +100,7 @@ class HomeMap(Protocol):
 
 
 class StaticHomes:
-    """Homes by a fixed rule, until leases decide them: the group name's CRC-32 modulo the
+    """Homes by a fixed rule, where no leases decide them: the group name's CRC-32 modulo the
     number of nodes, over the nodes in sorted order, the same in every process; ``pinned``
     places chosen groups by hand. No failover: term 1 for ever."""
 
