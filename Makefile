@@ -7,7 +7,7 @@ DEBS   := libopus0 portaudio19-dev espeak-ng sox pulseaudio pulseaudio-utils opu
           xvfb xdotool python3-tk iproute2 util-linux tmux fonts-wqy-zenhei \
           postgresql nats-server etcd-server etcd-client
 
-.PHONY: all deps check lint test demo bench clean
+.PHONY: all deps check lint test demo cluster-demo bench clean
 
 # Machines of this kind set PYTHONDONTWRITEBYTECODE=1: every `ptt` process a test starts (about
 # 1,100 per run) would compile the package from source again, ~0.15 s of CPU each (~165 s of the
@@ -40,6 +40,10 @@ test: check
 demo: $(STAMP)
 	@$(PY) -m compileall -q -j 0 ptt
 	$(PY) examples/demo.py
+
+cluster-demo: $(STAMP)
+	@$(PY) -m compileall -q -j 0 ptt
+	$(PY) examples/cluster_demo.py
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py
