@@ -46,6 +46,10 @@ REALTIME_MODULES = {
     "tests/e2e/test_monitor.py",
     "tests/e2e/test_multicast.py",
     "tests/e2e/test_record_foreign.py",
+    # a replay paces each burst at its recorded offset, and each burst waits for its own grant:
+    # under load one grant came 28 ms later than the other (offsets 2.583 against 2.611 s, 20 ms
+    # allowed), beside another worker's test and a busy core
+    "tests/e2e/test_record_replay.py",
     "tests/e2e/test_voice_over_udp.py",
     "tests/e2e/test_voicewire.py",
 }
