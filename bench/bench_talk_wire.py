@@ -126,7 +126,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     }
 
 
-if __name__ == "__main__":
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--ptt", help="the ptt executable to run (server and clients; the proxy "
@@ -151,3 +151,8 @@ if __name__ == "__main__":
 
         Site.add_user = add_user  # type: ignore[method-assign]
     print(json.dumps(run(ns.quick), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

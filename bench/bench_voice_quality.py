@@ -704,7 +704,7 @@ def main() -> int:
     ap.add_argument("--paths", help="real commands: down (server -> listener), up (talker -> "
                     "server) or down,up")
     ap.add_argument("--conditions", help="real commands: comma-separated, of "
-                    f"{', '.join(LIVE_CONDITIONS)}")
+                    f"{', '.join(LIVE_CONDITIONS)}".replace("%", "%%"))  # argparse formats help with %
     ap.add_argument("--seeds", help="real commands: the proxy's seeds, e.g. 1,2,3")
     args = ap.parse_args()
     try:

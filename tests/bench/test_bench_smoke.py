@@ -97,3 +97,16 @@ def test_fanout_tiny() -> None:
     assert sorted(r["rss_mib"], key=int) == ["0", "36", "40"]
     assert res["rows"] and res["tables"][0]["rows"]
     assert res["command"].startswith(".venv/bin/python bench/bench_fanout.py")
+
+
+@pytest.mark.parametrize("script", sorted(p.stem for p in BENCH.glob("*.py")
+                                          if "argparse" in p.read_text(encoding="utf-8")))
+def test_every_bench_explains_its_options(script: str, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """`--help` prints the options and exits 0 (argparse formats help with %: a bare % broke it)."""
+    module = __import__(script)
+    monkeypatch.setattr(sys, "argv", [f"{script}.py", "--help"])
+    with pytest.raises(SystemExit) as stop:
+        module.main()
+    assert stop.value.code == 0
+    assert "usage:" in capsys.readouterr().out
