@@ -25,6 +25,9 @@ from ptt.audio.pulse import PulseServer, start_pulse, stop_pulse
 from ptt.errors import AudioError
 from tests.e2e.serverproc import ServerProcess
 
+# The real engines (PostgreSQL, NATS, etcd), one set per worker for every directory that uses them.
+pytest_plugins = ["tests.cluster.fixtures"]
+
 REALTIME_MODULES = {
     # a paced talker and a listener's jitter buffer on loopback: one frame played late under a
     # host stall counts as lost on the "clean" path (seen twice in 4 loaded runs, 1 of 470)

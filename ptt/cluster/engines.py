@@ -1,6 +1,6 @@
 """Start and stop the cluster's engines (PostgreSQL, NATS, etcd) on loopback ports, by PID.
 
-Used by the tests' fixtures (tests/cluster/conftest.py), the cluster demo and the benches; a
+Used by the tests' fixtures (tests/cluster/fixtures.py), the cluster demo and the benches; a
 production node connects to engines run by its operator and never starts one.
 
 Every engine binds 127.0.0.1 only, on ports the caller's ``port_source`` hands out (the OS's

@@ -1,6 +1,6 @@
 """``directory``: the store's behaviour tests run on each backend of the directory, the
 embedded SQLite Store and the cluster's PostgreSQL directory (a real server, started once per
-worker by tests/cluster/conftest.py's ``postgres``)."""
+worker by tests/cluster/fixtures.py's ``postgres``, shared with the cluster's tests)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import pytest
 
 from ptt.protocol.directory import Directory
 from ptt.server.store import Store
-from tests.cluster.conftest import _session_engines, postgres  # noqa: F401 - fixtures
 
 Opener = Callable[[], Directory]
 
