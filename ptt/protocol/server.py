@@ -80,10 +80,7 @@ from ptt.protocol.server_events import (
     SessionStarted,
 )
 from ptt.protocol.server_feedback import Feedback
-from ptt.protocol.server_floor import (
-    _END_TO_REVOKE,  # noqa: F401 (tests compare)
-    FloorControl,
-)
+from ptt.protocol.server_floor import FloorControl
 from ptt.protocol.server_gate import LOGIN_PENDING_TTL, Gate
 from ptt.protocol.server_groups import Directory
 from ptt.protocol.server_keys import Keys

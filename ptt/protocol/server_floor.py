@@ -28,8 +28,9 @@ from ptt.protocol.server_relay import Relay
 from ptt.protocol.server_state import GroupEntry, ServerState
 from ptt.protocol.session import Session
 
-# bursts the floor ended on its own: the talker is told why, as if revoked
-_END_TO_REVOKE = {
+# bursts the floor ended on its own: the talker is told why, as if revoked (the metrics count
+# these with the revokes, from this table)
+END_TO_REVOKE = {
     fl.EndReason.SILENCE: m.RevokeCause.SILENCE,
     fl.EndReason.NO_START: m.RevokeCause.NO_START,
     fl.EndReason.REMOVED: m.RevokeCause.REMOVED,
@@ -170,7 +171,7 @@ class FloorControl:
                     self.out.reliable.ack(g.grant_key)
                     g.grant_key = None
                 self.delivery.ended(g, ev, now)
-                cause = _END_TO_REVOKE.get(ev.reason)
+                cause = END_TO_REVOKE.get(ev.reason)
                 if cause is m.RevokeCause.REMOVED and g.name not in self.state.groups:
                     cause = m.RevokeCause.GROUP_DELETED  # the whole group went, not the member
                 if cause is not None:

@@ -45,7 +45,6 @@ from prometheus_client.registry import Collector
 from ptt.errors import NetError
 from ptt.names import format_hostport, parse_hostport, parse_port
 from ptt.protocol import floor as fl
-from ptt.protocol.messages import RevokeCause
 from ptt.protocol.server import (
     Dropped,
     FloorEvent,
@@ -54,6 +53,7 @@ from ptt.protocol.server import (
     SessionEnded,
     SessionStarted,
 )
+from ptt.protocol.server_floor import END_TO_REVOKE
 
 if TYPE_CHECKING:
     from ptt.server.app import PttServer
@@ -68,15 +68,6 @@ ACCESS_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.
                   0.5, 1.0)
 # a queued request waits for talkers ahead of it: up to max_talk (30 s) each
 QUEUE_WAIT_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
-
-# Burst ends that the core announces to the holder as a FloorRevoked (the core's _END_TO_REVOKE):
-# counted with the revokes so ptt_floor_revokes_total matches the FloorRevoked messages sent.
-END_REVOKES = {
-    fl.EndReason.SILENCE: RevokeCause.SILENCE,
-    fl.EndReason.NO_START: RevokeCause.NO_START,
-    fl.EndReason.REMOVED: RevokeCause.REMOVED,
-    fl.EndReason.FAILOVER: RevokeCause.FAILOVER,
-}
 
 # Dropped reasons are free text that may quote what the peer sent: map them to a fixed label set
 # (first matching prefix wins), so a hostile peer cannot grow the series.
@@ -262,7 +253,7 @@ class ServerMetrics:
             self.revokes.labels(ev.cause.name.lower()).inc()
         elif isinstance(ev, fl.BurstEnded):
             self.ended.labels(ev.reason.value).inc()
-            cause = END_REVOKES.get(ev.reason)
+            cause = END_TO_REVOKE.get(ev.reason)
             if cause is not None:
                 self.revokes.labels(cause.name.lower()).inc()
         elif isinstance(ev, fl.QueueChanged):
