@@ -6,8 +6,9 @@
 
 Each benchmark module has ``run(quick: bool) -> dict``. The dict may hold ``title``, ``command``,
 ``target``, ``notes``, ``rows`` (a list of dicts, rendered as a table) and any other scalar figures
-(rendered as a key/value table). Results are kept per benchmark in docs/bench-results.json, so a
-partial run updates only its sections of docs/benchmarks.md.
+(rendered as a key/value table). Results are kept per benchmark in docs/bench-results.json; a run
+rewrites only the sections of docs/benchmarks.md of the benchmarks it ran, in place, and leaves
+every other section as written (figures measured by hand, explanations added since).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import re
 import sys
 import time
 import traceback
@@ -100,30 +102,68 @@ def render(name: str, res: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def write_doc(results: dict[str, dict[str, Any]]) -> None:
-    parts = [
-        "# Benchmarks",
-        "",
-        "Speed and quality targets of ptt, measured by the scripts in `bench/`. `make bench` runs",
-        "them all and rewrites this file (`bench/run_all.py`); each section names the command",
-        "that produced it and the machine it ran on. Targets come from the issues; anchors are",
-        "peers measured on the same machine (see ../shared/TESTING.md).",
-        "",
-    ]
-    rendered = [render(name, results[name]) for name in BENCHMARKS if name in results]
-    parts += rendered
-    # sections written by hand (a benchmark without run(), or a figure measured once) stay, after
-    # the generated ones: a partial or full run must never drop a measurement it did not redo
-    titles = {section.splitlines()[0] for section in rendered}
-    parts += [s for s in hand_sections(DOC.read_text() if DOC.exists() else "")
-              if s.splitlines()[0] not in titles]
+HEADER = "\n".join([
+    "# Benchmarks",
+    "",
+    "Speed and quality targets of ptt, measured by the scripts in `bench/`. `make bench` runs",
+    "them all and rewrites this file (`bench/run_all.py`); each section names the command",
+    "that produced it and the machine it ran on. Targets come from the issues; anchors are",
+    "peers measured on the same machine (see ../shared/TESTING.md).",
+    "",
+    "",
+])
+
+
+def split_doc(doc: str) -> tuple[str, list[str]]:
+    """``doc``'s text before its first ``## `` heading, and its ``## `` sections, each with its
+    text up to the next one: ``doc == head + "".join(sections)``."""
+    starts = [m.start() for m in re.finditer(r"^## ", doc, re.MULTILINE)]
+    bounds = starts + [len(doc)]
+    head = doc[:starts[0]] if starts else doc
+    return head, [doc[a:b] for a, b in zip(bounds, bounds[1:])]
+
+
+def update_doc(doc: str, sections: dict[str, str], headings: dict[str, set[str]]) -> str:
+    """``doc`` with the sections of the benchmarks just run (``sections``: name -> new text)
+    replaced where they stand.
+
+    ``headings`` gives each benchmark's possible headings (its title now and before a run that
+    changed it). Every other section stays as written: the document owns the text, and a run
+    owns only the sections it measured again. A section not in ``doc`` yet goes after the
+    nearest earlier benchmark's section (BENCHMARKS order), else before all of them."""
+    head, parts = split_doc(doc)
+    if not head.strip():
+        head = HEADER
+    placed: dict[str, int] = {}
+    for name in BENCHMARKS:
+        for i, part in enumerate(parts):
+            if part.splitlines()[0] in headings.get(name, {f"## {name}"}):
+                placed[name] = i
+                break
+    order = list(BENCHMARKS)
+    for name in order:
+        if name not in sections:
+            continue
+        text = sections[name].rstrip("\n") + "\n\n"
+        if name in placed:
+            parts[placed[name]] = text
+            continue
+        before = [placed[n] for n in order[:order.index(name)] if n in placed]
+        at = max(before) + 1 if before else 0
+        parts.insert(at, text)
+        placed = {n: i + (i >= at) for n, i in placed.items()}
+        placed[name] = at
+    return (head + "".join(parts)).rstrip("\n") + "\n"
+
+
+def write_doc(results: dict[str, dict[str, Any]], ran: dict[str, str | None]) -> None:
+    """Rewrite the sections of the benchmarks in ``ran`` (name -> its title before the run)."""
+    headings = {name: {f"## {res.get('title') or name}"} for name, res in results.items()}
+    for name, old in ran.items():
+        headings[name].add(f"## {old or name}")
+    doc = DOC.read_text() if DOC.exists() else ""
     DOC.parent.mkdir(exist_ok=True)
-    DOC.write_text("\n".join(parts))
-
-
-def hand_sections(doc: str) -> list[str]:
-    """The ``## `` sections of ``doc``, each with its text up to the next one."""
-    return ["## " + chunk.rstrip("\n") + "\n" for chunk in ("\n" + doc).split("\n## ")[1:]]
+    DOC.write_text(update_doc(doc, {n: render(n, results[n]) for n in ran}, headings))
 
 
 def main() -> int:
@@ -136,6 +176,7 @@ def main() -> int:
         print(f"error: unknown benchmark(s): {', '.join(unknown)}", file=sys.stderr)
         return 2
     results: dict[str, dict[str, Any]] = json.loads(STORE.read_text()) if STORE.exists() else {}
+    ran: dict[str, str | None] = {}
     failed = 0
     for name in args.names or list(BENCHMARKS):
         module = BENCHMARKS[name]
@@ -152,10 +193,11 @@ def main() -> int:
         res.update(when=time.strftime("%Y-%m-%d"), machine=machine(), quick=args.quick)
         res.setdefault("command", f".venv/bin/python bench/{module}.py"
                        + (" --quick" if args.quick else ""))
+        ran[name] = results.get(name, {}).get("title")
         results[name] = res
         print(f"   done in {time.monotonic() - t0:.1f} s", flush=True)
         STORE.write_text(json.dumps(results, indent=1, default=str))
-        write_doc(results)
+        write_doc(results, ran)
     print(f"wrote {DOC.relative_to(ROOT)}")
     return 1 if failed else 0
 
