@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from ptt.children import die_with_parent
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # demo.py's helpers, run as a script
 from demo import PTT, T0, floor_story, free_port, run, say  # noqa: E402
 
@@ -95,7 +97,8 @@ async def start_node(name: str, tmp: Path, env: dict[str, str], toml: str,
     proc = await asyncio.create_subprocess_exec(
         PTT, "server", "--host", "127.0.0.1", "--port", str(port), "--db", str(d / "ptt.db"),
         "--cluster", str(d / "cluster.toml"),
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        preexec_fn=die_with_parent)
     node = nodes[name] = Node(name, proc, port)
     await node.wait_for("listening", 30)
     say("demo", f"node {name} listening on 127.0.0.1:{port} (pid {proc.pid})")

@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from ptt.children import die_with_parent
+
 ROOT = Path(__file__).resolve().parent.parent
 PTT = str(Path(sys.executable).with_name("ptt"))
 ANN_SAYS = ("Attention volunteers. The east gate opens in ten minutes. "
@@ -64,7 +66,8 @@ def floor_story(log_line: str) -> str | None:
 async def run(args: list[str], env: dict[str, str], who: str | None = None) -> str:
     """Run `ptt ARGS`; echo its lines as WHO when given; fail loudly with its error line."""
     proc = await asyncio.create_subprocess_exec(
-        PTT, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        PTT, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        preexec_fn=die_with_parent)
     lines = []
     assert proc.stdout is not None
     async for raw in proc.stdout:
@@ -88,7 +91,8 @@ async def demo(tmp: Path) -> None:
     say("demo", f"starting ptt server on 127.0.0.1:{port} (database {db})")
     server = await asyncio.create_subprocess_exec(
         PTT, "server", "--host", "127.0.0.1", "--port", str(port), "--db", str(db),
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        preexec_fn=die_with_parent)
     assert server.stdout is not None
     while True:  # wait until it listens
         line = (await server.stdout.readline()).decode()

@@ -15,7 +15,6 @@ engine and quoting the end of its log. Logs and data live in a directory the cal
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import http.client
 import json
 import os
@@ -32,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Self
 
+from ptt.children import die_with_parent
 from ptt.errors import EngineError
 
 PortSource = Callable[[], int]
@@ -47,7 +47,6 @@ STOP_WITHIN = 10.0
 START_TRIES = 3
 LOG_TAIL_LINES = 15
 
-_PR_SET_PDEATHSIG = 1
 # initdb and postgres refuse to run as root; the tests run as root in CI.
 _POSTGRES_USER_CANDIDATES = ("nobody", "ptt-postgres")
 # urllib honours *_proxy variables, which must never route a loopback health check elsewhere.
@@ -72,13 +71,6 @@ def _distinct_ports(port_source: PortSource, count: int) -> list[int]:
         if len(ports) == count:
             return ports
     raise EngineError(f"the port source gave fewer than {count} different ports")
-
-
-def _die_with_parent() -> None:
-    # Runs in the child between fork and exec: the engine gets SIGKILL when the thread that
-    # started it exits, so start engines from a thread that outlives them (the main thread).
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def _signal_group(pid: int, signum: int) -> None:
@@ -123,7 +115,7 @@ class Member:
                 user=self.user,
                 group=_group_of(self.user),
                 extra_groups=[] if self.user else None,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
 
     def running(self) -> bool:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,3 +38,52 @@ def test_demo_pages_queues_and_both_listeners_hear_everything() -> None:
     assert re.fullmatch(heard + r"; not confirmed: bob", reports.get("ann", "")), reports
     assert re.fullmatch(r"heard by 2 of 2 online members \(cat \d+%, coordinator \d+%\); "
                         r"offline: ann", reports.get("bob", "")), reports
+
+
+def _children(pid: int) -> list[int]:
+    kids: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        kids += [int(k) for k in (task / "children").read_text().split()]
+    return kids
+
+
+def test_a_demo_killed_by_sigkill_leaves_no_server_behind() -> None:
+    # SIGKILL runs no clean-up in the demo: its children must die with it by themselves
+    proc = subprocess.Popen([sys.executable, str(ROOT / "examples" / "demo.py")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    kids: list[int] = []
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 30
+        # the demo runs `ptt login` once its server said it listens
+        while not any(_runs(k, b"login") for k in _children(proc.pid)):
+            assert time.monotonic() < deadline, "the demo's server never listened"
+            time.sleep(0.01)
+        kids = [k for k in _children(proc.pid) if _runs(k, b"server")]
+        assert kids
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 10
+        while any(_state(k) not in ("Z", "X") for k in kids):
+            assert time.monotonic() < deadline, f"left behind: {kids}"
+            time.sleep(0.02)
+    finally:
+        proc.kill()
+        proc.wait()
+        for k in kids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(k, signal.SIGKILL)
+
+
+def _runs(pid: int, command: bytes) -> bool:
+    try:
+        return command in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except FileNotFoundError:
+        return False
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "X"
