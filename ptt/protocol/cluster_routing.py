@@ -14,6 +14,8 @@ node-to-node messages (``ptt.wire.cluster``)::
     FloorRelease, session lost  -- FloorInput(RELEASE|LOST) -->  FloorSet.release|participant_lost
     holder's voice (every ALIVE_EVERY) -- FloorInput(ALIVE) -->  FloorSet.voice (T1)
     first/last joined session   -- Presence -------------------> relay set of the group
+    a user's first/last session -- Members -------------------->  the group's roster per node
+                                <-- Members (forwarded, term) -- to the other nodes with members
                                 <-- FloorNews(events, floor, relay set, origin+ref) --
     answer the requester (FloorControl.answer_request), the news to its own clients
     (FloorControl.floor_events), the mirror floor follows (FloorSet.follow)
@@ -36,13 +38,22 @@ Fencing: every FloorNews carries the home's ``term`` for the group (``HomeMap``:
 number of its lease; 1 under :class:`StaticHomes`); a node refuses news with a term lower than
 the highest it has seen for the group, so a stale home's decisions are never applied.
 
+Presence: who of a group is online, on any node. An access node tells the home (``Members``)
+when a user's first session in the group joins there or its last leaves: only on change. The
+home keeps, per group, the users online on each other node, and forwards each change to the
+other nodes of the relay set; a node that joins the relay set gets the whole roster of every
+node. Each node keeps the users online elsewhere in ``GroupEntry.remote``, which the roster,
+the presence news and the delivery report read beside its own sessions. A node whose periodic
+``Presence`` stops for :data:`NODE_LEASE` (dead, cut off) loses its place in the relay sets
+and its users go offline; a restarted node's first ``Presence`` (empty) does the same at once.
+
 Failover: when a group's home changes (:meth:`ClusterRouting.home_changed`), the node that
 became its home takes over the floor it mirrored (the old grant and queue are void, the talker
 revoked with cause FAILOVER, the floor idle) and tells every node.
 
 Not here (docs/cluster.md says what is left): multicast bridging across nodes, one-to-one calls
 between nodes (a call group lives on the caller's node), a user's devices on two nodes at once,
-presence, delivery receipts and loss feedback across nodes.
+delivery receipts and loss feedback across nodes.
 """
 
 from __future__ import annotations
@@ -66,6 +77,7 @@ __all__ = [
     "ALIVE_EVERY",
     "PRESENCE_EVERY",
     "ClusterRouting",
+    "NODE_LEASE",
     "HomeMap",
     "StaticHomes",
     "from_wire",
@@ -78,6 +90,8 @@ ALIVE_EVERY = 0.25
 # every node tells every home, this often, the whole list of its groups with members: a home that
 # restarted or lost a Presence learns its relay sets again within this time
 PRESENCE_EVERY = 2.0
+# a node not heard from (its periodic Presence) for this long is gone: its users go offline
+NODE_LEASE = 2.5 * PRESENCE_EVERY
 MAX_PENDING = 10_000  # forwarded requests awaiting their home's answer (clients resend)
 _REMOTE_TARGETS = 1 << 64  # GroupEntry.targets key of frames from another node (above any sid)
 
@@ -203,6 +217,10 @@ class ClusterRouting:
         self._known_relay: dict[str, tuple[str, ...]] = {}
         self._alive: dict[str, tuple[int, float]] = {}  # group -> (burst, last ALIVE sent)
         self._presence_at: float | None = None
+        # per group: the users online on each other node (from the home's forwards, or at the
+        # home from the access nodes); GroupEntry.remote counts them per user
+        self._remote: dict[str, dict[str, set[str]]] = {}
+        self._heard: dict[str, float] = {}  # node -> when its last Presence came (the home's lease)
         self.refused_news = 0  # news from an older term (a stale home): counted, not applied
 
     # --- outputs ------------------------------------------------------------------------------
@@ -226,6 +244,7 @@ class ClusterRouting:
     def handle_timer(self, now: float) -> None:
         if self._presence_at is not None and now >= self._presence_at:
             self._send_presence_full()
+            self._expire_nodes(now)
             self._presence_at = now + PRESENCE_EVERY
 
     def start(self, now: float) -> None:
@@ -275,13 +294,27 @@ class ClusterRouting:
         else:
             self._send(home, wc.Presence(self.node, (g.name,) if online else (),
                                          () if online else (g.name,), False))
+            if not online:  # no longer in the relay set: the home's forwards stop coming
+                for node in list(self._remote.get(g.name, ())):
+                    self._set_remote(g, node, (), True, now)
+
+    def presence(self, g: GroupEntry, user: str, online: bool, now: float) -> None:
+        if g.private:
+            return
+        home = self.homes.home_of(g.name)[0]
+        came: tuple[str, ...] = (user,) if online else ()
+        went: tuple[str, ...] = () if online else (user,)
+        if home != self.node:
+            self._send(home, wc.Members(g.name, self.node, 0, "", came, went, False))
+        else:
+            self._forward_members(g.name, self.node, came, went, False, (), now)
 
     def _input(self, kind: wc.InputKind, group: str, user: str, priority: int, burst_id: int,
                ref: int) -> None:
         home = self.homes.home_of(group)[0]
         self._send(home, wc.FloorInput(kind, group, user, priority, burst_id, self.node, ref))
 
-    def _send(self, node: str, msg: wc.FloorInput | wc.FloorNews | wc.Presence) -> None:
+    def _send(self, node: str, msg: wc.Message) -> None:
         self._out.append((node, wc.encode(msg)))
 
     def _send_presence_full(self) -> None:
@@ -303,6 +336,8 @@ class ClusterRouting:
             self._on_input(msg, now)
         elif isinstance(msg, wc.FloorNews):
             self._on_news(msg, now)
+        elif isinstance(msg, wc.Members):
+            self._on_members(msg, now)
         else:
             self._on_presence(msg, now)
         self.flush(now)
@@ -345,6 +380,8 @@ class ClusterRouting:
         if not self.elsewhere(group):
             if floors.is_mirror(group):
                 self._relay[group] = set(self.homes.nodes)
+                for node in self.homes.nodes:  # each on a lease from now: the dead one ends
+                    self._heard.setdefault(node, now)
                 if not g.joined:
                     self._relay[group].discard(self.node)
                 events = floors.take_over(group, now)
@@ -356,6 +393,9 @@ class ClusterRouting:
             floors.follow(group, f.state, f.holder, f.burst_id, f.holder_priority, f.queue)
             self._relay.pop(group, None)
         self.members_changed(g, now)
+        if g.online:  # the new home learns who is online here
+            self._send(self.homes.home_of(group)[0],
+                       wc.Members(group, self.node, 0, "", tuple(g.online), (), True))
 
     def _on_input(self, msg: wc.FloorInput, now: float) -> None:
         g = self.core.state.groups.get(msg.group)
@@ -384,26 +424,134 @@ class ClusterRouting:
     def _on_presence(self, msg: wc.Presence, now: float) -> None:
         if msg.node not in self.homes.nodes or msg.node == self.node:
             return
+        self._heard[msg.node] = now
         mine = [name for name in self._relay if msg.node in self._relay[name]]
         if msg.full:
             for name in mine:
                 if name not in msg.online:
                     self._set_relay(name, msg.node, False, now)
         for name in msg.online:
-            self._set_relay(name, msg.node, True, now)
+            if self._set_relay(name, msg.node, True, now) and msg.full:
+                # a node the home did not know had members (the home restarted, or a message
+                # was lost): it is shown the home's roster of itself, and corrects it
+                known = tuple(self._remote.get(name, {}).get(msg.node, ()))
+                self._send(msg.node, wc.Members(name, msg.node, self.homes.home_of(name)[1],
+                                                self.node, known, (), True))
         for name in msg.offline:
             self._set_relay(name, msg.node, False, now)
 
-    def _set_relay(self, group: str, node: str, online: bool, now: float) -> None:
+    def _set_relay(self, group: str, node: str, online: bool, now: float) -> bool:
         """A node gained or lost its members in ``group``: the relay set changes, and the nodes
-        in it (the newcomer above all: its mirror starts from this) are told."""
-        if group not in self.core.state.groups or self.elsewhere(group):
-            return
+        in it (the newcomer above all: its mirror starts from this) are told; a newcomer gets
+        the roster of every other node, a node that left takes its users offline. True when
+        the set changed."""
+        g = self.core.state.groups.get(group)
+        if g is None or self.elsewhere(group):
+            return False
         relay = self._relay.setdefault(group, set())
         if (node in relay) == online:
-            return
+            return False
         (relay.add if online else relay.discard)(node)
         self._publish(group, [], "", 0, now)
+        if node == self.node:
+            return True
+        term = self.homes.home_of(group)[1]
+        if online:
+            rosters = [(self.node, tuple(g.online))]
+            rosters += [(n, tuple(users)) for n, users in self._remote.get(group, {}).items()
+                        if n != node and users]
+            for n, users in rosters:
+                if users:
+                    self._send(node, wc.Members(group, n, term, self.node, users, (), True))
+        elif self._remote.get(group, {}).get(node):
+            self._set_remote(g, node, (), True, now)
+            self._forward_members(group, node, (), (), True, (node,), now)
+        return True
+
+    def _expire_nodes(self, now: float) -> None:
+        """The home's lease on each node: one whose Presence stopped leaves every relay set."""
+        gone = {n for n, t in self._heard.items() if now - t > NODE_LEASE}
+        if not gone:
+            return
+        for node in gone:
+            del self._heard[node]
+        for group, relay in list(self._relay.items()):
+            for node in gone & relay:
+                self._set_relay(group, node, False, now)
+
+    # --- presence across nodes ------------------------------------------------------------
+
+    def _on_members(self, msg: wc.Members, now: float) -> None:
+        g = self.core.state.groups.get(msg.group)
+        if g is None or g.private or msg.node not in self.homes.nodes:
+            return
+        if not msg.home:  # an access node's change, to this node as the group's home
+            if self.elsewhere(msg.group) or msg.node == self.node:
+                return
+            online, offline = self._set_remote(g, msg.node, msg.online, msg.full, now,
+                                               msg.offline)
+            if msg.full or online or offline:
+                if msg.full:
+                    online, offline = msg.online, ()
+                self._forward_members(g.name, msg.node, online, offline, msg.full, (), now)
+            return
+        if (msg.home == self.node or msg.term < 1
+                or self.fencing.check(Stamp(msg.group, msg.term)) is Verdict.REFUSED):
+            self.refused_news += 1
+            return
+        if msg.node == self.node:  # the home's roster of this node: corrected if wrong
+            if msg.full and set(msg.online) != set(g.online):
+                self._send(msg.home, wc.Members(g.name, self.node, 0, "", tuple(g.online), (),
+                                                True))
+            return
+        self._set_remote(g, msg.node, msg.online, msg.full, now, msg.offline)
+
+    def _forward_members(self, group: str, node: str, online: tuple[str, ...],
+                         offline: tuple[str, ...], full: bool, skip: tuple[str, ...],
+                         now: float) -> None:
+        """The home tells the other nodes with members of ``group`` who came or went on
+        ``node`` (never that node itself, nor ``skip``)."""
+        term = self.homes.home_of(group)[1]
+        if term < 1 or not self.homes.may_act(group, now):
+            return
+        to = self._relay.get(group, set()) - {self.node, node, *skip}
+        if not to:
+            return
+        data = wc.encode(wc.Members(group, node, term, self.node, online, offline, full))
+        self._out.extend((n, data) for n in sorted(to))
+
+    def _set_remote(self, g: GroupEntry, node: str, online: Iterable[str], full: bool,
+                    now: float, offline: Iterable[str] = ()
+                    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Who of ``g`` is online on ``node`` (another node): ``online`` came (``full``: they
+        alone are), ``offline`` went. Members whose presence on any node changed are news to
+        this node's members. Returns the users that came and went."""
+        users = self._remote.setdefault(g.name, {}).setdefault(node, set())
+        came = [u for u in online if u not in users]
+        went = [u for u in offline if u in users]
+        if full:
+            keep = set(online)
+            went = [u for u in users if u not in keep]
+        remote = g.remote
+        directory = self.core.directory
+        for u in came:
+            users.add(u)
+            before = g.is_online(u)
+            remote[u] = remote.get(u, 0) + 1
+            if not before:
+                directory.presence_changed(g, u, now)
+        for u in went:
+            users.discard(u)
+            left = remote.get(u, 1) - 1
+            if left:
+                remote[u] = left
+            else:
+                remote.pop(u, None)
+                if u not in g.online:
+                    directory.presence_changed(g, u, now)
+        if not users:
+            del self._remote[g.name][node]
+        return tuple(came), tuple(went)
 
     def _on_news(self, msg: wc.FloorNews, now: float) -> None:
         g = self.core.state.groups.get(msg.group)

@@ -59,8 +59,10 @@ class Delivery:
         c = self._collecting.pop(key, None)
         if c is None:
             return
-        c.online = tuple(sorted(u for u in g.online if u != c.talker))
-        c.offline = tuple(sorted(u for u in g.members if u not in g.online and u != c.talker))
+        # online on any node of a cluster: a member elsewhere is listed, silent until its receipt
+        c.online = tuple(sorted(u for u in g.online.keys() | g.remote.keys()
+                                if u != c.talker and u in g.members))
+        c.offline = tuple(sorted(u for u in g.members if not g.is_online(u) and u != c.talker))
         c.frames = g.burst_frames
         c.deadline = now + m.RECEIPT_WAIT
         self._closing[key] = c

@@ -138,7 +138,7 @@ class Directory:
         g.online.pop(user, None)
         g.requesters.pop(user, None)
         if gone:
-            self.presence_changed(g, user, now)
+            self._local_presence(g, user, False, now)
         g.targets.clear()
         if not g.private:
             self._tell_gone(user, group, m.GoneReason.REMOVED, now)
@@ -158,9 +158,9 @@ class Directory:
         total = 0
         if budget is not None and sum(len(u.encode("utf-8")) + _MEMBER_MIN_BYTES
                                       for u in g.members) > budget:
-            online = g.online
-            first = [e for e in entries if e[0] in online]  # by name within each
-            first += [e for e in entries if e[0] not in online]
+            is_online = g.is_online
+            first = [e for e in entries if is_online(e[0])]  # by name within each
+            first += [e for e in entries if not is_online(e[0])]
             used, cut = 0, 0
             for u, _ in first:
                 used += len(u.encode("utf-8")) + _MEMBER_MIN_BYTES
@@ -169,7 +169,7 @@ class Directory:
                 cut += 1
             entries, total = sorted(first[:cut]), len(entries)
         # records only for the members listed: a Join answer is built for every joining member
-        members = [m.MemberInfo(u, u in g.online, lo) for u, lo in entries]
+        members = [m.MemberInfo(u, g.is_online(u), lo) for u, lo in entries]
         return m.GroupState(
             group=name,
             group_id=g.group_id,
@@ -232,7 +232,7 @@ class Directory:
             self.state.sessions.tightened(s)
         g.online[s.user] = g.online.get(s.user, 0) + 1
         if g.online[s.user] == 1:  # another device of an online member changes nobody's view
-            self.presence_changed(g, s.user, now)
+            self._local_presence(g, s.user, True, now)
             self.out.emit(MemberJoined(g.name, s.user))
 
     def leave(self, s: Session, group: str, now: float, lost: bool = False) -> None:
@@ -259,12 +259,18 @@ class Directory:
         if home is not None and not g.joined:
             home.members_changed(g, now)
         if not left:
-            self.presence_changed(g, s.user, now)
+            self._local_presence(g, s.user, False, now)
             self.out.emit(MemberLeft(group, s.user))
         if g.private and not g.joined:
             self.remove_group(group, now)
 
     # --- presence -----------------------------------------------------------------------------
+
+    def _local_presence(self, g: GroupEntry, user: str, online: bool, now: float) -> None:
+        """``user``'s first session here joined ``g``, or its last left."""
+        if self.state.home is not None:
+            self.state.home.presence(g, user, online, now)
+        self.presence_changed(g, user, now)
 
     def presence_changed(self, g: GroupEntry, user: str, now: float) -> None:
         """``user`` came online in ``g`` or went offline: the group hears it in the next batch."""
@@ -302,7 +308,7 @@ class Directory:
             if batch and used + size > PRESENCE_BATCH_BYTES:
                 self.out.announce(g, m.PresenceBatch(g.name, batch), skip_user=subject)
                 batch, used = [], 0
-            batch.append(m.PresenceChange(user, user in g.online))
+            batch.append(m.PresenceChange(user, g.is_online(user)))
             used += size
         if batch:
             self.out.announce(g, m.PresenceBatch(g.name, batch), skip_user=subject)

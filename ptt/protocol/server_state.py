@@ -56,6 +56,9 @@ class GroupEntry:
     # many: a member is online while it has one
     joined: dict[int, Session] = field(default_factory=dict)
     online: dict[str, int] = field(default_factory=dict)
+    # in a cluster: members online on other nodes, with how many nodes each is online on (the
+    # group's home tells, ptt.protocol.cluster_routing); a member is online while on any node
+    remote: dict[str, int] = field(default_factory=dict)
     requesters: dict[str, int] = field(default_factory=dict)  # user -> its requesting session
     holder_sid: int = 0  # the session of the floor's holder that was granted (talks for it)
     # talker sid -> addrs (a relay talker's frame); ~sid -> addrs (the same heard by multicast)
@@ -78,6 +81,10 @@ class GroupEntry:
     presence_pending: dict[str, None] = field(default_factory=dict)
     presence_sent: float = float("-inf")
     presence_due: float = 0.0
+
+    def is_online(self, user: str) -> bool:
+        """``user`` has a session joined to the group on this node or, in a cluster, another."""
+        return user in self.online or user in self.remote
 
     def sessions_of(self, user: str) -> list[Session]:
         """The user's sessions that joined this group."""
@@ -111,6 +118,10 @@ class FloorHome(Protocol):
 
     def members_changed(self, g: GroupEntry, now: float) -> None:
         """``g`` gained its first joined session here, or lost its last."""
+
+    def presence(self, g: GroupEntry, user: str, online: bool, now: float) -> None:
+        """``user`` came online in ``g`` on this node (its first session joined here) or went
+        offline here (its last left): the other nodes' members see it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -358,7 +358,7 @@ class Admin:
         out = []
         for g in self.store.list_groups():
             live = self.core.groups.get(g.name)
-            online = len(live.online) if live else 0
+            online = len(live.online.keys() | live.remote.keys()) if live else 0
             talker = self.core.floors.floor(g.name).holder if live else None
             out.append(_group_summary(g, len(self.store.members(g.name)), online, talker))
         return {"groups": out}

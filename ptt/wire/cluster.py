@@ -1,6 +1,6 @@
 """Node-to-node messages of a cluster, to bytes and back.
 
-Three messages cross the bus between ``ptt server --cluster`` nodes (what each means and who
+Four messages cross the bus between ``ptt server --cluster`` nodes (what each means and who
 sends it: ``ptt.protocol.cluster_routing``):
 
 * :class:`FloorInput`, access node -> home: a floor request, a release, a lost participant, or
@@ -10,10 +10,13 @@ sends it: ``ptt.protocol.cluster_routing``):
   members online, where voice must go) and, for a request, which forwarded request it answers;
 * :class:`Presence`, access node -> home: the groups in which this node gained or lost its last
   online member (``full``: the whole list, sent again periodically so a restarted home learns
-  it).
+  it);
+* :class:`Members`, who of a group is online on one node: access node -> home when one of its
+  users comes or goes (``home`` empty), and the home's forward of it (``home``, ``term`` set) ->
+  the other nodes with members (``full``: the whole list of that node, not a change).
 
 Each is a msgpack array ``[CLUSTER_VERSION, type, field1, ...]`` (fields in declaration order),
-validated field by field on decoding: :func:`decode` returns one of the three or raises
+validated field by field on decoding: :func:`decode` returns one of the four or raises
 :class:`~ptt.errors.ProtocolError`, nothing else, for any bytes. A voice frame crosses the bus as
 the relay forwards it (``ptt.wire.voice``, MAC removed, still ciphertext): it starts with
 ``VOICE_MAGIC``, which no msgpack array starts with, so ``ptt.wire.voice.is_voice`` tells the
@@ -43,6 +46,7 @@ __all__ = [
     "FloorInput",
     "FloorNews",
     "InputKind",
+    "Members",
     "Presence",
     "decode",
     "encode",
@@ -108,8 +112,19 @@ class Presence:
     full: bool  # online lists every group of this home the node has members in
 
 
-Message = FloorInput | FloorNews | Presence
-_TYPES: dict[int, type] = {1: FloorInput, 2: FloorNews, 3: Presence}
+@dataclass(frozen=True, slots=True)
+class Members:
+    group: str
+    node: str  # the node these users are online on
+    term: int  # the forwarding home's fencing number for the group (0 from an access node)
+    home: str  # the forwarding home ("" from an access node, to its group's home)
+    online: tuple[str, ...]  # came online on ``node`` (``full``: every user online there)
+    offline: tuple[str, ...]  # went offline on ``node`` (empty when ``full``)
+    full: bool
+
+
+Message = FloorInput | FloorNews | Presence | Members
+_TYPES: dict[int, type] = {1: FloorInput, 2: FloorNews, 3: Presence, 4: Members}
 _TYPE_OF = {cls: t for t, cls in _TYPES.items()}
 _EVENT_FIELDS: dict[int, tuple[type, ...]] = {
     EventKind.GRANTED: (str, int, int, float, bool),

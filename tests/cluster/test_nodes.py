@@ -85,10 +85,11 @@ def _start(tmp_path: Path, nats: Nats) -> Iterator[Cluster]:
             srv.stop()
 
 
-@pytest.fixture
-def cluster(tmp_path: Path, nats: Nats) -> Iterator[Cluster]:
-    """Homes by the static rule ([homes] g = "c", term 1)."""
-    yield from _start(tmp_path, nats)
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, nats: Nats) -> Iterator[Cluster]:
+    """Homes by the static rule ([homes] g = "c", term 1); shared by the tests that kill no
+    node (starting the site and three nodes takes seconds)."""
+    yield from _start(tmp_path_factory.mktemp("static-cluster"), nats)
 
 
 @pytest.fixture
@@ -260,6 +261,36 @@ def test_floor_queue_and_preemption_across_three_nodes(cluster: Cluster, tmp_pat
         assert lines.index("cat is talking") < lines.index("bob is talking")
     finally:
         for p in (ann, bob, dan):
+            if p is not None and p.poll() is None:
+                p.send_signal(signal.SIGINT)
+                finish(p, timeout=10)
+
+
+def test_presence_and_the_delivery_report_across_nodes(cluster: Cluster, tmp_path: Path
+                                                       ) -> None:
+    """dan listens on node a; bob comes online on node b and dan sees it; ann talks from a
+    and her delivery report counts bob (on b) and dan online, cat offline; bob leaves and
+    dan sees him go offline."""
+    short = tone_wav(tmp_path / "short.wav", 1.0)
+    dan = cluster.spawn("dan", "a", "listen", "g", "--out", str(tmp_path / "dan.wav"))
+    bob = None
+    try:
+        read_until(dan, "g", timeout=20)
+        bob = cluster.spawn("bob", "b", "listen", "g", "--out", str(tmp_path / "bob.wav"),
+                            "--bursts", "1")
+        read_until(bob, "g", timeout=20)
+        read_until(dan, "bob came online", timeout=10)
+        code, out, err = cluster.ptt("ann", "a", "talk", "g", "--wav", str(short))
+        no_traceback(err)
+        assert code == 0 and "floor granted" in out, (out, err)
+        report = next(line for line in out.splitlines() if "online member" in line)
+        assert " of 2 online members" in report and report.endswith("offline: cat"), report
+        code_bob, out_bob, err_bob = finish(bob, timeout=20)
+        no_traceback(err_bob)
+        assert code_bob == 0, (out_bob, err_bob)
+        read_until(dan, "bob went offline", timeout=10)
+    finally:
+        for p in (bob, dan):
             if p is not None and p.poll() is None:
                 p.send_signal(signal.SIGINT)
                 finish(p, timeout=10)

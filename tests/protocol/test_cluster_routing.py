@@ -10,6 +10,7 @@ from ptt.errors import ProtocolError
 from ptt.protocol import floor as fl
 from ptt.protocol import messages as m
 from ptt.protocol.client import FloorStateChanged, Participation
+from ptt.protocol.client_events import DeliveryReported
 from ptt.protocol.cluster_routing import StaticHomes, from_wire, to_wire
 from ptt.wire import cluster as wc
 from tests.protocol.clustersim import ClusterSim
@@ -200,11 +201,15 @@ def test_events_survive_the_wire_both_ways() -> None:
     assert back == news
     assert isinstance(back, wc.FloorNews)
     assert [from_wire("g", e) for e in back.events] == events
+    members = wc.Members("g", "B", 3, "C", ("bob", "cat"), ("dan",), False)
+    assert wc.decode(wc.encode(members)) == members
 
 
 @pytest.mark.parametrize("data", [b"", b"\x93\x01\x09\x00", b"\x92\x02\x01",
                                   wc.encode(wc.Presence("A", ("g",), (), True))[:-1],
-                                  b"\x95\x01\x01\x07\xa1g\xa1u"])
+                                  b"\x95\x01\x01\x07\xa1g\xa1u",
+                                  wc.encode(wc.Members("g", "B", 0, "", ("bob",), (), False)
+                                            ).replace(b"\xa3bob", b"\x03\x02\x01\x00")])
 def test_bad_cluster_messages_are_one_error(data: bytes) -> None:
     with pytest.raises(ProtocolError):
         wc.decode(data)
@@ -217,3 +222,69 @@ def test_static_homes_are_the_same_everywhere_and_refuse_unknown_nodes() -> None
     assert {a.home_of(f"g{i}")[0] for i in range(50)} == {"A", "B", "C"}
     with pytest.raises(ProtocolError, match="unknown nodes"):
         StaticHomes(["A"], {"g": "Z"})
+
+
+# --- presence across nodes ------------------------------------------------------------------
+
+
+def _members_msgs(log: list[tuple[str, str, object]]) -> list[tuple[str, str, wc.Members]]:
+    return [(a, b, x) for a, b, x in log if isinstance(x, wc.Members)]
+
+
+def _shown_online(sim: ClusterSim, user: str, group: str) -> set[str]:
+    return set(sim.clients[user].groups[group].online)
+
+
+def test_presence_is_the_same_on_every_node_and_crosses_only_on_change() -> None:
+    """ann and dan on A, bob and cat on B, g homed on C where nobody logs in: every member
+    sees who is online on any node, the home included, from one message per change to the
+    home and one forward per other node with members; idle, nothing but the periodic
+    Presence crosses."""
+    sim = _sim()
+    everyone = {"ann", "bob", "cat"}
+    for u in everyone:
+        assert _shown_online(sim, u, "g") == everyone, u
+    assert _shown_online(sim, "dan", "h") == {"ann", "dan"}
+    for node in ("A", "B", "C"):  # the roster a coordinator would read on any node
+        st = sim.cores[node].group_state("g")
+        assert {mi.user for mi in st.members if mi.online} == everyone, node
+    mark = len(sim.bus_log)
+    sim.run_until(sim.now + 10.0)  # idle: no change, no Members
+    assert not _members_msgs(sim.sent_since(mark))
+    # cat leaves g on B: one Members to the home, one forward to A (bob keeps B in the set)
+    mark = len(sim.bus_log)
+    sim.clients["cat"].leave("g", sim.now)
+    sim.run_until(sim.now + 1.0)
+    sent = [(a, b, x.node, x.online, x.offline) for a, b, x in
+            _members_msgs(sim.sent_since(mark))]
+    assert sent == [("B", "C", "B", (), ("cat",)), ("C", "A", "B", (), ("cat",))]
+    assert _shown_online(sim, "ann", "g") == {"ann", "bob"}
+    assert "cat" not in sim.cores["A"].state.groups["g"].remote
+
+
+def test_a_silent_node_s_members_go_offline_when_its_lease_ends() -> None:
+    """B stops (killed: its periodic Presence stops): after NODE_LEASE the home takes B out
+    of g's relay set and tells A that bob and cat are offline."""
+    from ptt.protocol.cluster_routing import NODE_LEASE, PRESENCE_EVERY
+
+    sim = _sim()
+    sim.dead.add("B")
+    sim.run_until(sim.now + NODE_LEASE - PRESENCE_EVERY)
+    assert _shown_online(sim, "ann", "g") == {"ann", "bob", "cat"}  # still within the lease
+    sim.run_until(sim.now + 2 * PRESENCE_EVERY + 1.0)
+    assert _shown_online(sim, "ann", "g") == {"ann"}
+    assert sim.routing["C"]._relay["g"] == {"A"}
+
+
+def test_a_delivery_report_names_members_online_on_other_nodes() -> None:
+    """ann on A talks to g: bob and cat, online on B, are in her delivery report as online
+    (silent: their receipts are B's), not offline."""
+    sim = _sim()
+    ann = sim.clients["ann"]
+    ann.request_floor("g", sim.now)
+    sim.talk(0.5)
+    ann.release_floor("g", sim.now)
+    sim.run_until(sim.now + 4.0)
+    reports = [e for e in sim.events["ann"] if isinstance(e, DeliveryReported)]
+    assert len(reports) == 1
+    assert reports[0].offline == [] and sorted(reports[0].silent) == ["bob", "cat"]
