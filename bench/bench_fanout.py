@@ -4,7 +4,8 @@ The server is the ``ptt server`` console script in its own process, on a databas
 beforehand (users with the lowest PBKDF2 iteration count, one plain relay group ``big`` of
 ``--members`` members, the talker included). The members log in as real sessions, one UDP
 socket each, from load-generator processes (``bench/loadgen.py``): all but ``--readers`` of them
-are *deaf* once logged in (they heartbeat every second but never read: their sockets have the
+are *deaf* once logged in (they heartbeat at the real cadence, every second while the talker holds
+the floor and every 55 s before, but never read: their sockets have the
 kernel's smallest receive buffer, so what the server sends them is dropped on arrival and the
 load generator spends nothing on it), and join the group with one sealed Join each. The
 ``--readers`` others join as full clients and time every frame they receive.
@@ -242,6 +243,8 @@ def measure(db: Path, root: Path, tokens: dict[str, str], sendmmsg: bool, reader
         time.sleep(3.0)  # everyone online, nobody talking: heartbeats and timers
         idle_rate = (server.cpu() - c0) / (time.monotonic() - t0)
         listeners.call("listen")
+        for w in procs[:-2]:  # the deaf members hear the floor taken: busy cadence from now
+            w.call("busy", [GROUP])
         talker.call("grab", {"payload": PAYLOAD}, timeout=30)  # talks at once (no-start timer)
         out0, c0, t0 = server.metric("ptt_voice_out_total"), server.cpu(), time.monotonic()
         talked = talker.call("talk", {"duration": duration}, timeout=duration + 30)
@@ -249,6 +252,8 @@ def measure(db: Path, root: Path, tokens: dict[str, str], sendmmsg: bool, reader
         cpu, wall = server.cpu() - c0, time.monotonic() - t0
         forwarded = server.metric("ptt_voice_out_total") - out0
         talker.call("release", timeout=10)
+        for w in procs[:-2]:
+            w.call("busy", [])
         heard = listeners.call("listen_done", timeout=30)
         online = server.metric("ptt_clients_online")
         joined = len(server.joined_users())

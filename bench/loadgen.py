@@ -9,9 +9,11 @@ Everything talks to 127.0.0.1 only, and every loop here is bounded in time and s
 - :class:`WorkerProc` runs a :class:`ClientPool`: thousands of sans-I/O ``ClientCore``s, each on its
   own UDP socket (the server binds a session to its source address), driven by one epoll loop and
   one timer heap per process. They log in, join their groups and heartbeat at the cadence the server
-  tells them (``ptt.protocol.keepalive``: 1 s while a group of theirs has a talker, 25 s idle)
-  with random phases, like real clients (light ones, ``go_light``, every second whatever). Roles on top of that: ``probe`` (timed floor
-  requests), ``listen`` (voice receive latency), ``talk`` (paced voice frames).
+  tells them (``ptt.protocol.keepalive``: 1 s while a group of theirs has a talker, 55 s idle)
+  with random phases, like real clients; light ones (``go_light``) follow the same rule from what
+  the bench tells them (``set_busy``: the groups that have a talker), as they open nothing the
+  server sends. Roles on top of that: ``probe`` (timed floor requests), ``listen`` (voice receive
+  latency), ``talk`` (paced voice frames).
 
 Clocks: ``time.monotonic`` (CLOCK_MONOTONIC) is shared by all processes of the machine, so a send
 time written by one process and a receive time read by another are comparable. Worker processes are
@@ -343,6 +345,8 @@ class ClientPool:
         self.last_recv = 0.0
         self.last_kernel = 0.0
         self.light = False
+        self.busy_groups: set[str] = set()  # light clients' rule: groups with a talker
+        self.light_due: dict[int, float] = {}  # a light client's next heartbeat
         self._joins_sent = 0  # deaf clients that asked to join (send_joins)
 
     # clients ---------------------------------------------------------------------------------
@@ -443,17 +447,48 @@ class ClientPool:
         Heartbeat itself and drains what the server sends without opening it. The server sees
         the same traffic as from full clients; the load generator spends about half the CPU
         (its full client cores took more than a core at 10,000 clients, starving the server
-        it measures on a 2-core machine). The client cores are no longer driven."""
+        it measures on a 2-core machine). The client cores are no longer driven.
+
+        The cadence is the real one (``Cadence.interval``): the busy interval while a group the
+        client joined is in :attr:`busy_groups` (the bench knows who talks: :meth:`set_busy`),
+        the idle one (55 s by default) otherwise. A light client cannot learn it from the floor
+        news it drains unopened."""
         self.light = True
         self.armed = [None] * len(self.cores)  # the cores' own timers, still in the heap, lapse
         now = time.monotonic()
-        for i, core in enumerate(self.cores):
+        for i in range(len(self.cores)):
             if i in self.online:
-                self.call_at(now + random.random() * core.heartbeat,
+                self.call_at(now + random.random() * self._light_interval(i),
                              lambda i=i: self._light_beat(i))
 
-    def _light_beat(self, i: int) -> None:
+    def _light_busy(self, i: int) -> bool:
+        busy = self.busy_groups
+        return bool(busy) and any(g in busy for g in self.cores[i].groups)
+
+    def _light_interval(self, i: int) -> float:
+        return self.cores[i].cadence.interval(self._light_busy(i))
+
+    def set_busy(self, groups: list[str]) -> None:
+        """These groups have a talker from now on (and no others): light clients joined to one
+        tighten to the busy cadence within one busy interval, as a real client does on the
+        floor news; the others relax after their next heartbeat."""
+        self.busy_groups = set(groups)
+        if not self.light:
+            return
+        now = time.monotonic()
+        for i in range(len(self.cores)):
+            if i in self.online and self._light_busy(i):
+                self.call_at(now + random.random() * self.cores[i].cadence.busy,
+                             lambda i=i: self._light_beat(i, tighten=True))
+
+    def _light_beat(self, i: int, tighten: bool = False) -> None:
         core = self.cores[i]
+        now = time.monotonic()
+        due = self.light_due.get(i, 0.0)
+        if tighten and due - now <= core.cadence.busy:
+            return  # its next beat comes within a busy interval anyway
+        if not tighten and now < due - 1e-3:
+            return  # superseded: a tightened beat rescheduled this client
         # the core's own channel and session (private: a load generator's shortcut)
         channel = core._channel
         if channel is not None and core.session_id is not None:
@@ -463,7 +498,9 @@ class ClientPool:
                 self.socks[i].send(channel.seal(beat, keepalive=True))
             except OSError:
                 pass
-        self.call_at(time.monotonic() + core.heartbeat, lambda: self._light_beat(i))
+        nxt = now + self._light_interval(i)
+        self.light_due[i] = nxt
+        self.call_at(nxt, lambda: self._light_beat(i))
 
     def go_deaf(self) -> None:
         """:meth:`go_light`, and read nothing more: the clients' sockets leave the epoll with the
@@ -642,6 +679,9 @@ def _worker_main(conn: Any, server: tuple[str, int], clients: list[tuple[str, st
                 conn.send(("ok", None))
             elif cmd == "deaf":
                 pool.go_deaf()
+                conn.send(("ok", None))
+            elif cmd == "busy":  # the groups that have a talker now (light clients' cadence)
+                pool.set_busy(list(arg))
                 conn.send(("ok", None))
             elif cmd == "join_deaf":  # {"group", "rate", "timeout"}
                 conn.send(("ok", pool.send_joins(arg["group"], arg["rate"],
