@@ -92,22 +92,45 @@ class FloorMonitor:
                 "held": len(self.holders)}
 
 
-def _server_main(conn: Any, workdir: str, iterations: int) -> None:
+def _server_main(conn: Any, workdir: str, iterations: int, port: int = 0,
+                 cluster: dict[str, Any] | None = None, gc_freeze: bool = False) -> None:
+    """A server on ``workdir``/db.sqlite; with ``cluster`` (ClusterConfig's fields), a node of
+    it, as ``ptt server --cluster`` runs one, whose monitor checks the groups it homes;
+    ``gc_freeze`` as ``ptt server`` decides it (``gc_freeze_wanted``)."""
     import asyncio
     from dataclasses import asdict
 
     from ptt.config import ServerConfig
-    from ptt.server.app import PttServer
+    from ptt.protocol.server import FloorEvent
+    from ptt.server.app import PttServer, gc_freeze_wanted
 
     logging.basicConfig(level=logging.WARNING)
 
     async def main() -> None:
         wd = Path(workdir)
-        server = PttServer(ServerConfig(host=loadgen.LOCALHOST, port=0, db=wd / "db.sqlite",
-                                        record_dir=wd / "rec"), iterations=iterations)
+        server = PttServer(ServerConfig(host=loadgen.LOCALHOST, port=port, db=wd / "db.sqlite",
+                                        record_dir=wd / "rec"), iterations=iterations,
+                           gc_freeze=gc_freeze and gc_freeze_wanted())
         await server.start()
+        node = None
+        if cluster is not None:
+            from ptt.cluster.config import ClusterConfig
+            from ptt.cluster.node import ClusterNode
+
+            node = ClusterNode(server, ClusterConfig(**cluster))
+            await node.start()
         monitor = FloorMonitor()
-        server.listeners.append(monitor)
+
+        def on_event(ev: Any, now: float) -> None:
+            if isinstance(ev, FloorEvent) and node is not None \
+                    and node.routing.elsewhere(ev.event.group):
+                # a mirror of another node's decision: checked at its home; what this node
+                # saw while it was the home is void (the group moved: a lease lapsed)
+                monitor.holders.pop(ev.event.group, None)
+                return
+            monitor(ev, now)
+
+        server.listeners.append(on_event)
         loop = asyncio.get_running_loop()
         done = loop.create_future()
 
@@ -128,6 +151,11 @@ def _server_main(conn: Any, workdir: str, iterations: int) -> None:
                            "counters": asdict(server.counters),
                            "sessions": len(server.core.sessions.by_id),
                            "floor": monitor.stats(), **rss_kib()}
+                    if node is not None:  # the groups homed here now
+                        res["floor"]["held"] = sum(1 for g in monitor.holders
+                                                   if not node.routing.elsewhere(g))
+                        res["homed"] = sum(1 for g in server.core.groups
+                                           if not node.routing.elsewhere(g))
                 elif cmd == "stop":
                     conn.send(("ok", None))
                     if not done.done():
@@ -146,6 +174,8 @@ def _server_main(conn: Any, workdir: str, iterations: int) -> None:
         except TimeoutError:
             pass
         loop.remove_reader(conn.fileno())
+        if node is not None:
+            await node.close()
         server.close()
 
     asyncio.run(main())
@@ -305,7 +335,10 @@ class Churn:
 
 
 def _worker_main(conn: Any, server: tuple[str, int], clients: list[tuple[str, str, list[str]]],
-                 login_timeout: float) -> None:
+                 login_timeout: float, role: Any = None,
+                 inflight: int = loadgen.LOGIN_INFLIGHT) -> None:
+    """Log ``clients`` in; then "churn" starts ``role`` (default :class:`Churn`), "light"
+    leaves them heartbeating only (``ClientPool.go_light``), "stats", "stop"."""
     import select
 
     logging.basicConfig(level=logging.WARNING)
@@ -314,7 +347,7 @@ def _worker_main(conn: Any, server: tuple[str, int], clients: list[tuple[str, st
     for user, token, groups in clients:
         pool.add(user, token, groups)
     try:
-        pool.login_all(login_timeout)
+        pool.login_all(login_timeout, inflight)
     except Exception as exc:
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         return
@@ -330,7 +363,13 @@ def _worker_main(conn: Any, server: tuple[str, int], clients: list[tuple[str, st
         if cmd == "stop":
             state["stop"] = True
         elif cmd == "churn":
-            state["role"] = Churn(pool, conn, **arg)
+            state["role"] = (role or Churn)(pool, conn, **arg)
+        elif cmd == "light":
+            pool.go_light()
+            conn.send(("ok", None))
+        elif cmd == "stats":
+            conn.send(("ok", {"cpu": time.process_time(), "connected": len(pool.online),
+                              "disconnects": pool.disconnects, **rss_kib()}))
         else:
             conn.send(("error", f"unknown command {cmd!r}"))
 

@@ -1,0 +1,687 @@
+"""A cluster under churn: 4 nodes, 20,000 clients in 2,000 groups, against one server in the same run.
+
+    .venv/bin/python bench/bench_cluster_churn.py                  # 20,000 clients, 60 s of churn
+    .venv/bin/python bench/bench_cluster_churn.py --clients 2000 --duration 20   # smaller
+    .venv/bin/python bench/bench_cluster_churn.py --quick          # 400 clients, 8 s: a check
+
+Two phases with the same clients, the same load processes and the same churn (same seeds):
+
+1. **single**: one ``PttServer`` (as ``ptt server`` runs it) takes every client;
+2. **cluster**: four nodes (``PttServer`` + ``ClusterNode``, as ``ptt server --cluster`` runs it)
+   over a real NATS and a real etcd (1 s leases, 50/500 ms raft timers) started here on loopback
+   ports; each client logs in to a node drawn at random, so a group's ten members sit on
+   different nodes and most floor traffic crosses the bus, and each group is homed by the static
+   rule (CRC-32 of its name), claimed through etcd with a fencing number.
+
+Each node and the single server run in a forked process of their own with a floor monitor on
+their events (``bench_load.FloorMonitor``, on the groups the node homes): a grant while the
+group's floor is held by another burst is a *double grant*; a burst ended by silence or no-start
+(talkers send voice until they release) or a floor still held at the end is a *lost release*.
+The load processes (one per node, ``loadgen.ClientPool``: the real ``ClientCore`` on one UDP
+socket per client, heartbeating at the real cadence: 55 s idle, 1 s while a group of theirs has
+a talker) churn: each client thinks (exponential, ``--think`` s mean), asks for its group's
+floor (``--emergency`` of the asks made while the floor is taken use emergency priority and
+pre-empt the talker), talks 20 ms voice frames for 0.5-1.5 s and releases; a queued client
+withdraws after 8 s. Logins and logouts: ``--relogins`` a second over all clients, an idle
+client says Bye and logs in again 2-6 s later. The clients report each grant they saw (group,
+from, to): two grants of one group whose holders both believed they held it for more than
+``OVERLAP`` s is a double grant *as the clients saw it*. Every request must resolve and every
+release be answered.
+
+CPU: utime + stime of each server PID from ``/proc`` over the churn window; per client = that
+over the node's logged-in clients and the window. Latency under that load: a talker and a
+listener in this process (``bench_cluster``'s probe: 20 ms frames carrying their send time and
+timed floor cycles) on the single server, then with the talker on node a, the listener on node
+b and their group homed on node c. After the cluster's churn, a failover under load: ``--kill``
+groups with a talker on a (holding the floor) and a listener on b are homed on node d, d is
+SIGKILLed; the listener's time to see the floor free and the talker's time to a new grant.
+
+Everything talks to 127.0.0.1; every wait has a deadline and every process started here is
+stopped by its PID at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import secrets
+import shutil
+import signal
+import struct
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_cluster  # noqa: E402
+import bench_load  # noqa: E402
+import loadgen  # noqa: E402
+from bench_idle import proc_cpu  # noqa: E402
+
+from ptt.protocol import auth  # noqa: E402
+from ptt.protocol import client as cl  # noqa: E402
+from ptt.protocol import messages as m  # noqa: E402
+from ptt.wire.voice import HEADER_SIZE, VoiceHeader, add_mac, encode_voice, peek_frame  # noqa: E402
+
+NODES = ("a", "b", "c", "d")
+GROUP_SIZE = 10
+THINK = 1200.0  # s between one client's asks: a group of 10 asks every 2 min on average
+TALK = (0.5, 1.5)  # s of voice per burst
+EMERGENCY = 0.05  # of the asks made while the group's floor is taken
+RELOGINS = 5.0  # Bye and login again, per second over all clients
+OVERLAP = 0.5  # s: two holders both told "yours" for longer than this is a double grant
+PROBE_GROUP = bench_cluster.GROUP  # the latency probe's group (talker, listener), homed on c
+KILL_NODE = "d"
+
+
+# --- the directory ---------------------------------------------------------------------------
+
+
+def provision(db: Path, clients: int, kill_groups: int) -> tuple[dict[str, list[str]],
+                                                                 dict[str, str]]:
+    """Users ``u00000``.. in groups ``g0000``.. of 10, the probe's pair in ``bench``, and per
+    failover group ``f<k>`` a talker and a listener: one SQLite file, copied to every node."""
+    from ptt.server.store import Store
+
+    groups = {f"g{k:04d}": [f"u{j:05d}" for j in range(k * GROUP_SIZE,
+                                                       min((k + 1) * GROUP_SIZE, clients))]
+              for k in range(-(-clients // GROUP_SIZE))}
+    groups[PROBE_GROUP] = ["talker", "listener"]
+    for k in range(kill_groups):
+        groups[f"f{k:02d}"] = [f"ft{k:02d}", f"fl{k:02d}"]
+    store = Store(db)
+    tokens: dict[str, str] = {}
+    try:
+        salt = secrets.token_bytes(auth.SALT_SIZE)
+        for name in dict.fromkeys(u for ms in groups.values() for u in ms):
+            # one salt for all: a load generator's shortcut (PBKDF2 per user is what costs here)
+            token = auth.new_token(secrets.token_bytes(auth.TOKEN_BYTES))
+            creds = auth.make_credentials(token, salt, auth.MIN_ITERATIONS)
+            store.add_user(name, "volunteer", creds.salt, creds.iterations, creds.verifier)
+            tokens[name] = token
+        for g, members in groups.items():
+            store.create_group(g, mode="relay", encrypted=False)
+            store.change_members(g, add=members)
+    finally:
+        store.close()
+    return groups, tokens
+
+
+# --- a server or node process ----------------------------------------------------------------
+
+
+class NodeProc(loadgen._Proc):
+    """bench_load's monitored server on ``workdir``/db.sqlite, a cluster node with ``cluster``
+    (ClusterConfig's fields), with the collector frozen after the load as ``ptt server``."""
+
+    def __init__(self, workdir: Path, port: int, cluster: dict[str, Any] | None) -> None:
+        super().__init__(bench_load._server_main, str(workdir), auth.MIN_ITERATIONS, port,
+                         cluster, True)
+        ready = self.recv(60)
+        self.pid: int = ready["pid"]
+        self.address = (loadgen.LOCALHOST, port)
+        self.start_rss_kib: int = ready["rss_kib"]
+
+    def kill(self) -> None:
+        os.kill(self.pid, signal.SIGKILL)  # our own child, by its PID
+        self.proc.join(5)
+
+
+# --- the churn role --------------------------------------------------------------------------
+
+
+class Churn(bench_load.Churn):
+    """bench_load's churn with pre-emptions, logouts/logins and the grants each client saw."""
+
+    def __init__(self, pool: loadgen.ClientPool, conn: Any, duration: float, seed: int,
+                 think: float, emergency: float, relogins: float) -> None:
+        self.emergency = emergency
+        # group, user, burst, told granted, told not
+        self.grants: list[tuple[str, str, int, float, float]] = []
+        self.held: dict[int, tuple[int, float]] = {}
+        self.away: set[int] = set()
+        self.m = {"emergency": 0, "preempted": 0, "logouts": 0, "logins": 0}
+        super().__init__(pool, conn, duration, seed, think)
+        if relogins > 0:
+            pool.call_at(time.monotonic() + self.rng.expovariate(relogins),
+                         lambda: self.logout(relogins))
+
+    def ask(self, i: int) -> None:
+        now = time.monotonic()
+        if i in self.away:
+            self.pool.call_at(now + 1.0, lambda: self.ask(i))
+            return
+        core = self.pool.cores[i]
+        g = core.groups.get(self.group(i))
+        if (now < self.end and g is not None and g.talker is not None
+                and i not in self.asked and i not in self.talking and i not in self.queued_at
+                and core.participation(self.group(i)) is cl.Participation.NO_PERMISSION
+                and self.rng.random() < self.emergency):
+            self.asked[i] = now
+            self.n["requests"] += 1
+            self.m["emergency"] += 1
+            core.request_floor(self.group(i), now, m.Priority.EMERGENCY)
+            self.pool.flush(i)
+            return
+        super().ask(i)
+
+    def logout(self, rate: float) -> None:
+        now = time.monotonic()
+        if now >= self.end:
+            return
+        self.pool.call_at(now + self.rng.expovariate(rate), lambda: self.logout(rate))
+        i = self.rng.randrange(len(self.pool.cores))
+        core = self.pool.cores[i]
+        if (i in self.away or i in self.asked or i in self.talking or i in self.queued_at
+                or i in self.releasing or i not in self.pool.online
+                or core.participation(self.group(i)) is not cl.Participation.NO_PERMISSION):
+            return
+        self.away.add(i)
+        self.m["logouts"] += 1
+        core.close(now)
+        self.pool.flush(i)
+        self.pool.online.discard(i)
+        self.pool.call_at(now + self.rng.uniform(2.0, 6.0), lambda: self.login(i))
+
+    def login(self, i: int) -> None:
+        self.pool.connect(i)
+
+    def on_events(self, i: int, evs: list[Any], t_recv: float, t_kernel: float) -> None:
+        now = time.monotonic()
+        for ev in evs:
+            if isinstance(ev, cl.Connected) and i in self.away:
+                self.away.discard(i)
+                self.m["logins"] += 1
+            if not isinstance(ev, cl.FloorStateChanged) or ev.group != self.group(i):
+                continue
+            if ev.state is cl.Participation.HAS_PERMISSION and i not in self.held:
+                self.held[i] = (ev.burst_id, now)
+            elif ev.state in (cl.Participation.NO_PERMISSION, cl.Participation.QUEUED,
+                              cl.Participation.PENDING_RELEASE) and i in self.held:
+                # PENDING_RELEASE: the client let go (it sends no more voice from here)
+                burst, t0 = self.held.pop(i)
+                self.grants.append((self.group(i), self.pool.cores[i].user, burst, t0, now))
+            if (ev.state is cl.Participation.NO_PERMISSION
+                    and ev.revoke_cause is m.RevokeCause.PREEMPTED and i in self.talking):
+                # the expected end of a burst here: bench_load counts it among "revoked"
+                self.m["preempted"] += 1
+        super().on_events(i, evs, t_recv, t_kernel)
+
+    def finish(self) -> None:
+        now = time.monotonic()
+        for i, (burst, t0) in self.held.items():
+            self.grants.append((self.group(i), self.pool.cores[i].user, burst, t0, now))
+        self.held.clear()
+        self.m["away_at_end"] = len(self.away)
+        conn, self.conn = self.conn, _Box()
+        super().finish()
+        res = self.conn.sent
+        res["m"] = self.m
+        res["grants"] = self.grants
+        conn.send(("ok", res))
+
+
+class _Box:
+    """Catches what bench_load's finish sends, to add this role's figures to it."""
+
+    sent: dict[str, Any]
+
+    def send(self, msg: tuple[str, dict[str, Any]]) -> None:
+        self.sent = msg[1]
+
+
+class Worker(loadgen._Proc):
+    def __init__(self, server: tuple[str, int], clients: list[tuple[str, str, list[str]]],
+                 login_timeout: float, inflight: int) -> None:
+        super().__init__(bench_load._worker_main, server, clients, login_timeout, Churn,
+                         inflight)
+        self.n = len(clients)
+        self.login_timeout = login_timeout
+
+
+# --- a phase -----------------------------------------------------------------------------------
+
+
+def _double_grants_seen(grants: list[tuple[str, str, int, float, float]]
+                        ) -> tuple[int, float, list[str]]:
+    """Pairs of grants of one group both held (as their clients saw it) for more than OVERLAP
+    s at once, the longest such overlap seen (s), and a few examples."""
+    by: dict[str, list[tuple[float, float, str, int]]] = {}
+    for g, user, burst, t0, t1 in grants:
+        by.setdefault(g, []).append((t0, t1, user, burst))
+    doubles, longest, examples = 0, 0.0, []
+    for g, spans in by.items():
+        spans.sort()
+        end, prev = float("-inf"), ("", 0)
+        for t0, t1, user, burst in spans:
+            overlap = min(end, t1) - t0
+            longest = max(longest, overlap)
+            if overlap > OVERLAP:
+                doubles += 1
+                examples.append(f"{g}: {user}/{burst} granted while {prev[0]}/{prev[1]} "
+                                f"held it {overlap:.2f} s more")
+            if t1 > end:
+                end, prev = t1, (user, burst)
+    return doubles, longest, examples[:5]
+
+
+def phase(name: str, root: Path, seed_db: Path, groups: dict[str, list[str]],
+          tokens: dict[str, str], assign: dict[str, str], args: argparse.Namespace,
+          nats_url: str | None, etcd: list[str] | None) -> dict[str, Any]:
+    """One phase: the servers, the load, the churn window, the probe; figures."""
+    cluster = nats_url is not None
+    names = NODES if cluster else ("single",)
+    kill_groups = [g for g in groups if g.startswith("f")]
+    homes = {PROBE_GROUP: "c", **{g: KILL_NODE for g in kill_groups}}
+    nodes: dict[str, NodeProc] = {}
+    workers: dict[str, Worker] = {}
+    out: dict[str, Any] = {"phase": name}
+    try:
+        for n in names:
+            d = root / f"{name}-{n}"
+            d.mkdir()
+            shutil.copy(seed_db, d / "db.sqlite")
+            spec = None
+            if cluster:
+                spec = {"node": n, "nodes": tuple(NODES), "nats": (nats_url,),
+                        "etcd": tuple(etcd or ()), "homes": homes, "lease_ttl": args.lease}
+            nodes[n] = NodeProc(d, bench_cluster._free_udp_port(), spec)
+        out["rss_start_mib"] = {n: p.start_rss_kib / 1024 for n, p in nodes.items()}
+        t0 = time.monotonic()
+        load = [u for g, ms in groups.items() if g.startswith("g") for u in ms]
+        for n in names:
+            mine = [(u, tokens[u], [_group_of(u, groups)]) for u in load
+                    if not cluster or assign[u] == n]
+            for k in (NODES if not cluster else (n,)):  # the same split in both phases
+                part = [e for e in mine if assign[e[0]] == k]
+                for j in range(args.procs):
+                    workers[f"{k}{j}"] = Worker(nodes[n].address, part[j::args.procs],
+                                                120 + len(part) / 20, args.inflight)
+        for w in workers.values():
+            w.recv(w.login_timeout + 30)
+        out["login_s"] = time.monotonic() - t0
+        time.sleep(args.settle)
+        s0 = {n: p.call("stats") for n, p in nodes.items()}
+        c0 = {n: proc_cpu(p.pid) for n, p in nodes.items()}
+        w0 = time.monotonic()
+        load_before = loadgen.load_average()
+        for k, w in enumerate(workers.values()):
+            if args.light:  # heartbeats only, at the real cadence; nobody else talks
+                w.call("light")
+            else:
+                w.send("churn", {"duration": args.duration, "seed": args.seed * 100 + k,
+                                 "think": args.think, "emergency": args.emergency,
+                                 "relogins": args.relogins * w.n / max(1, len(load))})
+        # the probe, while the churn runs
+        ta = nodes["a" if cluster else "single"].address
+        tb = nodes["b" if cluster else "single"].address
+        time.sleep(min(5.0, args.duration / 4))
+        probe = _probe(
+            bench_cluster._Client("talker", tokens["talker"], ta),
+            bench_cluster._Client("listener", tokens["listener"], tb),
+            args.cycles, args.voice)
+        left = w0 + args.duration - time.monotonic()
+        if left > 0:
+            time.sleep(left)
+        c1 = {n: proc_cpu(p.pid) for n, p in nodes.items()}
+        w1 = time.monotonic()
+        out["load_average"] = f"{load_before} at the start, {loadgen.load_average()} at the end"
+        res = [] if args.light else [w.recv(args.duration + bench_load.SETTLE + 120)
+                                     for w in workers.values()]
+        s1 = {n: p.call("stats") for n, p in nodes.items()}
+        wstats = [w.call("stats") for w in workers.values()]
+        if cluster and kill_groups:
+            out["failover"] = failover(nodes, tokens, kill_groups)
+    finally:
+        for w in workers.values():
+            w.stop(10)
+        for p in nodes.values():
+            p.stop(10)
+    wall = w1 - w0
+    online = {n: s0[n]["sessions"] for n in names}
+    out["nodes"] = {n: {
+        "clients": online[n],
+        "cpu_pct": 100 * (c1[n] - c0[n]) / wall,
+        "cpu_us_per_client_s": 1e6 * (c1[n] - c0[n]) / wall / max(1, online[n]),
+        "rss_mib": s1[n]["rss_kib"] / 1024, "peak_rss_mib": s1[n]["hwm_kib"] / 1024,
+        "grants_homed": s1[n]["floor"]["grants"] - s0[n]["floor"]["grants"],
+        "groups_homed": (s0[n].get("homed"), s1[n].get("homed")),
+        "double_grants": s1[n]["floor"]["double_grants"],
+        "ends": s1[n]["floor"]["ends"], "held_at_end": s1[n]["floor"]["held"],
+        "voice_in": s1[n]["counters"]["voice_in"] - s0[n]["counters"]["voice_in"],
+        "voice_out": s1[n]["counters"]["voice_out"] - s0[n]["counters"]["voice_out"],
+        "datagrams_in": s1[n]["counters"]["datagrams_in"] - s0[n]["counters"]["datagrams_in"],
+    } for n in names}
+    total_cpu = sum(c1[n] - c0[n] for n in names)
+    total_clients = sum(online.values())
+    out["cpu_us_per_client_s"] = 1e6 * total_cpu / wall / max(1, total_clients)
+    out["window_s"] = wall
+    n: dict[str, int] = dict.fromkeys(("requests", "granted", "queued", "denied", "withdrawn",
+                                       "no_decision", "failed", "revoked", "relogins",
+                                       "frames_sent", "frames_heard"), 0)
+    mm: dict[str, int] = dict.fromkeys(("emergency", "preempted", "logouts", "logins",
+                                        "away_at_end"), 0)
+    grants: list[tuple[str, str, int, float, float]] = []
+    for r in res:
+        for k, v in r["n"].items():
+            n[k] = n.get(k, 0) + v
+        for k, v in r["m"].items():
+            mm[k] = mm.get(k, 0) + v
+        grants += r["grants"]
+    ends: dict[str, int] = {}
+    for s in s1.values():
+        for k, v in s["floor"]["ends"].items():
+            ends[k] = ends.get(k, 0) + v
+    doubles_seen, longest, examples = _double_grants_seen(grants)
+    resolve = loadgen.percentiles([x for r in res for x in r["resolve_ms"]])
+    release = loadgen.percentiles([x for r in res for x in r["release_ms"]])
+    out.update({
+        "clients_online": total_clients, "requests": n["requests"], "granted": n["granted"],
+        "queued": n["queued"], "denied": n["denied"], "withdrawn": n["withdrawn"],
+        "emergency": mm["emergency"], "preempted": mm["preempted"],
+        "logouts": mm["logouts"], "logins": mm["logins"], "away_at_end": mm["away_at_end"],
+        "unresolved": sum(r["unresolved"] for r in res) + n["no_decision"] + n["failed"],
+        "unanswered_releases": sum(r["unanswered_releases"] for r in res),
+        "double_grants_homes": sum(s["floor"]["double_grants"] for s in s1.values()),
+        "double_grants_seen": doubles_seen, "longest_overlap_ms": 1e3 * longest,
+        "double_examples": examples + [x for s in s1.values()
+                                       for x in s["floor"]["double_examples"]],
+        "burst_ends": ends,
+        "lost_releases": (ends.get("silence", 0) + ends.get("no_start", 0)
+                          + sum(s["floor"]["held"] for s in s1.values())
+                          + sum(r["unanswered_releases"] for r in res)),
+        "other_revokes": n["revoked"] - mm["preempted"], "sessions_lost": n["relogins"],
+        "resolve_p50_ms": resolve["p50"], "resolve_p99_ms": resolve["p99"],
+        "release_p99_ms": release["p99"], "frames_sent": n["frames_sent"],
+        "frames_heard": n["frames_heard"],
+        "failures": [f for r in res for f in r["failures"]][:5],
+        "load_rss_mib": sum(w["rss_kib"] for w in wstats) / 1024,
+        "load_connected": sum(w["connected"] for w in wstats),
+        "probe_access": loadgen.percentiles(probe["access"]),
+        "probe_voice": loadgen.percentiles(probe["voice"]),
+        "probe_voice_heard": f"{len(probe['voice'])}/{probe['frames']}",
+        "probe_failed": probe["failed"],
+    })
+    return out
+
+
+def _probe(talker: bench_cluster._Client, listener: bench_cluster._Client, cycles: int,
+           voice_seconds: float) -> dict[str, Any]:
+    """bench_cluster's floor cycles and voice, bounded per cycle: a cycle that gets no grant
+    within 5 s (its request lost with a home whose lease lapsed under load, say) is counted
+    as failed and the next one starts; the run stops after 10 failures."""
+    group = bench_cluster.GROUP
+    loop = bench_cluster._Loop([talker, listener])
+    now = time.monotonic()
+    for c in (talker, listener):
+        c.core.connect(now)
+        c.core.join(group, now)
+    loop.until(lambda: all(group in c.core.groups and c.core.groups[group].state is not None
+                           for c in (talker, listener)), 60, "the probe's logins and joins")
+    pause = time.monotonic() + 2.5  # the listener's node known to the home (Presence)
+    loop.until(lambda: time.monotonic() > pause, 5, "settling")
+    access: list[float] = []
+    failed = 0
+
+    def state() -> cl.Participation:
+        return talker.core.participation(group)
+
+    for _ in range(cycles):
+        if failed >= 10:
+            break
+        talker.events.clear()
+        t0 = time.monotonic()
+        talker.core.request_floor(group, t0)
+        talker.flush()
+        try:
+            loop.until(lambda: state() is cl.Participation.HAS_PERMISSION, 5, "a grant")
+        except RuntimeError:
+            failed += 1
+            talker.core.release_floor(group, time.monotonic())
+            continue
+        granted = next(t for t, ev in talker.events if isinstance(ev, cl.FloorStateChanged)
+                       and ev.state is cl.Participation.HAS_PERMISSION)
+        access.append((granted - t0) * 1000)
+        talker.core.release_floor(group, time.monotonic())
+        try:
+            loop.until(lambda: listener.core.groups[group].talker is None
+                       and state() is cl.Participation.NO_PERMISSION, 5, "the idle floor")
+        except RuntimeError:
+            failed += 1
+        pause = time.monotonic() + bench_cluster.PAUSE
+        while time.monotonic() < pause:
+            loop.step(pause - time.monotonic())
+    latency: list[float] = []
+    frames = 0
+    talker.core.request_floor(group, time.monotonic())
+    try:
+        loop.until(lambda: state() is cl.Participation.HAS_PERMISSION, 10, "a grant")
+    except RuntimeError:
+        failed += 1
+    route = talker.core.talk_route(group)
+    if route is not None:
+        listener.voice.clear()
+        frames = int(voice_seconds / bench_cluster.FRAME)
+        start = time.monotonic()
+        for seq in range(frames):
+            while time.monotonic() < start + seq * bench_cluster.FRAME:
+                loop.step(start + seq * bench_cluster.FRAME - time.monotonic())
+            sent = time.monotonic()
+            frame = encode_voice(VoiceHeader(*route, seq, 0),
+                                 struct.pack("!d", sent) + bytes(60))
+            talker.sock.sendto(add_mac(talker.core.voice_key, frame), talker.server)
+        end = time.monotonic() + 0.5
+        while time.monotonic() < end:
+            loop.step(0.05)
+        for received, data in listener.voice:
+            if peek_frame(data)[2] == route[2]:
+                (t,) = struct.unpack_from("!d", data, HEADER_SIZE)
+                latency.append((received - t) * 1000)
+    talker.core.release_floor(group, time.monotonic())
+    for c in (talker, listener):
+        c.core.close(time.monotonic())
+        c.flush()
+        c.sock.close()
+    return {"access": access, "voice": latency, "frames": frames, "failed": failed}
+
+
+def _group_of(user: str, groups: dict[str, list[str]]) -> str:
+    return f"g{int(user[1:]) // GROUP_SIZE:04d}"
+
+
+def failover(nodes: dict[str, NodeProc], tokens: dict[str, str], kill_groups: list[str]
+             ) -> dict[str, Any]:
+    """Talkers on a hold the floors of the groups homed on d, listeners on b; d is SIGKILLed:
+    when each group's members are told the floor is free (the listener sees no talker, or the
+    talker is told it lost the floor), and when the listener's request, made from the kill on,
+    is granted."""
+    talkers = [bench_cluster._Client(f"ft{g[1:]}", tokens[f"ft{g[1:]}"], nodes["a"].address)
+               for g in kill_groups]
+    listeners = [bench_cluster._Client(f"fl{g[1:]}", tokens[f"fl{g[1:]}"], nodes["b"].address)
+                 for g in kill_groups]
+    loop = bench_cluster._Loop(talkers + listeners)
+    now = time.monotonic()
+    for c, g in zip(talkers + listeners, kill_groups + kill_groups):
+        c.core.connect(now)
+        c.core.join(g, now)
+    pairs = list(zip(kill_groups, talkers, listeners))
+    loop.until(lambda: all(g in c.core.groups and c.core.groups[g].state is not None
+                           for g, t, lst in pairs for c in (t, lst)), 60, "failover logins")
+    # b tells each home it has members (Presence) as its listener joins; a grant the home
+    # decides before that reaches it is not shown to b's clients later (docs/cluster.md), so
+    # the talkers wait for the full presence list (sent every PRESENCE_EVERY = 2 s)
+    pause = time.monotonic() + 2.5
+    loop.until(lambda: time.monotonic() > pause, 5, "presence")
+    for g, t, _ in pairs:
+        t.core.request_floor(g, time.monotonic())
+    loop.until(lambda: all(t.core.participation(g) is cl.Participation.HAS_PERMISSION
+                           for g, t, _ in pairs), 30, "failover grants")
+    loop.until(lambda: all(lst.core.groups[g].talker is not None for g, _, lst in pairs), 30,
+               "the listeners hearing the talkers")
+    killed = time.monotonic()
+    nodes[KILL_NODE].kill()
+    freed: dict[str, float] = {}
+    asked: set[str] = set()
+    granted: dict[str, float] = {}
+
+    def step() -> bool:
+        now = time.monotonic()
+        for g, t, lst in pairs:
+            # told: the listener sees the floor free, or the talker is told it lost it
+            if g not in freed and (lst.core.groups[g].talker is None
+                                   or t.core.participation(g) is not
+                                   cl.Participation.HAS_PERMISSION):
+                freed[g] = now - killed
+            # a new grant: the listener asks from the kill on (its core resends; asked again
+            # when an answer leaves it without the floor)
+            if g not in granted:
+                p = lst.core.participation(g)
+                if p is cl.Participation.HAS_PERMISSION:
+                    granted[g] = now - killed
+                elif p is cl.Participation.NO_PERMISSION and (g not in asked or g in freed):
+                    asked.add(g)
+                    lst.core.request_floor(g, now)
+        return len(freed) == len(pairs) and len(granted) == len(pairs)
+
+    try:
+        loop.until(step, 20, "failover")
+    except RuntimeError:
+        pass  # reported below as the groups not freed or not granted within 20 s
+    for c in talkers + listeners:
+        c.core.close(time.monotonic())
+        c.flush()
+        c.sock.close()
+    return {"groups": len(pairs), "freed": len(freed), "granted": len(granted),
+            "told_free_s": loadgen.percentiles(freed.values()),
+            "new_grant_s": loadgen.percentiles(granted.values())}
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from ptt.cluster import engines
+
+    rng = random.Random(args.seed)
+    with tempfile.TemporaryDirectory(prefix="ptt-bench-churn-") as tmp:
+        root = Path(tmp)
+        t0 = time.monotonic()
+        groups, tokens = provision(root / "seed.db", args.clients, args.kill)
+        provision_s = time.monotonic() - t0
+        if args.placement == "random":
+            assign = {u: rng.choice(NODES) for u in tokens}
+        else:  # each client on its group's home by the static rule, as a server list could
+            from ptt.protocol.cluster_routing import StaticHomes
+
+            static = StaticHomes(NODES)
+            assign = {u: rng.choice(NODES) for u in tokens}
+            for g, members in groups.items():
+                if g.startswith("g"):
+                    for u in members:
+                        assign[u] = static.home_of(g)[0]
+        nats = engines.start_nats(root / "nats")
+        etcd = engines.start_etcd(root / "etcd", heartbeat_ms=50, election_ms=500)
+        try:
+            single = None if args.cluster_only else phase(
+                "single", root, root / "seed.db", groups, tokens, assign, args, None, None)
+            cluster = phase("cluster", root, root / "seed.db", groups, tokens, assign, args,
+                            nats.url, etcd.endpoints)
+        finally:
+            etcd.stop()
+            nats.stop()
+    return {"clients": args.clients, "groups": args.clients // GROUP_SIZE,
+            "placement": args.placement, "lease": args.lease,
+            "provision_s": provision_s, "single": single, "cluster": cluster}
+
+
+def summary(r: dict[str, Any]) -> dict[str, Any]:
+    c = r["cluster"]
+    s = r["single"] or {}
+    per_node = {n: v["cpu_us_per_client_s"] for n, v in c["nodes"].items()}
+    out: dict[str, Any] = {"clients": r["clients"], "placement": r["placement"]}
+
+    def both(key: str) -> str:
+        return (f"single {s[key]}, " if s else "") + f"cluster {c[key]}"
+
+    out["double grants at the homes"] = both("double_grants_homes")
+    out["double grants seen by clients"] = both("double_grants_seen")
+    out["lost releases"] = both("lost_releases")
+    out["unresolved requests"] = both("unresolved")
+    out["requests / granted / queued / emergency / logouts"] = (
+        f"cluster {c['requests']} / {c['granted']} / {c['queued']} / {c['emergency']} / "
+        f"{c['logouts']}")
+    out["bursts ended by failover during the churn (lease lapses)"] = \
+        c["burst_ends"].get("failover", 0)
+    out["server CPU us per client per s"] = (
+        (f"single {s['cpu_us_per_client_s']:.2f}; " if s else "") + "cluster per node "
+        + ", ".join(f"{n} {v:.2f}" for n, v in per_node.items()))
+    if s:
+        out["per-node / single (max)"] = round(max(per_node.values())
+                                               / s["cpu_us_per_client_s"], 3)
+    out["RSS MiB per node (start -> end)"] = ", ".join(
+        f"{n} {c['rss_start_mib'][n]:.0f} -> {v['rss_mib']:.0f}" for n, v in c["nodes"].items())
+    out["RSS KiB per client (node growth / clients)"] = ", ".join(
+        f"{n} {1024 * (v['rss_mib'] - c['rss_start_mib'][n]) / max(1, v['clients']):.1f}"
+        for n, v in c["nodes"].items())
+    pa, pv = c["probe_access"], c["probe_voice"]
+    if s:
+        sa, sv = s["probe_access"], s["probe_voice"]
+        out["floor access p50/p99 ms"] = (f"single {sa['p50']:.2f}/{sa['p99']:.2f}, "
+                                          f"cross-node {pa['p50']:.2f}/{pa['p99']:.2f}")
+        out["voice p50/p99 ms"] = (f"single {sv['p50']:.2f}/{sv['p99']:.2f}, "
+                                   f"cross-node {pv['p50']:.2f}/{pv['p99']:.2f}")
+        out["voice added p50/p99 ms"] = (f"{pv['p50'] - sv['p50']:.2f}/"
+                                         f"{pv['p99'] - sv['p99']:.2f}")
+    else:
+        out["cross-node floor access p50/p99 ms"] = f"{pa['p50']:.2f}/{pa['p99']:.2f}"
+        out["cross-node voice p50/p99 ms"] = f"{pv['p50']:.2f}/{pv['p99']:.2f}"
+    out["failover"] = c.get("failover")
+    out["load average"] = (f"single: {s['load_average']}; " if s else "") + \
+        f"cluster: {c['load_average']}"
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="400 clients, 8 s of churn")
+    ap.add_argument("--clients", type=int, default=20_000)
+    ap.add_argument("--duration", type=float, default=60.0, help="s of churn per phase")
+    ap.add_argument("--think", type=float, default=THINK)
+    ap.add_argument("--emergency", type=float, default=EMERGENCY)
+    ap.add_argument("--relogins", type=float, default=RELOGINS)
+    ap.add_argument("--settle", type=float, default=5.0, help="s after the logins")
+    ap.add_argument("--cycles", type=int, default=200, help="probe floor cycles per phase")
+    ap.add_argument("--voice", type=float, default=5.0, help="s of probe voice per phase")
+    ap.add_argument("--kill", type=int, default=20, help="groups homed on the node killed")
+    ap.add_argument("--inflight", type=int, default=25, help="logins in flight per load process")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--procs", type=int, default=1, help="load processes per node")
+    ap.add_argument("--light", action="store_true",
+                    help="no churn: clients only heartbeat (cheap load processes), for memory "
+                         "and failover at large N")
+    ap.add_argument("--cluster-only", action="store_true", help="no single-server phase")
+    ap.add_argument("--placement", choices=("random", "home"), default="random",
+                    help="clients on a node drawn at random, or on their group's home")
+    ap.add_argument("--lease", type=int, default=None,
+                    help="etcd lease TTL, s (default: ptt.cluster.ownership's)")
+    ap.add_argument("--json", type=Path, help="write every figure here")
+    args = ap.parse_args()
+    if args.quick:
+        args.clients, args.duration, args.think = 400, 8.0, 40.0
+        args.cycles, args.voice, args.kill = 20, 1.0, 4
+    if args.clients < GROUP_SIZE:
+        print("bench_cluster_churn: --clients must be at least 10", file=sys.stderr)
+        return 2
+    print(f"machine: {loadgen.machine_line()}; load average {loadgen.load_average()}")
+    r = run(args)
+    for k, v in summary(r).items():
+        print(f"{k}: {v}")
+    if args.json:
+        args.json.write_text(json.dumps(r, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    sys.exit(main())
