@@ -1,4 +1,5 @@
-"""Group home failover over etcd, and the etcd client's latencies.
+"""Group home failover over etcd, and the etcd client's latencies; with ``--nodes``, failover
+through real nodes as members see it.
 
 Failover: two node processes (tests/cluster/ownership_runner.py) want one group; the home is
 SIGKILLed at a random point of its renewal cycle and the time until the survivor's claim (its
@@ -17,6 +18,17 @@ a lease renewal through etcd's JSON gateway (/v3/lease/keepalive) on a kept-aliv
 connection.
 
     .venv/bin/python bench/bench_cluster_failover.py --kills 20
+
+Through the nodes (``--nodes``): four ``ptt server --cluster`` processes on PostgreSQL (the
+directory), NATS (the bus) and an etcd with shortened timers (1 s leases); a group homed on one
+node, its three members (sans-I/O ``ClientCore``s on UDP sockets in this process) on the three
+others: a talker holding the floor and sending frames, two listeners. The home is SIGKILLed
+mid-burst; per kill: when each member is told (the talker's revoke with cause FAILOVER, a
+listener's floor-free news) and when a listener that asks from the kill on is granted by the new
+home. The killed node is started again before the next kill (members then log in to the three
+nodes that are not the home).
+
+    .venv/bin/python bench/bench_cluster_failover.py --nodes --kills 20
 """
 
 from __future__ import annotations
@@ -26,6 +38,8 @@ import asyncio
 import http.client
 import json
 import random
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -42,7 +56,9 @@ from ptt.cluster.ownership import parse_endpoints
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from loadgen import machine_line, percentiles  # noqa: E402
+from loadgen import load_average, machine_line, percentiles  # noqa: E402
+
+from ptt.protocol import messages as m  # noqa: E402
 
 CONFIGS = {
     "etcd defaults (100/1000 ms), lease asked 1 s": (100, 1000),
@@ -270,6 +286,264 @@ def client_latencies(count: int) -> list[dict[str, Any]]:
     return rows
 
 
+# --- failover through the nodes ----------------------------------------------------------------
+
+NODE_NAMES = ("a", "b", "c", "d")
+GROUP = "fo"
+FIRST_HOME = "c"
+
+
+def _directory(dsn: str) -> dict[str, str]:
+    """The talker and two listeners in one plain relay group, in the PostgreSQL directory."""
+    import secrets
+
+    from ptt.cluster.directory import open_directory
+    from ptt.protocol import auth
+    from ptt.protocol.messages import Role
+
+    directory = open_directory(dsn)
+    tokens = {}
+    try:
+        for name in ("talker", "one", "two"):
+            token = secrets.token_urlsafe(24)
+            creds = auth.make_credentials(token, secrets.token_bytes(16), auth.MIN_ITERATIONS)
+            directory.add_user(name, Role.VOLUNTEER, creds.salt, creds.iterations, creds.verifier)
+            tokens[name] = token
+        directory.create_group(GROUP, max_talk=600.0, mode="relay", encrypted=False)
+        for name in tokens:
+            directory.add_member(GROUP, name)
+    finally:
+        directory.close()
+    return tokens
+
+
+async def _read_home(endpoint: str) -> tuple[str, int] | None:
+    from ptt.cluster.ownership import home_key
+
+    [(host, port)] = parse_endpoints([endpoint])
+    async with aetcd.Client(host=host, port=port) as client:
+        got = await client.get(home_key(GROUP))
+    return None if got is None else (got.value.decode(), got.create_revision)
+
+
+def _wait_home(endpoint: str, other_than: str | None, within: float) -> tuple[str, int]:
+    deadline = time.monotonic() + within
+    while True:
+        home = asyncio.run(_read_home(endpoint))
+        if home is not None and home[0] != other_than:
+            return home
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no home of {GROUP} but {other_than} within {within} s: {home}")
+        time.sleep(0.05)
+
+
+def _wait_log(log: Path, needle: str, within: float) -> None:
+    deadline = time.monotonic() + within
+    while needle not in log.read_text(errors="replace"):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no {needle!r} in {log} within {within} s")
+        time.sleep(0.05)
+
+
+def _one_kill(bc: Any, tokens: dict[str, str], addr: dict[str, tuple[str, int]], home: str,
+              kill: Any) -> dict[str, Any]:
+    """Members on the three other nodes; the talker holds the floor and talks; ``kill()`` at a
+    random point; then each member's first news of the floor's end, and the first grant of a
+    request that ``one`` makes from the kill on (asked again at once if denied or failed)."""
+    from ptt.protocol import client as cl
+    from ptt.wire.voice import VoiceHeader, add_mac, encode_voice
+
+    others = [n for n in NODE_NAMES if n != home]
+    random.shuffle(others)
+    members = {name: bc._Client(name, tokens[name], addr[node])
+               for name, node in zip(("talker", "one", "two"), others, strict=True)}
+    talker, one = members["talker"], members["one"]
+    loop = bc._Loop(list(members.values()))
+    now = time.monotonic()
+    for c in members.values():
+        c.core.connect(now)
+        c.core.join(GROUP, now)
+    loop.until(lambda: all(GROUP in c.core.groups and c.core.groups[GROUP].state is not None
+                           for c in members.values()), 20, "logins and joins")
+    # the home hears of each node's first member (Presence) before the talker asks: a node
+    # added to the relay set mid-burst gets the floor's state but not the grant's news
+    settled = time.monotonic() + 1.0
+    loop.until(lambda: time.monotonic() > settled, 5, "settling")
+    talker.core.request_floor(GROUP, time.monotonic())
+    loop.until(lambda: talker.core.participation(GROUP) is cl.Participation.HAS_PERMISSION,
+               10, "the talker's grant")
+    loop.until(lambda: all(c.core.groups[GROUP].talker == "talker"
+                           for c in members.values() if c is not talker), 10, "talker news")
+    route = talker.core.talk_route(GROUP)
+    assert route is not None
+    gid, sid, burst = route
+    seq = 0
+    start = time.monotonic()
+    kill_at = start + random.uniform(0.5, 1.5)  # mid-burst, anywhere in the lease's cycle
+    killed = None
+    told: dict[str, float] = {}
+    granted = None
+    for c in members.values():
+        c.events.clear()
+
+    def talk() -> None:
+        nonlocal seq
+        if talker.core.participation(GROUP) is not cl.Participation.HAS_PERMISSION:
+            return
+        while time.monotonic() >= start + seq * 0.02:
+            frame = encode_voice(VoiceHeader(gid, sid, burst, seq, 0), bytes(60))
+            talker.sock.sendto(add_mac(talker.core.voice_key, frame), talker.server)
+            seq += 1
+
+    deadline = kill_at + 15.0
+    while time.monotonic() < deadline and (granted is None or len(told) < len(members)):
+        talk()
+        loop.step(0.005)
+        if killed is None:
+            if time.monotonic() >= kill_at:
+                kill()
+                killed = time.monotonic()
+                one.core.request_floor(GROUP, killed)
+            else:
+                for c in members.values():
+                    c.events.clear()
+            continue
+        for name, c in members.items():
+            for t, ev in c.events:
+                if name in told:
+                    break
+                if (name == "talker" and isinstance(ev, cl.FloorStateChanged)
+                        and ev.state is not cl.Participation.HAS_PERMISSION):
+                    if ev.revoke_cause is not m.RevokeCause.FAILOVER:
+                        raise RuntimeError(f"the talker lost the floor by {ev}")
+                    told[name] = t - killed
+                elif name != "talker" and isinstance(ev, cl.TalkerChanged) and ev.talker is None:
+                    told[name] = t - killed
+            for t, ev in c.events:
+                if c is not one or granted is not None:
+                    break
+                if isinstance(ev, cl.FloorStateChanged):
+                    if ev.state is cl.Participation.HAS_PERMISSION:
+                        granted = t - killed
+                    elif ev.state is cl.Participation.NO_PERMISSION:
+                        one.core.request_floor(GROUP, time.monotonic())  # denied: ask again
+                elif isinstance(ev, cl.RequestFailed) and ev.what == "floor":
+                    one.core.request_floor(GROUP, time.monotonic())
+            c.events.clear()
+    if granted is None or len(told) < len(members):
+        raise RuntimeError(f"within 15 s of the kill: told {told}, granted {granted}")
+    one.core.release_floor(GROUP, time.monotonic())
+    loop.until(lambda: one.core.participation(GROUP) is cl.Participation.NO_PERMISSION, 10,
+               "the release")
+    now = time.monotonic()
+    for c in members.values():
+        c.core.close(now)
+        c.flush()
+        c.sock.close()
+    return {"told": told, "granted": granted, "frames": seq,
+            "nodes": dict(zip(("talker", "one", "two"), others, strict=True))}
+
+
+def nodes_failover(kills: int) -> dict[str, Any]:
+    """Four ``ptt server --cluster`` nodes on PostgreSQL, NATS and an etcd with shortened
+    timers (1 s leases); SIGKILL the group's home ``kills`` times, restarting it after each."""
+    import bench_cluster as bc
+
+    root = Path(tempfile.mkdtemp(prefix="ptt-bench-nodes-failover-"))
+    pg = engines.start_postgres(root / "pg")
+    nats_engine = engines.start_nats(root / "nats")
+    etcd = engines.start_etcd(root / "etcd", heartbeat_ms=50, election_ms=500)
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    dbs: dict[str, Path] = {}
+    rounds: list[dict[str, Any]] = []
+    load = [load_average()]
+    try:
+        tokens = _directory(pg.dsn)
+        ports = {n: bc._free_udp_port() for n in NODE_NAMES}
+        addr = {n: ("127.0.0.1", p) for n, p in ports.items()}
+        for name in NODE_NAMES:
+            d = root / name
+            d.mkdir()
+            (d / "cluster.toml").write_text(
+                f'node = "{name}"\nnodes = {json.dumps(list(NODE_NAMES))}\n'
+                f'nats = ["{nats_engine.url}"]\netcd = ["{etcd.endpoint}"]\n'
+                f'postgres = "{pg.dsn}"\nlease_ttl = 1\n[homes]\n{GROUP} = "{FIRST_HOME}"\n')
+            dbs[name] = d / "ptt.db"
+            procs[name] = bc._server(dbs[name], ports[name], d / "cluster.toml")
+        home, fencing = _wait_home(etcd.endpoint, None, 20)
+        for name in NODE_NAMES:
+            _wait_log(dbs[name].with_suffix(".log"), f"group {GROUP}: ", 20)
+        for i in range(kills):
+            def kill(node: str = home) -> None:
+                procs[node].kill()
+
+            try:
+                r = _one_kill(bc, tokens, addr, home, kill)
+            except RuntimeError:
+                for name in NODE_NAMES:
+                    print(f"--- node {name} (home {home})")
+                    print(dbs[name].with_suffix(".log").read_text()[-1500:])
+                raise
+            procs[home].wait(5)
+            new_home, new_fencing = _wait_home(etcd.endpoint, home, 10)
+            if new_fencing <= fencing:
+                raise RuntimeError(f"fencing did not rise: {fencing} -> {new_fencing}")
+            r.update(killed=home, new_home=new_home)
+            rounds.append(r)
+            print(f"kill {i + 1}: home {home} -> {new_home} (talker, one, two on "
+                  f"{', '.join(r['nodes'].values())}); told "
+                  + ", ".join(f"{n} {t:.3f}" for n, t in r["told"].items())
+                  + f" s; grant {r['granted']:.3f} s", flush=True)
+            procs[home] = bc._server(dbs[home], ports[home],
+                                     dbs[home].parent / "cluster.toml")
+            _wait_log(dbs[home].with_suffix(".log"), f"group {GROUP}: learned", 20)
+            home, fencing = new_home, new_fencing
+            load.append(load_average())
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs.values():
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+        for engine in (etcd, nats_engine, pg):
+            engine.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    told = [t for r in rounds for t in r["told"].values()]
+    last = [max(r["told"].values()) for r in rounds]
+    grants = [r["granted"] for r in rounds]
+
+    def row(what: str, values: list[float]) -> dict[str, Any]:
+        pct = percentiles(values, (50, 95, 99))
+        return {"what": what, "n": len(values), "min (s)": round(min(values), 3),
+                "p50 (s)": round(pct["p50"], 3), "p95 (s)": round(pct["p95"], 3),
+                "p99 (s)": round(pct["p99"], 3), "max (s)": round(max(values), 3)}
+
+    return {
+        "title": "Cluster: home failover through the nodes (SIGKILL of the group's home "
+                 "mid-burst)",
+        "target": "members told within 1.5 s (p50); new grant possible within 2.0 s (p99) "
+                  "(issue #17)",
+        "command": f".venv/bin/python bench/bench_cluster_failover.py --nodes --kills {kills}",
+        "rows": [row("member told (each member, each kill)", told),
+                 row("last member told (each kill)", last),
+                 row("new grant (a member asking from the kill on)", grants)],
+        "kills": len(rounds),
+        "new homes": "".join(r["new_home"] for r in rounds),
+        "load_average": " ".join(load),
+        "notes": "Four `ptt server --cluster` nodes (PostgreSQL directory, NATS bus, etcd with "
+                 "heartbeat 50 ms / election 500 ms and 1 s leases), one member on each node but "
+                 "the home (a talker holding the floor and sending 20 ms frames, two "
+                 "listeners); the home SIGKILLed 0.5-1.5 s into the burst, restarted after. "
+                 "Told: the talker's revoke with cause FAILOVER, a listener's floor-free news. "
+                 "Grant: one listener asks at the kill; the client resends its request; a "
+                 "denial or a failed request is asked again at once.",
+    }
+
+
 def run(quick: bool = False, kills: int | None = None) -> dict[str, Any]:
     kills = kills or (4 if quick else 20)
     rows = []
@@ -294,7 +568,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--nodes", action="store_true",
+                        help="failover through four real nodes (members told, new grant)")
     args = parser.parse_args()
+    if args.nodes:
+        res = nodes_failover(args.kills if not args.quick else 4)
+        print(machine_line())
+        for row in res["rows"]:
+            print(json.dumps(row))
+        print(f"new homes {res['new homes']}; load average {res['load_average']}")
+        return 0
     result = run(args.quick, args.kills)
     print(machine_line())
     for row in result["rows"] + result["tables"][0]["rows"]:
