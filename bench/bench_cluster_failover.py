@@ -1,5 +1,6 @@
-"""Group home failover over etcd, and the etcd client's latencies; with ``--nodes``, failover
-through real nodes as members see it.
+"""Group home failover: the claim over etcd alone, or through real nodes as members see it.
+
+Also the etcd client's latencies.
 
 Failover: two node processes (tests/cluster/ownership_runner.py) want one group; the home is
 SIGKILLed at a random point of its renewal cycle and the time until the survivor's claim (its
