@@ -43,7 +43,7 @@ from ptt.protocol import messages as m
 from ptt.protocol import parts
 from ptt.protocol.transactions import RETRY_TOTAL
 from ptt.protocol.voicepath import PROBE_TIMEOUT, Heard, VoicePath, VoicePathChosen, VoicePaths
-from ptt.wire.voice import add_mac, is_probe, is_voice, peek_group
+from ptt.wire.voice import add_mac, is_probe, is_voice, peek_group, peek_route
 
 if TYPE_CHECKING:
     from ptt.config import ClientConfig
@@ -507,6 +507,15 @@ class Connection:
         """Send what the core has queued (after calling it directly) and re-arm its timer."""
         self._flush()
 
+    def _check_view(self, data: bytes) -> None:
+        """Voice of a burst our floor view does not show: the core asks the server now."""
+        try:
+            group_id, _, burst_id = peek_route(data)
+        except ProtocolError:
+            return
+        if self.core.voice_heard(group_id, burst_id, self._now()):
+            self._flush()
+
     def _received(self, data: bytes) -> None:
         """A datagram from the server: voice to the player, the rest to the core."""
         if self._closed:
@@ -517,6 +526,7 @@ class Connection:
                     self.voice_stats.malformed += 1
                 return
             self.voice_stats.relay_in += 1
+            self._check_view(data)
             if self.on_voice is not None:
                 self.on_voice(data)
             return
@@ -645,5 +655,7 @@ class Connection:
             st.own += 1
         elif verdict is Heard.WRONG_BURST:
             st.wrong_burst += 1
+            self._check_view(data)
         elif verdict is Heard.NOT_HOLDER:
             st.not_holder += 1
+            self._check_view(data)

@@ -137,6 +137,7 @@ class ClientCore:
         self._relogin_at: float | None = None
         self._check_until: float | None = None  # checking the session after a plain NO_SESSION
         self._check_resend: float | None = None
+        self._voice_check_at: float | None = None  # the last heartbeat stale voice asked for
         self._relogin_backoff = RELOGIN_FIRST
         self._verifier_cache: tuple[bytes, int, bytes] | None = None
         self._channel: SecureChannel | None = None
@@ -288,6 +289,29 @@ class ClientCore:
     def admin(self, op: str, args: dict[str, object], now: float) -> int:
         """Send a coordinator command; its answer comes as an AdminResult with this txn."""
         return self._request("admin", "", lambda t: m.Admin(t, self.session_id, op, args), now)  # type: ignore[arg-type]
+
+    def voice_heard(self, group_id: int, burst_id: int, now: float) -> bool:
+        """Voice of ``burst_id`` came for a group we joined. If our view shows no such burst,
+        every copy of its floor news was lost (or the burst is stale): on the idle cadence the
+        next heartbeat, whose answer's floor digest catches the view up, could be ``idle``
+        seconds away while the burst plays to everyone else. Ask now, with a heartbeat: at most
+        one per ``busy`` interval, so a stream of frames (or of forgeries) costs one a second.
+        True when a heartbeat was queued."""
+        if self.conn is not ConnState.CONNECTED:
+            return False
+        if self._voice_check_at is not None and now < self._voice_check_at + self.cadence.busy:
+            return False
+        for g in self.groups.values():
+            if g.state is None or g.state.group_id != group_id:
+                continue
+            if g.talker is not None and g.talker_burst == burst_id:
+                return False  # the burst we know of
+            if g.participation is Participation.HAS_PERMISSION:
+                return False  # our own burst, looped back or relayed late
+            self._voice_check_at = now
+            self._send_heartbeat(now)
+            return True
+        return False
 
     def report_reception(self, group: str, burst_id: int, frames: int, lost: int, runs: int,
                          late: int = 0) -> None:

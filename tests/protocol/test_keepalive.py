@@ -204,3 +204,44 @@ def test_a_client_gives_up_a_silent_server_on_its_cadence(busy: bool) -> None:
         assert waited <= SESSION_TIMEOUT - HEARTBEAT_INTERVAL + 0.05, waited
         # it asked again meanwhile (a lost heartbeat is not a lost server)
         assert _between(beats["bob"], first_unanswered, t_lost) >= 4
+
+
+def test_voice_of_a_burst_the_view_missed_makes_an_idle_listener_ask_at_once() -> None:
+    """Every copy of the floor news lost (1 in 15,000 at 30% loss): the voice that does arrive
+    shows the view is stale, and the listener catches up within a round trip, not at its next
+    idle heartbeat up to 55 s later."""
+    net, beats = _site(["ann", "bob"])
+    net.run_until(net.now + IDLE_HEARTBEAT_INTERVAL)
+    bob, ann = net.clients["bob"], net.clients["ann"]
+    assert bob.heartbeat_interval() == IDLE_HEARTBEAT_INTERVAL
+    send = net._send
+
+    def lose_control_to_bob(dest: object, data: bytes) -> None:
+        if dest != "bob":
+            send(dest, data)
+
+    net._send = lose_control_to_bob  # type: ignore[method-assign]
+    _talk(net, "ann", 2.0)  # the grant and every repeat of its news: none reach bob
+    net._send = send  # type: ignore[method-assign]
+    route = ann.talk_route("g")
+    assert route is not None and bob.groups["g"].talker is None  # bob's view is stale
+    gid, _, burst = route
+    t0 = net.now
+    assert bob.voice_heard(gid, burst, t0)  # the first frame bob hears of it
+    assert not bob.voice_heard(gid, burst, t0 + 0.02)  # the next frames ask nothing more
+    net.run_until(t0 + 0.1)
+    assert bob.groups["g"].talker == "ann" and bob.groups["g"].talker_burst == burst
+    assert [t for t in beats["bob"] if t >= t0] == [t0]  # one heartbeat did it
+    # a frame of the burst the view shows asks nothing
+    assert not bob.voice_heard(gid, burst, t0 + 5.0)
+
+
+def test_a_talker_does_not_ask_about_its_own_burst() -> None:
+    net, _ = _site(["ann", "bob"])
+    ann = net.clients["ann"]
+    ann.request_floor("g", net.now)
+    net.run_until(net.now + 0.1)
+    route = ann.talk_route("g")
+    assert route is not None
+    assert not ann.voice_heard(route[0], route[2], net.now)
+    assert not ann.voice_heard(route[0] + 1, route[2], net.now)  # not a group it joined
