@@ -47,13 +47,19 @@ the presence news and the delivery report read beside its own sessions. A node w
 ``Presence`` stops for :data:`NODE_LEASE` (dead, cut off) loses its place in the relay sets
 and its users go offline; a restarted node's first ``Presence`` (empty) does the same at once.
 
+Receipts and loss feedback: a listener's node sends them straight to the talker's node (the
+node the roster shows the talker online on), not through the home: one message per listener
+node per burst for receipts (``Receipts``, its listeners' all at once) and per
+``LINK_REPORT_INTERVAL`` for loss (``LinkWindow``, its listeners' reports summed up as the
+histogram the talker's node merges), where through the home every one would cross twice and the
+home would gain nothing it needs.
+
 Failover: when a group's home changes (:meth:`ClusterRouting.home_changed`), the node that
 became its home takes over the floor it mirrored (the old grant and queue are void, the talker
 revoked with cause FAILOVER, the floor idle) and tells every node.
 
 Not here (docs/cluster.md says what is left): multicast bridging across nodes, one-to-one calls
-between nodes (a call group lives on the caller's node), a user's devices on two nodes at once,
-delivery receipts and loss feedback across nodes.
+between nodes (a call group lives on the caller's node), a user's devices on two nodes at once.
 """
 
 from __future__ import annotations
@@ -67,6 +73,7 @@ from ptt.errors import ProtocolError
 from ptt.protocol import floor as fl
 from ptt.protocol import messages as m
 from ptt.protocol.cluster_fencing import FencingView, Stamp, Verdict
+from ptt.protocol.feedback import LinkCounts
 from ptt.protocol.server import ServerCore
 from ptt.protocol.server_state import GroupEntry
 from ptt.protocol.session import Addr, Session
@@ -309,6 +316,25 @@ class ClusterRouting:
         else:
             self._forward_members(g.name, self.node, came, went, False, (), now)
 
+    def receipts(self, g: GroupEntry, burst_id: int, talker: str,
+                 receipts: Sequence[m.Receipt], now: float) -> None:
+        msg = wc.Receipts(g.name, burst_id, self.node, tuple(r.user for r in receipts),
+                          tuple(r.received for r in receipts),
+                          tuple(r.expected for r in receipts))
+        for node in self._nodes_of(g.name, talker):
+            self._send(node, msg)
+
+    def link_counts(self, g: GroupEntry, burst_id: int, talker: str, counts: LinkCounts,
+                    now: float) -> None:
+        msg = wc.LinkWindow(g.name, burst_id, self.node, counts.bins, counts.listeners,
+                            counts.frames, counts.lost, counts.runs, counts.late, counts.worst)
+        for node in self._nodes_of(g.name, talker):
+            self._send(node, msg)
+
+    def _nodes_of(self, group: str, user: str) -> list[str]:
+        """The other nodes ``user`` is online on in ``group``, as the roster shows."""
+        return [n for n, users in self._remote.get(group, {}).items() if user in users]
+
     def _input(self, kind: wc.InputKind, group: str, user: str, priority: int, burst_id: int,
                ref: int) -> None:
         home = self.homes.home_of(group)[0]
@@ -338,6 +364,18 @@ class ClusterRouting:
             self._on_news(msg, now)
         elif isinstance(msg, wc.Members):
             self._on_members(msg, now)
+        elif isinstance(msg, wc.Receipts):
+            if not len(msg.users) == len(msg.received) == len(msg.expected):
+                raise ProtocolError("Receipts: as many users, received and expected counts")
+            self.core.delivery.on_remote_receipts(
+                msg.group, msg.burst_id,
+                [m.Receipt(*r) for r in zip(msg.users, msg.received, msg.expected,
+                                            strict=True)], now)
+        elif isinstance(msg, wc.LinkWindow):
+            self.core.feedback.on_remote_counts(
+                msg.group, msg.burst_id, LinkCounts(msg.bins, msg.listeners, msg.frames,
+                                                    msg.lost, msg.runs, msg.late, msg.worst),
+                now)
         else:
             self._on_presence(msg, now)
         self.flush(now)

@@ -15,11 +15,13 @@ fewer than ten listeners the 90th percentile is the worst of them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ptt.errors import ProtocolError
 from ptt.protocol import messages as m
 
 __all__ = ["LINK_REPORT_INTERVAL", "LOSS_BINS", "MAX_REPORT_FRAMES", "MIN_REPORT_GAP",
-           "PERCENTILE", "LinkAggregate", "check_report"]
+           "PERCENTILE", "LinkAggregate", "LinkCounts", "check_report"]
 
 LINK_REPORT_INTERVAL = 0.75  # a talker hears at most this often (listeners report every ~1 s)
 MIN_REPORT_GAP = 0.5  # a listener's reports of one group closer than this are dropped
@@ -39,6 +41,21 @@ def check_report(r: m.ReceiverReport) -> None:
         raise ProtocolError(f"{r.runs} runs for {r.lost} lost frames")
     if not 0 <= r.late <= MAX_REPORT_FRAMES:
         raise ProtocolError(f"late {r.late} outside 0..{MAX_REPORT_FRAMES}")
+
+
+@dataclass(frozen=True, slots=True)
+class LinkCounts:
+    """One window of a :class:`LinkAggregate`, as a cluster node whose listeners reported sends
+    it to the talker's node, which merges it into its own (the histogram merges exactly, so the
+    90th percentile is that of every listener on every node)."""
+
+    bins: tuple[int, ...]  # the non-empty bins: (bin, count, bin, count, ...)
+    listeners: int
+    frames: int
+    lost: int
+    runs: int
+    late: int
+    worst: int  # per mille
 
 
 class LinkAggregate:
@@ -107,8 +124,37 @@ class LinkAggregate:
             run=self.lost * 10 // self.runs if self.runs else 0,
             late=self.late * 1000 // max(self.frames, 1),
         )
+        self._restart(now)
+        return report
+
+    def _restart(self, now: float) -> None:
         self.bins = [0] * LOSS_BINS
         self.listeners = self.frames = self.lost = self.runs = self.late = 0
         self.worst = 0
         self.next_at = now + LINK_REPORT_INTERVAL
-        return report
+
+    def take_counts(self, now: float) -> LinkCounts:
+        """The reports counted since the last window, as they are, for another node; starts
+        a new window (the same cadence as :meth:`take`)."""
+        bins = tuple(v for i, n in enumerate(self.bins) if n for v in (i, n))
+        counts = LinkCounts(bins, self.listeners, self.frames, self.lost, self.runs, self.late,
+                            self.worst)
+        self._restart(now)
+        return counts
+
+    def merge(self, c: LinkCounts) -> None:
+        """Count another node's window (ProtocolError when its numbers cannot be true)."""
+        pairs = list(zip(c.bins[::2], c.bins[1::2], strict=False))
+        if (len(c.bins) % 2 or any(not 0 <= b < LOSS_BINS or n < 1 for b, n in pairs)
+                or sum(n for _, n in pairs) != c.listeners
+                or not 0 <= c.lost <= c.frames or not 0 <= c.runs <= c.lost
+                or not 0 <= c.worst <= 1000 or c.late < 0):
+            raise ProtocolError("link counts that cannot be true")
+        for b, n in pairs:
+            self.bins[b] += n
+        self.listeners += c.listeners
+        self.frames += c.frames
+        self.lost += c.lost
+        self.runs += c.runs
+        self.late += c.late
+        self.worst = max(self.worst, c.worst)

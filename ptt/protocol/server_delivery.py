@@ -7,6 +7,11 @@ who is not, and waits for the receipts of the online members at most ``RECEIPT_W
 sends the talker one reliable ``DeliveryReport`` (and reports a :class:`DeliveryReported` event
 for logs and recordings). An online member whose receipt did not come in time is listed as
 *silent*: not confirmed, whatever it may have heard.
+
+In a cluster, a node without the talker's session collects its own listeners' receipts the
+same way, but waits at most ``REMOTE_RECEIPT_WAIT`` (half the talker's node's wait, so they
+arrive in time) and then sends them, all in one message, to the talker's node
+(``FloorHome.receipts``), which counts them with its own (:meth:`Delivery.on_remote_receipts`).
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ from ptt.protocol.server_outbox import Outbox
 from ptt.protocol.server_state import GroupEntry, ServerState
 from ptt.protocol.session import Session
 
+# a node without the talker: how long after the burst's end it waits for its own listeners'
+# receipts before sending them on to the talker's node (which waits RECEIPT_WAIT from its end)
+REMOTE_RECEIPT_WAIT = m.RECEIPT_WAIT / 2
 MAX_COLLECTING = 4096  # bursts followed at once (every group's current one, and those closing)
 
 
@@ -34,6 +42,7 @@ class _Collecting:
     offline: tuple[str, ...] = ()
     frames: int = 0
     receipts: dict[str, m.Receipt] = field(default_factory=dict)
+    remote: bool = False  # the talker is on another node of the cluster: receipts go there
 
 
 class Delivery:
@@ -45,6 +54,9 @@ class Delivery:
         # (group, burst) -> collection; _closing holds those whose burst ended, in deadline order
         self._collecting: dict[tuple[str, int], _Collecting] = {}
         self._closing: dict[tuple[str, int], _Collecting] = {}
+        # the same for bursts of talkers on other nodes (a cluster): their wait is shorter, so a
+        # dict of their own keeps each in deadline order
+        self._sending: dict[tuple[str, int], _Collecting] = {}
 
     def started(self, g: GroupEntry, ev: fl.Granted) -> None:
         if len(self._collecting) >= MAX_COLLECTING:  # bursts that never ended: forget the oldest
@@ -52,26 +64,33 @@ class Delivery:
         holder = self.state.floor_session(g, ev.user)
         g.burst_frames = 0
         self._collecting[(g.name, ev.burst_id)] = _Collecting(
-            g.name, ev.burst_id, ev.user, holder.session_id if holder is not None else 0)
+            g.name, ev.burst_id, ev.user, holder.session_id if holder is not None else 0,
+            remote=holder is None and self.state.home is not None and not g.private)
 
     def ended(self, g: GroupEntry, ev: fl.BurstEnded, now: float) -> None:
         key = (g.name, ev.burst_id)
         c = self._collecting.pop(key, None)
         if c is None:
             return
-        # online on any node of a cluster: a member elsewhere is listed, silent until its receipt
-        c.online = tuple(sorted(u for u in g.online.keys() | g.remote.keys()
-                                if u != c.talker and u in g.members))
-        c.offline = tuple(sorted(u for u in g.members if not g.is_online(u) and u != c.talker))
         c.frames = g.burst_frames
-        c.deadline = now + m.RECEIPT_WAIT
-        self._closing[key] = c
+        if c.remote:  # this node's listeners only, sent on to the talker's node
+            c.online = tuple(sorted(u for u in g.online if u != c.talker))
+            c.deadline = now + REMOTE_RECEIPT_WAIT
+        else:
+            # online on any node of a cluster: a member elsewhere is listed, silent until its
+            # receipt comes from its node
+            c.online = tuple(sorted(u for u in g.online.keys() | g.remote.keys()
+                                    if u != c.talker and u in g.members))
+            c.offline = tuple(sorted(u for u in g.members
+                                     if not g.is_online(u) and u != c.talker))
+            c.deadline = now + m.RECEIPT_WAIT
+        (self._sending if c.remote else self._closing)[key] = c
         self._check(c, now)
 
     def on_burst_receipt(self, s: Session, msg: m.BurstReceipt, now: float) -> None:
         self.out.answer(s, msg.txn, m.Ack(msg.txn), now)
         key = (msg.group, msg.burst_id)
-        c = self._closing.get(key) or self._collecting.get(key)
+        c = self._closing.get(key) or self._sending.get(key) or self._collecting.get(key)
         g = self.state.groups.get(msg.group)
         member = c is not None and (s.user in c.online or (g is not None and s.user in g.members))
         if c is None or not member or s.user == c.talker:
@@ -82,10 +101,36 @@ class Delivery:
         if c.deadline is not None:
             self._check(c, now)
 
+    def on_remote_receipts(self, group: str, burst_id: int, receipts: list[m.Receipt],
+                           now: float) -> None:
+        """Receipts of this node's talker's burst from the listeners of another node."""
+        key = (group, burst_id)
+        c = self._closing.get(key) or self._collecting.get(key)
+        g = self.state.groups.get(group)
+        if c is None or g is None or c.remote:
+            return  # reported already (it came too late), or not ours
+        for r in receipts:
+            if r.user in g.members and r.user != c.talker:
+                expected = max(0, r.expected)
+                c.receipts[r.user] = m.Receipt(r.user, max(0, min(r.received, expected)),
+                                               expected)
+        if c.deadline is not None:
+            self._check(c, now)
+
     def _check(self, c: _Collecting, now: float) -> None:
         assert c.deadline is not None
         if now >= c.deadline or all(u in c.receipts for u in c.online):
-            self._report(c, now)
+            if c.remote:
+                self._send_on(c, now)
+            else:
+                self._report(c, now)
+
+    def _send_on(self, c: _Collecting, now: float) -> None:
+        self._sending.pop((c.group, c.burst_id), None)
+        g = self.state.groups.get(c.group)
+        if c.receipts and g is not None and self.state.home is not None:
+            self.state.home.receipts(g, c.burst_id, c.talker,
+                                     [c.receipts[u] for u in sorted(c.receipts)], now)
 
     def _report(self, c: _Collecting, now: float) -> None:
         self._closing.pop((c.group, c.burst_id), None)
@@ -108,13 +153,13 @@ class Delivery:
                 max(0, len(offline) - cap)), now)
 
     def get_timer(self) -> float | None:
-        if not self._closing:
-            return None
-        return next(iter(self._closing.values())).deadline
+        times = [next(iter(d.values())).deadline for d in (self._closing, self._sending) if d]
+        return min((t for t in times if t is not None), default=None)
 
     def handle_timer(self, now: float) -> None:
-        while self._closing:
-            c = next(iter(self._closing.values()))
-            if c.deadline is None or now < c.deadline:
-                return
-            self._report(c, now)
+        for closing in (self._closing, self._sending):
+            while closing:
+                c = next(iter(closing.values()))
+                if c.deadline is None or now < c.deadline:
+                    break
+                self._check(c, now)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from ptt.errors import ProtocolError
 from ptt.protocol import messages as m
-from ptt.protocol.feedback import LinkAggregate, check_report
+from ptt.protocol.feedback import LinkAggregate, LinkCounts, check_report
 from ptt.protocol.server_outbox import Outbox
-from ptt.protocol.server_state import ServerState
+from ptt.protocol.server_state import GroupEntry, ServerState
 from ptt.protocol.session import Session
 
 # drop kinds ("kind: detail"); the server's counters key on the kind
@@ -54,8 +54,33 @@ class Feedback:
             self.out.drop(s.addr, TOO_OFTEN)
             return
         agg.add(r)
-        if agg.due(now):
-            report = agg.take(g.name, now)
-            talker = self.state.floor_session(g, f.holder)
-            if talker is not None:
-                self.out.send(talker, report)
+        self._due(g, f.holder, agg, now)
+
+    def on_remote_counts(self, group: str, burst_id: int, counts: LinkCounts,
+                         now: float) -> None:
+        """Another node's listeners' window of the current burst (a cluster): counted as
+        this node's own listeners' reports are (ProtocolError when it cannot be true)."""
+        g = self.state.groups.get(group)
+        if g is None:
+            return
+        f = self.state.floors.floor(g.name)
+        if f.holder is None or f.burst_id != burst_id:
+            return  # a past burst: the talker has moved on
+        agg = g.link
+        if agg is None or agg.burst_id != burst_id:
+            agg = g.link = LinkAggregate(burst_id)
+        agg.merge(counts)
+        self._due(g, f.holder, agg, now)
+
+    def _due(self, g: GroupEntry, holder: str, agg: LinkAggregate, now: float) -> None:
+        """The talker hears the window when it is due: its own session here, else (a cluster,
+        the talker on another node) the window goes there as it is."""
+        if not agg.due(now):
+            return
+        talker = self.state.floor_session(g, holder)
+        if talker is not None:
+            self.out.send(talker, agg.take(g.name, now))
+        elif self.state.home is not None:
+            self.state.home.link_counts(g, agg.burst_id, holder, agg.take_counts(now), now)
+        else:
+            agg.take(g.name, now)  # nobody to tell: the window starts again all the same

@@ -10,14 +10,14 @@ in its part.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from ptt.protocol import floor as fl
 from ptt.protocol import limits
 from ptt.protocol import messages as m
-from ptt.protocol.feedback import LinkAggregate
+from ptt.protocol.feedback import LinkAggregate, LinkCounts
 from ptt.protocol.keepalive import (
     HEARTBEAT_INTERVAL,
     IDLE_HEARTBEAT_INTERVAL,
@@ -122,6 +122,16 @@ class FloorHome(Protocol):
     def presence(self, g: GroupEntry, user: str, online: bool, now: float) -> None:
         """``user`` came online in ``g`` on this node (its first session joined here) or went
         offline here (its last left): the other nodes' members see it."""
+
+    def link_counts(self, g: GroupEntry, burst_id: int, talker: str, counts: LinkCounts,
+                    now: float) -> None:
+        """A window of this node's listeners' loss reports for ``talker``, who is on another
+        node: it goes there."""
+
+    def receipts(self, g: GroupEntry, burst_id: int, talker: str,
+                 receipts: Sequence[m.Receipt], now: float) -> None:
+        """This node's listeners' receipts of a burst of ``talker``, who is on another node:
+        they go there, for its delivery report."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """Node-to-node messages of a cluster, to bytes and back.
 
-Four messages cross the bus between ``ptt server --cluster`` nodes (what each means and who
+Six messages cross the bus between ``ptt server --cluster`` nodes (what each means and who
 sends it: ``ptt.protocol.cluster_routing``):
 
 * :class:`FloorInput`, access node -> home: a floor request, a release, a lost participant, or
@@ -13,10 +13,13 @@ sends it: ``ptt.protocol.cluster_routing``):
   it);
 * :class:`Members`, who of a group is online on one node: access node -> home when one of its
   users comes or goes (``home`` empty), and the home's forward of it (``home``, ``term`` set) ->
-  the other nodes with members (``full``: the whole list of that node, not a change).
+  the other nodes with members (``full``: the whole list of that node, not a change);
+* :class:`Receipts` and :class:`LinkWindow`, a node whose listeners heard a talker of another
+  node -> the talker's node: their end-of-burst receipts (for the delivery report), and a
+  window of their loss reports summed up (for the talker's protection).
 
 Each is a msgpack array ``[CLUSTER_VERSION, type, field1, ...]`` (fields in declaration order),
-validated field by field on decoding: :func:`decode` returns one of the four or raises
+validated field by field on decoding: :func:`decode` returns one of the six or raises
 :class:`~ptt.errors.ProtocolError`, nothing else, for any bytes. A voice frame crosses the bus as
 the relay forwards it (``ptt.wire.voice``, MAC removed, still ciphertext): it starts with
 ``VOICE_MAGIC``, which no msgpack array starts with, so ``ptt.wire.voice.is_voice`` tells the
@@ -46,8 +49,10 @@ __all__ = [
     "FloorInput",
     "FloorNews",
     "InputKind",
+    "LinkWindow",
     "Members",
     "Presence",
+    "Receipts",
     "decode",
     "encode",
 ]
@@ -123,8 +128,33 @@ class Members:
     full: bool
 
 
-Message = FloorInput | FloorNews | Presence | Members
-_TYPES: dict[int, type] = {1: FloorInput, 2: FloorNews, 3: Presence, 4: Members}
+@dataclass(frozen=True, slots=True)
+class Receipts:
+    group: str
+    burst_id: int
+    node: str  # the listeners' node
+    users: tuple[str, ...]  # a receipt per user: users[i] received[i] of expected[i] frames
+    received: tuple[int, ...]
+    expected: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LinkWindow:
+    group: str
+    burst_id: int
+    node: str  # the listeners' node
+    bins: tuple[int, ...]  # ptt.protocol.feedback.LinkCounts, field by field
+    listeners: int
+    frames: int
+    lost: int
+    runs: int
+    late: int
+    worst: int
+
+
+Message = FloorInput | FloorNews | Presence | Members | Receipts | LinkWindow
+_TYPES: dict[int, type] = {1: FloorInput, 2: FloorNews, 3: Presence, 4: Members, 5: Receipts,
+                           6: LinkWindow}
 _TYPE_OF = {cls: t for t, cls in _TYPES.items()}
 _EVENT_FIELDS: dict[int, tuple[type, ...]] = {
     EventKind.GRANTED: (str, int, int, float, bool),
@@ -191,6 +221,11 @@ def _check(owner: str, name: str, hint: Any, value: Any) -> Any:
     if hint == tuple[str, ...]:
         if type(value) is not tuple or any(type(v) is not str for v in value):
             raise ProtocolError(f"{where} must be a list of strings")
+        return value
+    if hint == tuple[int, ...]:
+        if type(value) is not tuple or any(type(v) is not int or not 0 <= v < 2**63
+                                           for v in value):
+            raise ProtocolError(f"{where} must be a list of non-negative integers")
         return value
     if hint == tuple[EventTuple, ...]:
         if type(value) is not tuple:

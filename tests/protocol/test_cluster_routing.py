@@ -10,7 +10,7 @@ from ptt.errors import ProtocolError
 from ptt.protocol import floor as fl
 from ptt.protocol import messages as m
 from ptt.protocol.client import FloorStateChanged, Participation
-from ptt.protocol.client_events import DeliveryReported
+from ptt.protocol.client_events import DeliveryReported, LinkReported
 from ptt.protocol.cluster_routing import StaticHomes, from_wire, to_wire
 from ptt.wire import cluster as wc
 from tests.protocol.clustersim import ClusterSim
@@ -288,3 +288,46 @@ def test_a_delivery_report_names_members_online_on_other_nodes() -> None:
     reports = [e for e in sim.events["ann"] if isinstance(e, DeliveryReported)]
     assert len(reports) == 1
     assert reports[0].offline == [] and sorted(reports[0].silent) == ["bob", "cat"]
+
+
+# --- receipts and loss feedback across nodes ----------------------------------------------------
+
+
+def test_receipts_and_loss_feedback_go_straight_to_the_talker_s_node() -> None:
+    """ann on A talks to g (home C); bob and cat listen on B. Their loss reports reach ann as
+    one LinkWindow from B per window (bob's 20% loss is the worst and, of two listeners, the
+    90th percentile: what her protection adapts to); their end-of-burst receipts as one Receipts message from B: her delivery
+    report says both heard it. Nothing of either goes to C, the home."""
+    sim = _sim()
+    ann, bob, cat = (sim.clients[u] for u in ("ann", "bob", "cat"))
+    ann.request_floor("g", sim.now)
+    sim.talk(0.3)
+    burst = ann.groups["g"].my_burst
+    assert burst and bob.groups["g"].talker_burst == burst
+    mark = len(sim.bus_log)
+    for _ in range(3):  # each listener reports about once a second
+        bob.report_reception("g", burst, 50, 10, 5)
+        cat.report_reception("g", burst, 50, 0, 0)
+        sim.talk(1.0)
+    ann.release_floor("g", sim.now)
+    sim.run_until(sim.now + 0.2)
+    bob.send_receipt("g", burst, 140, 175, sim.now)
+    cat.send_receipt("g", burst, 175, 175, sim.now)
+    sim.run_until(sim.now + 3.0)
+    sent = sim.sent_since(mark)
+    windows = [(a, b) for a, b, x in sent if isinstance(x, wc.LinkWindow)]
+    receipts = [(a, b, x) for a, b, x in sent if isinstance(x, wc.Receipts)]
+    assert windows and set(windows) == {("B", "A")} and len(windows) <= 3
+    assert [(a, b, x.users) for a, b, x in receipts] == [("B", "A", ("bob", "cat"))]
+    links = [e for e in sim.events["ann"] if isinstance(e, LinkReported)]
+    # windows as on one server: the burst's first leaves at once (bob's report alone), later
+    # ones hold the reports that came since; bob's loss is in every window that has his
+    assert links and links[0].listeners == 1 and links[-1].listeners == 2
+    assert (links[0].loss, links[0].worst) == (0.2, 0.2)
+    assert (links[-1].loss, links[-1].worst) == (0.2, 0.2)
+    reports = [e for e in sim.events["ann"] if isinstance(e, DeliveryReported)]
+    assert len(reports) == 1
+    r = reports[0]
+    assert [(x.user, x.received, x.expected) for x in r.heard] == [("bob", 140, 175),
+                                                                    ("cat", 175, 175)]
+    assert r.silent == [] and r.offline == []

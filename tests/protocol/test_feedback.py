@@ -10,7 +10,13 @@ import pytest
 from ptt.errors import ProtocolError
 from ptt.protocol import messages as m
 from ptt.protocol.client import LinkReported, Participation
-from ptt.protocol.feedback import LINK_REPORT_INTERVAL, LOSS_BINS, LinkAggregate, check_report
+from ptt.protocol.feedback import (
+    LINK_REPORT_INTERVAL,
+    LOSS_BINS,
+    LinkAggregate,
+    LinkCounts,
+    check_report,
+)
 from ptt.protocol.messages import encode_message
 from ptt.protocol.server import Dropped
 from tests.protocol.simnet import SimNet
@@ -172,3 +178,20 @@ def test_aggregation_cost_does_not_grow_with_listeners() -> None:
     # the window starts afresh; the per-listener rate limit stays for the burst
     assert agg.listeners == 0 and sum(agg.bins) == 0
     assert not agg.allow(5, 1.2) and agg.allow(5, 1.6)
+
+
+def test_another_node_s_window_merges_as_if_its_listeners_reported_here() -> None:
+    """A cluster: node b's listeners' window, merged into the talker's node's aggregate, gives
+    the report one aggregate of all the reports would give; counts that cannot be true are
+    refused."""
+    reports = [m.ReceiverReport(1, "g", 9, 50, lost, -(-lost // 2), 0) for lost in range(0, 20, 2)]
+    one, here, there = LinkAggregate(9), LinkAggregate(9), LinkAggregate(9)
+    for i, r in enumerate(reports):
+        one.add(r)
+        (here if i % 3 else there).add(r)
+    here.merge(there.take_counts(0.0))
+    assert here.take("g", 0.0) == one.take("g", 0.0)
+    for bad in (LinkCounts((3,), 1, 50, 1, 1, 0, 20), LinkCounts((3, 1), 2, 50, 1, 1, 0, 20),
+                LinkCounts((3, 1), 1, 50, 60, 1, 0, 20), LinkCounts((200, 1), 1, 50, 1, 1, 0, 2)):
+        with pytest.raises(ProtocolError):
+            LinkAggregate(9).merge(bad)
