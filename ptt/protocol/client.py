@@ -33,7 +33,7 @@ session with a sealed heartbeat and logs in again only if no sealed answer comes
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Sequence
 from functools import partial
 
 from ptt.crypto.channel import SEALED_MAGICS, Role, SecureChannel, is_keepalive
@@ -69,12 +69,14 @@ from ptt.protocol.keepalive import Cadence
 from ptt.protocol.limits import padding_needed
 from ptt.protocol.messages import decode_message, encode_message
 from ptt.protocol.participant import FloorInput, next_state
+from ptt.protocol.server_list import LOGIN_TRY, ServerList
 from ptt.protocol.transactions import RETRY_TOTAL, Retransmitter, SeenSet
 from ptt.wire.voice import is_voice, voice_mac_key
 
 # why a session was lost (FloorStateChanged.reason with RevokeCause.SESSION_LOST)
 LOST_FORGOTTEN = "the server no longer knew it (restarted, or this user logged in elsewhere)"
 LOST_SILENT = "no answer from the server for {timeout:g} s (heartbeat timeout)"
+LOST_NODE = "another server of the list said this one died, and it did not answer"
 RELOGIN_FIRST = 0.2
 RELOGIN_CAP = 2.0
 # a plain NO_SESSION is unauthenticated (anyone can send one from the server's address): a
@@ -85,7 +87,7 @@ CHECK_RESEND = 0.15
 BURST_SPACE = 1 << 32
 
 __all__ = [  # events and states live in client_events and participant; import them here
-    "BURST_SPACE", "LOST_FORGOTTEN", "LOST_SILENT", "RELOGIN_CAP", "RELOGIN_FIRST", "AdminResult",
+    "BURST_SPACE", "LOST_FORGOTTEN", "LOST_NODE", "LOST_SILENT", "RELOGIN_CAP", "RELOGIN_FIRST", "AdminResult",
     "CallOpened", "ClientCore", "ClientEvent", "ConnState", "Connected", "DeliveryReported",
     "Disconnected", "FloorStateChanged", "GroupJoined", "GroupGone", "GroupLeft", "GroupView",
     "IncomingCall", "KeyGrantReceived", "LinkReported", "LoginFailed", "PageAccepted",
@@ -111,9 +113,12 @@ class ClientCore:
     docstring."""
 
     def __init__(self, user: str, token: str, entropy: Callable[[int], bytes],
-                 device: str = "") -> None:
+                 device: str = "", servers: Sequence[Hashable] = ()) -> None:
         """``device``: this client's device id, the same for every login it makes (a user may
-        be online from several devices; a login from one device replaces only its own)."""
+        be online from several devices; a login from one device replaces only its own).
+        ``servers``: with two or more, a cluster's access nodes (``ptt.protocol.server_list``):
+        :attr:`server` is the one to talk to now, and the session moves to another when its
+        node is lost; with fewer, the adapter's one server, logged in to again as it is."""
         self.user = user
         self.device = device
         self._token = token
@@ -145,6 +150,15 @@ class ClientCore:
         self.dropped = 0  # datagrams refused: did not open, or plain where sealed is required
         self.page_device = ""  # set by subscribe_pages: this client shows pages
         self._pages_seen: set[int] = set()  # page ids shown on this connection
+        self.servers: ServerList[Hashable] | None = (
+            ServerList(servers, entropy(32)) if len(set(servers)) > 1 else None)
+        self._login_until: float | None = None  # a list's login to one server ends then
+        self._hinted_elsewhere = False  # the session check was asked for by another node
+
+    @property
+    def server(self) -> Hashable | None:
+        """The server to send to now (None: no list, the adapter's only one)."""
+        return None if self.servers is None else self.servers.current
 
     @property
     def heartbeat(self) -> float:
@@ -185,7 +199,8 @@ class ClientCore:
 
     def get_timer(self) -> float | None:
         ts = [t for t in (self._rt.get_timer(), self._next_heartbeat, self._relogin_at,
-                          self._check_until, self._check_resend) if t is not None]
+                          self._check_until, self._check_resend, self._login_until)
+              if t is not None]
         if self.conn is ConnState.CONNECTED:
             if self._unanswered is not None:
                 ts.append(self.cadence.given_up_at(self._last_heard, self._unanswered))
@@ -204,6 +219,8 @@ class ClientCore:
         self._check_until = self._check_resend = None
         self._client_nonce = self._entropy(16)
         self._channel = None
+        if self.servers is not None:
+            self._login_until = now + LOGIN_TRY
         self._request("hello", "", self._hello, now)
 
     def _hello(self, txn: int) -> m.Hello:
@@ -220,7 +237,7 @@ class ClientCore:
         self.conn = ConnState.DISCONNECTED
         self._rt = Retransmitter()
         self._pending.clear()
-        self._next_heartbeat = self._relogin_at = None
+        self._next_heartbeat = self._relogin_at = self._login_until = None
         self._check_until = self._check_resend = None
 
     def join(self, group: str, now: float) -> None:
@@ -335,9 +352,15 @@ class ClientCore:
 
     # --- input --------------------------------------------------------------------------------
 
-    def receive_datagram(self, data: bytes, now: float) -> None:
+    def receive_datagram(self, data: bytes, now: float, source: Hashable | None = None
+                         ) -> None:
+        """``source``: the sender, when it may be another server of the list than
+        :attr:`server` (None: the current server)."""
         if is_voice(data) or not data:
             return  # the media path handles voice
+        if source is not None and self.servers is not None and source != self.servers.current:
+            self._from_other_node(data, source, now)
+            return
         sealed = data[0] in SEALED_MAGICS
         try:
             if sealed:
@@ -356,11 +379,36 @@ class ClientCore:
         if sealed:  # only a sealed answer proves the server still knows this session
             self._last_heard = now
             self._check_until = self._check_resend = None
+            self._hinted_elsewhere = False
         self._handle(msg, now)
         if self._next_heartbeat is not None:
             self._tighten(now)
 
+    def _from_other_node(self, data: bytes, source: Hashable, now: float) -> None:
+        """A datagram from a server of the list we are not logged in to: only a plain
+        ``Error(NO_SESSION)``, a surviving node's notice that our node died
+        (``ptt.cluster.node``), means something. Anyone can send it, so it is a hint: our node
+        is asked with a sealed heartbeat and the session moves only if no sealed answer comes
+        within ``CHECK_WINDOW``; a flood of hints costs one check."""
+        assert self.servers is not None
+        try:
+            msg = decode_message(data) if self.servers.knows(source) else None
+        except PttError:
+            msg = None
+        if not (isinstance(msg, m.Error) and msg.code == m.ErrorCode.NO_SESSION):
+            self.dropped += 1
+            return
+        if self.conn is ConnState.CONNECTED:
+            self._hinted_elsewhere = self._hinted_elsewhere or self._check_until is None
+            self._check_session(now)
+
     def handle_timer(self, now: float) -> None:
+        if (self._login_until is not None and now >= self._login_until
+                and self.conn is ConnState.LOGGING_IN):
+            self._login_until = None  # this server does not answer: the next one of the list
+            self._rt = Retransmitter()
+            self._pending.clear()
+            self._schedule_relogin(now, "the server does not answer")
         resend, expired = self._rt.handle_timer(now)
         for data, sealed in resend:  # sealed anew: the server's window took the first copy
             self._emit(data, sealed is True)
@@ -372,7 +420,7 @@ class ClientCore:
                     self._last_heard, self._unanswered):
                 self._lost(LOST_SILENT.format(timeout=round(now - self._last_heard, 1)), now)
             elif self._check_until is not None and now >= self._check_until:
-                self._lost(LOST_FORGOTTEN, now)
+                self._lost(LOST_NODE if self._hinted_elsewhere else LOST_FORGOTTEN, now)
             elif self._check_resend is not None and now >= self._check_resend:
                 self._check_resend = None
                 self._send_heartbeat(now)
@@ -613,6 +661,9 @@ class ClientCore:
         self._unanswered = None
         self._next_heartbeat = now + self.cadence.busy  # then the cadence we are on
         self._relogin_backoff = RELOGIN_FIRST
+        self._login_until = None
+        if self.servers is not None:
+            self.servers.connected()
         self._events.append(Connected(msg.session_id, msg.role, list(msg.groups)))
         for name, g in self.groups.items():
             carried = g.asked if g.participation is Participation.PENDING_REQUEST else None
@@ -832,7 +883,8 @@ class ClientCore:
         self.conn = ConnState.DISCONNECTED
         self._rt = Retransmitter()
         self._pending.clear()
-        self._next_heartbeat = None
+        self._next_heartbeat = self._check_until = self._check_resend = None
+        self._hinted_elsewhere = False
         for g in self.groups.values():
             if g.participation is Participation.PENDING_REQUEST and g.asked is not None and (
                     now - g.asked[1] < RETRY_TOTAL):
@@ -843,12 +895,19 @@ class ClientCore:
                            revoke_cause=m.RevokeCause.SESSION_LOST, reason=reason)
         if was is ConnState.CONNECTED:
             self._events.append(Disconnected(reason))
-        self.connect(now)
+        if self.servers is None:
+            self.connect(now)
+            return
+        # its node is gone or forgot us: another node of the list, after a jitter, so that a
+        # dead node's clients do not all arrive at once (ptt.protocol.server_list)
+        self._relogin_at = self.servers.move(now)
 
     def _schedule_relogin(self, now: float, reason: str) -> None:
         if self.conn is not ConnState.DISCONNECTED:
             self._events.append(Disconnected(reason))
         self.conn = ConnState.DISCONNECTED
+        if self.servers is not None:
+            self.servers.login_failed()
         # jitter (0.5x-1.5x) so thousands of clients of a busy server do not retry in step
         spread = 0.5 + int.from_bytes(self._entropy(2), "big") / 65535
         self._relogin_at = now + self._relogin_backoff * spread

@@ -1,0 +1,99 @@
+"""The client's server list: which access node it logs in to, when, and when it stops trying.
+
+A cluster's nodes are identical for a client (any node accepts any client), so a client
+configured with several (``servers`` in its config, ``PTT_SERVERS``) moves to another one when
+its node dies. Sans-I/O: addresses are opaque values, the caller passes ``now`` in and a seed
+of entropy at construction, and every choice below is derived from that seed (no randomness
+here), so a test replays a client's moves exactly.
+
+- **Moving** (:meth:`ServerList.move`): the session was lost (its node stopped answering, or a
+  surviving node told the client its node died and the client's sealed check went unanswered).
+  The client picks one of the *other* servers, uniformly, and logs in after a jitter drawn
+  uniformly from ``[0, MOVE_JITTER)``: the clients of a dead node arrive at the survivors spread
+  over that window and over the survivors, not all at one node at once (Zello's 2012 outage was
+  every client logging in again at once).
+- **A login that gets no answer** (:meth:`ServerList.login_failed`): the next server in the
+  list, after the client's own re-login back-off (``ptt.protocol.client``). A login to one
+  server is given up after ``LOGIN_TRY`` seconds (the retransmissions of one request go on
+  for ``RETRY_TOTAL``, far longer than a client should wait on a dead node).
+- **Giving up**: a client never gives up a session it had (a pager keeps trying: the back-off
+  caps at ``RELOGIN_CAP``); a first login (``ptt talk``, ``ptt listen`` starting) has tried
+  every server once when :attr:`ServerList.exhausted` says so, and the caller reports failure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Hashable, Sequence
+from typing import Generic, TypeVar
+
+__all__ = ["LOGIN_TRY", "MOVE_JITTER", "ServerList"]
+
+A = TypeVar("A", bound=Hashable)
+
+# s: a dead node's clients spread their logins over this window. Detection (the survivors'
+# notice ~1 s after the kill with 1 s leases) + the sealed check (0.3 s) + this + the login
+# fit "95% back within 3 s" (docs/cluster.md, bench/bench_access_failover.py)
+MOVE_JITTER = 1.5
+# s: a login (Hello, Challenge, Login, Welcome) to one server of a list not answered by then is
+# given up for the next server; a node that lives answers in milliseconds
+LOGIN_TRY = 2.0
+
+
+class ServerList(Generic[A]):
+    """``ServerList([a, b, c], seed)``: the client starts at ``a`` (the one configured first)."""
+
+    def __init__(self, servers: Sequence[A], seed: bytes) -> None:
+        unique = list(dict.fromkeys(servers))
+        if not unique:
+            raise ValueError("a server list needs at least one server")
+        self.servers: tuple[A, ...] = tuple(unique)
+        self.index = 0
+        self._seed = bytes(seed)
+        self._draws = 0
+        self._failed: set[int] = set()  # servers whose login failed since the last success
+
+    def __len__(self) -> int:
+        return len(self.servers)
+
+    @property
+    def current(self) -> A:
+        return self.servers[self.index]
+
+    def knows(self, addr: A) -> bool:
+        """Is ``addr`` one of the list's servers (whose notices a client heeds)?"""
+        return addr in self.servers
+
+    def add(self, servers: Sequence[A]) -> None:
+        """Servers learned later (a cluster's access addresses): appended, order kept."""
+        self.servers = tuple(dict.fromkeys((*self.servers, *servers)))
+
+    def connected(self) -> None:
+        """A login to the current server succeeded."""
+        self._failed.clear()
+
+    @property
+    def exhausted(self) -> bool:
+        """Has a login to every server failed since the last successful one?"""
+        return len(self._failed) >= len(self.servers)
+
+    def move(self, now: float) -> float:
+        """The session on the current server is lost: switch to another server (uniformly
+        among the others) and return when to log in there (``now`` plus the jitter)."""
+        if len(self.servers) > 1:
+            step = 1 + int(self._draw() * (len(self.servers) - 1))
+            self.index = (self.index + step) % len(self.servers)
+        self._failed.clear()
+        return now + self._draw() * MOVE_JITTER
+
+    def login_failed(self) -> None:
+        """The login to the current server got no answer: the next one in the list."""
+        self._failed.add(self.index)
+        self.index = (self.index + 1) % len(self.servers)
+
+    def _draw(self) -> float:
+        """A number in [0, 1) derived from the seed and the count of draws so far."""
+        self._draws += 1
+        digest = hashlib.blake2b(self._draws.to_bytes(8, "big"), key=self._seed[:64],
+                                 digest_size=8).digest()
+        return int.from_bytes(digest, "big") / 2**64

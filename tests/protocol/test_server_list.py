@@ -1,0 +1,172 @@
+"""The client's server list (ptt.protocol.server_list) and a ClientCore moving between two
+ServerCores when its node dies: driven on a virtual clock, nothing touches a socket."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+
+from ptt.protocol import auth
+from ptt.protocol import messages as m
+from ptt.protocol.client import CHECK_WINDOW, ClientCore, Connected, ConnState, GroupJoined
+from ptt.protocol.server import ServerCore
+from ptt.protocol.server_list import LOGIN_TRY, MOVE_JITTER, ServerList
+
+A, B, C = ("10.0.0.1", 7800), ("10.0.0.2", 7800), ("10.0.0.3", 7800)
+
+
+def test_a_move_goes_to_another_server_spread_over_the_others_and_the_jitter() -> None:
+    to: Counter[tuple[str, int]] = Counter()
+    delays = []
+    for seed in range(600):
+        servers = ServerList([B, A, C], seed.to_bytes(4, "big"))
+        assert servers.current == B  # the first configured
+        at = servers.move(100.0)
+        assert servers.current != B
+        to[servers.current] += 1
+        delays.append(at - 100.0)
+    assert set(to) == {A, C}
+    assert 0.4 < to[A] / 600 < 0.6, to  # not all to one survivor
+    assert all(0 <= d < MOVE_JITTER for d in delays)
+    tenths = Counter(int(d / MOVE_JITTER * 10) for d in delays)
+    assert len(tenths) == 10 and max(tenths.values()) < 600 / 10 * 1.6, tenths  # spread, no herd
+
+
+def test_the_same_seed_makes_the_same_moves() -> None:
+    one, two = ServerList([A, B, C], b"seed"), ServerList([A, B, C], b"seed")
+    assert [(one.move(0.0), one.current) for _ in range(5)] == [
+        (two.move(0.0), two.current) for _ in range(5)]
+
+
+def test_failed_logins_go_round_the_list_until_every_server_failed() -> None:
+    servers = ServerList([A, B, A, C], b"x")  # a repeat counts once
+    assert len(servers) == 3 and not servers.exhausted
+    servers.login_failed()
+    assert servers.current == B and not servers.exhausted
+    servers.login_failed()
+    assert servers.current == C and not servers.exhausted
+    servers.login_failed()
+    assert servers.current == A and servers.exhausted
+    servers.connected()
+    assert not servers.exhausted
+    servers.add([C, ("10.0.0.4", 7800)])
+    assert servers.servers == (A, B, C, ("10.0.0.4", 7800))
+    with pytest.raises(ValueError):
+        ServerList([], b"x")
+
+
+class TwoNodes:
+    """Two ServerCores with the same directory, and one client listing both (b first)."""
+
+    def __init__(self) -> None:
+        rng = random.Random(7)
+        self.now = 0.0
+        self.nodes = {A: ServerCore(rng.randbytes), B: ServerCore(rng.randbytes)}
+        self.dead: set[tuple[str, int]] = set()
+        token = "token-of-ann-0123456789abcdef"
+        creds = auth.make_credentials(token, rng.randbytes(16), auth.MIN_ITERATIONS)
+        for core in self.nodes.values():
+            core.upsert_user("ann", m.Role.VOLUNTEER, creds.salt, creds.iterations,
+                             creds.verifier)
+            core.upsert_group("g", 1, 30.0)
+            core.set_member("g", "ann")
+        self.client = ClientCore("ann", token, rng.randbytes, "dev", servers=[B, A])
+        self.addr = ("10.0.9.9", 40000)
+        self.events: list[object] = []
+        self.sent_to: Counter[tuple[str, int]] = Counter()
+
+    def pump(self) -> None:
+        for _ in range(20):
+            moved = False
+            for data in self.client.datagrams_to_send():
+                dest = self.client.server
+                assert dest is not None
+                self.sent_to[dest] += 1
+                if dest not in self.dead:
+                    self.nodes[dest].receive_datagram(data, self.addr, self.now)
+                moved = True
+            for addr, core in self.nodes.items():
+                for data, _ in core.datagrams_to_send():
+                    if addr not in self.dead:
+                        self.client.receive_datagram(data, self.now, source=addr)
+                        moved = True
+            self.events += self.client.events()
+            if not moved:
+                return
+
+    def run(self, until: float) -> None:
+        while True:
+            ts = [t for t in [self.client.get_timer()] + [
+                c.get_timer() for a, c in self.nodes.items() if a not in self.dead]
+                if t is not None and t <= until]
+            if not ts:
+                break
+            self.now = max(self.now, min(ts))
+            self.client.handle_timer(self.now)
+            for a, core in self.nodes.items():
+                if a not in self.dead:
+                    core.handle_timer(self.now)
+            self.pump()
+        self.now = until
+
+    def start(self) -> None:
+        self.client.connect(self.now)
+        self.client.join("g", self.now)
+        self.pump()
+        self.run(0.5)
+        assert self.client.conn is ConnState.CONNECTED and self.client.server == B
+
+
+def notice() -> bytes:
+    return m.encode_message(m.Error(0, m.ErrorCode.NO_SESSION, "no session"))
+
+
+def test_a_notice_from_a_surviving_node_moves_the_client_after_its_check() -> None:
+    net = TwoNodes()
+    net.start()
+    net.dead.add(B)
+    net.now = 10.0
+    net.client.receive_datagram(notice(), net.now, source=A)
+    net.pump()
+    net.run(10.0 + CHECK_WINDOW + MOVE_JITTER + 0.5)
+    assert net.client.conn is ConnState.CONNECTED and net.client.server == A
+    connected = [e for e in net.events if isinstance(e, Connected)]
+    joined = [e for e in net.events if isinstance(e, GroupJoined)]
+    assert len(connected) == 2 and len(joined) == 2  # logged in again and rejoined g on a
+    assert "g" in net.nodes[A].groups and net.nodes[A].sessions.by_addr
+
+
+def test_a_notice_while_the_node_lives_costs_one_check_and_moves_nothing() -> None:
+    net = TwoNodes()
+    net.start()
+    before = net.sent_to[B]
+    for _ in range(50):  # a flood of forged hints
+        net.client.receive_datagram(notice(), net.now, source=A)
+    net.pump()
+    net.run(net.now + 3.0)
+    assert net.client.server == B and net.client.conn is ConnState.CONNECTED
+    assert net.sent_to[B] - before <= 3  # the check's heartbeats, not one per hint
+    assert not [e for e in net.events[2:] if isinstance(e, Connected)]
+
+
+def test_datagrams_from_unknown_addresses_or_other_messages_are_dropped() -> None:
+    net = TwoNodes()
+    net.start()
+    dropped = net.client.dropped
+    net.client.receive_datagram(notice(), net.now, source=("10.6.6.6", 7800))
+    net.client.receive_datagram(m.encode_message(m.Error(0, m.ErrorCode.AUTH_FAILED, "x")),
+                                net.now, source=A)
+    assert net.client.dropped == dropped + 2
+    net.run(net.now + 2.0)
+    assert net.client.server == B and net.client.conn is ConnState.CONNECTED
+
+
+def test_a_first_login_to_a_dead_server_moves_on_after_login_try() -> None:
+    net = TwoNodes()
+    net.dead.add(B)
+    net.client.connect(0.0)
+    net.pump()
+    net.run(LOGIN_TRY + 3.0)
+    assert net.client.conn is ConnState.CONNECTED and net.client.server == A
