@@ -18,6 +18,7 @@ Client environment variables (:class:`ClientConfig`)::
 
     PTT_CONFIG          path of the client config file instead of the XDG one
     PTT_SERVER          server address, HOST:PORT ([IPv6]:PORT)      -> server
+    PTT_SERVERS         more servers of a cluster, comma-separated   -> servers
     PTT_USER            user name                                    -> user
     PTT_TOKEN           login token                                  -> token
     PTT_INPUT_DEVICE    capture device, name or index                -> input_device
@@ -231,6 +232,14 @@ def _port(v: Any) -> int:
 
 def _server(v: Any) -> str:
     return format_hostport(*parse_hostport(_text(v), default_port=DEFAULT_PORT))
+
+
+def _servers(v: Any) -> tuple[str, ...]:
+    """A list of HOST:PORT (TOML), or one string of them separated by commas (environment)."""
+    items = v.replace(",", " ").split() if isinstance(v, str) else v
+    if not isinstance(items, (list, tuple)):
+        raise ValueError(f"expected a list of HOST:PORT, got {v!r}")
+    return tuple(dict.fromkeys(_server(item) for item in items))
 
 
 def _optional_address(v: Any) -> str | None:
@@ -467,6 +476,9 @@ class ClientConfig:
     """Everything a client needs; ``user`` and ``token`` are None until ``ptt login``."""
 
     server: str = _setting(_server, "PTT_SERVER", DEFAULT_SERVER)
+    # more access nodes of a cluster: the session moves to one of them when its node dies
+    # (ptt.protocol.server_list); ``server`` is tried first
+    servers: tuple[str, ...] = _setting(_servers, "PTT_SERVERS", (), dump=list)
     user: str | None = _setting(_optional(user_name), "PTT_USER", None)
     token: str | None = _setting(_optional(check_token), "PTT_TOKEN", None)
     # a device name or a PortAudio index; None: the system default
@@ -487,6 +499,11 @@ class ClientConfig:
     def address(self) -> tuple[str, int]:
         """``(host, port)`` of the server."""
         return parse_hostport(self.server)
+
+    @property
+    def other_servers(self) -> list[tuple[str, int]]:
+        """``(host, port)`` of each server of ``servers`` other than ``server``."""
+        return [a for a in map(parse_hostport, self.servers) if a != self.address]
 
     def require_login(self) -> tuple[str, str]:
         """``(user, token)``, or ConfigError telling the person to run ``ptt login``."""

@@ -49,7 +49,8 @@ def client_config(state: CliState) -> ClientConfig:
 async def connect(config: ClientConfig, timeout: float) -> tuple[Connection, cl.Connected]:
     """A logged-in connection; the caller closes it. Errors name the server and a next step."""
     user, token = config.require_login()
-    conn = Connection(config.address, user, token, multicast_options(config))
+    conn = Connection(config.address, user, token, multicast_options(config),
+                      servers=config.other_servers)
     where = format_hostport(*config.address)
     try:
         connected = await conn.open(timeout)

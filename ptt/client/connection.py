@@ -28,19 +28,20 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ptt.client.receipts import Receipts
 from ptt.errors import AuthError, NetError, ProtocolError, RequestError, ValidationError
 from ptt.names import format_hostport
-from ptt.net.endpoint import ClientEndpoint
+from ptt.net.endpoint import ClientEndpoint, resolve_address
 from ptt.net.member import MemberSockets
 from ptt.net.multicast import MulticastOptions
 from ptt.protocol import client as cl
 from ptt.protocol import messages as m
 from ptt.protocol import parts
+from ptt.protocol.server_list import LOGIN_TRY
 from ptt.protocol.transactions import RETRY_TOTAL
 from ptt.protocol.voicepath import PROBE_TIMEOUT, Heard, VoicePath, VoicePathChosen, VoicePaths
 from ptt.wire.voice import add_mac, is_probe, is_voice, peek_group, peek_route
@@ -111,10 +112,16 @@ def device_id() -> str:
 class Connection:
     def __init__(self, server: tuple[str, int], user: str, token: str,
                  multicast: MulticastOptions | None = None, *,
-                 local: tuple[str, int] | None = None) -> None:
-        self.server = server
+                 local: tuple[str, int] | None = None,
+                 servers: Sequence[tuple[str, int]] = ()) -> None:
+        """``servers``: more access nodes of a cluster besides ``server`` (the first tried);
+        the session moves among them when its node dies (``ptt.protocol.server_list``)."""
+        self.server = server  # the server in use (moves with the session)
         self.local = local  # the address to send from (host, port); None: the system's choice
-        self.core = cl.ClientCore(user, token, os.urandom, device_id())
+        self._listed = list(dict.fromkeys([server, *servers]))
+        self.core = cl.ClientCore(user, token, os.urandom, device_id(),
+                                  servers=self._listed if len(self._listed) > 1 else ())
+        self._numeric: dict[tuple[str, int], tuple[str, int]] = {}  # resolved -> as listed
         self.on_voice: Callable[[bytes], None] | None = None
         # (group, holder's user name, frame) -> may a frame heard on a multicast address be
         # played? Set by ptt.client.keys.VoiceKeys, which holds the talker keys
@@ -162,9 +169,18 @@ class Connection:
     async def open(self, timeout: float = CONNECT_TIMEOUT) -> cl.Connected:
         """Log in; NetError if the server does not answer, AuthError if it refuses."""
         where = format_hostport(*self.server)
+        roaming = self.core.servers is not None
+        if roaming:
+            where = ", ".join(format_hostport(*a) for a in self._listed)
+            # each server of the list gets its own try (LOGIN_TRY) before open() gives up
+            timeout = max(timeout, LOGIN_TRY * len(self._listed) + 1.0)
         try:
-            self._endpoint = await ClientEndpoint.open(self.server, self._received,
-                                                       self._socket_error, self.local)
+            if roaming:
+                for addr in self._listed:
+                    self._numeric[resolve_address(addr)] = addr
+            self._endpoint = await ClientEndpoint.open(
+                self.server, self._received, self._socket_error, self.local,
+                roaming=self._from_elsewhere if roaming else None)
         except OSError as exc:
             raise NetError(f"cannot reach server at {where}: {exc.strerror or exc}") from None
         q = self.subscribe()
@@ -533,6 +549,14 @@ class Connection:
         self.core.receive_datagram(data, self._now())
         self._flush()
 
+    def _from_elsewhere(self, data: bytes, addr: tuple[str, int]) -> None:
+        """A datagram from another address than the server in use: another node's notice
+        that ours died, which the core weighs (``ClientCore.receive_datagram``)."""
+        if self._closed:
+            return
+        self.core.receive_datagram(data, self._now(), source=self._numeric.get(addr, addr))
+        self._flush()
+
     def _socket_error(self, exc: OSError) -> None:
         """Before the first login a "port unreachable" means nothing listens there: tell open()
         now rather than at its timeout. Later ones are a restarting server, which the core
@@ -559,6 +583,12 @@ class Connection:
         for chosen in self.paths.events():
             events.append(chosen)
             self._log_path(chosen)
+        target = cast("tuple[str, int] | None", self.core.server)  # one of self._listed
+        if target is not None and target != self.server and self._endpoint is not None:
+            log.info("moving to server %s (from %s)", format_hostport(*target),
+                     format_hostport(*self.server))
+            self.server = target
+            self._endpoint.retarget(target)
         for data in self.core.datagrams_to_send():
             if self._endpoint is not None:
                 self._endpoint.send(data)

@@ -207,7 +207,8 @@ class Engine:
         delay = RETRY_FIRST_S
         while not self._stop.is_set():
             self._post(ConnStatus(f"connecting to {self.config.server}…", False))
-            conn = Connection(self.config.address, user, token, multicast_options(self.config))
+            conn = Connection(self.config.address, user, token, multicast_options(self.config),
+                              servers=self.config.other_servers)
             # before any grant arrives, and before the Talker asks: it sets where pins live
             self.keys = VoiceKeys.of(conn, pins_path(SIGNER_PINS, self.config_path))
             self.mixer.opener = self.keys.open_voice

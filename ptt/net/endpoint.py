@@ -9,6 +9,12 @@
 The socket is connected to the server, so only the server's datagrams arrive, and an ICMP "port
 unreachable" comes back as ``on_error(ConnectionRefusedError)``. ``local`` binds the sending
 address (host, port) first.
+
+A client with a list of servers (a cluster's access nodes) opens it with ``roaming``: the socket
+is not connected, sends to :attr:`ClientEndpoint.peer` (:meth:`retarget` moves it, keeping the
+local port), hands the peer's datagrams to ``on_datagram`` and those of every other sender to
+``roaming(data, addr)`` (a surviving node's notice that the client's node died). It gets no
+ICMP errors.
 """
 
 from __future__ import annotations
@@ -37,20 +43,57 @@ def _bound(local: Addr, server: Addr) -> socket.socket:
     return sock
 
 
+def resolve_address(server: Addr) -> Addr:
+    """``server`` as datagrams from it carry it: a numeric host (names resolved once)."""
+    info = socket.getaddrinfo(server[0], server[1], type=socket.SOCK_DGRAM)[0]
+    return str(info[4][0]), int(info[4][1])
+
+
+def _unconnected(local: Addr | None, server: Addr) -> socket.socket:
+    """A UDP socket bound to ``local``, else to the address the system would send to
+    ``server`` from (port chosen by the system), not connected."""
+    family = socket.AF_INET6 if ":" in server[0] else socket.AF_INET
+    if local is None:
+        probe = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            probe.connect(server)  # UDP: nothing is sent, the route picks the source
+            local = (probe.getsockname()[0], 0)
+        finally:
+            probe.close()
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.bind(local)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class ClientEndpoint(asyncio.DatagramProtocol):
     def __init__(self, on_datagram: Callable[[bytes], None],
-                 on_error: Callable[[OSError], None]) -> None:
+                 on_error: Callable[[OSError], None],
+                 roaming: Callable[[bytes, Addr], None] | None = None,
+                 peer: Addr | None = None) -> None:
         self._on_datagram = on_datagram
         self._on_error = on_error
+        self._roaming = roaming
+        self.peer = peer  # where a roaming socket sends (None: its connected peer)
         self._transport: asyncio.DatagramTransport | None = None
 
     @classmethod
     async def open(cls, server: Addr, on_datagram: Callable[[bytes], None],
                    on_error: Callable[[OSError], None],
-                   local: Addr | None = None) -> ClientEndpoint:
+                   local: Addr | None = None,
+                   roaming: Callable[[bytes, Addr], None] | None = None) -> ClientEndpoint:
         """A socket connected to ``server`` (from ``local`` if given); OSError if it cannot
-        be made."""
+        be made. With ``roaming``, not connected (module docstring)."""
         loop = asyncio.get_running_loop()
+        if roaming is not None:
+            server = resolve_address(server)
+            ep = cls(on_datagram, on_error, roaming, server)
+            await loop.create_datagram_endpoint(lambda: ep, sock=_unconnected(local, server))
+            return ep
         ep = cls(on_datagram, on_error)
         if local is None:
             await loop.create_datagram_endpoint(lambda: ep, remote_addr=server)
@@ -61,7 +104,14 @@ class ClientEndpoint(asyncio.DatagramProtocol):
     def send(self, data: bytes) -> None:
         """Send one datagram to the server; dropped once the socket is closing."""
         if self._transport is not None and not self._transport.is_closing():
-            self._transport.sendto(data)
+            if self.peer is None:
+                self._transport.sendto(data)
+            else:
+                self._transport.sendto(data, self.peer)
+
+    def retarget(self, server: Addr) -> None:
+        """A roaming socket sends to ``server`` from now on (same local port)."""
+        self.peer = resolve_address(server)
 
     def close(self) -> None:
         if self._transport is not None:
@@ -85,7 +135,10 @@ class ClientEndpoint(asyncio.DatagramProtocol):
         self._transport = None
 
     def datagram_received(self, data: bytes, addr: Addr) -> None:
-        self._on_datagram(data)
+        if self._roaming is None or addr[:2] == self.peer:
+            self._on_datagram(data)
+        else:
+            self._roaming(data, (addr[0], addr[1]))
 
     def error_received(self, exc: Exception) -> None:
         if isinstance(exc, OSError):
