@@ -14,7 +14,16 @@ leases; the claim's fencing number is the term every FloorNews carries), each no
 groups :class:`~ptt.protocol.cluster_routing.StaticHomes` gives it (the file's ``[homes]``, else
 the group name's CRC-32), and every node claiming a group whose home vanished (failover: the
 winner takes the floor over, ``ClusterRouting.home_changed``); without it, the static rule alone
-(term 1, no failover). Directory: with ``postgres``, the PostgreSQL directory, followed into the
+(term 1, no failover).
+
+Access: with ``etcd``, the node holds ``/ptt/nodes/<id>`` (its client address) under its lease
+and publishes where its clients are (``/ptt-access/<id>``, not leased: it must outlive the node)
+at most every ``CLIENTS_PUBLISH_EVERY``; when a node's key vanishes (it died: its lease
+expired), every survivor reads that list and sends each address the plain ``Error(NO_SESSION)``
+a restarted server sends its last clients (``ServerCore.announce_restart``, repeated at
+``ANNOUNCE_REPEATS``). A client with a server list checks its session with its own node, and
+moves to another node of its list after a jitter (``ptt.protocol.server_list``); one without a
+list ignores it. Directory: with ``postgres``, the PostgreSQL directory, followed into the
 core (``PttServer.apply_change``); without it, the node's own SQLite database.
 """
 
@@ -31,6 +40,7 @@ from ptt.cluster.directory import Change as DirectoryChange
 from ptt.cluster.directory import PgDirectory
 from ptt.cluster.ownership import DEFAULT_TTL, Change, Ownership, OwnershipEvent
 from ptt.errors import ProtocolError
+from ptt.names import format_hostport, parse_hostport
 from ptt.protocol.cluster_routing import ClusterRouting, HomeMap, StaticHomes
 from ptt.protocol.server import GroupUpdated, ServerCore
 from ptt.protocol.session import Addr
@@ -39,6 +49,33 @@ from ptt.wire.voice import is_voice, peek_frame
 __all__ = ["ClusterNode"]
 
 log = logging.getLogger("ptt.cluster.node")
+
+# s: a node writes where its clients are to etcd at most this often (one put of the whole list:
+# a client that logged in since the last write is not told when the node dies, and notices it
+# by its own heartbeat)
+CLIENTS_PUBLISH_EVERY = 0.5
+# s after a node's death: its clients are told again, so one lost notice does not leave a client
+# on a dead node until its next heartbeat
+NOTICE_REPEATS = (0.5, 1.5)
+
+
+def clients_key(node: str) -> bytes:
+    return f"/ptt-access/{node}".encode()
+
+
+def encode_clients(addrs: Sequence[Addr]) -> bytes:
+    return "\n".join(format_hostport(str(a[0]), int(a[1])) for a in addrs).encode()
+
+
+def decode_clients(data: bytes) -> list[Addr]:
+    """The addresses of a node's published list; a line that does not parse is skipped."""
+    out: list[Addr] = []
+    for line in data.decode(errors="replace").splitlines():
+        try:
+            out.append(parse_hostport(line))
+        except Exception:  # noqa: BLE001 - a damaged entry costs that one client's notice
+            continue
+    return out
 
 
 class NodeServer(Protocol):
@@ -60,6 +97,9 @@ class NodeServer(Protocol):
     def apply_change(self, kind: str, name: str) -> None: ...
 
     listeners: list[Any]
+
+    @property
+    def address(self) -> tuple[str, int]: ...
 
 
 class EtcdHomes:
@@ -102,11 +142,16 @@ class ClusterNode:
         if config.etcd:
             self.ownership = Ownership(config.etcd, config.node,
                                        ttl=config.lease_ttl or DEFAULT_TTL,
-                                       on_event=self._on_ownership)
+                                       on_event=self._on_ownership,
+                                       address=format_hostport(*server.address),
+                                       on_node=self._on_node)
             homes = EtcdHomes(self.ownership, self.static)
         self.routing = ClusterRouting(config.node, server.core, homes)
         self.bus = Bus(config.node, config.nats, self._on_bus, config.subject_prefix)
         self.bad_messages = 0
+        self._clients: dict[int, Addr] = {}  # session id -> address, as last published
+        self._clients_dirty = False
+        self._publishing: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.bus.start()
@@ -154,7 +199,65 @@ class ClusterNode:
         if change.kind in ("group", "all"):
             self._claim_new_groups()
 
+    # --- access: a dead node's clients move ----------------------------------------------------
+
+    def clients(self, added: dict[int, Addr], removed: set[int]) -> None:
+        """Where this node's clients are changed (``PttServer``'s peers): publish it soon."""
+        for sid in removed:
+            self._clients.pop(sid, None)
+        self._clients.update(added)
+        if self.ownership is None or not (added or removed):
+            return
+        self._clients_dirty = True
+        if self._publishing is None:
+            self._publishing = asyncio.get_running_loop().create_task(self._publish_clients())
+
+    async def _publish_clients(self) -> None:
+        own = self.ownership
+        assert own is not None
+        try:
+            while self._clients_dirty:
+                self._clients_dirty = False
+                data = encode_clients(list(self._clients.values()))
+                try:
+                    await own.put(clients_key(self.config.node), data)
+                except Exception as exc:  # noqa: BLE001 - any failure: retried below
+                    log.warning("cannot publish where this node's clients are: %s", exc)
+                    self._clients_dirty = True
+                await asyncio.sleep(CLIENTS_PUBLISH_EVERY)
+        finally:
+            self._publishing = None
+
+    def _on_node(self, node: str, address: str | None) -> None:
+        if node == self.config.node or address is not None:
+            return
+        self._spawn(self._tell_clients_of(node))
+
+    async def _tell_clients_of(self, node: str) -> None:
+        """``node`` died: tell its clients (its last published list), now and again."""
+        assert self.ownership is not None
+        try:
+            data = await self.ownership.get(clients_key(node))
+        except Exception as exc:  # noqa: BLE001 - without the list its clients find out alone
+            log.warning("node %s died; cannot read where its clients are: %s", node, exc)
+            return
+        addrs = decode_clients(data or b"")
+        log.info("node %s died: telling its %d client(s) to move", node, len(addrs))
+        if not addrs:
+            return
+        waited = 0.0
+        for delay in (0.0, *NOTICE_REPEATS):
+            await asyncio.sleep(delay - waited)
+            waited = delay
+            if not self.server.is_open:
+                return
+            self.server.core.announce_restart(addrs)
+            self.server.transmit(asyncio.get_running_loop().time())
+
     async def close(self) -> None:
+        if self._publishing is not None:
+            self._publishing.cancel()
+            self._publishing = None
         if self._follow is not None:
             self._follow.cancel()
             self._follow = None

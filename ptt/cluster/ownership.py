@@ -13,6 +13,12 @@ lease. A node:
 - when etcd says its own lease is gone, tells that it lost each group it held, takes a new lease
   and claims again the groups it wants that nobody holds.
 
+Nodes: a node started with an ``address`` (where its clients log in) holds ``/ptt/nodes/<id>``
+(value: that address) under the same lease, and every node follows those keys in the same read
+and watch (``/ptt/``): ``nodes`` maps each live node to its address, and ``on_node(node,
+address)`` tells of a node that appeared, or vanished (``address`` None) when its lease
+expired: the survivors' signal that a node died, used to move its clients (``ptt.cluster.node``).
+
 Events go to ``on_event`` (called in the event loop, must not block). ``holds(group, now)`` is what
 a home asks before it stamps a grant or burst: the group is its own and its lease surely lives.
 
@@ -41,6 +47,8 @@ from ptt.protocol.cluster_fencing import LeaseClock
 
 PREFIX = "/ptt/groups/"
 _SUFFIX = "/home"
+NODES = "/ptt/nodes/"
+_FOLLOWED = b"/ptt/"  # groups' homes and nodes, read and watched together
 # the group home lease's TTL in seconds (etcd's TTLs are whole seconds)
 DEFAULT_TTL = 1
 RENEWALS_PER_TTL = 3
@@ -88,6 +96,15 @@ def _group_of(key: bytes) -> str | None:
     return None
 
 
+def node_key(node: str) -> bytes:
+    return f"{NODES}{node}".encode()
+
+
+def _node_of(key: bytes) -> str | None:
+    text = key.decode(errors="replace")
+    return text[len(NODES):] if text.startswith(NODES) else None
+
+
 def parse_endpoints(endpoints: Sequence[str]) -> list[tuple[str, int]]:
     """(host, port) of each ``http://HOST:PORT`` (or ``HOST:PORT``) etcd endpoint."""
     if not endpoints:
@@ -110,7 +127,8 @@ class Ownership:
 
     def __init__(self, endpoints: Sequence[str], node: str, *, ttl: int = DEFAULT_TTL,
                  on_event: Callable[[OwnershipEvent], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, address: str = "",
+                 on_node: Callable[[str, str | None], None] | None = None) -> None:
         if ttl < 1:
             raise ConfigError(f"the lease TTL is a whole number of seconds >= 1, not {ttl}")
         self.node = node
@@ -119,6 +137,9 @@ class Ownership:
         self.lease_clock = LeaseClock(float(ttl))
         self._ttl = ttl
         self._on_event = on_event or (lambda event: None)
+        self.address = address  # where this node's clients log in ("" : no node key)
+        self.nodes: dict[str, str] = {}  # live node -> its address (module docstring)
+        self._on_node = on_node or (lambda node, address: None)
         self._clock = clock
         self._endpoints = parse_endpoints(endpoints)
         self._member = 0  # the index of the endpoint in use
@@ -249,30 +270,59 @@ class Ownership:
     def _emit(self, change: Change, group: str, home: Home | None) -> None:
         self._on_event(OwnershipEvent(change, group, home))
 
+    def _see_node(self, node: str, address: str | None) -> None:
+        if self.nodes.get(node) == address:
+            return
+        if address is None:
+            self.nodes.pop(node, None)
+        else:
+            self.nodes[node] = address
+        self._on_node(node, address)
+
+    async def get(self, key: bytes) -> bytes | None:
+        """The value of ``key`` (None if absent), read from the member in use."""
+        value = await self._request(lambda etcd: etcd.get(key))
+        return None if value is None else bytes(value.value)
+
+    async def put(self, key: bytes, value: bytes) -> None:
+        """Write ``key`` (not under the lease: it outlives this node)."""
+        await self._request(lambda etcd: etcd.put(key, value))
+
     async def _claim_quietly(self, group: str) -> None:
         with contextlib.suppress(ClusterError, aetcd.exceptions.ClientError):
             await self.claim(group)
 
     async def _read_all(self) -> None:
-        found = await self._request(lambda etcd: etcd.get_prefix(PREFIX.encode()))
+        found = await self._request(lambda etcd: etcd.get_prefix(_FOLLOWED))
         present = set()
+        live = set()
         for kv in found.kvs:
+            node = _node_of(kv.key)
+            if node is not None:
+                live.add(node)
+                self._see_node(node, kv.value.decode())
             group = _group_of(kv.key)
             if group is not None:
                 present.add(group)
                 self._see(Home(group, kv.value.decode(), kv.create_revision))
         for group in [g for g in self.homes if g not in present]:
             self._vanish(group, found.header.revision)
+        for node in [n for n in self.nodes if n not in live]:
+            self._see_node(node, None)
         self._revision = max(self._revision, found.header.revision)
 
     async def _watch_loop(self) -> None:
         while True:
             try:
                 watch = await self._request(lambda etcd: etcd.watch_prefix(
-                    PREFIX.encode(), start_revision=self._revision + 1))
+                    _FOLLOWED, start_revision=self._revision + 1))
                 async for event in watch:
                     group = _group_of(event.kv.key)
                     self._revision = max(self._revision, event.kv.mod_revision)
+                    node = _node_of(event.kv.key)
+                    if node is not None:
+                        self._see_node(node, event.kv.value.decode()
+                                       if event.kind == "PUT" else None)
                     if group is None:
                         continue
                     if event.kind == "PUT":
@@ -307,6 +357,9 @@ class Ownership:
         lease = await self._request(lambda etcd: etcd.lease(self._ttl))
         self._lease_id = lease.id
         self.lease_clock.acknowledged(sent, float(lease.ttl))
+        if self.address:  # this node lives as long as its lease
+            await self._request(lambda etcd: etcd.put(node_key(self.node), self.address.encode(),
+                                                      lease=lease))
 
     async def _renew_loop(self) -> None:
         while True:

@@ -115,6 +115,9 @@ class ClusterHook(Protocol):
 
     def handle_timer(self, now: float) -> None: ...
 
+    def clients(self, added: dict[int, tuple[str, int]], removed: set[int]) -> None:
+        """Where this server's clients are changed (sessions started, moved, ended)."""
+
 
 class PttServer:
     def __init__(
@@ -283,6 +286,8 @@ class PttServer:
         """Where the clients are, for the next start: one transaction per PEERS_SAVE_EVERY."""
         self._peers_timer = None
         added, removed = self._peers.take()
+        if self.cluster is not None:
+            self.cluster.clients(added, removed)
         if self.store is None:
             return
         try:

@@ -56,8 +56,9 @@ class Cluster:
         return self.site.spawn(user, *args, env=self.env(user, node))
 
 
-def _start(tmp_path: Path, nats: Nats) -> Iterator[Cluster]:
-    """Each node on its own copy of one SQLite directory, homes by the static rule."""
+def _start(tmp_path: Path, nats: Nats, etcd: Etcd | None = None) -> Iterator[Cluster]:
+    """Each node on its own copy of one SQLite directory, homes by the static rule (with
+    ``etcd``: homes by etcd leases, and nodes known to each other there)."""
     site = Site(tmp_path / "site").start()
     try:
         site.add_users("ann", "bob", "dan")
@@ -78,7 +79,8 @@ def _start(tmp_path: Path, nats: Nats) -> Iterator[Cluster]:
             toml = d / "cluster.toml"
             toml.write_text(f'node = "{node}"\nnodes = {list(NODES)!r}\n'
                             f'nats = ["{nats.url}"]\nsubject_prefix = "{prefix}"\n'
-                            f'[homes]\ng = "{HOME}"\n'.replace("'", '"'))
+                            + (f'etcd = ["{etcd.endpoint}"]\n' if etcd else "")
+                            + f'[homes]\ng = "{HOME}"\n'.replace("'", '"'))
             srv = ServerProcess(d / site.server.db.name, extra_args=["--cluster", str(toml)])
             srv.start()
             c.nodes[node] = srv

@@ -1,0 +1,89 @@
+"""A dead access node's clients move to another node (issue #17): three real ``ptt server
+--cluster`` processes (NATS, etcd with short election timers; each node on its own copy of one
+SQLite directory), the real ``ptt`` console scripts with a server list, node b SIGKILLed."""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ptt.cluster.engines import Etcd, Nats
+from ptt.protocol import client as cl
+from tests.acceptance.harness import (
+    finish,
+    no_traceback,
+    read_until,
+    tone_wav,
+    voiced_seconds,
+)
+from tests.cluster.test_nodes import Cluster, _start, read_log_until
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, nats: Nats, etcd_fast: Etcd) -> Iterator[Cluster]:
+    yield from _start(tmp_path, nats, etcd_fast)
+
+
+def _listed(cluster: Cluster, user: str, first: str) -> dict[str, str]:
+    """``user``'s environment: ``first`` as its server, every node in its server list."""
+    port = {n: srv.port for n, srv in cluster.nodes.items()}
+    return cluster.site.env(user, PTT_SERVER=f"127.0.0.1:{port[first]}",
+                            PTT_SERVERS=",".join(f"127.0.0.1:{p}" for p in port.values()))
+
+
+def test_an_access_node_killed_its_clients_back_on_another_node(cluster: Cluster,
+                                                                 tmp_path: Path) -> None:
+    """bob listens on node b and dan talks through b; b is SIGKILLed. a and c see b's etcd key
+    expire and tell b's clients; bob's listener moves to a or c by itself; dan's talk says its
+    session was lost, moves too and sends its page again; ann, whose list starts with the dead
+    b, keys and talks through another node; bob hears both pages after the move."""
+    for node in ("a", "c"):  # up, and following the nodes' keys in etcd
+        read_log_until(cluster.nodes[node], "cluster node")
+    site = cluster.site
+    page = tone_wav(tmp_path / "dan.wav", 3.0)
+    short = tone_wav(tmp_path / "ann.wav", 1.0, 660.0)
+    heard = tmp_path / "bob.wav"
+    bob = site.spawn("bob", "listen", "g", "--out", str(heard), env=_listed(cluster, "bob", "b"))
+    dan = None
+    try:
+        read_until(bob, "g", timeout=20)  # joined on b
+        dan = site.spawn("dan", "talk", "g", "--wav", str(page), env=_listed(cluster, "dan", "b"))
+        read_until(dan, "floor granted", timeout=20)
+        time.sleep(1.0)  # b has published where its clients are (every 0.5 s)
+        killed = time.monotonic()
+        cluster.nodes["b"].kill()
+        read_until(bob, "connection lost", timeout=20)
+        read_until(bob, "connected", timeout=20)
+        back = time.monotonic() - killed
+        # both survivors told b's clients (bob, and dan once b had published him)
+        told = [read_log_until(cluster.nodes[n], "node b died") for n in ("a", "c")]
+        assert all(re.search(r"telling its [12] client\(s\) to move", t) for t in told), told
+        code, out, err = finish(dan, timeout=30)
+        no_traceback(err)
+        assert code == 0, (out, err)
+        assert f"session lost ({cl.LOST_NODE}): sending the page again" in out, out
+        started = time.monotonic()
+        talk = site.ptt("ann", "talk", "g", "--wav", str(short), timeout=60,
+                        env=_listed(cluster, "ann", "b"))
+        code, out, err = talk.returncode, talk.stdout, talk.stderr
+        no_traceback(err)
+        assert code == 0 and "floor granted" in out, (out, err)
+        keyed = time.monotonic() - started
+        read_until(bob, "ann is talking", timeout=10)
+        time.sleep(1.5)  # the rest of ann's second of voice
+    finally:
+        for p in (bob, dan):
+            if p is not None and p.poll() is None:
+                p.send_signal(signal.SIGINT)
+                finish(p, timeout=10)
+    # before the kill bob heard about a second of dan; after the move, dan's whole page again
+    # (3 s) and ann's (1 s)
+    voiced = voiced_seconds(heard)
+    assert voiced >= 4.0, f"bob heard only {voiced:.1f} s of voice"
+    print(f"b killed: bob back on another node after {back:.2f} s; ann (list starting with "
+          f"the dead b) granted the floor {keyed:.2f} s after starting; bob heard {voiced:.1f} s")
