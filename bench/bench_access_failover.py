@@ -1,0 +1,300 @@
+"""A dead access node's clients back on another node: how soon, and how hard the survivors are hit.
+
+    .venv/bin/python bench/bench_access_failover.py                  # 3,000 clients, 3 workers
+    .venv/bin/python bench/bench_access_failover.py --clients 600    # a smaller run
+
+Three ``ptt server --cluster`` nodes (a, b, c) on one NATS and one etcd (heartbeat 50 ms,
+election 500 ms: 1 s leases), each node on its own copy of one SQLite directory (``--clients``
+users in groups of 10, homes by etcd claims); all started here, on loopback, stopped by PID.
+``--clients`` real :class:`~ptt.protocol.client.ClientCore`s, each on its own UDP socket, in
+``--workers`` load processes, each client with the server list ``[b, a, c]``: every one logs in
+to b and joins its group, then sits idle. Node b is SIGKILLed; each client's time back is from
+the kill to its ``Connected`` on a or c (its group joined again is reported too). Nothing but the
+cluster tells an idle client (it heartbeats every 55 s): a and c see b's etcd key go with its
+lease, read where b's clients were (``/ptt-access/b``) and send each the restart notice; each
+client checks its session with b (0.3 s), then logs in to a or c after a jitter of 0-1.5 s.
+
+Reported: p50/p95/max of the time back (target: 95% within 3 s, all within 5 s), how the clients
+spread over a and c, the survivors' login rate (peak over 100 ms windows, in logins/s) and their
+CPU from the kill until the last client was back. Every loop is bounded in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import multiprocessing as mp
+import os
+import secrets
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench_cluster import _free_udp_port, _server  # noqa: E402
+from bench_idle import proc_cpu  # noqa: E402
+from loadgen import load_average, machine_line, percentiles  # noqa: E402
+
+from ptt.cluster import engines  # noqa: E402
+from ptt.protocol import auth  # noqa: E402
+from ptt.protocol import client as cl  # noqa: E402
+from ptt.protocol.messages import Role  # noqa: E402
+from ptt.server.store import Store  # noqa: E402
+
+NODES = ("a", "b", "c")
+DOOMED = "b"
+GROUP_SIZE = 10
+BACK_WITHIN = 15.0  # s after the kill: a client not back by then counts as never
+LOGIN_PACE = 200  # logins started per second per worker while setting up
+
+
+def _directory(db: Path, clients: int) -> tuple[list[tuple[str, str, str]], tuple[bytes, int]]:
+    """``clients`` users in groups of GROUP_SIZE; returns (user, token, group) of each and the
+    (salt, iterations) they share. One token and salt for all: the bench measures the cluster,
+    not PBKDF2 in the load processes."""
+    store = Store(db)
+    token = secrets.token_urlsafe(24)
+    creds = auth.make_credentials(token, secrets.token_bytes(16), auth.MIN_ITERATIONS)
+    users = []
+    for g in range(-(-clients // GROUP_SIZE)):
+        store.create_group(f"g{g}", max_talk=60.0, mode="relay", encrypted=False)
+    for i in range(clients):
+        name, group = f"u{i}", f"g{i // GROUP_SIZE}"
+        store.add_user(name, Role.VOLUNTEER, creds.salt, creds.iterations, creds.verifier)
+        store.add_member(group, name)
+        users.append((name, token, group))
+    store.close()
+    return users, (creds.salt, creds.iterations)
+
+
+def _worker(conn: Any, servers: list[tuple[str, int]], users: list[tuple[str, str, str]],
+            salt: tuple[bytes, int]) -> None:
+    """A pool of clients with the server list ``servers``: log in, then follow commands."""
+    ep = select.epoll()
+    cores: list[cl.ClientCore] = []
+    socks: list[socket.socket] = []
+    by_fd: dict[int, int] = {}
+    heap: list[tuple[float, int]] = []
+    armed: list[float | None] = []
+    connected_at: list[list[tuple[float, Any]]] = []
+    joined_at: list[list[float]] = []
+    verifier = (*salt, auth.derive_verifier(users[0][1], *salt))
+    for name, token, group in users:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.setblocking(False)
+        core = cl.ClientCore(name, token, os.urandom, f"bench/{name}", servers=servers)
+        core._verifier_cache = verifier  # every user has the same token and salt
+        core.join(group, 0.0)
+        by_fd[sock.fileno()] = len(cores)
+        ep.register(sock.fileno(), select.EPOLLIN)
+        cores.append(core)
+        socks.append(sock)
+        armed.append(None)
+        connected_at.append([])
+        joined_at.append([])
+
+    def flush(i: int, now: float) -> None:
+        core = cores[i]
+        dest = core.server
+        for data in core.datagrams_to_send():
+            try:
+                socks[i].sendto(data, dest)
+            except OSError:
+                pass
+        for ev in core.events():
+            if isinstance(ev, cl.Connected):
+                connected_at[i].append((now, core.server))
+            elif isinstance(ev, cl.GroupJoined):
+                joined_at[i].append(now)
+        at = core.get_timer()
+        if at is not None and at != armed[i]:
+            armed[i] = at
+            heapq.heappush(heap, (at, i))
+
+    def run_until(deadline: float, done: Any) -> None:
+        while time.monotonic() < deadline and not done():
+            now = time.monotonic()
+            wait = deadline - now
+            if heap:
+                wait = min(wait, max(0.0, heap[0][0] - now))
+            for fd, _ in ep.poll(min(wait, 0.05), 256):
+                i = by_fd[fd]
+                for _ in range(16):
+                    try:
+                        data, addr = socks[i].recvfrom(2048)
+                    except BlockingIOError:
+                        break
+                    now = time.monotonic()
+                    cores[i].receive_datagram(data, now, source=addr)
+                flush(i, time.monotonic())
+            now = time.monotonic()
+            while heap and heap[0][0] <= now:
+                at, i = heapq.heappop(heap)
+                if armed[i] != at:
+                    continue
+                armed[i] = None
+                cores[i].handle_timer(now)
+                flush(i, now)
+
+    # log in, paced
+    start = time.monotonic()
+    for i, core in enumerate(cores):
+        core.connect(time.monotonic())
+        flush(i, time.monotonic())
+        if i % 20 == 19:
+            run_until(start + (i + 1) / LOGIN_PACE, lambda: False)
+    run_until(time.monotonic() + 60 + len(cores) / 50,
+              lambda: all(joined_at[i] for i in range(len(cores))))
+    missing = sum(1 for j in joined_at if not j)
+    conn.send(("ready", {"clients": len(cores), "not_joined": missing}))
+    cmd, killed = conn.recv()
+    assert cmd == "killed"
+    before = [len(c) for c in connected_at]
+    run_until(killed + BACK_WITHIN, lambda: all(len(connected_at[i]) > before[i]
+                                                 for i in range(len(cores))))
+    out = []
+    for i in range(len(cores)):
+        moved = connected_at[i][before[i]:]
+        joins = [t for t in joined_at[i] if t > killed]
+        out.append((moved[0][0] - killed if moved else None,
+                    list(moved[0][1]) if moved else None,
+                    joins[0] - killed if joins else None,
+                    moved[0][0] if moved else None))
+    conn.send(("result", out))
+    for s in socks:
+        s.close()
+
+
+def run(clients: int, workers: int) -> dict[str, Any]:
+    load_before = load_average()
+    with tempfile.TemporaryDirectory(prefix="ptt-bench-access-") as tmp:
+        root = Path(tmp)
+        seed = root / "seed.db"
+        users, salt = _directory(seed, clients)
+        nats = engines.start_nats(root / "nats")
+        etcd = engines.start_etcd(root / "etcd", heartbeat_ms=50, election_ms=500)
+        procs: dict[str, subprocess.Popen[bytes]] = {}
+        pool: list[tuple[Any, Any]] = []
+        try:
+            ports = {n: _free_udp_port() for n in NODES}
+            for name in NODES:
+                d = root / name
+                d.mkdir()
+                shutil.copy(seed, d / "ptt.db")
+                toml = d / "cluster.toml"
+                toml.write_text(f'node = "{name}"\nnodes = {json.dumps(list(NODES))}\n'
+                                f'nats = ["{nats.url}"]\netcd = ["{etcd.endpoint}"]\n')
+                procs[name] = _server(d / "ptt.db", ports[name], toml)
+            addr = {n: ("127.0.0.1", p) for n, p in ports.items()}
+            order = [addr[DOOMED]] + [addr[n] for n in NODES if n != DOOMED]
+            ctx = mp.get_context("fork")
+            for k in range(workers):
+                parent, child = ctx.Pipe()
+                p = ctx.Process(target=_worker, args=(child, order, users[k::workers], salt),
+                                daemon=True)
+                p.start()
+                pool.append((p, parent))
+            ready = []
+            for _, parent in pool:
+                if not parent.poll(120 + clients / 20):
+                    raise RuntimeError("a load process did not log its clients in")
+                ready.append(parent.recv()[1])
+            not_joined = sum(r["not_joined"] for r in ready)
+            time.sleep(1.5)  # b has published where its clients are (every 0.5 s)
+            survivors = [n for n in NODES if n != DOOMED]
+            cpu0 = {n: proc_cpu(procs[n].pid) for n in survivors}
+            killed = time.monotonic()
+            procs[DOOMED].send_signal(signal.SIGKILL)
+            procs[DOOMED].wait(5)
+            for _, parent in pool:
+                parent.send(("killed", killed))
+            results: list[tuple[Any, ...]] = []
+            for _, parent in pool:
+                if not parent.poll(BACK_WITHIN + 30):
+                    raise RuntimeError("a load process did not report")
+                results += parent.recv()[1]
+            last = max((r[3] for r in results if r[3] is not None), default=killed)
+            cpu1 = {n: proc_cpu(procs[n].pid) for n in survivors}
+            window = max(last - killed, 1e-3)
+        finally:
+            for p, parent in pool:
+                p.join(10)
+                if p.is_alive():
+                    p.kill()
+            for p in procs.values():
+                if p.poll() is None:
+                    p.send_signal(signal.SIGTERM)
+            for p in procs.values():
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(5)
+            etcd.stop()
+            nats.stop()
+    back = [r[0] for r in results if r[0] is not None]
+    joined = [r[2] for r in results if r[2] is not None]
+    by_port = {p: n for n, p in ports.items()}
+    spread: dict[str, int] = {}
+    buckets: dict[tuple[str, int], int] = {}
+    for r in results:
+        if r[1] is not None:
+            node = by_port.get(r[1][1], "?")
+            spread[node] = spread.get(node, 0) + 1
+            buckets[(node, int(r[0] / 0.1))] = buckets.get((node, int(r[0] / 0.1)), 0) + 1
+    pb = percentiles(back, (50, 95, 100)) if back else {}
+    pj = percentiles(joined, (50, 95, 100)) if joined else {}
+    within3 = sum(1 for b in back if b <= 3.0) / clients
+    within5 = sum(1 for b in back if b <= 5.0) / clients
+    return {
+        "title": "A dead access node's clients back on another node",
+        "command": f".venv/bin/python bench/bench_access_failover.py --clients {clients} "
+                   f"--workers {workers}",
+        "target": "95% of a dead access node's clients back within 3 s, all within 5 s "
+                  "(issue #17)",
+        "clients": clients,
+        "not joined before the kill": not_joined,
+        "back (s) p50 / p95 / max": (f"{pb['p50']:.2f} / {pb['p95']:.2f} / {pb['p100']:.2f}"
+                                     if pb else "none"),
+        "group joined again (s) p50 / p95 / max": (
+            f"{pj['p50']:.2f} / {pj['p95']:.2f} / {pj['p100']:.2f}" if pj else "none"),
+        "back within 3 s": f"{within3:.1%}",
+        "back within 5 s": f"{within5:.1%}",
+        "never back (15 s)": clients - len(back),
+        "spread over the survivors": spread,
+        "peak login rate per survivor (logins/s over 100 ms)": {
+            n: max((c for (m, _), c in buckets.items() if m == n), default=0) * 10
+            for n in survivors},
+        "mean login rate per survivor (logins/s, kill to last back)": {
+            n: round(spread.get(n, 0) / window) for n in survivors},
+        "survivor CPU, kill to last back (s of CPU / s)": {
+            n: round((cpu1[n] - cpu0[n]) / window, 2) for n in survivors},
+        "machine": machine_line(),
+        "load_average": f"{load_before} at the start, {load_average()} at the end",
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=3000, help="clients on the doomed node")
+    parser.add_argument("--workers", type=int, default=3, help="load processes")
+    args = parser.parse_args()
+    if args.clients < 1 or args.workers < 1:
+        parser.error("--clients and --workers must be at least 1")
+    res = run(args.clients, args.workers)
+    print(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
