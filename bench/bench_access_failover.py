@@ -226,6 +226,8 @@ def run(clients: int, workers: int) -> dict[str, Any]:
             last = max((r[3] for r in results if r[3] is not None), default=killed)
             cpu1 = {n: proc_cpu(procs[n].pid) for n in survivors}
             window = max(last - killed, 1e-3)
+            told = {n: [line for line in (root / n / "ptt.log").read_text().splitlines()
+                        if "died" in line][-1:] for n in survivors}
         finally:
             for p, parent in pool:
                 p.join(10)
@@ -279,6 +281,7 @@ def run(clients: int, workers: int) -> dict[str, Any]:
             n: round(spread.get(n, 0) / window) for n in survivors},
         "survivor CPU, kill to last back (s of CPU / s)": {
             n: round((cpu1[n] - cpu0[n]) / window, 2) for n in survivors},
+        "survivors' log": told,
         "machine": machine_line(),
         "load_average": f"{load_before} at the start, {load_average()} at the end",
     }

@@ -18,8 +18,8 @@ winner takes the floor over, ``ClusterRouting.home_changed``); without it, the s
 
 Access: with ``etcd``, the node holds ``/ptt/nodes/<id>`` (its client address) under its lease
 and publishes where its clients are (``/ptt-access/<id>``, not leased: it must outlive the node)
-at most every ``CLIENTS_PUBLISH_EVERY``; when a node's key vanishes (it died: its lease
-expired), every survivor reads that list and sends each address the plain ``Error(NO_SESSION)``
+at most every ``CLIENTS_PUBLISH_EVERY``; when a node's key vanishes (its lease expired) and has
+not come back ``NOTICE_GRACE`` later (it died), every survivor reads that list and sends each address the plain ``Error(NO_SESSION)``
 a restarted server sends its last clients (``ServerCore.announce_restart``, repeated at
 ``ANNOUNCE_REPEATS``). A client with a server list checks its session with its own node, and
 moves to another node of its list after a jitter (``ptt.protocol.server_list``); one without a
@@ -54,8 +54,13 @@ log = logging.getLogger("ptt.cluster.node")
 # a client that logged in since the last write is not told when the node dies, and notices it
 # by its own heartbeat)
 CLIENTS_PUBLISH_EVERY = 0.5
-# s after a node's death: its clients are told again, so one lost notice does not leave a client
-# on a dead node until its next heartbeat
+# s after a node's key vanished: its clients are told only if it has not come back by then. A
+# node whose lease lapsed while it lives (starved of CPU past its 1 s TTL: seen at load 14 on 2
+# cores) takes a new lease and puts its key again at once; telling its clients would move them
+# all for nothing
+NOTICE_GRACE = 0.5
+# s after the first notice: its clients are told again, so one lost notice does not leave a
+# client on a dead node until its next heartbeat
 NOTICE_REPEATS = (0.5, 1.5)
 
 
@@ -236,6 +241,10 @@ class ClusterNode:
     async def _tell_clients_of(self, node: str) -> None:
         """``node`` died: tell its clients (its last published list), now and again."""
         assert self.ownership is not None
+        await asyncio.sleep(NOTICE_GRACE)
+        if node in self.ownership.nodes:
+            log.info("node %s lost its lease and took a new one: its clients stay", node)
+            return
         try:
             data = await self.ownership.get(clients_key(node))
         except Exception as exc:  # noqa: BLE001 - without the list its clients find out alone
