@@ -56,9 +56,10 @@ log = logging.getLogger("ptt.cluster.node")
 CLIENTS_PUBLISH_EVERY = 0.5
 # s after a node's key vanished: its clients are told only if it has not come back by then. A
 # node whose lease lapsed while it lives (starved of CPU past its 1 s TTL: seen at load 14 on 2
-# cores) takes a new lease and puts its key again at once; telling its clients would move them
-# all for nothing
-NOTICE_GRACE = 0.5
+# cores) takes a new lease and puts its key again at once. Its clients' own check (a sealed
+# heartbeat to it, ptt.protocol.client.CHECK_WINDOW) keeps them where they are if it answers;
+# the grace spares them the check, and the node a burst of heartbeats
+NOTICE_GRACE = 0.2
 # s after the first notice: its clients are told again, so one lost notice does not leave a
 # client on a dead node until its next heartbeat
 NOTICE_REPEATS = (0.5, 1.5)
