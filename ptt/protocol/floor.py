@@ -343,9 +343,11 @@ class Floor:
         self._members[user] = listen_only
 
     def remove_member(self, user: str, now: float) -> list[FloorEvent]:
-        """The member leaves: a holder's burst ends (REMOVED), a queued request is dropped."""
+        """The member leaves: a holder's burst ends (REMOVED), a queued request is dropped.
+        A mirror only forgets the member: its home, which every node's copy of the change
+        reaches too, ends the burst once and its news says so to every node."""
         self._check_member(user)
-        events = self._drop(user, EndReason.REMOVED, now)
+        events = [] if self._mirror else self._drop(user, EndReason.REMOVED, now)
         del self._members[user]
         return events
 

@@ -164,12 +164,24 @@ def _page_wav(path: Path) -> tuple[Path, bytes]:
     return path, pcm
 
 
+def _ann_talks_to_dan(cluster: Cluster, dan, long: Path):  # type: ignore[no-untyped-def]
+    """Once dan (``ptt listen`` on b) has joined: ann talks ``long`` from a; her process, once
+    she is granted and dan hears her."""
+    read_until(dan, "g", timeout=20)
+    ann = cluster.spawn("ann", "a", "talk", "g", "--wav", str(long))
+    read_until(ann, "floor granted", timeout=20)
+    read_until(dan, "ann is talking", timeout=10)
+    return ann
+
+
 def test_a_page_across_nodes_then_the_home_killed_mid_burst(cluster_etcd: Cluster,
                                                            tmp_path: Path) -> None:
     """The whole stack (cluster_etcd): c claims g under its lease, a and b learn its fencing
     number, which stamps every FloorNews of g; ann pages from a and bob hears it on b. Then c
     is SIGKILLed while ann talks: a or b claims g with a higher number, dan (on b) is told the
-    floor is free, and bob is granted it."""
+    floor is free, and bob is granted it. Between the two, a coordinator removes ann from g
+    while she talks (the change made on a, followed by every node): the home ends her burst
+    once, and puts her back."""
     cluster = cluster_etcd
     claimed = read_log_until(cluster.nodes[HOME], "group g: claimed")
     fencing = claimed.split("fencing ")[1].rstrip(")")
@@ -199,16 +211,38 @@ def test_a_page_across_nodes_then_the_home_killed_mid_burst(cluster_etcd: Cluste
     for node in NODES:  # no node logged a failure on the bus
         assert "bad message on the bus" not in cluster.nodes[node].output()
 
+    # a coordinator removes ann from g through node a while she talks: c, the home, ends her
+    # burst once; she is revoked, dan on b is told once that the floor is idle
+    long = tone_wav(tmp_path / "long.wav", 8.0)
+    dan = cluster.spawn("dan", "b", "listen", "g", "--out", str(tmp_path / "dan0.wav"))
+    ann = None
+    try:
+        ann = _ann_talks_to_dan(cluster, dan, long)
+        code, out, err = cluster.ptt("coordinator", "a", "group", "remove", "g", "ann")
+        assert code == 0, (out, err)
+        code_ann, out_ann, err_ann = finish(ann, timeout=20)
+        no_traceback(err_ann)
+        assert code_ann != 0 and "you were removed from the group" in out_ann + err_ann, (
+            out_ann, err_ann)
+        read_until(dan, "floor idle", timeout=10)
+        time.sleep(1.0)  # a second idle (the news told twice) would come within this
+    finally:
+        for p in (ann, dan):
+            if p is not None and p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        _, rest, _ = finish(dan, timeout=10)
+        if ann is not None:
+            finish(ann, timeout=10)
+    assert "floor idle" not in rest and "ann is talking" not in rest, rest
+    code, out, err = cluster.ptt("coordinator", "a", "group", "add", "g", "ann")
+    assert code == 0, (out, err)
+
     # then the home is SIGKILLed mid-burst: a survivor claims g with a higher fencing number,
     # every member is told the floor is free, and a new grant is possible
-    long = tone_wav(tmp_path / "long.wav", 8.0)
     dan = cluster.spawn("dan", "b", "listen", "g", "--out", str(tmp_path / "dan.wav"))
     ann = None
     try:
-        read_until(dan, "g", timeout=20)
-        ann = cluster.spawn("ann", "a", "talk", "g", "--wav", str(long))
-        read_until(ann, "floor granted", timeout=20)
-        read_until(dan, "ann is talking", timeout=10)
+        ann = _ann_talks_to_dan(cluster, dan, long)
         killed = time.monotonic()
         cluster.nodes[HOME].kill()
         read_until(dan, "floor idle", timeout=20)

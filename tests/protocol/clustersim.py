@@ -38,6 +38,7 @@ class ClusterSim:
     heard: dict[str, int] = field(default_factory=dict)  # voice frames delivered per user
     events: dict[str, list[object]] = field(default_factory=dict)  # each client's events
     bus_log: list[tuple[str, str, object]] = field(default_factory=list)
+    server_events: dict[str, list[object]] = field(default_factory=dict)  # each core's events
     dead: set[str] = field(default_factory=set)  # nodes killed: they take and send nothing
     homes: HomeMap | None = None  # default: StaticHomes(nodes, pinned)
     _q: list[tuple[float, int, str, object, bytes]] = field(default_factory=list)
@@ -101,7 +102,7 @@ class ClusterSim:
         by_addr = {a: u for u, a in self.addrs.items()}
         for data, addr in core.datagrams_to_send():
             self._push("client", by_addr[addr], data, self.delay)
-        core.events()
+        self.server_events.setdefault(node, []).extend(core.events())
         for dest, data in routing.messages_to_send():
             self._to_bus(node, dest, data)
 

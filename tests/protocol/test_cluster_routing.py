@@ -10,8 +10,9 @@ from ptt.errors import ProtocolError
 from ptt.protocol import floor as fl
 from ptt.protocol import messages as m
 from ptt.protocol.client import FloorStateChanged, Participation
-from ptt.protocol.client_events import DeliveryReported, LinkReported
+from ptt.protocol.client_events import DeliveryReported, GroupGone, LinkReported, TalkerChanged
 from ptt.protocol.cluster_routing import StaticHomes, from_wire, to_wire
+from ptt.protocol.server_events import FloorEvent as FloorEventReported
 from ptt.wire import cluster as wc
 from tests.protocol.clustersim import ClusterSim
 
@@ -331,3 +332,67 @@ def test_receipts_and_loss_feedback_go_straight_to_the_talker_s_node() -> None:
     assert [(x.user, x.received, x.expected) for x in r.heard] == [("bob", 140, 175),
                                                                     ("cat", 175, 175)]
     assert r.silent == [] and r.offline == []
+
+
+# --- administration that touches a held floor -------------------------------------------------
+
+
+def _ended(sim: ClusterSim, node: str, burst: int) -> list[fl.BurstEnded]:
+    return [e.event for e in sim.server_events.get(node, [])
+            if isinstance(e, FloorEventReported) and isinstance(e.event, fl.BurstEnded)
+            and e.event.burst_id == burst]
+
+
+@pytest.mark.parametrize("order", [("A", "B", "C"), ("C", "B", "A")])
+def test_removing_the_talker_from_its_group_ends_its_burst_once_through_the_home(
+        order: tuple[str, ...]) -> None:
+    """ann (on A) holds g's floor (home C) and is removed from g: every node applies the
+    change (as each follows the directory), in either order. Only the home decides: the
+    burst ends once (REMOVED), each node tells its own clients once, from the home's news;
+    ann is revoked and told g is gone; bob and cat see the floor idle."""
+    sim = _sim()
+    ann = sim.clients["ann"]
+    ann.request_floor("g", sim.now)
+    sim.talk(0.5)
+    burst = ann.groups["g"].my_burst
+    assert sim.clients["bob"].groups["g"].talker == "ann"
+    marks = {u: len(sim.events[u]) for u in ("ann", "bob", "cat")}
+    for node in order:
+        sim.cores[node].remove_member("g", "ann", sim.now)
+        sim._flush_node(node)
+    sim.run_until(sim.now + 1.0)
+    for node in ("A", "B", "C"):
+        assert [(e.user, e.reason) for e in _ended(sim, node, burst)] == [
+            ("ann", fl.EndReason.REMOVED)], node
+        assert sim.cores[node].floors.floor("g").holder is None
+    told = [(type(e).__name__, getattr(e, "revoke_cause", None))
+            for e in sim.events["ann"][marks["ann"]:]
+            if isinstance(e, (FloorStateChanged, GroupGone))]
+    assert told == [("FloorStateChanged", m.RevokeCause.REMOVED), ("GroupGone", None)]
+    for u in ("bob", "cat"):
+        assert [e.talker for e in sim.events[u][marks[u]:]
+                if isinstance(e, TalkerChanged) and e.group == "g"] == [None], u
+
+
+@pytest.mark.parametrize("order", [("A", "B", "C"), ("C", "B", "A")])
+def test_deleting_a_group_whose_floor_is_held_ends_the_burst_once_on_each_node(
+        order: tuple[str, ...]) -> None:
+    """g is deleted while ann (on A) holds its floor: the group is gone everywhere, so there
+    is no home left to decide; each node ends the burst on its own copy once and tells only
+    its own clients (the home publishes nothing for a group it no longer has)."""
+    sim = _sim()
+    ann = sim.clients["ann"]
+    ann.request_floor("g", sim.now)
+    sim.talk(0.5)
+    burst = ann.groups["g"].my_burst
+    mark = len(sim.events["ann"])
+    for node in order:
+        sim.cores[node].remove_group("g", sim.now)
+        sim._flush_node(node)
+    sim.run_until(sim.now + 1.0)
+    for node in ("A", "B", "C"):
+        assert [e.reason for e in _ended(sim, node, burst)] == [fl.EndReason.REMOVED], node
+    # (the talker's client hears the same as on one server: whether the revoke or the news
+    # that the group is gone comes first is up to the datagrams' order)
+    assert [e.reason for e in sim.events["ann"][mark:] if isinstance(e, GroupGone)] == [
+        m.GoneReason.DELETED]
