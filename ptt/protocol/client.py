@@ -603,6 +603,7 @@ class ClientCore:
         elif isinstance(msg, m.FloorIdle):
             if self._fresh(msg.group, msg.version):
                 self._on_idle(msg.group, msg.burst_id)
+                self._ask_again(msg.group, now)
                 if msg.version:
                     self._note_queue(msg.group, [])
         elif isinstance(msg, m.QueuePosition):
@@ -861,6 +862,20 @@ class ClientCore:
         if g.participation is Participation.HAS_PERMISSION and g.my_burst == burst:
             g.guessed_end, g.my_burst = burst, 0
             self._move(g, FloorInput.ENDED, revoke_cause=m.RevokeCause.SILENCE)
+
+    def _ask_again(self, group: str, now: float) -> None:
+        """The floor is free and our request still unanswered: send it again now, not at its
+        next retry (up to RETRY_CAP later). In a cluster the request went to a home that died
+        with it; the node that took the group over is the one announcing the free floor, and
+        this copy reaches it. A server that has the request answers the copy from its cache."""
+        g = self.groups.get(group)
+        if g is None or g.participation is not Participation.PENDING_REQUEST:
+            return
+        for txn, (what, name) in self._pending.items():
+            if what == "floor" and name == group:
+                again = self._rt.resend_now(txn, now)
+                if again is not None:
+                    self._emit(again[0], again[1] is True)
 
     def _timed_out(self, what: str, group: str, now: float, txn: int = 0) -> None:
         if what in ("hello", "login"):

@@ -109,6 +109,18 @@ class Retransmitter(Generic[K]):
             self._push(p.next_at, key)
         return resend, expired
 
+    def resend_now(self, key: K, now: float) -> tuple[bytes, object] | None:
+        """``key``'s datagram and destination to send again now, its next retry an interval
+        later (the caller knows the answer will not come to the copies already sent); None
+        when it is not pending or its time is up."""
+        p = self._pending.get(key)
+        if p is None or now >= p.first_sent + self._total:
+            return None
+        p.tries += 1
+        p.next_at = min(now + p.interval, p.first_sent + self._total)
+        self._push(p.next_at, key)
+        return p.data, p.dest
+
     def _push(self, at: float, key: K) -> None:
         self._seq += 1
         heapq.heappush(self._heap, (at, self._seq, key))

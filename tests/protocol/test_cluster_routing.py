@@ -396,3 +396,35 @@ def test_deleting_a_group_whose_floor_is_held_ends_the_burst_once_on_each_node(
     # that the group is gone comes first is up to the datagrams' order)
     assert [e.reason for e in sim.events["ann"][mark:] if isinstance(e, GroupGone)] == [
         m.GoneReason.DELETED]
+
+
+def test_a_request_left_with_a_dead_home_is_sent_again_when_the_new_home_frees_the_floor(
+        ) -> None:
+    """bob asks while ann talks, just as the home C dies: the request is lost with C and
+    unanswered. When A takes g over and announces the free floor, bob's client sends it again
+    at once (not at its next retry, up to 0.2 s later), and A grants it."""
+    homes = MovableHomes(("A", "B", "C"), {"g": ("C", 3), "h": ("C", 3)})
+    sim = ClusterSim(homes=homes)
+    for u, node in (("ann", "A"), ("bob", "B"), ("cat", "B"), ("dan", "A")):
+        sim.add_user(u, node)
+    sim.add_group("g", 1, GROUPS["g"])
+    sim.add_group("h", 2, GROUPS["h"])
+    sim.connect(GROUPS)
+    sim.run_until(1.0)
+    ann, bob = sim.clients["ann"], sim.clients["bob"]
+    ann.request_floor("g", sim.now)
+    sim.talk(0.3)
+    sim.dead.add("C")  # SIGKILL of the home, mid-burst
+    asked = sim.now
+    bob.request_floor("g", asked)
+    sim.talk(0.32)  # bob's client resent at 0.1 and 0.3 s; its next retry is at 0.5 s
+    assert bob.participation("g") is Participation.PENDING_REQUEST
+    homes.homes["g"] = ("A", 4)  # A's claim, as every node's watch reports it
+    for node in ("A", "B"):
+        sim.routing[node].learn_home("g", 4)
+        sim.routing[node].home_changed("g", sim.now)
+    sim.talk(0.06)
+    assert sim.now < asked + 0.45
+    assert bob.participation("g") is Participation.HAS_PERMISSION
+    assert sim.cores["A"].floors.floor("g").holder == "bob"
+

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from ptt.protocol.transactions import (
     RETRY_FIRST,
     RETRY_TOTAL,
@@ -53,3 +55,18 @@ def test_seen_set_is_bounded() -> None:
     for k in (2, 3, 4):
         s.check_and_add(k)
     assert s.check_and_add(1)  # evicted, so new again
+
+
+def test_resend_now_sends_a_pending_datagram_and_the_next_retry_comes_an_interval_later(
+        ) -> None:
+    rt: Retransmitter[int] = Retransmitter()
+    rt.add(1, b"x", "peer", 0.0)
+    assert rt.handle_timer(0.1)[0] == [(b"x", "peer")]  # the interval is 0.2 s from here
+    assert rt.resend_now(1, 0.15) == (b"x", "peer")
+    assert rt.get_timer() == pytest.approx(0.35)
+    assert rt.handle_timer(0.3) == ([], [])
+    assert rt.resend_now(2, 0.3) is None  # not pending
+    rt.ack(1)
+    assert rt.resend_now(1, 0.4) is None
+    rt.add(3, b"y", "peer", 1.0)
+    assert rt.resend_now(3, 1.0 + RETRY_TOTAL) is None  # its time is up
