@@ -265,7 +265,11 @@ class ClusterRouting:
         g = self.core.state.groups.get(group)
         if g is None or g.private:  # a call group lives on its caller's node
             return False
-        return self.homes.home_of(group)[0] != self.node
+        # term 0: nobody holds the group (its home died, no claim yet). The node the static
+        # rule names is not its home either: deciding on its mirror would queue or grant
+        # where the next home never hears of it
+        node, term = self.homes.home_of(group)
+        return node != self.node or term < 1
 
     def request(self, s: Session, g: GroupEntry, txn: int, priority: m.Priority,
                 now: float) -> None:
@@ -337,7 +341,10 @@ class ClusterRouting:
 
     def _input(self, kind: wc.InputKind, group: str, user: str, priority: int, burst_id: int,
                ref: int) -> None:
-        home = self.homes.home_of(group)[0]
+        home, term = self.homes.home_of(group)
+        if term < 1:
+            return  # no home to tell: a request is resent by its client, and the next home
+            # takes the floor over, so a release or a lost talker needs no telling
         self._send(home, wc.FloorInput(kind, group, user, priority, burst_id, self.node, ref))
 
     def _send(self, node: str, msg: wc.Message) -> None:

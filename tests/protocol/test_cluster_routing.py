@@ -428,3 +428,34 @@ def test_a_request_left_with_a_dead_home_is_sent_again_when_the_new_home_frees_t
     assert bob.participation("g") is Participation.HAS_PERMISSION
     assert sim.cores["A"].floors.floor("g").holder == "bob"
 
+
+def test_no_node_decides_a_floor_while_its_group_has_no_home() -> None:
+    """Between the dead home's key vanishing and a survivor's claim the group has no home (term
+    0; the static rule names B). bob asks on B then: B must not answer from its mirror (which
+    still shows ann talking: it queued him there, a queue the new home never knew, and he waited
+    for ever); his request stays unanswered until A claims g and frees the floor, then A grants
+    it."""
+    homes = MovableHomes(("A", "B", "C"), {"g": ("C", 3), "h": ("C", 3)})
+    sim = ClusterSim(homes=homes)
+    for u, node in (("ann", "A"), ("bob", "B"), ("cat", "B"), ("dan", "A")):
+        sim.add_user(u, node)
+    sim.add_group("g", 1, GROUPS["g"])
+    sim.add_group("h", 2, GROUPS["h"])
+    sim.connect(GROUPS)
+    sim.run_until(1.0)
+    ann, bob = sim.clients["ann"], sim.clients["bob"]
+    ann.request_floor("g", sim.now)
+    sim.talk(0.3)
+    sim.dead.add("C")
+    homes.homes["g"] = ("B", 0)  # C's key is gone; nobody has claimed g yet
+    bob.request_floor("g", sim.now)
+    sim.talk(0.3)
+    assert bob.participation("g") is Participation.PENDING_REQUEST
+    assert sim.cores["B"].floors.floor("g").queue == ()
+    homes.homes["g"] = ("A", 4)
+    for node in ("A", "B"):
+        sim.routing[node].learn_home("g", 4)
+        sim.routing[node].home_changed("g", sim.now)
+    sim.talk(0.1)
+    assert bob.participation("g") is Participation.HAS_PERMISSION
+    assert sim.cores["A"].floors.floor("g").holder == "bob"
