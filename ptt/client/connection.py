@@ -56,6 +56,7 @@ CONNECT_TIMEOUT = 6.0
 REFUSED = "connection refused"
 RELEASE_WAIT = RETRY_TOTAL + 0.5  # for the server's answer to a release (it is retransmitted)
 STOP_RELEASE_WAIT = 2.0  # the same after a stop key: the command must end soon
+ROAM_TRIES = 20  # binds of the roaming socket, 10 ms apart, while the old one closes
 
 
 @dataclass
@@ -120,8 +121,9 @@ class Connection:
         self.local = local  # the address to send from (host, port); None: the system's choice
         self._listed = list(dict.fromkeys([server, *servers]))
         self.core = cl.ClientCore(user, token, os.urandom, device_id(),
-                                  servers=self._listed if len(self._listed) > 1 else ())
+                                  servers=self._listed)
         self._numeric: dict[tuple[str, int], tuple[str, int]] = {}  # resolved -> as listed
+        self._roam_task: asyncio.Task[None] | None = None
         self.on_voice: Callable[[bytes], None] | None = None
         # (group, holder's user name, frame) -> may a frame heard on a multicast address be
         # played? Set by ptt.client.keys.VoiceKeys, which holds the talker keys
@@ -169,7 +171,7 @@ class Connection:
     async def open(self, timeout: float = CONNECT_TIMEOUT) -> cl.Connected:
         """Log in; NetError if the server does not answer, AuthError if it refuses."""
         where = format_hostport(*self.server)
-        roaming = self.core.servers is not None
+        roaming = self.core.roaming
         if roaming:
             where = ", ".join(format_hostport(*a) for a in self._listed)
             # each server of the list gets its own try (LOGIN_TRY) before open() gives up
@@ -215,6 +217,8 @@ class Connection:
             await asyncio.sleep(0)
         if self._timer is not None:
             self._timer.cancel()
+        if self._roam_task is not None:
+            self._roam_task.cancel()
         self._mcast.close()
         if self._endpoint is not None:
             self._endpoint.close()
@@ -549,6 +553,39 @@ class Connection:
         self.core.receive_datagram(data, self._now())
         self._flush()
 
+    async def _go_roaming(self) -> None:
+        """The same local port, on a socket that takes datagrams from every node of the list
+        (the server has this session at that address). The old socket is closed first; a
+        datagram arriving in between is lost like any, and resent."""
+        old = self._endpoint
+        assert old is not None and self.core.servers is not None
+        for addr in cast("tuple[tuple[str, int], ...]", self.core.servers.servers):
+            try:
+                self._numeric[resolve_address(addr)] = addr
+            except OSError:
+                continue  # a name that does not resolve: its notices are not heeded
+        local = old.local_address
+        old.close()
+        last: OSError | None = None
+        for _ in range(ROAM_TRIES):  # the old socket is closed by the loop's next turns
+            await asyncio.sleep(0.01)
+            if self._closed:
+                return
+            try:
+                self._endpoint = await ClientEndpoint.open(
+                    self.server, self._received, self._socket_error, local,
+                    roaming=self._from_elsewhere)
+            except OSError as exc:
+                last = exc
+                continue
+            if self._closed:  # closed while it opened
+                self._endpoint.close()
+            return
+        log.warning("cannot take other nodes' notices (%s): this connection stays on %s",
+                    last, format_hostport(*self.server))
+        self._endpoint = await ClientEndpoint.open(self.server, self._received,
+                                                   self._socket_error)
+
     def _from_elsewhere(self, data: bytes, addr: tuple[str, int]) -> None:
         """A datagram from another address than the server in use: another node's notice
         that ours died, which the core weighs (``ClientCore.receive_datagram``)."""
@@ -583,7 +620,11 @@ class Connection:
         for chosen in self.paths.events():
             events.append(chosen)
             self._log_path(chosen)
-        target = cast("tuple[str, int] | None", self.core.server)  # one of self._listed
+        if (self.core.roaming and self._endpoint is not None and not self._endpoint.roaming
+                and not self._closed and self._roam_task is None):
+            # the Welcome named a cluster's other nodes: take their notices from now on
+            self._roam_task = asyncio.get_running_loop().create_task(self._go_roaming())
+        target = cast("tuple[str, int] | None", self.core.server)  # a server of the list
         if target is not None and target != self.server and self._endpoint is not None:
             log.info("moving to server %s (from %s)", format_hostport(*target),
                      format_hostport(*self.server))

@@ -23,7 +23,8 @@ not come back ``NOTICE_GRACE`` later (it died), every survivor reads that list a
 a restarted server sends its last clients (``ServerCore.announce_restart``, repeated at
 ``ANNOUNCE_REPEATS``). A client with a server list checks its session with its own node, and
 moves to another node of its list after a jitter (``ptt.protocol.server_list``); one without a
-list ignores it. Directory: with ``postgres``, the PostgreSQL directory, followed into the
+list ignores it. Every Welcome carries the live nodes' addresses (``/ptt/nodes/``), so a client
+configured with one node has the list from its first login. Directory: with ``postgres``, the PostgreSQL directory, followed into the
 core (``PttServer.apply_change``); without it, the node's own SQLite database.
 """
 
@@ -149,7 +150,8 @@ class ClusterNode:
             self.ownership = Ownership(config.etcd, config.node,
                                        ttl=config.lease_ttl or DEFAULT_TTL,
                                        on_event=self._on_ownership,
-                                       address=format_hostport(*server.address),
+                                       address=format_hostport(*(config.address
+                                                                  or server.address)),
                                        on_node=self._on_node)
             homes = EtcdHomes(self.ownership, self.static)
         self.routing = ClusterRouting(config.node, server.core, homes)
@@ -235,6 +237,9 @@ class ClusterNode:
             self._publishing = None
 
     def _on_node(self, node: str, address: str | None) -> None:
+        assert self.ownership is not None
+        # every client is told the live nodes at login: only one address needs configuring
+        self.server.core.set_access_servers(sorted(self.ownership.nodes.values()))
         if node == self.config.node or address is not None:
             return
         self._spawn(self._tell_clients_of(node))

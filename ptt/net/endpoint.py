@@ -109,6 +109,10 @@ class ClientEndpoint(asyncio.DatagramProtocol):
             else:
                 self._transport.sendto(data, self.peer)
 
+    @property
+    def roaming(self) -> bool:
+        return self._roaming is not None
+
     def retarget(self, server: Addr) -> None:
         """A roaming socket sends to ``server`` from now on (same local port)."""
         self.peer = resolve_address(server)

@@ -38,6 +38,7 @@ from functools import partial
 
 from ptt.crypto.channel import SEALED_MAGICS, Role, SecureChannel, is_keepalive
 from ptt.errors import ProtocolError, PttError
+from ptt.names import parse_hostport
 from ptt.protocol import auth
 from ptt.protocol import messages as m
 from ptt.protocol.client_events import (
@@ -151,7 +152,7 @@ class ClientCore:
         self.page_device = ""  # set by subscribe_pages: this client shows pages
         self._pages_seen: set[int] = set()  # page ids shown on this connection
         self.servers: ServerList[Hashable] | None = (
-            ServerList(servers, entropy(32)) if len(set(servers)) > 1 else None)
+            ServerList(servers, entropy(32)) if servers else None)
         self._login_until: float | None = None  # a list's login to one server ends then
         self._hinted_elsewhere = False  # the session check was asked for by another node
 
@@ -159,6 +160,12 @@ class ClientCore:
     def server(self) -> Hashable | None:
         """The server to send to now (None: no list, the adapter's only one)."""
         return None if self.servers is None else self.servers.current
+
+    @property
+    def roaming(self) -> bool:
+        """Does the session move among two or more servers (configured, or a cluster's access
+        nodes told in the Welcome) when its node is lost?"""
+        return self.servers is not None and len(self.servers) > 1
 
     @property
     def heartbeat(self) -> float:
@@ -219,7 +226,7 @@ class ClientCore:
         self._check_until = self._check_resend = None
         self._client_nonce = self._entropy(16)
         self._channel = None
-        if self.servers is not None:
+        if self.roaming:
             self._login_until = now + LOGIN_TRY
         self._request("hello", "", self._hello, now)
 
@@ -665,6 +672,13 @@ class ClientCore:
         self._login_until = None
         if self.servers is not None:
             self.servers.connected()
+            learned = []
+            for text in msg.servers:  # a cluster's access nodes: more servers to move to
+                try:
+                    learned.append(parse_hostport(text))
+                except (ValueError, PttError):
+                    continue  # a bad entry costs that node, not the login
+            self.servers.add(learned)
         self._events.append(Connected(msg.session_id, msg.role, list(msg.groups)))
         for name, g in self.groups.items():
             carried = g.asked if g.participation is Participation.PENDING_REQUEST else None
@@ -910,7 +924,7 @@ class ClientCore:
                            revoke_cause=m.RevokeCause.SESSION_LOST, reason=reason)
         if was is ConnState.CONNECTED:
             self._events.append(Disconnected(reason))
-        if self.servers is None:
+        if self.servers is None or not self.roaming:
             self.connect(now)
             return
         # its node is gone or forgot us: another node of the list, after a jitter, so that a
@@ -921,7 +935,7 @@ class ClientCore:
         if self.conn is not ConnState.DISCONNECTED:
             self._events.append(Disconnected(reason))
         self.conn = ConnState.DISCONNECTED
-        if self.servers is not None:
+        if self.servers is not None and self.roaming:
             self.servers.login_failed()
         # jitter (0.5x-1.5x) so thousands of clients of a busy server do not retry in step
         spread = 0.5 + int.from_bytes(self._entropy(2), "big") / 65535

@@ -236,6 +236,9 @@ class Welcome:
     session_timeout_ms: int
     groups: list[str]
     idle_heartbeat_ms: int = 0  # the idle cadence; 0: heartbeat_ms always
+    # a cluster's access nodes (HOST:PORT), for the client's server list: its session moves
+    # to another of them when its node dies (ptt.protocol.server_list); empty on a lone server
+    servers: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

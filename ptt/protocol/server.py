@@ -309,6 +309,10 @@ class ServerCore:
 
     # --- the gate: logins, known hosts, restarts ---------------------------------------------
 
+    def set_access_servers(self, servers: list[str]) -> None:
+        """A cluster's live access nodes (HOST:PORT), told to each client in its Welcome."""
+        self.state.access = list(servers)
+
     def set_secret(self, secret: bytes) -> None:
         """The server's long-term secret (``Gate.set_secret``)."""
         self.gate.set_secret(secret)

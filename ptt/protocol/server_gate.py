@@ -319,7 +319,7 @@ class Gate:
         self.out.answer(s, msg.txn, m.Welcome(
             msg.txn, sid, user.role, int(self.state.config.heartbeat * 1000),
             int(self.state.config.session_timeout * 1000), groups,
-            int(self.state.config.idle_heartbeat * 1000)), now)
+            int(self.state.config.idle_heartbeat * 1000), list(self.state.access)), now)
         # the Login's resend (the Welcome was lost) is plain: answer it from the cache too, but
         # like any plain datagram only if the Welcome fits in it (else it logs in afresh)
         self.out.cache.put((addr, msg.txn), self.out.datagrams[-1][0], now)

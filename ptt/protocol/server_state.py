@@ -176,6 +176,7 @@ class ServerState:
         self.sessions = SessionTable(config.cadence, self.busy_since)
         self.floors = fl.FloorSet()
         self.home: FloorHome | None = None  # set on a cluster node: floors decided elsewhere
+        self.access: list[str] = []  # a cluster's access nodes (HOST:PORT), told at login
 
     def busy_since(self, s: Session) -> float | None:
         """Since when ``s`` should be on the busy cadence: the earliest of its groups' floors that

@@ -38,7 +38,8 @@ def _listed(cluster: Cluster, user: str, first: str) -> dict[str, str]:
 
 def test_an_access_node_killed_its_clients_back_on_another_node(cluster: Cluster,
                                                                  tmp_path: Path) -> None:
-    """bob listens on node b and dan talks through b; b is SIGKILLed. a and c see b's etcd key
+    """bob listens on node b (configured with b alone: its Welcome lists every live node) and
+    dan talks through b (configured with all three); b is SIGKILLed. a and c see b's etcd key
     expire and tell b's clients; bob's listener moves to a or c by itself; dan's talk says its
     session was lost, moves too and sends its page again; ann, whose list starts with the dead
     b, keys and talks through another node; bob hears both pages after the move."""
@@ -48,7 +49,9 @@ def test_an_access_node_killed_its_clients_back_on_another_node(cluster: Cluster
     page = tone_wav(tmp_path / "dan.wav", 3.0)
     short = tone_wav(tmp_path / "ann.wav", 1.0, 660.0)
     heard = tmp_path / "bob.wav"
-    bob = site.spawn("bob", "listen", "g", "--out", str(heard), env=_listed(cluster, "bob", "b"))
+    # bob configures node b alone: b's Welcome names a and c too
+    bob = site.spawn("bob", "listen", "g", "--out", str(heard),
+                     env=site.env("bob", PTT_SERVER=f"127.0.0.1:{cluster.nodes['b'].port}"))
     dan = None
     try:
         read_until(bob, "g", timeout=20)  # joined on b

@@ -60,7 +60,7 @@ def test_failed_logins_go_round_the_list_until_every_server_failed() -> None:
 class TwoNodes:
     """Two ServerCores with the same directory, and one client listing both (b first)."""
 
-    def __init__(self) -> None:
+    def __init__(self, listed: tuple[tuple[str, int], ...] = (B, A)) -> None:
         rng = random.Random(7)
         self.now = 0.0
         self.nodes = {A: ServerCore(rng.randbytes), B: ServerCore(rng.randbytes)}
@@ -72,7 +72,7 @@ class TwoNodes:
                              creds.verifier)
             core.upsert_group("g", 1, 30.0)
             core.set_member("g", "ann")
-        self.client = ClientCore("ann", token, rng.randbytes, "dev", servers=[B, A])
+        self.client = ClientCore("ann", token, rng.randbytes, "dev", servers=list(listed))
         self.addr = ("10.0.9.9", 40000)
         self.events: list[object] = []
         self.sent_to: Counter[tuple[str, int]] = Counter()
@@ -170,3 +170,30 @@ def test_a_first_login_to_a_dead_server_moves_on_after_login_try() -> None:
     net.pump()
     net.run(LOGIN_TRY + 3.0)
     assert net.client.conn is ConnState.CONNECTED and net.client.server == A
+
+
+def test_a_client_configured_with_one_node_learns_the_others_at_login_and_moves() -> None:
+    net = TwoNodes(listed=(B,))
+    assert not net.client.roaming
+    for core in net.nodes.values():
+        core.set_access_servers(["10.0.0.1:7800", "10.0.0.2:7800", "not an address"])
+    net.start()
+    assert net.client.roaming and net.client.servers is not None
+    assert net.client.servers.servers == (B, A)  # its own first, a bad entry skipped
+    net.dead.add(B)
+    net.now = 10.0
+    net.client.receive_datagram(notice(), net.now, source=A)
+    net.pump()
+    net.run(10.0 + CHECK_WINDOW + MOVE_JITTER + 0.5)
+    assert net.client.conn is ConnState.CONNECTED and net.client.server == A
+
+
+def test_a_client_of_one_server_logs_in_again_there_at_once() -> None:
+    """No list (a lone server): a lost session logs in again at once, no jitter, no move."""
+    net = TwoNodes(listed=(B,))
+    net.start()
+    net.dead.add(B)  # restarting: it answers nothing for now
+    net.client.receive_datagram(notice(), net.now, source=None)  # its own server's notice
+    net.pump()
+    net.run(net.now + CHECK_WINDOW + 0.01)
+    assert net.client.server == B and net.client.conn is ConnState.LOGGING_IN
