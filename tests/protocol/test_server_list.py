@@ -123,15 +123,21 @@ def notice() -> bytes:
     return m.encode_message(m.Error(0, m.ErrorCode.NO_SESSION, "no session"))
 
 
-def test_a_notice_from_a_surviving_node_moves_the_client_after_its_check() -> None:
-    net = TwoNodes()
-    net.start()
+def b_dies_and_a_says_so(net: TwoNodes) -> None:
+    """b stops answering; a sends the client the notice: it is on a after the check and the
+    jitter."""
     net.dead.add(B)
     net.now = 10.0
     net.client.receive_datagram(notice(), net.now, source=A)
     net.pump()
     net.run(10.0 + CHECK_WINDOW + MOVE_JITTER + 0.5)
     assert net.client.conn is ConnState.CONNECTED and net.client.server == A
+
+
+def test_a_notice_from_a_surviving_node_moves_the_client_after_its_check() -> None:
+    net = TwoNodes()
+    net.start()
+    b_dies_and_a_says_so(net)
     connected = [e for e in net.events if isinstance(e, Connected)]
     joined = [e for e in net.events if isinstance(e, GroupJoined)]
     assert len(connected) == 2 and len(joined) == 2  # logged in again and rejoined g on a
@@ -180,12 +186,7 @@ def test_a_client_configured_with_one_node_learns_the_others_at_login_and_moves(
     net.start()
     assert net.client.roaming and net.client.servers is not None
     assert net.client.servers.servers == (B, A)  # its own first, a bad entry skipped
-    net.dead.add(B)
-    net.now = 10.0
-    net.client.receive_datagram(notice(), net.now, source=A)
-    net.pump()
-    net.run(10.0 + CHECK_WINDOW + MOVE_JITTER + 0.5)
-    assert net.client.conn is ConnState.CONNECTED and net.client.server == A
+    b_dies_and_a_says_so(net)
 
 
 def test_a_client_of_one_server_logs_in_again_there_at_once() -> None:
