@@ -164,6 +164,19 @@ def _page_wav(path: Path) -> tuple[Path, bytes]:
     return path, pcm
 
 
+def _last_voiced_hz(pcm: bytes, frames: int) -> float:
+    """The strongest frequency of the last ``frames`` voiced 20 ms frames of ``pcm`` (16 kHz
+    mono 16-bit)."""
+    import numpy as np
+
+    samples = np.frombuffer(pcm[: len(pcm) // 640 * 640], dtype="<i2").reshape(-1, 320)
+    loud = np.flatnonzero(np.abs(samples.astype(np.int32)).max(axis=1) > 100)
+    assert len(loud) >= frames, f"only {len(loud)} voiced frames"
+    tail = samples[loud[-frames:]].astype(np.float64).ravel()
+    spectrum = np.abs(np.fft.rfft(tail * np.hanning(len(tail))))
+    return float(np.argmax(spectrum) * 16000 / len(tail))
+
+
 def _ann_talks_to_dan(cluster: Cluster, dan, long: Path):  # type: ignore[no-untyped-def]
     """Once dan (``ptt listen`` on b) has joined: ann talks ``long`` from a; her process, once
     she is granted and dan hears her."""
@@ -181,7 +194,8 @@ def test_a_page_across_nodes_then_the_home_killed_mid_burst(cluster_etcd: Cluste
     is SIGKILLed while ann talks: a or b claims g with a higher number, dan (on b) is told the
     floor is free, and bob is granted it. Between the two, a coordinator removes ann from g
     while she talks (the change made on a, followed by every node): the home ends her burst
-    once, and puts her back."""
+    once; then puts her back, which gives g a new key epoch: dan, listening on b all along,
+    gets it pushed and hears ann's next words."""
     cluster = cluster_etcd
     claimed = read_log_until(cluster.nodes[HOME], "group g: claimed")
     fencing = claimed.split("fencing ")[1].rstrip(")")
@@ -214,6 +228,7 @@ def test_a_page_across_nodes_then_the_home_killed_mid_burst(cluster_etcd: Cluste
     # a coordinator removes ann from g through node a while she talks: c, the home, ends her
     # burst once; she is revoked, dan on b is told once that the floor is idle
     long = tone_wav(tmp_path / "long.wav", 8.0)
+    short = tone_wav(tmp_path / "short.wav", 1.0, 660.0)
     dan = cluster.spawn("dan", "b", "listen", "g", "--out", str(tmp_path / "dan0.wav"))
     ann = None
     try:
@@ -225,17 +240,24 @@ def test_a_page_across_nodes_then_the_home_killed_mid_burst(cluster_etcd: Cluste
         assert code_ann != 0 and "you were removed from the group" in out_ann + err_ann, (
             out_ann, err_ann)
         read_until(dan, "floor idle", timeout=10)
-        time.sleep(1.0)  # a second idle (the news told twice) would come within this
+        # ann is put back through node a: g's next key epoch, pushed to dan on b as the
+        # directory change reaches b; he hears her next words with it
+        code, out, err = cluster.ptt("coordinator", "a", "group", "add", "g", "ann")
+        assert code == 0, (out, err)
+        code, out, err = cluster.ptt("ann", "a", "talk", "g", "--wav", str(short))
+        assert code == 0 and "floor granted" in out, (out, err)
+        between = read_until(dan, "ann is talking", timeout=10)
+        # told once: no second idle, nor ann talking again, before her new burst
+        assert not [x for x in between if "floor idle" in x or "ann is talking" in x][:-1], between
     finally:
         for p in (ann, dan):
             if p is not None and p.poll() is None:
                 p.send_signal(signal.SIGINT)
-        _, rest, _ = finish(dan, timeout=10)
+        finish(dan, timeout=10)
         if ann is not None:
             finish(ann, timeout=10)
-    assert "floor idle" not in rest and "ann is talking" not in rest, rest
-    code, out, err = cluster.ptt("coordinator", "a", "group", "add", "g", "ann")
-    assert code == 0, (out, err)
+    tone = _last_voiced_hz(read_wav(tmp_path / "dan0.wav"), 40)
+    assert abs(tone - 660.0) < 30, tone  # ann's second burst: the new key opened it
 
     # then the home is SIGKILLed mid-burst: a survivor claims g with a higher fencing number,
     # every member is told the floor is free, and a new grant is possible
@@ -249,7 +271,6 @@ def test_a_page_across_nodes_then_the_home_killed_mid_burst(cluster_etcd: Cluste
         told = time.monotonic() - killed
         new_home, line = _claimed_by(cluster, ("a", "b"))
         assert int(line.split("fencing ")[1].rstrip(")")) > int(fencing), line
-        short = tone_wav(tmp_path / "short.wav", 1.0, 660.0)
         code, out, err = cluster.ptt("bob", "b", "talk", "g", "--wav", str(short))
         no_traceback(err)
         assert code == 0 and "floor granted" in out, (out, err)
