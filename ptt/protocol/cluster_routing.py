@@ -54,12 +54,17 @@ node per burst for receipts (``Receipts``, its listeners' all at once) and per
 histogram the talker's node merges), where through the home every one would cross twice and the
 home would gain nothing it needs.
 
+One session per device: a login tells every other node (``Login``: one message per other node
+per login, nothing per heartbeat), and a session of that user and device there ends as a second
+login from one device ends the first on one server.
+
 Failover: when a group's home changes (:meth:`ClusterRouting.home_changed`), the node that
 became its home takes over the floor it mirrored (the old grant and queue are void, the talker
 revoked with cause FAILOVER, the floor idle) and tells every node.
 
 Not here (docs/cluster.md says what is left): multicast bridging across nodes, one-to-one calls
-between nodes (a call group lives on the caller's node), a user's devices on two nodes at once.
+between nodes (a call group lives on the caller's node), the limit on a user's devices
+(``max_devices``) counted over every node.
 """
 
 from __future__ import annotations
@@ -320,6 +325,12 @@ class ClusterRouting:
         else:
             self._forward_members(g.name, self.node, came, went, False, (), now)
 
+    def logged_in(self, user: str, device: str, now: float) -> None:
+        msg = wc.Login(user, device, self.node)
+        for node in self.homes.nodes:
+            if node != self.node:
+                self._send(node, msg)
+
     def receipts(self, g: GroupEntry, burst_id: int, talker: str,
                  receipts: Sequence[m.Receipt], now: float) -> None:
         msg = wc.Receipts(g.name, burst_id, self.node, tuple(r.user for r in receipts),
@@ -378,6 +389,10 @@ class ClusterRouting:
                 msg.group, msg.burst_id,
                 [m.Receipt(*r) for r in zip(msg.users, msg.received, msg.expected,
                                             strict=True)], now)
+        elif isinstance(msg, wc.Login):
+            old = self.core.state.sessions.on_device(msg.user, msg.device)
+            if msg.node != self.node and old is not None:
+                self.core.directory.end_session(old, "replaced", now)
         elif isinstance(msg, wc.LinkWindow):
             self.core.feedback.on_remote_counts(
                 msg.group, msg.burst_id, LinkCounts(msg.bins, msg.listeners, msg.frames,

@@ -314,6 +314,8 @@ class Gate:
         self._limiter.forget(addr[:2])  # its traffic is sealed now and charged to the session
         self._known_limiter.forget(addr[:2])
         self.out.emit(SessionStarted(user.name, sid, addr))
+        if self.state.home is not None:  # a cluster: the device's session elsewhere ends too
+            self.state.home.logged_in(user.name, msg.device, now)
         groups = sorted(n for n, g in self.state.groups.items() if user.name in g.members)
         # sealed: a Welcome that opens proves to the client that this server holds its verifier
         self.out.answer(s, msg.txn, m.Welcome(

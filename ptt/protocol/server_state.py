@@ -123,6 +123,10 @@ class FloorHome(Protocol):
         """``user`` came online in ``g`` on this node (its first session joined here) or went
         offline here (its last left): the other nodes' members see it."""
 
+    def logged_in(self, user: str, device: str, now: float) -> None:
+        """``user`` logged in here from ``device``: a session of that device on another node
+        ends, as a second login from one device does on one server."""
+
     def link_counts(self, g: GroupEntry, burst_id: int, talker: str, counts: LinkCounts,
                     now: float) -> None:
         """A window of this node's listeners' loss reports for ``talker``, who is on another

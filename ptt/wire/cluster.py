@@ -1,6 +1,6 @@
 """Node-to-node messages of a cluster, to bytes and back.
 
-Six messages cross the bus between ``ptt server --cluster`` nodes (what each means and who
+Seven messages cross the bus between ``ptt server --cluster`` nodes (what each means and who
 sends it: ``ptt.protocol.cluster_routing``):
 
 * :class:`FloorInput`, access node -> home: a floor request, a release, a lost participant, or
@@ -16,10 +16,12 @@ sends it: ``ptt.protocol.cluster_routing``):
   the other nodes with members (``full``: the whole list of that node, not a change);
 * :class:`Receipts` and :class:`LinkWindow`, a node whose listeners heard a talker of another
   node -> the talker's node: their end-of-burst receipts (for the delivery report), and a
-  window of their loss reports summed up (for the talker's protection).
+  window of their loss reports summed up (for the talker's protection);
+* :class:`Login`, a node -> every other node: a user logged in here from a device; a session of
+  that user and device on another node ends (one session per device, as on one server).
 
 Each is a msgpack array ``[CLUSTER_VERSION, type, field1, ...]`` (fields in declaration order),
-validated field by field on decoding: :func:`decode` returns one of the six or raises
+validated field by field on decoding: :func:`decode` returns one of the seven or raises
 :class:`~ptt.errors.ProtocolError`, nothing else, for any bytes. A voice frame crosses the bus as
 the relay forwards it (``ptt.wire.voice``, MAC removed, still ciphertext): it starts with
 ``VOICE_MAGIC``, which no msgpack array starts with, so ``ptt.wire.voice.is_voice`` tells the
@@ -50,6 +52,7 @@ __all__ = [
     "FloorNews",
     "InputKind",
     "LinkWindow",
+    "Login",
     "Members",
     "Presence",
     "Receipts",
@@ -152,9 +155,16 @@ class LinkWindow:
     worst: int
 
 
-Message = FloorInput | FloorNews | Presence | Members | Receipts | LinkWindow
+@dataclass(frozen=True, slots=True)
+class Login:
+    user: str
+    device: str
+    node: str  # where the user logged in
+
+
+Message = FloorInput | FloorNews | Presence | Members | Receipts | LinkWindow | Login
 _TYPES: dict[int, type] = {1: FloorInput, 2: FloorNews, 3: Presence, 4: Members, 5: Receipts,
-                           6: LinkWindow}
+                           6: LinkWindow, 7: Login}
 _TYPE_OF = {cls: t for t, cls in _TYPES.items()}
 _EVENT_FIELDS: dict[int, tuple[type, ...]] = {
     EventKind.GRANTED: (str, int, int, float, bool),

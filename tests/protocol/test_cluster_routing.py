@@ -7,9 +7,10 @@ from __future__ import annotations
 import pytest
 
 from ptt.errors import ProtocolError
+from ptt.protocol import auth
 from ptt.protocol import floor as fl
 from ptt.protocol import messages as m
-from ptt.protocol.client import FloorStateChanged, Participation
+from ptt.protocol.client import ClientCore, FloorStateChanged, Participation
 from ptt.protocol.client_events import DeliveryReported, GroupGone, LinkReported, TalkerChanged
 from ptt.protocol.cluster_routing import StaticHomes, from_wire, to_wire
 from ptt.protocol.server_events import FloorEvent as FloorEventReported
@@ -306,10 +307,11 @@ def test_receipts_and_loss_feedback_go_straight_to_the_talker_s_node() -> None:
     burst = ann.groups["g"].my_burst
     assert burst and bob.groups["g"].talker_burst == burst
     mark = len(sim.bus_log)
-    for _ in range(3):  # each listener reports about once a second
+    for _ in range(3):  # each listener reports about once a second, bob first
         bob.report_reception("g", burst, 50, 10, 5)
+        sim.talk(0.1)
         cat.report_reception("g", burst, 50, 0, 0)
-        sim.talk(1.0)
+        sim.talk(0.9)
     ann.release_floor("g", sim.now)
     sim.run_until(sim.now + 0.2)
     bob.send_receipt("g", burst, 140, 175, sim.now)
@@ -459,3 +461,48 @@ def test_no_node_decides_a_floor_while_its_group_has_no_home() -> None:
     sim.talk(0.1)
     assert bob.participation("g") is Participation.HAS_PERMISSION
     assert sim.cores["A"].floors.floor("g").holder == "bob"
+
+
+# --- one session per device across nodes ---------------------------------------------------------
+
+
+def _second_client(sim: ClusterSim, key: str, user: str, node: str, device: str) -> ClientCore:
+    """Another client of ``user`` (same token) on ``node`` from ``device``."""
+    c = sim.clients[key] = ClientCore(user, f"token-of-{user}-0123456789abcdef",
+                                      sim.rng.randbytes, device=device)
+    sim.node_of[key] = node
+    sim.addrs[key] = ("10.255.1.%d" % (len(sim.addrs) + 2), 40000)
+    sim.heard[key] = 0
+    sim.events[key] = []
+    return c
+
+
+def test_a_login_from_a_device_ends_that_device_s_session_on_another_node() -> None:
+    """ann's phone is on A; a second phone of hers logs in on B: both stay. Then the first
+    phone's device logs in on B: its session on A ends (one Login message to each other
+    node per login), as a second login from one device ends the first on one server."""
+    sim = ClusterSim(pinned={"g": "C"})
+    sim.add_user("bob", "B")
+    ann = _second_client(sim, "ann", "ann", "A", "phone-1")
+    token = "token-of-ann-0123456789abcdef"
+    creds = auth.make_credentials(token, sim.rng.randbytes(16), auth.MIN_ITERATIONS)
+    for core in sim.cores.values():
+        core.upsert_user("ann", m.Role.VOLUNTEER, creds.salt, creds.iterations, creds.verifier)
+    sim.add_group("g", 1, ["ann", "bob"])
+    sim.connect({"g": ["ann", "bob"]})
+    sim.run_until(1.0)
+    assert [s.device for s in sim.cores["A"].state.sessions.devices("ann")] == ["phone-1"]
+    mark = len(sim.bus_log)
+    other = _second_client(sim, "ann-2", "ann", "B", "phone-2")
+    other.connect(sim.now)
+    sim.run_until(sim.now + 1.0)
+    logins = [(a, b, x) for a, b, x in sim.sent_since(mark) if isinstance(x, wc.Login)]
+    assert sorted((a, b) for a, b, _ in logins) == [("B", "A"), ("B", "C")]
+    assert [s.device for s in sim.cores["A"].state.sessions.devices("ann")] == ["phone-1"]
+    moved = _second_client(sim, "ann-3", "ann", "B", "phone-1")  # phone-1, now through B
+    moved.connect(sim.now)
+    sim.run_until(sim.now + 1.0)
+    assert sim.cores["A"].state.sessions.devices("ann") == []
+    assert sorted(s.device for s in sim.cores["B"].state.sessions.devices("ann")) == [
+        "phone-1", "phone-2"]
+    assert ann.session_id not in sim.cores["A"].state.sessions.by_id
