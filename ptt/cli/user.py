@@ -141,7 +141,8 @@ def remove(state: CliState, name: str, as_json: bool) -> None:
                    "files): each is made anew in its groups, so its old token stops working. "
                    "Not the coordinator running the import.")
 @click.option("--workers", type=click.IntRange(1, 64), default=None,
-              help="Processes for the key stretching [default: one per core].")
+              help="Processes for the key stretching [default: one per core; up to 64 new "
+                   "users, or 1: a thread of this command].")
 @json_option
 @client_options
 @pass_state

@@ -32,7 +32,7 @@ import os
 import secrets
 import signal
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -333,9 +333,14 @@ async def _create(conn: Connection, new: Sequence[Row], server: str, out: Path,
 
     names = [r.name for r in new]
     chunks = [names[i:i + CHUNK] for i in range(0, len(names), CHUNK)]
-    n = workers or os.cpu_count() or 1
-    with ProcessPoolExecutor(max_workers=min(n, len(chunks)),
-                             mp_context=get_context("spawn")) as pool:
+    n = min(workers or os.cpu_count() or 1, len(chunks))
+    # One job at a time (up to CHUNK users, or --workers 1): a thread of this process stretches
+    # as fast as one worker process would (the key stretching releases the GIL), and starting
+    # that process, a new interpreter loading ptt, costs ~0.25 s of CPU: more than stretching
+    # ten users, and most of `ptt user import` of a few.
+    pool: Executor = (ProcessPoolExecutor(max_workers=n, mp_context=get_context("spawn"))
+                      if n > 1 else ThreadPoolExecutor(max_workers=1))
+    with pool:
         # The workers start (at the first submits) with Ctrl-C ignored, which a new Python
         # process keeps: the import alone handles it, stopping the pool, and no worker prints
         # a traceback of its own.
