@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,23 @@ def _directory(db: Path, clients: int) -> tuple[list[tuple[str, str, str]], tupl
     return users, (creds.salt, creds.iterations)
 
 
+def _free_tcp_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _shed(port: int) -> tuple[int, int]:
+    """The node's ptt_datagrams_shed_total (rate_limit, backlog_full) from its metrics."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    got = {}
+    for line in text.splitlines():
+        if line.startswith("ptt_datagrams_shed_total{"):
+            reason = line.split('reason="')[1].split('"')[0]
+            got[reason] = int(float(line.rsplit(" ", 1)[1]))
+    return got.get("rate_limit", 0), got.get("backlog_full", 0)
+
+
 def _worker(conn: Any, servers: list[tuple[str, int]], users: list[tuple[str, str, str]],
             salt: tuple[bytes, int]) -> None:
     """A pool of clients with the server list ``servers``: log in, then follow commands."""
@@ -103,7 +121,11 @@ def _worker(conn: Any, servers: list[tuple[str, int]], users: list[tuple[str, st
         connected_at.append([])
         joined_at.append([])
 
-    counts = {"connected": 0, "joined": 0}  # events so far (done() must not walk every client)
+    # events so far (done() must not walk every client); "back": clients that logged in again
+    # since the kill, each counted once (a client may move twice)
+    counts = {"joined": 0, "back": 0}
+    since: list[float] = []  # [the kill] once it happened
+    back = [False] * len(users)
 
     def flush(i: int, now: float) -> None:
         core = cores[i]
@@ -116,7 +138,9 @@ def _worker(conn: Any, servers: list[tuple[str, int]], users: list[tuple[str, st
         for ev in core.events():
             if isinstance(ev, cl.Connected):
                 connected_at[i].append((now, core.server))
-                counts["connected"] += 1
+                if since and not back[i]:
+                    back[i] = True
+                    counts["back"] += 1
             elif isinstance(ev, cl.GroupJoined):
                 joined_at[i].append(now)
                 counts["joined"] += len(joined_at[i]) == 1
@@ -164,10 +188,8 @@ def _worker(conn: Any, servers: list[tuple[str, int]], users: list[tuple[str, st
     cmd, killed = conn.recv()
     assert cmd == "killed"
     before = [len(c) for c in connected_at]
-    moved_from = counts["connected"]
-    # done once as many logins as clients came after the kill (a client moving twice would end
-    # it early; the results below count each client's first login after the kill)
-    run_until(killed + BACK_WITHIN, lambda: counts["connected"] - moved_from >= len(cores))
+    since.append(killed)
+    run_until(killed + BACK_WITHIN, lambda: counts["back"] >= len(cores))
     out = []
     for i in range(len(cores)):
         moved = connected_at[i][before[i]:]
@@ -193,6 +215,7 @@ def run(clients: int, workers: int) -> dict[str, Any]:
         pool: list[tuple[Any, Any]] = []
         try:
             ports = {n: _free_udp_port() for n in NODES}
+            metrics = {n: _free_tcp_port() for n in NODES}
             for name in NODES:
                 d = root / name
                 d.mkdir()
@@ -200,7 +223,8 @@ def run(clients: int, workers: int) -> dict[str, Any]:
                 toml = d / "cluster.toml"
                 toml.write_text(f'node = "{name}"\nnodes = {json.dumps(list(NODES))}\n'
                                 f'nats = ["{nats.url}"]\netcd = ["{etcd.endpoint}"]\n')
-                procs[name] = _server(d / "ptt.db", ports[name], toml)
+                procs[name] = _server(d / "ptt.db", ports[name], toml,
+                                      ("--metrics", f"127.0.0.1:{metrics[name]}"))
             addr = {n: ("127.0.0.1", p) for n, p in ports.items()}
             order = [addr[DOOMED]] + [addr[n] for n in NODES if n != DOOMED]
             ctx = mp.get_context("fork")
@@ -232,6 +256,7 @@ def run(clients: int, workers: int) -> dict[str, Any]:
             last = max((r[3] for r in results if r[3] is not None), default=killed)
             cpu1 = {n: proc_cpu(procs[n].pid) for n in survivors}
             window = max(last - killed, 1e-3)
+            shed = {n: _shed(metrics[n]) for n in survivors}
             told = {n: [line for line in (root / n / "ptt.log").read_text().splitlines()
                         if "died" in line][-1:] for n in survivors}
         finally:
@@ -288,6 +313,7 @@ def run(clients: int, workers: int) -> dict[str, Any]:
         "survivor CPU, kill to last back (s of CPU / s)": {
             n: round((cpu1[n] - cpu0[n]) / window, 2) for n in survivors},
         "survivors' log": told,
+        "survivors' plain datagrams shed (rate limit, backlog full)": shed,
         "machine": machine_line(),
         "load_average": f"{load_before} at the start, {load_average()} at the end",
     }
