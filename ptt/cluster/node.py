@@ -251,6 +251,10 @@ class ClusterNode:
         if node in self.ownership.nodes:
             log.info("node %s lost its lease and took a new one: its clients stay", node)
             return
+        if self.server.is_open:  # its users go offline in the groups homed here, now
+            now = asyncio.get_running_loop().time()
+            self.routing.node_gone(node, now)
+            self.server.transmit(now)
         try:
             data = await self.ownership.get(clients_key(node))
         except Exception as exc:  # noqa: BLE001 - without the list its clients find out alone

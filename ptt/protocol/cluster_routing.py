@@ -43,8 +43,9 @@ when a user's first session in the group joins there or its last leaves: only on
 home keeps, per group, the users online on each other node, and forwards each change to the
 other nodes of the relay set; a node that joins the relay set gets the whole roster of every
 node. Each node keeps the users online elsewhere in ``GroupEntry.remote``, which the roster,
-the presence news and the delivery report read beside its own sessions. A node whose periodic
-``Presence`` stops for :data:`NODE_LEASE` (dead, cut off) loses its place in the relay sets
+the presence news and the delivery report read beside its own sessions. A node whose etcd lease
+went (:meth:`ClusterRouting.node_gone`), or whose periodic ``Presence`` stops for
+:data:`NODE_LEASE` (dead, cut off; the rule without etcd), loses its place in the relay sets
 and its users go offline; a restarted node's first ``Presence`` (empty) does the same at once.
 
 Receipts and loss feedback: a listener's node sends them straight to the talker's node (the
@@ -530,13 +531,17 @@ class ClusterRouting:
 
     def _expire_nodes(self, now: float) -> None:
         """The home's lease on each node: one whose Presence stopped leaves every relay set."""
-        gone = {n for n, t in self._heard.items() if now - t > NODE_LEASE}
-        if not gone:
+        for node in [n for n, t in self._heard.items() if now - t > NODE_LEASE]:
+            self.node_gone(node, now)
+
+    def node_gone(self, node: str, now: float) -> None:
+        """``node`` is dead (its etcd lease went, or its Presence stopped): it leaves the relay
+        sets of the groups homed here, and its users go offline on every node."""
+        self._heard.pop(node, None)
+        if node == self.node:
             return
-        for node in gone:
-            del self._heard[node]
         for group, relay in list(self._relay.items()):
-            for node in gone & relay:
+            if node in relay:
                 self._set_relay(group, node, False, now)
 
     # --- presence across nodes ------------------------------------------------------------

@@ -278,6 +278,18 @@ def test_a_silent_node_s_members_go_offline_when_its_lease_ends() -> None:
     assert sim.routing["C"]._relay["g"] == {"A"}
 
 
+def test_a_node_whose_etcd_lease_went_takes_its_users_offline_at_once() -> None:
+    """The node adapter tells the routing when a node's etcd key went for good
+    (``node_gone``): the home drops B from g's relay set and A shows bob and cat offline
+    without waiting for the Presence lease."""
+    sim = _sim()
+    sim.dead.add("B")
+    sim.routing["C"].node_gone("B", sim.now)
+    sim._flush_node("C")
+    sim.run_until(sim.now + 0.2)
+    assert _shown_online(sim, "ann", "g") == {"ann"}
+
+
 def test_a_delivery_report_names_members_online_on_other_nodes() -> None:
     """ann on A talks to g: bob and cat, online on B, are in her delivery report as online
     (silent: their receipts are B's), not offline."""
