@@ -223,6 +223,8 @@ class ClusterRouting:
         self._out: list[tuple[str, bytes]] = []
         self._ref = 0
         self._pending: dict[int, _Pending] = {}
+        # inputs for a group whose home is not known, by (kind, user): sent once it is
+        self._homeless: dict[str, dict[tuple[wc.InputKind, str], wc.FloorInput]] = {}
         self.fencing = FencingView()  # the highest term seen per group, from news or claims
         # per group this node is home of: the nodes with a joined session (itself included)
         self._relay: dict[str, set[str]] = {}
@@ -353,11 +355,34 @@ class ClusterRouting:
 
     def _input(self, kind: wc.InputKind, group: str, user: str, priority: int, burst_id: int,
                ref: int) -> None:
+        msg = wc.FloorInput(kind, group, user, priority, burst_id, self.node, ref)
+        home = self._known_home(group)
+        if home is None:  # sent when the home is known (home_changed), the latest per kind
+            waiting = self._homeless.setdefault(group, {})
+            waiting.pop((kind, user), None)
+            waiting[(kind, user)] = msg
+            return
+        self._send(home, msg)
+
+    def _known_home(self, group: str) -> str | None:
+        """``group``'s home, or None while it has none (its home died, no claim yet: term 0)
+        or while news came from a newer home than the ownership watch has named yet (a
+        request sent to the watch's home would go to the dead one)."""
         home, term = self.homes.home_of(group)
-        if term < 1:
-            return  # no home to tell: a request is resent by its client, and the next home
-            # takes the floor over, so a release or a lost talker needs no telling
-        self._send(home, wc.FloorInput(kind, group, user, priority, burst_id, self.node, ref))
+        if term < 1 or term < self.fencing.highest.get(group, 0):
+            return None
+        return home
+
+    def _send_homeless(self, group: str, now: float) -> None:
+        """The inputs that waited for ``group``'s home, now that it is known."""
+        home = self._known_home(group)
+        if home is None:
+            return
+        for msg in self._homeless.pop(group, {}).values():
+            if home == self.node:
+                self._on_input(msg, now)
+            else:
+                self._send(home, msg)
 
     def _send(self, node: str, msg: wc.Message) -> None:
         self._out.append((node, wc.encode(msg)))
@@ -448,6 +473,7 @@ class ClusterRouting:
                 events = floors.take_over(group, now)
                 self.core.floor_control.floor_events(events, now)
                 self.flush(now)
+            self._send_homeless(group, now)
             return
         if not floors.is_mirror(group):
             f = floors.floor(group)
@@ -457,6 +483,7 @@ class ClusterRouting:
         if g.online:  # the new home learns who is online here
             self._send(self.homes.home_of(group)[0],
                        wc.Members(group, self.node, 0, "", tuple(g.online), (), True))
+        self._send_homeless(group, now)
 
     def _on_input(self, msg: wc.FloorInput, now: float) -> None:
         g = self.core.state.groups.get(msg.group)

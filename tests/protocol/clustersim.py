@@ -126,6 +126,13 @@ class ClusterSim:
                 self._push("server", u, data, self.delay)
             self.events[u].extend(c.events())
 
+    def claim_seen(self, node: str, group: str, term: int) -> None:
+        """``node``'s ownership watch reports a claim of ``group`` (its HomeMap already says
+        the new home): what ``ptt.cluster.node`` does with it, then the node's output sent."""
+        self.routing[node].learn_home(group, term)
+        self.routing[node].home_changed(group, self.now)
+        self._flush_node(node)
+
     def run_until(self, t_end: float) -> None:
         self.flush_clients()
         while True:

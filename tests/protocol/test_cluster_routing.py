@@ -135,7 +135,8 @@ class MovableHomes:
         return True
 
 
-def test_a_survivor_that_claims_a_dead_homes_group_frees_the_floor_and_grants_again() -> None:
+def _homed_on_c() -> tuple[ClusterSim, MovableHomes]:
+    """ann and dan on A, bob and cat on B, g and h homed on C under term 3, homes movable."""
     homes = MovableHomes(("A", "B", "C"), {"g": ("C", 3), "h": ("C", 3)})
     sim = ClusterSim(homes=homes)
     for u, node in (("ann", "A"), ("bob", "B"), ("cat", "B"), ("dan", "A")):
@@ -144,6 +145,11 @@ def test_a_survivor_that_claims_a_dead_homes_group_frees_the_floor_and_grants_ag
     sim.add_group("h", 2, GROUPS["h"])
     sim.connect(GROUPS)
     sim.run_until(1.0)
+    return sim, homes
+
+
+def test_a_survivor_that_claims_a_dead_homes_group_frees_the_floor_and_grants_again() -> None:
+    sim, homes = _homed_on_c()
     ann, bob = sim.clients["ann"], sim.clients["bob"]
     ann.request_floor("g", sim.now)
     sim.talk(0.3)
@@ -417,14 +423,7 @@ def test_a_request_left_with_a_dead_home_is_sent_again_when_the_new_home_frees_t
     """bob asks while ann talks, just as the home C dies: the request is lost with C and
     unanswered. When A takes g over and announces the free floor, bob's client sends it again
     at once (not at its next retry, up to 0.2 s later), and A grants it."""
-    homes = MovableHomes(("A", "B", "C"), {"g": ("C", 3), "h": ("C", 3)})
-    sim = ClusterSim(homes=homes)
-    for u, node in (("ann", "A"), ("bob", "B"), ("cat", "B"), ("dan", "A")):
-        sim.add_user(u, node)
-    sim.add_group("g", 1, GROUPS["g"])
-    sim.add_group("h", 2, GROUPS["h"])
-    sim.connect(GROUPS)
-    sim.run_until(1.0)
+    sim, homes = _homed_on_c()
     ann, bob = sim.clients["ann"], sim.clients["bob"]
     ann.request_floor("g", sim.now)
     sim.talk(0.3)
@@ -449,14 +448,7 @@ def test_no_node_decides_a_floor_while_its_group_has_no_home() -> None:
     still shows ann talking: it queued him there, a queue the new home never knew, and he waited
     for ever); his request stays unanswered until A claims g and frees the floor, then A grants
     it."""
-    homes = MovableHomes(("A", "B", "C"), {"g": ("C", 3), "h": ("C", 3)})
-    sim = ClusterSim(homes=homes)
-    for u, node in (("ann", "A"), ("bob", "B"), ("cat", "B"), ("dan", "A")):
-        sim.add_user(u, node)
-    sim.add_group("g", 1, GROUPS["g"])
-    sim.add_group("h", 2, GROUPS["h"])
-    sim.connect(GROUPS)
-    sim.run_until(1.0)
+    sim, homes = _homed_on_c()
     ann, bob = sim.clients["ann"], sim.clients["bob"]
     ann.request_floor("g", sim.now)
     sim.talk(0.3)
@@ -471,6 +463,34 @@ def test_no_node_decides_a_floor_while_its_group_has_no_home() -> None:
         sim.routing[node].learn_home("g", 4)
         sim.routing[node].home_changed("g", sim.now)
     sim.talk(0.1)
+    assert bob.participation("g") is Participation.HAS_PERMISSION
+    assert sim.cores["A"].floors.floor("g").holder == "bob"
+
+
+def test_a_request_waits_at_its_node_until_the_new_home_is_known_there() -> None:
+    """A claims g and frees the floor; its news reaches B before B's ownership watch names A
+    (B's map still says C, the dead home). bob's request, asked again on the free floor, waits
+    on B instead of going to C, and goes to A as soon as B learns of the claim: granted before
+    his client's next retry would have been."""
+    sim, homes = _homed_on_c()
+    lagging = MovableHomes(("A", "B", "C"), dict(homes.homes))  # B's watch, behind
+    sim.routing["B"].homes = lagging
+    ann, bob = sim.clients["ann"], sim.clients["bob"]
+    ann.request_floor("g", sim.now)
+    sim.talk(0.3)
+    sim.dead.add("C")
+    asked = sim.now
+    bob.request_floor("g", asked)
+    sim.talk(0.32)  # bob's client resent at 0.1 and 0.3 s; its next retry is at 0.5 s
+    homes.homes["g"] = ("A", 4)  # A's claim: A knows it, B's watch not yet
+    sim.claim_seen("A", "g", 4)
+    sim.talk(0.04)
+    assert bob.groups["g"].talker is None  # told the floor is free, by A's news
+    assert bob.participation("g") is Participation.PENDING_REQUEST
+    lagging.homes["g"] = ("A", 4)  # B's watch catches up
+    sim.claim_seen("B", "g", 4)
+    sim.talk(0.04)
+    assert sim.now < asked + 0.45
     assert bob.participation("g") is Participation.HAS_PERMISSION
     assert sim.cores["A"].floors.floor("g").holder == "bob"
 
