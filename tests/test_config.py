@@ -374,3 +374,26 @@ def test_configs_are_frozen_and_replaceable() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         c.user = "x"  # type: ignore[misc]
     assert dataclasses.replace(c, user="Bob").user == "bob"  # validation runs again
+
+
+def test_a_cluster_server_list_from_the_file_or_the_environment(
+        xdg: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    c = ClientConfig(server="127.0.0.1:7701",
+                     servers=("127.0.0.1:7702", "[::1]:7703", "127.0.0.1:7701", "127.0.0.1:7702"))
+    assert c.servers == ("127.0.0.1:7702", "[::1]:7703", "127.0.0.1:7701")  # repeats once
+    assert c.other_servers == [("127.0.0.1", 7702), ("::1", 7703)]  # without `server`
+    path = cfg.save_client_config(c, tmp_path / "c.toml")
+    assert tomllib.loads(path.read_text())["servers"] == list(c.servers)
+    assert cfg.load_client_config(path) == c
+    monkeypatch.setenv("PTT_SERVERS", "10.0.0.1:7700, 10.0.0.2")  # the default port
+    assert cfg.load_client_config(path).servers == ("10.0.0.1:7700", "10.0.0.2:7700")
+    monkeypatch.setenv("PTT_SERVERS", "10.0.0.1:99999")
+    with pytest.raises(ConfigError, match="^PTT_SERVERS: invalid address"):
+        cfg.load_client_config(path)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('servers = "10.0.0.1:7700"\nserver = "10.0.0.1:7700"\n')
+    monkeypatch.delenv("PTT_SERVERS")
+    assert cfg.load_client_config(bad).other_servers == []  # a string in the file works too
+    bad.write_text("servers = 7700\n")
+    with pytest.raises(ConfigError, match="servers: expected a list of HOST:PORT"):
+        cfg.load_client_config(bad)
