@@ -57,6 +57,8 @@ async def connect(config: ClientConfig, timeout: float) -> tuple[Connection, cl.
     except NetError as exc:
         await conn.close()
         # UDP cannot tell "nobody listens" from "slow": say both things worth checking
+        if config.other_servers:
+            raise NetError(f"{exc}: is 'ptt server' running at any of them?") from None
         raise NetError(f"{exc}: is 'ptt server' running at {where}?") from None
     except AuthError as exc:
         await conn.close()

@@ -174,8 +174,9 @@ class Connection:
         roaming = self.core.roaming
         if roaming:
             where = ", ".join(format_hostport(*a) for a in self._listed)
-            # each server of the list gets its own try (LOGIN_TRY) before open() gives up
-            timeout = max(timeout, LOGIN_TRY * len(self._listed) + 1.0)
+            # open() gives up once each server of the list had its try (LOGIN_TRY, then the
+            # re-login back-off): this bounds it should that never come
+            timeout = max(timeout, (LOGIN_TRY + cl.RELOGIN_CAP) * len(self._listed) + 1.0)
         try:
             if roaming:
                 for addr in self._listed:
@@ -191,12 +192,15 @@ class Connection:
             self._flush()
             ev = await self.wait_for(
                 q, lambda e: isinstance(e, (cl.Connected, cl.LoginFailed))
-                or (isinstance(e, cl.Disconnected) and e.reason == REFUSED),
+                or (isinstance(e, cl.Disconnected) and (e.reason == REFUSED or self._gave_up())),
                 timeout, f"server at {where} did not answer")
         finally:
             self.unsubscribe(q)
         if isinstance(ev, cl.Disconnected):
             await self.close()
+            if ev.reason != REFUSED:
+                raise NetError(f"no server of {where} answered a login "
+                               f"(each tried for {LOGIN_TRY:g} s)")
             raise NetError(f"nothing is listening at {where} (connection refused)")
         self._logged_in = True
         if isinstance(ev, cl.LoginFailed):
@@ -204,6 +208,11 @@ class Connection:
             raise AuthError(ev.message)
         assert isinstance(ev, cl.Connected)
         return ev
+
+    def _gave_up(self) -> bool:
+        """Has a first login to every server of the list failed (``ServerList.exhausted``)?"""
+        servers = self.core.servers
+        return self.core.roaming and servers is not None and servers.exhausted
 
     async def close(self) -> None:
         if self._closed:

@@ -10,7 +10,14 @@ import pytest
 
 from ptt.protocol import auth
 from ptt.protocol import messages as m
-from ptt.protocol.client import CHECK_WINDOW, ClientCore, Connected, ConnState, GroupJoined
+from ptt.protocol.client import (
+    CHECK_WINDOW,
+    RELOGIN_CAP,
+    ClientCore,
+    Connected,
+    ConnState,
+    GroupJoined,
+)
 from ptt.protocol.server import ServerCore
 from ptt.protocol.server_list import LOGIN_TRY, MOVE_JITTER, ServerList
 
@@ -198,3 +205,15 @@ def test_a_client_of_one_server_logs_in_again_there_at_once() -> None:
     net.pump()
     net.run(net.now + CHECK_WINDOW + 0.01)
     assert net.client.server == B and net.client.conn is ConnState.LOGGING_IN
+
+
+def test_a_first_login_to_a_list_of_dead_servers_ends_once_each_failed() -> None:
+    net = TwoNodes()
+    net.dead |= {A, B}
+    net.client.connect(0.0)
+    net.pump()
+    net.run(LOGIN_TRY + 0.1)
+    assert net.client.servers is not None and not net.client.servers.exhausted  # b failed
+    net.run(2 * LOGIN_TRY + RELOGIN_CAP + 0.1)
+    assert net.client.servers.exhausted  # and a: the adapter's open() gives up
+    assert net.sent_to[A] and net.sent_to[B]
