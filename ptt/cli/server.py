@@ -194,11 +194,13 @@ def server(state: CliState, host: str | None, port: int | None, db: Path | None,
     def ready(srv: PttServer) -> None:
         _first_start(srv)  # before "listening on", the line operators and scripts wait for
         from ptt.server.eventlog import attach_event_log
-        from ptt.server.metrics import attach_metrics
         from ptt.server.recording import attach_recording
 
         attach_event_log(srv)
         if metrics is not None:
+            # imported only then: prometheus_client costs ~30 ms of every server's start
+            from ptt.server.metrics import attach_metrics
+
             attach_metrics(srv, *metrics)  # NetError (a clean message) if it cannot bind
         attach_recording(srv, record_all=record_all)
 
