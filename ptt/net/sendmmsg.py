@@ -24,7 +24,6 @@ Use::
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 import socket
@@ -64,7 +63,9 @@ def _load_sendmmsg() -> Any:
     if not sys.platform.startswith("linux"):
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        # the process's own symbols, libc's among them: ctypes.util.find_library would run
+        # ldconfig (a process) on every server start to name the library already loaded
+        libc = ctypes.CDLL(None, use_errno=True)
         fn = libc.sendmmsg
     except (OSError, AttributeError):
         return None
