@@ -32,9 +32,8 @@ import os
 import secrets
 import signal
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -299,6 +298,15 @@ async def _renew(conn: Connection, rows: Sequence[Row], renew: Sequence[Row],
             if r.name in names else r for r in rows]
 
 
+def _process_pool(workers: int) -> Executor:
+    # imported here: multiprocessing is ~11 ms of every `ptt user` process, and only an import
+    # of more than one job's users starts worker processes
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+
+
 async def _create(conn: Connection, new: Sequence[Row], server: str, out: Path,
                   pins: Path | None, workers: int | None, report: ImportReport) -> None:
     iterations = await keys.server_iterations(conn)
@@ -338,8 +346,7 @@ async def _create(conn: Connection, new: Sequence[Row], server: str, out: Path,
     # as fast as one worker process would (the key stretching releases the GIL), and starting
     # that process, a new interpreter loading ptt, costs ~0.25 s of CPU: more than stretching
     # ten users, and most of `ptt user import` of a few.
-    pool: Executor = (ProcessPoolExecutor(max_workers=n, mp_context=get_context("spawn"))
-                      if n > 1 else ThreadPoolExecutor(max_workers=1))
+    pool: Executor = _process_pool(n) if n > 1 else ThreadPoolExecutor(max_workers=1)
     with pool:
         # The workers start (at the first submits) with Ctrl-C ignored, which a new Python
         # process keeps: the import alone handles it, stopping the pool, and no worker prints
