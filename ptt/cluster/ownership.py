@@ -60,6 +60,9 @@ REQUEST_TIMEOUT = 1.0
 _LEASE_NOT_FOUND = "requested lease not found"
 # how long a member that did not answer is passed over when choosing the next one
 PENALTY = 10.0
+# s: a node starting while etcd is slow (a loaded machine: one request unanswered in TTL/3)
+# tries again for this long before it gives up; later, a lost lease is retried for ever
+START_WITHIN = 15.0
 
 
 class Change(Enum):
@@ -157,8 +160,17 @@ class Ownership:
 
     async def start(self) -> None:
         """Take a lease, read every home, then follow changes and keep the lease alive."""
-        await self._new_lease()
-        await self._read_all()
+        give_up = self._clock() + START_WITHIN
+        while True:
+            try:
+                await self._new_lease()
+                await self._read_all()
+                break
+            except (ClusterError, aetcd.exceptions.ClientError) as exc:
+                if self._clock() >= give_up:
+                    raise ClusterError(f"etcd did not answer for {START_WITHIN:.0f} s: "
+                                       f"{exc}") from exc
+                await asyncio.sleep(self._timeout / 10)
         self._watching = self._spawn(self._watch_loop())
         self._spawn(self._renew_loop())
         self._spawn(self._sweep_loop())

@@ -242,7 +242,7 @@ def test_bad_etcd_endpoints_are_one_clear_error(endpoints: list[str], message: s
         parse_endpoints(endpoints)
 
 
-def test_a_claim_etcd_did_not_answer_is_made_once_etcd_answers(
+def test_a_start_or_a_claim_etcd_did_not_answer_is_made_once_etcd_answers(
         fresh_engines: EngineStarter) -> None:
     etcd = fresh_engines.etcd(heartbeat_ms=FAST_HEARTBEAT_MS, election_ms=FAST_ELECTION_MS)
     (group,) = _groups(1)
@@ -250,7 +250,13 @@ def test_a_claim_etcd_did_not_answer_is_made_once_etcd_answers(
 
     async def scenario() -> tuple[float, float]:
         node = Ownership([etcd.endpoint], "a", on_event=events.append)
-        await node.start()
+        # a node starting while etcd answers nothing (a loaded machine) waits for it
+        etcd.members[0].pause()
+        starting = asyncio.create_task(node.start())
+        await asyncio.sleep(0.5)
+        assert not starting.done()
+        etcd.members[0].resume()
+        await asyncio.wait_for(starting, 5)
         try:
             etcd.members[0].pause()
             await node.want([group])  # the claim times out: nothing is claimed yet
