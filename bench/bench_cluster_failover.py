@@ -495,8 +495,18 @@ def nodes_failover(kills: int) -> dict[str, Any]:
                   f"{', '.join(r['nodes'].values())}); told "
                   + ", ".join(f"{n} {t:.3f}" for n, t in r["told"].items())
                   + f" s; grant {r['granted']:.3f} s", flush=True)
-            procs[home] = bc._server(dbs[home], ports[home],
-                                     dbs[home].parent / "cluster.toml")
+            for attempt in range(3):
+                try:
+                    procs[home] = bc._server(dbs[home], ports[home],
+                                             dbs[home].parent / "cluster.toml")
+                    break
+                except RuntimeError as exc:
+                    # while the node was dead its UDP port was free, and any socket of the
+                    # machine (a client's of this bench, bound to port 0) may have taken it
+                    if "already in use" not in str(exc) or attempt == 2:
+                        raise
+                    ports[home] = bc._free_udp_port()
+                    addr[home] = ("127.0.0.1", ports[home])
             _wait_log(dbs[home].with_suffix(".log"), f"group {GROUP}: learned", 20)
             home, fencing = new_home, new_fencing
             load.append(load_average())
