@@ -44,6 +44,9 @@ REALTIME_MODULES = {
     "tests/acceptance/test_outcomes.py",
     "tests/acceptance/test_session_hardening.py",
     "tests/audio/test_devices.py",
+    # two talkers' tones mixed or ducked in real time by `ptt listen`: a stall of a talker shifts
+    # the overlap the levels are measured on (an audio-level check failed once at load 11-15)
+    "tests/cli/test_listen_monitor.py",
     "tests/desktop/test_window.py",  # event-loop lag p99 while audio plays
     "tests/e2e/test_keys.py",
     "tests/e2e/test_monitor.py",
