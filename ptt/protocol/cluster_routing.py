@@ -235,6 +235,7 @@ class ClusterRouting:
         # per group: the users online on each other node (from the home's forwards, or at the
         # home from the access nodes); GroupEntry.remote counts them per user
         self._remote: dict[str, dict[str, set[str]]] = {}
+        self._remote_id: dict[str, int] = {}  # the group id those users were online in
         self._heard: dict[str, float] = {}  # node -> when its last Presence came (the home's lease)
         self.refused_news = 0  # news from an older term (a stale home): counted, not applied
 
@@ -314,7 +315,7 @@ class ClusterRouting:
             self._send(home, wc.Presence(self.node, (g.name,) if online else (),
                                          () if online else (g.name,), False))
             if not online:  # no longer in the relay set: the home's forwards stop coming
-                for node in list(self._remote.get(g.name, ())):
+                for node in list(self._roster(g)):
                     self._set_remote(g, node, (), True, now)
 
     def presence(self, g: GroupEntry, user: str, online: bool, now: float) -> None:
@@ -351,7 +352,8 @@ class ClusterRouting:
 
     def _nodes_of(self, group: str, user: str) -> list[str]:
         """The other nodes ``user`` is online on in ``group``, as the roster shows."""
-        return [n for n, users in self._remote.get(group, {}).items() if user in users]
+        g = self.core.state.groups.get(group)
+        return [] if g is None else [n for n, users in self._roster(g).items() if user in users]
 
     def _input(self, kind: wc.InputKind, group: str, user: str, priority: int, burst_id: int,
                ref: int) -> None:
@@ -522,7 +524,7 @@ class ClusterRouting:
             if self._set_relay(name, msg.node, True, now) and msg.full:
                 # a node the home did not know had members (the home restarted, or a message
                 # was lost): it is shown the home's roster of itself, and corrects it
-                known = tuple(self._remote.get(name, {}).get(msg.node, ()))
+                known = tuple(self._roster(self.core.state.groups[name]).get(msg.node, ()))
                 self._send(msg.node, wc.Members(name, msg.node, self.homes.home_of(name)[1],
                                                 self.node, known, (), True))
         for name in msg.offline:
@@ -546,12 +548,12 @@ class ClusterRouting:
         term = self.homes.home_of(group)[1]
         if online:
             rosters = [(self.node, tuple(g.online))]
-            rosters += [(n, tuple(users)) for n, users in self._remote.get(group, {}).items()
+            rosters += [(n, tuple(users)) for n, users in self._roster(g).items()
                         if n != node and users]
             for n, users in rosters:
                 if users:
                     self._send(node, wc.Members(group, n, term, self.node, users, (), True))
-        elif self._remote.get(group, {}).get(node):
+        elif self._roster(g).get(node):
             self._set_remote(g, node, (), True, now)
             self._forward_members(group, node, (), (), True, (node,), now)
         return True
@@ -612,13 +614,21 @@ class ClusterRouting:
         data = wc.encode(wc.Members(group, node, term, self.node, online, offline, full))
         self._out.extend((n, data) for n in sorted(to))
 
+    def _roster(self, g: GroupEntry) -> dict[str, set[str]]:
+        """The users of ``g`` online on each other node; none for a group made again under the
+        name of one deleted (its members online were the old group's)."""
+        if self._remote_id.get(g.name) != g.group_id:
+            self._remote_id[g.name] = g.group_id
+            self._remote[g.name] = {}
+        return self._remote[g.name]
+
     def _set_remote(self, g: GroupEntry, node: str, online: Iterable[str], full: bool,
                     now: float, offline: Iterable[str] = ()
                     ) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """Who of ``g`` is online on ``node`` (another node): ``online`` came (``full``: they
         alone are), ``offline`` went. Members whose presence on any node changed are news to
         this node's members. Returns the users that came and went."""
-        users = self._remote.setdefault(g.name, {}).setdefault(node, set())
+        users = self._roster(g).setdefault(node, set())
         came = [u for u in online if u not in users]
         went = [u for u in offline if u in users]
         if full:

@@ -538,3 +538,20 @@ def test_a_login_from_a_device_ends_that_device_s_session_on_another_node() -> N
     assert sorted(s.device for s in sim.cores["B"].state.sessions.devices("ann")) == [
         "phone-1", "phone-2"]
     assert ann.session_id not in sim.cores["A"].state.sessions.by_id
+
+
+def test_a_group_deleted_and_made_again_starts_with_nobody_online_elsewhere() -> None:
+    """g is deleted on every node and made again under its name: what the nodes knew of the
+    old g's members online elsewhere is not carried over, and the members who join the new g
+    are seen online on every node."""
+    sim = _sim()
+    for core in sim.cores.values():
+        core.remove_group("g", sim.now)
+    sim.run_until(sim.now + 1.0)
+    sim.add_group("g", 3, GROUPS["g"])
+    assert all(not c.state.groups["g"].remote for c in sim.cores.values())
+    for u in GROUPS["g"]:
+        sim.clients[u].join("g", sim.now)
+    sim.run_until(sim.now + 1.0)
+    assert _shown_online(sim, "ann", "g") == {"ann", "bob", "cat"}
+    assert _shown_online(sim, "bob", "g") == {"ann", "bob", "cat"}
