@@ -343,8 +343,7 @@ def test_a_membership_change_killed_at_every_step_leaves_before_or_after_and_rer
     complete)."""
     site = Site(tmp_path / "template")
     site.start()
-    for user in ("ann", "bob", "dan", "eve"):
-        site.add_user(user)
+    site.add_users("ann", "bob", "dan", "eve")
     site.group("ops", "ann", "bob", "dan")
     site.stop()
     template = site.server.db.parent
