@@ -27,7 +27,7 @@ from ptt.cli.options import (
 from ptt.client import keys
 from ptt.client.connection import Connection
 from ptt.errors import AuthError, RequestError
-from ptt.server.store import GROUP_MODES, MAX_TALK_LIMIT
+from ptt.protocol.directory import GROUP_MODES, MAX_TALK_LIMIT
 
 MAX_TALK = SecondsType(maximum=MAX_TALK_LIMIT)
 T = TypeVar("T")
