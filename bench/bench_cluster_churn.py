@@ -304,6 +304,12 @@ def phase(name: str, root: Path, seed_db: Path, groups: dict[str, list[str]],
         for w in workers.values():
             w.recv(w.login_timeout + 30)
         out["login_s"] = time.monotonic() - t0
+        _say(f"{name}: {len(load)} clients logged in in {out['login_s']:.0f} s")
+        ta = nodes["a" if cluster else "single"].address
+        tb = nodes["b" if cluster else "single"].address
+        pair = (bench_cluster._Client("talker", tokens["talker"], ta),
+                bench_cluster._Client("listener", tokens["listener"], tb))
+        probing = _probe_login(*pair)
         time.sleep(args.settle)
         s0 = {n: p.call("stats") for n, p in nodes.items()}
         c0 = {n: proc_cpu(p.pid) for n, p in nodes.items()}
@@ -317,23 +323,26 @@ def phase(name: str, root: Path, seed_db: Path, groups: dict[str, list[str]],
                                  "think": args.think, "emergency": args.emergency,
                                  "relogins": args.relogins * w.n / max(1, len(load))})
         # the probe, while the churn runs
-        ta = nodes["a" if cluster else "single"].address
-        tb = nodes["b" if cluster else "single"].address
         time.sleep(min(5.0, args.duration / 4))
-        probe = _probe(
-            bench_cluster._Client("talker", tokens["talker"], ta),
-            bench_cluster._Client("listener", tokens["listener"], tb),
-            args.cycles, args.voice)
+        probe = (_probe(*pair, args.cycles, args.voice) if probing else
+                 {"access": [], "voice": [], "frames": 0, "failed": -1})
         left = w0 + args.duration - time.monotonic()
         if left > 0:
             time.sleep(left)
         c1 = {n: proc_cpu(p.pid) for n, p in nodes.items()}
         w1 = time.monotonic()
         out["load_average"] = f"{load_before} at the start, {loadgen.load_average()} at the end"
+        _say(f"{name}: churn window over, load average {loadgen.load_average()}")
         res = [] if args.light else [w.recv(args.duration + bench_load.SETTLE + 120)
                                      for w in workers.values()]
         s1 = {n: p.call("stats") for n, p in nodes.items()}
-        wstats = [w.call("stats") for w in workers.values()]
+        wstats = []
+        for k, w in workers.items():
+            try:
+                wstats.append(w.call("stats", timeout=60))
+            except TimeoutError:
+                _say(f"{name}: load process {k} (pid {w.proc.pid}) did not answer")
+                wstats.append({"rss_kib": 0, "connected": 0})
         if cluster and kill_groups:
             out["failover"] = failover(nodes, tokens, kill_groups)
     finally:
@@ -355,6 +364,7 @@ def phase(name: str, root: Path, seed_db: Path, groups: dict[str, list[str]],
         "voice_in": s1[n]["counters"]["voice_in"] - s0[n]["counters"]["voice_in"],
         "voice_out": s1[n]["counters"]["voice_out"] - s0[n]["counters"]["voice_out"],
         "datagrams_in": s1[n]["counters"]["datagrams_in"] - s0[n]["counters"]["datagrams_in"],
+        "drop_reasons": s1[n]["counters"]["drop_reasons"],
     } for n in names}
     total_cpu = sum(c1[n] - c0[n] for n in names)
     total_clients = sum(online.values())
@@ -409,6 +419,27 @@ def phase(name: str, root: Path, seed_db: Path, groups: dict[str, list[str]],
     return out
 
 
+def _probe_login(talker: bench_cluster._Client, listener: bench_cluster._Client) -> bool:
+    """Log the probe's pair in and join (before the churn: a login behind the churn's logins
+    from the same host can meet the server's failed-login back-off of that host)."""
+    group = bench_cluster.GROUP
+    loop = bench_cluster._Loop([talker, listener])
+    now = time.monotonic()
+    for c in (talker, listener):
+        c.core.connect(now)
+        c.core.join(group, now)
+    try:
+        loop.until(lambda: all(group in c.core.groups and c.core.groups[group].state is not None
+                               for c in (talker, listener)), 60, "the probe's logins and joins")
+    except RuntimeError:
+        for c in (talker, listener):
+            _say(f"probe {c.core.user}: {c.core.conn} {[ev for _, ev in c.events][-5:]}")
+        return False
+    pause = time.monotonic() + 2.5  # the listener's node known to the home (Presence)
+    loop.until(lambda: time.monotonic() > pause, 5, "settling")
+    return True
+
+
 def _probe(talker: bench_cluster._Client, listener: bench_cluster._Client, cycles: int,
            voice_seconds: float) -> dict[str, Any]:
     """bench_cluster's floor cycles and voice, bounded per cycle: a cycle that gets no grant
@@ -416,14 +447,6 @@ def _probe(talker: bench_cluster._Client, listener: bench_cluster._Client, cycle
     as failed and the next one starts; the run stops after 10 failures."""
     group = bench_cluster.GROUP
     loop = bench_cluster._Loop([talker, listener])
-    now = time.monotonic()
-    for c in (talker, listener):
-        c.core.connect(now)
-        c.core.join(group, now)
-    loop.until(lambda: all(group in c.core.groups and c.core.groups[group].state is not None
-                           for c in (talker, listener)), 60, "the probe's logins and joins")
-    pause = time.monotonic() + 2.5  # the listener's node known to the home (Presence)
-    loop.until(lambda: time.monotonic() > pause, 5, "settling")
     access: list[float] = []
     failed = 0
 
@@ -487,6 +510,10 @@ def _probe(talker: bench_cluster._Client, listener: bench_cluster._Client, cycle
         c.flush()
         c.sock.close()
     return {"access": access, "voice": latency, "frames": frames, "failed": failed}
+
+
+def _say(what: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {what}", file=sys.stderr, flush=True)
 
 
 def _group_of(user: str, groups: dict[str, list[str]]) -> str:
