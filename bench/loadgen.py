@@ -347,6 +347,7 @@ class ClientPool:
         self.light = False
         self.busy_groups: set[str] = set()  # light clients' rule: groups with a talker
         self.light_due: dict[int, float] = {}  # a light client's next heartbeat
+        self.stuck: set[int] = set()  # clients whose timer did not move (see _stuck)
         self._joins_sent = 0  # deaf clients that asked to join (send_joins)
 
     # clients ---------------------------------------------------------------------------------
@@ -592,8 +593,11 @@ class ClientPool:
                     fn()
                 elif self.armed[i] == at:
                     self.armed[i] = None
-                    self.cores[i].handle_timer(now)
+                    core = self.cores[i]
+                    core.handle_timer(now)
                     self.flush(i)
+                    if self.armed[i] == at:  # handle_timer left its timer where it was
+                        self._stuck(i, at)
                 now = time.monotonic()
             if done is not None and done():
                 return
@@ -606,6 +610,24 @@ class ClientPool:
                     self._read(i)
                 elif fd in extra:
                     extra[fd]()
+
+    def _stuck(self, i: int, at: float) -> None:
+        """A core whose timer does not move after ``handle_timer`` would spin this loop for
+        ever (nothing else runs, commands go unanswered): say which of its deadlines stuck,
+        once per client, and look again 50 ms later."""
+        core = self.cores[i]
+        if i not in self.stuck:
+            self.stuck.add(i)
+            self.failures.append(
+                f"{core.user}: timer stuck at {at:.3f} ({core.conn.name}; rt "
+                f"{core._rt.get_timer()}, heartbeat {core._next_heartbeat}, relogin "
+                f"{core._relogin_at}, check {core._check_until}/{core._check_resend}, "
+                f"asked {[(g.name, g.participation.name, g.asked) for g in core.groups.values()]}"
+                f", unanswered {core._unanswered})")
+        again = time.monotonic() + 0.05
+        self.armed[i] = again
+        self._seq += 1
+        heapq.heappush(self.heap, (again, self._seq, i, None))
 
     def login_all(self, timeout: float, inflight: int = 100) -> None:
         """Log every client in and join its groups, ``inflight`` logins at a time."""

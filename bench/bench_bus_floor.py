@@ -1,0 +1,227 @@
+"""The machine's floor under a cross-node floor request: the same hops with no ptt code.
+
+A cross-node floor request goes client -> node a (UDP) -> NATS -> home c -> NATS -> a -> client
+(UDP): five process wake-ups where a single server has one. This bench sends a small datagram
+around that loop with nothing but the transport in each process, paced like
+``bench_cluster``'s probe (one at a time, ``PAUSE`` s apart), and times the round trip:
+
+* ``udp``: the client, then asyncio UDP forwarders a -> n -> c -> n -> a (``add_reader``, as the
+  server's adapter reads): three processes besides the client, no NATS, the wake-up floor;
+* ``nats``: a and c are asyncio processes with nats-py (a publishes what the client sent to c's
+  subject, c publishes it back to a's subject from its subscription callback), through a real
+  ``nats-server`` started here: what the bus's library and server cost before ptt touches it;
+* ``bus``: the same with ``ptt.cluster.bus.Bus`` in a and c (its ``send`` from the callbacks).
+
+    .venv/bin/python bench/bench_bus_floor.py            # 1,000 round trips per path
+    .venv/bin/python bench/bench_bus_floor.py --count 200
+
+Everything talks to 127.0.0.1; each child process is bounded in time and stopped by PID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import socket
+import struct
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import loadgen  # noqa: E402
+
+PAUSE = 0.03  # s between round trips, as bench_cluster's floor cycles
+LIFETIME = 600.0  # s a child lives at most (bounded even if the parent vanishes)
+_CTX = mp.get_context("fork")
+
+
+def _udp_forwarder(port: int, up: int, down: int) -> None:
+    """Datagrams from below go to ``up`` (0: straight back), from above to ``down`` (0: the
+    client that sent the last one up)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", port))
+    sock.setblocking(False)
+    client: list[Any] = [None]
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+
+        def on_read() -> None:
+            for _ in range(64):
+                try:
+                    data, addr = sock.recvfrom(2048)
+                except BlockingIOError:
+                    return
+                if up == 0:  # the top: straight back
+                    target = addr
+                elif addr[1] == up:  # on the way back
+                    target = client[0] if down == 0 else ("127.0.0.1", down)
+                else:  # on the way up (from the client at the bottom)
+                    if down == 0:
+                        client[0] = addr
+                    target = ("127.0.0.1", up)
+                sock.sendto(data, target)
+
+        loop.add_reader(sock.fileno(), on_read)
+        await asyncio.sleep(LIFETIME)
+
+    asyncio.run(main())
+
+
+def _nats_end(url: str, me: str, other: str, port: int, use_bus: bool) -> None:
+    """a (``port`` > 0): client datagrams -> ``other``'s subject; its messages -> the client.
+    c (``port`` == 0): each message straight back to ``other``."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        sock = None
+        client: list[Any] = [None]
+        if port:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.bind(("127.0.0.1", port))
+            sock.setblocking(False)
+        if use_bus:
+            from ptt.cluster.bus import Bus
+
+            def on_message(data: bytes) -> None:
+                if sock is not None:
+                    sock.sendto(data, client[0])
+                else:
+                    bus.send(other, data)
+
+            bus = Bus(me, [url], on_message, "floor")
+            await bus.start()
+            send = bus.send
+        else:
+            import nats
+
+            nc = await nats.connect(url)
+
+            async def on_msg(msg: Any) -> None:
+                if sock is not None:
+                    sock.sendto(msg.data, client[0])
+                else:
+                    await nc.publish(f"floor.node.{other}", msg.data)
+
+            await nc.subscribe(f"floor.node.{me}", cb=on_msg)
+            await nc.flush()
+
+            def send(node: str, data: bytes) -> None:
+                loop.create_task(nc.publish(f"floor.node.{node}", data))
+
+        if sock is not None:
+            def on_read() -> None:
+                for _ in range(64):
+                    try:
+                        data, addr = sock.recvfrom(2048)
+                    except BlockingIOError:
+                        return
+                    client[0] = addr
+                    send(other, data)
+
+            loop.add_reader(sock.fileno(), on_read)
+        await asyncio.sleep(LIFETIME)
+
+    asyncio.run(main())
+
+
+def _round_trips(port: int, count: int) -> list[float]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(2.0)
+    out = []
+    lost = 0
+    for k in range(count + 20):  # the first 20 warm the path up
+        t0 = time.monotonic()
+        sock.sendto(struct.pack("!Q", k) + bytes(40), ("127.0.0.1", port))
+        try:
+            while True:
+                data = sock.recv(2048)
+                if struct.unpack_from("!Q", data)[0] == k:
+                    break
+        except TimeoutError:
+            lost += 1
+            if lost > 10:
+                raise RuntimeError("the path lost more than 10 round trips") from None
+            continue
+        if k >= 20:
+            out.append((time.monotonic() - t0) * 1000)
+        time.sleep(PAUSE)
+    sock.close()
+    return out
+
+
+def _stop(procs: list[Any]) -> None:
+    for p in procs:
+        if p.is_alive():
+            p.terminate()  # our own children, by their handles
+    for p in procs:
+        p.join(5)
+
+
+def _path(kind: str, count: int, nats_url: str) -> list[float]:
+    ports = [loadgen_port() for _ in range(3)]
+    if kind == "udp":
+        a, n, c = ports
+        procs = [_CTX.Process(target=_udp_forwarder, args=(c, 0, n), daemon=True),
+                 _CTX.Process(target=_udp_forwarder, args=(n, c, a), daemon=True),
+                 _CTX.Process(target=_udp_forwarder, args=(a, n, 0), daemon=True)]
+    else:
+        use_bus = kind == "bus"
+        procs = [_CTX.Process(target=_nats_end, args=(nats_url, "c", "a", 0, use_bus),
+                              daemon=True),
+                 _CTX.Process(target=_nats_end, args=(nats_url, "a", "c", ports[0], use_bus),
+                              daemon=True)]
+    for p in procs:
+        p.start()
+    try:
+        time.sleep(1.0)  # connected and subscribed
+        return _round_trips(ports[0], count)
+    finally:
+        _stop(procs)
+
+
+def loadgen_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run(count: int) -> dict[str, Any]:
+    from ptt.cluster import engines
+
+    load_before = loadgen.load_average()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="ptt-bus-floor-") as tmp:
+        nats_engine = engines.start_nats(Path(tmp) / "nats")
+        try:
+            for kind in ("udp", "nats", "bus"):
+                p = loadgen.percentiles(_path(kind, count, nats_engine.url))
+                rows.append({"path": kind, "round trips": count,
+                             "p50 ms": round(p["p50"], 3), "p99 ms": round(p["p99"], 3),
+                             "max ms": round(p["max"], 3)})
+        finally:
+            nats_engine.stop()
+    return {"rows": rows,
+            "load_average": f"{load_before} at the start, {loadgen.load_average()} at the end"}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--count", type=int, default=1000, help="round trips per path")
+    args = ap.parse_args()
+    if args.count < 1:
+        print("bench_bus_floor: --count must be at least 1", file=sys.stderr)
+        return 2
+    res = run(args.count)
+    print(loadgen.fmt_table(res["rows"]))
+    print(f"load average: {res['load_average']}; {loadgen.machine_line()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
