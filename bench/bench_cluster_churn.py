@@ -222,6 +222,7 @@ class Churn(bench_load.Churn):
         res = self.conn.sent
         res["m"] = self.m
         res["stuck"] = [f for f in self.pool.failures if "timer stuck" in f][:5]
+        res["lost_why"] = dict(self.pool.lost_why)  # sessions lost, by the client's reason
         self.m["stuck_timers"] = len(self.pool.stuck)
         res["grants"] = self.grants
         conn.send(("ok", res))
@@ -415,6 +416,7 @@ def phase(name: str, root: Path, seed_db: Path, groups: dict[str, list[str]],
         "frames_heard": n["frames_heard"],
         "failures": [f for r in res for f in r["failures"]][:5],
         "stuck_timers": mm["stuck_timers"], "stuck": [f for r in res for f in r["stuck"]][:5],
+        "sessions_lost_why": _summed([r["lost_why"] for r in res]),
         "load_rss_mib": sum(w["rss_kib"] for w in wstats) / 1024,
         "load_connected": sum(w["connected"] for w in wstats),
         "probe_access": loadgen.percentiles(probe["access"]),
@@ -516,6 +518,14 @@ def _probe(talker: bench_cluster._Client, listener: bench_cluster._Client, cycle
         c.flush()
         c.sock.close()
     return {"access": access, "voice": latency, "frames": frames, "failed": failed}
+
+
+def _summed(counts: list[dict[str, int]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for c in counts:
+        for k, v in c.items():
+            out[k] = out.get(k, 0) + v
+    return out
 
 
 def _say(what: str) -> None:
