@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from tests.acceptance.harness import Site, finish, no_traceback, read_until, tone_wav
 from tests.e2e.serverproc import PTT, ServerProcess, free_udp_port
 
@@ -42,6 +44,7 @@ def modes(root: Path) -> dict[str, tuple[int, int]]:
 # --- recordings ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_recordings_of_server_and_member_are_private_under_umask_022(tmp_path: Path) -> None:
     """Decrypted audio written by ``ptt record`` and everything ``ptt server --record`` writes:
     files 0600, folders 0700, whatever the umask lets through."""

@@ -11,6 +11,7 @@ import pytest
 from tests.net.netns import require_netns, run_in_netns
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_ptt_listen_on_multicast_plays_the_holder_not_a_member_forging_it(tmp_path: Path) -> None:
     require_netns()

@@ -109,6 +109,7 @@ async def page(conn: Connection, group: str, wav: Path) -> int:
     return report.frames + 1
 
 
+@pytest.mark.slow
 def test_server_and_member_recordings_replay_bit_for_bit(rserver: RecordingServer,
                                                          tmp_path: Path) -> None:
     opusinfo, opusdec, ffprobe, ffmpeg = map(need, ("opusinfo", "opusdec", "ffprobe", "ffmpeg"))

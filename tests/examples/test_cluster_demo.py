@@ -15,6 +15,7 @@ from ptt.cluster.engines import EngineError, binary
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_cluster_demo_pages_across_nodes_and_fails_over() -> None:
     for engine in ("postgres", "nats-server", "etcd"):
         try:

@@ -11,9 +11,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_demo_pages_queues_and_both_listeners_hear_everything() -> None:
     proc = subprocess.run([sys.executable, str(ROOT / "examples" / "demo.py")],
                           capture_output=True, text=True, timeout=120)

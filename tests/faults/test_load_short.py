@@ -5,11 +5,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 import bench_load  # noqa: E402
 
 
+@pytest.mark.slow
 def test_short_load_run_has_no_double_grants_no_lost_releases_and_resolves_everything() -> None:
     r = bench_load.measure(200, 8.0, think=6.0)
     print({k: r[k] for k in bench_load.ROW_KEYS})

@@ -51,6 +51,7 @@ def verbose_site(root: Path, *server_args: str) -> Site:
     return site
 
 
+@pytest.mark.slow
 def test_a_full_session_at_debug_level_logs_no_token_salt_verifier_or_key(tmp_path: Path) -> None:
     site = verbose_site(tmp_path).start()
     outputs: list[str] = []
@@ -181,6 +182,7 @@ def fill(directory: Path) -> Path:
     raise AssertionError("the tmpfs never filled up")
 
 
+@pytest.mark.slow
 def test_recording_onto_a_full_disk_backs_off_keeps_serving_and_resumes(tmp_path: Path) -> None:
     rec = tmp_path / "rec"
     rec.mkdir()
