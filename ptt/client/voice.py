@@ -110,12 +110,14 @@ def protection_text(settings: MediaSettings) -> str:
 
 
 def reception_text(r: LossReport) -> str:
-    """What a listener received of a burst: ``received 98.5% (3 of 200 frames lost)``."""
+    """What a listener received of a burst: ``received 98.5% (3 of 200 frames lost)``, and
+    ``; 12 came too late to play`` when this side was slow (the network delivered those)."""
     if not r.frames:
         return "nothing received"
     got = f"{(1 - r.loss_fraction) * 100:.1f}".rstrip("0").rstrip(".")
     runs = f", runs of {r.mean_loss_run:.1f}" if r.lost and r.mean_loss_run >= 1.05 else ""
-    return f"received {got}% ({r.lost} of {r.frames} frames lost{runs})"
+    late = f"; {r.late} came too late to play" if r.late else ""
+    return f"received {got}% ({r.lost} of {r.frames} frames lost{runs}{late})"
 
 
 @dataclass

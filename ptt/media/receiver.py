@@ -53,9 +53,9 @@ class LossReport:
     frames: int  # frames that fell due
     loss_fraction: float  # share of them whose packet was missing (however restored)
     mean_loss_run: float  # mean length of runs of consecutive missing frames (0: no loss)
-    lost: int = 0  # frames whose packet was missing
+    lost: int = 0  # frames whose packet never came (in this period)
     runs: int = 0  # runs of consecutive missing frames
-    late: int = 0  # packets that came after their frame was due
+    late: int = 0  # packets that came after their frame was due: not lost, but not played
 
     def __add__(self, other: LossReport) -> LossReport:
         frames, lost, runs = (self.frames + other.frames, self.lost + other.lost,
@@ -129,11 +129,19 @@ class BurstReceiver:
 
     def loss_report(self) -> LossReport:
         """Loss since the previous call, for the talker's :class:`~ptt.media.sender.
-        RedundancyPolicy` (send it about once a second)."""
+        RedundancyPolicy` (send it about once a second).
+
+        A frame whose packet came after all, too late to play, is counted late, not lost: the
+        network delivered it. Copies of it in later packets would have come as late (a stall
+        of this listener's process, the usual cause here, delays every packet it has not read
+        yet), so lateness is no reason for the talker to send more, and a starved listener
+        must not make its whole group's talker switch to heavy protection."""
         st = self.buffer.stats
         now = (st.lost, st.lost + st.played_received, st.loss_runs, st.late)
-        lost, due, runs, late = (a - b for a, b in zip(now, self._reported, strict=True))
+        missed, due, runs, late = (a - b for a, b in zip(now, self._reported, strict=True))
         self._reported = now
+        lost = max(0, missed - late)
+        runs = min(runs, lost)
         return LossReport(
             frames=due,
             loss_fraction=lost / due if due else 0.0,

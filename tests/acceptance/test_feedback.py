@@ -153,4 +153,6 @@ def test_a_clean_path_drops_to_bare_frames_within_5_s(site: Site, speech: Path) 
     clean = kbps(ups, 5.0, 8.0)
     assert clean < 50.0, clean
     assert clean < kbps(ups, 0.0, 0.5) * 0.75, clean
-    assert re.search(r"received 100% \(0 of \d+ frames lost\)", heard), heard
+    # no loss on the path; a starved listener may still read some packets too late to play
+    assert re.search(r"received 100% \(0 of \d+ frames lost(; \d+ came too late to play)?\)",
+                     heard), heard

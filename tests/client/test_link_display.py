@@ -27,6 +27,8 @@ def test_a_listener_is_shown_what_it_received_of_a_burst() -> None:
     assert reception_text(whole) == "received 93.5% (13 of 200 frames lost, runs of 1.9)"
     assert reception_text(LossReport(196, 0.0, 0.0)) == "received 100% (0 of 196 frames lost)"
     assert reception_text(LossReport(0, 0.0, 0.0)) == "nothing received"
+    assert reception_text(LossReport(196, 0.0, 0.0, late=12)) == (
+        "received 100% (0 of 196 frames lost; 12 came too late to play)")
 
 
 def test_the_terminal_status_line_shows_the_protection_while_talking() -> None:

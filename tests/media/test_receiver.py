@@ -251,6 +251,30 @@ def test_loss_report_covers_the_period_since_the_last_one() -> None:
     assert rx.ended and not rx.playing
 
 
+def test_packets_that_come_too_late_are_reported_late_not_lost() -> None:
+    """A stall of the listener's own process: packets 10-19 are read only at once, after they
+    fell due; packet 30 never comes. The talker is told of one lost frame, and ten late."""
+    rx = BurstReceiver(FakeDecoder(), group_id=1)
+    held = list(range(10, 20))
+    for tick in range(60):
+        now = tick * F + PHASE
+        for i in range(40):
+            if i in held or i == 30:
+                continue
+            if i * F + 0.002 <= now < i * F + 0.002 + F:
+                flags = VoiceFlags.END_OF_BURST if i == 39 else VoiceFlags.NONE
+                rx.receive(gram(1, i, flags=flags), i * F + 0.002)
+        if tick == 24:  # the stall ends: what waited in the socket is read
+            for i in held:
+                rx.receive(gram(1, i), now)
+        rx.pop(now)
+    report = rx.loss_report()
+    assert report.frames == 40
+    assert report.late >= 5  # frames 10-19 that fell due before tick 24
+    assert report.lost == 1 and report.runs == 1  # frame 30: the network's only loss
+    assert report.loss_fraction == pytest.approx(1 / 40)
+
+
 def test_fec_decode_of_a_packet_without_fec_is_counted_as_concealment(
     speech_frames: list[bytes],
 ) -> None:
