@@ -305,6 +305,9 @@ def phase(name: str, root: Path, seed_db: Path, groups: dict[str, list[str]],
                     workers[f"{k}{j}"] = Worker(nodes[n].address, part[j::args.procs],
                                                 120 + len(part) / 20, args.inflight)
         for w in workers.values():
+            while args.census and not w.conn.poll(30):
+                for n, p in nodes.items():
+                    _say(f"{name} {n} census: {p.call('census', timeout=60)}")
             w.recv(w.login_timeout + 30)
         out["login_s"] = time.monotonic() - t0
         _say(f"{name}: {len(load)} clients logged in in {out['login_s']:.0f} s")
@@ -714,6 +717,8 @@ def main() -> int:
                     help="no churn: clients only heartbeat (cheap load processes), for memory "
                          "and failover at large N")
     ap.add_argument("--cluster-only", action="store_true", help="no single-server phase")
+    ap.add_argument("--census", action="store_true",
+                    help="every 30 s of the logins, the nodes' most numerous object types")
     ap.add_argument("--placement", choices=("random", "home"), default="random",
                     help="clients on a node drawn at random, or on their group's home")
     ap.add_argument("--lease", type=int, default=None,

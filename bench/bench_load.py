@@ -156,6 +156,16 @@ def _server_main(conn: Any, workdir: str, iterations: int, port: int = 0,
                                                    if not node.routing.elsewhere(g))
                         res["homed"] = sum(1 for g in server.core.groups
                                            if not node.routing.elsewhere(g))
+                elif cmd == "census":  # the most numerous live object types (a leak hunt)
+                    import collections
+                    import gc
+
+                    res = collections.Counter(
+                        type(o).__name__ for o in gc.get_objects()).most_common(12)
+                    if node is not None:
+                        res.append(("bus queue", len(node.bus._queue)))
+                        res.append(("claim tasks", len(node._claims)))
+                    res.append(("asyncio tasks", len(asyncio.all_tasks())))
                 elif cmd == "stop":
                     conn.send(("ok", None))
                     if not done.done():
