@@ -345,7 +345,7 @@ def phase(name: str, root: Path, seed_db: Path, groups: dict[str, list[str]],
         wstats = []
         for k, w in workers.items():
             try:
-                wstats.append(w.call("stats", timeout=60))
+                wstats.append(w.call("stats", timeout=15))
             except TimeoutError:
                 _say(f"{name}: load process {k} (pid {w.proc.pid}) did not answer")
                 wstats.append({"rss_kib": 0, "connected": 0})
