@@ -25,6 +25,7 @@ so a policy change can be judged on the very patterns the live bench will draw.
 
 from __future__ import annotations
 
+import argparse
 import random
 import sys
 import tempfile
@@ -101,12 +102,12 @@ def live_patterns(conditions: list[str]) -> int:
     return 0
 
 
-def main(experiments: list[str]) -> int:
+def experiments(lines: list[str]) -> int:
     conds = {c.name: c for c in b.CONDITIONS}
     with tempfile.TemporaryDirectory(prefix="ptt-policy-") as tmp:
         voices = {name: b.split(read_wav(b.held_out_speech(v, text, Path(tmp, f"{v}.wav"))))
                   for name, (v, text) in b.LIVE_VOICES.items()}
-    for line in experiments:
+    for line in lines:
         cond, offs, br, look, growth = line.split("|")
         offsets = tuple(int(x) for x in offs.split(","))
         jc = JitterConfig(max_lookahead=int(look), max_growth=int(growth))
@@ -121,7 +122,36 @@ def main(experiments: list[str]) -> int:
     return 0
 
 
+def main(argv: list[str] | None = None) -> int:
+    conds = [c.name for c in b.CONDITIONS]
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("experiments", nargs="*", metavar="EXPERIMENT",
+                    help="condition|offsets|bitrate|max_lookahead|max_growth, e.g. "
+                         "'bursty 10%%|2,4,6|30000|6|3'; conditions: "
+                         + ", ".join(conds).replace("%", "%%"))
+    ap.add_argument("--live-patterns", nargs="+", metavar="COND",
+                    help="replay the real-command bench's loss patterns of these conditions "
+                         "through ptt's adaptive policy")
+    args = ap.parse_args(argv)
+    if args.live_patterns:
+        unknown = [c for c in args.live_patterns if c not in LIVE_IMPAIRMENTS]
+        if unknown:
+            ap.error(f"--live-patterns: unknown {', '.join(unknown)}; one of: "
+                     f"{', '.join(LIVE_IMPAIRMENTS)}")
+        return live_patterns(args.live_patterns)
+    if not args.experiments:
+        ap.error("give one EXPERIMENT or more, or --live-patterns COND")
+    for line in args.experiments:
+        parts = line.split("|")
+        if len(parts) != 5 or parts[0] not in conds:
+            ap.error(f"{line!r}: want condition|offsets|bitrate|max_lookahead|max_growth "
+                     f"with a condition of: {', '.join(conds)}")
+        try:
+            [int(x) for x in parts[1].split(",")] + [int(x) for x in parts[2:]]
+        except ValueError:
+            ap.error(f"{line!r}: offsets, bitrate, max_lookahead and max_growth are integers")
+    return experiments(args.experiments)
+
+
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--live-patterns"]:
-        sys.exit(live_patterns(sys.argv[2:]))
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())
