@@ -41,7 +41,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench_cluster import _free_udp_port, _server  # noqa: E402
+from bench_cluster import _free_udp_port, _server, stop_servers  # noqa: E402
 from bench_idle import proc_cpu  # noqa: E402
 from loadgen import load_average, machine_line, percentiles  # noqa: E402
 
@@ -264,15 +264,7 @@ def run(clients: int, workers: int) -> dict[str, Any]:
                 p.join(10)
                 if p.is_alive():
                     p.kill()
-            for p in procs.values():
-                if p.poll() is None:
-                    p.send_signal(signal.SIGTERM)
-            for p in procs.values():
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(5)
+            stop_servers(procs.values())
             etcd.stop()
             nats.stop()
     back = [r[0] for r in results if r[0] is not None]

@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,21 @@ def _server(db: Path, port: int, cluster: Path | None, extra: tuple[str, ...] = 
             raise RuntimeError(f"server did not start: {log.read_text()}")
         time.sleep(0.05)
     return proc
+
+
+def stop_servers(procs: Iterable[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM to every ``_server`` still running, all at once, then wait for each; one that
+    has not stopped within 10 s is killed."""
+    procs = list(procs)
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
 
 
 class _Client:
@@ -288,15 +304,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                              cycles, seconds)
             bus = asyncio.run(_bus_latency(nats_engine.url, 1000 if not quick else 200))
         finally:
-            for p in procs:
-                if p.poll() is None:
-                    p.send_signal(signal.SIGTERM)
-            for p in procs:
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(5)
+            stop_servers(procs)
             nats_engine.stop()
     vs, vc = percentiles(single["voice"]), percentiles(cross["voice"])
     pub, req = percentiles(bus["publish"]), percentiles(bus["request"])

@@ -40,7 +40,6 @@ import http.client
 import json
 import random
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -511,15 +510,7 @@ def nodes_failover(kills: int) -> dict[str, Any]:
             home, fencing = new_home, new_fencing
             load.append(load_average())
     finally:
-        for p in procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs.values():
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
+        bc.stop_servers(procs.values())
         for engine in (etcd, nats_engine, pg):
             engine.stop()
         shutil.rmtree(root, ignore_errors=True)
