@@ -5,14 +5,18 @@ README lists (1 refused or cut, 4 network, 130/143 interrupted). A lost floor na
 from __future__ import annotations
 
 import re
+import secrets
 import signal
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.acceptance.harness import (
+    PTT,
     Site,
+    clean_env,
     finish,
     no_traceback,
     read_until,
@@ -20,6 +24,7 @@ from tests.acceptance.harness import (
     tone_wav,
     voiced_seconds,
 )
+from tests.e2e.serverproc import free_udp_port
 
 EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
@@ -158,3 +163,20 @@ def test_a_call_page_interrupted_is_exit_130_with_the_amount_sent(site: Site,
     no_traceback(err)
     assert rc == 130, out + err
     assert re.search(r"interrupted: sent \d+\.\d s of 8\.0 s of hi\.wav; floor released", err), err
+
+
+def test_no_server_of_the_list_answering_is_exit_4_naming_them_all(tmp_path: Path) -> None:
+    # two servers configured (PTT_SERVER first, PTT_SERVERS more), nothing listening on either:
+    # each gets its try, then one line names them all
+    first, second = free_udp_port(), free_udp_port()
+    listed = f"127.0.0.1:{first}, 127.0.0.1:{second}"
+    env = clean_env(tmp_path, PTT_SERVER=f"127.0.0.1:{first}",
+                    PTT_SERVERS=f"127.0.0.1:{first},127.0.0.1:{second}", PTT_USER="ann",
+                    PTT_TOKEN=secrets.token_urlsafe(24))
+    proc = subprocess.run([PTT, "listen", "g"], capture_output=True, text=True, env=env,
+                          stdin=subprocess.DEVNULL, timeout=60)
+    no_traceback(proc.stderr)
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"error: no server of {listed} answered a login (each tried for 2 s): is 'ptt server' "
+        "running at any of them?"], proc.stderr
