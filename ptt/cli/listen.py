@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,6 +41,10 @@ if TYPE_CHECKING:
     from ptt.audio.streams import ClockedSink
     from ptt.audio.tones import ToneSet
     from ptt.client.timing import TimingLog
+
+# after the last of ``--bursts`` N: the tail of its burst and the end tone play out first
+TAIL_MIN = 0.3
+TAIL_MAX = 2.0
 
 
 @click.command()
@@ -177,6 +181,17 @@ async def _listen(state: CliState, group: str, out: Path | None, output_device: 
             log.close()
 
 
+async def _played_out(sounding: Callable[[], bool]) -> None:
+    """The last burst's tail plays (and its end tone, and its reception line is printed): at
+    least TAIL_MIN, then while it still sounds, at most TAIL_MAX in all. A jitter buffer that
+    grew while this process was starved holds more than a fixed wait would cover."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + TAIL_MAX
+    await asyncio.sleep(TAIL_MIN)
+    while sounding() and loop.time() < end:
+        await asyncio.sleep(FRAME_SECONDS)
+
+
 async def _listen_logged(state: CliState, group: str, out: Path | None,
                          output_device: str | None, duration: float | None, bursts: int | None,
                          log: TimingLog | None) -> None:
@@ -227,7 +242,7 @@ async def _listen_logged(state: CliState, group: str, out: Path | None,
                 if ended.follow(ev):
                     break
                 if bursts is not None and count.heard >= bursts:
-                    await asyncio.sleep(0.3)  # let the jitter buffer play out the tail
+                    await _played_out(lambda: listener.sounding)
                     break
         finally:
             stop.set()
@@ -305,7 +320,7 @@ async def _monitor(state: CliState, groups: list[str], priority: list[str], out:
                     break
                 count.follow(ev)
                 if bursts is not None and count.heard >= bursts:
-                    await asyncio.sleep(0.3)  # let the jitter buffers play out the tails
+                    await _played_out(lambda: monitor.mixer.sounding)
                     break
         finally:
             stop.set()

@@ -208,6 +208,11 @@ class MonitorMixer:
     def channel(self, name: str) -> PlayoutChannel:
         return self._channels[name].channel
 
+    @property
+    def sounding(self) -> bool:
+        """Some group's burst is still playing (its end has not been reported)."""
+        return any(ch.channel.sounding for ch in self._channels.values())
+
     def tick(self, now: float) -> bytes:
         """The mixed frame for the sink's tick at ``now`` (silence when nobody talks).
 

@@ -271,6 +271,11 @@ class Listener:
         self.on_played: Callable[[int, int, str], None] | None = None
 
     @property
+    def sounding(self) -> bool:
+        """A burst is playing: its end (and ``on_burst_end``) has not come yet."""
+        return self._was_playing
+
+    @property
     def stats(self) -> ListenerStats:
         rx, conn = self.channel.receiver, self.conn.voice_stats
         return ListenerStats(self.frames_played, rx.foreign, rx.malformed + self.frames.malformed,
