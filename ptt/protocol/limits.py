@@ -308,7 +308,7 @@ class _Backoff:
 class LoginLimiter:
     """Per-user and per-host failed-login back-off (see :class:`LoginLimits`), sans-I/O."""
 
-    __slots__ = ("_hosts", "_known", "_users", "limits")
+    __slots__ = ("_hosts", "_known", "_pairs", "_users", "limits")
 
     def __init__(self, limits: LoginLimits = LoginLimits()) -> None:
         if limits.user_free < 0 or limits.host_free < 0 or limits.max_entries < 1:
@@ -316,31 +316,34 @@ class LoginLimiter:
         self.limits = limits
         self._users = _Backoff(limits, limits.user_free)
         self._hosts = _Backoff(limits, limits.host_free)
+        self._pairs = _Backoff(limits, limits.user_free)
         self._known: OrderedDict[str, tuple[Hashable, ...]] = OrderedDict()
 
     def wait(self, user: str, host: Hashable, now: float) -> float:
         """Seconds before a login of ``user`` from ``host`` may be tried (0: go ahead)."""
-        host_wait = self._hosts.wait(host, now)
         if host in self._known.get(user, ()):
-            return host_wait
-        return max(host_wait, self._users.wait(user, now))
+            return self._pairs.wait((user, host), now)
+        return max(self._hosts.wait(host, now), self._users.wait(user, now))
 
     def failed(self, user: str, host: Hashable, now: float) -> None:
         """A Login with a valid server nonce and a wrong proof (or an unknown name)."""
         self._hosts.failed(host, now)
-        if host not in self._known.get(user, ()):
+        if host in self._known.get(user, ()):
+            self._pairs.failed((user, host), now)
+        else:
             self._users.failed(user, now)
 
     def succeeded(self, user: str, host: Hashable) -> None:
         """The user logged in from ``host``: its name starts afresh, and the host is one of its
-        own from now on (its name's back-off never applies there)."""
+        own from now on (only the pair's own back-off applies there)."""
         self._users.clear(user)
+        self._pairs.clear((user, host))
         hosts = self._known.pop(user, ())
         hosts = (host, *(h for h in hosts if h != host))[:self.limits.known_hosts]
         while len(self._known) >= self.limits.max_entries:
             self._known.popitem(last=False)
         self._known[user] = hosts
 
-    def sizes(self) -> tuple[int, int, int]:
-        """Entries in the user, host and known-host tables (tests, metrics)."""
-        return len(self._users), len(self._hosts), len(self._known)
+    def sizes(self) -> tuple[int, int, int, int]:
+        """Entries in the user, host, pair and known-host tables (tests, metrics)."""
+        return len(self._users), len(self._hosts), len(self._pairs), len(self._known)

@@ -187,9 +187,22 @@ def test_a_users_own_host_is_exempt_from_its_names_back_off_not_from_its_own() -
         lim.failed("ann", f"elsewhere{k}", 0.0)
     assert lim.wait("ann", "new-place", 0.0) > 0
     assert lim.wait("ann", "home", 0.0) == 0.0
-    for _ in range(4):
-        lim.failed("bob", "home", 0.0)  # someone at ann's host guesses bob
-    assert lim.wait("ann", "home", 0.0) > 0  # the host's own back-off holds for everyone
+    lim.failed("ann", "home", 0.0)
+    lim.failed("ann", "home", 0.0)  # a guesser at ann's own host: the pair's back-off
+    assert lim.wait("ann", "home", 0.0) > 0
+
+
+def test_a_hosts_back_off_spares_the_names_that_logged_in_from_it() -> None:
+    # volunteers behind one NAT: one of them mistyping over and over locks out only names
+    # that never logged in from there (and the mistyped name itself)
+    lim = limits.LoginLimiter(limits.LoginLimits(user_free=1, host_free=3))
+    lim.succeeded("ann", "nat")
+    for _ in range(6):
+        lim.failed("bob", "nat", 0.0)
+    assert lim.wait("bob", "nat", 0.0) > 0
+    assert lim.wait("cat", "nat", 0.0) > 0  # never logged in from here: the host's back-off
+    assert lim.wait("ann", "nat", 0.0) == 0.0
+    assert lim.wait("cat", "elsewhere", 0.0) == 0.0
 
 
 def test_the_tables_are_bounded() -> None:

@@ -270,6 +270,14 @@ def test_failed_logins_back_off_per_user_and_per_host_but_never_lock_the_user_ou
                                                          tokens["bob"]))
     # and bob, from his own host, is not concerned
     assert try_login(server, "127.0.0.1", "bob", tokens["bob"])[:1] == b"S"
+    # volunteers behind one NAT: bob logged in from it once, a neighbour there then fails with
+    # name after name; the host backs off for names new to it, never for bob
+    assert try_login(server, "127.0.0.8", "bob", tokens["bob"])[:1] == b"S"
+    texts = [refusal(try_login(server, "127.0.0.8", f"other{k}", None)) for k in range(23)]
+    assert all("too many failed logins" in t for t in texts[21:]), texts
+    assert try_login(server, "127.0.0.8", "bob", tokens["bob"])[:1] == b"S"
+    assert "too many failed logins" in refusal(try_login(server, "127.0.0.8", "ann",
+                                                         tokens["ann"]))
 
 
 # --- 2 and 4. voice injection -------------------------------------------------------------------
