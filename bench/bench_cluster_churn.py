@@ -52,6 +52,7 @@ import signal
 import struct
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -228,6 +229,34 @@ class Churn(bench_load.Churn):
         conn.send(("ok", res))
 
 
+class Pauser(threading.Thread):
+    """Home moves on purpose: every ``every`` s of the churn window, one node drawn at random
+    is stopped (SIGSTOP) for ``pause`` s, longer than its lease, then continued: etcd expires
+    its lease and the survivors claim its groups while it still believes it holds them."""
+
+    def __init__(self, nodes: dict[str, NodeProc], pause: float, every: float, end: float,
+                 seed: int) -> None:
+        super().__init__(daemon=True)
+        self.nodes, self.pause, self.every, self.end = nodes, pause, every, end
+        self.rng = random.Random(seed)
+        self.done: list[tuple[str, float]] = []
+
+    def run(self) -> None:
+        start = time.monotonic()
+        t = start + self.every / 2
+        while t + self.pause < self.end:
+            time.sleep(max(0.0, t - time.monotonic()))
+            name = self.rng.choice(sorted(self.nodes))
+            pid = self.nodes[name].pid  # our own child, by its PID
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                time.sleep(self.pause)
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            self.done.append((name, round(t - start, 1)))
+            t += self.every
+
+
 class _Box:
     """Catches what bench_load's finish sends, to add this role's figures to it."""
 
@@ -328,6 +357,10 @@ def phase(name: str, root: Path, seed_db: Path, groups: dict[str, list[str]],
                 w.send("churn", {"duration": args.duration, "seed": args.seed * 100 + k,
                                  "think": args.think, "emergency": args.emergency,
                                  "relogins": args.relogins * w.n / max(1, len(load))})
+        pauser = None
+        if cluster and args.pause > 0:
+            pauser = Pauser(nodes, args.pause, args.pause_every, w0 + args.duration, args.seed)
+            pauser.start()
         # the probe, while the churn runs
         time.sleep(min(5.0, args.duration / 4))
         probe = (_probe(*pair, args.cycles, args.voice) if probing else
@@ -335,6 +368,9 @@ def phase(name: str, root: Path, seed_db: Path, groups: dict[str, list[str]],
         left = w0 + args.duration - time.monotonic()
         if left > 0:
             time.sleep(left)
+        if pauser is not None:
+            pauser.join()
+            out["pauses"] = pauser.done
         c1 = {n: proc_cpu(p.pid) for n, p in nodes.items()}
         w1 = time.monotonic()
         out["load_average"] = f"{load_before} at the start, {loadgen.load_average()} at the end"
@@ -692,6 +728,9 @@ def summary(r: dict[str, Any]) -> dict[str, Any]:
     else:
         out["cross-node floor access p50/p99 ms"] = f"{pa['p50']:.2f}/{pa['p99']:.2f}"
         out["cross-node voice p50/p99 ms"] = f"{pv['p50']:.2f}/{pv['p99']:.2f}"
+    out["double grant examples"] = c["double_examples"]
+    if "pauses" in c:
+        out["nodes paused (node, s into the window)"] = c["pauses"]
     out["failover"] = c.get("failover")
     out["load average"] = (f"single: {s['load_average']}; " if s else "") + \
         f"cluster: {c['load_average']}"
@@ -723,6 +762,11 @@ def main() -> int:
                     help="clients on a node drawn at random, or on their group's home")
     ap.add_argument("--lease", type=int, default=None,
                     help="etcd lease TTL, s (default: ptt.cluster.ownership's)")
+    ap.add_argument("--pause", type=float, default=0.0,
+                    help="s: stop one node at a time (SIGSTOP) this long during the churn, "
+                         "to move homes on purpose (longer than the lease)")
+    ap.add_argument("--pause-every", type=float, default=6.0,
+                    help="s between the starts of two pauses (with --pause)")
     ap.add_argument("--json", type=Path, help="write every figure here")
     args = ap.parse_args()
     if args.quick:

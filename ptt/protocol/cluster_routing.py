@@ -105,6 +105,9 @@ ALIVE_EVERY = 0.25
 PRESENCE_EVERY = 2.0
 # a node not heard from (its periodic Presence) for this long is gone: its users go offline
 NODE_LEASE = 2.5 * PRESENCE_EVERY
+# s: inputs and news held while this node's lease on their group is unsure are tried again this
+# often (its lease clock is sure again once a renewal's answer comes, with no event of its own)
+HELD_RETRY = 0.05
 MAX_PENDING = 10_000  # forwarded requests awaiting their home's answer (clients resend)
 _REMOTE_TARGETS = 1 << 64  # GroupEntry.targets key of frames from another node (above any sid)
 
@@ -223,8 +226,16 @@ class ClusterRouting:
         self._out: list[tuple[str, bytes]] = []
         self._ref = 0
         self._pending: dict[int, _Pending] = {}
-        # inputs for a group whose home is not known, by (kind, user): sent once it is
+        # inputs for a group whose home is not known, or that this node (its home) may not
+        # decide yet (its lease unsure), by (kind, user): sent or decided once it is known
         self._homeless: dict[str, dict[tuple[wc.InputKind, str], wc.FloorInput]] = {}
+        self._retry_at: float | None = None  # held inputs and news tried again then
+        # per group: the term this node's copy of its floor was decided under (as its home, or
+        # by the news it mirrors); a newer term starts from an idle floor
+        self._term: dict[str, int] = {}
+        # per group: the burst this node ended itself on learning of a newer term, so the new
+        # home's news ending it too is not told to the clients twice
+        self._voided: dict[str, tuple[int, int]] = {}  # group -> (term, burst)
         self.fencing = FencingView()  # the highest term seen per group, from news or claims
         # per group this node is home of: the nodes with a joined session (itself included)
         self._relay: dict[str, set[str]] = {}
@@ -255,9 +266,17 @@ class ClusterRouting:
         return tuple(n for n in relay if n != self.node)
 
     def get_timer(self) -> float | None:
+        if self._retry_at is not None and (self._presence_at is None
+                                           or self._retry_at < self._presence_at):
+            return self._retry_at
         return self._presence_at
 
     def handle_timer(self, now: float) -> None:
+        if self._retry_at is not None and now >= self._retry_at:
+            self._retry_at = None
+            for group in list(self._homeless):
+                self._send_homeless(group, now)
+            self.flush(now)
         if self._presence_at is not None and now >= self._presence_at:
             self._send_presence_full()
             self._expire_nodes(now)
@@ -270,15 +289,22 @@ class ClusterRouting:
 
     # --- FloorHome: the core's parts hand over the inputs of floors homed elsewhere -------------
 
-    def elsewhere(self, group: str) -> bool:
+    def elsewhere(self, group: str, now: float | None = None) -> bool:
+        """Is ``group``'s floor decided on another node (or nowhere yet)? With ``now``: also
+        while this node is its home but may not decide (its lease may have lapsed)."""
         g = self.core.state.groups.get(group)
         if g is None or g.private:  # a call group lives on its caller's node
             return False
         # term 0: nobody holds the group (its home died, no claim yet). The node the static
         # rule names is not its home either: deciding on its mirror would queue or grant
-        # where the next home never hears of it
+        # where the next home never hears of it. A term below one seen in news: a newer home
+        # claimed the group, and this node's watch has not said so yet
         node, term = self.homes.home_of(group)
-        return node != self.node or term < 1
+        if node != self.node or term < 1 or term < self.fencing.highest.get(group, 0):
+            return True
+        # a home whose lease may have lapsed decides nothing, even for its own clients: a
+        # survivor may have claimed the group and granted someone else already
+        return now is not None and not self.homes.may_act(group, now)
 
     def request(self, s: Session, g: GroupEntry, txn: int, priority: m.Priority,
                 now: float) -> None:
@@ -287,14 +313,14 @@ class ClusterRouting:
         if len(pending) >= MAX_PENDING:  # a home that never answers: forget the oldest
             del pending[next(iter(pending))]
         pending[self._ref] = _Pending(s.session_id, s.addr, txn, g.name)
-        self._input(wc.InputKind.REQUEST, g.name, s.user, int(priority), 0, self._ref)
+        self._input(wc.InputKind.REQUEST, g.name, s.user, int(priority), 0, self._ref, now)
 
     def release(self, group: str, user: str, burst_id: int, now: float) -> None:
-        self._input(wc.InputKind.RELEASE, group, user, 0, burst_id, 0)
+        self._input(wc.InputKind.RELEASE, group, user, 0, burst_id, 0, now)
 
     def left(self, group: str, user: str, lost: bool, now: float) -> None:
         kind = wc.InputKind.LOST if lost else wc.InputKind.RELEASE
-        self._input(kind, group, user, 0, 0, 0)
+        self._input(kind, group, user, 0, 0, 0, now)
 
     def voice(self, group: str, user: str, burst_id: int, now: float) -> None:
         if not self.elsewhere(group):
@@ -302,7 +328,7 @@ class ClusterRouting:
         last = self._alive.get(group)
         if last is None or last[0] != burst_id or now - last[1] >= ALIVE_EVERY:
             self._alive[group] = (burst_id, now)
-            self._input(wc.InputKind.ALIVE, group, user, 0, burst_id, 0)
+            self._input(wc.InputKind.ALIVE, group, user, 0, burst_id, 0, now)
 
     def members_changed(self, g: GroupEntry, now: float) -> None:
         if g.private:
@@ -356,15 +382,22 @@ class ClusterRouting:
         return [] if g is None else [n for n, users in self._roster(g).items() if user in users]
 
     def _input(self, kind: wc.InputKind, group: str, user: str, priority: int, burst_id: int,
-               ref: int) -> None:
+               ref: int, now: float) -> None:
         msg = wc.FloorInput(kind, group, user, priority, burst_id, self.node, ref)
         home = self._known_home(group)
-        if home is None:  # sent when the home is known (home_changed), the latest per kind
-            waiting = self._homeless.setdefault(group, {})
-            waiting.pop((kind, user), None)
-            waiting[(kind, user)] = msg
+        if home is None or home == self.node:
+            # sent when the home is known (home_changed), decided here when this node's lease
+            # is sure again (the retry timer): the latest per kind and user
+            self._hold(msg, now)
             return
         self._send(home, msg)
+
+    def _hold(self, msg: wc.FloorInput, now: float) -> None:
+        waiting = self._homeless.setdefault(msg.group, {})
+        waiting.pop((msg.kind, msg.user), None)
+        waiting[(msg.kind, msg.user)] = msg
+        if self._retry_at is None:
+            self._retry_at = now + HELD_RETRY
 
     def _known_home(self, group: str) -> str | None:
         """``group``'s home, or None while it has none (its home died, no claim yet: term 0)
@@ -376,7 +409,8 @@ class ClusterRouting:
         return home
 
     def _send_homeless(self, group: str, now: float) -> None:
-        """The inputs that waited for ``group``'s home, now that it is known."""
+        """The inputs that waited for ``group``'s home, now that it is known (decided here
+        when it is this node and its lease is sure; held again otherwise)."""
         home = self._known_home(group)
         if home is None:
             return
@@ -465,18 +499,32 @@ class ClusterRouting:
         if g is None or g.private:
             return
         floors = self.core.floors
+        term = self.homes.home_of(group)[1]
+        newer = term > self._term.get(group, 0)
         if not self.elsewhere(group):
-            if floors.is_mirror(group):
+            if newer and (floors.is_mirror(group) or group in self._term):
+                # a claim after another term (a home that died or lapsed, this node's own
+                # included): that term's grant and queue are void, the new term starts idle,
+                # and every node is told so at once, even a take-over with nothing to end (a
+                # mirror no news reached) or to tell (no member here)
                 self._relay[group] = set(self.homes.nodes)
                 for node in self.homes.nodes:  # each on a lease from now: the dead one ends
                     self._heard.setdefault(node, now)
                 if not g.joined:
                     self._relay[group].discard(self.node)
+                log = floors.log
+                held = [ev for ev in log if ev.group == group] if log else []
                 events = floors.take_over(group, now)
+                if log:  # told below under the new term, with what the old one left unsent
+                    log[:] = [ev for ev in log if ev.group != group]
                 self.core.floor_control.floor_events(events, now)
-                self.flush(now)
+                self._publish(group, [*held, *events], "", 0, now)
+            self._term[group] = max(term, self._term.get(group, 0))
+            self._voided.pop(group, None)
             self._send_homeless(group, now)
             return
+        if newer and term >= 1:
+            self._void(group, term, now)
         if not floors.is_mirror(group):
             f = floors.floor(group)
             floors.follow(group, f.state, f.holder, f.burst_id, f.holder_priority, f.queue)
@@ -487,10 +535,33 @@ class ClusterRouting:
                        wc.Members(group, self.node, 0, "", tuple(g.online), (), True))
         self._send_homeless(group, now)
 
+    def _void(self, group: str, term: int, now: float) -> None:
+        """This node learned of ``term``, newer than its copy of ``group``'s floor, which
+        another node decides: what the older term granted or queued is void. Its own clients
+        are told at once (the talker revoked with cause FAILOVER), not when, or if, the new
+        home's news comes: the new home may never have mirrored that burst."""
+        self._term[group] = term
+        floors = self.core.floors
+        f = floors.floor(group)
+        if f.holder is None and not f.queue:
+            return
+        if not floors.is_mirror(group):  # this node was the home: no timers of its own now
+            floors.follow(group, f.state, f.holder, f.burst_id, f.holder_priority, f.queue)
+        if f.holder is not None:
+            self._voided[group] = (term, f.burst_id)
+        self.core.floor_control.floor_events(floors.void(group, now), now)
+
     def _on_input(self, msg: wc.FloorInput, now: float) -> None:
         g = self.core.state.groups.get(msg.group)
-        if g is None or self.elsewhere(msg.group) or not self.homes.may_act(msg.group, now):
-            return  # not (or no longer) ours: the access node's client resends its request
+        if g is None:
+            return
+        if self.elsewhere(msg.group, now):
+            # not ours, no longer, not yet, or our lease is unsure: never dropped (a release is
+            # sent once). Decided here once the lease is sure again, or handed to the home this
+            # node knows at the next retry (not at once: two nodes whose watches disagree for a
+            # moment would bounce it between them at the bus's speed)
+            self._hold(msg, now)
+            return
         floors = self.core.floors
         self.flush(now)  # earlier news goes out first, without this input's origin
         user = msg.user
@@ -508,7 +579,13 @@ class ClusterRouting:
             return
         if floors.log is not None:
             floors.log.clear()  # published below, with the origin it answers
-        self.core.floor_control.floor_events(events, now)  # this node's own clients
+        pending = (self._pending.pop(msg.ref, None) if msg.ref and msg.origin == self.node
+                   else None)  # this node's own client's request, held while the lease was unsure
+        s = self.core.sessions.by_id.get(pending.session_id) if pending is not None else None
+        if pending is not None and s is not None and s.addr == pending.addr:
+            self.core.floor_control.answer_request(s, pending.txn, g, events, now)
+        else:
+            self.core.floor_control.floor_events(events, now)  # this node's own clients
         self._publish(g.name, events, msg.origin if msg.ref else "", msg.ref, now)
 
     def _on_presence(self, msg: wc.Presence, now: float) -> None:
@@ -670,6 +747,18 @@ class ClusterRouting:
             events = [from_wire(g.name, e) for e in msg.events]
         except ValueError as exc:
             raise ProtocolError(f"floor news from the bus: {exc}") from None
+        if msg.term > self._term.get(g.name, 0):  # the first news of a newer home
+            f = self.core.floors.floor(g.name)
+            ended = {e.burst_id for e in events if isinstance(e, fl.BurstEnded)}
+            if f.holder is not None and f.burst_id not in ended or f.queue:
+                self._void(g.name, msg.term, now)  # what the new home's news does not end
+            self._term[g.name] = msg.term
+        voided = self._voided.get(g.name)
+        if voided is not None and msg.term >= voided[0]:
+            # this node ended that burst itself on learning of the new term: told once
+            del self._voided[g.name]
+            events = [e for e in events if not (
+                isinstance(e, (fl.BurstEnded, fl.Idle, fl.Revoked)) and e.burst_id == voided[1])]
         self.core.floors.follow(g.name, state, holder, msg.burst_id, priority, msg.queue)
         self._known_relay[g.name] = msg.relay
         pending = self._pending.pop(msg.ref, None) if msg.origin == self.node else None
@@ -693,6 +782,13 @@ class ClusterRouting:
         log.clear()
         for group, events in batch.items():
             if group in self.core.state.groups and not self.elsewhere(group):
+                if not self.homes.may_act(group, now):
+                    # decided while the lease was unsure (its timers): told when it is sure
+                    # again, or under the next term if another claim comes first
+                    log.extend(events)
+                    if self._retry_at is None:
+                        self._retry_at = now + HELD_RETRY
+                    continue
                 self._publish(group, events, "", 0, now)
 
     def _publish(self, group: str, events: Sequence[fl.FloorEvent], origin: str,

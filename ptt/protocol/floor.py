@@ -331,6 +331,11 @@ class Floor:
         a burst ends (FAILOVER: its talker is revoked with that cause) and the floor is idle,
         for every member to hear."""
         self._mirror = False
+        return self.void(now)
+
+    def void(self, now: float) -> list[FloorEvent]:
+        """A newer home took the group: what this copy holds is void (the queue empties, a
+        burst ends with FAILOVER), and a mirror stays a mirror."""
         return self._void(EndReason.FAILOVER, now)
 
     # -- membership -----------------------------------------------------------------------------
@@ -637,6 +642,11 @@ class FloorSet:
         """The group's floor, a mirror, is decided here from now on (``Floor.take_over``)."""
         floor = self.floor(group)
         return self._scheduled(group, floor, floor.take_over(now))
+
+    def void(self, group: str, now: float) -> list[FloorEvent]:
+        """The group's copy of the floor is void (``Floor.void``)."""
+        floor = self.floor(group)
+        return self._scheduled(group, floor, floor.void(now))
 
     def is_mirror(self, group: str) -> bool:
         return self.floor(group)._mirror

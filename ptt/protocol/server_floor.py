@@ -88,7 +88,7 @@ class FloorControl:
         g.requesters[s.user] = s.session_id  # this device asks (and is queued) for the user
         self.out.emit(FloorRequested(g.name, s.user, prio))
         home = self.state.home
-        if home is not None and home.elsewhere(g.name):
+        if home is not None and home.elsewhere(g.name, now):
             home.request(s, g, msg.txn, prio, now)  # answered by answer_request
             return
         self.answer_request(s, msg.txn, g, self.state.floors.request(g.name, s.user, prio, now),
@@ -146,7 +146,7 @@ class FloorControl:
         # the floor is the user's: only the device that holds it or asked for it gives it up
         if g is not None and self.state.floor_session(g, s.user) is s:
             home = self.state.home
-            if home is not None and home.elsewhere(g.name):
+            if home is not None and home.elsewhere(g.name, now):
                 home.release(g.name, s.user, msg.burst_id, now)
             else:
                 self.floor_events(self.state.floors.release(msg.group, s.user, now,

@@ -251,7 +251,7 @@ class Directory:
         # the floor is the user's: only the device that holds it or asked for it gives it up
         home = self.state.home
         if not left or self.state.floor_session(g, s.user) is s:
-            if home is not None and home.elsewhere(group):
+            if home is not None and home.elsewhere(group, now):
                 home.left(group, s.user, lost, now)
             else:
                 handler = self.state.floors.participant_lost if lost else self.state.floors.release

@@ -102,7 +102,9 @@ class FloorHome(Protocol):
     floor, and hand the input over instead when it is; the answer comes back through
     ``FloorControl.answer_request`` and ``FloorControl.floor_events``."""
 
-    def elsewhere(self, group: str) -> bool: ...
+    def elsewhere(self, group: str, now: float | None = None) -> bool:
+        """The group's floor is decided on another node; with ``now``, also while this
+        node, its home, may not decide it (its lease unsure): the input waits."""
 
     def request(self, s: Session, g: GroupEntry, txn: int, priority: m.Priority,
                 now: float) -> None: ...
