@@ -223,6 +223,7 @@ class ClusterRouting:
         self.homes = homes
         core.state.home = self
         core.floors.log = []
+        core.floors.defer = self._defer_timers
         self._out: list[tuple[str, bytes]] = []
         self._ref = 0
         self._pending: dict[int, _Pending] = {}
@@ -534,6 +535,14 @@ class ClusterRouting:
             self._send(self.homes.home_of(group)[0],
                        wc.Members(group, self.node, 0, "", tuple(g.online), (), True))
         self._send_homeless(group, now)
+
+    def _defer_timers(self, group: str, now: float) -> float | None:
+        """A floor timer of a group homed here comes due while the lease is unsure: it waits
+        (a silence timer would end a burst whose ALIVEs are held), until after the held inputs'
+        next retry, so the talker's latest voice counts first."""
+        if self.elsewhere(group, now) and not self.elsewhere(group):
+            return now + 2 * HELD_RETRY
+        return None
 
     def _void(self, group: str, term: int, now: float) -> None:
         """This node learned of ``term``, newer than its copy of ``group``'s floor, which

@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import heapq
 from bisect import insort
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from types import MappingProxyType
@@ -568,6 +568,9 @@ class FloorSet:
         # every event of every floor, in order, while a cluster node reads them to publish
         # its groups' news (ptt.protocol.cluster_routing); None: nobody reads them
         self.log: list[FloorEvent] | None = None
+        # a group's deadlines that come due wait while this says so, until the time it gives
+        # (a cluster home whose lease is unsure decides nothing, timers included)
+        self.defer: Callable[[str, float], float | None] | None = None
 
     def __contains__(self, group: str) -> bool:
         return group in self._floors
@@ -668,7 +671,7 @@ class FloorSet:
                 heapq.heappop(heap)  # superseded, or the group is gone
                 continue
             real = self._floors[group].get_timer()
-            if real == deadline:
+            if real == deadline or real is not None and real < deadline:  # or deferred
                 return deadline
             if real is None:
                 heapq.heappop(heap)
@@ -688,7 +691,13 @@ class FloorSet:
                 del due[group]
                 fired.append(group)
         events: list[FloorEvent] = []
+        defer = self.defer
         for group in fired:
+            later = defer(group, now) if defer is not None else None
+            if later is not None:
+                due[group] = later
+                heapq.heappush(heap, (later, group))
+                continue
             floor = self._floors[group]
             events += self._scheduled(group, floor, floor.handle_timer(now))
         return events

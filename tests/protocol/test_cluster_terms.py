@@ -34,14 +34,17 @@ class NodeHomes:
         return group not in self.lapsed
 
 
-def _sim() -> tuple[ClusterSim, dict[str, NodeHomes]]:
-    """ann on A, bob on B, cat and dan on C; g homed on C under term 3; one view per node."""
+def _sim(on: tuple[tuple[str, str], ...] = (("ann", "A"), ("bob", "B"), ("cat", "C"),
+                                            ("dan", "C"))
+         ) -> tuple[ClusterSim, dict[str, NodeHomes]]:
+    """ann on A, bob on B, cat and dan on C (or as ``on`` places them); g homed on C under
+    term 3; one view per node."""
     nodes = ("A", "B", "C")
     sim = ClusterSim(nodes=nodes)
     views = {n: NodeHomes(nodes, {"g": ("C", 3)}) for n in nodes}
     for n, r in sim.routing.items():
         r.homes = views[n]
-    for u, n in (("ann", "A"), ("bob", "B"), ("cat", "C"), ("dan", "C")):
+    for u, n in on:
         sim.add_user(u, n)
     sim.add_group("g", 1, MEMBERS)
     for n in nodes:  # every node's watch reports C's claim, C's first
@@ -188,22 +191,43 @@ def _released_while_c_lapsed(wait: float) -> tuple[ClusterSim, dict[str, NodeHom
     return sim, views
 
 
-def test_what_a_home_s_timers_decided_while_its_lease_was_unsure_reaches_every_node() -> None:
-    """ann's voice stops without a release while C's lease clock has run out: C's silence
-    timer ends her burst then, and C may not publish it. When C's lease is sure again the other
-    nodes are told; they must not mirror her burst for ever (a floor held to the end)."""
+def test_a_home_whose_lease_is_unsure_lets_no_timer_end_a_burst_it_hears_nothing_of() -> None:
+    """ann (on A) talks on while C's lease clock has run out for longer than T1 (1.5 s): her
+    node's ALIVEs wait at C with every other input, so C must not end her burst by silence
+    (its T1 waits too); when C's lease is sure again her voice counts and she talks on. C has
+    no member of g, so her voice does not cross to C: only the ALIVEs tell it she talks."""
+    sim, views = _sim((("ann", "A"), ("bob", "B"), ("cat", "B"), ("dan", "A")))
+    ann = sim.clients["ann"]
+    ann.request_floor("g", sim.now)
+    sim.talk(0.3)
+    views["C"].lapsed.add("g")
+    sim.talk(2.0)
+    views["C"].lapsed.discard("g")
+    sim.talk(1.0)
+    assert ann.participation("g") is Participation.HAS_PERMISSION
+    assert not [ev for ev in _home_events(sim, "C") if isinstance(ev, fl.BurstEnded)]
+    assert {sim.clients[u].groups["g"].talker for u in MEMBERS} == {"ann"}
+
+
+def test_a_silence_that_came_while_the_home_s_lease_was_unsure_ends_the_burst_everywhere(
+        ) -> None:
+    """ann's voice stops without a release while C's lease clock has run out: C decides
+    nothing then; when its lease is sure again T1 ends the burst and every node is told (no
+    node mirrors her burst for ever: a floor held to the end)."""
     sim, views = _sim()
     ann = sim.clients["ann"]
     ann.request_floor("g", sim.now)
     sim.talk(0.3)
     views["C"].lapsed.add("g")
-    sim.run_until(sim.now + 2.0)  # no voice: C's T1 (1.5 s) ends the burst
-    assert sim.cores["C"].floors.floor("g").holder is None
+    sim.run_until(sim.now + 2.0)  # no voice
+    assert sim.cores["C"].floors.floor("g").holder == "ann"
     views["C"].lapsed.discard("g")
-    sim.run_until(sim.now + 0.2)
-    assert sim.cores["A"].floors.floor("g").holder is None
-    assert sim.cores["B"].floors.floor("g").holder is None
-    assert sim.clients["bob"].groups["g"].talker is None
+    sim.run_until(sim.now + 0.3)
+    ends = [ev for ev in _home_events(sim, "C") if isinstance(ev, fl.BurstEnded)]
+    assert [e.reason for e in ends] == [fl.EndReason.SILENCE]
+    for n in ("A", "B", "C"):
+        assert sim.cores[n].floors.floor("g").holder is None
+    assert {sim.clients[u].groups["g"].talker for u in MEMBERS} == {None}
 
 
 def test_a_release_sent_while_the_home_s_lease_is_unsure_ends_the_burst_as_released() -> None:
