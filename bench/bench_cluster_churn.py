@@ -144,6 +144,7 @@ class Churn(bench_load.Churn):
         # group, user, burst, told granted, told not
         self.grants: list[tuple[str, str, int, float, float]] = []
         self.held: dict[int, tuple[int, float]] = {}
+        self.released: list[tuple[str, str, int]] = []  # group, user, burst: release sent
         self.away: set[int] = set()
         self.m = {"emergency": 0, "preempted": 0, "logouts": 0, "logins": 0}
         super().__init__(pool, conn, duration, seed, think)
@@ -191,6 +192,12 @@ class Churn(bench_load.Churn):
     def login(self, i: int) -> None:
         self.pool.connect(i)
 
+    def release(self, i: int) -> None:
+        held = self.held.get(i)
+        if held is not None:
+            self.released.append((self.group(i), self.pool.cores[i].user, held[0]))
+        super().release(i)
+
     def on_events(self, i: int, evs: list[Any], t_recv: float, t_kernel: float) -> None:
         now = time.monotonic()
         for ev in evs:
@@ -226,6 +233,7 @@ class Churn(bench_load.Churn):
         res["lost_why"] = dict(self.pool.lost_why)  # sessions lost, by the client's reason
         self.m["stuck_timers"] = len(self.pool.stuck)
         res["grants"] = self.grants
+        res["released"] = self.released
         conn.send(("ok", res))
 
 
@@ -432,6 +440,11 @@ def phase(name: str, root: Path, seed_db: Path, groups: dict[str, list[str]],
         for k, v in s["floor"]["ends"].items():
             ends[k] = ends.get(k, 0) + v
     doubles_seen, longest, examples = _double_grants_seen(grants)
+    # a burst ended by silence or no-start after its talker sent the release is a release lost
+    # on its way; one its talker never released was cut off (its node stopped, its voice lost)
+    released = {tuple(x) for r in res for x in r["released"]}
+    quiet = [tuple(x) for s in s1.values() for x in s["floor"].get("quiet", ())]
+    quiet_released = sum(1 for q in quiet if q in released)
     resolve = loadgen.percentiles([x for r in res for x in r["resolve_ms"]])
     release = loadgen.percentiles([x for r in res for x in r["release_ms"]])
     out.update({
@@ -446,6 +459,8 @@ def phase(name: str, root: Path, seed_db: Path, groups: dict[str, list[str]],
         "double_examples": examples + [x for s in s1.values()
                                        for x in s["floor"]["double_examples"]],
         "burst_ends": ends,
+        "quiet_ends_after_a_release": quiet_released,
+        "quiet_ends_without_a_release": len(quiet) - quiet_released,
         "lost_releases": (ends.get("silence", 0) + ends.get("no_start", 0)
                           + sum(s["floor"]["held"] for s in s1.values())
                           + sum(r["unanswered_releases"] for r in res)),
@@ -699,6 +714,12 @@ def summary(r: dict[str, Any]) -> dict[str, Any]:
     out["double grants at the homes"] = both("double_grants_homes")
     out["double grants seen by clients"] = both("double_grants_seen")
     out["lost releases"] = both("lost_releases")
+    out["of the silence/no-start ends: after the talker's release / talker cut off"] = (
+        f"{c['quiet_ends_after_a_release']} / {c['quiet_ends_without_a_release']}")
+    out["held at the end / releases unanswered"] = (
+        f"{sum(v['held_at_end'] for v in c['nodes'].values())} / {c['unanswered_releases']}")
+    out["longest overlap of two granted talkers seen by clients, ms"] = \
+        round(c["longest_overlap_ms"], 1)
     out["unresolved requests"] = both("unresolved")
     out["requests / granted / queued / emergency / logouts"] = (
         f"cluster {c['requests']} / {c['granted']} / {c['queued']} / {c['emergency']} / "

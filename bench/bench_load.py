@@ -66,6 +66,7 @@ class FloorMonitor:
         self.double_grants: list[str] = []
         self.grants = 0
         self.ends: dict[str, int] = {}
+        self.quiet: list[tuple[str, str, int]] = []  # (group, user, burst) ended by silence/no-start
 
     def __call__(self, ev: Any, now: float) -> None:
         from ptt.protocol import floor as fl
@@ -85,11 +86,13 @@ class FloorMonitor:
             if self.holders.get(e.group, ("", -1))[1] == e.burst_id:
                 del self.holders[e.group]
             self.ends[e.reason.value] = self.ends.get(e.reason.value, 0) + 1
+            if e.reason in (fl.EndReason.SILENCE, fl.EndReason.NO_START) and len(self.quiet) < 5000:
+                self.quiet.append((e.group, e.user, e.burst_id))
 
     def stats(self) -> dict[str, Any]:
         return {"double_grants": len(self.double_grants), "double_examples":
                 self.double_grants[:3], "grants": self.grants, "ends": dict(self.ends),
-                "held": len(self.holders)}
+                "held": len(self.holders), "quiet": self.quiet}
 
 
 def _server_main(conn: Any, workdir: str, iterations: int, port: int = 0,
