@@ -3,7 +3,8 @@
 Each group's home is the node that holds ``/ptt/groups/<id>/home`` (value: the node id) under its
 lease. A node:
 
-- keeps one lease (``ttl`` seconds, renewed ``RENEWALS_PER_TTL`` times per TTL) and knows from
+- keeps one lease (``ttl`` seconds, renewed ``RENEWALS_PER_TTL`` times per TTL by a thread of
+  its own while the event loop shows it is alive: ``ptt.cluster.lease``) and knows from
   :class:`~ptt.protocol.cluster_fencing.LeaseClock` until when it surely lives;
 - claims a group with a transaction that creates the key only if it is absent, under its lease;
   the key's create revision is the claim's **fencing number** (cluster_fencing explains the rule);
@@ -22,8 +23,9 @@ expired: the survivors' signal that a node died, used to move its clients (``ptt
 Events go to ``on_event`` (called in the event loop, must not block). ``holds(group, now)`` is what
 a home asks before it stamps a grant or burst: the group is its own and its lease surely lives.
 
-The client is aetcd (gRPC): one HTTP/2 connection carries the renewals, the watch and the
-transactions; docs/cluster.md gives the measurements behind the choice. etcd raises a lease's TTL
+The client is aetcd (gRPC): one HTTP/2 connection carries the watch and the transactions, and
+the renewer thread has a channel of its own; docs/cluster.md gives the measurements behind the
+choice. etcd raises a lease's TTL
 to its minimum, 1.5 election timeouts rounded up to a second (2 s with etcd's default timers): the
 granted TTL is the one used.
 """
@@ -42,6 +44,7 @@ from urllib.parse import urlsplit
 import aetcd
 import aetcd.exceptions
 
+from ptt.cluster.lease import RENEWALS_PER_TTL, LeaseRenewer, Members
 from ptt.errors import ClusterError, ConfigError
 from ptt.protocol.cluster_fencing import LeaseClock
 
@@ -51,15 +54,10 @@ NODES = "/ptt/nodes/"
 _FOLLOWED = b"/ptt/"  # groups' homes and nodes, read and watched together
 # the group home lease's TTL in seconds (etcd's TTLs are whole seconds)
 DEFAULT_TTL = 1
-RENEWALS_PER_TTL = 3
 # how long one request to etcd may take (a third of the TTL if shorter) before it is abandoned
 # and the next member tried: a request in flight when etcd's raft leader dies, or sent to a
 # paused member, is never answered
 REQUEST_TIMEOUT = 1.0
-# what etcd says, as an error, of a lease that expired or was revoked
-_LEASE_NOT_FOUND = "requested lease not found"
-# how long a member that did not answer is passed over when choosing the next one
-PENALTY = 10.0
 # claims one node has in flight at most: a node that claims thousands of groups at once (its
 # share at start, a dead node's on failover) sent them all together, etcd on a loaded machine
 # answered few within TTL/3, and each abandoned claim's gRPC call lived on while the sweep
@@ -150,14 +148,18 @@ class Ownership:
         self.nodes: dict[str, str] = {}  # live node -> its address (module docstring)
         self._on_node = on_node or (lambda node, address: None)
         self._clock = clock
-        self._endpoints = parse_endpoints(endpoints)
-        self._member = 0  # the index of the endpoint in use
+        endpoints_parsed = parse_endpoints(endpoints)
+        self._members = Members(endpoints_parsed)
         self._client = self._connect()
         # a request etcd has not answered by then is abandoned and the next member tried
         self._timeout = min(REQUEST_TIMEOUT, ttl / RENEWALS_PER_TTL)
         self._watching: asyncio.Task[None] | None = None
-        self._failed_at: dict[int, float] = {}  # member index -> when it last failed
         self._lease_id = 0
+        self._renewer = LeaseRenewer(endpoints_parsed, self.lease_clock, clock=clock,
+                                     timeout=self._timeout, on_lost=self._on_lease_lost,
+                                     on_member_failed=self._member_failed)
+        self._regaining = False  # a lost lease is being replaced
+        self._alive: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._claiming: set[str] = set()
         self._claim_slots = asyncio.Semaphore(CLAIMS_IN_FLIGHT)
@@ -167,6 +169,8 @@ class Ownership:
 
     async def start(self) -> None:
         """Take a lease, read every home, then follow changes and keep the lease alive."""
+        self._renewer.start(asyncio.get_running_loop())
+        self._show_alive()
         give_up = self._clock() + START_WITHIN
         while True:
             try:
@@ -175,21 +179,24 @@ class Ownership:
                 break
             except (ClusterError, aetcd.exceptions.ClientError) as exc:
                 if self._clock() >= give_up:
+                    await self.stop(release=False)
                     raise ClusterError(f"etcd did not answer for {START_WITHIN:.0f} s: "
                                        f"{exc}") from exc
                 await asyncio.sleep(self._timeout / 10)
         self._watching = self._spawn(self._watch_loop())
-        self._spawn(self._renew_loop())
         self._spawn(self._sweep_loop())
 
     async def stop(self, *, release: bool = True) -> None:
         """Stop; with ``release``, revoke the lease so the node's groups free at once."""
         self._watching = None
+        if self._alive is not None:
+            self._alive.cancel()
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self._renewer.stop()
         if release and self._lease_id:
             with contextlib.suppress(Exception):
                 await self._request(lambda etcd: etcd.revoke_lease(self._lease_id))
@@ -376,46 +383,40 @@ class Ownership:
         sent = self._clock()
         lease = await self._request(lambda etcd: etcd.lease(self._ttl))
         self._lease_id = lease.id
-        self.lease_clock.acknowledged(sent, float(lease.ttl))
+        self._renewer.begin(lease.id, sent, float(lease.ttl))
         if self.address:  # this node lives as long as its lease
             await self._request(lambda etcd: etcd.put(node_key(self.node), self.address.encode(),
                                                       lease=lease))
 
-    async def _renew_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.lease_clock.ttl / RENEWALS_PER_TTL)
-            while True:
-                sent = self._clock()
-                try:
-                    reply = await self._request(lambda etcd: etcd.refresh_lease(self._lease_id))
-                    break
-                except aetcd.exceptions.ClientError as exc:
-                    if _LEASE_NOT_FOUND in str(exc):
-                        reply = None  # etcd may say so as an error rather than as TTL 0
-                        break
-                    await asyncio.sleep(self._timeout / 10)
-                except ClusterError:
-                    # at once on the next member: the lease runs out a TTL after the last
-                    # renewal etcd received (if etcd stays unreachable, so does the lease clock)
-                    await asyncio.sleep(self._timeout / 10)
-            if reply is not None and reply.TTL > 0:
-                self.lease_clock.acknowledged(sent, float(reply.TTL))
-                continue
-            await self._lease_gone()
+    def _show_alive(self) -> None:
+        """Show the renewer thread that this loop runs (``ptt.cluster.lease``: a wedged loop
+        lets its lease go). A timer callback, not a task: a task's wake-up from a sleep takes
+        a second turn of the loop, each a second or more when the loop is busy."""
+        self._renewer.loop_alive(self._clock())
+        self._alive = asyncio.get_running_loop().call_later(
+            self.lease_clock.ttl / RENEWALS_PER_TTL, self._show_alive)
+
+    def _on_lease_lost(self) -> None:
+        """The renewer heard etcd say the lease is gone (called in the loop)."""
+        if not self._regaining:
+            self._regaining = True
+            self._spawn(self._lease_gone())
 
     async def _lease_gone(self) -> None:
         """etcd no longer has this node's lease: every group it held is lost."""
-        self.lease_clock.lost()
-        for home in [h for h in self.homes.values() if h.node == self.node]:
-            del self.homes[home.group]
-            self._emit(Change.LOST, home.group, None)
-        while True:
-            try:
-                await self._new_lease()
-                await self._read_all()
-                break
-            except (ClusterError, aetcd.exceptions.ClientError):
-                await asyncio.sleep(self._timeout / 10)
+        try:
+            for home in [h for h in self.homes.values() if h.node == self.node]:
+                del self.homes[home.group]
+                self._emit(Change.LOST, home.group, None)
+            while True:
+                try:
+                    await self._new_lease()
+                    await self._read_all()
+                    break
+                except (ClusterError, aetcd.exceptions.ClientError):
+                    await asyncio.sleep(self._timeout / 10)
+        finally:
+            self._regaining = False
         for group in sorted(self.wanted - set(self.homes)):
             self._spawn(self._claim_quietly(group))
 
@@ -427,7 +428,7 @@ class Ownership:
         return home_key(group)
 
     def _connect(self) -> aetcd.Client:
-        host, port = self._endpoints[self._member]
+        host, port = self._members.current
         return aetcd.Client(host=host, port=port)
 
     async def _request(self, call: Callable[[aetcd.Client], Awaitable[Any]]) -> Any:
@@ -446,21 +447,19 @@ class Ownership:
         except (TimeoutError, aetcd.exceptions.ConnectionFailedError,
                 aetcd.exceptions.ConnectionTimeoutError) as exc:
             self._move_on(client)
-            host, port = self._endpoints[self._member]
+            host, port = self._members.current
             raise ClusterError(f"etcd did not answer within {self._timeout:.2f} s "
                                f"(next: {host}:{port})") from exc
 
+    def _member_failed(self, endpoint: tuple[str, int]) -> None:
+        """The renewer found ``endpoint`` unanswering (called in the loop): leave it too, or the
+        watch would stay on a paused member that breaks nothing and sends nothing."""
+        if self._members.current == endpoint:
+            self._move_on(self._client)
+
     def _move_on(self, failed: aetcd.Client) -> None:
-        if failed is not self._client or len(self._endpoints) == 1:
+        if failed is not self._client or not self._members.failed(self._clock()):
             return  # one member: its channel reconnects by itself
-        now = self._clock()
-        self._failed_at[self._member] = now
-        # the next member that has not failed lately (a paused one would fail every third
-        # request in turn), else simply the next
-        count = len(self._endpoints)
-        order = [(self._member + step) % count for step in range(1, count + 1)]
-        rested = [m for m in order if now - self._failed_at.get(m, -PENALTY) >= PENALTY]
-        self._member = (rested or order)[0]
         self._client = self._connect()
         self._spawn(self._close(failed))
         # the watch stream of the old member may be stuck: open it again on the new one

@@ -7,6 +7,7 @@ groups at once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import queue
 import signal
@@ -16,7 +17,7 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 import pytest
 
 from ptt.cluster.engines import Etcd
+from ptt.cluster.lease import LOOP_SILENCE_TTLS, RENEWALS_PER_TTL
 from ptt.cluster.ownership import Change, Ownership, OwnershipEvent, parse_endpoints
 from ptt.errors import ConfigError
 from ptt.protocol.cluster_fencing import FencingView, Stamp, Verdict
@@ -277,3 +279,100 @@ def test_a_start_or_a_claim_etcd_did_not_answer_is_made_once_etcd_answers(
     # lease etcd expired meanwhile: what counts is that the node holds the group in the end
     assert claims and claims[-1].home is not None and claims[-1].home.node == "a"
     assert held - resumed < 3.0  # the next sweep, one TTL (1 s) apart, plus a renewal
+
+
+# A login burst on a node: many tasks, each a few ms of CPU at a time between awaits, so that one
+# turn of the event loop runs them all (100 x 5 ms = 0.5 s a turn) and anything else on the loop
+# (a renewal's send, its answer) waits that long at each step.
+BURST_TASKS = 100
+BURST_SLICE = 0.005
+
+
+async def _burst(duration: float) -> None:
+    end = time.monotonic() + duration
+
+    async def login() -> None:
+        while time.monotonic() < end:
+            busy_until = time.perf_counter() + BURST_SLICE
+            while time.perf_counter() < busy_until:
+                pass
+            await asyncio.sleep(0)
+
+    await asyncio.gather(*(login() for _ in range(BURST_TASKS)))
+
+
+@contextlib.asynccontextmanager
+async def _home_here(etcd: Etcd, groups: list[str], events: list[OwnershipEvent],
+                     start_node: Callable[..., Node]) -> AsyncIterator[tuple[Ownership, Node]]:
+    """Node a in this test's event loop, home of ``groups``; node b, a process, knows it."""
+    node = Ownership([etcd.endpoint], "a", on_event=events.append)
+    await node.start()
+    try:
+        await node.want(groups)
+        assert all(node.holds(g) for g in groups), events
+        b = await asyncio.to_thread(start_node, "b", [etcd.endpoint], groups)
+        for g in groups:
+            await asyncio.to_thread(b.wait_for, "learned", 10, group=g, node="a")
+        yield node, b
+    finally:
+        await node.stop()
+
+
+def test_a_busy_or_briefly_blocked_event_loop_keeps_its_groups(
+        etcd_fast: Etcd, start_node: Callable[..., Node]) -> None:
+    """The lease is renewed off the loop: 2.5 TTLs of a loop busy in 0.5 s turns (1 s on a
+    loaded machine), then one blocking call of 1.5 TTLs (under the renewer's bound), and no
+    group moves."""
+    groups = _groups(2)
+    events: list[OwnershipEvent] = []
+
+    async def scenario() -> list[Line]:
+        async with _home_here(etcd_fast, groups, events, start_node) as (node, b):
+            busy = time.monotonic()
+            await _burst(2.5 * node.ttl)
+            await asyncio.sleep(0.5 * node.ttl)
+            # a blocking call: the loop runs nothing meanwhile, for longer than the lease's TTL;
+            # with the loop's last sign of life up to a renewal interval before, a second under
+            # the renewer's bound
+            assert 1.5 + 1 / RENEWALS_PER_TTL < LOOP_SILENCE_TTLS - 1
+            time.sleep(1.5 * node.ttl)
+            # a lease that lapsed during either would be expired by now (its last renewal
+            # before the block), and b's claim would follow etcd's 0.5 s expiry tick
+            await asyncio.sleep(1.0 * node.ttl)
+            assert all(node.holds(g) for g in groups), events
+            return b.since(busy, "claimed")
+
+    assert asyncio.run(scenario()) == []
+    assert [e for e in events if e.change is not Change.CLAIMED] == []
+
+
+def test_a_loop_blocked_past_the_bound_lets_its_groups_go(
+        etcd_fast: Etcd, start_node: Callable[..., Node]) -> None:
+    """A wedged loop does not hold its groups for ever: the renewer stops renewing once the
+    loop has been silent for LOOP_SILENCE_TTLS, etcd expires the lease and a survivor claims;
+    on waking the node reports its groups lost and learns their new home."""
+    groups = _groups(2)
+    events: list[OwnershipEvent] = []
+
+    async def scenario() -> tuple[float, list[Line]]:
+        async with _home_here(etcd_fast, groups, events, start_node) as (node, b):
+            first = {g: node.holds(g) for g in groups}
+            blocked = time.monotonic()
+            # wedged until the survivor claims: the loop runs nothing meanwhile
+            claims = [b.wait_for("claimed", LOOP_SILENCE_TTLS * node.ttl + CLAIM_WITHIN, group=g)
+                      for g in groups]
+            woke = time.monotonic()
+            while not all(g in node.homes and node.homes[g].node == "b" for g in groups):
+                assert time.monotonic() - woke < 3, events
+                await asyncio.sleep(0.02)
+            for g, claim in zip(groups, claims, strict=True):
+                assert claim["fencing"] > first[g].fencing  # type: ignore[union-attr]
+                assert node.holds(g) is None
+            return blocked, claims
+
+    blocked, claims = asyncio.run(scenario())
+    for claim in claims:
+        # not before the bound: the renewer kept the lease while the loop was silent less
+        assert LOOP_SILENCE_TTLS * 1.0 < claim["t"] - blocked
+    lost = {e.group for e in events if e.change is Change.LOST}
+    assert lost == set(groups)

@@ -1,0 +1,234 @@
+"""A node's etcd lease, renewed by a thread of its own so that a busy event loop cannot starve it.
+
+A node's event loop serves its clients: a burst of logins or churn can keep it from coming back
+to a renewal for longer than the lease's slack (TTL - TTL/3 with a 1 s lease), and etcd then
+expires a lease whose node is alive, its groups move mid-burst, and its clients are taken for a
+dead node's. :class:`LeaseRenewer` renews from a thread, on gRPC's synchronous stub over a channel
+of its own (the loop's aetcd client stays the loop's), every TTL/``RENEWALS_PER_TTL``, and hands
+each acknowledgement to the node's :class:`~ptt.protocol.cluster_fencing.LeaseClock`.
+
+What still ends the lease:
+
+- a paused or killed process: SIGSTOP stops every thread, SIGKILL ends them;
+- a loop wedged for good (a blocking call, a lock never released): the loop refreshes a
+  timestamp from a timer callback every renewal interval (:meth:`LeaseRenewer.loop_alive`),
+  and the thread renews only while that timestamp is younger than ``LOOP_SILENCE_TTLS`` TTLs.
+  A wedged node's lease then ends at most that bound + one renewal interval + 1 TTL after the
+  loop's last sign, and the survivors claim its groups as they would a dead node's.
+
+The bound, 3 TTLs (3 s with the default 1 s lease): a loop that is merely busy runs a due timer
+at the end of the turn after it fell due, so it shows itself within one interval and two turns.
+A turn of the loop under a burst of work (every ready callback runs once) measured 0.5 s on an
+idle core and ~1 s at a load average of 15-17 on this 2-core machine (the lease tests' burst: 100
+tasks of 5 ms slices): up to 0.33 + 2 x 1 = 2.3 s of silence from a loop that works. 3 TTLs
+keeps such a loop's lease; the price is that a wedged home's groups stay unusable for about 4.8 s
+(3 s, a renewal interval, the lease's last TTL, etcd's 0.5 s expiry tick) against 1-1.4 s for a
+killed one. A wedged loop is a bug, a loaded one is every busy afternoon.
+
+A member that does not answer a renewal in time is left for the next (:class:`Members`), and the
+loop is told (``on_member_failed``): its watch, a stream that a paused member leaves silent
+rather than broken, moves too, as it did when the loop's own renewals timed out.
+
+What etcd says of the lease is still handled on the loop: when a renewal is answered "no such
+lease" (expired or revoked), the thread clears the clock and calls ``on_lost`` in the loop
+(``call_soon_threadsafe``), which reports the groups lost and takes a new lease (``begin``).
+
+Thread safety: the clock is a few floats. Every write to it (an acknowledgement from the thread,
+a new lease or a loss from either side) is made under one lock together with the check that it
+concerns the lease in use, so a late answer about an old lease never touches the new one's clock.
+The loop's reads (``LeaseClock.valid``, ``ttl``) read one attribute, a reference to a float
+object, which no thread can see half-written; a read just before a concurrent write sees the
+older value, as a read a moment earlier would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Sequence
+
+import grpc
+from aetcd import rpc
+
+from ptt.protocol.cluster_fencing import LeaseClock
+
+log = logging.getLogger("ptt.cluster.lease")
+
+RENEWALS_PER_TTL = 3
+# the loop silent for this many TTLs: the thread stops renewing (module docstring: the bound)
+LOOP_SILENCE_TTLS = 3.0
+# how long a member that did not answer is passed over when choosing the next one
+PENALTY = 10.0
+# what etcd says, as an error, of a lease that expired or was revoked
+LEASE_NOT_FOUND = "requested lease not found"
+# how long stop() waits for the thread (a renewal in flight ends within its request timeout)
+_JOIN_WITHIN = 2.0
+
+
+class Members:
+    """Which etcd member a client uses, moving on from one that did not answer: a member that
+    is paused or hung holds its TCP connection open, so gRPC alone would wait on it for ever."""
+
+    def __init__(self, endpoints: Sequence[tuple[str, int]]) -> None:
+        self.endpoints = list(endpoints)
+        self.index = 0
+        self._failed_at: dict[int, float] = {}  # member index -> when it last failed
+
+    @property
+    def current(self) -> tuple[str, int]:
+        return self.endpoints[self.index]
+
+    def failed(self, now: float) -> bool:
+        """The member in use did not answer: use the next one that has not failed lately (a
+        paused one would fail every third request in turn), else simply the next. False with
+        one member (its channel reconnects by itself)."""
+        count = len(self.endpoints)
+        if count == 1:
+            return False
+        self._failed_at[self.index] = now
+        order = [(self.index + step) % count for step in range(1, count + 1)]
+        rested = [m for m in order if now - self._failed_at.get(m, -PENALTY) >= PENALTY]
+        self.index = (rested or order)[0]
+        return True
+
+
+class LeaseRenewer:
+    """Renews one lease at a time from a thread: ``start(loop)``, then ``begin(lease_id, ...)``
+    for each lease the loop takes; ``loop_alive(now)`` from the loop every renewal interval;
+    ``await stop()`` before revoking the lease."""
+
+    def __init__(self, endpoints: Sequence[tuple[str, int]], lease_clock: LeaseClock, *,
+                 clock: Callable[[], float], timeout: float, on_lost: Callable[[], None],
+                 on_member_failed: Callable[[tuple[str, int]], None]) -> None:
+        self.lease_clock = lease_clock
+        self._members = Members(endpoints)
+        self._clock = clock
+        self._timeout = timeout  # one renewal request, before the next member is tried
+        self._on_lost = on_lost
+        self._on_member_failed = on_member_failed
+        self._lock = threading.Lock()
+        self._lease_id = 0  # 0: no lease to renew (none yet, or lost)
+        self._loop_seen = clock()
+        self._stopping = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=self._run, name="ptt-lease", daemon=True)
+        self.withheld = 0  # renewals not sent because the loop was silent too long
+        self._reported = 0  # this silence of the loop logged: 1 as renewed anyway, 2 as withheld
+
+    # --- the loop's side --------------------------------------------------------------------
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._loop_seen = self._clock()
+        self._thread.start()
+
+    def begin(self, lease_id: int, sent_at: float, ttl: float) -> None:
+        """A new lease, granted to a request sent at ``sent_at``: renew this one from now on."""
+        with self._lock:
+            self._lease_id = lease_id
+            self.lease_clock.lost()  # the old lease's validity says nothing of the new one
+            self.lease_clock.acknowledged(sent_at, ttl)
+
+    def loop_alive(self, now: float) -> None:
+        """The loop ran just now (one attribute write: no lock needed)."""
+        self._loop_seen = now
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._thread.is_alive():
+            await asyncio.to_thread(self._thread.join, _JOIN_WITHIN)
+
+    # --- the thread -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        channel = self._channel()
+        due = self._clock()
+        try:
+            # renewals start an interval apart whatever each took: a renewal answered late
+            # (etcd or this thread starved of CPU) is not followed by a full interval more
+            while not self._stopping.wait(max(0.0, due - self._clock())):
+                due = self._clock() + self.lease_clock.ttl / RENEWALS_PER_TTL
+                try:
+                    channel = self._renew(channel)
+                except Exception:  # a renewer that dies would let the lease lapse unexplained
+                    log.exception("lease renewal failed; trying again")
+        finally:
+            channel.close()
+
+    def _silent_for(self) -> float:
+        return self._clock() - self._loop_seen
+
+    def _renew(self, channel: grpc.Channel) -> grpc.Channel:
+        """One renewal of the lease in use, tried again at once (on the next member if the
+        one in use did not answer) until etcd answers, the lease changes, the loop has been
+        silent too long, or the renewer stops. Returns the channel in use."""
+        while not self._stopping.is_set():
+            with self._lock:
+                lease_id = self._lease_id
+            if not lease_id:
+                return channel
+            silent = self._silent_for()
+            if silent <= self.lease_clock.ttl:
+                self._reported = 0
+            elif silent > LOOP_SILENCE_TTLS * self.lease_clock.ttl:
+                self.withheld += 1
+                if self._reported < 2:
+                    self._reported = 2
+                    log.error("the event loop has not run for %.1f s: the lease is no longer "
+                              "renewed, so this node's groups move to other nodes", silent)
+                return channel
+            elif self._reported < 1:
+                self._reported = 1  # renewed all the same: the loop alone would have lost it
+                log.warning("the event loop has not run for %.1f s; lease renewed", silent)
+            sent = self._clock()
+            try:
+                ttl = self._keep_alive(channel, lease_id)
+            except grpc.RpcError as exc:
+                if LEASE_NOT_FOUND in str(exc.details()):
+                    ttl = 0
+                else:
+                    failed = self._members.current
+                    if exc.code() in (grpc.StatusCode.DEADLINE_EXCEEDED,
+                                      grpc.StatusCode.UNAVAILABLE) \
+                            and self._members.failed(self._clock()):
+                        channel.close()
+                        channel = self._channel()
+                        self._in_loop(self._on_member_failed, failed)
+                    # the lease runs out a TTL after the last renewal etcd received; if etcd
+                    # stays unreachable, so does the lease clock
+                    self._stopping.wait(self._timeout / 10)
+                    continue
+            self._answered(lease_id, sent, ttl)
+            return channel
+        return channel
+
+    def _keep_alive(self, channel: grpc.Channel, lease_id: int) -> int:
+        call = rpc.LeaseStub(channel).LeaseKeepAlive(
+            iter([rpc.LeaseKeepAliveRequest(ID=lease_id)]), timeout=self._timeout)
+        try:
+            return int(next(call).TTL)
+        finally:
+            call.cancel()
+
+    def _answered(self, lease_id: int, sent_at: float, ttl: int) -> None:
+        with self._lock:
+            if lease_id != self._lease_id:
+                return  # about a lease the loop has replaced
+            if ttl > 0:
+                self.lease_clock.acknowledged(sent_at, float(ttl))
+                return
+            self._lease_id = 0
+            self.lease_clock.lost()
+        self._in_loop(self._on_lost)
+
+    def _in_loop(self, call: Callable[..., None], *args: object) -> None:
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: the node is stopping
+                loop.call_soon_threadsafe(call, *args)
+
+    def _channel(self) -> grpc.Channel:
+        host, port = self._members.current
+        return grpc.insecure_channel(f"{host}:{port}")
