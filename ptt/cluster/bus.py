@@ -9,9 +9,17 @@ lost one is recovered the way a lost datagram is (the client resends its request
 repeated), so no message waits on an inbox. Measured on this machine (issue #17):
 publish->subscriber 156/362 us p50/p99, request/reply 0.65/2.4 ms.
 
-:meth:`Bus.send` is synchronous, for the server's datagram handlers: it queues the message and
-one writer task hands the queue to nats-py (whose ``publish`` only appends to its own buffer
-unless that is full), so a burst of sends costs one wake-up of the loop.
+:meth:`Bus.send` is synchronous, for the server's datagram handlers, and puts the message on
+the connection's socket at once, in the loop turn that made it: the floor request a client
+sent, the home's answer and a voice frame leave before the rest of that turn's work (answers
+to other clients, the event log, the timers), and no task of ours or of nats-py's stands in
+between (traced on a cross-node floor request: the writer task's turn and nats-py's flusher
+came after 0.2-0.4 ms of that work, on each of the two nodes). nats-py has no synchronous
+publish, so this writes the protocol's ``PUB`` line to its transport as nats-py itself writes a
+``PING``; only while nothing waits in nats-py's buffer or ours and the socket's own buffer is
+empty, so the order of messages holds. Otherwise (reconnecting, NATS slow to read) the message
+waits in a queue that one writer task hands to ``publish``, which buffers it across a
+reconnection and waits for the socket to drain.
 """
 
 from __future__ import annotations
@@ -49,6 +57,8 @@ class Bus:
         self._queue: deque[tuple[str, bytes]] = deque()
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
+        self._stream: asyncio.WriteTransport | None = None  # the socket's, for writing at once
+        self._subjects: dict[str, bytes] = {}  # node -> its subject as the PUB line names it
         self.sent = 0
         self.received = 0
         self.dropped = 0  # sends dropped: the queue was full (NATS unreachable for long)
@@ -72,7 +82,31 @@ class Bus:
         await self._nc.flush()  # the subscription is in place before anyone is told we run
         self._writer = asyncio.get_running_loop().create_task(self._write())
 
+    def _socket(self) -> asyncio.WriteTransport | None:
+        """The connection's socket transport while a message may go straight to it, else None.
+        nats-py keeps it private (``Client._transport``, a ``TcpTransport`` over a
+        ``StreamWriter``): any other shape (a websocket, another release of it) is left to
+        ``publish``."""
+        nc = self._nc
+        if nc is None or not nc.is_connected or getattr(nc, "_pending_data_size", None) != 0:
+            return None  # something of nats-py's own waits: it goes first
+        writer = getattr(getattr(nc, "_transport", None), "_io_writer", None)
+        stream = getattr(writer, "transport", None)
+        if stream is not self._stream:  # a new connection (reconnected): checked once
+            self._stream = stream if isinstance(stream, asyncio.WriteTransport) else None
+        return self._stream
+
     def send(self, node: str, data: bytes) -> None:
+        if not self._queue:
+            stream = self._socket()
+            if (stream is not None and not stream.is_closing()
+                    and not stream.get_write_buffer_size()):
+                subject = self._subjects.get(node)
+                if subject is None:
+                    subject = self._subjects[node] = self.subject(node).encode()
+                stream.write(b"PUB %s %d\r\n%s\r\n" % (subject, len(data), data))
+                self.sent += 1
+                return
         if len(self._queue) >= MAX_QUEUED:
             self._queue.popleft()
             self.dropped += 1
