@@ -303,15 +303,11 @@ class ClusterNode:
     def flush(self, now: float) -> None:
         """Publish what the routing has to send (the core's turn just ended)."""
         self.routing.flush(now)
-        send = self.bus.send
-        for node, data in self.routing.messages_to_send():
-            send(node, data)
+        self.bus.send_all(self.routing.messages_to_send())
 
     def voice(self, data: bytes, now: float) -> None:
         """A frame the relay accepted (MAC removed): once to each other node with listeners."""
-        send = self.bus.send
-        for node in self.routing.voice_nodes(peek_frame(data)[0]):
-            send(node, data)
+        self.bus.send_all([(node, data) for node in self.routing.voice_nodes(peek_frame(data)[0])])
         self.flush(now)  # the home's ALIVE
 
     def get_timer(self) -> float | None:
