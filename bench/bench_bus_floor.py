@@ -12,6 +12,16 @@ around that loop with nothing but the transport in each process, paced like
   ``nats-server`` started here: what the bus's library and server cost before ptt touches it;
 * ``bus``: the same with ``ptt.cluster.bus.Bus`` in a and c (its ``send`` from the callbacks).
 
+A voice frame crosses once, client -> node a -> NATS -> node b -> listener, where a single
+server is client -> server -> listener; the one-way paths time that crossing (the listener is
+the client's own socket, so one clock serves):
+
+* ``udp1``: one asyncio UDP forwarder that sends each datagram straight back (a single server's
+  relay, the wake-up floor of voice);
+* ``nats1``: a publishes each datagram to b's subject with nats-py, b sends it to the client by
+  UDP from its subscription callback: what a cross-node frame costs before ptt touches it;
+* ``bus1``: the same with ``ptt.cluster.bus.Bus`` at a and b.
+
     .venv/bin/python bench/bench_bus_floor.py            # 1,000 round trips per path
     .venv/bin/python bench/bench_bus_floor.py --count 200
 
@@ -72,23 +82,36 @@ def _udp_forwarder(port: int, up: int, down: int) -> None:
     asyncio.run(main())
 
 
-def _nats_end(url: str, me: str, other: str, port: int, use_bus: bool) -> None:
+def _nats_end(url: str, me: str, other: str, port: int, use_bus: bool,
+              oneway: bool = False) -> None:
     """a (``port`` > 0): client datagrams -> ``other``'s subject; its messages -> the client.
-    c (``port`` == 0): each message straight back to ``other``."""
+    c (``port`` == 0): each message straight back to ``other``. ``oneway``: a puts the client's
+    port in front of each datagram, and the other end sends it there by UDP instead."""
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         sock = None
         client: list[Any] = [None]
-        if port:
+        if port or oneway:
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             sock.bind(("127.0.0.1", port))
             sock.setblocking(False)
+
+        def deliver(data: bytes) -> bool:
+            """A message at the end of the one-way path: to the client. False elsewhere."""
+            if not oneway or port:
+                return False
+            assert sock is not None
+            sock.sendto(data[2:], ("127.0.0.1", struct.unpack_from("!H", data)[0]))
+            return True
+
         if use_bus:
             from ptt.cluster.bus import Bus
 
             def on_message(data: bytes) -> None:
-                if sock is not None:
+                if deliver(data):
+                    return
+                if port:
                     sock.sendto(data, client[0])
                 else:
                     bus.send(other, data)
@@ -102,7 +125,9 @@ def _nats_end(url: str, me: str, other: str, port: int, use_bus: bool) -> None:
             nc = await nats.connect(url)
 
             async def on_msg(msg: Any) -> None:
-                if sock is not None:
+                if deliver(msg.data):
+                    return
+                if port:
                     sock.sendto(msg.data, client[0])
                 else:
                     await nc.publish(f"floor.node.{other}", msg.data)
@@ -113,7 +138,7 @@ def _nats_end(url: str, me: str, other: str, port: int, use_bus: bool) -> None:
             def send(node: str, data: bytes) -> None:
                 loop.create_task(nc.publish(f"floor.node.{node}", data))
 
-        if sock is not None:
+        if port:
             def on_read() -> None:
                 for _ in range(64):
                     try:
@@ -121,7 +146,7 @@ def _nats_end(url: str, me: str, other: str, port: int, use_bus: bool) -> None:
                     except BlockingIOError:
                         return
                     client[0] = addr
-                    send(other, data)
+                    send(other, struct.pack("!H", addr[1]) + data if oneway else data)
 
             loop.add_reader(sock.fileno(), on_read)
         await asyncio.sleep(LIFETIME)
@@ -163,19 +188,26 @@ def _stop(procs: list[Any]) -> None:
         p.join(5)
 
 
-def _path(kind: str, count: int, nats_url: str) -> list[float]:
+PATHS = ("udp", "nats", "bus", "udp1", "nats1", "bus1")
+
+
+def measure_path(kind: str, count: int, nats_url: str) -> list[float]:
+    """``count`` round trips (ms) through the path ``kind`` (one of ``PATHS``), its processes
+    started here and stopped by handle."""
     ports = [loadgen_port() for _ in range(3)]
     if kind == "udp":
         a, n, c = ports
         procs = [_CTX.Process(target=_udp_forwarder, args=(c, 0, n), daemon=True),
                  _CTX.Process(target=_udp_forwarder, args=(n, c, a), daemon=True),
                  _CTX.Process(target=_udp_forwarder, args=(a, n, 0), daemon=True)]
+    elif kind == "udp1":
+        procs = [_CTX.Process(target=_udp_forwarder, args=(ports[0], 0, 0), daemon=True)]
     else:
-        use_bus = kind == "bus"
-        procs = [_CTX.Process(target=_nats_end, args=(nats_url, "c", "a", 0, use_bus),
+        use_bus, oneway = kind.startswith("bus"), kind.endswith("1")
+        procs = [_CTX.Process(target=_nats_end, args=(nats_url, "c", "a", 0, use_bus, oneway),
                               daemon=True),
-                 _CTX.Process(target=_nats_end, args=(nats_url, "a", "c", ports[0], use_bus),
-                              daemon=True)]
+                 _CTX.Process(target=_nats_end,
+                              args=(nats_url, "a", "c", ports[0], use_bus, oneway), daemon=True)]
     for p in procs:
         p.start()
     try:
@@ -199,8 +231,8 @@ def run(count: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="ptt-bus-floor-") as tmp:
         nats_engine = engines.start_nats(Path(tmp) / "nats")
         try:
-            for kind in ("udp", "nats", "bus"):
-                p = loadgen.percentiles(_path(kind, count, nats_engine.url))
+            for kind in PATHS:
+                p = loadgen.percentiles(measure_path(kind, count, nats_engine.url))
                 rows.append({"path": kind, "round trips": count,
                              "p50 ms": round(p["p50"], 3), "p99 ms": round(p["p99"], 3),
                              "max ms": round(p["max"], 3)})

@@ -15,7 +15,14 @@ on loopback; the NATS server is started here (ptt.cluster.engines) and stopped b
   same frame received by the listener; "added" is the cluster's percentile minus the single
   server's;
 * bus: nats-py publish -> subscriber, and request/reply, in one process (what node-to-node
-  messages cost before ptt touches them).
+  messages cost before ptt touches them);
+* the machine's floor, in the same run through the same NATS server (``bench_bus_floor``'s
+  paths, paced as the floor cycles): a floor request's hops with nothing but nats-py in each
+  process (``nats``: client -> a -> NATS -> c -> NATS -> a -> client), and a voice frame's
+  crossing (``nats1``: client -> a -> NATS -> b -> client) against one UDP relay (``udp1``).
+  Each cluster figure is reported beside its floor, as the difference (ptt's own cost on the
+  way) and the ratio: on a machine too busy to show the absolute targets, the ratio to the
+  floor measured in the same minute is what compares from run to run.
 
 The clients are sans-I/O ``ClientCore``s on blocking UDP sockets driven by one select loop in
 this process; the clock is ``time.monotonic`` throughout. The bench is bounded: each phase has
@@ -43,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_bus_floor  # noqa: E402
 from loadgen import load_average, machine_line, percentiles  # noqa: E402
 
 from ptt.cluster import engines  # noqa: E402
@@ -273,6 +281,16 @@ def _row(name: str, r: dict[str, Any]) -> dict[str, Any]:
             "voice p50 ms": round(v["p50"], 3), "voice p99 ms": round(v["p99"], 3)}
 
 
+def _against(measured: dict[str, float], floor: dict[str, float]) -> str:
+    """``measured`` beside ``floor`` (p50 and p99, ms): each, their difference and ratio."""
+    out = []
+    for q in ("p50", "p99"):
+        m, f = measured[q], floor[q]
+        ratio = f"{m / f:.2f}x" if f > 0 else "-"
+        out.append(f"{q} {m:.3f} vs {f:.3f} ms: {m - f:+.3f} ms, {ratio}")
+    return "; ".join(out)
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     cycles, seconds = (40, 2.0) if quick else (300, 10.0)
     load_before = load_average()
@@ -302,12 +320,18 @@ def run(quick: bool = False) -> dict[str, Any]:
             cross = _measure(_Client("talker", tokens["talker"], addr["a"]),
                              _Client("listener", tokens["listener"], addr["b"]),
                              cycles, seconds)
+            stop_servers(procs)  # the floor's processes measured alone, as the nodes were
+            floor = {kind: percentiles(bench_bus_floor.measure_path(kind, cycles, nats_engine.url))
+                     for kind in ("nats", "udp1", "nats1")}
             bus = asyncio.run(_bus_latency(nats_engine.url, 1000 if not quick else 200))
         finally:
             stop_servers(procs)
             nats_engine.stop()
     vs, vc = percentiles(single["voice"]), percentiles(cross["voice"])
     pub, req = percentiles(bus["publish"]), percentiles(bus["request"])
+    ac = percentiles(cross["access"])
+    added = {q: vc[q] - vs[q] for q in ("p50", "p99")}
+    floor_added = {q: floor["nats1"][q] - floor["udp1"][q] for q in ("p50", "p99")}
     return {
         "title": "Cluster: cross-node floor access and voice, against a single server",
         "command": ".venv/bin/python bench/bench_cluster.py",
@@ -315,8 +339,12 @@ def run(quick: bool = False) -> dict[str, Any]:
                   "p50 <= 0.5 ms, p99 <= 3 ms (issue #17)",
         "rows": [_row("single server (talker and listener on it)", single),
                  _row("cluster: talker on a, listener on b, home c", cross)],
-        "voice added p50 ms": round(vc["p50"] - vs["p50"], 3),
-        "voice added p99 ms": round(vc["p99"] - vs["p99"], 3),
+        "voice added p50 ms": round(added["p50"], 3),
+        "voice added p99 ms": round(added["p99"], 3),
+        "floor access against the floor (nats round trip)": _against(ac, floor["nats"]),
+        "voice added against the floor (nats1 - udp1)": _against(added, floor_added),
+        "floor paths p50 / p99 ms": ", ".join(f"{k} {v['p50']:.3f} / {v['p99']:.3f}"
+                                               for k, v in floor.items()),
         "NATS publish->subscriber p50/p99 us": f"{pub['p50']:.0f} / {pub['p99']:.0f}",
         "NATS request/reply p50/p99 us": f"{req['p50']:.0f} / {req['p99']:.0f}",
         "load_average": f"{load_before} at the start, {load_average()} at the end",
@@ -325,7 +353,10 @@ def run(quick: bool = False) -> dict[str, Any]:
                  "loopback. Floor access: request sent -> grant event at the talker, then "
                  "release, wait for the idle floor at the listener and 30 ms more, in turn. Voice: 20 ms frames of a plain "
                  "relay group carrying their send time; p50/p99 of send -> receive at the "
-                 "listener. Added: cluster percentile minus the single server's, same run.",
+                 "listener. Added: cluster percentile minus the single server's, same run. "
+                 "Against the floor: bench_bus_floor's paths through the same NATS server "
+                 "right after (nats: the floor request's hops; nats1 - udp1: what a voice "
+                 "frame's crossing adds), as the difference and the ratio.",
     }
 
 
