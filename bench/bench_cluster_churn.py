@@ -75,6 +75,7 @@ TALK = (0.5, 1.5)  # s of voice per burst
 EMERGENCY = 0.05  # of the asks made while the group's floor is taken
 RELOGINS = 5.0  # Bye and login again, per second over all clients
 OVERLAP = 0.5  # s: two holders both told "yours" for longer than this is a double grant
+SILENCE_WINDOW = 2.0  # s: T1 (1.5 s) and an ALIVE's period, with room: a stop this near an end
 PROBE_GROUP = bench_cluster.GROUP  # the latency probe's group (talker, listener), homed on c
 KILL_NODE = "d"
 
@@ -247,7 +248,8 @@ class Pauser(threading.Thread):
         super().__init__(daemon=True)
         self.nodes, self.pause, self.every, self.end = nodes, pause, every, end
         self.rng = random.Random(seed)
-        self.done: list[tuple[str, float]] = []
+        self.done: list[tuple[str, float]] = []  # node, s into the window
+        self.spans: list[tuple[str, float, float]] = []  # node, stopped, continued (monotonic)
 
     def run(self) -> None:
         start = time.monotonic()
@@ -256,12 +258,14 @@ class Pauser(threading.Thread):
             time.sleep(max(0.0, t - time.monotonic()))
             name = self.rng.choice(sorted(self.nodes))
             pid = self.nodes[name].pid  # our own child, by its PID
+            stopped = time.monotonic()
             os.kill(pid, signal.SIGSTOP)
             try:
                 time.sleep(self.pause)
             finally:
                 os.kill(pid, signal.SIGCONT)
             self.done.append((name, round(t - start, 1)))
+            self.spans.append((name, stopped, time.monotonic()))
             t += self.every
 
 
@@ -287,26 +291,27 @@ class Worker(loadgen._Proc):
 
 
 def _double_grants_seen(grants: list[tuple[str, str, int, float, float]]
-                        ) -> tuple[int, float, list[str]]:
+                        ) -> tuple[int, list[float], list[str]]:
     """Pairs of grants of one group both held (as their clients saw it) for more than OVERLAP
-    s at once, the longest such overlap seen (s), and a few examples."""
+    s at once, every overlap seen (s, however short), and a few examples."""
     by: dict[str, list[tuple[float, float, str, int]]] = {}
     for g, user, burst, t0, t1 in grants:
         by.setdefault(g, []).append((t0, t1, user, burst))
-    doubles, longest, examples = 0, 0.0, []
+    doubles, overlaps, examples = 0, [], []
     for g, spans in by.items():
         spans.sort()
         end, prev = float("-inf"), ("", 0)
         for t0, t1, user, burst in spans:
             overlap = min(end, t1) - t0
-            longest = max(longest, overlap)
+            if overlap > 0:
+                overlaps.append(overlap)
             if overlap > OVERLAP:
                 doubles += 1
                 examples.append(f"{g}: {user}/{burst} granted while {prev[0]}/{prev[1]} "
                                 f"held it {overlap:.2f} s more")
             if t1 > end:
                 end, prev = t1, (user, burst)
-    return doubles, longest, examples[:5]
+    return doubles, overlaps, examples[:5]
 
 
 def phase(name: str, root: Path, seed_db: Path, groups: dict[str, list[str]],
@@ -379,6 +384,7 @@ def phase(name: str, root: Path, seed_db: Path, groups: dict[str, list[str]],
         if pauser is not None:
             pauser.join()
             out["pauses"] = pauser.done
+            out["pause_spans"] = pauser.spans
         c1 = {n: proc_cpu(p.pid) for n, p in nodes.items()}
         w1 = time.monotonic()
         out["load_average"] = f"{load_before} at the start, {loadgen.load_average()} at the end"
@@ -413,6 +419,7 @@ def phase(name: str, root: Path, seed_db: Path, groups: dict[str, list[str]],
         "grants_homed": s1[n]["floor"]["grants"] - s0[n]["floor"]["grants"],
         "groups_homed": (s0[n].get("homed"), s1[n].get("homed")),
         "double_grants": s1[n]["floor"]["double_grants"],
+        "held_detail": s1[n]["floor"].get("held_detail", []),
         "ends": s1[n]["floor"]["ends"], "held_at_end": s1[n]["floor"]["held"],
         "voice_in": s1[n]["counters"]["voice_in"] - s0[n]["counters"]["voice_in"],
         "voice_out": s1[n]["counters"]["voice_out"] - s0[n]["counters"]["voice_out"],
@@ -439,12 +446,18 @@ def phase(name: str, root: Path, seed_db: Path, groups: dict[str, list[str]],
     for s in s1.values():
         for k, v in s["floor"]["ends"].items():
             ends[k] = ends.get(k, 0) + v
-    doubles_seen, longest, examples = _double_grants_seen(grants)
+    doubles_seen, overlaps, examples = _double_grants_seen(grants)
     # a burst ended by silence or no-start after its talker sent the release is a release lost
     # on its way; one its talker never released was cut off (its node stopped, its voice lost)
     released = {tuple(x) for r in res for x in r["released"]}
-    quiet = [tuple(x) for s in s1.values() for x in s["floor"].get("quiet", ())]
-    quiet_released = sum(1 for q in quiet if q in released)
+    quiet = [(n, *x) for n, s in s1.items() for x in s["floor"].get("quiet", ())]
+    quiet_released = [q for q in quiet if tuple(q[1:4]) in released]
+    # with --pause: of those, the ones whose talker's node or home was stopped within
+    # SILENCE_WINDOW s before the end (the release reached the home after its silence timer)
+    spans = out.get("pause_spans", [])
+    during = [q for q in quiet_released
+              if any(node in (q[0], assign.get(q[2])) and t0 <= q[4] <= t1 + SILENCE_WINDOW
+                     for node, t0, t1 in spans)]
     resolve = loadgen.percentiles([x for r in res for x in r["resolve_ms"]])
     release = loadgen.percentiles([x for r in res for x in r["release_ms"]])
     out.update({
@@ -455,12 +468,16 @@ def phase(name: str, root: Path, seed_db: Path, groups: dict[str, list[str]],
         "unresolved": sum(r["unresolved"] for r in res) + n["no_decision"] + n["failed"],
         "unanswered_releases": sum(r["unanswered_releases"] for r in res),
         "double_grants_homes": sum(s["floor"]["double_grants"] for s in s1.values()),
-        "double_grants_seen": doubles_seen, "longest_overlap_ms": 1e3 * longest,
+        "double_grants_seen": doubles_seen, "longest_overlap_ms": 1e3 * max(overlaps, default=0.0),
+        "overlaps_ms": loadgen.percentiles([1e3 * x for x in overlaps]),
+        "overlaps": len(overlaps),
         "double_examples": examples + [x for s in s1.values()
                                        for x in s["floor"]["double_examples"]],
         "burst_ends": ends,
-        "quiet_ends_after_a_release": quiet_released,
-        "quiet_ends_without_a_release": len(quiet) - quiet_released,
+        "quiet_ends_after_a_release": len(quiet_released),
+        "quiet_ends_after_a_release_near_a_pause": len(during),
+        "quiet_ends_after_a_release_examples": [q for q in quiet_released if q not in during][:5],
+        "quiet_ends_without_a_release": len(quiet) - len(quiet_released),
         "lost_releases": (ends.get("silence", 0) + ends.get("no_start", 0)
                           + sum(s["floor"]["held"] for s in s1.values())
                           + sum(r["unanswered_releases"] for r in res)),
@@ -714,12 +731,18 @@ def summary(r: dict[str, Any]) -> dict[str, Any]:
     out["double grants at the homes"] = both("double_grants_homes")
     out["double grants seen by clients"] = both("double_grants_seen")
     out["lost releases"] = both("lost_releases")
-    out["of the silence/no-start ends: after the talker's release / talker cut off"] = (
-        f"{c['quiet_ends_after_a_release']} / {c['quiet_ends_without_a_release']}")
+    out["of the silence/no-start ends: after the talker's release (of them with its node or home "
+        "stopped) / talker cut off"] = (
+        f"{c['quiet_ends_after_a_release']} ({c['quiet_ends_after_a_release_near_a_pause']}) / "
+        f"{c['quiet_ends_without_a_release']}")
+    if c["quiet_ends_after_a_release_examples"]:
+        out["silence ends after a release, no node stopped (home, group, user, burst, t)"] = \
+            c["quiet_ends_after_a_release_examples"]
     out["held at the end / releases unanswered"] = (
         f"{sum(v['held_at_end'] for v in c['nodes'].values())} / {c['unanswered_releases']}")
-    out["longest overlap of two granted talkers seen by clients, ms"] = \
-        round(c["longest_overlap_ms"], 1)
+    ov = c["overlaps_ms"]
+    out["overlaps of two granted talkers seen by clients: n, p50/p99/max ms"] = (
+        f"{c['overlaps']}, {ov['p50']:.0f}/{ov['p99']:.0f}/{ov['max']:.0f}")
     out["unresolved requests"] = both("unresolved")
     out["requests / granted / queued / emergency / logouts"] = (
         f"cluster {c['requests']} / {c['granted']} / {c['queued']} / {c['emergency']} / "
@@ -750,6 +773,8 @@ def summary(r: dict[str, Any]) -> dict[str, Any]:
         out["cross-node floor access p50/p99 ms"] = f"{pa['p50']:.2f}/{pa['p99']:.2f}"
         out["cross-node voice p50/p99 ms"] = f"{pv['p50']:.2f}/{pv['p99']:.2f}"
     out["double grant examples"] = c["double_examples"]
+    out["floors held at the end (group, monitor, holder, burst, state, home, may act, timer, "
+        "inputs held)"] = [x for v in c["nodes"].values() for x in v.get("held_detail", [])]
     if "pauses" in c:
         out["nodes paused (node, s into the window)"] = c["pauses"]
     out["failover"] = c.get("failover")

@@ -66,7 +66,8 @@ class FloorMonitor:
         self.double_grants: list[str] = []
         self.grants = 0
         self.ends: dict[str, int] = {}
-        self.quiet: list[tuple[str, str, int]] = []  # (group, user, burst) ended by silence/no-start
+        # (group, user, burst, when) ended by silence or no-start
+        self.quiet: list[tuple[str, str, int, float]] = []
 
     def __call__(self, ev: Any, now: float) -> None:
         from ptt.protocol import floor as fl
@@ -87,7 +88,7 @@ class FloorMonitor:
                 del self.holders[e.group]
             self.ends[e.reason.value] = self.ends.get(e.reason.value, 0) + 1
             if e.reason in (fl.EndReason.SILENCE, fl.EndReason.NO_START) and len(self.quiet) < 5000:
-                self.quiet.append((e.group, e.user, e.burst_id))
+                self.quiet.append((e.group, e.user, e.burst_id, now))
 
     def stats(self) -> dict[str, Any]:
         return {"double_grants": len(self.double_grants), "double_examples":
@@ -159,6 +160,16 @@ def _server_main(conn: Any, workdir: str, iterations: int, port: int = 0,
                                                    if not node.routing.elsewhere(g))
                         res["homed"] = sum(1 for g in server.core.groups
                                            if not node.routing.elsewhere(g))
+                        now = loop.time()
+                        res["floor"]["held_detail"] = [  # what a floor held to the end is
+                            (g, monitor.holders[g], f.holder, f.burst_id, f.state.value,
+                             node.routing.homes.home_of(g),
+                             node.routing.homes.may_act(g, now),
+                             None if f.get_timer() is None else round(f.get_timer() - now, 2),
+                             g in node.routing._homeless)
+                            for g in list(monitor.holders)[:50]
+                            if not node.routing.elsewhere(g)
+                            for f in (server.core.floors.floor(g),)][:5]
                 elif cmd == "census":  # the most numerous live object types (a leak hunt)
                     import collections
                     import gc

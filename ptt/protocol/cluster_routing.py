@@ -61,7 +61,12 @@ login from one device ends the first on one server.
 
 Failover: when a group's home changes (:meth:`ClusterRouting.home_changed`), the node that
 became its home takes over the floor it mirrored (the old grant and queue are void, the talker
-revoked with cause FAILOVER, the floor idle) and tells every node.
+revoked with cause FAILOVER, the floor idle) and tells every node. Every term starts idle: a
+node that learns of a newer term (its watch, or the new home's news) ends its own copy of the
+floor at once, so its talker stops even when the new home never mirrored that burst. A home
+whose lease is unsure (``HomeMap.may_act``) decides nothing, its own clients' inputs and its
+floor timers included; inputs it cannot decide wait at the node (never dropped: a release is
+sent once) until its lease is sure again or the node knows the new home.
 
 Not here (docs/cluster.md says what is left): multicast bridging across nodes, one-to-one calls
 between nodes (a call group lives on the caller's node), the limit on a user's devices
@@ -537,11 +542,16 @@ class ClusterRouting:
         self._send_homeless(group, now)
 
     def _defer_timers(self, group: str, now: float) -> float | None:
-        """A floor timer of a group homed here comes due while the lease is unsure: it waits
-        (a silence timer would end a burst whose ALIVEs are held), until after the held inputs'
-        next retry, so the talker's latest voice counts first."""
-        if self.elsewhere(group, now) and not self.elsewhere(group):
+        """A floor timer of a group homed here comes due while the lease is unsure, or while
+        inputs held then wait for their retry: it waits (a silence timer would end a burst
+        whose ALIVEs, or whose release, are held), until after the held inputs' next retry."""
+        if self.elsewhere(group):
+            return None
+        if not self.homes.may_act(group, now):
             return now + 2 * HELD_RETRY
+        if group in self._homeless and self._retry_at is not None:
+            # sure again, but the inputs held meanwhile are decided at the retry: before this
+            return max(now, self._retry_at) + HELD_RETRY / 2
         return None
 
     def _void(self, group: str, term: int, now: float) -> None:
