@@ -360,8 +360,10 @@ def phase(name: str, root: Path, seed_db: Path, groups: dict[str, list[str]],
         probing = _probe_login(*pair)
         time.sleep(args.settle)
         s0 = {n: p.call("stats") for n, p in nodes.items()}
+        b0 = {n: p.call("bus") for n, p in nodes.items()}
         c0 = {n: proc_cpu(p.pid) for n, p in nodes.items()}
         w0 = time.monotonic()
+        spies = _spy(name, nodes, args) if args.pyspy else []
         load_before = loadgen.load_average()
         for k, w in enumerate(workers.values()):
             if args.light:  # heartbeats only, at the real cadence; nobody else talks
@@ -387,6 +389,13 @@ def phase(name: str, root: Path, seed_db: Path, groups: dict[str, list[str]],
             out["pause_spans"] = pauser.spans
         c1 = {n: proc_cpu(p.pid) for n, p in nodes.items()}
         w1 = time.monotonic()
+        b1 = {n: p.call("bus") for n, p in nodes.items()}
+        for spy in spies:
+            try:
+                spy.wait(30)
+            except Exception:  # noqa: BLE001 - our own child, ended by its PID
+                spy.kill()
+                spy.wait(5)
         out["load_average"] = f"{load_before} at the start, {loadgen.load_average()} at the end"
         _say(f"{name}: churn window over, load average {loadgen.load_average()}")
         res = [] if args.light else [w.recv(args.duration + bench_load.SETTLE + 120)
@@ -425,6 +434,8 @@ def phase(name: str, root: Path, seed_db: Path, groups: dict[str, list[str]],
         "voice_out": s1[n]["counters"]["voice_out"] - s0[n]["counters"]["voice_out"],
         "datagrams_in": s1[n]["counters"]["datagrams_in"] - s0[n]["counters"]["datagrams_in"],
         "drop_reasons": s1[n]["counters"]["drop_reasons"],
+        "bus_per_s": {k: round((v - b0[n].get(k, 0)) / (w1 - w0), 1)
+                      for k, v in sorted(b1[n].items())},
     } for n in names}
     total_cpu = sum(c1[n] - c0[n] for n in names)
     total_clients = sum(online.values())
@@ -589,6 +600,22 @@ def _probe(talker: bench_cluster._Client, listener: bench_cluster._Client, cycle
         c.flush()
         c.sock.close()
     return {"access": access, "voice": latency, "frames": frames, "failed": failed}
+
+
+def _spy(phase_name: str, nodes: dict[str, NodeProc], args: argparse.Namespace
+         ) -> list[Any]:
+    """py-spy sampling each server process over the churn window (less the probe's start),
+    collapsed stacks of the samples that ran (not idle) to ``--pyspy``/<phase>-<node>.txt."""
+    import subprocess
+
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    args.pyspy.mkdir(parents=True, exist_ok=True)
+    return [subprocess.Popen([spy, "record", "--pid", str(p.pid), "--rate", "100",
+                              "--duration", str(max(1, int(args.duration) - 4)),
+                              "--format", "raw", "--nonblocking",
+                              "-o", str(args.pyspy / f"{phase_name}-{n}.txt")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for n, p in nodes.items()]
 
 
 def _summed(counts: list[dict[str, int]]) -> dict[str, int]:
@@ -777,6 +804,8 @@ def summary(r: dict[str, Any]) -> dict[str, Any]:
         "inputs held)"] = [x for v in c["nodes"].values() for x in v.get("held_detail", [])]
     if "pauses" in c:
         out["nodes paused (node, s into the window)"] = c["pauses"]
+    out["bus messages per s, node a"] = {k: v for k, v in c["nodes"]["a"]["bus_per_s"].items()
+                                          if "bytes" not in k}
     out["failover"] = c.get("failover")
     out["load average"] = (f"single: {s['load_average']}; " if s else "") + \
         f"cluster: {c['load_average']}"
@@ -814,6 +843,9 @@ def main() -> int:
     ap.add_argument("--pause-every", type=float, default=6.0,
                     help="s between the starts of two pauses (with --pause)")
     ap.add_argument("--json", type=Path, help="write every figure here")
+    ap.add_argument("--pyspy", type=Path, metavar="DIR",
+                    help="sample each server with py-spy (in the venv) over the churn window: "
+                         "collapsed stacks in DIR (bench/profile_summary.py reads them)")
     args = ap.parse_args()
     if args.quick:
         args.clients, args.duration, args.think = 400, 8.0, 40.0

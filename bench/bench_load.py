@@ -123,6 +123,7 @@ def _server_main(conn: Any, workdir: str, iterations: int, port: int = 0,
 
             node = ClusterNode(server, ClusterConfig(**cluster))
             await node.start()
+            bus_counts = _count_bus(node)
         monitor = FloorMonitor()
 
         def on_event(ev: Any, now: float) -> None:
@@ -170,6 +171,8 @@ def _server_main(conn: Any, workdir: str, iterations: int, port: int = 0,
                             for g in list(monitor.holders)[:50]
                             if not node.routing.elsewhere(g)
                             for f in (server.core.floors.floor(g),)][:5]
+                elif cmd == "bus":  # node-to-node messages so far, by direction and type
+                    res = dict(bus_counts) if node is not None else {}
                 elif cmd == "census":  # the most numerous live object types (a leak hunt)
                     import collections
                     import gc
@@ -203,6 +206,42 @@ def _server_main(conn: Any, workdir: str, iterations: int, port: int = 0,
         server.close()
 
     asyncio.run(main())
+
+
+def _count_bus(node: Any) -> dict[str, int]:
+    """Count a node's bus messages by direction and type (``out FloorNews``, ``in voice``,
+    ``out bytes``...), by wrapping its Bus's send and delivery: the bench's view, not the
+    node's code."""
+    from ptt.wire import cluster as wc
+    from ptt.wire.voice import is_voice
+
+    counts: dict[str, int] = {}
+    names = {t: cls.__name__ for t, cls in wc._TYPES.items()}
+
+    def kind(data: bytes) -> str:
+        if is_voice(data):
+            return "voice"
+        # [version, type, ...]: a fixarray or array16 header, then two positive fixints
+        at = 1 if data[0] & 0xF0 == 0x90 else 3
+        return names.get(data[at + 1], "other") if len(data) > at + 1 else "other"
+
+    bus = node.bus
+    send, deliver = bus.send, bus.on_message
+
+    def counted_send(to: str, data: bytes) -> None:
+        k = "out " + kind(data)
+        counts[k] = counts.get(k, 0) + 1
+        counts["out bytes"] = counts.get("out bytes", 0) + len(data)
+        send(to, data)
+
+    def counted_deliver(data: bytes) -> None:
+        k = "in " + kind(data)
+        counts[k] = counts.get(k, 0) + 1
+        counts["in bytes"] = counts.get("in bytes", 0) + len(data)
+        deliver(data)
+
+    bus.send, bus.on_message = counted_send, counted_deliver
+    return counts
 
 
 class MonitoredServer(loadgen.ServerProc):
