@@ -61,7 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_cluster  # noqa: E402
 import bench_load  # noqa: E402
 import loadgen  # noqa: E402
-from bench_idle import proc_cpu  # noqa: E402
+from bench_idle import proc_cpu, thread_cpu  # noqa: E402
 
 from ptt.protocol import auth  # noqa: E402
 from ptt.protocol import client as cl  # noqa: E402
@@ -131,6 +131,46 @@ class NodeProc(loadgen._Proc):
     def kill(self) -> None:
         os.kill(self.pid, signal.SIGKILL)  # our own child, by its PID
         self.proc.join(5)
+
+
+def start_nodes(nodes: dict[str, NodeProc], phase_name: str, root: Path, seed_db: Path,
+                nats_url: str | None, etcd: list[str] | None, extra: dict[str, Any]) -> None:
+    """Into ``nodes``: the single server (without ``nats_url``) or the four nodes, each on a
+    copy of ``seed_db`` in a directory of its own (``extra``: more ClusterConfig fields)."""
+    for n in (NODES if nats_url else ("single",)):
+        d = root / f"{phase_name}-{n}"
+        d.mkdir()
+        shutil.copy(seed_db, d / "db.sqlite")
+        spec = None
+        if nats_url:
+            spec = {"node": n, "nodes": tuple(NODES), "nats": (nats_url,),
+                    "etcd": tuple(etcd or ()), **extra}
+        nodes[n] = NodeProc(d, bench_cluster._free_udp_port(), spec)
+
+
+def spy(phase_name: str, nodes: dict[str, NodeProc], seconds: float, outdir: Path
+        ) -> list[Any]:
+    """py-spy sampling each server process for ``seconds``: collapsed stacks of the samples
+    that ran (not idle) to ``outdir``/<phase>-<node>.txt (bench/profile_summary.py)."""
+    import subprocess
+
+    exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    outdir.mkdir(parents=True, exist_ok=True)
+    return [subprocess.Popen([exe, "record", "--pid", str(p.pid), "--rate", "100",
+                              "--duration", str(max(1, int(seconds))),
+                              "--format", "raw", "--nonblocking",
+                              "-o", str(outdir / f"{phase_name}-{n}.txt")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for n, p in nodes.items()]
+
+
+def end_spies(spies: list[Any]) -> None:
+    for s in spies:
+        try:
+            s.wait(30)
+        except Exception:  # noqa: BLE001 - our own child, ended by its PID
+            s.kill()
+            s.wait(5)
 
 
 # --- the churn role --------------------------------------------------------------------------
@@ -316,8 +356,10 @@ def _double_grants_seen(grants: list[tuple[str, str, int, float, float]]
 
 def phase(name: str, root: Path, seed_db: Path, groups: dict[str, list[str]],
           tokens: dict[str, str], assign: dict[str, str], args: argparse.Namespace,
-          nats_url: str | None, etcd: list[str] | None) -> dict[str, Any]:
-    """One phase: the servers, the load, the churn window, the probe; figures."""
+          nats_url: str | None, etcd: list[str] | None, only: str | None = None
+          ) -> dict[str, Any]:
+    """One phase: the servers, the load, the churn window, the probe; figures. ``only``: of
+    the clients, only those of that node (the same load process, seed and churn as there)."""
     cluster = nats_url is not None
     names = NODES if cluster else ("single",)
     kill_groups = [g for g in groups if g.startswith("f")]
@@ -326,24 +368,18 @@ def phase(name: str, root: Path, seed_db: Path, groups: dict[str, list[str]],
     workers: dict[str, Worker] = {}
     out: dict[str, Any] = {"phase": name}
     try:
-        for n in names:
-            d = root / f"{name}-{n}"
-            d.mkdir()
-            shutil.copy(seed_db, d / "db.sqlite")
-            spec = None
-            if cluster:
-                spec = {"node": n, "nodes": tuple(NODES), "nats": (nats_url,),
-                        "etcd": tuple(etcd or ()), "homes": homes, "lease_ttl": args.lease}
-            nodes[n] = NodeProc(d, bench_cluster._free_udp_port(), spec)
+        start_nodes(nodes, name, root, seed_db, nats_url, etcd,
+                    {"homes": homes, "lease_ttl": args.lease})
         out["rss_start_mib"] = {n: p.start_rss_kib / 1024 for n, p in nodes.items()}
         t0 = time.monotonic()
-        load = [u for g, ms in groups.items() if g.startswith("g") for u in ms]
+        load = [u for g, ms in groups.items() if g.startswith("g") for u in ms
+                if only is None or assign[u] == only]
         for n in names:
             mine = [(u, tokens[u], [_group_of(u, groups)]) for u in load
                     if not cluster or assign[u] == n]
             for k in (NODES if not cluster else (n,)):  # the same split in both phases
                 part = [e for e in mine if assign[e[0]] == k]
-                for j in range(args.procs):
+                for j in range(args.procs if part else 0):
                     workers[f"{k}{j}"] = Worker(nodes[n].address, part[j::args.procs],
                                                 120 + len(part) / 20, args.inflight)
         for w in workers.values():
@@ -361,9 +397,13 @@ def phase(name: str, root: Path, seed_db: Path, groups: dict[str, list[str]],
         time.sleep(args.settle)
         s0 = {n: p.call("stats") for n, p in nodes.items()}
         b0 = {n: p.call("bus") for n, p in nodes.items()}
+        for p in nodes.values():
+            p.call("handles")
+        v0 = {n: thread_cpu(p.pid) for n, p in nodes.items()}
         c0 = {n: proc_cpu(p.pid) for n, p in nodes.items()}
         w0 = time.monotonic()
-        spies = _spy(name, nodes, args) if args.pyspy else []
+        # less the probe's start, so the samples stay inside the CPU window
+        spies = spy(name, nodes, args.duration - 4, args.pyspy) if args.pyspy else []
         load_before = loadgen.load_average()
         for k, w in enumerate(workers.values()):
             if args.light:  # heartbeats only, at the real cadence; nobody else talks
@@ -390,12 +430,9 @@ def phase(name: str, root: Path, seed_db: Path, groups: dict[str, list[str]],
         c1 = {n: proc_cpu(p.pid) for n, p in nodes.items()}
         w1 = time.monotonic()
         b1 = {n: p.call("bus") for n, p in nodes.items()}
-        for spy in spies:
-            try:
-                spy.wait(30)
-            except Exception:  # noqa: BLE001 - our own child, ended by its PID
-                spy.kill()
-                spy.wait(5)
+        v1 = {n: thread_cpu(p.pid) for n, p in nodes.items()}
+        h1 = {n: p.call("handles") for n, p in nodes.items()}
+        end_spies(spies)
         out["load_average"] = f"{load_before} at the start, {loadgen.load_average()} at the end"
         _say(f"{name}: churn window over, load average {loadgen.load_average()}")
         res = [] if args.light else [w.recv(args.duration + bench_load.SETTLE + 120)
@@ -436,6 +473,10 @@ def phase(name: str, root: Path, seed_db: Path, groups: dict[str, list[str]],
         "drop_reasons": s1[n]["counters"]["drop_reasons"],
         "bus_per_s": {k: round((v - b0[n].get(k, 0)) / (w1 - w0), 1)
                       for k, v in sorted(b1[n].items())},
+        "threads_per_s": {k: round((v - v0[n].get(k, 0)) / (w1 - w0) * (
+            1 if k.endswith("wakeups") else 1e3), 1) for k, v in sorted(v1[n].items())},
+        "loop_callbacks_per_s": {k: round(v / (w1 - w0), 1) for k, v in sorted(
+            h1[n].items(), key=lambda kv: -kv[1])[:15]},
     } for n in names}
     total_cpu = sum(c1[n] - c0[n] for n in names)
     total_clients = sum(online.values())
@@ -602,22 +643,6 @@ def _probe(talker: bench_cluster._Client, listener: bench_cluster._Client, cycle
     return {"access": access, "voice": latency, "frames": frames, "failed": failed}
 
 
-def _spy(phase_name: str, nodes: dict[str, NodeProc], args: argparse.Namespace
-         ) -> list[Any]:
-    """py-spy sampling each server process over the churn window (less the probe's start),
-    collapsed stacks of the samples that ran (not idle) to ``--pyspy``/<phase>-<node>.txt."""
-    import subprocess
-
-    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    args.pyspy.mkdir(parents=True, exist_ok=True)
-    return [subprocess.Popen([spy, "record", "--pid", str(p.pid), "--rate", "100",
-                              "--duration", str(max(1, int(args.duration) - 4)),
-                              "--format", "raw", "--nonblocking",
-                              "-o", str(args.pyspy / f"{phase_name}-{n}.txt")],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            for n, p in nodes.items()]
-
-
 def _summed(counts: list[dict[str, int]]) -> dict[str, int]:
     out: dict[str, int] = {}
     for c in counts:
@@ -736,6 +761,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             single = None if args.cluster_only else phase(
                 "single", root, root / "seed.db", groups, tokens, assign, args, None, None)
+            # the single server with one node's share: the same rate per process as a node
+            quarter = phase("single-quarter", root, root / "seed.db", groups, tokens, assign,
+                            args, None, None, only=NODES[0]) if args.quarter else None
             cluster = phase("cluster", root, root / "seed.db", groups, tokens, assign, args,
                             nats.url, etcd.endpoints)
         finally:
@@ -743,7 +771,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             nats.stop()
     return {"clients": args.clients, "groups": args.clients // GROUP_SIZE,
             "placement": args.placement, "lease": args.lease,
-            "provision_s": provision_s, "single": single, "cluster": cluster}
+            "provision_s": provision_s, "single": single, "single_quarter": quarter,
+            "cluster": cluster}
 
 
 def summary(r: dict[str, Any]) -> dict[str, Any]:
@@ -782,6 +811,12 @@ def summary(r: dict[str, Any]) -> dict[str, Any]:
     if s:
         out["per-node / single (max)"] = round(max(per_node.values())
                                                / s["cpu_us_per_client_s"], 3)
+    q = r.get("single_quarter")
+    if q:
+        out[f"single with node {NODES[0]}'s clients only"] = (
+            f"{q['cpu_us_per_client_s']:.2f} us per client per s ({q['clients_online']} "
+            f"clients); node {NODES[0]} / it: "
+            f"{per_node[NODES[0]] / q['cpu_us_per_client_s']:.3f}; load {q['load_average']}")
     out["RSS MiB per node (start -> end)"] = ", ".join(
         f"{n} {c['rss_start_mib'][n]:.0f} -> {v['rss_mib']:.0f}" for n, v in c["nodes"].items())
     out["RSS KiB per client (node growth / clients)"] = ", ".join(
@@ -804,6 +839,10 @@ def summary(r: dict[str, Any]) -> dict[str, Any]:
         "inputs held)"] = [x for v in c["nodes"].values() for x in v.get("held_detail", [])]
     if "pauses" in c:
         out["nodes paused (node, s into the window)"] = c["pauses"]
+    out["loop wake-ups per s (python thread)"] = (
+        (f"single {s['nodes']['single']['threads_per_s'].get('python wakeups')}; " if s else "")
+        + ", ".join(f"{n} {v['threads_per_s'].get('python wakeups')}"
+                    for n, v in c["nodes"].items()))
     out["bus messages per s, node a"] = {k: v for k, v in c["nodes"]["a"]["bus_per_s"].items()
                                           if "bytes" not in k}
     out["failover"] = c.get("failover")
@@ -831,6 +870,9 @@ def main() -> int:
                     help="no churn: clients only heartbeat (cheap load processes), for memory "
                          "and failover at large N")
     ap.add_argument("--cluster-only", action="store_true", help="no single-server phase")
+    ap.add_argument("--quarter", action="store_true",
+                    help="also a single server with only node a's clients (its share, same "
+                         "churn): the same rate per process as a node")
     ap.add_argument("--census", action="store_true",
                     help="every 30 s of the logins, the nodes' most numerous object types")
     ap.add_argument("--placement", choices=("random", "home"), default="random",

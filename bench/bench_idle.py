@@ -60,6 +60,30 @@ def proc_cpu(pid: int) -> float:
     return sum(proc_times(pid))
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """Per thread name of ``pid`` (threads of one name summed): CPU seconds (utime + stime)
+    under the name, user and system seconds under ``name user`` and ``name sys``, and
+    voluntary context switches (a thread's wake-ups, near enough) under ``name wakeups``."""
+    out: dict[str, float] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                stat = f.read()
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                status = f.read()
+        except OSError:  # the thread ended meanwhile
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat.rsplit(")", 1)[1].split()
+        user, sys_ = int(fields[11]) / _TICK, int(fields[12]) / _TICK
+        switches = next(int(line.split()[1]) for line in status.splitlines()
+                        if line.startswith("voluntary_ctxt_switches"))
+        for key, v in ((name, user + sys_), (f"{name} user", user), (f"{name} sys", sys_),
+                       (f"{name} wakeups", switches)):
+            out[key] = out.get(key, 0.0) + v
+    return out
+
+
 def idle_interval() -> float:
     """The interval an idle client heartbeats at with the server's defaults."""
     from ptt.protocol import keepalive

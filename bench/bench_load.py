@@ -173,6 +173,8 @@ def _server_main(conn: Any, workdir: str, iterations: int, port: int = 0,
                             for f in (server.core.floors.floor(g),)][:5]
                 elif cmd == "bus":  # node-to-node messages so far, by direction and type
                     res = dict(bus_counts) if node is not None else {}
+                elif cmd == "handles":  # the loop's callbacks run since the last call
+                    res = _count_handles()
                 elif cmd == "census":  # the most numerous live object types (a leak hunt)
                     import collections
                     import gc
@@ -206,6 +208,37 @@ def _server_main(conn: Any, workdir: str, iterations: int, port: int = 0,
         server.close()
 
     asyncio.run(main())
+
+
+_handles: dict[str, int] | None = None
+
+
+def _count_handles() -> dict[str, int]:
+    """The event loop's callbacks run since the last call, by what they run (a task's
+    coroutine, a callback's name): what wakes a server's loop. The first call installs the
+    counting (a wrapper on ``asyncio.Handle._run``: the bench's view) and returns nothing."""
+    import asyncio
+
+    global _handles
+    if _handles is None:
+        counts: dict[str, int] = {}
+        run = asyncio.Handle._run
+
+        def counted(handle: Any) -> None:
+            cb = handle._callback
+            owner = getattr(cb, "__self__", None)
+            if isinstance(owner, asyncio.Task):
+                name = "task " + getattr(owner.get_coro(), "__qualname__", "?")
+            else:
+                name = getattr(getattr(cb, "func", cb), "__qualname__", type(cb).__name__)
+            counts[name] = counts.get(name, 0) + 1
+            run(handle)
+
+        asyncio.Handle._run = counted  # type: ignore[method-assign]
+        _handles = counts
+    out = dict(_handles)
+    _handles.clear()
+    return out
 
 
 def _count_bus(node: Any) -> dict[str, int]:
