@@ -611,11 +611,11 @@ class ClusterRouting:
         if msg.node not in self.homes.nodes or msg.node == self.node:
             return
         self._heard[msg.node] = now
-        mine = [name for name in self._relay if msg.node in self._relay[name]]
-        if msg.full:
-            for name in mine:
-                if name not in msg.online:
-                    self._set_relay(name, msg.node, False, now)
+        if msg.full:  # a walk of every group homed here: only for the whole list
+            online = set(msg.online)
+            for name in [n for n, relay in self._relay.items()
+                         if msg.node in relay and n not in online]:
+                self._set_relay(name, msg.node, False, now)
         for name in msg.online:
             if self._set_relay(name, msg.node, True, now) and msg.full:
                 # a node the home did not know had members (the home restarted, or a message

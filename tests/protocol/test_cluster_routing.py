@@ -34,6 +34,22 @@ def _sim() -> ClusterSim:
     return sim
 
 
+def test_a_change_of_presence_touches_only_its_groups_and_a_full_list_trims_the_rest() -> None:
+    sim = _sim()
+    home = sim.routing["C"]
+    assert home._relay == {"g": {"A", "B"}, "h": {"A"}}
+    # a change from A (its last member of g left) leaves A in h's relay set
+    home.receive(wc.encode(wc.Presence("A", (), ("g",), False)), sim.now)
+    assert home._relay == {"g": {"B"}, "h": {"A"}}
+    home.receive(wc.encode(wc.Presence("A", ("g",), (), False)), sim.now)
+    assert home._relay == {"g": {"A", "B"}, "h": {"A"}}
+    # A's whole list names h alone: A leaves g; B's relay sets are not A's to change
+    home.receive(wc.encode(wc.Presence("A", ("h",), (), True)), sim.now)
+    assert home._relay == {"g": {"B"}, "h": {"A"}}
+    home.receive(wc.encode(wc.Presence("A", (), (), True)), sim.now)
+    assert home._relay == {"g": {"B"}, "h": set()}
+
+
 def _floor_msgs(log: list[tuple[str, str, object]]) -> list[tuple[str, str, object]]:
     return [e for e in log if isinstance(e[2], (wc.FloorInput, wc.FloorNews))]
 
