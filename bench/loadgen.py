@@ -322,9 +322,21 @@ def cpu_between(a: dict[str, Any], b: dict[str, Any]) -> dict[str, float]:
 class ClientPool:
     """Many ClientCores, one UDP socket each, one epoll and one timer heap."""
 
-    def __init__(self, server: tuple[str, int], kernel_ts: bool = False) -> None:
+    def __init__(self, server: tuple[str, int], kernel_ts: bool = False,
+                 servers: list[tuple[str, int]] | None = None, source: str = LOCALHOST,
+                 verifier: tuple[bytes, int, bytes] | None = None) -> None:
+        """``servers``: a cluster's access nodes, ``server`` first: each client gets the list
+        (its core moves when its node is lost) and an unconnected socket, sending to the node
+        its core names and telling the core who sent what it reads. ``source``: the loopback
+        address the clients' sockets bind to (one address has ~28,000 ephemeral ports: a run
+        of more clients spreads its load processes over several). ``verifier``: (salt,
+        iterations, verifier) of a token and salt every user shares, so the clients skip
+        PBKDF2 (the bench measures the servers)."""
         self.server = server
         self.kernel_ts = kernel_ts
+        self.servers = [server, *(s for s in servers or () if s != server)] if servers else None
+        self.source = source
+        self.verifier = verifier
         self.ep = select.epoll()
         self.cores: list[cl.ClientCore] = []
         self.socks: list[socket.socket] = []
@@ -357,10 +369,14 @@ class ClientPool:
         sock.setblocking(False)
         if self.kernel_ts:
             sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
-        sock.bind((LOCALHOST, 0))
-        sock.connect(self.server)
+        sock.bind((self.source, 0))
+        if self.servers is None:
+            sock.connect(self.server)
         i = len(self.cores)
-        core = cl.ClientCore(user, token, os.urandom)
+        core = cl.ClientCore(user, token, os.urandom, f"bench/{user}" if self.servers else "",
+                             servers=self.servers or ())
+        if self.verifier is not None:
+            core._verifier_cache = self.verifier  # a load generator's shortcut (private)
         for g in groups:
             core.join(g, 0.0)  # not connected yet: remembered, joined on Welcome
         self.cores.append(core)
@@ -379,10 +395,14 @@ class ClientPool:
         core = self.cores[i]
         out = core.datagrams_to_send()
         if out:
-            send = self.socks[i].send
+            sock = self.socks[i]
+            to = core.server if self.servers is not None else None
             for d in out:
                 try:
-                    send(d)
+                    if to is None:
+                        sock.send(d)
+                    else:
+                        sock.sendto(d, to)
                 except OSError:  # ICMP refused from an earlier datagram, or a full buffer
                     pass
         evs = core.events()
@@ -563,13 +583,13 @@ class ClientPool:
             t_kernel = 0.0
             try:
                 if kts:
-                    data, anc, _, _ = sock.recvmsg(65536, 64)
+                    data, anc, _, source = sock.recvmsg(65536, 64)
                     for level, typ, raw in anc:
                         if level == socket.SOL_SOCKET and typ == _SO_TIMESTAMPNS:
                             sec, ns = _TS.unpack(raw[:_TS.size])
                             t_kernel = sec + ns * 1e-9  # CLOCK_REALTIME
                 else:
-                    data = sock.recv(65536)
+                    data, source = sock.recvfrom(65536)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
@@ -579,7 +599,7 @@ class ClientPool:
                     self.on_voice(i, data, time.monotonic_ns())
                 continue
             now = time.monotonic()
-            core.receive_datagram(data, now)
+            core.receive_datagram(data, now, source if self.servers is not None else None)
             self.flush(i, now, t_kernel)
 
     def run(self, until: float, done: Callable[[], bool] | None = None) -> None:
@@ -667,17 +687,26 @@ def _raise_fd_limit(n: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
 
-def _worker_main(conn: Any, server: tuple[str, int], clients: list[tuple[str, str, list[str]]],
-                 kernel_ts: bool, login_timeout: float, inflight: int = LOGIN_INFLIGHT) -> None:
-    logging.basicConfig(level=logging.WARNING)
+def logged_in(conn: Any, pool: ClientPool, clients: list[tuple[str, str, list[str]]],
+              login_timeout: float, inflight: int) -> bool:
+    """A worker's start: ``clients`` (user, token, groups) added to ``pool`` and logged in; a
+    failure is sent to the parent as the error it waits for (False)."""
     _raise_fd_limit(len(clients))
-    pool = ClientPool(server, kernel_ts)
     for user, token, groups in clients:
         pool.add(user, token, groups)
     try:
         pool.login_all(login_timeout, inflight)
     except Exception as exc:
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        return False
+    return True
+
+
+def _worker_main(conn: Any, server: tuple[str, int], clients: list[tuple[str, str, list[str]]],
+                 kernel_ts: bool, login_timeout: float, inflight: int = LOGIN_INFLIGHT) -> None:
+    logging.basicConfig(level=logging.WARNING)
+    pool = ClientPool(server, kernel_ts)
+    if not logged_in(conn, pool, clients, login_timeout, inflight):
         return
     conn.send(("ready", {"clients": len(clients), "cpu": time.process_time()}))
     state: dict[str, Any] = {"stop": False, "role": None}

@@ -1,0 +1,401 @@
+"""The simulated 100,000-client cluster (issue #17): memory, idle CPU and failover under load.
+
+    nice -n 5 timeout 3600 .venv/bin/python bench/bench_cluster_big.py --clients 100000
+    .venv/bin/python bench/bench_cluster_big.py --quick      # 2,000 clients, 20 s idle: a check
+
+Four nodes (``PttServer`` + ``ClusterNode``, as ``ptt server --cluster`` runs them, each in a
+forked process of its own: ``bench_cluster_churn.NodeProc``) over a real NATS and a real etcd
+(1 s leases, 50/500 ms raft timers) started here on loopback ports; each node on a copy of one
+SQLite directory (``--clients`` users in groups of 10, one token and salt shared by all: the
+load processes skip PBKDF2). Every group is homed through an etcd claim by the static rule,
+except ``--kill`` failover groups homed on node d.
+
+Clients: the real :class:`~ptt.protocol.client.ClientCore` (``loadgen.ClientPool``), one UDP
+socket each, each on a node drawn at random with the server list [its node, the others], in
+load processes of at most ``--per-proc`` clients (the file descriptor limit), each process on a
+loopback address of its own (127.0.1.k: one address has ~28,000 ephemeral ports). They log in
+(``--inflight`` at a time per process), join their group and stay idle, driven by their own
+timers: the real idle cadence (55 s), nobody talks.
+
+Reported, each with the machine's load average:
+
+- login: from the first load process started to the last one's clients all joined; every 30 s
+  of it each node's sessions and RSS (and with ``--census`` its most numerous object types);
+- memory: each node's RSS after its start (directory loaded, no client) and after the idle
+  window, per client (growth over its sessions); the load processes' RSS;
+- idle CPU: utime + stime of each node from ``/proc`` over ``--window`` s (two idle intervals by
+  default, so every client heartbeats), per idle client per second;
+- failover under load (``bench_cluster_churn.failover``): talkers on a hold the floors of the
+  ``--kill`` groups homed on d, their listeners on b; d is SIGKILLed: when each group's members
+  are told the floor is free, when a new grant is possible; and d's own clients (a quarter of
+  all): when each logged in again on a, b or c (the survivors tell them, from the list d
+  published in etcd), within ``--back-within`` s, and the survivors' CPU and RSS meanwhile.
+
+Everything talks to 127.0.0.0/8; every wait has a deadline; every process started here is
+stopped by its PID at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import secrets
+import select
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_cluster  # noqa: E402
+import bench_cluster_churn as churn  # noqa: E402
+import loadgen  # noqa: E402
+from bench_idle import proc_cpu  # noqa: E402
+from bench_load import rss_kib  # noqa: E402
+
+from ptt.protocol import auth  # noqa: E402
+from ptt.protocol import client as cl  # noqa: E402
+
+NODES = churn.NODES
+KILL_NODE = churn.KILL_NODE
+GROUP_SIZE = churn.GROUP_SIZE
+PER_PROC = 15_000  # clients per load process: one socket each, under the 20,000 fd limit here
+BACK_WITHIN = 60.0  # s after the kill: a client of d not back by then counts as never
+Addr = tuple[str, int]
+
+
+def provision(db: Path, clients: int, kill_groups: int) -> tuple[dict[str, list[str]], str,
+                                                                 tuple[bytes, int, bytes]]:
+    """Users ``u000000``.. in groups ``g00000``.. of 10 and per failover group ``f<k>`` a talker
+    and a listener, all with one token (returned with its (salt, iterations, verifier))."""
+    from ptt.server.store import Store
+
+    groups = {f"g{k:05d}": [f"u{j:06d}" for j in range(k * GROUP_SIZE,
+                                                       min((k + 1) * GROUP_SIZE, clients))]
+              for k in range(-(-clients // GROUP_SIZE))}
+    for k in range(kill_groups):
+        groups[f"f{k:02d}"] = [f"ft{k:02d}", f"fl{k:02d}"]
+    token = auth.new_token(secrets.token_bytes(auth.TOKEN_BYTES))
+    creds = auth.make_credentials(token, secrets.token_bytes(auth.SALT_SIZE),
+                                  auth.MIN_ITERATIONS)
+    store = Store(db)
+    try:
+        for name in dict.fromkeys(u for ms in groups.values() for u in ms):
+            store.add_user(name, "volunteer", creds.salt, creds.iterations, creds.verifier)
+        for g, members in groups.items():
+            store.create_group(g, mode="relay", encrypted=False)
+            store.change_members(g, add=members)
+    finally:
+        store.close()
+    return groups, token, (creds.salt, creds.iterations, creds.verifier)
+
+
+# --- a load process ------------------------------------------------------------------------------
+
+
+def _worker_main(conn: Any, servers: list[Addr], source: str,
+                 verifier: tuple[bytes, int, bytes], clients: list[tuple[str, str, list[str]]],
+                 login_timeout: float, inflight: int) -> None:
+    """Log ``clients`` in to ``servers[0]`` (their list: ``servers``) and keep them idle; then
+    "stats", "killed" (monotonic time, the dead node's address: time each client of it until it
+    is connected and joined elsewhere), "moved", "stop"."""
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    pool = loadgen.ClientPool(servers[0], servers=servers if len(servers) > 1 else None,
+                              source=source, verifier=verifier)
+    if not loadgen.logged_in(conn, pool, clients, login_timeout, inflight):
+        return
+    conn.send(("ready", {"clients": len(clients), "cpu": time.process_time(), **rss_kib()}))
+    state: dict[str, Any] = {"stop": False, "killed": None}
+    back: dict[int, tuple[float, Any]] = {}  # a client of the dead node: connected again
+    rejoined: dict[int, float] = {}
+    doomed: set[int] = set()
+
+    def on_events(i: int, evs: list[Any], t_recv: float, t_kernel: float) -> None:
+        if i not in doomed:
+            return
+        now = time.monotonic()
+        for ev in evs:
+            if isinstance(ev, cl.Connected) and i not in back:
+                back[i] = (now - state["killed"], pool.cores[i].server)
+            elif isinstance(ev, cl.GroupJoined) and i in back and i not in rejoined:
+                rejoined[i] = now - state["killed"]
+
+    def on_command() -> None:
+        try:
+            cmd, arg = conn.recv()
+        except (EOFError, OSError):
+            state["stop"] = True
+            return
+        if cmd == "stop":
+            state["stop"] = True
+        elif cmd == "stats":
+            conn.send(("ok", {"cpu": time.process_time(), "connected": len(pool.online),
+                              "disconnects": pool.disconnects, "lost_why": pool.lost_why,
+                              "back": len(back), "rejoined": len(rejoined),
+                              "doomed": len(doomed), **rss_kib()}))
+        elif cmd == "killed":
+            state["killed"], dead = arg[0], tuple(arg[1])
+            doomed.update(i for i, c in enumerate(pool.cores) if c.server == dead)
+            pool.on_events = on_events
+            conn.send(("ok", len(doomed)))
+        elif cmd == "moved":
+            conn.send(("ok", {"back": [(t, list(a)) for t, a in back.values()],
+                              "rejoined": list(rejoined.values()), "doomed": len(doomed)}))
+        else:
+            conn.send(("error", f"unknown command {cmd!r}"))
+
+    pool.extra_fds[conn.fileno()] = on_command
+    pool.ep.register(conn.fileno(), select.EPOLLIN)
+    pool.run(time.monotonic() + 3 * 3600, lambda: state["stop"])  # bounded without a parent
+    pool.close_all()
+
+
+class Worker(loadgen._Proc):
+    def __init__(self, servers: list[Addr], source: str, verifier: tuple[bytes, int, bytes],
+                 clients: list[tuple[str, str, list[str]]], inflight: int) -> None:
+        self.login_timeout = 300 + len(clients) / 10
+        super().__init__(_worker_main, servers, source, verifier, clients, self.login_timeout,
+                         inflight)
+        self.n = len(clients)
+        self.node = servers[0]
+
+
+class _Killer:
+    """Node d as ``churn.failover`` sees it: its kill tells the load processes when."""
+
+    def __init__(self, node: churn.NodeProc, workers: list[Worker]) -> None:
+        self.node, self.workers = node, workers
+        self.killed = 0.0
+
+    def kill(self) -> None:
+        self.node.kill()
+        self.killed = time.monotonic()
+        for w in self.workers:
+            w.send("killed", (self.killed, self.node.address))
+        for w in self.workers:
+            w.recv(60)
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+
+def _node_line(nodes: dict[str, churn.NodeProc], census: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for n, p in nodes.items():
+        s = p.call("stats", timeout=60)
+        out[n] = {"sessions": s["sessions"], "rss_mib": round(s["rss_kib"] / 1024),
+                  "homed": s.get("homed")}
+        if census:
+            out[n]["census"] = p.call("census", timeout=60)
+    return out
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from ptt.cluster import engines
+
+    rng = random.Random(args.seed)
+    out: dict[str, Any] = {"clients": args.clients, "groups": -(-args.clients // GROUP_SIZE),
+                           "machine": loadgen.machine_line()}
+    with tempfile.TemporaryDirectory(prefix="ptt-bench-big-") as tmp:
+        root = Path(tmp)
+        t0 = time.monotonic()
+        groups, token, verifier = provision(root / "seed.db", args.clients, args.kill)
+        out["provision_s"] = round(time.monotonic() - t0, 1)
+        _say(f"provisioned {args.clients} users in {out['provision_s']} s")
+        load = [u for g, ms in groups.items() if g.startswith("g") for u in ms]
+        assign = {u: rng.choice(NODES) for u in load}
+        kill_groups = [g for g in groups if g.startswith("f")]
+        nats = engines.start_nats(root / "nats")
+        etcd = engines.start_etcd(root / "etcd", heartbeat_ms=50, election_ms=500)
+        nodes: dict[str, churn.NodeProc] = {}
+        workers: list[Worker] = []
+        try:
+            ports = {n: bench_cluster._free_udp_port() for n in NODES}
+            for n in NODES:
+                d = root / n
+                d.mkdir()
+                shutil.copy(root / "seed.db", d / "db.sqlite")
+                spec = {"node": n, "nodes": tuple(NODES), "nats": (nats.url,),
+                        "etcd": tuple(etcd.endpoints), "address": (loadgen.LOCALHOST, ports[n]),
+                        "homes": {g: KILL_NODE for g in kill_groups}}
+                nodes[n] = churn.NodeProc(d, ports[n], spec)
+            out["rss_start_mib"] = {n: round(p.start_rss_kib / 1024) for n, p in nodes.items()}
+            _say(f"nodes up, RSS {out['rss_start_mib']} MiB; load {loadgen.load_average()}")
+            addrs = [nodes[n].address for n in NODES]
+            t0 = time.monotonic()
+            k = 0
+            for n in NODES:
+                mine = [(u, token, [_group_of(u)]) for u in load if assign[u] == n]
+                procs = max(1, -(-len(mine) // args.per_proc))
+                for j in range(procs):
+                    k += 1
+                    servers = [nodes[n].address] + [a for a in addrs if a != nodes[n].address
+                                                    and not args.no_list]
+                    workers.append(Worker(servers, f"127.0.1.{k}", verifier, mine[j::procs],
+                                          args.inflight))
+            out["load_processes"] = len(workers)
+            timeline = []
+            for w in workers:
+                while not w.conn.poll(30):
+                    line = _node_line(nodes, args.census)
+                    line["t"] = round(time.monotonic() - t0)
+                    line["load"] = loadgen.load_average()
+                    timeline.append(line)
+                    _say(f"logins: {line}")
+                w.recv(w.login_timeout + 30)
+            out["login_s"] = round(time.monotonic() - t0, 1)
+            out["login_timeline"] = timeline
+            out["load_average_logins"] = loadgen.load_average()
+            _say(f"{len(load)} clients logged in in {out['login_s']} s; "
+                 f"load {loadgen.load_average()}")
+            time.sleep(args.settle)
+            s0 = {n: p.call("stats", timeout=60) for n, p in nodes.items()}
+            c0 = {n: proc_cpu(p.pid) for n, p in nodes.items()}
+            wc0 = [proc_cpu(w.proc.pid) for w in workers]
+            w0 = time.monotonic()
+            load0 = loadgen.load_average()
+            time.sleep(args.window)
+            c1 = {n: proc_cpu(p.pid) for n, p in nodes.items()}
+            wc1 = [proc_cpu(w.proc.pid) for w in workers]
+            wall = time.monotonic() - w0
+            s1 = {n: p.call("stats", timeout=60) for n, p in nodes.items()}
+            out["load_average_idle"] = f"{load0} at the start, {loadgen.load_average()} at the end"
+            _say(f"idle window over ({wall:.0f} s); load {loadgen.load_average()}")
+            wstats = [w.call("stats", timeout=60) for w in workers]
+            out["nodes"] = {n: {
+                "sessions": s1[n]["sessions"],
+                "rss_mib": round(s1[n]["rss_kib"] / 1024),
+                "peak_rss_mib": round(s1[n]["hwm_kib"] / 1024),
+                "rss_kib_per_client": round((s1[n]["rss_kib"] - nodes[n].start_rss_kib)
+                                            / max(1, s1[n]["sessions"]), 2),
+                "cpu_pct": round(100 * (c1[n] - c0[n]) / wall, 1),
+                "cpu_us_per_idle_client_s": round(1e6 * (c1[n] - c0[n]) / wall
+                                                  / max(1, s0[n]["sessions"]), 2),
+                "homed": s1[n].get("homed"),
+                "burst_ends": s1[n]["floor"]["ends"],
+            } for n in NODES}
+            out["load_processes_cpu_pct"] = round(100 * sum(b - a for a, b in zip(wc0, wc1))
+                                                  / wall, 1)
+            out["load_processes_rss_mib"] = round(sum(w["rss_kib"] for w in wstats) / 1024)
+            out["load_connected"] = sum(w["connected"] for w in wstats)
+            out["sessions_lost_at_clients"] = sum(w["disconnects"] for w in wstats)
+            out["sessions_lost_why"] = churn._summed([w["lost_why"] for w in wstats])
+            out["window_s"] = round(wall, 1)
+            if not args.no_failover:
+                try:
+                    out["failover"] = _failover(nodes, workers, token, kill_groups, args)
+                except Exception as exc:  # the figures above stand without it
+                    out["failover"] = f"{type(exc).__name__}: {exc}"
+        finally:
+            for w in workers:
+                w.stop(10)
+            for p in nodes.values():
+                p.stop(10)
+            etcd.stop()
+            nats.stop()
+    return out
+
+
+def _failover(nodes: dict[str, churn.NodeProc], workers: list[Worker], token: str,
+              kill_groups: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    survivors = [n for n in NODES if n != KILL_NODE]
+    killer = _Killer(nodes[KILL_NODE], workers)
+    as_seen: dict[str, Any] = {**nodes, KILL_NODE: killer}
+    c0 = {n: proc_cpu(nodes[n].pid) for n in survivors}
+    load0 = loadgen.load_average()
+    tokens = {u: token for g in kill_groups for u in (f"ft{g[1:]}", f"fl{g[1:]}")}
+    res: dict[str, Any] = {"floors": churn.failover(as_seen, tokens, kill_groups)}
+    killed = killer.killed
+    if not killed:
+        res["clients"] = "d was not killed"
+        return res
+    doomed = sum(w.call("stats", timeout=60)["doomed"] for w in workers)
+    while time.monotonic() < killed + args.back_within:
+        time.sleep(2)
+        back = sum(w.call("stats", timeout=60)["rejoined"] for w in workers)
+        if back >= doomed:
+            break
+    settled = time.monotonic()
+    c1 = {n: proc_cpu(nodes[n].pid) for n in survivors}
+    moved = [w.call("moved", timeout=60) for w in workers]
+    s1 = {n: nodes[n].call("stats", timeout=60) for n in survivors}
+    times = [t for m in moved for t, _ in m["back"]]
+    joined = [t for m in moved for t in m["rejoined"]]
+    where: dict[str, int] = {}
+    by_addr = {nodes[n].address: n for n in NODES}
+    for m in moved:
+        for _, a in m["back"]:
+            node = by_addr.get(tuple(a), "?")  # type: ignore[arg-type]
+            where[node] = where.get(node, 0) + 1
+    res["clients"] = {
+        "of_d": doomed,
+        "back": len(times), "group_joined_again": len(joined),
+        "back_s": loadgen.percentiles(times, (50, 95, 99)),
+        "joined_again_s": loadgen.percentiles(joined, (50, 95, 99)),
+        "within_3_s": sum(1 for t in times if t <= 3.0), "within_5_s":
+            sum(1 for t in times if t <= 5.0),
+        "spread": where,
+        "survivors_cpu_pct": {n: round(100 * (c1[n] - c0[n]) / (settled - killed + 1e-9), 1)
+                              for n in survivors},
+        "survivors_sessions": {n: s1[n]["sessions"] for n in survivors},
+        "survivors_rss_mib": {n: round(s1[n]["rss_kib"] / 1024) for n in survivors},
+        "survivors_homed": {n: s1[n].get("homed") for n in survivors},
+        "load_average": f"{load0} before the kill, {loadgen.load_average()} after",
+    }
+    return res
+
+
+def _group_of(user: str) -> str:
+    return f"g{int(user[1:]) // GROUP_SIZE:05d}"
+
+
+def _say(what: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {what}", file=sys.stderr, flush=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="2,000 clients, 20 s idle: a check")
+    ap.add_argument("--clients", type=int, default=100_000)
+    ap.add_argument("--per-proc", type=int, default=PER_PROC,
+                    help="clients per load process at most")
+    ap.add_argument("--inflight", type=int, default=25, help="logins in flight per process")
+    ap.add_argument("--settle", type=float, default=10.0, help="s after the logins")
+    ap.add_argument("--window", type=float, default=110.0,
+                    help="s of idle measured (two idle heartbeat intervals)")
+    ap.add_argument("--kill", type=int, default=20, help="failover groups homed on d")
+    ap.add_argument("--back-within", type=float, default=BACK_WITHIN,
+                    help="s after the kill to wait for d's clients")
+    ap.add_argument("--no-failover", action="store_true")
+    ap.add_argument("--no-list", action="store_true",
+                    help="clients know only their own node (they do not move when it dies)")
+    ap.add_argument("--census", action="store_true",
+                    help="every 30 s of the logins, the nodes' most numerous object types")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--json", type=Path, help="write every figure here")
+    args = ap.parse_args()
+    if args.quick:
+        args.clients, args.window, args.kill, args.back_within = 2000, 20.0, 4, 20.0
+    if args.clients < GROUP_SIZE or args.per_proc < 1 or args.kill < 1:
+        print("bench_cluster_big: --clients must be at least 10, --per-proc and --kill at "
+              "least 1", file=sys.stderr)
+        return 2
+    print(f"machine: {loadgen.machine_line()}; load average {loadgen.load_average()}")
+    r = run(args)
+    for k, v in r.items():
+        if k != "login_timeline":
+            print(f"{k}: {v}")
+    if args.json:
+        args.json.write_text(json.dumps(r, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    sys.exit(main())
