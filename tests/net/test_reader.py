@@ -17,6 +17,15 @@ VOICE = b"V" + bytes(100)
 LOGIN = b"\x96" + bytes(80)  # a plain control message (msgpack array)
 
 
+def logins(count: int, first: int = 0) -> list[bytes]:
+    """``count`` different plain datagrams (a copy of one still waiting is dropped)."""
+    return [LOGIN + i.to_bytes(2, "big") for i in range(first, first + count)]
+
+
+def plain(order: list[bytes]) -> int:
+    return sum(1 for d in order if d.startswith(LOGIN))
+
+
 @pytest.fixture
 def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
     server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -70,13 +79,13 @@ def test_a_plain_flood_beyond_the_backlog_never_stops_keepalives_being_read(
     keepalives behind them are taken and handled, none left to the kernel to drop."""
     server, client = pair
     order: list[bytes] = []
-    send(client, [LOGIN] * 300 + [HEARTBEAT] * 40 + [LOGIN] * 300 + [HEARTBEAT] * 40)
+    send(client, logins(300) + [HEARTBEAT] * 40 + logins(300, 300) + [HEARTBEAT] * 40)
     reader = PriorityReader(server, recording(order), time.monotonic,
                             drain_max=1024, backlog_max=100, chunk=4, budget=10.0)
     assert reader.run() is False
     assert order.count(HEARTBEAT) == 80
     assert order[:80] == [HEARTBEAT] * 80  # before any plain datagram
-    assert order.count(LOGIN) == 100 and reader.plain_dropped == 500
+    assert plain(order) == 100 and reader.plain_dropped == 500
 
 
 def test_a_request_arriving_while_the_backlog_is_worked_waits_for_a_chunk_only(
@@ -155,28 +164,46 @@ def test_logins_from_known_hosts_go_before_other_plain_datagrams(
     stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     stranger.bind(("127.0.0.3", 0))
     order: list[bytes] = []
+    returning = [b"\x95" + bytes([i]) + bytes(39) for i in range(3)]
     try:
-        for _ in range(200):
-            stranger.sendto(LOGIN, server.getsockname())
-        send(client, [b"\x95" + bytes(40)] * 3 + [HEARTBEAT] * 3)
+        for data in logins(200):
+            stranger.sendto(data, server.getsockname())
+        send(client, returning + [HEARTBEAT] * 3)
         known_host = client.getsockname()[0]
         reader = PriorityReader(server, recording(order), time.monotonic, budget=10.0,
                                 known=lambda addr: addr[0] == known_host)
         assert reader.run() is False
     finally:
         stranger.close()
-    assert order[:6] == [HEARTBEAT] * 3 + [b"\x95" + bytes(40)] * 3  # before the 200
-    assert order[6:] == [LOGIN] * 200
+    assert order[:6] == [HEARTBEAT] * 3 + returning  # before the 200
+    assert order[6:] == logins(200)
 
 
 def test_plain_datagrams_without_rate_budget_are_dropped_unparsed(
         pair: tuple[socket.socket, socket.socket]) -> None:
     server, client = pair
     order: list[bytes] = []
-    send(client, [LOGIN] * 50 + [HEARTBEAT] * 5 + [REQUEST])
+    send(client, logins(50) + [HEARTBEAT] * 5 + [REQUEST])
     budget = iter([True] * 10 + [False] * 100)
     reader = PriorityReader(server, recording(order), time.monotonic, budget=10.0,
                             admit=lambda addr, now: next(budget))
     assert reader.run() is False
-    assert order.count(LOGIN) == 10 and reader.plain_refused == 40
+    assert plain(order) == 10 and reader.plain_refused == 40
     assert order.count(HEARTBEAT) == 5 and order.count(REQUEST) == 1
+
+
+def test_a_copy_of_a_plain_datagram_still_waiting_is_dropped(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    """A client retransmits its login while it waits: copies of one still in the backlog are
+    not queued again (each would be parsed and answered), a different datagram is, and a copy
+    that arrives after the first was handled is handled too."""
+    server, client = pair
+    order: list[bytes] = []
+    first, second = logins(2)
+    send(client, [first] * 30 + [second] + [first] * 10)
+    reader = PriorityReader(server, recording(order), time.monotonic, budget=10.0)
+    assert reader.run() is False
+    assert order == [first, second] and reader.plain_repeated == 39
+    send(client, [first])
+    assert reader.run() is False
+    assert order == [first, second, first]

@@ -64,8 +64,8 @@ def test_a_full_backlog_still_takes_a_prefix_with_nothing_queued(server: socket.
     flooder = sender("127.77.0.1", server)
     newcomer = sender("127.66.0.1", server)
     try:
-        for _ in range(50):
-            flooder.send(LOGIN)
+        for i in range(50):  # different datagrams: a copy of one still waiting is dropped
+            flooder.send(LOGIN + bytes([i]))
         newcomer.send(b"\x96NEWCOMER")
         time.sleep(0.05)
         seen: list[bytes] = []
