@@ -657,6 +657,12 @@ class ClientCore:
         self.voice_key = voice_mac_key(sk)  # every voice datagram we send carries its MAC
         self._request("login", "", lambda t: m.Login(t, self.user, cn, sn, proof, self.device),
                       now)
+        if self._login_until is not None:
+            # the server lives (it answered): its Welcome gets a window of its own. A busy
+            # node's logins wait in its backlog twice (the Hello, the Login); giving up on it
+            # mid-login sent the client to the back of another busy node's backlog, wasting
+            # what the first had done (437 of 1,000 moved clients, bench_access_failover)
+            self._login_until = now + LOGIN_TRY
 
     def _on_welcome(self, msg: m.Welcome, now: float) -> None:
         self.conn = ConnState.CONNECTED

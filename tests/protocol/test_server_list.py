@@ -185,6 +185,35 @@ def test_a_first_login_to_a_dead_server_moves_on_after_login_try() -> None:
     assert net.client.conn is ConnState.CONNECTED and net.client.server == A
 
 
+def test_a_busy_server_that_answered_the_hello_gets_its_own_window_for_the_welcome() -> None:
+    """b answers the Hello just within LOGIN_TRY and the Login 1.5 s later (its backlog): the
+    client, shown b lives, waits for the Welcome rather than starting over elsewhere."""
+    net = TwoNodes()
+    b, client = net.nodes[B], net.client
+
+    def held_until(t: float) -> list[bytes]:
+        """The client's datagrams up to ``t`` (its retransmissions): b reads them late."""
+        out: list[bytes] = []
+        while (at := client.get_timer()) is not None and at <= t:
+            client.handle_timer(at)
+            out += client.datagrams_to_send()
+        return out
+
+    client.connect(0.0)
+    hello = client.datagrams_to_send()
+    held_until(LOGIN_TRY - 0.5)
+    b.receive_datagram(hello[0], net.addr, LOGIN_TRY - 0.5)
+    for data, _ in b.datagrams_to_send():
+        client.receive_datagram(data, LOGIN_TRY - 0.5, source=B)
+    login = client.datagrams_to_send()
+    held_until(LOGIN_TRY + 1.0)
+    assert client.server == B and client.conn is ConnState.LOGGING_IN
+    b.receive_datagram(login[0], net.addr, LOGIN_TRY + 1.0)
+    for data, _ in b.datagrams_to_send():
+        client.receive_datagram(data, LOGIN_TRY + 1.0, source=B)
+    assert client.conn is ConnState.CONNECTED and client.server == B
+
+
 def test_a_client_configured_with_one_node_learns_the_others_at_login_and_moves() -> None:
     net = TwoNodes(listed=(B,))
     assert not net.client.roaming
