@@ -105,6 +105,11 @@ def _worker(conn: Any, servers: list[tuple[str, int]], users: list[tuple[str, st
     armed: list[float | None] = []
     connected_at: list[list[tuple[float, Any]]] = []
     joined_at: list[list[float]] = []
+    # after the kill: when the session was lost (the notice and the sealed check), and when
+    # each login to a survivor started (the jitter drawn; a second one if the first went
+    # unanswered for LOGIN_TRY)
+    lost_at: list[float | None] = []
+    tries: list[list[float]] = []
     verifier = (*salt, auth.derive_verifier(users[0][1], *salt))
     for name, token, group in users:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -120,6 +125,8 @@ def _worker(conn: Any, servers: list[tuple[str, int]], users: list[tuple[str, st
         armed.append(None)
         connected_at.append([])
         joined_at.append([])
+        lost_at.append(None)
+        tries.append([])
 
     # events so far (done() must not walk every client); "back": clients that logged in again
     # since the kill, each counted once (a client may move twice)
@@ -144,6 +151,11 @@ def _worker(conn: Any, servers: list[tuple[str, int]], users: list[tuple[str, st
             elif isinstance(ev, cl.GroupJoined):
                 joined_at[i].append(now)
                 counts["joined"] += len(joined_at[i]) == 1
+            elif isinstance(ev, cl.Disconnected) and since and lost_at[i] is None:
+                lost_at[i] = now
+        relogin = core._relogin_at
+        if since and not back[i] and relogin is not None and relogin not in tries[i]:
+            tries[i].append(relogin)
         at = core.get_timer()
         if at is not None and at != armed[i]:
             armed[i] = at
@@ -197,7 +209,9 @@ def _worker(conn: Any, servers: list[tuple[str, int]], users: list[tuple[str, st
         out.append((moved[0][0] - killed if moved else None,
                     list(moved[0][1]) if moved else None,
                     joins[0] - killed if joins else None,
-                    moved[0][0] if moved else None))
+                    moved[0][0] if moved else None,
+                    None if lost_at[i] is None else lost_at[i] - killed,
+                    [t - killed for t in tries[i]]))
     conn.send(("result", out))
     for s in socks:
         s.close()
@@ -259,6 +273,12 @@ def run(clients: int, workers: int) -> dict[str, Any]:
             shed = {n: _shed(metrics[n]) for n in survivors}
             told = {n: [line for line in (root / n / "ptt.log").read_text().splitlines()
                         if "died" in line][-1:] for n in survivors}
+            warned = {n: [line for line in (root / n / "ptt.log").read_text().splitlines()
+                          if ("WARNING" in line or "ERROR" in line)
+                          and "event=dropped" not in line] for n in survivors}
+            dropped = {n: sum("event=dropped" in line for line in
+                              (root / n / "ptt.log").read_text().splitlines())
+                       for n in survivors}
         finally:
             for p, parent in pool:
                 p.join(10)
@@ -279,6 +299,19 @@ def run(clients: int, workers: int) -> dict[str, Any]:
             buckets[(node, int(r[0] / 0.1))] = buckets.get((node, int(r[0] / 0.1)), 0) + 1
     pb = percentiles(back, (50, 95, 100)) if back else {}
     pj = percentiles(joined, (50, 95, 100)) if joined else {}
+    # where the time went: the session lost (detection, notice, sealed check), the login
+    # started (+ the jitter), the last login's own time (its start to Connected)
+    lost = [r[4] for r in results if r[4] is not None]
+    started = [r[5][0] for r in results if r[5]]
+    took = [r[0] - r[5][-1] for r in results if r[5] and r[0] is not None]
+    again = sum(1 for r in results if len(r[5]) > 1)
+
+    def spread3(values: list[float]) -> str:
+        if not values:
+            return "none"
+        q = percentiles(values, (50, 95, 100))
+        return f"{q['p50']:.2f} / {q['p95']:.2f} / {q['p100']:.2f}"
+
     within3 = sum(1 for b in back if b <= 3.0) / clients
     within5 = sum(1 for b in back if b <= 5.0) / clients
     return {
@@ -293,6 +326,10 @@ def run(clients: int, workers: int) -> dict[str, Any]:
                                      if pb else "none"),
         "group joined again (s) p50 / p95 / max": (
             f"{pj['p50']:.2f} / {pj['p95']:.2f} / {pj['p100']:.2f}" if pj else "none"),
+        "session lost (s after the kill) p50 / p95 / max": spread3(lost),
+        "first login started (s after the kill) p50 / p95 / max": spread3(started),
+        "last login, start to Connected (s) p50 / p95 / max": spread3(took),
+        "clients whose first login went unanswered (tried the next node)": again,
         "back within 3 s": f"{within3:.1%}",
         "back within 5 s": f"{within5:.1%}",
         "never back (15 s)": clients - len(back),
@@ -305,6 +342,9 @@ def run(clients: int, workers: int) -> dict[str, Any]:
         "survivor CPU, kill to last back (s of CPU / s)": {
             n: round((cpu1[n] - cpu0[n]) / window, 2) for n in survivors},
         "survivors' log": told,
+        "survivors' warnings and errors but dropped datagrams (count, first 6)": {
+            n: [len(w), *w[:6]] for n, w in warned.items()},
+        "survivors' dropped datagrams logged": dropped,
         "survivors' plain datagrams shed (rate limit, backlog full)": shed,
         "machine": machine_line(),
         "load_average": f"{load_before} at the start, {load_average()} at the end",
