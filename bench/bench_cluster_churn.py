@@ -502,8 +502,15 @@ def phase(name: str, root: Path, seed_db: Path, groups: dict[str, list[str]],
     # a burst ended by silence or no-start after its talker sent the release is a release lost
     # on its way; one its talker never released was cut off (its node stopped, its voice lost)
     released = {tuple(x) for r in res for x in r["released"]}
-    quiet = [(n, *x) for n, s in s1.items() for x in s["floor"].get("quiet", ())]
+    quiet = [(n, *x, a) for n, s in s1.items()
+             for x, a in zip(s["floor"].get("quiet", ()),
+                             s["floor"].get("release_arrivals", [[]] * 10**6))]
     quiet_released = [q for q in quiet if tuple(q[1:4]) in released]
+    # each: the release reached the home late (after the end), early (before it: it should
+    # have ended the burst), or never (within 5 s)
+    arrivals = {"late": 0, "early": 0, "never": 0}
+    for q in quiet_released:
+        arrivals["never" if not q[5] else "late" if min(q[5]) >= 0 else "early"] += 1
     # with --pause: of those, the ones whose talker's node or home was stopped within
     # SILENCE_WINDOW s before the end (the release reached the home after its silence timer)
     spans = out.get("pause_spans", [])
@@ -528,6 +535,7 @@ def phase(name: str, root: Path, seed_db: Path, groups: dict[str, list[str]],
         "burst_ends": ends,
         "quiet_ends_after_a_release": len(quiet_released),
         "quiet_ends_after_a_release_near_a_pause": len(during),
+        "quiet_ends_after_a_release_arrivals": arrivals,
         "quiet_ends_after_a_release_examples": [q for q in quiet_released if q not in during][:5],
         "quiet_ends_without_a_release": len(quiet) - len(quiet_released),
         "lost_releases": (ends.get("silence", 0) + ends.get("no_start", 0)
@@ -791,6 +799,8 @@ def summary(r: dict[str, Any]) -> dict[str, Any]:
         "stopped) / talker cut off"] = (
         f"{c['quiet_ends_after_a_release']} ({c['quiet_ends_after_a_release_near_a_pause']}) / "
         f"{c['quiet_ends_without_a_release']}")
+    out["releases of those silence ends at the home: late / early / never"] = \
+        c["quiet_ends_after_a_release_arrivals"]
     if c["quiet_ends_after_a_release_examples"]:
         out["silence ends after a release, no node stopped (home, group, user, burst, t)"] = \
             c["quiet_ends_after_a_release_examples"]

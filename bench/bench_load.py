@@ -125,6 +125,22 @@ def _server_main(conn: Any, workdir: str, iterations: int, port: int = 0,
             await node.start()
             bus_counts = _count_bus(node)
         monitor = FloorMonitor()
+        # (group, user) -> when releases from other nodes reached this node's routing: a burst
+        # ended by silence after its talker released is told apart from a late release (came
+        # after the end) and one that never came
+        arrived: dict[tuple[str, str], list[float]] = {}
+        if node is not None:
+            from ptt.wire.cluster import InputKind
+
+            routing = node.routing
+            decide = routing._on_input
+
+            def on_input(msg: Any, now: float) -> None:
+                if msg.kind is InputKind.RELEASE and len(arrived) < 100_000:
+                    arrived.setdefault((msg.group, msg.user), []).append(now)
+                decide(msg, now)
+
+            routing._on_input = on_input  # type: ignore[method-assign]
 
         def on_event(ev: Any, now: float) -> None:
             if isinstance(ev, FloorEvent) and node is not None \
@@ -162,6 +178,9 @@ def _server_main(conn: Any, workdir: str, iterations: int, port: int = 0,
                         res["homed"] = sum(1 for g in server.core.groups
                                            if not node.routing.elsewhere(g))
                         now = loop.time()
+                        res["floor"]["release_arrivals"] = [  # per quiet end: s after it
+                            [round(t - q[3], 3) for t in arrived.get((q[0], q[1]), ())
+                             if abs(t - q[3]) < 5.0] for q in monitor.quiet]
                         res["floor"]["held_detail"] = [  # what a floor held to the end is
                             (g, monitor.holders[g], f.holder, f.burst_id, f.state.value,
                              node.routing.homes.home_of(g),
