@@ -271,8 +271,9 @@ def run(clients: int, workers: int) -> dict[str, Any]:
             cpu1 = {n: proc_cpu(procs[n].pid) for n in survivors}
             window = max(last - killed, 1e-3)
             shed = {n: _shed(metrics[n]) for n in survivors}
+            # every death a survivor saw: a survivor taken for dead shows here
             told = {n: [line for line in (root / n / "ptt.log").read_text().splitlines()
-                        if "died" in line][-1:] for n in survivors}
+                        if "died" in line or "lost its lease" in line] for n in survivors}
             warned = {n: [line for line in (root / n / "ptt.log").read_text().splitlines()
                           if ("WARNING" in line or "ERROR" in line)
                           and "event=dropped" not in line] for n in survivors}

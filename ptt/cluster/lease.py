@@ -116,6 +116,7 @@ class LeaseRenewer:
         self._thread = threading.Thread(target=self._run, name="ptt-lease", daemon=True)
         self.withheld = 0  # renewals not sent because the loop was silent too long
         self._reported = 0  # this silence of the loop logged: 1 as renewed anyway, 2 as withheld
+        self._warned_at = float("-inf")  # when a failed renewal was last logged
 
     # --- the loop's side --------------------------------------------------------------------
 
@@ -189,6 +190,10 @@ class LeaseRenewer:
                 if LEASE_NOT_FOUND in str(exc.details()):
                     ttl = 0
                 else:
+                    if sent - self._warned_at >= self.lease_clock.ttl:
+                        self._warned_at = sent  # at most once a TTL: etcd may stay away
+                        log.warning("etcd did not renew the lease: %s (%s)", exc.code(),
+                                    "%s:%d" % self._members.current)
                     failed = self._members.current
                     if exc.code() in (grpc.StatusCode.DEADLINE_EXCEEDED,
                                       grpc.StatusCode.UNAVAILABLE) \
