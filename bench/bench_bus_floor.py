@@ -83,10 +83,11 @@ def _udp_forwarder(port: int, up: int, down: int) -> None:
 
 
 def _nats_end(url: str, me: str, other: str, port: int, use_bus: bool,
-              oneway: bool = False) -> None:
+              oneway: bool = False, prefix: str = "floor") -> None:
     """a (``port`` > 0): client datagrams -> ``other``'s subject; its messages -> the client.
     c (``port`` == 0): each message straight back to ``other``. ``oneway``: a puts the client's
-    port in front of each datagram, and the other end sends it there by UDP instead."""
+    port in front of each datagram, and the other end sends it there by UDP instead.
+    ``prefix``: of the subjects, one per path, so paths running at once do not cross."""
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -116,7 +117,7 @@ def _nats_end(url: str, me: str, other: str, port: int, use_bus: bool,
                 else:
                     bus.send(other, data)
 
-            bus = Bus(me, [url], on_message, "floor")
+            bus = Bus(me, [url], on_message, prefix)
             await bus.start()
             send = bus.send
         else:
@@ -130,13 +131,13 @@ def _nats_end(url: str, me: str, other: str, port: int, use_bus: bool,
                 if port:
                     sock.sendto(msg.data, client[0])
                 else:
-                    await nc.publish(f"floor.node.{other}", msg.data)
+                    await nc.publish(f"{prefix}.node.{other}", msg.data)
 
-            await nc.subscribe(f"floor.node.{me}", cb=on_msg)
+            await nc.subscribe(f"{prefix}.node.{me}", cb=on_msg)
             await nc.flush()
 
             def send(node: str, data: bytes) -> None:
-                loop.create_task(nc.publish(f"floor.node.{node}", data))
+                loop.create_task(nc.publish(f"{prefix}.node.{node}", data))
 
         if port:
             def on_read() -> None:
@@ -154,67 +155,85 @@ def _nats_end(url: str, me: str, other: str, port: int, use_bus: bool,
     asyncio.run(main())
 
 
-def _round_trips(port: int, count: int) -> list[float]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(2.0)
-    out = []
-    lost = 0
-    for k in range(count + 20):  # the first 20 warm the path up
+class Probe:
+    """The processes of one path (``kind``, one of ``PATHS``), started here, and a client
+    socket to send a datagram around it: :meth:`once` times one round trip. ``close()`` stops
+    the processes by their handles. ``bench_cluster`` interleaves these with its floor cycles,
+    so the floor and the cluster see the same moment of a busy machine."""
+
+    def __init__(self, kind: str, nats_url: str) -> None:
+        ports = [loadgen_port() for _ in range(3)]
+        self.port = ports[0]
+        if kind == "udp":
+            a, n, c = ports
+            self.procs = [_CTX.Process(target=_udp_forwarder, args=(c, 0, n), daemon=True),
+                          _CTX.Process(target=_udp_forwarder, args=(n, c, a), daemon=True),
+                          _CTX.Process(target=_udp_forwarder, args=(a, n, 0), daemon=True)]
+        elif kind == "udp1":
+            self.procs = [_CTX.Process(target=_udp_forwarder, args=(self.port, 0, 0),
+                                       daemon=True)]
+        else:
+            use_bus, oneway = kind.startswith("bus"), kind.endswith("1")
+            prefix = f"floor-{kind}-{self.port}"
+            self.procs = [
+                _CTX.Process(target=_nats_end,
+                             args=(nats_url, "c", "a", 0, use_bus, oneway, prefix), daemon=True),
+                _CTX.Process(target=_nats_end,
+                             args=(nats_url, "a", "c", self.port, use_bus, oneway, prefix),
+                             daemon=True)]
+        for p in self.procs:
+            p.start()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(2.0)
+        self._k = 0
+        self.lost = 0
+        time.sleep(1.0)  # connected and subscribed
+        for _ in range(20):  # warm the path up
+            self.once()
+
+    def once(self) -> float | None:
+        """One round trip in ms; None if lost (more than 10 lost: RuntimeError)."""
+        self._k += 1
+        k = self._k
         t0 = time.monotonic()
-        sock.sendto(struct.pack("!Q", k) + bytes(40), ("127.0.0.1", port))
+        self.sock.sendto(struct.pack("!Q", k) + bytes(40), ("127.0.0.1", self.port))
         try:
             while True:
-                data = sock.recv(2048)
+                data = self.sock.recv(2048)
                 if struct.unpack_from("!Q", data)[0] == k:
-                    break
+                    return (time.monotonic() - t0) * 1000
         except TimeoutError:
-            lost += 1
-            if lost > 10:
+            self.lost += 1
+            if self.lost > 10:
                 raise RuntimeError("the path lost more than 10 round trips") from None
-            continue
-        if k >= 20:
-            out.append((time.monotonic() - t0) * 1000)
-        time.sleep(PAUSE)
-    sock.close()
-    return out
+            return None
 
-
-def _stop(procs: list[Any]) -> None:
-    for p in procs:
-        if p.is_alive():
-            p.terminate()  # our own children, by their handles
-    for p in procs:
-        p.join(5)
+    def close(self) -> None:
+        self.sock.close()
+        for p in self.procs:
+            if p.is_alive():
+                p.terminate()  # our own children, by their handles
+        for p in self.procs:
+            p.join(5)
 
 
 PATHS = ("udp", "nats", "bus", "udp1", "nats1", "bus1")
 
 
 def measure_path(kind: str, count: int, nats_url: str) -> list[float]:
-    """``count`` round trips (ms) through the path ``kind`` (one of ``PATHS``), its processes
-    started here and stopped by handle."""
-    ports = [loadgen_port() for _ in range(3)]
-    if kind == "udp":
-        a, n, c = ports
-        procs = [_CTX.Process(target=_udp_forwarder, args=(c, 0, n), daemon=True),
-                 _CTX.Process(target=_udp_forwarder, args=(n, c, a), daemon=True),
-                 _CTX.Process(target=_udp_forwarder, args=(a, n, 0), daemon=True)]
-    elif kind == "udp1":
-        procs = [_CTX.Process(target=_udp_forwarder, args=(ports[0], 0, 0), daemon=True)]
-    else:
-        use_bus, oneway = kind.startswith("bus"), kind.endswith("1")
-        procs = [_CTX.Process(target=_nats_end, args=(nats_url, "c", "a", 0, use_bus, oneway),
-                              daemon=True),
-                 _CTX.Process(target=_nats_end,
-                              args=(nats_url, "a", "c", ports[0], use_bus, oneway), daemon=True)]
-    for p in procs:
-        p.start()
+    """``count`` round trips (ms) through the path ``kind``, ``PAUSE`` s apart."""
+    probe = Probe(kind, nats_url)
     try:
-        time.sleep(1.0)  # connected and subscribed
-        return _round_trips(ports[0], count)
+        out = []
+        while len(out) < count:
+            t = probe.once()
+            if t is not None:
+                out.append(t)
+            time.sleep(PAUSE)
+        return out
     finally:
-        _stop(procs)
+        probe.close()
 
 
 def loadgen_port() -> int:

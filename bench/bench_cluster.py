@@ -17,12 +17,14 @@ on loopback; the NATS server is started here (ptt.cluster.engines) and stopped b
 * bus: nats-py publish -> subscriber, and request/reply, in one process (what node-to-node
   messages cost before ptt touches them);
 * the machine's floor, in the same run through the same NATS server (``bench_bus_floor``'s
-  paths, paced as the floor cycles): a floor request's hops with nothing but nats-py in each
+  paths, one round trip of each in the pause after every cluster floor cycle, so both see the
+  same moment of the machine): a floor request's hops with nothing but nats-py in each
   process (``nats``: client -> a -> NATS -> c -> NATS -> a -> client), and a voice frame's
   crossing (``nats1``: client -> a -> NATS -> b -> client) against one UDP relay (``udp1``).
   Each cluster figure is reported beside its floor, as the difference (ptt's own cost on the
-  way) and the ratio: on a machine too busy to show the absolute targets, the ratio to the
-  floor measured in the same minute is what compares from run to run.
+  way) and the ratio, and each cycle against its own floor round trip (the median ratio): on
+  a machine too busy to show the absolute targets, the ratio to the floor measured in the
+  same moments is what compares from run to run.
 
 The clients are sans-I/O ``ClientCore``s on blocking UDP sockets driven by one select loop in
 this process; the clock is ``time.monotonic`` throughout. The bench is bounded: each phase has
@@ -40,6 +42,7 @@ import select
 import shutil
 import signal
 import socket
+import statistics
 import struct
 import subprocess
 import sys
@@ -186,8 +189,10 @@ def _state(c: _Client) -> cl.Participation:
     return c.core.participation(GROUP)
 
 
-def _measure(talker: _Client, listener: _Client, cycles: int, voice_seconds: float
-             ) -> dict[str, Any]:
+def _measure(talker: _Client, listener: _Client, cycles: int, voice_seconds: float,
+             probes: dict[str, bench_bus_floor.Probe] | None = None) -> dict[str, Any]:
+    """Floor cycles, then a burst of voice. ``probes``: one round trip through each after
+    every floor cycle (in its pause), so each cycle has its floor of the same moment."""
     loop = _Loop([talker, listener])
     now = time.monotonic()
     for c in (talker, listener):
@@ -197,6 +202,7 @@ def _measure(talker: _Client, listener: _Client, cycles: int, voice_seconds: flo
                            for c in (talker, listener)), 20, "logins and joins")
     loop.until(lambda: False if time.monotonic() < now + 1.0 else True, 5, "settling")
     access = []
+    floor: dict[str, list[float | None]] = {kind: [] for kind in probes or {}}
     for _ in range(cycles):
         talker.events.clear()
         t0 = time.monotonic()
@@ -210,6 +216,8 @@ def _measure(talker: _Client, listener: _Client, cycles: int, voice_seconds: flo
         loop.until(lambda: listener.core.groups[GROUP].talker is None
                    and _state(talker) is cl.Participation.NO_PERMISSION, 10, "the idle floor")
         pause = time.monotonic() + PAUSE  # requests are paced by people, not back to back
+        for kind, probe in (probes or {}).items():
+            floor[kind].append(probe.once())
         while time.monotonic() < pause:
             loop.step(pause - time.monotonic())
     # voice: one burst of paced frames, each carrying its send time
@@ -239,7 +247,7 @@ def _measure(talker: _Client, listener: _Client, cycles: int, voice_seconds: flo
     loop.until(lambda: _state(talker) is cl.Participation.NO_PERMISSION, 10, "the release")
     for c in (talker, listener):
         c.sock.close()
-    return {"access": access, "voice": latency, "frames": frames}
+    return {"access": access, "voice": latency, "frames": frames, "floor": floor}
 
 
 async def _bus_latency(url: str, count: int) -> dict[str, Any]:
@@ -317,12 +325,15 @@ def run(quick: bool = False) -> dict[str, Any]:
             single = _measure(_Client("talker", tokens["talker"], addr["single"]),
                               _Client("listener", tokens["listener"], addr["single"]),
                               cycles, seconds)
-            cross = _measure(_Client("talker", tokens["talker"], addr["a"]),
-                             _Client("listener", tokens["listener"], addr["b"]),
-                             cycles, seconds)
-            stop_servers(procs)  # the floor's processes measured alone, as the nodes were
-            floor = {kind: percentiles(bench_bus_floor.measure_path(kind, cycles, nats_engine.url))
-                     for kind in ("nats", "udp1", "nats1")}
+            probes = {kind: bench_bus_floor.Probe(kind, nats_engine.url)
+                      for kind in ("nats", "udp1", "nats1")}
+            try:
+                cross = _measure(_Client("talker", tokens["talker"], addr["a"]),
+                                 _Client("listener", tokens["listener"], addr["b"]),
+                                 cycles, seconds, probes)
+            finally:
+                for probe in probes.values():
+                    probe.close()
             bus = asyncio.run(_bus_latency(nats_engine.url, 1000 if not quick else 200))
         finally:
             stop_servers(procs)
@@ -331,7 +342,11 @@ def run(quick: bool = False) -> dict[str, Any]:
     pub, req = percentiles(bus["publish"]), percentiles(bus["request"])
     ac = percentiles(cross["access"])
     added = {q: vc[q] - vs[q] for q in ("p50", "p99")}
+    trips = cross["floor"]
+    floor = {kind: percentiles([t for t in ts if t is not None]) for kind, ts in trips.items()}
     floor_added = {q: floor["nats1"][q] - floor["udp1"][q] for q in ("p50", "p99")}
+    # each cycle against the floor round trip right after it
+    ratios = [a / f for a, f in zip(cross["access"], trips["nats"], strict=True) if f]
     return {
         "title": "Cluster: cross-node floor access and voice, against a single server",
         "command": ".venv/bin/python bench/bench_cluster.py",
@@ -342,6 +357,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         "voice added p50 ms": round(added["p50"], 3),
         "voice added p99 ms": round(added["p99"], 3),
         "floor access against the floor (nats round trip)": _against(ac, floor["nats"]),
+        "floor access / its cycle's floor round trip, median": f"{statistics.median(ratios):.2f}x",
         "voice added against the floor (nats1 - udp1)": _against(added, floor_added),
         "floor paths p50 / p99 ms": ", ".join(f"{k} {v['p50']:.3f} / {v['p99']:.3f}"
                                                for k, v in floor.items()),
@@ -354,9 +370,10 @@ def run(quick: bool = False) -> dict[str, Any]:
                  "release, wait for the idle floor at the listener and 30 ms more, in turn. Voice: 20 ms frames of a plain "
                  "relay group carrying their send time; p50/p99 of send -> receive at the "
                  "listener. Added: cluster percentile minus the single server's, same run. "
-                 "Against the floor: bench_bus_floor's paths through the same NATS server "
-                 "right after (nats: the floor request's hops; nats1 - udp1: what a voice "
-                 "frame's crossing adds), as the difference and the ratio.",
+                 "Against the floor: bench_bus_floor's paths through the same NATS server, "
+                 "one round trip of each after every cluster floor cycle (nats: the floor "
+                 "request's hops; nats1 - udp1: what a voice frame's crossing adds), as the "
+                 "difference and the ratio; the median ratio pairs each cycle with its own.",
     }
 
 
