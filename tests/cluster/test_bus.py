@@ -1,5 +1,5 @@
 """The bus (ptt.cluster.bus) on a real NATS: a message is on the wire in the loop turn that sent
-it, and messages arrive in the order sent whichever way each left."""
+it, and messages arrive in the order sent whichever way each left, across a reconnection too."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import time
 
 from ptt.cluster.bus import Bus
 from ptt.cluster.engines import Nats
+from tests.cluster.fixtures import EngineStarter
 
 WAIT = 10.0  # s at most for anything to arrive
 
@@ -90,3 +91,42 @@ def test_order_holds_when_some_messages_wait_for_the_socket(nats: Nats) -> None:
     assert got == list(range(count))
     assert sent_at_once == batch, f"{sent_at_once} of {count} written at once, not the batch"
     assert time.monotonic() - started < WAIT
+
+
+def test_a_node_whose_nats_member_dies_sends_on_through_another_in_order(
+        fresh_engines: EngineStarter) -> None:
+    """The sender's NATS member is killed mid-stream: the bus reconnects to another member of
+    the cluster (learnt from the first), what it sent meanwhile waits and follows, and what
+    arrives arrives in order, the last message included."""
+    cluster = fresh_engines.nats(3)
+    first, _, last = cluster.urls
+    count = 60
+    got: list[int] = []
+
+    async def main() -> None:
+        done = asyncio.Event()
+
+        def on_message(data: bytes) -> None:
+            got.append(struct.unpack("!I", data)[0])
+            if got[-1] == count - 1:
+                done.set()
+
+        receiver = Bus("b", [last], on_message, "bustest3")
+        sender = Bus("a", [first], lambda data: None, "bustest3")
+        await receiver.start()
+        await sender.start()
+        await asyncio.sleep(0.5)  # the route between the members carries the subscription
+        try:
+            for k in range(count):
+                if k == count // 4:
+                    cluster.members[0].kill()
+                sender.send("b", struct.pack("!I", k))
+                await asyncio.sleep(0.01)
+            await asyncio.wait_for(done.wait(), WAIT)
+        finally:
+            await sender.close()
+            await receiver.close()
+
+    asyncio.run(main())
+    assert got == sorted(set(got)) and got[-1] == count - 1  # in order, none twice, the last
+    assert len(got) >= count // 2, f"only {len(got)} of {count} arrived"
