@@ -518,9 +518,9 @@ class PttServer:
         if targets is not None:  # an accepted voice frame
             data = self.core.relayed  # without the talker's session MAC
             c.voice_in += 1
-            self.fan_out(data, targets, now)
-            if self.cluster is not None:
+            if self.cluster is not None:  # the other nodes' listeners have the longer way
                 self.cluster.voice(data, now)
+            self.fan_out(data, targets, now)
             if not self.core.has_output():
                 return  # a forwarded frame changes no timer that is due earlier
         elif is_voice(data):
