@@ -40,6 +40,11 @@ class ClusterSim:
     bus_log: list[tuple[str, str, object]] = field(default_factory=list)
     server_events: dict[str, list[object]] = field(default_factory=dict)  # each core's events
     dead: set[str] = field(default_factory=set)  # nodes killed: they take and send nothing
+    # node -> until when its loop is stalled: what reaches it waits, its timers too; on waking
+    # it runs its due timers first and reads what waited after (asyncio's order after a stall
+    # when the bus's reader task drains its backlog)
+    stalled: dict[str, float] = field(default_factory=dict)
+    _backlog: dict[str, list[tuple[str, object, bytes]]] = field(default_factory=dict)
     homes: HomeMap | None = None  # default: StaticHomes(nodes, pinned)
     _q: list[tuple[float, int, str, object, bytes]] = field(default_factory=list)
     _seq: int = 0
@@ -137,16 +142,29 @@ class ClusterSim:
         self.flush_clients()
         while True:
             times = [t for t in (
-                self._q[0][0] if self._q else None,
-                *(c.get_timer() for n, c in self.cores.items() if n not in self.dead),
-                *(r.get_timer() for n, r in self.routing.items() if n not in self.dead),
+                self._q[0][0] if self._q else None, *self.stalled.values(),
+                *(c.get_timer() for n, c in self.cores.items()
+                  if n not in self.dead and n not in self.stalled),
+                *(r.get_timer() for n, r in self.routing.items()
+                  if n not in self.dead and n not in self.stalled),
                 *(c.get_timer() for c in self.clients.values())) if t is not None]
             if not times or min(times) > t_end:
                 self.now = t_end
                 return
             self.now = max(self.now, min(times))
+            for node, until in list(self.stalled.items()):
+                if until <= self.now:  # it wakes: its timers first, then what waited
+                    del self.stalled[node]
+                    self._run_timers(node)
+                    for kind, dest, data in self._backlog.pop(node, []):
+                        self._push(kind, dest, data, (0.0, 0.0))
             while self._q and self._q[0][0] <= self.now:
                 _, _, kind, dest, data = heapq.heappop(self._q)
+                to = (self.node_of[str(dest)] if kind == "server"
+                      else dest[1] if kind == "bus" else None)  # type: ignore[index]
+                if to in self.stalled:
+                    self._backlog.setdefault(str(to), []).append((kind, dest, data))
+                    continue
                 if kind == "server":  # a client's datagram reaches its node
                     user = str(dest)
                     node = self.node_of[user]
@@ -174,21 +192,23 @@ class ClusterSim:
                         self.heard[user] += 1
                     self.clients[user].receive_datagram(data, self.now)
             for node in self.nodes:
-                if node in self.dead:
-                    continue
-                core, routing = self.cores[node], self.routing[node]
-                t = core.get_timer()
-                if t is not None and t <= self.now:
-                    core.handle_timer(self.now)
-                t = routing.get_timer()
-                if t is not None and t <= self.now:
-                    routing.handle_timer(self.now)
-                self._flush_node(node)
+                if node not in self.dead and node not in self.stalled:
+                    self._run_timers(node)
             for c in self.clients.values():
                 t = c.get_timer()
                 if t is not None and t <= self.now:
                     c.handle_timer(self.now)
             self.flush_clients()
+
+    def _run_timers(self, node: str) -> None:
+        core, routing = self.cores[node], self.routing[node]
+        t = core.get_timer()
+        if t is not None and t <= self.now:
+            core.handle_timer(self.now)
+        t = routing.get_timer()
+        if t is not None and t <= self.now:
+            routing.handle_timer(self.now)
+        self._flush_node(node)
 
     def talk(self, seconds: float) -> None:
         """Run ``seconds`` with every holder sending a frame each STEP."""

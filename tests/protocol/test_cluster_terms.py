@@ -274,3 +274,36 @@ def test_an_input_a_former_home_holds_goes_to_the_new_home() -> None:
     assert sim.clients["bob"].participation("g") is Participation.HAS_PERMISSION
     sent = [(s, d, msg) for s, d, msg in sim.sent_since(mark) if isinstance(msg, wc.FloorInput)]
     assert [(s, d) for s, d, _ in sent] == [("B", "C"), ("C", "A")]
+
+
+def _talking_while_c_stalls(seconds: float) -> ClusterSim:
+    """ann (on A) holds g and talks ``seconds`` while C, the home (no member of g there), is
+    stalled 2 s from 0.3 s into her burst."""
+    sim, _ = _sim((("ann", "A"), ("bob", "B"), ("cat", "B"), ("dan", "A")))
+    sim.clients["ann"].request_floor("g", sim.now)
+    sim.talk(0.3)
+    sim.stalled["C"] = sim.now + 2.0
+    sim.talk(seconds)
+    return sim
+
+
+def test_a_home_that_wakes_from_a_stall_reads_what_waited_before_judging_silence() -> None:
+    """C's loop stalls 2 s (longer than T1) while ann (on A) talks, then releases. On waking
+    its timers come due before it reads its backlog (the ALIVEs, the release): T1 must not end
+    her burst by silence first. It ends as released: her release was late, not lost."""
+    sim = _talking_while_c_stalls(1.6)
+    ann = sim.clients["ann"]
+    ann.release_floor("g", sim.now)
+    sim.run_until(sim.now + 1.0)
+    ends = [ev for ev in _home_events(sim, "C") if isinstance(ev, fl.BurstEnded)]
+    assert [e.reason for e in ends] == [fl.EndReason.RELEASED]
+    assert {sim.clients[u].groups["g"].talker for u in MEMBERS} == {None}
+
+
+def test_a_home_that_wakes_from_a_stall_keeps_a_talker_who_talked_through_it() -> None:
+    """The same stall while ann talks on: her burst goes on after C wakes."""
+    sim = _talking_while_c_stalls(3.0)
+    ann = sim.clients["ann"]
+    assert not [ev for ev in _home_events(sim, "C") if isinstance(ev, fl.BurstEnded)]
+    assert ann.participation("g") is Participation.HAS_PERMISSION
+    assert sim.clients["bob"].groups["g"].talker == "ann"
