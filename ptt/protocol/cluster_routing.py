@@ -118,6 +118,7 @@ HELD_RETRY = 0.05
 # read 0.2-1.8 s later: bench_cluster_churn at 8,000 clients, load 20-26)
 STALL = 0.2
 MAX_STALL_WAIT = 2.0
+_NEVER = float("-inf")
 MAX_PENDING = 10_000  # forwarded requests awaiting their home's answer (clients resend)
 _REMOTE_TARGETS = 1 << 64  # GroupEntry.targets key of frames from another node (above any sid)
 
@@ -247,7 +248,8 @@ class ClusterRouting:
         # per group: the burst this node ended itself on learning of a newer term, so the new
         # home's news ending it too is not told to the clients twice
         self._voided: dict[str, tuple[int, int]] = {}  # group -> (term, burst)
-        self._stalled: dict[str, float] = {}  # group -> the late deadline waited for once
+        # group -> (the late deadline, until when its wait runs, the latest it may run to)
+        self._stalled: dict[str, tuple[float, float, float]] = {}
         self.fencing = FencingView()  # the highest term seen per group, from news or claims
         # per group this node is home of: the nodes with a joined session (itself included)
         self._relay: dict[str, set[str]] = {}
@@ -551,23 +553,31 @@ class ClusterRouting:
         """A floor timer of a group homed here comes due while the lease is unsure, or while
         inputs held then wait for their retry: it waits (a silence timer would end a burst
         whose ALIVEs, or whose release, are held), until after the held inputs' next retry.
-        One that fires more than ``STALL`` late waits once as long again (at most
-        ``MAX_STALL_WAIT``)."""
+        One that fires more than ``STALL`` late waits as long again, and again while the wait
+        fires late too (at most ``MAX_STALL_WAIT`` in all)."""
         if self.elsewhere(group):
             return None
         due = self.core.floors.floor(group).get_timer()
         if not self.homes.may_act(group, now):
-            self._stalled[group] = due or 0.0  # waited here already: not again below
+            self._stalled[group] = (due or 0.0, _NEVER, _NEVER)  # waited here already
             return now + 2 * HELD_RETRY
         if group in self._homeless and self._retry_at is not None:
             # sure again, but the inputs held meanwhile are decided at the retry: before this
             return max(now, self._retry_at) + HELD_RETRY / 2
-        if due is not None and now - due > STALL and self._stalled.get(group) != due:
+        if due is not None and now - due > STALL:
             # this node's loop stalled past the deadline: what reached it meanwhile (ALIVEs,
             # voice, a release) waits in its sockets and is read after its timers. Judged once
-            # that had as long to be read as the stall lasted
-            self._stalled[group] = due
-            return now + min(now - due, MAX_STALL_WAIT)
+            # that had as long to be read as the stall lasted, and again while the loop still
+            # lags (the wait itself fired late: the backlog is still being read)
+            seen = self._stalled.get(group)
+            if seen is None or seen[0] != due:
+                until = now + min(now - due, MAX_STALL_WAIT)
+                self._stalled[group] = (due, until, now + MAX_STALL_WAIT)
+                return until
+            if now - seen[1] > STALL and now < seen[2]:
+                until = min(now + (now - seen[1]), seen[2])
+                self._stalled[group] = (due, until, seen[2])
+                return until
         self._stalled.pop(group, None)
         return None
 
