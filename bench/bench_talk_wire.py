@@ -39,7 +39,7 @@ CONDITIONS = [("clean", []), ("5%", ["--loss", "down.voice=0.05"]),
               ("10%", ["--loss", "down.voice=0.10"]), ("20%", ["--loss", "down.voice=0.20"]),
               ("bursty 10%, runs of 3", ["--loss", "down.voice=0.10", "--burst", "down.voice=3"])]
 LINK = re.compile(r"-> ((?:no copies|1 copy at offset \d|\d copies at offsets \d(?:,\d)*)"
-                  r"(?:, Opus at most \d+ kbit/s)?)")
+                  r"(?:, Opus at (?:most|least) [\d.]+ kbit/s)?)")
 
 
 def _reader(stream: Any, out: list[tuple[float, str]]) -> threading.Thread:

@@ -106,6 +106,8 @@ def protection_text(settings: MediaSettings) -> str:
         text = f"{len(offsets)} copies at offsets {','.join(map(str, offsets))}"
     if settings.max_bitrate is not None:
         text += f", Opus at most {settings.max_bitrate / 1000:g} kbit/s"
+    if settings.min_bitrate is not None:
+        text += f", Opus at least {settings.min_bitrate / 1000:g} kbit/s"
     return text
 
 
@@ -163,7 +165,7 @@ class Talker:
         pk.offsets = settings.offsets
         if settings.expected_loss != before.expected_loss:
             self.encoder.set_expected_loss(settings.expected_loss)
-        if settings.max_bitrate != before.max_bitrate:
+        if settings.bitrate(self.bitrate) != before.bitrate(self.bitrate):
             self.encoder.set_bitrate(settings.bitrate(self.bitrate))
         self.link = LinkChange(ev.loss, ev.mean_run, ev.listeners, settings)
         if (first or settings != before) and self.on_link is not None:

@@ -29,6 +29,7 @@ __all__ = [
     "DEFAULT_REDUNDANCY",
     "LOSSY_BITRATE",
     "OFFSETS",
+    "RUNS_BITRATE",
     "RUN_OFFSETS",
     "START_REDUNDANCY",
     "MediaSettings",
@@ -72,6 +73,18 @@ RUN_OFFSETS = {0: (), 1: (2,), 2: (2, 5), 3: (2, 4, 6)}
 # English / Mandarin, listener's path / uplink: 3.75 / 3.86 / 3.88 / 3.89 against 3.80 / 3.92 /
 # 3.87 / 3.94; 23 kbit/s scores no better than 23.5 and 22 loses 0.1 more).
 LOSSY_BITRATE = 23_500
+# Against runs of loss the copies' reach decides what is repaired, and it stays at six frames: the
+# listener waits for a copy by playing later, and a burst may come out at most 100 ms longer than
+# it went in (copies reaching 8 frames back stretched bursts 140 ms live). A run longer than the
+# reach (runs of mean 3 reach 14 in the bench's patterns) is concealed in part whatever the copies,
+# so more copies buy little and the bits go into the voice instead: Opus at least this rate while
+# losses come in runs. On the real-command bench's bursty patterns replayed offline (English /
+# Mandarin, listener's path / uplink, bench/policy_search.py --live-patterns) 3.57 / 3.60 / 3.53 /
+# 3.72 against 3.44 / 3.51 / 3.46 / 3.66 at 30 kbit/s, the worst seed 3.07 against 3.02, for
+# 125-140 kbps on the wire against 110-120; 33 kbit/s scored 3.45 / 3.56 / 3.49 / 3.70, 40 kbit/s
+# 0.02 more than 36 for 10 kbps more; a fourth copy, (1, 2, 4, 6), as dear on the wire, 3.49 / 3.53
+# / 3.46 / 3.68. Random loss (runs of 1.0-1.3) never gets it.
+RUNS_BITRATE = 36_000
 
 
 def offsets_for(k: int, runs: bool = False) -> tuple[int, ...]:
@@ -156,16 +169,19 @@ class Packetizer:
 class MediaSettings:
     """What the talker should use: redundancy depth, the encoder's expected loss (percent,
     which sizes Opus in-band FEC; 0 switches FEC data off), whether losses come in runs
-    (which spreads the copies' offsets), and the most bit/s the encoder may use (None: the
-    talker's configured bitrate)."""
+    (which spreads the copies' offsets), and the most and the least bit/s the encoder may use
+    (None: no bound on the talker's configured bitrate)."""
 
     redundancy: int
     expected_loss: int
     runs: bool = False
     max_bitrate: int | None = None
+    min_bitrate: int | None = None
 
     def bitrate(self, configured: int) -> int:
         """The encoder's bitrate for a talker configured with ``configured`` bit/s."""
+        if self.min_bitrate is not None:
+            configured = max(configured, self.min_bitrate)
         return configured if self.max_bitrate is None else min(configured, self.max_bitrate)
 
     @property
@@ -188,7 +204,8 @@ class RedundancyPolicy:
       four frames of a packet fit in 110 kbit/s (20 %: 3.89 / 3.90 offline, cold start);
     - one step earlier when losses come in runs (mean run >= 1.6 frames), the copies spread to
       reach past a run (:data:`RUN_OFFSETS`): bursty 10 %, three copies at (2, 4, 6), 3.38 /
-      3.70 offline, cold start (3.0 / 3.2 with (1, 2, 4)).
+      3.70 offline, cold start (3.0 / 3.2 with (1, 2, 4)); and Opus at :data:`RUNS_BITRATE`
+      at least, since the part of a run past the copies' reach is concealed whatever they are.
 
     Reports are smoothed (one covers only ~50 frames), so random 10 % loss settles on two copies
     rather than jumping to three on every unlucky second.
@@ -251,7 +268,8 @@ class RedundancyPolicy:
         # the PESQ, and each report's loss swings across the threshold with the runs
         lower = self._heavy and not self.bursty
         return MediaSettings(min(k, self.max_redundancy), loss, self.bursty,
-                             LOSSY_BITRATE if lower else None)
+                             LOSSY_BITRATE if lower else None,
+                             RUNS_BITRATE if self.bursty and k else None)
 
     @property
     def bursty(self) -> bool:

@@ -8,6 +8,7 @@ from ptt.media.sender import (
     LOSSY_BITRATE,
     OFFSETS,
     RUN_OFFSETS,
+    RUNS_BITRATE,
     START_REDUNDANCY,
     MediaSettings,
     Packetizer,
@@ -238,3 +239,33 @@ def test_heavy_loss_lowers_the_bitrate_and_lighter_loss_restores_it() -> None:
         settings = bursty.update(0.10, mean_loss_run=3.0)
     assert settings.redundancy == 3 and settings.max_bitrate is None
     assert bursty.update(0.25, mean_loss_run=3.0).max_bitrate is None
+
+
+def test_losses_in_runs_raise_the_bitrate_and_random_losses_never_do() -> None:
+    # runs longer than the copies' reach are concealed in part whatever the copies: the voice
+    # itself gets the bits, Opus at RUNS_BITRATE or the configured rate if that is more
+    bursty = RedundancyPolicy()
+    bursty.start(START_REDUNDANCY)
+    settings = bursty.update(0.10, mean_loss_run=3.0)
+    assert settings.runs and settings.min_bitrate == RUNS_BITRATE
+    assert settings.bitrate(30_000) == RUNS_BITRATE and settings.bitrate(64_000) == 64_000
+    assert RUNS_BITRATE > 30_000
+    for _ in range(4):  # heavy loss in runs keeps it: the lower heavy-loss rate is for random
+        settings = bursty.update(0.25, mean_loss_run=4.0)
+    assert settings.bitrate(30_000) == RUNS_BITRATE and settings.max_bitrate is None
+    for _ in range(4):  # the same loss, isolated now (smoothed): the configured rate again
+        settings = bursty.update(0.10, mean_loss_run=1.0)
+    assert not settings.runs and settings.min_bitrate is None
+    assert settings.bitrate(30_000) == 30_000
+    # random loss reports runs of 1.0-1.3 frames: never the raised rate, at any loss
+    for loss in (0.05, 0.10, 0.20):
+        policy = RedundancyPolicy()
+        policy.start(START_REDUNDANCY)
+        rates = {policy.update(loss, run).bitrate(30_000)
+                 for run in [1.1, 1.25, 1.0, 1.3, 1.15] * 4}
+        assert RUNS_BITRATE not in rates
+    # nothing lost: no copies, the configured rate
+    clean = RedundancyPolicy()
+    clean.start(START_REDUNDANCY)
+    settings = [clean.update(0.0, 0.0) for _ in range(5)][-1]
+    assert settings.redundancy == 0 and settings.bitrate(30_000) == 30_000
