@@ -77,13 +77,14 @@ LOSSY_BITRATE = 23_500
 # listener waits for a copy by playing later, and a burst may come out at most 100 ms longer than
 # it went in (copies reaching 8 frames back stretched bursts 140 ms live). A run longer than the
 # reach (runs of mean 3 reach 14 in the bench's patterns) is concealed in part whatever the copies,
-# so more copies buy little and the bits go into the voice instead: Opus at least this rate while
-# losses come in runs. On the real-command bench's bursty patterns replayed offline (English /
-# Mandarin, listener's path / uplink, bench/policy_search.py --live-patterns) 3.57 / 3.60 / 3.53 /
-# 3.72 against 3.44 / 3.51 / 3.46 / 3.66 at 30 kbit/s, the worst seed 3.07 against 3.02, for
-# 125-140 kbps on the wire against 110-120; 33 kbit/s scored 3.45 / 3.56 / 3.49 / 3.70, 40 kbit/s
-# 0.02 more than 36 for 10 kbps more; a fourth copy, (1, 2, 4, 6), as dear on the wire, 3.49 / 3.53
-# / 3.46 / 3.68. Random loss (runs of 1.0-1.3) never gets it.
+# so more copies buy little and the bits go into the voice instead: Opus at least this rate once
+# two reports have shown runs. On the real-command bench's bursty patterns replayed offline
+# (English / Mandarin, listener's path / uplink, bench/policy_search.py --live-patterns) 3.56 /
+# 3.60 / 3.52 / 3.72 against 3.44 / 3.51 / 3.46 / 3.66 at 30 kbit/s, the worst seed 3.06 against
+# 3.02, for 124-138 kbps on the wire against 110-120; 33 kbit/s scored 3.45 / 3.56 / 3.49 / 3.70,
+# 40 kbit/s 0.02 more than 36 for 10 kbps more; a fourth copy, (1, 2, 4, 6), as dear on the wire,
+# 3.49 / 3.53 / 3.46 / 3.68. Random 5-20 % (runs of 1.0-1.3) never gets it: the same PESQ and kbps
+# on all twelve of their cells.
 RUNS_BITRATE = 36_000
 
 
@@ -204,8 +205,9 @@ class RedundancyPolicy:
       four frames of a packet fit in 110 kbit/s (20 %: 3.89 / 3.90 offline, cold start);
     - one step earlier when losses come in runs (mean run >= 1.6 frames), the copies spread to
       reach past a run (:data:`RUN_OFFSETS`): bursty 10 %, three copies at (2, 4, 6), 3.38 /
-      3.70 offline, cold start (3.0 / 3.2 with (1, 2, 4)); and Opus at :data:`RUNS_BITRATE`
-      at least, since the part of a run past the copies' reach is concealed whatever they are.
+      3.70 offline, cold start (3.0 / 3.2 with (1, 2, 4)); and once a second report shows
+      runs, Opus at :data:`RUNS_BITRATE` at least, since the part of a run past the copies'
+      reach is concealed whatever they are.
 
     Reports are smoothed (one covers only ~50 frames), so random 10 % loss settles on two copies
     rather than jumping to three on every unlucky second.
@@ -267,9 +269,13 @@ class RedundancyPolicy:
         # runs of loss keep the configured rate: there the copies' reach, not their cost, decides
         # the PESQ, and each report's loss swings across the threshold with the runs
         lower = self._heavy and not self.bursty
+        # the voice's extra bits wait for a second report of runs: a chance run in one report of
+        # random 20 % loss would otherwise take the top step past its 110 kbit/s for a second,
+        # and a bursty path loses ~0.01 PESQ by waiting (the copies spread at once, as ever)
+        raise_rate = self.bursty and k and self._run_reports >= self.BURSTY_REPORTS
         return MediaSettings(min(k, self.max_redundancy), loss, self.bursty,
                              LOSSY_BITRATE if lower else None,
-                             RUNS_BITRATE if self.bursty and k else None)
+                             RUNS_BITRATE if raise_rate else None)
 
     @property
     def bursty(self) -> bool:

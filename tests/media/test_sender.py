@@ -247,6 +247,9 @@ def test_losses_in_runs_raise_the_bitrate_and_random_losses_never_do() -> None:
     bursty = RedundancyPolicy()
     bursty.start(START_REDUNDANCY)
     settings = bursty.update(0.10, mean_loss_run=3.0)
+    # one report of runs spreads the copies at once; the rate waits for a second one
+    assert settings.runs and settings.min_bitrate is None
+    settings = bursty.update(0.10, mean_loss_run=2.5)
     assert settings.runs and settings.min_bitrate == RUNS_BITRATE
     assert settings.bitrate(30_000) == RUNS_BITRATE and settings.bitrate(64_000) == 64_000
     assert RUNS_BITRATE > 30_000
@@ -264,6 +267,13 @@ def test_losses_in_runs_raise_the_bitrate_and_random_losses_never_do() -> None:
         rates = {policy.update(loss, run).bitrate(30_000)
                  for run in [1.1, 1.25, 1.0, 1.3, 1.15] * 4}
         assert RUNS_BITRATE not in rates
+    # one chance run at heavy random loss, taken back by the next report: never the raised rate
+    chance = RedundancyPolicy()
+    chance.start(START_REDUNDANCY)
+    assert chance.update(0.20, 1.2).bitrate(30_000) == LOSSY_BITRATE
+    settings = chance.update(0.22, 3.0)
+    assert settings.runs and settings.bitrate(30_000) < RUNS_BITRATE
+    assert chance.update(0.20, 1.1).bitrate(30_000) == LOSSY_BITRATE
     # nothing lost: no copies, the configured rate
     clean = RedundancyPolicy()
     clean.start(START_REDUNDANCY)
