@@ -33,6 +33,7 @@ import argparse
 import dataclasses
 import heapq
 import json
+import os
 import random
 import sys
 import tempfile
@@ -556,6 +557,7 @@ def _live_cell(ls: LiveSite, wav: Path, voice_name: str, cond: str, way: str,
                ) -> dict[str, Any]:
     results = []
     t0 = time.monotonic()
+    load0 = os.getloadavg()[0]  # real-time figures: the machine's load beside each cell
     for seed in seeds:
         if time.monotonic() > deadline:
             break
@@ -583,12 +585,14 @@ def _live_cell(ls: LiveSite, wav: Path, voice_name: str, cond: str, way: str,
         "bytes/datagram": round(float(np.mean([r["datagram_bytes"] for r in results]))),
         "heard - spoken ms (max)": round(max(r["stretch_ms"] for r in results)),
         "ptt talk settled on": ", ".join(dict.fromkeys(r["protection"] for r in results)),
+        "load average (1 min)": f"{load0:.1f}-{os.getloadavg()[0]:.1f}",
     })
     if verbose:
         print(f"{voice_name:18s} {path:19s} {cond:11s} PESQ {mean:.2f} (worst {worst:.2f}, "
               f"target {target}: {row['met']})  {row['kbit/s UDP payload']:5.1f} kbit/s, "
               f"{row['after 2 s']:5.1f} after 2 s, {row['bytes/datagram']} B/datagram, "
-              f"stretch {row['heard - spoken ms (max)']} ms  [{time.monotonic() - t0:.0f} s]",
+              f"stretch {row['heard - spoken ms (max)']} ms  [{time.monotonic() - t0:.0f} s, "
+              f"load {row['load average (1 min)']}]",
               flush=True)
     return row
 
