@@ -28,7 +28,12 @@ that is an exact copy of one from the same address still waiting in a backlog is
 server that takes longer than that to reach it (500 clients of a dead node arriving at once on
 a busy survivor) each waiting login was queued and handled a dozen times, every copy a full
 parse and answer, and the backlog grew faster than it was worked off: 12,000 plain datagrams
-handled, 4,900 dropped for a full backlog, for 1,000 logins (bench_access_failover).
+handled, 4,900 dropped for a full backlog, for 1,000 logins (bench_access_failover). And a
+plain datagram that waited ``plain_max_wait`` (``LOGIN_TRY``, 2 s) is dropped when its turn
+comes, unhandled (``plain_stale``): a client with a server list has given that login up and
+sent a new one elsewhere, so answering it is work for nobody; a busy survivor that kept
+answering abandoned logins was always 2 s behind, and its clients, moving between survivors
+every 2 s, were not back after 15 s (541 of 1,000 in one run at load 11-20).
 
 Bounded: the keepalive backlog holds at most ``backlog_max`` datagrams (beyond that they wait
 in the kernel's buffer, which drops what overflows, as it would without the backlog); the plain
@@ -53,6 +58,7 @@ from typing import Any
 
 from ptt.crypto.channel import KEEPALIVE_MAGIC, SEALED_MAGIC
 from ptt.protocol.limits import network_prefix
+from ptt.protocol.server_list import LOGIN_TRY
 from ptt.wire.voice import VOICE_MAGIC
 
 log = logging.getLogger("ptt.server")
@@ -63,6 +69,7 @@ BACKLOG_MAX = 4096  # keepalives (and, apart, plain datagrams) held in user spac
 CHUNK = 4  # backlog datagrams handled between looks at the socket (a look that finds
 # nothing costs one failed recvfrom, ~2 us; a keepalive ~50 us)
 BUDGET = 0.002  # seconds of work per call before the event loop gets a turn
+PLAIN_MAX_WAIT = LOGIN_TRY  # s a plain datagram may wait in a backlog (module docstring)
 
 Handler = Callable[[bytes, Any, float], bool]
 
@@ -77,12 +84,14 @@ class PriorityReader:
 
     __slots__ = ("_admit", "_backlog", "_clock", "_handle", "_known", "_plain", "_plain_len",
                  "_recvfrom", "_returning", "_waiting", "backlog_max", "budget", "chunk",
-                 "drain_max", "most_backlog", "plain_dropped", "plain_refused", "plain_repeated")
+                 "drain_max", "most_backlog", "plain_dropped", "plain_max_wait",
+                 "plain_refused", "plain_repeated", "plain_stale")
 
     def __init__(self, sock: socket.socket, handle: Handler, clock: Callable[[], float], *,
                  drain_max: int = DRAIN_MAX, backlog_max: int = BACKLOG_MAX, chunk: int = CHUNK,
                  budget: float = BUDGET, known: Callable[[Any], bool] | None = None,
-                 admit: Callable[[Any, float], bool] | None = None) -> None:
+                 admit: Callable[[Any, float], bool] | None = None,
+                 plain_max_wait: float = PLAIN_MAX_WAIT) -> None:
         if drain_max < 1 or backlog_max < 1 or chunk < 1 or budget <= 0:
             raise ValueError("drain_max, backlog_max and chunk >= 1, budget > 0")
         self._recvfrom = sock.recvfrom
@@ -90,9 +99,10 @@ class PriorityReader:
         self._clock = clock
         self._backlog: deque[tuple[bytes, Any]] = deque()  # sessions' keepalives
         # logins, and anything unauthenticated: a queue per network prefix, served in turn
-        self._plain: OrderedDict[str, deque[tuple[bytes, Any]]] = OrderedDict()
+        # (data, addr, when it was read)
+        self._plain: OrderedDict[str, deque[tuple[bytes, Any, float]]] = OrderedDict()
         self._plain_len = 0
-        self._returning: deque[tuple[bytes, Any]] = deque()  # plain, from a known host
+        self._returning: deque[tuple[bytes, Any, float]] = deque()  # plain, from a known host
         self._waiting: set[tuple[bytes, Any]] = set()  # what the two plain lanes hold
         self._known = known or (lambda addr: False)
         self._admit = admit or (lambda addr, now: True)
@@ -104,6 +114,8 @@ class PriorityReader:
         self.plain_dropped = 0  # plain datagrams dropped because their backlog was full
         self.plain_refused = 0  # ... because the rate limit would refuse them (admit)
         self.plain_repeated = 0  # ... because a copy from the same address was waiting
+        self.plain_stale = 0  # ... because they waited plain_max_wait (their sender gave up)
+        self.plain_max_wait = plain_max_wait
 
     def __len__(self) -> int:
         """Datagrams waiting in the backlogs."""
@@ -114,7 +126,7 @@ class PriorityReader:
         first: list[tuple[bytes, Any]] = []
         backlog, most = self._backlog, self.backlog_max
         returning, known, admit, clock = self._returning, self._known, self._admit, self._clock
-        waiting = self._waiting
+        waiting, now = self._waiting, clock()
         recvfrom = self._recvfrom
         for _ in range(self.drain_max):
             if len(backlog) >= most:
@@ -136,16 +148,16 @@ class PriorityReader:
                 self.plain_refused += 1
             elif known(addr):
                 if len(returning) < most:
-                    returning.append((data, addr))
+                    returning.append((data, addr, now))
                     waiting.add((data, addr))
                 else:
                     self.plain_dropped += 1
             else:
-                self._queue_plain(data, addr)
+                self._queue_plain(data, addr, now)
         self.most_backlog = max(self.most_backlog, len(self))
         return first
 
-    def _queue_plain(self, data: bytes, addr: Any) -> None:
+    def _queue_plain(self, data: bytes, addr: Any, now: float) -> None:
         plain = self._plain
         key = network_prefix(addr[0])
         q = plain.get(key)
@@ -154,30 +166,38 @@ class PriorityReader:
                 self.plain_dropped += 1
                 return
             first = next(iter(plain))  # room for a new prefix: the next one served gives way
-            self._waiting.discard(plain[first].popleft())
+            self._waiting.discard(plain[first].popleft()[:2])
             if not plain[first]:
                 del plain[first]
             self._plain_len -= 1
             self.plain_dropped += 1
         if q is None:
             q = plain[key] = deque()
-        q.append((data, addr))
+        q.append((data, addr, now))
         self._waiting.add((data, addr))
         self._plain_len += 1
 
-    def _next_plain(self) -> tuple[bytes, Any]:
-        """The next plain datagram: the first queued of the prefix whose turn it is."""
-        plain = self._plain
-        key = next(iter(plain))
-        q = plain[key]
-        item = q.popleft()
-        if q:
-            plain.move_to_end(key)
-        else:
-            del plain[key]
-        self._plain_len -= 1
-        self._waiting.discard(item)
-        return item
+    def _next_plain(self, now: float) -> tuple[bytes, Any] | None:
+        """The next plain datagram that has not waited too long: a known host's first, then
+        the first queued of the prefix whose turn it is. None when the plain lanes are empty."""
+        waiting, returning, plain = self._waiting, self._returning, self._plain
+        while returning or self._plain_len:
+            if returning:
+                data, addr, at = returning.popleft()
+            else:
+                key = next(iter(plain))
+                q = plain[key]
+                data, addr, at = q.popleft()
+                if q:
+                    plain.move_to_end(key)
+                else:
+                    del plain[key]
+                self._plain_len -= 1
+            waiting.discard((data, addr))
+            if now - at < self.plain_max_wait:
+                return data, addr
+            self.plain_stale += 1
+        return None
 
     def run(self) -> bool:
         """Work until the socket is empty and the backlog done, or the budget is spent.
@@ -189,18 +209,17 @@ class PriorityReader:
             for data, addr in self._take():
                 if not handle(data, addr, clock()):
                     return False
-            queue = backlog or returning  # keepalives first, then known hosts' logins
-            if queue:
-                for _ in range(min(chunk, len(queue))):
-                    data, addr = queue.popleft()
-                    if queue is returning:
-                        self._waiting.discard((data, addr))
+            if backlog:  # keepalives first, then plain datagrams (known hosts' first)
+                for _ in range(min(chunk, len(backlog))):
+                    data, addr = backlog.popleft()
                     if not handle(data, addr, clock()):
                         return False
-            elif self._plain_len:
-                for _ in range(min(chunk, self._plain_len)):
-                    data, addr = self._next_plain()
-                    if not handle(data, addr, clock()):
+            elif returning or self._plain_len:
+                for _ in range(chunk):
+                    item = self._next_plain(clock())
+                    if item is None:
+                        break
+                    if not handle(item[0], item[1], clock()):
                         return False
             else:
                 return False  # _take found the socket empty (or drain_max urgent: next wake-up)

@@ -207,3 +207,26 @@ def test_a_copy_of_a_plain_datagram_still_waiting_is_dropped(
     send(client, [first])
     assert reader.run() is False
     assert order == [first, second, first]
+
+
+def test_a_plain_datagram_that_waited_past_its_senders_patience_is_dropped_unhandled(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    """A login that waited plain_max_wait in the backlog was given up by its client (it logs
+    in elsewhere): it is dropped when its turn comes, and what arrives later is handled."""
+    server, client = pair
+    now = [0.0]
+    order: list[bytes] = []
+
+    def slow(n: int) -> bool:
+        if n == 2:  # the first login (after the keepalive) took long: the rest waited too long
+            now[0] += 2.5
+        return True
+
+    send(client, logins(5) + [HEARTBEAT])
+    reader = PriorityReader(server, recording(order, slow), lambda: now[0], budget=100.0,
+                            plain_max_wait=2.0)
+    assert reader.run() is False
+    assert order == [HEARTBEAT, logins(1)[0]] and reader.plain_stale == 4
+    send(client, logins(1, 5))
+    assert reader.run() is False
+    assert order[-1] == logins(1, 5)[0] and reader.plain_stale == 4
