@@ -113,6 +113,41 @@ def _server(db: Path, port: int, cluster: Path | None, extra: tuple[str, ...] = 
     return proc
 
 
+def start_server(db: Path, cluster: Path | None) -> tuple[subprocess.Popen[bytes], int]:
+    """``_server`` on a free port, and the port: a port another process took between the
+    choice and the bind (others' runs share this machine) is chosen again, up to 5 times."""
+    for attempt in range(5):
+        port = _free_udp_port()
+        try:
+            return _server(db, port, cluster), port
+        except RuntimeError as exc:
+            if "already in use" not in str(exc) or attempt == 4:
+                raise
+    raise AssertionError("unreachable")
+
+
+def start_nodes(root: Path, seed: Path, nats_url: str, names: Iterable[str],
+                procs: list[subprocess.Popen[bytes]]) -> dict[str, tuple[str, int]]:
+    """One server per name, each on its own copy of ``seed`` under ``root/<name>``: those in
+    ``NODES`` as nodes of the cluster over ``nats_url`` (the group homed on ``HOME``), any
+    other a plain server. Each started is appended to ``procs`` (for ``stop_servers``) as it
+    starts; returns their addresses by name."""
+    addr = {}
+    for name in names:
+        d = root / name
+        d.mkdir()
+        shutil.copy(seed, d / "ptt.db")
+        cluster = None
+        if name in NODES:
+            cluster = d / "cluster.toml"
+            cluster.write_text(f'node = "{name}"\nnodes = {json.dumps(list(NODES))}\n'
+                               f'nats = ["{nats_url}"]\n[homes]\n{GROUP} = "{HOME}"\n')
+        proc, port = start_server(d / "ptt.db", cluster)
+        procs.append(proc)
+        addr[name] = ("127.0.0.1", port)
+    return addr
+
+
 def stop_servers(procs: Iterable[subprocess.Popen[bytes]]) -> None:
     """SIGTERM to every ``_server`` still running, all at once, then wait for each; one that
     has not stopped within 10 s is killed."""
@@ -309,19 +344,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         nats_engine = engines.start_nats(root / "nats")
         procs: list[subprocess.Popen[bytes]] = []
         try:
-            ports = {n: _free_udp_port() for n in (*NODES, "single")}
-            for name in (*NODES, "single"):
-                d = root / name
-                d.mkdir()
-                shutil.copy(seed, d / "ptt.db")
-                cluster = None
-                if name in NODES:
-                    cluster = d / "cluster.toml"
-                    cluster.write_text(
-                        f'node = "{name}"\nnodes = {json.dumps(list(NODES))}\n'
-                        f'nats = ["{nats_engine.url}"]\n[homes]\n{GROUP} = "{HOME}"\n')
-                procs.append(_server(d / "ptt.db", ports[name], cluster))
-            addr = {n: ("127.0.0.1", p) for n, p in ports.items()}
+            addr = start_nodes(root, seed, nats_engine.url, (*NODES, "single"), procs)
             single = _measure(_Client("talker", tokens["talker"], addr["single"]),
                               _Client("listener", tokens["listener"], addr["single"]),
                               cycles, seconds)

@@ -1,0 +1,88 @@
+"""Per-leg timestamps inside a ``ptt server --cluster`` node, for ``bench/trace_cluster_legs.py``.
+
+Python imports this module at start-up when its directory is on ``PYTHONPATH``; it does nothing
+unless ``TRACE_CLUSTER_DIR`` is set (not a ``PTT_`` name: ``bench_cluster`` passes none of those to
+its servers) and the process is ``ptt server``. Then it wraps, by name, the
+places a floor request and a voice frame pass (the server's socket read and sends, the fan-out,
+``Bus.send_all`` and the bus callback, nats-py's socket read and its flusher's write) to append
+``(time.monotonic(), tag, info)`` to a list, written as JSON to ``TRACE_CLUSTER_DIR/<node>.json``
+when the process exits. The clock is the machine's monotonic clock, the same in every process,
+so the bench lines the legs up across processes. A renamed method fails the start loudly.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import sys
+import time
+from typing import Any
+
+_DIR = os.environ.get("TRACE_CLUSTER_DIR")
+
+
+def _kind(data: bytes) -> str:
+    """``m<type>`` for a cluster message (a msgpack array), ``v`` for a voice frame."""
+    if len(data) > 2 and data[0] & 0xF0 == 0x90:
+        return f"m{data[2]}"
+    return "v"
+
+
+def _install(directory: str) -> None:
+    import nats.aio.transport as ntr
+
+    import ptt.cluster.bus as bus
+    import ptt.server.app as app
+
+    mono = time.monotonic
+    trace: list[tuple[float, str, str]] = []
+    node = "single"
+    for i, arg in enumerate(sys.argv[:-1]):
+        if arg == "--cluster":
+            node = os.path.basename(os.path.dirname(sys.argv[i + 1]))
+    atexit.register(lambda: json.dump(trace, open(os.path.join(directory, f"{node}.json"),
+                                                  "w")))
+
+    def wrap(cls: Any, name: str, tag: str, after: str = "") -> None:
+        f = getattr(cls, name)
+
+        def g(*a: Any, **k: Any) -> Any:
+            trace.append((mono(), tag, ""))
+            r = f(*a, **k)
+            if after:
+                trace.append((mono(), after, ""))
+            return r
+        setattr(cls, name, g)
+
+    wrap(app.PttServer, "_read_ready", "rd")
+    wrap(app.PttServer, "_send_out", "send_out")
+    wrap(app.PttServer, "fan_out", "fan_out")
+    send_all = bus.Bus.send_all
+
+    def traced_send_all(self: Any, messages: Any) -> None:
+        messages = list(messages)
+        t, sent = mono(), self.sent
+        send_all(self, messages)
+        # written to the socket at once (counted sent), or queued for the writer task
+        how = "direct" if self.sent - sent == len(messages) else "queued"
+        trace.extend((t, "bus_send", f"{n}:{_kind(d)}:{how}") for n, d in messages)
+    bus.Bus.send_all = traced_send_all  # type: ignore[method-assign]
+    received = bus.Bus._received
+
+    async def traced_received(self: Any, msg: Any) -> None:
+        trace.append((mono(), "bus_recv", _kind(msg.data)))
+        await received(self, msg)
+    bus.Bus._received = traced_received  # type: ignore[method-assign]
+    read = ntr.TcpTransport.read
+
+    async def traced_read(self: Any, size: int) -> bytes:
+        data: bytes = await read(self, size)
+        trace.append((mono(), "nats_read", ""))
+        return data
+    ntr.TcpTransport.read = traced_read  # type: ignore[method-assign]
+    wrap(ntr.TcpTransport, "writelines", "nats_write")  # nats-py's flusher (the queued way)
+
+
+if _DIR and sys.argv[1:2] == ["server"]:
+    _install(_DIR)

@@ -1,0 +1,206 @@
+"""Where a cross-node floor request and a voice frame spend their time, leg by leg.
+
+``bench_cluster``'s layout (talker on node a, listener on node b, the group homed on c, one NATS
+server), its floor cycles and its burst of voice, with every node started with
+``bench/trace_cluster/`` on ``PYTHONPATH``: each node notes monotonic timestamps where the
+request and the frame pass (its ``sitecustomize``), and this process notes when the client sent
+and got them. The legs, p50 and p90 over the cycles (ms):
+
+    client -> a -> a's core -> Bus.send -> NATS socket -> (nats-server) -> c's read -> c's bus
+    callback -> c's decision and FloorNews -> Bus.send -> socket -> (nats-server) -> a's read ->
+    a's callback -> the answer sent -> the grant at the client
+
+and for a frame: talker -> a -> Bus.send -> socket -> b's read -> b's callback -> b's fan-out ->
+the listener.
+
+    .venv/bin/python bench/trace_cluster_legs.py                  # 150 cycles, 3 s of voice
+    .venv/bin/python bench/trace_cluster_legs.py --cycles 50 --voice 1
+
+The wrappers cost a few microseconds each, inside the legs they time. Every process started here
+is stopped by PID at the end (``bench_cluster.stop_servers``, the NATS engine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import struct
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_cluster as bc  # noqa: E402
+from loadgen import load_average, machine_line  # noqa: E402
+
+from ptt.cluster import engines  # noqa: E402
+from ptt.protocol import client as cl  # noqa: E402
+
+HOOKS = Path(__file__).resolve().parent / "trace_cluster"
+Trace = list[tuple[float, str, str]]
+
+FLOOR_LEGS = [
+    ("client -> a (the client seals, UDP, a wakes)", "t0", "a_rd"),
+    ("a: the request through the core to Bus.send", "a_rd", "a_send"),
+    ("a: Bus.send -> NATS socket", "a_send", "a_wire"),
+    ("NATS a -> c (nats-server, c wakes)", "a_wire", "c_read"),
+    ("c: nats-py's read -> the bus callback", "c_read", "c_recv"),
+    ("c: decode, floor decision, FloorNews to Bus.send", "c_recv", "c_send"),
+    ("c: Bus.send -> NATS socket", "c_send", "c_wire"),
+    ("NATS c -> a (nats-server, a wakes)", "c_wire", "a_read"),
+    ("a: nats-py's read -> the bus callback", "a_read", "a_recv"),
+    ("a: decode, apply the news, the answer sent", "a_recv", "a_out"),
+    ("a -> client grant (UDP, the client wakes, opens it)", "a_out", "grant"),
+]
+VOICE_LEGS = [
+    ("talker -> a (UDP, a wakes)", "sent", "a_rd"),
+    ("a: MAC check, relay, to Bus.send", "a_rd", "a_send"),
+    ("a: Bus.send -> NATS socket", "a_send", "a_wire"),
+    ("NATS a -> b (nats-server, b wakes)", "a_wire", "b_read"),
+    ("b: nats-py's read -> the bus callback", "b_read", "b_recv"),
+    ("b: to its fan-out", "b_recv", "b_fan"),
+    ("b -> listener (UDP, the client wakes)", "b_fan", "heard"),
+]
+
+
+def _first(trace: Trace, tag: str, after: float, before: float, info: str = "") -> float | None:
+    for t, g, i in trace:
+        if after <= t <= before and g == tag and i.startswith(info):
+            return t
+    return None
+
+
+def _send(trace: Trace, to: str, after: float, before: float) -> tuple[float, float] | None:
+    """(Bus.send, on the socket) of the first message to ``to`` in the window."""
+    for t, g, i in trace:
+        if after <= t <= before and g == "bus_send" and i.startswith(to):
+            if i.endswith(":direct"):
+                return t, t
+            wire = _first(trace, "nats_write", t, before)
+            return (t, wire) if wire is not None else None
+    return None
+
+
+def _floor_points(nodes: dict[str, Trace], t0: float, end: float) -> dict[str, float] | None:
+    a, c = nodes["a"], nodes["c"]
+    p: dict[str, float | None] = {"t0": t0, "grant": end, "a_rd": _first(a, "rd", t0, end)}
+    out = _send(a, "c:m1", t0, end)  # FloorInput (type 1) to the home
+    back = _send(c, "a:m2", t0, end)  # FloorNews (type 2) to a
+    if out is None or back is None:
+        return None
+    p["a_send"], p["a_wire"] = out
+    p["c_send"], p["c_wire"] = back
+    p["c_read"] = _first(c, "nats_read", out[1], end)
+    p["c_recv"] = _first(c, "bus_recv", out[1], end, "m1")
+    p["a_read"] = _first(a, "nats_read", back[1], end)
+    p["a_recv"] = _first(a, "bus_recv", back[1], end, "m2")
+    p["a_out"] = _first(a, "send_out", p["a_recv"] or end, end)
+    return None if any(v is None for v in p.values()) else p  # type: ignore[return-value]
+
+
+def _voice_points(nodes: dict[str, Trace], sent: float, heard: float) -> dict[str, float] | None:
+    a, b = nodes["a"], nodes["b"]
+    p: dict[str, float | None] = {"sent": sent, "heard": heard,
+                                  "a_rd": _first(a, "rd", sent, heard)}
+    out = _send(a, "b:v", sent, heard)
+    if out is None:
+        return None
+    p["a_send"], p["a_wire"] = out
+    p["b_read"] = _first(b, "nats_read", out[1], heard)
+    p["b_recv"] = _first(b, "bus_recv", out[1], heard, "v")
+    p["b_fan"] = _first(b, "fan_out", p["b_recv"] or heard, heard)
+    return None if any(v is None for v in p.values()) else p  # type: ignore[return-value]
+
+
+def _q(xs: list[float], f: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(len(xs) * f))]
+
+
+def _table(legs: list[tuple[str, str, str]], points: list[dict[str, float]]) -> list[dict[str, Any]]:
+    rows = []
+    for name, a, b in legs:
+        xs = [(p[b] - p[a]) * 1000 for p in points]
+        rows.append({"leg": name, "p50 ms": round(_q(xs, 0.5), 3), "p90 ms": round(_q(xs, 0.9), 3)})
+    return rows
+
+
+def run(cycles: int, voice: float) -> dict[str, Any]:
+    requests: list[float] = []
+    frames: list[float] = []
+    request_floor, encode_voice = cl.ClientCore.request_floor, bc.encode_voice
+
+    def noted_request(self: cl.ClientCore, *a: Any, **k: Any) -> Any:
+        requests.append(time.monotonic())
+        return request_floor(self, *a, **k)
+
+    def noted_frame(header: Any, payload: bytes) -> bytes:
+        frames.append(struct.unpack_from("!d", payload)[0])  # bench_cluster's send time
+        return encode_voice(header, payload)
+
+    load_before = load_average()
+    cl.ClientCore.request_floor = noted_request  # type: ignore[method-assign]
+    bc.encode_voice = noted_frame
+    env = {k: os.environ.get(k) for k in ("PYTHONPATH", "TRACE_CLUSTER_DIR")}
+    with tempfile.TemporaryDirectory(prefix="ptt-trace-cluster-") as tmp:
+        root = Path(tmp)
+        traces = root / "traces"
+        traces.mkdir()
+        os.environ["PYTHONPATH"] = str(HOOKS)
+        os.environ["TRACE_CLUSTER_DIR"] = str(traces)
+        tokens = bc._directory(root / "seed.db")
+        nats_engine = engines.start_nats(root / "nats")
+        procs: list[Any] = []
+        try:
+            addr = bc.start_nodes(root, root / "seed.db", nats_engine.url, bc.NODES, procs)
+            r = bc._measure(bc._Client("talker", tokens["talker"], addr["a"]),
+                            bc._Client("listener", tokens["listener"], addr["b"]), cycles, voice)
+        finally:
+            for k, v in env.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+            cl.ClientCore.request_floor = request_floor  # type: ignore[method-assign]
+            bc.encode_voice = encode_voice
+            bc.stop_servers(procs)  # their traces are written as they exit
+            nats_engine.stop()
+        nodes = {n: [tuple(e) for e in json.loads((traces / f"{n}.json").read_text())]
+                 for n in bc.NODES}
+    floor = [p for t0, ms in zip(requests, r["access"]) if
+             (p := _floor_points(nodes, t0, t0 + ms / 1000)) is not None]  # type: ignore[arg-type]
+    heard = ([p for s, ms in zip(frames, r["voice"]) if
+              (p := _voice_points(nodes, s, s + ms / 1000)) is not None]  # type: ignore[arg-type]
+             if len(frames) == len(r["voice"]) else [])  # a frame lost: no pairing by order
+    return {"floor": _table(FLOOR_LEGS, floor) if floor else [],
+            "voice": _table(VOICE_LEGS, heard) if heard else [],
+            "traced": f"{len(floor)} of {len(r['access'])} requests, "
+                      f"{len(heard)} of {len(r['voice'])} frames",
+            "access p50 ms": round(_q(r["access"], 0.5), 3),
+            "voice p50 ms": round(_q(r["voice"], 0.5), 3),
+            "load_average": f"{load_before} at the start, {load_average()} at the end"}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cycles", type=int, default=150, help="floor cycles (default 150)")
+    ap.add_argument("--voice", type=float, default=3.0, help="seconds of voice (default 3)")
+    args = ap.parse_args()
+    if args.cycles < 1 or args.voice < 0.1:
+        print("trace_cluster_legs: --cycles at least 1, --voice at least 0.1", file=sys.stderr)
+        return 2
+    res = run(args.cycles, args.voice)
+    for what in ("floor", "voice"):
+        for row in res[what]:
+            print(f"{what:5s}  {row['leg']:52s} p50 {row['p50 ms']:7.3f}  p90 {row['p90 ms']:7.3f}")
+    for k in ("traced", "access p50 ms", "voice p50 ms", "load_average"):
+        print(f"{k}: {res[k]}")
+    print(machine_line())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
