@@ -274,9 +274,10 @@ def run(clients: int, workers: int) -> dict[str, Any]:
             # every death a survivor saw: a survivor taken for dead shows here
             told = {n: [line for line in (root / n / "ptt.log").read_text().splitlines()
                         if "died" in line or "lost its lease" in line] for n in survivors}
+            # the dead node's too: a client list it could not publish leaves clients untold
             warned = {n: [line for line in (root / n / "ptt.log").read_text().splitlines()
                           if ("WARNING" in line or "ERROR" in line)
-                          and "event=dropped" not in line] for n in survivors}
+                          and "event=dropped" not in line] for n in NODES}
             dropped = {n: sum("event=dropped" in line for line in
                               (root / n / "ptt.log").read_text().splitlines())
                        for n in survivors}
@@ -343,7 +344,7 @@ def run(clients: int, workers: int) -> dict[str, Any]:
         "survivor CPU, kill to last back (s of CPU / s)": {
             n: round((cpu1[n] - cpu0[n]) / window, 2) for n in survivors},
         "survivors' log": told,
-        "survivors' warnings and errors but dropped datagrams (count, first 6)": {
+        "nodes' warnings and errors but dropped datagrams (count, first 6)": {
             n: [len(w), *w[:6]] for n, w in warned.items()},
         "survivors' dropped datagrams logged": dropped,
         "survivors' plain datagrams shed (rate limit, backlog full)": shed,
