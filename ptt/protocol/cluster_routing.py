@@ -516,11 +516,13 @@ class ClusterRouting:
         term = self.homes.home_of(group)[1]
         newer = term > self._term.get(group, 0)
         if not self.elsewhere(group):
-            if newer and (floors.is_mirror(group) or group in self._term):
+            if floors.is_mirror(group) or newer and group in self._term:
                 # a claim after another term (a home that died or lapsed, this node's own
                 # included): that term's grant and queue are void, the new term starts idle,
                 # and every node is told so at once, even a take-over with nothing to end (a
-                # mirror no news reached) or to tell (no member here)
+                # mirror no news reached) or to tell (no member here). A home never keeps a
+                # mirror, whose burst nobody times: also when its own term comes back after a
+                # moment without a known home
                 self._relay[group] = set(self.homes.nodes)
                 for node in self.homes.nodes:  # each on a lease from now: the dead one ends
                     self._heard.setdefault(node, now)

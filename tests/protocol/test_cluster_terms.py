@@ -307,3 +307,24 @@ def test_a_home_that_wakes_from_a_stall_keeps_a_talker_who_talked_through_it() -
     assert not [ev for ev in _home_events(sim, "C") if isinstance(ev, fl.BurstEnded)]
     assert ann.participation("g") is Participation.HAS_PERMISSION
     assert sim.clients["bob"].groups["g"].talker == "ann"
+
+
+def test_a_home_told_it_lost_its_group_then_that_it_holds_it_again_decides_it_again() -> None:
+    """C's ownership reports g lost (no home known: term 0), then C's own claim again under
+    the same term (the lease was renewed after all). While it had no home, C's floor became a
+    mirror (no timers); back home it must decide again, not keep a burst nobody times (held to
+    the end: her silence never ended it)."""
+    sim, views = _sim()
+    ann = sim.clients["ann"]
+    ann.request_floor("g", sim.now)
+    sim.talk(0.3)
+    views["C"].homes["g"] = ("C", 0)
+    sim.claim_seen("C", "g", 0)
+    sim.run_until(sim.now + 0.1)
+    views["C"].homes["g"] = ("C", 3)
+    sim.claim_seen("C", "g", 3)
+    sim.run_until(sim.now + 3.0)  # ann says nothing more
+    assert not sim.cores["C"].floors.is_mirror("g")
+    for n in ("A", "B", "C"):
+        assert sim.cores[n].floors.floor("g").holder is None
+    assert {sim.clients[u].groups["g"].talker for u in MEMBERS} == {None}
