@@ -319,10 +319,16 @@ class _Box:
 
 
 class Worker(loadgen._Proc):
+    """A load process; the k-th binds its clients to 127.0.2.k: 20,000 sockets on 127.0.0.1
+    took most of its ~28,000 ephemeral ports, and other programs' port picks on it failed."""
+
+    made = 0
+
     def __init__(self, server: tuple[str, int], clients: list[tuple[str, str, list[str]]],
                  login_timeout: float, inflight: int) -> None:
+        Worker.made += 1
         super().__init__(bench_load._worker_main, server, clients, login_timeout, Churn,
-                         inflight)
+                         inflight, f"127.0.2.{Worker.made % 250 + 1}")
         self.n = len(clients)
         self.login_timeout = login_timeout
 

@@ -451,20 +451,15 @@ class Churn:
 
 def _worker_main(conn: Any, server: tuple[str, int], clients: list[tuple[str, str, list[str]]],
                  login_timeout: float, role: Any = None,
-                 inflight: int = loadgen.LOGIN_INFLIGHT) -> None:
-    """Log ``clients`` in; then "churn" starts ``role`` (default :class:`Churn`), "light"
-    leaves them heartbeating only (``ClientPool.go_light``), "stats", "stop"."""
+                 inflight: int = loadgen.LOGIN_INFLIGHT, source: str = loadgen.LOCALHOST) -> None:
+    """Log ``clients`` in (their sockets on the loopback address ``source``); then "churn"
+    starts ``role`` (default :class:`Churn`), "light" leaves them heartbeating only
+    (``ClientPool.go_light``), "stats", "stop"."""
     import select
 
     logging.basicConfig(level=logging.WARNING)
-    loadgen._raise_fd_limit(len(clients))
-    pool = loadgen.ClientPool(server)
-    for user, token, groups in clients:
-        pool.add(user, token, groups)
-    try:
-        pool.login_all(login_timeout, inflight)
-    except Exception as exc:
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    pool = loadgen.ClientPool(server, source=source)
+    if not loadgen.logged_in(conn, pool, clients, login_timeout, inflight):
         return
     conn.send(("ready", {"clients": len(clients)}))
     state: dict[str, Any] = {"stop": False}
