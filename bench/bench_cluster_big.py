@@ -216,15 +216,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         nodes: dict[str, churn.NodeProc] = {}
         workers: list[Worker] = []
         try:
-            ports = {n: bench_cluster._free_udp_port() for n in NODES}
             for n in NODES:
                 d = root / n
                 d.mkdir()
                 shutil.copy(root / "seed.db", d / "db.sqlite")
-                spec = {"node": n, "nodes": tuple(NODES), "nats": (nats.url,),
-                        "etcd": tuple(etcd.endpoints), "address": (loadgen.LOCALHOST, ports[n]),
-                        "homes": {g: KILL_NODE for g in kill_groups}}
-                nodes[n] = churn.NodeProc(d, ports[n], spec)
+                for attempt in range(3):  # a port picked free may be taken before the bind
+                    port = bench_cluster._free_udp_port()
+                    spec = {"node": n, "nodes": tuple(NODES), "nats": (nats.url,),
+                            "etcd": tuple(etcd.endpoints), "address": (loadgen.LOCALHOST, port),
+                            "homes": {g: KILL_NODE for g in kill_groups}}
+                    try:
+                        nodes[n] = churn.NodeProc(d, port, spec)
+                        break
+                    except (EOFError, RuntimeError, TimeoutError):
+                        if attempt == 2:
+                            raise
             out["rss_start_mib"] = {n: round(p.start_rss_kib / 1024) for n, p in nodes.items()}
             _say(f"nodes up, RSS {out['rss_start_mib']} MiB; load {loadgen.load_average()}")
             addrs = [nodes[n].address for n in NODES]
@@ -293,8 +299,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 except Exception as exc:  # the figures above stand without it
                     out["failover"] = f"{type(exc).__name__}: {exc}"
         finally:
+            for w in workers:  # all at once: a process still logging in reads no command
+                try:
+                    w.send("stop")
+                except OSError:
+                    pass
             for w in workers:
-                w.stop(10)
+                w.proc.join(10)
+                w.stop(1)
             for p in nodes.values():
                 p.stop(10)
             etcd.stop()
