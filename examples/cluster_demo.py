@@ -31,7 +31,7 @@ from pathlib import Path
 from ptt.children import die_with_parent
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # demo.py's helpers, run as a script
-from demo import PTT, T0, floor_story, free_port, run, say  # noqa: E402
+from demo import PTT, T0, DemoFailed, floor_story, free_port, run, say  # noqa: E402
 
 NODES = ("a", "b", "c")
 HOME = "c"  # the group's home: neither the talker's node nor the listener's
@@ -73,7 +73,7 @@ class Node:
                 break
             await asyncio.sleep(0.02)
         last = self.lines[-1] if self.lines else "no output"
-        raise SystemExit(f"demo failed: node {self.name}: no {pat.pattern!r} "
+        raise DemoFailed(f"node {self.name}: no {pat.pattern!r} "
                          f"within {within:.0f} s (last line: {last})")
 
     async def stop(self) -> None:
@@ -160,7 +160,7 @@ async def demo(tmp: Path, engines: dict[str, str]) -> None:
         say("demo", f"bob on node b heard {got:.1f} s with sound of ann's {paged:.1f} s page "
                     f"(floor decided on node {HOME})")
         if got < paged - 1.0:
-            raise SystemExit(f"demo failed: bob heard only {got:.1f} s of a {paged:.1f} s page")
+            raise DemoFailed(f"bob heard only {got:.1f} s of a {paged:.1f} s page")
 
         say("demo", f"killing node {HOME} (SIGKILL, pid {nodes[HOME].proc.pid}), "
                     f"home of {GROUP} with fencing number {fencing}")
@@ -175,14 +175,14 @@ async def demo(tmp: Path, engines: dict[str, str]) -> None:
         new_fencing = int(next(iter(done)).result().group(1))
         claimed_after = time.monotonic() - killed
         if new_fencing <= fencing:
-            raise SystemExit(f"demo failed: node {new_home} claimed {GROUP} with fencing "
+            raise DemoFailed(f"node {new_home} claimed {GROUP} with fencing "
                              f"{new_fencing}, not above {fencing}")
         bob = asyncio.create_task(run(["--config", cfg["bob"], "talk", GROUP, "--wav",
                                        str(bob_wav)], at["b"], "bob on b"))
         await nodes[new_home].wait_for(rf"event=floor_granted group={GROUP} .*user=bob\b", 20)
         granted_after = time.monotonic() - killed
         if "floor granted" not in await bob:
-            raise SystemExit("demo failed: bob was not granted the floor after the failover")
+            raise DemoFailed("bob was not granted the floor after the failover")
 
         print()
         print("Summary")
@@ -218,7 +218,7 @@ def main() -> None:
             asyncio.run(asyncio.wait_for(demo(Path(tmp), engines), WITHIN))
         except TimeoutError:
             raise SystemExit(f"demo failed: not done within {WITHIN:.0f} s") from None
-        except PttError as exc:
+        except (DemoFailed, PttError) as exc:
             raise SystemExit(f"demo failed: {exc}") from None
         finally:
             for engine in reversed(started):

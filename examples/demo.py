@@ -34,6 +34,11 @@ BOB_SAYS = "Copy that, east gate team is in position."
 T0 = time.monotonic()
 
 
+class DemoFailed(Exception):
+    """A step of the demo did not do what it shows; main() turns it into one line and exit 1
+    (a SystemExit raised inside a task escapes asyncio with a traceback of the task)."""
+
+
 def say(who: str, line: str) -> None:
     print(f"{time.monotonic() - T0:6.2f}s  {who:<12} {line}", flush=True)
 
@@ -76,7 +81,7 @@ async def run(args: list[str], env: dict[str, str], who: str | None = None) -> s
         if who:
             say(who, line)
     if await proc.wait() != 0:
-        raise SystemExit(f"demo failed: ptt {' '.join(args[:3])}: {lines[-1] if lines else '?'}")
+        raise DemoFailed(f"ptt {' '.join(args[:3])}: {lines[-1] if lines else '?'}")
     return "\n".join(lines)
 
 
@@ -97,7 +102,7 @@ async def demo(tmp: Path) -> None:
     while True:  # wait until it listens
         line = (await server.stdout.readline()).decode()
         if not line:
-            raise SystemExit("demo failed: the server did not start")
+            raise DemoFailed("the server did not start")
         if "listening" in line:
             break
 
@@ -176,7 +181,10 @@ async def demo(tmp: Path) -> None:
 
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ptt-demo-") as tmp:
-        asyncio.run(demo(Path(tmp)))
+        try:
+            asyncio.run(demo(Path(tmp)))
+        except DemoFailed as exc:
+            raise SystemExit(f"demo failed: {exc}") from None
 
 
 if __name__ == "__main__":

@@ -90,3 +90,35 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except FileNotFoundError:
         return "X"
+
+
+@pytest.mark.parametrize("script", ["demo", "cluster_demo"])
+def test_a_failed_demo_step_is_one_line_and_exit_1_not_a_traceback(script: str) -> None:
+    # a step of the demo fails, as a page heard too short does, while other tasks still run
+    # (the demo's body is replaced: its engines and nodes are the slow tests' business)
+    code = f"""
+import asyncio, sys
+sys.path.insert(0, {str(ROOT / "examples")!r})
+import demo, {script} as target
+
+async def failing(*args):
+    reader = asyncio.create_task(asyncio.sleep(30))  # a node's log reader, still running
+    await asyncio.sleep(0.01)
+    raise demo.DemoFailed("bob heard only 1.0 s of a 5.8 s page")
+
+target.demo = failing
+if {script!r} == "cluster_demo":
+    import ptt.cluster.engines as engines
+    class NoEngine:
+        dsn = url = endpoint = "none"
+        def stop(self): pass
+    engines.start_postgres = engines.start_nats = engines.start_etcd = (
+        lambda *a, **k: NoEngine())
+target.main()
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == \
+        "demo failed: bob heard only 1.0 s of a 5.8 s page", proc.stderr
