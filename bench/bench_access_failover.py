@@ -11,7 +11,7 @@ users in groups of 10, homes by etcd claims); all started here, on loopback, sto
 to b and joins its group, then sits idle. Node b is SIGKILLed; each client's time back is from
 the kill to its ``Connected`` on a or c (its group joined again is reported too). Nothing but the
 cluster tells an idle client (it heartbeats every 55 s): a and c see b's etcd key go with its
-lease, read where b's clients were (``/ptt-access/b``) and send each the restart notice; each
+lease, read where b's clients were (``/ptt-access/b/``) and send each the restart notice; each
 client checks its session with b (0.3 s), then logs in to a or c after a jitter of 0-1.5 s.
 
 Reported: p50/p95/max of the time back (target: 95% within 3 s, all within 5 s), how the clients

@@ -17,9 +17,11 @@ winner takes the floor over, ``ClusterRouting.home_changed``); without it, the s
 (term 1, no failover).
 
 Access: with ``etcd``, the node holds ``/ptt/nodes/<id>`` (its client address) under its lease
-and publishes where its clients are (``/ptt-access/<id>``, not leased: it must outlive the node)
-at most every ``CLIENTS_PUBLISH_EVERY``; when a node's key vanishes (its lease expired) and has
-not come back ``NOTICE_GRACE`` later (it died), every survivor reads that list and sends each address the plain ``Error(NO_SESSION)``
+and publishes where its clients are (``/ptt-access/<id>/<shard>``, not leased: it must outlive
+the node; ``ptt.protocol.cluster_clients``: only the shards whose clients changed are written
+again, all in one transaction, at most every ``CLIENTS_PUBLISH_EVERY``); when a node's key vanishes (its lease expired) and has
+not come back ``NOTICE_GRACE`` later (it died), every survivor reads that list (one range read
+of the node's prefix) and sends each address the plain ``Error(NO_SESSION)``
 a restarted server sends its last clients (``ServerCore.announce_restart``, repeated at
 ``ANNOUNCE_REPEATS``). A client with a server list checks its session with its own node, and
 moves to another node of its list after a jitter (``ptt.protocol.server_list``); one without a
@@ -41,7 +43,8 @@ from ptt.cluster.directory import Change as DirectoryChange
 from ptt.cluster.directory import PgDirectory
 from ptt.cluster.ownership import DEFAULT_TTL, Change, Ownership, OwnershipEvent
 from ptt.errors import ProtocolError
-from ptt.names import format_hostport, parse_hostport
+from ptt.names import format_hostport
+from ptt.protocol.cluster_clients import ClientShards, decode_clients
 from ptt.protocol.cluster_routing import ClusterRouting, HomeMap, StaticHomes
 from ptt.protocol.server import GroupUpdated, ServerCore
 from ptt.protocol.session import Addr
@@ -51,10 +54,12 @@ __all__ = ["ClusterNode"]
 
 log = logging.getLogger("ptt.cluster.node")
 
-# s: a node writes where its clients are to etcd at most this often (one put of the whole list:
-# a client that logged in since the last write is not told when the node dies, and notices it
-# by its own heartbeat)
+# s: a node writes where its clients are to etcd at most this often (one transaction of the
+# shards that changed: a client that logged in since the last write is not told when the node
+# dies, and notices it by its own heartbeat)
 CLIENTS_PUBLISH_EVERY = 0.5
+# shards written per transaction at most: under etcd's default --max-txn-ops (128)
+SHARDS_PER_WRITE = 100
 # s after a node's key vanished: its clients are told only if it has not come back by then. A
 # node whose lease lapsed while it lives (starved of CPU past its 1 s TTL: seen at load 14 on 2
 # cores) takes a new lease and puts its key again at once. Its clients' own check (a sealed
@@ -66,25 +71,13 @@ NOTICE_GRACE = 0.2
 NOTICE_REPEATS = (0.5, 1.5)
 
 
-def clients_key(node: str) -> bytes:
-    return f"/ptt-access/{node}".encode()
+def clients_prefix(node: str) -> bytes:
+    """Where ``node``'s client list lives in etcd: one key per shard under it."""
+    return f"/ptt-access/{node}/".encode()
 
 
-def encode_client(addr: Addr) -> bytes:
-    """One line of a node's published list."""
-    return format_hostport(str(addr[0]), int(addr[1])).encode()
-
-
-
-def decode_clients(data: bytes) -> list[Addr]:
-    """The addresses of a node's published list; a line that does not parse is skipped."""
-    out: list[Addr] = []
-    for line in data.decode(errors="replace").splitlines():
-        try:
-            out.append(parse_hostport(line))
-        except Exception:  # noqa: BLE001 - a damaged entry costs that one client's notice
-            continue
-    return out
+def shard_key(node: str, shard: int) -> bytes:
+    return clients_prefix(node) + f"{shard:03x}".encode()
 
 
 class NodeServer(Protocol):
@@ -159,17 +152,19 @@ class ClusterNode:
         self.routing = ClusterRouting(config.node, server.core, homes)
         self.bus = Bus(config.node, config.nats, self._on_bus, config.subject_prefix)
         self.bad_messages = 0
-        # session id -> its line of the published list, encoded once when the session comes:
-        # the whole list is written at most every CLIENTS_PUBLISH_EVERY while clients come and
-        # go, and formatting 2,000 addresses each time was ~4 ms of a node's loop
-        self._clients: dict[int, bytes] = {}
-        self._clients_dirty = False
+        self._clients = ClientShards()
         self._publishing: asyncio.Task[None] | None = None
+        # what the node wrote to etcd of its client list: bytes, transactions, failures
+        self.clients_written = {"bytes": 0, "writes": 0, "shards": 0, "failed": 0}
 
     async def start(self) -> None:
         await self.bus.start()
         if self.ownership is not None:
             await self.ownership.start()
+            try:  # a list left by this node's previous life names clients it no longer has
+                await self.ownership.delete_prefix(clients_prefix(self.config.node))
+            except Exception as exc:  # noqa: BLE001 - stale entries cost a needless notice
+                log.warning("cannot clear this node's old client list: %s", exc)
             await self.ownership.want(self._mine())
             self.server.listeners.append(self._on_server_event)
         if self.directory is not None:
@@ -216,32 +211,36 @@ class ClusterNode:
 
     def clients(self, added: dict[int, Addr], removed: set[int]) -> None:
         """Where this node's clients are changed (``PttServer``'s peers): publish it soon."""
-        for sid in removed:
-            self._clients.pop(sid, None)
-        for sid, addr in added.items():
-            self._clients[sid] = encode_client(addr)
-        if self.ownership is None or not (added or removed):
+        self._clients.change(added, removed)
+        if self.ownership is None or not self._clients.dirty:
             return
-        self._clients_dirty = True
         if self._publishing is None:
             self._publishing = asyncio.get_running_loop().create_task(self._publish_clients())
 
     def published_clients(self) -> bytes:
-        """What this node writes to etcd as where its clients are (``decode_clients``)."""
-        return b"\n".join(self._clients.values())
+        """Every line this node publishes as where its clients are (``decode_clients``)."""
+        return self._clients.everything()
 
     async def _publish_clients(self) -> None:
         own = self.ownership
         assert own is not None
+        node = self.config.node
+        stats = self.clients_written
         try:
-            while self._clients_dirty:
-                self._clients_dirty = False
-                data = self.published_clients()
-                try:
-                    await own.put(clients_key(self.config.node), data)
-                except Exception as exc:  # noqa: BLE001 - any failure: retried below
-                    log.warning("cannot publish where this node's clients are: %s", exc)
-                    self._clients_dirty = True
+            while self._clients.dirty:
+                shards = list(self._clients.take().items())
+                for i in range(0, len(shards), SHARDS_PER_WRITE):
+                    batch = shards[i:i + SHARDS_PER_WRITE]
+                    try:
+                        await own.write({shard_key(node, k): v or None for k, v in batch})
+                    except Exception as exc:  # noqa: BLE001 - any failure: retried below
+                        log.warning("cannot publish where this node's clients are: %s", exc)
+                        stats["failed"] += 1
+                        self._clients.unwritten(k for k, _ in shards[i:])
+                        break
+                    stats["writes"] += 1
+                    stats["shards"] += len(batch)
+                    stats["bytes"] += sum(len(v) for _, v in batch)
                 await asyncio.sleep(CLIENTS_PUBLISH_EVERY)
         finally:
             self._publishing = None
@@ -266,11 +265,11 @@ class ClusterNode:
             self.routing.node_gone(node, now)
             self.server.transmit(now)
         try:
-            data = await self.ownership.get(clients_key(node))
+            shards = await self.ownership.get_prefix(clients_prefix(node))
         except Exception as exc:  # noqa: BLE001 - without the list its clients find out alone
             log.warning("node %s died; cannot read where its clients are: %s", node, exc)
             return
-        addrs = decode_clients(data or b"")
+        addrs = [a for data in shards for a in decode_clients(data)]
         log.info("node %s died: telling its %d client(s) to move", node, len(addrs))
         if not addrs:
             return

@@ -35,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -320,6 +320,22 @@ class Ownership:
     async def put(self, key: bytes, value: bytes) -> None:
         """Write ``key`` (not under the lease: it outlives this node)."""
         await self._request(lambda etcd: etcd.put(key, value))
+
+    async def write(self, changes: Mapping[bytes, bytes | None]) -> None:
+        """Put each key (not under the lease) or delete it (``None``), in one transaction: one
+        raft entry and one request however many keys (at most etcd's ``--max-txn-ops``, 128 by
+        default)."""
+        tx = self._client.transactions
+        ops = [tx.delete(k) if v is None else tx.put(k, v) for k, v in changes.items()]
+        await self._request(lambda etcd: etcd.transaction(compare=[], success=ops, failure=[]))
+
+    async def get_prefix(self, prefix: bytes) -> list[bytes]:
+        """The values of every key under ``prefix``, in key order, from the member in use."""
+        found = await self._request(lambda etcd: etcd.get_prefix(prefix))
+        return [bytes(kv.value) for kv in found.kvs]
+
+    async def delete_prefix(self, prefix: bytes) -> None:
+        await self._request(lambda etcd: etcd.delete_prefix(prefix))
 
     async def _claim_quietly(self, group: str) -> None:
         with contextlib.suppress(ClusterError, aetcd.exceptions.ClientError):

@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ptt.cluster.config import ClusterConfig
-from ptt.cluster.node import ClusterNode, decode_clients
+from ptt.cluster.node import ClusterNode
 from ptt.config import ServerConfig
+from ptt.protocol.cluster_clients import decode_clients
 from ptt.server.app import PttServer
 
 
