@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_access_list  # noqa: E402
 import bench_cluster  # noqa: E402
 import bench_cluster_churn as churn  # noqa: E402
 import loadgen  # noqa: E402
@@ -212,7 +213,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         assign = {u: rng.choice(NODES) for u in load}
         kill_groups = [g for g in groups if g.startswith("f")]
         nats = engines.start_nats(root / "nats")
-        etcd = engines.start_etcd(root / "etcd", heartbeat_ms=50, election_ms=500)
+        etcd = engines.start_etcd(root / "etcd", heartbeat_ms=50, election_ms=500,
+                                  compact_after=args.compact)
+        etcd_seen: dict[str, Any] = {}
+        out["etcd"] = etcd_seen
         nodes: dict[str, churn.NodeProc] = {}
         workers: list[Worker] = []
         try:
@@ -234,6 +238,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             out["rss_start_mib"] = {n: round(p.start_rss_kib / 1024) for n, p in nodes.items()}
             _say(f"nodes up, RSS {out['rss_start_mib']} MiB; load {loadgen.load_average()}")
             addrs = [nodes[n].address for n in NODES]
+            _etcd_phase(etcd_seen, "start", etcd, nodes)
             t0 = time.monotonic()
             k = 0
             for n in NODES:
@@ -256,6 +261,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     _say(f"logins: {line}")
                 w.recv(w.login_timeout + 30)
             out["login_s"] = round(time.monotonic() - t0, 1)
+            _etcd_phase(etcd_seen, "logins", etcd, nodes)
             out["login_timeline"] = timeline
             out["load_average_logins"] = loadgen.load_average()
             _say(f"{len(load)} clients logged in in {out['login_s']} s; "
@@ -293,11 +299,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             out["sessions_lost_at_clients"] = sum(w["disconnects"] for w in wstats)
             out["sessions_lost_why"] = churn._summed([w["lost_why"] for w in wstats])
             out["window_s"] = round(wall, 1)
+            _etcd_phase(etcd_seen, "idle", etcd, nodes)
             if not args.no_failover:
                 try:
                     out["failover"] = _failover(nodes, workers, token, kill_groups, args)
                 except Exception as exc:  # the figures above stand without it
                     out["failover"] = f"{type(exc).__name__}: {exc}"
+                _etcd_phase(etcd_seen, "failover", etcd, {n: p for n, p in nodes.items()
+                                                          if n != KILL_NODE})
+            etcd_seen.pop("_last", None)
+            etcd_seen["data_dir_mib"] = round(bench_access_list.du(etcd.root) / 2**20, 1)
         finally:
             for w in workers:  # all at once: a process still logging in reads no command
                 try:
@@ -363,6 +374,35 @@ def _failover(nodes: dict[str, churn.NodeProc], workers: list[Worker], token: st
     return res
 
 
+def _etcd_phase(seen: dict[str, Any], name: str, etcd: Any,
+                nodes: dict[str, churn.NodeProc]) -> None:
+    """What etcd received and holds at the end of a phase, against the previous one (the
+    nodes' client lists are most of what they write): ``seen[name]``."""
+    try:
+        m = bench_access_list.metrics(etcd.endpoint)
+        written = {n: p.call("stats", timeout=60).get("clients_written") for n, p in nodes.items()}
+    except Exception as exc:  # noqa: BLE001 - the run's other figures stand without these
+        seen[name] = f"{type(exc).__name__}: {exc}"
+        return
+    now = time.monotonic()
+    prev = seen.get("_last")
+    row: dict[str, Any] = {
+        "db_mib": round(m["db_bytes"] / 2**20, 1),
+        "db_in_use_mib": round(m["db_in_use_bytes"] / 2**20, 1),
+        "clients_written": written, "load": loadgen.load_average()}
+    if prev is not None:
+        wall = max(1e-9, now - prev["t"])
+        row.update({
+            "s": round(wall, 1),
+            "rx_kb_s": round((m["rx_bytes"] - prev["m"]["rx_bytes"]) / wall / 1e3, 1),
+            "keys_written_s": round((m["puts"] + m["deletes"] - prev["m"]["puts"]
+                                     - prev["m"]["deletes"]) / wall, 1),
+            "proposals_s": round((m["proposals"] - prev["m"]["proposals"]) / wall, 1)})
+    seen[name] = row
+    seen["_last"] = {"t": now, "m": m}
+    _say(f"etcd after {name}: {row}")
+
+
 def _group_of(user: str) -> str:
     return f"g{int(user[1:]) // GROUP_SIZE:05d}"
 
@@ -389,6 +429,7 @@ def main() -> int:
                     help="clients know only their own node (they do not move when it dies)")
     ap.add_argument("--census", action="store_true",
                     help="every 30 s of the logins, the nodes' most numerous object types")
+    ap.add_argument("--compact", help="etcd's periodic auto-compaction retention (e.g. 5m)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", type=Path, help="write every figure here")
     args = ap.parse_args()

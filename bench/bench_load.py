@@ -173,6 +173,7 @@ def _server_main(conn: Any, workdir: str, iterations: int, port: int = 0,
                            "sessions": len(server.core.sessions.by_id),
                            "floor": monitor.stats(), **rss_kib()}
                     if node is not None:  # the groups homed here now
+                        res["clients_written"] = dict(node.clients_written)
                         res["floor"]["held"] = sum(1 for g in monitor.holders
                                                    if not node.routing.elsewhere(g))
                         res["homed"] = sum(1 for g in server.core.groups

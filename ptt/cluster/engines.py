@@ -549,9 +549,11 @@ ETCD_ELECTION_MS = 1000
 
 def start_etcd(root: Path, *, members: int = 1, heartbeat_ms: int = ETCD_HEARTBEAT_MS,
                election_ms: int = ETCD_ELECTION_MS, port_source: PortSource = os_port,
-               ready_within: float = READY_WITHIN) -> Etcd:
+               ready_within: float = READY_WITHIN, compact_after: str | None = None) -> Etcd:
     """One etcd member, or a cluster of ``members`` (initial-cluster on loopback peer ports),
-    with the given raft heartbeat and election timeout."""
+    with the given raft heartbeat and election timeout; with ``compact_after`` (a Go duration,
+    e.g. ``"1m"``), etcd drops the revisions older than that (its periodic auto-compaction),
+    so a key rewritten often does not grow its data without end."""
     exe = binary("etcd")
     root.mkdir(parents=True, exist_ok=True)
 
@@ -574,6 +576,9 @@ def start_etcd(root: Path, *, members: int = 1, heartbeat_ms: int = ETCD_HEARTBE
                 "--election-timeout", str(election_ms),
                 "--logger", "zap", "--log-outputs", "stderr",
             ]
+            if compact_after is not None:
+                argv += ["--auto-compaction-mode", "periodic",
+                         "--auto-compaction-retention", compact_after]
             nodes.append(Member(engine="etcd", name=name if members > 1 else "", argv=argv,
                                 log=root / f"etcd-{name}.log"))
         return Etcd(kind="etcd", root=root, members=nodes, client_ports=clients,
