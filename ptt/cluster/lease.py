@@ -7,6 +7,13 @@ dead node's. :class:`LeaseRenewer` renews from a thread, on gRPC's synchronous s
 of its own (the loop's aetcd client stays the loop's), every TTL/``RENEWALS_PER_TTL``, and hands
 each acknowledgement to the node's :class:`~ptt.protocol.cluster_fencing.LeaseClock`.
 
+The renewals travel on one long-lived ``LeaseKeepAlive`` stream (:class:`KeepAliveStream`),
+as etcd's own clients keep them: a write and a read per renewal. A new stream per renewal
+(a call, its request thread, its metadata, its cancel) cost 0.46 ms of CPU against 0.19 ms on
+one stream, three times a second on every node. A renewal not answered within its request
+timeout ends the stream (its late answer could not be told from the next one's), and the next
+renewal opens another, on the next member if that one did not answer.
+
 What still ends the lease:
 
 - a paused or killed process: SIGSTOP stops every thread, SIGKILL ends them;
@@ -46,7 +53,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 import grpc
@@ -94,6 +103,65 @@ class Members:
         return True
 
 
+class StreamError(grpc.RpcError):
+    """The keep-alive stream failed without an error of gRPC's own: no answer in time
+    (DEADLINE_EXCEEDED), or etcd ended the stream (UNAVAILABLE)."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self._code = code
+        self._details = details
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+
+class KeepAliveStream:
+    """One ``LeaseKeepAlive`` stream on ``channel``: :meth:`renew` writes a request and waits
+    for its answer; :meth:`close` ends it. A thread of its own reads the answers (a blocking
+    read has no timeout of its own), gRPC's another writes the requests."""
+
+    def __init__(self, channel: grpc.Channel) -> None:
+        self.channel = channel
+        self._requests: queue.SimpleQueue[rpc.LeaseKeepAliveRequest | None] = queue.SimpleQueue()
+        self._answers: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._call = rpc.LeaseStub(channel).LeaseKeepAlive(iter(self._requests.get, None))
+        self._reader = threading.Thread(target=self._read, name="ptt-lease-stream", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        try:
+            for answer in self._call:
+                self._answers.put(answer)
+            self._answers.put(StreamError(grpc.StatusCode.UNAVAILABLE, "etcd ended the stream"))
+        except grpc.RpcError as exc:
+            self._answers.put(exc)
+
+    def renew(self, lease_id: int, timeout: float) -> int:
+        """Renew ``lease_id``: the TTL etcd answered (0: no such lease). Raises
+        ``grpc.RpcError`` when the stream failed or no answer came within ``timeout``."""
+        self._requests.put(rpc.LeaseKeepAliveRequest(ID=lease_id))
+        until = time.monotonic() + timeout
+        while True:
+            try:
+                answer = self._answers.get(timeout=max(0.0, until - time.monotonic()))
+            except queue.Empty:
+                raise StreamError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                  "no answer to a lease renewal in time") from None
+            if isinstance(answer, grpc.RpcError):
+                raise answer
+            if int(answer.ID) == lease_id:  # type: ignore[attr-defined]
+                return int(answer.TTL)  # type: ignore[attr-defined]
+            # an answer about the lease renewed before (the loop replaced it): skipped
+
+    def close(self) -> None:
+        self._requests.put(None)  # ends the request iterator
+        self._call.cancel()
+
+
 class LeaseRenewer:
     """Renews one lease at a time from a thread: ``start(loop)``, then ``begin(lease_id, ...)``
     for each lease the loop takes; ``loop_alive(now)`` from the loop every renewal interval;
@@ -117,6 +185,7 @@ class LeaseRenewer:
         self.withheld = 0  # renewals not sent because the loop was silent too long
         self._reported = 0  # this silence of the loop logged: 1 as renewed anyway, 2 as withheld
         self._warned_at = float("-inf")  # when a failed renewal was last logged
+        self._stream: KeepAliveStream | None = None  # the thread's alone
 
     # --- the loop's side --------------------------------------------------------------------
 
@@ -156,6 +225,7 @@ class LeaseRenewer:
                 except Exception:  # a renewer that dies would let the lease lapse unexplained
                     log.exception("lease renewal failed; trying again")
         finally:
+            self._end_stream()
             channel.close()
 
     def _silent_for(self) -> float:
@@ -198,6 +268,7 @@ class LeaseRenewer:
                     if exc.code() in (grpc.StatusCode.DEADLINE_EXCEEDED,
                                       grpc.StatusCode.UNAVAILABLE) \
                             and self._members.failed(self._clock()):
+                        self._end_stream()
                         channel.close()
                         channel = self._channel()
                         self._in_loop(self._on_member_failed, failed)
@@ -210,12 +281,19 @@ class LeaseRenewer:
         return channel
 
     def _keep_alive(self, channel: grpc.Channel, lease_id: int) -> int:
-        call = rpc.LeaseStub(channel).LeaseKeepAlive(
-            iter([rpc.LeaseKeepAliveRequest(ID=lease_id)]), timeout=self._timeout)
+        if self._stream is None or self._stream.channel is not channel:
+            self._end_stream()
+            self._stream = KeepAliveStream(channel)
         try:
-            return int(next(call).TTL)
-        finally:
-            call.cancel()
+            return self._stream.renew(lease_id, self._timeout)
+        except grpc.RpcError:
+            self._end_stream()  # a late answer on it could not be told from the next one's
+            raise
+
+    def _end_stream(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
 
     def _answered(self, lease_id: int, sent_at: float, ttl: int) -> None:
         with self._lock:
