@@ -80,6 +80,9 @@ LOST_SILENT = "no answer from the server for {timeout:g} s (heartbeat timeout)"
 LOST_NODE = "another server of the list said this one died, and it did not answer"
 RELOGIN_FIRST = 0.2
 RELOGIN_CAP = 2.0
+# s: a steer (ServerList.steer) due while a joined group's floor is in use looks again this
+# much later: a burst lasts seconds
+STEER_RETRY = 1.0
 # a plain NO_SESSION is unauthenticated (anyone can send one from the server's address): a
 # connected client checks its session with sealed heartbeats and logs in again only when no
 # sealed answer came within CHECK_WINDOW; the second heartbeat covers one lost datagram
@@ -155,6 +158,10 @@ class ClientCore:
             ServerList(servers, entropy(32)) if servers else None)
         self._login_until: float | None = None  # a list's login to one server ends then
         self._hinted_elsewhere = False  # the session check was asked for by another node
+        # a Welcome's Welcome.home the server list chose to move to (ServerList.steer): when,
+        # and where; the move waits for an idle floor
+        self._steer: tuple[float, Hashable] | None = None
+        self._steering_to: Hashable | None = None  # said goodbye: the next login goes there
 
     @property
     def server(self) -> Hashable | None:
@@ -206,7 +213,8 @@ class ClientCore:
 
     def get_timer(self) -> float | None:
         ts = [t for t in (self._rt.get_timer(), self._next_heartbeat, self._relogin_at,
-                          self._check_until, self._check_resend, self._login_until)
+                          self._check_until, self._check_resend, self._login_until,
+                          self._steer[0] if self._steer is not None else None)
               if t is not None]
         if self.conn is ConnState.CONNECTED:
             if self._unanswered is not None:
@@ -246,6 +254,7 @@ class ClientCore:
         self._pending.clear()
         self._next_heartbeat = self._relogin_at = self._login_until = None
         self._check_until = self._check_resend = None
+        self._steer = self._steering_to = None
 
     def join(self, group: str, now: float) -> None:
         self.groups.setdefault(group, GroupView(group))
@@ -438,7 +447,33 @@ class ClientCore:
                 if g.asked is not None and now >= g.asked[1] + RETRY_TOTAL:
                     self._timed_out("floor", g.name, now)
         if self._relogin_at is not None and now >= self._relogin_at:
+            if self._steering_to is not None and self.servers is not None:
+                self.servers.go(self._steering_to)
+            self._steering_to = None
             self.connect(now)
+        if self._steer is not None and now >= self._steer[0]:
+            self._steer_now(now)
+
+    def _steer_now(self, now: float) -> None:
+        """The steer's time came (``ServerList.steer``): say goodbye to this node and log in to
+        the one that homes the groups, on the next timer call (the Bye leaves for this node
+        first). A floor in use here waits: the move would cut a talker or a page heard."""
+        assert self._steer is not None
+        if self.conn is not ConnState.CONNECTED:
+            self._steer = None  # the session moved or ended meanwhile: that decides instead
+            return
+        if self.busy():
+            self._steer = (now + STEER_RETRY, self._steer[1])
+            return
+        self._steering_to = self._steer[1]
+        self._steer = None
+        self._txn_next()
+        self._emit(encode_message(m.Bye(self._txn, self.session_id)))
+        self.conn = ConnState.DISCONNECTED
+        self._rt = Retransmitter()
+        self._pending.clear()
+        self._next_heartbeat = self._check_until = self._check_resend = None
+        self._relogin_at = now
 
     # --- internals ----------------------------------------------------------------------------
 
@@ -685,6 +720,15 @@ class ClientCore:
                 except (ValueError, PttError):
                     continue  # a bad entry costs that node, not the login
             self.servers.add(learned)
+            self._steer = None
+            if msg.home:
+                try:
+                    home = parse_hostport(msg.home)
+                except (ValueError, PttError):
+                    home = None  # a bad hint costs the move, not the login
+                at = None if home is None else self.servers.steer(home, now)
+                if at is not None:
+                    self._steer = (at, home)
         self._events.append(Connected(msg.session_id, msg.role, list(msg.groups)))
         for name, g in self.groups.items():
             carried = g.asked if g.participation is Participation.PENDING_REQUEST else None

@@ -55,6 +55,13 @@ node per burst for receipts (``Receipts``, its listeners' all at once) and per
 histogram the talker's node merges), where through the home every one would cross twice and the
 home would gain nothing it needs.
 
+Group affinity: a login's Welcome names the access address of the node that homes most of
+the user's groups (:meth:`ClusterRouting.placement`), and the client moves there once
+(``ptt.protocol.server_list``, "Steering"). A group whose members sit on its home keeps its
+voice, floor and presence off the bus; the cross-node paths above stay for the members that
+are elsewhere (a tie, a client whose home did not answer, a group homed where a user's other
+groups are not).
+
 One session per device: a login tells every other node (``Login``: one message per other node
 per login, nothing per heartbeat), and a session of that user and device there ends as a second
 login from one device ends the first on one server.
@@ -99,6 +106,7 @@ __all__ = [
     "HomeMap",
     "StaticHomes",
     "from_wire",
+    "placement_node",
     "to_wire",
 ]
 
@@ -166,6 +174,24 @@ class StaticHomes:
 
     def may_act(self, group: str, now: float) -> bool:
         return True
+
+
+def placement_node(groups: Iterable[str], homes: HomeMap, here: str) -> str | None:
+    """The node a user of ``groups`` is best served from: the home of most of them (groups
+    with no known home, term 0, do not count). ``here`` wins a tie it is part of, so a client
+    is never moved between equally good nodes; otherwise the tie goes to the first node in
+    sorted order, the same on every node. None: no group has a known home."""
+    count: dict[str, int] = {}
+    for g in groups:
+        node, term = homes.home_of(g)
+        if term > 0:
+            count[node] = count.get(node, 0) + 1
+    if not count:
+        return None
+    best = max(count.values())
+    if count.get(here) == best:
+        return here
+    return min(n for n, c in count.items() if c == best)
 
 
 @dataclass
@@ -263,6 +289,9 @@ class ClusterRouting:
         self._remote_id: dict[str, int] = {}  # the group id those users were online in
         self._heard: dict[str, float] = {}  # node -> when its last Presence came (the home's lease)
         self.refused_news = 0  # news from an older term (a stale home): counted, not applied
+        # node -> its access address (HOST:PORT), as the nodes publish it: where a Welcome
+        # steers a client (placement); a node not in it is never named
+        self.addresses: dict[str, str] = {}
 
     # --- outputs ------------------------------------------------------------------------------
 
@@ -368,6 +397,14 @@ class ClusterRouting:
             self._send(home, wc.Members(g.name, self.node, 0, "", came, went, False))
         else:
             self._forward_members(g.name, self.node, came, went, False, (), now)
+
+    def placement(self, groups: Sequence[str]) -> str:
+        """For the Welcome of a user of ``groups``: the access address of the node that homes
+        most of them, "" when it is this node (or ties with it), unknown, or has no address."""
+        node = placement_node(groups, self.homes, self.node)
+        if node is None or node == self.node:
+            return ""
+        return self.addresses.get(node, "")
 
     def logged_in(self, user: str, device: str, now: float) -> None:
         msg = wc.Login(user, device, self.node)

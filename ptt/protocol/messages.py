@@ -239,6 +239,10 @@ class Welcome:
     # a cluster's access nodes (HOST:PORT), for the client's server list: its session moves
     # to another of them when its node dies (ptt.protocol.server_list); empty on a lone server
     servers: list[str] = field(default_factory=list)
+    # a cluster node's hint: the access address (HOST:PORT) of the node that homes most of the
+    # user's groups, where its floor, voice and presence need not cross the bus; the client
+    # moves there once (ptt.protocol.server_list, "Steering"). Empty: stay
+    home: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -317,11 +317,12 @@ class Gate:
         if self.state.home is not None:  # a cluster: the device's session elsewhere ends too
             self.state.home.logged_in(user.name, msg.device, now)
         groups = sorted(n for n, g in self.state.groups.items() if user.name in g.members)
+        home = self.state.home.placement(groups) if self.state.home is not None else ""
         # sealed: a Welcome that opens proves to the client that this server holds its verifier
         self.out.answer(s, msg.txn, m.Welcome(
             msg.txn, sid, user.role, int(self.state.config.heartbeat * 1000),
             int(self.state.config.session_timeout * 1000), groups,
-            int(self.state.config.idle_heartbeat * 1000), list(self.state.access)), now)
+            int(self.state.config.idle_heartbeat * 1000), list(self.state.access), home), now)
         # the Login's resend (the Welcome was lost) is plain: answer it from the cache too, but
         # like any plain datagram only if the Welcome fits in it (else it logs in afresh)
         self.out.cache.put((addr, msg.txn), self.out.datagrams[-1][0], now)

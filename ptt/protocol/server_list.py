@@ -16,6 +16,16 @@ here), so a test replays a client's moves exactly.
   list, after the client's own re-login back-off (``ptt.protocol.client``). A login to one
   server is given up after ``LOGIN_TRY`` seconds (the retransmissions of one request go on
   for ``RETRY_TOTAL``, far longer than a client should wait on a dead node).
+- **Steering** (:meth:`ServerList.steer`): a cluster node's Welcome may name the node that
+  homes most of the user's groups (``Welcome.home``): there a group's floor, voice and presence
+  stay on one node instead of crossing the bus (MCPTT's controlling server, LiveKit's room
+  node). The client moves there once, after a jitter drawn from ``[0, STEER_JITTER)`` (a
+  burst of logins does not move all at once) and only while idle (the caller waits for a
+  quiet floor). The rule never loops and never chases: after a steer, hints are ignored until
+  the session is lost (a node died: :meth:`move`) and ``STEER_AGAIN`` has passed, so a home
+  that moved later (failover) does not pull its clients after it, and two nodes naming each
+  other cannot bounce a client. A steered login that gets no answer goes back to the server
+  the client came from (:meth:`login_failed`), which has just answered, and it stays there.
 - **Giving up**: a client never gives up a session it had (a pager keeps trying: the back-off
   caps at ``RELOGIN_CAP``); a first login (``ptt talk``, ``ptt listen`` starting) has tried
   every server once when :attr:`ServerList.exhausted` says so, and the caller reports failure.
@@ -27,7 +37,7 @@ import hashlib
 from collections.abc import Hashable, Sequence
 from typing import Generic, TypeVar
 
-__all__ = ["LOGIN_TRY", "MOVE_JITTER", "ServerList"]
+__all__ = ["LOGIN_TRY", "MOVE_JITTER", "STEER_AGAIN", "STEER_JITTER", "ServerList"]
 
 A = TypeVar("A", bound=Hashable)
 
@@ -40,6 +50,13 @@ MOVE_JITTER = 1.0
 # s: a login (Hello, Challenge, Login, Welcome) to one server of a list not answered by then is
 # given up for the next server; a node that lives answers in milliseconds
 LOGIN_TRY = 2.0
+# s: a steered client moves within this window after its Welcome. Clients log in to a cluster
+# spread over time (a node's clients moving after its death, 1 s; a restart's backlog), so
+# spreading their second login over 2 s keeps the extra logins at about half the login rate
+STEER_JITTER = 2.0
+# s: after a steer, no other before a session lost and at least this long: a node that keeps
+# dropping a steered client costs it one extra login per this period, not a loop
+STEER_AGAIN = 60.0
 
 
 class ServerList(Generic[A]):
@@ -54,6 +71,9 @@ class ServerList(Generic[A]):
         self._seed = bytes(seed)
         self._draws = 0
         self._failed: set[int] = set()  # servers whose login failed since the last success
+        self._steered_at: float | None = None  # the last steer (None: never)
+        self._may_steer = True  # no steer since the last session lost
+        self._origin: int | None = None  # a steered login's way back: the server it left
 
     def __len__(self) -> int:
         return len(self.servers)
@@ -73,6 +93,26 @@ class ServerList(Generic[A]):
     def connected(self) -> None:
         """A login to the current server succeeded."""
         self._failed.clear()
+        self._origin = None
+
+    def steer(self, home: A, now: float) -> float | None:
+        """The Welcome of the current server named ``home`` as where the user's groups are
+        homed: when to move there (``now`` plus the jitter), or None to stay. Once per session
+        lost, at most every ``STEER_AGAIN`` seconds; never to the server already in use."""
+        if home == self.current or not self._may_steer or (
+                self._steered_at is not None and now - self._steered_at < STEER_AGAIN):
+            return None
+        self._may_steer = False
+        self._steered_at = now
+        return now + self._draw() * STEER_JITTER
+
+    def go(self, home: A) -> None:
+        """Move to ``home`` now (the steer's time came): the next login goes there, and if it
+        gets no answer, back to the server left."""
+        self.add([home])
+        self._origin = self.index
+        self.index = self.servers.index(home)
+        self._failed.clear()
 
     @property
     def exhausted(self) -> bool:
@@ -86,11 +126,17 @@ class ServerList(Generic[A]):
             step = 1 + int(self._draw() * (len(self.servers) - 1))
             self.index = (self.index + step) % len(self.servers)
         self._failed.clear()
+        self._origin = None
+        self._may_steer = True  # where the groups are homed may differ on the next node
         return now + self._draw() * MOVE_JITTER
 
     def login_failed(self) -> None:
-        """The login to the current server got no answer: the next one in the list."""
+        """The login to the current server got no answer: the next one in the list, or, for
+        a steered login, the server the client left (it answered just before)."""
         self._failed.add(self.index)
+        if self._origin is not None:
+            self.index, self._origin = self._origin, None
+            return
         self.index = (self.index + 1) % len(self.servers)
 
     def _draw(self) -> float:

@@ -129,6 +129,10 @@ class FloorHome(Protocol):
         """``user`` logged in here from ``device``: a session of that device on another node
         ends, as a second login from one device does on one server."""
 
+    def placement(self, groups: Sequence[str]) -> str:
+        """Where a user of ``groups`` is best served (the Welcome's ``home``): a node's access
+        address, or "" to stay here."""
+
     def link_counts(self, g: GroupEntry, burst_id: int, talker: str, counts: LinkCounts,
                     now: float) -> None:
         """A window of this node's listeners' loss reports for ``talker``, who is on another
