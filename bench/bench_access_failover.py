@@ -236,7 +236,9 @@ def run(clients: int, workers: int) -> dict[str, Any]:
                 shutil.copy(seed, d / "ptt.db")
                 toml = d / "cluster.toml"
                 toml.write_text(f'node = "{name}"\nnodes = {json.dumps(list(NODES))}\n'
-                                f'nats = ["{nats.url}"]\netcd = ["{etcd.endpoint}"]\n')
+                                f'nats = ["{nats.url}"]\netcd = ["{etcd.endpoint}"]\n'
+                                # the doomed node's clients stay on it until it dies
+                                'steer = false\n')
                 procs[name] = _server(d / "ptt.db", ports[name], toml,
                                       ("--metrics", f"127.0.0.1:{metrics[name]}"))
             addr = {n: ("127.0.0.1", p) for n, p in ports.items()}

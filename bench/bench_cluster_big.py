@@ -228,7 +228,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     port = bench_cluster._free_udp_port()
                     spec = {"node": n, "nodes": tuple(NODES), "nats": (nats.url,),
                             "etcd": tuple(etcd.endpoints), "address": (loadgen.LOCALHOST, port),
-                            "homes": {g: KILL_NODE for g in kill_groups}}
+                            "homes": {g: KILL_NODE for g in kill_groups},
+                            "steer": False}  # clients stay on the node the bench chose
                     try:
                         nodes[n] = churn.NodeProc(d, port, spec)
                         break

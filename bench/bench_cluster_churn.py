@@ -325,10 +325,11 @@ class Worker(loadgen._Proc):
     made = 0
 
     def __init__(self, server: tuple[str, int], clients: list[tuple[str, str, list[str]]],
-                 login_timeout: float, inflight: int) -> None:
+                 login_timeout: float, inflight: int,
+                 servers: list[tuple[str, int]] | None = None) -> None:
         Worker.made += 1
         super().__init__(bench_load._worker_main, server, clients, login_timeout, Churn,
-                         inflight, f"127.0.2.{Worker.made % 250 + 1}")
+                         inflight, f"127.0.2.{Worker.made % 250 + 1}", servers)
         self.n = len(clients)
         self.login_timeout = login_timeout
 
@@ -375,7 +376,10 @@ def phase(name: str, root: Path, seed_db: Path, groups: dict[str, list[str]],
     out: dict[str, Any] = {"phase": name}
     try:
         start_nodes(nodes, name, root, seed_db, nats_url, etcd,
-                    {"homes": homes, "lease_ttl": args.lease})
+                    # product: each Welcome steers its client to its group's home (the
+                    # clients list every node); else each stays where the bench put it
+                    {"homes": homes, "lease_ttl": args.lease,
+                     "steer": args.placement == "product"})
         out["rss_start_mib"] = {n: p.start_rss_kib / 1024 for n, p in nodes.items()}
         t0 = time.monotonic()
         load = [u for g, ms in groups.items() if g.startswith("g") for u in ms
@@ -386,8 +390,11 @@ def phase(name: str, root: Path, seed_db: Path, groups: dict[str, list[str]],
             for k in (NODES if not cluster else (n,)):  # the same split in both phases
                 part = [e for e in mine if assign[e[0]] == k]
                 for j in range(args.procs if part else 0):
+                    listed = ([nodes[n].address] + [p.address for m, p in nodes.items()
+                                                    if m != n]
+                              if cluster and args.placement == "product" else None)
                     workers[f"{k}{j}"] = Worker(nodes[n].address, part[j::args.procs],
-                                                120 + len(part) / 20, args.inflight)
+                                                120 + len(part) / 20, args.inflight, listed)
         for w in workers.values():
             while args.census and not w.conn.poll(30):
                 for n, p in nodes.items():
@@ -759,13 +766,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.monotonic()
         groups, tokens = provision(root / "seed.db", args.clients, args.kill)
         provision_s = time.monotonic() - t0
-        if args.placement == "random":
-            assign = {u: rng.choice(NODES) for u in tokens}
-        else:  # each client on its group's home by the static rule, as a server list could
+        drawn = {u: rng.choice(NODES) for u in tokens}
+        assign = dict(drawn)
+        if args.placement != "random":
+            # each client on its group's home by the static rule (the homes the nodes claim
+            # at start): where "home" puts it, and where "product"'s steering should take it,
+            # so the same-rate single server (--quarter) carries the clients node a ends with
             from ptt.protocol.cluster_routing import StaticHomes
 
             static = StaticHomes(NODES)
-            assign = {u: rng.choice(NODES) for u in tokens}
             for g, members in groups.items():
                 if g.startswith("g"):
                     for u in members:
@@ -778,7 +787,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             # the single server with one node's share: the same rate per process as a node
             quarter = phase("single-quarter", root, root / "seed.db", groups, tokens, assign,
                             args, None, None, only=NODES[0]) if args.quarter else None
-            cluster = phase("cluster", root, root / "seed.db", groups, tokens, assign, args,
+            # product: logged in at random, the nodes steer them
+            cluster = phase("cluster", root, root / "seed.db", groups, tokens,
+                            drawn if args.placement == "product" else assign, args,
                             nats.url, etcd.endpoints)
         finally:
             etcd.stop()
@@ -891,8 +902,10 @@ def main() -> int:
                          "churn): the same rate per process as a node")
     ap.add_argument("--census", action="store_true",
                     help="every 30 s of the logins, the nodes' most numerous object types")
-    ap.add_argument("--placement", choices=("random", "home"), default="random",
-                    help="clients on a node drawn at random, or on their group's home")
+    ap.add_argument("--placement", choices=("random", "home", "product"), default="random",
+                    help="clients on a node drawn at random, on their group's home (put there "
+                         "by the bench), or logged in at random and steered to the home by the "
+                         "nodes (their Welcome, ptt.protocol.server_list)")
     ap.add_argument("--lease", type=int, default=None,
                     help="etcd lease TTL, s (default: ptt.cluster.ownership's)")
     ap.add_argument("--pause", type=float, default=0.0,

@@ -452,14 +452,16 @@ class Churn:
 
 def _worker_main(conn: Any, server: tuple[str, int], clients: list[tuple[str, str, list[str]]],
                  login_timeout: float, role: Any = None,
-                 inflight: int = loadgen.LOGIN_INFLIGHT, source: str = loadgen.LOCALHOST) -> None:
-    """Log ``clients`` in (their sockets on the loopback address ``source``); then "churn"
+                 inflight: int = loadgen.LOGIN_INFLIGHT, source: str = loadgen.LOCALHOST,
+                 servers: list[tuple[str, int]] | None = None) -> None:
+    """Log ``clients`` in (their sockets on the loopback address ``source``; ``servers``: a
+    cluster's nodes, ``server`` first, for clients that move among them); then "churn"
     starts ``role`` (default :class:`Churn`), "light" leaves them heartbeating only
     (``ClientPool.go_light``), "stats", "stop"."""
     import select
 
     logging.basicConfig(level=logging.WARNING)
-    pool = loadgen.ClientPool(server, source=source)
+    pool = loadgen.ClientPool(server, source=source, servers=servers)
     if not loadgen.logged_in(conn, pool, clients, login_timeout, inflight):
         return
     conn.send(("ready", {"clients": len(clients)}))

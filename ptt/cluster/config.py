@@ -10,6 +10,7 @@
     etcd = ["http://127.0.0.1:2379"]     # group ownership (ptt.cluster.ownership)
     lease_ttl = 1                        # whole seconds a home holds its groups unrenewed
     subject_prefix = "ptt"               # NATS subjects: <prefix>.node.<id>
+    steer = true                         # logins told the node homing their groups (affinity)
 
     [homes]                              # groups placed by hand (others: by name's CRC-32)
     volunteers = "c"
@@ -36,7 +37,7 @@ __all__ = ["ClusterConfig", "load_cluster_config", "parse_cluster_config"]
 
 _NODE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _KEYS = {"node", "address", "nodes", "nats", "postgres", "etcd", "lease_ttl", "subject_prefix",
-         "homes"}
+         "homes", "steer"}
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,10 @@ class ClusterConfig:
     lease_ttl: int | None = None  # None: ptt.cluster.ownership's DEFAULT_TTL
     subject_prefix: str = "ptt"
     homes: dict[str, str] = field(default_factory=dict)
+    # each Welcome names the node that homes most of the user's groups, and the client moves
+    # there (ptt.protocol.server_list "Steering"); needs etcd (where the nodes are). False: a
+    # client stays on the node it chose (tests and benches that place clients themselves)
+    steer: bool = True
 
 
 def load_cluster_config(path: Path) -> ClusterConfig:
@@ -131,5 +136,8 @@ def parse_cluster_config(raw: dict[str, Any]) -> ClusterConfig:
         homes[group] = _node_id(home, f"homes.{group}")
         if home not in nodes:
             raise ConfigError(f"homes.{group}: '{home}' is not one of 'nodes'")
+    steer = raw.get("steer", True)
+    if not isinstance(steer, bool):
+        raise ConfigError("'steer' must be true or false")
     return ClusterConfig(node, nodes, nats, address, postgres, _strings(raw, "etcd", False),
-                         ttl, prefix, homes)
+                         ttl, prefix, homes, steer)

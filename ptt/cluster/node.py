@@ -249,8 +249,8 @@ class ClusterNode:
         assert self.ownership is not None
         # every client is told the live nodes at login: only one address needs configuring
         self.server.core.set_access_servers(sorted(self.ownership.nodes.values()))
-        # and each is steered to the node that homes its groups (ClusterRouting.placement)
-        self.routing.addresses = dict(self.ownership.nodes)
+        if self.config.steer:  # and each is steered to the node that homes its groups
+            self.routing.addresses = dict(self.ownership.nodes)
         if node == self.config.node or address is not None:
             return
         self._spawn(self._tell_clients_of(node))

@@ -90,3 +90,49 @@ def test_an_access_node_killed_its_clients_back_on_another_node(cluster: Cluster
     assert voiced >= 4.0, f"bob heard only {voiced:.1f} s of voice"
     print(f"b killed: bob back on another node after {back:.2f} s; ann (list starting with "
           f"the dead b) granted the floor {keyed:.2f} s after starting; bob heard {voiced:.1f} s")
+
+
+@pytest.fixture
+def steering(tmp_path: Path, nats: Nats, etcd_fast: Etcd) -> Iterator[Cluster]:
+    yield from _start(tmp_path, nats, etcd_fast, steer=True)
+
+
+def test_a_client_moves_to_its_groups_home_and_stays_there(steering: Cluster,
+                                                           tmp_path: Path) -> None:
+    """Group affinity with real nodes: bob, configured with node a alone, listens to g (homed
+    on c): a's Welcome names c, bob moves there once (a second "connected", no loss) and
+    stays. Node a is then SIGKILLed: bob, on c, does not notice, and hears dan's page sent
+    through node b."""
+    cluster = steering
+    for node in ("a", "b", "c"):
+        read_log_until(cluster.nodes[node], "cluster node")
+    site = cluster.site
+    heard = tmp_path / "bob.wav"
+    bob = site.spawn("bob", "listen", "g", "--out", str(heard),
+                     env=site.env("bob", PTT_SERVER=f"127.0.0.1:{cluster.nodes['a'].port}"))
+    try:
+        first = read_until(bob, "g", timeout=20)  # joined on a
+        try:
+            moved = read_until(bob, "connected", timeout=20)  # within the steer's jitter
+        except AssertionError:
+            for n, srv in cluster.nodes.items():
+                print(n, srv.output()[-3000:])
+            raise
+        assert not any("connection lost" in line for line in first + moved), moved
+        cluster.nodes["a"].kill()
+        time.sleep(2.0)  # a's lease expired: its last clients (none now) were told to move
+        page = tone_wav(tmp_path / "dan.wav", 1.0)
+        talk = site.ptt("dan", "talk", "g", "--wav", str(page), timeout=60,
+                        env=site.env("dan", PTT_SERVER=f"127.0.0.1:{cluster.nodes['b'].port}"))
+        no_traceback(talk.stderr)
+        assert talk.returncode == 0 and "floor granted" in talk.stdout, (talk.stdout,
+                                                                         talk.stderr)
+        after = read_until(bob, "dan is talking", timeout=10)
+        assert not any("connection lost" in line or line.strip() == "connected"
+                       for line in after), after  # never left c
+        time.sleep(1.5)
+    finally:
+        if bob.poll() is None:
+            bob.send_signal(signal.SIGINT)
+            finish(bob, timeout=10)
+    assert voiced_seconds(heard) >= 0.5

@@ -21,7 +21,8 @@ def test_a_minimal_file_and_a_full_one() -> None:
     full = parse_cluster_config({**GOOD, "address": "127.0.0.1:0", "lease_ttl": 1,
                                  "etcd": ["http://127.0.0.1:12379"], "homes": {"g": "b"},
                                  "postgres": "postgresql://127.0.0.1:15432/ptt",
-                                 "subject_prefix": "ptt.test"})
+                                 "subject_prefix": "ptt.test", "steer": False})
+    assert c.steer and not full.steer  # steering clients to their groups' homes: on by default
     assert full.address == ("127.0.0.1", 0) and full.homes == {"g": "b"}
     assert full.lease_ttl == 1 and full.etcd == ("http://127.0.0.1:12379",)
 
@@ -38,6 +39,7 @@ def test_a_minimal_file_and_a_full_one() -> None:
     ({"homes": {"g": "c"}}, "homes.g: 'c' is not one of 'nodes'"),
     ({"colour": "red"}, "unknown setting 'colour'"),
     ({"subject_prefix": "a..b"}, "'subject_prefix'"),
+    ({"steer": "yes"}, "'steer' must be true or false"),
 ])
 def test_each_mistake_is_named(change: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):

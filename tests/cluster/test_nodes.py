@@ -56,7 +56,8 @@ class Cluster:
         return self.site.spawn(user, *args, env=self.env(user, node))
 
 
-def _start(tmp_path: Path, nats: Nats, etcd: Etcd | None = None) -> Iterator[Cluster]:
+def _start(tmp_path: Path, nats: Nats, etcd: Etcd | None = None, steer: bool = False
+           ) -> Iterator[Cluster]:
     """Each node on its own copy of one SQLite directory, homes by the static rule (with
     ``etcd``: homes by etcd leases, and nodes known to each other there)."""
     site = Site(tmp_path / "site").start()
@@ -80,6 +81,8 @@ def _start(tmp_path: Path, nats: Nats, etcd: Etcd | None = None) -> Iterator[Clu
             toml.write_text(f'node = "{node}"\nnodes = {list(NODES)!r}\n'
                             f'nats = ["{nats.url}"]\nsubject_prefix = "{prefix}"\n'
                             + (f'etcd = ["{etcd.endpoint}"]\n' if etcd else "")
+                            # clients stay where each test puts them: the cross-node paths
+                            + f"steer = {'true' if steer else 'false'}\n"
                             + f'[homes]\ng = "{HOME}"\n'.replace("'", '"'))
             srv = ServerProcess(d / site.server.db.name, extra_args=["--cluster", str(toml)])
             srv.start()
@@ -114,6 +117,7 @@ def cluster_etcd(tmp_path: Path, nats: Nats, etcd: Etcd, postgres: Postgres
         tomls[node].write_text(
             f'node = "{node}"\nnodes = ["a", "b", "c"]\nnats = ["{nats.url}"]\n'
             f'subject_prefix = "{prefix}"\netcd = ["{etcd.endpoint}"]\npostgres = "{dsn}"\n'
+            "steer = false\n"  # clients stay where each test puts them: cross-node paths
             f'[homes]\ng = "{HOME}"\n')
     site = Site(tmp_path / "site", server_args=["--cluster", str(tomls["a"])])
     c = Cluster(site)
