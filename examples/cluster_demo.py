@@ -119,6 +119,9 @@ async def demo(tmp: Path, engines: dict[str, str]) -> None:
                XDG_DATA_HOME=str(tmp / "data"), PYTHONUNBUFFERED="1")
     toml = (f'node = "NODE"\nnodes = ["a", "b", "c"]\nnats = ["{engines["nats"]}"]\n'
             f'etcd = ["{engines["etcd"]}"]\npostgres = "{engines["postgres"]}"\n'
+            # clients stay on the node the demo logs them in to, so that the page crosses
+            # nodes (by default a Welcome moves a client to its group's home)
+            'steer = false\n'
             f'[homes]\n{GROUP} = "{HOME}"\n')
     ann_wav, bob_wav = tmp / "ann-says.wav", tmp / "bob-says.wav"
     clips = asyncio.gather(asyncio.to_thread(make_speech_wav, ann_wav, ANN_SAYS),
