@@ -15,6 +15,8 @@ the listener.
 
     .venv/bin/python bench/trace_cluster_legs.py                  # 150 cycles, 3 s of voice
     .venv/bin/python bench/trace_cluster_legs.py --cycles 50 --voice 1
+    .venv/bin/python bench/trace_cluster_legs.py --profile /tmp/prof   # and cProfile each node
+    PYTHONPATH=/tmp/before .venv/bin/python bench/trace_cluster_legs.py  # other code's nodes
 
 The wrappers cost a few microseconds each, inside the legs they time. Every process started here
 is stopped by PID at the end (``bench_cluster.stop_servers``, the NATS engine).
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import struct
 import sys
 import tempfile
@@ -128,7 +131,7 @@ def _table(legs: list[tuple[str, str, str]], points: list[dict[str, float]]) -> 
     return rows
 
 
-def run(cycles: int, voice: float) -> dict[str, Any]:
+def run(cycles: int, voice: float, profile: Path | None = None) -> dict[str, Any]:
     requests: list[float] = []
     frames: list[float] = []
     request_floor, encode_voice = cl.ClientCore.request_floor, bc.encode_voice
@@ -144,13 +147,18 @@ def run(cycles: int, voice: float) -> dict[str, Any]:
     load_before = load_average()
     cl.ClientCore.request_floor = noted_request  # type: ignore[method-assign]
     bc.encode_voice = noted_frame
-    env = {k: os.environ.get(k) for k in ("PYTHONPATH", "TRACE_CLUSTER_DIR")}
+    env = {k: os.environ.get(k) for k in ("PYTHONPATH", "TRACE_CLUSTER_DIR",
+                                          "TRACE_CLUSTER_PROFILE")}
     with tempfile.TemporaryDirectory(prefix="ptt-trace-cluster-") as tmp:
         root = Path(tmp)
         traces = root / "traces"
         traces.mkdir()
-        os.environ["PYTHONPATH"] = str(HOOKS)
+        # before any given (a tree of other code to compare, its ptt/ first on the path)
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(HOOKS), env["PYTHONPATH"])
+                                                   if p)
         os.environ["TRACE_CLUSTER_DIR"] = str(traces)
+        if profile is not None:
+            os.environ["TRACE_CLUSTER_PROFILE"] = "1"
         tokens = bc._directory(root / "seed.db")
         nats_engine = engines.start_nats(root / "nats")
         procs: list[Any] = []
@@ -170,6 +178,10 @@ def run(cycles: int, voice: float) -> dict[str, Any]:
             nats_engine.stop()
         nodes = {n: [tuple(e) for e in json.loads((traces / f"{n}.json").read_text())]
                  for n in bc.NODES}
+        if profile is not None:
+            profile.mkdir(parents=True, exist_ok=True)
+            for n in bc.NODES:
+                shutil.copy(traces / f"{n}.prof", profile / f"{n}.prof")
     floor = [p for t0, ms in zip(requests, r["access"]) if
              (p := _floor_points(nodes, t0, t0 + ms / 1000)) is not None]  # type: ignore[arg-type]
     heard = ([p for s, ms in zip(frames, r["voice"]) if
@@ -188,11 +200,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cycles", type=int, default=150, help="floor cycles (default 150)")
     ap.add_argument("--voice", type=float, default=3.0, help="seconds of voice (default 3)")
+    ap.add_argument("--profile", type=Path, metavar="DIR",
+                    help="also cProfile each node (start-up included: read the cumulative "
+                         "times under the read and bus callbacks) into DIR/<node>.prof; the "
+                         "legs are then the profiler's, slower")
     args = ap.parse_args()
     if args.cycles < 1 or args.voice < 0.1:
         print("trace_cluster_legs: --cycles at least 1, --voice at least 0.1", file=sys.stderr)
         return 2
-    res = run(args.cycles, args.voice)
+    res = run(args.cycles, args.voice, args.profile)
     for what in ("floor", "voice"):
         for row in res[what]:
             print(f"{what:5s}  {row['leg']:52s} p50 {row['p50 ms']:7.3f}  p90 {row['p90 ms']:7.3f}")

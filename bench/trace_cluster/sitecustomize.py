@@ -13,6 +13,7 @@ so the bench lines the legs up across processes. A renamed method fails the star
 from __future__ import annotations
 
 import atexit
+import inspect
 import json
 import os
 import sys
@@ -43,6 +44,13 @@ def _install(directory: str) -> None:
             node = os.path.basename(os.path.dirname(sys.argv[i + 1]))
     atexit.register(lambda: json.dump(trace, open(os.path.join(directory, f"{node}.json"),
                                                   "w")))
+    if os.environ.get("TRACE_CLUSTER_PROFILE"):  # cProfile the whole run, start-up included
+        import cProfile
+
+        profile = cProfile.Profile()
+        profile.enable()
+        atexit.register(lambda: (profile.disable(),
+                                 profile.dump_stats(os.path.join(directory, f"{node}.prof"))))
 
     def wrap(cls: Any, name: str, tag: str, after: str = "") -> None:
         f = getattr(cls, name)
@@ -70,10 +78,15 @@ def _install(directory: str) -> None:
     bus.Bus.send_all = traced_send_all  # type: ignore[method-assign]
     received = bus.Bus._received
 
-    async def traced_received(self: Any, msg: Any) -> None:
+    def traced_received(self: Any, msg: Any) -> None:
+        trace.append((mono(), "bus_recv", _kind(msg.data)))
+        received(self, msg)
+
+    async def traced_received_task(self: Any, msg: Any) -> None:  # a subscription's callback
         trace.append((mono(), "bus_recv", _kind(msg.data)))
         await received(self, msg)
-    bus.Bus._received = traced_received  # type: ignore[method-assign]
+    bus.Bus._received = (traced_received_task  # type: ignore[method-assign]
+                         if inspect.iscoroutinefunction(received) else traced_received)
     read = ntr.TcpTransport.read
 
     async def traced_read(self: Any, size: int) -> bytes:

@@ -1,12 +1,16 @@
 """The bus (ptt.cluster.bus) on a real NATS: a message is on the wire in the loop turn that sent
-it, and messages arrive in the order sent whichever way each left, across a reconnection too."""
+it, and messages arrive in the order sent whichever way each left, across a reconnection too;
+they reach the node in nats-py's read loop, with no task of their own."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import struct
 import threading
 import time
+
+import pytest
 
 from ptt.cluster.bus import Bus
 from ptt.cluster.engines import Nats
@@ -130,3 +134,52 @@ def test_a_node_whose_nats_member_dies_sends_on_through_another_in_order(
     asyncio.run(main())
     assert got == sorted(set(got)) and got[-1] == count - 1  # in order, none twice, the last
     assert len(got) >= count // 2, f"only {len(got)} of {count} arrived"
+
+
+def test_messages_reach_the_node_in_natspy_read_loop_in_order(
+        nats: Nats, caplog: pytest.LogCaptureFixture) -> None:
+    """What the bus relies on in the installed nats-py (``ptt.cluster.bus``, receiving): a
+    subscription made with ``future=`` gets every message, in order, from the task that reads
+    the socket, and no task of its own is made for it. A handler that raises is logged and
+    breaks nothing: the messages after it arrive on the same connection."""
+    count = 300
+    got: list[int] = []
+    readers: set[str] = set()
+
+    async def main() -> tuple[list[str], int]:
+        done = asyncio.Event()
+
+        def on_message(data: bytes) -> None:
+            task = asyncio.current_task()
+            readers.add(task.get_coro().__qualname__ if task is not None else "no task")
+            k = struct.unpack("!I", data)[0]
+            got.append(k)
+            if k == 7:
+                raise RuntimeError("a handler's bug")
+            if len(got) == count:
+                done.set()
+
+        receiver = Bus("b", [nats.url], on_message, "bustest4")
+        sender = Bus("a", [nats.url], lambda data: None, "bustest4")
+        await receiver.start()
+        await sender.start()
+        try:
+            tasks = [t.get_coro().__qualname__ for t in asyncio.all_tasks()]
+            for k in range(count):
+                sender.send("b", struct.pack("!I", k))
+                if k % 50 == 0:
+                    await asyncio.sleep(0)
+            await asyncio.wait_for(done.wait(), WAIT)
+            assert receiver._nc is not None
+            return tasks, receiver._nc.stats["reconnects"]
+        finally:
+            await sender.close()
+            await receiver.close()
+
+    with caplog.at_level(logging.ERROR, "ptt.cluster.bus"):
+        tasks, reconnects = asyncio.run(main())
+    assert got == list(range(count))
+    assert readers == {"Client._read_loop"}, readers
+    assert not [t for t in tasks if "wait_for_msgs" in t], tasks
+    assert reconnects == 0
+    assert "bus message handler failed" in caplog.text and "a handler's bug" in caplog.text
