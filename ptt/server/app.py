@@ -171,6 +171,9 @@ class PttServer:
         self.listeners: list[Callable[[ServerEvent, float], None]] = []
         # called with every accepted voice datagram (recorders); keep them cheap: hot path
         self.voice_taps: list[Callable[[bytes, float], None]] = []
+        # called once by close(), in the closing turn: what a listener kept (the event log's
+        # lines of that turn) is out before the loop may stop
+        self.on_close: list[Callable[[], None]] = []
         self.credentials_file: Path | None = None
         self.bridge = MulticastBridge(multicast or server_multicast_options(config),
                                       config.multicast_network, self._on_multicast,
@@ -422,6 +425,9 @@ class PttServer:
         self._gc_timer = loop.call_later(GC_CHECK_EVERY, self._gc_check)
 
     def close(self) -> None:
+        hooks, self.on_close = self.on_close, []
+        for hook in hooks:
+            hook()
         if self._gc_timer is not None:
             self._gc_timer.cancel()
             self._gc_timer = None

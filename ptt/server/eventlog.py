@@ -36,6 +36,12 @@ page_delivered,     page, device (DEBUG): a device of ``user`` has the page, or 
 page_read
 ==================  ===========================================================
 
+Written after the turn: attached to a server, the logger keeps a turn's events and writes their
+lines in a callback of the loop's next pass (``loop.call_soon``), so the rest of the turn (the
+next datagrams of a batch, the bus messages of the same read) does not wait behind them (~20 us
+a line on a quiet machine, ~77 us at load 10); what is kept is written when the server closes,
+whatever turn closed it. A line's ``ts`` is its event's, not the moment it was written.
+
 Wall time: the events carry the loop's monotonic ``now``; ``ts`` is that plus the wall clock's
 offset measured at attach (as in the recording), so lines keep the spacing of the floor's timers.
 A flood of bad datagrams is not a flood of lines: at most ``DROP_LINES_PER_SECOND`` drop lines.
@@ -178,14 +184,33 @@ def _floor_fields(ev: object) -> tuple[int, dict[str, Any]] | None:
 class EventLogger:
     """A ``server.listeners`` entry writing one record per event to ``logger``.
 
-    ``offset`` turns the events' ``now`` into wall time (see the module docstring)."""
+    ``offset`` turns the events' ``now`` into wall time (see the module docstring). With
+    ``loop``, the records of a turn are written in the loop's next pass (:meth:`flush`); without
+    it, at once."""
 
-    def __init__(self, logger: logging.Logger = log, offset: float = 0.0) -> None:
+    def __init__(self, logger: logging.Logger = log, offset: float = 0.0,
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.logger = logger
         self.offset = offset
         self._drops = DropLog(DROP_LINES_PER_SECOND)
+        self._loop = loop
+        self._pending: list[tuple[ServerEvent, float]] = []
 
     def on_event(self, ev: ServerEvent, now: float) -> None:
+        if self._loop is None or self._loop.is_closed():
+            self._write(ev, now)
+            return
+        if not self._pending:
+            self._loop.call_soon(self.flush)
+        self._pending.append((ev, now))
+
+    def flush(self) -> None:
+        """Write the records kept so far, in the order of their events."""
+        pending, self._pending = self._pending, []
+        for ev, now in pending:
+            self._write(ev, now)
+
+    def _write(self, ev: ServerEvent, now: float) -> None:
         got = event_fields(ev)
         if got is None:
             return
@@ -238,10 +263,12 @@ def configure_event_log(json: bool, handler: logging.Handler | None = None) -> N
 
 
 def attach_event_log(server: PttServer, logger: logging.Logger = log) -> EventLogger:
-    """Log ``server``'s events from now on (after ``server.start()``, loop running)."""
-    offset = time.time() - asyncio.get_running_loop().time()
-    event_log = EventLogger(logger, offset)
+    """Log ``server``'s events from now on (after ``server.start()``, loop running), each turn's
+    after the turn; what is kept when the server closes is written then."""
+    loop = asyncio.get_running_loop()
+    event_log = EventLogger(logger, time.time() - loop.time(), loop)
     server.listeners.append(event_log.on_event)
+    server.on_close.append(event_log.flush)
     return event_log
 
 

@@ -167,3 +167,82 @@ def test_a_live_server_logs_its_floor_in_order(tmp_path: Path, captured: tuple[
     admin = [e for e in events if e["event"] == "admin"]
     assert all(set(e) == {"ts", "event", "user", "op"} for e in admin)  # no args, no tokens
     assert all(e["ts"].endswith("Z") for e in events)
+
+
+def _floor_turn(group: str) -> list[FloorEvent]:
+    return [FloorEvent(fl.Granted(group, "ann", 917, m.Priority.NORMAL, 30.0, False)),
+            FloorEvent(fl.BurstEnded(group, "ann", 917, fl.EndReason.RELEASED)),
+            FloorEvent(fl.Idle(group, 917))]
+
+
+def test_a_turns_lines_are_written_after_the_turn_in_order(
+        tmp_path: Path, captured: tuple[logging.Logger, io.StringIO, logging.Handler]) -> None:
+    """Attached to a server, the logger writes nothing during the turn that made the events
+    (the rest of the turn goes first) and all of them, in order, in the loop's next pass."""
+    logger, buf, _ = captured
+    seen: dict[str, list[str]] = {}
+
+    async def main() -> None:
+        server = PttServer(ServerConfig(host="127.0.0.1", port=0, db=tmp_path / "ptt.db"),
+                           iterations=1000)
+        await server.start()
+        attach_event_log(server, logger)
+        loop = asyncio.get_running_loop()
+        done = asyncio.Event()
+
+        def turn() -> None:
+            for ev in _floor_turn("ops"):
+                for listener in server.listeners:
+                    listener(ev, loop.time())
+            seen["in the turn"] = lines(buf)
+            loop.call_soon(after)  # scheduled in the same turn, after the logger's pass
+
+        def after() -> None:
+            seen["next pass"] = lines(buf)
+            done.set()
+
+        loop.call_soon(turn)
+        await done.wait()
+        server.close()
+
+    asyncio.run(main())
+    assert seen["in the turn"] == []
+    assert seen["next pass"] == [
+        "event=floor_granted group=ops user=ann burst=917 priority=normal queued=false",
+        "event=burst_ended group=ops user=ann burst=917 reason=released",
+        "event=floor_idle group=ops burst=917"]
+
+
+def test_lines_kept_when_the_server_closes_are_not_lost(
+        tmp_path: Path, captured: tuple[logging.Logger, io.StringIO, logging.Handler]) -> None:
+    """The turn that makes events also closes the server and stops the loop (as a signal's
+    handler may): no later pass runs, and every line is written all the same."""
+    logger, buf, _ = captured
+    loop = asyncio.new_event_loop()
+    try:
+        server = PttServer(ServerConfig(host="127.0.0.1", port=0, db=tmp_path / "ptt.db"),
+                           iterations=1000)
+
+        async def start() -> None:
+            await server.start()
+            attach_event_log(server, logger)
+
+        loop.run_until_complete(start())
+
+        def last_turn() -> None:
+            for ev in _floor_turn("ops"):
+                for listener in server.listeners:
+                    listener(ev, loop.time())
+            server.close()
+            loop.stop()
+
+        loop.call_soon(last_turn)
+        loop.run_forever()
+        written = lines(buf)  # before the loop runs again
+        assert written == [
+            "event=floor_granted group=ops user=ann burst=917 priority=normal queued=false",
+            "event=burst_ended group=ops user=ann burst=917 reason=released",
+            "event=floor_idle group=ops burst=917"]
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
