@@ -217,7 +217,17 @@ def _worker(conn: Any, servers: list[tuple[str, int]], users: list[tuple[str, st
         s.close()
 
 
-def run(clients: int, workers: int) -> dict[str, Any]:
+def _profile(pid: int, out: Path, seconds: float) -> subprocess.Popen[bytes] | None:
+    """py-spy sampling ``pid`` for ``seconds`` (collapsed stacks to ``out``), if installed."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        raise RuntimeError("--profile needs py-spy (pip install py-spy)")
+    return subprocess.Popen([spy, "record", "--pid", str(pid), "--duration", str(int(seconds)),
+                             "--rate", "200", "--format", "raw", "--output", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def run(clients: int, workers: int, profile: Path | None = None) -> dict[str, Any]:
     load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="ptt-bench-access-") as tmp:
         root = Path(tmp)
@@ -258,7 +268,12 @@ def run(clients: int, workers: int) -> dict[str, Any]:
             not_joined = sum(r["not_joined"] for r in ready)
             time.sleep(1.5)  # b has published where its clients are (every 0.5 s)
             survivors = [n for n in NODES if n != DOOMED]
+            spies = ([_profile(procs[n].pid, profile / f"survivor-{n}.txt", 8)
+                      for n in survivors] if profile is not None else [])
             cpu0 = {n: proc_cpu(procs[n].pid) for n in survivors}
+            others = {"load processes": [p.pid for p, _ in pool], "nats": nats.pids,
+                      "etcd": etcd.pids}
+            other0 = {k: sum(proc_cpu(pid) for pid in pids) for k, pids in others.items()}
             killed = time.monotonic()
             procs[DOOMED].send_signal(signal.SIGKILL)
             procs[DOOMED].wait(5)
@@ -271,6 +286,10 @@ def run(clients: int, workers: int) -> dict[str, Any]:
                 results += parent.recv()[1]
             last = max((r[3] for r in results if r[3] is not None), default=killed)
             cpu1 = {n: proc_cpu(procs[n].pid) for n in survivors}
+            other1 = {k: sum(proc_cpu(pid) for pid in pids) for k, pids in others.items()}
+            for spy in spies:
+                if spy is not None:
+                    spy.wait(30)
             window = max(last - killed, 1e-3)
             shed = {n: _shed(metrics[n]) for n in survivors}
             # every death a survivor saw: a survivor taken for dead shows here
@@ -345,6 +364,11 @@ def run(clients: int, workers: int) -> dict[str, Any]:
             n: round(spread.get(n, 0) / window) for n in survivors},
         "survivor CPU, kill to last back (s of CPU / s)": {
             n: round((cpu1[n] - cpu0[n]) / window, 2) for n in survivors},
+        "survivor CPU per client it took in (ms), kill to last back": {
+            n: round(1000 * (cpu1[n] - cpu0[n]) / max(spread.get(n, 0), 1), 3)
+            for n in survivors},
+        "others' CPU, kill to last back (s of CPU / s)": {
+            k: round((other1[k] - other0[k]) / window, 2) for k in others},
         "survivors' log": told,
         "nodes' warnings and errors but dropped datagrams (count, first 6)": {
             n: [len(w), *w[:6]] for n, w in warned.items()},
@@ -359,10 +383,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=3000, help="clients on the doomed node")
     parser.add_argument("--workers", type=int, default=3, help="load processes")
+    parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                        help="py-spy each survivor from the kill for 8 s (collapsed stacks in DIR)")
     args = parser.parse_args()
     if args.clients < 1 or args.workers < 1:
         parser.error("--clients and --workers must be at least 1")
-    res = run(args.clients, args.workers)
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    res = run(args.clients, args.workers, args.profile)
     print(json.dumps(res, indent=1))
     return 0
 
