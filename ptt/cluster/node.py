@@ -21,7 +21,8 @@ and publishes where its clients are (``/ptt-access/<id>/<shard>``, not leased: i
 the node; ``ptt.protocol.cluster_clients``: only the shards whose clients changed are written
 again, all in one transaction, at most every ``CLIENTS_PUBLISH_EVERY``); when a node's key vanishes (its lease expired) and has
 not come back ``NOTICE_GRACE`` later (it died), every survivor reads that list (one range read
-of the node's prefix) and sends each address the plain ``Error(NO_SESSION)``
+of the node's prefix) and sends its share of the addresses (``cluster_clients.told_by``: each
+client is told by one survivor) the plain ``Error(NO_SESSION)``
 a restarted server sends its last clients (``ServerCore.announce_restart``, repeated at
 ``ANNOUNCE_REPEATS``). A client with a server list checks its session with its own node, and
 moves to another node of its list after a jitter (``ptt.protocol.server_list``); one without a
@@ -44,7 +45,7 @@ from ptt.cluster.directory import PgDirectory
 from ptt.cluster.ownership import DEFAULT_TTL, Change, Ownership, OwnershipEvent
 from ptt.errors import ProtocolError
 from ptt.names import format_hostport
-from ptt.protocol.cluster_clients import ClientShards, decode_clients
+from ptt.protocol.cluster_clients import ClientShards, decode_clients, told_by
 from ptt.protocol.cluster_routing import ClusterRouting, HomeMap, StaticHomes
 from ptt.protocol.server import GroupUpdated, ServerCore
 from ptt.protocol.session import Addr
@@ -272,16 +273,25 @@ class ClusterNode:
             log.warning("node %s died; cannot read where its clients are: %s", node, exc)
             return
         addrs = [a for data in shards for a in decode_clients(data)]
-        log.info("node %s died: telling its %d client(s) to move", node, len(addrs))
         if not addrs:
+            log.info("node %s died: no client of it to tell", node)
             return
         waited = 0.0
+        live: list[str] = []
+        mine: list[Addr] = []
         for delay in (0.0, *NOTICE_REPEATS):
             await asyncio.sleep(delay - waited)
             waited = delay
             if not self.server.is_open:
                 return
-            self.server.core.announce_restart(addrs)
+            # this node's share, ranked again when the live nodes changed: a survivor that
+            # died since leaves its share to the others
+            if sorted(self.ownership.nodes) != live:
+                live = sorted(self.ownership.nodes)
+                mine = told_by(addrs, node, self.config.node, live)
+                log.info("node %s died: telling %d of its %d client(s) to move (live: %s)",
+                         node, len(mine), len(addrs), ", ".join(live))
+            self.server.core.announce_restart(mine)
             self.server.transmit(asyncio.get_running_loop().time())
 
     async def close(self) -> None:

@@ -10,17 +10,25 @@ renewals failed) and kept as revisions (161 MiB in 4 min). Sharded, a change cos
 
 Sans-I/O: :class:`ClientShards` takes the changes and gives the shards to write; the node
 writes them (``ptt.cluster.node``: one etcd key per shard, ``/ptt-access/<node>/<shard>``).
+
+Who tells whom (:func:`told_by`): each of a dead node's clients is told to move by one survivor,
+the live node that ranks first for it (rendezvous hashing of the dead node, the survivor and the
+client's address), not by every survivor: each survivor sends its share of the notices, and
+after a survivor's death too its share goes to the others at the next repeat (each repeat ranks
+over the nodes live then). Every survivor reads the same list and ranks alike; two that see
+different live nodes for a moment tell some clients twice or, until the next repeat, not at all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
 
 from ptt.errors import ConfigError
 from ptt.names import format_hostport, parse_hostport
 from ptt.protocol.session import Addr
 
-__all__ = ["SHARDS", "ClientShards", "decode_clients", "encode_client", "shard_of"]
+__all__ = ["SHARDS", "ClientShards", "decode_clients", "encode_client", "shard_of", "told_by"]
 
 # shards per node: a change rewrites clients/SHARDS lines (~25 at 25,000 clients a node, ~400
 # bytes); the survivors read all of a dead node's shards in one range read. Session ids are
@@ -47,6 +55,24 @@ def decode_clients(data: bytes) -> list[Addr]:
             out.append(parse_hostport(line))
         except Exception:  # noqa: BLE001 - a damaged entry costs that one client's notice
             continue
+    return out
+
+
+def told_by(addrs: Sequence[Addr], dead: str, me: str, live: Iterable[str]) -> list[Addr]:
+    """Of ``dead``'s clients at ``addrs``, those ``me`` tells to move, ``live`` being the nodes
+    alive now (``me`` counts as alive, ``dead`` as not): each address goes to the live node
+    with the highest blake2b of (dead, node, address)."""
+    nodes = sorted({*live, me} - {dead})
+    if nodes == [me]:
+        return list(addrs)
+    keys = [f"{dead}\0{node}\0".encode() for node in nodes]
+    mine = nodes.index(me)
+    out = []
+    for addr in addrs:
+        line = encode_client(addr)
+        ranks = [hashlib.blake2b(key + line, digest_size=8).digest() for key in keys]
+        if max(range(len(ranks)), key=ranks.__getitem__) == mine:
+            out.append(addr)
     return out
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from ptt.errors import ConfigError
-from ptt.protocol.cluster_clients import SHARDS, ClientShards, decode_clients, shard_of
+from ptt.protocol.cluster_clients import SHARDS, ClientShards, decode_clients, shard_of, told_by
 
 
 def test_a_login_dirties_its_shard_only() -> None:
@@ -78,3 +78,53 @@ def test_a_damaged_line_is_skipped() -> None:
 def test_no_shards_is_refused() -> None:
     with pytest.raises(ConfigError):
         ClientShards(0)
+
+
+# --- who tells a dead node's clients (told_by) ------------------------------------------------
+
+DEAD_CLIENTS = [("127.0.0.1", 20000 + i) for i in range(1000)] + [("::1", 40000 + i)
+                                                                   for i in range(200)]
+
+
+def test_each_client_of_a_dead_node_is_told_by_exactly_one_survivor() -> None:
+    live = ["a", "c", "d"]  # b died
+    shares = {n: told_by(DEAD_CLIENTS, "b", n, live) for n in live}
+    told = [addr for share in shares.values() for addr in share]
+    assert sorted(told) == sorted(DEAD_CLIENTS)  # everyone, once
+    # the survivors share the work: 400 each expected of 1,200
+    assert all(300 <= len(share) <= 500 for share in shares.values()), {
+        n: len(s) for n, s in shares.items()}
+
+
+def test_the_share_does_not_depend_on_how_a_survivor_lists_the_live_nodes() -> None:
+    """Every survivor ranks alike: the dead node and the survivor itself in the list or not,
+    in any order, give the same shares."""
+    a = told_by(DEAD_CLIENTS, "b", "a", ["a", "c"])
+    assert told_by(DEAD_CLIENTS, "b", "a", ["c", "b", "a"]) == a
+    assert told_by(DEAD_CLIENTS, "b", "a", ["c"]) == a
+    c = told_by(DEAD_CLIENTS, "b", "c", ["a", "b", "c"])
+    assert not set(a) & set(c) and len(a) + len(c) == len(DEAD_CLIENTS)
+
+
+def test_a_survivor_that_dies_too_leaves_its_share_to_the_others() -> None:
+    """Ranked again over the nodes still live: the dead survivor's clients go to the others,
+    and nobody else's teller changes (rendezvous hashing)."""
+    before = {n: set(told_by(DEAD_CLIENTS, "b", n, ["a", "c", "d"])) for n in "acd"}
+    after = {n: set(told_by(DEAD_CLIENTS, "b", n, ["a", "d"])) for n in "ad"}
+    assert after["a"] | after["d"] == set(DEAD_CLIENTS)
+    assert before["a"] <= after["a"] and before["d"] <= after["d"]
+    assert after["a"] - before["a"] | after["d"] - before["d"] == before["c"]
+
+
+def test_a_lone_survivor_tells_every_client() -> None:
+    assert told_by(DEAD_CLIENTS, "b", "a", ["a"]) == DEAD_CLIENTS
+    assert told_by(DEAD_CLIENTS, "b", "a", []) == DEAD_CLIENTS
+    assert told_by([], "b", "a", ["a", "c"]) == []
+
+
+def test_each_dead_node_splits_its_clients_its_own_way() -> None:
+    """The ranking includes the dead node: one survivor is not every dead node's teller of
+    the same addresses."""
+    from_b = told_by(DEAD_CLIENTS, "b", "a", ["a", "c"])
+    from_d = told_by(DEAD_CLIENTS, "d", "a", ["a", "c"])
+    assert from_b != from_d
