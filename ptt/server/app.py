@@ -496,6 +496,8 @@ class PttServer:
             self._batching = False
         if not self._open:
             return  # an admin command or a listener closed the server
+        if self.cluster is not None:  # what the batch's datagrams gave the bus: one write
+            self.cluster.flush(asyncio.get_running_loop().time())
         if more and self._resume is None:
             self._resume = asyncio.get_running_loop().call_soon(self._resume_reading)
         self._arm(self._next_timer())
@@ -618,7 +620,11 @@ class PttServer:
                 log.debug("send to %s failed: %s", format_hostport(*addr[:2]), exc)
 
     def _transmit(self, now: float) -> None:
-        if self.cluster is not None:
+        # inside a batch of datagrams the bus is written once, at its end (_read_ready): a
+        # write is a system call and a wake-up of NATS (a fifth of a survivor's CPU while a
+        # dead node's clients logged in to it, one write per login, join and heartbeat); a
+        # batch lasts at most the reader's budget (ptt.net.reader.BUDGET)
+        if self.cluster is not None and not self._batching:
             self.cluster.flush(now)
         self._send_out()
         events = self.core.events()
