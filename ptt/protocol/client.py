@@ -162,6 +162,7 @@ class ClientCore:
         # and where; the move waits for an idle floor
         self._steer: tuple[float, Hashable] | None = None
         self._steering_to: Hashable | None = None  # said goodbye: the next login goes there
+        self._hinted_at = 0.0  # when that node's notice came (the move's jitter runs from it)
 
     @property
     def server(self) -> Hashable | None:
@@ -415,7 +416,8 @@ class ClientCore:
             self.dropped += 1
             return
         if self.conn is ConnState.CONNECTED:
-            self._hinted_elsewhere = self._hinted_elsewhere or self._check_until is None
+            if not self._hinted_elsewhere and self._check_until is None:
+                self._hinted_elsewhere, self._hinted_at = True, now
             self._check_session(now)
 
     def handle_timer(self, now: float) -> None:
@@ -959,6 +961,7 @@ class ClientCore:
 
     def _lost(self, reason: str, now: float) -> None:
         was = self.conn
+        hinted_at = self._hinted_at if self._hinted_elsewhere else now
         self.conn = ConnState.DISCONNECTED
         self._rt = Retransmitter()
         self._pending.clear()
@@ -978,8 +981,11 @@ class ClientCore:
             self.connect(now)
             return
         # its node is gone or forgot us: another node of the list, after a jitter, so that a
-        # dead node's clients do not all arrive at once (ptt.protocol.server_list)
-        self._relogin_at = self.servers.move(now)
+        # dead node's clients do not all arrive at once (ptt.protocol.server_list). Told by
+        # another node, the jitter runs from its notice, not from the end of our check: the
+        # check (CHECK_WINDOW) is spent inside the window instead of before it, and a client
+        # whose draw fell within the check logs in as soon as it ends
+        self._relogin_at = max(now, self.servers.move(hinted_at))
 
     def _schedule_relogin(self, now: float, reason: str) -> None:
         if self.conn is not ConnState.DISCONNECTED:

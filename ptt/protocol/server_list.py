@@ -9,7 +9,8 @@ here), so a test replays a client's moves exactly.
 - **Moving** (:meth:`ServerList.move`): the session was lost (its node stopped answering, or a
   surviving node told the client its node died and the client's sealed check went unanswered).
   The client picks one of the *other* servers, uniformly, and logs in after a jitter drawn
-  uniformly from ``[0, MOVE_JITTER)``: the clients of a dead node arrive at the survivors spread
+  uniformly from ``[0, MOVE_JITTER)`` (from the time it was told, when another node told it):
+  the clients of a dead node arrive at the survivors spread
   over that window and over the survivors, not all at one node at once (Zello's 2012 outage was
   every client logging in again at once).
 - **A login that gets no answer** (:meth:`ServerList.login_failed`): the next server in the
@@ -42,10 +43,11 @@ __all__ = ["LOGIN_TRY", "MOVE_JITTER", "STEER_AGAIN", "STEER_JITTER", "ServerLis
 A = TypeVar("A", bound=Hashable)
 
 # s: a dead node's clients spread their logins over this window. Detection (the lease's expiry,
-# 0.9-1.4 s after the kill with 1 s leases, and the survivors' 0.2 s grace) + the sealed check
-# (0.3 s) + this + the login fit "95% back within 3 s" (docs/cluster.md,
-# bench/bench_access_failover.py); at 3,000 clients and two survivors each takes ~1,500 logins
-# a second, which its gate's aggregate budget (4,000/s) and CPU hold
+# 0.9-1.4 s after the kill with 1 s leases, and the survivors' 0.2 s grace) + this + the login
+# fit "95% back within 3 s" (docs/cluster.md, bench/bench_access_failover.py); a client told by
+# another node counts the window from that notice, so its sealed check (0.3 s) runs inside it
+# (ptt.protocol.client). At 3,000 clients and two survivors each takes ~1,500 logins a second,
+# which its gate's aggregate budget (4,000/s) holds
 MOVE_JITTER = 1.0
 # s: a login (Hello, Challenge, Login, Welcome) to one server of a list not answered by then is
 # given up for the next server; a node that lives answers in milliseconds

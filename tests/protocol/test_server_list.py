@@ -9,6 +9,7 @@ from collections import Counter
 import pytest
 
 from ptt.protocol import auth
+from ptt.protocol import client as cl
 from ptt.protocol import messages as m
 from ptt.protocol.client import (
     CHECK_WINDOW,
@@ -16,6 +17,7 @@ from ptt.protocol.client import (
     ClientCore,
     Connected,
     ConnState,
+    Disconnected,
     GroupJoined,
 )
 from ptt.protocol.server import ServerCore
@@ -67,8 +69,8 @@ def test_failed_logins_go_round_the_list_until_every_server_failed() -> None:
 class TwoNodes:
     """Two ServerCores with the same directory, and one client listing both (b first)."""
 
-    def __init__(self, listed: tuple[tuple[str, int], ...] = (B, A)) -> None:
-        rng = random.Random(7)
+    def __init__(self, listed: tuple[tuple[str, int], ...] = (B, A), seed: int = 7) -> None:
+        rng = random.Random(seed)
         self.now = 0.0
         self.nodes = {A: ServerCore(rng.randbytes), B: ServerCore(rng.randbytes)}
         self.dead: set[tuple[str, int]] = set()
@@ -83,6 +85,7 @@ class TwoNodes:
         self.addr = ("10.0.9.9", 40000)
         self.events: list[object] = []
         self.sent_to: Counter[tuple[str, int]] = Counter()
+        self.first_sent: dict[tuple[str, int], float] = {}  # when the client first sent there
 
     def pump(self) -> None:
         for _ in range(20):
@@ -91,6 +94,7 @@ class TwoNodes:
                 dest = self.client.server
                 assert dest is not None
                 self.sent_to[dest] += 1
+                self.first_sent.setdefault(dest, self.now)
                 if dest not in self.dead:
                     self.nodes[dest].receive_datagram(data, self.addr, self.now)
                 moved = True
@@ -149,6 +153,37 @@ def test_a_notice_from_a_surviving_node_moves_the_client_after_its_check() -> No
     joined = [e for e in net.events if isinstance(e, GroupJoined)]
     assert len(connected) == 2 and len(joined) == 2  # logged in again and rejoined g on a
     assert "g" in net.nodes[A].groups and net.nodes[A].sessions.by_addr
+
+
+def test_the_jitter_of_a_move_runs_from_the_notice_and_the_check_within_it() -> None:
+    """Told at 10.0, a client logs in to a between the end of its check (10.0 + CHECK_WINDOW)
+    and 10.0 + MOVE_JITTER, not after the check plus a whole jitter: the check is spent inside
+    the window. A draw that fell within the check logs in the moment the check ends."""
+    starts = []
+    for seed in range(40):
+        net = TwoNodes(seed=seed)
+        net.start()
+        b_dies_and_a_says_so(net)
+        starts.append(net.first_sent[A] - 10.0)
+    assert all(CHECK_WINDOW - 1e-9 <= t < MOVE_JITTER for t in starts), starts
+    at_check = sum(1 for t in starts if t < CHECK_WINDOW + 1e-9)
+    assert 3 <= at_check <= 25, starts  # ~30% of the draws fell within the 0.3 s check
+    assert max(starts) > CHECK_WINDOW + 0.3  # the rest still spread over the window
+
+
+def test_a_session_lost_without_a_notice_jitters_from_when_it_was_lost() -> None:
+    """No other node said anything: the client gives up its silent node by its heartbeats,
+    and the move's jitter runs from then."""
+    net = TwoNodes()
+    net.start()
+    net.dead.add(B)
+    net.now = 10.0
+    net.pump()
+    net.run(80.0)  # its idle heartbeat (every 55 s at most) goes unanswered
+    assert net.client.server == A and net.client.conn is ConnState.CONNECTED
+    lost = [e for e in net.events if isinstance(e, Disconnected)]
+    assert lost and lost[0].reason != cl.LOST_NODE
+    assert net.first_sent[A] > 10.0 + CHECK_WINDOW
 
 
 def test_a_notice_while_the_node_lives_costs_one_check_and_moves_nothing() -> None:
