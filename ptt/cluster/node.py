@@ -291,7 +291,8 @@ class ClusterNode:
                 mine = told_by(addrs, node, self.config.node, live)
                 log.info("node %s died: telling %d of its %d client(s) to move (live: %s)",
                          node, len(mine), len(addrs), ", ".join(live))
-            self.server.core.announce_restart(mine)
+            here = self.server.core.sessions.by_addr  # those back here already: not again
+            self.server.core.announce_restart([a for a in mine if a not in here])
             self.server.transmit(asyncio.get_running_loop().time())
 
     async def close(self) -> None:

@@ -163,6 +163,7 @@ class ClientCore:
         self._steer: tuple[float, Hashable] | None = None
         self._steering_to: Hashable | None = None  # said goodbye: the next login goes there
         self._hinted_at = 0.0  # when that node's notice came (the move's jitter runs from it)
+        self._hinted_by: Hashable | None = None  # and which node it was (the move goes there)
 
     @property
     def server(self) -> Hashable | None:
@@ -417,7 +418,7 @@ class ClientCore:
             return
         if self.conn is ConnState.CONNECTED:
             if not self._hinted_elsewhere and self._check_until is None:
-                self._hinted_elsewhere, self._hinted_at = True, now
+                self._hinted_elsewhere, self._hinted_at, self._hinted_by = True, now, source
             self._check_session(now)
 
     def handle_timer(self, now: float) -> None:
@@ -961,7 +962,8 @@ class ClientCore:
 
     def _lost(self, reason: str, now: float) -> None:
         was = self.conn
-        hinted_at = self._hinted_at if self._hinted_elsewhere else now
+        hinted_at, hinted_by = ((self._hinted_at, self._hinted_by) if self._hinted_elsewhere
+                                else (now, None))
         self.conn = ConnState.DISCONNECTED
         self._rt = Retransmitter()
         self._pending.clear()
@@ -984,8 +986,9 @@ class ClientCore:
         # dead node's clients do not all arrive at once (ptt.protocol.server_list). Told by
         # another node, the jitter runs from its notice, not from the end of our check: the
         # check (CHECK_WINDOW) is spent inside the window instead of before it, and a client
-        # whose draw fell within the check logs in as soon as it ends
-        self._relogin_at = max(now, self.servers.move(hinted_at))
+        # whose draw fell within the check logs in as soon as it ends. It goes to the node that
+        # told it, which lives (ServerList.move)
+        self._relogin_at = max(now, self.servers.move(hinted_at, hinted_by))
 
     def _schedule_relogin(self, now: float, reason: str) -> None:
         if self.conn is not ConnState.DISCONNECTED:

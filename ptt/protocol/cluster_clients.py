@@ -15,8 +15,11 @@ Who tells whom (:func:`told_by`): each of a dead node's clients is told to move 
 the live node that ranks first for it (rendezvous hashing of the dead node, the survivor and the
 client's address), not by every survivor: each survivor sends its share of the notices, and
 after a survivor's death too its share goes to the others at the next repeat (each repeat ranks
-over the nodes live then). Every survivor reads the same list and ranks alike; two that see
-different live nodes for a moment tell some clients twice or, until the next repeat, not at all.
+over the nodes live then). A client moves to the node that told it (``ptt.protocol.server_list``),
+so a repeat leaves out the clients already back on the survivor (``ptt.cluster.node``: told, a
+client would check its new session with a heartbeat). Every survivor reads the same list and
+ranks alike; two that see different live nodes for a moment tell some clients twice or, until
+the next repeat, not at all.
 """
 
 from __future__ import annotations

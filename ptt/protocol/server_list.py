@@ -12,7 +12,10 @@ here), so a test replays a client's moves exactly.
   uniformly from ``[0, MOVE_JITTER)`` (from the time it was told, when another node told it):
   the clients of a dead node arrive at the survivors spread
   over that window and over the survivors, not all at one node at once (Zello's 2012 outage was
-  every client logging in again at once).
+  every client logging in again at once). A client told by a surviving node moves to that node:
+  the survivors split the notices evenly (``ptt.protocol.cluster_clients.told_by``), so its
+  clients spread as evenly, each onto a node that has just shown it lives, and a survivor's
+  repeated notices skip the clients already back on it.
 - **A login that gets no answer** (:meth:`ServerList.login_failed`): the next server in the
   list, after the client's own re-login back-off (``ptt.protocol.client``). A login to one
   server is given up after ``LOGIN_TRY`` seconds (the retransmissions of one request go on
@@ -121,10 +124,14 @@ class ServerList(Generic[A]):
         """Has a login to every server failed since the last successful one?"""
         return len(self._failed) >= len(self.servers)
 
-    def move(self, now: float) -> float:
-        """The session on the current server is lost: switch to another server (uniformly
-        among the others) and return when to log in there (``now`` plus the jitter)."""
-        if len(self.servers) > 1:
+    def move(self, now: float, to: A | None = None) -> float:
+        """The session on the current server is lost: switch to another server (``to``, the
+        node that told us ours died, when it is another of the list; else uniformly among the
+        others) and return when to log in there (``now`` plus the jitter)."""
+        if to is not None and to in self.servers and to != self.current:
+            self._draw()  # the same draws whichever way: a test replays the jitter
+            self.index = self.servers.index(to)
+        elif len(self.servers) > 1:
             step = 1 + int(self._draw() * (len(self.servers) - 1))
             self.index = (self.index + step) % len(self.servers)
         self._failed.clear()

@@ -43,6 +43,23 @@ def test_a_move_goes_to_another_server_spread_over_the_others_and_the_jitter() -
     assert len(tenths) == 10 and max(tenths.values()) < 600 / 10 * 1.6, tenths  # spread, no herd
 
 
+def test_a_move_goes_to_the_node_that_told_the_client_when_it_is_another_of_the_list() -> None:
+    """The survivors split the notices evenly, and a client moves to its teller (a node that
+    has just shown it lives); the jitter is drawn as without one. A teller not in the list, or
+    the dead node itself, does not count: uniformly among the others then."""
+    for seed in range(50):
+        told = ServerList([B, A, C], seed.to_bytes(4, "big"))
+        free = ServerList([B, A, C], seed.to_bytes(4, "big"))
+        at = told.move(100.0, C)
+        assert told.current == C and at == free.move(100.0)
+    to: Counter[tuple[str, int]] = Counter()
+    for seed in range(200):
+        servers = ServerList([B, A, C], seed.to_bytes(4, "big"))
+        servers.move(0.0, ("10.0.0.99", 7800) if seed % 2 else B)
+        to[servers.current] += 1
+    assert set(to) == {A, C} and 0.35 < to[A] / 200 < 0.65, to
+
+
 def test_the_same_seed_makes_the_same_moves() -> None:
     one, two = ServerList([A, B, C], b"seed"), ServerList([A, B, C], b"seed")
     assert [(one.move(0.0), one.current) for _ in range(5)] == [
@@ -153,6 +170,17 @@ def test_a_notice_from_a_surviving_node_moves_the_client_after_its_check() -> No
     joined = [e for e in net.events if isinstance(e, GroupJoined)]
     assert len(connected) == 2 and len(joined) == 2  # logged in again and rejoined g on a
     assert "g" in net.nodes[A].groups and net.nodes[A].sessions.by_addr
+
+
+def test_a_client_told_by_a_moves_to_a_of_three() -> None:
+    """b dies; c says nothing (c has no share of b's clients), a does: the client goes to a,
+    every time, not to c half the time."""
+    for seed in range(10):
+        net = TwoNodes(listed=(B, C, A), seed=seed)
+        net.start()
+        net.dead.add(C)  # no core here: whatever the client sends c is counted, and lost
+        b_dies_and_a_says_so(net)
+        assert net.sent_to[C] == 0
 
 
 def test_the_jitter_of_a_move_runs_from_the_notice_and_the_check_within_it() -> None:
