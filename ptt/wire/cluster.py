@@ -35,8 +35,10 @@ as ints, floats and strings): this layer sits below the protocol and knows none 
 from __future__ import annotations
 
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from enum import IntEnum
+from operator import attrgetter
 from typing import Any
 
 import msgpack
@@ -166,11 +168,6 @@ Message = FloorInput | FloorNews | Presence | Members | Receipts | LinkWindow | 
 _TYPES: dict[int, type] = {1: FloorInput, 2: FloorNews, 3: Presence, 4: Members, 5: Receipts,
                            6: LinkWindow, 7: Login}
 _TYPE_OF = {cls: t for t, cls in _TYPES.items()}
-# each message's fields with their types, resolved once: typing.get_type_hints evaluates the
-# annotations' strings every call (70-250 us a message, most of a node's decode)
-_FIELDS: dict[type, tuple[tuple[str, Any], ...]] = {
-    cls: tuple((f.name, typing.get_type_hints(cls)[f.name]) for f in fields(cls))
-    for cls in _TYPES.values()}
 _EVENT_FIELDS: dict[int, tuple[type, ...]] = {
     EventKind.GRANTED: (str, int, int, float, bool),
     EventKind.QUEUED: (str, int),
@@ -182,9 +179,14 @@ _EVENT_FIELDS: dict[int, tuple[type, ...]] = {
 }
 
 
+def _values_of(cls: type) -> Callable[[Any], tuple[Any, ...]]:
+    names = [f.name for f in fields(cls)]
+    get = attrgetter(*names)
+    return (lambda msg: (get(msg),)) if len(names) == 1 else get
+
+
 def encode(msg: Message) -> bytes:
-    values = [getattr(msg, f.name) for f in fields(msg)]
-    data: bytes = msgpack.packb([CLUSTER_VERSION, _TYPE_OF[type(msg)], *values],
+    data: bytes = msgpack.packb([CLUSTER_VERSION, _TYPE_OF[type(msg)], *_VALUES[type(msg)](msg)],
                                 use_bin_type=True)
     return data
 
@@ -206,46 +208,66 @@ def decode(data: bytes) -> Message:
     cls = _TYPES.get(raw[1]) if type(raw[1]) is int else None
     if cls is None:
         raise ProtocolError(f"unknown cluster message type {raw[1]!r}")
-    want = _FIELDS[cls]
+    want = _CHECKS[cls]
     if len(raw) - 2 != len(want):
         raise ProtocolError(f"{cls.__name__} has {len(want)} fields, got {len(raw) - 2}")
-    values = [_check(cls.__name__, name, hint, v) for (name, hint), v in zip(want, raw[2:])]
-    return cls(*values)  # type: ignore[no-any-return]
+    return cls(*[check(v) for check, v in zip(want, raw[2:])])  # type: ignore[no-any-return]
 
 
-def _check(owner: str, name: str, hint: Any, value: Any) -> Any:
-    where = f"{owner}.{name}"
-    if hint is str:
-        if type(value) is not str:
-            raise ProtocolError(f"{where} must be a string")
+def _is_count(v: Any) -> bool:
+    return type(v) is int and 0 <= v < 2**63
+
+
+# a field type's test and what a value that fails it must be
+_PLAIN: list[tuple[Any, Callable[[Any], bool], str]] = [
+    (str, lambda v: type(v) is str, "must be a string"),
+    (int, _is_count, "must be a non-negative integer"),
+    (bool, lambda v: type(v) is bool, "must be true or false"),
+    (tuple[str, ...], lambda v: type(v) is tuple and all(type(u) is str for u in v),
+     "must be a list of strings"),
+    (tuple[int, ...], lambda v: type(v) is tuple and all(_is_count(u) for u in v),
+     "must be a list of non-negative integers"),
+]
+
+
+def _plain_check(refusal: str, ok: Callable[[Any], bool]) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if not ok(value):
+            raise ProtocolError(refusal)
         return value
-    if hint is int:
-        if type(value) is not int or not 0 <= value < 2**63:
-            raise ProtocolError(f"{where} must be a non-negative integer")
-        return value
-    if hint is bool:
-        if type(value) is not bool:
-            raise ProtocolError(f"{where} must be true or false")
-        return value
+    return check
+
+
+def _checker(where: str, hint: Any) -> Callable[[Any], Any]:
+    """The check of one field (``Owner.name``) of type ``hint``: the value, or ProtocolError
+    naming the field."""
+    for plain, ok, must in _PLAIN:
+        if hint is plain or hint == plain:
+            return _plain_check(f"{where} {must}", ok)
     if hint is InputKind:
-        try:
-            return InputKind(value)
-        except ValueError:
-            raise ProtocolError(f"{where}: unknown input kind {value!r}") from None
-    if hint == tuple[str, ...]:
-        if type(value) is not tuple or any(type(v) is not str for v in value):
-            raise ProtocolError(f"{where} must be a list of strings")
-        return value
-    if hint == tuple[int, ...]:
-        if type(value) is not tuple or any(type(v) is not int or not 0 <= v < 2**63
-                                           for v in value):
-            raise ProtocolError(f"{where} must be a list of non-negative integers")
-        return value
+        def kind(value: Any) -> Any:
+            try:
+                return InputKind(value)
+            except ValueError:
+                raise ProtocolError(f"{where}: unknown input kind {value!r}") from None
+        return kind
     if hint == tuple[EventTuple, ...]:
-        if type(value) is not tuple:
-            raise ProtocolError(f"{where} must be a list of events")
-        return tuple(_event(where, e) for e in value)
+        def events(value: Any) -> Any:
+            if type(value) is not tuple:
+                raise ProtocolError(f"{where} must be a list of events")
+            return tuple(_event(where, e) for e in value)
+        return events
     raise AssertionError(f"no check for {where}")  # a field added without its check
+
+
+# each message's field checks, made once from the fields' types (typing.get_type_hints
+# evaluates the annotations' strings every call: 70-250 us a message), and its fields' getter
+_CHECKS: dict[type, tuple[Callable[[Any], Any], ...]] = {
+    cls: tuple(_checker(f"{cls.__name__}.{f.name}", typing.get_type_hints(cls)[f.name])
+               for f in fields(cls))
+    for cls in _TYPES.values()}
+_VALUES: dict[type, Callable[[Any], tuple[Any, ...]]] = {
+    cls: _values_of(cls) for cls in _TYPES.values()}
 
 
 def _in_range(v: Any) -> bool:
