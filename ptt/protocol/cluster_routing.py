@@ -894,4 +894,6 @@ class ClusterRouting:
                             int(f.holder_priority or m.Priority.NORMAL), f.queue,
                             tuple(sorted(relay)))
         data = wc.encode(news)
-        self._out.extend((node, data) for node in sorted(to))
+        # the node whose client waits for this answer first: nats-server delivers a write's
+        # messages in order, and the other nodes' copies only update their mirrors
+        self._out.extend((node, data) for node in sorted(to, key=lambda n: (n != origin, n)))

@@ -78,6 +78,21 @@ def test_a_request_is_one_message_to_the_home_and_its_news_reaches_only_nodes_wi
     assert sim.cores["B"].floors.floor("g").holder == "ann"  # the mirror follows the home
 
 
+def test_the_news_answering_a_request_goes_to_the_requesters_node_first() -> None:
+    """bob asks on B: the home's news leaves for B before A (whose name sorts first), in the
+    same batch; ann's answer, asked on A, leaves for A first."""
+    sim = _sim()
+    for user, first, other in (("bob", "B", "A"), ("ann", "A", "B")):
+        mark = len(sim.bus_log)
+        sim.clients[user].request_floor("g", sim.now)
+        sim.run_until(sim.now + 0.3)
+        news = [(b, x) for a, b, x in sim.sent_since(mark) if isinstance(x, wc.FloorNews)]
+        assert [(b, x.origin) for b, x in news[:2]] == [(first, first), (other, first)]
+        assert sim.clients[user].participation("g") is Participation.HAS_PERMISSION
+        sim.clients[user].release_floor("g", sim.now)
+        sim.run_until(sim.now + 0.3)
+
+
 def test_news_of_a_group_never_goes_to_a_node_without_its_members() -> None:
     sim = _sim()
     mark = len(sim.bus_log)
