@@ -46,6 +46,7 @@ from ptt.protocol.messages import encode_message
 from ptt.wire.voice import HEADER_SIZE, VoiceFlags, VoiceHeader, add_mac, encode_voice, is_voice
 
 LOCALHOST = "127.0.0.1"
+TIMER_BATCH_S = 0.1  # s of client timers run at most between two polls (ClientPool.run)
 _CTX = mp.get_context("fork")
 STAMP = struct.Struct("!q")  # send time (monotonic ns) at the start of a voice payload
 _SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
@@ -607,7 +608,11 @@ class ClientPool:
         heap, ep, fd_index, extra = self.heap, self.ep, self.fd_index, self.extra_fds
         while True:
             now = time.monotonic()
-            while heap and heap[0][0] <= now:
+            # timers that fall due faster than they run (thousands of clients moving at once)
+            # would keep this loop from the sockets and the parent's commands: a batch ends
+            # after TIMER_BATCH_S, the poll below runs, then the next batch
+            batch_end = now + TIMER_BATCH_S
+            while heap and heap[0][0] <= now < batch_end:
                 at, _, i, fn = heapq.heappop(heap)
                 if fn is not None:
                     fn()

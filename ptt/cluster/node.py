@@ -59,6 +59,10 @@ log = logging.getLogger("ptt.cluster.node")
 # shards that changed: a client that logged in since the last write is not told when the node
 # dies, and notices it by its own heartbeat)
 CLIENTS_PUBLISH_EVERY = 0.5
+# reads of a dead node's list tried (each bounded by the etcd request timeout): at 100,000
+# clients one survivor's read was not answered within 1 s while etcd took the dead node's
+# groups' claims
+LIST_READ_TRIES = 3
 # shards written per transaction at most: under etcd's default --max-txn-ops (128)
 SHARDS_PER_WRITE = 100
 # s after a node's key vanished: its clients are told only if it has not come back by then. A
@@ -267,10 +271,15 @@ class ClusterNode:
             now = asyncio.get_running_loop().time()
             self.routing.node_gone(node, now)
             self.server.transmit(now)
-        try:
-            shards = await self.ownership.get_prefix(clients_prefix(node))
-        except Exception as exc:  # noqa: BLE001 - without the list its clients find out alone
-            log.warning("node %s died; cannot read where its clients are: %s", node, exc)
+        shards: list[bytes] | None = None
+        for attempt in range(LIST_READ_TRIES):  # etcd busy with the same death's claims
+            try:
+                shards = await self.ownership.get_prefix(clients_prefix(node))
+                break
+            except Exception as exc:  # noqa: BLE001 - without the list its clients find out alone
+                log.warning("node %s died; cannot read where its clients are (try %d of %d): "
+                            "%s", node, attempt + 1, LIST_READ_TRIES, exc)
+        if shards is None:
             return
         addrs = [a for data in shards for a in decode_clients(data)]
         if not addrs:
