@@ -316,7 +316,7 @@ class Gate:
         self.out.emit(SessionStarted(user.name, sid, addr))
         if self.state.home is not None:  # a cluster: the device's session elsewhere ends too
             self.state.home.logged_in(user.name, msg.device, now)
-        groups = sorted(n for n, g in self.state.groups.items() if user.name in g.members)
+        groups = sorted(self.state.member_of.get(user.name, ()))
         home = self.state.home.placement(groups) if self.state.home is not None else ""
         # sealed: a Welcome that opens proves to the client that this server holds its verifier
         self.out.answer(s, msg.txn, m.Welcome(

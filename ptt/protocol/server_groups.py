@@ -64,9 +64,8 @@ class Directory:
     def remove_user(self, name: str, now: float) -> None:
         for s in self.state.sessions.devices(name):
             self.end_session(s, "removed", now)
-        for g in list(self.state.groups.values()):
-            if name in g.members:
-                self.remove_member(g.name, name, now)
+        for group in sorted(self.state.member_of.get(name, ())):
+            self.remove_member(group, name, now)
         self.state.users.pop(name, None)
 
     def upsert_group(
@@ -110,6 +109,8 @@ class Directory:
         self.floor.floor_events(self.state.floors.remove_group(name, now), now, group=g)
         for s in g.joined.values():
             s.joined.discard(name)
+        for user in g.members:
+            self._not_member(user, name)
         if not g.private:
             for user in g.members:
                 self._tell_gone(user, name, m.GoneReason.DELETED, now)
@@ -121,6 +122,7 @@ class Directory:
         if g.members.get(user, listen_only) != listen_only:
             self.floor.floor_events(self.state.floors.remove_member(group, user, now), now)
         g.members[user] = listen_only
+        self.state.member_of.setdefault(user, set()).add(group)
         self.state.floors.floor(group).add_member(user, listen_only)
 
     def remove_member(self, group: str, user: str, now: float) -> None:
@@ -129,6 +131,7 @@ class Directory:
             return
         self.floor.floor_events(self.state.floors.remove_member(group, user, now), now)
         del g.members[user]
+        self._not_member(user, group)
         g.grants.pop(user, None)  # a removed member gets no key; a coordinator rotates
         gone = g.sessions_of(user)
         for s in gone:
@@ -142,6 +145,13 @@ class Directory:
         g.targets.clear()
         if not g.private:
             self._tell_gone(user, group, m.GoneReason.REMOVED, now)
+
+    def _not_member(self, user: str, group: str) -> None:
+        groups = self.state.member_of.get(user)
+        if groups is not None:
+            groups.discard(group)
+            if not groups:
+                del self.state.member_of[user]
 
     def _tell_gone(self, user: str, group: str, reason: m.GoneReason, now: float) -> None:
         """A member that is online learns at once that ``group`` is no longer its own."""
@@ -340,6 +350,8 @@ class Directory:
 
     def ring_waiting_calls(self, s: Session, now: float) -> None:
         """A user who logs in is rung by every call that waits for it (its caller still in)."""
-        for g in list(self.state.groups.values()):
-            if g.private and s.user in g.members and g.joined and s.user not in g.online:
+        groups = self.state.groups
+        for name in sorted(self.state.member_of.get(s.user, ())):
+            g = groups.get(name)
+            if g is not None and g.private and g.joined and s.user not in g.online:
                 self._ring(g, s, next(iter(g.online)), now)

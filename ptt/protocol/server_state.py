@@ -183,6 +183,9 @@ class ServerState:
         self.users: dict[str, UserEntry] = {}
         self.groups: dict[str, GroupEntry] = {}
         self.by_id: dict[int, GroupEntry] = {}  # the same groups by wire id
+        # user -> the groups it is a member of (kept by server_groups with GroupEntry.members):
+        # a login reads its user's groups here, not by a walk of every group
+        self.member_of: dict[str, set[str]] = {}
         self.sessions = SessionTable(config.cadence, self.busy_since)
         self.floors = fl.FloorSet()
         self.home: FloorHome | None = None  # set on a cluster node: floors decided elsewhere
