@@ -13,7 +13,9 @@ except ``--kill`` failover groups homed on node d.
 Clients: the real :class:`~ptt.protocol.client.ClientCore` (``loadgen.ClientPool``), one UDP
 socket each, each on a node drawn at random with the server list [its node, the others], in
 load processes of at most ``--per-proc`` clients (the file descriptor limit), each process on a
-loopback address of its own (127.0.1.k: one address has ~28,000 ephemeral ports). They log in
+loopback address of its own (127.0.1.k: one address has ~28,000 ephemeral ports; with
+``--prefix-each``, 127.0.k.1: each in a /24 of its own, which the servers' per-prefix rate limit
+for datagrams without a session charges apart, ``ptt.protocol.limits``). They log in
 (``--inflight`` at a time per process), join their group and stay idle, driven by their own
 timers: the real idle cadence (55 s), nobody talks.
 
@@ -249,7 +251,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     k += 1
                     servers = [nodes[n].address] + [a for a in addrs if a != nodes[n].address
                                                     and not args.no_list]
-                    workers.append(Worker(servers, f"127.0.1.{k}", verifier, mine[j::procs],
+                    source = f"127.0.{k}.1" if args.prefix_each else f"127.0.1.{k}"
+                    workers.append(Worker(servers, source, verifier, mine[j::procs],
                                           args.inflight))
             out["load_processes"] = len(workers)
             timeline = []
@@ -332,6 +335,7 @@ def _failover(nodes: dict[str, churn.NodeProc], workers: list[Worker], token: st
     killer = _Killer(nodes[KILL_NODE], workers)
     as_seen: dict[str, Any] = {**nodes, KILL_NODE: killer}
     c0 = {n: proc_cpu(nodes[n].pid) for n in survivors}
+    d0 = {n: nodes[n].call("stats", timeout=60)["counters"]["drop_reasons"] for n in survivors}
     load0 = loadgen.load_average()
     tokens = {u: token for g in kill_groups for u in (f"ft{g[1:]}", f"fl{g[1:]}")}
     res: dict[str, Any] = {"floors": churn.failover(as_seen, tokens, kill_groups)}
@@ -370,6 +374,9 @@ def _failover(nodes: dict[str, churn.NodeProc], workers: list[Worker], token: st
         "survivors_sessions": {n: s1[n]["sessions"] for n in survivors},
         "survivors_rss_mib": {n: round(s1[n]["rss_kib"] / 1024) for n in survivors},
         "survivors_homed": {n: s1[n].get("homed") for n in survivors},
+        "survivors_dropped": {n: {why: k - d0[n].get(why, 0)
+                                  for why, k in s1[n]["counters"]["drop_reasons"].items()
+                                  if k > d0[n].get(why, 0)} for n in survivors},
         "load_average": f"{load0} before the kill, {loadgen.load_average()} after",
     }
     return res
@@ -430,6 +437,8 @@ def main() -> int:
                     help="clients know only their own node (they do not move when it dies)")
     ap.add_argument("--census", action="store_true",
                     help="every 30 s of the logins, the nodes' most numerous object types")
+    ap.add_argument("--prefix-each", action="store_true",
+                    help="each load process in a /24 of its own (127.0.k.1), not 127.0.1.k")
     ap.add_argument("--compact", help="etcd's periodic auto-compaction retention (e.g. 5m)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", type=Path, help="write every figure here")
