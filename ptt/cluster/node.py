@@ -45,7 +45,13 @@ from ptt.cluster.directory import PgDirectory
 from ptt.cluster.ownership import DEFAULT_TTL, Change, Ownership, OwnershipEvent
 from ptt.errors import ProtocolError
 from ptt.names import format_hostport
-from ptt.protocol.cluster_clients import ClientShards, decode_clients, told_by
+from ptt.protocol.cluster_clients import (
+    NOTICE_WAVE_EVERY,
+    ClientShards,
+    decode_clients,
+    told_by,
+    waves,
+)
 from ptt.protocol.cluster_routing import ClusterRouting, HomeMap, StaticHomes
 from ptt.protocol.server import GroupUpdated, ServerCore
 from ptt.protocol.session import Addr
@@ -285,6 +291,16 @@ class ClusterNode:
         if not addrs:
             log.info("node %s died: no client of it to tell", node)
             return
+        survivors = len({*self.ownership.nodes, self.config.node} - {node})
+        cut = waves(addrs, survivors)
+        for k, wave in enumerate(cut):  # a wave told NOTICE_WAVE_EVERY after the one before
+            self._spawn(self._tell_wave(node, wave, len(addrs), k, len(cut)))
+
+    async def _tell_wave(self, node: str, addrs: list[Addr], total: int, k: int,
+                         count: int) -> None:
+        """One wave of ``node``'s clients told to move: this node's share, now and again."""
+        assert self.ownership is not None
+        await asyncio.sleep(k * NOTICE_WAVE_EVERY)
         waited = 0.0
         live: list[str] = []
         mine: list[Addr] = []
@@ -298,8 +314,9 @@ class ClusterNode:
             if sorted(self.ownership.nodes) != live:
                 live = sorted(self.ownership.nodes)
                 mine = told_by(addrs, node, self.config.node, live)
-                log.info("node %s died: telling %d of its %d client(s) to move (live: %s)",
-                         node, len(mine), len(addrs), ", ".join(live))
+                log.info("node %s died: telling %d of its %d client(s) to move (wave %d of %d,"
+                         " %d clients; live: %s)", node, len(mine), total, k + 1, count,
+                         len(addrs), ", ".join(live))
             here = self.server.core.sessions.by_addr  # those back here already: not again
             self.server.core.announce_restart([a for a in mine if a not in here])
             self.server.transmit(asyncio.get_running_loop().time())

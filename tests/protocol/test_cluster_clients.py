@@ -6,7 +6,15 @@ from __future__ import annotations
 import pytest
 
 from ptt.errors import ConfigError
-from ptt.protocol.cluster_clients import SHARDS, ClientShards, decode_clients, shard_of, told_by
+from ptt.protocol.cluster_clients import (
+    NOTICE_WAVE,
+    SHARDS,
+    ClientShards,
+    decode_clients,
+    shard_of,
+    told_by,
+    waves,
+)
 
 
 def test_a_login_dirties_its_shard_only() -> None:
@@ -128,3 +136,18 @@ def test_each_dead_node_splits_its_clients_its_own_way() -> None:
     from_b = told_by(DEAD_CLIENTS, "b", "a", ["a", "c"])
     from_d = told_by(DEAD_CLIENTS, "d", "a", ["a", "c"])
     assert from_b != from_d
+
+
+def test_a_big_dead_node_is_told_in_waves_of_a_thousand_clients_per_survivor() -> None:
+    """Every client in exactly one wave, in the list's order; a wave holds NOTICE_WAVE per
+    survivor, so each survivor's share of a wave (told_by) is about NOTICE_WAVE."""
+    addrs = [("127.0.0.1", 10000 + i) for i in range(5000)]
+    cut = waves(addrs, 2)
+    assert [len(w) for w in cut] == [2 * NOTICE_WAVE, 2 * NOTICE_WAVE, 1000]
+    assert [a for w in cut for a in w] == addrs
+    for w in cut[:2]:
+        share = len(told_by(w, "b", "a", ["a", "c"]))
+        assert 0.9 * NOTICE_WAVE <= share <= 1.1 * NOTICE_WAVE, share
+    assert waves(addrs[:1500], 2) == [addrs[:1500]]  # 750 each: one wave, told at once
+    assert waves(addrs[:1500], 1) == [addrs[:1000], addrs[1000:1500]]  # a lone survivor
+    assert waves([], 2) == [] and waves(addrs[:5], 0) == [addrs[:5]]
