@@ -353,6 +353,10 @@ class ClusterNode:
         self.routing.flush(now)
         self.bus.send_all(self.routing.messages_to_send())
 
+    def urgent(self) -> bool:
+        """A floor input or floor news waits: flushed at once, even inside a batch of reads."""
+        return self.routing.floor_waiting
+
     def voice(self, data: bytes, now: float) -> None:
         """A frame the relay accepted (MAC removed): once to each other node with listeners."""
         self.bus.send_all([(node, data) for node in self.routing.voice_nodes(peek_frame(data)[0])])

@@ -262,6 +262,7 @@ class ClusterRouting:
         core.floors.log = []
         core.floors.defer = self._defer_timers
         self._out: list[tuple[str, bytes]] = []
+        self._floor_out = False  # _out holds a floor input or floor news (floor_waiting)
         self._ref = 0
         self._pending: dict[int, _Pending] = {}
         # inputs for a group whose home is not known, or that this node (its home) may not
@@ -297,7 +298,15 @@ class ClusterRouting:
 
     def messages_to_send(self) -> list[tuple[str, bytes]]:
         out, self._out = self._out, []
+        self._floor_out = False
         return out
+
+    @property
+    def floor_waiting(self) -> bool:
+        """Does a floor input or floor news wait to be sent (in the messages, or in the core's
+        floor events that :meth:`flush` publishes)? Someone waits on those; the rest (presence,
+        members, logins) may wait for the end of a batch."""
+        return self._floor_out or bool(self.core.floors.log)
 
     def voice_nodes(self, group_id: int) -> tuple[str, ...]:
         """The other nodes a frame of ``group_id`` the relay accepted here must go to, once each."""
@@ -473,6 +482,8 @@ class ClusterRouting:
 
     def _send(self, node: str, msg: wc.Message) -> None:
         self._out.append((node, wc.encode(msg)))
+        if isinstance(msg, wc.FloorInput):
+            self._floor_out = True
 
     def _send_presence_full(self) -> None:
         per_home: dict[str, list[str]] = {n: [] for n in self.homes.nodes}
@@ -897,3 +908,4 @@ class ClusterRouting:
         # the node whose client waits for this answer first: nats-server delivers a write's
         # messages in order, and the other nodes' copies only update their mirrors
         self._out.extend((node, data) for node in sorted(to, key=lambda n: (n != origin, n)))
+        self._floor_out = True

@@ -93,6 +93,30 @@ def test_the_news_answering_a_request_goes_to_the_requesters_node_first() -> Non
         sim.run_until(sim.now + 0.3)
 
 
+def test_a_floor_input_or_news_waiting_is_what_a_node_calls_urgent() -> None:
+    """``floor_waiting``: True from a request forwarded (at its node) or a decision made (at
+    the home) until the messages are taken; a member's presence elsewhere is not."""
+    sim = _sim()
+    a, home = sim.routing["A"], sim.routing["C"]
+    assert not a.floor_waiting and not home.floor_waiting
+    a.receive(wc.encode(wc.Members("g", "B", 1, "C", ("zed",), (), False)), sim.now)
+    a.flush(sim.now)
+    assert not a.floor_waiting
+    sim.clients["ann"].request_floor("g", sim.now)
+    for data in sim.clients["ann"].datagrams_to_send():
+        sim.cores["A"].receive_datagram(data, sim.addrs["ann"], sim.now)
+    assert a.floor_waiting
+    sent = a.messages_to_send()
+    assert not a.floor_waiting
+    request = next(x for n, x in sent if n == "C")
+    home.receive(request, sim.now)
+    assert home.floor_waiting  # the grant, in the floor's log or as news
+    home.flush(sim.now)
+    assert home.floor_waiting
+    assert [n for n, _ in home.messages_to_send()] == ["A", "B"]
+    assert not home.floor_waiting
+
+
 def test_news_of_a_group_never_goes_to_a_node_without_its_members() -> None:
     sim = _sim()
     mark = len(sim.bus_log)

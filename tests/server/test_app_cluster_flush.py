@@ -20,9 +20,13 @@ class Hook:
     def __init__(self, server: PttServer) -> None:
         self.server = server
         self.flushes: list[int] = []  # datagrams the server had read at each flush
+        self.urgent_after: set[int] = set()  # datagrams read when urgent() says so
 
     def flush(self, now: float) -> None:
         self.flushes.append(self.server.counters.datagrams_in)
+
+    def urgent(self) -> bool:
+        return self.server.counters.datagrams_in in self.urgent_after
 
     def voice(self, data: bytes, now: float) -> None:
         pass
@@ -41,11 +45,23 @@ def test_the_bus_is_flushed_once_after_a_batch_of_logins(tmp_path: Path) -> None
     """Twelve clients' Hellos already waiting on the socket: the server answers each (a
     Challenge) in one batch and flushes the cluster once, after the last; a datagram that
     comes alone is flushed after it."""
+    _batch(tmp_path, set(), [12], [12, 13])
+
+
+def test_what_the_node_calls_urgent_is_flushed_inside_the_batch(tmp_path: Path) -> None:
+    """The same batch, the node saying after the 5th datagram that a floor input waits (as
+    ``ClusterNode.urgent`` does): flushed then, and the rest once at the end."""
+    _batch(tmp_path, {5}, [5, 12], [5, 12, 13])
+
+
+def _batch(tmp_path: Path, urgent_after: set[int], after_batch: list[int],
+           after_one: list[int]) -> None:
     async def main() -> None:
         server = PttServer(ServerConfig(host="127.0.0.1", port=0, db=tmp_path / "ptt.db",
                                         record_dir=tmp_path / "rec"), iterations=1000)
         await server.start()
         hook = Hook(server)
+        hook.urgent_after = urgent_after
         server.cluster = hook
         addr = server.address
         socks = []
@@ -63,7 +79,7 @@ def test_the_bus_is_flushed_once_after_a_batch_of_logins(tmp_path: Path) -> None
             await _until(lambda: server.counters.datagrams_in >= 12)
             await asyncio.sleep(0.05)
             assert server.counters.datagrams_in == 12
-            assert hook.flushes == [12], hook.flushes
+            assert hook.flushes == after_batch, hook.flushes
             for sock, _ in socks[:12]:  # each was answered all the same
                 assert sock.recvfrom(2048)[0]
             sock, core = socks[12]
@@ -71,7 +87,7 @@ def test_the_bus_is_flushed_once_after_a_batch_of_logins(tmp_path: Path) -> None
                 sock.sendto(data, addr)
             await _until(lambda: server.counters.datagrams_in >= 13)
             await asyncio.sleep(0.05)
-            assert hook.flushes == [12, 13], hook.flushes
+            assert hook.flushes == after_one, hook.flushes
         finally:
             server.cluster = None
             for sock, _ in socks:
