@@ -336,6 +336,7 @@ def _failover(nodes: dict[str, churn.NodeProc], workers: list[Worker], token: st
     as_seen: dict[str, Any] = {**nodes, KILL_NODE: killer}
     c0 = {n: proc_cpu(nodes[n].pid) for n in survivors}
     d0 = {n: nodes[n].call("stats", timeout=60)["counters"]["drop_reasons"] for n in survivors}
+    wc0 = [proc_cpu(w.proc.pid) for w in workers]
     load0 = loadgen.load_average()
     tokens = {u: token for g in kill_groups for u in (f"ft{g[1:]}", f"fl{g[1:]}")}
     res: dict[str, Any] = {"floors": churn.failover(as_seen, tokens, kill_groups)}
@@ -351,6 +352,7 @@ def _failover(nodes: dict[str, churn.NodeProc], workers: list[Worker], token: st
             break
     settled = time.monotonic()
     c1 = {n: proc_cpu(nodes[n].pid) for n in survivors}
+    wc1 = [proc_cpu(w.proc.pid) for w in workers]
     moved = [w.call("moved", timeout=60) for w in workers]
     s1 = {n: nodes[n].call("stats", timeout=60) for n in survivors}
     times = [t for m in moved for t, _ in m["back"]]
@@ -372,6 +374,10 @@ def _failover(nodes: dict[str, churn.NodeProc], workers: list[Worker], token: st
         "survivors_cpu_pct": {n: round(100 * (c1[n] - c0[n]) / (settled - killed + 1e-9), 1)
                               for n in survivors},
         "survivors_sessions": {n: s1[n]["sessions"] for n in survivors},
+        # each load process's share of a core meanwhile: those holding d's clients log them in
+        "load_processes_cpu_pct": [round(100 * (b - a) / (settled - killed + 1e-9), 1)
+                                   for a, b in zip(wc0, wc1)],
+        "load_processes_of_d": [w.node == nodes[KILL_NODE].address for w in workers],
         "survivors_rss_mib": {n: round(s1[n]["rss_kib"] / 1024) for n in survivors},
         "survivors_homed": {n: s1[n].get("homed") for n in survivors},
         "survivors_dropped": {n: {why: k - d0[n].get(why, 0)
