@@ -419,7 +419,7 @@ class Churn:
         seq = self.seq[i]
         self.seq[i] = seq + 1
         try:
-            self.pool.socks[i].send(add_mac(self.pool.cores[i].voice_key, encode_voice(
+            self.pool.send(i, add_mac(self.pool.cores[i].voice_key, encode_voice(
                 VoiceHeader(gid, sid, burst, seq, seq * 320), PAYLOAD)))
             self.n["frames_sent"] += 1
         except OSError:

@@ -392,6 +392,15 @@ class ClientPool:
         self.cores[i].connect(time.monotonic())
         self.flush(i)
 
+    def send(self, i: int, data: bytes) -> None:
+        """One datagram of client ``i`` outside its core (voice, a light heartbeat) to the
+        server it uses now: with a server list its socket is unconnected and the server may
+        have changed (a move, a steer to its group's home)."""
+        if self.servers is None:
+            self.socks[i].send(data)
+        else:
+            self.socks[i].sendto(data, self.cores[i].server)
+
     def flush(self, i: int, t_recv: float = 0.0, t_kernel: float = 0.0) -> None:
         core = self.cores[i]
         out = core.datagrams_to_send()
@@ -517,7 +526,7 @@ class ClientPool:
             txn = core._txn_next()
             try:
                 beat = encode_message(m.Heartbeat(txn, core.session_id))
-                self.socks[i].send(channel.seal(beat, keepalive=True))
+                self.send(i, channel.seal(beat, keepalive=True))
             except OSError:
                 pass
         nxt = now + self._light_interval(i)
@@ -1062,7 +1071,7 @@ class Talker:
             self.send_ns.append(time.monotonic_ns())
         data = add_mac(self.pool.cores[i].voice_key, data)  # as a real client sends it
         try:
-            self.pool.socks[i].send(data)
+            self.pool.send(i, data)
             self.sent += 1
         except OSError:
             pass
