@@ -59,7 +59,7 @@ from ptt.media.impair import (
 )
 from ptt.media.jitter import FRAME_SECONDS, JitterConfig
 from ptt.media.receiver import BurstReceiver
-from ptt.media.sender import DEFAULT_REDUNDANCY, Packetizer, RedundancyPolicy
+from ptt.media.sender import DEFAULT_REDUNDANCY, RUNS_BITRATE, Packetizer, RedundancyPolicy
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -411,6 +411,7 @@ MAX_STRETCH_MS = 100  # a burst heard at most this much longer than spoken
 AUDIBLE = 20  # peak of a frame that counts as heard (exact silence where nothing plays)
 TAIL = 1.0  # seconds the listener runs on after `ptt talk` is done (its buffer's tail)
 LIVE_BOUND = 30.0  # seconds `ptt listen` may run beyond the speech in any case
+NO_RUNS_BITRATE = ROOT / "bench" / "no_runs_bitrate"  # a sitecustomize switching RUNS_BITRATE off
 
 
 @dataclass
@@ -451,10 +452,12 @@ def _wire_kbps(trace: Path, way: str) -> tuple[float, float, float]:
 
 
 def live_run(ls: LiveSite, wav: Path, condition: str, seed: int, way: str, work: Path,
-             env: dict[str, str] | None = None) -> dict[str, Any]:
+             env: dict[str, str] | None = None, talker_env: dict[str, str] | None = None
+             ) -> dict[str, Any]:
     """One burst of ``wav`` from `ptt talk --wav` to `ptt listen --out` with ``condition`` on
     the ``way`` path ("down": server -> listener, "up": talker -> server); PESQ-WB, wire kbit/s
-    and the played span against the sent one."""
+    and the played span against the sent one. ``env`` is added to both clients' environment,
+    ``talker_env`` to the talker's."""
     from ptt.audio.wav import read_wav
     from tests.acceptance.harness import page_heard, start_proxy, stop_proxy, voiced_frames
 
@@ -476,7 +479,7 @@ def live_run(ls: LiveSite, wav: Path, condition: str, seed: int, way: str, work:
             listen_args=("--out", str(out), "--duration", f"{seconds:.1f}"),
             listener_env=site.env("listener", **extra,
                                   **({"PTT_SERVER": addr} if way == "down" else {})),
-            talker_env=site.env("talker", **extra,
+            talker_env=site.env("talker", **{**extra, **(talker_env or {})},
                                 **({"PTT_SERVER": addr} if way == "up" else {})),
             tail=TAIL)
     finally:
@@ -522,6 +525,9 @@ class LivePlan:
     ways: tuple[str, ...] = ("down", "up")
     seeds: tuple[int, ...] = LIVE_SEEDS
     texts: dict[str, str] | None = None  # voice -> text instead of LIVE_VOICES' (smoke tests)
+    # the talker with the Opus rate against loss runs (True) or without it (False, see
+    # NO_RUNS_BITRATE); both: each cell for each in turn, an A/B comparison on one build
+    runs_bitrate: tuple[bool, ...] = (True,)
     minutes: float = 45.0  # cells not started by then are reported as not run
 
 
@@ -534,6 +540,10 @@ def run_live(plan: LivePlan = LivePlan(), verbose: bool = True) -> dict[str, Any
     deadline = time.monotonic() + plan.minutes * 60
     rows: list[dict[str, Any]] = []
     misses: list[str] = []
+    # the talker's environment that switches the Opus rate against loss runs off, for A/B runs
+    # on one build; the bench's own shim, not a setting of ptt's
+    no_runs_bitrate = {"PYTHONPATH": os.pathsep.join(
+        p for p in (str(NO_RUNS_BITRATE), os.environ.get("PYTHONPATH")) if p)}
     with tempfile.TemporaryDirectory(prefix="ptt-vq-live-") as tmp, \
             LiveSite(Path(tmp, "site")) as ls:
         for voice_name in plan.voices:
@@ -545,16 +555,20 @@ def run_live(plan: LivePlan = LivePlan(), verbose: bool = True) -> dict[str, Any
                 for cond in plan.conditions:
                     if way == "up" and cond == "clean" and "down" in plan.ways:
                         continue  # a clean path is the same whichever way
-                    row = _live_cell(ls, wav, voice_name, cond, way, plan.seeds, deadline,
-                                     Path(tmp), verbose)
-                    rows.append(row)
-                    misses += _misses(row)
+                    for on in plan.runs_bitrate:
+                        row = _live_cell(ls, wav, voice_name, cond, way, plan.seeds, deadline,
+                                         Path(tmp), verbose, None if on else no_runs_bitrate)
+                        if plan.runs_bitrate != (True,):
+                            row["Opus against runs"] = (f"{RUNS_BITRATE / 1000:g} kbit/s" if on
+                                                        else "as configured")
+                        rows.append(row)
+                        misses += _misses(row)
     return {"rows": rows, "misses": misses}
 
 
 def _live_cell(ls: LiveSite, wav: Path, voice_name: str, cond: str, way: str,
-               seeds: tuple[int, ...], deadline: float, tmp: Path, verbose: bool
-               ) -> dict[str, Any]:
+               seeds: tuple[int, ...], deadline: float, tmp: Path, verbose: bool,
+               talker_env: dict[str, str] | None = None) -> dict[str, Any]:
     results = []
     t0 = time.monotonic()
     load0 = os.getloadavg()[0]  # real-time figures: the machine's load beside each cell
@@ -563,7 +577,7 @@ def _live_cell(ls: LiveSite, wav: Path, voice_name: str, cond: str, way: str,
             break
         work = Path(tempfile.mkdtemp(prefix="cell-", dir=tmp))
         try:
-            results.append(live_run(ls, wav, cond, seed, way, work))
+            results.append(live_run(ls, wav, cond, seed, way, work, talker_env=talker_env))
         except (RuntimeError, AssertionError) as exc:  # one failed run must not hide the rest
             print(f"  {voice_name} {way} {cond} seed {seed}: {exc}", file=sys.stderr)
     path = "server -> listener" if way == "down" else "talker -> server"
@@ -588,11 +602,13 @@ def _live_cell(ls: LiveSite, wav: Path, voice_name: str, cond: str, way: str,
         "load average (1 min)": f"{load0:.1f}-{os.getloadavg()[0]:.1f}",
     })
     if verbose:
-        print(f"{voice_name:18s} {path:19s} {cond:11s} PESQ {mean:.2f} (worst {worst:.2f}, "
+        off = "" if talker_env is None else "without runs rate: "
+        print(f"{voice_name:18s} {path:19s} {cond:11s} {off}PESQ {mean:.2f} (worst {worst:.2f}, "
               f"target {target}: {row['met']})  {row['kbit/s UDP payload']:5.1f} kbit/s, "
               f"{row['after 2 s']:5.1f} after 2 s, {row['bytes/datagram']} B/datagram, "
               f"stretch {row['heard - spoken ms (max)']} ms  [{time.monotonic() - t0:.0f} s, "
-              f"load {row['load average (1 min)']}]",
+              f"load {row['load average (1 min)']}]  seeds: "
+              + " ".join(f"{r['pesq']:.2f}" for r in results),
               flush=True)
     return row
 
@@ -710,6 +726,9 @@ def main() -> int:
     ap.add_argument("--conditions", help="real commands: comma-separated, of "
                     f"{', '.join(LIVE_CONDITIONS)}".replace("%", "%%"))  # argparse formats help with %
     ap.add_argument("--seeds", help="real commands: the proxy's seeds, e.g. 1,2,3")
+    ap.add_argument("--runs-bitrate", choices=("on", "off", "on,off", "off,on"), default="on",
+                    help="real commands: off runs the talker without the Opus rate against "
+                    "loss runs (RUNS_BITRATE); on,off runs each cell both ways in turn (A/B)")
     args = ap.parse_args()
     try:
         cells = _live_cells(args)
@@ -727,7 +746,9 @@ def main() -> int:
         print(f"targets met by ptt's defaults: {res['targets met (ptt defaults)']}")
     else:
         plan = QUICK_PLAN if args.quick else LivePlan()
-        plan = dataclasses.replace(plan, minutes=args.minutes, **cells)
+        plan = dataclasses.replace(plan, minutes=args.minutes,
+                                   runs_bitrate=tuple(x == "on" for x in
+                                                      args.runs_bitrate.split(",")), **cells)
         res = run(args.quick, plan, offline=not args.live_only)
         print(f"targets missed (real commands): {res['targets missed (real commands)']}")
     print("anchors: PLC only 2.51 / 1.70 / 1.30, Opus FEC only (24 kbps) 2.92 / 2.52 / 1.88 "

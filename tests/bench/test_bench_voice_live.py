@@ -40,3 +40,24 @@ def test_real_command_cells_run_end_to_end() -> None:
         assert "cop" in r["ptt talk settled on"], r["ptt talk settled on"]
     assert "real commands" in res["title"] and "ptt.faults.proxy" in res["notes"]
     assert isinstance(res["targets missed (real commands)"], str)
+
+
+def test_the_ab_switch_turns_the_runs_rate_off_in_the_talker_only() -> None:
+    # --runs-bitrate off puts bench/no_runs_bitrate first on the talker's PYTHONPATH: a process
+    # started so gets no least rate against runs, and one without it gets RUNS_BITRATE
+    import os
+    import subprocess
+
+    probe = ("from ptt.media.sender import RedundancyPolicy\n"
+             "p = RedundancyPolicy()\n"
+             "p.start(2)\n"
+             "print([p.update(0.10, 3.0) for _ in range(3)][-1].bitrate(30_000))\n")
+    rates = []
+    for path in (str(bench.NO_RUNS_BITRATE), None):
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        if path is not None:
+            env["PYTHONPATH"] = path
+        out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                             text=True, timeout=60, check=True)
+        rates.append(int(out.stdout))
+    assert rates == [30_000, bench.RUNS_BITRATE]
