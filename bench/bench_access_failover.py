@@ -16,7 +16,9 @@ client checks its session with b (0.3 s), then logs in to a or c after a jitter 
 
 Reported: p50/p95/max of the time back (target: 95% within 3 s, all within 5 s), how the clients
 spread over a and c, the survivors' login rate (peak over 100 ms windows, in logins/s) and their
-CPU from the kill until the last client was back. Every loop is bounded in time.
+CPU from the kill until the last client was back (per client each took in, too), and the load
+processes', NATS's and etcd's CPU over the same window. ``--profile DIR``: py-spy on each survivor
+for 8 s from the kill (collapsed stacks). Every loop is bounded in time.
 """
 
 from __future__ import annotations
