@@ -11,8 +11,9 @@ users in groups of 10, homes by etcd claims); all started here, on loopback, sto
 to b and joins its group, then sits idle. Node b is SIGKILLed; each client's time back is from
 the kill to its ``Connected`` on a or c (its group joined again is reported too). Nothing but the
 cluster tells an idle client (it heartbeats every 55 s): a and c see b's etcd key go with its
-lease, read where b's clients were (``/ptt-access/b/``) and send each the restart notice; each
-client checks its session with b (0.3 s), then logs in to a or c after a jitter of 0-1.5 s.
+lease, read where b's clients were (``/ptt-access/b/``) and each sends its share of them the
+restart notice (in waves past 1,000 a survivor); each client checks its session with b (0.3 s)
+and logs in to the node that told it 0.3-1 s after the notice.
 
 Reported: p50/p95/max of the time back (target: 95% within 3 s, all within 5 s), how the clients
 spread over a and c, the survivors' login rate (peak over 100 ms windows, in logins/s) and their
