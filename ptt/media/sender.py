@@ -85,8 +85,8 @@ LOSSY_BITRATE = 23_500
 # 40 kbit/s 0.02 more than 36 for 10 kbps more; a fourth copy, (1, 2, 4, 6), as dear on the wire,
 # 3.49 / 3.53 / 3.46 / 3.68. Random 5-20 % (runs of 1.0-1.3) never gets it: the same PESQ and kbps
 # on all twelve of their cells. Live, through the real commands on a quiet machine, against the
-# same code without it (four rounds, both voices, both paths, 3 seeds): higher in 41 of 48 seeds
-# paired by round, +0.08 on average, for 14-18 kbit/s more (docs/benchmarks.md).
+# same code without it (five rounds, both voices, both paths, 3 seeds): higher in 52 of 60 seeds
+# paired by round, +0.10 on average, for 14-19 kbit/s more (docs/benchmarks.md).
 RUNS_BITRATE = 36_000
 
 
