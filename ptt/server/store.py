@@ -231,6 +231,11 @@ class Store:
             if "malformed" in str(exc):
                 raise StoreError(_damaged(target, str(exc))) from None
             raise StoreError(f"cannot use {target} as a ptt database: {exc}") from None
+        except UnicodeDecodeError:
+            # SQLite's own message quotes the damaged bytes (a schema entry's name), and Python
+            # cannot decode that message into the DatabaseError it would have raised.
+            self._db.close()
+            raise StoreError(_damaged(target, "its schema holds bytes that are not text")) from None
         except StoreError:
             self._db.close()
             raise

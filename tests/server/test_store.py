@@ -153,6 +153,22 @@ def test_refuses_a_file_that_is_not_a_database(tmp_path: Path) -> None:
         Store(path)
 
 
+def test_a_schema_name_that_is_not_text_is_named_damaged(db: Path) -> None:
+    """Random damage can leave bytes in a schema entry's name; SQLite then quotes them in its
+    error and Python cannot decode the message (1 in ~400 damaged copies in the acceptance
+    test's way of damaging a file)."""
+    with Store(db) as s:
+        add(s, "alice")
+    raw = sqlite3.connect(db)
+    raw.execute("PRAGMA writable_schema = ON")
+    raw.execute("UPDATE sqlite_master SET name = CAST(x'9dff41' AS TEXT), sql = 'damaged' "
+                "WHERE name = 'users'")
+    raw.commit()
+    raw.close()
+    with pytest.raises(StoreError, match=r"ptt\.db is damaged .* restore it from a backup"):
+        Store(db)
+
+
 def test_unopenable_path_is_a_store_error(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("")
     with pytest.raises(StoreError, match="cannot open database"):
