@@ -34,7 +34,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -207,6 +207,18 @@ def _damaged(target: str, problem: str) -> str:
             f"(a -wal file belongs to its own database only)")
 
 
+def _text_or_damaged(target: str) -> Callable[[bytes], str]:
+    """The connection's text factory: a stored name that is not UTF-8 can only be damage (every
+    write goes through the name rules), and it is named as such wherever it is read, not
+    reported as an internal error."""
+    def text(raw: bytes) -> str:
+        try:
+            return raw.decode()
+        except UnicodeDecodeError:
+            raise StoreError(_damaged(target, "a stored text is not UTF-8")) from None
+    return text
+
+
 class Store:
     """Users, groups and memberships; one SQLite connection, used from one thread."""
 
@@ -217,6 +229,7 @@ class Store:
             if isinstance(self.path, Path):
                 self._create_private(self.path)
             self._db = sqlite3.connect(target, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+            self._db.text_factory = _text_or_damaged(target)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open database {target}: {exc}") from None
         try:

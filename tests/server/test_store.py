@@ -169,6 +169,18 @@ def test_a_schema_name_that_is_not_text_is_named_damaged(db: Path) -> None:
         Store(db)
 
 
+def test_a_stored_name_that_is_not_text_is_named_damaged_where_it_is_read(db: Path) -> None:
+    """Damage inside a record passes SQLite's page checks; its bytes reach the first read."""
+    with Store(db) as s:
+        add(s, "alice")
+    raw = sqlite3.connect(db)
+    raw.execute("UPDATE users SET name = CAST(x'41ff42' AS TEXT) WHERE name = 'alice'")
+    raw.commit()
+    raw.close()
+    with Store(db) as s, pytest.raises(StoreError, match=r"ptt\.db is damaged \(a stored text"):
+        s.list_users()
+
+
 def test_unopenable_path_is_a_store_error(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("")
     with pytest.raises(StoreError, match="cannot open database"):
