@@ -75,6 +75,7 @@ from ptt.wire.voice import VoiceFlags, is_voice, peek_flags
 log = logging.getLogger("ptt.server")
 
 FIRST_COORDINATOR = "coordinator"
+SHED_REASONS = ("rate_limit", "backlog_full", "repeated", "stale")  # PttServer.shed's keys
 PAGES_EXPIRE_EVERY = 60.0  # s: pages past their retention are deleted this often (at most)
 
 
@@ -506,11 +507,15 @@ class PttServer:
             self._resume = asyncio.get_running_loop().call_soon(self._resume_reading)
         self._arm(self._next_timer())
 
-    def shed(self) -> tuple[int, int]:
-        """Plain datagrams the reader dropped unparsed: (the rate limit would refuse them, their
-        backlog was full); they count as received but never reach the core."""
+    def shed(self) -> dict[str, int]:
+        """Plain datagrams the reader dropped unparsed, by reason: the rate limit would refuse
+        them, their backlog was full, a copy from the same address was waiting, or they waited
+        until their sender had given up. They count as received but never reach the core."""
         r = self._reader
-        return (r.plain_refused, r.plain_dropped) if r is not None else (0, 0)
+        if r is None:
+            return dict.fromkeys(SHED_REASONS, 0)
+        return {"rate_limit": r.plain_refused, "backlog_full": r.plain_dropped,
+                "repeated": r.plain_repeated, "stale": r.plain_stale}
 
     def _resume_reading(self) -> None:
         self._resume = None

@@ -95,7 +95,7 @@ METRICS = {
     "ptt_floor_queue_length{group}": "gauge: requests waiting for a group's floor",
     "ptt_datagrams_in_total": "counter: datagrams received on the server's socket",
     "ptt_datagrams_shed_total{reason}": "counter: plain datagrams the reader dropped unparsed "
-                                        "(rate_limit, backlog_full)",
+                                        "(rate_limit, backlog_full, repeated, stale)",
     "ptt_datagrams_dropped_total{reason}": "counter: datagrams dropped as malformed or unknown",
     "ptt_voice_in_total{path}": "counter: voice frames accepted (relay, multicast)",
     "ptt_voice_out_total{path}": "counter: voice datagrams sent (relay: per listener, "
@@ -155,13 +155,13 @@ class _StateCollector(Collector):
             if g.name in core.floors:
                 queue.add_metric([g.name], len(core.floors.floor(g.name).queue))
         yield queue
-        refused, dropped = self.server.shed()
+        by_reason = self.server.shed()
         yield CounterMetricFamily("ptt_datagrams_in", "Datagrams received on the server socket",
-                                  c.datagrams_in + refused + dropped)
+                                  c.datagrams_in + sum(by_reason.values()))
         shed = CounterMetricFamily("ptt_datagrams_shed", "Plain datagrams the reader dropped "
                                    "unparsed", labels=["reason"])
-        shed.add_metric(["rate_limit"], refused)
-        shed.add_metric(["backlog_full"], dropped)
+        for reason, count in by_reason.items():
+            shed.add_metric([reason], count)
         yield shed
         vin = CounterMetricFamily("ptt_voice_in", "Voice frames accepted", labels=["path"])
         vin.add_metric(["relay"], c.voice_in)

@@ -135,6 +135,19 @@ def test_metrics_follow_the_floor(tmp_path: Path) -> None:
             assert val(s, "ptt_datagrams_dropped_total", reason="malformed") == 2
             assert val(s, "ptt_voice_dropped_total", reason="not_holder") == 3
 
+            # a stranger's datagram sent five times before the server reads: four are copies of
+            # one still waiting, shed unparsed, and still counted as received
+            before = await scrape(endpoint)
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as junk:
+                for _ in range(5):
+                    junk.sendto(b"\x92\xc1\xc1 sent again", server.address)
+            s = await until(endpoint, "ptt_datagrams_dropped_total",
+                            val(before, "ptt_datagrams_dropped_total", reason="malformed") + 1,
+                            reason="malformed")
+            assert val(s, "ptt_datagrams_shed_total", reason="repeated") == 4
+            assert (val(s, "ptt_datagrams_in_total")
+                    - val(before, "ptt_datagrams_in_total")) >= 5
+
             # cat pre-empts bob with an emergency call: a revoke by cause
             got = await cat.request_floor(GROUP, m.Priority.EMERGENCY)
             assert got.state in (Participation.QUEUED, Participation.HAS_PERMISSION)
