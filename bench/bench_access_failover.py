@@ -44,7 +44,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench_cluster import _free_udp_port, _server, stop_servers  # noqa: E402
+from bench_cluster import PTT, _free_udp_port, _server, stop_servers  # noqa: E402
 from bench_idle import proc_cpu  # noqa: E402
 from loadgen import load_average, machine_line, percentiles  # noqa: E402
 
@@ -230,7 +230,8 @@ def _profile(pid: int, out: Path, seconds: float) -> subprocess.Popen[bytes] | N
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def run(clients: int, workers: int, profile: Path | None = None) -> dict[str, Any]:
+def run(clients: int, workers: int, profile: Path | None = None,
+        cprofile: Path | None = None) -> dict[str, Any]:
     load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="ptt-bench-access-") as tmp:
         root = Path(tmp)
@@ -252,8 +253,12 @@ def run(clients: int, workers: int, profile: Path | None = None) -> dict[str, An
                                 f'nats = ["{nats.url}"]\netcd = ["{etcd.endpoint}"]\n'
                                 # the doomed node's clients stay on it until it dies
                                 'steer = false\n')
+                command: tuple[str, ...] = (PTT,)
+                if cprofile is not None and name != DOOMED:
+                    command = (sys.executable, str(Path(__file__).with_name("profiled_server.py")),
+                               str(cprofile / f"survivor-{name}.prof"))
                 procs[name] = _server(d / "ptt.db", ports[name], toml,
-                                      ("--metrics", f"127.0.0.1:{metrics[name]}"))
+                                      ("--metrics", f"127.0.0.1:{metrics[name]}"), command)
             addr = {n: ("127.0.0.1", p) for n, p in ports.items()}
             order = [addr[DOOMED]] + [addr[n] for n in NODES if n != DOOMED]
             ctx = mp.get_context("fork")
@@ -277,6 +282,9 @@ def run(clients: int, workers: int, profile: Path | None = None) -> dict[str, An
             others = {"load processes": [p.pid for p, _ in pool], "nats": nats.pids,
                       "etcd": etcd.pids}
             other0 = {k: sum(proc_cpu(pid) for pid in pids) for k, pids in others.items()}
+            if cprofile is not None:  # each survivor's main thread, from the kill
+                for n in survivors:
+                    procs[n].send_signal(signal.SIGUSR1)
             killed = time.monotonic()
             procs[DOOMED].send_signal(signal.SIGKILL)
             procs[DOOMED].wait(5)
@@ -289,6 +297,10 @@ def run(clients: int, workers: int, profile: Path | None = None) -> dict[str, An
                 results += parent.recv()[1]
             last = max((r[3] for r in results if r[3] is not None), default=killed)
             cpu1 = {n: proc_cpu(procs[n].pid) for n in survivors}
+            if cprofile is not None:  # to the report (the last client back a moment ago)
+                for n in survivors:
+                    procs[n].send_signal(signal.SIGUSR2)
+                time.sleep(1.0)
             other1 = {k: sum(proc_cpu(pid) for pid in pids) for k, pids in others.items()}
             for spy in spies:
                 if spy is not None:
@@ -388,12 +400,17 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=3, help="load processes")
     parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
                         help="py-spy each survivor from the kill for 8 s (collapsed stacks in DIR)")
+    parser.add_argument("--cprofile", type=Path, default=None, metavar="DIR",
+                        help="cProfile each survivor's main thread from the kill to the last "
+                             "client back (DIR/survivor-N.prof, pstats)")
     args = parser.parse_args()
     if args.clients < 1 or args.workers < 1:
         parser.error("--clients and --workers must be at least 1")
-    if args.profile is not None:
-        args.profile.mkdir(parents=True, exist_ok=True)
-    res = run(args.clients, args.workers, args.profile)
+    for d in (args.profile, args.cprofile):
+        if d is not None:
+            d.mkdir(parents=True, exist_ok=True)
+    res = run(args.clients, args.workers, args.profile,
+              None if args.cprofile is None else args.cprofile.resolve())
     print(json.dumps(res, indent=1))
     return 0
 

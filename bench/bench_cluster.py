@@ -93,10 +93,11 @@ def _free_udp_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _server(db: Path, port: int, cluster: Path | None, extra: tuple[str, ...] = ()
-            ) -> subprocess.Popen[bytes]:
+def _server(db: Path, port: int, cluster: Path | None, extra: tuple[str, ...] = (),
+            command: tuple[str, ...] = (PTT,)) -> subprocess.Popen[bytes]:
+    """``ptt server`` on ``db`` (``command``: how ``ptt`` is run, e.g. under a profiler)."""
     log = db.with_suffix(".log")
-    args = [PTT, "server", "--db", str(db), "--host", "127.0.0.1", "--port", str(port), *extra]
+    args = [*command, "server", "--db", str(db), "--host", "127.0.0.1", "--port", str(port), *extra]
     if cluster is not None:
         args += ["--cluster", str(cluster)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PTT_")}
