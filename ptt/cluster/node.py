@@ -45,13 +45,7 @@ from ptt.cluster.directory import PgDirectory
 from ptt.cluster.ownership import DEFAULT_TTL, Change, Ownership, OwnershipEvent
 from ptt.errors import ProtocolError
 from ptt.names import format_hostport
-from ptt.protocol.cluster_clients import (
-    NOTICE_WAVE_EVERY,
-    ClientShards,
-    decode_clients,
-    told_by,
-    waves,
-)
+from ptt.protocol.cluster_clients import ClientShards, decode_clients, move_spread, told_by
 from ptt.protocol.cluster_routing import ClusterRouting, HomeMap, StaticHomes
 from ptt.protocol.server import GroupUpdated, ServerCore
 from ptt.protocol.session import Addr
@@ -161,6 +155,8 @@ class ClusterNode:
                                        on_node=self._on_node)
             homes = EtcdHomes(self.ownership, self.static)
         self.routing = ClusterRouting(config.node, server.core, homes)
+        # nodes on copies of one database share its secret: each takes only its own nonces
+        server.core.bind_nonces(config.node)
         self.bus = Bus(config.node, config.nats, self._on_bus, config.subject_prefix)
         self.bad_messages = 0
         self._clients = ClientShards()
@@ -260,6 +256,7 @@ class ClusterNode:
         assert self.ownership is not None
         # every client is told the live nodes at login: only one address needs configuring
         self.server.core.set_access_servers(sorted(self.ownership.nodes.values()))
+        self.routing.live = set(self.ownership.nodes)  # logins are told to these alone
         if self.config.steer:  # and each is steered to the node that homes its groups
             self.routing.addresses = dict(self.ownership.nodes)
         if node == self.config.node or address is not None:
@@ -291,19 +288,16 @@ class ClusterNode:
         if not addrs:
             log.info("node %s died: no client of it to tell", node)
             return
-        survivors = len({*self.ownership.nodes, self.config.node} - {node})
-        cut = waves(addrs, survivors)
-        for k, wave in enumerate(cut):  # a wave told NOTICE_WAVE_EVERY after the one before
-            self._spawn(self._tell_wave(node, wave, len(addrs), k, len(cut)))
+        await self._tell(node, addrs)
 
-    async def _tell_wave(self, node: str, addrs: list[Addr], total: int, k: int,
-                         count: int) -> None:
-        """One wave of ``node``'s clients told to move: this node's share, now and again."""
+    async def _tell(self, node: str, addrs: list[Addr]) -> None:
+        """``node``'s clients told to move: this node's share, now and again, each asked to
+        spread its login over the share's window at this node's login rate (``move_spread``)."""
         assert self.ownership is not None
-        await asyncio.sleep(k * NOTICE_WAVE_EVERY)
         waited = 0.0
         live: list[str] = []
         mine: list[Addr] = []
+        spread = 0.0
         for delay in (0.0, *NOTICE_REPEATS):
             await asyncio.sleep(delay - waited)
             waited = delay
@@ -314,12 +308,13 @@ class ClusterNode:
             if sorted(self.ownership.nodes) != live:
                 live = sorted(self.ownership.nodes)
                 mine = told_by(addrs, node, self.config.node, live)
-                log.info("node %s died: telling %d of its %d client(s) to move (wave %d of %d,"
-                         " %d clients; live: %s)", node, len(mine), total, k + 1, count,
-                         len(addrs), ", ".join(live))
+                spread = move_spread(len(mine))
+                log.info("node %s died: telling %d of its %d client(s) to move within %.1f s "
+                         "(live: %s)", node, len(mine), len(addrs), spread, ", ".join(live))
             here = self.server.core.sessions.by_addr  # those back here already: not again
-            self.server.core.announce_restart([a for a in mine if a not in here])
-            self.server.transmit(asyncio.get_running_loop().time())
+            now = asyncio.get_running_loop().time()
+            self.server.core.announce_restart([a for a in mine if a not in here], now, spread)
+            self.server.transmit(now)
 
     async def close(self) -> None:
         if self._publishing is not None:

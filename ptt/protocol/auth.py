@@ -73,6 +73,7 @@ __all__ = [
     "decoy_verifier",
     "derive_verifier",
     "hkdf_sha256",
+    "invite_nonce",
     "login_proof",
     "make_credentials",
     "new_token",
@@ -103,6 +104,7 @@ _SESSION_INFO = b"ptt-session-v1"
 _DECOY_LABEL = b"ptt-decoy-salt"
 _DECOY_VERIFIER_LABEL = b"ptt-decoy-verifier"
 _CHALLENGE_LABEL = b"ptt-challenge"
+_INVITE_LABEL = b"ptt-invite"
 
 
 # --- tokens and verifiers ----------------------------------------------------------------------
@@ -204,6 +206,18 @@ def challenge_nonce(server_secret: bytes, peer: bytes, client_nonce: bytes, user
     stamp_bytes = (stamp & 0xFFFFFFFF).to_bytes(STAMP_SIZE, "big")
     mac = hmac.digest(server_secret, _CHALLENGE_LABEL + stamp_bytes + len(peer).to_bytes(2, "big")
                       + peer + client_nonce + user.encode("utf-8"), "sha256")
+    return stamp_bytes + mac[:NONCE_SIZE - STAMP_SIZE]
+
+
+def invite_nonce(server_secret: bytes, peer: bytes, stamp: int) -> bytes:
+    """The server nonce a server hands out unasked, in the notice that a client's session is gone
+    (``ptt.protocol.server_gate``): ``stamp u32 || HMAC-SHA256(secret, label || stamp || peer)
+    [:12]``, a label of its own. The client's next Login to that server answers it instead of a
+    Challenge's, one round trip fewer; the server takes it like a Challenge's nonce (recomputed,
+    at most :data:`LOGIN_TTL` old, once, from ``peer`` only). It names no user: whoever receives
+    at ``peer`` could have asked a Challenge for any name anyway."""
+    stamp_bytes = (stamp & 0xFFFFFFFF).to_bytes(STAMP_SIZE, "big")
+    mac = hmac.digest(server_secret, _INVITE_LABEL + stamp_bytes + peer, "sha256")
     return stamp_bytes + mac[:NONCE_SIZE - STAMP_SIZE]
 
 

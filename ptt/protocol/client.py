@@ -17,8 +17,12 @@ larger, the Challenge, the Login and the ``Error`` answers to them. The client d
 key when it answers the Challenge and builds its :class:`~ptt.crypto.channel.SecureChannel`
 before sending the Login; it accepts only a *sealed* Welcome (one that opens proves the server
 holds the user's verifier), then seals every request, heartbeat and Ack, and drops every
-datagram that does not open (forged, altered, replayed). Plain, it accepts only a Challenge and
-``Error(AUTH_FAILED | NO_SESSION)``, whose forgery can do no more than make it log in again.
+datagram that does not open (forged, altered, replayed). Plain, it accepts only a Challenge,
+``Error(AUTH_FAILED | NO_SESSION)`` and ``SessionGone``, whose forgery can do no more than make it
+log in again. A ``SessionGone`` (a restarted server's or a surviving cluster node's notice)
+carries a server nonce: the next Login to that server answers it without a Hello, and a Login
+carries the groups to join (their answers follow the Welcome), so a client told to log in again
+sends one datagram; a nonce refused sends it back to the usual Hello.
 
 Heartbeats follow :class:`ptt.protocol.keepalive.Cadence` (the server's numbers, from the
 Welcome): every ``busy`` seconds while a joined group has a talker or this client asks for or holds
@@ -39,7 +43,7 @@ from functools import partial
 from ptt.crypto.channel import SEALED_MAGICS, Role, SecureChannel, is_keepalive
 from ptt.errors import ProtocolError, PttError
 from ptt.names import parse_hostport
-from ptt.protocol import auth
+from ptt.protocol import auth, limits
 from ptt.protocol import messages as m
 from ptt.protocol.client_events import (
     AdminResult,
@@ -67,10 +71,9 @@ from ptt.protocol.client_events import (
     TalkerChanged,
 )
 from ptt.protocol.keepalive import Cadence
-from ptt.protocol.limits import padding_needed
 from ptt.protocol.messages import decode_message, encode_message
 from ptt.protocol.participant import FloorInput, next_state
-from ptt.protocol.server_list import LOGIN_TRY, ServerList
+from ptt.protocol.server_list import LOGIN_TRY, MOVE_JITTER, ServerList
 from ptt.protocol.transactions import RETRY_TOTAL, Retransmitter, SeenSet
 from ptt.wire.voice import is_voice, voice_mac_key
 
@@ -88,6 +91,10 @@ STEER_RETRY = 1.0
 # sealed answer came within CHECK_WINDOW; the second heartbeat covers one lost datagram
 CHECK_WINDOW = 0.3
 CHECK_RESEND = 0.15
+# s: a server's notice that the session is gone carries a nonce for the next Login to it
+# (``SessionGone.nonce``, ptt.protocol.auth.invite_nonce); the server takes it up to LOGIN_TTL
+# (10 s, by its own clock in whole seconds) after it sent it, and a client uses it this long
+INVITE_USE = auth.LOGIN_TTL - 2.0
 BURST_SPACE = 1 << 32
 
 __all__ = [  # events and states live in client_events and participant; import them here
@@ -103,8 +110,8 @@ __all__ = [  # events and states live in client_events and participant; import t
 def _PLAIN_OK(msg: m.Message) -> bool:
     """What the client takes in the clear: the login's Challenge and the errors that send it
     back to logging in. Everything else (the Welcome first) must come sealed."""
-    return isinstance(msg, m.Challenge) or (isinstance(msg, m.Error) and msg.code in (
-        m.ErrorCode.AUTH_FAILED, m.ErrorCode.NO_SESSION))
+    return isinstance(msg, (m.Challenge, m.SessionGone)) or (
+        isinstance(msg, m.Error) and msg.code in (m.ErrorCode.AUTH_FAILED, m.ErrorCode.NO_SESSION))
 
 
 def newer(a: int, b: int) -> bool:
@@ -164,6 +171,13 @@ class ClientCore:
         self._steering_to: Hashable | None = None  # said goodbye: the next login goes there
         self._hinted_at = 0.0  # when that node's notice came (the move's jitter runs from it)
         self._hinted_by: Hashable | None = None  # and which node it was (the move goes there)
+        self._hinted_spread = MOVE_JITTER  # and the window it asked our login to fall in
+        self._moving = False  # the relogin waiting is a move's jitter (a notice cuts it not)
+        # a notice's nonce for a Login without a Hello (SessionGone): (server, nonce, when)
+        self._invite: tuple[Hashable | None, bytes, float] | None = None
+        self._invited = False  # the login under way answers an invitation (no Challenge)
+        self._login_joins: tuple[int, list[str]] = (0, [])  # the Login's txn and its joins
+        self._early: list[m.Message] = []  # their answers that came before the Welcome
 
     @property
     def server(self) -> Hashable | None:
@@ -228,7 +242,9 @@ class ClientCore:
     # --- API ----------------------------------------------------------------------------------
 
     def connect(self, now: float) -> None:
-        """Start logging in (again)."""
+        """Start logging in (again): with a Hello, or, when the server's notice that our
+        session was gone brought a nonce (and the verifier is known from an earlier login),
+        with the Login at once."""
         self.conn = ConnState.LOGGING_IN
         self.session_id = 0
         self._relogin_at = None
@@ -236,15 +252,37 @@ class ClientCore:
         self._check_until = self._check_resend = None
         self._client_nonce = self._entropy(16)
         self._channel = None
+        self._early = []
+        self._moving = False
         if self.roaming:
             self._login_until = now + LOGIN_TRY
+        invite, self._invite = self._invite, None
+        self._invited = (invite is not None and invite[0] == self.server
+                         and now - invite[2] <= INVITE_USE and self._verifier_cache is not None)
+        if self._invited:
+            assert invite is not None and self._verifier_cache is not None
+            self._send_login(self._verifier_cache[2], invite[1], now)
+            return
         self._request("hello", "", self._hello, now)
+
+    def _back_now(self) -> bool:
+        """A notice came from the server we wait to log in to again: log in now? Yes while we
+        back off from it (it was down, and says it is back); no while a move's jitter runs (a
+        survivor repeats its notice to the clients not back yet: logging in at once would
+        bring all of them at that moment instead of spread over the window)."""
+        return (self.conn is ConnState.DISCONNECTED and self._relogin_at is not None
+                and not self._moving)
+
+    def _invited_by(self, source: Hashable | None, msg: m.SessionGone, now: float) -> None:
+        """A notice that our session is gone: keep its nonce for a Login to ``source``."""
+        if len(msg.nonce) == auth.NONCE_SIZE:
+            self._invite = (source, msg.nonce, now)
 
     def _hello(self, txn: int) -> m.Hello:
         """A Hello padded to MIN_HELLO_SIZE, so the Challenge it draws is never larger."""
         bare = m.Hello(txn, self.user, self._client_nonce)
         return m.Hello(txn, self.user, self._client_nonce,
-                       bytes(padding_needed(len(encode_message(bare)))))
+                       bytes(limits.padding_needed(len(encode_message(bare)))))
 
     def close(self, now: float) -> None:
         """Say goodbye (best effort, not retransmitted) and stop all timers."""
@@ -404,8 +442,8 @@ class ClientCore:
 
     def _from_other_node(self, data: bytes, source: Hashable, now: float) -> None:
         """A datagram from a server of the list we are not logged in to: only a plain
-        ``Error(NO_SESSION)``, a surviving node's notice that our node died
-        (``ptt.cluster.node``), means something. Anyone can send it, so it is a hint: our node
+        ``SessionGone`` (or ``Error(NO_SESSION)``), a surviving node's notice that our node
+        died (``ptt.cluster.node``), means something; its nonce and window serve the move. Anyone can send it, so it is a hint: our node
         is asked with a sealed heartbeat and the session moves only if no sealed answer comes
         within ``CHECK_WINDOW``; a flood of hints costs one check."""
         assert self.servers is not None
@@ -413,12 +451,16 @@ class ClientCore:
             msg = decode_message(data) if self.servers.knows(source) else None
         except PttError:
             msg = None
-        if not (isinstance(msg, m.Error) and msg.code == m.ErrorCode.NO_SESSION):
+        if isinstance(msg, m.SessionGone):
+            self._invited_by(source, msg, now)
+        elif not (isinstance(msg, m.Error) and msg.code == m.ErrorCode.NO_SESSION):
             self.dropped += 1
             return
         if self.conn is ConnState.CONNECTED:
             if not self._hinted_elsewhere and self._check_until is None:
                 self._hinted_elsewhere, self._hinted_at, self._hinted_by = True, now, source
+                self._hinted_spread = (msg.spread_ms / 1000 if isinstance(msg, m.SessionGone)
+                                       and msg.spread_ms else MOVE_JITTER)
             self._check_session(now)
 
     def handle_timer(self, now: float) -> None:
@@ -530,6 +572,13 @@ class ClientCore:
         self._emit(data, sealed)
         return txn
 
+    def _track(self, what: str, group: str, txn: int, make: Callable[[int], m.Message],
+               now: float) -> None:
+        """A request the server has already been asked (with the Login): wait for its answer
+        as if it had been sent now, and send it for real only if none comes in time."""
+        self._pending[txn] = (what, group)
+        self._rt.add(txn, encode_message(make(txn)), True, now)
+
     def _emit(self, plain: bytes, sealed: bool = True, keepalive: bool = False) -> None:
         """Queue one datagram: sealed, unless it is part of the login; a Heartbeat is sealed
         marked as a keepalive (the server answers other requests before those)."""
@@ -583,17 +632,25 @@ class ClientCore:
                 self._send_heartbeat(now)  # from our new address, if a NAT moved us
         elif isinstance(msg, m.Ack):
             self._answered(msg.txn)
+        elif isinstance(msg, m.SessionGone):  # a hint, as a NO_SESSION is, with a nonce
+            self._invited_by(self.server, msg, now)
+            if self.conn is ConnState.CONNECTED:
+                self._check_session(now)
+            elif self._back_now():
+                self.connect(now)  # a restarted server's announcement: it is back, log in now
         elif isinstance(msg, m.Error):
             if msg.code == m.ErrorCode.NO_SESSION and self.conn is ConnState.CONNECTED:
                 self._check_session(now)  # a hint, not an answer: the request stays pending
                 return
             ctx = self._answered(msg.txn)
-            if (msg.code == m.ErrorCode.NO_SESSION and self.conn is ConnState.DISCONNECTED
-                  and self._relogin_at is not None):
+            if msg.code == m.ErrorCode.NO_SESSION and self._back_now():
                 self.connect(now)  # a restarted server's announcement: it is back, log in now
             elif ctx is not None:
                 self._on_error(msg, ctx, now)
         elif isinstance(msg, m.Joined):
+            if self.conn is ConnState.LOGGING_IN and self._login_joins[1]:
+                self._early.append(msg)  # a join the Login carried, overtaking the Welcome
+                return
             ctx = self._answered(msg.txn)
             if ctx is not None and ctx[0] == "sync":
                 self._on_sync(msg.state)
@@ -686,21 +743,36 @@ class ClientCore:
                 self._events.append(LoginFailed(f"login refused: {exc}"))
                 return
             self._verifier_cache = (msg.salt, msg.iterations, verifier)
-        verifier = self._verifier_cache[2]
-        proof = auth.login_proof(verifier, self._client_nonce, msg.server_nonce, self.user)
-        cn, sn = self._client_nonce, msg.server_nonce
-        # ready before the Login leaves: the Welcome comes sealed with this session's key
-        sk = auth.session_key(verifier, cn, sn)
-        self._channel = SecureChannel(Role.CLIENT, sk, self.user)
-        self.voice_key = voice_mac_key(sk)  # every voice datagram we send carries its MAC
-        self._request("login", "", lambda t: m.Login(t, self.user, cn, sn, proof, self.device),
-                      now)
+        self._send_login(self._verifier_cache[2], msg.server_nonce, now)
         if self._login_until is not None:
             # the server lives (it answered): its Welcome gets a window of its own. A busy
             # node's logins wait in its backlog twice (the Hello, the Login); giving up on it
             # mid-login sent the client to the back of another busy node's backlog, wasting
             # what the first had done (437 of 1,000 moved clients, bench_access_failover)
             self._login_until = now + LOGIN_TRY
+
+    def _send_login(self, verifier: bytes, sn: bytes, now: float) -> None:
+        """The Login answering server nonce ``sn`` (a Challenge's, or a notice's), with as many
+        of our groups to join as fit in a plain datagram."""
+        cn = self._client_nonce
+        proof = auth.login_proof(verifier, cn, sn, self.user)
+        # ready before the Login leaves: the Welcome comes sealed with this session's key
+        sk = auth.session_key(verifier, cn, sn)
+        self._channel = SecureChannel(Role.CLIENT, sk, self.user)
+        self.voice_key = voice_mac_key(sk)  # every voice datagram we send carries its MAC
+        bare = len(encode_message(m.Login(0x7FFFFFFF, self.user, cn, sn, proof, self.device)))
+        joins: list[str] = []
+        room = limits.MAX_UNAUTH_DATAGRAM - bare - 3  # the list's msgpack header, at most 3
+        for name in self.groups:
+            room -= len(name.encode("utf-8")) + 3  # and its str header, at most 3
+            if room < 0:
+                break
+            joins.append(name)
+        txn = self._request("login", "", lambda t: m.Login(t, self.user, cn, sn, proof,
+                                                            self.device, joins), now)
+        for _ in joins:  # their answers' txns (messages.join_txn): none of ours may reuse them
+            self._txn_next()
+        self._login_joins = (txn, joins)
 
     def _on_welcome(self, msg: m.Welcome, now: float) -> None:
         self.conn = ConnState.CONNECTED
@@ -733,22 +805,43 @@ class ClientCore:
                 if at is not None:
                     self._steer = (at, home)
         self._events.append(Connected(msg.session_id, msg.role, list(msg.groups)))
+        # the groups the Login carried were joined with it: their answers come (or came) with
+        # the Welcome, each with its own txn; they are tracked as if sent now, so a lost answer
+        # is asked for again by a Join, answered from the server's cache
+        login_txn, carried_joins = self._login_joins
+        self._login_joins = (0, [])
+        joined_with = {name: m.join_txn(login_txn, k) for k, name in enumerate(carried_joins)}
+        for name in carried_joins:
+            if name not in self.groups:  # left meanwhile
+                self._request("leave", name, partial(m.Leave, session_id=self.session_id,
+                                                     group=name), now)
         for name, g in self.groups.items():
             carried = g.asked if g.participation is Participation.PENDING_REQUEST else None
             if g.participation is not Participation.NO_PERMISSION and carried is None:
                 g.my_burst = 0
                 self._move(g, FloorInput.RELOGIN)
-            self._request("join", name, partial(m.Join, session_id=self.session_id, group=name),
-                          now)
+            join = partial(m.Join, session_id=self.session_id, group=name)
+            if name in joined_with:
+                self._track("join", name, joined_with[name], join, now)
+            else:
+                self._request("join", name, join, now)
             if carried is not None:  # asked during the outage: the new server decides it
                 prio = carried[0]
                 self._request("floor", name, partial(m.FloorRequest, session_id=self.session_id,
                                                      group=name, priority=prio), now)
         if self.page_device:
             self.subscribe_pages(self.page_device, now)
+        early, self._early = self._early, []
+        for answer in early:
+            self._handle(answer, now)
 
     def _on_error(self, msg: m.Error, ctx: tuple[str, str], now: float) -> None:
         what, group = ctx
+        if what == "login" and self._invited and msg.code == m.ErrorCode.AUTH_FAILED:
+            # the notice's nonce was refused (forged, stale, spent) or our verifier is old:
+            # the usual login, with a Hello, decides
+            self.connect(now)
+            return
         if what == "login":
             self.conn = ConnState.DISCONNECTED
             self._events.append(LoginFailed(msg.message))
@@ -962,8 +1055,9 @@ class ClientCore:
 
     def _lost(self, reason: str, now: float) -> None:
         was = self.conn
-        hinted_at, hinted_by = ((self._hinted_at, self._hinted_by) if self._hinted_elsewhere
-                                else (now, None))
+        hinted_at, hinted_by, spread = (
+            (self._hinted_at, self._hinted_by, self._hinted_spread) if self._hinted_elsewhere
+            else (now, None, MOVE_JITTER))
         self.conn = ConnState.DISCONNECTED
         self._rt = Retransmitter()
         self._pending.clear()
@@ -987,8 +1081,9 @@ class ClientCore:
         # another node, the jitter runs from its notice, not from the end of our check: the
         # check (CHECK_WINDOW) is spent inside the window instead of before it, and a client
         # whose draw fell within the check logs in as soon as it ends. It goes to the node that
-        # told it, which lives (ServerList.move)
-        self._relogin_at = max(now, self.servers.move(hinted_at, hinted_by))
+        # told it, which lives (ServerList.move), within the window it asked for
+        self._relogin_at = max(now, self.servers.move(hinted_at, hinted_by, spread))
+        self._moving = True
 
     def _schedule_relogin(self, now: float, reason: str) -> None:
         if self.conn is not ConnState.DISCONNECTED:

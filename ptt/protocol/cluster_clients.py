@@ -17,10 +17,11 @@ client's address), not by every survivor: each survivor sends its share of the n
 after a survivor's death too its share goes to the others at the next repeat (each repeat ranks
 over the nodes live then). A client moves to the node that told it (``ptt.protocol.server_list``),
 so a repeat leaves out the clients already back on the survivor (``ptt.cluster.node``: told, a
-client would check its new session with a heartbeat). More than ``NOTICE_WAVE`` clients per
-survivor are told in waves (:func:`waves`), ``NOTICE_WAVE_EVERY`` apart, so that a survivor's
-backlog of logins stays within what it answers before a client gives up (``LOGIN_TRY``). Every
-survivor reads the same list and ranks alike; two that see different live nodes for a moment tell some clients twice or, until
+client would check its new session with a heartbeat). A survivor tells its whole share at once
+and asks each client to spread its login over :func:`move_spread` of it (``SessionGone
+.spread_ms``): the share at ``MOVE_RATE`` logins a second, so that its backlog of logins stays
+within what it answers before a client gives up (``LOGIN_TRY``). Every survivor reads the same
+list and ranks alike; two that see different live nodes for a moment tell some clients twice or, until
 the next repeat, not at all.
 """
 
@@ -31,10 +32,11 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from ptt.errors import ConfigError
 from ptt.names import format_hostport, parse_hostport
+from ptt.protocol.server_list import MOVE_JITTER
 from ptt.protocol.session import Addr
 
-__all__ = ["NOTICE_WAVE", "NOTICE_WAVE_EVERY", "SHARDS", "ClientShards", "decode_clients",
-           "encode_client", "shard_of", "told_by", "waves"]
+__all__ = ["MOVE_RATE", "SHARDS", "ClientShards", "decode_clients", "encode_client",
+           "move_spread", "shard_of", "told_by"]
 
 # shards per node: a change rewrites clients/SHARDS lines (~25 at 25,000 clients a node, ~400
 # bytes); the survivors read all of a dead node's shards in one range read. Session ids are
@@ -42,12 +44,13 @@ __all__ = ["NOTICE_WAVE", "NOTICE_WAVE_EVERY", "SHARDS", "ClientShards", "decode
 SHARDS = 1024
 
 
-# clients each survivor tells at once, and s before the next as many (waves): a survivor took
-# 850-1,000 logins/s on this machine beside the bench's clients (docs/benchmarks.md); told all
-# at once, 2,500 per survivor (5,000 on the dead node) left a backlog of more than LOGIN_TRY
-# (2 s): 189-691 logins given up and begun again at the other survivor, 5-8 s for the last
-NOTICE_WAVE = 1000
-NOTICE_WAVE_EVERY = 1.0
+# logins a second a survivor asks its share of a dead node's clients to arrive at (each draws
+# its moment in a window of share / MOVE_RATE, at least MOVE_JITTER). Told all at once within
+# one second, 2,500 per survivor (5,000 on the dead node) left a backlog of more than LOGIN_TRY
+# (2 s): 189-691 logins given up and begun again at the other survivor, 5-8 s for the last. A
+# survivor answers a moved client's one-datagram login (a notice's nonce, its joins carried)
+# at this rate beside the bench's clients on this machine's 2 cores (docs/benchmarks.md)
+MOVE_RATE = 1500
 
 
 def shard_of(session: int, shards: int = SHARDS) -> int:
@@ -90,11 +93,10 @@ def told_by(addrs: Sequence[Addr], dead: str, me: str, live: Iterable[str]) -> l
     return out
 
 
-def waves(addrs: Sequence[Addr], survivors: int, wave: int = NOTICE_WAVE) -> list[list[Addr]]:
-    """A dead node's clients (its published list, in the order every survivor reads it) cut
-    into waves of ``wave`` clients per survivor, told ``NOTICE_WAVE_EVERY`` apart."""
-    size = wave * max(1, survivors)
-    return [list(addrs[i:i + size]) for i in range(0, len(addrs), size)]
+def move_spread(share: int, rate: int = MOVE_RATE) -> float:
+    """Seconds over which a survivor's ``share`` of a dead node's clients spread their logins:
+    the share at ``rate`` logins a second, never less than the clients' own window."""
+    return max(MOVE_JITTER, share / max(1, rate))
 
 
 class ClientShards:

@@ -62,9 +62,9 @@ voice, floor and presence off the bus; the cross-node paths above stay for the m
 are elsewhere (a tie, a client whose home did not answer, a group homed where a user's other
 groups are not).
 
-One session per device: a login tells every other node (``Login``: one message per other node
-per login, nothing per heartbeat), and a session of that user and device there ends as a second
-login from one device ends the first on one server.
+One session per device: a login tells every other live node (``Login``: one message per other
+node per batch of logins, nothing per heartbeat; none to a node known dead), and a session of
+that user and device there ends as a second login from one device ends the first on one server.
 
 Failover: when a group's home changes (:meth:`ClusterRouting.home_changed`), the node that
 became its home takes over the floor it mirrored (the old grant and queue are void, the talker
@@ -293,6 +293,10 @@ class ClusterRouting:
         # node -> its access address (HOST:PORT), as the nodes publish it: where a Welcome
         # steers a client (placement); a node not in it is never named
         self.addresses: dict[str, str] = {}
+        # the nodes alive now (the adapter's view, from etcd; None: every configured node):
+        # news that only the living can act on (logins) goes to them alone
+        self.live: set[str] | None = None
+        self._logins: list[tuple[str, str]] = []  # (user, device) logged in since the flush
 
     # --- outputs ------------------------------------------------------------------------------
 
@@ -416,10 +420,8 @@ class ClusterRouting:
         return self.addresses.get(node, "")
 
     def logged_in(self, user: str, device: str, now: float) -> None:
-        msg = wc.Login(user, device, self.node)
-        for node in self.homes.nodes:
-            if node != self.node:
-                self._send(node, msg)
+        """Told to the other live nodes at the next flush, with the batch's other logins."""
+        self._logins.append((user, device))
 
     def receipts(self, g: GroupEntry, burst_id: int, talker: str,
                  receipts: Sequence[m.Receipt], now: float) -> None:
@@ -514,9 +516,14 @@ class ClusterRouting:
                 [m.Receipt(*r) for r in zip(msg.users, msg.received, msg.expected,
                                             strict=True)], now)
         elif isinstance(msg, wc.Login):
-            old = self.core.state.sessions.on_device(msg.user, msg.device)
-            if msg.node != self.node and old is not None:
-                self.core.directory.end_session(old, "replaced", now)
+            if len(msg.users) != len(msg.devices):
+                raise ProtocolError("Login: as many users as devices")
+            if msg.node != self.node:
+                on_device = self.core.state.sessions.on_device
+                for user, device in zip(msg.users, msg.devices):
+                    old = on_device(user, device)
+                    if old is not None:
+                        self.core.directory.end_session(old, "replaced", now)
         elif isinstance(msg, wc.LinkWindow):
             self.core.feedback.on_remote_counts(
                 msg.group, msg.burst_id, LinkCounts(msg.bins, msg.listeners, msg.frames,
@@ -868,7 +875,15 @@ class ClusterRouting:
 
     def flush(self, now: float) -> None:
         """Publish the floor events of this node's groups the core produced since the last call
-        (its own clients' requests, its timers, its sessions lost)."""
+        (its own clients' requests, its timers, its sessions lost), and the logins since then
+        (one Login message to each other live node)."""
+        if self._logins:
+            users, devices = zip(*self._logins)
+            self._logins.clear()
+            data = wc.encode(wc.Login(self.node, users, devices))
+            live = self.live
+            self._out.extend((n, data) for n in self.homes.nodes
+                             if n != self.node and (live is None or n in live))
         log = self.core.floors.log
         if not log:
             return

@@ -38,6 +38,7 @@ class MsgType(IntEnum):
     ERROR = 9
     SESSION_CLOSED = 10
     PATH_CHECK = 11
+    SESSION_GONE = 12
     # groups
     JOIN = 20
     JOINED = 21
@@ -225,6 +226,23 @@ class Login:
     # the client's device id: a user may be online from several devices at once, and a login
     # from a device that has a session replaces that one only
     device: str = ""
+    # groups to join with the login: the k-th is answered by a sealed Joined (or Error) with
+    # txn login_txn + 1 + k (``join_txn``) right after the Welcome, as if the client had sent
+    # that Join; as many as fit in a plain datagram (the client sends Joins for the rest)
+    joins: list[str] = field(default_factory=list)
+
+
+def next_txn(txn: int) -> int:
+    """The transaction id after ``txn``: ids are 31-bit and never 0."""
+    return (txn + 1) & 0x7FFFFFFF or 1
+
+
+def join_txn(login_txn: int, k: int) -> int:
+    """The txn answering the ``k``-th group of a Login's ``joins`` (0-based)."""
+    txn = login_txn
+    for _ in range(k + 1):
+        txn = next_txn(txn)
+    return txn
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,6 +306,20 @@ class SessionClosed:
 
     reason: str
     txn: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SessionGone:
+    """Plain, server to client, unasked: the session this address had is gone (a restarted
+    server tells the clients of its last run; a surviving cluster node, a dead node's clients).
+    Anyone could send one, so a client takes it as a hint, as it takes ``Error(NO_SESSION)``.
+    ``nonce``: a server nonce for the client's next Login to the server that sent it
+    (``ptt.protocol.auth.invite_nonce``), so it logs in without a Hello first. ``spread_ms``:
+    a cluster node's notice says over how long its share of a dead node's clients spread their
+    logins (``ptt.protocol.server_list.ServerList.move``); 0: the client's own window."""
+
+    nonce: bytes
+    spread_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -685,7 +717,7 @@ class AdminResponse:
 
 Message = (
     Hello | Challenge | Login | Welcome | Heartbeat | HeartbeatAck | Bye | Ack | Error
-    | SessionClosed | PathCheck
+    | SessionClosed | PathCheck | SessionGone
     | Join | Joined | Leave | Left | Presence | KeyGrant | PresenceBatch
     | FloorRequest | FloorResponse | FloorRelease | FloorReleased | FloorGranted | FloorRevoked
     | FloorTaken | FloorIdle | QueuePosition | ReceiverReport | LinkReport | BurstReceipt
@@ -706,6 +738,7 @@ MESSAGE_TYPES: dict[MsgType, type] = {
     MsgType.ERROR: Error,
     MsgType.SESSION_CLOSED: SessionClosed,
     MsgType.PATH_CHECK: PathCheck,
+    MsgType.SESSION_GONE: SessionGone,
     MsgType.JOIN: Join,
     MsgType.JOINED: Joined,
     MsgType.LEAVE: Leave,

@@ -53,6 +53,9 @@ def too_many_devices(user: str, limit: int) -> str:
     """What the oldest device of a user is told when a login from one more ends it."""
     return (f"'{user}' signed in on another device; at most {limit} at once, "
             f"and this one was the oldest")
+# a Login's joins taken at most (a plain Login is at most limits.MAX_UNAUTH_DATAGRAM, 512
+# bytes, so a client carries far fewer; the rest it joins as ever)
+MAX_LOGIN_JOINS = 64
 KNOWN_HOSTS_MAX = 65_536  # hosts that logged in, most recent last (their logins go first)
 MAX_ANNOUNCE = 65_536  # addresses told of a restart at most (a session table's worth)
 
@@ -68,6 +71,8 @@ class Gate:
         # decoy salts and verifiers, stateless challenges; the adapter sets the stored one
         # (set_secret) so that decoys do not change when the server restarts
         self._secret = state.entropy(32)
+        self._nonce_label = ""  # bind_nonces: a cluster node's id
+        self._nonce_secret = _nonce_key(self._secret, self._nonce_label)
         self._used_nonces = auth.UsedNonces(auth.LOGIN_TTL + 2.0)  # > a stamp's whole life
         self._login_limits = limits.LoginLimiter(config.login_limits)
         self._known_hosts: dict[str, None] = {}  # hosts that logged in, in order
@@ -205,17 +210,24 @@ class Gate:
             self.out.cache.put((addr, txn), data, now)
         self.out.datagrams.append((data, addr))
 
-    def announce_restart(self, addrs: Sequence[Addr]) -> int:
+    def announce_restart(self, addrs: Sequence[Addr], now: float, spread: float = 0.0) -> int:
         """A (re)started server tells the clients of its last run (their addresses, from the
         store) that their sessions are gone: the NO_SESSION a heartbeat would have drawn, sent
         at once, so they log in again now instead of at their next heartbeat or after their
-        re-login back-off. 30 bytes to each address once, addresses that logged in for real
-        (nobody can add one without a login); returns how many were queued."""
-        data = encode_message(m.Error(0, m.ErrorCode.NO_SESSION, NO_SESSION_TEXT))
+        re-login back-off: a :class:`~ptt.protocol.messages.SessionGone` carrying a server
+        nonce for that address (:func:`~ptt.protocol.auth.invite_nonce`), which the client's
+        Login answers without a Hello first; ``spread``: over how many seconds they should
+        spread their logins (a cluster survivor's share of a dead node's clients; 0: the
+        client's own window). 21-25 bytes to each address once, addresses that logged in for
+        real (nobody can add one without a login); returns how many were queued."""
         told = addrs[:MAX_ANNOUNCE]
+        secret, stamp = self._nonce_secret, int(now)
+        spread_ms = max(0, int(spread * 1000))
+        out = self.out.datagrams
         for addr in told:  # they come back first, whatever floods the server meanwhile
             self._known_hosts[addr[0]] = None
-        self.out.datagrams.extend((data, addr) for addr in told)
+            nonce = auth.invite_nonce(secret, _peer(addr), stamp)
+            out.append((encode_message(m.SessionGone(nonce, spread_ms)), addr))
         return len(told)
 
     # --- login --------------------------------------------------------------------------------
@@ -235,10 +247,20 @@ class Gate:
 
     def set_secret(self, secret: bytes) -> None:
         """The server's long-term secret (kept in its database): decoy salts and verifiers of
-        unknown names derive from it, so they stay the same across restarts as real ones do."""
+        unknown names derive from it, so they stay the same across restarts as real ones do;
+        so do the server nonces (:meth:`bind_nonces`)."""
         if len(secret) < 32:
             raise ValueError("the server secret has at least 32 bytes")
         self._secret = bytes(secret)
+        self._nonce_secret = _nonce_key(self._secret, self._nonce_label)
+
+    def bind_nonces(self, label: str) -> None:
+        """Bind the server nonces this server makes (Challenges, notices) to ``label``, a
+        cluster node's id: nodes that share a secret (copies of one database) then never take
+        each other's nonces, so a Login captured at one node cannot open a session at another
+        (it would end the device's real session there, one session per device)."""
+        self._nonce_label = label
+        self._nonce_secret = _nonce_key(self._secret, label)
 
     def _on_hello(self, msg: m.Hello, addr: Addr, now: float) -> None:
         if len(msg.client_nonce) != auth.NONCE_SIZE:
@@ -253,7 +275,7 @@ class Gate:
             salt, iterations = decoy, auth.DEFAULT_ITERATIONS
         # stateless: the Login brings the nonce back and it is recomputed, so a flood of Hellos
         # costs an HMAC each and no table
-        server_nonce = auth.challenge_nonce(self._secret, _peer(addr), msg.client_nonce,
+        server_nonce = auth.challenge_nonce(self._nonce_secret, _peer(addr), msg.client_nonce,
                                             msg.user, int(now))
         # not cached: a resent Hello is answered anew as cheaply, and a flood fills no cache
         self._reply_plain(addr, msg.txn, m.Challenge(msg.txn, server_nonce, salt, iterations), now,
@@ -265,8 +287,7 @@ class Gate:
         age = (int(now) - auth.challenge_stamp(sn)) & 0xFFFFFFFF
         fresh = (len(sn) == auth.NONCE_SIZE and len(msg.client_nonce) == auth.NONCE_SIZE
                  and age <= auth.LOGIN_TTL and sn not in self._used_nonces)
-        if not fresh or not hmac.compare_digest(sn, auth.challenge_nonce(
-                self._secret, _peer(addr), msg.client_nonce, msg.user, auth.challenge_stamp(sn))):
+        if not fresh or not self._our_nonce(sn, msg, addr):
             # not our nonce for this address (or spent): nobody's guess, nothing counted; not
             # cached either (a resend draws the same answer as cheaply, a flood fills no cache)
             self._reply_plain(addr, msg.txn, failed, now, cache=False)
@@ -326,7 +347,21 @@ class Gate:
         # the Login's resend (the Welcome was lost) is plain: answer it from the cache too, but
         # like any plain datagram only if the Welcome fits in it (else it logs in afresh)
         self.out.cache.put((addr, msg.txn), self.out.datagrams[-1][0], now)
+        # the groups the Login asked to join, answered as their Joins would be (and cached
+        # under their txns, so a Join the client resends is answered again, not redone)
+        txn = msg.txn
+        for group in msg.joins[:MAX_LOGIN_JOINS]:
+            txn = m.next_txn(txn)
+            self.directory.on_join(s, m.Join(txn, sid, group), now)
         self.directory.ring_waiting_calls(s, now)
+
+    def _our_nonce(self, sn: bytes, msg: m.Login, addr: Addr) -> bool:
+        """Did this server make ``sn`` for this address: a Challenge's (for this Login's
+        client nonce and user), or a notice's (``announce_restart``)?"""
+        peer, stamp = _peer(addr), auth.challenge_stamp(sn)
+        return (hmac.compare_digest(sn, auth.challenge_nonce(self._nonce_secret, peer,
+                                                             msg.client_nonce, msg.user, stamp))
+                or hmac.compare_digest(sn, auth.invite_nonce(self._nonce_secret, peer, stamp)))
 
     def handle_timer(self, now: float) -> None:
         """Resend the pushes not yet acknowledged, sealed anew; a session that never
@@ -373,6 +408,15 @@ class Gate:
             sid = int.from_bytes(self.state.entropy(4), "big")
             if sid and sid not in self.state.sessions.by_id:
                 return sid
+
+
+
+
+def _nonce_key(secret: bytes, label: str) -> bytes:
+    """The key of the server nonces: the secret itself, or bound to a cluster node's id."""
+    if not label:
+        return secret
+    return hmac.digest(secret, b"ptt-node-nonces\0" + label.encode("utf-8"), "sha256")
 
 
 def _peer(addr: Addr) -> bytes:

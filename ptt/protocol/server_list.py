@@ -41,7 +41,8 @@ import hashlib
 from collections.abc import Hashable, Sequence
 from typing import Generic, TypeVar
 
-__all__ = ["LOGIN_TRY", "MOVE_JITTER", "STEER_AGAIN", "STEER_JITTER", "ServerList"]
+__all__ = ["LOGIN_TRY", "MAX_MOVE_SPREAD", "MOVE_JITTER", "STEER_AGAIN", "STEER_JITTER",
+           "ServerList"]
 
 A = TypeVar("A", bound=Hashable)
 
@@ -52,6 +53,10 @@ A = TypeVar("A", bound=Hashable)
 # (ptt.protocol.client). At 3,000 clients and two survivors each takes ~1,500 logins a second,
 # which its gate's aggregate budget (4,000/s) holds
 MOVE_JITTER = 1.0
+# s: the longest window a node's notice may ask its clients to spread their logins over
+# (SessionGone.spread_ms): a survivor's share of a dead node's clients at its login rate;
+# more than this is a forgery or a mistake, and a client would wait for nothing
+MAX_MOVE_SPREAD = 30.0
 # s: a login (Hello, Challenge, Login, Welcome) to one server of a list not answered by then is
 # given up for the next server; a node that lives answers in milliseconds
 LOGIN_TRY = 2.0
@@ -124,10 +129,13 @@ class ServerList(Generic[A]):
         """Has a login to every server failed since the last successful one?"""
         return len(self._failed) >= len(self.servers)
 
-    def move(self, now: float, to: A | None = None) -> float:
+    def move(self, now: float, to: A | None = None, spread: float = MOVE_JITTER) -> float:
         """The session on the current server is lost: switch to another server (``to``, the
         node that told us ours died, when it is another of the list; else uniformly among the
-        others) and return when to log in there (``now`` plus the jitter)."""
+        others) and return when to log in there (``now`` plus the jitter, drawn from
+        ``[0, spread)``: the window the node that told us asked for, its share of the dead
+        node's clients at its login rate; never less than ``MOVE_JITTER`` nor more than
+        ``MAX_MOVE_SPREAD``)."""
         if to is not None and to in self.servers and to != self.current:
             self._draw()  # the same draws whichever way: a test replays the jitter
             self.index = self.servers.index(to)
@@ -137,7 +145,7 @@ class ServerList(Generic[A]):
         self._failed.clear()
         self._origin = None
         self._may_steer = True  # where the groups are homed may differ on the next node
-        return now + self._draw() * MOVE_JITTER
+        return now + self._draw() * min(max(spread, MOVE_JITTER), MAX_MOVE_SPREAD)
 
     def login_failed(self) -> None:
         """The login to the current server got no answer: the next one in the list, or, for

@@ -269,7 +269,7 @@ class PttServer:
         except PttError as exc:  # the announcement is a courtesy: heartbeats find out anyway
             log.warning("cannot read the last run's clients: %s", exc)
             return
-        told = self.core.announce_restart(peers)
+        told = self.core.announce_restart(peers, asyncio.get_running_loop().time())
         if told:
             log.info("told %d client(s) of the last run to log in again", told)
             self._send_out()
@@ -282,7 +282,7 @@ class PttServer:
         only at its next heartbeat (up to the idle interval, ptt.protocol.keepalive); one that
         is back already checks its session with one sealed heartbeat and stays."""
         if self._open:
-            self.core.announce_restart(peers)
+            self.core.announce_restart(peers, asyncio.get_running_loop().time())
             self._send_out()
 
     def _save_peers_soon(self) -> None:

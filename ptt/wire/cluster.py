@@ -17,8 +17,8 @@ sends it: ``ptt.protocol.cluster_routing``):
 * :class:`Receipts` and :class:`LinkWindow`, a node whose listeners heard a talker of another
   node -> the talker's node: their end-of-burst receipts (for the delivery report), and a
   window of their loss reports summed up (for the talker's protection);
-* :class:`Login`, a node -> every other node: a user logged in here from a device; a session of
-  that user and device on another node ends (one session per device, as on one server).
+* :class:`Login`, a node -> every other node: users logged in here, each from a device; a session
+  of that user and device on another node ends (one session per device, as on one server).
 
 Each is a msgpack array ``[CLUSTER_VERSION, type, field1, ...]`` (fields in declaration order),
 validated field by field on decoding: :func:`decode` returns one of the seven or raises
@@ -159,9 +159,13 @@ class LinkWindow:
 
 @dataclass(frozen=True, slots=True)
 class Login:
-    user: str
-    device: str
-    node: str  # where the user logged in
+    """Users that logged in on ``node`` (each from the device at the same index): one message
+    per batch of logins, not per login (a dead node's thousands of clients log in again at the
+    survivors within a second or two)."""
+
+    node: str  # where the users logged in
+    users: tuple[str, ...]
+    devices: tuple[str, ...]
 
 
 Message = FloorInput | FloorNews | Presence | Members | Receipts | LinkWindow | Login

@@ -133,7 +133,7 @@ def test_a_restarted_server_announces_itself_and_clients_return_at_once() -> Non
     for name, ue in old.users.items():
         net.server.upsert_user(name, ue.role, ue.salt, ue.iterations, ue.verifier)
     net.add_group("g", ["ann", "bob"], 1)
-    assert net.server.announce_restart(addrs) == 2
+    assert net.server.announce_restart(addrs, net.now) == 2
     restarted = net.now
     net.run_until(restarted + 0.5)
     assert all(c.conn is ConnState.CONNECTED for c in net.clients.values())

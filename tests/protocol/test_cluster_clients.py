@@ -1,5 +1,6 @@
 """Which shards of a node's published client list a set of logins and logouts dirties
-(``ptt.protocol.cluster_clients``): only those are written to etcd again."""
+(``ptt.protocol.cluster_clients``): only those are written to etcd again; who tells whom of a
+dead node's clients, and over how long they come back."""
 
 from __future__ import annotations
 
@@ -7,14 +8,15 @@ import pytest
 
 from ptt.errors import ConfigError
 from ptt.protocol.cluster_clients import (
-    NOTICE_WAVE,
+    MOVE_RATE,
     SHARDS,
     ClientShards,
     decode_clients,
+    move_spread,
     shard_of,
     told_by,
-    waves,
 )
+from ptt.protocol.server_list import MAX_MOVE_SPREAD, MOVE_JITTER, ServerList
 
 
 def test_a_login_dirties_its_shard_only() -> None:
@@ -138,16 +140,20 @@ def test_each_dead_node_splits_its_clients_its_own_way() -> None:
     assert from_b != from_d
 
 
-def test_a_big_dead_node_is_told_in_waves_of_a_thousand_clients_per_survivor() -> None:
-    """Every client in exactly one wave, in the list's order; a wave holds NOTICE_WAVE per
-    survivor, so each survivor's share of a wave (told_by) is about NOTICE_WAVE."""
-    addrs = [("127.0.0.1", 10000 + i) for i in range(5000)]
-    cut = waves(addrs, 2)
-    assert [len(w) for w in cut] == [2 * NOTICE_WAVE, 2 * NOTICE_WAVE, 1000]
-    assert [a for w in cut for a in w] == addrs
-    for w in cut[:2]:
-        share = len(told_by(w, "b", "a", ["a", "c"]))
-        assert 0.9 * NOTICE_WAVE <= share <= 1.1 * NOTICE_WAVE, share
-    assert waves(addrs[:1500], 2) == [addrs[:1500]]  # 750 each: one wave, told at once
-    assert waves(addrs[:1500], 1) == [addrs[:1000], addrs[1000:1500]]  # a lone survivor
-    assert waves([], 2) == [] and waves(addrs[:5], 0) == [addrs[:5]]
+def test_a_big_dead_nodes_clients_spread_their_logins_over_their_share_at_the_rate() -> None:
+    """A survivor tells its whole share at once; the window it asks for holds the share at
+    MOVE_RATE logins a second (never less than the clients' own window), and the clients'
+    draws in it (ServerList.move) arrive at about that rate."""
+    assert move_spread(0) == move_spread(MOVE_RATE // 2) == MOVE_JITTER
+    assert move_spread(2500) == 2500 / MOVE_RATE
+    share = 2500
+    spread = move_spread(share)
+    starts = [ServerList(["b", "a", "c"], k.to_bytes(4, "big")).move(0.0, "a", spread)
+              for k in range(share)]
+    assert 0.0 <= min(starts) and max(starts) < spread
+    per_tenth = [sum(1 for t in starts if k * spread / 10 <= t < (k + 1) * spread / 10)
+                 for k in range(10)]
+    assert all(0.8 * MOVE_RATE * spread / 10 < n < 1.2 * MOVE_RATE * spread / 10
+               for n in per_tenth), per_tenth
+    # a forged or mistaken window is capped: a client never waits for nothing for long
+    assert ServerList(["b", "a"], b"x").move(0.0, "a", 3600.0) < MAX_MOVE_SPREAD

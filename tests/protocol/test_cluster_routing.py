@@ -610,3 +610,32 @@ def test_a_group_deleted_and_made_again_starts_with_nobody_online_elsewhere() ->
     sim.run_until(sim.now + 1.0)
     assert _shown_online(sim, "ann", "g") == {"ann", "bob", "cat"}
     assert _shown_online(sim, "bob", "g") == {"ann", "bob", "cat"}
+
+
+def test_a_batch_of_logins_is_one_login_message_to_each_live_node() -> None:
+    """Five users log in on B in one batch while C is known dead: B tells A once, naming all
+    five, and tells C nothing (the dead node's clients logging in again at the survivors send
+    no message per login, none to the dead)."""
+    sim = ClusterSim(pinned={"g": "A"})
+    users = [f"u{k}" for k in range(5)]
+    for u in users:
+        sim.add_user(u, "B")
+    sim.add_group("g", 1, users)
+    sim.routing["B"].live = {"A", "B"}
+    mark = len(sim.bus_log)
+    b = sim.cores["B"]
+    for u in users:  # every client's login handed to B's core, then one flush (a batch)
+        c = sim.clients[u]
+        c.connect(sim.now)
+        for d in c.datagrams_to_send():
+            b.receive_datagram(d, sim.addrs[u], sim.now)
+    for d, addr in b.datagrams_to_send():
+        user = next(u for u, a in sim.addrs.items() if a == addr)
+        sim.clients[user].receive_datagram(d, sim.now)
+    for u in users:
+        for d in sim.clients[u].datagrams_to_send():
+            b.receive_datagram(d, sim.addrs[u], sim.now)
+    sim._flush_node("B")
+    logins = [(a, to, x) for a, to, x in sim.sent_since(mark) if isinstance(x, wc.Login)]
+    assert [(a, to) for a, to, _ in logins] == [("B", "A")]
+    assert sorted(logins[0][2].users) == users

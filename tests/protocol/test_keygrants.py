@@ -25,7 +25,13 @@ def online(net: SimNet, users: list[str], joined: list[str]) -> None:
         net.clients[u].connect(net.now)
     for u in joined:
         net.clients[u].join("g", net.now)
+    # with loss a login may take a few tries: up to 5 s, in steps (the tests count pushes and
+    # events after this, not how fast the logins went)
+    until = net.now + 5.0
     net.run_until(net.now + 1.0)
+    while net.now < until and not all(net.clients[u].conn is ConnState.CONNECTED
+                                      for u in users):
+        net.run_until(net.now + 0.25)
     assert all(net.clients[u].conn is ConnState.CONNECTED for u in users)
 
 

@@ -235,5 +235,5 @@ def test_the_plain_budget_is_looked_at_without_being_spent() -> None:
 def test_the_last_runs_hosts_are_known_at_once() -> None:
     s = core()
     assert not s.known_host(("10.0.0.7", 1))
-    s.announce_restart([("10.0.0.7", 5000)])
+    s.announce_restart([("10.0.0.7", 5000)], 0.0)
     assert s.known_host(("10.0.0.7", 6000))

@@ -19,7 +19,7 @@ ONE_OF_EACH: list[Any] = [
     wc.Members("g", "B", 3, "C", ("bob",), ("cat",), True),
     wc.Receipts("g", 9, "B", ("bob",), (48,), (50,)),
     wc.LinkWindow("g", 9, "B", (1, 2, 3), 2, 100, 3, 1, 0, 2),
-    wc.Login("ann", "phone", "A"),
+    wc.Login("A", ("ann", "bob"), ("phone", "")),
 ]
 
 

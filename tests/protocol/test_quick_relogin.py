@@ -1,0 +1,257 @@
+"""A client logging in again cheaply (issue #17): a server's notice that its session is gone
+carries a nonce for the next Login there (no Hello first), and a Login carries the groups to
+join (no Join each). Cores only, on a virtual clock; the two-node harness is test_server_list's.
+"""
+
+from __future__ import annotations
+
+import random
+
+from ptt.protocol import auth
+from ptt.protocol import messages as m
+from ptt.protocol.client import ClientCore, Connected, ConnState, GroupJoined
+from ptt.protocol.limits import MAX_UNAUTH_DATAGRAM
+from ptt.protocol.server import MemberJoined, ServerCore, SessionStarted
+from ptt.protocol.server_gate import _peer
+from tests.protocol.test_server_list import CHECK_WINDOW, MOVE_JITTER, A, B, TwoNodes
+
+TOKEN = "token-of-ann-0123456789abcdef"
+
+
+def kinds(datagrams: list[bytes]) -> list[str]:
+    """The types of the plain datagrams (the login's); sealed ones (heartbeats, requests
+    once logged in) are left out."""
+    return [type(m.decode_message(d)).__name__ for d in datagrams if d[:1] not in (b"S", b"K")]
+
+
+class Recorded(TwoNodes):
+    """TwoNodes that keeps every datagram the client sent to each node."""
+
+    def __init__(self, **kw: object) -> None:
+        super().__init__(**kw)  # type: ignore[arg-type]
+        self.log: dict[tuple[str, int], list[bytes]] = {A: [], B: []}
+        send = self.client.datagrams_to_send
+
+        def recording() -> list[bytes]:
+            out = send()
+            dest = self.client.server
+            if dest is not None:
+                self.log[dest] += out
+            return out
+
+        self.client.datagrams_to_send = recording  # type: ignore[method-assign]
+
+
+def b_dies_and_a_announces(net: TwoNodes) -> None:
+    """b stops answering; a tells the client as a survivor does (``announce_restart``)."""
+    net.dead.add(B)
+    net.now = 10.0
+    assert net.nodes[A].announce_restart([net.addr], net.now) == 1
+    net.pump()
+    net.run(10.0 + CHECK_WINDOW + MOVE_JITTER + 0.5)
+
+
+def test_a_survivors_notice_brings_the_client_back_with_one_datagram() -> None:
+    """The notice's nonce answers for a Challenge and the Login carries the join: the client
+    sends a survivor one plain Login, and is back in its group."""
+    for seed in range(10):
+        net = Recorded(seed=seed)
+        net.start()
+        b_dies_and_a_announces(net)
+        assert net.client.conn is ConnState.CONNECTED and net.client.server == A
+        assert kinds(net.log[A]) == ["Login"], kinds(net.log[A])
+        login = m.decode_message(net.log[A][0])
+        assert isinstance(login, m.Login) and login.joins == ["g"]
+        joined = [e for e in net.events if isinstance(e, GroupJoined)]
+        assert len(joined) == 2 and [e for e in net.events if isinstance(e, Connected)][1:]
+        a = net.nodes[A]
+        assert {s.user for s in a.groups["g"].joined.values()} == {"ann"}
+
+
+def test_a_first_login_carries_its_joins_too() -> None:
+    """Hello, Challenge, then one Login with the join: no Join datagram at all."""
+    net = Recorded()
+    net.start()
+    assert kinds(net.log[B]) == ["Hello", "Login"]
+    assert [e.state.group for e in net.events if isinstance(e, GroupJoined)] == ["g"]
+
+
+def _login_core(seed: int = 1) -> tuple[ServerCore, auth.Credentials]:
+    rng = random.Random(seed)
+    core = ServerCore(rng.randbytes)
+    core.set_secret(bytes(range(32)))
+    creds = auth.make_credentials(TOKEN, rng.randbytes(16), auth.MIN_ITERATIONS)
+    core.upsert_user("ann", m.Role.VOLUNTEER, creds.salt, creds.iterations, creds.verifier)
+    core.upsert_group("g", 1, 30.0)
+    core.set_member("g", "ann")
+    return core, creds
+
+
+def _invited_login(core: ServerCore, creds: auth.Credentials, addr: tuple[str, int],
+                   now: float, txn: int = 7) -> bytes:
+    """The Login a client at ``addr`` answers ``core``'s notice with."""
+    _answers(core)
+    core.announce_restart([addr], now)
+    (gone, to), = core.datagrams_to_send()
+    assert to == addr
+    notice = m.decode_message(gone)
+    assert isinstance(notice, m.SessionGone) and len(gone) <= 26
+    cn = bytes(16)
+    proof = auth.login_proof(creds.verifier, cn, notice.nonce, "ann")
+    return m.encode_message(m.Login(txn, "ann", cn, notice.nonce, proof, "dev", ["g"]))
+
+
+def _answers(core: ServerCore) -> list[tuple[bytes, object]]:
+    out = core.datagrams_to_send()
+    core.events()
+    return out
+
+
+def test_a_notices_nonce_opens_one_session_from_its_address_within_its_ttl() -> None:
+    addr, other = ("10.0.0.7", 5000), ("10.0.0.8", 5000)
+    core, creds = _login_core()
+    login = _invited_login(core, creds, addr, 100.0)
+    core.receive_datagram(login, other, 100.1)  # captured and sent from elsewhere: refused
+    assert not core.sessions.by_id
+    refused = m.decode_message(_answers(core)[0][0])
+    assert isinstance(refused, m.Error) and refused.code == m.ErrorCode.AUTH_FAILED
+    core.receive_datagram(login, addr, 100.2)
+    assert len(core.sessions.by_id) == 1
+    welcome, joined = _answers(core)  # sealed: the Welcome, then the join the Login carried
+    assert welcome[1] == joined[1] == addr and welcome[0][:1] == joined[0][:1] == b"S"
+    assert {s.user for s in core.groups["g"].joined.values()} == {"ann"}
+    core.receive_datagram(login, addr, 100.3)  # a resend: the Welcome again, no new session
+    assert len(core.sessions.by_id) == 1 and _answers(core) == [welcome]
+    sid = next(iter(core.sessions.by_id))
+    # spent: a later copy opens nothing, even after the session is gone
+    core.directory.end_session(core.sessions.by_id[sid], "bye", 100.5)
+    core.outbox.cache.expire(200.0)
+    core.receive_datagram(login, addr, 105.0)
+    assert not core.sessions.by_id
+    # and a fresh notice's Login is refused once the nonce is older than LOGIN_TTL
+    late = _invited_login(core, creds, addr, 300.0, txn=8)
+    core.receive_datagram(late, addr, 300.0 + auth.LOGIN_TTL + 1.0)
+    assert not core.sessions.by_id
+
+
+def test_a_nonce_of_one_node_opens_nothing_at_another_with_the_same_secret() -> None:
+    """Nodes on copies of one database share its secret; bound to their node ids, each takes
+    only its own nonces, so a Login captured at one cannot end the device's session at the
+    other by opening one there."""
+    addr = ("10.0.0.7", 5000)
+    a, creds = _login_core(1)
+    c, _ = _login_core(2)
+    c.upsert_user("ann", m.Role.VOLUNTEER, creds.salt, creds.iterations, creds.verifier)
+    a.bind_nonces("a")
+    c.bind_nonces("c")
+    login = _invited_login(a, creds, addr, 50.0)
+    c.receive_datagram(login, addr, 50.1)
+    assert not c.sessions.by_id
+    a.receive_datagram(login, addr, 50.1)
+    assert len(a.sessions.by_id) == 1
+    assert [type(e) for e in a.events()].count(SessionStarted) == 1
+
+
+def test_a_refused_notice_nonce_falls_back_to_a_hello() -> None:
+    """A forged notice (any nonce) costs the client one refused Login, then the usual login."""
+    net = Recorded()
+    net.start()
+    net.dead.add(B)
+    net.now = 10.0
+    forged = m.encode_message(m.SessionGone(bytes(range(16))))
+    net.client.receive_datagram(forged, net.now, source=A)
+    net.pump()
+    net.run(10.0 + CHECK_WINDOW + MOVE_JITTER + 1.0)
+    assert net.client.conn is ConnState.CONNECTED and net.client.server == A
+    assert kinds(net.log[A]) == ["Login", "Hello", "Login"], kinds(net.log[A])
+
+
+def test_a_lost_answer_to_a_carried_join_is_asked_for_again_and_not_redone() -> None:
+    """The Joined of a join the Login carried is lost: the client asks with a Join (the same
+    txn) and the server answers from its cache; the member joined once."""
+    core, creds = _login_core()
+    addr = ("10.0.0.7", 5000)
+    client = ClientCore("ann", TOKEN, random.Random(5).randbytes, "dev")
+    client.join("g", 0.0)
+    client.connect(0.0)
+    now = 0.0
+    lost_one = False
+    events: list[object] = []
+    for _ in range(40):
+        for d in client.datagrams_to_send():
+            core.receive_datagram(d, addr, now)
+        for d, _ in core.datagrams_to_send():
+            if not lost_one and client.conn is ConnState.CONNECTED:
+                lost_one = True  # the Joined, right after the Welcome
+                continue
+            client.receive_datagram(d, now)
+        events += core.events()
+        now += 0.05
+        client.handle_timer(now)
+        core.handle_timer(now)
+    assert lost_one and client.groups["g"].state is not None
+    assert [type(e) for e in events].count(MemberJoined) == 1
+    assert not client._pending
+
+
+def test_a_login_carries_as_many_joins_as_fit_and_joins_the_rest() -> None:
+    rng = random.Random(3)
+    core = ServerCore(rng.randbytes)
+    creds = auth.make_credentials(TOKEN, rng.randbytes(16), auth.MIN_ITERATIONS)
+    core.upsert_user("ann", m.Role.VOLUNTEER, creds.salt, creds.iterations, creds.verifier)
+    names = [f"group-with-a-rather-long-name-{k:03d}" for k in range(30)]
+    for k, name in enumerate(names):
+        core.upsert_group(name, k + 1, 30.0)
+        core.set_member(name, "ann")
+    client = ClientCore("ann", TOKEN, rng.randbytes, "dev")
+    for name in names:
+        client.join(name, 0.0)
+    client.connect(0.0)
+    addr = ("10.0.0.7", 5000)
+    sizes: list[int] = []
+    plain: list[m.Message] = []
+    for step in range(20):
+        for d in client.datagrams_to_send():
+            if d[:1] != b"S":
+                sizes.append(len(d))
+                plain.append(m.decode_message(d))
+            core.receive_datagram(d, addr, step * 0.05)
+        for d, _ in core.datagrams_to_send():
+            client.receive_datagram(d, step * 0.05)
+    login = next(p for p in plain if isinstance(p, m.Login))
+    assert max(sizes) <= MAX_UNAUTH_DATAGRAM
+    assert 5 < len(login.joins) < len(names)
+    assert all(client.groups[n].state is not None for n in names)
+
+
+def test_the_notice_nonce_is_bound_to_the_address() -> None:
+    secret = bytes(32)
+    one = auth.invite_nonce(secret, _peer(("10.0.0.7", 5000)), 9)
+    assert one != auth.invite_nonce(secret, _peer(("10.0.0.7", 5001)), 9)
+    assert one != auth.invite_nonce(secret, _peer(("10.0.0.7", 5000)), 10)
+    assert auth.challenge_stamp(one) == 9
+
+
+def test_a_client_logs_in_within_the_window_its_notice_asks_for_repeats_or_not() -> None:
+    """A survivor asks its share to spread their logins over 4 s (SessionGone.spread_ms) and
+    repeats its notice at 0.5 s to those not back: each client logs in at its own draw in the
+    window, after its check; the repeat pulls none of them in early."""
+    starts = []
+    for seed in range(30):
+        net = Recorded(seed=seed)
+        net.start()
+        net.dead.add(B)
+        net.now = 10.0
+        net.nodes[A].announce_restart([net.addr], net.now, 4.0)
+        net.pump()
+        net.run(10.5)
+        if A not in net.first_sent:
+            net.nodes[A].announce_restart([net.addr], net.now, 4.0)
+            net.pump()
+        net.run(15.0)
+        assert net.client.conn is ConnState.CONNECTED and net.client.server == A
+        assert kinds(net.log[A]) == ["Login"]
+        starts.append(net.first_sent[A] - 10.0)
+    assert all(CHECK_WINDOW - 1e-9 <= t < 4.0 for t in starts), starts
+    assert sum(1 for t in starts if t > 2.0) >= 8, starts  # spread over the window
+    assert sum(1 for t in starts if 0.5 - 1e-9 <= t < 0.5 + 1e-6) <= 2, starts  # not herded
