@@ -306,7 +306,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             _etcd_phase(etcd_seen, "idle", etcd, nodes)
             if not args.no_failover:
                 try:
-                    out["failover"] = _failover(nodes, workers, token, kill_groups, args)
+                    out["failover"] = _failover(nodes, workers, token, kill_groups, args,
+                                                etcd.endpoint)
                 except Exception as exc:  # the figures above stand without it
                     out["failover"] = f"{type(exc).__name__}: {exc}"
                 _etcd_phase(etcd_seen, "failover", etcd, {n: p for n, p in nodes.items()
@@ -330,8 +331,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _failover(nodes: dict[str, churn.NodeProc], workers: list[Worker], token: str,
-              kill_groups: list[str], args: argparse.Namespace) -> dict[str, Any]:
+              kill_groups: list[str], args: argparse.Namespace,
+              etcd_endpoint: str) -> dict[str, Any]:
     survivors = [n for n in NODES if n != KILL_NODE]
+    groups = -(-args.clients // GROUP_SIZE) + len(kill_groups)
+    m0 = bench_access_list.metrics(etcd_endpoint)
     killer = _Killer(nodes[KILL_NODE], workers)
     as_seen: dict[str, Any] = {**nodes, KILL_NODE: killer}
     c0 = {n: proc_cpu(nodes[n].pid) for n in survivors}
@@ -345,10 +349,21 @@ def _failover(nodes: dict[str, churn.NodeProc], workers: list[Worker], token: st
         res["clients"] = "d was not killed"
         return res
     doomed = sum(w.call("stats", timeout=60)["doomed"] for w in workers)
+    claims: dict[str, Any] = {}  # when every group had a home again, and etcd's work till then
+    back_at: list[tuple[float, int]] = []  # (s after the kill, d's clients joined again)
     while time.monotonic() < killed + args.back_within:
-        time.sleep(2)
+        time.sleep(1)
+        if not claims:
+            homed = sum(nodes[n].call("stats", timeout=60).get("homes_here") or 0
+                        for n in survivors)
+            if homed >= groups:
+                m1 = bench_access_list.metrics(etcd_endpoint)
+                t = time.monotonic() - killed
+                claims = {"all_homed_by_s": round(t, 1),
+                          "proposals": int(m1["proposals"] - m0["proposals"])}
         back = sum(w.call("stats", timeout=60)["rejoined"] for w in workers)
-        if back >= doomed:
+        back_at.append((round(time.monotonic() - killed, 1), back))
+        if back >= doomed and claims:
             break
     settled = time.monotonic()
     c1 = {n: proc_cpu(nodes[n].pid) for n in survivors}
@@ -363,8 +378,14 @@ def _failover(nodes: dict[str, churn.NodeProc], workers: list[Worker], token: st
         for _, a in m["back"]:
             node = by_addr.get(tuple(a), "?")  # type: ignore[arg-type]
             where[node] = where.get(node, 0) + 1
+    m2 = bench_access_list.metrics(etcd_endpoint)
+    res["claims"] = {**claims, "claims_sent": {n: s1[n].get("claims_sent") for n in survivors},
+                     "proposals_to_the_end": int(m2["proposals"] - m0["proposals"]),
+                     "s_to_the_end": round(time.monotonic() - killed, 1)}
     res["clients"] = {
         "of_d": doomed,
+        "joined_again_over_time": back_at,
+        "told": {n: s1[n].get("told") for n in survivors},
         "back": len(times), "group_joined_again": len(joined),
         "back_s": loadgen.percentiles(times, (50, 95, 99)),
         "joined_again_s": loadgen.percentiles(joined, (50, 95, 99)),

@@ -174,6 +174,12 @@ def _server_main(conn: Any, workdir: str, iterations: int, port: int = 0,
                            "floor": monitor.stats(), **rss_kib()}
                     if node is not None:  # the groups homed here now
                         res["clients_written"] = dict(node.clients_written)
+                        res["told"] = dict(node.told)
+                        if node.ownership is not None:
+                            res["claims_sent"] = dict(node.ownership.claims_sent)
+                            res["homes_here"] = sum(  # etcd's view: claims this node holds
+                                1 for h in node.ownership.homes.values()
+                                if h.node == node.config.node)
                         res["floor"]["held"] = sum(1 for g in monitor.holders
                                                    if not node.routing.elsewhere(g))
                         res["homed"] = sum(1 for g in server.core.groups

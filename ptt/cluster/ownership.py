@@ -35,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -46,6 +46,7 @@ import aetcd.exceptions
 
 from ptt.cluster.lease import RENEWALS_PER_TTL, LeaseRenewer, Members
 from ptt.errors import ClusterError, ConfigError
+from ptt.protocol.cluster_clients import survivor_for
 from ptt.protocol.cluster_fencing import LeaseClock
 
 PREFIX = "/ptt/groups/"
@@ -63,12 +64,26 @@ DEFAULT_TTL = 1
 # (bench_access_failover: 531 of 1,000 in one run). A member that stops answering is still left
 # within a renewal's timeout: the renewer tells the loop (``_member_failed``).
 REQUEST_TIMEOUT = 1.0
-# claims one node has in flight at most: a node that claims thousands of groups at once (its
-# share at start, a dead node's on failover) sent them all together, etcd on a loaded machine
-# answered few within TTL/3, and each abandoned claim's gRPC call lived on while the sweep
-# claimed its group again every TTL: thousands of calls piled up per node (20,000 clients in
-# 2,011 groups on 4 nodes: bench_cluster_churn --census); in slots, each claim is a ms or so
-CLAIMS_IN_FLIGHT = 16
+# groups claimed in one etcd transaction at most. Each claim is a transaction nested in it (the
+# group's key created under the lease if absent, else read), so one request and one raft entry
+# claims exactly the groups still free and learns who holds the others. etcd checks an outer
+# transaction's operations against --max-txn-ops (128 by default) and each nested one's against
+# what is left (two here: the put and its read). One transaction per group, 16 in flight, held
+# etcd to ~53 raft proposals a second when three survivors each claimed a dead node's 2,520
+# groups at 100,000 clients: 790 claimed in 66 s (docs/benchmarks.md)
+CLAIMS_PER_TXN = 100
+# claim transactions one node has in flight at most: a node that claims thousands of groups at
+# once (its share at start, a dead node's on failover) sent them all together, etcd on a loaded
+# machine answered few within the request timeout, and each abandoned call lived on while the
+# sweep claimed its group again every TTL (20,000 clients: thousands of gRPC calls piled up per
+# node, bench_cluster_churn --census)
+CLAIM_TXNS_IN_FLIGHT = 4
+# s after a group's home vanished: until then a survivor claims it only if it ranks first for it
+# among the live nodes (``cluster_clients.survivor_for``, the rule that shares out the dead
+# node's clients), so that the survivors claim disjoint shares in parallel instead of racing
+# for the same keys; after it, any survivor claims what is still free (the first-ranked one
+# died too, or is slow)
+CLAIM_DEFER = 0.5
 # s: a node starting while etcd is slow (a loaded machine: one request unanswered in TTL/3)
 # tries again for this long before it gives up; later, a lost lease is retried for ever
 START_WITHIN = 15.0
@@ -95,6 +110,14 @@ class OwnershipEvent:
     change: Change
     group: str
     home: Home | None  # None for VANISHED, and for LOST when no new home is known yet
+
+
+@dataclass
+class _Waiter:
+    """A caller of ``Ownership.want``: the groups of its call not yet tried."""
+
+    left: set[str]
+    done: asyncio.Future[None]
 
 
 def home_key(group: str) -> bytes:
@@ -167,8 +190,18 @@ class Ownership:
         self._regaining = False  # a lost lease is being replaced
         self._alive: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # claims: waiting (group -> not before, this node's clock), in a transaction in flight,
+        # and the callers of ``want`` waiting for their groups to be tried
+        self._closed = False
+        self._pending: dict[str, float] = {}
         self._claiming: set[str] = set()
-        self._claim_slots = asyncio.Semaphore(CLAIMS_IN_FLIGHT)
+        self._txns_in_flight = 0
+        self._pump_due: asyncio.Handle | None = None
+        self._pump_at = 0.0
+        self._waiters: dict[str, list[_Waiter]] = {}
+        self._vanished: dict[str, tuple[str, float]] = {}  # group -> (its last home, when)
+        # what this node sent etcd to claim: transactions, groups in them, groups it got
+        self.claims_sent = {"txns": 0, "groups": 0, "claimed": 0, "failed_txns": 0}
         self._revision = 0  # the store revision this node's view has reached
 
     # --- life -------------------------------------------------------------------------------
@@ -195,8 +228,15 @@ class Ownership:
     async def stop(self, *, release: bool = True) -> None:
         """Stop; with ``release``, revoke the lease so the node's groups free at once."""
         self._watching = None
+        self._closed = True
         if self._alive is not None:
             self._alive.cancel()
+        if self._pump_due is not None:
+            self._pump_due.cancel()
+            self._pump_due = None
+        self._pending.clear()
+        for group in list(self._waiters):
+            self._settle(group)
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -229,37 +269,144 @@ class Ownership:
     # --- claims -----------------------------------------------------------------------------
 
     async def want(self, groups: Sequence[str]) -> None:
-        """Claim these groups now where they have no home, and whenever their home vanishes.
-        A claim etcd does not answer is tried again every TTL (``_sweep_loop``)."""
+        """Claim these groups now where they have no home, and whenever their home vanishes;
+        returns once each was tried. A claim etcd does not answer is tried again every TTL
+        (``_sweep_loop``)."""
+        for g in groups:
+            self._key(g)  # a bad group id is the caller's error, before anything is claimed
         self.wanted.update(groups)
-        await asyncio.gather(*(self._claim_quietly(g) for g in groups if g not in self.homes))
+        todo = [g for g in groups if g not in self.homes]
+        if not todo:
+            return
+        waiter = _Waiter(set(todo), asyncio.get_running_loop().create_future())
+        for g in todo:
+            self._waiters.setdefault(g, []).append(waiter)
+        self._enqueue(todo)
+        for g in todo:
+            if g not in self._pending and g not in self._claiming:
+                self._settle(g)
+        await waiter.done
+
+    def want_soon(self, groups: Sequence[str]) -> None:
+        """``want`` without waiting: the groups join the next claim transactions."""
+        for g in groups:
+            self._key(g)
+        self.wanted.update(groups)
+        self._enqueue(groups)
 
     async def claim(self, group: str) -> Home | None:
-        """Become ``group``'s home if it has none; return its home as etcd has it."""
-        if group in self._claiming:
-            return self.homes.get(group)
-        self._claiming.add(group)
-        try:
-            async with self._claim_slots:
-                return await self._claim(group)
-        finally:
-            self._claiming.discard(group)
+        """Become ``group``'s home if it has none; return its home as this node knows it then."""
+        await self.want([group])
+        return self.homes.get(group)
 
-    async def _claim(self, group: str) -> Home | None:
-        key = self._key(group)
+    def _enqueue(self, groups: Iterable[str]) -> None:
+        now = self._clock()
+        added = False
+        for g in groups:
+            if g in self.homes or g in self._pending or g in self._claiming:
+                continue
+            self._pending[g] = self._not_before(g, now)
+            added = True
+        if added:
+            self._pump_soon(now)
+
+    def _not_before(self, group: str, now: float) -> float:
+        """When this node may claim ``group``: at once, unless its home just vanished and
+        another live node ranks first for it (``CLAIM_DEFER``). A node's own share sorts first."""
+        gone = self._vanished.get(group)
+        if gone is None:
+            return now
+        dead, at = gone
+        first = survivor_for(group.encode(), dead, {*self.nodes, self.node})
+        return at if first == self.node else max(now, at + CLAIM_DEFER)
+
+    def _pump_soon(self, now: float, at: float | None = None) -> None:
+        """Send the claims due at ``at`` (now: in the next turn of the loop, so that a watch's
+        burst of deletions fills the transactions)."""
+        at = now if at is None else at
+        if self._closed:
+            return
+        if self._pump_due is not None:
+            if self._pump_at <= at:
+                return
+            self._pump_due.cancel()
+        self._pump_at = at
+        self._pump_due = asyncio.get_running_loop().call_later(max(0.0, at - now), self._pump)
+
+    def _pump(self) -> None:
+        self._pump_due = None
+        now = self._clock()
+        for g in [g for g in self._pending if g in self.homes]:
+            del self._pending[g]
+            self._settle(g)
+        while self._txns_in_flight < CLAIM_TXNS_IN_FLIGHT:
+            due = sorted((t, g) for g, t in self._pending.items() if t <= now)
+            if not due:
+                break
+            batch = [g for _, g in due[:CLAIMS_PER_TXN]]
+            for g in batch:
+                del self._pending[g]
+                self._claiming.add(g)
+            self._txns_in_flight += 1
+            self._spawn(self._claim_batch(batch))
+        later = [t for t in self._pending.values() if t > now]
+        if later and self._txns_in_flight < CLAIM_TXNS_IN_FLIGHT:
+            self._pump_soon(now, min(later))
+
+    async def _claim_batch(self, groups: list[str]) -> None:
+        try:
+            await self.claim_batch(groups)
+        except (ClusterError, aetcd.exceptions.ClientError):
+            self.claims_sent["failed_txns"] += 1  # the wanted ones are claimed again by the sweep
+        finally:
+            self._txns_in_flight -= 1
+            for g in groups:
+                self._claiming.discard(g)
+                self._settle(g)
+            if self._pending:
+                self._pump_soon(self._clock())
+
+    async def claim_batch(self, groups: Sequence[str]) -> dict[str, Home]:
+        """One transaction (at most ``CLAIMS_PER_TXN`` groups): each group's key created under
+        this node's lease if etcd has none, whatever this node's view says (a survivor's view
+        lags the others' claims), else read. Returns each group's home as etcd had it then (a
+        group whose key went again between the compare and the read is left out: an event
+        follows); this node's view learns them all."""
+        if len(groups) > CLAIMS_PER_TXN:
+            raise ConfigError(f"{len(groups)} claims in one transaction: at most "
+                              f"{CLAIMS_PER_TXN}")
         tx = self._client.transactions
+        ops = []
+        for g in groups:
+            key = self._key(g)
+            ops.append(tx.txn(
+                compare=[tx.create(key) == 0],
+                success=[tx.put(key, self.node.encode(), lease=self._lease_id), tx.get(key)],
+                failure=[tx.get(key)],
+            ))
+        stats = self.claims_sent
+        stats["txns"] += 1
+        stats["groups"] += len(groups)
         _, responses = await self._request(lambda etcd: etcd.transaction(
-            compare=[tx.create(key) == 0],
-            success=[tx.put(key, self.node.encode(), lease=self._lease_id), tx.get(key)],
-            failure=[tx.get(key)],
-        ))
-        found = responses[-1]
-        if not found:  # gone again between the compare and the read: a later event says more
-            return None
-        _, kv = found[0]
-        home = Home(group, kv.value.decode(), kv.create_revision)
-        self._see(home)
-        return home
+            compare=[], success=ops, failure=[]))
+        homes = {}
+        for g, response in zip(groups, responses, strict=True):
+            found = response.response_txn.responses[-1].response_range.kvs
+            if not found:
+                continue
+            kv = found[0]
+            home = homes[g] = Home(g, kv.value.decode(), kv.create_revision)
+            if response.response_txn.succeeded:
+                stats["claimed"] += 1
+            self._see(home)
+        return homes
+
+    def _settle(self, group: str) -> None:
+        """``group``'s claim was tried: the callers of ``want`` waiting for it learn so."""
+        for waiter in self._waiters.pop(group, ()):
+            waiter.left.discard(group)
+            if not waiter.left and not waiter.done.done():
+                waiter.done.set_result(None)
 
     async def release(self, group: str) -> None:
         """Stop being ``group``'s home (deletes the key only if this claim still holds it)."""
@@ -282,6 +429,7 @@ class Ownership:
         if old is not None and old.fencing > home.fencing:
             return  # an older claim read late: the view never goes back
         self.homes[home.group] = home
+        self._vanished.pop(home.group, None)
         if old is not None and old.node == self.node and home.node != self.node:
             self._emit(Change.LOST, home.group, home)
         if home.node == self.node:
@@ -294,11 +442,13 @@ class Ownership:
         if old is None or old.fencing > revision:
             return
         del self.homes[group]
-        if old.node == self.node:
+        if old.node != self.node:
+            self._vanished[group] = (old.node, self._clock())
+        else:
             self._emit(Change.LOST, group, None)
         self._emit(Change.VANISHED, group, None)
         if group in self.wanted:
-            self._spawn(self._claim_quietly(group))
+            self._enqueue([group])
 
     def _emit(self, change: Change, group: str, home: Home | None) -> None:
         self._on_event(OwnershipEvent(change, group, home))
@@ -336,10 +486,6 @@ class Ownership:
 
     async def delete_prefix(self, prefix: bytes) -> None:
         await self._request(lambda etcd: etcd.delete_prefix(prefix))
-
-    async def _claim_quietly(self, group: str) -> None:
-        with contextlib.suppress(ClusterError, aetcd.exceptions.ClientError):
-            await self.claim(group)
 
     async def _read_all(self) -> None:
         found = await self._request(lambda etcd: etcd.get_prefix(_FOLLOWED))
@@ -392,8 +538,7 @@ class Ownership:
         failed (etcd slow or changing leader) has no event to bring it back."""
         while True:
             await asyncio.sleep(self.lease_clock.ttl)
-            for group in sorted(self.wanted - set(self.homes) - self._claiming):
-                self._spawn(self._claim_quietly(group))
+            self._enqueue(sorted(self.wanted - set(self.homes)))
 
     async def _retry_later(self, call: Callable[[], Any]) -> None:
         with contextlib.suppress(ClusterError, aetcd.exceptions.ClientError):
@@ -439,8 +584,7 @@ class Ownership:
                     await asyncio.sleep(self._timeout / 10)
         finally:
             self._regaining = False
-        for group in sorted(self.wanted - set(self.homes)):
-            self._spawn(self._claim_quietly(group))
+        self._enqueue(sorted(self.wanted - set(self.homes)))
 
     # --- plumbing ---------------------------------------------------------------------------
 

@@ -36,7 +36,7 @@ from ptt.protocol.server_list import MOVE_JITTER
 from ptt.protocol.session import Addr
 
 __all__ = ["MOVE_RATE", "SHARDS", "ClientShards", "decode_clients", "encode_client",
-           "move_spread", "shard_of", "told_by"]
+           "move_spread", "shard_of", "survivor_for", "told_by"]
 
 # shards per node: a change rewrites clients/SHARDS lines (~25 at 25,000 clients a node, ~400
 # bytes); the survivors read all of a dead node's shards in one range read. Session ids are
@@ -82,15 +82,29 @@ def told_by(addrs: Sequence[Addr], dead: str, me: str, live: Iterable[str]) -> l
     nodes = sorted({*live, me} - {dead})
     if nodes == [me]:
         return list(addrs)
-    keys = [f"{dead}\0{node}\0".encode() for node in nodes]
+    keys = _rank_keys(dead, nodes)
     mine = nodes.index(me)
-    out = []
-    for addr in addrs:
-        line = encode_client(addr)
-        ranks = [hashlib.blake2b(key + line, digest_size=8).digest() for key in keys]
-        if max(range(len(ranks)), key=ranks.__getitem__) == mine:
-            out.append(addr)
-    return out
+    return [addr for addr in addrs if _first(keys, encode_client(addr)) == mine]
+
+
+def survivor_for(item: bytes, dead: str, live: Iterable[str]) -> str:
+    """The node of ``live`` (less ``dead``) that ranks first for ``item`` of the dead node's:
+    the rule :func:`told_by` applies to its clients, applied to anything else the survivors
+    share out (its groups, ``ptt.cluster.ownership``)."""
+    nodes = sorted(set(live) - {dead})
+    if not nodes:
+        raise ConfigError("no live node to take over from a dead one")
+    return nodes[_first(_rank_keys(dead, nodes), item)]
+
+
+def _rank_keys(dead: str, nodes: Sequence[str]) -> list[bytes]:
+    return [f"{dead}\0{node}\0".encode() for node in nodes]
+
+
+def _first(keys: Sequence[bytes], item: bytes) -> int:
+    """Rendezvous hashing: the index of the key whose blake2b with ``item`` is highest."""
+    ranks = [hashlib.blake2b(key + item, digest_size=8).digest() for key in keys]
+    return max(range(len(ranks)), key=ranks.__getitem__)
 
 
 def move_spread(share: int, rate: int = MOVE_RATE) -> float:

@@ -2,7 +2,7 @@
 a killed home's groups are claimed by a survivor with a higher fencing number; a home paused past
 its lease is replaced, and what it stamped is refused by the fencing rule while it learns it lost
 its groups; losing one etcd member of three changes nothing; a home that stops cleanly frees its
-groups at once."""
+groups at once; a batch of claims takes exactly the groups nobody holds."""
 
 from __future__ import annotations
 
@@ -26,7 +26,14 @@ import pytest
 
 from ptt.cluster.engines import Etcd
 from ptt.cluster.lease import LOOP_SILENCE_TTLS, RENEWALS_PER_TTL
-from ptt.cluster.ownership import Change, Ownership, OwnershipEvent, parse_endpoints
+from ptt.cluster.ownership import (
+    CLAIMS_PER_TXN,
+    Change,
+    Home,
+    Ownership,
+    OwnershipEvent,
+    parse_endpoints,
+)
 from ptt.errors import ConfigError
 from ptt.protocol.cluster_fencing import FencingView, Stamp, Verdict
 from tests.cluster.conftest import FAST_ELECTION_MS, FAST_HEARTBEAT_MS, EngineStarter
@@ -376,3 +383,44 @@ def test_a_loop_blocked_past_the_bound_lets_its_groups_go(
         assert LOOP_SILENCE_TTLS * 1.0 < claim["t"] - blocked
     lost = {e.group for e in events if e.change is Change.LOST}
     assert lost == set(groups)
+
+
+def test_a_batch_claim_where_some_groups_are_taken_claims_exactly_the_rest(
+        etcd_fast: Etcd, start_node: Callable[..., Node]) -> None:
+    """One transaction claims the groups etcd has no home for and reads the holders of the
+    others, whatever the claimant's view says (a survivor's lags the other survivors' claims);
+    and ``want`` sends as few transactions as the batch size allows."""
+    groups = _groups(CLAIMS_PER_TXN)
+    taken = groups[::7] + groups[-2:]
+    a = start_node("a", [etcd_fast.endpoint], taken)
+    held = {g: a.wait_for("claimed", 10, group=g)["fencing"] for g in taken}
+    more = _groups(2 * CLAIMS_PER_TXN + 1)
+    events: list[OwnershipEvent] = []
+    b = f"b-{uuid.uuid4().hex[:8]}"  # the session's etcd may hold keys of other tests' "b"
+
+    async def scenario() -> tuple[dict[str, Home], dict[str, int], Ownership]:
+        node = Ownership([etcd_fast.endpoint], b, on_event=events.append)
+        await node.start()
+        try:
+            homes = await node.claim_batch(groups)
+            sent = dict(node.claims_sent)
+            await node.want(more)
+            assert all(node.holds(g) for g in more)
+            return homes, sent, node
+        finally:
+            await node.stop()
+
+    homes, sent, node = asyncio.run(scenario())
+    assert sent["txns"] == 1 and sent["claimed"] == len(groups) - len(set(taken))
+    assert set(homes) == set(groups)
+    for g in groups:
+        if g in held:  # a's claim stands, with its fencing number, and b learned it
+            assert homes[g] == Home(g, "a", held[g])
+        else:
+            assert homes[g].node == b and homes[g].fencing > max(held.values())
+    # a batch's claims share the transaction's revision: each key's create revision
+    assert len({homes[g].fencing for g in groups if g not in held}) == 1
+    claimed = {e.group for e in events if e.change is Change.CLAIMED}
+    assert claimed == (set(groups) - set(taken)) | set(more)
+    assert not a.since(0, "lost"), "a lost a group b's batch found taken"
+    assert node.claims_sent["txns"] - sent["txns"] == 3  # 201 groups in batches of 100

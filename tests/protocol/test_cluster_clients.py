@@ -1,6 +1,7 @@
 """Which shards of a node's published client list a set of logins and logouts dirties
 (``ptt.protocol.cluster_clients``): only those are written to etcd again; who tells whom of a
-dead node's clients, and over how long they come back."""
+dead node's clients, and over how long they come back; who of the survivors claims its groups
+first."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from ptt.protocol.cluster_clients import (
     SHARDS,
     ClientShards,
     decode_clients,
+    encode_client,
     move_spread,
     shard_of,
+    survivor_for,
     told_by,
 )
 from ptt.protocol.server_list import MAX_MOVE_SPREAD, MOVE_JITTER, ServerList
@@ -157,3 +160,19 @@ def test_a_big_dead_nodes_clients_spread_their_logins_over_their_share_at_the_ra
                for n in per_tenth), per_tenth
     # a forged or mistaken window is capped: a client never waits for nothing for long
     assert ServerList(["b", "a"], b"x").move(0.0, "a", 3600.0) < MAX_MOVE_SPREAD
+
+
+def test_a_dead_nodes_groups_are_shared_out_by_the_rule_its_clients_are() -> None:
+    """``survivor_for`` (which survivor claims a group first, ptt.cluster.ownership) ranks as
+    ``told_by`` does: the same node for the same item, whatever the order of the live nodes,
+    and every survivor gets a share."""
+    live = ["c", "a", "b", "d"]
+    for addr in DEAD_CLIENTS[:50]:
+        (teller,) = [n for n in "acd" if addr in told_by([addr], "b", n, live)]
+        assert survivor_for(encode_client(addr), "b", live) == teller
+        assert survivor_for(encode_client(addr), "b", ["d", "a", "c"]) == teller
+    groups = [f"g{k:05d}".encode() for k in range(2520)]
+    shares = {n: sum(1 for g in groups if survivor_for(g, "b", live) == n) for n in "acd"}
+    assert all(700 <= k <= 980 for k in shares.values()), shares
+    with pytest.raises(ConfigError, match="no live node"):
+        survivor_for(b"g1", "b", ["b"])
