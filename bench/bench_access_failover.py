@@ -29,6 +29,7 @@ import heapq
 import json
 import multiprocessing as mp
 import os
+import random
 import secrets
 import select
 import shutil
@@ -51,7 +52,9 @@ from loadgen import load_average, machine_line, percentiles  # noqa: E402
 from ptt.cluster import engines  # noqa: E402
 from ptt.protocol import auth  # noqa: E402
 from ptt.protocol import client as cl  # noqa: E402
+from ptt.protocol.cluster_clients import move_spread, told_by  # noqa: E402
 from ptt.protocol.messages import Role  # noqa: E402
+from ptt.protocol.server_list import ServerList  # noqa: E402
 from ptt.server.store import Store  # noqa: E402
 
 NODES = ("a", "b", "c")
@@ -98,8 +101,10 @@ def _shed(port: int) -> tuple[int, int]:
 
 
 def _worker(conn: Any, servers: list[tuple[str, int]], users: list[tuple[str, str, str]],
-            salt: tuple[bytes, int]) -> None:
-    """A pool of clients with the server list ``servers``: log in, then follow commands."""
+            salt: tuple[bytes, int], floor: bool = False, workers: int = 1) -> None:
+    """A pool of clients with the server list ``servers``: log in, then follow commands.
+    ``floor``: no login before; at the "kill" each client logs in to the survivor that would
+    have told it (told_by), at a moment drawn in the window that survivor would ask for."""
     ep = select.epoll()
     cores: list[cl.ClientCore] = []
     socks: list[socket.socket] = []
@@ -189,6 +194,65 @@ def _worker(conn: Any, servers: list[tuple[str, int]], users: list[tuple[str, st
                 cores[i].handle_timer(now)
                 flush(i, now)
 
+    if floor:  # each client's survivor and moment; nobody logs in before
+        survivors = servers[1:]
+        share: dict[tuple[str, int], int] = {}
+        mine: list[tuple[str, int]] = []
+        for sock in socks:
+            me = sock.getsockname()[:2]
+            to = next(sv for sv in survivors
+                      if told_by([me], "b", str(sv), [str(x) for x in survivors]))
+            mine.append(to)
+            share[to] = share.get(to, 0) + 1
+        for i, core in enumerate(cores):
+            core.servers = ServerList([mine[i]], os.urandom(32))
+        conn.send(("ready", {"clients": len(cores), "not_joined": 0}))
+        cmd, killed = conn.recv()
+        since.append(killed)
+        # the survivor's window for its whole share (this worker holds 1/workers of it)
+        for i, core in enumerate(cores):
+            at = killed + random.random() * move_spread(share[mine[i]] * workers)
+            heapq.heappush(heap, (at, -1 - i))
+        start_at = dict((-1 - i, True) for i in range(len(cores)))
+        deadline = killed + BACK_WITHIN
+        while time.monotonic() < deadline and counts["back"] < len(cores):
+            now = time.monotonic()
+            while heap and heap[0][0] <= now:
+                at, i = heapq.heappop(heap)
+                if i < 0 and start_at.pop(i, False):
+                    j = -1 - i
+                    cores[j].connect(now)
+                    tries[j].append(now)
+                    flush(j, now)
+                    continue
+                if i >= 0 and armed[i] == at:
+                    armed[i] = None
+                    cores[i].handle_timer(now)
+                    flush(i, now)
+            wait = max(0.0, min(deadline, heap[0][0] if heap else deadline) - time.monotonic())
+            for fd, _ in ep.poll(min(wait, 0.05), 256):
+                i = by_fd[fd]
+                for _ in range(16):
+                    try:
+                        data, addr = socks[i].recvfrom(2048)
+                    except BlockingIOError:
+                        break
+                    cores[i].receive_datagram(data, time.monotonic(), source=addr)
+                flush(i, time.monotonic())
+        out = []
+        for i in range(len(cores)):
+            moved = connected_at[i]
+            joins = joined_at[i]
+            out.append((moved[0][0] - killed if moved else None,
+                        list(moved[0][1]) if moved else None,
+                        joins[0] - killed if joins else None,
+                        moved[0][0] if moved else None, None,
+                        [t - killed for t in tries[i]]))
+        conn.send(("result", out))
+        for s in socks:
+            s.close()
+        return
+
     # log in, paced
     start = time.monotonic()
     for i, core in enumerate(cores):
@@ -231,7 +295,7 @@ def _profile(pid: int, out: Path, seconds: float) -> subprocess.Popen[bytes] | N
 
 
 def run(clients: int, workers: int, profile: Path | None = None,
-        cprofile: Path | None = None) -> dict[str, Any]:
+        cprofile: Path | None = None, floor: bool = False) -> dict[str, Any]:
     load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="ptt-bench-access-") as tmp:
         root = Path(tmp)
@@ -264,8 +328,8 @@ def run(clients: int, workers: int, profile: Path | None = None,
             ctx = mp.get_context("fork")
             for k in range(workers):
                 parent, child = ctx.Pipe()
-                p = ctx.Process(target=_worker, args=(child, order, users[k::workers], salt),
-                                daemon=True)
+                p = ctx.Process(target=_worker, args=(child, order, users[k::workers], salt,
+                                                      floor, workers), daemon=True)
                 p.start()
                 pool.append((p, parent))
             ready = []
@@ -286,8 +350,9 @@ def run(clients: int, workers: int, profile: Path | None = None,
                 for n in survivors:
                     procs[n].send_signal(signal.SIGUSR1)
             killed = time.monotonic()
-            procs[DOOMED].send_signal(signal.SIGKILL)
-            procs[DOOMED].wait(5)
+            if not floor:
+                procs[DOOMED].send_signal(signal.SIGKILL)
+                procs[DOOMED].wait(5)
             for _, parent in pool:
                 parent.send(("killed", killed))
             results: list[tuple[Any, ...]] = []
@@ -355,7 +420,9 @@ def run(clients: int, workers: int, profile: Path | None = None,
     return {
         "title": "A dead access node's clients back on another node",
         "command": f".venv/bin/python bench/bench_access_failover.py --clients {clients} "
-                   f"--workers {workers}",
+                   f"--workers {workers}" + (" --floor" if floor else ""),
+        "mode": ("floor: nobody died; fresh logins to a or c drawn in the survivors' windows, "
+                 "times from the same start" if floor else "b SIGKILLed"),
         "target": "95% of a dead access node's clients back within 3 s, all within 5 s "
                   "(issue #17)",
         "clients": clients,
@@ -400,6 +467,10 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=3, help="load processes")
     parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
                         help="py-spy each survivor from the kill for 8 s (collapsed stacks in DIR)")
+    parser.add_argument("--floor", action="store_true",
+                        help="the machine's floor: no node dies; at the same moment the same "
+                             "clients, logged in nowhere, log in to a or c (the survivor that "
+                             "would have told each) at a moment drawn in that survivor's window")
     parser.add_argument("--cprofile", type=Path, default=None, metavar="DIR",
                         help="cProfile each survivor's main thread from the kill to the last "
                              "client back (DIR/survivor-N.prof, pstats)")
@@ -410,7 +481,7 @@ def main() -> int:
         if d is not None:
             d.mkdir(parents=True, exist_ok=True)
     res = run(args.clients, args.workers, args.profile,
-              None if args.cprofile is None else args.cprofile.resolve())
+              None if args.cprofile is None else args.cprofile.resolve(), args.floor)
     print(json.dumps(res, indent=1))
     return 0
 

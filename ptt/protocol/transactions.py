@@ -35,6 +35,7 @@ class _Pending:
     first_sent: float
     next_at: float
     interval: float
+    cap: float
     tries: int = 1
 
 
@@ -63,9 +64,12 @@ class Retransmitter(Generic[K]):
     def __contains__(self, key: object) -> bool:
         return key in self._pending
 
-    def add(self, key: K, data: bytes, dest: object, now: float) -> None:
-        """Track ``data`` (already sent once by the caller) until ``ack(key)``."""
-        p = _Pending(data, dest, now, now + self._first, self._first)
+    def add(self, key: K, data: bytes, dest: object, now: float,
+            schedule: tuple[float, float] | None = None) -> None:
+        """Track ``data`` (already sent once by the caller) until ``ack(key)``; ``schedule``:
+        this one's (first retry, cap) instead of the instance's."""
+        first, cap = schedule if schedule is not None else (self._first, self._cap)
+        p = _Pending(data, dest, now, now + first, first, cap)
         self._pending[key] = p
         self._push(p.next_at, key)
 
@@ -104,7 +108,7 @@ class Retransmitter(Generic[K]):
                 continue
             resend.append((p.data, p.dest))
             p.tries += 1
-            p.interval = min(p.interval * 2, self._cap)
+            p.interval = min(p.interval * 2, p.cap)
             p.next_at = min(now + p.interval, p.first_sent + self._total)
             self._push(p.next_at, key)
         return resend, expired

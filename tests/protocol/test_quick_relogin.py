@@ -255,3 +255,19 @@ def test_a_client_logs_in_within_the_window_its_notice_asks_for_repeats_or_not()
     assert all(CHECK_WINDOW - 1e-9 <= t < 4.0 for t in starts), starts
     assert sum(1 for t in starts if t > 2.0) >= 8, starts  # spread over the window
     assert sum(1 for t in starts if 0.5 - 1e-9 <= t < 0.5 + 1e-6) <= 2, starts  # not herded
+
+
+def test_an_unanswered_login_is_resent_a_few_times_a_second_at_most() -> None:
+    """A busy server's waiting logins are not multiplied: a Hello unanswered is sent again
+    after 0.25 s, the interval doubling to 1 s (4 copies in 2 s, where requests send 11)."""
+    client = ClientCore("ann", TOKEN, random.Random(2).randbytes, "dev")
+    client.connect(0.0)
+    sent = [0.0] * len(client.datagrams_to_send())
+    now = 0.0
+    while now < 2.0:
+        at = client.get_timer()
+        assert at is not None
+        now = at
+        client.handle_timer(now)
+        sent += [now] * len(client.datagrams_to_send())
+    assert [round(t, 2) for t in sent if t < 2.0] == [0.0, 0.25, 0.75, 1.75]
