@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_access_failover.py                  # 3,000 clients, 3 workers
     .venv/bin/python bench/bench_access_failover.py --clients 600    # a smaller run
+    .venv/bin/python bench/bench_access_failover.py --clients 5000 --workers 2 --floor
 
 Three ``ptt server --cluster`` nodes (a, b, c) on one NATS and one etcd (heartbeat 50 ms,
 election 500 ms: 1 s leases), each node on its own copy of one SQLite directory (``--clients``
@@ -12,8 +13,12 @@ to b and joins its group, then sits idle. Node b is SIGKILLed; each client's tim
 the kill to its ``Connected`` on a or c (its group joined again is reported too). Nothing but the
 cluster tells an idle client (it heartbeats every 55 s): a and c see b's etcd key go with its
 lease, read where b's clients were (``/ptt-access/b/``) and each sends its share of them the
-restart notice (in waves past 1,000 a survivor); each client checks its session with b (0.3 s)
-and logs in to the node that told it 0.3-1 s after the notice.
+notice (``SessionGone``: a nonce for the Login, and a window of share / MOVE_RATE s, at least
+1 s); each client checks its session with b (0.3 s) and logs in to the node that told it at a
+moment drawn in that window from the notice, with one datagram (the Login answering the nonce,
+carrying its group's join). ``--floor``: the machine's floor for the same job: nobody dies; at
+the same moment the same clients, logged in nowhere, log in (fresh: Hello, Login with the join)
+to the survivor that would have told each, at a moment drawn in the window it would ask for.
 
 Reported: p50/p95/max of the time back (target: 95% within 3 s, all within 5 s), how the clients
 spread over a and c, the survivors' login rate (peak over 100 ms windows, in logins/s) and their

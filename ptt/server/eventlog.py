@@ -52,6 +52,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import sys
 import time
 from datetime import UTC, datetime
@@ -89,17 +90,33 @@ log = logging.getLogger(LOGGER)
 
 def iso_utc(wall: float) -> str:
     """``2024-05-01T12:00:00.123Z``."""
-    dt = datetime.fromtimestamp(wall, UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    ms = int(wall * 1000)
+    second, milli = divmod(ms, 1000)
+    # the text up to the second is the same for every line of that second: a dead node's
+    # thousands of clients log in again within a few (two lines each)
+    global _iso_second
+    if _iso_second[0] != second:
+        dt = datetime.fromtimestamp(second, UTC)
+        _iso_second = (second, dt.strftime("%Y-%m-%dT%H:%M:%S."))
+    return f"{_iso_second[1]}{milli:03d}Z"
+
+
+_iso_second: tuple[int, str] = (-1, "")
+# a value with one of these (or empty, or unprintable) is quoted
+_QUOTE = re.compile(r'[ "=\\]')
 
 
 def _value(v: object) -> str:
-    if isinstance(v, bool):
+    t = type(v)
+    if t is str:
+        text: str = v  # type: ignore[assignment]
+    elif t is bool:
         return "true" if v else "false"
-    if isinstance(v, float):
+    elif t is float:
         return f"{v:.3f}"
-    text = str(v)
-    if text == "" or any(c in text for c in ' "=\\') or not text.isprintable():
+    else:
+        text = str(v)
+    if not text or _QUOTE.search(text) or not text.isprintable():
         return json.dumps(text)  # quoted, with JSON escapes: one line whatever the peer sent
     return text
 
