@@ -27,6 +27,7 @@ import click
 
 from ptt.cli.options import HostPortType, SecondsType
 from ptt.faults.proxy import Direction, Impairment, ImpairmentProxy, Kind, ProxyConfig, Way
+from ptt.wire.voice import HEADER_SIZE, peek_seq
 
 DEFAULT_LISTEN_PORT = 7701
 SCOPES: dict[str, list[tuple[Way, Kind]]] = {"": [(w, k) for w in Way for k in Kind]}
@@ -117,35 +118,50 @@ def _describe(d: Direction) -> str:
 @click.option("--trace", type=click.Path(dir_okay=False, path_type=Path), default=None,
               metavar="FILE", help="Write one line per voice datagram received: seconds since "
               "the proxy started, up or down, UDP payload bytes.")
+@click.option("--fates", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              metavar="FILE", help="Write one line per voice datagram received to FILE: seconds since the proxy started, up or down, its seq (-1: "
+              "too short to have one), lost (by the loss model or a blackout) or ok.")
 def main(listen: tuple[str, int], server: tuple[str, int], seed: int, blackout_s: float,
          stats_s: float | None, duration: float | None, trace: Path | None,
-         **scoped: tuple[str, ...]) -> None:
+         fates: Path | None, **scoped: tuple[str, ...]) -> None:
     """Forward UDP between ptt clients and a server, impairing each direction."""
     up, down = build_directions(scoped)
     cfg = ProxyConfig(server=server, listen=listen, up=up, down=down, seed=seed)
+    outs: list[IO[str] | None] = []
     try:
-        out = open(trace, "w", buffering=1) if trace is not None else None  # noqa: SIM115
-    except OSError as exc:
-        raise click.ClickException(f"cannot write {trace}: {exc.strerror or exc}") from None
-    try:
-        asyncio.run(_serve(cfg, blackout_s, stats_s, duration, out))
+        for path in (trace, fates):
+            try:
+                outs.append(open(path, "w", buffering=1) if path is not None  # noqa: SIM115
+                            else None)
+            except OSError as exc:
+                raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}"
+                                           ) from None
+        asyncio.run(_serve(cfg, blackout_s, stats_s, duration, *outs))
     except KeyboardInterrupt:
         pass
     finally:
-        if out is not None:
-            out.close()
+        for out in outs:
+            if out is not None:
+                out.close()
 
 
 async def _serve(cfg: ProxyConfig, blackout_s: float, stats_s: float | None,
-                 duration: float | None, trace: IO[str] | None = None) -> None:
+                 duration: float | None, trace: IO[str] | None = None,
+                 fates: IO[str] | None = None) -> None:
     proxy = ImpairmentProxy(cfg)
-    if trace is not None:
+    if trace is not None or fates is not None:
         loop = asyncio.get_running_loop()
         origin = loop.time()
 
-        def tap(now: float, way: Way, kind: Kind, size: int) -> None:
-            if kind is Kind.VOICE:
-                trace.write(f"{now - origin:.6f} {way.value} {size}\n")
+        def tap(now: float, way: Way, kind: Kind, data: bytes, dropped: bool) -> None:
+            if kind is not Kind.VOICE:
+                return
+            if trace is not None:
+                trace.write(f"{now - origin:.6f} {way.value} {len(data)}\n")
+            if fates is not None:
+                seq = peek_seq(data) if len(data) >= HEADER_SIZE else -1
+                fates.write(f"{now - origin:.6f} {way.value} {seq} "
+                            f"{'lost' if dropped else 'ok'}\n")
 
         proxy.tap = tap
     try:

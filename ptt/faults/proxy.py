@@ -205,9 +205,10 @@ class ImpairmentProxy:
         self._blackout_all = 0.0  # loop time until which every datagram is dropped
         self._blackout: dict[Addr, float] = {}  # per client address
         self._sweeper: asyncio.TimerHandle | None = None
-        # called for every datagram received, before its fate is drawn: (loop time, way, kind,
-        # bytes); what benchmarks use to measure the bit rate on the wire
-        self.tap: Callable[[float, Way, Kind, int], None] | None = None
+        # called for every datagram received, once its fate is drawn: (loop time of its
+        # arrival, way, kind, the datagram, whether it is dropped); what benchmarks use to
+        # measure the bit rate on the wire and to see which datagrams a seed drops
+        self.tap: Callable[[float, Way, Kind, bytes, bool], None] | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -367,13 +368,15 @@ class ImpairmentProxy:
         kind = Kind.VOICE if data and data[0] == VOICE_MAGIC else Kind.CONTROL
         counts = self.counters.of(way).of(kind)
         counts.received += 1
-        if self.tap is not None:
-            self.tap(self._now(), way, kind, len(data))
+        now = self._now()
         if self.blacked_out(flow.client):
             counts.blacked_out += 1
+            if self.tap is not None:
+                self.tap(now, way, kind, data, True)
             return
-        now = self._now()
         arrivals = flow.channels[(way, kind)].transmit(now)
+        if self.tap is not None:
+            self.tap(now, way, kind, data, not arrivals)
         if not arrivals:
             counts.lost += 1
             return

@@ -125,6 +125,29 @@ def test_bursty_loss_comes_in_runs() -> None:
     asyncio.run(main())
 
 
+def test_the_tap_sees_each_datagrams_fate_and_a_seed_drops_the_same_ones_every_run() -> None:
+    # what `python -m ptt.faults.proxy --fates` writes: a lone client's n-th voice datagram on
+    # a path meets the same fate in every run with the same seed, whatever the timing
+    async def one_run() -> list[int]:
+        down = Direction(voice=Impairment(loss=0.1, burst=3.0))
+        seen: list[tuple[Way, Kind, bytes, bool]] = []
+        async with echo_behind_proxy(down=down, seed=2) as (proxy, _):
+            proxy.tap = lambda now, way, kind, data, dropped: seen.append(
+                (way, kind, data, dropped))
+            with _client() as s:
+                sent = [b"V%04d" % i for i in range(400)]
+                got = set(await _send_and_collect(s, proxy.address, sent))
+        down_fates = [(data, dropped) for way, kind, data, dropped in seen
+                      if way is Way.DOWN and kind is Kind.VOICE]
+        assert [d for d, _ in down_fates] == sent  # every datagram, once, in order
+        assert {d for d, dropped in down_fates if dropped} == set(sent) - got
+        assert not any(dropped for way, _, _, dropped in seen if way is Way.UP)
+        return [i for i, (_, dropped) in enumerate(down_fates) if dropped]
+
+    first, second = asyncio.run(one_run()), asyncio.run(one_run())
+    assert first == second and 10 < len(first) < 80
+
+
 def test_delay_jitter_reordering_and_duplication() -> None:
     async def main() -> None:
         up = Direction.both(Impairment(delay=0.030, jitter=0.010, duplicate=0.2,
