@@ -412,6 +412,12 @@ AUDIBLE = 20  # peak of a frame that counts as heard (exact silence where nothin
 TAIL = 1.0  # seconds the listener runs on after `ptt talk` is done (its buffer's tail)
 LIVE_BOUND = 30.0  # seconds `ptt listen` may run beyond the speech in any case
 NO_RUNS_BITRATE = ROOT / "bench" / "no_runs_bitrate"  # a sitecustomize switching RUNS_BITRATE off
+# this session's changes, each undone by a sitecustomize on both clients' PYTHONPATH: the talker's
+# start falling at a first report without loss, the listener growing two frames short of the
+# copies' reach whatever its start ("before", for A/B runs on one build)
+ONE_REPORT_START = ROOT / "bench" / "one_report_start"
+REACH_TWO_SHORT = ROOT / "bench" / "reach_two_short"
+BEFORE = (ONE_REPORT_START, REACH_TWO_SHORT)
 
 
 @dataclass
@@ -456,9 +462,12 @@ def live_run(ls: LiveSite, wav: Path, condition: str, seed: int, way: str, work:
              ) -> dict[str, Any]:
     """One burst of ``wav`` from `ptt talk --wav` to `ptt listen --out` with ``condition`` on
     the ``way`` path ("down": server -> listener, "up": talker -> server); PESQ-WB, wire kbit/s
-    and the played span against the sent one. ``env`` is added to both clients' environment,
-    ``talker_env`` to the talker's."""
+    and the played span against the sent one, the seqs the proxy dropped and how the listener
+    made each frame it played (from the proxy's ``--fates`` and the clients' ``--timing``
+    logs, left in ``work``). ``env`` is added to both clients' environment, ``talker_env`` to
+    the talker's."""
     from ptt.audio.wav import read_wav
+    from ptt.client.timing import read_timing
     from tests.acceptance.harness import page_heard, start_proxy, stop_proxy, voiced_frames
 
     site = ls.site
@@ -468,15 +477,20 @@ def live_run(ls: LiveSite, wav: Path, condition: str, seed: int, way: str, work:
     if len(args) > 1:
         imp.append(f"--burst={scope}={args[1]}")
     trace = work / f"trace-{way}-{seed}.txt"
+    fates = work / f"fates-{way}-{seed}.txt"
     out = work / f"out-{way}-{seed}.wav"
-    proxy, addr = start_proxy(site.address, *imp, "--seed", str(seed), trace=trace)
+    played_log, sent_log = work / f"played-{way}-{seed}.txt", work / f"sent-{way}-{seed}.txt"
+    proxy, addr = start_proxy(site.address, *imp, "--seed", str(seed), "--fates", str(fates),
+                              trace=trace)
     extra = dict(env or {})
     try:
         # stopped by SIGINT once the talker is done and the tail played; --duration bounds it
         seconds = len(read_wav(wav)) / (2 * SAMPLE_RATE) + LIVE_BOUND
         talked = page_heard(
             site, "talker", "listener", "bench", wav, work / f"listen-{way}-{seed}.log",
-            listen_args=("--out", str(out), "--duration", f"{seconds:.1f}"),
+            listen_args=("--out", str(out), "--duration", f"{seconds:.1f}",
+                         "--timing", str(played_log)),
+            talk_args=("--timing", str(sent_log)),
             listener_env=site.env("listener", **extra,
                                   **({"PTT_SERVER": addr} if way == "down" else {})),
             talker_env=site.env("talker", **{**extra, **(talker_env or {})},
@@ -489,7 +503,16 @@ def live_run(ls: LiveSite, wav: Path, condition: str, seed: int, way: str, work:
     s0, s1 = voiced_frames(src, AUDIBLE)
     p0, p1 = voiced_frames(played, AUDIBLE)
     overall, after, size = _wire_kbps(trace, way)
+    dropped = [int(q) for _, w, q, fate in (line.split() for line in
+               fates.read_text().splitlines() if line.strip()) if w == way and fate == "lost"]
+    played_entries = [e for e in read_timing(played_log) if e.event == "played"]
+    made = [e.source for e in played_entries]
     return {
+        "dropped": dropped,  # seqs the proxy dropped on the lossy path, in order
+        "sources": {s: made.count(s) for s in dict.fromkeys(made)},  # frames played, by source
+        # the frames the listener concealed, and those it played a concealed frame before
+        "concealed": [e.seq for e in played_entries if e.source == "concealed"],
+        "inserted": [e.seq for e in played_entries if e.source == "inserted"],
         "pesq": score(src, played),
         "kbps": overall,
         "kbps_after_2s": after,
@@ -528,7 +551,10 @@ class LivePlan:
     # the talker with the Opus rate against loss runs (True) or without it (False, see
     # NO_RUNS_BITRATE); both: each cell for each in turn, an A/B comparison on one build
     runs_bitrate: tuple[bool, ...] = (True,)
+    # as built (True) or with BEFORE's shims (False); both: an A/B comparison on one build
+    built: tuple[bool, ...] = (True,)
     minutes: float = 45.0  # cells not started by then are reported as not run
+    dump: Path | None = None  # keep each run's traces, timing logs and WAV here
 
 
 QUICK_PLAN = LivePlan(voices=("English (en-us)",), conditions=("clean", "random 10%"),
@@ -542,8 +568,11 @@ def run_live(plan: LivePlan = LivePlan(), verbose: bool = True) -> dict[str, Any
     misses: list[str] = []
     # the talker's environment that switches the Opus rate against loss runs off, for A/B runs
     # on one build; the bench's own shim, not a setting of ptt's
-    no_runs_bitrate = {"PYTHONPATH": os.pathsep.join(
-        p for p in (str(NO_RUNS_BITRATE), os.environ.get("PYTHONPATH")) if p)}
+    def shims(*dirs: Path) -> dict[str, str] | None:
+        if not dirs:
+            return None
+        return {"PYTHONPATH": os.pathsep.join(
+            p for p in (*map(str, dirs), os.environ.get("PYTHONPATH")) if p)}
     with tempfile.TemporaryDirectory(prefix="ptt-vq-live-") as tmp, \
             LiveSite(Path(tmp, "site")) as ls:
         for voice_name in plan.voices:
@@ -556,30 +585,45 @@ def run_live(plan: LivePlan = LivePlan(), verbose: bool = True) -> dict[str, Any
                     if way == "up" and cond == "clean" and "down" in plan.ways:
                         continue  # a clean path is the same whichever way
                     for on in plan.runs_bitrate:
-                        row = _live_cell(ls, wav, voice_name, cond, way, plan.seeds, deadline,
-                                         Path(tmp), verbose, None if on else no_runs_bitrate)
-                        if plan.runs_bitrate != (True,):
-                            row["Opus against runs"] = (f"{RUNS_BITRATE / 1000:g} kbit/s" if on
-                                                        else "as configured")
-                        rows.append(row)
-                        misses += _misses(row)
+                        for built in plan.built:
+                            row = _live_cell(ls, wav, voice_name, cond, way, plan.seeds,
+                                             deadline, Path(tmp), verbose,
+                                             None if on else shims(NO_RUNS_BITRATE),
+                                             plan.dump, None if built else shims(*BEFORE))
+                            if plan.runs_bitrate != (True,):
+                                row["Opus against runs"] = (f"{RUNS_BITRATE / 1000:g} kbit/s"
+                                                            if on else "as configured")
+                            if plan.built != (True,):
+                                row["build"] = "as built" if built else "before (shims)"
+                            rows.append(row)
+                            misses += _misses(row)
     return {"rows": rows, "misses": misses}
 
 
 def _live_cell(ls: LiveSite, wav: Path, voice_name: str, cond: str, way: str,
                seeds: tuple[int, ...], deadline: float, tmp: Path, verbose: bool,
-               talker_env: dict[str, str] | None = None) -> dict[str, Any]:
+               talker_env: dict[str, str] | None = None, dump: Path | None = None,
+               env: dict[str, str] | None = None) -> dict[str, Any]:
     results = []
     t0 = time.monotonic()
     load0 = os.getloadavg()[0]  # real-time figures: the machine's load beside each cell
     for seed in seeds:
         if time.monotonic() > deadline:
             break
-        work = Path(tempfile.mkdtemp(prefix="cell-", dir=tmp))
+        work = Path(tempfile.mkdtemp(prefix="cell-", dir=dump or tmp))
         try:
-            results.append(live_run(ls, wav, cond, seed, way, work, talker_env=talker_env))
+            results.append(live_run(ls, wav, cond, seed, way, work, env=env,
+                                    talker_env=talker_env))
         except (RuntimeError, AssertionError) as exc:  # one failed run must not hide the rest
             print(f"  {voice_name} {way} {cond} seed {seed}: {exc}", file=sys.stderr)
+            continue
+        if dump is not None:
+            r = results[-1]
+            (work / "run.json").write_text(json.dumps(
+                {"voice": voice_name, "way": way, "condition": cond, "seed": seed,
+                 "talker_env": talker_env, "env": env, "load": os.getloadavg()[0],
+                 **{k: r[k] for k in ("pesq", "dropped", "sources", "concealed", "inserted",
+                                      "stretch_ms", "protection")}}))
     path = "server -> listener" if way == "down" else "talker -> server"
     row: dict[str, Any] = {"pipeline": "real commands", "voice": voice_name,
                            "lossy path": path if cond != "clean" else "none",
@@ -602,7 +646,8 @@ def _live_cell(ls: LiveSite, wav: Path, voice_name: str, cond: str, way: str,
         "load average (1 min)": f"{load0:.1f}-{os.getloadavg()[0]:.1f}",
     })
     if verbose:
-        off = "" if talker_env is None else "without runs rate: "
+        off = "".join(f"{Path(e['PYTHONPATH'].split(os.pathsep)[0]).name}: "
+                      for e in (talker_env, env) if e is not None)
         print(f"{voice_name:18s} {path:19s} {cond:11s} {off}PESQ {mean:.2f} (worst {worst:.2f}, "
               f"target {target}: {row['met']})  {row['kbit/s UDP payload']:5.1f} kbit/s, "
               f"{row['after 2 s']:5.1f} after 2 s, {row['bytes/datagram']} B/datagram, "
@@ -610,6 +655,9 @@ def _live_cell(ls: LiveSite, wav: Path, voice_name: str, cond: str, way: str,
               f"load {row['load average (1 min)']}]  seeds: "
               + " ".join(f"{r['pesq']:.2f}" for r in results),
               flush=True)
+        for seed, r in zip(seeds, results, strict=False):
+            print(f"    seed {seed}: PESQ {r['pesq']:.2f}, {len(r['dropped'])} dropped, played "
+                  + ", ".join(f"{n} {s}" for s, n in r["sources"].items()), flush=True)
     return row
 
 
@@ -729,6 +777,12 @@ def main() -> int:
     ap.add_argument("--runs-bitrate", choices=("on", "off", "on,off", "off,on"), default="on",
                     help="real commands: off runs the talker without the Opus rate against "
                     "loss runs (RUNS_BITRATE); on,off runs each cell both ways in turn (A/B)")
+    ap.add_argument("--build", choices=("after", "before", "after,before", "before,after"),
+                    default="after", help="real commands: before runs both clients with this "
+                    "session's changes undone (bench/one_report_start, bench/reach_two_short "
+                    "first on their PYTHONPATH); after,before runs each cell both ways in turn")
+    ap.add_argument("--dump", type=Path, help="real commands: keep each run's proxy trace and "
+                    "fates, timing logs, WAV and a run.json under this directory")
     args = ap.parse_args()
     try:
         cells = _live_cells(args)
@@ -748,7 +802,9 @@ def main() -> int:
         plan = QUICK_PLAN if args.quick else LivePlan()
         plan = dataclasses.replace(plan, minutes=args.minutes,
                                    runs_bitrate=tuple(x == "on" for x in
-                                                      args.runs_bitrate.split(",")), **cells)
+                                                      args.runs_bitrate.split(",")),
+                                   built=tuple(x == "after" for x in args.build.split(",")),
+                                   dump=args.dump, **cells)
         res = run(args.quick, plan, offline=not args.live_only)
         print(f"targets missed (real commands): {res['targets missed (real commands)']}")
     print("anchors: PLC only 2.51 / 1.70 / 1.30, Opus FEC only (24 kbps) 2.92 / 2.52 / 1.88 "

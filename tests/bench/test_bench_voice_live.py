@@ -42,22 +42,47 @@ def test_real_command_cells_run_end_to_end() -> None:
     assert isinstance(res["targets missed (real commands)"], str)
 
 
-def test_the_ab_switch_turns_the_runs_rate_off_in_the_talker_only() -> None:
-    # --runs-bitrate off puts bench/no_runs_bitrate first on the talker's PYTHONPATH: a process
-    # started so gets no least rate against runs, and one without it gets RUNS_BITRATE
+def _with_and_without(shim: Path, probe: str) -> list[int]:
+    """``probe``'s printed integer from a Python started with ``shim`` first on its
+    PYTHONPATH, then from one started without it."""
     import os
     import subprocess
 
+    out = []
+    for path in (str(shim), None):
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        if path is not None:
+            env["PYTHONPATH"] = path
+        done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                              text=True, timeout=60, check=True)
+        out.append(int(done.stdout))
+    return out
+
+
+def test_the_ab_switch_turns_the_runs_rate_off_in_the_talker_only() -> None:
+    # --runs-bitrate off puts bench/no_runs_bitrate first on the talker's PYTHONPATH: a process
+    # started so gets no least rate against runs, and one without it gets RUNS_BITRATE
     probe = ("from ptt.media.sender import RedundancyPolicy\n"
              "p = RedundancyPolicy()\n"
              "p.start(2)\n"
              "print([p.update(0.10, 3.0) for _ in range(3)][-1].bitrate(30_000))\n")
-    rates = []
-    for path in (str(bench.NO_RUNS_BITRATE), None):
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-        if path is not None:
-            env["PYTHONPATH"] = path
-        out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
-                             text=True, timeout=60, check=True)
-        rates.append(int(out.stdout))
-    assert rates == [30_000, bench.RUNS_BITRATE]
+    assert _with_and_without(bench.NO_RUNS_BITRATE, probe) == [30_000, bench.RUNS_BITRATE]
+
+
+def test_the_ab_switch_makes_the_start_fall_at_a_clean_first_report_in_the_talker_only() -> None:
+    # --start-guess off puts bench/one_report_start first on the talker's PYTHONPATH: a process
+    # started so drops its start to one copy at a first report without loss, as before
+    # RedundancyPolicy.GUESS_REPORTS; one without it keeps the start through that report
+    probe = ("from ptt.media.sender import START_REDUNDANCY, RedundancyPolicy\n"
+             "p = RedundancyPolicy()\n"
+             "p.start(START_REDUNDANCY)\n"
+             "print(p.update(0.0).redundancy)\n")
+    assert _with_and_without(bench.ONE_REPORT_START, probe) == [1, 2]
+
+
+def test_the_before_switch_gives_the_listener_the_old_growth_against_runs() -> None:
+    # --build before also puts bench/reach_two_short first: a listener started so grows two
+    # frames short of the copies' reach whatever its start (REACH_JITTERS None)
+    probe = "import ptt.media.jitter as j\nprint(int(j.REACH_JITTERS is None))\n"
+    assert bench.REACH_TWO_SHORT in bench.BEFORE and bench.ONE_REPORT_START in bench.BEFORE
+    assert _with_and_without(bench.REACH_TWO_SHORT, probe) == [1, 0]
