@@ -129,13 +129,24 @@ def test_policy_start_and_settings() -> None:
     assert policy.settings.offsets == offsets_for(DEFAULT_REDUNDANCY)
 
 
-def test_policy_start_is_a_guess_the_first_report_replaces() -> None:
-    # a clean first report takes the start down to one copy at once, and counts as the first
-    # calm report: bare frames as soon as from a start of one copy (three reports in)
+def test_policy_start_is_a_guess_a_lossy_or_the_second_report_replaces() -> None:
+    # a first report without loss (~20 frames: on a bursty path often between two runs) keeps
+    # the start; the second takes it down to one copy at once, and both count as calm
+    # reports: bare frames as soon as from a start of one copy (three reports in)
     policy = RedundancyPolicy(hold=3)
     policy.start(START_REDUNDANCY)
     assert policy.settings.redundancy == START_REDUNDANCY == 2
-    assert [policy.update(0.0).redundancy for _ in range(3)] == [1, 1, 0]
+    assert [policy.update(0.0).redundancy for _ in range(4)] == [2, 1, 0, 0]
+    # a first report with a little loss (below the two-copy step) replaces it at once, as ever
+    policy = RedundancyPolicy(hold=3)
+    policy.start(START_REDUNDANCY)
+    assert policy.update(0.01).redundancy == 1
+    # the start kept through a clean first report still yields to a lossy second one
+    policy = RedundancyPolicy(hold=3)
+    policy.start(START_REDUNDANCY)
+    assert policy.update(0.0).redundancy == 2
+    settings = policy.update(0.12, mean_loss_run=3.0)
+    assert settings.redundancy == 3 and settings.runs
     # once a report has confirmed a depth, it falls one step per `hold` calm reports again
     policy = RedundancyPolicy(hold=3)
     policy.start(START_REDUNDANCY)
