@@ -40,8 +40,9 @@ burst 20 ms longer than the talker's, and in real time (a loaded host's scheduli
 histogram, 10 % loss switching the look-ahead on) nothing else would stop the delay from growing
 within one burst, since it shrinks only after a second above target. So growth inside one burst
 (frames inserted minus frames dropped) is capped at ``max_growth`` frames, plus one frame per ``drift_frames`` played so that a
-sound card's clock running up to 0.4 % fast is still absorbed, or two frames short of the copies'
-reach when that is more (copies spread against runs of loss reach 6 frames back); past it a missing frame is
+sound card's clock running up to 0.4 % fast is still absorbed, or what brings the delay to the
+copies' reach when that is more (copies spread against runs of loss reach 6 frames back: four
+or five frames, by where the burst's start fell); past it a missing frame is
 concealed in place, and the depth learned carries on into the next burst, which starts deep
 enough. And the end of a
 burst is known even when its END_OF_BURST packet is lost: :meth:`JitterBuffer.finish` (the floor
@@ -51,6 +52,7 @@ would otherwise conceal ``max_conceal`` more frames of nothing.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
@@ -75,6 +77,16 @@ SEQ_MOD = 1 << 16
 # ``RUN_OFFSETS``); only for them does the buffer grow ahead of need, in pauses. Against random
 # loss the reach is short and on-demand growth inserts fewer frames (10 %: 3.91 against 3.85).
 RANDOM_REACH = 3
+# How far past the copies' reach (spread against runs) the delay must go for the farthest copy to
+# come in time: this many times the interarrival jitter (RFC 3550's estimate, a third of a
+# uniform spread: three cover ~95 % of it). The buffer plays on the sink's 20 ms ticks, so its
+# delay is the burst's start delay (40-60 ms, where the ticks fall against the talker's frames)
+# plus whole frames: four frames on a start just above 40 ms left a copy at offset 6 a hair late
+# on every frame that needed it (the real-command bench, bursty 10 %: the listener played 119 ms
+# after the send, 22 frames concealed where another run of the same seed concealed 10). Such a
+# start grows one frame more, up to a frame short of the reach. None: two frames short of the
+# reach whatever the start (bench/reach_two_short, for A/B runs only).
+REACH_JITTERS: float | None = 3.0
 MAX_MISORDER = 100  # frames (2 s): a packet further than this means the sender restarted
 
 
@@ -256,6 +268,7 @@ class JitterBuffer:
     _played_upto: int
     _last_lost: int
     _growth: int  # frames inserted minus frames dropped in this burst
+    _start_delay: float | None  # the delay of the burst's first frame played
     _ticks: int  # frames played in this burst
     _closing: bool  # finish() was called: no packet of this burst is still coming
 
@@ -380,6 +393,8 @@ class JitterBuffer:
         cfg = self.config
         self._update_target()
         self._play_base = now - self._next * cfg.frame
+        if self._start_delay is None:
+            self._start_delay = self.current_delay
         self._since_adjust += 1
         self._ticks += 1
         item = self._shrink(now)
@@ -414,6 +429,7 @@ class JitterBuffer:
         self._growth = 0
         self._ticks = 0
         self._closing = False
+        self._start_delay = None
 
     def _start_stream(self, seq: int, now: float) -> None:
         self._state = _State.BUFFERING
@@ -487,9 +503,9 @@ class JitterBuffer:
         cfg = self.config
         if not self._lossy or self._span <= RANDOM_REACH or self._closing:
             return False
-        # up to what waiting for the copies needs (two frames short of their reach): the clock
-        # drift allowance of the growth cap is left for the drift
-        if self._growth >= min(self._span, cfg.max_lookahead) - 2:
+        # up to what waiting for the copies needs (_reach_growth): the clock drift allowance of
+        # the growth cap is left for the drift
+        if self._growth >= self._reach_growth():
             return False
         if self._since_adjust < cfg.adjust_gap:
             return False
@@ -504,16 +520,30 @@ class JitterBuffer:
     def _growth_cap(self) -> int:
         """Frames this burst's playout may grow by: ``max_growth`` plus clock drift, or, while
         copies reach further back than that lets the buffer wait (a path losing packets in
-        runs), two frames less than their reach: with the initial delay that waits for a copy
-        at offset 6, and a burst is still heard at most 80 ms longer. The reach replaces the
+        runs), what brings the delay to their reach (:meth:`_reach_growth`: two or one frames
+        less than the reach, after the start), so a burst is heard at most 80 or 100 ms longer
+        with copies at offset 6. The reach replaces the
         drift allowance rather than adding to it: the buffer grows to the reach in pauses, and
         a long burst (12 s) came out 120 ms longer with both. (A frame more of growth measured
         no better: every frame inserted while learning to wait costs PESQ.)"""
         cfg = self.config
-        reach = min(self._span, cfg.max_lookahead) - 2 if self._lossy else 0
+        reach = self._reach_growth() if self._lossy and self._span > RANDOM_REACH else 0
         if reach > cfg.max_growth:
             return reach
         return cfg.max_growth + self._ticks // cfg.drift_frames
+
+    def _reach_growth(self) -> int:
+        """Frames of growth that bring the delay past the copies' reach by REACH_JITTERS times
+        the jitter, from where this burst started: two short of the reach (a start at the
+        initial 40 ms, and a little more, reaches it), one short when the start fell closer
+        to 40 ms than the jitter allows."""
+        cfg = self.config
+        reach = min(self._span, cfg.max_lookahead)
+        start = self._start_delay
+        if REACH_JITTERS is None or start is None:
+            return reach - 2
+        need = math.ceil((reach * cfg.frame + REACH_JITTERS * self._jitter - start) / cfg.frame)
+        return max(reach - 2, min(need, reach - 1))
 
     def _shrink(self, now: float) -> PlayoutItem | None:
         """Drop one frame, inside a pause, when the delay has stayed more than a frame above

@@ -426,6 +426,37 @@ def test_a_long_burst_with_spread_copies_grows_no_more_than_their_reach_allows()
     assert jb.stats.inserted - jb.stats.skipped <= 4, (jb.stats.inserted, jb.stats.skipped)
 
 
+def test_spread_copies_grow_the_delay_past_their_reach_whatever_the_start() -> None:
+    # copies at (2, 4, 6); the path's packets come 0-3 ms late (a loaded host's scheduling).
+    # Where the player's ticks fall against the talker's frames sets the burst's start delay
+    # (40-60 ms); four frames of growth on a start just above 40 ms leave the copy at offset 6
+    # later than its frame, and a run of five lost packets then loses the frames only that copy
+    # carries. Such a start grows a fifth frame; a start well above 40 ms stays at four.
+    import random
+
+    def pl(seq: int) -> VoicePayload:
+        return VoicePayload(frame(seq), tuple((o, frame(seq - o)) for o in (2, 4, 6) if o <= seq))
+
+    lost = {20, 21, 22} | {i for i in range(60, 300, 40) for i in range(i, i + 5)}
+    for phase, grown in ((0.0025, 5), (0.012, 4)):
+        rng = random.Random(7)
+        arrivals = [(i * F + 0.002 + 0.003 * rng.random(), i, pl(i), i == 349)
+                    for i in range(350) if i not in lost]
+        jb = JitterBuffer()
+        pending = sorted(arrivals, key=lambda a: a[0])
+        out = []
+        for k in range(420):
+            now = k * F + phase
+            while pending and pending[0][0] <= now:
+                t, seq, p, end = pending.pop(0)
+                jb.add(seq, p, t, end)
+            out.append(jb.pop(now))
+        assert jb.stats.inserted - jb.stats.skipped == grown, (phase, jb.stats)
+        late = [it.seq for it in out if it is not None and it.source is Source.CONCEALED
+                and it.seq >= 140]
+        assert not late, (phase, late)  # once grown, every run of five is repaired
+
+
 def test_random_loss_copies_do_not_grow_the_delay_ahead_of_need() -> None:
     # copies at (1, 3) (random loss): after a loss switches look-ahead on, a pause is no reason
     # to insert frames; the delay grows only when a frame needs it
