@@ -38,7 +38,8 @@ import policy_search as ps  # noqa: E402
 
 from ptt.audio.codec import DEFAULT_BITRATE, SAMPLE_RATE, OpusDecoder, OpusEncoder  # noqa: E402
 from ptt.audio.wav import read_wav  # noqa: E402
-from ptt.media.sender import RUN_OFFSETS, RUNS_BITRATE  # noqa: E402
+from ptt.media import jitter  # noqa: E402
+from ptt.media.sender import RUN_OFFSETS, RUNS_BITRATE, RedundancyPolicy  # noqa: E402
 
 REACHES = (2, 3, 4, 6, 8, 10, 12, 16)
 LONG_RUN = 7  # runs longer than the copies' reach (6) are listed one by one
@@ -82,12 +83,19 @@ def play(packets: list[bytes], heard: list[bool]) -> bytes:
                                                                           strict=True))
 
 
-def replay(frames: list[bytes], seed: int, way: str) -> float:
-    """ptt's adaptive talker and a cold listener on the pattern, virtual time."""
+def replay(frames: list[bytes], seed: int, way: str, before: bool = False) -> float:
+    """ptt's adaptive talker and a cold listener on the pattern, virtual time; ``before``:
+    with this session's changes undone, as bench_voice_quality --build before does live."""
     b.Session = ps.TalkSession  # type: ignore[misc]
     imp = ps.LIVE_IMPAIRMENTS["bursty 10%"]
     c = b.Condition("bursty 10%", lambda: ps.ProxyPattern(seed, way, imp))
-    return float(b.measure(frames, b.Config("adaptive", warm=False), c, (seed,))["pesq"])
+    saved = RedundancyPolicy.GUESS_REPORTS, jitter.REACH_JITTERS
+    if before:
+        RedundancyPolicy.GUESS_REPORTS, jitter.REACH_JITTERS = 1, None
+    try:
+        return float(b.measure(frames, b.Config("adaptive", warm=False), c, (seed,))["pesq"])
+    finally:
+        RedundancyPolicy.GUESS_REPORTS, jitter.REACH_JITTERS = saved
 
 
 def spans(seqs: list[int]) -> str:
@@ -175,14 +183,16 @@ def main(argv: list[str] | None = None) -> int:
                     plc = b.score(ref, play(packets, [not x for x in lost]))
                     bound = {k: b.score(ref, play(packets, restored(lost, k))) for k in reaches}
                     unrestored = {k: sum(not h for h in restored(lost, k)) for k in reaches}
-                    product = None if args.no_replay else replay(frames, seed, way)
+                    product = None if args.no_replay else (replay(frames, seed, way, True),
+                                                           replay(frames, seed, way))
                     print(f"  {way:4s} seed {seed}: lost {sum(lost)} ({100 * sum(lost) / len(lost):.1f} %)"
                           f" in {len(runs)} runs, longest {max((n for _, n in runs), default=0)}"
                           f"; runs >= {LONG_RUN} (frame, length, voiced frames): {long}")
                     print(f"      PLC only {plc:.2f}  "
                           + "  ".join(f"oracle K={k} {bound[k]:.2f} ({unrestored[k]} concealed)"
                                       for k in reaches)
-                          + ("" if product is None else f"  ptt replayed {product:.2f}"),
+                          + ("" if product is None else
+                             f"  ptt replayed {product[0]:.2f} before, {product[1]:.2f} now"),
                           flush=True)
     return 0
 

@@ -513,6 +513,7 @@ def live_run(ls: LiveSite, wav: Path, condition: str, seed: int, way: str, work:
         # the frames the listener concealed, and those it played a concealed frame before
         "concealed": [e.seq for e in played_entries if e.source == "concealed"],
         "inserted": [e.seq for e in played_entries if e.source == "inserted"],
+        "links": [line for line in talked.stdout.splitlines() if "link:" in line],
         "pesq": score(src, played),
         "kbps": overall,
         "kbps_after_2s": after,
@@ -623,7 +624,7 @@ def _live_cell(ls: LiveSite, wav: Path, voice_name: str, cond: str, way: str,
                 {"voice": voice_name, "way": way, "condition": cond, "seed": seed,
                  "talker_env": talker_env, "env": env, "load": os.getloadavg()[0],
                  **{k: r[k] for k in ("pesq", "dropped", "sources", "concealed", "inserted",
-                                      "stretch_ms", "protection")}}))
+                                      "links", "stretch_ms", "protection")}}))
     path = "server -> listener" if way == "down" else "talker -> server"
     row: dict[str, Any] = {"pipeline": "real commands", "voice": voice_name,
                            "lossy path": path if cond != "clean" else "none",
