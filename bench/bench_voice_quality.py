@@ -414,10 +414,12 @@ LIVE_BOUND = 30.0  # seconds `ptt listen` may run beyond the speech in any case
 NO_RUNS_BITRATE = ROOT / "bench" / "no_runs_bitrate"  # a sitecustomize switching RUNS_BITRATE off
 # this session's changes, each undone by a sitecustomize on both clients' PYTHONPATH: the talker's
 # start falling at a first report without loss, the listener growing two frames short of the
-# copies' reach whatever its start ("before", for A/B runs on one build)
+# copies' reach whatever its start, and counting a run of loss across two reports in the first
+# only ("before", for A/B runs on one build)
 ONE_REPORT_START = ROOT / "bench" / "one_report_start"
 REACH_TWO_SHORT = ROOT / "bench" / "reach_two_short"
-BEFORE = (ONE_REPORT_START, REACH_TWO_SHORT)
+RUNS_PER_BURST = ROOT / "bench" / "runs_per_burst"  # ... and a run across two reports in one
+BEFORE = (ONE_REPORT_START, REACH_TWO_SHORT, RUNS_PER_BURST)
 
 
 @dataclass
@@ -780,8 +782,8 @@ def main() -> int:
                     "loss runs (RUNS_BITRATE); on,off runs each cell both ways in turn (A/B)")
     ap.add_argument("--build", choices=("after", "before", "after,before", "before,after"),
                     default="after", help="real commands: before runs both clients with this "
-                    "session's changes undone (bench/one_report_start, bench/reach_two_short "
-                    "first on their PYTHONPATH); after,before runs each cell both ways in turn")
+                    "session's changes undone (bench/one_report_start, bench/reach_two_short, "
+                    "bench/runs_per_burst first on their PYTHONPATH); after,before runs each cell both ways in turn")
     ap.add_argument("--dump", type=Path, help="real commands: keep each run's proxy trace and "
                     "fates, timing logs, WAV and a run.json under this directory")
     args = ap.parse_args()

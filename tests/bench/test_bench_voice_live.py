@@ -86,3 +86,12 @@ def test_the_before_switch_gives_the_listener_the_old_growth_against_runs() -> N
     probe = "import ptt.media.jitter as j\nprint(int(j.REACH_JITTERS is None))\n"
     assert bench.REACH_TWO_SHORT in bench.BEFORE and bench.ONE_REPORT_START in bench.BEFORE
     assert _with_and_without(bench.REACH_TWO_SHORT, probe) == [1, 0]
+
+
+def test_the_before_switch_gives_the_listener_the_old_run_count_across_reports() -> None:
+    # --build before also puts bench/runs_per_burst first: a listener started so counts a run
+    # of loss that a report falls inside in the first report only (its own loss_report)
+    probe = ("from ptt.media.receiver import BurstReceiver\n"
+             "print(int(BurstReceiver.loss_report.__module__ == 'sitecustomize'))\n")
+    assert bench.RUNS_PER_BURST in bench.BEFORE
+    assert _with_and_without(bench.RUNS_PER_BURST, probe) == [1, 0]

@@ -228,15 +228,21 @@ def test_undecodable_packet_is_concealed() -> None:
     assert rx.undecodable == 1
 
 
+def _deliver(rx: BurstReceiver, sent: list[int], now: float, last: int) -> None:
+    """The packets of ``sent`` that arrive (2 ms after their frame's time) in the 20 ms tick
+    ending at ``now``; ``last`` carries END_OF_BURST."""
+    for i in sent:
+        if i * F + 0.002 <= now < i * F + 0.002 + F:
+            flags = VoiceFlags.END_OF_BURST if i == last else VoiceFlags.NONE
+            rx.receive(gram(1, i, flags=flags), i * F + 0.002)
+
+
 def test_loss_report_covers_the_period_since_the_last_one() -> None:
     rx = BurstReceiver(FakeDecoder(), group_id=1)
     sent = [i for i in range(40) if i not in (5, 6, 7, 20)]
     for tick in range(60):
         now = tick * F + PHASE
-        for i in sent:
-            if i * F + 0.002 <= now < i * F + 0.002 + F:
-                flags = VoiceFlags.END_OF_BURST if i == 39 else VoiceFlags.NONE
-                rx.receive(gram(1, i, flags=flags), i * F + 0.002)
+        _deliver(rx, sent, now, last=39)
         rx.pop(now)
         if tick == 15:
             first = rx.loss_report()
@@ -249,6 +255,24 @@ def test_loss_report_covers_the_period_since_the_last_one() -> None:
     assert second.mean_loss_run == pytest.approx(1.0)
     assert rx.loss_report().frames == 0
     assert rx.ended and not rx.playing
+
+
+def test_a_run_of_loss_across_two_reports_is_a_run_in_each() -> None:
+    # frames 8-13 lost; the first report falls inside the run. The second must still say the
+    # losses come in a run (mean 0 would tell the talker nothing about runs)
+    rx = BurstReceiver(FakeDecoder(), group_id=1)
+    sent = [i for i in range(40) if not 8 <= i <= 13]
+    reports = []
+    for tick in range(60):
+        now = tick * F + PHASE
+        _deliver(rx, sent, now, last=39)
+        item = rx.pop(now)
+        if item is not None and rx.last_item is not None and rx.last_item.seq == 10:
+            reports.append(rx.loss_report())  # frames 8-10 played lost by now
+    reports.append(rx.loss_report())
+    first, second = reports
+    assert (first.lost, first.runs, first.mean_loss_run) == (3, 1, 3.0)
+    assert (second.lost, second.runs, second.mean_loss_run) == (3, 1, 3.0)
 
 
 def test_packets_that_come_too_late_are_reported_late_not_lost() -> None:
