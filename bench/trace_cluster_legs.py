@@ -58,6 +58,44 @@ FLOOR_LEGS = [
     ("a: decode, apply the news, the answer sent", "a_recv", "a_out"),
     ("a -> client grant (UDP, the client wakes, opens it)", "a_out", "grant"),
 ]
+# the same path in finer pieces, and each node's turn after its message left (the tails overlap
+# the next legs: CPU a woken process competes with on two cores)
+FLOOR_FINE = [
+    ("a: the reader's take (recv, sort) to the core", "a_rd", "a_core"),
+    ("a: the core (open, parse, the request to the routing)", "a_core", "a_core_end"),
+    ("a: the core's turn to Bus.send (flush, encode)", "a_core_end", "a_send"),
+    ("c: decode, floor decision, FloorNews encoded (routing)", "c_recv", "c_rt_end"),
+    ("c: the routing's return to Bus.send", "c_rt_end", "c_send"),
+    ("a: decode, apply the news (routing)", "a_recv", "a_rt_end"),
+    ("a: the routing's return to the answer's send", "a_rt_end", "a_out"),
+    ("tail a: after the request left, to the turn's end", "a_send", "a_rd_end"),
+    ("tail c: after the news left, to the callback's end", "c_send", "c_done"),
+    ("tail a: after the answer's send began, to the callback's end", "a_out", "a_done"),
+    ("CPU a: the core", "a_core#cpu", "a_core_end#cpu"),
+    ("CPU a: the core's return to the turn's end (the request sent)", "a_core_end#cpu",
+     "a_rd_end#cpu"),
+    ("CPU c: the routing (decode, decision, news)", "c_rt#cpu", "c_rt_end#cpu"),
+    ("CPU c: the routing's return to the callback's end (the news sent)", "c_rt_end#cpu",
+     "c_done#cpu"),
+    ("CPU a: the routing (decode, the news applied)", "a_rt#cpu", "a_rt_end#cpu"),
+    ("CPU c: the routing's start to the news made", "c_rt#cpu", "c_news#cpu"),
+    ("CPU c: of it, the home's own clients' floor events", "c_fe#cpu", "c_fe_end#cpu"),
+    ("CPU c: the news made to the routing's end", "c_news#cpu", "c_rt_end#cpu"),
+    ("CPU a: the routing's start to the answer sealed", "a_rt#cpu", "a_answer#cpu"),
+    ("CPU a: the answer sealed to the routing's end", "a_answer#cpu", "a_rt_end#cpu"),
+    ("CPU a: the answer's send to the callback's end", "a_out#cpu", "a_done#cpu"),
+]
+VOICE_FINE = [
+    ("a: the reader's take to the core", "a_rd", "a_core"),
+    ("a: the core (MAC check, relay)", "a_core", "a_core_end"),
+    ("a: the core's return to Bus.send", "a_core_end", "a_send"),
+    ("tail a: after the frame left, to the turn's end", "a_send", "a_rd_end"),
+    ("tail b: after the fan-out began, to the callback's end", "b_fan", "b_done"),
+    ("CPU a: the core (MAC check, relay)", "a_core#cpu", "a_core_end#cpu"),
+    ("CPU a: the core's return to the turn's end (the frame sent)", "a_core_end#cpu",
+     "a_rd_end#cpu"),
+    ("CPU b: the fan-out to the callback's end", "b_fan#cpu", "b_done#cpu"),
+]
 VOICE_LEGS = [
     ("talker -> a (UDP, a wakes)", "sent", "a_rd"),
     ("a: MAC check, relay, to Bus.send", "a_rd", "a_send"),
@@ -74,6 +112,16 @@ def _first(trace: Trace, tag: str, after: float, before: float, info: str = "") 
         if after <= t <= before and g == tag and i.startswith(info):
             return t
     return None
+
+
+def _cpu(p: dict[str, float | None], trace: Trace, key: str, tag: str, after: float,
+         before: float) -> None:
+    """``p[key]``: the first ``tag`` in the window, ``p[key + "#cpu"]``: its CPU time."""
+    for t, g, i in trace:
+        if after <= t <= before and g == tag:
+            p[key], p[key + "#cpu"] = t, float(i)
+            return
+    p[key] = None
 
 
 def _send(trace: Trace, to: str, after: float, before: float) -> tuple[float, float] | None:
@@ -101,6 +149,21 @@ def _floor_points(nodes: dict[str, Trace], t0: float, end: float) -> dict[str, f
     p["a_read"] = _first(a, "nats_read", back[1], end)
     p["a_recv"] = _first(a, "bus_recv", back[1], end, "m2")
     p["a_out"] = _first(a, "send_out", p["a_recv"] or end, end)
+    if all(v is not None for v in p.values()):
+        _cpu(p, a, "a_core", "core_rx", t0, out[0])
+        _cpu(p, a, "a_core_end", "core_rx_end", p["a_core"] or end, end)
+        _cpu(p, a, "a_rd_end", "rd_end", out[0], 1e18)
+        _cpu(p, c, "c_rt", "rt_rx", p["c_recv"] or end, end)  # type: ignore[arg-type]
+        _cpu(p, c, "c_rt_end", "rt_rx_end", p["c_recv"] or end, end)  # type: ignore[arg-type]
+        _cpu(p, c, "c_done", "bus_done", back[0], 1e18)
+        _cpu(p, a, "a_rt", "rt_rx", p["a_recv"] or end, end)  # type: ignore[arg-type]
+        _cpu(p, a, "a_rt_end", "rt_rx_end", p["a_recv"] or end, end)  # type: ignore[arg-type]
+        _cpu(p, c, "c_news", "published", p["c_recv"] or end, end)  # type: ignore[arg-type]
+        _cpu(p, c, "c_fe", "floor_events", p["c_recv"] or end, end)  # type: ignore[arg-type]
+        _cpu(p, c, "c_fe_end", "floor_events_end", p["c_recv"] or end, end)  # type: ignore[arg-type]
+        _cpu(p, a, "a_answer", "answered", p["a_recv"] or end, end)  # type: ignore[arg-type]
+        _cpu(p, a, "a_out", "send_out", p["a_recv"] or end, end)  # type: ignore[arg-type]
+        _cpu(p, a, "a_done", "bus_done", p["a_out"] or end, 1e18)  # type: ignore[arg-type]
     return None if any(v is None for v in p.values()) else p  # type: ignore[return-value]
 
 
@@ -115,6 +178,12 @@ def _voice_points(nodes: dict[str, Trace], sent: float, heard: float) -> dict[st
     p["b_read"] = _first(b, "nats_read", out[1], heard)
     p["b_recv"] = _first(b, "bus_recv", out[1], heard, "v")
     p["b_fan"] = _first(b, "fan_out", p["b_recv"] or heard, heard)
+    if all(v is not None for v in p.values()):
+        _cpu(p, a, "a_core", "core_rx", sent, out[0])
+        _cpu(p, a, "a_core_end", "core_rx_end", p["a_core"] or heard, heard)
+        _cpu(p, a, "a_rd_end", "rd_end", out[0], 1e18)
+        _cpu(p, b, "b_fan", "fan_out", p["b_recv"] or heard, heard)  # type: ignore[arg-type]
+        _cpu(p, b, "b_done", "bus_done", p["b_fan"] or heard, 1e18)  # type: ignore[arg-type]
     return None if any(v is None for v in p.values()) else p  # type: ignore[return-value]
 
 
@@ -189,6 +258,8 @@ def run(cycles: int, voice: float, profile: Path | None = None) -> dict[str, Any
              if len(frames) == len(r["voice"]) else [])  # a frame lost: no pairing by order
     return {"floor": _table(FLOOR_LEGS, floor) if floor else [],
             "voice": _table(VOICE_LEGS, heard) if heard else [],
+            "floor, finer": _table(FLOOR_FINE, floor) if floor else [],
+            "voice, finer": _table(VOICE_FINE, heard) if heard else [],
             "traced": f"{len(floor)} of {len(r['access'])} requests, "
                       f"{len(heard)} of {len(r['voice'])} frames",
             "access p50 ms": round(_q(r["access"], 0.5), 3),
@@ -209,9 +280,9 @@ def main() -> int:
         print("trace_cluster_legs: --cycles at least 1, --voice at least 0.1", file=sys.stderr)
         return 2
     res = run(args.cycles, args.voice, args.profile)
-    for what in ("floor", "voice"):
+    for what in ("floor", "voice", "floor, finer", "voice, finer"):
         for row in res[what]:
-            print(f"{what:5s}  {row['leg']:52s} p50 {row['p50 ms']:7.3f}  p90 {row['p90 ms']:7.3f}")
+            print(f"{what:12s}  {row['leg']:60s} p50 {row['p50 ms']:7.3f}  p90 {row['p90 ms']:7.3f}")
     for k in ("traced", "access p50 ms", "voice p50 ms", "load_average"):
         print(f"{k}: {res[k]}")
     print(machine_line())

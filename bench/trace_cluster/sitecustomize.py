@@ -4,9 +4,11 @@ Python imports this module at start-up when its directory is on ``PYTHONPATH``; 
 unless ``TRACE_CLUSTER_DIR`` is set (not a ``PTT_`` name: ``bench_cluster`` passes none of those to
 its servers) and the process is ``ptt server``. Then it wraps, by name, the
 places a floor request and a voice frame pass (the server's socket read and sends, the fan-out,
-``Bus.send_all`` and the bus callback, nats-py's socket read and its flusher's write) to append
+``Bus.send_all`` and the bus callback, nats-py's socket read and its flusher's write; the core's
+``receive_datagram``, the routing's ``receive``, ``ClusterNode.flush``) to append
 ``(time.monotonic(), tag, info)`` to a list, written as JSON to ``TRACE_CLUSTER_DIR/<node>.json``
-when the process exits. The clock is the machine's monotonic clock, the same in every process,
+when the process exits; the info of a wrapped method's points and of the bus callback's end is
+the thread's CPU time (``time.thread_time``), so a leg's CPU shows beside its wall time. The clock is the machine's monotonic clock, the same in every process,
 so the bench lines the legs up across processes. A renamed method fails the start loudly.
 """
 
@@ -34,6 +36,11 @@ def _install(directory: str) -> None:
     import nats.aio.transport as ntr
 
     import ptt.cluster.bus as bus
+    import ptt.cluster.node as cnode
+    import ptt.protocol.cluster_routing as routing
+    import ptt.protocol.server as pserver
+    import ptt.protocol.server_floor as sfloor
+    import ptt.protocol.server_outbox as outbox
     import ptt.server.app as app
 
     mono = time.monotonic
@@ -52,20 +59,30 @@ def _install(directory: str) -> None:
         atexit.register(lambda: (profile.disable(),
                                  profile.dump_stats(os.path.join(directory, f"{node}.prof"))))
 
+    cpu = time.thread_time  # the info of these points: this thread's CPU time, s
+
     def wrap(cls: Any, name: str, tag: str, after: str = "") -> None:
         f = getattr(cls, name)
 
         def g(*a: Any, **k: Any) -> Any:
-            trace.append((mono(), tag, ""))
+            trace.append((mono(), tag, repr(cpu())))
             r = f(*a, **k)
             if after:
-                trace.append((mono(), after, ""))
+                trace.append((mono(), after, repr(cpu())))
             return r
         setattr(cls, name, g)
 
-    wrap(app.PttServer, "_read_ready", "rd")
-    wrap(app.PttServer, "_send_out", "send_out")
+    wrap(app.PttServer, "_read_ready", "rd", "rd_end")
+    wrap(app.PttServer, "_send_out", "send_out", "send_out_end")
     wrap(app.PttServer, "fan_out", "fan_out")
+    # the finer legs: the core's and the routing's own work, the node's flush, and what a turn
+    # still does after its message left (the tail, the CPU the next hop's wake-up competes with)
+    wrap(pserver.ServerCore, "receive_datagram", "core_rx", "core_rx_end")
+    wrap(routing.ClusterRouting, "receive", "rt_rx", "rt_rx_end")
+    wrap(cnode.ClusterNode, "flush", "node_flush")
+    wrap(routing.ClusterRouting, "_publish", "publish", "published")  # the home's news made
+    wrap(outbox.Outbox, "answer", "answer", "answered")  # a request's answer sealed
+    wrap(sfloor.FloorControl, "floor_events", "floor_events", "floor_events_end")
     send_all = bus.Bus.send_all
 
     def traced_send_all(self: Any, messages: Any) -> None:
@@ -81,6 +98,7 @@ def _install(directory: str) -> None:
     def traced_received(self: Any, msg: Any) -> None:
         trace.append((mono(), "bus_recv", _kind(msg.data)))
         received(self, msg)
+        trace.append((mono(), "bus_done", repr(cpu())))
 
     async def traced_received_task(self: Any, msg: Any) -> None:  # a subscription's callback
         trace.append((mono(), "bus_recv", _kind(msg.data)))
