@@ -67,6 +67,8 @@ class Outbox:
 
     def announce(self, g: GroupEntry, msg: m.Message, skip: Session | None = None,
                  skip_user: str | None = None) -> None:
+        if not g.joined:  # a cluster's home with no member of its own: nothing to encode
+            return
         data = encode_message(msg)  # encoded once, sealed per member
         seal = self.seal
         self.datagrams.extend((seal(s, data), s.addr) for s in g.joined.values()
