@@ -363,7 +363,8 @@ class ClusterNode:
     def voice(self, data: bytes, now: float) -> None:
         """A frame the relay accepted (MAC removed): once to each other node with listeners."""
         self.bus.send_all([(node, data) for node in self.routing.voice_nodes(peek_frame(data)[0])])
-        self.flush(now)  # the home's ALIVE
+        if self.routing.has_output:  # the home's ALIVE (four a second of the fifty frames)
+            self.flush(now)
 
     def get_timer(self) -> float | None:
         return self.routing.get_timer()

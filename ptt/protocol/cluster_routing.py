@@ -306,6 +306,12 @@ class ClusterRouting:
         return out
 
     @property
+    def has_output(self) -> bool:
+        """Would :meth:`flush` and :meth:`messages_to_send` give anything? (the relay's hot
+        path asks after each frame)"""
+        return bool(self._out) or bool(self.core.floors.log)
+
+    @property
     def floor_waiting(self) -> bool:
         """Does a floor input or floor news wait to be sent (in the messages, or in the core's
         floor events that :meth:`flush` publishes)? Someone waits on those; the rest (presence,

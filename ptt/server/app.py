@@ -186,6 +186,7 @@ class PttServer:
         self.multicast_off: str | None = None  # why the server does not use multicast
         self._groups_changed = False
         self._batching = False  # inside _read_ready: the timer is armed once, at the end
+        self._turned = False  # a datagram of the batch went through _transmit (not voice alone)
         self._reader: PriorityReader | None = None  # set by start(), with the socket
         self._peers = PeerChanges()  # since the store last heard (PEERS_SAVE_EVERY)
         self._peers_timer: asyncio.TimerHandle | None = None
@@ -493,18 +494,23 @@ class PttServer:
 
     def _read_ready(self) -> None:
         """The socket is readable (or a backlog is left): voice and requests first, keepalives
-        after (ptt.net.reader); the timer is re-armed once per call, not per datagram."""
+        after (ptt.net.reader); the timer is re-armed once per call, not per datagram, and not
+        after a batch of forwarded voice frames alone (they move no timer earlier, and this is
+        the relay's hot path: a cluster's voice frame leaves for the other nodes before it)."""
         self._batching = True
+        self._turned = False
         try:
             more = self._reader.run()  # type: ignore[union-attr]
         finally:
             self._batching = False
         if not self._open:
             return  # an admin command or a listener closed the server
-        if self.cluster is not None:  # what the batch's datagrams gave the bus: one write
-            self.cluster.flush(asyncio.get_running_loop().time())
         if more and self._resume is None:
             self._resume = asyncio.get_running_loop().call_soon(self._resume_reading)
+        if not self._turned:
+            return
+        if self.cluster is not None:  # what the batch's datagrams gave the bus: one write
+            self.cluster.flush(asyncio.get_running_loop().time())
         self._arm(self._next_timer())
 
     def shed(self) -> dict[str, int]:
@@ -636,6 +642,7 @@ class PttServer:
         # forwarded to its home, or a home's news, goes at once: it would wait for the rest
         # of the batch and the reader's last look at the socket (~40 us on a request alone,
         # traced at load 3)
+        self._turned = True
         if self.cluster is not None and (not self._batching or self.cluster.urgent()):
             self.cluster.flush(now)
         self._send_out()

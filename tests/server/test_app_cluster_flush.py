@@ -1,5 +1,7 @@
 """A cluster node's bus is written once per batch of datagrams the server reads, not once per
-datagram (``PttServer._read_ready``): each write is a system call and a wake-up of NATS."""
+datagram (``PttServer._read_ready``): each write is a system call and a wake-up of NATS; a batch
+of forwarded voice frames alone writes nothing more and re-arms no timer (the relay's hot path),
+and the floor's silence timer still ends the burst after the last frame."""
 
 from __future__ import annotations
 
@@ -9,9 +11,14 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from ptt.client.connection import Connection
 from ptt.config import ServerConfig
 from ptt.protocol import client as cl
+from ptt.protocol import floor as fl
+from ptt.protocol.client import Participation
+from ptt.protocol.server import ServerCoreConfig
 from ptt.server.app import PttServer
+from ptt.wire.voice import VoiceHeader, encode_voice
 
 
 class Hook:
@@ -21,6 +28,7 @@ class Hook:
         self.server = server
         self.flushes: list[int] = []  # datagrams the server had read at each flush
         self.urgent_after: set[int] = set()  # datagrams read when urgent() says so
+        self.frames = 0  # voice frames handed to voice()
 
     def flush(self, now: float) -> None:
         self.flushes.append(self.server.counters.datagrams_in)
@@ -29,7 +37,7 @@ class Hook:
         return self.server.counters.datagrams_in in self.urgent_after
 
     def voice(self, data: bytes, now: float) -> None:
-        pass
+        self.frames += 1
 
     def get_timer(self) -> float | None:
         return None
@@ -92,6 +100,62 @@ def _batch(tmp_path: Path, urgent_after: set[int], after_batch: list[int],
             server.cluster = None
             for sock, _ in socks:
                 sock.close()
+            server.close()
+
+    asyncio.run(main())
+
+
+def test_forwarded_frames_alone_flush_nothing_and_the_silence_timer_still_ends_the_burst(
+        tmp_path: Path) -> None:
+    async def main() -> None:
+        silence = 0.3
+        server = PttServer(ServerConfig(host="127.0.0.1", port=0, db=tmp_path / "ptt.db",
+                                        record_dir=tmp_path / "rec"), iterations=1000,
+                           core_config=ServerCoreConfig(floor=fl.FloorConfig(silence=silence)))
+        await server.start()
+        loop = asyncio.get_running_loop()
+        assert server.admin is not None
+        now = loop.time()
+        tokens = {u: server.admin.create_user(u, "volunteer")[1] for u in ("ann", "bob")}
+        server.admin.execute("group.create", {"name": "ops"}, now)
+        server.admin.execute("group.add", {"name": "ops", "users": ["ann", "bob"]}, now)
+        ann, bob = (Connection(server.address, u, tokens[u]) for u in ("ann", "bob"))
+        hook = Hook(server)
+        try:
+            for c in (ann, bob):
+                await c.open()
+                await c.join("ops")
+            assert (await ann.request_floor("ops")).state is Participation.HAS_PERMISSION
+            heard: list[bytes] = []
+            bob.on_voice = heard.append
+            server.cluster = hook
+            base = server.counters.datagrams_in
+            timer_turns = [0]
+            handle_timer = server.core.handle_timer
+
+            def counted(now: float) -> None:
+                timer_turns[0] += 1
+                handle_timer(now)
+            server.core.handle_timer = counted  # type: ignore[method-assign]
+            gid, sid, burst = ann.core.talk_route("ops")  # type: ignore[misc]
+            for k in range(20):  # 0.4 s of frames, longer than the silence timer
+                ann.send_voice(encode_voice(VoiceHeader(gid, sid, burst, k, k * 320), b"x" * 60))
+                await asyncio.sleep(0.02)
+            last = loop.time()
+            await _until(lambda: len(heard) == 20)
+            # a flush for each other datagram (heartbeats, reports) and timer turn (the floor
+            # news repeated) at most, none for a frame
+            others = server.counters.datagrams_in - base - 20 + timer_turns[0]
+            assert hook.frames == 20 and len(hook.flushes) <= others < 20, (hook.flushes, others)
+            flushed = len(hook.flushes)
+            await _until(lambda: bob.core.groups["ops"].talker is None, 3.0)
+            ended = loop.time() - last
+            assert silence <= ended + 0.02 < silence + 1.0, ended  # timed from the last frame
+            assert len(hook.flushes) > flushed  # the burst's end: a turn, the bus flushed
+        finally:
+            server.cluster = None
+            for c in (ann, bob):
+                await c.close()
             server.close()
 
     asyncio.run(main())
