@@ -14,7 +14,7 @@ the kill to its ``Connected`` on a or c (its group joined again is reported too)
 cluster tells an idle client (it heartbeats every 55 s): a and c see b's etcd key go with its
 lease, read where b's clients were (``/ptt-access/b/``) and each sends its share of them the
 notice (``SessionGone``: a nonce for the Login, and a window of share / MOVE_RATE s, at least
-1 s); each client checks its session with b (0.3 s) and logs in to the node that told it at a
+0.5 s); each client checks its session with b (0.3 s) and logs in to the node that told it at a
 moment drawn in that window from the notice, with one datagram (the Login answering the nonce,
 carrying its group's join). ``--floor``: the machine's floor for the same job: nobody dies; at
 the same moment the same clients, logged in nowhere, log in (fresh: Hello, Login with the join)

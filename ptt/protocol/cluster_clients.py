@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from ptt.errors import ConfigError
 from ptt.names import format_hostport, parse_hostport
-from ptt.protocol.server_list import MOVE_JITTER
+from ptt.protocol.server_list import MIN_MOVE_SPREAD
 from ptt.protocol.session import Addr
 
 __all__ = ["MOVE_RATE", "SHARDS", "ClientShards", "decode_clients", "encode_client",
@@ -45,7 +45,7 @@ SHARDS = 1024
 
 
 # logins a second a survivor asks its share of a dead node's clients to arrive at (each draws
-# its moment in a window of share / MOVE_RATE, at least MOVE_JITTER). Told all at once within
+# its moment in a window of share / MOVE_RATE, at least MIN_MOVE_SPREAD). Told all at once within
 # one second, 2,500 per survivor (5,000 on the dead node) left a backlog of more than LOGIN_TRY
 # (2 s): 189-691 logins given up and begun again at the other survivor, 5-8 s for the last. A
 # survivor answers a moved client's one-datagram login (a notice's nonce, its joins carried)
@@ -109,8 +109,8 @@ def _first(keys: Sequence[bytes], item: bytes) -> int:
 
 def move_spread(share: int, rate: int = MOVE_RATE) -> float:
     """Seconds over which a survivor's ``share`` of a dead node's clients spread their logins:
-    the share at ``rate`` logins a second, never less than the clients' own window."""
-    return max(MOVE_JITTER, share / max(1, rate))
+    the share at ``rate`` logins a second, never less than ``MIN_MOVE_SPREAD``."""
+    return max(MIN_MOVE_SPREAD, share / max(1, rate))
 
 
 class ClientShards:

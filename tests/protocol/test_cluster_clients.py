@@ -19,7 +19,7 @@ from ptt.protocol.cluster_clients import (
     survivor_for,
     told_by,
 )
-from ptt.protocol.server_list import MAX_MOVE_SPREAD, MOVE_JITTER, ServerList
+from ptt.protocol.server_list import MAX_MOVE_SPREAD, MIN_MOVE_SPREAD, ServerList
 
 
 def test_a_login_dirties_its_shard_only() -> None:
@@ -145,9 +145,10 @@ def test_each_dead_node_splits_its_clients_its_own_way() -> None:
 
 def test_a_big_dead_nodes_clients_spread_their_logins_over_their_share_at_the_rate() -> None:
     """A survivor tells its whole share at once; the window it asks for holds the share at
-    MOVE_RATE logins a second (never less than the clients' own window), and the clients'
-    draws in it (ServerList.move) arrive at about that rate."""
-    assert move_spread(0) == move_spread(MOVE_RATE // 2) == MOVE_JITTER
+    MOVE_RATE logins a second (never less than MIN_MOVE_SPREAD), and the clients' draws in it
+    (ServerList.move) arrive at about that rate."""
+    assert move_spread(0) == move_spread(MOVE_RATE // 4) == MIN_MOVE_SPREAD
+    assert move_spread(MOVE_RATE // 2) == 0.5 and move_spread(MOVE_RATE) == 1.0
     assert move_spread(2500) == 2500 / MOVE_RATE
     share = 2500
     spread = move_spread(share)
