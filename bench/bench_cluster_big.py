@@ -31,7 +31,11 @@ Reported, each with the machine's load average:
   ``--kill`` groups homed on d, their listeners on b; d is SIGKILLed: when each group's members
   are told the floor is free, when a new grant is possible; and d's own clients (a quarter of
   all): when each logged in again on a, b or c (the survivors tell them, from the list d
-  published in etcd), within ``--back-within`` s, and the survivors' CPU and RSS meanwhile.
+  published in etcd), within ``--back-within`` s, and the survivors' CPU and RSS meanwhile;
+  when every group had a home again (etcd's raft proposals till then), the claim transactions
+  each survivor sent, its notices and when it read d's list, the time its loop spent on
+  ownership events; with ``--pyspy DIR`` each survivor's threads sampled for 40 s from just
+  before the kill (idle samples included).
 
 Everything talks to 127.0.0.0/8; every wait has a deadline; every process started here is
 stopped by its PID at the end.
@@ -339,10 +343,23 @@ def _failover(nodes: dict[str, churn.NodeProc], workers: list[Worker], token: st
     killer = _Killer(nodes[KILL_NODE], workers)
     as_seen: dict[str, Any] = {**nodes, KILL_NODE: killer}
     c0 = {n: proc_cpu(nodes[n].pid) for n in survivors}
-    d0 = {n: nodes[n].call("stats", timeout=60)["counters"]["drop_reasons"] for n in survivors}
+    st0 = {n: nodes[n].call("stats", timeout=60) for n in survivors}
+    d0 = {n: st0[n]["counters"]["drop_reasons"] for n in survivors}
     wc0 = [proc_cpu(w.proc.pid) for w in workers]
     load0 = loadgen.load_average()
     tokens = {u: token for g in kill_groups for u in (f"ft{g[1:]}", f"fl{g[1:]}")}
+    spies = []
+    if args.pyspy:  # every thread of each survivor, idle samples too: a loop blocked shows
+        import subprocess
+
+        exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        args.pyspy.mkdir(parents=True, exist_ok=True)
+        spies = [subprocess.Popen([exe, "record", "--pid", str(nodes[n].pid), "--rate", "100",
+                                   "--duration", "40", "--format", "raw", "--nonblocking",
+                                   "--idle", "--threads", "-o", str(args.pyspy / f"{n}.txt")],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                 for n in survivors]
+        time.sleep(1.0)
     res: dict[str, Any] = {"floors": churn.failover(as_seen, tokens, kill_groups)}
     killed = killer.killed
     if not killed:
@@ -378,6 +395,8 @@ def _failover(nodes: dict[str, churn.NodeProc], workers: list[Worker], token: st
         for _, a in m["back"]:
             node = by_addr.get(tuple(a), "?")  # type: ignore[arg-type]
             where[node] = where.get(node, 0) + 1
+    for spy in spies:
+        spy.wait(60)
     m2 = bench_access_list.metrics(etcd_endpoint)
     res["claims"] = {**claims, "claims_sent": {n: s1[n].get("claims_sent") for n in survivors},
                      "proposals_to_the_end": int(m2["proposals"] - m0["proposals"]),
@@ -386,6 +405,11 @@ def _failover(nodes: dict[str, churn.NodeProc], workers: list[Worker], token: st
         "of_d": doomed,
         "joined_again_over_time": back_at,
         "told": {n: s1[n].get("told") for n in survivors},
+        # over the failover: events, s of the loop they took, the longest one
+        "ownership_events": {n: {k: round(v - (st0[n].get("ownership_events") or {}).get(k, 0)
+                                          if k != "max_s" else v, 4)
+                                 for k, v in (s1[n].get("ownership_events") or {}).items()}
+                             for n in survivors},
         "back": len(times), "group_joined_again": len(joined),
         "back_s": loadgen.percentiles(times, (50, 95, 99)),
         "joined_again_s": loadgen.percentiles(joined, (50, 95, 99)),
@@ -467,6 +491,8 @@ def main() -> int:
     ap.add_argument("--prefix-each", action="store_true",
                     help="each load process in a /24 of its own (127.0.k.1), not 127.0.1.k")
     ap.add_argument("--compact", help="etcd's periodic auto-compaction retention (e.g. 5m)")
+    ap.add_argument("--pyspy", type=Path,
+                    help="py-spy each survivor for 40 s from just before the kill into DIR")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", type=Path, help="write every figure here")
     args = ap.parse_args()

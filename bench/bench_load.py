@@ -175,6 +175,7 @@ def _server_main(conn: Any, workdir: str, iterations: int, port: int = 0,
                     if node is not None:  # the groups homed here now
                         res["clients_written"] = dict(node.clients_written)
                         res["told"] = dict(node.told)
+                        res["ownership_events"] = dict(node.ownership_events)
                         if node.ownership is not None:
                             res["claims_sent"] = dict(node.ownership.claims_sent)
                             res["homes_here"] = sum(  # etcd's view: claims this node holds

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -166,6 +167,8 @@ class ClusterNode:
         # dead nodes' clients: lists read (s from the death to each read), clients in them,
         # notices this node sent (each repeat counted)
         self.told: dict[str, Any] = {"read_after_s": [], "listed": 0, "notices": 0}
+        # ownership events handled (claims, homes learned, vanished) and the time they took
+        self.ownership_events = {"events": 0, "s": 0.0, "max_s": 0.0}
 
     async def start(self) -> None:
         await self.bus.start()
@@ -336,6 +339,17 @@ class ClusterNode:
         await self.bus.close()
 
     def _on_ownership(self, event: OwnershipEvent) -> None:
+        started = time.perf_counter()
+        try:
+            self._home_event(event)
+        finally:
+            spent = time.perf_counter() - started
+            stats = self.ownership_events
+            stats["events"] += 1
+            stats["s"] += spent
+            stats["max_s"] = max(stats["max_s"], spent)
+
+    def _home_event(self, event: OwnershipEvent) -> None:
         if event.home is not None and event.change in (Change.CLAIMED, Change.LEARNED):
             self.routing.learn_home(event.group, event.home.fencing)
         if event.change is Change.VANISHED and self.ownership is not None:
