@@ -68,6 +68,11 @@ def _batch(tmp_path: Path, urgent_after: set[int], after_batch: list[int],
         server = PttServer(ServerConfig(host="127.0.0.1", port=0, db=tmp_path / "ptt.db",
                                         record_dir=tmp_path / "rec"), iterations=1000)
         await server.start()
+        # One batch is what one call of the reader handles within its budget (2 ms); on a
+        # loaded machine a preemption inside the twelve would end the batch there, so the
+        # budget here outlasts any stall and the batch is the twelve waiting datagrams.
+        assert server._reader is not None
+        server._reader.budget = 30.0
         hook = Hook(server)
         hook.urgent_after = urgent_after
         server.cluster = hook
