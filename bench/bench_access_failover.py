@@ -174,22 +174,25 @@ def _worker(conn: Any, servers: list[tuple[str, int]], users: list[tuple[str, st
             armed[i] = at
             heapq.heappush(heap, (at, i))
 
+    def read_ready(wait: float) -> None:
+        """What the clients' sockets hold, waiting up to ``wait`` s for any."""
+        for fd, _ in ep.poll(wait, 256):
+            i = by_fd[fd]
+            for _ in range(16):
+                try:
+                    data, addr = socks[i].recvfrom(2048)
+                except BlockingIOError:
+                    break
+                cores[i].receive_datagram(data, time.monotonic(), source=addr)
+            flush(i, time.monotonic())
+
     def run_until(deadline: float, done: Any) -> None:
         while time.monotonic() < deadline and not done():
             now = time.monotonic()
             wait = deadline - now
             if heap:
                 wait = min(wait, max(0.0, heap[0][0] - now))
-            for fd, _ in ep.poll(min(wait, 0.05), 256):
-                i = by_fd[fd]
-                for _ in range(16):
-                    try:
-                        data, addr = socks[i].recvfrom(2048)
-                    except BlockingIOError:
-                        break
-                    now = time.monotonic()
-                    cores[i].receive_datagram(data, now, source=addr)
-                flush(i, time.monotonic())
+            read_ready(min(wait, 0.05))
             now = time.monotonic()
             while heap and heap[0][0] <= now:
                 at, i = heapq.heappop(heap)
@@ -235,15 +238,7 @@ def _worker(conn: Any, servers: list[tuple[str, int]], users: list[tuple[str, st
                     cores[i].handle_timer(now)
                     flush(i, now)
             wait = max(0.0, min(deadline, heap[0][0] if heap else deadline) - time.monotonic())
-            for fd, _ in ep.poll(min(wait, 0.05), 256):
-                i = by_fd[fd]
-                for _ in range(16):
-                    try:
-                        data, addr = socks[i].recvfrom(2048)
-                    except BlockingIOError:
-                        break
-                    cores[i].receive_datagram(data, time.monotonic(), source=addr)
-                flush(i, time.monotonic())
+            read_ready(min(wait, 0.05))
         out = []
         for i in range(len(cores)):
             moved = connected_at[i]

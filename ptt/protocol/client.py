@@ -449,9 +449,10 @@ class ClientCore:
     def _from_other_node(self, data: bytes, source: Hashable, now: float) -> None:
         """A datagram from a server of the list we are not logged in to: only a plain
         ``SessionGone`` (or ``Error(NO_SESSION)``), a surviving node's notice that our node
-        died (``ptt.cluster.node``), means something; its nonce and window serve the move. Anyone can send it, so it is a hint: our node
-        is asked with a sealed heartbeat and the session moves only if no sealed answer comes
-        within ``CHECK_WINDOW``; a flood of hints costs one check."""
+        died (``ptt.cluster.node``), means something; its nonce and window serve the move.
+        Anyone can send it, so it is a hint: our node is asked with a sealed heartbeat and the
+        session moves only if no sealed answer comes within ``CHECK_WINDOW``; a flood of hints
+        costs one check."""
         assert self.servers is not None
         try:
             msg = decode_message(data) if self.servers.knows(source) else None
@@ -566,7 +567,7 @@ class ClientCore:
         self._send_heartbeat(now)
 
     def _txn_next(self) -> int:
-        self._txn = (self._txn + 1) & 0x7FFFFFFF or 1
+        self._txn = m.next_txn(self._txn)
         return self._txn
 
     def _request(self, what: str, group: str, make: Callable[[int], m.Message], now: float) -> int:

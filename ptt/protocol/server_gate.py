@@ -410,8 +410,6 @@ class Gate:
                 return sid
 
 
-
-
 def _nonce_key(secret: bytes, label: str) -> bytes:
     """The key of the server nonces: the secret itself, or bound to a cluster node's id."""
     if not label:

@@ -83,7 +83,7 @@ class Outbox:
                             ) -> tuple[int, int]:
         """:meth:`send_reliable` of a message already encoded but for its txn
         (``ptt.protocol.messages.encoder_of``)."""
-        self._txn = (self._txn + 1) & 0x7FFFFFFF or 1
+        self._txn = m.next_txn(self._txn)
         plain = encode(self._txn)
         key = (s.session_id, self._txn)
         self.reliable.add(key, plain, s, now)

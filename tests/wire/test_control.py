@@ -163,3 +163,15 @@ def test_the_codec_owns_the_layout_for_any_table_of_messages() -> None:
             codec.decode_message(bad)
     with pytest.raises(ProtocolError):
         codec.encode_message(m.Heartbeat(1, 2))  # not in this table
+
+
+def test_a_logins_join_txns_follow_it_in_the_txn_ring() -> None:
+    """The k-th join a Login carries is answered under the txn the k+1-th next_txn after the
+    Login's gives, across the wrap from 2**31-1 to 1 (0 is never a txn)."""
+    for login in (1, 7, 0x7FFFFFF0, 0x7FFFFFFE, 0x7FFFFFFF):
+        txn = login
+        for k in range(70):
+            txn = m.next_txn(txn)
+            assert txn != 0
+            assert m.join_txn(login, k) == txn
+    assert m.next_txn(0x7FFFFFFF) == 1
