@@ -10,7 +10,7 @@ import stat
 import subprocess
 import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -140,13 +140,25 @@ def _damage(db: Path) -> None:
     db.write_bytes(bytes(data))
 
 
-def test_a_damaged_database_is_named_with_what_to_do(tmp_path: Path) -> None:
+def _damage_a_record(db: Path) -> None:
+    """Bytes that are not text inside one user's name: every page still passes SQLite's checks."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        conn.execute("UPDATE users SET name = CAST(x'41ff42' AS TEXT) WHERE name = 'bob'")
+        assert conn.execute("SELECT changes()").fetchone()[0] == 1
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("damage", [_damage, _damage_a_record], ids=["pages", "a record"])
+def test_a_damaged_database_is_named_with_what_to_do(
+        tmp_path: Path, damage: Callable[[Path], None]) -> None:
     site = Site(tmp_path).start()
     site.add_users("ann", "bob", "cat", "dan")
     site.group("ops", "ann", "bob", "cat", "dan")
     assert site.stop() in STOPPED
     db = site.server.db
-    _damage(db)
+    damage(db)
     t0 = time.monotonic()
     proc = subprocess.run(
         [PTT, "server", "--host", "127.0.0.1", "--port", "0", "--db", str(db)],
