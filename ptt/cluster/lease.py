@@ -17,20 +17,26 @@ renewal opens another, on the next member if that one did not answer.
 What still ends the lease:
 
 - a paused or killed process: SIGSTOP stops every thread, SIGKILL ends them;
-- a loop wedged for good (a blocking call, a lock never released): the loop refreshes a
-  timestamp from a timer callback every renewal interval (:meth:`LeaseRenewer.loop_alive`),
-  and the thread renews only while that timestamp is younger than ``LOOP_SILENCE_TTLS`` TTLs.
-  A wedged node's lease then ends at most that bound + one renewal interval + 1 TTL after the
-  loop's last sign, and the survivors claim its groups as they would a dead node's.
+- a loop wedged for good (a blocking call, a lock never released): the loop gives a sign
+  from a timer callback every renewal interval (:meth:`LeaseRenewer.loop_alive`), and the
+  thread renews only while :class:`~ptt.protocol.loop_silence.LoopSilence` finds the loop
+  running: silent for less than ``LIMIT_TTLS`` TTLs once the time the process's threads waited
+  for a CPU is taken out (read from ``/proc/self/task/*/schedstat``), and for less than
+  ``CEILING_TTLS`` of wall time. A wedged node's lease then ends at most that bound + one
+  renewal interval + 1 TTL after the loop's last sign, and the survivors claim its groups as
+  they would a dead node's; a loop that is runnable but not scheduled (a starved machine)
+  keeps its lease, as it must: on 2 cores at load 10-12 the survivors of a failover went 3.0-3.4
+  s without running a timer, and counting that wait let live nodes' leases go, a cascade
+  (``ptt.protocol.loop_silence`` gives the table).
 
-The bound, 3 TTLs (3 s with the default 1 s lease): a loop that is merely busy runs a due timer
-at the end of the turn after it fell due, so it shows itself within one interval and two turns.
-A turn of the loop under a burst of work (every ready callback runs once) measured 0.5 s on an
-idle core and ~1 s at a load average of 15-17 on this 2-core machine (the lease tests' burst: 100
-tasks of 5 ms slices): up to 0.33 + 2 x 1 = 2.3 s of silence from a loop that works. 3 TTLs
-keeps such a loop's lease; the price is that a wedged home's groups stay unusable for about 4.8 s
-(3 s, a renewal interval, the lease's last TTL, etcd's 0.5 s expiry tick) against 1-1.4 s for a
-killed one. A wedged loop is a bug, a loaded one is every busy afternoon.
+The bound, 3 TTLs of charged silence (3 s with the default 1 s lease): a loop that is merely
+busy runs a due timer at the end of the turn after it fell due, so it shows itself within one
+interval and two turns. A turn of the loop under a burst of work (every ready callback runs
+once) measured 0.5 s on an idle core and ~1 s at a load average of 15-17 on this 2-core machine
+(the lease tests' burst: 100 tasks of 5 ms slices), its wait for a CPU included. The price is
+that a wedged home's groups stay unusable for about 4.8 s (3 s, a renewal interval, the lease's
+last TTL, etcd's 0.5 s expiry tick) against 1-1.4 s for a killed one. A wedged loop is a bug, a
+loaded one is every busy afternoon.
 
 A member that does not answer a renewal in time is left for the next (:class:`Members`), and the
 loop is told (``on_member_failed``): its watch, a stream that a paused member leaves silent
@@ -53,6 +59,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import queue
 import threading
 import time
@@ -62,18 +69,35 @@ import grpc
 from aetcd import rpc
 
 from ptt.protocol.cluster_fencing import LeaseClock
+from ptt.protocol.loop_silence import LoopSilence, Silence
 
 log = logging.getLogger("ptt.cluster.lease")
 
 RENEWALS_PER_TTL = 3
-# the loop silent for this many TTLs: the thread stops renewing (module docstring: the bound)
-LOOP_SILENCE_TTLS = 3.0
 # how long a member that did not answer is passed over when choosing the next one
 PENALTY = 10.0
 # what etcd says, as an error, of a lease that expired or was revoked
 LEASE_NOT_FOUND = "requested lease not found"
 # how long stop() waits for the thread (a renewal in flight ends within its request timeout)
 _JOIN_WITHIN = 2.0
+
+
+def run_queue_wait() -> float:
+    """Seconds this process's threads have spent runnable, waiting for a CPU, summed (Linux's
+    schedstat ``run_delay``; ``ptt.protocol.loop_silence`` says why all of them); 0.0 where the
+    kernel does not say (the rule is then wall time). ~10 threads: ~0.1 ms."""
+    total = 0
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return 0.0
+    for tid in tasks:
+        try:
+            with open(f"/proc/self/task/{tid}/schedstat", "rb") as f:
+                total += int(f.read().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # a thread that ended meanwhile: its wait is no longer counted
+    return total / 1e9
 
 
 class Members:
@@ -178,11 +202,13 @@ class LeaseRenewer:
         self._on_member_failed = on_member_failed
         self._lock = threading.Lock()
         self._lease_id = 0  # 0: no lease to renew (none yet, or lost)
-        self._loop_seen = clock()
+        self.silence = LoopSilence()
         self._stopping = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._run, name="ptt-lease", daemon=True)
         self.withheld = 0  # renewals not sent because the loop was silent too long
+        # the longest silence of the loop the thread renewed through, wall and charged (s)
+        self.longest_silence = (0.0, 0.0)
         self._reported = 0  # this silence of the loop logged: 1 as renewed anyway, 2 as withheld
         self._warned_at = float("-inf")  # when a failed renewal was last logged
         self._stream: KeepAliveStream | None = None  # the thread's alone
@@ -191,7 +217,7 @@ class LeaseRenewer:
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._loop_seen = self._clock()
+        self.loop_alive(self._clock())
         self._thread.start()
 
     def begin(self, lease_id: int, sent_at: float, ttl: float) -> None:
@@ -202,8 +228,8 @@ class LeaseRenewer:
             self.lease_clock.acknowledged(sent_at, ttl)
 
     def loop_alive(self, now: float) -> None:
-        """The loop ran just now (one attribute write: no lock needed)."""
-        self._loop_seen = now
+        """The loop ran just now (on the loop's thread; one attribute write: no lock needed)."""
+        self.silence.sign(now, run_queue_wait())
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -228,9 +254,6 @@ class LeaseRenewer:
             self._end_stream()
             channel.close()
 
-    def _silent_for(self) -> float:
-        return self._clock() - self._loop_seen
-
     def _renew(self, channel: grpc.Channel) -> grpc.Channel:
         """One renewal of the lease in use, tried again at once (on the next member if the
         one in use did not answer) until etcd answers, the lease changes, the loop has been
@@ -240,19 +263,28 @@ class LeaseRenewer:
                 lease_id = self._lease_id
             if not lease_id:
                 return channel
-            silent = self._silent_for()
-            if silent <= self.lease_clock.ttl:
+            now, ttl = self._clock(), self.lease_clock.ttl
+            waited = run_queue_wait()
+            verdict = self.silence.judge(now, waited, ttl)
+            if verdict is Silence.RUNNING:
                 self._reported = 0
-            elif silent > LOOP_SILENCE_TTLS * self.lease_clock.ttl:
+            elif verdict is Silence.WEDGED:
                 self.withheld += 1
                 if self._reported < 2:
                     self._reported = 2
-                    log.error("the event loop has not run for %.1f s: the lease is no longer "
-                              "renewed, so this node's groups move to other nodes", silent)
+                    log.error("the event loop has not run for %.1f s (%.1f s of it not waiting "
+                              "for a CPU): the lease is no longer renewed, so this node's "
+                              "groups move to other nodes", self.silence.silent(now),
+                              self.silence.charged(now, waited))
                 return channel
-            elif self._reported < 1:
-                self._reported = 1  # renewed all the same: the loop alone would have lost it
-                log.warning("the event loop has not run for %.1f s; lease renewed", silent)
+            else:
+                silent, charged = self.silence.silent(now), self.silence.charged(now, waited)
+                if silent > self.longest_silence[0]:
+                    self.longest_silence = (round(silent, 3), round(charged, 3))
+                if self._reported < 1:
+                    self._reported = 1  # renewed all the same: the loop alone would have lost it
+                    log.warning("the event loop has not run for %.1f s (%.1f s of it not waiting "
+                                "for a CPU); lease renewed", silent, charged)
             sent = self._clock()
             try:
                 ttl = self._keep_alive(channel, lease_id)

@@ -264,6 +264,15 @@ class Ownership:
     def home(self, group: str) -> Home | None:
         return self.homes.get(group)
 
+    @property
+    def lease_stats(self) -> dict[str, float]:
+        """The renewer's view of the loop: renewals withheld (the loop wedged), and the longest
+        silence of the loop it renewed through, wall and charged (``ptt.protocol.loop_silence``)."""
+        renewer = self._renewer
+        wall, charged = renewer.longest_silence
+        return {"withheld": renewer.withheld, "longest_silence_s": wall,
+                "longest_charged_s": charged}
+
     def holds(self, group: str, now: float | None = None) -> Home | None:
         """This node's home of ``group`` if it is the home and its lease surely lives."""
         home = self.homes.get(group)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import queue
 import signal
 import subprocess
@@ -18,6 +19,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ from typing import Any
 import pytest
 
 from ptt.cluster.engines import Etcd
-from ptt.cluster.lease import LOOP_SILENCE_TTLS, RENEWALS_PER_TTL
+from ptt.cluster.lease import RENEWALS_PER_TTL
 from ptt.cluster.ownership import (
     CLAIMS_PER_TXN,
     Change,
@@ -36,6 +38,7 @@ from ptt.cluster.ownership import (
 )
 from ptt.errors import ConfigError
 from ptt.protocol.cluster_fencing import FencingView, Stamp, Verdict
+from ptt.protocol.loop_silence import LIMIT_TTLS
 from tests.cluster.conftest import FAST_ELECTION_MS, FAST_HEARTBEAT_MS, EngineStarter
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -341,7 +344,7 @@ def test_a_busy_or_briefly_blocked_event_loop_keeps_its_groups(
             # a blocking call: the loop runs nothing meanwhile, for longer than the lease's TTL;
             # with the loop's last sign of life up to a renewal interval before, a second under
             # the renewer's bound
-            assert 1.5 + 1 / RENEWALS_PER_TTL < LOOP_SILENCE_TTLS - 1
+            assert 1.5 + 1 / RENEWALS_PER_TTL < LIMIT_TTLS - 1
             time.sleep(1.5 * node.ttl)
             # a lease that lapsed during either would be expired by now (its last renewal
             # before the block), and b's claim would follow etcd's 0.5 s expiry tick
@@ -353,10 +356,67 @@ def test_a_busy_or_briefly_blocked_event_loop_keeps_its_groups(
     assert [e for e in events if e.change is not Change.CLAIMED] == []
 
 
+# A loop starved of CPU: its thread niced by this much shares one CPU with a spinning process
+# (~10% of that CPU for the loop), and runs one turn of STARVED_TURN_CPU s of its own CPU time:
+# ~4 s of wall time without running a timer, nearly all of it runnable and not scheduled, as
+# the survivors of the 100,000-client failover were at load 12 on 2 cores.
+STARVED_NICE = 10
+STARVED_TURN_CPU = 0.4
+_SPIN = ("import os, sys, time; os.sched_setaffinity(0, {int(sys.argv[1])}); print(flush=True);"
+         " end = time.monotonic() + 15\nwhile time.monotonic() < end: pass")
+
+
+def test_a_starved_loop_keeps_its_groups(etcd_fast: Etcd,
+                                         start_node: Callable[..., Node]) -> None:
+    """A loop silent past the limit because it waited for a CPU is not charged with the wait:
+    its renewer keeps renewing (``ptt.protocol.loop_silence``), no group moves. Fails with the
+    wall-clock rule (the silence is checked to exceed LIMIT_TTLS)."""
+    groups = _groups(2)
+    events: list[OwnershipEvent] = []
+
+    async def scenario() -> tuple[float, tuple[float, float], int, list[Line], list[Any]]:
+        async with _home_here(etcd_fast, groups, events, start_node) as (node, b):
+            cpu = min(os.sched_getaffinity(0))
+            spinner = subprocess.Popen([sys.executable, "-c", _SPIN, str(cpu)],
+                                       stdout=subprocess.PIPE, text=True)
+            try:
+                assert spinner.stdout is not None
+                spinner.stdout.readline()  # pinned and spinning
+                everywhere = os.sched_getaffinity(0)
+                os.sched_setaffinity(0, {cpu})  # this thread alone: the loop's
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), STARVED_NICE)
+                started = time.monotonic()
+                spent = time.thread_time() + STARVED_TURN_CPU
+                while time.thread_time() < spent:  # one long turn of the loop
+                    pass
+                silent = time.monotonic() - started
+                os.sched_setaffinity(0, everywhere)
+            finally:
+                spinner.kill()
+                spinner.wait()
+            # a lease withheld during the turn would be expired and claimed by now
+            await asyncio.sleep(1.5 * node.ttl)
+            assert all(node.holds(g) for g in groups), events
+            renewer = node._renewer
+            # before the stop; the session's etcd holds other tests' groups too (their nodes are
+            # also "a" and "b"), which come and go meanwhile
+            moved = [e for e in events if e.group in groups and e.change is not Change.CLAIMED]
+            return (silent, renewer.longest_silence, renewer.withheld,
+                    b.since(started, "claimed"), moved)
+
+    # a thread of its own, ended after: its raised niceness cannot be lowered again
+    with ThreadPoolExecutor(1) as pool:
+        silent, (longest, charged), withheld, claims, moved = pool.submit(
+            asyncio.run, scenario()).result(timeout=60)
+    assert silent > LIMIT_TTLS + 0.5, "the loop was not starved: the test shows nothing"
+    assert longest > LIMIT_TTLS and charged < LIMIT_TTLS, (longest, charged)
+    assert (withheld, claims, moved) == (0, [], [])
+
+
 def test_a_loop_blocked_past_the_bound_lets_its_groups_go(
         etcd_fast: Etcd, start_node: Callable[..., Node]) -> None:
     """A wedged loop does not hold its groups for ever: the renewer stops renewing once the
-    loop has been silent for LOOP_SILENCE_TTLS, etcd expires the lease and a survivor claims;
+    loop has been silent for LIMIT_TTLS, etcd expires the lease and a survivor claims;
     on waking the node reports its groups lost and learns their new home."""
     groups = _groups(2)
     events: list[OwnershipEvent] = []
@@ -366,7 +426,7 @@ def test_a_loop_blocked_past_the_bound_lets_its_groups_go(
             first = {g: node.holds(g) for g in groups}
             blocked = time.monotonic()
             # wedged until the survivor claims: the loop runs nothing meanwhile
-            claims = [b.wait_for("claimed", LOOP_SILENCE_TTLS * node.ttl + CLAIM_WITHIN, group=g)
+            claims = [b.wait_for("claimed", LIMIT_TTLS * node.ttl + CLAIM_WITHIN, group=g)
                       for g in groups]
             woke = time.monotonic()
             while not all(g in node.homes and node.homes[g].node == "b" for g in groups):
@@ -380,7 +440,7 @@ def test_a_loop_blocked_past_the_bound_lets_its_groups_go(
     blocked, claims = asyncio.run(scenario())
     for claim in claims:
         # not before the bound: the renewer kept the lease while the loop was silent less
-        assert LOOP_SILENCE_TTLS * 1.0 < claim["t"] - blocked
+        assert LIMIT_TTLS * 1.0 < claim["t"] - blocked
     lost = {e.group for e in events if e.change is Change.LOST}
     assert lost == set(groups)
 
