@@ -299,6 +299,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                                   / max(1, s0[n]["sessions"]), 2),
                 "homed": s1[n].get("homed"),
                 "burst_ends": s1[n]["floor"]["ends"],
+                # plain datagrams shed by the reader since the start, by reason (logins)
+                "shed": s1[n].get("shed"),
+                "lease": s1[n].get("lease"),
             } for n in NODES}
             out["load_processes_cpu_pct"] = round(100 * sum(b - a for a, b in zip(wc0, wc1))
                                                   / wall, 1)
@@ -425,6 +428,13 @@ def _failover(nodes: dict[str, churn.NodeProc], workers: list[Worker], token: st
         "load_processes_of_d": [w.node == nodes[KILL_NODE].address for w in workers],
         "survivors_rss_mib": {n: round(s1[n]["rss_kib"] / 1024) for n in survivors},
         "survivors_homed": {n: s1[n].get("homed") for n in survivors},
+        # plain datagrams each survivor's reader shed over the failover, by reason
+        # (ptt_datagrams_shed_total): the logins of d's clients it did not take in
+        "survivors_shed": {n: {why: k - (st0[n].get("shed") or {}).get(why, 0)
+                               for why, k in (s1[n].get("shed") or {}).items()}
+                           for n in survivors},
+        # renewals withheld, the longest silence of the loop renewed through (wall, charged)
+        "survivors_lease": {n: s1[n].get("lease") for n in survivors},
         "survivors_dropped": {n: {why: k - d0[n].get(why, 0)
                                   for why, k in s1[n]["counters"]["drop_reasons"].items()
                                   if k > d0[n].get(why, 0)} for n in survivors},

@@ -176,8 +176,10 @@ def _server_main(conn: Any, workdir: str, iterations: int, port: int = 0,
                         res["clients_written"] = dict(node.clients_written)
                         res["told"] = dict(node.told)
                         res["ownership_events"] = dict(node.ownership_events)
+                        res["shed"] = server.shed()
                         if node.ownership is not None:
                             res["claims_sent"] = dict(node.ownership.claims_sent)
+                            res["lease"] = node.ownership.lease_stats
                             res["homes_here"] = sum(  # etcd's view: claims this node holds
                                 1 for h in node.ownership.homes.values()
                                 if h.node == node.config.node)
