@@ -11,8 +11,9 @@ users in groups of 10, homes by etcd claims); all started here, on loopback, sto
 ``--workers`` load processes, each client with the server list ``[b, a, c]``: every one logs in
 to b and joins its group, then sits idle. Node b is SIGKILLed; each client's time back is from
 the kill to its ``Connected`` on a or c (its group joined again is reported too). Nothing but the
-cluster tells an idle client (it heartbeats every 55 s): a and c see b's etcd key go with its
-lease, read where b's clients were (``/ptt-access/b/``) and each sends its share of them the
+cluster tells an idle client (it heartbeats every 55 s): a and c hear from NATS that b's
+connection closed, find nothing subscribed to b's subject twice 0.3 s apart (or, without that,
+see b's etcd key go with its lease), read where b's clients were (``/ptt-access/b/``) and each sends its share of them the
 notice (``SessionGone``: a nonce for the Login, and a window of share / MOVE_RATE s, at least
 0.5 s); each client checks its session with b (0.3 s) and logs in to the node that told it at a
 moment drawn in that window from the notice, with one datagram (the Login answering the nonce,
@@ -122,6 +123,8 @@ def _worker(conn: Any, servers: list[tuple[str, int]], users: list[tuple[str, st
     # each login to a survivor started (the jitter drawn; a second one if the first went
     # unanswered for LOGIN_TRY)
     lost_at: list[float | None] = []
+    # the first datagram from a survivor after the kill: its notice (detection + telling)
+    notice_at: list[float | None] = []
     tries: list[list[float]] = []
     verifier = (*salt, auth.derive_verifier(users[0][1], *salt))
     for name, token, group in users:
@@ -139,8 +142,10 @@ def _worker(conn: Any, servers: list[tuple[str, int]], users: list[tuple[str, st
         connected_at.append([])
         joined_at.append([])
         lost_at.append(None)
+        notice_at.append(None)
         tries.append([])
 
+    doomed = servers[0]
     # events so far (done() must not walk every client); "back": clients that logged in again
     # since the kill, each counted once (a client may move twice)
     counts = {"joined": 0, "back": 0}
@@ -183,6 +188,8 @@ def _worker(conn: Any, servers: list[tuple[str, int]], users: list[tuple[str, st
                     data, addr = socks[i].recvfrom(2048)
                 except BlockingIOError:
                     break
+                if since and notice_at[i] is None and addr[:2] != doomed:
+                    notice_at[i] = time.monotonic()
                 cores[i].receive_datagram(data, time.monotonic(), source=addr)
             flush(i, time.monotonic())
 
@@ -247,7 +254,7 @@ def _worker(conn: Any, servers: list[tuple[str, int]], users: list[tuple[str, st
                         list(moved[0][1]) if moved else None,
                         joins[0] - killed if joins else None,
                         moved[0][0] if moved else None, None,
-                        [t - killed for t in tries[i]]))
+                        [t - killed for t in tries[i]], None))
         conn.send(("result", out))
         for s in socks:
             s.close()
@@ -278,7 +285,8 @@ def _worker(conn: Any, servers: list[tuple[str, int]], users: list[tuple[str, st
                     joins[0] - killed if joins else None,
                     moved[0][0] if moved else None,
                     None if lost_at[i] is None else lost_at[i] - killed,
-                    [t - killed for t in tries[i]]))
+                    [t - killed for t in tries[i]],
+                    None if notice_at[i] is None else notice_at[i] - killed))
     conn.send(("result", out))
     for s in socks:
         s.close()
@@ -405,6 +413,7 @@ def run(clients: int, workers: int, profile: Path | None = None,
     # where the time went: the session lost (detection, notice, sealed check), the login
     # started (+ the jitter), then to Connected (the logins' own time, a second try included)
     lost = [r[4] for r in results if r[4] is not None]
+    noticed = [r[6] for r in results if r[6] is not None]
     started = [r[5][0] for r in results if r[5]]
     took = [r[0] - r[5][0] for r in results if r[5] and r[0] is not None]
     again = sum(1 for r in results if len(r[5]) > 1)
@@ -431,6 +440,9 @@ def run(clients: int, workers: int, profile: Path | None = None,
                                      if pb else "none"),
         "group joined again (s) p50 / p95 / max": (
             f"{pj['p50']:.2f} / {pj['p95']:.2f} / {pj['p100']:.2f}" if pj else "none"),
+        "detection: first notice (s after the kill) min / p50 / p95 / max": (
+            f"{min(noticed):.2f} / {spread3(noticed)}" if noticed else "none"),
+        "clients told (a notice reached them)": len(noticed),
         "session lost (s after the kill) p50 / p95 / max": spread3(lost),
         "first login started (s after the kill) p50 / p95 / max": spread3(started),
         "first login started to Connected (s) p50 / p95 / max": spread3(took),

@@ -495,14 +495,38 @@ def start_postgres(root: Path, *, port_source: PortSource = os_port,
 # --- NATS ---------------------------------------------------------------------------------
 
 
+# The account ptt's nodes use, and what it sees of the system account: nats-server's event of
+# one of its clients' connections closing (``$SYS.ACCOUNT.<account>.DISCONNECT``), which a node
+# takes as the hint that another node died (``ptt.cluster.node``, docs/cluster.md "Detection").
+# Clients without credentials land in it (``no_auth_user``), as they landed in the default
+# account before; the system account has no user at all: nobody logs in to it.
+NATS_ACCOUNT = "PTT"
+
+
+def nats_config(jetstream: bool = False) -> str:
+    """The nats-server configuration that lets ptt's nodes hear a node's connection close."""
+    event = f"$SYS.ACCOUNT.{NATS_ACCOUNT}.DISCONNECT"
+    return (
+        "accounts {\n"
+        f'  SYS {{ exports = [{{stream: "{event}"}}] }}\n'
+        f"  {NATS_ACCOUNT} {{\n"
+        f'    users = [{{user: ptt, password: ""}}]\n'
+        f'    imports = [{{stream: {{account: SYS, subject: "{event}"}}}}]\n'
+        + ("    jetstream = enabled\n" if jetstream else "")
+        + "  }\n}\nsystem_account: SYS\nno_auth_user: ptt\n"
+    )
+
+
 def start_nats(root: Path, *, members: int = 1, jetstream: bool = False,
                port_source: PortSource = os_port,
                ready_within: float = READY_WITHIN) -> Nats:
     """One NATS server, or ``members`` servers joined in a cluster by routes (each routes to
     every other), each with its monitoring port; with ``jetstream``, JetStream on (clustered
-    when there are several members)."""
+    when there are several members). Each member runs with :func:`nats_config`."""
     exe = binary("nats-server")
     root.mkdir(parents=True, exist_ok=True)
+    config = root / "nats.conf"
+    config.write_text(nats_config(jetstream), encoding="utf-8")
 
     def make(attempt: int) -> Engine:
         ports = _distinct_ports(port_source, 3 * members if members > 1 else 2)
@@ -510,8 +534,8 @@ def start_nats(root: Path, *, members: int = 1, jetstream: bool = False,
         nodes = []
         for i in range(members):
             name = f"n{i}"
-            argv = [str(exe), "-a", HOST, "-p", str(clients[i]), "-m", str(monitors[i]),
-                    "-n", name]
+            argv = [str(exe), "-c", str(config), "-a", HOST, "-p", str(clients[i]),
+                    "-m", str(monitors[i]), "-n", name]
             if routes:
                 others = ",".join(f"nats://{HOST}:{p}" for j, p in enumerate(routes) if j != i)
                 argv += ["--cluster_name", "ptt", "--cluster", f"nats://{HOST}:{routes[i]}",

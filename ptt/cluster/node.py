@@ -82,6 +82,19 @@ NOTICE_REPEATS = (0.5, 1.5)
 # wall time at load 12 on 2 cores, while its timers (its lease's sign among them) waited
 RANKED_PER_TURN = 2_000
 NOTICES_PER_TURN = 500
+# The early route (docs/cluster.md "Detection"): NATS says a node's connection closed (a
+# SIGKILLed node's closes at once) and its subject is probed twice, this many s apart; only if
+# nats-server answers "no responders" both times are its clients told, before its lease runs
+# out. A node whose connection merely dropped (its NATS member died, the server closed it) is
+# connected again by then: nats-py tries another member at once, the same one after
+# reconnect_time_wait (0.2 s, ptt.cluster.bus)
+HINT_CONFIRM = 0.3
+# s a probe waits for the node's answer; none in time: it is connected (busy or paused), and
+# its lease decides
+PROBE_TIMEOUT = 0.25
+# s after an early notice during which the lease's expiry does not tell the same clients
+# again (the early notice's own repeats run 1.5 s)
+EARLY_HOLDS = 5.0
 
 
 def clients_prefix(node: str) -> bytes:
@@ -165,7 +178,13 @@ class ClusterNode:
         self.routing = ClusterRouting(config.node, server.core, homes)
         # nodes on copies of one database share its secret: each takes only its own nonces
         server.core.bind_nonces(config.node)
-        self.bus = Bus(config.node, config.nats, self._on_bus, config.subject_prefix)
+        self.bus = Bus(config.node, config.nats, self._on_bus, config.subject_prefix,
+                       on_left=self._on_left if self.ownership is not None else None)
+        # node -> when its clients were told early (NATS said it left, probes confirmed)
+        self._told_early: dict[str, float] = {}
+        # NATS's hints that a node left: heard, acted on (its clients told before its lease
+        # expired), ignored (the node answered or was still subscribed)
+        self.hints = {"heard": 0, "acted": 0, "ignored": 0}
         self.bad_messages = 0
         self._clients = ClientShards()
         self._publishing: asyncio.Task[None] | None = None
@@ -276,18 +295,62 @@ class ClusterNode:
             return
         self._spawn(self._tell_clients_of(node))
 
+    def _on_left(self, node: str) -> None:
+        """NATS says a connection under ``node``'s name closed: a hint, checked before use."""
+        own = self.ownership
+        if own is None or node not in own.nodes or not self.server.is_open:
+            return  # not a live node's (or its lease already went: the lease route has it)
+        self.hints["heard"] += 1
+        self._spawn(self._check_hint(node))
+
+    async def _check_hint(self, node: str) -> None:
+        """Tell ``node``'s clients now if nats-server twice finds nothing subscribed to its
+        subject, ``HINT_CONFIRM`` apart, and its lease still stands (else the lease route
+        tells them, as without the hint). Group homes are not touched: etcd alone moves them."""
+        own = self.ownership
+        assert own is not None
+        loop = asyncio.get_running_loop()
+        heard = loop.time()
+        if heard - self._told_early.get(node, -EARLY_HOLDS) < EARLY_HOLDS:
+            return  # told already (a second event of the same death)
+        for probe in range(2):
+            if probe:
+                await asyncio.sleep(HINT_CONFIRM)
+            answer = await self.bus.probe(node, PROBE_TIMEOUT)
+            if answer is not False:
+                self.hints["ignored"] += 1
+                log.info("node %s: NATS said its connection closed, but it %s: its clients "
+                         "stay", node, "answers on the bus" if answer
+                         else "is still subscribed there (no answer in time; its lease decides)")
+                return
+        if node not in own.nodes or not self.server.is_open:
+            return  # its lease went meanwhile: the lease route tells them
+        self.hints["acted"] += 1
+        self._told_early[node] = loop.time()
+        await self._read_and_tell(node, heard, "NATS: its connection closed, nothing "
+                                  f"subscribed {loop.time() - heard:.2f} s later; its lease "
+                                  "not expired yet")
+
     async def _tell_clients_of(self, node: str) -> None:
         """``node`` died: tell its clients (its last published list), now and again."""
         assert self.ownership is not None
-        gone = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        gone = loop.time()
         await asyncio.sleep(NOTICE_GRACE)
         if node in self.ownership.nodes:
             log.info("node %s lost its lease and took a new one: its clients stay", node)
             return
         if self.server.is_open:  # its users go offline in the groups homed here, now
-            now = asyncio.get_running_loop().time()
+            now = loop.time()
             self.routing.node_gone(node, now)
             self.server.transmit(now)
+        if loop.time() - self._told_early.get(node, -EARLY_HOLDS) < EARLY_HOLDS:
+            return  # its clients were told when NATS saw it go (the notices still repeat)
+        await self._read_and_tell(node, gone, "its lease expired")
+
+    async def _read_and_tell(self, node: str, gone: float, why: str) -> None:
+        """Read where ``node``'s clients were and tell this node's share of them."""
+        assert self.ownership is not None
         shards: list[bytes] | None = None
         for attempt in range(LIST_READ_TRIES):  # etcd busy with the same death's claims
             try:
@@ -302,11 +365,11 @@ class ClusterNode:
         self.told["read_after_s"].append(round(asyncio.get_running_loop().time() - gone, 3))
         self.told["listed"] += len(addrs)
         if not addrs:
-            log.info("node %s died: no client of it to tell", node)
+            log.info("node %s died (%s): no client of it to tell", node, why)
             return
-        await self._tell(node, addrs)
+        await self._tell(node, addrs, why)
 
-    async def _tell(self, node: str, addrs: list[Addr]) -> None:
+    async def _tell(self, node: str, addrs: list[Addr], why: str) -> None:
         """``node``'s clients told to move: this node's share, now and again, each asked to
         spread its login over the share's window at this node's login rate (``move_spread``);
         ranked and told a slice a turn (``RANKED_PER_TURN``, ``NOTICES_PER_TURN``)."""
@@ -321,17 +384,19 @@ class ClusterNode:
             if not self.server.is_open:
                 return
             # this node's share, ranked again when the live nodes changed: a survivor that
-            # died since leaves its share to the others
-            if sorted(self.ownership.nodes) != live:
-                live = sorted(self.ownership.nodes)
+            # died since leaves its share to the others (the dead node is never counted live:
+            # told early, its key outlives it by up to a lease)
+            if sorted(set(self.ownership.nodes) - {node}) != live:
+                live = sorted(set(self.ownership.nodes) - {node})
                 mine = []
                 for i in range(0, len(addrs), RANKED_PER_TURN):
                     if i:
                         await asyncio.sleep(0)
                     mine += told_by(addrs[i:i + RANKED_PER_TURN], node, self.config.node, live)
                 spread = move_spread(len(mine))
-                log.info("node %s died: telling %d of its %d client(s) to move within %.1f s "
-                         "(live: %s)", node, len(mine), len(addrs), spread, ", ".join(live))
+                log.info("node %s died (%s): telling %d of its %d client(s) to move within "
+                         "%.1f s (live: %s)", node, why, len(mine), len(addrs), spread,
+                         ", ".join(live))
             for i in range(0, len(mine), NOTICES_PER_TURN):
                 if i:
                     await asyncio.sleep(0)

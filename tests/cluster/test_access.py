@@ -1,17 +1,21 @@
 """A dead access node's clients move to another node (issue #17): three real ``ptt server
 --cluster`` processes (NATS, etcd with short election timers; each node on its own copy of one
-SQLite directory), the real ``ptt`` console scripts with a server list, node b SIGKILLed."""
+SQLite directory), the real ``ptt`` console scripts with a server list, node b SIGKILLed; and a
+false hint (a connection under b's name closing while b lives) moves nobody."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import nats as nats_py
 import pytest
 
+from ptt.cluster.bus import CLIENT_NAME
 from ptt.cluster.engines import Etcd, Nats
 from ptt.protocol import client as cl
 from tests.acceptance.harness import (
@@ -39,10 +43,12 @@ def _listed(cluster: Cluster, user: str, first: str) -> dict[str, str]:
 def test_an_access_node_killed_its_clients_back_on_another_node(cluster: Cluster,
                                                                  tmp_path: Path) -> None:
     """bob listens on node b (configured with b alone: its Welcome lists every live node) and
-    dan talks through b (configured with all three); b is SIGKILLed. a and c see b's etcd key
-    expire and tell b's clients; bob's listener moves to a or c by itself; dan's talk says its
-    session was lost, moves too and sends its page again; ann, whose list starts with the dead
-    b, keys and talks through another node; bob hears both pages after the move."""
+    dan talks through b (configured with all three); b is SIGKILLed. NATS tells a and c that
+    b's connection closed, nothing is subscribed to b's subject, and they tell b's clients
+    while b's lease still stands (so less than a lease TTL after the kill); bob's listener
+    moves to a or c by itself; dan's talk says its session was lost, moves too and sends its
+    page again; ann, whose list starts with the dead b, keys and talks through another node;
+    bob hears both pages after the move."""
     for node in ("a", "c"):  # up, and following the nodes' keys in etcd
         read_log_until(cluster.nodes[node], "cluster node")
     site = cluster.site
@@ -61,10 +67,14 @@ def test_an_access_node_killed_its_clients_back_on_another_node(cluster: Cluster
         killed = time.monotonic()
         cluster.nodes["b"].kill()
         read_until(bob, "connection lost", timeout=20)
+        lost = time.monotonic() - killed
         read_until(bob, "connected", timeout=20)
         back = time.monotonic() - killed
-        # b's clients (bob, and dan once b had published him) were told, each by one survivor
+        # b's clients (bob, and dan once b had published him) were told, each by one survivor,
+        # before b's lease expired: its expiry is at most a TTL after its last renewal, which
+        # came before the kill
         told = [read_log_until(cluster.nodes[n], "node b died") for n in ("a", "c")]
+        assert all("its lease not expired yet" in t for t in told), told
         shares = [re.search(r"telling (\d) of its ([12]) client\(s\) to move", t) for t in told]
         assert all(shares), told
         assert shares[0][2] == shares[1][2], told  # the same list read by both
@@ -91,7 +101,8 @@ def test_an_access_node_killed_its_clients_back_on_another_node(cluster: Cluster
     # (3 s) and ann's (1 s)
     voiced = voiced_seconds(heard)
     assert voiced >= 4.0, f"bob heard only {voiced:.1f} s of voice"
-    print(f"b killed: bob back on another node after {back:.2f} s; ann (list starting with "
+    print(f"b killed: bob's session lost (notice + its 0.3 s check) {lost:.2f} s, back on "
+          f"another node after {back:.2f} s; ann (list starting with "
           f"the dead b) granted the floor {keyed:.2f} s after starting; bob heard {voiced:.1f} s")
 
 
@@ -139,3 +150,35 @@ def test_a_client_moves_to_its_groups_home_and_stays_there(steering: Cluster,
             bob.send_signal(signal.SIGINT)
             finish(bob, timeout=10)
     assert voiced_seconds(heard) >= 0.5
+
+
+async def _connect_and_close(url: str, name: str) -> None:
+    nc = await nats_py.connect(url, name=name, connect_timeout=5)
+    await nc.flush()
+    await nc.close()
+
+
+def test_a_false_hint_moves_nobody(cluster: Cluster, nats: Nats, tmp_path: Path) -> None:
+    """A NATS connection under b's name closes while b lives (as one does when b's NATS member
+    dies and b reconnects to another, or when anyone connects under its name): NATS tells a and
+    c, both ask b's subject, b answers, and nobody is told to move: bob stays on b."""
+    for node in ("a", "c"):
+        read_log_until(cluster.nodes[node], "cluster node")
+    site = cluster.site
+    bob = site.spawn("bob", "listen", "g", "--out", str(tmp_path / "bob.wav"),
+                     env=site.env("bob", PTT_SERVER=f"127.0.0.1:{cluster.nodes['b'].port}"))
+    try:
+        read_until(bob, "g", timeout=20)  # joined on b
+        time.sleep(1.0)  # b has published where its clients are (every 0.5 s)
+        asyncio.run(_connect_and_close(nats.url, f"{CLIENT_NAME}b"))
+        for node in ("a", "c"):
+            read_log_until(cluster.nodes[node], "node b: NATS said its connection closed, but it "
+                           "answers on the bus: its clients stay", within=10)
+        time.sleep(1.0)  # a notice would have reached bob by now, and his check ended
+    finally:
+        bob.send_signal(signal.SIGINT)
+        code, out, err = finish(bob, timeout=10)
+    no_traceback(err)
+    assert "connection lost" not in out, out
+    for node in ("a", "c"):
+        assert "telling" not in cluster.nodes[node].output(), cluster.nodes[node].output()[-2000:]
