@@ -83,32 +83,49 @@ async def _call(state: CliState, peer: str, wav: Path | None, max_wait: float,
         await conn.close()
 
 
-async def wait_for_peer(conn: Connection, group: str, peer: str, max_wait: float,
-                        stop: asyncio.Event) -> bool:
-    """True once ``peer`` is in the call ``group`` (at once when it is online), False after
-    ``max_wait`` seconds or when ``stop`` is set."""
-    g = conn.core.groups.get(group)
-    if g is not None and peer in g.online:
-        return True
-    click.echo(f"{peer} is not online: the call rings when {peer} logs in "
-               f"(waiting up to {max_wait:g} s)")
+# s: in a cluster the callee may be online on another node, which rings it; that it is in the
+# call reaches the caller's node a few ms after the call's answer. "Not online" is said only
+# when it has not come by then
+PEER_GRACE = 0.5
+
+
+async def peer_online(conn: Connection, group: str, peer: str, within: float,
+                      stop: asyncio.Event | None = None) -> bool:
+    """True once ``peer`` is in the call ``group``, waited for at most ``within`` seconds;
+    False then, or when ``stop`` is set."""
     events = conn.subscribe()
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + max_wait
+    deadline = loop.time() + within
+    stop = stop or asyncio.Event()
     try:
-        while (left := deadline - loop.time()) > 0 and not stop.is_set():
+        while True:
             g = conn.core.groups.get(group)
             if g is not None and peer in g.online:
-                return True
+                return not stop.is_set()
+            left = deadline - loop.time()
+            if left <= 0 or stop.is_set():
+                return False
             try:
                 async with asyncio.timeout(left):
                     await until_stopped(stop, events.get())
             except TimeoutError:
-                break
-        g = conn.core.groups.get(group)
-        return g is not None and peer in g.online and not stop.is_set()
+                pass
     finally:
         conn.unsubscribe(events)
 
 
-__all__ = ["call", "wait_for_peer"]
+async def wait_for_peer(conn: Connection, group: str, peer: str, max_wait: float,
+                        stop: asyncio.Event) -> bool:
+    """True once ``peer`` is in the call ``group`` (at once when it is online), False after
+    ``max_wait`` seconds or when ``stop`` is set."""
+    grace = min(PEER_GRACE, max_wait)
+    if await peer_online(conn, group, peer, grace, stop):
+        return True
+    if stop.is_set():
+        return False
+    click.echo(f"{peer} is not online: the call rings when {peer} logs in "
+               f"(waiting up to {max_wait:g} s)")
+    return await peer_online(conn, group, peer, max_wait - grace, stop)
+
+
+__all__ = ["PEER_GRACE", "call", "peer_online", "wait_for_peer"]

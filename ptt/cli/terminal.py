@@ -26,6 +26,7 @@ import click
 
 from ptt.audio.levels import Level, vu_bar
 from ptt.audio.tones import ToneSet
+from ptt.cli.call import PEER_GRACE, peer_online
 from ptt.cli.live import StopSignals, describe, open_and_join, stamp
 from ptt.cli.options import CliState
 from ptt.client import calls
@@ -192,8 +193,7 @@ class Terminal:
                 self.notices.append(f"call with {peer}: {exc}")
                 self.keyed = self.group
                 return
-            g = self.conn.core.groups.get(group)
-            if g is None or peer not in g.online:
+            if not await peer_online(self.conn, group, peer, PEER_GRACE):
                 self.notices.append(f"{peer} is not online: the call rings when {peer} "
                                     f"logs in")
         if self.keyed == group:
@@ -267,9 +267,8 @@ async def run_terminal(state: CliState, group: str | None, input_device: str | N
         try:
             if call_peer is not None:
                 group = await conn.call(call_peer, state.timeout)
-                g = conn.core.groups.get(group)
                 click.echo(f"call open with {call_peer}" + (
-                    "" if g is not None and call_peer in g.online else
+                    "" if await peer_online(conn, group, call_peer, PEER_GRACE) else
                     f": {call_peer} is not online, the call rings when {call_peer} logs in"))
             assert group is not None
             capture = CaptureSource(input_device if input_device is not None

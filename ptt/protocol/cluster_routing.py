@@ -75,9 +75,18 @@ whose lease is unsure (``HomeMap.may_act``) decides nothing, its own clients' in
 floor timers included; inputs it cannot decide wait at the node (never dropped: a release is
 sent once) until its lease is sure again or the node knows the new home.
 
-Not here (docs/cluster.md says what is left): multicast bridging across nodes, one-to-one calls
-between nodes (a call group lives on the caller's node), the limit on a user's devices
-(``max_devices``) counted over every node.
+One-to-one calls: a call group is homed on the node where it was made (the caller's), for
+its whole life: no lease, no claim, term ``CALL_TERM``; its id comes from that node's own slice
+of the private ids (:func:`call_id_slice`), so the nodes agree on it without asking. That node
+tells every other live node to ring the callee (``Call``), each keeps a copy of the call
+(members, id, home), rings the callee's devices there at once and on a login while the call
+lasts; from then on the call is a group like any other: its floor decided at its home, news,
+voice and presence through the paths above. The home ends the call when nobody is in it on any
+node (``CallEnd``); a node that learns its home died ends its copy and tells the sessions in it
+(``GroupGone``, ``CALL_LOST``): a call does not fail over.
+
+Not here (docs/cluster.md says what is left): multicast bridging across nodes, the limit on a
+user's devices (``max_devices``) counted over every node.
 """
 
 from __future__ import annotations
@@ -87,13 +96,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from ptt.errors import ProtocolError
+from ptt.errors import ProtocolError, ValidationError
+from ptt.names import call_members
 from ptt.protocol import floor as fl
 from ptt.protocol import messages as m
 from ptt.protocol.cluster_fencing import FencingView, Stamp, Verdict
 from ptt.protocol.feedback import LinkCounts
 from ptt.protocol.server import ServerCore
-from ptt.protocol.server_state import GroupEntry
+from ptt.protocol.server_state import PRIVATE_GROUP_BASE, GroupEntry
 from ptt.protocol.session import Addr, Session
 from ptt.wire import cluster as wc
 from ptt.wire.voice import peek_frame
@@ -105,6 +115,8 @@ __all__ = [
     "NODE_LEASE",
     "HomeMap",
     "StaticHomes",
+    "CALL_TERM",
+    "call_id_slice",
     "from_wire",
     "placement_node",
     "to_wire",
@@ -127,6 +139,9 @@ HELD_RETRY = 0.05
 STALL = 0.2
 MAX_STALL_WAIT = 2.0
 _NEVER = float("-inf")
+# the term of a call's news: a call never changes home (it ends with its node), so there is no
+# claim and no fencing number; a new call under the same name has a new id
+CALL_TERM = 1
 MAX_PENDING = 10_000  # forwarded requests awaiting their home's answer (clients resend)
 _REMOTE_TARGETS = 1 << 64  # GroupEntry.targets key of frames from another node (above any sid)
 
@@ -192,6 +207,16 @@ def placement_node(groups: Iterable[str], homes: HomeMap, here: str) -> str | No
     if count.get(here) == best:
         return here
     return min(n for n, c in count.items() if c == best)
+
+
+def call_id_slice(node: str, nodes: Sequence[str]) -> tuple[int, int]:
+    """``[first, end)``: the call group ids ``node`` gives out, by its place in the sorted node
+    list (the same list on every node): no two nodes' calls share an id."""
+    ordered = sorted(set(nodes))
+    first_all = PRIVATE_GROUP_BASE + 1
+    size = ((1 << 32) - first_all) // len(ordered)
+    first = first_all + ordered.index(node) * size
+    return first, first + size
 
 
 @dataclass
@@ -290,6 +315,7 @@ class ClusterRouting:
         self._remote_id: dict[str, int] = {}  # the group id those users were online in
         self._heard: dict[str, float] = {}  # node -> when its last Presence came (the home's lease)
         self.refused_news = 0  # news from an older term (a stale home): counted, not applied
+        self.refused_calls = 0  # calls crossing one made here for the same pair at once
         # node -> its access address (HOST:PORT), as the nodes publish it: where a Welcome
         # steers a client (placement); a node not in it is never named
         self.addresses: dict[str, str] = {}
@@ -297,6 +323,9 @@ class ClusterRouting:
         # news that only the living can act on (logins) goes to them alone
         self.live: set[str] | None = None
         self._logins: list[tuple[str, str]] = []  # (user, device) logged in since the flush
+        # one-to-one calls this node has a copy of: group -> its home (where it was made)
+        self._calls: dict[str, str] = {}
+        core.directory.call_ids(*call_id_slice(node, homes.nodes))
 
     # --- outputs ------------------------------------------------------------------------------
 
@@ -351,22 +380,33 @@ class ClusterRouting:
 
     # --- FloorHome: the core's parts hand over the inputs of floors homed elsewhere -------------
 
+    def _home_of(self, group: str) -> tuple[str, int]:
+        """``HomeMap.home_of``, and for a call its maker, under ``CALL_TERM``."""
+        home = self._calls.get(group)
+        return (home, CALL_TERM) if home is not None else self.homes.home_of(group)
+
+    def _may_act(self, group: str, now: float) -> bool:
+        """``HomeMap.may_act``; a call's home always may (no lease: it ends with its node)."""
+        return group in self._calls or self.homes.may_act(group, now)
+
     def elsewhere(self, group: str, now: float | None = None) -> bool:
         """Is ``group``'s floor decided on another node (or nowhere yet)? With ``now``: also
         while this node is its home but may not decide (its lease may have lapsed)."""
         g = self.core.state.groups.get(group)
-        if g is None or g.private:  # a call group lives on its caller's node
+        if g is None:
             return False
+        if g.private:  # a call: decided on the node that made it, as long as it lasts
+            return self._calls.get(group, self.node) != self.node
         # term 0: nobody holds the group (its home died, no claim yet). The node the static
         # rule names is not its home either: deciding on its mirror would queue or grant
         # where the next home never hears of it. A term below one seen in news: a newer home
         # claimed the group, and this node's watch has not said so yet
-        node, term = self.homes.home_of(group)
+        node, term = self._home_of(group)
         if node != self.node or term < 1 or term < self.fencing.highest.get(group, 0):
             return True
         # a home whose lease may have lapsed decides nothing, even for its own clients: a
         # survivor may have claimed the group and granted someone else already
-        return now is not None and not self.homes.may_act(group, now)
+        return now is not None and not self._may_act(group, now)
 
     def request(self, s: Session, g: GroupEntry, txn: int, priority: m.Priority,
                 now: float) -> None:
@@ -393,9 +433,7 @@ class ClusterRouting:
             self._input(wc.InputKind.ALIVE, group, user, 0, burst_id, 0, now)
 
     def members_changed(self, g: GroupEntry, now: float) -> None:
-        if g.private:
-            return
-        home = self.homes.home_of(g.name)[0]
+        home = self._home_of(g.name)[0]
         online = bool(g.joined)
         if home == self.node:
             self._set_relay(g.name, self.node, online, now)
@@ -407,9 +445,7 @@ class ClusterRouting:
                     self._set_remote(g, node, (), True, now)
 
     def presence(self, g: GroupEntry, user: str, online: bool, now: float) -> None:
-        if g.private:
-            return
-        home = self.homes.home_of(g.name)[0]
+        home = self._home_of(g.name)[0]
         came: tuple[str, ...] = (user,) if online else ()
         went: tuple[str, ...] = () if online else (user,)
         if home != self.node:
@@ -420,7 +456,8 @@ class ClusterRouting:
     def placement(self, groups: Sequence[str]) -> str:
         """For the Welcome of a user of ``groups``: the access address of the node that homes
         most of them, "" when it is this node (or ties with it), unknown, or has no address."""
-        node = placement_node(groups, self.homes, self.node)
+        node = placement_node([g for g in groups if g not in self._calls], self.homes,
+                              self.node)
         if node is None or node == self.node:
             return ""
         return self.addresses.get(node, "")
@@ -471,7 +508,7 @@ class ClusterRouting:
         """``group``'s home, or None while it has none (its home died, no claim yet: term 0)
         or while news came from a newer home than the ownership watch has named yet (a
         request sent to the watch's home would go to the dead one)."""
-        home, term = self.homes.home_of(group)
+        home, term = self._home_of(group)
         if term < 1 or term < self.fencing.highest.get(group, 0):
             return None
         return home
@@ -496,8 +533,8 @@ class ClusterRouting:
     def _send_presence_full(self) -> None:
         per_home: dict[str, list[str]] = {n: [] for n in self.homes.nodes}
         for g in self.core.state.groups.values():
-            if g.joined and not g.private:
-                per_home.setdefault(self.homes.home_of(g.name)[0], []).append(g.name)
+            if g.joined:
+                per_home.setdefault(self._home_of(g.name)[0], []).append(g.name)
         for home, groups in per_home.items():
             if home == self.node:
                 continue
@@ -530,6 +567,12 @@ class ClusterRouting:
                     old = on_device(user, device)
                     if old is not None:
                         self.core.directory.end_session(old, "replaced", now)
+        elif isinstance(msg, wc.Call):
+            self._on_call(msg, now)
+        elif isinstance(msg, wc.CallEnd):
+            if (msg.home != self.node and self._calls.get(msg.group) == msg.home
+                    and self._id_of(msg.group) == msg.group_id):
+                self.core.directory.end_call(msg.group, now)
         elif isinstance(msg, wc.LinkWindow):
             self.core.feedback.on_remote_counts(
                 msg.group, msg.burst_id, LinkCounts(msg.bins, msg.listeners, msg.frames,
@@ -574,7 +617,7 @@ class ClusterRouting:
         if g is None or g.private:
             return
         floors = self.core.floors
-        term = self.homes.home_of(group)[1]
+        term = self._home_of(group)[1]
         newer = term > self._term.get(group, 0)
         if not self.elsewhere(group):
             if floors.is_mirror(group) or newer and group in self._term:
@@ -608,7 +651,7 @@ class ClusterRouting:
             self._relay.pop(group, None)
         self.members_changed(g, now)
         if g.online:  # the new home learns who is online here
-            self._send(self.homes.home_of(group)[0],
+            self._send(self._home_of(group)[0],
                        wc.Members(group, self.node, 0, "", tuple(g.online), (), True))
         self._send_homeless(group, now)
 
@@ -621,7 +664,7 @@ class ClusterRouting:
         if self.elsewhere(group):
             return None
         due = self.core.floors.floor(group).get_timer()
-        if not self.homes.may_act(group, now):
+        if not self._may_act(group, now):
             self._stalled[group] = (due or 0.0, _NEVER, _NEVER)  # waited here already
             return now + 2 * HELD_RETRY
         if group in self._homeless and self._retry_at is not None:
@@ -697,6 +740,82 @@ class ClusterRouting:
             self.core.floor_control.floor_events(events, now)  # this node's own clients
         self._publish(g.name, events, msg.origin if msg.ref else "", msg.ref, now)
 
+    # --- one-to-one calls across nodes ---------------------------------------------------------
+
+    def call_made(self, g: GroupEntry, caller: str, callee: str, now: float) -> None:
+        """A call made here is homed here; either way every other live node rings ``callee``
+        (calls are rare: one message per node, not a search for where the callee is)."""
+        home = self._calls.setdefault(g.name, self.node)
+        data = wc.encode(wc.Call(g.name, g.group_id, home, caller, callee))
+        live = self.live
+        self._out.extend((n, data) for n in self.homes.nodes
+                         if n != self.node and (live is None or n in live))
+
+    def call_over(self, g: GroupEntry) -> bool:
+        """Only the home ends a call: when no other node has anyone in it (its relay set)."""
+        home = self._calls.get(g.name, self.node)
+        return home == self.node and not self._relay.get(g.name, set()) - {self.node}
+
+    def call_open(self, g: GroupEntry) -> bool:
+        """A copy of a call lasts as long as the call (its home removes it); at the home, the
+        call is open while another node has someone in it."""
+        home = self._calls.get(g.name)
+        if home is None:
+            return False
+        return home != self.node or bool(self._relay.get(g.name, set()) - {self.node})
+
+    def call_removed(self, g: GroupEntry, now: float) -> None:
+        home = self._calls.pop(g.name, None)
+        for per_group in (self._relay, self._known_relay, self._alive, self._homeless,
+                          self._term, self._voided, self._stalled):
+            per_group.pop(g.name, None)
+        if home != self.node:
+            return
+        data = wc.encode(wc.CallEnd(g.name, g.group_id, self.node))
+        live = self.live
+        self._out.extend((n, data) for n in self.homes.nodes
+                         if n != self.node and (live is None or n in live))
+
+    def _id_of(self, group: str) -> int:
+        g = self.core.state.groups.get(group)
+        return g.group_id if g is not None else -1
+
+    def _on_call(self, msg: wc.Call, now: float) -> None:
+        """Another node's call rings ``callee`` here: the copy is made if new (its home and id
+        as the message says), and the callee's devices here ring at once."""
+        if msg.home not in self.homes.nodes or msg.home == self.node and (
+                self._calls.get(msg.group) != self.node):
+            return  # a call homed here that ended meanwhile, or a home we do not know
+        try:
+            members = call_members(msg.group)
+        except ValidationError as exc:
+            raise ProtocolError(f"Call: {exc}") from None
+        if {msg.caller, msg.callee} != set(members):
+            raise ProtocolError("Call: its caller and callee are not the call's two members")
+        directory = self.core.directory
+        g = self.core.state.groups.get(msg.group)
+        if g is None:
+            first, end = call_id_slice(msg.home, self.homes.nodes)
+            if not first <= msg.group_id < end:
+                raise ProtocolError(f"Call: id {msg.group_id} is not {msg.home}'s to give")
+            old = self.core.state.by_id.get(msg.group_id)
+            if old is not None:
+                if not old.private or self._calls.get(old.name) != msg.home:
+                    raise ProtocolError(f"Call: id {msg.group_id} is in use here")
+                # that home restarted and gives out ids again: its call from before is over
+                directory.end_call(old.name, now)
+            if any(u not in self.core.state.users for u in members):
+                return  # a user removed meanwhile (the directory follows): no call
+            g = directory.make_call(msg.group, msg.group_id)
+            self._calls[msg.group] = msg.home
+        elif not g.private or g.group_id != msg.group_id:
+            # the two sides called each other at once from two nodes (within a bus delivery):
+            # each node keeps the call it has; the callers see each other's call unanswered
+            self.refused_calls += 1
+            return
+        for s in self.core.state.sessions.devices(msg.callee):
+            directory.ring(g, s, msg.caller, now)
+
     def _on_presence(self, msg: wc.Presence, now: float) -> None:
         if msg.node not in self.homes.nodes or msg.node == self.node:
             return
@@ -711,7 +830,7 @@ class ClusterRouting:
                 # a node the home did not know had members (the home restarted, or a message
                 # was lost): it is shown the home's roster of itself, and corrects it
                 known = tuple(self._roster(self.core.state.groups[name]).get(msg.node, ()))
-                self._send(msg.node, wc.Members(name, msg.node, self.homes.home_of(name)[1],
+                self._send(msg.node, wc.Members(name, msg.node, self._home_of(name)[1],
                                                 self.node, known, (), True))
         for name in msg.offline:
             self._set_relay(name, msg.node, False, now)
@@ -731,7 +850,10 @@ class ClusterRouting:
         self._publish(group, [], "", 0, now)
         if node == self.node:
             return True
-        term = self.homes.home_of(group)[1]
+        if g.private and not online and not g.joined and self.call_over(g):
+            self.core.directory.remove_group(group, now)  # its last member elsewhere left
+            return True
+        term = self._home_of(group)[1]
         if online:
             rosters = [(self.node, tuple(g.online))]
             rosters += [(n, tuple(users)) for n, users in self._roster(g).items()
@@ -751,10 +873,13 @@ class ClusterRouting:
 
     def node_gone(self, node: str, now: float) -> None:
         """``node`` is dead (its etcd lease went, or its Presence stopped): it leaves the relay
-        sets of the groups homed here, and its users go offline on every node."""
+        sets of the groups homed here, and its users go offline on every node; the calls it
+        was the home of end here, their sessions told (a call does not fail over)."""
         self._heard.pop(node, None)
         if node == self.node:
             return
+        for group in [c for c, home in self._calls.items() if home == node]:
+            self.core.directory.end_call(group, now)
         for group, relay in list(self._relay.items()):
             if node in relay:
                 self._set_relay(group, node, False, now)
@@ -763,7 +888,7 @@ class ClusterRouting:
 
     def _on_members(self, msg: wc.Members, now: float) -> None:
         g = self.core.state.groups.get(msg.group)
-        if g is None or g.private or msg.node not in self.homes.nodes:
+        if g is None or msg.node not in self.homes.nodes:
             return
         if not msg.home:  # an access node's change, to this node as the group's home
             if self.elsewhere(msg.group) or msg.node == self.node:
@@ -791,8 +916,8 @@ class ClusterRouting:
                          now: float) -> None:
         """The home tells the other nodes with members of ``group`` who came or went on
         ``node`` (never that node itself, nor ``skip``)."""
-        term = self.homes.home_of(group)[1]
-        if term < 1 or not self.homes.may_act(group, now):
+        term = self._home_of(group)[1]
+        if term < 1 or not self._may_act(group, now):
             return
         to = self._relay.get(group, set()) - {self.node, node, *skip}
         if not to:
@@ -899,7 +1024,7 @@ class ClusterRouting:
         log.clear()
         for group, events in batch.items():
             if group in self.core.state.groups and not self.elsewhere(group):
-                if not self.homes.may_act(group, now):
+                if not self._may_act(group, now):
                     # decided while the lease was unsure (its timers): told when it is sure
                     # again, or under the next term if another claim comes first
                     log.extend(events)
@@ -910,8 +1035,8 @@ class ClusterRouting:
 
     def _publish(self, group: str, events: Sequence[fl.FloorEvent], origin: str,
                  ref: int, now: float) -> None:
-        term = self.homes.home_of(group)[1]
-        if term < 1 or not self.homes.may_act(group, now):
+        term = self._home_of(group)[1]
+        if term < 1 or not self._may_act(group, now):
             return  # a home whose lease may be gone stamps nothing (cluster_fencing)
         relay = self._relay.get(group, set())
         to = set(relay)

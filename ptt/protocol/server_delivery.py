@@ -65,7 +65,7 @@ class Delivery:
         g.burst_frames = 0
         self._collecting[(g.name, ev.burst_id)] = _Collecting(
             g.name, ev.burst_id, ev.user, holder.session_id if holder is not None else 0,
-            remote=holder is None and self.state.home is not None and not g.private)
+            remote=holder is None and self.state.home is not None)
 
     def ended(self, g: GroupEntry, ev: fl.BurstEnded, now: float) -> None:
         key = (g.name, ev.burst_id)

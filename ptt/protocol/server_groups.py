@@ -4,7 +4,8 @@ Users, groups and members are loaded and changed by the adapter (``upsert_user``
 ``upsert_group``, ``set_member`` ...) whenever the store changes; the core never reads the
 database. Sessions join and leave the groups they are members of (Join, Leave, Bye, expiry), and a
 Call makes a private one-to-one group (wire id from PRIVATE_GROUP_BASE up, never stored) that
-disappears when its last member leaves. A session that ends leaves all its groups: a talker that
+disappears when its last member leaves (in a cluster: when nobody is in it on any node, which
+its home, ``state.home``, says). A session that ends leaves all its groups: a talker that
 said Bye releases the floor, one that vanished loses it (``floor.participant_lost``).
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import heapq
 
+from ptt.errors import ProtocolError
 from ptt.names import call_group_name, call_members
 from ptt.protocol import floor as fl
 from ptt.protocol import messages as m
@@ -47,6 +49,8 @@ class Directory:
         self.out = out
         self.floor = floor
         self.pages = pages
+        # call group ids: [first, end); a cluster node takes a slice of its own (call_ids)
+        self._private_ids = (PRIVATE_GROUP_BASE + 1, 1 << 32)
         self._next_private = PRIVATE_GROUP_BASE
         self._presence_heap: list[tuple[float, int]] = []  # (when, group id): batches due
 
@@ -104,6 +108,8 @@ class Directory:
         if g is None:
             return
         self.state.by_id.pop(g.group_id, None)
+        if g.private and self.state.home is not None:
+            self.state.home.call_removed(g, now)
         if not g.private:
             self.out.emit(GroupUpdated(name, removed=True))
         self.floor.floor_events(self.state.floors.remove_group(name, now), now, group=g)
@@ -271,7 +277,7 @@ class Directory:
         if not left:
             self._local_presence(g, s.user, False, now)
             self.out.emit(MemberLeft(group, s.user))
-        if g.private and not g.joined:
+        if g.private and not g.joined and (home is None or home.call_over(g)):
             self.remove_group(group, now)
 
     # --- presence -----------------------------------------------------------------------------
@@ -323,25 +329,66 @@ class Directory:
         if batch:
             self.out.announce(g, m.PresenceBatch(g.name, batch), skip_user=subject)
 
+    def call_ids(self, first: int, end: int) -> None:
+        """Call group ids come from ``[first, end)``: a cluster node's own slice, so the nodes
+        agree on a call's id (its voice frames carry it) without asking each other."""
+        if not PRIVATE_GROUP_BASE < first < end <= 1 << 32:
+            raise ProtocolError(f"call group ids [{first}, {end}) outside the private range")
+        self._private_ids = (first, end)
+        self._next_private = 0  # drawn at the first call
+
+    def _private_id(self) -> int:
+        """The next call group id of this server's range not in use (wrapping round)."""
+        first, end = self._private_ids
+        if not self._next_private:
+            # from a point drawn in the range: a node that restarts does not give its first
+            # calls the ids its calls before had, which other nodes may still hold
+            self._next_private = first - 1 + int.from_bytes(self.state.entropy(4), "big") % (
+                end - first)
+        for _ in range(len(self.state.by_id) + 1):  # some id of the range is free by then
+            self._next_private += 1
+            if self._next_private >= end:
+                self._next_private = first
+            if self._next_private not in self.state.by_id:
+                return self._next_private
+        raise ProtocolError("no call group id free")
+
+    def make_call(self, name: str, group_id: int) -> GroupEntry:
+        """The call group ``name`` (its two members) under ``group_id``."""
+        a, b = call_members(name)
+        self.upsert_group(name, group_id, self.state.config.floor.max_talk, private=True)
+        self.set_member(name, a)
+        self.set_member(name, b)
+        return self.state.groups[name]
+
+    def end_call(self, name: str, now: float) -> None:
+        """The call ends here although sessions may be in it (the node that ran it died): they
+        are told so, then it goes."""
+        g = self.state.groups.get(name)
+        if g is None or not g.private:
+            return
+        for s in list(g.joined.values()):
+            self.out.send_reliable(
+                s, lambda txn: m.GroupGone(txn, name, m.GoneReason.CALL_LOST), now)
+        self.remove_group(name, now)
+
     def on_call(self, s: Session, msg: m.Call, now: float) -> None:
         refusal = self.state.call_refusal(s, msg.peer)
         if refusal is not None:
             self.out.answer(s, msg.txn, m.Error(msg.txn, m.ErrorCode.NOT_FOUND, refusal), now)
             return
         name = call_group_name(s.user, msg.peer)
-        a, b = call_members(name)
-        if name not in self.state.groups:
-            self._next_private += 1
-            self.upsert_group(name, self._next_private, self.state.config.floor.max_talk,
-                              private=True)
-            self.set_member(name, a)
-            self.set_member(name, b)
+        g = self.state.groups.get(name)
+        if g is None:
+            g = self.make_call(name, self._private_id())
         self.out.answer(s, msg.txn, m.CallResponse(msg.txn, name), now)
         for peer in self.state.sessions.devices(msg.peer):  # every device of the callee rings
-            self._ring(self.state.groups[name], peer, s.user, now)
-        # an offline peer is rung when it logs in (_ring_waiting_calls), while the caller waits
+            self.ring(g, peer, s.user, now)
+        if self.state.home is not None:  # and its devices on the other nodes of a cluster
+            self.state.home.call_made(g, s.user, msg.peer, now)
+        # an offline peer is rung when it logs in (ring_waiting_calls), while the caller waits
 
-    def _ring(self, g: GroupEntry, peer: Session, caller: str, now: float) -> None:
+    def ring(self, g: GroupEntry, peer: Session, caller: str, now: float) -> None:
         """Put ``peer`` in the call at once (so the caller's first words reach it) and tell it
         who is calling; its client joins too, which only answers the call's state."""
         if g.joined.get(peer.session_id) is not peer:
@@ -349,9 +396,14 @@ class Directory:
         self.out.send_reliable(peer, lambda txn: m.IncomingCall(txn, g.name, caller), now)
 
     def ring_waiting_calls(self, s: Session, now: float) -> None:
-        """A user who logs in is rung by every call that waits for it (its caller still in)."""
+        """A user who logs in is rung by every call that waits for it (its caller still in,
+        here or, in a cluster, on another node)."""
         groups = self.state.groups
+        home = self.state.home
         for name in sorted(self.state.member_of.get(s.user, ())):
             g = groups.get(name)
-            if g is not None and g.private and g.joined and s.user not in g.online:
-                self._ring(g, s, next(iter(g.online)), now)
+            if g is None or not g.private or s.user in g.online:
+                continue
+            if g.joined or home is not None and home.call_open(g):
+                a, b = call_members(name)
+                self.ring(g, s, b if s.user == a else a, now)

@@ -143,6 +143,19 @@ class FloorHome(Protocol):
         """This node's listeners' receipts of a burst of ``talker``, who is on another node:
         they go there, for its delivery report."""
 
+    def call_made(self, g: GroupEntry, caller: str, callee: str, now: float) -> None:
+        """``caller`` called ``callee`` in the call group ``g`` here (made here if new, which
+        makes this node its home): ``callee``'s devices on the other nodes ring."""
+
+    def call_over(self, g: GroupEntry) -> bool:
+        """May the call ``g``, with no session joined here, end (nobody in it on any node)?"""
+
+    def call_open(self, g: GroupEntry) -> bool:
+        """Is the call ``g`` still going on another node (a member logging in here rings)?"""
+
+    def call_removed(self, g: GroupEntry, now: float) -> None:
+        """The call ``g`` was removed here; its home tells the other nodes it ended."""
+
 
 @dataclass(frozen=True, slots=True)
 class ServerCoreConfig:

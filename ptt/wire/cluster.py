@@ -1,6 +1,6 @@
 """Node-to-node messages of a cluster, to bytes and back.
 
-Seven messages cross the bus between ``ptt server --cluster`` nodes (what each means and who
+Nine messages cross the bus between ``ptt server --cluster`` nodes (what each means and who
 sends it: ``ptt.protocol.cluster_routing``):
 
 * :class:`FloorInput`, access node -> home: a floor request, a release, a lost participant, or
@@ -18,10 +18,14 @@ sends it: ``ptt.protocol.cluster_routing``):
   node -> the talker's node: their end-of-burst receipts (for the delivery report), and a
   window of their loss reports summed up (for the talker's protection);
 * :class:`Login`, a node -> every other node: users logged in here, each from a device; a session
-  of that user and device on another node ends (one session per device, as on one server).
+  of that user and device on another node ends (one session per device, as on one server);
+* :class:`Call`, the node a ``Call`` reached -> every other live node: ring ``callee`` in this
+  one-to-one call (its group id and its home with it), and ring it there when it logs in while
+  the call lasts;
+* :class:`CallEnd`, a call's home -> every other live node: nobody is in the call any more.
 
 Each is a msgpack array ``[CLUSTER_VERSION, type, field1, ...]`` (fields in declaration order),
-validated field by field on decoding: :func:`decode` returns one of the seven or raises
+validated field by field on decoding: :func:`decode` returns one of the nine or raises
 :class:`~ptt.errors.ProtocolError`, nothing else, for any bytes. A voice frame crosses the bus as
 the relay forwards it (``ptt.wire.voice``, MAC removed, still ciphertext): it starts with
 ``VOICE_MAGIC``, which no msgpack array starts with, so ``ptt.wire.voice.is_voice`` tells the
@@ -47,6 +51,8 @@ from ptt.errors import ProtocolError
 
 __all__ = [
     "CLUSTER_VERSION",
+    "Call",
+    "CallEnd",
     "MAX_MESSAGE",
     "EventKind",
     "EventTuple",
@@ -168,9 +174,32 @@ class Login:
     devices: tuple[str, ...]
 
 
-Message = FloorInput | FloorNews | Presence | Members | Receipts | LinkWindow | Login
+@dataclass(frozen=True, slots=True)
+class Call:
+    """Ring ``callee`` in the one-to-one call ``group`` (``ptt.names.call_group_name``), which
+    ``caller`` asked for: every node keeps the call (under ``group_id``, the id its voice frames
+    carry, chosen by ``home`` from its own slice) until its home says it ended."""
+
+    group: str
+    group_id: int
+    home: str  # the node whose floor decides the call: where it was made
+    caller: str
+    callee: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnd:
+    """The call ``group`` (``group_id``) has nobody in it on any node: its copies go."""
+
+    group: str
+    group_id: int
+    home: str
+
+
+Message = (FloorInput | FloorNews | Presence | Members | Receipts | LinkWindow | Login | Call
+           | CallEnd)
 _TYPES: dict[int, type] = {1: FloorInput, 2: FloorNews, 3: Presence, 4: Members, 5: Receipts,
-                           6: LinkWindow, 7: Login}
+                           6: LinkWindow, 7: Login, 8: Call, 9: CallEnd}
 _TYPE_OF = {cls: t for t, cls in _TYPES.items()}
 _EVENT_FIELDS: dict[int, tuple[type, ...]] = {
     EventKind.GRANTED: (str, int, int, float, bool),

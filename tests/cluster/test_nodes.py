@@ -37,6 +37,7 @@ from tests.e2e.serverproc import ServerProcess
 NODES = ("a", "b", "c")
 HOME = "c"  # the group's home: no client of these tests logs in there but cat
 PAGE = "This is ann on node a. Bob, please come to the north gate."
+CALL_HELLO = "Bob, this is ann. Come to the gate."
 
 
 @dataclass
@@ -368,3 +369,32 @@ def test_presence_receipts_and_loss_feedback_across_nodes(cluster: Cluster, tmp_
     assert any(loss >= 10 and copies != "no copies" for loss, copies in links), out
     assert re.search(r"heard by 2 of 2 online members \(bob \d+%, dan (9[5-9]|100)%\); "
                      r"offline: cat$", report), report
+
+
+def test_a_call_from_node_a_rings_bob_on_node_b_and_he_hears_it(cluster: Cluster,
+                                                                 tmp_path: Path) -> None:
+    """ann on node a calls bob, who runs ``ptt listen g`` on node b: a sends b the call, b
+    rings bob's listener, which joins it; ann's sentence, decided and relayed on a (the call's
+    home), crosses to b and bob's WAV holds it. ann's ``ptt call`` sees bob in the call at
+    once (no "not online" wait)."""
+    original = speech_pcm(CALL_HELLO)
+    wav = tmp_path / "hello.wav"
+    write_wav(wav, original, 16000)
+    heard = tmp_path / "bob.wav"
+    bob = cluster.spawn("bob", "b", "listen", "g", "--out", str(heard))
+    try:
+        read_until(bob, "joined g", timeout=20)
+        code, said, err = cluster.ptt("ann", "a", "call", "bob", "--wav", str(wav))
+        no_traceback(err)
+        assert code == 0, said + err
+        assert "bob is not online" not in said, said
+    finally:
+        bob.send_signal(signal.SIGINT)
+        code_bob, text, err_bob = finish(bob, timeout=10)
+    no_traceback(err_bob)
+    assert code_bob == 130, err_bob
+    assert "ann is calling you" in text, text
+    assert "call with ann  ann is talking" in text, text
+    corr = aligned_correlation(original, read_wav(heard))
+    print(f"ann (a) -> bob (b) in a call: correlation {corr:.3f}")
+    assert corr >= 0.9

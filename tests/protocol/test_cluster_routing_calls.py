@@ -1,0 +1,250 @@
+"""One-to-one calls between users on different nodes (ClusterSim, one process): the callee
+rung wherever it is logged in, the call's floor decided on the caller's node, voice and news
+across, the call's end, and its home's death."""
+
+from __future__ import annotations
+
+import pytest
+
+from ptt.errors import ProtocolError
+from ptt.names import call_group_name
+from ptt.protocol import messages as m
+from ptt.protocol.client import Participation
+from ptt.protocol.client_events import GroupGone, IncomingCall
+from ptt.protocol.cluster_routing import CALL_TERM, call_id_slice
+from ptt.protocol.server_state import PRIVATE_GROUP_BASE
+from ptt.wire import cluster as wc
+from tests.protocol.clustersim import ClusterSim
+
+CALL = call_group_name("ann", "bob")
+
+
+def _sim(bob_on: str | None = "B") -> ClusterSim:
+    """ann on A, bob on ``bob_on`` (None: on B, not logged in yet), dan on C; g (ann, bob,
+    dan) homed on C: what lets a volunteer call another."""
+    sim = ClusterSim(pinned={"g": "C"})
+    sim.add_user("ann", "A")
+    sim.add_user("bob", bob_on or "B")
+    sim.add_user("dan", "C")
+    sim.add_group("g", 1, ["ann", "bob", "dan"])
+    for user, c in sim.clients.items():
+        if user != "bob" or bob_on is not None:
+            c.connect(sim.now)
+            c.join("g", sim.now)
+    sim.run_until(1.0)
+    return sim
+
+
+def _calls(log: list[tuple[str, str, object]]) -> list[tuple[str, str, object]]:
+    return [e for e in log if isinstance(e[2], (wc.Call, wc.CallEnd))]
+
+
+def test_a_call_rings_the_callee_on_another_node_and_the_two_talk_in_turn() -> None:
+    sim = _sim()
+    ann, bob = sim.clients["ann"], sim.clients["bob"]
+    mark = len(sim.bus_log)
+    ann.call("bob", sim.now)
+    sim.run_until(sim.now + 0.5)
+    # one Call to every other node (calls are rare: no search for where bob is)
+    rings = _calls(sim.sent_since(mark))
+    assert sorted((a, b) for a, b, _ in rings) == [("A", "B"), ("A", "C")]
+    call = rings[0][2]
+    assert isinstance(call, wc.Call) and (call.home, call.caller, call.callee) == (
+        "A", "ann", "bob")
+    first, end = call_id_slice("A", sim.nodes)
+    assert first <= call.group_id < end  # A's own slice: no other node gives that id
+    assert IncomingCall(CALL, "ann") in sim.events["bob"]
+    assert CALL in ann.groups and CALL in bob.groups
+    # presence crosses as in a group: each sees the other online
+    assert set(bob.groups[CALL].online) == {"ann", "bob"}
+    assert set(ann.groups[CALL].online) == {"ann", "bob"}
+    # C has the call too (an offline callee logging in there rings) but no session in it
+    assert sim.cores["C"].groups[CALL].group_id == call.group_id
+    assert not sim.cores["C"].groups[CALL].joined
+
+    # ann talks: decided at A (the call's home), news and voice to B only
+    mark = len(sim.bus_log)
+    ann.request_floor(CALL, sim.now)
+    sim.run_until(sim.now + 0.2)
+    heard = sim.heard["bob"]
+    sim.talk(0.5)
+    assert ann.participation(CALL) is Participation.HAS_PERMISSION
+    assert bob.groups[CALL].talker == "ann"
+    assert sim.heard["bob"] - heard >= 20
+    sent = sim.sent_since(mark)
+    assert not [e for e in sent if isinstance(e[2], wc.FloorInput)
+                and e[2].kind is not wc.InputKind.ALIVE]
+    news = [(a, b, x) for a, b, x in sent if isinstance(x, wc.FloorNews) and x.group == CALL]
+    assert news and {(a, b) for a, b, _ in news} == {("A", "B")}
+    assert all(x.term == CALL_TERM for _, _, x in news)
+    voice = {(a, b) for a, b, x in sent if isinstance(x, tuple) and x[1] == call.group_id}
+    assert voice == {("A", "B")}
+
+    # one talker at a time: bob's request while ann talks is not a grant; after her release
+    # it goes to A (one FloorInput) and is granted
+    bob.request_floor(CALL, sim.now)
+    sim.talk(0.2)
+    assert bob.participation(CALL) is not Participation.HAS_PERMISSION
+    assert ann.participation(CALL) is Participation.HAS_PERMISSION
+    ann.release_floor(CALL, sim.now)
+    sim.run_until(sim.now + 0.1)
+    if bob.participation(CALL) is not Participation.HAS_PERMISSION:
+        bob.request_floor(CALL, sim.now)
+    heard = sim.heard["ann"]
+    mark = len(sim.bus_log)
+    sim.talk(0.5)
+    assert bob.participation(CALL) is Participation.HAS_PERMISSION
+    assert ann.groups[CALL].talker == "bob"
+    assert sim.heard["ann"] - heard >= 20
+    assert {(a, b) for a, b, x in sim.sent_since(mark)
+            if isinstance(x, tuple) and x[1] == call.group_id} == {("B", "A")}
+
+
+def test_an_offline_callee_is_rung_when_it_logs_in_on_any_node_while_the_call_lasts() -> None:
+    sim = _sim(bob_on=None)
+    ann, bob = sim.clients["ann"], sim.clients["bob"]
+    ann.call("bob", sim.now)
+    sim.run_until(sim.now + 0.5)
+    assert CALL in ann.groups
+    bob.connect(sim.now)  # on B
+    sim.run_until(sim.now + 1.0)
+    assert IncomingCall(CALL, "ann") in sim.events["bob"]
+    ann.request_floor(CALL, sim.now)
+    sim.run_until(sim.now + 0.2)
+    heard = sim.heard["bob"]
+    sim.talk(0.5)
+    assert bob.groups[CALL].talker == "ann"
+    assert sim.heard["bob"] - heard >= 20
+
+
+def _ann_called_bob_and_left() -> ClusterSim:
+    """ann (A) called bob (B) and left the call; bob is still in it."""
+    sim = _sim()
+    sim.clients["ann"].call("bob", sim.now)
+    sim.run_until(sim.now + 0.5)
+    sim.clients["ann"].leave(CALL, sim.now)
+    sim.run_until(sim.now + 0.5)
+    return sim
+
+
+def test_the_call_ends_on_every_node_once_nobody_is_in_it_anywhere() -> None:
+    """ann leaves first: bob, on B, is still in, so A keeps the call; bob leaves: A ends it
+    and tells every other node."""
+    sim = _ann_called_bob_and_left()
+    ann, bob = sim.clients["ann"], sim.clients["bob"]
+    assert CALL in sim.cores["A"].groups and not sim.cores["A"].groups[CALL].joined
+    assert sim.routing["A"].call_open(sim.cores["A"].groups[CALL])
+    mark = len(sim.bus_log)
+    bob.leave(CALL, sim.now)
+    sim.run_until(sim.now + 0.5)
+    ends = _calls(sim.sent_since(mark))
+    assert sorted((a, b) for a, b, _ in ends) == [("A", "B"), ("A", "C")]
+    assert all(isinstance(x, wc.CallEnd) for _, _, x in ends)
+    for node in sim.nodes:
+        assert CALL not in sim.cores[node].groups, node
+    # a new call between them starts afresh (a new id from the caller's node, B's now)
+    bob.call("ann", sim.now)
+    sim.run_until(sim.now + 0.5)
+    assert IncomingCall(CALL, "bob") in sim.events["ann"]
+    first, end = call_id_slice("B", sim.nodes)
+    assert all(first <= sim.cores[n].groups[CALL].group_id < end for n in sim.nodes)
+
+
+def test_the_caller_logging_in_again_is_rung_by_the_callee_still_in_the_call() -> None:
+    """ann's session ended after she left; bob is still in the call on B: her next login on A
+    (the call's home, with no session in the call) rings her, as on one server."""
+    sim = _ann_called_bob_and_left()
+    ann = sim.clients["ann"]
+    ann.close(sim.now)
+    sim.run_until(sim.now + 0.5)
+    sim.events["ann"].clear()
+    ann.connect(sim.now)
+    sim.run_until(sim.now + 1.0)
+    assert IncomingCall(CALL, "bob") in sim.events["ann"]
+    sim.clients["bob"].request_floor(CALL, sim.now)
+    sim.talk(0.5)
+    assert ann.groups[CALL].talker == "bob"
+
+
+def test_a_callee_calling_back_rings_the_caller_on_the_calls_home() -> None:
+    """ann (A) left the call; bob, still in it on B, calls her back: the Call from B rings
+    her devices on A, the home, and the call stays homed on A."""
+    sim = _ann_called_bob_and_left()
+    ann, bob = sim.clients["ann"], sim.clients["bob"]
+    sim.events["ann"].clear()
+    bob.call("ann", sim.now)
+    sim.run_until(sim.now + 0.5)
+    assert IncomingCall(CALL, "bob") in sim.events["ann"]
+    assert sim.routing["B"]._calls[CALL] == "A"
+    bob.request_floor(CALL, sim.now)
+    sim.talk(0.5)
+    assert ann.groups[CALL].talker == "bob"
+
+
+def test_the_call_ends_with_a_cause_when_its_home_dies() -> None:
+    """A (the caller's node, the call's home) dies: B learns it (etcd, or its Presence
+    stopping) and ends its copy; bob is told the call is lost and hears nothing more."""
+    sim = _sim()
+    ann, bob = sim.clients["ann"], sim.clients["bob"]
+    ann.call("bob", sim.now)
+    sim.run_until(sim.now + 0.5)
+    ann.request_floor(CALL, sim.now)
+    sim.talk(0.3)
+    assert bob.groups[CALL].talker == "ann"
+    sim.dead.add("A")
+    sim.routing["B"].node_gone("A", sim.now)
+    sim.routing["C"].node_gone("A", sim.now)
+    sim._flush_node("B")
+    sim._flush_node("C")
+    sim.run_until(sim.now + 0.5)
+    assert GroupGone(CALL, m.GoneReason.CALL_LOST) in sim.events["bob"]
+    assert CALL not in bob.groups
+    assert CALL not in sim.cores["B"].groups and CALL not in sim.cores["C"].groups
+
+
+def test_a_call_from_a_restarted_home_replaces_its_call_from_before() -> None:
+    """A restarted home gives ids out again: a node still holding A's older call under the
+    id of A's new one takes the older as over."""
+    sim = _sim()
+    b = sim.routing["B"]
+    first, _ = call_id_slice("A", sim.nodes)
+    b.receive(wc.encode(wc.Call(call_group_name("ann", "dan"), first, "A", "ann", "dan")),
+              sim.now)
+    assert sim.cores["B"].groups[call_group_name("ann", "dan")].group_id == first
+    b.receive(wc.encode(wc.Call(CALL, first, "A", "ann", "bob")), sim.now)
+    assert call_group_name("ann", "dan") not in sim.cores["B"].groups
+    assert sim.cores["B"].groups[CALL].group_id == first
+
+
+@pytest.mark.parametrize("msg, why", [
+    (wc.Call("call:ann+bob", 0, "A", "ann", "bob"), "not A's to give"),
+    (wc.Call("call:ann+bob", call_id_slice("A", "ABC")[0], "A", "ann", "dan"),
+     "two members"),
+    (wc.Call("g", call_id_slice("A", "ABC")[0], "A", "ann", "bob"), "call group name"),
+    (wc.Call(CALL, call_id_slice("A", "ABC")[0] + 5, "B", "ann", "bob"), "not B's to give"),
+])
+def test_a_bad_call_message_is_one_protocol_error(msg: wc.Call, why: str) -> None:
+    sim = _sim()
+    with pytest.raises(ProtocolError, match=why):
+        sim.routing["C"].receive(wc.encode(msg), sim.now)
+    assert CALL not in sim.cores["C"].groups
+
+
+def test_each_node_gives_call_ids_from_its_own_slice() -> None:
+    slices = [call_id_slice(n, ("c", "a", "b")) for n in ("a", "b", "c")]
+    assert slices[0][0] == PRIVATE_GROUP_BASE + 1
+    for (f1, e1), (f2, _) in zip(slices, slices[1:]):
+        assert f1 < e1 <= f2
+    assert slices[-1][1] <= 1 << 32
+    sim = _sim()
+    sim.clients["ann"].call("dan", sim.now)  # on A
+    sim.clients["bob"].call("dan", sim.now)  # on B
+    sim.run_until(sim.now + 0.5)
+    ids = {name: sim.cores["C"].groups[name].group_id
+           for name in (call_group_name("ann", "dan"), call_group_name("bob", "dan"))}
+    assert call_id_slice("A", sim.nodes)[0] <= ids[call_group_name("ann", "dan")] \
+        < call_id_slice("A", sim.nodes)[1]
+    assert call_id_slice("B", sim.nodes)[0] <= ids[call_group_name("bob", "dan")] \
+        < call_id_slice("B", sim.nodes)[1]
+    for name, gid in ids.items():
+        assert all(sim.cores[n].groups[name].group_id == gid for n in sim.nodes)
