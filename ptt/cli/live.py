@@ -82,7 +82,7 @@ def describe(ev: cl.ClientEvent, me: str) -> str | None:
 def gone_text(reason: m.GoneReason) -> str:
     return {m.GoneReason.REMOVED: "a coordinator removed you from this group",
             m.GoneReason.DELETED: "a coordinator deleted this group",
-            m.GoneReason.CALL_LOST: "call ended: the server node it ran on stopped"}.get(
+            m.GoneReason.CALL_LOST: "the call ended on the server node that ran it"}.get(
         reason, "you are no longer a member")
 
 

@@ -121,7 +121,7 @@ class GoneReason(IntEnum):
 
     REMOVED = 1  # a coordinator removed it from the group
     DELETED = 2  # a coordinator deleted the group
-    CALL_LOST = 3  # a one-to-one call ended with the server node that ran it
+    CALL_LOST = 3  # a one-to-one call ended by its home node (it died) while this session was in it
 
 
 class Role(IntEnum):
