@@ -131,7 +131,7 @@ def test_the_call_ends_on_every_node_once_nobody_is_in_it_anywhere() -> None:
     """ann leaves first: bob, on B, is still in, so A keeps the call; bob leaves: A ends it
     and tells every other node."""
     sim = _ann_called_bob_and_left()
-    ann, bob = sim.clients["ann"], sim.clients["bob"]
+    bob = sim.clients["bob"]
     assert CALL in sim.cores["A"].groups and not sim.cores["A"].groups[CALL].joined
     assert sim.routing["A"].call_open(sim.cores["A"].groups[CALL])
     mark = len(sim.bus_log)
