@@ -205,7 +205,8 @@ class Admin:
             users = {u.name for u in self.store.list_users()}
             groups = {g.name for g in self.store.list_groups(include_private=True)}
             for gone in sorted(self.core.groups.keys() - groups):
-                self.core.remove_group(gone, now)
+                if not self.core.groups[gone].private:  # a call going on is never stored
+                    self.core.remove_group(gone, now)
             for gone in sorted(self.core.users.keys() - users):
                 self.core.remove_user(gone, now)
             for user in sorted(users):
