@@ -84,9 +84,11 @@ async def _call(state: CliState, peer: str, wav: Path | None, max_wait: float,
 
 
 # s: in a cluster the callee may be online on another node, which rings it; that it is in the
-# call reaches the caller's node a few ms after the call's answer. "Not online" is said only
-# when it has not come by then
-PEER_GRACE = 0.5
+# call reaches the caller's node a few ms after the call's answer, and the caller's client
+# after the server's next presence batch (``server_groups.PRESENCE_INTERVAL``, 0.5 s, from
+# the caller's own arrival in the call). "Not online" is said only when it has not come by
+# then, with room for a busy machine
+PEER_GRACE = 1.5
 
 
 async def peer_online(conn: Connection, group: str, peer: str, within: float,

@@ -76,6 +76,12 @@ async def send_page(conn: Connection, group: str, make_source: Callable[[], WavS
         except _Lost as lost:
             raise NetError(f"session lost again ({lost.reason}) after {lost.sent:.1f} s of the "
                            "second try: the page may not have been heard") from None
+        except FloorDenied:
+            if peer is not None and group not in conn.core.groups:
+                # the call lived on the server (node) the session was lost with
+                raise FloorDenied(f"the call with {peer} ended with the server it ran on "
+                                  f"(stopped or restarted): call {peer} again") from None
+            raise
 
 
 async def _back(conn: Connection, signals: StopSignals, lost: _Lost) -> bool:

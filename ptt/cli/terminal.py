@@ -186,18 +186,18 @@ class Terminal:
     async def _answer(self, group: str, peer: str) -> None:
         """Key the call with ``peer``: ring it again first if it is no longer in the call."""
         g = self.conn.core.groups.get(group)
-        if g is None or peer not in g.online:
+        rang = g is None or peer not in g.online
+        if rang:
             try:
                 await self.conn.call(peer)
             except PttError as exc:
                 self.notices.append(f"call with {peer}: {exc}")
                 self.keyed = self.group
                 return
-            if not await peer_online(self.conn, group, peer, PEER_GRACE):
-                self.notices.append(f"{peer} is not online: the call rings when {peer} "
-                                    f"logs in")
         if self.keyed == group:
-            self.conn.ask_floor(group)
+            self.conn.ask_floor(group)  # at once: the wait below is only for the notice
+        if rang and not await peer_online(self.conn, group, peer, PEER_GRACE):
+            self.notices.append(f"{peer} is not online: the call rings when {peer} logs in")
 
     def _stop_talking(self) -> None:
         if self._talk_stop is not None:
