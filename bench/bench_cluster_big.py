@@ -435,12 +435,21 @@ def _failover(nodes: dict[str, churn.NodeProc], workers: list[Worker], token: st
                            for n in survivors},
         # renewals withheld, the longest silence of the loop renewed through (wall, charged)
         "survivors_lease": {n: s1[n].get("lease") for n in survivors},
+        # each survivor's loop after the kill: its timer ticks more than 0.25 s late (a long
+        # turn, or a wait for a CPU): how many, how many over 1 s, the latest
+        "survivors_loop_lag": {n: _lags(s1[n].get("loop_lags") or [], killed) for n in survivors},
         "survivors_dropped": {n: {why: k - d0[n].get(why, 0)
                                   for why, k in s1[n]["counters"]["drop_reasons"].items()
                                   if k > d0[n].get(why, 0)} for n in survivors},
         "load_average": f"{load0} before the kill, {loadgen.load_average()} after",
     }
     return res
+
+
+def _lags(lags: list[list[float]], since: float) -> dict[str, Any]:
+    late = [t for at, t in lags if at >= since]
+    return {"over_0.25s": len(late), "over_1s": sum(1 for t in late if t > 1.0),
+            "max_s": max(late, default=0.0)}
 
 
 def _etcd_phase(seen: dict[str, Any], name: str, etcd: Any,

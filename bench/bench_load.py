@@ -42,6 +42,8 @@ THINK_MEAN = 30.0  # s between a client's bursts: ~40% floor occupancy in groups
 TALK = (1.0, 3.0)  # s of voice per burst, uniform
 QUEUE_PATIENCE = 8.0  # a queued client withdraws after this long
 SETTLE = 4.0  # s after the churn stops for the last releases and grants to finish
+LAG_EVERY = 0.1  # s between a node's ticks that time its loop's turns
+LAG_SHOWN = 0.25  # s: a tick this late is kept (when, how late)
 
 
 # --- the server process with a floor monitor ---------------------------------------------------
@@ -154,6 +156,19 @@ def _server_main(conn: Any, workdir: str, iterations: int, port: int = 0,
         server.listeners.append(on_event)
         loop = asyncio.get_running_loop()
         done = loop.create_future()
+        # a timer due every LAG_EVERY s: each time it ran more than LAG_SHOWN late (the loop's
+        # turn, its wait for a CPU included), when (monotonic, as the bench's clock) and how late
+        lags: list[tuple[float, float]] = []
+
+        def tick(due: float) -> None:
+            now = loop.time()
+            if now - due > LAG_SHOWN and len(lags) < 1000:
+                lags.append((round(due, 3), round(now - due, 3)))
+            loop.call_at(now + LAG_EVERY, tick, now + LAG_EVERY)
+
+        loop.call_at(loop.time() + LAG_EVERY, tick, loop.time() + LAG_EVERY)
+
+        loop.call_at(loop.time() + LAG_EVERY, tick, loop.time() + LAG_EVERY)
 
         def on_command() -> None:
             try:
@@ -177,6 +192,7 @@ def _server_main(conn: Any, workdir: str, iterations: int, port: int = 0,
                         res["told"] = dict(node.told)
                         res["ownership_events"] = dict(node.ownership_events)
                         res["shed"] = server.shed()
+                        res["loop_lags"] = list(lags)
                         if node.ownership is not None:
                             res["claims_sent"] = dict(node.ownership.claims_sent)
                             res["lease"] = node.ownership.lease_stats

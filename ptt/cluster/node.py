@@ -95,6 +95,10 @@ PROBE_TIMEOUT = 0.25
 # s after an early notice during which the lease's expiry does not tell the same clients
 # again (the early notice's own repeats run 1.5 s)
 EARLY_HOLDS = 5.0
+# groups homed here whose relay set a dead node leaves, in one turn at most: each is a roster
+# change told to the group's members here and to the other nodes with members
+# (``ClusterRouting.leave_relays``), and a dead node is in nearly every group's set
+GROUPS_GONE_PER_TURN = 64
 
 
 def clients_prefix(node: str) -> bytes:
@@ -340,10 +344,13 @@ class ClusterNode:
         if node in self.ownership.nodes:
             log.info("node %s lost its lease and took a new one: its clients stay", node)
             return
-        if self.server.is_open:  # its users go offline in the groups homed here, now
+        if self.server.is_open:  # its calls end here, now
             now = loop.time()
-            self.routing.node_gone(node, now)
+            self.routing.node_gone(node, now, relays=False)
             self.server.transmit(now)
+        # its users go offline in the groups homed here, beside the notices (not before them:
+        # a slice a turn takes dozens of turns, seconds on a loop starved of CPU)
+        self._spawn(self._leave_relays(node))
         if loop.time() - self._told_early.get(node, -EARLY_HOLDS) < EARLY_HOLDS:
             return  # its clients were told when NATS saw it go (the notices still repeat)
         await self._read_and_tell(node, gone, "its lease expired")
@@ -368,6 +375,18 @@ class ClusterNode:
             log.info("node %s died (%s): no client of it to tell", node, why)
             return
         await self._tell(node, addrs, why)
+
+    async def _leave_relays(self, node: str) -> None:
+        """``node`` leaves the relay sets of the groups homed here, a slice a turn."""
+        relayed = self.routing.relayed_by(node)
+        for i in range(0, len(relayed), GROUPS_GONE_PER_TURN):
+            if i:
+                await asyncio.sleep(0)
+            if not self.server.is_open:
+                return
+            now = asyncio.get_running_loop().time()
+            self.routing.leave_relays(node, relayed[i:i + GROUPS_GONE_PER_TURN], now)
+            self.server.transmit(now)
 
     async def _tell(self, node: str, addrs: list[Addr], why: str) -> None:
         """``node``'s clients told to move: this node's share, now and again, each asked to

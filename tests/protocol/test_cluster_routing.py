@@ -351,6 +351,21 @@ def test_a_node_whose_etcd_lease_went_takes_its_users_offline_at_once() -> None:
     assert _shown_online(sim, "ann", "g") == {"ann"}
 
 
+def test_a_dead_node_leaves_the_relay_sets_a_slice_of_groups_at_a_time() -> None:
+    """The adapter spreads a dead node's groups over turns of its loop: A is in the relay sets
+    of g and h; one slice of the groups it was relayed by, then the other, and it is in none."""
+    sim = _sim()
+    home = sim.routing["C"]
+    assert home._relay == {"g": {"A", "B"}, "h": {"A"}}
+    relayed = home.relayed_by("A")
+    assert sorted(relayed) == ["g", "h"]
+    home.leave_relays("A", relayed[:1], sim.now)
+    assert home.relayed_by("A") == relayed[1:]
+    home.leave_relays("A", relayed[1:], sim.now)
+    assert home.relayed_by("A") == []
+    assert home._relay == {"g": {"B"}, "h": set()}
+
+
 def test_a_delivery_report_names_members_online_on_other_nodes() -> None:
     """ann on A talks to g: bob and cat, online on B, are in her delivery report as online
     (silent: their receipts are B's), not offline."""
