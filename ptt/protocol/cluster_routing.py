@@ -525,6 +525,12 @@ class ClusterRouting:
             else:
                 self._send(home, msg)
 
+    def _to_live(self, data: bytes) -> None:
+        """``data`` to every other node alive now (none to a node known dead)."""
+        live = self.live
+        self._out.extend((n, data) for n in self.homes.nodes
+                         if n != self.node and (live is None or n in live))
+
     def _send(self, node: str, msg: wc.Message) -> None:
         self._out.append((node, wc.encode(msg)))
         if isinstance(msg, wc.FloorInput):
@@ -746,10 +752,7 @@ class ClusterRouting:
         """A call made here is homed here; either way every other live node rings ``callee``
         (calls are rare: one message per node, not a search for where the callee is)."""
         home = self._calls.setdefault(g.name, self.node)
-        data = wc.encode(wc.Call(g.name, g.group_id, home, caller, callee))
-        live = self.live
-        self._out.extend((n, data) for n in self.homes.nodes
-                         if n != self.node and (live is None or n in live))
+        self._to_live(wc.encode(wc.Call(g.name, g.group_id, home, caller, callee)))
 
     def call_over(self, g: GroupEntry) -> bool:
         """Only the home ends a call: when no other node has anyone in it (its relay set)."""
@@ -771,10 +774,7 @@ class ClusterRouting:
             per_group.pop(g.name, None)
         if home != self.node:
             return
-        data = wc.encode(wc.CallEnd(g.name, g.group_id, self.node))
-        live = self.live
-        self._out.extend((n, data) for n in self.homes.nodes
-                         if n != self.node and (live is None or n in live))
+        self._to_live(wc.encode(wc.CallEnd(g.name, g.group_id, self.node)))
 
     def _id_of(self, group: str) -> int:
         g = self.core.state.groups.get(group)
@@ -1025,10 +1025,7 @@ class ClusterRouting:
         if self._logins:
             users, devices = zip(*self._logins)
             self._logins.clear()
-            data = wc.encode(wc.Login(self.node, users, devices))
-            live = self.live
-            self._out.extend((n, data) for n in self.homes.nodes
-                             if n != self.node and (live is None or n in live))
+            self._to_live(wc.encode(wc.Login(self.node, users, devices)))
         log = self.core.floors.log
         if not log:
             return
