@@ -15,6 +15,7 @@ from ptt.protocol.cluster_routing import CALL_TERM, call_id_slice
 from ptt.protocol.server_state import PRIVATE_GROUP_BASE
 from ptt.wire import cluster as wc
 from tests.protocol.clustersim import ClusterSim
+from tests.protocol.test_cluster_routing import _second_client
 
 CALL = call_group_name("ann", "bob")
 
@@ -98,6 +99,30 @@ def test_a_call_rings_the_callee_on_another_node_and_the_two_talk_in_turn() -> N
     assert sim.heard["ann"] - heard >= 20
     assert {(a, b) for a, b, x in sim.sent_since(mark)
             if isinstance(x, tuple) and x[1] == call.group_id} == {("B", "A")}
+
+
+def test_every_device_of_the_callee_rings_on_whichever_node_it_is_logged_in_to() -> None:
+    """bob's phone is on B, his tablet on C: both ring, both hear ann; her voice crosses once
+    to each of the two nodes."""
+    sim = _sim()
+    tablet = _second_client(sim, "bob-tablet", "bob", "C", "tablet")
+    tablet.connect(sim.now)
+    sim.run_until(sim.now + 1.0)
+    ann = sim.clients["ann"]
+    ann.call("bob", sim.now)
+    sim.run_until(sim.now + 0.5)
+    assert IncomingCall(CALL, "ann") in sim.events["bob"]
+    assert IncomingCall(CALL, "ann") in sim.events["bob-tablet"]
+    ann.request_floor(CALL, sim.now)
+    sim.run_until(sim.now + 0.2)
+    mark, heard = len(sim.bus_log), dict(sim.heard)
+    sim.talk(0.5)
+    assert sim.heard["bob"] - heard["bob"] >= 20
+    assert sim.heard["bob-tablet"] - heard["bob-tablet"] >= 20
+    gid = sim.cores["A"].groups[CALL].group_id
+    frames = [(a, b) for a, b, x in sim.sent_since(mark) if isinstance(x, tuple) and x[1] == gid]
+    assert set(frames) == {("A", "B"), ("A", "C")}
+    assert frames.count(("A", "B")) == frames.count(("A", "C"))
 
 
 def test_an_offline_callee_is_rung_when_it_logs_in_on_any_node_while_the_call_lasts() -> None:
