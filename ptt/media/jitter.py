@@ -18,8 +18,9 @@ how far its transit sits above that floor. The delays feed an exponentially forg
 percentile plus a margin, plus the reach of the redundant copies (up to ``max_lookahead`` frames)
 while packets are being lost, so that a missing frame's copy has arrived when the frame is due.
 
-The delay grows only when a frame is due, missing, and not restorable from anything in hand: if
-the delay is below target, the buffer plays one concealed frame *before* it (``INSERTED``) and
+The delay grows only when a frame is due, missing, not restorable from anything in hand, and a
+packet that restores it may still come (none sent well after it is in yet): if the delay is
+below target, the buffer plays one concealed frame *before* it (``INSERTED``) and
 tries again on the next tick, when the late packet or the copy may be there. That costs the same
 concealed frame as giving up would, and then plays the real one. The delay shrinks when it has
 stayed more than a frame above target for a second: one frame inside a pause (quiet, i.e.
@@ -87,6 +88,13 @@ RANDOM_REACH = 3
 # start grows one frame more, up to a frame short of the reach. None: two frames short of the
 # reach whatever the start (bench/reach_two_short, for A/B runs only).
 REACH_JITTERS: float | None = 3.0
+# A packet that could restore a missing frame is taken as lost once a packet sent more than this
+# many interarrival jitters after it has arrived (three cover ~95 % of the jitter, as for
+# REACH_JITTERS; on a path of ~1 ms jitter, the very next packet): waiting more for it only
+# plays another concealed frame. The smoke test's run of three at 10 % loss, copies at (1, 2),
+# inserted two frames beside it where the burst's start fell ~45 ms deep (2.60 PESQ), one where
+# it fell ~55 ms deep (3.27), about half the runs each.
+LOST_AFTER_JITTERS = 3.0
 MAX_MISORDER = 100  # frames (2 s): a packet further than this means the sender restarted
 
 
@@ -282,6 +290,7 @@ class JitterBuffer:
         self._loss = 0.0
         self._lossy = False
         self._span = 0
+        self._offsets: tuple[int, ...] = ()  # the copies' offsets in the newest packet
         self._avg_size = 0.0
         self._jitter = 0.0
         self._clear()
@@ -357,6 +366,7 @@ class JitterBuffer:
         self._high = max(self._high, ext)
         self.stats.received += 1
         self._span = payload.span
+        self._offsets = tuple(o for o, _ in payload.redundancy)
         size = len(payload.primary)
         self._avg_size = size if not self._avg_size else 0.95 * self._avg_size + 0.05 * size
         if end:
@@ -474,9 +484,10 @@ class JitterBuffer:
         """Whether to play a concealed frame *before* the due one instead of giving it up.
 
         The due frame is missing and nothing in hand restores it, but a late packet or a copy in
-        one of the next packets may still come. While the delay is below target, waiting one
-        frame costs the same concealed frame as giving up, and then plays the real frame: this is
-        how the delay grows, by exactly what late packets and copies need, and only then.
+        one of the next packets may still come (:meth:`_restorer_coming`). While the delay is
+        below target, waiting one frame costs the same concealed frame as giving up, and then
+        plays the real frame: this is how the delay grows, by exactly what late packets and
+        copies need, and only then.
         """
         ext = self._next
         cfg = self.config
@@ -491,7 +502,25 @@ class JitterBuffer:
         current = self.current_delay
         if current is None:
             return False
-        return current + cfg.frame <= self._target + cfg.frame / 2
+        if current + cfg.frame > self._target + cfg.frame / 2:
+            return False
+        return self._restorer_coming()
+
+    def _restorer_coming(self) -> bool:
+        """Whether a packet that restores the due frame may still come.
+
+        Its own packet, the next one (FEC) and those carrying copies at the newest packet's
+        offsets restore it; one is lost once a packet sent LOST_AFTER_JITTERS jitters after
+        it is in. A stall (a late packet, not a lost one) holds back every packet after it
+        too, so it is still waited for. Without this the target alone bounded the waits, to
+        target + half a frame: next to a loss nothing could repair the buffer inserted one
+        frame or two, as the burst's start fell against the player's ticks (40-60 ms): whether
+        the packet after the copies' reach was in by the second wait or not."""
+        cfg = self.config
+        ext = self._next
+        spread = LOST_AFTER_JITTERS * self._jitter
+        return any(self._get(ext + k) is None and (self._high - ext - k) * cfg.frame <= spread
+                   for k in (0, 1, *self._offsets))
 
     def _grow_in_pause(self) -> bool:
         """Whether to insert a frame inside a pause to reach the target before a loss needs it.
