@@ -384,7 +384,10 @@ def test_a_starved_loop_keeps_its_groups(etcd_fast: Etcd,
                 spinner.stdout.readline()  # pinned and spinning
                 everywhere = os.sched_getaffinity(0)
                 os.sched_setaffinity(0, {cpu})  # this thread alone: the loop's
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), STARVED_NICE)
+                # niced relative to the spinner, which runs at this process's niceness (a test
+                # run under `nice` would otherwise starve the loop less)
+                nice = min(19, os.getpriority(os.PRIO_PROCESS, 0) + STARVED_NICE)
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
                 started = time.monotonic()
                 spent = time.thread_time() + STARVED_TURN_CPU
                 while time.thread_time() < spent:  # one long turn of the loop
