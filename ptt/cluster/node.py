@@ -24,7 +24,11 @@ not come back ``NOTICE_GRACE`` later (it died), every survivor reads that list (
 of the node's prefix) and sends its share of the addresses (``cluster_clients.told_by``: each
 client is told by one survivor) the plain ``Error(NO_SESSION)``
 a restarted server sends its last clients (``ServerCore.announce_restart``, repeated at
-``ANNOUNCE_REPEATS``). A client with a server list checks its session with its own node, and
+``ANNOUNCE_REPEATS``). Sooner, on NATS's word: nats-server's event that a connection under a
+node's name closed (``Bus.on_left``; a SIGKILLed node's closes at once) makes every survivor
+probe the node's subject twice, ``HINT_CONFIRM`` apart, and tell its clients as above if nothing
+is subscribed there both times while its key still stands; group homes still wait for its
+lease. A client with a server list checks its session with its own node, and
 moves to another node of its list after a jitter (``ptt.protocol.server_list``); one without a
 list ignores it. Every Welcome carries the live nodes' addresses (``/ptt/nodes/``), so a client
 configured with one node has the list from its first login. Directory: with ``postgres``, the PostgreSQL directory, followed into the
