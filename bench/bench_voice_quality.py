@@ -752,6 +752,8 @@ def _live_cells(args: argparse.Namespace) -> dict[str, Any]:
         picked = _pick(getattr(args, "paths" if key == "ways" else key), known, what)
         if picked is not None:
             cells[key] = picked
+    if args.text is not None:
+        cells["texts"] = {v: args.text for v in cells.get("voices", tuple(LIVE_VOICES))}
     if args.seeds is not None:
         try:
             cells["seeds"] = tuple(int(x) for x in args.seeds.split(","))
@@ -777,6 +779,9 @@ def main() -> int:
     ap.add_argument("--conditions", help="real commands: comma-separated, of "
                     f"{', '.join(LIVE_CONDITIONS)}".replace("%", "%%"))  # argparse formats help with %
     ap.add_argument("--seeds", help="real commands: the proxy's seeds, e.g. 1,2,3")
+    ap.add_argument("--text", help="real commands: each voice speaks this instead of its "
+                    "sentence (tests/bench/test_bench_voice_live.py's: \"Radio check, gate two. "
+                    "How do you read?\")")
     ap.add_argument("--runs-bitrate", choices=("on", "off", "on,off", "off,on"), default="on",
                     help="real commands: off runs the talker without the Opus rate against "
                     "loss runs (RUNS_BITRATE); on,off runs each cell both ways in turn (A/B)")

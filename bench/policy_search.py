@@ -20,7 +20,14 @@ START_REDUNDANCY, the first report half a second in, then one a second) and a co
     .venv/bin/python bench/policy_search.py --live-patterns "bursty 10%" "random 20%"
 
 It tracks the live cells to within run-to-run noise without the machine's scheduling in them,
-so a policy change can be judged on the very patterns the live bench will draw.
+so a policy change can be judged on the very patterns the live bench will draw. ``--phases``
+replays each seed with the listener's ticks at these offsets (ms) after the talker's frames
+(live, where they fall is fixed for a burst and differs from run to run; the offline pipeline's
+is 7.3 ms), and prints each phase's PESQ and frames inserted; ``--text`` speaks one sentence in
+every voice instead of theirs (the smoke test's, for its one cell)::
+
+    .venv/bin/python bench/policy_search.py --live-patterns "random 10%" --phases 1,5,9,13,17 \
+        --text "Radio check, gate two. How do you read?"
 """
 
 from __future__ import annotations
@@ -80,25 +87,37 @@ class TalkSession(b.Session):
         return super().burst(frames, encoded, gap)
 
 
-def live_patterns(conditions: list[str]) -> int:
-    """Each live cell's three seeds, replayed offline (see the module's doc)."""
+def live_patterns(conditions: list[str], phases: tuple[float, ...] | None = None,
+                  text: str | None = None) -> int:
+    """Each live cell's three seeds, replayed offline (see the module's doc); at each of
+    ``phases`` (ms) when given."""
     with tempfile.TemporaryDirectory(prefix="ptt-policy-") as tmp:
-        voices = {name: b.split(read_wav(b.held_out_speech(v, text, Path(tmp, f"{v}.wav"))))
-                  for name, (v, text) in b.LIVE_VOICES.items()}
+        voices = {name: b.split(read_wav(b.held_out_speech(v, text or said,
+                                                           Path(tmp, f"{v}.wav"))))
+                  for name, (v, said) in b.LIVE_VOICES.items()}
     b.Session = TalkSession  # type: ignore[misc]
     for cond in conditions:
         imp = LIVE_IMPAIRMENTS[cond]
         for name, frames in voices.items():
             for way in ("down", "up"):
-                scores, rates = [], []
+                scores, rates, each = [], [], []
                 for seed in b.LIVE_SEEDS:
                     c = b.Condition(cond, lambda s=seed, w=way: ProxyPattern(s, w, imp))
-                    m = b.measure(frames, b.Config("adaptive", warm=False), c, (seed,))
-                    scores.append(m["pesq"])
-                    rates.append(m["kbps"])
+                    runs = []
+                    for phase in phases or (b.TICK_PHASE * 1000,):
+                        b.TICK_PHASE = phase / 1000
+                        m = b.measure(frames, b.Config("adaptive", warm=False), c, (seed,))
+                        runs.append((phase, m["pesq"], m["stats"]["inserted"]))
+                        rates.append(m["kbps"])
+                    scores.append(sum(p for _, p, _ in runs) / len(runs))
+                    each.append(f"seed {seed}: " + " ".join(f"{ph:g} ms {p:.2f} ({n} inserted)"
+                                                           for ph, p, n in runs))
                 print(f"{cond:11s} {name:16s} {way:4s} PESQ {sum(scores) / len(scores):.2f} "
                       f"seeds {' '.join(f'{x:.2f}' for x in scores)} "
                       f"kbps {sum(rates) / len(rates):.1f}", flush=True)
+                if phases:
+                    for line in each:
+                        print(f"    {line}", flush=True)
     return 0
 
 
@@ -132,13 +151,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--live-patterns", nargs="+", metavar="COND",
                     help="replay the real-command bench's loss patterns of these conditions "
                          "through ptt's adaptive policy")
+    ap.add_argument("--phases", help="with --live-patterns: the listener's tick phases, ms "
+                    "after the talker's frames, e.g. 1,5,9,13,17")
+    ap.add_argument("--text", help="with --live-patterns: speak this in every voice")
     args = ap.parse_args(argv)
     if args.live_patterns:
         unknown = [c for c in args.live_patterns if c not in LIVE_IMPAIRMENTS]
         if unknown:
             ap.error(f"--live-patterns: unknown {', '.join(unknown)}; one of: "
                      f"{', '.join(LIVE_IMPAIRMENTS)}")
-        return live_patterns(args.live_patterns)
+        try:
+            phases = (tuple(float(x) for x in args.phases.split(","))
+                      if args.phases else None)
+        except ValueError:
+            ap.error(f"--phases {args.phases!r}: expected numbers like 1,5,9")
+        if phases is not None and not all(0 <= p < 20 for p in phases):
+            ap.error(f"--phases {args.phases!r}: each within 0-20 ms (one frame)")
+        return live_patterns(args.live_patterns, phases, args.text)
     if not args.experiments:
         ap.error("give one EXPERIMENT or more, or --live-patterns COND")
     for line in args.experiments:
