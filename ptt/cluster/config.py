@@ -11,6 +11,7 @@
     lease_ttl = 1                        # whole seconds a home holds its groups unrenewed
     subject_prefix = "ptt"               # NATS subjects: <prefix>.node.<id>
     steer = true                         # logins told the node homing their groups (affinity)
+    peer = "127.0.0.1:0"                 # its UDP peer port: voice from the other nodes (0: any)
 
     [homes]                              # groups placed by hand (others: by name's CRC-32)
     volunteers = "c"
@@ -33,11 +34,14 @@ from typing import Any
 from ptt.errors import ConfigError, ValidationError
 from ptt.names import parse_hostport
 
-__all__ = ["ClusterConfig", "load_cluster_config", "parse_cluster_config"]
+__all__ = ["DEFAULT_PEER", "ClusterConfig", "load_cluster_config", "parse_cluster_config"]
 
 _NODE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _KEYS = {"node", "address", "nodes", "nats", "postgres", "etcd", "lease_ttl", "subject_prefix",
-         "homes", "steer"}
+         "homes", "steer", "peer"}
+# where a node's peer port listens unless the file says: loopback, as every default binds
+DEFAULT_PEER = ("127.0.0.1", 0)
+_WILDCARDS = {"0.0.0.0", "::", ""}
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,9 @@ class ClusterConfig:
     # there (ptt.protocol.server_list "Steering"); needs etcd (where the nodes are). False: a
     # client stays on the node it chose (tests and benches that place clients themselves)
     steer: bool = True
+    # the UDP port voice from the other nodes comes to (ptt.wire.peer); its address is what
+    # the other nodes are told (ptt.wire.cluster.Peer), so a specific one, not a wildcard
+    peer: tuple[str, int] = DEFAULT_PEER
 
 
 def load_cluster_config(path: Path) -> ClusterConfig:
@@ -95,6 +102,17 @@ def _node_id(value: Any, what: str) -> str:
     return value
 
 
+def _hostport(raw: dict[str, Any], key: str) -> tuple[str, int] | None:
+    if key not in raw:
+        return None
+    if not isinstance(raw[key], str):
+        raise ConfigError(f"'{key}' must be a string HOST:PORT")
+    try:
+        return parse_hostport(raw[key], allow_zero=True)
+    except ValidationError as exc:
+        raise ConfigError(f"'{key}': {exc}") from None
+
+
 def parse_cluster_config(raw: dict[str, Any]) -> ClusterConfig:
     unknown = sorted(set(raw) - _KEYS)
     if unknown:
@@ -109,14 +127,7 @@ def parse_cluster_config(raw: dict[str, Any]) -> ClusterConfig:
     for url in nats:
         if not url.startswith(("nats://", "tls://")):
             raise ConfigError(f"'nats': {url!r} is not a nats:// URL")
-    address = None
-    if "address" in raw:
-        if not isinstance(raw["address"], str):
-            raise ConfigError("'address' must be a string HOST:PORT")
-        try:
-            address = parse_hostport(raw["address"], allow_zero=True)
-        except ValidationError as exc:
-            raise ConfigError(f"'address': {exc}") from None
+    address = _hostport(raw, "address")
     postgres = raw.get("postgres")
     if postgres is not None and (not isinstance(postgres, str) or not postgres):
         raise ConfigError("'postgres' must be a DSN string")
@@ -139,5 +150,9 @@ def parse_cluster_config(raw: dict[str, Any]) -> ClusterConfig:
     steer = raw.get("steer", True)
     if not isinstance(steer, bool):
         raise ConfigError("'steer' must be true or false")
+    peer = _hostport(raw, "peer") or DEFAULT_PEER
+    if peer[0] in _WILDCARDS:
+        raise ConfigError("'peer' must be this node's own address (the other nodes send "
+                          f"voice to it), not the wildcard {peer[0] or '*'}")
     return ClusterConfig(node, nodes, nats, address, postgres, _strings(raw, "etcd", False),
-                         ttl, prefix, homes, steer)
+                         ttl, prefix, homes, steer, peer)

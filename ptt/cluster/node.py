@@ -39,6 +39,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -48,12 +50,14 @@ from ptt.cluster.config import ClusterConfig
 from ptt.cluster.directory import Change as DirectoryChange
 from ptt.cluster.directory import PgDirectory
 from ptt.cluster.ownership import DEFAULT_TTL, Change, Ownership, OwnershipEvent
-from ptt.errors import ProtocolError
+from ptt.errors import NetError, ProtocolError
 from ptt.names import format_hostport
 from ptt.protocol.cluster_clients import ClientShards, decode_clients, move_spread, told_by
+from ptt.protocol.cluster_peers import PeerPlane
 from ptt.protocol.cluster_routing import ClusterRouting, HomeMap, StaticHomes
 from ptt.protocol.server import GroupUpdated, ServerCore
 from ptt.protocol.session import Addr
+from ptt.wire.peer import MAX_PEER_DATAGRAM, peer_key
 from ptt.wire.voice import is_voice, peek_frame
 
 __all__ = ["ClusterNode"]
@@ -103,6 +107,10 @@ EARLY_HOLDS = 5.0
 # change told to the group's members here and to the other nodes with members
 # (``ClusterRouting.leave_relays``), and a dead node is in nearly every group's set
 GROUPS_GONE_PER_TURN = 64
+# peer datagrams taken from the socket per wake-up at most (the rest at the next: the loop's
+# other work is not starved by a flood on the peer port)
+PEER_READS = 64
+PEER_BUFFER = 4 << 20  # bytes of socket buffer each way: frames of many groups at once
 
 
 def clients_prefix(node: str) -> bytes:
@@ -133,9 +141,12 @@ class NodeServer(Protocol):
     def apply_change(self, kind: str, name: str) -> None: ...
 
     listeners: list[Any]
+    counters: Any  # ptt.server.app.Counters: refused peer datagrams count as dropped
 
     @property
     def address(self) -> tuple[str, int]: ...
+
+    def shared_secret(self) -> bytes: ...
 
 
 class EtcdHomes:
@@ -203,8 +214,14 @@ class ClusterNode:
         self.told: dict[str, Any] = {"read_after_s": [], "listed": 0, "notices": 0}
         # ownership events handled (claims, homes learned, vanished) and the time they took
         self.ownership_events = {"events": 0, "s": 0.0, "max_s": 0.0}
+        # the media plane: voice to and from the other nodes by UDP (set up by start())
+        self.peers: PeerPlane | None = None
+        self._peer_sock: socket.socket | None = None
+        self._peer_heard: set[tuple[str, int]] = set()  # (node, epoch) whose voice came
+        self.peer_send_failed = 0  # sendto refused (a full buffer): lost, as UDP may lose it
 
     async def start(self) -> None:
+        self._open_peer_port()
         await self.bus.start()
         if self.ownership is not None:
             await self.ownership.start()
@@ -222,8 +239,32 @@ class ClusterNode:
         self.routing.start(now)
         self.flush(now)
         self.server.rearm()
-        log.info("cluster node %s of %s on NATS %s", self.config.node,
-                 ", ".join(self.config.nodes), ", ".join(self.config.nats))
+        log.info("cluster node %s of %s on NATS %s, peer port %s", self.config.node,
+                 ", ".join(self.config.nodes), ", ".join(self.config.nats),
+                 format_hostport(*self.peers.addr) if self.peers else "none")
+
+    def _open_peer_port(self) -> None:
+        """Bind the peer port and set up the media plane (ptt.protocol.cluster_peers): its key
+        derived from the secret the nodes share, a new epoch for this life of the node."""
+        host, port = self.config.peer
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                sock.setsockopt(socket.SOL_SOCKET, opt, PEER_BUFFER)
+            sock.bind((host, port))
+            sock.setblocking(False)
+        except OSError as exc:
+            sock.close()
+            raise NetError(f"cannot listen on the peer port {format_hostport(host, port)}: "
+                           f"{exc.strerror or exc}") from None
+        epoch = int.from_bytes(os.urandom(8), "big") >> 1 or 1
+        bound = sock.getsockname()[:2]
+        self.peers = PeerPlane(self.config.node, peer_key(self.server.shared_secret()), epoch,
+                               (host, bound[1]))
+        self.routing.peers = self.peers
+        self._peer_sock = sock
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._peer_readable)
 
     def _mine(self) -> list[str]:
         """The groups the static rule makes this node's, not claimed by anyone yet."""
@@ -439,6 +480,10 @@ class ClusterNode:
             self._follow.cancel()
             self._follow = None
         self.server.cluster = None
+        if self._peer_sock is not None:
+            asyncio.get_running_loop().remove_reader(self._peer_sock.fileno())
+            self._peer_sock.close()
+            self._peer_sock = None
         if self.ownership is not None:
             await self.ownership.stop()  # the lease revoked: its groups free at once
         await self.bus.close()
@@ -480,8 +525,27 @@ class ClusterNode:
         return self.routing.floor_waiting
 
     def voice(self, data: bytes, now: float) -> None:
-        """A frame the relay accepted (MAC removed): once to each other node with listeners."""
-        self.bus.send_all([(node, data) for node in self.routing.voice_nodes(peek_frame(data)[0])])
+        """A frame the relay accepted (MAC removed): once to each other node with listeners,
+        by one ``sendto`` to its peer port (sealed once for all of them), or over the bus to
+        a node whose peer port is not settled (ptt.protocol.cluster_peers)."""
+        nodes = self.routing.voice_nodes(peek_frame(data)[0])
+        if nodes:
+            plane, sock = self.peers, self._peer_sock
+            sealed = b""
+            by_bus: list[tuple[str, bytes]] = []
+            for node in nodes:
+                addr = plane.route(node) if plane is not None else None
+                if addr is None or sock is None:
+                    by_bus.append((node, data))
+                    continue
+                if not sealed:
+                    sealed = plane.seal(data)  # type: ignore[union-attr]
+                try:
+                    sock.sendto(sealed, addr)
+                except OSError:  # a full buffer or no route: lost, as UDP may lose it
+                    self.peer_send_failed += 1
+            if by_bus:
+                self.bus.send_all(by_bus)
         if self.routing.has_output:  # the home's ALIVE (four a second of the fifty frames)
             self.flush(now)
 
@@ -490,6 +554,49 @@ class ClusterNode:
 
     def handle_timer(self, now: float) -> None:
         self.routing.handle_timer(now)
+
+    # --- the peer port -------------------------------------------------------------------------
+
+    def _peer_readable(self) -> None:
+        sock = self._peer_sock
+        if sock is None:
+            return
+        for _ in range(PEER_READS):
+            try:
+                data = sock.recv(MAX_PEER_DATAGRAM + 1)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # an ICMP error of an earlier send: nothing to read
+                log.debug("peer port: %s", exc)
+                return
+            self._on_peer(data)
+
+    def _on_peer(self, data: bytes) -> None:
+        """One datagram on the peer port: an authentic, current voice frame of another node
+        goes to this node's listeners as one from the bus does; anything else is dropped and
+        counted (``Counters.drop_reasons``: ``peer_forged``, ``peer_replayed`` ...)."""
+        plane = self.peers
+        if plane is None or not self.server.is_open:
+            return
+        d = plane.accept(data)
+        if d is None:
+            c = self.server.counters
+            c.dropped += 1
+            key = f"peer_{plane.last_refusal}"
+            c.drop_reasons[key] = c.drop_reasons.get(key, 0) + 1
+            return
+        if (d.node, d.epoch) not in self._peer_heard:
+            self._peer_heard.add((d.node, d.epoch))
+            log.info("voice from node %s comes on the peer port", d.node)
+        now = asyncio.get_running_loop().time()
+        try:
+            targets = self.routing.receive_voice(d.frame, now)
+        except ProtocolError as exc:
+            self.bad_messages += 1
+            log.warning("bad voice frame on the peer port from %s: %s", d.node, exc)
+            return
+        if targets:
+            self.server.fan_out(d.frame, targets, now)
 
     # --- the bus ------------------------------------------------------------------------------
 

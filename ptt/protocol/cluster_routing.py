@@ -30,7 +30,10 @@ Who gets what:
   never to itself (its own clients got them from ``FloorControl`` as in a single server);
 * a voice frame the relay accepted goes once to each other node of the relay set
   (:meth:`ClusterRouting.voice_nodes`), which fans it out to its own joined sessions
-  (:meth:`ClusterRouting.receive_voice`) while its mirror floor says that burst is current;
+  (:meth:`ClusterRouting.receive_voice`) while its mirror floor says that burst is current.
+  It goes by UDP to the node's peer port (the media plane, ``ptt.protocol.cluster_peers``,
+  whose ``Peer`` messages cross the bus with the rest: :attr:`ClusterRouting.peers`), over
+  the bus to a node whose peer port is not settled yet;
 * each node's mirror of a remote floor is only ever moved by its home's news, so the relay's
   per-frame floor check and the floor news every client sees follow the home.
 
@@ -101,6 +104,7 @@ from ptt.names import call_members
 from ptt.protocol import floor as fl
 from ptt.protocol import messages as m
 from ptt.protocol.cluster_fencing import FencingView, Stamp, Verdict
+from ptt.protocol.cluster_peers import PeerPlane
 from ptt.protocol.feedback import LinkCounts
 from ptt.protocol.server import ServerCore
 from ptt.protocol.server_state import PRIVATE_GROUP_BASE, GroupEntry
@@ -326,6 +330,9 @@ class ClusterRouting:
         # one-to-one calls this node has a copy of: group -> its home (where it was made)
         self._calls: dict[str, str] = {}
         core.directory.call_ids(*call_id_slice(node, homes.nodes))
+        # the media plane (voice between nodes by UDP, ptt.protocol.cluster_peers): its Peer
+        # messages go and come here with the rest; None: voice crosses on the bus alone
+        self.peers: PeerPlane | None = None
 
     # --- outputs ------------------------------------------------------------------------------
 
@@ -370,12 +377,14 @@ class ClusterRouting:
             self.flush(now)
         if self._presence_at is not None and now >= self._presence_at:
             self._send_presence_full()
+            self._send_peers()
             self._expire_nodes(now)
             self._presence_at = now + PRESENCE_EVERY
 
     def start(self, now: float) -> None:
         """Tell every home which of its groups have members here (none yet at start)."""
         self._send_presence_full()
+        self._send_peers()
         self._presence_at = now + PRESENCE_EVERY
 
     # --- FloorHome: the core's parts hand over the inputs of floors homed elsewhere -------------
@@ -546,6 +555,15 @@ class ClusterRouting:
                 continue
             self._send(home, wc.Presence(self.node, tuple(groups), (), True))
 
+    def _send_peers(self) -> None:
+        """This node's peer port to every other node, again with each Presence (a lost one,
+        or a node that missed it, learns it within PRESENCE_EVERY)."""
+        if self.peers is None:
+            return
+        for node in self.homes.nodes:
+            if node != self.node and (self.live is None or node in self.live):
+                self._send(node, self.peers.hello(node))
+
     # --- messages from the bus ----------------------------------------------------------------
 
     def receive(self, data: bytes, now: float) -> None:
@@ -579,6 +597,9 @@ class ClusterRouting:
             if (msg.home != self.node and self._calls.get(msg.group) == msg.home
                     and self._id_of(msg.group) == msg.group_id):
                 self.core.directory.end_call(msg.group, now)
+        elif isinstance(msg, wc.Peer):
+            if self.peers is not None and self.peers.on_peer(msg):
+                self._send(msg.node, self.peers.hello(msg.node))
         elif isinstance(msg, wc.LinkWindow):
             self.core.feedback.on_remote_counts(
                 msg.group, msg.burst_id, LinkCounts(msg.bins, msg.listeners, msg.frames,
@@ -879,6 +900,8 @@ class ClusterRouting:
         self._heard.pop(node, None)
         if node == self.node:
             return
+        if self.peers is not None:  # until it tells its peer port again: voice by the bus
+            self.peers.forget(node)
         for group in [c for c, home in self._calls.items() if home == node]:
             self.core.directory.end_call(group, now)
         if relays:

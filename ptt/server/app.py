@@ -406,6 +406,13 @@ class PttServer:
         log.warning("first start: created user '%s'; its credentials are in %s (mode 0600)",
                     name, self.credentials_file)
 
+    def shared_secret(self) -> bytes:
+        """The secret a cluster's nodes share (its PostgreSQL directory's, or that of copies of
+        one database): the one the decoy salts come from; a cluster node derives keys of its
+        own from it (``ptt.wire.peer.peer_key``)."""
+        assert self.admin is not None, "the server is started"
+        return self.admin.store.secret("decoy")
+
     @property
     def address(self) -> tuple[str, int]:
         if self._sock is None:

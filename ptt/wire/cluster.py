@@ -1,6 +1,6 @@
 """Node-to-node messages of a cluster, to bytes and back.
 
-Nine messages cross the bus between ``ptt server --cluster`` nodes (what each means and who
+Ten messages cross the bus between ``ptt server --cluster`` nodes (what each means and who
 sends it: ``ptt.protocol.cluster_routing``):
 
 * :class:`FloorInput`, access node -> home: a floor request, a release, a lost participant, or
@@ -22,13 +22,16 @@ sends it: ``ptt.protocol.cluster_routing``):
 * :class:`Call`, the node a ``Call`` reached -> every other live node: ring ``callee`` in this
   one-to-one call (its group id and its home with it), and ring it there when it logs in while
   the call lasts;
-* :class:`CallEnd`, a call's home -> every other live node: nobody is in the call any more.
+* :class:`CallEnd`, a call's home -> every other live node: nobody is in the call any more;
+* :class:`Peer`, a node -> every other node: where its peer port is (voice between nodes goes
+  there by UDP, ``ptt.wire.peer``), the epoch its datagrams carry, and the epoch it knows of the
+  node it tells (``ptt.protocol.cluster_peers``).
 
 Each is a msgpack array ``[CLUSTER_VERSION, type, field1, ...]`` (fields in declaration order),
-validated field by field on decoding: :func:`decode` returns one of the nine or raises
-:class:`~ptt.errors.ProtocolError`, nothing else, for any bytes. A voice frame crosses the bus as
-the relay forwards it (``ptt.wire.voice``, MAC removed, still ciphertext): it starts with
-``VOICE_MAGIC``, which no msgpack array starts with, so ``ptt.wire.voice.is_voice`` tells the
+validated field by field on decoding: :func:`decode` returns one of the ten or raises
+:class:`~ptt.errors.ProtocolError`, nothing else, for any bytes. A voice frame crosses the bus
+(until the peer port of the node it goes to is known) as the relay forwards it
+(``ptt.wire.voice``, MAC removed, still ciphertext): it starts with ``VOICE_MAGIC``, which no msgpack array starts with, so ``ptt.wire.voice.is_voice`` tells the
 two apart.
 
 Floor events travel as plain tuples (:data:`EventTuple`, a kind number then the event's fields
@@ -62,6 +65,7 @@ __all__ = [
     "LinkWindow",
     "Login",
     "Members",
+    "Peer",
     "Presence",
     "Receipts",
     "decode",
@@ -196,10 +200,22 @@ class CallEnd:
     home: str
 
 
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """Where ``node``'s peer port is, and the epoch of its peer datagrams (``ptt.wire.peer``)."""
+
+    node: str
+    host: str
+    port: int
+    epoch: int  # this life of the node (never 0)
+    seen: int  # the epoch of the node told that ``node`` knows (0: none yet)
+    key_check: int  # ptt.wire.peer.key_check of its peer key: voice by UDP only where equal
+
+
 Message = (FloorInput | FloorNews | Presence | Members | Receipts | LinkWindow | Login | Call
-           | CallEnd)
+           | CallEnd | Peer)
 _TYPES: dict[int, type] = {1: FloorInput, 2: FloorNews, 3: Presence, 4: Members, 5: Receipts,
-                           6: LinkWindow, 7: Login, 8: Call, 9: CallEnd}
+                           6: LinkWindow, 7: Login, 8: Call, 9: CallEnd, 10: Peer}
 _TYPE_OF = {cls: t for t, cls in _TYPES.items()}
 _EVENT_FIELDS: dict[int, tuple[type, ...]] = {
     EventKind.GRANTED: (str, int, int, float, bool),

@@ -21,10 +21,12 @@ def test_a_minimal_file_and_a_full_one() -> None:
     full = parse_cluster_config({**GOOD, "address": "127.0.0.1:0", "lease_ttl": 1,
                                  "etcd": ["http://127.0.0.1:12379"], "homes": {"g": "b"},
                                  "postgres": "postgresql://127.0.0.1:15432/ptt",
-                                 "subject_prefix": "ptt.test", "steer": False})
+                                 "subject_prefix": "ptt.test", "steer": False,
+                                 "peer": "[::1]:7801"})
     assert c.steer and not full.steer  # steering clients to their groups' homes: on by default
     assert full.address == ("127.0.0.1", 0) and full.homes == {"g": "b"}
     assert full.lease_ttl == 1 and full.etcd == ("http://127.0.0.1:12379",)
+    assert c.peer == ("127.0.0.1", 0) and full.peer == ("::1", 7801)  # loopback by default
 
 
 @pytest.mark.parametrize(("change", "message"), [
@@ -40,6 +42,9 @@ def test_a_minimal_file_and_a_full_one() -> None:
     ({"colour": "red"}, "unknown setting 'colour'"),
     ({"subject_prefix": "a..b"}, "'subject_prefix'"),
     ({"steer": "yes"}, "'steer' must be true or false"),
+    ({"peer": 7801}, "'peer' must be a string HOST:PORT"),
+    ({"peer": "127.0.0.1:99999"}, "'peer'"),
+    ({"peer": "0.0.0.0:7801"}, "'peer' must be this node's own address"),
 ])
 def test_each_mistake_is_named(change: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):

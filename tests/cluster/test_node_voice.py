@@ -1,11 +1,13 @@
 """A node's voice path (ptt.server.app with ptt.cluster.node, over a real NATS): a frame the relay
 accepts goes to the other nodes with listeners before this node's own listeners, since theirs is
 the longer way (a real server and node in this process, node b a bare Bus that says it has
-members)."""
+members); and its peer port (the media plane) takes only authentic, current datagrams of a
+node that told it its epoch: forged, replayed and malformed ones are dropped and counted."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 
 from ptt.client.connection import Connection
@@ -17,6 +19,7 @@ from ptt.config import ServerConfig
 from ptt.protocol.client import Participation
 from ptt.server.app import PttServer
 from ptt.wire import cluster as wc
+from ptt.wire.peer import key_check, peer_key, seal
 from ptt.wire.voice import VoiceHeader, encode_voice, is_voice
 
 GROUP = "ops"
@@ -81,6 +84,59 @@ def test_a_frame_goes_to_the_other_nodes_before_the_local_listeners(nats: Nats,
         finally:
             for c in conns:
                 await c.close()
+            await b.close()
+            await node.close()
+            server.close()
+
+    asyncio.run(main())
+
+
+def test_the_peer_port_drops_forged_replayed_and_malformed_datagrams(nats: Nats,
+                                                                    tmp_path: Path) -> None:
+    async def main() -> None:
+        server = PttServer(ServerConfig(host="127.0.0.1", port=0, db=tmp_path / "ptt.db",
+                                        record_dir=tmp_path / "rec"), iterations=1000)
+        await server.start()
+        prefix = PREFIX + "-peer"
+        node = ClusterNode(server, ClusterConfig("a", ("a", "b"), (nats.url,),
+                                                 subject_prefix=prefix, homes={GROUP: "a"}))
+        told: list[wc.Message] = []
+        b = Bus("b", [nats.url], lambda data: told.append(wc.decode(data))
+                if not is_voice(data) else None, prefix)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            await node.start()
+            await b.start()
+            assert node.peers is not None
+            port = node.peers.addr
+            key = peer_key(server.shared_secret())  # b shares a's secret, as a cluster's nodes do
+            b.send("a", wc.encode(wc.Peer("b", "127.0.0.1", 9, 77, 0, key_check(key))))
+            await _until(lambda: any(isinstance(m, wc.Peer) for m in told), "a's answer")
+            answer = next(m for m in told if isinstance(m, wc.Peer))
+            assert (answer.node, answer.seen, answer.port) == (
+                "a", 77, port[1])
+            frame = encode_voice(VoiceHeader(1, 2, 3, 4, 5), bytes(40))
+            genuine = seal(key, "b", 77, 1, frame)
+            sent = [
+                genuine,  # taken, and handed to the routing's mirror check
+                genuine,  # the same again: replayed
+                seal(peer_key(b"not the cluster's secret"), "b", 77, 2, frame),  # forged
+                seal(key, "b", 76, 3, frame),  # an earlier life of b: unknown
+                b"P\x01\x05nonsense",  # malformed
+                bytes(3000),  # too long: malformed
+            ]
+            for data in sent:
+                sock.sendto(data, port)
+            drops = server.counters.drop_reasons
+            await _until(lambda: sum(v for k, v in drops.items() if k.startswith("peer_")) == 5,
+                         "the five refusals counted")
+            assert {k: v for k, v in drops.items() if k.startswith("peer_")} == {
+                "peer_replayed": 1, "peer_forged": 1, "peer_unknown": 1, "peer_malformed": 2}
+            assert node.peers.accepted == 1
+            assert server.counters.voice_out == 0  # of no group here: nobody to send it to
+            assert server.is_open and node.bad_messages == 0
+        finally:
+            sock.close()
             await b.close()
             await node.close()
             server.close()

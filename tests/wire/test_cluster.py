@@ -20,6 +20,7 @@ ONE_OF_EACH: list[Any] = [
     wc.Receipts("g", 9, "B", ("bob",), (48,), (50,)),
     wc.LinkWindow("g", 9, "B", (1, 2, 3), 2, 100, 3, 1, 0, 2),
     wc.Login("A", ("ann", "bob"), ("phone", "")),
+    wc.Peer("A", "127.0.0.1", 7801, 2**62 + 5, 12, 2**55 + 3),
 ]
 
 
