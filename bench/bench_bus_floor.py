@@ -18,6 +18,9 @@ the client's own socket, so one clock serves):
 
 * ``udp1``: one asyncio UDP forwarder that sends each datagram straight back (a single server's
   relay, the wake-up floor of voice);
+* ``udp2``: two asyncio UDP forwarders, a and b: a sends what the client sent to b (the
+  client's port in front), b to the client: a frame's crossing on the media plane between
+  nodes (``ptt.wire.peer``) with nothing of ptt in either process, the floor of cross-node voice;
 * ``nats1``: a publishes each datagram to b's subject with nats-py, b sends it to the client by
   UDP from its subscription callback: what a cross-node frame costs before ptt touches it;
 * ``bus1``: the same with ``ptt.cluster.bus.Bus`` at a and b.
@@ -75,6 +78,33 @@ def _udp_forwarder(port: int, up: int, down: int) -> None:
                         client[0] = addr
                     target = ("127.0.0.1", up)
                 sock.sendto(data, target)
+
+        loop.add_reader(sock.fileno(), on_read)
+        await asyncio.sleep(LIFETIME)
+
+    asyncio.run(main())
+
+
+def _udp_hop(port: int, to: int) -> None:
+    """``to`` > 0 (a): each datagram to ``to`` with its sender's port in front; ``to`` == 0 (b):
+    each datagram to the port in front of it, without it."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", port))
+    sock.setblocking(False)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+
+        def on_read() -> None:
+            for _ in range(64):
+                try:
+                    data, addr = sock.recvfrom(2048)
+                except BlockingIOError:
+                    return
+                if to:
+                    sock.sendto(struct.pack("!H", addr[1]) + data, ("127.0.0.1", to))
+                else:
+                    sock.sendto(data[2:], ("127.0.0.1", struct.unpack_from("!H", data)[0]))
 
         loop.add_reader(sock.fileno(), on_read)
         await asyncio.sleep(LIFETIME)
@@ -172,6 +202,9 @@ class Probe:
         elif kind == "udp1":
             self.procs = [_CTX.Process(target=_udp_forwarder, args=(self.port, 0, 0),
                                        daemon=True)]
+        elif kind == "udp2":
+            self.procs = [_CTX.Process(target=_udp_hop, args=(ports[1], 0), daemon=True),
+                          _CTX.Process(target=_udp_hop, args=(self.port, ports[1]), daemon=True)]
         else:
             use_bus, oneway = kind.startswith("bus"), kind.endswith("1")
             prefix = f"floor-{kind}-{self.port}"
@@ -218,7 +251,7 @@ class Probe:
             p.join(5)
 
 
-PATHS = ("udp", "nats", "bus", "udp1", "nats1", "bus1")
+PATHS = ("udp", "nats", "bus", "udp1", "udp2", "nats1", "bus1")
 
 
 def measure_path(kind: str, count: int, nats_url: str) -> list[float]:

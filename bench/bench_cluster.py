@@ -20,7 +20,10 @@ on loopback; the NATS server is started here (ptt.cluster.engines) and stopped b
   paths, one round trip of each in the pause after every cluster floor cycle, so both see the
   same moment of the machine): a floor request's hops with nothing but nats-py in each
   process (``nats``: client -> a -> NATS -> c -> NATS -> a -> client), and a voice frame's
-  crossing (``nats1``: client -> a -> NATS -> b -> client) against one UDP relay (``udp1``).
+  crossing against one UDP relay (``udp1``): on the media plane the nodes use
+  (``udp2``: client -> a -> UDP -> b -> client, the voice floor), and through NATS (``nats1``:
+  client -> a -> NATS -> b -> client, the way voice crossed before the media plane; kept beside
+  it).
   Each cluster figure is reported beside its floor, as the difference (ptt's own cost on the
   way) and the ratio, and each cycle against its own floor round trip (the median ratio): on
   a machine too busy to show the absolute targets, the ratio to the floor measured in the
@@ -83,6 +86,8 @@ def _directory(db: Path) -> dict[str, str]:
     store.create_group(GROUP, max_talk=600.0, mode="relay", encrypted=False)
     for name in tokens:
         store.add_member(GROUP, name)
+    # made here, so every copy holds the same: the nodes' shared secret (their peer key's)
+    store.secret("decoy")
     store.close()
     return tokens
 
@@ -350,7 +355,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                               _Client("listener", tokens["listener"], addr["single"]),
                               cycles, seconds)
             probes = {kind: bench_bus_floor.Probe(kind, nats_engine.url)
-                      for kind in ("nats", "udp1", "nats1")}
+                      for kind in ("nats", "udp1", "udp2", "nats1")}
             try:
                 cross = _measure(_Client("talker", tokens["talker"], addr["a"]),
                                  _Client("listener", tokens["listener"], addr["b"]),
@@ -359,6 +364,9 @@ def run(quick: bool = False) -> dict[str, Any]:
                 for probe in probes.values():
                     probe.close()
             bus = asyncio.run(_bus_latency(nats_engine.url, 1000 if not quick else 200))
+            # the listener's node says when voice first comes on its peer port (ptt.cluster.node)
+            path = ("peer port (UDP)" if b"comes on the peer port" in
+                    (root / "b" / "ptt.log").read_bytes() else "bus (NATS)")
         finally:
             stop_servers(procs)
             nats_engine.stop()
@@ -368,7 +376,8 @@ def run(quick: bool = False) -> dict[str, Any]:
     added = {q: vc[q] - vs[q] for q in ("p50", "p99")}
     trips = cross["floor"]
     floor = {kind: percentiles([t for t in ts if t is not None]) for kind, ts in trips.items()}
-    floor_added = {q: floor["nats1"][q] - floor["udp1"][q] for q in ("p50", "p99")}
+    floor_added = {q: floor["udp2"][q] - floor["udp1"][q] for q in ("p50", "p99")}
+    nats_added = {q: floor["nats1"][q] - floor["udp1"][q] for q in ("p50", "p99")}
     # each cycle against the floor round trip right after it
     ratios = [a / f for a, f in zip(cross["access"], trips["nats"], strict=True) if f]
     return {
@@ -380,9 +389,12 @@ def run(quick: bool = False) -> dict[str, Any]:
                  _row("cluster: talker on a, listener on b, home c", cross)],
         "voice added p50 ms": round(added["p50"], 3),
         "voice added p99 ms": round(added["p99"], 3),
+        "cross-node voice went by": path,
         "floor access against the floor (nats round trip)": _against(ac, floor["nats"]),
         "floor access / its cycle's floor round trip, median": f"{statistics.median(ratios):.2f}x",
-        "voice added against the floor (nats1 - udp1)": _against(added, floor_added),
+        "voice added against the floor (udp2 - udp1)": _against(added, floor_added),
+        "NATS voice floor (nats1 - udp1) p50 / p99 ms": f"{nats_added['p50']:.3f} / "
+                                                         f"{nats_added['p99']:.3f}",
         "floor paths p50 / p99 ms": ", ".join(f"{k} {v['p50']:.3f} / {v['p99']:.3f}"
                                                for k, v in floor.items()),
         "NATS publish->subscriber p50/p99 us": f"{pub['p50']:.0f} / {pub['p99']:.0f}",
@@ -396,7 +408,8 @@ def run(quick: bool = False) -> dict[str, Any]:
                  "listener. Added: cluster percentile minus the single server's, same run. "
                  "Against the floor: bench_bus_floor's paths through the same NATS server, "
                  "one round trip of each after every cluster floor cycle (nats: the floor "
-                 "request's hops; nats1 - udp1: what a voice frame's crossing adds), as the "
+                 "request's hops; udp2 - udp1: what a voice frame's crossing on the nodes' "
+                 "media plane adds, with nats1 - udp1 beside it, the same through NATS), as the "
                  "difference and the ratio; the median ratio pairs each cycle with its own.",
     }
 

@@ -219,6 +219,7 @@ class ClusterNode:
         self._peer_sock: socket.socket | None = None
         self._peer_heard: set[tuple[str, int]] = set()  # (node, epoch) whose voice came
         self.peer_send_failed = 0  # sendto refused (a full buffer): lost, as UDP may lose it
+        self._key_warned: set[str] = set()  # nodes whose other peer key was logged
 
     async def start(self) -> None:
         self._open_peer_port()
@@ -598,6 +599,14 @@ class ClusterNode:
         if targets:
             self.server.fan_out(d.frame, targets, now)
 
+    def _warn_key(self) -> None:
+        assert self.peers is not None
+        for node in sorted(self.peers.key_differs - self._key_warned):
+            log.warning("node %s derives another peer key than this node (their databases do "
+                        "not share one secret: copies of one database, or one PostgreSQL "
+                        "directory): voice to and from it goes over NATS", node)
+        self._key_warned |= self.peers.key_differs
+
     # --- the bus ------------------------------------------------------------------------------
 
     def _on_bus(self, data: bytes) -> None:
@@ -611,6 +620,8 @@ class ClusterNode:
                     self.server.fan_out(data, targets, now)
                 return
             self.routing.receive(data, now)
+            if self.peers is not None and not self.peers.key_differs <= self._key_warned:
+                self._warn_key()
         except ProtocolError as exc:
             self.bad_messages += 1
             log.warning("bad message on the bus: %s", exc)
