@@ -361,6 +361,54 @@ def _double_grants_seen(grants: list[tuple[str, str, int, float, float]]
     return doubles, overlaps, examples[:5]
 
 
+def bring_up(nodes: dict[str, NodeProc], workers: dict[str, Worker], out: dict[str, Any],
+             name: str, root: Path, seed_db: Path, groups: dict[str, list[str]],
+             tokens: dict[str, str], assign: dict[str, str], args: argparse.Namespace,
+             nats_url: str | None, etcd: list[str] | None, only: str | None = None
+             ) -> list[str]:
+    """Into ``nodes`` and ``workers``: the single server or the four nodes and their load
+    processes, every client logged in (``only``: those of that node); returns the clients."""
+    cluster = nats_url is not None
+    names = NODES if cluster else ("single",)
+    kill_groups = [g for g in groups if g.startswith("f")]
+    homes = {PROBE_GROUP: "c", **{g: KILL_NODE for g in kill_groups}}
+    start_nodes(nodes, name, root, seed_db, nats_url, etcd,
+                # product: each Welcome steers its client to its group's home (the
+                # clients list every node); else each stays where the bench put it
+                {"homes": homes, "lease_ttl": args.lease,
+                 "steer": args.placement == "product"})
+    out["rss_start_mib"] = {n: p.start_rss_kib / 1024 for n, p in nodes.items()}
+    t0 = time.monotonic()
+    load = [u for g, ms in groups.items() if g.startswith("g") for u in ms
+            if only is None or assign[u] == only]
+    for n in names:
+        mine = [(u, tokens[u], [_group_of(u, groups)]) for u in load
+                if not cluster or assign[u] == n]
+        for k in (NODES if not cluster else (n,)):  # the same split in both phases
+            part = [e for e in mine if assign[e[0]] == k]
+            for j in range(args.procs if part else 0):
+                listed = ([nodes[n].address] + [p.address for m, p in nodes.items()
+                                                if m != n]
+                          if cluster and args.placement == "product" else None)
+                workers[f"{k}{j}"] = Worker(nodes[n].address, part[j::args.procs],
+                                            120 + len(part) / 20, args.inflight, listed)
+    for w in workers.values():
+        while args.census and not w.conn.poll(30):
+            for n, p in nodes.items():
+                _say(f"{name} {n} census: {p.call('census', timeout=60)}")
+        w.recv(w.login_timeout + 30)
+    out["login_s"] = time.monotonic() - t0
+    _say(f"{name}: {len(load)} clients logged in in {out['login_s']:.0f} s")
+    return load
+
+
+def churn_args(args: argparse.Namespace, w: Worker, k: int) -> dict[str, Any]:
+    """The churn of load process ``k``: its logins and logouts are its share of ``--relogins``
+    over *all* ``--clients``, so a server with one node's clients gets that node's rate."""
+    return {"duration": args.duration, "seed": args.seed * 100 + k, "think": args.think,
+            "emergency": args.emergency, "relogins": args.relogins * w.n / args.clients}
+
+
 def phase(name: str, root: Path, seed_db: Path, groups: dict[str, list[str]],
           tokens: dict[str, str], assign: dict[str, str], args: argparse.Namespace,
           nats_url: str | None, etcd: list[str] | None, only: str | None = None
@@ -370,38 +418,12 @@ def phase(name: str, root: Path, seed_db: Path, groups: dict[str, list[str]],
     cluster = nats_url is not None
     names = NODES if cluster else ("single",)
     kill_groups = [g for g in groups if g.startswith("f")]
-    homes = {PROBE_GROUP: "c", **{g: KILL_NODE for g in kill_groups}}
     nodes: dict[str, NodeProc] = {}
     workers: dict[str, Worker] = {}
     out: dict[str, Any] = {"phase": name}
     try:
-        start_nodes(nodes, name, root, seed_db, nats_url, etcd,
-                    # product: each Welcome steers its client to its group's home (the
-                    # clients list every node); else each stays where the bench put it
-                    {"homes": homes, "lease_ttl": args.lease,
-                     "steer": args.placement == "product"})
-        out["rss_start_mib"] = {n: p.start_rss_kib / 1024 for n, p in nodes.items()}
-        t0 = time.monotonic()
-        load = [u for g, ms in groups.items() if g.startswith("g") for u in ms
-                if only is None or assign[u] == only]
-        for n in names:
-            mine = [(u, tokens[u], [_group_of(u, groups)]) for u in load
-                    if not cluster or assign[u] == n]
-            for k in (NODES if not cluster else (n,)):  # the same split in both phases
-                part = [e for e in mine if assign[e[0]] == k]
-                for j in range(args.procs if part else 0):
-                    listed = ([nodes[n].address] + [p.address for m, p in nodes.items()
-                                                    if m != n]
-                              if cluster and args.placement == "product" else None)
-                    workers[f"{k}{j}"] = Worker(nodes[n].address, part[j::args.procs],
-                                                120 + len(part) / 20, args.inflight, listed)
-        for w in workers.values():
-            while args.census and not w.conn.poll(30):
-                for n, p in nodes.items():
-                    _say(f"{name} {n} census: {p.call('census', timeout=60)}")
-            w.recv(w.login_timeout + 30)
-        out["login_s"] = time.monotonic() - t0
-        _say(f"{name}: {len(load)} clients logged in in {out['login_s']:.0f} s")
+        bring_up(nodes, workers, out, name, root, seed_db, groups, tokens, assign, args,
+                 nats_url, etcd, only)
         ta = nodes["a" if cluster else "single"].address
         tb = nodes["b" if cluster else "single"].address
         pair = (bench_cluster._Client("talker", tokens["talker"], ta),
@@ -422,9 +444,7 @@ def phase(name: str, root: Path, seed_db: Path, groups: dict[str, list[str]],
             if args.light:  # heartbeats only, at the real cadence; nobody else talks
                 w.call("light")
             else:
-                w.send("churn", {"duration": args.duration, "seed": args.seed * 100 + k,
-                                 "think": args.think, "emergency": args.emergency,
-                                 "relogins": args.relogins * w.n / max(1, len(load))})
+                w.send("churn", churn_args(args, w, k))
         pauser = None
         if cluster and args.pause > 0:
             pauser = Pauser(nodes, args.pause, args.pause_every, w0 + args.duration, args.seed)
@@ -757,6 +777,154 @@ def failover(nodes: dict[str, NodeProc], tokens: dict[str, str], kill_groups: li
             "new_grant_s": loadgen.percentiles(granted.values())}
 
 
+def placement(rng: random.Random, tokens: dict[str, str], groups: dict[str, list[str]],
+              how: str) -> tuple[dict[str, str], dict[str, str]]:
+    """Each client's node: drawn at random (where "product" logs it in) and where it ends."""
+    drawn = {u: rng.choice(NODES) for u in tokens}
+    assign = dict(drawn)
+    if how != "random":
+        # each client on its group's home by the static rule (the homes the nodes claim
+        # at start): where "home" puts it, and where "product"'s steering should take it,
+        # so the same-rate single server (--quarter) carries the clients node a ends with
+        from ptt.protocol.cluster_routing import StaticHomes
+
+        static = StaticHomes(NODES)
+        for g, members in groups.items():
+            if g.startswith("g"):
+                for u in members:
+                    assign[u] = static.home_of(g)[0]
+    return drawn, assign
+
+
+# --- alternating windows -----------------------------------------------------------------------
+
+
+class Setup:
+    """One side of an alternating comparison, started and logged in once: ``quarter`` (a
+    single server with node a's clients only, at node a's rate) or ``cluster`` (the four
+    nodes with every client); its *target* is the process compared (the single, node a)."""
+
+    def __init__(self, label: str, kind: str, root: Path, groups: dict[str, list[str]],
+                 tokens: dict[str, str], drawn: dict[str, str], assign: dict[str, str],
+                 args: argparse.Namespace, nats_url: str | None, etcd: list[str] | None
+                 ) -> None:
+        self.label, self.kind = label, kind
+        cluster = kind == "cluster"
+        self.target = NODES[0] if cluster else "single"
+        self.nodes: dict[str, NodeProc] = {}
+        self.workers: dict[str, Worker] = {}
+        out: dict[str, Any] = {}
+        try:
+            bring_up(self.nodes, self.workers, out, label, root, root / "seed.db", groups,
+                     tokens, drawn if cluster and args.placement == "product" else assign,
+                     args, nats_url if cluster else None, etcd if cluster else None,
+                     None if cluster else NODES[0])
+        except BaseException:
+            self.stop()
+            raise
+        self.login_s: float = out["login_s"]
+
+    def window(self, args: argparse.Namespace, tag: str) -> dict[str, Any]:
+        """One churn window of ``--duration`` s on this side (the other side idles, its
+        clients heartbeating): CPU per client per s of each process, the load average."""
+        s0 = {n: p.call("stats") for n, p in self.nodes.items()}
+        c0 = {n: proc_cpu(p.pid) for n, p in self.nodes.items()}
+        load_before = loadgen.load_average()
+        w0 = time.monotonic()
+        spies = (spy(tag, {self.target: self.nodes[self.target]}, args.duration - 1,
+                     args.pyspy) if args.pyspy else [])
+        for k, w in enumerate(self.workers.values()):
+            w.send("churn", churn_args(args, w, k))
+        time.sleep(max(0.0, w0 + args.duration - time.monotonic()))
+        c1 = {n: proc_cpu(p.pid) for n, p in self.nodes.items()}
+        wall = time.monotonic() - w0
+        load_after = loadgen.load_average()
+        end_spies(spies)
+        res = [w.recv(args.duration + bench_load.SETTLE + 120) for w in self.workers.values()]
+        online = {n: s0[n]["sessions"] for n in self.nodes}
+        us = {n: 1e6 * (c1[n] - c0[n]) / wall / max(1, online[n]) for n in self.nodes}
+        return {"side": self.label, "load": f"{load_before}-{load_after}",
+                "us": us[self.target], "clients": online[self.target], "us_all": us,
+                "clients_all": online,
+                "requests": sum(r["n"]["requests"] for r in res),
+                "unresolved": sum(r["unresolved"] + r["n"]["no_decision"] + r["n"]["failed"]
+                                  for r in res)}
+
+    def stop(self) -> None:
+        for w in self.workers.values():
+            w.stop(10)
+        for p in self.nodes.values():
+            p.stop(10)
+
+
+def alternate(args: argparse.Namespace) -> dict[str, Any]:
+    """``--alternate X,Y``: both sides up at once, logged in once; then ``--rounds`` pairs of
+    churn windows, X then Y and Y then X in turn (ABBA: a load that drifts through the hold
+    weighs on both sides alike), the same churn seed in every window of a side. Each pair's
+    ratio is Y's target over X's; their median and spread decide, and X,Y = quarter,quarter
+    (the same-rate single against a copy of itself) measures the method's own resolution."""
+    from ptt.cluster import engines
+
+    kinds = args.alternate
+    rng = random.Random(args.seed)
+    with tempfile.TemporaryDirectory(prefix="ptt-bench-churn-") as tmp:
+        root = Path(tmp)
+        groups, tokens = provision(root / "seed.db", args.clients, 0)
+        drawn, assign = placement(rng, tokens, groups, args.placement)
+        nats = etcd = None
+        sides: list[Setup] = []
+        pairs: list[dict[str, Any]] = []
+        try:
+            if "cluster" in kinds:
+                nats = engines.start_nats(root / "nats")
+                etcd = engines.start_etcd(root / "etcd", heartbeat_ms=50, election_ms=500)
+            for k, kind in enumerate(kinds):
+                sides.append(Setup(f"{kind}{k}", kind, root, groups, tokens, drawn, assign,
+                                   args, nats.url if nats else None,
+                                   etcd.endpoints if etcd else None))
+            time.sleep(args.settle)
+            for r in range(args.rounds):
+                order = (0, 1) if r % 2 == 0 else (1, 0)
+                got: dict[int, dict[str, Any]] = {}
+                for i in order:
+                    got[i] = sides[i].window(args, f"r{r}-{sides[i].label}")
+                    _say(f"round {r} {sides[i].label}: {got[i]['us']:.2f} us per client per s "
+                         f"({got[i]['clients']} clients), load {got[i]['load']}")
+                pairs.append({"ratio": got[1]["us"] / got[0]["us"], "x": got[0], "y": got[1]})
+                _say(f"round {r}: {kinds[1]} / {kinds[0]} = {pairs[-1]['ratio']:.3f}")
+        finally:
+            for side in sides:
+                side.stop()
+            if etcd is not None:
+                etcd.stop()
+            if nats is not None:
+                nats.stop()
+    ratios = sorted(p["ratio"] for p in pairs)
+    return {"clients": args.clients, "placement": args.placement, "sides": list(kinds),
+            "login_s": [side.login_s for side in sides], "pairs": pairs,
+            "ratio_median": ratios[len(ratios) // 2] if len(ratios) % 2 else
+            sum(ratios[len(ratios) // 2 - 1:len(ratios) // 2 + 1]) / 2,
+            "ratio_min": ratios[0], "ratio_max": ratios[-1]}
+
+
+def alternate_summary(r: dict[str, Any]) -> dict[str, Any]:
+    x, y = r["sides"]
+    out: dict[str, Any] = {"clients": r["clients"], "placement": r["placement"],
+                           "logins s": ", ".join(f"{v:.0f}" for v in r["login_s"])}
+    for k, p in enumerate(r["pairs"]):
+        out[f"pair {k}"] = (
+            f"{x} {p['x']['us']:.2f} us ({p['x']['clients']} clients, load {p['x']['load']}, "
+            f"unresolved {p['x']['unresolved']}/{p['x']['requests']}); "
+            f"{y} {p['y']['us']:.2f} us ({p['y']['clients']} clients, load {p['y']['load']}, "
+            f"unresolved {p['y']['unresolved']}/{p['y']['requests']}); ratio {p['ratio']:.3f}")
+        if len(p["y"]["us_all"]) > 1:
+            out[f"pair {k} every node of {y}, us"] = ", ".join(
+                f"{n} {v:.2f}" for n, v in p["y"]["us_all"].items())
+    out[f"{y} / {x}: median (min-max) of {len(r['pairs'])} pairs"] = (
+        f"{r['ratio_median']:.3f} ({r['ratio_min']:.3f}-{r['ratio_max']:.3f})")
+    return out
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from ptt.cluster import engines
 
@@ -766,19 +934,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.monotonic()
         groups, tokens = provision(root / "seed.db", args.clients, args.kill)
         provision_s = time.monotonic() - t0
-        drawn = {u: rng.choice(NODES) for u in tokens}
-        assign = dict(drawn)
-        if args.placement != "random":
-            # each client on its group's home by the static rule (the homes the nodes claim
-            # at start): where "home" puts it, and where "product"'s steering should take it,
-            # so the same-rate single server (--quarter) carries the clients node a ends with
-            from ptt.protocol.cluster_routing import StaticHomes
-
-            static = StaticHomes(NODES)
-            for g, members in groups.items():
-                if g.startswith("g"):
-                    for u in members:
-                        assign[u] = static.home_of(g)[0]
+        drawn, assign = placement(rng, tokens, groups, args.placement)
         nats = engines.start_nats(root / "nats")
         etcd = engines.start_etcd(root / "etcd", heartbeat_ms=50, election_ms=500)
         try:
@@ -913,6 +1069,12 @@ def main() -> int:
                          "to move homes on purpose (longer than the lease)")
     ap.add_argument("--pause-every", type=float, default=6.0,
                     help="s between the starts of two pauses (with --pause)")
+    ap.add_argument("--alternate", type=lambda v: tuple(v.split(",")), metavar="X,Y",
+                    help="instead of the phases: sides X and Y (quarter or cluster) up at "
+                         "once, churned in turn in --rounds pairs of --duration s windows "
+                         "(quarter,cluster: node a against the same-rate single; "
+                         "quarter,quarter: the method against itself)")
+    ap.add_argument("--rounds", type=int, default=3, help="pairs of windows (--alternate)")
     ap.add_argument("--json", type=Path, help="write every figure here")
     ap.add_argument("--pyspy", type=Path, metavar="DIR",
                     help="sample each server with py-spy (in the venv) over the churn window: "
@@ -924,9 +1086,15 @@ def main() -> int:
     if args.clients < GROUP_SIZE:
         print("bench_cluster_churn: --clients must be at least 10", file=sys.stderr)
         return 2
+    if args.alternate is not None and (
+            len(args.alternate) != 2 or set(args.alternate) - {"quarter", "cluster"}
+            or args.rounds < 1):
+        print("bench_cluster_churn: --alternate takes two of quarter, cluster (X,Y) and "
+              "--rounds at least 1", file=sys.stderr)
+        return 2
     print(f"machine: {loadgen.machine_line()}; load average {loadgen.load_average()}")
-    r = run(args)
-    for k, v in summary(r).items():
+    r = alternate(args) if args.alternate else run(args)
+    for k, v in (alternate_summary(r) if args.alternate else summary(r)).items():
         print(f"{k}: {v}")
     if args.json:
         args.json.write_text(json.dumps(r, indent=1, default=str))
