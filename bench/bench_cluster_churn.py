@@ -188,10 +188,27 @@ class Churn(bench_load.Churn):
         self.released: list[tuple[str, str, int]] = []  # group, user, burst: release sent
         self.away: set[int] = set()
         self.m = {"emergency": 0, "preempted": 0, "logouts": 0, "logins": 0}
+        self.seed = seed
+        self.rngs: dict[int, random.Random] = {}
         super().__init__(pool, conn, duration, seed, think)
         if relogins > 0:
-            pool.call_at(time.monotonic() + self.rng.expovariate(relogins),
-                         lambda: self.logout(relogins))
+            # each client's own logouts (its share of the rate), drawn from its own stream
+            per_client = relogins / max(1, len(pool.cores))
+            now = time.monotonic()
+            for i in range(len(pool.cores)):
+                pool.call_at(now + self.rng_of(i).expovariate(per_client),
+                             lambda i=i: self.logout(i, per_client))
+
+    def rng_of(self, i: int) -> random.Random:
+        """Client ``i``'s own stream, seeded by the churn's seed and its name: a client thinks,
+        talks and logs out alike whichever load process drives it, so a single server with
+        node a's clients gets node a's very churn (with one stream per load process the
+        floor requests of two seeds differed by 14% in a 25 s window, more than the
+        difference measured)."""
+        rng = self.rngs.get(i)
+        if rng is None:
+            rng = self.rngs[i] = random.Random(f"{self.seed // 100}:{self.pool.cores[i].user}")
+        return rng
 
     def ask(self, i: int) -> None:
         now = time.monotonic()
@@ -203,7 +220,7 @@ class Churn(bench_load.Churn):
         if (now < self.end and g is not None and g.talker is not None
                 and i not in self.asked and i not in self.talking and i not in self.queued_at
                 and core.participation(self.group(i)) is cl.Participation.NO_PERMISSION
-                and self.rng.random() < self.emergency):
+                and self.rng_of(i).random() < self.emergency):
             self.asked[i] = now
             self.n["requests"] += 1
             self.m["emergency"] += 1
@@ -212,12 +229,11 @@ class Churn(bench_load.Churn):
             return
         super().ask(i)
 
-    def logout(self, rate: float) -> None:
+    def logout(self, i: int, rate: float) -> None:
         now = time.monotonic()
         if now >= self.end:
             return
-        self.pool.call_at(now + self.rng.expovariate(rate), lambda: self.logout(rate))
-        i = self.rng.randrange(len(self.pool.cores))
+        self.pool.call_at(now + self.rng_of(i).expovariate(rate), lambda: self.logout(i, rate))
         core = self.pool.cores[i]
         if (i in self.away or i in self.asked or i in self.talking or i in self.queued_at
                 or i in self.releasing or i not in self.pool.online
@@ -228,7 +244,7 @@ class Churn(bench_load.Churn):
         core.close(now)
         self.pool.flush(i)
         self.pool.online.discard(i)
-        self.pool.call_at(now + self.rng.uniform(2.0, 6.0), lambda: self.login(i))
+        self.pool.call_at(now + self.rng_of(i).uniform(2.0, 6.0), lambda: self.login(i))
 
     def login(self, i: int) -> None:
         self.pool.connect(i)
@@ -405,7 +421,8 @@ def bring_up(nodes: dict[str, NodeProc], workers: dict[str, Worker], out: dict[s
 def churn_args(args: argparse.Namespace, w: Worker, k: int) -> dict[str, Any]:
     """The churn of load process ``k``: its logins and logouts are its share of ``--relogins``
     over *all* ``--clients``, so a server with one node's clients gets that node's rate."""
-    return {"duration": args.duration, "seed": args.seed * 100 + k, "think": args.think,
+    return {"duration": args.duration, "seed": args.seed * 100 + k,
+            "think": args.think,
             "emergency": args.emergency, "relogins": args.relogins * w.n / args.clients}
 
 
@@ -804,11 +821,11 @@ class Setup:
     single server with node a's clients only, at node a's rate) or ``cluster`` (the four
     nodes with every client); its *target* is the process compared (the single, node a)."""
 
-    def __init__(self, label: str, kind: str, root: Path, groups: dict[str, list[str]],
+    def __init__(self, index: int, label: str, kind: str, root: Path, groups: dict[str, list[str]],
                  tokens: dict[str, str], drawn: dict[str, str], assign: dict[str, str],
                  args: argparse.Namespace, nats_url: str | None, etcd: list[str] | None
                  ) -> None:
-        self.label, self.kind = label, kind
+        self.index, self.label, self.kind = index, label, kind
         cluster = kind == "cluster"
         self.target = NODES[0] if cluster else "single"
         self.nodes: dict[str, NodeProc] = {}
@@ -827,25 +844,46 @@ class Setup:
     def window(self, args: argparse.Namespace, tag: str) -> dict[str, Any]:
         """One churn window of ``--duration`` s on this side (the other side idles, its
         clients heartbeating): CPU per client per s of each process, the load average."""
+        return self.window_result(args, self.window_end(args, self.window_begin(args, tag)))
+
+    def window_begin(self, args: argparse.Namespace, tag: str) -> dict[str, Any]:
+        """Start a churn window: the figures at its start."""
         s0 = {n: p.call("stats") for n, p in self.nodes.items()}
         c0 = {n: proc_cpu(p.pid) for n, p in self.nodes.items()}
+        t0 = thread_cpu(self.nodes[self.target].pid)
         load_before = loadgen.load_average()
         w0 = time.monotonic()
         spies = (spy(tag, {self.target: self.nodes[self.target]}, args.duration - 1,
                      args.pyspy) if args.pyspy else [])
         for k, w in enumerate(self.workers.values()):
             w.send("churn", churn_args(args, w, k))
-        time.sleep(max(0.0, w0 + args.duration - time.monotonic()))
+        return {"s0": s0, "c0": c0, "t0": t0, "load_before": load_before, "w0": w0,
+                "spies": spies}
+
+    def window_end(self, args: argparse.Namespace, st: dict[str, Any]) -> dict[str, Any]:
+        """At the end of the window begun with ``st``, its CPU readings (taken for every side
+        before any waits for its load processes' results, which come SETTLE s later)."""
+        time.sleep(max(0.0, st["w0"] + args.duration - time.monotonic()))
         c1 = {n: proc_cpu(p.pid) for n, p in self.nodes.items()}
-        wall = time.monotonic() - w0
-        load_after = loadgen.load_average()
-        end_spies(spies)
+        t1 = thread_cpu(self.nodes[self.target].pid)
+        return {**st, "c1": c1, "t1": t1, "wall": time.monotonic() - st["w0"],
+                "load_after": loadgen.load_average()}
+
+    def window_result(self, args: argparse.Namespace, st: dict[str, Any]) -> dict[str, Any]:
+        """The figures of the window ended with ``st``."""
+        s0, c0, t0, c1, t1 = st["s0"], st["c0"], st["t0"], st["c1"], st["t1"]
+        wall, load_before, load_after = st["wall"], st["load_before"], st["load_after"]
+        end_spies(st["spies"])
         res = [w.recv(args.duration + bench_load.SETTLE + 120) for w in self.workers.values()]
         online = {n: s0[n]["sessions"] for n in self.nodes}
         us = {n: 1e6 * (c1[n] - c0[n]) / wall / max(1, online[n]) for n in self.nodes}
         return {"side": self.label, "load": f"{load_before}-{load_after}",
                 "us": us[self.target], "clients": online[self.target], "us_all": us,
                 "clients_all": online,
+                # the target's threads: ms of CPU per s (the loop is "python"), wake-ups per s
+                "threads_per_s": {k: round((v - t0.get(k, 0)) / wall * (
+                    1 if k.endswith("wakeups") else 1e3), 2) for k, v in sorted(t1.items())
+                    if not k.endswith((" user", " sys"))},
                 "requests": sum(r["n"]["requests"] for r in res),
                 "unresolved": sum(r["unresolved"] + r["n"]["no_decision"] + r["n"]["failed"]
                                   for r in res)}
@@ -879,19 +917,29 @@ def alternate(args: argparse.Namespace) -> dict[str, Any]:
                 nats = engines.start_nats(root / "nats")
                 etcd = engines.start_etcd(root / "etcd", heartbeat_ms=50, election_ms=500)
             for k, kind in enumerate(kinds):
-                sides.append(Setup(f"{kind}{k}", kind, root, groups, tokens, drawn, assign,
+                sides.append(Setup(k, f"{kind}{k}", kind, root, groups, tokens, drawn, assign,
                                    args, nats.url if nats else None,
                                    etcd.endpoints if etcd else None))
             time.sleep(args.settle)
             for r in range(args.rounds):
-                order = (0, 1) if r % 2 == 0 else (1, 0)
+                order = tuple(range(len(sides)))[::1 if r % 2 == 0 else -1]
                 got: dict[int, dict[str, Any]] = {}
+                if args.together:
+                    begun = {i: sides[i].window_begin(args, f"r{r}-{sides[i].label}")
+                             for i in order}
+                    ended = {i: sides[i].window_end(args, begun[i]) for i in order}
+                    got = {i: sides[i].window_result(args, ended[i]) for i in order}
                 for i in order:
-                    got[i] = sides[i].window(args, f"r{r}-{sides[i].label}")
+                    if not args.together:
+                        got[i] = sides[i].window(args, f"r{r}-{sides[i].label}")
                     _say(f"round {r} {sides[i].label}: {got[i]['us']:.2f} us per client per s "
                          f"({got[i]['clients']} clients), load {got[i]['load']}")
-                pairs.append({"ratio": got[1]["us"] / got[0]["us"], "x": got[0], "y": got[1]})
-                _say(f"round {r}: {kinds[1]} / {kinds[0]} = {pairs[-1]['ratio']:.3f}")
+                pairs.append({"ratio": got[1]["us"] / got[0]["us"], "x": got[0], "y": got[1],
+                              **({"z": got[2], "ratio_z": got[2]["us"] / got[0]["us"]}
+                                 if len(sides) > 2 else {})})
+                _say(f"round {r}: {kinds[1]} / {kinds[0]} = {pairs[-1]['ratio']:.3f}"
+                     + (f", {kinds[2]} / {kinds[0]} = {pairs[-1]['ratio_z']:.3f}"
+                        if len(sides) > 2 else ""))
         finally:
             for side in sides:
                 side.stop()
@@ -899,16 +947,24 @@ def alternate(args: argparse.Namespace) -> dict[str, Any]:
                 etcd.stop()
             if nats is not None:
                 nats.stop()
-    ratios = sorted(p["ratio"] for p in pairs)
-    return {"clients": args.clients, "placement": args.placement, "sides": list(kinds),
-            "login_s": [side.login_s for side in sides], "pairs": pairs,
-            "ratio_median": ratios[len(ratios) // 2] if len(ratios) % 2 else
-            sum(ratios[len(ratios) // 2 - 1:len(ratios) // 2 + 1]) / 2,
-            "ratio_min": ratios[0], "ratio_max": ratios[-1]}
+    out = {"clients": args.clients, "placement": args.placement, "sides": list(kinds),
+           "login_s": [side.login_s for side in sides], "pairs": pairs}
+    for key in ("ratio", "ratio_z")[:len(kinds) - 1]:
+        ratios = sorted(p[key] for p in pairs)
+        out.update({f"{key}_median": _median(ratios), f"{key}_min": ratios[0],
+                    f"{key}_max": ratios[-1]})
+    return out
+
+
+def _median(xs: list[float]) -> float:
+    xs = sorted(xs)
+    mid = len(xs) // 2
+    return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
 
 
 def alternate_summary(r: dict[str, Any]) -> dict[str, Any]:
-    x, y = r["sides"]
+    x, y = r["sides"][:2]
+    z = r["sides"][2] if len(r["sides"]) > 2 else None
     out: dict[str, Any] = {"clients": r["clients"], "placement": r["placement"],
                            "logins s": ", ".join(f"{v:.0f}" for v in r["login_s"])}
     for k, p in enumerate(r["pairs"]):
@@ -916,12 +972,20 @@ def alternate_summary(r: dict[str, Any]) -> dict[str, Any]:
             f"{x} {p['x']['us']:.2f} us ({p['x']['clients']} clients, load {p['x']['load']}, "
             f"unresolved {p['x']['unresolved']}/{p['x']['requests']}); "
             f"{y} {p['y']['us']:.2f} us ({p['y']['clients']} clients, load {p['y']['load']}, "
-            f"unresolved {p['y']['unresolved']}/{p['y']['requests']}); ratio {p['ratio']:.3f}")
-        if len(p["y"]["us_all"]) > 1:
-            out[f"pair {k} every node of {y}, us"] = ", ".join(
-                f"{n} {v:.2f}" for n, v in p["y"]["us_all"].items())
-    out[f"{y} / {x}: median (min-max) of {len(r['pairs'])} pairs"] = (
-        f"{r['ratio_median']:.3f} ({r['ratio_min']:.3f}-{r['ratio_max']:.3f})")
+            f"unresolved {p['y']['unresolved']}/{p['y']['requests']}); ratio {p['ratio']:.3f}"
+            + (f"; {z} {p['z']['us']:.2f} us ({p['z']['clients']} clients, load "
+               f"{p['z']['load']}, unresolved {p['z']['unresolved']}/{p['z']['requests']}); "
+               f"ratio {p['ratio_z']:.3f}" if z else ""))
+        for side in ("x", "y", "z")[:len(r["sides"])]:
+            out[f"pair {k} {p[side]['side']}'s threads (ms/s; wake-ups/s)"] = \
+                p[side]["threads_per_s"]
+        for side in ("x", "y", "z")[:len(r["sides"])]:
+            if len(p[side]["us_all"]) > 1:
+                out[f"pair {k} every node of {p[side]['side']}, us"] = ", ".join(
+                    f"{n} {v:.2f}" for n, v in p[side]["us_all"].items())
+    for key, other in (("ratio", y), ("ratio_z", z))[:len(r["sides"]) - 1]:
+        out[f"{other} / {x}: median (min-max) of {len(r['pairs'])} pairs"] = (
+            f"{r[key + '_median']:.3f} ({r[key + '_min']:.3f}-{r[key + '_max']:.3f})")
     return out
 
 
@@ -1069,12 +1133,15 @@ def main() -> int:
                          "to move homes on purpose (longer than the lease)")
     ap.add_argument("--pause-every", type=float, default=6.0,
                     help="s between the starts of two pauses (with --pause)")
-    ap.add_argument("--alternate", type=lambda v: tuple(v.split(",")), metavar="X,Y",
+    ap.add_argument("--alternate", type=lambda v: tuple(v.split(",")), metavar="X,Y[,Z]",
                     help="instead of the phases: sides X and Y (quarter or cluster) up at "
                          "once, churned in turn in --rounds pairs of --duration s windows "
                          "(quarter,cluster: node a against the same-rate single; "
                          "quarter,quarter: the method against itself)")
     ap.add_argument("--rounds", type=int, default=3, help="pairs of windows (--alternate)")
+    ap.add_argument("--together", action="store_true",
+                    help="with --alternate: both sides churn in the same windows (the same "
+                         "machine at every moment) instead of in turn")
     ap.add_argument("--json", type=Path, help="write every figure here")
     ap.add_argument("--pyspy", type=Path, metavar="DIR",
                     help="sample each server with py-spy (in the venv) over the churn window: "
@@ -1087,10 +1154,10 @@ def main() -> int:
         print("bench_cluster_churn: --clients must be at least 10", file=sys.stderr)
         return 2
     if args.alternate is not None and (
-            len(args.alternate) != 2 or set(args.alternate) - {"quarter", "cluster"}
-            or args.rounds < 1):
-        print("bench_cluster_churn: --alternate takes two of quarter, cluster (X,Y) and "
-              "--rounds at least 1", file=sys.stderr)
+            len(args.alternate) not in (2, 3) or set(args.alternate) - {"quarter", "cluster"}
+            or args.alternate.count("cluster") > 1 or args.rounds < 1):
+        print("bench_cluster_churn: --alternate takes two or three of quarter, cluster "
+              "(X,Y[,Z], cluster at most once) and --rounds at least 1", file=sys.stderr)
         return 2
     print(f"machine: {loadgen.machine_line()}; load average {loadgen.load_average()}")
     r = alternate(args) if args.alternate else run(args)

@@ -364,8 +364,12 @@ class Churn:
         pool.on_voice = self.on_voice
         now = time.monotonic()
         for i in range(len(pool.cores)):
-            pool.call_at(now + self.rng.expovariate(1 / think), lambda i=i: self.ask(i))
+            pool.call_at(now + self.rng_of(i).expovariate(1 / think), lambda i=i: self.ask(i))
         pool.call_at(self.end + SETTLE, self.finish)
+
+    def rng_of(self, i: int) -> random.Random:
+        """The draws (think, talk) of client ``i``: one stream for the pool here."""
+        return self.rng
 
     def group(self, i: int) -> str:
         return self.pool.groups[i][0]
@@ -411,7 +415,7 @@ class Churn:
                 self.n["granted"] += 1
                 if i in self.queued_at:
                     self.queue_wait_ms.append((now - self.queued_at.pop(i)) * 1e3)
-                self.talking[i] = now + self.rng.uniform(*TALK)
+                self.talking[i] = now + self.rng_of(i).uniform(*TALK)
                 self.seq[i] = 0
                 self.send(i, now)
             elif st is cl.Participation.NO_PERMISSION:
@@ -426,7 +430,7 @@ class Churn:
                     self.again(i)
 
     def again(self, i: int) -> None:
-        self.pool.call_at(time.monotonic() + self.rng.expovariate(1 / self.think),
+        self.pool.call_at(time.monotonic() + self.rng_of(i).expovariate(1 / self.think),
                           lambda: self.ask(i))
 
     def send(self, i: int, t0: float) -> None:
