@@ -56,12 +56,15 @@ from bench_idle import proc_cpu  # noqa: E402
 from loadgen import load_average, machine_line, percentiles  # noqa: E402
 
 from ptt.cluster import engines  # noqa: E402
+from ptt.crypto.channel import SEALED_MAGICS  # noqa: E402
+from ptt.errors import PttError  # noqa: E402
 from ptt.protocol import auth  # noqa: E402
 from ptt.protocol import client as cl  # noqa: E402
 from ptt.protocol.cluster_clients import move_spread, told_by  # noqa: E402
-from ptt.protocol.messages import Role  # noqa: E402
+from ptt.protocol.messages import Role, SessionGone, decode_message  # noqa: E402
 from ptt.protocol.server_list import ServerList  # noqa: E402
 from ptt.server.store import Store  # noqa: E402
+from ptt.wire.voice import is_voice  # noqa: E402
 
 NODES = ("a", "b", "c")
 DOOMED = "b"
@@ -126,6 +129,8 @@ def _worker(conn: Any, servers: list[tuple[str, int]], users: list[tuple[str, st
     # the first datagram from a survivor after the kill: its notice (detection + telling)
     notice_at: list[float | None] = []
     tries: list[list[float]] = []
+    # datagrams from the survivors after the kill, and of them the plain notices (SessionGone)
+    heard: list[list[int]] = []
     verifier = (*salt, auth.derive_verifier(users[0][1], *salt))
     for name, token, group in users:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -144,6 +149,7 @@ def _worker(conn: Any, servers: list[tuple[str, int]], users: list[tuple[str, st
         lost_at.append(None)
         notice_at.append(None)
         tries.append([])
+        heard.append([0, 0])
 
     doomed = servers[0]
     # events so far (done() must not walk every client); "back": clients that logged in again
@@ -188,8 +194,11 @@ def _worker(conn: Any, servers: list[tuple[str, int]], users: list[tuple[str, st
                     data, addr = socks[i].recvfrom(2048)
                 except BlockingIOError:
                     break
-                if since and notice_at[i] is None and addr[:2] != doomed:
-                    notice_at[i] = time.monotonic()
+                if since and addr[:2] != doomed:
+                    if notice_at[i] is None:
+                        notice_at[i] = time.monotonic()
+                    heard[i][0] += 1
+                    heard[i][1] += _is_notice(data)
                 cores[i].receive_datagram(data, time.monotonic(), source=addr)
             flush(i, time.monotonic())
 
@@ -254,7 +263,7 @@ def _worker(conn: Any, servers: list[tuple[str, int]], users: list[tuple[str, st
                         list(moved[0][1]) if moved else None,
                         joins[0] - killed if joins else None,
                         moved[0][0] if moved else None, None,
-                        [t - killed for t in tries[i]], None))
+                        [t - killed for t in tries[i]], None, heard[i]))
         conn.send(("result", out))
         for s in socks:
             s.close()
@@ -286,10 +295,20 @@ def _worker(conn: Any, servers: list[tuple[str, int]], users: list[tuple[str, st
                     moved[0][0] if moved else None,
                     None if lost_at[i] is None else lost_at[i] - killed,
                     [t - killed for t in tries[i]],
-                    None if notice_at[i] is None else notice_at[i] - killed))
+                    None if notice_at[i] is None else notice_at[i] - killed, heard[i]))
     conn.send(("result", out))
     for s in socks:
         s.close()
+
+
+def _is_notice(data: bytes) -> bool:
+    """A plain SessionGone (a survivor's notice or its repeat); sealed datagrams are not."""
+    if not data or data[0] in SEALED_MAGICS or is_voice(data):
+        return False
+    try:
+        return isinstance(decode_message(data), SessionGone)
+    except PttError:
+        return False
 
 
 def _profile(pid: int, out: Path, seconds: float) -> subprocess.Popen[bytes] | None:
@@ -417,6 +436,8 @@ def run(clients: int, workers: int, profile: Path | None = None,
     started = [r[5][0] for r in results if r[5]]
     took = [r[0] - r[5][0] for r in results if r[5] and r[0] is not None]
     again = sum(1 for r in results if len(r[5]) > 1)
+    from_survivors = sum(r[7][0] for r in results)
+    notices = sum(r[7][1] for r in results)
 
     def spread3(values: list[float]) -> str:
         if not values:
@@ -447,6 +468,8 @@ def run(clients: int, workers: int, profile: Path | None = None,
         "first login started (s after the kill) p50 / p95 / max": spread3(started),
         "first login started to Connected (s) p50 / p95 / max": spread3(took),
         "clients whose first login went unanswered (tried the next node)": again,
+        "datagrams from the survivors per client, kill to its worker's last client back "
+        "(all / notices)": f"{from_survivors / clients:.2f} / {notices / clients:.2f}",
         "back within 3 s": f"{within3:.1%}",
         "back within 5 s": f"{within5:.1%}",
         "never back (15 s)": clients - len(back),

@@ -52,7 +52,13 @@ from ptt.cluster.directory import PgDirectory
 from ptt.cluster.ownership import DEFAULT_TTL, Change, Ownership, OwnershipEvent
 from ptt.errors import NetError, ProtocolError
 from ptt.names import format_hostport
-from ptt.protocol.cluster_clients import ClientShards, decode_clients, move_spread, told_by
+from ptt.protocol.cluster_clients import (
+    ClientShards,
+    decode_clients,
+    move_spread,
+    notice_times,
+    told_by,
+)
 from ptt.protocol.cluster_peers import PeerPlane
 from ptt.protocol.cluster_routing import ClusterRouting, HomeMap, StaticHomes
 from ptt.protocol.server import GroupUpdated, ServerCore
@@ -80,9 +86,6 @@ SHARDS_PER_WRITE = 100
 # heartbeat to it, ptt.protocol.client.CHECK_WINDOW) keeps them where they are if it answers;
 # the grace spares them the check, and the node a burst of heartbeats
 NOTICE_GRACE = 0.2
-# s after the first notice: its clients are told again, so one lost notice does not leave a
-# client on a dead node until its next heartbeat
-NOTICE_REPEATS = (0.5, 1.5)
 # a dead node's clients ranked (which survivor tells each: ``told_by``, ~2.7 us an address),
 # and notices made and sent (~8 us to make, ~5 to send), in one turn of the event loop at most.
 # A survivor's whole share at 100,000 clients (~8,400 of d's 25,000 ranked, then told) was one
@@ -101,7 +104,7 @@ HINT_CONFIRM = 0.3
 # its lease decides
 PROBE_TIMEOUT = 0.25
 # s after an early notice during which the lease's expiry does not tell the same clients
-# again (the early notice's own repeats run 1.5 s)
+# again (the early notice's own repeats run on: ``notice_times``)
 EARLY_HOLDS = 5.0
 # groups homed here whose relay set a dead node leaves, in one turn at most: each is a roster
 # change told to the group's members here and to the other nodes with members
@@ -444,7 +447,8 @@ class ClusterNode:
         live: list[str] = []
         mine: list[Addr] = []
         spread = 0.0
-        for delay in (0.0, *NOTICE_REPEATS):
+        delays = [0.0]
+        for delay in delays:  # the repeats follow the first notice's window (notice_times)
             await asyncio.sleep(max(0.0, first + delay - loop.time()))
             if not self.server.is_open:
                 return
@@ -459,6 +463,8 @@ class ClusterNode:
                         await asyncio.sleep(0)
                     mine += told_by(addrs[i:i + RANKED_PER_TURN], node, self.config.node, live)
                 spread = move_spread(len(mine))
+                if len(delays) == 1:
+                    delays += notice_times(spread)
                 log.info("node %s died (%s): telling %d of its %d client(s) to move within "
                          "%.1f s (live: %s)", node, why, len(mine), len(addrs), spread,
                          ", ".join(live))

@@ -32,11 +32,11 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from ptt.errors import ConfigError
 from ptt.names import format_hostport, parse_hostport
-from ptt.protocol.server_list import MIN_MOVE_SPREAD
+from ptt.protocol.server_list import MAX_MOVE_SPREAD, MIN_MOVE_SPREAD
 from ptt.protocol.session import Addr
 
-__all__ = ["MOVE_RATE", "SHARDS", "ClientShards", "decode_clients", "encode_client",
-           "move_spread", "shard_of", "survivor_for", "told_by"]
+__all__ = ["MOVE_RATE", "NOTICE_REPEATS", "SHARDS", "ClientShards", "decode_clients",
+           "encode_client", "move_spread", "notice_times", "shard_of", "survivor_for", "told_by"]
 
 # shards per node: a change rewrites clients/SHARDS lines (~25 at 25,000 clients a node, ~400
 # bytes); the survivors read all of a dead node's shards in one range read. Session ids are
@@ -51,6 +51,10 @@ SHARDS = 1024
 # survivor answers a moved client's one-datagram login (a notice's nonce, its joins carried)
 # at this rate beside the bench's clients on this machine's 2 cores (docs/benchmarks.md)
 MOVE_RATE = 1500
+# s after the end of the window a survivor asked its share to log in within (``move_spread``):
+# the share is told again (those not back on it yet), so one lost notice does not leave a client
+# on a dead node until its next heartbeat (``notice_times``)
+NOTICE_REPEATS = (0.5, 1.5)
 
 
 def shard_of(session: int, shards: int = SHARDS) -> int:
@@ -111,6 +115,18 @@ def move_spread(share: int, rate: int = MOVE_RATE) -> float:
     """Seconds over which a survivor's ``share`` of a dead node's clients spread their logins:
     the share at ``rate`` logins a second, never less than ``MIN_MOVE_SPREAD``."""
     return max(MIN_MOVE_SPREAD, share / max(1, rate))
+
+
+def notice_times(spread: float) -> tuple[float, ...]:
+    """Seconds after its first notice at which a survivor tells its share again, ``spread``
+    being the window that notice asked for: ``NOTICE_REPEATS`` after the window's end. Every
+    client the notice reached has sent its Login by then (its moment is drawn inside the
+    window, ``ServerList.move``), so a repeat goes only to one whose notice was lost or whose
+    Login is not answered yet; inside the window it would go to every client still waiting for
+    its moment, which has no use for it (at 2,500 clients a survivor, a 1.7 s window: ~70% of
+    them at 0.5 s, a datagram made and sent by the survivor while its logins queue)."""
+    window = min(max(spread, MIN_MOVE_SPREAD), MAX_MOVE_SPREAD)
+    return tuple(window + r for r in NOTICE_REPEATS)
 
 
 class ClientShards:

@@ -8,13 +8,16 @@ from __future__ import annotations
 import pytest
 
 from ptt.errors import ConfigError
+from ptt.protocol.client import CHECK_WINDOW
 from ptt.protocol.cluster_clients import (
     MOVE_RATE,
+    NOTICE_REPEATS,
     SHARDS,
     ClientShards,
     decode_clients,
     encode_client,
     move_spread,
+    notice_times,
     shard_of,
     survivor_for,
     told_by,
@@ -161,6 +164,27 @@ def test_a_big_dead_nodes_clients_spread_their_logins_over_their_share_at_the_ra
                for n in per_tenth), per_tenth
     # a forged or mistaken window is capped: a client never waits for nothing for long
     assert ServerList(["b", "a"], b"x").move(0.0, "a", 3600.0) < MAX_MOVE_SPREAD
+
+
+@pytest.mark.parametrize("share", [1, 700, 2500, 8400])
+def test_a_survivor_repeats_its_notice_only_after_every_told_client_has_sent_its_login(
+        share: int) -> None:
+    """A repeat reaches every client of the share not back on the survivor yet; one the first
+    notice reached is waiting for its moment in the window (or past its session check), and has
+    no use for it. So the repeats come after the window, and after the check: by then every
+    told client has sent its Login, and a repeat goes only to one whose notice was lost (told
+    within a second and a half of the window's end, not at its next heartbeat) or whose Login
+    is not answered yet."""
+    spread = move_spread(share)
+    repeats = notice_times(spread)
+    assert len(repeats) == len(NOTICE_REPEATS) and list(repeats) == sorted(repeats)
+    starts = [ServerList(["b", "a", "c"], k.to_bytes(4, "big")).move(0.0, "a", spread)
+              for k in range(min(share, 2500))]
+    last_login = max(max(starts), CHECK_WINDOW)
+    assert last_login < repeats[0] <= spread + 0.5
+    assert repeats[-1] <= min(spread, MAX_MOVE_SPREAD) + 1.5
+    # the first notice's window is what the clients draw in, capped as they cap it
+    assert notice_times(3600.0)[0] == MAX_MOVE_SPREAD + NOTICE_REPEATS[0]
 
 
 def test_a_dead_nodes_groups_are_shared_out_by_the_rule_its_clients_are() -> None:
