@@ -463,11 +463,11 @@ class ClusterNode:
                         await asyncio.sleep(0)
                     mine += told_by(addrs[i:i + RANKED_PER_TURN], node, self.config.node, live)
                 spread = move_spread(len(mine))
-                if len(delays) == 1:
-                    delays += notice_times(spread)
                 log.info("node %s died (%s): telling %d of its %d client(s) to move within "
                          "%.1f s (live: %s)", node, why, len(mine), len(addrs), spread,
                          ", ".join(live))
+            if len(delays) == 1:  # ranked or not (no live node seen yet), the repeats follow
+                delays += notice_times(spread)
             for i in range(0, len(mine), NOTICES_PER_TURN):
                 if i:
                     await asyncio.sleep(0)
