@@ -241,13 +241,7 @@ class PgDirectory:
     # --- connections and lifecycle --------------------------------------------------------------
 
     def _connect(self) -> psycopg.Connection[tuple[Any, ...]]:
-        # synchronous_commit on whatever the server's default: a write acknowledged here is in
-        # PostgreSQL's WAL, so it survives PostgreSQL being killed
-        try:
-            return psycopg.connect(self.dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
-                                   options="-c synchronous_commit=on")
-        except psycopg.Error as exc:
-            raise StoreError(f"cannot connect to the directory database: {_why(exc)}") from None
+        return connect(self.dsn, "the directory database")
 
     def _conn(self) -> psycopg.Connection[tuple[Any, ...]]:
         """The connection for writes and reloads, connected again if PostgreSQL dropped it."""
@@ -686,6 +680,17 @@ class _Tx:
             "ON CONFLICT (group_id, epoch, user_name) DO UPDATE SET sealed = excluded.sealed",
             (gid, epoch, users, blobs))
         self.db.execute("UPDATE groups SET key_epoch = %s WHERE id = %s", (epoch, gid))
+
+
+def connect(dsn: str, what: str) -> psycopg.Connection[tuple[Any, ...]]:
+    """A connection for writes to ``dsn`` (``what``: the error names it). synchronous_commit
+    on whatever the server's default: a write acknowledged on it is in PostgreSQL's WAL, so it
+    survives PostgreSQL being killed."""
+    try:
+        return psycopg.connect(dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
+                               options="-c synchronous_commit=on")
+    except psycopg.Error as exc:
+        raise StoreError(f"cannot connect to {what}: {_why(exc)}") from None
 
 
 def open_directory(dsn: str) -> PgDirectory:
