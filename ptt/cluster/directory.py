@@ -30,7 +30,8 @@ that died silently is found. Applying a change reloads that user or group from P
 state applied is the newest committed one, and the last notification for an entity is always
 followed by a reload, so nodes converge.
 
-The pages, receipts and peers of ``ptt.server.pagestore``/``store`` stay node-local (not here).
+Text pages and their receipts live beside it (``ptt.cluster.pagestore``); the peers table of
+``ptt.server.store`` (the last run's clients) stays node-local.
 """
 
 from __future__ import annotations

@@ -198,6 +198,9 @@ class ClusterNode:
                                        on_node=self._on_node)
             homes = EtcdHomes(self.ownership, self.static)
         self.routing = ClusterRouting(config.node, server.core, homes)
+        # text pages cross nodes only where every node reads them: the shared PostgreSQL (each
+        # node's own SQLite gives ids of its own, which would collide)
+        self.routing.shared_pages = directory is not None
         # nodes on copies of one database share its secret: each takes only its own nonces
         server.core.bind_nonces(config.node)
         self.bus = Bus(config.node, config.nats, self._on_bus, config.subject_prefix,

@@ -88,6 +88,14 @@ voice and presence through the paths above. The home ends the call when nobody i
 node (``CallEnd``); a node that learns its home died ends its copy and tells the sessions in it
 (``GroupGone``, ``CALL_LOST``): a call does not fail over.
 
+Text pages: a page is stored where every node reads it (the cluster's PostgreSQL, by the
+adapter) before it is acknowledged; the node that stored it tells every other live node
+(``Page``: pages are rare, rate-limited per sender, and every node keeps the retained pages for
+its users' later logins), and each pushes it to its devices that show it. Every device's
+receipt (delivered, read) goes to every other live node, those of :data:`PAGE_MARKS_EVERY` in
+one message (``PageReceipts``): the delivered mark is what keeps another node from giving that
+device the page again, and the sender's node counts it in its delivery report.
+
 Not here (docs/cluster.md says what is left): multicast bridging across nodes, the limit on a
 user's devices (``max_devices``) counted over every node.
 """
@@ -107,6 +115,7 @@ from ptt.protocol.cluster_fencing import FencingView, Stamp, Verdict
 from ptt.protocol.cluster_peers import PeerPlane
 from ptt.protocol.feedback import LinkCounts
 from ptt.protocol.server import ServerCore
+from ptt.protocol.server_pages import PageEntry
 from ptt.protocol.server_state import PRIVATE_GROUP_BASE, GroupEntry
 from ptt.protocol.session import Addr, Session
 from ptt.wire import cluster as wc
@@ -117,6 +126,7 @@ __all__ = [
     "PRESENCE_EVERY",
     "ClusterRouting",
     "NODE_LEASE",
+    "PAGE_MARKS_EVERY",
     "HomeMap",
     "StaticHomes",
     "CALL_TERM",
@@ -146,6 +156,11 @@ _NEVER = float("-inf")
 # the term of a call's news: a call never changes home (it ends with its node), so there is no
 # claim and no fencing number; a new call under the same name has a new id
 CALL_TERM = 1
+# s: the page receipts of this node's devices go to the other nodes this often at most, in one
+# message (a page to 2,000 members brings 2,000 within a second); well inside the sender's wait
+# for its report (server_pages.PAGE_REPORT_WAIT, 1 s)
+PAGE_MARKS_EVERY = 0.05
+PAGE_MARKS_PER_MESSAGE = 1_000  # receipts in one PageReceipts (~150 KB at most, MAX_MESSAGE)
 MAX_PENDING = 10_000  # forwarded requests awaiting their home's answer (clients resend)
 _REMOTE_TARGETS = 1 << 64  # GroupEntry.targets key of frames from another node (above any sid)
 
@@ -329,6 +344,11 @@ class ClusterRouting:
         self._logins: list[tuple[str, str]] = []  # (user, device) logged in since the flush
         # one-to-one calls this node has a copy of: group -> its home (where it was made)
         self._calls: dict[str, str] = {}
+        # pages and their receipts cross nodes only when the adapter stores them where every
+        # node reads them (page ids from one store, unique across nodes)
+        self.shared_pages = True
+        self._page_marks: list[tuple[int, str, str, bool]] = []  # to the other nodes
+        self._marks_at: float | None = None  # when they go
         core.directory.call_ids(*call_id_slice(node, homes.nodes))
         # the media plane (voice between nodes by UDP, ptt.protocol.cluster_peers): its Peer
         # messages go and come here with the rest; None: voice crosses on the bus alone
@@ -364,12 +384,12 @@ class ClusterRouting:
         return tuple(n for n in relay if n != self.node)
 
     def get_timer(self) -> float | None:
-        if self._retry_at is not None and (self._presence_at is None
-                                           or self._retry_at < self._presence_at):
-            return self._retry_at
-        return self._presence_at
+        at = [t for t in (self._retry_at, self._presence_at, self._marks_at) if t is not None]
+        return min(at) if at else None
 
     def handle_timer(self, now: float) -> None:
+        if self._marks_at is not None and now >= self._marks_at:
+            self._send_page_marks()
         if self._retry_at is not None and now >= self._retry_at:
             self._retry_at = None
             for group in list(self._homeless):
@@ -600,6 +620,10 @@ class ClusterRouting:
         elif isinstance(msg, wc.Peer):
             if self.peers is not None and self.peers.on_peer(msg):
                 self._send(msg.node, self.peers.hello(msg.node))
+        elif isinstance(msg, wc.Page):
+            self._on_page(msg, now)
+        elif isinstance(msg, wc.PageReceipts):
+            self._on_page_receipts(msg, now)
         elif isinstance(msg, wc.LinkWindow):
             self.core.feedback.on_remote_counts(
                 msg.group, msg.burst_id, LinkCounts(msg.bins, msg.listeners, msg.frames,
@@ -796,6 +820,49 @@ class ClusterRouting:
         if home != self.node:
             return
         self._to_live(wc.encode(wc.CallEnd(g.name, g.group_id, self.node)))
+
+    # --- text pages across nodes ---------------------------------------------------------------
+
+    def page_stored(self, page: PageEntry, now: float) -> None:
+        """Stored in the shared store here: every other live node delivers it to its devices
+        (a node down now reads it from the store when it starts)."""
+        if not self.shared_pages:
+            return
+        self._to_live(wc.encode(wc.Page(
+            self.node, page.page_id, page.group, page.sender, page.to, page.body, page.epoch,
+            page.urgent, page.sent_ms, tuple(sorted(page.recipients)))))
+
+    def page_receipt(self, page_id: int, user: str, device: str, read: bool,
+                     now: float) -> None:
+        if not self.shared_pages:
+            return
+        self._page_marks.append((page_id, user, device, read))
+        if self._marks_at is None:
+            self._marks_at = now + PAGE_MARKS_EVERY
+
+    def _send_page_marks(self) -> None:
+        marks, self._page_marks, self._marks_at = self._page_marks, [], None
+        for i in range(0, len(marks), PAGE_MARKS_PER_MESSAGE):
+            ids, users, devices, read = zip(*marks[i:i + PAGE_MARKS_PER_MESSAGE], strict=True)
+            self._to_live(wc.encode(wc.PageReceipts(self.node, ids, users, devices,
+                                                    tuple(map(int, read)))))
+
+    def _on_page(self, msg: wc.Page, now: float) -> None:
+        if msg.node not in self.homes.nodes or msg.node == self.node:
+            raise ProtocolError(f"Page: from '{msg.node}', not another node of the cluster")
+        if bool(msg.group) == bool(msg.to) or not msg.recipients:
+            raise ProtocolError("Page: to a group or to a user, with recipients")
+        self.core.paging.remote_page(PageEntry(
+            msg.page_id, msg.group, msg.sender, msg.to, msg.body, msg.epoch, msg.urgent,
+            msg.sent_ms, frozenset(msg.recipients)), now)
+
+    def _on_page_receipts(self, msg: wc.PageReceipts, now: float) -> None:
+        if not len(msg.page_ids) == len(msg.users) == len(msg.devices) == len(msg.read):
+            raise ProtocolError("PageReceipts: as many pages, users, devices and kinds")
+        if msg.node != self.node:
+            self.core.paging.remote_receipts(
+                [(p, u, d, bool(r)) for p, u, d, r in zip(msg.page_ids, msg.users, msg.devices,
+                                                          msg.read, strict=True)], now)
 
     def _id_of(self, group: str) -> int:
         g = self.core.state.groups.get(group)

@@ -138,12 +138,12 @@ class Pages:
                          sent_ms, ev.recipients)
         self.load_page(page)
         self.out.emit(PageStored(page))
-        online: set[str] = set()
-        for user in ev.recipients:
-            for s in self.state.sessions.devices(user):
-                if self._shows(s, page):
-                    online.add(user)
-                    self._offer(s, page, now)
+        online = self._offer_all(page, now)
+        home = self.state.home
+        if home is not None and home.shared_pages:
+            # a cluster's node: the other nodes deliver it to their users
+            home.page_stored(page, now)
+            online |= self._online_elsewhere(page)
         sender = self.state.sessions.by_id.get(ev.session_id)
         if sender is not None and sender.addr == ev.addr:
             self.out.answer(sender, ev.txn, m.PageAccepted(ev.txn, page_id, len(ev.recipients),
@@ -152,6 +152,62 @@ class Pages:
                                               frozenset(online),
                                               frozenset(ev.recipients - online), online)
         self._page_report_check(page_id, now)
+
+    def _offer_all(self, page: PageEntry, now: float) -> set[str]:
+        """``page`` to every device here that shows it now; the users of those devices."""
+        online: set[str] = set()
+        for user in page.recipients:
+            for s in self.state.sessions.devices(user):
+                if self._shows(s, page):
+                    online.add(user)
+                    self._offer(s, page, now)
+        return online
+
+    def _online_elsewhere(self, page: PageEntry) -> set[str]:
+        """The recipients the roster shows online on another node of the cluster."""
+        if page.group:
+            g = self.state.groups.get(page.group)
+            return set() if g is None else {u for u in g.remote if u in page.recipients}
+        return {page.to} if any(page.to in g.remote
+                                for g in self.state.groups.values()) else set()
+
+    # --- pages and receipts from the other nodes of a cluster -------------------------------
+
+    def remote_page(self, page: PageEntry, now: float) -> None:
+        """A page another node stored in the shared store: kept, and pushed to the devices
+        here that show it. Pages from two nodes may come in another order than their ids: a
+        device's cursor here is moved back below one that came late and it has not had."""
+        if page.page_id in self.pages:
+            return
+        late = bool(self._page_ids) and page.page_id < self._page_ids[-1]
+        self.load_page(page)
+        if late:
+            for (user, device), cursor in list(self._cursors.items()):
+                if (cursor >= page.page_id and user in page.recipients
+                        and device not in page.delivered.get(user, ())):
+                    self._cursors[(user, device)] = page.page_id - 1
+        self._offer_all(page, now)
+
+    def remote_receipts(self, marks: list[tuple[int, str, str, bool]], now: float) -> None:
+        """Receipts (page, user, device, read?) of devices on other nodes: a device that had a
+        page there is not given it here, and the reports and lists count it."""
+        for pid, user, device, read in marks:
+            page = self.pages.get(pid)
+            if page is None or user not in page.recipients:
+                continue
+            if read:
+                page.read.setdefault(user, set()).add(device)
+                continue
+            devices = page.delivered.setdefault(user, set())
+            if device in devices:
+                continue
+            devices.add(device)
+            self._advance(user, device)
+            report = self._page_reports.get(pid)
+            if report is not None:
+                report.waiting.discard(user)
+                if not report.waiting:
+                    self._page_report_check(pid, now)
 
     def page_failed(self, ev: PageSubmitted, message: str, now: float) -> None:
         """The adapter could not store the page: the sender is told it was not accepted."""
@@ -245,6 +301,8 @@ class Pages:
         if device not in readers:
             readers.add(device)
             self.out.emit(PageRead(page.page_id, s.user, device))
+            if self.state.home is not None:
+                self.state.home.page_receipt(page.page_id, s.user, device, True, now)
 
     # --- delivery ---------------------------------------------------------------------------
 
@@ -338,6 +396,8 @@ class Pages:
         devices.add(device)
         cursor = self._advance(user, device)
         self.out.emit(PageDelivered(pid, user, device, cursor))
+        if self.state.home is not None:
+            self.state.home.page_receipt(pid, user, device, False, now)
         report = self._page_reports.get(pid)
         if report is not None:
             report.waiting.discard(user)

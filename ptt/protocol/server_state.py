@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ptt.protocol import floor as fl
 from ptt.protocol import limits
@@ -26,6 +26,9 @@ from ptt.protocol.keepalive import (
     Cadence,
 )
 from ptt.protocol.session import MAX_DEVICES, Addr, Session, SessionTable
+
+if TYPE_CHECKING:  # server_pages builds on this module
+    from ptt.protocol.server_pages import PageEntry
 
 PRIVATE_GROUP_BASE = 1 << 31  # wire ids of one-to-one call groups, never stored
 
@@ -102,6 +105,10 @@ class FloorHome(Protocol):
     floor, and hand the input over instead when it is; the answer comes back through
     ``FloorControl.answer_request`` and ``FloorControl.floor_events``."""
 
+    # text pages are stored where every node reads them, and cross nodes (page_stored,
+    # page_receipt); False: each node keeps its own, for its own users
+    shared_pages: bool
+
     def elsewhere(self, group: str, now: float | None = None) -> bool:
         """The group's floor is decided on another node; with ``now``, also while this
         node, its home, may not decide it (its lease unsure): the input waits."""
@@ -155,6 +162,15 @@ class FloorHome(Protocol):
 
     def call_removed(self, g: GroupEntry, now: float) -> None:
         """The call ``g`` was removed here; its home tells the other nodes it ended."""
+
+    def page_stored(self, page: PageEntry, now: float) -> None:
+        """A text page was stored in the cluster's shared store here and pushed to this
+        node's devices: the other nodes deliver it to theirs."""
+
+    def page_receipt(self, page_id: int, user: str, device: str, read: bool,
+                     now: float) -> None:
+        """A device here had (or, with ``read``, showed) a page: every node must know, so that
+        no node gives that device the page again and the reports count it."""
 
 
 @dataclass(frozen=True, slots=True)

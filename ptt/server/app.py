@@ -30,6 +30,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -62,6 +63,7 @@ from ptt.protocol.server import (
     SessionMoved,
     SessionStarted,
 )
+from ptt.protocol.server_pages import PageEntry
 from ptt.server.admin import Admin, error_code, loggable_args
 from ptt.server.droplog import DROP_LOG_PER_SECOND, DropLog
 from ptt.server.gcfreeze import GC_CHECK_EVERY, FreezePolicy, GcStep, gc_freeze_wanted
@@ -76,6 +78,9 @@ log = logging.getLogger("ptt.server")
 
 FIRST_COORDINATOR = "coordinator"
 SHED_REASONS = ("rate_limit", "backlog_full", "repeated", "stale")  # PttServer.shed's keys
+# s: a cluster's node compares its pages with the shared store this often (and expires them):
+# what it missed of the other nodes' pages comes within this time
+PAGES_SYNC_EVERY = 5.0
 PAGES_EXPIRE_EVERY = 60.0  # s: pages past their retention are deleted this often (at most)
 
 
@@ -101,6 +106,33 @@ def server_multicast_options(config: ServerConfig) -> MulticastOptions:
     """Multicast interface and TTL from the server config (``multicast_interface``: loopback
     unless set, so a default server multicasts nowhere but in a namespace routed for it)."""
     return MulticastOptions(config.multicast_interface, config.multicast_ttl)
+
+
+class SharedPages(Protocol):
+    """Text pages where every node of a cluster reads them (``ptt.cluster.pagestore``): the
+    SQLite :class:`PageStore`'s interface, and what a node compares its own pages with."""
+
+    def add(self, group: str, sender: str, to: str, body: bytes, epoch: int, urgent: bool,
+            sent_ms: int, expires_ms: int, recipients: frozenset[str]) -> int: ...
+
+    def save_receipts(self, delivered: list[tuple[int, str, str]],
+                      read: list[tuple[int, str, str]],
+                      cursors: dict[tuple[str, str], int]) -> None: ...
+
+    def retained(self, now_ms: int) -> list[PageEntry]: ...
+
+    def cursors(self) -> dict[tuple[str, str], int]: ...
+
+    def old_grants(self, wanted: set[tuple[str, int]]
+                   ) -> dict[tuple[str, int], dict[str, bytes]]: ...
+
+    def expire(self, now_ms: int) -> list[int]: ...
+
+    def retained_ids(self, now_ms: int) -> set[int]: ...
+
+    def fetch(self, ids: Iterable[int]) -> list[PageEntry]: ...
+
+    def close(self) -> None: ...
 
 
 class ClusterHook(Protocol):
@@ -135,6 +167,7 @@ class PttServer:
         use_sendmmsg: bool | None = None,
         gc_freeze: bool = False,
         directory: Directory | None = None,
+        page_store: SharedPages | None = None,
     ) -> None:
         """``use_sendmmsg``: relay with one ``sendmmsg`` per frame (default: where available,
         unless ``PTT_NO_SENDMMSG=1``), or ``sendto`` per listener (False). ``gc_freeze``: keep
@@ -144,9 +177,12 @@ class PttServer:
         (``ptt.server.gcfreeze``). ``directory``: users, groups, members and keys from there
         (a cluster's PostgreSQL directory, which the server closes), and the server's secret,
         instead of the database's SQLite store, which keeps text pages and the last run's
-        clients."""
+        clients. ``page_store``: text pages and their receipts there (a cluster's PostgreSQL,
+        which every node reads; the server closes it), instead of the SQLite store."""
         self.config = config
         self.directory = directory
+        self._shared_pages = page_store
+        self._expire_at = 0.0  # time.time() of the next expiry of pages in the store
         self.core = ServerCore(
             os.urandom,
             core_config or ServerCoreConfig(heartbeat=config.heartbeat_interval,
@@ -192,7 +228,7 @@ class PttServer:
         self._peers_timer: asyncio.TimerHandle | None = None
         self._announce_timers: list[asyncio.TimerHandle] = []
         self._resume: asyncio.Handle | None = None  # a backlog left for the next loop turn
-        self.pages: PageStore | None = None
+        self.pages: PageStore | SharedPages | None = None
         self._receipts = ReceiptChanges()  # since the store last heard (PAGES_SAVE_EVERY)
         self._pages_timer: asyncio.TimerHandle | None = None
         self._expire_timer: asyncio.TimerHandle | None = None
@@ -216,7 +252,7 @@ class PttServer:
         # a cluster's nodes share it: a decoy salt that differed from node to node, where a real
         # user's salt does not, would tell which names are real
         self.core.set_secret(self.admin.store.secret("decoy"))
-        self.pages = PageStore(self.store)
+        self.pages = self._shared_pages or PageStore(self.store)
         self._load_pages()
         loop = asyncio.get_running_loop()
         try:
@@ -350,22 +386,52 @@ class PttServer:
             log.warning("cannot record page receipts: %s", exc)
 
     def _expire_every(self) -> float:
+        if self._shared_pages is not None:
+            return PAGES_SYNC_EVERY
+        return self._retention_every()
+
+    def _retention_every(self) -> float:
         return min(PAGES_EXPIRE_EVERY, max(1.0, self.config.page_retention / 4))
 
     def _expire_pages(self) -> None:
         self._expire_timer = None
         if not self._open or self.pages is None:
             return
-        try:
-            gone = self.pages.expire(int(time.time() * 1000))
-        except PttError as exc:
-            log.warning("cannot delete expired pages: %s", exc)
-            gone = []
+        gone: list[int] = []
+        now_s = time.time()
+        if now_s >= self._expire_at:  # every PAGES_SYNC_EVERY only the comparison, if shared
+            self._expire_at = now_s + self._retention_every() - 0.5
+            try:
+                gone = self.pages.expire(int(now_s * 1000))
+            except PttError as exc:
+                log.warning("cannot delete expired pages: %s", exc)
+        if self._shared_pages is not None:
+            gone = self._sync_pages(self._shared_pages, gone)
         if gone:
             self.core.forget_pages(gone)
             log.info("%d text page(s) expired", len(gone))
         self._expire_timer = asyncio.get_running_loop().call_later(self._expire_every(),
                                                                    self._expire_pages)
+
+    def _sync_pages(self, shared: SharedPages, gone: list[int]) -> list[int]:
+        """The pages in memory made equal to the shared store's: those another node expired
+        go (with ``gone``, the ones expired here), those stored while this node missed the
+        other node's message (its NATS message lost, or that node killed between its commit
+        and its message) come, with their receipts."""
+        try:
+            kept = shared.retained_ids(int(time.time() * 1000))
+            here = set(self.core.pages)
+            missed = shared.fetch(kept - here)
+        except PttError as exc:
+            log.warning("cannot read the cluster's pages: %s", exc)
+            return gone
+        now = asyncio.get_running_loop().time()
+        for page in missed:  # with the receipts the store had: those devices are not given it
+            self.core.paging.remote_page(page, now)
+        if missed:
+            log.info("%d text page(s) of other nodes read from the shared store", len(missed))
+            self._transmit(now)
+        return sorted(set(gone) | (here - kept))
 
     def _start_multicast(self) -> None:
         self.multicast_off = self.bridge.start()
@@ -470,6 +536,9 @@ class PttServer:
         if self.store is not None:
             self._save_pages()
             self.pages = None
+            if self._shared_pages is not None:
+                self._shared_pages.close()
+                self._shared_pages = None
             self._save_peers()  # the sessions of this run, for the next start's announcement
             self.store.close()
             self.store = None
@@ -763,16 +832,26 @@ async def run(config: ServerConfig, ready: Callable[[PttServer], None] | None = 
     """Run a server until SIGINT or SIGTERM, then shut down cleanly; returns the signal that
     stopped it (None when something else closed it). With ``cluster``, as a node of it."""
     directory = None
+    shared_pages = None
     if cluster is not None and cluster.postgres is not None:
         from ptt.cluster.directory import open_directory  # psycopg: cluster mode only
+        from ptt.cluster.pagestore import PgPageStore
 
         directory = open_directory(cluster.postgres)
-    server = PttServer(config, gc_freeze=gc_freeze_wanted(), directory=directory)
+        try:
+            shared_pages = PgPageStore(cluster.postgres)
+        except BaseException:
+            directory.close()
+            raise
+    server = PttServer(config, gc_freeze=gc_freeze_wanted(), directory=directory,
+                       page_store=shared_pages)
     try:
         await server.start()
     except BaseException:
         if directory is not None:
             directory.close()
+        if shared_pages is not None:
+            shared_pages.close()
         raise
     node = None
     if cluster is not None:

@@ -1,6 +1,6 @@
 """Node-to-node messages of a cluster, to bytes and back.
 
-Ten messages cross the bus between ``ptt server --cluster`` nodes (what each means and who
+Twelve messages cross the bus between ``ptt server --cluster`` nodes (what each means and who
 sends it: ``ptt.protocol.cluster_routing``):
 
 * :class:`FloorInput`, access node -> home: a floor request, a release, a lost participant, or
@@ -25,10 +25,14 @@ sends it: ``ptt.protocol.cluster_routing``):
 * :class:`CallEnd`, a call's home -> every other live node: nobody is in the call any more;
 * :class:`Peer`, a node -> every other node: where its peer port is (voice between nodes goes
   there by UDP, ``ptt.wire.peer``), the epoch its datagrams carry, and the epoch it knows of the
-  node it tells (``ptt.protocol.cluster_peers``).
+  node it tells (``ptt.protocol.cluster_peers``);
+* :class:`Page`, the node that stored a text page -> every other live node: the page as stored
+  (its id, given by the shared store; the body still ciphertext in an encrypted group);
+* :class:`PageReceipts`, a node -> every other live node: which devices of its users had or
+  read which pages (the per-device marks every node needs, so no device gets a page twice).
 
 Each is a msgpack array ``[CLUSTER_VERSION, type, field1, ...]`` (fields in declaration order),
-validated field by field on decoding: :func:`decode` returns one of the ten or raises
+validated field by field on decoding: :func:`decode` returns one of the twelve or raises
 :class:`~ptt.errors.ProtocolError`, nothing else, for any bytes. A voice frame crosses the bus
 (until the peer port of the node it goes to is known) as the relay forwards it
 (``ptt.wire.voice``, MAC removed, still ciphertext): it starts with ``VOICE_MAGIC``, which no msgpack array starts with, so ``ptt.wire.voice.is_voice`` tells the
@@ -56,6 +60,8 @@ __all__ = [
     "CLUSTER_VERSION",
     "Call",
     "CallEnd",
+    "Page",
+    "PageReceipts",
     "MAX_MESSAGE",
     "EventKind",
     "EventTuple",
@@ -76,6 +82,7 @@ CLUSTER_VERSION = 1
 MAX_MESSAGE = 256 * 1024  # a full Presence of 2,000 groups is ~30 KB; NATS' default is 1 MB
 _MAX_ITEMS = 20_000
 _MAX_STR = 1_000
+_MAX_BIN = 8_192  # a page's body (ptt.crypto.pages.MAX_PAGE_BODY: ~4 KB sealed)
 
 EventTuple = tuple[Any, ...]
 
@@ -212,10 +219,40 @@ class Peer:
     key_check: int  # ptt.wire.peer.key_check of its peer key: voice by UDP only where equal
 
 
+@dataclass(frozen=True, slots=True)
+class Page:
+    """A text page ``node`` stored in the cluster's shared store (committed before this is
+    sent), as ``ptt.protocol.server_pages.PageEntry`` holds it, without receipts."""
+
+    node: str
+    page_id: int
+    group: str  # "" for a direct page
+    sender: str
+    to: str
+    body: bytes  # sealed with the group key in an encrypted group
+    epoch: int
+    urgent: bool
+    sent_ms: int
+    recipients: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PageReceipts:
+    """Devices of ``node``'s users that had (``read[i]`` 0) or read (1) page ``page_ids[i]``:
+    ``users[i]``'s device ``devices[i]``."""
+
+    node: str
+    page_ids: tuple[int, ...]
+    users: tuple[str, ...]
+    devices: tuple[str, ...]
+    read: tuple[int, ...]
+
+
 Message = (FloorInput | FloorNews | Presence | Members | Receipts | LinkWindow | Login | Call
-           | CallEnd | Peer)
+           | CallEnd | Peer | Page | PageReceipts)
 _TYPES: dict[int, type] = {1: FloorInput, 2: FloorNews, 3: Presence, 4: Members, 5: Receipts,
-                           6: LinkWindow, 7: Login, 8: Call, 9: CallEnd, 10: Peer}
+                           6: LinkWindow, 7: Login, 8: Call, 9: CallEnd, 10: Peer, 11: Page,
+                           12: PageReceipts}
 _TYPE_OF = {cls: t for t, cls in _TYPES.items()}
 _EVENT_FIELDS: dict[int, tuple[type, ...]] = {
     EventKind.GRANTED: (str, int, int, float, bool),
@@ -247,7 +284,7 @@ def decode(data: bytes) -> Message:
     try:
         raw = msgpack.unpackb(data, use_list=False, raw=False, strict_map_key=True,
                               max_array_len=_MAX_ITEMS, max_str_len=_MAX_STR,
-                              max_bin_len=0, max_map_len=0)
+                              max_bin_len=_MAX_BIN, max_map_len=0)
     except Exception as exc:  # msgpack raises many types for bad input
         raise ProtocolError(f"not a cluster message: {exc}") from None
     if not isinstance(raw, tuple) or len(raw) < 2:
@@ -272,6 +309,7 @@ _PLAIN: list[tuple[Any, Callable[[Any], bool], str]] = [
     (str, lambda v: type(v) is str, "must be a string"),
     (int, _is_count, "must be a non-negative integer"),
     (bool, lambda v: type(v) is bool, "must be true or false"),
+    (bytes, lambda v: type(v) is bytes, "must be bytes"),
     (tuple[str, ...], lambda v: type(v) is tuple and all(type(u) is str for u in v),
      "must be a list of strings"),
     (tuple[int, ...], lambda v: type(v) is tuple and all(_is_count(u) for u in v),

@@ -7,6 +7,7 @@ each node on its own copy of one SQLite directory made beforehand, homes by the 
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
@@ -195,7 +196,9 @@ def _ann_talks_to_dan(cluster: Cluster, dan, long: Path):  # type: ignore[no-unt
 def test_a_page_across_nodes_then_the_home_killed_mid_burst(cluster_etcd: Cluster,
                                                            tmp_path: Path) -> None:
     """The whole stack (cluster_etcd): c claims g under its lease, a and b learn its fencing
-    number, which stamps every FloorNews of g; ann pages from a and bob hears it on b. Then c
+    number, which stamps every FloorNews of g; a text page from a reaches bob on b at once
+    and dan on c at his login, once (``_text_page_from_a...``); ann pages from a and bob
+    hears it on b. Then c
     is SIGKILLed while ann talks: a or b claims g with a higher number, dan (on b) is told the
     floor is free, and bob is granted it. Between the two, a coordinator removes ann from g
     while she talks (the change made on a, followed by every node): the home ends her burst
@@ -207,6 +210,7 @@ def test_a_page_across_nodes_then_the_home_killed_mid_burst(cluster_etcd: Cluste
     for node in ("a", "b"):
         assert f"group g: learned (home c, fencing {fencing})" in read_log_until(
             cluster.nodes[node], "group g: learned")
+    _text_page_from_a_reaches_bob_on_b_now_and_dan_on_c_at_login_once(cluster)
     wav, original = _page_wav(tmp_path / "page.wav")
     heard = tmp_path / "bob.wav"
     listener = cluster.spawn("bob", "b", "listen", "g", "--out", str(heard), "--bursts", "1")
@@ -400,3 +404,50 @@ def test_a_call_from_node_a_rings_bob_on_node_b_and_he_hears_it(cluster: Cluster
     corr = aligned_correlation(original, read_wav(heard))
     print(f"ann (a) -> bob (b) in a call: correlation {corr:.3f}")
     assert corr >= 0.9
+
+
+GATE = "Gate 3 closed, send arrivals to Gate 5"
+
+
+def _text_page_from_a_reaches_bob_on_b_now_and_dan_on_c_at_login_once(cluster: Cluster
+                                                                       ) -> None:
+    """Text pages in the directory's PostgreSQL: ann pages g on node a while bob shows pages
+    on node b (``ptt listen``): bob's listener prints it and ann's delivery report counts him;
+    dan, offline then, logs in on node c later and is shown it once; the same device of
+    dan's, logging in again on node a, is not shown it again; ``ptt pages`` on a counts both
+    deliveries, made on b and c. (A step of the whole stack's test below: a cluster of its
+    own would cost ~7 s more of set-up.)"""
+    bob = cluster.spawn("bob", "b", "listen", "g", "--out", os.devnull)
+    try:
+        read_until(bob, "joined g", timeout=20)
+        time.sleep(0.3)  # bob's presence reaches a through the home (Members): a few ms
+        code, out, err = cluster.ptt("ann", "a", "page", "g", GATE)
+        no_traceback(err)
+        assert code == 0, (out, err)
+        assert "stored for g: 3 recipients, 1 online" in out, out
+        assert "delivered to 1 of 1 online member (bob); offline: cat, dan" in out, out
+        line = read_until(bob, GATE, timeout=5)[-1]
+        assert "page [g] ann" in line
+    finally:
+        bob.send_signal(signal.SIGINT)
+        finish(bob, timeout=10)
+    seen = []
+    for node in ("c", "a"):  # dan's one device: first on c, then again on a
+        dan = cluster.spawn("dan", node, "listen", "g", "--out", os.devnull)
+        try:
+            lines = read_until(dan, "joined g", timeout=20)
+            if node == "c":
+                lines += read_until(dan, GATE, timeout=5)
+            else:
+                time.sleep(1.0)  # what a would push comes right after the join
+        finally:
+            dan.send_signal(signal.SIGINT)
+            _, out, err = finish(dan, timeout=10)
+        no_traceback(err)
+        seen.append(sum(GATE in ln for ln in lines + out.splitlines()))
+    assert seen == [1, 0], seen
+    code, out, err = cluster.ptt("ann", "a", "pages", "g")
+    assert code == 0, (out, err)
+    assert "delivered 2/3" in out, out
+    for node in NODES:
+        assert "bad message on the bus" not in cluster.nodes[node].output()

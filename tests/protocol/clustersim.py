@@ -14,7 +14,7 @@ from ptt.protocol import auth
 from ptt.protocol import messages as m
 from ptt.protocol.client import ClientCore
 from ptt.protocol.cluster_routing import ClusterRouting, HomeMap, StaticHomes
-from ptt.protocol.server import ServerCore
+from ptt.protocol.server import PageSubmitted, ServerCore
 from ptt.wire import cluster as wc
 from ptt.wire.voice import VoiceHeader, add_mac, encode_voice, is_voice, peek_frame
 
@@ -46,6 +46,7 @@ class ClusterSim:
     stalled: dict[str, float] = field(default_factory=dict)
     _backlog: dict[str, list[tuple[str, object, bytes]]] = field(default_factory=dict)
     homes: HomeMap | None = None  # default: StaticHomes(nodes, pinned)
+    pages_stored: list[PageSubmitted] = field(default_factory=list)  # the shared page store
     _q: list[tuple[float, int, str, object, bytes]] = field(default_factory=list)
     _seq: int = 0
 
@@ -107,9 +108,17 @@ class ClusterSim:
         by_addr = {a: u for u, a in self.addrs.items()}
         for data, addr in core.datagrams_to_send():
             self._push("client", by_addr[addr], data, self.delay)
-        self.server_events.setdefault(node, []).extend(core.events())
+        events = core.events()
+        self.server_events.setdefault(node, []).extend(events)
         for dest, data in routing.messages_to_send():
             self._to_bus(node, dest, data)
+        submitted = [ev for ev in events if isinstance(ev, PageSubmitted)]
+        for ev in submitted:  # the shared store: ids across the nodes, in commit order
+            self.pages_stored.append(ev)
+            core.page_stored(ev, len(self.pages_stored), 1_700_000_000_000 + int(self.now * 1000),
+                             self.now)
+        if submitted:
+            self._flush_node(node)
 
     def _deliver_voice(self, node: str, data: bytes, targets: tuple[object, ...]) -> None:
         by_addr = {a: u for u, a in self.addrs.items()}
