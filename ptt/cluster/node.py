@@ -207,6 +207,9 @@ class ClusterNode:
                        on_left=self._on_left if self.ownership is not None else None)
         # node -> when its clients were told early (NATS said it left, probes confirmed)
         self._told_early: dict[str, float] = {}
+        # nodes whose hint is being checked: another event naming the node meanwhile (anything
+        # else connected under its name closing too) is left to that check, or to the lease
+        self._probing: set[str] = set()
         # NATS's hints that a node left: heard, acted on (its clients told before its lease
         # expired), ignored (the node answered or was still subscribed)
         self.hints = {"heard": 0, "acted": 0, "ignored": 0}
@@ -357,12 +360,21 @@ class ClusterNode:
         if own is None or node not in own.nodes or not self.server.is_open:
             return  # not a live node's (or its lease already went: the lease route has it)
         self.hints["heard"] += 1
+        if node in self._probing:
+            return  # its probes already run; both would find it gone and tell its clients twice
+        self._probing.add(node)
         self._spawn(self._check_hint(node))
 
     async def _check_hint(self, node: str) -> None:
         """Tell ``node``'s clients now if nats-server twice finds nothing subscribed to its
         subject, ``HINT_CONFIRM`` apart, and its lease still stands (else the lease route
         tells them, as without the hint). Group homes are not touched: etcd alone moves them."""
+        try:
+            await self._confirm_hint(node)
+        finally:
+            self._probing.discard(node)
+
+    async def _confirm_hint(self, node: str) -> None:
         own = self.ownership
         assert own is not None
         loop = asyncio.get_running_loop()

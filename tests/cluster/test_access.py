@@ -56,7 +56,9 @@ def test_an_access_node_killed_its_clients_back_on_another_node(cluster: Cluster
     page again; ann, whose list starts with the dead b, keys and talks through another node;
     bob hears both pages after the move. Before the kill, a false hint: a connection under b's
     name closes while b lives (as when b's NATS member dies and b reconnects elsewhere, or
-    anyone connects under its name); a and c ask b's subject, b answers, nobody is told."""
+    anyone connects under its name); a and c ask b's subject, b answers, nobody is told. After
+    the kill a second connection under b's name closes while they probe: each tells b's
+    clients once."""
     for node in ("a", "c"):  # up, and following the nodes' keys in etcd
         read_log_until(cluster.nodes[node], "cluster node")
     site = cluster.site
@@ -81,6 +83,8 @@ def test_an_access_node_killed_its_clients_back_on_another_node(cluster: Cluster
             assert "telling" not in cluster.nodes[node].output(), cluster.nodes[node].output()
         killed = time.monotonic()
         cluster.nodes["b"].kill()
+        # a second event naming b while the survivors probe: one notice each all the same
+        asyncio.run(_connect_and_close(nats.url, f"{CLIENT_NAME}b"))
         read_until(bob, "connection lost", timeout=20)
         lost = time.monotonic() - killed
         read_until(bob, "connected", timeout=20)
@@ -94,6 +98,8 @@ def test_an_access_node_killed_its_clients_back_on_another_node(cluster: Cluster
         assert all(shares), told
         assert shares[0][2] == shares[1][2], told  # the same list read by both
         assert int(shares[0][1]) + int(shares[1][1]) == int(shares[0][2]), told
+        for n in ("a", "c"):  # b's list read and its clients told once by each survivor
+            assert cluster.nodes[n].output().count("node b died") == 1, cluster.nodes[n].output()
         code, out, err = finish(dan, timeout=30)
         no_traceback(err)
         assert code == 0, (out, err)
