@@ -840,6 +840,20 @@ class Setup:
             self.stop()
             raise
         self.login_s: float = out["login_s"]
+        if cluster and args.placement == "product":
+            # steering done: each node carries the clients of the groups it homes (up to 30 s;
+            # a client left off its home puts its group's traffic on the bus)
+            want = {n: sum(1 for u in assign if u.startswith("u") and assign[u] == n)
+                    for n in NODES}
+            until = time.monotonic() + 30
+            while True:
+                have = {n: p.call("stats")["sessions"] for n, p in self.nodes.items()}
+                if all(abs(have[n] - want[n]) <= want[n] // 200 for n in NODES) or \
+                        time.monotonic() > until:
+                    break
+                time.sleep(1)
+            self.placed = {n: (have[n], want[n]) for n in NODES}
+            _say(f"{label}: clients per node (have, want) {self.placed}")
 
     def window(self, args: argparse.Namespace, tag: str) -> dict[str, Any]:
         """One churn window of ``--duration`` s on this side (the other side idles, its
