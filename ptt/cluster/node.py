@@ -269,9 +269,10 @@ class ClusterNode:
             raise NetError(f"cannot listen on the peer port {format_hostport(host, port)}: "
                            f"{exc.strerror or exc}") from None
         epoch = int.from_bytes(os.urandom(8), "big") >> 1 or 1
+        # the address bound, not the file's name for it: the others' sendto resolves nothing
         bound = sock.getsockname()[:2]
         self.peers = PeerPlane(self.config.node, peer_key(self.server.shared_secret()), epoch,
-                               (host, bound[1]))
+                               (bound[0], bound[1]))
         self.routing.peers = self.peers
         self._peer_sock = sock
         asyncio.get_running_loop().add_reader(sock.fileno(), self._peer_readable)
