@@ -143,8 +143,9 @@ class NodeServer(Protocol):
 
     def apply_change(self, kind: str, name: str) -> None: ...
 
+    def drop(self, addr: Addr, reason: str, now: float) -> None: ...
+
     listeners: list[Any]
-    counters: Any  # ptt.server.app.Counters: refused peer datagrams count as dropped
 
     @property
     def address(self) -> tuple[str, int]: ...
@@ -586,15 +587,15 @@ class ClusterNode:
             return
         for _ in range(PEER_READS):
             try:
-                data = sock.recv(MAX_PEER_DATAGRAM + 1)
+                data, addr = sock.recvfrom(MAX_PEER_DATAGRAM + 1)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # an ICMP error of an earlier send: nothing to read
                 log.debug("peer port: %s", exc)
                 return
-            self._on_peer(data)
+            self._on_peer(data, addr)
 
-    def _on_peer(self, data: bytes) -> None:
+    def _on_peer(self, data: bytes, addr: Addr) -> None:
         """One datagram on the peer port: an authentic, current voice frame of another node
         goes to this node's listeners as one from the bus does; anything else is dropped and
         counted (``Counters.drop_reasons``: ``peer_forged``, ``peer_replayed`` ...)."""
@@ -602,16 +603,14 @@ class ClusterNode:
         if plane is None or not self.server.is_open:
             return
         d = plane.accept(data)
+        now = asyncio.get_running_loop().time()
         if d is None:
-            c = self.server.counters
-            c.dropped += 1
-            key = f"peer_{plane.last_refusal}"
-            c.drop_reasons[key] = c.drop_reasons.get(key, 0) + 1
+            self.server.drop(addr, f"peer_{plane.last_refusal}: {len(data)} bytes on the "
+                             "peer port", now)
             return
         if (d.node, d.epoch) not in self._peer_heard:
             self._peer_heard.add((d.node, d.epoch))
             log.info("voice from node %s comes on the peer port", d.node)
-        now = asyncio.get_running_loop().time()
         try:
             targets = self.routing.receive_voice(d.frame, now)
         except ProtocolError as exc:

@@ -64,6 +64,7 @@ from ptt.protocol.server import (
     SessionStarted,
 )
 from ptt.protocol.server_pages import PageEntry
+from ptt.protocol.session import Addr
 from ptt.server.admin import Admin, error_code, loggable_args
 from ptt.server.droplog import DROP_LOG_PER_SECOND, DropLog
 from ptt.server.gcfreeze import GC_CHECK_EVERY, FreezePolicy, GcStep, gc_freeze_wanted
@@ -588,6 +589,11 @@ class PttServer:
         if self.cluster is not None:  # what the batch's datagrams gave the bus: one write
             self.cluster.flush(asyncio.get_running_loop().time())
         self._arm(self._next_timer())
+
+    def drop(self, addr: Addr, reason: str, now: float) -> None:
+        """A datagram refused outside the core (a cluster node's peer port): counted, logged
+        and exported as the core's own drops are (``reason``: ``key: why``)."""
+        self._on_event(Dropped(addr, reason), now)
 
     def shed(self) -> dict[str, int]:
         """Plain datagrams the reader dropped unparsed, by reason: the rate limit would refuse

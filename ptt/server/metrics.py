@@ -45,6 +45,7 @@ from prometheus_client.registry import Collector
 from ptt.errors import NetError
 from ptt.names import format_hostport, parse_hostport, parse_port
 from ptt.protocol import floor as fl
+from ptt.protocol.cluster_peers import REFUSALS as PEER_REFUSALS
 from ptt.protocol.server import (
     Dropped,
     FloorEvent,
@@ -86,6 +87,8 @@ DATAGRAM_DROPS = (
     ("not a control message", "malformed"),
     ("receiver report", "receiver_report"),
     ("receipt for a burst", "receipt"),
+    # a cluster node's peer port (ptt.cluster.node): forged, replayed, unknown, malformed
+    *((f"peer_{r}", f"peer_{r}") for r in PEER_REFUSALS),
 )
 
 METRICS = {

@@ -17,6 +17,7 @@ from ptt.cluster.engines import Nats
 from ptt.cluster.node import ClusterNode
 from ptt.config import ServerConfig
 from ptt.protocol.client import Participation
+from ptt.protocol.server_events import Dropped
 from ptt.server.app import PttServer
 from ptt.wire import cluster as wc
 from ptt.wire.peer import key_check, peer_key, seal
@@ -125,6 +126,9 @@ def test_the_peer_port_drops_forged_replayed_and_malformed_datagrams(nats: Nats,
                 b"P\x01\x05nonsense",  # malformed
                 bytes(3000),  # too long: malformed
             ]
+            dropped: list[Dropped] = []  # what the event log and the metrics hear
+            server.listeners.append(lambda ev, now: dropped.append(ev)
+                                    if isinstance(ev, Dropped) else None)
             for data in sent:
                 sock.sendto(data, port)
             drops = server.counters.drop_reasons
@@ -132,6 +136,10 @@ def test_the_peer_port_drops_forged_replayed_and_malformed_datagrams(nats: Nats,
                          "the five refusals counted")
             assert {k: v for k, v in drops.items() if k.startswith("peer_")} == {
                 "peer_replayed": 1, "peer_forged": 1, "peer_unknown": 1, "peer_malformed": 2}
+            assert sorted(ev.reason.split(":")[0] for ev in dropped) == [
+                "peer_forged", "peer_malformed", "peer_malformed", "peer_replayed",
+                "peer_unknown"]
+            assert {ev.addr[1] for ev in dropped} == {sock.getsockname()[1]}
             assert node.peers.accepted == 1
             assert server.counters.voice_out == 0  # of no group here: nobody to send it to
             assert server.is_open and node.bad_messages == 0

@@ -55,11 +55,13 @@ def test_drop_reasons_are_a_fixed_set_whatever_the_peer_sends() -> None:
     metrics, reg, _, _ = make()
     for reason in ("unknown message type 'zz\\x00'", "datagram too large (99999 bytes)",
                    "malformed datagram: KeyError", "FloorRequest.group: expected str",
-                   "malformed voice datagram", "voice from an unknown session or group"):
+                   "malformed voice datagram", "voice from an unknown session or group",
+                   "peer_forged: 60 bytes on the peer port"):
         metrics.on_event(Dropped(ADDR, reason), 1.0)
     families = {s.labels["reason"] for f in reg.collect() if f.name == "ptt_datagrams_dropped"
                 for s in f.samples}
-    assert families == {"unknown_type", "too_large", "malformed", "other", "unknown_sender"}
+    assert families == {"unknown_type", "too_large", "malformed", "other", "unknown_sender",
+                        "peer_forged"}
     assert metrics.voice_dropped()["malformed"] == 1
     assert metrics.voice_dropped()["unknown_sender"] == 1
 
