@@ -30,7 +30,7 @@ import psycopg
 
 from ptt.cluster.directory import _why, connect
 from ptt.errors import StoreError
-from ptt.protocol.server_pages import PageEntry
+from ptt.protocol.server_state import PageEntry
 
 __all__ = ["PgPageStore"]
 

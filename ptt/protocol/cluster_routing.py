@@ -115,8 +115,7 @@ from ptt.protocol.cluster_fencing import FencingView, Stamp, Verdict
 from ptt.protocol.cluster_peers import PeerPlane
 from ptt.protocol.feedback import LinkCounts
 from ptt.protocol.server import ServerCore
-from ptt.protocol.server_pages import PageEntry
-from ptt.protocol.server_state import PRIVATE_GROUP_BASE, GroupEntry
+from ptt.protocol.server_state import PRIVATE_GROUP_BASE, GroupEntry, PageEntry
 from ptt.protocol.session import Addr, Session
 from ptt.wire import cluster as wc
 from ptt.wire.voice import peek_frame

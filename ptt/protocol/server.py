@@ -85,11 +85,12 @@ from ptt.protocol.server_gate import LOGIN_PENDING_TTL, Gate
 from ptt.protocol.server_groups import Directory
 from ptt.protocol.server_keys import Keys
 from ptt.protocol.server_outbox import Outbox
-from ptt.protocol.server_pages import PAGE_LIST_OP, PageEntry, Pages
+from ptt.protocol.server_pages import PAGE_LIST_OP, Pages
 from ptt.protocol.server_relay import STALE_NOTICE_INTERVAL, Relay
 from ptt.protocol.server_state import (
     PRIVATE_GROUP_BASE,
     GroupEntry,
+    PageEntry,
     ServerCoreConfig,
     ServerState,
     UserEntry,

@@ -40,7 +40,7 @@ from ptt.protocol import messages as m
 from ptt.protocol.messages import encoder_of
 from ptt.protocol.server_events import PageDelivered, PageRead, PageStored, PageSubmitted
 from ptt.protocol.server_outbox import Outbox
-from ptt.protocol.server_state import ServerState
+from ptt.protocol.server_state import PageEntry, ServerState
 from ptt.protocol.session import Session
 
 PAGE_REPORT_WAIT = 1.0  # after the page is stored, how long the online devices' acks are awaited
@@ -50,21 +50,6 @@ PAGE_LIST_OP = "page.list"
 PAGE_LIST_BYTES = 40_000  # of page entries in one page.list answer (newest first)
 PAGE_LIST_MAX = 200
 PAGE_ENCODERS = 64  # pages whose push encoding is kept (the newest, being delivered)
-
-
-@dataclass(slots=True)
-class PageEntry:
-    page_id: int
-    group: str  # "" for a direct page
-    sender: str
-    to: str  # the recipient of a direct page, else ""
-    body: bytes
-    epoch: int
-    urgent: bool
-    sent_ms: int
-    recipients: frozenset[str]
-    delivered: dict[str, set[str]] = field(default_factory=dict)  # user -> page devices
-    read: dict[str, set[str]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

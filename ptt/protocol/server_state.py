@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from ptt.protocol import floor as fl
 from ptt.protocol import limits
@@ -27,13 +27,25 @@ from ptt.protocol.keepalive import (
 )
 from ptt.protocol.session import MAX_DEVICES, Addr, Session, SessionTable
 
-if TYPE_CHECKING:  # server_pages builds on this module
-    from ptt.protocol.server_pages import PageEntry
-
 PRIVATE_GROUP_BASE = 1 << 31  # wire ids of one-to-one call groups, never stored
 
 
 # --- directory model ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class PageEntry:
+    page_id: int
+    group: str  # "" for a direct page
+    sender: str
+    to: str  # the recipient of a direct page, else ""
+    body: bytes
+    epoch: int
+    urgent: bool
+    sent_ms: int
+    recipients: frozenset[str]
+    delivered: dict[str, set[str]] = field(default_factory=dict)  # user -> page devices
+    read: dict[str, set[str]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

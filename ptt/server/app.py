@@ -63,7 +63,7 @@ from ptt.protocol.server import (
     SessionMoved,
     SessionStarted,
 )
-from ptt.protocol.server_pages import PageEntry
+from ptt.protocol.server_state import PageEntry
 from ptt.protocol.session import Addr
 from ptt.server.admin import Admin, error_code, loggable_args
 from ptt.server.droplog import DROP_LOG_PER_SECOND, DropLog

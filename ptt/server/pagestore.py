@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import msgpack
 
-from ptt.protocol.server_pages import PageEntry
+from ptt.protocol.server_state import PageEntry
 from ptt.server.store import Store
 
 

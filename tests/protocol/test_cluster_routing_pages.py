@@ -11,7 +11,7 @@ from ptt.errors import ProtocolError
 from ptt.protocol.client import ClientCore
 from ptt.protocol.client_events import PageReceived, PageReported
 from ptt.protocol.cluster_routing import PAGE_MARKS_EVERY
-from ptt.protocol.server_pages import PageEntry
+from ptt.protocol.server_state import PageEntry
 from ptt.wire import cluster as wc
 from tests.protocol.clustersim import ClusterSim
 from tests.protocol.test_cluster_routing import _second_client
