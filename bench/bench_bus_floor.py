@@ -41,6 +41,7 @@ import struct
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,64 +53,57 @@ LIFETIME = 600.0  # s a child lives at most (bounded even if the parent vanishes
 _CTX = mp.get_context("fork")
 
 
-def _udp_forwarder(port: int, up: int, down: int) -> None:
-    """Datagrams from below go to ``up`` (0: straight back), from above to ``down`` (0: the
-    client that sent the last one up)."""
+Route = Callable[[bytes, tuple[str, int]], tuple[bytes, tuple[str, int]]]
+
+
+def _serve_udp(port: int, route: Route) -> None:
+    """Each datagram on ``port`` sent on as ``route(data, sender)`` says, for LIFETIME s."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", port))
     sock.setblocking(False)
-    client: list[Any] = [None]
 
     async def main() -> None:
-        loop = asyncio.get_running_loop()
-
         def on_read() -> None:
             for _ in range(64):
                 try:
                     data, addr = sock.recvfrom(2048)
                 except BlockingIOError:
                     return
-                if up == 0:  # the top: straight back
-                    target = addr
-                elif addr[1] == up:  # on the way back
-                    target = client[0] if down == 0 else ("127.0.0.1", down)
-                else:  # on the way up (from the client at the bottom)
-                    if down == 0:
-                        client[0] = addr
-                    target = ("127.0.0.1", up)
-                sock.sendto(data, target)
+                sock.sendto(*route(data, addr))
 
-        loop.add_reader(sock.fileno(), on_read)
+        asyncio.get_running_loop().add_reader(sock.fileno(), on_read)
         await asyncio.sleep(LIFETIME)
 
     asyncio.run(main())
+
+
+def _udp_forwarder(port: int, up: int, down: int) -> None:
+    """Datagrams from below go to ``up`` (0: straight back), from above to ``down`` (0: the
+    client that sent the last one up)."""
+    client: list[Any] = [None]
+
+    def route(data: bytes, addr: tuple[str, int]) -> tuple[bytes, tuple[str, int]]:
+        if up == 0:  # the top: straight back
+            return data, addr
+        if addr[1] == up:  # on the way back
+            return data, client[0] if down == 0 else ("127.0.0.1", down)
+        if down == 0:  # on the way up, from the client at the bottom
+            client[0] = addr
+        return data, ("127.0.0.1", up)
+
+    _serve_udp(port, route)
 
 
 def _udp_hop(port: int, to: int) -> None:
     """``to`` > 0 (a): each datagram to ``to`` with its sender's port in front; ``to`` == 0 (b):
     each datagram to the port in front of it, without it."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", port))
-    sock.setblocking(False)
 
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
+    def route(data: bytes, addr: tuple[str, int]) -> tuple[bytes, tuple[str, int]]:
+        if to:
+            return struct.pack("!H", addr[1]) + data, ("127.0.0.1", to)
+        return data[2:], ("127.0.0.1", struct.unpack_from("!H", data)[0])
 
-        def on_read() -> None:
-            for _ in range(64):
-                try:
-                    data, addr = sock.recvfrom(2048)
-                except BlockingIOError:
-                    return
-                if to:
-                    sock.sendto(struct.pack("!H", addr[1]) + data, ("127.0.0.1", to))
-                else:
-                    sock.sendto(data[2:], ("127.0.0.1", struct.unpack_from("!H", data)[0]))
-
-        loop.add_reader(sock.fileno(), on_read)
-        await asyncio.sleep(LIFETIME)
-
-    asyncio.run(main())
+    _serve_udp(port, route)
 
 
 def _nats_end(url: str, me: str, other: str, port: int, use_bus: bool,
