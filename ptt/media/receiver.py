@@ -94,13 +94,8 @@ class BurstReceiver:
         self.foreign = 0  # datagrams of another group or burst, dropped
         self.last_item: PlayoutItem | None = None
         self._reported = (0, 0, 0)
-        # runs of lost frames begun in this report period, a run going on from the last period
-        # counted again: the talker judges a report's runs by its mean, and a run that straddles
-        # a report must not leave the next one with lost frames and no run (mean 0, which the
-        # policy reads as no news: a run of six at a burst's start kept the copies adjacent for
-        # two more reports, bursty 10 %, the real-command bench)
-        self._period_runs = 0
-        self._in_run = False
+        self._period_runs = 0  # runs of lost frames that ended since the last report
+        self._open = 0  # frames of the run going on (the last frame played was missing)
 
     @property
     def stats(self) -> JitterStats:
@@ -134,20 +129,35 @@ class BurstReceiver:
         :meth:`~ptt.media.jitter.JitterBuffer.finish`)."""
         self.buffer.finish()
 
-    def loss_report(self) -> LossReport:
+    def loss_report(self, carry: bool = True) -> LossReport:
         """Loss since the previous call, for the talker's :class:`~ptt.media.sender.
         RedundancyPolicy` (send it about once a second).
+
+        A run of lost frames counts once, with its whole length, in the report where it ends:
+        a run still going on is carried, frames and all, into the next report (this one covers
+        the frames up to the run's start), unless ``carry`` is False (the burst's end). The
+        talker reads the runs' mean length from the reports, lost / runs: a run counted in
+        both reports it straddles read as two short ones (Gilbert-Elliott, mean run 3:
+        reports of 1.3-1.7 several times running, the copies spread seconds late), and one
+        counted only where it began left the next report with lost frames and no run. So a
+        report's lost frames lie in its own runs, whole. What is carried is short: the buffer
+        conceals at most ``JitterConfig.max_conceal`` frames with nothing in hand, then plays
+        nothing (no frame falls due) until a packet comes and ends the run.
 
         A frame whose packet came after all, too late to play, is counted late, not lost: the
         network delivered it. Copies of it in later packets would have come as late (a stall
         of this listener's process, the usual cause here, delays every packet it has not read
         yet), so lateness is no reason for the talker to send more, and a starved listener
         must not make its whole group's talker switch to heavy protection."""
+        if self._open and not carry:
+            self._period_runs += 1
+            self._open = 0
         st = self.buffer.stats
-        now = (st.lost, st.lost + st.played_received, st.late)
+        # the open run's frames (all missing) wait for the report where the run ends
+        now = (st.lost - self._open, st.lost + st.played_received - self._open, st.late)
         missed, due, late = (a - b for a, b in zip(now, self._reported, strict=True))
         self._reported = now
-        runs, self._period_runs, self._in_run = self._period_runs, 0, False
+        runs, self._period_runs = self._period_runs, 0
         lost = max(0, missed - late)
         runs = min(runs, lost)
         return LossReport(
@@ -197,9 +207,11 @@ class BurstReceiver:
         item = self.buffer.pop(now)
         self.last_item = item
         if item is not None and item.source is not Source.INSERTED:
-            lost = item.source is not Source.RECEIVED
-            self._period_runs += lost and not self._in_run
-            self._in_run = lost
+            if item.source is not Source.RECEIVED:
+                self._open += 1
+            elif self._open:
+                self._period_runs += 1
+                self._open = 0
         if item is None:
             return None
         return self.decode(item)
@@ -258,7 +270,7 @@ class ReceptionReports:
 
     def finish(self, receiver: BurstReceiver) -> LossReport:
         """The current burst's whole reception, tail included; the next burst starts afresh."""
-        self.burst += receiver.loss_report()
+        self.burst += receiver.loss_report(carry=False)
         done, self.burst = self.burst, NO_LOSS
         self.burst_id = None  # should the burst go on after all, its reports start again
         return done
