@@ -63,7 +63,7 @@ from ptt.protocol.cluster_peers import PeerPlane
 from ptt.protocol.cluster_routing import ClusterRouting, HomeMap, StaticHomes
 from ptt.protocol.server import GroupUpdated, ServerCore
 from ptt.protocol.session import Addr
-from ptt.wire.peer import MAX_PEER_DATAGRAM, peer_key
+from ptt.wire.peer import CONTROL, MAX_PEER_DATAGRAM, VOICE, peer_key
 from ptt.wire.voice import is_voice, peek_frame
 
 __all__ = ["ClusterNode"]
@@ -198,7 +198,10 @@ class ClusterNode:
                                                                   or server.address)),
                                        on_node=self._on_node)
             homes = EtcdHomes(self.ownership, self.static)
-        self.routing = ClusterRouting(config.node, server.core, homes)
+        # this life of the node: its peer datagrams' epoch, and the life its floor messages'
+        # order is counted in (ptt.protocol.cluster_routing, "Order")
+        self._epoch = int.from_bytes(os.urandom(8), "big") >> 1 or 1
+        self.routing = ClusterRouting(config.node, server.core, homes, life=self._epoch)
         # text pages cross nodes only where every node reads them: the shared PostgreSQL (each
         # node's own SQLite gives ids of its own, which would collide)
         self.routing.shared_pages = directory is not None
@@ -227,7 +230,8 @@ class ClusterNode:
         # the media plane: voice to and from the other nodes by UDP (set up by start())
         self.peers: PeerPlane | None = None
         self._peer_sock: socket.socket | None = None
-        self._peer_heard: set[tuple[str, int]] = set()  # (node, epoch) whose voice came
+        # (node, epoch, kind) whose voice or floor messages came on the peer port
+        self._peer_heard: set[tuple[str, int, int]] = set()
         self.peer_send_failed = 0  # sendto refused (a full buffer): lost, as UDP may lose it
         self._key_warned: set[str] = set()  # nodes whose other peer key was logged
 
@@ -269,11 +273,10 @@ class ClusterNode:
             sock.close()
             raise NetError(f"cannot listen on the peer port {format_hostport(host, port)}: "
                            f"{exc.strerror or exc}") from None
-        epoch = int.from_bytes(os.urandom(8), "big") >> 1 or 1
         # the address bound, not the file's name for it: the others' sendto resolves nothing
         bound = sock.getsockname()[:2]
-        self.peers = PeerPlane(self.config.node, peer_key(self.server.shared_secret()), epoch,
-                               (bound[0], bound[1]))
+        self.peers = PeerPlane(self.config.node, peer_key(self.server.shared_secret()),
+                               self._epoch, (bound[0], bound[1]))
         self.routing.peers = self.peers
         self._peer_sock = sock
         asyncio.get_running_loop().add_reader(sock.fileno(), self._peer_readable)
@@ -540,9 +543,24 @@ class ClusterNode:
     # --- ClusterHook: called by the server ----------------------------------------------------
 
     def flush(self, now: float) -> None:
-        """Publish what the routing has to send (the core's turn just ended)."""
-        self.routing.flush(now)
-        self.bus.send_all(self.routing.messages_to_send())
+        """Send what the routing has to send (the core's turn just ended): its floor messages
+        on the peer plane first (what a client waits on), then the bus's."""
+        routing = self.routing
+        routing.flush(now)
+        datagrams = routing.datagrams_to_send()
+        if datagrams:
+            self._send_datagrams(datagrams)
+        self.bus.send_all(routing.messages_to_send())
+
+    def _send_datagrams(self, datagrams: list[tuple[Addr, bytes]]) -> None:
+        sock = self._peer_sock
+        if sock is None:
+            return
+        for addr, data in datagrams:
+            try:
+                sock.sendto(data, addr)
+            except OSError:  # a full buffer or no route: lost, as UDP may lose it (a request
+                self.peer_send_failed += 1  # is sent again by its client; news has its bus copy)
 
     def urgent(self) -> bool:
         """A floor input or floor news waits: flushed at once, even inside a batch of reads."""
@@ -597,8 +615,9 @@ class ClusterNode:
 
     def _on_peer(self, data: bytes, addr: Addr) -> None:
         """One datagram on the peer port: an authentic, current voice frame of another node
-        goes to this node's listeners as one from the bus does; anything else is dropped and
-        counted (``Counters.drop_reasons``: ``peer_forged``, ``peer_replayed`` ...)."""
+        goes to this node's listeners as one from the bus does, a floor message to the
+        routing; anything else is dropped and counted (``Counters.drop_reasons``:
+        ``peer_forged``, ``peer_replayed`` ...)."""
         plane = self.peers
         if plane is None or not self.server.is_open:
             return
@@ -608,9 +627,19 @@ class ClusterNode:
             self.server.drop(addr, f"peer_{plane.last_refusal}: {len(data)} bytes on the "
                              "peer port", now)
             return
-        if (d.node, d.epoch) not in self._peer_heard:
-            self._peer_heard.add((d.node, d.epoch))
-            log.info("voice from node %s comes on the peer port", d.node)
+        if (d.node, d.epoch, d.kind) not in self._peer_heard:
+            self._peer_heard.add((d.node, d.epoch, d.kind))
+            log.info("voice from node %s comes on the peer port" if d.kind == VOICE
+                     else "floor messages from node %s come on the peer port", d.node)
+        if d.kind == CONTROL:
+            try:
+                self.routing.receive(d.frame, now, plane=True)
+            except ProtocolError as exc:
+                self.bad_messages += 1
+                log.warning("bad floor message on the peer port from %s: %s", d.node, exc)
+                return
+            self.server.transmit(now)
+            return
         try:
             targets = self.routing.receive_voice(d.frame, now)
         except ProtocolError as exc:

@@ -1,5 +1,5 @@
-"""The media plane between cluster nodes: who may be sent voice by UDP, and which peer
-datagrams a node takes.
+"""The peer plane between cluster nodes: who may be sent voice and floor messages by UDP, and
+which peer datagrams a node takes.
 
 Each node has a peer port (``ptt.cluster.config``: ``peer``) and an *epoch*, a number its
 adapter picks at each start. It tells every other node both over the bus
@@ -13,20 +13,22 @@ So on a start or restart of either end, two messages each way settle it::
                                           a -> b goes by UDP from now on; a's answer:
     a -> b  Peer(a, epoch A, seen B)      likewise for b -> a
 
-A node sends a voice frame by UDP (:meth:`PeerPlane.route`) only to a node that said it knows
-this node's current epoch and holds the same peer key (equal ``key_check``); to any other node
-(not told yet, a restarted one that has not answered, a key that differs) the frame goes over
-the bus as before, so no frame is lost while the plane settles and none is sent where it would
-be refused.
+A node sends a voice frame or a floor message by UDP (:meth:`PeerPlane.route`) only to a node
+that said it knows this node's current epoch and holds the same peer key (equal
+``key_check``); to any other node (not told yet, a restarted one that has not answered, a key
+that differs) it goes over the bus as before, so nothing is lost while the plane settles and
+nothing is sent where it would be refused. Which floor messages go by UDP, and the order rule
+that makes their path not matter, are the routing's (``ptt.protocol.cluster_routing``,
+"Order").
 
 Receiving (:meth:`PeerPlane.accept`): the tag first (``ptt.wire.peer``: a datagram not made
 with the cluster's key is *forged*), then the sender's epoch must be the one it announced (an
 *unknown* sender or a datagram of an earlier life, recorded and sent again, is refused), then
 its counter must be new in that epoch's replay window (RFC 4303's, ``ptt.crypto.replay``:
-a *replayed* datagram is refused) and the payload a voice frame. Every refusal is counted by
-reason (:attr:`PeerPlane.refused`), never raised. What is accepted goes on to the routing's
-mirror check (``ClusterRouting.receive_voice``: "that burst is current") like a frame from the
-bus.
+a *replayed* datagram is refused) and the payload what its kind says (a voice frame, or not
+one). Every refusal is counted by reason (:attr:`PeerPlane.refused`), never raised. An accepted
+voice frame goes on to the routing's mirror check (``ClusterRouting.receive_voice``: "that
+burst is current") like a frame from the bus, a floor message to ``ClusterRouting.receive``.
 
 Sans-I/O: the adapter (``ptt.cluster.node``) owns the socket, picks the epoch and derives the
 key.
@@ -40,7 +42,16 @@ from ptt.crypto.replay import ReplayWindow
 from ptt.errors import ProtocolError
 from ptt.protocol.session import Addr
 from ptt.wire import cluster as wc
-from ptt.wire.peer import ForgedDatagram, PeerDatagram, key_check, open_datagram, seal
+from ptt.wire.peer import (
+    CONTROL,
+    VOICE,
+    ForgedDatagram,
+    PeerDatagram,
+    fits,
+    key_check,
+    open_datagram,
+    seal,
+)
 from ptt.wire.voice import HEADER_SIZE, is_voice
 
 __all__ = ["REFUSALS", "PeerPlane"]
@@ -108,19 +119,24 @@ class PeerPlane:
         return new or (same_key and not p.knows)
 
     def route(self, node: str) -> Addr | None:
-        """Where to send ``node`` a voice frame by UDP; None: over the bus."""
+        """Where to send ``node`` a voice frame or a floor message by UDP; None: over the bus."""
         p = self._peers.get(node)
         return p.addr if p is not None and p.knows else None
 
-    def seal(self, frame: bytes) -> bytes:
-        """``frame`` as a peer datagram of this node (one counter, for every node it goes to)."""
+    def fits(self, payload: bytes) -> bool:
+        """Does ``payload`` fit in one of this node's datagrams? (else: over the bus)"""
+        return fits(self.node, payload)
+
+    def seal(self, frame: bytes, kind: int = VOICE) -> bytes:
+        """``frame`` (a voice frame, or a cluster message with ``kind`` CONTROL) as a peer
+        datagram of this node (one counter, for every node it goes to)."""
         self._counter += 1
         self.sealed += 1
-        return seal(self.key, self.node, self.epoch, self._counter, frame)
+        return seal(self.key, self.node, self.epoch, self._counter, frame, kind)
 
     def accept(self, data: bytes) -> PeerDatagram | None:
-        """The datagram if it is a current, authentic voice frame of a known node; else None,
-        counted in :attr:`refused`."""
+        """The datagram if it is a current, authentic voice frame or floor message of a known
+        node; else None, counted in :attr:`refused`."""
         try:
             d = open_datagram(self.key, data)
         except ForgedDatagram:
@@ -132,7 +148,8 @@ class PeerPlane:
             return self._refuse("unknown")
         if not p.window.check(d.counter):
             return self._refuse("replayed")
-        if len(d.frame) < HEADER_SIZE or not is_voice(d.frame):
+        voice = len(d.frame) >= HEADER_SIZE and is_voice(d.frame)
+        if voice != (d.kind == VOICE) or d.kind == CONTROL and not d.frame:
             return self._refuse("malformed")
         p.window.commit(d.counter)
         self.accepted += 1

@@ -31,7 +31,7 @@ Who gets what:
 * a voice frame the relay accepted goes once to each other node of the relay set
   (:meth:`ClusterRouting.voice_nodes`), which fans it out to its own joined sessions
   (:meth:`ClusterRouting.receive_voice`) while its mirror floor says that burst is current.
-  It goes by UDP to the node's peer port (the media plane, ``ptt.protocol.cluster_peers``,
+  It goes by UDP to the node's peer port (the peer plane, ``ptt.protocol.cluster_peers``,
   whose ``Peer`` messages cross the bus with the rest: :attr:`ClusterRouting.peers`), over
   the bus to a node whose peer port is not settled yet;
 * each node's mirror of a remote floor is only ever moved by its home's news, so the relay's
@@ -40,6 +40,36 @@ Who gets what:
 Fencing: every FloorNews carries the home's ``term`` for the group (``HomeMap``: the fencing
 number of its lease; 1 under :class:`StaticHomes`); a node refuses news with a term lower than
 the highest it has seen for the group, so a stale home's decisions are never applied.
+
+Paths: the floor messages a client waits on go by UDP on the peer plane
+(``ptt.protocol.cluster_peers``) to a node that knows this node's epoch, by the bus to any
+other (and when one does not fit in a datagram): a forwarded request and the holder's ALIVE by
+the plane alone (a lost request is sent again by its client, which waits for the answer; an
+ALIVE comes again within ``ALIVE_EVERY``); a release or lost participant by the plane and the
+bus (its client was answered at once and sends nothing again); every FloorNews by the plane to
+each node it reaches (the listeners' nodes too, so each mirror moves before the new talker's
+voice, which comes the longer way, reaches it) and by the bus to every node as before (a news
+datagram lost leaves no mirror behind). Everything else goes by the bus.
+
+Order: the bus delivered one node's messages to another in the order sent; UDP need not, and a
+message and its copy by the other path come twice, in either order. So each node numbers the
+floor messages it sends (``life``: its peer epoch, new at each start; ``seq``: counted within
+it), and:
+
+* a node applies a group's FloorNews only if it is newer than the latest it applied: a higher
+  term (fencing, above), the same term from another life of the home (a home restarted under
+  a static term; an earlier life's datagrams are refused by the plane once the new one is
+  announced, and a dead process publishes nothing more), or the same term and life and a
+  higher ``seq``. Each news carries the whole floor (state, holder, burst, queue), so the
+  newest one alone is the floor; a stale one's events are not told either (the newer news
+  told this node's clients where the floor stands, and the heartbeat digest catches a client
+  up), and a stale answer leaves its requester to send again and be answered again;
+* a home takes a user's inputs to a group from one node in that node's order: an input whose
+  ``seq`` is not above the latest it took of that user, group and node life (kept
+  ``INPUT_ORDER_KEEP``) is dropped, so a release is never undone by its own late copy, and a
+  request sent after a release is not taken before it.
+
+Both count what they drop (:attr:`ClusterRouting.out_of_order`: stale ones and copies).
 
 Presence: who of a group is online, on any node. An access node tells the home (``Members``)
 when a user's first session in the group joins there or its last leaves: only on change. The
@@ -118,6 +148,7 @@ from ptt.protocol.server import ServerCore
 from ptt.protocol.server_state import PRIVATE_GROUP_BASE, GroupEntry, PageEntry
 from ptt.protocol.session import Addr, Session
 from ptt.wire import cluster as wc
+from ptt.wire.peer import CONTROL
 from ptt.wire.voice import peek_frame
 
 __all__ = [
@@ -162,6 +193,13 @@ PAGE_MARKS_EVERY = 0.05
 PAGE_MARKS_PER_MESSAGE = 1_000  # receipts in one PageReceipts (~150 KB at most, MAX_MESSAGE)
 MAX_PENDING = 10_000  # forwarded requests awaiting their home's answer (clients resend)
 _REMOTE_TARGETS = 1 << 64  # GroupEntry.targets key of frames from another node (above any sid)
+# s a home remembers the latest input it took of a user in a group (for the input order rule,
+# "Order"): the copy of an input by the other path comes within milliseconds; a node whose
+# messages lag by a lease is taken for dead anyway
+INPUT_ORDER_KEEP = NODE_LEASE
+# inputs whose loss nobody repairs (the client is answered by its node at once and never sends
+# them again): they cross the bus as well as the plane
+_SURE_INPUTS = frozenset({wc.InputKind.RELEASE, wc.InputKind.LOST})
 
 
 class HomeMap(Protocol):
@@ -295,16 +333,23 @@ class ClusterRouting:
     :meth:`messages_to_send` (``(node, bytes)``) and, for each voice frame the relay accepted,
     :meth:`voice_nodes`."""
 
-    def __init__(self, node: str, core: ServerCore, homes: HomeMap) -> None:
+    def __init__(self, node: str, core: ServerCore, homes: HomeMap, life: int = 1) -> None:
         if node not in homes.nodes:
             raise ProtocolError(f"node '{node}' is not one of the cluster's nodes")
+        if not 0 < life < 2**63:
+            raise ProtocolError("a node's life is a number from 1 to 2**63 - 1")
         self.node = node
+        # this process's life (the adapter's peer epoch) and its count of floor messages sent
+        # in it: the order of its inputs and news, whichever path each takes ("Order")
+        self.life = life
+        self._seq = 0
         self.core = core
         self.homes = homes
         core.state.home = self
         core.floors.log = []
         core.floors.defer = self._defer_timers
         self._out: list[tuple[str, bytes]] = []
+        self._plane_out: list[tuple[Addr, bytes]] = []  # floor messages sealed for the plane
         self._floor_out = False  # _out holds a floor input or floor news (floor_waiting)
         self._ref = 0
         self._pending: dict[int, _Pending] = {}
@@ -333,6 +378,14 @@ class ClusterRouting:
         self._remote_id: dict[str, int] = {}  # the group id those users were online in
         self._heard: dict[str, float] = {}  # node -> when its last Presence came (the home's lease)
         self.refused_news = 0  # news from an older term (a stale home): counted, not applied
+        # per group: (term, life, seq) of the latest news applied; per (group, user): (origin,
+        # life, seq, when) of the latest input taken at this home ("Order")
+        self._news_order: dict[str, tuple[int, int, int]] = {}
+        self._input_order: dict[tuple[str, str], tuple[str, int, int, float]] = {}
+        # floor messages not applied for their order: "stale" (older than one applied: came
+        # late, by the other path), "copies" (the second copy of one, plane and bus)
+        self.out_of_order = {"news stale": 0, "news copies": 0, "inputs stale": 0,
+                             "inputs copies": 0}
         self.refused_calls = 0  # calls crossing one made here for the same pair at once
         # node -> its access address (HOST:PORT), as the nodes publish it: where a Welcome
         # steers a client (placement); a node not in it is never named
@@ -349,22 +402,30 @@ class ClusterRouting:
         self._page_marks: list[tuple[int, str, str, bool]] = []  # to the other nodes
         self._marks_at: float | None = None  # when they go
         core.directory.call_ids(*call_id_slice(node, homes.nodes))
-        # the media plane (voice between nodes by UDP, ptt.protocol.cluster_peers): its Peer
-        # messages go and come here with the rest; None: voice crosses on the bus alone
+        # the peer plane (voice and floor messages between nodes by UDP,
+        # ptt.protocol.cluster_peers): its Peer messages go and come here with the rest; None:
+        # everything crosses on the bus
         self.peers: PeerPlane | None = None
 
     # --- outputs ------------------------------------------------------------------------------
 
     def messages_to_send(self) -> list[tuple[str, bytes]]:
+        """``(node, bytes)`` to send over the bus, in order."""
         out, self._out = self._out, []
         self._floor_out = False
         return out
 
+    def datagrams_to_send(self) -> list[tuple[Addr, bytes]]:
+        """``(peer address, sealed datagram)`` to send by UDP on the peer plane (before the
+        bus's: what a client waits on)."""
+        out, self._plane_out = self._plane_out, []
+        return out
+
     @property
     def has_output(self) -> bool:
-        """Would :meth:`flush` and :meth:`messages_to_send` give anything? (the relay's hot
-        path asks after each frame)"""
-        return bool(self._out) or bool(self.core.floors.log)
+        """Would :meth:`flush`, :meth:`messages_to_send` or :meth:`datagrams_to_send` give
+        anything? (the relay's hot path asks after each frame)"""
+        return bool(self._out) or bool(self._plane_out) or bool(self.core.floors.log)
 
     @property
     def floor_waiting(self) -> bool:
@@ -398,6 +459,7 @@ class ClusterRouting:
             self._send_presence_full()
             self._send_peers()
             self._expire_nodes(now)
+            self._forget_inputs(now)
             self._presence_at = now + PRESENCE_EVERY
 
     def start(self, now: float) -> None:
@@ -516,14 +578,16 @@ class ClusterRouting:
 
     def _input(self, kind: wc.InputKind, group: str, user: str, priority: int, burst_id: int,
                ref: int, now: float) -> None:
-        msg = wc.FloorInput(kind, group, user, priority, burst_id, self.node, ref)
+        self._seq += 1
+        msg = wc.FloorInput(kind, group, user, priority, burst_id, self.node, ref, self.life,
+                            self._seq)
         home = self._known_home(group)
         if home is None or home == self.node:
             # sent when the home is known (home_changed), decided here when this node's lease
             # is sure again (the retry timer): the latest per kind and user
             self._hold(msg, now)
             return
-        self._send(home, msg)
+        self._send_input(home, msg)
 
     def _hold(self, msg: wc.FloorInput, now: float) -> None:
         waiting = self._homeless.setdefault(msg.group, {})
@@ -551,7 +615,7 @@ class ClusterRouting:
             if home == self.node:
                 self._on_input(msg, now)
             else:
-                self._send(home, msg)
+                self._send_input(home, msg)
 
     def _to_live(self, data: bytes) -> None:
         """``data`` to every other node alive now (none to a node known dead)."""
@@ -561,8 +625,60 @@ class ClusterRouting:
 
     def _send(self, node: str, msg: wc.Message) -> None:
         self._out.append((node, wc.encode(msg)))
-        if isinstance(msg, wc.FloorInput):
-            self._floor_out = True
+
+    def _send_input(self, home: str, msg: wc.FloorInput) -> None:
+        """A floor input to its group's home: by the plane where it reaches the home (a
+        release or lost participant by the bus as well: nobody sends those again), else by
+        the bus."""
+        self._floor_to((home,), wc.encode(msg), msg.kind in _SURE_INPUTS)
+
+    def _floor_to(self, nodes: Iterable[str], data: bytes, bus_too: bool) -> None:
+        """A floor message (``data``) to ``nodes``, in their order: sealed once for the plane
+        and sent by UDP to each node it reaches (``PeerPlane.route``), with a copy over the
+        bus too when ``bus_too``; over the bus alone to every other node, or when it does not
+        fit in a datagram."""
+        self._floor_out = True
+        plane = self.peers
+        if plane is None or not plane.fits(data):
+            self._out.extend((node, data) for node in nodes)
+            return
+        sealed = b""
+        for node in nodes:
+            addr = plane.route(node)
+            if addr is not None:
+                if not sealed:
+                    sealed = plane.seal(data, CONTROL)
+                self._plane_out.append((addr, sealed))
+                if not bus_too:
+                    continue
+            self._out.append((node, data))
+
+    def _forget_inputs(self, now: float) -> None:
+        """The input order entries older than ``INPUT_ORDER_KEEP``: no copy comes that late."""
+        order = self._input_order
+        for key in [k for k, v in order.items() if now - v[3] > INPUT_ORDER_KEEP]:
+            del order[key]
+
+    def _in_order(self, msg: wc.FloorInput | wc.FloorNews, now: float) -> bool:
+        """The order rule ("Order"): is ``msg`` newer than the latest of its kind applied here
+        (a news of its group; an input of its group and user)? If so it becomes the latest;
+        if not it is counted (stale, or the other path's copy) and must not be applied."""
+        if msg.seq < 1 or msg.life < 1:
+            raise ProtocolError(f"{type(msg).__name__} without its sender's life and sequence")
+        if isinstance(msg, wc.FloorNews):
+            last = self._news_order.get(msg.group)
+            if last is None or (msg.term, msg.life) != last[:2] or msg.seq > last[2]:
+                self._news_order[msg.group] = (msg.term, msg.life, msg.seq)
+                return True
+            self.out_of_order["news copies" if msg.seq == last[2] else "news stale"] += 1
+            return False
+        key = (msg.group, msg.user)
+        seen = self._input_order.get(key)
+        if seen is None or (msg.origin, msg.life) != seen[:2] or msg.seq > seen[2]:
+            self._input_order[key] = (msg.origin, msg.life, msg.seq, now)
+            return True
+        self.out_of_order["inputs copies" if msg.seq == seen[2] else "inputs stale"] += 1
+        return False
 
     def _send_presence_full(self) -> None:
         per_home: dict[str, list[str]] = {n: [] for n in self.homes.nodes}
@@ -585,9 +701,13 @@ class ClusterRouting:
 
     # --- messages from the bus ----------------------------------------------------------------
 
-    def receive(self, data: bytes, now: float) -> None:
-        """One node-to-node message (ProtocolError when it is not one)."""
+    def receive(self, data: bytes, now: float, plane: bool = False) -> None:
+        """One node-to-node message (ProtocolError when it is not one); ``plane``: it came by
+        UDP on the peer plane, which carries floor inputs and news alone."""
         msg = wc.decode(data)
+        if plane and not isinstance(msg, (wc.FloorInput, wc.FloorNews)):
+            raise ProtocolError(f"a {type(msg).__name__} on the peer plane, which carries floor "
+                                "inputs and news alone")
         if isinstance(msg, wc.FloorInput):
             self._on_input(msg, now)
         elif isinstance(msg, wc.FloorNews):
@@ -764,6 +884,8 @@ class ClusterRouting:
             # moment would bounce it between them at the bus's speed)
             self._hold(msg, now)
             return
+        if msg.origin != self.node and not self._in_order(msg, now):
+            return
         floors = self.core.floors
         self.flush(now)  # earlier news goes out first, without this input's origin
         user = msg.user
@@ -814,7 +936,7 @@ class ClusterRouting:
     def call_removed(self, g: GroupEntry, now: float) -> None:
         home = self._calls.pop(g.name, None)
         for per_group in (self._relay, self._known_relay, self._alive, self._homeless,
-                          self._term, self._voided, self._stalled):
+                          self._term, self._voided, self._stalled, self._news_order):
             per_group.pop(g.name, None)
         if home != self.node:
             return
@@ -1077,6 +1199,8 @@ class ClusterRouting:
                 or self.fencing.check(Stamp(msg.group, msg.term)) is Verdict.REFUSED):
             self.refused_news += 1
             return
+        if not self._in_order(msg, now):
+            return
         holder = msg.holder or None
         try:
             state = fl.FloorState(msg.state)
@@ -1146,12 +1270,12 @@ class ClusterRouting:
         if not to:
             return
         f = self.core.floors.floor(group)
+        self._seq += 1
         news = wc.FloorNews(group, term, self.node, origin, ref, tuple(map(to_wire, events)),
                             f.state.value, f.holder or "", f.burst_id,
                             int(f.holder_priority or m.Priority.NORMAL), f.queue,
-                            tuple(sorted(relay)))
-        data = wc.encode(news)
-        # the node whose client waits for this answer first: nats-server delivers a write's
-        # messages in order, and the other nodes' copies only update their mirrors
-        self._out.extend((node, data) for node in sorted(to, key=lambda n: (n != origin, n)))
-        self._floor_out = True
+                            tuple(sorted(relay)), self.life, self._seq)
+        # the node whose client waits for this answer first (a write's messages go in order),
+        # and the other nodes' copies only update their mirrors; by the plane to each node it
+        # reaches, and by the bus to every node as before ("Order")
+        self._floor_to(sorted(to, key=lambda n: (n != origin, n)), wc.encode(news), True)

@@ -78,7 +78,7 @@ __all__ = [
     "encode",
 ]
 
-CLUSTER_VERSION = 1
+CLUSTER_VERSION = 2
 MAX_MESSAGE = 256 * 1024  # a full Presence of 2,000 groups is ~30 KB; NATS' default is 1 MB
 _MAX_ITEMS = 20_000
 _MAX_STR = 1_000
@@ -113,6 +113,10 @@ class FloorInput:
     burst_id: int
     origin: str  # the access node
     ref: int  # the access node's number for a request (0 otherwise), echoed in its answer
+    # the sender's life and its count of floor messages in that life: the home takes a user's
+    # inputs in this order whichever path each came by (ptt.protocol.cluster_routing, "Order")
+    life: int = 0
+    seq: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +133,10 @@ class FloorNews:
     holder_priority: int
     queue: tuple[str, ...]
     relay: tuple[str, ...]  # the nodes with members online in the group
+    # the home's life and its count of floor messages in that life: a node applies a group's
+    # news in this order within a term, whichever path each came by (cluster_routing, "Order")
+    life: int = 0
+    seq: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -233,8 +233,11 @@ def test_a_page_across_nodes_then_the_home_killed_mid_burst(cluster_etcd: Cluste
     assert corr >= 0.9, f"bob on node b heard ann's page badly: aligned correlation {corr:.3f}"
     for node in NODES:  # no node logged a failure on the bus
         assert "bad message on the bus" not in cluster.nodes[node].output()
-    # the page crossed a -> b on the media plane (UDP from node to node)
+    # the page crossed a -> b on the peer plane (UDP from node to node), and so did ann's
+    # floor request to c, the home, and its answer back to a
     assert "voice from node a comes on the peer port" in cluster.nodes["b"].output()
+    assert "floor messages from node a come on the peer port" in cluster.nodes[HOME].output()
+    assert "floor messages from node c come on the peer port" in cluster.nodes["a"].output()
 
     # a coordinator removes ann from g through node a while she talks: c, the home, ends her
     # burst once; she is revoked, dan on b is told once that the floor is idle

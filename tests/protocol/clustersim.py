@@ -2,23 +2,31 @@
 in-memory bus between the nodes, on one virtual clock. Nothing touches a socket.
 
 Every node-to-node message is kept in :attr:`ClusterSim.bus_log` as ``(from, to, message)``
-(voice frames as ``("voice", group id, burst id)``), so tests can say exactly what crossed."""
+(voice frames as ``("voice", group id, burst id)``), so tests can say exactly what crossed.
+With ``planes``, each node has a peer plane (``ptt.protocol.cluster_peers``, a loopback-like
+address of its own) and the floor messages its routing sends by UDP cross it, kept in
+:attr:`ClusterSim.plane_log` (voice stays on the bus). ``fate`` may drop or delay any
+node-to-node message on either path."""
 
 from __future__ import annotations
 
 import heapq
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ptt.protocol import auth
 from ptt.protocol import messages as m
 from ptt.protocol.client import ClientCore
+from ptt.protocol.cluster_peers import PeerPlane
 from ptt.protocol.cluster_routing import ClusterRouting, HomeMap, StaticHomes
 from ptt.protocol.server import PageSubmitted, ServerCore
 from ptt.wire import cluster as wc
+from ptt.wire.peer import open_datagram, peer_key
 from ptt.wire.voice import VoiceHeader, add_mac, encode_voice, is_voice, peek_frame
 
 STEP = 0.02
+PEER_KEY = peer_key(b"the cluster's shared secret")
 
 
 @dataclass
@@ -47,6 +55,13 @@ class ClusterSim:
     _backlog: dict[str, list[tuple[str, object, bytes]]] = field(default_factory=dict)
     homes: HomeMap | None = None  # default: StaticHomes(nodes, pinned)
     pages_stored: list[PageSubmitted] = field(default_factory=list)  # the shared page store
+    planes: bool = False  # each node a peer plane: floor messages by UDP where it reaches
+    peer_delay: tuple[float, float] = (0.00005, 0.00015)
+    # (path "peer" or "bus", from, to, message) -> None: dropped; a number >= 0: its delay
+    # instead of the path's; < 0: as the path delays it
+    fate: Callable[[str, str, str, object], float | None] | None = None
+    plane_log: list[tuple[str, str, object]] = field(default_factory=list)
+    _peer_of: dict[tuple[str, int], str] = field(default_factory=dict)
     _q: list[tuple[float, int, str, object, bytes]] = field(default_factory=list)
     _seq: int = 0
 
@@ -54,7 +69,13 @@ class ClusterSim:
         self.rng = random.Random(self.seed)
         homes = self.homes or StaticHomes(self.nodes, self.pinned)
         self.cores = {n: ServerCore(self.rng.randbytes) for n in self.nodes}
-        self.routing = {n: ClusterRouting(n, c, homes) for n, c in self.cores.items()}
+        self.routing = {n: ClusterRouting(n, c, homes, life=i + 1)
+                        for i, (n, c) in enumerate(self.cores.items())}
+        if self.planes:
+            for i, (n, r) in enumerate(self.routing.items()):
+                addr = ("10.254.0.%d" % (i + 1), 7800)
+                r.peers = PeerPlane(n, PEER_KEY, 100 + i, addr)
+                self._peer_of[addr] = n
         for r in self.routing.values():
             r.start(self.now)
 
@@ -97,10 +118,24 @@ class ClusterSim:
             return
         if is_voice(data):
             gid, _, burst, _ = peek_frame(data)
-            self.bus_log.append((src, dest, ("voice", gid, burst)))
+            msg: object = ("voice", gid, burst)
         else:
-            self.bus_log.append((src, dest, wc.decode(data)))
-        self._push("bus", (src, dest), data, self.bus_delay)
+            msg = wc.decode(data)
+        self.bus_log.append((src, dest, msg))
+        self._fated("bus", src, dest, msg, data, self.bus_delay)
+
+    def _to_plane(self, src: str, dest: str, data: bytes) -> None:
+        if src in self.dead or dest in self.dead:
+            return
+        msg = wc.decode(open_datagram(PEER_KEY, data).frame)
+        self.plane_log.append((src, dest, msg))
+        self._fated("peer", src, dest, msg, data, self.peer_delay)
+
+    def _fated(self, path: str, src: str, dest: str, msg: object, data: bytes,
+               delay: tuple[float, float]) -> None:
+        fate = self.fate(path, src, dest, msg) if self.fate is not None else -1.0
+        if fate is not None:
+            self._push(path, (src, dest), data, delay if fate < 0 else (fate, fate))
 
     def _flush_node(self, node: str) -> None:
         core, routing = self.cores[node], self.routing[node]
@@ -110,6 +145,8 @@ class ClusterSim:
             self._push("client", by_addr[addr], data, self.delay)
         events = core.events()
         self.server_events.setdefault(node, []).extend(events)
+        for addr, data in routing.datagrams_to_send():
+            self._to_plane(node, self._peer_of[addr], data)
         for dest, data in routing.messages_to_send():
             self._to_bus(node, dest, data)
         submitted = [ev for ev in events if isinstance(ev, PageSubmitted)]
@@ -170,7 +207,7 @@ class ClusterSim:
             while self._q and self._q[0][0] <= self.now:
                 _, _, kind, dest, data = heapq.heappop(self._q)
                 to = (self.node_of[str(dest)] if kind == "server"
-                      else dest[1] if kind == "bus" else None)  # type: ignore[index]
+                      else dest[1] if kind in ("bus", "peer") else None)  # type: ignore[index]
                 if to in self.stalled:
                     self._backlog.setdefault(str(to), []).append((kind, dest, data))
                     continue
@@ -186,6 +223,14 @@ class ClusterSim:
                         self._deliver_voice(node, relayed, targets)
                         for other in self.routing[node].voice_nodes(peek_frame(relayed)[0]):
                             self._to_bus(node, other, relayed)
+                    self._flush_node(node)
+                elif kind == "peer":
+                    _, node = dest  # type: ignore[misc]
+                    routing = self.routing[node]
+                    assert routing.peers is not None
+                    got = routing.peers.accept(data)
+                    if got is not None:
+                        routing.receive(got.frame, self.now, plane=True)
                     self._flush_node(node)
                 elif kind == "bus":
                     _, node = dest  # type: ignore[misc]

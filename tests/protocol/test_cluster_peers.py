@@ -1,14 +1,17 @@
-"""The media plane between cluster nodes (ptt.protocol.cluster_peers): the Peer exchange that
-decides when voice goes by UDP, and which peer datagrams a node takes. Sans-I/O."""
+"""The peer plane between cluster nodes (ptt.protocol.cluster_peers): the Peer exchange that
+decides when voice and floor messages go by UDP, and which peer datagrams a node takes; the
+floor messages on it through ClusterSim (ptt.protocol.cluster_routing's "Paths" and "Order").
+Sans-I/O."""
 
 from __future__ import annotations
 
 import pytest
 
 from ptt.errors import ProtocolError
+from ptt.protocol.client import FloorStateChanged, Participation
 from ptt.protocol.cluster_peers import WINDOW, PeerPlane
 from ptt.wire import cluster as wc
-from ptt.wire.peer import peer_key, seal
+from ptt.wire.peer import CONTROL, peer_key, seal
 from ptt.wire.voice import VoiceHeader, encode_voice
 from tests.protocol.clustersim import ClusterSim
 
@@ -151,3 +154,215 @@ def test_the_routing_carries_the_peer_exchange_on_the_bus() -> None:
     assert len([msg for _, _, msg in sim.bus_log if isinstance(msg, wc.Peer)]) == 12
     sim.routing["A"].node_gone("B", sim.now)
     assert planes["A"].route("B") is None
+
+
+# --- floor messages on the plane (ClusterRouting, "Paths" and "Order") ------------------------
+
+GROUPS = {"g": ["ann", "bob"]}
+
+
+def _floor_sim(fate: object = None) -> ClusterSim:
+    """ann on A, bob on B, g homed on C; every node has its peer plane, settled."""
+    sim = ClusterSim(pinned={"g": "C"}, planes=True, fate=fate)  # type: ignore[arg-type]
+    sim.add_user("ann", "A")
+    sim.add_user("bob", "B")
+    sim.add_group("g", 1, GROUPS["g"])
+    sim.connect(GROUPS)
+    sim.run_until(1.0)
+    for node, routing in sim.routing.items():
+        assert routing.peers is not None
+        assert all(routing.peers.route(o) for o in sim.nodes if o != node)
+    return sim
+
+
+def _floor(log: list[tuple[str, str, object]], mark: int = 0) -> list[tuple[str, str, object]]:
+    return [e for e in log[mark:] if isinstance(e[2], (wc.FloorInput, wc.FloorNews))]
+
+
+def test_a_request_and_its_news_cross_the_plane_and_the_bus_copy_is_not_applied_twice() -> None:
+    sim = _floor_sim()
+    plane, bus = len(sim.plane_log), len(sim.bus_log)
+    before = {n: dict(r.out_of_order) for n, r in sim.routing.items()}
+    sim.clients["ann"].request_floor("g", sim.now)
+    sim.run_until(sim.now + 0.3)
+    by_plane, by_bus = _floor(sim.plane_log, plane), _floor(sim.bus_log, bus)
+    # the request by UDP alone (its client sends it again if it is lost)
+    assert [(a, b, x.kind) for a, b, x in by_plane if isinstance(x, wc.FloorInput)] == [
+        ("A", "C", wc.InputKind.REQUEST)]
+    assert not [x for _, _, x in by_bus if isinstance(x, wc.FloorInput)]
+    # the news: to the requester's node first, then the listener's, by UDP, and by the bus
+    news = [(a, b, x) for a, b, x in by_plane if isinstance(x, wc.FloorNews)]
+    assert [(a, b) for a, b, _ in news] == [("C", "A"), ("C", "B")]
+    assert news[0][2].origin == "A" and news[0][2].holder == "ann"
+    assert [(a, b, x) for a, b, x in by_bus if isinstance(x, wc.FloorNews)] == news
+    assert sim.clients["ann"].participation("g") is Participation.HAS_PERMISSION
+    assert sim.clients["bob"].groups["g"].talker == "ann"
+    for node in ("A", "B"):  # each applied the first copy; the second is counted, not applied
+        counts = sim.routing[node].out_of_order
+        assert counts["news copies"] == before[node]["news copies"] + 1
+        assert counts["news stale"] == 0
+    ann_grants = [ev for ev in sim.events["ann"] if isinstance(ev, FloorStateChanged)
+                  and ev.state is Participation.HAS_PERMISSION]
+    assert len(ann_grants) == 1
+    # a release goes by both paths (nobody sends it again); the home takes it once
+    plane, bus = len(sim.plane_log), len(sim.bus_log)
+    sim.clients["ann"].release_floor("g", sim.now)
+    sim.run_until(sim.now + 0.3)
+    for log, mark in ((sim.plane_log, plane), (sim.bus_log, bus)):
+        assert [(a, b, x.kind) for a, b, x in _floor(log, mark)
+                if isinstance(x, wc.FloorInput)] == [("A", "C", wc.InputKind.RELEASE)]
+    assert sim.routing["C"].out_of_order["inputs copies"] == 1
+    assert sim.routing["C"].out_of_order["inputs stale"] == 0
+    assert sim.cores["C"].floors.floor("g").holder is None
+    assert sim.clients["bob"].groups["g"].talker is None
+
+
+def test_a_dropped_request_datagram_is_recovered_by_the_clients_resend() -> None:
+    dropped: list[object] = []
+
+    def fate(path: str, src: str, dest: str, msg: object) -> float | None:
+        if path == "peer" and isinstance(msg, wc.FloorInput) and not dropped:
+            dropped.append(msg)
+            return None
+        return -1.0
+
+    sim = _floor_sim(fate)
+    plane = len(sim.plane_log)
+    sim.clients["ann"].request_floor("g", sim.now)
+    sim.run_until(sim.now + 0.1)
+    assert len(dropped) == 1 and sim.cores["C"].floors.floor("g").holder is None
+    while sim.clients["ann"].participation("g") is not Participation.HAS_PERMISSION:
+        assert sim.now < 3.0, "the request was never sent again"
+        sim.run_until(sim.now + 0.01)
+    requests = [x for _, _, x in _floor(sim.plane_log, plane) if isinstance(x, wc.FloorInput)]
+    assert len(requests) == 2 and requests[1].seq > requests[0].seq  # forwarded anew
+    sim.run_until(sim.now + 0.01)
+    assert sim.clients["bob"].groups["g"].talker == "ann"
+
+
+def test_dropped_news_datagrams_are_recovered_by_their_bus_copies() -> None:
+    def fate(path: str, src: str, dest: str, msg: object) -> float | None:
+        return None if path == "peer" and isinstance(msg, wc.FloorNews) else -1.0
+
+    sim = _floor_sim(fate)
+    sim.clients["ann"].request_floor("g", sim.now)
+    sim.run_until(sim.now + 0.3)
+    assert sim.clients["ann"].participation("g") is Participation.HAS_PERMISSION
+    assert sim.clients["bob"].groups["g"].talker == "ann"
+    assert sim.cores["B"].floors.floor("g").holder == "ann"
+    sim.clients["ann"].release_floor("g", sim.now)
+    sim.run_until(sim.now + 0.3)
+    assert sim.cores["B"].floors.floor("g").holder is None
+    assert sim.clients["bob"].groups["g"].talker is None
+    for node in ("A", "B"):
+        assert sim.routing[node].out_of_order == dict.fromkeys(
+            ("news stale", "news copies", "inputs stale", "inputs copies"), 0)
+
+
+def test_reordered_news_is_not_applied_out_of_order() -> None:
+    """The grant's two copies to B come late, after the release's news: B's mirror and bob
+    stay with the newer news (the floor idle), and both late copies are counted stale."""
+    def fate(path: str, src: str, dest: str, msg: object) -> float | None:
+        late = isinstance(msg, wc.FloorNews) and dest == "B" and msg.holder == "ann"
+        return 0.2 if late else -1.0
+
+    sim = _floor_sim(fate)
+    sim.clients["ann"].request_floor("g", sim.now)
+    sim.run_until(sim.now + 0.05)
+    assert sim.clients["ann"].participation("g") is Participation.HAS_PERMISSION
+    sim.clients["ann"].release_floor("g", sim.now)
+    sim.run_until(sim.now + 0.05)  # the release's news reached B; the grant's not yet
+    assert sim.routing["B"].out_of_order["news stale"] == 0
+    sim.run_until(sim.now + 0.5)
+    assert sim.routing["B"].out_of_order["news stale"] == 2
+    assert sim.cores["B"].floors.floor("g").holder is None
+    assert sim.clients["bob"].groups["g"].talker is None
+    assert sim.cores["C"].floors.floor("g").holder is None
+
+
+def test_news_order_is_per_term_and_per_life_of_the_home() -> None:
+    """Fed by hand: a lower seq of the same term and life is stale; a newer term, or another
+    life of the home under the same term (a restart under static homes), starts again."""
+    sim = _floor_sim()
+    b = sim.routing["B"]
+
+    def news(term: int, life: int, seq: int, holder: str) -> bytes:
+        return wc.encode(wc.FloorNews("g", term, "C", "", 0, (), "taken" if holder else "idle",
+                                      holder, 5 if holder else 0, 0, (), ("A", "B"), life,
+                                      seq))
+
+    mirror = sim.cores["B"].floors.floor("g")
+    b.receive(news(1, 77, 10, ""), sim.now)
+    b.receive(news(1, 77, 9, "ann"), sim.now)  # older: not applied
+    assert mirror.holder is None and b.out_of_order["news stale"] == 1
+    b.receive(news(1, 78, 1, "ann"), sim.now)  # the home's next life
+    assert mirror.holder == "ann"
+    b.receive(news(2, 78, 1, ""), sim.now)  # a newer term
+    assert mirror.holder is None
+    with pytest.raises(ProtocolError):
+        b.receive(news(2, 78, 0, "ann"), sim.now)  # no sequence: not a news of this version
+
+
+def test_reordered_inputs_are_taken_in_their_nodes_order() -> None:
+    """ann gives the floor back and asks again at once; her release's two copies come after
+    her new request: the home takes the request, not the late release (the floor stays hers,
+    as her last input says), and counts both copies stale."""
+    held: list[object] = []
+
+    def fate(path: str, src: str, dest: str, msg: object) -> float | None:
+        if isinstance(msg, wc.FloorInput) and msg.kind is wc.InputKind.RELEASE:
+            held.append(msg)
+            return 0.05
+        return -1.0
+
+    sim = _floor_sim(fate)
+    ann = sim.clients["ann"]
+    ann.request_floor("g", sim.now)
+    sim.run_until(sim.now + 0.05)
+    assert ann.participation("g") is Participation.HAS_PERMISSION
+    ann.release_floor("g", sim.now)
+    sim.run_until(sim.now + 0.005)  # the release reached A, which forwarded it (held back)
+    assert len(held) == 2
+    ann.request_floor("g", sim.now)
+    sim.run_until(sim.now + 0.3)
+    assert sim.routing["C"].out_of_order["inputs stale"] == 2
+    assert sim.cores["C"].floors.floor("g").holder == "ann"
+    assert ann.participation("g") is Participation.HAS_PERMISSION
+    assert sim.clients["bob"].groups["g"].talker == "ann"
+
+
+def test_a_node_not_knowing_this_epoch_yet_gets_floor_messages_over_the_bus() -> None:
+    sim = _floor_sim()
+    sim.routing["A"].node_gone("C", sim.now)  # taken for dead: forgotten until it tells again
+    plane, bus = len(sim.plane_log), len(sim.bus_log)
+    sim.clients["ann"].request_floor("g", sim.now)
+    sim.run_until(sim.now + 0.3)
+    assert sim.clients["ann"].participation("g") is Participation.HAS_PERMISSION
+    assert [(a, b) for a, b, x in _floor(sim.bus_log, bus) if isinstance(x, wc.FloorInput)] == [
+        ("A", "C")]
+    # C still knows A: its news go by the plane (and the bus)
+    assert [(a, b) for a, b, x in _floor(sim.plane_log, plane)] == [("C", "A"), ("C", "B")]
+    sim.clients["ann"].release_floor("g", sim.now)
+    sim.run_until(sim.now + 2.5)  # C's periodic Peer: A learns it again, answers; settled
+    assert sim.routing["A"].peers is not None and sim.routing["A"].peers.route("C")
+    plane = len(sim.plane_log)
+    sim.clients["ann"].request_floor("g", sim.now)
+    sim.run_until(sim.now + 0.3)
+    assert ("A", "C") in [(a, b) for a, b, x in _floor(sim.plane_log, plane)
+                          if isinstance(x, wc.FloorInput)]
+
+
+def test_the_plane_carries_floor_messages_alone() -> None:
+    sim = _floor_sim()
+    a = sim.routing["A"]
+    with pytest.raises(ProtocolError, match="peer plane"):
+        a.receive(wc.encode(wc.Presence("B", ("g",), (), False)), sim.now, plane=True)
+    plane = _plane("a", 11)
+    b = _plane("b", 22)
+    _settle(plane, b)
+    assert b.accept(plane.seal(FRAME, CONTROL)) is None  # a voice frame labelled control
+    assert b.accept(plane.seal(b"", CONTROL)) is None
+    assert b.refused["malformed"] == 2
+    msg = wc.encode(wc.Presence("a", (), (), True))
+    got = b.accept(plane.seal(msg, CONTROL))
+    assert got is not None and got.kind == CONTROL and got.frame == msg
