@@ -839,7 +839,16 @@ class ClientCore:
                                                      group=name, priority=prio), now)
         if self.page_device:
             self.subscribe_pages(self.page_device, now)
+        # the joins' answers folded into the Welcome (sealed with it), then any that came
+        # on their own before it
         early, self._early = self._early, []
+        for data in msg.joined:
+            try:
+                answer = decode_message(data)
+            except ProtocolError:
+                continue  # its join is asked for again, as for a lost answer
+            if isinstance(answer, m.Joined):
+                self._handle(answer, now)
         for answer in early:
             self._handle(answer, now)
 

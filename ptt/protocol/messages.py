@@ -233,6 +233,11 @@ class Login:
     joins: list[str] = field(default_factory=list)
 
 
+# Bytes of Joined answers folded into one Welcome: the Welcome stays one unfragmented datagram
+# on an Ethernet path (a group of 10 is ~95 bytes; a large group's Joined comes on its own)
+WELCOME_JOINED_BYTES = 1_200
+
+
 def next_txn(txn: int) -> int:
     """The transaction id after ``txn``: ids are 31-bit and never 0."""
     return (txn + 1) & 0x7FFFFFFF or 1
@@ -259,6 +264,11 @@ class Welcome:
     # user's groups, where its floor, voice and presence need not cross the bus; the client
     # moves there once (ptt.protocol.server_list, "Steering"). Empty: stay
     home: str = ""
+    # the answers to the Login's joins, each an encoded ``Joined`` as its own datagram would
+    # carry it (txn ``join_txn``), sealed once with the Welcome: a moved client's one datagram
+    # back is answered by one. As many as fit in ``WELCOME_JOINED_BYTES``; the other joins are
+    # answered after the Welcome as before (a client takes both)
+    joined: list[bytes] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -339,20 +339,46 @@ class Gate:
             self.state.home.logged_in(user.name, msg.device, now)
         groups = sorted(self.state.member_of.get(user.name, ()))
         home = self.state.home.placement(groups) if self.state.home is not None else ""
-        # sealed: a Welcome that opens proves to the client that this server holds its verifier
-        self.out.answer(s, msg.txn, m.Welcome(
-            msg.txn, sid, user.role, int(self.state.config.heartbeat * 1000),
-            int(self.state.config.session_timeout * 1000), groups,
-            int(self.state.config.idle_heartbeat * 1000), list(self.state.access), home), now)
-        # the Login's resend (the Welcome was lost) is plain: answer it from the cache too, but
-        # like any plain datagram only if the Welcome fits in it (else it logs in afresh)
-        self.out.cache.put((addr, msg.txn), self.out.datagrams[-1][0], now)
-        # the groups the Login asked to join, answered as their Joins would be (and cached
-        # under their txns, so a Join the client resends is answered again, not redone)
+        # the groups the Login asked to join, answered as their Joins would be: in the
+        # Welcome while they fit (one datagram for the one the client sent), the rest after it
+        # (cached under their txns, so a Join the client resends is answered again, not redone)
+        out = self.out.datagrams
+        first = len(out)  # the Welcome goes before what the joins sent (presence news)
+        folded: list[bytes] = []
+        after: list[tuple[int, m.Joined | m.Error]] = []
+        room = m.WELCOME_JOINED_BYTES
         txn = msg.txn
         for group in msg.joins[:MAX_LOGIN_JOINS]:
             txn = m.next_txn(txn)
-            self.directory.on_join(s, m.Join(txn, sid, group), now)
+            answer = self.directory.join(s, m.Join(txn, sid, group), now)
+            data = encode_message(answer) if isinstance(answer, m.Joined) else b""
+            if data and len(data) <= room:
+                folded.append(data)
+                room -= len(data)
+            else:
+                after.append((txn, answer))
+        config = self.state.config
+        welcome = m.Welcome(
+            msg.txn, sid, user.role, int(config.heartbeat * 1000),
+            int(config.session_timeout * 1000), groups, int(config.idle_heartbeat * 1000),
+            list(self.state.access), home, folded)
+        # sealed: a Welcome that opens proves to the client that this server holds its verifier
+        self.out.answer(s, msg.txn, welcome, now)
+        sent = out.pop()
+        out.insert(first, sent)
+        # the Login's resend (the Welcome was lost) is plain: answer it from the cache too, but
+        # like any plain datagram only if the Welcome fits in it (else it logs in afresh); one
+        # with joins folded in does not fit, so the resend gets the Welcome without them, and
+        # the client asks for its joins' answers again (each answered as a Join)
+        if folded:
+            sent = (self.out.seal(s, encode_message(m.Welcome(
+                msg.txn, sid, user.role, welcome.heartbeat_ms, welcome.session_timeout_ms,
+                groups, welcome.idle_heartbeat_ms, welcome.servers, home))), addr)
+        self.out.cache.put((addr, msg.txn), sent[0], now)
+        for jtxn, answer in after:
+            self.out.answer(s, jtxn, answer, now)
+        if folded or after:
+            self.directory.joined_pages(s, now)
         self.directory.ring_waiting_calls(s, now)
 
     def _our_nonce(self, sn: bytes, msg: m.Login, addr: Addr) -> bool:

@@ -225,17 +225,29 @@ class Directory:
         self.out.emit(SessionEnded(s.user, s.session_id, reason))
 
     def on_join(self, s: Session, msg: m.Join, now: float) -> None:
+        answer = self.join(s, msg, now)
+        self.out.answer(s, msg.txn, answer, now)
+        if isinstance(answer, m.Joined):
+            self.pages.joined(s, now)
+
+    def join(self, s: Session, msg: m.Join, now: float) -> m.Joined | m.Error:
+        """``s`` joins ``msg.group`` (again: the state once more); its answer, for the caller
+        to send (``on_join``, or a Login's Welcome), then :meth:`joined_pages`."""
         g = self.state.groups.get(msg.group)
         if g is None or s.user not in g.members:
             code = m.ErrorCode.NOT_FOUND if g is None else m.ErrorCode.NOT_MEMBER
             text = (f"unknown group '{msg.group}'" if g is None
                     else f"'{s.user}' is not a member of '{msg.group}'")
-            self.out.answer(s, msg.txn, m.Error(msg.txn, code, text), now)
-            return
+            return m.Error(msg.txn, code, text)
         if s.session_id not in g.joined:
             self._enter(g, s, now)
         state = self.group_state(g.name, JOINED_MEMBER_BYTES)
-        self.out.answer(s, msg.txn, m.Joined(msg.txn, state, g.grants.get(s.user, b"")), now)
+        if g.presence_pending:  # this state shows them: the batch is no news to this session
+            g.presence_shown[s.session_id] = None
+        return m.Joined(msg.txn, state, g.grants.get(s.user, b""))
+
+    def joined_pages(self, s: Session, now: float) -> None:
+        """After a join's answer left: the pages of the group ``s``'s device missed."""
         self.pages.joined(s, now)
 
     def _enter(self, g: GroupEntry, s: Session, now: float) -> None:
@@ -291,6 +303,8 @@ class Directory:
     def presence_changed(self, g: GroupEntry, user: str, now: float) -> None:
         """``user`` came online in ``g`` or went offline: the group hears it in the next batch."""
         g.presence_pending[user] = None
+        if g.presence_shown:  # a session that joined before this change has not seen it
+            g.presence_shown.clear()
         if g.presence_due:
             return
         due = g.presence_sent + PRESENCE_INTERVAL
@@ -315,19 +329,24 @@ class Directory:
         PRESENCE_BATCH_BYTES of changes."""
         g.presence_sent, g.presence_due = now, 0.0
         pending, g.presence_pending = g.presence_pending, {}
-        # news of one member alone is no news to that member's own devices
+        # news of one member alone is no news to that member's own devices; nor is any of it
+        # to a session whose Joined was built after the last change (a dead node's clients
+        # arriving together: 2.14 -> BATCHES batches a client, bench_login_cost)
         subject = next(iter(pending)) if len(pending) == 1 else None
+        shown, g.presence_shown = g.presence_shown, {}
         batch: list[m.PresenceChange] = []
         used = 0
         for user in pending:
             size = len(user.encode("utf-8")) + _CHANGE_MIN_BYTES
             if batch and used + size > PRESENCE_BATCH_BYTES:
-                self.out.announce(g, m.PresenceBatch(g.name, batch), skip_user=subject)
+                self.out.announce(g, m.PresenceBatch(g.name, batch), skip_user=subject,
+                                  skip_sessions=shown)
                 batch, used = [], 0
             batch.append(m.PresenceChange(user, g.is_online(user)))
             used += size
         if batch:
-            self.out.announce(g, m.PresenceBatch(g.name, batch), skip_user=subject)
+            self.out.announce(g, m.PresenceBatch(g.name, batch), skip_user=subject,
+                              skip_sessions=shown)
 
     def call_ids(self, first: int, end: int) -> None:
         """Call group ids come from ``[first, end)``: a cluster node's own slice, so the nodes

@@ -11,7 +11,7 @@ datagram with :meth:`Outbox.drop`). The adapter takes both out through ``ServerC
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Container
 
 from ptt.protocol import messages as m
 from ptt.protocol.messages import encode_message
@@ -66,13 +66,16 @@ class Outbox:
         self.datagrams.append((data, s.addr))
 
     def announce(self, g: GroupEntry, msg: m.Message, skip: Session | None = None,
-                 skip_user: str | None = None) -> None:
+                 skip_user: str | None = None, skip_sessions: Container[int] = ()) -> None:
+        """``msg`` to every session joined to ``g`` but ``skip``, ``skip_user``'s and those
+        in ``skip_sessions`` (by id)."""
         if not g.joined:  # a cluster's home with no member of its own: nothing to encode
             return
         data = encode_message(msg)  # encoded once, sealed per member
         seal = self.seal
-        self.datagrams.extend((seal(s, data), s.addr) for s in g.joined.values()
-                              if s is not skip and s.user != skip_user)
+        self.datagrams.extend((seal(s, data), s.addr) for sid, s in g.joined.items()
+                              if s is not skip and s.user != skip_user
+                              and sid not in skip_sessions)
 
     def send_reliable(self, s: Session, make: Callable[[int], m.Message], now: float
                       ) -> tuple[int, int]:

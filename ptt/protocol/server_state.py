@@ -96,6 +96,9 @@ class GroupEntry:
     presence_pending: dict[str, None] = field(default_factory=dict)
     presence_sent: float = float("-inf")
     presence_due: float = 0.0
+    # sessions whose Joined was built after the last pending change: it showed them every
+    # change the next batch carries, so the batch skips them (server_groups)
+    presence_shown: dict[int, None] = field(default_factory=dict)
 
     def is_online(self, user: str) -> bool:
         """``user`` has a session joined to the group on this node or, in a cluster, another."""

@@ -162,3 +162,38 @@ def test_a_batch_of_long_names_is_split_to_fit_a_datagram() -> None:
     assert sum(len(b.changes) for b in out) == len(names)
     assert len(out) >= 2 and max(sizes) <= PRESENCE_BATCH_BYTES
     assert all(len(encode_message(b)) < MAX_DATAGRAM for b in out)
+
+
+def test_a_member_whose_joined_showed_every_pending_change_gets_no_batch() -> None:
+    """A batch is news only to the members that joined before its last change: one that
+    joined after it had every change in its Joined (a dead node's clients arriving together
+    were sent 2.14 batches each, bench_login_cost). The others still get it, and every member
+    ends with the true online set."""
+    net, users = _big_group(seed=7, n=4)
+    a, b, c, late = users
+    got: dict[tuple[str, int], int] = {}
+    announce = net.server.outbox.announce
+
+    def counting(g: object, msg: m.Message, skip: object = None, **kw: object) -> None:
+        before = len(net.server.outbox.datagrams)
+        announce(g, msg, skip, **kw)  # type: ignore[arg-type]
+        if isinstance(msg, m.PresenceBatch):
+            for _, addr in net.server.outbox.datagrams[before:]:
+                got[addr] = got.get(addr, 0) + 1  # type: ignore[index]
+
+    net.server.outbox.announce = counting  # type: ignore[method-assign]
+    start = net.now
+    net.clients[a].join("big", net.now)  # a batch at once: news to nobody else yet
+    net.run_until(start + 0.1)
+    net.clients[b].join("big", net.now)  # pending: the next batch, PRESENCE_INTERVAL later
+    net.run_until(start + 0.2)
+    net.clients[c].join("big", net.now)  # joins after b's change: its Joined shows a, b, c
+    net.run_until(start + PRESENCE_INTERVAL + 0.3)
+    assert got.get(net.addrs[a]) == 1  # b and c came online
+    assert got.get(net.addrs[b]) == 1  # c came online
+    assert net.addrs[c] not in got  # nothing it did not see in its Joined
+    net.clients[late].join("big", net.now)  # a change after c joined: news to c again
+    net.run_until(net.now + PRESENCE_INTERVAL + 0.3)
+    assert got.get(net.addrs[c]) == 1
+    for u in users:
+        assert net.clients[u].groups["big"].online == set(users), u

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 
+from ptt.crypto.channel import Role, SecureChannel
 from ptt.protocol import auth
 from ptt.protocol import messages as m
 from ptt.protocol.client import ClientCore, Connected, ConnState, GroupJoined
@@ -101,6 +102,13 @@ def _invited_login(core: ServerCore, creds: auth.Credentials, addr: tuple[str, i
     return m.encode_message(m.Login(txn, "ann", cn, notice.nonce, proof, "dev", ["g"]))
 
 
+def _opened(creds: auth.Credentials, login: m.Message, data: bytes) -> m.Message:
+    """A sealed answer to ``login`` opened as its client would (keys from the Login)."""
+    assert isinstance(login, m.Login)
+    key = auth.session_key(creds.verifier, login.client_nonce, login.server_nonce)
+    return m.decode_message(SecureChannel(Role.CLIENT, key, login.user).open(data))
+
+
 def _answers(core: ServerCore) -> list[tuple[bytes, object]]:
     out = core.datagrams_to_send()
     core.events()
@@ -117,11 +125,23 @@ def test_a_notices_nonce_opens_one_session_from_its_address_within_its_ttl() -> 
     assert isinstance(refused, m.Error) and refused.code == m.ErrorCode.AUTH_FAILED
     core.receive_datagram(login, addr, 100.2)
     assert len(core.sessions.by_id) == 1
-    welcome, joined = _answers(core)  # sealed: the Welcome, then the join the Login carried
-    assert welcome[1] == joined[1] == addr and welcome[0][:1] == joined[0][:1] == b"S"
+    # one sealed datagram: the Welcome, with the answer to the join the Login carried
+    (welcome, to), = _answers(core)
+    assert to == addr and welcome[:1] == b"S"
+    opened = _opened(creds, m.decode_message(login), welcome)
+    assert isinstance(opened, m.Welcome) and len(opened.joined) == 1
+    joined = m.decode_message(opened.joined[0])
+    assert isinstance(joined, m.Joined) and joined.txn == m.join_txn(7, 0)
+    assert joined.state.group == "g" and [i.user for i in joined.state.members] == ["ann"]
     assert {s.user for s in core.groups["g"].joined.values()} == {"ann"}
     core.receive_datagram(login, addr, 100.3)  # a resend: the Welcome again, no new session
-    assert len(core.sessions.by_id) == 1 and _answers(core) == [welcome]
+    assert len(core.sessions.by_id) == 1
+    (again, to), = _answers(core)
+    assert to == addr and len(again) <= len(login)  # no amplification
+    opened = _opened(creds, m.decode_message(login), again)
+    # without the folded join (it would not fit): the client asks for that answer again
+    assert isinstance(opened, m.Welcome) and opened.session_id == next(iter(core.sessions.by_id))
+    assert opened.joined == []
     sid = next(iter(core.sessions.by_id))
     # spent: a later copy opens nothing, even after the session is gone
     core.directory.end_session(core.sessions.by_id[sid], "bye", 100.5)
@@ -166,31 +186,80 @@ def test_a_refused_notice_nonce_falls_back_to_a_hello() -> None:
     assert kinds(net.log[A]) == ["Login", "Hello", "Login"], kinds(net.log[A])
 
 
-def test_a_lost_answer_to_a_carried_join_is_asked_for_again_and_not_redone() -> None:
-    """The Joined of a join the Login carried is lost: the client asks with a Join (the same
-    txn) and the server answers from its cache; the member joined once."""
-    core, creds = _login_core()
+def _lossy_login(core: ServerCore, client: ClientCore, lose: int
+                 ) -> tuple[list[object], list[m.Message]]:
+    """``client`` logs in to ``core`` over 2 s of 50 ms steps, the ``lose``-th sealed datagram
+    from the server (0: the Welcome) lost; the server's events, and what the client opened."""
     addr = ("10.0.0.7", 5000)
-    client = ClientCore("ann", TOKEN, random.Random(5).randbytes, "dev")
-    client.join("g", 0.0)
-    client.connect(0.0)
     now = 0.0
-    lost_one = False
+    sealed = 0
     events: list[object] = []
+    opened: list[m.Message] = []
+    inner = client._handle
+
+    def handle(msg: m.Message, at: float) -> None:
+        opened.append(msg)
+        inner(msg, at)
+
+    client._handle = handle  # type: ignore[method-assign]
     for _ in range(40):
         for d in client.datagrams_to_send():
             core.receive_datagram(d, addr, now)
         for d, _ in core.datagrams_to_send():
-            if not lost_one and client.conn is ConnState.CONNECTED:
-                lost_one = True  # the Joined, right after the Welcome
-                continue
+            if d[:1] == b"S":
+                sealed += 1
+                if sealed == lose + 1:
+                    continue
             client.receive_datagram(d, now)
         events += core.events()
         now += 0.05
         client.handle_timer(now)
         core.handle_timer(now)
-    assert lost_one and client.groups["g"].state is not None
+    return events, opened
+
+
+def test_a_lost_welcome_with_its_folded_join_is_asked_for_again_and_not_redone() -> None:
+    """The Welcome (the join's answer folded in) is lost: the Login's resend gets the Welcome
+    without it (the folded one would not fit the plain Login), the client asks for the join
+    with a Join of the same txn, and the member joined once."""
+    core, _ = _login_core()
+    client = ClientCore("ann", TOKEN, random.Random(5).randbytes, "dev")
+    client.join("g", 0.0)
+    client.connect(0.0)
+    events, opened = _lossy_login(core, client, lose=0)
+    welcomes = [w for w in opened if isinstance(w, m.Welcome)]
+    assert len(welcomes) == 1 and welcomes[0].joined == []
+    assert [j.txn for j in opened if isinstance(j, m.Joined)] == [m.join_txn(welcomes[0].txn, 0)]
+    assert client.conn is ConnState.CONNECTED and client.groups["g"].state is not None
     assert [type(e) for e in events].count(MemberJoined) == 1
+    assert not client._pending
+
+
+def test_a_join_too_large_to_fold_comes_after_the_welcome_and_a_lost_one_from_the_cache() -> None:
+    """A group whose Joined does not fit in the Welcome (WELCOME_JOINED_BYTES) is answered on
+    its own after it, as before the fold, beside a small group's answer folded in: the client
+    takes both. That answer lost, the client asks with a Join (the same txn) and the server
+    answers from its cache; the member joined once."""
+    core, creds = _login_core()
+    core.upsert_group("big", 2, 30.0)
+    core.set_member("big", "ann")
+    for k in range(200):
+        core.upsert_user(f"member{k:03d}", m.Role.VOLUNTEER, creds.salt, creds.iterations,
+                         creds.verifier)
+        core.set_member("big", f"member{k:03d}")
+    client = ClientCore("ann", TOKEN, random.Random(5).randbytes, "dev")
+    client.join("g", 0.0)
+    client.join("big", 0.0)
+    client.connect(0.0)
+    events, opened = _lossy_login(core, client, lose=1)  # the big group's Joined
+    welcome = next(w for w in opened if isinstance(w, m.Welcome))
+    folded = [m.decode_message(d) for d in welcome.joined]
+    assert [j.state.group for j in folded if isinstance(j, m.Joined)] == ["g"]
+    big = [j for j in opened if isinstance(j, m.Joined) and j.state.group == "big"]
+    assert len(big) == 1 and len(m.encode_message(big[0])) > m.WELCOME_JOINED_BYTES
+    assert all(client.groups[n].state is not None for n in ("g", "big"))
+    joins = [e for e in events if isinstance(e, MemberJoined) and e.user == "ann"]
+    assert sorted(e.group for e in joins) == ["big", "g"]
     assert not client._pending
 
 
