@@ -791,7 +791,13 @@ class ClientCore:
                                msg.idle_heartbeat_ms / 1000 if msg.idle_heartbeat_ms else busy)
         self._last_heard = self._last_sent = now
         self._unanswered = None
-        self._next_heartbeat = now + self.cadence.busy  # then the cadence we are on
+        # a busy interval on (a server that died right after the login, before it recorded
+        # where its clients are, tells nobody: this heartbeat finds out), then the cadence we
+        # are on. Moved by a node's notice, after the window it gave the logins too: a dead
+        # node's clients sent their survivor this heartbeat and drew its ack in the middle of
+        # the others' logins (bench_login_cost: two datagrams a moved client)
+        first = self.cadence.busy + (self._hinted_spread if self._invited else 0.0)
+        self._next_heartbeat = now + first
         self._relogin_backoff = RELOGIN_FIRST
         self._login_until = None
         if self.servers is not None:

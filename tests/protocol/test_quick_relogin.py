@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import random
 
-from ptt.crypto.channel import Role, SecureChannel
+from ptt.crypto.channel import KEEPALIVE_MAGIC, Role, SecureChannel
 from ptt.protocol import auth
 from ptt.protocol import messages as m
 from ptt.protocol.client import ClientCore, Connected, ConnState, GroupJoined
+from ptt.protocol.keepalive import HEARTBEAT_INTERVAL
 from ptt.protocol.limits import MAX_UNAUTH_DATAGRAM
 from ptt.protocol.server import MemberJoined, ServerCore, SessionStarted
 from ptt.protocol.server_gate import _peer
@@ -340,3 +341,45 @@ def test_an_unanswered_login_is_resent_a_few_times_a_second_at_most() -> None:
         client.handle_timer(now)
         sent += [now] * len(client.datagrams_to_send())
     assert [round(t, 2) for t in sent if t < 2.0] == [0.0, 0.25, 0.75, 1.75]
+
+
+def test_a_moved_client_heartbeats_first_after_its_notices_window() -> None:
+    """The first heartbeat after a Welcome comes a busy interval on (a server that died right
+    after the login finds its clients out by it); a client moved by a notice sends it after
+    the window the notice gave the logins as well, not among the other clients' logins."""
+    keepalive = bytes([KEEPALIVE_MAGIC])
+    for spread in (4.0, 0.0):
+        net = Recorded(seed=3)
+        sent: list[tuple[float, tuple[str, int] | None]] = []
+        record = net.client.datagrams_to_send
+
+        def timed() -> list[bytes]:
+            out = record()
+            sent.extend((net.now, net.client.server) for d in out if d[:1] == keepalive)
+            return out
+
+        net.client.datagrams_to_send = timed  # type: ignore[method-assign]
+        connected: list[float] = []
+        events = net.client.events
+
+        def stamped() -> list[object]:
+            out = events()
+            connected.extend(net.now for e in out if isinstance(e, Connected))
+            return out  # type: ignore[return-value]
+
+        net.client.events = stamped  # type: ignore[method-assign]
+        net.start()
+        welcome_b = connected[0]
+        net.run(5.0)
+        first_b = next(t for t, to in sent if to == B)
+        assert abs(first_b - welcome_b - HEARTBEAT_INTERVAL) < 0.05, (first_b, welcome_b)
+        net.dead.add(B)
+        net.now = 10.0
+        net.nodes[A].announce_restart([net.addr], net.now, spread)
+        net.pump()
+        net.run(20.0)
+        assert net.client.conn is ConnState.CONNECTED and net.client.server == A
+        welcome_a = connected[1]
+        first_a = next(t for t, to in sent if to == A and t > welcome_a)
+        window = spread or MOVE_JITTER  # no spread asked: the client's own
+        assert abs(first_a - welcome_a - HEARTBEAT_INTERVAL - window) < 0.05, (first_a, spread)
