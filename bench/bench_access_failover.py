@@ -52,7 +52,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench_cluster import PTT, _free_udp_port, _server, stop_servers  # noqa: E402
-from bench_idle import proc_cpu  # noqa: E402
+from bench_idle import proc_cpu, thread_cpu  # noqa: E402
 from loadgen import load_average, machine_line, percentiles  # noqa: E402
 
 from ptt.cluster import engines  # noqa: E402
@@ -69,6 +69,8 @@ from ptt.wire.voice import is_voice  # noqa: E402
 NODES = ("a", "b", "c")
 DOOMED = "b"
 GROUP_SIZE = 10
+CORES = os.cpu_count() or 1
+_TICK = os.sysconf("SC_CLK_TCK")
 BACK_WITHIN = 15.0  # s after the kill: a client not back by then counts as never
 LOGIN_PACE = 200  # logins started per second per worker while setting up
 
@@ -90,6 +92,26 @@ def _directory(db: Path, clients: int) -> tuple[list[tuple[str, str, str]], tupl
         users.append((name, token, group))
     store.close()
     return users, (creds.salt, creds.iterations)
+
+
+def machine_busy() -> float:
+    """CPU seconds every process on the machine has used (all cores, /proc/stat's first line:
+    everything but idle and iowait), for the machine's floor over a window."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / _TICK
+
+
+def _main_and_threads(pid: int) -> tuple[float, float]:
+    """CPU seconds of ``pid``'s main thread (the event loop: logins, the bus) and of the rest
+    of its threads together (the lease renewer, etcd's gRPC, the log writer)."""
+    main = 0.0
+    with open(f"/proc/{pid}/task/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+        main = (int(fields[11]) + int(fields[12])) / _TICK
+    total = sum(v for k, v in thread_cpu(pid).items()
+                if not k.endswith((" user", " sys", " wakeups")))
+    return main, total - main
 
 
 def _free_tcp_port() -> int:
@@ -370,6 +392,8 @@ def run(clients: int, workers: int, profile: Path | None = None,
             spies = ([_profile(procs[n].pid, profile / f"survivor-{n}.txt", 8)
                       for n in survivors] if profile is not None else [])
             cpu0 = {n: proc_cpu(procs[n].pid) for n in survivors}
+            split0 = {n: _main_and_threads(procs[n].pid) for n in survivors}
+            busy0 = machine_busy()
             others = {"load processes": [p.pid for p, _ in pool], "nats": nats.pids,
                       "etcd": etcd.pids}
             other0 = {k: sum(proc_cpu(pid) for pid in pids) for k, pids in others.items()}
@@ -389,6 +413,8 @@ def run(clients: int, workers: int, profile: Path | None = None,
                 results += parent.recv()[1]
             last = max((r[3] for r in results if r[3] is not None), default=killed)
             cpu1 = {n: proc_cpu(procs[n].pid) for n in survivors}
+            split1 = {n: _main_and_threads(procs[n].pid) for n in survivors}
+            busy1, reported = machine_busy(), time.monotonic()
             if cprofile is not None:  # to the report (the last client back a moment ago)
                 for n in survivors:
                     procs[n].send_signal(signal.SIGUSR2)
@@ -446,6 +472,14 @@ def run(clients: int, workers: int, profile: Path | None = None,
         return f"{q['p50']:.2f} / {q['p95']:.2f} / {q['p100']:.2f}"
 
     within3 = sum(1 for b in back if b <= 3.0) / clients
+    # the machine's floor for the move: the CPU the survivors spent on it, against what the
+    # rest of the machine (load processes, NATS, etcd, other work) left them of the cores over
+    # the same span (kill to the results reported, a moment after the last client back)
+    span = max(reported - killed, 1e-3)
+    surv = sum(cpu1[n] - cpu0[n] for n in survivors)
+    rest = max(0.0, (busy1 - busy0) - surv)
+    left = max(CORES * span - rest, 1e-3)  # core-seconds the survivors could have had
+    floor_s = surv / (left / span)  # the survivors' work at all of what was left them
     within5 = sum(1 for b in back if b <= 5.0) / clients
     return {
         "title": "A dead access node's clients back on another node",
@@ -484,6 +518,18 @@ def run(clients: int, workers: int, profile: Path | None = None,
         "survivor CPU per client it took in (ms), kill to last back": {
             n: round(1000 * (cpu1[n] - cpu0[n]) / max(spread.get(n, 0), 1), 3)
             for n in survivors},
+        "survivor CPU by thread, kill to report (s: main / other threads)": {
+            n: f"{split1[n][0] - split0[n][0]:.2f} / {split1[n][1] - split0[n][1]:.2f}"
+            for n in survivors},
+        "machine, kill to report": {
+            "span (s)": round(span, 2),
+            "all processes (cores)": round((busy1 - busy0) / span, 2),
+            "survivors (cores)": round(surv / span, 2),
+            "the rest (cores)": round(rest / span, 2),
+            "left of the cores for the survivors": round(left / span, 2),
+            "the survivors' CPU at all of that (s): the floor for the move's work": round(
+                floor_s, 2),
+        },
         "others' CPU, kill to last back (s of CPU / s)": {
             k: round((other1[k] - other0[k]) / window, 2) for k in others},
         "survivors' log": told,
