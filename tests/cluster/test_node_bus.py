@@ -1,0 +1,66 @@
+"""A node's bus messages (ptt.cluster.node over a real NATS, the server in this process, node b a
+bare Bus): a read of messages that only change what the node knows costs the server one turn,
+not one per message; what a message gives the node's clients still goes at once."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from ptt.cluster.bus import Bus
+from ptt.cluster.config import ClusterConfig
+from ptt.cluster.engines import Nats
+from ptt.cluster.node import ClusterNode
+from ptt.config import ServerConfig
+from ptt.server.app import PttServer
+from ptt.wire import cluster as wc
+from tests.cluster.test_node_voice import _until
+
+GROUP = "ops"
+PREFIX = "nodebus"
+USERS = [f"u{i:02d}" for i in range(40)]
+
+
+def test_members_elsewhere_read_together_cost_the_server_one_turn(nats: Nats,
+                                                                  tmp_path: Path) -> None:
+    """b tells a (the group's home) of 40 members online on b, one message each, in one write
+    (a dead node's clients arriving at b): a learns all 40, in far fewer server turns than
+    messages (one per message before)."""
+    async def main() -> None:
+        server = PttServer(ServerConfig(host="127.0.0.1", port=0, db=tmp_path / "ptt.db",
+                                        record_dir=tmp_path / "rec"), iterations=1000)
+        await server.start()
+        node = ClusterNode(server, ClusterConfig("a", ("a", "b"), (nats.url,),
+                                                 subject_prefix=PREFIX, homes={GROUP: "a"}))
+        b = Bus("b", [nats.url], lambda data: None, PREFIX)
+        try:
+            assert server.admin is not None
+            now = asyncio.get_running_loop().time()
+            for u in USERS:
+                server.admin.create_user(u, "volunteer")
+            server.admin.execute("group.create", {"name": GROUP}, now)
+            server.admin.execute("group.add", {"name": GROUP, "users": USERS}, now)
+            await node.start()
+            await b.start()
+            turns = [0]
+            transmit = server.transmit
+
+            def counting(at: float) -> None:
+                turns[0] += 1
+                transmit(at)
+
+            server.transmit = counting  # type: ignore[method-assign]
+            g = server.core.state.groups[GROUP]
+            b.send_all([("a", wc.encode(wc.Members(GROUP, "b", 0, "", (u,), (), False)))
+                        for u in USERS])
+            await _until(lambda: set(g.remote) == set(USERS), "the 40 members on b")
+            await asyncio.sleep(0.05)
+            assert turns[0] <= len(USERS) // 4, turns  # one a message: 40
+            assert node.turns >= 1
+        finally:
+            await b.close()
+            await node.close()
+            server.close()
+            await server.wait_closed()
+
+    asyncio.run(main())
