@@ -112,6 +112,9 @@ EARLY_HOLDS = 5.0
 GROUPS_GONE_PER_TURN = 64
 # peer datagrams taken from the socket per wake-up at most (the rest at the next: the loop's
 # other work is not starved by a flood on the peer port)
+# s between two writes to the bus that carry no floor message: what comes meanwhile (presence,
+# members, logins elsewhere) goes in the next write; a floor message goes at once with it all
+BUS_GATHER = 0.01
 PEER_READS = 64
 PEER_BUFFER = 4 << 20  # bytes of socket buffer each way: frames of many groups at once
 
@@ -221,6 +224,9 @@ class ClusterNode:
         # a server turn is due after this read of bus messages (_on_bus); how many ran
         self._turn_soon = False
         self.turns = 0
+        # the bus's next write without a floor message waits until then (flush); its timer
+        self._bus_next = 0.0
+        self._bus_timer: asyncio.TimerHandle | None = None
         self._clients = ClientShards()
         self._publishing: asyncio.Task[None] | None = None
         # what the node wrote to etcd of its client list: bytes, transactions, failures
@@ -509,6 +515,7 @@ class ClusterNode:
         if self._follow is not None:
             self._follow.cancel()
             self._follow = None
+        self._write_bus(0.0)  # what waited for BUS_GATHER
         self.server.cluster = None
         if self._peer_sock is not None:
             asyncio.get_running_loop().remove_reader(self._peer_sock.fileno())
@@ -547,13 +554,34 @@ class ClusterNode:
 
     def flush(self, now: float) -> None:
         """Send what the routing has to send (the core's turn just ended): its floor messages
-        on the peer plane first (what a client waits on), then the bus's."""
+        on the peer plane first (what a client waits on), then the bus's: at once with a floor
+        message among them or when the bus was not written for ``BUS_GATHER``, else when that
+        time is up (a dead node's clients arriving: a write a batch of logins read, each
+        waking nats-server, was a tenth of a survivor's time)."""
         routing = self.routing
+        urgent = routing.floor_waiting
         routing.flush(now)
         datagrams = routing.datagrams_to_send()
         if datagrams:
             self._send_datagrams(datagrams)
-        self.bus.send_all(routing.messages_to_send())
+        if urgent or routing.floor_waiting or now >= self._bus_next:
+            self._write_bus(now)
+        elif self._bus_timer is None and routing.has_output:
+            self._bus_timer = asyncio.get_running_loop().call_at(self._bus_next, self._bus_due)
+
+    def _write_bus(self, now: float) -> None:
+        out = self.routing.messages_to_send()
+        if out:
+            self.bus.send_all(out)
+            self._bus_next = now + BUS_GATHER
+        if self._bus_timer is not None:
+            self._bus_timer.cancel()
+            self._bus_timer = None
+
+    def _bus_due(self) -> None:
+        self._bus_timer = None
+        if self.server.is_open:
+            self.flush(asyncio.get_running_loop().time())
 
     def _send_datagrams(self, datagrams: list[tuple[Addr, bytes]]) -> None:
         sock = self._peer_sock

@@ -1,6 +1,7 @@
 """A node's bus messages (ptt.cluster.node over a real NATS, the server in this process, node b a
 bare Bus): a read of messages that only change what the node knows costs the server one turn,
-not one per message; what a message gives the node's clients still goes at once."""
+not one per message; the node's own messages without a floor message among them go in one
+write per BUS_GATHER, all of them, in order."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 from ptt.cluster.bus import Bus
 from ptt.cluster.config import ClusterConfig
 from ptt.cluster.engines import Nats
-from ptt.cluster.node import ClusterNode
+from ptt.cluster.node import BUS_GATHER, ClusterNode
 from ptt.config import ServerConfig
 from ptt.server.app import PttServer
 from ptt.wire import cluster as wc
@@ -57,6 +58,53 @@ def test_members_elsewhere_read_together_cost_the_server_one_turn(nats: Nats,
             await asyncio.sleep(0.05)
             assert turns[0] <= len(USERS) // 4, turns  # one a message: 40
             assert node.turns >= 1
+        finally:
+            await b.close()
+            await node.close()
+            server.close()
+            await server.wait_closed()
+
+    asyncio.run(main())
+
+
+def test_logins_told_in_one_write_per_gather_time_all_in_order(nats: Nats,
+                                                               tmp_path: Path) -> None:
+    """20 server turns within a few ms, each with a login to tell b: the first goes at once,
+    the rest in the write BUS_GATHER later (one write a turn before); b gets all 20, in
+    order."""
+    async def main() -> None:
+        server = PttServer(ServerConfig(host="127.0.0.1", port=0, db=tmp_path / "ptt.db",
+                                        record_dir=tmp_path / "rec"), iterations=1000)
+        await server.start()
+        node = ClusterNode(server, ClusterConfig("a", ("a", "b"), (nats.url,),
+                                                 subject_prefix=PREFIX, homes={GROUP: "a"}))
+        got: list[str] = []
+
+        def heard(data: bytes) -> None:
+            msg = wc.decode(data)
+            if isinstance(msg, wc.Login):
+                got.extend(msg.users)
+
+        b = Bus("b", [nats.url], heard, PREFIX)
+        try:
+            await node.start()
+            await b.start()
+            await asyncio.sleep(2 * BUS_GATHER)
+            writes = [0]
+            send_all = node.bus.send_all
+
+            def counting(messages: list[tuple[str, bytes]]) -> None:
+                writes[0] += 1
+                send_all(messages)
+
+            node.bus.send_all = counting  # type: ignore[method-assign]
+            loop = asyncio.get_running_loop()
+            for u in USERS[:20]:
+                node.routing.logged_in(u, "dev", loop.time())
+                node.flush(loop.time())
+            assert writes[0] == 1
+            await _until(lambda: len(got) == 20, "the 20 logins at b")
+            assert got == USERS[:20] and writes[0] == 2
         finally:
             await b.close()
             await node.close()
