@@ -110,11 +110,11 @@ EARLY_HOLDS = 5.0
 # change told to the group's members here and to the other nodes with members
 # (``ClusterRouting.leave_relays``), and a dead node is in nearly every group's set
 GROUPS_GONE_PER_TURN = 64
-# peer datagrams taken from the socket per wake-up at most (the rest at the next: the loop's
-# other work is not starved by a flood on the peer port)
 # s between two writes to the bus that carry no floor message: what comes meanwhile (presence,
 # members, logins elsewhere) goes in the next write; a floor message goes at once with it all
 BUS_GATHER = 0.01
+# peer datagrams taken from the socket per wake-up at most (the rest at the next: the loop's
+# other work is not starved by a flood on the peer port)
 PEER_READS = 64
 PEER_BUFFER = 4 << 20  # bytes of socket buffer each way: frames of many groups at once
 
@@ -556,8 +556,9 @@ class ClusterNode:
         """Send what the routing has to send (the core's turn just ended): its floor messages
         on the peer plane first (what a client waits on), then the bus's: at once with a floor
         message among them or when the bus was not written for ``BUS_GATHER``, else when that
-        time is up (a dead node's clients arriving: a write a batch of logins read, each
-        waking nats-server, was a tenth of a survivor's time)."""
+        time is up: each write wakes nats-server on the same cores, and a survivor taking a
+        dead node's clients would write once per batch of logins read (a tenth of its time
+        under cProfile)."""
         routing = self.routing
         urgent = routing.floor_waiting
         routing.flush(now)
@@ -709,9 +710,9 @@ class ClusterNode:
             return
         # what the message gave this node's clients goes at once (floor news above all), as
         # does a floor message for the bus; a message that only changed what this node knows
-        # (a member or a login elsewhere: most of a dead node's move, 1.8 a moved client at
-        # a survivor) waits for the rest of this read from NATS: one turn of the server per
-        # read, where each message cost one (a tenth of a survivor's time, cProfile)
+        # (a member or a login elsewhere: most of a dead node's move, ~1.8 a moved client at
+        # a survivor) waits for the rest of this read from NATS: one server turn per read,
+        # not one per message
         if self.server.core.has_output() or self.routing.floor_waiting:
             self.server.transmit(now)
         elif not self._turn_soon:

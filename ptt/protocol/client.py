@@ -271,8 +271,8 @@ class ClientCore:
                 # the node that told us lives (it just said so), and its share of a dead
                 # node's clients logs in within the window it asked for: its backlog may
                 # answer past LOGIN_TRY, and beginning again elsewhere (a Hello, at the back
-                # of another node's backlog) cost each such client a second login
-                # (bench_access_failover at 5,000: 717-2,368 clients a run)
+                # of another node's backlog) costs a second login (bench_access_failover at
+                # 5,000 clients: hundreds to thousands of clients a run at LOGIN_TRY alone)
                 self._login_until += min(self._hinted_spread, LOGIN_TRY)
             self._send_login(self._verifier_cache[2], invite[1], now)
             return
@@ -800,9 +800,9 @@ class ClientCore:
         self._unanswered = None
         # a busy interval on (a server that died right after the login, before it recorded
         # where its clients are, tells nobody: this heartbeat finds out), then the cadence we
-        # are on. Moved by a node's notice, after the window it gave the logins too: a dead
-        # node's clients sent their survivor this heartbeat and drew its ack in the middle of
-        # the others' logins (bench_login_cost: two datagrams a moved client)
+        # are on. Moved by a node's notice, after the window it gave the logins too: the
+        # heartbeat and its ack are two datagrams a moved client, kept out of the survivor's
+        # busiest seconds (bench_login_cost)
         first = self.cadence.busy + (self._hinted_spread if self._invited else 0.0)
         self._next_heartbeat = now + first
         self._relogin_backoff = RELOGIN_FIRST

@@ -331,7 +331,7 @@ class Directory:
         pending, g.presence_pending = g.presence_pending, {}
         # news of one member alone is no news to that member's own devices; nor is any of it
         # to a session whose Joined was built after the last change (a dead node's clients
-        # arriving together: 2.14 -> 1.9 batches a client, bench_login_cost)
+        # arriving together, bench_login_cost)
         subject = next(iter(pending)) if len(pending) == 1 else None
         shown, g.presence_shown = g.presence_shown, {}
         batch: list[m.PresenceChange] = []

@@ -169,8 +169,8 @@ def _to_wire(value: Any) -> Any:
         return value
     values = _record_values(t)
     if values is not None:
-        # a Joined's members are records of plain fields: one C call gets a record's fields
-        # and only a field that is not plain costs a call (a Joined of 10 members was 22 us)
+        # a Joined answers every join, its members records of plain fields: one C call gets a
+        # record's fields, and only a field that is not plain costs a call
         plain = _PLAIN
         return [v if type(v) in plain else _to_wire(v) for v in values(value)]
     if isinstance(value, IntEnum):
