@@ -28,6 +28,14 @@ every voice instead of theirs (the smoke test's, for its one cell)::
 
     .venv/bin/python bench/policy_search.py --live-patterns "random 10%" --phases 1,5,9,13,17 \
         --text "Radio check, gate two. How do you read?"
+
+``--spread-seeds N`` runs the feedback loop of tests/media/test_feedback_loop.py (virtual time,
+Gilbert-Elliott 10 % in runs of 3, two listeners, 10 s) on seeds 1-N, where the test takes seeds
+1 and 2, and prints for each the share of the last 5 s the copies were spread against runs (the
+test asks 80 %) and from when they stayed spread: whether a change of the listener's timeline or
+of the reports moves the talker's call of runs on other channels than the test's::
+
+    .venv/bin/python bench/policy_search.py --spread-seeds 10
 """
 
 from __future__ import annotations
@@ -43,10 +51,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import bench_voice_quality as b  # noqa: E402
 
+from ptt.audio.codec import FRAME_BYTES, OpusEncoder  # noqa: E402
+from ptt.audio.samples import SHORT_TEXT, speech_pcm  # noqa: E402
 from ptt.audio.wav import read_wav  # noqa: E402
 from ptt.faults.proxy import Impairment  # noqa: E402
+from ptt.media.impair import GilbertElliott  # noqa: E402
 from ptt.media.jitter import JitterConfig  # noqa: E402
-from ptt.media.sender import START_REDUNDANCY  # noqa: E402
+from ptt.media.sender import RUN_OFFSETS, START_REDUNDANCY  # noqa: E402
 
 SEEDS = (1, 2, 3, 4, 5, 6)
 
@@ -121,6 +132,29 @@ def live_patterns(conditions: list[str], phases: tuple[float, ...] | None = None
     return 0
 
 
+def spread_seeds(n: int) -> int:
+    """The feedback-loop test's bursty case on seeds 1-``n`` (see the module's doc)."""
+    from tests.media.test_feedback_loop import run_loop
+
+    pcm = speech_pcm(SHORT_TEXT)
+    enc = OpusEncoder(bitrate=32_000)  # as the test's packets
+    packets = [enc.encode(pcm[i:i + FRAME_BYTES])
+               for i in range(0, len(pcm) - FRAME_BYTES + 1, FRAME_BYTES)]
+    passed = 0
+    for seed in range(1, n + 1):
+        trace = run_loop(packets, GilbertElliott.from_mean(0.10, burst=3.0), 10.0, listeners=2,
+                         seed=seed)
+        spread = [o in (RUN_OFFSETS[2], RUN_OFFSETS[3]) for _, o, _ in trace]
+        late = [s for (t, _, _), s in zip(trace, spread, strict=True) if t >= 5.0]
+        share = sum(late) / len(late)
+        since = next((trace[i][0] for i in range(len(trace)) if all(spread[i:])), None)
+        passed += share >= 0.8
+        print(f"seed {seed}: spread {share:.0%} of the last 5 s, for good from "
+              + (f"{since:.2f} s" if since is not None else "never"), flush=True)
+    print(f"{passed} of {n} seeds spread >= 80 % of the last 5 s")
+    return 0
+
+
 def experiments(lines: list[str]) -> int:
     conds = {c.name: c for c in b.CONDITIONS}
     with tempfile.TemporaryDirectory(prefix="ptt-policy-") as tmp:
@@ -154,7 +188,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--phases", help="with --live-patterns: the listener's tick phases, ms "
                     "after the talker's frames, e.g. 1,5,9,13,17")
     ap.add_argument("--text", help="with --live-patterns: speak this in every voice")
+    ap.add_argument("--spread-seeds", type=int, metavar="N",
+                    help="the feedback-loop test's bursty case on seeds 1-N")
     args = ap.parse_args(argv)
+    if args.spread_seeds is not None:
+        if not 1 <= args.spread_seeds <= 100:
+            ap.error(f"--spread-seeds {args.spread_seeds}: 1 to 100")
+        return spread_seeds(args.spread_seeds)
     if args.live_patterns:
         unknown = [c for c in args.live_patterns if c not in LIVE_IMPAIRMENTS]
         if unknown:
