@@ -840,6 +840,8 @@ class Setup:
             self.stop()
             raise
         self.login_s: float = out["login_s"]
+        if args.timing:  # installs the loop thread's timing in the target process
+            self.nodes[self.target].call("timing", None)
         if cluster and args.placement == "product":
             # steering done: each node carries the clients of the groups it homes (up to 30 s;
             # a client left off its home puts its group's traffic on the bus)
@@ -866,13 +868,18 @@ class Setup:
         c0 = {n: proc_cpu(p.pid) for n, p in self.nodes.items()}
         t0 = thread_cpu(self.nodes[self.target].pid)
         load_before = loadgen.load_average()
+        target = self.nodes[self.target]
+        b0 = target.call("bus") if args.timing else {}
+        if args.timing:  # the loop thread's CPU by part, cProfile with --cprofile
+            target.call("timing", {"cprofile": str(args.timing / f"{tag}.prof")
+                                   if args.cprofile else None})
         w0 = time.monotonic()
         spies = (spy(tag, {self.target: self.nodes[self.target]}, args.duration - 1,
                      args.pyspy) if args.pyspy else [])
         for k, w in enumerate(self.workers.values()):
             w.send("churn", churn_args(args, w, k))
         return {"s0": s0, "c0": c0, "t0": t0, "load_before": load_before, "w0": w0,
-                "spies": spies}
+                "spies": spies, "b0": b0}
 
     def window_end(self, args: argparse.Namespace, st: dict[str, Any]) -> dict[str, Any]:
         """At the end of the window begun with ``st``, its CPU readings (taken for every side
@@ -880,7 +887,19 @@ class Setup:
         time.sleep(max(0.0, st["w0"] + args.duration - time.monotonic()))
         c1 = {n: proc_cpu(p.pid) for n, p in self.nodes.items()}
         t1 = thread_cpu(self.nodes[self.target].pid)
-        return {**st, "c1": c1, "t1": t1, "wall": time.monotonic() - st["w0"],
+        wall = time.monotonic() - st["w0"]
+        timing: dict[str, Any] = {}
+        bus: dict[str, float] = {}
+        if args.timing:
+            target = self.nodes[self.target]
+            raw = target.call("timing", {"cprofile": None})
+            span = raw.pop("wall_ns") / 1e9
+            timing = {k: (round(n / span, 1), round(ns / span / 1e6, 3))
+                      for k, (n, ns) in raw.items()}
+            b1 = target.call("bus")
+            bus = {k: round((v - st["b0"].get(k, 0)) / wall, 2) for k, v in b1.items()
+                   if v != st["b0"].get(k, 0)}
+        return {**st, "c1": c1, "t1": t1, "wall": wall, "timing": timing, "bus": bus,
                 "load_after": loadgen.load_average()}
 
     def window_result(self, args: argparse.Namespace, st: dict[str, Any]) -> dict[str, Any]:
@@ -898,6 +917,8 @@ class Setup:
                 "threads_per_s": {k: round((v - t0.get(k, 0)) / wall * (
                     1 if k.endswith("wakeups") else 1e3), 2) for k, v in sorted(t1.items())
                     if not k.endswith((" user", " sys"))},
+                # calls and ms of the loop thread's CPU per s, by part (--timing)
+                "timing": st["timing"], "bus_per_s": st["bus"],
                 "requests": sum(r["n"]["requests"] for r in res),
                 "unresolved": sum(r["unresolved"] + r["n"]["no_decision"] + r["n"]["failed"]
                                   for r in res)}
@@ -963,11 +984,36 @@ def alternate(args: argparse.Namespace) -> dict[str, Any]:
                 nats.stop()
     out = {"clients": args.clients, "placement": args.placement, "sides": list(kinds),
            "login_s": [side.login_s for side in sides], "pairs": pairs}
+    if args.timing and pairs:
+        table = timing_table(pairs, kinds)
+        (args.timing / "timing.txt").write_text(table)
+        print(table)
     for key in ("ratio", "ratio_z")[:len(kinds) - 1]:
         ratios = sorted(p[key] for p in pairs)
         out.update({f"{key}_median": _median(ratios), f"{key}_min": ratios[0],
                     f"{key}_max": ratios[-1]})
     return out
+
+
+def timing_table(pairs: list[dict[str, Any]], kinds: tuple[str, ...]) -> str:
+    """Per part of the targets' loop threads (``--timing``): the median over the rounds of
+    calls and ms of CPU per s on each side, and Y's ms/s less X's, largest first; then the
+    bus messages into and out of Y's target per s by type."""
+    def med(side: str, key: str, i: int) -> float:
+        return _median([p[side]["timing"].get(key, (0.0, 0.0))[i] for p in pairs])
+
+    keys = sorted({k for p in pairs for side in ("x", "y") for k in p[side]["timing"]})
+    rows = sorted(((med("y", k, 1) - med("x", k, 1), k) for k in keys), reverse=True)
+    x, y = kinds[:2]
+    lines = [f"median of {len(pairs)} windows; ms of loop-thread CPU per s (calls per s)",
+             f"{'part':<58} {x:>18} {y:>18} {'diff ms/s':>9}"]
+    for diff, k in rows:
+        lines.append(f"{k[:58]:<58} {med('x', k, 1):8.3f} ({med('x', k, 0):6.1f}) "
+                     f"{med('y', k, 1):8.3f} ({med('y', k, 0):6.1f}) {diff:9.3f}")
+    bus = sorted({k for p in pairs for k in p["y"]["bus_per_s"]})
+    lines.append(f"bus messages of {y}'s target per s (median): " + ", ".join(
+        f"{k} {_median([p['y']['bus_per_s'].get(k, 0.0) for p in pairs]):.1f}" for k in bus))
+    return "\n".join(lines) + "\n"
 
 
 def _median(xs: list[float]) -> float:
@@ -1156,6 +1202,13 @@ def main() -> int:
     ap.add_argument("--together", action="store_true",
                     help="with --alternate: both sides churn in the same windows (the same "
                          "machine at every moment) instead of in turn")
+    ap.add_argument("--timing", type=Path, metavar="DIR",
+                    help="with --alternate: the target's loop thread CPU per callback and per "
+                         "part (bus messages by type, the node's hooks), per window; the "
+                         "table in DIR/timing.txt")
+    ap.add_argument("--cprofile", action="store_true",
+                    help="with --timing: also cProfile the target's loop thread each window "
+                         "(DIR/<round>-<side>.prof; slows it: its CPU figures are not results)")
     ap.add_argument("--json", type=Path, help="write every figure here")
     ap.add_argument("--pyspy", type=Path, metavar="DIR",
                     help="sample each server with py-spy (in the venv) over the churn window: "
@@ -1167,6 +1220,11 @@ def main() -> int:
     if args.clients < GROUP_SIZE:
         print("bench_cluster_churn: --clients must be at least 10", file=sys.stderr)
         return 2
+    if args.timing is not None:
+        if args.alternate is None:
+            print("bench_cluster_churn: --timing goes with --alternate", file=sys.stderr)
+            return 2
+        args.timing.mkdir(parents=True, exist_ok=True)
     if args.alternate is not None and (
             len(args.alternate) not in (2, 3) or set(args.alternate) - {"quarter", "cluster"}
             or args.alternate.count("cluster") > 1 or args.rounds < 1):

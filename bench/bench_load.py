@@ -220,6 +220,8 @@ def _server_main(conn: Any, workdir: str, iterations: int, port: int = 0,
                     res = dict(bus_counts) if node is not None else {}
                 elif cmd == "handles":  # the loop's callbacks run since the last call
                     res = _count_handles()
+                elif cmd == "timing":  # the loop thread's CPU by callback and part, since
+                    res = _timing(server, node, arg)
                 elif cmd == "census":  # the most numerous live object types (a leak hunt)
                     import collections
                     import gc
@@ -283,6 +285,128 @@ def _count_handles() -> dict[str, int]:
         _handles = counts
     out = dict(_handles)
     _handles.clear()
+    return out
+
+
+_timed: dict[str, list[int]] | None = None  # name -> [calls, ns of the loop thread's CPU]
+_timed_from: list[int] = [0, 0]  # the loop thread's CPU (ns) and the wall (ns) at the last call
+_profile: Any = None  # a cProfile.Profile of the loop thread while one runs
+
+
+def _timing(server: Any, node: Any, arg: Any) -> dict[str, Any]:
+    """Where the loop thread's CPU went since the last call (the bench's view, installed by
+    the first call, which returns nothing): each loop callback by what it runs (as
+    ``handles`` names them, ``cb ...``) and, inside them, the parts the server and the node
+    add (``in ...``: a bus message by type, the node's flush after each turn, its voice
+    hook, its timer, the core's datagram handling...), each as calls and ns of thread CPU
+    (``time.thread_time_ns``, so a wait for a CPU is not charged); ``loop``: the thread's
+    whole CPU over the interval, the rest of it outside any callback being the loop's own
+    (epoll, ``_run_once``). ``arg`` ``{"cprofile": PATH}``: also a cProfile of the loop
+    thread until the next call, written to PATH (``{"cprofile": None}`` stops it)."""
+    import asyncio
+    import cProfile
+
+    global _timed, _profile
+    clock = time.thread_time_ns
+    if _timed is None:
+        timed: dict[str, list[int]] = {}
+        run = asyncio.Handle._run
+
+        def name_of(handle: Any) -> str:
+            cb = handle._callback
+            owner = getattr(cb, "__self__", None)
+            if isinstance(owner, asyncio.Task):
+                return f"cb task {getattr(owner.get_coro(), '__qualname__', None)}"
+            return "cb " + getattr(getattr(cb, "func", cb), "__qualname__", type(cb).__name__)
+
+        def timed_run(handle: Any) -> None:
+            t0 = clock()
+            try:
+                run(handle)
+            finally:
+                e = timed.setdefault(name_of(handle), [0, 0])
+                e[0] += 1
+                e[1] += clock() - t0
+
+        def wrap(obj: Any, attr: str, name: str | None = None,
+                 key: Any = None) -> None:
+            fn = getattr(obj, attr)
+
+            def timed_fn(*a: Any, **kw: Any) -> Any:
+                t0 = clock()
+                try:
+                    return fn(*a, **kw)
+                finally:
+                    e = timed.setdefault(key(*a) if key else f"in {name or attr}", [0, 0])
+                    e[0] += 1
+                    e[1] += clock() - t0
+
+            setattr(obj, attr, timed_fn)
+
+        asyncio.Handle._run = timed_run  # type: ignore[method-assign]
+        import gc
+        import threading
+
+        gc_started = [0]
+
+        def on_gc(phase: str, info: dict[str, Any]) -> None:
+            # inside whatever callback allocated; only the loop thread's are counted
+            if threading.current_thread() is not threading.main_thread():
+                return
+            if phase == "start":
+                gc_started[0] = clock()
+                return
+            e = timed.setdefault(f"in gc generation {info['generation']}", [0, 0])
+            e[0] += 1
+            e[1] += clock() - gc_started[0]
+
+        gc.callbacks.append(on_gc)
+        core = server.core
+        wrap(core, "receive_datagram", "core.receive_datagram")
+        wrap(core, "handle_timer", "core.handle_timer")
+        wrap(server, "_send_out", "server._send_out")
+        wrap(server, "_on_event", "server._on_event")
+        if node is not None:
+            from ptt.wire import cluster as wc
+            from ptt.wire.voice import is_voice
+
+            names = {t: cls.__name__ for t, cls in wc._TYPES.items()}
+
+            def bus_kind(data: bytes) -> str:
+                if is_voice(data):
+                    return "in bus voice"
+                at = 1 if data[0] & 0xF0 == 0x90 else 3
+                return "in bus " + (names.get(data[at + 1], "other") if len(data) > at + 1
+                                    else "other")
+
+            wrap(node.bus, "on_message", key=bus_kind)
+            wrap(node.bus, "send_all", "bus.send_all")
+            for attr in ("flush", "voice", "clients", "handle_timer", "get_timer", "urgent"):
+                wrap(node, attr, f"node.{attr}")
+            wrap(node.routing, "receive", "routing.receive (decode, act, flush)")
+            wrap(node.routing, "flush", "routing.flush")
+            if node.ownership is not None:
+                wrap(node.ownership, "write", "ownership.write (until its first await)")
+        _timed = timed
+        _timed_from[:] = [clock(), time.monotonic_ns()]
+        return {}
+    out: dict[str, Any] = {k: tuple(v) for k, v in _timed.items()}
+    now = clock()
+    out["loop"] = (1, now - _timed_from[0])
+    out["loop outside callbacks (epoll, _run_once)"] = (1, out["loop"][1] - sum(
+        ns for k, (_, ns) in out.items() if k.startswith("cb ")))
+    out["wall_ns"] = time.monotonic_ns() - _timed_from[1]
+    _timed.clear()
+    _timed_from[:] = [now, time.monotonic_ns()]
+    if _profile is not None:
+        prof, path = _profile
+        prof.disable()
+        prof.dump_stats(path)
+        _profile = None
+    if isinstance(arg, dict) and arg.get("cprofile"):
+        prof = cProfile.Profile()
+        _profile = (prof, arg["cprofile"])
+        prof.enable()
     return out
 
 
