@@ -82,22 +82,55 @@ LEASE_NOT_FOUND = "requested lease not found"
 _JOIN_WITHIN = 2.0
 
 
-def run_queue_wait() -> float:
+class RunQueueWait:
     """Seconds this process's threads have spent runnable, waiting for a CPU, summed (Linux's
     schedstat ``run_delay``; ``ptt.protocol.loop_silence`` says why all of them); 0.0 where the
-    kernel does not say (the rule is then wall time). ~10 threads: ~0.1 ms."""
-    total = 0
-    try:
-        tasks = os.listdir("/proc/self/task")
-    except OSError:
-        return 0.0
-    for tid in tasks:
-        try:
-            with open(f"/proc/self/task/{tid}/schedstat", "rb") as f:
-                total += int(f.read().split()[1])
-        except (OSError, IndexError, ValueError):
-            continue  # a thread that ended meanwhile: its wait is no longer counted
-    return total / 1e9
+    kernel does not say (the rule is then wall time). Each thread's ``schedstat`` file is
+    opened once and read again from its start (``pread``): opening ~15 of them by path at
+    every call cost ~0.2-0.4 ms of CPU, six times a second (the loop's sign and the renewer's
+    check), against ~35 us read through the open descriptors. Shared by the loop and the
+    renewer thread: one lock, so neither reads a descriptor the other is closing."""
+
+    def __init__(self, root: str = "/proc/self/task") -> None:
+        self.root = root
+        self._fds: dict[str, int] = {}  # thread id -> its schedstat, open
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            try:
+                tasks = os.listdir(self.root)
+            except OSError:
+                return 0.0
+            fds = self._fds
+            total = 0
+            for tid in tasks:
+                fd = fds.pop(tid, None)
+                for _ in range(2):  # a descriptor of an ended thread whose id came back: again
+                    try:
+                        if fd is None:
+                            fd = os.open(f"{self.root}/{tid}/schedstat", os.O_RDONLY)
+                        total += int(os.pread(fd, 128, 0).split()[1])
+                        fds[tid] = fd
+                        break
+                    except (OSError, IndexError, ValueError):
+                        # a thread that ended meanwhile: its wait is no longer counted
+                        if fd is not None:
+                            os.close(fd)
+                            fd = None
+            if len(fds) > len(tasks):  # threads that ended: their descriptors closed
+                for tid in set(fds).difference(tasks):
+                    os.close(fds.pop(tid))
+            return total / 1e9
+
+    def close(self) -> None:
+        with self._lock:
+            for fd in self._fds.values():
+                os.close(fd)
+            self._fds.clear()
+
+
+run_queue_wait = RunQueueWait()
 
 
 class Members:
