@@ -63,6 +63,27 @@ def test_a_session_that_comes_and_goes_between_writes_still_rewrites_its_shard()
     assert shards.take() == {2: b""}
 
 
+def test_only_a_client_that_came_or_moved_makes_the_list_urgent() -> None:
+    """A client missing from the written list is not told when its node dies; a line left
+    for one that went costs a needless notice: departures alone may wait for a later write."""
+    shards = ClientShards(8)
+    assert not shards.urgent
+    shards.change({3: ("127.0.0.1", 5003), 11: ("127.0.0.1", 5011)}, ())
+    assert shards.urgent
+    shards.take()
+    shards.change({}, {11})  # a departure: dirty, not urgent
+    assert shards.dirty == {3} and not shards.urgent
+    shards.change({5: ("127.0.0.1", 5005)}, ())  # an arrival: both written together
+    assert shards.urgent
+    assert shards.take() == {3: b"127.0.0.1:5003", 5: b"127.0.0.1:5005"}
+    assert not shards.urgent
+    shards.change({3: ("127.0.0.1", 6003)}, ())  # a client moved: its new address is urgent
+    assert shards.urgent
+    failed = shards.take()
+    shards.unwritten(failed)  # a failed write: what it held may have been new
+    assert shards.urgent
+
+
 def test_a_failed_write_is_written_again_with_the_content_of_then() -> None:
     shards = ClientShards(8)
     shards.change({1: ("127.0.0.1", 5001), 2: ("127.0.0.1", 5002)}, ())
