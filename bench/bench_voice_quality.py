@@ -19,6 +19,7 @@ real-time scheduling, and shows what each part (copies, FEC, concealment) buys.
 
     .venv/bin/python bench/bench_voice_quality.py                 # both (about 30 min)
     .venv/bin/python bench/bench_voice_quality.py --live-only     # the real commands
+    .venv/bin/python bench/bench_voice_quality.py --live-only --bitrate 28000,30000  # A/B
     .venv/bin/python bench/bench_voice_quality.py --quick         # one voice, 1 seed, 2 cells
     .venv/bin/python bench/bench_voice_quality.py --only K=2      # offline configurations
 
@@ -32,6 +33,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import heapq
+import itertools
 import json
 import os
 import random
@@ -47,6 +49,7 @@ import numpy as np
 
 from ptt.audio.codec import DEFAULT_BITRATE, FRAME_BYTES, SAMPLE_RATE, OpusDecoder, OpusEncoder
 from ptt.audio.samples import DEFAULT_TEXT, SHORT_TEXT, speech_pcm
+from ptt.config import MAX_BITRATE, MIN_BITRATE
 from ptt.media.impair import (
     BernoulliLoss,
     Channel,
@@ -556,6 +559,8 @@ class LivePlan:
     runs_bitrate: tuple[bool, ...] = (True,)
     # as built (True) or with BEFORE's shims (False); both: an A/B comparison on one build
     built: tuple[bool, ...] = (True,)
+    # the talker's PTT_BITRATE, bit/s (None: the default); several: each cell at each in turn
+    bitrates: tuple[int | None, ...] = (None,)
     minutes: float = 45.0  # cells not started by then are reported as not run
     dump: Path | None = None  # keep each run's traces, timing logs and WAV here
 
@@ -584,22 +589,26 @@ def run_live(plan: LivePlan = LivePlan(), verbose: bool = True) -> dict[str, Any
                 text = plan.texts[voice_name]
             wav = held_out_speech(voice, text, Path(tmp, f"{voice}.wav"))
             for way in plan.ways:
+                # clean runs on both legs: the talker's carries its session MAC, so its wire
+                # figure is the larger, and it is what `ptt talk` sends
                 for cond in plan.conditions:
-                    if way == "up" and cond == "clean" and "down" in plan.ways:
-                        continue  # a clean path is the same whichever way
-                    for on in plan.runs_bitrate:
-                        for built in plan.built:
-                            row = _live_cell(ls, wav, voice_name, cond, way, plan.seeds,
-                                             deadline, Path(tmp), verbose,
-                                             None if on else shims(NO_RUNS_BITRATE),
-                                             plan.dump, None if built else shims(*BEFORE))
-                            if plan.runs_bitrate != (True,):
-                                row["Opus against runs"] = (f"{RUNS_BITRATE / 1000:g} kbit/s"
-                                                            if on else "as configured")
-                            if plan.built != (True,):
-                                row["build"] = "as built" if built else "before (shims)"
-                            rows.append(row)
-                            misses += _misses(row)
+                    for on, built, rate in itertools.product(plan.runs_bitrate, plan.built,
+                                                             plan.bitrates):
+                        talker_env = {**((shims(NO_RUNS_BITRATE) or {}) if not on else {}),
+                                      **({"PTT_BITRATE": str(rate)} if rate else {})}
+                        row = _live_cell(ls, wav, voice_name, cond, way, plan.seeds,
+                                         deadline, Path(tmp), verbose, talker_env or None,
+                                         plan.dump, None if built else shims(*BEFORE))
+                        if plan.runs_bitrate != (True,):
+                            row["Opus against runs"] = (f"{RUNS_BITRATE / 1000:g} kbit/s"
+                                                        if on else "as configured")
+                        if plan.built != (True,):
+                            row["build"] = "as built" if built else "before (shims)"
+                        if plan.bitrates != (None,):
+                            row["Opus bitrate"] = (f"{(rate or DEFAULT_BITRATE) / 1000:g} kbit/s"
+                                                   + ("" if rate else " (default)"))
+                        rows.append(row)
+                        misses += _misses(row)
     return {"rows": rows, "misses": misses}
 
 
@@ -629,7 +638,8 @@ def _live_cell(ls: LiveSite, wav: Path, voice_name: str, cond: str, way: str,
                                       "links", "stretch_ms", "protection")}}))
     path = "server -> listener" if way == "down" else "talker -> server"
     row: dict[str, Any] = {"pipeline": "real commands", "voice": voice_name,
-                           "lossy path": path if cond != "clean" else "none",
+                           # clean: the proxy loses nothing, but measures the wire on ``path``
+                           "lossy path": path if cond != "clean" else f"none (wire: {path})",
                            "condition": cond, "seeds": len(results)}
     target = LIVE_TARGETS[cond]
     if not results:
@@ -639,7 +649,8 @@ def _live_cell(ls: LiveSite, wav: Path, voice_name: str, cond: str, way: str,
     mean, worst = float(np.mean(scores)), float(np.min(scores))
     short = max(target - mean, (target - SEED_SLACK) - worst, 0.0)
     row.update({
-        "PESQ": round(mean, 2), "worst seed": round(worst, 2), "target": target,
+        "PESQ": round(mean, 2), "worst seed": round(worst, 2),
+        "each seed": " ".join(f"{x:.2f}" for x in scores), "target": target,
         "met": "yes" if short == 0 else f"NO, short by {short:.2f}",
         "kbit/s UDP payload": round(float(np.mean([r["kbps"] for r in results])), 1),
         "after 2 s": round(float(np.mean([r["kbps_after_2s"] for r in results])), 1),
@@ -650,7 +661,9 @@ def _live_cell(ls: LiveSite, wav: Path, voice_name: str, cond: str, way: str,
     })
     if verbose:
         off = "".join(f"{Path(e['PYTHONPATH'].split(os.pathsep)[0]).name}: "
-                      for e in (talker_env, env) if e is not None)
+                      for e in (talker_env, env) if e is not None and "PYTHONPATH" in e)
+        if talker_env is not None and "PTT_BITRATE" in talker_env:
+            off += f"Opus {int(talker_env['PTT_BITRATE']) / 1000:g} kbit/s: "
         print(f"{voice_name:18s} {path:19s} {cond:11s} {off}PESQ {mean:.2f} (worst {worst:.2f}, "
               f"target {target}: {row['met']})  {row['kbit/s UDP payload']:5.1f} kbit/s, "
               f"{row['after 2 s']:5.1f} after 2 s, {row['bytes/datagram']} B/datagram, "
@@ -754,6 +767,15 @@ def _live_cells(args: argparse.Namespace) -> dict[str, Any]:
             cells[key] = picked
     if args.text is not None:
         cells["texts"] = {v: args.text for v in cells.get("voices", tuple(LIVE_VOICES))}
+    if args.bitrate is not None:
+        try:
+            cells["bitrates"] = tuple(int(x) for x in args.bitrate.split(","))
+        except ValueError:
+            raise ValueError(f"bitrate {args.bitrate!r}: expected bit/s like 28000 or "
+                             "28000,30000") from None
+        if not all(MIN_BITRATE <= b <= MAX_BITRATE for b in cells["bitrates"]):
+            raise ValueError(f"bitrate {args.bitrate!r}: expected {MIN_BITRATE}-{MAX_BITRATE} "
+                             "bit/s")
     if args.seeds is not None:
         try:
             cells["seeds"] = tuple(int(x) for x in args.seeds.split(","))
@@ -789,6 +811,9 @@ def main() -> int:
                     default="after", help="real commands: before runs both clients with this "
                     "session's changes undone (bench/one_report_start, bench/reach_two_short, "
                     "bench/runs_per_burst first on their PYTHONPATH); after,before runs each cell both ways in turn")
+    ap.add_argument("--bitrate", help="real commands: the talker's Opus bitrate in bit/s "
+                    "(PTT_BITRATE, e.g. 28000); comma-separated, e.g. 28000,30000: each cell at "
+                    "each in turn (A/B); default: ptt's default")
     ap.add_argument("--dump", type=Path, help="real commands: keep each run's proxy trace and "
                     "fates, timing logs, WAV and a run.json under this directory")
     args = ap.parse_args()

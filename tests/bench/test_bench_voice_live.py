@@ -65,8 +65,9 @@ def test_the_ab_switch_turns_the_runs_rate_off_in_the_talker_only() -> None:
     probe = ("from ptt.media.sender import RedundancyPolicy\n"
              "p = RedundancyPolicy()\n"
              "p.start(2)\n"
-             "print([p.update(0.10, 3.0) for _ in range(3)][-1].bitrate(30_000))\n")
-    assert _with_and_without(bench.NO_RUNS_BITRATE, probe) == [30_000, bench.RUNS_BITRATE]
+             f"print([p.update(0.10, 3.0) for _ in range(3)][-1].bitrate({bench.DEFAULT_BITRATE}))\n")
+    assert _with_and_without(bench.NO_RUNS_BITRATE, probe) == [bench.DEFAULT_BITRATE,
+                                                                 bench.RUNS_BITRATE]
 
 
 def test_the_ab_switch_makes_the_start_fall_at_a_clean_first_report_in_the_talker_only() -> None:
@@ -95,3 +96,22 @@ def test_the_before_switch_gives_the_listener_the_old_run_count_across_reports()
              "print(int(BurstReceiver.loss_report.__module__ == 'sitecustomize'))\n")
     assert bench.RUNS_PER_BURST in bench.BEFORE
     assert _with_and_without(bench.RUNS_PER_BURST, probe) == [1, 0]
+
+
+def _cells(*argv: str) -> dict[str, object]:
+    import argparse
+
+    ns = argparse.Namespace(voices=None, paths=None, conditions=None, text=None, seeds=None,
+                            bitrate=None)
+    for key, value in zip(argv[::2], argv[1::2], strict=True):
+        setattr(ns, key, value)
+    return bench._live_cells(ns)
+
+
+def test_the_bitrate_switch_gives_the_talker_each_rate_in_turn() -> None:
+    # --bitrate 28000,30000: each cell with PTT_BITRATE at each (the talker's own setting)
+    assert _cells("bitrate", "28000,30000")["bitrates"] == (28_000, 30_000)
+    assert bench.LivePlan().bitrates == (None,)  # without it: ptt's default, nothing set
+    for bad in ("fast", "100", "28000,"):
+        with pytest.raises(ValueError, match="bitrate"):
+            _cells("bitrate", bad)
