@@ -12,14 +12,20 @@ formatted as an error code); its last release is from 2018 and its repository ta
 the PCM given to ``encode`` is as long as the frame size claims (libopus then reads past the
 buffer), so this module checks every frame size itself.
 
-Sample rate 16 kHz and default bitrate 30 kbit/s. :data:`DEFAULT_BITRATE` is the one default of
+Sample rate 16 kHz and default bitrate 28 kbit/s. :data:`DEFAULT_BITRATE` is the one default of
 every client (config, CLI, desktop), chosen through the real commands (``ptt talk --wav`` ->
 server -> ``ptt listen --out``, encrypted group, held-out espeak-ng speech, bench/
-bench_voice_quality.py), PESQ-WB English / Mandarin on a clean path with the talker adapting to
-its listeners' reports, and UDP payload from 2 s into the burst: 24 kbit/s 4.13 / 4.22 (too low
-for the 4.2 target); 28 kbit/s 4.26 / 4.37 at 42 / 43 kbit/s; 30 kbit/s 4.30 / 4.40 at 44 / 45;
-32 kbit/s 4.29 / 4.43 but 49.5 kbit/s on the wire, over the 48 kbit/s a clean path may take.
-Above ~28 kbit/s espeak-ng speech gains nothing measurable, and every copy a lossy path needs
+bench_voice_quality.py --bitrate), PESQ-WB English / Mandarin with the talker adapting to its
+listeners' reports, and UDP payload from 2 s into the burst on the talker's own leg (what ``ptt
+talk`` sends: its 8-byte session MAC makes that leg 3.2 kbit/s dearer than the relay's to a
+listener). Clean path: 24 kbit/s 4.13 / 4.22 (too low for the 4.2 target); 28 kbit/s 4.26 / 4.37
+at 45.1 / 46.4 kbit/s (Mandarin 4.37 on two seeds, 4.08 on one whose listener concealed a late
+frame with nothing lost); 29 kbit/s 4.24 / 4.39 at 45.9 / 47.2; 30 kbit/s 4.30 / 4.40 at 46.9 /
+48.2, over the 48 kbit/s a clean path may take; 32 kbit/s 49.5 even on the listener's leg. At 5 %
+and 10 % random loss (two copies) 28 kbit/s scored 4.26 / 4.37 and 4.23 / 4.34 (worst seed 4.17),
+every target met with 0.06 to spare at the least (English clean); 29 kbit/s scored no better than
+28 on English at any of the three and cost 0.8 kbit/s more. Above 28 kbit/s espeak-ng speech
+gains little (0.03-0.04 at 30), and every copy a lossy path needs
 costs a frame's worth again. Encoding at 24 or 48 kHz scored no better at these bitrates (the
 extra band takes bits from 0-8 kHz). In-band FEC is not free in libopus 1.3.1: its LBRR copy is
 paid for out of the primary frame's bits, so at 24 kbps clean speech drops from 4.07 (FEC off) to
@@ -47,7 +53,7 @@ FRAME_MS = 20
 FRAME_SECONDS = FRAME_MS / 1000
 FRAME_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000  # 320
 FRAME_BYTES = FRAME_SAMPLES * 2  # 640: 16-bit little-endian mono PCM
-DEFAULT_BITRATE = 30_000  # bit/s; the one default (ClientConfig.bitrate, ptt talk, desktop)
+DEFAULT_BITRATE = 28_000  # bit/s; the one default (ClientConfig.bitrate, ptt talk, desktop)
 DEFAULT_COMPLEXITY = 10
 DEFAULT_EXPECTED_LOSS = 10
 

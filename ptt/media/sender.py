@@ -65,7 +65,7 @@ OFFSETS = {0: (), 1: (1,), 2: (1, 2), 3: (1, 2, 3)}
 # frames, and the delay it adds is paid only on a path that loses packets in runs.
 RUN_OFFSETS = {0: (), 1: (2,), 2: (2, 5), 3: (2, 4, 6)}
 # At heavy loss (the top step) three copies ride in every packet; Opus at this rate keeps that
-# within 110 kbit/s of UDP payload where the default rate takes 120-128 (20 % random loss, real
+# within 110 kbit/s of UDP payload where 30 kbit/s takes 120-128 (20 % random loss, real
 # commands). Three copies at 24 kbit/s score 3.89 / 3.90 (English / Mandarin, offline, cold
 # start, 6 seeds) where two at the default rate, as cheap on the wire, score 3.41 / 3.47. At 24
 # kbit/s Mandarin's voiced frames came to 111 kbit/s on the talker's uplink; 23.5 kbit/s sends

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from ptt.audio.codec import DEFAULT_BITRATE
 from ptt.media.packet import parse_payload
 from ptt.media.sender import (
     DEFAULT_REDUNDANCY,
@@ -238,12 +239,12 @@ def test_heavy_loss_lowers_the_bitrate_and_lighter_loss_restores_it() -> None:
     settings = policy.update(0.20, mean_loss_run=1.2)
     assert settings.redundancy == 3 and settings.offsets == OFFSETS[3]
     assert settings.max_bitrate == LOSSY_BITRATE
-    assert settings.bitrate(30_000) == LOSSY_BITRATE and settings.bitrate(16_000) == 16_000
+    assert settings.bitrate(DEFAULT_BITRATE) == LOSSY_BITRATE and settings.bitrate(16_000) == 16_000
     for loss in (0.16, 0.14, 0.13, 0.16):  # hysteresis: noisy reports around 15 % keep it low
         assert policy.update(loss, 1.2).max_bitrate == LOSSY_BITRATE
     for _ in range(4):
         settings = policy.update(0.05, 1.2)
-    assert settings.max_bitrate is None and settings.bitrate(30_000) == 30_000
+    assert settings.max_bitrate is None and settings.bitrate(DEFAULT_BITRATE) == DEFAULT_BITRATE
     # bursty loss of 10 % on average gets three copies, at the configured rate
     bursty = RedundancyPolicy()
     for _ in range(5):
@@ -262,31 +263,31 @@ def test_losses_in_runs_raise_the_bitrate_and_random_losses_never_do() -> None:
     assert settings.runs and settings.min_bitrate is None
     settings = bursty.update(0.10, mean_loss_run=2.5)
     assert settings.runs and settings.min_bitrate == RUNS_BITRATE
-    assert settings.bitrate(30_000) == RUNS_BITRATE and settings.bitrate(64_000) == 64_000
-    assert RUNS_BITRATE > 30_000
+    assert settings.bitrate(DEFAULT_BITRATE) == RUNS_BITRATE and settings.bitrate(64_000) == 64_000
+    assert RUNS_BITRATE > DEFAULT_BITRATE
     for _ in range(4):  # heavy loss in runs keeps it: the lower heavy-loss rate is for random
         settings = bursty.update(0.25, mean_loss_run=4.0)
-    assert settings.bitrate(30_000) == RUNS_BITRATE and settings.max_bitrate is None
+    assert settings.bitrate(DEFAULT_BITRATE) == RUNS_BITRATE and settings.max_bitrate is None
     for _ in range(4):  # the same loss, isolated now (smoothed): the configured rate again
         settings = bursty.update(0.10, mean_loss_run=1.0)
     assert not settings.runs and settings.min_bitrate is None
-    assert settings.bitrate(30_000) == 30_000
+    assert settings.bitrate(DEFAULT_BITRATE) == DEFAULT_BITRATE
     # random loss reports runs of 1.0-1.3 frames: never the raised rate, at any loss
     for loss in (0.05, 0.10, 0.20):
         policy = RedundancyPolicy()
         policy.start(START_REDUNDANCY)
-        rates = {policy.update(loss, run).bitrate(30_000)
+        rates = {policy.update(loss, run).bitrate(DEFAULT_BITRATE)
                  for run in [1.1, 1.25, 1.0, 1.3, 1.15] * 4}
         assert RUNS_BITRATE not in rates
     # one chance run at heavy random loss, taken back by the next report: never the raised rate
     chance = RedundancyPolicy()
     chance.start(START_REDUNDANCY)
-    assert chance.update(0.20, 1.2).bitrate(30_000) == LOSSY_BITRATE
+    assert chance.update(0.20, 1.2).bitrate(DEFAULT_BITRATE) == LOSSY_BITRATE
     settings = chance.update(0.22, 3.0)
-    assert settings.runs and settings.bitrate(30_000) < RUNS_BITRATE
-    assert chance.update(0.20, 1.1).bitrate(30_000) == LOSSY_BITRATE
+    assert settings.runs and settings.bitrate(DEFAULT_BITRATE) < RUNS_BITRATE
+    assert chance.update(0.20, 1.1).bitrate(DEFAULT_BITRATE) == LOSSY_BITRATE
     # nothing lost: no copies, the configured rate
     clean = RedundancyPolicy()
     clean.start(START_REDUNDANCY)
     settings = [clean.update(0.0, 0.0) for _ in range(5)][-1]
-    assert settings.redundancy == 0 and settings.bitrate(30_000) == 30_000
+    assert settings.redundancy == 0 and settings.bitrate(DEFAULT_BITRATE) == DEFAULT_BITRATE
