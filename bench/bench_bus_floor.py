@@ -10,7 +10,10 @@ around that loop with nothing but the transport in each process, paced like
 * ``nats``: a and c are asyncio processes with nats-py (a publishes what the client sent to c's
   subject, c publishes it back to a's subject from its subscription callback), through a real
   ``nats-server`` started here: what the bus's library and server cost before ptt touches it;
-* ``bus``: the same with ``ptt.cluster.bus.Bus`` in a and c (its ``send`` from the callbacks).
+* ``bus``: the same with ``ptt.cluster.bus.Bus`` in a and c (its ``send`` from the callbacks);
+* ``peer``: client -> a -> UDP -> c -> UDP -> a -> client, two asyncio UDP forwarders: the floor
+  request's hops on the nodes' peer plane (``ptt.wire.peer``), the floor of a cross-node floor
+  access that goes by UDP.
 
 A voice frame crosses once, client -> node a -> NATS -> node b -> listener, where a single
 server is client -> server -> listener; the one-way paths time that crossing (the listener is
@@ -193,6 +196,10 @@ class Probe:
             self.procs = [_CTX.Process(target=_udp_forwarder, args=(c, 0, n), daemon=True),
                           _CTX.Process(target=_udp_forwarder, args=(n, c, a), daemon=True),
                           _CTX.Process(target=_udp_forwarder, args=(a, n, 0), daemon=True)]
+        elif kind == "peer":
+            self.procs = [_CTX.Process(target=_udp_forwarder, args=(ports[1], 0, 0), daemon=True),
+                          _CTX.Process(target=_udp_forwarder, args=(self.port, ports[1], 0),
+                                       daemon=True)]
         elif kind == "udp1":
             self.procs = [_CTX.Process(target=_udp_forwarder, args=(self.port, 0, 0),
                                        daemon=True)]
@@ -245,7 +252,7 @@ class Probe:
             p.join(5)
 
 
-PATHS = ("udp", "nats", "bus", "udp1", "udp2", "nats1", "bus1")
+PATHS = ("udp", "nats", "bus", "peer", "udp1", "udp2", "nats1", "bus1")
 
 
 def measure_path(kind: str, count: int, nats_url: str) -> list[float]:

@@ -19,7 +19,9 @@ on loopback; the NATS server is started here (ptt.cluster.engines) and stopped b
 * the machine's floor, in the same run through the same NATS server (``bench_bus_floor``'s
   paths, one round trip of each in the pause after every cluster floor cycle, so both see the
   same moment of the machine): a floor request's hops with nothing but nats-py in each
-  process (``nats``: client -> a -> NATS -> c -> NATS -> a -> client), and a voice frame's
+  process (``nats``: client -> a -> NATS -> c -> NATS -> a -> client; ``peer``: the same hops
+  on the peer plane the nodes now use for it, client -> a -> UDP -> c -> UDP -> a -> client),
+  and a voice frame's
   crossing against one UDP relay (``udp1``): on the media plane the nodes use
   (``udp2``: client -> a -> UDP -> b -> client, the voice floor), and through NATS (``nats1``:
   client -> a -> NATS -> b -> client, the way voice crossed before the media plane; kept beside
@@ -355,7 +357,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                               _Client("listener", tokens["listener"], addr["single"]),
                               cycles, seconds)
             probes = {kind: bench_bus_floor.Probe(kind, nats_engine.url)
-                      for kind in ("nats", "udp1", "udp2", "nats1")}
+                      for kind in ("nats", "peer", "udp1", "udp2", "nats1")}
             try:
                 cross = _measure(_Client("talker", tokens["talker"], addr["a"]),
                                  _Client("listener", tokens["listener"], addr["b"]),
@@ -364,9 +366,12 @@ def run(quick: bool = False) -> dict[str, Any]:
                 for probe in probes.values():
                     probe.close()
             bus = asyncio.run(_bus_latency(nats_engine.url, 1000 if not quick else 200))
-            # the listener's node says when voice first comes on its peer port (ptt.cluster.node)
-            path = ("peer port (UDP)" if b"comes on the peer port" in
+            # the listener's node says when voice first comes on its peer port, the home when
+            # floor messages do (ptt.cluster.node)
+            path = ("peer port (UDP)" if b"voice from node a comes on the peer port" in
                     (root / "b" / "ptt.log").read_bytes() else "bus (NATS)")
+            floor_path = ("peer port (UDP)" if b"floor messages from node a come on the peer "
+                          b"port" in (root / HOME / "ptt.log").read_bytes() else "bus (NATS)")
         finally:
             stop_servers(procs)
             nats_engine.stop()
@@ -380,6 +385,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     nats_added = {q: floor["nats1"][q] - floor["udp1"][q] for q in ("p50", "p99")}
     # each cycle against the floor round trip right after it
     ratios = [a / f for a, f in zip(cross["access"], trips["nats"], strict=True) if f]
+    peer_ratios = [a / f for a, f in zip(cross["access"], trips["peer"], strict=True) if f]
     return {
         "title": "Cluster: cross-node floor access and voice, against a single server",
         "command": ".venv/bin/python bench/bench_cluster.py",
@@ -390,8 +396,12 @@ def run(quick: bool = False) -> dict[str, Any]:
         "voice added p50 ms": round(added["p50"], 3),
         "voice added p99 ms": round(added["p99"], 3),
         "cross-node voice went by": path,
+        "cross-node floor went by": floor_path,
         "floor access against the floor (nats round trip)": _against(ac, floor["nats"]),
         "floor access / its cycle's floor round trip, median": f"{statistics.median(ratios):.2f}x",
+        "floor access against the peer floor (peer round trip)": _against(ac, floor["peer"]),
+        "floor access / its cycle's peer round trip, median":
+            f"{statistics.median(peer_ratios):.2f}x",
         "voice added against the floor (udp2 - udp1)": _against(added, floor_added),
         "NATS voice floor (nats1 - udp1) p50 / p99 ms": f"{nats_added['p50']:.3f} / "
                                                          f"{nats_added['p99']:.3f}",

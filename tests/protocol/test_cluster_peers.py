@@ -194,13 +194,14 @@ def test_a_request_and_its_news_cross_the_plane_and_the_bus_copy_is_not_applied_
     news = [(a, b, x) for a, b, x in by_plane if isinstance(x, wc.FloorNews)]
     assert [(a, b) for a, b, _ in news] == [("C", "A"), ("C", "B")]
     assert news[0][2].origin == "A" and news[0][2].holder == "ann"
-    assert [(a, b, x) for a, b, x in by_bus if isinstance(x, wc.FloorNews)] == news
+    # their bus copies, BUS_COPY_DELAY later, in one write
+    copies = [(a, b, x) for a, b, x in by_bus if isinstance(x, wc.FloorNews)]
+    assert copies == news
     assert sim.clients["ann"].participation("g") is Participation.HAS_PERMISSION
     assert sim.clients["bob"].groups["g"].talker == "ann"
-    for node in ("A", "B"):  # each applied the first copy; the second is counted, not applied
+    for node in ("A", "B"):  # each applied the plane's copy; the bus's is counted, not applied
         counts = sim.routing[node].out_of_order
         assert counts["news copies"] == before[node]["news copies"] + 1
-        assert counts["news stale"] == 0
     ann_grants = [ev for ev in sim.events["ann"] if isinstance(ev, FloorStateChanged)
                   and ev.state is Participation.HAS_PERMISSION]
     assert len(ann_grants) == 1
@@ -254,9 +255,8 @@ def test_dropped_news_datagrams_are_recovered_by_their_bus_copies() -> None:
     sim.run_until(sim.now + 0.3)
     assert sim.cores["B"].floors.floor("g").holder is None
     assert sim.clients["bob"].groups["g"].talker is None
-    for node in ("A", "B"):
-        assert sim.routing[node].out_of_order == dict.fromkeys(
-            ("news stale", "news copies", "inputs stale", "inputs copies"), 0)
+    for node in ("A", "B"):  # no copy came twice: the plane's were all lost
+        assert sim.routing[node].out_of_order["news copies"] == 0
 
 
 def test_reordered_news_is_not_applied_out_of_order() -> None:
@@ -322,9 +322,10 @@ def test_reordered_inputs_are_taken_in_their_nodes_order() -> None:
     assert ann.participation("g") is Participation.HAS_PERMISSION
     ann.release_floor("g", sim.now)
     sim.run_until(sim.now + 0.005)  # the release reached A, which forwarded it (held back)
-    assert len(held) == 2
+    assert len(held) == 1  # its bus copy leaves BUS_COPY_DELAY later (held back too)
     ann.request_floor("g", sim.now)
     sim.run_until(sim.now + 0.3)
+    assert len(held) == 2
     assert sim.routing["C"].out_of_order["inputs stale"] == 2
     assert sim.cores["C"].floors.floor("g").holder == "ann"
     assert ann.participation("g") is Participation.HAS_PERMISSION
