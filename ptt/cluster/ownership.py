@@ -44,7 +44,7 @@ from urllib.parse import urlsplit
 import aetcd
 import aetcd.exceptions
 
-from ptt.cluster.lease import RENEWALS_PER_TTL, LeaseRenewer, Members
+from ptt.cluster.lease import CHANNEL_OPTIONS, RENEWALS_PER_TTL, LeaseRenewer, Members
 from ptt.errors import ClusterError, ConfigError
 from ptt.protocol.cluster_clients import survivor_for
 from ptt.protocol.cluster_fencing import LeaseClock
@@ -618,7 +618,7 @@ class Ownership:
 
     def _connect(self) -> aetcd.Client:
         host, port = self._members.current
-        return aetcd.Client(host=host, port=port)
+        return aetcd.Client(host=host, port=port, options=dict(CHANNEL_OPTIONS))
 
     async def _request(self, call: Callable[[aetcd.Client], Awaitable[Any]]) -> Any:
         """``call`` on the member in use; if it does not answer in time or cannot be reached,
