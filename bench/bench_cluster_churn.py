@@ -98,6 +98,10 @@ def provision(db: Path, clients: int, kill_groups: int) -> tuple[dict[str, list[
     store = Store(db)
     tokens: dict[str, str] = {}
     try:
+        # made here, so the nodes' copies share it as a real cluster's nodes do (one database
+        # copied, or PostgreSQL): each node made its own at start, and voice between nodes
+        # went over NATS ("derives another peer key") instead of the peer ports
+        store.secret("decoy")
         salt = secrets.token_bytes(auth.SALT_SIZE)
         for name in dict.fromkeys(u for ms in groups.values() for u in ms):
             # one salt for all: a load generator's shortcut (PBKDF2 per user is what costs here)
