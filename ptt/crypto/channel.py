@@ -41,10 +41,9 @@ from dataclasses import dataclass
 from enum import Enum
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from ptt.crypto.kdf import hkdf_expand, hkdf_extract
 from ptt.crypto.replay import DEFAULT_WINDOW, MAX_SEQ, ReplayWindow
 from ptt.errors import AuthError, ProtocolError
 from ptt.wire.control import MAX_DATAGRAM
@@ -107,10 +106,6 @@ class ChannelKeys:
         return "ChannelKeys(<secret>)"
 
 
-def _hkdf(ikm: bytes, info: bytes) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=KEY_SIZE, salt=None, info=info).derive(ikm)
-
-
 def derive_channel_keys(session_key: bytes, user: str, role: Role) -> ChannelKeys:
     """Directional keys from ``ptt.protocol.auth.session_key(verifier, cn, sn)`` of this login.
 
@@ -120,8 +115,9 @@ def derive_channel_keys(session_key: bytes, user: str, role: Role) -> ChannelKey
     if len(session_key) < 32:
         raise ValueError("a session key has at least 32 bytes")
     name = user.encode("utf-8")
-    c2s = _hkdf(session_key, _INFO + _C2S + b" " + name)
-    s2c = _hkdf(session_key, _INFO + _S2C + b" " + name)
+    prk = hkdf_extract(None, session_key)  # HKDF with no salt, one extract for both keys
+    c2s = hkdf_expand(prk, _INFO + _C2S + b" " + name, KEY_SIZE)
+    s2c = hkdf_expand(prk, _INFO + _S2C + b" " + name, KEY_SIZE)
     return ChannelKeys(c2s, s2c) if role is Role.CLIENT else ChannelKeys(s2c, c2s)
 
 

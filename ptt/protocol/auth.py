@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
+from ptt.crypto.kdf import hkdf_sha256
 from ptt.errors import AuthError, ValidationError
 from ptt.protocol.messages import Challenge, Hello, Login
 
@@ -72,11 +73,12 @@ __all__ = [
     "decoy_salt",
     "decoy_verifier",
     "derive_verifier",
-    "hkdf_sha256",
     "invite_nonce",
+    "is_invite",
     "login_proof",
     "make_credentials",
     "new_token",
+    "nonce_age",
     "session_key",
     "verify_login",
     "verify_proof",
@@ -96,7 +98,11 @@ VERIFIER_SIZE = 32
 SESSION_KEY_SIZE = 32
 LOGIN_TTL = 10.0  # seconds a Challenge stays answerable
 MAX_PENDING = 4_096
-STAMP_SIZE = 4  # a stateless server nonce: stamp u32 (seconds) || MAC truncated to 12 bytes
+# a stateless server nonce: stamp u32 || MAC truncated to 12 bytes; the stamp's top bit says
+# which MAC (a notice's, or a Challenge's), its other 31 the server's clock in seconds
+STAMP_SIZE = 4
+_INVITE_BIT = 0x8000_0000
+_SECONDS = 0x7FFF_FFFF  # wraps every 68 years: the age is taken modulo this
 MAX_USED = 65_536  # server nonces of logins that succeeded within LOGIN_TTL, remembered at most
 
 _LOGIN_LABEL = b"ptt-login"
@@ -198,12 +204,12 @@ def challenge_nonce(server_secret: bytes, peer: bytes, client_nonce: bytes, user
     HMAC-SHA256(secret, label || stamp || peer || client_nonce || user)[:12]``.
 
     ``peer`` names the address the Challenge goes to and ``stamp`` is the server's clock in whole
-    seconds (mod 2**32). The Login carries the nonce back; the server recomputes it, so a
+    seconds (mod 2**31; the top bit clear: :func:`is_invite`). The Login carries the nonce back; the server recomputes it, so a
     flood of Hellos costs one HMAC each and no memory, and only a peer that *receives* at
     ``peer`` can answer (a spoofed source never sees the nonce). Refuse nonces older than
     :data:`LOGIN_TTL` (:func:`challenge_stamp`) and, with :class:`UsedNonces`, reuse.
     """
-    stamp_bytes = (stamp & 0xFFFFFFFF).to_bytes(STAMP_SIZE, "big")
+    stamp_bytes = (stamp & _SECONDS).to_bytes(STAMP_SIZE, "big")
     mac = hmac.digest(server_secret, _CHALLENGE_LABEL + stamp_bytes + len(peer).to_bytes(2, "big")
                       + peer + client_nonce + user.encode("utf-8"), "sha256")
     return stamp_bytes + mac[:NONCE_SIZE - STAMP_SIZE]
@@ -212,18 +218,31 @@ def challenge_nonce(server_secret: bytes, peer: bytes, client_nonce: bytes, user
 def invite_nonce(server_secret: bytes, peer: bytes, stamp: int) -> bytes:
     """The server nonce a server hands out unasked, in the notice that a client's session is gone
     (``ptt.protocol.server_gate``): ``stamp u32 || HMAC-SHA256(secret, label || stamp || peer)
-    [:12]``, a label of its own. The client's next Login to that server answers it instead of a
+    [:12]``, a label of its own and the stamp's top bit set (:func:`is_invite`). The client's next Login to that server answers it instead of a
     Challenge's, one round trip fewer; the server takes it like a Challenge's nonce (recomputed,
     at most :data:`LOGIN_TTL` old, once, from ``peer`` only). It names no user: whoever receives
     at ``peer`` could have asked a Challenge for any name anyway."""
-    stamp_bytes = (stamp & 0xFFFFFFFF).to_bytes(STAMP_SIZE, "big")
+    stamp_bytes = (stamp & _SECONDS | _INVITE_BIT).to_bytes(STAMP_SIZE, "big")
     mac = hmac.digest(server_secret, _INVITE_LABEL + stamp_bytes + peer, "sha256")
     return stamp_bytes + mac[:NONCE_SIZE - STAMP_SIZE]
 
 
 def challenge_stamp(server_nonce: bytes) -> int:
-    """The clock stamp inside a server nonce made by :func:`challenge_nonce`."""
-    return int.from_bytes(server_nonce[:STAMP_SIZE], "big")
+    """The clock stamp (seconds mod 2**31) inside a server nonce made by
+    :func:`challenge_nonce` or :func:`invite_nonce`."""
+    return int.from_bytes(server_nonce[:STAMP_SIZE], "big") & _SECONDS
+
+
+def nonce_age(server_nonce: bytes, now: int) -> int:
+    """Whole seconds since the stamp of ``server_nonce``, ``now`` being the server's clock."""
+    return (now - challenge_stamp(server_nonce)) & _SECONDS
+
+
+def is_invite(server_nonce: bytes) -> bool:
+    """Was ``server_nonce`` (at least a byte) made by :func:`invite_nonce`, not by
+    :func:`challenge_nonce`? The bit is inside the MAC'd stamp, so a nonce passed off as the
+    other kind fails its check: the server computes the one MAC the bit names, not both."""
+    return bool(server_nonce[0] & 0x80)
 
 
 class UsedNonces:
@@ -302,19 +321,6 @@ def session_key(
     _check_nonce("client nonce", client_nonce)
     _check_nonce("server nonce", server_nonce)
     return hkdf_sha256(verifier, client_nonce + server_nonce, info, length)
-
-
-def hkdf_sha256(ikm: bytes, salt: bytes, info: bytes, length: int) -> bytes:
-    """HKDF (RFC 5869) extract-and-expand with SHA-256."""
-    if not 1 <= length <= 255 * 32:
-        raise ValueError("HKDF-SHA256 length must be 1-8160 bytes")
-    prk = hmac.new(salt, ikm, "sha256").digest()
-    out, block, counter = b"", b"", 1
-    while len(out) < length:
-        block = hmac.new(prk, block + info + bytes([counter]), "sha256").digest()
-        out += block
-        counter += 1
-    return out[:length]
 
 
 # --- the two sides, on messages ----------------------------------------------------------------

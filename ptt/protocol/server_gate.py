@@ -284,7 +284,7 @@ class Gate:
     def _on_login(self, msg: m.Login, addr: Addr, now: float) -> None:
         failed = m.Error(msg.txn, m.ErrorCode.AUTH_FAILED, "login failed: wrong user or token")
         sn = msg.server_nonce
-        age = (int(now) - auth.challenge_stamp(sn)) & 0xFFFFFFFF
+        age = auth.nonce_age(sn, int(now))
         fresh = (len(sn) == auth.NONCE_SIZE and len(msg.client_nonce) == auth.NONCE_SIZE
                  and age <= auth.LOGIN_TTL and sn not in self._used_nonces)
         if not fresh or not self._our_nonce(sn, msg, addr):
@@ -383,11 +383,13 @@ class Gate:
 
     def _our_nonce(self, sn: bytes, msg: m.Login, addr: Addr) -> bool:
         """Did this server make ``sn`` for this address: a Challenge's (for this Login's
-        client nonce and user), or a notice's (``announce_restart``)?"""
+        client nonce and user), or a notice's (``announce_restart``)? The nonce says which: one
+        HMAC, not both."""
         peer, stamp = _peer(addr), auth.challenge_stamp(sn)
-        return (hmac.compare_digest(sn, auth.challenge_nonce(self._nonce_secret, peer,
-                                                             msg.client_nonce, msg.user, stamp))
-                or hmac.compare_digest(sn, auth.invite_nonce(self._nonce_secret, peer, stamp)))
+        made = (auth.invite_nonce(self._nonce_secret, peer, stamp) if auth.is_invite(sn)
+                else auth.challenge_nonce(self._nonce_secret, peer, msg.client_nonce, msg.user,
+                                          stamp))
+        return hmac.compare_digest(sn, made)
 
     def handle_timer(self, now: float) -> None:
         """Resend the pushes not yet acknowledged, sealed anew; a session that never

@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ptt.crypto.channel import (
     HEADER_SIZE,
@@ -69,15 +67,6 @@ def test_chacha20_poly1305_rfc8439_section_2_8_2() -> None:
         "92ddbd7f2d778b8c9803aee328091b58fab324e4fad675945585808b4831d7bc"
         "3ff4def08e4b7a9de576d26586cec64b6116" "1ae10b594f09e26a7e902ecbd0600691")
     assert ChaCha20Poly1305(key).encrypt(nonce, plaintext, aad) == expected
-
-
-def test_hkdf_sha256_rfc5869_case_1_and_auth_agrees() -> None:
-    ikm, salt = b"\x0b" * 22, bytes(range(13))
-    info = bytes(range(0xF0, 0xFA))
-    okm = bytes.fromhex("3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf"
-                        "34007208d5b887185865")
-    assert HKDF(hashes.SHA256(), 42, salt, info).derive(ikm) == okm
-    assert auth.hkdf_sha256(ikm, salt, info, 42) == okm
 
 
 # --- keys ---------------------------------------------------------------------------------------

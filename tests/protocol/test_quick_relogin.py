@@ -12,7 +12,7 @@ from ptt.protocol import auth
 from ptt.protocol import messages as m
 from ptt.protocol.client import ClientCore, Connected, ConnState, GroupJoined
 from ptt.protocol.keepalive import HEARTBEAT_INTERVAL
-from ptt.protocol.limits import MAX_UNAUTH_DATAGRAM
+from ptt.protocol.limits import MAX_UNAUTH_DATAGRAM, padding_needed
 from ptt.protocol.server import MemberJoined, ServerCore, SessionStarted
 from ptt.protocol.server_gate import _peer
 from ptt.protocol.server_list import LOGIN_TRY
@@ -301,6 +301,49 @@ def test_the_notice_nonce_is_bound_to_the_address() -> None:
     assert one != auth.invite_nonce(secret, _peer(("10.0.0.7", 5001)), 9)
     assert one != auth.invite_nonce(secret, _peer(("10.0.0.7", 5000)), 10)
     assert auth.challenge_stamp(one) == 9
+
+
+def test_a_nonce_says_its_kind_and_passed_off_as_the_other_opens_nothing() -> None:
+    """The stamp's top bit names the one MAC the gate computes (a notice's or a Challenge's);
+    it is inside the MAC, so a nonce with it flipped is refused, and the stamp's seconds and
+    age read the same for both kinds (the age modulo 2**31)."""
+    secret, peer = bytes(32), _peer(("10.0.0.7", 5000))
+    invite = auth.invite_nonce(secret, peer, 9)
+    challenge = auth.challenge_nonce(secret, peer, bytes(16), "ann", 9)
+    assert auth.is_invite(invite) and not auth.is_invite(challenge)
+    assert auth.challenge_stamp(invite) == auth.challenge_stamp(challenge) == 9
+    assert auth.nonce_age(invite, 12) == auth.nonce_age(challenge, 12) == 3
+    assert auth.nonce_age(auth.invite_nonce(secret, peer, 2**31 - 1), 2**31 + 1) == 2
+    core, creds = _login_core()
+    addr = ("10.0.0.7", 5000)
+    cn = bytes(16)
+    for txn, flip in ((3, 0x80), (4, 0x00)):
+        login = m.decode_message(_invited_login(core, creds, addr, 20.0, txn))
+        assert isinstance(login, m.Login)
+        sn = bytes([login.server_nonce[0] ^ flip]) + login.server_nonce[1:]
+        proof = auth.login_proof(creds.verifier, cn, sn, "ann")
+        core.receive_datagram(m.encode_message(m.Login(txn, "ann", cn, sn, proof, "dev")), addr,
+                              20.1)
+        answers = _answers(core)
+        assert len(answers) >= 1
+        if flip:  # read as a Challenge's nonce: its MAC is not the one made
+            answer = m.decode_message(answers[0][0])
+            assert isinstance(answer, m.Error) and answer.code is m.ErrorCode.AUTH_FAILED
+        else:
+            assert answers[0][0][:1] == b"S"  # the sealed Welcome
+    # a Challenge's nonce passed off as a notice's opens nothing either
+    bare = m.encode_message(m.Hello(5, "ann", cn))
+    hello = m.Hello(5, "ann", cn, bytes(padding_needed(len(bare))))
+    core.receive_datagram(m.encode_message(hello), addr, 21.0)
+    (data, _), = _answers(core)
+    challenge_msg = m.decode_message(data)
+    assert isinstance(challenge_msg, m.Challenge)
+    sn = bytes([challenge_msg.server_nonce[0] | 0x80]) + challenge_msg.server_nonce[1:]
+    proof = auth.login_proof(creds.verifier, cn, sn, "ann")
+    core.receive_datagram(m.encode_message(m.Login(6, "ann", cn, sn, proof, "dev2")), addr, 21.1)
+    (data, _), = _answers(core)
+    refused = m.decode_message(data)
+    assert isinstance(refused, m.Error) and refused.code is m.ErrorCode.AUTH_FAILED
 
 
 def test_a_client_logs_in_within_the_window_its_notice_asks_for_repeats_or_not() -> None:
