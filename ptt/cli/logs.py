@@ -29,6 +29,19 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass  # always sys.stderr
 
 
+class _Formatter(logging.Formatter):
+    """The format's time is to the second: made once a second, not once a line (a survivor
+    writes thousands of event lines a second while a dead node's clients move to it)."""
+
+    _second: tuple[int, str] = (-1, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        second = int(record.created)
+        if self._second[0] != second:
+            self._second = (second, super().formatTime(record, datefmt))
+        return self._second[1]
+
+
 _handler: _StderrHandler | None = None
 
 
@@ -47,7 +60,7 @@ def configure(verbose: int, base: int = logging.WARNING) -> None:
     root = logging.getLogger()
     if _handler is None:
         _handler = _StderrHandler()
-        _handler.setFormatter(logging.Formatter(_FORMAT, _DATEFMT))
+        _handler.setFormatter(_Formatter(_FORMAT, _DATEFMT))
         root.addHandler(_handler)
     elif _handler not in root.handlers:
         root.addHandler(_handler)

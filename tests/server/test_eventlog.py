@@ -90,6 +90,37 @@ def test_json_lines_carry_ts_and_fields(captured: tuple[logging.Logger, io.Strin
     assert iso_utc(T0) == "2024-05-01T12:00:00.000Z"
 
 
+def test_a_record_is_what_logger_log_makes_timed_at_its_event(
+        captured: tuple[logging.Logger, io.StringIO, logging.Handler]) -> None:
+    """The record is built from a template (no caller lookup, no clock read per line): the
+    same fields as ``logger.log``'s but its time, which is the event's, for both levels."""
+    logger, _, handler = captured
+    records: list[logging.LogRecord] = []
+    keep = logging.Handler()
+    keep.emit = records.append  # type: ignore[method-assign]
+    logger.addHandler(keep)
+    try:
+        ev = EventLogger(logger, offset=T0)
+        ev.on_event(SessionStarted("ann", 7, ("10.0.0.1", 5000)), 1.25)
+        ev.on_event(Dropped(("10.0.0.2", 9), "malformed"), 2.5)
+        ev.on_event(SessionStarted("bob", 8, ("10.0.0.3", 5000)), 3.0)
+        logger.info("%s", "plain")
+    finally:
+        logger.removeHandler(keep)
+    made = records[-1]
+    assert [r.levelname for r in records] == ["INFO", "WARNING", "INFO", "INFO"]
+    assert [r.created for r in records[:3]] == [T0 + 1.25, T0 + 2.5, T0 + 3.0]
+    assert records[0].msecs == pytest.approx(250.0)
+    assert records[1].relativeCreated - records[0].relativeCreated == pytest.approx(1250.0)
+    assert records[0].getMessage() == "event=session_started user=ann session=7 addr=10.0.0.1:5000"
+    assert records[0].ptt_event["ts"] == "2024-05-01T12:00:01.250Z"  # type: ignore[attr-defined]
+    for r in records[:3]:  # every attribute logger.log sets, with the same values but time
+        assert set(vars(made)) - {"ptt_event"} <= set(vars(r))
+        for k in ("name", "process", "thread", "threadName", "exc_info", "stack_info"):
+            assert getattr(r, k) == getattr(made, k), k
+    assert handler.format(records[0]) == records[0].getMessage()
+
+
 def test_a_flood_of_drops_is_rate_limited_and_counted(
         captured: tuple[logging.Logger, io.StringIO, logging.Handler]) -> None:
     logger, buf, _ = captured
