@@ -66,7 +66,8 @@ class Survivor:
         self.received: Counter[str] = Counter()
 
     def turn(self, datagrams: list[tuple[bytes, tuple[str, int]]], now: float,
-             tell: list[tuple[str, int]] | None = None, spread: float = 0.0
+             tell: list[tuple[str, int]] | None = None, spread: float = 0.0,
+             repeat: bool = False
              ) -> list[tuple[bytes, Any]]:
         """One batch read from the socket, as the adapter handles it; ``tell``: a notice (or
         its repeat) to those of them not back here, as node.py's ``_tell`` sends it."""
@@ -76,7 +77,7 @@ class Survivor:
         core = self.core
         if tell:
             here = core.sessions.by_addr
-            core.announce_restart([ad for ad in tell if ad not in here], now, spread)
+            core.announce_restart([ad for ad in tell if ad not in here], now, spread, repeat)
         for data, addr in datagrams:
             core.receive_datagram(data, addr, now)
         at = core.get_timer()
@@ -216,7 +217,7 @@ def run(clients: int, profile: int, fixed_repeats: bool) -> dict[str, Any]:
         if repeats and now >= repeats[0]:
             repeats.pop(0)
             tell = addrs
-        out = survivor.turn(batch, now, tell, spread)
+        out = survivor.turn(batch, now, tell, spread, repeat=True)
         sent += len(out)
         for d, ad in out:
             cores[addr_of[ad]].receive_datagram(d, now, source=ADDR["a"])

@@ -521,7 +521,8 @@ class ClusterNode:
                 here = self.server.core.sessions.by_addr  # those back here already: not again
                 now = loop.time()
                 self.told["notices"] += self.server.core.announce_restart(
-                    [a for a in mine[i:i + NOTICES_PER_TURN] if a not in here], now, spread)
+                    [a for a in mine[i:i + NOTICES_PER_TURN] if a not in here], now, spread,
+                    repeat=delay > 0)
                 self.server.transmit(now)
 
     async def close(self) -> None:

@@ -30,10 +30,15 @@ a busy survivor) each waiting login was queued and handled a dozen times, every 
 parse and answer, and the backlog grew faster than it was worked off: 12,000 plain datagrams
 handled, 4,900 dropped for a full backlog, for 1,000 logins (bench_access_failover). And a
 plain datagram that waited ``plain_max_wait`` (``LOGIN_TRY``, 2 s) is dropped when its turn
-comes, unhandled (``plain_stale``): a client with a server list has given that login up and
-sent a new one elsewhere, so answering it is work for nobody; a busy survivor that kept
-answering abandoned logins was always 2 s behind, and its clients, moving between survivors
-every 2 s, were not back after 15 s (541 of 1,000 in one run at load 11-20).
+comes, unhandled (``plain_stale``): a client with a server list gives a login up after
+``LOGIN_TRY`` and sends a new one elsewhere, so answering it is work for nobody; a busy
+survivor that kept answering abandoned logins was always 2 s behind, and its clients, moving
+between survivors every 2 s, were not back after 15 s (541 of 1,000 in one run at load 11-20).
+A login that answers this node's notice is given up later (``LOGIN_TRY`` plus the notice's
+window, at most twice ``LOGIN_TRY``: ``ptt.protocol.client``), and its client resends it at
+least once a second (``LOGIN_RETRY``) meanwhile: the copy dropped here is replaced by the
+client's next, which waits at the back of the backlog, so past ``LOGIN_TRY`` such a login costs
+its client a second wait rather than its node's answer to a login nobody waits for.
 
 Bounded: the keepalive backlog holds at most ``backlog_max`` datagrams (beyond that they wait
 in the kernel's buffer, which drops what overflows, as it would without the backlog); the plain

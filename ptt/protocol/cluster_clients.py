@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from ptt.errors import ConfigError
 from ptt.names import format_hostport, parse_hostport
-from ptt.protocol.server_list import MAX_MOVE_SPREAD, MIN_MOVE_SPREAD
+from ptt.protocol.server_list import MIN_MOVE_SPREAD, move_window
 from ptt.protocol.session import Addr
 
 __all__ = ["MOVE_RATE", "NOTICE_REPEATS", "SHARDS", "ClientShards", "decode_clients",
@@ -125,7 +125,7 @@ def notice_times(spread: float) -> tuple[float, ...]:
     Login is not answered yet; inside the window it would go to every client still waiting for
     its moment, which has no use for it (at 2,500 clients a survivor, a 1.7 s window: ~70% of
     them at 0.5 s, a datagram made and sent by the survivor while its logins queue)."""
-    window = min(max(spread, MIN_MOVE_SPREAD), MAX_MOVE_SPREAD)
+    window = move_window(spread)
     return tuple(window + r for r in NOTICE_REPEATS)
 
 

@@ -326,9 +326,10 @@ class ServerCore:
         """May a plain datagram from ``addr`` pass the aggregate limit now (``Gate``)?"""
         return self.gate.plain_budget(addr, now)
 
-    def announce_restart(self, addrs: Sequence[Addr], now: float, spread: float = 0.0) -> int:
+    def announce_restart(self, addrs: Sequence[Addr], now: float, spread: float = 0.0,
+                         repeat: bool = False) -> int:
         """Tell the clients of the last run their sessions are gone (``Gate``)."""
-        return self.gate.announce_restart(addrs, now, spread)
+        return self.gate.announce_restart(addrs, now, spread, repeat)
 
     def bind_nonces(self, label: str) -> None:
         """Bind this server's nonces to a cluster node's id (``Gate.bind_nonces``)."""

@@ -34,6 +34,7 @@ from ptt.protocol.messages import (
 )
 from ptt.protocol.server_events import SessionMoved, SessionStarted
 from ptt.protocol.server_groups import Directory
+from ptt.protocol.server_list import move_window
 from ptt.protocol.server_outbox import Outbox
 from ptt.protocol.server_state import ServerState
 from ptt.protocol.session import Addr, Session
@@ -210,7 +211,8 @@ class Gate:
             self.out.cache.put((addr, txn), data, now)
         self.out.datagrams.append((data, addr))
 
-    def announce_restart(self, addrs: Sequence[Addr], now: float, spread: float = 0.0) -> int:
+    def announce_restart(self, addrs: Sequence[Addr], now: float, spread: float = 0.0,
+                         repeat: bool = False) -> int:
         """A (re)started server tells the clients of its last run (their addresses, from the
         store) that their sessions are gone: the NO_SESSION a heartbeat would have drawn, sent
         at once, so they log in again now instead of at their next heartbeat or after their
@@ -219,8 +221,17 @@ class Gate:
         Login answers without a Hello first; ``spread``: over how many seconds they should
         spread their logins (a cluster survivor's share of a dead node's clients; 0: the
         client's own window). 21-25 bytes to each address once, addresses that logged in for
-        real (nobody can add one without a login); returns how many were queued."""
+        real (nobody can add one without a login); returns how many were queued.
+
+        Presence batches wait for the end of that window (``ServerState.presence_after``):
+        the clients arrive through it in their groups, and each would get a batch per
+        ``PRESENCE_INTERVAL`` of the window for the members that came after its Joined; at the
+        end one batch carries all of them (none to the last of a group to arrive: its Joined
+        showed it all). A ``repeat`` of a notice (to the few not back) does not hold them
+        again."""
         told = addrs[:MAX_ANNOUNCE]
+        if told and not repeat:
+            self.state.presence_after = max(self.state.presence_after, now + move_window(spread))
         secret, stamp = self._nonce_secret, int(now)
         spread_ms = max(0, int(spread * 1000))
         out = self.out.datagrams

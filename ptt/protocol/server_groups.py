@@ -307,7 +307,8 @@ class Directory:
             g.presence_shown.clear()
         if g.presence_due:
             return
-        due = g.presence_sent + PRESENCE_INTERVAL
+        # not before the end of a window this server asked moved clients to log in within
+        due = max(g.presence_sent + PRESENCE_INTERVAL, self.state.presence_after)
         if now >= due:
             self._send_presence(g, now)
         else:

@@ -42,7 +42,7 @@ from collections.abc import Hashable, Sequence
 from typing import Generic, TypeVar
 
 __all__ = ["LOGIN_TRY", "MAX_MOVE_SPREAD", "MIN_MOVE_SPREAD", "MOVE_JITTER", "STEER_AGAIN", "STEER_JITTER",
-           "ServerList"]
+           "ServerList", "move_window"]
 
 A = TypeVar("A", bound=Hashable)
 
@@ -70,6 +70,13 @@ STEER_JITTER = 2.0
 # s: after a steer, no other before a session lost and at least this long: a node that keeps
 # dropping a steered client costs it one extra login per this period, not a loop
 STEER_AGAIN = 60.0
+
+
+def move_window(spread: float) -> float:
+    """The window a moved client draws its login's moment in: ``spread``, what the node that
+    told it asked for (0: none asked, ``MOVE_JITTER``), within ``MIN_MOVE_SPREAD`` and
+    ``MAX_MOVE_SPREAD``."""
+    return min(max(spread or MOVE_JITTER, MIN_MOVE_SPREAD), MAX_MOVE_SPREAD)
 
 
 class ServerList(Generic[A]):
@@ -148,7 +155,7 @@ class ServerList(Generic[A]):
         self._failed.clear()
         self._origin = None
         self._may_steer = True  # where the groups are homed may differ on the next node
-        return now + self._draw() * min(max(spread, MIN_MOVE_SPREAD), MAX_MOVE_SPREAD)
+        return now + self._draw() * move_window(spread)
 
     def login_failed(self) -> None:
         """The login to the current server got no answer: the next one in the list, or, for

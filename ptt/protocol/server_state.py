@@ -234,6 +234,9 @@ class ServerState:
         self.floors = fl.FloorSet()
         self.home: FloorHome | None = None  # set on a cluster node: floors decided elsewhere
         self.access: list[str] = []  # a cluster's access nodes (HOST:PORT), told at login
+        # until then presence batches wait: the end of the window this server's notice asked
+        # its clients to log in within (server_gate.announce_restart, server_groups)
+        self.presence_after = float("-inf")
 
     def busy_since(self, s: Session) -> float | None:
         """Since when ``s`` should be on the busy cadence: the earliest of its groups' floors that

@@ -164,14 +164,9 @@ def test_a_batch_of_long_names_is_split_to_fit_a_datagram() -> None:
     assert all(len(encode_message(b)) < MAX_DATAGRAM for b in out)
 
 
-def test_a_member_whose_joined_showed_every_pending_change_gets_no_batch() -> None:
-    """A batch is news only to the members that joined before its last change: one that
-    joined after it had every change in its Joined (a dead node's clients arriving together
-    were sent 2.14 batches each, bench_login_cost). The others still get it, and every member
-    ends with the true online set."""
-    net, users = _big_group(seed=7, n=4)
-    a, b, c, late = users
-    got: dict[tuple[str, int], int] = {}
+def _batches_per_member(net: SimNet) -> dict[object, list[float]]:
+    """The moments each member's address is sent a PresenceBatch."""
+    got: dict[object, list[float]] = {}
     announce = net.server.outbox.announce
 
     def counting(g: object, msg: m.Message, skip: object = None, **kw: object) -> None:
@@ -179,9 +174,20 @@ def test_a_member_whose_joined_showed_every_pending_change_gets_no_batch() -> No
         announce(g, msg, skip, **kw)  # type: ignore[arg-type]
         if isinstance(msg, m.PresenceBatch):
             for _, addr in net.server.outbox.datagrams[before:]:
-                got[addr] = got.get(addr, 0) + 1  # type: ignore[index]
+                got.setdefault(addr, []).append(net.now)
 
     net.server.outbox.announce = counting  # type: ignore[method-assign]
+    return got
+
+
+def test_a_member_whose_joined_showed_every_pending_change_gets_no_batch() -> None:
+    """A batch is news only to the members that joined before its last change: one that
+    joined after it had every change in its Joined (a dead node's clients arriving together
+    were sent 2.14 batches each, bench_login_cost). The others still get it, and every member
+    ends with the true online set."""
+    net, users = _big_group(seed=7, n=4)
+    a, b, c, late = users
+    got = _batches_per_member(net)
     start = net.now
     net.clients[a].join("big", net.now)  # a batch at once: news to nobody else yet
     net.run_until(start + 0.1)
@@ -189,11 +195,39 @@ def test_a_member_whose_joined_showed_every_pending_change_gets_no_batch() -> No
     net.run_until(start + 0.2)
     net.clients[c].join("big", net.now)  # joins after b's change: its Joined shows a, b, c
     net.run_until(start + PRESENCE_INTERVAL + 0.3)
-    assert got.get(net.addrs[a]) == 1  # b and c came online
-    assert got.get(net.addrs[b]) == 1  # c came online
+    assert len(got[net.addrs[a]]) == 1  # b and c came online
+    assert len(got[net.addrs[b]]) == 1  # c came online
     assert net.addrs[c] not in got  # nothing it did not see in its Joined
     net.clients[late].join("big", net.now)  # a change after c joined: news to c again
     net.run_until(net.now + PRESENCE_INTERVAL + 0.3)
-    assert got.get(net.addrs[c]) == 1
+    assert len(got[net.addrs[c]]) == 1
     for u in users:
         assert net.clients[u].groups["big"].online == set(users), u
+
+
+def test_presence_waits_for_the_end_of_a_notices_window_one_batch_a_member() -> None:
+    """A survivor's notice asks a dead node's clients to log in over its window; they arrive
+    through it in their groups. Presence news waits for the window's end: one batch for each
+    member that arrived before the last change (none to the last), where each got a batch per
+    PRESENCE_INTERVAL of the window (1.9 a moved client at 2,500, bench_login_cost). A repeat
+    of the notice holds nothing; every member ends with the true online set."""
+    window = 2.0
+    for repeat in (False, True):
+        net, users = _big_group(seed=11, n=8)
+        got = _batches_per_member(net)
+        start = net.now
+        elsewhere = ("10.9.9.9", 4000)  # a moved client's address (its notice is not routed)
+        assert net.server.announce_restart([elsewhere], start, window, repeat=repeat) == 1
+        assert [a for _, a in net.server.datagrams_to_send()] == [elsewhere]
+        for i, u in enumerate(users):  # arriving through the window, as moved clients do
+            net.run_until(start + 0.05 + i * (window - 0.2) / len(users))
+            net.clients[u].join("big", net.now)
+        net.run_until(start + window + PRESENCE_INTERVAL + 0.3)
+        for u in users:
+            assert net.clients[u].groups["big"].online == set(users), (repeat, u)
+        counts = [len(got.get(net.addrs[u], [])) for u in users]
+        if repeat:  # no hold: a batch per interval to the early ones
+            assert max(counts) >= 3, counts
+            continue
+        assert counts == [1] * (len(users) - 1) + [0], counts
+        assert min(t for ts in got.values() for t in ts) >= start + window
