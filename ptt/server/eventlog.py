@@ -38,9 +38,10 @@ page_read
 
 Written after the turn: attached to a server, the logger keeps a turn's events and writes their
 lines in a callback of the loop's next pass (``loop.call_soon``), so the rest of the turn (the
-next datagrams of a batch, the bus messages of the same read) does not wait behind them (~20 us
-a line on a quiet machine, ~77 us at load 10); what is kept is written when the server closes,
-whatever turn closed it. A line's ``ts`` is its event's, not the moment it was written.
+next datagrams of a batch, the bus messages of the same read) does not wait behind them (~8-13 us
+a line, its record built from a template, ``EventLogger._record``); what is kept is written
+when the server closes, whatever turn closed it. A line's ``ts`` and its record's time are its
+event's, not the moment it was written.
 
 Wall time: the events carry the loop's monotonic ``now``; ``ts`` is that plus the wall clock's
 offset measured at attach (as in the recording), so lines keep the spacing of the floor's timers.
@@ -249,8 +250,9 @@ class EventLogger:
                 ) -> logging.LogRecord:
         """The record ``logger.log`` would make, built from a template: ``log`` looks for its
         caller in the stack and ``LogRecord`` asks the process, the thread and the clock for
-        each line, ~16 -> ~8 us a line (two lines a moved client's login at a survivor). A
-        record factory set with ``logging.setLogRecordFactory`` is not used for these."""
+        each line: ~8-13 us a line this way, ~18-20 through ``log`` (two lines a moved client's
+        login at a survivor). A record factory set with ``logging.setLogRecordFactory`` is not
+        used for these."""
         template = self._templates.get(level)
         if template is None:
             template = self._templates[level] = dict(self.logger.makeRecord(
