@@ -47,9 +47,11 @@ SHARDS = 1024
 # logins a second a survivor asks its share of a dead node's clients to arrive at (each draws
 # its moment in a window of share / MOVE_RATE, at least MIN_MOVE_SPREAD). Told all at once within
 # one second, 2,500 per survivor (5,000 on the dead node) left a backlog of more than LOGIN_TRY
-# (2 s): 189-691 logins given up and begun again at the other survivor, 5-8 s for the last. A
-# survivor answers a moved client's one-datagram login (a notice's nonce, its joins carried)
-# at this rate beside the bench's clients on this machine's 2 cores (docs/benchmarks.md)
+# (2 s): 189-691 logins given up and begun again at the other survivor, 5-8 s for the last.
+# More than a survivor serves beside the bench's clients on this machine's 2 cores (640-740 a
+# second at 2,500 a survivor): a login answering a notice waits for its node up to LOGIN_TRY
+# plus the window (ptt.protocol.client), which covers that backlog, and a longer window (1,000
+# a second) only moved the wait from the backlog to the window (docs/benchmarks.md)
 MOVE_RATE = 1500
 # s after the end of the window a survivor asked its share to log in within (``move_spread``):
 # the share is told again (those not back on it yet), so one lost notice does not leave a client
