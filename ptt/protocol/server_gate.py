@@ -17,6 +17,7 @@ the response cache, which keeps sealed bytes.
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import logging
 import math
@@ -380,12 +381,14 @@ class Gate:
         # the Login's resend (the Welcome was lost) is plain: answer it from the cache too, but
         # like any plain datagram only if the Welcome fits in it (else it logs in afresh); one
         # with joins folded in does not fit, so the resend gets the Welcome without them, and
-        # the client asks for its joins' answers again (each answered as a Join)
+        # the client asks for its joins' answers again (each answered as a Join). That Welcome
+        # is made only if a resend asks for it: else it was an encoding and a seal a login
         if folded:
-            sent = (self.out.seal(s, encode_message(m.Welcome(
-                msg.txn, sid, user.role, welcome.heartbeat_ms, welcome.session_timeout_ms,
-                groups, welcome.idle_heartbeat_ms, welcome.servers, home))), addr)
-        self.out.cache.put((addr, msg.txn), sent[0], now)
+            bare = dataclasses.replace(welcome, joined=[])
+            seal = self.out.seal
+            self.out.cache.put((addr, msg.txn), lambda: seal(s, encode_message(bare)), now)
+        else:
+            self.out.cache.put((addr, msg.txn), sent[0], now)
         for jtxn, answer in after:
             self.out.answer(s, jtxn, answer, now)
         if folded or after:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import heapq
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, Hashable, TypeVar
 
@@ -132,19 +133,28 @@ class Retransmitter(Generic[K]):
 
 @dataclass(slots=True)
 class ResponseCache(Generic[K]):
-    """Encoded answers by (peer, txn), expiring after ``ttl`` seconds."""
+    """Encoded answers by (peer, txn), expiring after ``ttl`` seconds.
+
+    An answer may be put as a function that makes it: made when a resend first asks for it
+    (then kept), for an answer that differs from the one sent and is rarely asked for (a
+    Login's Welcome without the joins folded into the one sent: ``server_gate``)."""
 
     ttl: float = CACHE_TTL
     max_entries: int = CACHE_MAX
-    _entries: OrderedDict[K, tuple[float, bytes]] = field(default_factory=OrderedDict)
+    _entries: OrderedDict[K, tuple[float, bytes | Callable[[], bytes]]] = field(
+        default_factory=OrderedDict)
 
     def get(self, key: K, now: float) -> bytes | None:
         hit = self._entries.get(key)
         if hit is None or hit[0] < now:
             return None
-        return hit[1]
+        data = hit[1]
+        if not isinstance(data, bytes):
+            data = data()
+            self._entries[key] = (hit[0], data)
+        return data
 
-    def put(self, key: K, data: bytes, now: float) -> None:
+    def put(self, key: K, data: bytes | Callable[[], bytes], now: float) -> None:
         self._entries[key] = (now + self.ttl, data)
         self._entries.move_to_end(key)
         self.expire(now)

@@ -49,6 +49,24 @@ def test_response_cache_answers_until_ttl() -> None:
     assert len(c) == 0
 
 
+def test_a_cached_answer_put_as_a_function_is_made_at_the_first_resend_and_kept() -> None:
+    """A rarely asked answer (a Login's Welcome without its folded joins) costs nothing until
+    a resend asks; then it is made once and every later resend gets the same bytes."""
+    made: list[int] = []
+
+    def make() -> bytes:
+        made.append(1)
+        return b"answer %d" % len(made)
+
+    c: ResponseCache[tuple[str, int]] = ResponseCache(ttl=2.0)
+    c.put(("a", 1), make, 0.0)
+    assert made == []
+    assert c.get(("a", 1), 0.5) == b"answer 1"
+    assert c.get(("a", 1), 1.0) == b"answer 1" and made == [1]
+    c.put(("a", 2), make, 0.0)
+    assert c.get(("a", 2), 2.1) is None and made == [1]  # expired: never made
+
+
 def test_seen_set_is_bounded() -> None:
     s: SeenSet[int] = SeenSet(capacity=3)
     assert s.check_and_add(1) and not s.check_and_add(1)
