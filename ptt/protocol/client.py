@@ -73,7 +73,7 @@ from ptt.protocol.client_events import (
 from ptt.protocol.keepalive import Cadence
 from ptt.protocol.messages import decode_message, encode_message
 from ptt.protocol.participant import FloorInput, next_state
-from ptt.protocol.server_list import LOGIN_TRY, MOVE_JITTER, ServerList
+from ptt.protocol.server_list import LOGIN_TRY, MOVE_JITTER, ServerList, move_window
 from ptt.protocol.transactions import RETRY_TOTAL, Retransmitter, SeenSet
 from ptt.wire.voice import is_voice, voice_mac_key
 
@@ -803,7 +803,7 @@ class ClientCore:
         # are on. Moved by a node's notice, after the window it gave the logins too: the
         # heartbeat and its ack are two datagrams a moved client, kept out of the survivor's
         # busiest seconds (bench_login_cost)
-        first = self.cadence.busy + (self._hinted_spread if self._invited else 0.0)
+        first = self.cadence.busy + (move_window(self._hinted_spread) if self._invited else 0.0)
         self._next_heartbeat = now + first
         self._relogin_backoff = RELOGIN_FIRST
         self._login_until = None

@@ -15,7 +15,7 @@ from ptt.protocol.keepalive import HEARTBEAT_INTERVAL
 from ptt.protocol.limits import MAX_UNAUTH_DATAGRAM, padding_needed
 from ptt.protocol.server import MemberJoined, ServerCore, SessionStarted
 from ptt.protocol.server_gate import _peer
-from ptt.protocol.server_list import LOGIN_TRY
+from ptt.protocol.server_list import LOGIN_TRY, move_window
 from tests.protocol.test_server_list import CHECK_WINDOW, MOVE_JITTER, A, B, TwoNodes
 
 TOKEN = "token-of-ann-0123456789abcdef"
@@ -392,7 +392,7 @@ def test_a_moved_client_heartbeats_first_after_its_notices_window() -> None:
     after the login finds its clients out by it); a client moved by a notice sends it after
     the window the notice gave the logins as well, not among the other clients' logins."""
     keepalive = bytes([KEEPALIVE_MAGIC])
-    for spread in (4.0, 0.0):
+    for spread in (4.0, 0.0, 0.1):  # 0.1: below MIN_MOVE_SPREAD, the window is the least allowed
         net = Recorded(seed=3)
         sent: list[tuple[float, tuple[str, int] | None]] = []
         record = net.client.datagrams_to_send
@@ -425,7 +425,7 @@ def test_a_moved_client_heartbeats_first_after_its_notices_window() -> None:
         assert net.client.conn is ConnState.CONNECTED and net.client.server == A
         welcome_a = connected[1]
         first_a = next(t for t, to in sent if to == A and t > welcome_a)
-        window = spread or MOVE_JITTER  # no spread asked: the client's own
+        window = move_window(spread)  # no spread asked: the client's own (MOVE_JITTER)
         assert abs(first_a - welcome_a - HEARTBEAT_INTERVAL - window) < 0.05, (first_a, spread)
 
 
