@@ -201,11 +201,12 @@ INPUT_ORDER_KEEP = NODE_LEASE
 # them again): they cross the bus as well as the plane
 _SURE_INPUTS = frozenset({wc.InputKind.RELEASE, wc.InputKind.LOST})
 # s: the bus copies of floor messages sent by the plane leave this long after them, all that
-# gathered in one write. At once, the copy's bus hop woke nats-server and then every addressee
-# a second time while the answer it copies was still on its way through them (2 cores: the
-# cross-node floor access 1.95 ms p50 against 2.15 through the bus alone, +1.68 ms over its
-# UDP floor where the bus path was +1.26 over its own; bench_cluster, load 0.4-1.7). A lost
-# datagram's mirror is then right 20 ms later, far below what a listener notices
+# gathered in one write. Sent at once, a copy's bus hop wakes nats-server and then every
+# addressee a second time while the answer it copies is still on its way through them: on 2
+# cores that cost the cross-node floor access most of what the plane saves (1.95 ms p50, +1.68
+# over its UDP floor, against 2.15 and +1.26 over the bus's own floor by the bus alone;
+# bench_cluster, load 0.4-1.7). A lost datagram's mirror is right 20 ms later, far below what
+# a listener notices
 BUS_COPY_DELAY = 0.02
 
 
