@@ -161,6 +161,9 @@ async def demo(tmp: Path) -> None:
             report = next((x for x in text.splitlines() if x.startswith("heard by")),
                           "no delivery report")
             print(f"{u}'s page: {report}")
+            if "not confirmed: bob" in report:  # true, and a newcomer would read it as a fault
+                print("  (bob was queued with a file to send: `ptt talk --wav` plays nothing, so "
+                      "his laptop could not confirm what it did not play)")
         for u, path in outs.items():
             pcm = read_wav(path)
             voiced = sum(1 for i in range(0, len(pcm), 640) if any(pcm[i:i + 640:64]))

@@ -39,6 +39,7 @@ def test_demo_pages_queues_and_both_listeners_hear_everything() -> None:
     reports = dict(re.findall(r"^(ann|bob)'s page: (.*)$", out, re.M))
     heard = r"heard by 2 of 3 online members \(cat \d+%, coordinator \d+%\)"
     assert re.fullmatch(heard + r"; not confirmed: bob", reports.get("ann", "")), reports
+    assert "`ptt talk --wav` plays nothing" in out  # the summary says why bob did not confirm
     assert re.fullmatch(r"heard by 2 of 2 online members \(cat \d+%, coordinator \d+%\); "
                         r"offline: ann", reports.get("bob", "")), reports
 
