@@ -16,7 +16,7 @@ So on a start or restart of either end, two messages each way settle it::
 A node sends a voice frame or a floor message by UDP (:meth:`PeerPlane.route`) only to a node
 that said it knows this node's current epoch and holds the same peer key (equal
 ``key_check``); to any other node (not told yet, a restarted one that has not answered, a key
-that differs) it goes over the bus as before, so nothing is lost while the plane settles and
+that differs) it goes over the bus, so nothing is lost while the plane settles and
 nothing is sent where it would be refused. Which floor messages go by UDP, and the order rule
 that makes their path not matter, are the routing's (``ptt.protocol.cluster_routing``,
 "Order").

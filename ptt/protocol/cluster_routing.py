@@ -48,7 +48,7 @@ the plane alone (a lost request is sent again by its client, which waits for the
 ALIVE comes again within ``ALIVE_EVERY``); a release or lost participant by the plane and the
 bus (its client was answered at once and sends nothing again); every FloorNews by the plane to
 each node it reaches (the listeners' nodes too, so each mirror moves before the new talker's
-voice, which comes the longer way, reaches it) and by the bus to every node as before (a news
+voice, which comes the longer way, reaches it) and by the bus to every node (a news
 datagram lost leaves no mirror behind). Everything else goes by the bus.
 
 Order: the bus delivered one node's messages to another in the order sent; UDP need not, and a
@@ -1295,5 +1295,5 @@ class ClusterRouting:
                             tuple(sorted(relay)), self.life, self._seq)
         # the node whose client waits for this answer first (a write's messages go in order),
         # and the other nodes' copies only update their mirrors; by the plane to each node it
-        # reaches, and by the bus to every node as before ("Order")
+        # reaches, and by the bus to every node ("Order")
         self._floor_to(sorted(to, key=lambda n: (n != origin, n)), wc.encode(news), True, now)

@@ -267,7 +267,7 @@ class Welcome:
     # the answers to the Login's joins, each an encoded ``Joined`` as its own datagram would
     # carry it (txn ``join_txn``), sealed once with the Welcome: a moved client's one datagram
     # back is answered by one. As many as fit in ``WELCOME_JOINED_BYTES``; the other joins are
-    # answered after the Welcome as before (a client takes both)
+    # answered each in its own Joined after the Welcome (a client takes both)
     joined: list[bytes] = field(default_factory=list)
 
 

@@ -8,14 +8,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from ptt.cluster.bus import Bus
-from ptt.cluster.config import ClusterConfig
 from ptt.cluster.engines import Nats
-from ptt.cluster.node import BUS_GATHER, ClusterNode
-from ptt.config import ServerConfig
-from ptt.server.app import PttServer
+from ptt.cluster.node import BUS_GATHER
 from ptt.wire import cluster as wc
-from tests.cluster.test_node_voice import _until
+from tests.cluster.test_node_voice import _until, node_a_and_bus_b
 
 GROUP = "ops"
 PREFIX = "nodebus"
@@ -26,15 +22,9 @@ def test_members_elsewhere_read_together_cost_the_server_one_turn(nats: Nats,
                                                                   tmp_path: Path) -> None:
     """b tells a (the group's home) of 40 members online on b, one message each, in one write
     (a dead node's clients arriving at b): a learns all 40, in far fewer server turns than
-    messages (one per message before)."""
+    messages (not one a message)."""
     async def main() -> None:
-        server = PttServer(ServerConfig(host="127.0.0.1", port=0, db=tmp_path / "ptt.db",
-                                        record_dir=tmp_path / "rec"), iterations=1000)
-        await server.start()
-        node = ClusterNode(server, ClusterConfig("a", ("a", "b"), (nats.url,),
-                                                 subject_prefix=PREFIX, homes={GROUP: "a"}))
-        b = Bus("b", [nats.url], lambda data: None, PREFIX)
-        try:
+        async with node_a_and_bus_b(nats, tmp_path, PREFIX, lambda data: None) as (server, node, b):
             assert server.admin is not None
             now = asyncio.get_running_loop().time()
             for u in USERS:
@@ -58,11 +48,6 @@ def test_members_elsewhere_read_together_cost_the_server_one_turn(nats: Nats,
             await asyncio.sleep(0.05)
             assert turns[0] <= len(USERS) // 4, turns  # one a message: 40
             assert node.turns >= 1
-        finally:
-            await b.close()
-            await node.close()
-            server.close()
-            await server.wait_closed()
 
     asyncio.run(main())
 
@@ -70,14 +55,9 @@ def test_members_elsewhere_read_together_cost_the_server_one_turn(nats: Nats,
 def test_logins_told_in_one_write_per_gather_time_all_in_order(nats: Nats,
                                                                tmp_path: Path) -> None:
     """20 server turns within a few ms, each with a login to tell b: the first goes at once,
-    the rest in the write BUS_GATHER later (one write a turn before); b gets all 20, in
+    the rest in the write BUS_GATHER later (not one write a turn); b gets all 20, in
     order."""
     async def main() -> None:
-        server = PttServer(ServerConfig(host="127.0.0.1", port=0, db=tmp_path / "ptt.db",
-                                        record_dir=tmp_path / "rec"), iterations=1000)
-        await server.start()
-        node = ClusterNode(server, ClusterConfig("a", ("a", "b"), (nats.url,),
-                                                 subject_prefix=PREFIX, homes={GROUP: "a"}))
         got: list[str] = []
 
         def heard(data: bytes) -> None:
@@ -85,8 +65,7 @@ def test_logins_told_in_one_write_per_gather_time_all_in_order(nats: Nats,
             if isinstance(msg, wc.Login):
                 got.extend(msg.users)
 
-        b = Bus("b", [nats.url], heard, PREFIX)
-        try:
+        async with node_a_and_bus_b(nats, tmp_path, PREFIX, heard) as (server, node, b):
             await node.start()
             await b.start()
             await asyncio.sleep(2 * BUS_GATHER)
@@ -105,10 +84,5 @@ def test_logins_told_in_one_write_per_gather_time_all_in_order(nats: Nats,
             assert writes[0] == 1
             await _until(lambda: len(got) == 20, "the 20 logins at b")
             assert got == USERS[:20] and writes[0] == 2
-        finally:
-            await b.close()
-            await node.close()
-            server.close()
-            await server.wait_closed()
 
     asyncio.run(main())
