@@ -116,7 +116,9 @@ tells every other live node to ring the callee (``Call``), each keeps a copy of 
 lasts; from then on the call is a group like any other: its floor decided at its home, news,
 voice and presence through the paths above. The home ends the call when nobody is in it on any
 node (``CallEnd``); a node that learns its home died ends its copy and tells the sessions in it
-(``GroupGone``, ``CALL_LOST``): a call does not fail over.
+(``GroupGone``, ``CALL_LOST``): a call does not fail over. Two calls of one pair made at once
+on two nodes (each calling the other) are one on every node: each keeps the lower id's
+(:meth:`ClusterRouting._on_call`).
 
 Text pages: a page is stored where every node reads it (the cluster's PostgreSQL, by the
 adapter) before it is acknowledged; the node that stored it tells every other live node
@@ -396,7 +398,10 @@ class ClusterRouting:
         # late, by the other path), "copies" (the second copy of one, plane and bus)
         self.out_of_order = {"news stale": 0, "news copies": 0, "inputs stale": 0,
                              "inputs copies": 0}
-        self.refused_calls = 0  # calls crossing one made here for the same pair at once
+        # Call messages of a group name that is not a call here (counted, nothing rung)
+        self.refused_calls = 0
+        # two calls of one pair made at once on two nodes, each crossing seen here ("_on_call")
+        self.crossed_calls = 0
         # node -> its access address (HOST:PORT), as the nodes publish it: where a Welcome
         # steers a client (placement); a node not in it is never named
         self.addresses: dict[str, str] = {}
@@ -1009,7 +1014,15 @@ class ClusterRouting:
 
     def _on_call(self, msg: wc.Call, now: float) -> None:
         """Another node's call rings ``callee`` here: the copy is made if new (its home and id
-        as the message says), and the callee's devices here ring at once."""
+        as the message says), and the callee's devices here ring at once.
+
+        Two users calling each other from two nodes at once (within a bus delivery) make two
+        calls of one name, each on its caller's node, and each node gets both ``Call``
+        messages. Every node keeps the one of the lower id, so all pick the same with no
+        message more: the other gives way where it was made or copied, silently (no
+        ``CallEnd``: each node drops it on its own), and the sessions that were in it are rung
+        into the one kept, as a second call of one pair is answered on one server (both sides
+        rung into one call)."""
         if msg.home not in self.homes.nodes or msg.home == self.node and (
                 self._calls.get(msg.group) != self.node):
             return  # a call homed here that ended meanwhile, or a home we do not know
@@ -1019,12 +1032,26 @@ class ClusterRouting:
             raise ProtocolError(f"Call: {exc}") from None
         if {msg.caller, msg.callee} != set(members):
             raise ProtocolError("Call: its caller and callee are not the call's two members")
+        first, end = call_id_slice(msg.home, self.homes.nodes)
+        if not first <= msg.group_id < end:
+            raise ProtocolError(f"Call: id {msg.group_id} is not {msg.home}'s to give")
         directory = self.core.directory
         g = self.core.state.groups.get(msg.group)
+        moved: list[Session] = []
+        if g is not None and not g.private:
+            self.refused_calls += 1
+            return
+        if g is not None and g.group_id != msg.group_id:
+            crossing = msg.home != self._calls.get(g.name)
+            self.crossed_calls += crossing
+            # the lower id, or its home's newer call of this pair: the call here gives way
+            # (else it stands, and the callee is rung into it below)
+            if not crossing or msg.group_id < g.group_id:
+                moved = list(g.joined.values())
+                self._calls.pop(g.name, None)  # dropped without a CallEnd
+                directory.remove_group(g.name, now)
+                g = None
         if g is None:
-            first, end = call_id_slice(msg.home, self.homes.nodes)
-            if not first <= msg.group_id < end:
-                raise ProtocolError(f"Call: id {msg.group_id} is not {msg.home}'s to give")
             old = self.core.state.by_id.get(msg.group_id)
             if old is not None:
                 if not old.private or self._calls.get(old.name) != msg.home:
@@ -1035,13 +1062,12 @@ class ClusterRouting:
                 return  # a user removed meanwhile (the directory follows): no call
             g = directory.make_call(msg.group, msg.group_id)
             self._calls[msg.group] = msg.home
-        elif not g.private or g.group_id != msg.group_id:
-            # the two sides called each other at once from two nodes (within a bus delivery):
-            # each node keeps the call it has; the callers see each other's call unanswered
-            self.refused_calls += 1
-            return
-        for s in self.core.state.sessions.devices(msg.callee):
+        sessions = self.core.state.sessions
+        for s in sessions.devices(msg.callee):
             directory.ring(g, s, msg.caller, now)
+        for s in moved:
+            if sessions.by_id.get(s.session_id) is s and s.session_id not in g.joined:
+                directory.ring(g, s, members[1] if s.user == members[0] else members[0], now)
 
     def _on_presence(self, msg: wc.Presence, now: float) -> None:
         if msg.node not in self.homes.nodes or msg.node == self.node:
@@ -1144,7 +1170,8 @@ class ClusterRouting:
                 self._forward_members(g.name, msg.node, online, offline, msg.full, (), now)
             return
         if (msg.home == self.node or msg.term < 1
-                or self.fencing.check(Stamp(msg.group, msg.term)) is Verdict.REFUSED):
+                or self.fencing.check(Stamp(msg.group, msg.term)) is Verdict.REFUSED
+                or g.private and self._calls.get(g.name) != msg.home):
             self.refused_news += 1
             return
         if msg.node == self.node:  # the home's roster of this node: corrected if wrong
@@ -1214,7 +1241,9 @@ class ClusterRouting:
         if g is None:
             return
         if (msg.term < 1 or msg.home == self.node
-                or self.fencing.check(Stamp(msg.group, msg.term)) is Verdict.REFUSED):
+                or self.fencing.check(Stamp(msg.group, msg.term)) is Verdict.REFUSED
+                or g.private and self._calls.get(g.name) != msg.home):
+            # the last: news of a call that gave way to one of another home ("_on_call")
             self.refused_news += 1
             return
         if not self._in_order(msg, now):

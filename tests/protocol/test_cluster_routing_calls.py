@@ -273,3 +273,79 @@ def test_each_node_gives_call_ids_from_its_own_slice() -> None:
         < call_id_slice("B", sim.nodes)[1]
     for name, gid in ids.items():
         assert all(sim.cores[n].groups[name].group_id == gid for n in sim.nodes)
+
+
+def _cross_calls(sim: ClusterSim) -> int:
+    """ann (A) calls bob (B) and bob calls ann at the same moment (both reach their nodes 1 ms
+    later, each before the other's Call: they cross on the bus); the call's id."""
+    ann, bob = sim.clients["ann"], sim.clients["bob"]
+    mark = len(sim.bus_log)
+    sim.delay = (0.001, 0.001)
+    ann.call("bob", sim.now)
+    bob.call("ann", sim.now)
+    sim.run_until(sim.now + 1.0)
+    # each node made its call and told the others; no node ended one: each drops the loser
+    sent = _calls(sim.sent_since(mark))
+    assert sorted((a, b) for a, b, x in sent if isinstance(x, wc.Call)) == [
+        ("A", "B"), ("A", "C"), ("B", "A"), ("B", "C")]
+    assert not [x for _, _, x in sent if isinstance(x, wc.CallEnd)]
+    # one call on every node: the lower id, A's (A sorts first: its slice is the lowest)
+    gid = sim.cores["A"].groups[CALL].group_id
+    first, end = call_id_slice("A", sim.nodes)
+    assert first <= gid < end
+    for node in sim.nodes:
+        assert sim.cores[node].groups[CALL].group_id == gid, node
+        assert sim.routing[node]._calls[CALL] == "A", node
+        assert sim.routing[node].crossed_calls == 1, node
+    # both rung into it, as a second call of one pair is on one server
+    assert IncomingCall(CALL, "ann") in sim.events["bob"]
+    assert IncomingCall(CALL, "bob") in sim.events["ann"]
+    for c in (ann, bob):
+        view = c.groups[CALL]
+        assert view.state is not None and view.state.group_id == gid
+        assert view.online == {"ann", "bob"}
+    return gid
+
+
+def _talks(sim: ClusterSim, talker: str, listener: str, gid: int,
+           path: set[tuple[str, str]]) -> None:
+    """``talker`` asks for the call's floor and talks 0.5 s: granted, ``listener`` hears it,
+    the frames crossing from node to node along ``path`` alone."""
+    sim.clients[talker].request_floor(CALL, sim.now)
+    sim.run_until(sim.now + 0.2)
+    heard, mark = sim.heard[listener], len(sim.bus_log)
+    sim.talk(0.5)
+    assert sim.clients[talker].participation(CALL) is Participation.HAS_PERMISSION
+    assert sim.clients[listener].groups[CALL].talker == talker
+    assert sim.heard[listener] - heard >= 20
+    assert {(a, b) for a, b, x in sim.sent_since(mark)
+            if isinstance(x, tuple) and x[1] == gid} == path
+
+
+def test_two_users_calling_each_other_at_once_from_two_nodes_get_one_call() -> None:
+    """Call glare: the calls cross on the bus; every node keeps the lower id's, and the two
+    talk in turn in it."""
+    sim = _sim()
+    gid = _cross_calls(sim)
+    _talks(sim, "ann", "bob", gid, {("A", "B")})
+    sim.clients["ann"].release_floor(CALL, sim.now)
+    sim.run_until(sim.now + 0.1)
+    _talks(sim, "bob", "ann", gid, {("B", "A")})
+
+
+def test_crossing_calls_reaching_a_third_node_in_either_order_leave_it_the_same_call() -> None:
+    """ann's tablet on C: B's call (bob calling ann) reaches C first (A's is held back 50 ms),
+    so the tablet is rung into it; A's then takes its place on C, and the tablet is rung into
+    A's and hears bob there."""
+    sim = _sim()
+    sim.fate = lambda path, src, dest, msg: (
+        0.05 if isinstance(msg, wc.Call) and (src, dest) == ("A", "C") else -1.0)
+    tablet = _second_client(sim, "ann-tablet", "ann", "C", "tablet")
+    tablet.connect(sim.now)
+    sim.run_until(sim.now + 1.0)
+    gid = _cross_calls(sim)
+    view = tablet.groups[CALL]
+    assert view.state is not None and view.state.group_id == gid
+    assert [e for e in sim.events["ann-tablet"] if isinstance(e, IncomingCall)] == [
+        IncomingCall(CALL, "bob"), IncomingCall(CALL, "bob")]
+    _talks(sim, "bob", "ann-tablet", gid, {("B", "A"), ("B", "C")})
