@@ -6,7 +6,8 @@
     page_id = pages.add(group, sender, to, body, epoch, urgent, sent_ms, expires_ms, recipients)
     pages.save_receipts(delivered, read, cursors)   # one transaction for a batch
     pages.retained(now_ms) -> [PageEntry]; pages.expire(now_ms) -> [page ids]
-    pages.retained_ids(now_ms) -> {ids}; pages.fetch(ids) -> [PageEntry]   # a node catching up
+    pages.retained_counts(now_ms) -> {id: (delivered, read)}; pages.fetch(ids) -> [PageEntry]
+                                  # a node catching up: pages and receipts it missed
 
 It lives beside the directory (``ptt.cluster.directory``, opened first: the old key grants of
 sealed pages are its key history). The interface of the SQLite :class:`ptt.server.pagestore.PageStore` (single-server mode), so
@@ -143,11 +144,15 @@ class PgPageStore:
         return self._load("expires_ms > %s", (now_ms,), "r.page_id IN (SELECT id FROM "
                           "ptt_pages WHERE expires_ms > %s)", (now_ms,))
 
-    def retained_ids(self, now_ms: int) -> set[int]:
-        """The ids of the pages not expired at ``now_ms`` (what a node compares with its own)."""
+    def retained_counts(self, now_ms: int) -> dict[int, tuple[int, int]]:
+        """Per page not expired at ``now_ms``: how many receipts it has, delivered and read
+        (what a node compares with its own: pages it missed, receipts it missed)."""
         try:
-            return {int(r[0]) for r in self._conn().execute(
-                "SELECT id FROM ptt_pages WHERE expires_ms > %s", (now_ms,))}
+            return {int(r[0]): (int(r[1]), int(r[2])) for r in self._conn().execute(
+                "SELECT p.id, count(r.page_id) FILTER (WHERE NOT r.read), "
+                "count(r.page_id) FILTER (WHERE r.read) FROM ptt_pages p "
+                "LEFT JOIN ptt_page_receipts r ON r.page_id = p.id "
+                "WHERE p.expires_ms > %s GROUP BY p.id", (now_ms,))}
         except psycopg.Error as exc:
             raise StoreError(f"database is unavailable: {_why(exc)}") from None
 

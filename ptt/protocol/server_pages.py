@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import bisect
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from ptt.crypto.pages import MAX_PAGE_BODY, page_text
@@ -193,6 +193,27 @@ class Pages:
                 report.waiting.discard(user)
                 if not report.waiting:
                     self._page_report_check(pid, now)
+
+    def receipts_short(self, counts: Mapping[int, tuple[int, int]]) -> list[int]:
+        """The pages kept here whose receipts (devices that had them, devices that read them)
+        are fewer than ``counts``, the shared store's: marks another node wrote there whose
+        ``PageReceipts`` message was lost on the bus. The adapter reads those pages' receipts
+        from the store (:meth:`stored_receipts`)."""
+        pages = self.pages
+        short: list[int] = []
+        for pid, (delivered, read) in counts.items():
+            page = pages.get(pid)
+            if page is not None and (sum(map(len, page.delivered.values())) < delivered
+                                     or sum(map(len, page.read.values())) < read):
+                short.append(pid)
+        return short
+
+    def stored_receipts(self, pages: Iterable[PageEntry], now: float) -> None:
+        """Every receipt the shared store has of ``pages`` (kept here already), taken as
+        another node's (:meth:`remote_receipts`: those known here change nothing)."""
+        self.remote_receipts([(p.page_id, user, device, read) for p in pages
+                              for read, marks in ((False, p.delivered), (True, p.read))
+                              for user, devices in marks.items() for device in devices], now)
 
     def page_failed(self, ev: PageSubmitted, message: str, now: float) -> None:
         """The adapter could not store the page: the sender is told it was not accepted."""

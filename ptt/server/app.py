@@ -129,7 +129,7 @@ class SharedPages(Protocol):
 
     def expire(self, now_ms: int) -> list[int]: ...
 
-    def retained_ids(self, now_ms: int) -> set[int]: ...
+    def retained_counts(self, now_ms: int) -> dict[int, tuple[int, int]]: ...
 
     def fetch(self, ids: Iterable[int]) -> list[PageEntry]: ...
 
@@ -418,21 +418,29 @@ class PttServer:
         """The pages in memory made equal to the shared store's: those another node expired
         go (with ``gone``, the ones expired here), those stored while this node missed the
         other node's message (its NATS message lost, or that node killed between its commit
-        and its message) come, with their receipts."""
+        and its message) come, with their receipts, and so do the receipts of a page kept
+        here that the store has more of (another node's ``PageReceipts`` lost)."""
         try:
-            kept = shared.retained_ids(int(time.time() * 1000))
+            counts = shared.retained_counts(int(time.time() * 1000))
             here = set(self.core.pages)
-            missed = shared.fetch(kept - here)
+            short = self.core.paging.receipts_short(counts)
+            read = shared.fetch((counts.keys() - here) | set(short))
         except PttError as exc:
             log.warning("cannot read the cluster's pages: %s", exc)
             return gone
         now = asyncio.get_running_loop().time()
+        missed = [page for page in read if page.page_id not in here]
         for page in missed:  # with the receipts the store had: those devices are not given it
             self.core.paging.remote_page(page, now)
+        self.core.paging.stored_receipts([page for page in read if page.page_id in here], now)
         if missed:
             log.info("%d text page(s) of other nodes read from the shared store", len(missed))
+        if short:
+            log.info("receipts of %d text page(s) read from the shared store (another node's "
+                     "message of them lost)", len(short))
+        if read:
             self._transmit(now)
-        return sorted(set(gone) | (here - kept))
+        return sorted(set(gone) | (here - counts.keys()))
 
     def _start_multicast(self) -> None:
         self.multicast_off = self.bridge.start()

@@ -172,3 +172,30 @@ def test_without_a_shared_store_pages_stay_on_their_node() -> None:
     assert _received(sim, "bob") == []
     (report,) = [e for e in sim.events["ann"] if isinstance(e, PageReported)]
     assert (report.delivered, report.pending, report.offline) == ([], [], ["bob", "dan"])
+
+
+def test_receipts_whose_message_was_lost_come_from_the_shared_store_at_the_comparison() -> None:
+    """B's PageReceipts to A is lost on the bus: A does not know bob had the page, and its list
+    counts it pending. At the comparison with the shared store (the adapter's, every
+    PAGES_SYNC_EVERY) A finds the store has more receipts of that page than it has, reads them,
+    and counts as B does."""
+    sim = _sim()
+    sim.fate = lambda path, src, dest, msg: (
+        None if isinstance(msg, wc.PageReceipts) and dest == "A" else -1.0)
+    sim.clients["ann"].send_page("g", "", b"Gate 3 closed", 0, False, sim.now)
+    sim.run_until(sim.now + 1.5)
+    sim.clients["bob"].page_read(1, sim.now)
+    sim.run_until(sim.now + 0.5)
+    a, b = sim.cores["A"].paging, sim.cores["B"].paging
+    assert _received(sim, "bob") == [1]
+    assert a.pages[1].delivered == {} and a.pages[1].read == {}
+    # the store holds what each node wrote of its own devices: bob's marks, by B
+    stored = b.pages[1]
+    counts = {1: (1, 1), 2: (0, 0)}  # page 2: not kept here (the comparison's other half)
+    assert b.receipts_short(counts) == []
+    assert a.receipts_short(counts) == [1]
+    a.stored_receipts([stored], sim.now)
+    assert a.receipts_short(counts) == []
+    assert a.pages[1].delivered == {"bob": {"bob-desk"}} and a.pages[1].read == {
+        "bob": {"bob-desk"}}
+    assert a._page_entry(a.pages[1]) == b._page_entry(b.pages[1])

@@ -104,15 +104,56 @@ def test_nodes_share_the_store_ids_unique_and_in_commit_order(postgres: Any) -> 
         ids = [_add(store, f"page {i}".encode()) for i in range(10) for store in (a, b)]
         assert ids == list(range(1, 21))
         b.save_receipts([(ids[0], "bob", "bob-desk")], [], {("bob", "bob-desk"): ids[0]})
-        assert a.retained_ids(NOW) == set(ids)
+        counts = a.retained_counts(NOW)
+        assert counts == {i: (1 if i == ids[0] else 0, 0) for i in ids}
         (got,) = a.fetch([ids[0], 10_000])
         assert got.delivered == {"bob": {"bob-desk"}} and got.body == b"page 0"
         assert a.cursors() == {}
         # any node may expire: the other's next expiry finds nothing left, its next
         # comparison of ids tells it which went
         assert len(a.expire(NOW + 60_000)) == 20
-        assert b.expire(NOW + 60_000) == [] and b.retained_ids(NOW) == set()
+        assert b.expire(NOW + 60_000) == [] and b.retained_counts(NOW) == {}
     finally:
         a.close()
         b.close()
         directory.close()
+
+
+def test_a_node_reads_at_its_comparison_the_receipts_whose_message_it_missed(
+        postgres: Any, tmp_path: Any) -> None:
+    """Node b stores a page, then a device's receipts of it, whose messages node a never got
+    (NATS lost them): a's comparison with the store (``PAGES_SYNC_EVERY``) reads the page, and
+    at the next one its receipts, since the store has more of them than a."""
+    import asyncio
+    import time
+
+    from ptt.cluster.directory import PgDirectory
+    from ptt.cluster.pagestore import PgPageStore
+    from ptt.config import ServerConfig
+    from ptt.server.app import PttServer
+    from tests.cluster.databases import fresh_database
+
+    dsn = fresh_database(postgres.dsn)
+
+    async def main() -> None:
+        shared = PgPageStore(dsn)
+        server = PttServer(ServerConfig(host="127.0.0.1", port=0, db=tmp_path / "a.db"),
+                           iterations=1000, directory=PgDirectory(dsn), page_store=shared)
+        await server.start()
+        b = PgPageStore(dsn)
+        try:
+            live = int(time.time() * 1000)  # the comparison reads the pages kept now
+            pid = _add(b, b"Gate 3 closed", expires=live + 60_000)
+            assert server._sync_pages(shared, []) == []
+            page = server.core.pages[pid]
+            assert page.delivered == {} and page.read == {}
+            b.save_receipts([(pid, "bob", "bob-desk")], [(pid, "bob", "bob-desk")], {})
+            assert server._sync_pages(shared, []) == []
+            assert page.delivered == {"bob": {"bob-desk"}} and page.read == {"bob": {"bob-desk"}}
+            assert server.core.paging.receipts_short(shared.retained_counts(live)) == []
+        finally:
+            b.close()
+            server.close()
+            await server.wait_closed()
+
+    asyncio.run(main())
