@@ -7,6 +7,7 @@ each node on its own copy of one SQLite directory made beforehand, homes by the 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -45,6 +46,7 @@ CALL_HELLO = "Bob, this is ann. Come to the gate."
 class Cluster:
     site: Site  # where the directory was made (stopped)
     nodes: dict[str, ServerProcess] = field(default_factory=dict)
+    prefix: str = ""  # the nodes' NATS subjects: <prefix>.node.<id>
 
     def env(self, user: str, node: str) -> dict[str, str]:
         return self.site.env(user, PTT_SERVER=f"127.0.0.1:{self.nodes[node].port}")
@@ -58,10 +60,12 @@ class Cluster:
         return self.site.spawn(user, *args, env=self.env(user, node))
 
 
-def _start(tmp_path: Path, nats: Nats, etcd: Etcd | None = None, steer: bool = False
-           ) -> Iterator[Cluster]:
+def _start(tmp_path: Path, nats: Nats, etcd: Etcd | None = None, steer: bool = False,
+           etcd_endpoints: list[str] | None = None) -> Iterator[Cluster]:
     """Each node on its own copy of one SQLite directory, homes by the static rule (with
-    ``etcd``: homes by etcd leases, and nodes known to each other there)."""
+    ``etcd``: homes by etcd leases, and nodes known to each other there; ``etcd_endpoints``:
+    the members the nodes are given, in that order, the first being the one they use; by
+    default ``etcd``'s first)."""
     site = Site(tmp_path / "site").start()
     try:
         site.add_users("ann", "bob", "dan")
@@ -69,8 +73,10 @@ def _start(tmp_path: Path, nats: Nats, etcd: Etcd | None = None, steer: bool = F
         site.group("g", "ann", "bob", "cat", "dan")
     finally:
         site.stop()
-    c = Cluster(site)
     prefix = f"t{uuid.uuid4().hex[:12]}"  # the session's NATS is shared: subjects of our own
+    c = Cluster(site, prefix=prefix)
+    if etcd is not None and etcd_endpoints is None:
+        etcd_endpoints = [etcd.endpoint]
     try:
         for node in NODES:
             d = tmp_path / f"node-{node}"
@@ -82,7 +88,7 @@ def _start(tmp_path: Path, nats: Nats, etcd: Etcd | None = None, steer: bool = F
             toml = d / "cluster.toml"
             toml.write_text(f'node = "{node}"\nnodes = {list(NODES)!r}\n'
                             f'nats = ["{nats.url}"]\nsubject_prefix = "{prefix}"\n'
-                            + (f'etcd = ["{etcd.endpoint}"]\n' if etcd else "")
+                            + (f"etcd = {json.dumps(etcd_endpoints)}\n" if etcd_endpoints else "")
                             # clients stay where each test puts them: the cross-node paths
                             + f"steer = {'true' if steer else 'false'}\n"
                             + f'[homes]\ng = "{HOME}"\n'.replace("'", '"'))
