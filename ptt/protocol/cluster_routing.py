@@ -116,7 +116,8 @@ tells every other live node to ring the callee (``Call``), each keeps a copy of 
 lasts; from then on the call is a group like any other: its floor decided at its home, news,
 voice and presence through the paths above. The home ends the call when nobody is in it on any
 node (``CallEnd``); a node that learns its home died ends its copy and tells the sessions in it
-(``GroupGone``, ``CALL_LOST``): a call does not fail over. Two calls of one pair made at once
+(``GroupGone``, ``CALL_LOST``): a call does not fail over; so does a node that learns its home
+restarted (a ``Peer`` of another life than the call's). Two calls of one pair made at once
 on two nodes (each calling the other) are one on every node: each keeps the lower id's
 (:meth:`ClusterRouting._on_call`).
 
@@ -398,7 +399,8 @@ class ClusterRouting:
         # late, by the other path), "copies" (the second copy of one, plane and bus)
         self.out_of_order = {"news stale": 0, "news copies": 0, "inputs stale": 0,
                              "inputs copies": 0}
-        # Call messages of a group name that is not a call here (counted, nothing rung)
+        # Call messages of a group name that is not a call here, or of a call from an earlier
+        # life of its home (counted, nothing rung)
         self.refused_calls = 0
         # two calls of one pair made at once on two nodes, each crossing seen here ("_on_call")
         self.crossed_calls = 0
@@ -409,8 +411,13 @@ class ClusterRouting:
         # news that only the living can act on (logins) goes to them alone
         self.live: set[str] | None = None
         self._logins: list[tuple[str, str]] = []  # (user, device) logged in since the flush
-        # one-to-one calls this node has a copy of: group -> its home (where it was made)
+        # one-to-one calls this node has a copy of: group -> its home (where it was made), and
+        # the home's life that made it (Call.life)
         self._calls: dict[str, str] = {}
+        self._call_lives: dict[str, int] = {}
+        # node -> its latest life seen (its Peer's epoch, a Call's life): calls of its earlier
+        # lives are over
+        self._lives: dict[str, int] = {}
         # pages and their receipts cross nodes only when the adapter stores them where every
         # node reads them (page ids from one store, unique across nodes)
         self.shared_pages = True
@@ -760,6 +767,7 @@ class ClusterRouting:
                     and self._id_of(msg.group) == msg.group_id):
                 self.core.directory.end_call(msg.group, now)
         elif isinstance(msg, wc.Peer):
+            self._life_seen(msg.node, msg.epoch, now)
             if self.peers is not None and self.peers.on_peer(msg):
                 self._send(msg.node, self.peers.hello(msg.node))
         elif isinstance(msg, wc.Page):
@@ -941,7 +949,9 @@ class ClusterRouting:
         """A call made here is homed here; either way every other live node rings ``callee``
         (calls are rare: one message per node, not a search for where the callee is)."""
         home = self._calls.setdefault(g.name, self.node)
-        self._to_live(wc.encode(wc.Call(g.name, g.group_id, home, caller, callee)))
+        life = self._call_lives.setdefault(g.name, self.life)
+        self._to_live(wc.encode(wc.Call(g.name, g.group_id, home, caller, callee, self.node,
+                                        life)))
 
     def call_over(self, g: GroupEntry) -> bool:
         """Only the home ends a call: when no other node has anyone in it (its relay set)."""
@@ -958,6 +968,7 @@ class ClusterRouting:
 
     def call_removed(self, g: GroupEntry, now: float) -> None:
         home = self._calls.pop(g.name, None)
+        self._call_lives.pop(g.name, None)
         for per_group in (self._relay, self._known_relay, self._alive, self._homeless,
                           self._term, self._voided, self._stalled, self._news_order):
             per_group.pop(g.name, None)
@@ -1032,9 +1043,16 @@ class ClusterRouting:
             raise ProtocolError(f"Call: {exc}") from None
         if {msg.caller, msg.callee} != set(members):
             raise ProtocolError("Call: its caller and callee are not the call's two members")
+        if msg.life < 1 or msg.node not in self.homes.nodes:
+            raise ProtocolError("Call without its home's life, or from no node of the cluster")
         first, end = call_id_slice(msg.home, self.homes.nodes)
         if not first <= msg.group_id < end:
             raise ProtocolError(f"Call: id {msg.group_id} is not {msg.home}'s to give")
+        if msg.node == msg.home:
+            self._life_seen(msg.home, msg.life, now)
+        elif self._lives.get(msg.home, msg.life) != msg.life:
+            self.refused_calls += 1  # a callback in a copy of a call its home's restart ended
+            return
         directory = self.core.directory
         g = self.core.state.groups.get(msg.group)
         moved: list[Session] = []
@@ -1062,12 +1080,25 @@ class ClusterRouting:
                 return  # a user removed meanwhile (the directory follows): no call
             g = directory.make_call(msg.group, msg.group_id)
             self._calls[msg.group] = msg.home
+            self._call_lives[msg.group] = msg.life
         sessions = self.core.state.sessions
         for s in sessions.devices(msg.callee):
             directory.ring(g, s, msg.caller, now)
         for s in moved:
             if sessions.by_id.get(s.session_id) is s and s.session_id not in g.joined:
                 directory.ring(g, s, members[1] if s.user == members[0] else members[0], now)
+
+    def _life_seen(self, node: str, life: int, now: float) -> None:
+        """``node`` is in ``life`` (its Peer's epoch, a Call it made): the copies of its
+        calls made in another life are over. A node restarted within its lease's grace is not
+        taken for dead, and its calls from before died with its process: their copies here end
+        at once (the sessions in them told ``CALL_LOST``), not when an id is given again."""
+        if node == self.node or self._lives.get(node) == life:
+            return
+        self._lives[node] = life
+        for group in [c for c, home in self._calls.items()
+                      if home == node and self._call_lives.get(c, life) != life]:
+            self.core.directory.end_call(group, now)
 
     def _on_presence(self, msg: wc.Presence, now: float) -> None:
         if msg.node not in self.homes.nodes or msg.node == self.node:

@@ -20,8 +20,8 @@ sends it: ``ptt.protocol.cluster_routing``):
 * :class:`Login`, a node -> every other node: users logged in here, each from a device; a session
   of that user and device on another node ends (one session per device, as on one server);
 * :class:`Call`, the node a ``Call`` reached -> every other live node: ring ``callee`` in this
-  one-to-one call (its group id and its home with it), and ring it there when it logs in while
-  the call lasts;
+  one-to-one call (its group id, its home and the home's life with it), and ring it there when
+  it logs in while the call lasts;
 * :class:`CallEnd`, a call's home -> every other live node: nobody is in the call any more;
 * :class:`Peer`, a node -> every other node: where its peer port is (voice between nodes goes
   there by UDP, ``ptt.wire.peer``), the epoch its datagrams carry, and the epoch it knows of the
@@ -78,7 +78,7 @@ __all__ = [
     "encode",
 ]
 
-CLUSTER_VERSION = 2
+CLUSTER_VERSION = 3
 MAX_MESSAGE = 256 * 1024  # a full Presence of 2,000 groups is ~30 KB; NATS' default is 1 MB
 _MAX_ITEMS = 20_000
 _MAX_STR = 1_000
@@ -204,6 +204,10 @@ class Call:
     home: str  # the node whose floor decides the call: where it was made
     caller: str
     callee: str
+    node: str  # the node that sends it: the home, or a node with a copy (a callback)
+    # the home's life (its peer epoch) that made the call: a copy ends when another life of
+    # its home shows (a restart within its lease's grace, which no node takes for a death)
+    life: int
 
 
 @dataclass(frozen=True, slots=True)

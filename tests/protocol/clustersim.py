@@ -74,7 +74,7 @@ class ClusterSim:
         if self.planes:
             for i, (n, r) in enumerate(self.routing.items()):
                 addr = ("10.254.0.%d" % (i + 1), 7800)
-                r.peers = PeerPlane(n, PEER_KEY, 100 + i, addr)
+                r.peers = PeerPlane(n, PEER_KEY, r.life, addr)  # one number, as node.py
                 self._peer_of[addr] = n
         for r in self.routing.values():
             r.start(self.now)

@@ -233,20 +233,23 @@ def test_a_call_from_a_restarted_home_replaces_its_call_from_before() -> None:
     sim = _sim()
     b = sim.routing["B"]
     first, _ = call_id_slice("A", sim.nodes)
-    b.receive(wc.encode(wc.Call(call_group_name("ann", "dan"), first, "A", "ann", "dan")),
-              sim.now)
+    b.receive(wc.encode(wc.Call(call_group_name("ann", "dan"), first, "A", "ann", "dan", "A",
+                                sim.routing["A"].life)), sim.now)
     assert sim.cores["B"].groups[call_group_name("ann", "dan")].group_id == first
-    b.receive(wc.encode(wc.Call(CALL, first, "A", "ann", "bob")), sim.now)
+    b.receive(wc.encode(wc.Call(CALL, first, "A", "ann", "bob", "A", 77)), sim.now)
     assert call_group_name("ann", "dan") not in sim.cores["B"].groups
     assert sim.cores["B"].groups[CALL].group_id == first
 
 
 @pytest.mark.parametrize("msg, why", [
-    (wc.Call("call:ann+bob", 0, "A", "ann", "bob"), "not A's to give"),
-    (wc.Call("call:ann+bob", call_id_slice("A", "ABC")[0], "A", "ann", "dan"),
+    (wc.Call("call:ann+bob", 0, "A", "ann", "bob", "A", 1), "not A's to give"),
+    (wc.Call("call:ann+bob", call_id_slice("A", "ABC")[0], "A", "ann", "dan", "A", 1),
      "two members"),
-    (wc.Call("g", call_id_slice("A", "ABC")[0], "A", "ann", "bob"), "call group name"),
-    (wc.Call(CALL, call_id_slice("A", "ABC")[0] + 5, "B", "ann", "bob"), "not B's to give"),
+    (wc.Call("g", call_id_slice("A", "ABC")[0], "A", "ann", "bob", "A", 1), "call group name"),
+    (wc.Call(CALL, call_id_slice("A", "ABC")[0] + 5, "B", "ann", "bob", "B", 2),
+     "not B's to give"),
+    (wc.Call(CALL, call_id_slice("A", "ABC")[0], "A", "ann", "bob", "A", 0), "life"),
+    (wc.Call(CALL, call_id_slice("A", "ABC")[0], "A", "ann", "bob", "Z", 1), "no node"),
 ])
 def test_a_bad_call_message_is_one_protocol_error(msg: wc.Call, why: str) -> None:
     sim = _sim()
@@ -349,3 +352,33 @@ def test_crossing_calls_reaching_a_third_node_in_either_order_leave_it_the_same_
     assert [e for e in sim.events["ann-tablet"] if isinstance(e, IncomingCall)] == [
         IncomingCall(CALL, "bob"), IncomingCall(CALL, "bob")]
     _talks(sim, "bob", "ann-tablet", gid, {("B", "A"), ("B", "C")})
+
+
+def test_a_home_restarted_within_its_grace_ends_its_calls_from_before_on_every_node() -> None:
+    """A (ann's node, the call's home) restarts within its lease's grace, so no node takes it
+    for dead; its first Peer shows a new life. B and C end their copies of its call at once:
+    bob is told the call is lost, not left in a call nobody decides. A Peer of the life they
+    knew changes nothing; a callback in a copy of the old life is refused."""
+    sim = _sim()
+    sim.clients["ann"].call("bob", sim.now)
+    sim.run_until(sim.now + 0.5)
+    old = sim.cores["B"].groups[CALL].group_id
+    life = sim.routing["A"].life
+
+    def peer_of_a(epoch: int) -> bytes:
+        return wc.encode(wc.Peer("A", "10.254.0.1", 7800, epoch, 0, 1))
+
+    for node in "BC":
+        sim.routing[node].receive(peer_of_a(life), sim.now)
+    assert all(CALL in sim.cores[n].groups for n in "BC")
+    sim.dead.add("A")  # the old process: gone, nothing more from it
+    for node in "BC":
+        sim.routing[node].receive(peer_of_a(life + 1), sim.now)
+        sim._flush_node(node)
+    sim.run_until(sim.now + 0.5)
+    assert GroupGone(CALL, m.GoneReason.CALL_LOST) in sim.events["bob"]
+    assert CALL not in sim.clients["bob"].groups
+    assert all(CALL not in sim.cores[n].groups for n in "BC")
+    c = sim.routing["C"]
+    c.receive(wc.encode(wc.Call(CALL, old, "A", "bob", "ann", "B", life)), sim.now)
+    assert CALL not in sim.cores["C"].groups and c.refused_calls == 1

@@ -21,6 +21,7 @@ ONE_OF_EACH: list[Any] = [
     wc.LinkWindow("g", 9, "B", (1, 2, 3), 2, 100, 3, 1, 0, 2),
     wc.Login("A", ("ann", "bob"), ("phone", "")),
     wc.Peer("A", "127.0.0.1", 7801, 2**62 + 5, 12, 2**55 + 3),
+    wc.Call("call:ann+bob", 2**31 + 7, "A", "ann", "bob", "B", 2**62 + 5),
 ]
 
 
