@@ -36,9 +36,12 @@ survivor that kept answering abandoned logins was always 2 s behind, and its cli
 between survivors every 2 s, were not back after 15 s (541 of 1,000 in one run at load 11-20).
 A login that answers this node's notice is given up later (``LOGIN_TRY`` plus the notice's
 window, at most twice ``LOGIN_TRY``: ``ptt.protocol.client``), and its client resends it at
-least once a second (``LOGIN_RETRY``) meanwhile: the copy dropped here is replaced by the
-client's next, which waits at the back of the backlog, so past ``LOGIN_TRY`` such a login costs
-its client a second wait rather than its node's answer to a login nobody waits for.
+least once a second (``LOGIN_RETRY``) meanwhile. Dropped at ``LOGIN_TRY``, its next copy would
+wait at the back of the backlog again (a second wait for a client its node asked to come); so
+such a datagram is served when its turn comes up to twice ``LOGIN_TRY`` after it arrived, as
+long as a copy of it came within ``RESEND_WITHIN`` (its client still waits: one that gave up
+sends no more), counted in ``plain_late``. Which datagrams those are the server says
+(``patient(data)``: a Login answering a notice), asked only of one that waited ``LOGIN_TRY``.
 
 Bounded: the keepalive backlog holds at most ``backlog_max`` datagrams (beyond that they wait
 in the kernel's buffer, which drops what overflows, as it would without the backlog); the plain
@@ -62,6 +65,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ptt.crypto.channel import KEEPALIVE_MAGIC, SEALED_MAGIC
+from ptt.protocol.client import LOGIN_RETRY
 from ptt.protocol.limits import network_prefix
 from ptt.protocol.server_list import LOGIN_TRY
 from ptt.wire.voice import VOICE_MAGIC
@@ -75,6 +79,9 @@ CHUNK = 4  # backlog datagrams handled between looks at the socket (a look that 
 # nothing costs one failed recvfrom, ~2 us; a keepalive ~50 us)
 BUDGET = 0.002  # seconds of work per call before the event loop gets a turn
 PLAIN_MAX_WAIT = LOGIN_TRY  # s a plain datagram may wait in a backlog (module docstring)
+# s: a client still waiting for its login sent a copy within this (its longest interval between
+# copies, and a quarter second for the way and the reader's turn)
+RESEND_WITHIN = LOGIN_RETRY[1] + 0.25
 
 Handler = Callable[[bytes, Any, float], bool]
 
@@ -87,15 +94,16 @@ def urgent(data: bytes) -> bool:
 class PriorityReader:
     """Reads one non-blocking UDP socket, urgent datagrams first (see the module docstring)."""
 
-    __slots__ = ("_admit", "_backlog", "_clock", "_handle", "_known", "_plain", "_plain_len",
-                 "_recvfrom", "_returning", "_waiting", "backlog_max", "budget", "chunk",
-                 "drain_max", "most_backlog", "plain_dropped", "plain_max_wait",
-                 "plain_refused", "plain_repeated", "plain_stale")
+    __slots__ = ("_admit", "_backlog", "_clock", "_handle", "_known", "_patient", "_plain",
+                 "_plain_len", "_recvfrom", "_returning", "_waiting", "backlog_max", "budget",
+                 "chunk", "drain_max", "most_backlog", "plain_dropped", "plain_late",
+                 "plain_max_wait", "plain_refused", "plain_repeated", "plain_stale")
 
     def __init__(self, sock: socket.socket, handle: Handler, clock: Callable[[], float], *,
                  drain_max: int = DRAIN_MAX, backlog_max: int = BACKLOG_MAX, chunk: int = CHUNK,
                  budget: float = BUDGET, known: Callable[[Any], bool] | None = None,
                  admit: Callable[[Any, float], bool] | None = None,
+                 patient: Callable[[bytes], bool] | None = None,
                  plain_max_wait: float = PLAIN_MAX_WAIT) -> None:
         if drain_max < 1 or backlog_max < 1 or chunk < 1 or budget <= 0:
             raise ValueError("drain_max, backlog_max and chunk >= 1, budget > 0")
@@ -108,8 +116,10 @@ class PriorityReader:
         self._plain: OrderedDict[str, deque[tuple[bytes, Any, float]]] = OrderedDict()
         self._plain_len = 0
         self._returning: deque[tuple[bytes, Any, float]] = deque()  # plain, from a known host
-        self._waiting: set[tuple[bytes, Any]] = set()  # what the two plain lanes hold
+        # what the two plain lanes hold, and when the latest copy of each came
+        self._waiting: dict[tuple[bytes, Any], float] = {}
         self._known = known or (lambda addr: False)
+        self._patient = patient or (lambda data: False)
         self._admit = admit or (lambda addr, now: True)
         self.drain_max = drain_max
         self.backlog_max = backlog_max
@@ -120,6 +130,7 @@ class PriorityReader:
         self.plain_refused = 0  # ... because the rate limit would refuse them (admit)
         self.plain_repeated = 0  # ... because a copy from the same address was waiting
         self.plain_stale = 0  # ... because they waited plain_max_wait (their sender gave up)
+        self.plain_late = 0  # served past plain_max_wait: their sender still waits (patient)
         self.plain_max_wait = plain_max_wait
 
     def __len__(self) -> int:
@@ -149,12 +160,13 @@ class PriorityReader:
                 backlog.append((data, addr))
             elif (data, addr) in waiting:
                 self.plain_repeated += 1
+                waiting[(data, addr)] = now
             elif not admit(addr, clock()):
                 self.plain_refused += 1
             elif known(addr):
                 if len(returning) < most:
                     returning.append((data, addr, now))
-                    waiting.add((data, addr))
+                    waiting[(data, addr)] = now
                 else:
                     self.plain_dropped += 1
             else:
@@ -171,7 +183,7 @@ class PriorityReader:
                 self.plain_dropped += 1
                 return
             first = next(iter(plain))  # room for a new prefix: the next one served gives way
-            self._waiting.discard(plain[first].popleft()[:2])
+            self._waiting.pop(plain[first].popleft()[:2], None)
             if not plain[first]:
                 del plain[first]
             self._plain_len -= 1
@@ -179,12 +191,13 @@ class PriorityReader:
         if q is None:
             q = plain[key] = deque()
         q.append((data, addr, now))
-        self._waiting.add((data, addr))
+        self._waiting[(data, addr)] = now
         self._plain_len += 1
 
     def _next_plain(self, now: float) -> tuple[bytes, Any] | None:
-        """The next plain datagram that has not waited too long: a known host's first, then
-        the first queued of the prefix whose turn it is. None when the plain lanes are empty."""
+        """The next plain datagram that has not waited too long (or whose sender waits
+        longer, and still sends: module docstring): a known host's first, then the first
+        queued of the prefix whose turn it is. None when the plain lanes are empty."""
         waiting, returning, plain = self._waiting, self._returning, self._plain
         while returning or self._plain_len:
             if returning:
@@ -198,8 +211,12 @@ class PriorityReader:
                 else:
                     del plain[key]
                 self._plain_len -= 1
-            waiting.discard((data, addr))
-            if now - at < self.plain_max_wait:
+            last = waiting.pop((data, addr), at)
+            wait = self.plain_max_wait
+            if now - at < wait:
+                return data, addr
+            if now - at < 2 * wait and now - last < RESEND_WITHIN and self._patient(data):
+                self.plain_late += 1
                 return data, addr
             self.plain_stale += 1
         return None

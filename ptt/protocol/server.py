@@ -322,6 +322,10 @@ class ServerCore:
         """Has a session come from this host lately (``Gate.known_host``)?"""
         return self.gate.known_host(addr)
 
+    def patient_login(self, data: bytes) -> bool:
+        """Does the client of this plain datagram wait past ``LOGIN_TRY`` (``Gate.patient_login``)?"""
+        return self.gate.patient_login(data)
+
     def plain_budget(self, addr: Addr, now: float) -> bool:
         """May a plain datagram from ``addr`` pass the aggregate limit now (``Gate``)?"""
         return self.gate.plain_budget(addr, now)

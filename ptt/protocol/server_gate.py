@@ -249,6 +249,18 @@ class Gate:
         in)? The adapter's reader handles such hosts' logins before other plain datagrams."""
         return addr[0] in self._known_hosts
 
+    def patient_login(self, data: bytes) -> bool:
+        """Is plain datagram ``data`` a Login answering a notice (an invite nonce)? Its
+        client waits for this node past ``LOGIN_TRY`` (up to twice that: the node that told it
+        lives, and its backlog is the window it asked for; ``ptt.protocol.client``), so the
+        adapter's reader serves it late rather than drop it. Parsed only for a datagram that
+        waited ``LOGIN_TRY`` already; its nonce is checked when it is handled."""
+        try:
+            msg = decode_message(data)
+        except ProtocolError:
+            return False
+        return isinstance(msg, m.Login) and auth.is_invite(msg.server_nonce or b"\0")
+
     def plain_budget(self, addr: Addr, now: float) -> bool:
         """May a plain datagram from ``addr`` still pass the aggregate rate limit now? Charges
         nothing; the adapter's reader drops at once, unparsed, what would be refused anyway."""

@@ -269,7 +269,8 @@ class PttServer:
                 sock.setblocking(False)
                 self._reader = PriorityReader(sock, self._handle, loop.time,
                                               known=self.core.known_host,
-                                              admit=self.core.plain_budget)
+                                              admit=self.core.plain_budget,
+                                              patient=self.core.patient_login)
                 loop.add_reader(sock.fileno(), self._read_ready)
             except BaseException:
                 sock.close()

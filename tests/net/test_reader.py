@@ -230,3 +230,37 @@ def test_a_plain_datagram_that_waited_past_its_senders_patience_is_dropped_unhan
     send(client, logins(1, 5))
     assert reader.run() is False
     assert order[-1] == logins(1, 5)[0] and reader.plain_stale == 4
+
+
+def test_a_login_whose_client_waits_longer_is_served_past_login_try_while_it_resends(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    """A Login answering this node's notice (``patient``): its client waits up to twice
+    plain_max_wait and resends meanwhile. Past plain_max_wait it is served while a copy came
+    within RESEND_WITHIN (dropping it would send its next copy to the back of the backlog);
+    one whose copies stopped (its client gave up), one not patient, and one past twice
+    plain_max_wait are dropped."""
+    server, client = pair
+    now = [0.0]
+    order: list[bytes] = []
+    first, resent, silent, other, late = logins(5)
+    patient = {resent, silent, late}
+
+    def slow(n: int) -> bool:
+        if order[-1] == first:  # the first login took long; meanwhile two clients resent
+            now[0] += 2.5
+            send(client, [resent, other])
+        elif order[-1] == HEARTBEAT and n > 3:
+            now[0] += 4.5  # far past: twice plain_max_wait
+            send(client, [late])
+        return True
+
+    send(client, [first, resent, silent, other, HEARTBEAT])
+    # a look at the socket between any two datagrams: each copy is seen before the next turn
+    reader = PriorityReader(server, recording(order, slow), lambda: now[0], budget=100.0,
+                            chunk=1, patient=patient.__contains__, plain_max_wait=2.0)
+    assert reader.run() is False
+    assert order == [HEARTBEAT, first, resent]
+    assert (reader.plain_late, reader.plain_stale, reader.plain_repeated) == (1, 2, 2)
+    send(client, [late, HEARTBEAT])
+    assert reader.run() is False
+    assert order[3:] == [HEARTBEAT] and reader.plain_stale == 3 and reader.plain_late == 1

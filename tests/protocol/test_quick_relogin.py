@@ -79,6 +79,21 @@ def test_a_first_login_carries_its_joins_too() -> None:
     assert [e.state.group for e in net.events if isinstance(e, GroupJoined)] == ["g"]
 
 
+def test_a_login_answering_a_notice_is_the_one_the_reader_serves_past_login_try() -> None:
+    """``patient_login``: the client of a Login answering a node's notice waits for that node
+    up to twice LOGIN_TRY, so the reader (ptt.net.reader) serves it late; a Hello, a Login
+    answering a Challenge, and bytes that are no message are not."""
+    net = Recorded()
+    net.start()
+    hello, first = net.log[B]
+    b_dies_and_a_announces(net)
+    (moved,) = net.log[A]
+    a = net.nodes[A]
+    assert a.patient_login(moved)
+    assert not a.patient_login(first) and not a.patient_login(hello)
+    assert not a.patient_login(b"\x96junk") and not a.patient_login(b"")
+
+
 def _login_core(seed: int = 1) -> tuple[ServerCore, auth.Credentials]:
     rng = random.Random(seed)
     core = ServerCore(rng.randbytes)
