@@ -670,11 +670,13 @@ class ClusterNode:
         plane = self.peers
         if plane is None or not self.server.is_open:
             return
-        d = plane.accept(data)
         now = asyncio.get_running_loop().time()
+        d = plane.accept(data, now)
         if d is None:
             self.server.drop(addr, f"peer_{plane.last_refusal}: {len(data)} bytes on the "
                              "peer port", now)
+            if plane.ask:  # a node this one forgot: its Peer asked for (PeerPlane.accept)
+                self.server.transmit(now)
             return
         if (d.node, d.epoch, d.kind) not in self._peer_heard:
             self._peer_heard.add((d.node, d.epoch, d.kind))

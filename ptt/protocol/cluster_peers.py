@@ -26,7 +26,14 @@ with the cluster's key is *forged*), then the sender's epoch must be the one it 
 *unknown* sender or a datagram of an earlier life, recorded and sent again, is refused), then
 its counter must be new in that epoch's replay window (RFC 4303's, ``ptt.crypto.replay``:
 a *replayed* datagram is refused) and the payload what its kind says (a voice frame, or not
-one). Every refusal is counted by reason (:attr:`PeerPlane.refused`), never raised. An accepted
+one). Every refusal is counted by reason (:attr:`PeerPlane.refused`), never raised. An
+authentic datagram of a node whose epoch this node does not know (it took that node for dead
+and forgot it, while the sender still takes it for knowing it) puts the sender in
+:attr:`PeerPlane.ask`: the routing sends it a ``Peer`` (with ``seen`` 0), which it answers at
+once, so the two settle in three bus messages, not at the sender's next periodic ``Peer``
+(up to ``PRESENCE_EVERY``, 2 s, of its datagrams refused); at most once per ``ASK_EVERY`` per
+node, so recorded datagrams sent again cannot make this node chatty (forged ones never get
+this far). An accepted
 voice frame goes on to the routing's mirror check (``ClusterRouting.receive_voice``: "that
 burst is current") like a frame from the bus, a floor message to ``ClusterRouting.receive``.
 
@@ -54,13 +61,16 @@ from ptt.wire.peer import (
 )
 from ptt.wire.voice import HEADER_SIZE, is_voice
 
-__all__ = ["REFUSALS", "PeerPlane"]
+__all__ = ["ASK_EVERY", "REFUSALS", "PeerPlane"]
 
 # why a peer datagram was refused: PeerPlane.refused's keys
 REFUSALS = ("forged", "malformed", "unknown", "replayed")
 # counters a receiver remembers per sender's epoch: datagrams reordered by more than this are
 # refused as too old (voice between two nodes on one network is reordered by a few at most)
 WINDOW = 1024
+# s: a node whose datagrams come under an epoch not known here is asked for its Peer at most
+# this often (the exchange takes a few ms; recorded datagrams replayed ask no more than this)
+ASK_EVERY = 0.5
 
 
 @dataclass
@@ -91,6 +101,10 @@ class PeerPlane:
         self.refused = dict.fromkeys(REFUSALS, 0)
         self.last_refusal = ""  # the reason of the latest refusal (one of REFUSALS)
         self.key_differs: set[str] = set()  # nodes whose key check is not ours (said once each)
+        # nodes to send a Peer now (their datagrams came under an epoch not known here), and
+        # when each was last put there
+        self.ask: list[str] = []
+        self._asked: dict[str, float] = {}
 
     def hello(self, node: str) -> wc.Peer:
         """What to tell ``node`` of this node's peer port."""
@@ -134,9 +148,10 @@ class PeerPlane:
         self.sealed += 1
         return seal(self.key, self.node, self.epoch, self._counter, frame, kind)
 
-    def accept(self, data: bytes) -> PeerDatagram | None:
+    def accept(self, data: bytes, now: float) -> PeerDatagram | None:
         """The datagram if it is a current, authentic voice frame or floor message of a known
-        node; else None, counted in :attr:`refused`."""
+        node; else None, counted in :attr:`refused` (an authentic one of an epoch not known
+        here puts its sender in :attr:`ask`, at most once per ``ASK_EVERY``)."""
         try:
             d = open_datagram(self.key, data)
         except ForgedDatagram:
@@ -145,6 +160,9 @@ class PeerPlane:
             return self._refuse("malformed")
         p = self._peers.get(d.node)
         if p is None or p.epoch != d.epoch:
+            if d.node != self.node and now - self._asked.get(d.node, -ASK_EVERY) >= ASK_EVERY:
+                self._asked[d.node] = now
+                self.ask.append(d.node)
             return self._refuse("unknown")
         if not p.window.check(d.counter):
             return self._refuse("replayed")

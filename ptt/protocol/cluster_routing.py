@@ -729,6 +729,15 @@ class ClusterRouting:
             if node != self.node and (self.live is None or node in self.live):
                 self._send(node, self.peers.hello(node))
 
+    def _ask_peers(self, plane: PeerPlane) -> None:
+        """This node's Peer to each node whose datagrams came under an epoch not known here, if
+        it is one of the cluster's and alive (its answer tells its epoch at once)."""
+        asked, plane.ask = plane.ask, []
+        live = self.live
+        for node in dict.fromkeys(asked):
+            if node in self.homes.nodes and (live is None or node in live):
+                self._send(node, plane.hello(node))
+
     # --- messages from the bus ----------------------------------------------------------------
 
     def receive(self, data: bytes, now: float, plane: bool = False) -> None:
@@ -1312,7 +1321,10 @@ class ClusterRouting:
     def flush(self, now: float) -> None:
         """Publish the floor events of this node's groups the core produced since the last call
         (its own clients' requests, its timers, its sessions lost), and the logins since then
-        (one Login message to each other live node)."""
+        (one Login message to each other live node), and a ``Peer`` to each node the plane
+        asks about (:attr:`PeerPlane.ask`)."""
+        if self.peers is not None and self.peers.ask:
+            self._ask_peers(self.peers)
         if self._logins:
             users, devices = zip(*self._logins)
             self._logins.clear()

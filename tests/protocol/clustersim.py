@@ -228,7 +228,7 @@ class ClusterSim:
                     _, node = dest  # type: ignore[misc]
                     routing = self.routing[node]
                     assert routing.peers is not None
-                    got = routing.peers.accept(data)
+                    got = routing.peers.accept(data, self.now)
                     if got is not None:
                         routing.receive(got.frame, self.now, plane=True)
                     self._flush_node(node)

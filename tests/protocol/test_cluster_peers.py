@@ -9,7 +9,7 @@ import pytest
 
 from ptt.errors import ProtocolError
 from ptt.protocol.client import FloorStateChanged, Participation
-from ptt.protocol.cluster_peers import WINDOW, PeerPlane
+from ptt.protocol.cluster_peers import ASK_EVERY, WINDOW, PeerPlane
 from ptt.wire import cluster as wc
 from ptt.wire.peer import CONTROL, peer_key, seal
 from ptt.wire.voice import VoiceHeader, encode_voice
@@ -63,9 +63,9 @@ def test_a_frame_sealed_by_one_node_is_accepted_once_by_the_other() -> None:
     a, b = _plane("a", 11), _plane("b", 22)
     _settle(a, b)
     data = a.seal(FRAME)
-    got = b.accept(data)
+    got = b.accept(data, 0.0)
     assert got is not None and got.node == "a" and got.frame == FRAME
-    assert b.accept(data) is None  # the same datagram again
+    assert b.accept(data, 0.0) is None  # the same datagram again
     assert b.refused["replayed"] == 1 and b.last_refusal == "replayed"
     assert b.accepted == 1
 
@@ -75,13 +75,13 @@ def test_reordered_datagrams_are_taken_within_the_window() -> None:
     _settle(a, b)
     sealed = [a.seal(FRAME) for _ in range(5)]
     for data in (sealed[0], sealed[3], sealed[1], sealed[4], sealed[2]):
-        assert b.accept(data) is not None
+        assert b.accept(data, 0.0) is not None
     assert b.refused == {"forged": 0, "malformed": 0, "unknown": 0, "replayed": 0}
     old = a.seal(FRAME)
     for _ in range(WINDOW):
         a.seal(FRAME)
-    assert b.accept(a.seal(FRAME)) is not None
-    assert b.accept(old) is None and b.refused["replayed"] == 1  # too old to tell: refused
+    assert b.accept(a.seal(FRAME), 0.0) is not None
+    assert b.accept(old, 0.0) is None and b.refused["replayed"] == 1  # too old to tell: refused
 
 
 def test_a_forged_datagram_is_refused_and_counted_and_moves_nothing() -> None:
@@ -89,9 +89,9 @@ def test_a_forged_datagram_is_refused_and_counted_and_moves_nothing() -> None:
     _settle(a, b)
     # right layout, a's name and epoch and the next counter, but not the cluster's key
     forged = seal(peer_key(b"guessed"), "a", 11, 1, FRAME)
-    assert b.accept(forged) is None
+    assert b.accept(forged, 0.0) is None
     assert b.refused["forged"] == 1 and b.last_refusal == "forged"
-    assert b.accept(a.seal(FRAME)) is not None  # counter 1 still free: the forgery spent nothing
+    assert b.accept(a.seal(FRAME), 0.0) is not None  # counter 1 still free: the forgery spent nothing
 
 
 def test_an_earlier_life_of_a_node_and_an_unknown_node_are_refused() -> None:
@@ -100,8 +100,8 @@ def test_an_earlier_life_of_a_node_and_an_unknown_node_are_refused() -> None:
     recorded = a.seal(FRAME)
     a2 = _plane("a", 12)  # a restarted: a new epoch
     assert b.on_peer(a2.hello("b")) is True  # a new life: answered
-    assert b.accept(recorded) is None and b.refused["unknown"] == 1
-    assert b.accept(seal(KEY, "z", 5, 1, FRAME)) is None and b.refused["unknown"] == 2
+    assert b.accept(recorded, 0.0) is None and b.refused["unknown"] == 1
+    assert b.accept(seal(KEY, "z", 5, 1, FRAME), 0.0) is None and b.refused["unknown"] == 2
     # and b sends to the new life only once it said it knows b: until then, the bus
     assert b.route("a") is None
 
@@ -109,8 +109,8 @@ def test_an_earlier_life_of_a_node_and_an_unknown_node_are_refused() -> None:
 def test_a_payload_that_is_not_a_voice_frame_is_malformed() -> None:
     a, b = _plane("a", 11), _plane("b", 22)
     _settle(a, b)
-    assert b.accept(a.seal(b"\x91\x01 not voice")) is None
-    assert b.accept(b"P\x01junk") is None
+    assert b.accept(a.seal(b"\x91\x01 not voice"), 0.0) is None
+    assert b.accept(b"P\x01junk", 0.0) is None
     assert b.refused["malformed"] == 2
 
 
@@ -128,6 +128,26 @@ def test_a_forgotten_node_gets_voice_over_the_bus_until_it_tells_again() -> None
     assert a.route("b") is None
     assert a.on_peer(b.hello("a")) is True  # its periodic Peer: learned again, answered
     assert a.route("b") == b.addr
+
+
+def test_a_forgotten_node_s_datagrams_ask_for_its_peer_at_most_every_ask_every() -> None:
+    """b took a for dead and forgot it; a, alive, still sends by UDP. b asks a for its Peer on
+    the first refused datagram, not on every one (nor on a forged one); a answers b's Peer
+    (seen 0) at once and sends by the bus until b said it knows it again."""
+    a, b = _plane("a", 11), _plane("b", 22)
+    _settle(a, b)
+    b.forget("a")
+    for i in range(50):
+        assert b.accept(a.seal(FRAME), 0.01 * i) is None
+    assert b.ask == ["a"] and b.refused["unknown"] == 50
+    b.ask.clear()
+    assert b.accept(seal(peer_key(b"another database"), "a", 11, 9_999, FRAME), 1.0) is None
+    assert b.ask == [] and b.refused["forged"] == 1
+    assert b.accept(a.seal(FRAME), 0.49 + ASK_EVERY) is None and b.ask == ["a"]
+    assert a.on_peer(b.hello("a")) is True and a.route("b") is None
+    assert b.on_peer(a.hello("b")) is True and b.route("a") == a.addr
+    assert a.on_peer(b.hello("a")) is False and a.route("b") == b.addr
+    assert b.accept(a.seal(FRAME), 1.0) is not None
 
 
 @pytest.mark.parametrize("bad", [dict(port=0), dict(host=""), dict(epoch=0)])
@@ -353,6 +373,25 @@ def test_a_node_not_knowing_this_epoch_yet_gets_floor_messages_over_the_bus() ->
                           if isinstance(x, wc.FloorInput)]
 
 
+def test_a_node_that_forgot_another_asks_its_peer_and_takes_its_datagrams_again_at_once(
+        ) -> None:
+    """C (g's home) took A for dead a moment and forgot its epoch; A, alive, did not notice
+    and sends ann's request by UDP. C refuses it, asks A for its Peer (three bus messages
+    settle it), and ann's request sent again is granted within 0.5 s, not at A's next periodic
+    Peer (up to 2 s of requests refused)."""
+    sim = _floor_sim()
+    c = sim.routing["C"].peers
+    assert c is not None
+    c.forget("A")
+    mark = len(sim.bus_log)
+    sim.clients["ann"].request_floor("g", sim.now)
+    sim.run_until(sim.now + 0.5)
+    assert sim.clients["ann"].participation("g") is Participation.HAS_PERMISSION
+    assert [(a, b) for a, b, x in sim.sent_since(mark) if isinstance(x, wc.Peer)] == [
+        ("C", "A"), ("A", "C"), ("C", "A")]
+    assert c.refused["unknown"] == 1 and c.route("A") is not None
+
+
 def test_the_plane_carries_floor_messages_alone() -> None:
     sim = _floor_sim()
     a = sim.routing["A"]
@@ -361,9 +400,9 @@ def test_the_plane_carries_floor_messages_alone() -> None:
     plane = _plane("a", 11)
     b = _plane("b", 22)
     _settle(plane, b)
-    assert b.accept(plane.seal(FRAME, CONTROL)) is None  # a voice frame labelled control
-    assert b.accept(plane.seal(b"", CONTROL)) is None
+    assert b.accept(plane.seal(FRAME, CONTROL), 0.0) is None  # a voice frame labelled control
+    assert b.accept(plane.seal(b"", CONTROL), 0.0) is None
     assert b.refused["malformed"] == 2
     msg = wc.encode(wc.Presence("a", (), (), True))
-    got = b.accept(plane.seal(msg, CONTROL))
+    got = b.accept(plane.seal(msg, CONTROL), 0.0)
     assert got is not None and got.kind == CONTROL and got.frame == msg
