@@ -78,6 +78,8 @@ class Pages:
         self._page_reports: dict[int, _Report] = {}  # by page id, in deadline order
         self._page_budget: dict[str, tuple[float, float]] = {}  # sender -> (tokens, when)
         self._old_grants: dict[tuple[str, int], dict[str, bytes]] = {}  # (group, epoch) -> grants
+        # page id -> the store's receipt counts when a comparison last found this node's as many
+        self._whole_at: dict[int, tuple[int, int]] = {}
         self._page_storing: set[tuple[int, int]] = set()  # (session, txn) at the adapter now
         # each page's PagePush encoded once but for its txn and grant (a push to 2,000
         # members encoded field by field spent half the fan-out's time there)
@@ -201,11 +203,19 @@ class Pages:
         from the store (:meth:`stored_receipts`)."""
         pages = self.pages
         short: list[int] = []
-        for pid, (delivered, read) in counts.items():
+        # a page whose store counts did not change since a comparison found it whole is not
+        # counted again: a page to 2,000 members holds thousands of marks, and most retained
+        # pages take no more receipts
+        seen, self._whole_at = self._whole_at, {}
+        for pid, kinds in counts.items():
             page = pages.get(pid)
-            if page is not None and (sum(map(len, page.delivered.values())) < delivered
-                                     or sum(map(len, page.read.values())) < read):
+            if page is None:
+                continue
+            if seen.get(pid) != kinds and (sum(map(len, page.delivered.values())) < kinds[0]
+                                           or sum(map(len, page.read.values())) < kinds[1]):
                 short.append(pid)
+            else:
+                self._whole_at[pid] = kinds
         return short
 
     def stored_receipts(self, pages: Iterable[PageEntry], now: float) -> None:

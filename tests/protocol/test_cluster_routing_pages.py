@@ -196,6 +196,7 @@ def test_receipts_whose_message_was_lost_come_from_the_shared_store_at_the_compa
     assert a.receipts_short(counts) == [1]
     a.stored_receipts([stored], sim.now)
     assert a.receipts_short(counts) == []
+    assert a.receipts_short({1: (1, 2)}) == [1]  # a page found whole before, with a mark more
     assert a.pages[1].delivered == {"bob": {"bob-desk"}} and a.pages[1].read == {
         "bob": {"bob-desk"}}
     assert a._page_entry(a.pages[1]) == b._page_entry(b.pages[1])
