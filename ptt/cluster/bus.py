@@ -59,7 +59,7 @@ from nats.aio.msg import Msg
 
 from ptt.errors import NetError
 
-__all__ = ["CLIENT_NAME", "CONNECT_TIMEOUT", "MAX_QUEUED", "Bus"]
+__all__ = ["CLIENT_NAME", "CLOSED_BY_CLIENT", "CONNECT_TIMEOUT", "MAX_QUEUED", "Bus"]
 
 log = logging.getLogger("ptt.cluster.bus")
 
@@ -68,6 +68,12 @@ MAX_QUEUED = 100_000  # messages waiting for the writer; beyond, the oldest are 
 CLIENT_NAME = "ptt-node-"  # + the node's id: the name its NATS connection gives the server
 # nats-server's event of a client connection closing, in any account that imports it
 DISCONNECT_EVENTS = "$SYS.ACCOUNT.*.DISCONNECT"
+# the event's reasons that say the client's own end closed the connection: its socket shut
+# ("Client Closed": EOF, as a SIGKILLed process's kernel closes it) or reset ("Read Error": the
+# same with unread data in the socket, measured here). Every other reason is nats-server
+# closing a connection whose process lives (slow consumer, stale connection, its shutdown...),
+# which nats-py connects again within milliseconds
+CLOSED_BY_CLIENT = frozenset({"Client Closed", "Read Error"})
 
 
 class _Deliver:
@@ -92,12 +98,14 @@ class Bus:
     close()``. ``on_message(data)`` runs for every message to this node, in arrival order."""
 
     def __init__(self, node: str, urls: Sequence[str], on_message: Callable[[bytes], None],
-                 prefix: str = "ptt", on_left: Callable[[str], None] | None = None) -> None:
+                 prefix: str = "ptt",
+                 on_left: Callable[[str, bool], None] | None = None) -> None:
         self.node = node
         self.urls = list(urls)
         self.prefix = prefix
         self.on_message = on_message
-        # called with a node's id when nats-server says a connection under its name closed
+        # called with a node's id when nats-server says a connection under its name closed,
+        # and whether its own end closed it (CLOSED_BY_CLIENT)
         self.on_left = on_left
         self._nc: Client | None = None
         self._queue: deque[tuple[str, bytes]] = deque()
@@ -216,17 +224,19 @@ class Bus:
             task.add_done_callback(self._answering.discard)
 
     def _on_disconnect_event(self, msg: Msg) -> None:
-        """nats-server's event of a connection closing: a node's, by its name, to ``on_left``.
-        Anything else (another client, a body that is not the event) is ignored."""
+        """nats-server's event of a connection closing: a node's, by its name, to ``on_left``
+        with whether the node's end closed it (its reason in ``CLOSED_BY_CLIENT``). Anything
+        else (another client, a body that is not the event) is ignored."""
         try:
-            name = json.loads(msg.data)["client"]["name"]
+            event = json.loads(msg.data)
+            name = event["client"]["name"]
         except (ValueError, KeyError, TypeError):
             return
         if (isinstance(name, str) and name.startswith(CLIENT_NAME)
                 and self.on_left is not None):
             node = name[len(CLIENT_NAME):]
             if node and node != self.node:
-                self.on_left(node)
+                self.on_left(node, event.get("reason") in CLOSED_BY_CLIENT)
 
     async def probe(self, node: str, timeout: float) -> bool | None:
         """Is ``node`` connected to NATS? True: it answered; False: nats-server said no

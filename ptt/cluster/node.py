@@ -27,9 +27,9 @@ client is told by one survivor) the plain ``Error(NO_SESSION)``
 a restarted server sends its last clients (``ServerCore.announce_restart``, repeated at
 ``ANNOUNCE_REPEATS``). Sooner, on NATS's word: nats-server's event that a connection under a
 node's name closed (``Bus.on_left``; a SIGKILLed node's closes at once) makes every survivor
-probe the node's subject twice, ``HINT_CONFIRM`` apart, and tell its clients as above if nothing
-is subscribed there both times while its key still stands; group homes still wait for its
-lease. A client with a server list checks its session with its own node, and
+probe the node's subject, and tell its clients as above if nothing is subscribed there while
+its key still stands: once when the node's own end closed the connection (its process exited
+or was killed), else twice ``HINT_CONFIRM`` apart; group homes still wait for its lease. A client with a server list checks its session with its own node, and
 moves to another node of its list after a jitter (``ptt.protocol.server_list``); one without a
 list ignores it. Every Welcome carries the live nodes' addresses (``/ptt/nodes/``), so a client
 configured with one node has the list from its first login. Directory: with ``postgres``, the PostgreSQL directory, followed into the
@@ -101,11 +101,14 @@ NOTICE_GRACE = 0.2
 RANKED_PER_TURN = 2_000
 NOTICES_PER_TURN = 500
 # The early route (docs/cluster.md "Detection"): NATS says a node's connection closed (a
-# SIGKILLed node's closes at once) and its subject is probed twice, this many s apart; only if
-# nats-server answers "no responders" both times are its clients told, before its lease runs
-# out. A node whose connection merely dropped (its NATS member died, the server closed it) is
-# connected again by then: nats-py tries another member at once, the same one after
-# reconnect_time_wait (0.2 s, ptt.cluster.bus)
+# SIGKILLed node's closes at once) and its subject is probed; only if nats-server answers "no
+# responders" are its clients told, before its lease runs out, and each of them asks the node
+# itself (its sealed check) before it moves. The node's own end closed the connection (its
+# socket shut or reset, ``bus.CLOSED_BY_CLIENT``: its process is gone): one probe. nats-server
+# closed it (a live node, which connects again within milliseconds): a second probe this many s
+# after the first, so a node connected again by then leaves its clients unbothered; nats-py
+# tries another member at once, the same one at once too and then every reconnect_time_wait
+# (0.2 s, ptt.cluster.bus)
 HINT_CONFIRM = 0.3
 # s a probe waits for the node's answer; none in time: it is connected (busy or paused), and
 # its lease decides
@@ -384,8 +387,9 @@ class ClusterNode:
             return
         self._spawn(self._tell_clients_of(node))
 
-    def _on_left(self, node: str) -> None:
-        """NATS says a connection under ``node``'s name closed: a hint, checked before use."""
+    def _on_left(self, node: str, by_client: bool) -> None:
+        """NATS says a connection under ``node``'s name closed (``by_client``: its own end
+        closed it): a hint, checked before use."""
         own = self.ownership
         if own is None or node not in own.nodes or not self.server.is_open:
             return  # not a live node's (or its lease already went: the lease route has it)
@@ -393,41 +397,56 @@ class ClusterNode:
         if node in self._probing:
             return  # its probes already run; both would find it gone and tell its clients twice
         self._probing.add(node)
-        self._spawn(self._check_hint(node))
+        self._spawn(self._check_hint(node, by_client))
 
-    async def _check_hint(self, node: str) -> None:
-        """Tell ``node``'s clients now if nats-server twice finds nothing subscribed to its
-        subject, ``HINT_CONFIRM`` apart, and its lease still stands (else the lease route
-        tells them, as without the hint). Group homes are not touched: etcd alone moves them."""
+    async def _check_hint(self, node: str, by_client: bool) -> None:
+        """Tell ``node``'s clients now if nats-server finds nothing subscribed to its subject
+        and its lease still stands (else the lease route tells them, as without the hint):
+        once when the node's own end closed its connection (``by_client``: its process exited
+        or was killed), else twice ``HINT_CONFIRM`` apart (nats-server closed a live node's
+        connection, and it connects again). Group homes are not touched: etcd alone moves
+        them."""
         try:
-            await self._confirm_hint(node)
+            await self._confirm_hint(node, by_client)
         finally:
             self._probing.discard(node)
 
-    async def _confirm_hint(self, node: str) -> None:
+    async def _confirm_hint(self, node: str, by_client: bool) -> None:
         own = self.ownership
         assert own is not None
         loop = asyncio.get_running_loop()
         heard = loop.time()
         if heard - self._told_early.get(node, -EARLY_HOLDS) < EARLY_HOLDS:
             return  # told already (a second event of the same death)
-        for probe in range(2):
-            if probe:
-                await asyncio.sleep(HINT_CONFIRM)
-            answer = await self.bus.probe(node, PROBE_TIMEOUT)
-            if answer is not False:
-                self.hints["ignored"] += 1
-                log.info("node %s: NATS said its connection closed, but it %s: its clients "
-                         "stay", node, "answers on the bus" if answer
-                         else "is still subscribed there (no answer in time; its lease decides)")
-                return
-        if node not in own.nodes or not self.server.is_open:
-            return  # its lease went meanwhile: the lease route tells them
-        self.hints["acted"] += 1
-        self._told_early[node] = loop.time()
-        await self._read_and_tell(node, heard, "NATS: its connection closed, nothing "
-                                  f"subscribed {loop.time() - heard:.2f} s later; its lease "
-                                  "not expired yet")
+        listing: asyncio.Task[list[Addr] | None] | None = None
+        try:
+            for probe in range(1 if by_client else 2):
+                if probe:
+                    await asyncio.sleep(HINT_CONFIRM)
+                answer = await self.bus.probe(node, PROBE_TIMEOUT)
+                if answer is not False:
+                    self.hints["ignored"] += 1
+                    log.info("node %s: NATS said its connection closed, but it %s: its clients "
+                             "stay", node, "answers on the bus" if answer else
+                             "is still subscribed there (no answer in time; its lease decides)")
+                    return
+                if listing is None:  # read while the second probe waits: it costs a read
+                    listing = loop.create_task(self._read_list(node))
+            if node not in own.nodes or not self.server.is_open:
+                return  # its lease went meanwhile: the lease route tells them
+            self.hints["acted"] += 1
+            self._told_early[node] = loop.time()
+            assert listing is not None
+            addrs = await listing
+        finally:
+            if listing is not None and not listing.done():
+                listing.cancel()
+        if addrs is not None:
+            self.told["read_after_s"].append(round(loop.time() - heard, 3))
+            await self._tell_listed(node, addrs, "NATS: its connection closed"
+                                    f"{' by it' if by_client else ''}, nothing subscribed "
+                                    f"{loop.time() - heard:.2f} s later; its lease not expired "
+                                    "yet")
 
     async def _tell_clients_of(self, node: str) -> None:
         """``node`` died: tell its clients (its last published list), now and again."""
@@ -451,19 +470,25 @@ class ClusterNode:
 
     async def _read_and_tell(self, node: str, gone: float, why: str) -> None:
         """Read where ``node``'s clients were and tell this node's share of them."""
+        addrs = await self._read_list(node)
+        if addrs is not None:
+            self.told["read_after_s"].append(round(asyncio.get_running_loop().time() - gone, 3))
+            await self._tell_listed(node, addrs, why)
+
+    async def _read_list(self, node: str) -> list[Addr] | None:
+        """Where ``node``'s clients were (its last published list); None: unreadable."""
         assert self.ownership is not None
-        shards: list[bytes] | None = None
         for attempt in range(LIST_READ_TRIES):  # etcd busy with the same death's claims
             try:
                 shards = await self.ownership.get_prefix(clients_prefix(node))
-                break
             except Exception as exc:  # noqa: BLE001 - without the list its clients find out alone
                 log.warning("node %s died; cannot read where its clients are (try %d of %d): "
                             "%s", node, attempt + 1, LIST_READ_TRIES, exc)
-        if shards is None:
-            return
-        addrs = [a for data in shards for a in decode_clients(data)]
-        self.told["read_after_s"].append(round(asyncio.get_running_loop().time() - gone, 3))
+                continue
+            return [a for data in shards for a in decode_clients(data)]
+        return None
+
+    async def _tell_listed(self, node: str, addrs: list[Addr], why: str) -> None:
         self.told["listed"] += len(addrs)
         if not addrs:
             log.info("node %s died (%s): no client of it to tell", node, why)

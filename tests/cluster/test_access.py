@@ -94,6 +94,8 @@ def test_an_access_node_killed_its_clients_back_on_another_node(cluster: Cluster
         # came before the kill
         told = [read_log_until(cluster.nodes[n], "node b died") for n in ("a", "c")]
         assert all("its lease not expired yet" in t for t in told), told
+        # b's own end closed its connection (its process is gone): one probe, no second
+        assert all("closed by it, nothing subscribed" in t for t in told), told
         shares = [re.search(r"telling (\d) of its ([12]) client\(s\) to move", t) for t in told]
         assert all(shares), told
         assert shares[0][2] == shares[1][2], told  # the same list read by both

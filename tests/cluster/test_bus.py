@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import struct
 import threading
 import time
 
 import pytest
 
-from ptt.cluster.bus import Bus
+from ptt.cluster.bus import CLIENT_NAME, Bus
 from ptt.cluster.engines import Nats
 from tests.cluster.fixtures import EngineStarter
 
@@ -183,3 +184,46 @@ def test_messages_reach_the_node_in_natspy_read_loop_in_order(
     assert not [t for t in tasks if "wait_for_msgs" in t], tasks
     assert reconnects == 0
     assert "bus message handler failed" in caplog.text and "a handler's bug" in caplog.text
+
+
+def _connected_as(url: str, name: str) -> socket.socket:
+    """A bare NATS connection under ``name`` (nats-server's protocol by hand), connected."""
+    host, port = url.rsplit("/", 1)[-1].rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)), timeout=WAIT)
+    sock.recv(4096)  # INFO
+    sock.sendall(b'CONNECT {"name":"%s","verbose":false,"pedantic":false}\r\nPING\r\n'
+                 % name.encode())
+    got = b""
+    while b"PONG" not in got:
+        got += sock.recv(4096)
+    return sock
+
+
+def test_a_node_that_left_is_told_with_whether_its_own_end_closed(nats: Nats) -> None:
+    """A connection under a node's name whose own end shuts its socket (as a killed process's
+    kernel does) or resets it comes to ``on_left`` as closed by the node; one nats-server
+    closes (here a protocol violation; a slow consumer, a stale connection alike) as not:
+    the survivors probe such a node twice (``ptt.cluster.node``), since it connects again."""
+    left: list[tuple[str, bool]] = []
+
+    async def main() -> None:
+        bus = Bus("a", [nats.url], lambda data: None, "bustest5",
+                  on_left=lambda node, by_client: left.append((node, by_client)))
+        await bus.start()
+        try:
+            shut = _connected_as(nats.url, f"{CLIENT_NAME}x")
+            shut.close()  # FIN: "Client Closed"
+            reset = _connected_as(nats.url, f"{CLIENT_NAME}y")
+            reset.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            reset.close()  # RST: "Read Error"
+            kicked = _connected_as(nats.url, f"{CLIENT_NAME}z")
+            kicked.sendall(b"PUB bustest5.x 2\r\ntoo long\r\n")  # "Protocol Violation"
+            until = time.monotonic() + WAIT
+            while len(left) < 3 and time.monotonic() < until:
+                await asyncio.sleep(0.01)
+            kicked.close()
+        finally:
+            await bus.close()
+
+    asyncio.run(main())
+    assert sorted(left) == [("x", True), ("y", True), ("z", False)], left
