@@ -7,11 +7,15 @@ dead node's. :class:`LeaseRenewer` renews from a thread, on gRPC's synchronous s
 of its own (the loop's aetcd client stays the loop's), every TTL/``RENEWALS_PER_TTL``, and hands
 each acknowledgement to the node's :class:`~ptt.protocol.cluster_fencing.LeaseClock`.
 
-The renewals travel on one long-lived ``LeaseKeepAlive`` stream (:class:`KeepAliveStream`),
-as etcd's own clients keep them: a write and a read per renewal. A new stream per renewal
-(a call, its request thread, its metadata, its cancel) cost 0.46 ms of CPU against 0.19 ms on
-one stream, three times a second on every node. A renewal not answered within its request
-timeout ends the stream (its late answer could not be told from the next one's), and the next
+The renewals travel over one HTTP/1.1 connection to etcd's JSON gateway
+(:class:`GatewayRenewals`, ``/v3/lease/keepalive`` on the member's client port), a request and
+its answer per renewal from the renewer's thread, which waits on its socket with the time left.
+gRPC's synchronous stub, on one long-lived ``LeaseKeepAlive`` stream, needed a reader thread (its
+iterator's read has no timeout) besides gRPC's own request and channel threads, and each of the
+three polled 5-10 times a second (``grpc._common.wait``, the channel's spin): a renewer with
+nothing else to do took 5.0-6.3 ms of CPU a second and ~50 wake-ups of its Python threads; on
+the gateway 1.0-1.2 ms and ~6 wake-ups. A renewal not answered within its request timeout
+closes the connection (its late answer could not be told from the next one's), and the next
 renewal opens another, on the next member if that one did not answer.
 
 What still ends the lease:
@@ -58,24 +62,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
-import queue
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
 
-import grpc
-from aetcd import rpc
-
+from ptt.errors import ClusterError
 from ptt.protocol.cluster_fencing import LeaseClock
 from ptt.protocol.loop_silence import LoopSilence, Silence
 
 log = logging.getLogger("ptt.cluster.lease")
 
 RENEWALS_PER_TTL = 3
-# gRPC channel arguments of every channel a node opens to etcd (the renewer's and the loop's
-# aetcd client). HTTP/2 BDP probing sends a PING with every burst of data read, to size the
+# gRPC channel arguments of the loop's aetcd client (``ptt.cluster.ownership``). HTTP/2 BDP probing sends a PING with every burst of data read, to size the
 # flow-control window for bulk transfers; the nodes' calls are small (a renewal, a claim, a
 # shard of the client list) and each probe's PING and ack woke gRPC's event_engine thread:
 # an idle Ownership 63-66 wake-ups and 2.0-2.7 ms of CPU a second with it, 49 and 0.7-1.3
@@ -168,63 +170,103 @@ class Members:
         return True
 
 
-class StreamError(grpc.RpcError):
-    """The keep-alive stream failed without an error of gRPC's own: no answer in time
-    (DEADLINE_EXCEEDED), or etcd ended the stream (UNAVAILABLE)."""
+class RenewalError(ClusterError):
+    """A renewal etcd did not answer: ``unreachable`` when the member gave no answer (none in
+    time, the connection refused or closed), else an answer that was an error."""
 
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+    def __init__(self, details: str, unreachable: bool) -> None:
         super().__init__(details)
-        self._code = code
-        self._details = details
-
-    def code(self) -> grpc.StatusCode:
-        return self._code
-
-    def details(self) -> str:
-        return self._details
+        self.details = details
+        self.unreachable = unreachable
 
 
-class KeepAliveStream:
-    """One ``LeaseKeepAlive`` stream on ``channel``: :meth:`renew` writes a request and waits
-    for its answer; :meth:`close` ends it. A thread of its own reads the answers (a blocking
-    read has no timeout of its own), gRPC's another writes the requests."""
+class GatewayRenewals:
+    """Renewals over one HTTP/1.1 connection to a member's JSON gateway (etcd's
+    ``/v3/lease/keepalive``, on the client port): :meth:`renew` sends one request and reads
+    its answer from a blocking socket with the time left; :meth:`close` ends it. The renewer's
+    thread alone does the work: no thread waits between renewals (the module docstring says
+    what gRPC's synchronous stream cost)."""
 
-    def __init__(self, channel: grpc.Channel) -> None:
-        self.channel = channel
-        self._requests: queue.SimpleQueue[rpc.LeaseKeepAliveRequest | None] = queue.SimpleQueue()
-        self._answers: queue.SimpleQueue[object] = queue.SimpleQueue()
-        self._call = rpc.LeaseStub(channel).LeaseKeepAlive(iter(self._requests.get, None))
-        self._reader = threading.Thread(target=self._read, name="ptt-lease-stream", daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        try:
-            for answer in self._call:
-                self._answers.put(answer)
-            self._answers.put(StreamError(grpc.StatusCode.UNAVAILABLE, "etcd ended the stream"))
-        except grpc.RpcError as exc:
-            self._answers.put(exc)
+    def __init__(self, member: tuple[str, int]) -> None:
+        self.member = member
+        self._sock: socket.socket | None = None
+        self._host = b"%s:%d" % (member[0].encode(), member[1])
 
     def renew(self, lease_id: int, timeout: float) -> int:
         """Renew ``lease_id``: the TTL etcd answered (0: no such lease). Raises
-        ``grpc.RpcError`` when the stream failed or no answer came within ``timeout``."""
-        self._requests.put(rpc.LeaseKeepAliveRequest(ID=lease_id))
+        :class:`RenewalError` when no answer came within ``timeout`` or it was an error; the
+        connection is then closed (a late answer on it could not be told from the next)."""
         until = time.monotonic() + timeout
-        while True:
-            try:
-                answer = self._answers.get(timeout=max(0.0, until - time.monotonic()))
-            except queue.Empty:
-                raise StreamError(grpc.StatusCode.DEADLINE_EXCEEDED,
-                                  "no answer to a lease renewal in time") from None
-            if isinstance(answer, grpc.RpcError):
-                raise answer
-            if int(answer.ID) == lease_id:  # type: ignore[attr-defined]
-                return int(answer.TTL)  # type: ignore[attr-defined]
-            # an answer about the lease renewed before (the loop replaced it): skipped
+        body = b'{"ID":%d}' % lease_id
+        try:
+            sock = self._sock
+            if sock is None:
+                sock = self._sock = socket.create_connection(self.member, timeout)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.settimeout(max(0.001, until - time.monotonic()))
+            sock.sendall(b"POST /v3/lease/keepalive HTTP/1.1\r\nHost: %s\r\n"
+                         b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                         % (self._host, len(body), body))
+            status, answer = self._read(sock, until)
+        except (OSError, ValueError) as exc:  # no answer in time, refused, closed, garbled
+            self.close()
+            raise RenewalError(f"{type(exc).__name__}: {exc}" if str(exc)
+                               else type(exc).__name__, unreachable=True) from None
+        try:
+            result = json.loads(answer)
+            if status == 200 and "result" in result:
+                if int(result["result"]["ID"]) != lease_id:
+                    raise ValueError(f"an answer about lease {result['result']['ID']}")
+                return int(result["result"].get("TTL", 0))  # absent: no such lease
+            error = result.get("error", result)
+            details = error.get("message", str(error)) if isinstance(error, dict) else error
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            details = f"an answer not understood ({exc})"
+        self.close()
+        raise RenewalError(f"HTTP {status}: {details}", unreachable=False)
+
+    def _read(self, sock: socket.socket, until: float) -> tuple[int, bytes]:
+        """One HTTP answer: its status and body (chunked or of a given length)."""
+        buf = b""
+
+        def more() -> None:
+            nonlocal buf
+            sock.settimeout(max(0.001, until - time.monotonic()))
+            data = sock.recv(65536)
+            if not data:
+                raise ConnectionError("etcd closed the connection")
+            buf += data
+
+        while b"\r\n\r\n" not in buf:
+            more()
+        head, buf = buf.split(b"\r\n\r\n", 1)
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split()[1])
+        headers = {k.strip().lower(): v.strip() for k, _, v in
+                   (line.partition(b":") for line in lines[1:])}
+        if headers.get(b"transfer-encoding", b"").lower() == b"chunked":
+            body = b""
+            while True:
+                while b"\r\n" not in buf:
+                    more()
+                size_line, rest = buf.split(b"\r\n", 1)
+                size = int(size_line.split(b";")[0], 16)
+                while len(rest) < size + 2:
+                    more()
+                    rest = buf.split(b"\r\n", 1)[1]
+                body += rest[:size]
+                buf = rest[size + 2:]
+                if size == 0:
+                    return status, body
+        length = int(headers.get(b"content-length", b"0"))
+        while len(buf) < length:
+            more()
+        return status, buf[:length]
 
     def close(self) -> None:
-        self._requests.put(None)  # ends the request iterator
-        self._call.cancel()
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
 
 
 class LeaseRenewer:
@@ -252,7 +294,7 @@ class LeaseRenewer:
         self.longest_silence = (0.0, 0.0)
         self._reported = 0  # this silence of the loop logged: 1 as renewed anyway, 2 as withheld
         self._warned_at = float("-inf")  # when a failed renewal was last logged
-        self._stream: KeepAliveStream | None = None  # the thread's alone
+        self._connection: GatewayRenewals | None = None  # the thread's alone
 
     # --- the loop's side --------------------------------------------------------------------
 
@@ -280,7 +322,6 @@ class LeaseRenewer:
     # --- the thread -------------------------------------------------------------------------
 
     def _run(self) -> None:
-        channel = self._channel()
         due = self._clock()
         try:
             # renewals start an interval apart whatever each took: a renewal answered late
@@ -288,22 +329,21 @@ class LeaseRenewer:
             while not self._stopping.wait(max(0.0, due - self._clock())):
                 due = self._clock() + self.lease_clock.ttl / RENEWALS_PER_TTL
                 try:
-                    channel = self._renew(channel)
+                    self._renew()
                 except Exception:  # a renewer that dies would let the lease lapse unexplained
                     log.exception("lease renewal failed; trying again")
         finally:
-            self._end_stream()
-            channel.close()
+            self._end_connection()
 
-    def _renew(self, channel: grpc.Channel) -> grpc.Channel:
+    def _renew(self) -> None:
         """One renewal of the lease in use, tried again at once (on the next member if the
         one in use did not answer) until etcd answers, the lease changes, the loop has been
-        silent too long, or the renewer stops. Returns the channel in use."""
+        silent too long, or the renewer stops."""
         while not self._stopping.is_set():
             with self._lock:
                 lease_id = self._lease_id
             if not lease_id:
-                return channel
+                return
             now, ttl = self._clock(), self.lease_clock.ttl
             waited = run_queue_wait()
             verdict = self.silence.judge(now, waited, ttl)
@@ -317,7 +357,7 @@ class LeaseRenewer:
                               "for a CPU): the lease is no longer renewed, so this node's "
                               "groups move to other nodes", self.silence.silent(now),
                               self.silence.charged(now, waited))
-                return channel
+                return
             else:
                 silent, charged = self.silence.silent(now), self.silence.charged(now, waited)
                 if silent > self.longest_silence[0]:
@@ -328,45 +368,36 @@ class LeaseRenewer:
                                 "for a CPU); lease renewed", silent, charged)
             sent = self._clock()
             try:
-                ttl = self._keep_alive(channel, lease_id)
-            except grpc.RpcError as exc:
-                if LEASE_NOT_FOUND in str(exc.details()):
+                ttl = self._keep_alive(lease_id)
+            except RenewalError as exc:
+                if LEASE_NOT_FOUND in exc.details:
                     ttl = 0
                 else:
                     if sent - self._warned_at >= self.lease_clock.ttl:
                         self._warned_at = sent  # at most once a TTL: etcd may stay away
-                        log.warning("etcd did not renew the lease: %s (%s)", exc.code(),
+                        log.warning("etcd did not renew the lease: %s (%s)", exc.details,
                                     "%s:%d" % self._members.current)
                     failed = self._members.current
-                    if exc.code() in (grpc.StatusCode.DEADLINE_EXCEEDED,
-                                      grpc.StatusCode.UNAVAILABLE) \
-                            and self._members.failed(self._clock()):
-                        self._end_stream()
-                        channel.close()
-                        channel = self._channel()
+                    if exc.unreachable and self._members.failed(self._clock()):
+                        self._end_connection()
                         self._in_loop(self._on_member_failed, failed)
                     # the lease runs out a TTL after the last renewal etcd received; if etcd
                     # stays unreachable, so does the lease clock
                     self._stopping.wait(self._timeout / 10)
                     continue
             self._answered(lease_id, sent, ttl)
-            return channel
-        return channel
+            return
 
-    def _keep_alive(self, channel: grpc.Channel, lease_id: int) -> int:
-        if self._stream is None or self._stream.channel is not channel:
-            self._end_stream()
-            self._stream = KeepAliveStream(channel)
-        try:
-            return self._stream.renew(lease_id, self._timeout)
-        except grpc.RpcError:
-            self._end_stream()  # a late answer on it could not be told from the next one's
-            raise
+    def _keep_alive(self, lease_id: int) -> int:
+        if self._connection is None or self._connection.member != self._members.current:
+            self._end_connection()
+            self._connection = GatewayRenewals(self._members.current)
+        return self._connection.renew(lease_id, self._timeout)
 
-    def _end_stream(self) -> None:
-        if self._stream is not None:
-            self._stream.close()
-            self._stream = None
+    def _end_connection(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
     def _answered(self, lease_id: int, sent_at: float, ttl: int) -> None:
         with self._lock:
@@ -384,7 +415,3 @@ class LeaseRenewer:
         if loop is not None:
             with contextlib.suppress(RuntimeError):  # the loop closed: the node is stopping
                 loop.call_soon_threadsafe(call, *args)
-
-    def _channel(self) -> grpc.Channel:
-        host, port = self._members.current
-        return grpc.insecure_channel(f"{host}:{port}", options=CHANNEL_OPTIONS)

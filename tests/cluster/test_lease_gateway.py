@@ -1,0 +1,92 @@
+"""The renewer's renewals over etcd's JSON gateway (``ptt.cluster.lease.GatewayRenewals``),
+against a real etcd: a live lease's TTL, 0 for one revoked (the renewer's "lost"), a member that
+holds the connection open and answers nothing ends the renewal within its timeout, and a
+renewer renews from its one thread (no thread of gRPC's or of its own waits between
+renewals). ~1.5 s."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+
+import grpc
+import pytest
+from aetcd import rpc
+
+from ptt.cluster.engines import Etcd
+from ptt.cluster.lease import GatewayRenewals, LeaseRenewer, RenewalError
+from ptt.protocol.cluster_fencing import LeaseClock
+
+
+def _member(etcd: Etcd) -> tuple[str, int]:
+    host, port = etcd.endpoint.removeprefix("http://").rsplit(":", 1)
+    return host, int(port)
+
+
+def _grant(member: tuple[str, int], ttl: int) -> int:
+    with grpc.insecure_channel("%s:%d" % member) as channel:
+        return int(rpc.LeaseStub(channel).LeaseGrant(rpc.LeaseGrantRequest(TTL=ttl)).ID)
+
+
+def _revoke(member: tuple[str, int], lease_id: int) -> None:
+    with grpc.insecure_channel("%s:%d" % member) as channel:
+        rpc.LeaseStub(channel).LeaseRevoke(rpc.LeaseRevokeRequest(ID=lease_id))
+
+
+def test_a_live_lease_is_renewed_and_a_revoked_one_reads_as_gone(etcd: Etcd) -> None:
+    member = _member(etcd)
+    lease_id = _grant(member, 30)
+    renewals = GatewayRenewals(member)
+    try:
+        # on one connection, again and again
+        assert [renewals.renew(lease_id, 2.0) for _ in range(3)] == [30, 30, 30]
+        _revoke(member, lease_id)
+        assert renewals.renew(lease_id, 2.0) == 0
+    finally:
+        renewals.close()
+
+
+def test_a_member_that_answers_nothing_ends_the_renewal_in_time() -> None:
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts (the kernel's backlog), never reads
+    try:
+        renewals = GatewayRenewals(silent.getsockname()[:2])
+        started = time.monotonic()
+        with pytest.raises(RenewalError) as err:
+            renewals.renew(1, 0.3)
+        assert err.value.unreachable
+        assert time.monotonic() - started < 1.0
+    finally:
+        silent.close()
+
+
+def test_the_renewer_renews_from_its_own_thread_alone(etcd: Etcd) -> None:
+    member = _member(etcd)
+    lease_id = _grant(member, 30)
+    clock = LeaseClock(3.0)
+    failed: list[object] = []
+
+    async def run() -> tuple[set[str], bool]:
+        renewer = LeaseRenewer([member], clock, clock=time.monotonic, timeout=0.5,
+                               on_lost=lambda: failed.append("lost"),
+                               on_member_failed=failed.append)
+        before = {t.name for t in threading.enumerate()}
+        renewer.begin(lease_id, time.monotonic() - 10.0, 3.0)  # acknowledged long ago
+        renewer.start(asyncio.get_running_loop())
+        try:
+            renewed = False
+            for _ in range(40):  # the renewer's first renewal acknowledges it again
+                await asyncio.sleep(0.05)
+                renewer.loop_alive(time.monotonic())
+                renewed = clock.valid(time.monotonic())
+                if renewed:
+                    break
+            return {t.name for t in threading.enumerate()} - before, renewed
+        finally:
+            await renewer.stop()
+            _revoke(member, lease_id)
+
+    started, renewed = asyncio.run(run())
+    assert renewed and not failed, failed
+    assert started == {"ptt-lease"}
