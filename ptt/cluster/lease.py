@@ -71,6 +71,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from ptt.errors import ClusterError
+from ptt.names import format_hostport
 from ptt.protocol.cluster_fencing import LeaseClock
 from ptt.protocol.loop_silence import LoopSilence, Silence
 
@@ -190,7 +191,7 @@ class GatewayRenewals:
     def __init__(self, member: tuple[str, int]) -> None:
         self.member = member
         self._sock: socket.socket | None = None
-        self._host = b"%s:%d" % (member[0].encode(), member[1])
+        self._host = format_hostport(*member).encode()
 
     def renew(self, lease_id: int, timeout: float) -> int:
         """Renew ``lease_id``: the TTL etcd answered (0: no such lease). Raises
