@@ -7,6 +7,7 @@ each node on its own copy of one SQLite directory made beforehand, homes by the 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -22,7 +23,9 @@ import pytest
 
 from ptt.audio.samples import speech_pcm
 from ptt.audio.wav import read_wav, write_wav
+from ptt.client.connection import Connection
 from ptt.cluster.engines import Etcd, Nats, Postgres
+from ptt.protocol.client import Participation
 from tests.acceptance.harness import (
     Site,
     finish,
@@ -413,6 +416,44 @@ def test_a_call_from_node_a_rings_bob_on_node_b_and_he_hears_it(cluster: Cluster
     corr = aligned_correlation(original, read_wav(heard))
     print(f"ann (a) -> bob (b) in a call: correlation {corr:.3f}")
     assert corr >= 0.9
+
+
+def test_a_device_logging_in_on_another_node_ends_its_session_on_the_first(
+        cluster: Cluster) -> None:
+    """One session per device across nodes, with real nodes: dan's device logged in on node a
+    logs in on node b; a ends its session there ("replaced", told by b's Login message), and
+    b's session lives on (a floor granted through it). Another device of dan's logging in on
+    c ends nothing. (Every ``ptt`` process is a device of its own; two connections of one
+    process given the same device id stand for one device that moved.)"""
+    token = cluster.site.tokens["dan"]
+    nodes = cluster.nodes
+    marks = {n: len(srv.output()) for n, srv in nodes.items()}
+
+    def ended(node: str) -> list[str]:
+        return [ln for ln in nodes[node].output()[marks[node]:].splitlines()
+                if "event=session_ended user=dan" in ln]
+
+    async def main() -> None:
+        first = Connection(nodes["a"].address, "dan", token)
+        async with first:
+            await first.join("g")
+            moved = Connection(nodes["b"].address, "dan", token)
+            moved.core.device = first.core.device
+            other = Connection(nodes["c"].address, "dan", token)  # a device of its own
+            async with moved, other:
+                await moved.join("g")
+                await other.join("g")
+                deadline = time.monotonic() + 10
+                while not ended("a") and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                assert [ln for ln in ended("a") if "reason=replaced" in ln], ended("a")
+                granted = await moved.request_floor("g")
+                assert granted.state is Participation.HAS_PERMISSION, granted
+                assert await moved.release_floor("g", timeout=5)
+                assert ended("b") == [] and ended("c") == [], (ended("b"), ended("c"))
+
+    asyncio.run(main())
+    assert len(ended("a")) == 1, ended("a")  # replaced, nothing more
 
 
 GATE = "Gate 3 closed, send arrivals to Gate 5"
