@@ -384,10 +384,12 @@ def _double_grants_seen(grants: list[tuple[str, str, int, float, float]]
 def bring_up(nodes: dict[str, NodeProc], workers: dict[str, Worker], out: dict[str, Any],
              name: str, root: Path, seed_db: Path, groups: dict[str, list[str]],
              tokens: dict[str, str], assign: dict[str, str], args: argparse.Namespace,
-             nats_url: str | None, etcd: list[str] | None, only: str | None = None
-             ) -> list[str]:
+             nats_url: str | None, etcd: list[str] | None, only: str | None = None,
+             split: dict[str, str] | None = None) -> list[str]:
     """Into ``nodes`` and ``workers``: the single server or the four nodes and their load
-    processes, every client logged in (``only``: those of that node); returns the clients."""
+    processes, every client logged in (``only``: those of that node); returns the clients.
+    The single server's clients are split over load processes by ``split`` (client -> node)
+    where given, else by ``assign``."""
     cluster = nats_url is not None
     names = NODES if cluster else ("single",)
     kill_groups = [g for g in groups if g.startswith("f")]
@@ -404,8 +406,9 @@ def bring_up(nodes: dict[str, NodeProc], workers: dict[str, Worker], out: dict[s
     for n in names:
         mine = [(u, tokens[u], [_group_of(u, groups)]) for u in load
                 if not cluster or assign[u] == n]
+        by = split if split is not None and not cluster else assign
         for k in (NODES if not cluster else (n,)):  # the same split in both phases
-            part = [e for e in mine if assign[e[0]] == k]
+            part = [e for e in mine if by[e[0]] == k]
             for j in range(args.procs if part else 0):
                 listed = ([nodes[n].address] + [p.address for m, p in nodes.items()
                                                 if m != n]
@@ -839,7 +842,10 @@ class Setup:
             bring_up(self.nodes, self.workers, out, label, root, root / "seed.db", groups,
                      tokens, drawn if cluster and args.placement == "product" else assign,
                      args, nats_url if cluster else None, etcd if cluster else None,
-                     None if cluster else NODES[0])
+                     None if cluster else NODES[0],
+                     # --same-loaders: node a's clients in the load processes that carry
+                     # them in the cluster (product placement: the nodes they drew)
+                     drawn if args.same_loaders and args.placement == "product" else None)
         except BaseException:
             self.stop()
             raise
@@ -1203,6 +1209,11 @@ def main() -> int:
                          "(quarter,cluster: node a against the same-rate single; "
                          "quarter,quarter: the method against itself)")
     ap.add_argument("--rounds", type=int, default=3, help="pairs of windows (--alternate)")
+    ap.add_argument("--same-loaders", action="store_true",
+                    help="with --alternate and --placement product: the same-rate single's "
+                         "clients spread over the four load processes that carry them in the "
+                         "cluster (the node each drew), not one: a datagram to a client wakes "
+                         "the process it lives in, so one process for all of them wakes less")
     ap.add_argument("--together", action="store_true",
                     help="with --alternate: both sides churn in the same windows (the same "
                          "machine at every moment) instead of in turn")
