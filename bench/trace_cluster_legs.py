@@ -85,6 +85,41 @@ FLOOR_FINE = [
     ("CPU a: the answer sealed to the routing's end", "a_answer#cpu", "a_rt_end#cpu"),
     ("CPU a: the answer's send to the callback's end", "a_out#cpu", "a_done#cpu"),
 ]
+# the same request on the peer plane (the nodes' floor messages by UDP, ptt.wire.peer)
+PEER_LEGS = [
+    ("client -> a (the client seals, UDP, a wakes)", "t0", "a_rd"),
+    ("a: the reader's take (recv, sort) to the core", "a_rd", "a_core"),
+    ("a: the core (open, parse, the request to the routing)", "a_core", "a_core_end"),
+    ("a: the core's return to the request's sendto", "a_core_end", "a_psend"),
+    ("UDP a -> c (c wakes)", "a_psend", "c_prd"),
+    ("c: the wake-up to the datagram's turn", "c_prd", "c_prx"),
+    ("c: the datagram opened (tag, replay) to the routing", "c_prx", "c_rt"),
+    ("c: decode, floor decision, FloorNews sealed (routing)", "c_rt", "c_rt_end"),
+    ("c: the routing's return to the news's sendto", "c_rt_end", "c_psend"),
+    ("UDP c -> a (a wakes)", "c_psend", "a_prd"),
+    ("a: the wake-up to the datagram's turn", "a_prd", "a_prx"),
+    ("a: the datagram opened (tag, replay) to the routing", "a_prx", "a_rt"),
+    ("a: decode, apply the news, the answer sealed (routing)", "a_rt", "a_rt_end"),
+    ("a: the routing's return to the answer's send", "a_rt_end", "a_out"),
+    ("a -> client grant (UDP, the client wakes, opens it)", "a_out", "grant"),
+    ("tail a: after the request left, to the turn's end", "a_psend", "a_rd_end"),
+    ("CPU tail a: after the request left, to the turn's end", "a_psend#cpu", "a_rd_end#cpu"),
+    ("tail c: after the news left, to the datagram's turn's end", "c_psend", "c_prx_end"),
+    ("tail a: after the answer's send began, to the datagram's turn's end", "a_out",
+     "a_prx_end"),
+    ("CPU a: the core", "a_core#cpu", "a_core_end#cpu"),
+    ("CPU a: the core's return to the request's sendto", "a_core_end#cpu", "a_psend#cpu"),
+    ("CPU c: the datagram's turn to the routing", "c_prx#cpu", "c_rt#cpu"),
+    ("CPU c: the routing (decode, decision, news)", "c_rt#cpu", "c_rt_end#cpu"),
+    ("CPU c: of it, the home's own clients' floor events", "c_fe#cpu", "c_fe_end#cpu"),
+    ("CPU c: the routing's start to the news made", "c_rt#cpu", "c_news#cpu"),
+    ("CPU c: the routing's return to the news's sendto", "c_rt_end#cpu", "c_psend#cpu"),
+    ("CPU a: the datagram's turn to the routing", "a_prx#cpu", "a_rt#cpu"),
+    ("CPU a: the routing (decode, the news applied)", "a_rt#cpu", "a_rt_end#cpu"),
+    ("CPU a: the routing's start to the answer sealed", "a_rt#cpu", "a_answer#cpu"),
+    ("CPU a: the routing's return to the answer's send", "a_rt_end#cpu", "a_out#cpu"),
+    ("CPU a: the answer's send to the datagram's turn's end", "a_out#cpu", "a_prx_end#cpu"),
+]
 VOICE_FINE = [
     ("a: the reader's take to the core", "a_rd", "a_core"),
     ("a: the core (MAC check, relay)", "a_core", "a_core_end"),
@@ -167,6 +202,49 @@ def _floor_points(nodes: dict[str, Trace], t0: float, end: float) -> dict[str, f
     return None if any(v is None for v in p.values()) else p  # type: ignore[return-value]
 
 
+def _peer_send(trace: Trace, to: str, after: float, before: float
+               ) -> tuple[float, float] | None:
+    """(when, CPU time) of the first floor datagram to ``to`` in the window."""
+    for t, g, i in trace:
+        if after <= t <= before and g == "peer_send" and i.startswith(to + ":"):
+            return t, float(i.split(":", 1)[1])
+    return None
+
+
+def _peer_points(nodes: dict[str, Trace], t0: float, end: float) -> dict[str, float] | None:
+    """The request's points on the peer plane (None: it went by the bus, or a point is
+    missing)."""
+    a, c = nodes["a"], nodes["c"]
+    out = _peer_send(a, "c", t0, end)
+    if out is None:
+        return None
+    back = _peer_send(c, "a", out[0], end)
+    if back is None:
+        return None
+    p: dict[str, float | None] = {"t0": t0, "grant": end, "a_rd": _first(a, "rd", t0, end)}
+    p["a_psend"], p["a_psend#cpu"] = out
+    p["c_psend"], p["c_psend#cpu"] = back
+    _cpu(p, a, "a_core", "core_rx", t0, out[0])
+    _cpu(p, a, "a_core_end", "core_rx_end", p["a_core"] or end, out[0])
+    _cpu(p, a, "a_rd_end", "rd_end", out[0], 1e18)
+    p["c_prd"] = _first(c, "peer_rd", out[0], end)
+    _cpu(p, c, "c_prx", "peer_rx", out[0], end)
+    _cpu(p, c, "c_rt", "rt_rx", out[0], end)
+    _cpu(p, c, "c_rt_end", "rt_rx_end", out[0], end)
+    _cpu(p, c, "c_news", "published", out[0], end)
+    _cpu(p, c, "c_fe", "floor_events", out[0], end)
+    _cpu(p, c, "c_fe_end", "floor_events_end", out[0], end)
+    _cpu(p, c, "c_prx_end", "peer_rx_end", back[0], 1e18)
+    p["a_prd"] = _first(a, "peer_rd", back[0], end)
+    _cpu(p, a, "a_prx", "peer_rx", back[0], end)
+    _cpu(p, a, "a_rt", "rt_rx", back[0], end)
+    _cpu(p, a, "a_rt_end", "rt_rx_end", back[0], end)
+    _cpu(p, a, "a_answer", "answered", back[0], end)
+    _cpu(p, a, "a_out", "send_out", p["a_rt_end"] or end, end)
+    _cpu(p, a, "a_prx_end", "peer_rx_end", p["a_out"] or end, 1e18)
+    return None if any(v is None for v in p.values()) else p  # type: ignore[return-value]
+
+
 def _voice_points(nodes: dict[str, Trace], sent: float, heard: float) -> dict[str, float] | None:
     a, b = nodes["a"], nodes["b"]
     p: dict[str, float | None] = {"sent": sent, "heard": heard,
@@ -200,7 +278,8 @@ def _table(legs: list[tuple[str, str, str]], points: list[dict[str, float]]) -> 
     return rows
 
 
-def run(cycles: int, voice: float, profile: Path | None = None) -> dict[str, Any]:
+def run(cycles: int, voice: float, profile: Path | None = None,
+        keep: Path | None = None) -> dict[str, Any]:
     requests: list[float] = []
     frames: list[float] = []
     request_floor, encode_voice = cl.ClientCore.request_floor, bc.encode_voice
@@ -247,12 +326,20 @@ def run(cycles: int, voice: float, profile: Path | None = None) -> dict[str, Any
             nats_engine.stop()
         nodes = {n: [tuple(e) for e in json.loads((traces / f"{n}.json").read_text())]
                  for n in bc.NODES}
+        if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+            for n in bc.NODES:
+                shutil.copy(traces / f"{n}.json", keep / f"{n}.json")
+            (keep / "client.json").write_text(json.dumps({"requests": requests,
+                                                          "access_ms": r["access"]}))
         if profile is not None:
             profile.mkdir(parents=True, exist_ok=True)
             for n in bc.NODES:
                 shutil.copy(traces / f"{n}.prof", profile / f"{n}.prof")
     floor = [p for t0, ms in zip(requests, r["access"]) if
              (p := _floor_points(nodes, t0, t0 + ms / 1000)) is not None]  # type: ignore[arg-type]
+    peer = [p for t0, ms in zip(requests, r["access"]) if
+            (p := _peer_points(nodes, t0, t0 + ms / 1000)) is not None]  # type: ignore[arg-type]
     heard = ([p for s, ms in zip(frames, r["voice"]) if
               (p := _voice_points(nodes, s, s + ms / 1000)) is not None]  # type: ignore[arg-type]
              if len(frames) == len(r["voice"]) else [])  # a frame lost: no pairing by order
@@ -260,7 +347,9 @@ def run(cycles: int, voice: float, profile: Path | None = None) -> dict[str, Any
             "voice": _table(VOICE_LEGS, heard) if heard else [],
             "floor, finer": _table(FLOOR_FINE, floor) if floor else [],
             "voice, finer": _table(VOICE_FINE, heard) if heard else [],
-            "traced": f"{len(floor)} of {len(r['access'])} requests, "
+            "floor, peer plane": _table(PEER_LEGS, peer) if peer else [],
+            "traced": f"{len(floor)} of {len(r['access'])} requests by the bus, "
+                      f"{len(peer)} on the peer plane, "
                       f"{len(heard)} of {len(r['voice'])} frames",
             "access p50 ms": round(_q(r["access"], 0.5), 3),
             "voice p50 ms": round(_q(r["voice"], 0.5), 3),
@@ -275,12 +364,15 @@ def main() -> int:
                     help="also cProfile each node (start-up included: read the cumulative "
                          "times under the read and bus callbacks) into DIR/<node>.prof; the "
                          "legs are then the profiler's, slower")
+    ap.add_argument("--traces", type=Path, metavar="DIR",
+                    help="keep each node's raw trace in DIR/<node>.json, and the client's "
+                         "request times and floor access in DIR/client.json")
     args = ap.parse_args()
     if args.cycles < 1 or args.voice < 0.1:
         print("trace_cluster_legs: --cycles at least 1, --voice at least 0.1", file=sys.stderr)
         return 2
-    res = run(args.cycles, args.voice, args.profile)
-    for what in ("floor", "voice", "floor, finer", "voice, finer"):
+    res = run(args.cycles, args.voice, args.profile, args.traces)
+    for what in ("floor", "voice", "floor, finer", "voice, finer", "floor, peer plane"):
         for row in res[what]:
             print(f"{what:12s}  {row['leg']:60s} p50 {row['p50 ms']:7.3f}  p90 {row['p90 ms']:7.3f}")
     for k in ("traced", "access p50 ms", "voice p50 ms", "load_average"):

@@ -79,10 +79,32 @@ def _install(directory: str) -> None:
     # still does after its message left (the tail, the CPU the next hop's wake-up competes with)
     wrap(pserver.ServerCore, "receive_datagram", "core_rx", "core_rx_end")
     wrap(routing.ClusterRouting, "receive", "rt_rx", "rt_rx_end")
-    wrap(cnode.ClusterNode, "flush", "node_flush")
+    wrap(cnode.ClusterNode, "flush", "node_flush", "node_flush_end")
+    # a turn's parts after its message left (its tail): the server's transmit, its events,
+    # its timer, the reader's loop, and the collector
+    wrap(app.PttServer, "_transmit", "tx", "tx_end")
+    wrap(app.PttServer, "_on_event", "event", "event_end")
+    wrap(app.PttServer, "_arm", "arm", "arm_end")
+    wrap(app.PttServer, "_on_datagram", "dgram", "dgram_end")
+    import gc
+
+    gc.callbacks.append(lambda phase, info: trace.append(
+        (mono(), f"gc_{phase}", repr(info.get("generation")))))
     wrap(routing.ClusterRouting, "_publish", "publish", "published")  # the home's news made
     wrap(outbox.Outbox, "answer", "answer", "answered")  # a request's answer sealed
     wrap(sfloor.FloorControl, "floor_events", "floor_events", "floor_events_end")
+    # the peer plane: a datagram on the peer port (the wake-up, then each datagram's turn) and
+    # the floor datagrams a flush sends (info: where to, then the CPU time)
+    wrap(cnode.ClusterNode, "_peer_readable", "peer_rd")
+    wrap(cnode.ClusterNode, "_on_peer", "peer_rx", "peer_rx_end")
+    send_datagrams = cnode.ClusterNode._send_datagrams
+
+    def traced_send_datagrams(self: Any, datagrams: Any) -> None:
+        t, c = mono(), cpu()
+        names = {p.addr: n for n, p in (self.peers._peers.items() if self.peers else ())}
+        trace.extend((t, "peer_send", f"{names.get(a, '?')}:{c!r}") for a, _ in datagrams)
+        send_datagrams(self, datagrams)
+    cnode.ClusterNode._send_datagrams = traced_send_datagrams  # type: ignore[method-assign]
     send_all = bus.Bus.send_all
 
     def traced_send_all(self: Any, messages: Any) -> None:
