@@ -136,7 +136,7 @@ user's devices (``max_devices``) counted over every node.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -424,6 +424,10 @@ class ClusterRouting:
         self._page_marks: list[tuple[int, str, str, bool]] = []  # to the other nodes
         self._marks_at: float | None = None  # when they go
         core.directory.call_ids(*call_id_slice(node, homes.nodes))
+        # what a floor message received with ``later`` leaves for :meth:`finish`: telling this
+        # node's clients what the message's sender does not wait on (``receive``)
+        self._later: list[Callable[[], None]] = []
+        self._deferring = False
         # the peer plane (voice and floor messages between nodes by UDP,
         # ptt.protocol.cluster_peers): its Peer messages go and come here with the rest; None:
         # everything crosses on the bus
@@ -740,17 +744,31 @@ class ClusterRouting:
 
     # --- messages from the bus ----------------------------------------------------------------
 
-    def receive(self, data: bytes, now: float, plane: bool = False) -> None:
+    def receive(self, data: bytes, now: float, plane: bool = False,
+                later: bool = False) -> None:
         """One node-to-node message (ProtocolError when it is not one); ``plane``: it came by
-        UDP on the peer plane, which carries floor inputs and news alone."""
+        UDP on the peer plane, which carries floor inputs and news alone. ``later``: what
+        another process waits on is made first (a home's news of a forwarded input; the answer
+        to this node's client whose request the news answers), and the rest of the message's
+        work (the home's own clients told; the news of that grant to this node's clients)
+        waits for :meth:`finish`, which the caller runs once it has sent the output: a
+        process woken by that output then finds this one's work on the answer's path done."""
         msg = wc.decode(data)
         if plane and not isinstance(msg, (wc.FloorInput, wc.FloorNews)):
             raise ProtocolError(f"a {type(msg).__name__} on the peer plane, which carries floor "
                                 "inputs and news alone")
         if isinstance(msg, wc.FloorInput):
-            self._on_input(msg, now)
+            self._deferring = later
+            try:
+                self._on_input(msg, now)
+            finally:
+                self._deferring = False
         elif isinstance(msg, wc.FloorNews):
-            self._on_news(msg, now)
+            self._deferring = later
+            try:
+                self._on_news(msg, now)
+            finally:
+                self._deferring = False
         elif isinstance(msg, wc.Members):
             self._on_members(msg, now)
         elif isinstance(msg, wc.Receipts):
@@ -948,9 +966,15 @@ class ClusterRouting:
         s = self.core.sessions.by_id.get(pending.session_id) if pending is not None else None
         if pending is not None and s is not None and s.addr == pending.addr:
             self.core.floor_control.answer_request(s, pending.txn, g, events, now)
-        else:
-            self.core.floor_control.floor_events(events, now)  # this node's own clients
+            self._publish(g.name, events, "", 0, now)
+            return
+        # the news first (the requester's node waits on it), then this node's own clients
         self._publish(g.name, events, msg.origin if msg.ref else "", msg.ref, now)
+        if self._deferring:
+            floor_events = self.core.floor_control.floor_events
+            self._later.append(lambda: floor_events(events, now))
+        else:
+            self.core.floor_control.floor_events(events, now)
 
     # --- one-to-one calls across nodes ---------------------------------------------------------
 
@@ -1312,9 +1336,20 @@ class ClusterRouting:
         pending = self._pending.pop(msg.ref, None) if msg.origin == self.node else None
         s = (self.core.sessions.by_id.get(pending.session_id) if pending is not None else None)
         if pending is not None and s is not None and s.addr == pending.addr:
-            self.core.floor_control.answer_request(s, pending.txn, g, events, now)
+            self.core.floor_control.answer_request(s, pending.txn, g, events, now,
+                                                   self._later if self._deferring else None)
         elif events:
             self.core.floor_control.floor_events(events, now)
+
+    def finish(self, now: float) -> bool:
+        """The work :meth:`receive` with ``later`` left (its output has been sent); True when
+        there was some (the core has output again)."""
+        if not self._later:
+            return False
+        later, self._later = self._later, []
+        for step in later:
+            step()
+        return True
 
     # --- the home's own news ------------------------------------------------------------------
 
