@@ -56,8 +56,19 @@ class FloorControl:
         self._repeats: list[tuple[float, int, int]] = []  # (when, group id, version) to repeat
 
     def get_timer(self) -> float | None:
-        """When floor news is due again (the floors' own timers: ``state.floors``)."""
-        return self._repeats[0][0] if self._repeats else None
+        """When floor news is due again (the floors' own timers: ``state.floors``). Repeats of
+        news that newer news replaced are dropped here, unfired: each change queues
+        ``len(STATE_REPEATS)`` of them, and a floor taken and released every few tens of ms
+        woke the server for a dozen stale ones per cycle, each a turn of its loop (a timer
+        turn on every node of a cluster, inside other floor requests' paths)."""
+        heap, by_id = self._repeats, self.state.by_id
+        while heap:
+            _, gid, version = heap[0]
+            g = by_id.get(gid)
+            if g is not None and g.floor_news is not None and g.version == version:
+                return heap[0][0]
+            heapq.heappop(heap)  # a version only grows: never due again
+        return None
 
     def handle_timer(self, now: float) -> None:
         """The floors' due timers, then the floor news due again."""

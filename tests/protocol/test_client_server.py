@@ -17,6 +17,7 @@ from ptt.protocol.client import (
 )
 from ptt.protocol.messages import encode_message
 from ptt.protocol.server import FloorEvent
+from ptt.protocol.server_floor import STATE_REPEATS
 from ptt.wire.voice import VoiceHeader, encode_voice
 from tests.protocol.simnet import SimNet
 
@@ -210,3 +211,32 @@ def test_lossy_network_every_request_resolves_and_beliefs_match_server(seed: int
     failed = [e for ev in net.client_events.values() for e in ev
               if isinstance(e, RequestFailed) and e.what == "floor"]
     assert failed == []
+
+
+def test_repeats_of_floor_news_that_newer_news_replaced_arm_no_timer() -> None:
+    """A grant's news is repeated at STATE_REPEATS, but once the release's news replaced it
+    the server's next floor timer is the release's first repeat: the grant's are dropped
+    unfired (each was a turn of the server's loop for nothing), and the release's still come."""
+    net = SimNet(seed=5)
+    for u in ("ann", "bob"):
+        net.add_user(u)
+    connect_all(net, {"g": ["ann", "bob"]})
+    net.run_until(1.0)
+    ann, bob = net.clients["ann"], net.clients["bob"]
+    ann.request_floor("g", net.now)
+    net.run_until(1.1)
+    assert ann.participation("g") is Participation.HAS_PERMISSION
+    ann.release_floor("g", 1.1)
+    net.run_until(1.15)
+    assert bob.groups["g"].talker is None
+    fc = net.server.floor_control
+    due = fc.get_timer()
+    # the grant's first repeat was due at ~1.2; the release's at 1.1 + 0.2 and later
+    assert due is not None and 1.3 <= due <= 1.15 + STATE_REPEATS[0]
+    g = net.server.state.groups["g"]
+    fired = 0
+    while (due := fc.get_timer()) is not None:  # each timer armed from here on is live
+        assert fc._repeats[0][2] == g.version and fired < len(STATE_REPEATS)
+        net.run_until(due + 0.001)
+        fired += 1
+    assert fired == len(STATE_REPEATS) and not fc._repeats  # the release's, all of them
