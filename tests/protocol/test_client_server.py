@@ -9,6 +9,7 @@ import pytest
 from ptt.protocol import floor as fl
 from ptt.protocol import messages as m
 from ptt.protocol.client import (
+    ClientCore,
     ConnState,
     FloorStateChanged,
     LoginFailed,
@@ -45,13 +46,18 @@ def send_voice(net: SimNet) -> None:
                           encode_voice(VoiceHeader(gid, sid, burst, 0, 0), b"\x00"))
 
 
-def test_clean_login_join_request_queue_release() -> None:
-    net = SimNet(seed=3)
+def _ann_and_bob_in_g(seed: int) -> tuple[SimNet, ClientCore, ClientCore]:
+    """ann and bob logged in and joined to g, at 1.0 s."""
+    net = SimNet(seed=seed)
     for u in ("ann", "bob"):
         net.add_user(u)
     connect_all(net, {"g": ["ann", "bob"]})
     net.run_until(1.0)
-    ann, bob = net.clients["ann"], net.clients["bob"]
+    return net, net.clients["ann"], net.clients["bob"]
+
+
+def test_clean_login_join_request_queue_release() -> None:
+    net, ann, bob = _ann_and_bob_in_g(3)
     assert ann.conn is ConnState.CONNECTED and bob.conn is ConnState.CONNECTED
     assert net.clients["bob"].groups["g"].online == {"ann", "bob"}
     ann.request_floor("g", net.now)
@@ -217,12 +223,7 @@ def test_repeats_of_floor_news_that_newer_news_replaced_arm_no_timer() -> None:
     """A grant's news is repeated at STATE_REPEATS, but once the release's news replaced it
     the server's next floor timer is the release's first repeat: the grant's are dropped
     unfired (each was a turn of the server's loop for nothing), and the release's still come."""
-    net = SimNet(seed=5)
-    for u in ("ann", "bob"):
-        net.add_user(u)
-    connect_all(net, {"g": ["ann", "bob"]})
-    net.run_until(1.0)
-    ann, bob = net.clients["ann"], net.clients["bob"]
+    net, ann, bob = _ann_and_bob_in_g(5)
     ann.request_floor("g", net.now)
     net.run_until(1.1)
     assert ann.participation("g") is Participation.HAS_PERMISSION
