@@ -120,15 +120,17 @@ def _free_tcp_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _shed(port: int) -> tuple[int, int]:
-    """The node's ptt_datagrams_shed_total (rate_limit, backlog_full) from its metrics."""
+def _shed(port: int) -> tuple[int, int, int, int]:
+    """The node's ptt_datagrams_shed_total (rate_limit, backlog_full, repeated, stale: a login
+    that waited LOGIN_TRY in the reader's backlog, dropped unhandled) from its metrics."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     got = {}
     for line in text.splitlines():
         if line.startswith("ptt_datagrams_shed_total{"):
             reason = line.split('reason="')[1].split('"')[0]
             got[reason] = int(float(line.rsplit(" ", 1)[1]))
-    return got.get("rate_limit", 0), got.get("backlog_full", 0)
+    return (got.get("rate_limit", 0), got.get("backlog_full", 0), got.get("repeated", 0),
+            got.get("stale", 0))
 
 
 def _worker(conn: Any, servers: list[tuple[str, int]], users: list[tuple[str, str, str]],
@@ -536,7 +538,7 @@ def run(clients: int, workers: int, profile: Path | None = None,
         "nodes' warnings and errors but dropped datagrams (count, first 6)": {
             n: [len(w), *w[:6]] for n, w in warned.items()},
         "survivors' dropped datagrams logged": dropped,
-        "survivors' plain datagrams shed (rate limit, backlog full)": shed,
+        "survivors' plain datagrams shed (rate limit, backlog full, repeated, stale)": shed,
         "machine": machine_line(),
         "load_average": f"{load_before} at the start, {load_average()} at the end",
     }
