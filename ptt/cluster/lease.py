@@ -199,20 +199,30 @@ class GatewayRenewals:
         connection is then closed (a late answer on it could not be told from the next)."""
         until = time.monotonic() + timeout
         body = b'{"ID":%d}' % lease_id
-        try:
-            sock = self._sock
-            if sock is None:
-                sock = self._sock = socket.create_connection(self.member, timeout)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.settimeout(max(0.001, until - time.monotonic()))
-            sock.sendall(b"POST /v3/lease/keepalive HTTP/1.1\r\nHost: %s\r\n"
-                         b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-                         % (self._host, len(body), body))
-            status, answer = self._read(sock, until)
-        except (OSError, ValueError) as exc:  # no answer in time, refused, closed, garbled
-            self.close()
-            raise RenewalError(f"{type(exc).__name__}: {exc}" if str(exc)
-                               else type(exc).__name__, unreachable=True) from None
+        # a kept connection etcd closed since the last renewal (reset, or closed before any
+        # answer) is opened again once within the time left; a new one that fails, or no
+        # answer in time, fails the renewal (the member is then passed over)
+        kept = self._sock is not None
+        while True:
+            try:
+                sock = self._sock
+                if sock is None:
+                    sock = self._sock = socket.create_connection(
+                        self.member, max(0.001, until - time.monotonic()))
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.settimeout(max(0.001, until - time.monotonic()))
+                sock.sendall(b"POST /v3/lease/keepalive HTTP/1.1\r\nHost: %s\r\n"
+                             b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                             % (self._host, len(body), body))
+                status, answer = self._read(sock, until)
+                break
+            except (OSError, ValueError) as exc:  # no answer in time, refused, closed, garbled
+                self.close()
+                if kept and isinstance(exc, ConnectionError) and time.monotonic() < until:
+                    kept = False
+                    continue
+                raise RenewalError(f"{type(exc).__name__}: {exc}" if str(exc)
+                                   else type(exc).__name__, unreachable=True) from None
         try:
             result = json.loads(answer)
             if status == 200 and "result" in result:

@@ -1,6 +1,7 @@
 """The renewer's renewals over etcd's JSON gateway (``ptt.cluster.lease.GatewayRenewals``),
 against a real etcd: a live lease's TTL, 0 for one revoked (the renewer's "lost"), a member that
-holds the connection open and answers nothing ends the renewal within its timeout, and a
+holds the connection open and answers nothing ends the renewal within its timeout, a kept
+connection that broke is opened again once (not taken for a failed member), and a
 renewer renews from its one thread (no thread of gRPC's or of its own waits between
 renewals). ~1.5 s."""
 
@@ -46,6 +47,22 @@ def test_a_live_lease_is_renewed_and_a_revoked_one_reads_as_gone(etcd: Etcd) -> 
         assert renewals.renew(lease_id, 2.0) == 0
     finally:
         renewals.close()
+
+
+def test_a_kept_connection_that_broke_between_renewals_is_opened_again_once(etcd: Etcd) -> None:
+    member = _member(etcd)
+    lease_id = _grant(member, 30)
+    renewals = GatewayRenewals(member)
+    try:
+        assert renewals.renew(lease_id, 2.0) == 30
+        sock = renewals._sock  # the connection kept for the next renewal
+        assert sock is not None
+        sock.shutdown(socket.SHUT_RDWR)  # broken as a member's closed or reset one is
+        assert renewals.renew(lease_id, 2.0) == 30  # not a failed member: a new connection
+        assert renewals._sock is not sock
+    finally:
+        renewals.close()
+        _revoke(member, lease_id)
 
 
 def test_a_member_that_answers_nothing_ends_the_renewal_in_time() -> None:
