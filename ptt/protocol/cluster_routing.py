@@ -49,7 +49,12 @@ ALIVE comes again within ``ALIVE_EVERY``); a release or lost participant by the 
 bus (its client was answered at once and sends nothing again); every FloorNews by the plane to
 each node it reaches (the listeners' nodes too, so each mirror moves before the new talker's
 voice, which comes the longer way, reaches it) and by the bus to every node (a news
-datagram lost leaves no mirror behind). Everything else goes by the bus.
+datagram lost leaves no mirror behind). Everything else goes by the bus. Within a turn on a
+floor message (:meth:`ClusterRouting.receive` with ``later``), what another process waits on
+is made first and the caller sends it before :meth:`ClusterRouting.finish` does the rest: the
+home's news of a forwarded request to the requester's node before its own clients are told and
+the other nodes' copies sealed; the answer to this node's client before the news of that grant
+to its clients.
 
 Order: the bus delivered one node's messages to another in the order sent; UDP need not, and a
 message and its copy by the other path come twice, in either order. So each node numbers the
