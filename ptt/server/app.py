@@ -621,6 +621,12 @@ class PttServer:
         return {"rate_limit": r.plain_refused, "backlog_full": r.plain_dropped,
                 "repeated": r.plain_repeated, "stale": r.plain_stale}
 
+    def served_late(self) -> int:
+        """Plain datagrams the reader served past its ``plain_max_wait`` (``LOGIN_TRY``): a
+        Login answering this node's notice whose client still waits, resending
+        (``PriorityReader.plain_late``)."""
+        return 0 if self._reader is None else self._reader.plain_late
+
     def _resume_reading(self) -> None:
         self._resume = None
         if self._open:

@@ -99,6 +99,8 @@ METRICS = {
     "ptt_datagrams_in_total": "counter: datagrams received on the server's socket",
     "ptt_datagrams_shed_total{reason}": "counter: plain datagrams the reader dropped unparsed "
                                         "(rate_limit, backlog_full, repeated, stale)",
+    "ptt_datagrams_late_total": "counter: plain datagrams the reader served past LOGIN_TRY "
+                                "(a Login answering the node's notice, its client resending)",
     "ptt_datagrams_dropped_total{reason}": "counter: datagrams dropped as malformed or unknown",
     "ptt_voice_in_total{path}": "counter: voice frames accepted (relay, multicast)",
     "ptt_voice_out_total{path}": "counter: voice datagrams sent (relay: per listener, "
@@ -166,6 +168,9 @@ class _StateCollector(Collector):
         for reason, count in by_reason.items():
             shed.add_metric([reason], count)
         yield shed
+        yield CounterMetricFamily("ptt_datagrams_late", "Plain datagrams the reader served past "
+                                  "LOGIN_TRY: a Login answering the node's notice, its client "
+                                  "resending", self.server.served_late())
         vin = CounterMetricFamily("ptt_voice_in", "Voice frames accepted", labels=["path"])
         vin.add_metric(["relay"], c.voice_in)
         vin.add_metric(["multicast"], c.multicast_in)

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import socket
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from prometheus_client import CollectorRegistry
 
+from ptt.config import ServerConfig
 from ptt.errors import ValidationError
+from ptt.net.reader import PriorityReader
 from ptt.protocol import floor as fl
 from ptt.protocol import messages as m
 from ptt.protocol.server import Dropped, FloorEvent, FloorRequested, SessionEnded
-from ptt.server.app import Counters
-from ptt.server.metrics import ServerMetrics, parse_metrics_address
+from ptt.protocol.server_list import LOGIN_TRY
+from ptt.server.app import Counters, PttServer
+from ptt.server.metrics import ServerMetrics, _StateCollector, parse_metrics_address
+from tests.net.test_reader import logins, recording, send
 
 ADDR = ("127.0.0.1", 4000)
 
@@ -109,3 +115,41 @@ def test_metrics_address_option() -> None:
     for bad in ("", "host", "1.2.3.4:99999", "::1"):
         with pytest.raises(ValidationError):
             parse_metrics_address(bad)
+
+
+def test_logins_the_reader_served_past_login_try_are_exported(tmp_path: Path) -> None:
+    """``ptt_datagrams_late_total``: the server's reader served a Login answering its notice
+    that waited past LOGIN_TRY while its client resent it (one), and dropped a login that
+    waited as long unresent (``stale``, among the shed)."""
+    with (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock,
+          socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client):
+        sock.bind(("127.0.0.1", 0))
+        sock.setblocking(False)
+        client.connect(sock.getsockname())
+        _late_login(tmp_path, sock, client)
+
+
+def _late_login(tmp_path: Path, sock: socket.socket, client: socket.socket) -> None:
+    now = [0.0]
+    order: list[bytes] = []
+    first, resent, silent = logins(3)
+
+    def slow(n: int) -> bool:
+        if order[-1] == first:  # the first login took long; meanwhile one client resent
+            now[0] += 2.5
+            send(client, [resent])
+        return True
+
+    send(client, [first, resent, silent])
+    server = PttServer(ServerConfig(host="127.0.0.1", port=0, db=tmp_path / "ptt.db",
+                                    record_dir=tmp_path / "rec"))
+    server._reader = PriorityReader(sock, recording(order, slow), lambda: now[0], budget=100.0,
+                                    chunk=1, patient={resent, silent}.__contains__,
+                                    plain_max_wait=LOGIN_TRY)
+    registry = CollectorRegistry()
+    registry.register(_StateCollector(server))
+    assert value(registry, "ptt_datagrams_late_total") == 0
+    assert server._reader.run() is False
+    assert order == [first, resent]
+    assert value(registry, "ptt_datagrams_late_total") == 1
+    assert value(registry, "ptt_datagrams_shed_total", reason="stale") == 1
