@@ -9,8 +9,8 @@ import pytest
 from ptt.errors import ProtocolError
 from ptt.names import call_group_name
 from ptt.protocol import messages as m
-from ptt.protocol.client import Participation
-from ptt.protocol.client_events import GroupGone, IncomingCall
+from ptt.protocol.client import ClientCore, Participation
+from ptt.protocol.client_events import FloorStateChanged, GroupGone, IncomingCall
 from ptt.protocol.cluster_routing import CALL_TERM, call_id_slice
 from ptt.protocol.server_state import PRIVATE_GROUP_BASE
 from ptt.wire import cluster as wc
@@ -382,3 +382,75 @@ def test_a_home_restarted_within_its_grace_ends_its_calls_from_before_on_every_n
     c = sim.routing["C"]
     c.receive(wc.encode(wc.Call(CALL, old, "A", "bob", "ann", "B", life)), sim.now)
     assert CALL not in sim.cores["C"].groups and c.refused_calls == 1
+
+
+def _glare_with_tablet(hold: float) -> tuple[ClusterSim, ClientCore, int]:
+    """ann's tablet on C; ann (A) and bob (B) call each other at once, A's Call to C held back
+    ``hold`` s: C has B's call first and rings the tablet into it. Runs 20 ms: B has given way
+    to A's call (its Call crossed B's on the bus), C not yet. The mark in ``sim.bus_log``."""
+    sim = _sim()
+    sim.fate = lambda path, src, dest, msg: (
+        hold if isinstance(msg, wc.Call) and (src, dest) == ("A", "C") else -1.0)
+    tablet = _second_client(sim, "ann-tablet", "ann", "C", "tablet")
+    tablet.connect(sim.now)
+    sim.run_until(sim.now + 1.0)
+    sim.delay = (0.001, 0.001)
+    mark = len(sim.bus_log)
+    sim.clients["ann"].call("bob", sim.now)
+    sim.clients["bob"].call("ann", sim.now)
+    sim.run_until(sim.now + 0.02)
+    assert sim.routing["B"]._calls[CALL] == "A" and sim.routing["C"]._calls[CALL] == "B"
+    view = tablet.groups[CALL]
+    first, end = call_id_slice("B", sim.nodes)
+    assert view.state is not None and first <= view.state.group_id < end  # B's call
+    return sim, tablet, mark
+
+
+def test_news_and_rosters_of_a_call_that_gave_way_are_taken_from_the_kept_call_s_home_alone(
+        ) -> None:
+    """C holds B's call (A's Call to it held back 50 ms) when A's arrives: B's call gives way.
+    A floor grant and a roster from B for that name, late on the wire, are refused on C (B
+    is not the kept call's home): the tablet sees no talker and bob still online; A's news
+    are taken."""
+    sim, tablet, _ = _glare_with_tablet(0.05)
+    sim.run_until(sim.now + 0.1)
+    c = sim.routing["C"]
+    assert c._calls[CALL] == "A"
+    gid = sim.cores["A"].groups[CALL].group_id
+    view = tablet.groups[CALL]
+    assert view.state is not None and view.state.group_id == gid
+    assert view.online == {"ann", "bob"} and view.talker is None
+    refused = c.refused_news
+    # what B's call's home sent before it gave way: bob granted, then bob gone from B
+    life = sim.routing["B"].life
+    grant = wc.FloorNews(CALL, CALL_TERM, "B", "", 0, (), "taken", "bob", 7, 0, (), ("B", "C"),
+                         life, 1)
+    c.receive(wc.encode(grant), sim.now)
+    c.receive(wc.encode(wc.Members(CALL, "B", CALL_TERM, "B", (), ("bob",), False)), sim.now)
+    sim.run_until(sim.now + 0.1)
+    assert c.refused_news == refused + 2
+    assert sim.cores["C"].floors.floor(CALL).holder is None
+    assert view.talker is None and view.online == {"ann", "bob"}
+    # the kept call's home is heard: bob talks, the tablet hears him
+    _talks(sim, "bob", "ann-tablet", gid, {("B", "A"), ("B", "C")})
+
+
+def test_a_request_forwarded_to_the_call_that_gave_way_is_passed_on_to_the_kept_call_s_home(
+        ) -> None:
+    """The tablet asks for the floor in B's call on C (A's Call to C held back 50 ms); C sends
+    it to B, which has given way to A's call by then: B passes it on to A, A grants ann, and
+    the answer reaches the tablet on C (which has A's call by then), granted."""
+    sim, tablet, _ = _glare_with_tablet(0.05)
+    mark = len(sim.bus_log)
+    tablet.request_floor(CALL, sim.now)
+    sim.run_until(sim.now + 0.15)
+    sent = sim.sent_since(mark)
+    inputs = [(a, b, x.origin) for a, b, x in sent
+              if isinstance(x, wc.FloorInput) and x.kind is wc.InputKind.REQUEST]
+    assert inputs == [("C", "B", "C"), ("B", "A", "C")]
+    answers = [(a, b) for a, b, x in sent if isinstance(x, wc.FloorNews) and x.origin == "C"
+               and x.events and x.events[0][:2] == (wc.EventKind.GRANTED, "ann")]
+    assert ("A", "C") in answers
+    assert sim.routing["C"].refused_news == 0
+    assert [e.state for e in sim.events["ann-tablet"] if isinstance(e, FloorStateChanged)][:2] \
+        == [Participation.PENDING_REQUEST, Participation.HAS_PERMISSION]
