@@ -241,14 +241,14 @@ class RedundancyPolicy:
     BURSTY_REPORTS = 2
     DOUBT_LOSS = 0.03
     # The start survives a first report without any loss, and falls at the next one (to one
-    # copy, or to bare frames as early as ever on a clean path). That first report covers ~20
+    # copy, or on a clean path to bare frames at the third report). That first report covers ~20
     # frames, and on a bursty path (10 %, runs of 3) the gaps between runs average 27: it
     # often sees none, and a run that comes just after it met one copy where the start's two
     # would have repaired part of it (the real-command bench's bursty patterns replayed
     # offline, English / Mandarin, listener's path: 3.56 / 3.52 -> 3.62 / 3.56, Mandarin's
     # worst seed 3.06 -> 3.18; random 5-20 % the same on all 24 seeds; a clean path sends the
     # second copy one report longer, ~12 kbit/s for a second, bare frames at the third report
-    # as before). A report with a loss replaces the start at once, as ever.
+    # in both). A report with a loss replaces the start at once.
     GUESS_REPORTS = 2
     SMOOTHING = 0.5  # weight of the newest report: one report is ~50 frames, noisy at low loss
     _ONE_COPY = 1  # index of the step sending one copy

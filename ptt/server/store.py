@@ -135,7 +135,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         )""",
     ),
     # the server's long-term secrets (the decoy secret: unknown names get the same decoy salt
-    # after a restart as before, as real users keep their real salt)
+    # before and after a restart, as real users keep their real salt)
     4: (
         """CREATE TABLE secrets (
             name        TEXT PRIMARY KEY,
