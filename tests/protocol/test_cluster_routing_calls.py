@@ -454,3 +454,22 @@ def test_a_request_forwarded_to_the_call_that_gave_way_is_passed_on_to_the_kept_
     assert sim.routing["C"].refused_news == 0
     assert [e.state for e in sim.events["ann-tablet"] if isinstance(e, FloorStateChanged)][:2] \
         == [Participation.PENDING_REQUEST, Participation.HAS_PERMISSION]
+
+
+def test_an_answer_that_overtakes_the_kept_call_is_refused_and_the_resent_request_answered(
+        ) -> None:
+    """As above with A's Call to C held back 200 ms: A's grant reaches C while C still holds
+    B's call and is refused there; once C has A's call, the tablet's resent request goes to A
+    and is granted."""
+    sim, tablet, _ = _glare_with_tablet(0.2)
+    mark = len(sim.bus_log)
+    tablet.request_floor(CALL, sim.now)
+    sim.run_until(sim.now + 0.4)
+    sent = sim.sent_since(mark)
+    inputs = [(a, b) for a, b, x in sent
+              if isinstance(x, wc.FloorInput) and x.kind is wc.InputKind.REQUEST]
+    assert inputs[:2] == [("C", "B"), ("B", "A")] and inputs[-1] == ("C", "A")
+    assert sim.routing["C"].refused_news >= 1
+    assert sim.routing["C"]._calls[CALL] == "A"
+    assert Participation.HAS_PERMISSION in [
+        e.state for e in sim.events["ann-tablet"] if isinstance(e, FloorStateChanged)]
