@@ -153,7 +153,12 @@ from ptt.protocol.cluster_fencing import FencingView, Stamp, Verdict
 from ptt.protocol.cluster_peers import PeerPlane
 from ptt.protocol.feedback import LinkCounts
 from ptt.protocol.server import ServerCore
-from ptt.protocol.server_state import PRIVATE_GROUP_BASE, GroupEntry, PageEntry
+from ptt.protocol.server_state import (
+    ASKED_ELSEWHERE,
+    PRIVATE_GROUP_BASE,
+    GroupEntry,
+    PageEntry,
+)
 from ptt.protocol.session import Addr, Session
 from ptt.wire import cluster as wc
 from ptt.wire.peer import CONTROL
@@ -952,6 +957,8 @@ class ClusterRouting:
         floors = self.core.floors
         self.flush(now)  # earlier news goes out first, without this input's origin
         user = msg.user
+        if msg.kind is wc.InputKind.REQUEST and msg.origin != self.node:
+            g.requesters[user] = ASKED_ELSEWHERE  # the user's devices here are not told of it
         if user not in floors.floor(g.name).members:
             events: list[fl.FloorEvent] = ([fl.Denied(g.name, user, m.DenyCause.NOT_MEMBER)]
                                            if msg.kind is wc.InputKind.REQUEST else [])
@@ -1336,8 +1343,16 @@ class ClusterRouting:
             del self._voided[g.name]
             events = [e for e in events if not (
                 isinstance(e, (fl.BurstEnded, fl.Idle, fl.Revoked)) and e.burst_id == voided[1])]
+        queued = self.core.floors.floor(g.name).queue
         self.core.floors.follow(g.name, state, holder, msg.burst_id, priority, msg.queue)
         self._known_relay[g.name] = msg.relay
+        if msg.origin != self.node:
+            # a user queued, or granted from outside the queue, asked just now: on another
+            # node (an answer to this node's request names it as origin)
+            for e in events:
+                if isinstance(e, fl.Queued) or isinstance(e, fl.Granted) and (
+                        e.user not in queued):
+                    g.requesters[e.user] = ASKED_ELSEWHERE
         pending = self._pending.pop(msg.ref, None) if msg.origin == self.node else None
         s = (self.core.sessions.by_id.get(pending.session_id) if pending is not None else None)
         if pending is not None and s is not None and s.addr == pending.addr:

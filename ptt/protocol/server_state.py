@@ -28,6 +28,9 @@ from ptt.protocol.keepalive import (
 from ptt.protocol.session import MAX_DEVICES, Addr, Session, SessionTable
 
 PRIVATE_GROUP_BASE = 1 << 31  # wire ids of one-to-one call groups, never stored
+# GroupEntry.requesters' value for a user whose last floor request came from a device on another
+# node of a cluster (no session id is negative)
+ASKED_ELSEWHERE = -1
 
 
 # --- directory model ---------------------------------------------------------------------------
@@ -74,7 +77,8 @@ class GroupEntry:
     # in a cluster: members online on other nodes, with how many nodes each is online on (the
     # group's home tells, ptt.protocol.cluster_routing); a member is online while on any node
     remote: dict[str, int] = field(default_factory=dict)
-    requesters: dict[str, int] = field(default_factory=dict)  # user -> its requesting session
+    # user -> its requesting session (ASKED_ELSEWHERE: a device of it on another node asked)
+    requesters: dict[str, int] = field(default_factory=dict)
     holder_sid: int = 0  # the session of the floor's holder that was granted (talks for it)
     # talker sid -> addrs (a relay talker's frame); ~sid -> addrs (the same heard by multicast)
     targets: dict[int, tuple[Addr, ...]] = field(default_factory=dict)
@@ -248,10 +252,14 @@ class ServerState:
 
     def floor_session(self, g: GroupEntry, user: str) -> Session | None:
         """The session that speaks for ``user`` on ``g``'s floor: the one granted the floor if
-        the user holds it, else the one that asked last, else the user's newest."""
+        the user holds it, else the one that asked last, else the user's newest; none when the
+        device that asked is on another node of a cluster (``ASKED_ELSEWHERE``): a device of
+        the user here did not ask, and told of a grant it would give it back."""
         holds = g.name in self.groups and self.floors.floor(g.name).holder == user
-        sid = g.holder_sid if holds else 0
-        s = self.sessions.by_id.get(sid or g.requesters.get(user, 0))
+        sid = (g.holder_sid if holds else 0) or g.requesters.get(user, 0)
+        if sid == ASKED_ELSEWHERE:
+            return None
+        s = self.sessions.by_id.get(sid)
         if s is not None and s.user == user:
             return s
         return self.sessions.by_user.get(user)

@@ -654,3 +654,39 @@ def test_a_batch_of_logins_is_one_login_message_to_each_live_node() -> None:
     logins = [(a, to, x) for a, to, x in sim.sent_since(mark) if isinstance(x, wc.Login)]
     assert [(a, to) for a, to, _ in logins] == [("B", "A")]
     assert sorted(logins[0][2].users) == users
+
+
+def test_a_grant_asked_for_on_one_node_is_not_given_back_by_the_user_s_device_on_another() -> None:
+    """ann's phone on A (g's home) and her tablet on C, both in g; bob on B. The tablet asks:
+    A grants ann and does not tell the phone (which did not ask: told of a grant, a client
+    gives it back, and the tablet's burst would end at once); the tablet talks, bob hears it.
+    After its release the phone asks: the tablet, on C, is not told of that grant either."""
+    sim = ClusterSim(pinned={"g": "A"})
+    sim.add_user("ann", "A")
+    sim.add_user("bob", "B")
+    sim.add_group("g", 1, ["ann", "bob"])
+    tablet = _second_client(sim, "ann-tablet", "ann", "C", "tablet")
+    for c in sim.clients.values():
+        c.connect(sim.now)
+        c.join("g", sim.now)
+    sim.run_until(1.0)
+    phone, bob = sim.clients["ann"], sim.clients["bob"]
+
+    def grants(key: str) -> int:
+        return sum(1 for e in sim.events[key] if isinstance(e, FloorStateChanged)
+                   and e.state is Participation.HAS_PERMISSION)
+
+    for asking, other in ((tablet, "ann"), (phone, "ann-tablet")):
+        told = grants(other)
+        asking.request_floor("g", sim.now)
+        sim.run_until(sim.now + 0.2)
+        heard = sim.heard["bob"]
+        sim.talk(0.5)
+        assert asking.participation("g") is Participation.HAS_PERMISSION
+        assert sim.cores["A"].floors.floor("g").holder == "ann"
+        assert bob.groups["g"].talker == "ann"
+        assert sim.heard["bob"] - heard >= 20
+        assert grants(other) == told
+        asking.release_floor("g", sim.now)
+        sim.run_until(sim.now + 0.2)
+        assert sim.cores["A"].floors.floor("g").holder is None
