@@ -708,20 +708,13 @@ class ClusterNode:
             log.info("voice from node %s comes on the peer port" if d.kind == VOICE
                      else "floor messages from node %s come on the peer port", d.node)
         if d.kind == CONTROL:
-            routing = self.routing
             try:
-                routing.receive(d.frame, now, plane=True, later=True)
+                self.routing.receive(d.frame, now, plane=True)
             except ProtocolError as exc:
                 self.bad_messages += 1
                 log.warning("bad floor message on the peer port from %s: %s", d.node, exc)
-                if routing.finish(now):
-                    self.server.transmit(now)
                 return
-            # what the sender's node or client waits on leaves first (the home's news, the
-            # answer to a request), then this node's clients are told the rest
             self.server.transmit(now)
-            if routing.finish(now):
-                self.server.transmit(now)
             return
         try:
             targets = self.routing.receive_voice(d.frame, now)

@@ -94,9 +94,9 @@ def urgent(data: bytes) -> bool:
 class PriorityReader:
     """Reads one non-blocking UDP socket, urgent datagrams first (see the module docstring)."""
 
-    __slots__ = ("_admit", "_backlog", "_between", "_clock", "_handle", "_known", "_patient",
-                 "_plain", "_plain_len", "_recvfrom", "_returning", "_waiting", "backlog_max",
-                 "budget", "chunk", "drain_max", "most_backlog", "plain_dropped", "plain_late",
+    __slots__ = ("_admit", "_backlog", "_clock", "_handle", "_known", "_patient", "_plain",
+                 "_plain_len", "_recvfrom", "_returning", "_waiting", "backlog_max", "budget",
+                 "chunk", "drain_max", "most_backlog", "plain_dropped", "plain_late",
                  "plain_max_wait", "plain_refused", "plain_repeated", "plain_stale")
 
     def __init__(self, sock: socket.socket, handle: Handler, clock: Callable[[], float], *,
@@ -104,8 +104,7 @@ class PriorityReader:
                  budget: float = BUDGET, known: Callable[[Any], bool] | None = None,
                  admit: Callable[[Any, float], bool] | None = None,
                  patient: Callable[[bytes], bool] | None = None,
-                 plain_max_wait: float = PLAIN_MAX_WAIT,
-                 between: Callable[[], None] | None = None) -> None:
+                 plain_max_wait: float = PLAIN_MAX_WAIT) -> None:
         if drain_max < 1 or backlog_max < 1 or chunk < 1 or budget <= 0:
             raise ValueError("drain_max, backlog_max and chunk >= 1, budget > 0")
         self._recvfrom = sock.recvfrom
@@ -122,11 +121,6 @@ class PriorityReader:
         self._known = known or (lambda addr: False)
         self._patient = patient or (lambda data: False)
         self._admit = admit or (lambda addr, now: True)
-        # called between two steps of one call: after a look's urgent datagrams and after a
-        # chunk of the backlog, when backlog work follows (the server sends then what they
-        # gave for another process: a floor request forwarded to its home leaves after its
-        # own turn, not after the whole backlog)
-        self._between = between
         self.drain_max = drain_max
         self.backlog_max = backlog_max
         self.chunk = chunk
@@ -233,14 +227,10 @@ class PriorityReader:
         clock, handle, chunk = self._clock, self._handle, self.chunk
         backlog, returning = self._backlog, self._returning
         deadline = clock() + self.budget
-        between = self._between
         while True:
-            first = self._take()
-            for data, addr in first:
+            for data, addr in self._take():
                 if not handle(data, addr, clock()):
                     return False
-            if first and between is not None and (backlog or returning or self._plain_len):
-                between()
             if backlog:  # keepalives first, then plain datagrams (known hosts' first)
                 for _ in range(min(chunk, len(backlog))):
                     data, addr = backlog.popleft()
@@ -257,5 +247,3 @@ class PriorityReader:
                 return False  # _take found the socket empty (or drain_max urgent: next wake-up)
             if clock() >= deadline:
                 return True
-            if between is not None and (backlog or returning or self._plain_len):
-                between()  # what the chunk gave leaves before the next chunk

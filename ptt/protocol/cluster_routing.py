@@ -49,12 +49,7 @@ ALIVE comes again within ``ALIVE_EVERY``); a release or lost participant by the 
 bus (its client was answered at once and sends nothing again); every FloorNews by the plane to
 each node it reaches (the listeners' nodes too, so each mirror moves before the new talker's
 voice, which comes the longer way, reaches it) and by the bus to every node (a news
-datagram lost leaves no mirror behind). Everything else goes by the bus. Within a turn on a
-floor message (:meth:`ClusterRouting.receive` with ``later``), what another process waits on
-is made first and the caller sends it before :meth:`ClusterRouting.finish` does the rest: the
-home's news of a forwarded request to the requester's node before its own clients are told and
-the other nodes' copies sealed; the answer to this node's client before the news of that grant
-to its clients.
+datagram lost leaves no mirror behind). Everything else goes by the bus.
 
 Order: the bus delivered one node's messages to another in the order sent; UDP need not, and a
 message and its copy by the other path come twice, in either order. So each node numbers the
@@ -141,7 +136,7 @@ user's devices (``max_devices``) counted over every node.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -434,10 +429,6 @@ class ClusterRouting:
         self._page_marks: list[tuple[int, str, str, bool]] = []  # to the other nodes
         self._marks_at: float | None = None  # when they go
         core.directory.call_ids(*call_id_slice(node, homes.nodes))
-        # what a floor message received with ``later`` leaves for :meth:`finish`: telling this
-        # node's clients what the message's sender does not wait on (``receive``)
-        self._later: list[Callable[[], None]] = []
-        self._deferring = False
         # the peer plane (voice and floor messages between nodes by UDP,
         # ptt.protocol.cluster_peers): its Peer messages go and come here with the rest; None:
         # everything crosses on the bus
@@ -754,31 +745,17 @@ class ClusterRouting:
 
     # --- messages from the bus ----------------------------------------------------------------
 
-    def receive(self, data: bytes, now: float, plane: bool = False,
-                later: bool = False) -> None:
+    def receive(self, data: bytes, now: float, plane: bool = False) -> None:
         """One node-to-node message (ProtocolError when it is not one); ``plane``: it came by
-        UDP on the peer plane, which carries floor inputs and news alone. ``later``: what
-        another process waits on is made first (a home's news of a forwarded input; the answer
-        to this node's client whose request the news answers), and the rest of the message's
-        work (the home's own clients told; the news of that grant to this node's clients)
-        waits for :meth:`finish`, which the caller runs once it has sent the output: a
-        process woken by that output then finds this one's work on the answer's path done."""
+        UDP on the peer plane, which carries floor inputs and news alone."""
         msg = wc.decode(data)
         if plane and not isinstance(msg, (wc.FloorInput, wc.FloorNews)):
             raise ProtocolError(f"a {type(msg).__name__} on the peer plane, which carries floor "
                                 "inputs and news alone")
         if isinstance(msg, wc.FloorInput):
-            self._deferring = later
-            try:
-                self._on_input(msg, now)
-            finally:
-                self._deferring = False
+            self._on_input(msg, now)
         elif isinstance(msg, wc.FloorNews):
-            self._deferring = later
-            try:
-                self._on_news(msg, now)
-            finally:
-                self._deferring = False
+            self._on_news(msg, now)
         elif isinstance(msg, wc.Members):
             self._on_members(msg, now)
         elif isinstance(msg, wc.Receipts):
@@ -978,15 +955,9 @@ class ClusterRouting:
         s = self.core.sessions.by_id.get(pending.session_id) if pending is not None else None
         if pending is not None and s is not None and s.addr == pending.addr:
             self.core.floor_control.answer_request(s, pending.txn, g, events, now)
-            self._publish(g.name, events, "", 0, now)
-            return
-        # the news first (the requester's node waits on it), then this node's own clients
-        self._publish(g.name, events, msg.origin if msg.ref else "", msg.ref, now)
-        if self._deferring:
-            floor_events = self.core.floor_control.floor_events
-            self._later.append(lambda: floor_events(events, now))
         else:
-            self.core.floor_control.floor_events(events, now)
+            self.core.floor_control.floor_events(events, now)  # this node's own clients
+        self._publish(g.name, events, msg.origin if msg.ref else "", msg.ref, now)
 
     # --- one-to-one calls across nodes ---------------------------------------------------------
 
@@ -1356,20 +1327,9 @@ class ClusterRouting:
         pending = self._pending.pop(msg.ref, None) if msg.origin == self.node else None
         s = (self.core.sessions.by_id.get(pending.session_id) if pending is not None else None)
         if pending is not None and s is not None and s.addr == pending.addr:
-            self.core.floor_control.answer_request(s, pending.txn, g, events, now,
-                                                   self._later if self._deferring else None)
+            self.core.floor_control.answer_request(s, pending.txn, g, events, now)
         elif events:
             self.core.floor_control.floor_events(events, now)
-
-    def finish(self, now: float) -> bool:
-        """The work :meth:`receive` with ``later`` left (its output has been sent); True when
-        there was some (the core has output again)."""
-        if not self._later:
-            return False
-        later, self._later = self._later, []
-        for step in later:
-            step()
-        return True
 
     # --- the home's own news ------------------------------------------------------------------
 
@@ -1422,13 +1382,5 @@ class ClusterRouting:
                             tuple(sorted(relay)), self.life, self._seq)
         # the node whose client waits for this answer first (a write's messages go in order),
         # and the other nodes' copies only update their mirrors; by the plane to each node it
-        # reaches, and by the bus to every node ("Order"). Within a turn of ``receive`` with
-        # ``later``, the other nodes' copies wait for ``finish``: woken at once, they took the
-        # CPU the requester's node needed for the answer on 2 busy cores
-        nodes = sorted(to, key=lambda n: (n != origin, n))
-        data = wc.encode(news)
-        if origin in to and self._deferring and len(nodes) > 1:
-            self._floor_to(nodes[:1], data, True, now)
-            self._later.append(lambda: self._floor_to(nodes[1:], data, True, now))
-            return
-        self._floor_to(nodes, data, True, now)
+        # reaches, and by the bus to every node ("Order")
+        self._floor_to(sorted(to, key=lambda n: (n != origin, n)), wc.encode(news), True, now)

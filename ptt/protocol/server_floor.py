@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from ptt.protocol import floor as fl
 from ptt.protocol import messages as m
@@ -106,11 +106,8 @@ class FloorControl:
                             now)
 
     def answer_request(self, s: Session, txn: int, g: GroupEntry,
-                       events: Sequence[fl.FloorEvent], now: float,
-                       later: list[Callable[[], None]] | None = None) -> None:
-        """The floor's decision on ``s``'s request: its answer, then the news for the rest;
-        with ``later``, the news is appended to it to be told once the answer has left (a
-        cluster node answering a request its group's home decided: ``ClusterRouting``)."""
+                       events: Sequence[fl.FloorEvent], now: float) -> None:
+        """The floor's decision on ``s``'s request: its answer, then the news for the rest."""
         reply: m.FloorResponse | None = None
         rest = []
         direct: fl.Granted | None = None
@@ -141,13 +138,6 @@ class FloorControl:
             g.holder_sid = s.session_id
             self.relay.notice_holder(g, direct)
         self.out.answer(s, txn, reply, now)
-        if later is not None:
-            later.append(lambda: self._after_answer(s, g, direct, rest, now))
-        else:
-            self._after_answer(s, g, direct, rest, now)
-
-    def _after_answer(self, s: Session, g: GroupEntry, direct: fl.Granted | None,
-                      rest: Sequence[fl.FloorEvent], now: float) -> None:
         if direct is not None:
             self.out.emit(FloorEvent(direct))
             self._granted(g, direct, now, requester=s)

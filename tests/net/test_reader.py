@@ -107,28 +107,6 @@ def test_a_request_arriving_while_the_backlog_is_worked_waits_for_a_chunk_only(
     assert order.count(HEARTBEAT) == 300
 
 
-def test_between_comes_after_the_urgent_datagrams_and_each_chunk_when_work_follows(
-        pair: tuple[socket.socket, socket.socket]) -> None:
-    """``between`` (where the server sends what a floor request gave for its home) is called
-    once the look's urgent datagrams are handled and keepalives follow, then after each chunk
-    that leaves some; never after the last (the caller flushes then), and a request alone
-    gets none."""
-    server, client = pair
-    order: list[bytes] = []
-    marks: list[int] = []
-    send(client, [REQUEST] + [HEARTBEAT] * 8)
-    reader = PriorityReader(server, recording(order), time.monotonic, chunk=4, budget=10.0,
-                            between=lambda: marks.append(len(order)))
-    assert reader.run() is False
-    assert order == [REQUEST] + [HEARTBEAT] * 8
-    assert marks == [1, 5]  # after the request, after the first chunk of four
-    marks.clear()
-    order.clear()
-    send(client, [REQUEST])
-    assert reader.run() is False
-    assert order == [REQUEST] and marks == []
-
-
 def test_the_budget_hands_the_loop_a_turn_and_the_backlog_is_kept(
         pair: tuple[socket.socket, socket.socket]) -> None:
     server, client = pair

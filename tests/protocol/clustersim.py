@@ -61,9 +61,6 @@ class ClusterSim:
     # instead of the path's; < 0: as the path delays it
     fate: Callable[[str, str, str, object], float | None] | None = None
     plane_log: list[tuple[str, str, object]] = field(default_factory=list)
-    # a floor message's turn on a node's peer port that left work for ``finish``: (node, to
-    # whom it sent before it, to whom after)
-    peer_turns: list[tuple[str, list[str], list[str]]] = field(default_factory=list)
     _peer_of: dict[tuple[str, int], str] = field(default_factory=dict)
     _q: list[tuple[float, int, str, object, bytes]] = field(default_factory=list)
     _seq: int = 0
@@ -140,20 +137,15 @@ class ClusterSim:
         if fate is not None:
             self._push(path, (src, dest), data, delay if fate < 0 else (fate, fate))
 
-    def _flush_node(self, node: str) -> list[str]:
-        """Send what ``node`` has to send; returns to whom, in order (users, then the nodes
-        sent a floor message by the plane)."""
+    def _flush_node(self, node: str) -> None:
         core, routing = self.cores[node], self.routing[node]
         routing.flush(self.now)
         by_addr = {a: u for u, a in self.addrs.items()}
-        sent = []
         for data, addr in core.datagrams_to_send():
-            sent.append(by_addr[addr])
             self._push("client", by_addr[addr], data, self.delay)
         events = core.events()
         self.server_events.setdefault(node, []).extend(events)
         for addr, data in routing.datagrams_to_send():
-            sent.append(self._peer_of[addr])
             self._to_plane(node, self._peer_of[addr], data)
         for dest, data in routing.messages_to_send():
             self._to_bus(node, dest, data)
@@ -163,8 +155,7 @@ class ClusterSim:
             core.page_stored(ev, len(self.pages_stored), 1_700_000_000_000 + int(self.now * 1000),
                              self.now)
         if submitted:
-            sent += self._flush_node(node)
-        return sent
+            self._flush_node(node)
 
     def _deliver_voice(self, node: str, data: bytes, targets: tuple[object, ...]) -> None:
         by_addr = {a: u for u, a in self.addrs.items()}
@@ -238,11 +229,9 @@ class ClusterSim:
                     routing = self.routing[node]
                     assert routing.peers is not None
                     got = routing.peers.accept(data, self.now)
-                    if got is not None:  # as ptt.cluster.node: what is waited on leaves first
-                        routing.receive(got.frame, self.now, plane=True, later=True)
-                    first = self._flush_node(node)
-                    if routing.finish(self.now):
-                        self.peer_turns.append((node, first, self._flush_node(node)))
+                    if got is not None:
+                        routing.receive(got.frame, self.now, plane=True)
+                    self._flush_node(node)
                 elif kind == "bus":
                     _, node = dest  # type: ignore[misc]
                     if is_voice(data):

@@ -406,33 +406,3 @@ def test_the_plane_carries_floor_messages_alone() -> None:
     msg = wc.encode(wc.Presence("a", (), (), True))
     got = b.accept(plane.seal(msg, CONTROL), 0.0)
     assert got is not None and got.kind == CONTROL and got.frame == msg
-
-
-def test_what_a_floor_message_is_waited_on_for_leaves_before_the_rest_of_its_turn() -> None:
-    """The home sends its news of a forwarded request to the requester's node before it sends
-    the other nodes theirs and tells its own clients, and the requester's node sends the
-    answer before the news of that grant to its clients
-    (``ClusterRouting.receive`` with ``later``, then ``finish``, as ``ptt.cluster.node`` runs
-    a datagram of its peer port); the floor ends the same for everyone."""
-    sim = ClusterSim(pinned={"g": "C"}, planes=True)
-    for user, node in (("ann", "A"), ("bob", "B"), ("carl", "C")):
-        sim.add_user(user, node)
-    sim.add_group("g", 1, ["ann", "bob", "carl"])
-    sim.connect({"g": ["ann", "bob", "carl"]})
-    sim.run_until(1.0)
-    mark = len(sim.peer_turns)
-    sim.clients["ann"].request_floor("g", sim.now)
-    sim.run_until(sim.now + 0.3)
-    turns = sim.peer_turns[mark:]
-    # the home: the news to the requester's node, then carl told and the listener's node
-    # sent its copy (ClusterSim lists a flush's users before its nodes)
-    assert ("C", ["A"], ["carl", "B"]) in turns
-    # the requester's node: ann's answer alone, then the grant's news (to ann too)
-    assert ("A", ["ann"], ["ann"]) in turns
-    assert len(turns) == 2  # bob's node had nothing to wait for: no turn split
-    assert sim.clients["ann"].participation("g") is Participation.HAS_PERMISSION
-    assert sim.clients["bob"].groups["g"].talker == "ann"
-    assert sim.clients["carl"].groups["g"].talker == "ann"
-    ann_grants = [ev for ev in sim.events["ann"] if isinstance(ev, FloorStateChanged)
-                  and ev.state is Participation.HAS_PERMISSION]
-    assert len(ann_grants) == 1
