@@ -12,8 +12,8 @@ users in groups of 10, homes by etcd claims); all started here, on loopback, sto
 to b and joins its group, then sits idle. Node b is SIGKILLed; each client's time back is from
 the kill to its ``Connected`` on a or c (its group joined again is reported too). Nothing but the
 cluster tells an idle client (it heartbeats every 55 s): a and c hear from NATS that b's
-connection closed, find nothing subscribed to b's subject twice 0.3 s apart (or, without that,
-see b's etcd key go with its lease), read where b's clients were (``/ptt-access/b/``) and each sends its share of them the
+connection closed (by its own end: its process is gone), find nothing subscribed to b's subject
+(or, without that, see b's etcd key go with its lease), read where b's clients were (``/ptt-access/b/``) and each sends its share of them the
 notice (``SessionGone``: a nonce for the Login, and a window of share / MOVE_RATE s, at least
 0.5 s); each client checks its session with b (0.3 s) and logs in to the node that told it at a
 moment drawn in that window from the notice, with one datagram (the Login answering the nonce,
