@@ -24,8 +24,10 @@ to the survivor that would have told each, at a moment drawn in the window it wo
 Reported: p50/p95/max of the time back (target: 95% within 3 s, all within 5 s), how the clients
 spread over a and c, the survivors' login rate (peak over 100 ms windows, in logins/s) and their
 CPU from the kill until the last client was back (per client each took in, too), and the load
-processes', NATS's and etcd's CPU over the same window. ``--profile DIR``: py-spy on each survivor
-for 8 s from the kill (collapsed stacks). Every loop is bounded in time.
+processes', NATS's and etcd's CPU over the same window, and what other work on the machine
+took meanwhile (outside the bench: it takes its share of the cores from the survivors).
+``--profile DIR``: py-spy on each survivor for 8 s from the kill (collapsed stacks). Every loop
+is bounded in time.
 """
 
 from __future__ import annotations
@@ -482,6 +484,10 @@ def run(clients: int, workers: int, profile: Path | None = None,
     rest = max(0.0, (busy1 - busy0) - surv)
     left = max(CORES * span - rest, 1e-3)  # core-seconds the survivors could have had
     floor_s = surv / (left / span)  # the survivors' work at all of what was left them
+    # what neither the survivors nor the bench's own processes (load processes, NATS, etcd)
+    # used of the rest: other work on the machine, which takes its share from the survivors
+    named = sum(other1[k] - other0[k] for k in others)
+    outside = max(0.0, (rest - named) / span)
     within5 = sum(1 for b in back if b <= 5.0) / clients
     return {
         "title": "A dead access node's clients back on another node",
@@ -528,6 +534,7 @@ def run(clients: int, workers: int, profile: Path | None = None,
             "all processes (cores)": round((busy1 - busy0) / span, 2),
             "survivors (cores)": round(surv / span, 2),
             "the rest (cores)": round(rest / span, 2),
+            "of it, outside the bench (cores)": round(outside, 2),
             "left of the cores for the survivors": round(left / span, 2),
             "the survivors' CPU at all of that (s): the floor for the move's work": round(
                 floor_s, 2),
