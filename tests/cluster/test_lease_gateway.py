@@ -55,11 +55,12 @@ def test_a_kept_connection_that_broke_between_renewals_is_opened_again_once(etcd
     renewals = GatewayRenewals(member)
     try:
         assert renewals.renew(lease_id, 2.0) == 30
-        sock = renewals._sock  # the connection kept for the next renewal
-        assert sock is not None
+        conn = renewals._conn  # the connection kept for the next renewal
+        assert conn is not None and conn.sock is not None
+        sock = conn.sock
         sock.shutdown(socket.SHUT_RDWR)  # broken as a member's closed or reset one is
         assert renewals.renew(lease_id, 2.0) == 30  # not a failed member: a new connection
-        assert renewals._sock is not sock
+        assert renewals._conn is not None and renewals._conn.sock is not sock
     finally:
         renewals.close()
         _revoke(member, lease_id)
