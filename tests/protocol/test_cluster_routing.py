@@ -656,11 +656,9 @@ def test_a_batch_of_logins_is_one_login_message_to_each_live_node() -> None:
     assert sorted(logins[0][2].users) == users
 
 
-def test_a_grant_asked_for_on_one_node_is_not_given_back_by_the_user_s_device_on_another() -> None:
-    """ann's phone on A (g's home) and her tablet on C, both in g; bob on B. The tablet asks:
-    A grants ann and does not tell the phone (which did not ask: told of a grant, a client
-    gives it back, and the tablet's burst would end at once); the tablet talks, bob hears it.
-    After its release the phone asks: the tablet, on C, is not told of that grant either."""
+def _ann_on_a_and_c() -> tuple[ClusterSim, ClientCore, ClientCore, ClientCore]:
+    """g homed on A; ann's phone on A and her tablet on C, bob on B, all in g: the sim and
+    the phone, the tablet and bob."""
     sim = ClusterSim(pinned={"g": "A"})
     sim.add_user("ann", "A")
     sim.add_user("bob", "B")
@@ -671,6 +669,15 @@ def test_a_grant_asked_for_on_one_node_is_not_given_back_by_the_user_s_device_on
         c.join("g", sim.now)
     sim.run_until(1.0)
     phone, bob = sim.clients["ann"], sim.clients["bob"]
+    return sim, phone, tablet, bob
+
+
+def test_a_grant_asked_for_on_one_node_is_not_given_back_by_the_user_s_device_on_another() -> None:
+    """ann's phone on A (g's home) and her tablet on C, both in g; bob on B. The tablet asks:
+    A grants ann and does not tell the phone (which did not ask: told of a grant, a client
+    gives it back, and the tablet's burst would end at once); the tablet talks, bob hears it.
+    After its release the phone asks: the tablet, on C, is not told of that grant either."""
+    sim, phone, tablet, bob = _ann_on_a_and_c()
 
     def grants(key: str) -> int:
         return sum(1 for e in sim.events[key] if isinstance(e, FloorStateChanged)
@@ -688,5 +695,38 @@ def test_a_grant_asked_for_on_one_node_is_not_given_back_by_the_user_s_device_on
         assert sim.heard["bob"] - heard >= 20
         assert grants(other) == told
         asking.release_floor("g", sim.now)
+        sim.run_until(sim.now + 0.2)
+        assert sim.cores["A"].floors.floor("g").holder is None
+
+
+def test_a_second_device_of_the_holder_is_told_retry_later_on_any_node() -> None:
+    """ann's phone on A (g's home) and her tablet on C. While one of them holds g's floor the
+    other asks: it is denied RETRY_LATER, as on one server (one device of a user talks at a
+    time), the holder keeps the floor and bob keeps hearing it; the home, which knows the
+    tablet's hold from the request C forwarded, and C, which knows the phone's from the news,
+    each answer it."""
+    sim, phone, tablet, bob = _ann_on_a_and_c()
+    for holding, asking, node in ((tablet, phone, "A"), (phone, tablet, "C")):
+        holding.request_floor("g", sim.now)
+        sim.run_until(sim.now + 0.2)
+        assert holding.participation("g") is Participation.HAS_PERMISSION
+        burst = sim.cores["A"].floors.floor("g").burst_id
+        key = next(k for k, c in sim.clients.items() if c is asking)
+        mark = len(sim.events[key])
+        asking.request_floor("g", sim.now)
+        sim.run_until(sim.now + 0.2)
+        denials = [e.deny_cause for e in sim.events[key][mark:]
+                   if isinstance(e, FloorStateChanged) and e.deny_cause is not m.DenyCause.NONE]
+        assert denials == [m.DenyCause.RETRY_LATER]
+        assert asking.participation("g") is not Participation.HAS_PERMISSION
+        assert any(isinstance(e, FloorEventReported) and e.event == fl.Denied(
+            "g", "ann", m.DenyCause.RETRY_LATER) for e in sim.server_events[node])
+        heard = sim.heard["bob"]
+        sim.talk(0.5)
+        assert holding.participation("g") is Participation.HAS_PERMISSION
+        assert sim.cores["A"].floors.floor("g").burst_id == burst
+        assert bob.groups["g"].talker == "ann"
+        assert sim.heard["bob"] - heard >= 20
+        holding.release_floor("g", sim.now)
         sim.run_until(sim.now + 0.2)
         assert sim.cores["A"].floors.floor("g").holder is None
