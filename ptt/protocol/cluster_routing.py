@@ -934,11 +934,17 @@ class ClusterRouting:
         floors = self.core.floors
         self.flush(now)  # earlier news goes out first, without this input's origin
         user = msg.user
-        if msg.kind is wc.InputKind.REQUEST and msg.origin != self.node:
+        forwarded = msg.kind is wc.InputKind.REQUEST and msg.origin != self.node
+        # the user's device here holds the floor, which the asking node did not know yet
+        busy = forwarded and self.core.state.held_by_another_device(g, user, ASKED_ELSEWHERE)
+        if forwarded and not busy:
             g.requesters[user] = ASKED_ELSEWHERE  # the user's devices here are not told of it
-        if user not in floors.floor(g.name).members:
-            events: list[fl.FloorEvent] = ([fl.Denied(g.name, user, m.DenyCause.NOT_MEMBER)]
-                                           if msg.kind is wc.InputKind.REQUEST else [])
+        events: list[fl.FloorEvent]
+        if busy:
+            events = [fl.Denied(g.name, user, m.DenyCause.RETRY_LATER)]
+        elif user not in floors.floor(g.name).members:
+            events = ([fl.Denied(g.name, user, m.DenyCause.NOT_MEMBER)]
+                      if msg.kind is wc.InputKind.REQUEST else [])
         elif msg.kind is wc.InputKind.REQUEST:
             events = floors.request(g.name, user, m.Priority(msg.priority), now)
         elif msg.kind is wc.InputKind.RELEASE:

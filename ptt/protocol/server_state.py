@@ -264,12 +264,14 @@ class ServerState:
             return s
         return self.sessions.by_user.get(user)
 
-    def held_by_another_device(self, g: GroupEntry, s: Session) -> bool:
-        """Whether ``g``'s floor is ``s``'s user's, granted to another of its devices that is
-        still there: a live session here, or a device on another node of a cluster
-        (``ASKED_ELSEWHERE``, known from a request forwarded to the home or from the home's
-        news). A holder's session that is gone leaves the floor to the device asking."""
-        if self.floors.floor(g.name).holder != s.user or g.holder_sid == s.session_id:
+    def held_by_another_device(self, g: GroupEntry, user: str, sid: int) -> bool:
+        """Whether ``g``'s floor is ``user``'s, granted to another of its devices than the one
+        asking (session ``sid``; ``ASKED_ELSEWHERE`` for a request another node of a cluster
+        forwarded to the home) that is still there: a live session here, or a device on
+        another node (``ASKED_ELSEWHERE``, known from a forwarded request or from the home's
+        news). Two requests from other nodes are not told apart: the wire does not name the
+        device. A holder's session that is gone leaves the floor to the device asking."""
+        if self.floors.floor(g.name).holder != user or g.holder_sid == sid:
             return False
         return g.holder_sid == ASKED_ELSEWHERE or g.holder_sid in self.sessions.by_id
 

@@ -730,3 +730,31 @@ def test_a_second_device_of_the_holder_is_told_retry_later_on_any_node() -> None
         holding.release_floor("g", sim.now)
         sim.run_until(sim.now + 0.2)
         assert sim.cores["A"].floors.floor("g").holder is None
+
+
+def test_a_request_forwarded_while_the_user_s_device_on_the_home_holds_is_told_retry_later(
+) -> None:
+    """ann's phone on A (g's home) is granted g's floor; her tablet on C asks before the
+    home's news of that grant reaches C (held 0.1 s on the bus): C forwards the request, the
+    home denies it RETRY_LATER, and the phone keeps talking."""
+    sim, phone, tablet, bob = _ann_on_a_and_c()
+    sim.fate = lambda path, src, dest, msg: (
+        0.1 if dest == "C" and isinstance(msg, wc.FloorNews) else -1.0)
+    phone.request_floor("g", sim.now)
+    sim.run_until(sim.now + 0.02)
+    assert phone.participation("g") is Participation.HAS_PERMISSION
+    assert sim.cores["C"].floors.floor("g").holder is None  # C has not heard of it
+    mark = len(sim.events["ann-tablet"])
+    tablet.request_floor("g", sim.now)
+    sim.run_until(sim.now + 0.3)
+    denials = [e.deny_cause for e in sim.events["ann-tablet"][mark:]
+               if isinstance(e, FloorStateChanged) and e.deny_cause is not m.DenyCause.NONE]
+    assert denials == [m.DenyCause.RETRY_LATER]
+    assert tablet.participation("g") is not Participation.HAS_PERMISSION
+    a = sim.cores["A"]
+    assert a.state.groups["g"].holder_sid == phone.session_id
+    heard = sim.heard["bob"]
+    sim.talk(0.5)
+    assert phone.participation("g") is Participation.HAS_PERMISSION
+    assert bob.groups["g"].talker == "ann"
+    assert sim.heard["bob"] - heard >= 20
