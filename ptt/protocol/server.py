@@ -58,6 +58,7 @@ from ptt.errors import ProtocolError
 from ptt.protocol import limits
 from ptt.protocol import messages as m
 from ptt.protocol.floor import EMERGENCY_ROLES, HIGH_ROLES, FloorSet
+from ptt.protocol.keepalive import expiry_check_at
 from ptt.protocol.messages import RECEIPT_WAIT, VOICE_PATH_OP
 from ptt.protocol.parts import FETCH_OP
 from ptt.protocol.server_delivery import Delivery
@@ -180,6 +181,9 @@ class ServerCore:
                       self.directory.get_timer())
             if t is not None
         ]
+        cache = self.outbox.cache.get_timer()
+        if cache is not None:  # on the sessions' grid: a login burst wakes the loop 4 times a second
+            timers.append(expiry_check_at(cache))
         return min(timers) if timers else None
 
     def handle_timer(self, now: float) -> None:

@@ -15,6 +15,7 @@ Three pieces, all sans-I/O (``now`` passed in, deadlines read with ``get_timer()
 from __future__ import annotations
 
 import heapq
+import math
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -166,6 +167,14 @@ class ResponseCache(Generic[K]):
             if until >= now and len(entries) <= self.max_entries:
                 break
             del entries[key]
+
+    def get_timer(self) -> float | None:
+        """When the oldest entry is dropped (just after its ``until``: ``expire`` keeps it at
+        ``until``). The owner's timer must include it: an entry left to the next ``put`` stays
+        as long as no answer is put, on an idle server until the next heartbeat (55 s)."""
+        for until, _ in self._entries.values():
+            return math.nextafter(until, math.inf)
+        return None
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -16,6 +16,7 @@ from ptt.protocol.limits import MAX_UNAUTH_DATAGRAM, padding_needed
 from ptt.protocol.server import MemberJoined, ServerCore, SessionStarted
 from ptt.protocol.server_gate import _peer
 from ptt.protocol.server_list import LOGIN_TRY, move_window
+from ptt.protocol.transactions import CACHE_TTL
 from tests.protocol.test_server_list import CHECK_WINDOW, MOVE_JITTER, A, B, TwoNodes
 
 TOKEN = "token-of-ann-0123456789abcdef"
@@ -491,3 +492,14 @@ def test_a_moved_client_waits_for_the_node_that_told_it_past_login_try() -> None
     assert set(kinds(net.log[A])) == {"Login"}, kinds(net.log[A])  # its copies, no Hello
     assert "Hello" not in kinds(net.log[B])[1:]  # the first login's only
     assert len(net.nodes[A].sessions.by_id) == 1
+
+
+def test_a_quiet_servers_login_answers_leave_the_cache_after_its_window() -> None:
+    """No other answer is put and the client's next heartbeat is 55 s away: the server's own
+    timer drops the Login's cached Welcome (a function over the Welcome without its joins)
+    once the 8 s are over."""
+    net = TwoNodes()
+    net.start()
+    assert len(net.nodes[B].outbox.cache) > 0
+    net.run(CACHE_TTL + 1.0)
+    assert len(net.nodes[B].outbox.cache) == 0

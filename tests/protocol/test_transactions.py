@@ -88,3 +88,14 @@ def test_resend_now_sends_a_pending_datagram_and_the_next_retry_comes_an_interva
     assert rt.resend_now(1, 0.4) is None
     rt.add(3, b"y", "peer", 1.0)
     assert rt.resend_now(3, 1.0 + RETRY_TOTAL) is None  # its time is up
+
+
+def test_the_response_cache_asks_for_a_timer_just_after_its_oldest_entry_ends() -> None:
+    c: ResponseCache[tuple[str, int]] = ResponseCache(ttl=2.0)
+    assert c.get_timer() is None
+    c.put(("a", 1), b"answer", 0.0)
+    c.put(("a", 2), lambda: b"made", 1.0)
+    at = c.get_timer()
+    assert at is not None and 2.0 < at < 2.001
+    c.expire(at)
+    assert len(c) == 1 and c.get(("a", 2), at) == b"made"
