@@ -537,7 +537,8 @@ class ClusterRouting:
         if len(pending) >= MAX_PENDING:  # a home that never answers: forget the oldest
             del pending[next(iter(pending))]
         pending[self._ref] = _Pending(s.session_id, s.addr, txn, g.name)
-        self._input(wc.InputKind.REQUEST, g.name, s.user, int(priority), 0, self._ref, now)
+        self._input(wc.InputKind.REQUEST, g.name, s.user, int(priority), 0, self._ref, now,
+                    s.device)
 
     def release(self, group: str, user: str, burst_id: int, now: float) -> None:
         self._input(wc.InputKind.RELEASE, group, user, 0, burst_id, 0, now)
@@ -609,10 +610,10 @@ class ClusterRouting:
         return [] if g is None else [n for n, users in self._roster(g).items() if user in users]
 
     def _input(self, kind: wc.InputKind, group: str, user: str, priority: int, burst_id: int,
-               ref: int, now: float) -> None:
+               ref: int, now: float, device: str = "") -> None:
         self._seq += 1
         msg = wc.FloorInput(kind, group, user, priority, burst_id, self.node, ref, self.life,
-                            self._seq)
+                            self._seq, device)
         home = self._known_home(group)
         if home is None or home == self.node:
             # sent when the home is known (home_changed), decided here when this node's lease
@@ -936,9 +937,11 @@ class ClusterRouting:
         user = msg.user
         forwarded = msg.kind is wc.InputKind.REQUEST and msg.origin != self.node
         # the user's device here holds the floor, which the asking node did not know yet
-        busy = forwarded and self.core.state.held_by_another_device(g, user, ASKED_ELSEWHERE)
+        busy = forwarded and self.core.state.held_by_another_device(g, user, ASKED_ELSEWHERE,
+                                                                    msg.device)
         if forwarded and not busy:
             g.requesters[user] = ASKED_ELSEWHERE  # the user's devices here are not told of it
+            g.asked_from[user] = msg.device
         events: list[fl.FloorEvent]
         if busy:
             events = [fl.Denied(g.name, user, m.DenyCause.RETRY_LATER)]
@@ -1330,6 +1333,7 @@ class ClusterRouting:
                 if isinstance(e, fl.Queued) or isinstance(e, fl.Granted) and (
                         e.user not in queued):
                     g.requesters[e.user] = ASKED_ELSEWHERE
+                    g.asked_from.pop(e.user, None)  # the news names no device: the home knows
         pending = self._pending.pop(msg.ref, None) if msg.origin == self.node else None
         s = (self.core.sessions.by_id.get(pending.session_id) if pending is not None else None)
         if pending is not None and s is not None and s.addr == pending.addr:

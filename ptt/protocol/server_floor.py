@@ -90,7 +90,7 @@ class FloorControl:
         if prio is None:
             self._deny_before_floor(s, g, msg, msg.priority, m.DenyCause.NOT_ALLOWED, now)
             return
-        if self.state.held_by_another_device(g, s.user, s.session_id):  # one device of a user talks at a time
+        if self.state.held_by_another_device(g, s.user, s.session_id, s.device):  # one at a time
             self._deny_before_floor(s, g, msg, prio, m.DenyCause.RETRY_LATER, now)
             return
         g.requesters[s.user] = s.session_id  # this device asks (and is queued) for the user

@@ -146,6 +146,7 @@ class Directory:
             s.joined.discard(group)
         g.online.pop(user, None)
         g.requesters.pop(user, None)
+        g.asked_from.pop(user, None)
         if gone:
             self._local_presence(g, user, False, now)
         g.targets.clear()

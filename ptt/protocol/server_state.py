@@ -79,6 +79,9 @@ class GroupEntry:
     remote: dict[str, int] = field(default_factory=dict)
     # user -> its requesting session (ASKED_ELSEWHERE: a device of it on another node asked)
     requesters: dict[str, int] = field(default_factory=dict)
+    # user -> the device id of its request forwarded to this node as the group's home (a node
+    # that mirrors the floor learns of requests from the news, which names no device)
+    asked_from: dict[str, str] = field(default_factory=dict)
     holder_sid: int = 0  # the session of the floor's holder that was granted (talks for it)
     # talker sid -> addrs (a relay talker's frame); ~sid -> addrs (the same heard by multicast)
     targets: dict[int, tuple[Addr, ...]] = field(default_factory=dict)
@@ -264,16 +267,27 @@ class ServerState:
             return s
         return self.sessions.by_user.get(user)
 
-    def held_by_another_device(self, g: GroupEntry, user: str, sid: int) -> bool:
+    def held_by_another_device(self, g: GroupEntry, user: str, sid: int, device: str) -> bool:
         """Whether ``g``'s floor is ``user``'s, granted to another of its devices than the one
-        asking (session ``sid``; ``ASKED_ELSEWHERE`` for a request another node of a cluster
-        forwarded to the home) that is still there: a live session here, or a device on
-        another node (``ASKED_ELSEWHERE``, known from a forwarded request or from the home's
-        news). Two requests from other nodes are not told apart: the wire does not name the
-        device. A holder's session that is gone leaves the floor to the device asking."""
-        if self.floors.floor(g.name).holder != user or g.holder_sid == sid:
+        asking (session ``sid`` from ``device``; ``ASKED_ELSEWHERE`` for a request another node
+        of a cluster forwarded to the home) that is still there: a live session here, or a
+        device on another node. The asking device itself, come back through another node after
+        its own died (its id is the same), is the holder, not another device. A node that
+        mirrors the floor does not know which device on another node holds it: it lets the
+        home decide (the request goes there). A holder's session that is gone leaves the floor
+        to the device asking."""
+        if self.floors.floor(g.name).holder != user:
             return False
-        return g.holder_sid == ASKED_ELSEWHERE or g.holder_sid in self.sessions.by_id
+        held = g.holder_sid
+        if held == ASKED_ELSEWHERE:
+            if not device:  # a device without an id: any other request is another device's
+                return sid != ASKED_ELSEWHERE
+            there = g.asked_from.get(user, "")
+            return bool(there) and there != device
+        if held == sid:
+            return False
+        s = self.sessions.by_id.get(held)
+        return s is not None and not (device and s.device == device)
 
     def digest(self, s: Session) -> int:
         """HeartbeatAck.digest: the floor-state versions of the session's groups, summed."""

@@ -78,7 +78,7 @@ __all__ = [
     "encode",
 ]
 
-CLUSTER_VERSION = 3
+CLUSTER_VERSION = 4
 MAX_MESSAGE = 256 * 1024  # a full Presence of 2,000 groups is ~30 KB; NATS' default is 1 MB
 _MAX_ITEMS = 20_000
 _MAX_STR = 1_000
@@ -117,6 +117,9 @@ class FloorInput:
     # inputs in this order whichever path each came by (ptt.protocol.cluster_routing, "Order")
     life: int = 0
     seq: int = 0
+    # the asking device's id (a request; "" otherwise): the home tells a second device of the
+    # holder (RETRY_LATER) from the holder's own device come back through another node
+    device: str = ""
 
 
 @dataclass(frozen=True, slots=True)

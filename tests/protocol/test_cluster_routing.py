@@ -656,6 +656,12 @@ def test_a_batch_of_logins_is_one_login_message_to_each_live_node() -> None:
     assert sorted(logins[0][2].users) == users
 
 
+def _denials(sim: ClusterSim, key: str, mark: int) -> list[m.DenyCause]:
+    """The deny causes client ``key`` was told since its ``mark``-th event."""
+    return [e.deny_cause for e in sim.events[key][mark:]
+            if isinstance(e, FloorStateChanged) and e.deny_cause is not m.DenyCause.NONE]
+
+
 def _ann_on_a_and_c() -> tuple[ClusterSim, ClientCore, ClientCore, ClientCore]:
     """g homed on A; ann's phone on A and her tablet on C, bob on B, all in g: the sim and
     the phone, the tablet and bob."""
@@ -715,8 +721,7 @@ def test_a_second_device_of_the_holder_is_told_retry_later_on_any_node() -> None
         mark = len(sim.events[key])
         asking.request_floor("g", sim.now)
         sim.run_until(sim.now + 0.2)
-        denials = [e.deny_cause for e in sim.events[key][mark:]
-                   if isinstance(e, FloorStateChanged) and e.deny_cause is not m.DenyCause.NONE]
+        denials = _denials(sim, key, mark)
         assert denials == [m.DenyCause.RETRY_LATER]
         assert asking.participation("g") is not Participation.HAS_PERMISSION
         assert any(isinstance(e, FloorEventReported) and e.event == fl.Denied(
@@ -732,23 +737,28 @@ def test_a_second_device_of_the_holder_is_told_retry_later_on_any_node() -> None
         assert sim.cores["A"].floors.floor("g").holder is None
 
 
+def _granted_before_news_reaches(sim: ClusterSim, asking: ClientCore, node: str) -> None:
+    """``asking`` is granted g's floor while the home's news to ``node`` is held 0.1 s on the
+    bus: ``node`` has not heard of the grant yet."""
+    sim.fate = lambda path, src, dest, msg: (
+        0.1 if dest == node and isinstance(msg, wc.FloorNews) else -1.0)
+    asking.request_floor("g", sim.now)
+    sim.run_until(sim.now + 0.02)
+    assert asking.participation("g") is Participation.HAS_PERMISSION
+    assert sim.cores[node].floors.floor("g").holder is None
+
+
 def test_a_request_forwarded_while_the_user_s_device_on_the_home_holds_is_told_retry_later(
 ) -> None:
     """ann's phone on A (g's home) is granted g's floor; her tablet on C asks before the
     home's news of that grant reaches C (held 0.1 s on the bus): C forwards the request, the
     home denies it RETRY_LATER, and the phone keeps talking."""
     sim, phone, tablet, bob = _ann_on_a_and_c()
-    sim.fate = lambda path, src, dest, msg: (
-        0.1 if dest == "C" and isinstance(msg, wc.FloorNews) else -1.0)
-    phone.request_floor("g", sim.now)
-    sim.run_until(sim.now + 0.02)
-    assert phone.participation("g") is Participation.HAS_PERMISSION
-    assert sim.cores["C"].floors.floor("g").holder is None  # C has not heard of it
+    _granted_before_news_reaches(sim, phone, "C")
     mark = len(sim.events["ann-tablet"])
     tablet.request_floor("g", sim.now)
     sim.run_until(sim.now + 0.3)
-    denials = [e.deny_cause for e in sim.events["ann-tablet"][mark:]
-               if isinstance(e, FloorStateChanged) and e.deny_cause is not m.DenyCause.NONE]
+    denials = _denials(sim, "ann-tablet", mark)
     assert denials == [m.DenyCause.RETRY_LATER]
     assert tablet.participation("g") is not Participation.HAS_PERMISSION
     a = sim.cores["A"]
@@ -757,4 +767,69 @@ def test_a_request_forwarded_while_the_user_s_device_on_the_home_holds_is_told_r
     sim.talk(0.5)
     assert phone.participation("g") is Participation.HAS_PERMISSION
     assert bob.groups["g"].talker == "ann"
+    assert sim.heard["bob"] - heard >= 20
+
+
+def _tablet_holds(sim: ClusterSim, tablet: ClientCore) -> int:
+    """ann's tablet on C asks for g's floor and is granted: the burst id."""
+    tablet.request_floor("g", sim.now)
+    sim.run_until(sim.now + 0.2)
+    assert tablet.participation("g") is Participation.HAS_PERMISSION
+    return sim.cores["A"].floors.floor("g").burst_id
+
+
+@pytest.mark.parametrize("node", ["A", "B"])
+def test_the_holder_s_device_back_through_another_node_after_its_own_died_is_granted_again(
+        node: str) -> None:
+    """ann's tablet on C holds g's floor (home A). C dies; the tablet (the same device id)
+    logs in on ``node`` (the home, or B) before any node has declared C dead, and asks again
+    at once: it is the holder's own device, not a second one, so it is granted the same burst
+    and bob hears it, instead of being told to try later until the floor's silence timer
+    frees it."""
+    sim, _, tablet, bob = _ann_on_a_and_c()
+    burst = _tablet_holds(sim, tablet)
+    sim.dead.add("C")
+    moved = _second_client(sim, f"tablet-on-{node}", "ann", node, "tablet")
+    moved.connect(sim.now)
+    moved.join("g", sim.now)
+    sim.run_until(sim.now + 0.1)
+    key = f"tablet-on-{node}"
+    mark = len(sim.events[key])
+    moved.request_floor("g", sim.now)
+    sim.run_until(sim.now + 0.1)
+    denials = _denials(sim, key, mark)
+    assert denials == []
+    assert moved.participation("g") is Participation.HAS_PERMISSION
+    assert sim.cores["A"].floors.floor("g").burst_id == burst
+    heard = sim.heard["bob"]
+    sim.talk(0.5)
+    assert bob.groups["g"].talker == "ann"
+    assert sim.heard["bob"] - heard >= 20
+
+
+def test_two_devices_of_the_holder_on_two_other_nodes_are_told_apart_by_the_home() -> None:
+    """ann's tablet on C is granted g's floor (home A); her second tablet, on B, asks before
+    the home's news of that grant reaches B (held 0.1 s on the bus), so B forwards it: the
+    home, told the device of each forwarded request, denies the second RETRY_LATER (both
+    come from other nodes). Once B has the news, it lets the home decide all the same (the
+    news names no device)."""
+    sim, _, tablet, bob = _ann_on_a_and_c()
+    other = _second_client(sim, "ann-2", "ann", "B", "tablet-2")
+    other.connect(sim.now)
+    other.join("g", sim.now)
+    sim.run_until(sim.now + 0.5)
+    _granted_before_news_reaches(sim, tablet, "B")
+    burst = sim.cores["A"].floors.floor("g").burst_id
+    for asking_at in (sim.now, sim.now + 0.3):  # before B hears of the grant, then after
+        sim.run_until(asking_at)
+        mark = len(sim.events["ann-2"])
+        other.request_floor("g", sim.now)
+        sim.run_until(sim.now + 0.15)  # the home's answer is news to B: held 0.1 s too
+        denials = _denials(sim, "ann-2", mark)
+        assert denials == [m.DenyCause.RETRY_LATER]
+        assert other.participation("g") is not Participation.HAS_PERMISSION
+    heard = sim.heard["bob"]
+    sim.talk(0.5)
+    assert tablet.participation("g") is Participation.HAS_PERMISSION
+    assert sim.cores["A"].floors.floor("g").burst_id == burst
     assert sim.heard["bob"] - heard >= 20
