@@ -204,7 +204,6 @@ class FloorControl:
                  requester: Session | None = None) -> None:
         """Tell the grantee (unless it asked just now and has its answer) and the group."""
         g.targets.clear()
-        self.delivery.started(g, ev)
         if requester is None:
             g.holder_sid = g.requesters.get(ev.user, 0)  # the device that queued
             self.relay.notice_holder(g, ev)  # before the grantee can start talking
@@ -214,6 +213,10 @@ class FloorControl:
                 g.grant_key = self.out.send_reliable(s, lambda txn: m.FloorGranted(
                     txn, g.name, ev.burst_id, int(ev.max_talk * 1000), window), now)
                 g.grant_burst = ev.burst_id
+        # after holder_sid names the grantee's device: the previous holder's (on another node
+        # of a cluster, ASKED_ELSEWHERE) would take this node's talker for a remote one, and
+        # the report would never be sent
+        self.delivery.started(g, ev)
         if g.busy_since is None:  # the floor news below tightens its members' cadence
             g.busy_since = now
             tightened = self.state.sessions.tightened

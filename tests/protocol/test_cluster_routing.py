@@ -203,14 +203,20 @@ def _homed_on_c() -> tuple[ClusterSim, MovableHomes]:
     return sim, homes
 
 
-def test_a_survivor_that_claims_a_dead_homes_group_frees_the_floor_and_grants_again() -> None:
-    sim, homes = _homed_on_c()
+def _bob_queued_behind_ann(sim: ClusterSim) -> tuple[ClientCore, ClientCore]:
+    """ann (on A) granted g, then bob (on B) queued behind her: their clients."""
     ann, bob = sim.clients["ann"], sim.clients["bob"]
     ann.request_floor("g", sim.now)
     sim.talk(0.3)
     bob.request_floor("g", sim.now)
     sim.talk(0.3)
     assert bob.participation("g") is Participation.QUEUED
+    return ann, bob
+
+
+def test_a_survivor_that_claims_a_dead_homes_group_frees_the_floor_and_grants_again() -> None:
+    sim, homes = _homed_on_c()
+    ann, bob = _bob_queued_behind_ann(sim)
     sim.dead.add("C")  # SIGKILL of the home, mid-burst
     ann_events = sim.events["ann"]
     ann_events.clear()
@@ -378,6 +384,23 @@ def test_a_delivery_report_names_members_online_on_other_nodes() -> None:
     reports = [e for e in sim.events["ann"] if isinstance(e, DeliveryReported)]
     assert len(reports) == 1
     assert reports[0].offline == [] and sorted(reports[0].silent) == ["bob", "cat"]
+
+
+def test_a_talker_granted_from_the_queue_on_a_node_that_is_not_the_home_gets_its_report(
+        ) -> None:
+    """ann on A talks to g (home C), bob on B queues behind her and is granted when she
+    releases: B, which had ann's grant as asked elsewhere, takes bob's burst for its own
+    talker's and sends bob his delivery report, as A sends ann hers."""
+    sim = _sim()
+    ann, bob = _bob_queued_behind_ann(sim)
+    ann.release_floor("g", sim.now)
+    sim.talk(0.5)
+    assert bob.participation("g") is Participation.HAS_PERMISSION
+    bob.release_floor("g", sim.now)
+    sim.run_until(sim.now + 4.0)
+    for user, others in (("ann", ["bob", "cat"]), ("bob", ["ann", "cat"])):
+        reports = [e for e in sim.events[user] if isinstance(e, DeliveryReported)]
+        assert [sorted(r.silent) for r in reports] == [others], (user, reports)
 
 
 # --- receipts and loss feedback across nodes ----------------------------------------------------
