@@ -53,6 +53,7 @@ REALTIME_MODULES = {
     # 0.95-0.96 at load 4-10)
     "tests/cluster/test_nodes.py",
     "tests/cluster/test_access.py",
+    "tests/cluster/test_call_glare.py",
     "tests/cluster/test_nats_member_loss.py",
     "tests/desktop/test_window.py",  # event-loop lag p99 while audio plays
     "tests/e2e/test_keys.py",
