@@ -30,6 +30,15 @@ on loopback; the NATS server is started here (ptt.cluster.engines) and stopped b
   way) and the ratio, and each cycle against its own floor round trip (the median ratio): on
   a machine too busy to show the absolute targets, the ratio to the floor measured in the
   same moments is what compares from run to run.
+* the targets against the machine's floor (``machine_floor``, whose docstring defines the
+  scale): in the same pause after every floor cycle, and halfway between voice frames (in
+  both voice bursts, the single server's and the cluster's, one primitive a frame in turn),
+  a train of UDP round trips between two processes and of NATS publishes -> subscriber
+  (``machine_floor.train``: its warm samples are the floor, its first, cold one is printed
+  beside); each target is printed raw and scaled by (that floor now / the issue's figure of
+  it), with met / not met against both. The floor a target is scaled by is
+  the primitive its path took in this run (the nodes' logs say: the peer port is UDP, else
+  NATS).
 
 The clients are sans-I/O ``ClientCore``s on blocking UDP sockets driven by one select loop in
 this process; the clock is ``time.monotonic`` throughout. The bench is bounded: each phase has
@@ -59,6 +68,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_bus_floor  # noqa: E402
+import machine_floor  # noqa: E402
 from loadgen import load_average, machine_line, percentiles  # noqa: E402
 
 from ptt.cluster import engines  # noqa: E402
@@ -74,6 +84,10 @@ NODES = ("a", "b", "c")
 HOME = "c"
 FRAME = 0.02
 PAUSE = 0.03  # s between a floor cycle's idle news and the next request
+# issue #17's targets (ms): p50, p99
+ACCESS_TARGET = (2.0, 10.0)  # cross-node floor access
+VOICE_TARGET = (0.5, 3.0)  # what crossing nodes adds to a voice frame's latency
+MachineProbe = machine_floor.UdpRoundTrip | machine_floor.NatsPublish
 
 
 def _directory(db: Path) -> dict[str, str]:
@@ -233,9 +247,13 @@ def _state(c: _Client) -> cl.Participation:
 
 
 def _measure(talker: _Client, listener: _Client, cycles: int, voice_seconds: float,
-             probes: dict[str, bench_bus_floor.Probe] | None = None) -> dict[str, Any]:
+             probes: dict[str, bench_bus_floor.Probe] | None = None,
+             machine: dict[str, MachineProbe] | None = None) -> dict[str, Any]:
     """Floor cycles, then a burst of voice. ``probes``: one round trip through each after
-    every floor cycle (in its pause), so each cycle has its floor of the same moment."""
+    every floor cycle (in its pause), so each cycle has its floor of the same moment.
+    ``machine``: a ``machine_floor.train`` of each after every floor cycle, and of one of them
+    in turn halfway between voice frames (``"machine"`` in the result: by window, "access" or
+    "voice", then by probe, the cold and the warm samples)."""
     loop = _Loop([talker, listener])
     now = time.monotonic()
     for c in (talker, listener):
@@ -246,6 +264,17 @@ def _measure(talker: _Client, listener: _Client, cycles: int, voice_seconds: flo
     loop.until(lambda: False if time.monotonic() < now + 1.0 else True, 5, "settling")
     access = []
     floor: dict[str, list[float | None]] = {kind: [] for kind in probes or {}}
+    mach: dict[str, dict[str, dict[str, list[float]]]] = {
+        window: {kind: {"cold": [], "warm": []} for kind in machine or {}}
+        for window in ("access", "voice")}
+
+    def sample(window: str, kind: str) -> None:
+        assert machine is not None
+        cold, warm = machine_floor.train(machine[kind])
+        if cold is not None:
+            mach[window][kind]["cold"].append(cold)
+        mach[window][kind]["warm"] += warm
+
     for _ in range(cycles):
         talker.events.clear()
         t0 = time.monotonic()
@@ -261,6 +290,8 @@ def _measure(talker: _Client, listener: _Client, cycles: int, voice_seconds: flo
         pause = time.monotonic() + PAUSE  # requests are paced by people, not back to back
         for kind, probe in (probes or {}).items():
             floor[kind].append(probe.once())
+        for kind in machine or {}:
+            sample("access", kind)
         while time.monotonic() < pause:
             loop.step(pause - time.monotonic())
     # voice: one burst of paced frames, each carrying its send time
@@ -277,6 +308,12 @@ def _measure(talker: _Client, listener: _Client, cycles: int, voice_seconds: flo
         sent = time.monotonic()
         frame = encode_voice(VoiceHeader(*route, seq, 0), struct.pack("!d", sent) + bytes(60))
         talker.sock.sendto(add_mac(talker.core.voice_key, frame), talker.server)
+        if machine:  # halfway to the next frame, this one heard by then
+            half = start + (seq + 0.5) * FRAME
+            while time.monotonic() < half:
+                loop.step(half - time.monotonic())
+            kinds = sorted(machine)
+            sample("voice", kinds[seq % len(kinds)])
     end = time.monotonic() + 0.5
     while time.monotonic() < end:
         loop.step(0.05)
@@ -290,38 +327,29 @@ def _measure(talker: _Client, listener: _Client, cycles: int, voice_seconds: flo
     loop.until(lambda: _state(talker) is cl.Participation.NO_PERMISSION, 10, "the release")
     for c in (talker, listener):
         c.sock.close()
-    return {"access": access, "voice": latency, "frames": frames, "floor": floor}
+    return {"access": access, "voice": latency, "frames": frames, "floor": floor,
+            "machine": mach}
 
 
 async def _bus_latency(url: str, count: int) -> dict[str, Any]:
+    """nats-py request/reply round trips (us), in one process (publish -> subscriber is the
+    machine floor's, interleaved with the cycles)."""
     import nats
 
     nc = await nats.connect(url)
-    got: list[float] = []
-    done = asyncio.Event()
-
-    async def on(msg: Any) -> None:
-        got.append(time.monotonic() - struct.unpack("!d", msg.data)[0])
-        if len(got) == count:
-            done.set()
 
     async def echo(msg: Any) -> None:
         await msg.respond(msg.data)
 
-    await nc.subscribe("bench.pub", cb=on)
     await nc.subscribe("bench.req", cb=echo)
     await nc.flush()
-    for _ in range(count):
-        await nc.publish("bench.pub", struct.pack("!d", time.monotonic()))
-        await asyncio.sleep(0.001)
-    await asyncio.wait_for(done.wait(), 10)
     rr = []
     for _ in range(count):
         t0 = time.monotonic()
         await nc.request("bench.req", b"x", timeout=2)
         rr.append(time.monotonic() - t0)
     await nc.close()
-    return {"publish": [x * 1e6 for x in got], "request": [x * 1e6 for x in rr]}
+    return {"request": [x * 1e6 for x in rr]}
 
 
 def _row(name: str, r: dict[str, Any]) -> dict[str, Any]:
@@ -353,17 +381,21 @@ def run(quick: bool = False) -> dict[str, Any]:
         procs: list[subprocess.Popen[bytes]] = []
         try:
             addr = start_nodes(root, seed, nats_engine.url, (*NODES, "single"), procs)
-            single = _measure(_Client("talker", tokens["talker"], addr["single"]),
-                              _Client("listener", tokens["listener"], addr["single"]),
-                              cycles, seconds)
-            probes = {kind: bench_bus_floor.Probe(kind, nats_engine.url)
-                      for kind in ("nats", "peer", "udp1", "udp2", "nats1")}
+            machine: dict[str, MachineProbe] = {}
+            probes: dict[str, bench_bus_floor.Probe] = {}
             try:
+                machine["udp"] = machine_floor.UdpRoundTrip()
+                machine["nats"] = machine_floor.NatsPublish(nats_engine.url)
+                single = _measure(_Client("talker", tokens["talker"], addr["single"]),
+                                  _Client("listener", tokens["listener"], addr["single"]),
+                                  cycles, seconds, machine=machine)
+                for kind in ("nats", "peer", "udp1", "udp2", "nats1"):
+                    probes[kind] = bench_bus_floor.Probe(kind, nats_engine.url)
                 cross = _measure(_Client("talker", tokens["talker"], addr["a"]),
                                  _Client("listener", tokens["listener"], addr["b"]),
-                                 cycles, seconds, probes)
+                                 cycles, seconds, probes, machine)
             finally:
-                for probe in probes.values():
+                for probe in (*probes.values(), *machine.values()):
                     probe.close()
             bus = asyncio.run(_bus_latency(nats_engine.url, 1000 if not quick else 200))
             # the listener's node says when voice first comes on its peer port, the home when
@@ -376,7 +408,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             stop_servers(procs)
             nats_engine.stop()
     vs, vc = percentiles(single["voice"]), percentiles(cross["voice"])
-    pub, req = percentiles(bus["publish"]), percentiles(bus["request"])
+    req = percentiles(bus["request"])
     ac = percentiles(cross["access"])
     added = {q: vc[q] - vs[q] for q in ("p50", "p99")}
     trips = cross["floor"]
@@ -386,6 +418,34 @@ def run(quick: bool = False) -> dict[str, Any]:
     # each cycle against the floor round trip right after it
     ratios = [a / f for a, f in zip(cross["access"], trips["nats"], strict=True) if f]
     peer_ratios = [a / f for a, f in zip(cross["access"], trips["peer"], strict=True) if f]
+    # the machine's floor: the access window's (the cluster's floor cycles) and the voice
+    # window's (both voice bursts, as "added" is of both)
+    access_floor = cross["machine"]["access"]
+    voice_floor = {kind: {how: single["machine"]["voice"][kind][how]
+                          + cross["machine"]["voice"][kind][how] for how in ("cold", "warm")}
+                   for kind in cross["machine"]["voice"]}
+    verdicts = []
+    for what, measured, target, samples, prim in (
+            ("cross-node floor access", ac, ACCESS_TARGET, access_floor, floor_path),
+            ("cross-node voice added", added, VOICE_TARGET, voice_floor, path)):
+        kind = machine_floor.rests_on(prim)
+        now = percentiles(samples[kind]["warm"])
+        for q, t, ref in zip(("p50", "p99"), target, machine_floor.ISSUE_FLOOR[kind],
+                             strict=True):
+            assert ref is not None
+            verdicts.append(machine_floor.scale(f"{what} {q} (on {kind})", measured[q], t,
+                                                now[q], ref))
+
+    def floor_line(samples: dict[str, dict[str, list[float]]]) -> str:
+        out = []
+        for kind, got in samples.items():
+            c, w = percentiles(got["cold"]), percentiles(got["warm"])
+            ref = machine_floor.ISSUE_FLOOR[kind]
+            out.append(f"{kind} warm {w['p50'] * 1000:.0f} / {w['p99'] * 1000:.0f} "
+                       f"({len(got['warm'])}), cold {c['p50'] * 1000:.0f} / "
+                       f"{c['p99'] * 1000:.0f} ({len(got['cold'])}); issue "
+                       f"{ref[0] * 1000:.0f} / {(ref[1] or 0) * 1000:.0f}")
+        return "; ".join(out)
     return {
         "title": "Cluster: cross-node floor access and voice, against a single server",
         "command": ".venv/bin/python bench/bench_cluster.py",
@@ -407,7 +467,10 @@ def run(quick: bool = False) -> dict[str, Any]:
                                                          f"{nats_added['p99']:.3f}",
         "floor paths p50 / p99 ms": ", ".join(f"{k} {v['p50']:.3f} / {v['p99']:.3f}"
                                                for k, v in floor.items()),
-        "NATS publish->subscriber p50/p99 us": f"{pub['p50']:.0f} / {pub['p99']:.0f}",
+        "machine floor in the floor cycles p50 / p99 us (samples)": floor_line(access_floor),
+        "machine floor in the voice bursts p50 / p99 us (samples)": floor_line(voice_floor),
+        "tables": [{"title": "The targets against the machine's floor (bench/machine_floor.py)",
+                    "rows": [v.row() for v in verdicts]}],
         "NATS request/reply p50/p99 us": f"{req['p50']:.0f} / {req['p99']:.0f}",
         "load_average": f"{load_before} at the start, {load_average()} at the end",
         "notes": "Three `ptt server --cluster` processes and one plain `ptt server`, one NATS "
@@ -420,7 +483,9 @@ def run(quick: bool = False) -> dict[str, Any]:
                  "one round trip of each after every cluster floor cycle (nats: the floor "
                  "request's hops; udp2 - udp1: what a voice frame's crossing on the nodes' "
                  "media plane adds, with nats1 - udp1 beside it, the same through NATS), as the "
-                 "difference and the ratio; the median ratio pairs each cycle with its own.",
+                 "difference and the ratio; the median ratio pairs each cycle with its own. "
+                 "The targets against the machine's floor: bench/machine_floor.py's scale, "
+                 "its trains taken in the same pauses (and halfway between voice frames).",
     }
 
 
@@ -432,8 +497,12 @@ def main() -> int:
     for row in res["rows"]:
         print(json.dumps(row))
     for k, v in res.items():
-        if k not in ("rows", "notes", "title", "command", "target"):
+        if k not in ("rows", "notes", "title", "command", "target", "tables"):
             print(f"{k}: {v}")
+    for table in res["tables"]:
+        print(f"{table['title']}:")
+        for row in table["rows"]:
+            print(json.dumps(row))
     print(machine_line())
     return 0
 
