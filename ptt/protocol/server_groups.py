@@ -278,11 +278,18 @@ class Directory:
         else:
             g.online.pop(s.user, None)
         # the floor is the user's: only the device that holds it or asked for it gives it up
+        # (on the home or one server, the user's last session here for it too, unless that
+        # device is on another node: floor_session None). A node that mirrors the floor goes
+        # by the session it granted or that asked through it alone: a device of the holder
+        # that joined here after the grant, or was told busy, holds nothing here
         home = self.state.home
-        if not left or self.state.floor_session(g, s.user) is s:
-            if home is not None and home.elsewhere(group, now):
+        if home is not None and home.elsewhere(group, now):
+            holds = self.state.floors.floor(group).holder == s.user
+            if (g.holder_sid if holds else g.requesters.get(s.user)) == s.session_id:
                 home.left(group, s.user, lost, now)
-            else:
+        else:
+            speaker = self.state.floor_session(g, s.user)
+            if speaker is s or not left and speaker is not None:
                 handler = self.state.floors.participant_lost if lost else self.state.floors.release
                 self.floor.floor_events(handler(group, s.user, now), now)
         if home is not None and not g.joined:

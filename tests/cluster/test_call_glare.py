@@ -15,7 +15,7 @@ import pytest
 from ptt.cluster.engines import Nats
 from tests.acceptance.harness import finish, no_traceback, read_until, tone_wav
 from tests.cluster.conftest import EngineStarter
-from tests.cluster.test_nodes import Cluster, _start, read_log_until
+from tests.cluster.test_nodes import Cluster, _start, interrupt, read_log_until
 
 ANN_HZ = 440.0
 BOB_HZ = 660.0
@@ -80,10 +80,7 @@ def test_two_users_calling_each_other_at_once_from_two_nodes_get_one_call(
             assert code == 0, (u, out, err)
             assert "floor granted" in out and f"{peer} heard it" in out, (u, out, err)
     finally:
-        for p in [*callers.values(), *listeners.values()]:
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-                finish(p, timeout=10)
+        interrupt(*callers.values(), *listeners.values())
     ann_heard, bob_heard = tone_seconds(heard["ann"], BOB_HZ), tone_seconds(heard["bob"], ANN_HZ)
     print(f"glare: ann's listener heard {ann_heard:.2f} s of bob's {PAGE_S} s, bob's "
           f"{bob_heard:.2f} s of ann's")

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -34,6 +35,7 @@ from tests.acceptance.harness import (
     start_proxy,
     stop_proxy,
     tone_wav,
+    voiced_seconds,
 )
 from tests.cluster.databases import fresh_database
 from tests.e2e.audiocheck import aligned_correlation
@@ -171,6 +173,14 @@ def read_log_until(srv: ServerProcess, needle: str, within: float = 20.0) -> str
                 return line
         time.sleep(0.05)
     raise AssertionError(f"no {needle!r} in the node's log: {srv.output()[-2000:]}")
+
+
+def interrupt(*procs: subprocess.Popen[str] | None) -> None:
+    """Ctrl-C to each of ``procs`` still running, and its end waited for."""
+    for p in procs:
+        if p is not None and p.poll() is None:
+            p.send_signal(signal.SIGINT)
+            finish(p, timeout=10)
 
 
 def _page_wav(path: Path) -> tuple[Path, bytes]:
@@ -347,6 +357,44 @@ def test_floor_queue_and_preemption_across_three_nodes(cluster: Cluster, tmp_pat
             if p is not None and p.poll() is None:
                 p.send_signal(signal.SIGINT)
                 finish(p, timeout=10)
+
+
+BUSY = "error: floor denied: the floor is busy: try again later"
+
+
+def test_a_second_device_of_the_talker_on_another_node_is_told_busy(cluster: Cluster,
+                                                                    tmp_path: Path) -> None:
+    """dan's phone talks to g through node a; his tablet asks through node b, and his laptop
+    through c, the home: each is told the floor is busy (README: a request from another
+    device of the user who holds the floor is denied busy; ``ptt talk --wav`` says so in one
+    line and exits 1). The phone's page is not cut: it ends by itself (exit 0) and bob,
+    listening on c, hears all of it. (Every ``ptt`` process is a device of its own.)"""
+    page = tone_wav(tmp_path / "phone.wav", 4.0)
+    short = tone_wav(tmp_path / "short.wav", 1.0, 660.0)
+    heard = tmp_path / "bob.wav"
+    bob = cluster.spawn("bob", "c", "listen", "g", "--out", str(heard))
+    phone = None
+    try:
+        read_until(bob, "joined g", timeout=20)
+        phone = cluster.spawn("dan", "a", "talk", "g", "--wav", str(page))
+        read_until(phone, "floor granted", timeout=20)
+        others = {n: cluster.spawn("dan", n, "talk", "g", "--wav", str(short)) for n in "bc"}
+        for node, p in others.items():
+            code, out, err = finish(p, timeout=30)
+            no_traceback(err)
+            assert (code, err.strip()) == (1, BUSY), (node, code, out, err)
+        assert phone.poll() is None, "the phone's 4 s page ended before the others were denied"
+        code, out, err = finish(phone, timeout=30)
+        no_traceback(err)
+        assert code == 0 and "done: sent 4.0 s" in out, (out, err)
+        lines = read_until(bob, "floor idle", timeout=10)
+        assert [x.split("  ", 1)[1] for x in lines if "talking" in x] == ["g  dan is talking"], lines
+    finally:
+        interrupt(phone, bob)
+    voiced = voiced_seconds(heard)
+    print(f"dan's second and third devices told busy; bob on c heard {voiced:.2f} s of the "
+          f"phone's 4 s")
+    assert voiced >= 3.8, voiced
 
 
 def test_presence_receipts_and_loss_feedback_across_nodes(cluster: Cluster, tmp_path: Path

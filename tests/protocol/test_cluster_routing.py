@@ -760,6 +760,44 @@ def test_a_second_device_of_the_holder_is_told_retry_later_on_any_node() -> None
         assert sim.cores["A"].floors.floor("g").holder is None
 
 
+def test_a_device_of_the_holder_leaving_on_another_node_leaves_the_floor_held() -> None:
+    """g homed on C, bob on C. dan's phone on A holds g's floor; his laptop on C, the home,
+    and his tablet, logged in on B (no member of g there before) after the grant, ask (each
+    told RETRY_LATER) and leave g: dan's last session in g on that node leaves, and gives up
+    nothing (on one server the user's last session leaving gives up the user's floor), as
+    the floor is the phone's: it keeps talking, bob keeps hearing it."""
+    sim = ClusterSim(pinned={"g": "C"})
+    phone = sim.add_user("dan", "A")
+    phone.device = "phone"
+    bob = sim.add_user("bob", "C")
+    sim.add_group("g", 1, ["dan", "bob"])
+    laptop = _second_client(sim, "dan-laptop", "dan", "C", "laptop")
+    for c in (phone, bob, laptop):
+        c.connect(sim.now)
+        c.join("g", sim.now)
+    sim.run_until(1.0)
+    phone.request_floor("g", sim.now)
+    sim.talk(0.2)
+    assert phone.participation("g") is Participation.HAS_PERMISSION
+    burst = sim.cores["C"].floors.floor("g").burst_id
+    tablet = _second_client(sim, "dan-tablet", "dan", "B", "tablet")
+    tablet.connect(sim.now)
+    tablet.join("g", sim.now)
+    sim.talk(0.3)
+    for key, asking in (("dan-tablet", tablet), ("dan-laptop", laptop)):
+        mark = len(sim.events[key])
+        asking.request_floor("g", sim.now)
+        sim.talk(0.2)
+        assert _denials(sim, key, mark) == [m.DenyCause.RETRY_LATER], key
+        asking.leave("g", sim.now)
+        sim.talk(0.3)
+        assert phone.participation("g") is Participation.HAS_PERMISSION, key
+        assert sim.cores["C"].floors.floor("g").burst_id == burst, key
+    heard = sim.heard["bob"]
+    sim.talk(0.5)
+    assert bob.groups["g"].talker == "dan" and sim.heard["bob"] - heard >= 20
+
+
 def _granted_before_news_reaches(sim: ClusterSim, asking: ClientCore, node: str) -> None:
     """``asking`` is granted g's floor while the home's news to ``node`` is held 0.1 s on the
     bus: ``node`` has not heard of the grant yet."""
