@@ -25,7 +25,7 @@ from tests.acceptance.harness import (
     tone_wav,
     voiced_seconds,
 )
-from tests.cluster.test_nodes import Cluster, _start, read_log_until
+from tests.cluster.test_nodes import HOME, Cluster, _start, interrupt, read_log_until
 
 
 @pytest.fixture
@@ -180,3 +180,45 @@ async def _connect_and_close(url: str, name: str) -> None:
     await nc.flush()
     await nc.close()
 
+
+
+def test_the_talker_moved_off_a_killed_node_is_granted_again_at_once(cluster: Cluster,
+                                                                      tmp_path: Path) -> None:
+    """dan pages g through node b (configured with all three); bob listens on a. b is
+    SIGKILLed mid-page: dan's ``ptt talk`` says its session was lost, moves to the survivor
+    that told it to and asks again at once, while the home c still holds his burst (the
+    same burst id granted again shows it): his own device, it is granted, not told "busy:
+    try again later" as a second device of the holder is; it sends the page from the start
+    and exits 0, and bob hears it."""
+    for node in ("a", "c"):
+        read_log_until(cluster.nodes[node], "cluster node")
+    page = tone_wav(tmp_path / "dan.wav", 2.0)
+    heard = tmp_path / "bob.wav"
+    bob = cluster.spawn("bob", "a", "listen", "g", "--out", str(heard))
+    dan = None
+    try:
+        read_until(bob, "joined g", timeout=20)
+        dan = cluster.site.spawn("dan", "talk", "g", "--wav", str(page),
+                                 env=_listed(cluster, "dan", "b"))
+        read_until(dan, "floor granted", timeout=20)
+        read_until(bob, "dan is talking", timeout=10)
+        time.sleep(0.5)  # b has published where its clients are (every 0.5 s)
+        mark = len(cluster.nodes[HOME].output())
+        cluster.nodes["b"].kill()
+        killed = time.monotonic()
+        lines = read_until(dan, "floor granted", timeout=20)
+        again = time.monotonic() - killed
+        assert any("sending the page again from the start" in x for x in lines), lines
+        code, out, err = finish(dan, timeout=30)
+        no_traceback(err)
+        assert code == 0 and "busy" not in out + err, (lines, out, err)
+        read_until(bob, "floor idle", timeout=10)
+    finally:
+        interrupt(dan, bob)
+    log = cluster.nodes[HOME].output()
+    grants = re.findall(r"event=floor_granted group=g user=dan burst=(\d+)", log)
+    assert len(grants) == 2 and grants[0] == grants[1], log  # granted while the home held it
+    assert "event=floor_denied" not in log[mark:], log[mark:]
+    voiced = voiced_seconds(heard)
+    print(f"b killed: dan granted his burst again after {again:.2f} s; bob heard {voiced:.1f} s")
+    assert voiced >= 2.0, f"bob heard {voiced:.1f} s: not dan's whole page again"
