@@ -136,6 +136,7 @@ user's devices (``max_devices``) counted over every node.
 from __future__ import annotations
 
 import zlib
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -194,6 +195,9 @@ _NEVER = float("-inf")
 # the term of a call's news: a call never changes home (it ends with its node), so there is no
 # claim and no fencing number; a new call under the same name has a new id
 CALL_TERM = 1
+# earlier lives of each node remembered: a message of one (its old process's, on a bus
+# connection of its own, in no order with the new life's) may arrive after the new life's
+PAST_LIVES_KEPT = 8
 # s: the page receipts of this node's devices go to the other nodes this often at most, in one
 # message (a page to 2,000 members brings 2,000 within a second); well inside the sender's wait
 # for its report (server_pages.PAGE_REPORT_WAIT, 1 s)
@@ -421,8 +425,9 @@ class ClusterRouting:
         self._calls: dict[str, str] = {}
         self._call_lives: dict[str, int] = {}
         # node -> its latest life seen (its Peer's epoch, a Call's life): calls of its earlier
-        # lives are over
+        # lives are over; and the lives it had before that one (at most PAST_LIVES_KEPT)
         self._lives: dict[str, int] = {}
+        self._past_lives: dict[str, deque[int]] = {}
         # pages and their receipts cross nodes only when the adapter stores them where every
         # node reads them (page ids from one store, unique across nodes)
         self.shared_pages = True
@@ -782,7 +787,9 @@ class ClusterRouting:
                     and self._id_of(msg.group) == msg.group_id):
                 self.core.directory.end_call(msg.group, now)
         elif isinstance(msg, wc.Peer):
-            self._life_seen(msg.node, msg.epoch, now)
+            # a Peer of an earlier life: the peer plane keeps the epoch it has too
+            if not self._life_seen(msg.node, msg.epoch, now):
+                return
             if self.peers is not None and self.peers.on_peer(msg):
                 self._send(msg.node, self.peers.hello(msg.node))
         elif isinstance(msg, wc.Page):
@@ -1073,9 +1080,10 @@ class ClusterRouting:
         first, end = call_id_slice(msg.home, self.homes.nodes)
         if not first <= msg.group_id < end:
             raise ProtocolError(f"Call: id {msg.group_id} is not {msg.home}'s to give")
-        if msg.node == msg.home:
-            self._life_seen(msg.home, msg.life, now)
-        elif self._lives.get(msg.home, msg.life) != msg.life:
+        if msg.node == msg.home and not self._life_seen(msg.home, msg.life, now):
+            self.refused_calls += 1  # made by an earlier life of its home, delivered late
+            return
+        if msg.node != msg.home and self._lives.get(msg.home, msg.life) != msg.life:
             self.refused_calls += 1  # a callback in a copy of a call its home's restart ended
             return
         directory = self.core.directory
@@ -1113,17 +1121,25 @@ class ClusterRouting:
             if sessions.by_id.get(s.session_id) is s and s.session_id not in g.joined:
                 directory.ring(g, s, members[1] if s.user == members[0] else members[0], now)
 
-    def _life_seen(self, node: str, life: int, now: float) -> None:
+    def _life_seen(self, node: str, life: int, now: float) -> bool:
         """``node`` is in ``life`` (its Peer's epoch, a Call it made): the copies of its
         calls made in another life are over. A node restarted within its lease's grace is not
         taken for dead, and its calls from before died with its process: their copies here end
-        at once (the sessions in them told ``CALL_LOST``), not when an id is given again."""
-        if node == self.node or self._lives.get(node) == life:
-            return
+        at once (the sessions in them told ``CALL_LOST``), not when an id is given again.
+        False, and nothing changed, for an earlier life of ``node`` than the one known."""
+        known = self._lives.get(node)
+        if node == self.node or known == life:
+            return True
+        past = self._past_lives.setdefault(node, deque(maxlen=PAST_LIVES_KEPT))
+        if life in past:
+            return False
+        if known is not None:
+            past.append(known)
         self._lives[node] = life
         for group in [c for c, home in self._calls.items()
                       if home == node and self._call_lives.get(c, life) != life]:
             self.core.directory.end_call(group, now)
+        return True
 
     def _on_presence(self, msg: wc.Presence, now: float) -> None:
         if msg.node not in self.homes.nodes or msg.node == self.node:

@@ -4,6 +4,8 @@ across, the call's end, and its home's death."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from ptt.errors import ProtocolError
@@ -473,3 +475,40 @@ def test_an_answer_that_overtakes_the_kept_call_is_refused_and_the_resent_reques
     assert sim.routing["C"]._calls[CALL] == "A"
     assert Participation.HAS_PERMISSION in [
         e.state for e in sim.events["ann-tablet"] if isinstance(e, FloorStateChanged)]
+
+
+def test_a_peer_of_a_node_s_earlier_life_arriving_after_its_new_one_changes_nothing() -> None:
+    """B knew an earlier life of A, then its current one (A restarted within its grace), and
+    ann calls bob from A. A ``Peer`` of the earlier life delivered late (sent by A's old
+    process on its own bus connection, in no order with the new one's), and a ``Call`` of
+    that life, take B back to nothing (the Call refused): the call's copy stays (bob is not told it was lost), and B's peer plane keeps
+    A's current epoch, so the call's floor messages from A by UDP are taken."""
+    sim = ClusterSim(pinned={"g": "C"}, planes=True)
+    for user, node in (("ann", "A"), ("bob", "B"), ("dan", "C")):
+        sim.add_user(user, node)
+    sim.add_group("g", 1, ["ann", "bob", "dan"])
+    sim.connect({"g": ["ann", "bob", "dan"]})
+    b = sim.routing["B"]
+    plane = b.peers
+    assert plane is not None
+    current = sim.routing["A"].peers.hello("B")  # type: ignore[union-attr]
+    earlier = dataclasses.replace(current, epoch=current.epoch + 1000)
+    for peer in (earlier, current):
+        b.receive(wc.encode(peer), sim.now)
+    sim.run_until(sim.now + 1.0)
+    sim.clients["ann"].call("bob", sim.now)
+    sim.run_until(sim.now + 0.5)
+    bob = sim.clients["bob"]
+    assert CALL in bob.groups
+    gid = sim.cores["B"].groups[CALL].group_id
+    b.receive(wc.encode(earlier), sim.now)  # late, and a Call that life made
+    b.receive(wc.encode(wc.Call(CALL, gid, "A", "ann", "bob", "A", earlier.epoch)), sim.now)
+    sim.run_until(sim.now + 0.5)
+    assert b.refused_calls == 1
+    assert CALL in sim.cores["B"].groups and CALL in bob.groups
+    assert GroupGone(CALL, m.GoneReason.CALL_LOST) not in sim.events["bob"]
+    unknown = plane.refused["unknown"]
+    sim.clients["ann"].request_floor(CALL, sim.now)
+    sim.talk(0.3)
+    assert bob.groups[CALL].talker == "ann"
+    assert plane.refused["unknown"] == unknown
