@@ -31,7 +31,8 @@ on loopback; the NATS server is started here (ptt.cluster.engines) and stopped b
   a machine too busy to show the absolute targets, the ratio to the floor measured in the
   same moments is what compares from run to run.
 * the targets against the machine's floor (``machine_floor``, whose docstring defines the
-  scale): in the same pause after every floor cycle, and halfway between voice frames (in
+  scale): in the same pause after every floor cycle (once the nodes have sent the cycle's bus
+  copies, ``MACHINE_AT``), and halfway between voice frames (in
   both voice bursts, the single server's and the cluster's, one primitive a frame in turn),
   a train of UDP round trips between two processes and of NATS publishes -> subscriber
   (``machine_floor.train``: its warm samples are the floor, its first, cold one is printed
@@ -74,6 +75,7 @@ from loadgen import load_average, machine_line, percentiles  # noqa: E402
 from ptt.cluster import engines  # noqa: E402
 from ptt.protocol import auth  # noqa: E402
 from ptt.protocol import client as cl  # noqa: E402
+from ptt.protocol.cluster_routing import BUS_COPY_DELAY  # noqa: E402
 from ptt.protocol.messages import Role  # noqa: E402
 from ptt.server.store import Store  # noqa: E402
 from ptt.wire.voice import VoiceHeader, add_mac, encode_voice, is_voice, peek_frame  # noqa: E402
@@ -88,6 +90,9 @@ PAUSE = 0.03  # s between a floor cycle's idle news and the next request
 ACCESS_TARGET = (2.0, 10.0)  # cross-node floor access
 VOICE_TARGET = (0.5, 3.0)  # what crossing nodes adds to a voice frame's latency
 MachineProbe = machine_floor.UdpRoundTrip | machine_floor.NatsPublish
+# s after a floor cycle's idle news that its machine floor trains start: after the bus copies
+# of the cycle's news (BUS_COPY_DELAY after each), inside PAUSE
+MACHINE_AT = BUS_COPY_DELAY + 0.002
 
 
 def _directory(db: Path) -> dict[str, str]:
@@ -287,11 +292,15 @@ def _measure(talker: _Client, listener: _Client, cycles: int, voice_seconds: flo
         talker.core.release_floor(GROUP, time.monotonic())
         loop.until(lambda: listener.core.groups[GROUP].talker is None
                    and _state(talker) is cl.Participation.NO_PERMISSION, 10, "the idle floor")
-        pause = time.monotonic() + PAUSE  # requests are paced by people, not back to back
+        idle = time.monotonic()
+        pause = idle + PAUSE  # requests are paced by people, not back to back
         for kind, probe in (probes or {}).items():
             floor[kind].append(probe.once())
-        for kind in machine or {}:
-            sample("access", kind)
+        if machine:  # once the nodes sent the cycle's bus copies: the machine, not ptt's tail
+            while time.monotonic() < idle + MACHINE_AT:
+                loop.step(idle + MACHINE_AT - time.monotonic())
+            for kind in machine:
+                sample("access", kind)
         while time.monotonic() < pause:
             loop.step(pause - time.monotonic())
     # voice: one burst of paced frames, each carrying its send time
