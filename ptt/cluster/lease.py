@@ -170,9 +170,10 @@ class Members:
         return True
 
 
-class RenewalError(ClusterError):
-    """A renewal etcd did not answer: ``unreachable`` when the member gave no answer (none in
-    time, the connection refused or closed), else an answer that was an error."""
+class GatewayError(ClusterError):
+    """A request to etcd's JSON gateway not answered: ``unreachable`` when the member gave no
+    answer (none in time, the connection refused or closed), else an answer that was an
+    error."""
 
     def __init__(self, details: str, unreachable: bool) -> None:
         super().__init__(details)
@@ -180,30 +181,33 @@ class RenewalError(ClusterError):
         self.unreachable = unreachable
 
 
-class GatewayRenewals:
-    """Renewals over one HTTP/1.1 connection to a member's JSON gateway (etcd's
-    ``/v3/lease/keepalive``, on the client port), kept between renewals: :meth:`renew` sends one
-    request and reads its answer with the time left; :meth:`close` ends it. The renewer's thread
-    alone does the work: no thread waits between renewals (the module docstring says what gRPC's
-    synchronous stream cost). HTTP is the standard library's (``http.client``): keep-alive,
-    chunked answers and status lines are its to parse, this class only bounds them in time. A
-    parser of our own measured 0.11-0.14 ms of CPU a renewal against http.client's 0.22-0.34
-    (``bench_lease_renewal.py --renewals 300 --rounds 2``, load 0.3-0.7): ~0.5 ms/s at three
-    renewals a second, not worth a second HTTP implementation to keep correct."""
+class RenewalError(GatewayError):
+    """A renewal etcd did not answer (``GatewayError``'s ``unreachable`` and ``details``)."""
+
+
+class Gateway:
+    """One HTTP/1.1 connection to a member's JSON gateway (etcd's ``/v3/...`` on the client
+    port), kept between requests, used by one thread at a time: :meth:`post` sends one request
+    and reads its answer with the time left; :meth:`close` ends it. No thread waits between
+    requests (the module docstring says what gRPC's synchronous stream cost). HTTP is the
+    standard library's (``http.client``): keep-alive, chunked answers and status lines are its
+    to parse, this class only bounds them in time. A parser of our own measured 0.11-0.14 ms of
+    CPU a renewal against http.client's 0.22-0.34 (``bench_lease_renewal.py --renewals 300
+    --rounds 2``, load 0.3-0.7): ~0.5 ms/s at three renewals a second, not worth a second HTTP
+    implementation to keep correct."""
 
     def __init__(self, member: tuple[str, int]) -> None:
         self.member = member
         self._conn: http.client.HTTPConnection | None = None
 
-    def renew(self, lease_id: int, timeout: float) -> int:
-        """Renew ``lease_id``: the TTL etcd answered (0: no such lease). Raises
-        :class:`RenewalError` when no answer came within ``timeout`` or it was an error; the
+    def post(self, path: str, body: bytes, timeout: float) -> tuple[int, bytes]:
+        """POST ``body`` (JSON) to ``path``: the answer's status and body. Raises
+        :class:`GatewayError` (``unreachable``) when no answer came within ``timeout``; the
         connection is then closed (a late answer on it could not be told from the next)."""
         until = time.monotonic() + timeout
-        body = b'{"ID":%d}' % lease_id
-        # a kept connection etcd closed since the last renewal (reset, or closed before any
+        # a kept connection etcd closed since the last request (reset, or closed before any
         # answer) is opened again once within the time left; a new one that fails, or no
-        # answer in time, fails the renewal (the member is then passed over)
+        # answer in time, fails the request (the member is then passed over)
         kept = self._conn is not None
         while True:
             try:
@@ -215,21 +219,37 @@ class GatewayRenewals:
                     conn.connect()
                 assert conn.sock is not None
                 conn.sock.settimeout(max(0.001, until - time.monotonic()))
-                conn.request("POST", "/v3/lease/keepalive", body,
-                             {"Content-Type": "application/json"})
+                conn.request("POST", path, body, {"Content-Type": "application/json"})
                 assert conn.sock is not None
                 conn.sock.settimeout(max(0.001, until - time.monotonic()))
                 response = conn.getresponse()
-                status, answer = response.status, response.read()
-                break
+                return response.status, response.read()
             except (OSError, http.client.HTTPException) as exc:
                 # no answer in time, refused, closed, garbled
                 self.close()
                 if kept and isinstance(exc, ConnectionError) and time.monotonic() < until:
                     kept = False
                     continue
-                raise RenewalError(f"{type(exc).__name__}: {exc}" if str(exc)
+                raise GatewayError(f"{type(exc).__name__}: {exc}" if str(exc)
                                    else type(exc).__name__, unreachable=True) from None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+class GatewayRenewals(Gateway):
+    """Renewals over one :class:`Gateway` connection (``/v3/lease/keepalive``)."""
+
+    def renew(self, lease_id: int, timeout: float) -> int:
+        """Renew ``lease_id``: the TTL etcd answered (0: no such lease). Raises
+        :class:`RenewalError` when no answer came within ``timeout`` or it was an error; the
+        connection is then closed (a late answer on it could not be told from the next)."""
+        try:
+            status, answer = self.post("/v3/lease/keepalive", b'{"ID":%d}' % lease_id, timeout)
+        except GatewayError as exc:
+            raise RenewalError(exc.details, exc.unreachable) from None
         try:
             result = json.loads(answer)
             if status == 200 and "result" in result:
@@ -242,11 +262,6 @@ class GatewayRenewals:
             details = f"an answer not understood ({exc})"
         self.close()
         raise RenewalError(f"HTTP {status}: {details}", unreachable=False)
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
 
 
 class LeaseRenewer:

@@ -23,9 +23,11 @@ expired: the survivors' signal that a node died, used to move its clients (``ptt
 Events go to ``on_event`` (called in the event loop, must not block). ``holds(group, now)`` is what
 a home asks before it stamps a grant or burst: the group is its own and its lease surely lives.
 
-The client is aetcd (gRPC): one HTTP/2 connection carries the watch and the transactions, and
-the renewer thread has a channel of its own; docs/cluster.md gives the measurements behind the
-choice. etcd raises a lease's TTL
+The client is aetcd (gRPC): one HTTP/2 connection carries the watch, the claims and the reads;
+the renewer thread renews over etcd's JSON gateway (``ptt.cluster.lease``), and :meth:`write`
+(the node's client list, ~1 a second under churn, the loop's only steady request) goes to the
+gateway too, from a thread of its own: a unary aetcd call cost ~1 ms of CPU and ~18 wake-ups
+of gRPC's event_engine thread; docs/cluster.md gives the measurements. etcd raises a lease's TTL
 to its minimum, 1.5 election timeouts rounded up to a second (2 s with etcd's default timers): the
 granted TTL is the one used.
 """
@@ -33,9 +35,12 @@ granted TTL is the one used.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -44,7 +49,14 @@ from urllib.parse import urlsplit
 import aetcd
 import aetcd.exceptions
 
-from ptt.cluster.lease import CHANNEL_OPTIONS, RENEWALS_PER_TTL, LeaseRenewer, Members
+from ptt.cluster.lease import (
+    CHANNEL_OPTIONS,
+    RENEWALS_PER_TTL,
+    Gateway,
+    GatewayError,
+    LeaseRenewer,
+    Members,
+)
 from ptt.errors import ClusterError, ConfigError
 from ptt.protocol.cluster_clients import survivor_for
 from ptt.protocol.cluster_fencing import LeaseClock
@@ -137,6 +149,11 @@ def _group_of(key: bytes) -> str | None:
     return None
 
 
+def _b64(data: bytes) -> str:
+    """Bytes as etcd's JSON gateway takes them (protobuf's JSON mapping of ``bytes``)."""
+    return base64.b64encode(data).decode()
+
+
 def node_key(node: str) -> bytes:
     return f"{NODES}{node}".encode()
 
@@ -209,6 +226,10 @@ class Ownership:
         # what this node sent etcd to claim: transactions, groups in them, groups it got
         self.claims_sent = {"txns": 0, "groups": 0, "claimed": 0, "failed_txns": 0}
         self._revision = 0  # the store revision this node's view has reached
+        # ``write``'s thread and its gateway connection (that thread's alone), made at the
+        # first write
+        self._writer: ThreadPoolExecutor | None = None
+        self._gateway: Gateway | None = None
 
     # --- life -------------------------------------------------------------------------------
 
@@ -249,6 +270,10 @@ class Ownership:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self._renewer.stop()
+        if self._writer is not None:
+            self._writer.submit(self._end_gateway)  # after a write in flight, in its thread
+            self._writer.shutdown(wait=False)
+            self._writer = None
         if release and self._lease_id:
             with contextlib.suppress(Exception):
                 await self._request(lambda etcd: etcd.revoke_lease(self._lease_id))
@@ -491,10 +516,39 @@ class Ownership:
     async def write(self, changes: Mapping[bytes, bytes | None]) -> None:
         """Put each key (not under the lease) or delete it (``None``), in one transaction: one
         raft entry and one request however many keys (at most etcd's ``--max-txn-ops``, 128 by
-        default)."""
-        tx = self._client.transactions
-        ops = [tx.delete(k) if v is None else tx.put(k, v) for k, v in changes.items()]
-        await self._request(lambda etcd: etcd.transaction(compare=[], success=ops, failure=[]))
+        default). Sent to the JSON gateway of the member in use from this node's write thread;
+        a member that does not answer within the request timeout is left, as ``_request``
+        leaves it."""
+        body = json.dumps({"success": [
+            {"requestDeleteRange": {"key": _b64(k)}} if v is None
+            else {"requestPut": {"key": _b64(k), "value": _b64(v)}}
+            for k, v in changes.items()]}).encode()
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="ptt-etcd-write")
+        member, client = self._members.current, self._client
+        try:
+            status, answer = await asyncio.get_running_loop().run_in_executor(
+                self._writer, self._post, member, body)
+        except GatewayError as exc:
+            self._move_on(client)
+            host, port = self._members.current
+            raise ClusterError(f"etcd did not answer a write within {self._timeout:.2f} s: "
+                               f"{exc.details} (next: {host}:{port})") from None
+        if status != 200:
+            raise ClusterError(f"etcd refused a write: HTTP {status}: "
+                               f"{answer[:200].decode(errors='replace')}")
+
+    def _post(self, member: tuple[str, int], body: bytes) -> tuple[int, bytes]:
+        """One transaction to ``member``'s gateway (in the write thread)."""
+        if self._gateway is None or self._gateway.member != member:
+            self._end_gateway()
+            self._gateway = Gateway(member)
+        return self._gateway.post("/v3/kv/txn", body, self._timeout)
+
+    def _end_gateway(self) -> None:
+        if self._gateway is not None:
+            self._gateway.close()
+            self._gateway = None
 
     async def get_prefix(self, prefix: bytes) -> list[bytes]:
         """The values of every key under ``prefix``, in key order, from the member in use."""
