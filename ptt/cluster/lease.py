@@ -22,7 +22,8 @@ What still ends the lease:
 
 - a paused or killed process: SIGSTOP stops every thread, SIGKILL ends them;
 - a loop wedged for good (a blocking call, a lock never released): the loop gives a sign
-  from a timer callback every renewal interval (:meth:`LeaseRenewer.loop_alive`), and the
+  at least every renewal interval (:meth:`LeaseRenewer.loop_alive`: from a timer callback, or
+  in passing from a node's turn, ``Ownership.alive_in_passing``), and the
   thread renews only while :class:`~ptt.protocol.loop_silence.LoopSilence` finds the loop
   running: silent for less than ``LIMIT_TTLS`` TTLs once the time the process's threads waited
   for a CPU is taken out (read from ``/proc/self/task/*/schedstat``), and for less than
