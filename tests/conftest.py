@@ -32,6 +32,10 @@ REALTIME_MODULES = {
     # a paced talker and a listener's jitter buffer on loopback: one frame played late under a
     # host stall counts as lost on the "clean" path (seen twice in 4 loaded runs, 1 of 470)
     "tests/acceptance/test_feedback.py",
+    # a listener's receipt counts the frames its jitter buffer took in time to play: a listener
+    # starved past its buffer refuses the late ones, and the report says so (48 of 51 against a
+    # floor of 49 once in CI at load 2.8-3.7, beside a busy core)
+    "tests/acceptance/test_delivery.py",
     # the desktop window and the terminal client play a call through a real PulseAudio sink with
     # 40 ms queued: a host stall longer than that plays silence into the recording (a correlation
     # of 0.8998 against 0.9 once in CI, beside the other worker's load)
