@@ -280,10 +280,13 @@ class ServerState:
             return False
         held = g.holder_sid
         if held == ASKED_ELSEWHERE:
-            if not device:  # a device without an id: any other request is another device's
-                return sid != ASKED_ELSEWHERE
             there = g.asked_from.get(user, "")
-            return bool(there) and there != device
+            if device and there:
+                return there != device
+            if device and self.home is not None and self.home.elsewhere(g.name):
+                return False
+            # a device without an id, here or there: told apart by the node alone
+            return sid != ASKED_ELSEWHERE
         if held == sid:
             return False
         s = self.sessions.by_id.get(held)

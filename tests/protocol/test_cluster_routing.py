@@ -685,14 +685,15 @@ def _denials(sim: ClusterSim, key: str, mark: int) -> list[m.DenyCause]:
             if isinstance(e, FloorStateChanged) and e.deny_cause is not m.DenyCause.NONE]
 
 
-def _ann_on_a_and_c() -> tuple[ClusterSim, ClientCore, ClientCore, ClientCore]:
-    """g homed on A; ann's phone on A and her tablet on C, bob on B, all in g: the sim and
-    the phone, the tablet and bob."""
+def _ann_on_a_and_c(phone_on: str = "A", tablet_on: str = "C",
+                    ) -> tuple[ClusterSim, ClientCore, ClientCore, ClientCore]:
+    """g homed on A; ann's phone (no device id) on A and her tablet on C, or the other way
+    round, bob on B, all in g: the sim and the phone, the tablet and bob."""
     sim = ClusterSim(pinned={"g": "A"})
-    sim.add_user("ann", "A")
+    sim.add_user("ann", phone_on)
     sim.add_user("bob", "B")
     sim.add_group("g", 1, ["ann", "bob"])
-    tablet = _second_client(sim, "ann-tablet", "ann", "C", "tablet")
+    tablet = _second_client(sim, "ann-tablet", "ann", tablet_on, "tablet")
     for c in sim.clients.values():
         c.connect(sim.now)
         c.join("g", sim.now)
@@ -894,3 +895,19 @@ def test_two_devices_of_the_holder_on_two_other_nodes_are_told_apart_by_the_home
     assert tablet.participation("g") is Participation.HAS_PERMISSION
     assert sim.cores["A"].floors.floor("g").burst_id == burst
     assert sim.heard["bob"] - heard >= 20
+
+
+def test_a_holder_whose_device_has_no_id_is_not_given_away_to_a_named_device_on_the_home(
+) -> None:
+    """ann's phone on C sends no device id (the wire allows it) and holds g's floor (home
+    A); her tablet on A asks: the home cannot match the devices, so it tells them apart by
+    node and denies the tablet RETRY_LATER."""
+    sim, unnamed, tablet, _ = _ann_on_a_and_c(phone_on="C", tablet_on="A")
+    unnamed.request_floor("g", sim.now)
+    sim.run_until(sim.now + 0.2)
+    assert unnamed.participation("g") is Participation.HAS_PERMISSION
+    mark = len(sim.events["ann-tablet"])
+    tablet.request_floor("g", sim.now)
+    sim.run_until(sim.now + 0.2)
+    assert _denials(sim, "ann-tablet", mark) == [m.DenyCause.RETRY_LATER]
+    assert unnamed.participation("g") is Participation.HAS_PERMISSION
