@@ -638,7 +638,7 @@ class Ownership:
         """The loop is running anyway (a node's turn after datagrams): give the sign here
         once half a renewal interval passed since the last, and put the sign's timer back a
         whole interval. A loop that serves datagrams then never wakes for the timer: each
-        wake-up of a loop asleep for 10-100 ms cost 0.4-1.5 ms of its thread's CPU on the
+        wake-up of a loop asleep for 10-100 ms cost 0.15-1.5 ms of its thread's CPU on the
         2-core VM of the benches (docs/cluster.md, "The client list off gRPC, the sign in
         passing"), three a second for the sign and one for the sweep. A loop with nothing
         to serve still signs from the timer."""
