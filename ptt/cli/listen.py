@@ -221,7 +221,8 @@ async def _listen_logged(state: CliState, group: str, out: Path | None,
         stop = signals.stop
         listener = Listener(conn, group, sink, tones)
         # what this listener received of each burst, as it ends
-        listener.on_burst_end = lambda r: click.echo(f"{stamp()}  {group}  {reception_text(r)}")
+        listener.on_burst_end = lambda g, r: click.echo(
+            f"{stamp()}  {label(g, conn.user)}  {reception_text(r)}")
         if log is not None:
             listener.on_played = log.played
         events = conn.subscribe()

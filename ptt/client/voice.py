@@ -261,13 +261,13 @@ class Listener:
         self._alert: deque[bytes] = deque()  # the emergency alert, mixed over what plays
         self.alerts = 0  # emergency bursts announced to this listener
         self._events = conn.subscribe()
-        self._was_playing = False
         self.keys = VoiceKeys.of(conn)
         self.frames = FrameOpener(self.keys.open_voice)
         self.calls: dict[str, PlayoutChannel] = {}  # call group -> its channel
         self.call_frames = 0  # frames of call voice played (also counted in frames_played)
         self.last_burst: LossReport | None = None  # what was received of the last burst heard
-        self.on_burst_end: Callable[[LossReport], None] | None = None
+        # (the group's or the call's name, what was received of its burst) as each burst ends
+        self.on_burst_end: Callable[[str, LossReport], None] | None = None
         # (burst id, seq, source) of each frame of the group's burst as it is written to the
         # sink: timing logs (``ptt listen --timing``)
         self.on_played: Callable[[int, int, str], None] | None = None
@@ -275,7 +275,7 @@ class Listener:
     @property
     def sounding(self) -> bool:
         """A burst is playing: its end (and ``on_burst_end``) has not come yet."""
-        return self._was_playing
+        return self.channel.playing or any(ch.playing for ch in self.calls.values())
 
     @property
     def stats(self) -> ListenerStats:
@@ -338,16 +338,20 @@ class Listener:
                     self.alerts += 1
                     self._alert.extend(self.tones.frames("emergency"))
         elif isinstance(ev, cl.GroupLeft) and ev.group in self.calls:
-            del self.calls[ev.group]
+            ch = self.calls.pop(ev.group)
+            if ch.playing:  # the call ended under its burst: what was heard of it is all
+                self._end_of_burst(ev.group, ch.finish_burst())
 
-    def _calls_pcm(self, now: float) -> bytes | None:
+    def _calls_pcm(self, now: float, ended: list[tuple[str, LossReport]]) -> bytes | None:
         """This tick's call voice (several calls mixed), or None; every receiver is popped on
-        every tick so each keeps time."""
+        every tick so each keeps time. A call's burst that ends on this tick goes to ``ended``."""
         out = None
         for group, ch in self.calls.items():
-            t = ch.pop(now)
+            t = ch.tick(now)
             if t.report is not None:  # the caller adapts to this callee's link too
                 self.conn.report_reception(group, *t.report)
+            if t.ended is not None:
+                ended.append((group, t.ended))
             if t.pcm is not None:
                 out = t.pcm if out is None else overlay(out, t.pcm)
         return out
@@ -366,11 +370,16 @@ class Listener:
                     self._handle(self._events.get_nowait())
                 await self.sink.wait_ready()
                 now = loop.time()
-                t = self.channel.pop(now)
+                # each channel ends its own burst: a call's reception is the call's, not the
+                # group's that played nothing meanwhile
+                t = self.channel.tick(now)
                 pcm, item = t.pcm, t.item
                 if t.report is not None:
                     self.conn.report_reception(self.group, *t.report)
-                call = self._calls_pcm(now) if self.calls else None
+                ended = [] if t.ended is None else [(self.group, t.ended)]
+                call = self._calls_pcm(now, ended) if self.calls else None
+                for name, reception in ended:
+                    self._end_of_burst(name, reception)
                 if call is not None:
                     self.call_frames += 1
                     pcm = call if pcm is None else overlay(pcm, call)
@@ -378,25 +387,19 @@ class Listener:
                     if self.first_audio_at is None:
                         self.first_audio_at = now
                     self.frames_played += 1
-                    self._was_playing = True
                     self._write(pcm)
                     burst = self.channel.current_burst
                     if self.on_played is not None and item is not None and burst is not None:
                         self.on_played(burst[1], item.seq, item.source.value)
-                    if t.last:
-                        self._end_of_burst()
                     continue
-                if self._was_playing and not self.channel.sounding and not any(
-                        ch.sounding for ch in self.calls.values()):
-                    self._end_of_burst()
                 self._write(self._pending_tone.popleft() if self._pending_tone else SILENCE)
         finally:
             self.conn.on_voice = previous
             self.conn.unsubscribe(self._events)
 
-    def _end_of_burst(self) -> None:
-        self._was_playing = False
-        self._pending_tone.extend(self.tones.frames("end_of_burst"))
-        self.last_burst = self.channel.finish_burst()
+    def _end_of_burst(self, name: str, reception: LossReport) -> None:
+        if not self.sounding:  # one end tone once the last of overlapping bursts is over
+            self._pending_tone.extend(self.tones.frames("end_of_burst"))
+        self.last_burst = reception
         if self.on_burst_end is not None:
-            self.on_burst_end(self.last_burst)
+            self.on_burst_end(name, reception)

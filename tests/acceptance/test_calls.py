@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -89,6 +90,9 @@ def test_a_listener_of_another_group_hears_the_call(site: Site, tmp_path: Path,
     assert "ann is calling you" in text
     assert "call with ann  ann is talking" in text
     assert "heard 1 burst(s)" in text, text
+    # the burst's reception line names the call it played, not the idle group
+    assert re.search(r"call with ann  received [0-9.]+% \(\d+ of \d+ frames lost", text), text
+    assert "nothing received" not in text, text
     assert voiced(pcm(speech), pcm(out)) >= 0.9
 
 
