@@ -1047,6 +1047,11 @@ class ClientCore:
         g = self.groups.get(group)
         if g is None or (g.talker_burst and newer(g.talker_burst, burst)):
             return
+        if g.talker is None:
+            # idle already: a repeat of news from before this view's join, or the end of a burst
+            # it was never told of; either way nothing it showed has changed
+            g.talker_burst = burst
+            return
         self._note_talker(g, None, burst)
         g.forget(burst)
         if g.participation is Participation.HAS_PERMISSION and g.my_burst == burst:

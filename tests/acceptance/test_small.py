@@ -1,4 +1,5 @@
-"""The small promises: an emergency is shown by every listener, an empty or silent WAV is
+"""The small promises: an emergency is shown by every listener, a listener joining just after
+a burst prints nothing of it, an empty or silent WAV is
 refused before the floor is asked, a multicast group is refused by a server without multicast,
 the desktop window keeps its width and greys what cannot work offline. The real ``ptt``
 console script as processes (the desktop under Xvfb).
@@ -50,6 +51,25 @@ def test_a_single_group_listener_shows_an_emergency(site: Site, tmp_path: Path) 
     bob.send_signal(signal.SIGINT)
     _, out, _ = finish(bob, timeout=10)
     assert "g  ann is talking (EMERGENCY)" in out, out
+
+
+def test_a_listener_joining_just_after_a_burst_prints_nothing_of_it(site: Site,
+                                                                    tmp_path: Path) -> None:
+    """The server repeats a floor's idle news for 1.7 s; a listener that joins within them saw
+    neither the burst nor its talker, so a "floor idle" would be about nothing it was shown."""
+    site.add_users("ann", "bob")
+    site.group("g", "ann", "bob", plain=True)
+    page = site.ptt("ann", "talk", "g", "--wav", str(tone_wav(tmp_path / "t.wav", 0.2)))
+    assert page.returncode == 0, page.stdout + page.stderr
+    released = time.monotonic()
+    bob = site.spawn("bob", "listen", "g", "--out", str(tmp_path / "bob.wav"))
+    read_until(bob, "joined g")
+    joined = time.monotonic() - released
+    time.sleep(max(0.0, 1.9 - joined))  # past the idle news' last repeat
+    bob.send_signal(signal.SIGINT)
+    rc, out, err = finish(bob, timeout=10)
+    assert rc == 130, err
+    assert "floor idle" not in out, f"joined {joined:.2f} s after the release:\n{out}"
 
 
 @pytest.mark.parametrize("kind", ["empty", "silent"])
