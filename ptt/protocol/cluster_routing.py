@@ -545,12 +545,12 @@ class ClusterRouting:
         self._input(wc.InputKind.REQUEST, g.name, s.user, int(priority), 0, self._ref, now,
                     s.device)
 
-    def release(self, group: str, user: str, burst_id: int, now: float) -> None:
-        self._input(wc.InputKind.RELEASE, group, user, 0, burst_id, 0, now)
+    def release(self, group: str, user: str, device: str, burst_id: int, now: float) -> None:
+        self._input(wc.InputKind.RELEASE, group, user, 0, burst_id, 0, now, device)
 
-    def left(self, group: str, user: str, lost: bool, now: float) -> None:
+    def left(self, group: str, user: str, device: str, lost: bool, now: float) -> None:
         kind = wc.InputKind.LOST if lost else wc.InputKind.RELEASE
-        self._input(kind, group, user, 0, 0, 0, now)
+        self._input(kind, group, user, 0, 0, 0, now, device)
 
     def voice(self, group: str, user: str, burst_id: int, now: float) -> None:
         if not self.elsewhere(group):
@@ -949,6 +949,11 @@ class ClusterRouting:
         if forwarded and not busy:
             g.requesters[user] = ASKED_ELSEWHERE  # the user's devices here are not told of it
             g.asked_from[user] = msg.device
+        if msg.kind in (wc.InputKind.RELEASE, wc.InputKind.LOST) and msg.device and (
+                self.core.state.floor_device(g, user) not in ("", msg.device)):
+            # another device of the user gave up: one its node forwarded and the home told
+            # busy, which that node had not heard yet; the user's floor is the holder's device's
+            return
         events: list[fl.FloorEvent]
         if busy:
             events = [fl.Denied(g.name, user, m.DenyCause.RETRY_LATER)]

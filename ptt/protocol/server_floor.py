@@ -155,7 +155,7 @@ class FloorControl:
         if g is not None and self.state.floor_session(g, s.user) is s:
             home = self.state.home
             if home is not None and home.elsewhere(g.name, now):
-                home.release(g.name, s.user, msg.burst_id, now)
+                home.release(g.name, s.user, s.device, msg.burst_id, now)
             else:
                 self.floor_events(self.state.floors.release(msg.group, s.user, now,
                                                             msg.burst_id), now)

@@ -286,7 +286,7 @@ class Directory:
         if home is not None and home.elsewhere(group, now):
             holds = self.state.floors.floor(group).holder == s.user
             if (g.holder_sid if holds else g.requesters.get(s.user)) == s.session_id:
-                home.left(group, s.user, lost, now)
+                home.left(group, s.user, s.device, lost, now)
         else:
             speaker = self.state.floor_session(g, s.user)
             if speaker is s or not left and speaker is not None:

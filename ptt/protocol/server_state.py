@@ -138,11 +138,12 @@ class FloorHome(Protocol):
     def request(self, s: Session, g: GroupEntry, txn: int, priority: m.Priority,
                 now: float) -> None: ...
 
-    def release(self, group: str, user: str, burst_id: int, now: float) -> None: ...
+    def release(self, group: str, user: str, device: str, burst_id: int, now: float) -> None:
+        """``user``'s device ``device`` (its id, "" if it sent none) gave up the floor."""
 
-    def left(self, group: str, user: str, lost: bool, now: float) -> None:
-        """The session speaking for ``user`` left the group: given up (a release), or ended
-        or expired (``lost``: the participant is lost)."""
+    def left(self, group: str, user: str, device: str, lost: bool, now: float) -> None:
+        """The session speaking for ``user`` (from ``device``) left the group: given up (a
+        release), or ended or expired (``lost``: the participant is lost)."""
 
     def voice(self, group: str, user: str, burst_id: int, now: float) -> None:
         """The relay forwarded a frame of ``user``'s burst: the home's silence timer hears."""
@@ -266,6 +267,17 @@ class ServerState:
         if s is not None and s.user == user:
             return s
         return self.sessions.by_user.get(user)
+
+    def floor_device(self, g: GroupEntry, user: str) -> str:
+        """The id of the device that holds ``g``'s floor for ``user`` or asked for it, as this
+        node knows it: a session here, or a device whose request another node forwarded (the
+        home); "" when unknown or the device sent no id."""
+        holds = self.floors.floor(g.name).holder == user
+        sid = (g.holder_sid if holds else 0) or g.requesters.get(user, 0)
+        if sid == ASKED_ELSEWHERE:
+            return g.asked_from.get(user, "")
+        s = self.sessions.by_id.get(sid)
+        return s.device if s is not None and s.user == user else ""
 
     def held_by_another_device(self, g: GroupEntry, user: str, sid: int, device: str) -> bool:
         """Whether ``g``'s floor is ``user``'s, granted to another of its devices than the one

@@ -117,8 +117,10 @@ class FloorInput:
     # inputs in this order whichever path each came by (ptt.protocol.cluster_routing, "Order")
     life: int = 0
     seq: int = 0
-    # the asking device's id (a request; "" otherwise): the home tells a second device of the
-    # holder (RETRY_LATER) from the holder's own device come back through another node
+    # the device's id ("" if it sent none; ALIVE names none): on a request the home tells a
+    # second device of the holder (RETRY_LATER) from the holder's own device come back through
+    # another node; on a RELEASE or LOST it ignores one from another device than the one that
+    # holds or asked for the user's floor
     device: str = ""
 
 

@@ -869,19 +869,27 @@ def test_the_holder_s_device_back_through_another_node_after_its_own_died_is_gra
     assert sim.heard["bob"] - heard >= 20
 
 
-def test_two_devices_of_the_holder_on_two_other_nodes_are_told_apart_by_the_home() -> None:
-    """ann's tablet on C is granted g's floor (home A); her second tablet, on B, asks before
-    the home's news of that grant reaches B (held 0.1 s on the bus), so B forwards it: the
-    home, told the device of each forwarded request, denies the second RETRY_LATER (both
-    come from other nodes). Once B has the news, it lets the home decide all the same (the
-    news names no device)."""
+def _tablet_granted_before_b_hears() -> tuple[ClusterSim, ClientCore, ClientCore, ClientCore,
+                                                int]:
+    """ann's tablet on C is granted g's floor (home A) while the home's news to B is held
+    0.1 s; her second tablet ("ann-2") is on B: the sim, the tablet, the second tablet, bob
+    and the burst."""
     sim, _, tablet, bob = _ann_on_a_and_c()
     other = _second_client(sim, "ann-2", "ann", "B", "tablet-2")
     other.connect(sim.now)
     other.join("g", sim.now)
     sim.run_until(sim.now + 0.5)
     _granted_before_news_reaches(sim, tablet, "B")
-    burst = sim.cores["A"].floors.floor("g").burst_id
+    return sim, tablet, other, bob, sim.cores["A"].floors.floor("g").burst_id
+
+
+def test_two_devices_of_the_holder_on_two_other_nodes_are_told_apart_by_the_home() -> None:
+    """ann's tablet on C is granted g's floor (home A); her second tablet, on B, asks before
+    the home's news of that grant reaches B (held 0.1 s on the bus), so B forwards it: the
+    home, told the device of each forwarded request, denies the second RETRY_LATER (both
+    come from other nodes). Once B has the news, it lets the home decide all the same (the
+    news names no device)."""
+    sim, tablet, other, bob, burst = _tablet_granted_before_b_hears()
     for asking_at in (sim.now, sim.now + 0.3):  # before B hears of the grant, then after
         sim.run_until(asking_at)
         mark = len(sim.events["ann-2"])
@@ -894,6 +902,34 @@ def test_two_devices_of_the_holder_on_two_other_nodes_are_told_apart_by_the_home
     sim.talk(0.5)
     assert tablet.participation("g") is Participation.HAS_PERMISSION
     assert sim.cores["A"].floors.floor("g").burst_id == burst
+    assert sim.heard["bob"] - heard >= 20
+
+
+@pytest.mark.parametrize("lost", [False, True])
+def test_a_release_or_loss_from_another_device_of_the_holder_leaves_the_floor_to_the_holder(
+        lost: bool) -> None:
+    """ann's tablet on C is granted g's floor (home A); her second tablet, on B, asks before
+    the home's news of that grant reaches B (held 0.1 s), then leaves g (or its session ends)
+    before the home's answer comes back: B knows only that this device asked, so it tells the
+    home the user gave up (a RELEASE, or LOST). The home, told the device of each, keeps the
+    floor with the holder's: the tablet talks on, bob hears it."""
+    sim, tablet, other, bob, burst = _tablet_granted_before_b_hears()
+    other.request_floor("g", sim.now)
+    sim.run_until(sim.now + 0.01)
+    b = sim.cores["B"]
+    s = b.state.sessions.by_id[other.session_id]
+    assert b.state.groups["g"].requesters["ann"] == s.session_id  # B forwarded its request
+    if lost:
+        b.directory.end_session(s, "expired", sim.now)
+    else:
+        other.leave("g", sim.now)
+    sim.run_until(sim.now + 0.3)
+    assert sim.cores["A"].floors.floor("g").holder == "ann"
+    assert sim.cores["A"].floors.floor("g").burst_id == burst
+    heard = sim.heard["bob"]
+    sim.talk(0.5)
+    assert tablet.participation("g") is Participation.HAS_PERMISSION
+    assert bob.groups["g"].talker == "ann"
     assert sim.heard["bob"] - heard >= 20
 
 
