@@ -43,6 +43,10 @@ class _Collecting:
     frames: int = 0
     receipts: dict[str, m.Receipt] = field(default_factory=dict)
     remote: bool = False  # the talker is on another node of the cluster: receipts go there
+    # the members online on other nodes of a cluster when the burst began: one who heard it
+    # all and left at its end, before the floor's news of the end reached this node, is waited
+    # for (its receipt comes from its node after that news reaches it), not called offline
+    began_remote: frozenset[str] = frozenset()
 
 
 class Delivery:
@@ -63,9 +67,11 @@ class Delivery:
             del self._collecting[next(iter(self._collecting))]
         holder = self.state.floor_session(g, ev.user)
         g.burst_frames = 0
+        remote = holder is None and self.state.home is not None
         self._collecting[(g.name, ev.burst_id)] = _Collecting(
             g.name, ev.burst_id, ev.user, holder.session_id if holder is not None else 0,
-            remote=holder is None and self.state.home is not None)
+            remote=remote,
+            began_remote=frozenset() if remote else frozenset(g.remote))
 
     def ended(self, g: GroupEntry, ev: fl.BurstEnded, now: float) -> None:
         key = (g.name, ev.burst_id)
@@ -79,10 +85,10 @@ class Delivery:
         else:
             # online on any node of a cluster: a member elsewhere is listed, silent until its
             # receipt comes from its node
-            c.online = tuple(sorted(u for u in g.online.keys() | g.remote.keys()
-                                    if u != c.talker and u in g.members))
+            online = g.online.keys() | g.remote.keys() | c.began_remote
+            c.online = tuple(sorted(u for u in online if u != c.talker and u in g.members))
             c.offline = tuple(sorted(u for u in g.members
-                                     if not g.is_online(u) and u != c.talker))
+                                     if u not in online and u != c.talker))
             c.deadline = now + m.RECEIPT_WAIT
         (self._sending if c.remote else self._closing)[key] = c
         self._check(c, now)
@@ -100,6 +106,18 @@ class Delivery:
         c.receipts[s.user] = m.Receipt(s.user, max(0, min(msg.received, expected)), expected)
         if c.deadline is not None:
             self._check(c, now)
+
+    def left(self, g: GroupEntry, user: str, now: float) -> None:
+        """``user``'s last session here left ``g``: its receipt of the current burst of a talker
+        on another node goes there now. This node may hear nothing more of that burst (with no
+        member left here it leaves the group's relay set), so the burst's end, which sends this
+        node's receipts on, may never come."""
+        c = self._collecting.get((g.name, self.state.floors.floor(g.name).burst_id))
+        if c is None or not c.remote or self.state.home is None:
+            return
+        r = c.receipts.pop(user, None)
+        if r is not None:
+            self.state.home.receipts(g, c.burst_id, c.talker, [r], now)
 
     def on_remote_receipts(self, group: str, burst_id: int, receipts: list[m.Receipt],
                            now: float) -> None:

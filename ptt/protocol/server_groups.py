@@ -292,6 +292,8 @@ class Directory:
             if speaker is s or not left and speaker is not None:
                 handler = self.state.floors.participant_lost if lost else self.state.floors.release
                 self.floor.floor_events(handler(group, s.user, now), now)
+        if not left:  # while this node still knows the talker's node (the roster)
+            self.floor.delivery.left(g, s.user, now)
         if home is not None and not g.joined:
             home.members_changed(g, now)
         if not left:

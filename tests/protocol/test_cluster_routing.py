@@ -386,6 +386,31 @@ def test_a_delivery_report_names_members_online_on_other_nodes() -> None:
     assert reports[0].offline == [] and sorted(reports[0].silent) == ["bob", "cat"]
 
 
+def test_a_listener_on_another_node_who_leaves_at_the_burst_s_end_is_in_the_report() -> None:
+    """ann on A talks to g (home C); bob on B hears it all, sends his receipt and leaves g
+    before ann's release: A learns he went offline before the burst ends there. A still waits
+    for his node's receipts (he was online when the burst began), and ann's report says bob
+    heard it, not that he was offline."""
+    sim = ClusterSim(pinned={"g": "C"})
+    ann, bob = sim.add_user("ann", "A"), sim.add_user("bob", "B")
+    sim.add_group("g", 1, ["ann", "bob"])
+    sim.connect({"g": ["ann", "bob"]})
+    sim.run_until(1.0)
+    ann.request_floor("g", sim.now)
+    sim.talk(0.5)
+    burst = sim.cores["C"].floors.floor("g").burst_id
+    bob.send_receipt("g", burst, 25, 25, sim.now)
+    sim.run_until(sim.now + 0.05)
+    bob.leave("g", sim.now)
+    sim.run_until(sim.now + 0.1)
+    assert "bob" not in sim.cores["A"].state.groups["g"].remote  # A knows he left
+    ann.release_floor("g", sim.now)
+    sim.run_until(sim.now + 2.0)
+    reports = [e for e in sim.events["ann"] if isinstance(e, DeliveryReported)]
+    assert len(reports) == 1
+    assert [r.user for r in reports[0].heard] == ["bob"] and reports[0].offline == []
+
+
 def test_a_talker_granted_from_the_queue_on_a_node_that_is_not_the_home_gets_its_report(
         ) -> None:
     """ann on A talks to g (home C), bob on B queues behind her and is granted when she
