@@ -254,13 +254,18 @@ class ServerState:
                  if (g := groups.get(n)) is not None and g.busy_since is not None]
         return min(since) if since else None
 
+    def _floor_sid(self, g: GroupEntry, user: str) -> int:
+        """The session granted ``g``'s floor if ``user`` holds it, else the one that asked
+        last (``ASKED_ELSEWHERE``: a device on another node); 0 when neither is known."""
+        holds = g.name in self.groups and self.floors.floor(g.name).holder == user
+        return (g.holder_sid if holds else 0) or g.requesters.get(user, 0)
+
     def floor_session(self, g: GroupEntry, user: str) -> Session | None:
         """The session that speaks for ``user`` on ``g``'s floor: the one granted the floor if
         the user holds it, else the one that asked last, else the user's newest; none when the
         device that asked is on another node of a cluster (``ASKED_ELSEWHERE``): a device of
         the user here did not ask, and told of a grant it would give it back."""
-        holds = g.name in self.groups and self.floors.floor(g.name).holder == user
-        sid = (g.holder_sid if holds else 0) or g.requesters.get(user, 0)
+        sid = self._floor_sid(g, user)
         if sid == ASKED_ELSEWHERE:
             return None
         s = self.sessions.by_id.get(sid)
@@ -272,8 +277,7 @@ class ServerState:
         """The id of the device that holds ``g``'s floor for ``user`` or asked for it, as this
         node knows it: a session here, or a device whose request another node forwarded (the
         home); "" when unknown or the device sent no id."""
-        holds = self.floors.floor(g.name).holder == user
-        sid = (g.holder_sid if holds else 0) or g.requesters.get(user, 0)
+        sid = self._floor_sid(g, user)
         if sid == ASKED_ELSEWHERE:
             return g.asked_from.get(user, "")
         s = self.sessions.by_id.get(sid)
