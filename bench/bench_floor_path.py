@@ -215,7 +215,10 @@ def profile(cycles: int, top: int) -> dict[str, str]:
     for t, p in profs.items():
         stats = pstats.Stats(p).stats  # type: ignore[attr-defined]
         rows = sorted(stats.items(), key=lambda kv: -kv[1][2])[:top]
-        lines = [f"{'calls':>6s} {'own us':>7s} {'cum us':>7s}  function (per cycle)"]
+        calls = sum(v[1] for v in stats.values()) / cycles
+        lines = [f"{calls:.1f} function calls a turn (the turn's own closure and "
+                 "perf_counter among them)",
+                 f"{'calls':>6s} {'own us':>7s} {'cum us':>7s}  function (per cycle)"]
         for (file, line, func), (_, nc, tt, ct, _) in rows:
             where = f"{file.replace(root, '')}:{line}({func})" if line else func
             lines.append(f"{nc / cycles:6.1f} {tt / cycles * 1e6:7.2f} {ct / cycles * 1e6:7.2f}"

@@ -322,13 +322,22 @@ def to_wire(ev: fl.FloorEvent) -> wc.EventTuple:
     return (K.QUEUE, ev.queue)
 
 
+# the enums' members by value: a dict's lookup, where calling the enum costs ~0.3 us on each
+# floor event and news at every node it crosses
+_PRIORITIES = {int(p): p for p in m.Priority}
+_STATES = {s.value: s for s in fl.FloorState}
+
+
 def from_wire(group: str, e: wc.EventTuple) -> fl.FloorEvent:
     """A floor event from the bus; ProtocolError when a number or name is not one we know."""
     K = wc.EventKind
     try:
         kind = e[0]
         if kind == K.GRANTED:
-            return fl.Granted(group, e[1], e[2], m.Priority(e[3]), e[4], e[5])
+            priority = _PRIORITIES.get(e[3])
+            if priority is None or type(e[3]) is not int:
+                raise ValueError(f"{e[3]!r} is not a valid Priority")
+            return fl.Granted(group, e[1], e[2], priority, e[4], e[5])
         if kind == K.QUEUED:
             return fl.Queued(group, e[1], e[2])
         if kind == K.DENIED:
@@ -1326,9 +1335,12 @@ class ClusterRouting:
         if not self._in_order(msg, now):
             return
         holder = msg.holder or None
+        state = _STATES.get(msg.state)
+        priority = _PRIORITIES.get(msg.holder_priority) if holder is not None else None
+        if state is None or holder is not None and priority is None:
+            raise ProtocolError(f"floor news from the bus: state {msg.state!r}, holder's "
+                                f"priority {msg.holder_priority!r}")
         try:
-            state = fl.FloorState(msg.state)
-            priority = m.Priority(msg.holder_priority) if holder is not None else None
             events = [from_wire(g.name, e) for e in msg.events]
         except ValueError as exc:
             raise ProtocolError(f"floor news from the bus: {exc}") from None
