@@ -197,6 +197,8 @@ class FloorControl:
         one lost datagram must not leave a member showing a talker who is long gone."""
         self.out.announce(g, news)
         g.floor_news = news
+        if not g.joined:  # nobody to repeat it to (a cluster's home with no member of its
+            return  # own): no timers to push now and pop later; a member joining is sent it
         for delay in STATE_REPEATS:
             heapq.heappush(self._repeats, (now + delay, g.group_id, news.version))
 

@@ -831,19 +831,24 @@ class PttServer:
         c = self.counters
         if isinstance(ev, fl.Granted):
             c.grants += 1
-            log.debug("[%s] floor granted to %s (burst %d, %s)", ev.group, ev.user, ev.burst_id,
-                     ev.priority.name.lower())
         elif isinstance(ev, fl.Denied):
             c.denials += 1
-            log.debug("[%s] floor denied to %s (%s)", ev.group, ev.user, ev.cause.name.lower())
         elif isinstance(ev, fl.Revoked):
             c.revokes += 1
+        if not log.isEnabledFor(logging.DEBUG):  # the lines below read enums' names
+            return
+        if isinstance(ev, fl.Granted):
+            log.debug("[%s] floor granted to %s (burst %d, %s)", ev.group, ev.user, ev.burst_id,
+                      ev.priority.name.lower())
+        elif isinstance(ev, fl.Denied):
+            log.debug("[%s] floor denied to %s (%s)", ev.group, ev.user, ev.cause.name.lower())
+        elif isinstance(ev, fl.Revoked):
             log.debug("[%s] floor revoked from %s (%s)", ev.group, ev.user, ev.cause.name.lower())
         elif isinstance(ev, fl.Queued):
             log.debug("[%s] %s queued at #%d", ev.group, ev.user, ev.position)
         elif isinstance(ev, fl.BurstEnded):
             log.debug("[%s] %s's burst %d ended (%s)", ev.group, ev.user, ev.burst_id,
-                     ev.reason.name.lower())
+                      ev.reason.name.lower())
         elif isinstance(ev, fl.Idle):
             log.debug("[%s] floor idle", ev.group)
 
