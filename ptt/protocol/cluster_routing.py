@@ -788,7 +788,7 @@ class ClusterRouting:
                 for user, device in zip(msg.users, msg.devices):
                     old = on_device(user, device)
                     if old is not None:
-                        self.core.directory.end_session(old, "replaced", now)
+                        self.core.directory.end_session(old, "replaced", now, moved=True)
         elif isinstance(msg, wc.Call):
             self._on_call(msg, now)
         elif isinstance(msg, wc.CallEnd):

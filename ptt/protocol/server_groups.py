@@ -217,9 +217,11 @@ class Directory:
 
     # --- sessions in groups ---------------------------------------------------------------
 
-    def end_session(self, s: Session, reason: str, now: float) -> None:
+    def end_session(self, s: Session, reason: str, now: float, moved: bool = False) -> None:
+        """``moved``: the session's device logged in on another node of the cluster, which
+        speaks for it from now on (:meth:`leave`)."""
         for group in list(s.joined):
-            self.leave(s, group, now, lost=reason != "bye")
+            self.leave(s, group, now, lost=reason != "bye", moved=moved)
         self.state.sessions.remove(s)
         self.out.reliable.cancel_where(s)
         self.pages.session_ended(s)
@@ -264,7 +266,8 @@ class Directory:
             self._local_presence(g, s.user, True, now)
             self.out.emit(MemberJoined(g.name, s.user))
 
-    def leave(self, s: Session, group: str, now: float, lost: bool = False) -> None:
+    def leave(self, s: Session, group: str, now: float, lost: bool = False,
+              moved: bool = False) -> None:
         g = self.state.groups.get(group)
         s.joined.discard(group)
         if g is None or g.joined.get(s.session_id) is not s:
@@ -282,9 +285,15 @@ class Directory:
         # device is on another node: floor_session None). A node that mirrors the floor goes
         # by the session it granted or that asked through it alone: a device of the holder
         # that joined here after the grant, or was told busy, holds nothing here
+        # A device that moved to another node gives up nothing of a floor its user holds: it
+        # asks again through its new node and is granted its own burst again (the home knows
+        # its id), and one that does not is freed by the floor's silence timer. Given up here,
+        # the floor would go to the queue while the talker still talks.
         home = self.state.home
-        if home is not None and home.elsewhere(group, now):
-            holds = self.state.floors.floor(group).holder == s.user
+        holds = self.state.floors.floor(group).holder == s.user
+        if moved and holds:
+            pass
+        elif home is not None and home.elsewhere(group, now):
             if (g.holder_sid if holds else g.requesters.get(s.user)) == s.session_id:
                 home.left(group, s.user, s.device, lost, now)
         else:

@@ -177,6 +177,12 @@ class ClusterSim:
                 self._push("server", u, data, self.delay)
             self.events[u].extend(c.events())
 
+    def cut_off(self, key: str) -> ClientCore:
+        """Client ``key`` goes silent (its process killed, or its link to its node broken while
+        the node lives): it sends nothing more, and what is sent to it is lost."""
+        self.flush_clients()
+        return self.clients.pop(key)
+
     def claim_seen(self, node: str, group: str, term: int) -> None:
         """``node``'s ownership watch reports a claim of ``group`` (its HomeMap already says
         the new home): what ``ptt.cluster.node`` does with it, then the node's output sent."""
@@ -242,9 +248,12 @@ class ClusterSim:
                     self._flush_node(node)
                 else:
                     user = str(dest)
+                    client = self.clients.get(user)
+                    if client is None:  # cut off: its process or its link is gone
+                        continue
                     if is_voice(data):
                         self.heard[user] += 1
-                    self.clients[user].receive_datagram(data, self.now)
+                    client.receive_datagram(data, self.now)
             for node in self.nodes:
                 if node not in self.dead and node not in self.stalled:
                     self._run_timers(node)

@@ -895,6 +895,55 @@ def test_the_holder_s_device_back_through_another_node_after_its_own_died_is_gra
     assert sim.heard["bob"] - heard >= 20
 
 
+@pytest.mark.parametrize(("old", "node"), [("C", "A"), ("C", "B"), ("A", "B")])
+def test_the_holder_s_device_moved_off_a_node_that_lives_keeps_the_floor_from_the_queue(
+        old: str, node: str) -> None:
+    """ann's tablet on ``old`` holds g's floor (home A) and bob, on B, is queued. The
+    tablet's link to ``old`` breaks while that node lives; the tablet (the same device id)
+    logs in on ``node`` and asks again. ``old``, told of that login, ends the tablet's old
+    session there, which held the floor: the device lives on through ``node``, so ``old``
+    gives up nothing for it. The tablet is granted the same burst again, and bob stays
+    queued, instead of being handed the floor of a talker who is still talking."""
+    sim, _, tablet, bob = _ann_on_a_and_c(phone_on="C" if old == "A" else "A", tablet_on=old)
+    burst = _tablet_holds(sim, tablet)
+    bob.request_floor("g", sim.now)
+    sim.talk(0.2)
+    assert bob.participation("g") is Participation.QUEUED
+    sim.cut_off("ann-tablet")
+    moved = _second_client(sim, f"tablet-on-{node}", "ann", node, "tablet")
+    moved.connect(sim.now)
+    moved.join("g", sim.now)
+    moved.request_floor("g", sim.now)
+    sim.talk(0.3)
+    assert sim.cores[old].state.sessions.on_device("ann", "tablet") is None  # ended there
+    assert moved.participation("g") is Participation.HAS_PERMISSION
+    a = sim.cores["A"].floors.floor("g")
+    assert (a.holder, a.burst_id) == ("ann", burst)
+    assert bob.participation("g") is Participation.QUEUED
+    heard = sim.heard["bob"]
+    sim.talk(0.5)
+    assert bob.groups["g"].talker == "ann"
+    assert sim.heard["bob"] - heard >= 20
+
+
+def test_the_holder_s_device_moved_that_does_not_ask_again_leaves_the_floor_to_the_queue(
+) -> None:
+    """As above, but the tablet moved to B does not ask again (its talk ended with its old
+    link): the floor's silence timer frees it, and bob, queued, is granted."""
+    sim, _, tablet, bob = _ann_on_a_and_c()
+    _tablet_holds(sim, tablet)
+    bob.request_floor("g", sim.now)
+    sim.talk(0.2)
+    sim.cut_off("ann-tablet")
+    moved = _second_client(sim, "tablet-on-B", "ann", "B", "tablet")
+    moved.connect(sim.now)
+    moved.join("g", sim.now)
+    sim.run_until(sim.now + 0.3)
+    assert sim.cores["A"].floors.floor("g").holder == "ann"  # nothing given up at the move
+    sim.run_until(sim.now + fl.FloorConfig().silence)
+    assert bob.participation("g") is Participation.HAS_PERMISSION
+
+
 def _tablet_granted_before_b_hears() -> tuple[ClusterSim, ClientCore, ClientCore, ClientCore,
                                                 int]:
     """ann's tablet on C is granted g's floor (home A) while the home's news to B is held
