@@ -48,7 +48,7 @@ from ptt.protocol.client import Participation  # noqa: E402
 from ptt.protocol.cluster_routing import ClusterRouting  # noqa: E402
 from ptt.protocol.server import ServerCore  # noqa: E402
 from ptt.wire.voice import VoiceHeader, add_mac, encode_voice  # noqa: E402
-from tests.protocol.clustersim import ClusterSim  # noqa: E402
+from tests.protocol.clustersim import bench_layout  # noqa: E402
 
 TURNS = ("a request", "c decide", "a answer", "a frame", "b frame")
 EVICT_BYTES = 8 << 20
@@ -72,12 +72,7 @@ class Path3:
     """The three nodes, set up to the point where the talker may request the floor."""
 
     def __init__(self) -> None:
-        sim = self.sim = ClusterSim(pinned={GROUP: "C"}, planes=True)
-        sim.add_user("ann", "A")
-        sim.add_user("bob", "B")
-        sim.add_group(GROUP, 1, ["ann", "bob"])
-        sim.connect({GROUP: ["ann", "bob"]})
-        sim.run_until(2.0)
+        sim = self.sim = bench_layout(planes=True, settle=2.0)
         self.peer_of = {r.peers.addr: n for n, r in sim.routing.items()  # type: ignore[union-attr]
                         }
         self.evict = bytearray(EVICT_BYTES)

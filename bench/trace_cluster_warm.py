@@ -29,7 +29,7 @@ from ptt.protocol.cluster_routing import ClusterRouting  # noqa: E402
 from ptt.protocol.server import ServerCore  # noqa: E402
 from ptt.wire import cluster as wc  # noqa: E402
 from ptt.wire.voice import is_voice  # noqa: E402
-from tests.protocol.clustersim import ClusterSim  # noqa: E402
+from tests.protocol.clustersim import bench_layout  # noqa: E402
 
 
 def _kind(data: bytes) -> str:
@@ -45,12 +45,7 @@ def _kind(data: bytes) -> str:
 
 
 def run(cycles: int) -> dict[str, list[float]]:
-    sim = ClusterSim(pinned={"g": "C"})
-    sim.add_user("ann", "A")
-    sim.add_user("bob", "B")
-    sim.add_group("g", 1, ["ann", "bob"])
-    sim.connect({"g": ["ann", "bob"]})
-    sim.run_until(1.0)
+    sim = bench_layout()
     timed: dict[str, list[float]] = {}
     saved: list[tuple[type, str, Any]] = []
 

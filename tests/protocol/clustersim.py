@@ -282,3 +282,15 @@ class ClusterSim:
 
     def sent_since(self, mark: int) -> list[tuple[str, str, object]]:
         return self.bus_log[mark:]
+
+
+def bench_layout(planes: bool = False, settle: float = 1.0) -> ClusterSim:
+    """``bench_cluster``'s layout: the talker ann on A, the listener bob on B, their group
+    ``g`` (id 1) homed on C, where neither is; logged in, joined, run to ``settle``."""
+    sim = ClusterSim(pinned={"g": "C"}, planes=planes)
+    sim.add_user("ann", "A")
+    sim.add_user("bob", "B")
+    sim.add_group("g", 1, ["ann", "bob"])
+    sim.connect({"g": ["ann", "bob"]})
+    sim.run_until(settle)
+    return sim

@@ -16,7 +16,7 @@ from ptt.protocol.cluster_routing import StaticHomes, from_wire, to_wire
 from ptt.protocol.server_events import FloorEvent as FloorEventReported
 from ptt.protocol.server_floor import STATE_REPEATS
 from ptt.wire import cluster as wc
-from tests.protocol.clustersim import ClusterSim
+from tests.protocol.clustersim import ClusterSim, bench_layout
 
 GROUPS = {"g": ["ann", "bob", "cat"], "h": ["ann", "dan"]}
 
@@ -1027,12 +1027,7 @@ def test_a_holder_whose_device_has_no_id_is_not_given_away_to_a_named_device_on_
 def test_a_home_without_members_of_its_own_repeats_no_floor_news() -> None:
     """The home decides for members on other nodes only: its FloorTaken would be repeated to
     nobody, each repeat a timer of its loop; the access node repeats it to its member."""
-    sim = ClusterSim(pinned={"g": "C"})
-    sim.add_user("ann", "A")
-    sim.add_user("bob", "B")
-    sim.add_group("g", 1, ["ann", "bob"])
-    sim.connect({"g": ["ann", "bob"]})
-    sim.run_until(1.0)
+    sim = bench_layout()
     sim.clients["ann"].request_floor("g", sim.now)
     sim.run_until(sim.now + 0.05)
     assert sim.clients["ann"].participation("g") is Participation.HAS_PERMISSION
