@@ -81,28 +81,32 @@ async def _survivor(endpoint: str, name: str, groups: list[str]) -> None:
 
 async def _dead_node(endpoint: str, groups: list[str]) -> int:
     """The dead node's keys under a lease kept alive by hand; returns the lease id."""
-    import aetcd
+    from ptt.cluster.gateway import GatewayClient, put_op
+    from ptt.cluster.ownership import parse_endpoints
 
-    host, port = endpoint.rsplit("//", 1)[-1].split(":")
-    client = aetcd.Client(host=host, port=int(port))
-    lease = await client.lease(30)
-    tx = client.transactions
-    for i in range(0, len(groups), 100):
-        await client.transaction(compare=[], success=[
-            tx.put(f"{HOME_PREFIX}{g}/home".encode(), b"dead", lease=lease.id)
-            for g in groups[i:i + 100]], failure=[])
-    await client.put(b"/ptt/nodes/dead", b"127.0.0.1:1", lease=lease.id)
-    await client.close()
-    return int(lease.id)
+    client = GatewayClient(parse_endpoints([endpoint])[0])
+    try:
+        lease = int((await client.post("/v3/lease/grant", {"TTL": "30"}, 5.0))["ID"])
+        for i in range(0, len(groups), 100):
+            await client.post("/v3/kv/txn", {"success": [
+                put_op(f"{HOME_PREFIX}{g}/home".encode(), b"dead", lease)
+                for g in groups[i:i + 100]]}, 5.0)
+        await client.post("/v3/kv/put", put_op(b"/ptt/nodes/dead", b"127.0.0.1:1",
+                                               lease)["request_put"], 5.0)
+    finally:
+        client.close()
+    return lease
 
 
 async def _revoke(endpoint: str, lease_id: int) -> None:
-    import aetcd
+    from ptt.cluster.gateway import GatewayClient
+    from ptt.cluster.ownership import parse_endpoints
 
-    host, port = endpoint.rsplit("//", 1)[-1].split(":")
-    client = aetcd.Client(host=host, port=int(port))
-    await client.revoke_lease(lease_id)
-    await client.close()
+    client = GatewayClient(parse_endpoints([endpoint])[0])
+    try:
+        await client.post("/v3/lease/revoke", {"ID": str(lease_id)}, 5.0)
+    finally:
+        client.close()
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -13,10 +13,10 @@ The alternative the issue names, NATS JetStream KV, the same way: the home creat
 rewrites it conditionally TTL/3 apart in a bucket whose max age is the TTL; the survivor watches
 and, once no rewrite came for a TTL, creates the key (which succeeds once the server aged it out).
 
-Client: aetcd (gRPC) against one member with the shortened timers: lease renewal, a claim
-(create-if-absent transaction), and a put seen by another client's watch; and, for the choice,
-a lease renewal through etcd's JSON gateway (/v3/lease/keepalive) on a kept-alive HTTP/1.1
-connection.
+Client: the node's own, etcd's JSON gateway from the loop (``ptt.cluster.gateway``), against
+one member with the shortened timers: lease renewal, a claim (create-if-absent transaction),
+and a put seen by another client's watch; and a lease renewal from a thread on http.client (the
+renewer's). aetcd on gRPC, measured here before, is no longer a dependency.
 
     .venv/bin/python bench/bench_cluster_failover.py --kills 20
 
@@ -49,9 +49,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aetcd
-
 from ptt.cluster import engines
+from ptt.cluster.gateway import GatewayClient, created_at, kvs, put_op, range_op, txn_op
 from ptt.cluster.ownership import parse_endpoints
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -224,32 +223,35 @@ def _ms(values: list[float]) -> dict[str, float]:
     return {"p50 (ms)": pct["p50"] * 1000, "p99 (ms)": pct["p99"] * 1000}
 
 
-async def _aetcd_latencies(endpoint: str, count: int) -> dict[str, list[float]]:
-    [(host, port)] = parse_endpoints([endpoint])
+async def _loop_latencies(endpoint: str, count: int) -> dict[str, list[float]]:
+    [member] = parse_endpoints([endpoint])
     out: dict[str, list[float]] = {"renewal": [], "claim": [], "watch": []}
-    async with aetcd.Client(host=host, port=port) as a, aetcd.Client(host=host, port=port) as b:
-        lease = await a.lease(10)
+    a, b = GatewayClient(member), GatewayClient(member)
+    try:
+        lease = int((await a.post("/v3/lease/grant", {"TTL": "10"}, 2.0))["ID"])
         for _ in range(count):
             t = time.perf_counter()
-            await a.refresh_lease(lease.id)
+            await a.post("/v3/lease/keepalive", {"ID": str(lease)}, 2.0)
             out["renewal"].append(time.perf_counter() - t)
-        tx = a.transactions
         for i in range(count):
             key = f"/bench/claim/{i}-{random.random()}".encode()
             t = time.perf_counter()
-            await a.transaction(compare=[tx.create(key) == 0],
-                                success=[tx.put(key, b"n", lease=lease.id), tx.get(key)],
-                                failure=[tx.get(key)])
+            await a.post("/v3/kv/txn", txn_op([created_at(key, 0)],
+                                              [put_op(key, b"n", lease), range_op(key)],
+                                              [range_op(key)])["request_txn"], 2.0)
             out["claim"].append(time.perf_counter() - t)
-        watch = await b.watch_prefix(b"/bench/watch/")
-        events = watch.__aiter__()
+        events = b.watch(b"/bench/watch/", b"/bench/watch0", 1, 2.0).__aiter__()
         for i in range(count):
             t = time.perf_counter()
-            await a.put(f"/bench/watch/{i}".encode(), b"x")
+            await a.post("/v3/kv/put", put_op(f"/bench/watch/{i}".encode(), b"x")["request_put"],
+                         2.0)
             await events.__anext__()
             out["watch"].append(time.perf_counter() - t)
-        await watch.cancel()
-        await a.revoke_lease(lease.id)
+        await events.aclose()
+        await a.post("/v3/lease/revoke", {"ID": str(lease)}, 2.0)
+    finally:
+        a.close()
+        b.close()
     return out
 
 
@@ -277,11 +279,12 @@ def client_latencies(count: int) -> list[dict[str, Any]]:
     root = Path(tempfile.mkdtemp(prefix="ptt-bench-etcd-client-"))
     etcd = engines.start_etcd(root, heartbeat_ms=50, election_ms=500)
     try:
-        measured = asyncio.run(_aetcd_latencies(etcd.endpoint, count))
+        measured = asyncio.run(_loop_latencies(etcd.endpoint, count))
         gateway = _gateway_renewals(etcd.endpoint, count)
     finally:
         etcd.stop()
-    rows = [{"operation": f"aetcd {name}", **_ms(values)} for name, values in measured.items()]
+    rows = [{"operation": f"gateway from the loop: {name}", **_ms(values)}
+            for name, values in measured.items()]
     rows.append({"operation": "JSON gateway renewal (http.client, kept alive)", **_ms(gateway)})
     return rows
 
@@ -321,9 +324,13 @@ async def _read_home(endpoint: str) -> tuple[str, int] | None:
     from ptt.cluster.ownership import home_key
 
     [(host, port)] = parse_endpoints([endpoint])
-    async with aetcd.Client(host=host, port=port) as client:
-        got = await client.get(home_key(GROUP))
-    return None if got is None else (got.value.decode(), got.create_revision)
+    client = GatewayClient((host, port))
+    try:
+        found = kvs(await client.post("/v3/kv/range", range_op(home_key(GROUP))["request_range"],
+                                      5.0))
+    finally:
+        client.close()
+    return (found[0].value.decode(), found[0].create_revision) if found else None
 
 
 def _wait_home(endpoint: str, other_than: str | None, within: float) -> tuple[str, int]:

@@ -2,9 +2,10 @@
 
 Two measures:
 
-- per renewal, back to back: CPU of the whole process per renewal, a new gRPC
-  ``LeaseKeepAlive`` stream per renewal against one ``lease.GatewayRenewals`` connection (the
-  renewer's: one HTTP request and answer on etcd's JSON gateway), rounds alternating;
+- per renewal, back to back: CPU of the whole process per renewal on one
+  ``lease.GatewayRenewals`` connection (the renewer's: one HTTP request and answer on etcd's
+  JSON gateway), in rounds (a new gRPC ``LeaseKeepAlive`` stream per renewal, compared here
+  before, measured 0.70 ms: docs/cluster.md);
 - ``--paced S``: a ``lease.LeaseRenewer`` renewing a 1 s lease as a node does (3 a second, the
   loop's sign 3 a second) for S seconds: the process's CPU per second and each thread's
   wake-ups (voluntary context switches) per second. With ``PYTHONPATH`` on another tree (``git
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import sys
@@ -25,23 +27,21 @@ import threading
 import time
 from pathlib import Path
 
-import grpc
-from aetcd import rpc
-
 sys.path.append(str(Path(__file__).resolve().parent.parent))  # after PYTHONPATH: A/B trees
 
 from ptt.cluster import engines, lease  # noqa: E402
 from ptt.protocol.cluster_fencing import LeaseClock  # noqa: E402
 
 
-def per_call(channel: grpc.Channel, lease_id: int) -> int:
-    """A new gRPC stream for one renewal."""
-    call = rpc.LeaseStub(channel).LeaseKeepAlive(
-        iter([rpc.LeaseKeepAliveRequest(ID=lease_id)]), timeout=1.0)
+def grant(member: tuple[str, int], ttl: int) -> int:
+    """A new lease of ``ttl`` s, over etcd's JSON gateway."""
+    gateway = lease.Gateway(member)
     try:
-        return int(next(call).TTL)
+        status, answer = gateway.post("/v3/lease/grant", b'{"TTL":%d}' % ttl, 2.0)
     finally:
-        call.cancel()
+        gateway.close()
+    assert status == 200, answer
+    return int(json.loads(answer)["ID"])
 
 
 def measure(renew: object, n: int) -> tuple[float, float]:
@@ -69,8 +69,7 @@ def wakeups() -> dict[str, int]:
 
 
 async def paced(member: tuple[str, int], seconds: float) -> None:
-    with grpc.insecure_channel("%s:%d" % member) as channel:
-        lease_id = rpc.LeaseStub(channel).LeaseGrant(rpc.LeaseGrantRequest(TTL=1)).ID
+    lease_id = grant(member, 1)
     clock = LeaseClock(1.0)
     lost: list[str] = []
     renewer = lease.LeaseRenewer([member], clock, clock=time.monotonic, timeout=1 / 3,
@@ -126,24 +125,19 @@ def main() -> int:
 
 
 def per_renewal(member: tuple[str, int], rounds: int, renewals: int) -> None:
-    channel = grpc.insecure_channel("%s:%d" % member)
-    lease_id = rpc.LeaseStub(channel).LeaseGrant(rpc.LeaseGrantRequest(TTL=60)).ID
+    lease_id = grant(member, 60)
     gateway = lease.GatewayRenewals(member)
-    got: dict[str, list[tuple[float, float]]] = {"gRPC stream per renewal": [],
-                                                  "gateway, one connection": []}
+    got: dict[str, list[tuple[float, float]]] = {"gateway, one connection": []}
     for _ in range(rounds):
-        got["gRPC stream per renewal"].append(
-            measure(lambda: per_call(channel, lease_id), renewals))
         got["gateway, one connection"].append(
             measure(lambda: gateway.renew(lease_id, 1.0), renewals))
     gateway.close()
-    channel.close()
     for name, runs in got.items():
         cpu = [c for c, _ in runs]
         wall = [w for _, w in runs]
         print(f"{name}: {statistics.median(cpu):.3f} ms CPU per renewal (rounds "
               f"{', '.join(f'{c:.3f}' for c in cpu)}), {statistics.median(wall):.2f} ms wall")
-    print(f"{rounds} rounds of {renewals} renewals, alternating")
+    print(f"{rounds} rounds of {renewals} renewals")
 
 
 if __name__ == "__main__":

@@ -3,9 +3,9 @@
 A node's event loop serves its clients: a burst of logins or churn can keep it from coming back
 to a renewal for longer than the lease's slack (TTL - TTL/3 with a 1 s lease), and etcd then
 expires a lease whose node is alive, its groups move mid-burst, and its clients are taken for a
-dead node's. :class:`LeaseRenewer` renews from a thread, on gRPC's synchronous stub over a channel
-of its own (the loop's aetcd client stays the loop's), every TTL/``RENEWALS_PER_TTL``, and hands
-each acknowledgement to the node's :class:`~ptt.protocol.cluster_fencing.LeaseClock`.
+dead node's. :class:`LeaseRenewer` renews from a thread, on a connection of its own (the loop's
+gateway client, ``ptt.cluster.gateway``, stays the loop's), every TTL/``RENEWALS_PER_TTL``, and
+hands each acknowledgement to the node's :class:`~ptt.protocol.cluster_fencing.LeaseClock`.
 
 The renewals travel over one HTTP/1.1 connection to etcd's JSON gateway
 (:class:`GatewayRenewals`, ``/v3/lease/keepalive`` on the member's client port), a request and
@@ -71,20 +71,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from ptt.errors import ClusterError
+from ptt.cluster.gateway import GatewayError
 from ptt.protocol.cluster_fencing import LeaseClock
 from ptt.protocol.loop_silence import LoopSilence, Silence
 
 log = logging.getLogger("ptt.cluster.lease")
 
 RENEWALS_PER_TTL = 3
-# gRPC channel arguments of the loop's aetcd client (``ptt.cluster.ownership``). HTTP/2 BDP probing sends a PING with every burst of data read, to size the
-# flow-control window for bulk transfers; the nodes' calls are small (a renewal, a claim, a
-# shard of the client list) and each probe's PING and ack woke gRPC's event_engine thread:
-# an idle Ownership 63-66 wake-ups and 2.0-2.7 ms of CPU a second with it, 49 and 0.7-1.3
-# ms without (10 ms ticks, 15 s windows). The largest read, a dead node's client list (~5 MB
-# at 100,000 clients), stays within the default 64 KiB window's round trips on loopback.
-CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (("grpc.http2.bdp_probe", 0),)
 # how long a member that did not answer is passed over when choosing the next one
 PENALTY = 10.0
 # what etcd says, as an error, of a lease that expired or was revoked
@@ -146,7 +139,7 @@ run_queue_wait = RunQueueWait()
 
 class Members:
     """Which etcd member a client uses, moving on from one that did not answer: a member that
-    is paused or hung holds its TCP connection open, so gRPC alone would wait on it for ever."""
+    is paused or hung holds its TCP connection open, so a client alone would wait on it for ever."""
 
     def __init__(self, endpoints: Sequence[tuple[str, int]]) -> None:
         self.endpoints = list(endpoints)
@@ -169,17 +162,6 @@ class Members:
         rested = [m for m in order if now - self._failed_at.get(m, -PENALTY) >= PENALTY]
         self.index = (rested or order)[0]
         return True
-
-
-class GatewayError(ClusterError):
-    """A request to etcd's JSON gateway not answered: ``unreachable`` when the member gave no
-    answer (none in time, the connection refused or closed), else an answer that was an
-    error."""
-
-    def __init__(self, details: str, unreachable: bool) -> None:
-        super().__init__(details)
-        self.details = details
-        self.unreachable = unreachable
 
 
 class RenewalError(GatewayError):

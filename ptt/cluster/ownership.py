@@ -23,11 +23,11 @@ expired: the survivors' signal that a node died, used to move its clients (``ptt
 Events go to ``on_event`` (called in the event loop, must not block). ``holds(group, now)`` is what
 a home asks before it stamps a grant or burst: the group is its own and its lease surely lives.
 
-The client is aetcd (gRPC): one HTTP/2 connection carries the watch, the claims and the reads;
-the renewer thread renews over etcd's JSON gateway (``ptt.cluster.lease``), and :meth:`write`
-(the node's client list, ~1 a second under churn, the loop's only steady request) goes to the
-gateway too, from a thread of its own: a unary aetcd call cost ~1 ms of CPU and ~18 wake-ups
-of gRPC's event_engine thread; docs/cluster.md gives the measurements. etcd raises a lease's TTL
+The client is etcd's JSON gateway from the loop (``ptt.cluster.gateway``): the claims, the reads,
+:meth:`write` (the node's client list, ~1 a second under churn, the loop's only steady request)
+and the watch, on HTTP/1.1 connections kept open; the renewer thread renews over the gateway too
+(``ptt.cluster.lease``). aetcd on gRPC kept gRPC's event_engine thread waking 7-9 times a second
+with no call and ~6 times per call; docs/cluster.md gives the measurements. etcd raises a lease's TTL
 to its minimum, 1.5 election timeouts rounded up to a second (2 s with etcd's default timers): the
 granted TTL is the one used.
 """
@@ -35,28 +35,32 @@ granted TTL is the one used.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-import aetcd
-import aetcd.exceptions
-
-from ptt.cluster.lease import (
-    CHANNEL_OPTIONS,
-    RENEWALS_PER_TTL,
-    Gateway,
+from ptt.cluster.gateway import (
+    CompactedError,
+    GatewayClient,
     GatewayError,
-    LeaseRenewer,
-    Members,
+    Json,
+    b64,
+    created_at,
+    delete_op,
+    kvs,
+    prefix_end,
+    put_op,
+    range_op,
+    revision,
+    txn_op,
+    value_is,
 )
+from ptt.cluster.lease import RENEWALS_PER_TTL, LeaseRenewer, Members
 from ptt.errors import ClusterError, ConfigError
 from ptt.protocol.cluster_clients import survivor_for
 from ptt.protocol.cluster_fencing import LeaseClock
@@ -87,7 +91,7 @@ CLAIMS_PER_TXN = 100
 # claim transactions one node has in flight at most: a node that claims thousands of groups at
 # once (its share at start, a dead node's on failover) sent them all together, etcd on a loaded
 # machine answered few within the request timeout, and each abandoned call lived on while the
-# sweep claimed its group again every TTL (20,000 clients: thousands of gRPC calls piled up per
+# sweep claimed its group again every TTL (20,000 clients, on aetcd: thousands of calls piled up per
 # node, bench_cluster_churn --census)
 CLAIM_TXNS_IN_FLIGHT = 4
 # s after a group's home vanished: until then a survivor claims it only if it ranks first for it
@@ -105,6 +109,8 @@ EVENTS_PER_TURN = 32
 # s: a node starting while etcd is slow (a loaded machine: one request unanswered in TTL/3)
 # tries again for this long before it gives up; later, a lost lease is retried for ever
 START_WITHIN = 15.0
+
+_T = TypeVar("_T")
 
 
 class Change(Enum):
@@ -147,11 +153,6 @@ def _group_of(key: bytes) -> str | None:
     if text.startswith(PREFIX) and text.endswith(_SUFFIX):
         return text[len(PREFIX):-len(_SUFFIX)]
     return None
-
-
-def _b64(data: bytes) -> str:
-    """Bytes as etcd's JSON gateway takes them (protobuf's JSON mapping of ``bytes``)."""
-    return base64.b64encode(data).decode()
 
 
 def node_key(node: str) -> bytes:
@@ -229,10 +230,6 @@ class Ownership:
         # what this node sent etcd to claim: transactions, groups in them, groups it got
         self.claims_sent = {"txns": 0, "groups": 0, "claimed": 0, "failed_txns": 0}
         self._revision = 0  # the store revision this node's view has reached
-        # ``write``'s thread and its gateway connection (that thread's alone), made at the
-        # first write
-        self._writer: ThreadPoolExecutor | None = None
-        self._gateway: Gateway | None = None
 
     # --- life -------------------------------------------------------------------------------
 
@@ -246,7 +243,7 @@ class Ownership:
                 await self._new_lease()
                 await self._read_all()
                 break
-            except (ClusterError, aetcd.exceptions.ClientError) as exc:
+            except ClusterError as exc:
                 if self._clock() >= give_up:
                     await self.stop(release=False)
                     raise ClusterError(f"etcd did not answer for {START_WITHIN:.0f} s: "
@@ -273,14 +270,11 @@ class Ownership:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self._renewer.stop()
-        if self._writer is not None:
-            self._writer.submit(self._end_gateway)  # after a write in flight, in its thread
-            self._writer.shutdown(wait=False)
-            self._writer = None
         if release and self._lease_id:
-            with contextlib.suppress(Exception):
-                await self._request(lambda etcd: etcd.revoke_lease(self._lease_id))
-        await self._close(self._client)
+            with contextlib.suppress(ClusterError):
+                await self._request(lambda etcd: etcd.post(
+                    "/v3/lease/revoke", {"ID": str(self._lease_id)}, self._timeout))
+        self._client.close()
 
     # --- queries ----------------------------------------------------------------------------
 
@@ -399,7 +393,7 @@ class Ownership:
     async def _claim_batch(self, groups: list[str]) -> None:
         try:
             await self.claim_batch(groups)
-        except (ClusterError, aetcd.exceptions.ClientError):
+        except ClusterError:
             self.claims_sent["failed_txns"] += 1  # the wanted ones are claimed again by the sweep
         finally:
             self._txns_in_flight -= 1
@@ -418,30 +412,32 @@ class Ownership:
         if len(groups) > CLAIMS_PER_TXN:
             raise ConfigError(f"{len(groups)} claims in one transaction: at most "
                               f"{CLAIMS_PER_TXN}")
-        tx = self._client.transactions
+        node, lease = self.node.encode(), self._lease_id
         ops = []
         for g in groups:
             key = self._key(g)
-            ops.append(tx.txn(
-                compare=[tx.create(key) == 0],
-                success=[tx.put(key, self.node.encode(), lease=self._lease_id), tx.get(key)],
-                failure=[tx.get(key)],
-            ))
+            ops.append(txn_op(compare=[created_at(key, 0)],
+                              success=[put_op(key, node, lease), range_op(key)],
+                              failure=[range_op(key)]))
         stats = self.claims_sent
         stats["txns"] += 1
         stats["groups"] += len(groups)
-        _, responses = await self._request(lambda etcd: etcd.transaction(
-            compare=[], success=ops, failure=[]))
+        answer = await self._txn({"success": ops})
+        responses = answer.get("responses", [])
+        if len(responses) != len(groups):
+            raise GatewayError(f"{len(responses)} answers to {len(groups)} claims",
+                               unreachable=False)
         homes = {}
         for k, (g, response) in enumerate(zip(groups, responses, strict=True)):
             if k and k % EVENTS_PER_TURN == 0:
                 await asyncio.sleep(0)
-            found = response.response_txn.responses[-1].response_range.kvs
+            txn = response.get("response_txn", {})
+            found = kvs(txn.get("responses", [{}])[-1].get("response_range", {}))
             if not found:
                 continue
             kv = found[0]
             home = homes[g] = Home(g, kv.value.decode(), kv.create_revision)
-            if response.response_txn.succeeded:
+            if txn.get("succeeded"):
                 stats["claimed"] += 1
             self._see(home)
         return homes
@@ -459,11 +455,10 @@ class Ownership:
         self.wanted.discard(group)
         if home is None or home.node != self.node:
             return
-        key, tx = self._key(group), self._client.transactions
-        await self._request(lambda etcd: etcd.transaction(
-            compare=[tx.create(key) == home.fencing, tx.value(key) == self.node.encode()],
-            success=[tx.delete(key)], failure=[],
-        ))
+        key = self._key(group)
+        await self._txn({"compare": [created_at(key, home.fencing),
+                                     value_is(key, self.node.encode())],
+                         "success": [delete_op(key)]})
 
     # --- the view ---------------------------------------------------------------------------
 
@@ -509,63 +504,54 @@ class Ownership:
 
     async def get(self, key: bytes) -> bytes | None:
         """The value of ``key`` (None if absent), read from the member in use."""
-        value = await self._request(lambda etcd: etcd.get(key))
-        return None if value is None else bytes(value.value)
+        found = kvs(await self._range(key))
+        return found[0].value if found else None
 
     async def put(self, key: bytes, value: bytes) -> None:
         """Write ``key`` (not under the lease: it outlives this node)."""
-        await self._request(lambda etcd: etcd.put(key, value))
+        await self._request(lambda etcd: etcd.post(
+            "/v3/kv/put", {"key": b64(key), "value": b64(value)}, self._timeout))
 
     async def write(self, changes: Mapping[bytes, bytes | None]) -> None:
         """Put each key (not under the lease) or delete it (``None``), in one transaction: one
         raft entry and one request however many keys (at most etcd's ``--max-txn-ops``, 128 by
-        default). Sent to the JSON gateway of the member in use from this node's write thread;
-        a member that does not answer within the request timeout is left, as ``_request``
-        leaves it."""
+        default). The request is written in the turn that calls this (no thread hop), its
+        answer read when it comes; a member that does not answer within the request timeout
+        is left, as ``_request`` leaves it."""
         body = json.dumps({"success": [
-            {"requestDeleteRange": {"key": _b64(k)}} if v is None
-            else {"requestPut": {"key": _b64(k), "value": _b64(v)}}
-            for k, v in changes.items()]}).encode()
-        if self._writer is None:
-            self._writer = ThreadPoolExecutor(1, thread_name_prefix="ptt-etcd-write")
-        member, client = self._members.current, self._client
+            delete_op(k) if v is None else put_op(k, v) for k, v in changes.items()]}).encode()
         try:
-            status, answer = await asyncio.get_running_loop().run_in_executor(
-                self._writer, self._post, member, body)
+            status, answer = await self._request(lambda etcd: etcd.post_bytes(
+                "/v3/kv/txn", body, self._timeout))
         except GatewayError as exc:
-            self._move_on(client)
-            host, port = self._members.current
-            raise ClusterError(f"etcd did not answer a write within {self._timeout:.2f} s: "
-                               f"{exc.details} (next: {host}:{port})") from None
+            raise ClusterError(f"etcd did not answer a write: {exc.details}") from None
         if status != 200:
             raise ClusterError(f"etcd refused a write: HTTP {status}: "
                                f"{answer[:200].decode(errors='replace')}")
 
-    def _post(self, member: tuple[str, int], body: bytes) -> tuple[int, bytes]:
-        """One transaction to ``member``'s gateway (in the write thread)."""
-        if self._gateway is None or self._gateway.member != member:
-            self._end_gateway()
-            self._gateway = Gateway(member)
-        return self._gateway.post("/v3/kv/txn", body, self._timeout)
-
-    def _end_gateway(self) -> None:
-        if self._gateway is not None:
-            self._gateway.close()
-            self._gateway = None
-
     async def get_prefix(self, prefix: bytes) -> list[bytes]:
         """The values of every key under ``prefix``, in key order, from the member in use."""
-        found = await self._request(lambda etcd: etcd.get_prefix(prefix))
-        return [bytes(kv.value) for kv in found.kvs]
+        return [kv.value for kv in kvs(await self._range(prefix, prefix_end(prefix)))]
 
     async def delete_prefix(self, prefix: bytes) -> None:
-        await self._request(lambda etcd: etcd.delete_prefix(prefix))
+        await self._request(lambda etcd: etcd.post(
+            "/v3/kv/deleterange", {"key": b64(prefix), "range_end": b64(prefix_end(prefix))},
+            self._timeout))
+
+    async def _range(self, key: bytes, range_end: bytes | None = None) -> Json:
+        body = {"key": b64(key)}
+        if range_end is not None:
+            body["range_end"] = b64(range_end)
+        return await self._request(lambda etcd: etcd.post("/v3/kv/range", body, self._timeout))
+
+    async def _txn(self, body: Json) -> Json:
+        return await self._request(lambda etcd: etcd.post("/v3/kv/txn", body, self._timeout))
 
     async def _read_all(self) -> None:
-        found = await self._request(lambda etcd: etcd.get_prefix(_FOLLOWED))
+        found = await self._range(_FOLLOWED, prefix_end(_FOLLOWED))
         present = set()
         live = set()
-        for k, kv in enumerate(found.kvs):
+        for k, kv in enumerate(kvs(found)):
             if k and k % EVENTS_PER_TURN == 0:
                 await asyncio.sleep(0)
             node = _node_of(kv.key)
@@ -576,57 +562,67 @@ class Ownership:
             if group is not None:
                 present.add(group)
                 self._see(Home(group, kv.value.decode(), kv.create_revision))
+        at = revision(found)
         for group in [g for g in self.homes if g not in present]:
-            self._vanish(group, found.header.revision)
+            self._vanish(group, at)
         for node in [n for n in self.nodes if n not in live]:
             self._see_node(node, None)
-        self._revision = max(self._revision, found.header.revision)
+        self._revision = max(self._revision, at)
 
     async def _watch_loop(self) -> None:
         while True:
+            client = self._client
             try:
-                watch = await self._request(lambda etcd: etcd.watch_prefix(
-                    _FOLLOWED, start_revision=self._revision + 1))
                 seen = 0
-                async for event in watch:
-                    seen += 1
-                    if seen % EVENTS_PER_TURN == 0:
-                        await asyncio.sleep(0)  # a burst of changes is not one long turn
-                    group = _group_of(event.kv.key)
-                    self._revision = max(self._revision, event.kv.mod_revision)
-                    node = _node_of(event.kv.key)
-                    if node is not None:
-                        self._see_node(node, event.kv.value.decode()
-                                       if event.kind == "PUT" else None)
-                    if group is None:
-                        continue
-                    if event.kind == "PUT":
-                        self._see(Home(group, event.kv.value.decode(),
-                                       event.kv.create_revision))
-                    else:
-                        self._vanish(group, event.kv.mod_revision)
+                async for events in client.watch(_FOLLOWED, prefix_end(_FOLLOWED),
+                                                 self._revision + 1, self._timeout):
+                    for event in events:
+                        seen += 1
+                        if seen % EVENTS_PER_TURN == 0:
+                            await asyncio.sleep(0)  # a burst of changes is not one long turn
+                        kv = event.kv
+                        group = _group_of(kv.key)
+                        self._revision = max(self._revision, kv.mod_revision)
+                        node = _node_of(kv.key)
+                        if node is not None:
+                            self._see_node(node, None if event.deleted else kv.value.decode())
+                        if group is None:
+                            continue
+                        if event.deleted:
+                            self._vanish(group, kv.mod_revision)
+                        else:
+                            self._see(Home(group, kv.value.decode(), kv.create_revision))
             except asyncio.CancelledError:
                 raise
-            except aetcd.exceptions.RevisionCompactedError:
+            except CompactedError:
                 await self._retry_later(self._read_all)
-            except (ClusterError, aetcd.exceptions.ClientError):
+            except GatewayError as exc:
                 # the member went away: watch again from where the view is, on the next one
+                if exc.unreachable:
+                    self._move_on(client)
                 await asyncio.sleep(self._timeout / 10)
 
     async def _retry_later(self, call: Callable[[], Any]) -> None:
-        with contextlib.suppress(ClusterError, aetcd.exceptions.ClientError):
+        with contextlib.suppress(ClusterError):
             await call()
 
     # --- the lease --------------------------------------------------------------------------
 
     async def _new_lease(self) -> None:
         sent = self._clock()
-        lease = await self._request(lambda etcd: etcd.lease(self._ttl))
-        self._lease_id = lease.id
-        self._renewer.begin(lease.id, sent, float(lease.ttl))
+        lease = await self._request(lambda etcd: etcd.post(
+            "/v3/lease/grant", {"TTL": str(self._ttl)}, self._timeout))
+        try:
+            lease_id, ttl = int(lease["ID"]), int(lease["TTL"])
+        except (KeyError, ValueError, TypeError) as exc:
+            raise GatewayError(f"a lease grant not understood ({exc})",
+                               unreachable=False) from None
+        self._lease_id = lease_id
+        self._renewer.begin(lease_id, sent, float(ttl))
         if self.address:  # this node lives as long as its lease
-            await self._request(lambda etcd: etcd.put(node_key(self.node), self.address.encode(),
-                                                      lease=lease))
+            await self._request(lambda etcd: etcd.post("/v3/kv/put", put_op(
+                node_key(self.node), self.address.encode(), lease_id)["request_put"],
+                self._timeout))
 
     def _show_alive(self) -> None:
         """Show the renewer thread that this loop runs (``ptt.cluster.lease``: a wedged loop
@@ -679,7 +675,7 @@ class Ownership:
                     await self._new_lease()
                     await self._read_all()
                     break
-                except (ClusterError, aetcd.exceptions.ClientError):
+                except ClusterError:
                     await asyncio.sleep(self._timeout / 10)
         finally:
             self._regaining = False
@@ -692,29 +688,23 @@ class Ownership:
             raise ConfigError(f"group id {group!r} must be non-empty and have no '/'")
         return home_key(group)
 
-    def _connect(self) -> aetcd.Client:
-        host, port = self._members.current
-        return aetcd.Client(host=host, port=port, options=dict(CHANNEL_OPTIONS))
+    def _connect(self) -> GatewayClient:
+        return GatewayClient(self._members.current)
 
-    async def _request(self, call: Callable[[aetcd.Client], Awaitable[Any]]) -> Any:
-        """``call`` on the member in use; if it does not answer in time or cannot be reached,
-        the next member is used from then on (a member that is paused or hung holds its TCP
-        connection open, so the channel itself would wait on it for ever)."""
+    async def _request(self, call: Callable[[GatewayClient], Awaitable[_T]]) -> _T:
+        """``call`` on the member in use (each gateway request has the request timeout); if it
+        does not answer in time or cannot be reached, the next member is used from then on (a
+        member that is paused or hung holds its TCP connection open and answers nothing)."""
         client = self._client
         try:
-            return await asyncio.wait_for(call(client), self._timeout)
-        except asyncio.CancelledError as exc:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
+            return await call(client)
+        except GatewayError as exc:
+            if not exc.unreachable:
                 raise
-            # the call's channel was closed under it, by a move to the next member
-            raise ClusterError("etcd request cut short: its member was left") from exc
-        except (TimeoutError, aetcd.exceptions.ConnectionFailedError,
-                aetcd.exceptions.ConnectionTimeoutError) as exc:
             self._move_on(client)
             host, port = self._members.current
-            raise ClusterError(f"etcd did not answer within {self._timeout:.2f} s "
-                               f"(next: {host}:{port})") from exc
+            raise GatewayError(f"etcd did not answer within {self._timeout:.2f} s: "
+                               f"{exc.details} (next: {host}:{port})", unreachable=True) from None
 
     def _member_failed(self, endpoint: tuple[str, int]) -> None:
         """The renewer found ``endpoint`` unanswering (called in the loop): leave it too, or the
@@ -722,19 +712,15 @@ class Ownership:
         if self._members.current == endpoint:
             self._move_on(self._client)
 
-    def _move_on(self, failed: aetcd.Client) -> None:
+    def _move_on(self, failed: GatewayClient) -> None:
         if failed is not self._client or not self._members.failed(self._clock()):
-            return  # one member: its channel reconnects by itself
+            return  # one member: the next request connects to it again
         self._client = self._connect()
-        self._spawn(self._close(failed))
+        failed.close()
         # the watch stream of the old member may be stuck: open it again on the new one
         if self._watching is not None:
             self._watching.cancel()
             self._watching = self._spawn(self._watch_loop())
-
-    async def _close(self, client: aetcd.Client) -> None:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(client.close(), REQUEST_TIMEOUT)
 
     def _spawn(self, coroutine: Any) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coroutine)

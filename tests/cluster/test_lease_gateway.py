@@ -8,16 +8,15 @@ renewals). ~1.5 s."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import threading
 import time
 
-import grpc
 import pytest
-from aetcd import rpc
 
 from ptt.cluster.engines import Etcd
-from ptt.cluster.lease import GatewayRenewals, LeaseRenewer, RenewalError
+from ptt.cluster.lease import Gateway, GatewayRenewals, LeaseRenewer, RenewalError
 from ptt.protocol.cluster_fencing import LeaseClock
 
 
@@ -26,14 +25,24 @@ def _member(etcd: Etcd) -> tuple[str, int]:
     return host, int(port)
 
 
+def _call(member: tuple[str, int], path: str, body: bytes) -> dict[str, object]:
+    gateway = Gateway(member)
+    try:
+        status, answer = gateway.post(path, body, 5.0)
+    finally:
+        gateway.close()
+    assert status == 200, answer
+    result = json.loads(answer)
+    assert isinstance(result, dict)
+    return result
+
+
 def _grant(member: tuple[str, int], ttl: int) -> int:
-    with grpc.insecure_channel("%s:%d" % member) as channel:
-        return int(rpc.LeaseStub(channel).LeaseGrant(rpc.LeaseGrantRequest(TTL=ttl)).ID)
+    return int(str(_call(member, "/v3/lease/grant", b'{"TTL":%d}' % ttl)["ID"]))
 
 
 def _revoke(member: tuple[str, int], lease_id: int) -> None:
-    with grpc.insecure_channel("%s:%d" % member) as channel:
-        rpc.LeaseStub(channel).LeaseRevoke(rpc.LeaseRevokeRequest(ID=lease_id))
+    _call(member, "/v3/lease/revoke", b'{"ID":%d}' % lease_id)
 
 
 def test_a_live_lease_is_renewed_and_a_revoked_one_reads_as_gone(etcd: Etcd) -> None:
