@@ -439,6 +439,24 @@ _EVENT_KINDS = {int(k): k for k in EventKind}
 _FAST = {cls: _fast_check(cls) for cls in _TYPES.values()}
 
 
+def _event_range(kinds: tuple[type, ...]) -> Callable[[EventTuple], bool] | None:
+    """The range check of an event of these field types whose fields are all of their exact
+    types (None for one with a queue: its names are checked one by one by ``_event``)."""
+    if tuple in kinds:
+        return None
+    ints = [i for i, k in enumerate(kinds, 1) if k is int]
+    floats = [i for i, k in enumerate(kinds, 1) if k is float]
+    top = 2**63
+
+    def in_range(e: EventTuple) -> bool:
+        return (all(0 <= e[i] < top for i in ints)
+                and all(0.0 <= e[i] < 1e9 for i in floats))  # NaN fails: no fast path
+    return in_range
+
+
+_EVENT_FAST = {k: _event_range(kinds) for k, kinds in _EVENT_FIELDS.items()}
+
+
 def _in_range(v: Any) -> bool:
     if type(v) is int:
         return 0 <= v < 2**63
@@ -451,6 +469,9 @@ def _event(where: str, e: Any) -> EventTuple:
     if type(e) is not tuple or not e or type(e[0]) is not int or e[0] not in _EVENT_FIELDS:
         raise ProtocolError(f"{where}: an event is [kind, ...] with a known kind")
     kinds = _EVENT_FIELDS[e[0]]
+    fast = _EVENT_FAST[e[0]]
+    if fast is not None and tuple(map(type, e[1:])) == kinds and fast(e):
+        return (_EVENT_KINDS[e[0]], *e[1:])  # every field of its exact type and in range
     if len(e) - 1 != len(kinds):
         raise ProtocolError(f"{where}: event kind {e[0]} has {len(kinds)} fields")
     out: list[Any] = [_EVENT_KINDS[e[0]]]
