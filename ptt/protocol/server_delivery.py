@@ -62,10 +62,11 @@ class Delivery:
         # dict of their own keeps each in deadline order
         self._sending: dict[tuple[str, int], _Collecting] = {}
 
-    def started(self, g: GroupEntry, ev: fl.Granted) -> None:
+    def started(self, g: GroupEntry, ev: fl.Granted, holder: Session | None) -> None:
+        """``ev``'s burst begins: its receipts are collected (``holder``: the session granted,
+        ``ServerState.floor_session`` of the grantee, which the caller has looked up)."""
         if len(self._collecting) >= MAX_COLLECTING:  # bursts that never ended: forget the oldest
             del self._collecting[next(iter(self._collecting))]
-        holder = self.state.floor_session(g, ev.user)
         g.burst_frames = 0
         remote = holder is None and self.state.home is not None
         self._collecting[(g.name, ev.burst_id)] = _Collecting(

@@ -206,10 +206,11 @@ class FloorControl:
                  requester: Session | None = None) -> None:
         """Tell the grantee (unless it asked just now and has its answer) and the group."""
         g.targets.clear()
+        holder = requester  # the session granted (None: on another node of a cluster)
         if requester is None:
             g.holder_sid = g.requesters.get(ev.user, 0)  # the device that queued
             self.relay.notice_holder(g, ev)  # before the grantee can start talking
-            s = self.state.floor_session(g, ev.user)
+            s = holder = self.state.floor_session(g, ev.user)
             if s is not None:
                 window = int(self.state.config.floor.start_window * 1000)
                 g.grant_key = self.out.send_reliable(s, lambda txn: m.FloorGranted(
@@ -218,7 +219,7 @@ class FloorControl:
         # after holder_sid names the grantee's device: the previous holder's (on another node
         # of a cluster, ASKED_ELSEWHERE) would take this node's talker for a remote one, and
         # the report would never be sent
-        self.delivery.started(g, ev)
+        self.delivery.started(g, ev, holder)
         if g.busy_since is None:  # the floor news below tightens its members' cadence
             g.busy_since = now
             tightened = self.state.sessions.tightened

@@ -208,8 +208,10 @@ class Relay:
     def holder_notice(self, g: GroupEntry, user: str | None, burst_id: int,
                        to: list[Session]) -> None:
         """Tell multicast members whose frames to play: the holder's session and burst."""
+        if not to:  # no multicast member (every grant on a relay group): nothing to look up
+            return
         holder = self.state.floor_session(g, user) if user is not None else None
-        if holder is not None and to:
+        if holder is not None:
             data = encode_voice(VoiceHeader(g.group_id, holder.session_id, burst_id, HOLDER_SEQ,
                                             0, VoiceFlags.PROBE), b"")
             self.out.datagrams.extend((data, s.addr) for s in to)
