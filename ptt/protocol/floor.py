@@ -292,6 +292,8 @@ class Floor:
 
     @property
     def queue(self) -> tuple[str, ...]:
+        if not self._queue:  # most floors most of the time: no generator to run
+            return ()
         return tuple(entry[2] for entry in self._queue)
 
     @property

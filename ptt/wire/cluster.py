@@ -388,11 +388,15 @@ def _fast_check(cls: type) -> Callable[[tuple[Any, ...]], tuple[Any, ...] | None
     shape: list[type] = []
     counts: list[int] = []
     deep: list[tuple[int, Callable[[Any], Any]]] = []
+    names: list[int] = []  # lists of strings: every item's type at once
     checks = _CHECKS[cls]
     for i, f in enumerate(fields(cls)):
         hint = hints[f.name]
         if hint in (str, bool, bytes):
             shape.append(hint)
+        elif hint == tuple[str, ...]:
+            shape.append(tuple)
+            names.append(i)
         elif hint is int:
             shape.append(int)
             counts.append(i)
@@ -407,6 +411,7 @@ def _fast_check(cls: type) -> Callable[[tuple[Any, ...]], tuple[Any, ...] | None
         itemgetter(*counts) if len(counts) > 1
         else (lambda v: (v[counts[0]],)) if counts else (lambda v: ()))
     top = 2**63
+    just_str = {str}
 
     def check(values: tuple[Any, ...]) -> tuple[Any, ...] | None:
         if tuple(map(type, values)) != exact:
@@ -414,6 +419,9 @@ def _fast_check(cls: type) -> Callable[[tuple[Any, ...]], tuple[Any, ...] | None
         if counts:
             ints = some(values)
             if min(ints) < 0 or max(ints) >= top:
+                return None
+        for i in names:
+            if values[i] and set(map(type, values[i])) != just_str:
                 return None
         if not deep:
             return values
@@ -449,8 +457,13 @@ def _event_range(kinds: tuple[type, ...]) -> Callable[[EventTuple], bool] | None
     top = 2**63
 
     def in_range(e: EventTuple) -> bool:
-        return (all(0 <= e[i] < top for i in ints)
-                and all(0.0 <= e[i] < 1e9 for i in floats))  # NaN fails: no fast path
+        for i in ints:
+            if not 0 <= e[i] < top:
+                return False
+        for i in floats:
+            if not 0.0 <= e[i] < 1e9:  # NaN fails too
+                return False
+        return True
     return in_range
 
 
