@@ -1426,4 +1426,8 @@ class ClusterRouting:
         # the node whose client waits for this answer first (a write's messages go in order),
         # and the other nodes' copies only update their mirrors; by the plane to each node it
         # reaches, and by the bus to every node ("Order")
-        self._floor_to(sorted(to, key=lambda n: (n != origin, n)), wc.encode(news), True, now)
+        order = sorted(to)
+        if origin in to and order[0] != origin:
+            order.remove(origin)
+            order.insert(0, origin)
+        self._floor_to(order, wc.encode(news), True, now)

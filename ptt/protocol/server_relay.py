@@ -203,7 +203,9 @@ class Relay:
             self.holder_notice(g, f.holder, f.burst_id, [s])
 
     def notice_holder(self, g: GroupEntry, ev: fl.Granted) -> None:
-        self.holder_notice(g, ev.user, ev.burst_id, [g.joined[sid] for sid in g.mcast_members])
+        if g.mcast_members:  # else nobody to tell (a relay group)
+            self.holder_notice(g, ev.user, ev.burst_id,
+                               [g.joined[sid] for sid in g.mcast_members])
 
     def holder_notice(self, g: GroupEntry, user: str | None, burst_id: int,
                        to: list[Session]) -> None:

@@ -279,11 +279,13 @@ def _converter(tp: Any) -> _Conv:
         return dct
     if isinstance(tp, type) and issubclass(tp, IntEnum):
         enum_tp = tp
+        members = {int(e): e for e in tp}  # a dict's lookup: calling the enum is ~0.3 us
 
         def enum(v: Any) -> Any:
-            if type(v) is not int or v not in enum_tp._value2member_map_:
+            member = members.get(v) if type(v) is int else None
+            if member is None:
                 raise ProtocolError(f"invalid {enum_tp.__name__} {v!r}")
-            return enum_tp(v)
+            return member
 
         return enum
     if dataclasses.is_dataclass(tp):
