@@ -342,10 +342,11 @@ class Gate:
         known[host] = None
         if len(known) > KNOWN_HOSTS_MAX:
             del known[next(iter(known))]
-        for old in {self.state.sessions.on_device(user.name, msg.device),
-                    self.state.sessions.by_addr.get(addr)}:
-            if old is not None:
-                self.directory.end_session(old, "replaced", now)
+        again = self.state.sessions.on_device(user.name, msg.device)
+        for old in {again, self.state.sessions.by_addr.get(addr)}:
+            if old is not None:  # the same device's connection logging in again lives on
+                self.directory.end_session(old, "replaced", now,
+                                           moved=old is again and bool(msg.device))
         devices = self.state.sessions.devices(user.name)
         limit = self.state.config.max_devices
         for old in devices[:max(0, len(devices) + 1 - limit)]:

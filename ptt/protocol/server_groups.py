@@ -218,8 +218,8 @@ class Directory:
     # --- sessions in groups ---------------------------------------------------------------
 
     def end_session(self, s: Session, reason: str, now: float, moved: bool = False) -> None:
-        """``moved``: the session's device logged in on another node of the cluster, which
-        speaks for it from now on (:meth:`leave`)."""
+        """``moved``: the session's device logged in again, here or on another node of a
+        cluster, and speaks through its new session from now on (:meth:`leave`)."""
         for group in list(s.joined):
             self.leave(s, group, now, lost=reason != "bye", moved=moved)
         self.state.sessions.remove(s)
@@ -285,10 +285,10 @@ class Directory:
         # device is on another node: floor_session None). A node that mirrors the floor goes
         # by the session it granted or that asked through it alone: a device of the holder
         # that joined here after the grant, or was told busy, holds nothing here
-        # A device that moved to another node gives up nothing of a floor its user holds: it
-        # asks again through its new node and is granted its own burst again (the home knows
-        # its id), and one that does not is freed by the floor's silence timer. Given up here,
-        # the floor would go to the queue while the talker still talks.
+        # A device that logged in again (here, or on another node) gives up nothing of a floor
+        # its user holds: it asks again through its new session and is granted its own burst
+        # again (the same device id), and one that does not is freed by the floor's silence
+        # timer. Given up here, the floor would go to the queue while the talker still talks.
         home = self.state.home
         holds = self.state.floors.floor(group).holder == s.user
         if moved and holds:

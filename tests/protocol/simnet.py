@@ -119,7 +119,7 @@ class SimNet:
                     targets = self.server.receive_datagram(data, dest[1], self.now)
                     for addr in targets or ():  # relayed voice, straight onto the wire
                         self._send(self._user_at(addr), data)
-                else:
+                elif dest in self.clients:  # not a client cut off (its process gone)
                     self.clients[dest].receive_datagram(data, self.now)  # type: ignore[index]
                     touched.add(dest)  # type: ignore[arg-type]
             st = self.server.get_timer()

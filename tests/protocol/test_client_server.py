@@ -241,3 +241,38 @@ def test_repeats_of_floor_news_that_newer_news_replaced_arm_no_timer() -> None:
         net.run_until(due + 0.001)
         fired += 1
     assert fired == len(STATE_REPEATS) and not fc._repeats  # the release's, all of them
+
+
+def test_the_talker_s_connection_logging_in_again_keeps_its_floor_from_the_queue() -> None:
+    """ann's connection (device "ann-phone/1") holds g's floor and bob is queued. ann's
+    connection loses its session (its old client object goes silent: a new one takes over
+    with the same device id, from a new address) and logs in again: the server ends the old
+    session, which held the floor, without handing the floor to bob; ann asks again and is
+    granted the same burst, bob still queued."""
+    net, ann, bob = _ann_and_bob_in_g(9)
+    ann.device = "ann-phone/1"
+    ann.connect(net.now)  # a login from a named device replaces the unnamed session
+    ann.join("g", net.now)
+    net.run_until(net.now + 0.5)
+    ann.request_floor("g", net.now)
+    net.run_until(net.now + 0.2)
+    assert ann.participation("g") is Participation.HAS_PERMISSION
+    burst = net.server.floors.floor("g").burst_id
+    bob.request_floor("g", net.now)
+    net.run_until(net.now + 0.2)
+    assert bob.participation("g") is Participation.QUEUED
+    net.flush()
+    del net.clients["ann"]  # goes silent; the same connection comes back as "ann-again"
+    again = ClientCore("ann", "token-of-ann-0123456789abcdef", net.rng.randbytes,
+                       device="ann-phone/1")
+    net.clients["ann-again"] = again
+    net.addrs["ann-again"] = ("10.255.0.99", 40000)
+    net.client_events["ann-again"] = []
+    again.connect(net.now)
+    again.join("g", net.now)
+    again.request_floor("g", net.now)
+    net.run_until(net.now + 0.5)
+    assert again.participation("g") is Participation.HAS_PERMISSION
+    floor = net.server.floors.floor("g")
+    assert (floor.holder, floor.burst_id) == ("ann", burst)
+    assert bob.participation("g") is Participation.QUEUED
