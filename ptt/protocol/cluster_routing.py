@@ -399,7 +399,7 @@ class ClusterRouting:
         self.fencing = FencingView()  # the highest term seen per group, from news or claims
         # per group this node is home of: the nodes with a joined session (itself included)
         self._relay: dict[str, set[str]] = {}
-        # per group homed elsewhere: the relay set of its home's latest news
+        # per group homed elsewhere: the relay set of its home's latest news, without this node
         self._known_relay: dict[str, tuple[str, ...]] = {}
         self._alive: dict[str, tuple[int, float]] = {}  # group -> (burst, last ALIVE sent)
         self._presence_at: float | None = None
@@ -480,8 +480,11 @@ class ClusterRouting:
         g = self.core.state.by_id.get(group_id)
         if g is None:
             return ()
-        relay: Iterable[str] = (self._relay.get(g.name, ()) if not self.elsewhere(g.name)
-                                else self._known_relay.get(g.name, ()))
+        if self.elsewhere(g.name):
+            return self._known_relay.get(g.name, ())
+        relay = self._relay.get(g.name, ())
+        if self.node not in relay:  # no member here: nothing to leave out
+            return tuple(relay)
         return tuple(n for n in relay if n != self.node)
 
     def get_timer(self) -> float | None:
@@ -1358,7 +1361,10 @@ class ClusterRouting:
                 isinstance(e, (fl.BurstEnded, fl.Idle, fl.Revoked)) and e.burst_id == voided[1])]
         queued = self.core.floors.floor(g.name).queue
         self.core.floors.follow(g.name, state, holder, msg.burst_id, priority, msg.queue)
-        self._known_relay[g.name] = msg.relay
+        # without this node: what voice_nodes gives for each frame, left out once a news
+        relay = msg.relay
+        self._known_relay[g.name] = (relay if self.node not in relay
+                                     else tuple(n for n in relay if n != self.node))
         if msg.origin != self.node:
             # a user queued, or granted from outside the queue, asked just now: on another
             # node (an answer to this node's request names it as origin)
