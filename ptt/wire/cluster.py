@@ -76,6 +76,7 @@ __all__ = [
     "Receipts",
     "decode",
     "encode",
+    "news_order",
 ]
 
 CLUSTER_VERSION = 4
@@ -321,6 +322,28 @@ def decode(data: bytes) -> Message:
     return cls(*[check(v) for check, v in zip(want, values)])  # type: ignore[no-any-return]
 
 
+def news_order(data: bytes) -> tuple[str, int, int, int] | None:
+    """A FloorNews' ``(group, term, life, seq)``, read without checking its other fields; None
+    for any other message, or one whose four are not of their types. For a node to tell the
+    bus's copy of news it applied from the plane (``cluster_routing``, "Order") before paying
+    for the whole decoding of what it drops: :func:`decode` is the check of anything used."""
+    if len(data) > MAX_MESSAGE:
+        return None
+    try:
+        raw = msgpack.unpackb(data, use_list=False, raw=False, strict_map_key=True,
+                              max_array_len=_MAX_ITEMS, max_str_len=_MAX_STR,
+                              max_bin_len=_MAX_BIN, max_map_len=0)
+    except Exception:  # noqa: BLE001 - msgpack raises many types for bad input: decode's to say
+        return None
+    if (type(raw) is not tuple or len(raw) != 2 + _NEWS_FIELDS or raw[0] != CLUSTER_VERSION
+            or raw[1] != _NEWS_TYPE or type(raw[1]) is not int):
+        return None
+    group, term, life, seq = raw[2], raw[3], raw[-2], raw[-1]
+    if type(group) is not str or not (_is_count(term) and _is_count(life) and _is_count(seq)):
+        return None
+    return group, term, life, seq
+
+
 def _is_count(v: Any) -> bool:
     return type(v) is int and 0 <= v < 2**63
 
@@ -445,6 +468,8 @@ def _input_kind(value: int) -> InputKind:
 _INPUT_KINDS = {int(k): k for k in InputKind}
 _EVENT_KINDS = {int(k): k for k in EventKind}
 _FAST = {cls: _fast_check(cls) for cls in _TYPES.values()}
+_NEWS_TYPE = _TYPE_OF[FloorNews]
+_NEWS_FIELDS = len(fields(FloorNews))
 
 
 def _event_range(kinds: tuple[type, ...]) -> Callable[[EventTuple], bool] | None:

@@ -37,3 +37,13 @@ def test_a_field_of_the_wrong_type_is_refused_by_name_in_every_message(msg: Any)
         bad = wc.encode(replace(msg, **{f.name: 1.5}))
         with pytest.raises(ProtocolError, match=f"{type(msg).__name__}.{f.name}"):
             wc.decode(bad)
+
+
+def test_a_news_order_is_read_from_a_floor_news_alone() -> None:
+    news = replace(ONE_OF_EACH[1], life=4, seq=11)
+    assert wc.news_order(wc.encode(news)) == ("g", 3, 4, 11)
+    for other in ONE_OF_EACH[:1] + ONE_OF_EACH[2:]:
+        assert wc.news_order(wc.encode(other)) is None
+    for bad in (b"", b"\xc1", wc.encode(replace(news, seq=1.5)),  # type: ignore[arg-type]
+                wc.encode(replace(news, group=7))):  # type: ignore[arg-type]
+        assert wc.news_order(bad) is None
