@@ -3,6 +3,8 @@
 
     .venv/bin/python bench/bench_cluster.py            # 300 floor cycles, 10 s of voice
     .venv/bin/python bench/bench_cluster.py --quick    # 40 cycles, 2 s
+    PYTHONPATH=TREE_A .venv/bin/python bench/bench_cluster.py --node-path TREE_B
+                                # the clients from TREE_A's ptt, the servers from TREE_B's
 
 Layout: the group is homed on node c; the talker logs in to node a, the listener to node b, so a
 floor request crosses a -> c and its answer c -> a, and a voice frame crosses a -> b once. The
@@ -70,7 +72,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_bus_floor  # noqa: E402
 import machine_floor  # noqa: E402
-from loadgen import load_average, machine_line, percentiles  # noqa: E402
+from loadgen import (  # noqa: E402
+    SO_TIMESTAMPNS,
+    kernel_time,
+    load_average,
+    machine_line,
+    percentiles,
+)
 
 from ptt.cluster import engines  # noqa: E402
 from ptt.protocol import auth  # noqa: E402
@@ -120,14 +128,19 @@ def _free_udp_port() -> int:
 
 
 def _server(db: Path, port: int, cluster: Path | None, extra: tuple[str, ...] = (),
-            command: tuple[str, ...] = (PTT,)) -> subprocess.Popen[bytes]:
-    """``ptt server`` on ``db`` (``command``: how ``ptt`` is run, e.g. under a profiler)."""
+            command: tuple[str, ...] = (PTT,), node_path: str | None = None
+            ) -> subprocess.Popen[bytes]:
+    """``ptt server`` on ``db`` (``command``: how ``ptt`` is run, e.g. under a profiler;
+    ``node_path``: its ``PYTHONPATH``, so the servers' code can differ from this process's,
+    else this process's own)."""
     log = db.with_suffix(".log")
     args = [*command, "server", "--db", str(db), "--host", "127.0.0.1", "--port", str(port), *extra]
     if cluster is not None:
         args += ["--cluster", str(cluster)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PTT_")}
     env["HOME"] = str(db.parent)
+    if node_path is not None:
+        env["PYTHONPATH"] = node_path
     with open(log, "wb") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env,
                                 stdin=subprocess.DEVNULL)
@@ -140,13 +153,14 @@ def _server(db: Path, port: int, cluster: Path | None, extra: tuple[str, ...] = 
     return proc
 
 
-def start_server(db: Path, cluster: Path | None) -> tuple[subprocess.Popen[bytes], int]:
+def start_server(db: Path, cluster: Path | None,
+                 node_path: str | None = None) -> tuple[subprocess.Popen[bytes], int]:
     """``_server`` on a free port, and the port: a port another process took between the
     choice and the bind (others' runs share this machine) is chosen again, up to 5 times."""
     for attempt in range(5):
         port = _free_udp_port()
         try:
-            return _server(db, port, cluster), port
+            return _server(db, port, cluster, node_path=node_path), port
         except RuntimeError as exc:
             if "already in use" not in str(exc) or attempt == 4:
                 raise
@@ -154,11 +168,12 @@ def start_server(db: Path, cluster: Path | None) -> tuple[subprocess.Popen[bytes
 
 
 def start_nodes(root: Path, seed: Path, nats_url: str, names: Iterable[str],
-                procs: list[subprocess.Popen[bytes]]) -> dict[str, tuple[str, int]]:
+                procs: list[subprocess.Popen[bytes]],
+                node_path: str | None = None) -> dict[str, tuple[str, int]]:
     """One server per name, each on its own copy of ``seed`` under ``root/<name>``: those in
     ``NODES`` as nodes of the cluster over ``nats_url`` (the group homed on ``HOME``), any
-    other a plain server. Each started is appended to ``procs`` (for ``stop_servers``) as it
-    starts; returns their addresses by name."""
+    other a plain server (``node_path``: their ``PYTHONPATH``, ``_server``). Each started is
+    appended to ``procs`` (for ``stop_servers``) as it starts; returns their addresses by name."""
     addr = {}
     for name in names:
         d = root / name
@@ -169,7 +184,7 @@ def start_nodes(root: Path, seed: Path, nats_url: str, names: Iterable[str],
             cluster = d / "cluster.toml"
             cluster.write_text(f'node = "{name}"\nnodes = {json.dumps(list(NODES))}\n'
                                f'nats = ["{nats_url}"]\n[homes]\n{GROUP} = "{HOME}"\n')
-        proc, port = start_server(d / "ptt.db", cluster)
+        proc, port = start_server(d / "ptt.db", cluster, node_path)
         procs.append(proc)
         addr[name] = ("127.0.0.1", port)
     return addr
@@ -191,30 +206,51 @@ def stop_servers(procs: Iterable[subprocess.Popen[bytes]]) -> None:
 
 
 class _Client:
-    def __init__(self, user: str, token: str, server: tuple[str, int]) -> None:
+    """``kernel_ts``: each datagram's kernel receive time (SO_TIMESTAMPNS) is kept beside what
+    it brought, ``kernel_events`` and ``kernel_voice`` (on ``time.monotonic``'s scale), so a
+    latency can be taken without this process's own wake-up and reading."""
+
+    def __init__(self, user: str, token: str, server: tuple[str, int],
+                 kernel_ts: bool = False) -> None:
         self.core = cl.ClientCore(user, token, os.urandom)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.setblocking(False)
+        self.kernel_ts = kernel_ts
+        if kernel_ts:
+            self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self.server = server
         self.events: list[tuple[float, Any]] = []
         self.voice: list[tuple[float, bytes]] = []
+        self.kernel_events: list[tuple[float, Any]] = []
+        self.kernel_voice: list[tuple[float, bytes]] = []
 
     def flush(self) -> None:
         for data in self.core.datagrams_to_send():
             self.sock.sendto(data, self.server)
 
     def read(self, now: float) -> None:
+        kernel = 0.0
         while True:
             try:
-                data = self.sock.recv(65536)
+                if self.kernel_ts:
+                    data, anc, _, _ = self.sock.recvmsg(65536, 64)
+                    # on time.monotonic's scale: the two clocks read side by side give the offset
+                    kernel = kernel_time(anc) - (time.time() - time.monotonic())
+                else:
+                    data = self.sock.recv(65536)
             except BlockingIOError:
                 return
             if is_voice(data):
                 self.voice.append((time.monotonic(), data))
+                if self.kernel_ts:
+                    self.kernel_voice.append((kernel, data))
                 continue
             self.core.receive_datagram(data, now)
-            self.events += [(now, ev) for ev in self.core.events()]
+            evs = self.core.events()
+            self.events += [(now, ev) for ev in evs]
+            if self.kernel_ts:
+                self.kernel_events += [(kernel, ev) for ev in evs]
 
 
 class _Loop:
@@ -268,6 +304,7 @@ def _measure(talker: _Client, listener: _Client, cycles: int, voice_seconds: flo
                            for c in (talker, listener)), 20, "logins and joins")
     loop.until(lambda: False if time.monotonic() < now + 1.0 else True, 5, "settling")
     access = []
+    access_kernel = []
     floor: dict[str, list[float | None]] = {kind: [] for kind in probes or {}}
     mach: dict[str, dict[str, dict[str, list[float]]]] = {
         window: {kind: {"cold": [], "warm": []} for kind in machine or {}}
@@ -282,6 +319,7 @@ def _measure(talker: _Client, listener: _Client, cycles: int, voice_seconds: flo
 
     for _ in range(cycles):
         talker.events.clear()
+        talker.kernel_events.clear()
         t0 = time.monotonic()
         talker.core.request_floor(GROUP, t0)
         talker.flush()
@@ -289,6 +327,9 @@ def _measure(talker: _Client, listener: _Client, cycles: int, voice_seconds: flo
         granted = next(t for t, ev in talker.events if isinstance(ev, cl.FloorStateChanged)
                        and ev.state is cl.Participation.HAS_PERMISSION)
         access.append((granted - t0) * 1000)
+        access_kernel += [(t - t0) * 1000 for t, ev in talker.kernel_events
+                          if isinstance(ev, cl.FloorStateChanged)
+                          and ev.state is cl.Participation.HAS_PERMISSION][:1]
         talker.core.release_floor(GROUP, time.monotonic())
         loop.until(lambda: listener.core.groups[GROUP].talker is None
                    and _state(talker) is cl.Participation.NO_PERMISSION, 10, "the idle floor")
@@ -309,6 +350,7 @@ def _measure(talker: _Client, listener: _Client, cycles: int, voice_seconds: flo
     route = talker.core.talk_route(GROUP)
     assert route is not None
     listener.voice.clear()
+    listener.kernel_voice.clear()
     frames = int(voice_seconds / FRAME)
     start = time.monotonic()
     for seq in range(frames):
@@ -326,18 +368,22 @@ def _measure(talker: _Client, listener: _Client, cycles: int, voice_seconds: flo
     end = time.monotonic() + 0.5
     while time.monotonic() < end:
         loop.step(0.05)
-    latency = []
-    for received, data in listener.voice:
-        if peek_frame(data)[2] == route[2]:
-            header = 22  # ptt.wire.voice: the fixed header before the payload
-            (sent,) = struct.unpack_from("!d", data, header)
-            latency.append((received - sent) * 1000)
+    def latencies(heard: list[tuple[float, bytes]]) -> list[float]:
+        out = []
+        for received, data in heard:
+            if peek_frame(data)[2] == route[2]:
+                header = 22  # ptt.wire.voice: the fixed header before the payload
+                (sent,) = struct.unpack_from("!d", data, header)
+                out.append((received - sent) * 1000)
+        return out
+    latency = latencies(listener.voice)
     talker.core.release_floor(GROUP, time.monotonic())
     loop.until(lambda: _state(talker) is cl.Participation.NO_PERMISSION, 10, "the release")
     for c in (talker, listener):
         c.sock.close()
     return {"access": access, "voice": latency, "frames": frames, "floor": floor,
-            "machine": mach}
+            "machine": mach, "access_kernel": access_kernel,
+            "voice_kernel": latencies(listener.kernel_voice)}
 
 
 async def _bus_latency(url: str, count: int) -> dict[str, Any]:
@@ -363,10 +409,15 @@ async def _bus_latency(url: str, count: int) -> dict[str, Any]:
 
 def _row(name: str, r: dict[str, Any]) -> dict[str, Any]:
     a, v = percentiles(r["access"]), percentiles(r["voice"])
-    return {"setup": name, "floor cycles": len(r["access"]),
-            "floor access p50 ms": round(a["p50"], 3), "floor access p99 ms": round(a["p99"], 3),
-            "voice frames heard": f"{len(r['voice'])}/{r['frames']}",
-            "voice p50 ms": round(v["p50"], 3), "voice p99 ms": round(v["p99"], 3)}
+    row = {"setup": name, "floor cycles": len(r["access"]),
+           "floor access p50 ms": round(a["p50"], 3), "floor access p99 ms": round(a["p99"], 3),
+           "voice frames heard": f"{len(r['voice'])}/{r['frames']}",
+           "voice p50 ms": round(v["p50"], 3), "voice p99 ms": round(v["p99"], 3)}
+    if r["access_kernel"] and r["voice_kernel"]:
+        ak, vk = percentiles(r["access_kernel"]), percentiles(r["voice_kernel"])
+        row |= {"floor access p50 ms (kernel ts)": round(ak["p50"], 3),
+                "voice p50 ms (kernel ts)": round(vk["p50"], 3)}
+    return row
 
 
 def _against(measured: dict[str, float], floor: dict[str, float]) -> str:
@@ -379,7 +430,7 @@ def _against(measured: dict[str, float], floor: dict[str, float]) -> str:
     return "; ".join(out)
 
 
-def run(quick: bool = False) -> dict[str, Any]:
+def run(quick: bool = False, node_path: str | None = None) -> dict[str, Any]:
     cycles, seconds = (40, 2.0) if quick else (300, 10.0)
     load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="ptt-bench-cluster-") as tmp:
@@ -389,19 +440,20 @@ def run(quick: bool = False) -> dict[str, Any]:
         nats_engine = engines.start_nats(root / "nats")
         procs: list[subprocess.Popen[bytes]] = []
         try:
-            addr = start_nodes(root, seed, nats_engine.url, (*NODES, "single"), procs)
+            addr = start_nodes(root, seed, nats_engine.url, (*NODES, "single"), procs,
+                               node_path)
             machine: dict[str, MachineProbe] = {}
             probes: dict[str, bench_bus_floor.Probe] = {}
             try:
                 machine["udp"] = machine_floor.UdpRoundTrip()
                 machine["nats"] = machine_floor.NatsPublish(nats_engine.url)
-                single = _measure(_Client("talker", tokens["talker"], addr["single"]),
-                                  _Client("listener", tokens["listener"], addr["single"]),
+                single = _measure(_Client("talker", tokens["talker"], addr["single"], True),
+                                  _Client("listener", tokens["listener"], addr["single"], True),
                                   cycles, seconds, machine=machine)
                 for kind in ("nats", "peer", "udp1", "udp2", "nats1"):
                     probes[kind] = bench_bus_floor.Probe(kind, nats_engine.url)
-                cross = _measure(_Client("talker", tokens["talker"], addr["a"]),
-                                 _Client("listener", tokens["listener"], addr["b"]),
+                cross = _measure(_Client("talker", tokens["talker"], addr["a"], True),
+                                 _Client("listener", tokens["listener"], addr["b"], True),
                                  cycles, seconds, probes, machine)
             finally:
                 for probe in (*probes.values(), *machine.values()):
@@ -501,8 +553,11 @@ def run(quick: bool = False) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes")
+    parser.add_argument("--node-path", metavar="TREE",
+                        help="PYTHONPATH of the servers (the three nodes and the single one), "
+                             "so their code and the bench's clients' can come from two trees")
     args = parser.parse_args()
-    res = run(args.quick)
+    res = run(args.quick, args.node_path)
     for row in res["rows"]:
         print(json.dumps(row))
     for k, v in res.items():

@@ -49,7 +49,7 @@ LOCALHOST = "127.0.0.1"
 TIMER_BATCH_S = 0.1  # s of client timers run at most between two polls (ClientPool.run)
 _CTX = mp.get_context("fork")
 STAMP = struct.Struct("!q")  # send time (monotonic ns) at the start of a voice payload
-_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 _TS = struct.Struct("@ll")  # struct timespec
 # Logins in flight per worker. A login costs the server a token check and a key agreement (about
 # a millisecond on one core); too many at once queue the heartbeats of clients already in behind
@@ -88,6 +88,16 @@ def machine_line() -> str:
 
 
 # --- statistics ----------------------------------------------------------------------------------
+
+
+def kernel_time(anc: list[tuple[int, int, bytes]]) -> float:
+    """A datagram's receive time by the kernel (``SO_TIMESTAMPNS`` in ``recvmsg``'s ancillary
+    data ``anc``; CLOCK_REALTIME, s), 0.0 without one."""
+    for level, typ, raw in anc:
+        if level == socket.SOL_SOCKET and typ == SO_TIMESTAMPNS:
+            sec, ns = _TS.unpack(raw[:_TS.size])
+            return float(sec + ns * 1e-9)
+    return 0.0
 
 
 def percentiles(values: Any, ps: tuple[float, ...] = (50, 95, 99)) -> dict[str, float]:
@@ -369,7 +379,7 @@ class ClientPool:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.setblocking(False)
         if self.kernel_ts:
-            sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         sock.bind((self.source, 0))
         if self.servers is None:
             sock.connect(self.server)
@@ -594,10 +604,7 @@ class ClientPool:
             try:
                 if kts:
                     data, anc, _, source = sock.recvmsg(65536, 64)
-                    for level, typ, raw in anc:
-                        if level == socket.SOL_SOCKET and typ == _SO_TIMESTAMPNS:
-                            sec, ns = _TS.unpack(raw[:_TS.size])
-                            t_kernel = sec + ns * 1e-9  # CLOCK_REALTIME
+                    t_kernel = kernel_time(anc)
                 else:
                     data, source = sock.recvfrom(65536)
             except (BlockingIOError, InterruptedError):
