@@ -10,7 +10,9 @@ or a pair like ``down.voice``. More specific scopes win over general ones::
         --loss voice=0.05 --burst voice=3 --delay 40ms --duplicate down=0.01
 
 Then point clients at the proxy (``ptt talk ... --server 127.0.0.1:7701``). ``kill -USR1 PID``
-starts a blackout (every client loses its network for ``--blackout`` seconds); ``kill -USR2 PID``
+starts a blackout (every client loses its network for ``--blackout`` seconds; with
+``--blackout-way down`` only what the server sends is lost, ``up`` only what clients send);
+``kill -USR2 PID``
 moves every client to a new upstream port (a NAT rebinding); the counters are printed every
 ``--stats`` seconds and at exit.
 """
@@ -111,6 +113,9 @@ def _describe(d: Direction) -> str:
               "draws.")
 @click.option("--blackout", "blackout_s", type=SecondsType(), default=10.0, show_default=True,
               metavar="SECONDS", help="Length of the blackout started by SIGUSR1.")
+@click.option("--blackout-way", type=click.Choice(["up", "down", "both"]), default="both",
+              show_default=True, help="What the blackout drops: up (client -> server), down "
+              "(server -> client) or both.")
 @click.option("--stats", "stats_s", type=SecondsType(), default=None, metavar="SECONDS",
               help="Print the counters this often.")
 @click.option("--duration", type=SecondsType(), default=None, metavar="SECONDS",
@@ -122,7 +127,7 @@ def _describe(d: Direction) -> str:
               metavar="FILE", help="Write one line per voice datagram received to FILE: seconds since the proxy started, up or down, its seq (-1: "
               "too short to have one), lost (by the loss model or a blackout) or ok.")
 def main(listen: tuple[str, int], server: tuple[str, int], seed: int, blackout_s: float,
-         stats_s: float | None, duration: float | None, trace: Path | None,
+         blackout_way: str, stats_s: float | None, duration: float | None, trace: Path | None,
          fates: Path | None, **scoped: tuple[str, ...]) -> None:
     """Forward UDP between ptt clients and a server, impairing each direction."""
     up, down = build_directions(scoped)
@@ -136,7 +141,8 @@ def main(listen: tuple[str, int], server: tuple[str, int], seed: int, blackout_s
             except OSError as exc:
                 raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}"
                                            ) from None
-        asyncio.run(_serve(cfg, blackout_s, stats_s, duration, *outs))
+        way = None if blackout_way == "both" else Way(blackout_way)
+        asyncio.run(_serve(cfg, blackout_s, way, stats_s, duration, *outs))
     except KeyboardInterrupt:
         pass
     finally:
@@ -145,7 +151,8 @@ def main(listen: tuple[str, int], server: tuple[str, int], seed: int, blackout_s
                 out.close()
 
 
-async def _serve(cfg: ProxyConfig, blackout_s: float, stats_s: float | None,
+async def _serve(cfg: ProxyConfig, blackout_s: float, blackout_way: Way | None,
+                 stats_s: float | None,
                  duration: float | None, trace: IO[str] | None = None,
                  fates: IO[str] | None = None) -> None:
     proxy = ImpairmentProxy(cfg)
@@ -175,8 +182,10 @@ async def _serve(cfg: ProxyConfig, blackout_s: float, stats_s: float | None,
         loop.add_signal_handler(sig, stop.set)
 
     def start_blackout() -> None:
-        proxy.blackout(blackout_s)
-        click.echo(f"blackout: every client cut off for {blackout_s:g} s", err=True)
+        proxy.blackout(blackout_s, way=blackout_way)
+        what = ("cut off" if blackout_way is None else
+                "hears nothing back" if blackout_way is Way.DOWN else "is not heard")
+        click.echo(f"blackout: every client {what} for {blackout_s:g} s", err=True)
 
     loop.add_signal_handler(signal.SIGUSR1, start_blackout)
 

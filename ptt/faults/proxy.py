@@ -14,6 +14,7 @@ per-path state like a real link would::
     async with ImpairmentProxy(cfg) as proxy:
         conn = Connection(proxy.address, "ann", token)                # instead of the server
         proxy.blackout(10.0)        # every client loses its network for 10 s
+        proxy.blackout(6.0, way=Way.DOWN)  # nothing comes back for 6 s; the servers still hear
         proxy.rebind()              # every client's NAT mapping moves to a new port
         proxy.counters.up.control   # Counts(received=..., forwarded=..., lost=..., ...)
 
@@ -202,8 +203,9 @@ class ImpairmentProxy:
         self._flows: dict[Addr, _Flow] = {}
         self._transport: asyncio.DatagramTransport | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._blackout_all = 0.0  # loop time until which every datagram is dropped
-        self._blackout: dict[Addr, float] = {}  # per client address
+        # loop time until which datagrams going one way are dropped: every client's (None)
+        # or one client address's
+        self._blackout: dict[tuple[Addr | None, Way], float] = {}
         self._sweeper: asyncio.TimerHandle | None = None
         # called for every datagram received, once its fate is drawn: (loop time of its
         # arrival, way, kind, the datagram, whether it is dropped); what benchmarks use to
@@ -255,19 +257,21 @@ class ImpairmentProxy:
         for flow in self._flows.values():
             flow.channels = self._channels()
 
-    def blackout(self, seconds: float, client: Addr | None = None) -> None:
+    def blackout(self, seconds: float, client: Addr | None = None,
+                 way: Way | None = None) -> None:
         """Drop everything to and from ``client`` (every client if None) for ``seconds``,
-        datagrams already in flight included: the client has lost its network."""
+        datagrams already in flight included: the client has lost its network. With ``way``,
+        only what travels that way: ``Way.DOWN`` leaves the server hearing a client that hears
+        nothing back (a half-dead link, a firewall dropping one way)."""
         until = self._now() + seconds
-        if client is None:
-            self._blackout_all = until
-        else:
-            self._blackout[client] = until
+        for w in (Way if way is None else (way,)):
+            self._blackout[(client, w)] = until
 
-    def blacked_out(self, client: Addr | None = None) -> bool:
+    def blacked_out(self, client: Addr | None = None, way: Way | None = None) -> bool:
+        """Is ``client`` (every client if None) cut off ``way`` (either way if None)?"""
         now = self._now()
-        return now < self._blackout_all or (client is not None
-                                            and now < self._blackout.get(client, 0.0))
+        return any(now < self._blackout.get((c, w), 0.0)
+                   for c in {None, client} for w in (Way if way is None else (way,)))
 
     @property
     def clients(self) -> list[Addr]:
@@ -343,8 +347,8 @@ class ImpairmentProxy:
             if now - flow.last_seen > FLOW_IDLE_TIMEOUT:
                 self._drop_flow(flow)
                 del self._flows[addr]
-        for addr in [a for a, t in self._blackout.items() if t <= now]:
-            del self._blackout[addr]
+        for key in [k for k, t in self._blackout.items() if t <= now]:
+            del self._blackout[key]
         assert self._loop is not None
         self._sweeper = self._loop.call_later(SWEEP_INTERVAL, self._sweep)
 
@@ -369,7 +373,7 @@ class ImpairmentProxy:
         counts = self.counters.of(way).of(kind)
         counts.received += 1
         now = self._now()
-        if self.blacked_out(flow.client):
+        if self.blacked_out(flow.client, way):
             counts.blacked_out += 1
             if self.tap is not None:
                 self.tap(now, way, kind, data, True)
@@ -389,7 +393,7 @@ class ImpairmentProxy:
                 self._loop.call_at(at, self._deliver, flow, way, data, counts)
 
     def _deliver(self, flow: _Flow, way: Way, data: bytes, counts: Counts) -> None:
-        if self.blacked_out(flow.client):  # lost in flight when the network went away
+        if self.blacked_out(flow.client, way):  # lost in flight when the network went away
             counts.blacked_out += 1
             return
         try:

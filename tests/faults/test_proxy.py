@@ -217,6 +217,26 @@ def test_blackout_of_one_client_spares_the_others() -> None:
     asyncio.run(main())
 
 
+def test_a_downstream_blackout_lets_the_server_hear_a_client_that_hears_nothing() -> None:
+    async def main() -> None:
+        async with echo_behind_proxy() as (proxy, echo):
+            a, b = _client(), _client()
+            with a, b:
+                await _send_and_collect(a, proxy.address, [CONTROL])
+                proxy.blackout(5.0, way=Way.DOWN)
+                assert proxy.blacked_out(way=Way.DOWN) and not proxy.blacked_out(way=Way.UP)
+                got = await _send_and_collect(a, proxy.address, [CONTROL, VOICE] * 3, settle=0.1)
+                proxy.blackout(5.0, client=b.getsockname(), way=Way.UP)
+                got_b = await _send_and_collect(b, proxy.address, [CONTROL] * 3, settle=0.1)
+            # a's six reached the echo server, whose answers were dropped; b sent none on
+            assert got == [] and got_b == [] and echo.received == 7
+            assert proxy.counters.up.control.blacked_out == 3
+            assert proxy.counters.down.control.blacked_out == 3
+            assert proxy.counters.down.voice.blacked_out == 3
+
+    asyncio.run(main())
+
+
 def test_delayed_datagrams_in_flight_are_lost_when_the_blackout_starts() -> None:
     async def main() -> None:
         async with echo_behind_proxy(up=Direction.both(Impairment(delay=0.2))) as (proxy, echo):
