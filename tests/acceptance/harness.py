@@ -162,6 +162,14 @@ def finish(proc: subprocess.Popen[str], timeout: float = 30.0) -> tuple[int, str
     return proc.returncode, out, err
 
 
+def interrupt(*procs: subprocess.Popen[str] | None) -> None:
+    """Ctrl-C to each of ``procs`` still running, and its end waited for."""
+    for p in procs:
+        if p is not None and p.poll() is None:
+            p.send_signal(signal.SIGINT)
+            finish(p, timeout=10)
+
+
 def signal_and_time(proc: subprocess.Popen[str], sig: int = signal.SIGINT,
                     bound: float = 5.0) -> tuple[int, float, str, str]:
     """Send ``sig``; (exit code, seconds until it exited, stdout, stderr). Kills past ``bound``."""

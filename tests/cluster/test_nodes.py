@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ from ptt.protocol.client import Participation
 from tests.acceptance.harness import (
     Site,
     finish,
+    interrupt,
     no_traceback,
     read_until,
     start_proxy,
@@ -173,14 +173,6 @@ def read_log_until(srv: ServerProcess, needle: str, within: float = 20.0) -> str
                 return line
         time.sleep(0.05)
     raise AssertionError(f"no {needle!r} in the node's log: {srv.output()[-2000:]}")
-
-
-def interrupt(*procs: subprocess.Popen[str] | None) -> None:
-    """Ctrl-C to each of ``procs`` still running, and its end waited for."""
-    for p in procs:
-        if p is not None and p.poll() is None:
-            p.send_signal(signal.SIGINT)
-            finish(p, timeout=10)
 
 
 def _page_wav(path: Path) -> tuple[Path, bytes]:
