@@ -72,13 +72,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_bus_floor  # noqa: E402
 import machine_floor  # noqa: E402
-from loadgen import (  # noqa: E402
-    SO_TIMESTAMPNS,
-    kernel_time,
-    load_average,
-    machine_line,
-    percentiles,
-)
+from echo_floor import SO_TIMESTAMPNS, kernel_time  # noqa: E402
+from loadgen import load_average, machine_line, percentiles  # noqa: E402
 
 from ptt.cluster import engines  # noqa: E402
 from ptt.protocol import auth  # noqa: E402

@@ -27,8 +27,8 @@ from typing import Any
 
 LOCALHOST = "127.0.0.1"
 READ_BATCH = 64  # as ptt.server.app
-_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
-_TS = struct.Struct("@ll")
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+_TS = struct.Struct("@ll")  # struct timespec
 _CTX = mp.get_context("fork")
 HEARTBEAT = b"S" * 40  # the size of a sealed Heartbeat
 PROBE = b"P" * 60
@@ -105,7 +105,7 @@ def _probe(port: int, rate: float, duration: float, cpus: set[int] | None) -> di
     if cpus:
         os.sched_setaffinity(0, cpus)
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     sock.settimeout(1.0)
     user: list[float] = []
     kernel: list[float] = []
@@ -122,12 +122,22 @@ def _probe(port: int, rate: float, duration: float, cpus: set[int] | None) -> di
             lost += 1
             continue
         user.append((time.perf_counter() - t) * 1e3)
-        for level, typ, raw in anc:
-            if level == socket.SOL_SOCKET and typ == _SO_TIMESTAMPNS:
-                sec, ns = _TS.unpack(raw[:_TS.size])
-                kernel.append((sec + ns * 1e-9 - t_real) * 1e3)
+        received = kernel_time(anc)
+        if received:
+            kernel.append((received - t_real) * 1e3)
         time.sleep(rng.expovariate(rate))
     return {"user_ms": user, "kernel_ms": kernel, "lost": [float(lost)]}
+
+
+def kernel_time(anc: list[tuple[int, int, bytes]]) -> float:
+    """A datagram's receive time by the kernel (``SO_TIMESTAMPNS`` in ``recvmsg``'s ancillary
+    data ``anc``; CLOCK_REALTIME, s), 0.0 without one. Here, not in loadgen, so that the floor's
+    probe imports nothing of ptt."""
+    for level, typ, raw in anc:
+        if level == socket.SOL_SOCKET and typ == SO_TIMESTAMPNS:
+            sec, ns = _TS.unpack(raw[:_TS.size])
+            return float(sec + ns * 1e-9)
+    return 0.0
 
 
 def _pct(values: list[float], p: float) -> float:

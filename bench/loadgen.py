@@ -40,6 +40,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
+from echo_floor import SO_TIMESTAMPNS, kernel_time
+
 from ptt.protocol import client as cl
 from ptt.protocol import messages as m
 from ptt.protocol.messages import encode_message
@@ -49,8 +51,6 @@ LOCALHOST = "127.0.0.1"
 TIMER_BATCH_S = 0.1  # s of client timers run at most between two polls (ClientPool.run)
 _CTX = mp.get_context("fork")
 STAMP = struct.Struct("!q")  # send time (monotonic ns) at the start of a voice payload
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
-_TS = struct.Struct("@ll")  # struct timespec
 # Logins in flight per worker. A login costs the server a token check and a key agreement (about
 # a millisecond on one core); too many at once queue the heartbeats of clients already in behind
 # them, and the queued logins' retransmissions (every 100-200 ms) feed the queue: split this
@@ -88,16 +88,6 @@ def machine_line() -> str:
 
 
 # --- statistics ----------------------------------------------------------------------------------
-
-
-def kernel_time(anc: list[tuple[int, int, bytes]]) -> float:
-    """A datagram's receive time by the kernel (``SO_TIMESTAMPNS`` in ``recvmsg``'s ancillary
-    data ``anc``; CLOCK_REALTIME, s), 0.0 without one."""
-    for level, typ, raw in anc:
-        if level == socket.SOL_SOCKET and typ == SO_TIMESTAMPNS:
-            sec, ns = _TS.unpack(raw[:_TS.size])
-            return float(sec + ns * 1e-9)
-    return 0.0
 
 
 def percentiles(values: Any, ps: tuple[float, ...] = (50, 95, 99)) -> dict[str, float]:
