@@ -70,6 +70,7 @@ from ptt.protocol.client_events import (
     RequestFailed,
     TalkerChanged,
 )
+from ptt.protocol.floor import FloorConfig
 from ptt.protocol.keepalive import Cadence
 from ptt.protocol.messages import decode_message, encode_message
 from ptt.protocol.participant import FloorInput, next_state
@@ -97,6 +98,12 @@ CHECK_RESEND = 0.15
 # 5 copies a second while they wait, and the server would spend its time reading copies (a
 # 3,400-client move at a profiled survivor: 60,470 datagrams read for 3,756 logins handled)
 LOGIN_RETRY = (0.25, 1.0)
+# s: a client that lost its session while it held a floor, and logs in again within T1 of that
+# (the server may still hold the floor for it, and grants the device logging in again its burst
+# again), sends that Hello or Login again every LOGIN_RETRY[0], not backing off: the back-off
+# would carry it past T1 (copies at +0.25, +0.75, +1.75 s), and the floor would go to the
+# queue. At most one such client a group, each for one login's retries
+TALKER_BACK_WITHIN = FloorConfig().silence
 # s: a server's notice that the session is gone carries a nonce for the next Login to it
 # (``SessionGone.nonce``, ptt.protocol.auth.invite_nonce); the server takes it up to LOGIN_TTL
 # (10 s, by its own clock in whole seconds) after it sent it, and a client uses it this long
@@ -161,6 +168,7 @@ class ClientCore:
         self._check_resend: float | None = None
         self._voice_check_at: float | None = None  # the last heartbeat stale voice asked for
         self._relogin_backoff = RELOGIN_FIRST
+        self._talker_lost_at: float | None = None  # lost its session while it held a floor
         self._verifier_cache: tuple[bytes, int, bytes] | None = None
         self._channel: SecureChannel | None = None
         self.voice_key = b""  # the MAC key of the voice we send (ptt.wire.voice.add_mac)
@@ -583,7 +591,10 @@ class ClientCore:
         sealed = what not in ("hello", "login")
         self._pending[txn] = (what, group)
         # the plaintext: each resend is sealed anew
-        self._rt.add(txn, data, sealed, now, None if sealed else LOGIN_RETRY)
+        talker = (self._talker_lost_at is not None
+                  and now - self._talker_lost_at < TALKER_BACK_WITHIN)
+        schedule = (LOGIN_RETRY[0], LOGIN_RETRY[0]) if talker else LOGIN_RETRY
+        self._rt.add(txn, data, sealed, now, None if sealed else schedule)
         self._emit(data, sealed)
         return txn
 
@@ -807,6 +818,7 @@ class ClientCore:
         self._next_heartbeat = now + first
         self._relogin_backoff = RELOGIN_FIRST
         self._login_until = None
+        self._talker_lost_at = None
         if self.servers is not None:
             self.servers.connected()
             learned = []
@@ -1098,6 +1110,8 @@ class ClientCore:
         self._pending.clear()
         self._next_heartbeat = self._check_until = self._check_resend = None
         self._hinted_elsewhere = False
+        if any(g.participation is Participation.HAS_PERMISSION for g in self.groups.values()):
+            self._talker_lost_at = now
         for g in self.groups.values():
             if g.participation is Participation.PENDING_REQUEST and g.asked is not None and (
                     now - g.asked[1] < RETRY_TOTAL):

@@ -2,8 +2,9 @@
 talk` behind `python -m ptt.faults.proxy --blackout-way down`, whose blackout (SIGUSR1) leaves
 the server hearing his voice and heartbeats while nothing comes back. His client gives its
 session up after the session timeout and logs in again (same device) while the server still
-has the old session holding the floor; bob, queued behind him, must not be granted then: dan
-is granted his own burst again and sends the page again from the start."""
+has the old session holding the floor, without backing off its login while the floor may still
+be held for it; bob, queued behind him, must not be granted then: dan is granted his own burst
+again and sends the page again from the start."""
 
 from __future__ import annotations
 
@@ -33,10 +34,11 @@ from tests.acceptance.harness import (
 # stops sending voice then
 BUSY = "0.5"
 TIMEOUT = "2"
-# ends ~0.5 s after dan gives up (room for a slow client), before his login's third Hello
-# (0.75 s after the first): he is back 0.75 s after his last voice, inside the floor's
-# silence timer (T1, 1.5 s)
-BLACKOUT = 2.5
+# ends ~0.9 s after dan gives up: a client that held a floor sends its Hello every 0.25 s
+# within T1 of giving up (ptt.protocol.client.TALKER_BACK_WITHIN), so its fifth copy, at +1.0 s,
+# logs him in inside the floor's silence timer (T1, 1.5 s after his last voice); backing off as
+# other clients do, the copy after +0.75 s would leave at +1.75 s, past it
+BLACKOUT = 2.9
 PAGE = 3.5  # dan is still talking when he gives up (the blackout starts ~0.5 s in)
 
 

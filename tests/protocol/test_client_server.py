@@ -6,9 +6,11 @@ import random
 
 import pytest
 
+from ptt.crypto.channel import is_sealed
 from ptt.protocol import floor as fl
 from ptt.protocol import messages as m
 from ptt.protocol.client import (
+    LOGIN_RETRY,
     ClientCore,
     ConnState,
     FloorStateChanged,
@@ -19,7 +21,7 @@ from ptt.protocol.client import (
 from ptt.protocol.messages import encode_message
 from ptt.protocol.server import FloorEvent
 from ptt.protocol.server_floor import STATE_REPEATS
-from ptt.wire.voice import VoiceHeader, encode_voice
+from ptt.wire.voice import VoiceHeader, add_mac, encode_voice, is_voice
 from tests.protocol.simnet import SimNet
 
 USERS = ["ann", "bob", "cat", "dan", "eve", "fay"]
@@ -243,24 +245,34 @@ def test_repeats_of_floor_news_that_newer_news_replaced_arm_no_timer() -> None:
     assert fired == len(STATE_REPEATS) and not fc._repeats  # the release's, all of them
 
 
+def _named_ann_talks_bob_queued(seed: int, device: str, talking: bool = True,
+                                ) -> tuple[SimNet, ClientCore, ClientCore, int]:
+    """ann (logged in again from ``device``: a login from a named device replaces the unnamed
+    session) and bob in g; if ``talking``, ann holds g's floor and bob is queued: the net,
+    ann, bob and ann's burst (0 when not talking)."""
+    net, ann, bob = _ann_and_bob_in_g(seed)
+    ann.device = device
+    ann.connect(net.now)
+    ann.join("g", net.now)
+    net.run_until(net.now + 0.5)
+    if not talking:
+        return net, ann, bob, 0
+    ann.request_floor("g", net.now)
+    net.run_until(net.now + 0.2)
+    assert ann.participation("g") is Participation.HAS_PERMISSION
+    bob.request_floor("g", net.now)
+    net.run_until(net.now + 0.2)
+    assert bob.participation("g") is Participation.QUEUED
+    return net, ann, bob, net.server.floors.floor("g").burst_id
+
+
 def test_the_talker_s_connection_logging_in_again_keeps_its_floor_from_the_queue() -> None:
     """ann's connection (device "ann-phone/1") holds g's floor and bob is queued. ann's
     connection loses its session (its old client object goes silent: a new one takes over
     with the same device id, from a new address) and logs in again: the server ends the old
     session, which held the floor, without handing the floor to bob; ann asks again and is
     granted the same burst, bob still queued."""
-    net, ann, bob = _ann_and_bob_in_g(9)
-    ann.device = "ann-phone/1"
-    ann.connect(net.now)  # a login from a named device replaces the unnamed session
-    ann.join("g", net.now)
-    net.run_until(net.now + 0.5)
-    ann.request_floor("g", net.now)
-    net.run_until(net.now + 0.2)
-    assert ann.participation("g") is Participation.HAS_PERMISSION
-    burst = net.server.floors.floor("g").burst_id
-    bob.request_floor("g", net.now)
-    net.run_until(net.now + 0.2)
-    assert bob.participation("g") is Participation.QUEUED
+    net, ann, bob, burst = _named_ann_talks_bob_queued(9, "ann-phone/1")
     net.flush()
     del net.clients["ann"]  # goes silent; the same connection comes back as "ann-again"
     again = ClientCore("ann", "token-of-ann-0123456789abcdef", net.rng.randbytes,
@@ -273,6 +285,75 @@ def test_the_talker_s_connection_logging_in_again_keeps_its_floor_from_the_queue
     again.request_floor("g", net.now)
     net.run_until(net.now + 0.5)
     assert again.participation("g") is Participation.HAS_PERMISSION
+    floor = net.server.floors.floor("g")
+    assert (floor.holder, floor.burst_id) == ("ann", burst)
+    assert bob.participation("g") is Participation.QUEUED
+
+
+def _talk_step(net: SimNet, talker: ClientCore) -> None:
+    """20 ms: ``talker``'s frame if it holds a floor (with its session's MAC, as the media
+    path sends it), then the net runs."""
+    route = talker.talk_route("g")
+    if route is not None:
+        net._send(("server", net.addrs["ann"]),
+                  add_mac(talker.voice_key, encode_voice(VoiceHeader(*route, 0, 0), b"\0")))
+    net.run_until(net.now + 0.02)
+
+
+def _hellos_after_a_downstream_outage(talking: bool, back_after: float,
+                                      ) -> tuple[list[float], SimNet, ClientCore, ClientCore, int]:
+    """ann (talking, or only listening) and bob in g, bob queued when ann talks; from 1.5 s
+    nothing reaches ann from the server (her voice still reaches it) until ``back_after`` s
+    after her client gave up its session: the times of the Hello copies she sent from then,
+    counted from the first; the net, ann, bob and ann's burst (0 when not talking)."""
+    net, ann, bob, burst = _named_ann_talks_bob_queued(11, "ann-laptop/1", talking)
+    cut = {"on": True}
+    route = net.route
+
+    def downstream(data: bytes, addr: object) -> None:
+        if not (cut["on"] and net._user_at(addr) == "ann"):
+            route(data, addr)
+
+    net.route = downstream  # type: ignore[method-assign]
+    hellos: list[float] = []
+    send = net._send
+
+    def watch(dest: object, data: bytes) -> None:
+        if dest == ("server", net.addrs["ann"]) and not (is_sealed(data) or is_voice(data)):
+            if isinstance(m.decode_message(data), m.Hello):
+                hellos.append(net.now)
+        send(dest, data)
+
+    net._send = watch  # type: ignore[method-assign]
+    gave_up = None
+    end = net.now + 20.0
+    while net.now < end:
+        _talk_step(net, ann)
+        if gave_up is None and ann.conn is not ConnState.CONNECTED:
+            gave_up = net.now
+        if gave_up is not None and net.now >= gave_up + back_after:
+            cut["on"] = False
+        if gave_up is not None and ann.conn is ConnState.CONNECTED:
+            break
+    assert gave_up is not None and hellos
+    return [t - hellos[0] for t in hellos], net, ann, bob, burst
+
+
+def test_a_talker_that_lost_its_session_logs_in_again_without_backing_off_within_t1() -> None:
+    """Within T1 of losing its session a client that held a floor sends its Hello every
+    LOGIN_RETRY[0] (the server may hold the floor for it that long); a listener backs off as
+    every client does (+0.25, +0.75, +1.75 s). Back 1.1 s after giving up, the talker is
+    logged in in time to be granted its own burst again, bob still queued; backing off, its
+    next copy would have gone at +1.75 s, past T1."""
+    listener_hellos, *_ = _hellos_after_a_downstream_outage(False, 2.0)
+    assert [round(t, 2) for t in listener_hellos[:4]] == [0.0, 0.25, 0.75, 1.75]
+    hellos, net, ann, bob, burst = _hellos_after_a_downstream_outage(True, 1.1)
+    gaps = [round(b - a, 2) for a, b in zip(hellos, hellos[1:])]
+    assert gaps and all(g == LOGIN_RETRY[0] for g in gaps), hellos
+    ann.request_floor("g", net.now)  # as ptt talk does once logged in again, and talks on
+    for _ in range(50):
+        _talk_step(net, ann)
+    assert ann.participation("g") is Participation.HAS_PERMISSION
     floor = net.server.floors.floor("g")
     assert (floor.holder, floor.burst_id) == ("ann", burst)
     assert bob.participation("g") is Participation.QUEUED
