@@ -37,9 +37,11 @@ lint: check
 # worker first gets a quarter of its share as one consecutive run (~117 tests) and keeps it: the
 # worker whose run was the acceptance tests (~10 s each) ran on alone for 750 s after the other
 # two had finished (a loaded full run, 1,408 tests: workers done at 567, 663 and 1,411 s).
+# -rR: the summary names each test run again (a real-time module's one retry, tests/conftest.py),
+# so that a retried test is known from the CI log alone.
 test: check
 	@$(PY) -m compileall -q -j 0 ptt
-	$(PY) -m pytest -q -n 3 --maxschedchunk 2 --durations=25
+	$(PY) -m pytest -q -rR -n 3 --maxschedchunk 2 --durations=25
 
 demo: $(STAMP)
 	@$(PY) -m compileall -q -j 0 ptt
