@@ -1131,7 +1131,10 @@ class ClientCore:
         # check (CHECK_WINDOW) is spent inside the window instead of before it, and a client
         # whose draw fell within the check logs in as soon as it ends. It goes to the node that
         # told it, which lives (ServerList.move), within the window it asked for
-        self._relogin_at = max(now, self.servers.move(hinted_at, hinted_by, spread))
+        # A client that held a floor logs in at once, not at its draw: the floor may still be
+        # held for it (TALKER_BACK_WITHIN), and one talker a group adds nothing to a storm
+        at = self.servers.move(hinted_at, hinted_by, spread)
+        self._relogin_at = now if self._talker_lost_at == now else max(now, at)
         self._moving = True
 
     def _schedule_relogin(self, now: float, reason: str) -> None:

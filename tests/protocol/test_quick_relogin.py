@@ -10,7 +10,7 @@ import random
 from ptt.crypto.channel import KEEPALIVE_MAGIC, Role, SecureChannel
 from ptt.protocol import auth
 from ptt.protocol import messages as m
-from ptt.protocol.client import ClientCore, Connected, ConnState, GroupJoined
+from ptt.protocol.client import ClientCore, Connected, ConnState, GroupJoined, Participation
 from ptt.protocol.keepalive import HEARTBEAT_INTERVAL
 from ptt.protocol.limits import MAX_UNAUTH_DATAGRAM, padding_needed
 from ptt.protocol.server import MemberJoined, ServerCore, SessionStarted
@@ -385,6 +385,28 @@ def test_a_client_logs_in_within_the_window_its_notice_asks_for_repeats_or_not()
     assert all(CHECK_WINDOW - 1e-9 <= t < 4.0 for t in starts), starts
     assert sum(1 for t in starts if t > 2.0) >= 8, starts  # spread over the window
     assert sum(1 for t in starts if 0.5 - 1e-9 <= t < 0.5 + 1e-6) <= 2, starts  # not herded
+
+
+def test_a_client_that_held_a_floor_logs_in_at_once_not_within_the_window() -> None:
+    """As above, but the client holds g's floor on b when b dies: it logs in to a as soon as
+    its check ends, not at its draw in the 4 s window (the floor may still be held for it for
+    T1; one talker a group adds nothing to the survivor's storm)."""
+    starts = []
+    for seed in range(10):
+        net = Recorded(seed=seed)
+        net.start()
+        net.client.request_floor("g", net.now)
+        net.pump()
+        net.run(net.now + 0.2)
+        assert net.client.participation("g") is Participation.HAS_PERMISSION
+        net.dead.add(B)
+        net.now = 10.0
+        net.nodes[A].announce_restart([net.addr], net.now, 4.0)
+        net.pump()
+        net.run(15.0)
+        assert net.client.conn is ConnState.CONNECTED and net.client.server == A
+        starts.append(net.first_sent[A] - 10.0)
+    assert all(CHECK_WINDOW - 1e-9 <= t < CHECK_WINDOW + 0.01 for t in starts), starts
 
 
 def test_an_unanswered_login_is_resent_a_few_times_a_second_at_most() -> None:
