@@ -269,6 +269,8 @@ class ImpairmentProxy:
 
     def blacked_out(self, client: Addr | None = None, way: Way | None = None) -> bool:
         """Is ``client`` (every client if None) cut off ``way`` (either way if None)?"""
+        if not self._blackout:  # asked of every datagram: most of the time there is none
+            return False
         now = self._now()
         return any(now < self._blackout.get((c, w), 0.0)
                    for c in {None, client} for w in (Way if way is None else (way,)))

@@ -1110,7 +1110,9 @@ class ClientCore:
         self._pending.clear()
         self._next_heartbeat = self._check_until = self._check_resend = None
         self._hinted_elsewhere = False
-        if any(g.participation is Participation.HAS_PERMISSION for g in self.groups.values()):
+        talking = any(g.participation is Participation.HAS_PERMISSION
+                      for g in self.groups.values())
+        if talking:
             self._talker_lost_at = now
         for g in self.groups.values():
             if g.participation is Participation.PENDING_REQUEST and g.asked is not None and (
@@ -1134,7 +1136,7 @@ class ClientCore:
         # A client that held a floor logs in at once, not at its draw: the floor may still be
         # held for it (TALKER_BACK_WITHIN), and one talker a group adds nothing to a storm
         at = self.servers.move(hinted_at, hinted_by, spread)
-        self._relogin_at = now if self._talker_lost_at == now else max(now, at)
+        self._relogin_at = now if talking else max(now, at)
         self._moving = True
 
     def _schedule_relogin(self, now: float, reason: str) -> None:
