@@ -5,8 +5,9 @@ production node connects to engines run by its operator and never starts one.
 
 Every engine binds 127.0.0.1 only, on ports the caller's ``port_source`` hands out (the OS's
 by default; the tests draw from their worker's slice, tests/ports.py). Each member runs in a
-process group of its own (``start_new_session``), so a signal to the group reaches PostgreSQL's
-backends too and never the caller; the group is killed if the process that started it dies
+process group of its own (``start_new_session``), so a signal to it never reaches the caller;
+it goes to every process below the member too, as PostgreSQL's backends each make a group of
+their own. The group is killed if the process that started it dies
 (``PR_SET_PDEATHSIG``), so an interrupted test run leaves no engine behind. A start waits until
 the engine answers (bounded), and a failure raises :class:`~ptt.errors.EngineError` naming the
 engine and quoting the end of its log. Logs and data live in a directory the caller owns.
@@ -73,9 +74,38 @@ def _distinct_ports(port_source: PortSource, count: int) -> list[int]:
     raise EngineError(f"the port source gave fewer than {count} different ports")
 
 
+def _descendants(pid: int) -> list[int]:
+    """The processes below ``pid`` (Linux /proc), children first."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def _signal_group(pid: int, signum: int) -> None:
+    """``signum`` to the member's process group and to every process below it: PostgreSQL's
+    backends each make a process group of their own (setsid), so a signal to the postmaster's
+    group alone leaves them serving the connections they have until they notice it died."""
+    below = _descendants(pid)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signum)
+    for child in below:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(child, signum)
 
 
 @dataclass(eq=False)

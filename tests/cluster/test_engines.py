@@ -29,7 +29,7 @@ _HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def _gone(engine: Engine) -> bool:
-    """No process of any member's process group is left (PostgreSQL's backends included)."""
+    """No process of any member's process group is left."""
     for pid in engine.pids:
         try:
             os.killpg(pid, 0)
