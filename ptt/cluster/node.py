@@ -66,7 +66,7 @@ from ptt.protocol.cluster_routing import ClusterRouting, HomeMap, StaticHomes
 from ptt.protocol.server import GroupUpdated, ServerCore
 from ptt.protocol.session import Addr
 from ptt.wire.peer import CONTROL, MAX_PEER_DATAGRAM, VOICE, peer_key
-from ptt.wire.voice import is_voice, peek_frame
+from ptt.wire.voice import is_voice
 
 __all__ = ["ClusterNode"]
 
@@ -604,6 +604,8 @@ class ClusterNode:
         if self.ownership is not None:  # the lease's sign without a wake-up of its own
             self.ownership.alive_in_passing()
         routing = self.routing
+        if routing.idle:  # no bus write waits either: one is made whenever the routing has one
+            return
         urgent = routing.floor_waiting
         routing.flush(now)
         datagrams = routing.datagrams_to_send()
@@ -646,7 +648,7 @@ class ClusterNode:
         """A frame the relay accepted (MAC removed): once to each other node with listeners,
         by one ``sendto`` to its peer port (sealed once for all of them), or over the bus to
         a node whose peer port is not settled (ptt.protocol.cluster_peers)."""
-        nodes = self.routing.voice_nodes(peek_frame(data)[0])
+        nodes = self.routing.frame_nodes  # this frame's: the core's relay just set them
         if nodes:
             plane, sock = self.peers, self._peer_sock
             sealed = b""

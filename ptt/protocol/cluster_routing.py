@@ -381,6 +381,10 @@ class ClusterRouting:
         self._plane_out: list[tuple[Addr, bytes]] = []  # floor messages sealed for the plane
         self._copies: list[tuple[str, bytes]] = []  # their bus copies, sent at _copies_at
         self._copies_at: float | None = None
+        # the earliest of _retry_at, _presence_at, _marks_at and _copies_at (get_timer, read
+        # after every turn of the server): lowered where one is set, worked out again when the
+        # timer ran; one that went past unchanged only makes a turn of handle_timer early
+        self._timer_at: float | None = None
         self._floor_out = False  # _out holds a floor input or floor news (floor_waiting)
         self._ref = 0
         self._pending: dict[int, _Pending] = {}
@@ -447,6 +451,9 @@ class ClusterRouting:
         # ptt.protocol.cluster_peers): its Peer messages go and come here with the rest; None:
         # everything crosses on the bus
         self.peers: PeerPlane | None = None
+        # the other nodes the frame the relay accepted last goes to (voice_nodes of its group,
+        # worked out once, in voice: the adapter reads it for the frame the core just took)
+        self.frame_nodes: tuple[str, ...] = ()
 
     # --- outputs ------------------------------------------------------------------------------
 
@@ -469,6 +476,13 @@ class ClusterRouting:
         return bool(self._out) or bool(self._plane_out) or bool(self.core.floors.log)
 
     @property
+    def idle(self) -> bool:
+        """Nothing for :meth:`flush` to publish and nothing to send: with every member of
+        the node's groups on it, the end of nearly every turn (the adapter's stops there)."""
+        return not (self._out or self._plane_out or self.core.floors.log or self._logins
+                    or self.peers is not None and self.peers.ask)
+
+    @property
     def floor_waiting(self) -> bool:
         """Does a floor input or floor news wait to be sent (in the messages, or in the core's
         floor events that :meth:`flush` publishes)? Someone waits on those; the rest (presence,
@@ -480,17 +494,34 @@ class ClusterRouting:
         g = self.core.state.by_id.get(group_id)
         if g is None:
             return ()
-        if self.elsewhere(g.name):
-            return self._known_relay.get(g.name, ())
-        relay = self._relay.get(g.name, ())
+        return self._voice_nodes(g.name, self.elsewhere(g.name))
+
+    def _voice_nodes(self, group: str, away: bool) -> tuple[str, ...]:
+        if away:
+            return self._known_relay.get(group, ())
+        relay = self._relay.get(group)
+        if not relay:
+            return ()
         if self.node not in relay:  # no member here: nothing to leave out
             return tuple(relay)
+        if len(relay) == 1:  # every member here: nothing crosses
+            return ()
         return tuple(n for n in relay if n != self.node)
 
     def get_timer(self) -> float | None:
-        at = [t for t in (self._retry_at, self._presence_at, self._marks_at, self._copies_at)
-              if t is not None]
-        return min(at) if at else None
+        return self._timer_at
+
+    def _due(self, at: float) -> None:
+        """A deadline was set at ``at``: the timer runs then at the latest."""
+        if self._timer_at is None or at < self._timer_at:
+            self._timer_at = at
+
+    def _timers_moved(self) -> None:
+        at = None
+        for t in (self._retry_at, self._presence_at, self._marks_at, self._copies_at):
+            if t is not None and (at is None or t < at):
+                at = t
+        self._timer_at = at
 
     def handle_timer(self, now: float) -> None:
         if self._copies_at is not None and now >= self._copies_at:
@@ -510,12 +541,14 @@ class ClusterRouting:
             self._expire_nodes(now)
             self._forget_inputs(now)
             self._presence_at = now + PRESENCE_EVERY
+        self._timers_moved()
 
     def start(self, now: float) -> None:
         """Tell every home which of its groups have members here (none yet at start)."""
         self._send_presence_full()
         self._send_peers()
         self._presence_at = now + PRESENCE_EVERY
+        self._timers_moved()
 
     # --- FloorHome: the core's parts hand over the inputs of floors homed elsewhere -------------
 
@@ -565,7 +598,11 @@ class ClusterRouting:
         self._input(kind, group, user, 0, 0, 0, now, device)
 
     def voice(self, group: str, user: str, burst_id: int, now: float) -> None:
-        if not self.elsewhere(group):
+        """The relay accepted a frame (it calls this for each, before it hands the frame on):
+        :attr:`frame_nodes` is set for it."""
+        away = self.elsewhere(group)
+        self.frame_nodes = self._voice_nodes(group, away)
+        if not away:
             return
         last = self._alive.get(group)
         if last is None or last[0] != burst_id or now - last[1] >= ALIVE_EVERY:
@@ -645,6 +682,7 @@ class ClusterRouting:
         waiting[(msg.kind, msg.user)] = msg
         if self._retry_at is None:
             self._retry_at = now + HELD_RETRY
+            self._due(self._retry_at)
 
     def _known_home(self, group: str) -> str | None:
         """``group``'s home, or None while it has none (its home died, no claim yet: term 0)
@@ -703,6 +741,7 @@ class ClusterRouting:
                     self._copies.append((node, data))
                     if self._copies_at is None:
                         self._copies_at = now + BUS_COPY_DELAY
+                        self._due(self._copies_at)
                 continue
             self._out.append((node, data))
 
@@ -1061,6 +1100,7 @@ class ClusterRouting:
         self._page_marks.append((page_id, user, device, read))
         if self._marks_at is None:
             self._marks_at = now + PAGE_MARKS_EVERY
+            self._due(self._marks_at)
 
     def _send_page_marks(self) -> None:
         marks, self._page_marks, self._marks_at = self._page_marks, [], None
@@ -1426,6 +1466,7 @@ class ClusterRouting:
                     log.extend(events)
                     if self._retry_at is None:
                         self._retry_at = now + HELD_RETRY
+                        self._due(self._retry_at)
                     continue
                 self._publish(group, events, "", 0, now)
 

@@ -227,7 +227,12 @@ class ClusterSim:
                     if targets is not None:
                         relayed = core.relayed
                         self._deliver_voice(node, relayed, targets)
-                        for other in self.routing[node].voice_nodes(peek_frame(relayed)[0]):
+                        # the adapter's way (ptt.cluster.node.ClusterNode.voice): the nodes
+                        # the routing worked out as the core's relay took the frame
+                        routing = self.routing[node]
+                        assert routing.frame_nodes == routing.voice_nodes(
+                            peek_frame(relayed)[0])
+                        for other in routing.frame_nodes:
                             self._to_bus(node, other, relayed)
                     self._flush_node(node)
                 elif kind == "peer":

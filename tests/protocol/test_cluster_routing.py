@@ -153,6 +153,64 @@ def test_voice_crosses_once_per_node_with_listeners() -> None:
     assert {sim.clients[u].groups["g"].talker for u in ("ann", "bob", "cat")} == {None}
 
 
+def test_a_frame_of_a_group_with_every_member_on_its_home_crosses_to_no_node() -> None:
+    """g homed on A with ann and bob on A: its frames go nowhere else, and A's turns end
+    without work for the routing; cat logs in on B and joins: the frames go to B."""
+    sim = ClusterSim(pinned={"g": "A"})
+    for u, n in (("ann", "A"), ("bob", "A"), ("cat", "B")):
+        sim.add_user(u, n)
+    sim.add_group("g", 1, ["ann", "bob", "cat"])
+    sim.connect({"g": ["ann", "bob"]})
+    sim.run_until(1.0)
+    a = sim.routing["A"]
+    sim.clients["ann"].request_floor("g", sim.now)
+    sim.run_until(sim.now + 0.3)
+    mark = len(sim.bus_log)
+    sim.talk(0.5)
+    assert sim.heard["bob"] >= 24 and a.frame_nodes == () and a.idle
+    assert not [x for _, _, x in sim.sent_since(mark) if isinstance(x, tuple)]
+    sim.clients["cat"].join("g", sim.now)
+    sim.run_until(sim.now + 0.3)
+    mark = len(sim.bus_log)
+    sim.talk(0.5)
+    assert a.frame_nodes == ("B",)
+    assert sim.heard["cat"] >= 24
+    assert {(s, d) for s, d, x in sim.sent_since(mark) if isinstance(x, tuple)} == {("A", "B")}
+
+
+def test_the_routing_s_timer_is_its_earliest_deadline_as_they_are_set_and_run() -> None:
+    """get_timer is one number kept as the deadlines are set (news copies for the bus on the
+    plane, page marks, held inputs) and worked out again when the timer runs."""
+    sim = bench_layout(planes=True)
+    seen: set[str] = set()
+
+    def check() -> None:
+        for r in sim.routing.values():
+            due = [t for t in (r._retry_at, r._presence_at, r._marks_at, r._copies_at)
+                   if t is not None]
+            assert r.get_timer() is not None and due and r.get_timer() <= min(due)
+            seen.update(k for k in ("_copies_at", "_retry_at") if getattr(r, k) is not None)
+            if r.get_timer() < min(due):  # only one that ran: worked out again when it does
+                r.handle_timer(r.get_timer())
+                assert r.get_timer() == min(t for t in (r._retry_at, r._presence_at,
+                                                        r._marks_at, r._copies_at)
+                                            if t is not None)
+
+    def steps(n: int) -> None:
+        for _ in range(n):
+            sim.run_until(sim.now + 0.001)
+            check()
+
+    for _ in range(3):
+        sim.clients["ann"].request_floor("g", sim.now)
+        steps(40)
+        sim.clients["ann"].release_floor("g", sim.now)
+        steps(40)
+        sim.run_until(sim.now + 2.1)  # the presence lists' turn
+        check()
+    assert "_copies_at" in seen
+
+
 def test_queue_preemption_and_silence_across_nodes() -> None:
     sim = _sim()
     ann, bob, cat = (sim.clients[u] for u in ("ann", "bob", "cat"))
