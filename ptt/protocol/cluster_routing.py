@@ -398,6 +398,12 @@ class ClusterRouting:
         # per group: the burst this node ended itself on learning of a newer term, so the new
         # home's news ending it too is not told to the clients twice
         self._voided: dict[str, tuple[int, int]] = {}  # group -> (term, burst)
+        # per group: the node whose news came under a newer term than this node's ownership
+        # watch had named, and that term, until the watch names it too. The node that took a
+        # dead home's group over tells every node at once; the watch names it 0.3-0.5 s later
+        # on a survivor busy with the dead node's clients (bench_cluster_churn's failover,
+        # 20,000 clients), and an input held that long waited as long for its grant
+        self._news_home: dict[str, tuple[str, int]] = {}
         # group -> (the late deadline, until when its wait runs, the latest it may run to)
         self._stalled: dict[str, tuple[float, float, float]] = {}
         self.fencing = FencingView()  # the highest term seen per group, from news or claims
@@ -685,13 +691,18 @@ class ClusterRouting:
             self._due(self._retry_at)
 
     def _known_home(self, group: str) -> str | None:
-        """``group``'s home, or None while it has none (its home died, no claim yet: term 0)
-        or while news came from a newer home than the ownership watch has named yet (a
-        request sent to the watch's home would go to the dead one)."""
+        """``group``'s home: the ownership watch's, or the node whose news came under a newer
+        term than the watch has named yet (a request sent to the watch's home would go to the
+        dead one); None while neither names a live one (its home died, no claim yet: term 0)."""
         home, term = self._home_of(group)
-        if term < 1 or term < self.fencing.highest.get(group, 0):
+        highest = self.fencing.highest.get(group, 0)
+        if term >= 1 and term >= highest:
+            return home
+        news = self._news_home.get(group)
+        if news is None or news[1] < highest or self.live is not None and (
+                news[0] not in self.live):
             return None
-        return home
+        return news[0]
 
     def _send_homeless(self, group: str, now: float) -> None:
         """The inputs that waited for ``group``'s home, now that it is known (decided here
@@ -911,6 +922,11 @@ class ClusterRouting:
         floors = self.core.floors
         term = self._home_of(group)[1]
         newer = term > self._term.get(group, 0)
+        news = self._news_home.get(group)
+        if news is not None and term >= news[1]:
+            # the watch caught up. Until then a group it says vanished keeps the news' home:
+            # the watch tells a key's creation before its deletion, so that was an older key's
+            del self._news_home[group]
         if not self.elsewhere(group):
             if floors.is_mirror(group) or newer and group in self._term:
                 # a claim after another term (a home that died or lapsed, this node's own
@@ -1076,7 +1092,8 @@ class ClusterRouting:
         home = self._calls.pop(g.name, None)
         self._call_lives.pop(g.name, None)
         for per_group in (self._relay, self._known_relay, self._alive, self._homeless,
-                          self._term, self._voided, self._stalled, self._news_order):
+                          self._term, self._voided, self._news_home, self._stalled,
+                          self._news_order):
             per_group.pop(g.name, None)
         if home != self.node:
             return
@@ -1405,12 +1422,15 @@ class ClusterRouting:
             events = [from_wire(g.name, e) for e in msg.events]
         except ValueError as exc:
             raise ProtocolError(f"floor news from the bus: {exc}") from None
-        if msg.term > self._term.get(g.name, 0):  # the first news of a newer home
+        newer = msg.term > self._term.get(g.name, 0)
+        if newer:  # the first news of a newer home
             f = self.core.floors.floor(g.name)
             ended = {e.burst_id for e in events if isinstance(e, fl.BurstEnded)}
             if f.holder is not None and f.burst_id not in ended or f.queue:
                 self._void(g.name, msg.term, now)  # what the new home's news does not end
             self._term[g.name] = msg.term
+            if msg.term > self._home_of(g.name)[1]:  # its claim beat this node's watch
+                self._news_home[g.name] = (msg.home, msg.term)
         voided = self._voided.get(g.name)
         if voided is not None and msg.term >= voided[0]:
             # this node ended that burst itself on learning of the new term: told once
@@ -1437,6 +1457,8 @@ class ClusterRouting:
             self.core.floor_control.answer_request(s, pending.txn, g, events, now)
         elif events:
             self.core.floor_control.floor_events(events, now)
+        if newer:  # the inputs held for want of a home go to this one now
+            self._send_homeless(g.name, now)
 
     # --- the home's own news ------------------------------------------------------------------
 
