@@ -825,8 +825,9 @@ def placement(rng: random.Random, tokens: dict[str, str], groups: dict[str, list
 
 class Setup:
     """One side of an alternating comparison, started and logged in once: ``quarter`` (a
-    single server with node a's clients only, at node a's rate) or ``cluster`` (the four
-    nodes with every client); its *target* is the process compared (the single, node a)."""
+    single server with the clients of ``--node`` only, at that node's rate) or ``cluster``
+    (the four nodes with every client); its *target* is the process compared (the single,
+    that node)."""
 
     def __init__(self, index: int, label: str, kind: str, root: Path, groups: dict[str, list[str]],
                  tokens: dict[str, str], drawn: dict[str, str], assign: dict[str, str],
@@ -834,7 +835,7 @@ class Setup:
                  ) -> None:
         self.index, self.label, self.kind = index, label, kind
         cluster = kind == "cluster"
-        self.target = NODES[0] if cluster else "single"
+        self.target = args.node if cluster else "single"
         self.nodes: dict[str, NodeProc] = {}
         self.workers: dict[str, Worker] = {}
         out: dict[str, Any] = {}
@@ -842,7 +843,7 @@ class Setup:
             bring_up(self.nodes, self.workers, out, label, root, root / "seed.db", groups,
                      tokens, drawn if cluster and args.placement == "product" else assign,
                      args, nats_url if cluster else None, etcd if cluster else None,
-                     None if cluster else NODES[0],
+                     None if cluster else args.node,
                      # --same-loaders: node a's clients in the load processes that carry
                      # them in the cluster (product placement: the nodes they drew)
                      drawn if args.same_loaders and args.placement == "product" else None)
@@ -1080,7 +1081,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "single", root, root / "seed.db", groups, tokens, assign, args, None, None)
             # the single server with one node's share: the same rate per process as a node
             quarter = phase("single-quarter", root, root / "seed.db", groups, tokens, assign,
-                            args, None, None, only=NODES[0]) if args.quarter else None
+                            args, None, None, only=args.node) if args.quarter else None
             # product: logged in at random, the nodes steer them
             cluster = phase("cluster", root, root / "seed.db", groups, tokens,
                             drawn if args.placement == "product" else assign, args,
@@ -1091,7 +1092,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {"clients": args.clients, "groups": args.clients // GROUP_SIZE,
             "placement": args.placement, "lease": args.lease,
             "provision_s": provision_s, "single": single, "single_quarter": quarter,
-            "cluster": cluster}
+            "node": args.node, "cluster": cluster}
 
 
 def summary(r: dict[str, Any]) -> dict[str, Any]:
@@ -1134,10 +1135,11 @@ def summary(r: dict[str, Any]) -> dict[str, Any]:
                                                / s["cpu_us_per_client_s"], 3)
     q = r.get("single_quarter")
     if q:
-        out[f"single with node {NODES[0]}'s clients only"] = (
+        n = r.get("node", NODES[0])
+        out[f"single with node {n}'s clients only"] = (
             f"{q['cpu_us_per_client_s']:.2f} us per client per s ({q['clients_online']} "
-            f"clients); node {NODES[0]} / it: "
-            f"{per_node[NODES[0]] / q['cpu_us_per_client_s']:.3f}; load {q['load_average']}")
+            f"clients); node {n} / it: "
+            f"{per_node[n] / q['cpu_us_per_client_s']:.3f}; load {q['load_average']}")
     out["RSS MiB per node (start -> end)"] = ", ".join(
         f"{n} {c['rss_start_mib'][n]:.0f} -> {v['rss_mib']:.0f}" for n, v in c["nodes"].items())
     out["RSS KiB per client (node growth / clients)"] = ", ".join(
@@ -1192,7 +1194,7 @@ def main() -> int:
                          "and failover at large N")
     ap.add_argument("--cluster-only", action="store_true", help="no single-server phase")
     ap.add_argument("--quarter", action="store_true",
-                    help="also a single server with only node a's clients (its share, same "
+                    help="also a single server with only --node's clients (its share, same "
                          "churn): the same rate per process as a node")
     ap.add_argument("--census", action="store_true",
                     help="every 30 s of the logins, the nodes' most numerous object types")
@@ -1210,9 +1212,12 @@ def main() -> int:
     ap.add_argument("--alternate", type=lambda v: tuple(v.split(",")), metavar="X,Y[,Z]",
                     help="instead of the phases: sides X and Y (quarter or cluster) up at "
                          "once, churned in turn in --rounds pairs of --duration s windows "
-                         "(quarter,cluster: node a against the same-rate single; "
+                         "(quarter,cluster: --node against the same-rate single; "
                          "quarter,quarter: the method against itself)")
     ap.add_argument("--rounds", type=int, default=3, help="pairs of windows (--alternate)")
+    ap.add_argument("--node", choices=NODES, default=NODES[0],
+                    help="the node compared with the same-rate single (--quarter, --alternate): "
+                         "that single server carries this node's clients")
     ap.add_argument("--same-loaders", action="store_true",
                     help="with --alternate and --placement product: the same-rate single's "
                          "clients spread over the four load processes that carry them in the "
