@@ -7,7 +7,8 @@ other nodes, and what the routing gives the bus stays queued). Three clients (re
 ``ClientCore``, a socket each) are members of one group: ann talks, bob and cat listen. Each
 counted turn is the server's read of one datagram as the event loop would run it
 (``PttServer._read_ready``: the reader's batch of one, the core, the cluster's hooks, the send,
-the timer re-armed), the datagram put on the server's socket just before:
+the timer re-armed), the datagram put on the server's socket just before. Both servers run in
+the same loop, their turns interleaved:
 
 * ``heartbeat``: ann's sealed Heartbeat, answered;
 * ``frame``: a voice frame of ann's burst, relayed to bob and cat;
@@ -16,9 +17,10 @@ the timer re-armed), the datagram put on the server's socket just before:
 * ``empty``: a turn of the server with nothing to do (``PttServer.transmit``: after a bus
   message that gave nothing, or a timer with nothing due).
 
-Counts are deterministic: every Python and C function call ``cProfile`` sees, per turn, over
-``--turns`` turns of each kind; the node's extra by function. Times (``perf_counter`` around
-each turn, no profiler) are medians and vary with the machine: run them under the bench lock.
+Counts: every Python and C function call ``cProfile`` sees, per turn, over ``--turns`` turns of
+each kind (the same from run to run within a call or so a turn: what else falls in a frame's
+turn varies), and the node's extra by function. Times (``perf_counter`` around each turn, no
+profiler) are medians and vary with the machine: run them under the bench lock.
 
     .venv/bin/python bench/bench_node_parity.py                  # 400 turns of each kind
     .venv/bin/python bench/bench_node_parity.py --turns 200 --top 20
@@ -138,7 +140,8 @@ async def run(mode: str, turns: int, profiled: bool) -> dict[str, Any]:
             for c in clients:
                 c.core.join(GROUP, loop.time())
                 c.send()
-            await _until(lambda: all(GROUP in c.core.groups and c.core.groups[GROUP].state is not None
+            await _until(lambda: all(c.core.groups.get(GROUP) is not None
+                                     and c.core.groups[GROUP].state is not None
                                      for c in clients), clients, "the joins")
             return await _turns(server, ann, clients, turns, profiled)
         finally:
@@ -149,6 +152,13 @@ async def run(mode: str, turns: int, profiled: bool) -> dict[str, Any]:
                 loop.remove_reader(node._peer_sock.fileno())
                 node._peer_sock.close()
             server.close()
+
+
+async def both(turns: int, profiled: bool) -> dict[str, dict[str, Any]]:
+    """The single server and the node side by side in one loop, their turns interleaved (each
+    turn runs alone, between the other's): both see the same machine at the same moments."""
+    got = await asyncio.gather(*(run(m, turns, profiled) for m in MODES))
+    return dict(zip(MODES, got, strict=True))
 
 
 async def _turns(server: PttServer, ann: Client, clients: list[Client], turns: int,
@@ -241,9 +251,8 @@ def main() -> int:
     if min(args.turns, args.top) < 1:
         ap.error("--turns and --top are at least 1")
     try:
-        counts = {m: asyncio.run(run(m, args.turns, True)) for m in MODES}
-        times = ({} if args.no_times
-                 else {m: asyncio.run(run(m, args.turns, False)) for m in MODES})
+        counts = asyncio.run(both(args.turns, True))
+        times = {} if args.no_times else asyncio.run(both(args.turns, False))
     except (RuntimeError, OSError) as exc:
         print(f"bench_node_parity: {exc}", file=sys.stderr)
         return 1
