@@ -61,6 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_cluster  # noqa: E402
 import bench_load  # noqa: E402
 import loadgen  # noqa: E402
+import machine_floor  # noqa: E402
 from bench_idle import proc_cpu, thread_cpu  # noqa: E402
 
 from ptt.protocol import auth  # noqa: E402
@@ -476,7 +477,8 @@ def phase(name: str, root: Path, seed_db: Path, groups: dict[str, list[str]],
         # the probe, while the churn runs
         time.sleep(min(5.0, args.duration / 4))
         probe = (_probe(*pair, args.cycles, args.voice) if probing else
-                 {"access": [], "voice": [], "frames": 0, "failed": -1})
+                 {"access": [], "voice": [], "frames": 0, "failed": -1,
+                  "machine": {w: {"cold": [], "warm": []} for w in ("access", "voice")}})
         left = w0 + args.duration - time.monotonic()
         if left > 0:
             time.sleep(left)
@@ -611,6 +613,7 @@ def phase(name: str, root: Path, seed_db: Path, groups: dict[str, list[str]],
         "probe_voice": loadgen.percentiles(probe["voice"]),
         "probe_voice_heard": f"{len(probe['voice'])}/{probe['frames']}",
         "probe_failed": probe["failed"],
+        "probe_machine": probe["machine"],
     })
     return out
 
@@ -640,11 +643,30 @@ def _probe(talker: bench_cluster._Client, listener: bench_cluster._Client, cycle
            voice_seconds: float) -> dict[str, Any]:
     """bench_cluster's floor cycles and voice, bounded per cycle: a cycle that gets no grant
     within 5 s (its request lost with a home whose lease lapsed under load, say) is counted
-    as failed and the next one starts; the run stops after 10 failures."""
+    as failed and the next one starts; the run stops after 10 failures. The machine's floor
+    of the same moments (``machine_floor``): a train of UDP round trips in each cycle's
+    pause and halfway between voice frames, as ``bench_cluster`` takes it."""
+    udp = machine_floor.UdpRoundTrip()
+    try:
+        return _probe_with(talker, listener, cycles, voice_seconds, udp)
+    finally:
+        udp.close()
+
+
+def _probe_with(talker: bench_cluster._Client, listener: bench_cluster._Client, cycles: int,
+                voice_seconds: float, udp: machine_floor.UdpRoundTrip) -> dict[str, Any]:
     group = bench_cluster.GROUP
     loop = bench_cluster._Loop([talker, listener])
     access: list[float] = []
     failed = 0
+    machine: dict[str, dict[str, list[float]]] = {
+        window: {"cold": [], "warm": []} for window in ("access", "voice")}
+
+    def sample(window: str) -> None:
+        cold, warm = machine_floor.train(udp)
+        if cold is not None:
+            machine[window]["cold"].append(cold)
+        machine[window]["warm"] += warm
 
     def state() -> cl.Participation:
         return talker.core.participation(group)
@@ -671,7 +693,12 @@ def _probe(talker: bench_cluster._Client, listener: bench_cluster._Client, cycle
                        and state() is cl.Participation.NO_PERMISSION, 5, "the idle floor")
         except RuntimeError:
             failed += 1
-        pause = time.monotonic() + bench_cluster.PAUSE
+        idle = time.monotonic()
+        pause = idle + bench_cluster.PAUSE
+        # as bench_cluster: once the nodes sent the cycle's bus copies
+        while time.monotonic() < idle + bench_cluster.MACHINE_AT:
+            loop.step(idle + bench_cluster.MACHINE_AT - time.monotonic())
+        sample("access")
         while time.monotonic() < pause:
             loop.step(pause - time.monotonic())
     latency: list[float] = []
@@ -693,6 +720,10 @@ def _probe(talker: bench_cluster._Client, listener: bench_cluster._Client, cycle
             frame = encode_voice(VoiceHeader(*route, seq, 0),
                                  struct.pack("!d", sent) + bytes(60))
             talker.sock.sendto(add_mac(talker.core.voice_key, frame), talker.server)
+            half = start + (seq + 0.5) * bench_cluster.FRAME
+            while time.monotonic() < half:
+                loop.step(half - time.monotonic())
+            sample("voice")
         end = time.monotonic() + 0.5
         while time.monotonic() < end:
             loop.step(0.05)
@@ -705,7 +736,8 @@ def _probe(talker: bench_cluster._Client, listener: bench_cluster._Client, cycle
         c.core.close(time.monotonic())
         c.flush()
         c.sock.close()
-    return {"access": access, "voice": latency, "frames": frames, "failed": failed}
+    return {"access": access, "voice": latency, "frames": frames, "failed": failed,
+            "machine": machine}
 
 
 def _summed(counts: list[dict[str, int]]) -> dict[str, int]:
@@ -1095,6 +1127,31 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "node": args.node, "cluster": cluster}
 
 
+def _verdicts(access: dict[str, float], added: dict[str, float],
+              cluster: dict[str, dict[str, list[float]]],
+              single: dict[str, dict[str, list[float]]]) -> list[machine_floor.Verdict]:
+    """The probe's figures against the targets, raw and scaled by the warm UDP round trips of
+    the same moments (``machine_floor``): floor access by the cluster phase's cycles, voice
+    added by both phases' bursts (it is their difference). The nodes share the seed's secret,
+    so their floor messages and voice take the peer plane (UDP)."""
+    kind = machine_floor.rests_on("peer port (UDP)")
+    out = []
+    for what, measured, target, warm in (
+            ("cross-node floor access", access, bench_cluster.ACCESS_TARGET,
+             cluster["access"]["warm"]),
+            ("cross-node voice added", added, bench_cluster.VOICE_TARGET,
+             cluster["voice"]["warm"] + single["voice"]["warm"])):
+        if not warm:
+            continue
+        now = loadgen.percentiles(warm)
+        for q, t, ref in zip(("p50", "p99"), target, machine_floor.ISSUE_FLOOR[kind],
+                             strict=True):
+            assert ref is not None
+            out.append(machine_floor.scale(f"{what} {q} (on {kind})", measured[q], t, now[q],
+                                           ref))
+    return out
+
+
 def summary(r: dict[str, Any]) -> dict[str, Any]:
     c = r["cluster"]
     s = r["single"] or {}
@@ -1154,6 +1211,9 @@ def summary(r: dict[str, Any]) -> dict[str, Any]:
                                    f"cross-node {pv['p50']:.2f}/{pv['p99']:.2f}")
         out["voice added p50/p99 ms"] = (f"{pv['p50'] - sv['p50']:.2f}/"
                                          f"{pv['p99'] - sv['p99']:.2f}")
+        out["the targets against the machine's floor (bench/machine_floor.py)"] = [
+            v.line() for v in _verdicts(pa, {q: pv[q] - sv[q] for q in ("p50", "p99")},
+                                        c["probe_machine"], s["probe_machine"])]
     else:
         out["cross-node floor access p50/p99 ms"] = f"{pa['p50']:.2f}/{pa['p99']:.2f}"
         out["cross-node voice p50/p99 ms"] = f"{pv['p50']:.2f}/{pv['p99']:.2f}"
