@@ -885,6 +885,8 @@ class Setup:
         self.login_s: float = out["login_s"]
         if args.timing:  # installs the loop thread's timing in the target process
             self.nodes[self.target].call("timing", None)
+        if args.wakes:  # installs the census of the target's wake-ups
+            self.nodes[self.target].call("wakes", None)
         if cluster and args.placement == "product":
             # steering done: each node carries the clients of the groups it homes (up to 30 s;
             # a client left off its home puts its group's traffic on the bus)
@@ -917,6 +919,8 @@ class Setup:
         load_before = loadgen.load_average()
         target = self.nodes[self.target]
         b0 = target.call("bus") if args.timing else {}
+        if args.wakes:  # what woke the target's threads from here on
+            target.call("wakes", None)
         if args.timing:  # the loop thread's CPU by part, cProfile with --cprofile
             target.call("timing", {"cprofile": str(args.timing / f"{tag}.prof")
                                    if args.cprofile else None})
@@ -946,7 +950,10 @@ class Setup:
             b1 = target.call("bus")
             bus = {k: round((v - st["b0"].get(k, 0)) / wall, 2) for k, v in b1.items()
                    if v != st["b0"].get(k, 0)}
+        wakes = ({k: round(v / wall, 2) for k, v in
+                  self.nodes[self.target].call("wakes", None).items()} if args.wakes else {})
         return {**st, "c1": c1, "t1": t1, "wall": wall, "timing": timing, "bus": bus,
+                "wakes": wakes,
                 "load_after": loadgen.load_average()}
 
     def window_result(self, args: argparse.Namespace, st: dict[str, Any]) -> dict[str, Any]:
@@ -966,6 +973,8 @@ class Setup:
                     if not k.endswith((" user", " sys"))},
                 # calls and ms of the loop thread's CPU per s, by part (--timing)
                 "timing": st["timing"], "bus_per_s": st["bus"],
+                # what woke the target's loop and renewer threads, per s (--wakes)
+                "wakes_per_s": st["wakes"],
                 "requests": sum(r["n"]["requests"] for r in res),
                 "unresolved": sum(r["unresolved"] + r["n"]["no_decision"] + r["n"]["failed"]
                                   for r in res)}
@@ -1035,6 +1044,9 @@ def alternate(args: argparse.Namespace) -> dict[str, Any]:
         table = timing_table(pairs, kinds)
         (args.timing / "timing.txt").write_text(table)
         print(table)
+    if args.wakes and pairs:
+        out["wakes"] = wakes_table(pairs, kinds)
+        print(out["wakes"])
     for key in ("ratio", "ratio_z")[:len(kinds) - 1]:
         ratios = sorted(p[key] for p in pairs)
         out.update({f"{key}_median": _median(ratios), f"{key}_min": ratios[0],
@@ -1060,6 +1072,21 @@ def timing_table(pairs: list[dict[str, Any]], kinds: tuple[str, ...]) -> str:
     bus = sorted({k for p in pairs for k in p["y"]["bus_per_s"]})
     lines.append(f"bus messages of {y}'s target per s (median): " + ", ".join(
         f"{k} {_median([p['y']['bus_per_s'].get(k, 0.0) for p in pairs]):.1f}" for k in bus))
+    return "\n".join(lines) + "\n"
+
+
+def wakes_table(pairs: list[dict[str, Any]], kinds: tuple[str, ...]) -> str:
+    """The census of the targets' wake-ups (``--wakes``): the median over the rounds of each
+    cause per s on each side, and Y's less X's, largest first."""
+    def med(side: str, key: str) -> float:
+        return _median([p[side]["wakes_per_s"].get(key, 0.0) for p in pairs])
+
+    keys = sorted({k for p in pairs for side in ("x", "y") for k in p[side]["wakes_per_s"]})
+    rows = sorted(((med("y", k) - med("x", k), k) for k in keys), reverse=True)
+    x, y = kinds[:2]
+    lines = [f"median of {len(pairs)} windows; wake-ups per s of the targets' threads by cause",
+             f"{'cause':<72} {x:>9} {y:>9} {'diff':>7}"]
+    lines += [f"{k[:72]:<72} {med('x', k):9.2f} {med('y', k):9.2f} {d:7.2f}" for d, k in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -1293,6 +1320,9 @@ def main() -> int:
     ap.add_argument("--cprofile", action="store_true",
                     help="with --timing: also cProfile the target's loop thread each window "
                          "(DIR/<round>-<side>.prof; slows it: its CPU figures are not results)")
+    ap.add_argument("--wakes", action="store_true",
+                    help="with --alternate: a census of what woke the targets' loop and "
+                         "renewer threads (bench_load's `wakes`), per window and side")
     ap.add_argument("--json", type=Path, help="write every figure here")
     ap.add_argument("--pyspy", type=Path, metavar="DIR",
                     help="sample each server with py-spy (in the venv) over the churn window: "

@@ -220,6 +220,8 @@ def _server_main(conn: Any, workdir: str, iterations: int, port: int = 0,
                     res = dict(bus_counts) if node is not None else {}
                 elif cmd == "handles":  # the loop's callbacks run since the last call
                     res = _count_handles()
+                elif cmd == "wakes":  # what woke the loop's and the renewer's threads, since
+                    res = _count_wakes(loop, server, node)
                 elif cmd == "timing":  # the loop thread's CPU by callback and part, since
                     res = _timing(server, node, arg)
                 elif cmd == "census":  # the most numerous live object types (a leak hunt)
@@ -286,6 +288,133 @@ def _count_handles() -> dict[str, int]:
     out = dict(_handles)
     _handles.clear()
     return out
+
+
+_wakes: dict[str, Any] | None = None
+
+
+def _count_wakes(loop: Any, server: Any, node: Any) -> dict[str, int]:
+    """What woke the loop's thread and the renewer's (``ptt-lease``) since the last call, a
+    census of their voluntary context switches (the bench's view, installed by the first
+    call, which returns nothing). The loop: each ``select`` in which the thread slept
+    (``getrusage(RUSAGE_THREAD)``'s ``ru_nvcsw`` moved across it) is put down to what was
+    ready, ``fd ...`` (a reader's callback, a transport's protocol: the client socket's
+    ``DatagramProtocol``, NATS's ``StreamReaderProtocol``, etcd's gateway ``_Connection``, the
+    node's peer port, the self-pipe ``_read_from_self``, the bench's command pipe), else
+    ``timer ...`` (the callback of the timer due first); ``threadsafe ...`` counts what other
+    threads handed the loop (each a write to the self-pipe); ``loop other`` is the rest of the
+    thread's switches (the GIL's hand-overs, a blocking call). The renewer: ``lease interval``
+    (its wait for the next renewal), ``lease answer`` (a renewal's request and answer),
+    ``lease other``; ``datagrams in``, the client socket's datagrams (how many a wake-up of the
+    socket found tells how its senders' datagrams bunch). Each key's count is summed over the
+    interval, not per second."""
+    import asyncio
+    import resource
+    import threading
+
+    global _wakes
+
+    def switches() -> int:
+        return resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw
+
+    def callback_name(cb: Any) -> str:
+        owner = getattr(cb, "__self__", None)
+        if isinstance(owner, asyncio.Task):
+            return "task " + getattr(owner.get_coro(), "__qualname__", "?")
+        protocol = getattr(owner, "_protocol", None)
+        if protocol is not None:  # a transport's _read_ready: by its protocol
+            return type(protocol).__qualname__
+        return getattr(getattr(cb, "func", cb), "__qualname__", type(cb).__name__)
+
+    if _wakes is None:
+        counts: dict[str, int] = {}
+        state: dict[str, Any] = {"counts": counts, "loop": switches(), "lease": None,
+                                 "datagrams": server.counters.datagrams_in}
+
+        def add(key: str, n: int = 1) -> None:
+            counts[key] = counts.get(key, 0) + n
+
+        selector = loop._selector
+        select = selector.select
+
+        def counted_select(timeout: float | None = None) -> Any:
+            first = loop._scheduled[0] if loop._scheduled and timeout != 0 else None
+            before = switches()
+            events = select(timeout)
+            slept = switches() - before
+            if slept:
+                add("loop slept in select", slept)
+                for key, mask in events:
+                    reader, writer = key.data if key.data else (None, None)
+                    handle = reader if mask & 1 and reader is not None else writer
+                    what = "?" if handle is None else callback_name(handle._callback)
+                    add(f"fd {'read' if mask & 1 else 'write'} {what}")
+                if not events:
+                    add("timer " + ("none due" if first is None
+                                    else callback_name(first._callback)))
+            return events
+
+        selector.select = counted_select
+        threadsafe = loop.call_soon_threadsafe
+
+        def counted_threadsafe(callback: Any, *args: Any, **kw: Any) -> Any:
+            add(f"threadsafe {callback_name(callback)} "
+                f"(from {threading.current_thread().name})")
+            return threadsafe(callback, *args, **kw)
+
+        loop.call_soon_threadsafe = counted_threadsafe
+        renewer = getattr(getattr(node, "ownership", None), "_renewer", None)
+        if renewer is not None:
+            wait, keep_alive = renewer._stopping.wait, renewer._keep_alive
+
+            def counted_wait(timeout: float | None = None) -> bool:
+                before = switches()
+                try:
+                    return wait(timeout)
+                finally:
+                    add("lease interval", switches() - before)
+
+            def counted_keep_alive(lease_id: int) -> int:
+                before = switches()
+                try:
+                    return keep_alive(lease_id)
+                finally:
+                    add("lease answer", switches() - before)
+
+            renewer._stopping.wait = counted_wait
+            renewer._keep_alive = counted_keep_alive
+            state["lease"] = renewer._thread
+        _wakes = state
+        _wakes["lease_total"] = _thread_switches(state["lease"])
+        return {}
+    counts = dict(_wakes["counts"])
+    _wakes["counts"].clear()
+    counts["datagrams in"] = server.counters.datagrams_in - _wakes["datagrams"]
+    _wakes["datagrams"] = server.counters.datagrams_in
+    now = switches()
+    in_select = counts.get("loop slept in select", 0)
+    counts["loop total"] = now - _wakes["loop"]
+    counts["loop other"] = counts["loop total"] - in_select
+    _wakes["loop"] = now
+    if _wakes["lease"] is not None:
+        total = _thread_switches(_wakes["lease"])
+        counts["lease total"] = total - _wakes["lease_total"]
+        counts["lease other"] = counts["lease total"] - counts.get("lease interval", 0) \
+            - counts.get("lease answer", 0)
+        _wakes["lease_total"] = total
+    return counts
+
+
+def _thread_switches(thread: Any) -> int:
+    """A thread's voluntary context switches so far (0 with no thread)."""
+    if thread is None or thread.native_id is None:
+        return 0
+    try:
+        with open(f"/proc/self/task/{thread.native_id}/status") as f:
+            return next(int(line.split()[1]) for line in f
+                        if line.startswith("voluntary_ctxt_switches"))
+    except OSError:  # the thread ended
+        return 0
 
 
 _timed: dict[str, list[int]] | None = None  # name -> [calls, ns of the loop thread's CPU]

@@ -8,8 +8,10 @@ gateway client, ``ptt.cluster.gateway``, stays the loop's), every TTL/``RENEWALS
 hands each acknowledgement to the node's :class:`~ptt.protocol.cluster_fencing.LeaseClock`.
 
 The renewals travel over one HTTP/1.1 connection to etcd's JSON gateway
-(:class:`GatewayRenewals`, ``/v3/lease/keepalive`` on the member's client port), a request and
-its answer per renewal from the renewer's thread, which waits on its socket with the time left.
+(:class:`GatewayRenewals`, ``/v3/lease/keepalive`` on the member's client port), a request per
+renewal from the renewer's thread, whose answer the thread reads at its next wake-up, an
+interval later (``LeaseRenewer._collect``): one wake-up of the thread a renewal, not two. A
+renewal made again after a failure waits on its socket for its answer with the time left.
 gRPC's synchronous stub, on one long-lived ``LeaseKeepAlive`` stream, needed a reader thread (its
 iterator's read has no timeout) besides gRPC's own request and channel threads, and each of the
 three polled 5-10 times a second (``grpc._common.wait``, the channel's spin): a renewer with
@@ -82,6 +84,7 @@ RENEWALS_PER_TTL = 3
 PENALTY = 10.0
 # what etcd says, as an error, of a lease that expired or was revoked
 LEASE_NOT_FOUND = "requested lease not found"
+KEEPALIVE = "/v3/lease/keepalive"  # etcd's JSON gateway's path for a renewal
 # how long stop() waits for the thread (a renewal in flight ends within its request timeout)
 _JOIN_WITHIN = 2.0
 
@@ -194,32 +197,67 @@ class Gateway:
         kept = self._conn is not None
         while True:
             try:
-                conn = self._conn
-                if conn is None:
-                    # http.client sets TCP_NODELAY on the socket it connects
-                    conn = self._conn = http.client.HTTPConnection(
-                        *self.member, timeout=max(0.001, until - time.monotonic()))
-                    conn.connect()
-                assert conn.sock is not None
-                conn.sock.settimeout(max(0.001, until - time.monotonic()))
-                conn.request("POST", path, body, {"Content-Type": "application/json"})
-                assert conn.sock is not None
-                conn.sock.settimeout(max(0.001, until - time.monotonic()))
-                response = conn.getresponse()
-                return response.status, response.read()
+                self._send(path, body, until)
+                return self._receive(max(0.001, until - time.monotonic()))
             except (OSError, http.client.HTTPException) as exc:
                 # no answer in time, refused, closed, garbled
                 self.close()
                 if kept and isinstance(exc, ConnectionError) and time.monotonic() < until:
                     kept = False
                     continue
-                raise GatewayError(f"{type(exc).__name__}: {exc}" if str(exc)
-                                   else type(exc).__name__, unreachable=True) from None
+                raise _unreachable(exc) from None
+
+    def send(self, path: str, body: bytes, timeout: float) -> None:
+        """POST ``body`` (JSON) to ``path`` without waiting for the answer (:meth:`receive`
+        reads it). Raises :class:`GatewayError` (``unreachable``) when the request could not
+        be written within ``timeout``; the connection is then closed."""
+        try:
+            self._send(path, body, time.monotonic() + timeout)
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            raise _unreachable(exc) from None
+
+    def receive(self, timeout: float) -> tuple[int, bytes]:
+        """The answer to the request :meth:`send` wrote: its status and body, waited for at
+        most ``timeout`` (0: only what has arrived). Raises :class:`GatewayError`
+        (``unreachable``) when no whole answer came in time, the member's closing of the
+        connection included (a request in flight on it is not answered); the connection is
+        then closed."""
+        try:
+            return self._receive(max(0.0, timeout))
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            raise _unreachable(exc) from None
+
+    def _send(self, path: str, body: bytes, until: float) -> None:
+        conn = self._conn
+        if conn is None:
+            # http.client sets TCP_NODELAY on the socket it connects
+            conn = self._conn = http.client.HTTPConnection(
+                *self.member, timeout=max(0.001, until - time.monotonic()))
+            conn.connect()
+        assert conn.sock is not None
+        conn.sock.settimeout(max(0.001, until - time.monotonic()))
+        conn.request("POST", path, body, {"Content-Type": "application/json"})
+
+    def _receive(self, timeout: float) -> tuple[int, bytes]:
+        conn = self._conn
+        if conn is None or conn.sock is None:
+            raise ConnectionError("no request in flight")
+        conn.sock.settimeout(timeout)
+        response = conn.getresponse()
+        return response.status, response.read()
 
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def _unreachable(exc: BaseException) -> GatewayError:
+    """A request's failure to get an answer (no answer in time, refused, closed, garbled)."""
+    return GatewayError(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
+                        unreachable=True)
 
 
 class GatewayRenewals(Gateway):
@@ -230,9 +268,30 @@ class GatewayRenewals(Gateway):
         :class:`RenewalError` when no answer came within ``timeout`` or it was an error; the
         connection is then closed (a late answer on it could not be told from the next)."""
         try:
-            status, answer = self.post("/v3/lease/keepalive", b'{"ID":%d}' % lease_id, timeout)
+            status, answer = self.post(KEEPALIVE, b'{"ID":%d}' % lease_id, timeout)
         except GatewayError as exc:
             raise RenewalError(exc.details, exc.unreachable) from None
+        return self._ttl(lease_id, status, answer)
+
+    def send_renewal(self, lease_id: int, timeout: float) -> None:
+        """Send a renewal of ``lease_id`` and return at once: :meth:`answer` reads what etcd
+        said. Raises :class:`RenewalError` when it could not be sent within ``timeout``."""
+        try:
+            self.send(KEEPALIVE, b'{"ID":%d}' % lease_id, timeout)
+        except GatewayError as exc:
+            raise RenewalError(exc.details, exc.unreachable) from None
+
+    def answer(self, lease_id: int, timeout: float) -> int:
+        """The TTL etcd answered to the renewal of ``lease_id`` :meth:`send_renewal` sent (0:
+        no such lease), waited for at most ``timeout``. Raises :class:`RenewalError` as
+        :meth:`Gateway.receive` and :meth:`renew` do."""
+        try:
+            status, answer = self.receive(timeout)
+        except GatewayError as exc:
+            raise RenewalError(exc.details, exc.unreachable) from None
+        return self._ttl(lease_id, status, answer)
+
+    def _ttl(self, lease_id: int, status: int, answer: bytes) -> int:
         try:
             result = json.loads(answer)
             if status == 200 and "result" in result:
@@ -273,6 +332,8 @@ class LeaseRenewer:
         self._reported = 0  # this silence of the loop logged: 1 as renewed anyway, 2 as withheld
         self._warned_at = float("-inf")  # when a failed renewal was last logged
         self._connection: GatewayRenewals | None = None  # the thread's alone
+        # the renewal whose answer the next wake-up reads (the thread's alone): lease, sent at
+        self._in_flight: tuple[int, float] | None = None
 
     # --- the loop's side --------------------------------------------------------------------
 
@@ -307,16 +368,46 @@ class LeaseRenewer:
             while not self._stopping.wait(max(0.0, due - self._clock())):
                 due = self._clock() + self.lease_clock.ttl / RENEWALS_PER_TTL
                 try:
-                    self._renew()
+                    self._renew(wait=not self._collect())
                 except Exception:  # a renewer that dies would let the lease lapse unexplained
                     log.exception("lease renewal failed; trying again")
         finally:
             self._end_connection()
 
-    def _renew(self) -> None:
+    def _collect(self) -> bool:
+        """The answer to the renewal sent at the thread's last wake-up, read now, an interval
+        later, from what has arrived: the thread wakes once a renewal, not a second time for
+        its answer (~1 ms after the request; each wake-up of a thread that slept costs
+        0.15-1.5 ms of CPU on the benches' VM: docs/cluster.md, "Where a node's CPU goes").
+        The acknowledgement counts from the renewal's sending as before, so the lease clock
+        stays as safe; it reaches the clock an interval later, so the clock is sure of the
+        lease an interval less ahead (TTL - 2 intervals, 1/3 s with the default 1 s TTL) and
+        a thread late by more than that leaves the home unsure (its floor decisions wait)
+        while etcd still holds the lease. True when the answer came (acknowledged, or the
+        lease gone) or none was awaited; False when the renewal must be made again at once
+        and its answer waited for: none came in time (or the member closed the connection
+        instead), and the member is left as a timed-out renewal leaves it: a second try on
+        it would take a whole timeout more, and the lease's slack is two intervals."""
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is None or self._connection is None:
+            return True
+        lease_id, sent = in_flight
+        try:
+            ttl = self._connection.answer(lease_id, sent + self._timeout - self._clock())
+        except RenewalError as exc:
+            if LEASE_NOT_FOUND not in exc.details:
+                self._failed(exc, sent)
+                return False
+            ttl = 0
+        self._answered(lease_id, sent, ttl)
+        return True
+
+    def _renew(self, wait: bool = True) -> None:
         """One renewal of the lease in use, tried again at once (on the next member if the
         one in use did not answer) until etcd answers, the lease changes, the loop has been
-        silent too long, or the renewer stops."""
+        silent too long, or the renewer stops. ``wait`` false: a first try is sent and its
+        answer left for :meth:`_collect` at the next wake-up; one that could not be sent is
+        tried again, waited for."""
         while not self._stopping.is_set():
             with self._lock:
                 lease_id = self._lease_id
@@ -346,19 +437,17 @@ class LeaseRenewer:
                                 "for a CPU); lease renewed", silent, charged)
             sent = self._clock()
             try:
+                if not wait:
+                    self._connect().send_renewal(lease_id, self._timeout)
+                    self._in_flight = (lease_id, sent)
+                    return
                 ttl = self._keep_alive(lease_id)
             except RenewalError as exc:
                 if LEASE_NOT_FOUND in exc.details:
                     ttl = 0
                 else:
-                    if sent - self._warned_at >= self.lease_clock.ttl:
-                        self._warned_at = sent  # at most once a TTL: etcd may stay away
-                        log.warning("etcd did not renew the lease: %s (%s)", exc.details,
-                                    "%s:%d" % self._members.current)
-                    failed = self._members.current
-                    if exc.unreachable and self._members.failed(self._clock()):
-                        self._end_connection()
-                        self._in_loop(self._on_member_failed, failed)
+                    self._failed(exc, sent)
+                    wait = True
                     # the lease runs out a TTL after the last renewal etcd received; if etcd
                     # stays unreachable, so does the lease clock
                     self._stopping.wait(self._timeout / 10)
@@ -366,11 +455,27 @@ class LeaseRenewer:
             self._answered(lease_id, sent, ttl)
             return
 
+    def _failed(self, exc: RenewalError, sent: float) -> None:
+        """A renewal sent at ``sent`` failed: said at most once a TTL, and a member that did not
+        answer left for the next (the loop told, ``on_member_failed``)."""
+        if sent - self._warned_at >= self.lease_clock.ttl:
+            self._warned_at = sent  # at most once a TTL: etcd may stay away
+            log.warning("etcd did not renew the lease: %s (%s)", exc.details,
+                        "%s:%d" % self._members.current)
+        failed = self._members.current
+        if exc.unreachable and self._members.failed(self._clock()):
+            self._end_connection()
+            self._in_loop(self._on_member_failed, failed)
+
     def _keep_alive(self, lease_id: int) -> int:
+        return self._connect().renew(lease_id, self._timeout)
+
+    def _connect(self) -> GatewayRenewals:
+        """The connection to the member in use (a new one after a move to another)."""
         if self._connection is None or self._connection.member != self._members.current:
             self._end_connection()
             self._connection = GatewayRenewals(self._members.current)
-        return self._connection.renew(lease_id, self._timeout)
+        return self._connection
 
     def _end_connection(self) -> None:
         if self._connection is not None:

@@ -117,3 +117,96 @@ def test_the_renewer_renews_from_its_own_thread_alone(etcd: Etcd) -> None:
     started, renewed = asyncio.run(run())
     assert renewed and not failed, failed
     assert started == {"ptt-lease"}
+
+
+def _switches(thread: threading.Thread) -> int:
+    with open(f"/proc/self/task/{thread.native_id}/status") as f:
+        return next(int(line.split()[1]) for line in f
+                    if line.startswith("voluntary_ctxt_switches"))
+
+
+def test_the_renewer_wakes_once_a_renewal_and_its_clock_stays_sure(etcd: Etcd) -> None:
+    """Each renewal's answer is read at the thread's next wake-up, not waited for: one wake-up
+    of the thread a renewal, and the lease clock sure of the lease all along (sure until an
+    interval, a third of the TTL, past the last wake-up's answer). The test's etcd makes a
+    lease of 2 s at least (its election timeout): renewals 2/3 s apart."""
+    member = _member(etcd)
+    lease_id = _grant(member, 2)
+    clock = LeaseClock(2.0)
+    failed: list[object] = []
+    answered: list[float] = []
+
+    async def run() -> tuple[int, bool]:
+        renewer = LeaseRenewer([member], clock, clock=time.monotonic, timeout=1 / 3,
+                               on_lost=lambda: failed.append("lost"),
+                               on_member_failed=failed.append)
+        answer = renewer._answered
+
+        def counted(lease: int, sent: float, ttl: int) -> None:
+            answered.append(sent)
+            answer(lease, sent, ttl)
+
+        renewer._answered = counted  # type: ignore[method-assign]
+        renewer.begin(lease_id, time.monotonic(), 2.0)
+        renewer.start(asyncio.get_running_loop())
+        sure = True
+        try:
+            await asyncio.sleep(0.1)
+            before = _switches(renewer._thread)
+            first = len(answered)
+            for _ in range(40):  # 2 s: three renewals
+                await asyncio.sleep(0.05)
+                renewer.loop_alive(time.monotonic())
+                sure = sure and clock.valid(time.monotonic())
+            switches = _switches(renewer._thread) - before
+            print(f"{switches} wake-ups of the thread, {len(answered) - first} renewals")
+            return switches - (len(answered) - first), sure
+        finally:
+            await renewer.stop()
+            _revoke(member, lease_id)
+
+    extra, sure = asyncio.run(run())
+    assert not failed, failed
+    assert len(answered) >= 3, answered
+    assert sure
+    assert extra <= 1, extra  # one wake-up a renewal (its interval's end), not two
+
+
+def test_a_renewal_left_unanswered_moves_to_the_next_member_at_the_next_wake_up(
+        etcd: Etcd) -> None:
+    """A member that takes the renewal and answers nothing is left at the thread's next
+    wake-up (an interval, the renewal's timeout) and the renewal is made again on the next
+    member, its answer waited for: the lease clock is sure again within an interval and a
+    few ms of the unanswered renewal."""
+    member = _member(etcd)
+    lease_id = _grant(member, 30)
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts (the kernel's backlog), never reads
+    quiet = silent.getsockname()[:2]
+    clock = LeaseClock(0.9)
+    failed: list[object] = []
+
+    async def run() -> float:
+        renewer = LeaseRenewer([quiet, member], clock, clock=time.monotonic,
+                               timeout=0.3, on_lost=lambda: failed.append("lost"),
+                               on_member_failed=failed.append)
+        # acknowledged long ago; a 0.9 s TTL: renewals 0.3 s apart, each the timeout
+        renewer.begin(lease_id, time.monotonic() - 10.0, 0.9)
+        started = time.monotonic()
+        renewer.start(asyncio.get_running_loop())
+        try:
+            for _ in range(60):
+                await asyncio.sleep(0.02)
+                renewer.loop_alive(time.monotonic())
+                if clock.valid(time.monotonic()):
+                    return time.monotonic() - started
+            return float("inf")
+        finally:
+            await renewer.stop()
+            _revoke(member, lease_id)
+
+    try:
+        took = asyncio.run(run())
+    finally:
+        silent.close()
+    assert failed == [quiet], failed
+    assert 0.28 <= took < 0.3 + 0.2, took  # an interval, the renewal made again and answered
