@@ -62,7 +62,7 @@ from ptt.protocol.cluster_clients import (
     told_by,
 )
 from ptt.protocol.cluster_peers import PeerPlane
-from ptt.protocol.cluster_routing import ClusterRouting, HomeMap, StaticHomes
+from ptt.protocol.cluster_routing import TIMER_SLACK, ClusterRouting, HomeMap, StaticHomes
 from ptt.protocol.server import GroupUpdated, ServerCore
 from ptt.protocol.session import Addr
 from ptt.wire.peer import CONTROL, MAX_PEER_DATAGRAM, VOICE, peer_key
@@ -127,6 +127,11 @@ BUS_GATHER = 0.01
 # other work is not starved by a flood on the peer port)
 PEER_READS = 64
 PEER_BUFFER = 4 << 20  # bytes of socket buffer each way: frames of many groups at once
+
+
+def _resolve(future: asyncio.Future[None] | None) -> None:
+    if future is not None and not future.done():
+        future.set_result(None)
 
 
 def clients_prefix(node: str) -> bytes:
@@ -240,6 +245,11 @@ class ClusterNode:
         self._clients = ClientShards()
         self._arrived = asyncio.Event()  # a client came while only departures waited
         self._publishing: asyncio.Task[None] | None = None
+        # when the client list's next write may go, and what the writer waits on meanwhile:
+        # resolved in passing by a turn after that time (flush), else by a timer TIMER_SLACK
+        # later (a loop that slept wakes for it alone)
+        self._write_at: float | None = None
+        self._write_due: asyncio.Future[None] | None = None
         # what the node wrote to etcd of its client list: bytes, transactions, failures
         self.clients_written = {"bytes": 0, "writes": 0, "shards": 0, "failed": 0}
         # dead nodes' clients: lists read (s from the death to each read), clients in them,
@@ -372,9 +382,22 @@ class ClusterNode:
                     stats["writes"] += 1
                     stats["shards"] += len(batch)
                     stats["bytes"] += sum(len(v) for _, v in batch)
-                await asyncio.sleep(CLIENTS_PUBLISH_EVERY)
+                await self._until_write(CLIENTS_PUBLISH_EVERY)
         finally:
             self._publishing = None
+            self._write_at = self._write_due = None
+
+    async def _until_write(self, wait: float) -> None:
+        """``wait`` s, ended by the first turn after it (:meth:`flush`) or, in a loop with no
+        turn meanwhile, by a timer ``TIMER_SLACK`` later."""
+        loop = asyncio.get_running_loop()
+        due: asyncio.Future[None] = loop.create_future()
+        self._write_at, self._write_due = loop.time() + wait, due
+        timer = loop.call_at(self._write_at + TIMER_SLACK, _resolve, due)
+        try:
+            await due
+        finally:
+            timer.cancel()
 
     def _on_node(self, node: str, address: str | None) -> None:
         assert self.ownership is not None
@@ -603,9 +626,12 @@ class ClusterNode:
         under cProfile)."""
         if self.ownership is not None:  # the lease's sign without a wake-up of its own
             self.ownership.alive_in_passing()
+        if self._write_at is not None and now >= self._write_at:  # the client list's next write
+            self._write_at = None
+            _resolve(self._write_due)
         routing = self.routing
-        if routing.idle:  # no bus write waits either: one is made whenever the routing has one
-            return
+        if routing.idle and not routing.due_in_passing(now):
+            return  # no bus write waits either: one is made whenever the routing has one
         urgent = routing.floor_waiting
         routing.flush(now)
         datagrams = routing.datagrams_to_send()

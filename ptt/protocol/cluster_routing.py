@@ -168,6 +168,7 @@ __all__ = [
     "PAGE_MARKS_EVERY",
     "HomeMap",
     "StaticHomes",
+    "TIMER_SLACK",
     "CALL_TERM",
     "call_id_slice",
     "from_wire",
@@ -220,6 +221,12 @@ _SURE_INPUTS = frozenset({wc.InputKind.RELEASE, wc.InputKind.LOST})
 # bench_cluster, load 0.4-1.7). A lost datagram's mirror is right 20 ms later, far below what
 # a listener notices
 BUS_COPY_DELAY = 0.02
+# s the timers that tolerate lateness (the bus copies, the page receipts, presence) may wait past
+# their time for a turn the node runs anyway (:meth:`ClusterRouting.flush`, after each batch of
+# datagrams: under churn every 2-3 ms) before their own timer wakes the loop: each wake-up of a
+# loop that slept costs 0.15-1.5 ms of CPU on the benches' VM (docs/cluster.md, "Where a node's
+# CPU goes"). A bus copy then leaves 20-40 ms after its datagram, a Presence every 2.0-2.02 s
+TIMER_SLACK = 0.02
 
 
 class HomeMap(Protocol):
@@ -385,6 +392,9 @@ class ClusterRouting:
         # after every turn of the server): lowered where one is set, worked out again when the
         # timer ran; one that went past unchanged only makes a turn of handle_timer early
         self._timer_at: float | None = None
+        # the earliest time of the timers that tolerate lateness: a flush from then on runs
+        # them in passing (their timer is TIMER_SLACK later, in _timer_at)
+        self._passing_at: float | None = None
         self._floor_out = False  # _out holds a floor input or floor news (floor_waiting)
         self._ref = 0
         self._pending: dict[int, _Pending] = {}
@@ -488,6 +498,11 @@ class ClusterRouting:
         return not (self._out or self._plane_out or self.core.floors.log or self._logins
                     or self.peers is not None and self.peers.ask)
 
+    def due_in_passing(self, now: float) -> bool:
+        """Is a timer that tolerates lateness due (``TIMER_SLACK``)? :meth:`flush` runs it
+        now, in a turn the node runs anyway, rather than its timer later."""
+        return self._passing_at is not None and now >= self._passing_at
+
     @property
     def floor_waiting(self) -> bool:
         """Does a floor input or floor news wait to be sent (in the messages, or in the core's
@@ -515,6 +530,8 @@ class ClusterRouting:
         return tuple(n for n in relay if n != self.node)
 
     def get_timer(self) -> float | None:
+        """The routing's next deadline: the held inputs' retry, and the others
+        ``TIMER_SLACK`` after their time (a flush before then runs them in passing)."""
         return self._timer_at
 
     def _due(self, at: float) -> None:
@@ -522,25 +539,41 @@ class ClusterRouting:
         if self._timer_at is None or at < self._timer_at:
             self._timer_at = at
 
+    def _due_in_passing(self, at: float) -> None:
+        """A timer that tolerates lateness was set at ``at``: run by a flush from then on,
+        else by the timer ``TIMER_SLACK`` later."""
+        if self._passing_at is None or at < self._passing_at:
+            self._passing_at = at
+        self._due(at + TIMER_SLACK)
+
     def _timers_moved(self) -> None:
-        at = None
-        for t in (self._retry_at, self._presence_at, self._marks_at, self._copies_at):
-            if t is not None and (at is None or t < at):
-                at = t
+        passing = None
+        for t in (self._presence_at, self._marks_at, self._copies_at):
+            if t is not None and (passing is None or t < passing):
+                passing = t
+        self._passing_at = passing
+        at = None if passing is None else passing + TIMER_SLACK
+        if self._retry_at is not None and (at is None or self._retry_at < at):
+            at = self._retry_at
         self._timer_at = at
 
     def handle_timer(self, now: float) -> None:
+        self._in_passing(now)
+        if self._retry_at is not None and now >= self._retry_at:
+            self._retry_at = None
+            for group in list(self._homeless):
+                self._send_homeless(group, now)
+            self.flush(now)
+        self._timers_moved()
+
+    def _in_passing(self, now: float) -> None:
+        """What of the timers that tolerate lateness (``TIMER_SLACK``) is due by ``now``."""
         if self._copies_at is not None and now >= self._copies_at:
             self._out.extend(self._copies)
             self._copies.clear()
             self._copies_at = None
         if self._marks_at is not None and now >= self._marks_at:
             self._send_page_marks()
-        if self._retry_at is not None and now >= self._retry_at:
-            self._retry_at = None
-            for group in list(self._homeless):
-                self._send_homeless(group, now)
-            self.flush(now)
         if self._presence_at is not None and now >= self._presence_at:
             self._send_presence_full()
             self._send_peers()
@@ -752,7 +785,7 @@ class ClusterRouting:
                     self._copies.append((node, data))
                     if self._copies_at is None:
                         self._copies_at = now + BUS_COPY_DELAY
-                        self._due(self._copies_at)
+                        self._due_in_passing(self._copies_at)
                 continue
             self._out.append((node, data))
 
@@ -1117,7 +1150,7 @@ class ClusterRouting:
         self._page_marks.append((page_id, user, device, read))
         if self._marks_at is None:
             self._marks_at = now + PAGE_MARKS_EVERY
-            self._due(self._marks_at)
+            self._due_in_passing(self._marks_at)
 
     def _send_page_marks(self) -> None:
         marks, self._page_marks, self._marks_at = self._page_marks, [], None
@@ -1466,7 +1499,10 @@ class ClusterRouting:
         """Publish the floor events of this node's groups the core produced since the last call
         (its own clients' requests, its timers, its sessions lost), and the logins since then
         (one Login message to each other live node), and a ``Peer`` to each node the plane
-        asks about (:attr:`PeerPlane.ask`)."""
+        asks about (:attr:`PeerPlane.ask`); and what of the timers that tolerate lateness is
+        due (``TIMER_SLACK``): a turn the node runs anyway spares the loop their wake-ups."""
+        if self._passing_at is not None and now >= self._passing_at:
+            self._in_passing(now)
         if self.peers is not None and self.peers.ask:
             self._ask_peers(self.peers)
         if self._logins:

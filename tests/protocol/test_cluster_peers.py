@@ -10,6 +10,7 @@ import pytest
 from ptt.errors import ProtocolError
 from ptt.protocol.client import FloorStateChanged, Participation
 from ptt.protocol.cluster_peers import ASK_EVERY, WINDOW, PeerPlane
+from ptt.protocol.cluster_routing import BUS_COPY_DELAY, TIMER_SLACK
 from ptt.wire import cluster as wc
 from ptt.wire.peer import CONTROL, peer_key, seal
 from ptt.wire.voice import VoiceHeader, encode_voice
@@ -406,3 +407,25 @@ def test_the_plane_carries_floor_messages_alone() -> None:
     msg = wc.encode(wc.Presence("a", (), (), True))
     got = b.accept(plane.seal(msg, CONTROL), 0.0)
     assert got is not None and got.kind == CONTROL and got.frame == msg
+
+
+def test_the_bus_copies_ride_on_a_turn_after_their_time_else_wake_the_loop_the_slack_later(
+        ) -> None:
+    """The news's bus copies wait BUS_COPY_DELAY; a turn of the home's node after that (its
+    flush) sends them in passing, and its timer for them is TIMER_SLACK later still: a busy
+    node's loop does not wake for them."""
+    sim = _floor_sim()
+    sim.clients["ann"].request_floor("g", sim.now)
+    sim.run_until(sim.now + BUS_COPY_DELAY / 4)
+    home = sim.routing["C"]
+    due = home._copies_at
+    assert due is not None
+    assert home.get_timer() == pytest.approx(due + TIMER_SLACK)
+    home.messages_to_send()
+    home.flush(due - 0.001)  # a turn before their time: they wait
+    assert not home.messages_to_send() and home._copies_at == due
+    home.flush(due + 0.001)  # a turn after it: in passing
+    copies = [(to, wc.decode(data)) for to, data in home.messages_to_send()]
+    assert [(to, type(x)) for to, x in copies] == [("A", wc.FloorNews), ("B", wc.FloorNews)]
+    assert home._copies_at is None
+    assert home.get_timer() is None or home.get_timer() > due + TIMER_SLACK
