@@ -168,8 +168,6 @@ def _server_main(conn: Any, workdir: str, iterations: int, port: int = 0,
 
         loop.call_at(loop.time() + LAG_EVERY, tick, loop.time() + LAG_EVERY)
 
-        loop.call_at(loop.time() + LAG_EVERY, tick, loop.time() + LAG_EVERY)
-
         def on_command() -> None:
             try:
                 cmd, arg = conn.recv()
