@@ -1530,16 +1530,16 @@ class ClusterRouting:
 
     def _publish(self, group: str, events: Sequence[fl.FloorEvent], origin: str,
                  ref: int, now: float) -> None:
-        term = self._home_of(group)[1]
-        if term < 1 or not self._may_act(group, now):
-            return  # a home whose lease may be gone stamps nothing (cluster_fencing)
         relay = self._relay.get(group, set())
         to = set(relay)
         if origin:
             to.add(origin)
         to.discard(self.node)
-        if not to:
+        if not to:  # every member here: the news is for nobody (asked first: the usual case)
             return
+        term = self._home_of(group)[1]
+        if term < 1 or not self._may_act(group, now):
+            return  # a home whose lease may be gone stamps nothing (cluster_fencing)
         f = self.core.floors.floor(group)
         self._seq += 1
         news = wc.FloorNews(group, term, self.node, origin, ref, tuple(map(to_wire, events)),
