@@ -6,6 +6,7 @@ The figures are not checked against the targets (CI machines are too noisy), onl
 
 from __future__ import annotations
 
+import asyncio
 import math
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ import bench_core_relay  # noqa: E402
 import bench_floor_access  # noqa: E402
 import bench_idle  # noqa: E402
 import bench_import  # noqa: E402
+import bench_node_parity  # noqa: E402
 import bench_relay  # noqa: E402
 import echo_floor  # noqa: E402
 import loadgen  # noqa: E402
@@ -32,6 +34,21 @@ def test_core_relay_tiny() -> None:
 def test_idle_heartbeat_cost_tiny() -> None:
     r = bench_idle.heartbeat_cost(beats=200, repeats=2)
     assert 0 < r["best_us"] <= r["median_us"] < 1000  # microseconds of CPU per heartbeat
+
+
+@pytest.mark.timeout(60)
+def test_node_parity_tiny() -> None:
+    """A node with every member on it runs few calls per turn beyond a single server's
+    (bench_node_parity: 9-10 more a heartbeat, 13-14 a frame, 4-5 an empty turn; before the
+    node's idle flush, frame_nodes and one-number timer 16, 26-33 and 11)."""
+    counts = asyncio.run(bench_node_parity.both(5, True))
+    single, node = counts["single"], counts["node"]
+    extra = {k: node[k]["calls"] - single[k]["calls"] for k in bench_node_parity.KINDS}
+    assert single["heartbeat"]["calls"] > 50 and single["frame"]["calls"] > 30
+    assert 0 < extra["heartbeat"] <= 13 and 0 < extra["empty"] <= 8, extra
+    assert 0 < extra["frame"] <= 19, extra
+    assert node["frame"]["by_func"].get("voice.py:peek_frame", 0) == single["frame"][
+        "by_func"].get("voice.py:peek_frame", 0)  # the node reads no frame header again
 
 
 def test_percentiles() -> None:
