@@ -239,7 +239,6 @@ async def _turns(server: PttServer, ann: Client, clients: list[Client], turns: i
 
 
 def main() -> int:
-    logging.disable(logging.WARNING)  # the servers' start-up lines
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
@@ -250,6 +249,9 @@ def main() -> int:
     args = ap.parse_args()
     if min(args.turns, args.top) < 1:
         ap.error("--turns and --top are at least 1")
+    # the servers' start-up lines; after the options are read, so a --help in a test's
+    # process leaves that process's logging as it was
+    logging.disable(logging.WARNING)
     try:
         counts = asyncio.run(both(args.turns, True))
         times = {} if args.no_times else asyncio.run(both(args.turns, False))

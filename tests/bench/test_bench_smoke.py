@@ -7,6 +7,7 @@ The figures are not checked against the targets (CI machines are too noisy), onl
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import sys
 from pathlib import Path
@@ -120,10 +121,14 @@ def test_fanout_tiny() -> None:
                                           if "argparse" in p.read_text(encoding="utf-8")))
 def test_every_bench_explains_its_options(script: str, monkeypatch: pytest.MonkeyPatch,
                                           capsys: pytest.CaptureFixture[str]) -> None:
-    """`--help` prints the options and exits 0 (argparse formats help with %: a bare % broke it)."""
+    """`--help` prints the options and exits 0 (argparse formats help with %: a bare % broke it),
+    and leaves the process's logging as it was: the suite's other tests share the process (a
+    bench that called ``logging.disable`` before reading its options silenced them all)."""
     module = __import__(script)
     monkeypatch.setattr(sys, "argv", [f"{script}.py", "--help"])
+    disabled = logging.root.manager.disable
     with pytest.raises(SystemExit) as stop:
         module.main()
     assert stop.value.code == 0
     assert "usage:" in capsys.readouterr().out
+    assert logging.root.manager.disable == disabled
