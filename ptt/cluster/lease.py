@@ -379,9 +379,10 @@ class LeaseRenewer:
         later, from what has arrived: the thread wakes once a renewal, not a second time for
         its answer (~1 ms after the request; each wake-up of a thread that slept costs
         0.15-1.5 ms of CPU on the benches' VM: docs/cluster.md, "Where a node's CPU goes").
-        The acknowledgement counts from the renewal's sending as before, so the lease clock
-        stays as safe; it reaches the clock an interval later, so the clock is sure of the
-        lease an interval less ahead (TTL - 2 intervals, 1/3 s with the default 1 s TTL) and
+        The acknowledgement counts from the renewal's sending, not from its reading, so the
+        lease clock is as safe as with an answer waited for; it reaches the clock an interval
+        later, so the clock is sure of the lease an interval less ahead (TTL - 2 intervals,
+        1/3 s with the default 1 s TTL) and
         a thread late by more than that leaves the home unsure (its floor decisions wait)
         while etcd still holds the lease. True when the answer came (acknowledged, or the
         lease gone) or none was awaited; False when the renewal must be made again at once

@@ -40,8 +40,9 @@ def test_idle_heartbeat_cost_tiny() -> None:
 @pytest.mark.timeout(60)
 def test_node_parity_tiny() -> None:
     """A node with every member on it runs few calls per turn beyond a single server's
-    (bench_node_parity: 9-10 more a heartbeat, 13-14 a frame, 4-5 an empty turn; before the
-    node's idle flush, frame_nodes and one-number timer 16, 26-33 and 11)."""
+    (bench_node_parity: 9-10 more a heartbeat, 13-14 a frame, 4-5 an empty turn: a turn that
+    gives the routing nothing ends at once, a frame's other nodes are worked out once, the
+    routing's timer is one number)."""
     counts = asyncio.run(bench_node_parity.both(5, True))
     single, node = counts["single"], counts["node"]
     extra = {k: node[k]["calls"] - single[k]["calls"] for k in bench_node_parity.KINDS}
